@@ -1,0 +1,1 @@
+"""pyd's Alembic migrations, installed as the C{pyd_migrations} package."""

@@ -1,0 +1,1 @@
+"""Alembic revisions: sequential, readable ids; batch mode for SQLite."""

@@ -1,0 +1,1 @@
+"""HTTP layer: translates the Docker Engine API to engine calls and back. Wire JSON lives only here."""

@@ -1,0 +1,61 @@
+"""The single exception -> HTTP status table (layer: api)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from pyd.core import errors
+
+log = Logger()
+
+STATUS: list[tuple[type[BaseException], int]] = [
+    (errors.NotModified, 304),
+    (errors.NotFound, 404),
+    (errors.InvalidParameter, 400),
+    (errors.Conflict, 409),
+    (errors.Forbidden, 403),
+    (errors.Unavailable, 503),
+    (errors.Unsupported, 501),
+    (errors.SystemError_, 500),
+]
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status for a domain error (500 for anything unclassified)."""
+    for cls, code in STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+def error_body(message: str) -> bytes:
+    """dockerd's error body: C{{"message": ...}} and a newline."""
+    return json.dumps({"message": message}).encode() + b"\n"
+
+
+def write_error(request: Any, exc: BaseException) -> bytes:
+    """Set status and headers for C{exc} on C{request}; return the body to write."""
+    code = status_for(exc)
+    request.setResponseCode(code)
+    if code == 304:
+        return b""
+    if isinstance(exc, errors.PydError):
+        message = exc.message
+    else:
+        message = "internal error: " + type(exc).__name__
+    request.setHeader(b"Content-Type", b"application/json")
+    return error_body(message)
+
+
+def handle_failure(request: IRequest, failure: Failure) -> bytes:
+    """Klein error handler body: log the unexpected, render the JSON error."""
+    exc = failure.value
+    if not isinstance(exc, errors.PydError):
+        log.failure("Unhandled error serving {method} {uri}", failure,
+                    method=request.method, uri=request.uri)
+    return write_error(request, exc)

@@ -1,0 +1,134 @@
+"""The root resource: version prefix, common headers, C{/_ping}, dispatch to routers (layer: api)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import IResource, Resource
+
+from pyd import __version__
+from pyd.api.base import Router
+from pyd.api.errors import error_body, write_error
+from pyd.core.errors import PydError
+
+log = Logger()
+
+MIN_API = (1, 24)
+MAX_API = (1, 50)
+MIN_API_STR = "1.24"
+MAX_API_STR = "1.50"
+ENGINE_VERSION = "28.2.2"
+SERVER_HEADER = f"pyd/{__version__} (linux)".encode()
+
+_VERSION_RE = re.compile(rb"^v(\d+)\.(\d+)$")
+_COMMON = [
+    (b"Api-Version", MAX_API_STR.encode()),
+    (b"Ostype", b"linux"),
+    (b"Docker-Experimental", b"false"),
+    (b"Server", SERVER_HEADER),
+]
+
+# Called before dispatch with (request, method, route path); raises PydError (e.g. Forbidden) to refuse.
+Guard = Callable[[Any, str, str], None]
+
+
+class ApiRoot(Resource):
+    """Serves the whole Engine API; routers never see the C{/vX.Y} prefix."""
+
+    isLeaf = True
+
+    def __init__(self, routers: Iterable[Router], guard: Guard | None = None) -> None:
+        super().__init__()
+        self._by_prefix: dict[bytes, IResource] = {}
+        for router in routers:
+            res = router.resource()
+            for prefix in router.prefixes:
+                self._by_prefix[prefix.encode()] = res
+        self.guard = guard
+
+    def render(self, request: Any) -> Any:
+        """Negotiate the version, add the common headers, dispatch."""
+        for name, value in _COMMON:
+            request.setHeader(name, value)
+        path = request.postpath
+        if path and path[0] == b"_ping":
+            return self._ping(request)
+        if path:
+            m = _VERSION_RE.match(path[0])
+            if m:
+                version = (int(m.group(1)), int(m.group(2)))
+                if version > MAX_API:
+                    return self._fail(request, 400, (
+                        f"client version {m.group(1).decode()}.{m.group(2).decode()} is too new. "
+                        f"Maximum supported API version is {MAX_API_STR}"))
+                if version < MIN_API:
+                    return self._fail(request, 400, (
+                        f"client version {m.group(1).decode()}.{m.group(2).decode()} is too old. "
+                        f"Minimum supported API version is {MIN_API_STR}, please upgrade your "
+                        "client to a newer version"))
+                request.pyd_api_version = version
+                request.prepath.append(path[0])
+                path = request.postpath = path[1:]
+        if not path or not path[0]:
+            return self._not_found(request)
+        if path[0] == b"_ping":
+            return self._ping(request)
+        target = self._by_prefix.get(path[0])
+        if target is None:
+            return self._not_found(request)
+        if self.guard is not None:
+            try:
+                self.guard(request, request.method.decode(), "/" + b"/".join(path).decode("utf-8", "replace"))
+            except PydError as e:
+                return write_error(request, e)
+        return target.render(request)
+
+    def _ping(self, request: Any) -> bytes:
+        request.setHeader(b"Builder-Version", b"1")
+        request.setHeader(b"Swarm", b"inactive")
+        request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
+        request.setHeader(b"Pragma", b"no-cache")
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        if request.method == b"HEAD":
+            request.setHeader(b"Content-Length", b"0")
+            return b""
+        if request.method != b"GET":
+            return self._not_found(request)
+        return b"OK"
+
+    def _fail(self, request: Any, code: int, message: str) -> bytes:
+        request.setResponseCode(code)
+        request.setHeader(b"Content-Type", b"application/json")
+        return error_body(message)
+
+    def _not_found(self, request: Any) -> bytes:
+        return self._fail(request, 404, "page not found")
+
+
+class ApiSite(server.Site):
+    """A Site that logs one line per request (method, path, status, duration) at debug level."""
+
+    noisy = False
+
+    def __init__(self, resource: IResource, **kw: Any) -> None:
+        super().__init__(resource, **kw)
+        self.sessionFactory = server.Session
+
+    def log(self, request: Any) -> None:
+        """twisted.web's access-log hook, as one structured event."""
+        started = getattr(request, "pyd_started", None)
+        duration = (time.monotonic() - started) if started else 0.0
+        log.debug("{method} {path} {code} {duration:.4f}s api={version}",
+                  method=request.method.decode(), path=request.uri.decode("utf-8", "replace"),
+                  code=request.code, duration=duration,
+                  version=".".join(map(str, getattr(request, "pyd_api_version", MAX_API))))
+
+    def getResourceFor(self, request: Any) -> IResource:
+        """Stamp the start time, then resolve as usual."""
+        request.pyd_started = time.monotonic()
+        return super().getResourceFor(request)

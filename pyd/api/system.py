@@ -1,0 +1,201 @@
+"""C{/version}, C{/info}, C{/system/df}, C{/events} (layer: api)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from pyd import __version__
+from pyd.api.base import make_app
+from pyd.api.root import ENGINE_VERSION, MAX_API_STR, MIN_API_STR
+from pyd.api.streams import JSONLines
+from pyd.api.timeparse import parse_time_nano
+from pyd.api.wire import check_filters, json_body, parse_filters, qstr
+from pyd.core.records import Event
+from pyd.engine.events import EventFilter, EventService
+from pyd.engine.system import SystemService
+
+EVENT_FILTERS = {"type", "event", "container", "image", "network", "volume", "label", "daemon",
+                 "scope", "plugin", "node", "service", "secret", "config"}
+
+
+def event_json(ev: Event) -> dict[str, Any]:
+    """One event in dockerd's wire shape (with the legacy fields for containers)."""
+    out: dict[str, Any] = {}
+    if ev.type == "container":
+        out["status"] = ev.action
+        out["id"] = ev.actor_id
+        if "image" in ev.attributes:
+            out["from"] = ev.attributes["image"]
+    out.update({
+        "Type": ev.type, "Action": ev.action,
+        "Actor": {"ID": ev.actor_id, "Attributes": ev.attributes},
+        "scope": ev.scope, "time": ev.time_nano // 1_000_000_000, "timeNano": ev.time_nano,
+    })
+    return out
+
+
+class SystemRouter:
+    """Daemon-wide endpoints."""
+
+    app = make_app()
+    prefixes = ("version", "info", "system", "events")
+
+    def __init__(self, system: SystemService, events: EventService, clock: Any) -> None:
+        self._system = system
+        self._events = events
+        self._clock = clock
+
+    def resource(self) -> IResource:
+        """The Klein resource."""
+        return self.app.resource()  # type: ignore[no-any-return]
+
+    @app.route("/version", methods=["GET"])
+    def version(self, request: IRequest) -> bytes:
+        """Engine and component versions."""
+        h = self._system.host
+        details = {"ApiVersion": MAX_API_STR, "MinAPIVersion": MIN_API_STR, "GitCommit": "",
+                   "GoVersion": "", "Os": "linux", "Arch": _goarch(h.arch),
+                   "KernelVersion": h.kernel, "Experimental": "false", "BuildTime": ""}
+        body = {
+            "Platform": {"Name": f"pyd {__version__}"},
+            "Components": [
+                {"Name": "Engine", "Version": ENGINE_VERSION, "Details": details},
+                {"Name": "pyd", "Version": __version__, "Details": {}},
+            ],
+            "Version": ENGINE_VERSION, "ApiVersion": MAX_API_STR, "MinAPIVersion": MIN_API_STR,
+            "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": _goarch(h.arch),
+            "KernelVersion": h.kernel, "BuildTime": "",
+        }
+        return json_body(request, body)
+
+    @app.route("/info", methods=["GET"])
+    async def info(self, request: IRequest) -> bytes:
+        """Counts and host facts."""
+        i = await self._system.info()
+        c = i.counts
+        h = i.host
+        body = {
+            "ID": i.daemon_id, "Name": i.name, "Containers": c.get("Containers", 0),
+            "ContainersRunning": c.get("ContainersRunning", 0),
+            "ContainersPaused": c.get("ContainersPaused", 0),
+            "ContainersStopped": c.get("ContainersStopped", 0), "Images": c.get("Images", 0),
+            "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"],
+                                                   ["Supports d_type", "true"]],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
+                        "Authorization": None, "Log": ["json-file", "k8s-file"]},
+            "MemoryLimit": True, "SwapLimit": False, "KernelMemoryTCP": False,
+            "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True,
+            "PidsLimit": True, "IPv4Forwarding": True, "Debug": i.debug,
+            "NFd": 0, "OomKillDisable": False, "NGoroutines": 0,
+            "SystemTime": _now_rfc3339(self._clock), "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs", "CgroupVersion": h.cgroup_version, "NEventsListener":
+            self._events.subscriber_count, "KernelVersion": h.kernel,
+            "OperatingSystem": h.os_name, "OSVersion": "", "OSType": "linux",
+            "Architecture": h.arch, "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {
+                "InsecureRegistryCIDRs": ["::1/128", "127.0.0.0/8"],
+                "IndexConfigs": {"docker.io": {"Name": "docker.io",
+                                               "Mirrors": list(i.registry_mirrors),
+                                               "Secure": True, "Official": True}},
+                "Mirrors": list(i.registry_mirrors),
+                "InsecureRegistries": list(i.insecure_registries),
+            },
+            "NCPU": h.ncpu, "MemTotal": h.mem_total, "GenericResources": None,
+            "DockerRootDir": i.data_root, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
+            "Labels": list(i.labels), "ExperimentalBuild": False, "ServerVersion": ENGINE_VERSION,
+            "Runtimes": {k: {"path": v} for k, v in i.runtimes.items()},
+            "DefaultRuntime": i.default_runtime,
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                      "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init",
+            "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+            "SecurityOptions": list(i.security_options), "Warnings": list(i.warnings),
+            "CDISpecDirs": [],
+        }
+        return json_body(request, body)
+
+    @app.route("/system/df", methods=["GET"])
+    async def df(self, request: IRequest) -> bytes:
+        """Disk usage as each area reports it (already in wire shape per item)."""
+        u = await self._system.disk_usage()
+        body = {"LayersSize": u.get("layers_size", 0), "Images": u.get("images", []),
+                "Containers": u.get("containers", []), "Volumes": u.get("volumes", []),
+                "BuildCache": u.get("build_cache", [])}
+        return json_body(request, body)
+
+    @app.route("/events", methods=["GET"])
+    def events(self, request: IRequest) -> Deferred[None]:
+        """Replay stored events in [since, until], then stream live ones until C{until}."""
+        filters = parse_filters(request)
+        check_filters(filters, EVENT_FILTERS)
+        flt = EventFilter(filters)
+        now = self._events.now_nano()
+        since_s, until_s = qstr(request, "since"), qstr(request, "until")
+        since = parse_time_nano(since_s) if since_s else None
+        until = parse_time_nano(until_s) if until_s else None
+        out = JSONLines(request)
+        done: Deferred[None] = Deferred()
+        last_seen = [0]
+        buffered: list[Event] = []
+        replaying = [True]
+
+        def send(ev: Event) -> None:
+            if ev.id <= last_seen[0]:
+                return
+            if until is not None and ev.time_nano > until:
+                return
+            last_seen[0] = ev.id
+            if flt.matches(ev):
+                out.write(event_json(ev))
+
+        def live(ev: Event) -> None:
+            if replaying[0]:
+                buffered.append(ev)
+            else:
+                send(ev)
+
+        unsubscribe = self._events.subscribe(live)
+        timer: list[Any] = []
+
+        def end(_: object = None) -> None:
+            unsubscribe()
+            for t in timer:
+                if t.active():
+                    t.cancel()
+            out.finish()
+            if not done.called:
+                done.callback(None)
+
+        request.notifyFinish().addBoth(end)
+
+        def replayed(history: list[Event]) -> None:
+            for ev in history:
+                send(ev)
+            replaying[0] = False
+            for ev in buffered:
+                send(ev)
+            buffered.clear()
+            if until is not None:
+                if until <= now:
+                    end()
+                else:
+                    timer.append(self._clock.callLater((until - now) / 1e9, end))
+
+        if since is not None:
+            self._events.history(since, until).addCallbacks(replayed, lambda f: end())
+        else:
+            replayed([])
+        return done
+
+
+def _goarch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def _now_rfc3339(clock: Any) -> str:
+    from pyd.api.timeparse import rfc3339_nano
+    return rfc3339_nano(int(clock.seconds() * 1e9))

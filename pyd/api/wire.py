@@ -1,0 +1,132 @@
+"""Request parsing: strict JSON bodies with size caps, query parameters, C{filters=} (layer: api)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+from pyd.core.errors import InvalidParameter
+
+MAX_JSON_BODY = 4 * 1024 * 1024
+_FALSE = {"", "0", "no", "false", "none"}
+
+
+def read_json(request: IRequest, *, max_size: int = MAX_JSON_BODY, required: bool = True) -> Any:
+    """Parse the request body as one JSON value, as dockerd's C{ReadJSON} does.
+
+    @raise InvalidParameter: wrong content type, too large, malformed or trailing data.
+    """
+    content = request.content
+    if content is None:
+        raw = b""
+    else:
+        content.seek(0)
+        raw = content.read(max_size + 1)
+    if len(raw) > max_size:
+        raise InvalidParameter(f"request body too large (limit {max_size} bytes)")
+    if not raw.strip():
+        if required:
+            raise InvalidParameter("invalid JSON: request body is empty")
+        return None
+    ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+    if ctype and ctype != "application/json":
+        raise InvalidParameter(f"unsupported Content-Type header ({ctype}): must be 'application/json'")
+    try:
+        text = raw.decode("utf-8")
+        value, end = json.JSONDecoder().raw_decode(text.lstrip())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidParameter(f"invalid JSON: {e}") from e
+    if text.lstrip()[end:].strip():
+        raise InvalidParameter("invalid JSON: unexpected data after JSON body")
+    return value
+
+
+def read_json_object(request: IRequest, *, required: bool = True) -> dict[str, Any]:
+    """Like L{read_json}, but the value must be an object (an empty body gives C{{}})."""
+    value = read_json(request, required=required)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidParameter("invalid JSON: expected an object")
+    return value
+
+
+def qstr(request: IRequest, name: str, default: str | None = None) -> str | None:
+    """The first value of query parameter C{name}, decoded."""
+    args: dict[bytes, list[bytes]] = request.args or {}
+    vals = args.get(name.encode())
+    if not vals:
+        return default
+    return vals[0].decode("utf-8", "replace")
+
+
+def qlist(request: IRequest, name: str) -> list[str]:
+    """Every value of a repeated query parameter."""
+    args: dict[bytes, list[bytes]] = request.args or {}
+    return [v.decode("utf-8", "replace") for v in args.get(name.encode(), [])]
+
+
+def qbool(request: IRequest, name: str, default: bool = False) -> bool:
+    """dockerd's boolean: anything but C{"", 0, no, false, none} is true."""
+    v = qstr(request, name)
+    if v is None:
+        return default
+    return v.strip().lower() not in _FALSE
+
+
+def qint(request: IRequest, name: str, default: int | None = None) -> int | None:
+    """An integer query parameter. @raise InvalidParameter: not an integer."""
+    v = qstr(request, name)
+    if v is None or v == "":
+        return default
+    try:
+        return int(v)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid value for {name}: {v!r}") from e
+
+
+def parse_filters(request: IRequest, name: str = "filters") -> dict[str, list[str]]:
+    """Decode C{filters=}: the map-of-bools form and the old map-of-lists form.
+
+    @raise InvalidParameter: not JSON or not one of the two forms.
+    """
+    raw = qstr(request, name)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid filter: {e}") from e
+    if not isinstance(value, dict):
+        raise InvalidParameter("invalid filter: expected an object")
+    out: dict[str, list[str]] = {}
+    for key, vals in value.items():
+        if isinstance(vals, dict):
+            out[key] = [k for k, on in vals.items() if on]
+        elif isinstance(vals, list):
+            out[key] = [str(v) for v in vals]
+        else:
+            raise InvalidParameter(f"invalid filter: bad value for {key!r}")
+    return out
+
+
+def check_filters(filters: dict[str, list[str]], allowed: set[str]) -> None:
+    """dockerd's error for an unknown filter key."""
+    for key in filters:
+        if key not in allowed:
+            raise InvalidParameter(f"invalid filter '{key}'")
+
+
+def json_body(request: IRequest, value: Any, code: int = 200) -> bytes:
+    """Set status and content type; return C{value} as JSON and a newline, like Go's encoder."""
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+
+
+def no_content(request: IRequest, code: int = 204) -> bytes:
+    """An empty response (204 by default)."""
+    request.setResponseCode(code)
+    return b""

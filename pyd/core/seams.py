@@ -1,0 +1,65 @@
+"""Seams every layer depends on (layer: core).
+
+C{Blocking} is how code that must not run on the reactor thread (SQL, tar, hashing, netlink,
+mount) gets run: the daemon gives each consumer a thread-pool implementation, tests the inline one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+
+from pyd.core.records import Event
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Blocking(Protocol):
+    """Runs a blocking callable somewhere that is not the reactor thread."""
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Call C{fn(*args, **kwargs)} off the reactor thread; fire with its result."""
+        ...
+
+
+class InlineBlocking:
+    """The test implementation of L{Blocking}: runs the callable at once, on the caller's thread."""
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Call C{fn} now and wrap its outcome in an already-fired Deferred."""
+        try:
+            return succeed(fn(*args, **kwargs))
+        except BaseException:  # noqa: BLE001 - turned into a failed Deferred, nothing lost
+            return fail()
+
+
+class ThreadPoolBlocking:
+    """L{Blocking} over a Twisted thread pool (never the reactor's default pool)."""
+
+    def __init__(self, reactor: Any, pool: Any) -> None:
+        self._reactor = reactor
+        self._pool = pool
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Run C{fn} in the pool; the Deferred fires on the reactor thread."""
+        from twisted.internet.threads import deferToThreadPool
+
+        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
+
+
+class EventSink(Protocol):
+    """Where engine services report what happened (persisted, then fanned out to /events)."""
+
+    def emit(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> Deferred[Event]:
+        """Record one event; fires once it is stored."""
+        ...

@@ -1,0 +1,136 @@
+"""Daemon-wide facts: version, info, disk usage (layer: engine).
+
+Areas contribute their counts and disk usage through L{SystemContributor}; the system service only
+adds them up, so it never imports another area's service.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, gatherResults
+
+
+class SystemContributor(Protocol):
+    """An area that reports counts for C{/info} and usage for C{/system/df}."""
+
+    def info_counts(self) -> Deferred[dict[str, Any]]:
+        """E.g. C{{"Containers": 3, "ContainersRunning": 1}} or C{{"Images": 4}}."""
+        ...
+
+    def disk_usage(self) -> Deferred[dict[str, Any]]:
+        """A fragment of the df record, e.g. C{{"images": [...], "layers_size": N}}."""
+        ...
+
+
+@attrs.frozen
+class HostFacts:
+    """What the host is, read once at start."""
+
+    kernel: str
+    os_name: str
+    arch: str
+    ncpu: int
+    mem_total: int
+    cgroup_version: str
+    hostname: str
+
+    @classmethod
+    def read(cls) -> HostFacts:
+        """Read /proc and /etc (blocking; call before the reactor runs or in a thread)."""
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemTotal:"):
+                        mem = int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            pass
+        os_name = "Linux"
+        try:
+            with open("/etc/os-release") as f:
+                for line in f:
+                    if line.startswith("PRETTY_NAME="):
+                        os_name = line.split("=", 1)[1].strip().strip('"')
+        except OSError:
+            pass
+        cg = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+        return cls(kernel=platform.release(), os_name=os_name, arch=platform.machine(),
+                   ncpu=os.cpu_count() or 1, mem_total=mem, cgroup_version=cg,
+                   hostname=platform.node())
+
+
+@attrs.frozen
+class SystemInfo:
+    """Everything C{/info} reports, before wire shaping."""
+
+    daemon_id: str
+    name: str
+    host: HostFacts
+    data_root: str
+    counts: dict[str, Any]
+    labels: tuple[str, ...]
+    insecure_registries: tuple[str, ...]
+    registry_mirrors: tuple[str, ...]
+    debug: bool
+    runtimes: dict[str, str]
+    default_runtime: str
+    security_options: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+class SystemService:
+    """Answers version/info/df by asking each contributing area."""
+
+    def __init__(self, daemon_id: str, host: HostFacts, config: Any,
+                 contributors: Sequence[SystemContributor] = ()) -> None:
+        self.daemon_id = daemon_id
+        self.host = host
+        self.config = config
+        self._contributors: list[SystemContributor] = list(contributors)
+        self.runtimes: dict[str, str] = {}
+        self.default_runtime = "crun"
+        self.security_options: list[str] = []
+
+    def add_contributor(self, contributor: SystemContributor) -> None:
+        """Include another area in info counts and df."""
+        self._contributors.append(contributor)
+
+    async def info(self) -> SystemInfo:
+        """Collect the counts of every area."""
+        counts: dict[str, Any] = {"Containers": 0, "ContainersRunning": 0,
+                                  "ContainersPaused": 0, "ContainersStopped": 0, "Images": 0}
+        parts = await gatherResults([c.info_counts() for c in self._contributors],
+                                    consumeErrors=True)
+        for p in parts:
+            counts.update(p)
+        cfg = self.config
+        return SystemInfo(
+            daemon_id=self.daemon_id, name=self.host.hostname, host=self.host,
+            data_root=cfg.data_root, counts=counts, labels=tuple(cfg.labels),
+            insecure_registries=tuple(cfg.insecure_registries),
+            registry_mirrors=tuple(cfg.registry_mirrors), debug=cfg.log_level == "debug",
+            runtimes=dict(self.runtimes), default_runtime=self.default_runtime,
+            security_options=tuple(self.security_options), warnings=(),
+        )
+
+    async def disk_usage(self) -> dict[str, Any]:
+        """Merge every area's df fragment (keys: layers_size, images, containers, volumes)."""
+        out: dict[str, Any] = {"layers_size": 0, "images": [], "containers": [], "volumes": [],
+                               "build_cache": []}
+        parts = await gatherResults([c.disk_usage() for c in self._contributors],
+                                    consumeErrors=True)
+        for p in parts:
+            for k, v in p.items():
+                if isinstance(v, list):
+                    out.setdefault(k, []).extend(v)
+                elif isinstance(v, int):
+                    out[k] = out.get(k, 0) + v
+                else:
+                    out[k] = v
+        return out

@@ -1,0 +1,1 @@
+"""State layer: SQLite through SQLAlchemy 2; the schema evolves only through Alembic."""

@@ -1,0 +1,88 @@
+"""The SQLite database and its single DB thread (layer: state).
+
+All SQL runs in one dedicated thread (one writer, as SQLite wants), never on the reactor thread.
+Repositories pass plain functions C{fn(conn)} to L{Database.run} or L{Database.transaction} and get
+plain data back; no Result, Session or ORM instance leaves the DB thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+from twisted.internet.defer import Deferred
+
+from pyd.core.errors import Conflict
+from pyd.core.seams import Blocking
+
+T = TypeVar("T")
+
+
+def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_engine(path: str | None) -> Engine:
+    """An engine on the file C{path}, or a private in-memory database when C{path} is None."""
+    if path is None:
+        engine = create_engine(
+            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        engine = create_engine(
+            f"sqlite:///{path}", pool_size=1, max_overflow=0,
+            connect_args={"check_same_thread": False},
+        )
+    event.listen(engine, "connect", _on_connect)
+    return engine
+
+
+class Database:
+    """Runs functions against the database on the DB thread (given as a L{Blocking})."""
+
+    def __init__(self, engine: Engine, blocking: Blocking) -> None:
+        self.engine = engine
+        self._blocking = blocking
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn)
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn)
+        except IntegrityError as e:
+            raise Conflict(_integrity_message(e)) from e
+
+    def run(self, fn: Callable[[Connection], T]) -> Deferred[T]:
+        """Run a read-only C{fn(conn)} on the DB thread."""
+        return self._blocking.run(self._read, fn)
+
+    def transaction(self, fn: Callable[[Connection], T]) -> Deferred[T]:
+        """Run C{fn(conn)} in one transaction; an IntegrityError becomes L{Conflict}.
+
+        Repositories that want dockerd's wording for a conflict catch IntegrityError themselves
+        inside C{fn} and raise their own L{Conflict}.
+        """
+        return self._blocking.run(self._write, fn)
+
+    def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run C{fn(conn)} in a transaction on the calling thread (start-up, before the reactor)."""
+        return self._write(fn)
+
+    def close(self) -> None:
+        """Dispose of the engine's connections."""
+        self.engine.dispose()
+
+
+def _integrity_message(e: IntegrityError) -> str:
+    return f"conflict: {e.orig}"

@@ -1,0 +1,81 @@
+"""twistd plugin options and service factory (layer: tap, the composition root's front door)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from pyd import config as cfgmod
+
+
+def _make_repeat_handler(key: str) -> Any:
+    def handler(self: Options, value: str) -> None:
+        self.given.setdefault(key, []).append(value)
+
+    handler.__doc__ = cfgmod.BY_KEY[key].doc + " (repeatable)"
+    return handler
+
+
+def _options_class() -> type[usage.Options]:
+    params: list[list[Any]] = [["config-file", None, None,
+                                "daemon.json path (default /etc/pyd/daemon.json)"]]
+    flags: list[list[Any]] = []
+    handlers: dict[str, Any] = {}
+    for o in cfgmod.OPTIONS:
+        if o.flag is None:
+            continue
+        if o.repeat:
+            handlers["opt_" + o.flag.replace("-", "_")] = _make_repeat_handler(o.key)
+            if o.short:
+                handlers["opt_" + o.short] = handlers["opt_" + o.flag.replace("-", "_")]
+        elif o.is_flag:
+            flags.append([o.flag, o.short, o.doc])
+        else:
+            params.append([o.flag, o.short, None, f"{o.doc} (default {o.default!r})"])
+    ns: dict[str, Any] = {"optParameters": params, "optFlags": flags, **handlers}
+    return type("OptionsBase", (usage.Options,), ns)
+
+
+class Options(_options_class()):  # type: ignore[misc]
+    """C{twistd pyd} flags: dockerd's names, plus pyd's own where dockerd has none."""
+
+    synopsis = "[options]"
+    longdesc = "pyd: a container engine daemon speaking the Docker Engine API."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: dict[str, Any] = {}
+        self.config: cfgmod.DaemonConfig | None = None
+
+    def postOptions(self) -> None:  # noqa: N802 - Twisted's name
+        """Merge flags with daemon.json and validate; errors become UsageError."""
+        flags: dict[str, Any] = dict(self.given)
+        for o in cfgmod.OPTIONS:
+            if o.flag is None or o.repeat:
+                continue
+            value = self.get(o.flag)
+            if o.is_flag:
+                if value:
+                    flags[o.key] = True
+            elif value is not None:
+                flags[o.key] = value
+        path = self.get("config-file")
+        try:
+            self.config = cfgmod.build(flags, path or "/etc/pyd/daemon.json",
+                                       file_required=path is not None)
+        except cfgmod.ConfigError as e:
+            raise usage.UsageError(str(e)) from e
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:  # noqa: N802
+    """Build the daemon's service tree from parsed options."""
+    from pyd.service import build_service
+
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    assert options.config is not None
+    return build_service(options.config, reactor)
