@@ -114,91 +114,311 @@ class Option:
     attr: str
     convert: Callable[[Any, str], Any]
     default: Any
-    flag: str | None = None        # long flag name, None = file only
+    flag: str | None = None  # long flag name, None = file only
     short: str | None = None
-    repeat: bool = False           # flag may be given several times (list)
-    is_flag: bool = False          # boolean switch without a value
-    reload: bool = False           # SIGHUP applies a change
+    repeat: bool = False  # flag may be given several times (list)
+    is_flag: bool = False  # boolean switch without a value
+    reload: bool = False  # SIGHUP applies a change
     doc: str = ""
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("hosts", "hosts", _strlist, (), "host", "H", repeat=True,
-           doc="Daemon socket(s) to listen on: unix://PATH, tcp://HOST:PORT, fd://"),
-    Option("data-root", "data_root", _str, "/var/lib/pyd", "data-root",
-           doc="Root directory of persistent state"),
-    Option("exec-root", "exec_root", _str, "/run/pyd", "exec-root",
-           doc="Root directory of runtime state"),
-    Option("pidfile", "pidfile", _str, "/var/run/pyd.pid", "pidfile", "p",
-           doc="Path of the daemon's PID file ('' for none)"),
-    Option("log-level", "log_level", _level, "info", "log-level", "l", reload=True,
-           doc="Logging level: debug, info, warn, error, fatal"),
-    Option("debug", "debug", _bool, False, "debug", "D", is_flag=True, reload=True,
-           doc="Debug mode (same as --log-level debug)"),
-    Option("group", "group", _str, "pyd", "group", "G",
-           doc="Group owning the Unix socket(s)"),
-    Option("tls", "tls", _bool, False, "tls", None, is_flag=True,
-           doc="Serve TCP with TLS (implied by --tlsverify)"),
-    Option("tlsverify", "tlsverify", _bool, False, "tlsverify", None, is_flag=True,
-           doc="Require and verify client certificates"),
-    Option("tlscacert", "tlscacert", _str, "", "tlscacert", reload=True,
-           doc="CA certificate that client certificates must be signed by"),
-    Option("tlscert", "tlscert", _str, "", "tlscert", reload=True,
-           doc="Server certificate"),
+    Option(
+        "hosts",
+        "hosts",
+        _strlist,
+        (),
+        "host",
+        "H",
+        repeat=True,
+        doc="Daemon socket(s) to listen on: unix://PATH, tcp://HOST:PORT, fd://",
+    ),
+    Option(
+        "data-root",
+        "data_root",
+        _str,
+        "/var/lib/pyd",
+        "data-root",
+        doc="Root directory of persistent state",
+    ),
+    Option(
+        "exec-root",
+        "exec_root",
+        _str,
+        "/run/pyd",
+        "exec-root",
+        doc="Root directory of runtime state",
+    ),
+    Option(
+        "pidfile",
+        "pidfile",
+        _str,
+        "/var/run/pyd.pid",
+        "pidfile",
+        "p",
+        doc="Path of the daemon's PID file ('' for none)",
+    ),
+    Option(
+        "log-level",
+        "log_level",
+        _level,
+        "info",
+        "log-level",
+        "l",
+        reload=True,
+        doc="Logging level: debug, info, warn, error, fatal",
+    ),
+    Option(
+        "debug",
+        "debug",
+        _bool,
+        False,
+        "debug",
+        "D",
+        is_flag=True,
+        reload=True,
+        doc="Debug mode (same as --log-level debug)",
+    ),
+    Option("group", "group", _str, "pyd", "group", "G", doc="Group owning the Unix socket(s)"),
+    Option(
+        "tls",
+        "tls",
+        _bool,
+        False,
+        "tls",
+        None,
+        is_flag=True,
+        doc="Serve TCP with TLS (implied by --tlsverify)",
+    ),
+    Option(
+        "tlsverify",
+        "tlsverify",
+        _bool,
+        False,
+        "tlsverify",
+        None,
+        is_flag=True,
+        doc="Require and verify client certificates",
+    ),
+    Option(
+        "tlscacert",
+        "tlscacert",
+        _str,
+        "",
+        "tlscacert",
+        reload=True,
+        doc="CA certificate that client certificates must be signed by",
+    ),
+    Option("tlscert", "tlscert", _str, "", "tlscert", reload=True, doc="Server certificate"),
     Option("tlskey", "tlskey", _str, "", "tlskey", reload=True, doc="Server key"),
-    Option("tlscrl", "tlscrl", _str, "", "tlscrl", reload=True,
-           doc="Certificate revocation list (PEM) checked for client certificates"),
-    Option("tls-default-role", "tls_default_role", _role, "admin", "tls-default-role",
-           reload=True, doc="Role of a client certificate that names none"),
-    Option("tls-roles", "tls_roles", _strmap, {}, None, reload=True,
-           doc="Per-subject role overrides: {\"CN=alice\": \"viewer\"}"),
-    Option("unix-roles", "unix_roles", _strmap, {}, None, reload=True,
-           doc="Roles of Unix socket peers by uid:N or gid:N (root is always admin)"),
-    Option("allowed-bind-paths", "allowed_bind_paths", _strlist, (), "allowed-bind-path",
-           repeat=True, reload=True,
-           doc="Host paths the operator role may bind-mount"),
-    Option("insecure-tcp-without-tls-gives-root-to-anyone", "insecure_plain_tcp", _bool, False,
-           "insecure-tcp-without-tls-gives-root-to-anyone", None, is_flag=True,
-           doc="Allow -H tcp:// without TLS (anyone who can connect is root)"),
+    Option(
+        "tlscrl",
+        "tlscrl",
+        _str,
+        "",
+        "tlscrl",
+        reload=True,
+        doc="Certificate revocation list (PEM) checked for client certificates",
+    ),
+    Option(
+        "tls-default-role",
+        "tls_default_role",
+        _role,
+        "admin",
+        "tls-default-role",
+        reload=True,
+        doc="Role of a client certificate that names none",
+    ),
+    Option(
+        "tls-roles",
+        "tls_roles",
+        _strmap,
+        {},
+        None,
+        reload=True,
+        doc='Per-subject role overrides: {"CN=alice": "viewer"}',
+    ),
+    Option(
+        "unix-roles",
+        "unix_roles",
+        _strmap,
+        {},
+        None,
+        reload=True,
+        doc="Roles of Unix socket peers by uid:N or gid:N (root is always admin)",
+    ),
+    Option(
+        "allowed-bind-paths",
+        "allowed_bind_paths",
+        _strlist,
+        (),
+        "allowed-bind-path",
+        repeat=True,
+        reload=True,
+        doc="Host paths the operator role may bind-mount",
+    ),
+    Option(
+        "insecure-tcp-without-tls-gives-root-to-anyone",
+        "insecure_plain_tcp",
+        _bool,
+        False,
+        "insecure-tcp-without-tls-gives-root-to-anyone",
+        None,
+        is_flag=True,
+        doc="Allow -H tcp:// without TLS (anyone who can connect is root)",
+    ),
     Option("bridge", "bridge", _str, "", "bridge", "b", doc="Attach containers to this bridge"),
     Option("bip", "bip", _str, "", "bip", doc="Address and prefix of the default bridge"),
-    Option("fixed-cidr", "fixed_cidr", _str, "", "fixed-cidr",
-           doc="Restrict default-bridge addresses to this range"),
-    Option("default-address-pools", "default_address_pools", _pools, (),
-           "default-address-pool", repeat=True,
-           doc="Pools for new networks: base=CIDR,size=N"),
-    Option("icc", "icc", _bool, True, "icc", doc="Allow traffic between containers on the default bridge"),
-    Option("ip-masq", "ip_masq", _bool, False, "ip-masq",
-           doc="Masquerade container traffic leaving the host (off by default in pyd)"),
+    Option(
+        "fixed-cidr",
+        "fixed_cidr",
+        _str,
+        "",
+        "fixed-cidr",
+        doc="Restrict default-bridge addresses to this range",
+    ),
+    Option(
+        "default-address-pools",
+        "default_address_pools",
+        _pools,
+        (),
+        "default-address-pool",
+        repeat=True,
+        doc="Pools for new networks: base=CIDR,size=N",
+    ),
+    Option(
+        "icc",
+        "icc",
+        _bool,
+        True,
+        "icc",
+        doc="Allow traffic between containers on the default bridge",
+    ),
+    Option(
+        "ip-masq",
+        "ip_masq",
+        _bool,
+        False,
+        "ip-masq",
+        doc="Masquerade container traffic leaving the host (off by default in pyd)",
+    ),
     Option("mtu", "mtu", _int, 1500, "mtu", doc="MTU of container interfaces"),
     Option("dns", "dns", _strlist, (), "dns", repeat=True, doc="DNS servers for containers"),
     Option("dns-opts", "dns_opts", _strlist, (), "dns-opt", repeat=True, doc="DNS options"),
-    Option("dns-search", "dns_search", _strlist, (), "dns-search", repeat=True,
-           doc="DNS search domains"),
-    Option("insecure-registries", "insecure_registries", _strlist, (), "insecure-registry",
-           repeat=True, reload=True, doc="Registries reached over plain HTTP"),
-    Option("registry-mirrors", "registry_mirrors", _strlist, (), "registry-mirror",
-           repeat=True, reload=True, doc="Mirrors for Docker Hub"),
-    Option("labels", "labels", _strlist, (), "label", repeat=True, reload=True,
-           doc="Daemon labels (key=value)"),
-    Option("log-driver", "log_driver", _str, "json-file", "log-driver",
-           doc="Default container log driver"),
-    Option("log-opts", "log_opts", _strmap, {}, "log-opt", repeat=True,
-           doc="Default log driver options (max-size, max-file)"),
-    Option("default-runtime", "default_runtime", _str, "crun", "default-runtime",
-           doc="OCI runtime for containers"),
-    Option("metrics-addr", "metrics_addr", _str, "", "metrics-addr",
-           doc="Serve Prometheus metrics on HOST:PORT"),
-    Option("live-restore", "live_restore", _bool, True, "live-restore",
-           doc="Keep containers running while the daemon is down (always on in pyd)"),
-    Option("shutdown-timeout", "shutdown_timeout", _int, 15, "shutdown-timeout",
-           doc="Seconds to wait for in-flight requests at shutdown"),
-    Option("max-concurrent-downloads", "max_concurrent_downloads", _int, 3,
-           "max-concurrent-downloads", reload=True, doc="Parallel layer downloads per pull"),
-    Option("max-concurrent-uploads", "max_concurrent_uploads", _int, 5,
-           "max-concurrent-uploads", reload=True, doc="Parallel layer uploads per push"),
-    Option("events-retention", "events_retention", _int, 10000, "events-retention",
-           doc="How many events the event log keeps"),
+    Option(
+        "dns-search",
+        "dns_search",
+        _strlist,
+        (),
+        "dns-search",
+        repeat=True,
+        doc="DNS search domains",
+    ),
+    Option(
+        "insecure-registries",
+        "insecure_registries",
+        _strlist,
+        (),
+        "insecure-registry",
+        repeat=True,
+        reload=True,
+        doc="Registries reached over plain HTTP",
+    ),
+    Option(
+        "registry-mirrors",
+        "registry_mirrors",
+        _strlist,
+        (),
+        "registry-mirror",
+        repeat=True,
+        reload=True,
+        doc="Mirrors for Docker Hub",
+    ),
+    Option(
+        "labels",
+        "labels",
+        _strlist,
+        (),
+        "label",
+        repeat=True,
+        reload=True,
+        doc="Daemon labels (key=value)",
+    ),
+    Option(
+        "log-driver",
+        "log_driver",
+        _str,
+        "json-file",
+        "log-driver",
+        doc="Default container log driver",
+    ),
+    Option(
+        "log-opts",
+        "log_opts",
+        _strmap,
+        {},
+        "log-opt",
+        repeat=True,
+        doc="Default log driver options (max-size, max-file)",
+    ),
+    Option(
+        "default-runtime",
+        "default_runtime",
+        _str,
+        "crun",
+        "default-runtime",
+        doc="OCI runtime for containers",
+    ),
+    Option(
+        "metrics-addr",
+        "metrics_addr",
+        _str,
+        "",
+        "metrics-addr",
+        doc="Serve Prometheus metrics on HOST:PORT",
+    ),
+    Option(
+        "live-restore",
+        "live_restore",
+        _bool,
+        True,
+        "live-restore",
+        doc="Keep containers running while the daemon is down (always on in pyd)",
+    ),
+    Option(
+        "shutdown-timeout",
+        "shutdown_timeout",
+        _int,
+        15,
+        "shutdown-timeout",
+        doc="Seconds to wait for in-flight requests at shutdown",
+    ),
+    Option(
+        "max-concurrent-downloads",
+        "max_concurrent_downloads",
+        _int,
+        3,
+        "max-concurrent-downloads",
+        reload=True,
+        doc="Parallel layer downloads per pull",
+    ),
+    Option(
+        "max-concurrent-uploads",
+        "max_concurrent_uploads",
+        _int,
+        5,
+        "max-concurrent-uploads",
+        reload=True,
+        doc="Parallel layer uploads per push",
+    ),
+    Option(
+        "events-retention",
+        "events_retention",
+        _int,
+        10000,
+        "events-retention",
+        doc="How many events the event log keeps",
+    ),
     Option("runtimes", "runtimes", _any_map, {}, None, doc="Extra OCI runtimes: {name: {path}}"),
     Option("features", "features", _any_map, {}, None, doc="Accepted for dockerd compatibility"),
 )
@@ -242,8 +462,9 @@ def read_file(path: str, required: bool) -> dict[str, Any]:
             raw = f.read()
     except FileNotFoundError:
         if required:
-            raise ConfigError(f"unable to configure the pyd daemon with file {path}: "
-                              "no such file") from None
+            raise ConfigError(
+                f"unable to configure the pyd daemon with file {path}: no such file"
+            ) from None
         return {}
     except OSError as e:
         raise ConfigError(f"unable to read config file {path}: {e}") from e
@@ -257,8 +478,9 @@ def read_file(path: str, required: bool) -> dict[str, Any]:
         raise ConfigError(f"unable to configure the pyd daemon with file {path}: not an object")
     unknown = sorted(k for k in data if k not in BY_KEY)
     if unknown:
-        raise ConfigError("the following directives don't match any configuration option: "
-                          + ", ".join(unknown))
+        raise ConfigError(
+            "the following directives don't match any configuration option: " + ", ".join(unknown)
+        )
     return data
 
 
@@ -271,8 +493,10 @@ def build(flags: Mapping[str, Any], config_file: str, file_required: bool) -> Da
     both = sorted(k for k in flags if k in data)
     if both:
         detail = ", ".join(f"{k}: (from flag: {flags[k]}, from file: {data[k]})" for k in both)
-        raise ConfigError("the following directives are specified both as a flag and in the "
-                          f"configuration file: {detail}")
+        raise ConfigError(
+            "the following directives are specified both as a flag and in the "
+            f"configuration file: {detail}"
+        )
     values: dict[str, Any] = {}
     for key, raw in list(data.items()) + list(flags.items()):
         opt = BY_KEY[key]
@@ -303,7 +527,8 @@ def validate(cfg: DaemonConfig) -> None:
         raise ConfigError(
             "refusing to serve the API on plain TCP: anyone who can connect would be root on this "
             "host. Use --tlsverify with --tlscacert/--tlscert/--tlskey, or pass "
-            "--insecure-tcp-without-tls-gives-root-to-anyone if you really mean it")
+            "--insecure-tcp-without-tls-gives-root-to-anyone if you really mean it"
+        )
     if cfg.bip and "/" not in cfg.bip:
         raise ConfigError(f"invalid value for bip: {cfg.bip!r} (want ADDRESS/PREFIX)")
 
@@ -312,8 +537,8 @@ def validate(cfg: DaemonConfig) -> None:
 class ListenSpec:
     """One C{-H} address, resolved."""
 
-    kind: str            # "unix", "tcp" or "fd"
-    address: str         # socket path, "host:port", or fd name ("" = all)
+    kind: str  # "unix", "tcp" or "fd"
+    address: str  # socket path, "host:port", or fd name ("" = all)
     host: str = ""
     port: int = 0
 
@@ -343,10 +568,10 @@ def parse_host(value: str) -> ListenSpec:
     if v.startswith("/"):
         return ListenSpec("unix", v)
     if v.startswith("unix://"):
-        path = v[len("unix://"):] or "/var/run/pyd.sock"
+        path = v[len("unix://") :] or "/var/run/pyd.sock"
         return ListenSpec("unix", path)
     if v.startswith("fd://"):
-        return ListenSpec("fd", v[len("fd://"):])
+        return ListenSpec("fd", v[len("fd://") :])
     if v.startswith("tcp://") or v.startswith(":") or ("://" not in v and ":" in v):
         u = urlsplit(v if "://" in v else "tcp://" + v)
         host = u.hostname or "0.0.0.0"

@@ -23,9 +23,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     globalLogPublisher,
 )
 from twisted.python.threadpool import ThreadPool
@@ -42,8 +42,13 @@ from pyd.state.events import EventRepository
 
 log = Logger()
 
-LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
-          "error": LogLevel.error, "fatal": LogLevel.critical}
+LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+    "fatal": LogLevel.critical,
+}
 
 
 class StartupError(Exception):
@@ -56,12 +61,12 @@ class PoolService(Service):
     def __init__(self, name: str, size: int) -> None:
         self.pool = ThreadPool(minthreads=1, maxthreads=size, name=name)
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         """Start the threads."""
         super().startService()
         self.pool.start()
 
-    def stopService(self) -> None:  # noqa: N802
+    def stopService(self) -> None:
         """Join the threads (after the services above have stopped using them)."""
         super().stopService()
         self.pool.stop()
@@ -116,7 +121,7 @@ class PydService(MultiService):
         self.db: Database | None = None
         self.unix_sockets: list[tuple[str, ListenSpec]] = []
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         """Start pools and DB, then upgrade, run start hooks, then listen."""
         self.log_control.install()
         super().startService()
@@ -153,7 +158,7 @@ class PydService(MultiService):
             except OSError as e:
                 log.warn("could not chown {path}: {err}", path=path, err=e)
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def stopService(self) -> Deferred[None]:
         """Stop listening first, then the engine, then DB and pools; remove socket and pidfile."""
         return ensureDeferred(self._stop())
 
@@ -196,7 +201,9 @@ def _write_pidfile(path: str) -> None:
         except ProcessLookupError:
             pass
         except PermissionError:
-            raise StartupError(f"pid file found, ensure pyd is not running or delete {path}") from None
+            raise StartupError(
+                f"pid file found, ensure pyd is not running or delete {path}"
+            ) from None
         else:
             raise StartupError(f"pid file found, ensure pyd is not running or delete {path}")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -247,8 +254,10 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     io_pool = PoolService("pyd-io", 4)
     db_pool.setServiceParent(top)
     io_pool.setServiceParent(top)
-    db = Database(make_engine(os.path.join(config.data_root, "pyd.db")),
-                  ThreadPoolBlocking(reactor, db_pool.pool))
+    db = Database(
+        make_engine(os.path.join(config.data_root, "pyd.db")),
+        ThreadPoolBlocking(reactor, db_pool.pool),
+    )
     top.db = db
     io = ThreadPoolBlocking(reactor, io_pool.pool)
 
@@ -257,7 +266,8 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
 
     async def load_identity() -> None:
         system.daemon_id = await db.transaction(
-            lambda conn: meta.get_or_create(conn, "daemon_id", _new_daemon_id()))
+            lambda conn: meta.get_or_create(conn, "daemon_id", _new_daemon_id())
+        )
 
     top.start_hooks.append(lambda: ensureDeferred(load_identity()))
     _ = io  # handed to area services as they are wired in

@@ -19,8 +19,9 @@ def _make_repeat_handler(key: str) -> Any:
 
 
 def _options_class() -> type[usage.Options]:
-    params: list[list[Any]] = [["config-file", None, None,
-                                "daemon.json path (default /etc/pyd/daemon.json)"]]
+    params: list[list[Any]] = [
+        ["config-file", None, None, "daemon.json path (default /etc/pyd/daemon.json)"]
+    ]
     flags: list[list[Any]] = []
     handlers: dict[str, Any] = {}
     for o in cfgmod.OPTIONS:
@@ -49,7 +50,7 @@ class Options(_options_class()):  # type: ignore[misc]
         self.given: dict[str, Any] = {}
         self.config: cfgmod.DaemonConfig | None = None
 
-    def postOptions(self) -> None:  # noqa: N802 - Twisted's name
+    def postOptions(self) -> None:
         """Merge flags with daemon.json and validate; errors become UsageError."""
         flags: dict[str, Any] = dict(self.given)
         for o in cfgmod.OPTIONS:
@@ -63,13 +64,14 @@ class Options(_options_class()):  # type: ignore[misc]
                 flags[o.key] = value
         path = self.get("config-file")
         try:
-            self.config = cfgmod.build(flags, path or "/etc/pyd/daemon.json",
-                                       file_required=path is not None)
+            self.config = cfgmod.build(
+                flags, path or "/etc/pyd/daemon.json", file_required=path is not None
+            )
         except cfgmod.ConfigError as e:
             raise usage.UsageError(str(e)) from e
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:  # noqa: N802
+def makeService(options: Options, reactor: Any = None) -> IService:
     """Build the daemon's service tree from parsed options."""
     from pyd.service import build_service
 

@@ -21,7 +21,7 @@ def make_app() -> Klein:
     """A Klein app whose errors render as dockerd's C{{"message": ...}} bodies."""
     app = Klein()
 
-    @app.handle_errors(Exception)
+    @app.handle_errors(Exception)  # type: ignore[arg-type]  # variadic: bound and unbound calls
     def _on_error(*args: Any) -> bytes:
         # Klein passes (instance, request, failure) when bound, (request, failure) otherwise.
         request, failure = args[-2], args[-1]

@@ -55,7 +55,12 @@ def write_error(request: Any, exc: BaseException) -> bytes:
 def handle_failure(request: IRequest, failure: Failure) -> bytes:
     """Klein error handler body: log the unexpected, render the JSON error."""
     exc = failure.value
+    assert exc is not None
     if not isinstance(exc, errors.PydError):
-        log.failure("Unhandled error serving {method} {uri}", failure,
-                    method=request.method, uri=request.uri)
+        log.failure(
+            "Unhandled error serving {method} {uri}",
+            failure,
+            method=request.method,
+            uri=request.uri,
+        )
     return write_error(request, exc)

@@ -63,14 +63,24 @@ class ApiRoot(Resource):
             if m:
                 version = (int(m.group(1)), int(m.group(2)))
                 if version > MAX_API:
-                    return self._fail(request, 400, (
-                        f"client version {m.group(1).decode()}.{m.group(2).decode()} is too new. "
-                        f"Maximum supported API version is {MAX_API_STR}"))
+                    return self._fail(
+                        request,
+                        400,
+                        (
+                            f"client version {m.group(1).decode()}.{m.group(2).decode()} is too new. "
+                            f"Maximum supported API version is {MAX_API_STR}"
+                        ),
+                    )
                 if version < MIN_API:
-                    return self._fail(request, 400, (
-                        f"client version {m.group(1).decode()}.{m.group(2).decode()} is too old. "
-                        f"Minimum supported API version is {MIN_API_STR}, please upgrade your "
-                        "client to a newer version"))
+                    return self._fail(
+                        request,
+                        400,
+                        (
+                            f"client version {m.group(1).decode()}.{m.group(2).decode()} is too old. "
+                            f"Minimum supported API version is {MIN_API_STR}, please upgrade your "
+                            "client to a newer version"
+                        ),
+                    )
                 request.pyd_api_version = version
                 request.prepath.append(path[0])
                 path = request.postpath = path[1:]
@@ -83,7 +93,11 @@ class ApiRoot(Resource):
             return self._not_found(request)
         if self.guard is not None:
             try:
-                self.guard(request, request.method.decode(), "/" + b"/".join(path).decode("utf-8", "replace"))
+                self.guard(
+                    request,
+                    request.method.decode(),
+                    "/" + b"/".join(path).decode("utf-8", "replace"),
+                )
             except PydError as e:
                 return write_error(request, e)
         return target.render(request)
@@ -123,12 +137,17 @@ class ApiSite(server.Site):
         """twisted.web's access-log hook, as one structured event."""
         started = getattr(request, "pyd_started", None)
         duration = (time.monotonic() - started) if started else 0.0
-        log.debug("{method} {path} {code} {duration:.4f}s api={version}",
-                  method=request.method.decode(), path=request.uri.decode("utf-8", "replace"),
-                  code=request.code, duration=duration,
-                  version=".".join(map(str, getattr(request, "pyd_api_version", MAX_API))))
+        log.debug(
+            "{method} {path} {code} {duration:.4f}s api={version}",
+            method=request.method.decode(),
+            path=request.uri.decode("utf-8", "replace"),
+            code=request.code,
+            duration=duration,
+            version=".".join(map(str, getattr(request, "pyd_api_version", MAX_API))),
+        )
 
     def getResourceFor(self, request: Any) -> IResource:
         """Stamp the start time, then resolve as usual."""
         request.pyd_started = time.monotonic()
-        return super().getResourceFor(request)
+        resource: IResource = super().getResourceFor(request)
+        return resource

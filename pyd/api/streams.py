@@ -27,7 +27,7 @@ def start_json_stream(request: IRequest) -> None:
 class JSONLines:
     """Writes one JSON object per line to a streaming response; stops quietly once closed."""
 
-    def __init__(self, request: IRequest) -> None:
+    def __init__(self, request: Any) -> None:
         self._request = request
         self.closed = False
         request.notifyFinish().addBoth(self._finished)

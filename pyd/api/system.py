@@ -18,8 +18,22 @@ from pyd.core.records import Event
 from pyd.engine.events import EventFilter, EventService
 from pyd.engine.system import SystemService
 
-EVENT_FILTERS = {"type", "event", "container", "image", "network", "volume", "label", "daemon",
-                 "scope", "plugin", "node", "service", "secret", "config"}
+EVENT_FILTERS = {
+    "type",
+    "event",
+    "container",
+    "image",
+    "network",
+    "volume",
+    "label",
+    "daemon",
+    "scope",
+    "plugin",
+    "node",
+    "service",
+    "secret",
+    "config",
+}
 
 
 def event_json(ev: Event) -> dict[str, Any]:
@@ -30,11 +44,16 @@ def event_json(ev: Event) -> dict[str, Any]:
         out["id"] = ev.actor_id
         if "image" in ev.attributes:
             out["from"] = ev.attributes["image"]
-    out.update({
-        "Type": ev.type, "Action": ev.action,
-        "Actor": {"ID": ev.actor_id, "Attributes": ev.attributes},
-        "scope": ev.scope, "time": ev.time_nano // 1_000_000_000, "timeNano": ev.time_nano,
-    })
+    out.update(
+        {
+            "Type": ev.type,
+            "Action": ev.action,
+            "Actor": {"ID": ev.actor_id, "Attributes": ev.attributes},
+            "scope": ev.scope,
+            "time": ev.time_nano // 1_000_000_000,
+            "timeNano": ev.time_nano,
+        }
+    )
     return out
 
 
@@ -57,18 +76,32 @@ class SystemRouter:
     def version(self, request: IRequest) -> bytes:
         """Engine and component versions."""
         h = self._system.host
-        details = {"ApiVersion": MAX_API_STR, "MinAPIVersion": MIN_API_STR, "GitCommit": "",
-                   "GoVersion": "", "Os": "linux", "Arch": _goarch(h.arch),
-                   "KernelVersion": h.kernel, "Experimental": "false", "BuildTime": ""}
+        details = {
+            "ApiVersion": MAX_API_STR,
+            "MinAPIVersion": MIN_API_STR,
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": _goarch(h.arch),
+            "KernelVersion": h.kernel,
+            "Experimental": "false",
+            "BuildTime": "",
+        }
         body = {
             "Platform": {"Name": f"pyd {__version__}"},
             "Components": [
                 {"Name": "Engine", "Version": ENGINE_VERSION, "Details": details},
                 {"Name": "pyd", "Version": __version__, "Details": {}},
             ],
-            "Version": ENGINE_VERSION, "ApiVersion": MAX_API_STR, "MinAPIVersion": MIN_API_STR,
-            "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": _goarch(h.arch),
-            "KernelVersion": h.kernel, "BuildTime": "",
+            "Version": ENGINE_VERSION,
+            "ApiVersion": MAX_API_STR,
+            "MinAPIVersion": MIN_API_STR,
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": _goarch(h.arch),
+            "KernelVersion": h.kernel,
+            "BuildTime": "",
         }
         return json_body(request, body)
 
@@ -79,41 +112,86 @@ class SystemRouter:
         c = i.counts
         h = i.host
         body = {
-            "ID": i.daemon_id, "Name": i.name, "Containers": c.get("Containers", 0),
+            "ID": i.daemon_id,
+            "Name": i.name,
+            "Containers": c.get("Containers", 0),
             "ContainersRunning": c.get("ContainersRunning", 0),
             "ContainersPaused": c.get("ContainersPaused", 0),
-            "ContainersStopped": c.get("ContainersStopped", 0), "Images": c.get("Images", 0),
-            "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"],
-                                                   ["Supports d_type", "true"]],
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
-                        "Authorization": None, "Log": ["json-file", "k8s-file"]},
-            "MemoryLimit": True, "SwapLimit": False, "KernelMemoryTCP": False,
-            "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True,
-            "PidsLimit": True, "IPv4Forwarding": True, "Debug": i.debug,
-            "NFd": 0, "OomKillDisable": False, "NGoroutines": 0,
-            "SystemTime": _now_rfc3339(self._clock), "LoggingDriver": "json-file",
-            "CgroupDriver": "cgroupfs", "CgroupVersion": h.cgroup_version, "NEventsListener":
-            self._events.subscriber_count, "KernelVersion": h.kernel,
-            "OperatingSystem": h.os_name, "OSVersion": "", "OSType": "linux",
-            "Architecture": h.arch, "IndexServerAddress": "https://index.docker.io/v1/",
+            "ContainersStopped": c.get("ContainersStopped", 0),
+            "Images": c.get("Images", 0),
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+            "Plugins": {
+                "Volume": ["local"],
+                "Network": ["bridge", "host", "null"],
+                "Authorization": None,
+                "Log": ["json-file", "k8s-file"],
+            },
+            "MemoryLimit": True,
+            "SwapLimit": False,
+            "KernelMemoryTCP": False,
+            "CpuCfsPeriod": True,
+            "CpuCfsQuota": True,
+            "CPUShares": True,
+            "CPUSet": True,
+            "PidsLimit": True,
+            "IPv4Forwarding": True,
+            "Debug": i.debug,
+            "NFd": 0,
+            "OomKillDisable": False,
+            "NGoroutines": 0,
+            "SystemTime": _now_rfc3339(self._clock),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": h.cgroup_version,
+            "NEventsListener": self._events.subscriber_count,
+            "KernelVersion": h.kernel,
+            "OperatingSystem": h.os_name,
+            "OSVersion": "",
+            "OSType": "linux",
+            "Architecture": h.arch,
+            "IndexServerAddress": "https://index.docker.io/v1/",
             "RegistryConfig": {
                 "InsecureRegistryCIDRs": ["::1/128", "127.0.0.0/8"],
-                "IndexConfigs": {"docker.io": {"Name": "docker.io",
-                                               "Mirrors": list(i.registry_mirrors),
-                                               "Secure": True, "Official": True}},
+                "IndexConfigs": {
+                    "docker.io": {
+                        "Name": "docker.io",
+                        "Mirrors": list(i.registry_mirrors),
+                        "Secure": True,
+                        "Official": True,
+                    }
+                },
                 "Mirrors": list(i.registry_mirrors),
                 "InsecureRegistries": list(i.insecure_registries),
             },
-            "NCPU": h.ncpu, "MemTotal": h.mem_total, "GenericResources": None,
-            "DockerRootDir": i.data_root, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
-            "Labels": list(i.labels), "ExperimentalBuild": False, "ServerVersion": ENGINE_VERSION,
+            "NCPU": h.ncpu,
+            "MemTotal": h.mem_total,
+            "GenericResources": None,
+            "DockerRootDir": i.data_root,
+            "HttpProxy": "",
+            "HttpsProxy": "",
+            "NoProxy": "",
+            "Labels": list(i.labels),
+            "ExperimentalBuild": False,
+            "ServerVersion": ENGINE_VERSION,
             "Runtimes": {k: {"path": v} for k, v in i.runtimes.items()},
             "DefaultRuntime": i.default_runtime,
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
-                      "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init",
-            "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-            "SecurityOptions": list(i.security_options), "Warnings": list(i.warnings),
+            "Swarm": {
+                "NodeID": "",
+                "NodeAddr": "",
+                "LocalNodeState": "inactive",
+                "ControlAvailable": False,
+                "Error": "",
+                "RemoteManagers": None,
+            },
+            "LiveRestoreEnabled": True,
+            "Isolation": "",
+            "InitBinary": "docker-init",
+            "ContainerdCommit": {"ID": ""},
+            "RuncCommit": {"ID": ""},
+            "InitCommit": {"ID": ""},
+            "SecurityOptions": list(i.security_options),
+            "Warnings": list(i.warnings),
             "CDISpecDirs": [],
         }
         return json_body(request, body)
@@ -122,13 +200,17 @@ class SystemRouter:
     async def df(self, request: IRequest) -> bytes:
         """Disk usage as each area reports it (already in wire shape per item)."""
         u = await self._system.disk_usage()
-        body = {"LayersSize": u.get("layers_size", 0), "Images": u.get("images", []),
-                "Containers": u.get("containers", []), "Volumes": u.get("volumes", []),
-                "BuildCache": u.get("build_cache", [])}
+        body = {
+            "LayersSize": u.get("layers_size", 0),
+            "Images": u.get("images", []),
+            "Containers": u.get("containers", []),
+            "Volumes": u.get("volumes", []),
+            "BuildCache": u.get("build_cache", []),
+        }
         return json_body(request, body)
 
     @app.route("/events", methods=["GET"])
-    def events(self, request: IRequest) -> Deferred[None]:
+    def events(self, request: Any) -> Deferred[None]:
         """Replay stored events in [since, until], then stream live ones until C{until}."""
         filters = parse_filters(request)
         check_filters(filters, EVENT_FILTERS)
@@ -198,4 +280,5 @@ def _goarch(machine: str) -> str:
 
 def _now_rfc3339(clock: Any) -> str:
     from pyd.api.timeparse import rfc3339_nano
+
     return rfc3339_nano(int(clock.seconds() * 1e9))

@@ -32,7 +32,9 @@ def read_json(request: IRequest, *, max_size: int = MAX_JSON_BODY, required: boo
         return None
     ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
     if ctype and ctype != "application/json":
-        raise InvalidParameter(f"unsupported Content-Type header ({ctype}): must be 'application/json'")
+        raise InvalidParameter(
+            f"unsupported Content-Type header ({ctype}): must be 'application/json'"
+        )
     try:
         text = raw.decode("utf-8")
         value, end = json.JSONDecoder().raw_decode(text.lstrip())

@@ -68,22 +68,22 @@ class _Collect(ProcessProtocol):
         self.err: list[bytes] = []
         self.done: Deferred[ProcessResult] = Deferred()
 
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+    def connectionMade(self) -> None:
         assert self.transport is not None
         if self.stdin is not None:
             self.transport.write(self.stdin)
         self.transport.closeStdin()
 
-    def outReceived(self, data: bytes) -> None:  # noqa: N802
+    def outReceived(self, data: bytes) -> None:
         self.out.append(data)
 
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
+    def errReceived(self, data: bytes) -> None:
         self.err.append(data)
 
-    def processEnded(self, reason: Failure) -> None:  # noqa: N802
+    def processEnded(self, reason: Failure) -> None:
         rc = 0
         if reason.check(ProcessTerminated):
-            value = reason.value
+            value: Any = reason.value
             rc = value.exitCode if value.exitCode is not None else -(value.signal or 0)
         elif not reason.check(ProcessDone):
             rc = -1

@@ -15,9 +15,18 @@ from pyd.state.events import EventRepository
 log = Logger()
 
 # Which attribute carries the object's name, per event type, for the name-or-id filters.
-_FILTER_KEYS = {"container": "container", "image": "image", "network": "network",
-                "volume": "volume", "daemon": "daemon", "plugin": "plugin", "node": "node",
-                "service": "service", "secret": "secret", "config": "config"}
+_FILTER_KEYS = {
+    "container": "container",
+    "image": "image",
+    "network": "network",
+    "volume": "volume",
+    "daemon": "daemon",
+    "plugin": "plugin",
+    "node": "node",
+    "service": "service",
+    "secret": "secret",
+    "config": "config",
+}
 
 
 @attrs.frozen
@@ -31,7 +40,11 @@ class EventFilter:
         f = self.values
         if f.get("type") and ev.type not in f["type"]:
             return False
-        if f.get("event") and ev.action not in f["event"] and ev.action.split(":")[0] not in f["event"]:
+        if (
+            f.get("event")
+            and ev.action not in f["event"]
+            and ev.action.split(":")[0] not in f["event"]
+        ):
             return False
         if f.get("scope") and ev.scope not in f["scope"]:
             return False
@@ -55,9 +68,12 @@ class EventFilter:
 
 
 def _name_or_id_match(wanted: str, candidate: str) -> bool:
-    return candidate == wanted or (len(wanted) >= 1 and candidate.startswith(wanted) and
-                                   all(ch in "0123456789abcdef" for ch in wanted) and
-                                   len(candidate) == 64)
+    return candidate == wanted or (
+        len(wanted) >= 1
+        and candidate.startswith(wanted)
+        and all(ch in "0123456789abcdef" for ch in wanted)
+        and len(candidate) == 64
+    )
 
 
 class EventService:
@@ -77,8 +93,14 @@ class EventService:
         """The clock's time in nanoseconds."""
         return int(self._clock.seconds() * 1e9)
 
-    def emit(self, type_: str, action: str, actor_id: str,
-             attributes: dict[str, str] | None = None, scope: str = "local") -> Deferred[Event]:
+    def emit(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> Deferred[Event]:
         """Store the event, then hand it to every live subscriber."""
         d = self._repo.add(type_, action, actor_id, dict(attributes or {}), scope, self.now_nano())
 

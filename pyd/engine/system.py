@@ -60,9 +60,15 @@ class HostFacts:
         except OSError:
             pass
         cg = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
-        return cls(kernel=platform.release(), os_name=os_name, arch=platform.machine(),
-                   ncpu=os.cpu_count() or 1, mem_total=mem, cgroup_version=cg,
-                   hostname=platform.node())
+        return cls(
+            kernel=platform.release(),
+            os_name=os_name,
+            arch=platform.machine(),
+            ncpu=os.cpu_count() or 1,
+            mem_total=mem,
+            cgroup_version=cg,
+            hostname=platform.node(),
+        )
 
 
 @attrs.frozen
@@ -87,8 +93,13 @@ class SystemInfo:
 class SystemService:
     """Answers version/info/df by asking each contributing area."""
 
-    def __init__(self, daemon_id: str, host: HostFacts, config: Any,
-                 contributors: Sequence[SystemContributor] = ()) -> None:
+    def __init__(
+        self,
+        daemon_id: str,
+        host: HostFacts,
+        config: Any,
+        contributors: Sequence[SystemContributor] = (),
+    ) -> None:
         self.daemon_id = daemon_id
         self.host = host
         self.config = config
@@ -103,28 +114,47 @@ class SystemService:
 
     async def info(self) -> SystemInfo:
         """Collect the counts of every area."""
-        counts: dict[str, Any] = {"Containers": 0, "ContainersRunning": 0,
-                                  "ContainersPaused": 0, "ContainersStopped": 0, "Images": 0}
-        parts = await gatherResults([c.info_counts() for c in self._contributors],
-                                    consumeErrors=True)
+        counts: dict[str, Any] = {
+            "Containers": 0,
+            "ContainersRunning": 0,
+            "ContainersPaused": 0,
+            "ContainersStopped": 0,
+            "Images": 0,
+        }
+        parts = await gatherResults(
+            [c.info_counts() for c in self._contributors], consumeErrors=True
+        )
         for p in parts:
             counts.update(p)
         cfg = self.config
         return SystemInfo(
-            daemon_id=self.daemon_id, name=self.host.hostname, host=self.host,
-            data_root=cfg.data_root, counts=counts, labels=tuple(cfg.labels),
+            daemon_id=self.daemon_id,
+            name=self.host.hostname,
+            host=self.host,
+            data_root=cfg.data_root,
+            counts=counts,
+            labels=tuple(cfg.labels),
             insecure_registries=tuple(cfg.insecure_registries),
-            registry_mirrors=tuple(cfg.registry_mirrors), debug=cfg.log_level == "debug",
-            runtimes=dict(self.runtimes), default_runtime=self.default_runtime,
-            security_options=tuple(self.security_options), warnings=(),
+            registry_mirrors=tuple(cfg.registry_mirrors),
+            debug=cfg.log_level == "debug",
+            runtimes=dict(self.runtimes),
+            default_runtime=self.default_runtime,
+            security_options=tuple(self.security_options),
+            warnings=(),
         )
 
     async def disk_usage(self) -> dict[str, Any]:
         """Merge every area's df fragment (keys: layers_size, images, containers, volumes)."""
-        out: dict[str, Any] = {"layers_size": 0, "images": [], "containers": [], "volumes": [],
-                               "build_cache": []}
-        parts = await gatherResults([c.disk_usage() for c in self._contributors],
-                                    consumeErrors=True)
+        out: dict[str, Any] = {
+            "layers_size": 0,
+            "images": [],
+            "containers": [],
+            "volumes": [],
+            "build_cache": [],
+        }
+        parts = await gatherResults(
+            [c.disk_usage() for c in self._contributors], consumeErrors=True
+        )
         for p in parts:
             for k, v in p.items():
                 if isinstance(v, list):

@@ -38,7 +38,9 @@ def make_engine(path: str | None) -> Engine:
         )
     else:
         engine = create_engine(
-            f"sqlite:///{path}", pool_size=1, max_overflow=0,
+            f"sqlite:///{path}",
+            pool_size=1,
+            max_overflow=0,
             connect_args={"check_same_thread": False},
         )
     event.listen(engine, "connect", _on_connect)

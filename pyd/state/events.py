@@ -14,8 +14,13 @@ from pyd.state.models import EventRow
 
 def _record(row: Any) -> Event:
     return Event(
-        id=row.id, type=row.type, action=row.action, actor_id=row.actor_id,
-        attributes=dict(row.attributes or {}), scope=row.scope, time_nano=row.time_nano,
+        id=row.id,
+        type=row.type,
+        action=row.action,
+        actor_id=row.actor_id,
+        attributes=dict(row.attributes or {}),
+        scope=row.scope,
+        time_nano=row.time_nano,
     )
 
 
@@ -27,8 +32,15 @@ class EventRepository:
         self.retention = retention
         self._since_prune = 0
 
-    def add(self, type_: str, action: str, actor_id: str, attributes: dict[str, str],
-            scope: str, time_nano: int) -> Deferred[Event]:
+    def add(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str],
+        scope: str,
+        time_nano: int,
+    ) -> Deferred[Event]:
         """Persist one event; every so often drop those beyond the retention bound."""
         self._since_prune += 1
         prune = self._since_prune >= 100
@@ -37,19 +49,34 @@ class EventRepository:
         retention = self.retention
 
         def thd(conn: Connection) -> Event:
-            res = conn.execute(insert(EventRow).values(
-                type=type_, action=action, actor_id=actor_id, attributes=attributes,
-                scope=scope, time_nano=time_nano))
+            res = conn.execute(
+                insert(EventRow).values(
+                    type=type_,
+                    action=action,
+                    actor_id=actor_id,
+                    attributes=attributes,
+                    scope=scope,
+                    time_nano=time_nano,
+                )
+            )
             new_id = res.inserted_primary_key[0] if res.inserted_primary_key else 0
             if prune:
                 conn.execute(delete(EventRow).where(EventRow.id <= new_id - retention))
-            return Event(id=int(new_id), type=type_, action=action, actor_id=actor_id,
-                         attributes=attributes, scope=scope, time_nano=time_nano)
+            return Event(
+                id=int(new_id),
+                type=type_,
+                action=action,
+                actor_id=actor_id,
+                attributes=attributes,
+                scope=scope,
+                time_nano=time_nano,
+            )
 
         return self._db.transaction(thd)
 
     def between(self, since_nano: int, until_nano: int | None) -> Deferred[list[Event]]:
         """Events with C{since <= time <= until}, oldest first."""
+
         def thd(conn: Connection) -> list[Event]:
             q = select(EventRow).where(EventRow.time_nano >= since_nano)
             if until_nano is not None:
@@ -60,5 +87,6 @@ class EventRepository:
 
     def count(self) -> Deferred[int]:
         """How many events are stored."""
-        return self._db.run(lambda conn: int(conn.execute(
-            select(func.count()).select_from(EventRow)).scalar_one()))
+        return self._db.run(
+            lambda conn: int(conn.execute(select(func.count()).select_from(EventRow)).scalar_one())
+        )
