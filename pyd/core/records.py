@@ -31,3 +31,96 @@ class DaemonInfo:
     id: str
     name: str
     extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+# --- cross-area records (images <-> containers <-> networks <-> volumes <-> build) -------------
+
+
+@attrs.frozen
+class Image:
+    """An image as the engine sees it. C{config} is the parsed image config JSON."""
+
+    id: str  # "sha256:<64hex>"
+    config: dict[str, Any]
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    size: int
+    created: int  # unix seconds
+    parent_id: str | None = None
+    diff_ids: tuple[str, ...] = ()
+
+    @property
+    def container_config(self) -> dict[str, Any]:
+        """The image's C{config} section (Env, Cmd, Entrypoint, WorkingDir, User...)."""
+        c = self.config.get("config") or {}
+        return dict(c)
+
+
+@attrs.frozen
+class Change:
+    """One C{docker diff} entry: kind 0 = modified, 1 = added, 2 = deleted."""
+
+    path: str
+    kind: int
+
+
+@attrs.frozen
+class PortMapping:
+    """A published port: container port/proto -> host ip:port (host_port 0 = not yet assigned)."""
+
+    container_port: int
+    protocol: str  # "tcp" | "udp" | "sctp"
+    host_ip: str
+    host_port: int
+
+
+@attrs.frozen
+class Endpoint:
+    """A container's attachment to one network, as inspect reports it."""
+
+    network_name: str
+    network_id: str
+    endpoint_id: str
+    ipv4: str  # "" when not connected
+    prefixlen: int
+    gateway: str
+    mac: str
+    aliases: tuple[str, ...] = ()
+    dns_names: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class NetworkSetup:
+    """What the network layer prepared for a starting container.
+
+    C{netns_path} is the network namespace the OCI spec joins: None means the host's namespace
+    (C{--network host}); for C{container:X} it is X's namespace path.
+    """
+
+    netns_path: str | None
+    endpoints: tuple[Endpoint, ...]
+    ports: tuple[PortMapping, ...]
+    hosts_entries: tuple[tuple[str, str], ...]  # (address, "name alias...") lines for /etc/hosts
+    dns_servers: tuple[str, ...]
+    dns_search: tuple[str, ...]
+    dns_options: tuple[str, ...]
+
+
+@attrs.frozen
+class MountSpec:
+    """One mount of a container, resolved (C{source} is a host path; empty for tmpfs).
+
+    C{type} is "bind", "volume" or "tmpfs". C{name} is the volume name for volumes.
+    C{options} are extra mount options (tmpfs size/mode, propagation...).
+    """
+
+    type: str
+    source: str
+    destination: str
+    rw: bool = True
+    name: str = ""
+    driver: str = ""
+    mode: str = ""
+    propagation: str = ""
+    options: tuple[str, ...] = ()
+    copy_up: bool = False  # populate from the image's content at destination on first use

@@ -1,0 +1,99 @@
+"""Interfaces the container and build services need from the other areas (layer: engine).
+
+They are defined here, next to their consumers, and implemented by the area services
+(L{pyd.engine.images}, L{pyd.engine.networks}, L{pyd.engine.volumes}). Each consumer receives
+its providers by constructor injection; tests pass small fakes (tests/fakes/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pyd.core.records import Change, Image, MountSpec, NetworkSetup
+
+
+class ImageProvider(Protocol):
+    """What containers and builds need from the image store."""
+
+    async def resolve(self, ref: str) -> Image:
+        """The image named by a reference, id or id prefix.
+
+        @raise NotFound: C{No such image: <ref>} (the CLI pulls on this 404 during run).
+        """
+        ...
+
+    async def create_rw_layer(self, container_id: str, image_id: str | None) -> None:
+        """Make the container's writable layer on top of the image's layers (None: empty)."""
+        ...
+
+    async def mount_rw_layer(self, container_id: str) -> str:
+        """Mount the container's root filesystem (overlay); return the merged directory."""
+        ...
+
+    async def unmount_rw_layer(self, container_id: str) -> None:
+        """Unmount it (idempotent)."""
+        ...
+
+    async def remove_rw_layer(self, container_id: str) -> None:
+        """Unmount and delete the writable layer (idempotent)."""
+        ...
+
+    async def changes(self, container_id: str) -> list[Change]:
+        """C{docker diff}: what the writable layer changed."""
+        ...
+
+    async def commit(self, container_id: str, image_config: dict[str, Any],
+                     repo_tag: str | None = None, parent_id: str | None = None,
+                     cache_key: str | None = None) -> Image:
+        """Turn the writable layer into a new image layer and store the image."""
+        ...
+
+
+class NetworkProvider(Protocol):
+    """What containers need from networking."""
+
+    async def validate(self, container_id: str, network_mode: str,
+                       endpoints_config: dict[str, Any], host_config: dict[str, Any]) -> None:
+        """Check a create request (network exists, --ip inside its subnet, ports well formed).
+
+        @raise NotFound: unknown network (C{network X not found}).
+        @raise InvalidParameter: bad combination.
+        """
+        ...
+
+    async def setup(self, container_id: str, name: str, hostname: str, network_mode: str,
+                    endpoints_config: dict[str, Any], host_config: dict[str, Any],
+                    exposed_ports: Sequence[str]) -> NetworkSetup:
+        """Before start: namespace, interfaces, addresses, published ports, DNS."""
+        ...
+
+    async def teardown(self, container_id: str) -> None:
+        """After the container stopped: release ports, interfaces and the namespace."""
+        ...
+
+    async def release(self, container_id: str) -> None:
+        """On removal: drop the container's endpoints (addresses go back to the pool)."""
+        ...
+
+
+class VolumeProvider(Protocol):
+    """What containers need from volumes and mounts."""
+
+    async def resolve_mounts(self, container_id: str, host_config: dict[str, Any],
+                             image_volumes: Sequence[str],
+                             volumes_from: Sequence[Sequence[MountSpec]] = ()) -> list[MountSpec]:
+        """At create: parse Binds/Mounts/Tmpfs/anonymous volumes, create named and anonymous
+        volumes as needed, record that the container uses them.
+
+        @raise InvalidParameter: malformed spec (dockerd's message).
+        """
+        ...
+
+    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+        """Before start: copy image content into empty volumes (first use), create bind sources."""
+        ...
+
+    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+        """On removal: forget the container's uses; delete its anonymous volumes if asked."""
+        ...
