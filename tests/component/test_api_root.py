@@ -1,0 +1,120 @@
+"""The API root in memory: ping, version negotiation, common headers, errors, events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.api.root import ApiRoot
+from pyd.api.system import SystemRouter
+from pyd.config import DaemonConfig
+from pyd.core.seams import InlineBlocking
+from pyd.engine.events import EventService
+from pyd.engine.system import HostFacts, SystemService
+from pyd.state import migrate
+from pyd.state.db import Database, make_engine
+from pyd.state.events import EventRepository
+
+
+def make_root(clock: Clock) -> tuple[ApiRoot, EventService]:
+    """A root with the system router over an in-memory database."""
+    db = Database(make_engine(None), InlineBlocking())
+    db.run_sync(migrate.upgrade)
+    events = EventService(EventRepository(db), clock)
+    host = HostFacts("6.1", "Debian", "x86_64", 2, 1 << 30, "1", "h")
+    system = SystemService("ID1", host, DaemonConfig(data_root="/d"))
+    return ApiRoot([SystemRouter(system, events, clock)]), events
+
+
+class ApiRootTests(SynchronousTestCase):
+    """Routing and negotiation rules shared by every endpoint."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        root, self.events = make_root(self.clock)
+        self.http = StubTreq(root)
+
+    def get(self, path: str, method: str = "GET") -> tuple[Any, bytes]:
+        resp = self.successResultOf(self.http.request(method, "http://pyd" + path))
+        body = self.successResultOf(resp.content())
+        return resp, body
+
+    def test_ping_headers(self) -> None:
+        """GET /_ping answers OK with the headers the CLI negotiates from."""
+        resp, body = self.get("/_ping")
+        self.assertEqual(body, b"OK")
+        h = resp.headers
+        self.assertEqual(h.getRawHeaders("Api-Version"), ["1.50"])
+        self.assertEqual(h.getRawHeaders("Builder-Version"), ["1"])
+        self.assertEqual(h.getRawHeaders("Ostype"), ["linux"])
+        self.assertEqual(h.getRawHeaders("Swarm"), ["inactive"])
+        self.assertEqual(h.getRawHeaders("Docker-Experimental"), ["false"])
+        self.assertEqual(h.getRawHeaders("Cache-Control"), ["no-cache, no-store, must-revalidate"])
+
+    def test_head_ping(self) -> None:
+        """HEAD /_ping has an empty body."""
+        resp, body = self.get("/_ping", "HEAD")
+        self.assertEqual((resp.code, body), (200, b""))
+
+    def test_versioned_and_unversioned(self) -> None:
+        """/v1.45/version and /version both work; every response has the common headers."""
+        for path in ("/v1.45/version", "/version", "/v1.24/version"):
+            resp, body = self.get(path)
+            self.assertEqual(resp.code, 200, path)
+            self.assertEqual(json.loads(body)["ApiVersion"], "1.50")
+            self.assertEqual(resp.headers.getRawHeaders("Api-Version"), ["1.50"])
+
+    def test_too_new_and_too_old(self) -> None:
+        """Out-of-range versions get dockerd's 400 messages."""
+        resp, body = self.get("/v1.51/info")
+        self.assertEqual(resp.code, 400)
+        self.assertEqual(
+            json.loads(body)["message"],
+            "client version 1.51 is too new. Maximum supported API version is 1.50",
+        )
+        resp, body = self.get("/v1.12/info")
+        self.assertEqual(resp.code, 400)
+        self.assertIn(
+            "client version 1.12 is too old. Minimum supported API version is 1.24",
+            json.loads(body)["message"],
+        )
+
+    def test_unknown_route(self) -> None:
+        """Unknown paths are 404 with a JSON message."""
+        for path in ("/nope", "/v1.45/", "/system/nope"):
+            resp, body = self.get(path)
+            self.assertEqual(resp.code, 404, path)
+            self.assertEqual(json.loads(body), {"message": "page not found"})
+            self.assertEqual(resp.headers.getRawHeaders("Content-Type"), ["application/json"])
+
+    def test_info_counts(self) -> None:
+        """/info reports identity and zero counts without any area wired."""
+        _, body = self.get("/info")
+        info = json.loads(body)
+        self.assertEqual((info["ID"], info["Containers"], info["DockerRootDir"]), ("ID1", 0, "/d"))
+
+    def test_events_window(self) -> None:
+        """since/until replay stored events, filtered, and end the stream."""
+        self.successResultOf(self.events.emit("container", "start", "a" * 64, {"name": "web"}))
+        self.successResultOf(self.events.emit("network", "create", "b" * 64, {"name": "n"}))
+        self.clock.advance(5)
+        now = int(self.clock.seconds())
+        _, body = self.get(f"/events?since={now - 60}&until={now}")
+        lines = [json.loads(x) for x in body.splitlines()]
+        self.assertEqual([e["Action"] for e in lines], ["start", "create"])
+        self.assertEqual(lines[0]["status"], "start")
+        self.assertEqual(lines[0]["Actor"]["Attributes"]["name"], "web")
+        flt = json.dumps({"type": {"network": True}})
+        _, body = self.get(f"/events?since={now - 60}&until={now}&filters={flt}")
+        self.assertEqual([json.loads(x)["Type"] for x in body.splitlines()], ["network"])
+
+    def test_events_bad_filter(self) -> None:
+        """An unknown filter key is a 400."""
+        resp, body = self.get('/events?since=0&until=1&filters={"bogus":{"x":true}}')
+        self.assertEqual(resp.code, 400)
+        self.assertIn("invalid filter", json.loads(body)["message"])

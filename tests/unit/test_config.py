@@ -1,0 +1,141 @@
+"""Flags + daemon.json -> DaemonConfig, with dockerd's rules and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd import config as cfgmod
+from pyd.tap import Options
+
+
+def _file(content: object) -> str:
+    fd, path = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+class ConfigTests(SynchronousTestCase):
+    """Options parse like dockerd's."""
+
+    def parse(self, *argv: str) -> cfgmod.DaemonConfig:
+        o = Options()
+        o.parseOptions(list(argv))
+        assert o.config is not None
+        return o.config
+
+    def test_defaults(self) -> None:
+        """Without flags or file: dockerd-like defaults under pyd's own paths."""
+        c = self.parse("--config-file", _file({}))
+        self.assertEqual(c.data_root, "/var/lib/pyd")
+        self.assertEqual(c.exec_root, "/run/pyd")
+        self.assertEqual(c.default_hosts(), ("unix:///var/run/pyd.sock",))
+        self.assertEqual(c.log_level, "info")
+
+    def test_repeatable_host(self) -> None:
+        """-H is repeatable and keeps order."""
+        c = self.parse(
+            "--config-file", _file({}), "-H", "unix:///a.sock", "--host", "unix:///b.sock"
+        )
+        self.assertEqual(c.hosts, ("unix:///a.sock", "unix:///b.sock"))
+
+    def test_file_keys(self) -> None:
+        """daemon.json uses dockerd's keys."""
+        c = self.parse(
+            "--config-file",
+            _file({"data-root": "/x", "log-level": "debug", "insecure-registries": ["r:5000"]}),
+        )
+        self.assertEqual(
+            (c.data_root, c.log_level, c.insecure_registries), ("/x", "debug", ("r:5000",))
+        )
+
+    def test_unknown_key(self) -> None:
+        """An unknown key is an error naming it."""
+        e = self.assertRaises(usage.UsageError, self.parse, "--config-file", _file({"bogus": 1}))
+        self.assertIn("bogus", str(e))
+        self.assertIn("don't match any configuration option", str(e))
+
+    def test_bad_json(self) -> None:
+        """Malformed JSON is an error naming the file."""
+        path = _file("{nope")
+        e = self.assertRaises(usage.UsageError, self.parse, "--config-file", path)
+        self.assertIn(path, str(e))
+
+    def test_flag_and_file_conflict(self) -> None:
+        """The same option as flag and in the file is refused, like dockerd."""
+        e = self.assertRaises(
+            usage.UsageError,
+            self.parse,
+            "--config-file",
+            _file({"data-root": "/a"}),
+            "--data-root",
+            "/b",
+        )
+        self.assertIn("specified both as a flag and in the configuration file", str(e))
+        self.assertIn("data-root", str(e))
+
+    def test_bad_value(self) -> None:
+        """A bad value names the key."""
+        e = self.assertRaises(
+            usage.UsageError, self.parse, "--config-file", _file({"log-level": "loud"})
+        )
+        self.assertIn("log-level", str(e))
+
+    def test_missing_explicit_file(self) -> None:
+        """An explicitly named config file must exist."""
+        self.assertRaises(usage.UsageError, self.parse, "--config-file", "/nonexistent/daemon.json")
+
+    def test_plain_tcp_refused(self) -> None:
+        """tcp:// without TLS needs the loudly named opt-in."""
+        e = self.assertRaises(
+            usage.UsageError, self.parse, "--config-file", _file({}), "-H", "tcp://127.0.0.1:2375"
+        )
+        self.assertIn("insecure-tcp-without-tls-gives-root-to-anyone", str(e))
+        c = self.parse(
+            "--config-file",
+            _file({}),
+            "-H",
+            "tcp://127.0.0.1:2375",
+            "--insecure-tcp-without-tls-gives-root-to-anyone",
+        )
+        self.assertEqual(c.hosts, ("tcp://127.0.0.1:2375",))
+
+    def test_tlsverify_needs_files(self) -> None:
+        """--tlsverify without certificate paths is refused."""
+        e = self.assertRaises(
+            usage.UsageError, self.parse, "--config-file", _file({}), "--tlsverify"
+        )
+        self.assertIn("tls", str(e))
+
+
+class HostParseTests(SynchronousTestCase):
+    """-H values become Twisted endpoint descriptions."""
+
+    def test_unix(self) -> None:
+        """unix://PATH listens with mode 660."""
+        self.assertEqual(
+            cfgmod.parse_host("unix:///run/p.sock").endpoint_description(),
+            "unix:/run/p.sock:mode=660",
+        )
+
+    def test_tcp(self) -> None:
+        """tcp://HOST:PORT binds that interface."""
+        s = cfgmod.parse_host("tcp://0.0.0.0:2376")
+        self.assertEqual((s.kind, s.port), ("tcp", 2376))
+        self.assertEqual(s.endpoint_description(), "tcp:2376:interface=0.0.0.0")
+
+    def test_fd(self) -> None:
+        """fd:// adopts systemd's sockets."""
+        self.assertEqual(
+            cfgmod.parse_host("fd://").endpoint_description(), "systemd:domain=UNIX:index=0"
+        )
+
+    def test_bad(self) -> None:
+        """Unknown schemes are refused with dockerd's text."""
+        e = self.assertRaises(cfgmod.ConfigError, cfgmod.parse_host, "ftp://x")
+        self.assertIn("invalid bind address format", str(e))
