@@ -139,3 +139,17 @@ class HostParseTests(SynchronousTestCase):
         """Unknown schemes are refused with dockerd's text."""
         e = self.assertRaises(cfgmod.ConfigError, cfgmod.parse_host, "ftp://x")
         self.assertIn("invalid bind address format", str(e))
+
+
+class ConfigDocsTests(SynchronousTestCase):
+    """docs/configuration.md documents every option."""
+
+    def test_every_key_documented(self) -> None:
+        """Each daemon.json key and flag appears in the configuration doc."""
+        from pathlib import Path
+
+        doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+        for o in cfgmod.OPTIONS:
+            self.assertIn(f"`{o.key}`", doc, "add a row for it to docs/configuration.md")
+            if o.flag:
+                self.assertIn(f"`--{o.flag}`", doc)
