@@ -23,7 +23,7 @@ run: install
 	$(VENV)/bin/twistd -n --pidfile= pyd
 
 lint: install
-	$(VENV)/bin/ruff check pyd twistd_plugins migrations tests bench
+	$(VENV)/bin/ruff check pyd twistd_plugins migrations tests $(wildcard bench)
 	$(VENV)/bin/lint-imports
 
 typecheck: install
