@@ -81,9 +81,8 @@ class LogLevelControl:
 
     def set_level(self, level: str) -> None:
         """Apply a new level to every namespace."""
-        self.predicate.setLogLevelForNamespace("", LEVELS[level])
-        self.predicate.clearLogLevels()
         self.predicate.defaultLogLevel = LEVELS[level]
+        self.predicate.clearLogLevels()
 
     def install(self) -> None:
         """Wrap the observers twistd installed (they exist once the reactor runs)."""
@@ -105,6 +104,37 @@ class LogLevelControl:
         self._installed.clear()
 
 
+class StallWatchdog:
+    """In debug mode, logs reactor stalls: a 50 ms tick that arrives over 100 ms late."""
+
+    def __init__(self, clock: Any, interval: float = 0.05, threshold: float = 0.1) -> None:
+        from twisted.internet.task import LoopingCall
+
+        self._clock = clock
+        self.interval = interval
+        self.threshold = threshold
+        self._last = 0.0
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+
+    def _tick(self) -> None:
+        now = self._clock.seconds()
+        late = now - self._last - self.interval
+        if self._last and late > self.threshold:
+            log.warn("reactor stalled for {ms:.0f} ms", ms=late * 1000)
+        self._last = now
+
+    def start(self) -> None:
+        """Begin ticking."""
+        self._last = 0.0
+        self._loop.start(self.interval, now=True)
+
+    def stop(self) -> None:
+        """Stop ticking."""
+        if self._loop.running:
+            self._loop.stop()
+
+
 class PydService(MultiService):
     """The daemon: pools and DB as children; listeners started only once the engine is ready."""
 
@@ -124,6 +154,10 @@ class PydService(MultiService):
     def startService(self) -> None:
         """Start pools and DB, then upgrade, run start hooks, then listen."""
         self.log_control.install()
+        if self.config.effective_log_level() == "debug":
+            self.watchdog = StallWatchdog(self.reactor)
+            self.watchdog.start()
+            self.cleanup.append(self.watchdog.stop)
         super().startService()
         d = ensureDeferred(self._start())
         d.addErrback(self._start_failed)

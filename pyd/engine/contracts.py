@@ -43,9 +43,14 @@ class ImageProvider(Protocol):
         """C{docker diff}: what the writable layer changed."""
         ...
 
-    async def commit(self, container_id: str, image_config: dict[str, Any],
-                     repo_tag: str | None = None, parent_id: str | None = None,
-                     cache_key: str | None = None) -> Image:
+    async def commit(
+        self,
+        container_id: str,
+        image_config: dict[str, Any],
+        repo_tag: str | None = None,
+        parent_id: str | None = None,
+        cache_key: str | None = None,
+    ) -> Image:
         """Turn the writable layer into a new image layer and store the image."""
         ...
 
@@ -53,8 +58,13 @@ class ImageProvider(Protocol):
 class NetworkProvider(Protocol):
     """What containers need from networking."""
 
-    async def validate(self, container_id: str, network_mode: str,
-                       endpoints_config: dict[str, Any], host_config: dict[str, Any]) -> None:
+    async def validate(
+        self,
+        container_id: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+    ) -> None:
         """Check a create request (network exists, --ip inside its subnet, ports well formed).
 
         @raise NotFound: unknown network (C{network X not found}).
@@ -62,9 +72,16 @@ class NetworkProvider(Protocol):
         """
         ...
 
-    async def setup(self, container_id: str, name: str, hostname: str, network_mode: str,
-                    endpoints_config: dict[str, Any], host_config: dict[str, Any],
-                    exposed_ports: Sequence[str]) -> NetworkSetup:
+    async def setup(
+        self,
+        container_id: str,
+        name: str,
+        hostname: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+        exposed_ports: Sequence[str],
+    ) -> NetworkSetup:
         """Before start: namespace, interfaces, addresses, published ports, DNS."""
         ...
 
@@ -80,9 +97,13 @@ class NetworkProvider(Protocol):
 class VolumeProvider(Protocol):
     """What containers need from volumes and mounts."""
 
-    async def resolve_mounts(self, container_id: str, host_config: dict[str, Any],
-                             image_volumes: Sequence[str],
-                             volumes_from: Sequence[Sequence[MountSpec]] = ()) -> list[MountSpec]:
+    async def resolve_mounts(
+        self,
+        container_id: str,
+        host_config: dict[str, Any],
+        image_volumes: Sequence[str],
+        volumes_from: Sequence[Sequence[MountSpec]] = (),
+    ) -> list[MountSpec]:
         """At create: parse Binds/Mounts/Tmpfs/anonymous volumes, create named and anonymous
         volumes as needed, record that the container uses them.
 
