@@ -69,3 +69,42 @@ class SystemCLITests:
             raise AssertionError("second daemon started")
         finally:
             other.stop()
+
+
+class DaemonLifecycleTests:
+    """Clean shutdown and restart after a crash."""
+
+    def test_sigterm_removes_socket_and_pidfile(self, pyd_daemon: PydDaemon) -> None:
+        """SIGTERM shuts down cleanly and removes the socket and the pidfile.
+
+        twistd re-raises the signal after a clean shutdown, so the status is -15.
+        """
+        import os
+
+        with open(pyd_daemon.pidfile) as f:
+            assert int(f.read()) == pyd_daemon.proc.pid  # type: ignore[union-attr]
+        assert pyd_daemon.stop() in (0, -15)
+        assert "Server Shut Down." in pyd_daemon.log()
+        assert not os.path.exists(pyd_daemon.sock)
+        assert not os.path.exists(pyd_daemon.pidfile)
+
+    def test_restart_after_kill9(self, pyd_daemon: PydDaemon) -> None:
+        """A stale socket and pidfile left by kill -9 do not stop the next start."""
+        import os
+
+        pyd_daemon.kill9()
+        assert os.path.exists(pyd_daemon.sock)
+        pyd_daemon.start()
+        assert pyd_daemon.docker("version").returncode == 0
+
+    def test_log_level_debug_logs_requests(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        """--log-level debug logs one line per API request; info does not."""
+        for level, expect in (("debug", True), ("info", False)):
+            d = PydDaemon(str(tmp_path / level), extra_args=["--log-level", level])
+            try:
+                d.start()
+                d.docker("info")
+                d.stop()
+                assert ("GET /v1.50/info 200" in d.log()) is expect, d.log()
+            finally:
+                d.cleanup()
