@@ -111,7 +111,11 @@ class MountSpec:
     """One mount of a container, resolved (C{source} is a host path; empty for tmpfs).
 
     C{type} is "bind", "volume" or "tmpfs". C{name} is the volume name for volumes.
-    C{options} are extra mount options (tmpfs size/mode, propagation...).
+    C{options} are extra mount options: for tmpfs the complete data/flag list (dockerd's
+    defaults C{noexec,nosuid,nodev} merged with the user's, e.g. C{size=1m}, C{mode=1777});
+    for bind/volume C{("bind",)} when non-recursive, else empty (use C{rbind}). Read-only-ness is
+    C{rw}; C{propagation} is set for binds (C{rprivate} by default), empty otherwise (use
+    C{rprivate}). C{mode} is the user's mode string as inspect shows it (C{"z"} for volumes).
     """
 
     type: str
@@ -124,3 +128,18 @@ class MountSpec:
     propagation: str = ""
     options: tuple[str, ...] = ()
     copy_up: bool = False  # populate from the image's content at destination on first use
+    listed: bool = True  # False: not shown in inspect's Mounts (HostConfig.Tmpfs, as dockerd)
+
+
+@attrs.frozen
+class Volume:
+    """A volume of the local driver. C{labels}/C{options} are None when never given (the wire
+    shows C{null}, as dockerd does)."""
+
+    name: str
+    driver: str
+    mountpoint: str  # <data-root>/volumes/<name>/_data
+    created: int  # unix seconds
+    labels: dict[str, str] | None
+    options: dict[str, str] | None
+    anonymous: bool = False

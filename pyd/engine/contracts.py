@@ -95,7 +95,15 @@ class NetworkProvider(Protocol):
 
 
 class VolumeProvider(Protocol):
-    """What containers need from volumes and mounts."""
+    """What containers need from volumes and mounts (implemented by L{pyd.engine.volumes}).
+
+    Call order for the container service: insert the container's row, then C{resolve_mounts}
+    (it records the container's use of each volume in C{container_volumes}, which references the
+    container row); C{prepare} before every start; C{release} on removal I{before} the container
+    row is deleted (the use rows cascade away with it). On a failed create after
+    C{resolve_mounts}, call C{release(container_id, True)}. The volume service learns that a
+    container stopped from its C{die} event (wired in pyd/service.py) to unmount volumes.
+    """
 
     async def resolve_mounts(
         self,
@@ -107,14 +115,24 @@ class VolumeProvider(Protocol):
         """At create: parse Binds/Mounts/Tmpfs/anonymous volumes, create named and anonymous
         volumes as needed, record that the container uses them.
 
+        @param image_volumes: the image's C{config.Volumes} keys plus the request's
+            C{Config.Volumes} keys (the CLI sends C{-v /path} there); each becomes an anonymous
+            volume unless something else is mounted there.
+        @param volumes_from: for each entry of C{HostConfig.VolumesFrom}, in order, the stored
+            MountSpecs of that container (this service parses the C{:ro}/C{:rw} suffix).
+        @return: the mounts sorted so parents come before children; persist them with the
+            container and pass them back to C{prepare}. C{listed=False} ones (C{--tmpfs}) are not
+            shown in inspect's C{Mounts}, as with dockerd.
         @raise InvalidParameter: malformed spec (dockerd's message).
         """
         ...
 
     async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
-        """Before start: copy image content into empty volumes (first use), create bind sources."""
+        """Before start: copy image content into empty volumes (first use), create bind sources,
+        mount volumes that have mount options (tmpfs, bind, nfs...)."""
         ...
 
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
-        """On removal: forget the container's uses; delete its anonymous volumes if asked."""
+        """On removal: forget the container's uses; delete its anonymous volumes if asked
+        (C{docker rm -v} and AutoRemove containers)."""
         ...
