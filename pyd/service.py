@@ -12,14 +12,18 @@ import errno
 import fcntl
 import grp
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -28,8 +32,12 @@ from twisted.logger import (
     LogLevelFilterPredicate,
     globalLogPublisher,
 )
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
+from pyd import config as cfgmod
+from pyd.api.authz import Authorizer, Policy
 from pyd.api.root import ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
 from pyd.config import DaemonConfig, ListenSpec, parse_host
@@ -150,6 +158,14 @@ class PydService(MultiService):
         self.log_control = LogLevelControl(config.effective_log_level())
         self.db: Database | None = None
         self.unix_sockets: list[tuple[str, ListenSpec]] = []
+        # SIGHUP: config_loader re-reads flags + daemon.json; reload_hooks apply a new config
+        # (each gets (old, new) and may raise ConfigError to refuse it; see reload()).
+        self.config_loader: Callable[[], DaemonConfig] | None = None
+        self.reload_checks: list[Callable[[DaemonConfig], Any]] = []
+        self.reload_hooks: list[Callable[[DaemonConfig, DaemonConfig], None]] = []
+        self.reloading: Deferred[list[str]] | None = None
+        self.io: ThreadPoolBlocking | None = None
+        self._old_sighup: Any = None
 
     def startService(self) -> None:
         """Start pools and DB, then upgrade, run start hooks, then listen."""
@@ -167,9 +183,16 @@ class PydService(MultiService):
         await self.db.transaction(migrate.upgrade)
         for hook in self.start_hooks:
             await hook()
+        for svc in self.listeners:
+            # Make a failed listen() raise here (and fail the start) instead of only being logged.
+            svc._raiseSynchronously = True  # type: ignore[attr-defined]
         self.listeners.startService()
         self._chown_sockets()
+        self._install_sighup()
         log.info("pyd ready, API listening on {hosts}", hosts=",".join(self.config.default_hosts()))
+        sd_notify(
+            f"READY=1\nSTATUS=serving on {','.join(self.config.default_hosts())}\nMAINPID={os.getpid()}"
+        )
         self.ready.callback(None)
 
     def _start_failed(self, failure: Any) -> None:
@@ -192,11 +215,107 @@ class PydService(MultiService):
             except OSError as e:
                 log.warn("could not chown {path}: {err}", path=path, err=e)
 
+    def _install_sighup(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # tests driving the service from a thread: no signals there
+        self._old_sighup = signal.getsignal(signal.SIGHUP)
+
+        def on_hup(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(self.reload)
+
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def _uninstall_sighup(self) -> None:
+        old = getattr(self, "_old_sighup", None)
+        if old is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, old)
+            self._old_sighup = None
+
+    def reload(self) -> Deferred[list[str]]:
+        """Re-read the configuration and apply what may change at run time (SIGHUP).
+
+        Like dockerd: the log level, labels, registry mirrors and insecure registries, the TLS
+        material and role settings change; other keys that differ are reported as needing a
+        restart. An invalid new configuration is refused as a whole and the old one kept.
+
+        @return: the names of the keys that changed (empty when refused or unchanged).
+        """
+        if self.reloading is not None:
+            return self.reloading
+        d = ensureDeferred(self._reload())
+
+        def done(result: list[str]) -> list[str]:
+            self.reloading = None
+            return result
+
+        self.reloading = d.addBoth(done)
+        return self.reloading
+
+    async def _reload(self) -> list[str]:
+        if self.config_loader is None:
+            log.warn("SIGHUP: this daemon was not started with a reloadable configuration")
+            return []
+        sd_notify("RELOADING=1\nSTATUS=reloading configuration")
+        old = self.config
+        try:
+            loaded = await self._io_run(self.config_loader)
+            for check in self.reload_checks:
+                r = check(loaded)
+                if isinstance(r, Deferred):
+                    await r
+        except (cfgmod.ConfigError, OSError, ValueError) as e:
+            log.error(
+                "SIGHUP: refusing the new configuration, keeping the old one: {err}", err=str(e)
+            )
+            sd_notify("READY=1\nSTATUS=serving (reload refused: see log)")
+            return []
+        changed: dict[str, Any] = {}
+        restart: list[str] = []
+        for opt in cfgmod.OPTIONS:
+            before, after = getattr(old, opt.attr), getattr(loaded, opt.attr)
+            if before == after:
+                continue
+            if opt.reload:
+                changed[opt.attr] = after
+            else:
+                restart.append(opt.key)
+        new = attrs.evolve(old, **changed)  # type: ignore[misc]  # DaemonConfig is attrs-made at run time
+        self.config = new
+        for hook in self.reload_hooks:
+            try:
+                hook(old, new)
+            except Exception:  # noqa: BLE001  # one failing area must not stop the others
+                log.failure("SIGHUP: applying the new configuration failed in {hook}", hook=hook)
+        for attr in changed:
+            opt = cfgmod.BY_ATTR[attr]
+            log.info(
+                "SIGHUP: {key} changed: {before!r} -> {after!r}",
+                key=opt.key,
+                before=getattr(old, attr),
+                after=getattr(new, attr),
+            )
+        if restart:
+            log.warn("SIGHUP: changed but only applied at restart: {keys}", keys=", ".join(restart))
+        log.info(
+            "SIGHUP: configuration reloaded ({n} change(s): {keys})",
+            n=len(changed),
+            keys=", ".join(cfgmod.BY_ATTR[a].key for a in changed) or "none",
+        )
+        sd_notify("READY=1\nSTATUS=serving (configuration reloaded)")
+        return [cfgmod.BY_ATTR[a].key for a in changed]
+
+    async def _io_run(self, fn: Callable[[], Any]) -> Any:
+        if self.io is None:
+            return fn()
+        return await self.io.run(fn)
+
     def stopService(self) -> Deferred[None]:
         """Stop listening first, then the engine, then DB and pools; remove socket and pidfile."""
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        sd_notify("STOPPING=1\nSTATUS=shutting down")
+        self._uninstall_sighup()
         if self.listeners.running:
             await self.listeners.stopService()
         for hook in reversed(self.stop_hooks):
@@ -307,19 +426,191 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     _ = io  # handed to area services as they are wired in
 
     routers: list[Any] = [SystemRouter(system, events, reactor)]
-    site = ApiSite(ApiRoot(routers))
+    authorizer = Authorizer(Policy.from_config(config))
+    site = ApiSite(ApiRoot(routers, guard=authorizer))
+    top.io = io
+    _wire_reload(top, system, authorizer)
+    _add_listeners(top, config, reactor, site)
+    return top
 
+
+def _wire_reload(top: PydService, system: SystemService, authorizer: Authorizer) -> None:
+    """What SIGHUP changes in the core wiring: log level, /info's view of config, roles."""
+
+    def apply(old: DaemonConfig, new: DaemonConfig) -> None:
+        top.log_control.set_level(new.effective_log_level())
+        system.config = new
+        authorizer.policy = Policy.from_config(new)
+
+    top.reload_hooks.append(apply)
+
+
+def _add_listeners(top: PydService, config: DaemonConfig, reactor: Any, site: Any) -> None:
+    """One endpoint service per C{-H}; TCP is wrapped in TLS unless explicitly insecure."""
+    tls: ServerTLS | None = None
     for host in config.default_hosts():
         spec = parse_host(host)
         if spec.kind == "unix":
             _clear_stale_socket(spec.address)
             top.unix_sockets.append((spec.address, spec))
             top.cleanup.append(_remove(spec.address))
-        elif spec.kind == "tcp" and (config.tls or config.tlsverify):
-            raise StartupError("TLS listeners are not available yet")
         endpoint = serverFromString(reactor, spec.endpoint_description())
-        StreamServerEndpointService(endpoint, site).setServiceParent(top.listeners)
-    return top
+        factory = site
+        if spec.kind == "tcp":
+            if config.tls or config.tlsverify:
+                if tls is None:
+                    tls = ServerTLS(config)
+                    top.reload_checks.append(tls.prepare)
+                    top.reload_hooks.append(tls.commit)
+                factory = TLSMemoryBIOFactory(tls, False, site)
+            else:
+                log.warn(
+                    "API listening on plain TCP {address} WITHOUT TLS: anyone who can reach it "
+                    "is root on this host",
+                    address=spec.address,
+                )
+        StreamServerEndpointService(endpoint, factory).setServiceParent(top.listeners)
+
+
+# ---- TLS (mutual TLS for remote management) ----------------------------------------------------
+
+# TLS 1.2 minimum; forward-secret AEAD suites only (TLS 1.3 suites are all modern).
+TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise cfgmod.ConfigError(f"could not read {what} file {path}: {e.strerror}") from e
+
+
+def build_tls_context(config: DaemonConfig) -> Any:
+    """An OpenSSL context for the TCP listeners, from the config's TLS files (blocking).
+
+    Client certificates are required and checked against C{tlscacert} with C{--tlsverify}; the
+    C{tlscrl} CRL, when set, must be signed by that CA and revokes client certificates.
+
+    @raise ConfigError: a file is missing or does not parse, or the key does not match.
+    """
+    from OpenSSL import SSL
+    from OpenSSL.crypto import X509, PKey, X509StoreFlags
+    from twisted.internet import ssl
+
+    from pyd.core import certs
+
+    cert_data = _read(config.tlscert, "tlscert")
+    key_data = _read(config.tlskey, "tlskey")
+    try:
+        chain = [certs.load_cert(b) for b in _split_pem(cert_data)]
+        if not chain:
+            raise ValueError("no certificate found")
+        key = certs.load_key(key_data)
+    except ValueError as e:
+        raise cfgmod.ConfigError(f"could not load the server certificate/key: {e}") from e
+    kwargs: dict[str, Any] = {}
+    ca_cert = None
+    if config.tlsverify:
+        ca_data = _read(config.tlscacert, "tlscacert")
+        try:
+            cas = [certs.load_cert(b) for b in _split_pem(ca_data)]
+            if not cas:
+                raise ValueError("no certificate found")
+        except ValueError as e:
+            raise cfgmod.ConfigError(f"could not load tlscacert {config.tlscacert}: {e}") from e
+        ca_cert = cas[0]
+        kwargs["trustRoot"] = ssl.trustRootFromCertificates(
+            [ssl.Certificate(X509.from_cryptography(c)) for c in cas]
+        )
+    try:
+        options = ssl.CertificateOptions(
+            privateKey=PKey.from_cryptography_key(key),
+            certificate=X509.from_cryptography(chain[0]),
+            extraCertChain=[X509.from_cryptography(c) for c in chain[1:]] or None,
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+            acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(TLS_CIPHERS),
+            **kwargs,
+        )
+        ctx = options.getContext()
+    except (SSL.Error, ValueError) as e:
+        raise cfgmod.ConfigError(f"TLS configuration unusable: {e}") from e
+    ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
+    if config.tlscrl:
+        crl_data = _read(config.tlscrl, "tlscrl")
+        try:
+            crl = certs.load_crl(crl_data)
+        except ValueError as e:
+            raise cfgmod.ConfigError(f"could not load tlscrl {config.tlscrl}: {e}") from e
+        if ca_cert is not None and (
+            crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
+        ):
+            raise cfgmod.ConfigError(f"tlscrl {config.tlscrl} is not signed by tlscacert")
+        store = ctx.get_cert_store()
+        assert store is not None
+        store.add_crl(crl)
+        store.set_flags(X509StoreFlags.CRL_CHECK)
+    return ctx
+
+
+def _split_pem(data: bytes) -> list[bytes]:
+    marker = b"-----END CERTIFICATE-----"
+    return [p + marker for p in data.split(marker) if b"-----BEGIN CERTIFICATE-----" in p]
+
+
+@implementer(IOpenSSLContextFactory)
+class ServerTLS:
+    """The TLS context of the TCP listeners; SIGHUP swaps in a new one for new connections.
+
+    L{TLSMemoryBIOFactory} asks C{getContext()} for every new connection, so replacing the context
+    reloads the server certificate, key, CA and CRL without touching open connections, the Unix
+    socket or containers.
+    """
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self._context = build_tls_context(config)
+        self._pending: tuple[DaemonConfig, Any] | None = None
+        if not config.tlsverify:
+            log.warn(
+                "TLS without --tlsverify: the server is authenticated but any client that "
+                "connects is trusted (as {role})",
+                role=config.tls_default_role,
+            )
+
+    def getContext(self) -> Any:
+        """The current OpenSSL context (old-style context factory interface)."""
+        return self._context
+
+    def prepare(self, config: DaemonConfig) -> None:
+        """Build the context of a new config (blocking, small files); raise to refuse it."""
+        self._pending = (config, build_tls_context(config))
+
+    def commit(self, old: DaemonConfig, new: DaemonConfig) -> None:
+        """Switch to the context built by L{prepare}."""
+        if self._pending is not None:
+            self._context = self._pending[1]
+            self._pending = None
+            log.info("TLS material reloaded (certificate, key, CA and CRL)")
+
+
+def sd_notify(message: str) -> bool:
+    """Send C{message} to systemd's C{$NOTIFY_SOCKET} (READY=1, STOPPING=1, STATUS=...).
+
+    @return: whether a message was sent (no socket, or an unreachable one, is not an error).
+    """
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+    except OSError as e:
+        log.warn("sd_notify to {addr} failed: {err}", addr=addr, err=e)
+        return False
+    return True
 
 
 def _new_daemon_id() -> str:

@@ -63,6 +63,9 @@ class Options(_options_class()):  # type: ignore[misc]
             elif value is not None:
                 flags[o.key] = value
         path = self.get("config-file")
+        self.flags = flags
+        self.config_path = path or "/etc/pyd/daemon.json"
+        self.config_required = path is not None
         try:
             self.config = cfgmod.build(
                 flags, path or "/etc/pyd/daemon.json", file_required=path is not None
@@ -80,4 +83,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = _reactor
     assert options.config is not None
-    return build_service(options.config, reactor)
+    service = build_service(options.config, reactor)
+    flags, path, required = options.flags, options.config_path, options.config_required
+    # SIGHUP re-reads daemon.json with the same command-line flags.
+    service.config_loader = lambda: cfgmod.build(flags, path, file_required=required)  # type: ignore[attr-defined]
+    return service

@@ -88,10 +88,8 @@ class ApiRoot(Resource):
             return self._not_found(request)
         if path[0] == b"_ping":
             return self._ping(request)
-        target = self._by_prefix.get(path[0])
-        if target is None:
-            return self._not_found(request)
         if self.guard is not None:
+            # Before the route lookup, so a refusal does not depend on which routers exist.
             try:
                 self.guard(
                     request,
@@ -100,6 +98,9 @@ class ApiRoot(Resource):
                 )
             except PydError as e:
                 return write_error(request, e)
+        target = self._by_prefix.get(path[0])
+        if target is None:
+            return self._not_found(request)
         return target.render(request)
 
     def _ping(self, request: Any) -> bytes:
