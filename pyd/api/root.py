@@ -45,10 +45,15 @@ class ApiRoot(Resource):
     def __init__(self, routers: Iterable[Router], guard: Guard | None = None) -> None:
         super().__init__()
         self._by_prefix: dict[bytes, IResource] = {}
+        # Several routers may serve one first segment (e.g. "containers": lifecycle and streams);
+        # then the first whose Klein URL map matches the path and method gets the request.
+        self._shared: dict[bytes, list[tuple[Any, IResource]]] = {}
         for router in routers:
             res = router.resource()
             for prefix in router.prefixes:
-                self._by_prefix[prefix.encode()] = res
+                key = prefix.encode()
+                self._shared.setdefault(key, []).append((router, res))
+                self._by_prefix.setdefault(key, res)
         self.guard = guard
 
     def render(self, request: Any) -> Any:
@@ -101,6 +106,9 @@ class ApiRoot(Resource):
         target = self._by_prefix.get(path[0])
         if target is None:
             return self._not_found(request)
+        candidates = self._shared.get(path[0], [])
+        if len(candidates) > 1:
+            target = _pick(candidates, request, path) or target
         return target.render(request)
 
     def _ping(self, request: Any) -> bytes:
@@ -123,6 +131,19 @@ class ApiRoot(Resource):
 
     def _not_found(self, request: Any) -> bytes:
         return self._fail(request, 404, "page not found")
+
+
+def _pick(
+    candidates: list[tuple[Any, IResource]], request: Any, path: list[bytes]
+) -> IResource | None:
+    """The resource of the first router whose routes match this path and method."""
+    path_info = "/" + b"/".join(path).decode("utf-8", "replace")
+    method = request.method.decode()
+    for router, res in candidates:
+        url_map = getattr(getattr(router, "app", None), "url_map", None)
+        if url_map is not None and url_map.bind("pyd").test(path_info, method):
+            return res
+    return None
 
 
 class ApiSite(server.Site):

@@ -1,0 +1,399 @@
+"""Attach sessions: a client's stdin/stdout/stderr joined to a container's conmon socket (layer: engine).
+
+Docker's rules live here: which streams a client gets, detach keys (default ctrl-p,ctrl-q, parsed
+from stdin on the daemon side), the refusals for paused and restarting containers, attaching before
+a container starts (C{docker run} attaches, then starts), and the C{attach} event. The API layer
+owns the hijacked connection and the stdcopy framing; it hands this module an L{OutputSink}.
+
+Attaching to a container that is not running registers the session; the container service calls
+L{AttachService.before_start} after conmon created the container and before C{crun start}, so no
+output can be missed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pyd.core.errors import Conflict, InvalidParameter
+from pyd.core.seams import Blocking, EventSink
+from pyd.drivers.streams.attach import (
+    PIPE_STDERR,
+    PIPE_STDOUT,
+    AttachUnavailable,
+    SeqPacketConnection,
+    connect_attach,
+)
+
+log = Logger()
+
+STDOUT = 1
+STDERR = 2
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+@attrs.frozen
+class StreamTarget:
+    """What the stream services need to know about one container, resolved from a reference."""
+
+    id: str
+    name: str  # without the leading "/"
+    image: str  # as the user named it (event attribute)
+    status: str  # created | running | paused | restarting | removing | exited | dead
+    pid: int
+    tty: bool
+    open_stdin: bool
+    stdin_once: bool
+    bundle: str  # conmon's bundle: config.json (the OCI spec), ctl FIFO
+    attach_socket: str
+    rootfs: str | None  # the mounted root filesystem, None when not mounted
+    labels: dict[str, str] = attrs.field(factory=dict)
+    user: str = ""  # Config.User
+    working_dir: str = ""
+
+    @property
+    def running(self) -> bool:
+        """Running (paused and restarting count as running, as in dockerd)."""
+        return self.status in ("running", "paused", "restarting")
+
+    def event_attributes(self, **extra: str) -> dict[str, str]:
+        """The attributes dockerd puts on container events: labels, image, name, extras."""
+        attrs_: dict[str, str] = dict(self.labels)
+        attrs_["image"] = self.image
+        attrs_["name"] = self.name
+        attrs_.update(extra)
+        return attrs_
+
+
+class StreamTargets(Protocol):
+    """Implemented by the container service (adapter in pyd.service)."""
+
+    async def stream_target(self, ref: str) -> StreamTarget:
+        """Resolve C{ref} (name, id or id prefix). @raise NotFound: C{No such container: ref}."""
+        ...
+
+
+class OutputSink(Protocol):
+    """Where a session's output goes (the API's hijacked connection, with its framing)."""
+
+    def output(self, stream: int, data: bytes) -> None:
+        """Bytes of C{stream} (1 stdout, 2 stderr; a TTY's output is all stdout)."""
+        ...
+
+    def end(self) -> None:
+        """No more output: flush and close."""
+        ...
+
+    def register_producer(self, producer: Any) -> None:
+        """Let the client's socket pause C{producer} (back-pressure)."""
+        ...
+
+
+def parse_detach_keys(keys: str) -> bytes:
+    """Docker's detach-key syntax: comma-separated single characters or C{ctrl-<x>}.
+
+    @raise InvalidParameter: dockerd's C{Invalid detach keys (...) provided}.
+    """
+    out = bytearray()
+    for key in keys.split(","):
+        if len(key) == 1:
+            out += key.encode()
+            continue
+        if len(key) == 6 and key[:5].lower() == "ctrl-":
+            c = key[5].lower()
+            if "a" <= c <= "z":
+                out.append(ord(c) - ord("a") + 1)
+                continue
+            special = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+            if c in special:
+                out.append(special[c])
+                continue
+        raise InvalidParameter(f"Invalid detach keys ({keys}) provided")
+    return bytes(out)
+
+
+class DetachScanner:
+    """Finds the detach sequence in stdin, holding back bytes that might start it (moby's
+    escapeProxy): a partial match that fails is passed on unchanged."""
+
+    def __init__(self, keys: bytes) -> None:
+        self._keys = keys
+        self._held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """Return the bytes to pass on and whether the sequence was completed."""
+        if not self._keys:
+            return data, False
+        out = bytearray()
+        for b in data:
+            candidate = self._held + bytes([b])
+            if self._keys.startswith(candidate):
+                if candidate == self._keys:
+                    self._held = b""
+                    return bytes(out), True
+                self._held = candidate
+            else:
+                out += candidate
+                self._held = b""
+        return bytes(out), False
+
+
+@attrs.frozen
+class AttachOptions:
+    """What the client asked for."""
+
+    stdin: bool = False
+    stdout: bool = False
+    stderr: bool = False
+    stream: bool = True
+    logs: bool = False
+    detach_keys: str | None = None
+
+
+class _ConmonSide(TwistedProtocol):
+    """Packets from conmon's attach socket, forwarded to the session."""
+
+    def __init__(self, session: IOSession) -> None:
+        self._session = session
+
+    def dataReceived(self, data: bytes) -> None:
+        self._session._packet(data)
+
+    def connectionLost(self, reason: Failure = Failure(Exception("lost"))) -> None:  # noqa: B008
+        self._session._conmon_closed()
+
+
+class IOSession:
+    """One client joined to one conmon attach socket (a container's or an exec's).
+
+    Output received before L{bind} is kept. Input before the socket is connected is kept too.
+    C{done} fires when the session is over (output ended, client gone or detached).
+    """
+
+    def __init__(
+        self,
+        want_stdin: bool,
+        want_stdout: bool,
+        want_stderr: bool,
+        detach_keys: bytes = b"",
+        close_stdin_on_eof: bool = True,
+    ) -> None:
+        self.want_stdin = want_stdin
+        self._want = {STDOUT: want_stdout, STDERR: want_stderr}
+        self._scanner = DetachScanner(detach_keys)
+        self._close_stdin_on_eof = close_stdin_on_eof
+        self._sink: OutputSink | None = None
+        self._early: list[tuple[int, bytes]] = []
+        self._conn: SeqPacketConnection | None = None
+        self._early_input: list[bytes] = []
+        self._input_eof = False
+        self._ended = False
+        self.detached = False
+        self.done: Deferred[None] = Deferred()
+        # Delays the end of output until the caller knows more (an exec's exit code).
+        self.hold_end: Deferred[None] | None = None
+
+    # -- conmon side -------------------------------------------------------------------------
+    def connect(self, reactor: Any, path: str) -> None:
+        """Connect to conmon's socket. @raise AttachUnavailable: nobody listens there."""
+        self._conn = connect_attach(reactor, path, _ConmonSide(self))
+        if self._sink is not None:
+            self._sink.register_producer(self._conn)
+        early, self._early_input = self._early_input, []
+        for chunk in early:
+            self._conn.write(chunk)
+        if self._input_eof:
+            self._close_conmon_stdin()
+
+    def _packet(self, data: bytes) -> None:
+        if not data:
+            return
+        stream = STDERR if data[0] == PIPE_STDERR else STDOUT
+        if data[0] not in (PIPE_STDOUT, PIPE_STDERR) or not self._want[stream]:
+            return
+        if self._sink is None:
+            self._early.append((stream, data[1:]))
+        else:
+            self._sink.output(stream, data[1:])
+
+    def _conmon_closed(self) -> None:
+        self._conn = None
+        if self.hold_end is not None and not self.hold_end.called:
+            self.hold_end.addBoth(lambda _: self._finish())
+        else:
+            self._finish()
+
+    # -- client side -------------------------------------------------------------------------
+    def bind(self, sink: OutputSink) -> None:
+        """Start sending output to C{sink}."""
+        self._sink = sink
+        early, self._early = self._early, []
+        for stream, data in early:
+            sink.output(stream, data)
+        if self._conn is not None:
+            sink.register_producer(self._conn)
+        if self._ended:
+            sink.end()
+
+    def stdin(self, data: bytes) -> None:
+        """Client bytes: detach keys are looked for, the rest goes to the container."""
+        if not self.want_stdin or self.detached:
+            return
+        data, detach = self._scanner.feed(data)
+        if data:
+            if self._conn is not None:
+                self._conn.write(data)
+            else:
+                self._early_input.append(data)
+        if detach:
+            self.detach()
+
+    def stdin_eof(self) -> None:
+        """The client half-closed: close the container's stdin, keep output flowing."""
+        if not self.want_stdin or self.detached or self._input_eof:
+            return
+        self._input_eof = True
+        if self._conn is not None:
+            self._close_conmon_stdin()
+
+    def _close_conmon_stdin(self) -> None:
+        assert self._conn is not None
+        if self._close_stdin_on_eof:
+            self._conn.loseWriteConnection()
+
+    def client_gone(self) -> None:
+        """The client closed the connection: leave the container alone, stop the session."""
+        if self._conn is not None:
+            self._conn.loseConnection()
+        self._finish()
+
+    def detach(self) -> None:
+        """Detach keys typed: end the session, the container keeps running."""
+        self.detached = True
+        if self._conn is not None:
+            self._conn.loseConnection()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._sink is not None:
+            self._sink.end()
+        if not self.done.called:
+            self.done.callback(None)
+
+
+class AttachService:
+    """C{POST /containers/{id}/attach}: sessions, pending ones and the attach event."""
+
+    def __init__(
+        self, targets: StreamTargets, events: EventSink, reactor: Any, blocking: Blocking
+    ) -> None:
+        self._blocking = blocking
+        self._targets = targets
+        self._events = events
+        self._reactor = reactor
+        self._pending: dict[str, list[IOSession]] = {}
+
+    async def attach(self, ref: str, opts: AttachOptions) -> tuple[StreamTarget, IOSession]:
+        """Validate and open a session (connected now if the container runs, else at start).
+
+        @raise NotFound: no such container.
+        @raise Conflict: paused or restarting (dockerd's messages).
+        @raise InvalidParameter: bad detach keys.
+        """
+        target = await self._targets.stream_target(ref)
+        keys = parse_detach_keys(
+            opts.detach_keys if opts.detach_keys is not None else DEFAULT_DETACH_KEYS
+        ) if opts.detach_keys != "" else b""  # fmt: skip
+        if target.status == "paused":
+            raise Conflict(f"container {ref} is paused, unpause the container before attach.")
+        if target.status == "restarting":
+            raise Conflict(f"container {ref} is restarting, wait until the container is running.")
+        session = IOSession(
+            want_stdin=opts.stdin and target.open_stdin,
+            want_stdout=opts.stdout,
+            want_stderr=opts.stderr,
+            detach_keys=keys,
+            # dockerd closes the container's stdin at the client's EOF only with StdinOnce and no TTY.
+            close_stdin_on_eof=target.stdin_once and not target.tty,
+        )
+        if opts.stream:
+            connected = False
+            if target.status == "running":
+                try:
+                    session.connect(self._reactor, target.attach_socket)
+                    connected = True
+                except AttachUnavailable:
+                    # Between runs (exited, restarting soon): wait for the next start.
+                    pass
+            if not connected:
+                self._pending.setdefault(target.id, []).append(session)
+                session.done.addBoth(lambda _: self._forget(target.id, session))
+        else:
+            session._finish()
+        await self._events.emit("container", "attach", target.id, target.event_attributes())
+        return target, session
+
+    def _forget(self, cid: str, session: IOSession) -> None:
+        waiting = self._pending.get(cid)
+        if waiting and session in waiting:
+            waiting.remove(session)
+            if not waiting:
+                del self._pending[cid]
+
+    def has_pending(self, container_id: str) -> bool:
+        """Whether clients wait for this container to start."""
+        return bool(self._pending.get(container_id))
+
+    async def before_start(self, container_id: str, attach_socket: str) -> None:
+        """Called by the container service between C{conmon create} and C{crun start}."""
+        for session in self._pending.pop(container_id, []):
+            try:
+                session.connect(self._reactor, attach_socket)
+            except AttachUnavailable as e:
+                log.warn("attach to {cid} at start failed: {err}", cid=container_id, err=e)
+                session.client_gone()
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        """Resize the container's TTY through conmon's ctl FIFO; emits C{resize}.
+
+        @raise NotFound: no such container.
+        @raise Conflict: not running (dockerd's text).
+        """
+        target = await self._targets.stream_target(ref)
+        if not target.running:
+            raise Conflict(f"Container {target.id} is not running")
+        await self._blocking.run(write_ctl, os.path.join(target.bundle, "ctl"), height, width)
+        await self._events.emit(
+            "container",
+            "resize",
+            target.id,
+            target.event_attributes(height=str(height), width=str(width)),
+        )
+
+    def container_gone(self, container_id: str) -> None:
+        """The container was removed (or failed to start): end the sessions still waiting."""
+        for session in self._pending.pop(container_id, []):
+            session._finish()
+
+
+def write_ctl(path: str, height: int, width: int) -> None:
+    """conmon's resize message on its ctl FIFO (blocking; never waits for a reader)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # no monitor listening: the process is gone
+    try:
+        os.write(fd, f"1 {height} {width}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,82 @@
+"""Docker's stream rules in pyd.engine.streams: detach keys and the I/O session plumbing."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyd.core.errors import InvalidParameter
+from pyd.engine.exec import merge_env
+from pyd.engine.streams import DetachScanner, IOSession, parse_detach_keys
+
+
+class DetachKeyTests:
+    """C{detachKeys} parsing and scanning, as moby's term.ToBytes and escapeProxy do it."""
+
+    def test_parse(self) -> None:
+        """ctrl-<x> and single characters become bytes; the default is ctrl-p,ctrl-q."""
+        assert parse_detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
+        assert parse_detach_keys("a,ctrl-@,ctrl-[,ctrl-_") == b"a\x00\x1b\x1f"
+
+    def test_parse_rejects(self) -> None:
+        """Anything else is dockerd's 400."""
+        with pytest.raises(InvalidParameter, match=r"Invalid detach keys \(ctrl-pp\) provided"):
+            parse_detach_keys("ctrl-pp")
+
+    def test_scan_full_sequence(self) -> None:
+        """The sequence is swallowed and reported, even split across reads."""
+        s = DetachScanner(b"\x10\x11")
+        assert s.feed(b"ab\x10") == (b"ab", False)
+        assert s.feed(b"\x11rest") == (b"", True)
+
+    def test_scan_partial_mismatch(self) -> None:
+        """A partial match that fails passes the held bytes on unchanged."""
+        s = DetachScanner(b"\x10\x11")
+        assert s.feed(b"\x10x") == (b"\x10x", False)
+        assert s.feed(b"\x10\x10") == (b"\x10\x10", False)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.out: list[tuple[int, bytes]] = []
+        self.ended = False
+
+    def output(self, stream: int, data: bytes) -> None:
+        self.out.append((stream, data))
+
+    def end(self) -> None:
+        self.ended = True
+
+    def register_producer(self, producer: object) -> None:
+        pass
+
+
+class IOSessionTests:
+    """Output routing of a session, without a socket."""
+
+    def test_early_output_and_filtering(self) -> None:
+        """Packets before bind are kept; unwanted streams are dropped; conmon pipe 3 is stderr."""
+        io = IOSession(want_stdin=False, want_stdout=True, want_stderr=False)
+        io._packet(b"\x02hello")
+        io._packet(b"\x03err")
+        sink = _Sink()
+        io.bind(sink)
+        io._packet(b"\x02more")
+        assert sink.out == [(1, b"hello"), (1, b"more")]
+        io._conmon_closed()
+        assert sink.ended and io.done.called
+
+    def test_detach_ends_session(self) -> None:
+        """Typing the detach keys ends the session and marks it detached."""
+        io = IOSession(want_stdin=True, want_stdout=True, want_stderr=True, detach_keys=b"\x10\x11")
+        sink = _Sink()
+        io.bind(sink)
+        io.stdin(b"\x10\x11")
+        assert io.detached and sink.ended
+
+
+class ExecEnvTests:
+    """The exec's environment on top of the container's."""
+
+    def test_merge(self) -> None:
+        """Same-named entries are replaced, others appended, order kept."""
+        assert merge_env(["A=1", "PATH=/bin"], ["PATH=/x", "B=2"]) == ["A=1", "PATH=/x", "B=2"]
