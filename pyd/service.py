@@ -40,13 +40,18 @@ from pyd import config as cfgmod
 from pyd.api.authz import Authorizer, Policy
 from pyd.api.root import ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
+from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig, ListenSpec, parse_host
 from pyd.core.seams import ThreadPoolBlocking
+from pyd.drivers.process import ReactorProcessRunner
+from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.engine.events import EventService
 from pyd.engine.system import HostFacts, SystemService
+from pyd.engine.volumes import VolumeService
 from pyd.state import meta, migrate
 from pyd.state.db import Database, make_engine
 from pyd.state.events import EventRepository
+from pyd.state.volumes import VolumeRepository
 
 log = Logger()
 
@@ -424,8 +429,10 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
 
     top.start_hooks.append(lambda: ensureDeferred(load_identity()))
     _ = io  # handed to area services as they are wired in
+    volumes, volumes_router = _wire_volumes(top, config, db, io, events, system, reactor)
+    _ = volumes  # the container service's VolumeProvider
 
-    routers: list[Any] = [SystemRouter(system, events, reactor)]
+    routers: list[Any] = [SystemRouter(system, events, reactor), volumes_router]
     authorizer = Authorizer(Policy.from_config(config))
     site = ApiSite(ApiRoot(routers, guard=authorizer))
     top.io = io
@@ -611,6 +618,30 @@ def sd_notify(message: str) -> bool:
         log.warn("sd_notify to {addr} failed: {err}", addr=addr, err=e)
         return False
     return True
+
+
+def _wire_volumes(
+    top: PydService,
+    config: DaemonConfig,
+    db: Database,
+    io: ThreadPoolBlocking,
+    events: EventService,
+    system: SystemService,
+    reactor: Any,
+) -> tuple[VolumeService, VolumesRouter]:
+    """The volume service: start hook (crash recovery), df rows, unmount on container die."""
+    driver = LocalVolumeDriver(config.data_root, io, ReactorProcessRunner(reactor))
+    volumes = VolumeService(VolumeRepository(db), driver, events)
+    top.start_hooks.append(lambda: ensureDeferred(volumes.start()))
+    system.add_contributor(VolumesDiskUsage(volumes))
+
+    def on_event(ev: Any) -> None:
+        if ev.type == "container" and ev.action == "die":
+            d = ensureDeferred(volumes.container_stopped(ev.actor_id))
+            d.addErrback(lambda f: log.failure("unmounting volumes after die", f))
+
+    events.subscribe(on_event)
+    return volumes, VolumesRouter(volumes)
 
 
 def _new_daemon_id() -> str:

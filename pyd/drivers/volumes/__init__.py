@@ -1,0 +1,1 @@
+"""The local volume driver and its copy-up helpers (layer: drivers)."""

@@ -1,0 +1,265 @@
+"""The local volume driver: directories under C{<data-root>/volumes} (layer: drivers).
+
+Each volume is C{<data-root>/volumes/<name>/_data}; a volume created with mount options
+(C{type}/C{device}/C{o}) also gets an C{opts.json} next to C{_data} and has that filesystem
+mounted on C{_data} while containers use it (through C{mount}/C{umount}, run by
+L{pyd.drivers.process}). The driver holds no Docker rules: names, refcounts and events belong
+to L{pyd.engine.volumes}.
+
+Crash safety: a volume's directories exist before its row is committed, and a removal deletes the
+row first, then renames the directory to a C{.trash-*} entry (names never start with a dot) and
+deletes it. After a kill -9, L{LocalVolumeDriver.scan} lists the volume directories so the
+engine can adopt ones without a row (their data is never lost), and L{sweep_trash} finishes
+interrupted deletions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from pyd.core.seams import Blocking
+from pyd.drivers.process import ProcessRunner
+from pyd.drivers.volumes import copy as _copy
+
+DATA = "_data"
+OPTS_FILE = "opts.json"
+_TRASH_PREFIX = ".trash-"
+
+
+class VolumeDriverError(Exception):
+    """A mount, unmount or filesystem operation failed; the message says what and why."""
+
+
+@attrs.frozen
+class ScannedVolume:
+    """A volume directory found on disk (options from its opts.json, if any)."""
+
+    name: str
+    options: dict[str, str] | None
+    created: int
+
+
+def _mountinfo_points() -> set[str]:
+    points: set[str] = set()
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split(" ")
+            if len(fields) > 4:
+                points.add(_unescape(fields[4]))
+    return points
+
+
+def _unescape(path: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
+    if "\\" not in path:
+        return path
+    out = []
+    i = 0
+    while i < len(path):
+        if path[i] == "\\" and i + 4 <= len(path) and path[i + 1 : i + 4].isdigit():
+            out.append(chr(int(path[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether something is mounted on C{path} (blocking: reads /proc/self/mountinfo)."""
+    return os.path.realpath(path) in _mountinfo_points()
+
+
+class LocalVolumeDriver:
+    """Directories, mounts and copies for the C{local} driver."""
+
+    name = "local"
+
+    def __init__(self, data_root: str, blocking: Blocking, runner: ProcessRunner) -> None:
+        self.root = os.path.join(data_root, "volumes")
+        self._blocking = blocking
+        self._runner = runner
+
+    # --- paths -------------------------------------------------------------------------------
+
+    def volume_dir(self, name: str) -> str:
+        """C{<root>/<name>}: holds C{_data} and C{opts.json}."""
+        return os.path.join(self.root, name)
+
+    def data_path(self, name: str) -> str:
+        """C{<root>/<name>/_data}: the Mountpoint clients see."""
+        return os.path.join(self.root, name, DATA)
+
+    # --- create / remove ---------------------------------------------------------------------
+
+    def _create(self, name: str, options: Mapping[str, str] | None) -> int:
+        os.makedirs(self.root, mode=0o701, exist_ok=True)
+        vdir = self.volume_dir(name)
+        os.makedirs(vdir, mode=0o701, exist_ok=True)
+        data = os.path.join(vdir, DATA)
+        try:
+            os.mkdir(data, 0o755)
+        except FileExistsError:
+            pass
+        if options:
+            tmp = os.path.join(vdir, OPTS_FILE + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(dict(options), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(vdir, OPTS_FILE))
+        _fsync_dir(self.root)
+        return int(os.stat(vdir).st_ctime)
+
+    def create(self, name: str, options: Mapping[str, str] | None) -> Deferred[int]:
+        """Make the volume's directories (idempotent); fires with the creation time."""
+        return self._blocking.run(self._create, name, options)
+
+    def _remove(self, name: str) -> None:
+        vdir = self.volume_dir(name)
+        data = os.path.join(vdir, DATA)
+        if os.path.lexists(data) and is_mountpoint(data):
+            raise VolumeDriverError(f"volume {name} is still mounted at {data}")
+        if not os.path.lexists(vdir):
+            return
+        trash = os.path.join(self.root, f"{_TRASH_PREFIX}{name}-{os.urandom(4).hex()}")
+        os.rename(vdir, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def remove(self, name: str) -> Deferred[None]:
+        """Delete the volume's directory and data (refused while something is mounted on it)."""
+        return self._blocking.run(self._remove, name)
+
+    def _scan(self) -> list[ScannedVolume]:
+        out: list[ScannedVolume] = []
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            vdir = entry.path
+            has_data = os.path.isdir(os.path.join(vdir, DATA))
+            opts_path = os.path.join(vdir, OPTS_FILE)
+            if not has_data and not os.path.exists(opts_path):
+                continue
+            options: dict[str, str] | None = None
+            try:
+                with open(opts_path) as f:
+                    raw = json.load(f)
+                if isinstance(raw, dict):
+                    options = {str(k): str(v) for k, v in raw.items()}
+            except (OSError, ValueError):
+                options = None
+            out.append(ScannedVolume(entry.name, options, int(os.stat(vdir).st_ctime)))
+        return out
+
+    def scan(self) -> Deferred[list[ScannedVolume]]:
+        """The volume directories on disk (those with C{_data} or C{opts.json})."""
+        return self._blocking.run(self._scan)
+
+    def _sweep_trash(self) -> int:
+        n = 0
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if entry.name.startswith(_TRASH_PREFIX):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                n += 1
+        return n
+
+    def sweep_trash(self) -> Deferred[int]:
+        """Finish removals a crash interrupted; fires with how many were swept."""
+        return self._blocking.run(self._sweep_trash)
+
+    # --- mounts ------------------------------------------------------------------------------
+
+    def is_mounted(self, name: str) -> Deferred[bool]:
+        """Whether a filesystem is mounted on the volume's C{_data}."""
+        return self._blocking.run(is_mountpoint, self.data_path(name))
+
+    async def mount(self, name: str, fstype: str, device: str, options: str) -> None:
+        """C{mount -t fstype -o options device <_data>}.
+
+        @raise VolumeDriverError: mount failed (its stderr, with any password masked).
+        """
+        argv = ["mount"]
+        if fstype:
+            argv += ["-t", fstype]
+        if options:
+            argv += ["-o", options]
+        argv += [device, self.data_path(name)]
+        result = await self._runner.run(argv)
+        if result.rc != 0:
+            err = result.stderr.decode("utf-8", "replace").strip()
+            err = _mask_password(err, options)
+            raise VolumeDriverError(f"failed to mount local volume: {err or 'mount failed'}")
+
+    async def unmount(self, name: str) -> None:
+        """C{umount <_data>}; a path that is no longer mounted is not an error."""
+        path = self.data_path(name)
+        result = await self._runner.run(["umount", path])
+        if result.rc != 0 and await self.is_mounted(name):
+            err = result.stderr.decode("utf-8", "replace").strip()
+            raise VolumeDriverError(f"failed to unmount local volume {name}: {err}")
+
+    # --- content -----------------------------------------------------------------------------
+
+    def size(self, name: str) -> Deferred[int]:
+        """Bytes stored in the volume (-1 when its directory is missing)."""
+        return self._blocking.run(_copy.tree_size, self.data_path(name))
+
+    def _populate(self, rootfs: str, destination: str, target: str) -> bool:
+        src = _copy.scoped_path(rootfs, destination)
+        if not os.path.isdir(src) or os.path.islink(src):
+            return False
+        if not _copy.is_empty_dir(target):
+            return False
+        _copy.copy_tree(src, target)
+        return True
+
+    def populate(self, rootfs: str, destination: str, target: str) -> Deferred[bool]:
+        """Copy the image's content at C{destination} (inside C{rootfs}) into C{target} when
+        C{target} is an empty directory; fires with whether it copied."""
+        return self._blocking.run(self._populate, rootfs, destination, target)
+
+    def ensure_dir(self, path: str) -> Deferred[None]:
+        """Create a missing bind source as a directory (mode 0755), like C{docker run -v}."""
+
+        def thd() -> None:
+            try:
+                os.makedirs(path, mode=0o755, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                pass  # an existing file is bound as a file
+
+        return self._blocking.run(thd)
+
+    def exists(self, path: str) -> Deferred[bool]:
+        """Whether C{path} exists (a dangling symlink does not)."""
+        return self._blocking.run(os.path.exists, path)
+
+
+def _mask_password(text: str, options: str) -> str:
+    for opt in options.split(","):
+        if opt.startswith("password="):
+            pw = opt[len("password=") :]
+            if pw:
+                text = text.replace(pw, "********")
+    return text
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1017 @@
+"""Volumes and container mounts: dockerd's rules (layer: engine).
+
+L{VolumeService} implements L{pyd.engine.contracts.VolumeProvider} for the container service
+and the volume API (create, ls, inspect, rm, prune) plus the volume rows of C{docker system df}.
+Parsing follows moby's C{daemon/volume/mounts/linux_parser.go}; volume rules follow
+C{daemon/volume/service}; every error carries dockerd's text.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import DeferredLock
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    PydError,
+    SystemError_,
+    Unsupported,
+)
+from pyd.core.ids import new_id
+from pyd.core.records import MountSpec, Volume
+from pyd.core.seams import EventSink
+from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError
+from pyd.state.volumes import VolumeRepository, in_use_message
+
+log = Logger()
+
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"
+DEFAULT_DRIVER = "local"
+RESTRICTED_NAME_CHARS = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+_RW_MODES = {"rw", "ro"}
+_LABEL_MODES = {"z", "Z"}
+_PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
+_CONSISTENCY = {"consistent", "cached", "delegated", "default"}
+_COPY_MODES = {"nocopy": False}
+_VALID_OPTS = ("type", "o", "device", "size")
+_MANDATORY_OPTS = (("device", ("type",)), ("type", ("device",)), ("o", ("device", "type")))
+_LIST_FILTERS = {"dangling", "name", "driver", "label"}
+_PRUNE_FILTERS = {"label", "label!", "all"}
+_TMPFS_FLAG_KEYS = {
+    "exec",
+    "suid",
+    "dev",
+    "atime",
+    "diratime",
+    "relatime",
+    "strictatime",
+    "iversion",
+    "mand",
+    "dirsync",
+    "sync",
+}
+_TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
+
+
+def go_quote(s: str) -> str:
+    """Go's C{%q} for the strings dockerd quotes in its messages."""
+    out = ['"']
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _go_bool(value: str) -> bool | None:
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    return None
+
+
+# --- mount specification parsing (pure) ------------------------------------------------------
+
+
+def _valid_mode(mode: str) -> bool:
+    if mode == "":
+        return True
+    counts = {"rw": 0, "label": 0, "prop": 0, "copy": 0, "cons": 0}
+    for o in mode.split(","):
+        if o in _RW_MODES:
+            counts["rw"] += 1
+        elif o in _LABEL_MODES:
+            counts["label"] += 1
+        elif o in _PROPAGATIONS:
+            counts["prop"] += 1
+        elif o in _COPY_MODES:
+            counts["copy"] += 1
+        elif o in _CONSISTENCY:
+            counts["cons"] += 1
+        else:
+            return False
+    return all(n <= 1 for n in counts.values())
+
+
+def _read_write(mode: str) -> bool:
+    if not _valid_mode(mode):
+        return False
+    return "ro" not in mode.split(",")
+
+
+def _propagation_of(mode: str) -> str:
+    for o in mode.split(","):
+        if o in _PROPAGATIONS:
+            return o
+    return ""
+
+
+def _copy_mode(mode: str) -> bool | None:
+    for o in mode.split(","):
+        if o in _COPY_MODES:
+            return _COPY_MODES[o]
+    return None
+
+
+def _clean(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/")) if path else path
+
+
+def invalid_spec(raw: str) -> str:
+    """dockerd's C{errInvalidSpec}."""
+    return f"invalid volume specification: '{raw}'"
+
+
+@attrs.define
+class _Pending:
+    """A mount being resolved (mutable while resolve_mounts works)."""
+
+    type: str
+    destination: str
+    rw: bool = True
+    source: str = ""  # host path for binds; volume name (or "") for volumes
+    mode: str = ""
+    propagation: str = ""
+    options: tuple[str, ...] = ()
+    copy_up: bool = False
+    listed: bool = True
+    driver: str = ""
+    volume_options: dict[str, str] | None = None
+    volume_labels: dict[str, str] | None = None
+    create_source: bool = False  # -v binds: create a missing host directory
+    subpath: str = ""
+    existing: MountSpec | None = None  # from --volumes-from
+
+
+def _validate_target(target: str) -> str | None:
+    if not target:
+        return "field Target must not be empty"
+    norm = _clean(target)
+    if norm == "/":
+        return "invalid specification: destination can't be '/'"
+    if not target.replace("\\", "/").startswith("/"):
+        return f"invalid mount path: '{target}' mount path must be absolute"
+    return None
+
+
+def _mount_error(mtype: str, msg: str) -> InvalidParameter:
+    return InvalidParameter(f"invalid mount config for type {go_quote(mtype)}: {msg}")
+
+
+def tmpfs_options(opts: Mapping[str, Any] | None, read_only: bool) -> list[str]:
+    """dockerd's C{ConvertTmpfsOptions}: C{TmpfsOptions} to mount data options.
+
+    @raise InvalidParameter: an C{Options} entry dockerd does not accept.
+    """
+    raw: list[str] = []
+    if read_only:
+        raw.append("ro")
+    opts = opts or {}
+    mode = opts.get("Mode") or 0
+    if not isinstance(mode, int):
+        raise InvalidParameter("invalid tmpfs mode")
+    if mode:
+        raw.append(f"mode={mode:o}")
+    size = opts.get("SizeBytes") or 0
+    if not isinstance(size, int):
+        raise InvalidParameter("invalid tmpfs size")
+    if size:
+        suffix = ""
+        for sfx, div in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+            if size % div == 0:
+                size //= div
+                suffix = sfx
+                break
+        raw.append(f"size={size}{suffix}")
+    for opt in opts.get("Options") or []:
+        if not isinstance(opt, list) or not 1 <= len(opt) <= 2:
+            raise InvalidParameter("invalid option array length")
+        if opt[0] not in ("exec", "noexec"):
+            raise InvalidParameter("invalid option: " + str(opt[0]))
+        raw.append(opt[0] if len(opt) == 1 else f"{opt[0]}={opt[1]}")
+    return raw
+
+
+def merge_tmpfs_options(options: Sequence[str]) -> list[str]:
+    """Later options win, like moby's C{MergeTmpfsOptions} (C{exec} cancels C{noexec}...)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for opt in reversed([o for o in options if o]):
+        key = opt.split("=", 1)[0]
+        if "=" not in opt:
+            if key in ("ro", "rw"):
+                key = "rw"
+            elif key.startswith("no") and key[2:] in _TMPFS_FLAG_KEYS:
+                key = key[2:]
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(opt)
+    out.reverse()
+    return out
+
+
+def _tmpfs_spec(destination: str, data: list[str], listed: bool) -> _Pending:
+    merged = merge_tmpfs_options([*_TMPFS_DEFAULTS, *data])
+    rw = True
+    opts: list[str] = []
+    for o in merged:
+        if o == "ro":
+            rw = False
+        elif o == "rw":
+            rw = True
+        else:
+            opts.append(o)
+    return _Pending("tmpfs", destination, rw=rw, options=tuple(opts), listed=listed)
+
+
+def parse_mount(m: Mapping[str, Any], bind_exists: Callable[[str], bool] | None) -> _Pending:
+    """Validate and parse one C{HostConfig.Mounts} entry (dockerd's C{ParseMountSpec}).
+
+    @param bind_exists: checks a bind source exists; None skips the check.
+    @raise InvalidParameter: with dockerd's message.
+    """
+    if not isinstance(m, Mapping):
+        raise InvalidParameter("invalid JSON: Mounts entries must be objects")
+    mtype = str(m.get("Type") or "")
+    for field, owner in (
+        ("BindOptions", "bind"),
+        ("VolumeOptions", "volume"),
+        ("ImageOptions", "image"),
+        ("TmpfsOptions", "tmpfs"),
+        ("ClusterOptions", "cluster"),
+    ):
+        if mtype != owner and m.get(field) is not None:
+            raise _mount_error(mtype, f"field {field} must not be specified")
+    target = str(m.get("Target") or "")
+    err = _validate_target(target)
+    if err:
+        raise _mount_error(mtype, err)
+    source = str(m.get("Source") or "")
+    read_only = bool(m.get("ReadOnly"))
+    dest = _clean(target)
+    if mtype == "bind":
+        if not source:
+            raise _mount_error(mtype, "field Source must not be empty")
+        bopts = m.get("BindOptions") or {}
+        prop = str(bopts.get("Propagation") or "")
+        if prop and prop not in _PROPAGATIONS:
+            raise _mount_error(mtype, f"invalid propagation mode: {prop}")
+        if not source.replace("\\", "/").startswith("/"):
+            raise _mount_error(mtype, f"invalid mount path: '{source}' mount path must be absolute")
+        create = bool(bopts.get("CreateMountpoint"))
+        if bind_exists is not None and not create and not bind_exists(source):
+            raise _mount_error(mtype, f"bind source path does not exist: {source}")
+        return _Pending(
+            "bind",
+            dest,
+            rw=not read_only,
+            source=_clean(source),
+            propagation=prop or "rprivate",
+            options=("bind",) if bopts.get("NonRecursive") else (),
+            create_source=create,
+        )
+    if mtype == "volume":
+        vopts = m.get("VolumeOptions") or {}
+        subpath = str(vopts.get("Subpath") or "")
+        if subpath:
+            if not source:
+                raise _mount_error(mtype, "must not set Subpath when using anonymous volumes")
+            norm = posixpath.normpath(subpath)
+            if norm.startswith("/") or norm == ".." or norm.startswith("../"):
+                raise _mount_error(mtype, "subpath must be a relative path within the volume")
+        dcfg = vopts.get("DriverConfig") or {}
+        labels = vopts.get("Labels")
+        return _Pending(
+            "volume",
+            dest,
+            rw=not read_only,
+            source=source,
+            mode="z",
+            copy_up=not bool(vopts.get("NoCopy")) and not subpath,
+            driver=str(dcfg.get("Name") or ""),
+            volume_options=dict(dcfg["Options"]) if dcfg.get("Options") else None,
+            volume_labels=dict(labels) if labels else None,
+            subpath=subpath,
+        )
+    if mtype == "tmpfs":
+        if source:
+            raise _mount_error(mtype, "field Source must not be specified")
+        try:
+            data = tmpfs_options(m.get("TmpfsOptions"), read_only)
+        except InvalidParameter as e:
+            raise _mount_error(mtype, e.message) from None
+        return _tmpfs_spec(dest, data, listed=True)
+    if mtype == "image":
+        if not source:
+            raise _mount_error(mtype, "field Source must not be empty")
+        raise Unsupported("image mounts are not supported by pyd")
+    raise _mount_error(mtype, "mount type unknown")
+
+
+def parse_bind(raw: str, volume_driver: str = "") -> _Pending:
+    """Parse one C{HostConfig.Binds} entry (dockerd's C{ParseMountRaw}).
+
+    @raise InvalidParameter: with dockerd's message.
+    """
+    arr = raw.split(":", 3)
+    if arr[0] == "":
+        raise InvalidParameter(invalid_spec(raw))
+    mode = ""
+    if len(arr) == 1:
+        source, target = "", arr[0]
+    elif len(arr) == 2:
+        if _valid_mode(arr[1]):
+            raise InvalidParameter(invalid_spec(raw))
+        source, target = arr[0], arr[1]
+    elif len(arr) == 3:
+        source, target, mode = arr
+    else:
+        raise InvalidParameter(invalid_spec(raw))
+    if not _valid_mode(mode):
+        raise InvalidParameter(f"invalid mode: {mode}")
+    is_bind = source.replace("\\", "/").startswith("/")
+    mtype = "bind" if is_bind else "volume"
+    err = _validate_target(target)
+    if err:
+        raise InvalidParameter(
+            f"{invalid_spec(raw)}: invalid mount config for type {go_quote(mtype)}: {err}"
+        )
+    rw = _read_write(mode)
+    copy = _copy_mode(mode)
+    prop = _propagation_of(mode)
+    dest = _clean(target)
+    if is_bind:
+        return _Pending(
+            "bind",
+            dest,
+            rw=rw,
+            source=_clean(source),
+            mode=mode,
+            propagation=prop or "rprivate",
+            create_source=True,
+        )
+    return _Pending(
+        "volume",
+        dest,
+        rw=rw,
+        source=source,
+        mode=mode or "z",
+        copy_up=copy is not False,
+        driver=volume_driver,
+    )
+
+
+def parse_volumes_from(spec: str) -> tuple[str, str]:
+    """C{container[:ro|rw]} -> (container, mode) (dockerd's C{ParseVolumesFrom})."""
+    if spec == "":
+        raise InvalidParameter("volumes-from specification cannot be an empty string")
+    ref, _, mode = spec.partition(":")
+    if mode == "":
+        return ref, "rw"
+    if not _valid_mode(mode) or _propagation_of(mode) or _copy_mode(mode) is not None:
+        raise InvalidParameter(f"invalid mode: {mode}")
+    return ref, mode
+
+
+def validate_tmpfs_destination(dest: str) -> None:
+    """dockerd's C{ValidateTmpfsMountDestination}."""
+    if _clean(dest) == "/":
+        raise InvalidParameter("invalid specification: destination can't be '/'")
+    if not dest.replace("\\", "/").startswith("/"):
+        raise InvalidParameter(f"invalid mount path: '{dest}' mount path must be absolute")
+
+
+def _sort_key(m: MountSpec) -> int:
+    return posixpath.normpath(m.destination).count("/")
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+
+def _match_kv(values: Sequence[str], labels: Mapping[str, str] | None) -> bool:
+    if not values:
+        return True
+    if not labels:
+        return False
+    for value in values:
+        k, has, v = value.partition("=")
+        if k not in labels:
+            return False
+        if has and labels[k] != v:
+            return False
+    return True
+
+
+def _name_match(values: Sequence[str], name: str) -> bool:
+    if not values or name in values:
+        return True
+    for pattern in values:
+        try:
+            if re.search(pattern, name):
+                return True
+        except re.error:
+            continue
+    return False
+
+
+def _bool_filter(filters: Mapping[str, list[str]], key: str) -> bool | None:
+    if key not in filters:
+        return None
+    values = filters[key]
+    is_false = "0" in values or "false" in values
+    is_true = "1" in values or "true" in values
+    if is_false == is_true:
+        raise InvalidParameter(f"invalid filter '{key}=[{' '.join(values)}]'")
+    return is_true
+
+
+def _label_filters_match(
+    filters: Mapping[str, list[str]], labels: Mapping[str, str] | None
+) -> bool:
+    if not _match_kv(filters.get("label", []), labels):
+        return False
+    neg = filters.get("label!", [])
+    return not (neg and _match_kv(neg, labels))
+
+
+def needs_mount(vol: Volume) -> bool:
+    """Whether the local volume has a filesystem to mount on its C{_data} (type or device)."""
+    o = vol.options or {}
+    return bool(o.get("type") or o.get("device"))
+
+
+@attrs.frozen
+class VolumeUsage:
+    """A volume with its disk usage, for C{docker system df -v}."""
+
+    volume: Volume
+    size: int
+    ref_count: int
+
+
+class _KeyedLock:
+    """One DeferredLock per key (volume name), dropped when idle."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, DeferredLock] = {}
+
+    async def run(self, key: str, fn: Callable[[], Any]) -> Any:
+        lock = self._locks.setdefault(key, DeferredLock())
+        await lock.acquire()
+        try:
+            return await fn()
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(key, None)
+
+
+class VolumeService:
+    """Volume rules: creation, lookup, removal, prune, mounts of containers."""
+
+    def __init__(
+        self,
+        repo: VolumeRepository,
+        driver: LocalVolumeDriver,
+        events: EventSink,
+    ) -> None:
+        self._repo = repo
+        self._driver = driver
+        self._events = events
+        self._locks = _KeyedLock()
+        self._pruning = False
+        # volume name -> containers that prepared it and have not been seen stopping
+        self._active: dict[str, set[str]] = {}
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Finish interrupted removals; adopt volume directories whose row a crash lost."""
+        swept = await self._driver.sweep_trash()
+        if swept:
+            log.info("finished {n} interrupted volume removals", n=swept)
+        known = {v.name for v in await self._repo.all()}
+        for found in await self._driver.scan():
+            if found.name in known or not _NAME_RE.match(found.name):
+                continue
+            vol = Volume(
+                name=found.name,
+                driver=DEFAULT_DRIVER,
+                mountpoint=self._driver.data_path(found.name),
+                created=found.created,
+                labels=None,
+                options=found.options,
+            )
+            await self._repo.get_or_add(vol)
+            log.warn("adopted volume directory {name} that had no record", name=found.name)
+
+    # --- the volume API ------------------------------------------------------------------------
+
+    def _check_driver(self, name: str, driver: str) -> None:
+        if driver not in ("", DEFAULT_DRIVER):
+            raise NotFound(
+                f"create {name}: error looking up volume plugin {driver}: "
+                f"plugin {go_quote(driver)} not found"
+            )
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if len(name) == 1:
+            raise InvalidParameter(
+                f"create {name}: volume name is too short, names should be at least two "
+                "alphanumeric characters"
+            )
+        if not _NAME_RE.match(name):
+            raise InvalidParameter(
+                f"create {name}: {go_quote(name)} includes invalid characters for a local volume "
+                f"name, only {go_quote(RESTRICTED_NAME_CHARS)} are allowed. If you intended to "
+                "pass a host directory, use absolute path"
+            )
+
+    @staticmethod
+    def _check_options(name: str, options: Mapping[str, str] | None) -> None:
+        if not options:
+            return
+        for key in options:
+            if key not in _VALID_OPTS:
+                raise InvalidParameter(f"create {name}: invalid option: {go_quote(key)}")
+        if options.get("size"):
+            raise InvalidParameter(f"create {name}: quota size requested but no quota support")
+        for opt, required in _MANDATORY_OPTS:
+            if opt in options:
+                for req in required:
+                    if req not in options:
+                        raise InvalidParameter(
+                            f"create {name}: missing required option: {go_quote(req)}"
+                        )
+
+    async def create(
+        self,
+        name: str = "",
+        driver: str = "",
+        options: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Volume:
+        """C{POST /volumes/create}: a new volume, or the existing one of that name.
+
+        Without a name the volume gets a 64-hex name and the anonymous label (as dockerd).
+
+        @raise NotFound: a driver other than C{local}.
+        @raise InvalidParameter: bad name or options.
+        """
+        vol, _ = await self._get_or_create(name, driver, options, labels)
+        return vol
+
+    async def _get_or_create(
+        self,
+        name: str,
+        driver: str,
+        options: Mapping[str, str] | None,
+        labels: Mapping[str, str] | None,
+    ) -> tuple[Volume, bool]:
+        anonymous = not name
+        if anonymous:
+            name = new_id()
+            lab = dict(labels or {})
+            lab[ANONYMOUS_LABEL] = ""
+            labels = lab
+        self._check_driver(name, driver)
+        self._check_name(name)
+
+        async def locked() -> tuple[Volume, bool]:
+            existing = await self._repo.get(name)
+            if existing is not None:
+                return existing, False
+            self._check_options(name, options)
+            try:
+                created = await self._driver.create(name, options)
+            except OSError as e:
+                raise SystemError_(
+                    f"create {name}: error while creating volume path "
+                    f"'{self._driver.volume_dir(name)}': {e.strerror or e}"
+                ) from e
+            vol = Volume(
+                name=name,
+                driver=DEFAULT_DRIVER,
+                mountpoint=self._driver.data_path(name),
+                created=created,
+                labels=None if labels is None else dict(labels),
+                options=None if options is None else dict(options),
+                anonymous=anonymous,
+            )
+            stored, made = await self._repo.get_or_add(vol)
+            if made:
+                await self._events.emit("volume", "create", name, {"driver": DEFAULT_DRIVER})
+            return stored, made
+
+        result: tuple[Volume, bool] = await self._locks.run(name, locked)
+        return result
+
+    async def inspect(self, name: str) -> Volume:
+        """C{GET /volumes/NAME}. @raise NotFound: C{get NAME: no such volume}."""
+        vol = await self._repo.get(name)
+        if vol is None:
+            raise NotFound(f"get {name}: no such volume")
+        return vol
+
+    async def list_volumes(self, filters: Mapping[str, list[str]] | None = None) -> list[Volume]:
+        """C{GET /volumes} with filters dangling, driver, label, name."""
+        filters = dict(filters or {})
+        for key in filters:
+            if key not in _LIST_FILTERS:
+                raise InvalidParameter(f"invalid filter '{key}'")
+        dangling = _bool_filter(filters, "dangling")
+        vols = await self._repo.all()
+        refs = await self._repo.ref_counts() if dangling is not None else {}
+        out = []
+        for v in vols:
+            if filters.get("driver") and v.driver not in filters["driver"]:
+                continue
+            if "name" in filters and not _name_match(filters["name"], v.name):
+                continue
+            if not _label_filters_match(filters, v.labels):
+                continue
+            if dangling is not None and (refs.get(v.name, 0) == 0) != dangling:
+                continue
+            out.append(v)
+        return out
+
+    async def remove(self, name: str, force: bool = False) -> None:
+        """C{DELETE /volumes/NAME}.
+
+        @raise NotFound: C{get NAME: no such volume} (not with C{force}).
+        @raise Conflict: C{remove NAME: volume is in use - [ids]}, even with C{force}.
+        """
+
+        async def locked() -> None:
+            vol = await self._repo.get(name)
+            if vol is None:
+                if force:
+                    return
+                raise NotFound(f"get {name}: no such volume")
+            refs = await self._repo.refs(name)
+            if refs:
+                raise Conflict(in_use_message(name, refs))
+            if needs_mount(vol) and await self._driver.is_mounted(name):
+                try:
+                    await self._driver.unmount(name)
+                except VolumeDriverError as e:
+                    raise SystemError_(f"remove {name}: {e}") from e
+            deleted = await self._repo.delete(name)
+            if deleted is None:
+                return
+            try:
+                await self._driver.remove(name)
+            except (OSError, VolumeDriverError) as e:
+                # The row is gone; the directory is adopted again at the next start.
+                if not force:
+                    raise SystemError_(f"remove {name}: {e}") from e
+                log.warn("could not delete volume directory {name}: {err}", name=name, err=e)
+            self._active.pop(name, None)
+            await self._events.emit("volume", "destroy", name, {"driver": vol.driver})
+
+        await self._locks.run(name, locked)
+
+    async def prune(self, filters: Mapping[str, list[str]] | None = None) -> tuple[list[str], int]:
+        """C{POST /volumes/prune}: unused local volumes without mount options; anonymous only
+        unless C{all=true} (the router adds that for API < 1.42).
+
+        @return: (deleted names, bytes reclaimed).
+        """
+        filters = {k: list(v) for k, v in (filters or {}).items()}
+        for key in filters:
+            if key not in _PRUNE_FILTERS:
+                raise InvalidParameter(f"invalid filter '{key}'")
+        if self._pruning:
+            raise Conflict("a prune operation is already running")
+        all_values = filters.pop("all", [])
+        prune_all = False
+        if len(all_values) > 1:
+            raise InvalidParameter(
+                f"invalid filter 'all=[{' '.join(all_values)}]': only one value is expected"
+            )
+        if len(all_values) == 1:
+            parsed = _go_bool(all_values[0])
+            if parsed is None:
+                raise InvalidParameter(
+                    f"invalid filter 'all': strconv.ParseBool: parsing "
+                    f"{go_quote(all_values[0])}: invalid syntax"
+                )
+            prune_all = parsed
+        if not prune_all:
+            filters.setdefault("label", []).append(ANONYMOUS_LABEL)
+        self._pruning = True
+        try:
+            refs = await self._repo.ref_counts()
+            deleted: list[str] = []
+            reclaimed = 0
+            for v in await self._repo.all():
+                if v.driver != DEFAULT_DRIVER or refs.get(v.name) or v.options:
+                    continue
+                if not _label_filters_match(filters, v.labels):
+                    continue
+                size = await self._driver.size(v.name)
+                try:
+                    await self.remove(v.name)
+                except PydError as e:
+                    log.warn("could not remove volume {name}: {err}", name=v.name, err=e)
+                    continue
+                reclaimed += max(size, 0)
+                deleted.append(v.name)
+            await self._events.emit("volume", "prune", "", {"reclaimed": str(reclaimed)})
+            return deleted, reclaimed
+        finally:
+            self._pruning = False
+
+    async def usage(self) -> list[VolumeUsage]:
+        """Local volumes without mount options, with size and reference count (df)."""
+        refs = await self._repo.ref_counts()
+        out = []
+        for v in await self._repo.all():
+            if v.driver != DEFAULT_DRIVER or v.options:
+                continue
+            out.append(VolumeUsage(v, await self._driver.size(v.name), refs.get(v.name, 0)))
+        return out
+
+    # --- VolumeProvider -------------------------------------------------------------------------
+
+    async def resolve_mounts(
+        self,
+        container_id: str,
+        host_config: dict[str, Any],
+        image_volumes: Sequence[str],
+        volumes_from: Sequence[Sequence[MountSpec]] = (),
+    ) -> list[MountSpec]:
+        """Parse every mount source of a create request, create the volumes, record the uses.
+
+        Follows dockerd's order: validation of Mounts and Tmpfs, then --volumes-from, Binds
+        (which override volumes-from), Mounts, the anonymous volumes of the image and of
+        C{-v /path}, and the C{--tmpfs} mounts.
+        """
+        hc = host_config or {}
+        tmpfs = hc.get("Tmpfs") or {}
+        if not isinstance(tmpfs, Mapping):
+            raise InvalidParameter("invalid JSON: Tmpfs must be an object")
+        raw_mounts = hc.get("Mounts") or []
+        binds = hc.get("Binds") or []
+        vfrom = hc.get("VolumesFrom") or []
+        volume_driver = str(hc.get("VolumeDriver") or "")
+        if volume_driver not in ("", DEFAULT_DRIVER):
+            raise NotFound(
+                f"error looking up volume plugin {volume_driver}: "
+                f"plugin {go_quote(volume_driver)} not found"
+            )
+
+        # 1. validation that dockerd does before anything is created
+        sources = [
+            str(m.get("Source") or "")
+            for m in raw_mounts
+            if isinstance(m, Mapping) and m.get("Type") == "bind"
+        ]
+        existing = {s: await self._driver.exists(s) for s in sources if s.startswith("/")}
+        parsed_mounts = [parse_mount(m, lambda s: existing.get(s, False)) for m in raw_mounts]
+        for dest in tmpfs:
+            validate_tmpfs_destination(str(dest))
+        tmpfs_dests = {_clean(str(d)) for d in tmpfs}
+
+        points: dict[str, _Pending] = {}
+        # 2. --volumes-from
+        for i, spec in enumerate(vfrom):
+            _ref, mode = parse_volumes_from(str(spec))
+            rw_ok = _read_write(mode)
+            for m in volumes_from[i] if i < len(volumes_from) else ():
+                if not m.listed:
+                    continue
+                points[m.destination] = _Pending(
+                    m.type,
+                    m.destination,
+                    rw=m.rw and rw_ok,
+                    source=m.name if m.type == "volume" else m.source,
+                    mode=m.mode,
+                    propagation=m.propagation,
+                    options=m.options,
+                    driver=m.driver,
+                    existing=m,
+                )
+        # 3. Binds
+        bound: set[str] = set()
+        for raw in binds:
+            p = parse_bind(str(raw), volume_driver)
+            if p.destination in bound or p.destination in tmpfs_dests:
+                raise InvalidParameter(f"Duplicate mount point: {p.destination}")
+            if p.type == "volume" and p.source:
+                self._check_name(p.source)
+            bound.add(p.destination)
+            points[p.destination] = p
+        # 4. Mounts
+        for m, p in zip(raw_mounts, parsed_mounts, strict=True):
+            if p.destination in bound:
+                raise InvalidParameter(f"Duplicate mount point: {m.get('Target')}")
+            if p.type == "volume":
+                self._check_driver(p.source, p.driver)
+                if p.source:
+                    self._check_name(p.source)
+                    self._check_options(p.source, p.volume_options)
+            bound.add(p.destination)
+            points[p.destination] = p
+        # 5. anonymous volumes: image VOLUME and -v /path
+        for raw_dest in image_volumes:
+            dest = _clean(str(raw_dest))
+            if dest in points or dest in tmpfs_dests:
+                continue
+            points[dest] = _Pending("volume", dest, mode="", copy_up=True)
+
+        # side effects from here on
+        specs: list[MountSpec] = []
+        uses: list[tuple[str, str]] = []
+        for p in points.values():
+            if p.type == "volume":
+                if p.existing is not None:
+                    vol = await self.inspect(p.source)
+                    spec = attrs.evolve(p.existing, rw=p.rw, copy_up=False)
+                else:
+                    vol, _ = await self._get_or_create(
+                        p.source, p.driver, p.volume_options, p.volume_labels
+                    )
+                    source = vol.mountpoint
+                    if p.subpath:
+                        source = posixpath.join(source, posixpath.normpath(p.subpath))
+                    spec = MountSpec(
+                        type="volume",
+                        source=source,
+                        destination=p.destination,
+                        rw=p.rw,
+                        name=vol.name,
+                        driver=vol.driver,
+                        mode=p.mode,
+                        propagation="",
+                        options=p.options,
+                        copy_up=p.copy_up,
+                    )
+                uses.append((vol.name, p.destination))
+                specs.append(spec)
+            elif p.type == "bind":
+                if p.create_source and p.existing is None:
+                    await self._driver.ensure_dir(p.source)
+                if p.existing is not None:
+                    specs.append(attrs.evolve(p.existing, rw=p.rw))
+                    continue
+                specs.append(
+                    MountSpec(
+                        type="bind",
+                        source=p.source,
+                        destination=p.destination,
+                        rw=p.rw,
+                        mode=p.mode,
+                        propagation=p.propagation,
+                        options=p.options,
+                    )
+                )
+            elif p.existing is not None:
+                specs.append(attrs.evolve(p.existing, rw=p.rw))
+            else:
+                specs.append(
+                    MountSpec(
+                        type="tmpfs",
+                        source="",
+                        destination=p.destination,
+                        rw=p.rw,
+                        options=p.options,
+                        listed=p.listed,
+                    )
+                )
+        for dest, data in tmpfs.items():
+            t = _tmpfs_spec(_clean(str(dest)), [o for o in str(data or "").split(",") if o], False)
+            specs.append(
+                MountSpec(
+                    type="tmpfs",
+                    source="",
+                    destination=t.destination,
+                    rw=t.rw,
+                    options=t.options,
+                    listed=False,
+                )
+            )
+        if uses:
+            await self._repo.add_uses(container_id, uses)
+        specs.sort(key=_sort_key)
+        return specs
+
+    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+        """Before a start: mount volumes that have mount options, copy image content into empty
+        volumes (unless nocopy), and emit the C{mount} events."""
+        for m in mounts:
+            if m.type != "volume":
+                continue
+            vol = await self.inspect(m.name)
+
+            async def locked(vol: Volume = vol, m: MountSpec = m) -> None:
+                if needs_mount(vol) and not await self._driver.is_mounted(vol.name):
+                    o = vol.options or {}
+                    try:
+                        await self._driver.mount(
+                            vol.name, o.get("type", ""), o.get("device", ""), o.get("o", "")
+                        )
+                    except VolumeDriverError as e:
+                        raise SystemError_(
+                            f"error while mounting volume '{vol.mountpoint}': {e}"
+                        ) from e
+                self._active.setdefault(vol.name, set()).add(container_id)
+                if m.copy_up and rootfs:
+                    try:
+                        await self._driver.populate(rootfs, m.destination, vol.mountpoint)
+                    except OSError as e:
+                        raise SystemError_(f"failed to populate volume: {e}") from e
+
+            await self._locks.run(vol.name, locked)
+            await self._events.emit(
+                "volume",
+                "mount",
+                vol.name,
+                {
+                    "driver": vol.driver,
+                    "container": container_id,
+                    "destination": m.destination,
+                    "read/write": "true" if m.rw else "false",
+                    "propagation": m.propagation,
+                },
+            )
+
+    async def container_stopped(self, container_id: str) -> None:
+        """The container stopped: emit C{unmount} per volume and unmount volume filesystems no
+        running container uses any more. Idempotent."""
+        seen: set[str] = set()
+        for name, _dest in await self._repo.uses_of(container_id):
+            if name in seen:
+                continue
+            seen.add(name)
+            active = self._active.get(name)
+            was_active = active is not None and container_id in active
+            if active is not None:
+                active.discard(container_id)
+            vol = await self._repo.get(name)
+            if vol is None:
+                continue
+            if was_active:
+                await self._events.emit(
+                    "volume", "unmount", name, {"driver": vol.driver, "container": container_id}
+                )
+            await self._maybe_unmount(vol, container_id)
+
+    async def _maybe_unmount(self, vol: Volume, leaving: str) -> None:
+        if not needs_mount(vol):
+            return
+
+        async def locked() -> None:
+            others = set(await self._repo.active_users(vol.name, exclude=leaving))
+            others |= self._active.get(vol.name, set()) - {leaving}
+            if others or not await self._driver.is_mounted(vol.name):
+                return
+            try:
+                await self._driver.unmount(vol.name)
+            except VolumeDriverError as e:
+                log.warn("{err}", err=e)
+
+        await self._locks.run(vol.name, locked)
+
+    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+        """On container removal: forget its uses, unmount what nothing uses any more, and delete
+        its anonymous volumes when asked (those another container uses stay)."""
+        names = await self._repo.remove_uses(container_id)
+        for name in names:
+            active = self._active.get(name)
+            if active is not None:
+                active.discard(container_id)
+            vol = await self._repo.get(name)
+            if vol is None:
+                continue
+            await self._maybe_unmount(vol, container_id)
+            if remove_anonymous and vol.anonymous:
+                try:
+                    await self.remove(name)
+                except Conflict:
+                    pass  # another container uses it: an implementation detail, as in dockerd
+                except PydError as e:
+                    log.warn("could not remove volume {name}: {err}", name=name, err=e)

@@ -1,0 +1,626 @@
+"""VolumeService rules with the real local driver on a temp dir, in-memory SQLite, fake mounts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, update
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import Conflict, InvalidParameter, NotFound, PydError
+from pyd.core.records import MountSpec
+from pyd.core.seams import InlineBlocking
+from pyd.drivers.process import ProcessResult
+from pyd.drivers.volumes.local import LocalVolumeDriver
+from pyd.engine.events import EventService
+from pyd.engine.volumes import ANONYMOUS_LABEL, VolumeService, merge_tmpfs_options
+from pyd.state import migrate
+from pyd.state.db import Database, make_engine
+from pyd.state.events import EventRepository
+from pyd.state.models import ContainerRow
+from pyd.state.volumes import VolumeRepository
+
+
+class RecordingRunner:
+    """A ProcessRunner that records argv and answers rc 0."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], **kw: Any) -> Deferred[ProcessResult]:
+        self.calls.append(list(argv))
+        return succeed(ProcessResult(tuple(argv), 0, b"", b""))
+
+
+class FakeMountDriver(LocalVolumeDriver):
+    """The local driver with a fake mount table instead of the kernel's."""
+
+    def __init__(self, root: str) -> None:
+        self.runner = RecordingRunner()
+        super().__init__(root, InlineBlocking(), self.runner)
+        self.mounted: set[str] = set()
+
+    async def mount(self, name: str, fstype: str, device: str, options: str) -> None:
+        await super().mount(name, fstype, device, options)
+        self.mounted.add(name)
+
+    async def unmount(self, name: str) -> None:
+        self.runner.calls.append(["umount", self.data_path(name)])
+        self.mounted.discard(name)
+
+    def is_mounted(self, name: str) -> Deferred[bool]:
+        return succeed(name in self.mounted)
+
+
+def make_service(root: str) -> tuple[VolumeService, FakeMountDriver, Database, EventService]:
+    db = Database(make_engine(None), InlineBlocking())
+    db.run_sync(migrate.upgrade)
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    events = EventService(EventRepository(db), clock)
+    driver = FakeMountDriver(root)
+    return VolumeService(VolumeRepository(db), driver, events), driver, db, events
+
+
+def add_container(db: Database, cid: str, status: str = "created") -> None:
+    db.run_sync(
+        lambda conn: conn.execute(
+            insert(ContainerRow).values(
+                id=cid,
+                name="/" + cid[:12],
+                image_id="sha256:" + "0" * 64,
+                image_ref="img",
+                created=0,
+                status=status,
+                config={},
+                host_config={},
+                state={},
+                network_settings={},
+                mounts=[],
+                restart_count=0,
+                extra={},
+            )
+        )
+    )
+
+
+def set_status(db: Database, cid: str, status: str) -> None:
+    db.run_sync(
+        lambda conn: conn.execute(
+            update(ContainerRow).where(ContainerRow.id == cid).values(status=status)
+        )
+    )
+
+
+class Base(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="pyd-vol-unit-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.svc, self.driver, self.db, self.events = make_service(self.tmp)
+        self.seen: list[tuple[str, str, str, dict[str, str]]] = []
+        self.events.subscribe(
+            lambda ev: self.seen.append((ev.type, ev.action, ev.actor_id, ev.attributes))
+        )
+
+    def ok(self, coro: Any) -> Any:
+        return self.successResultOf(Deferred.fromCoroutine(coro))
+
+    def err(self, coro: Any, kind: type[PydError]) -> str:
+        f = self.failureResultOf(Deferred.fromCoroutine(coro), kind)
+        return str(f.value)
+
+    def actions(self) -> list[tuple[str, str]]:
+        return [(a, n) for _t, a, n, _ in self.seen]
+
+
+class VolumeApiRuleTests(Base):
+    """create / inspect / ls / rm / prune follow dockerd's rules and messages."""
+
+    def test_create_named(self) -> None:
+        """A named volume gets its _data directory, a row and one create event; creating it
+        again returns the same volume without another event."""
+        v = self.ok(self.svc.create("data", "local", None, {"a": "b"}))
+        self.assertEqual(v.mountpoint, os.path.join(self.tmp, "volumes", "data", "_data"))
+        self.assertTrue(os.path.isdir(v.mountpoint))
+        self.assertEqual(v.labels, {"a": "b"})
+        self.assertIsNone(v.options)
+        again = self.ok(self.svc.create("data", "", None, {"other": "x"}))
+        self.assertEqual(again, v)
+        self.assertEqual(self.actions(), [("create", "data")])
+        self.assertEqual(self.seen[0][3], {"driver": "local"})
+
+    def test_create_anonymous(self) -> None:
+        """No name: a 64-hex name and the anonymous label."""
+        v = self.ok(self.svc.create())
+        self.assertRegex(v.name, r"^[0-9a-f]{64}$")
+        self.assertEqual(v.labels, {ANONYMOUS_LABEL: ""})
+        self.assertTrue(v.anonymous)
+
+    def test_create_errors(self) -> None:
+        """Names, drivers and options are checked with dockerd's messages."""
+        self.assertEqual(
+            self.err(self.svc.create("a"), InvalidParameter),
+            "create a: volume name is too short, names should be at least two alphanumeric "
+            "characters",
+        )
+        self.assertEqual(
+            self.err(self.svc.create("-x"), InvalidParameter),
+            'create -x: "-x" includes invalid characters for a local volume name, only '
+            '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, '
+            "use absolute path",
+        )
+        self.assertEqual(
+            self.err(self.svc.create("vv", "nfsplug"), NotFound),
+            'create vv: error looking up volume plugin nfsplug: plugin "nfsplug" not found',
+        )
+        self.assertEqual(
+            self.err(self.svc.create("vv", "local", {"foo": "1"}), InvalidParameter),
+            'create vv: invalid option: "foo"',
+        )
+        self.assertEqual(
+            self.err(self.svc.create("vv", "local", {"type": "tmpfs"}), InvalidParameter),
+            'create vv: missing required option: "device"',
+        )
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "volumes", "vv")))
+
+    def test_inspect_missing(self) -> None:
+        """An unknown volume is a 404 with dockerd's text."""
+        self.assertEqual(self.err(self.svc.inspect("nope"), NotFound), "get nope: no such volume")
+
+    def test_list_filters(self) -> None:
+        """dangling, driver, label, name (regexp) filter the list; bad keys/values are 400s."""
+        self.ok(self.svc.create("alpha", labels={"tier": "db"}))
+        self.ok(self.svc.create("beta", labels={"tier": "web", "x": ""}))
+        self.ok(self.svc.create("gamma"))
+        add_container(self.db, "c" * 64)
+        self.ok(self.svc.resolve_mounts("c" * 64, {"Binds": ["gamma:/g"]}, []))
+
+        def names(f: dict[str, list[str]]) -> list[str]:
+            return [v.name for v in self.ok(self.svc.list_volumes(f))]
+
+        self.assertEqual(names({}), ["alpha", "beta", "gamma"])
+        self.assertEqual(names({"dangling": ["true"]}), ["alpha", "beta"])
+        self.assertEqual(names({"dangling": ["0"]}), ["gamma"])
+        self.assertEqual(names({"label": ["tier"]}), ["alpha", "beta"])
+        self.assertEqual(names({"label": ["tier=web"]}), ["beta"])
+        self.assertEqual(names({"label": ["tier", "x"]}), ["beta"])
+        self.assertEqual(names({"name": ["^b"]}), ["beta"])
+        self.assertEqual(names({"name": ["mm"]}), ["gamma"])
+        self.assertEqual(names({"driver": ["local"]}), ["alpha", "beta", "gamma"])
+        self.assertEqual(names({"driver": ["other"]}), [])
+        self.assertEqual(
+            self.err(self.svc.list_volumes({"bogus": ["1"]}), InvalidParameter),
+            "invalid filter 'bogus'",
+        )
+        self.assertEqual(
+            self.err(self.svc.list_volumes({"dangling": ["maybe"]}), InvalidParameter),
+            "invalid filter 'dangling=[maybe]'",
+        )
+
+    def test_remove(self) -> None:
+        """rm deletes row and data and emits destroy; a missing volume is 404 unless forced."""
+        v = self.ok(self.svc.create("gone"))
+        with open(os.path.join(v.mountpoint, "f"), "w") as f:
+            f.write("x")
+        self.ok(self.svc.remove("gone"))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "volumes", "gone")))
+        self.assertEqual(self.actions()[-1], ("destroy", "gone"))
+        self.assertEqual(self.err(self.svc.remove("gone"), NotFound), "get gone: no such volume")
+        self.ok(self.svc.remove("gone", force=True))
+
+    def test_remove_in_use_refused_even_forced(self) -> None:
+        """A volume any container refers to (running or not) stays, data included: 409."""
+        cid1, cid2 = "a" * 64, "b" * 64
+        add_container(self.db, cid1)
+        add_container(self.db, cid2, "exited")
+        self.ok(self.svc.resolve_mounts(cid1, {"Binds": ["keep:/k"]}, []))
+        self.ok(
+            self.svc.resolve_mounts(
+                cid2, {"Mounts": [{"Type": "volume", "Source": "keep", "Target": "/x"}]}, []
+            )
+        )
+        for force in (False, True):
+            self.assertEqual(
+                self.err(self.svc.remove("keep", force), Conflict),
+                f"remove keep: volume is in use - [{cid1}, {cid2}]",
+            )
+        self.assertTrue(os.path.isdir(os.path.join(self.tmp, "volumes", "keep", "_data")))
+
+    def test_repository_restrict_backstop(self) -> None:
+        """Even a direct row delete is refused by the repository while a use exists."""
+        cid = "d" * 64
+        add_container(self.db, cid)
+        self.ok(self.svc.resolve_mounts(cid, {"Binds": ["vv:/k"]}, []))
+        repo = VolumeRepository(self.db)
+        f = self.failureResultOf(repo.delete("vv"), Conflict)
+        self.assertEqual(str(f.value), f"remove vv: volume is in use - [{cid}]")
+
+    def test_prune(self) -> None:
+        """Default prune removes unused anonymous volumes only; all=true every unused local
+        volume without mount options; label filters apply; the prune event reports bytes."""
+        anon = self.ok(self.svc.create())
+        with open(os.path.join(anon.mountpoint, "f"), "wb") as f:
+            f.write(b"x" * 1000)
+        self.ok(self.svc.create("named", labels={"keep": "no"}))
+        self.ok(self.svc.create("named2", labels={"keep": "yes"}))
+        self.ok(self.svc.create("withopts", options={"type": "tmpfs", "device": "tmpfs"}))
+        cid = "e" * 64
+        add_container(self.db, cid)
+        used = self.ok(self.svc.resolve_mounts(cid, {}, ["/anon"]))[0].name
+        deleted, reclaimed = self.ok(self.svc.prune({}))
+        self.assertEqual((deleted, reclaimed), ([anon.name], 1000))
+        self.assertEqual(self.seen[-1][1:], ("prune", "", {"reclaimed": "1000"}))
+        deleted, _ = self.ok(self.svc.prune({"all": ["true"], "label!": ["keep=yes"]}))
+        self.assertEqual(deleted, ["named"])
+        deleted, _ = self.ok(self.svc.prune({"all": ["1"], "label": ["keep"]}))
+        self.assertEqual(deleted, ["named2"])
+        left = [v.name for v in self.ok(self.svc.list_volumes({}))]
+        self.assertEqual(sorted(left), sorted([used, "withopts"]))
+        self.assertEqual(
+            self.err(self.svc.prune({"all": ["maybe"]}), InvalidParameter),
+            "invalid filter 'all': strconv.ParseBool: parsing \"maybe\": invalid syntax",
+        )
+        self.assertEqual(
+            self.err(self.svc.prune({"dangling": ["true"]}), InvalidParameter),
+            "invalid filter 'dangling'",
+        )
+
+    def test_usage(self) -> None:
+        """df rows: size and ref count of local volumes without options."""
+        v = self.ok(self.svc.create("sized"))
+        with open(os.path.join(v.mountpoint, "f"), "wb") as f:
+            f.write(b"y" * 123)
+        os.link(os.path.join(v.mountpoint, "f"), os.path.join(v.mountpoint, "g"))
+        self.ok(self.svc.create("opt", options={"type": "tmpfs", "device": "tmpfs"}))
+        cid = "f" * 64
+        add_container(self.db, cid)
+        self.ok(self.svc.resolve_mounts(cid, {"Binds": ["sized:/s"]}, []))
+        rows = self.ok(self.svc.usage())
+        self.assertEqual([(u.volume.name, u.size, u.ref_count) for u in rows], [("sized", 123, 1)])
+
+    def test_start_recovers(self) -> None:
+        """After a crash: a volume directory without a row is adopted (data kept), with the
+        options of its opts.json; half-removed trash is swept."""
+        os.makedirs(os.path.join(self.tmp, "volumes", "orphan", "_data"))
+        with open(os.path.join(self.tmp, "volumes", "orphan", "_data", "keep"), "w") as f:
+            f.write("data")
+        os.makedirs(os.path.join(self.tmp, "volumes", "tmpv", "_data"))
+        with open(os.path.join(self.tmp, "volumes", "tmpv", "opts.json"), "w") as f:
+            f.write('{"type": "tmpfs", "device": "tmpfs"}')
+        os.makedirs(os.path.join(self.tmp, "volumes", ".trash-x-1234", "_data"))
+        self.ok(self.svc.start())
+        self.assertEqual(self.ok(self.svc.inspect("orphan")).name, "orphan")
+        self.assertEqual(
+            self.ok(self.svc.inspect("tmpv")).options, {"type": "tmpfs", "device": "tmpfs"}
+        )
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "volumes", ".trash-x-1234")))
+        self.assertTrue(
+            os.path.exists(os.path.join(self.tmp, "volumes", "orphan", "_data", "keep"))
+        )
+
+
+class ResolveMountsTests(Base):
+    """resolve_mounts parses Binds, Mounts, Tmpfs, volumes-from and anonymous volumes."""
+
+    cid = "1" * 64
+
+    def setUp(self) -> None:
+        super().setUp()
+        add_container(self.db, self.cid)
+
+    def resolve(
+        self,
+        hc: dict[str, Any],
+        image_volumes: Sequence[str] = (),
+        volumes_from: Sequence[Sequence[MountSpec]] = (),
+    ) -> dict[str, MountSpec]:
+        specs = self.ok(self.svc.resolve_mounts(self.cid, hc, image_volumes, volumes_from))
+        return {m.destination: m for m in specs}
+
+    def bad(self, hc: dict[str, Any], image_volumes: Sequence[str] = ()) -> str:
+        return self.err(self.svc.resolve_mounts(self.cid, hc, image_volumes), InvalidParameter)
+
+    def test_binds(self) -> None:
+        """Named volumes are created (mode z), host paths bound (rprivate), missing host
+        directories created, ro/nocopy/propagation honoured."""
+        host = os.path.join(self.tmp, "host", "missing")
+        m = self.resolve({"Binds": ["data:/data", f"{host}:/h:ro,rshared", "cache:/c:nocopy"]})
+        d = m["/data"]
+        self.assertEqual(
+            (d.type, d.name, d.driver, d.mode, d.rw, d.copy_up, d.propagation),
+            ("volume", "data", "local", "z", True, True, ""),
+        )
+        self.assertEqual(d.source, os.path.join(self.tmp, "volumes", "data", "_data"))
+        h = m["/h"]
+        self.assertEqual(
+            (h.type, h.source, h.rw, h.mode, h.propagation),
+            ("bind", host, False, "ro,rshared", "rshared"),
+        )
+        self.assertTrue(os.path.isdir(host))
+        self.assertFalse(m["/c"].copy_up)
+        self.assertEqual(m["/c"].mode, "nocopy")
+        uses = self.successResultOf(VolumeRepository(self.db).uses_of(self.cid))
+        self.assertEqual(uses, [("cache", "/c"), ("data", "/data")])
+
+    def test_bind_errors(self) -> None:
+        """Malformed Binds get dockerd's messages."""
+        self.assertEqual(self.bad({"Binds": ["/a:rw"]}), "invalid volume specification: '/a:rw'")
+        self.assertEqual(self.bad({"Binds": [":/x"]}), "invalid volume specification: ':/x'")
+        self.assertEqual(
+            self.bad({"Binds": ["a:/x:/y:z:q"]}), "invalid volume specification: 'a:/x:/y:z:q'"
+        )
+        self.assertEqual(self.bad({"Binds": ["vol:/x:bogus"]}), "invalid mode: bogus")
+        self.assertEqual(self.bad({"Binds": ["vol:/x:ro,rw"]}), "invalid mode: ro,rw")
+        self.assertEqual(
+            self.bad({"Binds": ["vol:rel"]}),
+            "invalid volume specification: 'vol:rel': invalid mount config for type \"volume\": "
+            "invalid mount path: 'rel' mount path must be absolute",
+        )
+        self.assertEqual(
+            self.bad({"Binds": ["/tmp:/"]}),
+            "invalid volume specification: '/tmp:/': invalid mount config for type \"bind\": "
+            "invalid specification: destination can't be '/'",
+        )
+        self.assertEqual(self.bad({"Binds": ["v1:/x", "v2:/x/"]}), "Duplicate mount point: /x")
+        self.assertEqual(
+            self.bad({"Binds": ["v1:/x"], "Tmpfs": {"/x": ""}}), "Duplicate mount point: /x"
+        )
+        self.assertIn("includes invalid characters", self.bad({"Binds": ["rel/path:/x"]}))
+        self.assertEqual(self.successResultOf(VolumeRepository(self.db).all()), [])
+
+    def test_mounts(self) -> None:
+        """--mount volume (labels, driver opts, nocopy), bind (propagation), tmpfs (size, mode)."""
+        src = os.path.join(self.tmp, "src")
+        os.mkdir(src)
+        m = self.resolve(
+            {
+                "Mounts": [
+                    {
+                        "Type": "volume",
+                        "Source": "mv",
+                        "Target": "/mv",
+                        "ReadOnly": True,
+                        "VolumeOptions": {
+                            "NoCopy": True,
+                            "Labels": {"l": "1"},
+                            "DriverConfig": {
+                                "Name": "local",
+                                "Options": {"type": "tmpfs", "device": "tmpfs", "o": "size=2m"},
+                            },
+                        },
+                    },
+                    {
+                        "Type": "bind",
+                        "Source": src,
+                        "Target": "/b",
+                        "BindOptions": {"Propagation": "rslave"},
+                    },
+                    {
+                        "Type": "tmpfs",
+                        "Target": "/t",
+                        "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 0o1770},
+                    },
+                    {"Type": "volume", "Target": "/anon"},
+                ]
+            }
+        )
+        mv = m["/mv"]
+        self.assertEqual((mv.rw, mv.copy_up, mv.mode), (False, False, "z"))
+        vol = self.ok(self.svc.inspect("mv"))
+        self.assertEqual(vol.labels, {"l": "1"})
+        self.assertEqual(vol.options, {"type": "tmpfs", "device": "tmpfs", "o": "size=2m"})
+        self.assertEqual((m["/b"].type, m["/b"].propagation, m["/b"].mode), ("bind", "rslave", ""))
+        t = m["/t"]
+        self.assertEqual((t.type, t.source, t.rw, t.listed), ("tmpfs", "", True, True))
+        self.assertEqual(t.options, ("noexec", "nosuid", "nodev", "mode=1770", "size=1m"))
+        anon = self.ok(self.svc.inspect(m["/anon"].name))
+        self.assertTrue(anon.anonymous)
+        self.assertTrue(m["/anon"].copy_up)
+
+    def test_mount_errors(self) -> None:
+        """--mount validation: missing bind source refused, wrong options, duplicates."""
+        self.assertEqual(
+            self.bad({"Mounts": [{"Type": "bind", "Source": "/no/such/dir", "Target": "/b"}]}),
+            'invalid mount config for type "bind": bind source path does not exist: /no/such/dir',
+        )
+        self.assertFalse(os.path.exists("/no/such/dir"))
+        self.assertEqual(
+            self.bad({"Mounts": [{"Type": "tmpfs", "Source": "x", "Target": "/t"}]}),
+            'invalid mount config for type "tmpfs": field Source must not be specified',
+        )
+        self.assertEqual(
+            self.bad(
+                {
+                    "Mounts": [
+                        {"Type": "volume", "Target": "/t", "BindOptions": {"Propagation": "shared"}}
+                    ]
+                }
+            ),
+            'invalid mount config for type "volume": field BindOptions must not be specified',
+        )
+        self.assertEqual(
+            self.bad(
+                {
+                    "Mounts": [
+                        {
+                            "Type": "bind",
+                            "Source": "/tmp",
+                            "Target": "/b",
+                            "BindOptions": {"Propagation": "weird"},
+                        }
+                    ]
+                }
+            ),
+            'invalid mount config for type "bind": invalid propagation mode: weird',
+        )
+        self.assertEqual(
+            self.bad({"Mounts": [{"Type": "volume", "Target": ""}]}),
+            'invalid mount config for type "volume": field Target must not be empty',
+        )
+        self.assertEqual(
+            self.bad({"Mounts": [{"Type": "nope", "Target": "/x"}]}),
+            'invalid mount config for type "nope": mount type unknown',
+        )
+        self.assertEqual(
+            self.bad({"Binds": ["vv:/x"], "Mounts": [{"Type": "volume", "Target": "/x/"}]}),
+            "Duplicate mount point: /x/",
+        )
+        self.assertEqual(
+            self.bad({"Tmpfs": {"rel": ""}}),
+            "invalid mount path: 'rel' mount path must be absolute",
+        )
+
+    def test_anonymous_and_tmpfs(self) -> None:
+        """Image VOLUMEs and -v /path become anonymous volumes unless something else is mounted
+        there; --tmpfs mounts merge options and are not listed."""
+        m = self.resolve(
+            {"Binds": ["named:/data"], "Tmpfs": {"/run": "rw,exec,size=64k"}},
+            ["/data", "/var/lib/x/", "/run"],
+        )
+        self.assertEqual(m["/data"].name, "named")
+        anon = m["/var/lib/x"]
+        self.assertRegex(anon.name, r"^[0-9a-f]{64}$")
+        self.assertTrue(anon.copy_up)
+        run = m["/run"]
+        self.assertEqual((run.type, run.listed, run.rw), ("tmpfs", False, True))
+        self.assertEqual(run.options, ("nosuid", "nodev", "exec", "size=64k"))
+        self.assertEqual(len(self.successResultOf(VolumeRepository(self.db).all())), 2)
+
+    def test_sorted_parents_first(self) -> None:
+        """Mounts come back with parents before children."""
+        specs = self.ok(
+            self.svc.resolve_mounts(
+                self.cid, {"Binds": ["a1:/x/y/z", "a2:/x"], "Tmpfs": {"/x/y": ""}}, []
+            )
+        )
+        self.assertEqual([s.destination for s in specs], ["/x", "/x/y", "/x/y/z"])
+
+    def test_volumes_from(self) -> None:
+        """--volumes-from copies the other container's mounts (ro when asked), records the use,
+        and Binds override them."""
+        other = "2" * 64
+        add_container(self.db, other)
+        theirs = self.ok(
+            self.svc.resolve_mounts(
+                other,
+                {"Binds": ["shared:/s", f"{self.tmp}:/h", "over:/o"], "Tmpfs": {"/tt": ""}},
+                [],
+            )
+        )
+        m = self.resolve({"VolumesFrom": [f"{other}:ro"], "Binds": ["mine:/o"]}, (), [theirs])
+        self.assertEqual((m["/s"].name, m["/s"].rw, m["/s"].copy_up), ("shared", False, False))
+        self.assertEqual((m["/h"].source, m["/h"].rw), (self.tmp, False))
+        self.assertEqual(m["/o"].name, "mine")
+        self.assertNotIn("/tt", m)
+        self.assertEqual(self.ok(self.svc.list_volumes({"dangling": ["true"]})), [])
+        self.assertEqual(
+            self.err(
+                self.svc.resolve_mounts(self.cid, {"VolumesFrom": ["x:nocopy"]}, [], [[]]),
+                InvalidParameter,
+            ),
+            "invalid mode: nocopy",
+        )
+
+
+class TmpfsOptionTests(SynchronousTestCase):
+    """moby's MergeTmpfsOptions semantics."""
+
+    def test_later_wins(self) -> None:
+        """A later flag replaces its inverse; a later key=value replaces the earlier one."""
+        self.assertEqual(
+            merge_tmpfs_options(["noexec", "nosuid", "size=1m", "exec", "size=2m"]),
+            ["nosuid", "exec", "size=2m"],
+        )
+
+
+class LifecycleTests(Base):
+    """prepare / container_stopped / release: mounts, copy-up, events, anonymous cleanup."""
+
+    cid = "3" * 64
+
+    def setUp(self) -> None:
+        super().setUp()
+        add_container(self.db, self.cid)
+        self.rootfs = os.path.join(self.tmp, "rootfs")
+        os.makedirs(os.path.join(self.rootfs, "data", "sub"))
+        with open(os.path.join(self.rootfs, "data", "sub", "file"), "w") as f:
+            f.write("from image")
+        os.symlink("/data", os.path.join(self.rootfs, "link"))
+
+    def test_copy_up_once_into_empty(self) -> None:
+        """The image's content at the mount path is copied into an empty volume, following a
+        symlink inside the rootfs only; a non-empty volume or nocopy is left alone."""
+        specs = self.ok(
+            self.svc.resolve_mounts(self.cid, {"Binds": ["v1:/link", "v2:/data:nocopy"]}, [])
+        )
+        self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
+        v1 = self.ok(self.svc.inspect("v1")).mountpoint
+        with open(os.path.join(v1, "sub", "file")) as f:
+            self.assertEqual(f.read(), "from image")
+        v2 = self.ok(self.svc.inspect("v2")).mountpoint
+        self.assertEqual(os.listdir(v2), [])
+        os.remove(os.path.join(v1, "sub", "file"))
+        self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
+        self.assertEqual(os.listdir(os.path.join(v1, "sub")), [])
+        mounts = [
+            (n, a["destination"], a["read/write"]) for _t, act, n, a in self.seen if act == "mount"
+        ]
+        self.assertEqual(mounts[:2], [("v1", "/link", "true"), ("v2", "/data", "true")])
+
+    def test_mount_options_volume(self) -> None:
+        """A volume with mount options is mounted at first prepare, kept while another running
+        container uses it, unmounted when the last one stops."""
+        other = "4" * 64
+        add_container(self.db, other)
+        self.ok(self.svc.create("tv", options={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}))
+        s1 = self.ok(self.svc.resolve_mounts(self.cid, {"Binds": ["tv:/t"]}, []))
+        s2 = self.ok(self.svc.resolve_mounts(other, {"Binds": ["tv:/t"]}, []))
+        self.ok(self.svc.prepare(self.cid, s1, self.rootfs))
+        set_status(self.db, self.cid, "running")
+        self.ok(self.svc.prepare(other, s2, self.rootfs))
+        set_status(self.db, other, "running")
+        path = self.driver.data_path("tv")
+        self.assertEqual(
+            self.driver.runner.calls, [["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", path]]
+        )
+        set_status(self.db, self.cid, "exited")
+        self.ok(self.svc.container_stopped(self.cid))
+        self.assertIn("tv", self.driver.mounted)
+        set_status(self.db, other, "exited")
+        self.ok(self.svc.container_stopped(other))
+        self.assertNotIn("tv", self.driver.mounted)
+        self.ok(self.svc.container_stopped(other))  # idempotent
+        self.assertEqual([c[0] for c in self.driver.runner.calls], ["mount", "umount"])
+        self.assertEqual(
+            [a for _t, a, n, _ in self.seen if n == "tv"],
+            ["create", "mount", "mount", "unmount", "unmount"],
+        )
+
+    def test_release(self) -> None:
+        """rm -v / AutoRemove: anonymous volumes go, named stay; an anonymous volume another
+        container still uses stays too."""
+        other = "5" * 64
+        add_container(self.db, other)
+        specs = self.ok(self.svc.resolve_mounts(self.cid, {"Binds": ["named:/n"]}, ["/a", "/b"]))
+        anon = {m.destination: m.name for m in specs}
+        self.ok(self.svc.resolve_mounts(other, {"VolumesFrom": [self.cid]}, [], [specs]))
+        self.ok(self.svc.release(self.cid, True))
+        left = {v.name for v in self.ok(self.svc.list_volumes({}))}
+        self.assertEqual(left, {"named", anon["/a"], anon["/b"]})
+        self.ok(self.svc.release(other, True))
+        left = {v.name for v in self.ok(self.svc.list_volumes({}))}
+        self.assertEqual(left, {"named"})
+
+    def test_release_keeps_without_flag(self) -> None:
+        """Without remove_anonymous the anonymous volume stays (dangling)."""
+        specs = self.ok(self.svc.resolve_mounts(self.cid, {}, ["/a"]))
+        self.ok(self.svc.release(self.cid, False))
+        self.assertEqual(
+            [v.name for v in self.ok(self.svc.list_volumes({"dangling": ["1"]}))], [specs[0].name]
+        )
