@@ -968,16 +968,14 @@ class VolumeService:
                 continue
             seen.add(name)
             active = self._active.get(name)
-            was_active = active is not None and container_id in active
             if active is not None:
                 active.discard(container_id)
             vol = await self._repo.get(name)
             if vol is None:
                 continue
-            if was_active:
-                await self._events.emit(
-                    "volume", "unmount", name, {"driver": vol.driver, "container": container_id}
-                )
+            await self._events.emit(
+                "volume", "unmount", name, {"driver": vol.driver, "container": container_id}
+            )
             await self._maybe_unmount(vol, container_id)
 
     async def _maybe_unmount(self, vol: Volume, leaving: str) -> None:

@@ -599,7 +599,7 @@ class LifecycleTests(Base):
         self.assertEqual([c[0] for c in self.driver.runner.calls], ["mount", "umount"])
         self.assertEqual(
             [a for _t, a, n, _ in self.seen if n == "tv"],
-            ["create", "mount", "mount", "unmount", "unmount"],
+            ["create", "mount", "mount", "unmount", "unmount", "unmount"],
         )
 
     def test_release(self) -> None:
