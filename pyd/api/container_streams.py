@@ -5,16 +5,49 @@ request to whichever router's routes match.
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import json
+from typing import IO, Any
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
-from pyd.api.wire import qbool, qint, qstr
-from pyd.core.errors import Unsupported
+from pyd.api.wire import json_body, qbool, qint, qstr
+from pyd.core.errors import InvalidParameter, Unsupported
+from pyd.drivers.streams.archive import PathStat
+from pyd.engine.archive import ArchiveService
 from pyd.engine.streams import AttachOptions, AttachService
+
+PATH_STAT_HEADER = b"X-Docker-Container-Path-Stat"
+
+
+def path_stat_header(s: PathStat) -> bytes:
+    """std base64 of the JSON C{container.PathStat}, as dockerd sends it."""
+    doc = {
+        "name": s.name,
+        "size": s.size,
+        "mode": s.mode,
+        "mtime": s.mtime,
+        "linkTarget": s.link_target,
+    }
+    return base64.b64encode(json.dumps(doc, separators=(",", ":")).encode())
+
+
+async def send_file(request: Any, f: IO[bytes], content_type: bytes) -> None:
+    """Stream an open file as the response body (with back-pressure), then close it."""
+    from twisted.web.static import NoRangeStaticProducer
+
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", content_type)
+    producer = NoRangeStaticProducer(request, f)
+    done = request.notifyFinish()
+    producer.start()
+    try:
+        await done
+    finally:
+        f.close()
 
 
 class ContainerStreamsRouter:
@@ -23,8 +56,9 @@ class ContainerStreamsRouter:
     app = make_app()
     prefixes = ("containers",)
 
-    def __init__(self, attach: AttachService) -> None:
+    def __init__(self, attach: AttachService, archive: ArchiveService) -> None:
         self._attach = attach
+        self._archive = archive
 
     def resource(self) -> IResource:
         """The Klein resource."""
@@ -58,3 +92,52 @@ class ContainerStreamsRouter:
         await self._attach.resize(ref, qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
         request.setResponseCode(200)
         return b""
+
+    def _path(self, request: IRequest) -> str:
+        path = qstr(request, "path")
+        if not path:
+            raise InvalidParameter("path parameter is required")
+        return path
+
+    @app.route("/containers/<ref>/archive", methods=["HEAD"])
+    async def archive_head(self, request: IRequest, ref: str) -> bytes:
+        """The path's stat in C{X-Docker-Container-Path-Stat} (404: the CLI renames on copy)."""
+        stat = await self._archive.stat(ref, self._path(request))
+        request.setHeader(PATH_STAT_HEADER, path_stat_header(stat))
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/containers/<ref>/archive", methods=["GET"])
+    async def archive_get(self, request: IRequest, ref: str) -> None:
+        """A tar of the path (rooted at its base name) plus the stat header."""
+        stat, f = await self._archive.get(ref, self._path(request))
+        request.setHeader(PATH_STAT_HEADER, path_stat_header(stat))
+        await send_file(request, f, b"application/x-tar")
+
+    @app.route("/containers/<ref>/archive", methods=["PUT"])
+    async def archive_put(self, request: IRequest, ref: str) -> bytes:
+        """Extract the uploaded tar into the directory C{path}."""
+        content = request.content
+        if content is None:
+            raise InvalidParameter("no archive in the request body")
+        await self._archive.put(
+            ref,
+            self._path(request),
+            content,
+            no_overwrite_dir_non_dir=qbool(request, "noOverwriteDirNonDir"),
+            copy_uid_gid=qbool(request, "copyUIDGID"),
+        )
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/containers/<ref>/export", methods=["GET"])
+    async def export(self, request: IRequest, ref: str) -> None:
+        """The root filesystem as a tar."""
+        f = await self._archive.export(ref)
+        await send_file(request, f, b"application/x-tar")
+
+    @app.route("/containers/<ref>/changes", methods=["GET"])
+    async def changes(self, request: IRequest, ref: str) -> bytes:
+        """C{docker diff}: C{[{Path, Kind}]}."""
+        changes = await self._archive.changes(ref)
+        return json_body(request, [{"Path": c.path, "Kind": c.kind} for c in changes])
