@@ -843,7 +843,27 @@ class VolumeService:
                 continue
             points[dest] = _Pending("volume", dest, mode="", copy_up=True)
 
-        # side effects from here on
+        # side effects from here on; anonymous volumes made here go again if anything fails
+        made: list[str] = []
+        try:
+            specs = await self._materialise(container_id, points, tmpfs, made)
+        except BaseException:
+            for name in made:
+                try:
+                    await self.remove(name, force=True)
+                except PydError as e:
+                    log.warn("could not remove volume {name}: {err}", name=name, err=e)
+            raise
+        specs.sort(key=_sort_key)
+        return specs
+
+    async def _materialise(
+        self,
+        container_id: str,
+        points: dict[str, _Pending],
+        tmpfs: Mapping[str, Any],
+        made: list[str],
+    ) -> list[MountSpec]:
         specs: list[MountSpec] = []
         uses: list[tuple[str, str]] = []
         for p in points.values():
@@ -852,9 +872,11 @@ class VolumeService:
                     vol = await self.inspect(p.source)
                     spec = attrs.evolve(p.existing, rw=p.rw, copy_up=False)
                 else:
-                    vol, _ = await self._get_or_create(
+                    vol, created = await self._get_or_create(
                         p.source, p.driver, p.volume_options, p.volume_labels
                     )
+                    if created and vol.anonymous:
+                        made.append(vol.name)
                     source = vol.mountpoint
                     if p.subpath:
                         source = posixpath.join(source, posixpath.normpath(p.subpath))
@@ -916,7 +938,6 @@ class VolumeService:
             )
         if uses:
             await self._repo.add_uses(container_id, uses)
-        specs.sort(key=_sort_key)
         return specs
 
     async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:

@@ -492,6 +492,16 @@ class ResolveMountsTests(Base):
         self.assertEqual(run.options, ("nosuid", "nodev", "exec", "size=64k"))
         self.assertEqual(len(self.successResultOf(VolumeRepository(self.db).all())), 2)
 
+    def test_failure_rolls_back_anonymous(self) -> None:
+        """If recording the uses fails (no container row), the anonymous volumes made for the
+        request are removed again; named ones stay, as with dockerd."""
+        d = Deferred.fromCoroutine(
+            self.svc.resolve_mounts("0" * 64, {"Binds": ["named1:/n"]}, ["/anon"])
+        )
+        self.failureResultOf(d, Conflict)
+        names = [v.name for v in self.successResultOf(VolumeRepository(self.db).all())]
+        self.assertEqual(names, ["named1"])
+
     def test_sorted_parents_first(self) -> None:
         """Mounts come back with parents before children."""
         specs = self.ok(
