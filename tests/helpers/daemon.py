@@ -78,7 +78,9 @@ class PydDaemon:
         base: str | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
+        self.wrapper = list(wrapper)  # e.g. ["ip", "netns", "exec", NS]
         self.base = Path(base or tempfile.mkdtemp(prefix="pyd-e2e-"))
         self.sock = str(self.base / "pyd.sock")
         self.data_root = str(self.base / "data")
@@ -97,6 +99,7 @@ class PydDaemon:
     def argv(self) -> list[str]:
         """The twistd command line."""
         return [
+            *self.wrapper,
             TWISTD,
             "-n",
             "--pidfile=",
