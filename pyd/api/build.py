@@ -1,0 +1,189 @@
+"""C{POST /build} (the classic builder) and C{POST /build/prune} (layer: api).
+
+The CLI without buildx sends the legacy C{/build?...&version=1} with the context as a tar body and
+the options as query parameters (JSON-in-query for buildargs, labels, cachefrom, ulimits). Errors found
+before the build starts (bad options, a bad context, a Dockerfile syntax error) are plain HTTP errors;
+after that the response is a JSON-lines stream (C{stream}, C{aux}, C{errorDetail}).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from pyd.api.base import make_app
+from pyd.api.streams import JSONLines
+from pyd.api.wire import json_body, qbool, qint, qlist, qstr
+from pyd.core.errors import InvalidParameter, PydError
+from pyd.engine.build.builder import BuildFailed, BuildOptions, BuildService
+
+log = Logger()
+
+_NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+_REF = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*(?::[\w][\w.-]{{0,127}})?$"
+)
+
+
+def validate_tag(ref: str) -> None:
+    """dockerd's check of a C{-t} value.
+
+    @raise InvalidParameter: not a valid reference.
+    """
+    if "@" in ref:
+        raise InvalidParameter("invalid reference format: tag cannot contain a digest")
+    if not _REF.match(ref):
+        name = ref.rsplit(":", 1)[0] if ref.count(":") and "/" not in ref.rsplit(":", 1)[1] else ref
+        if name.lower() != name and _REF.match(ref.lower()):
+            raise InvalidParameter(
+                f"invalid reference format: repository name ({name}) must be lowercase"
+            )
+        raise InvalidParameter("invalid reference format")
+
+
+def _json_param(request: IRequest, name: str, kind: type) -> Any:
+    raw = qstr(request, name)
+    if not raw:
+        return kind()
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid {name} value: {e}") from None
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise InvalidParameter(f"invalid {name} value: expected a JSON {kind.__name__}")
+    return value
+
+
+def options_from_request(request: IRequest) -> BuildOptions:
+    """Decode every legacy C{/build} query parameter.
+
+    @raise InvalidParameter: malformed values.
+    """
+    version = qstr(request, "version") or "1"
+    if version == "2":
+        raise InvalidParameter(
+            "BuildKit is not supported by this daemon: use the classic builder (DOCKER_BUILDKIT=0)"
+        )
+    if version != "1":
+        raise InvalidParameter(f"unsupported builder version {version}")
+    if qstr(request, "remote"):
+        raise InvalidParameter("remote build contexts are not supported: send the context as a tar")
+    tags = tuple(t for t in qlist(request, "t") if t)
+    for t in tags:
+        validate_tag(t)
+    build_args = _json_param(request, "buildargs", dict)
+    labels = _json_param(request, "labels", dict)
+    cache_from = _json_param(request, "cachefrom", list)
+    ulimits = _json_param(request, "ulimits", list)
+    extra_hosts: list[str] = []
+    for h in qlist(request, "extrahosts"):
+        extra_hosts.extend(x for x in h.split(",") if x)
+    for h in extra_hosts:
+        if ":" not in h and "=" not in h:
+            raise InvalidParameter(f"invalid IP address in add-host: {h!r}")
+    return BuildOptions(
+        tags=tags,
+        dockerfile=qstr(request, "dockerfile") or "Dockerfile",
+        target=qstr(request, "target") or "",
+        build_args={str(k): (None if v is None else str(v)) for k, v in build_args.items()},
+        labels={str(k): str(v) for k, v in labels.items()},
+        no_cache=qbool(request, "nocache"),
+        pull=qbool(request, "pull"),
+        rm=qbool(request, "rm", True),
+        force_rm=qbool(request, "forcerm"),
+        quiet=qbool(request, "q"),
+        cache_from=tuple(str(c) for c in cache_from),
+        network_mode=qstr(request, "networkmode") or "",
+        extra_hosts=tuple(h.replace("=", ":", 1) if ":" not in h else h for h in extra_hosts),
+        memory=qint(request, "memory", 0) or 0,
+        memory_swap=qint(request, "memswap", 0) or 0,
+        shm_size=qint(request, "shmsize", 0) or 0,
+        cpu_shares=qint(request, "cpushares", 0) or 0,
+        cpu_period=qint(request, "cpuperiod", 0) or 0,
+        cpu_quota=qint(request, "cpuquota", 0) or 0,
+        cpuset_cpus=qstr(request, "cpusetcpus") or "",
+        cpuset_mems=qstr(request, "cpusetmems") or "",
+        cgroup_parent=qstr(request, "cgroupparent") or "",
+        ulimits=tuple(u for u in ulimits if isinstance(u, dict)),
+        platform=qstr(request, "platform") or "",
+        squash=qbool(request, "squash"),
+    )
+
+
+class _Progress:
+    """L{pyd.engine.build.builder.BuildProgress} over a JSON-lines response."""
+
+    def __init__(self, out: JSONLines) -> None:
+        self._out = out
+
+    def stream(self, text: str) -> None:
+        self._out.write({"stream": text})
+
+    def aux(self, image_id: str) -> None:
+        self._out.write({"aux": {"ID": image_id}})
+
+    def pull_status(self, status: dict[str, Any]) -> None:
+        self._out.write(status)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._out.closed
+
+
+class BuildRouter:
+    """The build endpoints."""
+
+    app = make_app()
+    prefixes = ("build",)
+
+    def __init__(self, builds: BuildService) -> None:
+        self._builds = builds
+
+    def resource(self) -> IResource:
+        """The Klein resource."""
+        return self.app.resource()  # type: ignore[no-any-return]
+
+    @app.route("/build", methods=["POST"])
+    async def build(self, request: IRequest) -> None:
+        """Run a classic build, streaming its output."""
+        options = options_from_request(request)
+        body = request.content
+        if body is not None:
+            body.seek(0)
+        prepared = await self._builds.prepare(body, options)
+        out = JSONLines(request)
+        try:
+            await self._builds.run(prepared, _Progress(out))
+        except BuildFailed as e:
+            detail: dict[str, Any] = {"message": e.message}
+            if e.code is not None:
+                detail["code"] = e.code
+            out.write({"errorDetail": detail, "error": e.message})
+        except PydError as e:
+            out.error(e.message)
+        except CancelledError:
+            pass
+        except Exception as e:  # noqa: BLE001 - reported in-band; the traceback is logged
+            log.failure("build failed")
+            out.error(f"build failed: {e}")
+        out.finish()
+
+    @app.route("/build/prune", methods=["POST"])
+    async def prune(self, request: IRequest) -> bytes:
+        """Remove the builder's leftover scratch data."""
+        ids, size = await self._builds.prune()
+        return json_body(request, {"CachesDeleted": ids, "SpaceReclaimed": size})
+
+    @app.route("/build/cancel", methods=["POST"])
+    def cancel(self, request: IRequest) -> bytes:
+        """BuildKit's cancel: nothing to do for the classic builder."""
+        return json_body(request, {})

@@ -1,0 +1,210 @@
+"""Fakes for the builder's seams: an image store keeping each image's root filesystem as a real
+directory, and a container runner that "runs" a command with a Python function."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+from pyd.core.errors import NotFound
+from pyd.core.records import Image
+
+
+def _clone(src: str, dst: str) -> None:
+    """Copy a tree keeping owners and modes (like a layer would)."""
+    subprocess.run(["cp", "-a", src, dst], check=True)
+
+
+RunFn = Callable[[list[str], dict[str, Any], str], tuple[bytes, int]]
+
+
+def _normalise(ref: str) -> str:
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last else ref + ":latest"
+
+
+class FakeBuildImages:
+    """L{pyd.engine.build.builder.BuildImageStore} in memory, rootfs trees under C{root}."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.images: dict[str, Image] = {}
+        self.cache_keys: dict[str, tuple[str | None, str | None]] = {}
+        self.tags: dict[str, str] = {}
+        self.layers: dict[str, str] = {}
+        self.commits = 0
+        os.makedirs(os.path.join(root, "images"), exist_ok=True)
+        os.makedirs(os.path.join(root, "layers"), exist_ok=True)
+
+    def image_dir(self, image_id: str) -> str:
+        return os.path.join(self.root, "images", image_id.split(":")[-1])
+
+    def add_base(self, ref: str, files: dict[str, bytes | str], config: dict[str, Any]) -> Image:
+        """A base image with the given files (a value ending in C{->} makes a symlink)."""
+        cfg = {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]},
+            "history": [{"created_by": "base"}],
+        }
+        img = self._store(cfg, None, None)
+        d = self.image_dir(img.id)
+        for path, content in files.items():
+            full = os.path.join(d, path.lstrip("/"))
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            if isinstance(content, str) and content.startswith("->"):
+                os.symlink(content[2:], full)
+            else:
+                with open(full, "wb") as f:
+                    f.write(content.encode() if isinstance(content, str) else content)
+        self.tags[_normalise(ref)] = img.id
+        return img
+
+    def _store(self, cfg: dict[str, Any], parent: str | None, key: str | None) -> Image:
+        blob = json.dumps(cfg, sort_keys=True).encode()
+        iid = "sha256:" + hashlib.sha256(blob).hexdigest()
+        img = Image(
+            id=iid,
+            config=copy.deepcopy(cfg),
+            repo_tags=(),
+            repo_digests=(),
+            size=0,
+            created=0,
+            parent_id=parent,
+            diff_ids=tuple(cfg.get("rootfs", {}).get("diff_ids", [])),
+        )
+        self.images[iid] = img
+        self.cache_keys[iid] = (parent, key)
+        os.makedirs(self.image_dir(iid), exist_ok=True)
+        return img
+
+    async def resolve(self, ref: str) -> Image:
+        if ref in self.images:
+            return self.images[ref]
+        iid = self.tags.get(_normalise(ref))
+        if iid is None:
+            for i in self.images:
+                if i.split(":")[-1].startswith(ref) and len(ref) >= 4:
+                    return self.images[i]
+            raise NotFound(f"No such image: {ref}")
+        return self.images[iid]
+
+    async def find_child(self, parent_id: str | None, cache_key: str) -> Image | None:
+        for iid, (p, k) in self.cache_keys.items():
+            if p == parent_id and k == cache_key:
+                return self.images[iid]
+        return None
+
+    async def create_rw_layer(self, layer_id: str, image_id: str | None) -> None:
+        d = os.path.join(self.root, "layers", layer_id)
+        if image_id:
+            _clone(self.image_dir(image_id), d)
+        else:
+            os.makedirs(d)
+        self.layers[layer_id] = d
+
+    async def mount_rw_layer(self, layer_id: str) -> str:
+        return self.layers[layer_id]
+
+    async def remove_rw_layer(self, layer_id: str) -> None:
+        d = self.layers.pop(layer_id, None)
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+
+    async def commit(
+        self,
+        layer_id: str,
+        image_config: dict[str, Any],
+        parent_id: str | None,
+        cache_key: str | None,
+    ) -> Image:
+        self.commits += 1
+        cfg = copy.deepcopy(image_config)
+        cfg["rootfs"]["diff_ids"] = [
+            *cfg["rootfs"]["diff_ids"],
+            "sha256:" + hashlib.sha256(layer_id.encode()).hexdigest(),
+        ]
+        img = self._store(cfg, parent_id, cache_key)
+        shutil.rmtree(self.image_dir(img.id))
+        _clone(self.layers[layer_id], self.image_dir(img.id))
+        return img
+
+    async def create_image(
+        self, image_config: dict[str, Any], parent_id: str | None, cache_key: str | None
+    ) -> Image:
+        img = self._store(copy.deepcopy(image_config), parent_id, cache_key)
+        shutil.rmtree(self.image_dir(img.id))
+        if parent_id:
+            _clone(self.image_dir(parent_id), self.image_dir(img.id))
+        else:
+            os.makedirs(self.image_dir(img.id))
+        return img
+
+    async def tag(self, image_id: str, ref: str) -> str:
+        name = _normalise(ref)
+        self.tags[name] = image_id
+        return name
+
+
+class FakeBuildContainers:
+    """L{pyd.engine.build.builder.BuildContainers}: C{run_fn(cmd, config, rootfs)} plays the
+    process, returning (output, exit code); it may change files under C{rootfs}."""
+
+    def __init__(self, images: FakeBuildImages, run_fn: RunFn) -> None:
+        self.images = images
+        self.run_fn = run_fn
+        self.created: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        self.removed: list[str] = []
+        self._n = 0
+
+    async def create(
+        self, image_id: str, config: dict[str, Any], host_config: dict[str, Any]
+    ) -> str:
+        self._n += 1
+        cid = hashlib.sha256(f"c{self._n}{image_id}".encode()).hexdigest()
+        await self.images.create_rw_layer(cid, image_id)
+        self.created[cid] = (image_id, config, host_config)
+        return cid
+
+    async def run(self, container_id: str, output: Callable[[bytes], None]) -> int:
+        _, config, _ = self.created[container_id]
+        out, code = self.run_fn(list(config["Cmd"]), config, self.images.layers[container_id])
+        if out:
+            output(out)
+        return code
+
+    async def remove(self, container_id: str) -> None:
+        if container_id not in self.created:
+            raise NotFound(f"No such container: {container_id}")
+        del self.created[container_id]
+        self.removed.append(container_id)
+        await self.images.remove_rw_layer(container_id)
+
+
+class FakeProgress:
+    """Collects what a build reports."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.auxes: list[str] = []
+        self.cancelled = False
+
+    def stream(self, text: str) -> None:
+        self.lines.append(text)
+
+    def aux(self, image_id: str) -> None:
+        self.auxes.append(image_id)
+
+    def pull_status(self, status: dict[str, Any]) -> None:
+        self.lines.append(json.dumps(status))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
