@@ -1,0 +1,1159 @@
+"""The classic builder: runs a parsed Dockerfile step by step (layer: engine).
+
+Each step starts from the previous step's image. The cache is the classic builder's: a step is
+reused when an image exists whose parent is the current image and whose cache key (the run config
+with the step's command, plus for COPY/ADD the digest of the copied files) matches. RUN steps run in
+a real container (L{BuildContainers}); COPY/ADD write into a fresh writable layer; the other
+instructions only change the image config. Progress is reported through L{BuildProgress} as the
+text dockerd prints (C{Step 1/5 : ...}, C{ ---> Running in ...}).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform as _platform
+import posixpath
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.logger import Logger
+
+from pyd.core.errors import InvalidParameter, NotFound, PydError
+from pyd.core.records import Image
+from pyd.core.seams import Blocking
+from pyd.engine.build import fs, lexer
+from pyd.engine.build.parser import Dockerfile, DockerfileError, Instruction, Stage, parse
+
+log = Logger()
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PROXY_ARGS = (
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+)  # fmt: skip
+_SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+    "POLL": 29, "PWR": 30, "SYS": 31,
+}  # fmt: skip
+
+
+class BuildFailed(PydError):
+    """A build step failed after the stream started; C{code} is a RUN's exit status."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- seams -----------------------------------------------------------------------------------
+
+
+class BuildImageStore(Protocol):
+    """What the builder needs from the image store (adapted from the images area)."""
+
+    async def resolve(self, ref: str) -> Image:
+        """The local image C{ref} names. @raise NotFound: not present."""
+        ...
+
+    async def find_child(self, parent_id: str | None, cache_key: str) -> Image | None:
+        """An image built from C{parent_id} with C{cache_key} (the build cache)."""
+        ...
+
+    async def create_rw_layer(self, layer_id: str, image_id: str | None) -> None:
+        """A writable layer on top of the image (None: empty)."""
+        ...
+
+    async def mount_rw_layer(self, layer_id: str) -> str:
+        """Mount it; return the root directory."""
+        ...
+
+    async def remove_rw_layer(self, layer_id: str) -> None:
+        """Unmount and delete it (idempotent)."""
+        ...
+
+    async def commit(self, layer_id: str, image_config: dict[str, Any], parent_id: str | None,
+                     cache_key: str | None) -> Image:
+        """Store the layer's changes as a new layer and C{image_config} (whose rootfs lists the
+        parent's layers; the store appends the new one unless it is empty) as a new image."""
+        ...
+
+    async def create_image(self, image_config: dict[str, Any], parent_id: str | None,
+                           cache_key: str | None) -> Image:
+        """Store an image with the parent's layers and a new config (no new layer)."""
+        ...
+
+    async def tag(self, image_id: str, ref: str) -> str:
+        """Point C{ref} at the image; return the normalised familiar name (C{x:latest})."""
+        ...
+
+
+class BuildContainers(Protocol):
+    """What the builder needs from the container service to run a RUN step."""
+
+    async def create(self, image_id: str, config: dict[str, Any],
+                     host_config: dict[str, Any]) -> str:
+        """Create a container (its writable layer is C{layer_id} = the container id)."""
+        ...
+
+    async def run(self, container_id: str, output: Callable[[bytes], None]) -> int:
+        """Start it, pass its stdout+stderr to C{output} as it comes, return the exit code."""
+        ...
+
+    async def remove(self, container_id: str) -> None:
+        """Force-remove it with its writable layer."""
+        ...
+
+
+class ImagePuller(Protocol):
+    """Pulls a missing base image (the registry area), reporting progress lines."""
+
+    async def pull(self, ref: str, progress: BuildProgress) -> Image:
+        """Pull C{ref}. @raise PydError: the pull failed (message shown to the user)."""
+        ...
+
+
+class BuildProgress(Protocol):
+    """Where the build reports what dockerd would print."""
+
+    def stream(self, text: str) -> None:
+        """Text for the client's terminal (C{{"stream": ...}})."""
+        ...
+
+    def aux(self, image_id: str) -> None:
+        """The image id a stage produced (C{{"aux": {"ID": ...}}})."""
+        ...
+
+    def pull_status(self, status: dict[str, Any]) -> None:
+        """A pull progress message, passed through."""
+        ...
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the client went away."""
+        ...
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BuildOptions:
+    """The legacy C{POST /build} parameters, decoded."""
+
+    tags: tuple[str, ...] = ()
+    dockerfile: str = "Dockerfile"
+    target: str = ""
+    build_args: dict[str, str | None] = attrs.field(factory=dict)
+    labels: dict[str, str] = attrs.field(factory=dict)
+    no_cache: bool = False
+    pull: bool = False
+    rm: bool = True
+    force_rm: bool = False
+    quiet: bool = False
+    cache_from: tuple[str, ...] = ()
+    network_mode: str = ""
+    extra_hosts: tuple[str, ...] = ()
+    memory: int = 0
+    memory_swap: int = 0
+    shm_size: int = 0
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    cgroup_parent: str = ""
+    ulimits: tuple[dict[str, Any], ...] = ()
+    platform: str = ""
+    squash: bool = False
+
+
+@attrs.frozen
+class PreparedBuild:
+    """A build whose context is unpacked and whose Dockerfile parsed, ready to run."""
+
+    build_id: str
+    workdir: str  # scratch dir of this build (context/ under it)
+    context: str
+    dockerfile: Dockerfile
+    options: BuildOptions
+
+
+@attrs.frozen
+class BuildResult:
+    """What a successful build made."""
+
+    image_id: str
+    tags: tuple[str, ...]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def short_id(image_id: str) -> str:
+    """The 12-hex form dockerd prints."""
+    return image_id.split(":", 1)[-1][:12]
+
+
+def _goarch() -> str:
+    m = _platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
+
+
+def _env_map(env: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in env:
+        k, _, v = e.partition("=")
+        out[k] = v
+    return out
+
+
+def _go_quote_list(items: Sequence[str]) -> str:
+    """Go's C{%q} of a C{[]string}: C{["a" "b"]}."""
+    return "[" + " ".join(json.dumps(i) for i in items) + "]"
+
+
+def _parse_duration(value: str, flag: str) -> int:
+    """A Go duration (C{30s}, C{1m30s}, C{500ms}) in nanoseconds."""
+    units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+             "h": 3600 * 10**9}
+    import re
+
+    if value in ("", "0"):
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    if not parts or "".join(a + b for a, b in parts) != value:
+        raise InvalidParameter(f'time: invalid duration "{value}"')
+    total = sum(float(n) * units[u] for n, u in parts)
+    return int(total)
+
+
+def _parse_port_specs(specs: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for spec in specs:
+        proto = "tcp"
+        body = spec
+        if "/" in spec:
+            body, proto = spec.rsplit("/", 1)
+            proto = proto.lower()
+            if proto not in ("tcp", "udp", "sctp"):
+                raise InvalidParameter(f"invalid proto: {proto}")
+        port = body.rsplit(":", 1)[-1]
+        lo, _, hi = port.partition("-")
+        try:
+            start = int(lo)
+            end = int(hi) if hi else start
+        except ValueError:
+            raise InvalidParameter(f"invalid containerPort: {port}") from None
+        if not (0 < start <= end <= 65535):
+            raise InvalidParameter(f"invalid containerPort: {port}")
+        out.extend(f"{p}/{proto}" for p in range(start, end + 1))
+    return out
+
+
+class BuildArgs:
+    """The classic builder's ARG bookkeeping for one stage."""
+
+    def __init__(self, given: dict[str, str | None], meta: dict[str, str | None]) -> None:
+        self.given = given
+        self.meta = meta  # global ARG values (after build-arg override)
+        self.declared: dict[str, str | None] = {}
+        self.referenced: set[str] = set()
+
+    def declare(self, key: str, default: str | None) -> None:
+        """ARG in a stage: the build-arg wins, then the default, then the global value."""
+        self.referenced.add(key)
+        if key in self.given and self.given[key] is not None:
+            self.declared[key] = self.given[key]
+        elif default is not None:
+            self.declared[key] = default
+        elif key in self.meta:
+            self.declared[key] = self.meta[key]
+        else:
+            self.declared[key] = None
+
+    def run_env(self, env: Sequence[str]) -> list[str]:
+        """ARG values a RUN sees (those not shadowed by ENV), plus given proxy args."""
+        have = set(_env_map(env))
+        out = []
+        for k, v in self.declared.items():
+            if v is not None and k not in have:
+                out.append(f"{k}={v}")
+        for k in PROXY_ARGS:
+            if k not in self.declared and k not in have and self.given.get(k) is not None:
+                out.append(f"{k}={self.given[k]}")
+        return out
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+class BuildService:
+    """Runs classic builds. One instance per daemon; builds may run concurrently."""
+
+    def __init__(
+        self,
+        images: BuildImageStore,
+        containers: BuildContainers | None,
+        io: Blocking,
+        root: str,
+        clock: Any,
+        puller: ImagePuller | None = None,
+    ) -> None:
+        self.images = images
+        self.containers = containers
+        self.puller = puller
+        self.io = io
+        self.root = root
+        self.clock = clock
+
+    # .. preparation (errors here are plain HTTP errors) ..........................................
+
+    async def prepare(self, body: Any, options: BuildOptions) -> PreparedBuild:
+        """Unpack the context, read and parse the Dockerfile, check the options.
+
+        @raise InvalidParameter: bad options, a bad context or a bad Dockerfile.
+        """
+        if options.squash:
+            raise InvalidParameter("squash is only supported with experimental mode")
+        if options.platform and options.platform not in ("linux", f"linux/{_goarch()}"):
+            raise InvalidParameter(
+                f'"{options.platform}": unsupported platform (this daemon builds '
+                f"linux/{_goarch()} only)"
+            )
+        build_id = secrets.token_hex(16)
+        workdir = os.path.join(self.root, build_id)
+        context = os.path.join(workdir, "context")
+        try:
+            await self.io.run(os.makedirs, context, 0o700)
+            await self.io.run(fs.extract_context, body, context)
+            raw = await self.io.run(fs.read_dockerfile, context, options.dockerfile)
+            await self.io.run(fs.apply_dockerignore, context, (fs.clean_rel(options.dockerfile),))
+            if not raw.strip():
+                raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
+            df = parse(raw)
+            if not df.stages:
+                raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
+            if options.target and not any(s.name == options.target.lower() for s in df.stages):
+                raise InvalidParameter(
+                    f"failed to reach build target {options.target} in Dockerfile"
+                )
+            # A Dockerfile sent from outside the context (.dockerfile.<hex>) is not part of it.
+            if os.path.basename(options.dockerfile).startswith(".dockerfile."):
+                await self.io.run(
+                    _remove_file, os.path.join(context, fs.clean_rel(options.dockerfile))
+                )
+        except BaseException:
+            await self.io.run(fs.remove_tree, workdir)
+            raise
+        return PreparedBuild(build_id, workdir, context, df, options)
+
+    async def discard(self, prepared: PreparedBuild) -> None:
+        """Remove a prepared build's scratch directory."""
+        await self.io.run(fs.remove_tree, prepared.workdir)
+
+    # .. running ...................................................................................
+
+    async def run(self, prepared: PreparedBuild, progress: BuildProgress) -> BuildResult:
+        """Run every step, tag the result; the scratch directory is removed at the end.
+
+        @raise BuildFailed: a step failed (message as dockerd's, code for RUN).
+        """
+        try:
+            return await _Build(self, prepared, progress).run()
+        finally:
+            await self.io.run(fs.remove_tree, prepared.workdir)
+
+    async def prune(self) -> tuple[list[str], int]:
+        """Remove leftover scratch directories of builds; return (ids, bytes reclaimed)."""
+        return await self.io.run(_prune_dirs, self.root)
+
+
+def _remove_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _prune_dirs(root: str) -> tuple[list[str], int]:
+    removed: list[str] = []
+    total = 0
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return [], 0
+    for name in names:
+        path = os.path.join(root, name)
+        for dirpath, _d, files in os.walk(path):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+        fs.remove_tree(path)
+        removed.append(name)
+    return removed, total
+
+
+@attrs.define
+class _StageState:
+    """The classic builder's dispatch state for one stage."""
+
+    image: Image | None  # None: scratch with nothing committed yet
+    image_id: str  # "" for scratch
+    config: dict[str, Any]  # the run config (Docker's container Config shape)
+    base_config: dict[str, Any]  # the full image config of the current image
+    args: BuildArgs
+    name: str
+    cmd_set: bool = False
+    maintainer: str = ""
+
+
+class _Build:
+    """One run of a prepared build."""
+
+    def __init__(self, svc: BuildService, prepared: PreparedBuild,
+                 progress: BuildProgress) -> None:
+        self.svc = svc
+        self.p = prepared
+        self.opts = prepared.options
+        self.out = progress
+        self.df = prepared.dockerfile
+        self.esc = prepared.dockerfile.escape
+        self.stage_results: list[_StageState] = []
+        self.stage_names: dict[str, int] = {}
+        self.tmp_containers: list[str] = []
+        self.used_args: set[str] = set()
+
+    def say(self, text: str) -> None:
+        if not self.opts.quiet:
+            self.out.stream(text)
+
+    # .. driver ....................................................................................
+
+    async def run(self) -> BuildResult:
+        stages = list(self.df.stages)
+        if self.opts.target:
+            idx = next(i for i, s in enumerate(stages) if s.name == self.opts.target.lower())
+            stages = stages[: idx + 1]
+        extra_labels = [
+            Instruction(cmd="label", original=f"LABEL {k}={v}", line=0, pairs=((k, v),))
+            for k, v in sorted(self.opts.labels.items())
+        ]
+        total = len(self.df.meta_args) + len(stages) + sum(len(s.commands) for s in stages)
+        total += len(extra_labels)
+        step = 0
+
+        meta: dict[str, str | None] = {}
+        for a in self.df.meta_args:
+            step += 1
+            self.say(f"Step {step}/{total} : {a.original}\n")
+            for k, default in a.pairs:
+                if k in self.opts.build_args and self.opts.build_args[k] is not None:
+                    meta[k] = self.opts.build_args[k]
+                elif default is not None:
+                    meta[k] = self._expand(default, _env_pairs(meta))
+                else:
+                    meta[k] = None
+                self.used_args.add(k)
+
+        state: _StageState | None = None
+        for n, stage in enumerate(stages):
+            if stage.name and stage.name in self.stage_names:
+                raise BuildFailed(f"{stage.name} stage name already used")
+            step += 1
+            self.say(f"Step {step}/{total} : {stage.original}\n")
+            self._check_cancel()
+            state = await self._from(stage, meta)
+            self.say(f" ---> {short_id(state.image_id)}\n")
+            commands = list(stage.commands)
+            if n == len(stages) - 1:
+                commands += extra_labels
+            for inst in commands:
+                step += 1
+                self.say(f"Step {step}/{total} : {inst.original}\n")
+                self._check_cancel()
+                await self._dispatch_with_cleanup(state, inst)
+                self.say(f" ---> {short_id(state.image_id)}\n")
+            if state.image_id:
+                self.out.aux(state.image_id)
+            self.used_args |= state.args.referenced
+            self.stage_results.append(state)
+            if stage.name:
+                self.stage_names[stage.name] = len(self.stage_results) - 1
+        unused = sorted(k for k in self.opts.build_args
+                        if k not in self.used_args and k not in PROXY_ARGS)
+        if unused:
+            self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        assert state is not None
+        if not state.image_id:
+            raise BuildFailed("No image was generated. Is your Dockerfile empty?")
+        self.say(f"Successfully built {short_id(state.image_id)}\n")
+        tagged = []
+        for t in self.opts.tags:
+            name = await self.svc.images.tag(state.image_id, t)
+            tagged.append(name)
+            self.say(f"Successfully tagged {name}\n")
+        if self.opts.quiet:
+            self.out.stream(state.image_id + "\n")
+        return BuildResult(state.image_id, tuple(tagged))
+
+    def _check_cancel(self) -> None:
+        if self.out.cancelled:
+            raise BuildFailed("Build cancelled")
+
+    async def _dispatch_with_cleanup(self, state: _StageState, inst: Instruction) -> None:
+        ok = False
+        try:
+            await self._dispatch(state, inst)
+            ok = True
+        finally:
+            if self.opts.force_rm or (self.opts.rm and ok):
+                await self._remove_containers()
+
+    async def _remove_containers(self) -> None:
+        while self.tmp_containers:
+            cid = self.tmp_containers.pop()
+            if not cid.startswith("nop:"):
+                assert self.svc.containers is not None
+                try:
+                    await self.svc.containers.remove(cid)
+                except NotFound:
+                    pass
+                except PydError as e:
+                    self.say(f"Removing intermediate container {cid[:12]}: {e}\n")
+                    continue
+            self.say(f" ---> Removed intermediate container {cid.removeprefix('nop:')[:12]}\n")
+
+    # .. expansion ....................................................................................
+
+    def _expand(self, word: str, env: dict[str, str]) -> str:
+        try:
+            return lexer.process_word(word, env, self.esc)
+        except lexer.LexError as e:
+            raise BuildFailed(str(e)) from None
+
+    def _stage_env(self, state: _StageState) -> dict[str, str]:
+        env = _env_map(state.config.get("Env") or [])
+        for k, v in state.args.declared.items():
+            if v is not None and k not in env:
+                env[k] = v
+        return env
+
+    # .. FROM ......................................................................................
+
+    async def _from(self, stage: Stage, meta: dict[str, str | None]) -> _StageState:
+        env = _env_pairs(meta)
+        name = self._expand(stage.base, env)
+        if not name:
+            raise BuildFailed(f"base name ({stage.base}) should not be blank")
+        if stage.platform:
+            plat = self._expand(stage.platform, env)
+            if plat not in ("linux", f"linux/{_goarch()}", "$BUILDPLATFORM", "$TARGETPLATFORM"):
+                raise BuildFailed(f"failed to parse platform {plat}: unsupported platform")
+        args = BuildArgs(self.opts.build_args, meta)
+        parent_stage = self.stage_names.get(name.lower())
+        image: Image | None
+        if parent_stage is not None:
+            image = self.stage_results[parent_stage].image
+        elif name == "scratch":
+            image = None
+        else:
+            image = await self._get_image(name)
+        if image is None:
+            base: dict[str, Any] = {
+                "architecture": _goarch(), "os": "linux", "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
+            }
+        else:
+            base = copy.deepcopy(image.config)
+        config = copy.deepcopy(base.get("config") or {})
+        env_list = list(config.get("Env") or [])
+        if "PATH" not in _env_map(env_list):
+            env_list.append(f"PATH={DEFAULT_PATH}")
+        config["Env"] = env_list
+        config["OpenStdin"] = False
+        config["StdinOnce"] = False
+        state = _StageState(
+            image=image, image_id=image.id if image else "", config=config,
+            base_config=base, args=args, name=stage.name,
+        )
+        triggers = list(config.get("OnBuild") or [])
+        if triggers:
+            config["OnBuild"] = None
+            self.say(f"# Executing {len(triggers)} build trigger"
+                     f"{'s' if len(triggers) > 1 else ''}\n")
+            from pyd.engine.build.parser import parse_trigger
+
+            for trig in triggers:
+                try:
+                    inst = parse_trigger(trig, self.esc)
+                except DockerfileError as e:
+                    raise BuildFailed(e.detail) from None
+                await self._dispatch_with_cleanup(state, inst)
+        return state
+
+    async def _get_image(self, name: str) -> Image:
+        if self.opts.pull and self.svc.puller is not None:
+            return await self.svc.puller.pull(name, self.out)
+        try:
+            return await self.svc.images.resolve(name)
+        except NotFound:
+            if self.svc.puller is None:
+                raise BuildFailed(
+                    f"pull access denied for {name.split(':')[0]}, repository does not exist "
+                    "or may require 'docker login': no registry is configured for this daemon"
+                ) from None
+            return await self.svc.puller.pull(name, self.out)
+
+    # .. dispatch ........................................................................................
+
+    async def _dispatch(self, st: _StageState, inst: Instruction) -> None:
+        c = inst.cmd
+        env = self._stage_env(st)
+        cfg = st.config
+        if c == "env":
+            parts = []
+            cur = list(cfg.get("Env") or [])
+            for k, v in inst.pairs:
+                key = self._expand(k, env)
+                val = self._expand(v or "", env)
+                nv = f"{key}={val}"
+                parts.append(nv)
+                for i, e in enumerate(cur):
+                    if e.partition("=")[0] == key:
+                        cur[i] = nv
+                        break
+                else:
+                    cur.append(nv)
+            cfg["Env"] = cur
+            await self._commit_meta(st, "ENV " + " ".join(parts))
+        elif c == "label":
+            labels = dict(cfg.get("Labels") or {})
+            parts = []
+            for k, v in inst.pairs:
+                key = self._expand(k, env) if inst.line else k
+                val = self._expand(v or "", env) if inst.line else (v or "")
+                labels[key] = val
+                parts.append(f"{key}={val}")
+            cfg["Labels"] = labels
+            await self._commit_meta(st, "LABEL " + " ".join(parts))
+        elif c == "maintainer":
+            st.maintainer = inst.args[0]
+            await self._commit_meta(st, "MAINTAINER " + inst.args[0])
+        elif c == "arg":
+            parts = []
+            for k, default in inst.pairs:
+                dv = None
+                if default is not None and not (
+                    k in self.opts.build_args and self.opts.build_args[k] is not None
+                ):
+                    dv = self._expand(default, env)
+                elif default is not None:
+                    dv = default
+                st.args.declare(k, dv)
+                parts.append(k if default is None else f"{k}={default}")
+            await self._commit_meta(st, "ARG " + " ".join(parts))
+        elif c == "workdir":
+            path = self._expand(inst.args[0], env)
+            cur_wd = cfg.get("WorkingDir") or "/"
+            wd = path if path.startswith("/") else posixpath.join(cur_wd, path)
+            cfg["WorkingDir"] = wd
+            await self._workdir(st, wd)
+        elif c == "user":
+            cfg["User"] = self._expand(inst.args[0], env)
+            await self._commit_meta(st, f"USER {cfg['User']}")
+        elif c == "volume":
+            vols = dict(cfg.get("Volumes") or {})
+            expanded = []
+            for v in inst.args:
+                ev = self._expand(v, env)
+                if not ev:
+                    raise BuildFailed("VOLUME specified can not be an empty string")
+                vols[ev] = {}
+                expanded.append(ev)
+            cfg["Volumes"] = vols
+            await self._commit_meta(st, f"VOLUME [{' '.join(expanded)}]")
+        elif c == "expose":
+            words: list[str] = []
+            for p in inst.args:
+                try:
+                    words.extend(lexer.process_words(p, env, self.esc))
+                except lexer.LexError as e:
+                    raise BuildFailed(str(e)) from None
+            try:
+                ports = _parse_port_specs(words)
+            except InvalidParameter as e:
+                raise BuildFailed(str(e)) from None
+            exposed = dict(cfg.get("ExposedPorts") or {})
+            for p in ports:
+                exposed[p] = {}
+            cfg["ExposedPorts"] = exposed
+            await self._commit_meta(st, "EXPOSE " + " ".join(words))
+        elif c == "stopsignal":
+            sig = self._expand(inst.args[0], env)
+            _check_signal(sig)
+            cfg["StopSignal"] = sig
+            await self._commit_meta(st, f"STOPSIGNAL {sig}")
+        elif c in ("cmd", "entrypoint"):
+            argv = self._cmdline(cfg, inst)
+            if c == "cmd":
+                cfg["Cmd"] = argv
+                await self._commit_meta(st, f"CMD {_go_quote_list(argv)}")
+                if inst.args:
+                    st.cmd_set = True
+            else:
+                cfg["Entrypoint"] = argv
+                if not st.cmd_set:
+                    cfg["Cmd"] = None
+                await self._commit_meta(st, f"ENTRYPOINT {_go_quote_list(argv)}")
+        elif c == "shell":
+            cfg["Shell"] = list(inst.args)
+            await self._commit_meta(st, f"SHELL [{' '.join(inst.args)}]")
+        elif c == "healthcheck":
+            hc = self._healthcheck(inst)
+            old = (cfg.get("Healthcheck") or {}).get("Test")
+            if old and old[0] != "NONE":
+                self.say(f"Note: overriding previous HEALTHCHECK: [{' '.join(old)}]\n")
+            cfg["Healthcheck"] = hc
+            await self._commit_meta(st, f"HEALTHCHECK {_go_healthcheck(hc)}")
+        elif c == "onbuild":
+            cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), inst.trigger]
+            await self._commit_meta(st, "ONBUILD " + inst.trigger)
+        elif c == "run":
+            await self._run(st, inst)
+        elif c in ("copy", "add"):
+            await self._copy(st, inst, env)
+        else:  # pragma: no cover - the parser only yields known instructions
+            raise BuildFailed(f"unsupported command: {c}")
+
+    def _shell(self, cfg: dict[str, Any]) -> list[str]:
+        return list(cfg.get("Shell") or ["/bin/sh", "-c"])
+
+    def _cmdline(self, cfg: dict[str, Any], inst: Instruction) -> list[str]:
+        if inst.json_form:
+            return list(inst.args)
+        if not inst.args:
+            return []
+        return [*self._shell(cfg), inst.args[0]]
+
+    def _healthcheck(self, inst: Instruction) -> dict[str, Any]:
+        if inst.args[0] == "NONE":
+            return {"Test": ["NONE"]}
+        hc: dict[str, Any] = {"Test": list(inst.args)}
+        for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                          ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+            if inst.has_flag(flag):
+                try:
+                    d = _parse_duration(inst.flag(flag), flag)
+                except InvalidParameter as e:
+                    raise BuildFailed(str(e)) from None
+                if d and d < 10**6:
+                    raise BuildFailed(f"Interval \"{flag}\" cannot be less than 1ms")
+                hc[key] = d
+        if inst.has_flag("retries"):
+            try:
+                r = int(inst.flag("retries"))
+            except ValueError:
+                raise BuildFailed(f'strconv.ParseInt: parsing "{inst.flag("retries")}": '
+                                  "invalid syntax") from None
+            if r < 0:
+                raise BuildFailed("--retries cannot be negative")
+            hc["Retries"] = r
+        return hc
+
+    # .. cache + commit .........................................................................................
+
+    def _cache_key(self, st: _StageState, cmd: list[str], config: dict[str, Any] | None = None,
+                   extra: str = "") -> str:
+        cfg = copy.deepcopy(config if config is not None else st.config)
+        cfg["Cmd"] = cmd
+        blob = json.dumps({"parent": st.image_id, "config": cfg, "extra": extra},
+                          sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+    async def _probe(self, st: _StageState, key: str) -> bool:
+        if self.opts.no_cache:
+            return False
+        hit = await self.svc.images.find_child(st.image_id or None, key)
+        if hit is None:
+            return False
+        if self.opts.cache_from and not await self._in_cache_from(hit):
+            return False
+        self.say(" ---> Using cache\n")
+        self._advance(st, hit)
+        return True
+
+    async def _in_cache_from(self, img: Image) -> bool:
+        for ref in self.opts.cache_from:
+            try:
+                cur: Image | None = await self.svc.images.resolve(ref)
+            except NotFound:
+                continue
+            seen = 0
+            while cur is not None and seen < 500:
+                if cur.id == img.id:
+                    return True
+                seen += 1
+                if not cur.parent_id:
+                    break
+                try:
+                    cur = await self.svc.images.resolve(cur.parent_id)
+                except NotFound:
+                    break
+        return False
+
+    def _advance(self, st: _StageState, img: Image) -> None:
+        st.image = img
+        st.image_id = img.id
+        st.base_config = copy.deepcopy(img.config)
+
+    def _child_config(self, st: _StageState, created_by: str, empty: bool) -> dict[str, Any]:
+        cfg = copy.deepcopy(st.base_config)
+        run_cfg = copy.deepcopy(st.config)
+        run_cfg["Image"] = st.image_id
+        cfg["config"] = run_cfg
+        cfg.pop("container_config", None)
+        cfg.pop("container", None)
+        now = self.svc.clock.seconds() if hasattr(self.svc.clock, "seconds") else time.time()
+        cfg["created"] = _rfc3339(now)
+        cfg.setdefault("architecture", _goarch())
+        cfg.setdefault("os", "linux")
+        if st.maintainer:
+            cfg["author"] = st.maintainer
+        entry: dict[str, Any] = {"created": cfg["created"], "created_by": created_by}
+        if st.maintainer:
+            entry["author"] = st.maintainer
+        if empty:
+            entry["empty_layer"] = True
+        cfg["history"] = [*(cfg.get("history") or []), entry]
+        cfg.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        return cfg
+
+    async def _commit_meta(self, st: _StageState, comment: str) -> None:
+        cmd = [*self._shell(st.config), "#(nop) ", comment]
+        key = self._cache_key(st, cmd)
+        if await self._probe(st, key):
+            return
+        if not st.image_id and not st.base_config.get("rootfs", {}).get("diff_ids"):
+            # FROM scratch followed by metadata: still an image with no layers.
+            pass
+        pseudo = secrets.token_hex(32)
+        self.say(f" ---> Running in {pseudo[:12]}\n")
+        self.tmp_containers.append("nop:" + pseudo)
+        image_cfg = self._child_config(st, " ".join(cmd), empty=True)
+        img = await self.svc.images.create_image(image_cfg, st.image_id or None, key)
+        self._advance(st, img)
+
+    async def _workdir(self, st: _StageState, wd: str) -> None:
+        comment = f"WORKDIR {wd}"
+        cmd = [*self._shell(st.config), "#(nop) " + comment]
+        key = self._cache_key(st, cmd)
+        if await self._probe(st, key):
+            return
+        layer = secrets.token_hex(32)
+        self.say(f" ---> Running in {layer[:12]}\n")
+        self.tmp_containers.append("nop:" + layer)
+        owner = None
+        await self.svc.images.create_rw_layer(layer, st.image_id or None)
+        try:
+            root = await self.svc.images.mount_rw_layer(layer)
+            user = st.config.get("User") or ""
+            owner = await self.svc.io.run(_owner_for, root, user) if user else (0, 0)
+            await self.svc.io.run(fs.make_workdir, root, wd, owner)
+            image_cfg = self._child_config(st, " ".join(cmd), empty=False)
+            img = await self.svc.images.commit(layer, image_cfg, st.image_id or None, key)
+        finally:
+            await self.svc.images.remove_rw_layer(layer)
+        self._advance(st, img)
+
+    # .. RUN ....................................................................................
+
+    async def _run(self, st: _StageState, inst: Instruction) -> None:
+        if inst.flags:
+            raise BuildFailed(
+                f"the --{inst.flags[0][0]} option requires BuildKit. Refer to "
+                "https://docs.docker.com/go/buildkit/ to learn how to build images with "
+                "BuildKit enabled"
+            )
+        cfg = st.config
+        if inst.json_form:
+            cmd = list(inst.args)
+        else:
+            script = inst.args[0] if inst.args else ""
+            if inst.heredocs:
+                if script.strip() in (f"<<{inst.heredocs[0].name}", f"<<-{inst.heredocs[0].name}",
+                                      f'<<"{inst.heredocs[0].name}"',
+                                      f"<<'{inst.heredocs[0].name}'") and len(inst.heredocs) == 1:
+                    script = inst.heredocs[0].content
+                else:
+                    script = script + "\n" + "".join(
+                        h.content + h.name + "\n" for h in inst.heredocs
+                    )
+            cmd = [*self._shell(cfg), script]
+        build_env = st.args.run_env(cfg.get("Env") or [])
+        save_cmd = cmd
+        if build_env:
+            referenced = sorted(
+                e for e in build_env
+                if e.partition("=")[0] in st.args.declared or e.partition("=")[0] not in PROXY_ARGS
+            )
+            save_cmd = [f"|{len(referenced)}", *referenced, *cmd]
+        probe_cfg = copy.deepcopy(cfg)
+        probe_cfg["Entrypoint"] = None
+        key = self._cache_key(st, save_cmd, probe_cfg)
+        if await self._probe(st, key):
+            return
+        if self.svc.containers is None:
+            raise BuildFailed("RUN is not available: this daemon has no container runtime")
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.update(
+            {
+                "Cmd": cmd,
+                "Env": [*(cfg.get("Env") or []), *build_env],
+                "Entrypoint": None,
+                "Healthcheck": {"Test": ["NONE"]},
+                "Image": st.image_id,
+                "AttachStdout": True,
+                "AttachStderr": True,
+                "Tty": False,
+                "OpenStdin": False,
+            }
+        )
+        cid = await self.svc.containers.create(st.image_id, run_cfg, self._host_config())
+        self.tmp_containers.append(cid)
+        self.say(f" ---> Running in {cid[:12]}\n")
+
+        def output(data: bytes) -> None:
+            self.say(data.decode("utf-8", "replace"))
+
+        code = await self.svc.containers.run(cid, output)
+        if code != 0:
+            raise BuildFailed(
+                f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code=code
+            )
+        st_cfg_for_commit = st.config
+        image_cfg = self._child_config(st, " ".join(save_cmd), empty=False)
+        image_cfg["config"] = copy.deepcopy(st_cfg_for_commit) | {"Image": st.image_id}
+        img = await self.svc.images.commit(cid, image_cfg, st.image_id or None, key)
+        self._advance(st, img)
+
+    def _host_config(self) -> dict[str, Any]:
+        o = self.opts
+        mode = o.network_mode if o.network_mode not in ("", "default") else "bridge"
+        return {
+            "NetworkMode": mode,
+            "ExtraHosts": list(o.extra_hosts) or None,
+            "Memory": o.memory,
+            "MemorySwap": o.memory_swap,
+            "ShmSize": o.shm_size,
+            "CpuShares": o.cpu_shares,
+            "CpuPeriod": o.cpu_period,
+            "CpuQuota": o.cpu_quota,
+            "CpusetCpus": o.cpuset_cpus,
+            "CpusetMems": o.cpuset_mems,
+            "CgroupParent": o.cgroup_parent,
+            "Ulimits": list(o.ulimits) or None,
+            "LogConfig": {"Type": "none", "Config": {}},
+        }
+
+    # .. COPY / ADD ..............................................................................
+
+    async def _copy(self, st: _StageState, inst: Instruction, env: dict[str, str]) -> None:
+        name = inst.cmd.upper()
+        if inst.has_flag("link") or inst.has_flag("parents") or inst.has_flag("exclude"):
+            bad = next(f for f in ("link", "parents", "exclude") if inst.has_flag(f))
+            raise BuildFailed(
+                f"the --{bad} option requires BuildKit. Refer to "
+                "https://docs.docker.com/go/buildkit/ to learn how to build images with "
+                "BuildKit enabled"
+            )
+        words = [self._expand(w, env) if not _is_heredoc_word(w, inst) else w
+                 for w in inst.args]
+        dest = words[-1]
+        srcs = words[:-1]
+        chown = self._expand(inst.flag("chown"), env) if inst.has_flag("chown") else ""
+        chmod = self._expand(inst.flag("chmod"), env) if inst.has_flag("chmod") else ""
+        mode = None
+        if chmod:
+            try:
+                mode = fs.parse_chmod(chmod)
+            except fs.BuildFileError as e:
+                raise BuildFailed(str(e)) from None
+        from_ref = inst.flag("from") if inst.cmd == "copy" else ""
+        if "$" in from_ref:
+            raise BuildFailed(
+                "variable expansion is not supported for --from, define a new stage with FROM "
+                "using ARG from global scope as a workaround"
+            )
+        scratch = os.path.join(self.p.workdir, "src-" + secrets.token_hex(6))
+        from_layer = ""
+        try:
+            await self.svc.io.run(os.makedirs, scratch, 0o700)
+            source_root = self.p.context
+            if from_ref:
+                source_root, from_layer = await self._from_root(from_ref, st)
+            sources: list[fs.Source] = []
+            multi = False
+            for s in srcs:
+                doc = next((h for h in inst.heredocs if _is_heredoc_word(s, inst)
+                            and h.name == _heredoc_name(s)), None)
+                if doc is not None:
+                    content = doc.content
+                    if doc.expand:
+                        content = self._expand_heredoc(content, env)
+                    sources.append(await self.svc.io.run(
+                        fs.write_file, scratch, doc.name, content.encode()))
+                    continue
+                if inst.cmd == "add" and s.startswith(("http://", "https://")):
+                    sources.append(await self.svc.io.run(fs.download, s, scratch))
+                    continue
+                if inst.cmd == "copy" and s.startswith(("http://", "https://")):
+                    raise BuildFailed("source can't be a URL for COPY")
+                if any(ch in s for ch in "*?["):
+                    multi = True
+                try:
+                    found = await self.svc.io.run(fs.resolve_sources, source_root, [s], name)
+                except fs.BuildFileError as e:
+                    raise BuildFailed(str(e)) from None
+                sources.extend(found)
+            if not sources:
+                raise BuildFailed(f"{name} failed: no source files were specified")
+            src_hash = await self.svc.io.run(fs.hash_sources, sources)
+            chown_comment = f"--chown={chown} " if chown else ""
+            chmod_comment = f"--chmod={chmod} " if chmod else ""
+            comment = f"{name} {chown_comment}{chmod_comment}{src_hash} in {dest} "
+            cmd = [*self._shell(st.config), "#(nop) " + comment]
+            key = self._cache_key(st, cmd)
+            if await self._probe(st, key):
+                return
+            layer = secrets.token_hex(32)
+            await self.svc.images.create_rw_layer(layer, st.image_id or None)
+            try:
+                root = await self.svc.images.mount_rw_layer(layer)
+                owner: tuple[int, int] | None = (0, 0)
+                if chown:
+                    try:
+                        owner = await self.svc.io.run(fs.parse_chown, chown, root)
+                    except fs.BuildFileError as e:
+                        raise BuildFailed(str(e)) from None
+                elif from_ref:
+                    owner = None
+                opts = fs.CopyOptions(
+                    owner=owner, mode=mode, unpack=inst.cmd == "add", chowned=bool(chown)
+                )
+                try:
+                    await self.svc.io.run(
+                        fs.copy_into, root, sources, dest, st.config.get("WorkingDir") or "/",
+                        opts, name, multi,
+                    )
+                except fs.BuildFileError as e:
+                    raise BuildFailed(str(e)) from None
+                image_cfg = self._child_config(st, " ".join(cmd), empty=False)
+                img = await self.svc.images.commit(layer, image_cfg, st.image_id or None, key)
+            finally:
+                await self.svc.images.remove_rw_layer(layer)
+            self._advance(st, img)
+        finally:
+            if from_layer:
+                await self.svc.images.remove_rw_layer(from_layer)
+            await self.svc.io.run(fs.remove_tree, scratch)
+
+    def _expand_heredoc(self, content: str, env: dict[str, str]) -> str:
+        # Unquoted delimiter: variables expand; quotes are not special.
+        out = []
+        for line in content.split("\n"):
+            escaped = line.replace("'", "\x01").replace('"', "\x02")
+            try:
+                v = lexer.process_word(escaped, env, self.esc)
+            except lexer.LexError as e:
+                raise BuildFailed(str(e)) from None
+            out.append(v.replace("\x01", "'").replace("\x02", '"'))
+        return "\n".join(out)
+
+    async def _from_root(self, ref: str, st: _StageState) -> tuple[str, str]:
+        """A readable root filesystem for C{COPY --from}: a stage (name or index) or an image."""
+        image: Image | None
+        idx = self.stage_names.get(ref.lower())
+        if idx is None and ref.isdigit():
+            i = int(ref)
+            if i == len(self.stage_results):
+                raise BuildFailed(f"invalid from flag value {ref}: refers to current build stage")
+            if i > len(self.stage_results):
+                raise BuildFailed(f"invalid from flag value {ref}: index out of bounds")
+            idx = i
+        if idx is not None:
+            image = self.stage_results[idx].image
+        else:
+            try:
+                image = await self._get_image(ref)
+            except NotFound as e:
+                raise BuildFailed(f"invalid from flag value {ref}: {e}") from None
+        layer = secrets.token_hex(32)
+        await self.svc.images.create_rw_layer(layer, image.id if image else None)
+        root = await self.svc.images.mount_rw_layer(layer)
+        return root, layer
+
+
+def _is_heredoc_word(word: str, inst: Instruction) -> bool:
+    return bool(inst.heredocs) and word.lstrip("0123456789").startswith("<<")
+
+
+def _heredoc_name(word: str) -> str:
+    w = word.lstrip("0123456789")[2:].lstrip("-")
+    return w.replace("'", "").replace('"', "")
+
+
+def _env_pairs(meta: dict[str, str | None]) -> dict[str, str]:
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def _owner_for(root: str, user: str) -> tuple[int, int]:
+    try:
+        return fs.parse_chown(user, root)
+    except fs.BuildFileError:
+        return (0, 0)
+
+
+def _check_signal(sig: str) -> None:
+    s = sig.upper()
+    if s.isdigit():
+        if int(s) == 0:
+            raise BuildFailed(f"invalid signal: {sig}")
+        return
+    s = s.removeprefix("SIG")
+    if s.startswith("RTMIN") or s.startswith("RTMAX") or s in _SIGNALS:
+        return
+    raise BuildFailed(f"invalid signal: {sig}")
+
+
+def _go_healthcheck(hc: dict[str, Any]) -> str:
+    def dur(ns: int) -> str:
+        if not ns:
+            return "0s"
+        s = ns / 1e9
+        if s >= 60 and s % 60 == 0:
+            return f"{int(s // 60)}m0s"
+        return f"{s:g}s"
+
+    return (
+        "&{" + f"[{' '.join(hc['Test'])}] {dur(hc.get('Interval', 0))} "
+        f"{dur(hc.get('Timeout', 0))} {dur(hc.get('StartPeriod', 0))} "
+        f"{dur(hc.get('StartInterval', 0))} {hc.get('Retries', 0)}" + "}"
+    )
+
+
+def _rfc3339(ts: float) -> str:
+    import datetime
+
+    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"

@@ -1,0 +1,399 @@
+"""The classic builder's step executor, with a fake image store and container runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import InvalidParameter
+from pyd.core.seams import InlineBlocking
+from pyd.engine.build import fs
+from pyd.engine.build.builder import BuildFailed, BuildOptions, BuildResult, BuildService
+from tests.fakes.build import FakeBuildContainers, FakeBuildImages, FakeProgress
+from tests.unit.build.helpers import make_tar
+
+BUSYBOX_CONFIG = {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]}
+
+
+def fake_run(cmd: list[str], config: dict[str, Any], rootfs: str) -> tuple[bytes, int]:
+    """Understands C{sh -c 'echo X > F'}, C{sh -c 'exit N'}, C{sh -c 'env'} and C{echo}."""
+    script = cmd[-1] if cmd[:2] == ["/bin/sh", "-c"] else " ".join(cmd)
+    if script.startswith("exit "):
+        return b"", int(script.split()[1])
+    if script == "env":
+        return ("\n".join(config["Env"]) + "\n").encode(), 0
+    if ">" in script:
+        left, path = script.split(">", 1)
+        path = path.strip()
+        if not path.startswith("/"):
+            path = os.path.join(config.get("WorkingDir") or "/", path)
+        full = os.path.join(rootfs, path.lstrip("/"))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as f:
+            f.write(left.strip().removeprefix("echo ").strip() + "\n")
+        return b"", 0
+    if script.startswith("echo "):
+        return script[5:].encode() + b"\n", 0
+    return b"", 0
+
+
+class BuilderTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="pyd-t-builder-")
+        self.addCleanup(fs.remove_tree, self.tmp)
+        self.images = FakeBuildImages(os.path.join(self.tmp, "store"))
+        self.images.add_base(
+            "busybox", {"bin/sh": "sh", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"
+                        "app:x:1000:1000::/home/app:/bin/sh\n", "etc/group": "root:x:0:\n"},
+            BUSYBOX_CONFIG,
+        )
+        self.containers = FakeBuildContainers(self.images, fake_run)
+        self.svc = BuildService(self.images, self.containers, InlineBlocking(),
+                                os.path.join(self.tmp, "builds"), Clock())
+
+    def build(self, files: dict[str, bytes | str], **opts: Any) -> tuple[BuildResult, str]:
+        progress = FakeProgress()
+        d = Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
+        prepared = self.successResultOf(d)
+        res = self.successResultOf(Deferred.fromCoroutine(self.svc.run(prepared, progress)))
+        self.progress = progress
+        return res, progress.text
+
+    def build_fails(self, files: dict[str, bytes | str], **opts: Any) -> BuildFailed:
+        progress = FakeProgress()
+        prepared = self.successResultOf(
+            Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
+        )
+        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.run(prepared, progress)),
+                                 BuildFailed)
+        self.progress = progress
+        return f.value  # type: ignore[no-any-return]
+
+    def prepare_fails(self, files: dict[str, bytes | str], **opts: Any) -> InvalidParameter:
+        d = Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
+        return self.failureResultOf(d, InvalidParameter).value  # type: ignore[no-any-return]
+
+    def config(self, image_id: str) -> dict[str, Any]:
+        return self.images.images[image_id].config
+
+    def file(self, image_id: str, path: str) -> str:
+        with open(os.path.join(self.images.image_dir(image_id), path.lstrip("/"))) as f:
+            return f.read()
+
+
+class OutputTests(BuilderTestCase):
+    """What the build prints, step by step."""
+
+    def test_seed_flow_output(self) -> None:
+        """Steps, ids, Running in/Removed lines, aux and the final lines match dockerd's shape."""
+        res, text = self.build(
+            {"Dockerfile": "FROM busybox\nCOPY index.html /www/\nRUN echo hi\n"
+                           "EXPOSE 80\nCMD [\"httpd\", \"-f\"]\n", "index.html": "<h1>hi</h1>"},
+            tags=("my-image",),
+        )
+        lines = text.splitlines()
+        base = self.images.tags["busybox:latest"]
+        self.assertEqual(lines[0], "Step 1/5 : FROM busybox")
+        self.assertEqual(lines[1], f" ---> {base[7:19]}")
+        self.assertEqual(lines[2], "Step 2/5 : COPY index.html /www/")
+        self.assertTrue(lines[3].startswith(" ---> ") and len(lines[3]) == 18)
+        self.assertEqual(lines[4], "Step 3/5 : RUN echo hi")
+        self.assertTrue(lines[5].startswith(" ---> Running in "))
+        cid = lines[5].split()[-1]
+        self.assertEqual(lines[6], "hi")
+        self.assertEqual(lines[7], f" ---> Removed intermediate container {cid}")
+        self.assertEqual(lines[9], "Step 4/5 : EXPOSE 80")
+        self.assertTrue(lines[10].startswith(" ---> Running in "))
+        self.assertTrue(lines[11].startswith(" ---> Removed intermediate container "))
+        self.assertEqual(lines[-2], f"Successfully built {res.image_id[7:19]}")
+        self.assertEqual(lines[-1], "Successfully tagged my-image:latest")
+        self.assertEqual(self.progress.auxes, [res.image_id])
+        self.assertEqual(self.images.tags["my-image:latest"], res.image_id)
+        self.assertEqual(self.containers.created, {})  # intermediate containers removed
+        cfg = self.config(res.image_id)["config"]
+        self.assertEqual(cfg["Cmd"], ["httpd", "-f"])
+        self.assertEqual(cfg["ExposedPorts"], {"80/tcp": {}})
+        self.assertEqual(self.file(res.image_id, "/www/index.html"), "<h1>hi</h1>")
+
+    def test_quiet(self) -> None:
+        """C{-q}: only the image id is streamed (and the aux)."""
+        res, text = self.build({"Dockerfile": "FROM busybox\nENV A=1\n"}, quiet=True)
+        self.assertEqual(text, res.image_id + "\n")
+
+    def test_run_failure(self) -> None:
+        """A failing RUN ends the build with dockerd's message and the exit code, tags nothing,
+        and (without --force-rm) leaves the failed container."""
+        err = self.build_fails({"Dockerfile": "FROM busybox\nRUN exit 3\n"}, tags=("bad",))
+        self.assertEqual(err.message, "The command '/bin/sh -c exit 3' returned a non-zero code: 3")
+        self.assertEqual(err.code, 3)
+        self.assertNotIn("bad:latest", self.images.tags)
+        self.assertEqual(len(self.containers.created), 1)
+
+    def test_force_rm(self) -> None:
+        """With --force-rm the failed container is removed too."""
+        self.build_fails({"Dockerfile": "FROM busybox\nRUN exit 1\n"}, force_rm=True)
+        self.assertEqual(self.containers.created, {})
+
+    def test_no_rm_keeps_containers(self) -> None:
+        """rm=0 keeps intermediate containers."""
+        self.build({"Dockerfile": "FROM busybox\nRUN echo x\n"}, rm=False)
+        self.assertEqual(len(self.containers.created), 1)
+
+    def test_missing_base(self) -> None:
+        """A base image that is not present (and no registry) is a clear error."""
+        err = self.build_fails({"Dockerfile": "FROM nosuch:1\n"}, tags=("x",))
+        self.assertIn("pull access denied for nosuch", err.message)
+        self.assertNotIn("x:latest", self.images.tags)
+
+    def test_unused_build_arg_warning(self) -> None:
+        """Build args no ARG consumed are reported."""
+        _, text = self.build({"Dockerfile": "FROM busybox\nARG USED\n"},
+                             build_args={"USED": "1", "UNUSED": "2"})
+        self.assertIn("[Warning] One or more build-args [UNUSED] were not consumed", text)
+
+
+class CacheTests(BuilderTestCase):
+    """The classic build cache."""
+
+    FILES = {"Dockerfile": "FROM busybox\nCOPY a /a\nRUN echo x > /f\nENV K=v\n", "a": "1"}
+
+    def test_second_build_uses_cache(self) -> None:
+        """An unchanged rebuild reuses every step and gives the same image."""
+        first, _ = self.build(dict(self.FILES))
+        created = len(self.images.images)
+        second, text = self.build(dict(self.FILES))
+        self.assertEqual(second.image_id, first.image_id)
+        self.assertEqual(text.count(" ---> Using cache"), 3)
+        self.assertNotIn("Running in", text)
+        self.assertEqual(len(self.images.images), created)
+
+    def test_changed_file_busts_cache(self) -> None:
+        """Changing a copied file rebuilds from that COPY on."""
+        self.build(dict(self.FILES))
+        files = dict(self.FILES, a="2")
+        _, text = self.build(files)
+        self.assertEqual(text.count(" ---> Using cache"), 0)
+
+    def test_no_cache(self) -> None:
+        """--no-cache rebuilds every step."""
+        self.build(dict(self.FILES))
+        _, text = self.build(dict(self.FILES), no_cache=True)
+        self.assertNotIn("Using cache", text)
+
+    def test_build_arg_changes_run_key(self) -> None:
+        """A declared ARG's value is part of a RUN's cache key."""
+        df = {"Dockerfile": "FROM busybox\nARG V\nRUN echo x > /f\n"}
+        self.build(dict(df), build_args={"V": "1"})
+        _, text = self.build(dict(df), build_args={"V": "2"})
+        self.assertEqual(text.count("Using cache"), 1)  # the ARG step only
+
+    def test_cache_from_limits_hits(self) -> None:
+        """With --cache-from, only the named images' chains are cache sources."""
+        first, _ = self.build(dict(self.FILES))
+        _, text = self.build(dict(self.FILES), cache_from=("busybox",))
+        self.assertNotIn("Using cache", text)
+        self.images.tags["prev:latest"] = first.image_id
+        _, text = self.build(dict(self.FILES), cache_from=("prev",))
+        self.assertEqual(text.count("Using cache"), 3)
+
+
+class InstructionTests(BuilderTestCase):
+    """Each instruction's effect on the image."""
+
+    def test_metadata(self) -> None:
+        """ENV/LABEL/USER/WORKDIR/VOLUME/STOPSIGNAL/ENTRYPOINT/SHELL/HEALTHCHECK/ONBUILD."""
+        res, _ = self.build({"Dockerfile": (
+            "FROM busybox\nENV A=1 B=\"two words\"\nENV C=${A}x\nLABEL l=$A\nUSER app\n"
+            "WORKDIR /srv\nWORKDIR sub\nVOLUME /data\nSTOPSIGNAL SIGINT\n"
+            "ENTRYPOINT [\"/bin/sh\"]\nSHELL [\"/bin/sh\", \"-ec\"]\n"
+            "HEALTHCHECK --interval=5s --retries=2 CMD true\nONBUILD RUN echo child\n"
+            "EXPOSE 80/udp 8000-8001\n"
+        )}, labels={"extra": "yes"})
+        cfg = self.config(res.image_id)["config"]
+        env = dict(e.split("=", 1) for e in cfg["Env"])
+        self.assertEqual(env["A"], "1")
+        self.assertEqual(env["B"], "two words")
+        self.assertEqual(env["C"], "1x")
+        self.assertEqual(cfg["Labels"], {"l": "1", "extra": "yes"})
+        self.assertEqual(cfg["User"], "app")
+        self.assertEqual(cfg["WorkingDir"], "/srv/sub")
+        self.assertEqual(cfg["Volumes"], {"/data": {}})
+        self.assertEqual(cfg["StopSignal"], "SIGINT")
+        self.assertEqual(cfg["Entrypoint"], ["/bin/sh"])
+        self.assertIsNone(cfg["Cmd"])  # ENTRYPOINT clears the inherited CMD
+        self.assertEqual(cfg["Shell"], ["/bin/sh", "-ec"])
+        self.assertEqual(cfg["Healthcheck"],
+                         {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000, "Retries": 2})
+        self.assertEqual(cfg["OnBuild"], ["RUN echo child"])
+        self.assertEqual(set(cfg["ExposedPorts"]), {"80/udp", "8000/tcp", "8001/tcp"})
+        self.assertTrue(os.path.isdir(os.path.join(self.images.image_dir(res.image_id),
+                                                   "srv", "sub")))
+        hist = self.config(res.image_id)["history"]
+        self.assertEqual(hist[-1]["created_by"], "/bin/sh -ec #(nop)  LABEL extra=yes")
+        self.assertEqual(hist[-2]["created_by"], "/bin/sh -ec #(nop)  EXPOSE 80/udp 8000-8001")
+        self.assertTrue(hist[-2]["empty_layer"])
+
+    def test_run_env_and_args(self) -> None:
+        """RUN sees ENV, declared ARGs (build-arg over default) and proxy args; ENV wins."""
+        _, text = self.build({"Dockerfile": (
+            "FROM busybox\nARG A=def\nARG B=b\nENV B=env\nARG C\nRUN env\n"
+        )}, build_args={"A": "given", "http_proxy": "http://p"})
+        self.assertIn("A=given\n", text)
+        self.assertIn("B=env\n", text)
+        self.assertNotIn("C=", text)
+        self.assertIn("http_proxy=http://p\n", text)
+
+    def test_meta_args_in_from(self) -> None:
+        """Global ARGs expand in FROM; a stage imports one with a bare ARG."""
+        res, _ = self.build({"Dockerfile": (
+            "ARG BASE=busybox\nARG V=3\nFROM ${BASE}\nARG V\nENV V=$V\n"
+        )})
+        self.assertIn("V=3", self.config(res.image_id)["config"]["Env"])
+
+    def test_copy_chown_and_heredoc(self) -> None:
+        """COPY --chown by name; a COPY heredoc makes a file, expanding variables."""
+        res, _ = self.build({"Dockerfile": (
+            "FROM busybox\nENV W=world\nCOPY --chown=app a /a\nCOPY <<EOF /h.txt\nhello $W\nEOF\n"
+        ), "a": "A"})
+        st = os.stat(os.path.join(self.images.image_dir(res.image_id), "a"))
+        if os.getuid() == 0:
+            self.assertEqual((st.st_uid, st.st_gid), (1000, 1000))
+        self.assertEqual(self.file(res.image_id, "/h.txt"), "hello world\n")
+
+    def test_run_heredoc(self) -> None:
+        """A RUN heredoc is the script run by the shell."""
+        self.build({"Dockerfile": "FROM busybox\nRUN <<EOF\necho from-heredoc\nEOF\n"})
+        self.assertIn("from-heredoc", self.progress.text)
+
+    def test_multistage_and_target(self) -> None:
+        """COPY --from a stage (by name and index); --target stops at that stage."""
+        files = {"Dockerfile": (
+            "FROM busybox AS build\nRUN echo built > /out\n"
+            "FROM busybox AS other\nRUN echo other > /o\n"
+            "FROM busybox\nCOPY --from=build /out /final\nCOPY --from=1 /o /o\n"
+        )}
+        res, text = self.build(dict(files))
+        self.assertEqual(self.file(res.image_id, "/final"), "built\n")
+        self.assertEqual(self.file(res.image_id, "/o"), "other\n")
+        self.assertEqual(len(self.progress.auxes), 3)
+        self.assertIn("Step 7/7", text)
+        res2, text2 = self.build(dict(files), target="build")
+        self.assertIn("Step 2/2", text2)
+        self.assertEqual(self.file(res2.image_id, "/out"), "built\n")
+
+    def test_stage_as_base(self) -> None:
+        """FROM an earlier stage continues from its image."""
+        res, _ = self.build({"Dockerfile": (
+            "FROM busybox AS a\nENV X=1\nFROM a\nENV Y=2\n"
+        )})
+        env = self.config(res.image_id)["config"]["Env"]
+        self.assertIn("X=1", env)
+        self.assertIn("Y=2", env)
+
+    def test_onbuild_triggers_run_in_child(self) -> None:
+        """A base image's ONBUILD triggers run first in a child build."""
+        parent, _ = self.build({"Dockerfile": "FROM busybox\nONBUILD ENV FROMTRIGGER=1\n"},
+                               tags=("parent",))
+        res, text = self.build({"Dockerfile": "FROM parent\n"})
+        self.assertIn("# Executing 1 build trigger\n", text)
+        cfg = self.config(res.image_id)["config"]
+        self.assertIn("FROMTRIGGER=1", cfg["Env"])
+        self.assertIsNone(cfg["OnBuild"])
+
+    def test_scratch(self) -> None:
+        """FROM scratch with a COPY makes an image with only that file."""
+        res, text = self.build({"Dockerfile": "FROM scratch\nCOPY a /a\n", "a": "A"})
+        self.assertIn("Step 1/2 : FROM scratch\n ---> \n", text)
+        self.assertEqual(os.listdir(self.images.image_dir(res.image_id)), ["a"])
+
+    def test_add_url_loopback(self) -> None:
+        """ADD from an http URL downloads the file (served on loopback)."""
+        import http.server
+        import threading
+
+        body = b"remote-content"
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        url = f"http://127.0.0.1:{srv.server_address[1]}/dl/file.txt"
+        res, _ = self.build({"Dockerfile": f"FROM busybox\nADD {url} /d/\n"})
+        self.assertEqual(self.file(res.image_id, "/d/file.txt"), "remote-content")
+
+
+class ErrorTests(BuilderTestCase):
+    """Bad input gives clear errors."""
+
+    def test_parse_error_before_stream(self) -> None:
+        """A syntax error fails preparation with the line number."""
+        err = self.prepare_fails({"Dockerfile": "FROM busybox\n\nFOOBAR bar\n"})
+        self.assertEqual(str(err), "dockerfile parse error on line 3: unknown instruction: FOOBAR")
+
+    def test_missing_dockerfile_and_empty(self) -> None:
+        """A missing or empty Dockerfile."""
+        self.assertEqual(str(self.prepare_fails({"a": "1"})),
+                         "Cannot locate specified Dockerfile: Dockerfile")
+        self.assertEqual(str(self.prepare_fails({"Dockerfile": "# only\n"})),
+                         "the Dockerfile (Dockerfile) cannot be empty")
+
+    def test_unknown_target(self) -> None:
+        """An unknown --target."""
+        err = self.prepare_fails({"Dockerfile": "FROM busybox\n"}, target="nope")
+        self.assertEqual(str(err), "failed to reach build target nope in Dockerfile")
+
+    def test_squash_refused(self) -> None:
+        """--squash is refused as dockerd does without experimental mode."""
+        err = self.prepare_fails({"Dockerfile": "FROM busybox\n"}, squash=True)
+        self.assertIn("squash is only supported with experimental mode", str(err))
+
+    def test_copy_outside_context(self) -> None:
+        """COPY ../x and a missing source fail the build with dockerd's message."""
+        err = self.build_fails({"Dockerfile": "FROM busybox\nCOPY ../etc/passwd /p\n"})
+        self.assertIn("forbidden path outside the build context", err.message)
+        err = self.build_fails({"Dockerfile": "FROM busybox\nCOPY nope /p\n"})
+        self.assertIn("file not found in build context", err.message)
+
+    def test_escaping_context_refused(self) -> None:
+        """A context tar with an entry outside its root is refused before building."""
+        err = self.prepare_fails({"Dockerfile": "FROM busybox\n", "../x": "1"})
+        self.assertIn("outside of the context", str(err))
+
+    def test_run_flag_requires_buildkit(self) -> None:
+        """RUN --mount is BuildKit-only, as in dockerd's classic builder."""
+        err = self.build_fails({"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/c x\n"})
+        self.assertIn("the --mount option requires BuildKit", err.message)
+
+    def test_dockerignore_applied(self) -> None:
+        """Files the .dockerignore excludes are not in the context."""
+        err = self.build_fails({"Dockerfile": "FROM busybox\nCOPY secret /s\n",
+                                ".dockerignore": "secret\n", "secret": "x"})
+        self.assertIn("file not found in build context or excluded by .dockerignore", err.message)
+
+    def test_outside_dockerfile_name(self) -> None:
+        """The CLI's .dockerfile.<hex> (a Dockerfile from outside the context) is used and not
+        left in the context."""
+        name = ".dockerfile.0123456789abcdef0123"
+        err = self.build_fails({name: "FROM busybox\nCOPY . /ctx/\nRUN exit 9\n", "a": "1"},
+                               dockerfile=name)
+        self.assertEqual(err.code, 9)
+        (img_id,) = [i for i, (p, k) in self.images.cache_keys.items()
+                     if k and "COPY" in json.dumps(self.images.images[i].config["history"][-1])]
+        self.assertEqual(os.listdir(os.path.join(self.images.image_dir(img_id), "ctx")), ["a"])
