@@ -18,8 +18,8 @@ from pyd.core.seams import InlineBlocking
 from pyd.engine.build import fs
 from pyd.engine.build.builder import BuildService
 from tests.fakes.build import FakeBuildContainers, FakeBuildImages
-from tests.unit.build.helpers import make_tar
-from tests.unit.build.test_builder import BUSYBOX_CONFIG, fake_run
+from tests.unit.builder.helpers import make_tar
+from tests.unit.builder.test_builder import BUSYBOX_CONFIG, fake_run
 
 
 class BuildApiTests(SynchronousTestCase):
@@ -30,8 +30,13 @@ class BuildApiTests(SynchronousTestCase):
         self.addCleanup(fs.remove_tree, self.tmp)
         self.images = FakeBuildImages(os.path.join(self.tmp, "store"))
         self.images.add_base("busybox", {"bin/sh": "x"}, BUSYBOX_CONFIG)
-        svc = BuildService(self.images, FakeBuildContainers(self.images, fake_run),
-                           InlineBlocking(), os.path.join(self.tmp, "builds"), Clock())
+        svc = BuildService(
+            self.images,
+            FakeBuildContainers(self.images, fake_run),
+            InlineBlocking(),
+            os.path.join(self.tmp, "builds"),
+            Clock(),
+        )
         self.http = StubTreq(ApiRoot([BuildRouter(svc)]))
 
     def post(self, files: dict[str, Any], **params: Any) -> tuple[int, Any, bytes]:
@@ -40,9 +45,11 @@ class BuildApiTests(SynchronousTestCase):
             for item in v if isinstance(v, list) else [v]:
                 query.append((k, item))
         url = "http://pyd/v1.50/build?" + urlencode(query)
-        resp = self.successResultOf(self.http.post(
-            url, data=make_tar(files).getvalue(), headers={"Content-Type": "application/x-tar"}
-        ))
+        resp = self.successResultOf(
+            self.http.post(
+                url, data=make_tar(files).getvalue(), headers={"Content-Type": "application/x-tar"}
+            )
+        )
         body = self.successResultOf(resp.content())
         return resp.code, resp.headers, body
 
@@ -53,8 +60,11 @@ class BuildApiTests(SynchronousTestCase):
         """A successful build streams stream/aux lines and the final messages."""
         code, headers, body = self.post(
             {"Dockerfile": "FROM busybox\nARG X\nLABEL a=$X\n"},
-            t=["app:v1", "app"], version="1", buildargs=json.dumps({"X": "1"}),
-            labels=json.dumps({"l": "2"}), rm="1",
+            t=["app:v1", "app"],
+            version="1",
+            buildargs=json.dumps({"X": "1"}),
+            labels=json.dumps({"l": "2"}),
+            rm="1",
         )
         self.assertEqual(code, 200)
         self.assertEqual(headers.getRawHeaders("Content-Type"), ["application/json"])
@@ -80,8 +90,10 @@ class BuildApiTests(SynchronousTestCase):
         """A Dockerfile syntax error is an HTTP 400 with the line number."""
         code, _, body = self.post({"Dockerfile": "FROM busybox\nBOGUSX a\n"})
         self.assertEqual(code, 400)
-        self.assertEqual(json.loads(body), {
-            "message": "dockerfile parse error on line 2: unknown instruction: BOGUSX"})
+        self.assertEqual(
+            json.loads(body),
+            {"message": "dockerfile parse error on line 2: unknown instruction: BOGUSX"},
+        )
 
     def test_bad_params(self) -> None:
         """Invalid tags, squash, BuildKit version and bad JSON params are 400s."""

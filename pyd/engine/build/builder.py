@@ -80,14 +80,20 @@ class BuildImageStore(Protocol):
         """Unmount and delete it (idempotent)."""
         ...
 
-    async def commit(self, layer_id: str, image_config: dict[str, Any], parent_id: str | None,
-                     cache_key: str | None) -> Image:
+    async def commit(
+        self,
+        layer_id: str,
+        image_config: dict[str, Any],
+        parent_id: str | None,
+        cache_key: str | None,
+    ) -> Image:
         """Store the layer's changes as a new layer and C{image_config} (whose rootfs lists the
         parent's layers; the store appends the new one unless it is empty) as a new image."""
         ...
 
-    async def create_image(self, image_config: dict[str, Any], parent_id: str | None,
-                           cache_key: str | None) -> Image:
+    async def create_image(
+        self, image_config: dict[str, Any], parent_id: str | None, cache_key: str | None
+    ) -> Image:
         """Store an image with the parent's layers and a new config (no new layer)."""
         ...
 
@@ -99,8 +105,9 @@ class BuildImageStore(Protocol):
 class BuildContainers(Protocol):
     """What the builder needs from the container service to run a RUN step."""
 
-    async def create(self, image_id: str, config: dict[str, Any],
-                     host_config: dict[str, Any]) -> str:
+    async def create(
+        self, image_id: str, config: dict[str, Any], host_config: dict[str, Any]
+    ) -> str:
         """Create a container (its writable layer is C{layer_id} = the container id)."""
         ...
 
@@ -223,8 +230,15 @@ def _go_quote_list(items: Sequence[str]) -> str:
 
 def _parse_duration(value: str, flag: str) -> int:
     """A Go duration (C{30s}, C{1m30s}, C{500ms}) in nanoseconds."""
-    units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
-             "h": 3600 * 10**9}
+    units = {
+        "ns": 1,
+        "us": 1000,
+        "µs": 1000,
+        "ms": 10**6,
+        "s": 10**9,
+        "m": 60 * 10**9,
+        "h": 3600 * 10**9,
+    }
     import re
 
     if value in ("", "0"):
@@ -421,8 +435,7 @@ class _StageState:
 class _Build:
     """One run of a prepared build."""
 
-    def __init__(self, svc: BuildService, prepared: PreparedBuild,
-                 progress: BuildProgress) -> None:
+    def __init__(self, svc: BuildService, prepared: PreparedBuild, progress: BuildProgress) -> None:
         self.svc = svc
         self.p = prepared
         self.opts = prepared.options
@@ -490,8 +503,9 @@ class _Build:
             self.stage_results.append(state)
             if stage.name:
                 self.stage_names[stage.name] = len(self.stage_results) - 1
-        unused = sorted(k for k in self.opts.build_args
-                        if k not in self.used_args and k not in PROXY_ARGS)
+        unused = sorted(
+            k for k in self.opts.build_args if k not in self.used_args and k not in PROXY_ARGS
+        )
         if unused:
             self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
         assert state is not None
@@ -571,8 +585,11 @@ class _Build:
             image = await self._get_image(name)
         if image is None:
             base: dict[str, Any] = {
-                "architecture": _goarch(), "os": "linux", "config": {},
-                "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
+                "architecture": _goarch(),
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
             }
         else:
             base = copy.deepcopy(image.config)
@@ -584,14 +601,19 @@ class _Build:
         config["OpenStdin"] = False
         config["StdinOnce"] = False
         state = _StageState(
-            image=image, image_id=image.id if image else "", config=config,
-            base_config=base, args=args, name=stage.name,
+            image=image,
+            image_id=image.id if image else "",
+            config=config,
+            base_config=base,
+            args=args,
+            name=stage.name,
         )
         triggers = list(config.get("OnBuild") or [])
         if triggers:
             config["OnBuild"] = None
-            self.say(f"# Executing {len(triggers)} build trigger"
-                     f"{'s' if len(triggers) > 1 else ''}\n")
+            self.say(
+                f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n"
+            )
             from pyd.engine.build.parser import parse_trigger
 
             for trig in triggers:
@@ -750,22 +772,27 @@ class _Build:
         if inst.args[0] == "NONE":
             return {"Test": ["NONE"]}
         hc: dict[str, Any] = {"Test": list(inst.args)}
-        for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
-                          ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+        for flag, key in (
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ):
             if inst.has_flag(flag):
                 try:
                     d = _parse_duration(inst.flag(flag), flag)
                 except InvalidParameter as e:
                     raise BuildFailed(str(e)) from None
                 if d and d < 10**6:
-                    raise BuildFailed(f"Interval \"{flag}\" cannot be less than 1ms")
+                    raise BuildFailed(f'Interval "{flag}" cannot be less than 1ms')
                 hc[key] = d
         if inst.has_flag("retries"):
             try:
                 r = int(inst.flag("retries"))
             except ValueError:
-                raise BuildFailed(f'strconv.ParseInt: parsing "{inst.flag("retries")}": '
-                                  "invalid syntax") from None
+                raise BuildFailed(
+                    f'strconv.ParseInt: parsing "{inst.flag("retries")}": invalid syntax'
+                ) from None
             if r < 0:
                 raise BuildFailed("--retries cannot be negative")
             hc["Retries"] = r
@@ -773,12 +800,16 @@ class _Build:
 
     # .. cache + commit .........................................................................................
 
-    def _cache_key(self, st: _StageState, cmd: list[str], config: dict[str, Any] | None = None,
-                   extra: str = "") -> str:
+    def _cache_key(
+        self, st: _StageState, cmd: list[str], config: dict[str, Any] | None = None, extra: str = ""
+    ) -> str:
         cfg = copy.deepcopy(config if config is not None else st.config)
         cfg["Cmd"] = cmd
-        blob = json.dumps({"parent": st.image_id, "config": cfg, "extra": extra},
-                          sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(
+            {"parent": st.image_id, "config": cfg, "extra": extra},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
         return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
     async def _probe(self, st: _StageState, key: str) -> bool:
@@ -891,20 +922,28 @@ class _Build:
         else:
             script = inst.args[0] if inst.args else ""
             if inst.heredocs:
-                if script.strip() in (f"<<{inst.heredocs[0].name}", f"<<-{inst.heredocs[0].name}",
-                                      f'<<"{inst.heredocs[0].name}"',
-                                      f"<<'{inst.heredocs[0].name}'") and len(inst.heredocs) == 1:
+                if (
+                    script.strip()
+                    in (
+                        f"<<{inst.heredocs[0].name}",
+                        f"<<-{inst.heredocs[0].name}",
+                        f'<<"{inst.heredocs[0].name}"',
+                        f"<<'{inst.heredocs[0].name}'",
+                    )
+                    and len(inst.heredocs) == 1
+                ):
                     script = inst.heredocs[0].content
                 else:
-                    script = script + "\n" + "".join(
-                        h.content + h.name + "\n" for h in inst.heredocs
+                    script = (
+                        script + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
                     )
             cmd = [*self._shell(cfg), script]
         build_env = st.args.run_env(cfg.get("Env") or [])
         save_cmd = cmd
         if build_env:
             referenced = sorted(
-                e for e in build_env
+                e
+                for e in build_env
                 if e.partition("=")[0] in st.args.declared or e.partition("=")[0] not in PROXY_ARGS
             )
             save_cmd = [f"|{len(referenced)}", *referenced, *cmd]
@@ -977,8 +1016,7 @@ class _Build:
                 "https://docs.docker.com/go/buildkit/ to learn how to build images with "
                 "BuildKit enabled"
             )
-        words = [self._expand(w, env) if not _is_heredoc_word(w, inst) else w
-                 for w in inst.args]
+        words = [self._expand(w, env) if not _is_heredoc_word(w, inst) else w for w in inst.args]
         dest = words[-1]
         srcs = words[:-1]
         chown = self._expand(inst.flag("chown"), env) if inst.has_flag("chown") else ""
@@ -1005,14 +1043,21 @@ class _Build:
             sources: list[fs.Source] = []
             multi = False
             for s in srcs:
-                doc = next((h for h in inst.heredocs if _is_heredoc_word(s, inst)
-                            and h.name == _heredoc_name(s)), None)
+                doc = next(
+                    (
+                        h
+                        for h in inst.heredocs
+                        if _is_heredoc_word(s, inst) and h.name == _heredoc_name(s)
+                    ),
+                    None,
+                )
                 if doc is not None:
                     content = doc.content
                     if doc.expand:
                         content = self._expand_heredoc(content, env)
-                    sources.append(await self.svc.io.run(
-                        fs.write_file, scratch, doc.name, content.encode()))
+                    sources.append(
+                        await self.svc.io.run(fs.write_file, scratch, doc.name, content.encode())
+                    )
                     continue
                 if inst.cmd == "add" and s.startswith(("http://", "https://")):
                     sources.append(await self.svc.io.run(fs.download, s, scratch))
@@ -1053,8 +1098,14 @@ class _Build:
                 )
                 try:
                     await self.svc.io.run(
-                        fs.copy_into, root, sources, dest, st.config.get("WorkingDir") or "/",
-                        opts, name, multi,
+                        fs.copy_into,
+                        root,
+                        sources,
+                        dest,
+                        st.config.get("WorkingDir") or "/",
+                        opts,
+                        name,
+                        multi,
                     )
                 except fs.BuildFileError as e:
                     raise BuildFailed(str(e)) from None

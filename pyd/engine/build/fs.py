@@ -110,12 +110,13 @@ def extract_context(src: BinaryIO, dest: str) -> int:
     @raise BuildFileError: a broken tar or an entry escaping the context.
     """
     total = 0
+    if src is None or not src.read(1):
+        return 0  # an empty body: an empty context
+    src.seek(0)
     stream = _open_maybe_compressed(src)
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|")
+        tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed in the finally below
     except tarfile.TarError as e:
-        if not src.read(1) and src.tell() == 0:
-            return 0  # an empty body: empty context
         raise BuildFileError(f"failed to read the build context: {e}") from e
     dirs: list[tuple[str, int, int]] = []
     try:
@@ -417,7 +418,7 @@ def _mkdir_all(root: str, rel: str, owner: tuple[int, int] | None, mode: int | N
             if os.path.isdir(host) and not os.path.islink(host):
                 continue
             if os.path.lexists(host):
-                raise BuildFileError(f"cannot copy to non-directory: {host[len(root):] or '/'}")
+                raise BuildFileError(f"cannot copy to non-directory: {host[len(root) :] or '/'}")
             os.mkdir(host, 0o755)
             os.chmod(host, mode if mode is not None else 0o755)
             if owner is not None:
@@ -504,8 +505,12 @@ def _unpack(archive: str, root: str, dest_rel: str, opts: CopyOptions) -> None:
                 elif m.issym():
                     os.symlink(m.linkname, target)
                 elif m.islnk():
-                    os.link(resolve_in_root(root, clean_rel(posixpath.join(dest_rel, m.linkname)),
-                                            follow_last=False), target)
+                    os.link(
+                        resolve_in_root(
+                            root, clean_rel(posixpath.join(dest_rel, m.linkname)), follow_last=False
+                        ),
+                        target,
+                    )
                     continue
                 elif m.isfifo():
                     os.mkfifo(target)
@@ -520,8 +525,15 @@ def _unpack(archive: str, root: str, dest_rel: str, opts: CopyOptions) -> None:
                 os.utime(target, (m.mtime, m.mtime))
 
 
-def copy_into(root: str, sources: list[Source], dest: str, workdir: str, opts: CopyOptions,
-              cmd: str = "COPY", multi: bool = False) -> None:
+def copy_into(
+    root: str,
+    sources: list[Source],
+    dest: str,
+    workdir: str,
+    opts: CopyOptions,
+    cmd: str = "COPY",
+    multi: bool = False,
+) -> None:
     """Copy C{sources} to C{dest} inside the root filesystem C{root} with dockerd's rules:
     a directory's contents are copied; a file lands inside C{dest} when it ends with C{/} or is
     an existing directory; several sources need a directory destination.
@@ -560,7 +572,7 @@ def copy_into(root: str, sources: list[Source], dest: str, workdir: str, opts: C
             target = os.path.join(parent, posixpath.basename(dest_rel))
         st = os.stat(src.path)
         if os.path.isdir(target) and not os.path.islink(target):
-            raise BuildFileError(f"cannot replace to directory {target[len(root):]} with file")
+            raise BuildFileError(f"cannot replace to directory {target[len(root) :]} with file")
         if os.path.lexists(target):
             os.unlink(target)
         shutil.copyfile(src.path, target)

@@ -270,8 +270,9 @@ class _Lexer:
         raise LexError(f"unsupported modifier ({c}) in substitution")
 
     @staticmethod
-    def modifier(name: str, value: str | None, mod: str, word: str,
-                 treat_empty_as_unset: bool) -> str:
+    def modifier(
+        name: str, value: str | None, mod: str, word: str, treat_empty_as_unset: bool
+    ) -> str:
         if mod == "-":
             return word if treat_empty_as_unset else (value or "")
         if mod == "+":
@@ -299,4 +300,3 @@ def process_words(word: str, env: Mapping[str, str], escape: str = "\\") -> list
     """Expand C{word} and split it into words on unquoted whitespace (EXPOSE)."""
     _, words = _Lexer(word, env, escape, split=True).run()
     return words
-

@@ -311,8 +311,9 @@ def parse(text: str | bytes) -> Dockerfile:
     return _group(nodes, escape, tuple(warnings))
 
 
-def _read_heredocs(names: list[tuple[str, bool, bool]], i: int, lines: list[str],
-                   line_no: int) -> tuple[tuple[Heredoc, ...], int]:
+def _read_heredocs(
+    names: list[tuple[str, bool, bool]], i: int, lines: list[str], line_no: int
+) -> tuple[tuple[Heredoc, ...], int]:
     docs = []
     for name, expand, chomp in names:
         body: list[str] = []
@@ -330,8 +331,9 @@ def _read_heredocs(names: list[tuple[str, bool, bool]], i: int, lines: list[str]
     return tuple(docs), i
 
 
-def _parse_line(line: str, start: int, i: int, lines: list[str],
-                escape: str) -> tuple[Instruction, int]:
+def _parse_line(
+    line: str, start: int, i: int, lines: list[str], escape: str
+) -> tuple[Instruction, int]:
     stripped = line.strip()
     parts = re.split(r"\s+", stripped, maxsplit=1)
     word = parts[0]
@@ -344,8 +346,9 @@ def _parse_line(line: str, start: int, i: int, lines: list[str],
             start, f"unknown instruction: {word}" + (f" (did you mean {hint}?)" if hint else "")
         )
     heredocs: tuple[Heredoc, ...] = ()
-    if cmd in _HEREDOC_CMDS or (cmd == "onbuild" and rest.split()[:1] and
-                                rest.split()[0].lower() in _HEREDOC_CMDS):
+    if cmd in _HEREDOC_CMDS or (
+        cmd == "onbuild" and rest.split()[:1] and rest.split()[0].lower() in _HEREDOC_CMDS
+    ):
         _flags, after = _extract_flags(rest if cmd != "onbuild" else "", start)
         target = rest if cmd == "onbuild" else after
         if not target.lstrip().startswith("["):
@@ -388,14 +391,20 @@ def _check_flags(cmd: str, flags: list[tuple[str, str]], line: int) -> None:
             raise DockerfileError(line, f"missing a value on flag: {name}")
 
 
-def _build_instruction(cmd: str, rest: str, original: str, line: int, escape: str,
-                       heredocs: tuple[Heredoc, ...]) -> Instruction:
+def _build_instruction(
+    cmd: str, rest: str, original: str, line: int, escape: str, heredocs: tuple[Heredoc, ...]
+) -> Instruction:
     name = cmd.upper()
     flags, rest = _extract_flags(rest, line)
     _check_flags(cmd, flags, line)
     rest = rest.strip()
-    common = {"cmd": cmd, "original": original, "line": line, "flags": tuple(flags),
-              "heredocs": heredocs}
+    common = {
+        "cmd": cmd,
+        "original": original,
+        "line": line,
+        "flags": tuple(flags),
+        "heredocs": heredocs,
+    }
 
     def need(cond: bool, msg: str) -> None:
         if not cond:
@@ -442,7 +451,7 @@ def _build_instruction(cmd: str, rest: str, original: str, line: int, escape: st
         arg_pairs: list[tuple[str, str | None]] = []
         for w in words:
             k, eq, v = w.partition("=")
-            need(bool(k), f"ARG names can not be blank")
+            need(bool(k), "ARG names can not be blank")
             arg_pairs.append((k, v if eq else None))
         return Instruction(pairs=tuple(arg_pairs), **common)  # type: ignore[arg-type]
     if cmd in ("from", "expose"):
@@ -450,12 +459,13 @@ def _build_instruction(cmd: str, rest: str, original: str, line: int, escape: st
         if cmd == "from":
             need(len(words) in (1, 3), "FROM requires either one or three arguments")
             if len(words) == 3:
-                need(words[1].lower() == "as",
-                     "FROM requires either one or three arguments")
+                need(words[1].lower() == "as", "FROM requires either one or three arguments")
                 stage = words[2].lower()
-                need(bool(_STAGE_NAME.match(stage)),
-                     f'invalid name for build stage: "{words[2]}", name can\'t start with a '
-                     "number or contain symbols")
+                need(
+                    bool(_STAGE_NAME.match(stage)),
+                    f'invalid name for build stage: "{words[2]}", name can\'t start with a '
+                    "number or contain symbols",
+                )
         else:
             need(bool(words), "EXPOSE requires at least one argument")
         return Instruction(args=tuple(words), **common)  # type: ignore[arg-type]
@@ -486,8 +496,14 @@ def _build_instruction(cmd: str, rest: str, original: str, line: int, escape: st
     if trig in ("FROM", "MAINTAINER"):
         raise DockerfileError(line, f"{trig} isn't allowed as an ONBUILD trigger")
     # Validate the trigger now so a bad one fails this build, not the child's.
-    _build_instruction(trig.lower(), rest.split(None, 1)[1] if len(rest.split(None, 1)) > 1
-                       else "", rest, line, escape, heredocs)
+    _build_instruction(
+        trig.lower(),
+        rest.split(None, 1)[1] if len(rest.split(None, 1)) > 1 else "",
+        rest,
+        line,
+        escape,
+        heredocs,
+    )
     return Instruction(trigger=rest, **common)  # type: ignore[arg-type]
 
 
@@ -543,8 +559,7 @@ def _group(nodes: list[Instruction], escape: str, warnings: tuple[str, ...]) -> 
             raise DockerfileError(node.line, "no build stage in current context")
         commands.append(node)
     close()
-    return Dockerfile(meta_args=tuple(meta), stages=tuple(stages), escape=escape,
-                      warnings=warnings)
+    return Dockerfile(meta_args=tuple(meta), stages=tuple(stages), escape=escape, warnings=warnings)
 
 
 def parse_trigger(text: str, escape: str = "\\") -> Instruction:

@@ -16,7 +16,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.engine.build import fs
 from pyd.engine.build.builder import BuildFailed, BuildOptions, BuildResult, BuildService
 from tests.fakes.build import FakeBuildContainers, FakeBuildImages, FakeProgress
-from tests.unit.build.helpers import make_tar
+from tests.unit.builder.helpers import make_tar
 
 BUSYBOX_CONFIG = {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]}
 
@@ -49,13 +49,22 @@ class BuilderTestCase(SynchronousTestCase):
         self.addCleanup(fs.remove_tree, self.tmp)
         self.images = FakeBuildImages(os.path.join(self.tmp, "store"))
         self.images.add_base(
-            "busybox", {"bin/sh": "sh", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"
-                        "app:x:1000:1000::/home/app:/bin/sh\n", "etc/group": "root:x:0:\n"},
+            "busybox",
+            {
+                "bin/sh": "sh",
+                "etc/passwd": "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+                "etc/group": "root:x:0:\n",
+            },
             BUSYBOX_CONFIG,
         )
         self.containers = FakeBuildContainers(self.images, fake_run)
-        self.svc = BuildService(self.images, self.containers, InlineBlocking(),
-                                os.path.join(self.tmp, "builds"), Clock())
+        self.svc = BuildService(
+            self.images,
+            self.containers,
+            InlineBlocking(),
+            os.path.join(self.tmp, "builds"),
+            Clock(),
+        )
 
     def build(self, files: dict[str, bytes | str], **opts: Any) -> tuple[BuildResult, str]:
         progress = FakeProgress()
@@ -70,8 +79,9 @@ class BuilderTestCase(SynchronousTestCase):
         prepared = self.successResultOf(
             Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
         )
-        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.run(prepared, progress)),
-                                 BuildFailed)
+        f = self.failureResultOf(
+            Deferred.fromCoroutine(self.svc.run(prepared, progress)), BuildFailed
+        )
         self.progress = progress
         return f.value  # type: ignore[no-any-return]
 
@@ -93,8 +103,11 @@ class OutputTests(BuilderTestCase):
     def test_seed_flow_output(self) -> None:
         """Steps, ids, Running in/Removed lines, aux and the final lines match dockerd's shape."""
         res, text = self.build(
-            {"Dockerfile": "FROM busybox\nCOPY index.html /www/\nRUN echo hi\n"
-                           "EXPOSE 80\nCMD [\"httpd\", \"-f\"]\n", "index.html": "<h1>hi</h1>"},
+            {
+                "Dockerfile": "FROM busybox\nCOPY index.html /www/\nRUN echo hi\n"
+                'EXPOSE 80\nCMD ["httpd", "-f"]\n',
+                "index.html": "<h1>hi</h1>",
+            },
             tags=("my-image",),
         )
         lines = text.splitlines()
@@ -153,8 +166,9 @@ class OutputTests(BuilderTestCase):
 
     def test_unused_build_arg_warning(self) -> None:
         """Build args no ARG consumed are reported."""
-        _, text = self.build({"Dockerfile": "FROM busybox\nARG USED\n"},
-                             build_args={"USED": "1", "UNUSED": "2"})
+        _, text = self.build(
+            {"Dockerfile": "FROM busybox\nARG USED\n"}, build_args={"USED": "1", "UNUSED": "2"}
+        )
         self.assertIn("[Warning] One or more build-args [UNUSED] were not consumed", text)
 
 
@@ -208,13 +222,18 @@ class InstructionTests(BuilderTestCase):
 
     def test_metadata(self) -> None:
         """ENV/LABEL/USER/WORKDIR/VOLUME/STOPSIGNAL/ENTRYPOINT/SHELL/HEALTHCHECK/ONBUILD."""
-        res, _ = self.build({"Dockerfile": (
-            "FROM busybox\nENV A=1 B=\"two words\"\nENV C=${A}x\nLABEL l=$A\nUSER app\n"
-            "WORKDIR /srv\nWORKDIR sub\nVOLUME /data\nSTOPSIGNAL SIGINT\n"
-            "ENTRYPOINT [\"/bin/sh\"]\nSHELL [\"/bin/sh\", \"-ec\"]\n"
-            "HEALTHCHECK --interval=5s --retries=2 CMD true\nONBUILD RUN echo child\n"
-            "EXPOSE 80/udp 8000-8001\n"
-        )}, labels={"extra": "yes"})
+        res, _ = self.build(
+            {
+                "Dockerfile": (
+                    'FROM busybox\nENV A=1 B="two words"\nENV C=${A}x\nLABEL l=$A\nUSER app\n'
+                    "WORKDIR /srv\nWORKDIR sub\nVOLUME /data\nSTOPSIGNAL SIGINT\n"
+                    'ENTRYPOINT ["/bin/sh"]\nSHELL ["/bin/sh", "-ec"]\n'
+                    "HEALTHCHECK --interval=5s --retries=2 CMD true\nONBUILD RUN echo child\n"
+                    "EXPOSE 80/udp 8000-8001\n"
+                )
+            },
+            labels={"extra": "yes"},
+        )
         cfg = self.config(res.image_id)["config"]
         env = dict(e.split("=", 1) for e in cfg["Env"])
         self.assertEqual(env["A"], "1")
@@ -228,12 +247,15 @@ class InstructionTests(BuilderTestCase):
         self.assertEqual(cfg["Entrypoint"], ["/bin/sh"])
         self.assertIsNone(cfg["Cmd"])  # ENTRYPOINT clears the inherited CMD
         self.assertEqual(cfg["Shell"], ["/bin/sh", "-ec"])
-        self.assertEqual(cfg["Healthcheck"],
-                         {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000, "Retries": 2})
+        self.assertEqual(
+            cfg["Healthcheck"],
+            {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000, "Retries": 2},
+        )
         self.assertEqual(cfg["OnBuild"], ["RUN echo child"])
         self.assertEqual(set(cfg["ExposedPorts"]), {"80/udp", "8000/tcp", "8001/tcp"})
-        self.assertTrue(os.path.isdir(os.path.join(self.images.image_dir(res.image_id),
-                                                   "srv", "sub")))
+        self.assertTrue(
+            os.path.isdir(os.path.join(self.images.image_dir(res.image_id), "srv", "sub"))
+        )
         hist = self.config(res.image_id)["history"]
         self.assertEqual(hist[-1]["created_by"], "/bin/sh -ec #(nop)  LABEL extra=yes")
         self.assertEqual(hist[-2]["created_by"], "/bin/sh -ec #(nop)  EXPOSE 80/udp 8000-8001")
@@ -241,9 +263,10 @@ class InstructionTests(BuilderTestCase):
 
     def test_run_env_and_args(self) -> None:
         """RUN sees ENV, declared ARGs (build-arg over default) and proxy args; ENV wins."""
-        _, text = self.build({"Dockerfile": (
-            "FROM busybox\nARG A=def\nARG B=b\nENV B=env\nARG C\nRUN env\n"
-        )}, build_args={"A": "given", "http_proxy": "http://p"})
+        _, text = self.build(
+            {"Dockerfile": ("FROM busybox\nARG A=def\nARG B=b\nENV B=env\nARG C\nRUN env\n")},
+            build_args={"A": "given", "http_proxy": "http://p"},
+        )
         self.assertIn("A=given\n", text)
         self.assertIn("B=env\n", text)
         self.assertNotIn("C=", text)
@@ -251,16 +274,21 @@ class InstructionTests(BuilderTestCase):
 
     def test_meta_args_in_from(self) -> None:
         """Global ARGs expand in FROM; a stage imports one with a bare ARG."""
-        res, _ = self.build({"Dockerfile": (
-            "ARG BASE=busybox\nARG V=3\nFROM ${BASE}\nARG V\nENV V=$V\n"
-        )})
+        res, _ = self.build(
+            {"Dockerfile": ("ARG BASE=busybox\nARG V=3\nFROM ${BASE}\nARG V\nENV V=$V\n")}
+        )
         self.assertIn("V=3", self.config(res.image_id)["config"]["Env"])
 
     def test_copy_chown_and_heredoc(self) -> None:
         """COPY --chown by name; a COPY heredoc makes a file, expanding variables."""
-        res, _ = self.build({"Dockerfile": (
-            "FROM busybox\nENV W=world\nCOPY --chown=app a /a\nCOPY <<EOF /h.txt\nhello $W\nEOF\n"
-        ), "a": "A"})
+        res, _ = self.build(
+            {
+                "Dockerfile": (
+                    "FROM busybox\nENV W=world\nCOPY --chown=app a /a\nCOPY <<EOF /h.txt\nhello $W\nEOF\n"
+                ),
+                "a": "A",
+            }
+        )
         st = os.stat(os.path.join(self.images.image_dir(res.image_id), "a"))
         if os.getuid() == 0:
             self.assertEqual((st.st_uid, st.st_gid), (1000, 1000))
@@ -273,11 +301,13 @@ class InstructionTests(BuilderTestCase):
 
     def test_multistage_and_target(self) -> None:
         """COPY --from a stage (by name and index); --target stops at that stage."""
-        files = {"Dockerfile": (
-            "FROM busybox AS build\nRUN echo built > /out\n"
-            "FROM busybox AS other\nRUN echo other > /o\n"
-            "FROM busybox\nCOPY --from=build /out /final\nCOPY --from=1 /o /o\n"
-        )}
+        files = {
+            "Dockerfile": (
+                "FROM busybox AS build\nRUN echo built > /out\n"
+                "FROM busybox AS other\nRUN echo other > /o\n"
+                "FROM busybox\nCOPY --from=build /out /final\nCOPY --from=1 /o /o\n"
+            )
+        }
         res, text = self.build(dict(files))
         self.assertEqual(self.file(res.image_id, "/final"), "built\n")
         self.assertEqual(self.file(res.image_id, "/o"), "other\n")
@@ -289,17 +319,14 @@ class InstructionTests(BuilderTestCase):
 
     def test_stage_as_base(self) -> None:
         """FROM an earlier stage continues from its image."""
-        res, _ = self.build({"Dockerfile": (
-            "FROM busybox AS a\nENV X=1\nFROM a\nENV Y=2\n"
-        )})
+        res, _ = self.build({"Dockerfile": ("FROM busybox AS a\nENV X=1\nFROM a\nENV Y=2\n")})
         env = self.config(res.image_id)["config"]["Env"]
         self.assertIn("X=1", env)
         self.assertIn("Y=2", env)
 
     def test_onbuild_triggers_run_in_child(self) -> None:
         """A base image's ONBUILD triggers run first in a child build."""
-        parent, _ = self.build({"Dockerfile": "FROM busybox\nONBUILD ENV FROMTRIGGER=1\n"},
-                               tags=("parent",))
+        self.build({"Dockerfile": "FROM busybox\nONBUILD ENV FROMTRIGGER=1\n"}, tags=("parent",))
         res, text = self.build({"Dockerfile": "FROM parent\n"})
         self.assertIn("# Executing 1 build trigger\n", text)
         cfg = self.config(res.image_id)["config"]
@@ -320,7 +347,7 @@ class InstructionTests(BuilderTestCase):
         body = b"remote-content"
 
         class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -349,10 +376,13 @@ class ErrorTests(BuilderTestCase):
 
     def test_missing_dockerfile_and_empty(self) -> None:
         """A missing or empty Dockerfile."""
-        self.assertEqual(str(self.prepare_fails({"a": "1"})),
-                         "Cannot locate specified Dockerfile: Dockerfile")
-        self.assertEqual(str(self.prepare_fails({"Dockerfile": "# only\n"})),
-                         "the Dockerfile (Dockerfile) cannot be empty")
+        self.assertEqual(
+            str(self.prepare_fails({"a": "1"})), "Cannot locate specified Dockerfile: Dockerfile"
+        )
+        self.assertEqual(
+            str(self.prepare_fails({"Dockerfile": "# only\n"})),
+            "the Dockerfile (Dockerfile) cannot be empty",
+        )
 
     def test_unknown_target(self) -> None:
         """An unknown --target."""
@@ -383,17 +413,26 @@ class ErrorTests(BuilderTestCase):
 
     def test_dockerignore_applied(self) -> None:
         """Files the .dockerignore excludes are not in the context."""
-        err = self.build_fails({"Dockerfile": "FROM busybox\nCOPY secret /s\n",
-                                ".dockerignore": "secret\n", "secret": "x"})
+        err = self.build_fails(
+            {
+                "Dockerfile": "FROM busybox\nCOPY secret /s\n",
+                ".dockerignore": "secret\n",
+                "secret": "x",
+            }
+        )
         self.assertIn("file not found in build context or excluded by .dockerignore", err.message)
 
     def test_outside_dockerfile_name(self) -> None:
         """The CLI's .dockerfile.<hex> (a Dockerfile from outside the context) is used and not
         left in the context."""
         name = ".dockerfile.0123456789abcdef0123"
-        err = self.build_fails({name: "FROM busybox\nCOPY . /ctx/\nRUN exit 9\n", "a": "1"},
-                               dockerfile=name)
+        err = self.build_fails(
+            {name: "FROM busybox\nCOPY . /ctx/\nRUN exit 9\n", "a": "1"}, dockerfile=name
+        )
         self.assertEqual(err.code, 9)
-        (img_id,) = [i for i, (p, k) in self.images.cache_keys.items()
-                     if k and "COPY" in json.dumps(self.images.images[i].config["history"][-1])]
+        (img_id,) = [
+            i
+            for i, (p, k) in self.images.cache_keys.items()
+            if k and "COPY" in json.dumps(self.images.images[i].config["history"][-1])
+        ]
         self.assertEqual(os.listdir(os.path.join(self.images.image_dir(img_id), "ctx")), ["a"])

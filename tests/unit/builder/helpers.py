@@ -6,7 +6,9 @@ import io
 import tarfile
 
 
-def make_tar(files: dict[str, bytes | str], extra: list[tarfile.TarInfo] | None = None) -> io.BytesIO:
+def make_tar(
+    files: dict[str, bytes | str], extra: list[tarfile.TarInfo] | None = None
+) -> io.BytesIO:
     """A context tar: values are file contents; a value starting with C{->} is a symlink; a name
     ending in C{/} is a directory."""
     buf = io.BytesIO()

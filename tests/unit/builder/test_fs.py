@@ -11,7 +11,7 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.engine.build import fs
-from tests.unit.build.helpers import make_tar
+from tests.unit.builder.helpers import make_tar
 
 
 class FsTestCase(SynchronousTestCase):
@@ -33,7 +33,8 @@ class ExtractContextTests(FsTestCase):
         n = fs.extract_context(make_tar({"a.sh": "x", "d/": b"", "d/b": "bb", "l": "->/etc"}), ctx)
         self.assertEqual(n, 3)
         self.assertEqual(stat.S_IMODE(os.stat(self.path("ctx", "a.sh")).st_mode), 0o755)
-        self.assertEqual(open(self.path("ctx", "d", "b")).read(), "bb")
+        with open(self.path("ctx", "d", "b")) as f:
+            self.assertEqual(f.read(), "bb")
         self.assertEqual(os.readlink(self.path("ctx", "l")), "/etc")
 
     def test_escaping_entries_refused(self) -> None:
@@ -79,8 +80,9 @@ class ExtractContextTests(FsTestCase):
         dev = tarfile.TarInfo("dev")
         dev.type = tarfile.CHRTYPE
         fs.extract_context(make_tar({"f": "1"}, [hl, dev]), ctx)
-        self.assertEqual(os.stat(os.path.join(ctx, "h")).st_ino,
-                         os.stat(os.path.join(ctx, "f")).st_ino)
+        self.assertEqual(
+            os.stat(os.path.join(ctx, "h")).st_ino, os.stat(os.path.join(ctx, "f")).st_ino
+        )
         self.assertFalse(os.path.exists(os.path.join(ctx, "dev")))
 
 
@@ -91,13 +93,23 @@ class DockerignoreTests(FsTestCase):
         """Excluded files go, exceptions and the Dockerfile stay."""
         ctx = self.path("ctx")
         os.mkdir(ctx)
-        fs.extract_context(make_tar({
-            ".dockerignore": "*.log\nsecret/\n!secret/ok\nDockerfile\n", "Dockerfile": "FROM a",
-            "a.log": "", "b.txt": "", "secret/x": "", "secret/ok": "",
-        }), ctx)
+        fs.extract_context(
+            make_tar(
+                {
+                    ".dockerignore": "*.log\nsecret/\n!secret/ok\nDockerfile\n",
+                    "Dockerfile": "FROM a",
+                    "a.log": "",
+                    "b.txt": "",
+                    "secret/x": "",
+                    "secret/ok": "",
+                }
+            ),
+            ctx,
+        )
         fs.apply_dockerignore(ctx, ("Dockerfile",))
-        left = sorted(os.path.relpath(os.path.join(d, f), ctx)
-                      for d, _, fl in os.walk(ctx) for f in fl)
+        left = sorted(
+            os.path.relpath(os.path.join(d, f), ctx) for d, _, fl in os.walk(ctx) for f in fl
+        )
         self.assertEqual(left, [".dockerignore", "Dockerfile", "b.txt", "secret/ok"])
 
 
@@ -110,8 +122,20 @@ class CopyTests(FsTestCase):
         self.root = self.path("root")
         os.mkdir(self.ctx)
         os.mkdir(self.root)
-        fs.extract_context(make_tar({"a.txt": "A", "b.txt": "B", "dir/": b"", "dir/c": "C",
-                                     "dir/sub/": b"", "dir/sub/d": "D", "run.sh": "#!"}), self.ctx)
+        fs.extract_context(
+            make_tar(
+                {
+                    "a.txt": "A",
+                    "b.txt": "B",
+                    "dir/": b"",
+                    "dir/c": "C",
+                    "dir/sub/": b"",
+                    "dir/sub/d": "D",
+                    "run.sh": "#!",
+                }
+            ),
+            self.ctx,
+        )
 
     def copy(self, srcs: list[str], dest: str, workdir: str = "/", **kw: object) -> None:
         sources = fs.resolve_sources(self.ctx, srcs, "COPY")
@@ -157,8 +181,9 @@ class CopyTests(FsTestCase):
         self.assertIn("forbidden path outside the build context", str(c.exception))
         with self.assertRaises(fs.BuildFileError) as c:
             fs.resolve_sources(self.ctx, ["nope"], "COPY")
-        self.assertIn("file not found in build context or excluded by .dockerignore",
-                      str(c.exception))
+        self.assertIn(
+            "file not found in build context or excluded by .dockerignore", str(c.exception)
+        )
 
     def test_owner_and_mode(self) -> None:
         """Copied files are 0:0 by default, C{--chown} and C{--chmod} apply, modes are kept."""

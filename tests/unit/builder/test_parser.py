@@ -81,7 +81,7 @@ class ParseTests(SynchronousTestCase):
         self.assertIn("ENV must have two arguments", str(c.exception))
         with self.assertRaises(DockerfileError) as c:
             parse("FROM a\nENV A=1 B\n")
-        self.assertIn("can't find = in \"B\"", str(c.exception))
+        self.assertIn('can\'t find = in "B"', str(c.exception))
 
     def test_stages_and_meta_args(self) -> None:
         """ARGs before the first FROM are global; FROM ... AS names a stage (lower-cased)."""
