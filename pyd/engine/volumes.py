@@ -778,12 +778,6 @@ class VolumeService:
         binds = hc.get("Binds") or []
         vfrom = hc.get("VolumesFrom") or []
         volume_driver = str(hc.get("VolumeDriver") or "")
-        if volume_driver not in ("", DEFAULT_DRIVER):
-            raise NotFound(
-                f"error looking up volume plugin {volume_driver}: "
-                f"plugin {go_quote(volume_driver)} not found"
-            )
-
         # 1. validation that dockerd does before anything is created
         sources = [
             str(m.get("Source") or "")
@@ -822,6 +816,7 @@ class VolumeService:
             if p.destination in bound or p.destination in tmpfs_dests:
                 raise InvalidParameter(f"Duplicate mount point: {p.destination}")
             if p.type == "volume" and p.source:
+                self._check_driver(p.source, p.driver)
                 self._check_name(p.source)
             bound.add(p.destination)
             points[p.destination] = p
@@ -841,7 +836,7 @@ class VolumeService:
             dest = _clean(str(raw_dest))
             if dest in points or dest in tmpfs_dests:
                 continue
-            points[dest] = _Pending("volume", dest, mode="", copy_up=True)
+            points[dest] = _Pending("volume", dest, mode="", copy_up=True, driver=volume_driver)
 
         # side effects from here on; anonymous volumes made here go again if anything fails
         made: list[str] = []

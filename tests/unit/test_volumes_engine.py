@@ -492,6 +492,19 @@ class ResolveMountsTests(Base):
         self.assertEqual(run.options, ("nosuid", "nodev", "exec", "size=64k"))
         self.assertEqual(len(self.successResultOf(VolumeRepository(self.db).all())), 2)
 
+    def test_volume_driver(self) -> None:
+        """--volume-driver only matters when a volume is made: then an unknown one is a 404."""
+        self.resolve({"VolumeDriver": "nfsx", "Binds": [f"{self.tmp}:/h"]})
+        f = self.failureResultOf(
+            Deferred.fromCoroutine(
+                self.svc.resolve_mounts(self.cid, {"VolumeDriver": "nfsx", "Binds": ["vx:/x"]}, [])
+            ),
+            NotFound,
+        )
+        self.assertEqual(
+            str(f.value), 'create vx: error looking up volume plugin nfsx: plugin "nfsx" not found'
+        )
+
     def test_failure_rolls_back_anonymous(self) -> None:
         """If recording the uses fails (no container row), the anonymous volumes made for the
         request are removed again; named ones stay, as with dockerd."""
