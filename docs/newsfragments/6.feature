@@ -1,0 +1,1 @@
+Volumes: docker volume create/ls/inspect/rm/prune with the local driver (tmpfs/bind/any-fs options), named/anonymous/bind/tmpfs mounts, --volumes-from, copy-up of image content, crash-safe storage under <data-root>/volumes.
