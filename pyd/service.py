@@ -38,19 +38,25 @@ from zope.interface import implementer
 
 from pyd import config as cfgmod
 from pyd.api.authz import Authorizer, Policy
+from pyd.api.networks import NetworksRouter
 from pyd.api.root import ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig, ListenSpec, parse_host
 from pyd.core.seams import ThreadPoolBlocking
+from pyd.drivers.network.dns import DnsServer
+from pyd.drivers.network.netlink import NetlinkDriver
+from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.process import ReactorProcessRunner
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.engine.events import EventService
+from pyd.engine.networks import NetworkConfig, NetworkService, ServiceNameTable
 from pyd.engine.system import HostFacts, SystemService
 from pyd.engine.volumes import VolumeService
 from pyd.state import meta, migrate
 from pyd.state.db import Database, make_engine
 from pyd.state.events import EventRepository
+from pyd.state.networks import NetworkRepository
 from pyd.state.volumes import VolumeRepository
 
 log = Logger()
@@ -432,13 +438,36 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     volumes, volumes_router = _wire_volumes(top, config, db, io, events, system, reactor)
     _ = volumes  # the container service's VolumeProvider
 
-    routers: list[Any] = [SystemRouter(system, events, reactor), volumes_router]
+    networks, networks_router = _wire_networks(top, config, db, io, events, reactor)
+    _ = networks  # the container service's NetworkProvider
+
+    routers: list[Any] = [SystemRouter(system, events, reactor), volumes_router, networks_router]
     authorizer = Authorizer(Policy.from_config(config))
     site = ApiSite(ApiRoot(routers, guard=authorizer))
     top.io = io
     _wire_reload(top, system, authorizer)
     _add_listeners(top, config, reactor, site)
     return top
+
+
+def _wire_networks(
+    top: PydService, config: DaemonConfig, db: Database, io: Any, events: Any, reactor: Any
+) -> tuple[NetworkService, NetworksRouter]:
+    """Networking: netlink + one nft table of ours + the resolver for user networks."""
+    dns_names = ServiceNameTable()
+    networks = NetworkService(
+        NetworkRepository(db),
+        NetlinkDriver(),
+        FirewallDriver(ReactorProcessRunner(reactor), table_name(config.exec_root)),
+        DnsServer(dns_names, reactor),
+        io,
+        events,
+        NetworkConfig.from_daemon(config),
+    )
+    dns_names.service = networks
+    top.start_hooks.append(lambda: ensureDeferred(networks.start()))
+    top.stop_hooks.append(lambda: ensureDeferred(networks.stop()))
+    return networks, NetworksRouter(networks)
 
 
 def _wire_reload(top: PydService, system: SystemService, authorizer: Authorizer) -> None:

@@ -143,3 +143,57 @@ class Volume:
     labels: dict[str, str] | None
     options: dict[str, str] | None
     anonymous: bool = False
+
+
+# --- networking (pyd.engine.networks, pyd.state.networks) ------------------------------------
+
+
+@attrs.frozen
+class IpamPool:
+    """One IPAM configuration entry of a network: its subnet, gateway and allocation range."""
+
+    subnet: str  # "10.5.0.0/16"
+    gateway: str  # "10.5.0.1" ("" for networks without one)
+    ip_range: str = ""  # "10.5.1.0/24": addresses handed out automatically come from here
+
+
+@attrs.frozen
+class Network:
+    """A network as stored: bridge networks carry a bridge device, host/none do not."""
+
+    id: str
+    name: str
+    driver: str  # "bridge" | "host" | "null"
+    created_nano: int
+    scope: str = "local"
+    internal: bool = False
+    attachable: bool = False
+    enable_ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = attrs.field(factory=dict)
+    pools: tuple[IpamPool, ...] = ()
+    options: dict[str, str] = attrs.field(factory=dict)
+    labels: dict[str, str] = attrs.field(factory=dict)
+    bridge: str | None = None
+
+    @property
+    def predefined(self) -> bool:
+        """Whether this is one of the networks the daemon creates itself."""
+        return self.name in ("bridge", "host", "none")
+
+
+@attrs.frozen
+class Attachment:
+    """A container's membership of a network as stored (the IPAM record is C{ipv4}).
+
+    C{ipv4} is None while the container is not running; C{config} keeps what the request asked
+    for (requested address, MAC, interface name, published ports, DNS names).
+    """
+
+    id: str
+    network_id: str
+    container_id: str
+    ipv4: str | None
+    mac: str | None
+    aliases: tuple[str, ...]
+    config: dict[str, Any]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -88,6 +89,11 @@ class PydDaemon:
         self.pidfile = str(self.base / "pyd.pid")
         self.logfile = str(self.base / "pyd.log")
         self.extra_args = list(extra_args)
+        # Each daemon gets its own default bridge, subnet, address pool and nft table, so that
+        # parallel daemons (and other tests) never collide; cleanup removes them.
+        self.bridge = "pydt" + os.urandom(4).hex()
+        self.bip = _free_bip()
+        self.address_pool = f"base=10.{random.randint(200, 249)}.0.0/16,size=24"
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -116,8 +122,54 @@ class PydDaemon:
             self.pidfile,
             "--config-file",
             str(self.base / "daemon.json"),
+            *self._network_args(),
             *self.extra_args,
         ]
+
+    def _network_args(self) -> list[str]:
+        given = " ".join(self.extra_args)
+        args = []
+        if "--bridge" not in given and "-b" not in self.extra_args:
+            args += ["--bridge", self.bridge]
+        if "--bip" not in given:
+            args += ["--bip", self.bip]
+        if "--default-address-pool" not in given:
+            args += ["--default-address-pool", self.address_pool]
+        return args
+
+    @property
+    def nft_table(self) -> str:
+        """The name of this daemon's nftables table."""
+        from pyd.drivers.network.nft import table_name
+
+        return table_name(self.exec_root)
+
+    def bridges(self) -> list[str]:
+        """Bridge devices this daemon's database knows (read straight from SQLite)."""
+        import sqlite3
+
+        db = Path(self.data_root) / "pyd.db"
+        if not db.exists():
+            return []
+        try:
+            con = sqlite3.connect(str(db))
+            try:
+                rows = con.execute(
+                    "SELECT bridge FROM networks WHERE bridge IS NOT NULL"
+                ).fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return []
+        return [r[0] for r in rows if r[0]]
+
+    def remove_network_leftovers(self) -> None:
+        """Delete this daemon's bridges and nft table (after it stopped)."""
+        for br in {*self.bridges(), self.bridge}:
+            subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
+        subprocess.run(
+            ["nft", "delete", "table", "ip", self.nft_table], capture_output=True, check=False
+        )
 
     def start(self, timeout: float = 30) -> PydDaemon:
         """Spawn the daemon and wait until /_ping answers."""
@@ -236,6 +288,7 @@ class PydDaemon:
         """Remove what the test made, stop the daemon, unmount and delete its directory."""
         self.remove_all_objects()
         self.stop()
+        self.remove_network_leftovers()
         subprocess.run(
             [
                 "sh",
@@ -246,3 +299,27 @@ class PydDaemon:
             check=False,
         )
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _host_routes() -> list[str]:
+    r = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True
+    )
+    return [line.split()[0] for line in r.stdout.splitlines() if line and line[0].isdigit()]
+
+
+def _free_bip() -> str:
+    """A 10.2xx.y.1/24 gateway address whose /24 no host route covers."""
+    import ipaddress
+
+    routes = []
+    for r in _host_routes():
+        try:
+            routes.append(ipaddress.ip_network(r, strict=False))
+        except ValueError:
+            continue
+    for _ in range(200):
+        net = ipaddress.ip_network(f"10.{random.randint(200, 249)}.{random.randint(0, 255)}.0/24")
+        if not any(net.overlaps(r) for r in routes):
+            return f"{net.network_address + 1}/24"
+    raise RuntimeError("no free 10.2xx.y.0/24 for a test daemon's bridge")

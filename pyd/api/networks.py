@@ -1,0 +1,212 @@
+"""C{/networks}: list, inspect, create, remove, connect, disconnect, prune (layer: api)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Protocol
+
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from pyd.api.base import make_app
+from pyd.api.timeparse import rfc3339_nano
+from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json_object
+from pyd.core.errors import InvalidParameter, NotFound
+from pyd.core.records import IpamPool
+from pyd.engine.networks import CreateRequest, NetworkView
+
+
+class NetworkBackend(Protocol):
+    """What this router needs from L{pyd.engine.networks.NetworkService}."""
+
+    async def list_networks(
+        self, filters: dict[str, list[str]] | None = None
+    ) -> list[NetworkView]: ...
+    async def inspect(self, ref: str) -> NetworkView: ...
+    async def create(self, req: CreateRequest) -> tuple[Any, str]: ...
+    async def remove(self, ref: str) -> None: ...
+    async def prune(self, filters: dict[str, list[str]] | None = None) -> list[str]: ...
+    async def connect(self, ref: str, container: str, endpoint_config: dict[str, Any]) -> None: ...
+    async def disconnect(self, ref: str, container: str, force: bool = False) -> None: ...
+
+
+def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, Any]:
+    """A network in dockerd's wire shape."""
+    n = view.network
+    config = []
+    for p in n.pools:
+        c: dict[str, Any] = {"Subnet": p.subnet}
+        if p.ip_range:
+            c["IPRange"] = p.ip_range
+        if p.gateway:
+            c["Gateway"] = p.gateway
+        config.append(c)
+    containers: dict[str, Any] = {}
+    if with_containers:
+        for att, name in view.endpoints:
+            prefix = ""
+            for p in n.pools:
+                if att.ipv4 and ipaddress.IPv4Address(att.ipv4) in ipaddress.IPv4Network(p.subnet):
+                    prefix = str(ipaddress.IPv4Network(p.subnet).prefixlen)
+            containers[att.container_id] = {
+                "Name": name,
+                "EndpointID": att.id,
+                "MacAddress": att.mac or _mac(att.ipv4 or ""),
+                "IPv4Address": f"{att.ipv4}/{prefix}" if att.ipv4 else "",
+                "IPv6Address": "",
+            }
+    return {
+        "Name": n.name,
+        "Id": n.id,
+        "Created": rfc3339_nano(n.created_nano),
+        "Scope": n.scope,
+        "Driver": n.driver,
+        "EnableIPv4": n.driver == "bridge",
+        "EnableIPv6": n.enable_ipv6,
+        "IPAM": {
+            "Driver": n.ipam_driver,
+            "Options": dict(n.ipam_options) if n.driver == "bridge" else None,
+            "Config": config,
+        },
+        "Internal": n.internal,
+        "Attachable": n.attachable,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": containers,
+        "Options": dict(n.options),
+        "Labels": dict(n.labels),
+    }
+
+
+def _mac(ip: str) -> str:
+    if not ip:
+        return ""
+    return "02:42:" + ":".join(f"{x:02x}" for x in ipaddress.IPv4Address(ip).packed)
+
+
+def _str_map(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidParameter(f"invalid {what}: expected an object")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def parse_create(body: dict[str, Any]) -> CreateRequest:
+    """The create body, checked."""
+    name = body.get("Name")
+    if not isinstance(name, str) or not name:
+        raise InvalidParameter("network name must not be empty")
+    ipam = body.get("IPAM") or {}
+    if not isinstance(ipam, dict):
+        raise InvalidParameter("invalid IPAM: expected an object")
+    pools = []
+    for c in ipam.get("Config") or []:
+        if not isinstance(c, dict):
+            raise InvalidParameter("invalid IPAM config entry")
+        if c.get("AuxiliaryAddresses") or c.get("AuxAddress"):
+            raise InvalidParameter("pyd does not support auxiliary addresses")
+        pools.append(
+            IpamPool(
+                subnet=str(c.get("Subnet") or ""),
+                gateway=str(c.get("Gateway") or ""),
+                ip_range=str(c.get("IPRange") or ""),
+            )
+        )
+    if body.get("Ingress"):
+        raise InvalidParameter("ingress networks need swarm mode, which pyd does not have")
+    if body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
+        raise InvalidParameter("config-only networks are not supported by pyd")
+    return CreateRequest(
+        name=name,
+        driver=str(body.get("Driver") or "bridge"),
+        internal=bool(body.get("Internal")),
+        attachable=bool(body.get("Attachable")),
+        enable_ipv6=bool(body.get("EnableIPv6")),
+        ipam_driver=str(ipam.get("Driver") or "default"),
+        ipam_options=_str_map(ipam.get("Options"), "IPAM options"),
+        pools=tuple(pools),
+        options=_str_map(body.get("Options"), "Options"),
+        labels=_str_map(body.get("Labels"), "Labels"),
+    )
+
+
+class NetworksRouter:
+    """The C{/networks} endpoints."""
+
+    app = make_app()
+    prefixes = ("networks",)
+
+    def __init__(self, backend: NetworkBackend) -> None:
+        self._b = backend
+
+    def resource(self) -> IResource:
+        """The Klein resource."""
+        return self.app.resource()  # type: ignore[no-any-return]
+
+    @app.route("/networks", methods=["GET"])
+    async def list_all(self, request: IRequest) -> bytes:
+        """C{docker network ls}."""
+        views = await self._b.list_networks(parse_filters(request))
+        return json_body(request, [network_json(v) for v in views])
+
+    @app.route("/networks/json", methods=["GET"])
+    async def list_networks_json(self, request: IRequest) -> bytes:
+        """Old clients list under C{/networks/json}... unless a network is called C{json}."""
+        try:
+            view = await self._b.inspect("json")
+        except NotFound:  # no network called "json": this is the list
+            return await self.list_all(request)
+        return json_body(request, network_json(view))
+
+    @app.route("/networks/create", methods=["POST"])
+    async def create(self, request: IRequest) -> bytes:
+        """C{docker network create}."""
+        req = parse_create(read_json_object(request))
+        n, warning = await self._b.create(req)
+        return json_body(request, {"Id": n.id, "Warning": warning}, 201)
+
+    @app.route("/networks/prune", methods=["POST"])
+    async def prune(self, request: IRequest) -> bytes:
+        """C{docker network prune}."""
+        names = await self._b.prune(parse_filters(request))
+        return json_body(request, {"NetworksDeleted": names})
+
+    @app.route("/networks/<string:ref>", methods=["GET"])
+    async def inspect(self, request: IRequest, ref: str) -> bytes:
+        """C{docker network inspect}."""
+        _ = qbool(request, "verbose")
+        view = await self._b.inspect(ref)
+        return json_body(request, network_json(view))
+
+    @app.route("/networks/<string:ref>", methods=["DELETE"])
+    async def remove(self, request: IRequest, ref: str) -> bytes:
+        """C{docker network rm}."""
+        await self._b.remove(ref)
+        return no_content(request)
+
+    @app.route("/networks/<string:ref>/connect", methods=["POST"])
+    async def connect(self, request: IRequest, ref: str) -> bytes:
+        """C{docker network connect}."""
+        body = read_json_object(request)
+        container = body.get("Container")
+        if not isinstance(container, str) or not container:
+            raise InvalidParameter("no container specified")
+        ep = body.get("EndpointConfig") or {}
+        if not isinstance(ep, dict):
+            raise InvalidParameter("invalid EndpointConfig")
+        await self._b.connect(ref, container, ep)
+        request.setResponseCode(200)
+        return b""
+
+    @app.route("/networks/<string:ref>/disconnect", methods=["POST"])
+    async def disconnect(self, request: IRequest, ref: str) -> bytes:
+        """C{docker network disconnect}."""
+        body = read_json_object(request)
+        container = body.get("Container")
+        if not isinstance(container, str) or not container:
+            raise InvalidParameter("no container specified")
+        await self._b.disconnect(ref, container, bool(body.get("Force")))
+        request.setResponseCode(200)
+        return b""

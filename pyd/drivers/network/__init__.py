@@ -1,0 +1,1 @@
+"""Network drivers: netlink (bridges, veths, namespaces), nftables, the DNS resolver."""

@@ -1,0 +1,343 @@
+"""Bridges, veth pairs and network namespaces over netlink with pyroute2 (layer: drivers).
+
+Every method here blocks (netlink round trips, mounts): the engine calls them through its io
+L{pyd.core.seams.Blocking}. Network namespaces are plain files bind-mounted from
+C{/proc/thread-self/ns/net}; we enter them with C{setns(2)} on the calling thread only and always
+switch back, so no pool thread is ever left in a container's namespace and nothing forks.
+
+The driver holds no Docker rules: it creates and deletes what it is told to. The only sysctls it
+writes are per-interface ones on bridges it created (C{route_localnet}, C{forwarding}).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_LIBC: list[Any] = []
+
+
+def _lib() -> Any:
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True))
+    return _LIBC[0]
+
+
+def _check(rc: int, what: str, path: str = "") -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+
+
+class NetworkDriverError(Exception):
+    """A netlink or namespace operation failed; the message says which and why."""
+
+
+@attrs.frozen
+class LinkInfo:
+    """One host interface as the driver lists it."""
+
+    index: int
+    name: str
+    kind: str  # "bridge", "veth", "" ...
+    master: int  # index of the bridge it is enslaved to, 0 if none
+
+
+@attrs.frozen
+class Interface:
+    """What to put into a container namespace: one veth end on a bridge."""
+
+    bridge: str
+    host_ifname: str
+    ifname: str  # name inside the namespace ("eth0", "eth1"...)
+    address: str
+    prefixlen: int
+    mac: str
+    gateway: str | None  # default route via this address, None for no route out
+    mtu: int = 1500
+
+
+@contextlib.contextmanager
+def _in_netns(path: str) -> Iterator[None]:
+    """Switch the calling thread into the namespace at C{path} and back again."""
+    libc = _lib()
+    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(libc.setns(fd, CLONE_NEWNET), "setns", path)
+        finally:
+            os.close(fd)
+        try:
+            yield
+        finally:
+            # Failing to return would leave a pool thread inside a container: make it loud.
+            if libc.setns(orig, CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
+                os.abort()
+    finally:
+        os.close(orig)
+
+
+def _netlink_in(path: str) -> IPRoute:
+    """An IPRoute whose socket lives in the namespace at C{path}."""
+    with _in_netns(path):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    return IPRoute(use_socket=sock)
+
+
+class NetlinkDriver:
+    """Host-side and namespace-side netlink operations (blocking; call through the io pool)."""
+
+    def __init__(self, proc_sys: str = "/proc/sys") -> None:
+        self._proc_sys = proc_sys
+
+    # -- host interfaces -------------------------------------------------------------------
+
+    def links(self) -> list[LinkInfo]:
+        """Every interface of the host namespace."""
+        out = []
+        with IPRoute() as ipr:
+            for link in ipr.get_links():
+                info = link.get_attr("IFLA_LINKINFO")
+                kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
+                out.append(
+                    LinkInfo(
+                        index=link["index"],
+                        name=link.get_attr("IFLA_IFNAME"),
+                        kind=kind or "",
+                        master=link.get_attr("IFLA_MASTER") or 0,
+                    )
+                )
+        return out
+
+    def link_exists(self, name: str) -> bool:
+        """Whether a host interface called C{name} exists."""
+        with IPRoute() as ipr:
+            return bool(ipr.link_lookup(ifname=name))
+
+    def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool:
+        """Create the bridge if missing, give it C{gateway/prefixlen}, bring it up.
+
+        Sets C{route_localnet=1} (DNAT from 127.0.0.1 needs it) and C{forwarding=1} on this bridge
+        only. @return: whether the bridge was created now.
+        """
+        created = False
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                try:
+                    ipr.link("add", ifname=name, kind="bridge")
+                except NetlinkError as e:
+                    if e.code != errno.EEXIST:
+                        raise NetworkDriverError(f"creating bridge {name}: {e}") from e
+                created = True
+                found = ipr.link_lookup(ifname=name)
+            idx = found[0]
+            if mtu and mtu != 1500:
+                ipr.link("set", index=idx, mtu=mtu)
+            if gateway:
+                have = {
+                    (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in ipr.get_addr(index=idx, family=socket.AF_INET)
+                }
+                if (gateway, prefixlen) not in have:
+                    try:
+                        ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+                    except NetlinkError as e:
+                        if e.code != errno.EEXIST:
+                            raise NetworkDriverError(
+                                f"adding {gateway}/{prefixlen} to {name}: {e}"
+                            ) from e
+            ipr.link("set", index=idx, state="up")
+        self._sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
+        self._sysctl(f"net/ipv4/conf/{name}/forwarding", "1")
+        return created
+
+    def delete_link(self, name: str) -> bool:
+        """Delete a host interface if it exists. @return: whether it existed."""
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                return False
+            try:
+                ipr.link("del", index=found[0])
+            except NetlinkError as e:
+                if e.code == errno.ENODEV:
+                    return False
+                raise NetworkDriverError(f"deleting {name}: {e}") from e
+        return True
+
+    def routes(self) -> list[ipaddress.IPv4Network]:
+        """The host's IPv4 routes (destinations), for picking subnets that do not collide."""
+        out = []
+        with IPRoute() as ipr:
+            for r in ipr.get_routes(family=socket.AF_INET):
+                if r.get_attr("RTA_TABLE") not in (254, None):  # main table only
+                    continue
+                dst = r.get_attr("RTA_DST")
+                if dst is None:
+                    continue  # the default route collides with nothing
+                out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+        return out
+
+    def _sysctl(self, key: str, value: str) -> None:
+        path = os.path.join(self._proc_sys, key)
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise NetworkDriverError(f"writing {path}: {e}") from e
+
+    # -- namespaces ------------------------------------------------------------------------
+
+    def create_netns(self, path: str) -> None:
+        """Create a new network namespace pinned at C{path} (a bind mount), with C{lo} up.
+
+        The directory is made a shared mount point (as iproute2 does for /run/netns) so that
+        unmounting releases the namespace in every mount namespace.
+        """
+        libc = _lib()
+        d = os.path.dirname(path)
+        os.makedirs(d, mode=0o711, exist_ok=True)
+        self._make_shared(d)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+        os.close(fd)
+        orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            try:
+                _check(libc.unshare(CLONE_NEWNET), "unshare", path)
+                try:
+                    _check(
+                        libc.mount(
+                            b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None
+                        ),
+                        "mount",
+                        path,
+                    )
+                finally:
+                    if libc.setns(orig, CLONE_NEWNET) != 0:  # pragma: no cover
+                        os.abort()
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
+        finally:
+            os.close(orig)
+        with _netlink_in(path) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
+    def _make_shared(self, d: str) -> None:
+        libc = _lib()
+        if libc.mount(b"", d.encode(), b"none", MS_SHARED | MS_REC, None) == 0:
+            return
+        _check(libc.mount(d.encode(), d.encode(), b"none", MS_BIND | MS_REC, None), "bind", d)
+        _check(libc.mount(b"", d.encode(), b"none", MS_SHARED | MS_REC, None), "share", d)
+
+    def remove_netns(self, path: str) -> bool:
+        """Unmount and delete the namespace file (its interfaces go with it). Idempotent."""
+        if not os.path.lexists(path):
+            return False
+        _lib().umount2(path.encode(), MNT_DETACH)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return True
+
+    def netns_in_use(self, path: str) -> bool:
+        """Whether any process lives in the namespace pinned at C{path}."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        # An unmounted placeholder file is not a namespace (nsfs has its own device).
+        try:
+            ns_dev = os.stat("/proc/self/ns/net").st_dev
+        except OSError:  # pragma: no cover
+            return False
+        if st.st_dev != ns_dev:
+            return False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                s = os.stat(f"/proc/{pid}/ns/net")
+            except OSError:
+                continue
+            if s.st_ino == st.st_ino and s.st_dev == st.st_dev:
+                return True
+        return False
+
+    def netns_links(self, path: str) -> list[str]:
+        """Interface names inside the namespace at C{path}."""
+        with _netlink_in(path) as ns:
+            return [link.get_attr("IFLA_IFNAME") for link in ns.get_links()]
+
+    # -- container interfaces --------------------------------------------------------------
+
+    def attach(self, netns_path: str, iface: Interface) -> None:
+        """Create a veth pair: host end on C{iface.bridge}, the other end configured in the netns."""
+        peer_tmp = "pp" + iface.host_ifname[-13:]
+        nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with IPRoute() as ipr:
+                br = ipr.link_lookup(ifname=iface.bridge)
+                if not br:
+                    raise NetworkDriverError(f"bridge {iface.bridge} does not exist")
+                try:
+                    ipr.link(
+                        "add",
+                        ifname=iface.host_ifname,
+                        kind="veth",
+                        mtu=iface.mtu,
+                        peer={"ifname": peer_tmp, "net_ns_fd": nsfd, "mtu": iface.mtu},
+                    )
+                except NetlinkError as e:
+                    raise NetworkDriverError(f"creating veth {iface.host_ifname}: {e}") from e
+                host = ipr.link_lookup(ifname=iface.host_ifname)[0]
+                try:
+                    ipr.link("set", index=host, master=br[0])
+                    with contextlib.suppress(NetlinkError):
+                        ipr.brport("set", index=host, hairpin_mode=1)
+                    ipr.link("set", index=host, state="up")
+                except NetlinkError as e:
+                    with contextlib.suppress(NetlinkError):
+                        ipr.link("del", index=host)
+                    raise NetworkDriverError(f"enslaving {iface.host_ifname}: {e}") from e
+        finally:
+            os.close(nsfd)
+        try:
+            with _netlink_in(netns_path) as ns:
+                idx = ns.link_lookup(ifname=peer_tmp)[0]
+                ns.link("set", index=idx, ifname=iface.ifname, address=iface.mac)
+                ns.addr("add", index=idx, address=iface.address, prefixlen=iface.prefixlen)
+                ns.link("set", index=idx, state="up")
+                if iface.gateway:
+                    ns.route("add", dst="0.0.0.0/0", gateway=iface.gateway)
+        except (NetlinkError, IndexError) as e:
+            self.delete_link(iface.host_ifname)
+            raise NetworkDriverError(f"configuring {iface.ifname} in {netns_path}: {e}") from e
+
+    def detach(self, netns_path: str, ifname: str, host_ifname: str) -> None:
+        """Remove one container interface (deleting either veth end removes both)."""
+        if os.path.exists(netns_path):
+            with contextlib.suppress(NetlinkError, OSError), _netlink_in(netns_path) as ns:
+                found = ns.link_lookup(ifname=ifname)
+                if found:
+                    ns.link("del", index=found[0])
+        self.delete_link(host_ifname)

@@ -1,0 +1,1476 @@
+"""Networks: predefined and user bridge networks, IPAM, ports, DNS, connect (layer: engine).
+
+L{NetworkService} implements L{pyd.engine.contracts.NetworkProvider} for the container service
+and the operations behind C{/networks}. Docker's rules live here; the drivers only do as told:
+L{pyd.drivers.network.netlink} (bridges, veths, namespaces), L{pyd.drivers.network.nft} (the one
+firewall table, rendered whole from state after every change) and L{pyd.drivers.network.dns}
+(the resolver for user-defined networks). State is in SQLite (L{pyd.state.networks}).
+
+Mutations run one at a time under a lock: they are short, and it keeps IPAM, the firewall table
+and the kernel in step without finer-grained reasoning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    SystemError_,
+    Unsupported,
+)
+from pyd.core.ids import new_id, short_id
+from pyd.core.records import (
+    Attachment,
+    Endpoint,
+    IpamPool,
+    Network,
+    NetworkSetup,
+    PortMapping,
+)
+from pyd.core.seams import Blocking, EventSink
+from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
+from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset
+from pyd.state.networks import NetworkRepository
+
+log = Logger()
+T = TypeVar("T")
+
+PREDEFINED = ("bridge", "host", "none")
+BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
+ICC_OPT = "com.docker.network.bridge.enable_icc"
+MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
+MTU_OPT = "com.docker.network.driver.mtu"
+HOSTS_BASE = (
+    ("127.0.0.1", "localhost"),
+    ("::1", "localhost ip6-localhost ip6-loopback"),
+    ("fe00::0", "ip6-localnet"),
+    ("ff00::0", "ip6-mcastprefix"),
+    ("ff02::1", "ip6-allnodes"),
+    ("ff02::2", "ip6-allrouters"),
+)
+# Candidate subnets for the default bridge when --bip is not given (dockerd's order).
+DEFAULT_BRIDGE_CANDIDATES = tuple(f"172.{n}.0.0/16" for n in range(17, 32)) + tuple(
+    f"192.168.{n}.0/20" for n in range(0, 256, 16)
+)
+DEFAULT_POOLS = (("172.17.0.0/12", 16), ("192.168.0.0/16", 20))
+EPHEMERAL = (32768, 60999)
+
+
+# --- seams ---------------------------------------------------------------------------------
+
+
+class NetlinkOps(Protocol):
+    """What the service needs from L{pyd.drivers.network.netlink.NetlinkDriver} (blocking)."""
+
+    def links(self) -> list[LinkInfo]: ...
+    def link_exists(self, name: str) -> bool: ...
+    def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool: ...
+    def delete_link(self, name: str) -> bool: ...
+    def routes(self) -> list[ipaddress.IPv4Network]: ...
+    def create_netns(self, path: str) -> None: ...
+    def remove_netns(self, path: str) -> bool: ...
+    def netns_in_use(self, path: str) -> bool: ...
+    def netns_links(self, path: str) -> list[str]: ...
+    def attach(self, netns_path: str, iface: Interface) -> None: ...
+    def detach(self, netns_path: str, ifname: str, host_ifname: str) -> None: ...
+
+
+class FirewallOps(Protocol):
+    """What the service needs from L{pyd.drivers.network.nft.FirewallDriver}."""
+
+    table: str
+
+    async def apply(self, rules: Ruleset) -> None: ...
+    async def remove(self) -> None: ...
+
+
+class ResolverOps(Protocol):
+    """What the service needs from L{pyd.drivers.network.dns.DnsServer}."""
+
+    def listen(self, address: str) -> tuple[int, int]: ...
+    def ports(self, address: str) -> tuple[int, int] | None: ...
+    def stop(self, address: str) -> Deferred[Any]: ...
+    def stop_all(self) -> Deferred[Any]: ...
+
+
+@attrs.frozen
+class ContainerRef:
+    """What networking needs to know about a container named in a request."""
+
+    id: str
+    name: str  # without the leading "/"
+    running: bool
+    network_mode: str = "default"
+
+
+class ContainerLookup(Protocol):
+    """Resolves container references (given by the container service)."""
+
+    async def network_container(self, ref: str) -> ContainerRef:
+        """The container C{ref} names. @raise NotFound: C{No such container: <ref>}."""
+        ...
+
+
+@attrs.frozen
+class NetworkConfig:
+    """The daemon options networking uses (from L{pyd.config.DaemonConfig})."""
+
+    exec_root: str = "/run/pyd"
+    bridge: str = ""  # default bridge device name ("" = pyd0)
+    bip: str = ""  # "10.200.0.1/24"
+    fixed_cidr: str = ""
+    default_address_pools: tuple[tuple[str, int], ...] = ()
+    icc: bool = True
+    ip_masq: bool = False
+    mtu: int = 1500
+    dns: tuple[str, ...] = ()
+    dns_opts: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    resolv_conf: str = "/etc/resolv.conf"
+
+    @classmethod
+    def from_daemon(cls, cfg: Any) -> NetworkConfig:
+        """Pick the networking options out of a DaemonConfig."""
+        return cls(
+            exec_root=cfg.exec_root,
+            bridge=cfg.bridge,
+            bip=cfg.bip,
+            fixed_cidr=cfg.fixed_cidr,
+            default_address_pools=tuple(cfg.default_address_pools),
+            icc=cfg.icc,
+            ip_masq=cfg.ip_masq,
+            mtu=cfg.mtu,
+            dns=tuple(cfg.dns),
+            dns_opts=tuple(cfg.dns_opts),
+            dns_search=tuple(cfg.dns_search),
+        )
+
+
+@attrs.frozen
+class NetworkView:
+    """A network and its active endpoints, for inspect and list."""
+
+    network: Network
+    endpoints: tuple[tuple[Attachment, str], ...]  # (attachment, container name)
+
+
+@attrs.frozen
+class CreateRequest:
+    """C{POST /networks/create}, parsed."""
+
+    name: str
+    driver: str = "bridge"
+    internal: bool = False
+    attachable: bool = False
+    enable_ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = attrs.field(factory=dict)
+    pools: tuple[IpamPool, ...] = ()
+    options: dict[str, str] = attrs.field(factory=dict)
+    labels: dict[str, str] = attrs.field(factory=dict)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _veth_name(container_id: str, network_id: str) -> str:
+    return "veth" + hashlib.sha256((container_id + network_id).encode()).hexdigest()[:7]
+
+
+def _mac_for(ip: str) -> str:
+    b = ipaddress.IPv4Address(ip).packed
+    return "02:42:" + ":".join(f"{x:02x}" for x in b)
+
+
+def _valid_mac(mac: str) -> bool:
+    parts = mac.split(":")
+    return len(parts) == 6 and all(
+        len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts
+    )
+
+
+def _read_resolv(path: str) -> tuple[list[str], list[str], list[str]]:
+    servers: list[str] = []
+    search: list[str] = []
+    options: list[str] = []
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if not fields or fields[0].startswith(("#", ";")):
+                    continue
+                if fields[0] == "nameserver" and len(fields) > 1:
+                    servers.append(fields[1])
+                elif fields[0] in ("search", "domain"):
+                    search = fields[1:]
+                elif fields[0] == "options":
+                    options.extend(fields[1:])
+    except OSError:
+        pass
+    return servers, search, options
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def _port_key(spec: str) -> tuple[int, str]:
+    port, _, proto = spec.partition("/")
+    try:
+        n = int(port)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid port specification: {spec!r}") from e
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp", "sctp") or not 0 < n < 65536:
+        raise InvalidParameter(f"invalid port specification: {spec!r}")
+    return n, proto
+
+
+def _host_port_range(value: str) -> tuple[int, int]:
+    if not value:
+        return 0, 0
+    lo, sep, hi = value.partition("-")
+    try:
+        a = int(lo)
+        b = int(hi) if sep else a
+    except ValueError as e:
+        raise InvalidParameter(f"invalid hostPort: {value}") from e
+    if not (0 <= a <= 65535 and 0 <= b <= 65535 and a <= b):
+        raise InvalidParameter(f"invalid hostPort: {value}")
+    return a, b
+
+
+def _can_bind(host_ip: str, port: int, proto: str) -> bool:
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    if proto == "sctp":
+        return True
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host_ip or "0.0.0.0", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# --- the service ---------------------------------------------------------------------------
+
+
+class NetworkService:
+    """Networks, endpoints, published ports and DNS for containers."""
+
+    def __init__(
+        self,
+        repo: NetworkRepository,
+        netlink: NetlinkOps,
+        firewall: FirewallOps,
+        resolver: ResolverOps | None,
+        blocking: Blocking,
+        events: EventSink,
+        config: NetworkConfig,
+        lookup: ContainerLookup | None = None,
+        can_bind: Callable[[str, int, str], bool] = _can_bind,
+    ) -> None:
+        self._repo = repo
+        self._nl = netlink
+        self._fw = firewall
+        self._dns = resolver
+        self._io = blocking
+        self._events = events
+        self.config = config
+        self.lookup = lookup
+        self._can_bind = can_bind
+        self._lock = DeferredLock()
+        self._networks: dict[str, Network] = {}
+        self._active: list[Attachment] = []
+        self._next_ephemeral = EPHEMERAL[0]
+
+    # -- small utilities -----------------------------------------------------------------
+
+    def netns_path(self, container_id: str) -> str:
+        """Where a container's network namespace is pinned."""
+        return os.path.join(self.config.exec_root, "netns", container_id)
+
+    async def _locked(self, fn: Callable[[], Any]) -> Any:
+        await self._lock.acquire()
+        try:
+            return await fn()
+        finally:
+            self._lock.release()
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._io.run(fn, *args)
+        except NetworkDriverError as e:
+            raise SystemError_(str(e)) from e
+
+    def _emit(self, action: str, network: Network, **extra: str) -> None:
+        attrs_ = {"name": network.name, "type": network.driver, **extra}
+        d = self._events.emit("network", action, network.id, attrs_)
+        d.addErrback(lambda f: log.failure("storing a network event failed", f))
+
+    def _by_name(self, name: str) -> Network | None:
+        for n in self._networks.values():
+            if n.name == name:
+                return n
+        return None
+
+    def resolve(self, ref: str) -> Network:
+        """A network by full id, name, or unique id prefix (dockerd's order).
+
+        @raise NotFound: C{network <ref> not found}.
+        """
+        if ref in self._networks:
+            return self._networks[ref]
+        n = self._by_name(ref)
+        if n is not None:
+            return n
+        matches = [x for x in self._networks.values() if ref and x.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise NotFound(
+                f"network {ref} is ambiguous ({len(matches)} matches found based on ID prefix)"
+            )
+        raise NotFound(f"network {ref} not found")
+
+    def _network_for_mode(self, mode: str) -> Network:
+        if mode in ("", "default"):
+            mode = "bridge"
+        return self.resolve(mode)
+
+    # -- start and stop --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the predefined networks, re-create bridges and rules, drop leftovers."""
+        await self._locked(self._start)
+
+    async def _start(self) -> None:
+        for n in await self._repo.all():
+            self._networks[n.id] = n
+        await self._ensure_predefined()
+        for n in list(self._networks.values()):
+            if n.driver == "bridge" and n.bridge and n.pools:
+                await self._ensure_bridge(n)
+        # Endpoints whose container is gone (it exited while we were down): give them back.
+        for att in await self._repo.endpoints():
+            if att.ipv4 is None:
+                continue
+            path = self.netns_path(att.container_id)
+            if not await self._blocking(self._nl.netns_in_use, path):
+                log.info(
+                    "releasing network resources of stopped container {cid}",
+                    cid=att.container_id,
+                )
+                await self._repo.clear_container(att.container_id)
+                await self._blocking(self._nl.remove_netns, path)
+                if att.config.get("host_ifname"):
+                    await self._blocking(self._nl.delete_link, att.config["host_ifname"])
+        await self._blocking(self._sweep_netns)
+        await self._refresh()
+
+    def _sweep_netns(self) -> None:
+        d = os.path.join(self.config.exec_root, "netns")
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = os.path.join(d, name)
+            if not self._nl.netns_in_use(path):
+                self._nl.remove_netns(path)
+
+    async def stop(self) -> None:
+        """Daemon shutdown: stop the resolver (bridges and rules stay for live containers)."""
+        if self._dns is not None:
+            await self._dns.stop_all()
+
+    async def _ensure_predefined(self) -> None:
+        for name, driver in (("host", "host"), ("none", "null")):
+            if self._by_name(name) is None:
+                n = Network(id=new_id(), name=name, driver=driver, created_nano=time.time_ns())
+                self._networks[n.id] = await self._repo.add(n)
+        await self._ensure_default_bridge()
+
+    async def _ensure_default_bridge(self) -> None:
+        cfg = self.config
+        device = cfg.bridge or "pyd0"
+        existing = self._by_name("bridge")
+        if device == "none":  # dockerd's `-b none`: no default bridge network at all
+            if existing is not None:
+                del self._networks[existing.id]
+                await self._repo.remove(existing.id)
+            return
+        if cfg.bip:
+            iface = ipaddress.IPv4Interface(cfg.bip)
+            subnet, gateway = str(iface.network), str(iface.ip)
+        elif existing is not None and existing.pools and existing.bridge == device:
+            subnet, gateway = existing.pools[0].subnet, existing.pools[0].gateway
+        else:
+            routes = await self._blocking(self._nl.routes)
+            taken = [r for r in routes if not self._own_route(r)]
+            for cand in DEFAULT_BRIDGE_CANDIDATES:
+                net = ipaddress.IPv4Network(cand)
+                if not any(net.overlaps(r) for r in taken):
+                    break
+            else:
+                raise SystemError_("no free subnet for the default bridge; set --bip")
+            subnet, gateway = str(net), str(next(net.hosts()))
+        if cfg.fixed_cidr:
+            fixed = ipaddress.IPv4Network(cfg.fixed_cidr, strict=False)
+            if not fixed.subnet_of(ipaddress.IPv4Network(subnet)):
+                raise SystemError_(
+                    f"fixed-cidr {cfg.fixed_cidr} is not inside the bridge subnet {subnet}"
+                )
+        pool = IpamPool(subnet=subnet, gateway=gateway, ip_range=cfg.fixed_cidr)
+        options = {
+            "com.docker.network.bridge.default_bridge": "true",
+            ICC_OPT: "true" if cfg.icc else "false",
+            MASQ_OPT: "true" if cfg.ip_masq else "false",
+            "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+            BRIDGE_NAME_OPT: device,
+            MTU_OPT: str(cfg.mtu),
+        }
+        want = Network(
+            id=existing.id if existing else new_id(),
+            name="bridge",
+            driver="bridge",
+            created_nano=existing.created_nano if existing else time.time_ns(),
+            pools=(pool,),
+            options=options,
+            bridge=device,
+        )
+        if existing == want:
+            return
+        if existing is not None:
+            await self._repo.remove(existing.id)
+            if existing.bridge and existing.bridge != device:
+                await self._blocking(self._nl.delete_link, existing.bridge)
+        self._networks[want.id] = await self._repo.add(want)
+
+    def _own_route(self, route: ipaddress.IPv4Network) -> bool:
+        for n in self._networks.values():
+            for p in n.pools:
+                if p.subnet and ipaddress.IPv4Network(p.subnet) == route:
+                    return True
+        return False
+
+    async def _ensure_bridge(self, n: Network) -> None:
+        assert n.bridge is not None
+        pool = n.pools[0]
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        mtu = int(n.options.get(MTU_OPT) or self.config.mtu)
+        await self._blocking(self._nl.ensure_bridge, n.bridge, pool.gateway or None, prefix, mtu)
+
+    # -- state -> kernel -----------------------------------------------------------------
+
+    def _is_user(self, n: Network) -> bool:
+        return n.driver == "bridge" and n.name != "bridge"
+
+    async def _refresh(self) -> None:
+        """Reload active endpoints; start/stop resolvers; render the firewall table."""
+        self._active = [a for a in await self._repo.endpoints() if a.ipv4 is not None]
+        bridges = []
+        ports = []
+        for n in self._networks.values():
+            if n.driver != "bridge" or not n.bridge or not n.pools:
+                continue
+            udp = tcp = 0
+            gw = n.pools[0].gateway
+            if self._dns is not None and self._is_user(n) and gw:
+                try:
+                    udp, tcp = self._dns.listen(gw)
+                except Exception as e:  # noqa: BLE001 - a resolver problem must not stop networking
+                    log.warn("cannot serve DNS on {gw}: {err}", gw=gw, err=e)
+            masq = self.config.ip_masq and n.options.get(MASQ_OPT, "true") != "false"
+            icc = n.options.get(ICC_OPT, "true") != "false"
+            bridges.append(
+                BridgeRules(
+                    bridge=n.bridge,
+                    subnet=n.pools[0].subnet,
+                    internal=n.internal,
+                    icc=icc,
+                    masquerade=masq,
+                    dns_listen=gw if udp else "",
+                    dns_udp_port=udp,
+                    dns_tcp_port=tcp,
+                )
+            )
+        for a in self._active:
+            for p in a.config.get("ports") or []:
+                ports.append(
+                    PortRule(
+                        protocol=p["proto"],
+                        host_ip=p["host_ip"],
+                        host_port=int(p["host_port"]),
+                        container_ip=str(a.ipv4),
+                        container_port=int(p["container_port"]),
+                    )
+                )
+        try:
+            await self._fw.apply(Ruleset(bridges=tuple(bridges), ports=tuple(ports)))
+        except Exception as e:
+            raise SystemError_(f"programming the firewall failed: {e}") from e
+
+    async def teardown_all(self) -> None:
+        """Remove the table (used by tests and by an operator's full cleanup)."""
+        await self._fw.remove()
+
+    # -- create / list / inspect / remove ------------------------------------------------
+
+    async def create(self, req: CreateRequest) -> tuple[Network, str]:
+        """C{docker network create}. @return: the network and a warning ("" if none)."""
+        return await self._locked(lambda: self._create(req))  # type: ignore[no-any-return]
+
+    async def _create(self, req: CreateRequest) -> tuple[Network, str]:
+        name = req.name.strip()
+        if not name:
+            raise InvalidParameter("network name must not be empty")
+        if self._by_name(name) is not None:
+            raise Conflict(f"network with name {name} already exists")
+        if name in PREDEFINED:
+            raise Forbidden(f"{name} is a pre-defined network and cannot be created")
+        driver = req.driver or "bridge"
+        if driver in ("host", "null"):
+            raise Forbidden(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise NotFound(f'plugin "{driver}" not found')
+        if req.ipam_driver not in ("", "default"):
+            raise NotFound(f'plugin "{req.ipam_driver}" not found')
+        if req.enable_ipv6:
+            raise Unsupported("pyd does not support IPv6 networks yet")
+        pools = await self._pools_for(req.pools)
+        nid = new_id()
+        device = req.options.get(BRIDGE_NAME_OPT) or "br-" + nid[:12]
+        if len(device) > 15:
+            raise InvalidParameter(f"bridge name {device} is longer than 15 characters")
+        for other in self._networks.values():
+            if other.bridge == device:
+                raise Conflict(f"bridge name {device} is already used by network {other.name}")
+        exists = await self._blocking(self._nl.link_exists, device)
+        if req.options.get(BRIDGE_NAME_OPT) and exists:
+            raise Conflict(f"an interface named {device} already exists on the host")
+        n = Network(
+            id=nid,
+            name=name,
+            driver="bridge",
+            created_nano=time.time_ns(),
+            internal=req.internal,
+            attachable=req.attachable,
+            ipam_driver=req.ipam_driver or "default",
+            ipam_options=dict(req.ipam_options),
+            pools=pools,
+            options=dict(req.options),
+            labels=dict(req.labels),
+            bridge=device,
+        )
+        await self._repo.add(n)
+        self._networks[n.id] = n
+        try:
+            await self._ensure_bridge(n)
+            await self._refresh()
+        except BaseException:
+            del self._networks[n.id]
+            await self._repo.remove(n.id)
+            await self._blocking(self._nl.delete_link, device)
+            raise
+        self._emit("create", n)
+        return n, ""
+
+    async def _pools_for(self, requested: Sequence[IpamPool]) -> tuple[IpamPool, ...]:
+        used = [
+            ipaddress.IPv4Network(p.subnet)
+            for n in self._networks.values()
+            for p in n.pools
+            if p.subnet
+        ]
+        out = []
+        for p in requested:
+            if not p.subnet:
+                raise InvalidParameter("IPAM config needs a subnet")
+            try:
+                net = ipaddress.ip_network(p.subnet, strict=False)
+            except ValueError as e:
+                raise InvalidParameter(f"invalid subnet {p.subnet}: {e}") from e
+            if not isinstance(net, ipaddress.IPv4Network):
+                raise Unsupported("pyd does not support IPv6 networks yet")
+            if str(net) != p.subnet.strip():
+                raise InvalidParameter(
+                    f"invalid network config: subnet {p.subnet} has host bits set "
+                    f"(the network address is {net})"
+                )
+            if any(net.overlaps(u) for u in used):
+                raise Forbidden("Pool overlaps with other one on this address space")
+            gateway = p.gateway or str(next(net.hosts()))
+            if ipaddress.IPv4Address(gateway) not in net:
+                raise InvalidParameter(
+                    f"invalid gateway {gateway}: it is not inside the subnet {net}"
+                )
+            if p.ip_range:
+                rng = ipaddress.IPv4Network(p.ip_range, strict=False)
+                if not rng.subnet_of(net):
+                    raise InvalidParameter(f"ip-range {p.ip_range} is not inside the subnet {net}")
+            used.append(net)
+            out.append(IpamPool(subnet=str(net), gateway=gateway, ip_range=p.ip_range))
+        if out:
+            return tuple(out)
+        routes = await self._blocking(self._nl.routes)
+        taken = used + [r for r in routes if not self._own_route(r)]
+        for base, size in self.config.default_address_pools or DEFAULT_POOLS:
+            for cand in ipaddress.IPv4Network(base).subnets(new_prefix=size):
+                if not any(cand.overlaps(t) for t in taken):
+                    return (IpamPool(subnet=str(cand), gateway=str(next(cand.hosts()))),)
+        raise Forbidden("all predefined address pools have been fully subnetted")
+
+    async def list_networks(self, filters: dict[str, list[str]] | None = None) -> list[NetworkView]:
+        """C{docker network ls} with dockerd's filters."""
+        f = filters or {}
+        allowed = {"driver", "id", "label", "name", "scope", "type", "dangling"}
+        for key in f:
+            if key not in allowed:
+                raise InvalidParameter(f"invalid filter '{key}'")
+        views = [await self._view(n) for n in self._networks.values()]
+        out = []
+        for v in views:
+            n = v.network
+            if f.get("driver") and n.driver not in f["driver"]:
+                continue
+            if f.get("id") and not any(n.id.startswith(x) for x in f["id"]):
+                continue
+            if f.get("name") and not any(x in n.name for x in f["name"]):
+                continue
+            if f.get("scope") and n.scope not in f["scope"]:
+                continue
+            if f.get("type"):
+                for t in f["type"]:
+                    if t not in ("custom", "builtin"):
+                        raise InvalidParameter(f"invalid filter: 'type'='{t}'")
+                kind = "builtin" if n.predefined else "custom"
+                if kind not in f["type"]:
+                    continue
+            if f.get("label") and not all(_label_match(n.labels, x) for x in f["label"]):
+                continue
+            if f.get("dangling"):
+                vals = {x.lower() for x in f["dangling"]}
+                if not vals <= {"true", "false", "1", "0"}:
+                    raise InvalidParameter(f"invalid filter 'dangling={f['dangling'][0]}'")
+                want_dangling = bool(vals & {"true", "1"})
+                dangling = not n.predefined and not v.endpoints
+                if dangling != want_dangling:
+                    continue
+            out.append(v)
+        return out
+
+    async def inspect(self, ref: str) -> NetworkView:
+        """C{docker network inspect}."""
+        return await self._view(self.resolve(ref))
+
+    async def _view(self, n: Network) -> NetworkView:
+        eps = [a for a in self._active if a.network_id == n.id]
+        return NetworkView(network=n, endpoints=tuple((a, a.config.get("name", "")) for a in eps))
+
+    async def remove(self, ref: str) -> None:
+        """C{docker network rm}. @raise Forbidden: predefined, or in use."""
+        await self._locked(lambda: self._remove(ref))
+
+    async def _remove(self, ref: str) -> None:
+        n = self.resolve(ref)
+        if n.predefined:
+            raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
+        active = [a for a in self._active if a.network_id == n.id]
+        if active:
+            desc = ", ".join(
+                f'name:"{a.config.get("name", "")}" id:"{short_id(a.container_id)}"' for a in active
+            )
+            raise Forbidden(
+                f"error while removing network: network {n.name} has active endpoints ({desc})"
+            )
+        await self._drop(n)
+
+    async def _drop(self, n: Network) -> None:
+        del self._networks[n.id]
+        await self._repo.remove(n.id)
+        if self._dns is not None and n.pools and n.pools[0].gateway:
+            await self._dns.stop(n.pools[0].gateway)
+        if n.bridge:
+            await self._blocking(self._nl.delete_link, n.bridge)
+        await self._refresh()
+        self._emit("destroy", n)
+
+    async def prune(self, filters: dict[str, list[str]] | None = None) -> list[str]:
+        """C{docker network prune}: user networks without running containers."""
+        f = filters or {}
+        for key in f:
+            if key not in ("until", "label", "label!"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+
+        async def run() -> list[str]:
+            gone = []
+            for n in list(self._networks.values()):
+                if n.predefined or any(a.network_id == n.id for a in self._active):
+                    continue
+                if f.get("label") and not all(_label_match(n.labels, x) for x in f["label"]):
+                    continue
+                if f.get("label!") and any(_label_match(n.labels, x) for x in f["label!"]):
+                    continue
+                if f.get("until") and not all(n.created_nano <= _until_nano(x) for x in f["until"]):
+                    continue
+                await self._drop(n)
+                gone.append(n.name)
+            return gone
+
+        return await self._locked(run)  # type: ignore[no-any-return]
+
+    # -- NetworkProvider -----------------------------------------------------------------
+
+    async def validate(
+        self,
+        container_id: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+    ) -> None:
+        """Check a create request before the container exists."""
+        mode = network_mode or "default"
+        if host_config.get("Links"):
+            raise InvalidParameter(
+                "legacy container links (--link) are not supported by pyd: "
+                "put the containers on a user-defined network and use their names"
+            )
+        eps = dict(endpoints_config or {})
+        if mode == "host" or mode == "none":
+            others = [k for k in eps if k not in (mode, "default")]
+            if others:
+                raise InvalidParameter(
+                    "conflicting options: host type networking can't be used with links. "
+                    "This would result in undefined behavior"
+                    if mode == "host"
+                    else "container cannot be connected to multiple networks with one of the "
+                    "networks in private (none) mode"
+                )
+        elif mode.startswith("container:"):
+            target = mode.split(":", 1)[1]
+            if not target:
+                raise InvalidParameter("invalid network mode: container: needs a container name")
+            if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
+                raise InvalidParameter(
+                    "conflicting options: port publishing and the container type network mode"
+                )
+            if self.lookup is not None:
+                await self.lookup.network_container(target)
+        else:
+            self._network_for_mode(mode)
+            for key, ep in eps.items():
+                net = self._network_for_mode(key)
+                self._check_endpoint_config(net, ep or {})
+        if mode not in ("host",) and not mode.startswith("container:"):
+            self._parse_ports(host_config, ())
+        for h in host_config.get("ExtraHosts") or []:
+            if ":" not in h and "=" not in h:
+                raise InvalidParameter(f'invalid argument {h!r} for "--add-host" flag')
+
+    def _check_endpoint_config(self, net: Network, ep: dict[str, Any]) -> None:
+        ipam = ep.get("IPAMConfig") or {}
+        ip = ipam.get("IPv4Address") or ""
+        if ip:
+            if not self._is_user(net):
+                raise InvalidParameter(
+                    "user specified IP address is supported on user defined networks only"
+                )
+            try:
+                addr = ipaddress.IPv4Address(ip)
+            except ValueError as e:
+                raise InvalidParameter(f"invalid IPv4 address: {ip}") from e
+            if not any(addr in ipaddress.IPv4Network(p.subnet) for p in net.pools):
+                raise InvalidParameter(
+                    f"no configured subnet or ip-range contain the IP address {ip}"
+                )
+        if ep.get("Aliases") and not self._is_user(net):
+            raise InvalidParameter(
+                "network-scoped alias is supported only for containers in user defined networks"
+            )
+        mac = ep.get("MacAddress") or ""
+        if mac and not _valid_mac(mac):
+            raise InvalidParameter(f"invalid MAC address: {mac}")
+
+    def _parse_ports(
+        self, host_config: dict[str, Any], exposed: Sequence[str]
+    ) -> list[tuple[int, str, str, int, int]]:
+        """(container_port, proto, host_ip, host_lo, host_hi) per requested binding."""
+        out = []
+        bindings = host_config.get("PortBindings") or {}
+        if not isinstance(bindings, dict):
+            raise InvalidParameter("invalid PortBindings")
+        for spec, binds in bindings.items():
+            port, proto = _port_key(spec)
+            for b in binds or [{}]:
+                host_ip = (b or {}).get("HostIp") or ""
+                if host_ip:
+                    try:
+                        ipaddress.IPv4Address(host_ip)
+                    except ValueError:
+                        if ":" in host_ip:  # IPv6 host addresses: not served, skipped
+                            continue
+                        raise InvalidParameter(f"invalid host IP: {host_ip}") from None
+                lo, hi = _host_port_range((b or {}).get("HostPort") or "")
+                out.append((port, proto, host_ip, lo, hi))
+        if host_config.get("PublishAllPorts"):
+            have = {(p, pr) for p, pr, *_ in out}
+            for spec in exposed:
+                port, proto = _port_key(spec)
+                if (port, proto) not in have:
+                    out.append((port, proto, "", 0, 0))
+        return out
+
+    async def setup(
+        self,
+        container_id: str,
+        name: str,
+        hostname: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+        exposed_ports: Sequence[str],
+    ) -> NetworkSetup:
+        """Prepare the container's network before it starts."""
+
+        async def run() -> NetworkSetup:
+            return await self._setup(
+                container_id,
+                name.lstrip("/"),
+                hostname,
+                network_mode or "default",
+                dict(endpoints_config or {}),
+                dict(host_config or {}),
+                exposed_ports,
+            )
+
+        return await self._locked(run)  # type: ignore[no-any-return]
+
+    def _dns_settings(
+        self, host_config: dict[str, Any], resolver: str | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], list[str]]:
+        """(servers for resolv.conf, search, options, upstreams for our resolver)."""
+        h_servers, h_search, h_opts = _read_resolv(self.config.resolv_conf)
+        asked = list(host_config.get("Dns") or self.config.dns)
+        upstream = asked or h_servers
+        search = tuple(host_config.get("DnsSearch") or self.config.dns_search or h_search)
+        opts = tuple(host_config.get("DnsOptions") or self.config.dns_opts or h_opts)
+        if resolver:
+            return (resolver,), search, opts, upstream
+        servers = asked or [s for s in h_servers if not _is_loopback(s)]
+        if not servers:
+            servers = ["8.8.8.8", "8.8.4.4"]  # dockerd's fallback when the host has only loopback
+        return tuple(servers), search, opts, upstream
+
+    def _hosts(
+        self, host_config: dict[str, Any], own: tuple[str, str] | None, gateway: str
+    ) -> tuple[tuple[str, str], ...]:
+        entries = list(HOSTS_BASE)
+        for h in host_config.get("ExtraHosts") or []:
+            sep = "=" if "=" in h and ":" not in h.split("=", 1)[0] else ":"
+            host, _, addr = h.partition(sep)
+            if addr == "host-gateway":
+                addr = gateway or self._default_gateway()
+            entries.append((addr.strip("[]"), host))
+        if own is not None:
+            entries.append(own)
+        return tuple(entries)
+
+    def _default_gateway(self) -> str:
+        b = self._by_name("bridge")
+        return b.pools[0].gateway if b and b.pools else "127.0.0.1"
+
+    async def _setup(
+        self,
+        cid: str,
+        name: str,
+        hostname: str,
+        mode: str,
+        eps_cfg: dict[str, Any],
+        host_config: dict[str, Any],
+        exposed: Sequence[str],
+    ) -> NetworkSetup:
+        if host_config.get("Links"):
+            raise InvalidParameter(
+                "legacy container links (--link) are not supported by pyd: "
+                "put the containers on a user-defined network and use their names"
+            )
+        if mode == "host":
+            servers, search, opts, _ = self._dns_settings(host_config, None)
+            h_servers, _, _ = _read_resolv(self.config.resolv_conf)
+            return NetworkSetup(
+                netns_path=None,
+                endpoints=(),
+                ports=(),
+                hosts_entries=self._hosts(host_config, None, ""),
+                dns_servers=tuple(host_config.get("Dns") or self.config.dns or h_servers),
+                dns_search=search,
+                dns_options=opts,
+            )
+        if mode.startswith("container:"):
+            return await self._setup_joined(mode.split(":", 1)[1], host_config)
+        path = self.netns_path(cid)
+        await self._blocking(self._nl.remove_netns, path)
+        if mode == "none":
+            await self._blocking(self._nl.create_netns, path)
+            servers, search, opts, _ = self._dns_settings(host_config, None)
+            return NetworkSetup(
+                netns_path=path,
+                endpoints=(),
+                ports=(),
+                hosts_entries=self._hosts(host_config, None, ""),
+                dns_servers=servers,
+                dns_search=search,
+                dns_options=opts,
+            )
+        primary = self._network_for_mode(mode)
+        atts = await self._repo.endpoints(container_id=cid)
+        if not atts:
+            wanted: list[tuple[Network, dict[str, Any]]] = [
+                (primary, dict(eps_cfg.get(primary.name) or eps_cfg.get(mode) or {}))
+            ]
+            if mode == "default":
+                wanted[0] = (primary, dict(eps_cfg.get("default") or eps_cfg.get("bridge") or {}))
+            for key, ep in eps_cfg.items():
+                net = self._network_for_mode(key)
+                if net.id != primary.id and all(net.id != w[0].id for w in wanted):
+                    wanted.append((net, dict(ep or {})))
+            for net, ep in wanted:
+                self._check_endpoint_config(net, ep)
+                atts.append(await self._repo.add_endpoint(self._new_attachment(cid, name, net, ep)))
+        # The network named by the mode goes first: it gets eth0, the default route and ports.
+        atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
+        await self._blocking(self._nl.create_netns, path)
+        endpoints: list[Endpoint] = []
+        ports: list[PortMapping] = []
+        resolver = None
+        upstream_holder: list[str] = []
+        try:
+            gateway_set = False
+            for i, att in enumerate(atts):
+                found = self._networks.get(att.network_id)
+                if found is None:
+                    raise NotFound(f"network {att.network_id} not found")
+                gw = found.pools[0].gateway
+                use_gw = not found.internal and not gateway_set
+                ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw, host_config)
+                gateway_set = gateway_set or use_gw
+                endpoints.append(ep)
+                if resolver is None and self._is_user(found) and self._dns is not None:
+                    resolver = gw
+            servers, search, opts, upstream = self._dns_settings(host_config, resolver)
+            upstream_holder.extend(upstream)
+            first = atts[0]
+            prim_net = self._networks[first.network_id]
+            ip = endpoints[0].ipv4
+            if not prim_net.internal:
+                ports = await self._publish(first, name, ip, host_config, exposed)
+            for att in atts:
+                fresh = await self._repo.endpoints(container_id=cid)
+                for f in fresh:
+                    if f.id == att.id:
+                        cfg = dict(f.config)
+                        cfg["dns_upstream"] = upstream
+                        cfg["hostname"] = hostname
+                        await self._repo.update_endpoint(f.id, config=cfg)
+            await self._refresh()
+        except BaseException:
+            await self._blocking(self._nl.remove_netns, path)
+            for att in atts:
+                await self._blocking(self._nl.delete_link, _veth_name(cid, att.network_id))
+            await self._repo.clear_container(cid)
+            await self._refresh()
+            raise
+        for ep_, att in zip(endpoints, atts, strict=True):
+            self._emit("connect", self._networks[att.network_id], container=cid)
+            _ = ep_
+        own = (endpoints[0].ipv4, hostname) if endpoints and hostname else None
+        return NetworkSetup(
+            netns_path=path,
+            endpoints=tuple(endpoints),
+            ports=tuple(ports),
+            hosts_entries=self._hosts(host_config, own, endpoints[0].gateway if endpoints else ""),
+            dns_servers=servers,
+            dns_search=search,
+            dns_options=opts,
+        )
+
+    def _new_attachment(
+        self, cid: str, name: str, net: Network, ep: dict[str, Any], order: int = 0
+    ) -> Attachment:
+        ipam = ep.get("IPAMConfig") or {}
+        aliases = tuple(dict.fromkeys(a for a in (ep.get("Aliases") or []) if a))
+        return Attachment(
+            id=new_id(),
+            network_id=net.id,
+            container_id=cid,
+            ipv4=None,
+            mac=(ep.get("MacAddress") or None),
+            aliases=aliases,
+            config={
+                "name": name,
+                "requested_ipv4": ipam.get("IPv4Address") or "",
+                "order": order,
+                "host_ifname": _veth_name(cid, net.id),
+            },
+        )
+
+    async def _plug(
+        self,
+        path: str,
+        cid: str,
+        name: str,
+        net: Network,
+        att: Attachment,
+        ifname: str,
+        use_gateway: bool,
+        host_config: dict[str, Any],
+    ) -> Endpoint:
+        reserved = [p.gateway for p in net.pools]
+        ip = await self._repo.allocate(
+            att.id, net, att.config.get("requested_ipv4") or None, reserved
+        )
+        mac = att.mac or _mac_for(ip)
+        pool = net.pools[0]
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        host_if = _veth_name(cid, net.id)
+        cfg = dict(att.config)
+        cfg.update({"name": name, "ifname": ifname, "host_ifname": host_if})
+        await self._repo.update_endpoint(att.id, config=cfg)
+        mtu = int(net.options.get(MTU_OPT) or self.config.mtu)
+        await self._blocking(
+            self._nl.attach,
+            path,
+            Interface(
+                bridge=str(net.bridge),
+                host_ifname=host_if,
+                ifname=ifname,
+                address=ip,
+                prefixlen=prefix,
+                mac=mac,
+                gateway=pool.gateway if use_gateway else None,
+                mtu=mtu,
+            ),
+        )
+        return self._endpoint(net, att, ip, mac)
+
+    def _endpoint(self, net: Network, att: Attachment, ip: str, mac: str) -> Endpoint:
+        pool = net.pools[0]
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        names: tuple[str, ...] = ()
+        if self._is_user(net):
+            names = (att.config.get("name", ""), *att.aliases, short_id(att.container_id))
+        return Endpoint(
+            network_name=net.name,
+            network_id=net.id,
+            endpoint_id=att.id,
+            ipv4=ip,
+            prefixlen=prefix,
+            gateway="" if net.internal else pool.gateway,
+            mac=mac,
+            aliases=att.aliases,
+            dns_names=tuple(n for n in names if n),
+        )
+
+    async def _publish(
+        self,
+        att: Attachment,
+        name: str,
+        container_ip: str,
+        host_config: dict[str, Any],
+        exposed: Sequence[str],
+    ) -> list[PortMapping]:
+        wanted = self._parse_ports(host_config, exposed)
+        if not wanted:
+            return []
+        taken = {
+            (p["proto"], int(p["host_port"]), p["host_ip"])
+            for a in self._active
+            for p in a.config.get("ports") or []
+        }
+
+        def clash(proto: str, port: int, ip: str) -> bool:
+            for tp, tport, tip in taken:
+                if tp == proto and tport == port and (not tip or not ip or tip == ip):
+                    return True
+            return False
+
+        chosen: list[dict[str, Any]] = []
+        for cport, proto, host_ip, lo, hi in wanted:
+            shown_ip = host_ip or "0.0.0.0"
+            if lo == 0:
+                port = await self._ephemeral(proto, host_ip, clash)
+            else:
+                port = 0
+                for cand in range(lo, hi + 1):
+                    if clash(proto, cand, host_ip):
+                        continue
+                    if not await self._io.run(self._can_bind, host_ip, cand, proto):
+                        if lo == hi:
+                            raise Conflict(
+                                f"driver failed programming external connectivity on endpoint "
+                                f"{name} ({att.id}): failed to bind host port for "
+                                f"{shown_ip}:{cand}:{container_ip}:{cport}/{proto}: "
+                                "address already in use"
+                            )
+                        continue
+                    port = cand
+                    break
+                if not port:
+                    raise Conflict(
+                        f"Bind for {shown_ip}:{lo if lo == hi else f'{lo}-{hi}'} failed: "
+                        "port is already allocated"
+                    )
+            taken.add((proto, port, host_ip))
+            chosen.append(
+                {"proto": proto, "host_ip": host_ip, "host_port": port, "container_port": cport}
+            )
+        fresh = [
+            a for a in await self._repo.endpoints(container_id=att.container_id) if a.id == att.id
+        ]
+        cfg = dict(fresh[0].config if fresh else att.config)
+        cfg["ports"] = chosen
+        await self._repo.update_endpoint(att.id, config=cfg)
+        return [
+            PortMapping(
+                container_port=c["container_port"],
+                protocol=c["proto"],
+                host_ip=c["host_ip"] or "0.0.0.0",
+                host_port=c["host_port"],
+            )
+            for c in chosen
+        ]
+
+    async def _ephemeral(
+        self, proto: str, host_ip: str, clash: Callable[[str, int, str], bool]
+    ) -> int:
+        lo, hi = EPHEMERAL
+        span = hi - lo + 1
+        start = self._next_ephemeral
+        for i in range(span):
+            cand = lo + (start - lo + i) % span
+            if clash(proto, cand, host_ip):
+                continue
+            if await self._io.run(self._can_bind, host_ip, cand, proto):
+                self._next_ephemeral = lo + (cand - lo + 1) % span
+                return cand
+        raise Conflict("no free host port in the ephemeral range")
+
+    async def _setup_joined(self, target: str, host_config: dict[str, Any]) -> NetworkSetup:
+        if self.lookup is None:
+            raise NotFound(f"No such container: {target}")
+        other = await self.lookup.network_container(target)
+        if not other.running:
+            raise Conflict(
+                f"cannot join network namespace of a non running container: {other.name}"
+            )
+        mode = other.network_mode or "default"
+        if mode == "host":
+            return await self._setup("", "", "", "host", {}, host_config, ())
+        if mode.startswith("container:"):
+            return await self._setup_joined(mode.split(":", 1)[1], host_config)
+        path = self.netns_path(other.id)
+        atts = [a for a in self._active if a.container_id == other.id]
+        resolver = None
+        for a in atts:
+            net = self._networks.get(a.network_id)
+            if net is not None and self._is_user(net) and self._dns is not None:
+                resolver = net.pools[0].gateway
+                break
+        servers, search, opts, _ = self._dns_settings(host_config, resolver)
+        own = None
+        if atts and atts[0].ipv4 and atts[0].config.get("hostname"):
+            own = (str(atts[0].ipv4), str(atts[0].config["hostname"]))
+        return NetworkSetup(
+            netns_path=path,
+            endpoints=(),
+            ports=(),
+            hosts_entries=self._hosts(host_config, own, ""),
+            dns_servers=servers,
+            dns_search=search,
+            dns_options=opts,
+        )
+
+    async def teardown(self, container_id: str) -> None:
+        """After the container stopped: ports, addresses, interfaces and the namespace go."""
+        await self._locked(lambda: self._teardown(container_id))
+
+    async def _teardown(self, cid: str) -> None:
+        atts = await self._repo.endpoints(container_id=cid)
+        await self._blocking(self._nl.remove_netns, self.netns_path(cid))
+        for a in atts:
+            await self._blocking(self._nl.delete_link, _veth_name(cid, a.network_id))
+        was_active = [a for a in atts if a.ipv4 is not None]
+        await self._repo.clear_container(cid)
+        await self._refresh()
+        for a in was_active:
+            net = self._networks.get(a.network_id)
+            if net is not None:
+                self._emit("disconnect", net, container=cid)
+
+    async def release(self, container_id: str) -> None:
+        """On removal: drop the container's endpoints (addresses go back to the pool)."""
+
+        async def run() -> None:
+            await self._teardown(container_id)
+            await self._repo.remove_endpoints(container_id)
+
+        await self._locked(run)
+
+    async def container_endpoints(self, container_id: str) -> list[Endpoint]:
+        """The container's current endpoints (for container inspect after connect/disconnect).
+
+        Stopped containers report their networks with empty addresses, as dockerd does.
+        """
+        out = []
+        for a in await self._repo.endpoints(container_id=container_id):
+            net = self._networks.get(a.network_id)
+            if net is None:
+                continue
+            if a.ipv4:
+                out.append(self._endpoint(net, a, a.ipv4, a.mac or _mac_for(a.ipv4)))
+            else:
+                out.append(
+                    Endpoint(
+                        network_name=net.name,
+                        network_id=net.id,
+                        endpoint_id="",
+                        ipv4="",
+                        prefixlen=0,
+                        gateway="",
+                        mac=a.mac or "",
+                        aliases=a.aliases,
+                    )
+                )
+        return out
+
+    # -- connect / disconnect ------------------------------------------------------------
+
+    async def connect(self, ref: str, container: str, endpoint_config: dict[str, Any]) -> None:
+        """C{docker network connect}: live when the container runs, recorded otherwise."""
+        net = self.resolve(ref)
+        if self.lookup is None:
+            raise NotFound(f"No such container: {container}")
+        c = await self.lookup.network_container(container)
+
+        async def run() -> None:
+            await self._connect(net, c, dict(endpoint_config or {}))
+
+        await self._locked(run)
+
+    async def _connect(self, net: Network, c: ContainerRef, ep: dict[str, Any]) -> None:
+        mode = c.network_mode or "default"
+        if net.driver == "host" or mode == "host":
+            raise Forbidden(
+                "container cannot be disconnected from host network or connected to host network"
+            )
+        if net.driver == "null" or mode == "none":
+            raise Forbidden(
+                "container cannot be connected to multiple networks with one of the networks "
+                "in private (none) mode"
+            )
+        if mode.startswith("container:"):
+            raise Forbidden(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            )
+        self._check_endpoint_config(net, ep)
+        atts = await self._repo.endpoints(container_id=c.id)
+        if any(a.network_id == net.id for a in atts):
+            raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
+        att = self._new_attachment(c.id, c.name, net, ep, order=len(atts))
+        await self._repo.add_endpoint(att)
+        path = self.netns_path(c.id)
+        if not c.running or not await self._blocking(os.path.exists, path):
+            return
+        try:
+            present = await self._blocking(self._nl.netns_links, path)
+            i = 0
+            while f"eth{i}" in present:
+                i += 1
+            has_default = any(
+                a.ipv4 and not self._networks[a.network_id].internal
+                for a in atts
+                if a.network_id in self._networks
+            )
+            await self._plug(
+                path, c.id, c.name, net, att, f"eth{i}", not has_default and not net.internal, {}
+            )
+            cfg = dict(att.config)
+            primary = [a for a in atts if a.ipv4]
+            upstream = primary[0].config.get("dns_upstream") if primary else None
+            fresh = [a for a in await self._repo.endpoints(container_id=c.id) if a.id == att.id]
+            cfg = dict(fresh[0].config)
+            cfg["dns_upstream"] = upstream or []
+            await self._repo.update_endpoint(att.id, config=cfg)
+            await self._refresh()
+        except BaseException:
+            await self._blocking(self._nl.delete_link, _veth_name(c.id, net.id))
+            await self._repo.remove_endpoints(c.id, net.id)
+            await self._refresh()
+            raise
+        self._emit("connect", net, container=c.id)
+
+    async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
+        """C{docker network disconnect}."""
+        net = self.resolve(ref)
+        if self.lookup is None:
+            raise NotFound(f"No such container: {container}")
+        try:
+            c = await self.lookup.network_container(container)
+        except NotFound:
+            if not force:
+                raise
+            c = None
+
+        async def run() -> None:
+            if c is None:
+                # --force on a container that is gone: drop matching stale endpoints by name.
+                for a in list(self._active) + await self._repo.endpoints(network_id=net.id):
+                    if a.network_id == net.id and a.config.get("name") == container:
+                        await self._repo.remove_endpoints(a.container_id, net.id)
+                await self._refresh()
+                return
+            await self._disconnect(net, c)
+
+        await self._locked(run)
+
+    async def _disconnect(self, net: Network, c: ContainerRef) -> None:
+        if net.driver == "host" or (c.network_mode or "") == "host":
+            raise Forbidden(
+                "container cannot be disconnected from host network or connected to host network"
+            )
+        atts = [a for a in await self._repo.endpoints(container_id=c.id) if a.network_id == net.id]
+        if not atts:
+            raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+        att = atts[0]
+        if att.ipv4 is not None:
+            await self._blocking(
+                self._nl.detach,
+                self.netns_path(c.id),
+                str(att.config.get("ifname", "")),
+                _veth_name(c.id, net.id),
+            )
+        await self._repo.remove_endpoints(c.id, net.id)
+        await self._refresh()
+        if att.ipv4 is not None:
+            self._emit("disconnect", net, container=c.id)
+
+    # -- the resolver's name table (called on the reactor thread) ------------------------
+
+    def _client(self, client_ip: str, server_ip: str) -> str | None:
+        for a in self._active:
+            if a.ipv4 == client_ip:
+                net = self._networks.get(a.network_id)
+                if net and net.pools and net.pools[0].gateway == server_ip:
+                    return a.container_id
+        for a in self._active:
+            if a.ipv4 == client_ip:
+                return a.container_id
+        return None
+
+    def _visible_networks(self, client_ip: str, server_ip: str) -> list[str]:
+        cid = self._client(client_ip, server_ip)
+        nets = []
+        for n in self._networks.values():
+            if n.pools and n.pools[0].gateway == server_ip and self._is_user(n):
+                nets.append(n.id)
+        if cid is not None:
+            for a in self._active:
+                if a.container_id == cid and a.network_id not in nets:
+                    net = self._networks.get(a.network_id)
+                    if net is not None and self._is_user(net):
+                        nets.append(a.network_id)
+        return nets
+
+    def lookup_name(self, client_ip: str, server_ip: str, name: str) -> list[str] | None:
+        """Addresses of the containers called C{name} on networks the client shares."""
+        name = name.lower()
+        for nid in self._visible_networks(client_ip, server_ip):
+            found = []
+            for a in self._active:
+                if a.network_id != nid or a.ipv4 is None:
+                    continue
+                names = {str(a.config.get("name", "")).lower(), a.container_id[:12]}
+                names.update(x.lower() for x in a.aliases)
+                if name in names or (len(name) >= 12 and a.container_id.startswith(name)):
+                    found.append(a.ipv4)
+            if found:
+                return found
+        return None
+
+    def reverse_name(self, client_ip: str, server_ip: str, address: str) -> str | None:
+        """The container name owning C{address} on a network the client shares."""
+        for nid in self._visible_networks(client_ip, server_ip):
+            for a in self._active:
+                if a.network_id == nid and a.ipv4 == address:
+                    net = self._networks[nid]
+                    return f"{a.config.get('name', '')}.{net.name}"
+        return None
+
+    def upstream_servers(self, client_ip: str) -> list[str]:
+        """Where the resolver forwards other names for this client."""
+        for a in self._active:
+            if a.ipv4 == client_ip and a.config.get("dns_upstream"):
+                return [str(s) for s in a.config["dns_upstream"]]
+        servers, _, _ = _read_resolv(self.config.resolv_conf)
+        return list(self.config.dns) or servers
+
+
+class ServiceNameTable:
+    """Adapts L{NetworkService} to L{pyd.drivers.network.dns.NameTable}."""
+
+    def __init__(self) -> None:
+        self.service: NetworkService | None = None
+
+    def lookup(self, client_ip: str, server_ip: str, name: str) -> list[str] | None:
+        """Delegate to the service."""
+        return self.service.lookup_name(client_ip, server_ip, name) if self.service else None
+
+    def reverse(self, client_ip: str, server_ip: str, address: str) -> str | None:
+        """Delegate to the service."""
+        return self.service.reverse_name(client_ip, server_ip, address) if self.service else None
+
+    def upstreams(self, client_ip: str) -> list[str]:
+        """Delegate to the service."""
+        return self.service.upstream_servers(client_ip) if self.service else []
+
+
+def _label_match(labels: dict[str, str], spec: str) -> bool:
+    k, sep, v = spec.partition("=")
+    if k not in labels:
+        return False
+    return not sep or labels[k] == v
+
+
+def _until_nano(value: str) -> int:
+    try:
+        return int(float(value) * 1e9)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid filter 'until={value}'") from e

@@ -1,0 +1,275 @@
+"""A real NetworkService on the real kernel for integration tests, with cleanup of everything.
+
+The service runs synchronously: inline Blocking, an in-memory database, a ProcessRunner that
+calls nft directly. Bridges, namespaces and the nft table it makes are removed by L{close}.
+Containers are stand-ins: rows in the database and processes started with nsenter in the
+namespace the service prepared (busybox httpd, sleep).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import insert
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+
+from pyd.core.records import Event
+from pyd.core.seams import InlineBlocking
+from pyd.drivers.network.netlink import NetlinkDriver
+from pyd.drivers.network.nft import FirewallDriver, table_name
+from pyd.drivers.process import ProcessResult
+from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService
+from pyd.state.db import Database, make_engine
+from pyd.state.models import Base, ContainerRow
+from pyd.state.networks import NetworkRepository
+from tests.helpers.daemon import _free_bip
+
+
+class SyncRunner:
+    """A ProcessRunner that runs the program at once (tests only)."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        check: bool = False,
+        child_fds: Mapping[int, Any] | None = None,
+    ) -> Deferred[ProcessResult]:
+        r = subprocess.run(list(argv), input=stdin, capture_output=True, check=False)
+        return succeed(ProcessResult(tuple(argv), r.returncode, r.stdout, r.stderr))
+
+
+class RecordingEvents:
+    """An EventSink that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, dict[str, str]]] = []
+
+    def emit(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> Deferred[Event]:
+        self.events.append((type_, action, actor_id, dict(attributes or {})))
+        return succeed(Event(0, type_, action, actor_id, dict(attributes or {}), scope, 0))
+
+
+class FakeResolver:
+    """Stands in for the DNS server: remembers which addresses it would serve on."""
+
+    def __init__(self) -> None:
+        self.addresses: dict[str, tuple[int, int]] = {}
+
+    def listen(self, address: str) -> tuple[int, int]:
+        return self.addresses.setdefault(address, (10053, 10054))
+
+    def ports(self, address: str) -> tuple[int, int] | None:
+        return self.addresses.get(address)
+
+    def stop(self, address: str) -> Deferred[Any]:
+        self.addresses.pop(address, None)
+        return succeed(None)
+
+    def stop_all(self) -> Deferred[Any]:
+        self.addresses.clear()
+        return succeed(None)
+
+
+class Containers:
+    """A ContainerLookup over a dict (tests register their stand-in containers here)."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, ContainerRef] = {}
+
+    async def network_container(self, ref: str) -> ContainerRef:
+        from pyd.core.errors import NotFound
+
+        for c in self.refs.values():
+            if ref in (c.id, c.name) or (len(ref) >= 3 and c.id.startswith(ref)):
+                return c
+        raise NotFound(f"No such container: {ref}")
+
+
+def result(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that completes synchronously; return its value or raise its error."""
+    d = Deferred.fromCoroutine(coro)
+    box: list[Any] = []
+    d.addBoth(box.append)
+    assert box, "the operation did not complete synchronously"
+    if isinstance(box[0], Failure):
+        box[0].raiseException()
+    return box[0]
+
+
+class NetHarness:
+    """One NetworkService with its own exec root, default bridge, subnets and table."""
+
+    def __init__(self, **config: Any) -> None:
+        self.base = tempfile.mkdtemp(prefix="pyd-net-")
+        self.exec_root = os.path.join(self.base, "exec")
+        self.bridge = "pydt" + os.urandom(4).hex()
+        self.pool_base = f"10.{random.randint(200, 249)}.0.0/16"
+        cfg = {
+            "exec_root": self.exec_root,
+            "bridge": self.bridge,
+            "bip": _free_bip(),
+            "default_address_pools": ((self.pool_base, 24),),
+            "resolv_conf": os.path.join(self.base, "resolv.conf"),
+        }
+        cfg.update(config)
+        with open(str(cfg["resolv_conf"]), "w") as f:
+            f.write("nameserver 127.0.0.53\nsearch example.test\n")
+        self.config = NetworkConfig(**cfg)
+        engine = make_engine(None)
+        Base.metadata.create_all(engine)
+        self.db = Database(engine, InlineBlocking())
+        self.events = RecordingEvents()
+        self.containers = Containers()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.netlink = NetlinkDriver()
+        self.firewall = FirewallDriver(SyncRunner(), table_name(self.exec_root))
+        self.resolver = FakeResolver()
+        self.service = self.new_service()
+
+    def new_service(self) -> NetworkService:
+        """A service over the same database and exec root (as after a daemon restart)."""
+        return NetworkService(
+            NetworkRepository(self.db),
+            self.netlink,
+            self.firewall,
+            self.resolver,
+            InlineBlocking(),
+            self.events,
+            self.config,
+            lookup=self.containers,
+        )
+
+    def add_container(self, name: str, network_mode: str = "default") -> str:
+        """Insert a container row and register it for lookups; returns its id."""
+        cid = os.urandom(32).hex()
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                insert(ContainerRow).values(
+                    id=cid,
+                    name="/" + name,
+                    image_id="sha256:" + "0" * 64,
+                    image_ref="busybox",
+                    created=0,
+                    status="created",
+                    config={},
+                    host_config={},
+                    state={},
+                    network_settings={},
+                    mounts=[],
+                    restart_count=0,
+                    extra={},
+                )
+            )
+        self.containers.refs[cid] = ContainerRef(cid, name, False, network_mode)
+        return cid
+
+    def set_running(self, cid: str, running: bool) -> None:
+        c = self.containers.refs[cid]
+        self.containers.refs[cid] = ContainerRef(c.id, c.name, running, c.network_mode)
+
+    def spawn(self, netns: str, *argv: str) -> subprocess.Popen[bytes]:
+        """Start a process inside a namespace (killed by L{close})."""
+        p = subprocess.Popen(
+            ["nsenter", f"--net={netns}", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs.append(p)
+        return p
+
+    def httpd(self, netns: str, text: str, port: int = 80) -> subprocess.Popen[bytes]:
+        """busybox httpd serving C{text} as index.html on C{port} in the namespace."""
+        www = tempfile.mkdtemp(dir=self.base)
+        with open(os.path.join(www, "index.html"), "w") as f:
+            f.write(text)
+        return self.spawn(netns, "busybox", "httpd", "-f", "-p", str(port), "-h", www)
+
+    def in_ns(
+        self, netns: str, *argv: str, timeout: float = 10
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the namespace and wait for it."""
+        return subprocess.run(
+            ["nsenter", f"--net={netns}", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def close(self) -> None:
+        """Kill the processes, remove namespaces, bridges and the table."""
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        netns_dir = os.path.join(self.exec_root, "netns")
+        if os.path.isdir(netns_dir):
+            for name in os.listdir(netns_dir):
+                self.netlink.remove_netns(os.path.join(netns_dir, name))
+            subprocess.run(["umount", "-l", netns_dir], capture_output=True, check=False)
+        for n in list(self.service._networks.values()):
+            if n.bridge:
+                self.netlink.delete_link(n.bridge)
+        self.netlink.delete_link(self.bridge)
+        subprocess.run(
+            ["nft", "delete", "table", "ip", self.firewall.table], capture_output=True, check=False
+        )
+        self.db.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def http_get(host: str, port: int, timeout: float = 3) -> str:
+    """A tiny HTTP GET (no proxies, no retries); returns the body."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.partition(b"\r\n\r\n")[2].decode()
+
+
+def wait_http(host: str, port: int, tries: int = 50) -> str:
+    """Retry L{http_get} while the server starts."""
+    import time
+
+    last: Exception | None = None
+    for _ in range(tries):
+        try:
+            return http_get(host, port)
+        except OSError as e:
+            last = e
+            time.sleep(0.1)
+    raise AssertionError(f"no HTTP answer on {host}:{port}: {last}")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,193 @@
+"""NetworkService on the real kernel: bridges, veths, namespaces, nft port mapping (issue 5).
+
+Traffic goes only to 127.0.0.1 and to addresses on the bridges and namespaces each test made.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from pyd.core.errors import Conflict, Forbidden
+from pyd.core.records import IpamPool
+from pyd.engine.networks import CreateRequest
+from tests.helpers.netsvc import NetHarness, free_port, http_get, result, wait_http
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def net() -> Iterator[NetHarness]:
+    h = NetHarness()
+    try:
+        result(h.service.start())
+        yield h
+    finally:
+        h.close()
+
+
+def _links() -> str:
+    return subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+
+
+def _setup(h: NetHarness, cid: str, name: str, mode: str = "default", **hc: object):
+    s = result(
+        h.service.setup(cid, name, name, mode, dict(hc.pop("eps", {}) or {}), dict(hc), ["80/tcp"])
+    )
+    h.set_running(cid, True)
+    return s
+
+
+class PublishedPortTests:
+    """-p maps host ports to a container through nft DNAT, and stop releases them."""
+
+    def test_loopback_and_bridge_address(self, net: NetHarness) -> None:
+        """-p 127.0.0.1:P:80 and -p Q:80 answer; after teardown nothing is left."""
+        cid = net.add_container("web")
+        p1, p2 = free_port(), free_port()
+        s = _setup(
+            net,
+            cid,
+            "web",
+            PortBindings={"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(p1)}]},
+        )
+        assert s.netns_path and os.path.exists(s.netns_path)
+        ep = s.endpoints[0]
+        assert ep.network_name == "bridge" and ep.gateway and ep.ipv4
+        assert [(p.host_ip, p.host_port) for p in s.ports] == [("127.0.0.1", p1)]
+        net.httpd(s.netns_path, "hello from web")
+        assert wait_http("127.0.0.1", p1) == "hello from web"
+        # The container is reachable directly on the bridge too.
+        assert http_get(ep.ipv4, 80) == "hello from web"
+        # A second container with a port published on every local address.
+        cid2 = net.add_container("web2")
+        s2 = _setup(net, cid2, "web2", PortBindings={"80/tcp": [{"HostPort": str(p2)}]})
+        net.httpd(s2.netns_path, "second")
+        assert wait_http(ep.gateway, p2) == "second"
+        assert wait_http("127.0.0.1", p2) == "second"
+        host_if = "veth" in _links()
+        assert host_if
+        result(net.service.teardown(cid))
+        result(net.service.teardown(cid2))
+        assert not os.path.exists(s.netns_path)
+        with pytest.raises(OSError):
+            http_get("127.0.0.1", p1, timeout=1)
+        table = subprocess.run(
+            ["nft", "list", "table", "ip", net.firewall.table], capture_output=True, text=True
+        ).stdout
+        assert str(p1) not in table and str(p2) not in table
+
+    def test_ephemeral_and_conflict(self, net: NetHarness) -> None:
+        """-p 80 gets a port from the ephemeral range; a port in use is refused by name."""
+        a, b = net.add_container("a"), net.add_container("b")
+        s = _setup(net, a, "a", PortBindings={"80/tcp": [{"HostPort": ""}]})
+        port = s.ports[0].host_port
+        assert 32768 <= port <= 60999
+        with pytest.raises(Conflict, match="port is already allocated"):
+            _setup(net, b, "b", PortBindings={"80/tcp": [{"HostPort": str(port)}]})
+        # The failed setup left nothing: b has no namespace and no address.
+        assert not os.path.exists(net.service.netns_path(b))
+        s_all = result(
+            net.service.setup(b, "b", "b", "default", {}, {"PublishAllPorts": True}, ["81/udp"])
+        )
+        assert s_all.ports[0].protocol == "udp" and s_all.ports[0].host_port != port
+
+
+class UserNetworkTests:
+    """User-defined bridges: reachability, isolation, internal, connect and disconnect."""
+
+    def test_two_containers_and_isolation(self, net: NetHarness) -> None:
+        """Containers on one user network reach each other; the default bridge cannot."""
+        n, _ = result(net.service.create(CreateRequest(name="appnet")))
+        assert n.bridge and n.bridge in _links()
+        a, b, c = net.add_container("a"), net.add_container("b"), net.add_container("c")
+        sa = _setup(net, a, "a", "appnet")
+        sb = _setup(net, b, "b", "appnet")
+        sc = _setup(net, c, "c")
+        ip_b = sb.endpoints[0].ipv4
+        assert sa.endpoints[0].ipv4 != ip_b
+        assert sa.dns_servers == (n.pools[0].gateway,)
+        assert "b" in sb.endpoints[0].dns_names
+        r = net.in_ns(sa.netns_path, "busybox", "ping", "-c1", "-W2", ip_b)
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = net.in_ns(sc.netns_path, "busybox", "ping", "-c1", "-W1", ip_b)
+        assert r.returncode != 0, "the default bridge must not reach another network"
+        with pytest.raises(Forbidden, match="has active endpoints"):
+            result(net.service.remove("appnet"))
+        result(net.service.teardown(a))
+        result(net.service.teardown(b))
+        result(net.service.remove("appnet"))
+        assert n.bridge not in _links()
+
+    def test_internal_has_no_route_out(self, net: NetHarness) -> None:
+        """An --internal network gives no default route."""
+        sub = f"{net.pool_base.rsplit('.', 2)[0]}.77.0/24"
+        result(
+            net.service.create(
+                CreateRequest(
+                    name="inner", internal=True, pools=(IpamPool(subnet=sub, gateway=""),)
+                )
+            )
+        )
+        a = net.add_container("a")
+        s = _setup(net, a, "a", "inner")
+        routes = net.in_ns(s.netns_path, "ip", "route").stdout
+        assert "default" not in routes
+        assert s.endpoints[0].ipv4.startswith(sub.rsplit(".", 1)[0])
+
+    def test_connect_and_disconnect_live(self, net: NetHarness) -> None:
+        """connect adds eth1 with an address on the new network; disconnect removes it."""
+        result(net.service.create(CreateRequest(name="second")))
+        a = net.add_container("a")
+        s = _setup(net, a, "a")
+        result(net.service.connect("second", "a", {"Aliases": ["db"]}))
+        links = net.in_ns(s.netns_path, "ip", "-br", "addr").stdout
+        assert "eth1" in links
+        eps = result(net.service.container_endpoints(a))
+        assert {e.network_name for e in eps} == {"bridge", "second"}
+        assert next(e for e in eps if e.network_name == "second").aliases == ("db",)
+        view = result(net.service.inspect("second"))
+        assert [x[1] for x in view.endpoints] == ["a"]
+        with pytest.raises(Forbidden, match="already exists in network second"):
+            result(net.service.connect("second", "a", {}))
+        result(net.service.disconnect("second", "a"))
+        assert "eth1" not in net.in_ns(s.netns_path, "ip", "-br", "link").stdout
+        assert ("network", "disconnect") in {(e[0], e[1]) for e in net.events.events}
+
+    def test_requested_ip_is_never_given_twice(self, net: NetHarness) -> None:
+        """--ip is honoured; asking for an address in use fails and changes nothing."""
+        sub = f"{net.pool_base.rsplit('.', 2)[0]}.88.0/24"
+        prefix = sub.rsplit(".", 1)[0]
+        result(net.service.create(CreateRequest(name="fixed", pools=(IpamPool(sub, ""),))))
+        a, b = net.add_container("a"), net.add_container("b")
+        eps = {"fixed": {"IPAMConfig": {"IPv4Address": f"{prefix}.9"}}}
+        s = _setup(net, a, "a", "fixed", eps=eps)
+        assert s.endpoints[0].ipv4 == f"{prefix}.9"
+        with pytest.raises(Conflict, match="Address already in use"):
+            _setup(net, b, "b", "fixed", eps=eps)
+
+
+class ReconcileTests:
+    """A restart after kill -9 keeps live containers' networking and drops the rest."""
+
+    def test_restart_cleans_stale(self, net: NetHarness) -> None:
+        """Endpoints whose namespace has no process are released; live ones stay."""
+        result(net.service.create(CreateRequest(name="rn")))
+        live, dead = net.add_container("live"), net.add_container("dead")
+        p = free_port()
+        sl = _setup(net, live, "live", "rn", PortBindings={"80/tcp": [{"HostPort": str(p)}]})
+        sd = _setup(net, dead, "dead", "rn")
+        net.httpd(sl.netns_path, "still here")
+        assert wait_http("127.0.0.1", p) == "still here"
+        # "kill -9": forget the service; wipe the table as if the host had flushed it.
+        subprocess.run(["nft", "delete", "table", "ip", net.firewall.table], check=True)
+        net.service = net.new_service()
+        result(net.service.start())
+        assert not os.path.exists(sd.netns_path)
+        assert os.path.exists(sl.netns_path)
+        assert wait_http("127.0.0.1", p) == "still here"
+        active = {a.container_id for a in net.service._active}
+        assert active == {live}
