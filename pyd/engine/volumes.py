@@ -960,6 +960,8 @@ class VolumeService:
                         await self._driver.populate(rootfs, m.destination, vol.mountpoint)
                     except OSError as e:
                         raise SystemError_(f"failed to populate volume: {e}") from e
+                if m.source != vol.mountpoint:
+                    await self._check_subpath(vol, m.source)
 
             await self._locks.run(vol.name, locked)
             await self._events.emit(
@@ -974,6 +976,15 @@ class VolumeService:
                     "propagation": m.propagation,
                 },
             )
+
+    async def _check_subpath(self, vol: Volume, source: str) -> None:
+        """A C{VolumeOptions.Subpath} must exist and stay inside the volume (no symlink out)."""
+        real = await self._driver.realpath(source)
+        base = await self._driver.realpath(vol.mountpoint)
+        if not await self._driver.exists(source):
+            raise SystemError_(f"cannot access path {source}: no such file or directory")
+        if real != base and not real.startswith(base.rstrip("/") + "/"):
+            raise InvalidParameter(f"subpath must be a relative path within the volume: {source}")
 
     async def container_stopped(self, container_id: str) -> None:
         """The container stopped: emit C{unmount} per volume and unmount volume filesystems no

@@ -596,6 +596,56 @@ class LifecycleTests(Base):
         ]
         self.assertEqual(mounts[:2], [("v1", "/link", "true"), ("v2", "/data", "true")])
 
+    def test_subpath(self) -> None:
+        """VolumeOptions.Subpath mounts a directory of the volume; it must exist at start and a
+        symlink leading out of the volume is refused."""
+        specs = self.ok(
+            self.svc.resolve_mounts(
+                self.cid,
+                {
+                    "Mounts": [
+                        {
+                            "Type": "volume",
+                            "Source": "sp",
+                            "Target": "/s",
+                            "VolumeOptions": {"Subpath": "a/b"},
+                        }
+                    ]
+                },
+                [],
+            )
+        )
+        mp = self.ok(self.svc.inspect("sp")).mountpoint
+        self.assertEqual(specs[0].source, os.path.join(mp, "a", "b"))
+        self.failureResultOf(Deferred.fromCoroutine(self.svc.prepare(self.cid, specs, "")))
+        os.makedirs(os.path.join(mp, "a"))
+        os.symlink(self.tmp, os.path.join(mp, "a", "b"))
+        self.err(self.svc.prepare(self.cid, specs, ""), InvalidParameter)
+        os.remove(os.path.join(mp, "a", "b"))
+        os.mkdir(os.path.join(mp, "a", "b"))
+        self.ok(self.svc.prepare(self.cid, specs, ""))
+        self.assertEqual(
+            self.err(
+                self.svc.resolve_mounts(
+                    self.cid,
+                    {
+                        "Mounts": [
+                            {
+                                "Type": "volume",
+                                "Source": "sp",
+                                "Target": "/t",
+                                "VolumeOptions": {"Subpath": "../x"},
+                            }
+                        ]
+                    },
+                    [],
+                ),
+                InvalidParameter,
+            ),
+            'invalid mount config for type "volume": subpath must be a relative path within the '
+            "volume",
+        )
+
     def test_mount_options_volume(self) -> None:
         """A volume with mount options is mounted at first prepare, kept while another running
         container uses it, unmounted when the last one stops."""

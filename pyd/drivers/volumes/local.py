@@ -243,6 +243,10 @@ class LocalVolumeDriver:
 
         return self._blocking.run(thd)
 
+    def realpath(self, path: str) -> Deferred[str]:
+        """C{os.path.realpath} off the reactor thread."""
+        return self._blocking.run(os.path.realpath, path)
+
     def exists(self, path: str) -> Deferred[bool]:
         """Whether C{path} exists (a dangling symlink does not)."""
         return self._blocking.run(os.path.exists, path)
