@@ -21,6 +21,25 @@ def _clone(src: str, dst: str) -> None:
     subprocess.run(["cp", "-a", src, dst], check=True)
 
 
+def _same_tree(a: str | None, b: str) -> bool:
+    """Whether two trees hold the same names and contents (an empty diff)."""
+
+    def snap(root: str | None) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        if root is None:
+            return out
+        for d, dirs, files in os.walk(root):
+            for n in dirs:
+                out[os.path.relpath(os.path.join(d, n), root)] = None
+            for n in files:
+                p = os.path.join(d, n)
+                with open(p, "rb") as f:
+                    out[os.path.relpath(p, root)] = f.read()
+        return out
+
+    return snap(a) == snap(b)
+
+
 RunFn = Callable[[list[str], dict[str, Any], str], tuple[bytes, int]]
 
 
@@ -38,6 +57,7 @@ class FakeBuildImages:
         self.cache_keys: dict[str, tuple[str | None, str | None]] = {}
         self.tags: dict[str, str] = {}
         self.layers: dict[str, str] = {}
+        self.layer_images: dict[str, str | None] = {}
         self.commits = 0
         os.makedirs(os.path.join(root, "images"), exist_ok=True)
         os.makedirs(os.path.join(root, "layers"), exist_ok=True)
@@ -109,6 +129,7 @@ class FakeBuildImages:
         else:
             os.makedirs(d)
         self.layers[layer_id] = d
+        self.layer_images[layer_id] = image_id
 
     async def mount_rw_layer(self, layer_id: str) -> str:
         return self.layers[layer_id]
@@ -121,30 +142,42 @@ class FakeBuildImages:
     async def commit(
         self,
         layer_id: str,
-        image_config: dict[str, Any],
+        config: dict[str, Any],
+        created_by: str,
+        author: str,
         parent_id: str | None,
         cache_key: str | None,
     ) -> Image:
         self.commits += 1
-        cfg = copy.deepcopy(image_config)
-        cfg["rootfs"]["diff_ids"] = [
-            *cfg["rootfs"]["diff_ids"],
-            "sha256:" + hashlib.sha256(layer_id.encode()).hexdigest(),
-        ]
-        img = self._store(cfg, parent_id, cache_key)
-        shutil.rmtree(self.image_dir(img.id))
-        _clone(self.layers[layer_id], self.image_dir(img.id))
-        return img
-
-    async def create_image(
-        self, image_config: dict[str, Any], parent_id: str | None, cache_key: str | None
-    ) -> Image:
-        img = self._store(copy.deepcopy(image_config), parent_id, cache_key)
-        shutil.rmtree(self.image_dir(img.id))
-        if parent_id:
-            _clone(self.image_dir(parent_id), self.image_dir(img.id))
+        base_id = self.layer_images.get(layer_id)
+        base = (
+            copy.deepcopy(self.images[base_id].config)
+            if base_id
+            else {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": []},
+            }
+        )
+        layer_dir = self.layers[layer_id]
+        base_dir = self.image_dir(base_id) if base_id else None
+        empty = _same_tree(base_dir, layer_dir)
+        entry: dict[str, Any] = {"created_by": created_by, "n": self.commits}
+        if author:
+            entry["author"] = author
+            base["author"] = author
+        if empty:
+            entry["empty_layer"] = True
         else:
-            os.makedirs(self.image_dir(img.id))
+            base["rootfs"]["diff_ids"] = [
+                *base["rootfs"]["diff_ids"],
+                "sha256:" + hashlib.sha256(f"{layer_id}{self.commits}".encode()).hexdigest(),
+            ]
+        base["history"] = [*(base.get("history") or []), entry]
+        base["config"] = copy.deepcopy(config)
+        img = self._store(base, parent_id, cache_key)
+        shutil.rmtree(self.image_dir(img.id))
+        _clone(layer_dir, self.image_dir(img.id))
         return img
 
     async def tag(self, image_id: str, ref: str) -> str:

@@ -17,7 +17,6 @@ import os
 import platform as _platform
 import posixpath
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -83,18 +82,15 @@ class BuildImageStore(Protocol):
     async def commit(
         self,
         layer_id: str,
-        image_config: dict[str, Any],
+        config: dict[str, Any],
+        created_by: str,
+        author: str,
         parent_id: str | None,
         cache_key: str | None,
     ) -> Image:
-        """Store the layer's changes as a new layer and C{image_config} (whose rootfs lists the
-        parent's layers; the store appends the new one unless it is empty) as a new image."""
-        ...
-
-    async def create_image(
-        self, image_config: dict[str, Any], parent_id: str | None, cache_key: str | None
-    ) -> Image:
-        """Store an image with the parent's layers and a new config (no new layer)."""
+        """Store the layer's changes as a new image on top of the layer's image: C{config} is the
+        new image's C{config} section, C{created_by}/C{author} its history entry. An empty diff
+        adds no layer (the history entry is marked C{empty_layer}), as dockerd does."""
         ...
 
     async def tag(self, image_id: str, ref: str) -> str:
@@ -848,42 +844,29 @@ class _Build:
         st.image_id = img.id
         st.base_config = copy.deepcopy(img.config)
 
-    def _child_config(self, st: _StageState, created_by: str, empty: bool) -> dict[str, Any]:
-        cfg = copy.deepcopy(st.base_config)
-        run_cfg = copy.deepcopy(st.config)
-        run_cfg["Image"] = st.image_id
-        cfg["config"] = run_cfg
-        cfg.pop("container_config", None)
-        cfg.pop("container", None)
-        now = self.svc.clock.seconds() if hasattr(self.svc.clock, "seconds") else time.time()
-        cfg["created"] = _rfc3339(now)
-        cfg.setdefault("architecture", _goarch())
-        cfg.setdefault("os", "linux")
-        if st.maintainer:
-            cfg["author"] = st.maintainer
-        entry: dict[str, Any] = {"created": cfg["created"], "created_by": created_by}
-        if st.maintainer:
-            entry["author"] = st.maintainer
-        if empty:
-            entry["empty_layer"] = True
-        cfg["history"] = [*(cfg.get("history") or []), entry]
-        cfg.setdefault("rootfs", {"type": "layers", "diff_ids": []})
-        return cfg
+    async def _commit_layer(
+        self, st: _StageState, layer: str, created_by: str, key: str | None
+    ) -> None:
+        cfg = copy.deepcopy(st.config)
+        cfg["Image"] = st.image_id
+        img = await self.svc.images.commit(
+            layer, cfg, created_by, st.maintainer, st.image_id or None, key
+        )
+        self._advance(st, img)
 
     async def _commit_meta(self, st: _StageState, comment: str) -> None:
         cmd = [*self._shell(st.config), "#(nop) ", comment]
         key = self._cache_key(st, cmd)
         if await self._probe(st, key):
             return
-        if not st.image_id and not st.base_config.get("rootfs", {}).get("diff_ids"):
-            # FROM scratch followed by metadata: still an image with no layers.
-            pass
-        pseudo = secrets.token_hex(32)
-        self.say(f" ---> Running in {pseudo[:12]}\n")
-        self.tmp_containers.append("nop:" + pseudo)
-        image_cfg = self._child_config(st, " ".join(cmd), empty=True)
-        img = await self.svc.images.create_image(image_cfg, st.image_id or None, key)
-        self._advance(st, img)
+        layer = secrets.token_hex(32)
+        self.say(f" ---> Running in {layer[:12]}\n")
+        self.tmp_containers.append("nop:" + layer)
+        await self.svc.images.create_rw_layer(layer, st.image_id or None)
+        try:
+            await self._commit_layer(st, layer, " ".join(cmd), key)
+        finally:
+            await self.svc.images.remove_rw_layer(layer)
 
     async def _workdir(self, st: _StageState, wd: str) -> None:
         comment = f"WORKDIR {wd}"
@@ -901,11 +884,9 @@ class _Build:
             user = st.config.get("User") or ""
             owner = await self.svc.io.run(_owner_for, root, user) if user else (0, 0)
             await self.svc.io.run(fs.make_workdir, root, wd, owner)
-            image_cfg = self._child_config(st, " ".join(cmd), empty=False)
-            img = await self.svc.images.commit(layer, image_cfg, st.image_id or None, key)
+            await self._commit_layer(st, layer, " ".join(cmd), key)
         finally:
             await self.svc.images.remove_rw_layer(layer)
-        self._advance(st, img)
 
     # .. RUN ....................................................................................
 
@@ -980,11 +961,7 @@ class _Build:
             raise BuildFailed(
                 f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code=code
             )
-        st_cfg_for_commit = st.config
-        image_cfg = self._child_config(st, " ".join(save_cmd), empty=False)
-        image_cfg["config"] = copy.deepcopy(st_cfg_for_commit) | {"Image": st.image_id}
-        img = await self.svc.images.commit(cid, image_cfg, st.image_id or None, key)
-        self._advance(st, img)
+        await self._commit_layer(st, cid, " ".join(save_cmd), key)
 
     def _host_config(self) -> dict[str, Any]:
         o = self.opts
@@ -1109,11 +1086,9 @@ class _Build:
                     )
                 except fs.BuildFileError as e:
                     raise BuildFailed(str(e)) from None
-                image_cfg = self._child_config(st, " ".join(cmd), empty=False)
-                img = await self.svc.images.commit(layer, image_cfg, st.image_id or None, key)
+                await self._commit_layer(st, layer, " ".join(cmd), key)
             finally:
                 await self.svc.images.remove_rw_layer(layer)
-            self._advance(st, img)
         finally:
             if from_layer:
                 await self.svc.images.remove_rw_layer(from_layer)
@@ -1201,10 +1176,3 @@ def _go_healthcheck(hc: dict[str, Any]) -> str:
         f"{dur(hc.get('Timeout', 0))} {dur(hc.get('StartPeriod', 0))} "
         f"{dur(hc.get('StartInterval', 0))} {hc.get('Retries', 0)}" + "}"
     )
-
-
-def _rfc3339(ts: float) -> str:
-    import datetime
-
-    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
