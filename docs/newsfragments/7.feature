@@ -1,0 +1,1 @@
+`docker build` (the classic builder, also with `DOCKER_BUILDKIT=0`): Dockerfile parsing with dockerd's error messages, RUN in real containers, COPY/ADD, multi-stage builds, the build cache, `.dockerignore`, `-q`, `--iidfile`.
