@@ -38,6 +38,9 @@ from zope.interface import implementer
 
 from pyd import config as cfgmod
 from pyd.api.authz import Authorizer, Policy
+from pyd.api.container_streams import ContainerStreamsRouter
+from pyd.api.containers import ContainersRouter
+from pyd.api.exec import ExecRouter
 from pyd.api.networks import NetworksRouter
 from pyd.api.root import ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
@@ -48,12 +51,22 @@ from pyd.drivers.network.dns import DnsServer
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.process import ReactorProcessRunner
+from pyd.drivers.runtime.conmon import ConmonRuntime
+from pyd.drivers.runtime.spec import cap_bounding_set
+from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
+from pyd.engine.archive import ArchiveService
+from pyd.engine.container_config import resolve_user
+from pyd.engine.containers import ContainerService, ContainerSettings
+from pyd.engine.contracts import ImageProvider, VolumeProvider
 from pyd.engine.events import EventService
+from pyd.engine.exec import ExecService
 from pyd.engine.networks import NetworkConfig, NetworkService, ServiceNameTable
+from pyd.engine.streams import AttachService
 from pyd.engine.system import HostFacts, SystemService
 from pyd.engine.volumes import VolumeService
 from pyd.state import meta, migrate
+from pyd.state.containers import ContainerRepository
 from pyd.state.db import Database, make_engine
 from pyd.state.events import EventRepository
 from pyd.state.networks import NetworkRepository
@@ -436,12 +449,17 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     top.start_hooks.append(lambda: ensureDeferred(load_identity()))
     _ = io  # handed to area services as they are wired in
     volumes, volumes_router = _wire_volumes(top, config, db, io, events, system, reactor)
-    _ = volumes  # the container service's VolumeProvider
-
     networks, networks_router = _wire_networks(top, config, db, io, events, reactor)
-    _ = networks  # the container service's NetworkProvider
+    containers_routers = _wire_containers(
+        top, config, db, io, events, system, reactor, None, volumes, networks
+    )
 
-    routers: list[Any] = [SystemRouter(system, events, reactor), volumes_router, networks_router]
+    routers: list[Any] = [
+        SystemRouter(system, events, reactor),
+        volumes_router,
+        networks_router,
+        *containers_routers,
+    ]
     authorizer = Authorizer(Policy.from_config(config))
     site = ApiSite(ApiRoot(routers, guard=authorizer))
     top.io = io
@@ -671,6 +689,80 @@ def _wire_volumes(
 
     events.subscribe(on_event)
     return volumes, VolumesRouter(volumes)
+
+
+def _wire_containers(
+    top: PydService,
+    config: DaemonConfig,
+    db: Database,
+    io: ThreadPoolBlocking,
+    events: EventService,
+    system: SystemService,
+    reactor: Any,
+    images: ImageProvider | None,
+    volumes: VolumeProvider,
+    networks: NetworkService,
+) -> list[Any]:
+    """The container service on crun + conmon, and the attach/exec services built on it."""
+    if images is None:
+        return []
+    runner = ReactorProcessRunner(reactor)
+    runtime = ConmonRuntime(reactor, runner, io, config.exec_root)
+    try:
+        with open("/proc/self/status") as f:
+            bounding: frozenset[str] | None = cap_bounding_set(f.read())
+    except OSError:
+        bounding = None
+    init_path = next(
+        (p for p in ("/usr/bin/tini-static", "/usr/bin/catatonit") if os.path.exists(p)), ""
+    )
+    settings = ContainerSettings(
+        containers_dir=os.path.join(config.data_root, "containers"),
+        ncpu=system.host.ncpu,
+        cap_bounding=bounding,
+        init_path=init_path,
+        dns=tuple(config.dns),
+        dns_search=tuple(config.dns_search),
+        dns_options=tuple(config.dns_opts),
+        log_opts=dict(config.log_opts),
+        host_hostname=system.host.hostname,
+    )
+    os.makedirs(settings.containers_dir, mode=0o700, exist_ok=True)
+    containers = ContainerService(
+        ContainerRepository(db),
+        runtime,
+        images,
+        networks,
+        volumes,
+        events,
+        io,
+        reactor,
+        settings,
+    )
+    system.add_contributor(containers)
+    networks.lookup = containers
+    top.start_hooks.append(lambda: ensureDeferred(containers.startup()))
+    top.stop_hooks.append(containers.shutdown)
+    attach = AttachService(containers, events, reactor, io)
+    containers.before_start.append(attach.before_start)
+    containers.on_gone.append(attach.container_gone)
+    execs = ExecService(
+        containers,
+        ConmonExecDriver(reactor, io, crun_root=runtime.crun_root),
+        events,
+        io,
+        reactor,
+        os.path.join(config.exec_root, "exec"),
+        resolve_user=resolve_user,
+    )
+    archive = ArchiveService(
+        containers, images, None, runner, io, os.path.join(config.data_root, "tmp")
+    )
+    return [
+        ContainersRouter(containers, reactor),
+        ContainerStreamsRouter(attach, archive),
+        ExecRouter(execs),
+    ]
 
 
 def _new_daemon_id() -> str:

@@ -197,3 +197,62 @@ class Attachment:
     mac: str | None
     aliases: tuple[str, ...]
     config: dict[str, Any]
+
+
+# --- containers (owned by the containers area) --------------------------------------------------
+
+
+@attrs.frozen
+class HealthLogEntry:
+    """One health probe: start/end (ns), exit code, output (truncated)."""
+
+    start_nano: int
+    end_nano: int
+    exit_code: int
+    output: str
+
+
+@attrs.frozen
+class ContainerState:
+    """A container's runtime state as inspect reports it, plus pyd's bookkeeping."""
+
+    status: str = "created"  # created|running|paused|restarting|removing|exited|dead
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_nano: int = 0
+    finished_nano: int = 0
+    health_status: str = ""  # ""|starting|healthy|unhealthy
+    health_failing_streak: int = 0
+    health_log: tuple[HealthLogEntry, ...] = ()
+    manually_stopped: bool = False
+    has_been_started: bool = False
+
+    @property
+    def running(self) -> bool:
+        """Running or paused (dockerd's C{State.Running} is true while paused)."""
+        return self.status in ("running", "paused")
+
+
+@attrs.frozen
+class Container:
+    """A container: Docker's Config and HostConfig as created (image defaults merged), its state.
+
+    C{name} carries the leading C{/}. C{extra} holds paths (bundle, hosts, hostname, resolv.conf,
+    log) and other bookkeeping the engine owns.
+    """
+
+    id: str
+    name: str
+    image_id: str
+    image_ref: str
+    created_nano: int
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    state: ContainerState
+    network_settings: dict[str, Any] = attrs.field(factory=dict)
+    mounts: tuple[MountSpec, ...] = ()
+    restart_count: int = 0
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    networking_config: dict[str, Any] = attrs.field(factory=dict)

@@ -1,0 +1,720 @@
+"""C{/containers/...}: create, list, inspect, lifecycle, wait, logs, prune (layer: api).
+
+Attach, exec, top, stats, archive, changes, export and resize are served by other routers that
+share the C{containers} prefix (the root picks the router whose routes match).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
+
+from pyd.api.base import api_version, make_app
+from pyd.api.errors import write_error
+from pyd.api.streams import STDERR, STDOUT, frame
+from pyd.api.timeparse import parse_time_nano, rfc3339_nano
+from pyd.api.wire import (
+    check_filters,
+    json_body,
+    no_content,
+    parse_filters,
+    qbool,
+    qint,
+    qstr,
+    read_json_object,
+)
+from pyd.core.errors import InvalidParameter, PydError
+from pyd.core.records import Container, MountSpec
+from pyd.engine import containers as engine
+from pyd.engine.container_config import command_of
+from pyd.engine.container_logs import LogEntry
+from pyd.engine.containers import ContainerService, LogsRequest, WaitResult
+
+log = Logger()
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+LIST_FILTERS = {
+    "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume",
+    "network", "health", "is-task", "publish", "expose",
+}  # fmt: skip
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0],
+    "CapAdd": None, "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [],
+    "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "",
+    "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False,
+    "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
+    "Runtime": "crun", "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0,
+    "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
+    "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
+    "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+    "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+    "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": None, "PidsLimit": None, "Ulimits": [], "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+    "Init": None, "Mounts": None, "Tmpfs": None, "Sysctls": None,
+}  # fmt: skip
+
+CONFIG_KEYS = (
+    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped",
+    "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild",
+    "Labels", "StopSignal", "StopTimeout", "Shell",
+)  # fmt: skip
+
+
+def human_duration(seconds: float) -> str:
+    """Go's C{units.HumanDuration}."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = math.floor(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def _time(nano: int) -> str:
+    return rfc3339_nano(nano) if nano else ZERO_TIME
+
+
+def status_text(c: Container, now_nano: int) -> str:
+    """dockerd's C{State.String()} as C{docker ps} shows it."""
+    st = c.state
+    if st.status in ("running", "paused"):
+        up = human_duration((now_nano - st.started_nano) / 1e9)
+        if st.status == "paused":
+            return f"Up {up} (Paused)"
+        if st.health_status == "starting":
+            return f"Up {up} (health: starting)"
+        if st.health_status in ("healthy", "unhealthy"):
+            return f"Up {up} ({st.health_status})"
+        return f"Up {up}"
+    if st.status == "restarting":
+        ago = human_duration((now_nano - st.finished_nano) / 1e9)
+        return f"Restarting ({st.exit_code}) {ago} ago"
+    if st.status == "removing":
+        return "Removal In Progress"
+    if st.status == "dead":
+        return "Dead"
+    if not st.started_nano and st.status == "created":
+        return "Created"
+    if not st.finished_nano:
+        return "Created" if st.status == "created" else ""
+    ago = human_duration((now_nano - st.finished_nano) / 1e9)
+    return f"Exited ({st.exit_code}) {ago} ago"
+
+
+def mount_json(m: MountSpec) -> dict[str, Any]:
+    """One entry of C{Mounts} in inspect and list."""
+    out: dict[str, Any] = {"Type": m.type}
+    if m.type == "volume":
+        out["Name"] = m.name
+    out["Source"] = m.source
+    out["Destination"] = m.destination
+    if m.type == "volume":
+        out["Driver"] = m.driver or "local"
+    out["Mode"] = m.mode
+    out["RW"] = m.rw
+    out["Propagation"] = m.propagation if m.type == "bind" else ""
+    return out
+
+
+def _networks_json(c: Container) -> dict[str, Any]:
+    eps = engine.endpoints_of(c)
+    out: dict[str, Any] = {}
+    epcfg = (c.networking_config.get("EndpointsConfig") or {}) if c.networking_config else {}
+    for e in eps:
+        cfg = epcfg.get(e.network_name) or {}
+        out[e.network_name] = {
+            "IPAMConfig": cfg.get("IPAMConfig"),
+            "Links": None,
+            "Aliases": list(e.aliases) or None,
+            "MacAddress": e.mac,
+            "DriverOpts": None,
+            "GwPriority": 0,
+            "NetworkID": e.network_id,
+            "EndpointID": e.endpoint_id,
+            "Gateway": e.gateway,
+            "IPAddress": e.ipv4,
+            "IPPrefixLen": e.prefixlen,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": list(e.dns_names) or None,
+        }
+    if not out:
+        mode = c.host_config.get("NetworkMode") or "bridge"
+        if not mode.startswith("container:"):
+            out[mode] = {
+                "IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
+                "DriverOpts": None, "GwPriority": 0, "NetworkID": "", "EndpointID": "",
+                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None,
+            }  # fmt: skip
+    return out
+
+
+def _ports_json(c: Container) -> dict[str, Any]:
+    ports: dict[str, Any] = {}
+    if c.state.running:
+        for p in c.config.get("ExposedPorts") or {}:
+            ports[p] = None
+        for pm in engine.ports_of(c):
+            key = f"{pm.container_port}/{pm.protocol}"
+            if ports.get(key) is None:
+                ports[key] = []
+            ports[key].append({"HostIp": pm.host_ip, "HostPort": str(pm.host_port)})
+    return ports
+
+
+def network_settings_json(c: Container) -> dict[str, Any]:
+    """C{NetworkSettings} of inspect (the CLI dereferences it: always present)."""
+    nets = _networks_json(c)
+    primary = next(iter(nets.values()), None) if nets else None
+    bridge = nets.get("bridge") or {}
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": c.network_settings.get("sandbox_key", ""),
+        "Ports": _ports_json(c),
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": bridge.get("EndpointID", ""),
+        "Gateway": bridge.get("Gateway", ""),
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": bridge.get("IPAddress", ""),
+        "IPPrefixLen": bridge.get("IPPrefixLen", 0),
+        "IPv6Gateway": "",
+        "MacAddress": bridge.get("MacAddress", "") if primary else "",
+        "Networks": nets,
+    }
+
+
+def config_json(c: Container) -> dict[str, Any]:
+    """C{Config} as dockerd shows it (image defaults merged)."""
+    cfg = c.config
+    out: dict[str, Any] = {
+        "Hostname": cfg.get("Hostname") or "",
+        "Domainname": cfg.get("Domainname") or "",
+        "User": cfg.get("User") or "",
+        "AttachStdin": bool(cfg.get("AttachStdin")),
+        "AttachStdout": bool(cfg.get("AttachStdout")),
+        "AttachStderr": bool(cfg.get("AttachStderr")),
+    }
+    if cfg.get("ExposedPorts"):
+        out["ExposedPorts"] = cfg["ExposedPorts"]
+    out.update(
+        {
+            "Tty": bool(cfg.get("Tty")),
+            "OpenStdin": bool(cfg.get("OpenStdin")),
+            "StdinOnce": bool(cfg.get("StdinOnce")),
+            "Env": cfg.get("Env") or None,
+            "Cmd": cfg.get("Cmd"),
+        }
+    )
+    if cfg.get("Healthcheck"):
+        out["Healthcheck"] = cfg["Healthcheck"]
+    out.update(
+        {
+            "Image": cfg.get("Image") or c.image_ref,
+            "Volumes": cfg.get("Volumes"),
+            "WorkingDir": cfg.get("WorkingDir") or "",
+            "Entrypoint": cfg.get("Entrypoint"),
+            "OnBuild": cfg.get("OnBuild"),
+            "Labels": cfg.get("Labels") or {},
+        }
+    )
+    if cfg.get("StopSignal"):
+        out["StopSignal"] = cfg["StopSignal"]
+    if cfg.get("StopTimeout") is not None:
+        out["StopTimeout"] = cfg["StopTimeout"]
+    if cfg.get("Shell"):
+        out["Shell"] = cfg["Shell"]
+    return out
+
+
+def host_config_json(c: Container) -> dict[str, Any]:
+    """C{HostConfig} with dockerd's defaults for every key the request left out."""
+    out = dict(HOST_CONFIG_DEFAULTS)
+    out.update({k: v for k, v in c.host_config.items()})
+    return out
+
+
+def state_json(c: Container) -> dict[str, Any]:
+    """C{State} of inspect."""
+    st = c.state
+    out: dict[str, Any] = {
+        "Status": st.status,
+        "Running": st.status in ("running", "paused", "restarting"),
+        "Paused": st.status == "paused",
+        "Restarting": st.status == "restarting",
+        "OOMKilled": st.oom_killed,
+        "Dead": st.status == "dead",
+        "Pid": st.pid if st.status in ("running", "paused") else 0,
+        "ExitCode": st.exit_code,
+        "Error": st.error,
+        "StartedAt": _time(st.started_nano),
+        "FinishedAt": _time(st.finished_nano),
+    }
+    if st.health_status:
+        out["Health"] = {
+            "Status": st.health_status,
+            "FailingStreak": st.health_failing_streak,
+            "Log": [
+                {
+                    "Start": _time(e.start_nano),
+                    "End": _time(e.end_nano),
+                    "ExitCode": e.exit_code,
+                    "Output": e.output,
+                }
+                for e in st.health_log
+            ],
+        }
+    return out
+
+
+def inspect_json(c: Container) -> dict[str, Any]:
+    """C{GET /containers/{id}/json}."""
+    cmd = command_of(c.config)
+    return {
+        "Id": c.id,
+        "Created": _time(c.created_nano),
+        "Path": cmd[0] if cmd else "",
+        "Args": cmd[1:],
+        "State": state_json(c),
+        "Image": c.image_id,
+        "ResolvConfPath": c.extra.get("resolv_conf_path", ""),
+        "HostnamePath": c.extra.get("hostname_path", ""),
+        "HostsPath": c.extra.get("hosts_path", ""),
+        "LogPath": c.extra.get("log_path", ""),
+        "Name": c.name,
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": host_config_json(c),
+        "GraphDriver": {"Data": None, "Name": "overlay2"},
+        "Mounts": [mount_json(m) for m in engine.mounts_listed(c)],
+        "Config": config_json(c),
+        "NetworkSettings": network_settings_json(c),
+    }
+
+
+def list_json(c: Container, now_nano: int) -> dict[str, Any]:
+    """One entry of C{GET /containers/json}."""
+    cmd = command_of(c.config)
+    ports = []
+    published = {(p.container_port, p.protocol) for p in engine.ports_of(c)}
+    for pm in engine.ports_of(c):
+        ports.append(
+            {
+                "IP": pm.host_ip or "0.0.0.0",
+                "PrivatePort": pm.container_port,
+                "PublicPort": pm.host_port,
+                "Type": pm.protocol,
+            }
+        )
+    for key in c.config.get("ExposedPorts") or {}:
+        port, _, proto = key.partition("/")
+        if port.isdigit() and (int(port), proto) not in published:
+            ports.append({"PrivatePort": int(port), "Type": proto})
+    return {
+        "Id": c.id,
+        "Names": [c.name],
+        "Image": c.config.get("Image") or c.image_ref,
+        "ImageID": c.image_id,
+        "Command": " ".join(cmd),
+        "Created": c.created_nano // 1_000_000_000,
+        "Ports": ports,
+        "Labels": c.config.get("Labels") or {},
+        "State": c.state.status,
+        "Status": status_text(c, now_nano),
+        "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "bridge"},
+        "NetworkSettings": {"Networks": _networks_json(c)},
+        "Mounts": [mount_json(m) for m in engine.mounts_listed(c)],
+    }
+
+
+class ContainersRouter:
+    """The container endpoints."""
+
+    app = make_app()
+    prefixes = ("containers",)
+
+    def __init__(self, service: ContainerService, clock: Any) -> None:
+        self._svc = service
+        self._clock = clock
+
+    def resource(self) -> IResource:
+        """The Klein resource (the root also offers C{/containers} to the stream routers)."""
+        return self.app.resource()  # type: ignore[no-any-return]
+
+    def _now(self) -> int:
+        return int(self._clock.seconds() * 1_000_000_000)
+
+    # --- create / list / inspect ----------------------------------------------------------------
+
+    @app.route("/containers/create", methods=["POST"])
+    async def create(self, request: IRequest) -> bytes:
+        """C{POST /containers/create?name=}."""
+        body = read_json_object(request, required=False)
+        name = qstr(request, "name") or None
+        config = {k: body.get(k) for k in CONFIG_KEYS if k in body}
+        hc = body.get("HostConfig") or {}
+        if not isinstance(hc, dict):
+            raise InvalidParameter("invalid HostConfig: expected an object")
+        netcfg = body.get("NetworkingConfig") or {}
+        cid, warnings = await self._svc.create(name, config, hc, netcfg)
+        return json_body(request, {"Id": cid, "Warnings": warnings}, 201)
+
+    @app.route("/containers/json", methods=["GET"])
+    def list_containers(self, request: IRequest) -> bytes:
+        """C{GET /containers/json}."""
+        filters = parse_filters(request)
+        check_filters(filters, LIST_FILTERS)
+        all_ = qbool(request, "all")
+        limit = qint(request, "limit", 0) or 0
+        now = self._now()
+        items = self._svc.list_all()
+        if filters.get("status"):
+            for s in filters["status"]:
+                if s not in STATUSES:
+                    raise InvalidParameter(f"invalid filter 'status={s}'")
+            all_ = True
+        for h in filters.get("health", []):
+            if h not in ("starting", "healthy", "unhealthy", "none"):
+                raise InvalidParameter(f"Unrecognised filter value for health: {h}")
+        before = since = None
+        if filters.get("before"):
+            before = self._svc.resolve(filters["before"][0]).created_nano
+        if filters.get("since"):
+            since = self._svc.resolve(filters["since"][0]).created_nano
+        out = []
+        for c in items:
+            if not all_ and limit <= 0 and not c.state.running and c.state.status != "restarting":
+                continue
+            if before is not None and c.created_nano >= before:
+                continue
+            if since is not None and c.created_nano <= since:
+                continue
+            if not _match(c, filters):
+                continue
+            out.append(list_json(c, now))
+            if limit > 0 and len(out) >= limit:
+                break
+        return json_body(request, out)
+
+    @app.route("/containers/<string:ref>/json", methods=["GET"])
+    def inspect(self, request: IRequest, ref: str) -> bytes:
+        """C{GET /containers/{id}/json}."""
+        c = self._svc.resolve(ref)
+        out = inspect_json(c)
+        if qbool(request, "size"):
+            out["SizeRw"] = 0
+            out["SizeRootFs"] = 0
+        return json_body(request, out)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @app.route("/containers/<string:ref>/start", methods=["POST"])
+    async def start(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/start}."""
+        await self._svc.start(ref)
+        return no_content(request)
+
+    @app.route("/containers/<string:ref>/stop", methods=["POST"])
+    async def stop(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/stop?t=&signal=}."""
+        await self._svc.stop(ref, qint(request, "t"), qstr(request, "signal") or None)
+        return no_content(request)
+
+    @app.route("/containers/<string:ref>/restart", methods=["POST"])
+    async def restart(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/restart?t=&signal=}."""
+        await self._svc.restart(ref, qint(request, "t"), qstr(request, "signal") or None)
+        return no_content(request)
+
+    @app.route("/containers/<string:ref>/kill", methods=["POST"])
+    async def kill(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/kill?signal=}."""
+        await self._svc.kill(ref, qstr(request, "signal") or None)
+        return no_content(request)
+
+    @app.route("/containers/<string:ref>/pause", methods=["POST"])
+    async def pause(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/pause}."""
+        await self._svc.pause(ref)
+        return no_content(request)
+
+    @app.route("/containers/<string:ref>/unpause", methods=["POST"])
+    async def unpause(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/unpause}."""
+        await self._svc.unpause(ref)
+        return no_content(request)
+
+    @app.route("/containers/<string:ref>/rename", methods=["POST"])
+    async def rename(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/rename?name=}."""
+        await self._svc.rename(ref, qstr(request, "name") or "")
+        return no_content(request)
+
+    @app.route("/containers/<string:ref>/update", methods=["POST"])
+    async def update(self, request: IRequest, ref: str) -> bytes:
+        """C{POST /containers/{id}/update}."""
+        body = read_json_object(request, required=False)
+        warnings = await self._svc.update(ref, body)
+        return json_body(request, {"Warnings": warnings})
+
+    @app.route("/containers/<string:ref>", methods=["DELETE"])
+    async def remove(self, request: IRequest, ref: str) -> bytes:
+        """C{DELETE /containers/{id}?force=&v=&link=}."""
+        if qbool(request, "link"):
+            c = self._svc.resolve(ref)
+            raise InvalidParameter(
+                f"Conflict, cannot remove the default link name of the container {c.name}"
+            )
+        await self._svc.remove(ref, force=qbool(request, "force"), volumes=qbool(request, "v"))
+        return no_content(request)
+
+    @app.route("/containers/prune", methods=["POST"])
+    async def prune(self, request: IRequest) -> bytes:
+        """C{POST /containers/prune?filters=}."""
+        filters = parse_filters(request)
+        check_filters(filters, {"until", "label", "label!"})
+        until = None
+        if filters.get("until"):
+            until = _until(filters["until"][0], self._now())
+        labels = list(filters.get("label", [])) + [
+            x.replace("=", "!=", 1) if "=" in x else x + "!=" for x in filters.get("label!", [])
+        ]
+        result = await self._svc.prune(until, labels)
+        return json_body(
+            request,
+            {
+                "ContainersDeleted": list(result.deleted) or None,
+                "SpaceReclaimed": result.space_reclaimed,
+            },
+        )
+
+    # --- wait -----------------------------------------------------------------------------------
+
+    @app.route("/containers/<string:ref>/wait", methods=["POST"])
+    def wait(self, request: Any, ref: str) -> Any:
+        """C{POST /containers/{id}/wait?condition=}: headers at once, the body at the exit."""
+        condition = qstr(request, "condition") or "not-running"
+        try:
+            d = self._svc.wait(ref, condition)
+        except PydError as e:
+            return write_error(request, e)
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.write(b"")
+        finished = {"done": False}
+
+        def on_finish(_: object) -> None:
+            finished["done"] = True
+            if not d.called:
+                d.cancel()
+
+        request.notifyFinish().addBoth(on_finish)
+
+        def done(r: WaitResult) -> None:
+            if finished["done"]:
+                return
+            err = {"Message": r.error} if r.error else None
+            import json
+
+            request.write(json.dumps({"Error": err, "StatusCode": r.status_code}).encode() + b"\n")
+            request.finish()
+
+        def failed(f: Any) -> None:
+            if f.check(CancelledError):
+                return
+            if not finished["done"]:
+                import json
+
+                request.write(
+                    json.dumps({"Error": {"Message": str(f.value)}, "StatusCode": -1}).encode()
+                    + b"\n"
+                )
+                request.finish()
+
+        d.addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+    # --- logs -----------------------------------------------------------------------------------
+
+    @app.route("/containers/<string:ref>/logs", methods=["GET"])
+    async def logs(self, request: Any, ref: str) -> Any:
+        """C{GET /containers/{id}/logs}: k8s-file log as stdcopy frames (raw with a TTY)."""
+        stdout = qbool(request, "stdout")
+        stderr = qbool(request, "stderr")
+        if not stdout and not stderr:
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
+        since = qstr(request, "since") or ""
+        until = qstr(request, "until") or ""
+        tail_s = (qstr(request, "tail") or "all").strip()
+        tail: int | None = None
+        if tail_s and tail_s != "all":
+            try:
+                tail = int(tail_s)
+            except ValueError:
+                tail = None
+            if tail is not None and tail < 0:
+                tail = None
+        req = LogsRequest(
+            follow=qbool(request, "follow"),
+            stdout=stdout,
+            stderr=stderr,
+            since_nano=parse_time_nano(since) if since and since != "0" else 0,
+            until_nano=parse_time_nano(until) if until and until != "0" else None,
+            tail=tail,
+        )
+        timestamps = qbool(request, "timestamps")
+        c, entries, chunk = await self._svc.read_logs(ref, req)
+        tty = bool(c.config.get("Tty"))
+        request.setResponseCode(200)
+        if tty or api_version(request) < (1, 42):
+            request.setHeader(b"Content-Type", b"application/vnd.docker.raw-stream")
+        else:
+            request.setHeader(b"Content-Type", b"application/vnd.docker.multiplexed-stream")
+        closed = {"v": False}
+
+        def on_finish(_: object) -> None:
+            closed["v"] = True
+
+        request.notifyFinish().addBoth(on_finish)
+
+        def write(e: LogEntry) -> None:
+            if closed["v"]:
+                return
+            data = e.data
+            if timestamps:
+                data = rfc3339_nano(e.time_nano).encode() + b" " + data
+            if tty:
+                request.write(data)
+            else:
+                request.write(frame(STDOUT if e.stream == "stdout" else STDERR, data))
+
+        request.write(b"")
+        for e in entries:
+            write(e)
+        if req.follow:
+            await self._svc.follow_logs(c, req, chunk, write, lambda: closed["v"])
+        return b""
+
+
+def _until(value: str, now_nano: int) -> int:
+    v = value.strip()
+    units = {"s": 1, "m": 60, "h": 3600}
+    if v and v[-1] in units and v[:-1].replace(".", "", 1).isdigit():
+        return now_nano - int(float(v[:-1]) * units[v[-1]] * 1e9)
+    return parse_time_nano(v)
+
+
+def _match(c: Container, f: dict[str, list[str]]) -> bool:
+    if f.get("id") and not any(c.id.startswith(x) for x in f["id"]):
+        return False
+    if f.get("name"):
+        import re
+
+        name = c.name.lstrip("/")
+        ok = False
+        for pat in f["name"]:
+            try:
+                if re.search(pat.lstrip("/"), name) or re.search(pat, c.name):
+                    ok = True
+            except re.error:
+                ok = pat.lstrip("/") in name
+        if not ok:
+            return False
+    if f.get("label") and not engine._labels_match(c.config.get("Labels") or {}, f["label"]):
+        return False
+    if f.get("status") and c.state.status not in f["status"]:
+        return False
+    if f.get("exited"):
+        if c.state.status != "exited":
+            return False
+        codes = set()
+        for x in f["exited"]:
+            try:
+                codes.add(int(x))
+            except ValueError as e:
+                raise InvalidParameter(f"invalid filter 'exited={x}'") from e
+        if c.state.exit_code not in codes:
+            return False
+    if f.get("ancestor"):
+        ok = False
+        for a in f["ancestor"]:
+            ref = a if ":" in a or a.startswith("sha256:") else a + ":latest"
+            img = c.config.get("Image") or ""
+            img_n = img if ":" in img else img + ":latest"
+            if (
+                a == img
+                or ref == img_n
+                or c.image_id == a
+                or c.image_id == "sha256:" + a
+                or (
+                    len(a) >= 4
+                    and c.image_id.removeprefix("sha256:").startswith(a.removeprefix("sha256:"))
+                )
+            ):
+                ok = True
+        if not ok:
+            return False
+    if f.get("volume"):
+        ok = False
+        for v in f["volume"]:
+            for m in c.mounts:
+                if v in (m.name, m.source, m.destination):
+                    ok = True
+        if not ok:
+            return False
+    if f.get("network"):
+        names = {e.network_name for e in engine.endpoints_of(c)} | {
+            e.network_id for e in engine.endpoints_of(c)
+        }
+        names.add(c.host_config.get("NetworkMode") or "bridge")
+        if not any(
+            n in names or any(x.startswith(n) for x in names if len(n) >= 12) for n in f["network"]
+        ):
+            return False
+    if f.get("health"):
+        h = c.state.health_status or "none"
+        if h not in f["health"]:
+            return False
+    return True

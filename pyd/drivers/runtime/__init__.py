@@ -1,0 +1,1 @@
+"""The kernel runtime: OCI spec builder, crun + conmon driver, cgroup files (layer: drivers)."""

@@ -1,0 +1,185 @@
+"""Stand-in network and volume providers used until the full services are wired (layer: engine).
+
+L{BasicNetworkProvider} knows the modes that need no bridge: C{none} and C{host}; C{bridge} (and
+every other name) gets a private network namespace with only loopback, like C{none}.
+L{BasicVolumeProvider} handles bind mounts (C{Binds}, C{Mounts} of type bind) and tmpfs mounts
+(C{Mounts} of type tmpfs, C{HostConfig.Tmpfs}); named and anonymous volumes are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from pyd.core.errors import InvalidParameter
+from pyd.core.records import MountSpec, NetworkSetup
+
+
+class BasicNetworkProvider:
+    """C{none}/C{host} networking (a new empty namespace for anything else)."""
+
+    async def validate(
+        self,
+        container_id: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+    ) -> None:
+        """Accept every mode; published ports need the bridge, so they are refused."""
+        if network_mode.startswith("container:"):
+            raise InvalidParameter("network mode container: is not supported yet")
+
+    async def setup(
+        self,
+        container_id: str,
+        name: str,
+        hostname: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+        exposed_ports: Sequence[str],
+    ) -> NetworkSetup:
+        """None for host (the host namespace); "" (a new namespace) otherwise."""
+        netns = None if network_mode == "host" else ""
+        return NetworkSetup(
+            netns_path=netns,
+            endpoints=(),
+            ports=(),
+            hosts_entries=(),
+            dns_servers=(),
+            dns_search=(),
+            dns_options=(),
+        )
+
+    async def teardown(self, container_id: str) -> None:
+        """Nothing to release."""
+
+    async def release(self, container_id: str) -> None:
+        """Nothing to release."""
+
+
+def _parse_bind(spec: str) -> MountSpec:
+    parts = spec.split(":")
+    if len(parts) < 2 or len(parts) > 3:
+        raise InvalidParameter(f"invalid volume specification: '{spec}'")
+    src, dst = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else ""
+    if not os.path.isabs(dst):
+        raise InvalidParameter(
+            f"invalid volume specification: '{spec}': invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"
+        )
+    if not os.path.isabs(src):
+        raise InvalidParameter("named volumes are not available yet in this build of pyd")
+    rw = True
+    propagation = "rprivate"
+    for m in mode.split(",") if mode else []:
+        if m == "ro":
+            rw = False
+        elif m == "rw":
+            rw = True
+        elif m in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
+            propagation = m
+        elif m in ("z", "Z", "nocopy", "consistent", "cached", "delegated"):
+            pass
+        else:
+            raise InvalidParameter(f"invalid mode: {m}")
+    return MountSpec(
+        type="bind", source=src, destination=dst, rw=rw, mode=mode, propagation=propagation
+    )
+
+
+class BasicVolumeProvider:
+    """Bind and tmpfs mounts only."""
+
+    async def resolve_mounts(
+        self,
+        container_id: str,
+        host_config: dict[str, Any],
+        image_volumes: Sequence[str],
+        volumes_from: Sequence[Sequence[MountSpec]] = (),
+    ) -> list[MountSpec]:
+        """Parse Binds, Mounts and Tmpfs; image volumes become private tmpfs-free dirs (skipped)."""
+        out: list[MountSpec] = []
+        for b in host_config.get("Binds") or []:
+            out.append(_parse_bind(b))
+        for m in host_config.get("Mounts") or []:
+            typ = m.get("Type") or ""
+            target = m.get("Target") or ""
+            if not target or not os.path.isabs(target):
+                raise InvalidParameter("invalid mount config: Target must be an absolute path")
+            if typ == "bind":
+                src = m.get("Source") or ""
+                if not os.path.exists(src):
+                    raise InvalidParameter(
+                        f'invalid mount config for type "bind": bind source path does not exist: {src}'
+                    )
+                prop = ((m.get("BindOptions") or {}).get("Propagation")) or "rprivate"
+                out.append(
+                    MountSpec(
+                        type="bind",
+                        source=src,
+                        destination=target,
+                        rw=not m.get("ReadOnly"),
+                        propagation=prop,
+                    )
+                )
+            elif typ == "tmpfs":
+                opts = ["noexec", "nosuid", "nodev"]
+                to = m.get("TmpfsOptions") or {}
+                if to.get("SizeBytes"):
+                    opts.append(f"size={to['SizeBytes']}")
+                if to.get("Mode"):
+                    opts.append(f"mode={to['Mode']:o}")
+                out.append(
+                    MountSpec(
+                        type="tmpfs",
+                        source="",
+                        destination=target,
+                        rw=not m.get("ReadOnly"),
+                        options=tuple(opts),
+                    )
+                )
+            else:
+                raise InvalidParameter(
+                    f"mount type {typ!r} is not available yet in this build of pyd"
+                )
+        for dest, optstr in (host_config.get("Tmpfs") or {}).items():
+            opts = ["noexec", "nosuid", "nodev"]
+            rw = True
+            for o in (optstr or "").split(","):
+                if not o:
+                    continue
+                if o == "ro":
+                    rw = False
+                elif o == "rw":
+                    continue
+                elif o in ("exec", "suid", "dev"):
+                    opts = [x for x in opts if x != "no" + o]
+                else:
+                    opts.append(o)
+            out.append(
+                MountSpec(
+                    type="tmpfs",
+                    source="",
+                    destination=dest,
+                    rw=rw,
+                    options=tuple(opts),
+                    listed=False,
+                )
+            )
+        seen: set[str] = set()
+        for m in out:
+            if m.destination in seen:
+                raise InvalidParameter(f"Duplicate mount point: {m.destination}")
+            seen.add(m.destination)
+        return sorted(out, key=lambda m: m.destination.count("/"))
+
+    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+        """Bind sources of C{-v /host:/ctr} are created when missing, as dockerd does."""
+        for m in mounts:
+            if m.type == "bind" and not os.path.exists(m.source):
+                os.makedirs(m.source, exist_ok=True)
+
+    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+        """Nothing recorded, nothing to release."""

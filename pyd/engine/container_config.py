@@ -1,0 +1,499 @@
+"""Docker's rules for a container's configuration (layer: engine).
+
+Pure functions: validate a create request with dockerd's 400 messages, merge image defaults,
+resolve C{User} against the image's passwd/group files, parse signals and sizes, and render the
+C{/etc/hosts}, C{/etc/hostname} and C{/etc/resolv.conf} a container gets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal as _signal
+from collections.abc import Sequence
+from typing import Any
+
+from pyd.core.errors import InvalidParameter
+from pyd.core.records import Image
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MIN_MEMORY = 6 * 1024 * 1024
+DEFAULT_SHM = 64 * 1024 * 1024
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+LOG_DRIVERS = ("json-file", "local", "k8s-file", "none")
+
+_ULIMITS = {
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack", "as",
+}  # fmt: skip
+
+HEALTH_DEFAULTS = {
+    "Interval": 30_000_000_000,
+    "Timeout": 30_000_000_000,
+    "StartPeriod": 0,
+    "StartInterval": 5_000_000_000,
+    "Retries": 3,
+}
+
+
+def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int:
+    """A signal given as a number, C{TERM} or C{SIGTERM}.
+
+    @raise InvalidParameter: unknown signal (dockerd's text).
+    """
+    if value is None or value == "":
+        return default
+    if isinstance(value, int):
+        return value
+    v = value.strip().upper()
+    if v.isdigit():
+        n = int(v)
+        if n == 0 or n > 64:
+            raise InvalidParameter(f"Invalid signal: {value}")
+        return n
+    if not v.startswith("SIG"):
+        v = "SIG" + v
+    if v.startswith("SIGRTMIN+") or v.startswith("SIGRTMAX-"):
+        base = int(_signal.SIGRTMIN if v.startswith("SIGRTMIN") else _signal.SIGRTMAX)
+        off = int(v[9:])
+        return base + off if v.startswith("SIGRTMIN") else base - off
+    sig = getattr(_signal, v, None)
+    if not isinstance(sig, int) or v.startswith("SIG_"):
+        raise InvalidParameter(f"Invalid signal: {value}")
+    return int(sig)
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.I)
+
+
+def parse_size(value: str) -> int:
+    """C{10m}, C{1g}, C{512k}, C{1024} as bytes (binary units, like go-units RAMInBytes)."""
+    m = _SIZE.match(value.strip())
+    if not m:
+        raise InvalidParameter(f"invalid size: '{value}'")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+    return int(float(m.group(1)) * mult[m.group(2).lower()])
+
+
+def _env_key(e: str) -> str:
+    return e.split("=", 1)[0]
+
+
+def merge_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
+    """Image env first, the container's entries replace same-named ones."""
+    out: list[str] = list(image_env)
+    for e in env:
+        key = _env_key(e)
+        out = [x for x in out if _env_key(x) != key]
+        out.append(e)
+    return out
+
+
+def merge_image_defaults(config: dict[str, Any], image: Image) -> dict[str, Any]:
+    """dockerd's C{merge}: fill what the request left empty from the image's config."""
+    c = dict(config)
+    ic = image.container_config
+    if not c.get("User"):
+        c["User"] = ic.get("User") or ""
+    c["Env"] = merge_env(ic.get("Env") or [], c.get("Env") or [])
+    if c.get("Entrypoint") is None or c.get("Entrypoint") == []:
+        if c.get("Entrypoint") is None:
+            c["Entrypoint"] = ic.get("Entrypoint")
+            if not c.get("Cmd"):
+                c["Cmd"] = ic.get("Cmd")
+        elif not c.get("Cmd"):
+            c["Cmd"] = ic.get("Cmd")
+    c.setdefault("Cmd", None)
+    if c.get("Entrypoint") == [""]:
+        c["Entrypoint"] = None
+    if not c.get("WorkingDir"):
+        c["WorkingDir"] = ic.get("WorkingDir") or ""
+    ports = dict(ic.get("ExposedPorts") or {})
+    ports.update(c.get("ExposedPorts") or {})
+    c["ExposedPorts"] = ports or None
+    vols = dict(ic.get("Volumes") or {})
+    vols.update(c.get("Volumes") or {})
+    c["Volumes"] = vols or None
+    labels = dict(ic.get("Labels") or {})
+    labels.update(c.get("Labels") or {})
+    c["Labels"] = labels
+    if not c.get("StopSignal") and ic.get("StopSignal"):
+        c["StopSignal"] = ic["StopSignal"]
+    ihc = ic.get("Healthcheck")
+    hc = c.get("Healthcheck")
+    if ihc:
+        if not hc:
+            c["Healthcheck"] = dict(ihc)
+        else:
+            merged = dict(hc)
+            if not merged.get("Test"):
+                merged["Test"] = ihc.get("Test")
+            for k in ("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+                if not merged.get(k):
+                    merged[k] = ihc.get(k, 0)
+            c["Healthcheck"] = merged
+    if not c.get("OnBuild"):
+        c["OnBuild"] = None
+    return c
+
+
+def command_of(config: dict[str, Any]) -> list[str]:
+    """Entrypoint + Cmd: what the container runs."""
+    return list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+
+
+def _nonneg(hc: dict[str, Any], key: str) -> int:
+    v = hc.get(key) or 0
+    if not isinstance(v, int):
+        raise InvalidParameter(f"invalid {key}: must be an integer")
+    return v
+
+
+def validate_healthcheck(hc: dict[str, Any] | None) -> None:
+    """dockerd's checks of C{Healthcheck} durations and retries."""
+    if not hc:
+        return
+    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+        v = _nonneg(hc, key)
+        if v != 0 and v < 1_000_000:
+            raise InvalidParameter(f"{key} in Healthcheck cannot be less than 1ms")
+    if _nonneg(hc, "Retries") < 0:
+        raise InvalidParameter("Retries in Healthcheck cannot be negative")
+
+
+def validate_restart_policy(rp: dict[str, Any] | None, auto_remove: bool) -> None:
+    """dockerd's checks of C{RestartPolicy}."""
+    rp = rp or {}
+    name = rp.get("Name") or ""
+    count = rp.get("MaximumRetryCount") or 0
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(
+            f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        )
+    if name != "on-failure" and count:
+        raise InvalidParameter(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )
+    if count < 0:
+        raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
+    if auto_remove and name not in ("", "no"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+
+
+def validate_resources(hc: dict[str, Any], ncpu: int) -> list[str]:
+    """dockerd's resource checks (shared by create and update); returns warnings."""
+    warnings: list[str] = []
+    mem = hc.get("Memory") or 0
+    swap = hc.get("MemorySwap") or 0
+    if mem and mem < MIN_MEMORY:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    if mem and swap > 0 and swap < mem:
+        raise InvalidParameter(
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        )
+    if not mem and swap > 0:
+        raise InvalidParameter(
+            "You should always set the Memory limit when using Memoryswap limit, see usage"
+        )
+    res = hc.get("MemoryReservation") or 0
+    if res and res < MIN_MEMORY:
+        raise InvalidParameter("Minimum memory reservation allowed is 6MB")
+    if mem and res and mem < res:
+        raise InvalidParameter(
+            "Minimum memory limit can not be less than memory reservation limit, see usage"
+        )
+    nano = hc.get("NanoCpus") or 0
+    if nano and (hc.get("CpuPeriod") or hc.get("CpuQuota")):
+        if hc.get("CpuPeriod"):
+            raise InvalidParameter(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set"
+            )
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    if nano < 0 or nano > ncpu * 1_000_000_000:
+        raise InvalidParameter(
+            f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )
+    period = hc.get("CpuPeriod") or 0
+    if period and (period < 1000 or period > 1_000_000):
+        raise InvalidParameter(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        )
+    quota = hc.get("CpuQuota") or 0
+    if quota and quota > 0 and quota < 1000:
+        raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    shares = hc.get("CpuShares") or 0
+    if shares < 0:
+        raise InvalidParameter("invalid CPU shares: must be a positive integer")
+    weight = hc.get("BlkioWeight") or 0
+    if weight and (weight < 10 or weight > 1000):
+        raise InvalidParameter("Range of blkio weight is from 10 to 1000")
+    cpus = hc.get("CpusetCpus") or ""
+    if cpus and not re.match(r"^[0-9,\-]+$", cpus):
+        raise InvalidParameter(f"Invalid value {cpus} for cpuset cpus")
+    return warnings
+
+
+def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> list[str]:
+    """Everything dockerd checks before creating (image-independent part)."""
+    if not isinstance(config.get("Env") or [], list):
+        raise InvalidParameter("invalid Env: expected an array")
+    for e in config.get("Env") or []:
+        if not isinstance(e, str) or not e or e.startswith("="):
+            raise InvalidParameter(f"invalid environment variable: {e}")
+    validate_healthcheck(config.get("Healthcheck"))
+    validate_restart_policy(hc.get("RestartPolicy"), bool(hc.get("AutoRemove")))
+    warnings = validate_resources(hc, ncpu)
+    for u in hc.get("Ulimits") or []:
+        name = (u or {}).get("Name", "")
+        if name not in _ULIMITS:
+            raise InvalidParameter(f"invalid ulimit type: {name}")
+        if (u.get("Soft") or 0) > (u.get("Hard") or 0):
+            raise InvalidParameter(
+                f"ulimit soft limit must be less than or equal to hard limit: {u.get('Soft')} > {u.get('Hard')}"
+            )
+    shm = hc.get("ShmSize") or 0
+    if shm < 0:
+        raise InvalidParameter("SHM size can not be less than 0")
+    for opt in hc.get("SecurityOpt") or []:
+        parse_security_opt(opt)
+    lc = hc.get("LogConfig") or {}
+    ltype = lc.get("Type") or ""
+    if ltype and ltype not in LOG_DRIVERS:
+        raise InvalidParameter(
+            f"failed to create container: logger: no log driver named '{ltype}' is registered"
+        )
+    for key, val in (lc.get("Config") or {}).items():
+        if key in ("max-size",):
+            parse_size(val)
+        elif key == "max-file":
+            if not str(val).isdigit() or int(val) < 1:
+                raise InvalidParameter("max-file cannot be less than 1")
+        elif key not in (
+            "compress",
+            "labels",
+            "labels-regex",
+            "env",
+            "env-regex",
+            "tag",
+            "mode",
+            "max-buffer-size",
+        ):
+            raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
+    if config.get("StopSignal"):
+        parse_signal(config["StopSignal"])
+    for h in hc.get("ExtraHosts") or []:
+        if ":" not in h and "=" not in h:
+            raise InvalidParameter(f'invalid IP address in add-host: "{h}"')
+    return warnings
+
+
+def parse_security_opt(opt: str) -> tuple[str, str]:
+    """C{key=value} (or C{key:value}, or C{no-new-privileges}) -> (key, value).
+
+    @raise InvalidParameter: malformed or unknown option.
+    """
+    if opt in ("no-new-privileges",):
+        return ("no-new-privileges", "true")
+    key, sep, value = opt.partition("=")
+    if not sep:
+        key, sep, value = opt.partition(":")
+    if not sep:
+        raise InvalidParameter(f'invalid --security-opt 1: "{opt}"')
+    if key not in (
+        "no-new-privileges",
+        "seccomp",
+        "apparmor",
+        "label",
+        "systempaths",
+        "writable-cgroups",
+    ):
+        raise InvalidParameter(f'invalid --security-opt 2: "{opt}"')
+    return key, value
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def _safe_join(rootfs: str, rel: str) -> str:
+    # /etc/passwd inside the image; a symlink escaping the root is resolved inside it.
+    path = os.path.join(rootfs, rel.lstrip("/"))
+    real = os.path.realpath(path)
+    root = os.path.realpath(rootfs)
+    if real != root and not real.startswith(root + os.sep):
+        return os.path.join(rootfs, "nonexistent")
+    return real
+
+
+def resolve_user(
+    rootfs: str, user: str, group_add: Sequence[str] = ()
+) -> tuple[int, int, tuple[int, ...], str]:
+    """Resolve C{User} (name, uid, name:group, uid:gid) against the image's files (blocking).
+
+    @return: (uid, gid, additional gids, home).
+    @raise InvalidParameter: unknown user or group (dockerd's text).
+    """
+    passwd = [line.split(":") for line in _read_lines(_safe_join(rootfs, "etc/passwd"))]
+    groups = [line.split(":") for line in _read_lines(_safe_join(rootfs, "etc/group"))]
+    passwd = [p for p in passwd if len(p) >= 7]
+    groups = [g for g in groups if len(g) >= 3]
+    spec_user, _, spec_group = (user or "").partition(":")
+    uid, gid, home, uname = 0, 0, "/", "root"
+    found = False
+    if not spec_user:
+        spec_user = "0"
+    for p in passwd:
+        if p[0] == spec_user or (spec_user.isdigit() and p[2] == spec_user):
+            uname, uid, gid, home, found = p[0], int(p[2]), int(p[3]), p[5] or "/", True
+            break
+    if not found:
+        if spec_user.isdigit():
+            uid, uname = int(spec_user), ""
+            gid = 0
+            home = "/"
+        else:
+            raise InvalidParameter(
+                f"unable to find user {spec_user}: no matching entries in passwd file"
+            )
+    if spec_group:
+        for g in groups:
+            if g[0] == spec_group or (spec_group.isdigit() and g[2] == spec_group):
+                gid = int(g[2])
+                break
+        else:
+            if spec_group.isdigit():
+                gid = int(spec_group)
+            else:
+                raise InvalidParameter(
+                    f"unable to find group {spec_group}: no matching entries in group file"
+                )
+    extra: list[int] = []
+    if uname and not spec_group:
+        for g in groups:
+            members = g[3].split(",") if len(g) > 3 and g[3] else []
+            if uname in members:
+                gn = int(g[2])
+                if gn != gid and gn not in extra:
+                    extra.append(gn)
+    for ga in group_add:
+        for g in groups:
+            if g[0] == ga or g[2] == ga:
+                extra.append(int(g[2]))
+                break
+        else:
+            if ga.isdigit():
+                extra.append(int(ga))
+            else:
+                raise InvalidParameter(
+                    f"Unable to find group {ga}: no matching entries in group file"
+                )
+    return uid, gid, tuple(extra), home
+
+
+HOSTS_BASE = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::\tip6-localnet\n"
+    "ff00::\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+
+
+def render_hosts(
+    entries: Sequence[tuple[str, str]], extra_hosts: Sequence[str], host_file: str | None = None
+) -> str:
+    """C{/etc/hosts}: the base block (or the host's file for C{--network host}), ExtraHosts, own entries."""
+    text = host_file if host_file is not None else HOSTS_BASE
+    if text and not text.endswith("\n"):
+        text += "\n"
+    for h in extra_hosts:
+        if "=" in h and (":" not in h or h.index("=") < h.index(":")):
+            name, _, ip = h.partition("=")
+        else:
+            name, _, ip = h.partition(":")
+        if ip == "host-gateway":
+            continue
+        text += f"{ip}\t{name}\n"
+    for addr, names in entries:
+        text += f"{addr}\t{names}\n"
+    return text
+
+
+def render_resolv_conf(
+    host_text: str,
+    servers: Sequence[str],
+    search: Sequence[str],
+    options: Sequence[str],
+    keep_localhost: bool = False,
+) -> str:
+    """C{/etc/resolv.conf} the way dockerd writes it.
+
+    Explicit servers/search/options replace the host's; localhost nameservers of the host file
+    are dropped (they mean nothing inside a network namespace) and Google's are used if none stay.
+    """
+    host_servers: list[str] = []
+    host_search: list[str] = []
+    host_opts: list[str] = []
+    for line in host_text.splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith(("#", ";")):
+            continue
+        if parts[0] == "nameserver" and len(parts) > 1:
+            host_servers.append(parts[1])
+        elif parts[0] in ("search", "domain"):
+            host_search = parts[1:]
+        elif parts[0] == "options":
+            host_opts.extend(parts[1:])
+    if not keep_localhost:
+        host_servers = [s for s in host_servers if not (s.startswith("127.") or s == "::1")]
+        if not host_servers and not servers:
+            host_servers = ["8.8.8.8", "8.8.4.4"]
+    ns = list(servers) or host_servers
+    se = list(search) or host_search
+    op = list(options) or host_opts
+    out = ""
+    if se and se != ["."]:
+        out += "search " + " ".join(se) + "\n"
+    for s in ns:
+        out += f"nameserver {s}\n"
+    if op:
+        out += "options " + " ".join(op) + "\n"
+    return out
+
+
+def start_error(args: Sequence[str], runtime_message: str) -> tuple[str, int]:
+    """Translate a runtime refusal into dockerd's start error text and the exit code it records.
+
+    127: the executable does not exist; 126: it cannot be executed; 128: anything else.
+    """
+    exe = args[0] if args else ""
+    prefix = "failed to create task for container: failed to create shim task: OCI runtime create failed: "
+    m = runtime_message
+    if "not found in $PATH" in m or ("executable file" in m and "not found" in m):
+        return (
+            f'{prefix}crun: unable to start container process: exec: "{exe}": '
+            "executable file not found in $PATH: unknown",
+            127,
+        )
+    if ("No such file or directory" in m and "open executable" in m) or (
+        "/" in exe and "No such file or directory" in m
+    ):
+        return (
+            f'{prefix}crun: unable to start container process: exec: "{exe}": '
+            f"stat {exe}: no such file or directory: unknown",
+            127,
+        )
+    if "Permission denied" in m or "permission denied" in m or "Is a directory" in m:
+        return (
+            f'{prefix}crun: unable to start container process: exec: "{exe}": '
+            "permission denied: unknown",
+            126,
+        )
+    if "chdir" in m or "cwd" in m:
+        return (f"{prefix}crun: {m}: unknown", 128)
+    return (f"{prefix}crun: {m}: unknown", 128)

@@ -1,0 +1,1603 @@
+"""Container lifecycle: create, start, stop, kill, wait, remove, restart policies, health, restore.
+
+Layer: engine. Docker's rules live here; the runtime driver (crun + conmon) only executes.
+Each container's lifecycle operations are serialised by a L{DeferredLock}; the exit of a running
+container arrives from the runtime's exit watcher and is handled once per run (L{_Run}).
+
+Other areas (attach, exec, stats, archive) build on L{ContainerService.running} which gives
+the bundle, conmon's attach socket and the container's pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal as _signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    PydError,
+    SystemError_,
+    no_such_container,
+)
+from pyd.core.ids import VALID_NAME, new_id, random_name
+from pyd.core.records import (
+    Container,
+    ContainerState,
+    Endpoint,
+    HealthLogEntry,
+    Image,
+    MountSpec,
+    NetworkSetup,
+    PortMapping,
+)
+from pyd.core.seams import Blocking, EventSink
+from pyd.drivers.runtime import spec as oci
+from pyd.drivers.runtime.cgroups import CgroupStats
+from pyd.drivers.runtime.conmon import (
+    CreateOptions,
+    ExitInfo,
+    RuntimeDriver,
+    RuntimeFailed,
+    cgroup_path,
+)
+from pyd.engine import container_config as cc
+from pyd.engine.container_logs import LogChunk, LogEntry, read_from, select_entries
+from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
+from pyd.engine.networks import ContainerRef
+from pyd.engine.streams import StreamTarget
+from pyd.state.containers import ContainerRepository
+
+log = Logger()
+
+RESTART_BASE = 0.1  # moby restartmanager: first delay 100 ms, doubled, capped at 1 min
+RESTART_MAX = 60.0
+RESTART_RESET_AFTER = 10.0  # a run this long resets the back-off
+
+
+@attrs.frozen
+class ContainerSettings:
+    """Daemon-wide facts and defaults the container service needs."""
+
+    containers_dir: str  # <data-root>/containers: one persistent bundle dir per container
+    ncpu: int = 1
+    cap_bounding: frozenset[str] | None = None
+    init_path: str = ""  # static init for --init (tini-static / catatonit)
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    log_opts: dict[str, str] = attrs.field(factory=dict)
+    host_hostname: str = "localhost"
+    host_resolv_conf: str = "/etc/resolv.conf"
+    host_hosts: str = "/etc/hosts"
+
+
+@attrs.frozen
+class RunningContainer:
+    """What attach/exec/stats/top need of a running container."""
+
+    container: Container
+    pid: int
+    bundle: str
+    attach_socket: str
+    ctl_path: str
+    rootfs: str
+
+
+@attrs.frozen
+class WaitResult:
+    """C{POST /containers/{id}/wait}'s answer."""
+
+    status_code: int
+    error: str | None = None
+
+
+@attrs.frozen
+class PruneResult:
+    """C{POST /containers/prune}'s answer."""
+
+    deleted: tuple[str, ...]
+    space_reclaimed: int
+
+
+@attrs.frozen
+class LogsRequest:
+    """C{docker logs} options."""
+
+    follow: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    since_nano: int = 0
+    until_nano: int | None = None
+    tail: int | None = None
+
+
+class _Run:
+    """One run of a container: from create in the runtime to its handled exit."""
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = started_at
+        self.pid = 0
+        self.finished: Deferred[ExitInfo] = Deferred()
+        self.handling = False
+        self.health_call: Any = None
+        self.rootfs = ""
+
+
+def _now_nano(clock: Any) -> int:
+    return int(clock.seconds() * 1_000_000_000)
+
+
+class ContainerService:
+    """Docker's container lifecycle over a L{RuntimeDriver} and the three providers."""
+
+    def __init__(
+        self,
+        repo: ContainerRepository,
+        runtime: RuntimeDriver,
+        images: ImageProvider,
+        networks: NetworkProvider,
+        volumes: VolumeProvider,
+        events: EventSink,
+        blocking: Blocking,
+        clock: Any,
+        settings: ContainerSettings,
+    ) -> None:
+        self._repo = repo
+        self.runtime = runtime
+        self._images = images
+        self._networks = networks
+        self._volumes = volumes
+        self._events = events
+        self._blocking = blocking
+        self._clock = clock
+        self.settings = settings
+        self._cache: dict[str, Container] = {}
+        self._locks: dict[str, DeferredLock] = {}
+        self._runs: dict[str, _Run] = {}
+        self._restart_calls: dict[str, Any] = {}
+        self._backoff: dict[str, float] = {}
+        self._exit_waiters: dict[str, list[Deferred[WaitResult]]] = {}
+        self._removed_waiters: dict[str, list[Deferred[WaitResult]]] = {}
+        self._stopping = False
+        # Hooks of the stream services: between conmon create and crun start (attach clients
+        # connect to the new attach socket then), and when a container is gone.
+        self.before_start: list[Callable[[str, str], Awaitable[None]]] = []
+        self.on_gone: list[Callable[[str], None]] = []
+
+    # --- start-up and shutdown -------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read every container into the cache (before restore)."""
+        for c in await self._repo.all():
+            self._cache[c.id] = c
+
+    async def startup(self) -> None:
+        """Daemon start: prepare the runtime, load state, reconcile with what still runs."""
+        await self.runtime.setup()
+        self.runtime.watch_exits(self._on_exit_file)
+        await self.load()
+        await self.restore()
+
+    def shutdown(self) -> None:
+        """Daemon stop: cancel timers; containers keep running (live restore)."""
+        self._stopping = True
+        for call in list(self._restart_calls.values()):
+            if call.active():
+                call.cancel()
+        self._restart_calls.clear()
+        for run in self._runs.values():
+            if run.health_call is not None and run.health_call.active():
+                run.health_call.cancel()
+        stop = getattr(self.runtime, "stop_watching", None)
+        if stop is not None:
+            stop()
+
+    async def restore(self) -> None:
+        """Reconcile the database with the runtime after a daemon (or host) restart.
+
+        A container whose conmon still runs is running; one whose exit file exists exited while
+        pyd was down (its exit is recorded now, with events and restart policy); one with
+        neither (the host rebooted: runtime state gone) is marked exited (255) and restartable.
+        """
+        to_start: list[str] = []
+        for c in list(self._cache.values()):
+            st = c.state
+            if st.status in ("running", "paused", "restarting", "removing"):
+                bundle = self.bundle_dir(c.id)
+                info = await self.runtime.read_exit(c.id, bundle)
+                if info is not None or st.status == "restarting":
+                    run = _Run(self._clock.seconds() - RESTART_RESET_AFTER)
+                    run.pid = st.pid
+                    self._runs[c.id] = run
+                    if info is None:
+                        info = ExitInfo(st.exit_code, False, _now_nano(self._clock))
+                    await self._handle_exit(c.id, info)
+                    continue
+                if await self.runtime.monitor_alive(bundle):
+                    run = _Run(self._clock.seconds())
+                    run.pid = st.pid
+                    self._runs[c.id] = run
+                    try:
+                        run.rootfs = await self._images.mount_rw_layer(c.id)
+                    except PydError as e:
+                        log.warn("rootfs of {cid}: {err}", cid=c.id, err=e)
+                    rt = await self.runtime.state(c.id)
+                    status = "running"
+                    if rt is not None and rt.get("status") == "paused":
+                        status = "paused"
+                    if status != st.status:
+                        await self._save(attrs.evolve(c, state=attrs.evolve(st, status=status)))
+                    self._schedule_health(c.id, first=True)
+                    continue
+                # Runtime state gone (host reboot) or conmon killed: the exit is unknowable.
+                try:
+                    await self.runtime.delete(c.id, force=True)
+                except RuntimeFailed:
+                    pass
+                try:
+                    await self._networks.teardown(c.id)
+                except PydError:
+                    pass
+                new = attrs.evolve(
+                    c,
+                    state=attrs.evolve(
+                        st,
+                        status="exited",
+                        pid=0,
+                        exit_code=255,
+                        finished_nano=_now_nano(self._clock),
+                        health_status="unhealthy" if st.health_status else "",
+                    ),
+                )
+                await self._save(new)
+                if self._policy_restarts(new, 255, on_boot=True):
+                    to_start.append(c.id)
+            elif (
+                st.status in ("exited", "created")
+                and st.has_been_started
+                and self._policy_restarts(c, st.exit_code, on_boot=True)
+            ):
+                to_start.append(c.id)
+        for cid in to_start:
+            try:
+                await self._start_locked(cid)
+            except PydError as e:
+                log.warn("restart of {cid} at daemon start failed: {err}", cid=cid, err=e)
+
+    # --- lookup ----------------------------------------------------------------------------------
+
+    def bundle_dir(self, container_id: str) -> str:
+        """The container's persistent directory (bundle, logs, hosts files)."""
+        return os.path.join(self.settings.containers_dir, container_id)
+
+    def resolve(self, ref: str) -> Container:
+        """A container by full id, name (with or without C{/}) or unique id prefix.
+
+        @raise NotFound: dockerd's C{No such container: <ref>}.
+        @raise InvalidParameter: an ambiguous prefix.
+        """
+        if not ref:
+            raise no_such_container(ref)
+        c = self._cache.get(ref)
+        if c is not None:
+            return c
+        name = ref if ref.startswith("/") else "/" + ref
+        for c in self._cache.values():
+            if c.name == name:
+                return c
+        if all(ch in "0123456789abcdef" for ch in ref):
+            matches = [c for cid, c in self._cache.items() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise no_such_container(ref)
+
+    def get(self, ref: str) -> Container:
+        """Alias of L{resolve} (inspect)."""
+        return self.resolve(ref)
+
+    def list_all(self) -> list[Container]:
+        """Every container, newest first."""
+        return sorted(self._cache.values(), key=lambda c: c.created_nano, reverse=True)
+
+    def running(self, ref: str) -> RunningContainer:
+        """A running container's handles, for attach/exec/stats/top.
+
+        @raise Conflict: it is not running (dockerd's text).
+        """
+        c = self.resolve(ref)
+        if not c.state.running:
+            raise Conflict(f"container {c.id} is not running")
+        run = self._runs.get(c.id)
+        bundle = self.bundle_dir(c.id)
+        return RunningContainer(
+            container=c,
+            pid=c.state.pid,
+            bundle=bundle,
+            attach_socket=self.runtime.attach_socket_path(c.id),
+            ctl_path=self.runtime.ctl_path(bundle),
+            rootfs=run.rootfs if run is not None else "",
+        )
+
+    async def stream_target(self, ref: str) -> StreamTarget:
+        """What attach/exec need (L{pyd.engine.streams.StreamTargets}).
+
+        @raise NotFound: no such container.
+        """
+        c = self.resolve(ref)
+        run = self._runs.get(c.id)
+        bundle = self.bundle_dir(c.id)
+        cfg = c.config
+        return StreamTarget(
+            id=c.id,
+            name=c.name.lstrip("/"),
+            image=str(cfg.get("Image") or c.image_ref),
+            status=c.state.status,
+            pid=c.state.pid,
+            tty=bool(cfg.get("Tty")),
+            open_stdin=bool(cfg.get("OpenStdin")),
+            stdin_once=bool(cfg.get("StdinOnce")),
+            bundle=bundle,
+            attach_socket=self.runtime.attach_socket_path(c.id),
+            rootfs=(run.rootfs or None) if run is not None else None,
+            labels={str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()},
+            user=cfg.get("User") or "",
+            working_dir=cfg.get("WorkingDir") or "",
+        )
+
+    async def network_container(self, ref: str) -> ContainerRef:
+        """What networking needs of a container (L{pyd.engine.networks.ContainerLookup}).
+
+        @raise NotFound: no such container.
+        """
+        c = self.resolve(ref)
+        return ContainerRef(
+            id=c.id,
+            name=c.name.lstrip("/"),
+            running=c.state.status in ("running", "paused"),
+            network_mode=c.host_config.get("NetworkMode") or "default",
+        )
+
+    async def stats(self, ref: str) -> CgroupStats:
+        """One sample of the container's cgroup counters (zeros when not running)."""
+        c = self.resolve(ref)
+        return await self.runtime.stats(c.id)
+
+    def _lock(self, cid: str) -> DeferredLock:
+        lock = self._locks.get(cid)
+        if lock is None:
+            lock = self._locks[cid] = DeferredLock()
+        return lock
+
+    async def _save(self, c: Container) -> Container:
+        await self._repo.save(c)
+        if c.id in self._cache:
+            self._cache[c.id] = c
+        return c
+
+    def _attrs(self, c: Container, **more: str) -> dict[str, str]:
+        out = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        out["image"] = str(c.config.get("Image") or c.image_ref)
+        out["name"] = c.name.lstrip("/")
+        out.update(more)
+        return out
+
+    def _emit(self, c: Container, action: str, **more: str) -> None:
+        d = self._events.emit("container", action, c.id, self._attrs(c, **more))
+        d.addErrback(lambda f: log.failure("event {action} not stored", f, action=action))
+
+    # --- create ----------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        name: str | None,
+        config: dict[str, Any],
+        host_config: dict[str, Any],
+        networking_config: dict[str, Any] | None = None,
+    ) -> tuple[str, list[str]]:
+        """Create a container the way C{POST /containers/create} does.
+
+        @return: (id, warnings).
+        @raise InvalidParameter: invalid configuration (dockerd's messages); nothing is created.
+        @raise NotFound: the image does not exist.
+        @raise Conflict: the name is taken.
+        """
+        if name:
+            if not VALID_NAME.match(name):
+                raise InvalidParameter(
+                    f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )
+            name = name if name.startswith("/") else "/" + name
+        config = dict(config)
+        hc = dict(host_config or {})
+        image_ref = config.get("Image") or ""
+        if not image_ref:
+            raise InvalidParameter("config cannot be empty in order to create a container")
+        warnings = cc.validate_create(config, hc, self.settings.ncpu)
+        try:
+            oci.resolve_caps(
+                hc.get("CapAdd") or [], hc.get("CapDrop") or [], bool(hc.get("Privileged")), None
+            )
+        except ValueError as e:
+            raise InvalidParameter(f"invalid CapAdd: {e}") from e
+        image: Image = await self._images.resolve(image_ref)
+        config = cc.merge_image_defaults(config, image)
+        if not cc.command_of(config):
+            raise InvalidParameter("no command specified")
+        config["ExposedPorts"] = _normalise_ports(config.get("ExposedPorts"))
+        mode = hc.get("NetworkMode") or "default"
+        if mode == "default":
+            mode = "bridge"
+        hc["NetworkMode"] = mode
+        hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        if not (hc["RestartPolicy"] or {}).get("Name"):
+            hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+        lc = dict(hc.get("LogConfig") or {})
+        if not lc.get("Type"):
+            lc = {"Type": "json-file", "Config": dict(self.settings.log_opts)}
+        lc.setdefault("Config", {})
+        hc["LogConfig"] = lc
+        if not hc.get("ShmSize"):
+            hc["ShmSize"] = cc.DEFAULT_SHM
+        cid = new_id()
+        if not config.get("Hostname"):
+            config["Hostname"] = self.settings.host_hostname if mode == "host" else cid[:12]
+        netcfg = dict(networking_config or {})
+        await self._networks.validate(cid, mode, dict(netcfg.get("EndpointsConfig") or {}), hc)
+        bundle = self.bundle_dir(cid)
+        c = Container(
+            id=cid,
+            name=name or "",
+            image_id=image.id,
+            image_ref=image_ref,
+            created_nano=_now_nano(self._clock),
+            config=config,
+            host_config=hc,
+            state=ContainerState(),
+            extra={
+                "bundle": bundle,
+                "hosts_path": os.path.join(bundle, "hosts"),
+                "hostname_path": os.path.join(bundle, "hostname"),
+                "resolv_conf_path": os.path.join(bundle, "resolv.conf"),
+                "log_path": os.path.join(bundle, "ctr.log"),
+                "platform": "linux",
+            },
+            networking_config=netcfg,
+        )
+        c = await self._insert(c, generated=not name)
+        try:
+            await self._blocking.run(os.makedirs, bundle, 0o700, True)
+            image_vols = list((image.container_config.get("Volumes") or {}).keys())
+            image_vols += [v for v in (config.get("Volumes") or {}) if v not in image_vols]
+            from_mounts = []
+            for ref in hc.get("VolumesFrom") or []:
+                other = self.resolve(ref.split(":")[0])
+                from_mounts.append(list(other.mounts))
+            mounts = await self._volumes.resolve_mounts(cid, hc, image_vols, from_mounts)
+            await self._images.create_rw_layer(cid, image.id)
+        except BaseException:
+            await self._volumes.release(cid, True)
+            await self._repo.remove(cid)
+            self._cache.pop(cid, None)
+            await self._blocking.run(shutil.rmtree, bundle, True)
+            raise
+        c = await self._save(attrs.evolve(c, mounts=tuple(mounts)))
+        self._emit(c, "create")
+        return cid, warnings
+
+    async def _insert(self, c: Container, generated: bool) -> Container:
+        if not generated:
+            await self._repo.add(c)
+            self._cache[c.id] = c
+            return c
+        for attempt in range(10):
+            name = "/" + random_name()
+            if attempt >= 3:
+                name += str(attempt)
+            try:
+                await self._repo.add(attrs.evolve(c, name=name))
+            except Conflict:
+                continue
+            c = attrs.evolve(c, name=name)
+            self._cache[c.id] = c
+            return c
+        raise Conflict("could not generate a unique container name")
+
+    # --- start -----------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        """Start a created or stopped container.
+
+        @raise NotModified: it already runs.
+        @raise Conflict: it is paused, or being removed.
+        @raise InvalidParameter: the runtime refused the process (dockerd's text; exit code
+            127/126 recorded in its state).
+        """
+        c = self.resolve(ref)
+        lock = self._lock(c.id)
+        await lock.acquire()
+        try:
+            c = self.resolve(c.id)
+            if c.state.status == "paused":
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if c.state.status in ("running",):
+                raise NotModified()
+            if c.state.status == "removing":
+                raise Conflict("container is marked for removal and cannot be started")
+            if c.state.status == "dead":
+                raise Conflict("cannot start a dead container")
+            self._cancel_restart(c.id)
+            c = attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=False))
+            self._cache[c.id] = c
+            await self._start(c)
+        finally:
+            lock.release()
+
+    async def _start_locked(self, cid: str) -> None:
+        lock = self._lock(cid)
+        await lock.acquire()
+        try:
+            c = self._cache.get(cid)
+            if c is None or c.state.status in ("running", "paused", "removing", "dead"):
+                return
+            await self._start(c)
+        finally:
+            lock.release()
+
+    async def _start(self, c: Container) -> None:
+        cid = c.id
+        bundle = self.bundle_dir(cid)
+        hc = c.host_config
+        cfg = c.config
+        run = _Run(self._clock.seconds())
+        net: NetworkSetup | None = None
+        spec_input: oci.RuntimeSpecInput | None = None
+        try:
+            rootfs = await self._images.mount_rw_layer(cid)
+            run.rootfs = rootfs
+            await self._volumes.prepare(cid, c.mounts, rootfs)
+            net = await self._networks.setup(
+                cid,
+                c.name.lstrip("/"),
+                cfg.get("Hostname") or cid[:12],
+                hc.get("NetworkMode") or "bridge",
+                dict(c.networking_config.get("EndpointsConfig") or {}),
+                hc,
+                list((cfg.get("ExposedPorts") or {}).keys()),
+            )
+            spec_input = await self._blocking.run(self._prepare_spec, c, rootfs, net)
+            spec = oci.build_spec(spec_input)
+            self._runs[cid] = run
+            log_size = 0
+            lopts = (hc.get("LogConfig") or {}).get("Config") or {}
+            if lopts.get("max-size"):
+                log_size = cc.parse_size(lopts["max-size"])
+            pid = await self.runtime.create(
+                CreateOptions(
+                    container_id=cid,
+                    name=c.name.lstrip("/"),
+                    bundle=bundle,
+                    spec=spec,
+                    terminal=bool(cfg.get("Tty")),
+                    stdin=bool(cfg.get("OpenStdin")),
+                    leave_stdin_open=not bool(cfg.get("StdinOnce")),
+                    log_size_max=log_size,
+                )
+            )
+            run.pid = pid
+            for hook in self.before_start:
+                await hook(cid, self.runtime.attach_socket_path(cid))
+            await self.runtime.start(cid)
+        except RuntimeFailed as e:
+            args = list(spec_input.args) if spec_input is not None else cc.command_of(cfg)
+            if hc.get("Init") and args[:2] == [oci.INIT_DEST, "--"]:
+                args = args[2:]
+            message, code = cc.start_error(args, e.message)
+            await self._start_failed(c, run, net, message, code)
+            raise InvalidParameter(message) from e
+        except PydError as e:
+            await self._start_failed(c, run, net, str(e), 128)
+            raise
+        except BaseException as e:
+            await self._start_failed(c, run, net, f"{type(e).__name__}: {e}", 128)
+            raise
+        state = attrs.evolve(
+            c.state,
+            status="running",
+            pid=run.pid,
+            exit_code=0,
+            error="",
+            oom_killed=False,
+            started_nano=_now_nano(self._clock),
+            has_been_started=True,
+            health_status="starting" if self._health_config(c) else "",
+            health_failing_streak=0,
+        )
+        c = await self._save(attrs.evolve(c, state=state, network_settings=_settings_of(net, hc)))
+        self._emit(c, "start")
+        self._schedule_health(cid, first=True)
+        if run.finished.called:
+            return
+        # The process may have exited before we listened; the exit file tells.
+        info = await self.runtime.read_exit(cid, bundle)
+        if info is not None and not run.handling:
+            self._spawn_exit(cid)
+
+    async def _start_failed(
+        self, c: Container, run: _Run, net: NetworkSetup | None, message: str, code: int
+    ) -> None:
+        cid = c.id
+        self._runs.pop(cid, None)
+        try:
+            await self.runtime.delete(cid, force=True)
+        except RuntimeFailed:
+            pass
+        if net is not None:
+            try:
+                await self._networks.teardown(cid)
+            except PydError:
+                pass
+        if run.rootfs:
+            try:
+                await self._images.unmount_rw_layer(cid)
+            except PydError:
+                pass
+        c = self._cache.get(cid, c)
+        state = attrs.evolve(
+            c.state,
+            status="exited" if c.state.has_been_started else "created",
+            pid=0,
+            exit_code=code,
+            error=message,
+        )
+        if c.state.has_been_started:
+            state = attrs.evolve(state, finished_nano=_now_nano(self._clock))
+        await self._save(attrs.evolve(c, state=state))
+        for gone in self.on_gone:
+            gone(cid)
+        if c.host_config.get("AutoRemove"):
+            self._clock.callLater(0, self._auto_remove, cid, code)
+
+    def _prepare_spec(
+        self, c: Container, rootfs: str, net: NetworkSetup | None
+    ) -> oci.RuntimeSpecInput:
+        """Blocking part of a start: users, hosts files, spec input (runs in the io pool)."""
+        cfg = c.config
+        hc = c.host_config
+        uid, gid, groups, home = cc.resolve_user(
+            rootfs, cfg.get("User") or "", hc.get("GroupAdd") or []
+        )
+        hostname = cfg.get("Hostname") or c.id[:12]
+        bundle = self.bundle_dir(c.id)
+        mode = hc.get("NetworkMode") or "bridge"
+        host_net = mode == "host"
+        files = []
+        hostname_path = os.path.join(bundle, "hostname")
+        _write(hostname_path, hostname + "\n")
+        files.append((hostname_path, "/etc/hostname"))
+        hosts_path = os.path.join(bundle, "hosts")
+        if net is not None and net.hosts_entries:
+            # The network layer owns the whole file (base block, ExtraHosts, own address).
+            hosts_text = "".join(f"{a}\t{n}\n" for a, n in net.hosts_entries)
+        else:
+            host_hosts = _read_or(self.settings.host_hosts, "") if host_net else None
+            hosts_text = cc.render_hosts((), hc.get("ExtraHosts") or [], host_hosts)
+        _write(hosts_path, hosts_text)
+        files.append((hosts_path, "/etc/hosts"))
+        resolv_path = os.path.join(bundle, "resolv.conf")
+        host_resolv = _read_or(self.settings.host_resolv_conf, "")
+        dns = (
+            list(hc.get("Dns") or [])
+            or list(net.dns_servers if net else ())
+            or list(self.settings.dns)
+        )
+        search = (
+            list(hc.get("DnsSearch") or [])
+            or list(net.dns_search if net else ())
+            or list(self.settings.dns_search)
+        )
+        opts = (
+            list(hc.get("DnsOptions") or [])
+            or list(net.dns_options if net else ())
+            or list(self.settings.dns_options)
+        )
+        _write(
+            resolv_path,
+            cc.render_resolv_conf(host_resolv, dns, search, opts, keep_localhost=host_net),
+        )
+        files.append((resolv_path, "/etc/resolv.conf"))
+        env = list(cfg.get("Env") or [])
+        keys = {e.split("=", 1)[0] for e in env}
+        if "PATH" not in keys:
+            env.insert(0, "PATH=" + cc.DEFAULT_PATH)
+        if "HOSTNAME" not in keys:
+            env.insert(1, "HOSTNAME=" + hostname)
+        if cfg.get("Tty") and "TERM" not in keys:
+            env.append("TERM=xterm")
+        if "HOME" not in keys:
+            env.append("HOME=" + (home or "/"))
+        privileged = bool(hc.get("Privileged"))
+        caps = oci.resolve_caps(
+            hc.get("CapAdd") or [],
+            hc.get("CapDrop") or [],
+            privileged,
+            self.settings.cap_bounding,
+        )
+        no_new_privs = False
+        seccomp = True
+        apparmor = ""
+        for opt in hc.get("SecurityOpt") or []:
+            key, value = cc.parse_security_opt(opt)
+            if key == "no-new-privileges":
+                no_new_privs = value.lower() in ("", "true", "1")
+            elif key == "seccomp" and value == "unconfined":
+                seccomp = False
+        nano = hc.get("NanoCpus") or 0
+        quota = hc.get("CpuQuota") or 0
+        period = hc.get("CpuPeriod") or 0
+        if nano:
+            period = 100_000
+            quota = nano * period // 1_000_000_000
+        pids = hc.get("PidsLimit") or 0
+        resources = oci.Resources(
+            memory=hc.get("Memory") or 0,
+            memory_swap=hc.get("MemorySwap") or 0,
+            memory_reservation=hc.get("MemoryReservation") or 0,
+            cpu_shares=hc.get("CpuShares") or 0,
+            cpu_quota=quota,
+            cpu_period=period,
+            cpuset_cpus=hc.get("CpusetCpus") or "",
+            cpuset_mems=hc.get("CpusetMems") or "",
+            pids_limit=pids if pids > 0 else 0,
+            blkio_weight=hc.get("BlkioWeight") or 0,
+            oom_kill_disable=bool(hc.get("OomKillDisable")),
+        )
+        ulimits = tuple(
+            (u["Name"], int(u.get("Soft") or 0), int(u.get("Hard") or 0))
+            for u in hc.get("Ulimits") or []
+        )
+        netns: str | None = ""
+        if host_net:
+            netns = None
+        elif net is not None:
+            netns = net.netns_path if net.netns_path is not None else None
+        init_path = ""
+        if hc.get("Init"):
+            init_path = self.settings.init_path
+            if not init_path:
+                raise InvalidParameter("--init requested but no init binary (tini) is installed")
+        args = cc.command_of(cfg)
+        return oci.RuntimeSpecInput(
+            args=tuple(args),
+            env=tuple(env),
+            cwd=cfg.get("WorkingDir") or "/",
+            uid=uid,
+            gid=gid,
+            additional_gids=groups,
+            terminal=bool(cfg.get("Tty")),
+            hostname=hostname,
+            domainname=cfg.get("Domainname") or "",
+            rootfs=rootfs,
+            readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+            mounts=tuple(c.mounts),
+            bind_files=tuple(files),
+            netns_path=netns,
+            ipc_host=(hc.get("IpcMode") or "") == "host",
+            pid_host=(hc.get("PidMode") or "") == "host",
+            uts_host=(hc.get("UTSMode") or "") == "host",
+            resources=resources,
+            cgroups_path=cgroup_path(c.id),
+            caps=caps,
+            privileged=privileged,
+            ulimits=ulimits,
+            sysctls=tuple((k, str(v)) for k, v in (hc.get("Sysctls") or {}).items()),
+            no_new_privileges=no_new_privs,
+            init_path=init_path,
+            shm_size=hc.get("ShmSize") or cc.DEFAULT_SHM,
+            seccomp=seccomp,
+            oom_score_adj=(hc.get("OomScoreAdj") or None),
+            apparmor_profile=apparmor,
+        )
+
+    # --- exits -----------------------------------------------------------------------------------
+
+    def _on_exit_file(self, cid: str) -> None:
+        run = self._runs.get(cid)
+        if run is None or run.handling:
+            return
+        self._spawn_exit(cid)
+
+    def _spawn_exit(self, cid: str) -> None:
+        run = self._runs.get(cid)
+        if run is None or run.handling:
+            return
+        run.handling = True
+
+        async def go() -> None:
+            info = await self.runtime.read_exit(cid, self.bundle_dir(cid))
+            if info is None:
+                run.handling = False
+                return
+            await self._handle_exit(cid, info)
+
+        d = Deferred.fromCoroutine(go())
+        d.addErrback(lambda f: log.failure("handling the exit of {cid} failed", f, cid=cid))
+
+    async def _handle_exit(self, cid: str, info: ExitInfo) -> None:
+        """Record an exit once: state, events, clean-up, waiters, then restart policy."""
+        run = self._runs.get(cid)
+        if run is None:
+            return
+        run.handling = True
+        c = self._cache.get(cid)
+        if c is None:
+            self._runs.pop(cid, None)
+            return
+        if run.health_call is not None and run.health_call.active():
+            run.health_call.cancel()
+        try:
+            await self.runtime.delete(cid, force=True)
+        except RuntimeFailed as e:
+            log.warn("crun delete {cid}: {err}", cid=cid, err=e)
+        try:
+            await self._networks.teardown(cid)
+        except PydError as e:
+            log.warn("network teardown {cid}: {err}", cid=cid, err=e)
+        try:
+            await self._images.unmount_rw_layer(cid)
+        except PydError as e:
+            log.warn("unmount {cid}: {err}", cid=cid, err=e)
+        await self.runtime.clear_exit(cid, self.bundle_dir(cid))
+        c = self._cache.get(cid, c)
+        ran_for = self._clock.seconds() - run.started_at
+        state = attrs.evolve(
+            c.state,
+            status="exited",
+            pid=0,
+            exit_code=info.code,
+            oom_killed=info.oom_killed,
+            finished_nano=info.finished_nano or _now_nano(self._clock),
+        )
+        ns = _clear_settings(c.network_settings)
+        c = await self._save(attrs.evolve(c, state=state, network_settings=ns))
+        self._runs.pop(cid, None)
+        if info.oom_killed:
+            self._emit(c, "oom")
+        exec_duration = str(int(max(ran_for, 0)))
+        self._emit(c, "die", exitCode=str(info.code), execDuration=exec_duration)
+        if not run.finished.called:
+            run.finished.callback(info)
+        for d in self._exit_waiters.pop(cid, []):
+            d.callback(WaitResult(info.code))
+        if self._stopping:
+            return
+        if self._policy_restarts(c, info.code):
+            if ran_for >= RESTART_RESET_AFTER:
+                self._backoff[cid] = 0.0
+            delay = self._backoff.get(cid, 0.0)
+            delay = RESTART_BASE if delay == 0 else min(delay * 2, RESTART_MAX)
+            self._backoff[cid] = delay
+            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="restarting")))
+            self._restart_calls[cid] = self._clock.callLater(delay, self._policy_restart, cid)
+        elif c.host_config.get("AutoRemove"):
+            await self._auto_remove(cid, info.code)
+
+    def _policy_restarts(self, c: Container, code: int, on_boot: bool = False) -> bool:
+        rp = c.host_config.get("RestartPolicy") or {}
+        name = rp.get("Name") or "no"
+        if c.state.manually_stopped or name == "no":
+            return False
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure":
+            limit = rp.get("MaximumRetryCount") or 0
+            return code != 0 and (limit == 0 or c.restart_count < limit)
+        return False
+
+    def _policy_restart(self, cid: str) -> None:
+        self._restart_calls.pop(cid, None)
+
+        async def go() -> None:
+            lock = self._lock(cid)
+            await lock.acquire()
+            try:
+                c = self._cache.get(cid)
+                if c is None or c.state.status != "restarting" or c.state.manually_stopped:
+                    return
+                c = await self._save(attrs.evolve(c, restart_count=c.restart_count + 1))
+                try:
+                    await self._start(c)
+                except PydError as e:
+                    log.warn("restart of {cid} failed: {err}", cid=cid, err=e)
+                    c = self._cache.get(cid)
+                    if c is not None and self._policy_restarts(c, c.state.exit_code):
+                        delay = min(
+                            max(self._backoff.get(cid, RESTART_BASE), RESTART_BASE) * 2, RESTART_MAX
+                        )
+                        self._backoff[cid] = delay
+                        await self._save(
+                            attrs.evolve(c, state=attrs.evolve(c.state, status="restarting"))
+                        )
+                        self._restart_calls[cid] = self._clock.callLater(
+                            delay, self._policy_restart, cid
+                        )
+            finally:
+                lock.release()
+
+        d = Deferred.fromCoroutine(go())
+        d.addErrback(lambda f: log.failure("policy restart of {cid} failed", f, cid=cid))
+
+    def _cancel_restart(self, cid: str) -> bool:
+        call = self._restart_calls.pop(cid, None)
+        if call is not None and call.active():
+            call.cancel()
+            return True
+        return False
+
+    async def _auto_remove(self, cid: str, code: int) -> None:
+        try:
+            await self.remove(cid, force=True, volumes=True, _code=code)
+        except NotFound:
+            pass
+        except PydError as e:
+            log.warn("auto-remove of {cid} failed: {err}", cid=cid, err=e)
+
+    # --- stop / kill / restart / pause -----------------------------------------------------------
+
+    async def _wait_exit(self, cid: str, timeout: float | None) -> bool:
+        run = self._runs.get(cid)
+        if run is None:
+            return True
+        if run.finished.called:
+            return True
+        d: Deferred[Any] = Deferred()
+
+        def fire(r: Any) -> Any:
+            if not d.called:
+                d.callback(True)
+            return r
+
+        run.finished.addBoth(fire)
+        if timeout is not None:
+
+            def expire() -> None:
+                if not d.called:
+                    d.callback(False)
+
+            call = self._clock.callLater(max(timeout, 0), expire)
+            result = bool(await d)
+            if call.active():
+                call.cancel()
+            return result
+        return bool(await d)
+
+    async def _kill(self, c: Container, sig: int) -> None:
+        try:
+            await self.runtime.kill(c.id, sig)
+        except RuntimeFailed as e:
+            if self._runs.get(c.id) is None or "not running" in e.message or "stopped" in e.message:
+                return
+            raise SystemError_(f"Cannot kill container: {c.id}: {e.message}") from e
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        """StopSignal, then SIGKILL after the timeout (C{Config.StopTimeout} or 10 s).
+
+        @raise NotModified: it is not running.
+        """
+        c = self.resolve(ref)
+        lock = self._lock(c.id)
+        await lock.acquire()
+        try:
+            c = self.resolve(c.id)
+            if c.state.status == "restarting" or (
+                c.state.status in ("exited", "created") and c.id in self._restart_calls
+            ):
+                self._cancel_restart(c.id)
+                c = await self._save(
+                    attrs.evolve(
+                        c, state=attrs.evolve(c.state, status="exited", manually_stopped=True)
+                    )
+                )
+                self._emit(c, "stop")
+                return
+            if not c.state.running:
+                raise NotModified()
+            await self._stop(c, timeout, signal)
+            self._emit(self.resolve(c.id), "stop")
+        finally:
+            lock.release()
+
+    async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
+        c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True)))
+        sig = cc.parse_signal(signal or c.config.get("StopSignal") or None)
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+            if timeout is None:
+                timeout = 10
+        paused = c.state.status == "paused"
+        if sig != _signal.SIGKILL:
+            self._emit(c, "kill", signal=str(sig))
+            await self._kill(c, sig)
+            if paused:
+                await self._resume_quiet(c.id)
+            if await self._wait_exit(c.id, None if timeout < 0 else float(timeout)):
+                return
+        self._emit(c, "kill", signal=str(int(_signal.SIGKILL)))
+        await self._kill(c, _signal.SIGKILL)
+        if paused:
+            await self._resume_quiet(c.id)
+        if not await self._wait_exit(c.id, 30.0):
+            raise SystemError_(f"container {c.id} did not exit after SIGKILL")
+
+    async def _resume_quiet(self, cid: str) -> None:
+        try:
+            await self.runtime.resume(cid)
+        except RuntimeFailed:
+            pass
+
+    async def kill(self, ref: str, signal: str | None = None) -> None:
+        """Send a signal (default SIGKILL).
+
+        @raise Conflict: it is not running (dockerd's text).
+        @raise InvalidParameter: unknown signal.
+        """
+        sig = cc.parse_signal(signal, default=_signal.SIGKILL)
+        c = self.resolve(ref)
+        if c.state.status == "restarting" and self._cancel_restart(c.id):
+            c = await self._save(
+                attrs.evolve(c, state=attrs.evolve(c.state, status="exited", manually_stopped=True))
+            )
+            self._emit(c, "kill", signal=str(sig))
+            return
+        if not c.state.running:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        stop_sig = cc.parse_signal(c.config.get("StopSignal") or None)
+        if sig in (_signal.SIGKILL, stop_sig):
+            c = await self._save(
+                attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
+            )
+        self._emit(c, "kill", signal=str(sig))
+        await self._kill(c, sig)
+        if c.state.status == "paused" and sig == _signal.SIGKILL:
+            await self._resume_quiet(c.id)
+
+    async def restart(
+        self, ref: str, timeout: int | None = None, signal: str | None = None
+    ) -> None:
+        """Stop if running, then start; emits C{restart}."""
+        c = self.resolve(ref)
+        lock = self._lock(c.id)
+        await lock.acquire()
+        try:
+            c = self.resolve(c.id)
+            self._cancel_restart(c.id)
+            if c.state.running:
+                await self._stop(c, timeout, signal)
+                self._emit(self.resolve(c.id), "stop")
+            c = self.resolve(c.id)
+            c = attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=False))
+            self._cache[c.id] = c
+            await self._start(c)
+            self._emit(self.resolve(c.id), "restart")
+        finally:
+            lock.release()
+
+    async def pause(self, ref: str) -> None:
+        """Freeze the container. @raise Conflict: not running or already paused."""
+        c = self.resolve(ref)
+        lock = self._lock(c.id)
+        await lock.acquire()
+        try:
+            c = self.resolve(c.id)
+            if c.state.status == "paused":
+                raise Conflict(f"Container {c.id} is already paused")
+            if c.state.status != "running":
+                raise Conflict(f"Container {c.id} is not running")
+            try:
+                await self.runtime.pause(c.id)
+            except RuntimeFailed as e:
+                raise SystemError_(f"Cannot pause container {c.id}: {e.message}") from e
+            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="paused")))
+            self._emit(c, "pause")
+        finally:
+            lock.release()
+
+    async def unpause(self, ref: str) -> None:
+        """Thaw the container. @raise Conflict: not paused."""
+        c = self.resolve(ref)
+        lock = self._lock(c.id)
+        await lock.acquire()
+        try:
+            c = self.resolve(c.id)
+            if c.state.status != "paused":
+                raise Conflict(f"Container {c.id} is not paused")
+            try:
+                await self.runtime.resume(c.id)
+            except RuntimeFailed as e:
+                raise SystemError_(f"Cannot unpause container {c.id}: {e.message}") from e
+            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="running")))
+            self._emit(c, "unpause")
+        finally:
+            lock.release()
+
+    # --- wait ------------------------------------------------------------------------------------
+
+    def wait(self, ref: str, condition: str = "not-running") -> Deferred[WaitResult]:
+        """Resolve now (may raise NotFound), return a Deferred firing when the condition holds.
+
+        C{not-running}: at once if not running, else at the next exit. C{next-exit}: the next
+        exit. C{removed}: once the container is gone (with its last exit code).
+        @raise InvalidParameter: unknown condition.
+        """
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidParameter(f'invalid condition: "{condition}"')
+        c = self.resolve(ref)
+        d: Deferred[WaitResult] = Deferred()
+        if condition == "removed":
+            self._removed_waiters.setdefault(c.id, []).append(d)
+            return d
+        if (
+            condition in ("", "not-running")
+            and not c.state.running
+            and c.state.status != "restarting"
+        ):
+            err = c.state.error or None
+            return succeed(WaitResult(c.state.exit_code, err))
+        self._exit_waiters.setdefault(c.id, []).append(d)
+        return d
+
+    # --- remove / rename / update / prune --------------------------------------------------------
+
+    async def remove(
+        self, ref: str, force: bool = False, volumes: bool = False, _code: int | None = None
+    ) -> None:
+        """C{docker rm}: refuse a running container unless forced; release everything.
+
+        @raise Conflict: running (or paused) without force, or already being removed.
+        """
+        c = self.resolve(ref)
+        cid_ = c.id
+        lock = self._lock(cid_)
+        await lock.acquire()
+        try:
+            cur = self._cache.get(cid_)
+            if cur is None:
+                raise no_such_container(ref)
+            c = cur
+            if c.state.status == "removing":
+                raise Conflict(f"removal of container {c.id[:12]} is already in progress")
+            if c.state.running and not force:
+                if c.state.status == "paused":
+                    raise Conflict(
+                        f'cannot remove container "{c.name}": container is paused and must be unpaused first'
+                    )
+                raise Conflict(
+                    f'cannot remove container "{c.name}": container is running: stop the container before removing or force remove'
+                )
+            self._cancel_restart(c.id)
+            if c.state.running:
+                c = await self._save(
+                    attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
+                )
+                self._emit(c, "kill", signal=str(int(_signal.SIGKILL)))
+                await self._kill(c, _signal.SIGKILL)
+                if c.state.status == "paused":
+                    await self._resume_quiet(c.id)
+                await self._wait_exit(c.id, 30.0)
+                c = self._cache.get(c.id, c)
+            prev = c.state.status
+            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="removing")))
+            try:
+                try:
+                    await self.runtime.delete(c.id, force=True)
+                except RuntimeFailed:
+                    pass
+                await self._networks.release(c.id)
+                await self._images.remove_rw_layer(c.id)
+                await self._volumes.release(c.id, volumes)
+                await self._repo.remove(c.id)
+            except BaseException:
+                await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status=prev)))
+                raise
+            self._cache.pop(c.id, None)
+            self._backoff.pop(c.id, None)
+            await self._blocking.run(shutil.rmtree, self.bundle_dir(c.id), True)
+            self._emit(c, "destroy")
+            for gone in self.on_gone:
+                gone(c.id)
+            code = c.state.exit_code if _code is None else _code
+            for d in self._removed_waiters.pop(c.id, []):
+                d.callback(WaitResult(code))
+            for d in self._exit_waiters.pop(c.id, []):
+                d.callback(WaitResult(code))
+        finally:
+            lock.release()
+            if cid_ not in self._cache:
+                self._locks.pop(cid_, None)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        """C{docker rename}. @raise Conflict: name taken. @raise InvalidParameter: bad name."""
+        c = self.resolve(ref)
+        if not new_name:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        if not VALID_NAME.match(new_name):
+            raise InvalidParameter(
+                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
+        name = new_name if new_name.startswith("/") else "/" + new_name
+        if name == c.name:
+            raise InvalidParameter("Renaming a container with the same name as its current name")
+        old = c.name
+        c = attrs.evolve(c, name=name)
+        await self._repo.save(c)
+        self._cache[c.id] = c
+        self._emit(c, "rename", oldName=old)
+
+    async def update(self, ref: str, changes: dict[str, Any]) -> list[str]:
+        """C{docker update}: resources and restart policy; live ones go to the runtime.
+
+        @raise InvalidParameter: invalid values (dockerd's text).
+        """
+        c = self.resolve(ref)
+        lock = self._lock(c.id)
+        await lock.acquire()
+        try:
+            c = self.resolve(c.id)
+            hc = dict(c.host_config)
+            keys = (
+                "Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
+                "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "KernelMemory",
+                "CpuRealtimePeriod", "CpuRealtimeRuntime", "OomKillDisable",
+            )  # fmt: skip
+            for k in keys:
+                v = changes.get(k)
+                if v not in (None, 0, "") or (k == "PidsLimit" and v is not None and v != 0):
+                    hc[k] = v
+            if changes.get("NanoCpus"):
+                hc["CpuQuota"] = 0
+                hc["CpuPeriod"] = 0
+            old_swap = c.host_config.get("MemorySwap") or 0
+            if (
+                hc.get("Memory")
+                and changes.get("Memory")
+                and not changes.get("MemorySwap")
+                and old_swap > 0
+                and hc["Memory"] > old_swap
+            ):
+                raise InvalidParameter(
+                    "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"
+                )
+            rp = changes.get("RestartPolicy")
+            if (
+                rp
+                and rp.get("Name") is not None
+                and (rp.get("Name") or rp.get("MaximumRetryCount"))
+            ):
+                cc.validate_restart_policy(rp, bool(hc.get("AutoRemove")))
+                hc["RestartPolicy"] = {
+                    "Name": rp.get("Name") or "no",
+                    "MaximumRetryCount": rp.get("MaximumRetryCount") or 0,
+                }
+            warnings = cc.validate_resources(hc, self.settings.ncpu)
+            if c.state.running:
+                res = oci.build_spec(
+                    oci.RuntimeSpecInput(
+                        args=("x",),
+                        env=(),
+                        cwd="/",
+                        uid=0,
+                        gid=0,
+                        additional_gids=(),
+                        terminal=False,
+                        hostname="",
+                        rootfs="",
+                        resources=_resources_of(hc),
+                    )
+                )["linux"]["resources"]
+                res.pop("devices", None)
+                try:
+                    await self.runtime.update(c.id, res)
+                except RuntimeFailed as e:
+                    raise SystemError_(f"Cannot update container {c.id}: {e.message}") from e
+            c = await self._save(attrs.evolve(c, host_config=hc))
+            self._emit(c, "update")
+            return warnings
+        finally:
+            lock.release()
+
+    async def prune(self, until_nano: int | None, labels: Sequence[str]) -> PruneResult:
+        """Remove every stopped container (optionally older than C{until}, matching labels)."""
+        deleted: list[str] = []
+        for c in list(self._cache.values()):
+            if c.state.running or c.state.status in ("restarting", "removing"):
+                continue
+            if until_nano is not None and c.created_nano >= until_nano:
+                continue
+            if not _labels_match(c.config.get("Labels") or {}, labels):
+                continue
+            try:
+                await self.remove(c.id)
+            except PydError as e:
+                log.warn("prune: {cid}: {err}", cid=c.id, err=e)
+                continue
+            deleted.append(c.id)
+        return PruneResult(tuple(deleted), 0)
+
+    # --- logs ------------------------------------------------------------------------------------
+
+    async def read_logs(
+        self, ref: str, req: LogsRequest
+    ) -> tuple[Container, list[LogEntry], LogChunk]:
+        """Everything logged so far that matches C{req}, and where reading stopped."""
+        c = self.resolve(ref)
+        ltype = (c.host_config.get("LogConfig") or {}).get("Type") or "json-file"
+        if ltype == "none":
+            raise InvalidParameter("configured logging driver does not support reading")
+        path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
+        chunk = await self._blocking.run(read_from, path, 0, 0)
+        entries = select_entries(
+            chunk.entries, req.stdout, req.stderr, req.since_nano, req.until_nano, req.tail
+        )
+        return c, entries, chunk
+
+    async def follow_logs(
+        self,
+        c: Container,
+        req: LogsRequest,
+        chunk: LogChunk,
+        write: Callable[[LogEntry], None],
+        closed: Callable[[], bool],
+    ) -> None:
+        """Keep writing new entries until the container stops (or the client goes away)."""
+        from twisted.internet.task import deferLater
+
+        path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
+        offset, inode = chunk.offset, chunk.inode
+        interval = 0.05
+        while not closed():
+            cur = self._cache.get(c.id)
+            alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
+            chunk = await self._blocking.run(read_from, path, offset, inode)
+            offset, inode = chunk.offset, chunk.inode
+            for e in select_entries(
+                chunk.entries, req.stdout, req.stderr, req.since_nano, req.until_nano, None
+            ):
+                write(e)
+            if req.until_nano is not None and _now_nano(self._clock) > req.until_nano:
+                return
+            if not alive:
+                return
+            interval = 0.05 if chunk.entries else min(interval * 1.5, 0.25)
+            await deferLater(self._clock, interval, lambda: None)
+
+    # --- health checks ---------------------------------------------------------------------------
+
+    def _health_config(self, c: Container) -> dict[str, Any] | None:
+        hc = c.config.get("Healthcheck") or None
+        if not hc:
+            return None
+        test = hc.get("Test") or []
+        if not test or test[0] == "NONE":
+            return None
+        return dict(hc)
+
+    def _schedule_health(self, cid: str, first: bool = False) -> None:
+        c = self._cache.get(cid)
+        run = self._runs.get(cid)
+        if c is None or run is None:
+            return
+        hc = self._health_config(c)
+        if hc is None:
+            return
+        interval = (hc.get("Interval") or cc.HEALTH_DEFAULTS["Interval"]) / 1e9
+        start_period = (hc.get("StartPeriod") or 0) / 1e9
+        start_interval = (hc.get("StartInterval") or cc.HEALTH_DEFAULTS["StartInterval"]) / 1e9
+        in_start = self._clock.seconds() - run.started_at < start_period
+        delay = start_interval if (in_start and c.state.health_status == "starting") else interval
+        run.health_call = self._clock.callLater(delay, self._probe, cid)
+
+    def _probe(self, cid: str) -> None:
+        async def go() -> None:
+            c = self._cache.get(cid)
+            run = self._runs.get(cid)
+            if c is None or run is None or c.state.status != "running":
+                if c is not None and c.state.status == "paused":
+                    self._schedule_health(cid)
+                return
+            hc = self._health_config(c)
+            if hc is None:
+                return
+            test = list(hc.get("Test") or [])
+            if test[0] == "CMD-SHELL":
+                args = ["/bin/sh", "-c", " ".join(test[1:])]
+            elif test[0] == "CMD":
+                args = test[1:]
+            else:
+                args = test
+            timeout = (hc.get("Timeout") or cc.HEALTH_DEFAULTS["Timeout"]) / 1e9
+            retries = hc.get("Retries") or cc.HEALTH_DEFAULTS["Retries"]
+            start_period = (hc.get("StartPeriod") or 0) / 1e9
+            t0 = _now_nano(self._clock)
+            try:
+                code, output = await self.runtime.exec_sync(
+                    cid,
+                    args,
+                    env=c.config.get("Env") or [],
+                    user=c.config.get("User") or "",
+                    timeout=timeout,
+                )
+            except RuntimeFailed as e:
+                code, output = -1, e.message.encode()
+            t1 = _now_nano(self._clock)
+            c = self._cache.get(cid)
+            if c is None or self._runs.get(cid) is not run:
+                return
+            st = c.state
+            entry = HealthLogEntry(t0, t1, code, output.decode("utf-8", "replace")[:4096])
+            log_entries = (*st.health_log, entry)[-5:]
+            status = st.health_status
+            streak = st.health_failing_streak
+            if code == 0:
+                status, streak = "healthy", 0
+            else:
+                in_start = (self._clock.seconds() - run.started_at) < start_period
+                if not in_start or status != "starting":
+                    streak += 1
+                    if streak >= retries:
+                        status = "unhealthy"
+            changed = status != st.health_status
+            c = await self._save(
+                attrs.evolve(
+                    c,
+                    state=attrs.evolve(
+                        st,
+                        health_status=status,
+                        health_failing_streak=streak,
+                        health_log=log_entries,
+                    ),
+                )
+            )
+            if changed:
+                self._emit(c, f"health_status: {status}")
+            self._schedule_health(cid)
+
+        d = Deferred.fromCoroutine(go())
+        d.addErrback(lambda f: log.failure("health check of {cid} failed", f, cid=cid))
+
+    # --- system contributor ----------------------------------------------------------------------
+
+    def info_counts(self) -> Deferred[dict[str, Any]]:
+        """Counts for C{/info}."""
+        cs = list(self._cache.values())
+        running = sum(1 for c in cs if c.state.status in ("running", "restarting"))
+        paused = sum(1 for c in cs if c.state.status == "paused")
+        return succeed(
+            {
+                "Containers": len(cs),
+                "ContainersRunning": running,
+                "ContainersPaused": paused,
+                "ContainersStopped": len(cs) - running - paused,
+            }
+        )
+
+    def disk_usage(self) -> Deferred[dict[str, Any]]:
+        """C{/system/df}'s containers (records; the API renders them)."""
+        return succeed({"containers": self.list_all()})
+
+
+def _write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _read_or(path: str, default: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def _normalise_ports(ports: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not ports:
+        return None
+    out: dict[str, Any] = {}
+    for p in ports:
+        key = p if "/" in p else p + "/tcp"
+        port, _, proto = key.partition("/")
+        if not port.replace("-", "").isdigit() or proto not in ("tcp", "udp", "sctp"):
+            raise InvalidParameter(f'invalid port specification: "{p}"')
+        out[key] = {}
+    return out
+
+
+def _labels_match(labels: dict[str, Any], wanted: Sequence[str]) -> bool:
+    for w in wanted:
+        neg = False
+        if "!=" in w:
+            k, _, v = w.partition("!=")
+            neg = True
+        else:
+            k, _, v = w.partition("=")
+        has = k in labels and ("=" not in w or str(labels[k]) == v)
+        if neg:
+            has = k in labels and str(labels[k]) != v
+        if not has:
+            return False
+    return True
+
+
+def _resources_of(hc: dict[str, Any]) -> oci.Resources:
+    nano = hc.get("NanoCpus") or 0
+    quota = hc.get("CpuQuota") or 0
+    period = hc.get("CpuPeriod") or 0
+    if nano:
+        period = 100_000
+        quota = nano * period // 1_000_000_000
+    pids = hc.get("PidsLimit") or 0
+    return oci.Resources(
+        memory=hc.get("Memory") or 0,
+        memory_swap=hc.get("MemorySwap") or 0,
+        memory_reservation=hc.get("MemoryReservation") or 0,
+        cpu_shares=hc.get("CpuShares") or 0,
+        cpu_quota=quota,
+        cpu_period=period,
+        cpuset_cpus=hc.get("CpusetCpus") or "",
+        cpuset_mems=hc.get("CpusetMems") or "",
+        pids_limit=pids if pids > 0 else 0,
+        blkio_weight=hc.get("BlkioWeight") or 0,
+    )
+
+
+def _settings_of(net: NetworkSetup | None, hc: dict[str, Any]) -> dict[str, Any]:
+    if net is None:
+        return {}
+    return {
+        "sandbox_key": net.netns_path or "",
+        "endpoints": [attrs.asdict(e) for e in net.endpoints],
+        "ports": [attrs.asdict(p) for p in net.ports],
+    }
+
+
+def _clear_settings(ns: dict[str, Any]) -> dict[str, Any]:
+    """After a stop: keep the network names, forget addresses and ports (as dockerd shows)."""
+    eps = []
+    for raw in ns.get("endpoints") or []:
+        e = dict(raw)
+        e.update(ipv4="", prefixlen=0, gateway="", mac="", endpoint_id="")
+        eps.append(e)
+    return {"sandbox_key": "", "endpoints": eps, "ports": []}
+
+
+def endpoints_of(c: Container) -> list[Endpoint]:
+    """The container's endpoints as records."""
+    out = []
+    for raw in c.network_settings.get("endpoints") or []:
+        e = dict(raw)
+        e["aliases"] = tuple(e.get("aliases") or ())
+        e["dns_names"] = tuple(e.get("dns_names") or ())
+        out.append(Endpoint(**e))
+    return out
+
+
+def ports_of(c: Container) -> list[PortMapping]:
+    """The container's published ports as records."""
+    return [PortMapping(**p) for p in c.network_settings.get("ports") or []]
+
+
+def mounts_listed(c: Container) -> list[MountSpec]:
+    """The mounts inspect shows."""
+    return [m for m in c.mounts if getattr(m, "listed", True)]

@@ -1,0 +1,194 @@
+"""Fakes of the three providers the container service uses (images, networks, volumes)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from pyd.core.errors import NotFound
+from pyd.core.records import Change, Endpoint, Image, MountSpec, NetworkSetup, PortMapping
+
+BUSYBOX_ID = "sha256:" + "b" * 64
+
+
+def busybox_image(**config: Any) -> Image:
+    """An image record like tests/helpers/images.py's busybox."""
+    cfg: dict[str, Any] = {
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["sh"],
+    }
+    cfg.update(config)
+    return Image(
+        id=BUSYBOX_ID,
+        config={"config": cfg},
+        repo_tags=("busybox:latest",),
+        repo_digests=(),
+        size=1000,
+        created=1_700_000_000,
+    )
+
+
+class FakeImageProvider:
+    """Images by name; the rw layer is a directory under C{root} (a rootfs with passwd/group)."""
+
+    def __init__(self, root: str, images: dict[str, Image] | None = None) -> None:
+        self.root = root
+        self.images = images if images is not None else {"busybox": busybox_image()}
+        self.layers: dict[str, str | None] = {}
+        self.mounted: set[str] = set()
+
+    async def resolve(self, ref: str) -> Image:
+        name = ref.removesuffix(":latest")
+        if name in self.images:
+            return self.images[name]
+        for img in self.images.values():
+            if img.id == ref or img.id.removeprefix("sha256:").startswith(ref):
+                return img
+        raise NotFound(f"No such image: {ref if ':' in ref else ref + ':latest'}")
+
+    async def create_rw_layer(self, container_id: str, image_id: str | None) -> None:
+        self.layers[container_id] = image_id
+        rootfs = os.path.join(self.root, container_id, "merged")
+        os.makedirs(os.path.join(rootfs, "etc"), exist_ok=True)
+        with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
+            f.write("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
+        with open(os.path.join(rootfs, "etc", "group"), "w") as f:
+            f.write("root:x:0:\napp:x:1000:\nstaff:x:50:app\n")
+
+    async def mount_rw_layer(self, container_id: str) -> str:
+        if container_id not in self.layers:
+            raise NotFound(f"no layer for {container_id}")
+        self.mounted.add(container_id)
+        return os.path.join(self.root, container_id, "merged")
+
+    async def unmount_rw_layer(self, container_id: str) -> None:
+        self.mounted.discard(container_id)
+
+    async def remove_rw_layer(self, container_id: str) -> None:
+        self.mounted.discard(container_id)
+        self.layers.pop(container_id, None)
+
+    async def changes(self, container_id: str) -> list[Change]:
+        return []
+
+    async def commit(
+        self,
+        container_id: str,
+        image_config: dict[str, Any],
+        repo_tag: str | None = None,
+        parent_id: str | None = None,
+        cache_key: str | None = None,
+    ) -> Image:
+        raise NotImplementedError
+
+
+class FakeNetworkProvider:
+    """Records calls; bridge containers get 10.250.0.N and an optional port mapping."""
+
+    def __init__(self) -> None:
+        self.setups: dict[str, NetworkSetup] = {}
+        self.torn_down: list[str] = []
+        self.released: list[str] = []
+        self.next_ip = 2
+
+    async def validate(
+        self,
+        container_id: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+    ) -> None:
+        if network_mode not in ("bridge", "host", "none", "default"):
+            raise NotFound(f"network {network_mode} not found")
+
+    async def setup(
+        self,
+        container_id: str,
+        name: str,
+        hostname: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        host_config: dict[str, Any],
+        exposed_ports: Sequence[str],
+    ) -> NetworkSetup:
+        if network_mode == "host":
+            s = NetworkSetup(None, (), (), (), (), (), ())
+        elif network_mode == "none":
+            s = NetworkSetup("", (), (), (), (), (), ())
+        else:
+            ip = f"10.250.0.{self.next_ip}"
+            self.next_ip += 1
+            ports = []
+            for key, binds in (host_config.get("PortBindings") or {}).items():
+                port, _, proto = key.partition("/")
+                for b in binds or []:
+                    ports.append(
+                        PortMapping(
+                            int(port),
+                            proto or "tcp",
+                            b.get("HostIp") or "0.0.0.0",
+                            int(b.get("HostPort") or 32768),
+                        )
+                    )
+            s = NetworkSetup(
+                f"/run/netns/{container_id[:12]}",
+                (
+                    Endpoint(
+                        "bridge", "n" * 64, "e" * 64, ip, 24, "10.250.0.1", "02:42:0a:fa:00:02"
+                    ),
+                ),
+                tuple(ports),
+                (
+                    ("127.0.0.1", "localhost"),
+                    *(
+                        tuple(reversed(h.split(":", 1)))
+                        for h in host_config.get("ExtraHosts") or []
+                    ),
+                    (ip, hostname),
+                ),
+                ("10.250.0.1",),
+                (),
+                (),
+            )
+        self.setups[container_id] = s
+        return s
+
+    async def teardown(self, container_id: str) -> None:
+        self.torn_down.append(container_id)
+
+    async def release(self, container_id: str) -> None:
+        self.released.append(container_id)
+
+
+class FakeVolumeProvider:
+    """Bind mounts from C{Binds}; records prepare/release."""
+
+    def __init__(self) -> None:
+        self.prepared: list[str] = []
+        self.released: list[tuple[str, bool]] = []
+
+    async def resolve_mounts(
+        self,
+        container_id: str,
+        host_config: dict[str, Any],
+        image_volumes: Sequence[str],
+        volumes_from: Sequence[Sequence[MountSpec]] = (),
+    ) -> list[MountSpec]:
+        out = []
+        for b in host_config.get("Binds") or []:
+            src, dst, *rest = b.split(":")
+            out.append(
+                MountSpec("bind", src, dst, rw=not rest or rest[0] != "ro", propagation="rprivate")
+            )
+        for v in image_volumes:
+            out.append(
+                MountSpec("volume", f"/vol/{container_id[:6]}", v, name="anon" + container_id[:6])
+            )
+        return out
+
+    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+        self.prepared.append(container_id)
+
+    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+        self.released.append((container_id, remove_anonymous))

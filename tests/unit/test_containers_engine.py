@@ -1,0 +1,569 @@
+"""ContainerService with a fake runtime, fake providers, in-memory SQLite and a task.Clock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred, succeed
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified
+from pyd.core.records import Event
+from pyd.core.seams import InlineBlocking
+from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
+from pyd.state.containers import ContainerRepository
+from pyd.state.db import Database, make_engine
+from pyd.state.models import Base
+from tests.fakes.container_providers import (
+    FakeImageProvider,
+    FakeNetworkProvider,
+    FakeVolumeProvider,
+    busybox_image,
+)
+from tests.fakes.runtime import FakeRuntime
+
+T = TypeVar("T")
+
+
+class FakeEvents:
+    """An EventSink that keeps events in a list."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> Deferred[Event]:
+        ev = Event(len(self.events) + 1, type_, action, actor_id, dict(attributes or {}), scope, 0)
+        self.events.append(ev)
+        return succeed(ev)
+
+    def actions(self, cid: str) -> list[str]:
+        return [e.action for e in self.events if e.actor_id == cid]
+
+
+class EngineTestBase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(1_800_000_000)
+        root = tempfile.mkdtemp(prefix="pyd-t-")
+        self.addCleanup(shutil.rmtree, root, True)
+        self.root = root
+        engine = make_engine(None)
+        Base.metadata.create_all(engine)
+        self.db = Database(engine, InlineBlocking())
+        self.addCleanup(self.db.close)
+        self.runtime = FakeRuntime(self.clock)
+        self.images = FakeImageProvider(os.path.join(root, "layers"))
+        self.networks = FakeNetworkProvider()
+        self.volumes = FakeVolumeProvider()
+        self.events = FakeEvents()
+        hosts = os.path.join(root, "host-resolv.conf")
+        with open(hosts, "w") as f:
+            f.write("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example.org\n")
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+
+    def make_service(self) -> ContainerService:
+        return ContainerService(
+            ContainerRepository(self.db),
+            self.runtime,
+            self.images,
+            self.networks,
+            self.volumes,
+            self.events,
+            InlineBlocking(),
+            self.clock,
+            ContainerSettings(
+                containers_dir=os.path.join(self.root, "containers"),
+                ncpu=2,
+                init_path="/usr/bin/tini-static",
+                host_resolv_conf=os.path.join(self.root, "host-resolv.conf"),
+            ),
+        )
+
+    def go(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.successResultOf(Deferred.fromCoroutine(coro))
+
+    def fail_with(self, coro: Coroutine[Any, Any, Any], exc: type[Exception]) -> Exception:
+        f = self.failureResultOf(Deferred.fromCoroutine(coro), exc)
+        return f.value  # type: ignore[return-value]
+
+    def create(self, name: str | None = None, **config: Any) -> str:
+        hc = config.pop("HostConfig", {})
+        config.setdefault("Image", "busybox")
+        cid, _ = self.go(self.svc.create(name, config, hc))
+        return cid
+
+    def started(self, name: str | None = None, **config: Any) -> str:
+        cid = self.create(name, **config)
+        self.go(self.svc.start(cid))
+        return cid
+
+
+class CreateTests(EngineTestBase):
+    def test_image_defaults_merged(self) -> None:
+        """Cmd, Env and WorkingDir come from the image when the request leaves them empty."""
+        self.images.images["web"] = busybox_image(
+            Cmd=["httpd", "-f"],
+            WorkingDir="/www",
+            Env=["PATH=/bin", "A=1"],
+            Labels={"l": "img"},
+            ExposedPorts={"80/tcp": {}},
+            StopSignal="SIGQUIT",
+        )
+        cid = self.create("web1", Image="web", Env=["A=2", "B=3"], Labels={"m": "x"})
+        c = self.svc.resolve("web1")
+        self.assertEqual(c.id, cid)
+        self.assertEqual(c.config["Cmd"], ["httpd", "-f"])
+        self.assertEqual(c.config["WorkingDir"], "/www")
+        self.assertEqual(c.config["Env"], ["PATH=/bin", "A=2", "B=3"])
+        self.assertEqual(c.config["Labels"], {"l": "img", "m": "x"})
+        self.assertEqual(c.config["ExposedPorts"], {"80/tcp": {}})
+        self.assertEqual(c.config["StopSignal"], "SIGQUIT")
+        self.assertEqual(c.config["Hostname"], cid[:12])
+        self.assertEqual(c.name, "/web1")
+        self.assertEqual(c.host_config["NetworkMode"], "bridge")
+        self.assertEqual(self.events.actions(cid), ["create"])
+
+    def test_entrypoint_resets_image_cmd(self) -> None:
+        """An explicit Entrypoint drops the image's Cmd, as dockerd does."""
+        self.images.images["e"] = busybox_image(Entrypoint=["/bin/app"], Cmd=["--help"])
+        self.create("e1", Image="e", Entrypoint=["/bin/sh"])
+        self.assertIsNone(self.svc.resolve("e1").config["Cmd"])
+        self.create("e2", Image="e")
+        c = self.svc.resolve("e2")
+        self.assertEqual((c.config["Entrypoint"], c.config["Cmd"]), (["/bin/app"], ["--help"]))
+
+    def test_generated_name(self) -> None:
+        """Without a name the container gets an adjective_surname one."""
+        cid = self.create()
+        name = self.svc.resolve(cid).name
+        self.assertRegex(name, r"^/[a-z]+_[a-z]+\d*$")
+
+    def test_name_conflict(self) -> None:
+        """A taken name is a 409 with dockerd's exact text, and nothing is created."""
+        first = self.create("dup")
+        err = self.fail_with(self.svc.create("dup", {"Image": "busybox"}, {}), Conflict)
+        self.assertEqual(
+            str(err),
+            f'Conflict. The container name "/dup" is already in use by container "{first}". '
+            "You have to remove (or rename) that container to be able to reuse that name.",
+        )
+        self.assertEqual(len(self.svc.list_all()), 1)
+
+    def test_invalid_name(self) -> None:
+        """Names outside dockerd's pattern are refused."""
+        err = self.fail_with(
+            self.svc.create("bad name", {"Image": "busybox"}, {}), InvalidParameter
+        )
+        self.assertIn("Invalid container name (bad name)", str(err))
+
+    def test_memory_too_small(self) -> None:
+        """Memory under 6MB is dockerd's 400 and creates nothing."""
+        err = self.fail_with(
+            self.svc.create("mm", {"Image": "busybox"}, {"Memory": 1024}), InvalidParameter
+        )
+        self.assertEqual(str(err), "Minimum memory limit allowed is 6MB")
+        self.assertEqual(self.svc.list_all(), [])
+
+    def test_restart_policy_with_autoremove(self) -> None:
+        """AutoRemove and a restart policy cannot be combined."""
+        err = self.fail_with(
+            self.svc.create(
+                None,
+                {"Image": "busybox"},
+                {"AutoRemove": True, "RestartPolicy": {"Name": "always"}},
+            ),
+            InvalidParameter,
+        )
+        self.assertEqual(str(err), "can't create 'AutoRemove' container with restart policy")
+
+    def test_unknown_image(self) -> None:
+        """A missing image is a 404 (the CLI then pulls)."""
+        err = self.fail_with(self.svc.create(None, {"Image": "nope"}, {}), NotFound)
+        self.assertEqual(str(err), "No such image: nope:latest")
+
+    def test_unknown_capability(self) -> None:
+        """An unknown CapAdd is a 400."""
+        self.fail_with(
+            self.svc.create(None, {"Image": "busybox"}, {"CapAdd": ["CAP_NOPE"]}), InvalidParameter
+        )
+
+    def test_resolve_by_prefix(self) -> None:
+        """Containers resolve by full id, name, and unique id prefix."""
+        cid = self.create("p1")
+        self.assertEqual(self.svc.resolve(cid[:12]).id, cid)
+        self.assertEqual(self.svc.resolve("/p1").id, cid)
+        self.assertRaises(NotFound, self.svc.resolve, "zzz")
+
+
+class StartStopTests(EngineTestBase):
+    def test_start_builds_spec(self) -> None:
+        """Start resolves the user, writes hosts files and gives crun Docker's spec."""
+        cid = self.started(
+            "s1",
+            Cmd=["sleep", "100"],
+            User="app",
+            Env=["X=1"],
+            HostConfig={
+                "Memory": 64 * 1024 * 1024,
+                "CapAdd": ["NET_ADMIN"],
+                "CapDrop": ["MKNOD"],
+                "Init": True,
+                "ExtraHosts": ["db:10.0.0.9"],
+            },
+        )
+        c = self.svc.resolve(cid)
+        self.assertEqual(c.state.status, "running")
+        self.assertTrue(c.state.pid > 0)
+        spec = self.runtime.containers[cid]["spec"]
+        self.assertEqual(spec["process"]["args"], ["/sbin/docker-init", "--", "sleep", "100"])
+        self.assertEqual(
+            spec["process"]["user"], {"uid": 1000, "gid": 1000, "additionalGids": [50]}
+        )
+        self.assertIn("X=1", spec["process"]["env"])
+        self.assertIn("HOME=/home/app", spec["process"]["env"])
+        caps = spec["process"]["capabilities"]["bounding"]
+        self.assertIn("CAP_NET_ADMIN", caps)
+        self.assertNotIn("CAP_MKNOD", caps)
+        self.assertEqual(spec["linux"]["resources"]["memory"]["limit"], 64 * 1024 * 1024)
+        self.assertEqual(spec["linux"]["cgroupsPath"], f"/pyd/{cid}")
+        ns = {n["type"]: n.get("path") for n in spec["linux"]["namespaces"]}
+        self.assertEqual(ns["network"], f"/run/netns/{cid[:12]}")
+        bundle = self.svc.bundle_dir(cid)
+        with open(os.path.join(bundle, "hosts")) as f:
+            hosts = f.read()
+        self.assertIn("10.0.0.9\tdb\n", hosts)
+        self.assertIn(f"10.250.0.2\t{cid[:12]}\n", hosts)
+        with open(os.path.join(bundle, "resolv.conf")) as f:
+            self.assertEqual(f.read(), "search example.org\nnameserver 10.250.0.1\n")
+        self.assertEqual(self.events.actions(cid), ["create", "start"])
+        self.fail_with(self.svc.start(cid), NotModified)
+
+    def test_host_network_and_privileged(self) -> None:
+        """--network host joins no netns; --privileged keeps only what CapBnd allows."""
+        self.svc.settings = ContainerSettings(
+            containers_dir=self.svc.settings.containers_dir,
+            cap_bounding=frozenset({"CAP_CHOWN", "CAP_SYS_ADMIN"}),
+        )
+        cid = self.started(Cmd=["true"], HostConfig={"NetworkMode": "host", "Privileged": True})
+        spec = self.runtime.containers[cid]["spec"]
+        self.assertNotIn("network", [n["type"] for n in spec["linux"]["namespaces"]])
+        self.assertEqual(
+            sorted(spec["process"]["capabilities"]["bounding"]), ["CAP_CHOWN", "CAP_SYS_ADMIN"]
+        )
+        self.assertNotIn("maskedPaths", spec["linux"])
+
+    def test_exit_recorded(self) -> None:
+        """An exit file makes the container exited with its code, and emits die."""
+        cid = self.started(Cmd=["sh", "-c", "exit 3"])
+        waiter = self.svc.wait(cid, "next-exit")
+        self.assertNoResult(waiter)
+        self.runtime.exit(cid, 3)
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.state.exit_code), ("exited", 3))
+        self.assertEqual(self.successResultOf(waiter).status_code, 3)
+        die = next(e for e in self.events.events if e.action == "die")
+        self.assertEqual(die.attributes["exitCode"], "3")
+        self.assertIn(cid, self.networks.torn_down)
+        self.assertNotIn(cid, self.images.mounted)
+        self.assertEqual(self.successResultOf(self.svc.wait(cid)).status_code, 3)
+
+    def test_stop_escalates_to_sigkill(self) -> None:
+        """stop sends the stop signal, waits the timeout, then SIGKILL: exit 137."""
+        cid = self.started(Cmd=["sleep", "100"])
+        d = Deferred.fromCoroutine(self.svc.stop(cid, timeout=5))
+        self.assertNoResult(d)
+        self.clock.advance(5)
+        self.successResultOf(d)
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.state.exit_code), ("exited", 137))
+        kills = [e.attributes["signal"] for e in self.events.events if e.action == "kill"]
+        self.assertEqual(kills, ["15", "9"])
+        self.assertEqual(self.events.actions(cid)[-2:], ["die", "stop"])
+        self.fail_with(self.svc.stop(cid), NotModified)
+
+    def test_stop_signal_honoured(self) -> None:
+        """A process ending on SIGTERM exits 143 without waiting for the timeout."""
+        self.runtime.fatal_signals[signal.SIGTERM] = 143
+        cid = self.started(Cmd=["sleep", "100"])
+        self.go(self.svc.stop(cid))
+        self.assertEqual(self.svc.resolve(cid).state.exit_code, 143)
+
+    def test_kill_not_running(self) -> None:
+        """kill of a stopped container is dockerd's 409."""
+        cid = self.create("k1")
+        err = self.fail_with(self.svc.kill("k1"), Conflict)
+        self.assertEqual(str(err), f"Cannot kill container: k1: Container {cid} is not running")
+
+    def test_kill_with_signal(self) -> None:
+        """kill passes the signal and emits kill with it."""
+        cid = self.started(Cmd=["sleep", "100"])
+        self.go(self.svc.kill(cid, "HUP"))
+        self.assertIn(("kill", cid, "1"), self.runtime.calls)
+        self.assertEqual(self.svc.resolve(cid).state.status, "running")
+        self.fail_with(self.svc.kill(cid, "NOPE"), InvalidParameter)
+
+    def test_start_error_not_found(self) -> None:
+        """An unknown executable is dockerd's start error and exit code 127."""
+        self.runtime.fail_create = (
+            "executable file `nope` not found in $PATH: No such file or directory"
+        )
+        cid = self.create(Cmd=["nope"])
+        err = self.fail_with(self.svc.start(cid), InvalidParameter)
+        self.assertIn('exec: "nope": executable file not found in $PATH', str(err))
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.state.exit_code), ("created", 127))
+        self.assertIn(cid, self.networks.torn_down)
+
+    def test_start_error_permission(self) -> None:
+        """A non-executable file is exit code 126 with 'permission denied'."""
+        self.runtime.fail_create = "open executable: Permission denied"
+        cid = self.create(Cmd=["/etc/passwd"])
+        err = self.fail_with(self.svc.start(cid), InvalidParameter)
+        self.assertIn("permission denied", str(err))
+        self.assertEqual(self.svc.resolve(cid).state.exit_code, 126)
+
+    def test_oom(self) -> None:
+        """An OOM exit sets OOMKilled and emits oom before die."""
+        cid = self.started(Cmd=["hog"], HostConfig={"Memory": 32 * 1024 * 1024})
+        self.runtime.exit(cid, 137, oom=True)
+        c = self.svc.resolve(cid)
+        self.assertTrue(c.state.oom_killed)
+        self.assertEqual(self.events.actions(cid)[-2:], ["oom", "die"])
+
+    def test_pause_unpause(self) -> None:
+        """pause/unpause change the state; wrong states are 409s."""
+        cid = self.started(Cmd=["sleep", "100"])
+        self.go(self.svc.pause(cid))
+        self.assertEqual(self.svc.resolve(cid).state.status, "paused")
+        self.fail_with(self.svc.pause(cid), Conflict)
+        self.fail_with(self.svc.start(cid), Conflict)
+        self.go(self.svc.unpause(cid))
+        self.assertEqual(self.svc.resolve(cid).state.status, "running")
+        self.fail_with(self.svc.unpause(cid), Conflict)
+        self.assertEqual(self.events.actions(cid)[-2:], ["pause", "unpause"])
+
+    def test_stop_paused(self) -> None:
+        """A paused container can be stopped (SIGKILL lands once thawed)."""
+        cid = self.started(Cmd=["sleep", "100"])
+        self.go(self.svc.pause(cid))
+        d = Deferred.fromCoroutine(self.svc.stop(cid, timeout=1))
+        self.clock.advance(1)
+        self.successResultOf(d)
+        self.assertEqual(self.svc.resolve(cid).state.status, "exited")
+
+    def test_restart(self) -> None:
+        """restart stops and starts again; emits restart."""
+        self.runtime.fatal_signals[signal.SIGTERM] = 143
+        cid = self.started(Cmd=["sleep", "100"])
+        self.go(self.svc.restart(cid))
+        c = self.svc.resolve(cid)
+        self.assertEqual(c.state.status, "running")
+        self.assertEqual(self.events.actions(cid)[-3:], ["stop", "start", "restart"])
+
+    def test_update_live(self) -> None:
+        """update changes HostConfig and the live cgroup through the runtime."""
+        cid = self.started(Cmd=["sleep", "100"])
+        self.go(self.svc.update(cid, {"Memory": 128 * 1024 * 1024, "PidsLimit": 50}))
+        res = self.runtime.containers[cid]["resources"]
+        self.assertEqual(res["memory"]["limit"], 128 * 1024 * 1024)
+        self.assertEqual(res["pids"], {"limit": 50})
+        self.assertEqual(self.svc.resolve(cid).host_config["Memory"], 128 * 1024 * 1024)
+        self.fail_with(self.svc.update(cid, {"Memory": 10}), InvalidParameter)
+
+
+class RestartPolicyTests(EngineTestBase):
+    def test_on_failure_with_backoff(self) -> None:
+        """on-failure:2 restarts twice with 100 ms then 200 ms delays, then stays exited."""
+        cid = self.started(
+            Cmd=["false"],
+            HostConfig={"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}},
+        )
+        self.runtime.exit(cid, 1)
+        self.assertEqual(self.svc.resolve(cid).state.status, "restarting")
+        self.clock.advance(0.15)
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.restart_count), ("running", 1))
+        self.runtime.exit(cid, 1)
+        self.clock.advance(0.15)
+        self.assertEqual(self.svc.resolve(cid).state.status, "restarting")
+        self.clock.advance(0.1)
+        self.assertEqual(self.svc.resolve(cid).restart_count, 2)
+        self.runtime.exit(cid, 1)
+        self.clock.advance(10)
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.restart_count), ("exited", 2))
+
+    def test_on_failure_success_does_not_restart(self) -> None:
+        """Exit 0 under on-failure stays exited."""
+        cid = self.started(Cmd=["true"], HostConfig={"RestartPolicy": {"Name": "on-failure"}})
+        self.runtime.exit(cid, 0)
+        self.clock.advance(1)
+        self.assertEqual(self.svc.resolve(cid).state.status, "exited")
+
+    def test_always_then_stop(self) -> None:
+        """always restarts after any exit; stop of a restarting container ends it."""
+        cid = self.started(Cmd=["true"], HostConfig={"RestartPolicy": {"Name": "always"}})
+        self.runtime.exit(cid, 0)
+        self.go(self.svc.stop(cid))
+        self.clock.advance(5)
+        c = self.svc.resolve(cid)
+        self.assertEqual(c.state.status, "exited")
+        self.assertTrue(c.state.manually_stopped)
+
+    def test_backoff_resets_after_long_run(self) -> None:
+        """A run of 10 s or more resets the delay to 100 ms."""
+        cid = self.started(Cmd=["x"], HostConfig={"RestartPolicy": {"Name": "always"}})
+        for _ in range(3):
+            self.runtime.exit(cid, 1)
+            self.clock.advance(1)  # restarted after the back-off delay...
+            self.clock.advance(60)  # ...and ran for a minute
+        self.runtime.exit(cid, 1)
+        self.clock.advance(0.15)
+        self.assertEqual(self.svc.resolve(cid).state.status, "running")
+
+
+class RemoveTests(EngineTestBase):
+    def test_remove_running_refused(self) -> None:
+        """rm of a running container without force is dockerd's 409."""
+        cid = self.started("r1", Cmd=["sleep", "1"])
+        err = self.fail_with(self.svc.remove(cid), Conflict)
+        self.assertEqual(
+            str(err),
+            'cannot remove container "/r1": container is running: stop the container before '
+            "removing or force remove",
+        )
+
+    def test_force_remove(self) -> None:
+        """rm -f kills, releases everything, emits destroy, fires removed waiters."""
+        cid = self.started("r2", Cmd=["sleep", "100"])
+        waiter = self.svc.wait(cid, "removed")
+        self.go(self.svc.remove(cid, force=True, volumes=True))
+        self.assertRaises(NotFound, self.svc.resolve, cid)
+        self.assertEqual(self.successResultOf(waiter).status_code, 137)
+        self.assertIn((cid, True), self.volumes.released)
+        self.assertIn(cid, self.networks.released)
+        self.assertNotIn(cid, self.images.layers)
+        self.assertFalse(os.path.exists(self.svc.bundle_dir(cid)))
+        self.assertEqual(self.events.actions(cid)[-1], "destroy")
+        self.assertIsNone(self.successResultOf(self.svc._repo.get(cid)))
+
+    def test_auto_remove(self) -> None:
+        """AutoRemove containers disappear after their exit; removed waiters get the code."""
+        cid = self.started(Cmd=["sh"], HostConfig={"AutoRemove": True})
+        waiter = self.svc.wait(cid, "removed")
+        self.runtime.exit(cid, 3)
+        self.assertEqual(self.successResultOf(waiter).status_code, 3)
+        self.assertRaises(NotFound, self.svc.resolve, cid)
+
+    def test_rename(self) -> None:
+        """rename changes the name; a taken name is 409; emits rename with oldName."""
+        cid = self.create("a1")
+        self.create("b1")
+        self.fail_with(self.svc.rename("a1", "b1"), Conflict)
+        self.go(self.svc.rename("a1", "c1"))
+        self.assertEqual(self.svc.resolve("c1").id, cid)
+        ev = self.events.events[-1]
+        self.assertEqual(
+            (ev.action, ev.attributes["oldName"], ev.attributes["name"]), ("rename", "/a1", "c1")
+        )
+
+    def test_prune(self) -> None:
+        """prune removes stopped containers only (label filter honoured)."""
+        keep = self.started(Cmd=["sleep", "1"])
+        gone = self.create(Labels={"x": "1"})
+        other = self.create(Labels={"x": "2"})
+        result = self.go(self.svc.prune(None, ["x=1"]))
+        self.assertEqual(result.deleted, (gone,))
+        self.svc.resolve(keep)
+        self.svc.resolve(other)
+
+
+class RestoreTests(EngineTestBase):
+    def test_restore(self) -> None:
+        """After a daemon restart: live conmon -> running; exit file -> exited; neither -> 255."""
+        alive = self.started(Cmd=["sleep", "100"])
+        exited = self.started(Cmd=["sleep", "100"])
+        lost = self.started(Cmd=["sleep", "100"])
+        always = self.started(
+            Cmd=["sleep", "100"], HostConfig={"RestartPolicy": {"Name": "always"}}
+        )
+        self.svc.shutdown()
+        # While the daemon is down: one exits (conmon writes its file), one's runtime vanishes.
+        self.runtime.callbacks.clear()
+        self.runtime.exit(exited, 7)
+        self.runtime.alive_monitors.discard(lost)
+        self.runtime.alive_monitors.discard(always)
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        self.assertEqual(self.svc.resolve(alive).state.status, "running")
+        c = self.svc.resolve(exited)
+        self.assertEqual((c.state.status, c.state.exit_code), ("exited", 7))
+        c = self.svc.resolve(lost)
+        self.assertEqual((c.state.status, c.state.exit_code), ("exited", 255))
+        self.assertEqual(self.svc.resolve(always).state.status, "running")
+        # The restored running container's exit is still seen.
+        self.runtime.exit(alive, 0)
+        self.assertEqual(self.svc.resolve(alive).state.status, "exited")
+        # A lost container can be started again.
+        self.go(self.svc.start(lost))
+        self.assertEqual(self.svc.resolve(lost).state.status, "running")
+
+
+class HealthTests(EngineTestBase):
+    def test_health_transitions(self) -> None:
+        """Probes run on the interval: healthy on success, unhealthy after Retries failures."""
+        cid = self.started(
+            Cmd=["sleep", "100"],
+            Healthcheck={"Test": ["CMD-SHELL", "check"], "Interval": 1_000_000_000, "Retries": 2},
+        )
+        self.assertEqual(self.svc.resolve(cid).state.health_status, "starting")
+        self.runtime.exec_results = [(0, b"ok"), (1, b"bad"), (1, b"bad")]
+        self.clock.advance(1)
+        self.assertEqual(self.svc.resolve(cid).state.health_status, "healthy")
+        self.assertIn(("exec", cid, "/bin/sh", "-c", "check"), self.runtime.calls)
+        self.clock.advance(1)
+        self.assertEqual(self.svc.resolve(cid).state.health_status, "healthy")
+        self.clock.advance(1)
+        st = self.svc.resolve(cid).state
+        self.assertEqual((st.health_status, st.health_failing_streak), ("unhealthy", 2))
+        self.assertEqual(len(st.health_log), 3)
+        actions = self.events.actions(cid)
+        self.assertIn("health_status: healthy", actions)
+        self.assertIn("health_status: unhealthy", actions)
+
+
+class LogsTests(EngineTestBase):
+    def test_read_logs(self) -> None:
+        """k8s-file lines become entries; tail counts whole lines; streams filter."""
+        cid = self.create(Cmd=["x"])
+        path = self.svc.resolve(cid).extra["log_path"]
+        with open(path, "w") as f:
+            f.write(
+                "2026-11-28T12:30:03.100000000+00:00 stdout F one\n"
+                "2026-11-28T12:30:04.000000000+00:00 stderr F two\n"
+                "2026-11-28T12:30:05.000000000+00:00 stdout P thr\n"
+                "2026-11-28T12:30:05.500000000+00:00 stdout F ee\n"
+            )
+        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest()))
+        self.assertEqual([e.data for e in entries], [b"one\n", b"two\n", b"thr", b"ee\n"])
+        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest(tail=1)))
+        self.assertEqual([e.data for e in entries], [b"thr", b"ee\n"])
+        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest(stdout=False)))
+        self.assertEqual([(e.stream, e.data) for e in entries], [("stderr", b"two\n")])
+        since = entries[0].time_nano
+        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest(since_nano=since + 1)))
+        self.assertEqual(len(entries), 2)
