@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 # Test processes: 2 cores, the suites are independent.
 TEST_JOBS ?= 2
 
-.PHONY: install deps run test lint typecheck unit e2e bench clean
+.PHONY: install deps run test lint typecheck unit e2e bench clean deploy
 
 install: deps $(STAMP)
 
@@ -40,3 +40,22 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Install pyd as a system service on this host (root, systemd). `make install` stays the developer
+# set-up; this puts a venv in $(DEPLOY_PREFIX), the units in /etc/systemd/system and a minimal
+# /etc/pyd/daemon.json (kept if present). See docs/operations.md.
+DEPLOY_PREFIX ?= /opt/pyd
+UNIT_DIR      ?= /etc/systemd/system
+DOC_DIR       ?= /usr/local/share/doc/pyd
+deploy:
+	test -x $(DEPLOY_PREFIX)/bin/python || $(PYTHON) -m venv $(DEPLOY_PREFIX)
+	$(DEPLOY_PREFIX)/bin/python -m pip install -q --upgrade .
+	getent group pyd >/dev/null || groupadd --system pyd
+	install -d -m 0755 /etc/pyd $(DOC_DIR)
+	install -d -m 0700 /etc/pyd/tls
+	test -e /etc/pyd/daemon.json || echo '{"group": "pyd"}' > /etc/pyd/daemon.json
+	install -m 0644 deploy/daemon.json $(DOC_DIR)/daemon.json.example
+	install -m 0644 deploy/daemon.json.md docs/operations.md docs/security.md $(DOC_DIR)/
+	install -m 0644 deploy/pyd.service deploy/pyd.socket $(UNIT_DIR)/
+	sed -i 's|/opt/pyd/bin/twistd|$(DEPLOY_PREFIX)/bin/twistd|' $(UNIT_DIR)/pyd.service
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable pyd.socket pyd.service && systemctl restart pyd.socket pyd.service; fi
