@@ -66,7 +66,7 @@ HOSTS_BASE = (
 DEFAULT_BRIDGE_CANDIDATES = tuple(f"172.{n}.0.0/16" for n in range(17, 32)) + tuple(
     f"192.168.{n}.0/20" for n in range(0, 256, 16)
 )
-DEFAULT_POOLS = (("172.17.0.0/12", 16), ("192.168.0.0/16", 20))
+DEFAULT_POOLS = (*tuple((f"172.{n}.0.0/16", 16) for n in range(17, 32)), ("192.168.0.0/16", 20))
 EPHEMERAL = (32768, 60999)
 
 
@@ -637,7 +637,7 @@ class NetworkService:
         routes = await self._blocking(self._nl.routes)
         taken = used + [r for r in routes if not self._own_route(r)]
         for base, size in self.config.default_address_pools or DEFAULT_POOLS:
-            for cand in ipaddress.IPv4Network(base).subnets(new_prefix=size):
+            for cand in ipaddress.IPv4Network(base, strict=False).subnets(new_prefix=size):
                 if not any(cand.overlaps(t) for t in taken):
                     return (IpamPool(subnet=str(cand), gateway=str(next(cand.hosts()))),)
         raise Forbidden("all predefined address pools have been fully subnetted")

@@ -31,6 +31,7 @@ from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService
 from pyd.state.db import Database, make_engine
 from pyd.state.models import Base, ContainerRow
 from pyd.state.networks import NetworkRepository
+from tests.fakes.network import FakeResolver
 from tests.helpers.daemon import _free_bip
 
 
@@ -67,27 +68,6 @@ class RecordingEvents:
     ) -> Deferred[Event]:
         self.events.append((type_, action, actor_id, dict(attributes or {})))
         return succeed(Event(0, type_, action, actor_id, dict(attributes or {}), scope, 0))
-
-
-class FakeResolver:
-    """Stands in for the DNS server: remembers which addresses it would serve on."""
-
-    def __init__(self) -> None:
-        self.addresses: dict[str, tuple[int, int]] = {}
-
-    def listen(self, address: str) -> tuple[int, int]:
-        return self.addresses.setdefault(address, (10053, 10054))
-
-    def ports(self, address: str) -> tuple[int, int] | None:
-        return self.addresses.get(address)
-
-    def stop(self, address: str) -> Deferred[Any]:
-        self.addresses.pop(address, None)
-        return succeed(None)
-
-    def stop_all(self) -> Deferred[Any]:
-        self.addresses.clear()
-        return succeed(None)
 
 
 class Containers:

@@ -14,11 +14,15 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
-from twisted.names import client, dns, error, server
+from twisted.names import client, dns, server
 
 log = Logger()
 
 TTL = 600
+
+
+class NoUpstream(Exception):
+    """A question that is not ours, and nowhere to forward it."""
 
 
 class NameTable(Protocol):
@@ -54,6 +58,17 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
         d = self._answer(query, client_ip)
         d.addCallback(self.gotResolverResponse, protocol, message, address)
         d.addErrback(self.gotResolverError, protocol, message, address)
+
+    def gotResolverError(
+        self, failure: Any, protocol: Any, message: dns.Message, address: Any
+    ) -> None:
+        """NXDOMAIN for unknown names; SERVFAIL (logged at debug only) when upstreams fail."""
+        if failure.check(dns.DomainError, dns.AuthoritativeDomainError):
+            rcode = dns.ENAME
+        else:
+            rcode = dns.ESERVER
+            log.debug("DNS forwarding failed: {err}", err=failure.getErrorMessage())
+        self.sendReply(protocol, self._responseFromMessage(message=message, rCode=rcode), address)
 
     def _answer(self, query: dns.Query, client_ip: str) -> Deferred[Any]:
         name = query.name.name.decode("ascii", "replace").rstrip(".").lower()
@@ -91,7 +106,7 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
                     return succeed(([rr], [], []))
         upstreams = tuple(self._table.upstreams(client_ip))
         if not upstreams:
-            return fail(error.DNSServerError(query))
+            return fail(NoUpstream("no upstream DNS server for this container"))
         resolver = self._clients.get(upstreams)
         if resolver is None:
             resolver = client.Resolver(servers=[(s, 53) for s in upstreams], reactor=self._reactor)

@@ -1,0 +1,234 @@
+"""/networks in memory: real router and NetworkService, fake kernel drivers (issue 5)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import insert
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.api.networks import NetworksRouter
+from pyd.api.root import ApiRoot
+from pyd.core.seams import InlineBlocking
+from pyd.engine.networks import NetworkConfig, NetworkService
+from pyd.state import migrate
+from pyd.state.db import Database, make_engine
+from pyd.state.models import ContainerRow
+from pyd.state.networks import NetworkRepository
+from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
+from tests.helpers.netsvc import Containers, RecordingEvents
+
+
+class NetworksApiTests(SynchronousTestCase):
+    """Wire shapes, status codes and dockerd's messages."""
+
+    def setUp(self) -> None:
+        self.db = Database(make_engine(None), InlineBlocking())
+        self.db.run_sync(migrate.upgrade)
+        self.netlink = FakeNetlink()
+        self.firewall = FakeFirewall()
+        self.resolver = FakeResolver()
+        self.events = RecordingEvents()
+        self.containers = Containers()
+        resolv = self.mktemp()
+        with open(resolv, "w") as f:
+            f.write("nameserver 127.0.0.53\n")
+        self.service = NetworkService(
+            NetworkRepository(self.db),
+            self.netlink,
+            self.firewall,
+            self.resolver,
+            InlineBlocking(),
+            self.events,
+            NetworkConfig(exec_root="/nonexistent/exec", resolv_conf=resolv),
+            lookup=self.containers,
+            can_bind=lambda ip, port, proto: True,
+        )
+        self.successResultOf(Deferred.fromCoroutine(self.service.start()))
+        self.http = StubTreq(ApiRoot([NetworksRouter(self.service)]))
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        kw: dict[str, Any] = {}
+        if body is not None:
+            kw["data"] = json.dumps(body).encode()
+            kw["headers"] = {"Content-Type": "application/json"}
+        resp = self.successResultOf(self.http.request(method, "http://pyd/v1.50" + path, **kw))
+        raw = self.successResultOf(resp.content())
+        return resp.code, (json.loads(raw) if raw.strip() else None)
+
+    def add_container(self, name: str) -> str:
+        from tests.helpers.netsvc import ContainerRef
+
+        cid = (name.encode().hex() + "0" * 64)[:64]
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                insert(ContainerRow).values(
+                    id=cid,
+                    name="/" + name,
+                    image_id="i",
+                    image_ref="i",
+                    created=0,
+                    status="running",
+                    config={},
+                    host_config={},
+                    state={},
+                    network_settings={},
+                    mounts=[],
+                    restart_count=0,
+                    extra={},
+                )
+            )
+        self.containers.refs[cid] = ContainerRef(cid, name, True, "default")
+        return cid
+
+    def test_predefined(self) -> None:
+        """bridge, host and none exist; the default bridge avoids the host's routes."""
+        code, body = self.call("GET", "/networks")
+        self.assertEqual(code, 200)
+        self.assertEqual({n["Name"] for n in body}, {"bridge", "host", "none"})
+        bridge = next(n for n in body if n["Name"] == "bridge")
+        self.assertEqual(
+            bridge["IPAM"]["Config"], [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]
+        )
+        self.assertIn("pyd0", self.netlink.bridges)
+        code, body = self.call("DELETE", "/networks/bridge")
+        self.assertEqual(
+            (code, body["message"]), (403, "bridge is a pre-defined network and cannot be removed")
+        )
+
+    def test_create_and_inspect(self) -> None:
+        """create returns 201 {Id, Warning}; inspect has the IPAM, Options and Labels shape."""
+        code, body = self.call(
+            "POST",
+            "/networks/create",
+            {
+                "Name": "appnet",
+                "Driver": "bridge",
+                "Labels": {"a": "b"},
+                "Options": {"x": "y"},
+                "IPAM": {"Driver": "default", "Config": [], "Options": {}},
+            },
+        )
+        self.assertEqual(code, 201)
+        self.assertEqual(set(body), {"Id", "Warning"})
+        nid = body["Id"]
+        code, n = self.call("GET", "/networks/" + nid[:5])
+        self.assertEqual(code, 200)
+        self.assertEqual(n["Name"], "appnet")
+        self.assertEqual(
+            n["IPAM"]["Config"], [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]
+        )
+        self.assertEqual((n["Labels"], n["Options"], n["Containers"]), ({"a": "b"}, {"x": "y"}, {}))
+        for key in (
+            "Created",
+            "Scope",
+            "EnableIPv6",
+            "Internal",
+            "Attachable",
+            "Ingress",
+            "ConfigFrom",
+            "ConfigOnly",
+        ):
+            self.assertIn(key, n)
+        self.assertIn("br-" + nid[:12], self.netlink.bridges)
+        self.assertEqual(self.events.events[-1][:2], ("network", "create"))
+        code, err = self.call("POST", "/networks/create", {"Name": "appnet"})
+        self.assertEqual((code, err["message"]), (409, "network with name appnet already exists"))
+        code, err = self.call("GET", "/networks/nope")
+        self.assertEqual((code, err["message"]), (404, "network nope not found"))
+
+    def test_bad_requests(self) -> None:
+        """Unknown drivers, bad subnets and overlaps fail without creating anything."""
+        code, err = self.call("POST", "/networks/create", {"Name": "x", "Driver": "overlay"})
+        self.assertEqual((code, err["message"]), (404, 'plugin "overlay" not found'))
+        code, err = self.call(
+            "POST",
+            "/networks/create",
+            {"Name": "x", "IPAM": {"Config": [{"Subnet": "10.9.0.1/16"}]}},
+        )
+        self.assertEqual(code, 400)
+        code, err = self.call(
+            "POST",
+            "/networks/create",
+            {"Name": "x", "IPAM": {"Config": [{"Subnet": "172.17.5.0/24"}]}},
+        )
+        self.assertEqual(
+            (code, err["message"]), (403, "Pool overlaps with other one on this address space")
+        )
+        code, err = self.call("POST", "/networks/create", {"Name": "host"})
+        self.assertEqual(code, 409)
+        code, _ = self.call("GET", "/networks?filters=" + json.dumps({"nope": {"x": True}}))
+        self.assertEqual(code, 400)
+        self.assertEqual(len(self.call("GET", "/networks")[1]), 3)
+
+    def test_connect_inspect_rm_refused(self) -> None:
+        """A running container shows in Containers; rm is refused until it leaves."""
+        self.call("POST", "/networks/create", {"Name": "appnet"})
+        cid = self.add_container("web")
+        setup = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.service.setup(
+                    cid,
+                    "/web",
+                    "webhost",
+                    "appnet",
+                    {"appnet": {"Aliases": ["www"]}},
+                    {
+                        "PortBindings": {"80/tcp": [{"HostPort": "8080"}]},
+                        "ExtraHosts": ["h:1.2.3.4"],
+                    },
+                    ["80/tcp"],
+                )
+            )
+        )
+        ep = setup.endpoints[0]
+        self.assertEqual((ep.ipv4, ep.gateway, ep.prefixlen), ("172.18.0.2", "172.18.0.1", 16))
+        self.assertEqual(ep.dns_names, ("web", "www", cid[:12]))
+        self.assertEqual(setup.dns_servers, ("172.18.0.1",))
+        self.assertIn(("1.2.3.4", "h"), setup.hosts_entries)
+        self.assertIn(("172.18.0.2", "webhost"), setup.hosts_entries)
+        self.assertEqual([(p.host_port, p.container_port) for p in setup.ports], [(8080, 80)])
+        assert self.firewall.rules is not None
+        self.assertEqual(self.firewall.rules.ports[0].container_ip, "172.18.0.2")
+        self.assertEqual(
+            self.service.lookup_name("172.18.0.9", "172.18.0.1", "www"), ["172.18.0.2"]
+        )
+        _, n = self.call("GET", "/networks/appnet")
+        self.assertEqual(
+            n["Containers"][cid],
+            {
+                "Name": "web",
+                "EndpointID": ep.endpoint_id,
+                "MacAddress": "02:42:ac:12:00:02",
+                "IPv4Address": "172.18.0.2/16",
+                "IPv6Address": "",
+            },
+        )
+        code, err = self.call("DELETE", "/networks/appnet")
+        self.assertEqual(code, 403)
+        self.assertEqual(
+            err["message"],
+            f'error while removing network: network appnet has active endpoints (name:"web" id:"{cid[:12]}")',
+        )
+        code, _ = self.call("POST", "/networks/appnet/disconnect", {"Container": "web"})
+        self.assertEqual(code, 200)
+        code, _ = self.call("DELETE", "/networks/appnet")
+        self.assertEqual(code, 204)
+        self.assertEqual(self.firewall.rules.ports, ())
+
+    def test_connect_errors(self) -> None:
+        """Unknown containers are 404; host networks cannot be connected."""
+        code, err = self.call("POST", "/networks/bridge/connect", {"Container": "ghost"})
+        self.assertEqual((code, err["message"]), (404, "No such container: ghost"))
+        self.add_container("c")
+        code, err = self.call("POST", "/networks/host/connect", {"Container": "c"})
+        self.assertEqual(code, 403)
+
+    def test_prune(self) -> None:
+        """prune deletes unused user networks and names them."""
+        self.call("POST", "/networks/create", {"Name": "p1"})
+        code, body = self.call("POST", "/networks/prune")
+        self.assertEqual((code, body), (200, {"NetworksDeleted": ["p1"]}))

@@ -1,0 +1,121 @@
+"""Fakes of the network drivers: they keep in memory what the kernel would hold."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
+from pyd.drivers.network.nft import Ruleset
+
+
+class FakeNetlink:
+    """L{pyd.engine.networks.NetlinkOps} over dicts."""
+
+    def __init__(self, routes: list[str] | None = None) -> None:
+        self.bridges: dict[str, tuple[str | None, int]] = {}
+        self.netns: dict[str, dict[str, Interface]] = {}
+        self.in_use: set[str] = set()
+        self.host_veths: set[str] = set()
+        self._routes = [ipaddress.IPv4Network(r) for r in (routes or ["192.0.2.0/24"])]
+
+    def links(self) -> list[LinkInfo]:
+        names = list(self.bridges) + sorted(self.host_veths)
+        return [
+            LinkInfo(i + 2, n, "bridge" if n in self.bridges else "veth", 0)
+            for i, n in enumerate(names)
+        ]
+
+    def link_exists(self, name: str) -> bool:
+        return name in self.bridges or name in self.host_veths
+
+    def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool:
+        created = name not in self.bridges
+        self.bridges[name] = (gateway, prefixlen)
+        return created
+
+    def delete_link(self, name: str) -> bool:
+        if name in self.bridges:
+            del self.bridges[name]
+            return True
+        if name in self.host_veths:
+            self.host_veths.discard(name)
+            return True
+        return False
+
+    def routes(self) -> list[ipaddress.IPv4Network]:
+        out = list(self._routes)
+        for gw, prefix in self.bridges.values():
+            if gw:
+                out.append(ipaddress.IPv4Network(f"{gw}/{prefix}", strict=False))
+        return out
+
+    def create_netns(self, path: str) -> None:
+        if path in self.netns:
+            raise NetworkDriverError(f"{path} exists")
+        self.netns[path] = {}
+
+    def remove_netns(self, path: str) -> bool:
+        ifaces = self.netns.pop(path, None)
+        if ifaces is None:
+            return False
+        for i in ifaces.values():
+            self.host_veths.discard(i.host_ifname)
+        self.in_use.discard(path)
+        return True
+
+    def netns_in_use(self, path: str) -> bool:
+        return path in self.in_use
+
+    def netns_links(self, path: str) -> list[str]:
+        return ["lo", *self.netns[path]]
+
+    def attach(self, netns_path: str, iface: Interface) -> None:
+        if iface.bridge not in self.bridges:
+            raise NetworkDriverError(f"bridge {iface.bridge} does not exist")
+        self.netns[netns_path][iface.ifname] = iface
+        self.host_veths.add(iface.host_ifname)
+
+    def detach(self, netns_path: str, ifname: str, host_ifname: str) -> None:
+        self.netns.get(netns_path, {}).pop(ifname, None)
+        self.host_veths.discard(host_ifname)
+
+
+class FakeFirewall:
+    """L{pyd.engine.networks.FirewallOps}: remembers the last ruleset."""
+
+    table = "pyd_fake"
+
+    def __init__(self) -> None:
+        self.rules: Ruleset | None = None
+        self.applied = 0
+
+    async def apply(self, rules: Ruleset) -> None:
+        self.rules = rules
+        self.applied += 1
+
+    async def remove(self) -> None:
+        self.rules = None
+
+
+class FakeResolver:
+    """L{pyd.engine.networks.ResolverOps}: remembers where it would listen."""
+
+    def __init__(self) -> None:
+        self.addresses: dict[str, tuple[int, int]] = {}
+
+    def listen(self, address: str) -> tuple[int, int]:
+        return self.addresses.setdefault(address, (10053, 10054))
+
+    def ports(self, address: str) -> tuple[int, int] | None:
+        return self.addresses.get(address)
+
+    def stop(self, address: str) -> Deferred[Any]:
+        self.addresses.pop(address, None)
+        return succeed(None)
+
+    def stop_all(self) -> Deferred[Any]:
+        self.addresses.clear()
+        return succeed(None)

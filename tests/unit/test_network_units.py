@@ -1,0 +1,214 @@
+"""Pure parts of networking: the nft rendering, the DNS answers, port and resolv parsing (issue 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.names import dns
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import InvalidParameter
+from pyd.drivers.network.dns import DnsServer, _Factory
+from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset, render, table_name
+from pyd.engine.networks import _host_port_range, _mac_for, _port_key, _read_resolv
+
+
+class NftRenderTests(SynchronousTestCase):
+    """The table text: one table, replaced atomically, masquerade only onto our bridges."""
+
+    def test_table_name_per_exec_root(self) -> None:
+        """The default exec root gets C{pyd}; others a stable hash, different per root."""
+        self.assertEqual(table_name("/run/pyd"), "pyd")
+        a, b = table_name("/tmp/a/exec"), table_name("/tmp/b/exec")
+        self.assertNotEqual(a, b)
+        self.assertEqual(a, table_name("/tmp/a/exec/"))
+        self.assertTrue(a.startswith("pyd_"))
+
+    def test_atomic_replace_and_ports(self) -> None:
+        """The script creates, deletes and re-creates the table; ports become DNAT rules."""
+        text = render(
+            "t",
+            Ruleset(
+                bridges=(BridgeRules("br0", "10.200.0.0/24"),),
+                ports=(
+                    PortRule("tcp", "127.0.0.1", 8080, "10.200.0.2", 80),
+                    PortRule("udp", "", 5353, "10.200.0.2", 53),
+                ),
+            ),
+        )
+        lines = text.splitlines()
+        self.assertEqual(lines[:3], ["table ip t {}", "delete table ip t", "table ip t {"])
+        self.assertIn("ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.200.0.2:80", text)
+        self.assertIn("    udp dport 5353 dnat to 10.200.0.2:53", text)
+        self.assertIn('oifname "br0" fib saddr type local masquerade', text)
+
+    def test_no_outside_masquerade_by_default(self) -> None:
+        """Without ip-masq nothing is masqueraded towards other interfaces, and it is dropped."""
+        text = render("t", Ruleset(bridges=(BridgeRules("br0", "10.200.0.0/24"),)))
+        self.assertNotIn("oifname != ", text.split("chain postrouting")[1].split("chain")[0])
+        self.assertIn('iifname "br0" oifname != { "br0" } drop', text)
+        masq = render("t", Ruleset(bridges=(BridgeRules("br0", "10.200.0.0/24", masquerade=True),)))
+        self.assertIn('ip saddr 10.200.0.0/24 oifname != { "br0" } masquerade', masq)
+
+    def test_isolation_internal_icc(self) -> None:
+        """Bridges are isolated from each other; internal and icc=false add their drops."""
+        text = render(
+            "t",
+            Ruleset(
+                bridges=(
+                    BridgeRules("a", "10.200.1.0/24", icc=False),
+                    BridgeRules("b", "10.200.2.0/24", internal=True),
+                )
+            ),
+        )
+        self.assertIn('iifname "a" oifname { "b" } drop', text)
+        self.assertIn('iifname "b" oifname { "a" } drop', text)
+        self.assertIn('iifname "a" oifname "a" drop', text)
+        self.assertIn('iifname "b" oifname != "b" drop', text)
+        self.assertIn('oifname "b" iifname != "b" drop', text)
+
+    def test_dns_redirect(self) -> None:
+        """Port 53 on a gateway goes to the resolver's real ports."""
+        text = render(
+            "t",
+            Ruleset(
+                bridges=(
+                    BridgeRules(
+                        "a",
+                        "10.200.1.0/24",
+                        dns_listen="10.200.1.1",
+                        dns_udp_port=4000,
+                        dns_tcp_port=4001,
+                    ),
+                )
+            ),
+        )
+        self.assertIn('iifname "a" ip daddr 10.200.1.1 udp dport 53 dnat to 10.200.1.1:4000', text)
+        self.assertIn('iifname "a" ip daddr 10.200.1.1 tcp dport 53 dnat to 10.200.1.1:4001', text)
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.names = {"web": ["10.200.0.5"], "db": ["10.200.0.6", "10.200.0.7"]}
+
+    def lookup(self, client_ip: str, server_ip: str, name: str) -> list[str] | None:
+        return self.names.get(name)
+
+    def reverse(self, client_ip: str, server_ip: str, address: str) -> str | None:
+        return "web.appnet" if address == "10.200.0.5" else None
+
+    def upstreams(self, client_ip: str) -> list[str]:
+        return []
+
+
+class _Proto:
+    def __init__(self) -> None:
+        self.sent: list[dns.Message] = []
+
+    def writeMessage(self, message: dns.Message, address: Any = None) -> None:
+        self.sent.append(message)
+
+
+class ResolverTests(SynchronousTestCase):
+    """The resolver answers the engine's names and fails cleanly for the rest."""
+
+    def _ask(self, name: str, qtype: int = dns.A) -> dns.Message:
+        f = _Factory(_Table(), "10.200.0.1", MemoryReactorClock())
+        m = dns.Message(id=7, recDes=True)
+        m.queries = [dns.Query(name, qtype, dns.IN)]
+        m.timeReceived = 0.0
+        p = _Proto()
+        f.handleQuery(m, p, ("10.200.0.9", 40000))
+        self.assertEqual(len(p.sent), 1)
+        return p.sent[0]
+
+    def test_a_records(self) -> None:
+        """Known names get their addresses, case-insensitively."""
+        r = self._ask("DB")
+        self.assertEqual(r.rCode, dns.OK)
+        self.assertEqual(
+            sorted(a.payload.dottedQuad() for a in r.answers), ["10.200.0.6", "10.200.0.7"]
+        )
+        self.assertEqual(r.id, 7)
+
+    def test_aaaa_for_known_name_is_empty(self) -> None:
+        """A known name has no IPv6 address: NOERROR with no answers (not NXDOMAIN)."""
+        r = self._ask("web", dns.AAAA)
+        self.assertEqual((r.rCode, r.answers), (dns.OK, []))
+
+    def test_ptr(self) -> None:
+        """Reverse lookups of container addresses name the container."""
+        r = self._ask("5.0.200.10.in-addr.arpa", dns.PTR)
+        self.assertEqual(r.answers[0].payload.name.name, b"web.appnet")
+
+    def test_unknown_without_upstream(self) -> None:
+        """Other names with no upstream server fail with SERVFAIL."""
+        r = self._ask("example.invalid")
+        self.assertEqual(r.rCode, dns.ESERVER)
+
+    def test_listen_and_stop(self) -> None:
+        """The server binds UDP and TCP on the address and stops both."""
+        reactor = _PortReactor()
+        s = DnsServer(_Table(), reactor)
+        self.assertEqual(s.listen("10.200.0.1"), (5001, 5002))
+        self.assertEqual(reactor.bound, [("udp", "10.200.0.1"), ("tcp", "10.200.0.1")])
+        self.assertEqual(s.listen("10.200.0.1"), (5001, 5002))  # idempotent
+        s.stop("10.200.0.1")
+        self.assertIsNone(s.ports("10.200.0.1"))
+        self.assertEqual(reactor.stopped, 2)
+
+
+class _Port:
+    def __init__(self, owner: _PortReactor, port: int) -> None:
+        self.owner, self.port = owner, port
+
+    def getHost(self) -> Any:
+        return type("H", (), {"port": self.port})()
+
+    def stopListening(self) -> None:
+        self.owner.stopped += 1
+
+
+class _PortReactor:
+    def __init__(self) -> None:
+        self.bound: list[tuple[str, str]] = []
+        self.stopped = 0
+
+    def listenUDP(self, port: int, proto: Any, interface: str = "") -> _Port:
+        self.bound.append(("udp", interface))
+        return _Port(self, 5001)
+
+    def listenTCP(self, port: int, factory: Any, interface: str = "") -> _Port:
+        self.bound.append(("tcp", interface))
+        return _Port(self, 5002)
+
+
+class ParsingTests(SynchronousTestCase):
+    """Port specs, host port ranges, MACs and resolv.conf."""
+
+    def test_ports(self) -> None:
+        """C{80}, C{80/udp}; bad specs are refused."""
+        self.assertEqual(_port_key("80"), (80, "tcp"))
+        self.assertEqual(_port_key("53/UDP"), (53, "udp"))
+        self.assertRaises(InvalidParameter, _port_key, "x/tcp")
+        self.assertRaises(InvalidParameter, _port_key, "80/icmp")
+        self.assertEqual(_host_port_range(""), (0, 0))
+        self.assertEqual(_host_port_range("8000-8010"), (8000, 8010))
+        self.assertRaises(InvalidParameter, _host_port_range, "9-1")
+
+    def test_mac(self) -> None:
+        """Generated MACs are dockerd's 02:42 + the IPv4 address."""
+        self.assertEqual(_mac_for("10.200.0.2"), "02:42:0a:c8:00:02")
+
+    def test_resolv(self) -> None:
+        """nameserver, search and options lines are read; comments skipped."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                "# x\nnameserver 10.0.0.53\nnameserver 127.0.0.53\nsearch a.test b.test\n"
+                "options ndots:2\n"
+            )
+        self.assertEqual(
+            _read_resolv(path), (["10.0.0.53", "127.0.0.53"], ["a.test", "b.test"], ["ndots:2"])
+        )
