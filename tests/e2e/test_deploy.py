@@ -19,7 +19,7 @@ import pytest
 
 from pyd import config as cfgmod
 from pyd.core import certs
-from tests.helpers.daemon import DOCKER, REPO, TWISTD, PydDaemon
+from tests.helpers.daemon import DOCKER, REPO, TWISTD, PydDaemon, isolated_network_args
 
 pytestmark = pytest.mark.e2e
 DEPLOY = REPO / "deploy"
@@ -159,6 +159,8 @@ class SocketActivationTests:
             "--config-file",
             str(tmp_path / "daemon.json"),
         ]
+        net_args, net_cleanup = isolated_network_args(str(tmp_path / "exec"))
+        argv += net_args
         proc = subprocess.Popen(
             argv,
             cwd=tmp_path,
@@ -198,6 +200,7 @@ class SocketActivationTests:
                 proc.kill()
                 proc.wait()
             notify.close()
+            net_cleanup()
             subprocess.run(
                 [
                     "sh",

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -299,6 +299,19 @@ class PydDaemon:
             check=False,
         )
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def isolated_network_args(exec_root: str) -> tuple[list[str], Callable[[], None]]:
+    """Flags giving a daemon started by hand its own bridge, subnet and pool, plus the cleanup
+    that removes its bridges and nft table once it stopped (as L{PydDaemon} does)."""
+    d = PydDaemon.__new__(PydDaemon)
+    d.bridge = "pydt" + os.urandom(4).hex()
+    d.bip = _free_bip()
+    d.address_pool = f"base=10.{random.randint(200, 249)}.0.0/16,size=24"
+    d.extra_args = []
+    d.exec_root = exec_root
+    d.data_root = os.path.join(os.path.dirname(exec_root.rstrip("/")), "data")
+    return d._network_args(), d.remove_network_leftovers
 
 
 def _host_routes() -> list[str]:
