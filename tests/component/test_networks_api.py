@@ -33,7 +33,7 @@ class NetworksApiTests(SynchronousTestCase):
         self.resolver = FakeResolver()
         self.events = RecordingEvents()
         self.containers = Containers()
-        resolv = self.mktemp()
+        resolv = _tmpfile(self)
         with open(resolv, "w") as f:
             f.write("nameserver 127.0.0.53\n")
         self.service = NetworkService(
@@ -232,3 +232,14 @@ class NetworksApiTests(SynchronousTestCase):
         self.call("POST", "/networks/create", {"Name": "p1"})
         code, body = self.call("POST", "/networks/prune")
         self.assertEqual((code, body), (200, {"NetworksDeleted": ["p1"]}))
+
+
+def _tmpfile(case: SynchronousTestCase) -> str:
+    """A temporary file path outside the source tree (trial's mktemp is relative to the cwd)."""
+    import os
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="pyd-t-")
+    case.addCleanup(shutil.rmtree, d, True)
+    return os.path.join(d, "f")

@@ -203,7 +203,7 @@ class ParsingTests(SynchronousTestCase):
 
     def test_resolv(self) -> None:
         """nameserver, search and options lines are read; comments skipped."""
-        path = self.mktemp()
+        path = _tmpfile(self)
         with open(path, "w") as f:
             f.write(
                 "# x\nnameserver 10.0.0.53\nnameserver 127.0.0.53\nsearch a.test b.test\n"
@@ -212,3 +212,14 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(
             _read_resolv(path), (["10.0.0.53", "127.0.0.53"], ["a.test", "b.test"], ["ndots:2"])
         )
+
+
+def _tmpfile(case: SynchronousTestCase) -> str:
+    """A temporary file path outside the source tree (trial's mktemp is relative to the cwd)."""
+    import os
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="pyd-t-")
+    case.addCleanup(shutil.rmtree, d, True)
+    return os.path.join(d, "f")
