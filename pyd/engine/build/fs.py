@@ -120,7 +120,17 @@ def extract_context(src: BinaryIO, dest: str) -> int:
         raise BuildFileError(f"failed to read the build context: {e}") from e
     dirs: list[tuple[str, int, int]] = []
     try:
-        for m in tf:
+        while True:
+            try:
+                m = tf.next()
+            except tarfile.ReadError as e:
+                # The CLI's tar of a context with an outside Dockerfile ends right after the
+                # last member's data (no padding, no end blocks); that is the end.
+                if "unexpected end of data" in str(e):
+                    break
+                raise
+            if m is None:
+                break
             name = m.name
             norm = posixpath.normpath(name)
             if name.startswith("/") or norm == ".." or norm.startswith("../"):
@@ -147,6 +157,10 @@ def extract_context(src: BinaryIO, dest: str) -> int:
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(f, out, 1 << 20)
+                    if out.tell() != m.size:
+                        raise BuildFileError(
+                            f"Error processing tar file: unexpected EOF in {name!r}"
+                        )
                 os.chmod(target, m.mode & 0o7777)
                 os.utime(target, (m.mtime, m.mtime))
                 total += m.size

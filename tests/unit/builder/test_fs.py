@@ -239,3 +239,25 @@ class CopyTests(FsTestCase):
         with open(os.path.join(self.ctx, "dir", "c"), "w") as f:
             f.write("changed")
         self.assertNotEqual(fs.hash_sources(srcs), h1)
+
+
+class TruncatedTarTests(FsTestCase):
+    """The docker CLI's context tar may end without padding or end blocks."""
+
+    def test_unpadded_end(self) -> None:
+        """A tar ending right after the last member's data is read completely."""
+        raw = make_tar({"a": "1", ".dockerignore": "x" * 47}).getvalue()
+        # Cut after the last member's 47 data bytes (drop padding and end blocks).
+        cut = raw[: 512 + 512 + 512 + 47]
+        ctx = self.path("ctx")
+        os.mkdir(ctx)
+        fs.extract_context(io.BytesIO(cut), ctx)
+        with open(os.path.join(ctx, ".dockerignore")) as f:
+            self.assertEqual(f.read(), "x" * 47)
+
+    def test_truncated_member(self) -> None:
+        """A member whose data is cut short is an error."""
+        raw = make_tar({"a": "y" * 100}).getvalue()
+        ctx = self.path("ctx")
+        os.mkdir(ctx)
+        self.assertRaises(fs.BuildFileError, fs.extract_context, io.BytesIO(raw[: 512 + 50]), ctx)
