@@ -883,7 +883,29 @@ def _wire_containers(
         ContainersRouter(containers, reactor),
         ContainerStreamsRouter(attach, archive),
         ExecRouter(execs),
+        _metrics_router(io, reactor, runner, runtime, containers),
     ]
+
+
+def _metrics_router(
+    io: ThreadPoolBlocking,
+    reactor: Any,
+    runner: ReactorProcessRunner,
+    runtime: ConmonRuntime,
+    containers: ContainerService,
+) -> Any:
+    """top and stats (issue 4): host C{ps} filtered by the cgroup's pids; cgroup counters."""
+    from pyd.api.metrics import MetricsRouter
+    from pyd.drivers.runtime.cgroups import CgroupPaths
+    from pyd.drivers.runtime.conmon import cgroup_path
+    from pyd.engine.metrics import StatsService, TopService
+
+    async def pids(cid: str) -> list[int]:
+        return await io.run(CgroupPaths(cgroup_path(cid), runtime.cgroup_root).pids)
+
+    return MetricsRouter(
+        TopService(containers, runner, pids), StatsService(containers, runtime.stats, io), reactor
+    )
 
 
 def _new_daemon_id() -> str:

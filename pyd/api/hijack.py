@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pyd.api.streams import frame
+from pyd.api.streams import frame_header
 
 log = Logger()
 
@@ -120,6 +120,11 @@ class HijackedStream(Protocol):
         if self.connected_ and self.transport is not None and data:
             self.transport.write(data)
 
+    def write_sequence(self, parts: list[bytes]) -> None:
+        """Send several byte strings without joining them first."""
+        if self.connected_ and self.transport is not None:
+            self.transport.writeSequence(parts)
+
     def close(self) -> None:
         """Flush what was written, then close the connection."""
         if self.connected_ and self.transport is not None:
@@ -197,7 +202,10 @@ class FramedSink:
 
     def output(self, stream: int, data: bytes) -> None:
         """One chunk of stdout (1) or stderr (2)."""
-        self._stream.write(frame(stream, data) if self._framed else data)
+        if self._framed:
+            self._stream.write_sequence([frame_header(stream, len(data)), data])
+        else:
+            self._stream.write(data)
 
     def end(self) -> None:
         """Close the connection once written data is flushed."""

@@ -17,6 +17,11 @@ def frame(stream: int, data: bytes) -> bytes:
     return _HDR.pack(stream, len(data)) + data
 
 
+def frame_header(stream: int, size: int) -> bytes:
+    """The 8-byte stdcopy header alone (the payload is written after it)."""
+    return _HDR.pack(stream, size)
+
+
 def start_json_stream(request: IRequest) -> None:
     """Send 200 + C{application/json} headers now, so the client stops waiting for them."""
     request.setResponseCode(200)

@@ -591,7 +591,9 @@ class ContainerService:
                     spec=spec,
                     terminal=bool(cfg.get("Tty")),
                     stdin=bool(cfg.get("OpenStdin")),
-                    leave_stdin_open=not bool(cfg.get("StdinOnce")),
+                    # streams: a TTY's stdin must survive a detach (dockerd closes it at the
+                    # client's EOF only for StdinOnce without a TTY; see pyd.engine.streams).
+                    leave_stdin_open=not cfg.get("StdinOnce") or bool(cfg.get("Tty")),
                     log_size_max=log_size,
                 )
             )
