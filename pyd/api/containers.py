@@ -6,6 +6,7 @@ share the C{containers} prefix (the root picks the router whose routes match).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -13,10 +14,8 @@ from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from twisted.web.server import NOT_DONE_YET
 
 from pyd.api.base import api_version, make_app
-from pyd.api.errors import write_error
 from pyd.api.streams import STDERR, STDOUT, frame
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
 from pyd.api.wire import (
@@ -29,12 +28,12 @@ from pyd.api.wire import (
     qstr,
     read_json_object,
 )
-from pyd.core.errors import InvalidParameter, PydError
+from pyd.core.errors import InvalidParameter
 from pyd.core.records import Container, MountSpec
 from pyd.engine import containers as engine
 from pyd.engine.container_config import command_of
 from pyd.engine.container_logs import LogEntry
-from pyd.engine.containers import ContainerService, LogsRequest, WaitResult
+from pyd.engine.containers import ContainerService, LogsRequest
 
 log = Logger()
 
@@ -533,48 +532,25 @@ class ContainersRouter:
     # --- wait -----------------------------------------------------------------------------------
 
     @app.route("/containers/<string:ref>/wait", methods=["POST"])
-    def wait(self, request: Any, ref: str) -> Any:
+    async def wait(self, request: Any, ref: str) -> bytes:
         """C{POST /containers/{id}/wait?condition=}: headers at once, the body at the exit."""
         condition = qstr(request, "condition") or "not-running"
-        try:
-            d = self._svc.wait(ref, condition)
-        except PydError as e:
-            return write_error(request, e)
+        d = self._svc.wait(ref, condition)
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
         request.write(b"")
-        finished = {"done": False}
 
         def on_finish(_: object) -> None:
-            finished["done"] = True
             if not d.called:
                 d.cancel()
 
         request.notifyFinish().addBoth(on_finish)
-
-        def done(r: WaitResult) -> None:
-            if finished["done"]:
-                return
-            err = {"Message": r.error} if r.error else None
-            import json
-
-            request.write(json.dumps({"Error": err, "StatusCode": r.status_code}).encode() + b"\n")
-            request.finish()
-
-        def failed(f: Any) -> None:
-            if f.check(CancelledError):
-                return
-            if not finished["done"]:
-                import json
-
-                request.write(
-                    json.dumps({"Error": {"Message": str(f.value)}, "StatusCode": -1}).encode()
-                    + b"\n"
-                )
-                request.finish()
-
-        d.addCallbacks(done, failed)
-        return NOT_DONE_YET
+        try:
+            r = await d
+        except CancelledError:
+            return b""
+        err = {"Message": r.error} if r.error else None
+        return json.dumps({"Error": err, "StatusCode": r.status_code}).encode() + b"\n"
 
     # --- logs -----------------------------------------------------------------------------------
 

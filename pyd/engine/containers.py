@@ -94,6 +94,15 @@ class RunningContainer:
 
 
 @attrs.frozen
+class CommitSource:
+    """What C{docker commit} needs of a container (the images router's CommitSource)."""
+
+    container_id: str
+    config: dict[str, Any]
+    running: bool
+
+
+@attrs.frozen
 class WaitResult:
     """C{POST /containers/{id}/wait}'s answer."""
 
@@ -355,6 +364,19 @@ class ContainerService:
             user=cfg.get("User") or "",
             working_dir=cfg.get("WorkingDir") or "",
         )
+
+    async def containers_using(self, image_id: str) -> list[tuple[str, bool]]:
+        """(id, running) of every container made from C{image_id} (image removal rules)."""
+        return [
+            (c.id, c.state.status in ("running", "paused", "restarting"))
+            for c in self._cache.values()
+            if c.image_id == image_id
+        ]
+
+    async def commit_source(self, ref: str) -> CommitSource:
+        """The container C{docker commit} names. @raise NotFound: no such container."""
+        c = self.resolve(ref)
+        return CommitSource(c.id, dict(c.config), c.state.running)
 
     async def network_container(self, ref: str) -> ContainerRef:
         """What networking needs of a container (L{pyd.engine.networks.ContainerLookup}).
@@ -881,7 +903,8 @@ class ContainerService:
         if not run.finished.called:
             run.finished.callback(info)
         for d in self._exit_waiters.pop(cid, []):
-            d.callback(WaitResult(info.code))
+            if not d.called:
+                d.callback(WaitResult(info.code))
         if self._stopping:
             return
         if self._policy_restarts(c, info.code):
@@ -1219,10 +1242,9 @@ class ContainerService:
             for gone in self.on_gone:
                 gone(c.id)
             code = c.state.exit_code if _code is None else _code
-            for d in self._removed_waiters.pop(c.id, []):
-                d.callback(WaitResult(code))
-            for d in self._exit_waiters.pop(c.id, []):
-                d.callback(WaitResult(code))
+            for d in self._removed_waiters.pop(c.id, []) + self._exit_waiters.pop(c.id, []):
+                if not d.called:
+                    d.callback(WaitResult(code))
         finally:
             lock.release()
             if cid_ not in self._cache:

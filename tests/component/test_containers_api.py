@@ -1,0 +1,196 @@
+"""The /containers API in memory: real router and engine, fake runtime and providers, SQLite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import tempfile
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.api.containers import ContainersRouter, human_duration
+from pyd.api.root import ApiRoot
+from pyd.core.seams import InlineBlocking
+from pyd.engine.containers import ContainerService, ContainerSettings
+from pyd.state import migrate
+from pyd.state.containers import ContainerRepository
+from pyd.state.db import Database, make_engine
+from tests.fakes.container_providers import (
+    FakeImageProvider,
+    FakeNetworkProvider,
+    FakeVolumeProvider,
+)
+from tests.fakes.runtime import FakeRuntime
+from tests.unit.test_containers_engine import FakeEvents
+
+
+class ContainersApiTests(SynchronousTestCase):
+    """Status codes and JSON of /containers/* as dockerd answers them."""
+
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="pyd-t-ctr-api-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.db = Database(make_engine(None), InlineBlocking())
+        self.db.run_sync(migrate.upgrade)
+        self.runtime = FakeRuntime(self.clock)
+        self.svc = ContainerService(
+            ContainerRepository(self.db),
+            self.runtime,
+            FakeImageProvider(self.tmp + "/layers"),
+            FakeNetworkProvider(),
+            FakeVolumeProvider(),
+            FakeEvents(),
+            InlineBlocking(),
+            self.clock,
+            ContainerSettings(containers_dir=self.tmp + "/containers"),
+        )
+        self.successResultOf(ensureDeferred(self.svc.startup()))
+        self.http = StubTreq(ApiRoot([ContainersRouter(self.svc, self.clock)]))
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        kw: dict[str, Any] = {}
+        if body is not None:
+            kw["data"] = json.dumps(body).encode()
+            kw["headers"] = {"Content-Type": "application/json"}
+        resp = self.successResultOf(self.http.request(method, "http://pyd" + path, **kw))
+        raw = self.successResultOf(resp.content())
+        try:
+            return resp.code, (json.loads(raw) if raw else None)
+        except ValueError:
+            return resp.code, raw
+
+    def create(self, name: str, **config: Any) -> str:
+        config.setdefault("Image", "busybox")
+        self.clock.advance(1)
+        code, body = self.call("POST", f"/v1.50/containers/create?name={name}", config)
+        self.assertEqual(code, 201, body)
+        return str(body["Id"])
+
+    def test_create_start_inspect_list(self) -> None:
+        """create is 201 {Id, Warnings}; inspect has Config/State/NetworkSettings; ps lists it."""
+        cid = self.create("web", Cmd=["sleep", "9"], Labels={"a": "b"})
+        self.assertEqual(self.call("POST", f"/containers/{cid}/start")[0], 204)
+        self.assertEqual(self.call("POST", f"/containers/{cid}/start")[0], 304)
+        code, info = self.call("GET", "/containers/web/json")
+        self.assertEqual(code, 200)
+        self.assertEqual(info["Id"], cid)
+        self.assertEqual(info["Name"], "/web")
+        self.assertEqual((info["Path"], info["Args"]), ("sleep", ["9"]))
+        self.assertEqual(info["State"]["Status"], "running")
+        self.assertTrue(info["State"]["Running"])
+        self.assertEqual(info["Config"]["Labels"], {"a": "b"})
+        self.assertEqual(info["HostConfig"]["NetworkMode"], "bridge")
+        self.assertEqual(info["NetworkSettings"]["Networks"]["bridge"]["IPAddress"], "10.250.0.2")
+        code, items = self.call("GET", "/containers/json")
+        self.assertEqual([i["Id"] for i in items], [cid])
+        self.assertEqual(items[0]["Names"], ["/web"])
+        self.assertEqual(items[0]["Status"], "Up Less than a second")
+        self.assertEqual(items[0]["Command"], "sleep 9")
+
+    def test_errors(self) -> None:
+        """404 for unknown containers, 409 name conflict, 400 invalid config and filters."""
+        self.assertEqual(
+            self.call("GET", "/containers/nope/json"), (404, {"message": "No such container: nope"})
+        )
+        self.create("dup")
+        code, body = self.call("POST", "/containers/create?name=dup", {"Image": "busybox"})
+        self.assertEqual(code, 409)
+        self.assertIn('The container name "/dup" is already in use', body["message"])
+        code, _ = self.call(
+            "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Memory": 1}}
+        )
+        self.assertEqual(code, 400)
+        code, body = self.call("GET", '/containers/json?filters={"status":["bogus"]}')
+        self.assertEqual((code, body["message"]), (400, "invalid filter 'status=bogus'"))
+        code, body = self.call("GET", '/containers/json?filters={"nope":["x"]}')
+        self.assertEqual(code, 400)
+        self.assertEqual(self.call("POST", "/containers/create", {"Image": "missing"})[0], 404)
+
+    def test_list_filters(self) -> None:
+        """-a, status, exited, label, name and id filters."""
+        a = self.create("a1", Labels={"k": "v"})
+        b = self.create("b1")
+        self.call("POST", f"/containers/{b}/start")
+        self.runtime.exit(b, 2)
+        c = self.create("c1")
+        self.call("POST", f"/containers/{c}/start")
+
+        def ids(q: str) -> set[str]:
+            code, items = self.call("GET", "/containers/json" + q)
+            self.assertEqual(code, 200, items)
+            return {i["Id"] for i in items}
+
+        self.assertEqual(ids(""), {c})
+        self.assertEqual(ids("?all=1"), {a, b, c})
+        self.assertEqual(ids('?filters={"status":{"exited":true}}'), {b})
+        self.assertEqual(ids('?all=1&filters={"exited":["2"]}'), {b})
+        self.assertEqual(ids('?all=1&filters={"label":["k=v"]}'), {a})
+        self.assertEqual(ids('?all=1&filters={"name":["b1"]}'), {b})
+        self.assertEqual(ids(f'?all=1&filters={{"id":["{a[:10]}"]}}'), {a})
+        self.assertEqual(ids("?limit=1"), {c})
+        self.assertEqual(ids('?all=1&filters={"ancestor":["busybox"]}'), {a, b, c})
+        _, items = self.call("GET", "/containers/json?all=1")
+        exited = next(i for i in items if i["Id"] == b)
+        self.assertEqual(exited["Status"], "Exited (2) 1 second ago")
+
+    def test_wait_headers_first(self) -> None:
+        """wait answers 200 at once and writes the status code at the exit."""
+        cid = self.create("ww")
+        self.call("POST", f"/containers/{cid}/start")
+        d = self.http.request("POST", f"http://pyd/containers/{cid}/wait?condition=next-exit")
+        self.http.flush()
+        resp = self.successResultOf(d)
+        self.assertEqual(resp.code, 200)
+        body = resp.content()
+        self.assertNoResult(body)
+        self.runtime.exit(cid, 3)
+        self.http.flush()
+        self.assertEqual(json.loads(self.successResultOf(body)), {"Error": None, "StatusCode": 3})
+
+    def test_stop_kill_rm(self) -> None:
+        """stop 204/304, kill 409 when stopped, rm 409 running / 204 with force."""
+        cid = self.create("ss", Cmd=["sleep", "9"])
+        self.call("POST", f"/containers/{cid}/start")
+        code, _ = self.call("DELETE", f"/containers/{cid}")
+        self.assertEqual(code, 409)
+        d = self.http.request("POST", f"http://pyd/containers/{cid}/stop?t=1")
+        self.clock.advance(1)
+        self.http.flush()
+        self.assertEqual(self.successResultOf(d).code, 204)
+        self.assertEqual(self.call("POST", f"/containers/{cid}/stop")[0], 304)
+        self.assertEqual(self.call("POST", f"/containers/{cid}/kill")[0], 409)
+        self.assertEqual(self.call("DELETE", f"/containers/{cid}?force=1")[0], 204)
+        self.assertEqual(self.call("GET", f"/containers/{cid}/json")[0], 404)
+
+    def test_logs_multiplexed(self) -> None:
+        """logs without a TTY are stdcopy frames; with timestamps each payload is prefixed."""
+        cid = self.create("ll")
+        path = self.svc.resolve(cid).extra["log_path"]
+        with open(path, "w") as f:
+            f.write(
+                "2026-11-28T12:30:03.100000000+00:00 stdout F out\n"
+                "2026-11-28T12:30:04.000000000+00:00 stderr F err\n"
+            )
+        code, raw = self.call("GET", f"/v1.50/containers/{cid}/logs?stdout=1&stderr=1")
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            raw, struct.pack(">BxxxL", 1, 4) + b"out\n" + struct.pack(">BxxxL", 2, 4) + b"err\n"
+        )
+        code, raw = self.call("GET", f"/containers/{cid}/logs?stdout=1&timestamps=1&tail=1")
+        self.assertEqual(raw[8:], b"2026-11-28T12:30:03.1Z out\n")
+        self.assertEqual(self.call("GET", f"/containers/{cid}/logs")[0], 400)
+
+    def test_human_duration(self) -> None:
+        """Go's HumanDuration wording."""
+        self.assertEqual(human_duration(0.5), "Less than a second")
+        self.assertEqual(human_duration(1), "1 second")
+        self.assertEqual(human_duration(59), "59 seconds")
+        self.assertEqual(human_duration(61), "About a minute")
+        self.assertEqual(human_duration(3600 * 3), "3 hours")
