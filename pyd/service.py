@@ -8,6 +8,7 @@ L{build_service}, before the reactor runs, so they may block.
 
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import grp
@@ -35,6 +36,7 @@ from twisted.logger import (
 )
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.threadpool import ThreadPool
+from twisted.web import server
 from zope.interface import implementer
 
 from pyd import config as cfgmod
@@ -43,11 +45,13 @@ from pyd.api.container_streams import ContainerStreamsRouter
 from pyd.api.containers import ContainersRouter
 from pyd.api.exec import ExecRouter
 from pyd.api.networks import NetworksRouter
+from pyd.api.prometheus import MetricsRoot
 from pyd.api.root import ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig, ListenSpec, parse_host
 from pyd.core.seams import ThreadPoolBlocking
+from pyd.core.telemetry import Telemetry
 from pyd.drivers.network.dns import DnsServer
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
@@ -190,6 +194,8 @@ class PydService(MultiService):
         self.reload_hooks: list[Callable[[DaemonConfig, DaemonConfig], None]] = []
         self.reloading: Deferred[list[str]] | None = None
         self.io: ThreadPoolBlocking | None = None
+        # Prometheus metrics; areas record through it (see pyd.core.telemetry).
+        self.telemetry = Telemetry()
         self._old_sighup: Any = None
 
     def startService(self) -> None:
@@ -293,6 +299,7 @@ class PydService(MultiService):
                 "SIGHUP: refusing the new configuration, keeping the old one: {err}", err=str(e)
             )
             sd_notify("READY=1\nSTATUS=serving (reload refused: see log)")
+            self.telemetry.reloads.labels("refused").inc()
             return []
         changed: dict[str, Any] = {}
         restart: list[str] = []
@@ -327,6 +334,7 @@ class PydService(MultiService):
             keys=", ".join(cfgmod.BY_ATTR[a].key for a in changed) or "none",
         )
         sd_notify("READY=1\nSTATUS=serving (configuration reloaded)")
+        self.telemetry.reloads.labels("applied").inc()
         return [cfgmod.BY_ATTR[a].key for a in changed]
 
     async def _io_run(self, fn: Callable[[], Any]) -> Any:
@@ -464,6 +472,7 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     authorizer = Authorizer(Policy.from_config(config))
     site = ApiSite(ApiRoot(routers, guard=authorizer))
     top.io = io
+    _wire_telemetry(top, config, reactor, site, events)
     _wire_reload(top, system, authorizer)
     _add_listeners(top, config, reactor, site)
     return top
@@ -498,6 +507,35 @@ def _wire_reload(top: PydService, system: SystemService, authorizer: Authorizer)
         authorizer.policy = Policy.from_config(new)
 
     top.reload_hooks.append(apply)
+
+
+def _wire_telemetry(
+    top: PydService, config: DaemonConfig, reactor: Any, site: ApiSite, events: EventService
+) -> None:
+    """Feed the metrics from the API site and serve them on C{--metrics-addr}."""
+    telemetry = top.telemetry
+
+    def on_request(path: str, method: str, status: int, seconds: float) -> None:
+        telemetry.observe_request(path, method, status, seconds)
+        if status == 204 and method == "POST" and path.endswith("/start"):
+            telemetry.observe_container_start(seconds)
+
+    site.observers.append(on_request)
+    telemetry.set_gauge_source(
+        "pyd_event_subscribers", "Clients following /events", lambda: events.subscriber_count
+    )
+    if not config.metrics_addr:
+        return
+    host, _, port = config.metrics_addr.rpartition(":")
+    if not port.isdigit():
+        raise StartupError(f"invalid --metrics-addr {config.metrics_addr!r} (want HOST:PORT)")
+    desc = f"tcp:{port}:interface={(host or '127.0.0.1').strip('[]').replace(':', chr(92) + ':')}"
+    metrics_site = server.Site(MetricsRoot(telemetry))
+    metrics_site.noisy = False
+    metrics_site.log = lambda request: None  # type: ignore[method-assign]  # no access log
+    StreamServerEndpointService(serverFromString(reactor, desc), metrics_site).setServiceParent(
+        top.listeners
+    )
 
 
 def _add_listeners(top: PydService, config: DaemonConfig, reactor: Any, site: Any) -> None:
@@ -861,6 +899,9 @@ def _wire_containers(
         settings,
     )
     system.add_contributor(containers)
+    top.telemetry.set_container_state_source(
+        lambda: collections.Counter(c.state.status for c in containers.list_all())
+    )
     networks.lookup = containers
     top.start_hooks.append(lambda: ensureDeferred(containers.startup()))
     top.stop_hooks.append(containers.shutdown)

@@ -154,11 +154,18 @@ class ApiSite(server.Site):
     def __init__(self, resource: IResource, **kw: Any) -> None:
         super().__init__(resource, **kw)
         self.sessionFactory = server.Session
+        # Called with (path, method, status, seconds) for every finished request (metrics).
+        self.observers: list[Callable[[str, str, int, float], None]] = []
 
     def log(self, request: Any) -> None:
         """twisted.web's access-log hook, as one structured event."""
         started = getattr(request, "pyd_started", None)
         duration = (time.monotonic() - started) if started else 0.0
+        if self.observers:
+            path = request.path.decode("utf-8", "replace")
+            method = request.method.decode()
+            for observe in self.observers:
+                observe(path, method, request.code, duration)
         log.debug(
             "{method} {path} {code} {duration:.4f}s api={version}",
             method=request.method.decode(),

@@ -272,3 +272,29 @@ def wait_log(d: PydDaemon, needle: str, count: int = 1, timeout: float = 20) -> 
     while d.log().count(needle) < count and time.monotonic() < deadline:
         time.sleep(0.05)
     assert d.log().count(needle) >= count, f"{needle!r} not in log:\n{d.log()[-3000:]}"
+
+
+class MetricsTests:
+    """`--metrics-addr` serves Prometheus text with API, event and container metrics."""
+
+    def test_metrics_endpoint(self, tmp_path: Path) -> None:
+        """Requests show up by route and status; gauges are present."""
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        d = PydDaemon(str(tmp_path / "d"), extra_args=["--metrics-addr", f"127.0.0.1:{port}"])
+        try:
+            d.start()
+            d.docker("info")
+            d.request("GET", "/v1.50/containers/nope/json")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+                assert r.headers["Content-Type"].startswith("text/plain")
+            assert 'pyd_api_requests_total{method="GET",route="/info",status="200"} 1.0' in text
+            assert 'route="/containers/{id}/json",status="404"' in text
+            assert "pyd_api_request_duration_seconds_bucket" in text
+            assert "\npyd_event_subscribers " in text
+        finally:
+            d.cleanup()

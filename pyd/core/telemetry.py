@@ -1,0 +1,178 @@
+"""Prometheus metrics of the daemon: one L{Telemetry} object, handed to whoever records (layer: core).
+
+The composition root makes one L{Telemetry} and passes it to the services that record. Engine
+code calls the small methods here (never prometheus_client directly), so tests can hand in a fresh
+object and read values back with L{Telemetry.value}:
+
+  - L{Telemetry.observe_request}: the API root calls it for every request (route, method, status,
+    seconds);
+  - L{Telemetry.observe_container_start}: seconds from C{POST /containers/{id}/start} to running;
+  - L{Telemetry.add_pull_bytes}: bytes downloaded by image pulls;
+  - L{Telemetry.set_container_state_source}: a function returning C{{state: count}}, read at
+    scrape time (no bookkeeping in the hot path);
+  - L{Telemetry.set_gauge_source}: any other gauge read at scrape time (event subscribers...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+START_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# First path segments of the Engine API; anything else is counted as "other".
+_PREFIXES = frozenset(
+    [
+        "_ping",
+        "containers",
+        "images",
+        "networks",
+        "volumes",
+        "exec",
+        "build",
+        "events",
+        "version",
+        "info",
+        "system",
+        "auth",
+        "distribution",
+        "plugins",
+        "session",
+        "swarm",
+        "nodes",
+        "services",
+        "tasks",
+        "secrets",
+        "configs",
+        "commit",
+        "grpc",
+    ]
+)
+# Collection-level second segments (kept as they are, not an id).
+_COLLECTION = frozenset(
+    [
+        "json",
+        "create",
+        "prune",
+        "load",
+        "search",
+        "get",
+        "push",
+        "import",
+        "list",
+        "df",
+        "events",
+        "data",
+    ]
+)
+
+
+def route_of(path: str) -> str:
+    """A low-cardinality route template: C{/containers/abc/start} -> C{/containers/{id}/start}."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if parts and parts[0].startswith("v") and parts[0][1:2].isdigit():
+        parts = parts[1:]
+    if not parts:
+        return "/"
+    first = parts[0]
+    if first not in _PREFIXES:
+        return "other"
+    if len(parts) == 1:
+        return "/" + first
+    if len(parts) == 2 and parts[1] in _COLLECTION:
+        return f"/{first}/{parts[1]}"
+    if first == "system":
+        return "/system/" + parts[1]
+    if len(parts) == 2:
+        return f"/{first}/{{id}}"
+    last = parts[-1]
+    if last.isidentifier() or last in ("json",):
+        return f"/{first}/{{id}}/{last}"
+    return f"/{first}/{{id}}"
+
+
+class _Gauges:
+    """A collector that reads gauge values from callbacks at scrape time."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, tuple[str, str | None, Callable[[], Any]]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (doc, label, fn) in sorted(self.sources.items()):
+            value = fn()
+            if label is None:
+                yield GaugeMetricFamily(name, doc, value=float(value))
+            else:
+                fam = GaugeMetricFamily(name, doc, labels=[label])
+                for key, v in sorted(dict(value).items()):
+                    fam.add_metric([str(key)], float(v))
+                yield fam
+
+
+class Telemetry:
+    """The daemon's metrics, in their own registry (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "pyd_api_requests",
+            "Engine API requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pyd_api_request_duration_seconds",
+            "Engine API request latency by route and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.container_start = Histogram(
+            "pyd_container_start_duration_seconds",
+            "Time from a start request until the container runs",
+            buckets=START_BUCKETS,
+            registry=self.registry,
+        )
+        self.pull_bytes = Counter(
+            "pyd_image_pull_bytes", "Bytes downloaded by image pulls", registry=self.registry
+        )
+        self.reloads = Counter(
+            "pyd_config_reloads",
+            "SIGHUP reloads by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._gauges = _Gauges()
+        self.registry.register(self._gauges)  # type: ignore[arg-type]  # duck-typed collector
+
+    def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
+        """Count one API request and its latency."""
+        route = route_of(path)
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def observe_container_start(self, seconds: float) -> None:
+        """Record how long a container took to start."""
+        self.container_start.observe(seconds)
+
+    def add_pull_bytes(self, n: int) -> None:
+        """Add bytes downloaded by a pull."""
+        self.pull_bytes.inc(n)
+
+    def set_container_state_source(self, fn: Callable[[], Mapping[str, int]]) -> None:
+        """C{pyd_containers{state=...}} is read from C{fn()} at scrape time."""
+        self.set_gauge_source("pyd_containers", "Containers by state", fn, label="state")
+
+    def set_gauge_source(
+        self, name: str, doc: str, fn: Callable[[], Any], label: str | None = None
+    ) -> None:
+        """A gauge read from C{fn()} at scrape time: a number, or C{{label value: number}}."""
+        self._gauges.sources[name] = (doc, label, fn)
+
+    def value(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        """A sample's current value (for tests and the bench)."""
+        return self.registry.get_sample_value(name, dict(labels or {}))

@@ -1,0 +1,61 @@
+"""Metrics (pyd.core.telemetry) and the /metrics resource."""
+
+from __future__ import annotations
+
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.api.prometheus import MetricsRoot
+from pyd.core.telemetry import Telemetry, route_of
+
+
+class RouteTests(SynchronousTestCase):
+    """Paths become low-cardinality route templates."""
+
+    def test_routes(self) -> None:
+        """Ids and names are folded; versions stripped; unknown prefixes are 'other'."""
+        cases = {
+            "/_ping": "/_ping",
+            "/v1.50/containers/json": "/containers/json",
+            "/v1.45/containers/abc123/start": "/containers/{id}/start",
+            "/containers/abc123": "/containers/{id}",
+            "/containers/create?name=x": "/containers/create",
+            "/images/library/busybox:latest/json": "/images/{id}/json",
+            "/system/df": "/system/df",
+            "/exec/e1/start": "/exec/{id}/start",
+            "/whatever/x": "other",
+        }
+        for path, route in cases.items():
+            self.assertEqual(route_of(path), route, path)
+
+
+class TelemetryTests(SynchronousTestCase):
+    """Recording and exposition."""
+
+    def test_requests_gauges_and_exposition(self) -> None:
+        """Requests count by route and status; gauges are read at scrape; /metrics renders them."""
+        t = Telemetry()
+        t.observe_request("/v1.50/containers/abc/start", "POST", 204, 0.02)
+        t.observe_request("/containers/def/start", "POST", 204, 0.03)
+        t.observe_container_start(0.05)
+        t.add_pull_bytes(1000)
+        t.set_container_state_source(lambda: {"running": 2, "exited": 1})
+        subs = [3]
+        t.set_gauge_source("pyd_event_subscribers", "subs", lambda: subs[0])
+        labels = {"route": "/containers/{id}/start", "method": "POST", "status": "204"}
+        self.assertEqual(t.value("pyd_api_requests_total", labels), 2.0)
+        self.assertEqual(t.value("pyd_image_pull_bytes_total"), 1000.0)
+        self.assertEqual(t.value("pyd_containers", {"state": "running"}), 2.0)
+        subs[0] = 5
+        self.assertEqual(t.value("pyd_event_subscribers"), 5.0)
+        treq = StubTreq(MetricsRoot(t))
+        response = self.successResultOf(treq.get("http://x/metrics"))
+        self.assertEqual(response.code, 200)
+        text = self.successResultOf(response.text())
+        self.assertIn(
+            'pyd_api_request_duration_seconds_bucket{le="0.025",method="POST",route="/containers/{id}/start"} 1.0',
+            text,
+        )
+        self.assertIn("pyd_container_start_duration_seconds_count 1.0", text)
+        self.assertIn('pyd_containers{state="exited"} 1.0', text)
+        self.assertEqual(self.successResultOf(treq.get("http://x/other")).code, 404)
