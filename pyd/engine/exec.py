@@ -300,15 +300,16 @@ class ExecService:
 
     # -- resize -------------------------------------------------------------------------------
     async def resize(self, exec_id: str, height: int, width: int) -> None:
-        """Resize the exec's TTY through its conmon's ctl FIFO.
+        """Resize the exec's TTY through its conmon's ctl FIFO (a no-op once it ended: the CLI
+        resizes right after start, and a quick process may already be gone).
 
         @raise NotFound: unknown exec.
-        @raise Conflict: not running.
         """
         session = self.get(exec_id)
-        if not session.running:
-            raise Conflict(f"Exec {exec_id} is not running, so it can not be resized.")
-        await self._blocking.run(write_ctl, os.path.join(session.exec_dir, "ctl"), height, width)
+        if session.running and session.exec_dir:
+            await self._blocking.run(
+                write_ctl, os.path.join(session.exec_dir, "ctl"), height, width
+            )
 
 
 def _check_active(target: StreamTarget, ref: str) -> None:

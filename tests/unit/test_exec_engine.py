@@ -1,0 +1,144 @@
+"""pyd.engine.exec with a scripted exec driver: dockerd's checks, events and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import Conflict, InvalidParameter, NotFound
+from pyd.core.records import Event
+from pyd.core.seams import InlineBlocking
+from pyd.drivers.streams.execs import ExecFailed, ExecSpec, ExecStarted
+from pyd.engine.exec import ExecConfig, ExecError, ExecService
+from pyd.engine.streams import StreamTarget
+
+
+class FakeTargets:
+    """A single container whose status the test sets."""
+
+    def __init__(self, target: StreamTarget) -> None:
+        self.target = target
+
+    async def stream_target(self, ref: str) -> StreamTarget:
+        if ref not in (self.target.id, self.target.name):
+            raise NotFound(f"No such container: {ref}")
+        return self.target
+
+
+class FakeEvents:
+    """Records emitted events."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, str]]] = []
+
+    def emit(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> Deferred[Event]:
+        self.events.append((action, actor_id, dict(attributes or {})))
+        return succeed(Event(len(self.events), type_, action, actor_id, {}, scope, 0))
+
+
+class FakeExecDriver:
+    """Records specs; fails or returns a pid and an exit Deferred the test fires."""
+
+    def __init__(self) -> None:
+        self.specs: list[ExecSpec] = []
+        self.fail: str | None = None
+        self.exit: Deferred[int] = Deferred()
+
+    async def start(self, spec: ExecSpec, on_attach: Any = None) -> ExecStarted:
+        self.specs.append(spec)
+        if self.fail:
+            raise ExecFailed(self.fail)
+        return ExecStarted(pid=4242, exit_code=self.exit, attach_path="")
+
+
+class ExecServiceTests(SynchronousTestCase):
+    """create/start/inspect rules."""
+
+    def setUp(self) -> None:
+        bundle = Path(self.mktemp())
+        bundle.mkdir(parents=True)
+        (bundle / "config.json").write_text(
+            json.dumps({"process": {"env": ["PATH=/bin", "A=1"], "cwd": "/", "args": ["sh"]}})
+        )
+        self.target = StreamTarget(
+            id="c" * 64, name="web", image="img", status="running", pid=1, tty=False,
+            open_stdin=False, stdin_once=False, bundle=str(bundle), attach_socket="",
+            rootfs=None, labels={"l": "v"},
+        )  # fmt: skip
+        self.targets = FakeTargets(self.target)
+        self.events = FakeEvents()
+        self.driver = FakeExecDriver()
+        self.svc = ExecService(
+            self.targets, self.driver, self.events, InlineBlocking(), Clock(),  # type: ignore[arg-type]
+            self.mktemp(),
+        )  # fmt: skip
+
+    def _create(self, **kw: Any) -> Any:
+        cfg = ExecConfig(cmd=("echo", "hi"), **kw)
+        return self.successResultOf(Deferred.fromCoroutine(self.svc.create("web", cfg)))
+
+    def test_not_running(self) -> None:
+        """A stopped container refuses with dockerd's text."""
+        self.targets.target = attrs.evolve(self.target, status="exited")
+        f = self.failureResultOf(
+            Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=("true",))))
+        )
+        f.trap(Conflict)
+        self.assertEqual(str(f.value), f"Container {'c' * 64} is not running")
+
+    def test_paused_and_empty_command(self) -> None:
+        """Paused containers and empty commands are refused."""
+        self.targets.target = attrs.evolve(self.target, status="paused")
+        f = self.failureResultOf(
+            Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=("true",))))
+        )
+        self.assertIn("is paused, unpause the container before exec", str(f.value))
+        self.targets.target = self.target
+        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=()))))
+        f.trap(InvalidParameter)
+
+    def test_lifecycle_events_and_process(self) -> None:
+        """create/start/die emit dockerd's actions; the process merges env and sets cwd."""
+        s = self._create(env=("A=2", "B=3"), working_dir="/tmp")
+        self.successResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        self.assertTrue(s.running)
+        self.assertEqual(s.pid, 4242)
+        proc = self.driver.specs[0].process
+        self.assertEqual(proc["env"], ["PATH=/bin", "A=2", "B=3"])
+        self.assertEqual((proc["cwd"], proc["args"]), ("/tmp", ["echo", "hi"]))
+        self.driver.exit.callback(3)
+        self.assertEqual((s.running, s.exit_code), (False, 3))
+        actions = [e[0] for e in self.events.events]
+        self.assertEqual(actions, ["exec_create: echo hi", "exec_start: echo hi", "exec_die"])
+        self.assertEqual(self.events.events[2][2]["exitCode"], "3")
+        self.assertEqual(self.events.events[2][2]["execID"], s.id)
+        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        self.assertEqual(str(f.value), f"Error: Exec command {s.id} has already run")
+
+    def test_start_failure(self) -> None:
+        """A command the runtime cannot start ends with exit code 126 and dockerd's prefix."""
+        self.driver.fail = "executable file `nope` not found in $PATH"
+        s = self._create()
+        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        f.trap(ExecError)
+        self.assertTrue(str(f.value).startswith("OCI runtime exec failed: exec failed: "))
+        self.assertEqual(s.exit_code, 126)
+
+    def test_unknown_exec(self) -> None:
+        """An unknown id is dockerd's 404."""
+        with self.assertRaises(NotFound) as e:
+            self.svc.get("nope")
+        self.assertEqual(str(e.exception), "No such exec instance: nope")
