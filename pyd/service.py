@@ -44,6 +44,7 @@ from pyd.api.authz import Authorizer, Policy
 from pyd.api.container_streams import ContainerStreamsRouter
 from pyd.api.containers import ContainersRouter
 from pyd.api.exec import ExecRouter
+from pyd.api.images import ImagesDiskUsage, ImagesRouter
 from pyd.api.networks import NetworksRouter
 from pyd.api.prometheus import MetricsRoot
 from pyd.api.root import ApiRoot, ApiSite
@@ -58,6 +59,7 @@ from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.process import ReactorProcessRunner
 from pyd.drivers.runtime.conmon import ConmonRuntime
 from pyd.drivers.runtime.spec import cap_bounding_set
+from pyd.drivers.storage.layers import HelperExtractor, LayerStore
 from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.engine.archive import ArchiveService
@@ -66,6 +68,7 @@ from pyd.engine.containers import ContainerService, ContainerSettings
 from pyd.engine.contracts import ImageProvider, VolumeProvider
 from pyd.engine.events import EventService
 from pyd.engine.exec import ExecService
+from pyd.engine.images import ImageService
 from pyd.engine.networks import NetworkConfig, NetworkService, ServiceNameTable
 from pyd.engine.streams import AttachService
 from pyd.engine.system import HostFacts, SystemService
@@ -74,6 +77,7 @@ from pyd.state import meta, migrate
 from pyd.state.containers import ContainerRepository
 from pyd.state.db import Database, make_engine
 from pyd.state.events import EventRepository
+from pyd.state.images import ImageRepository
 from pyd.state.networks import NetworkRepository
 from pyd.state.volumes import VolumeRepository
 
@@ -458,15 +462,17 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     top.start_hooks.append(lambda: ensureDeferred(load_identity()))
     _ = io  # handed to area services as they are wired in
     volumes, volumes_router = _wire_volumes(top, config, db, io, events, system, reactor)
+    images, images_router = _wire_images(top, config, db, io, events, system, reactor)
     networks, networks_router = _wire_networks(top, config, db, io, events, reactor)
     containers_routers = _wire_containers(
-        top, config, db, io, events, system, reactor, None, volumes, networks
+        top, config, db, io, events, system, reactor, images, volumes, networks
     )
 
     routers: list[Any] = [
         SystemRouter(system, events, reactor),
         volumes_router,
         networks_router,
+        images_router,
         *containers_routers,
     ]
     authorizer = Authorizer(Policy.from_config(config))
@@ -848,6 +854,28 @@ def _wire_volumes(
 
     events.subscribe(on_event)
     return volumes, VolumesRouter(volumes)
+
+
+def _wire_images(
+    top: PydService,
+    config: DaemonConfig,
+    db: Database,
+    io: ThreadPoolBlocking,
+    events: EventService,
+    system: SystemService,
+    reactor: Any,
+) -> tuple[ImageService, ImagesRouter]:
+    """The image store (issue 3): layer store under <data-root>/storage, service, router.
+
+    Other areas inject C{images.containers_using} (container service) and
+    C{images_router.container_resolver} / C{images_router.distribution} (containers, registry).
+    """
+    runner = ReactorProcessRunner(reactor)
+    store = LayerStore(os.path.join(config.data_root, "storage"), HelperExtractor(runner), runner)
+    images = ImageService(ImageRepository(db), store, io, events, reactor)
+    top.start_hooks.append(lambda: ensureDeferred(images.start()))
+    system.add_contributor(ImagesDiskUsage(images))
+    return images, ImagesRouter(images)
 
 
 def _wire_containers(

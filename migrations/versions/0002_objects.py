@@ -160,6 +160,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_images_parent_id"), ["parent_id"], unique=False)
 
     op.create_table(
+        "rw_layers",
+        sa.Column("container_id", sa.String(length=64), nullable=False),
+        sa.Column("image_id", sa.String(length=71), nullable=True),
+        sa.Column("top_layer", sa.String(length=71), nullable=True),
+        sa.Column("created", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["top_layer"], ["layers.chain_id"], name=op.f("fk_rw_layers_top_layer_layers")
+        ),
+        sa.PrimaryKeyConstraint("container_id", name=op.f("pk_rw_layers")),
+    )
+    with op.batch_alter_table("rw_layers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_rw_layers_image_id"), ["image_id"], unique=False)
+
+    op.create_table(
         "image_refs",
         sa.Column("ref", sa.String(length=512), nullable=False),
         sa.Column("image_id", sa.String(length=71), nullable=False),
@@ -182,6 +196,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_image_refs_image_id"))
 
     op.drop_table("image_refs")
+    with op.batch_alter_table("rw_layers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rw_layers_image_id"))
+
+    op.drop_table("rw_layers")
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_images_parent_id"))
         batch_op.drop_index(batch_op.f("ix_images_cache_key"))

@@ -48,12 +48,27 @@ class Image:
     created: int  # unix seconds
     parent_id: str | None = None
     diff_ids: tuple[str, ...] = ()
+    last_tag_time: int = 0  # unix nanoseconds of the last tag; 0 = never tagged
+    comment: str = ""
 
     @property
     def container_config(self) -> dict[str, Any]:
         """The image's C{config} section (Env, Cmd, Entrypoint, WorkingDir, User...)."""
         c = self.config.get("config") or {}
         return dict(c)
+
+
+@attrs.frozen
+class Layer:
+    """An extracted, read-only layer; shared by every image whose chain contains it."""
+
+    chain_id: str  # "sha256:..." of the chain up to and including this layer
+    diff_id: str  # "sha256:..." of the uncompressed layer tar
+    parent: str | None  # chain id of the layer below
+    cache_id: str  # directory name under the layer store
+    size: int  # bytes of file content
+    compressed_digest: str | None = None
+    created: int = 0
 
 
 @attrs.frozen

@@ -97,6 +97,16 @@ class ImageRefRow(Base):
     created: Mapped[int] = mapped_column(BigInteger)
 
 
+class RwLayerRow(Base):
+    """A container's writable layer; its top_layer keeps the image's layers alive."""
+
+    __tablename__ = "rw_layers"
+    container_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    image_id: Mapped[str | None] = mapped_column(String(71), nullable=True, index=True)
+    top_layer: Mapped[str | None] = mapped_column(ForeignKey("layers.chain_id"), nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
 class ContainerRow(Base):
     """A container: Docker's Config/HostConfig as sent, plus its runtime state."""
 

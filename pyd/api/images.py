@@ -1,0 +1,482 @@
+"""C{/images/...} and C{/commit}: the local image store on the wire (layer: api).
+
+Sections: local store (list, inspect, tag, delete, history, prune, save, load, import, commit) —
+owned by the images area; registry (C{POST /images/create?fromImage=}, C{POST /images/{name}/push},
+C{POST /auth}) — dispatched to an injected C{distribution} object owned by the registry area, and
+answered with 501 until it is wired.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import IO, Any, Protocol, cast
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.protocols.basic import FileSender
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from pyd.api.base import api_version, make_app
+from pyd.api.streams import JSONLines
+from pyd.api.wire import (
+    check_filters,
+    json_body,
+    parse_filters,
+    qbool,
+    qlist,
+    qstr,
+    read_json_object,
+)
+from pyd.core import reference as refs
+from pyd.core.errors import InvalidParameter, NotFound, PydError, Unsupported
+from pyd.core.records import Image
+from pyd.engine.imagechanges import apply_changes
+from pyd.engine.images import DeleteItem, ImageService, rfc3339
+
+IMAGE_LIST_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
+PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
+# Config fields API 1.50 no longer returns in image inspect
+_DEPRECATED_CONFIG = (
+    "Hostname",
+    "Domainname",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Image",
+    "NetworkDisabled",
+    "MacAddress",
+)
+
+
+class Distribution(Protocol):
+    """What the registry area provides to this router (pull, push, login)."""
+
+    def pull(self, request: IRequest, from_image: str, tag: str | None) -> Deferred[None] | Any:
+        """Handle C{POST /images/create?fromImage=...} completely (streams its own response)."""
+        ...
+
+    def push(self, request: IRequest, name: str) -> Deferred[None] | Any:
+        """Handle C{POST /images/{name}/push} completely."""
+        ...
+
+    def login(self, request: IRequest) -> Deferred[bytes] | Any:
+        """Handle C{POST /auth}; return the body."""
+        ...
+
+
+class CommitSource(Protocol):
+    """What the container area tells this router about a container to commit."""
+
+    container_id: str
+    config: dict[str, Any]  # the container's Config (Env, Cmd, Labels...)
+    running: bool
+
+
+# name -> the container to commit; raises NotFound ("No such container: x")
+ContainerResolver = Callable[[str], Awaitable[Any]]
+# (container id, pause) -> async context: pause/unpause around the commit (containers area)
+ContainerPauser = Callable[[str], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+def image_summary(img: Image, containers: int = -1) -> dict[str, Any]:
+    """One entry of C{GET /images/json}."""
+    return {
+        "Id": img.id,
+        "ParentId": img.parent_id or "",
+        "RepoTags": list(img.repo_tags),
+        "RepoDigests": list(img.repo_digests),
+        "Created": img.created,
+        "Size": img.size,
+        "SharedSize": -1,
+        "Labels": img.container_config.get("Labels") or {},
+        "Containers": containers,
+    }
+
+
+def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -> dict[str, Any]:
+    """C{GET /images/{name}/json} for one image."""
+    cfg = img.config
+    conf = dict(cfg.get("config") or {})
+    if version >= (1, 50):
+        for key in _DEPRECATED_CONFIG:
+            conf.pop(key, None)
+    out: dict[str, Any] = {
+        "Id": img.id,
+        "RepoTags": list(img.repo_tags),
+        "RepoDigests": list(img.repo_digests),
+    }
+    if img.parent_id:
+        out["Parent"] = img.parent_id
+    if cfg.get("comment"):
+        out["Comment"] = cfg["comment"]
+    if cfg.get("created"):
+        out["Created"] = cfg["created"]
+    if cfg.get("docker_version"):
+        out["DockerVersion"] = cfg["docker_version"]
+    if cfg.get("author"):
+        out["Author"] = cfg["author"]
+    out["Config"] = conf
+    out["Architecture"] = cfg.get("architecture", "")
+    if cfg.get("variant"):
+        out["Variant"] = cfg["variant"]
+    out["Os"] = cfg.get("os", "")
+    if cfg.get("os.version"):
+        out["OsVersion"] = cfg["os.version"]
+    out["Size"] = img.size
+    if version < (1, 44):
+        out["VirtualSize"] = img.size
+    data: dict[str, str] = {}
+    if layer_dirs:
+        data["UpperDir"] = layer_dirs[0]
+        data["WorkDir"] = os.path.join(os.path.dirname(layer_dirs[0]), "work")
+        data["MergedDir"] = os.path.join(os.path.dirname(layer_dirs[0]), "merged")
+        if len(layer_dirs) > 1:
+            data["LowerDir"] = ":".join(layer_dirs[1:])
+    out["GraphDriver"] = {"Name": "overlay2", "Data": data}
+    out["RootFS"] = {"Type": "layers", "Layers": list(img.diff_ids)}
+    out["Metadata"] = {
+        "LastTagTime": rfc3339(img.last_tag_time / 1e9)
+        if img.last_tag_time
+        else "0001-01-01T00:00:00Z"
+    }
+    return out
+
+
+class ImagesDiskUsage:
+    """The image rows of C{/info} and C{GET /system/df} (a L{pyd.engine.system.SystemContributor})."""
+
+    def __init__(self, images: ImageService) -> None:
+        self._images = images
+
+    def info_counts(self) -> Deferred[dict[str, Any]]:
+        """C{{"Images": n}}."""
+
+        async def run() -> dict[str, Any]:
+            return {"Images": await self._images.count()}
+
+        return Deferred.fromCoroutine(run())
+
+    def disk_usage(self) -> Deferred[dict[str, Any]]:
+        """Image summaries with their container counts, and C{LayersSize}."""
+
+        async def run() -> dict[str, Any]:
+            rows, layers_size = await self._images.usage()
+            return {
+                "images": [image_summary(img, containers) for img, containers in rows],
+                "layers_size": layers_size,
+            }
+
+        return Deferred.fromCoroutine(run())
+
+
+def _delete_json(items: list[DeleteItem]) -> list[dict[str, str]]:
+    return [{item.kind: item.value} for item in items]
+
+
+def _stage_body(request: IRequest) -> IO[bytes]:
+    content = request.content
+    if content is None:
+        import io
+
+        return io.BytesIO(b"")
+    content.seek(0)
+    return cast(IO[bytes], content)
+
+
+class ImagesRouter:
+    """The image endpoints."""
+
+    app = make_app()
+    prefixes = ("images", "commit", "auth")
+
+    def __init__(
+        self,
+        images: ImageService,
+        *,
+        distribution: Distribution | None = None,
+        container_resolver: ContainerResolver | None = None,
+        blocking_tmp: str | None = None,
+        fetcher: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._images = images
+        self.distribution = distribution
+        self.container_resolver = container_resolver
+        self._tmp = blocking_tmp
+        self._fetch = fetcher
+
+    def resource(self) -> IResource:
+        """The Klein resource."""
+        return self.app.resource()  # type: ignore[no-any-return]
+
+    # --- local store -------------------------------------------------------------------------
+
+    @app.route("/images/json", methods=["GET"])
+    async def list_images(self, request: IRequest) -> bytes:
+        """C{docker images}."""
+        filters = parse_filters(request)
+        check_filters(filters, IMAGE_LIST_FILTERS)
+        images = await self._images.list_images(all_=qbool(request, "all"), filters=filters)
+        return json_body(request, [image_summary(i) for i in images])
+
+    @app.route("/images/<path:name>/json", methods=["GET"])
+    async def inspect(self, request: IRequest, name: str) -> bytes:
+        """C{docker image inspect}."""
+        img = await self._images.inspect(name)
+        dirs = await self._images.image_layer_dirs(img.id)
+        return json_body(request, image_inspect(img, dirs, api_version(request)))
+
+    @app.route("/images/<path:name>/history", methods=["GET"])
+    async def history(self, request: IRequest, name: str) -> bytes:
+        """C{docker history}."""
+        rows = await self._images.history(name)
+        return json_body(
+            request,
+            [
+                {
+                    "Id": r.id,
+                    "Created": r.created,
+                    "CreatedBy": r.created_by,
+                    "Tags": list(r.tags) if r.tags else None,
+                    "Size": r.size,
+                    "Comment": r.comment,
+                }
+                for r in rows
+            ],
+        )
+
+    @app.route("/images/<path:name>/tag", methods=["POST"])
+    async def tag(self, request: IRequest, name: str) -> bytes:
+        """C{docker tag}: 201 with no body."""
+        repo = qstr(request, "repo") or ""
+        tag = qstr(request, "tag") or None
+        if not repo:
+            raise InvalidParameter("repository name must have at least one component")
+        await self._images.tag(name, repo, tag)
+        request.setResponseCode(201)
+        return b""
+
+    @app.route("/images/<path:name>", methods=["DELETE"])
+    async def delete(self, request: IRequest, name: str) -> bytes:
+        """C{docker rmi}."""
+        items = await self._images.delete(
+            name, force=qbool(request, "force"), prune=not qbool(request, "noprune")
+        )
+        return json_body(request, _delete_json(items))
+
+    @app.route("/images/prune", methods=["POST"])
+    async def prune(self, request: IRequest) -> bytes:
+        """C{docker image prune}."""
+        filters = parse_filters(request)
+        check_filters(filters, PRUNE_FILTERS)
+        report = await self._images.prune(filters)
+        return json_body(
+            request,
+            {
+                "ImagesDeleted": _delete_json(list(report.deleted)) or None,
+                "SpaceReclaimed": report.space_reclaimed,
+            },
+        )
+
+    @app.route("/images/get", methods=["GET"])
+    async def save_many(self, request: IRequest) -> None:
+        """C{docker save a b c}."""
+        names = qlist(request, "names")
+        if not names:
+            raise InvalidParameter("no images specified")
+        await self._save(request, names)
+
+    @app.route("/images/<path:name>/get", methods=["GET"])
+    async def save_one(self, request: IRequest, name: str) -> None:
+        """C{GET /images/{name}/get}."""
+        await self._save(request, [name])
+
+    async def _save(self, request: IRequest, names: list[str]) -> None:
+        path = await self._images.save_to_file(names)
+        try:
+            request.setResponseCode(200)
+            request.setHeader(b"Content-Type", b"application/x-tar")
+            with open(path, "rb") as f:
+                await FileSender().beginFileTransfer(f, request)
+            request.finish()
+        finally:
+            await self._images.discard(path)
+
+    @app.route("/images/load", methods=["POST"])
+    async def load(self, request: IRequest) -> None:
+        """C{docker load}: JSON lines C{{"stream": "Loaded image: x\\n"}}."""
+        quiet = qbool(request, "quiet")
+        src = _stage_body(request)
+        out = JSONLines(request)
+        try:
+            lines: list[str] = []
+            await self._images.load(src, lines.append)
+            for line in lines:
+                out.write({"stream": line})
+        except PydError as e:
+            out.error(e.message)
+        finally:
+            out.finish()
+        _ = quiet  # the CLI shows the same lines either way (progress bars come only from pulls)
+
+    @app.route("/images/create", methods=["POST"])
+    async def create(self, request: IRequest) -> Any:
+        """C{docker import} (C{fromSrc}) here; C{docker pull} (C{fromImage}) goes to the registry area."""
+        from_image = qstr(request, "fromImage")
+        from_src = qstr(request, "fromSrc")
+        if from_image:
+            return await self._pull(request, from_image, qstr(request, "tag"))
+        if not from_src:
+            raise InvalidParameter("fromImage or fromSrc is required")
+        return await self._import(request, from_src)
+
+    async def _import(self, request: IRequest, from_src: str) -> None:
+        repo = qstr(request, "repo") or ""
+        tag = qstr(request, "tag") or None
+        message = qstr(request, "message") or ""
+        changes = qlist(request, "changes")
+        platform = qstr(request, "platform") or ""
+        repo_tag = None
+        if repo:
+            repo_tag = str(refs.parse_repository(repo, tag))
+        os_arch = None
+        if platform:
+            parts = platform.split("/")
+            if parts[0] != "linux":
+                raise InvalidParameter(f'"{platform}": unknown operating system or architecture')
+            os_arch = ("linux", parts[1] if len(parts) > 1 else "amd64")
+        config = apply_changes({}, changes)
+        if from_src == "-":
+            src = _stage_body(request)
+            img = await self._images.import_stream(
+                src, repo_tag, config, message or "Imported from -", os_arch
+            )
+        else:
+            if self._fetch is None:
+                raise Unsupported("import from a URL is not available")
+            path = await self._images.new_staging_file()
+            try:
+                await self._fetch(from_src, path)
+                img = await self._images.import_file(
+                    path, repo_tag, config, message or f"Imported from {from_src}", os_arch
+                )
+            finally:
+                await self._images.discard(path)
+        out = JSONLines(request)
+        out.write({"status": img.id})
+        out.finish()
+
+    @app.route("/commit", methods=["POST"])
+    async def commit(self, request: IRequest) -> bytes:
+        """C{docker commit}: 201 C{{"Id": "sha256:..."}}."""
+        name = qstr(request, "container") or ""
+        if not name:
+            raise InvalidParameter("container is required")
+        repo = qstr(request, "repo") or ""
+        tag = qstr(request, "tag") or None
+        repo_tag = str(refs.parse_repository(repo, tag)) if repo else None
+        body = read_json_object(request, required=False)
+        changes = qlist(request, "changes")
+        resolver = self.container_resolver or self._default_resolver
+        source = await resolver(name)
+        base: dict[str, Any] = {}
+        rw_image = await self._images.rw_image(source.container_id)
+        if rw_image is not None:
+            base = dict(rw_image.container_config)
+        config = _merge_commit_config(base, dict(source.config or {}), body)
+        config = apply_changes(config, changes)
+        comment = qstr(request, "comment") or ""
+        author = qstr(request, "author") or ""
+        config["_commit"] = {"comment": comment, "author": author}
+        img = await self._images.commit(source.container_id, config, repo_tag)
+        return json_body(request, {"Id": img.id}, 201)
+
+    async def _default_resolver(self, name: str) -> Any:
+        """Until the container area is wired: accept a full container id with a writable layer."""
+        cid = await self._images.rw_container(name)
+        if cid is None:
+            raise NotFound(f"No such container: {name}")
+
+        class _Src:
+            container_id = cid
+            config: dict[str, Any] = {}
+            running = False
+
+        return _Src()
+
+    # === registry section (owned by the registry area) =========================================
+    # The registry engineer implements pull/push/login in pyd/api/registry.py (or their module) and
+    # passes a Distribution object to ImagesRouter at wiring; nothing else here needs to change.
+
+    async def _pull(self, request: IRequest, from_image: str, tag: str | None) -> Any:
+        if self.distribution is None:
+            raise Unsupported(
+                "pulling images is not available in this build of pyd (no registry support)"
+            )
+        return await ensureDeferred(_as_coro(self.distribution.pull(request, from_image, tag)))
+
+    @app.route("/images/<path:name>/push", methods=["POST"])
+    async def push(self, request: IRequest, name: str) -> Any:
+        """C{docker push} (registry area)."""
+        if self.distribution is None:
+            raise Unsupported(
+                "pushing images is not available in this build of pyd (no registry support)"
+            )
+        return await ensureDeferred(_as_coro(self.distribution.push(request, name)))
+
+    @app.route("/auth", methods=["POST"])
+    async def auth(self, request: IRequest) -> Any:
+        """C{docker login} (registry area)."""
+        if self.distribution is None:
+            raise Unsupported(
+                "registry login is not available in this build of pyd (no registry support)"
+            )
+        return await ensureDeferred(_as_coro(self.distribution.login(request)))
+
+    # === end of registry section ===============================================================
+
+
+async def _as_coro(value: Any) -> Any:
+    if isinstance(value, Deferred):
+        return await value
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+def _merge_commit_config(
+    image: dict[str, Any], container: dict[str, Any], override: dict[str, Any]
+) -> dict[str, Any]:
+    """dockerd's commit config: the container's config, overridden by the request body."""
+    out = dict(image)
+    keep = (
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Cmd",
+        "Healthcheck",
+        "ArgsEscaped",
+        "Volumes",
+        "WorkingDir",
+        "Entrypoint",
+        "OnBuild",
+        "Labels",
+        "StopSignal",
+        "StopTimeout",
+        "Shell",
+    )
+    for key in keep:
+        if key in container and container[key] not in (None, "", [], {}):
+            out[key] = container[key]
+    for key, value in override.items():
+        if key in keep and value not in (None, "", [], {}):
+            out[key] = value
+    return out
+
+
+_ = (json, tempfile)

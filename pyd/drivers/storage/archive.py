@@ -1,0 +1,131 @@
+"""Image archives (docker save / load tars) as plain files (layer: drivers).
+
+L{stage_archive} reads an archive stream (plain or compressed) once and copies every regular member
+to its own file in a staging directory; member names are only dictionary keys, never paths, so a
+hostile archive cannot write anywhere. L{write_archive} writes a tar from (name, file or bytes)
+entries. Blocking: run in the io pool. The image formats themselves are the engine's business.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tarfile
+from collections.abc import Iterable
+from typing import IO
+
+import attrs
+
+CHUNK = 1 << 20
+MAX_MEMBERS = 100_000
+
+
+class ArchiveError(Exception):
+    """The archive cannot be read."""
+
+
+@attrs.frozen
+class StagedArchive:
+    """Members of an archive, each copied to its own file."""
+
+    directory: str
+    files: dict[str, str]  # normalised member name -> staged file path
+    links: dict[str, str]  # normalised member name -> normalised target member name
+
+    def resolve(self, name: str) -> str | None:
+        """The staged file for member C{name}, following in-archive links."""
+        n = normalize(name)
+        for _ in range(32):
+            if n in self.files:
+                return self.files[n]
+            if n not in self.links:
+                return None
+            n = self.links[n]
+        return None
+
+    def read(self, name: str, limit: int = 64 << 20) -> bytes | None:
+        """The bytes of a (small) member, or None when absent."""
+        path = self.resolve(name)
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ArchiveError(f"{name} is too large")
+        return data
+
+
+def normalize(name: str) -> str:
+    """A member name without C{./}, leading slashes or C{..} segments."""
+    n = posixpath.normpath("/" + name).lstrip("/")
+    return n
+
+
+def stage_archive(src: IO[bytes], directory: str) -> StagedArchive:
+    """Copy each regular member of the archive C{src} into C{directory}.
+
+    @raise ArchiveError: not a (complete) tar archive.
+    """
+    files: dict[str, str] = {}
+    links: dict[str, str] = {}
+    count = 0
+    try:
+        with tarfile.open(fileobj=src, mode="r|*") as tf:
+            for member in tf:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise ArchiveError("too many entries in archive")
+                name = normalize(member.name)
+                if member.isreg():
+                    path = os.path.join(directory, f"m{count}")
+                    fobj = tf.extractfile(member)
+                    assert fobj is not None
+                    with open(path, "wb") as out:
+                        shutil.copyfileobj(fobj, out, CHUNK)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    files[name] = path
+                elif member.issym():
+                    links[name] = normalize(
+                        posixpath.join(posixpath.dirname(name), member.linkname)
+                    )
+                elif member.islnk():
+                    links[name] = normalize(member.linkname)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        if isinstance(e, ArchiveError):
+            raise
+        raise ArchiveError(str(e) or type(e).__name__) from e
+    return StagedArchive(directory, files, links)
+
+
+def write_archive(
+    out: IO[bytes], entries: Iterable[tuple[str, str | bytes]], mtime: int = 0
+) -> None:
+    """Write a tar of C{entries}: (name, bytes) or (name, path of a file to copy)."""
+    import io
+
+    dirs: set[str] = set()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        for name, content in entries:
+            parent = posixpath.dirname(name)
+            parts = parent.split("/") if parent else []
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    ti = tarfile.TarInfo(d + "/")
+                    ti.type = tarfile.DIRTYPE
+                    ti.mode = 0o755
+                    ti.mtime = mtime
+                    tf.addfile(ti)
+            ti = tarfile.TarInfo(name)
+            ti.mode = 0o644
+            ti.mtime = mtime
+            if isinstance(content, bytes):
+                ti.size = len(content)
+                tf.addfile(ti, io.BytesIO(content))
+            else:
+                ti.size = os.path.getsize(content)
+                with open(content, "rb") as f:
+                    tf.addfile(ti, f)

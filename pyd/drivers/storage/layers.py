@@ -1,0 +1,394 @@
+"""The layer store on disk: extracted layers, writable layers, overlay mounts (layer: drivers).
+
+Layout under the storage root::
+
+    tmp/                      staging; everything here is garbage after a crash
+    layers/<cache_id>/diff    an extracted, read-only layer (overlay lowerdir)
+    layers/<cache_id>/layer.tar   its uncompressed tar (sha256 = diff id), to save/push it as is
+    l/<short>                 short symlinks to layers/<cache_id>/diff (legacy mount fallback)
+    containers/<id>/{diff,work,merged}   a container's writable layer and its mount point
+    blobs/sha256/<hex>        content-addressed blobs (L{BlobStore})
+
+A layer is extracted into C{tmp/<x>/diff} by the chroot'ed helper (L{pyd.drivers.storage.untar}),
+then renamed to C{layers/<cache_id>} in one step; the engine records the row after that, and the
+start-up sweep deletes directories that have no row. Methods are blocking unless they return a
+Deferred; call them from the io pool. The driver holds no Docker rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from pyd.core.seams import Blocking
+from pyd.drivers.process import ProcessResult, ProcessRunner
+from pyd.drivers.storage import diff as diffmod
+from pyd.drivers.storage import overlay
+from pyd.drivers.storage.blobs import BlobStore, fsync_dir
+
+
+class ExtractFailed(Exception):
+    """The layer could not be extracted (hostile, malformed or truncated); the reason is given."""
+
+
+@attrs.frozen
+class Extracted:
+    """What extracting one layer produced."""
+
+    staging: str  # tmp/<x>: holds diff/ and layer.tar
+    digest: str  # sha256 of the bytes as given (compressed digest)
+    diff_id: str  # sha256 of the uncompressed tar
+    size: int
+    compressed_size: int
+
+
+class Extractor(Protocol):
+    """Runs the untar helper: C{src_path} (a file) into C{dest}, copying the plain tar to C{tar_out}."""
+
+    def extract(self, src_path: str, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+        """Fire with the helper's JSON result. @raise ExtractFailed: extraction failed."""
+        ...
+
+
+class HelperExtractor:
+    """The real L{Extractor}: C{python -m pyd.drivers.storage.untar} with the file on stdin."""
+
+    def __init__(self, runner: ProcessRunner, python: str = sys.executable) -> None:
+        self._runner = runner
+        self._python = python
+
+    def extract(self, src_path: str, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+        """Spawn the helper (it chroots into C{dest})."""
+        fd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            d = self._runner.run(
+                [self._python, "-m", "pyd.drivers.storage.untar", dest, "--tar-out", tar_out],
+                child_fds={0: fd},
+                env={"PYTHONPATH": _pythonpath()},
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+
+        def done(result: ProcessResult) -> dict[str, Any]:
+            os.close(fd)
+            if result.rc != 0:
+                msg = result.stderr.decode("utf-8", "replace").strip().splitlines()
+                raise ExtractFailed(msg[-1] if msg else f"untar exited {result.rc}")
+            value: dict[str, Any] = json.loads(result.stdout)
+            return value
+
+        def failed(f: Any) -> Any:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            return f
+
+        return d.addCallbacks(done, failed)
+
+
+def _pythonpath() -> str:
+    """Where pyd is importable from (the helper must import this very tree)."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    rest = os.environ.get("PYTHONPATH", "")
+    return here + (os.pathsep + rest if rest else "")
+
+
+class InProcessExtractor:
+    """An L{Extractor} for unit tests: same code, no chroot, run through a L{Blocking}."""
+
+    def __init__(self, blocking: Blocking) -> None:
+        self._blocking = blocking
+
+    def extract(self, src_path: str, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+        """Extract in this process."""
+        from pyd.drivers.storage import untar
+
+        def thd() -> dict[str, Any]:
+            with open(src_path, "rb") as src, open(tar_out, "wb") as out:
+                try:
+                    return untar.run(dest, src, out, chroot=False)
+                except untar.UntarError as e:
+                    raise ExtractFailed(str(e)) from e
+
+        return self._blocking.run(thd)
+
+
+class LayerStore:
+    """Directories of layers and writable layers under C{root}."""
+
+    def __init__(
+        self,
+        root: str,
+        extractor: Extractor,
+        runner: ProcessRunner | None = None,
+        use_fsconfig: bool | None = None,
+    ) -> None:
+        self.root = root
+        self.tmp = os.path.join(root, "tmp")
+        self.layers = os.path.join(root, "layers")
+        self.links = os.path.join(root, "l")
+        self.containers = os.path.join(root, "containers")
+        self.empty = os.path.join(root, "empty")
+        self.blobs = BlobStore(root)
+        self._extractor = extractor
+        self._runner = runner
+        self.use_fsconfig = (
+            overlay.kernel_supports_lowerdir_plus() if use_fsconfig is None else use_fsconfig
+        )
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    def ensure_dirs(self) -> None:
+        """Create the layout."""
+        for d in (self.tmp, self.layers, self.links, self.containers, self.empty):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        self.blobs.ensure_dirs()
+
+    def sweep(self, known_layers: set[str], known_containers: set[str]) -> list[str]:
+        """Delete staging leftovers and directories without rows; return what was removed."""
+        removed: list[str] = []
+        self.ensure_dirs()
+        for name in os.listdir(self.tmp):
+            p = os.path.join(self.tmp, name)
+            _rmtree(p)
+            removed.append(p)
+        for name in os.listdir(self.layers):
+            if name not in known_layers:
+                p = os.path.join(self.layers, name)
+                _rmtree(p)
+                removed.append(p)
+        for name in os.listdir(self.links):
+            p = os.path.join(self.links, name)
+            if not os.path.exists(p):  # dangling: its layer is gone
+                os.unlink(p)
+        for name in os.listdir(self.containers):
+            if name not in known_containers:
+                p = os.path.join(self.containers, name)
+                overlay.unmount(os.path.join(p, "merged"))
+                _rmtree(p)
+                removed.append(p)
+        return removed
+
+    def staging_dir(self) -> str:
+        """A fresh directory under C{tmp/}."""
+        os.makedirs(self.tmp, mode=0o700, exist_ok=True)
+        return tempfile.mkdtemp(prefix="s-", dir=self.tmp)
+
+    def staging_file(self) -> str:
+        """A fresh empty file under C{tmp/}."""
+        os.makedirs(self.tmp, mode=0o700, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix="f-", dir=self.tmp)
+        os.close(fd)
+        return path
+
+    def discard(self, path: str) -> None:
+        """Remove a staging file or directory (no error when gone)."""
+        _rmtree(path)
+
+    # --- read-only layers -------------------------------------------------------------------
+
+    def diff_dir(self, cache_id: str) -> str:
+        """The extracted content of a layer."""
+        return os.path.join(self.layers, cache_id, "diff")
+
+    def layer_tar(self, cache_id: str) -> str:
+        """The uncompressed tar of a layer."""
+        return os.path.join(self.layers, cache_id, "layer.tar")
+
+    def prepare_extract(self) -> tuple[str, str, str]:
+        """A staging dir with an empty C{diff/} (mode 0755): (staging, diff, tar path)."""
+        staging = self.staging_dir()
+        dest = os.path.join(staging, "diff")
+        os.mkdir(dest, 0o755)
+        os.chmod(dest, 0o755)  # noqa: S103 - a root filesystem is world-readable
+        return staging, dest, os.path.join(staging, "layer.tar")
+
+    async def extract(self, src_path: str) -> Extracted:
+        """Extract the (maybe compressed) layer tar at C{src_path} into a new staging dir.
+
+        The caller checks the digests, then calls L{commit_layer} or L{discard}.
+        @raise ExtractFailed: the helper refused or failed; nothing is left behind.
+        """
+        staging, dest, tar_out = self.prepare_extract()
+        try:
+            r = await self._extractor.extract(src_path, dest, tar_out)
+        except BaseException:
+            _rmtree(staging)
+            raise
+        return Extracted(
+            staging=staging,
+            digest=r["digest"],
+            diff_id=r["diff_id"],
+            size=int(r["size"]),
+            compressed_size=int(r["compressed_size"]),
+        )
+
+    def commit_layer(self, staging: str, cache_id: str) -> None:
+        """Move an extracted layer into place (atomic rename), then persist the rename."""
+        final = os.path.join(self.layers, cache_id)
+        os.replace(staging, final)
+        fsync_dir(self.layers)
+
+    def remove_layer(self, cache_id: str) -> None:
+        """Delete a layer's directory and its short link."""
+        link_file = os.path.join(self.layers, cache_id, "link")
+        try:
+            with open(link_file) as f:
+                short = f.read().strip()
+            if short:
+                os.unlink(os.path.join(self.links, short))
+        except OSError:
+            pass
+        _rmtree(os.path.join(self.layers, cache_id))
+
+    def short_link(self, cache_id: str) -> str:
+        """The C{l/<short>} name of a layer (created on first use)."""
+        link_file = os.path.join(self.layers, cache_id, "link")
+        try:
+            with open(link_file) as f:
+                short = f.read().strip()
+            if short and os.path.islink(os.path.join(self.links, short)):
+                return "l/" + short
+        except FileNotFoundError:
+            pass
+        import base64
+
+        short = base64.b32encode(os.urandom(16)).decode().rstrip("=")[:26]
+        os.symlink(os.path.join("..", "layers", cache_id, "diff"), os.path.join(self.links, short))
+        with open(link_file, "w") as f:
+            f.write(short)
+        return "l/" + short
+
+    # --- writable layers --------------------------------------------------------------------
+
+    def rw_dir(self, container_id: str) -> str:
+        """A container's directory."""
+        return os.path.join(self.containers, container_id)
+
+    def upper_dir(self, container_id: str) -> str:
+        """A container's overlay upper dir (its changes)."""
+        return os.path.join(self.containers, container_id, "diff")
+
+    def merged_dir(self, container_id: str) -> str:
+        """Where a container's root filesystem gets mounted."""
+        return os.path.join(self.containers, container_id, "merged")
+
+    def create_rw(self, container_id: str) -> None:
+        """Make C{containers/<id>/{diff,work,merged}} (idempotent)."""
+        base = self.rw_dir(container_id)
+        for sub in ("diff", "work", "merged"):
+            os.makedirs(os.path.join(base, sub), mode=0o755, exist_ok=True)
+        os.chmod(os.path.join(base, "diff"), 0o755)  # noqa: S103 - the container's root dir
+
+    def is_mounted(self, container_id: str) -> bool:
+        """Whether the container's root filesystem is mounted."""
+        return os.path.ismount(self.merged_dir(container_id))
+
+    def mount_rw(self, container_id: str, lower_cache_ids: Sequence[str]) -> str:
+        """Mount the overlay (C{lower_cache_ids} top-most first) with the new mount API.
+
+        Blocking. Callers on kernels without C{lowerdir+} use L{mount_rw_legacy} instead.
+        """
+        target = self.merged_dir(container_id)
+        if os.path.ismount(target):
+            return target
+        base = self.rw_dir(container_id)
+        lowers = [self.diff_dir(c) for c in lower_cache_ids] or [self.empty]
+        overlay.mount_overlay_fsconfig(
+            lowers, os.path.join(base, "diff"), os.path.join(base, "work"), target
+        )
+        return target
+
+    def legacy_mount_argv(self, container_id: str, lower_cache_ids: Sequence[str]) -> list[str]:
+        """The C{mount(8)} command (run with cwd = storage root) for kernels before 6.8."""
+        base = os.path.relpath(self.rw_dir(container_id), self.root)
+        shorts = [self.short_link(c) for c in lower_cache_ids] or ["empty"]
+        opts = overlay.legacy_mount_options(shorts, f"{base}/diff", f"{base}/work")
+        return ["mount", "-t", "overlay", "overlay", "-o", opts, self.merged_dir(container_id)]
+
+    async def mount_rw_legacy(
+        self, blocking: Blocking, container_id: str, lower_cache_ids: Sequence[str]
+    ) -> str:
+        """Mount through C{mount(8)} with short relative lowerdirs (Docker's page-size trick)."""
+        target = self.merged_dir(container_id)
+        if await blocking.run(os.path.ismount, target):
+            return target
+        argv = await blocking.run(self.legacy_mount_argv, container_id, lower_cache_ids)
+        assert self._runner is not None
+        result = await self._runner.run(argv, cwd=self.root)
+        if result.rc != 0:
+            raise overlay.MountError(
+                "mount overlay: " + result.stderr.decode("utf-8", "replace").strip(), 0
+            )
+        return target
+
+    def unmount_rw(self, container_id: str) -> None:
+        """Unmount the container's root filesystem (no error when not mounted)."""
+        overlay.unmount(self.merged_dir(container_id))
+
+    def remove_rw(self, container_id: str) -> None:
+        """Unmount and delete a writable layer."""
+        base = self.rw_dir(container_id)
+        if not os.path.exists(base):
+            return
+        overlay.unmount(os.path.join(base, "merged"))
+        _rmtree(base)
+
+    def rw_changes(
+        self, container_id: str, lower_cache_ids: Sequence[str]
+    ) -> list[tuple[str, int]]:
+        """C{docker diff} of a writable layer."""
+        return diffmod.changes(
+            self.upper_dir(container_id), [self.diff_dir(c) for c in lower_cache_ids]
+        )
+
+    def rw_size(self, container_id: str) -> int:
+        """Bytes written by the container (C{SizeRw})."""
+        return diffmod.dir_size(self.upper_dir(container_id))
+
+    def export_rw(self, container_id: str, lower_cache_ids: Sequence[str]) -> str:
+        """Write the writable layer's changes as a layer tar in C{tmp/}; return its path."""
+        path = self.staging_file()
+        try:
+            with open(path, "wb") as out:
+                diffmod.write_layer_tar(
+                    self.upper_dir(container_id),
+                    out,
+                    [self.diff_dir(c) for c in lower_cache_ids],
+                )
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            _rmtree(path)
+            raise
+        return path
+
+
+def _rmtree(path: str) -> None:
+    """Remove a file or a tree, even with odd modes (no error when gone)."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        # chattr/odd modes: make writable and retry once
+        for dirpath, dirnames, _files in os.walk(path):
+            for d in dirnames:
+                try:
+                    os.chmod(os.path.join(dirpath, d), 0o700)
+                except OSError:
+                    pass
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,263 @@
+"""Safe, full-fidelity layer extraction; run as C{python -m pyd.drivers.storage.untar DEST} (layer: drivers).
+
+The daemon spawns this helper (through L{pyd.drivers.process}) with the layer tar on stdin, plain or
+gzip/bzip2/xz-compressed. The helper opens everything it needs, then C{chroot}s into C{DEST}, so no
+member can reach outside the layer whatever its name, symlinks or hardlinks (Docker's
+chrootarchive). Inside it extracts with full fidelity: numeric owners, modes incl. setuid/sticky,
+symlinks, hardlinks, devices, FIFOs, mtimes and C{SCHILY.xattr.*} extended attributes. AUFS-style
+whiteouts become overlayfs ones: C{.wh.X} a 0:0 character device C{X}, C{.wh..wh..opq} the
+C{trusted.overlay.opaque=y} xattr on the directory. Names whose C{..} climbs out of the layer and
+hardlinks that point out of it are refused, as dockerd refuses them.
+
+In the same pass it hashes the raw input (the compressed digest) and the uncompressed stream (the
+diff id), optionally copies the uncompressed tar to C{--tar-out} (kept to rebuild exact layer tars
+for save/push), and prints one JSON line:
+C{{"digest": "sha256:...", "diff_id": "sha256:...", "size": N, "compressed_size": M}}.
+On failure it prints the reason on stderr and exits 1; the caller deletes C{DEST}.
+"""
+
+from __future__ import annotations
+
+import bz2
+import ctypes
+import errno
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import posixpath
+import stat
+import sys
+import tarfile
+from typing import IO, Any
+
+CHUNK = 1 << 20
+OPAQUE_XATTR = "trusted.overlay.opaque"
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+
+class UntarError(Exception):
+    """The layer cannot be extracted (malformed or hostile)."""
+
+
+class _HashingReader:
+    """A read-only file object that hashes (and optionally copies) what passes through it."""
+
+    def __init__(self, src: Any, tee: IO[bytes] | None = None) -> None:
+        self._src = src
+        self._tee = tee
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self._peeked = b""
+
+    def peek(self, n: int) -> bytes:
+        """The first C{n} bytes, without consuming them."""
+        while len(self._peeked) < n:
+            chunk = self._src.read(n - len(self._peeked))
+            if not chunk:
+                break
+            self._peeked += chunk
+        return self._peeked[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if self._peeked:
+            if n < 0 or n >= len(self._peeked):
+                data, self._peeked = self._peeked, b""
+                if n < 0:
+                    data += self._src.read()
+                elif n > len(data):
+                    data += self._src.read(n - len(data))
+            else:
+                data, self._peeked = self._peeked[:n], self._peeked[n:]
+        else:
+            data = self._src.read(n)
+        if data:
+            self.hash.update(data)
+            self.count += len(data)
+            if self._tee is not None:
+                self._tee.write(data)
+        return bytes(data)
+
+    def drain(self) -> None:
+        """Read to the end (tar padding after the end-of-archive blocks counts in the hash)."""
+        while self.read(CHUNK):
+            pass
+
+
+def open_decompressed(raw: _HashingReader) -> Any:
+    """Wrap C{raw} in the right decompressor for its magic bytes."""
+    magic = raw.peek(6)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[call-overload]  # duck-typed reader
+    if magic[:3] == b"BZh":
+        return bz2.BZ2File(raw, "rb")  # type: ignore[call-overload]  # duck-typed reader
+    if magic[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(raw, "rb")  # type: ignore[arg-type]  # duck-typed reader
+    if magic[:4] == b"\x28\xb5\x2f\xfd":
+        raise UntarError("unsupported compression: zstd")
+    return raw
+
+
+def _clean(name: str, what: str) -> str:
+    """The member's path relative to the layer root; refuse a C{..} that climbs out of it."""
+    rel = posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
+    if rel == ".." or rel.startswith("../"):
+        raise UntarError(f"{what} {name!r} is outside of the layer")
+    return rel
+
+
+def _remove(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        for entry in os.scandir(path):
+            _remove(entry.path)
+        os.rmdir(path)
+    else:
+        os.unlink(path)
+
+
+def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
+    for key, value in member.pax_headers.items():
+        if not key.startswith("SCHILY.xattr."):
+            continue
+        name = key[len("SCHILY.xattr.") :]
+        try:
+            os.setxattr(path, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+
+
+def extract(stream: Any, root: str) -> int:
+    """Extract the uncompressed tar C{stream} under C{root} (C{/} inside the chroot).
+
+    @return: the size of the file content written.
+    @raise UntarError: a hostile or malformed member.
+    """
+    size = 0
+    dirs: list[tuple[str, float]] = []
+    try:
+        tf = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115 - with below
+    except tarfile.ReadError as e:
+        raise UntarError(f"not a tar archive: {e}") from e
+    with tf:
+        for member in tf:
+            rel = _clean(member.name, "file")
+            if rel == ".":
+                if member.isdir():
+                    continue
+                raise UntarError(f"invalid member {member.name!r}")
+            path = os.path.join(root, rel)
+            parent, base = os.path.split(path)
+            if base.startswith(WHITEOUT_PREFIX):
+                os.makedirs(parent, exist_ok=True)
+                if base == OPAQUE_MARKER:
+                    os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
+                else:
+                    target = os.path.join(parent, base[len(WHITEOUT_PREFIX) :])
+                    _remove(target)
+                    os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+                continue
+            if member.islnk():
+                target_rel = _clean(member.linkname, "hardlink target")
+                member.linkname = target_rel
+            existing = None
+            try:
+                existing = os.lstat(path)
+            except FileNotFoundError:
+                pass
+            if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
+                # Never write through what is already there (a symlink could point anywhere).
+                _remove(path)
+            member.name = rel
+            try:
+                tf.extract(member, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
+            except (tarfile.ExtractError, tarfile.StreamError) as e:
+                raise UntarError(f"cannot extract {member.name!r}: {e}") from e
+            _set_xattrs(path, member)
+            if member.isdir():
+                dirs.append((path, member.mtime))
+            elif member.isreg():
+                size += member.size
+    # Writing into a directory changes its mtime: restore them last, deepest first.
+    for path, mtime in reversed(dirs):
+        try:
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        except OSError:
+            pass
+    return size
+
+
+def _syncfs(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syncfs(fd)
+    finally:
+        os.close(fd)
+
+
+def run(dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True) -> dict[str, Any]:
+    """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes."""
+    raw = _HashingReader(src)
+    plain_src = open_decompressed(raw)
+    plain = _HashingReader(plain_src, tee=tar_out)
+    if chroot:
+        os.chroot(dest)
+        os.chdir("/")
+        root = "/"
+    else:
+        root = dest
+    try:
+        size = extract(plain, root)
+        plain.drain()
+        raw.drain()
+    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError) as e:
+        if isinstance(e, UntarError):
+            raise
+        raise UntarError(str(e) or type(e).__name__) from e
+    if tar_out is not None:
+        tar_out.flush()
+        os.fsync(tar_out.fileno())
+    _syncfs(root)
+    return {
+        "digest": "sha256:" + raw.hash.hexdigest(),
+        "diff_id": "sha256:" + plain.hash.hexdigest(),
+        "size": size,
+        "compressed_size": raw.count,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """C{untar DEST [--tar-out FILE]}: stdin is the layer."""
+    args = list(argv)
+    tar_out_path = None
+    if "--tar-out" in args:
+        i = args.index("--tar-out")
+        tar_out_path = args[i + 1]
+        del args[i : i + 2]
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m pyd.drivers.storage.untar DEST [--tar-out FILE]\n")
+        return 2
+    dest = args[0]
+    tar_out = open(tar_out_path, "wb") if tar_out_path else None  # noqa: SIM115 - closed below
+    src = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - stdin
+    try:
+        result = run(dest, src, tar_out)
+    except UntarError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
+    finally:
+        if tar_out is not None:
+            tar_out.close()
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,447 @@
+"""Layers, images, image references and writable layers in SQLite (layer: state).
+
+Layers form chains through C{parent}; an image points at its top layer and a container's writable
+layer at the top layer of its image. A layer row is released (and reported back so the caller can
+delete its directory) only when no image, no writable layer and no child layer uses it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from sqlalchemy import Connection, delete, func, insert, select, update
+from twisted.internet.defer import Deferred
+
+from pyd.core.records import Layer
+from pyd.state.db import Database
+from pyd.state.models import ImageRefRow, ImageRow, LayerRow, RwLayerRow
+
+
+@attrs.frozen
+class StoredImage:
+    """An image row with its references (normalised strings)."""
+
+    id: str
+    config_bytes: bytes
+    top_layer: str | None
+    parent_id: str | None
+    size: int
+    created: int
+    last_tag_time: int
+    refs: tuple[tuple[str, str], ...]  # (ref, kind) kind = "tag" | "digest"
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The parsed config JSON."""
+        value: dict[str, Any] = json.loads(self.config_bytes)
+        return value
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Normalised C{name:tag} references."""
+        return tuple(r for r, k in self.refs if k == "tag")
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Normalised C{name@sha256:...} references."""
+        return tuple(r for r, k in self.refs if k == "digest")
+
+
+@attrs.frozen
+class RwLayer:
+    """A container's writable layer as recorded."""
+
+    container_id: str
+    image_id: str | None
+    top_layer: str | None
+    created: int
+
+
+def _layer(row: Any) -> Layer:
+    return Layer(
+        chain_id=row.chain_id,
+        diff_id=row.diff_id,
+        parent=row.parent,
+        cache_id=row.cache_id,
+        size=row.size,
+        compressed_digest=row.compressed_digest,
+        created=row.created,
+    )
+
+
+def _images(conn: Connection, rows: Sequence[Any]) -> list[StoredImage]:
+    ids = [r.id for r in rows]
+    refs: dict[str, list[tuple[str, str, int]]] = {i: [] for i in ids}
+    if ids:
+        for rr in conn.execute(
+            select(
+                ImageRefRow.image_id, ImageRefRow.ref, ImageRefRow.kind, ImageRefRow.created
+            ).where(ImageRefRow.image_id.in_(ids))
+        ):
+            refs[rr.image_id].append((rr.ref, rr.kind, rr.created))
+    out = []
+    for r in rows:
+        rs = sorted(refs[r.id], key=lambda x: (x[2], x[0]))
+        out.append(
+            StoredImage(
+                id=r.id,
+                config_bytes=r.config.encode("utf-8", "surrogateescape"),
+                top_layer=r.top_layer,
+                parent_id=r.parent_id,
+                size=r.size,
+                created=r.created,
+                last_tag_time=r.last_tag_time or 0,
+                refs=tuple((x[0], x[1]) for x in rs),
+                extra=dict(r.extra or {}),
+            )
+        )
+    return out
+
+
+def chain(conn: Connection, top: str | None) -> list[Layer]:
+    """The layers of a chain, bottom first."""
+    out: list[Layer] = []
+    cur = top
+    while cur is not None:
+        row = conn.execute(select(LayerRow).where(LayerRow.chain_id == cur)).first()
+        if row is None:
+            raise LookupError(f"layer {cur} is missing")
+        out.append(_layer(row))
+        cur = row.parent
+    out.reverse()
+    return out
+
+
+def _release_chain(conn: Connection, top: str | None) -> list[Layer]:
+    """Delete the unused layers of a chain from the top down; return them."""
+    released: list[Layer] = []
+    cur = top
+    while cur is not None:
+        used = (
+            conn.execute(
+                select(func.count()).select_from(ImageRow).where(ImageRow.top_layer == cur)
+            ).scalar_one()
+            + conn.execute(
+                select(func.count()).select_from(RwLayerRow).where(RwLayerRow.top_layer == cur)
+            ).scalar_one()
+            + conn.execute(
+                select(func.count()).select_from(LayerRow).where(LayerRow.parent == cur)
+            ).scalar_one()
+        )
+        if used:
+            break
+        row = conn.execute(select(LayerRow).where(LayerRow.chain_id == cur)).first()
+        if row is None:
+            break
+        conn.execute(delete(LayerRow).where(LayerRow.chain_id == cur))
+        released.append(_layer(row))
+        cur = row.parent
+    return released
+
+
+class ImageRepository:
+    """Reads and writes the image store's rows; every method runs on the DB thread."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- layers ---------------------------------------------------------------------------
+
+    def get_layer(self, chain_id: str) -> Deferred[Layer | None]:
+        """The layer with this chain id, or None."""
+
+        def thd(conn: Connection) -> Layer | None:
+            row = conn.execute(select(LayerRow).where(LayerRow.chain_id == chain_id)).first()
+            return _layer(row) if row else None
+
+        return self._db.run(thd)
+
+    def add_layer(self, layer: Layer) -> Deferred[Layer]:
+        """Record a layer; if another load recorded the same chain first, return that one."""
+
+        def thd(conn: Connection) -> Layer:
+            row = conn.execute(select(LayerRow).where(LayerRow.chain_id == layer.chain_id)).first()
+            if row is not None:
+                return _layer(row)
+            conn.execute(insert(LayerRow).values(**attrs.asdict(layer)))
+            return layer
+
+        return self._db.transaction(thd)
+
+    def release_layer(self, chain_id: str) -> Deferred[list[Layer]]:
+        """Drop an unused chain (e.g. layers of a load that failed before its image was stored)."""
+        return self._db.transaction(lambda conn: _release_chain(conn, chain_id))
+
+    def release_orphans(self) -> Deferred[list[Layer]]:
+        """Drop every layer that no image, writable layer or child layer uses (after a crash)."""
+
+        def thd(conn: Connection) -> list[Layer]:
+            out: list[Layer] = []
+            while True:
+                used_ids: set[str] = set()
+                for col in (ImageRow.top_layer, RwLayerRow.top_layer, LayerRow.parent):
+                    used_ids.update(r[0] for r in conn.execute(select(col)) if r[0] is not None)
+                leaves = [
+                    r[0] for r in conn.execute(select(LayerRow.chain_id)) if r[0] not in used_ids
+                ]
+                if not leaves:
+                    return out
+                for cid in leaves:
+                    out.extend(_release_chain(conn, cid))
+
+        return self._db.transaction(thd)
+
+    def chain(self, top: str | None) -> Deferred[list[Layer]]:
+        """The layers of a chain, bottom first."""
+        return self._db.run(lambda conn: chain(conn, top))
+
+    def all_cache_ids(self) -> Deferred[set[str]]:
+        """Every layer directory name that has a row."""
+        return self._db.run(lambda conn: {r[0] for r in conn.execute(select(LayerRow.cache_id))})
+
+    def layers_total_size(self) -> Deferred[int]:
+        """The size of all layers."""
+        return self._db.run(
+            lambda conn: int(
+                conn.execute(select(func.coalesce(func.sum(LayerRow.size), 0))).scalar_one()
+            )
+        )
+
+    # --- images ---------------------------------------------------------------------------
+
+    def add_image(
+        self,
+        image_id: str,
+        config_bytes: bytes,
+        top_layer: str | None,
+        size: int,
+        created: int,
+        parent_id: str | None = None,
+        cache_key: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Deferred[bool]:
+        """Store an image unless it exists; fires True when it was new."""
+
+        def thd(conn: Connection) -> bool:
+            if conn.execute(select(ImageRow.id).where(ImageRow.id == image_id)).first():
+                if cache_key is not None:
+                    conn.execute(
+                        update(ImageRow).where(ImageRow.id == image_id).values(cache_key=cache_key)
+                    )
+                return False
+            conn.execute(
+                insert(ImageRow).values(
+                    id=image_id,
+                    config=config_bytes.decode("utf-8", "surrogateescape"),
+                    top_layer=top_layer,
+                    parent_id=parent_id,
+                    cache_key=cache_key,
+                    size=size,
+                    created=created,
+                    last_tag_time=None,
+                    extra=extra or {},
+                )
+            )
+            return True
+
+        return self._db.transaction(thd)
+
+    def get_image(self, image_id: str) -> Deferred[StoredImage | None]:
+        """The image with this full id."""
+
+        def thd(conn: Connection) -> StoredImage | None:
+            rows = conn.execute(select(ImageRow).where(ImageRow.id == image_id)).all()
+            return _images(conn, rows)[0] if rows else None
+
+        return self._db.run(thd)
+
+    def find_ref(self, ref: str) -> Deferred[str | None]:
+        """The image id a normalised reference points at."""
+        return self._db.run(
+            lambda conn: conn.execute(
+                select(ImageRefRow.image_id).where(ImageRefRow.ref == ref)
+            ).scalar_one_or_none()
+        )
+
+    def find_prefix(self, hex_prefix: str) -> Deferred[list[str]]:
+        """Ids starting with C{sha256:<hex_prefix>} (at most two: enough to see ambiguity)."""
+        pattern = "sha256:" + hex_prefix.replace("%", "").replace("_", "") + "%"
+        return self._db.run(
+            lambda conn: [
+                r[0]
+                for r in conn.execute(select(ImageRow.id).where(ImageRow.id.like(pattern)).limit(2))
+            ]
+        )
+
+    def find_repo_digest(self, name: str, digest: str) -> Deferred[str | None]:
+        """The image of repository C{name} whose config or manifest digest is C{digest}."""
+
+        def thd(conn: Connection) -> str | None:
+            hit = conn.execute(
+                select(ImageRefRow.image_id).where(ImageRefRow.ref == f"{name}@{digest}")
+            ).scalar_one_or_none()
+            if hit:
+                return str(hit)
+            if conn.execute(select(ImageRow.id).where(ImageRow.id == digest)).first():
+                named = conn.execute(
+                    select(ImageRefRow.ref).where(
+                        ImageRefRow.image_id == digest, ImageRefRow.ref.like(f"{name}:%")
+                    )
+                ).first()
+                if named:
+                    return digest
+            return None
+
+        return self._db.run(thd)
+
+    def list_images(self) -> Deferred[list[StoredImage]]:
+        """Every image with its references."""
+        return self._db.run(lambda conn: _images(conn, conn.execute(select(ImageRow)).all()))
+
+    def children(self, image_id: str) -> Deferred[list[str]]:
+        """Ids of images whose parent is C{image_id}."""
+        return self._db.run(
+            lambda conn: [
+                r[0]
+                for r in conn.execute(select(ImageRow.id).where(ImageRow.parent_id == image_id))
+            ]
+        )
+
+    def by_cache_key(self, cache_key: str) -> Deferred[str | None]:
+        """The image a build cache key points at."""
+        return self._db.run(
+            lambda conn: conn.execute(
+                select(ImageRow.id).where(ImageRow.cache_key == cache_key).limit(1)
+            ).scalar_one_or_none()
+        )
+
+    def set_ref(self, ref: str, kind: str, image_id: str, now_nano: int) -> Deferred[str | None]:
+        """Point C{ref} at C{image_id} (moving it from another image); fire with the old id."""
+
+        def thd(conn: Connection) -> str | None:
+            old = conn.execute(
+                select(ImageRefRow.image_id).where(ImageRefRow.ref == ref)
+            ).scalar_one_or_none()
+            if old == image_id:
+                conn.execute(
+                    update(ImageRow).where(ImageRow.id == image_id).values(last_tag_time=now_nano)
+                )
+                return str(old)
+            if old is not None:
+                conn.execute(delete(ImageRefRow).where(ImageRefRow.ref == ref))
+            conn.execute(
+                insert(ImageRefRow).values(ref=ref, image_id=image_id, kind=kind, created=now_nano)
+            )
+            if kind == "tag":
+                conn.execute(
+                    update(ImageRow).where(ImageRow.id == image_id).values(last_tag_time=now_nano)
+                )
+            return str(old) if old is not None else None
+
+        return self._db.transaction(thd)
+
+    def remove_ref(self, ref: str) -> Deferred[bool]:
+        """Delete one reference; fire True when it existed."""
+
+        def thd(conn: Connection) -> bool:
+            return bool(conn.execute(delete(ImageRefRow).where(ImageRefRow.ref == ref)).rowcount)
+
+        return self._db.transaction(thd)
+
+    def delete_image(self, image_id: str) -> Deferred[list[Layer]]:
+        """Delete the image and its references; fire with the layers no longer used by anything."""
+
+        def thd(conn: Connection) -> list[Layer]:
+            row = conn.execute(select(ImageRow.top_layer).where(ImageRow.id == image_id)).first()
+            if row is None:
+                return []
+            conn.execute(delete(ImageRefRow).where(ImageRefRow.image_id == image_id))
+            conn.execute(delete(ImageRow).where(ImageRow.id == image_id))
+            # Children keep their own parent link (dockerd drops it): clear it so they show up
+            # as top-level images again.
+            conn.execute(
+                update(ImageRow).where(ImageRow.parent_id == image_id).values(parent_id=None)
+            )
+            return _release_chain(conn, row.top_layer)
+
+        return self._db.transaction(thd)
+
+    def count_images(self) -> Deferred[int]:
+        """How many images there are."""
+        return self._db.run(
+            lambda conn: int(conn.execute(select(func.count()).select_from(ImageRow)).scalar_one())
+        )
+
+    # --- writable layers ------------------------------------------------------------------
+
+    def add_rw(
+        self, container_id: str, image_id: str | None, top_layer: str | None, created: int
+    ) -> Deferred[None]:
+        """Record a container's writable layer (idempotent)."""
+
+        def thd(conn: Connection) -> None:
+            if conn.execute(
+                select(RwLayerRow.container_id).where(RwLayerRow.container_id == container_id)
+            ).first():
+                return
+            conn.execute(
+                insert(RwLayerRow).values(
+                    container_id=container_id,
+                    image_id=image_id,
+                    top_layer=top_layer,
+                    created=created,
+                )
+            )
+
+        return self._db.transaction(thd)
+
+    def get_rw(self, container_id: str) -> Deferred[RwLayer | None]:
+        """The writable layer of a container."""
+
+        def thd(conn: Connection) -> RwLayer | None:
+            row = conn.execute(
+                select(RwLayerRow).where(RwLayerRow.container_id == container_id)
+            ).first()
+            if row is None:
+                return None
+            return RwLayer(row.container_id, row.image_id, row.top_layer, row.created)
+
+        return self._db.run(thd)
+
+    def all_rw(self) -> Deferred[list[RwLayer]]:
+        """Every writable layer."""
+        return self._db.run(
+            lambda conn: [
+                RwLayer(r.container_id, r.image_id, r.top_layer, r.created)
+                for r in conn.execute(select(RwLayerRow))
+            ]
+        )
+
+    def delete_rw(self, container_id: str) -> Deferred[list[Layer]]:
+        """Forget a writable layer; fire with the layers no longer used by anything."""
+
+        def thd(conn: Connection) -> list[Layer]:
+            row = conn.execute(
+                select(RwLayerRow.top_layer).where(RwLayerRow.container_id == container_id)
+            ).first()
+            if row is None:
+                return []
+            conn.execute(delete(RwLayerRow).where(RwLayerRow.container_id == container_id))
+            return _release_chain(conn, row.top_layer)
+
+        return self._db.transaction(thd)
+
+    def rw_users(self, image_id: str) -> Deferred[list[str]]:
+        """Containers whose writable layer was made from C{image_id}."""
+        return self._db.run(
+            lambda conn: [
+                r[0]
+                for r in conn.execute(
+                    select(RwLayerRow.container_id).where(RwLayerRow.image_id == image_id)
+                )
+            ]
+        )

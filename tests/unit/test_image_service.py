@@ -1,0 +1,244 @@
+"""The image service with inline blocking, in-memory SQLite and an in-process extractor."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pyd.core.errors import Conflict, InvalidParameter, NotFound
+from tests.fakes.images import make_image_service, run
+from tests.helpers.images import File, busybox_image_tar, files_layer, image_config, write_image_tar
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def _load(svc, path: str) -> list[str]:
+    lines: list[str] = []
+    with open(path, "rb") as f:
+        run(svc.load(f, lines.append))
+    return lines
+
+
+def _layer_dirs(root: Path) -> list[str]:
+    return sorted(os.listdir(root / "storage" / "layers"))
+
+
+class LoadTests:
+    """docker load into the store."""
+
+    def test_load_creates_image_and_layers(self, tmp: Path) -> None:
+        """A loaded image is listed with its tag, its id is the config digest."""
+        svc, events, _, _ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar", "pyd-t/bb:1", extra_files={"/a": "a"})
+        assert _load(svc, built.path) == ["Loaded image: pyd-t/bb:1\n"]
+        img = run(svc.resolve("pyd-t/bb:1"))
+        assert img.id == built.id
+        assert img.repo_tags == ("pyd-t/bb:1",)
+        assert img.diff_ids == built.diff_ids
+        assert len(_layer_dirs(tmp)) == 2
+        assert ("image", "load", built.id) in [e[:3] for e in events.events]
+        # extracted with full fidelity
+        diff = run(svc.image_layer_dirs(img.id))[-1]
+        assert os.readlink(os.path.join(diff, "bin", "sh")) == "busybox"
+        assert os.stat(os.path.join(diff, "tmp")).st_mode & 0o7777 == 0o1777
+        assert os.stat(os.path.join(diff, "home", "app")).st_uid == 1000
+
+    def test_same_layers_shared(self, tmp: Path) -> None:
+        """Two images with the same base share its layer; loading twice adds nothing."""
+        svc, *_ = make_image_service(str(tmp))
+        a = busybox_image_tar(tmp / "a.tar", "pyd-t/a:1")
+        b = busybox_image_tar(tmp / "b.tar", "pyd-t/b:1", extra_files={"/b": "b"})
+        _load(svc, a.path)
+        _load(svc, b.path)
+        _load(svc, b.path)
+        assert len(_layer_dirs(tmp)) == 2
+        run(svc.delete("pyd-t/a:1"))
+        assert len(_layer_dirs(tmp)) == 2  # base still used by b
+        items = run(svc.delete("pyd-t/b:1"))
+        assert [i.kind for i in items] == ["Untagged", "Deleted", "Deleted", "Deleted"]
+        assert _layer_dirs(tmp) == []
+
+    def test_tag_moves_to_new_image(self, tmp: Path) -> None:
+        """Loading another image with the same tag leaves the old one dangling."""
+        svc, *_ = make_image_service(str(tmp))
+        a = busybox_image_tar(tmp / "a.tar", "pyd-t/x:1")
+        b = busybox_image_tar(tmp / "b.tar", "pyd-t/x:1", extra_files={"/b": "b"})
+        _load(svc, a.path)
+        lines = _load(svc, b.path)
+        assert lines[0] == (
+            f"The image pyd-t/x:1 already exists, renaming the old one with ID {a.id} "
+            "to empty string\n"
+        )
+        dangling = run(svc.list_images(filters={"dangling": ["true"]}))
+        assert [i.id for i in dangling] == [a.id]
+
+    def test_tampered_layer_refused(self, tmp: Path) -> None:
+        """A layer that does not match its diff id is refused and leaves nothing behind."""
+        svc, *_ = make_image_service(str(tmp))
+        layer = files_layer({"/a": "a"})
+        cfg = image_config(["sha256:" + "0" * 64])
+        write_image_tar(tmp / "bad.tar", [layer], cfg, ["pyd-t/bad:1"], fmt="docker")
+        with pytest.raises(InvalidParameter, match="layer digest mismatch"):
+            _load(svc, str(tmp / "bad.tar"))
+        assert run(svc.list_images(all_=True)) == []
+        assert _layer_dirs(tmp) == []
+        assert os.listdir(tmp / "storage" / "tmp") == []
+
+    def test_tampered_blob_name_refused(self, tmp: Path) -> None:
+        """A config stored under another digest's name is refused."""
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "ok.tar", "pyd-t/t:1")
+        bad = tmp / "bad.tar"
+        with tarfile.open(built.path) as src, tarfile.open(bad, "w") as dst:
+            for m in src.getmembers():
+                data = src.extractfile(m).read() if m.isfile() else None
+                if m.name == "blobs/sha256/" + built.id[7:]:
+                    data = data.replace(b'"sh"', b'"ls"')
+                dst.addfile(m, io.BytesIO(data) if data is not None else None)
+        with pytest.raises(InvalidParameter, match="digest"):
+            _load(svc, str(bad))
+        assert _layer_dirs(tmp) == []
+
+    def test_truncated_archive_refused(self, tmp: Path) -> None:
+        """A truncated archive is refused with an error."""
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "ok.tar", "pyd-t/t:1")
+        data = Path(built.path).read_bytes()
+        (tmp / "cut.tar").write_bytes(data[: len(data) // 2])
+        with pytest.raises(InvalidParameter):
+            _load(svc, str(tmp / "cut.tar"))
+        assert run(svc.list_images(all_=True)) == []
+        assert _layer_dirs(tmp) == []
+
+    def test_hostile_layer_refused(self, tmp: Path) -> None:
+        """A layer with a ../ member is refused; nothing is written outside the store."""
+        svc, *_ = make_image_service(str(tmp))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            ti = tarfile.TarInfo("../../escaped")
+            ti.size = 1
+            tf.addfile(ti, io.BytesIO(b"x"))
+        layer = buf.getvalue()
+        import hashlib
+
+        cfg = image_config(["sha256:" + hashlib.sha256(layer).hexdigest()])
+        write_image_tar(tmp / "evil.tar", [layer], cfg, ["pyd-t/evil:1"])
+        with pytest.raises(InvalidParameter, match="outside of the layer"):
+            _load(svc, str(tmp / "evil.tar"))
+        assert not (tmp / "storage" / "escaped").exists()
+        assert _layer_dirs(tmp) == []
+
+
+class DeleteTests:
+    """dockerd's rmi rules."""
+
+    def test_in_use_by_container(self, tmp: Path) -> None:
+        """Untagging the last name of an image a container uses needs force."""
+        svc, _, containers, _ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar", "pyd-t/bb:1")
+        _load(svc, built.path)
+        containers.uses[built.id] = [("c" * 64, False)]
+        with pytest.raises(Conflict) as e:
+            run(svc.delete("pyd-t/bb:1"))
+        assert str(e.value) == (
+            'conflict: unable to remove repository reference "pyd-t/bb:1" (must force) - '
+            f"container cccccccccccc is using its referenced image {built.id[7:19]}"
+        )
+        # like dockerd, a forced untag of the last name deletes the (stopped-container) image
+        items = run(svc.delete("pyd-t/bb:1", force=True))
+        assert [(i.kind, i.value) for i in items][:2] == [
+            ("Untagged", "pyd-t/bb:1"),
+            ("Deleted", built.id),
+        ]
+
+    def test_running_container_cannot_be_forced(self, tmp: Path) -> None:
+        """Deleting by id an image a running container uses fails even with force."""
+        svc, _, containers, _ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar", "pyd-t/bb:1")
+        _load(svc, built.path)
+        containers.uses[built.id] = [("d" * 64, True)]
+        with pytest.raises(Conflict) as e:
+            run(svc.delete(built.id[7:19], force=True))
+        assert str(e.value) == (
+            f"conflict: unable to delete {built.id[7:19]} (cannot be forced) - image is being "
+            "used by running container dddddddddddd"
+        )
+
+    def test_rw_layer_keeps_layers(self, tmp: Path) -> None:
+        """A writable layer keeps its image's layers after a forced image delete."""
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar", "pyd-t/bb:1")
+        _load(svc, built.path)
+        cid = "e" * 64
+        run(svc.create_rw_layer(cid, built.id))
+        with pytest.raises(Conflict, match="stopped container eeeeeeeeeeee"):
+            run(svc.delete(built.id))
+        run(svc.delete(built.id, force=True))
+        assert len(_layer_dirs(tmp)) == 1
+        run(svc.remove_rw_layer(cid))
+        assert _layer_dirs(tmp) == []
+
+    def test_unknown(self, tmp: Path) -> None:
+        """An unknown name is a 404 with dockerd's text."""
+        svc, *_ = make_image_service(str(tmp))
+        with pytest.raises(NotFound, match="No such image: nope:latest"):
+            run(svc.delete("nope:latest"))
+
+
+class SaveTests:
+    """docker save."""
+
+    def test_round_trip(self, tmp: Path) -> None:
+        """A saved image loads into another store with the same id and layers."""
+        svc, *_ = make_image_service(str(tmp / "one"))
+        built = busybox_image_tar(
+            tmp / "bb.tar", "pyd-t/bb:1", extra_files={"/x": File(b"x", 0o4755)}
+        )
+        _load(svc, built.path)
+        path = run(svc.save_to_file(["pyd-t/bb:1"]))
+        other, *_ = make_image_service(str(tmp / "two"))
+        assert _load(other, path) == ["Loaded image: pyd-t/bb:1\n"]
+        img = run(other.resolve("pyd-t/bb:1"))
+        assert img.id == built.id and img.diff_ids == built.diff_ids
+        run(svc.discard(path))
+        assert not os.path.exists(path)
+
+
+class PruneTests:
+    """docker image prune."""
+
+    def test_prune(self, tmp: Path) -> None:
+        """Dangling images go; tagged ones stay unless dangling=false."""
+        svc, *_ = make_image_service(str(tmp))
+        a = busybox_image_tar(tmp / "a.tar", "pyd-t/x:1")
+        b = busybox_image_tar(tmp / "b.tar", "pyd-t/x:1", extra_files={"/b": "b"})
+        _load(svc, a.path)
+        _load(svc, b.path)
+        report = run(svc.prune({}))
+        assert next((i.kind, i.value) for i in report.deleted) == ("Deleted", a.id)
+        assert report.space_reclaimed == 0  # the base layer is shared with b
+        report = run(svc.prune({"dangling": ["false"]}))
+        assert ("Deleted", b.id) in [(i.kind, i.value) for i in report.deleted]
+        assert report.space_reclaimed > 1_000_000
+        assert _layer_dirs(tmp) == []
+
+
+class StartupTests:
+    """Crash leftovers are swept at start."""
+
+    def test_sweep(self, tmp: Path) -> None:
+        """Staging leftovers, layer dirs without rows and unused layer rows are removed."""
+        _svc, *_ = make_image_service(str(tmp))
+        storage = tmp / "storage"
+        (storage / "tmp" / "s-half").mkdir()
+        (storage / "layers" / ("f" * 64) / "diff").mkdir(parents=True)
+        _svc2, *_ = make_image_service(str(tmp))
+        assert os.listdir(storage / "tmp") == []
+        assert _layer_dirs(tmp) == []
