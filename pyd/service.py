@@ -931,6 +931,7 @@ def _wire_containers(
         lambda: collections.Counter(c.state.status for c in containers.list_all())
     )
     networks.lookup = containers
+    networks.on_endpoints_changed.append(containers.endpoints_changed)
     top.start_hooks.append(lambda: ensureDeferred(containers.startup()))
     top.stop_hooks.append(containers.shutdown)
     attach = AttachService(containers, events, reactor, io)

@@ -391,6 +391,15 @@ class ContainerService:
             network_mode=c.host_config.get("NetworkMode") or "default",
         )
 
+    async def endpoints_changed(self, cid: str, endpoints: list[Endpoint]) -> None:
+        """Networking connected or disconnected a running container: refresh inspect's view."""
+        c = self._cache.get(cid)
+        if c is None or c.state.status not in ("running", "paused"):
+            return
+        ns = dict(c.network_settings)
+        ns["endpoints"] = [attrs.asdict(e) for e in endpoints]
+        await self._save(attrs.evolve(c, network_settings=ns))
+
     async def stats(self, ref: str) -> CgroupStats:
         """One sample of the container's cgroup counters (zeros when not running)."""
         c = self.resolve(ref)

@@ -17,7 +17,7 @@ import ipaddress
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -304,6 +304,10 @@ class NetworkService:
         self._networks: dict[str, Network] = {}
         self._active: list[Attachment] = []
         self._next_ephemeral = EPHEMERAL[0]
+        self._applied: Ruleset | None = None
+        # Called with (container id, its endpoints now) after a live connect or disconnect, so
+        # the container service can refresh what inspect shows.
+        self.on_endpoints_changed: list[Callable[[str, list[Endpoint]], Awaitable[None]]] = []
 
     # -- small utilities -----------------------------------------------------------------
 
@@ -527,10 +531,15 @@ class NetworkService:
                         container_port=int(p["container_port"]),
                     )
                 )
+        rules = Ruleset(bridges=tuple(bridges), ports=tuple(ports))
+        if rules == self._applied:
+            return  # nothing changed for the table (a container without ports, say)
         try:
-            await self._fw.apply(Ruleset(bridges=tuple(bridges), ports=tuple(ports)))
+            await self._fw.apply(rules)
         except Exception as e:
+            self._applied = None
             raise SystemError_(f"programming the firewall failed: {e}") from e
+        self._applied = rules
 
     async def teardown_all(self) -> None:
         """Remove the table (used by tests and by an operator's full cleanup)."""
@@ -1330,6 +1339,7 @@ class NetworkService:
             await self._refresh()
             raise
         self._emit("connect", net, container=c.id)
+        await self._notify(c.id)
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         """C{docker network disconnect}."""
@@ -1375,6 +1385,17 @@ class NetworkService:
         await self._refresh()
         if att.ipv4 is not None:
             self._emit("disconnect", net, container=c.id)
+            await self._notify(c.id)
+
+    async def _notify(self, cid: str) -> None:
+        if not self.on_endpoints_changed:
+            return
+        eps = [e for e in await self.container_endpoints(cid) if e.ipv4]
+        for cb in self.on_endpoints_changed:
+            try:
+                await cb(cid, eps)
+            except Exception:  # noqa: BLE001 - a listener must not undo the kernel change
+                log.failure("endpoint change listener failed")
 
     # -- the resolver's name table (called on the reactor thread) ------------------------
 

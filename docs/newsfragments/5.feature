@@ -1,0 +1,1 @@
+Networking: default bridge, user-defined bridge networks with an embedded DNS resolver, published ports through one nftables table per daemon, host/none/container: modes, live connect and disconnect, and reconciliation after a crash.
