@@ -41,6 +41,7 @@ from zope.interface import implementer
 
 from pyd import config as cfgmod
 from pyd.api.authz import Authorizer, Policy
+from pyd.api.build import BuildRouter
 from pyd.api.container_streams import ContainerStreamsRouter
 from pyd.api.containers import ContainersRouter
 from pyd.api.exec import ExecRouter
@@ -63,8 +64,10 @@ from pyd.drivers.storage.layers import HelperExtractor, LayerStore
 from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.engine.archive import ArchiveService
+from pyd.engine.build.adapters import ContainersAdapter, ImageStoreAdapter
+from pyd.engine.build.builder import BuildService
 from pyd.engine.container_config import resolve_user
-from pyd.engine.containers import ContainerService, ContainerSettings
+from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.engine.contracts import ImageProvider, VolumeProvider
 from pyd.engine.events import EventService
 from pyd.engine.exec import ExecService
@@ -464,7 +467,7 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     volumes, volumes_router = _wire_volumes(top, config, db, io, events, system, reactor)
     images, images_router = _wire_images(top, config, db, io, events, system, reactor)
     networks, networks_router = _wire_networks(top, config, db, io, events, reactor)
-    containers_routers = _wire_containers(
+    containers, containers_routers = _wire_containers(
         top, config, db, io, events, system, reactor, images, volumes, networks
     )
 
@@ -474,6 +477,7 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
         networks_router,
         images_router,
         *containers_routers,
+        _wire_build(config, db, io, images, containers, reactor),
     ]
     authorizer = Authorizer(Policy.from_config(config))
     site = ApiSite(ApiRoot(routers, guard=authorizer))
@@ -889,10 +893,10 @@ def _wire_containers(
     images: ImageProvider | None,
     volumes: VolumeProvider,
     networks: NetworkService,
-) -> list[Any]:
+) -> tuple[ContainerService | None, list[Any]]:
     """The container service on crun + conmon, and the attach/exec services built on it."""
     if images is None:
-        return []
+        return None, []
     runner = ReactorProcessRunner(reactor)
     runtime = ConmonRuntime(reactor, runner, io, config.exec_root)
     try:
@@ -949,7 +953,7 @@ def _wire_containers(
     archive = ArchiveService(
         containers, images, None, runner, io, os.path.join(config.data_root, "tmp")
     )
-    return [
+    return containers, [
         ContainersRouter(containers, reactor),
         ContainerStreamsRouter(attach, archive),
         ExecRouter(execs),
@@ -976,6 +980,29 @@ def _metrics_router(
     return MetricsRouter(
         TopService(containers, runner, pids), StatsService(containers, runtime.stats, io), reactor
     )
+
+
+def _wire_build(
+    config: DaemonConfig,
+    db: Database,
+    io: ThreadPoolBlocking,
+    images: ImageService,
+    containers: ContainerService | None,
+    reactor: Any,
+) -> BuildRouter:
+    """The classic builder (issue 7): scratch space under <data-root>/builder; RUN steps go
+    through the container service, layers through the image service."""
+    runner = None
+    if containers is not None:
+        runner = ContainersAdapter(containers, lambda: LogsRequest(stdout=True, stderr=True))
+    builds = BuildService(
+        ImageStoreAdapter(images, ImageRepository(db)),
+        runner,
+        io,
+        os.path.join(config.data_root, "builder"),
+        reactor,
+    )
+    return BuildRouter(builds)
 
 
 def _new_daemon_id() -> str:

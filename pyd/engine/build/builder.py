@@ -979,7 +979,6 @@ class _Build:
             "CpusetMems": o.cpuset_mems,
             "CgroupParent": o.cgroup_parent,
             "Ulimits": list(o.ulimits) or None,
-            "LogConfig": {"Type": "none", "Config": {}},
         }
 
     # .. COPY / ADD ..............................................................................
