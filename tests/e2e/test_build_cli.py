@@ -195,3 +195,65 @@ class BuildRunTests:
         assert r3.returncode == 3  # the CLI exits with errorDetail.code
         assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r3.stderr
         assert d.docker("image", "inspect", tag + "-bad", check=False).returncode == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SeedFlowTests:
+    """The seed's whole flow: build an httpd image, run it with a published port, stop it."""
+
+    def test_build_run_publish_stop(self, pyd_daemon: PydDaemon) -> None:
+        """`docker build -t my-image .`, `docker run -d -p PORT:80 my-image`, GET, ps, stop."""
+        import urllib.request
+
+        d = pyd_daemon
+        load_busybox(d)
+        tag = "pyd-t-" + secrets.token_hex(3)
+        ctx = _ctx(
+            d.base,
+            {
+                "Dockerfile": f"FROM {DEFAULT_TAG}\nRUN mkdir -p /www\nCOPY index.html /www/\n"
+                'EXPOSE 80\nCMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n',
+                "index.html": "<h1>built by pyd</h1>\n",
+            },
+        )
+        d.docker("build", "-t", tag, str(ctx))
+        port = _free_port()
+        cid = d.docker("run", "-d", "-p", f"{port}:80", tag).stdout.strip()
+        try:
+            assert cid in d.docker("ps", "--no-trunc", "-q").stdout
+            body = b""
+            for _ in range(50):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                        body = resp.read()
+                    break
+                except OSError:
+                    import time
+
+                    time.sleep(0.2)
+            assert body == b"<h1>built by pyd</h1>\n"
+        finally:
+            d.docker("stop", "-t", "1", cid)
+        assert cid not in d.docker("ps", "--no-trunc", "-q").stdout
+
+    def test_docker_py_build(self, pyd_daemon: PydDaemon) -> None:
+        """docker-py's images.build (legacy /build) works and returns the image."""
+        import docker
+
+        d = pyd_daemon
+        load_busybox(d)
+        ctx = _ctx(d.base, {"Dockerfile": f"FROM {DEFAULT_TAG}\nLABEL via=docker-py\n"})
+        client = docker.DockerClient(base_url=d.host)
+        try:
+            img, logs = client.images.build(path=str(ctx), tag="pyd-t-dockerpy")
+            assert img.labels == {"via": "docker-py"}
+            assert any("Successfully built" in (entry.get("stream") or "") for entry in logs)
+        finally:
+            client.close()
