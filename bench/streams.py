@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import docker
-from tests.helpers.images import DEFAULT_TAG, load_busybox
 
 from tests.helpers.daemon import DOCKER, PydDaemon
+from tests.helpers.images import DEFAULT_TAG, load_busybox
 
 IMG = DEFAULT_TAG
 MIB = 1024 * 1024
