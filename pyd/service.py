@@ -951,7 +951,12 @@ def _wire_containers(
         resolve_user=resolve_user,
     )
     archive = ArchiveService(
-        containers, images, None, runner, io, os.path.join(config.data_root, "tmp")
+        containers,
+        images,
+        HelperExtractor(runner),  # the images area's chroot'ed untar helper (docker cp PUT)
+        runner,
+        io,
+        os.path.join(config.data_root, "tmp", "streams"),
     )
     return containers, [
         ContainersRouter(containers, reactor),

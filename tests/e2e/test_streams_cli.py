@@ -1,0 +1,364 @@
+"""The streaming commands with the real docker CLI and docker-py against pyd (issue 4).
+
+run in the foreground (output, exit codes, stdin, a real TTY), attach and detach keys, exec,
+top, stats, cp both ways (and the refusal to follow a symlink out of the container's root), diff,
+export and commit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import select
+import socket
+import subprocess
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.helpers.daemon import DOCKER, PydDaemon
+from tests.helpers.images import DEFAULT_TAG, load_busybox
+
+pytestmark = pytest.mark.e2e
+IMG = DEFAULT_TAG
+
+
+def _name() -> str:
+    return "pyd-t-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def daemon(pyd_daemon: PydDaemon) -> PydDaemon:
+    load_busybox(pyd_daemon)
+    return pyd_daemon
+
+
+@pytest.fixture
+def sleeper(daemon: PydDaemon) -> Iterator[str]:
+    name = _name()
+    daemon.docker("run", "-d", "--name", name, IMG, "sleep", "300")
+    yield name
+    daemon.docker("rm", "-f", name, check=False)
+
+
+class PtySession:
+    """The docker CLI on a pseudo-terminal, as a user at a terminal runs it."""
+
+    def __init__(self, daemon: PydDaemon, *args: str) -> None:
+        self.master, slave = pty.openpty()
+        env = {
+            **os.environ,
+            "DOCKER_HOST": daemon.host,
+            "DOCKER_CONFIG": str(daemon.base / "docker-config"),
+            "TERM": "xterm",
+        }
+        self.proc = subprocess.Popen(
+            [DOCKER, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def expect(self, needle: bytes, timeout: float = 20) -> bytes:
+        deadline = time.monotonic() + timeout
+        while needle not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{needle!r} not seen in {self.seen!r}")
+            r, _, _ = select.select([self.master], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"EOF before {needle!r}: {self.seen!r}")
+                self.seen += chunk
+        return self.seen
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            r, _, _ = select.select([self.master], [], [], 0.1)
+            if r:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:
+                    pass
+        return self.proc.wait(timeout=1)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+class RunForegroundTests:
+    """`docker run` attached: output, exit code, stdin, TTY."""
+
+    def test_echo(self, daemon: PydDaemon) -> None:
+        """`docker run --rm IMG echo hi` prints hi."""
+        r = daemon.docker("run", "--rm", IMG, "echo", "hi")
+        assert r.stdout == "hi\n"
+
+    def test_exit_code_and_streams(self, daemon: PydDaemon) -> None:
+        """The exit code is the container's; stdout and stderr stay separate."""
+        r = daemon.docker(
+            "run", "--rm", IMG, "sh", "-c", "echo out; echo err >&2; exit 3", check=False
+        )
+        assert r.returncode == 3
+        assert r.stdout == "out\n"
+        assert r.stderr == "err\n"
+
+    def test_stdin(self, daemon: PydDaemon) -> None:
+        """Piped stdin reaches the container; its EOF ends `cat`, output still arrives."""
+        r = daemon.docker("run", "-i", "--rm", IMG, "sh", "-c", "cat; echo done", input=b"data\n")
+        assert r.stdout == "data\ndone\n"
+
+    def test_tty_typed(self, daemon: PydDaemon) -> None:
+        """`docker run -it` on a pty: typed commands run, the size is the terminal's."""
+        s = PtySession(daemon, "run", "-it", "--rm", IMG, "sh")
+        try:
+            s.expect(b"# ")
+            s.send(b"echo $((6*7)); stty size\r")
+            s.expect(b"42")
+            s.send(b"exit 5\r")
+            assert s.wait() == 5
+        finally:
+            s.close()
+
+
+class AttachTests:
+    """`docker attach` and detach keys."""
+
+    def test_attach_detach(self, daemon: PydDaemon) -> None:
+        """Attach to a -dit shell, type, detach with ctrl-p ctrl-q: it keeps running."""
+        name = _name()
+        daemon.docker("run", "-dit", "--name", name, IMG, "sh")
+        try:
+            s = PtySession(daemon, "attach", name)
+            try:
+                s.send(b"echo attached-$((1+1))\r")
+                s.expect(b"attached-2")
+                s.send(b"\x10\x11")
+                # As with dockerd: the CLI reports the detach and exits 1.
+                assert s.wait() == 1
+                assert b"read escape sequence" in s.seen
+            finally:
+                s.close()
+            state = json.loads(daemon.docker("inspect", name).stdout)[0]["State"]
+            assert state["Running"] is True
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
+
+    def test_daemon_side_detach_keys(self, daemon: PydDaemon) -> None:
+        """On a raw attach, the daemon itself ends the stream at the detach keys (custom ones
+        here) without stopping the container; bytes before them reach the container."""
+        name = _name()
+        daemon.docker(
+            "run", "-di", "--name", name, IMG, "sh", "-c", "while read l; do echo got-$l; done"
+        )
+        try:
+            cid = daemon.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(20)
+            s.connect(daemon.sock)
+            s.sendall(
+                f"POST /v1.50/containers/{cid}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x,x "
+                "HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
+            )
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += s.recv(1)
+            assert head.startswith(b"HTTP/1.1 101 UPGRADED\r\n")
+            s.sendall(b"one\n")
+            data = b""
+            while b"got-one" not in data:
+                data += s.recv(4096)
+            s.sendall(b"\x18x")
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+            s.close()
+            state = json.loads(daemon.docker("inspect", name).stdout)[0]["State"]
+            assert state["Running"] is True
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
+
+    def test_start_attach(self, daemon: PydDaemon) -> None:
+        """`docker start -a` shows the output of a created container."""
+        name = _name()
+        daemon.docker("create", "--name", name, IMG, "echo", "from-start")
+        try:
+            r = daemon.docker("start", "-a", name)
+            assert r.stdout == "from-start\n"
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
+
+
+class ExecTests:
+    """`docker exec` in its forms."""
+
+    def test_exec_output_and_code(self, daemon: PydDaemon, sleeper: str) -> None:
+        """Output and the exit code come back; a missing command fails like dockerd's."""
+        assert daemon.docker("exec", sleeper, "echo", "hi").stdout == "hi\n"
+        assert daemon.docker("exec", sleeper, "sh", "-c", "exit 7", check=False).returncode == 7
+        r = daemon.docker("exec", sleeper, "/nonexistent", check=False)
+        assert r.returncode == 126
+        assert "OCI runtime exec failed" in r.stdout + r.stderr
+
+    def test_exec_user_workdir_env(self, daemon: PydDaemon, sleeper: str) -> None:
+        """-u, -w and -e apply."""
+        r = daemon.docker(
+            "exec", "-u", "1000", "-w", "/tmp", "-e", "X=1", sleeper, "sh", "-c",
+            "id -u; pwd; echo $X",
+        )  # fmt: skip
+        assert r.stdout == "1000\n/tmp\n1\n"
+
+    def test_exec_stdin_and_detached(self, daemon: PydDaemon, sleeper: str) -> None:
+        """-i feeds stdin (EOF closes it); -d runs in the background."""
+        r = daemon.docker("exec", "-i", sleeper, "sh", "-c", "cat; echo end", input=b"abc\n")
+        assert r.stdout == "abc\nend\n"
+        daemon.docker("exec", "-d", sleeper, "touch", "/tmp/bg")
+        for _ in range(50):
+            if daemon.docker("exec", sleeper, "ls", "/tmp", check=False).stdout.find("bg") >= 0:
+                break
+            time.sleep(0.1)
+        assert "bg" in daemon.docker("exec", sleeper, "ls", "/tmp").stdout
+
+    def test_exec_tty(self, daemon: PydDaemon, sleeper: str) -> None:
+        """`docker exec -it` on a pty."""
+        s = PtySession(daemon, "exec", "-it", sleeper, "sh")
+        try:
+            s.expect(b"# ")
+            s.send(b"test -t 0 && echo is-a-tty\r")
+            s.expect(b"is-a-tty")
+            s.send(b"exit 4\r")
+            assert s.wait() == 4
+        finally:
+            s.close()
+
+    def test_docker_py(self, daemon: PydDaemon, sleeper: str) -> None:
+        """docker-py's exec_run reports the exit code and output."""
+        client = docker.DockerClient(base_url=daemon.host)
+        try:
+            c = client.containers.get(sleeper)
+            res = c.exec_run(["sh", "-c", "echo py; exit 2"])
+            assert res.exit_code == 2
+            assert res.output == b"py\n"
+        finally:
+            client.close()
+
+
+class InspectStreamsTests:
+    """top, stats, diff, export."""
+
+    def test_top(self, daemon: PydDaemon, sleeper: str) -> None:
+        """`docker top` lists the container's processes only."""
+        out = daemon.docker("top", sleeper).stdout
+        assert "sleep 300" in out
+        assert "PID" in out.splitlines()[0]
+        assert "twistd" not in out
+
+    def test_stats(self, daemon: PydDaemon, sleeper: str) -> None:
+        """`docker stats --no-stream` shows memory and pids."""
+        out = daemon.docker(
+            "stats", "--no-stream", "--format", "{{json .}}", sleeper
+        ).stdout.strip()
+        row = json.loads(out)
+        assert row["Name"] == sleeper
+        assert row["PIDs"] == "1"
+        assert "B" in row["MemUsage"]
+
+    def test_diff_and_export(self, daemon: PydDaemon, sleeper: str) -> None:
+        """`docker diff` shows an added file; `docker export` is a tar of the root."""
+        daemon.docker("exec", sleeper, "sh", "-c", "echo x > /tmp/added")
+        diff = daemon.docker("diff", sleeper).stdout.splitlines()
+        assert "A /tmp/added" in diff
+        out = subprocess.run(
+            [DOCKER, "-H", daemon.host, "export", sleeper], capture_output=True, check=True
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(out)) as tf:
+            names = tf.getnames()
+        assert "bin/busybox" in names and "tmp/added" in names
+
+
+class CopyTests:
+    """`docker cp` both ways."""
+
+    def test_copy_out_and_in(self, daemon: PydDaemon, sleeper: str, tmp_path: Path) -> None:
+        """A file out; a file in (into a directory, and renamed onto a new name)."""
+        daemon.docker("exec", sleeper, "sh", "-c", "echo content > /tmp/f")
+        daemon.docker("cp", f"{sleeper}:/tmp/f", str(tmp_path / "out"))
+        assert (tmp_path / "out").read_text() == "content\n"
+        (tmp_path / "in").write_text("uploaded\n")
+        daemon.docker("cp", str(tmp_path / "in"), f"{sleeper}:/tmp/")
+        daemon.docker("cp", str(tmp_path / "in"), f"{sleeper}:/tmp/renamed")
+        r = daemon.docker("exec", sleeper, "cat", "/tmp/in", "/tmp/renamed")
+        assert r.stdout == "uploaded\nuploaded\n"
+
+    def test_copy_directory(self, daemon: PydDaemon, sleeper: str, tmp_path: Path) -> None:
+        """A directory copies recursively."""
+        daemon.docker("exec", sleeper, "sh", "-c", "mkdir -p /d/sub && echo 1 > /d/sub/a")
+        daemon.docker("cp", f"{sleeper}:/d", str(tmp_path / "d"))
+        assert (tmp_path / "d" / "sub" / "a").read_text() == "1\n"
+
+    def test_symlink_escape_refused(self, daemon: PydDaemon, sleeper: str, tmp_path: Path) -> None:
+        """A symlink pointing out of the root is resolved inside it: the host file is neither
+        read nor written through it."""
+        host_dir = tmp_path / "hostside"
+        host_dir.mkdir()
+        (host_dir / "secret").write_text("host-secret\n")
+        rel = "../" * 12 + str(host_dir).lstrip("/")
+        daemon.docker("exec", sleeper, "ln", "-s", rel, "/tmp/escape")
+        daemon.docker("exec", sleeper, "ln", "-s", str(host_dir), "/tmp/escape-abs")
+        for link in ("/tmp/escape", "/tmp/escape-abs"):
+            r = daemon.docker("cp", f"{sleeper}:{link}/secret", str(tmp_path / "got"), check=False)
+            assert r.returncode != 0
+            assert "Could not find the file" in r.stderr
+            assert not (tmp_path / "got").exists()
+            r = daemon.docker("cp", "-L", f"{sleeper}:{link}", str(tmp_path / "got2"), check=False)
+            assert not (tmp_path / "got2").exists() or "host-secret" not in _read_any(
+                tmp_path / "got2"
+            )
+        (tmp_path / "payload").write_text("evil\n")
+        daemon.docker("cp", str(tmp_path / "payload"), f"{sleeper}:/tmp/escape-abs/", check=False)
+        assert sorted(p.name for p in host_dir.iterdir()) == ["secret"]
+
+
+def _read_any(p: Path) -> str:
+    if p.is_dir():
+        return "".join(_read_any(c) for c in p.iterdir())
+    try:
+        return p.read_text()
+    except OSError:
+        return ""
+
+
+class DockerPyRunTests:
+    """docker-py's foreground run."""
+
+    def test_run_output(self, daemon: PydDaemon) -> None:
+        """containers.run(..., detach=False) returns the output."""
+        client = docker.DockerClient(base_url=daemon.host)
+        try:
+            out = client.containers.run(IMG, ["sh", "-c", "echo py-run"], remove=True)
+            assert out == b"py-run\n"
+        finally:
+            client.close()
