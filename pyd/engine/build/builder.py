@@ -380,7 +380,9 @@ class BuildService:
         try:
             return await _Build(self, prepared, progress).run()
         finally:
-            await self.io.run(fs.remove_tree, prepared.workdir)
+            # Removing a large context takes a while: do not hold the response for it.
+            d = self.io.run(fs.remove_tree, prepared.workdir)
+            d.addErrback(lambda f: log.failure("removing {path}", f, path=prepared.workdir))
 
     async def prune(self) -> tuple[list[str], int]:
         """Remove leftover scratch directories of builds; return (ids, bytes reclaimed)."""
