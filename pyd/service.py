@@ -531,6 +531,8 @@ def _wire_telemetry(
             telemetry.observe_container_start(seconds)
 
     site.observers.append(on_request)
+    predicate = top.log_control.predicate
+    site.debug_enabled = lambda: predicate.defaultLogLevel <= LogLevel.debug
     telemetry.set_gauge_source(
         "pyd_event_subscribers", "Clients following /events", lambda: events.subscriber_count
     )

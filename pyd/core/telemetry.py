@@ -147,13 +147,24 @@ class Telemetry:
             registry=self.registry,
         )
         self._gauges = _Gauges()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry.register(self._gauges)  # type: ignore[arg-type]  # duck-typed collector
 
     def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
         """Count one API request and its latency."""
-        route = route_of(path)
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (path, method, status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 4096:  # paths carry ids: keep the cache bounded
+                self._children.clear()
+            route = route_of(path)
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_container_start(self, seconds: float) -> None:
         """Record how long a container took to start."""

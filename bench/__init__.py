@@ -1,0 +1,1 @@
+"""pyd benchmarks: one module per area, each runnable as `python -m bench.<area>`."""

@@ -1,0 +1,281 @@
+"""What every benchmark shares: daemons on temporary sockets, timing, a keep-alive HTTP client,
+and a results table with pyd/dockerd ratios.
+
+A benchmark module builds a list of L{Daemon}s with L{daemons} (pyd always; dockerd too when
+/usr/bin/dockerd exists, on its own socket, data root and exec root, stopped by pid), runs its
+workloads against each with L{measure} or the helpers below, and prints L{table}. Numbers are
+medians; keep runs short (2 shared cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.helpers.daemon import PydDaemon
+
+DOCKERD = "/usr/bin/dockerd"
+
+
+@dataclass
+class Daemon:
+    """A running daemon the benchmark talks to over a Unix socket."""
+
+    name: str
+    sock: str
+    pid: int
+    stop: Callable[[], None] = field(repr=False)
+
+    @property
+    def host(self) -> str:
+        """DOCKER_HOST for this daemon."""
+        return "unix://" + self.sock
+
+
+def start_pyd(extra_args: Sequence[str] = ()) -> Daemon:
+    """A pyd on a temporary socket and data root."""
+    d = PydDaemon(extra_args=extra_args).start()
+    assert d.proc is not None
+    return Daemon("pyd", d.sock, d.proc.pid, d.cleanup)
+
+
+def start_dockerd() -> Daemon | None:
+    """A dockerd on its own socket/data-root/exec-root, or None when it is not installed."""
+    if not os.path.exists(DOCKERD):
+        return None
+    base = Path(tempfile.mkdtemp(prefix="bench-dockerd-"))
+    sock = str(base / "docker.sock")
+    log = open(base / "dockerd.log", "wb")  # noqa: SIM115  # closed by stop()
+    proc = subprocess.Popen(
+        [
+            DOCKERD,
+            "-H",
+            "unix://" + sock,
+            "--data-root",
+            str(base / "data"),
+            "--exec-root",
+            str(base / "exec"),
+            "--pidfile",
+            str(base / "dockerd.pid"),
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip6tables=false",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if request(sock, "GET", "/_ping")[0] == 200:
+                return Daemon("dockerd", sock, proc.pid, stop)
+        except OSError:
+            time.sleep(0.1)
+    stop()
+    raise RuntimeError("dockerd did not start")
+
+
+@contextlib.contextmanager
+def daemons(pyd_args: Sequence[str] = ()) -> Iterator[list[Daemon]]:
+    """pyd, plus dockerd when available; all stopped afterwards."""
+    started: list[Daemon] = []
+    try:
+        started.append(start_pyd(pyd_args))
+        d = start_dockerd()
+        if d is not None:
+            started.append(d)
+        yield started
+    finally:
+        for d in started:
+            d.stop()
+
+
+class KeepAlive:
+    """One HTTP/1.1 keep-alive connection to a Unix socket (Content-Length or chunked bodies)."""
+
+    def __init__(self, sock: str) -> None:
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(sock)
+        self.buf = b""
+
+    def request(self, method: str, path: str) -> tuple[int, bytes]:
+        """Send one request and read its response."""
+        self.s.sendall(f"{method} {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower()] = v.strip()
+        if b"content-length" in headers:
+            n = int(headers[b"content-length"])
+            while len(self.buf) < n:
+                self._fill()
+            body, self.buf = self.buf[:n], self.buf[n:]
+            return status, body
+        if headers.get(b"transfer-encoding") == b"chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.buf:
+                    self._fill()
+                size_line, _, self.buf = self.buf.partition(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                while len(self.buf) < size + 2:
+                    self._fill()
+                body += self.buf[:size]
+                self.buf = self.buf[size + 2 :]
+                if size == 0:
+                    return status, body
+        return status, b""
+
+    def _fill(self) -> None:
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        self.buf += chunk
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.s.close()
+
+
+def request(sock: str, method: str, path: str) -> tuple[int, bytes]:
+    """One request on a fresh connection."""
+    c = KeepAlive(sock)
+    try:
+        return c.request(method, path)
+    finally:
+        c.close()
+
+
+def latency_ms(sock: str, path: str, n: int = 300, warmup: int = 30) -> float:
+    """Median latency in ms of GET C{path} on one keep-alive connection."""
+    c = KeepAlive(sock)
+    try:
+        for _ in range(warmup):
+            c.request("GET", path)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            status, _ = c.request("GET", path)
+            times.append(time.perf_counter() - t0)
+            assert status == 200, status
+        return statistics.median(times) * 1000
+    finally:
+        c.close()
+
+
+def _client(sock: str, path: str, seconds: float, start: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    c = KeepAlive(sock)
+    while time.time() < start:
+        time.sleep(0.001)
+    n = 0
+    end = start + seconds
+    while time.time() < end:
+        c.request("GET", path)
+        n += 1
+    c.close()
+    out.put(n)
+
+
+def throughput(sock: str, path: str, clients: int, seconds: float = 3.0) -> float:
+    """Requests/s of GET C{path} from C{clients} processes, each on one keep-alive connection."""
+    q: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    start = time.time() + 0.5
+    procs = [
+        multiprocessing.Process(target=_client, args=(sock, path, seconds, start, q))
+        for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    total = sum(q.get(timeout=seconds + 30) for _ in procs)
+    for p in procs:
+        p.join()
+    return total / seconds
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(fn: Callable[[], object], n: int = 5) -> float:
+    """Median seconds of C{fn()} over C{n} runs."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@dataclass
+class Row:
+    """One line of results: a workload, its unit and the value per daemon."""
+
+    workload: str
+    unit: str
+    values: dict[str, float]
+    higher_is_better: bool = False
+
+
+def table(rows: Sequence[Row], names: Sequence[str]) -> str:
+    """A text table; with dockerd present, a ratio column (how many times dockerd's figure)."""
+    header = ["workload", "unit", *names]
+    if "dockerd" in names and "pyd" in names:
+        header.append("pyd/dockerd")
+    lines = [header]
+    for r in rows:
+        cells = [r.workload, r.unit] + [_fmt(r.values.get(n)) for n in names]
+        if len(header) > len(cells):
+            p, d = r.values.get("pyd"), r.values.get("dockerd")
+            cells.append(f"{p / d:.2f}x" if p and d else "-")
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            c.rjust(w) if i > 1 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    )
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"

@@ -1,0 +1,44 @@
+"""Benchmark: the request path of the daemon (issue 2): /_ping and /info latency, requests/s with
+1 and 8 keep-alive clients, and memory at rest.
+
+Run as `.venv/bin/python -m bench.system` (root). For reference, dockerd serves about 9k /_ping/s
+with 8 clients on these machines; with /usr/bin/dockerd installed it is measured alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench.common import Row, daemons, latency_ms, rss_mb, table, throughput
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print the table."""
+    p = argparse.ArgumentParser(prog="python -m bench.system")
+    p.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
+    args = p.parse_args(argv)
+    rows = [
+        Row("/_ping latency (1 conn)", "ms", {}),
+        Row("/info latency (1 conn)", "ms", {}),
+        Row("/_ping req/s, 1 client", "req/s", {}, True),
+        Row("/_ping req/s, 8 clients", "req/s", {}, True),
+        Row("/info req/s, 8 clients", "req/s", {}, True),
+        Row("RSS at rest", "MB", {}),
+    ]
+    with daemons() as ds:
+        for d in ds:
+            rows[0].values[d.name] = latency_ms(d.sock, "/_ping")
+            rows[1].values[d.name] = latency_ms(d.sock, "/v1.50/info", n=100)
+            rows[2].values[d.name] = throughput(d.sock, "/_ping", 1, args.seconds)
+            rows[3].values[d.name] = throughput(d.sock, "/_ping", 8, args.seconds)
+            rows[4].values[d.name] = throughput(d.sock, "/v1.50/info", 8, args.seconds)
+            time.sleep(1)
+            rows[5].values[d.name] = rss_mb(d.pid)
+        names = [d.name for d in ds]
+    print(table(rows, names))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
