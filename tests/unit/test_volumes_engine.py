@@ -305,6 +305,36 @@ class VolumeApiRuleTests(Base):
         )
 
 
+class CopyUpRecoveryTests(Base):
+    """A copy-up interrupted by a crash is finished or redone, never left half-done."""
+
+    def test_complete_stage_finished(self) -> None:
+        """A stage marked complete is moved into _data at start; an unmarked one is dropped."""
+        v1 = self.ok(self.svc.create("done1"))
+        v2 = self.ok(self.svc.create("half1"))
+        stage1 = v1.mountpoint + ".copyup"
+        os.makedirs(os.path.join(stage1, "sub"))
+        os.chmod(stage1, 0o750)
+        with open(os.path.join(stage1, "a"), "w") as f:
+            f.write("a")
+        with open(os.path.join(os.path.dirname(v1.mountpoint), "copyup.complete"), "w"):
+            pass
+        with open(os.path.join(v1.mountpoint, "a"), "w") as f:
+            f.write("moved before the crash")
+        os.makedirs(v2.mountpoint + ".copyup")
+        self.ok(self.svc.start())
+        self.assertEqual(sorted(os.listdir(v1.mountpoint)), ["a", "sub"])
+        with open(os.path.join(v1.mountpoint, "a")) as f:
+            self.assertEqual(f.read(), "moved before the crash")
+        self.assertEqual(os.stat(v1.mountpoint).st_mode & 0o777, 0o750)
+        self.assertFalse(os.path.exists(stage1))
+        self.assertFalse(
+            os.path.exists(os.path.join(os.path.dirname(v1.mountpoint), "copyup.complete"))
+        )
+        self.assertFalse(os.path.exists(v2.mountpoint + ".copyup"))
+        self.assertEqual(os.listdir(v2.mountpoint), [])
+
+
 class ResolveMountsTests(Base):
     """resolve_mounts parses Binds, Mounts, Tmpfs, volumes-from and anonymous volumes."""
 

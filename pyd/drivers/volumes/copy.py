@@ -107,6 +107,13 @@ def _apply_meta(src_st: os.stat_result, src: str, dst: str, is_link: bool) -> No
     _copy_xattrs(src, dst)
 
 
+def copy_meta(src: str, dst: str) -> None:
+    """Give directory C{dst} the owner, mode, xattrs and times of C{src}."""
+    st = os.lstat(src)
+    _apply_meta(st, src, dst, False)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
 def copy_tree(src: str, dst: str) -> int:
     """Copy the contents of directory C{src} into the existing directory C{dst}.
 

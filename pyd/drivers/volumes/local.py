@@ -30,6 +30,8 @@ from pyd.drivers.volumes import copy as _copy
 DATA = "_data"
 OPTS_FILE = "opts.json"
 _TRASH_PREFIX = ".trash-"
+_STAGE_SUFFIX = ".copyup"  # <vol>/_data.copyup: copy-up staging
+_STAGE_MARK = "copyup.complete"  # <vol>/copyup.complete: the stage is whole
 
 
 class VolumeDriverError(Exception):
@@ -175,10 +177,18 @@ class LocalVolumeDriver:
             if entry.name.startswith(_TRASH_PREFIX):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 n += 1
+                continue
+            stage = os.path.join(entry.path, DATA + _STAGE_SUFFIX)
+            if os.path.isdir(stage):
+                if os.path.exists(os.path.join(entry.path, _STAGE_MARK)):
+                    _finish_stage(stage, os.path.join(entry.path, DATA))
+                else:
+                    shutil.rmtree(stage, ignore_errors=True)
+                n += 1
         return n
 
     def sweep_trash(self) -> Deferred[int]:
-        """Finish removals a crash interrupted; fires with how many were swept."""
+        """Finish removals and copy-ups a crash interrupted; fires with how many."""
         return self._blocking.run(self._sweep_trash)
 
     # --- mounts ------------------------------------------------------------------------------
@@ -224,7 +234,21 @@ class LocalVolumeDriver:
             return False
         if not _copy.is_empty_dir(target):
             return False
-        _copy.copy_tree(src, target)
+        if is_mountpoint(target):
+            # a tmpfs/bind/... volume: no staging on the same filesystem; its data is not ours
+            _copy.copy_tree(src, target)
+            return True
+        # Stage next to _data, mark complete, then rename entry by entry: a crash leaves either
+        # an empty volume (copied again at the next start) or a complete stage the next daemon
+        # start finishes moving (sweep_trash), never a half-copied volume.
+        stage = target.rstrip("/") + _STAGE_SUFFIX
+        shutil.rmtree(stage, ignore_errors=True)
+        os.mkdir(stage, 0o700)
+        _copy.copy_tree(src, stage)
+        with open(os.path.join(os.path.dirname(stage), _STAGE_MARK), "w") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        _finish_stage(stage, target)
         return True
 
     def populate(self, rootfs: str, destination: str, target: str) -> Deferred[bool]:
@@ -250,6 +274,20 @@ class LocalVolumeDriver:
     def exists(self, path: str) -> Deferred[bool]:
         """Whether C{path} exists (a dangling symlink does not)."""
         return self._blocking.run(os.path.exists, path)
+
+
+def _finish_stage(stage: str, target: str) -> None:
+    """Move a complete copy-up stage into C{target} (idempotent), then drop stage and mark."""
+    for name in sorted(os.listdir(stage)):
+        dst = os.path.join(target, name)
+        if not os.path.lexists(dst):
+            os.rename(os.path.join(stage, name), dst)
+    _copy.copy_meta(stage, target)
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        os.unlink(os.path.join(os.path.dirname(stage), _STAGE_MARK))
+    except FileNotFoundError:
+        pass
 
 
 def _mask_password(text: str, options: str) -> str:
