@@ -203,6 +203,7 @@ class PydService(MultiService):
         self.io: ThreadPoolBlocking | None = None
         # Prometheus metrics; areas record through it (see pyd.core.telemetry).
         self.telemetry = Telemetry()
+        self.distribution: Any = None  # pull/push/login (pyd.engine.distribution)
         self._old_sighup: Any = None
 
     def startService(self) -> None:
@@ -479,6 +480,7 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
         *containers_routers,
         _wire_build(config, db, io, images, containers, reactor),
     ]
+    routers += _wire_distribution(top, config, reactor, io, images, images_router)
     authorizer = Authorizer(Policy.from_config(config))
     site = ApiSite(ApiRoot(routers, guard=authorizer))
     top.io = io
@@ -506,6 +508,50 @@ def _wire_networks(
     top.start_hooks.append(lambda: ensureDeferred(networks.start()))
     top.stop_hooks.append(lambda: ensureDeferred(networks.stop()))
     return networks, NetworksRouter(networks)
+
+
+def _wire_distribution(
+    top: PydService,
+    config: DaemonConfig,
+    reactor: Any,
+    io: ThreadPoolBlocking,
+    images: ImageService,
+    images_router: ImagesRouter,
+) -> list[Any]:
+    """Registry client and pull/push/login service; the images router's registry section and
+    C{/distribution} are served by it (settings and certs.d follow SIGHUP)."""
+    from pyd.api.distribution import DistributionHandlers, DistributionRouter
+    from pyd.drivers.registry import HTTPClients
+    from pyd.engine.distribution import DistributionService, DistributionSettings
+
+    def settings_of(c: DaemonConfig) -> DistributionSettings:
+        return DistributionSettings(
+            tuple(c.insecure_registries),
+            tuple(c.registry_mirrors),
+            c.max_concurrent_downloads,
+            c.max_concurrent_uploads,
+        )
+
+    current = [settings_of(config)]
+    http = HTTPClients(reactor, "/etc/docker/certs.d")  # dockerd's per-registry CA/client certs
+    dist = DistributionService(
+        images,  # the image store (DistributionStore)
+        http,
+        io,
+        os.path.join(config.data_root, "tmp", "distribution"),
+        lambda: current[0],
+    )
+    top.distribution = dist
+    top.start_hooks.append(lambda: ensureDeferred(dist.clean_staging()))
+    top.stop_hooks.append(http.close)
+
+    def apply(old: DaemonConfig, new: DaemonConfig) -> None:
+        current[0] = settings_of(new)
+        http.reload_certs()
+
+    top.reload_hooks.append(apply)
+    images_router.distribution = DistributionHandlers(dist)
+    return [DistributionRouter(dist)]
 
 
 def _wire_reload(top: PydService, system: SystemService, authorizer: Authorizer) -> None:

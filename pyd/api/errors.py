@@ -18,6 +18,7 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (errors.NotFound, 404),
     (errors.InvalidParameter, 400),
     (errors.Conflict, 409),
+    (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
     (errors.Unavailable, 503),
     (errors.Unsupported, 501),

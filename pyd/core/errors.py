@@ -37,6 +37,10 @@ class NotModified(PydError):
         super().__init__(message)
 
 
+class Unauthorized(PydError):
+    """Credentials were refused, e.g. by a registry during login (401)."""
+
+
 class Forbidden(PydError):
     """The caller's role does not allow the request (403)."""
 

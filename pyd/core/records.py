@@ -271,3 +271,14 @@ class Container:
     restart_count: int = 0
     extra: dict[str, Any] = attrs.field(factory=dict)
     networking_config: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RegistryAuth:
+    """Credentials for one registry, as a client sent them (C{X-Registry-Auth}, C{/auth})."""
+
+    username: str = ""
+    password: str = ""
+    server_address: str = ""
+    identity_token: str = ""
+    registry_token: str = ""
