@@ -34,6 +34,7 @@ from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.storage.archive import ArchiveError, StagedArchive, stage_archive, write_archive
 from pyd.drivers.storage.blobs import sha256_file
 from pyd.drivers.storage.layers import ExtractFailed, LayerStore
+from pyd.engine.distribution import PushImage, PushLayer
 from pyd.state.images import ImageRepository, StoredImage
 
 log = Logger()
@@ -1098,6 +1099,77 @@ class ImageService:
         for img in await self.list_images(all_=True):
             out.append((img, len(await self._users(img.id))))
         return out, await self._repo.layers_total_size()
+
+    # === distribution section (owned by the registry area) =====================================
+    # The image store as pull and push see it: pyd.engine.distribution.DistributionStore.
+
+    async def has_layer(self, chain_id: str) -> bool:
+        """Whether a layer with this chain id is extracted (pull does not download it again)."""
+        return await self._repo.get_layer(chain_id) is not None
+
+    async def store_pulled_image(
+        self,
+        config: bytes,
+        layer_files: Sequence[str],
+        refs_: Sequence[refs.Reference],
+        layer_done: Callable[[int], None],
+    ) -> bool:
+        """Store a pulled image (blobs downloaded and verified; "" for layers already here).
+
+        @return: whether a reference is new or moved ("Downloaded newer image").
+        """
+        image_id = "sha256:" + hashlib.sha256(config).hexdigest()
+        before = [await self._repo.find_ref(str(r)) for r in refs_]
+        await self.store_image(
+            config,
+            layer_files,
+            [str(r) for r in refs_ if r.digest is None],
+            [str(r) for r in refs_ if r.digest is not None],
+            progress=lambda i, _layer: layer_done(i),
+        )
+        if refs_:
+            self._emit("pull", refs_[0].familiar(), refs_[0].familiar())
+        return any(b != image_id for b in before)
+
+    async def tags_in_repository(self, name: str) -> list[str]:
+        """The local tags of repository C{name} (fully normalised, e.g. C{docker.io/library/x})."""
+        out: set[str] = set()
+        for s in await self._repo.list_images():
+            for t in s.tags:
+                p = refs.parse_normalized(t)
+                if p.name == name and p.tag:
+                    out.add(p.tag)
+        return sorted(out)
+
+    async def image_for_push(self, ref: refs.Reference) -> PushImage:
+        """The image C{name:tag} names, with its config bytes and layer tars (bottom first).
+
+        @raise NotFound: C{tag does not exist: <ref>} (dockerd's text).
+        """
+        image_id = await self._repo.find_ref(str(ref))
+        s = await self._repo.get_image(image_id) if image_id else None
+        if s is None:
+            raise NotFound(f"tag does not exist: {ref.familiar()}")
+        layers = await self._repo.chain(s.top_layer)
+        return PushImage(
+            self.to_image(s),
+            s.config_bytes,
+            tuple(
+                PushLayer(
+                    layer.diff_id, self._store.layer_tar(layer.cache_id), layer.compressed_digest
+                )
+                for layer in layers
+            ),
+        )
+
+    async def add_reference(
+        self, image_id: str, ref: refs.Reference, pushed: refs.Reference
+    ) -> None:
+        """After a push: C{name@digest} points at the image (RepoDigests); a C{push} event."""
+        await self._repo.set_ref(str(ref), "digest", image_id, self._now_nano())
+        self._emit("push", pushed.familiar(), pushed.familiar())
+
+    # === end of distribution section ===========================================================
 
 
 @attrs.frozen
