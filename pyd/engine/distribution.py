@@ -12,7 +12,6 @@ extracts layers and adds the image, so a failed or tampered download leaves the 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -20,6 +19,7 @@ import os
 import platform as _platform
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -223,31 +223,42 @@ class _MemorySink:
         self.buf.write(data)
 
 
+def _gzip_level(sample: bytes) -> int:
+    """Level 1, or 0 (stored blocks) for data that does not compress (saves CPU, same size).
+
+    Decided from the layer's first MiB, so the same layer always gives the same blob digest.
+    """
+    if len(sample) < 4096:
+        return 1
+    packed = len(zlib.compress(sample, 1))
+    return 0 if packed > 0.95 * len(sample) else 1
+
+
 def _gzip_file(src: str, dst: str) -> tuple[str, int]:
     """Compress a layer tar reproducibly (no name, mtime 0); return (digest, size)."""
     h = hashlib.sha256()
+    n = 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        first = fin.read(_GZ_CHUNK)
+        z = zlib.compressobj(_gzip_level(first), zlib.DEFLATED, 31)  # 31: gzip header, mtime 0
 
-    class _Hashing(io.RawIOBase):
-        def __init__(self, f: Any) -> None:
-            self.f = f
-            self.n = 0
+        def out(data: bytes) -> None:
+            nonlocal n
+            if data:
+                h.update(data)
+                n += len(data)
+                fout.write(data)
 
-        def writable(self) -> bool:
-            return True
+        chunk = first
+        while chunk:
+            out(z.compress(chunk))
+            chunk = fin.read(_GZ_CHUNK)
+        out(z.flush())
+        fout.flush()
+    return "sha256:" + h.hexdigest(), n
 
-        def write(self, b: Any) -> int:
-            data = bytes(b)
-            h.update(data)
-            self.n += len(data)
-            self.f.write(data)
-            return len(data)
 
-    with open(src, "rb") as fin, open(dst, "wb") as raw:
-        out = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=1, mtime=0) as gz:
-            shutil.copyfileobj(fin, gz, 1 << 20)
-        raw.flush()
-        return "sha256:" + h.hexdigest(), out.n
+_GZ_CHUNK = 1 << 20
 
 
 class _Throttle:

@@ -297,3 +297,26 @@ class InspectTests(_Base):
                 await src.inspect(name + ":nope", None)
 
         return ensureDeferred(go())
+
+
+class MountTests(_Base):
+    """Cross-repository blob mount on push."""
+
+    def test_mounted_from(self) -> Deferred[Any]:
+        """Pushing an image known under another repository of the registry mounts its layers."""
+
+        async def go() -> None:
+            src, sstore = self.service("src")
+            a = f"{self.registry.host}/pyd/a"
+            b = f"{self.registry.host}/pyd/b"
+            iid = sstore.add_local_image(
+                [layer_tar("q"), layer_tar("r")], [parse_normalized(a + ":v1")]
+            )
+            await src.push(a, "v1", None, lambda e: None)
+            sstore.refs[b + ":v1"] = iid
+            await src.push(b, "v1", None, self.events.append)
+            st = [e.status for e in self.events]
+            self.assertEqual(st.count("Mounted from pyd/a"), 2, st)
+            self.assertNotIn("Pushed", st)
+
+        return ensureDeferred(go())

@@ -1,0 +1,1 @@
+Registries: docker pull (by tag, by digest, --all-tags, --platform), docker push and docker login against Distribution v2 registries, with token and basic auth, insecure registries, mirrors and dockerd's progress output.
