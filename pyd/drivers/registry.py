@@ -648,7 +648,7 @@ class RegistryClient:
                 ResponseFailed,
                 SSL.Error,
             ) as e:
-                raise TransportFailed(f"{method} {url}: {_describe(e)}") from e
+                raise TransportFailed(f'{method.capitalize()} "{url}": {_describe(e)}') from e
             if resp.code != 401:
                 return resp
             challenges = parse_challenges(resp.headers.getRawHeaders(b"www-authenticate", []))
@@ -715,7 +715,7 @@ class RegistryClient:
                 auth = (a.username, a.password) if a.username else None
                 resp = await client.get(url, auth=auth, timeout=_TIMEOUT)
         except (ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed) as e:
-            raise TransportFailed(f"token server {realm}: {_describe(e)}") from e
+            raise TransportFailed(f'Get "{realm}": {_describe(e)}') from e
         body = await resp.content()
         if resp.code != 200:
             errs = _errors_of(body)
@@ -747,9 +747,9 @@ class RegistryClient:
         try:
             resp = await self._client.get(url, timeout=_TIMEOUT)
         except (ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed) as e:
-            raise TransportFailed(f"GET {url}: {_describe(e)}") from e
+            raise TransportFailed(f'Get "{url}": {_describe(e)}') from e
         except SSL.Error as e:
-            raise TransportFailed(f"GET {url}: {_describe(e)}") from e
+            raise TransportFailed(f'Get "{url}": {_describe(e)}') from e
         body = await resp.content()
         if resp.code == 200:
             return []

@@ -724,7 +724,7 @@ class DistributionService:
                 raise Unauthorized(str(e) if not e.errors else _auth_text(e)) from e
             except RegistryError as e:
                 raise SystemError_(f"login attempt to {ep.base}/v2/ failed: {e}") from e
-        raise SystemError_(f'Get "https://{host}/v2/": {last}')
+        raise SystemError_(str(last) if last else f'Get "https://{host}/v2/": unreachable')
 
 
 class _Candidates:
@@ -877,4 +877,6 @@ def _push_error(e: BaseException) -> PydError:
 def _unreachable(ref: Reference, e: Exception | None) -> PydError:
     if isinstance(e, (RegistryError, PydError)):
         return _pull_error(ref, e)
+    if isinstance(e, TransportFailed):
+        return SystemError_(str(e))
     return SystemError_(f'Get "https://{ref.domain}/v2/": {e}')
