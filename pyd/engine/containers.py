@@ -700,7 +700,7 @@ class ContainerService:
         for gone in self.on_gone:
             gone(cid)
         if c.host_config.get("AutoRemove"):
-            self._clock.callLater(0, self._auto_remove, cid, code)
+            self._clock.callLater(0, self._spawn_auto_remove, cid, code)
 
     def _prepare_spec(
         self, c: Container, rootfs: str, net: NetworkSetup | None
@@ -978,6 +978,10 @@ class ContainerService:
             call.cancel()
             return True
         return False
+
+    def _spawn_auto_remove(self, cid: str, code: int) -> None:
+        d = Deferred.fromCoroutine(self._auto_remove(cid, code))
+        d.addErrback(lambda f: log.failure("auto-remove of {cid} failed", f, cid=cid))
 
     async def _auto_remove(self, cid: str, code: int) -> None:
         try:

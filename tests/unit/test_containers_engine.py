@@ -469,6 +469,16 @@ class RemoveTests(EngineTestBase):
         self.assertEqual(self.successResultOf(waiter).status_code, 3)
         self.assertRaises(NotFound, self.svc.resolve, cid)
 
+    def test_auto_remove_after_start_failure(self) -> None:
+        """A --rm container whose start fails is removed too (the CLI waits for that)."""
+        self.runtime.fail_create = "executable file `nope` not found in $PATH"
+        cid = self.create(Cmd=["nope"], HostConfig={"AutoRemove": True})
+        waiter = self.svc.wait(cid, "removed")
+        self.fail_with(self.svc.start(cid), InvalidParameter)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(waiter).status_code, 127)
+        self.assertRaises(NotFound, self.svc.resolve, cid)
+
     def test_rename(self) -> None:
         """rename changes the name; a taken name is 409; emits rename with oldName."""
         cid = self.create("a1")
