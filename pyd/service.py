@@ -471,6 +471,9 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     containers, containers_routers = _wire_containers(
         top, config, db, io, events, system, reactor, images, volumes, networks
     )
+    if containers is not None:
+        images.containers_using = containers.containers_using
+        images_router.container_resolver = containers.commit_source
 
     routers: list[Any] = [
         SystemRouter(system, events, reactor),

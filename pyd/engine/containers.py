@@ -334,7 +334,7 @@ class ContainerService:
             container=c,
             pid=c.state.pid,
             bundle=bundle,
-            attach_socket=self.runtime.attach_socket_path(c.id),
+            attach_socket=self.runtime.attach_socket_path(c.id, bundle),
             ctl_path=self.runtime.ctl_path(bundle),
             rootfs=run.rootfs if run is not None else "",
         )
@@ -358,7 +358,7 @@ class ContainerService:
             open_stdin=bool(cfg.get("OpenStdin")),
             stdin_once=bool(cfg.get("StdinOnce")),
             bundle=bundle,
-            attach_socket=self.runtime.attach_socket_path(c.id),
+            attach_socket=self.runtime.attach_socket_path(c.id, bundle),
             rootfs=(run.rootfs or None) if run is not None else None,
             labels={str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()},
             user=cfg.get("User") or "",
@@ -630,7 +630,7 @@ class ContainerService:
             )
             run.pid = pid
             for hook in self.before_start:
-                await hook(cid, self.runtime.attach_socket_path(cid))
+                await hook(cid, self.runtime.attach_socket_path(cid, bundle))
             await self.runtime.start(cid)
         except RuntimeFailed as e:
             args = list(spec_input.args) if spec_input is not None else cc.command_of(cfg)

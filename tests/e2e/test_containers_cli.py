@@ -67,7 +67,9 @@ class ContainersCLITests:
     def test_run_detached_lifecycle(self, pyd: PydDaemon) -> None:
         """run -d, ps, logs, stop (137 after the timeout), start again, rm."""
         n = _name()
-        cid = pyd.docker("run", "-d", "--name", n, IMG, "sh", "-c", "echo hello; sleep 100").stdout.strip()
+        cid = pyd.docker(
+            "run", "-d", "--name", n, IMG, "sh", "-c", "echo hello; sleep 100"
+        ).stdout.strip()
         assert len(cid) == 64
         ps = pyd.docker("ps", "--format", "{{.ID}} {{.Names}} {{.Status}}").stdout
         assert f"{cid[:12]} {n} Up" in ps
@@ -76,7 +78,10 @@ class ContainersCLITests:
         info = _inspect(pyd, n)
         assert info["State"]["Status"] == "exited"
         assert info["State"]["ExitCode"] == 137
-        assert "Exited (137)" in pyd.docker("ps", "-a", "--format", "{{.Status}}", "-f", f"name={n}").stdout
+        assert (
+            "Exited (137)"
+            in pyd.docker("ps", "-a", "--format", "{{.Status}}", "-f", f"name={n}").stdout
+        )
         pyd.docker("start", n)
         assert _inspect(pyd, n)["State"]["Running"] is True
         r = pyd.docker("rm", n, check=False)
@@ -137,7 +142,9 @@ class ContainersCLITests:
     def test_kill_pause_restart(self, pyd: PydDaemon) -> None:
         """kill -s, pause/unpause, restart keep state and counters right."""
         n = _name()
-        pyd.docker("run", "-d", "--name", n, IMG, "sh", "-c", "trap 'exit 42' HUP; sleep 100 & wait")
+        pyd.docker(
+            "run", "-d", "--name", n, IMG, "sh", "-c", "trap 'exit 42' HUP; sleep 100 & wait"
+        )
         time.sleep(0.3)
         pyd.docker("kill", "-s", "HUP", n)
         _until(lambda: _inspect(pyd, n)["State"]["Status"] == "exited")
@@ -156,7 +163,13 @@ class ContainersCLITests:
         """logs -f streams until the container exits; --tail, -t, stderr kept apart."""
         n = _name()
         pyd.docker(
-            "run", "-d", "--name", n, IMG, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            n,
+            IMG,
+            "sh",
+            "-c",
             "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done",
         )
         r = pyd.docker("logs", "-f", n, timeout=30)
@@ -172,15 +185,29 @@ class ContainersCLITests:
         """on-failure:2 restarts twice, then stays exited."""
         n = _name()
         pyd.docker("run", "-d", "--name", n, "--restart", "on-failure:2", IMG, "sh", "-c", "exit 1")
-        _until(lambda: _inspect(pyd, n)["RestartCount"] == 2 and _inspect(pyd, n)["State"]["Status"] == "exited")
+        _until(
+            lambda: (
+                _inspect(pyd, n)["RestartCount"] == 2
+                and _inspect(pyd, n)["State"]["Status"] == "exited"
+            )
+        )
         assert _inspect(pyd, n)["State"]["ExitCode"] == 1
 
     def test_oom_killed(self, pyd: PydDaemon) -> None:
         """-m 32m with an allocating process ends OOMKilled (137)."""
         n = _name()
         r = pyd.docker(
-            "run", "--name", n, "-m", "32m", IMG, "sh", "-c", "x=a; while true; do x=$x$x$x$x; done",
-            check=False, timeout=60,
+            "run",
+            "--name",
+            n,
+            "-m",
+            "32m",
+            IMG,
+            "sh",
+            "-c",
+            "x=a; while true; do x=$x$x$x$x; done",
+            check=False,
+            timeout=60,
         )
         assert r.returncode == 137
         info = _inspect(pyd, n)
@@ -190,7 +217,9 @@ class ContainersCLITests:
         """kill -9 of the daemon: the container keeps running and logging; after the restart
         ps shows it, logs kept flowing, an exit that happened meanwhile is recorded."""
         n, short = _name(), _name()
-        pyd.docker("run", "-d", "--name", n, IMG, "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+        pyd.docker(
+            "run", "-d", "--name", n, IMG, "sh", "-c", "while true; do echo tick; sleep 0.2; done"
+        )
         pyd.docker("run", "-d", "--name", short, IMG, "sh", "-c", "sleep 1; exit 7")
         time.sleep(0.5)
         pyd.kill9()
@@ -212,9 +241,12 @@ class ContainersCLITests:
         pyd.docker("run", "-d", "--name", n, IMG, "sleep", "100")
         info = _inspect(pyd, n)
         pyd.kill9()
-        conmon_pid = open(f"{pyd.data_root}/containers/{info['Id']}/conmon.pid").read().strip()
+        with open(f"{pyd.data_root}/containers/{info['Id']}/conmon.pid") as f:
+            conmon_pid = f.read().strip()
         subprocess.run(["kill", "-9", conmon_pid, str(info["State"]["Pid"])], check=False)
-        subprocess.run(["crun", "--root", f"{pyd.exec_root}/crun", "delete", "-f", info["Id"]], check=False)
+        subprocess.run(
+            ["crun", "--root", f"{pyd.exec_root}/crun", "delete", "-f", info["Id"]], check=False
+        )
         time.sleep(0.5)
         pyd.start()
         st = _inspect(pyd, n)["State"]

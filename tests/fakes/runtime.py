@@ -126,8 +126,8 @@ class FakeRuntime:
     async def stats(self, container_id: str) -> CgroupStats:
         return CgroupStats(0, 0, 0, (), {}, 0, 0, 0, {}, 0, 0, ())
 
-    def attach_socket_path(self, container_id: str) -> str:
-        return f"/fake/s/{container_id}/attach"
+    def attach_socket_path(self, container_id: str, bundle: str) -> str:
+        return bundle + "/attach"
 
     def ctl_path(self, bundle: str) -> str:
         return bundle + "/ctl"

@@ -139,7 +139,7 @@ class RuntimeDriver(Protocol):
         """One sample of the container's cgroup counters."""
         ...
 
-    def attach_socket_path(self, container_id: str) -> str:
+    def attach_socket_path(self, container_id: str, bundle: str) -> str:
         """conmon's attach socket (SOCK_SEQPACKET) of a running container."""
         ...
 
@@ -377,6 +377,7 @@ class ConmonRuntime:
             "--exit-dir", self.exits_dir,
             "--persist-dir", bundle,
             "--socket-dir-path", self.sockets_dir,
+            "--full-attach",
             "--log-level", "error",
         ]  # fmt: skip
         if opts.log_size_max > 0:
@@ -561,9 +562,10 @@ class ConmonRuntime:
         paths = cgroups.CgroupPaths(cgroup_path(container_id), self.cgroup_root)
         return await self._blocking.run(paths.stats)
 
-    def attach_socket_path(self, container_id: str) -> str:
-        """C{<exec-root>/s/<id>/attach} (a symlink into the bundle made by conmon)."""
-        return os.path.join(self.sockets_dir, container_id, "attach")
+    def attach_socket_path(self, container_id: str, bundle: str) -> str:
+        """C{<bundle>/attach}: conmon runs with C{--full-attach}, so the path is never truncated
+        (it may exceed sun_path's 108 bytes: connect through C{/proc/self/fd/<dirfd>/attach})."""
+        return os.path.join(bundle, "attach")
 
     def ctl_path(self, bundle: str) -> str:
         """conmon's control FIFO in the bundle."""
