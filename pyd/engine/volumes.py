@@ -938,6 +938,8 @@ class VolumeService:
     async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
         """Before a start: mount volumes that have mount options, copy image content into empty
         volumes (unless nocopy), and emit the C{mount} events."""
+        if any(m.type == "bind" for m in mounts):
+            await self._create_bind_sources(container_id, mounts)
         for m in mounts:
             if m.type != "volume":
                 continue
@@ -976,6 +978,29 @@ class VolumeService:
                     "propagation": m.propagation,
                 },
             )
+
+    async def _create_bind_sources(self, container_id: str, mounts: Sequence[MountSpec]) -> None:
+        """Like dockerd at every start: a missing C{-v /host:/path} source (or a C{--mount}
+        bind with CreateMountpoint) is created as a directory; other missing sources are not."""
+        hc = await self._repo.host_config(container_id)
+        creatable: set[str] = set()
+        for raw in hc.get("Binds") or []:
+            try:
+                p = parse_bind(str(raw))
+            except InvalidParameter:
+                continue
+            if p.type == "bind":
+                creatable.add(p.source)
+        for m in hc.get("Mounts") or []:
+            if isinstance(m, Mapping) and (m.get("BindOptions") or {}).get("CreateMountpoint"):
+                creatable.add(_clean(str(m.get("Source") or "")))
+        for m in mounts:
+            if (
+                m.type == "bind"
+                and m.source in creatable
+                and not await self._driver.exists(m.source)
+            ):
+                await self._driver.ensure_dir(m.source)
 
     async def _check_subpath(self, vol: Volume, source: str) -> None:
         """A C{VolumeOptions.Subpath} must exist and stay inside the volume (no symlink out)."""

@@ -189,6 +189,17 @@ class VolumeRepository:
 
         return self._db.transaction(thd)
 
+    def host_config(self, container_id: str) -> Deferred[dict[str, Any]]:
+        """The container's stored HostConfig (empty if there is no such container)."""
+
+        def thd(conn: Connection) -> dict[str, Any]:
+            row = conn.execute(
+                select(ContainerRow.host_config).where(ContainerRow.id == container_id)
+            ).first()
+            return dict(row[0] or {}) if row is not None else {}
+
+        return self._db.run(thd)
+
     def active_users(self, name: str, exclude: str = "") -> Deferred[list[str]]:
         """Ids of the containers using volume C{name} that are running (or paused, restarting),
         except C{exclude}."""

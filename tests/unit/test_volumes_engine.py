@@ -676,6 +676,28 @@ class LifecycleTests(Base):
             "volume",
         )
 
+    def test_bind_sources_recreated_at_start(self) -> None:
+        """A -v host directory deleted after create is created again at start (dockerd does);
+        a --mount bind source is not."""
+        host = os.path.join(self.tmp, "h1")
+        other = os.path.join(self.tmp, "h2")
+        os.mkdir(other)
+        hc = {
+            "Binds": [f"{host}:/h"],
+            "Mounts": [{"Type": "bind", "Source": other, "Target": "/o"}],
+        }
+        self.db.run_sync(
+            lambda conn: conn.execute(
+                update(ContainerRow).where(ContainerRow.id == self.cid).values(host_config=hc)
+            )
+        )
+        specs = self.ok(self.svc.resolve_mounts(self.cid, hc, []))
+        os.rmdir(host)
+        os.rmdir(other)
+        self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
+        self.assertTrue(os.path.isdir(host))
+        self.assertFalse(os.path.exists(other))
+
     def test_mount_options_volume(self) -> None:
         """A volume with mount options is mounted at first prepare, kept while another running
         container uses it, unmounted when the last one stops."""
