@@ -943,6 +943,12 @@ class VolumeService:
         for m in mounts:
             if m.type != "volume":
                 continue
+            if rootfs:
+                existing_file = await self._driver.file_in_rootfs(rootfs, m.destination)
+                if existing_file:
+                    raise InvalidParameter(
+                        "cannot mount volume over existing file, file exists " + existing_file
+                    )
             vol = await self.inspect(m.name)
 
             async def locked(vol: Volume = vol, m: MountSpec = m) -> None:

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import docker
 import pytest
 
 from tests.helpers.daemon import PydDaemon
@@ -202,6 +203,22 @@ class VolumeContainerTests:
             "run", "--rm", "--volumes-from", f"{src}:ro", IMG, "touch", "/shared/g", check=False
         )
         assert r.returncode != 0
+
+    def test_docker_py(self, vd: PydDaemon) -> None:
+        """docker-py: containers.run with a volumes dict, then the volume's inspect."""
+        client = docker.DockerClient(base_url=vd.host)
+        try:
+            v = _name()
+            out = client.containers.run(
+                IMG,
+                "sh -c 'echo pyvol > /v/f; cat /v/f'",
+                volumes={v: {"bind": "/v", "mode": "rw"}},
+                remove=True,
+            )
+            assert out == b"pyvol\n"
+            assert client.volumes.get(v).attrs["Mountpoint"].endswith(f"/volumes/{v}/_data")
+        finally:
+            client.close()
 
     def test_survives_daemon_kill9(self, vd: PydDaemon) -> None:
         """Data in a volume survives kill -9 of the daemon and a restart."""

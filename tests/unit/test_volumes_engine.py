@@ -676,6 +676,17 @@ class LifecycleTests(Base):
             "volume",
         )
 
+    def test_volume_over_file_refused(self) -> None:
+        """A volume whose mount path is a file in the image is refused with dockerd's text."""
+        with open(os.path.join(self.rootfs, "afile"), "w") as f:
+            f.write("x")
+        specs = self.ok(self.svc.resolve_mounts(self.cid, {}, ["/afile"]))
+        self.assertEqual(
+            self.err(self.svc.prepare(self.cid, specs, self.rootfs), InvalidParameter),
+            "cannot mount volume over existing file, file exists "
+            + os.path.join(self.rootfs, "afile"),
+        )
+
     def test_bind_sources_recreated_at_start(self) -> None:
         """A -v host directory deleted after create is created again at start (dockerd does);
         a --mount bind source is not."""

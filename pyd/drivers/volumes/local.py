@@ -228,6 +228,18 @@ class LocalVolumeDriver:
         """Bytes stored in the volume (-1 when its directory is missing)."""
         return self._blocking.run(_copy.tree_size, self.data_path(name))
 
+    def file_in_rootfs(self, rootfs: str, destination: str) -> Deferred[str]:
+        """The host path of C{destination} inside C{rootfs} when it is a non-directory (a volume
+        cannot be mounted there), else "" ."""
+
+        def thd() -> str:
+            path = _copy.scoped_path(rootfs, destination)
+            if os.path.lexists(path) and not os.path.isdir(path):
+                return path
+            return ""
+
+        return self._blocking.run(thd)
+
     def _populate(self, rootfs: str, destination: str, target: str) -> bool:
         src = _copy.scoped_path(rootfs, destination)
         if not os.path.isdir(src) or os.path.islink(src):
