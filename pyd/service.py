@@ -219,6 +219,10 @@ class PydService(MultiService):
 
     async def _start(self) -> None:
         assert self.db is not None
+        backup_dir = os.path.join(self.config.data_root, "backups")
+        saved = await self.db.run(lambda conn: migrate.backup_before_upgrade(conn, backup_dir))
+        if saved:
+            log.info("schema upgrade ahead: database saved to {path}", path=saved)
         await self.db.transaction(migrate.upgrade)
         for hook in self.start_hooks:
             await hook()

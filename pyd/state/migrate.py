@@ -46,3 +46,37 @@ def current_revision(connection: Connection) -> str | None:
 def head_revision() -> str | None:
     """The newest revision shipped."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def backup_before_upgrade(connection: Connection, directory: str, keep: int = 3) -> str | None:
+    """Copy the database to C{directory} when an upgrade is about to change its schema.
+
+    Uses SQLite's online backup API (consistent in WAL mode). The copy is named
+    C{pyd.db.<revision>.bak}; only the newest C{keep} copies are kept. Nothing happens for an empty
+    database or one already at head. Blocking: DB thread only.
+
+    @return: the path of the copy, or None.
+    """
+    current = current_revision(connection)
+    if current is None or current == head_revision():
+        return None
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, f"pyd.db.{current}.bak")
+    raw = connection.connection.driver_connection
+    import sqlite3
+
+    assert isinstance(raw, sqlite3.Connection)
+    tmp = path + ".tmp"
+    dest = sqlite3.connect(tmp)
+    try:
+        raw.backup(dest)
+    finally:
+        dest.close()
+    os.replace(tmp, path)
+    olds = sorted(
+        (os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".bak")),
+        key=os.path.getmtime,
+    )
+    for old in olds[:-keep]:
+        os.unlink(old)
+    return path
