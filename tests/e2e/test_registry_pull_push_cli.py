@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers.daemon import DOCKER, PydDaemon
 from tests.helpers.images import load_busybox
-from tests.helpers.registry import PASSWORD, USER, Registry
+from tests.helpers.registry import PASSWORD, USER, Registry, seed_multiplatform
 
 pytestmark = pytest.mark.e2e
 
@@ -153,6 +153,25 @@ class PushPullCLITests:
         pyd_daemon.docker("image", "inspect", f"{name}:1")
         staging = os.path.join(pyd_daemon.data_root, "tmp", "distribution")
         assert os.listdir(staging) == []
+
+
+class PlatformCLITests:
+    """docker pull of a multi-platform image (manifest list and OCI index)."""
+
+    @pytest.mark.parametrize("oci", [False, True])
+    def test_platform(self, pyd_daemon: PydDaemon, registry: Registry, oci: bool) -> None:
+        """The host's platform by default; --platform picks another entry."""
+        ids = seed_multiplatform(registry, "pyd-t/multi", "latest", oci)
+        name = f"{registry.host}/pyd-t/multi"
+        out = pyd_daemon.docker("pull", name).stdout
+        assert f"Digest: {ids['index']}" in out
+        info = _inspect(pyd_daemon, name)
+        assert (info["Id"], info["Architecture"]) == (ids["amd64"], "amd64")
+        pyd_daemon.docker("pull", "--platform", "linux/arm64", name)
+        info = _inspect(pyd_daemon, name)
+        assert (info["Id"], info["Architecture"]) == (ids["arm64"], "arm64")
+        bad = pyd_daemon.docker("pull", "--platform", "linux/s390x", name, check=False)
+        assert "no matching manifest for linux/s390x in the manifest list entries" in bad.stderr
 
 
 @pytest.fixture(params=["basic", "token"])

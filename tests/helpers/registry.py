@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import gzip
 import hashlib
 import json
 import os
@@ -335,3 +336,87 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _layer_tar(seed: str, size: int = 100_000) -> bytes:
+    """A small layer tar with one file whose content depends on C{seed}."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        data = hashlib.sha256(seed.encode()).digest() * (size // 32)
+        ti = tarfile.TarInfo(f"{seed}.bin")
+        ti.size = len(data)
+        ti.mtime = 0
+        t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def seed_multiplatform(registry: Registry, repo: str, tag: str, oci: bool) -> dict[str, str]:
+    """Two single-platform images (amd64, arm64/v8) under one manifest list / OCI index."""
+    mt_m = (
+        "application/vnd.oci.image.manifest.v1+json"
+        if oci
+        else ("application/vnd.docker.distribution.manifest.v2+json")
+    )
+    mt_i = (
+        "application/vnd.oci.image.index.v1+json"
+        if oci
+        else ("application/vnd.docker.distribution.manifest.list.v2+json")
+    )
+    entries = []
+    ids = {}
+    for arch, variant in (("amd64", ""), ("arm64", "v8")):
+        tar = _layer_tar("plat-" + arch)
+        blob = gzip.compress(tar, mtime=0)
+        ld = registry.put_blob(repo, blob)
+        cfg = {
+            "architecture": arch,
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
+        }
+        if variant:
+            cfg["variant"] = variant
+        cb = json.dumps(cfg).encode()
+        cd = registry.put_blob(repo, cb)
+        m = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": mt_m,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json"
+                    if oci
+                    else "application/vnd.docker.container.image.v1+json",
+                    "size": len(cb),
+                    "digest": cd,
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"
+                        if oci
+                        else "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "size": len(blob),
+                        "digest": ld,
+                    }
+                ],
+            }
+        ).encode()
+        md = registry.put_manifest(repo, "sha256:" + hashlib.sha256(m).hexdigest(), m, mt_m)
+        plat = {"architecture": arch, "os": "linux"}
+        if variant:
+            plat["variant"] = variant
+        entries.append({"mediaType": mt_m, "size": len(m), "digest": md, "platform": plat})
+        ids[arch] = cd
+    entries.append(
+        {
+            "mediaType": mt_m,
+            "size": entries[0]["size"],
+            "digest": entries[0]["digest"],
+            "platform": {"architecture": "unknown", "os": "unknown"},
+        }
+    )
+    index = json.dumps({"schemaVersion": 2, "mediaType": mt_i, "manifests": entries}).encode()
+    ids["index"] = registry.put_manifest(repo, tag, index, mt_i)
+    return ids

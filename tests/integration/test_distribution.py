@@ -21,7 +21,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.drivers.registry import HTTPClients
 from pyd.engine.distribution import DistributionService, DistributionSettings, Progress
 from tests.fakes.distribution import FakeDistributionStore
-from tests.helpers.registry import PASSWORD, USER, Registry
+from tests.helpers.registry import PASSWORD, USER, Registry, seed_multiplatform
 
 pytestmark = pytest.mark.integration
 
@@ -320,3 +320,38 @@ class MountTests(_Base):
             self.assertNotIn("Pushed", st)
 
         return ensureDeferred(go())
+
+
+class PlatformPullTests(_Base):
+    """Manifest lists and OCI indexes: the host platform by default, --platform otherwise."""
+
+    def _check(self, oci: bool) -> Deferred[Any]:
+        async def go() -> None:
+            ids = seed_multiplatform(self.registry, "pyd/multi", "latest", oci)
+            name = f"{self.registry.host}/pyd/multi"
+            svc, store = self.service("a")
+            await svc.pull(name, "latest", "", None, self.events.append)
+            self.assertEqual(store.refs[name + ":latest"], ids["amd64"])
+            self.assertEqual(store.refs[f"{name}@{ids['index']}"], ids["amd64"])
+            self.assertEqual(self.events[-2].status, f"Digest: {ids['index']}")
+            svc2, store2 = self.service("b")
+            await svc2.pull(name, "latest", "linux/arm64", None, lambda e: None)
+            self.assertEqual(store2.refs[name + ":latest"], ids["arm64"])
+            svc3, store3 = self.service("c")
+            with self.assertRaises(NotFound) as cm:
+                await svc3.pull(name, "latest", "linux/s390x", None, lambda e: None)
+            self.assertEqual(
+                str(cm.exception),
+                "no matching manifest for linux/s390x in the manifest list entries",
+            )
+            self.assertEqual(store3.refs, {})
+
+        return ensureDeferred(go())
+
+    def test_docker_manifest_list(self) -> Deferred[Any]:
+        """A Docker manifest list of schema 2 manifests."""
+        return self._check(False)
+
+    def test_oci_index(self) -> Deferred[Any]:
+        """An OCI index of OCI manifests (with an attestation-like unknown/unknown entry)."""
+        return self._check(True)
