@@ -62,7 +62,7 @@ class SystemCLITests:
         other = PydDaemon(str(pyd_daemon.base / "other"))
         other.data_root = pyd_daemon.data_root
         try:
-            other.start(timeout=15)
+            other.start(timeout=90)
         except RuntimeError as e:
             assert "another pyd daemon is using the data root" in str(e)
         else:
