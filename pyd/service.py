@@ -477,6 +477,8 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     )
     if containers is not None:
         images.containers_using = containers.containers_using
+        containers.rw_size = images.rw_layer_size
+        containers.rw_paths = images.rw_layer_paths
         images_router.container_resolver = containers.commit_source
 
     routers: list[Any] = [

@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
@@ -368,6 +368,32 @@ def list_json(c: Container, now_nano: int) -> dict[str, Any]:
     }
 
 
+class ContainersDiskUsage:
+    """C{/info} counts and the container rows of C{GET /system/df} (a SystemContributor)."""
+
+    def __init__(self, service: ContainerService, clock: Any) -> None:
+        self._svc = service
+        self._clock = clock
+
+    def info_counts(self) -> Deferred[dict[str, Any]]:
+        """Containers, running, paused, stopped."""
+        return self._svc.info_counts()
+
+    def disk_usage(self) -> Deferred[dict[str, Any]]:
+        """Every container as C{docker ps -s} shows it."""
+
+        async def run() -> dict[str, Any]:
+            now = int(self._clock.seconds() * 1_000_000_000)
+            rows = []
+            for c in self._svc.list_all():
+                row = list_json(c, now)
+                row["SizeRw"], row["SizeRootFs"] = await self._svc.sizes(c)
+                rows.append(row)
+            return {"containers": rows}
+
+        return Deferred.fromCoroutine(run())
+
+
 class ContainersRouter:
     """The container endpoints."""
 
@@ -401,12 +427,13 @@ class ContainersRouter:
         return json_body(request, {"Id": cid, "Warnings": warnings}, 201)
 
     @app.route("/containers/json", methods=["GET"])
-    def list_containers(self, request: IRequest) -> bytes:
+    async def list_containers(self, request: IRequest) -> bytes:
         """C{GET /containers/json}."""
         filters = parse_filters(request)
         check_filters(filters, LIST_FILTERS)
         all_ = qbool(request, "all")
         limit = qint(request, "limit", 0) or 0
+        size = qbool(request, "size")
         now = self._now()
         items = self._svc.list_all()
         if filters.get("status"):
@@ -432,19 +459,24 @@ class ContainersRouter:
                 continue
             if not _match(c, filters):
                 continue
-            out.append(list_json(c, now))
+            item = list_json(c, now)
+            if size:
+                item["SizeRw"], item["SizeRootFs"] = await self._svc.sizes(c)
+            out.append(item)
             if limit > 0 and len(out) >= limit:
                 break
         return json_body(request, out)
 
     @app.route("/containers/<string:ref>/json", methods=["GET"])
-    def inspect(self, request: IRequest, ref: str) -> bytes:
+    async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{GET /containers/{id}/json}."""
         c = self._svc.resolve(ref)
         out = inspect_json(c)
+        paths = await self._svc.graph_paths(c)
+        if paths:
+            out["GraphDriver"]["Data"] = paths
         if qbool(request, "size"):
-            out["SizeRw"] = 0
-            out["SizeRootFs"] = 0
+            out["SizeRw"], out["SizeRootFs"] = await self._svc.sizes(c)
         return json_body(request, out)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -595,20 +627,28 @@ class ContainersRouter:
 
         request.notifyFinish().addBoth(on_finish)
 
-        def write(e: LogEntry) -> None:
-            if closed["v"]:
+        def write(batch: list[LogEntry]) -> None:
+            # One HTTP chunk per ~64 KiB, not one per log line.
+            if closed["v"] or not batch:
                 return
-            data = e.data
-            if timestamps:
-                data = rfc3339_nano(e.time_nano).encode() + b" " + data
-            if tty:
-                request.write(data)
-            else:
-                request.write(frame(STDOUT if e.stream == "stdout" else STDERR, data))
+            parts: list[bytes] = []
+            size = 0
+            for e in batch:
+                data = e.data
+                if timestamps:
+                    data = rfc3339_nano(e.time_nano).encode() + b" " + data
+                if not tty:
+                    data = frame(STDOUT if e.stream == "stdout" else STDERR, data)
+                parts.append(data)
+                size += len(data)
+                if size >= 65536:
+                    request.write(b"".join(parts))
+                    parts, size = [], 0
+            if parts:
+                request.write(b"".join(parts))
 
         request.write(b"")
-        for e in entries:
-            write(e)
+        write(entries)
         if req.follow:
             await self._svc.follow_logs(c, req, chunk, write, lambda: closed["v"])
         return b""

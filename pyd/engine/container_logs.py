@@ -9,21 +9,54 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import attrs
 
 
-@attrs.frozen
-class LogEntry:
-    """One chunk of output: which stream, when, the bytes (a full line ends with a newline)."""
+class LogEntry(NamedTuple):
+    """One chunk of output: which stream, when, the bytes (a full line ends with a newline).
+
+    A tuple, and the timestamp is parsed only when asked for: logs are read by the megabyte.
+    """
 
     stream: str  # "stdout" | "stderr"
-    time_nano: int
+    ts: bytes  # conmon's RFC 3339 timestamp, as written
     data: bytes
+
+    @property
+    def time_nano(self) -> int:
+        """The timestamp in ns since the epoch."""
+        return parse_time(self.ts)
+
+
+_SECONDS_CACHE: dict[bytes, int] = {}
 
 
 def parse_time(ts: bytes) -> int:
-    """C{2026-11-28T12:30:03.148746858+00:00} -> ns since the epoch."""
+    """C{2026-11-28T12:30:03.148746858+00:00} -> ns since the epoch.
+
+    conmon always writes 9 fraction digits and an offset; consecutive lines share their
+    second, so the calendar arithmetic is cached per (second, offset).
+    """
+    if len(ts) == 35 and ts[19:20] == b"." and ts[10:11] == b"T":
+        key = ts[:19] + ts[29:]
+        secs = _SECONDS_CACHE.get(key)
+        if secs is None:
+            try:
+                secs = int(datetime.fromisoformat((ts[:19] + ts[29:]).decode("ascii")).timestamp())
+            except ValueError:
+                secs = None
+            if secs is not None:
+                if len(_SECONDS_CACHE) > 4096:
+                    _SECONDS_CACHE.clear()
+                _SECONDS_CACHE[key] = secs
+        if secs is not None and ts[20:29].isdigit():
+            return secs * 1_000_000_000 + int(ts[20:29])
+    return _parse_time_slow(ts)
+
+
+def _parse_time_slow(ts: bytes) -> int:
     s = ts.decode("ascii", "replace")
     frac = 0
     if "." in s:
@@ -54,9 +87,9 @@ def parse_line(line: bytes) -> LogEntry | None:
         return None
     ts, stream, tag = parts[0], parts[1], parts[2]
     data = parts[3] if len(parts) == 4 else b""
-    if tag.startswith(b"F"):
+    if tag[:1] == b"F":
         data += b"\n"
-    return LogEntry(stream.decode("ascii", "replace"), parse_time(ts), data)
+    return LogEntry("stdout" if stream == b"stdout" else "stderr", ts, data)
 
 
 @attrs.frozen
@@ -92,11 +125,7 @@ def read_from(path: str, offset: int, inode: int) -> LogChunk:
     end = raw.rfind(b"\n")
     if end < 0:
         return LogChunk((), offset, st.st_ino)
-    entries = []
-    for line in raw[:end].split(b"\n"):
-        e = parse_line(line)
-        if e is not None:
-            entries.append(e)
+    entries = [e for e in map(parse_line, raw[:end].split(b"\n")) if e is not None]
     return LogChunk(tuple(entries), offset + end + 1, st.st_ino)
 
 
@@ -109,13 +138,17 @@ def select_entries(
     tail: int | None,
 ) -> list[LogEntry]:
     """Apply docker logs' stream, time and C{--tail} filters (tail counts whole lines)."""
-    out = [
-        e
-        for e in entries
-        if ((e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr))
-        and e.time_nano >= since_nano
-        and (until_nano is None or e.time_nano <= until_nano)
-    ]
+    if stdout and stderr:
+        out = list(entries)
+    else:
+        want = "stdout" if stdout else "stderr"
+        out = [e for e in entries if e.stream == want]
+    if since_nano > 0 or until_nano is not None:
+        out = [
+            e
+            for e in out
+            if e.time_nano >= since_nano and (until_nano is None or e.time_nano <= until_nano)
+        ]
     if tail is not None and tail >= 0:
         if tail == 0:
             return []

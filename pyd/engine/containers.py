@@ -181,6 +181,9 @@ class ContainerService:
         # Hooks of the stream services: between conmon create and crun start (attach clients
         # connect to the new attach socket then), and when a container is gone.
         self.before_start: list[Callable[[str, str], Awaitable[None]]] = []
+        # Optional image-store hooks: bytes in the writable layer, overlay paths for inspect.
+        self.rw_size: Callable[[str], Awaitable[int]] | None = None
+        self.rw_paths: Callable[[str], Awaitable[dict[str, str]]] | None = None
         self.on_gone: list[Callable[[str], None]] = []
 
     # --- start-up and shutdown -------------------------------------------------------------------
@@ -1393,7 +1396,7 @@ class ContainerService:
         c: Container,
         req: LogsRequest,
         chunk: LogChunk,
-        write: Callable[[LogEntry], None],
+        write: Callable[[list[LogEntry]], None],
         closed: Callable[[], bool],
     ) -> None:
         """Keep writing new entries until the container stops (or the client goes away)."""
@@ -1407,10 +1410,11 @@ class ContainerService:
             alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
             chunk = await self._blocking.run(read_from, path, offset, inode)
             offset, inode = chunk.offset, chunk.inode
-            for e in select_entries(
-                chunk.entries, req.stdout, req.stderr, req.since_nano, req.until_nano, None
-            ):
-                write(e)
+            write(
+                select_entries(
+                    chunk.entries, req.stdout, req.stderr, req.since_nano, req.until_nano, None
+                )
+            )
             if req.until_nano is not None and _now_nano(self._clock) > req.until_nano:
                 return
             if not alive:
@@ -1529,8 +1533,31 @@ class ContainerService:
         )
 
     def disk_usage(self) -> Deferred[dict[str, Any]]:
-        """C{/system/df}'s containers (records; the API renders them)."""
-        return succeed({"containers": self.list_all()})
+        """Nothing here: the API's adapter renders the df rows (wire JSON lives there)."""
+        return succeed({})
+
+    async def sizes(self, c: Container) -> tuple[int, int]:
+        """(SizeRw, SizeRootFs): bytes written by the container, and that plus its image."""
+        rw = 0
+        if self.rw_size is not None:
+            try:
+                rw = await self.rw_size(c.id)
+            except (PydError, OSError):
+                rw = 0
+        try:
+            image_size = (await self._images.resolve(c.image_id)).size
+        except PydError:
+            image_size = 0
+        return rw, rw + image_size
+
+    async def graph_paths(self, c: Container) -> dict[str, str] | None:
+        """The overlay directories (inspect's C{GraphDriver.Data}), when the store tells."""
+        if self.rw_paths is None:
+            return None
+        try:
+            return await self.rw_paths(c.id)
+        except (PydError, OSError):
+            return None
 
 
 def _write(path: str, text: str) -> None:

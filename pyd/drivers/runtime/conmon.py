@@ -432,6 +432,8 @@ class ConmonRuntime:
 
     async def delete(self, container_id: str, force: bool = False) -> None:
         """C{crun delete [-f]}; an unknown container is not an error."""
+        if not os.path.isdir(os.path.join(self.crun_root, container_id)):
+            return  # crun keeps its state in <root>/<id>: nothing to delete, no process to spawn
         args = ["delete"]
         if force:
             args.append("-f")
