@@ -187,6 +187,14 @@ class CreateRequest:
 # --- helpers -------------------------------------------------------------------------------
 
 
+def default_bridge_name(exec_root: str) -> str:
+    """C{pyd0} for the default exec-root; C{pyd<hash>} otherwise, so daemons never share one."""
+    root = exec_root.rstrip("/")
+    if root in ("/run/pyd", "/var/run/pyd"):
+        return "pyd0"
+    return "pyd" + hashlib.sha256(root.encode()).hexdigest()[:8]
+
+
 def _veth_name(container_id: str, network_id: str) -> str:
     return "veth" + hashlib.sha256((container_id + network_id).encode()).hexdigest()[:7]
 
@@ -418,7 +426,7 @@ class NetworkService:
 
     async def _ensure_default_bridge(self) -> None:
         cfg = self.config
-        device = cfg.bridge or "pyd0"
+        device = cfg.bridge or default_bridge_name(cfg.exec_root)
         existing = self._by_name("bridge")
         if device == "none":  # dockerd's `-b none`: no default bridge network at all
             if existing is not None:

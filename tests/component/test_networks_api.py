@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.api.networks import NetworksRouter
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
-from pyd.engine.networks import NetworkConfig, NetworkService
+from pyd.engine.networks import NetworkConfig, NetworkService, default_bridge_name
 from pyd.state import migrate
 from pyd.state.db import Database, make_engine
 from pyd.state.models import ContainerRow
@@ -93,7 +93,7 @@ class NetworksApiTests(SynchronousTestCase):
         self.assertEqual(
             bridge["IPAM"]["Config"], [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]
         )
-        self.assertIn("pyd0", self.netlink.bridges)
+        self.assertIn(default_bridge_name("/nonexistent/exec"), self.netlink.bridges)
         code, body = self.call("DELETE", "/networks/bridge")
         self.assertEqual(
             (code, body["message"]), (403, "bridge is a pre-defined network and cannot be removed")

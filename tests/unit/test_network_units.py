@@ -11,7 +11,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.errors import InvalidParameter
 from pyd.drivers.network.dns import DnsServer, _Factory
 from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset, render, table_name
-from pyd.engine.networks import _host_port_range, _mac_for, _port_key, _read_resolv
+from pyd.engine.networks import (
+    _host_port_range,
+    _mac_for,
+    _port_key,
+    _read_resolv,
+    default_bridge_name,
+)
 
 
 class NftRenderTests(SynchronousTestCase):
@@ -24,6 +30,13 @@ class NftRenderTests(SynchronousTestCase):
         self.assertNotEqual(a, b)
         self.assertEqual(a, table_name("/tmp/a/exec/"))
         self.assertTrue(a.startswith("pyd_"))
+
+    def test_default_bridge_name_per_exec_root(self) -> None:
+        """pyd0 for the default exec root, a distinct short name for every other."""
+        self.assertEqual(default_bridge_name("/run/pyd/"), "pyd0")
+        a, b = default_bridge_name("/x/exec"), default_bridge_name("/y/exec")
+        self.assertNotEqual(a, b)
+        self.assertLessEqual(len(a), 15)
 
     def test_atomic_replace_and_ports(self) -> None:
         """The script creates, deletes and re-creates the table; ports become DNAT rules."""
