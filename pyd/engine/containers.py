@@ -394,14 +394,20 @@ class ContainerService:
             network_mode=c.host_config.get("NetworkMode") or "default",
         )
 
-    async def endpoints_changed(self, cid: str, endpoints: list[Endpoint]) -> None:
-        """Networking connected or disconnected a running container: refresh inspect's view."""
+    async def endpoints_changed(
+        self, cid: str, endpoints: list[Endpoint], dns_servers: tuple[str, ...] | None
+    ) -> None:
+        """Networking connected or disconnected a running container: refresh inspect's view,
+        and point resolv.conf at the network's resolver when C{dns_servers} says so."""
         c = self._cache.get(cid)
         if c is None or c.state.status not in ("running", "paused"):
             return
         ns = dict(c.network_settings)
         ns["endpoints"] = [attrs.asdict(e) for e in endpoints]
         await self._save(attrs.evolve(c, network_settings=ns))
+        path = c.extra.get("resolv_conf_path")
+        if dns_servers and path:
+            await self._blocking.run(_set_nameservers, path, dns_servers)
 
     async def stats(self, ref: str) -> CgroupStats:
         """One sample of the container's cgroup counters (zeros when not running)."""
@@ -733,9 +739,11 @@ class ContainerService:
         files.append((hosts_path, "/etc/hosts"))
         resolv_path = os.path.join(bundle, "resolv.conf")
         host_resolv = _read_or(self.settings.host_resolv_conf, "")
+        # Networking already folded --dns in; on user networks it names its own resolver
+        # (which forwards to the --dns servers), so its answer comes first.
         dns = (
-            list(hc.get("Dns") or [])
-            or list(net.dns_servers if net else ())
+            list(net.dns_servers if net else ())
+            or list(hc.get("Dns") or [])
             or list(self.settings.dns)
         )
         search = (
@@ -1624,6 +1632,21 @@ def _resources_of(hc: dict[str, Any]) -> oci.Resources:
         pids_limit=pids if pids > 0 else 0,
         blkio_weight=hc.get("BlkioWeight") or 0,
     )
+
+
+def _set_nameservers(path: str, servers: tuple[str, ...]) -> None:
+    """Replace the nameserver lines of a container's resolv.conf, keep search and options."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    if [ln.split()[1] for ln in lines if ln.startswith("nameserver ")] == list(servers):
+        return
+    kept = [ln for ln in lines if not ln.startswith("nameserver ")]
+    text = "\n".join([*(f"nameserver {s}" for s in servers), *kept]) + "\n"
+    with open(path, "w") as f:  # in place: the file is bind-mounted into the container
+        f.write(text)
 
 
 def _settings_of(net: NetworkSetup | None, hc: dict[str, Any]) -> dict[str, Any]:

@@ -315,7 +315,11 @@ class NetworkService:
         self._applied: Ruleset | None = None
         # Called with (container id, its endpoints now) after a live connect or disconnect, so
         # the container service can refresh what inspect shows.
-        self.on_endpoints_changed: list[Callable[[str, list[Endpoint]], Awaitable[None]]] = []
+        # The third argument, when not None, is the nameserver list the container's resolv.conf
+        # should now have (joining its first user-defined network switches it to our resolver).
+        self.on_endpoints_changed: list[
+            Callable[[str, list[Endpoint], tuple[str, ...] | None], Awaitable[None]]
+        ] = []
 
     # -- small utilities -----------------------------------------------------------------
 
@@ -964,14 +968,15 @@ class NetworkService:
         primary = self._network_for_mode(mode)
         atts = await self._repo.endpoints(container_id=cid)
         if not atts:
-            wanted: list[tuple[Network, dict[str, Any]]] = [
-                (primary, dict(eps_cfg.get(primary.name) or eps_cfg.get(mode) or {}))
-            ]
-            if mode == "default":
-                wanted[0] = (primary, dict(eps_cfg.get("default") or eps_cfg.get("bridge") or {}))
+            # Keys may name a network by name, id or "default"; each network joins once.
+            wanted: list[tuple[Network, dict[str, Any]]] = [(primary, {})]
             for key, ep in eps_cfg.items():
                 net = self._network_for_mode(key)
-                if net.id != primary.id and all(net.id != w[0].id for w in wanted):
+                for i, (w, cfg) in enumerate(wanted):
+                    if w.id == net.id:
+                        wanted[i] = (w, {**cfg, **{k: v for k, v in (ep or {}).items() if v}})
+                        break
+                else:
                     wanted.append((net, dict(ep or {})))
             for net, ep in wanted:
                 self._check_endpoint_config(net, ep)
@@ -1399,9 +1404,16 @@ class NetworkService:
         if not self.on_endpoints_changed:
             return
         eps = [e for e in await self.container_endpoints(cid) if e.ipv4]
+        dns: tuple[str, ...] | None = None
+        if self._dns is not None:
+            for e in eps:
+                net = self._networks.get(e.network_id)
+                if net is not None and self._is_user(net) and net.pools[0].gateway:
+                    dns = (net.pools[0].gateway,)
+                    break
         for cb in self.on_endpoints_changed:
             try:
-                await cb(cid, eps)
+                await cb(cid, eps, dns)
             except Exception:  # noqa: BLE001 - a listener must not undo the kernel change
                 log.failure("endpoint change listener failed")
 

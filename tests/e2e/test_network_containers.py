@@ -1,0 +1,241 @@
+"""Real containers on pyd's networks, driven by the docker CLI (issue 5).
+
+Traffic goes only to 127.0.0.1, to the test daemon's own bridges and to its containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers.daemon import PydDaemon
+from tests.helpers.images import load_busybox
+from tests.helpers.netsvc import free_port, http_get, wait_http
+
+pytestmark = pytest.mark.e2e
+
+IMG = "pyd-test/busybox:latest"
+HTTPD = "mkdir -p /www && echo from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+@pytest.fixture
+def net_daemon(pyd_daemon: PydDaemon) -> PydDaemon:
+    load_busybox(pyd_daemon)
+    return pyd_daemon
+
+
+def run_out(d: PydDaemon, *args: str) -> str:
+    """`docker run` a short command and return its output (via wait + logs, not attach)."""
+    cid = d.docker("run", "-d", *args).stdout.strip()
+    d.docker("wait", cid)
+    out = d.docker("logs", cid).stdout
+    d.docker("rm", cid)
+    return out
+
+
+def _veths_on(bridge: str) -> list[str]:
+    path = f"/sys/class/net/{bridge}/brif"
+    return os.listdir(path) if os.path.isdir(path) else []
+
+
+def _table(d: PydDaemon) -> str:
+    return subprocess.run(
+        ["nft", "list", "table", "ip", d.nft_table], capture_output=True, text=True, check=False
+    ).stdout
+
+
+class PublishedPortTests:
+    """-p through the kernel: loopback, a specific address, ephemeral; released on stop."""
+
+    def test_httpd_published(self, net_daemon: PydDaemon) -> None:
+        """busybox httpd in `docker run -d -p PORT:80` answers on 127.0.0.1:PORT."""
+        d = net_daemon
+        p1, p2 = free_port(), free_port()
+        d.docker(
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--hostname",
+            "web",
+            "-p",
+            f"{p1}:80",
+            "-p",
+            f"127.0.0.1:{p2}:80",
+            "-p",
+            "80",
+            IMG,
+            "sh",
+            "-c",
+            HTTPD,
+        )
+        assert wait_http("127.0.0.1", p1) == "from-web\n"
+        assert wait_http("127.0.0.1", p2) == "from-web\n"
+        ports = d.docker("port", "web").stdout
+        assert f"80/tcp -> 0.0.0.0:{p1}" in ports and f"80/tcp -> 127.0.0.1:{p2}" in ports
+        eph = [
+            int(line.rsplit(":", 1)[1])
+            for line in ports.splitlines()
+            if line.startswith("80/tcp -> 0.0.0.0:") and not line.endswith(f":{p1}")
+        ]
+        assert len(eph) == 1 and 32768 <= eph[0] <= 60999
+        assert wait_http("127.0.0.1", eph[0]) == "from-web\n"
+        # From another container, through the bridge gateway (hairpin over the host).
+        gw = json.loads(d.docker("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0][
+            "Gateway"
+        ]
+        d.docker("run", "-d", "--name", "client", IMG, "sleep", "300")
+        out = d.docker("exec", "client", "wget", "-q", "-O-", f"http://{gw}:{p1}/").stdout
+        assert out == "from-web\n"
+        r = d.docker("run", "-d", "-p", f"{p1}:80", IMG, "sleep", "60", check=False)
+        assert r.returncode != 0 and "port is already allocated" in r.stderr
+        d.docker("stop", "-t", "1", "web")
+        with pytest.raises(OSError):
+            http_get("127.0.0.1", p1, timeout=1)
+        assert str(p1) not in _table(d)
+        d.docker("start", "web")
+        assert wait_http("127.0.0.1", p1) == "from-web\n"
+
+
+class UserNetworkTests:
+    """Names on user networks; connect/disconnect; internal; the default bridge."""
+
+    def test_names_connect_internal(self, net_daemon: PydDaemon) -> None:
+        """Containers on appnet reach each other by name, alias and short id."""
+        d = net_daemon
+        d.docker("network", "create", "appnet")
+        cid1 = d.docker(
+            "run",
+            "-d",
+            "--name",
+            "c1",
+            "--hostname",
+            "c1",
+            "--network",
+            "appnet",
+            IMG,
+            "sh",
+            "-c",
+            HTTPD,
+        ).stdout.strip()
+        d.docker(
+            "run",
+            "-d",
+            "--name",
+            "c2",
+            "--network",
+            "appnet",
+            "--network-alias",
+            "bee",
+            IMG,
+            "sleep",
+            "300",
+        )
+        assert d.docker("exec", "c2", "ping", "-c1", "-W2", "c1").returncode == 0
+        assert d.docker("exec", "c1", "ping", "-c1", "-W2", "bee").returncode == 0
+        for name in ("c1", cid1[:12]):
+            out = d.docker("exec", "c2", "wget", "-q", "-O-", f"http://{name}/").stdout
+            assert out == "from-c1\n"
+        # The default bridge has no name resolution and cannot reach appnet.
+        d.docker("run", "-d", "--name", "lone", IMG, "sleep", "300")
+        assert d.docker("exec", "lone", "ping", "-c1", "-W1", "c1", check=False).returncode != 0
+        c1_ip = json.loads(d.docker("inspect", "c1").stdout)[0]["NetworkSettings"]["Networks"][
+            "appnet"
+        ]["IPAddress"]
+        assert d.docker("exec", "lone", "ping", "-c1", "-W1", c1_ip, check=False).returncode != 0
+        # connect adds a second interface, live; disconnect takes it away.
+        d.docker("network", "connect", "--alias", "solo", "appnet", "lone")
+        links = d.docker("exec", "lone", "ip", "-o", "addr").stdout
+        assert "eth1" in links
+        assert d.docker("exec", "lone", "ping", "-c1", "-W2", "c1").returncode == 0
+        assert d.docker("exec", "c1", "ping", "-c1", "-W2", "solo").returncode == 0
+        nets = json.loads(d.docker("inspect", "lone").stdout)[0]["NetworkSettings"]["Networks"]
+        assert set(nets) == {"bridge", "appnet"} and nets["appnet"]["IPAddress"]
+        view = json.loads(d.docker("network", "inspect", "appnet").stdout)[0]
+        assert {c["Name"] for c in view["Containers"].values()} == {"c1", "c2", "lone"}
+        r = d.docker("network", "rm", "appnet", check=False)
+        assert "has active endpoints" in r.stderr
+        d.docker("network", "disconnect", "appnet", "lone")
+        assert "eth1" not in d.docker("exec", "lone", "ip", "-o", "link").stdout
+        # --internal: no route out.
+        d.docker("network", "create", "--internal", "inner")
+        d.docker("run", "-d", "--name", "in1", "--network", "inner", IMG, "sleep", "300")
+        routes = d.docker("exec", "in1", "ip", "route").stdout
+        assert "default" not in routes and "eth0" in routes
+
+    def test_modes_and_options(self, net_daemon: PydDaemon) -> None:
+        """none, host, container:NAME, --add-host, --dns, --dns-search, --mac-address, --ip."""
+        d = net_daemon
+        out = run_out(d, "--network", "none", IMG, "ip", "-o", "link")
+        assert "eth0" not in out and "lo" in out
+        host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        out = run_out(d, "--network", "host", IMG, "ip", "-o", "link")
+        assert out.count("\n") == host_links.count("\n")
+        d.docker("run", "-d", "--name", "base", IMG, "sleep", "300")
+        base_ip = json.loads(d.docker("inspect", "base").stdout)[0]["NetworkSettings"]["IPAddress"]
+        out = run_out(d, "--network", "container:base", IMG, "ip", "-o", "addr")
+        assert base_ip in out
+        out = run_out(
+            d,
+            "--add-host",
+            "foo:10.1.2.3",
+            "--dns",
+            "10.9.9.9",
+            "--dns-search",
+            "x.test",
+            "--dns-option",
+            "ndots:3",
+            "--hostname",
+            "hh",
+            "--mac-address",
+            "02:42:11:22:33:44",
+            IMG,
+            "sh",
+            "-c",
+            "cat /etc/hosts /etc/resolv.conf; ip link",
+        )
+        assert "10.1.2.3\tfoo" in out and "nameserver 10.9.9.9" in out
+        assert "search x.test" in out and "ndots:3" in out and "\thh" in out
+        assert "02:42:11:22:33:44" in out
+        sub = json.loads(
+            d.docker(
+                "network", "inspect", d.docker("network", "create", "fixed").stdout.strip()
+            ).stdout
+        )[0]["IPAM"]["Config"][0]["Subnet"]
+        want = sub.rsplit(".", 1)[0] + ".77"
+        out = run_out(d, "--network", "fixed", "--ip", want, IMG, "ip", "-o", "addr")
+        assert want in out
+        r = d.docker("run", "--rm", "--ip", "10.1.1.1", IMG, "true", check=False)
+        assert "user specified IP address is supported on user defined networks only" in r.stderr
+        r = d.docker("run", "--rm", "--link", "base:b", IMG, "true", check=False)
+        assert r.returncode != 0 and "--link" in r.stderr
+
+
+class CrashTests:
+    """kill -9 of the daemon, restart, remove: nothing stays behind."""
+
+    def test_kill9_restart_leaves_nothing(self, net_daemon: PydDaemon) -> None:
+        """Running containers keep their network; removed ones leave no veth, netns or rule."""
+        d = net_daemon
+        d.docker("network", "create", "crashnet")
+        p = free_port()
+        d.docker("run", "-d", "--name", "w1", "-p", f"{p}:80", IMG, "sh", "-c", HTTPD)
+        d.docker("run", "-d", "--name", "w2", "--network", "crashnet", IMG, "sleep", "300")
+        assert wait_http("127.0.0.1", p).startswith("from-")
+        br = json.loads(d.docker("network", "inspect", "crashnet").stdout)[0]["Id"]
+        crash_br = "br-" + br[:12]
+        d.kill9()
+        d.start()
+        assert wait_http("127.0.0.1", p).startswith("from-")
+        d.docker("rm", "-f", "w1", "w2")
+        time.sleep(0.5)
+        assert _veths_on(d.bridge) == [] and _veths_on(crash_br) == []
+        netns_dir = os.path.join(d.exec_root, "netns")
+        assert not os.path.isdir(netns_dir) or os.listdir(netns_dir) == []
+        assert str(p) not in _table(d) and "dnat to 10." not in _table(d).split("portmap")[1]
+        d.docker("network", "rm", "crashnet")
+        assert not os.path.exists(f"/sys/class/net/{crash_br}")
