@@ -64,7 +64,11 @@ from pyd.drivers.storage.layers import HelperExtractor, LayerStore
 from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.engine.archive import ArchiveService
-from pyd.engine.build.adapters import ContainersAdapter, ImageStoreAdapter
+from pyd.engine.build.adapters import (
+    ContainersAdapter,
+    DistributionPuller,
+    ImageStoreAdapter,
+)
 from pyd.engine.build.builder import BuildService
 from pyd.engine.container_config import resolve_user
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
@@ -487,7 +491,7 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
         networks_router,
         images_router,
         *containers_routers,
-        _wire_build(config, db, io, images, containers, reactor),
+        _wire_build(top, config, db, io, images, containers, reactor),
     ]
     routers += _wire_distribution(top, config, reactor, io, images, images_router)
     authorizer = Authorizer(Policy.from_config(config))
@@ -1045,6 +1049,7 @@ def _metrics_router(
 
 
 def _wire_build(
+    top: PydService,
     config: DaemonConfig,
     db: Database,
     io: ThreadPoolBlocking,
@@ -1063,6 +1068,7 @@ def _wire_build(
         io,
         os.path.join(config.data_root, "builder"),
         reactor,
+        puller=DistributionPuller(lambda: getattr(top, "distribution", None), images),
     )
     return BuildRouter(builds)
 

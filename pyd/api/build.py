@@ -131,8 +131,24 @@ class _Progress:
     def aux(self, image_id: str) -> None:
         self._out.write({"aux": {"ID": image_id}})
 
-    def pull_status(self, status: dict[str, Any]) -> None:
-        self._out.write(status)
+    def pull_status(self, status: Any) -> None:
+        if isinstance(status, dict):
+            self._out.write(status)
+            return
+        out: dict[str, Any] = {}
+        if getattr(status, "status", ""):
+            out["status"] = status.status
+        if getattr(status, "detail", False):
+            detail = {}
+            if getattr(status, "current", None):
+                detail["current"] = status.current
+            if getattr(status, "total", None):
+                detail["total"] = status.total
+            out["progressDetail"] = detail
+        if getattr(status, "id", ""):
+            out["id"] = status.id
+        if out:
+            self._out.write(out)
 
     @property
     def cancelled(self) -> bool:

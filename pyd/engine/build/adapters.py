@@ -161,3 +161,35 @@ def _entry_bytes(entry: Any) -> bytes:
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
     return b""
+
+
+class _Resolver(Protocol):
+    async def resolve(self, ref: str) -> Image: ...
+
+
+class DistributionPuller:
+    """L{pyd.engine.build.builder.ImagePuller} over the registry area's distribution service,
+    looked up when a pull is needed (it may be wired after the builder, or not at all)."""
+
+    def __init__(self, distribution: Callable[[], Any], images: _Resolver) -> None:
+        self._distribution = distribution
+        self._images = images
+
+    async def pull(self, ref: str, progress: Any) -> Image:
+        """Pull C{ref} (C{:latest} when it names no tag), then return the local image.
+
+        @raise NotFound: no registry service is available.
+        """
+        dist = self._distribution()
+        name = ref.split("@", 1)[0]
+        repo, tag = split_tag(name)
+        if dist is None:
+            raise NotFound(
+                f"pull access denied for {repo}, repository does not exist or may require "
+                "'docker login': no registry service is configured"
+            )
+        if "@" in ref:
+            await dist.pull(ref, "", "", None, progress.pull_status)
+        else:
+            await dist.pull(repo, tag or "latest", "", None, progress.pull_status)
+        return await self._images.resolve(ref)

@@ -135,8 +135,8 @@ class BuildProgress(Protocol):
         """The image id a stage produced (C{{"aux": {"ID": ...}}})."""
         ...
 
-    def pull_status(self, status: dict[str, Any]) -> None:
-        """A pull progress message, passed through."""
+    def pull_status(self, status: Any) -> None:
+        """A pull progress record of the registry area (rendered by the API layer)."""
         ...
 
     @property
@@ -629,8 +629,11 @@ class _Build:
             return await self.svc.images.resolve(name)
         except NotFound:
             if self.svc.puller is None:
+                repo = name.split("@")[0]
+                if ":" in repo.rsplit("/", 1)[-1]:
+                    repo = repo.rsplit(":", 1)[0]
                 raise BuildFailed(
-                    f"pull access denied for {name.split(':')[0]}, repository does not exist "
+                    f"pull access denied for {repo}, repository does not exist "
                     "or may require 'docker login': no registry is configured for this daemon"
                 ) from None
             return await self.svc.puller.pull(name, self.out)

@@ -93,3 +93,49 @@ class AdapterTests(SynchronousTestCase):
         """Tags default to latest; removing a missing layer is fine."""
         self.assertEqual(self.run_(self.a.tag("sha256:c", "app")), "app:latest")
         self.run_(self.a.remove_rw_layer("L"))
+
+
+class _Dist:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def pull(self, image: str, tag: str, platform: str, auth: Any, progress: Any) -> None:
+        self.calls.append((image, tag))
+        progress({"status": "pulled"})
+
+
+class _Resolver:
+    async def resolve(self, ref: str) -> Image:
+        return _img("sha256:" + ref.replace("/", "_"), None)
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def pull_status(self, status: Any) -> None:
+        self.seen.append(status)
+
+
+class DistributionPullerTests(SynchronousTestCase):
+    """L{DistributionPuller}."""
+
+    def test_pull_tag_defaults_to_latest(self) -> None:
+        """A reference without a tag pulls :latest (not every tag); progress is passed on."""
+        from pyd.engine.build.adapters import DistributionPuller
+
+        dist = _Dist()
+        progress = _Progress()
+        p = DistributionPuller(lambda: dist, _Resolver())
+        self.successResultOf(Deferred.fromCoroutine(p.pull("127.0.0.1:5000/a", progress)))
+        self.successResultOf(Deferred.fromCoroutine(p.pull("b:1", progress)))
+        self.assertEqual(dist.calls, [("127.0.0.1:5000/a", "latest"), ("b", "1")])
+        self.assertEqual(progress.seen, [{"status": "pulled"}] * 2)
+
+    def test_no_registry(self) -> None:
+        """Without a distribution service the pull fails with a clear message."""
+        from pyd.engine.build.adapters import DistributionPuller
+
+        p = DistributionPuller(lambda: None, _Resolver())
+        f = self.failureResultOf(Deferred.fromCoroutine(p.pull("x:1", _Progress())), NotFound)
+        self.assertIn("pull access denied for x", str(f.value))
