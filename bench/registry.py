@@ -1,25 +1,30 @@
-"""Benchmark: push and pull of a ~50 MB multi-layer image through pyd and a loopback registry.
+"""Benchmark: push and pull of a ~50 MB multi-layer image through a loopback registry.
 
 Run as `.venv/bin/python -m bench.registry` (root, like the daemon). Starts Debian's
-docker-registry on 127.0.0.1 and a pyd daemon on a temporary data root, loads a busybox image
-with four 12 MB random layers (`docker load`), then times with the real CLI:
+docker-registry on 127.0.0.1, and pyd (plus dockerd when /usr/bin/dockerd exists, see
+L{bench.common.daemons}); loads a busybox image with four 12 MB random layers (`docker load`),
+then times with the real CLI, per daemon:
 
-  - `docker push 127.0.0.1:PORT/bench:1` (compress + upload, registry empty);
-  - `docker pull` of the same after `docker rmi` (download + verify + extract).
+  - `docker push 127.0.0.1:PORT/<daemon>-N:1` into an empty repository (compress + upload);
+  - `docker pull` of it after `docker rmi` (download + verify + extract).
 
-Prints MB/s over the image's layer bytes. There is no dockerd on this machine to compare with;
-when one is, run the same CLI commands against it with DOCKER_HOST set.
+Prints MB/s over the image's uncompressed layer bytes (median of the runs) and, with dockerd,
+the pyd/dockerd ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
-from tests.helpers.daemon import PydDaemon
+from bench.common import Daemon, Row, daemons, table
+from tests.helpers.daemon import DOCKER
 from tests.helpers.images import busybox_image_tar
 from tests.helpers.registry import Registry
 
@@ -27,46 +32,58 @@ LAYER_MB = 12
 LAYERS = 4
 
 
+def _docker(d: Daemon, config: str, *args: str) -> None:
+    env = {**os.environ, "DOCKER_HOST": d.host, "DOCKER_CONFIG": config}
+    r = subprocess.run(
+        [DOCKER, *args], check=False, capture_output=True, text=True, env=env, timeout=600
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} on {d.name}: {r.stderr.strip()}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark once (or C{--runs N} times) and print the figures."""
+    """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(prog="bench.registry")
-    ap.add_argument("--runs", type=int, default=1)
-    args = ap.parse_args(argv)
+    ap.add_argument("--runs", type=int, default=2)
+    args = ap.parse_args(argv or [])
     base = tempfile.mkdtemp(prefix="pyd-bench-reg-")
     registry = Registry().start()
-    daemon = PydDaemon(os.path.join(base, "pyd"))
     try:
-        daemon.start()
         tar = os.path.join(base, "img.tar")
         built = busybox_image_tar(tar, "bench/src:1", random_layers=[LAYER_MB << 20] * LAYERS)
-        total = sum(len(x) for x in built.layers)
-        daemon.docker("load", "-q", "-i", tar)
-        for run in range(args.runs):
-            name = f"{registry.host}/bench{run}:1"
-            daemon.docker("tag", "bench/src:1", name)
-            t0 = time.monotonic()
-            daemon.docker("push", name)
-            push_s = time.monotonic() - t0
-            daemon.docker("rmi", name)
-            daemon.docker("rmi", "bench/src:1")
-            t0 = time.monotonic()
-            daemon.docker("pull", name)
-            pull_s = time.monotonic() - t0
-            daemon.docker("tag", name, "bench/src:1")
-            mb = total / 1e6
-            sys.stdout.write(
-                f"run {run + 1}: image {mb:.1f} MB in {len(built.layers)} layers | "
-                f"push {push_s:.2f}s = {mb / push_s:.1f} MB/s | "
-                f"pull {pull_s:.2f}s = {mb / pull_s:.1f} MB/s\n"
-            )
+        mb = sum(len(x) for x in built.layers) / 1e6
+        push: dict[str, float] = {}
+        pull: dict[str, float] = {}
+        with daemons() as ds:
+            for d in ds:
+                config = os.path.join(base, f"config-{d.name}")
+                _docker(d, config, "load", "-q", "-i", tar)
+                push_s, pull_s = [], []
+                for run in range(args.runs):
+                    name = f"{registry.host}/{d.name}-{run}:1"
+                    _docker(d, config, "tag", "bench/src:1", name)
+                    t0 = time.monotonic()
+                    _docker(d, config, "push", name)
+                    push_s.append(time.monotonic() - t0)
+                    _docker(d, config, "rmi", name, "bench/src:1")
+                    t0 = time.monotonic()
+                    _docker(d, config, "pull", name)
+                    pull_s.append(time.monotonic() - t0)
+                    _docker(d, config, "tag", name, "bench/src:1")
+                    _docker(d, config, "rmi", name)
+                push[d.name] = mb / statistics.median(push_s)
+                pull[d.name] = mb / statistics.median(pull_s)
+            names = [d.name for d in ds]
+        rows = [
+            Row(f"push {mb:.0f} MB, {len(built.layers)} layers", "MB/s", push, True),
+            Row(f"pull {mb:.0f} MB, {len(built.layers)} layers", "MB/s", pull, True),
+        ]
+        sys.stdout.write(table(rows, names) + "\n")
     finally:
-        daemon.cleanup()
         registry.stop()
-        import shutil
-
         shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -119,7 +119,7 @@ class PushPullCLITests:
 
     def test_kill9_mid_pull(self, pyd_daemon: PydDaemon, registry: Registry) -> None:
         """kill -9 of the daemon during a pull, restart, pull again: it works."""
-        load_busybox(pyd_daemon, tag="pyd-t-reg/big:1", random_layers=[8 << 20, 8 << 20, 8 << 20])
+        load_busybox(pyd_daemon, tag="pyd-t-reg/big:1", random_layers=[4 << 20, 4 << 20, 4 << 20])
         name = f"{registry.host}/pyd-t/big"
         pyd_daemon.docker("tag", "pyd-t-reg/big:1", f"{name}:1")
         pyd_daemon.docker("push", f"{name}:1")
