@@ -76,13 +76,14 @@ class PushPullCLITests:
         assert _inspect(pyd_daemon, f"{name}@{digest}")["Id"] == image_id
 
     def test_all_tags_and_unknown(self, pyd_daemon: PydDaemon, registry: Registry) -> None:
-        """--all-tags pulls every tag; an unknown tag is dockerd's 'not found' error."""
+        """push/pull --all-tags move every tag; an unknown tag is dockerd's 'not found' error."""
         load_busybox(pyd_daemon, tag="pyd-t-reg/all:1")
         name = f"{registry.host}/pyd-t/all"
         for t in ("a", "b"):
             pyd_daemon.docker("tag", "pyd-t-reg/all:1", f"{name}:{t}")
-            pyd_daemon.docker("push", f"{name}:{t}")
-            pyd_daemon.docker("rmi", f"{name}:{t}")
+        pushed = pyd_daemon.docker("push", "--all-tags", name).stdout
+        assert "a: digest: sha256:" in pushed and "b: digest: sha256:" in pushed
+        pyd_daemon.docker("rmi", f"{name}:a", f"{name}:b")
         out = pyd_daemon.docker("pull", "--all-tags", name).stdout
         assert f"Status: Downloaded newer image for {name}" in out
         tags = pyd_daemon.docker("images", name, "--format", "{{.Tag}}").stdout.split()
