@@ -1,0 +1,1 @@
+Containers: create/start/stop/kill/restart/pause/unpause/wait/rm/rename/update/prune/logs on crun + conmon, restart policies with dockerd's back-off, health checks, --rm, live restore across daemon crashes and host reboots.
