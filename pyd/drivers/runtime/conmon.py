@@ -402,7 +402,8 @@ class ConmonRuntime:
                 self.conmon,
                 argv,
                 env=env,
-                path=bundle,
+                # No cwd: Twisted then uses posix_spawn instead of forking the whole daemon.
+                # conmon writes its oom file into --persist-dir (the bundle) all the same.
                 childFDs={0: null_fd, 1: null_fd, 2: err_fd, 3: "r", 4: "w"},
             )
         finally:
