@@ -259,3 +259,28 @@ class SeedFlowTests:
             assert any("Successfully built" in (entry.get("stream") or "") for entry in logs)
         finally:
             client.close()
+
+
+class BuildPullTests:
+    """FROM pulls a missing base image (and --pull refreshes it) from a registry on loopback."""
+
+    def test_from_pulls_missing_base(self, pyd_daemon: PydDaemon) -> None:
+        """A base image only in the registry is pulled during the build, with progress."""
+        from tests.helpers.registry import Registry
+
+        d = pyd_daemon
+        load_busybox(d)
+        with Registry() as reg:
+            ref = f"{reg.host}/pyd-t-base:1"
+            d.docker("tag", DEFAULT_TAG, ref)
+            d.docker("push", ref)
+            d.docker("rmi", ref)
+            assert d.docker("image", "inspect", ref, check=False).returncode == 1
+            ctx = _ctx(d.base, {"Dockerfile": f"FROM {ref}\nLABEL pulled=yes\n"})
+            tag = "pyd-t-" + secrets.token_hex(3)
+            r = d.docker("build", "-t", tag, str(ctx))
+            assert f"Step 1/2 : FROM {ref}" in r.stdout
+            assert _inspect(d, ref)["Id"].startswith("sha256:")
+            assert _inspect(d, tag)["Config"]["Labels"] == {"pulled": "yes"}
+            r2 = d.docker("build", "--pull", "-t", tag, str(ctx))
+            assert "Image is up to date" in r2.stdout or "Using cache" in r2.stdout
