@@ -147,10 +147,15 @@ class Fleet:
         }
 
     def cleanup(self) -> None:
-        for d in self.daemons:
-            d.cleanup()
-        for n in self.nets:
-            n.remove()
+        try:
+            for d in self.daemons:
+                try:
+                    d.cleanup()
+                except Exception as e:  # keep cleaning the others
+                    print(f"cleanup of {d.base} failed: {e}")
+        finally:
+            for n in self.nets:
+                n.remove()
 
 
 @pytest.fixture(scope="module")
@@ -504,3 +509,66 @@ class FleetCommandTests:
         rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
         assert "28.2.2" in rows["good"]
         assert "error" in rows["wrongca"], r.stdout
+
+
+class FleetContainerTests:
+    """Containers across hosts: `pyd fleet run/ps/images/stop` and roles on real objects."""
+
+    def test_fleet_run_ps_images_stop(self, fleet: Fleet) -> None:
+        """Run one container per host, see them in one table with HOST, stop them everywhere."""
+        from tests.helpers.images import DEFAULT_TAG, load_busybox
+
+        admin = fleet.client("jack", "admin")
+        hosts = []
+        for i in range(2):
+            load_busybox(fleet.daemons[i])
+            name = f"fc{i}"
+            pyd_cli(
+                "hosts",
+                "add",
+                name,
+                "--host",
+                f"tcp://{fleet.nets[i].addr}:2376",
+                "--tls-dir",
+                str(admin),
+                env=fleet.env,
+            )
+            hosts += ["--host", name]
+        cname = f"pyd-t-{os.getpid()}"
+        r = pyd_cli(
+            "fleet", *hosts, "run", "--name", cname, DEFAULT_TAG, "sleep", "300", env=fleet.env
+        )
+        rows = [line.split() for line in r.stdout.splitlines()[1:]]
+        assert sorted((row[0], row[-1]) for row in rows) == [("fc0", "started"), ("fc1", "started")]
+        ps = pyd_cli("fleet", *hosts, "ps", env=fleet.env).stdout
+        assert ps.splitlines()[0].split()[:3] == ["HOST", "CONTAINER", "ID"]
+        for h in ("fc0", "fc1"):
+            assert any(line.startswith(h) and cname in line for line in ps.splitlines()), ps
+        r = docker_cli("--context", "fc0", "ps", "--format", "{{.Names}}", env=fleet.env)
+        assert cname in r.stdout.split(), r.stderr
+        images = pyd_cli("fleet", *hosts, "images", env=fleet.env).stdout
+        assert sum("pyd-test/busybox" in line for line in images.splitlines()) == 2, images
+        r = pyd_cli("fleet", *hosts, "stop", "-t", "1", cname, env=fleet.env)
+        assert r.stdout.count("stopped") == 2, r.stdout
+        ps = pyd_cli("fleet", *hosts, "ps", env=fleet.env).stdout
+        assert cname not in ps
+
+    def test_roles_on_real_containers(self, fleet: Fleet) -> None:
+        """A viewer lists containers; an operator creates ordinary ones but not privileged ones."""
+        from tests.helpers.images import DEFAULT_TAG, load_busybox
+
+        load_busybox(fleet.daemons[0])
+        viewer = fleet.client("kate", "viewer")
+        r = docker_cli("ps", "-a", env=fleet.tls_env(0, viewer))
+        assert r.returncode == 0 and "CONTAINER ID" in r.stdout, r.stderr
+        op = fleet.client("liam", "operator")
+        env = fleet.tls_env(0, op)
+        r = docker_cli("create", "--name", "pyd-t-op-ok", DEFAULT_TAG, "true", env=env)
+        assert r.returncode == 0, r.stderr
+        assert docker_cli("rm", "pyd-t-op-ok", env=env).returncode == 0
+        r = docker_cli("run", "--rm", "--privileged", DEFAULT_TAG, "true", env=env)
+        assert (
+            r.returncode != 0 and "role operator may not create privileged containers" in r.stderr
+        )
+        r = docker_cli("create", DEFAULT_TAG, "true", env=fleet.tls_env(0, viewer))
+        assert r.returncode != 0 and "role viewer may not" in r.stderr

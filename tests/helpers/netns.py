@@ -50,8 +50,12 @@ class NetnsHost:
         return self
 
     def prefix_argv(self) -> list[str]:
-        """Run a command inside the namespace: prepend this."""
-        return ["ip", "netns", "exec", self.ns]
+        """Run a command inside the namespace: prepend this.
+
+        nsenter enters the network namespace only; `ip netns exec` would also unshare the mount
+        namespace and remount /sys, which hides /sys/fs/cgroup from crun.
+        """
+        return ["nsenter", f"--net=/run/netns/{self.ns}"]
 
     def remove(self) -> None:
         """Delete the veth and the namespace (idempotent)."""
