@@ -967,7 +967,10 @@ class NetworkService:
             )
         primary = self._network_for_mode(mode)
         atts = await self._repo.endpoints(container_id=cid)
-        if not atts:
+        # The create-time networks are added once, at the first start (rows made by
+        # `network connect` on a never-started container do not replace them).
+        if not any(a.config.get("initial") for a in atts):
+            have = {a.network_id for a in atts}
             # Keys may name a network by name, id or "default"; each network joins once.
             wanted: list[tuple[Network, dict[str, Any]]] = [(primary, {})]
             for key, ep in eps_cfg.items():
@@ -979,8 +982,12 @@ class NetworkService:
                 else:
                     wanted.append((net, dict(ep or {})))
             for net, ep in wanted:
+                if net.id in have:
+                    continue
                 self._check_endpoint_config(net, ep)
-                atts.append(await self._repo.add_endpoint(self._new_attachment(cid, name, net, ep)))
+                att = self._new_attachment(cid, name, net, ep)
+                att = attrs.evolve(att, config={**att.config, "initial": True})
+                atts.append(await self._repo.add_endpoint(att))
         # The network named by the mode goes first: it gets eth0, the default route and ports.
         atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
         await self._blocking(self._nl.create_netns, path)

@@ -157,6 +157,17 @@ class UserNetworkTests:
         assert "eth1" not in net.in_ns(s.netns_path, "ip", "-br", "link").stdout
         assert ("network", "disconnect") in {(e[0], e[1]) for e in net.events.events}
 
+    def test_connect_before_first_start(self, net: NetHarness) -> None:
+        """A network connected before the first start is added to, not instead of, the mode's."""
+        result(net.service.create(CreateRequest(name="extra")))
+        a = net.add_container("a")
+        result(net.service.connect("extra", "a", {}))
+        s = _setup(net, a, "a")
+        assert [e.network_name for e in s.endpoints] == ["bridge", "extra"]
+        result(net.service.teardown(a))
+        s = _setup(net, a, "a")  # a restart keeps both, still in order
+        assert [e.network_name for e in s.endpoints] == ["bridge", "extra"]
+
     def test_requested_ip_is_never_given_twice(self, net: NetHarness) -> None:
         """--ip is honoured; asking for an address in use fails and changes nothing."""
         sub = f"{net.pool_base.rsplit('.', 2)[0]}.88.0/24"
