@@ -553,6 +553,7 @@ def _wire_distribution(
         io,
         os.path.join(config.data_root, "tmp", "distribution"),
         lambda: current[0],
+        reactor,
     )
     top.distribution = dist
     top.start_hooks.append(lambda: ensureDeferred(dist.clean_staging()))

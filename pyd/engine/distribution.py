@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, gatherResults
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from pyd.core.errors import (
@@ -195,6 +196,9 @@ def _format_platform(p: tuple[str, str, str]) -> str:
     return "/".join(x for x in p if x)
 
 
+MAX_DOWNLOAD_ATTEMPTS = 3
+
+
 class _FileSink:
     """A blob file in the staging directory (written in the io pool, in order)."""
 
@@ -303,12 +307,14 @@ class DistributionService:
         blocking: Blocking,
         staging_dir: str,
         settings: Callable[[], DistributionSettings],
+        clock: Any = None,
     ) -> None:
         self._store = store
         self.http = http
         self.blocking = blocking
         self.staging_dir = staging_dir
         self.settings = settings
+        self.clock = clock
 
     @property
     def store(self) -> DistributionStore:
@@ -323,6 +329,13 @@ class DistributionService:
     @store.setter
     def store(self, store: DistributionStore) -> None:
         self._store = store
+
+    async def _countdown(self, progress: ProgressSink, lid: str, seconds: int) -> None:
+        """dockerd's "Retrying in N seconds" lines, one a second (no wait without a clock)."""
+        for left in range(seconds, 0, -1):
+            progress(Progress(f"Retrying in {left} second{'s' if left > 1 else ''}", lid, True))
+            if self.clock is not None:
+                await deferLater(self.clock, 1, lambda: None)
 
     def _hosts(self) -> RegistryHosts:
         s = self.settings()
@@ -485,12 +498,24 @@ class DistributionService:
             lid = _short(digest)
             size = int(desc.get("size") or 0)
             path = os.path.join(staging, digest.partition(":")[2])
-            fsink = _FileSink(path)
-            throttle = _Throttle(progress, "Downloading", lid, size)
-            try:
-                await client.get_blob(digest, fsink, size or None, throttle)
-            finally:
-                await self.blocking.run(fsink.close)
+            attempt = 1
+            while True:
+                fsink = _FileSink(path)
+                throttle = _Throttle(progress, "Downloading", lid, size)
+                try:
+                    await client.get_blob(digest, fsink, size or None, throttle)
+                    break
+                except (TransportFailed, RegistryError) as e:
+                    # dockerd retries broken downloads (not verification failures or 4xx)
+                    if attempt >= MAX_DOWNLOAD_ATTEMPTS or (
+                        isinstance(e, RegistryError) and e.status < 500
+                    ):
+                        raise
+                    log.info("download of {digest} failed ({err}); retrying", digest=digest, err=e)
+                    await self._countdown(progress, lid, attempt)
+                    attempt += 1
+                finally:
+                    await self.blocking.run(fsink.close)
             progress(Progress("Verifying Checksum", lid, True))
             progress(Progress("Download complete", lid, True))
             paths[digest] = path

@@ -156,6 +156,21 @@ class PushPullCLITests:
         assert os.listdir(staging) == []
 
 
+class RunPullsCLITests:
+    """docker run of an image that is only in the registry pulls it first (the CLI's 404 path)."""
+
+    def test_run_pulls(self, pyd_daemon: PydDaemon, registry: Registry) -> None:
+        """`Unable to find image ... locally`, the pull, then the container's output."""
+        load_busybox(pyd_daemon, tag="pyd-t-reg/run:1")
+        name = f"{registry.host}/pyd-t/run:1"
+        pyd_daemon.docker("tag", "pyd-t-reg/run:1", name)
+        pyd_daemon.docker("push", name)
+        pyd_daemon.docker("rmi", name, "pyd-t-reg/run:1")
+        r = pyd_daemon.docker("run", "--rm", name, "echo", "hello-from-pulled")
+        assert r.stdout.strip() == "hello-from-pulled"
+        assert f"Status: Downloaded newer image for {name}" in r.stderr
+
+
 class PlatformCLITests:
     """docker pull of a multi-platform image (manifest list and OCI index)."""
 

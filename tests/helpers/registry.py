@@ -420,3 +420,88 @@ def seed_multiplatform(registry: Registry, repo: str, tag: str, oci: bool) -> di
     index = json.dumps({"schemaVersion": 2, "mediaType": mt_i, "manifests": entries}).encode()
     ids["index"] = registry.put_manifest(repo, tag, index, mt_i)
     return ids
+
+
+class CuttingProxy:
+    """A TCP proxy to a registry that breaks the first C{times} responses to requests containing
+    C{needle}: it forwards C{keep} bytes of such a response, then closes the connection.
+
+    HTTP/1.1 without pipelining: a response starts after its request, so the cut point is
+    "bytes sent to the client when the request passed" + C{keep}.
+    """
+
+    def __init__(self, upstream_port: int, needle: bytes, keep: int = 20000, times: int = 1):
+        self.needle = needle
+        self.keep = keep
+        self.times = times
+        self.cuts = 0
+        self._upstream = upstream_port
+        self._lock = threading.Lock()
+        self._srv = socket.socket()
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind(("127.0.0.1", 0))
+        self._srv.listen(16)
+        self.port: int = self._srv.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                c, _ = self._srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c: socket.socket) -> None:
+        u = socket.create_connection(("127.0.0.1", self._upstream))
+        state = {"to_client": 0, "cut_at": -1}
+
+        def up() -> None:
+            try:
+                while True:
+                    data = c.recv(65536)
+                    if not data:
+                        break
+                    if self.needle in data:
+                        with self._lock:
+                            if self.cuts < self.times:
+                                self.cuts += 1
+                                state["cut_at"] = state["to_client"] + self.keep
+                    u.sendall(data)
+            except OSError:
+                pass
+            finally:
+                _close(u)
+
+        threading.Thread(target=up, daemon=True).start()
+        try:
+            while True:
+                data = u.recv(65536)
+                if not data:
+                    break
+                cut = state["cut_at"]
+                if cut >= 0 and state["to_client"] + len(data) >= cut:
+                    c.sendall(data[: cut - state["to_client"]])
+                    break
+                c.sendall(data)
+                state["to_client"] += len(data)
+        except OSError:
+            pass
+        finally:
+            _close(c)
+            _close(u)
+
+    def stop(self) -> None:
+        """Stop accepting (open connections end with their peers)."""
+        self._stop = True
+        _close(self._srv)
+
+
+def _close(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()

@@ -21,7 +21,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.drivers.registry import HTTPClients
 from pyd.engine.distribution import DistributionService, DistributionSettings, Progress
 from tests.fakes.distribution import FakeDistributionStore
-from tests.helpers.registry import PASSWORD, USER, Registry, seed_multiplatform
+from tests.helpers.registry import PASSWORD, USER, CuttingProxy, Registry, seed_multiplatform
 
 pytestmark = pytest.mark.integration
 
@@ -355,3 +355,38 @@ class PlatformPullTests(_Base):
     def test_oci_index(self) -> Deferred[Any]:
         """An OCI index of OCI manifests (with an attestation-like unknown/unknown entry)."""
         return self._check(True)
+
+
+class RetryTests(_Base):
+    """A layer download that breaks mid-way is retried, like dockerd."""
+
+    def test_broken_download_retried(self) -> Deferred[Any]:
+        """The first GET of the layer is cut; 'Retrying in 1 second', then the pull completes."""
+
+        async def go() -> None:
+            src, sstore = self.service("src")
+            name = f"{self.registry.host}/pyd/retry"
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as t:
+                data = os.urandom(300_000)  # incompressible: the cut lands in the body
+                ti = tarfile.TarInfo("random.bin")
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+            iid = sstore.add_local_image([buf.getvalue()], [parse_normalized(name + ":1")])
+            await src.push(name, "1", None, lambda e: None)
+            _, _, body = self.registry.request(
+                "GET",
+                "/v2/pyd/retry/manifests/1",
+                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            )
+            layer = json.loads(body)["layers"][0]["digest"]
+            proxy = CuttingProxy(self.registry.port, layer.encode(), keep=50_000)
+            self.addCleanup(proxy.stop)
+            dst, dstore = self.service("dst")
+            await dst.pull(f"{proxy.host}/pyd/retry", "1", "", None, self.events.append)
+            self.assertEqual(proxy.cuts, 1)
+            st = [e.status for e in self.events]
+            self.assertIn("Retrying in 1 second", st)
+            self.assertEqual(dstore.refs[f"{proxy.host}/pyd/retry:1"], iid)
+
+        return ensureDeferred(go())
