@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -127,3 +128,31 @@ class MiscTests(SynchronousTestCase):
         """Go's errcode text: lower-case code with spaces, colon, message."""
         e = RegistryError(404, [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}], "u")
         self.assertEqual(str(e), "manifest unknown: manifest unknown")
+
+
+class StreamCancelTests(SynchronousTestCase):
+    """A client that goes away cancels the pull or push it started."""
+
+    def test_disconnect_cancels(self) -> None:
+        """After the first progress line, a lost connection cancels the engine operation."""
+        from twisted.internet.defer import Deferred, ensureDeferred
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from pyd.api.distribution import _stream
+
+        cancelled: list[bool] = []
+        hang: Deferred[None] = Deferred(lambda _: cancelled.append(True))
+
+        async def run(sink: Any) -> None:
+            sink(Progress("Pulling from x", "latest"))
+            await hang
+
+        request = DummyRequest([b""])
+        d = ensureDeferred(_stream(request, run))
+        self.assertNoResult(d)
+        self.assertEqual(request.written, [b"", b'{"status":"Pulling from x","id":"latest"}\n'])
+        request.processingFailed(Failure(ConnectionLost()))
+        self.assertEqual(cancelled, [True])
+        self.assertIsNone(self.successResultOf(d))
