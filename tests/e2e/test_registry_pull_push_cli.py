@@ -222,3 +222,29 @@ class AuthPushPullCLITests:
         pyd_daemon.docker("rmi", f"{name}:1")
         anon = pyd_daemon.docker("pull", f"{name}:1", check=False)
         assert anon.returncode != 0
+
+
+class MirrorCLITests:
+    """--registry-mirror serves Docker Hub names."""
+
+    def test_pull_hub_name_from_mirror(
+        self, tmp_path_factory: pytest.TempPathFactory, registry: Registry
+    ) -> None:
+        """`docker pull pyd-t-mirror` reads docker.io/library/pyd-t-mirror from the mirror."""
+        d = PydDaemon(
+            str(tmp_path_factory.mktemp("pyd")), extra_args=["--registry-mirror", registry.url]
+        )
+        try:
+            d.start()
+            load_busybox(d, tag="pyd-t-reg/m:1")
+            seeded = f"{registry.host}/library/pyd-t-mirror:latest"
+            d.docker("tag", "pyd-t-reg/m:1", seeded)
+            d.docker("push", seeded)
+            d.docker("rmi", seeded, "pyd-t-reg/m:1")
+            out = d.docker("pull", "pyd-t-mirror").stdout
+            assert "latest: Pulling from library/pyd-t-mirror" in out
+            assert "Status: Downloaded newer image for pyd-t-mirror:latest" in out
+            tags = d.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+            assert "pyd-t-mirror:latest" in tags
+        finally:
+            d.cleanup()
