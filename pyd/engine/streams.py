@@ -300,7 +300,7 @@ class AttachService:
         self._targets = targets
         self._events = events
         self._reactor = reactor
-        self._pending: dict[str, list[IOSession]] = {}
+        self._pending: dict[str, list[tuple[IOSession, StreamTarget]]] = {}
 
     async def attach(self, ref: str, opts: AttachOptions) -> tuple[StreamTarget, IOSession]:
         """Validate and open a session (connected now if the container runs, else at start).
@@ -326,28 +326,47 @@ class AttachService:
             close_stdin_on_eof=target.stdin_once and not target.tty,
         )
         if opts.stream:
-            connected = False
             if target.status == "running":
                 try:
-                    session.connect(self._reactor, target.attach_socket)
-                    connected = True
-                except AttachUnavailable:
-                    # Between runs (exited, restarting soon): wait for the next start.
-                    pass
-            if not connected:
-                self._pending.setdefault(target.id, []).append(session)
+                    self._connect(session, target)
+                except AttachUnavailable as e:
+                    # It exited between the lookup and now (or its monitor is gone): there is
+                    # nothing to stream; end at once rather than hang.
+                    log.info("attach to {cid}: {err}", cid=target.id, err=e)
+                    session._finish()
+            else:
+                # Not started yet (docker run, start -a) or restarting: join at the next start.
+                self._pending.setdefault(target.id, []).append((session, target))
                 session.done.addBoth(lambda _: self._forget(target.id, session))
         else:
             session._finish()
         await self._events.emit("container", "attach", target.id, target.event_attributes())
         return target, session
 
+    def _connect(self, session: IOSession, target: StreamTarget, path: str = "") -> None:
+        """Connect to conmon's socket: C{<bundle>/attach} is where conmon binds it (the
+        C{<socket dir>/<id>} link to the bundle has a truncated name when paths are long)."""
+        candidates = [os.path.join(target.bundle, "attach")]
+        for extra in (path, target.attach_socket):
+            if extra and extra not in candidates:
+                candidates.append(extra)
+        error: AttachUnavailable | None = None
+        for candidate in candidates:
+            try:
+                session.connect(self._reactor, candidate)
+                return
+            except AttachUnavailable as e:
+                error = error or e
+        assert error is not None
+        raise error
+
     def _forget(self, cid: str, session: IOSession) -> None:
         waiting = self._pending.get(cid)
-        if waiting and session in waiting:
-            waiting.remove(session)
-            if not waiting:
-                del self._pending[cid]
+        if not waiting:
+            return
+        waiting[:] = [(s, t) for s, t in waiting if s is not session]
+        if not waiting:
+            del self._pending[cid]
 
     def has_pending(self, container_id: str) -> bool:
         """Whether clients wait for this container to start."""
@@ -355,9 +374,9 @@ class AttachService:
 
     async def before_start(self, container_id: str, attach_socket: str) -> None:
         """Called by the container service between C{conmon create} and C{crun start}."""
-        for session in self._pending.pop(container_id, []):
+        for session, target in self._pending.pop(container_id, []):
             try:
-                session.connect(self._reactor, attach_socket)
+                self._connect(session, target, attach_socket)
             except AttachUnavailable as e:
                 log.warn("attach to {cid} at start failed: {err}", cid=container_id, err=e)
                 session.client_gone()
@@ -381,7 +400,7 @@ class AttachService:
 
     def container_gone(self, container_id: str) -> None:
         """The container was removed (or failed to start): end the sessions still waiting."""
-        for session in self._pending.pop(container_id, []):
+        for session, _target in self._pending.pop(container_id, []):
             session._finish()
 
 

@@ -362,3 +362,35 @@ class DockerPyRunTests:
             assert out == b"py-run\n"
         finally:
             client.close()
+
+
+class LiveRestoreStreamsTests:
+    """exec and attach reach containers that outlived a killed daemon."""
+
+    def test_exec_and_attach_after_kill9(self, daemon: PydDaemon) -> None:
+        """kill -9 the daemon, start it again: exec runs and attach sees new output."""
+        name = _name()
+        daemon.docker(
+            "run", "-d", "--name", name, IMG, "sh", "-c",
+            "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+        )  # fmt: skip
+        try:
+            daemon.kill9()
+            daemon.start()
+            assert daemon.docker("exec", name, "echo", "still-here").stdout == "still-here\n"
+            p = subprocess.Popen(
+                [DOCKER, "-H", daemon.host, "attach", "--no-stdin", name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                assert p.stdout is not None
+                ready, _, _ = select.select([p.stdout], [], [], 30)
+                assert ready, "no output from docker attach"
+                line = p.stdout.readline()
+                assert line.startswith(b"tick-")
+            finally:
+                p.kill()
+                p.wait()
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
