@@ -284,3 +284,40 @@ class BuildPullTests:
             assert _inspect(d, tag)["Config"]["Labels"] == {"pulled": "yes"}
             r2 = d.docker("build", "--pull", "-t", tag, str(ctx))
             assert "Image is up to date" in r2.stdout or "Using cache" in r2.stdout
+
+
+class BuildCancelTests:
+    """Interrupting `docker build` stops the build and removes the step's container."""
+
+    def test_interrupt_removes_container(self, pyd_daemon: PydDaemon) -> None:
+        """The CLI killed during a long RUN: no container is left running or stopped."""
+        import os
+        import subprocess
+        import time
+
+        d = pyd_daemon
+        load_busybox(d)
+        ctx = _ctx(d.base, {"Dockerfile": f"FROM {DEFAULT_TAG}\nRUN echo started && sleep 60\n"})
+        env = {**os.environ, "DOCKER_HOST": d.host, "DOCKER_CONFIG": str(d.base / "docker-config")}
+        p = subprocess.Popen(
+            ["docker", "build", "-t", "pyd-t-cancel", str(ctx)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        try:
+            assert p.stdout is not None
+            for line in p.stdout:
+                if "started" in line:
+                    break
+        finally:
+            p.kill()
+            p.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if d.docker("ps", "-aq").stdout.strip() == "":
+                break
+            time.sleep(0.3)
+        assert d.docker("ps", "-aq").stdout.strip() == ""
+        assert d.docker("image", "inspect", "pyd-t-cancel", check=False).returncode == 1

@@ -206,11 +206,18 @@ class FakeBuildContainers:
         self.created[cid] = (image_id, config, host_config)
         return cid
 
-    async def run(self, container_id: str, output: Callable[[bytes], None]) -> int:
+    async def run(
+        self,
+        container_id: str,
+        output: Callable[[bytes], None],
+        cancelled: Callable[[], bool],
+    ) -> int | None:
         _, config, _ = self.created[container_id]
         out, code = self.run_fn(list(config["Cmd"]), config, self.images.layers[container_id])
         if out:
             output(out)
+        if cancelled():
+            return None
         return code
 
     async def remove(self, container_id: str) -> None:

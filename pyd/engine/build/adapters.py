@@ -132,8 +132,13 @@ class ContainersAdapter:
         cid, _warnings = await self._c.create(None, cfg, host_config, None)
         return str(cid)
 
-    async def run(self, container_id: str, output: Callable[[bytes], None]) -> int:
-        """Start, stream the output, wait; return the exit code."""
+    async def run(
+        self,
+        container_id: str,
+        output: Callable[[bytes], None],
+        cancelled: Callable[[], bool],
+    ) -> int | None:
+        """Start, stream the output, wait; return the exit code (None once cancelled)."""
         await self._c.start(container_id)
         req = self._logs_request()
         c, entries, chunk = await self._c.read_logs(container_id, req)
@@ -143,7 +148,9 @@ class ContainersAdapter:
 
         for e in entries:
             write(e)
-        await self._c.follow_logs(c, req, chunk, write, lambda: False)
+        await self._c.follow_logs(c, req, chunk, write, cancelled)
+        if cancelled():
+            return None
         result = await self._c.wait(container_id, "not-running")
         return int(getattr(result, "status_code", getattr(result, "exit_code", 0)) or 0)
 

@@ -107,8 +107,14 @@ class BuildContainers(Protocol):
         """Create a container (its writable layer is C{layer_id} = the container id)."""
         ...
 
-    async def run(self, container_id: str, output: Callable[[bytes], None]) -> int:
-        """Start it, pass its stdout+stderr to C{output} as it comes, return the exit code."""
+    async def run(
+        self,
+        container_id: str,
+        output: Callable[[bytes], None],
+        cancelled: Callable[[], bool],
+    ) -> int | None:
+        """Start it, pass its stdout+stderr to C{output} as it comes, return the exit code;
+        once C{cancelled()} is true, stop following and return None (the caller removes it)."""
         ...
 
     async def remove(self, container_id: str) -> None:
@@ -961,7 +967,15 @@ class _Build:
         def output(data: bytes) -> None:
             self.say(data.decode("utf-8", "replace"))
 
-        code = await self.svc.containers.run(cid, output)
+        code = await self.svc.containers.run(cid, output, lambda: self.out.cancelled)
+        if code is None or self.out.cancelled:
+            # The client went away: like dockerd, remove the step's container and stop.
+            self.tmp_containers.remove(cid)
+            try:
+                await self.svc.containers.remove(cid)
+            except PydError as e:
+                log.warn("removing cancelled build container {cid}: {err}", cid=cid, err=e)
+            raise BuildFailed("Build cancelled")
         if code != 0:
             raise BuildFailed(
                 f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code=code

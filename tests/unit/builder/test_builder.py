@@ -436,3 +436,35 @@ class ErrorTests(BuilderTestCase):
             if k and "COPY" in json.dumps(self.images.images[i].config["history"][-1])
         ]
         self.assertEqual(os.listdir(os.path.join(self.images.image_dir(img_id), "ctx")), ["a"])
+
+
+class CancelTests(BuilderTestCase):
+    """A client that goes away stops the build."""
+
+    def test_cancel_during_run(self) -> None:
+        """Cancelled while a RUN runs: its container is removed, nothing is committed or tagged."""
+
+        def run_and_disconnect(
+            cmd: list[str], config: dict[str, Any], rootfs: str
+        ) -> tuple[bytes, int]:
+            self.progress.cancelled = True
+            return b"partial\n", 0
+
+        self.containers.run_fn = run_and_disconnect
+        self.progress = FakeProgress()
+        prepared = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.svc.prepare(
+                    make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\nRUN echo never\n"}),
+                    BuildOptions(tags=("c",)),
+                )
+            )
+        )
+        commits = self.images.commits
+        f = self.failureResultOf(
+            Deferred.fromCoroutine(self.svc.run(prepared, self.progress)), BuildFailed
+        )
+        self.assertEqual(f.value.message, "Build cancelled")
+        self.assertEqual(self.containers.created, {})
+        self.assertEqual(self.images.commits, commits)
+        self.assertNotIn("c:latest", self.images.tags)
