@@ -351,6 +351,20 @@ def _read_any(p: Path) -> str:
         return ""
 
 
+class CommitTests:
+    """`docker commit` keeps the container's changes."""
+
+    def test_commit(self, daemon: PydDaemon, sleeper: str) -> None:
+        """A committed file is in a container of the new image."""
+        tag = "pyd-t-commit-" + uuid.uuid4().hex[:6]
+        daemon.docker("exec", sleeper, "sh", "-c", "echo kept > /kept")
+        daemon.docker("commit", sleeper, tag)
+        try:
+            assert daemon.docker("run", "--rm", tag, "cat", "/kept").stdout == "kept\n"
+        finally:
+            daemon.docker("rmi", "-f", tag, check=False)
+
+
 class DockerPyRunTests:
     """docker-py's foreground run."""
 
