@@ -265,6 +265,14 @@ def _host_port_range(value: str) -> tuple[int, int]:
     return a, b
 
 
+def _host_forwards() -> bool:
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
 def _can_bind(host_ip: str, port: int, proto: str) -> bool:
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     if proto == "sctp":
@@ -404,6 +412,12 @@ class NetworkService:
                     await self._blocking(self._nl.delete_link, att.config["host_ifname"])
         await self._blocking(self._sweep_netns)
         await self._refresh()
+        if self.config.ip_masq and not await self._blocking(_host_forwards):
+            log.warn(
+                "ip-masq is on but the host does not forward IPv4 (net.ipv4.ip_forward=0): "
+                "replies to containers' outgoing traffic will not come back until an operator "
+                "enables forwarding"
+            )
 
     def _sweep_netns(self) -> None:
         d = os.path.join(self.config.exec_root, "netns")
