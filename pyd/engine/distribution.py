@@ -643,25 +643,29 @@ class DistributionService:
         sem = DeferredSemaphore(limit)
         mount_from = _mount_candidates(img.image, ref)
         staging = await self.blocking.run(tempfile.mkdtemp, "", "push-", self.staging_dir)
-        descriptors: list[dict[str, Any] | None] = [None] * len(img.layers)
+        descriptors: list[dict[str, Any]] = []
 
-        async def one(i: int, layer: PushLayer) -> None:
+        async def one(layer: PushLayer) -> dict[str, Any]:
             await sem.acquire()
             try:
-                descriptors[i] = await self._push_layer(
-                    client, layer, mount_from, staging, progress
-                )
+                return await self._push_layer(client, layer, mount_from, staging, progress)
             finally:
                 sem.release()
 
+        # a layer that occurs twice (same diff id) is compressed and uploaded once
+        unique: dict[str, PushLayer] = {}
+        for layer in img.layers:
+            unique.setdefault(layer.diff_id, layer)
         try:
-            ds = [Deferred.fromCoroutine(one(i, layer)) for i, layer in enumerate(img.layers)]
+            ds = [Deferred.fromCoroutine(one(layer)) for layer in unique.values()]
             if ds:
                 try:
-                    await gatherResults(ds, consumeErrors=True)
+                    results = await gatherResults(ds, consumeErrors=True)
                 except FirstError as e:
                     err = e.subFailure.value or e
                     raise _push_error(err) from err
+                by_diff = dict(zip(unique, results, strict=True))
+                descriptors = [by_diff[layer.diff_id] for layer in img.layers]
         finally:
             await self.blocking.run(shutil.rmtree, staging, True)
         try:

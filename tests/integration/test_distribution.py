@@ -390,3 +390,31 @@ class RetryTests(_Base):
             self.assertEqual(dstore.refs[f"{proxy.host}/pyd/retry:1"], iid)
 
         return ensureDeferred(go())
+
+
+class DuplicateLayerTests(_Base):
+    """The same layer twice in one image."""
+
+    def test_duplicate_layer_roundtrip(self) -> Deferred[Any]:
+        """It is uploaded once, listed twice in the manifest, and pulled back."""
+
+        async def go() -> None:
+            src, sstore = self.service("src")
+            name = f"{self.registry.host}/pyd/dup"
+            t = layer_tar("d")
+            iid = sstore.add_local_image([t, layer_tar("e"), t], [parse_normalized(name + ":1")])
+            await src.push(name, "1", None, self.events.append)
+            self.assertEqual([e.status for e in self.events].count("Pushed"), 2)
+            _, _, body = self.registry.request(
+                "GET",
+                "/v2/pyd/dup/manifests/1",
+                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            )
+            layers = json.loads(body)["layers"]
+            self.assertEqual(len(layers), 3)
+            self.assertEqual(layers[0], layers[2])
+            dst, dstore = self.service("dst")
+            await dst.pull(name, "1", "", None, lambda e: None)
+            self.assertEqual(dstore.refs[name + ":1"], iid)
+
+        return ensureDeferred(go())
