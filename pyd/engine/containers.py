@@ -137,6 +137,9 @@ class _Run:
         self.started_at = started_at
         self.pid = 0
         self.finished: Deferred[ExitInfo] = Deferred()
+        # Fired once start recorded the running state: an exit handled earlier would be
+        # overwritten by that write, so exit handling waits for it.
+        self.ready: Deferred[None] = Deferred()
         self.handling = False
         self.health_call: Any = None
         self.rootfs = ""
@@ -229,6 +232,7 @@ class ContainerService:
                 info = await self.runtime.read_exit(c.id, bundle)
                 if info is not None or st.status == "restarting":
                     run = _Run(self._clock.seconds() - RESTART_RESET_AFTER)
+                    run.ready.callback(None)
                     run.pid = st.pid
                     self._runs[c.id] = run
                     if info is None:
@@ -237,6 +241,7 @@ class ContainerService:
                     continue
                 if await self.runtime.monitor_alive(bundle):
                     run = _Run(self._clock.seconds())
+                    run.ready.callback(None)
                     run.pid = st.pid
                     self._runs[c.id] = run
                     try:
@@ -666,8 +671,13 @@ class ContainerService:
             health_status="starting" if self._health_config(c) else "",
             health_failing_streak=0,
         )
-        c = await self._save(attrs.evolve(c, state=state, network_settings=_settings_of(net, hc)))
-        self._emit(c, "start")
+        try:
+            c = await self._save(
+                attrs.evolve(c, state=state, network_settings=_settings_of(net, hc))
+            )
+            self._emit(c, "start")
+        finally:
+            run.ready.callback(None)
         self._schedule_health(cid, first=True)
         if run.finished.called:
             return
@@ -681,6 +691,8 @@ class ContainerService:
     ) -> None:
         cid = c.id
         self._runs.pop(cid, None)
+        if not run.ready.called:
+            run.ready.callback(None)
         try:
             await self.runtime.delete(cid, force=True)
         except RuntimeFailed:
@@ -884,6 +896,15 @@ class ContainerService:
         if run is None:
             return
         run.handling = True
+        if not run.ready.called:
+            gate: Deferred[None] = Deferred()
+
+            def open_gate(r: Any) -> Any:
+                gate.callback(None)
+                return r
+
+            run.ready.addBoth(open_gate)
+            await gate
         c = self._cache.get(cid)
         if c is None:
             self._runs.pop(cid, None)

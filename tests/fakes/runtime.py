@@ -28,6 +28,7 @@ class FakeRuntime:
         self.alive_monitors: set[str] = set()
         self.next_pid = 1000
         self.setup_called = False
+        self.exit_on_start: int | None = None  # the process ends at once, during crun start
 
     async def setup(self) -> None:
         self.setup_called = True
@@ -56,6 +57,8 @@ class FakeRuntime:
         if self.fail_start is not None:
             raise RuntimeFailed("start", self.fail_start)
         self.containers[container_id]["status"] = "running"
+        if self.exit_on_start is not None:
+            self.exit(container_id, self.exit_on_start)
 
     def exit(self, container_id: str, code: int, oom: bool = False) -> None:
         """Test helper: the container's process ends now; conmon writes the exit file."""

@@ -281,6 +281,14 @@ class StartStopTests(EngineTestBase):
         self.assertNotIn(cid, self.images.mounted)
         self.assertEqual(self.successResultOf(self.svc.wait(cid)).status_code, 3)
 
+    def test_exit_during_start(self) -> None:
+        """A process that exits before start recorded it running still ends up exited."""
+        self.runtime.exit_on_start = 0
+        cid = self.started(Cmd=["true"])
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.state.exit_code), ("exited", 0))
+        self.assertEqual(self.events.actions(cid), ["create", "start", "die"])
+
     def test_stop_escalates_to_sigkill(self) -> None:
         """stop sends the stop signal, waits the timeout, then SIGKILL: exit 137."""
         cid = self.started(Cmd=["sleep", "100"])
