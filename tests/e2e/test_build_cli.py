@@ -321,3 +321,23 @@ class BuildCancelTests:
             time.sleep(0.3)
         assert d.docker("ps", "-aq").stdout.strip() == ""
         assert d.docker("image", "inspect", "pyd-t-cancel", check=False).returncode == 1
+
+
+class BuildOptionsTests:
+    """Build options that reach the RUN containers, and a Dockerfile from stdin."""
+
+    def test_add_host_network_and_stdin(self, pyd_daemon: PydDaemon) -> None:
+        """--add-host shows in RUN's /etc/hosts; --network none and host work; `-` reads the
+        Dockerfile from stdin."""
+        d = pyd_daemon
+        load_busybox(d)
+        ctx = _ctx(d.base, {"Dockerfile": f"FROM {DEFAULT_TAG}\nRUN grep pyd-extra /etc/hosts\n"})
+        r = d.docker("build", "--add-host", "pyd-extra:10.213.0.9", str(ctx))
+        assert "10.213.0.9" in r.stdout
+        for mode in ("none", "host"):
+            ctx2 = _ctx(d.base, {"Dockerfile": f"FROM {DEFAULT_TAG}\nRUN echo net-{mode}\n"})
+            r = d.docker("build", "--network", mode, str(ctx2))
+            assert f"net-{mode}" in r.stdout
+        df = f"FROM {DEFAULT_TAG}\nLABEL from=stdin\n".encode()
+        r = d.docker("build", "-t", "pyd-t-stdin", "-", input=df)
+        assert _inspect(d, "pyd-t-stdin")["Config"]["Labels"] == {"from": "stdin"}
