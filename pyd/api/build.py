@@ -8,6 +8,8 @@ after that the response is a JSON-lines stream (C{stream}, C{aux}, C{errorDetail
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Any
@@ -18,9 +20,11 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import make_app
+from pyd.api.distribution import auth_from_json
 from pyd.api.streams import JSONLines
 from pyd.api.wire import json_body, qbool, qint, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
+from pyd.core.records import RegistryAuth
 from pyd.engine.build.builder import BuildFailed, BuildOptions, BuildService
 
 log = Logger()
@@ -61,6 +65,23 @@ def _json_param(request: IRequest, name: str, kind: type) -> Any:
     if not isinstance(value, kind):
         raise InvalidParameter(f"invalid {name} value: expected a JSON {kind.__name__}")
     return value
+
+
+def registry_config(request: IRequest) -> dict[str, RegistryAuth]:
+    """C{X-Registry-Config}: base64url JSON of C{{registry: AuthConfig}} (ignored if malformed,
+    as dockerd does)."""
+    header = request.getHeader("x-registry-config")
+    if not header:
+        return {}
+    s = "".join(header.split()).rstrip("=")
+    s += "=" * (-len(s) % 4)
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(s))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {str(k): auth_from_json(v) for k, v in doc.items() if isinstance(v, dict)}
 
 
 def options_from_request(request: IRequest) -> BuildOptions:
@@ -116,6 +137,7 @@ def options_from_request(request: IRequest) -> BuildOptions:
         ulimits=tuple(u for u in ulimits if isinstance(u, dict)),
         platform=qstr(request, "platform") or "",
         squash=qbool(request, "squash"),
+        registry_auth=registry_config(request),
     )
 
 

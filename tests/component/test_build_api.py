@@ -120,3 +120,29 @@ class BuildApiTests(SynchronousTestCase):
         self.assertEqual(resp.code, 200)
         body = json.loads(self.successResultOf(resp.content()))
         self.assertEqual(body, {"CachesDeleted": [], "SpaceReclaimed": 0})
+
+
+class RegistryConfigTests(SynchronousTestCase):
+    """X-Registry-Config decoding."""
+
+    def test_decode(self) -> None:
+        """The CLI's map of registry credentials is decoded; anything malformed is ignored."""
+        import base64
+
+        from pyd.api.build import registry_config
+
+        class Req:
+            def __init__(self, value: str | None) -> None:
+                self.value = value
+
+            def getHeader(self, name: str) -> str | None:
+                return self.value
+
+        doc = {"127.0.0.1:5000": {"username": "u", "password": "p"}}
+        enc = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+        auths = registry_config(Req(enc))  # type: ignore[arg-type]
+        self.assertEqual(auths["127.0.0.1:5000"].username, "u")
+        self.assertEqual(auths["127.0.0.1:5000"].password, "p")
+        self.assertEqual(registry_config(Req("e30=")), {})  # type: ignore[arg-type]
+        self.assertEqual(registry_config(Req("!!notbase64")), {})  # type: ignore[arg-type]
+        self.assertEqual(registry_config(Req(None)), {})  # type: ignore[arg-type]

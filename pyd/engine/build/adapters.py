@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 
 from pyd.core.errors import NotFound
-from pyd.core.records import Image
+from pyd.core.records import Image, RegistryAuth
 
 
 class _ImageService(Protocol):
@@ -182,8 +182,11 @@ class DistributionPuller:
         self._distribution = distribution
         self._images = images
 
-    async def pull(self, ref: str, progress: Any) -> Image:
-        """Pull C{ref} (C{:latest} when it names no tag), then return the local image.
+    async def pull(
+        self, ref: str, progress: Any, auths: dict[str, RegistryAuth] | None = None
+    ) -> Image:
+        """Pull C{ref} (C{:latest} when it names no tag) with the matching credentials of
+        C{auths}, then return the local image.
 
         @raise NotFound: no registry service is available.
         """
@@ -195,8 +198,30 @@ class DistributionPuller:
                 f"pull access denied for {repo}, repository does not exist or may require "
                 "'docker login': no registry service is configured"
             )
+        auth = auth_for(repo, auths or {})
         if "@" in ref:
-            await dist.pull(ref, "", "", None, progress.pull_status)
+            await dist.pull(ref, "", "", auth, progress.pull_status)
         else:
-            await dist.pull(repo, tag or "latest", "", None, progress.pull_status)
+            await dist.pull(repo, tag or "latest", "", auth, progress.pull_status)
         return await self._images.resolve(ref)
+
+
+def _registry_of(repo: str) -> str:
+    first, sep, _ = repo.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def _host_of(key: str) -> str:
+    k = key.split("://", 1)[-1].split("/", 1)[0]
+    return "docker.io" if k in ("index.docker.io", "registry-1.docker.io") else k
+
+
+def auth_for(repo: str, auths: dict[str, RegistryAuth]) -> RegistryAuth | None:
+    """The credentials of C{X-Registry-Config} for C{repo}'s registry, if any."""
+    host = _registry_of(repo)
+    for key, auth in auths.items():
+        if _host_of(key) == host:
+            return auth
+    return None

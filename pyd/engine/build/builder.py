@@ -24,7 +24,7 @@ import attrs
 from twisted.logger import Logger
 
 from pyd.core.errors import InvalidParameter, NotFound, PydError
-from pyd.core.records import Image
+from pyd.core.records import Image, RegistryAuth
 from pyd.core.seams import Blocking
 from pyd.engine.build import fs, lexer
 from pyd.engine.build.parser import Dockerfile, DockerfileError, Instruction, Stage, parse
@@ -125,8 +125,12 @@ class BuildContainers(Protocol):
 class ImagePuller(Protocol):
     """Pulls a missing base image (the registry area), reporting progress lines."""
 
-    async def pull(self, ref: str, progress: BuildProgress) -> Image:
-        """Pull C{ref}. @raise PydError: the pull failed (message shown to the user)."""
+    async def pull(
+        self, ref: str, progress: BuildProgress, auths: dict[str, RegistryAuth]
+    ) -> Image:
+        """Pull C{ref} with the credentials in C{auths} (by registry) that match it.
+
+        @raise PydError: the pull failed (message shown to the user)."""
         ...
 
 
@@ -183,6 +187,7 @@ class BuildOptions:
     ulimits: tuple[dict[str, Any], ...] = ()
     platform: str = ""
     squash: bool = False
+    registry_auth: dict[str, RegistryAuth] = attrs.field(factory=dict)  # X-Registry-Config
 
 
 @attrs.frozen
@@ -630,7 +635,7 @@ class _Build:
 
     async def _get_image(self, name: str) -> Image:
         if self.opts.pull and self.svc.puller is not None:
-            return await self.svc.puller.pull(name, self.out)
+            return await self.svc.puller.pull(name, self.out, self.opts.registry_auth)
         try:
             return await self.svc.images.resolve(name)
         except NotFound:
@@ -642,7 +647,7 @@ class _Build:
                     f"pull access denied for {repo}, repository does not exist "
                     "or may require 'docker login': no registry is configured for this daemon"
                 ) from None
-            return await self.svc.puller.pull(name, self.out)
+            return await self.svc.puller.pull(name, self.out, self.opts.registry_auth)
 
     # .. dispatch ........................................................................................
 

@@ -139,3 +139,19 @@ class DistributionPullerTests(SynchronousTestCase):
         p = DistributionPuller(lambda: None, _Resolver())
         f = self.failureResultOf(Deferred.fromCoroutine(p.pull("x:1", _Progress())), NotFound)
         self.assertIn("pull access denied for x", str(f.value))
+
+
+class AuthForTests(SynchronousTestCase):
+    """L{auth_for}: which X-Registry-Config entry applies."""
+
+    def test_match(self) -> None:
+        """Entries are matched by registry host; Docker Hub has several spellings."""
+        from pyd.core.records import RegistryAuth
+        from pyd.engine.build.adapters import auth_for
+
+        a = RegistryAuth(username="u")
+        hub = RegistryAuth(username="hub")
+        auths = {"127.0.0.1:5000": a, "https://index.docker.io/v1/": hub}
+        self.assertEqual(auth_for("127.0.0.1:5000/x", auths), a)
+        self.assertEqual(auth_for("library/busybox", auths), hub)
+        self.assertIsNone(auth_for("other.example:1/x", auths))
