@@ -165,6 +165,38 @@ def _drop(_: bytes) -> None:
     """Input after EOF is impossible on a real socket; ignore it if a fake delivers some."""
 
 
+class _HalfCloseTLS:
+    """Wraps a pyOpenSSL connection so the peer's close_notify is a half-close.
+
+    Go's C{tls.Conn.CloseWrite} (the CLI at stdin's EOF) sends close_notify and keeps reading.
+    Twisted's TLS layer answers a close_notify by shutting the whole connection down, which
+    would lose the container's remaining output; here it becomes C{readConnectionLost} and the
+    connection stays open for writing until the stream closes it (then our close_notify goes out).
+    """
+
+    def __init__(self, connection: Any, stream: HijackedStream) -> None:
+        self._connection = connection
+        self._stream = stream
+        self._eof = False
+
+    def recv(self, size: int) -> bytes:
+        """Application data, or "want read" forever once the peer said close_notify."""
+        from OpenSSL.SSL import WantReadError, ZeroReturnError
+
+        if self._eof:
+            raise WantReadError()
+        try:
+            data: bytes = self._connection.recv(size)
+        except ZeroReturnError:
+            self._eof = True
+            self._stream.readConnectionLost()
+            raise WantReadError() from None
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
 class _RetiredChannel:
     """Stands in for the HTTP channel of a hijacked request so that finishing it writes nothing."""
 
@@ -246,6 +278,9 @@ def hijack(
         transport.unregisterProducer()
     if hasattr(transport, "wrappedProtocol"):  # TLS (TLSMemoryBIOProtocol) or another wrapper
         transport.wrappedProtocol = stream
+        tls_connection = getattr(transport, "_tlsConnection", None)
+        if tls_connection is not None:
+            transport._tlsConnection = _HalfCloseTLS(tls_connection, stream)
     else:
         transport.protocol = stream
     stream.makeConnection(transport)
