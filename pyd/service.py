@@ -556,6 +556,7 @@ def _wire_distribution(
         reactor,
     )
     top.distribution = dist
+    dist.on_pull_bytes = top.telemetry.add_pull_bytes
     top.start_hooks.append(lambda: ensureDeferred(dist.clean_staging()))
     top.stop_hooks.append(http.close)
 

@@ -315,6 +315,8 @@ class DistributionService:
         self.staging_dir = staging_dir
         self.settings = settings
         self.clock = clock
+        # Told the size of every layer downloaded (metrics: image pull bytes).
+        self.on_pull_bytes: Callable[[int], None] | None = None
 
     @property
     def store(self) -> DistributionStore:
@@ -518,6 +520,8 @@ class DistributionService:
                     await self.blocking.run(fsink.close)
             progress(Progress("Verifying Checksum", lid, True))
             progress(Progress("Download complete", lid, True))
+            if self.on_pull_bytes is not None:
+                self.on_pull_bytes(throttle.current)
             paths[digest] = path
 
         async def limited(digest: str, desc: dict[str, Any]) -> None:

@@ -141,3 +141,15 @@ class TLSPolicyTests(SynchronousTestCase):
             k: getattr(self.config, k)
             for k in ("tls", "tlsverify", "tlscacert", "tlscert", "tlskey")
         }
+
+    def test_tls_without_verify_serves_anyone(self) -> None:
+        """--tls without --tlsverify (server auth only) works, with a warning, like dockerd."""
+        from twisted.logger import LogLevel, capturedLogs
+
+        cfg = DaemonConfig(tls=True, tlscert=self.config.tlscert, tlskey=self.config.tlskey)
+        with capturedLogs() as events:
+            tls = ServerTLS(cfg)
+        self.assertTrue(
+            any(e["log_level"] == LogLevel.warn and "tlsverify" in e["log_format"] for e in events)
+        )
+        self.assertEqual(self.talk(tls, None).data, b"echo:hello")

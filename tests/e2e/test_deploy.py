@@ -298,3 +298,44 @@ class MetricsTests:
             assert "\npyd_event_subscribers " in text
         finally:
             d.cleanup()
+
+    def test_container_and_pull_metrics(self, tmp_path: Path) -> None:
+        """Container states, start latency and pulled bytes are exported."""
+        import urllib.request
+
+        from tests.helpers.images import load_busybox
+        from tests.helpers.registry import Registry
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                return r.read().decode()
+
+        d = PydDaemon(str(tmp_path / "d"), extra_args=["--metrics-addr", f"127.0.0.1:{port}"])
+        reg = Registry()
+        try:
+            d.start()
+            reg.start()
+            load_busybox(d, tag="pyd-t-metrics/bb:1")
+            name = f"{reg.host}/pyd-t/metrics"
+            d.docker("tag", "pyd-t-metrics/bb:1", name)
+            d.docker("push", name)
+            d.docker("rmi", name, "pyd-t-metrics/bb:1")
+            d.docker("pull", name)
+            text = scrape()
+            pulled = [
+                line for line in text.splitlines() if line.startswith("pyd_image_pull_bytes_total ")
+            ]
+            assert pulled and float(pulled[0].split()[1]) > 100_000, pulled
+            d.docker("create", "--name", "pyd-t-m1", name, "true")
+            assert 'pyd_containers{state="created"} 1.0' in scrape()
+            d.docker("run", "-d", "--name", "pyd-t-m2", name, "sleep", "60")
+            text = scrape()
+            assert 'pyd_containers{state="running"} 1.0' in text
+            assert "pyd_container_start_duration_seconds_count 1.0" in text
+        finally:
+            d.cleanup()
+            reg.stop()
