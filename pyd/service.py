@@ -999,6 +999,9 @@ def _wire_containers(
     )
     networks.lookup = containers
     networks.on_endpoints_changed.append(containers.endpoints_changed)
+    if isinstance(images, ImageService):  # rmi conflict rules and docker commit
+        images.containers_using = containers.containers_using
+        images.commit_sources = containers.commit_source
     top.start_hooks.append(lambda: ensureDeferred(containers.startup()))
     top.stop_hooks.append(containers.shutdown)
     attach = AttachService(containers, events, reactor, io)

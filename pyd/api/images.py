@@ -8,9 +8,7 @@ answered with 501 until it is wired.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any, Protocol, cast
 
@@ -31,7 +29,7 @@ from pyd.api.wire import (
     read_json_object,
 )
 from pyd.core import reference as refs
-from pyd.core.errors import InvalidParameter, NotFound, PydError, Unsupported
+from pyd.core.errors import InvalidParameter, PydError, Unsupported
 from pyd.core.records import Image
 from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images import DeleteItem, ImageService, rfc3339
@@ -68,20 +66,6 @@ class Distribution(Protocol):
     def login(self, request: IRequest) -> Deferred[bytes] | Any:
         """Handle C{POST /auth}; return the body."""
         ...
-
-
-class CommitSource(Protocol):
-    """What the container area tells this router about a container to commit."""
-
-    container_id: str
-    config: dict[str, Any]  # the container's Config (Env, Cmd, Labels...)
-    running: bool
-
-
-# name -> the container to commit; raises NotFound ("No such container: x")
-ContainerResolver = Callable[[str], Awaitable[Any]]
-# (container id, pause) -> async context: pause/unpause around the commit (containers area)
-ContainerPauser = Callable[[str], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 def image_summary(img: Image, containers: int = -1) -> dict[str, Any]:
@@ -200,13 +184,11 @@ class ImagesRouter:
         images: ImageService,
         *,
         distribution: Distribution | None = None,
-        container_resolver: ContainerResolver | None = None,
         blocking_tmp: str | None = None,
         fetcher: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self._images = images
         self.distribution = distribution
-        self.container_resolver = container_resolver
         self._tmp = blocking_tmp
         self._fetch = fetcher
 
@@ -381,33 +363,15 @@ class ImagesRouter:
         tag = qstr(request, "tag") or None
         repo_tag = str(refs.parse_repository(repo, tag)) if repo else None
         body = read_json_object(request, required=False)
-        changes = qlist(request, "changes")
-        resolver = self.container_resolver or self._default_resolver
-        source = await resolver(name)
-        base: dict[str, Any] = {}
-        rw_image = await self._images.rw_image(source.container_id)
-        if rw_image is not None:
-            base = dict(rw_image.container_config)
-        config = _merge_commit_config(base, dict(source.config or {}), body)
-        config = apply_changes(config, changes)
-        comment = qstr(request, "comment") or ""
-        author = qstr(request, "author") or ""
-        config["_commit"] = {"comment": comment, "author": author}
-        img = await self._images.commit(source.container_id, config, repo_tag)
+        img = await self._images.commit_container(
+            name,
+            repo_tag,
+            body,
+            qlist(request, "changes"),
+            author=qstr(request, "author") or "",
+            comment=qstr(request, "comment") or "",
+        )
         return json_body(request, {"Id": img.id}, 201)
-
-    async def _default_resolver(self, name: str) -> Any:
-        """Until the container area is wired: accept a full container id with a writable layer."""
-        cid = await self._images.rw_container(name)
-        if cid is None:
-            raise NotFound(f"No such container: {name}")
-
-        class _Src:
-            container_id = cid
-            config: dict[str, Any] = {}
-            running = False
-
-        return _Src()
 
     # === registry section (owned by the registry area) =========================================
     # The registry engineer implements pull/push/login in pyd/api/registry.py (or their module) and
@@ -447,36 +411,3 @@ async def _as_coro(value: Any) -> Any:
     if hasattr(value, "__await__"):
         return await value
     return value
-
-
-def _merge_commit_config(
-    image: dict[str, Any], container: dict[str, Any], override: dict[str, Any]
-) -> dict[str, Any]:
-    """dockerd's commit config: the container's config, overridden by the request body."""
-    out = dict(image)
-    keep = (
-        "User",
-        "ExposedPorts",
-        "Env",
-        "Cmd",
-        "Healthcheck",
-        "ArgsEscaped",
-        "Volumes",
-        "WorkingDir",
-        "Entrypoint",
-        "OnBuild",
-        "Labels",
-        "StopSignal",
-        "StopTimeout",
-        "Shell",
-    )
-    for key in keep:
-        if key in container and container[key] not in (None, "", [], {}):
-            out[key] = container[key]
-    for key, value in override.items():
-        if key in keep and value not in (None, "", [], {}):
-            out[key] = value
-    return out
-
-
-_ = (json, tempfile)

@@ -35,6 +35,7 @@ from pyd.drivers.storage.archive import ArchiveError, StagedArchive, stage_archi
 from pyd.drivers.storage.blobs import sha256_file
 from pyd.drivers.storage.layers import ExtractFailed, LayerStore
 from pyd.engine.distribution import PushImage, PushLayer
+from pyd.engine.imagechanges import apply_changes
 from pyd.state.images import ImageRepository, StoredImage
 
 log = Logger()
@@ -55,6 +56,20 @@ _HEX_PREFIX = re.compile(r"^(sha256:)?[a-f0-9]{1,64}$")
 
 async def _no_containers(_image_id: str) -> Sequence[tuple[str, bool]]:
     return []
+
+
+@attrs.frozen
+class CommitSource:
+    """What C{docker commit} needs of a container (given by the container service)."""
+
+    container_id: str
+    config: dict[str, Any]
+    running: bool
+
+
+# name -> the container to commit (anything with container_id/config/running attributes);
+# raises NotFound ("No such container: x")
+CommitSources = Callable[[str], Awaitable[Any]]
 
 
 @attrs.frozen
@@ -140,6 +155,8 @@ class ImageService:
         self._events = events
         self._clock = clock
         self.containers_using: ContainersUsing = containers_using or _no_containers
+        # injected by the container service at wiring; until then commit takes a raw id
+        self.commit_sources: CommitSources | None = None
         self._lock = DeferredLock()  # serialises store mutations (load/delete/commit/tag)
 
     # --- start-up ----------------------------------------------------------------------------
@@ -331,10 +348,11 @@ class ImageService:
             if base_image is not None:
                 base_cfg = base_image.config
         lowers = [layer.cache_id for layer in reversed(base_layers)]
-        tar_path = await self._io.run(self._store.export_rw, container_id, lowers)
+        tar_path, entries = await self._io.run(self._store.export_rw, container_id, lowers)
+        empty_layer_ok = bool(meta.get("empty_layer_ok", False))
         try:
             return await self._create_image_from_layer(
-                tar_path,
+                None if (entries == 0 and empty_layer_ok) else tar_path,
                 parent_top=rw.top_layer,
                 base_cfg=base_cfg,
                 config=image_config,
@@ -344,11 +362,43 @@ class ImageService:
                 parent_id=parent_id if parent_id is not None else (rw.image_id or None),
                 cache_key=cache_key,
                 repo_tag=repo_tag,
-                empty_layer_ok=bool(meta.get("empty_layer_ok", False)),
                 event="commit",
             )
         finally:
             await self._io.run(self._store.discard, tar_path)
+
+    async def commit_container(
+        self,
+        ref: str,
+        repo_tag: str | None,
+        override: dict[str, Any],
+        changes: Sequence[str] = (),
+        author: str = "",
+        comment: str = "",
+    ) -> Image:
+        """C{docker commit}: the container's config (overridden by C{override}, then
+        C{changes}) on top of its image's, and its writable layer as a new layer.
+
+        @raise NotFound: C{No such container: <ref>}.
+        """
+        source = await self._commit_source(ref)
+        base: dict[str, Any] = {}
+        rw_image = await self.rw_image(source.container_id)
+        if rw_image is not None:
+            base = dict(rw_image.container_config)
+        config = merge_commit_config(base, dict(source.config or {}), override)
+        config = apply_changes(config, changes)
+        config["_commit"] = {"comment": comment, "author": author}
+        return await self.commit(source.container_id, config, repo_tag)
+
+    async def _commit_source(self, ref: str) -> CommitSource:
+        if self.commit_sources is not None:
+            src = await self.commit_sources(ref)
+            return CommitSource(src.container_id, dict(src.config or {}), bool(src.running))
+        cid = await self.rw_container(ref)
+        if cid is None:
+            raise NotFound(f"No such container: {ref}")
+        return CommitSource(cid, {}, False)
 
     async def _create_image_from_layer(
         self,
@@ -363,7 +413,6 @@ class ImageService:
         parent_id: str | None,
         cache_key: str | None,
         repo_tag: str | None,
-        empty_layer_ok: bool = False,
         event: str,
         os_arch: tuple[str, str] | None = None,
     ) -> Image:
@@ -372,17 +421,14 @@ class ImageService:
         async with self._lock:
             top = parent_top
             new_layer: Layer | None = None
-            empty = False
             if tar_path is not None:
-                new_layer, empty = await self._add_layer_file(tar_path, parent_top)
+                new_layer, _ = await self._add_layer_file(tar_path, parent_top)
                 top = new_layer.chain_id
             try:
                 diff_ids = list((base_cfg.get("rootfs") or {}).get("diff_ids") or [])
                 history = list(base_cfg.get("history") or [])
-                layer_added = new_layer is not None and not (empty and empty_layer_ok)
-                if new_layer is not None and not layer_added:
-                    top = parent_top
-                if layer_added and new_layer is not None:
+                layer_added = new_layer is not None
+                if new_layer is not None:
                     diff_ids.append(new_layer.diff_id)
                 entry: dict[str, Any] = {"created": rfc3339(now)}
                 if author:
@@ -410,8 +456,6 @@ class ImageService:
                 for key in ("variant", "os.version"):
                     if key in base_cfg:
                         cfg[key] = base_cfg[key]
-                if base_cfg.get("container_config") is not None or parent_id:
-                    pass
                 config_bytes = _canonical_json(cfg)
                 image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
                 size = sum(layer.size for layer in await self._repo.chain(top))
@@ -1302,6 +1346,36 @@ def _oci_images(archive: StagedArchive, raw: bytes) -> list[_ArchiveImage]:
         if name:
             by_manifest[mdigest].tags.append(str(name))
     return [by_manifest[d] for d in order]
+
+
+_COMMIT_KEYS = (
+    "User",
+    "ExposedPorts",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+)
+
+
+def merge_commit_config(
+    image: dict[str, Any], container: dict[str, Any], override: dict[str, Any]
+) -> dict[str, Any]:
+    """dockerd's commit config: the image's, then the container's, then the request body's."""
+    out = {k: v for k, v in image.items() if k in _COMMIT_KEYS}
+    for src in (container, override):
+        for key in _COMMIT_KEYS:
+            if key in src and src[key] not in (None, "", [], {}):
+                out[key] = src[key]
+    return out
 
 
 def _is_id_prefix(image_id: str, ref: str) -> bool:

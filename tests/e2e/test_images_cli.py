@@ -201,3 +201,106 @@ class ImageCLITests:
             assert client.images.list() == []
         finally:
             client.close()
+
+
+class ImageContainerCLITests:
+    """Images as containers use them: diff, commit, rmi conflicts."""
+
+    def test_commit_and_diff(self, pyd_daemon: PydDaemon) -> None:
+        """`docker diff` shows A/C/D; `docker commit` makes an image with the changes."""
+        load_busybox(pyd_daemon)
+        name = "pyd-t-commit-src"
+        pyd_daemon.docker(
+            "run",
+            "-d",
+            "--name",
+            name,
+            DEFAULT_TAG,
+            "sh",
+            "-c",
+            "echo hi > /newfile && rm /bin/vi && echo x >> /etc/passwd",
+        )
+        assert pyd_daemon.docker("wait", name).stdout.strip() == "0"
+        diff = pyd_daemon.docker("diff", name).stdout.splitlines()
+        assert "A /newfile" in diff
+        assert "D /bin/vi" in diff
+        assert "C /etc/passwd" in diff
+        out = pyd_daemon.docker(
+            "commit", "--change", "ENV COMMITTED=1", "-m", "snap", name, "pyd-t-snap:1"
+        ).stdout.strip()
+        assert out.startswith("sha256:")
+        info = _inspect(pyd_daemon, "pyd-t-snap:1")
+        assert info["Id"] == out
+        assert "COMMITTED=1" in info["Config"]["Env"]
+        assert info["Comment"] == "snap"
+        assert len(info["RootFS"]["Layers"]) == 2
+        pyd_daemon.docker(
+            "run",
+            "-d",
+            "--name",
+            "pyd-t-from-snap",
+            "pyd-t-snap:1",
+            "sh",
+            "-c",
+            "cat /newfile; test -e /bin/vi || echo gone",
+        )
+        assert pyd_daemon.docker("wait", "pyd-t-from-snap").stdout.strip() == "0"
+        assert pyd_daemon.docker("logs", "pyd-t-from-snap").stdout.split() == ["hi", "gone"]
+
+    def test_rmi_refused_while_used(self, pyd_daemon: PydDaemon) -> None:
+        """rmi of an image a container uses gives dockerd's 409 messages."""
+        image_id = load_busybox(pyd_daemon, tag="pyd-t-used:1")
+        pyd_daemon.docker("create", "--name", "pyd-t-user", "pyd-t-used:1", "true")
+        r = pyd_daemon.docker("rmi", "pyd-t-used:1", check=False)
+        assert r.returncode == 1
+        assert 'unable to remove repository reference "pyd-t-used:1" (must force)' in r.stderr
+        assert f"is using its referenced image {image_id[7:19]}" in r.stderr
+        pyd_daemon.docker("rm", "pyd-t-user")
+        pyd_daemon.docker("run", "-d", "--name", "pyd-t-runner", "pyd-t-used:1", "sleep", "60")
+        r = pyd_daemon.docker("rmi", "-f", image_id, check=False)
+        assert r.returncode == 1
+        assert (
+            f"unable to delete {image_id[7:19]} (cannot be forced) - image is being used by "
+            "running container"
+        ) in r.stderr
+        pyd_daemon.docker("rm", "-f", "pyd-t-runner")
+        pyd_daemon.docker("rmi", "pyd-t-used:1")
+
+
+class ImageCrashTests:
+    """kill -9 in the middle of a load leaves nothing half-visible."""
+
+    def test_kill9_mid_load(self, pyd_daemon: PydDaemon, tmp_path: Path) -> None:
+        """After a kill -9 during `docker load` and a restart, no image, layer or staging
+        leftover remains, and the same load then succeeds."""
+        import subprocess
+        import time
+
+        built = busybox_image_tar(tmp_path / "big.tar", "pyd-t-big:1", random_layers=[8 << 20] * 6)
+        storage = Path(pyd_daemon.data_root) / "storage"
+        env = {"DOCKER_HOST": pyd_daemon.host, "DOCKER_CONFIG": str(tmp_path / "cfg")}
+        proc = subprocess.Popen(
+            ["/usr/local/bin/docker", "load", "-i", built.path],
+            env={**__import__("os").environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if len(list((storage / "layers").iterdir())) >= 2:
+                    break
+                time.sleep(0.01)
+            else:
+                raise AssertionError("load never started extracting layers")
+            pyd_daemon.kill9()
+        finally:
+            proc.wait(timeout=60)
+        assert list((storage / "layers").iterdir()) or list((storage / "tmp").iterdir())
+        pyd_daemon.start()
+        assert pyd_daemon.docker("images", "-aq").stdout.strip() == ""
+        assert list((storage / "tmp").iterdir()) == []
+        assert list((storage / "layers").iterdir()) == []
+        out = pyd_daemon.docker("load", "-i", built.path).stdout
+        assert "Loaded image: pyd-t-big:1" in out
+        assert len(list((storage / "layers").iterdir())) == 7

@@ -152,19 +152,26 @@ def _marker(name: str) -> tarfile.TarInfo:
     return ti
 
 
-def write_layer_tar(upper: str, out: IO[bytes], lowers: Sequence[str] = ()) -> None:
-    """Write the changes of C{upper} as a layer tar to C{out}.
+def write_layer_tar(upper: str, out: IO[bytes], lowers: Sequence[str] = ()) -> int:
+    """Write the changes of C{upper} as a layer tar to C{out} (a seekable file).
 
     Whiteouts for paths that exist in no lower layer are dropped (nothing to delete there).
+    Like Go's archive/tar the archive ends right after its two zero blocks (no record padding),
+    so an empty diff hashes to the well-known empty-layer digest.
+    @return: the number of entries written.
     """
     links: dict[tuple[int, int], str] = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+    count = 0
+    start = out.tell()
+    tf = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+    try:
         for rel, path, st in _walk(upper):
             if is_whiteout(st):
                 if lowers and not _in_lowers(rel, lowers):
                     continue
                 parent, base = os.path.split(rel)
                 tf.addfile(_marker(os.path.join(parent, ".wh." + base)))
+                count += 1
                 continue
             ti = _tarinfo(rel + ("/" if stat.S_ISDIR(st.st_mode) else ""), st, path)
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
@@ -174,6 +181,7 @@ def write_layer_tar(upper: str, out: IO[bytes], lowers: Sequence[str] = ()) -> N
                     ti.linkname = links[key]
                     ti.size = 0
                     tf.addfile(ti)
+                    count += 1
                     continue
                 links[key] = rel
             if ti.type == tarfile.REGTYPE:
@@ -181,8 +189,15 @@ def write_layer_tar(upper: str, out: IO[bytes], lowers: Sequence[str] = ()) -> N
                     tf.addfile(ti, f)
             else:
                 tf.addfile(ti)
+            count += 1
             if stat.S_ISDIR(st.st_mode) and is_opaque(path):
                 tf.addfile(_marker(f"{rel}/.wh..wh..opq"))
+                count += 1
+        end = start + tf.offset + 2 * tarfile.BLOCKSIZE
+    finally:
+        tf.close()
+    out.truncate(end)
+    return count
 
 
 def dir_size(path: str) -> int:

@@ -356,12 +356,15 @@ class LayerStore:
         """Bytes written by the container (C{SizeRw})."""
         return diffmod.dir_size(self.upper_dir(container_id))
 
-    def export_rw(self, container_id: str, lower_cache_ids: Sequence[str]) -> str:
-        """Write the writable layer's changes as a layer tar in C{tmp/}; return its path."""
+    def export_rw(self, container_id: str, lower_cache_ids: Sequence[str]) -> tuple[str, int]:
+        """Write the writable layer's changes as a layer tar in C{tmp/}.
+
+        @return: its path and how many entries it holds.
+        """
         path = self.staging_file()
         try:
-            with open(path, "wb") as out:
-                diffmod.write_layer_tar(
+            with open(path, "w+b") as out:
+                count = diffmod.write_layer_tar(
                     self.upper_dir(container_id),
                     out,
                     [self.diff_dir(c) for c in lower_cache_ids],
@@ -371,7 +374,7 @@ class LayerStore:
         except BaseException:
             _rmtree(path)
             raise
-        return path
+        return path, count
 
 
 def _rmtree(path: str) -> None:
