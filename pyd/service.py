@@ -60,6 +60,7 @@ from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.process import ReactorProcessRunner
 from pyd.drivers.runtime.conmon import ConmonRuntime
 from pyd.drivers.runtime.spec import cap_bounding_set
+from pyd.drivers.storage.fetch import UrlFetcher
 from pyd.drivers.storage.layers import HelperExtractor, LayerStore
 from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
@@ -940,6 +941,7 @@ def _wire_images(
     runner = ReactorProcessRunner(reactor)
     store = LayerStore(os.path.join(config.data_root, "storage"), HelperExtractor(runner), runner)
     images = ImageService(ImageRepository(db), store, io, events, reactor)
+    images.fetcher = UrlFetcher(reactor, io).fetch
     top.start_hooks.append(lambda: ensureDeferred(images.start()))
     system.add_contributor(ImagesDiskUsage(images))
     return images, ImagesRouter(images)

@@ -9,7 +9,6 @@ answered with 501 until it is wired.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from typing import IO, Any, Protocol, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -184,13 +183,9 @@ class ImagesRouter:
         images: ImageService,
         *,
         distribution: Distribution | None = None,
-        blocking_tmp: str | None = None,
-        fetcher: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self._images = images
         self.distribution = distribution
-        self._tmp = blocking_tmp
-        self._fetch = fetcher
 
     def resource(self) -> IResource:
         """The Klein resource."""
@@ -339,16 +334,7 @@ class ImagesRouter:
                 src, repo_tag, config, message or "Imported from -", os_arch
             )
         else:
-            if self._fetch is None:
-                raise Unsupported("import from a URL is not available")
-            path = await self._images.new_staging_file()
-            try:
-                await self._fetch(from_src, path)
-                img = await self._images.import_file(
-                    path, repo_tag, config, message or f"Imported from {from_src}", os_arch
-                )
-            finally:
-                await self._images.discard(path)
+            img = await self._images.import_url(from_src, repo_tag, config, message, os_arch)
         out = JSONLines(request)
         out.write({"status": img.id})
         out.finish()

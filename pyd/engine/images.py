@@ -26,6 +26,8 @@ from pyd.core.errors import (
     Conflict,
     InvalidParameter,
     NotFound,
+    SystemError_,
+    Unsupported,
     no_such_image,
 )
 from pyd.core.ids import new_id, short_id
@@ -33,6 +35,7 @@ from pyd.core.records import Change, Image, Layer
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.storage.archive import ArchiveError, StagedArchive, stage_archive, write_archive
 from pyd.drivers.storage.blobs import sha256_file
+from pyd.drivers.storage.fetch import FetchFailed
 from pyd.drivers.storage.layers import ExtractFailed, LayerStore
 from pyd.engine.distribution import PushImage, PushLayer
 from pyd.engine.imagechanges import apply_changes
@@ -155,6 +158,8 @@ class ImageService:
         self._events = events
         self._clock = clock
         self.containers_using: ContainersUsing = containers_using or _no_containers
+        # set at wiring: downloads a URL to a file (docker import <url>)
+        self.fetcher: Callable[[str, str], Awaitable[None]] | None = None
         # injected by the container service at wiring; until then commit takes a raw id
         self.commit_sources: CommitSources | None = None
         self._lock = DeferredLock()  # serialises store mutations (load/delete/commit/tag)
@@ -1092,6 +1097,32 @@ class ImageService:
 
             await self._io.run(copy)
             return await self.import_file(path, repo_tag, config, message or "", platform)
+        finally:
+            await self.discard(path)
+
+    async def import_url(
+        self,
+        url: str,
+        repo_tag: str | None,
+        config: dict[str, Any],
+        message: str = "",
+        platform: tuple[str, str] | None = None,
+    ) -> Image:
+        """C{docker import <url>}: download, then import.
+
+        @raise SystemError_: the download failed (dockerd answers 500 too).
+        """
+        if self.fetcher is None:
+            raise Unsupported("import from a URL is not available")
+        path = await self.new_staging_file()
+        try:
+            try:
+                await self.fetcher(url, path)
+            except FetchFailed as e:
+                raise SystemError_(str(e)) from e
+            return await self.import_file(
+                path, repo_tag, config, message or f"Imported from {url}", platform
+            )
         finally:
             await self.discard(path)
 

@@ -172,6 +172,33 @@ class ImageCLITests:
         assert info["Comment"] == "from test"
         assert info["RootFS"]["Layers"] == [built.diff_ids[0]]
 
+    def test_import_from_url(self, pyd_daemon: PydDaemon, tmp_path: Path) -> None:
+        """`docker import http://127.0.0.1:PORT/rootfs.tar` downloads and imports the tar."""
+        import functools
+        import http.server
+        import threading
+
+        built = busybox_image_tar(tmp_path / "bb.tar")
+        (tmp_path / "www").mkdir()
+        (tmp_path / "www" / "rootfs.tar").write_bytes(built.layers[0])
+        handler = functools.partial(
+            http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www")
+        )
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/rootfs.tar"
+            pyd_daemon.docker("import", url, "pyd-t-url:1")
+            info = _inspect(pyd_daemon, "pyd-t-url:1")
+            assert info["RootFS"]["Layers"] == [built.diff_ids[0]]
+            assert info["Comment"] == f"Imported from {url}"
+            r = pyd_daemon.docker("import", url + ".missing", "pyd-t-url:2", check=False)
+            assert r.returncode == 1 and "404" in r.stderr
+        finally:
+            server.shutdown()
+            server.server_close()
+
     def test_images_filters(self, pyd_daemon: PydDaemon) -> None:
         """--filter reference= and label= select images like dockerd."""
         load_busybox(pyd_daemon, tag="pyd-t-a/one:1", config={"Labels": {"team": "x"}})

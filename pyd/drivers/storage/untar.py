@@ -47,7 +47,7 @@ class _HashingReader:
 
     def __init__(self, src: Any, tee: IO[bytes] | None = None) -> None:
         self._src = src
-        self._tee = tee
+        self.tee = tee
         self.hash = hashlib.sha256()
         self.count = 0
         self._peeked = b""
@@ -76,8 +76,8 @@ class _HashingReader:
         if data:
             self.hash.update(data)
             self.count += len(data)
-            if self._tee is not None:
-                self._tee.write(data)
+            if self.tee is not None:
+                self.tee.write(data)
         return bytes(data)
 
     def drain(self) -> None:
@@ -206,7 +206,12 @@ def run(dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True) -> 
     """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes."""
     raw = _HashingReader(src)
     plain_src = open_decompressed(raw)
-    plain = _HashingReader(plain_src, tee=tar_out)
+    if plain_src is raw:
+        # not compressed: one reader hashes and copies (digest == diff id)
+        raw.tee = tar_out
+        plain = raw
+    else:
+        plain = _HashingReader(plain_src, tee=tar_out)
     if chroot:
         os.chroot(dest)
         os.chdir("/")

@@ -1,0 +1,1 @@
+Images: local image store with docker load/save (docker-archive + OCI layout), images/inspect/tag/rmi/history/prune/import/commit/diff, chroot'ed safe layer extraction, overlay mounts via fsconfig lowerdir+, crash-safe staging and start-up sweep.
