@@ -484,7 +484,7 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
         images.containers_using = containers.containers_using
         containers.rw_size = images.rw_layer_size
         containers.rw_paths = images.rw_layer_paths
-        images_router.container_resolver = containers.commit_source
+        images.commit_sources = containers.commit_source
 
     routers: list[Any] = [
         SystemRouter(system, events, reactor),
@@ -936,7 +936,7 @@ def _wire_images(
     """The image store (issue 3): layer store under <data-root>/storage, service, router.
 
     Other areas inject C{images.containers_using} (container service) and
-    C{images_router.container_resolver} / C{images_router.distribution} (containers, registry).
+    C{images.commit_sources} (container service) and C{images_router.distribution} (registry).
     """
     runner = ReactorProcessRunner(reactor)
     store = LayerStore(os.path.join(config.data_root, "storage"), HelperExtractor(runner), runner)
@@ -1001,9 +1001,6 @@ def _wire_containers(
     )
     networks.lookup = containers
     networks.on_endpoints_changed.append(containers.endpoints_changed)
-    if isinstance(images, ImageService):  # rmi conflict rules and docker commit
-        images.containers_using = containers.containers_using
-        images.commit_sources = containers.commit_source
     top.start_hooks.append(lambda: ensureDeferred(containers.startup()))
     top.stop_hooks.append(containers.shutdown)
     attach = AttachService(containers, events, reactor, io)

@@ -1,0 +1,191 @@
+"""The image API in memory: real router and engine, in-process extractor, SQLite, StubTreq."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from typing import Any
+from urllib.parse import quote
+
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.api.images import ImagesRouter
+from pyd.api.root import ApiRoot
+from tests.fakes.images import make_image_service
+from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
+
+
+class ImagesApiTests(SynchronousTestCase):
+    """Status codes and JSON of /images/* and /commit as dockerd answers them."""
+
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="pyd-img-api-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.svc, self.events, self.containers, _ = make_image_service(self.tmp)
+        self.router = ImagesRouter(self.svc)
+        self.http = StubTreq(ApiRoot([self.router]))
+        self.built = busybox_image_tar(f"{self.tmp}/bb.tar")
+
+    def call(
+        self, method: str, path: str, data: bytes | None = None, ctype: str = "application/json"
+    ) -> tuple[int, dict[str, str], bytes]:
+        kw: dict[str, Any] = {}
+        if data is not None:
+            kw["data"] = data
+            kw["headers"] = {"Content-Type": ctype}
+        d = self.http.request(method, "http://pyd" + path, **kw)
+        self.http.flush()
+        resp = self.successResultOf(d)
+        content = resp.content()
+        self.http.flush()
+        raw = self.successResultOf(content)
+        headers = {k.decode().lower(): v[0].decode() for k, v in resp.headers.getAllRawHeaders()}
+        return resp.code, headers, raw
+
+    def load(self) -> list[dict[str, Any]]:
+        with open(self.built.path, "rb") as f:
+            code, headers, raw = self.call(
+                "POST", "/v1.50/images/load?quiet=1", f.read(), "application/x-tar"
+            )
+        self.assertEqual(code, 200)
+        self.assertEqual(headers["content-type"], "application/json")
+        return [json.loads(line) for line in raw.splitlines()]
+
+    def test_load_list_inspect(self) -> None:
+        """load streams JSON lines; list and inspect show the image."""
+        self.assertEqual(self.load(), [{"stream": f"Loaded image: {DEFAULT_TAG}\n"}])
+        code, _, raw = self.call("GET", "/v1.50/images/json")
+        self.assertEqual(code, 200)
+        [row] = json.loads(raw)
+        self.assertEqual(row["Id"], self.built.id)
+        self.assertEqual(row["RepoTags"], [DEFAULT_TAG])
+        self.assertEqual(row["Containers"], -1)
+        self.assertEqual(
+            set(row),
+            {
+                "Id",
+                "ParentId",
+                "RepoTags",
+                "RepoDigests",
+                "Created",
+                "Size",
+                "SharedSize",
+                "Labels",
+                "Containers",
+            },
+        )
+        code, _, raw = self.call("GET", "/v1.50/images/" + quote(DEFAULT_TAG, safe="/:") + "/json")
+        info = json.loads(raw)
+        self.assertEqual(info["RootFS"]["Layers"], list(self.built.diff_ids))
+        self.assertNotIn("VirtualSize", info)
+        code, _, raw = self.call("GET", "/v1.43/images/" + self.built.id[7:19] + "/json")
+        self.assertEqual(json.loads(raw)["VirtualSize"], info["Size"])
+
+    def test_unknown_image(self) -> None:
+        """404 with dockerd's text for inspect, history, tag and delete."""
+        for method, path in (
+            ("GET", "/images/nope/json"),
+            ("GET", "/images/nope/history"),
+            ("POST", "/images/nope/tag?repo=x"),
+            ("DELETE", "/images/nope"),
+        ):
+            code, _, raw = self.call(method, path)
+            self.assertEqual(code, 404, path)
+            self.assertEqual(json.loads(raw), {"message": "No such image: nope"})
+
+    def test_bad_reference_is_400(self) -> None:
+        """An invalid tag target is a 400."""
+        self.load()
+        code, _, raw = self.call("POST", "/images/" + self.built.id + "/tag?repo=Bad&tag=x")
+        self.assertEqual(code, 400)
+        self.assertIn("must be lowercase", json.loads(raw)["message"])
+
+    def test_tag_delete(self) -> None:
+        """tag is 201 with no body; delete lists Untagged/Deleted."""
+        self.load()
+        code, _, raw = self.call(
+            "POST", "/images/pyd-test/busybox/tag?repo=docker.io/my/img&tag=v1"
+        )
+        self.assertEqual((code, raw), (201, b""))
+        code, _, raw = self.call("DELETE", "/images/my/img:v1")
+        self.assertEqual((code, json.loads(raw)), (200, [{"Untagged": "my/img:v1"}]))
+        code, _, raw = self.call("DELETE", "/images/" + DEFAULT_TAG)
+        items = json.loads(raw)
+        self.assertEqual(items[0], {"Untagged": DEFAULT_TAG})
+        self.assertEqual(items[1], {"Deleted": self.built.id})
+
+    def test_delete_conflict_is_409(self) -> None:
+        """A container using the image makes untag-last-reference a 409."""
+        self.load()
+        self.containers.uses[self.built.id] = [("a" * 64, True)]
+        code, _, raw = self.call("DELETE", "/images/" + DEFAULT_TAG)
+        self.assertEqual(code, 409)
+        self.assertIn("(must force) - container aaaaaaaaaaaa is using", json.loads(raw)["message"])
+
+    def test_prune_empty(self) -> None:
+        """prune with nothing to do."""
+        code, _, raw = self.call("POST", '/images/prune?filters={"dangling":{"true":true}}')
+        self.assertEqual(
+            (code, json.loads(raw)), (200, {"ImagesDeleted": None, "SpaceReclaimed": 0})
+        )
+
+    def test_bad_filter(self) -> None:
+        """Unknown filter keys are 400."""
+        code, _, raw = self.call("GET", '/images/json?filters={"nope":{"x":true}}')
+        self.assertEqual(code, 400)
+        self.assertEqual(json.loads(raw), {"message": "invalid filter 'nope'"})
+
+    def test_save_streams_a_tar(self) -> None:
+        """GET /images/get streams an application/x-tar body with manifest.json."""
+        import io
+        import tarfile
+
+        self.load()
+        code, headers, raw = self.call("GET", "/images/get?names=" + quote(DEFAULT_TAG))
+        self.assertEqual(code, 200)
+        self.assertEqual(headers["content-type"], "application/x-tar")
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+            self.assertIn("manifest.json", tf.getnames())
+        code, _, raw = self.call("GET", "/images/get?names=nope")
+        self.assertEqual(code, 404)
+
+    def test_load_garbage(self) -> None:
+        """A body that is not an archive ends the stream with an errorDetail."""
+        code, _, raw = self.call("POST", "/images/load", b"not a tar" * 100, "application/x-tar")
+        self.assertEqual(code, 200)
+        last = json.loads(raw.splitlines()[-1])
+        self.assertIn("errorDetail", last)
+
+    def test_import_stream(self) -> None:
+        """fromSrc=- imports the body; the stream's status is the new id."""
+        code, _, raw = self.call(
+            "POST",
+            "/images/create?fromSrc=-&repo=imp&tag=1&changes=" + quote('CMD ["sh"]'),
+            self.built.layers[0],
+            "application/x-tar",
+        )
+        self.assertEqual(code, 200)
+        status = json.loads(raw.splitlines()[-1])["status"]
+        code, _, raw = self.call("GET", "/images/imp:1/json")
+        info = json.loads(raw)
+        self.assertEqual(info["Id"], status)
+        self.assertEqual(info["Config"], {"Cmd": ["sh"]})
+        self.assertEqual(info["Comment"], "Imported from -")
+
+    def test_registry_endpoints_501_without_distribution(self) -> None:
+        """pull, push and login answer 501 until the registry area is wired."""
+        for method, path in (
+            ("POST", "/images/create?fromImage=busybox&tag=latest"),
+            ("POST", "/images/busybox/push?tag=latest"),
+            ("POST", "/auth"),
+        ):
+            code, _, raw = self.call(method, path, b"{}")
+            self.assertEqual(code, 501, path)
+            self.assertIn("not available", json.loads(raw)["message"])
+
+    def test_commit_unknown_container(self) -> None:
+        """commit of an unknown container is a 404 with dockerd's text."""
+        code, _, raw = self.call("POST", "/commit?container=nope&repo=x")
+        self.assertEqual((code, json.loads(raw)), (404, {"message": "No such container: nope"}))
