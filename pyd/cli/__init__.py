@@ -23,7 +23,9 @@ from pyd.core import certs
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyd", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="pyd", description="pyd client: certificates, host inventory, fleet-wide commands"
+    )
     sub = p.add_subparsers(dest="group", required=True)
 
     tls = sub.add_parser("tls", help="make and revoke certificates").add_subparsers(
