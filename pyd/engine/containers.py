@@ -279,6 +279,11 @@ class ContainerService:
                 await self._save(new)
                 if self._policy_restarts(new, 255, on_boot=True):
                     to_start.append(c.id)
+            elif st.status in ("exited", "created") and await self.runtime.monitor_alive(
+                self.bundle_dir(c.id)
+            ):
+                # pyd died between conmon's create and recording the start: adopt or discard.
+                await self._adopt(c)
             elif (
                 st.status in ("exited", "created")
                 and st.has_been_started
@@ -290,6 +295,34 @@ class ContainerService:
                 await self._start_locked(cid)
             except PydError as e:
                 log.warn("restart of {cid} at daemon start failed: {err}", cid=cid, err=e)
+
+    async def _adopt(self, c: Container) -> None:
+        rt = await self.runtime.state(c.id)
+        if rt is None or rt.get("status") not in ("running", "paused"):
+            try:
+                await self.runtime.delete(c.id, force=True)
+            except RuntimeFailed:
+                pass
+            return
+        run = _Run(self._clock.seconds())
+        run.ready.callback(None)
+        run.pid = int(rt.get("pid") or 0)
+        self._runs[c.id] = run
+        try:
+            run.rootfs = await self._images.mount_rw_layer(c.id)
+        except PydError as e:
+            log.warn("rootfs of {cid}: {err}", cid=c.id, err=e)
+        state = attrs.evolve(
+            c.state,
+            status=str(rt["status"]),
+            pid=run.pid,
+            exit_code=0,
+            error="",
+            started_nano=_now_nano(self._clock),
+            has_been_started=True,
+        )
+        await self._save(attrs.evolve(c, state=state))
+        log.info("adopted running container {cid}", cid=c.id)
 
     # --- lookup ----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified
 from pyd.core.records import Event
 from pyd.core.seams import InlineBlocking
+from pyd.drivers.runtime.conmon import CreateOptions
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.state.containers import ContainerRepository
 from pyd.state.db import Database, make_engine
@@ -539,6 +540,18 @@ class RestoreTests(EngineTestBase):
         # A lost container can be started again.
         self.go(self.svc.start(lost))
         self.assertEqual(self.svc.resolve(lost).state.status, "running")
+
+    def test_adopt_unrecorded_start(self) -> None:
+        """A container conmon runs but the database never saw started is adopted as running."""
+        cid = self.create(Cmd=["sleep", "100"])
+        self.go(self.runtime.create(CreateOptions(cid, "x", self.svc.bundle_dir(cid), {})))
+        self.go(self.runtime.start(cid))
+        self.svc.shutdown()
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        self.assertEqual(self.svc.resolve(cid).state.status, "running")
+        self.runtime.exit(cid, 0)
+        self.assertEqual(self.svc.resolve(cid).state.status, "exited")
 
 
 class HealthTests(EngineTestBase):
