@@ -9,12 +9,14 @@ answered with 501 until it is wired.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import IO, Any, Protocol, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.protocols.basic import FileSender
+from twisted.internet.interfaces import IPushProducer
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from zope.interface import implementer
 
 from pyd.api.base import api_version, make_app
 from pyd.api.streams import JSONLines
@@ -278,9 +280,11 @@ class ImagesRouter:
         try:
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/x-tar")
-            with open(path, "rb") as f:
-                await FileSender().beginFileTransfer(f, request)
-            request.finish()
+            f = await self._images.open_file(path)
+            try:
+                await _pump(request, lambda: self._images.read_chunk(f))
+            finally:
+                await self._images.close_file(f)
         finally:
             await self._images.discard(path)
 
@@ -389,6 +393,56 @@ class ImagesRouter:
         return await ensureDeferred(_as_coro(self.distribution.login(request)))
 
     # === end of registry section ===============================================================
+
+
+@implementer(IPushProducer)
+class _Pump:
+    """A push producer over an async chunk source: honours the transport's pause/resume."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.stopped = False
+        self._waiter: Deferred[None] | None = None
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self._wake()
+
+    def _wake(self) -> None:
+        w, self._waiter = self._waiter, None
+        if w is not None:
+            w.callback(None)
+
+    async def wait(self) -> None:
+        while self.paused and not self.stopped:
+            self._waiter = Deferred()
+            await self._waiter
+
+
+async def _pump(request: Any, read: Callable[[], Awaitable[bytes]]) -> None:
+    """Copy C{read()} chunks to the response until EOF or the client goes away; finish it."""
+    producer = _Pump()
+    gone: list[bool] = []
+    request.notifyFinish().addBoth(lambda _: gone.append(True))
+    request.registerProducer(producer, True)
+    try:
+        while not producer.stopped and not gone:
+            await producer.wait()
+            chunk = await read()
+            if not chunk or gone:
+                break
+            request.write(chunk)
+    finally:
+        request.unregisterProducer()
+    if not gone:
+        request.finish()
 
 
 async def _as_coro(value: Any) -> Any:

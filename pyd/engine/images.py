@@ -608,6 +608,11 @@ class ImageService:
         parents = {s.parent_id for s in stored if s.parent_id}
         before = await self._time_filter(filters.get("before"), by_id)
         since = await self._time_filter(filters.get("since"), by_id)
+        until = (
+            _parse_until(filters["until"][-1], self._clock.seconds())
+            if filters.get("until")
+            else None
+        )
         dangling = filters.get("dangling")
         want_dangling: bool | None = None
         if dangling:
@@ -630,6 +635,8 @@ class ImageService:
             if before is not None and s.created >= before:
                 continue
             if since is not None and s.created <= since:
+                continue
+            if until is not None and s.created >= until:
                 continue
             img = self.to_image(s)
             if "label" in filters and not _labels_match(
@@ -1069,6 +1076,18 @@ class ImageService:
             await self._io.run(self._store.discard, path)
             raise
         return path
+
+    async def open_file(self, path: str) -> IO[bytes]:
+        """Open a staging file for reading (off the reactor thread)."""
+        return await self._io.run(open, path, "rb")
+
+    async def read_chunk(self, f: IO[bytes], size: int = 1 << 20) -> bytes:
+        """Read the next chunk of an open staging file."""
+        return await self._io.run(f.read, size)
+
+    async def close_file(self, f: IO[bytes]) -> None:
+        """Close it."""
+        await self._io.run(f.close)
 
     async def new_staging_file(self) -> str:
         """An empty file under the store's tmp/ (for uploads and downloads)."""

@@ -211,6 +211,34 @@ class SaveTests:
         assert not os.path.exists(path)
 
 
+class ListTests:
+    """docker images filters."""
+
+    def test_filters(self, tmp: Path) -> None:
+        """before/since/until/label/reference/dangling select like dockerd."""
+        svc, *_ = make_image_service(str(tmp))
+        a = busybox_image_tar(tmp / "a.tar", "pyd-t/a:1", config={"Labels": {"k": "v"}})
+        b = busybox_image_tar(tmp / "b.tar", "other/b:2", extra_files={"/b": "b"})
+        _load(svc, a.path)
+        _load(svc, b.path)
+
+        def ids(**filters: list[str]) -> list[str]:
+            return [i.id for i in run(svc.list_images(filters=filters))]
+
+        assert set(ids()) == {a.id, b.id}
+        assert ids(label=["k=v"]) == [a.id]
+        assert ids(label=["k"]) == [a.id]
+        assert ids(reference=["pyd-t/*"]) == [a.id]
+        assert ids(reference=["other/b:2"]) == [b.id]
+        assert ids(dangling=["true"]) == []
+        assert ids(until=["2000-01-01T00:00:00Z"]) == []
+        assert set(ids(until=["1h"])) == {a.id, b.id}  # created in 2023, clock is 2027
+        with pytest.raises(InvalidParameter):
+            ids(dangling=["maybe"])
+        with pytest.raises(NotFound):
+            ids(before=["nope"])
+
+
 class PruneTests:
     """docker image prune."""
 
