@@ -1004,6 +1004,7 @@ def _wire_containers(
     top.start_hooks.append(lambda: ensureDeferred(containers.startup()))
     top.stop_hooks.append(containers.shutdown)
     attach = AttachService(containers, events, reactor, io)
+    attach.log_reader = _log_reader(containers)
     containers.before_start.append(attach.before_start)
     containers.on_gone.append(attach.container_gone)
     execs = ExecService(
@@ -1029,6 +1030,17 @@ def _wire_containers(
         ExecRouter(execs),
         _metrics_router(io, reactor, runner, runtime, containers),
     ]
+
+
+def _log_reader(containers: ContainerService) -> Any:
+    """C{attach?logs=1}: what the container logged so far, as (stream, bytes) (issue 4)."""
+    from pyd.engine.containers import LogsRequest
+
+    async def read(cid: str) -> list[tuple[int, bytes]]:
+        _, entries, _ = await containers.read_logs(cid, LogsRequest(stdout=True, stderr=True))
+        return [(2 if e.stream == "stderr" else 1, e.data) for e in entries]
+
+    return read
 
 
 def _metrics_router(

@@ -13,6 +13,7 @@ output can be missed.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
@@ -222,6 +223,11 @@ class IOSession:
         else:
             self._sink.output(stream, data[1:])
 
+    def _replay(self, stream: int, data: bytes) -> None:
+        """Logged output sent before the live stream (C{logs=1})."""
+        if self._want.get(stream):
+            self._early.append((stream, data))
+
     def _conmon_closed(self) -> None:
         self._conn = None
         if self.hold_end is not None and not self.hold_end.called:
@@ -301,6 +307,8 @@ class AttachService:
         self._events = events
         self._reactor = reactor
         self._pending: dict[str, list[tuple[IOSession, StreamTarget]]] = {}
+        # Replays what a container logged so far for C{logs=1}: id -> [(stream, bytes)].
+        self.log_reader: Callable[[str], Awaitable[list[tuple[int, bytes]]]] | None = None
 
     async def attach(self, ref: str, opts: AttachOptions) -> tuple[StreamTarget, IOSession]:
         """Validate and open a session (connected now if the container runs, else at start).
@@ -325,6 +333,9 @@ class AttachService:
             # dockerd closes the container's stdin at the client's EOF only with StdinOnce and no TTY.
             close_stdin_on_eof=target.stdin_once and not target.tty,
         )
+        if opts.logs and self.log_reader is not None:
+            for stream, data in await self.log_reader(target.id):
+                session._replay(stream, data)
         if opts.stream:
             if target.status == "running":
                 try:

@@ -201,6 +201,26 @@ class AttachTests:
         finally:
             daemon.docker("rm", "-f", name, check=False)
 
+    def test_attach_logs_replay(self, daemon: PydDaemon) -> None:
+        """`attach?logs=1&stream=0` replays what was logged, framed per stream, then ends."""
+        name = _name()
+        daemon.docker(
+            "run", "-d", "--name", name, IMG, "sh", "-c", "echo before; echo oops >&2; sleep 300"
+        )
+        try:
+            for _ in range(50):
+                if "before" in daemon.docker("logs", name).stdout:
+                    break
+                time.sleep(0.1)
+            status, headers, body = daemon.request(
+                "POST", f"/v1.50/containers/{name}/attach?logs=1&stream=0&stdout=1&stderr=1"
+            )
+            assert status == 200
+            assert headers["content-type"] == "application/vnd.docker.multiplexed-stream"
+            assert body == b"\x01\0\0\0\0\0\0\x07before\n" + b"\x02\0\0\0\0\0\0\x05oops\n"
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
+
     def test_start_attach(self, daemon: PydDaemon) -> None:
         """`docker start -a` shows the output of a created container."""
         name = _name()
