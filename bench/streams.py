@@ -42,6 +42,23 @@ def attach_throughput(d: PydDaemon, mib: int = 64) -> float:
     return mib / elapsed
 
 
+def logs_throughput(d: PydDaemon, mib: int = 32) -> float:
+    """MiB/s of `docker logs` over a finished container's 32 MiB of (line-broken) output."""
+    name = "pyd-bench-logs"
+    d.docker(
+        "run", "--name", name, IMG, "sh", "-c",
+        f"dd if=/dev/zero bs=1048576 count={mib} 2>/dev/null | tr '\\0' 'x' | fold -w 1023",
+    )  # fmt: skip
+    try:
+        t0 = time.perf_counter()
+        p = subprocess.run([DOCKER, "logs", name], env=_env(d), stdout=subprocess.PIPE, check=True)
+        elapsed = time.perf_counter() - t0
+        assert len(p.stdout) >= mib * MIB
+        return len(p.stdout) / MIB / elapsed
+    finally:
+        d.docker("rm", "-f", name, check=False)
+
+
 def exec_latency(d: PydDaemon, name: str, n: int = 15) -> tuple[float, float]:
     """Median ms of `docker exec c true` (CLI) and of docker-py exec_run (API only)."""
     cli = []
@@ -88,6 +105,7 @@ def main() -> None:
         d.docker("run", "-d", "--name", name, IMG, "sleep", "600")
         rows = []
         rows.append(("attach: docker run stdout, 64 MiB", f"{attach_throughput(d):.1f} MiB/s"))
+        rows.append(("logs: docker logs of 32 MiB", f"{logs_throughput(d):.1f} MiB/s"))
         cli, api = exec_latency(d, name)
         rows.append(("exec: docker exec c true (median)", f"{cli:.1f} ms"))
         rows.append(("exec: docker-py exec_run true (median)", f"{api:.1f} ms"))
