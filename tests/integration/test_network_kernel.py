@@ -80,6 +80,35 @@ class PublishedPortTests:
         ).stdout
         assert str(p1) not in table and str(p2) not in table
 
+    def test_udp(self, net: NetHarness) -> None:
+        """-p P:53/udp forwards datagrams from 127.0.0.1 and replies come back."""
+        import socket
+        import sys
+        import time
+
+        cid = net.add_container("udp")
+        port = free_port()
+        s = _setup(net, cid, "udp", PortBindings={"53/udp": [{"HostPort": str(port)}]})
+        echo = (
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('0.0.0.0', 53))\nwhile True:\n d,a=s.recvfrom(512); s.sendto(b'echo:'+d,a)"
+        )
+        net.spawn(s.netns_path, sys.executable, "-c", echo)
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.settimeout(0.5)
+        got = b""
+        try:
+            for _ in range(20):
+                c.sendto(b"ping", ("127.0.0.1", port))
+                try:
+                    got = c.recv(64)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        finally:
+            c.close()
+        assert got == b"echo:ping"
+
     def test_ephemeral_and_conflict(self, net: NetHarness) -> None:
         """-p 80 gets a port from the ephemeral range; a port in use is refused by name."""
         a, b = net.add_container("a"), net.add_container("b")
