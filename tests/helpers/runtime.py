@@ -156,22 +156,23 @@ class BareContainer:
             os.kill(pid, 9)
         except (OSError, ValueError):
             pass
-        for ctrl in (
-            "memory",
-            "pids",
-            "cpu,cpuacct",
-            "cpuset",
-            "blkio",
-            "freezer",
-            "devices",
-            "hugetlb",
-            "net_cls,net_prio",
-            "perf_event",
-            "unified",
-        ):
-            for path in (f"/sys/fs/cgroup/{ctrl}/pyd-test/{self.id}",):
+        # The container's cgroup in every hierarchy, then the shared parent once unused. A
+        # cgroup whose killed processes are not reaped yet is busy for a moment: retry briefly.
+        paths = [
+            f"/sys/fs/cgroup/{ctrl}/pyd-test/{leaf}"
+            for leaf in (self.id, "")
+            for ctrl in sorted(os.listdir("/sys/fs/cgroup"))
+        ]
+        deadline = time.monotonic() + 3
+        for path in paths:
+            while True:
                 try:
                     os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
                 except OSError:
-                    pass
+                    if time.monotonic() > deadline or path.endswith("pyd-test/"):
+                        break
+                    time.sleep(0.05)
         shutil.rmtree(self.base, ignore_errors=True)
