@@ -1016,6 +1016,7 @@ def _wire_containers(
         os.path.join(config.exec_root, "exec"),
         resolve_user=resolve_user,
     )
+    containers.exec_ids = execs.container_execs
     archive = ArchiveService(
         containers,
         images,

@@ -472,6 +472,8 @@ class ContainersRouter:
         """C{GET /containers/{id}/json}."""
         c = self._svc.resolve(ref)
         out = inspect_json(c)
+        if self._svc.exec_ids is not None:
+            out["ExecIDs"] = self._svc.exec_ids(c.id) or None
         paths = await self._svc.graph_paths(c)
         if paths:
             out["GraphDriver"]["Data"] = paths

@@ -187,6 +187,8 @@ class ContainerService:
         # Optional image-store hooks: bytes in the writable layer, overlay paths for inspect.
         self.rw_size: Callable[[str], Awaitable[int]] | None = None
         self.rw_paths: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        # The exec service's sessions of a container (inspect's ExecIDs).
+        self.exec_ids: Callable[[str], list[str]] | None = None
         self.on_gone: list[Callable[[str], None]] = []
 
     # --- start-up and shutdown -------------------------------------------------------------------
