@@ -33,10 +33,15 @@ from pyd.core.errors import (
 from pyd.core.ids import new_id, short_id
 from pyd.core.records import Change, Image, Layer
 from pyd.core.seams import Blocking, EventSink
-from pyd.drivers.storage.archive import ArchiveError, StagedArchive, stage_archive, write_archive
-from pyd.drivers.storage.blobs import sha256_file
+from pyd.drivers.storage.archive import (
+    ArchiveError,
+    StagedArchive,
+    sha256_source,
+    stage_archive,
+    write_archive,
+)
 from pyd.drivers.storage.fetch import FetchFailed
-from pyd.drivers.storage.layers import ExtractFailed, LayerStore
+from pyd.drivers.storage.layers import ExtractFailed, LayerSource, LayerStore
 from pyd.engine.distribution import PushImage, PushLayer
 from pyd.engine.imagechanges import apply_changes
 from pyd.state.images import ImageRepository, StoredImage
@@ -492,7 +497,7 @@ class ImageService:
         return img
 
     async def _add_layer_file(
-        self, tar_path: str, parent: str | None, expected_diff_id: str | None = None
+        self, tar_path: LayerSource, parent: str | None, expected_diff_id: str | None = None
     ) -> tuple[Layer, bool]:
         """Extract a layer file on top of C{parent} unless its chain exists; record it.
 
@@ -536,7 +541,7 @@ class ImageService:
     async def store_image(
         self,
         config_bytes: bytes,
-        layer_files: Sequence[str],
+        layer_files: Sequence[LayerSource],
         tags: Iterable[str] = (),
         digests: Iterable[str] = (),
         progress: Callable[[int, Layer], None] | None = None,
@@ -1269,7 +1274,7 @@ class ImageService:
 @attrs.frozen
 class _ArchiveImage:
     config_bytes: bytes
-    layers: list[str]
+    layers: list[LayerSource]
     tags: list[str]
 
 
@@ -1295,7 +1300,9 @@ def _verify_blob(archive: StagedArchive, name: str, data: bytes | None = None) -
     if path is None:
         raise InvalidParameter(f"invalid archive: {name} is missing")
     digest, _ = (
-        sha256_file(path) if data is None else ("sha256:" + hashlib.sha256(data).hexdigest(), 0)
+        (sha256_source(path), 0)
+        if data is None
+        else ("sha256:" + hashlib.sha256(data).hexdigest(), 0)
     )
     if digest[7:] != m.group(1):
         raise InvalidParameter(f"invalid archive: {name} has digest {digest}")
@@ -1385,7 +1392,7 @@ def _oci_images(archive: StagedArchive, raw: bytes) -> list[_ArchiveImage]:
                 path = archive.resolve("blobs/sha256/" + d[7:])
                 if path is None:
                     raise InvalidParameter(f"invalid archive: layer {d} is missing")
-                digest, _ = sha256_file(path)
+                digest = sha256_source(path)
                 if digest != d:
                     raise InvalidParameter(f"invalid archive: layer {d} does not match its digest")
                 layers.append(path)

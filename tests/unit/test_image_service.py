@@ -50,6 +50,20 @@ class LoadTests:
         assert os.stat(os.path.join(diff, "tmp")).st_mode & 0o7777 == 0o1777
         assert os.stat(os.path.join(diff, "home", "app")).st_uid == 1000
 
+    def test_load_from_memory_and_gzip(self, tmp: Path) -> None:
+        """Archives that are not seekable plain files (BytesIO, gzip) are staged by copying."""
+        import gzip
+
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar", "pyd-t/mem:1", extra_files={"/a": "a"})
+        data = Path(built.path).read_bytes()
+        run(svc.load(io.BytesIO(data), [].append))
+        assert run(svc.resolve("pyd-t/mem:1")).id == built.id
+        run(svc.delete("pyd-t/mem:1"))
+        (tmp / "bb.tar.gz").write_bytes(gzip.compress(data))
+        assert _load(svc, str(tmp / "bb.tar.gz")) == ["Loaded image: pyd-t/mem:1\n"]
+        assert len(_layer_dirs(tmp)) == 2
+
     def test_same_layers_shared(self, tmp: Path) -> None:
         """Two images with the same base share its layer; loading twice adds nothing."""
         svc, *_ = make_image_service(str(tmp))

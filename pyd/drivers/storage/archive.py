@@ -17,7 +17,11 @@ from typing import IO
 
 import attrs
 
+from pyd.drivers.storage.layers import FileRange, LayerSource
+
 CHUNK = 1 << 20
+# members at least this big stay inside a seekable, uncompressed upload instead of being copied
+IN_PLACE_MIN = 256 << 10
 MAX_MEMBERS = 100_000
 
 
@@ -30,10 +34,10 @@ class StagedArchive:
     """Members of an archive, each copied to its own file."""
 
     directory: str
-    files: dict[str, str]  # normalised member name -> staged file path
+    files: dict[str, LayerSource]  # normalised member name -> staged file, or range of the upload
     links: dict[str, str]  # normalised member name -> normalised target member name
 
-    def resolve(self, name: str) -> str | None:
+    def resolve(self, name: str) -> LayerSource | None:
         """The staged file for member C{name}, following in-archive links."""
         n = normalize(name)
         for _ in range(32):
@@ -49,11 +53,73 @@ class StagedArchive:
         path = self.resolve(name)
         if path is None:
             return None
+        if isinstance(path, FileRange):
+            if path.length > limit:
+                raise ArchiveError(f"{name} is too large")
+            return read_range(path)
         with open(path, "rb") as f:
             data = f.read(limit + 1)
         if len(data) > limit:
             raise ArchiveError(f"{name} is too large")
         return data
+
+
+def read_range(r: FileRange) -> bytes:
+    """The bytes of a range (small ones: configs, manifests)."""
+    out = bytearray()
+    pos, left = r.offset, r.length
+    while left > 0:
+        chunk = os.pread(r.fd, min(left, CHUNK), pos)
+        if not chunk:
+            raise ArchiveError("archive is truncated")
+        out += chunk
+        pos += len(chunk)
+        left -= len(chunk)
+    return bytes(out)
+
+
+def sha256_source(src: LayerSource) -> str:
+    """The digest of a staged file or range."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if isinstance(src, FileRange):
+        pos, left = src.offset, src.length
+        while left > 0:
+            chunk = os.pread(src.fd, min(left, CHUNK), pos)
+            if not chunk:
+                raise ArchiveError("archive is truncated")
+            h.update(chunk)
+            pos += len(chunk)
+            left -= len(chunk)
+    else:
+        with open(src, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _in_place_fd(src: IO[bytes]) -> int | None:
+    """The fd of C{src} when it is a seekable regular file holding an uncompressed tar."""
+    try:
+        fd = src.fileno()
+        pos = src.tell()
+        head = src.read(512)
+        src.seek(pos)
+    except (OSError, AttributeError, ValueError):
+        return None
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+    except OSError:
+        return None
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return None
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return None
+    return fd if pos == 0 else None
 
 
 def normalize(name: str) -> str:
@@ -67,17 +133,24 @@ def stage_archive(src: IO[bytes], directory: str) -> StagedArchive:
 
     @raise ArchiveError: not a (complete) tar archive.
     """
-    files: dict[str, str] = {}
+    files: dict[str, LayerSource] = {}
     links: dict[str, str] = {}
     count = 0
+    fd = _in_place_fd(src)
+    size = os.fstat(fd).st_size if fd is not None else 0
     try:
-        with tarfile.open(fileobj=src, mode="r|*") as tf:
+        # a plain seekable upload is read with seeks over the big members; anything else streams
+        with tarfile.open(fileobj=src, mode="r:" if fd is not None else "r|*") as tf:
             for member in tf:
                 count += 1
                 if count > MAX_MEMBERS:
                     raise ArchiveError("too many entries in archive")
                 name = normalize(member.name)
-                if member.isreg():
+                if member.isreg() and fd is not None and member.size >= IN_PLACE_MIN:
+                    if member.offset_data + member.size > size:
+                        raise ArchiveError("archive is truncated")
+                    files[name] = FileRange(fd, member.offset_data, member.size)
+                elif member.isreg():
                     path = os.path.join(directory, f"m{count}")
                     fobj = tf.extractfile(member)
                     assert fobj is not None

@@ -35,6 +35,19 @@ from pyd.drivers.storage import overlay
 from pyd.drivers.storage.blobs import BlobStore, fsync_dir
 
 
+@attrs.frozen
+class FileRange:
+    """A layer stored inside a bigger open file (e.g. a member of an uploaded, uncompressed
+    archive): extracted from there without copying it out first."""
+
+    fd: int
+    offset: int
+    length: int
+
+
+LayerSource = str | FileRange  # a path, or a range of an open file
+
+
 class ExtractFailed(Exception):
     """The layer could not be extracted (hostile, malformed or truncated); the reason is given."""
 
@@ -51,9 +64,10 @@ class Extracted:
 
 
 class Extractor(Protocol):
-    """Runs the untar helper: C{src_path} (a file) into C{dest}, copying the plain tar to C{tar_out}."""
+    """Runs the untar helper: C{src} (a file or a range of one) into C{dest}, copying the plain
+    tar to C{tar_out}."""
 
-    def extract(self, src_path: str, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+    def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Fire with the helper's JSON result. @raise ExtractFailed: extraction failed."""
         ...
 
@@ -65,12 +79,17 @@ class HelperExtractor:
         self._runner = runner
         self._python = python
 
-    def extract(self, src_path: str, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+    def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Spawn the helper (it chroots into C{dest})."""
-        fd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
+        argv = [self._python, "-m", "pyd.drivers.storage.untar", dest, "--tar-out", tar_out]
+        if isinstance(src, FileRange):
+            fd = os.dup(src.fd)
+            argv += ["--range", f"{src.offset}:{src.length}"]
+        else:
+            fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
         try:
             d = self._runner.run(
-                [self._python, "-m", "pyd.drivers.storage.untar", dest, "--tar-out", tar_out],
+                argv,
                 child_fds={0: fd},
                 env={"PYTHONPATH": _pythonpath()},
             )
@@ -109,14 +128,18 @@ class InProcessExtractor:
     def __init__(self, blocking: Blocking) -> None:
         self._blocking = blocking
 
-    def extract(self, src_path: str, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+    def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Extract in this process."""
         from pyd.drivers.storage import untar
 
         def thd() -> dict[str, Any]:
-            with open(src_path, "rb") as src, open(tar_out, "wb") as out:
+            with open(tar_out, "wb") as out:
                 try:
-                    return untar.run(dest, src, out, chroot=False)
+                    if isinstance(src, FileRange):
+                        reader = untar.RangeReader(src.fd, src.offset, src.length)
+                        return untar.run(dest, reader, out, chroot=False)
+                    with open(src, "rb") as f:
+                        return untar.run(dest, f, out, chroot=False)
                 except untar.UntarError as e:
                     raise ExtractFailed(str(e)) from e
 
@@ -213,8 +236,8 @@ class LayerStore:
         os.chmod(dest, 0o755)  # noqa: S103 - a root filesystem is world-readable
         return staging, dest, os.path.join(staging, "layer.tar")
 
-    async def extract(self, src_path: str) -> Extracted:
-        """Extract the (maybe compressed) layer tar at C{src_path} into a new staging dir.
+    async def extract(self, src_path: LayerSource) -> Extracted:
+        """Extract the (maybe compressed) layer tar C{src_path} into a new staging dir.
 
         The caller checks the digests, then calls L{commit_layer} or L{discard}.
         @raise ExtractFailed: the helper refused or failed; nothing is left behind.

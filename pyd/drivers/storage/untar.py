@@ -86,6 +86,26 @@ class _HashingReader:
             pass
 
 
+class RangeReader:
+    """Reads C{length} bytes of file descriptor C{fd} from C{offset} (pread: no shared offset)."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self._fd = fd
+        self._pos = offset
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if n < 0 else min(n, self._left)
+        data = os.pread(self._fd, min(want, CHUNK * 4), self._pos)
+        self._pos += len(data)
+        self._left -= len(data)
+        if not data:
+            raise UntarError("unexpected end of input")
+        return data
+
+
 def open_decompressed(raw: _HashingReader) -> Any:
     """Wrap C{raw} in the right decompressor for its magic bytes."""
     magic = raw.peek(6)
@@ -239,19 +259,30 @@ def run(dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True) -> 
 
 
 def main(argv: list[str]) -> int:
-    """C{untar DEST [--tar-out FILE]}: stdin is the layer."""
+    """C{untar DEST [--tar-out FILE] [--range OFFSET:LENGTH]}: stdin is the layer (or holds it
+    at OFFSET)."""
     args = list(argv)
     tar_out_path = None
     if "--tar-out" in args:
         i = args.index("--tar-out")
         tar_out_path = args[i + 1]
         del args[i : i + 2]
+    byte_range = None
+    if "--range" in args:
+        i = args.index("--range")
+        off, _, length = args[i + 1].partition(":")
+        byte_range = (int(off), int(length))
+        del args[i : i + 2]
     if len(args) != 1:
         sys.stderr.write("usage: python -m pyd.drivers.storage.untar DEST [--tar-out FILE]\n")
         return 2
     dest = args[0]
     tar_out = open(tar_out_path, "wb") if tar_out_path else None  # noqa: SIM115 - closed below
-    src = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - stdin
+    src: Any = (
+        RangeReader(0, *byte_range)
+        if byte_range is not None
+        else open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - stdin
+    )
     try:
         result = run(dest, src, tar_out)
     except UntarError as e:
