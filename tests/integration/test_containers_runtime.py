@@ -136,6 +136,8 @@ class RuntimeTests(TestCase):
     async def test_stop_term_143(self) -> None:
         """A process that dies of SIGTERM exits 143 (with --init, tini forwards it)."""
         cid = await self.run_container(["sleep", "100"], Init=True)
+        # tini ignores SIGTERM (pid 1) until it has installed its handlers: let it start.
+        await deferLater(_reactor(), 1.0, lambda: None)
         await self.svc.stop(cid, timeout=10)
         self.assertEqual(self.svc.resolve(cid).state.exit_code, 143)
 
