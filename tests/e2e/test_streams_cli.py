@@ -99,7 +99,17 @@ class PtySession:
                     self.seen += os.read(self.master, 65536)
                 except OSError:
                     pass
-        return self.proc.wait(timeout=1)
+        rc = self.proc.wait(timeout=1)
+        # What the CLI wrote just before exiting may still sit in the pty: drain it.
+        while select.select([self.master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.seen += chunk
+        return rc
 
     def close(self) -> None:
         if self.proc.poll() is None:
