@@ -965,33 +965,40 @@ class ImageService:
 
         @raise NotFound: one of C{names} does not exist (nothing written).
         """
-        plan: list[tuple[StoredImage, list[str] | None, list[Layer]]] = []
-        seen: dict[str, int] = {}
+        order: list[str] = []
+        tags_of: dict[str, list[str]] = {}
+
+        def add(image_id: str, tag: str | None) -> None:
+            if image_id not in tags_of:
+                order.append(image_id)
+                tags_of[image_id] = []
+            if tag is not None and tag not in tags_of[image_id]:
+                tags_of[image_id].append(tag)
+
         for name in names:
             s = await self._lookup(name)
-            tags: list[str] | None = None
-            if not _is_id_prefix(s.id, name):
-                parsed = refs.parse_normalized(name)
-                if parsed.digest is None:
-                    tags = (
-                        [str(parsed.with_default_tag())]
-                        if parsed.tag
-                        else list(t for t in s.tags if refs.parse_normalized(t).name == parsed.name)
-                    )
-                else:
-                    tags = []
-            layers = await self._repo.chain(s.top_layer)
-            if s.id in seen:
-                prev = plan[seen[s.id]]
-                merged = (prev[1] or []) + (tags or [])
-                plan[seen[s.id]] = (
-                    prev[0],
-                    merged if prev[1] is not None or tags else None,
-                    prev[2],
-                )
+            if _is_id_prefix(s.id, name) or refs.is_digest(name):
+                add(s.id, None)  # by id: no tags, like dockerd
                 continue
-            seen[s.id] = len(plan)
-            plan.append((s, tags, layers))
+            parsed = refs.parse_normalized(name)
+            if parsed.tag is None and parsed.digest is None:
+                # a repository name: every tag of that repository (dockerd's ReferencesByName)
+                found = False
+                for img in await self._repo.list_images():
+                    for t in img.tags:
+                        if refs.parse_normalized(t).name == parsed.name:
+                            add(img.id, t)
+                            found = True
+                if not found:
+                    add(s.id, None)
+            else:
+                add(s.id, str(parsed) if parsed.tag is not None else None)
+        plan: list[tuple[StoredImage, list[str] | None, list[Layer]]] = []
+        for image_id in order:
+            stored = await self._repo.get_image(image_id)
+            if stored is None:
+                raise no_such_image(image_id)
+            plan.append((stored, tags_of[image_id], await self._repo.chain(stored.top_layer)))
         await self._io.run(self._write_save, plan, out)
         for s, _t, _l in plan:
             self._emit("save", s.id, s.id)

@@ -253,6 +253,29 @@ class ListTests:
             ids(before=["nope"])
 
 
+class SaveByIdTests:
+    """docker save by id, and of several names."""
+
+    def test_by_id_untagged_and_several(self, tmp: Path) -> None:
+        """By id the archive carries no tags (load prints the id); two names keep both tags."""
+        svc, *_ = make_image_service(str(tmp / "one"))
+        a = busybox_image_tar(tmp / "a.tar", "pyd-t/a:1")
+        b = busybox_image_tar(tmp / "b.tar", "pyd-t/b:1", extra_files={"/b": "b"})
+        _load(svc, a.path)
+        _load(svc, b.path)
+        by_id = run(svc.save_to_file([a.id[7:19]]))
+        other, *_ = make_image_service(str(tmp / "two"))
+        assert _load(other, by_id) == [f"Loaded image ID: {a.id}\n"]
+        both = run(svc.save_to_file(["pyd-t/a:1", "pyd-t/b:1"]))
+        third, *_ = make_image_service(str(tmp / "three"))
+        assert sorted(_load(third, both)) == [
+            "Loaded image: pyd-t/a:1\n",
+            "Loaded image: pyd-t/b:1\n",
+        ]
+        with pytest.raises(NotFound):
+            run(svc.save_to_file(["pyd-t/a:1", "nope"]))
+
+
 class PruneTests:
     """docker image prune."""
 
