@@ -25,7 +25,8 @@ from pathlib import Path
 
 from tests.helpers.daemon import PydDaemon
 
-DOCKERD = "/usr/bin/dockerd"
+# Debian installs dockerd in /usr/sbin.
+DOCKERD = shutil.which("dockerd", path="/usr/sbin:/usr/bin:/usr/local/bin") or "/usr/bin/dockerd"
 
 
 @dataclass

@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     with daemons() as ds:
         for d in ds:
             rows[0].values[d.name] = latency_ms(d.sock, "/_ping")
-            rows[1].values[d.name] = latency_ms(d.sock, "/v1.50/info", n=100)
+            rows[1].values[d.name] = latency_ms(d.sock, "/v1.41/info", n=100)
             rows[2].values[d.name] = throughput(d.sock, "/_ping", 1, args.seconds)
             rows[3].values[d.name] = throughput(d.sock, "/_ping", 8, args.seconds)
-            rows[4].values[d.name] = throughput(d.sock, "/v1.50/info", 8, args.seconds)
+            rows[4].values[d.name] = throughput(d.sock, "/v1.41/info", 8, args.seconds)
             time.sleep(1)
             rows[5].values[d.name] = rss_mb(d.pid)
         names = [d.name for d in ds]
