@@ -834,25 +834,8 @@ class ContainerService:
                 no_new_privs = value.lower() in ("", "true", "1")
             elif key == "seccomp" and value == "unconfined":
                 seccomp = False
-        nano = hc.get("NanoCpus") or 0
-        quota = hc.get("CpuQuota") or 0
-        period = hc.get("CpuPeriod") or 0
-        if nano:
-            period = 100_000
-            quota = nano * period // 1_000_000_000
-        pids = hc.get("PidsLimit") or 0
-        resources = oci.Resources(
-            memory=hc.get("Memory") or 0,
-            memory_swap=hc.get("MemorySwap") or 0,
-            memory_reservation=hc.get("MemoryReservation") or 0,
-            cpu_shares=hc.get("CpuShares") or 0,
-            cpu_quota=quota,
-            cpu_period=period,
-            cpuset_cpus=hc.get("CpusetCpus") or "",
-            cpuset_mems=hc.get("CpusetMems") or "",
-            pids_limit=pids if pids > 0 else 0,
-            blkio_weight=hc.get("BlkioWeight") or 0,
-            oom_kill_disable=bool(hc.get("OomKillDisable")),
+        resources = attrs.evolve(
+            _resources_of(hc), oom_kill_disable=bool(hc.get("OomKillDisable"))
         )
         ulimits = tuple(
             (u["Name"], int(u.get("Soft") or 0), int(u.get("Hard") or 0))
@@ -1669,6 +1652,7 @@ def _labels_match(labels: dict[str, Any], wanted: Sequence[str]) -> bool:
 
 
 def _resources_of(hc: dict[str, Any]) -> oci.Resources:
+    """Docker's HostConfig resource keys as OCI resources (create and live update)."""
     nano = hc.get("NanoCpus") or 0
     quota = hc.get("CpuQuota") or 0
     period = hc.get("CpuPeriod") or 0
