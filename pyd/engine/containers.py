@@ -605,9 +605,7 @@ class ContainerService:
             127/126 recorded in its state).
         """
         c = self.resolve(ref)
-        lock = self._lock(c.id)
-        await lock.acquire()
-        try:
+        async with self._lock(c.id):
             c = self.resolve(c.id)
             if c.state.status == "paused":
                 raise Conflict("cannot start a paused container, try unpause instead")
@@ -621,19 +619,13 @@ class ContainerService:
             c = attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=False))
             self._cache[c.id] = c
             await self._start(c)
-        finally:
-            lock.release()
 
     async def _start_locked(self, cid: str) -> None:
-        lock = self._lock(cid)
-        await lock.acquire()
-        try:
+        async with self._lock(cid):
             c = self._cache.get(cid)
             if c is None or c.state.status in ("running", "paused", "removing", "dead"):
                 return
             await self._start(c)
-        finally:
-            lock.release()
 
     async def _start(self, c: Container) -> None:
         cid = c.id
@@ -834,9 +826,7 @@ class ContainerService:
                 no_new_privs = value.lower() in ("", "true", "1")
             elif key == "seccomp" and value == "unconfined":
                 seccomp = False
-        resources = attrs.evolve(
-            _resources_of(hc), oom_kill_disable=bool(hc.get("OomKillDisable"))
-        )
+        resources = attrs.evolve(_resources_of(hc), oom_kill_disable=bool(hc.get("OomKillDisable")))
         ulimits = tuple(
             (u["Name"], int(u.get("Soft") or 0), int(u.get("Hard") or 0))
             for u in hc.get("Ulimits") or []
@@ -993,9 +983,7 @@ class ContainerService:
         self._restart_calls.pop(cid, None)
 
         async def go() -> None:
-            lock = self._lock(cid)
-            await lock.acquire()
-            try:
+            async with self._lock(cid):
                 c = self._cache.get(cid)
                 if c is None or c.state.status != "restarting" or c.state.manually_stopped:
                     return
@@ -1016,8 +1004,6 @@ class ContainerService:
                         self._restart_calls[cid] = self._clock.callLater(
                             delay, self._policy_restart, cid
                         )
-            finally:
-                lock.release()
 
         d = Deferred.fromCoroutine(go())
         d.addErrback(lambda f: log.failure("policy restart of {cid} failed", f, cid=cid))
@@ -1084,9 +1070,7 @@ class ContainerService:
         @raise NotModified: it is not running.
         """
         c = self.resolve(ref)
-        lock = self._lock(c.id)
-        await lock.acquire()
-        try:
+        async with self._lock(c.id):
             c = self.resolve(c.id)
             if c.state.status == "restarting" or (
                 c.state.status in ("exited", "created") and c.id in self._restart_calls
@@ -1103,8 +1087,6 @@ class ContainerService:
                 raise NotModified()
             await self._stop(c, timeout, signal)
             self._emit(self.resolve(c.id), "stop")
-        finally:
-            lock.release()
 
     async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
         c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True)))
@@ -1165,9 +1147,7 @@ class ContainerService:
     ) -> None:
         """Stop if running, then start; emits C{restart}."""
         c = self.resolve(ref)
-        lock = self._lock(c.id)
-        await lock.acquire()
-        try:
+        async with self._lock(c.id):
             c = self.resolve(c.id)
             self._cancel_restart(c.id)
             if c.state.running:
@@ -1178,15 +1158,11 @@ class ContainerService:
             self._cache[c.id] = c
             await self._start(c)
             self._emit(self.resolve(c.id), "restart")
-        finally:
-            lock.release()
 
     async def pause(self, ref: str) -> None:
         """Freeze the container. @raise Conflict: not running or already paused."""
         c = self.resolve(ref)
-        lock = self._lock(c.id)
-        await lock.acquire()
-        try:
+        async with self._lock(c.id):
             c = self.resolve(c.id)
             if c.state.status == "paused":
                 raise Conflict(f"Container {c.id} is already paused")
@@ -1198,15 +1174,11 @@ class ContainerService:
                 raise SystemError_(f"Cannot pause container {c.id}: {e.message}") from e
             c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="paused")))
             self._emit(c, "pause")
-        finally:
-            lock.release()
 
     async def unpause(self, ref: str) -> None:
         """Thaw the container. @raise Conflict: not paused."""
         c = self.resolve(ref)
-        lock = self._lock(c.id)
-        await lock.acquire()
-        try:
+        async with self._lock(c.id):
             c = self.resolve(c.id)
             if c.state.status != "paused":
                 raise Conflict(f"Container {c.id} is not paused")
@@ -1216,8 +1188,6 @@ class ContainerService:
                 raise SystemError_(f"Cannot unpause container {c.id}: {e.message}") from e
             c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="running")))
             self._emit(c, "unpause")
-        finally:
-            lock.release()
 
     # --- wait ------------------------------------------------------------------------------------
 
@@ -1256,9 +1226,7 @@ class ContainerService:
         """
         c = self.resolve(ref)
         cid_ = c.id
-        lock = self._lock(cid_)
-        await lock.acquire()
-        try:
+        async with self._lock(cid_):
             cur = self._cache.get(cid_)
             if cur is None:
                 raise no_such_container(ref)
@@ -1308,8 +1276,6 @@ class ContainerService:
             for d in self._removed_waiters.pop(c.id, []) + self._exit_waiters.pop(c.id, []):
                 if not d.called:
                     d.callback(WaitResult(code))
-        finally:
-            lock.release()
             if cid_ not in self._cache:
                 self._locks.pop(cid_, None)
 
@@ -1337,9 +1303,7 @@ class ContainerService:
         @raise InvalidParameter: invalid values (dockerd's text).
         """
         c = self.resolve(ref)
-        lock = self._lock(c.id)
-        await lock.acquire()
-        try:
+        async with self._lock(c.id):
             c = self.resolve(c.id)
             hc = dict(c.host_config)
             keys = (
@@ -1400,8 +1364,6 @@ class ContainerService:
             c = await self._save(attrs.evolve(c, host_config=hc))
             self._emit(c, "update")
             return warnings
-        finally:
-            lock.release()
 
     async def prune(self, until_nano: int | None, labels: Sequence[str]) -> PruneResult:
         """Remove every stopped container (optionally older than C{until}, matching labels)."""
