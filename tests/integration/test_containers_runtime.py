@@ -16,11 +16,11 @@ from twisted.trial.unittest import TestCase
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.process import ReactorProcessRunner
 from pyd.drivers.runtime.conmon import ConmonRuntime
-from pyd.engine.basic_providers import BasicNetworkProvider, BasicVolumeProvider
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.state.containers import ContainerRepository
 from pyd.state.db import Database, make_engine
 from pyd.state.models import Base
+from tests.fakes.basic_providers import BasicNetworkProvider, BasicVolumeProvider
 from tests.fakes.container_providers import FakeImageProvider
 from tests.unit.test_containers_engine import FakeEvents
 
