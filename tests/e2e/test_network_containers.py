@@ -37,12 +37,16 @@ def run_out(d: PydDaemon, *args: str) -> str:
     return out
 
 
-def reaches(d: PydDaemon, container: str, target: str, tries: int = 3) -> bool:
-    """Whether C{container} pings C{target} (a few tries: a loaded CI box can be slow to answer)."""
+def reaches(d: PydDaemon, container: str, target: str, tries: int = 8) -> bool:
+    """Whether C{container} pings C{target} within about 20 s.
+
+    Several tries: on a loaded CI box a reconnected alias was once not answered for the first
+    ~5 s (seen once in a full parallel run, never alone; cause not found yet).
+    """
     for _ in range(tries):
         if d.docker("exec", container, "ping", "-c1", "-W2", target, check=False).returncode == 0:
             return True
-        time.sleep(0.5)
+        time.sleep(1)
     return False
 
 
