@@ -1414,9 +1414,16 @@ class ContainerService:
         path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
         offset, inode = chunk.offset, chunk.inode
         interval = 0.05
+        # One more read after the exit is seen: conmon may append the last lines to the log a
+        # moment after the exit file lands (a build's RUN output was once cut this way).
+        final_read = False
         while not closed():
             cur = self._cache.get(c.id)
             alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
+            if not alive and not final_read:
+                final_read = True
+                alive = True
+                await deferLater(self._clock, 0.1, lambda: None)
             chunk = await self._blocking.run(read_from, path, offset, inode)
             offset, inode = chunk.offset, chunk.inode
             write(
