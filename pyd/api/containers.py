@@ -32,7 +32,7 @@ from pyd.core.errors import InvalidParameter
 from pyd.core.records import Container, MountSpec
 from pyd.engine import containers as engine
 from pyd.engine.container_config import command_of
-from pyd.engine.container_logs import LogEntry
+from pyd.engine.container_logs import LogEntry, LogTail
 from pyd.engine.containers import ContainerService, LogsRequest
 
 log = Logger()
@@ -614,8 +614,21 @@ class ContainersRouter:
             until_nano=parse_time_nano(until) if until and until != "0" else None,
             tail=tail,
         )
+        c, entries, log_tail = await self._svc.read_logs(ref, req)
+        try:
+            return await self._write_logs(request, c, req, entries, log_tail)
+        finally:
+            log_tail.close()
+
+    async def _write_logs(
+        self,
+        request: Any,
+        c: Container,
+        req: LogsRequest,
+        entries: list[LogEntry],
+        tail: LogTail,
+    ) -> bytes:
         timestamps = qbool(request, "timestamps")
-        c, entries, chunk = await self._svc.read_logs(ref, req)
         tty = bool(c.config.get("Tty"))
         request.setResponseCode(200)
         if tty or api_version(request) < (1, 42):
@@ -652,7 +665,7 @@ class ContainersRouter:
         request.write(b"")
         write(entries)
         if req.follow:
-            await self._svc.follow_logs(c, req, chunk, write, lambda: closed["v"])
+            await self._svc.follow_logs(c, req, tail, write, lambda: closed["v"])
         return b""
 
 

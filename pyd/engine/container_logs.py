@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-import attrs
-
 
 class LogEntry(NamedTuple):
     """One chunk of output: which stream, when, the bytes (a full line ends with a newline).
@@ -92,41 +90,72 @@ def parse_line(line: bytes) -> LogEntry | None:
     return LogEntry("stdout" if stream == b"stdout" else "stderr", ts, data)
 
 
-@attrs.frozen
-class LogChunk:
-    """Entries read from a log and where reading stopped."""
+class LogTail:
+    """A log file read incrementally through one open descriptor (blocking: call in the io pool).
 
-    entries: tuple[LogEntry, ...]
-    offset: int
-    inode: int
+    Holding the descriptor is what makes a follower safe: when the container is removed its
+    bundle (and the log) is unlinked, but what conmon wrote is still read to the end. When conmon
+    rotates the log (C{--log-size-max} renames a fresh file over it), the old descriptor is read
+    to its end before the new file is opened; a file truncated in place is read from 0 again.
+    """
 
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._offset = 0
 
-def read_from(path: str, offset: int, inode: int) -> LogChunk:
-    """Complete lines of C{path} after C{offset} (from 0 if the file was replaced or truncated)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return LogChunk((), offset, inode)
-    try:
-        st = os.fstat(fd)
-        if st.st_ino != inode or st.st_size < offset:
-            offset = 0
-        if st.st_size == offset:
-            return LogChunk((), offset, st.st_ino)
-        os.lseek(fd, offset, os.SEEK_SET)
-        raw = b""
+    def read(self) -> list[LogEntry]:
+        """The complete lines written since the last call (a partial last line waits)."""
+        out: list[LogEntry] = []
+        if self._fd < 0 and not self._open():
+            return out
         while True:
-            chunk = os.read(fd, 1 << 20)
+            out.extend(self._read_open())
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return out  # removed: what the descriptor holds has been read
+            if st.st_ino == os.fstat(self._fd).st_ino:
+                return out
+            os.close(self._fd)  # rotated: the old file is drained, go on with the new one
+            self._fd = -1
+            if not self._open():
+                return out
+
+    def _open(self) -> bool:
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        self._offset = 0
+        return True
+
+    def _read_open(self) -> list[LogEntry]:
+        size = os.fstat(self._fd).st_size
+        if size < self._offset:
+            self._offset = 0  # truncated in place
+        if size == self._offset:
+            return []
+        parts: list[bytes] = []
+        pos = self._offset
+        while True:
+            chunk = os.pread(self._fd, 1 << 20, pos)
             if not chunk:
                 break
-            raw += chunk
-    finally:
-        os.close(fd)
-    end = raw.rfind(b"\n")
-    if end < 0:
-        return LogChunk((), offset, st.st_ino)
-    entries = [e for e in map(parse_line, raw[:end].split(b"\n")) if e is not None]
-    return LogChunk(tuple(entries), offset + end + 1, st.st_ino)
+            parts.append(chunk)
+            pos += len(chunk)
+        raw = b"".join(parts)
+        end = raw.rfind(b"\n")
+        if end < 0:
+            return []
+        self._offset += end + 1
+        return [e for e in map(parse_line, raw[:end].split(b"\n")) if e is not None]
+
+    def close(self) -> None:
+        """Release the descriptor (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def select_entries(

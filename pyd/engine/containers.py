@@ -51,7 +51,7 @@ from pyd.drivers.runtime.conmon import (
     cgroup_path,
 )
 from pyd.engine import container_config as cc
-from pyd.engine.container_logs import LogChunk, LogEntry, read_from, select_entries
+from pyd.engine.container_logs import LogEntry, LogTail, select_entries
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
 from pyd.engine.streams import StreamTarget
@@ -180,6 +180,7 @@ class ContainerService:
         self._backoff: dict[str, float] = {}
         self._exit_waiters: dict[str, list[Deferred[WaitResult]]] = {}
         self._removed_waiters: dict[str, list[Deferred[WaitResult]]] = {}
+        self._log_wakers: dict[str, list[Callable[[], None]]] = {}
         self._stopping = False
         # Hooks of the stream services: between conmon create and crun start (attach clients
         # connect to the new attach socket then), and when a container is gone.
@@ -954,6 +955,7 @@ class ContainerService:
         for d in self._exit_waiters.pop(cid, []):
             if not d.called:
                 d.callback(WaitResult(info.code))
+        self._wake_log_followers(cid)
         if self._stopping:
             return
         if self._policy_restarts(c, info.code):
@@ -1272,6 +1274,7 @@ class ContainerService:
             self._emit(c, "destroy")
             for gone in self.on_gone:
                 gone(c.id)
+            self._wake_log_followers(c.id)
             code = c.state.exit_code if _code is None else _code
             for d in self._removed_waiters.pop(c.id, []) + self._exit_waiters.pop(c.id, []):
                 if not d.called:
@@ -1387,56 +1390,93 @@ class ContainerService:
 
     async def read_logs(
         self, ref: str, req: LogsRequest
-    ) -> tuple[Container, list[LogEntry], LogChunk]:
-        """Everything logged so far that matches C{req}, and where reading stopped."""
+    ) -> tuple[Container, list[LogEntry], LogTail]:
+        """Everything logged so far that matches C{req}, and the open log to follow it with.
+
+        With C{req.follow} the caller hands the tail to L{follow_logs}, which closes it;
+        without, the tail comes back closed.
+        """
         c = self.resolve(ref)
         ltype = (c.host_config.get("LogConfig") or {}).get("Type") or "json-file"
         if ltype == "none":
             raise InvalidParameter("configured logging driver does not support reading")
-        path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
-        chunk = await self._blocking.run(read_from, path, 0, 0)
+        tail = LogTail(c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log"))
+        try:
+            got = await self._blocking.run(tail.read)
+        finally:
+            if not req.follow:
+                tail.close()
         entries = select_entries(
-            chunk.entries, req.stdout, req.stderr, req.since_nano, req.until_nano, req.tail
+            got, req.stdout, req.stderr, req.since_nano, req.until_nano, req.tail
         )
-        return c, entries, chunk
+        return c, entries, tail
 
     async def follow_logs(
         self,
         c: Container,
         req: LogsRequest,
-        chunk: LogChunk,
+        tail: LogTail,
         write: Callable[[list[LogEntry]], None],
         closed: Callable[[], bool],
     ) -> None:
-        """Keep writing new entries until the container stops (or the client goes away)."""
-        from twisted.internet.task import deferLater
+        """Keep writing new entries until the container stops (or the client goes away).
 
-        path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
-        offset, inode = chunk.offset, chunk.inode
+        The tail's open descriptor keeps the log readable after the container is removed
+        (docker-py's C{run(remove=True)} removes before it reads the stream). The follower
+        polls, and is woken at once when the container exits or is removed.
+        """
         interval = 0.05
-        # One more read after the exit is seen: conmon may append the last lines to the log a
-        # moment after the exit file lands (a build's RUN output was once cut this way).
+        # One more read a moment after the exit is seen: conmon may append the last lines to
+        # the log just after the exit file lands.
         final_read = False
-        while not closed():
-            cur = self._cache.get(c.id)
-            alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
-            if not alive and not final_read:
-                final_read = True
-                alive = True
-                await deferLater(self._clock, 0.1, lambda: None)
-            chunk = await self._blocking.run(read_from, path, offset, inode)
-            offset, inode = chunk.offset, chunk.inode
-            write(
-                select_entries(
-                    chunk.entries, req.stdout, req.stderr, req.since_nano, req.until_nano, None
+        try:
+            while not closed():
+                cur = self._cache.get(c.id)
+                alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
+                if not alive and not final_read:
+                    final_read = True
+                    alive = True
+                    await self._sleep_or_wake(c.id, 0.1, wakeable=False)
+                got = await self._blocking.run(tail.read)
+                write(
+                    select_entries(
+                        got, req.stdout, req.stderr, req.since_nano, req.until_nano, None
+                    )
                 )
-            )
-            if req.until_nano is not None and _now_nano(self._clock) > req.until_nano:
-                return
-            if not alive:
-                return
-            interval = 0.05 if chunk.entries else min(interval * 1.5, 0.25)
-            await deferLater(self._clock, interval, lambda: None)
+                if req.until_nano is not None and _now_nano(self._clock) > req.until_nano:
+                    return
+                if not alive:
+                    return
+                interval = 0.05 if got else min(interval * 1.5, 0.25)
+                await self._sleep_or_wake(c.id, interval)
+        finally:
+            tail.close()
+
+    async def _sleep_or_wake(self, cid: str, delay: float, wakeable: bool = True) -> None:
+        """Sleep C{delay} seconds, or less if the container's state changes meanwhile."""
+        d: Deferred[None] = Deferred()
+
+        def fire() -> None:
+            if not d.called:
+                d.callback(None)
+
+        call = self._clock.callLater(delay, fire)
+        wakers = self._log_wakers.setdefault(cid, [])
+        if wakeable:
+            wakers.append(fire)
+        try:
+            await d
+        finally:
+            if call.active():
+                call.cancel()
+            if fire in wakers:
+                wakers.remove(fire)
+            if not wakers:
+                self._log_wakers.pop(cid, None)
+
+    def _wake_log_followers(self, cid: str) -> None:
+        for fire in list(self._log_wakers.get(cid, ())):
+            fire()
 
     # --- health checks ---------------------------------------------------------------------------
 

@@ -598,3 +598,27 @@ class LogsTests(EngineTestBase):
         since = entries[0].time_nano
         _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest(since_nano=since + 1)))
         self.assertEqual(len(entries), 2)
+
+    def test_follow_reads_to_the_end_after_remove(self) -> None:
+        """docker-py's run(remove=True) removes the container before it reads the followed
+        stream: what was logged must still come through, and the follower must end."""
+        cid = self.started(Cmd=["x"])
+        path = self.svc.resolve(cid).extra["log_path"]
+        with open(path, "w") as f:
+            f.write("2026-11-28T12:30:03.100000000+00:00 stdout F first\n")
+        req = LogsRequest(follow=True)
+        c, entries, tail = self.go(self.svc.read_logs(cid, req))
+        got = [e.data for e in entries]
+        d = Deferred.fromCoroutine(
+            self.svc.follow_logs(
+                c, req, tail, lambda b: got.extend(e.data for e in b), lambda: False
+            )
+        )
+        with open(path, "a") as f:
+            f.write("2026-11-28T12:30:04.100000000+00:00 stdout F last\n")
+        self.runtime.exit(cid, 0)
+        self.go(self.svc.remove(cid))
+        self.assertFalse(os.path.exists(path))
+        self.clock.pump([0.1] * 3)
+        self.successResultOf(d)
+        self.assertEqual(got, [b"first\n", b"last\n"])

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from pyd.core.errors import NotFound
 from pyd.core.records import Image, RegistryAuth
+from pyd.engine.container_logs import LogEntry
 
 
 class _ImageService(Protocol):
@@ -141,14 +142,14 @@ class ContainersAdapter:
         """Start, stream the output, wait; return the exit code (None once cancelled)."""
         await self._c.start(container_id)
         req = self._logs_request()
-        c, entries, chunk = await self._c.read_logs(container_id, req)
+        c, entries, tail = await self._c.read_logs(container_id, req)
 
-        def write(entry: Any) -> None:
-            output(_entry_bytes(entry))
+        def write(batch: list[LogEntry]) -> None:
+            for e in batch:
+                output(e.data)
 
-        for e in entries:
-            write(e)
-        await self._c.follow_logs(c, req, chunk, write, cancelled)
+        write(entries)
+        await self._c.follow_logs(c, req, tail, write, cancelled)
         if cancelled():
             return None
         result = await self._c.wait(container_id, "not-running")
@@ -157,17 +158,6 @@ class ContainersAdapter:
     async def remove(self, container_id: str) -> None:
         """Force-remove with its writable layer."""
         await self._c.remove(container_id, force=True, volumes=True)
-
-
-def _entry_bytes(entry: Any) -> bytes:
-    data = getattr(entry, "data", None)
-    if data is None:
-        data = getattr(entry, "line", b"")
-    if isinstance(data, str):
-        return data.encode()
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    return b""
 
 
 class _Resolver(Protocol):
