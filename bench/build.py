@@ -1,11 +1,11 @@
 """Benchmark: `docker build` (classic builder) through a real pyd, no-cache and fully cached.
 
-Run as `.venv/bin/python -m bench.build` (root). Starts a pyd daemon on a temporary data root,
-loads the offline busybox test image, writes a context of about 10 MB (a few large files and many
-small ones) with a Dockerfile of several COPY and RUN steps, then times with the real docker CLI:
-a `--no-cache` build, and a second, fully cached build (`---> Using cache` for every step), N rounds
-each, printing medians. RUN steps are skipped (`--no-run`) when the daemon has no container runtime.
-There is no dockerd on this machine to compare with.
+Run as `.venv/bin/python -m bench.build` (root). Starts pyd (and dockerd when installed, see
+L{bench.common.daemons}), loads the offline busybox test image into each, writes a context of about 10 MB (a few large files and many
+small ones) with a Dockerfile of several COPY and RUN steps, then times with the real docker CLI
+(DOCKER_BUILDKIT=0: the classic builder) against each daemon, alternating: a `--no-cache` build,
+and a second, fully cached build (`---> Using cache` for every step), N rounds each, printing
+medians and the pyd/dockerd ratio. `--no-run` leaves the RUN steps out.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
-from tests.helpers.daemon import PydDaemon
-from tests.helpers.images import DEFAULT_TAG, load_busybox
+from bench.common import Daemon, Row, daemons, table
+from tests.helpers.images import DEFAULT_TAG
 
 
 def _context(base: str, with_run: bool) -> str:
@@ -43,48 +44,42 @@ def _context(base: str, with_run: bool) -> str:
     return ctx
 
 
-def _time_build(d: PydDaemon, ctx: str, *extra: str) -> tuple[float, str]:
+def _time_build(d: Daemon, ctx: str, *extra: str) -> tuple[float, str]:
     t0 = time.perf_counter()
-    r = d.docker("build", *extra, "-t", "bench-build", ctx, timeout=600)
-    return time.perf_counter() - t0, r.stdout
+    r = d.docker("build", *extra, "-t", "bench-build", ctx)
+    return time.perf_counter() - t0, r.stdout.decode()
 
 
-def main() -> None:
-    """Run the benchmark and print the medians."""
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    ap = argparse.ArgumentParser(prog="python -m bench.build")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-run", action="store_true", help="leave RUN steps out")
-    args = ap.parse_args()
+    args = ap.parse_args(argv or [])
     with tempfile.TemporaryDirectory(prefix="pyd-bench-build-") as base:
-        d = PydDaemon(base)
-        try:
-            d.start()
-            load_busybox(d)
-            ctx = _context(base, not args.no_run)
-            size = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(ctx) for f in fs)
-            cold: list[float] = []
-            warm: list[float] = []
+        ctx = _context(base, not args.no_run)
+        size = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(ctx) for f in fs)
+        cold: dict[str, list[float]] = {}
+        warm: dict[str, list[float]] = {}
+        steps = 0
+        with daemons(busybox=True) as ds:
             for _ in range(args.rounds):
-                dt, _ = _time_build(d, ctx, "--no-cache")
-                cold.append(dt)
-                dt, out = _time_build(d, ctx)
-                assert "Using cache" in out, out
-                warm.append(dt)
-            steps = out.count("Step ")
-            print(f"context: {size / 1e6:.1f} MB, {steps} steps, RUN steps: {not args.no_run}")
-            print(
-                f"no-cache build: median {statistics.median(cold):.2f} s  (runs: "
-                + ", ".join(f"{x:.2f}" for x in cold)
-                + ")"
-            )
-            print(
-                f"cached build:   median {statistics.median(warm):.2f} s  (runs: "
-                + ", ".join(f"{x:.2f}" for x in warm)
-                + ")"
-            )
-        finally:
-            d.cleanup()
+                for d in ds:
+                    dt, _ = _time_build(d, ctx, "--no-cache")
+                    cold.setdefault(d.name, []).append(dt)
+                    dt, out = _time_build(d, ctx)
+                    assert "Using cache" in out, out
+                    warm.setdefault(d.name, []).append(dt)
+                    steps = out.count("Step ")
+            names = [d.name for d in ds]
+    what = f"{size / 1e6:.0f} MB context, {steps} steps" + ("" if not args.no_run else ", no RUN")
+    rows = [
+        Row(f"docker build --no-cache ({what})", "s", {n: statistics.median(v) for n, v in cold.items()}),
+        Row(f"docker build, all cached ({what})", "s", {n: statistics.median(v) for n, v in warm.items()}),
+    ]  # fmt: skip
+    print(table(rows, names))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(sys.argv[1:]))

@@ -2,9 +2,11 @@
 and a results table with pyd/dockerd ratios.
 
 A benchmark module builds a list of L{Daemon}s with L{daemons} (pyd always; dockerd too when
-/usr/bin/dockerd exists, on its own socket, data root and exec root, stopped by pid), runs its
-workloads against each with L{measure} or the helpers below, and prints L{table}. Numbers are
-medians; keep runs short (2 shared cores).
+/usr/sbin/dockerd exists, on its own socket, data root and exec root, stopped by pid), loads the
+offline busybox image into each with L{load_busybox}, runs the SAME workload against each with
+L{Daemon.docker}, L{measure} or the helpers below, and prints L{table} with a pyd/dockerd ratio.
+Workloads are run row by row, alternating daemons, so a load spike on the shared machine hits
+both. Numbers are medians; keep runs short (2 shared cores). C{BENCH_NO_DOCKERD=1} runs pyd only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers.daemon import PydDaemon
+from tests.helpers.daemon import DOCKER, PydDaemon
+from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
 
 # Debian installs dockerd in /usr/sbin.
 DOCKERD = shutil.which("dockerd", path="/usr/sbin:/usr/bin:/usr/local/bin") or "/usr/bin/dockerd"
@@ -37,25 +40,72 @@ class Daemon:
     sock: str
     pid: int
     stop: Callable[[], None] = field(repr=False)
+    base: str = ""
 
     @property
     def host(self) -> str:
         """DOCKER_HOST for this daemon."""
         return "unix://" + self.sock
 
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for the docker CLI talking to this daemon (own DOCKER_CONFIG)."""
+        env = {
+            **os.environ,
+            "DOCKER_HOST": self.host,
+            "DOCKER_CONFIG": os.path.join(self.base, "docker-config"),
+            "DOCKER_BUILDKIT": "0",  # the classic builder, which both daemons implement
+        }
+        env.pop("DOCKER_CONTEXT", None)
+        return env
+
+    def docker(
+        self, *args: str, timeout: float = 600, check: bool = True, stdout: int | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run the real docker CLI against this daemon; raise with its stderr on failure."""
+        r = subprocess.run(
+            [DOCKER, *args],
+            env=self.env,
+            stdout=subprocess.PIPE if stdout is None else stdout,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            check=False,
+        )
+        if check and r.returncode != 0:
+            raise RuntimeError(
+                f"docker {' '.join(args)} on {self.name}: {r.stderr.decode(errors='replace')}"
+            )
+        return r
+
+    def cli_ms(self, *args: str) -> float:
+        """Milliseconds of one docker CLI command (output discarded)."""
+        t0 = time.perf_counter()
+        self.docker(*args, stdout=subprocess.DEVNULL)
+        return (time.perf_counter() - t0) * 1000
+
 
 def start_pyd(extra_args: Sequence[str] = ()) -> Daemon:
     """A pyd on a temporary socket and data root."""
     d = PydDaemon(extra_args=extra_args).start()
     assert d.proc is not None
-    return Daemon("pyd", d.sock, d.proc.pid, d.cleanup)
+    return Daemon("pyd", d.sock, d.proc.pid, d.cleanup, str(d.base))
 
 
-def start_dockerd() -> Daemon | None:
-    """A dockerd on its own socket/data-root/exec-root, or None when it is not installed."""
-    if not os.path.exists(DOCKERD):
+def start_dockerd(extra_args: Sequence[str] = ()) -> Daemon | None:
+    """A dockerd on its own socket/data-root/exec-root, or None when it is not installed (or
+    C{BENCH_NO_DOCKERD} is set). Without C{extra_args} it has no bridge and never touches
+    iptables or ip_forward; C{extra_args} are added (a --bridge/--bip there replaces
+    `--bridge none`, an --iptables/--ip-forward there replaces the default off)."""
+    if not os.path.exists(DOCKERD) or os.environ.get("BENCH_NO_DOCKERD"):
         return None
     base = Path(tempfile.mkdtemp(prefix="bench-dockerd-"))
+    net = list(extra_args)
+    if not any(a.startswith(("--bridge", "--bip", "-b")) for a in net):
+        net += ["--bridge", "none"]
+    if not any(a.startswith("--iptables") for a in net):
+        net += ["--iptables=false", "--ip6tables=false"]
+    if not any(a.startswith("--ip-forward") for a in net):
+        net.append("--ip-forward=false")
     sock = str(base / "docker.sock")
     log = open(base / "dockerd.log", "wb")  # noqa: SIM115  # closed by stop()
     proc = subprocess.Popen(
@@ -69,10 +119,7 @@ def start_dockerd() -> Daemon | None:
             str(base / "exec"),
             "--pidfile",
             str(base / "dockerd.pid"),
-            "--bridge",
-            "none",
-            "--iptables=false",
-            "--ip6tables=false",
+            *net,
         ],
         stdout=log,
         stderr=log,
@@ -94,7 +141,7 @@ def start_dockerd() -> Daemon | None:
     while time.monotonic() < deadline:
         try:
             if request(sock, "GET", "/_ping")[0] == 200:
-                return Daemon("dockerd", sock, proc.pid, stop)
+                return Daemon("dockerd", sock, proc.pid, stop, str(base))
         except OSError:
             time.sleep(0.1)
     stop()
@@ -102,18 +149,41 @@ def start_dockerd() -> Daemon | None:
 
 
 @contextlib.contextmanager
-def daemons(pyd_args: Sequence[str] = ()) -> Iterator[list[Daemon]]:
-    """pyd, plus dockerd when available; all stopped afterwards."""
+def daemons(
+    pyd_args: Sequence[str] = (), dockerd_args: Sequence[str] = (), busybox: bool = False
+) -> Iterator[list[Daemon]]:
+    """pyd, plus dockerd when available (with C{busybox}: the test image loaded into each);
+    all stopped afterwards."""
     started: list[Daemon] = []
     try:
         started.append(start_pyd(pyd_args))
-        d = start_dockerd()
+        d = start_dockerd(dockerd_args)
         if d is not None:
             started.append(d)
+        if busybox:
+            for d in started:
+                load_busybox(d)
         yield started
     finally:
         for d in started:
             d.stop()
+
+
+def load_busybox(d: Daemon, tag: str = DEFAULT_TAG, **kwargs: object) -> str:
+    """`docker load` the offline busybox image (tests/helpers/images.py) into C{d}; its id."""
+    fd, tmp = tempfile.mkstemp(prefix="bench-bb-", suffix=".tar")
+    os.close(fd)
+    try:
+        built = busybox_image_tar(tmp, tag, **kwargs)  # type: ignore[arg-type]
+        d.docker("load", "-q", "-i", tmp)
+        return built.id
+    finally:
+        os.unlink(tmp)
+
+
+def median_of(fn: Callable[[], float], n: int) -> float:
+    """Median of C{n} calls of C{fn} (which returns its own measurement)."""
+    return statistics.median(fn() for _ in range(n))
 
 
 class KeepAlive:
@@ -232,6 +302,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and all its descendants in MB (dockerd + its containerd)."""
+    total = rss_mb(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        kids = []
+    return total + sum(tree_rss_mb(k) for k in kids)
+
+
 def measure(fn: Callable[[], object], n: int = 5) -> float:
     """Median seconds of C{fn()} over C{n} runs."""
     times = []
@@ -253,17 +334,27 @@ class Row:
 
 
 def table(rows: Sequence[Row], names: Sequence[str]) -> str:
-    """A text table; with dockerd present, a ratio column (how many times dockerd's figure)."""
+    """A text table; with dockerd present, a ratio column (pyd's figure over dockerd's) and who
+    wins (lower is better unless the row says otherwise). C{BENCH_MARKDOWN=1}: a Markdown table."""
     header = ["workload", "unit", *names]
-    if "dockerd" in names and "pyd" in names:
-        header.append("pyd/dockerd")
+    both = "dockerd" in names and "pyd" in names
+    if both:
+        header += ["pyd/dockerd", "better"]
     lines = [header]
     for r in rows:
         cells = [r.workload, r.unit] + [_fmt(r.values.get(n)) for n in names]
-        if len(header) > len(cells):
+        if both:
             p, d = r.values.get("pyd"), r.values.get("dockerd")
-            cells.append(f"{p / d:.2f}x" if p and d else "-")
+            if p and d:
+                wins = p > d if r.higher_is_better else p < d
+                cells += [f"{p / d:.2f}x", "pyd" if wins else "dockerd"]
+            else:
+                cells += ["-", "-"]
         lines.append(cells)
+    if os.environ.get("BENCH_MARKDOWN"):
+        out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(line) + " |" for line in lines[1:]]
+        return "\n".join(out)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(

@@ -1,114 +1,147 @@
-"""Container lifecycle benchmark (issue 4): run latency, create+rm, ps with 200 containers,
-20 concurrent runs, logs throughput.
+"""Container lifecycle benchmark: run latency, create/start/stop/rm, concurrent runs, ps, logs.
 
-Run as C{.venv/bin/python -m bench.containers}. Starts its own pyd on a temporary socket and data
-root, loads the offline busybox image and prints one table. dockerd is not installed on these
-machines, so there is no comparison column. Kept short (2 shared cores): about a minute.
+Run as C{.venv/bin/python -m bench.containers} (root). Starts pyd (and dockerd when installed,
+see L{bench.common.daemons}) on temporary sockets and data roots, loads the offline busybox image
+into each and times the same docker CLI commands against each, row by row:
+
+  - `docker run --rm IMG true` (create, attach, start, wait, exit, remove);
+  - `docker run -d IMG <long-running>`, then `docker rm -f`;
+  - `docker create`, `docker start`, `docker stop` (the process exits on SIGTERM), `docker rm`;
+  - K concurrent `docker run --rm IMG true` (wall clock);
+  - `docker ps -a` and the raw list call with N containers;
+  - `docker logs` throughput over a finished container's `seq 1 200000`.
+
+Prints one table with pyd, dockerd and the ratio. About a minute on 2 shared cores.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 import statistics
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import docker
-
-from tests.helpers.daemon import DOCKER, PydDaemon, unix_request
-from tests.helpers.images import DEFAULT_TAG, load_busybox
+from bench.common import Daemon, Row, daemons, table
+from tests.helpers.daemon import unix_request
+from tests.helpers.images import DEFAULT_TAG
 
 IMG = DEFAULT_TAG
+# Exits at once on SIGTERM (a plain `sleep` as PID 1 ignores it, and stop would wait 10 s).
+LONG = ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
 
 
-def _env(d: PydDaemon) -> dict[str, str]:
-    return {**os.environ, "DOCKER_HOST": d.host, "DOCKER_CONFIG": str(d.base / "docker-config")}
+def lifecycle(d: Daemon, i: int) -> tuple[float, float, float, float]:
+    """Milliseconds of create, start, stop and rm of one long-running container."""
+    name = f"pyd-bench-l{i}"
+    c = d.cli_ms("create", "--name", name, IMG, *LONG)
+    s = d.cli_ms("start", name)
+    st = d.cli_ms("stop", name)
+    r = d.cli_ms("rm", name)
+    return c, s, st, r
 
 
-def _cli(d: PydDaemon, *args: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([DOCKER, *args], env=_env(d), check=True, stdout=subprocess.DEVNULL)
-    return (time.perf_counter() - t0) * 1000
+def run_detached(d: Daemon, i: int) -> float:
+    """Milliseconds of `docker run -d` of a long-running container (removed afterwards)."""
+    name = f"pyd-bench-d{i}"
+    ms = d.cli_ms("run", "-d", "--name", name, IMG, *LONG)
+    d.docker("rm", "-f", name)
+    return ms
 
 
-def run_latency(d: PydDaemon, n: int = 10) -> float:
-    """Median ms of `docker run --rm IMG true` (create, attach, wait, start, exit, remove)."""
-    return statistics.median(_cli(d, "run", "--rm", IMG, "true") for _ in range(n))
-
-
-def create_rm(d: PydDaemon, n: int = 10) -> tuple[float, float]:
-    """Median ms of `docker create` and of `docker rm`."""
-    creates, rms = [], []
-    for i in range(n):
-        creates.append(_cli(d, "create", "--name", f"pyd-bench-c{i}", IMG, "true"))
-        rms.append(_cli(d, "rm", f"pyd-bench-c{i}"))
-    return statistics.median(creates), statistics.median(rms)
-
-
-def ps_many(d: PydDaemon, count: int = 200, n: int = 5) -> tuple[float, float]:
-    """Median ms of `docker ps -a` and of the raw list call with C{count} containers."""
-    client = docker.DockerClient(base_url=d.host)
-    try:
-        for i in range(count):
-            client.containers.create(IMG, ["true"], name=f"pyd-bench-ps{i}")
-    finally:
-        client.close()
-    cli = statistics.median(_cli(d, "ps", "-a") for _ in range(n))
-    api = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        status, _, body = unix_request(d.sock, "GET", "/v1.50/containers/json?all=1")
-        api.append((time.perf_counter() - t0) * 1000)
-        assert status == 200 and body.count(b'"Id"') >= count
-    return cli, statistics.median(api)
-
-
-def concurrent_runs(d: PydDaemon, k: int = 20) -> float:
+def concurrent_runs(d: Daemon, k: int) -> float:
     """Wall-clock seconds for C{k} parallel `docker run --rm IMG true`."""
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=k) as pool:
-        list(pool.map(lambda _: _cli(d, "run", "--rm", IMG, "true"), range(k)))
+        list(pool.map(lambda _: d.cli_ms("run", "--rm", IMG, "true"), range(k)))
     return time.perf_counter() - t0
 
 
-def logs_throughput(d: PydDaemon, lines: int = 300_000) -> tuple[float, float]:
-    """MiB/s of `docker logs` (non-follow) over a log of C{lines} short lines, and its size."""
+def ps_many(d: Daemon, count: int, n: int = 5) -> tuple[float, float]:
+    """Median ms of `docker ps -a` and of GET /containers/json?all=1 with C{count} containers."""
+    ids = d.docker("ps", "-aq").stdout.split()
+    for i in range(count - len(ids)):
+        d.docker("create", "--name", f"pyd-bench-ps{i}", IMG, "true")
+    cli = statistics.median(d.cli_ms("ps", "-a") for _ in range(n))
+    api = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, _, body = unix_request(d.sock, "GET", "/v1.41/containers/json?all=1")
+        api.append((time.perf_counter() - t0) * 1000)
+        assert status == 200 and body.count(b'"Id"') >= count, status
+    return cli, statistics.median(api)
+
+
+def logs_throughput(d: Daemon, lines: int) -> tuple[float, float]:
+    """MiB/s of `docker logs` (non-follow) over C{lines} short lines, and the MiB read."""
     name = "pyd-bench-logs"
-    d.docker("run", "--name", name, IMG, "seq", "1", str(lines), timeout=300)
-    t0 = time.perf_counter()
-    p = subprocess.run([DOCKER, "logs", name], env=_env(d), stdout=subprocess.PIPE, check=True)
-    elapsed = time.perf_counter() - t0
-    mib = len(p.stdout) / (1024 * 1024)
-    assert p.stdout.count(b"\n") == lines
-    return mib / elapsed, mib
+    if d.docker("inspect", name, check=False).returncode != 0:
+        d.docker("run", "--name", name, IMG, "seq", "1", str(lines), stdout=subprocess.DEVNULL)
+    times = []
+    size = 0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        out = d.docker("logs", name).stdout
+        times.append(time.perf_counter() - t0)
+        assert out.count(b"\n") == lines, out.count(b"\n")
+        size = len(out)
+    mib = size / (1024 * 1024)
+    return mib / statistics.median(times), mib
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run every row and print the table."""
-    d = PydDaemon().start()
-    try:
-        load_busybox(d)
-        _cli(d, "run", "--rm", IMG, "true")  # warm up
-        rows = [("docker run --rm IMG true (median of 10)", f"{run_latency(d):.0f} ms")]
-        c, r = create_rm(d)
-        rows.append(("docker create (median of 10)", f"{c:.0f} ms"))
-        rows.append(("docker rm (median of 10)", f"{r:.0f} ms"))
-        wall = concurrent_runs(d)
-        rows.append(("20 concurrent docker run --rm IMG true (wall)", f"{wall:.2f} s"))
-        cli, api = ps_many(d)
-        rows.append(("docker ps -a with 200 containers (median of 5)", f"{cli:.0f} ms"))
-        rows.append(("GET /containers/json?all=1, 200 containers", f"{api:.1f} ms"))
-        tput, mib = logs_throughput(d)
-        rows.append((f"docker logs, {mib:.1f} MiB of short lines", f"{tput:.1f} MiB/s"))
-        width = max(len(x[0]) for x in rows)
-        print(f"{'pyd containers benchmark':<{width}}  result")
-        for label, value in rows:
-            print(f"{label:<{width}}  {value}")
-        print("(dockerd is not installed on this machine: no comparison column)")
-    finally:
-        d.cleanup()
+def main(argv: list[str] | None = None) -> int:
+    """Run every row against every daemon and print the table."""
+    ap = argparse.ArgumentParser(prog="python -m bench.containers")
+    ap.add_argument("--runs", type=int, default=10, help="repetitions of each latency row")
+    ap.add_argument("--concurrent", type=int, default=10)
+    ap.add_argument("--ps", type=int, default=100, help="containers for the ps rows")
+    ap.add_argument("--log-lines", type=int, default=200_000)
+    args = ap.parse_args(argv or [])
+    n = args.runs
+    rows = {
+        k: Row(label, unit, {}, hib)
+        for k, label, unit, hib in (
+            ("run", "docker run --rm IMG true", "ms", False),
+            ("rund", "docker run -d IMG (long-running)", "ms", False),
+            ("create", "docker create", "ms", False),
+            ("start", "docker start", "ms", False),
+            ("stop", "docker stop (exits on SIGTERM)", "ms", False),
+            ("rm", "docker rm (stopped)", "ms", False),
+            ("conc", f"{args.concurrent} concurrent docker run --rm (wall)", "s", False),
+            ("ps", f"docker ps -a, {args.ps} containers", "ms", False),
+            ("list", f"GET /containers/json?all=1, {args.ps} containers", "ms", False),
+            ("logs", f"docker logs, {args.log_lines} short lines", "MiB/s", True),
+        )
+    }
+    with daemons(busybox=True) as ds:
+        for d in ds:
+            d.docker("run", "--rm", IMG, "true")  # warm up
+        run: dict[str, list[float]] = {d.name: [] for d in ds}
+        rund: dict[str, list[float]] = {d.name: [] for d in ds}
+        life: dict[str, list[tuple[float, float, float, float]]] = {d.name: [] for d in ds}
+        for i in range(n):  # alternate daemons so load spikes hit both
+            for d in ds:
+                run[d.name].append(d.cli_ms("run", "--rm", IMG, "true"))
+                rund[d.name].append(run_detached(d, i))
+                life[d.name].append(lifecycle(d, i))
+        for d in ds:
+            rows["run"].values[d.name] = statistics.median(run[d.name])
+            rows["rund"].values[d.name] = statistics.median(rund[d.name])
+            for j, k in enumerate(("create", "start", "stop", "rm")):
+                rows[k].values[d.name] = statistics.median(x[j] for x in life[d.name])
+        for d in ds:
+            rows["conc"].values[d.name] = concurrent_runs(d, args.concurrent)
+        for d in ds:
+            rows["ps"].values[d.name], rows["list"].values[d.name] = ps_many(d, args.ps)
+        for d in ds:
+            d.docker("container", "prune", "-f")
+            tput, _ = logs_throughput(d, args.log_lines)
+            rows["logs"].values[d.name] = tput
+        names = [d.name for d in ds]
+    print(table(list(rows.values()), names))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(sys.argv[1:]))

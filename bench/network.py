@@ -1,32 +1,42 @@
-"""Benchmark: published-port throughput and connection rate, and network setup latency.
+"""Benchmark: published-port throughput and connection rate, and container start latency with
+and without a network, through pyd and (when installed) dockerd.
 
-Run as `.venv/bin/python -m bench.network` (root). Uses pyd's real NetworkService on the real
-kernel (tests/helpers/netsvc.py): a stand-in container namespace on a test bridge runs a small
-server, reached from the host
+Run as `.venv/bin/python -m bench.network` (root). Per daemon, a busybox container publishes two
+ports on 127.0.0.1; a small Python server runs in the container's network namespace (`nsenter
+-n`, from the host). From the host the bench measures
 
-* through the published port on 127.0.0.1 (kernel DNAT, pyd's nft table), and
-* directly on the container's bridge address (no NAT) as the baseline.
+* TCP throughput (one connection streaming N MB) and connection rate (sequential
+  connect/request/response/close) through the published port on 127.0.0.1, and the same
+  directly on the container's bridge address (no NAT, no proxy) as the baseline;
+* `docker run --rm IMG true` with `--network none`, the default bridge, a user network, and
+  the default bridge with a published port.
 
-It reports TCP throughput (one connection streaming N MB) and connection rate (sequential
-connect/request/response/close), then the median time of NetworkService.setup + teardown for a
-container on the default bridge, on a user network, and with `--network none` — the network part
-of container start latency. When the containers API and a test image are available, it also
-times `docker run --rm` with and without a network through a real pyd. There is no dockerd on
-this machine to compare with. Traffic stays on loopback and on the test's own bridge.
+dockerd runs on a bridge this bench creates (own name, own 10.2xx.y.0/24, user networks from an
+own 10.2xx.0.0/16 pool) with `--iptables=false --ip-masq=false --ip-forward=false`: it touches no
+firewall rule and no sysctl, and publishes ports with its userland proxy (docker-proxy), which is
+also what a default dockerd uses for connections to 127.0.0.1 from the host itself. pyd publishes
+with an nft DNAT rule. The bench records iptables-save, ip_forward and the FORWARD policy before,
+checks them afterwards (restoring ip_forward if it changed), and deletes the bridges it made.
+Traffic stays on loopback and on the benchmark's own bridges.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import random
 import socket
 import statistics
 import subprocess
 import sys
 import time
 
-from pyd.engine.networks import CreateRequest
-from tests.helpers.netsvc import NetHarness, free_port, result
+from bench.common import Daemon, Row, load_busybox, start_dockerd, start_pyd, table
+from tests.helpers.images import DEFAULT_TAG
+from tests.helpers.registry import free_port
+
+IMG = DEFAULT_TAG
 
 SERVER = r"""
 import socket, sys
@@ -50,13 +60,13 @@ while True:
 
 
 def _wait(host: str, port: int) -> None:
-    for _ in range(100):
+    for _ in range(200):
         try:
             socket.create_connection((host, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"server on {host}:{port} did not start")
+    raise RuntimeError(f"server on {host}:{port} did not answer")
 
 
 def _throughput(host: str, port: int, size: int) -> float:
@@ -74,112 +84,209 @@ def _throughput(host: str, port: int, size: int) -> float:
     return size / dt / 1e6
 
 
-def _conn_rate(host: str, port: int, n: int) -> tuple[float, float]:
-    times = []
+def _conn_rate(host: str, port: int, n: int) -> float:
+    t0 = time.perf_counter()
     for _ in range(n):
-        t0 = time.perf_counter()
         with socket.create_connection((host, port), timeout=5) as s:
             s.sendall(b"hi")
             assert s.recv(2) == b"ok"
-        times.append(time.perf_counter() - t0)
-    return n / sum(times), statistics.median(times) * 1e6
+    return n / (time.perf_counter() - t0)
 
 
-def _ports(h: NetHarness, mb: int, conns: int) -> None:
-    cid = h.add_container("srv")
-    ps, pc = free_port(), free_port()
-    s = result(
-        h.service.setup(
-            cid,
-            "srv",
-            "srv",
-            "default",
-            {},
-            {
-                "PortBindings": {
-                    "5001/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(ps)}],
-                    "5002/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(pc)}],
-                }
-            },
-            [],
+def _free_net(prefix: int) -> ipaddress.IPv4Network:
+    """A random 10.2xx.../prefix that no host route overlaps."""
+    out = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True
+    ).stdout
+    routes = []
+    for line in out.splitlines():
+        try:
+            routes.append(ipaddress.ip_network(line.split()[0], strict=False))
+        except (ValueError, IndexError):
+            continue
+    for _ in range(200):
+        net = ipaddress.ip_network(
+            f"10.{random.randint(200, 249)}.{random.randint(0, 255)}.0/{prefix}", strict=False
         )
-    )
-    assert s.netns_path
-    size = mb * 1024 * 1024
-    h.spawn(s.netns_path, sys.executable, "-c", SERVER, "stream", "5001", str(size))
-    h.spawn(s.netns_path, sys.executable, "-c", SERVER, "rr", "5002", "0")
-    ip = s.endpoints[0].ipv4
-    _wait(ip, 5001)
-    _wait(ip, 5002)
-    print(f"TCP through a published port ({mb} MB stream, {conns} sequential connections):")
-    print(f"{'path':<34}{'MB/s':>10}{'conn/s':>10}{'median µs':>12}")
-    for label, host, p_s, p_c in (
-        ("127.0.0.1:port (nft DNAT)", "127.0.0.1", ps, pc),
-        (f"{ip} direct (no NAT)", ip, 5001, 5002),
-    ):
-        tput = statistics.median(_throughput(host, p_s, size) for _ in range(3))
-        rate, med = _conn_rate(host, p_c, conns)
-        print(f"{label:<34}{tput:>10.0f}{rate:>10.0f}{med:>12.0f}")
-    result(h.service.teardown(cid))
+        if not any(net.overlaps(r) for r in routes):
+            return net
+    raise RuntimeError("no free 10.2xx subnet")
 
 
-def _setup_latency(h: NetHarness, rounds: int) -> None:
-    result(h.service.create(CreateRequest(name="benchnet")))
-    print(f"\nNetworkService.setup + teardown (median of {rounds}, ms):")
-    print(f"{'mode':<24}{'setup':>10}{'teardown':>10}")
-    for mode in ("none", "default", "benchnet"):
-        su, td = [], []
-        for i in range(rounds):
-            cid = h.add_container(f"lat-{mode}-{i}")
-            t0 = time.perf_counter()
-            result(h.service.setup(cid, "c", "c", mode, {}, {}, []))
-            t1 = time.perf_counter()
-            result(h.service.release(cid))
-            t2 = time.perf_counter()
-            su.append(t1 - t0)
-            td.append(t2 - t1)
-        print(f"{mode:<24}{statistics.median(su) * 1e3:>10.1f}{statistics.median(td) * 1e3:>10.1f}")
+class HostState:
+    """What dockerd could touch on the host: recorded before, checked (and put back) after."""
+
+    def __init__(self) -> None:
+        self.iptables = self._iptables()
+        self.ip_forward = self._sysctl()
+        self.forward_policy = self._policy()
+
+    @staticmethod
+    def _iptables() -> str:
+        out = []
+        for tool in ("iptables-save", "ip6tables-save"):
+            r = subprocess.run([tool], capture_output=True, text=True, check=False)
+            out += [x for x in r.stdout.splitlines() if not x.startswith("#")]
+        return "\n".join(out)
+
+    @staticmethod
+    def _sysctl() -> str:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            return f.read().strip()
+
+    @staticmethod
+    def _policy() -> str:
+        r = subprocess.run(
+            ["iptables", "-S", "FORWARD"], check=False, capture_output=True, text=True
+        )
+        return r.stdout.splitlines()[0] if r.stdout else ""
+
+    def check(self) -> list[str]:
+        """Put ip_forward back if it changed; return what differs from before."""
+        problems = []
+        if self._sysctl() != self.ip_forward:
+            problems.append(f"ip_forward changed to {self._sysctl()}; restored {self.ip_forward}")
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                f.write(self.ip_forward)
+        if self._policy() != self.forward_policy:
+            problems.append(f"FORWARD policy now {self._policy()!r}, was {self.forward_policy!r}")
+        if self._iptables() != self.iptables:
+            problems.append("iptables rules differ from before the bench (other users of the box?)")
+        return problems
 
 
-def _docker_run(rounds: int) -> None:
-    from tests.helpers.daemon import PydDaemon
-    from tests.helpers.images import DEFAULT_TAG, load_busybox
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
 
-    d = PydDaemon()
+
+def start_dockerd_bridged() -> tuple[Daemon | None, list[str]]:
+    """dockerd on a bridge of its own (see the module docstring); the bridges to delete."""
+    bridge = "pydbd" + os.urandom(3).hex()
+    net = _free_net(24)
+    pool = _free_net(16)
+    _ip("link", "add", bridge, "type", "bridge")
     try:
-        d.start()
-        load_busybox(d)
-        d.docker("network", "create", "benchnet")
-        print(f"\n`docker run --rm {DEFAULT_TAG} true` through pyd (median of {rounds}, ms):")
-        for net in ("none", "bridge", "benchnet", "host"):
-            times = []
-            for _ in range(rounds):
-                t0 = time.perf_counter()
-                d.docker("run", "--rm", "--network", net, DEFAULT_TAG, "true")
-                times.append(time.perf_counter() - t0)
-            print(f"  --network {net:<10}{statistics.median(times) * 1e3:>8.0f}")
+        _ip("addr", "add", f"{net.network_address + 1}/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        d = start_dockerd(
+            [
+                "--bridge", bridge,
+                "--default-address-pool", f"base={pool},size=24",
+                "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+                "--ip-forward=false", "--userland-proxy=true",
+                "--userland-proxy-path", "/usr/sbin/docker-proxy",
+            ]
+        )  # fmt: skip
+    except BaseException:
+        subprocess.run(["ip", "link", "del", bridge], check=False)
+        raise
+    return d, [bridge]
+
+
+def _server_rows(d: Daemon, mb: int, conns: int) -> dict[str, float]:
+    ps, pc = free_port(), free_port()
+    name = "pyd-bench-srv"
+    d.docker(
+        "run", "-d", "--name", name,
+        "-p", f"127.0.0.1:{ps}:5001", "-p", f"127.0.0.1:{pc}:5002",
+        IMG, "sleep", "600",
+    )  # fmt: skip
+    procs = []
+    try:
+        fmt = "{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        pid, ip = d.docker("inspect", "-f", fmt, name).stdout.decode().split()
+        size = mb * 1024 * 1024
+        for mode, port, sz in (("stream", "5001", size), ("rr", "5002", 0)):
+            procs.append(
+                subprocess.Popen(
+                    ["nsenter", "-t", pid, "-n", sys.executable, "-c", SERVER, mode, port, str(sz)]
+                )
+            )
+        _wait(ip, 5001)
+        _wait(ip, 5002)
+        _wait("127.0.0.1", ps)
+        out = {}
+        for key, host, p_s, p_c in (
+            ("pub", "127.0.0.1", ps, pc),
+            ("direct", ip, 5001, 5002),
+        ):
+            out[key + "_tput"] = statistics.median(_throughput(host, p_s, size) for _ in range(3))
+            out[key + "_rate"] = statistics.median(_conn_rate(host, p_c, conns) for _ in range(3))
+        return out
     finally:
-        d.cleanup()
+        for p in procs:
+            p.kill()
+            p.wait()
+        d.docker("rm", "-f", name, check=False)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> int:
+    """Run and print the table."""
+    ap = argparse.ArgumentParser(prog="python -m bench.network")
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--conns", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=15)
-    args = ap.parse_args()
+    ap.add_argument("--runs", type=int, default=8)
+    args = ap.parse_args(argv or [])
     if os.geteuid() != 0:
         sys.exit("bench.network needs root")
-    h = NetHarness()
+    rows = {
+        "pub_tput": Row(f"TCP stream via 127.0.0.1 published port ({args.mb} MB)", "MB/s", {}, True),
+        "direct_tput": Row("TCP stream to the container address (no NAT)", "MB/s", {}, True),
+        "pub_rate": Row("connections/s via 127.0.0.1 published port", "conn/s", {}, True),
+        "direct_rate": Row("connections/s to the container address", "conn/s", {}, True),
+        "none": Row("docker run --rm --network none IMG true", "ms", {}),
+        "bridge": Row("docker run --rm IMG true (default bridge)", "ms", {}),
+        "user": Row("docker run --rm --network USERNET IMG true", "ms", {}),
+        "publish": Row("docker run --rm -p 127.0.0.1::80 IMG true", "ms", {}),
+    }  # fmt: skip
+    host = HostState()
+    ds: list[Daemon] = []
+    bridges: list[str] = []
+    netids: dict[str, str] = {}
     try:
-        result(h.service.start())
-        _ports(h, args.mb, args.conns)
-        _setup_latency(h, args.rounds)
+        ds.append(start_pyd())
+        dd, bridges = start_dockerd_bridged()
+        if dd is not None:
+            ds.append(dd)
+        for d in ds:
+            load_busybox(d)
+            netids[d.name] = d.docker("network", "create", "benchnet").stdout.decode().strip()
+            d.docker("run", "--rm", IMG, "true")  # warm up
+        for d in ds:
+            for k, v in _server_rows(d, args.mb, args.conns).items():
+                rows[k].values[d.name] = v
+        runs: dict[str, dict[str, list[float]]] = {
+            k: {} for k in ("none", "bridge", "user", "publish")
+        }
+        for _ in range(args.runs):
+            for d in ds:
+                for k, extra in (
+                    ("none", ["--network", "none"]),
+                    ("bridge", []),
+                    ("user", ["--network", "benchnet"]),
+                    ("publish", ["-p", "127.0.0.1::80"]),
+                ):
+                    runs[k].setdefault(d.name, []).append(
+                        d.cli_ms("run", "--rm", *extra, IMG, "true")
+                    )
+        for k, per in runs.items():
+            for n, v in per.items():
+                rows[k].values[n] = statistics.median(v)
+        names = [d.name for d in ds]
     finally:
-        h.close()
-        subprocess.run(["true"], check=False)
-    _docker_run(args.rounds)
+        for d in ds:
+            if d.name in netids:
+                d.docker("network", "rm", "benchnet", check=False)
+            d.stop()
+        if "dockerd" in netids:
+            bridges.append("br-" + netids["dockerd"][:12])
+        for b in bridges:
+            subprocess.run(["ip", "link", "del", b], check=False, capture_output=True)
+        for problem in host.check():
+            print("WARNING:", problem)
+    print(table(list(rows.values()), names))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,8 +1,9 @@
-"""Streams benchmark: attach throughput, exec latency, docker cp throughput (issue 4).
+"""Streams benchmark: attach and logs throughput, exec latency, docker cp throughput.
 
-Run as C{.venv/bin/python -m bench.streams}. Starts its own pyd on a temporary socket and data
-root, loads the offline busybox image and prints one table. Kept short (2 shared cores): about
-half a minute.
+Run as C{.venv/bin/python -m bench.streams} (root). Starts pyd (and dockerd when installed, see
+L{bench.common.daemons}) on temporary sockets and data roots, loads the offline busybox image into
+each, runs the same commands against each and prints one table with the pyd/dockerd ratio. Kept
+short (2 shared cores): about a minute.
 """
 
 from __future__ import annotations
@@ -16,23 +17,20 @@ from pathlib import Path
 
 import docker
 
-from tests.helpers.daemon import DOCKER, PydDaemon
-from tests.helpers.images import DEFAULT_TAG, load_busybox
+from bench.common import Daemon, Row, daemons, table
+from tests.helpers.daemon import DOCKER
+from tests.helpers.images import DEFAULT_TAG
 
 IMG = DEFAULT_TAG
 MIB = 1024 * 1024
 
 
-def _env(d: PydDaemon) -> dict[str, str]:
-    return {**os.environ, "DOCKER_HOST": d.host, "DOCKER_CONFIG": str(d.base / "docker-config")}
-
-
-def attach_throughput(d: PydDaemon, mib: int = 64) -> float:
+def attach_throughput(d: Daemon, mib: int = 64) -> float:
     """MiB/s of a container's stdout through `docker run` (hijacked attach, stdcopy frames)."""
     t0 = time.perf_counter()
     p = subprocess.run(
         [DOCKER, "run", "--rm", IMG, "dd", "if=/dev/zero", "bs=1048576", f"count={mib}"],
-        env=_env(d),
+        env=d.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         check=True,
@@ -42,7 +40,7 @@ def attach_throughput(d: PydDaemon, mib: int = 64) -> float:
     return mib / elapsed
 
 
-def logs_throughput(d: PydDaemon, mib: int = 32) -> float:
+def logs_throughput(d: Daemon, mib: int = 32) -> float:
     """MiB/s of `docker logs` over a finished container's 32 MiB of (line-broken) output."""
     name = "pyd-bench-logs"
     d.docker(
@@ -51,7 +49,7 @@ def logs_throughput(d: PydDaemon, mib: int = 32) -> float:
     )  # fmt: skip
     try:
         t0 = time.perf_counter()
-        p = subprocess.run([DOCKER, "logs", name], env=_env(d), stdout=subprocess.PIPE, check=True)
+        p = subprocess.run([DOCKER, "logs", name], env=d.env, stdout=subprocess.PIPE, check=True)
         elapsed = time.perf_counter() - t0
         assert len(p.stdout) >= mib * MIB
         return len(p.stdout) / MIB / elapsed
@@ -59,12 +57,12 @@ def logs_throughput(d: PydDaemon, mib: int = 32) -> float:
         d.docker("rm", "-f", name, check=False)
 
 
-def exec_latency(d: PydDaemon, name: str, n: int = 15) -> tuple[float, float]:
+def exec_latency(d: Daemon, name: str, n: int = 15) -> tuple[float, float]:
     """Median ms of `docker exec c true` (CLI) and of docker-py exec_run (API only)."""
     cli = []
     for _ in range(n):
         t0 = time.perf_counter()
-        subprocess.run([DOCKER, "exec", name, "true"], env=_env(d), check=True)
+        subprocess.run([DOCKER, "exec", name, "true"], env=d.env, check=True)
         cli.append((time.perf_counter() - t0) * 1000)
     client = docker.DockerClient(base_url=d.host)
     api = []
@@ -79,47 +77,49 @@ def exec_latency(d: PydDaemon, name: str, n: int = 15) -> tuple[float, float]:
     return statistics.median(cli), statistics.median(api)
 
 
-def cp_throughput(d: PydDaemon, name: str, mib: int = 32) -> tuple[float, float]:
+def cp_throughput(d: Daemon, name: str, mib: int = 32) -> tuple[float, float]:
     """MiB/s of `docker cp` into and out of a running container."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "blob"
         src.write_bytes(os.urandom(mib * MIB))
         t0 = time.perf_counter()
-        subprocess.run([DOCKER, "cp", str(src), f"{name}:/tmp/"], env=_env(d), check=True)
+        subprocess.run([DOCKER, "cp", str(src), f"{name}:/tmp/"], env=d.env, check=True)
         t_in = time.perf_counter() - t0
         t0 = time.perf_counter()
         subprocess.run(
-            [DOCKER, "cp", f"{name}:/tmp/blob", str(Path(tmp) / "back")], env=_env(d), check=True
+            [DOCKER, "cp", f"{name}:/tmp/blob", str(Path(tmp) / "back")], env=d.env, check=True
         )
         t_out = time.perf_counter() - t0
         assert (Path(tmp) / "back").stat().st_size == mib * MIB
     return mib / t_in, mib / t_out
 
 
-def main() -> None:
-    """Run every row and print the table."""
-    d = PydDaemon().start()
-    try:
-        load_busybox(d)
-        name = "pyd-bench-streams"
-        d.docker("run", "-d", "--name", name, IMG, "sleep", "600")
-        rows = []
-        rows.append(("attach: docker run stdout, 64 MiB", f"{attach_throughput(d):.1f} MiB/s"))
-        rows.append(("logs: docker logs of 32 MiB", f"{logs_throughput(d):.1f} MiB/s"))
-        cli, api = exec_latency(d, name)
-        rows.append(("exec: docker exec c true (median)", f"{cli:.1f} ms"))
-        rows.append(("exec: docker-py exec_run true (median)", f"{api:.1f} ms"))
-        cp_in, cp_out = cp_throughput(d, name)
-        rows.append(("cp: 32 MiB file into a container", f"{cp_in:.1f} MiB/s"))
-        rows.append(("cp: 32 MiB file out of a container", f"{cp_out:.1f} MiB/s"))
-        width = max(len(r[0]) for r in rows)
-        print(f"{'pyd streams benchmark':<{width}}  result")
-        for label, value in rows:
-            print(f"{label:<{width}}  {value}")
-        print("(dockerd is not installed on this machine: no comparison column)")
-    finally:
-        d.cleanup()
+def main(argv: list[str] | None = None) -> int:
+    """Run every row against every daemon and print the table."""
+    name = "pyd-bench-streams"
+    rows = [
+        Row("attach: docker run stdout, 64 MiB", "MiB/s", {}, True),
+        Row("logs: docker logs of 32 MiB (1 KiB lines)", "MiB/s", {}, True),
+        Row("exec: docker exec c true", "ms", {}),
+        Row("exec: docker-py exec_run true", "ms", {}),
+        Row("cp: 32 MiB file into a container", "MiB/s", {}, True),
+        Row("cp: 32 MiB file out of a container", "MiB/s", {}, True),
+    ]
+    with daemons(busybox=True) as ds:
+        for d in ds:
+            d.docker("run", "-d", "--name", name, IMG, "sleep", "600")
+        for d in ds:
+            rows[0].values[d.name] = statistics.median(attach_throughput(d) for _ in range(3))
+        for d in ds:
+            rows[1].values[d.name] = logs_throughput(d)
+        for d in ds:
+            rows[2].values[d.name], rows[3].values[d.name] = exec_latency(d, name)
+        for d in ds:
+            rows[4].values[d.name], rows[5].values[d.name] = cp_throughput(d, name)
+        names = [d.name for d in ds]
+    print(table(rows, names))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

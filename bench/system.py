@@ -1,8 +1,8 @@
 """Benchmark: the request path of the daemon (issue 2): /_ping and /info latency, requests/s with
 1 and 8 keep-alive clients, and memory at rest.
 
-Run as `.venv/bin/python -m bench.system` (root). For reference, dockerd serves about 9k /_ping/s
-with 8 clients on these machines; with /usr/bin/dockerd installed it is measured alongside.
+Run as `.venv/bin/python -m bench.system` (root). With dockerd installed it is measured alongside
+(see L{bench.common.daemons}). RSS is read after the load, once the daemon idled for a second.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import Row, daemons, latency_ms, rss_mb, table, throughput
+from bench.common import Row, daemons, latency_ms, rss_mb, table, throughput, tree_rss_mb
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         Row("/_ping req/s, 1 client", "req/s", {}, True),
         Row("/_ping req/s, 8 clients", "req/s", {}, True),
         Row("/info req/s, 8 clients", "req/s", {}, True),
-        Row("RSS at rest", "MB", {}),
+        Row("RSS at rest (daemon process)", "MB", {}),
+        Row("RSS at rest (daemon + children, e.g. containerd)", "MB", {}),
     ]
     with daemons() as ds:
         for d in ds:
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[4].values[d.name] = throughput(d.sock, "/v1.41/info", 8, args.seconds)
             time.sleep(1)
             rows[5].values[d.name] = rss_mb(d.pid)
+            rows[6].values[d.name] = tree_rss_mb(d.pid)
         names = [d.name for d in ds]
     print(table(rows, names))
     return 0
