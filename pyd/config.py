@@ -245,7 +245,7 @@ OPTIONS: tuple[Option, ...] = (
         {},
         None,
         reload=True,
-        doc="Roles of Unix socket peers by uid:N or gid:N (root is always admin)",
+        doc="Roles of Unix socket peers by uid:N, gid:N, user:NAME or group:NAME (all the peer's groups count; root is always admin)",
     ),
     Option(
         "allowed-bind-paths",

@@ -40,7 +40,7 @@ from twisted.web import server
 from zope.interface import implementer
 
 from pyd import config as cfgmod
-from pyd.api.authz import Authorizer, Policy
+from pyd.api.authz import Authorizer, Policy, ServiceLookup
 from pyd.api.build import BuildRouter
 from pyd.api.container_streams import ContainerStreamsRouter
 from pyd.api.containers import ContainersRouter
@@ -495,7 +495,8 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
         _wire_build(top, config, db, io, images, containers, reactor),
     ]
     routers += _wire_distribution(top, config, reactor, io, images, images_router)
-    authorizer = Authorizer(Policy.from_config(config))
+    execs = next((r.execs for r in routers if isinstance(r, ExecRouter)), None)
+    authorizer = Authorizer(Policy.from_config(config), ServiceLookup(containers, volumes, execs))
     site = ApiSite(ApiRoot(routers, guard=authorizer))
     top.io = io
     _wire_telemetry(top, config, reactor, site, events)

@@ -7,19 +7,21 @@ connection, once per connection:
     the subject (full RFC 4514 subject, C{CN=name}, or the bare CN), the role the certificate carries
     (see L{pyd.core.certs}), else C{tls-default-role} (admin unless set, so certificates made with
     openssl as Docker's documentation shows keep working);
-  - a Unix-socket peer: its uid/gid from C{SO_PEERCRED}. uid 0 is always admin; C{unix-roles} maps
-    C{uid:N} or C{gid:N} (the peer's primary group) to a role; anyone else who could open the
-    socket is admin, as with dockerd's C{docker} group;
+  - a Unix-socket peer: its uid, gid and supplementary groups (C{SO_PEERCRED} + C{SO_PEERGROUPS},
+    falling back to C{/proc/<pid>/status} and then the user database). uid 0 is always admin; a
+    C{unix-roles} entry C{uid:N} wins, else the most powerful role among the C{gid:N} entries of
+    all the peer's groups; anyone else who could open the socket is admin, as with dockerd's
+    C{docker} group;
   - plain TCP (only with the loudly named opt-in): admin, as the flag says.
 
-What each role may do:
+What each role may do (docs/security.md has the table, one row per endpoint or option):
 
   - C{viewer}: GET/HEAD of inspect, list, logs, events, stats, top, changes, version, info, df
     (C{/_ping} is always open). Nothing that returns file contents (export, archive, image save).
-  - C{operator}: everything except what gives root on the host: privileged containers or exec,
-    host bind mounts (and local volumes backed by host paths) outside C{allowed-bind-paths}, the
-    host's pid/ipc/network/uts/userns namespaces, added capabilities, devices, unconfined security
-    options, host-network builds, plugins and swarm.
+  - C{operator}: everything except what gives root on the host. The rules look at the request
+    and at the objects it names: a container an operator joins (C{container:X} namespaces), takes
+    volumes from, execs into, attaches stdin to or copies into must itself be one the operator
+    could have created; a named volume must not be a host path in disguise.
   - C{admin}: everything.
 
 A refusal is a 403 C{{"message": ...}} naming the role and the rule. Every call over TLS is logged
@@ -28,24 +30,32 @@ with the certificate's subject.
 
 from __future__ import annotations
 
+import errno
+import grp
 import json
 import os
+import pwd
 import re
 import socket
 import struct
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pyd.core import certs
-from pyd.core.errors import Forbidden
+from pyd.core.errors import Forbidden, PydError
+from pyd.core.records import Container
+from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
 
 log = Logger()
 
 ROLES = certs.ROLES
+_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 _MAX_INSPECT = 4 << 20
+_MAX_DEPTH = 8  # container:X chains followed before giving up (refused)
 
 _VIEWER_READS = re.compile(
     r"^/(?:"
@@ -60,8 +70,83 @@ _VIEWER_READS = re.compile(
     r"|events|version|info|system/df|plugins"
     r")/?$"
 )
-_ADMIN_ONLY_PREFIXES = ("plugins", "swarm", "nodes", "services", "tasks", "secrets", "configs")
-_HOST_NS = ("PidMode", "IpcMode", "NetworkMode", "UsernsMode", "UTSMode")
+# First path segments an operator may write to; anything else (plugins, swarm, session, grpc,
+# endpoints a later version adds) is admin-only until someone decides otherwise.
+_OPERATOR_WRITES = frozenset(
+    ("containers", "images", "networks", "volumes", "exec", "build", "commit", "auth")
+)
+_HOST_NS = ("PidMode", "IpcMode", "NetworkMode", "UTSMode", "UsernsMode", "CgroupnsMode")
+_JOINABLE_NS = ("NetworkMode", "PidMode", "IpcMode")
+# Capabilities an operator may add: Docker's defaults (re-adding after a drop) plus those that
+# act only inside the container's own namespaces or only on resources (denial of service is out
+# of scope). Everything else, and names pyd does not know, are admin-only.
+_OPERATOR_CAPS = frozenset(
+    [c.removeprefix("CAP_") for c in DEFAULT_CAPS]
+    + ["NET_ADMIN", "NET_BROADCAST", "IPC_LOCK", "SYS_NICE", "SYS_RESOURCE"]
+)
+# Sysctls of the container's own namespaces (runc's validator): IPC, mqueue, net (own netns),
+# UTS names.
+_NS_SYSCTLS = frozenset(
+    (
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.domainname",
+        "kernel.hostname",
+    )
+)
+_NS_SYSCTL_PREFIXES = ("fs.mqueue.", "net.")
+# Options of the local volume driver's C{o=} an operator may use.
+_TMPFS_OPTS = frozenset(
+    [
+        "size",
+        "mode",
+        "uid",
+        "gid",
+        "nr_inodes",
+        "nr_blocks",
+        "huge",
+        "mpol",
+        "ro",
+        "rw",
+        "noexec",
+        "exec",
+        "nosuid",
+        "suid",
+        "nodev",
+        "dev",
+        "noatime",
+        "relatime",
+    ]
+)
+_BIND_OPTS = frozenset(
+    [
+        "bind",
+        "rbind",
+        "ro",
+        "rw",
+        "noexec",
+        "exec",
+        "nosuid",
+        "suid",
+        "nodev",
+        "dev",
+        "private",
+        "rprivate",
+        "slave",
+        "rslave",
+        "noatime",
+        "relatime",
+    ]
+)
+_SHARED = ("shared", "rshared")
+# Local-volume types whose device names a server, not a host path (C{//server/share}).
+_NETWORK_FS = frozenset(("tmpfs", "nfs", "nfs4", "cifs", "smb3"))
 
 
 @attrs.frozen
@@ -69,7 +154,7 @@ class Identity:
     """Who is calling over one connection."""
 
     role: str
-    subject: str  # certificate subject, "uid=N gid=N", or "tcp"
+    subject: str  # certificate subject, "uid=N gid=N groups=...", or "tcp"
     transport: str  # "tls", "unix" or "tcp"
 
 
@@ -88,7 +173,7 @@ class Policy:
         return cls(
             default_role=config.tls_default_role,
             tls_roles=dict(config.tls_roles),
-            unix_roles=dict(config.unix_roles),
+            unix_roles=unix_group_keys(dict(config.unix_roles)),
             allowed_bind_paths=tuple(
                 os.path.normpath(p) for p in config.allowed_bind_paths if p.startswith("/")
             ),
@@ -103,17 +188,97 @@ class Policy:
                 return self.tls_roles[key], subject
         return certs.role_of(cert) or self.default_role, subject
 
-    def role_for_peer(self, uid: int, gid: int) -> str:
-        """The role of a Unix-socket peer."""
+    def role_for_peer(self, uid: int, gid: int, groups: Iterable[int] = ()) -> str:
+        """The role of a Unix-socket peer with primary C{gid} and supplementary C{groups}.
+
+        uid 0 is admin; a C{uid:N} entry wins; else the most powerful role among the C{gid:N}
+        entries of all the peer's groups (a group entry says what its members may do, so
+        membership of a more powerful group is not taken away by a less powerful one); else admin.
+        """
         if uid == 0:
             return "admin"
-        for key in (f"uid:{uid}", f"gid:{gid}"):
-            if key in self.unix_roles:
-                return self.unix_roles[key]
+        if f"uid:{uid}" in self.unix_roles:
+            return self.unix_roles[f"uid:{uid}"]
+        found = [
+            self.unix_roles[f"gid:{g}"]
+            for g in dict.fromkeys([gid, *groups])
+            if f"gid:{g}" in self.unix_roles
+        ]
+        if found:
+            return max(found, key=lambda r: _RANK.get(r, -1))
         return "admin"
 
 
-def _peer_cred(transport: Any) -> tuple[int, int] | None:
+@attrs.frozen
+class PeerCred:
+    """A Unix-socket peer's credentials at connect time."""
+
+    pid: int
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+# Linux's SO_PEERGROUPS (4.13+): the peer's supplementary groups, captured at connect() like
+# SO_PEERCRED, so no race with the peer exiting or its pid being reused.
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+
+def _peer_groups_sockopt(sock: Any) -> tuple[int, ...] | None:
+    size = 64 * 4
+    while size <= 65536 * 4:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, size)
+        except OSError as e:
+            if e.errno == errno.ERANGE:
+                size *= 8
+                continue
+            return None
+        n = len(raw) // 4
+        return tuple(struct.unpack(f"{n}I", raw[: n * 4]))
+    return None
+
+
+def groups_from_status(text: str, uid: int) -> tuple[int, ...] | None:
+    """The C{Groups:} of a C{/proc/<pid>/status} text, if its real uid is C{uid} (else None:
+    the pid is no longer the peer's)."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        if int(fields.get("Uid", "").split()[0]) != uid:
+            return None
+        return tuple(int(g) for g in fields.get("Groups", "").split())
+    except (ValueError, IndexError):
+        return None
+
+
+def _groups_from_proc(pid: int, uid: int) -> tuple[int, ...] | None:
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return groups_from_status(f.read(), uid)
+    except OSError:
+        return None
+
+
+def _groups_from_userdb(uid: int, gid: int) -> tuple[int, ...]:
+    try:
+        name = pwd.getpwuid(uid).pw_name
+        return tuple(os.getgrouplist(name, gid))
+    except (KeyError, OSError):
+        return ()
+
+
+def peer_groups(sock: Any, pid: int, uid: int, gid: int) -> tuple[int, ...]:
+    """The peer's supplementary groups: C{SO_PEERGROUPS}, else C{/proc/<pid>/status}, else the
+    user database (C{getgrouplist} of the uid's name)."""
+    for groups in (_peer_groups_sockopt(sock), _groups_from_proc(pid, uid)):
+        if groups is not None:
+            return groups
+    return _groups_from_userdb(uid, gid)
+
+
+def _peer_cred(transport: Any) -> PeerCred | None:
     sock = getattr(transport, "socket", None)
     if sock is None or sock.family != socket.AF_UNIX:
         return None
@@ -121,8 +286,8 @@ def _peer_cred(transport: Any) -> tuple[int, int] | None:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
         return None
-    _pid, uid, gid = struct.unpack("3i", raw)
-    return uid, gid
+    pid, uid, gid = struct.unpack("3i", raw)
+    return PeerCred(pid, uid, gid, peer_groups(sock, pid, uid, gid) if uid != 0 else ())
 
 
 def identify(transport: Any, policy: Policy) -> Identity:
@@ -137,19 +302,125 @@ def identify(transport: Any, policy: Policy) -> Identity:
         return Identity(role, subject, "tls")
     cred = _peer_cred(transport)
     if cred is not None:
-        uid, gid = cred
-        return Identity(policy.role_for_peer(uid, gid), f"uid={uid} gid={gid}", "unix")
+        role = policy.role_for_peer(cred.uid, cred.gid, cred.groups)
+        subject = f"uid={cred.uid} gid={cred.gid}"
+        if cred.groups:
+            subject += " groups=" + ",".join(map(str, cred.groups))
+        return Identity(role, subject, "unix")
     return Identity("admin", "tcp", "tcp")
+
+
+def unix_group_keys(names: Mapping[str, str]) -> dict[str, str]:
+    """C{unix-roles} with C{user:NAME}/C{group:NAME} keys turned into C{uid:N}/C{gid:N}
+    (unknown names are dropped with a warning)."""
+    out: dict[str, str] = {}
+    for key, role in names.items():
+        kind, _, value = key.partition(":")
+        try:
+            if kind == "user" and not value.isdigit():
+                out[f"uid:{pwd.getpwnam(value).pw_uid}"] = role
+            elif kind == "group" and not value.isdigit():
+                out[f"gid:{grp.getgrnam(value).gr_gid}"] = role
+            elif kind in ("user", "group"):
+                out[f"{'uid' if kind == 'user' else 'gid'}:{value}"] = role
+            else:
+                out[key] = role
+        except KeyError:
+            log.warn("unix-roles: no such {kind} {name}; entry ignored", kind=kind, name=value)
+    return out
+
+
+# --- what the rules need to know about existing objects --------------------------------------
+
+
+class Lookup(Protocol):
+    """Existing objects the operator rules look at (the engine services, through an adapter)."""
+
+    def container(self, ref: str) -> Container | None:
+        """The container C{ref} names, or None."""
+        ...
+
+    async def volume_options(self, name: str) -> Mapping[str, str] | None:
+        """The driver options of volume C{name}; None when it has none or does not exist."""
+        ...
+
+    def exec_session(self, exec_id: str) -> tuple[str, bool] | None:
+        """(container id, privileged) of exec instance C{exec_id}, or None."""
+        ...
+
+
+class NoLookup:
+    """A L{Lookup} that knows no objects (unit tests, a daemon without containers)."""
+
+    def container(self, ref: str) -> Container | None:
+        """Nothing."""
+        return None
+
+    async def volume_options(self, name: str) -> Mapping[str, str] | None:
+        """Nothing."""
+        return None
+
+    def exec_session(self, exec_id: str) -> tuple[str, bool] | None:
+        """Nothing."""
+        return None
+
+
+class ServiceLookup:
+    """L{Lookup} over the container, volume and exec services."""
+
+    def __init__(self, containers: Any, volumes: Any, execs: Any) -> None:
+        self._containers = containers
+        self._volumes = volumes
+        self._execs = execs
+
+    def container(self, ref: str) -> Container | None:
+        """C{ContainerService.resolve}, None when unknown or ambiguous."""
+        if self._containers is None:
+            return None
+        try:
+            c: Container = self._containers.resolve(ref)
+        except PydError:
+            return None
+        return c
+
+    async def volume_options(self, name: str) -> Mapping[str, str] | None:
+        """C{VolumeService.inspect}'s options."""
+        if self._volumes is None:
+            return None
+        try:
+            vol = await self._volumes.inspect(name)
+        except PydError:
+            return None
+        opts: Mapping[str, str] | None = vol.options
+        return opts
+
+    def exec_session(self, exec_id: str) -> tuple[str, bool] | None:
+        """C{ExecService.get}."""
+        if self._execs is None:
+            return None
+        try:
+            s = self._execs.get(exec_id)
+        except PydError:
+            return None
+        return s.container_id, bool(s.config.privileged)
+
+
+# --- the guard --------------------------------------------------------------------------------
 
 
 class Authorizer:
     """The L{pyd.api.root.ApiRoot} guard: identify the caller, then check the call."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, lookup: Lookup | None = None) -> None:
         self.policy = policy
+        self.lookup: Lookup = lookup or NoLookup()
 
-    def __call__(self, request: Any, method: str, path: str) -> None:
-        """Refuse the call with L{Forbidden} when the caller's role does not allow it."""
+    def __call__(self, request: Any, method: str, path: str) -> Deferred[None] | None:
+        """Refuse the call with L{Forbidden} when the caller's role does not allow it.
+
+        @return: None when decided at once; for operators a Deferred (it may have to look up
+            containers and volumes), which fails with L{Forbidden} to refuse.
+        """
         channel = request.channel
         ident: Identity | None = getattr(channel, "pyd_identity", None)
         if ident is None or getattr(channel, "pyd_policy", None) is not self.policy:
@@ -166,25 +437,44 @@ class Authorizer:
                 path=path,
             )
         if ident.role == "admin":
-            return
-        try:
-            check(ident.role, method, path, request, self.policy)
-        except Forbidden:
-            log.warn(
-                "refused {method} {path} for {subject} ({role})",
-                method=method,
-                path=path,
-                subject=ident.subject,
-                role=ident.role,
-            )
-            raise
+            return None
+
+        def refused(f: Any) -> Any:
+            if f.check(Forbidden):
+                log.warn(
+                    "refused {method} {path} for {subject} ({role}): {why}",
+                    method=method,
+                    path=path,
+                    subject=ident.subject,
+                    role=ident.role,
+                    why=f.value.message,
+                )
+            return f
+
+        d = Deferred.fromCoroutine(
+            check(ident.role, method, path, request, self.policy, self.lookup)
+        )
+        d.addErrback(refused)
+        return d
 
 
 def _deny(role: str, rule: str) -> Forbidden:
     return Forbidden(f"pyd authorization: role {role} may not {rule}")
 
 
-def check(role: str, method: str, path: str, request: Any, policy: Policy) -> None:
+@attrs.frozen
+class _Ctx:
+    role: str
+    policy: Policy
+    lookup: Lookup
+
+    def deny(self, rule: str) -> Forbidden:
+        return _deny(self.role, rule)
+
+
+async def check(
+    role: str, method: str, path: str, request: Any, policy: Policy, lookup: Lookup | None = None
+) -> None:
     """Check one call for a non-admin role. @raise Forbidden: naming the role and the rule."""
     path = path.rstrip("/") or "/"
     if role == "viewer":
@@ -193,30 +483,341 @@ def check(role: str, method: str, path: str, request: Any, policy: Policy) -> No
         raise _deny(role, f"{method} {path} (viewers may only inspect, list, and read logs)")
     if role != "operator":
         raise _deny(role, "do anything (unknown role)")
-    first = path.split("/")[1] if path.count("/") else ""
-    if first in _ADMIN_ONLY_PREFIXES and method not in ("GET", "HEAD"):
-        raise _deny(role, f"manage {first} (admin only)")
-    if method != "POST":
-        return
+    ctx = _Ctx(role, policy, lookup or NoLookup())
     parts = path.split("/")
-    if path == "/containers/create":
-        _check_create(role, _body(request, role), policy)
-    elif len(parts) == 4 and parts[1] == "containers" and parts[3] == "start":
-        body = _body(request, role)
-        if body:
-            _check_host_config(role, body, policy)
-    elif len(parts) == 4 and parts[1] == "containers" and parts[3] == "exec":
-        body = _body(request, role)
-        if body.get("Privileged"):
-            raise _deny(role, "run a privileged exec")
-    elif len(parts) == 4 and parts[1] == "containers" and parts[3] == "update":
-        _check_devices(role, _body(request, role))
+    first = parts[1] if len(parts) > 1 else ""
+    if method not in ("GET", "HEAD") and first not in _OPERATOR_WRITES:
+        raise ctx.deny(f"{method} {path} (admin only)")
+    ref = parts[2] if len(parts) > 2 else ""
+    action = "/".join(parts[3:])
+    if first == "containers" and ref and ref not in ("create", "json", "prune"):
+        await _check_container_call(ctx, method, ref, action, request)
+    elif first == "exec" and method == "POST" and action == "start":
+        await _check_exec_start(ctx, ref)
+    elif method != "POST":
+        return
+    elif path == "/containers/create":
+        hc = _body(request, role).get("HostConfig")
+        if isinstance(hc, dict):
+            await _check_host_config(ctx, hc, 0)
     elif path == "/volumes/create":
-        _check_driver_opts(role, _body(request, role).get("DriverOpts"), policy)
+        _check_volume_create(ctx, _body(request, role).get("DriverOpts"))
     elif path == "/build":
-        mode = request.args.get(b"networkmode", [b""])[0].decode("utf-8", "replace")
-        if mode == "host":
-            raise _deny(role, "build with the host's network namespace")
+        await _check_build(ctx, request)
+
+
+async def _check_container_call(
+    ctx: _Ctx, method: str, ref: str, action: str, request: Any
+) -> None:
+    if method == "POST" and action == "start":
+        body = _body(request, ctx.role)
+        if body:  # a HostConfig on start (API < 1.24 clients)
+            await _check_host_config(ctx, body, 0)
+    elif method == "POST" and action == "update":
+        _check_devices(ctx, _body(request, ctx.role))
+    elif method == "POST" and action == "exec":
+        if _body(request, ctx.role).get("Privileged"):
+            raise ctx.deny("run a privileged exec")
+        await _check_existing(ctx, ref, "exec into")
+    elif action in ("attach", "attach/ws") and _query_true(request, "stdin"):
+        await _check_existing(ctx, ref, "attach stdin to")
+    elif method == "PUT" and action == "archive":
+        await _check_existing(ctx, ref, "copy files into")
+    elif method == "POST" and action == "rename":
+        # Names are what container:X and --volumes-from resolve; an operator who could rename
+        # an admin's container into the name of their own could swap it in after the check.
+        await _check_existing(ctx, ref, "rename")
+
+
+async def _check_exec_start(ctx: _Ctx, exec_id: str) -> None:
+    facts = ctx.lookup.exec_session(exec_id)
+    if facts is None:
+        return
+    cid, privileged = facts
+    if privileged:
+        raise ctx.deny("start a privileged exec")
+    await _check_existing(ctx, cid, "exec into")
+
+
+async def _check_existing(ctx: _Ctx, ref: str, what: str) -> None:
+    """Refuse C{what} on a container the operator could not have created."""
+    c = ctx.lookup.container(ref)
+    if c is None:
+        return  # the engine answers "No such container"
+    why = await _container_refusal(ctx, c, 1)
+    if why:
+        raise ctx.deny(f"{what} container {_name(c)} ({why})")
+
+
+def _beyond(e: Forbidden) -> str:
+    """The rule of a refusal, for a message about another object."""
+    return "made with what an operator may not: " + e.message.split(" may not ", 1)[-1]
+
+
+def _name(c: Container) -> str:
+    return c.name.lstrip("/") or c.id[:12]
+
+
+async def _container_refusal(ctx: _Ctx, c: Container, depth: int) -> str | None:
+    """Why container C{c} is beyond what the operator may create (None: it is not)."""
+    if depth > _MAX_DEPTH:
+        return "its container: namespace chain is too long to check"
+    hc = dict(c.host_config)
+    # Its mounts as resolved at create (binds, volumes, volumes-from), not its request.
+    hc.pop("Binds", None)
+    hc.pop("Mounts", None)
+    hc.pop("VolumesFrom", None)
+    hc.pop("PortBindings", None)  # a low published port is no way into the container's powers
+    try:
+        await _check_host_config(ctx, hc, depth)
+        await _check_resolved_mounts(ctx, c)
+    except Forbidden as e:
+        return _beyond(e)
+    return None
+
+
+async def _check_resolved_mounts(ctx: _Ctx, c: Container) -> None:
+    for m in c.mounts:
+        if m.type == "bind":
+            _check_path(ctx, m.source)
+            if m.propagation in _SHARED:
+                raise ctx.deny(f"bind-mount with {m.propagation} propagation")
+        elif m.type == "volume" and m.name:
+            await _check_named_volume(ctx, m.name)
+
+
+# --- HostConfig ---------------------------------------------------------------------------------
+
+
+async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> None:
+    if hc.get("Privileged"):
+        raise ctx.deny("create privileged containers")
+    for key in _HOST_NS:
+        if str(hc.get(key) or "") == "host":
+            raise ctx.deny(f"use the host's namespace ({key}=host)")
+    for key in _JOINABLE_NS:
+        mode = str(hc.get(key) or "")
+        if mode.startswith("container:"):
+            other = ctx.lookup.container(mode.partition(":")[2])
+            if other is not None:
+                why = await _container_refusal(ctx, other, depth + 1)
+                if why:
+                    raise ctx.deny(
+                        f"join the namespaces of container {_name(other)} ({key}={mode}: {why})"
+                    )
+    _check_caps(ctx, hc.get("CapAdd"))
+    _check_devices(ctx, hc)
+    _check_security_opts(ctx, hc.get("SecurityOpt"))
+    for key, defaults in (("MaskedPaths", MASKED_PATHS), ("ReadonlyPaths", READONLY_PATHS)):
+        given = hc.get(key)
+        if given is not None and not set(defaults) <= set(map(str, given)):
+            raise ctx.deny(
+                f"unmask or make writable kernel paths ({key} without Docker's defaults)"
+            )
+    _check_sysctls(ctx, hc.get("Sysctls"))
+    _check_ports(ctx, hc.get("PortBindings"))
+    if hc.get("CgroupParent"):
+        raise ctx.deny(f"choose the cgroup parent (CgroupParent={hc.get('CgroupParent')})")
+    if hc.get("Annotations"):
+        raise ctx.deny("set OCI annotations (the runtime acts on some of them)")
+    for bind in hc.get("Binds") or ():
+        await _check_bind_string(ctx, str(bind))
+    for mount in hc.get("Mounts") or ():
+        if isinstance(mount, dict):
+            await _check_mount(ctx, mount)
+    for spec in hc.get("VolumesFrom") or ():
+        other = ctx.lookup.container(str(spec).partition(":")[0])
+        if other is None:
+            continue
+        try:
+            await _check_resolved_mounts(ctx, other)
+        except Forbidden as e:
+            raise ctx.deny(f"use volumes from container {_name(other)} ({_beyond(e)})") from None
+
+
+def _check_caps(ctx: _Ctx, caps: Any) -> None:
+    for cap in caps or ():
+        name = str(cap).upper().removeprefix("CAP_")
+        if name not in _OPERATOR_CAPS:
+            raise ctx.deny(f"add capability {name} (CapAdd)")
+
+
+def _check_devices(ctx: _Ctx, cfg: Mapping[str, Any]) -> None:
+    for key in ("Devices", "DeviceCgroupRules", "DeviceRequests"):
+        if cfg.get(key):
+            raise ctx.deny(f"give containers host devices ({key})")
+
+
+def _check_security_opts(ctx: _Ctx, opts: Any) -> None:
+    for opt in opts or ():
+        raw = str(opt).strip()
+        key, sep, value = raw.partition("=")
+        if not sep:
+            key, sep, value = raw.partition(":")
+        if key == "no-new-privileges":
+            continue
+        if key == "apparmor" and value == "docker-default":
+            continue
+        if key == "label" and value.startswith("level:"):
+            continue
+        if key in ("seccomp", "apparmor", "label", "systempaths") and value in (
+            "unconfined",
+            "disable",
+        ):
+            raise ctx.deny(f"use unconfined security options ({raw})")
+        raise ctx.deny(
+            f"use security option {raw[:80]} (operators may set no-new-privileges, "
+            "apparmor=docker-default and label=level: only)"
+        )
+
+
+def _check_ports(ctx: _Ctx, bindings: Any) -> None:
+    """Host ports below 1024 are root's on the host (a published one shadows a host service
+    such as ssh for traffic from outside); ephemeral and high ports are fine."""
+    if not isinstance(bindings, dict):
+        return
+    for port, binds in bindings.items():
+        for b in binds or ():
+            host_port = str((b or {}).get("HostPort") or "") if isinstance(b, dict) else ""
+            low = host_port.split("-", 1)[0]
+            if low.isdigit() and 0 < int(low) < 1024:
+                raise ctx.deny(f"publish host port {host_port} (below 1024, for {port})")
+
+
+def _check_sysctls(ctx: _Ctx, sysctls: Any) -> None:
+    if not isinstance(sysctls, dict):
+        return
+    for key in sysctls:
+        k = str(key).replace("/", ".")
+        if k in _NS_SYSCTLS or k.startswith(_NS_SYSCTL_PREFIXES):
+            continue
+        raise ctx.deny(f"set sysctl {k} (not in the container's own namespaces)")
+
+
+async def _check_bind_string(ctx: _Ctx, bind: str) -> None:
+    arr = bind.split(":")
+    if len(arr) < 2:
+        return  # an anonymous volume
+    source = arr[0]
+    mode = arr[2] if len(arr) > 2 else ""
+    if source.startswith("/"):
+        _check_path(ctx, source)
+        for o in mode.split(","):
+            if o in _SHARED:
+                raise ctx.deny(f"bind-mount with {o} propagation ({bind})")
+    elif source:
+        await _check_named_volume(ctx, source)
+
+
+async def _check_mount(ctx: _Ctx, mount: Mapping[str, Any]) -> None:
+    kind = mount.get("Type") or "volume"
+    if kind == "bind":
+        _check_path(ctx, str(mount.get("Source") or ""))
+        prop = str((mount.get("BindOptions") or {}).get("Propagation") or "")
+        if prop in _SHARED:
+            raise ctx.deny(f"bind-mount with {prop} propagation")
+    elif kind == "volume":
+        vopts = mount.get("VolumeOptions") or {}
+        opts = (vopts.get("DriverConfig") or {}).get("Options")
+        if opts:
+            _check_volume_create(ctx, opts)
+        if mount.get("Source"):
+            await _check_named_volume(ctx, str(mount["Source"]))
+    elif kind not in ("tmpfs", "image"):
+        raise ctx.deny(f"use mounts of type {kind}")
+
+
+# --- volumes --------------------------------------------------------------------------------------
+
+
+def _o_list(opts: Mapping[str, Any]) -> list[str]:
+    return [o.strip() for o in str(opts.get("o") or "").split(",") if o.strip()]
+
+
+def _volume_host_reach(ctx: _Ctx, opts: Mapping[str, Any]) -> str | None:
+    """Why a local volume with C{opts} reaches the host (None: it does not)."""
+    fstype = str(opts.get("type") or "")
+    device = str(opts.get("device") or "")
+    olist = _o_list(opts)
+    keys = {o.split("=", 1)[0] for o in olist}
+    if keys & {"bind", "rbind"}:
+        if not device.startswith("/"):
+            return f"bind-mount the relative host path {device!r} (local volume o=bind)"
+        if not path_allowed(device, ctx.policy.allowed_bind_paths):
+            return (
+                f"bind-mount host path {device} (local volume o=bind, not under allowed-bind-paths)"
+            )
+        if keys & set(_SHARED):
+            return "bind-mount with shared propagation (local volume)"
+        return None
+    if fstype in ("overlay", "aufs") or "loop" in keys:
+        return (
+            f"mount host paths or files through a local volume (type={fstype}, o={opts.get('o')})"
+        )
+    if device.startswith("/") and fstype not in _NETWORK_FS:
+        return f"mount host device or path {device} (local volume type={fstype or 'auto'})"
+    return None
+
+
+def _check_volume_create(ctx: _Ctx, opts: Any) -> None:
+    """An operator creates plain volumes, tmpfs volumes, and binds under allowed-bind-paths."""
+    if not isinstance(opts, dict) or not opts:
+        return
+    why = _volume_host_reach(ctx, opts)
+    if why:
+        raise ctx.deny(why)
+    fstype = str(opts.get("type") or "")
+    keys = {o.split("=", 1)[0] for o in _o_list(opts)}
+    if keys & {"bind", "rbind"}:
+        bad = keys - _BIND_OPTS
+    elif fstype == "tmpfs":
+        bad = keys - _TMPFS_OPTS
+    elif not fstype and not opts.get("device") and not keys:
+        return  # only e.g. size
+    else:
+        raise ctx.deny(
+            f"create local volumes of type {fstype or '(none)'} (the daemon mounts them as root "
+            "on the host; an admin can create them for operators to use)"
+        )
+    if bad:
+        raise ctx.deny(f"use local volume mount options {','.join(sorted(bad))}")
+
+
+async def _check_named_volume(ctx: _Ctx, name: str) -> None:
+    opts = await ctx.lookup.volume_options(name)
+    if opts:
+        why = _volume_host_reach(ctx, opts)
+        if why:
+            raise ctx.deny(f"use volume {name} (made with what an operator may not: {why})")
+
+
+# --- build ----------------------------------------------------------------------------------------
+
+
+async def _check_build(ctx: _Ctx, request: Any) -> None:
+    """The RUN steps' containers get exactly what an operator's own container may get."""
+    from pyd.api.build import options_from_request
+    from pyd.engine.build.builder import step_host_config
+
+    try:
+        opts = options_from_request(request)
+    except PydError:
+        return  # the build endpoint answers the same 400 itself
+    if opts.network_mode == "host":
+        raise ctx.deny("build with the host's network namespace (NetworkMode=host)")
+    try:
+        await _check_host_config(ctx, step_host_config(opts), 0)
+    except Forbidden as e:
+        raise ctx.deny(f"build with these options (RUN step containers: {_beyond(e)})") from None
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _query_true(request: Any, name: str) -> bool:
+    args = getattr(request, "args", None) or {}
+    values: Sequence[bytes] = args.get(name.encode(), [])
+    return bool(values) and values[0].lower() in (b"1", b"true", b"yes")
 
 
 def _body(request: Any, role: str) -> dict[str, Any]:
@@ -237,62 +838,6 @@ def _body(request: Any, role: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _check_create(role: str, body: Mapping[str, Any], policy: Policy) -> None:
-    hc = body.get("HostConfig")
-    if isinstance(hc, dict):
-        _check_host_config(role, hc, policy)
-
-
-def _check_host_config(role: str, hc: Mapping[str, Any], policy: Policy) -> None:
-    if hc.get("Privileged"):
-        raise _deny(role, "create privileged containers")
-    for key in _HOST_NS:
-        if str(hc.get(key) or "") == "host":
-            raise _deny(role, f"use the host's namespace ({key}=host)")
-    if hc.get("CapAdd"):
-        raise _deny(role, "add capabilities (CapAdd)")
-    _check_devices(role, hc)
-    for opt in hc.get("SecurityOpt") or ():
-        norm = str(opt).replace(":", "=", 1).replace(" ", "")
-        if norm in (
-            "seccomp=unconfined",
-            "apparmor=unconfined",
-            "label=disable",
-            "systempaths=unconfined",
-        ):
-            raise _deny(role, f"use unconfined security options ({opt})")
-    masked = hc.get("MaskedPaths")
-    if isinstance(masked, list) and not masked:
-        raise _deny(role, "unmask kernel paths (MaskedPaths empty)")
-    for bind in hc.get("Binds") or ():
-        source = str(bind).split(":", 1)[0]
-        if source.startswith("/"):
-            _check_path(role, source, policy)
-    for mount in hc.get("Mounts") or ():
-        if not isinstance(mount, dict):
-            continue
-        kind = mount.get("Type") or "volume"
-        if kind == "bind":
-            _check_path(role, str(mount.get("Source") or ""), policy)
-        elif kind == "volume":
-            opts = ((mount.get("VolumeOptions") or {}).get("DriverConfig") or {}).get("Options")
-            _check_driver_opts(role, opts, policy)
-
-
-def _check_devices(role: str, cfg: Mapping[str, Any]) -> None:
-    for key in ("Devices", "DeviceCgroupRules", "DeviceRequests"):
-        if cfg.get(key):
-            raise _deny(role, f"give containers host devices ({key})")
-
-
-def _check_driver_opts(role: str, opts: Any, policy: Policy) -> None:
-    if not isinstance(opts, dict):
-        return
-    device = str(opts.get("device") or "")
-    if device.startswith("/"):
-        _check_path(role, device, policy)
-
-
 def path_allowed(path: str, allowed: Iterable[str]) -> bool:
     """Whether host C{path}, with symlinks resolved, lies under one of C{allowed}."""
     # realpath costs a few lstat calls; it stops a symlink planted under an allowed directory
@@ -305,6 +850,6 @@ def path_allowed(path: str, allowed: Iterable[str]) -> bool:
     return False
 
 
-def _check_path(role: str, path: str, policy: Policy) -> None:
-    if not path_allowed(path, policy.allowed_bind_paths):
-        raise _deny(role, f"bind-mount host path {path} (not under allowed-bind-paths)")
+def _check_path(ctx: _Ctx, path: str) -> None:
+    if not path_allowed(path, ctx.policy.allowed_bind_paths):
+        raise ctx.deny(f"bind-mount host path {path} (not under allowed-bind-paths)")

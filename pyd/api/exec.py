@@ -91,6 +91,11 @@ class ExecRouter:
     def __init__(self, execs: ExecService) -> None:
         self._execs = execs
 
+    @property
+    def execs(self) -> ExecService:
+        """The exec service (the authorization rules look sessions up)."""
+        return self._execs
+
     def resource(self) -> IResource:
         """The Klein resource."""
         return self.app.resource()  # type: ignore[no-any-return]

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
@@ -33,8 +35,9 @@ _COMMON = [
     (b"Server", SERVER_HEADER),
 ]
 
-# Called before dispatch with (request, method, route path); raises PydError (e.g. Forbidden) to refuse.
-Guard = Callable[[Any, str, str], None]
+# Called before dispatch with (request, method, route path); raises PydError (e.g. Forbidden) to
+# refuse, or returns a Deferred that fails with one (when the decision needs a lookup).
+Guard = Callable[[Any, str, str], "Deferred[None] | None"]
 
 
 class ApiRoot(Resource):
@@ -96,13 +99,46 @@ class ApiRoot(Resource):
         if self.guard is not None:
             # Before the route lookup, so a refusal does not depend on which routers exist.
             try:
-                self.guard(
+                verdict = self.guard(
                     request,
                     request.method.decode(),
                     "/" + b"/".join(path).decode("utf-8", "replace"),
                 )
             except PydError as e:
                 return write_error(request, e)
+            if verdict is not None:
+                return self._after(verdict, request, path)
+        return self._dispatch(request, path)
+
+    def _after(self, verdict: Deferred[None], request: Any, path: list[bytes]) -> Any:
+        """Dispatch once the guard's Deferred fires (at once when it already has)."""
+        if verdict.called:  # decided without waiting (the common case): stay synchronous
+            box: list[Any] = []
+            verdict.addBoth(box.append)
+            outcome = box[0]
+            if isinstance(outcome, Failure):
+                if not outcome.check(PydError):
+                    log.failure("authorization check failed", outcome)
+                return write_error(request, outcome.value or Exception())
+            return self._dispatch(request, path)
+
+        def go(outcome: Any) -> None:
+            if isinstance(outcome, Failure):
+                if not outcome.check(PydError):
+                    log.failure("authorization check failed", outcome)
+                body = write_error(request, outcome.value or Exception())
+            else:
+                body = self._dispatch(request, path)
+                if body is server.NOT_DONE_YET:
+                    return
+            if not getattr(request, "_disconnected", False) and not request.finished:
+                request.write(body)
+                request.finish()
+
+        verdict.addBoth(go)
+        return server.NOT_DONE_YET
+
+    def _dispatch(self, request: Any, path: list[bytes]) -> Any:
         target = self._by_prefix.get(path[0])
         if target is None:
             return self._not_found(request)

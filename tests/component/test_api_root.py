@@ -6,12 +6,14 @@ import json
 from typing import Any
 
 from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.root import ApiRoot
 from pyd.api.system import SystemRouter
 from pyd.config import DaemonConfig
+from pyd.core.errors import Forbidden
 from pyd.core.seams import InlineBlocking
 from pyd.engine.events import EventService
 from pyd.engine.system import HostFacts, SystemService
@@ -118,3 +120,53 @@ class ApiRootTests(SynchronousTestCase):
         resp, body = self.get('/events?since=0&until=1&filters={"bogus":{"x":true}}')
         self.assertEqual(resp.code, 400)
         self.assertIn("invalid filter", json.loads(body)["message"])
+
+
+class GuardTests(SynchronousTestCase):
+    """The root's guard hook: a refusal is a dockerd-shaped 403; a pending decision waits."""
+
+    def setUp(self) -> None:
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        self.root, _ = make_root(clock)
+        self.http = StubTreq(self.root)
+
+    def request(self, path: str) -> Any:
+        return self.http.request("GET", "http://pyd" + path)
+
+    def test_pending_decision_then_allowed(self) -> None:
+        """The call is dispatched only once the guard's Deferred fires with success."""
+        pending: Deferred[None] = Deferred()
+        self.root.guard = lambda request, method, path: pending
+        d = self.request("/v1.50/version")
+        self.assertNoResult(d)
+        pending.callback(None)
+        self.http.flush()
+        resp = self.successResultOf(d)
+        self.assertEqual(resp.code, 200)
+        self.assertEqual(json.loads(self.successResultOf(resp.content()))["ApiVersion"], "1.50")
+
+    def test_pending_decision_then_refused(self) -> None:
+        """A guard Deferred failing with Forbidden answers 403 {"message": ...}."""
+        pending: Deferred[None] = Deferred()
+        self.root.guard = lambda request, method, path: pending
+        d = self.request("/version")
+        pending.errback(Forbidden("pyd authorization: role operator may not x"))
+        self.http.flush()
+        resp = self.successResultOf(d)
+        self.assertEqual(resp.code, 403)
+        body = json.loads(self.successResultOf(resp.content()))
+        self.assertEqual(body, {"message": "pyd authorization: role operator may not x"})
+
+    def test_decided_at_once(self) -> None:
+        """A guard that raises, or returns an already failed Deferred, answers 403 at once."""
+
+        def raising(request: Any, method: str, path: str) -> None:
+            raise Forbidden("no")
+
+        self.root.guard = raising
+        self.assertEqual(self.successResultOf(self.request("/info")).code, 403)
+        self.root.guard = lambda request, method, path: fail(Forbidden("no"))
+        self.assertEqual(self.successResultOf(self.request("/info")).code, 403)
+        self.root.guard = lambda request, method, path: succeed(None)
+        self.assertEqual(self.successResultOf(self.request("/info")).code, 200)

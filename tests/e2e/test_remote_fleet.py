@@ -380,7 +380,7 @@ class RemoteRolesTests:
             (["--privileged"], "create privileged containers"),
             (["-v", "/etc:/host-etc"], "bind-mount host path /etc"),
             (["--pid", "host"], "PidMode=host"),
-            (["--cap-add", "SYS_ADMIN"], "add capabilities"),
+            (["--cap-add", "SYS_ADMIN"], "add capability SYS_ADMIN"),
             (["--security-opt", "seccomp=unconfined"], "unconfined security options"),
         ):
             r = docker_cli("run", "--rm", *args, "busybox", "true", env=env)

@@ -6,20 +6,41 @@ import io
 import json
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.api.authz import Policy, check, path_allowed
+from pyd.api.authz import Lookup, Policy, check, path_allowed
 from pyd.core import certs
 from pyd.core.errors import Forbidden
 
 
 class FakeRequest:
-    """Just what the rules read: the body and the query arguments."""
+    """Just what the rules read: the body, the query arguments and headers."""
 
     def __init__(self, body: Any = None, args: dict[bytes, list[bytes]] | None = None) -> None:
         raw = b"" if body is None else json.dumps(body).encode()
         self.content = io.BytesIO(raw)
         self.args = args or {}
+
+    def getHeader(self, name: str) -> None:
+        return None
+
+
+def run_check(
+    role: str,
+    method: str,
+    path: str,
+    request: Any,
+    policy: Policy,
+    lookup: Lookup | None = None,
+) -> None:
+    """Run the (async) check; with in-memory lookups it finishes at once."""
+    box: list[Any] = []
+    Deferred.fromCoroutine(check(role, method, path, request, policy, lookup)).addBoth(box.append)
+    assert box, "the check did not finish synchronously"
+    if isinstance(box[0], Failure):
+        box[0].raiseException()
 
 
 def refuse(
@@ -32,14 +53,14 @@ def refuse(
     args: dict[bytes, list[bytes]] | None = None,
 ) -> str:
     with testcase.assertRaises(Forbidden) as cm:
-        check(role, method, path, FakeRequest(body, args), policy or Policy())
+        run_check(role, method, path, FakeRequest(body, args), policy or Policy())
     return str(cm.exception)
 
 
 def allow(
     role: str, method: str, path: str, body: Any = None, policy: Policy | None = None
 ) -> None:
-    check(role, method, path, FakeRequest(body), policy or Policy())
+    run_check(role, method, path, FakeRequest(body), policy or Policy())
 
 
 class ViewerTests(SynchronousTestCase):
@@ -113,7 +134,7 @@ class OperatorTests(SynchronousTestCase):
             ({"NetworkMode": "host"}, "NetworkMode=host"),
             ({"IpcMode": "host"}, "IpcMode=host"),
             ({"UsernsMode": "host"}, "UsernsMode=host"),
-            ({"CapAdd": ["NET_ADMIN"]}, "add capabilities"),
+            ({"CapAdd": ["SYS_ADMIN"]}, "add capability SYS_ADMIN"),
             ({"Devices": [{"PathOnHost": "/dev/sda"}]}, "host devices (Devices)"),
             ({"SecurityOpt": ["seccomp=unconfined"]}, "unconfined security options"),
             ({"SecurityOpt": ["apparmor:unconfined"]}, "unconfined security options"),
@@ -213,7 +234,7 @@ class OperatorTests(SynchronousTestCase):
         req = FakeRequest()
         req.content = io.BytesIO(b"{not json")
         with self.assertRaises(Forbidden):
-            check("operator", "POST", "/containers/create", req, Policy())
+            run_check("operator", "POST", "/containers/create", req, Policy())
 
 
 class RoleResolutionTests(SynchronousTestCase):

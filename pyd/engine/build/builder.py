@@ -965,7 +965,7 @@ class _Build:
                 "OpenStdin": False,
             }
         )
-        cid = await self.svc.containers.create(st.image_id, run_cfg, self._host_config())
+        cid = await self.svc.containers.create(st.image_id, run_cfg, step_host_config(self.opts))
         self.tmp_containers.append(cid)
         self.say(f" ---> Running in {cid[:12]}\n")
 
@@ -986,24 +986,6 @@ class _Build:
                 f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code=code
             )
         await self._commit_layer(st, cid, " ".join(save_cmd), key)
-
-    def _host_config(self) -> dict[str, Any]:
-        o = self.opts
-        mode = o.network_mode if o.network_mode not in ("", "default") else "bridge"
-        return {
-            "NetworkMode": mode,
-            "ExtraHosts": list(o.extra_hosts) or None,
-            "Memory": o.memory,
-            "MemorySwap": o.memory_swap,
-            "ShmSize": o.shm_size,
-            "CpuShares": o.cpu_shares,
-            "CpuPeriod": o.cpu_period,
-            "CpuQuota": o.cpu_quota,
-            "CpusetCpus": o.cpuset_cpus,
-            "CpusetMems": o.cpuset_mems,
-            "CgroupParent": o.cgroup_parent,
-            "Ulimits": list(o.ulimits) or None,
-        }
 
     # .. COPY / ADD ..............................................................................
 
@@ -1199,3 +1181,26 @@ def _go_healthcheck(hc: dict[str, Any]) -> str:
         f"{dur(hc.get('Timeout', 0))} {dur(hc.get('StartPeriod', 0))} "
         f"{dur(hc.get('StartInterval', 0))} {hc.get('Retries', 0)}" + "}"
     )
+
+
+def step_host_config(o: BuildOptions) -> dict[str, Any]:
+    """The C{HostConfig} of every RUN step's container for build options C{o}.
+
+    The API's authorization checks this same dict (L{pyd.api.authz}), so a build can never give
+    its step containers more than the caller may give a container of their own.
+    """
+    mode = o.network_mode if o.network_mode not in ("", "default") else "bridge"
+    return {
+        "NetworkMode": mode,
+        "ExtraHosts": list(o.extra_hosts) or None,
+        "Memory": o.memory,
+        "MemorySwap": o.memory_swap,
+        "ShmSize": o.shm_size,
+        "CpuShares": o.cpu_shares,
+        "CpuPeriod": o.cpu_period,
+        "CpuQuota": o.cpu_quota,
+        "CpusetCpus": o.cpuset_cpus,
+        "CpusetMems": o.cpuset_mems,
+        "CgroupParent": o.cgroup_parent,
+        "Ulimits": list(o.ulimits) or None,
+    }
