@@ -496,7 +496,9 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
     ]
     routers += _wire_distribution(top, config, reactor, io, images, images_router)
     execs = next((r.execs for r in routers if isinstance(r, ExecRouter)), None)
-    authorizer = Authorizer(Policy.from_config(config), ServiceLookup(containers, volumes, execs))
+    authorizer = Authorizer(
+        Policy.from_config(config), ServiceLookup(containers, volumes, execs, networks)
+    )
     site = ApiSite(ApiRoot(routers, guard=authorizer))
     top.io = io
     _wire_telemetry(top, config, reactor, site, events)

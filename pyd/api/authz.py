@@ -348,6 +348,10 @@ class Lookup(Protocol):
         """(container id, privileged) of exec instance C{exec_id}, or None."""
         ...
 
+    def network_driver(self, ref: str) -> str | None:
+        """The driver of network C{ref} (name, id or id prefix), or None."""
+        ...
+
 
 class NoLookup:
     """A L{Lookup} that knows no objects (unit tests, a daemon without containers)."""
@@ -364,14 +368,19 @@ class NoLookup:
         """Nothing."""
         return None
 
+    def network_driver(self, ref: str) -> str | None:
+        """Nothing."""
+        return None
+
 
 class ServiceLookup:
     """L{Lookup} over the container, volume and exec services."""
 
-    def __init__(self, containers: Any, volumes: Any, execs: Any) -> None:
+    def __init__(self, containers: Any, volumes: Any, execs: Any, networks: Any = None) -> None:
         self._containers = containers
         self._volumes = volumes
         self._execs = execs
+        self._networks = networks
 
     def container(self, ref: str) -> Container | None:
         """C{ContainerService.resolve}, None when unknown or ambiguous."""
@@ -403,6 +412,16 @@ class ServiceLookup:
         except PydError:
             return None
         return s.container_id, bool(s.config.privileged)
+
+    def network_driver(self, ref: str) -> str | None:
+        """C{NetworkService.resolve}'s driver."""
+        if self._networks is None:
+            return None
+        try:
+            driver: str = self._networks.resolve(ref).driver
+        except PydError:
+            return None
+        return driver
 
 
 # --- the guard --------------------------------------------------------------------------------
@@ -476,7 +495,7 @@ async def check(
     role: str, method: str, path: str, request: Any, policy: Policy, lookup: Lookup | None = None
 ) -> None:
     """Check one call for a non-admin role. @raise Forbidden: naming the role and the rule."""
-    path = path.rstrip("/") or "/"
+    path = re.sub("/{2,}", "/", path).rstrip("/") or "/"
     if role == "viewer":
         if method in ("GET", "HEAD") and _VIEWER_READS.match(path):
             return
@@ -497,13 +516,24 @@ async def check(
     elif method != "POST":
         return
     elif path == "/containers/create":
-        hc = _body(request, role).get("HostConfig")
+        body = _body(request, role)
+        hc = body.get("HostConfig")
         if isinstance(hc, dict):
             await _check_host_config(ctx, hc, 0)
+        eps = (body.get("NetworkingConfig") or {}).get("EndpointsConfig")
+        for net in eps if isinstance(eps, dict) else ():
+            _check_network(ctx, str(net))
+    elif first == "networks" and action == "connect":
+        _check_network(ctx, ref)
     elif path == "/volumes/create":
         _check_volume_create(ctx, _body(request, role).get("DriverOpts"))
     elif path == "/build":
         await _check_build(ctx, request)
+
+
+def _check_network(ctx: _Ctx, ref: str) -> None:
+    if ref == "host" or ctx.lookup.network_driver(ref) == "host":
+        raise ctx.deny(f"connect containers to the host network ({ref})")
 
 
 async def _check_container_call(
@@ -595,6 +625,10 @@ async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> No
     for key in _HOST_NS:
         if str(hc.get(key) or "") == "host":
             raise ctx.deny(f"use the host's namespace ({key}=host)")
+    mode = str(hc.get("NetworkMode") or "")
+    named = mode not in ("", "default", "bridge", "none", "host")
+    if named and not mode.startswith("container:") and ctx.lookup.network_driver(mode) == "host":
+        raise ctx.deny(f"use the host's namespace (NetworkMode={mode}: the host network)")
     for key in _JOINABLE_NS:
         mode = str(hc.get(key) or "")
         if mode.startswith("container:"):

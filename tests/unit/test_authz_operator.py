@@ -47,6 +47,12 @@ class FakeLookup:
         self.containers: dict[str, Container] = {}
         self.volumes: dict[str, dict[str, str] | None] = {}
         self.execs: dict[str, tuple[str, bool]] = {}
+        self.networks = {
+            "host": "host",
+            "f00dhostnet": "host",
+            "bridge": "bridge",
+            "mynet": "bridge",
+        }
 
     def add(self, c: Container) -> Container:
         self.containers[c.name.lstrip("/")] = c
@@ -61,6 +67,9 @@ class FakeLookup:
 
     def exec_session(self, exec_id: str) -> tuple[str, bool] | None:
         return self.execs.get(exec_id)
+
+    def network_driver(self, ref: str) -> str | None:
+        return self.networks.get(ref)
 
 
 class _Base(SynchronousTestCase):
@@ -252,6 +261,30 @@ class CreateOptionTests(_Base):
             self.create_refused({key: "host"}, f"({key}=host)")
         self.create_allowed(
             {"IpcMode": "shareable", "CgroupnsMode": "private", "NetworkMode": "none"}
+        )
+
+    def test_host_network_by_id_or_endpoint(self) -> None:
+        """The host network named by id, as an extra endpoint, or in network connect is refused;
+        user networks are fine; '//' in a path does not hide a call from the rules."""
+        self.create_refused({"NetworkMode": "f00dhostnet"}, "the host network")
+        msg = self.refuse(
+            "POST",
+            "/containers/create",
+            {"HostConfig": {}, "NetworkingConfig": {"EndpointsConfig": {"host": {}}}},
+        )
+        self.assertIn("connect containers to the host network (host)", msg)
+        self.refuse("POST", "/networks/f00dhostnet/connect", {"Container": "plain"})
+        self.allow("POST", "/networks/mynet/connect", {"Container": "plain"})
+        self.allow(
+            "POST",
+            "/containers/create",
+            {
+                "HostConfig": {"NetworkMode": "mynet"},
+                "NetworkingConfig": {"EndpointsConfig": {"mynet": {}}},
+            },
+        )
+        self.assertIn(
+            "exec into container priv", self.refuse("POST", "//containers//priv/exec/", {})
         )
 
     def test_masked_and_readonly_paths(self) -> None:
