@@ -352,6 +352,10 @@ class Lookup(Protocol):
         """The driver of network C{ref} (name, id or id prefix), or None."""
         ...
 
+    def volume_users(self, name: str) -> list[Container]:
+        """The containers that mount volume C{name}."""
+        ...
+
 
 class NoLookup:
     """A L{Lookup} that knows no objects (unit tests, a daemon without containers)."""
@@ -371,6 +375,10 @@ class NoLookup:
     def network_driver(self, ref: str) -> str | None:
         """Nothing."""
         return None
+
+    def volume_users(self, name: str) -> list[Container]:
+        """Nothing."""
+        return []
 
 
 class ServiceLookup:
@@ -422,6 +430,16 @@ class ServiceLookup:
         except PydError:
             return None
         return driver
+
+    def volume_users(self, name: str) -> list[Container]:
+        """Containers whose resolved mounts include volume C{name}."""
+        if self._containers is None:
+            return []
+        return [
+            c
+            for c in self._containers.list_all()
+            if any(m.type == "volume" and m.name == name for m in c.mounts)
+        ]
 
 
 # --- the guard --------------------------------------------------------------------------------
@@ -667,6 +685,9 @@ async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> No
             await _check_resolved_mounts(ctx, other)
         except Forbidden as e:
             raise ctx.deny(f"use volumes from container {_name(other)} ({_beyond(e)})") from None
+        for m in other.mounts:
+            if m.type == "volume" and m.name and m.rw and str(spec).partition(":")[2] != "ro":
+                await _check_writable_share(ctx, m.name)
 
 
 def _check_caps(ctx: _Ctx, caps: Any) -> None:
@@ -741,6 +762,8 @@ async def _check_bind_string(ctx: _Ctx, bind: str) -> None:
                 raise ctx.deny(f"bind-mount with {o} propagation ({bind})")
     elif source:
         await _check_named_volume(ctx, source)
+        if "ro" not in mode.split(","):
+            await _check_writable_share(ctx, source)
 
 
 async def _check_mount(ctx: _Ctx, mount: Mapping[str, Any]) -> None:
@@ -757,6 +780,8 @@ async def _check_mount(ctx: _Ctx, mount: Mapping[str, Any]) -> None:
             _check_volume_create(ctx, opts)
         if mount.get("Source"):
             await _check_named_volume(ctx, str(mount["Source"]))
+            if not mount.get("ReadOnly"):
+                await _check_writable_share(ctx, str(mount["Source"]))
     elif kind not in ("tmpfs", "image"):
         raise ctx.deny(f"use mounts of type {kind}")
 
@@ -823,6 +848,18 @@ async def _check_named_volume(ctx: _Ctx, name: str) -> None:
         why = _volume_host_reach(ctx, opts)
         if why:
             raise ctx.deny(f"use volume {name} (made with what an operator may not: {why})")
+
+
+async def _check_writable_share(ctx: _Ctx, name: str) -> None:
+    """A volume an admin-tier container mounts may be mounted read-only only: what an operator
+    writes there, that container may run with its powers."""
+    for c in ctx.lookup.volume_users(name):
+        why = await _container_refusal(ctx, c, 1)
+        if why:
+            raise ctx.deny(
+                f"mount volume {name} writable: container {_name(c)} uses it ({why}); "
+                "mount it read-only"
+            )
 
 
 # --- build ----------------------------------------------------------------------------------------

@@ -141,6 +141,8 @@ def host() -> Iterator[Host]:
             "admin", "volume", "create", "--opt", "type=none", "--opt", "o=bind",
             "--opt", "device=/etc", h.name("disguised"),
         )  # fmt: skip
+        h.ok("admin", "create", "--name", h.name("privtools"), "--privileged",
+             "-v", f"{h.name('tools')}:/tools", DEFAULT_TAG, "true")  # fmt: skip
         # The operator's own running container.
         h.ok("operator", "run", "-d", "--name", h.name("own"), DEFAULT_TAG, "sleep", "300")
         yield h
@@ -154,7 +156,8 @@ class OperatorRefusedTests:
 
     def test_other_objects(self, host: Host) -> None:
         """--volumes-from a host-bind container, container:X namespaces of host-mode or
-        privileged containers, and a bind-in-disguise volume are refused."""
+        privileged containers, a bind-in-disguise volume, and writing to a volume a privileged
+        container uses are refused (read-only is fine)."""
         h = host
         h.refused("run", "--rm", "--volumes-from", h.name("bind"), DEFAULT_TAG, "true",
                   rule=f"use volumes from container {h.name('bind')}")  # fmt: skip
@@ -164,6 +167,9 @@ class OperatorRefusedTests:
                   rule="create privileged containers")  # fmt: skip
         h.refused("run", "--rm", "-v", f"{h.name('disguised')}:/x", DEFAULT_TAG, "true",
                   rule=f"use volume {h.name('disguised')}")  # fmt: skip
+        h.refused("run", "--rm", "-v", f"{h.name('tools')}:/t", DEFAULT_TAG, "true",
+                  rule=f"mount volume {h.name('tools')} writable")  # fmt: skip
+        h.ok("operator", "run", "--rm", "-v", f"{h.name('tools')}:/t:ro", DEFAULT_TAG, "true")
 
     def test_calls_on_an_admins_containers(self, host: Host) -> None:
         """exec (as root or not) and cp into a privileged or host-bind container are refused."""

@@ -71,6 +71,14 @@ class FakeLookup:
     def network_driver(self, ref: str) -> str | None:
         return self.networks.get(ref)
 
+    def volume_users(self, name: str) -> list[Container]:
+        unique = {c.id: c for c in self.containers.values()}
+        return [
+            c
+            for c in unique.values()
+            if any(m.type == "volume" and m.name == name for m in c.mounts)
+        ]
+
 
 class _Base(SynchronousTestCase):
     def setUp(self) -> None:
@@ -190,6 +198,28 @@ class OtherObjectsTests(_Base):
                 "Mounts": [{"Type": "volume", "Source": "scratch", "Target": "/t"}],
             }
         )
+
+    def test_volume_shared_with_an_admin_container(self) -> None:
+        """A volume a privileged container mounts may be mounted read-only only (what is written
+        there that container may run with its powers), directly or through --volumes-from."""
+        tools = MountSpec("volume", "/v/tools/_data", "/usr/local/bin", name="tools")
+        self.lookup.add(container("privtools", {"Privileged": True}, (tools,)))
+        self.lookup.add(container("optools", {}, (tools,)))
+        msg = self.refuse("POST", "/containers/create", {"HostConfig": {"Binds": ["tools:/t"]}})
+        self.assertIn("mount volume tools writable: container privtools uses it", msg)
+        self.create_refused(
+            {"Mounts": [{"Type": "volume", "Source": "tools", "Target": "/t"}]}, "read-only"
+        )
+        self.create_refused({"VolumesFrom": ["optools"]}, "mount volume tools writable")
+        self.create_refused({"VolumesFrom": ["privtools"]}, "mount volume tools writable")
+        self.create_allowed(
+            {
+                "Binds": ["tools:/t:ro"],
+                "Mounts": [{"Type": "volume", "Source": "tools", "Target": "/u", "ReadOnly": True}],
+                "VolumesFrom": ["optools:ro"],
+            }
+        )
+        self.create_allowed({"Binds": ["data:/d"]})  # used by ordinary containers only
 
     def test_named_volume_bound_under_allowed_path_allowed(self) -> None:
         """A bind-backed volume whose device lies under allowed-bind-paths is fine."""
