@@ -5,6 +5,7 @@ PKGS=(
   crun conmon              
   busybox-static           
   docker-registry          
+  docker-compose           
   nftables iptables iproute2
   tini catatonit           
   aardvark-dns             

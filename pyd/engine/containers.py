@@ -433,7 +433,15 @@ class ContainerService:
             name=c.name.lstrip("/"),
             running=c.state.status in ("running", "paused"),
             network_mode=c.host_config.get("NetworkMode") or "default",
+            endpoints_config=dict(c.networking_config.get("EndpointsConfig") or {}),
+            networks_materialized=bool(c.extra.get("networks_materialized")),
         )
+
+    async def networks_materialized(self, container_id: str) -> None:
+        """Networking turned the create-time networks into endpoints (L{ContainerLookup})."""
+        c = self._cache.get(container_id)
+        if c is not None and not c.extra.get("networks_materialized"):
+            await self._save(attrs.evolve(c, extra={**c.extra, "networks_materialized": True}))
 
     async def endpoints_changed(
         self, cid: str, endpoints: list[Endpoint], dns_servers: tuple[str, ...] | None

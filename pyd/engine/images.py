@@ -254,6 +254,7 @@ class ImageService:
                 return ids[0]
             if len(ids) > 1:
                 raise NotFound(f"No such image: {ref}")
+            raise no_such_image(ref)  # a 64-hex id is an id (ParseAnyReference), not a bad name
         if parsed is None:
             refs.parse_normalized(ref)  # re-raise the format error
         raise no_such_image(ref)

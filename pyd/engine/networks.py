@@ -115,6 +115,8 @@ class ContainerRef:
     name: str  # without the leading "/"
     running: bool
     network_mode: str = "default"
+    endpoints_config: dict[str, Any] = attrs.field(factory=dict)  # as given at create
+    networks_materialized: bool = False  # create-time networks already turned into endpoints
 
 
 class ContainerLookup(Protocol):
@@ -122,6 +124,10 @@ class ContainerLookup(Protocol):
 
     async def network_container(self, ref: str) -> ContainerRef:
         """The container C{ref} names. @raise NotFound: C{No such container: <ref>}."""
+        ...
+
+    async def networks_materialized(self, container_id: str) -> None:
+        """Record that the container's create-time networks are now endpoint rows."""
         ...
 
 
@@ -980,28 +986,7 @@ class NetworkService:
                 dns_options=opts,
             )
         primary = self._network_for_mode(mode)
-        atts = await self._repo.endpoints(container_id=cid)
-        # The create-time networks are added once, at the first start (rows made by
-        # `network connect` on a never-started container do not replace them).
-        if not any(a.config.get("initial") for a in atts):
-            have = {a.network_id for a in atts}
-            # Keys may name a network by name, id or "default"; each network joins once.
-            wanted: list[tuple[Network, dict[str, Any]]] = [(primary, {})]
-            for key, ep in eps_cfg.items():
-                net = self._network_for_mode(key)
-                for i, (w, cfg) in enumerate(wanted):
-                    if w.id == net.id:
-                        wanted[i] = (w, {**cfg, **{k: v for k, v in (ep or {}).items() if v}})
-                        break
-                else:
-                    wanted.append((net, dict(ep or {})))
-            for net, ep in wanted:
-                if net.id in have:
-                    continue
-                self._check_endpoint_config(net, ep)
-                att = self._new_attachment(cid, name, net, ep)
-                att = attrs.evolve(att, config={**att.config, "initial": True})
-                atts.append(await self._repo.add_endpoint(att))
+        atts = await self._materialize(cid, name, mode, eps_cfg)
         # The network named by the mode goes first: it gets eth0, the default route and ports.
         atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
         await self._blocking(self._nl.create_netns, path)
@@ -1058,6 +1043,51 @@ class NetworkService:
             dns_search=search,
             dns_options=opts,
         )
+
+    async def _materialize(
+        self, cid: str, name: str, mode: str, eps_cfg: dict[str, Any]
+    ) -> list[Attachment]:
+        """The container's endpoint rows, with its create-time networks added if they never were.
+
+        The create-time networks (the mode's network and C{EndpointsConfig}) become rows once:
+        at the first start, or at the first C{network connect}/C{disconnect} of a never-started
+        container (compose v1 disconnects and re-connects each network before the first start).
+        Rows made by C{network connect} do not replace them.
+        """
+        atts = await self._repo.endpoints(container_id=cid)
+        if mode in ("host", "none") or mode.startswith("container:"):
+            return atts
+        if any(a.config.get("initial") for a in atts):
+            return atts
+        if self.lookup is not None:
+            try:
+                ref = await self.lookup.network_container(cid)
+            except NotFound:
+                ref = None
+            if ref is not None and ref.networks_materialized:
+                return atts
+        primary = self._network_for_mode(mode)
+        have = {a.network_id for a in atts}
+        # Keys may name a network by name, id or "default"; each network joins once.
+        wanted: list[tuple[Network, dict[str, Any]]] = [(primary, {})]
+        for key, ep in eps_cfg.items():
+            net = self._network_for_mode(key)
+            for i, (w, cfg) in enumerate(wanted):
+                if w.id == net.id:
+                    wanted[i] = (w, {**cfg, **{k: v for k, v in (ep or {}).items() if v}})
+                    break
+            else:
+                wanted.append((net, dict(ep or {})))
+        for net, ep in wanted:
+            if net.id in have:
+                continue
+            self._check_endpoint_config(net, ep)
+            att = self._new_attachment(cid, name, net, ep)
+            att = attrs.evolve(att, config={**att.config, "initial": True})
+            atts.append(await self._repo.add_endpoint(att))
+        if self.lookup is not None:
+            await self.lookup.networks_materialized(cid)
+        return atts
 
     def _new_attachment(
         self, cid: str, name: str, net: Network, ep: dict[str, Any], order: int = 0
@@ -1338,7 +1368,7 @@ class NetworkService:
                 "container sharing network namespace with another container or host cannot be connected to any other network"
             )
         self._check_endpoint_config(net, ep)
-        atts = await self._repo.endpoints(container_id=c.id)
+        atts = await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
         if any(a.network_id == net.id for a in atts):
             raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
         att = self._new_attachment(c.id, c.name, net, ep, order=len(atts))
@@ -1404,7 +1434,12 @@ class NetworkService:
             raise Forbidden(
                 "container cannot be disconnected from host network or connected to host network"
             )
-        atts = [a for a in await self._repo.endpoints(container_id=c.id) if a.network_id == net.id]
+        mode = c.network_mode or "default"
+        atts = [
+            a
+            for a in await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
+            if a.network_id == net.id
+        ]
         if not atts:
             raise Forbidden(f"container {c.id} is not connected to network {net.name}")
         att = atts[0]

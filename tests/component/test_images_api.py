@@ -95,6 +95,13 @@ class ImagesApiTests(SynchronousTestCase):
             self.assertEqual(code, 404, path)
             self.assertEqual(json.loads(raw), {"message": "No such image: nope"})
 
+    def test_unknown_full_id_is_404(self) -> None:
+        """A 64-hex id is looked up as an id: 404, not the 400 a 64-hex repository name gets
+        (`docker inspect <container id>` falls back to the image endpoint and needs the 404)."""
+        hexid = "9de60575cae1cb7a59783af8cb5d6c03dc8e9967ad1f9d155c4258643e5fb3d7"
+        code, _, raw = self.call("GET", f"/images/{hexid}/json")
+        self.assertEqual((code, json.loads(raw)), (404, {"message": f"No such image: {hexid}"}))
+
     def test_bad_reference_is_400(self) -> None:
         """An invalid tag target is a 400."""
         self.load()

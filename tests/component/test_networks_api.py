@@ -227,6 +227,38 @@ class NetworksApiTests(SynchronousTestCase):
         code, err = self.call("POST", "/networks/host/connect", {"Container": "c"})
         self.assertEqual(code, 403)
 
+    def test_created_container_disconnect_then_connect(self) -> None:
+        """compose v1 disconnects a created (never started) container from its create-time
+        network and connects it again with aliases: both succeed, and the first start plugs
+        the network once, with the new aliases."""
+        from tests.helpers.netsvc import ContainerRef
+
+        self.call("POST", "/networks/create", {"Name": "appnet"})
+        cid = self.add_container("web")
+        self.containers.refs[cid] = ContainerRef(
+            cid, "web", False, "appnet", {"appnet": {"Aliases": ["old"]}}
+        )
+        code, _ = self.call("POST", "/networks/appnet/disconnect", {"Container": "web"})
+        self.assertEqual(code, 200)
+        code, err = self.call("POST", "/networks/appnet/disconnect", {"Container": "web"})
+        self.assertEqual(code, 403, err)
+        code, _ = self.call(
+            "POST",
+            "/networks/appnet/connect",
+            {"Container": "web", "EndpointConfig": {"Aliases": ["web-alias"]}},
+        )
+        self.assertEqual(code, 200)
+        setup = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.service.setup(
+                    cid, "/web", "web", "appnet", {"appnet": {"Aliases": ["old"]}}, {}, []
+                )
+            )
+        )
+        self.assertEqual([e.network_name for e in setup.endpoints], ["appnet"])
+        self.assertIn("web-alias", setup.endpoints[0].dns_names)
+        self.assertNotIn("old", setup.endpoints[0].dns_names)
+
     def test_prune(self) -> None:
         """prune deletes unused user networks and names them."""
         self.call("POST", "/networks/create", {"Name": "p1"})

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+import attrs
 from sqlalchemy import insert
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
@@ -83,6 +84,11 @@ class Containers:
             if ref in (c.id, c.name) or (len(ref) >= 3 and c.id.startswith(ref)):
                 return c
         raise NotFound(f"No such container: {ref}")
+
+    async def networks_materialized(self, container_id: str) -> None:
+        c = self.refs.get(container_id)
+        if c is not None:
+            self.refs[container_id] = attrs.evolve(c, networks_materialized=True)
 
 
 def result(coro: Coroutine[Any, Any, Any]) -> Any:
