@@ -54,6 +54,7 @@ from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig, ListenSpec, parse_host
 from pyd.core.seams import ThreadPoolBlocking
 from pyd.core.telemetry import Telemetry
+from pyd.drivers.fswatch import DirWatcher
 from pyd.drivers.network.dns import DnsServer
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
@@ -983,6 +984,7 @@ def _wire_containers(
         dns=tuple(config.dns),
         dns_search=tuple(config.dns_search),
         dns_options=tuple(config.dns_opts),
+        log_driver=config.log_driver,
         log_opts=dict(config.log_opts),
         host_hostname=system.host.hostname,
     )
@@ -998,6 +1000,8 @@ def _wire_containers(
         reactor,
         settings,
     )
+    log_watcher = DirWatcher(reactor)
+    containers.log_watcher = log_watcher
     system.add_contributor(containers)
     top.telemetry.set_container_state_source(
         lambda: collections.Counter(c.state.status for c in containers.list_all())
@@ -1006,6 +1010,7 @@ def _wire_containers(
     networks.on_endpoints_changed.append(containers.endpoints_changed)
     top.start_hooks.append(lambda: ensureDeferred(containers.startup()))
     top.stop_hooks.append(containers.shutdown)
+    top.stop_hooks.append(log_watcher.close)
     attach = AttachService(containers, events, reactor, io)
     attach.log_reader = _log_reader(containers)
     containers.before_start.append(attach.before_start)

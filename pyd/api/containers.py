@@ -316,7 +316,10 @@ def inspect_json(c: Container) -> dict[str, Any]:
         "ResolvConfPath": c.extra.get("resolv_conf_path", ""),
         "HostnamePath": c.extra.get("hostname_path", ""),
         "HostsPath": c.extra.get("hosts_path", ""),
-        "LogPath": c.extra.get("log_path", ""),
+        # dockerd exposes the file of the json-file driver only
+        "LogPath": c.extra.get("log_path", "")
+        if (c.host_config.get("LogConfig") or {}).get("Type", "json-file") == "json-file"
+        else "",
         "Name": c.name,
         "RestartCount": c.restart_count,
         "Driver": "overlay2",

@@ -125,7 +125,7 @@ class SystemRouter:
                 "Volume": ["local"],
                 "Network": ["bridge", "host", "null"],
                 "Authorization": None,
-                "Log": ["json-file", "k8s-file"],
+                "Log": ["json-file", "local"],
             },
             "MemoryLimit": True,
             "SwapLimit": False,

@@ -13,14 +13,21 @@ import signal as _signal
 from collections.abc import Sequence
 from typing import Any
 
-from pyd.core.errors import InvalidParameter
+import attrs
+
+from pyd.core.errors import InvalidParameter, SystemError_
 from pyd.core.records import Image
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIN_MEMORY = 6 * 1024 * 1024
 DEFAULT_SHM = 64 * 1024 * 1024
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
-LOG_DRIVERS = ("json-file", "local", "k8s-file", "none")
+# The log drivers pyd serves; dockerd's others (syslog, journald, gelf...) are refused like a
+# plugin dockerd cannot find.
+LOG_DRIVERS = ("json-file", "local", "none")
+LOCAL_MAX_SIZE = 20 * 1024 * 1024  # dockerd's local driver defaults
+LOCAL_MAX_FILE = 5
+_COMMON_LOG_OPTS = ("env", "env-regex", "labels", "labels-regex", "tag")
 
 _ULIMITS = {
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
@@ -256,29 +263,7 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> li
         raise InvalidParameter("SHM size can not be less than 0")
     for opt in hc.get("SecurityOpt") or []:
         parse_security_opt(opt)
-    lc = hc.get("LogConfig") or {}
-    ltype = lc.get("Type") or ""
-    if ltype and ltype not in LOG_DRIVERS:
-        raise InvalidParameter(
-            f"failed to create container: logger: no log driver named '{ltype}' is registered"
-        )
-    for key, val in (lc.get("Config") or {}).items():
-        if key in ("max-size",):
-            parse_size(val)
-        elif key == "max-file":
-            if not str(val).isdigit() or int(val) < 1:
-                raise InvalidParameter("max-file cannot be less than 1")
-        elif key not in (
-            "compress",
-            "labels",
-            "labels-regex",
-            "env",
-            "env-regex",
-            "tag",
-            "mode",
-            "max-buffer-size",
-        ):
-            raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
+    validate_log_config(hc.get("LogConfig") or {})
     if config.get("StopSignal"):
         parse_signal(config["StopSignal"])
     for h in hc.get("ExtraHosts") or []:
@@ -497,3 +482,169 @@ def start_error(args: Sequence[str], runtime_message: str) -> tuple[str, int]:
     if "chdir" in m or "cwd" in m:
         return (f"{prefix}crun: {m}: unknown", 128)
     return (f"{prefix}crun: {m}: unknown", 128)
+
+
+# --- logging ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class LogPlan:
+    """How a container's output is kept: C{driver} none, or a k8s-file log rotated at
+    C{max_size} bytes (0: never) keeping C{max_files} files."""
+
+    driver: str
+    max_size: int = 0
+    max_files: int = 1
+
+    @property
+    def rotates(self) -> bool:
+        """Whether pyd must keep rotated files (conmon alone keeps one)."""
+        return self.max_size > 0 and self.max_files > 1
+
+
+def validate_log_config(lc: dict[str, Any]) -> None:
+    """dockerd's C{ValidateLogOpts} at create: mode, max-buffer-size, the driver, its keys.
+
+    Values are checked when the container starts (L{log_plan}), as dockerd does.
+
+    @raise InvalidParameter: with dockerd's text.
+    """
+    ltype = lc.get("Type") or "json-file"
+    cfg: dict[str, str] = dict(lc.get("Config") or {})
+    if ltype == "none":
+        return
+    mode = cfg.get("mode", "")
+    if mode not in ("", "blocking", "non-blocking"):
+        raise InvalidParameter(f"logger: logging mode not supported: {mode}")
+    if "max-buffer-size" in cfg:
+        if mode != "non-blocking":
+            raise InvalidParameter(
+                "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+            )
+        try:
+            go_size(str(cfg["max-buffer-size"]), binary=True)
+        except ValueError as e:
+            raise InvalidParameter(f"error parsing option max-buffer-size: {e}") from e
+    if ltype not in LOG_DRIVERS:
+        raise InvalidParameter(
+            f'error looking up logging plugin {ltype}: plugin "{ltype}" not found'
+        )
+    allowed = ("max-file", "max-size", "compress", *_COMMON_LOG_OPTS)
+    for key in cfg:
+        if key in ("mode", "max-buffer-size") or key in allowed:
+            continue
+        if ltype == "local":
+            raise InvalidParameter(f"unknown log opt '{key}' for log driver local")
+        raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
+
+
+def log_plan(lc: dict[str, Any]) -> LogPlan:
+    """dockerd's logger initialisation at start: parse max-size, max-file, compress.
+
+    @raise SystemError_: C{failed to initialize logging driver: ...} (dockerd's texts; compressed
+        rotation is accepted but rotated files stay uncompressed).
+    """
+    ltype = lc.get("Type") or "json-file"
+    cfg: dict[str, str] = {k: str(v) for k, v in (lc.get("Config") or {}).items()}
+    try:
+        if ltype == "none":
+            return LogPlan("none")
+        if ltype == "local":
+            return _local_plan(cfg)
+        return _json_file_plan(cfg)
+    except ValueError as e:
+        raise SystemError_(f"failed to initialize logging driver: {e}") from e
+
+
+def _json_file_plan(cfg: dict[str, str]) -> LogPlan:
+    size = -1
+    if "max-size" in cfg:
+        size = go_size(cfg["max-size"])
+        if size <= 0:
+            raise ValueError("max-size must be a positive number")
+    files = 1
+    if "max-file" in cfg:
+        files = go_atoi(cfg["max-file"])
+        if files < 1:
+            raise ValueError("max-file cannot be less than 1")
+    if "compress" in cfg and go_bool(cfg["compress"]) and (files == 1 or size == -1):
+        raise ValueError(
+            "compress cannot be true when max-file is less than 2 or max-size is not set"
+        )
+    return LogPlan("json-file", max(size, 0), files)
+
+
+def _local_plan(cfg: dict[str, str]) -> LogPlan:
+    size, files, compress = LOCAL_MAX_SIZE, LOCAL_MAX_FILE, True
+    if "max-size" in cfg:
+        try:
+            size = go_size(cfg["max-size"])
+        except ValueError as e:
+            raise ValueError(f"invalid value for max-size: {cfg['max-size']}: {e}") from e
+    if "max-file" in cfg:
+        try:
+            files = go_atoi(cfg["max-file"])
+        except ValueError as e:
+            raise ValueError(f"invalid value for max-file: {cfg['max-file']}: {e}") from e
+    if "compress" in cfg:
+        try:
+            compress = go_bool(cfg["compress"])
+        except ValueError as e:
+            raise ValueError(f"invalid boolean value for compress: {e}") from e
+    if size < 0:
+        raise ValueError("max-size must not be negative")
+    if files < 0:
+        raise ValueError("max-file must not be negative")
+    if compress and files <= 1:
+        raise ValueError("compression cannot be enabled when max file count is 1")
+    return LogPlan("local", size, max(files, 1))
+
+
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+_GO_FLOAT = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def go_atoi(value: str) -> int:
+    """Go's C{strconv.Atoi}, with its error text."""
+    if not _GO_INT.match(value):
+        raise ValueError(f'strconv.Atoi: parsing "{value}": invalid syntax')
+    return int(value)
+
+
+def go_bool(value: str) -> bool:
+    """Go's C{strconv.ParseBool}, with its error text."""
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ValueError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def go_size(value: str, binary: bool = False) -> int:
+    """go-units C{FromHumanSize} (k = 1000; C{binary}: C{RAMInBytes}, k = 1024), same errors."""
+    sep = max(value.rfind(ch) for ch in "0123456789. ")
+    if sep < 0:
+        raise ValueError(f"invalid size: '{value}'")
+    if value[sep] != " ":
+        num, sfx = value[: sep + 1], value[sep + 1 :]
+    else:
+        num, sfx = value[:sep], value[sep + 1 :]
+    if not _GO_FLOAT.match(num):
+        raise ValueError(f'strconv.ParseFloat: parsing "{num}": invalid syntax')
+    size = float(num)
+    if size < 0:
+        raise ValueError(f"invalid size: '{value}'")
+    if not sfx:
+        return int(size)
+    low = sfx.lower()
+    if len(sfx) > 3:
+        raise ValueError(f"invalid suffix: '{sfx}'")
+    if low[0] == "b":
+        if len(low) > 1:
+            raise ValueError(f"invalid suffix: '{low}'")
+        return int(size)
+    base = 1024 if binary else 1000
+    power = "kmgtp".find(low[0]) + 1
+    if power == 0 or (len(low) == 2 and low[1] != "b") or (len(low) == 3 and low[1:] != "ib"):
+        raise ValueError(f"invalid suffix: '{low}'")
+    return int(size * base**power)

@@ -6,8 +6,10 @@ partial line continued by the next entry. These functions run in the io pool (th
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import NamedTuple
 
@@ -90,24 +92,227 @@ def parse_line(line: bytes) -> LogEntry | None:
     return LogEntry("stdout" if stream == b"stdout" else "stderr", ts, data)
 
 
-class LogTail:
-    """A log file read incrementally through one open descriptor (blocking: call in the io pool).
+# --- rotation (json-file max-size/max-file over conmon's k8s-file) ----------------------------
+#
+# conmon (2.1.6) reopens its log on request: the control FIFO message C{2 0 0\n} makes it fsync
+# and close the file, open C{ctr.log.tmp} with O_TRUNC|O_CREAT and rename it over C{ctr.log}
+# (its C{--log-size-max} does the same by itself). Records are never split and nothing is
+# written twice, but the replaced file is unlinked: alone, max-file is always 1.
+#
+# pyd keeps every file by giving each inode a second, permanent name *before* conmon drops
+# C{ctr.log} from it, and it decides when conmon rotates:
+#   ctr.log.<n>   every retained file, numbered in order (the current one has the highest n);
+#   ctr.log.next  an empty file prepared in advance and also linked as C{ctr.log.tmp}: conmon's
+#                 O_TRUNC open of C{ctr.log.tmp} opens it, and its rename makes it C{ctr.log}
+#                 while it keeps its C{ctr.log.next} name, which pyd then renames to the next
+#                 number; pyd prunes the oldest beyond max-file and prepares a new next file.
+# pyd watches the log grow (inotify) and sends the reopen message once C{ctr.log} reached
+# max-size, only when a next file is prepared and the previous reopen was carried out: so every
+# record lands in a file that already has a permanent name; no line is lost or duplicated at a
+# boundary, however late pyd is (a late pyd makes files larger than max-size instead).
+# While pyd is down nothing asks for rotations: conmon's own C{--log-size-max}, set to
+# max-size x max-file, bounds the current file (the prepared file takes its first rotation).
+# L{rotate_log_files} (under an exclusive flock of the directory) is the only writer of these
+# names; readers list them under a shared one.
 
+REOPEN = b"2 0 0\n"  # conmon's REOPEN_LOGS_EVENT (it wants three numbers)
+NEXT = ".next"
+TMP = ".tmp"
+
+
+@contextmanager
+def _dir_lock(directory: str, exclusive: bool) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _numbered(log_path: str) -> dict[int, os.stat_result]:
+    """C{ctr.log.<n>} files by number."""
+    directory, base = os.path.split(log_path)
+    out: dict[int, os.stat_result] = {}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return out
+    prefix = base + "."
+    for name in names:
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            st = _stat(os.path.join(directory, name))
+            if st is not None:
+                out[int(name[len(prefix) :])] = st
+    return out
+
+
+def rotate_log_files(log_path: str, max_files: int, starting: bool = False) -> list[str]:
+    """Name what conmon rotated, drop the oldest beyond C{max_files}, prepare the next file.
+
+    Idempotent; call after every rotation (and once before conmon starts with
+    C{starting=True}, which creates C{ctr.log} so that the first file is numbered too, and
+    clears a C{ctr.log.tmp} left by a conmon that died mid-rotation). Blocking. Returns the
+    paths removed.
+    """
+    directory = os.path.dirname(log_path)
+    removed: list[str] = []
+    with _dir_lock(directory, exclusive=True):
+        nums = _numbered(log_path)
+        inos = {st.st_ino for st in nums.values()}
+        top = max(nums, default=0)
+        tmp = _stat(log_path + TMP)
+        if starting:
+            if tmp is not None and tmp.st_nlink == 1:
+                os.unlink(log_path + TMP)
+                tmp = None
+            # conmon opens an existing log with O_APPEND: create it now so it is numbered below
+            os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        nxt = _stat(log_path + NEXT)
+        if nxt is not None and (tmp is None or tmp.st_ino != nxt.st_ino):
+            # conmon took the prepared file: it is (or was) the current one, after the others
+            if nxt.st_ino in inos:
+                os.unlink(log_path + NEXT)
+            else:
+                top += 1
+                os.rename(log_path + NEXT, f"{log_path}.{top}")
+                nums[top] = nxt
+                inos.add(nxt.st_ino)
+            nxt = None
+        cur = _stat(log_path)
+        if cur is not None and cur.st_ino not in inos:
+            # made by conmon when nothing was prepared (first start, or pyd was late/down)
+            top += 1
+            os.link(log_path, f"{log_path}.{top}")
+            nums[top] = cur
+        for n in sorted(nums)[: max(len(nums) - max(max_files, 1), 0)]:
+            path = f"{log_path}.{n}"
+            os.unlink(path)
+            removed.append(path)
+        if nxt is None and _stat(log_path + TMP) is None:
+            fd = os.open(
+                log_path + NEXT, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+            )
+            os.close(fd)
+            try:
+                os.link(log_path + NEXT, log_path + TMP)
+            except FileExistsError:  # conmon is rotating right now: prepare after it
+                os.unlink(log_path + NEXT)
+    return removed
+
+
+def request_rotation(
+    log_path: str, max_size: int, ctl_path: str, requested: int = 0, resend: bool = False
+) -> int:
+    """Ask conmon to reopen the log once it reached C{max_size} (blocking).
+
+    Call after L{rotate_log_files}. C{requested} is what the previous call returned: the inode
+    conmon was asked to leave; while C{ctr.log} is still that file nothing is sent again unless
+    C{resend} (a lost message). Returns the inode now asked about, 0 when nothing is pending.
+    """
+    cur = _stat(log_path)
+    if cur is None:
+        return 0
+    if requested and cur.st_ino == requested and not resend:
+        return requested
+    if cur.st_size < max_size:
+        return 0
+    tmp, nxt = _stat(log_path + TMP), _stat(log_path + NEXT)
+    if tmp is None or nxt is None or tmp.st_ino != nxt.st_ino:
+        return 0  # nothing prepared: conmon would make an unnamed file; the next call sends
+    try:
+        fd = os.open(ctl_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return 0  # conmon is gone (ENXIO: no reader)
+    try:
+        os.write(fd, REOPEN)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return cur.st_ino
+
+
+def rotation_step(
+    log_path: str, max_files: int, max_size: int, ctl_path: str, requested: int, resend: bool
+) -> int:
+    """L{rotate_log_files}, then L{request_rotation}: what pyd does when the log changed."""
+    rotate_log_files(log_path, max_files)
+    return request_rotation(log_path, max_size, ctl_path, requested, resend)
+
+
+class LogFile(NamedTuple):
+    """One file of a container's log, in the order it was written."""
+
+    path: str
+    ino: int
+    number: int  # 0: not numbered (yet)
+
+
+def log_chain(log_path: str) -> list[LogFile]:
+    """Every retained file of the log, oldest first, each inode once (blocking).
+
+    Without rotation this is just C{[ctr.log]} (or nothing before conmon created it).
+    """
+    directory = os.path.dirname(log_path)
+    out: list[LogFile] = []
+    seen: set[int] = set()
+    try:
+        lock = _dir_lock(directory, exclusive=False)
+        lock.__enter__()
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    try:
+        nums = _numbered(log_path)
+        for n in sorted(nums):
+            st = nums[n]
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                out.append(LogFile(f"{log_path}.{n}", st.st_ino, n))
+        tmp = _stat(log_path + TMP)
+        nxt = _stat(log_path + NEXT)
+        if nxt is not None and nxt.st_ino not in seen and (tmp is None or tmp.st_ino != nxt.st_ino):
+            seen.add(nxt.st_ino)
+            out.append(LogFile(log_path + NEXT, nxt.st_ino, 0))
+        cur = _stat(log_path)
+        if cur is not None and cur.st_ino not in seen:
+            out.append(LogFile(log_path, cur.st_ino, 0))
+    finally:
+        lock.__exit__(None, None, None)
+    return out
+
+
+class LogTail:
+    """A log read incrementally through one open descriptor (blocking: call in the io pool).
+
+    It starts at the oldest retained file (L{log_chain}) and walks the chain to the current one.
     Holding the descriptor is what makes a follower safe: when the container is removed its
     bundle (and the log) is unlinked, but what conmon wrote is still read to the end. When conmon
-    rotates the log (C{--log-size-max} renames a fresh file over it), the old descriptor is read
-    to its end before the new file is opened; a file truncated in place is read from 0 again.
+    rotates the log (renames a fresh file over C{ctr.log}), the old descriptor is read to its end
+    before the next file of the chain is opened (files rotated away meanwhile, by number, are
+    skipped only when max-file already dropped them); a file truncated in place is read from 0
+    again.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd = -1
+        self._ino = 0  # the file being read (or, once closed, the last one read)
+        self._number = 0
+        self._started = False
         self._offset = 0
 
     def read(self) -> list[LogEntry]:
         """The complete lines written since the last call (a partial last line waits)."""
         out: list[LogEntry] = []
-        if self._fd < 0 and not self._open():
+        if self._fd < 0 and not self._open_next():
             return out
         while True:
             out.extend(self._read_open())
@@ -115,20 +320,44 @@ class LogTail:
                 st = os.stat(self.path)
             except FileNotFoundError:
                 return out  # removed: what the descriptor holds has been read
-            if st.st_ino == os.fstat(self._fd).st_ino:
+            if st.st_ino == self._ino:
                 return out
-            os.close(self._fd)  # rotated: the old file is drained, go on with the new one
+            # rotated: the old file is drained, go on with the one after it
+            os.close(self._fd)
             self._fd = -1
-            if not self._open():
+            if not self._open_next():
                 return out
 
-    def _open(self) -> bool:
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        self._offset = 0
-        return True
+    def _open_next(self) -> bool:
+        """Open the first file of the chain, or the one after the last one read."""
+        for _attempt in range(5):
+            chain = log_chain(self.path)
+            f = self._following(chain) if self._started else (chain[0] if chain else None)
+            if f is None:
+                return False
+            try:
+                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # renamed (given its number) or pruned meanwhile: list again
+            st = os.fstat(fd)
+            if st.st_ino != f.ino:
+                os.close(fd)
+                continue
+            self._fd, self._ino, self._number = fd, f.ino, f.number
+            self._started = True
+            self._offset = 0
+            return True
+        return False
+
+    def _following(self, chain: list[LogFile]) -> LogFile | None:
+        for i, f in enumerate(chain):
+            if f.ino == self._ino:
+                return chain[i + 1] if i + 1 < len(chain) else None
+        if self._number:
+            for f in chain:
+                if f.number == 0 or f.number > self._number:
+                    return f
+        return chain[-1] if chain else None
 
     def _read_open(self) -> list[LogEntry]:
         size = os.fstat(self._fd).st_size

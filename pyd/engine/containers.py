@@ -14,7 +14,7 @@ import os
 import shutil
 import signal as _signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock, succeed
@@ -51,7 +51,13 @@ from pyd.drivers.runtime.conmon import (
     cgroup_path,
 )
 from pyd.engine import container_config as cc
-from pyd.engine.container_logs import LogEntry, LogTail, select_entries
+from pyd.engine.container_logs import (
+    LogEntry,
+    LogTail,
+    rotate_log_files,
+    rotation_step,
+    select_entries,
+)
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
 from pyd.engine.streams import StreamTarget
@@ -75,6 +81,7 @@ class ContainerSettings:
     dns: tuple[str, ...] = ()
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
+    log_driver: str = "json-file"  # the daemon's default log driver, and its options
     log_opts: dict[str, str] = attrs.field(factory=dict)
     host_hostname: str = "localhost"
     host_resolv_conf: str = "/etc/resolv.conf"
@@ -128,6 +135,33 @@ class LogsRequest:
     since_nano: int = 0
     until_nano: int | None = None
     tail: int | None = None
+
+
+class DirWatcher(Protocol):
+    """Tells when a file in a directory was written or renamed into it (conmon's log)."""
+
+    def watch(self, directory: str, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call C{callback(name)} when file C{name} in C{directory} was modified or renamed
+        in (several changes may be reported once); return the function that stops watching."""
+        ...
+
+
+ROTATION_RESEND = 2.0  # seconds without conmon carrying out a reopen: ask again
+
+
+class _LogWatch:
+    """A running container whose log pyd rotates (max-size with max-file > 1)."""
+
+    def __init__(self, path: str, max_size: int, max_files: int, ctl: str) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_files = max_files
+        self.ctl = ctl
+        self.cancel: Callable[[], None] | None = None
+        self.busy = False
+        self.again = False
+        self.requested = 0  # inode conmon was asked to leave (0: no reopen pending)
+        self.requested_at = 0.0
 
 
 class _Run:
@@ -191,6 +225,9 @@ class ContainerService:
         # The exec service's sessions of a container (inspect's ExecIDs).
         self.exec_ids: Callable[[str], list[str]] | None = None
         self.on_gone: list[Callable[[str], None]] = []
+        # Set by the composition root: how rotations of ctr.log are noticed.
+        self.log_watcher: DirWatcher | None = None
+        self._log_watches: dict[str, _LogWatch] = {}
 
     # --- start-up and shutdown -------------------------------------------------------------------
 
@@ -216,6 +253,8 @@ class ContainerService:
         for run in self._runs.values():
             if run.health_call is not None and run.health_call.active():
                 run.health_call.cancel()
+        for cid in list(self._log_watches):
+            self._unwatch_log(cid)
         stop = getattr(self.runtime, "stop_watching", None)
         if stop is not None:
             stop()
@@ -257,6 +296,7 @@ class ContainerService:
                         status = "paused"
                     if status != st.status:
                         await self._save(attrs.evolve(c, state=attrs.evolve(st, status=status)))
+                    await self._resume_log_rotation(c)
                     self._schedule_health(c.id, first=True)
                     continue
                 # Runtime state gone (host reboot) or conmon killed: the exit is unknowable.
@@ -325,6 +365,7 @@ class ContainerService:
             has_been_started=True,
         )
         await self._save(attrs.evolve(c, state=state))
+        await self._resume_log_rotation(c)
         log.info("adopted running container {cid}", cid=c.id)
 
     # --- lookup ----------------------------------------------------------------------------------
@@ -532,11 +573,8 @@ class ContainerService:
         hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         if not (hc["RestartPolicy"] or {}).get("Name"):
             hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
-        lc = dict(hc.get("LogConfig") or {})
-        if not lc.get("Type"):
-            lc = {"Type": "json-file", "Config": dict(self.settings.log_opts)}
-        lc.setdefault("Config", {})
-        hc["LogConfig"] = lc
+        hc["LogConfig"] = self._log_config(hc.get("LogConfig") or {})
+        cc.validate_log_config(hc["LogConfig"])
         if not hc.get("ShmSize"):
             hc["ShmSize"] = cc.DEFAULT_SHM
         cid = new_id()
@@ -644,7 +682,9 @@ class ContainerService:
         run = _Run(self._clock.seconds())
         net: NetworkSetup | None = None
         spec_input: oci.RuntimeSpecInput | None = None
+        log_path = c.extra.get("log_path") or os.path.join(bundle, "ctr.log")
         try:
+            plan = cc.log_plan(hc.get("LogConfig") or {})
             rootfs = await self._images.mount_rw_layer(cid)
             run.rootfs = rootfs
             await self._volumes.prepare(cid, c.mounts, rootfs)
@@ -660,10 +700,12 @@ class ContainerService:
             spec_input = await self._blocking.run(self._prepare_spec, c, rootfs, net)
             spec = oci.build_spec(spec_input)
             self._runs[cid] = run
-            log_size = 0
-            lopts = (hc.get("LogConfig") or {}).get("Config") or {}
-            if lopts.get("max-size"):
-                log_size = cc.parse_size(lopts["max-size"])
+            if plan.rotates:
+                await self._blocking.run(rotate_log_files, log_path, plan.max_files, True)
+                # conmon's own limit only bounds the log while pyd is not there to rotate it
+                log_limit = plan.max_size * plan.max_files
+            else:
+                log_limit = plan.max_size
             pid = await self.runtime.create(
                 CreateOptions(
                     container_id=cid,
@@ -675,10 +717,14 @@ class ContainerService:
                     # streams: a TTY's stdin must survive a detach (dockerd closes it at the
                     # client's EOF only for StdinOnce without a TTY; see pyd.engine.streams).
                     leave_stdin_open=not cfg.get("StdinOnce") or bool(cfg.get("Tty")),
-                    log_size_max=log_size,
+                    log_path="" if plan.driver == "none" else log_path,
+                    log_size_max=log_limit,
+                    log_driver="none" if plan.driver == "none" else "k8s-file",
                 )
             )
             run.pid = pid
+            if plan.rotates:
+                self._watch_log(cid, log_path, plan)
             for hook in self.before_start:
                 await hook(cid, self.runtime.attach_socket_path(cid, bundle))
             await self.runtime.start(cid)
@@ -733,6 +779,7 @@ class ContainerService:
             await self.runtime.delete(cid, force=True)
         except RuntimeFailed:
             pass
+        await self._stop_log_rotation(cid)
         if net is not None:
             try:
                 await self._networks.teardown(cid)
@@ -941,6 +988,7 @@ class ContainerService:
         except PydError as e:
             log.warn("unmount {cid}: {err}", cid=cid, err=e)
         await self.runtime.clear_exit(cid, self.bundle_dir(cid))
+        await self._stop_log_rotation(cid)
         c = self._cache.get(cid, c)
         ran_for = self._clock.seconds() - run.started_at
         state = attrs.evolve(
@@ -1278,6 +1326,7 @@ class ContainerService:
                 raise
             self._cache.pop(c.id, None)
             self._backoff.pop(c.id, None)
+            self._unwatch_log(c.id)
             await self._blocking.run(shutil.rmtree, self.bundle_dir(c.id), True)
             self._emit(c, "destroy")
             for gone in self.on_gone:
@@ -1395,6 +1444,91 @@ class ContainerService:
         return PruneResult(tuple(deleted), 0)
 
     # --- logs ------------------------------------------------------------------------------------
+
+    def _log_config(self, lc: dict[str, Any]) -> dict[str, Any]:
+        """dockerd's C{mergeAndVerifyLogConfig}: the daemon's driver when none is given, and its
+        options under those of the container when the driver is the daemon's."""
+        ltype = lc.get("Type") or self.settings.log_driver or "json-file"
+        cfg = {str(k): str(v) for k, v in (lc.get("Config") or {}).items()}
+        if ltype == (self.settings.log_driver or "json-file"):
+            for k, v in self.settings.log_opts.items():
+                cfg.setdefault(k, v)
+        return {"Type": ltype, "Config": cfg}
+
+    def _watch_log(self, cid: str, log_path: str, plan: cc.LogPlan) -> None:
+        """Rotate C{cid}'s log as it grows (see pyd.engine.container_logs)."""
+        if cid in self._log_watches:
+            return
+        ctl = self.runtime.ctl_path(os.path.dirname(log_path))
+        w = _LogWatch(log_path, plan.max_size, plan.max_files, ctl)
+        self._log_watches[cid] = w
+        base = os.path.basename(log_path)
+
+        def changed(name: str) -> None:
+            if name == base:
+                self._rotate_log(cid)
+
+        if self.log_watcher is not None:
+            w.cancel = self.log_watcher.watch(os.path.dirname(log_path), changed)
+
+    def _rotate_log(self, cid: str) -> None:
+        """One L{rotate_log_files} at a time per container; a rotation seen meanwhile reruns it."""
+        w = self._log_watches.get(cid)
+        if w is None:
+            return
+        if w.busy:
+            w.again = True
+            return
+        w.busy = True
+
+        now = self._clock.seconds()
+        resend = bool(w.requested) and now - w.requested_at > ROTATION_RESEND
+
+        def stepped(requested: int) -> None:
+            if requested and (requested != w.requested or resend):
+                w.requested_at = now
+            w.requested = requested
+
+        def done(_: object) -> None:
+            w.busy = False
+            if w.again:
+                w.again = False
+                self._rotate_log(cid)
+
+        d = self._blocking.run(
+            rotation_step, w.path, w.max_files, w.max_size, w.ctl, w.requested, resend
+        )
+        d.addCallback(stepped)
+        d.addErrback(lambda f: log.failure("log rotation of {cid} failed", f, cid=cid))
+        d.addBoth(done)
+
+    def _unwatch_log(self, cid: str) -> _LogWatch | None:
+        w = self._log_watches.pop(cid, None)
+        if w is not None and w.cancel is not None:
+            w.cancel()
+        return w
+
+    async def _stop_log_rotation(self, cid: str) -> None:
+        """The container stopped: stop watching, name and prune its last rotations."""
+        w = self._unwatch_log(cid)
+        if w is None:
+            return
+        try:
+            await self._blocking.run(rotate_log_files, w.path, w.max_files)
+        except OSError as e:
+            log.warn("log rotation of {cid}: {err}", cid=cid, err=e)
+
+    async def _resume_log_rotation(self, c: Container) -> None:
+        """Daemon start, container still running: catch up with rotations, watch again."""
+        try:
+            plan = cc.log_plan(c.host_config.get("LogConfig") or {})
+        except PydError:
+            return
+        if not plan.rotates:
+            return
+        log_path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
+        self._watch_log(c.id, log_path, plan)
+        self._rotate_log(c.id)
 
     async def read_logs(
         self, ref: str, req: LogsRequest

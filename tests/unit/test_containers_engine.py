@@ -9,14 +9,16 @@ import tempfile
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import attrs
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified
+from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified, SystemError_
 from pyd.core.records import Event
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.runtime.conmon import CreateOptions
+from pyd.engine import container_config as cc
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.state.containers import ContainerRepository
 from pyd.state.db import Database, make_engine
@@ -622,3 +624,175 @@ class LogsTests(EngineTestBase):
         self.clock.pump([0.1] * 3)
         self.successResultOf(d)
         self.assertEqual(got, [b"first\n", b"last\n"])
+
+
+class FakeDirWatcher:
+    """A DirWatcher the test fires by hand."""
+
+    def __init__(self) -> None:
+        self.watches: dict[str, Any] = {}
+
+    def watch(self, directory: str, callback: Any) -> Any:
+        self.watches[directory] = callback
+
+        def cancel() -> None:
+            self.watches.pop(directory, None)
+
+        return cancel
+
+
+class LogConfigTests(EngineTestBase):
+    """Log drivers and options like dockerd: keys at create, values at start; rotation wiring."""
+
+    def test_unknown_driver_and_option_refused_at_create(self) -> None:
+        """dockerd's texts for a driver it cannot find and for keys the driver does not know."""
+        e = self.fail_with(
+            self.svc.create(None, {"Image": "busybox"}, {"LogConfig": {"Type": "syslog"}}),
+            InvalidParameter,
+        )
+        self.assertEqual(
+            str(e), 'error looking up logging plugin syslog: plugin "syslog" not found'
+        )
+        e = self.fail_with(
+            self.svc.create(
+                None, {"Image": "busybox"}, {"LogConfig": {"Type": "", "Config": {"x": "1"}}}
+            ),
+            InvalidParameter,
+        )
+        self.assertEqual(str(e), "unknown log opt 'x' for json-file log driver")
+        self.assertEqual(self.svc.list_all(), [])
+
+    def test_bad_value_fails_the_start(self) -> None:
+        """A bad max-size is the start's error (exit code 128, State.Error), not create's."""
+        cid = self.create(
+            HostConfig={"LogConfig": {"Type": "json-file", "Config": {"max-size": "1x"}}}
+        )
+        e = self.fail_with(self.svc.start(cid), SystemError_)
+        self.assertEqual(str(e), "failed to initialize logging driver: invalid suffix: 'x'")
+        st = self.svc.resolve(cid).state
+        self.assertEqual((st.status, st.exit_code, st.error), ("created", 128, str(e)))
+        self.assertNotIn(("create", cid), self.runtime.calls)
+
+    def test_daemon_defaults_merged(self) -> None:
+        """The daemon's driver when none is given; its options under the container's own."""
+        self.svc.settings = attrs.evolve(
+            self.svc.settings, log_driver="json-file", log_opts={"max-size": "1m", "max-file": "2"}
+        )
+        cid = self.create(HostConfig={"LogConfig": {"Type": "", "Config": {"max-file": "4"}}})
+        self.assertEqual(
+            self.svc.resolve(cid).host_config["LogConfig"],
+            {"Type": "json-file", "Config": {"max-file": "4", "max-size": "1m"}},
+        )
+        cid = self.create(HostConfig={"LogConfig": {"Type": "local", "Config": {}}})
+        self.assertEqual(
+            self.svc.resolve(cid).host_config["LogConfig"], {"Type": "local", "Config": {}}
+        )
+
+    def test_rotation_is_watched_while_running(self) -> None:
+        """max-size with max-file > 1: the log is prepared and watched while the container runs;
+        conmon's own limit is max-size x max-file."""
+        watcher = FakeDirWatcher()
+        self.svc.log_watcher = watcher
+        lc = {"Type": "json-file", "Config": {"max-size": "10k", "max-file": "3"}}
+        cid = self.started(HostConfig={"LogConfig": lc})
+        bundle = self.svc.bundle_dir(cid)
+        opts: CreateOptions = self.runtime.containers[cid]["opts"]
+        self.assertEqual((opts.log_size_max, opts.log_driver), (30_000, "k8s-file"))
+        self.assertIn(bundle, watcher.watches)
+        self.assertTrue(os.path.exists(os.path.join(bundle, "ctr.log.1")))
+        self.assertTrue(os.path.exists(os.path.join(bundle, "ctr.log.next")))
+        # conmon replaced the log (its own limit): the next event numbers the new file
+        os.rename(os.path.join(bundle, "ctr.log.tmp"), os.path.join(bundle, "ctr.log"))
+        watcher.watches[bundle]("ctr.log")
+        self.assertEqual(
+            os.stat(os.path.join(bundle, "ctr.log")).st_ino,
+            os.stat(os.path.join(bundle, "ctr.log.2")).st_ino,
+        )
+        self.runtime.exit(cid, 0)
+        self.assertNotIn(bundle, watcher.watches)
+
+    def test_none_and_plain_sizes(self) -> None:
+        """none: conmon keeps no log; max-size alone is conmon's own limit (max-file 1)."""
+        cid = self.started(HostConfig={"LogConfig": {"Type": "none", "Config": {}}})
+        opts: CreateOptions = self.runtime.containers[cid]["opts"]
+        self.assertEqual((opts.log_driver, opts.log_size_max), ("none", 0))
+        cid = self.started(
+            HostConfig={"LogConfig": {"Type": "json-file", "Config": {"max-size": "2k"}}}
+        )
+        opts = self.runtime.containers[cid]["opts"]
+        self.assertEqual((opts.log_driver, opts.log_size_max), ("k8s-file", 2000))
+        self.assertFalse(os.path.exists(os.path.join(self.svc.bundle_dir(cid), "ctr.log.next")))
+
+
+class LogOptionValueTests(SynchronousTestCase):
+    """dockerd's parsing of log option values (go-units, strconv) and their messages."""
+
+    def test_sizes(self) -> None:
+        """FromHumanSize is decimal; RAMInBytes binary; go-units' errors."""
+        self.assertEqual(cc.go_size("100k"), 100_000)
+        self.assertEqual(cc.go_size("1.5MB"), 1_500_000)
+        self.assertEqual(cc.go_size("2KiB"), 2000)
+        self.assertEqual(cc.go_size("2KiB", binary=True), 2048)
+        self.assertEqual(cc.go_size("10 m"), 10_000_000)
+        self.assertEqual(cc.go_size("42"), 42)
+        for bad, msg in (
+            ("abc", "invalid size: 'abc'"),
+            ("-1", "invalid size: '-1'"),
+            ("10x", "invalid suffix: 'x'"),
+            ("10kbb", "invalid suffix: 'kbb'"),
+            ("1.2.3k", 'strconv.ParseFloat: parsing "1.2.3": invalid syntax'),
+        ):
+            with self.assertRaises(ValueError) as ctx:
+                cc.go_size(bad)
+            self.assertEqual(str(ctx.exception), msg)
+
+    def test_plans(self) -> None:
+        """json-file and local defaults and errors, as dockerd's loggers report them."""
+        self.assertEqual(cc.log_plan({"Type": "json-file"}), cc.LogPlan("json-file", 0, 1))
+        self.assertEqual(cc.log_plan({"Type": "local"}), cc.LogPlan("local", 20 * 1024 * 1024, 5))
+        self.assertTrue(
+            cc.log_plan(
+                {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "2"}}
+            ).rotates
+        )
+        self.assertFalse(cc.log_plan({"Type": "json-file", "Config": {"max-file": "3"}}).rotates)
+        for lc, msg in (
+            ({"max-size": "0"}, "max-size must be a positive number"),
+            ({"max-file": "x"}, 'strconv.Atoi: parsing "x": invalid syntax'),
+            ({"max-file": "0"}, "max-file cannot be less than 1"),
+            (
+                {"compress": "true", "max-size": "1k"},
+                "compress cannot be true when max-file is less than 2 or max-size is not set",
+            ),
+        ):
+            with self.assertRaises(SystemError_) as ctx:
+                cc.log_plan({"Type": "json-file", "Config": lc})
+            self.assertEqual(str(ctx.exception), "failed to initialize logging driver: " + msg)
+        for lc, msg in (
+            ({"max-size": "x"}, "invalid value for max-size: x: invalid size: 'x'"),
+            ({"max-file": "1"}, "compression cannot be enabled when max file count is 1"),
+            (
+                {"compress": "no"},
+                'invalid boolean value for compress: strconv.ParseBool: parsing "no": invalid syntax',
+            ),
+        ):
+            with self.assertRaises(SystemError_) as ctx:
+                cc.log_plan({"Type": "local", "Config": lc})
+            self.assertEqual(str(ctx.exception), "failed to initialize logging driver: " + msg)
+
+    def test_create_time_checks(self) -> None:
+        """mode and max-buffer-size like dockerd's ValidateLogOpts; none accepts anything."""
+        cc.validate_log_config({"Type": "none", "Config": {"whatever": "1"}})
+        cc.validate_log_config(
+            {"Type": "json-file", "Config": {"mode": "non-blocking", "max-buffer-size": "4m"}}
+        )
+        for lc, msg in (
+            ({"mode": "fast"}, "logger: logging mode not supported: fast"),
+            (
+                {"max-buffer-size": "4m"},
+                "logger: max-buffer-size option is only supported with 'mode=non-blocking'",
+            ),
+        ):
+            with self.assertRaises(InvalidParameter) as ctx:
+                cc.validate_log_config({"Type": "json-file", "Config": lc})
+            self.assertEqual(str(ctx.exception), msg)

@@ -53,7 +53,8 @@ class CreateOptions:
     stdin: bool = False
     leave_stdin_open: bool = False
     log_path: str = ""  # default <bundle>/ctr.log
-    log_size_max: int = 0
+    log_size_max: int = 0  # conmon renames a fresh file over the log before passing this size
+    log_driver: str = "k8s-file"  # or "none": conmon keeps no log
 
 
 @attrs.frozen
@@ -373,14 +374,14 @@ class ConmonRuntime:
             "-b", bundle,
             "-p", os.path.join(bundle, "pidfile"),
             "-P", os.path.join(bundle, "conmon.pid"),
-            "-l", "k8s-file:" + log_path,
+            "-l", "none" if opts.log_driver == "none" else "k8s-file:" + log_path,
             "--exit-dir", self.exits_dir,
             "--persist-dir", bundle,
             "--socket-dir-path", self.sockets_dir,
             "--full-attach",
             "--log-level", "error",
         ]  # fmt: skip
-        if opts.log_size_max > 0:
+        if opts.log_size_max > 0 and opts.log_driver != "none":
             argv += ["--log-size-max", str(opts.log_size_max)]
         if opts.terminal:
             argv.append("-t")
