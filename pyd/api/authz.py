@@ -637,7 +637,22 @@ async def _check_resolved_mounts(ctx: _Ctx, c: Container) -> None:
 # --- HostConfig ---------------------------------------------------------------------------------
 
 
+_LIST_KEYS = (
+    "Binds", "Mounts", "VolumesFrom", "CapAdd", "SecurityOpt", "Devices", "DeviceCgroupRules",
+    "DeviceRequests", "MaskedPaths", "ReadonlyPaths",
+)  # fmt: skip
+_MAP_KEYS = ("Sysctls", "PortBindings", "Annotations")
+
+
 async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> None:
+    # The rules read these as lists and maps; another type would be read differently here and in
+    # the engine, so it is refused rather than interpreted.
+    for key in _LIST_KEYS:
+        if hc.get(key) is not None and not isinstance(hc[key], list):
+            raise ctx.deny(f"send HostConfig.{key} that is not a list")
+    for key in _MAP_KEYS:
+        if hc.get(key) is not None and not isinstance(hc[key], dict):
+            raise ctx.deny(f"send HostConfig.{key} that is not an object")
     if hc.get("Privileged"):
         raise ctx.deny("create privileged containers")
     for key in _HOST_NS:

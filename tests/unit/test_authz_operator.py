@@ -435,6 +435,13 @@ class CreateOptionTests(_Base):
         self.lookup.add(container("web", {"PortBindings": {"80/tcp": [{"HostPort": "80"}]}}))
         self.allow("POST", "/containers/web/exec", {"Cmd": ["sh"]})
 
+    def test_wrong_types_refused(self) -> None:
+        """A list or map field sent as another type is refused, not interpreted."""
+        self.create_refused({"Binds": "/etc:/x"}, "HostConfig.Binds that is not a list")
+        self.create_refused({"CapAdd": "SYS_ADMIN"}, "HostConfig.CapAdd that is not a list")
+        self.create_refused({"Sysctls": ["kernel.core_pattern=x"]}, "Sysctls that is not an object")
+        self.create_allowed({"Binds": None, "CapAdd": None, "Sysctls": None})
+
     def test_cgroup_parent_and_annotations(self) -> None:
         """CgroupParent and OCI annotations are admin-only."""
         self.create_refused({"CgroupParent": "/system.slice"}, "choose the cgroup parent")
