@@ -48,7 +48,7 @@ from pyd.api.exec import ExecRouter
 from pyd.api.images import ImagesDiskUsage, ImagesRouter
 from pyd.api.networks import NetworksRouter
 from pyd.api.prometheus import MetricsRoot
-from pyd.api.root import ApiRoot, ApiSite
+from pyd.api.root import ENGINE_VERSION, ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig, ListenSpec, parse_host
@@ -1086,7 +1086,9 @@ def _wire_build(
     through the container service, layers through the image service."""
     runner = None
     if containers is not None:
-        runner = ContainersAdapter(containers, lambda: LogsRequest(stdout=True, stderr=True))
+        runner = ContainersAdapter(
+            containers, lambda: LogsRequest(follow=True, stdout=True, stderr=True)
+        )
     builds = BuildService(
         ImageStoreAdapter(images, ImageRepository(db)),
         runner,
@@ -1094,6 +1096,7 @@ def _wire_build(
         os.path.join(config.data_root, "builder"),
         reactor,
         puller=DistributionPuller(lambda: getattr(top, "distribution", None), images),
+        docker_version=ENGINE_VERSION,
     )
     return BuildRouter(builds)
 

@@ -359,7 +359,8 @@ def list_json(c: Container, now_nano: int) -> dict[str, Any]:
         "Names": [c.name],
         "Image": c.config.get("Image") or c.image_ref,
         "ImageID": c.image_id,
-        "Command": " ".join(cmd),
+        # dockerd (daemon/list.go): the path, then the args, each quoted '...' if it has a space
+        "Command": " ".join(cmd[:1] + [f"'{a}'" if " " in a else a for a in cmd[1:]]),
         "Created": c.created_nano // 1_000_000_000,
         "Ports": ports,
         "Labels": c.config.get("Labels") or {},

@@ -84,6 +84,19 @@ def image_summary(img: Image, containers: int = -1) -> dict[str, Any]:
     }
 
 
+# Go's container.Config fields without omitempty: API < 1.50 shows them even when unset.
+_LEGACY_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+    "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+    "OnBuild": None, "Labels": None,
+}  # fmt: skip
+
+
+def _legacy_config(conf: dict[str, Any]) -> dict[str, Any]:
+    return {**_LEGACY_CONFIG_DEFAULTS, **conf}
+
+
 def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -> dict[str, Any]:
     """C{GET /images/{name}/json} for one image."""
     cfg = img.config
@@ -96,17 +109,22 @@ def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -
         "RepoTags": list(img.repo_tags),
         "RepoDigests": list(img.repo_digests),
     }
-    if img.parent_id:
-        out["Parent"] = img.parent_id
-    if cfg.get("comment"):
-        out["Comment"] = cfg["comment"]
+    legacy = version < (1, 50)  # before 1.50 these are always present, "" when unset
+    if img.parent_id or legacy:
+        out["Parent"] = img.parent_id or ""
+    if cfg.get("comment") or legacy:
+        out["Comment"] = cfg.get("comment") or ""
     if cfg.get("created"):
         out["Created"] = cfg["created"]
-    if cfg.get("docker_version"):
-        out["DockerVersion"] = cfg["docker_version"]
-    if cfg.get("author"):
-        out["Author"] = cfg["author"]
-    out["Config"] = conf
+    if version < (1, 45):
+        # Removed in API 1.45; the classic builder set them.
+        out["Container"] = cfg.get("container") or ""
+        out["ContainerConfig"] = _legacy_config(cfg.get("container_config") or {})
+    if cfg.get("docker_version") or legacy:
+        out["DockerVersion"] = cfg.get("docker_version") or ""
+    if cfg.get("author") or legacy:
+        out["Author"] = cfg.get("author") or ""
+    out["Config"] = _legacy_config(conf) if legacy else conf
     out["Architecture"] = cfg.get("architecture", "")
     if cfg.get("variant"):
         out["Variant"] = cfg["variant"]

@@ -319,7 +319,7 @@ def resolve_user(
 ) -> tuple[int, int, tuple[int, ...], str]:
     """Resolve C{User} (name, uid, name:group, uid:gid) against the image's files (blocking).
 
-    @return: (uid, gid, additional gids, home).
+    @return: (uid, gid, additional gids (the primary gid first, as dockerd), home).
     @raise InvalidParameter: unknown user or group (dockerd's text).
     """
     passwd = [line.split(":") for line in _read_lines(_safe_join(rootfs, "etc/passwd"))]
@@ -376,7 +376,9 @@ def resolve_user(
                 raise InvalidParameter(
                     f"Unable to find group {ga}: no matching entries in group file"
                 )
-    return uid, gid, tuple(extra), home
+    # dockerd (daemon/oci_linux.go getUser) lists the primary group first among the
+    # additional ones: `id` shows groups=<gid>(name),...
+    return uid, gid, (gid, *(g for g in extra if g != gid)), home
 
 
 HOSTS_BASE = (

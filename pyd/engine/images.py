@@ -374,6 +374,7 @@ class ImageService:
                 cache_key=cache_key,
                 repo_tag=repo_tag,
                 event="commit",
+                extra_top=meta.get("top"),
             )
         finally:
             await self._io.run(self._store.discard, tar_path)
@@ -426,8 +427,10 @@ class ImageService:
         repo_tag: str | None,
         event: str,
         os_arch: tuple[str, str] | None = None,
+        extra_top: dict[str, Any] | None = None,
     ) -> Image:
-        """Extract C{tar_path} as a new top layer (None: no layer) and store the image."""
+        """Extract C{tar_path} as a new top layer (None: no layer) and store the image
+        (C{extra_top}: more top-level config keys, e.g. the classic builder's C{container_config})."""
         now = self._clock.seconds()
         async with self._lock:
             top = parent_top
@@ -467,6 +470,8 @@ class ImageService:
                 for key in ("variant", "os.version"):
                     if key in base_cfg:
                         cfg[key] = base_cfg[key]
+                if extra_top:
+                    cfg.update(extra_top)
                 config_bytes = _canonical_json(cfg)
                 image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
                 size = sum(layer.size for layer in await self._repo.chain(top))

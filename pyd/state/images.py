@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, literal_column, select, update
 from twisted.internet.defer import Deferred
 
 from pyd.core.records import Layer
@@ -312,10 +312,13 @@ class ImageRepository:
         )
 
     def by_cache_key(self, cache_key: str) -> Deferred[str | None]:
-        """The image a build cache key points at."""
+        """The image a build cache key points at: the newest, as dockerd's cache picks."""
         return self._db.run(
             lambda conn: conn.execute(
-                select(ImageRow.id).where(ImageRow.cache_key == cache_key).limit(1)
+                select(ImageRow.id)
+                .where(ImageRow.cache_key == cache_key)
+                .order_by(ImageRow.created.desc(), literal_column("rowid").desc())
+                .limit(1)
             ).scalar_one_or_none()
         )
 

@@ -59,6 +59,7 @@ class FakeBuildImages:
         self.layers: dict[str, str] = {}
         self.layer_images: dict[str, str | None] = {}
         self.commits = 0
+        self.tops: list[dict[str, Any]] = []
         os.makedirs(os.path.join(root, "images"), exist_ok=True)
         os.makedirs(os.path.join(root, "layers"), exist_ok=True)
 
@@ -147,8 +148,10 @@ class FakeBuildImages:
         author: str,
         parent_id: str | None,
         cache_key: str | None,
+        top: dict[str, Any] | None = None,
     ) -> Image:
         self.commits += 1
+        self.tops.append(dict(top or {}))
         base_id = self.layer_images.get(layer_id)
         base = (
             copy.deepcopy(self.images[base_id].config)

@@ -234,7 +234,7 @@ class StartStopTests(EngineTestBase):
         spec = self.runtime.containers[cid]["spec"]
         self.assertEqual(spec["process"]["args"], ["/sbin/docker-init", "--", "sleep", "100"])
         self.assertEqual(
-            spec["process"]["user"], {"uid": 1000, "gid": 1000, "additionalGids": [50]}
+            spec["process"]["user"], {"uid": 1000, "gid": 1000, "additionalGids": [1000, 50]}
         )
         self.assertIn("X=1", spec["process"]["env"])
         self.assertIn("HOME=/home/app", spec["process"]["env"])

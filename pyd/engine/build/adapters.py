@@ -96,10 +96,13 @@ class ImageStoreAdapter:
         author: str,
         parent_id: str | None,
         cache_key: str | None,
+        top: dict[str, Any] | None = None,
     ) -> Image:
         """Commit the layer; empty diffs add no layer."""
         cfg = dict(config)
         cfg["_commit"] = {"created_by": created_by, "author": author, "empty_layer_ok": True}
+        if top:
+            cfg["_commit"]["top"] = dict(top)
         return await self._images.commit(
             layer_id, cfg, repo_tag=None, parent_id=parent_id, cache_key=cache_key
         )
@@ -113,7 +116,8 @@ class ImageStoreAdapter:
 class ContainersAdapter:
     """L{pyd.engine.build.builder.BuildContainers} over the container service.
 
-    C{run} starts the container and streams its log until it exits.
+    C{run} starts the container and streams its log until it exits (C{logs_request} must
+    follow: the tail L{read_logs} opens is the one L{follow_logs} goes on reading).
     """
 
     def __init__(
@@ -146,7 +150,9 @@ class ContainersAdapter:
 
         def write(batch: list[LogEntry]) -> None:
             for e in batch:
-                output(e.data)
+                # dockerd's build stream shows a RUN's stderr in red (streamformatter's
+                # NewStderrWriter wraps each write in these codes).
+                output(b"\033[91m" + e.data + b"\033[0m" if e.stream == "stderr" else e.data)
 
         write(entries)
         await self._c.follow_logs(c, req, tail, write, cancelled)

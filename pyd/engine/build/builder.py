@@ -27,7 +27,14 @@ from pyd.core.errors import InvalidParameter, NotFound, PydError
 from pyd.core.records import Image, RegistryAuth
 from pyd.core.seams import Blocking
 from pyd.engine.build import fs, lexer
-from pyd.engine.build.parser import Dockerfile, DockerfileError, Instruction, Stage, parse
+from pyd.engine.build.parser import (
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    Stage,
+    parse,
+    parse_duration,
+)
 
 log = Logger()
 
@@ -87,9 +94,11 @@ class BuildImageStore(Protocol):
         author: str,
         parent_id: str | None,
         cache_key: str | None,
+        top: dict[str, Any] | None = None,
     ) -> Image:
         """Store the layer's changes as a new image on top of the layer's image: C{config} is the
-        new image's C{config} section, C{created_by}/C{author} its history entry. An empty diff
+        new image's C{config} section, C{created_by}/C{author} its history entry, C{top} more
+        top-level keys (C{container}, C{container_config}, C{docker_version}). An empty diff
         adds no layer (the history entry is marked C{empty_layer}), as dockerd does."""
         ...
 
@@ -230,31 +239,43 @@ def _env_map(env: Sequence[str]) -> dict[str, str]:
     return out
 
 
+# container.Config's fields that Go always writes (the others are omitempty).
+_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+    "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+    "OnBuild": None, "Labels": None,
+}  # fmt: skip
+_CONFIG_OMITEMPTY = (
+    "ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress",
+    "StopSignal", "StopTimeout", "Shell",
+)  # fmt: skip
+_HEALTH_KEYS = ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries")
+
+
+def _full_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config in the shape dockerd stores it (Go's C{container.Config} JSON)."""
+    out = copy.deepcopy(_CONFIG_DEFAULTS)
+    for k, v in config.items():
+        if k in _CONFIG_DEFAULTS or (k in _CONFIG_OMITEMPTY and v):
+            out[k] = copy.deepcopy(v)
+    hc = out.get("Healthcheck")
+    if hc:
+        out["Healthcheck"] = {k: copy.deepcopy(hc[k]) for k in _HEALTH_KEYS if hc.get(k)}
+    return out
+
+
 def _go_quote_list(items: Sequence[str]) -> str:
     """Go's C{%q} of a C{[]string}: C{["a" "b"]}."""
     return "[" + " ".join(json.dumps(i) for i in items) + "]"
 
 
 def _parse_duration(value: str, flag: str) -> int:
-    """A Go duration (C{30s}, C{1m30s}, C{500ms}) in nanoseconds."""
-    units = {
-        "ns": 1,
-        "us": 1000,
-        "µs": 1000,
-        "ms": 10**6,
-        "s": 10**9,
-        "m": 60 * 10**9,
-        "h": 3600 * 10**9,
-    }
-    import re
-
-    if value in ("", "0"):
-        return 0
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
-    if not parts or "".join(a + b for a, b in parts) != value:
-        raise InvalidParameter(f'time: invalid duration "{value}"')
-    total = sum(float(n) * units[u] for n, u in parts)
-    return int(total)
+    """A Go duration in nanoseconds (the parser has already checked it)."""
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise InvalidParameter(str(e)) from None
 
 
 def _parse_port_specs(specs: Sequence[str]) -> list[str]:
@@ -328,7 +349,9 @@ class BuildService:
         root: str,
         clock: Any,
         puller: ImagePuller | None = None,
+        docker_version: str = "",
     ) -> None:
+        self.docker_version = docker_version  # written into built images, as dockerd does
         self.images = images
         self.containers = containers
         self.puller = puller
@@ -358,15 +381,17 @@ class BuildService:
             await self.io.run(fs.extract_context, body, context)
             raw = await self.io.run(fs.read_dockerfile, context, options.dockerfile)
             await self.io.run(fs.apply_dockerignore, context, (fs.clean_rel(options.dockerfile),))
-            if not raw.strip():
+            if not raw:
                 raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
-            df = parse(raw)
+            try:
+                df = parse(raw)
+            except DockerfileError as e:
+                raise e.for_file(options.dockerfile) from None
             if not df.stages:
                 raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
             if options.target and not any(s.name == options.target.lower() for s in df.stages):
-                raise InvalidParameter(
-                    f"failed to reach build target {options.target} in Dockerfile"
-                )
+                # dockerd 20.10: "failed to reach build target x in Dockerfile"
+                raise InvalidParameter(f'target stage "{options.target}" could not be found')
             # A Dockerfile sent from outside the context (.dockerfile.<hex>) is not part of it.
             if os.path.basename(options.dockerfile).startswith(".dockerfile."):
                 await self.io.run(
@@ -861,28 +886,84 @@ class _Build:
         st.base_config = copy.deepcopy(img.config)
 
     async def _commit_layer(
-        self, st: _StageState, layer: str, created_by: str, key: str | None
+        self,
+        st: _StageState,
+        layer: str,
+        cmd: list[str],
+        key: str | None,
+        container: str = "",
+        probe_config: dict[str, Any] | None = None,
     ) -> None:
-        cfg = copy.deepcopy(st.config)
+        """Commit C{layer} as the next image, with the image config dockerd writes: C{config}
+        is the run config, C{container_config} the config the step was probed with (its C{Cmd}
+        the step's command; for a step that created a container, C{container}, also as what
+        dockerd's container create filled in: the short id as C{Hostname}, C{Labels} {})."""
+        cfg = _full_config(st.config)
         cfg["Image"] = st.image_id
+        cc = _full_config(probe_config if probe_config is not None else st.config)
+        cc["Cmd"] = list(cmd)
+        cc["Image"] = st.image_id
+        top: dict[str, Any] = {"container_config": cc}
+        if container:
+            top["container"] = container
+            if probe_config is None:
+                cc["Hostname"] = container[:12]
+                cc["Labels"] = dict(cc.get("Labels") or {})
+        if self.svc.docker_version:
+            top["docker_version"] = self.svc.docker_version
         img = await self.svc.images.commit(
-            layer, cfg, created_by, st.maintainer, st.image_id or None, key
+            layer, cfg, " ".join(cmd), st.maintainer, st.image_id or None, key, top
         )
         self._advance(st, img)
+
+    def _merge_parent_healthcheck(self, st: _StageState) -> None:
+        """dockerd's container create fills a healthcheck's unset fields from the image's and,
+        through a shared pointer, the build's own config: after C{HEALTHCHECK NONE} the image
+        keeps the previous interval, timeout and retries."""
+        hc = st.config.get("Healthcheck")
+        parent = (st.base_config.get("config") or {}).get("Healthcheck")
+        if not hc or not parent:
+            return
+        for k in ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+            if not hc.get(k) and parent.get(k):
+                hc[k] = copy.deepcopy(parent[k])
+
+    async def _step_layer(self, st: _StageState, cmd: list[str]) -> tuple[str, bool]:
+        """The writable layer a metadata step commits, and whether it is a container to keep.
+
+        dockerd creates a container (never started) for each such step. pyd normally skips
+        that and commits a bare layer; with C{--rm=false} it creates the container, so that
+        C{docker ps -a} shows what dockerd's shows afterwards."""
+        self._merge_parent_healthcheck(st)
+        if (
+            not self.opts.rm
+            and not self.opts.force_rm
+            and self.svc.containers is not None
+            and st.image_id
+        ):
+            cfg = copy.deepcopy(st.config)
+            cfg.update({"Cmd": list(cmd), "Image": st.image_id})
+            cid = await self.svc.containers.create(st.image_id, cfg, self._host_config())
+            self.tmp_containers.append(cid)
+            self.say(f" ---> Running in {cid[:12]}\n")
+            return cid, True
+        layer = secrets.token_hex(32)
+        self.say(f" ---> Running in {layer[:12]}\n")
+        self.tmp_containers.append("nop:" + layer)
+        await self.svc.images.create_rw_layer(layer, st.image_id or None)
+        return layer, False
 
     async def _commit_meta(self, st: _StageState, comment: str) -> None:
         cmd = [*self._shell(st.config), "#(nop) ", comment]
         key = self._cache_key(st, cmd)
         if await self._probe(st, key):
             return
-        layer = secrets.token_hex(32)
-        self.say(f" ---> Running in {layer[:12]}\n")
-        self.tmp_containers.append("nop:" + layer)
-        await self.svc.images.create_rw_layer(layer, st.image_id or None)
+        layer, kept = await self._step_layer(st, cmd)
         try:
-            await self._commit_layer(st, layer, " ".join(cmd), key)
+            await self._commit_layer(st, layer, cmd, key, container=layer)
         finally:
-            await self.svc.images.remove_rw_layer(layer)
+            if not kept:
+                await self.svc.images.remove_rw_layer(layer)
 
     async def _workdir(self, st: _StageState, wd: str) -> None:
         comment = f"WORKDIR {wd}"
@@ -890,19 +971,16 @@ class _Build:
         key = self._cache_key(st, cmd)
         if await self._probe(st, key):
             return
-        layer = secrets.token_hex(32)
-        self.say(f" ---> Running in {layer[:12]}\n")
-        self.tmp_containers.append("nop:" + layer)
-        owner = None
-        await self.svc.images.create_rw_layer(layer, st.image_id or None)
+        layer, kept = await self._step_layer(st, cmd)
         try:
             root = await self.svc.images.mount_rw_layer(layer)
             user = st.config.get("User") or ""
             owner = await self.svc.io.run(_owner_for, root, user) if user else (0, 0)
             await self.svc.io.run(fs.make_workdir, root, wd, owner)
-            await self._commit_layer(st, layer, " ".join(cmd), key)
+            await self._commit_layer(st, layer, cmd, key, container=layer)
         finally:
-            await self.svc.images.remove_rw_layer(layer)
+            if not kept:
+                await self.svc.images.remove_rw_layer(layer)
 
     # .. RUN ....................................................................................
 
@@ -934,7 +1012,8 @@ class _Build:
                     script = (
                         script + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
                     )
-            cmd = [*self._shell(cfg), script]
+            # An empty RUN runs the bare shell (which fails), as dockerd does.
+            cmd = [*self._shell(cfg), script] if inst.args or inst.heredocs else self._shell(cfg)
         build_env = st.args.run_env(cfg.get("Env") or [])
         save_cmd = cmd
         if build_env:
@@ -956,7 +1035,8 @@ class _Build:
             {
                 "Cmd": cmd,
                 "Env": [*(cfg.get("Env") or []), *build_env],
-                "Entrypoint": None,
+                # [""]: the image's ENTRYPOINT does not wrap the RUN command.
+                "Entrypoint": [""],
                 "Healthcheck": {"Test": ["NONE"]},
                 "Image": st.image_id,
                 "AttachStdout": True,
@@ -985,7 +1065,7 @@ class _Build:
             raise BuildFailed(
                 f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code=code
             )
-        await self._commit_layer(st, cid, " ".join(save_cmd), key)
+        await self._commit_layer(st, cid, save_cmd, key, container=cid, probe_config=probe_cfg)
 
     # .. COPY / ADD ..............................................................................
 
@@ -1056,11 +1136,11 @@ class _Build:
             if not sources:
                 raise BuildFailed(f"{name} failed: no source files were specified")
             src_hash = await self.svc.io.run(fs.hash_sources, sources)
+            # dockerd's history text names --chown but not --chmod (the key covers both).
             chown_comment = f"--chown={chown} " if chown else ""
-            chmod_comment = f"--chmod={chmod} " if chmod else ""
-            comment = f"{name} {chown_comment}{chmod_comment}{src_hash} in {dest} "
+            comment = f"{name} {chown_comment}{src_hash} in {dest} "
             cmd = [*self._shell(st.config), "#(nop) " + comment]
-            key = self._cache_key(st, cmd)
+            key = self._cache_key(st, cmd, extra=f"chmod={chmod}" if chmod else "")
             if await self._probe(st, key):
                 return
             layer = secrets.token_hex(32)
@@ -1091,7 +1171,7 @@ class _Build:
                     )
                 except fs.BuildFileError as e:
                     raise BuildFailed(str(e)) from None
-                await self._commit_layer(st, layer, " ".join(cmd), key)
+                await self._commit_layer(st, layer, cmd, key)
             finally:
                 await self.svc.images.remove_rw_layer(layer)
         finally:
@@ -1167,19 +1247,44 @@ def _check_signal(sig: str) -> None:
     raise BuildFailed(f"invalid signal: {sig}")
 
 
-def _go_healthcheck(hc: dict[str, Any]) -> str:
-    def dur(ns: int) -> str:
-        if not ns:
-            return "0s"
-        s = ns / 1e9
-        if s >= 60 and s % 60 == 0:
-            return f"{int(s // 60)}m0s"
-        return f"{s:g}s"
+def _go_duration(ns: int) -> str:
+    """Go's C{time.Duration.String()}: C{0s}, C{500ms}, C{1.5s}, C{1m0s}, C{1h0m0s}."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
 
+    def frac(value: int, scale: int) -> str:
+        whole, rest = divmod(value, scale)
+        digits = str(rest).rjust(len(str(scale)) - 1, "0").rstrip("0")
+        return f"{whole}.{digits}" if digits else str(whole)
+
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 10**6:
+        return f"{sign}{frac(ns, 1000)}µs"
+    if ns < 10**9:
+        return f"{sign}{frac(ns, 10**6)}ms"
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    out = sign
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return out + frac(rest, 10**9) + "s"
+
+
+def _go_healthcheck(hc: dict[str, Any]) -> str:
+    """Go's C{%+v} of a C{*container.HealthConfig}, as current dockerd writes the history
+    (20.10 used C{%q}: C{&{["CMD-SHELL" "x"] "30s" ...}})."""
     return (
-        "&{" + f"[{' '.join(hc['Test'])}] {dur(hc.get('Interval', 0))} "
-        f"{dur(hc.get('Timeout', 0))} {dur(hc.get('StartPeriod', 0))} "
-        f"{dur(hc.get('StartInterval', 0))} {hc.get('Retries', 0)}" + "}"
+        "&{" + f"Test:[{' '.join(hc['Test'])}] "
+        f"Interval:{_go_duration(hc.get('Interval', 0))} "
+        f"Timeout:{_go_duration(hc.get('Timeout', 0))} "
+        f"StartPeriod:{_go_duration(hc.get('StartPeriod', 0))} "
+        f"StartInterval:{_go_duration(hc.get('StartInterval', 0))} "
+        f"Retries:{hc.get('Retries', 0)}" + "}"
     )
 
 

@@ -322,9 +322,11 @@ def _hash_file(h: hashlib._Hash, path: str) -> None:
 
 def hash_sources(sources: list[Source]) -> str:
     """A digest of the sources' names, types, modes, link targets and contents (mtimes and owners
-    excluded), the COPY/ADD part of the cache key."""
-    h = hashlib.sha256()
+    excluded), the COPY/ADD part of the cache key, written as dockerd writes it in the history:
+    C{file:<hex>} or C{dir:<hex>} for one source, C{multi:<hex>} for several."""
+    hashes = []
     for src in sources:
+        h = hashlib.sha256()
         h.update(b"\x00src\x00" + src.name.encode("utf-8", "surrogateescape"))
         for rel, st, full in _walk(src.path):
             h.update(b"\x00" + rel.encode("utf-8", "surrogateescape"))
@@ -334,7 +336,10 @@ def hash_sources(sources: list[Source]) -> str:
             elif stat.S_ISREG(st.st_mode):
                 h.update(f":{st.st_size}:".encode())
                 _hash_file(h, full)
-    return "sha256:" + h.hexdigest()
+        hashes.append(("dir:" if src.is_dir else "file:") + h.hexdigest())
+    if len(hashes) == 1:
+        return hashes[0]
+    return "multi:" + hashlib.sha256(",".join(hashes).encode()).hexdigest()
 
 
 def _walk(path: str) -> Iterator[tuple[str, os.stat_result, str]]:

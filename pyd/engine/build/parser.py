@@ -43,12 +43,28 @@ _BOOL_FLAGS = ("link", "parents", "keep-git-dir", "unpack")
 
 
 class DockerfileError(InvalidParameter):
-    """A Dockerfile that cannot be parsed (HTTP 400, printed by the CLI)."""
+    """A Dockerfile that cannot be parsed (HTTP 400, printed by the CLI).
 
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"dockerfile parse error on line {line}: {message}")
+    C{kind} says how dockerd words it: C{"instruction"} (an instruction's arguments:
+    C{dockerfile parse error on line N: ...}), C{"parser"} (the line parser itself: the build
+    prints C{failed to parse <Dockerfile name>: ...}, see L{for_file}) or C{"plain"} (the
+    message alone, e.g. C{no build stage in current context}).
+    """
+
+    def __init__(self, line: int, message: str, kind: str = "instruction") -> None:
+        if kind == "instruction":
+            super().__init__(f"dockerfile parse error on line {line}: {message}")
+        else:
+            super().__init__(message)
         self.line = line
         self.detail = message
+        self.kind = kind
+
+    def for_file(self, name: str) -> InvalidParameter:
+        """The error as the build reports it for the Dockerfile C{name}."""
+        if self.kind == "parser":
+            return InvalidParameter(f"failed to parse {name}: {self.detail}")
+        return self
 
 
 @attrs.frozen
@@ -133,7 +149,7 @@ def _directives(lines: list[str]) -> tuple[dict[str, str], int]:
         if key not in ("escape", "syntax", "check"):
             break
         if key in found:
-            raise DockerfileError(i + 1, f"only one {key} parser directive can be used")
+            raise DockerfileError(i + 1, f"only one {key} parser directive can be used", "parser")
         found[key] = m.group(2)
     return found, 0
 
@@ -279,7 +295,9 @@ def parse(text: str | bytes) -> Dockerfile:
     directives, _ = _directives(lines)
     escape = directives.get("escape", "\\")
     if escape not in ("\\", "`"):
-        raise DockerfileError(1, f"invalid escape token '{escape}' does not match ` or \\")
+        raise DockerfileError(
+            1, f"invalid escape token '{escape}' does not match ` or \\", "parser"
+        )
     warnings: list[str] = []
     nodes: list[Instruction] = []
     i = 0
@@ -308,7 +326,24 @@ def parse(text: str | bytes) -> Dockerfile:
             continue
         inst, i = _parse_line(line, start, i, lines, escape)
         nodes.append(inst)
+    if not nodes:
+        raise DockerfileError(n, "file with no instructions", "parser")
     return _group(nodes, escape, tuple(warnings))
+
+
+def parse_duration(value: str) -> int:
+    """A Go duration (C{30s}, C{1m30s}, C{500ms}) in nanoseconds.
+
+    @raise ValueError: with Go's C{time: invalid duration "x"}.
+    """
+    units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+             "h": 3600 * 10**9}  # fmt: skip
+    if value in ("", "0"):
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    if not parts or "".join(a + b for a, b in parts) != value:
+        raise ValueError(f'time: invalid duration "{value}"')
+    return int(sum(float(n) * units[u] for n, u in parts))
 
 
 def _read_heredocs(
@@ -319,7 +354,7 @@ def _read_heredocs(
         body: list[str] = []
         while True:
             if i >= len(lines):
-                raise DockerfileError(line_no, "unterminated heredoc")
+                raise DockerfileError(line_no, "unterminated heredoc", "parser")
             cur = lines[i]
             i += 1
             check = cur.lstrip("\t") if chomp else cur
@@ -414,12 +449,10 @@ def _build_instruction(
         try:
             js = _maybe_json(rest)
         except ValueError as e:
-            raise DockerfileError(line, str(e)) from None
+            raise DockerfileError(line, str(e), "parser") from None
         if cmd == "shell":
             need(js is not None, "SHELL requires the arguments to be in JSON form")
             need(bool(js), "SHELL requires at least one argument")
-        if cmd == "run":
-            need(js is not None or bool(rest), "RUN requires at least one argument")
         if js is not None:
             return Instruction(args=tuple(js), json_form=True, **common)  # type: ignore[arg-type]
         return Instruction(args=(rest,) if rest else (), **common)  # type: ignore[arg-type]
@@ -487,7 +520,23 @@ def _build_instruction(
         except ValueError as e:
             raise DockerfileError(line, str(e)) from None
         test = ("CMD", *js) if js is not None else ("CMD-SHELL", body)
-        return Instruction(args=test, json_form=js is not None, **common)  # type: ignore[arg-type]
+        hc = Instruction(args=test, json_form=js is not None, **common)  # type: ignore[arg-type]
+        # dockerd checks the durations and retries when it parses the instruction.
+        for flag in ("interval", "timeout", "start-period", "start-interval"):
+            if hc.has_flag(flag):
+                try:
+                    d = parse_duration(hc.flag(flag))
+                except ValueError as e:
+                    raise DockerfileError(line, str(e)) from None
+                if d and d < 10**6:
+                    raise DockerfileError(line, f'Interval "{flag}" cannot be less than 1ms')
+        if hc.has_flag("retries"):
+            value = hc.flag("retries")
+            if not re.fullmatch(r"[+-]?\d+", value):
+                raise DockerfileError(line, f'strconv.ParseInt: parsing "{value}": invalid syntax')
+            if int(value) < 0:
+                raise DockerfileError(line, f"--retries cannot be negative ({int(value)})")
+        return hc
     # onbuild
     need(bool(rest), "ONBUILD requires at least one argument")
     trig = rest.split(None, 1)[0].upper()
@@ -514,7 +563,7 @@ def _name_vals(rest: str, key: str, escape: str, line: int) -> list[tuple[str, s
     if "=" not in words[0]:
         parts = re.split(r"\s+", rest, maxsplit=1)
         if len(parts) < 2:
-            raise DockerfileError(line, f"{key} must have two arguments")
+            raise DockerfileError(line, f"{key} must have two arguments", "parser")
         return [(parts[0], parts[1])]
     out: list[tuple[str, str | None]] = []
     for w in words:
@@ -522,6 +571,7 @@ def _name_vals(rest: str, key: str, escape: str, line: int) -> list[tuple[str, s
             raise DockerfileError(
                 line,
                 f'Syntax error - can\'t find = in "{w}". Must be of the form: name=value',
+                "parser",
             )
         k, _, v = w.partition("=")
         out.append((k, v))
@@ -556,7 +606,7 @@ def _group(nodes: list[Instruction], escape: str, warnings: tuple[str, ...]) -> 
             if node.cmd == "arg":
                 meta.append(node)
                 continue
-            raise DockerfileError(node.line, "no build stage in current context")
+            raise DockerfileError(node.line, "no build stage in current context", "plain")
         commands.append(node)
     close()
     return Dockerfile(meta_args=tuple(meta), stages=tuple(stages), escape=escape, warnings=warnings)

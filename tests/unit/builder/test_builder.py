@@ -375,19 +375,33 @@ class ErrorTests(BuilderTestCase):
         self.assertEqual(str(err), "dockerfile parse error on line 3: unknown instruction: FOOBAR")
 
     def test_missing_dockerfile_and_empty(self) -> None:
-        """A missing or empty Dockerfile."""
+        """A missing, an empty and a comment-only Dockerfile, worded as dockerd words them."""
         self.assertEqual(
             str(self.prepare_fails({"a": "1"})), "Cannot locate specified Dockerfile: Dockerfile"
         )
         self.assertEqual(
-            str(self.prepare_fails({"Dockerfile": "# only\n"})),
+            str(self.prepare_fails({"Dockerfile": ""})),
             "the Dockerfile (Dockerfile) cannot be empty",
         )
+        self.assertEqual(
+            str(self.prepare_fails({"Dockerfile": "# only\n"})),
+            "failed to parse Dockerfile: file with no instructions",
+        )
+
+    def test_line_parser_errors_name_the_file(self) -> None:
+        """Errors of the line parser (ENV/LABEL pairs) name the Dockerfile, not the line;
+        instruction errors (HEALTHCHECK durations) carry the line number."""
+        err = self.prepare_fails({"Dockerfile": "FROM busybox\nENV ONLYKEY\n"})
+        self.assertEqual(str(err), "failed to parse Dockerfile: ENV must have two arguments")
+        err = self.prepare_fails({"Dockerfile": "FROM busybox\nHEALTHCHECK --interval=x CMD t\n"})
+        self.assertEqual(str(err), 'dockerfile parse error on line 2: time: invalid duration "x"')
+        err = self.prepare_fails({"Dockerfile": "RUN x\n"})
+        self.assertEqual(str(err), "no build stage in current context")
 
     def test_unknown_target(self) -> None:
         """An unknown --target."""
         err = self.prepare_fails({"Dockerfile": "FROM busybox\n"}, target="nope")
-        self.assertEqual(str(err), "failed to reach build target nope in Dockerfile")
+        self.assertEqual(str(err), 'target stage "nope" could not be found')
 
     def test_squash_refused(self) -> None:
         """--squash is refused as dockerd does without experimental mode."""

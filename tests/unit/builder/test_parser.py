@@ -63,8 +63,8 @@ class ParseTests(SynchronousTestCase):
         with self.assertRaises(DockerfileError) as c:
             parse("FROM a\nCMD [1]\n")
         self.assertEqual(
-            str(c.exception),
-            "dockerfile parse error on line 2: when using JSON array syntax, arrays must be "
+            str(c.exception.for_file("Dockerfile")),
+            "failed to parse Dockerfile: when using JSON array syntax, arrays must be "
             "comprised of strings only",
         )
 
@@ -96,19 +96,36 @@ class ParseTests(SynchronousTestCase):
         """Errors name the instruction's first line."""
         cases = {
             "FROM a\n\nFOO x\n": "line 3: unknown instruction: FOO",
-            "RUN x\n": "line 1: no build stage in current context",
             "FROM a\nCOPY x\n": "line 2: COPY requires at least two arguments",
             "FROM a\nCOPY --bogus=1 a b\n": "line 2: unknown flag: --bogus",
             "FROM a\nSHELL sh\n": "line 2: SHELL requires the arguments to be in JSON form",
             "FROM a b\n": "line 1: FROM requires either one or three arguments",
             "FROM a AS 1x\n": "line 1: invalid name for build stage",
-            "FROM a\nRUN <<E\nx\n": "line 2: unterminated heredoc",
             "FROM a\nONBUILD FROM b\n": "line 2: FROM isn't allowed as an ONBUILD trigger",
         }
         for text, expected in cases.items():
             with self.assertRaises(DockerfileError) as c:
                 parse(text)
             self.assertIn("dockerfile parse error on " + expected, str(c.exception))
+
+    def test_line_parser_and_plain_errors(self) -> None:
+        """Errors of the line parser carry no line in their text (the build names the file);
+        "no build stage" is the bare message, as dockerd prints them."""
+        cases = {
+            "RUN x\n": ("plain", 1, "no build stage in current context"),
+            "FROM a\nRUN <<E\nx\n": ("parser", 2, "unterminated heredoc"),
+            "FROM a\nENV K\n": ("parser", 2, "ENV must have two arguments"),
+            "# c\n\n": ("parser", 3, "file with no instructions"),
+        }
+        for text, (kind, line, message) in cases.items():
+            with self.assertRaises(DockerfileError) as c:
+                parse(text)
+            self.assertEqual((c.exception.kind, c.exception.line, str(c.exception)),
+                             (kind, line, message))  # fmt: skip
+        self.assertEqual(
+            str(c.exception.for_file("Dockerfile")),
+            "failed to parse Dockerfile: file with no instructions",
+        )
 
     def test_suggestion(self) -> None:
         """A misspelt instruction gets a suggestion."""
