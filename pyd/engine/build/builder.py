@@ -943,7 +943,7 @@ class _Build:
         ):
             cfg = copy.deepcopy(st.config)
             cfg.update({"Cmd": list(cmd), "Image": st.image_id})
-            cid = await self.svc.containers.create(st.image_id, cfg, self._host_config())
+            cid = await self.svc.containers.create(st.image_id, cfg, step_host_config(self.opts))
             self.tmp_containers.append(cid)
             self.say(f" ---> Running in {cid[:12]}\n")
             return cid, True
