@@ -42,6 +42,7 @@ from zope.interface import implementer
 from pyd import config as cfgmod
 from pyd.api.authz import Authorizer, Policy, ServiceLookup
 from pyd.api.build import BuildRouter
+from pyd.api.cluster import ClusterRouter
 from pyd.api.container_streams import ContainerStreamsRouter
 from pyd.api.containers import ContainersRouter
 from pyd.api.exec import ExecRouter
@@ -489,6 +490,7 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
 
     routers: list[Any] = [
         SystemRouter(system, events, reactor),
+        ClusterRouter(),
         volumes_router,
         networks_router,
         images_router,
