@@ -34,7 +34,8 @@ class ClusterApiTests(SynchronousTestCase):
             self.assertEqual(code, 501)
             self.assertIn("swarm mode", body["message"])
         self.assertEqual(
-            self.call("POST", "/swarm/leave"), (503, {"message": "This node is not part of a swarm"})
+            self.call("POST", "/swarm/leave"),
+            (503, {"message": "This node is not part of a swarm"}),
         )
 
     def test_plugins(self) -> None:
