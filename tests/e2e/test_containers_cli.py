@@ -32,6 +32,15 @@ def _until(pred: Callable[[], bool], timeout: float = 20) -> None:
     raise AssertionError("condition not met in time")
 
 
+def _stamp(rfc3339: str) -> float:
+    """Seconds since the epoch of C{docker logs -t}'s RFC 3339 nano timestamp (UTC)."""
+    from datetime import datetime
+
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    secs = datetime.fromisoformat(head + "+00:00").timestamp()
+    return secs + float("0." + (frac or "0"))
+
+
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PydDaemon]:
     """One daemon with the busybox test image for the whole module (start-up is the slow part)."""
@@ -143,9 +152,17 @@ class ContainersCLITests:
         """kill -s, pause/unpause, restart keep state and counters right."""
         n = _name()
         pyd.docker(
-            "run", "-d", "--name", n, IMG, "sh", "-c", "trap 'exit 42' HUP; sleep 100 & wait"
+            "run",
+            "-d",
+            "--name",
+            n,
+            IMG,
+            "sh",
+            "-c",
+            "trap 'exit 42' HUP; echo trapped; sleep 100 & wait",
         )
-        time.sleep(0.3)
+        # pid 1 ignores a signal it has no handler for: wait until the trap is set.
+        _until(lambda: "trapped" in pyd.docker("logs", n).stdout)
         pyd.docker("kill", "-s", "HUP", n)
         _until(lambda: _inspect(pyd, n)["State"]["Status"] == "exited")
         assert _inspect(pyd, n)["State"]["ExitCode"] == 42
@@ -221,15 +238,24 @@ class ContainersCLITests:
             "run", "-d", "--name", n, IMG, "sh", "-c", "while true; do echo tick; sleep 0.2; done"
         )
         pyd.docker("run", "-d", "--name", short, IMG, "sh", "-c", "sleep 1; exit 7")
-        time.sleep(0.5)
+        _until(lambda: "tick" in pyd.docker("logs", n).stdout)
         pyd.kill9()
+        down_from = time.time()
         time.sleep(1.5)
+        down_to = time.time()
         pyd.start()
         assert n in pyd.docker("ps", "--format", "{{.Names}}").stdout
-        info = _inspect(pyd, short)
-        assert (info["State"]["Status"], info["State"]["ExitCode"]) == ("exited", 7)
-        ticks = pyd.docker("logs", n).stdout.count("tick")
-        assert ticks >= 8
+        _until(lambda: _inspect(pyd, short)["State"]["Status"] == "exited")
+        assert _inspect(pyd, short)["State"]["ExitCode"] == 7
+        # Lines logged while no daemon ran are there, with their own timestamps.
+        stamped = pyd.docker("logs", "-t", n).stdout.splitlines()
+        while_down = [
+            line
+            for line in stamped
+            if down_from + 0.2 < _stamp(line.split(" ", 1)[0]) < down_to - 0.2
+        ]
+        assert while_down, stamped[-5:]
+        ticks = len(stamped)
         _until(lambda: pyd.docker("logs", n).stdout.count("tick") > ticks)
         pyd.docker("stop", "-t", "1", n)
         assert _inspect(pyd, n)["State"]["Status"] == "exited"
