@@ -119,6 +119,7 @@ class NetworkSetup:
     dns_servers: tuple[str, ...]
     dns_search: tuple[str, ...]
     dns_options: tuple[str, ...]
+    resolv_conf: str = ""  # the whole /etc/resolv.conf when networking renders it ("" = not)
 
 
 @attrs.frozen

@@ -51,6 +51,7 @@ from pyd.drivers.runtime.conmon import (
     cgroup_path,
 )
 from pyd.engine import container_config as cc
+from pyd.engine import resolvconf
 from pyd.engine.container_logs import (
     LogEntry,
     LogTail,
@@ -485,10 +486,10 @@ class ContainerService:
             await self._save(attrs.evolve(c, extra={**c.extra, "networks_materialized": True}))
 
     async def endpoints_changed(
-        self, cid: str, endpoints: list[Endpoint], dns_servers: tuple[str, ...] | None
+        self, cid: str, endpoints: list[Endpoint], resolv_conf: str | None
     ) -> None:
         """Networking connected or disconnected a running container: refresh inspect's view,
-        and point resolv.conf at the network's resolver when C{dns_servers} says so."""
+        and rewrite resolv.conf when networking gives a new one (unless the user edited it)."""
         c = self._cache.get(cid)
         if c is None or c.state.status not in ("running", "paused"):
             return
@@ -496,8 +497,8 @@ class ContainerService:
         ns["endpoints"] = [attrs.asdict(e) for e in endpoints]
         await self._save(attrs.evolve(c, network_settings=ns))
         path = c.extra.get("resolv_conf_path")
-        if dns_servers and path:
-            await self._blocking.run(_set_nameservers, path, dns_servers)
+        if resolv_conf and path:
+            await self._blocking.run(resolvconf.replace_unless_modified, path, resolv_conf)
 
     async def stats(self, ref: str) -> CgroupStats:
         """One sample of the container's cgroup counters (zeros when not running)."""
@@ -851,10 +852,14 @@ class ContainerService:
             or list(net.dns_options if net else ())
             or list(self.settings.dns_options)
         )
-        _write(
-            resolv_path,
-            cc.render_resolv_conf(host_resolv, dns, search, opts, keep_localhost=host_net),
-        )
+        if net is not None and net.resolv_conf:
+            # Networking rendered it as dockerd does (127.0.0.11 on user-defined networks).
+            resolvconf.write_file(resolv_path, net.resolv_conf)
+        else:
+            _write(
+                resolv_path,
+                cc.render_resolv_conf(host_resolv, dns, search, opts, keep_localhost=host_net),
+            )
         files.append((resolv_path, "/etc/resolv.conf"))
         env = list(cfg.get("Env") or [])
         keys = {e.split("=", 1)[0] for e in env}
@@ -1823,21 +1828,6 @@ def _resources_of(hc: dict[str, Any]) -> oci.Resources:
         pids_limit=pids if pids > 0 else 0,
         blkio_weight=hc.get("BlkioWeight") or 0,
     )
-
-
-def _set_nameservers(path: str, servers: tuple[str, ...]) -> None:
-    """Replace the nameserver lines of a container's resolv.conf, keep search and options."""
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return
-    if [ln.split()[1] for ln in lines if ln.startswith("nameserver ")] == list(servers):
-        return
-    kept = [ln for ln in lines if not ln.startswith("nameserver ")]
-    text = "\n".join([*(f"nameserver {s}" for s in servers), *kept]) + "\n"
-    with open(path, "w") as f:  # in place: the file is bind-mounted into the container
-        f.write(text)
 
 
 def _settings_of(net: NetworkSetup | None, hc: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 L{NetworkService} implements L{pyd.engine.contracts.NetworkProvider} for the container service
 and the operations behind C{/networks}. Docker's rules live here; the drivers only do as told:
 L{pyd.drivers.network.netlink} (bridges, veths, namespaces), L{pyd.drivers.network.nft} (the one
-firewall table, rendered whole from state after every change) and L{pyd.drivers.network.dns}
-(the resolver for user-defined networks). State is in SQLite (L{pyd.state.networks}).
+firewall table, rendered whole from state after every change, and the small DNS table in each
+served container's namespace) and L{pyd.drivers.network.dns} (the embedded resolver, answering
+at C{127.0.0.11} inside every container attached to a user-defined network, as dockerd's).
+State is in SQLite (L{pyd.state.networks}).
 
 Mutations run one at a time under a lock: they are short, and it keeps IPAM, the firewall table
 and the kernel in step without finer-grained reasoning.
@@ -12,6 +14,7 @@ and the kernel in step without finer-grained reasoning.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -44,6 +47,7 @@ from pyd.core.records import (
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
 from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset
+from pyd.engine import resolvconf
 from pyd.state.networks import NetworkRepository
 
 log = Logger()
@@ -87,6 +91,9 @@ class NetlinkOps(Protocol):
     def netns_links(self, path: str) -> list[str]: ...
     def attach(self, netns_path: str, iface: Interface) -> None: ...
     def detach(self, netns_path: str, ifname: str, host_ifname: str) -> None: ...
+    def dns_sockets(
+        self, netns_path: str, address: str, udp_port: int = 0, tcp_port: int = 0
+    ) -> tuple[socket.socket, socket.socket]: ...
 
 
 class FirewallOps(Protocol):
@@ -95,15 +102,18 @@ class FirewallOps(Protocol):
     table: str
 
     async def apply(self, rules: Ruleset) -> None: ...
+    async def apply_dns(
+        self, netns_path: str, address: str, udp_port: int, tcp_port: int
+    ) -> None: ...
     async def remove(self) -> None: ...
 
 
 class ResolverOps(Protocol):
     """What the service needs from L{pyd.drivers.network.dns.DnsServer}."""
 
-    def listen(self, address: str) -> tuple[int, int]: ...
-    def ports(self, address: str) -> tuple[int, int] | None: ...
-    def stop(self, address: str) -> Deferred[Any]: ...
+    def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> tuple[int, int]: ...
+    def ports(self, key: str) -> tuple[int, int] | None: ...
+    def stop(self, key: str) -> Deferred[Any]: ...
     def stop_all(self) -> Deferred[Any]: ...
 
 
@@ -238,6 +248,37 @@ def _read_resolv(path: str) -> tuple[list[str], list[str], list[str]]:
     return servers, search, options
 
 
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _read_ports(path: str) -> tuple[int, int] | None:
+    """The resolver ports recorded for a container namespace (see L{NetworkService._serve_dns})."""
+    try:
+        with open(path) as f:
+            udp, tcp = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    return udp, tcp
+
+
+def _write_ports(path: str, ports: tuple[int, int]) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{ports[0]} {ports[1]}\n")
+    os.replace(tmp, path)
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def _is_loopback(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr).is_loopback
@@ -329,10 +370,10 @@ class NetworkService:
         self._applied: Ruleset | None = None
         # Called with (container id, its endpoints now) after a live connect or disconnect, so
         # the container service can refresh what inspect shows.
-        # The third argument, when not None, is the nameserver list the container's resolv.conf
-        # should now have (joining its first user-defined network switches it to our resolver).
+        # The third argument, when not None, is the resolv.conf text the container should now
+        # have (joining its first user-defined network switches it to the embedded resolver).
         self.on_endpoints_changed: list[
-            Callable[[str, list[Endpoint], tuple[str, ...] | None], Awaitable[None]]
+            Callable[[str, list[Endpoint], str | None], Awaitable[None]]
         ] = []
 
     # -- small utilities -----------------------------------------------------------------
@@ -340,6 +381,10 @@ class NetworkService:
     def netns_path(self, container_id: str) -> str:
         """Where a container's network namespace is pinned."""
         return os.path.join(self.config.exec_root, "netns", container_id)
+
+    def _dns_marker(self, container_id: str) -> str:
+        """Where the resolver ports of a served container namespace are recorded."""
+        return os.path.join(self.config.exec_root, "dns", container_id)
 
     async def _locked(self, fn: Callable[[], Any]) -> Any:
         await self._lock.acquire()
@@ -418,6 +463,7 @@ class NetworkService:
                     await self._blocking(self._nl.delete_link, att.config["host_ifname"])
         await self._blocking(self._sweep_netns)
         await self._refresh()
+        await self._restore_dns()
         if self.config.ip_masq and not await self._blocking(_host_forwards):
             log.warn(
                 "ip-masq is on but the host does not forward IPv4 (net.ipv4.ip_forward=0): "
@@ -435,9 +481,37 @@ class NetworkService:
             path = os.path.join(d, name)
             if not self._nl.netns_in_use(path):
                 self._nl.remove_netns(path)
+        markers = os.path.join(self.config.exec_root, "dns")
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(markers):
+                if not os.path.lexists(os.path.join(d, name.removesuffix(".tmp"))):
+                    _remove_file(os.path.join(markers, name))
+
+    async def _restore_dns(self) -> None:
+        """After a restart: answer again in every live namespace that was served.
+
+        The listeners died with the old daemon; the nft rules in the namespaces did not. The
+        new listeners take the recorded ports when they are free, so the rules stay valid;
+        otherwise the namespace's table is replaced with the new ports.
+        """
+        if self._dns is None:
+            return
+        seen: set[str] = set()
+        for att in self._active:
+            cid = att.container_id
+            if cid in seen:
+                continue
+            seen.add(cid)
+            if not await self._blocking(os.path.exists, self._dns_marker(cid)):
+                continue
+            try:
+                await self._serve_dns(cid, self.netns_path(cid))
+            except (SystemError_, OSError) as e:
+                log.warn("cannot serve DNS for container {cid}: {err}", cid=cid, err=e)
 
     async def stop(self) -> None:
-        """Daemon shutdown: stop the resolver (bridges and rules stay for live containers)."""
+        """Daemon shutdown: stop the resolver (bridges and rules stay for live containers;
+        the next start listens again on the recorded ports)."""
         if self._dns is not None:
             await self._dns.stop_all()
 
@@ -524,20 +598,13 @@ class NetworkService:
         return n.driver == "bridge" and n.name != "bridge"
 
     async def _refresh(self) -> None:
-        """Reload active endpoints; start/stop resolvers; render the firewall table."""
+        """Reload active endpoints (the resolver's names); render the firewall table."""
         self._active = [a for a in await self._repo.endpoints() if a.ipv4 is not None]
         bridges = []
         ports = []
         for n in self._networks.values():
             if n.driver != "bridge" or not n.bridge or not n.pools:
                 continue
-            udp = tcp = 0
-            gw = n.pools[0].gateway
-            if self._dns is not None and self._is_user(n) and gw:
-                try:
-                    udp, tcp = self._dns.listen(gw)
-                except Exception as e:  # noqa: BLE001 - a resolver problem must not stop networking
-                    log.warn("cannot serve DNS on {gw}: {err}", gw=gw, err=e)
             masq = self.config.ip_masq and n.options.get(MASQ_OPT, "true") != "false"
             icc = n.options.get(ICC_OPT, "true") != "false"
             bridges.append(
@@ -547,9 +614,6 @@ class NetworkService:
                     internal=n.internal,
                     icc=icc,
                     masquerade=masq,
-                    dns_listen=gw if udp else "",
-                    dns_udp_port=udp,
-                    dns_tcp_port=tcp,
                 )
             )
         for a in self._active:
@@ -751,8 +815,6 @@ class NetworkService:
     async def _drop(self, n: Network) -> None:
         del self._networks[n.id]
         await self._repo.remove(n.id)
-        if self._dns is not None and n.pools and n.pools[0].gateway:
-            await self._dns.stop(n.pools[0].gateway)
         if n.bridge:
             await self._blocking(self._nl.delete_link, n.bridge)
         await self._refresh()
@@ -912,17 +974,68 @@ class NetworkService:
         self, host_config: dict[str, Any], resolver: str | None
     ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], list[str]]:
         """(servers for resolv.conf, search, options, upstreams for our resolver)."""
-        h_servers, h_search, h_opts = _read_resolv(self.config.resolv_conf)
-        asked = list(host_config.get("Dns") or self.config.dns)
-        upstream = asked or h_servers
-        search = tuple(host_config.get("DnsSearch") or self.config.dns_search or h_search)
-        opts = tuple(host_config.get("DnsOptions") or self.config.dns_opts or h_opts)
-        if resolver:
-            return (resolver,), search, opts, upstream
-        servers = asked or [s for s in h_servers if not _is_loopback(s)]
-        if not servers:
-            servers = ["8.8.8.8", "8.8.4.4"]  # dockerd's fallback when the host has only loopback
-        return tuple(servers), search, opts, upstream
+        rc = self._resolv(host_config, "internal" if resolver else "legacy")
+        return rc.nameservers, rc.search, rc.options, [e.address for e in rc.ext_servers]
+
+    def _resolv(self, host_config: dict[str, Any], kind: str) -> resolvconf.ResolvConf:
+        """The container's resolv.conf as dockerd makes it.
+
+        C{kind}: C{"internal"} (served by the embedded resolver at 127.0.0.11; the nameservers
+        become its external servers), C{"legacy"} (the default bridge: no loopback servers) or
+        C{"none"} (the host's file with the overrides applied, untransformed).
+        """
+        path = self.config.resolv_conf
+        rc = resolvconf.with_overrides(
+            resolvconf.parse(_read_text(path), path),
+            list(host_config.get("Dns") or self.config.dns),
+            list(host_config.get("DnsSearch") or self.config.dns_search),
+            list(host_config.get("DnsOptions") or self.config.dns_opts),
+        )
+        if kind == "internal":
+            return resolvconf.for_internal(rc)
+        if kind == "legacy":
+            return resolvconf.for_legacy(rc)
+        return rc
+
+    def _resolv_setup(self, host_config: dict[str, Any], kind: str) -> dict[str, Any]:
+        """The NetworkSetup fields for resolv.conf, and the upstreams to record."""
+        rc = self._resolv(host_config, kind)
+        return {
+            "dns_servers": rc.nameservers,
+            "dns_search": rc.search,
+            "dns_options": rc.options,
+            "resolv_conf": resolvconf.generate(rc),
+        }
+
+    async def _serve_dns(self, cid: str, path: str) -> None:
+        """Answer DNS at 127.0.0.11 inside the namespace at C{path} (once per namespace).
+
+        The resolver's sockets are made inside the namespace on free ports, adopted by the
+        reactor, and the namespace's C{pyd_dns} table sends port 53 there. The ports are
+        recorded next to the namespace so a restarted daemon takes the same ones again.
+        """
+        dns = self._dns
+        if dns is None or dns.ports(cid) is not None:
+            return
+        marker = self._dns_marker(cid)
+        want = await self._blocking(_read_ports, marker)
+        udp, tcp = await self._blocking(
+            self._nl.dns_sockets, path, resolvconf.INTERNAL_NS, *(want or (0, 0))
+        )
+        ports = dns.serve(cid, udp, tcp)
+        if ports == want:
+            return
+        try:
+            await self._fw.apply_dns(path, resolvconf.INTERNAL_NS, *ports)
+            await self._blocking(_write_ports, marker, ports)
+        except Exception as e:
+            await dns.stop(cid)
+            raise SystemError_(f"setting up the container's DNS failed: {e}") from e
+
+    async def _stop_dns(self, cid: str) -> None:
+        if self._dns is not None:
+            await self._dns.stop(cid)
+        await self._blocking(_remove_file, self._dns_marker(cid))
 
     def _hosts(
         self, host_config: dict[str, Any], own: tuple[str, str] | None, gateway: str
@@ -958,7 +1071,7 @@ class NetworkService:
                 "put the containers on a user-defined network and use their names"
             )
         if mode == "host":
-            servers, search, opts, _ = self._dns_settings(host_config, None)
+            _, search, opts, _ = self._dns_settings(host_config, None)
             h_servers, _, _ = _read_resolv(self.config.resolv_conf)
             return NetworkSetup(
                 netns_path=None,
@@ -973,17 +1086,15 @@ class NetworkService:
             return await self._setup_joined(mode.split(":", 1)[1], host_config)
         path = self.netns_path(cid)
         await self._blocking(self._nl.remove_netns, path)
+        await self._stop_dns(cid)
         if mode == "none":
             await self._blocking(self._nl.create_netns, path)
-            servers, search, opts, _ = self._dns_settings(host_config, None)
             return NetworkSetup(
                 netns_path=path,
                 endpoints=(),
                 ports=(),
                 hosts_entries=self._hosts(host_config, None, ""),
-                dns_servers=servers,
-                dns_search=search,
-                dns_options=opts,
+                **self._resolv_setup(host_config, "none"),
             )
         primary = self._network_for_mode(mode)
         atts = await self._materialize(cid, name, mode, eps_cfg)
@@ -992,8 +1103,7 @@ class NetworkService:
         await self._blocking(self._nl.create_netns, path)
         endpoints: list[Endpoint] = []
         ports: list[PortMapping] = []
-        resolver = None
-        upstream_holder: list[str] = []
+        resolver = False
         try:
             gateway_set = False
             for i, att in enumerate(atts):
@@ -1005,10 +1115,13 @@ class NetworkService:
                 ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw, host_config)
                 gateway_set = gateway_set or use_gw
                 endpoints.append(ep)
-                if resolver is None and self._is_user(found) and self._dns is not None:
-                    resolver = gw
-            servers, search, opts, upstream = self._dns_settings(host_config, resolver)
-            upstream_holder.extend(upstream)
+                resolver = resolver or (self._is_user(found) and self._dns is not None)
+                _ = gw
+            if resolver:
+                await self._serve_dns(cid, path)
+            kind = "internal" if resolver else "legacy"
+            resolv = self._resolv_setup(host_config, kind)
+            upstream = [e.address for e in self._resolv(host_config, "internal").ext_servers]
             first = atts[0]
             prim_net = self._networks[first.network_id]
             ip = endpoints[0].ipv4
@@ -1020,10 +1133,15 @@ class NetworkService:
                     if f.id == att.id:
                         cfg = dict(f.config)
                         cfg["dns_upstream"] = upstream
+                        cfg["dns_config"] = {
+                            k: list(host_config.get(k) or [])
+                            for k in ("Dns", "DnsSearch", "DnsOptions")
+                        }
                         cfg["hostname"] = hostname
                         await self._repo.update_endpoint(f.id, config=cfg)
             await self._refresh()
         except BaseException:
+            await self._stop_dns(cid)
             await self._blocking(self._nl.remove_netns, path)
             for att in atts:
                 await self._blocking(self._nl.delete_link, _veth_name(cid, att.network_id))
@@ -1039,9 +1157,7 @@ class NetworkService:
             endpoints=tuple(endpoints),
             ports=tuple(ports),
             hosts_entries=self._hosts(host_config, own, endpoints[0].gateway if endpoints else ""),
-            dns_servers=servers,
-            dns_search=search,
-            dns_options=opts,
+            **resolv,
         )
 
     async def _materialize(
@@ -1265,13 +1381,7 @@ class NetworkService:
             return await self._setup_joined(mode.split(":", 1)[1], host_config)
         path = self.netns_path(other.id)
         atts = [a for a in self._active if a.container_id == other.id]
-        resolver = None
-        for a in atts:
-            net = self._networks.get(a.network_id)
-            if net is not None and self._is_user(net) and self._dns is not None:
-                resolver = net.pools[0].gateway
-                break
-        servers, search, opts, _ = self._dns_settings(host_config, resolver)
+        served = self._dns is not None and self._dns.ports(other.id) is not None
         own = None
         if atts and atts[0].ipv4 and atts[0].config.get("hostname"):
             own = (str(atts[0].ipv4), str(atts[0].config["hostname"]))
@@ -1280,9 +1390,7 @@ class NetworkService:
             endpoints=(),
             ports=(),
             hosts_entries=self._hosts(host_config, own, ""),
-            dns_servers=servers,
-            dns_search=search,
-            dns_options=opts,
+            **self._resolv_setup(host_config, "internal" if served else "legacy"),
         )
 
     async def teardown(self, container_id: str) -> None:
@@ -1291,6 +1399,7 @@ class NetworkService:
 
     async def _teardown(self, cid: str) -> None:
         atts = await self._repo.endpoints(container_id=cid)
+        await self._stop_dns(cid)
         await self._blocking(self._nl.remove_netns, self.netns_path(cid))
         for a in atts:
             await self._blocking(self._nl.delete_link, _veth_name(cid, a.network_id))
@@ -1374,6 +1483,7 @@ class NetworkService:
         att = self._new_attachment(c.id, c.name, net, ep, order=len(atts))
         await self._repo.add_endpoint(att)
         path = self.netns_path(c.id)
+        resolv_text: str | None = None
         if not c.running or not await self._blocking(os.path.exists, path):
             return
         try:
@@ -1389,13 +1499,19 @@ class NetworkService:
             await self._plug(
                 path, c.id, c.name, net, att, f"eth{i}", not has_default and not net.internal, {}
             )
-            cfg = dict(att.config)
             primary = [a for a in atts if a.ipv4]
             upstream = primary[0].config.get("dns_upstream") if primary else None
+            dns_config = dict(primary[0].config.get("dns_config") or {}) if primary else {}
             fresh = [a for a in await self._repo.endpoints(container_id=c.id) if a.id == att.id]
             cfg = dict(fresh[0].config)
             cfg["dns_upstream"] = upstream or []
+            cfg["dns_config"] = dns_config
             await self._repo.update_endpoint(att.id, config=cfg)
+            if self._is_user(net) and self._dns is not None and self._dns.ports(c.id) is None:
+                # The first user-defined network: start answering at 127.0.0.11 before the
+                # container's resolv.conf is switched to it (dockerd's rebuildDNS).
+                await self._serve_dns(c.id, path)
+                resolv_text = resolvconf.generate(self._resolv(dns_config, "internal"))
             await self._refresh()
         except BaseException:
             await self._blocking(self._nl.delete_link, _veth_name(c.id, net.id))
@@ -1403,7 +1519,7 @@ class NetworkService:
             await self._refresh()
             raise
         self._emit("connect", net, container=c.id)
-        await self._notify(c.id)
+        await self._notify(c.id, resolv_text)
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         """C{docker network disconnect}."""
@@ -1454,103 +1570,93 @@ class NetworkService:
         await self._refresh()
         if att.ipv4 is not None:
             self._emit("disconnect", net, container=c.id)
-            await self._notify(c.id)
+            await self._notify(c.id, None)
 
-    async def _notify(self, cid: str) -> None:
+    async def _notify(self, cid: str, resolv_text: str | None) -> None:
         if not self.on_endpoints_changed:
             return
         eps = [e for e in await self.container_endpoints(cid) if e.ipv4]
-        dns: tuple[str, ...] | None = None
-        if self._dns is not None:
-            for e in eps:
-                net = self._networks.get(e.network_id)
-                if net is not None and self._is_user(net) and net.pools[0].gateway:
-                    dns = (net.pools[0].gateway,)
-                    break
         for cb in self.on_endpoints_changed:
             try:
-                await cb(cid, eps, dns)
+                await cb(cid, eps, resolv_text)
             except Exception:  # noqa: BLE001 - a listener must not undo the kernel change
                 log.failure("endpoint change listener failed")
 
     # -- the resolver's name table (called on the reactor thread) ------------------------
 
-    def _client(self, client_ip: str, server_ip: str) -> str | None:
-        for a in self._active:
-            if a.ipv4 == client_ip:
-                net = self._networks.get(a.network_id)
-                if net and net.pools and net.pools[0].gateway == server_ip:
-                    return a.container_id
-        for a in self._active:
-            if a.ipv4 == client_ip:
-                return a.container_id
-        return None
+    def _dns_networks(self, cid: str) -> list[Network]:
+        """The user-defined networks of a served container, in the order it joined them."""
+        atts = sorted(
+            (a for a in self._active if a.container_id == cid),
+            key=lambda a: int(a.config.get("order", 0)),
+        )
+        out = []
+        for a in atts:
+            net = self._networks.get(a.network_id)
+            if net is not None and self._is_user(net):
+                out.append(net)
+        return out
 
-    def _visible_networks(self, client_ip: str, server_ip: str) -> list[str]:
-        cid = self._client(client_ip, server_ip)
-        nets = []
-        for n in self._networks.values():
-            if n.pools and n.pools[0].gateway == server_ip and self._is_user(n):
-                nets.append(n.id)
-        if cid is not None:
-            for a in self._active:
-                if a.container_id == cid and a.network_id not in nets:
-                    net = self._networks.get(a.network_id)
-                    if net is not None and self._is_user(net):
-                        nets.append(a.network_id)
-        return nets
+    def lookup_name(self, cid: str, name: str) -> list[str] | None:
+        """Addresses of the containers called C{name} on the networks of container C{cid}.
 
-    def lookup_name(self, client_ip: str, server_ip: str, name: str) -> list[str] | None:
-        """Addresses of the containers called C{name} on networks the client shares."""
+        Names are container names, network aliases and ids (12 characters or more), also
+        qualified with the network's name (C{web.appnet}); the first network with a match wins.
+        """
         name = name.lower()
-        for nid in self._visible_networks(client_ip, server_ip):
+        for net in self._dns_networks(cid):
+            wanted = {name}
+            suffix = "." + net.name.lower()
+            if name.endswith(suffix):
+                wanted.add(name[: -len(suffix)])
             found = []
             for a in self._active:
-                if a.network_id != nid or a.ipv4 is None:
+                if a.network_id != net.id or a.ipv4 is None:
                     continue
                 names = {str(a.config.get("name", "")).lower(), a.container_id[:12]}
                 names.update(x.lower() for x in a.aliases)
-                if name in names or (len(name) >= 12 and a.container_id.startswith(name)):
+                if wanted & names or any(
+                    len(w) >= 12 and a.container_id.startswith(w) for w in wanted
+                ):
                     found.append(a.ipv4)
             if found:
                 return found
         return None
 
-    def reverse_name(self, client_ip: str, server_ip: str, address: str) -> str | None:
-        """The container name owning C{address} on a network the client shares."""
-        for nid in self._visible_networks(client_ip, server_ip):
+    def reverse_name(self, cid: str, address: str) -> str | None:
+        """C{name.network} of the container owning C{address} on a network C{cid} shares."""
+        for net in self._dns_networks(cid):
             for a in self._active:
-                if a.network_id == nid and a.ipv4 == address:
-                    net = self._networks[nid]
+                if a.network_id == net.id and a.ipv4 == address:
                     return f"{a.config.get('name', '')}.{net.name}"
         return None
 
-    def upstream_servers(self, client_ip: str) -> list[str]:
-        """Where the resolver forwards other names for this client."""
+    def upstream_servers(self, cid: str) -> list[str]:
+        """Where the resolver forwards other names for container C{cid} (its ExtServers)."""
         for a in self._active:
-            if a.ipv4 == client_ip and a.config.get("dns_upstream"):
+            if a.container_id == cid and a.config.get("dns_upstream"):
                 return [str(s) for s in a.config["dns_upstream"]]
         servers, _, _ = _read_resolv(self.config.resolv_conf)
         return list(self.config.dns) or servers
 
 
 class ServiceNameTable:
-    """Adapts L{NetworkService} to L{pyd.drivers.network.dns.NameTable}."""
+    """Adapts L{NetworkService} to L{pyd.drivers.network.dns.NameTable} (keys: container ids)."""
 
     def __init__(self) -> None:
         self.service: NetworkService | None = None
 
-    def lookup(self, client_ip: str, server_ip: str, name: str) -> list[str] | None:
+    def lookup(self, key: str, name: str) -> list[str] | None:
         """Delegate to the service."""
-        return self.service.lookup_name(client_ip, server_ip, name) if self.service else None
+        return self.service.lookup_name(key, name) if self.service else None
 
-    def reverse(self, client_ip: str, server_ip: str, address: str) -> str | None:
+    def reverse(self, key: str, address: str) -> str | None:
         """Delegate to the service."""
-        return self.service.reverse_name(client_ip, server_ip, address) if self.service else None
+        return self.service.reverse_name(key, address) if self.service else None
 
-    def upstreams(self, client_ip: str) -> list[str]:
+    def upstreams(self, key: str) -> list[str]:
         """Delegate to the service."""
-        return self.service.upstream_servers(client_ip) if self.service else []
+        return self.service.upstream_servers(key) if self.service else []
 
 
 def _label_match(labels: dict[str, str], spec: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -19,6 +20,7 @@ class FakeNetlink:
         self.netns: dict[str, dict[str, Interface]] = {}
         self.in_use: set[str] = set()
         self.host_veths: set[str] = set()
+        self.dns_asked: list[tuple[str, str, int, int]] = []
         self._routes = [ipaddress.IPv4Network(r) for r in (routes or ["192.0.2.0/24"])]
 
     def links(self) -> list[LinkInfo]:
@@ -82,6 +84,18 @@ class FakeNetlink:
         self.netns.get(netns_path, {}).pop(ifname, None)
         self.host_veths.discard(host_ifname)
 
+    def dns_sockets(
+        self, netns_path: str, address: str, udp_port: int = 0, tcp_port: int = 0
+    ) -> tuple[socket.socket, socket.socket]:
+        """Unbound sockets (the fake resolver only closes them); remembers what was asked."""
+        if netns_path not in self.netns:
+            raise NetworkDriverError(f"no namespace {netns_path}")
+        self.dns_asked.append((netns_path, address, udp_port, tcp_port))
+        return (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+        )
+
 
 class FakeFirewall:
     """L{pyd.engine.networks.FirewallOps}: remembers the last ruleset."""
@@ -91,31 +105,41 @@ class FakeFirewall:
     def __init__(self) -> None:
         self.rules: Ruleset | None = None
         self.applied = 0
+        self.dns_tables: dict[str, tuple[str, int, int]] = {}
 
     async def apply(self, rules: Ruleset) -> None:
         self.rules = rules
         self.applied += 1
+
+    async def apply_dns(self, netns_path: str, address: str, udp_port: int, tcp_port: int) -> None:
+        self.dns_tables[netns_path] = (address, udp_port, tcp_port)
 
     async def remove(self) -> None:
         self.rules = None
 
 
 class FakeResolver:
-    """L{pyd.engine.networks.ResolverOps}: remembers where it would listen."""
+    """L{pyd.engine.networks.ResolverOps}: remembers whom it serves, on made-up ports."""
 
     def __init__(self) -> None:
-        self.addresses: dict[str, tuple[int, int]] = {}
+        self.served: dict[str, tuple[int, int]] = {}
+        self._next = 10053
 
-    def listen(self, address: str) -> tuple[int, int]:
-        return self.addresses.setdefault(address, (10053, 10054))
+    def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> tuple[int, int]:
+        udp.close()
+        tcp.close()
+        if key not in self.served:
+            self.served[key] = (self._next, self._next + 1)
+            self._next += 2
+        return self.served[key]
 
-    def ports(self, address: str) -> tuple[int, int] | None:
-        return self.addresses.get(address)
+    def ports(self, key: str) -> tuple[int, int] | None:
+        return self.served.get(key)
 
-    def stop(self, address: str) -> Deferred[Any]:
-        self.addresses.pop(address, None)
+    def stop(self, key: str) -> Deferred[Any]:
+        self.served.pop(key, None)
         return succeed(None)
 
     def stop_all(self) -> Deferred[Any]:
-        self.addresses.clear()
+        self.served.clear()
         return succeed(None)

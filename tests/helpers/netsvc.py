@@ -14,7 +14,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -259,3 +261,96 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_FAKE_DNS = r"""
+import socket, sys
+from twisted.names import dns
+addr, name, answer = sys.argv[1:4]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((addr, 53))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(4096)
+    m = dns.Message()
+    m.fromStr(data)
+    q = m.queries[0]
+    print("query", q.name.name.decode(), dns.QUERY_TYPES.get(q.type, q.type), flush=True)
+    r = dns.Message(id=m.id, answer=1, recDes=m.recDes, recAv=1, auth=1)
+    r.queries = m.queries
+    if q.name.name.decode().lower() != name:
+        r.rCode = dns.ENAME
+    elif q.type == dns.A:
+        r.answers = [dns.RRHeader(name=q.name.name, type=dns.A, ttl=60,
+                                  payload=dns.Record_A(answer, 60), auth=True)]
+    s.sendto(r.toStr(), peer)
+"""
+
+
+class FakeUpstreamDNS:
+    """A DNS server in a namespace of its own, reached from the host over a veth pair.
+
+    It answers one name (an A record), NXDOMAIN for every other, and prints each question to
+    its stdout (L{queries}). Addresses are a /30 out of 10.2xx; L{close} removes the
+    namespace, the veth pair and the process.
+    """
+
+    def __init__(self, name: str, answer: str) -> None:
+        tag = os.urandom(3).hex()
+        self.netns = f"pyd-t-dns{tag}"
+        self.host_if = f"pydtu{tag}"
+        base = (
+            f"10.{random.randint(200, 249)}.{random.randint(0, 255)}.{random.randrange(0, 256, 4)}"
+        )
+        prefix = base.rsplit(".", 1)[0]
+        last = int(base.rsplit(".", 1)[1])
+        self.host_ip = f"{prefix}.{last + 1}"
+        self.address = f"{prefix}.{last + 2}"
+        self.proc: subprocess.Popen[str] | None = None
+        self._lines: list[str] = []
+        try:
+            self._up(name, answer)
+        except BaseException:
+            self.close()
+            raise
+
+    def _up(self, name: str, answer: str) -> None:
+        def ip(*args: str) -> None:
+            subprocess.run(["ip", *args], check=True, capture_output=True)
+
+        ip("netns", "add", self.netns)
+        ip("link", "add", self.host_if, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        ip("link", "set", self.host_if, "up")
+        ip("-n", self.netns, "addr", "add", f"{self.address}/30", "dev", "eth0")
+        ip("-n", self.netns, "link", "set", "eth0", "up")
+        ip("-n", self.netns, "link", "set", "lo", "up")
+        self.proc = subprocess.Popen(
+            [
+                *("ip", "netns", "exec", self.netns, sys.executable, "-c", _FAKE_DNS),
+                *(self.address, name.lower(), answer),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", line
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line.strip())
+
+    def queries(self) -> list[str]:
+        """The questions received so far, as C{"query NAME TYPE"}."""
+        return list(self._lines)
+
+    def close(self) -> None:
+        """Stop the server; delete the veth pair and the namespace."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)

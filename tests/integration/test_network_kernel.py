@@ -138,7 +138,12 @@ class UserNetworkTests:
         sc = _setup(net, c, "c")
         ip_b = sb.endpoints[0].ipv4
         assert sa.endpoints[0].ipv4 != ip_b
-        assert sa.dns_servers == (n.pools[0].gateway,)
+        # The embedded resolver is reached at 127.0.0.11 through the namespace's own table.
+        assert sa.dns_servers == ("127.0.0.11",)
+        table = net.in_ns(sa.netns_path, "nft", "list", "table", "ip", "pyd_dns").stdout
+        port = net.resolver.served[a][0]
+        assert f"ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:{port}" in table
+        assert net.in_ns(sc.netns_path, "nft", "list", "tables").stdout == ""
         assert "b" in sb.endpoints[0].dns_names
         r = net.in_ns(sa.netns_path, "busybox", "ping", "-c1", "-W2", ip_b)
         assert r.returncode == 0, r.stdout + r.stderr

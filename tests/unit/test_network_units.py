@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
@@ -10,7 +11,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
 from pyd.drivers.network.dns import DnsServer, _Factory
-from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset, render, table_name
+from pyd.drivers.network.nft import (
+    BridgeRules,
+    PortRule,
+    Ruleset,
+    render,
+    render_dns,
+    table_name,
+)
 from pyd.engine.networks import (
     _host_port_range,
     _mac_for,
@@ -81,37 +89,39 @@ class NftRenderTests(SynchronousTestCase):
         self.assertIn('iifname "b" oifname != "b" drop', text)
         self.assertIn('oifname "b" iifname != "b" drop', text)
 
-    def test_dns_redirect(self) -> None:
-        """Port 53 on a gateway goes to the resolver's real ports."""
-        text = render(
-            "t",
-            Ruleset(
-                bridges=(
-                    BridgeRules(
-                        "a",
-                        "10.200.1.0/24",
-                        dns_listen="10.200.1.1",
-                        dns_udp_port=4000,
-                        dns_tcp_port=4001,
-                    ),
-                )
-            ),
+    def test_dns_table_in_container_namespace(self) -> None:
+        """127.0.0.11:53 (udp and tcp) goes to the resolver's ports; replies leave from 53."""
+        text = render_dns("127.0.0.11", 40001, 40002)
+        lines = text.splitlines()
+        self.assertEqual(
+            lines[:3], ["table ip pyd_dns {}", "delete table ip pyd_dns", "table ip pyd_dns {"]
         )
-        self.assertIn('iifname "a" ip daddr 10.200.1.1 udp dport 53 dnat to 10.200.1.1:4000', text)
-        self.assertIn('iifname "a" ip daddr 10.200.1.1 tcp dport 53 dnat to 10.200.1.1:4001', text)
+        self.assertIn("type nat hook output priority -100; policy accept;", text)
+        self.assertIn("ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:40001", text)
+        self.assertIn("ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:40002", text)
+        self.assertIn("type nat hook postrouting priority srcnat; policy accept;", text)
+        self.assertIn("ip saddr 127.0.0.11 udp sport 40001 snat to :53", text)
+        self.assertIn("ip saddr 127.0.0.11 tcp sport 40002 snat to :53", text)
+
+    def test_host_table_has_no_dns_rules(self) -> None:
+        """DNS no longer crosses the bridge: the host table has no port-53 redirect."""
+        text = render("t", Ruleset(bridges=(BridgeRules("a", "10.200.1.0/24"),)))
+        self.assertNotIn("dport 53", text)
 
 
 class _Table:
     def __init__(self) -> None:
         self.names = {"web": ["10.200.0.5"], "db": ["10.200.0.6", "10.200.0.7"]}
+        self.keys: list[str] = []
 
-    def lookup(self, client_ip: str, server_ip: str, name: str) -> list[str] | None:
+    def lookup(self, key: str, name: str) -> list[str] | None:
+        self.keys.append(key)
         return self.names.get(name)
 
-    def reverse(self, client_ip: str, server_ip: str, address: str) -> str | None:
+    def reverse(self, key: str, address: str) -> str | None:
         return "web.appnet" if address == "10.200.0.5" else None
 
-    def upstreams(self, client_ip: str) -> list[str]:
+    def upstreams(self, key: str) -> list[str]:
         return []
 
 
@@ -127,7 +137,8 @@ class ResolverTests(SynchronousTestCase):
     """The resolver answers the engine's names and fails cleanly for the rest."""
 
     def _ask(self, name: str, qtype: int = dns.A) -> dns.Message:
-        f = _Factory(_Table(), "10.200.0.1", MemoryReactorClock())
+        self.table = _Table()
+        f = _Factory(self.table, "cid1", MemoryReactorClock())
         m = dns.Message(id=7, recDes=True)
         m.queries = [dns.Query(name, qtype, dns.IN)]
         m.timeReceived = 0.0
@@ -137,8 +148,10 @@ class ResolverTests(SynchronousTestCase):
         return p.sent[0]
 
     def test_a_records(self) -> None:
-        """Known names get their addresses, case-insensitively."""
+        """Known names get their addresses, case-insensitively, as the listener's container
+        sees them."""
         r = self._ask("DB")
+        self.assertEqual(self.table.keys, ["cid1"])
         self.assertEqual(r.rCode, dns.OK)
         self.assertEqual(
             sorted(a.payload.dottedQuad() for a in r.answers), ["10.200.0.6", "10.200.0.7"]
@@ -160,15 +173,18 @@ class ResolverTests(SynchronousTestCase):
         r = self._ask("example.invalid")
         self.assertEqual(r.rCode, dns.ESERVER)
 
-    def test_listen_and_stop(self) -> None:
-        """The server binds UDP and TCP on the address and stops both."""
+    def test_serve_adopts_and_stops(self) -> None:
+        """Sockets made elsewhere (in a container namespace) are adopted, closed, and stopped."""
         reactor = _PortReactor()
         s = DnsServer(_Table(), reactor)
-        self.assertEqual(s.listen("10.200.0.1"), (5001, 5002))
-        self.assertEqual(reactor.bound, [("udp", "10.200.0.1"), ("tcp", "10.200.0.1")])
-        self.assertEqual(s.listen("10.200.0.1"), (5001, 5002))  # idempotent
-        s.stop("10.200.0.1")
-        self.assertIsNone(s.ports("10.200.0.1"))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.assertEqual(s.serve("cid1", udp, tcp), (5001, 5002))
+        self.assertEqual(reactor.adopted, ["udp", "tcp"])
+        self.assertEqual((udp.fileno(), tcp.fileno()), (-1, -1))  # the caller's copies closed
+        self.assertEqual(s.ports("cid1"), (5001, 5002))
+        s.stop("cid1")
+        self.assertIsNone(s.ports("cid1"))
         self.assertEqual(reactor.stopped, 2)
 
 
@@ -185,15 +201,15 @@ class _Port:
 
 class _PortReactor:
     def __init__(self) -> None:
-        self.bound: list[tuple[str, str]] = []
+        self.adopted: list[str] = []
         self.stopped = 0
 
-    def listenUDP(self, port: int, proto: Any, interface: str = "") -> _Port:
-        self.bound.append(("udp", interface))
+    def adoptDatagramPort(self, fd: int, family: int, proto: Any) -> _Port:
+        self.adopted.append("udp")
         return _Port(self, 5001)
 
-    def listenTCP(self, port: int, factory: Any, interface: str = "") -> _Port:
-        self.bound.append(("tcp", interface))
+    def adoptStreamPort(self, fd: int, family: int, factory: Any) -> _Port:
+        self.adopted.append("tcp")
         return _Port(self, 5002)
 
 

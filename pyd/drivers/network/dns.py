@@ -1,18 +1,21 @@
-"""The daemon's DNS resolver for containers, on twisted.names (layer: drivers).
+"""The embedded DNS resolver for containers, on twisted.names (layer: drivers).
 
-One UDP and one TCP listener per user-defined network, bound to the network's gateway address on
-an ephemeral port; the firewall table sends the containers' port-53 traffic there. Names the
-engine knows (container names, aliases, short ids of the networks the asking container shares)
-are answered here; every other question is forwarded to the upstream servers the engine names for
-that container (its C{--dns}, the daemon's C{--dns}, or the host's resolv.conf).
+As dockerd's: each container served gets its own UDP and TCP listener on C{127.0.0.11}
+inside its network namespace, on ports the kernel picks (the engine creates the sockets in the
+namespace and the container's C{pyd_dns} nft table redirects port 53 to them); the sockets are
+adopted into the reactor here. A listener knows which container it serves, so names are
+answered as that container sees them: container names, aliases and short ids on its networks
+(from the engine's L{NameTable}). Every other question is forwarded, from the host's namespace,
+to the upstream servers the engine names for that container (its C{--dns}, the daemon's
+C{--dns}, or the host's resolv.conf).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.names import client, dns, server
 
@@ -26,36 +29,46 @@ class NoUpstream(Exception):
 
 
 class NameTable(Protocol):
-    """What the resolver asks the engine (all in memory, called on the reactor thread)."""
+    """What the resolver asks the engine (all in memory, called on the reactor thread).
 
-    def lookup(self, client_ip: str, server_ip: str, name: str) -> list[str] | None:
-        """IPv4 addresses for C{name} as seen by C{client_ip}; None when the name is not ours."""
+    C{key} identifies the listener that got the question: the container it serves.
+    """
+
+    def lookup(self, key: str, name: str) -> list[str] | None:
+        """IPv4 addresses for C{name} as C{key} sees it; None when the name is not ours."""
         ...
 
-    def reverse(self, client_ip: str, server_ip: str, address: str) -> str | None:
-        """The name for a container address the client can see, or None."""
+    def reverse(self, key: str, address: str) -> str | None:
+        """The name for a container address C{key} can see, or None."""
         ...
 
-    def upstreams(self, client_ip: str) -> list[str]:
-        """Where to forward other questions from C{client_ip}."""
+    def upstreams(self, key: str) -> list[str]:
+        """Where to forward other questions from C{key}."""
         ...
 
 
 class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twisted base
     noisy = False
 
-    def __init__(self, table: NameTable, server_ip: str, reactor: Any) -> None:
+    def __init__(
+        self, table: NameTable, key: str, reactor: Any, clients: dict[Any, Any] | None = None
+    ) -> None:
         super().__init__(verbose=0)
         self._table = table
-        self._server_ip = server_ip
+        self._key = key
         self._reactor = reactor
-        self._clients: dict[tuple[str, ...], client.Resolver] = {}
+        # Forwarding clients by upstream list, shared by every listener of one server.
+        self._clients: dict[tuple[str, ...], client.Resolver] = {} if clients is None else clients
 
     def handleQuery(self, message: dns.Message, protocol: Any, address: Any) -> None:
         """Answer from the name table or forward; reply with Twisted's usual response code."""
-        client_ip = address[0] if address is not None else protocol.transport.getPeer().host
+        if not message.queries:
+            self.sendReply(
+                protocol, self._responseFromMessage(message=message, rCode=dns.EFORMAT), address
+            )
+            return
         query = message.queries[0]
-        d = self._answer(query, client_ip)
+        d = self._answer(query)
         d.addCallback(self.gotResolverResponse, protocol, message, address)
         d.addErrback(self.gotResolverError, protocol, message, address)
 
@@ -70,10 +83,10 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
             log.debug("DNS forwarding failed: {err}", err=failure.getErrorMessage())
         self.sendReply(protocol, self._responseFromMessage(message=message, rCode=rcode), address)
 
-    def _answer(self, query: dns.Query, client_ip: str) -> Deferred[Any]:
+    def _answer(self, query: dns.Query) -> Deferred[Any]:
         name = query.name.name.decode("ascii", "replace").rstrip(".").lower()
         if query.cls == dns.IN and query.type in (dns.A, dns.AAAA, dns.ALL_RECORDS):
-            found = self._table.lookup(client_ip, self._server_ip, name)
+            found = self._table.lookup(self._key, name)
             if found is not None:
                 answers = []
                 if query.type in (dns.A, dns.ALL_RECORDS):
@@ -93,7 +106,7 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
             parts = name[: -len(".in-addr.arpa")].split(".")
             if len(parts) == 4:
                 ip = ".".join(reversed(parts))
-                target = self._table.reverse(client_ip, self._server_ip, ip)
+                target = self._table.reverse(self._key, ip)
                 if target is not None:
                     rr = dns.RRHeader(
                         name=query.name.name,
@@ -104,7 +117,7 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
                         auth=True,
                     )
                     return succeed(([rr], [], []))
-        upstreams = tuple(self._table.upstreams(client_ip))
+        upstreams = tuple(self._table.upstreams(self._key))
         if not upstreams:
             return fail(NoUpstream("no upstream DNS server for this container"))
         resolver = self._clients.get(upstreams)
@@ -115,50 +128,52 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
 
 
 class DnsServer:
-    """Listeners per address; start and stop them as networks come and go."""
+    """Listeners per served container; adopt them as containers start, stop them as they go."""
 
     def __init__(self, table: NameTable, reactor: Any) -> None:
         self._table = table
         self._reactor = reactor
         self._ports: dict[str, tuple[Any, Any]] = {}
+        self._clients: dict[Any, Any] = {}
 
-    def listen(self, address: str) -> tuple[int, int]:
-        """Serve on C{address} (ephemeral ports); @return: the UDP and TCP ports."""
-        if address in self._ports:
-            udp, tcp = self._ports[address]
-            return udp.getHost().port, tcp.getHost().port
-        ipaddress.IPv4Address(address)
-        factory = _Factory(self._table, address, self._reactor)
-        udp = self._reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface=address)
+    def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> tuple[int, int]:
+        """Answer on the bound UDP socket and listening TCP socket given (the reactor works on
+        duplicates; the caller's sockets are closed here). @return: their ports."""
         try:
-            tcp = self._reactor.listenTCP(0, factory, interface=address)
-        except Exception:
-            udp.stopListening()
-            raise
-        self._ports[address] = (udp, tcp)
-        return udp.getHost().port, tcp.getHost().port
+            if key in self._ports:
+                return self.ports(key) or (0, 0)
+            factory = _Factory(self._table, key, self._reactor, self._clients)
+            uport = self._reactor.adoptDatagramPort(
+                udp.fileno(), socket.AF_INET, dns.DNSDatagramProtocol(factory)
+            )
+            try:
+                tport = self._reactor.adoptStreamPort(tcp.fileno(), socket.AF_INET, factory)
+            except Exception:
+                uport.stopListening()
+                raise
+            self._ports[key] = (uport, tport)
+            return uport.getHost().port, tport.getHost().port
+        finally:
+            udp.close()
+            tcp.close()
 
-    def ports(self, address: str) -> tuple[int, int] | None:
-        """The ports served on C{address}, if any."""
-        if address not in self._ports:
+    def ports(self, key: str) -> tuple[int, int] | None:
+        """The UDP and TCP ports served for C{key}, if any."""
+        if key not in self._ports:
             return None
-        udp, tcp = self._ports[address]
+        udp, tcp = self._ports[key]
         return udp.getHost().port, tcp.getHost().port
 
-    def stop(self, address: str) -> Deferred[Any]:
-        """Stop serving on C{address}."""
-        pair = self._ports.pop(address, None)
+    def stop(self, key: str) -> Deferred[Any]:
+        """Stop serving C{key}."""
+        pair = self._ports.pop(key, None)
         if pair is None:
             return succeed(None)
-        from twisted.internet.defer import gatherResults
-
         return gatherResults([Deferred.fromCoroutine(_stop(p)) for p in pair], consumeErrors=True)
 
     def stop_all(self) -> Deferred[Any]:
         """Stop every listener (daemon shutdown)."""
-        from twisted.internet.defer import gatherResults
-
-        return gatherResults([self.stop(a) for a in list(self._ports)], consumeErrors=True)
+        return gatherResults([self.stop(k) for k in list(self._ports)], consumeErrors=True)
 
 
 async def _stop(port: Any) -> None:

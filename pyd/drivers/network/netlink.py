@@ -18,6 +18,7 @@ import errno
 import ipaddress
 import os
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,6 +94,31 @@ def _in_netns(path: str) -> Iterator[None]:
                 os.abort()
     finally:
         os.close(orig)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _bound(kind: int, address: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            if not port:
+                raise
+            s.bind((address, 0))
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 def _netlink_in(path: str) -> IPRoute:
@@ -332,6 +358,53 @@ class NetlinkDriver:
         except (NetlinkError, IndexError) as e:
             self.delete_link(iface.host_ifname)
             raise NetworkDriverError(f"configuring {iface.ifname} in {netns_path}: {e}") from e
+        self._wait_ready(netns_path, iface)
+
+    def _wait_ready(self, netns_path: str, iface: Interface, timeout: float = 30.0) -> None:
+        """Return once both veth ends are operationally up and the bridge port forwards.
+
+        Setting a link up only asks for it: the kernel's linkwatch work (which needs the RTNL
+        lock) later turns the carrier into operstate UP, swaps the device's C{noop} qdisc (which
+        drops every packet) for the real one, and lets the bridge enable the port. Under load,
+        with other namespaces being created or destroyed, that takes from milliseconds to
+        seconds; a container's first packets (an ARP request, its first DNS query) sent before
+        it are lost, and a lost DNS query costs the resolver library a 5 s timeout.
+        """
+        deadline = time.monotonic() + timeout
+        brport = f"/sys/class/net/{iface.host_ifname}/brport/state"
+        host_oper = f"/sys/class/net/{iface.host_ifname}/operstate"
+        with _netlink_in(netns_path) as ns:
+            while True:
+                links = ns.get_links(ifname=iface.ifname)
+                inner = links[0].get_attr("IFLA_OPERSTATE") if links else ""
+                if inner == "UP" and _read(host_oper) == "up" and _read(brport) == "3":
+                    return
+                if time.monotonic() > deadline:
+                    raise NetworkDriverError(
+                        f"{iface.ifname} in {netns_path} did not come up within {timeout:.0f} s"
+                    )
+                # An io-pool thread, never the reactor: a short poll is the simplest wait.
+                time.sleep(0.005)  # noqa: TID251
+
+    # -- the embedded resolver's sockets ---------------------------------------------------
+
+    def dns_sockets(
+        self, netns_path: str, address: str, udp_port: int = 0, tcp_port: int = 0
+    ) -> tuple[socket.socket, socket.socket]:
+        """A non-blocking UDP socket and a listening TCP socket on C{address}, inside the netns.
+
+        The ports asked for are tried first (to keep existing redirect rules valid after a
+        daemon restart); if one is taken, the kernel picks another.
+        """
+        with _in_netns(netns_path):
+            udp = _bound(socket.SOCK_DGRAM, address, udp_port)
+            try:
+                tcp = _bound(socket.SOCK_STREAM, address, tcp_port)
+                tcp.listen(128)
+            except OSError:
+                udp.close()
+                raise
+        return udp, tcp
 
     def detach(self, netns_path: str, ifname: str, host_ifname: str) -> None:
         """Remove one container interface (deleting either veth end removes both)."""

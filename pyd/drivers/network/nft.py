@@ -1,9 +1,14 @@
-"""pyd's one nftables table: port mapping, DNS redirects, isolation (layer: drivers).
+"""pyd's nftables tables: port mapping and isolation on the host, DNS in containers (layer: drivers).
 
-The whole table is rendered from a L{Ruleset} and replaced in one C{nft -f} transaction
+The host table is rendered from a L{Ruleset} and replaced in one C{nft -f} transaction
 (create-if-missing, delete, re-create: atomic for the kernel). Nothing outside the table is
 touched; teardown deletes the table whole. The rendering is a pure function so unit tests check
 the text and integration tests check the kernel's behaviour.
+
+Each container namespace served by the embedded resolver gets one more small table,
+L{DNS_TABLE} (L{render_dns}): C{127.0.0.11:53} (UDP and TCP) is DNAT-ed to the ports where the
+daemon's resolver sockets listen inside that namespace, and the replies leave from port 53
+again. The table lives and dies with the namespace.
 """
 
 from __future__ import annotations
@@ -33,9 +38,6 @@ class BridgeRules:
     internal: bool = False
     icc: bool = True
     masquerade: bool = False  # masquerade traffic leaving the host (config ip-masq)
-    dns_listen: str = ""  # gateway address where containers send DNS queries
-    dns_udp_port: int = 0  # where the daemon's resolver really listens (0: no resolver)
-    dns_tcp_port: int = 0
 
 
 @attrs.frozen
@@ -72,19 +74,8 @@ def render(table: str, rules: Ruleset) -> str:
 
     pre = [
         "type nat hook prerouting priority dstnat; policy accept;",
+        "fib daddr type local jump portmap",
     ]
-    for b in rules.bridges:
-        if b.dns_listen and b.dns_udp_port:
-            pre.append(
-                f"iifname {_q(b.bridge)} ip daddr {b.dns_listen} udp dport 53 "
-                f"dnat to {b.dns_listen}:{b.dns_udp_port}"
-            )
-        if b.dns_listen and b.dns_tcp_port:
-            pre.append(
-                f"iifname {_q(b.bridge)} ip daddr {b.dns_listen} tcp dport 53 "
-                f"dnat to {b.dns_listen}:{b.dns_tcp_port}"
-            )
-    pre.append("fib daddr type local jump portmap")
     lines += _chain("prerouting", pre)
     lines += _chain(
         "output",
@@ -141,6 +132,37 @@ def render(table: str, rules: Ruleset) -> str:
     return "\n".join(lines) + "\n"
 
 
+DNS_TABLE = "pyd_dns"
+
+
+def render_dns(address: str, udp_port: int, tcp_port: int, table: str = DNS_TABLE) -> str:
+    """The C{nft -f} script for a container namespace: C{address:53} to the resolver's ports.
+
+    The DNAT happens in C{output} (queries come from the container's own processes to a
+    loopback address); conntrack rewrites the replies back to C{address:53}, and the C{snat}
+    rules make a reply that starts a new conntrack entry leave from port 53 too.
+    """
+    lines = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
+    lines += _chain(
+        "dns-dnat",
+        [
+            "type nat hook output priority -100; policy accept;",
+            f"ip daddr {address} udp dport 53 dnat to {address}:{udp_port}",
+            f"ip daddr {address} tcp dport 53 dnat to {address}:{tcp_port}",
+        ],
+    )
+    lines += _chain(
+        "dns-snat",
+        [
+            "type nat hook postrouting priority srcnat; policy accept;",
+            f"ip saddr {address} udp sport {udp_port} snat to :53",
+            f"ip saddr {address} tcp sport {tcp_port} snat to :53",
+        ],
+    )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def _chain(name: str, body: Sequence[str]) -> list[str]:
     return [f"  chain {name} {{"] + [f"    {line}" for line in body] + ["  }"]
 
@@ -152,10 +174,13 @@ class NftError(Exception):
 class FirewallDriver:
     """Applies and removes the table with the C{nft} program (through pyd.drivers.process)."""
 
-    def __init__(self, runner: ProcessRunner, table: str, nft: str = "nft") -> None:
+    def __init__(
+        self, runner: ProcessRunner, table: str, nft: str = "nft", nsenter: str = "nsenter"
+    ) -> None:
         self._runner = runner
         self.table = table
         self._nft = nft
+        self._nsenter = nsenter
 
     async def apply(self, rules: Ruleset) -> None:
         """Replace the table with C{rules} in one transaction. @raise NftError: nft refused."""
@@ -165,6 +190,20 @@ class FirewallDriver:
         if not result.ok:
             raise NftError(
                 f"nft -f failed ({result.rc}): {result.stderr.decode('utf-8', 'replace').strip()}"
+            )
+
+    async def apply_dns(self, netns_path: str, address: str, udp_port: int, tcp_port: int) -> None:
+        """Replace L{DNS_TABLE} inside the namespace pinned at C{netns_path}.
+
+        @raise NftError: nsenter or nft refused.
+        """
+        text = render_dns(address, udp_port, tcp_port)
+        argv = [self._nsenter, f"--net={netns_path}", self._nft, "-f", "-"]
+        result = await self._runner.run(argv, stdin=text.encode())
+        if not result.ok:
+            raise NftError(
+                f"nft in {netns_path} failed ({result.rc}): "
+                f"{result.stderr.decode('utf-8', 'replace').strip()}"
             )
 
     async def remove(self) -> None:

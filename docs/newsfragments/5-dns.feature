@@ -1,0 +1,1 @@
+Containers on user-defined networks resolve names at 127.0.0.11 inside their own namespace (nameserver 127.0.0.11, options ndots:0, dockerd's resolv.conf format), also after `network connect` from the default bridge and across a daemon restart.
