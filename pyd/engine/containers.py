@@ -1573,17 +1573,13 @@ class ContainerService:
         polls, and is woken at once when the container exits or is removed.
         """
         interval = 0.05
-        # One more read a moment after the exit is seen: conmon may append the last lines to
-        # the log just after the exit file lands.
-        final_read = False
+        # Once the exit is seen one last read takes the rest: conmon drains the container's
+        # stdio and syncs the log before it writes the exit file (conmon.c: drain_stdio,
+        # sync_logs, then the exit file), so nothing is written after it.
         try:
             while not closed():
                 cur = self._cache.get(c.id)
                 alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
-                if not alive and not final_read:
-                    final_read = True
-                    alive = True
-                    await self._sleep_or_wake(c.id, 0.1, wakeable=False)
                 got = await self._blocking.run(tail.read)
                 write(
                     select_entries(
@@ -1599,7 +1595,7 @@ class ContainerService:
         finally:
             tail.close()
 
-    async def _sleep_or_wake(self, cid: str, delay: float, wakeable: bool = True) -> None:
+    async def _sleep_or_wake(self, cid: str, delay: float) -> None:
         """Sleep C{delay} seconds, or less if the container's state changes meanwhile."""
         d: Deferred[None] = Deferred()
 
@@ -1609,8 +1605,7 @@ class ContainerService:
 
         call = self._clock.callLater(delay, fire)
         wakers = self._log_wakers.setdefault(cid, [])
-        if wakeable:
-            wakers.append(fire)
+        wakers.append(fire)
         try:
             await d
         finally:
