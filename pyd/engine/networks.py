@@ -1632,7 +1632,15 @@ class NetworkService:
         return None
 
     def upstream_servers(self, cid: str) -> list[str]:
-        """Where the resolver forwards other names for container C{cid} (its ExtServers)."""
+        """Where the resolver forwards other names for container C{cid} (its ExtServers).
+
+        None for a container whose every network is C{--internal}: as dockerd, names outside
+        them are not looked up outside (the answer is SERVFAIL).
+        """
+        mine = [a for a in self._active if a.container_id == cid]
+        nets = [self._networks.get(a.network_id) for a in mine]
+        if mine and all(n is not None and n.internal for n in nets):
+            return []
         for a in self._active:
             if a.container_id == cid and a.config.get("dns_upstream"):
                 return [str(s) for s in a.config["dns_upstream"]]

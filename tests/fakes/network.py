@@ -87,14 +87,20 @@ class FakeNetlink:
     def dns_sockets(
         self, netns_path: str, address: str, udp_port: int = 0, tcp_port: int = 0
     ) -> tuple[socket.socket, socket.socket]:
-        """Unbound sockets (the fake resolver only closes them); remembers what was asked."""
+        """Sockets on the host's 127.0.0.1 (not in a namespace) on the asked ports, or others
+        when those are taken, as the driver does; remembers what was asked."""
         if netns_path not in self.netns:
             raise NetworkDriverError(f"no namespace {netns_path}")
         self.dns_asked.append((netns_path, address, udp_port, tcp_port))
-        return (
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM),
-        )
+        out = []
+        for kind, port in ((socket.SOCK_DGRAM, udp_port), (socket.SOCK_STREAM, tcp_port)):
+            s = socket.socket(socket.AF_INET, kind)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.bind(("127.0.0.1", 0))
+            out.append(s)
+        return out[0], out[1]
 
 
 class FakeFirewall:
@@ -119,19 +125,16 @@ class FakeFirewall:
 
 
 class FakeResolver:
-    """L{pyd.engine.networks.ResolverOps}: remembers whom it serves, on made-up ports."""
+    """L{pyd.engine.networks.ResolverOps}: remembers whom it serves, on the sockets' ports."""
 
     def __init__(self) -> None:
         self.served: dict[str, tuple[int, int]] = {}
-        self._next = 10053
 
     def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> tuple[int, int]:
+        ports = (udp.getsockname()[1], tcp.getsockname()[1])
         udp.close()
         tcp.close()
-        if key not in self.served:
-            self.served[key] = (self._next, self._next + 1)
-            self._next += 2
-        return self.served[key]
+        return self.served.setdefault(key, ports)
 
     def ports(self, key: str) -> tuple[int, int] | None:
         return self.served.get(key)
