@@ -1034,6 +1034,7 @@ def _wire_containers(
         runner,
         io,
         os.path.join(config.data_root, "tmp", "streams"),
+        events=events,
     )
     return containers, [
         ContainersRouter(containers, reactor),

@@ -31,7 +31,7 @@ from pyd.api.wire import (
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import Container, MountSpec
 from pyd.engine import containers as engine
-from pyd.engine.container_config import command_of
+from pyd.engine.container_config import command_of, go_atoi
 from pyd.engine.container_logs import LogEntry, LogTail
 from pyd.engine.containers import ContainerService, LogsRequest
 
@@ -42,7 +42,8 @@ LIST_FILTERS = {
     "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume",
     "network", "health", "is-task", "publish", "expose",
 }  # fmt: skip
-STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+HEALTHS = ("none", "starting", "healthy", "unhealthy")
 
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
@@ -440,14 +441,27 @@ class ContainersRouter:
         size = qbool(request, "size")
         now = self._now()
         items = self._svc.list_all()
+        # dockerd's foldFilter: exited codes are numbers; status values are states (and imply
+        # all=1); health values are health states
+        for x in filters.get("exited", []):
+            try:
+                go_atoi(x)
+            except ValueError as e:
+                raise InvalidParameter(f"invalid filter 'exited={x}': {e}") from e
         if filters.get("status"):
             for s in filters["status"]:
                 if s not in STATUSES:
-                    raise InvalidParameter(f"invalid filter 'status={s}'")
+                    raise InvalidParameter(
+                        f"invalid filter 'status={s}': invalid value for state ({s}): "
+                        f"must be one of {', '.join(STATUSES)}"
+                    )
             all_ = True
         for h in filters.get("health", []):
-            if h not in ("starting", "healthy", "unhealthy", "none"):
-                raise InvalidParameter(f"Unrecognised filter value for health: {h}")
+            if h not in HEALTHS:
+                raise InvalidParameter(
+                    f"invalid filter 'health={h}': invalid value for health ({h}): "
+                    f"must be one of {', '.join(HEALTHS)}"
+                )
         before = since = None
         if filters.get("before"):
             before = self._svc.resolve(filters["before"][0]).created_nano
@@ -702,15 +716,10 @@ def _match(c: Container, f: dict[str, list[str]]) -> bool:
     if f.get("status") and c.state.status not in f["status"]:
         return False
     if f.get("exited"):
-        if c.state.status != "exited":
+        # dockerd: not running (restarting counts as running) and started at least once
+        if c.state.running or c.state.status == "restarting" or not c.state.has_been_started:
             return False
-        codes = set()
-        for x in f["exited"]:
-            try:
-                codes.add(int(x))
-            except ValueError as e:
-                raise InvalidParameter(f"invalid filter 'exited={x}'") from e
-        if c.state.exit_code not in codes:
+        if c.state.exit_code not in {int(x) for x in f["exited"]}:
             return False
     if f.get("ancestor"):
         ok = False

@@ -9,7 +9,10 @@ the operation and unmounted afterwards.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
+import stat as st
+import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,10 +23,11 @@ from twisted.logger import Logger
 
 from pyd.core.errors import InvalidParameter, NotFound, SystemError_
 from pyd.core.records import Change
-from pyd.core.seams import Blocking
+from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.process import ProcessRunner
 from pyd.drivers.streams import archive
 from pyd.drivers.streams.archive import PathEscape, PathStat
+from pyd.engine.container_config import resolve_user
 from pyd.engine.streams import StreamTarget, StreamTargets
 
 log = Logger()
@@ -68,7 +72,9 @@ class ArchiveService:
         runner: ProcessRunner,
         blocking: Blocking,
         tmp_dir: str,
+        events: EventSink | None = None,
     ) -> None:
+        self._events = events
         self._targets = targets
         self._rootfs = rootfs
         self._extractor = extractor
@@ -89,6 +95,16 @@ class ArchiveService:
             if not current.running:
                 await self._rootfs.unmount_rw_layer(target.id)
 
+    def _emit(self, target: StreamTarget, action: str) -> None:
+        """dockerd's container events for archive operations (archive-path, export,
+        extract-to-dir)."""
+        if self._events is None:
+            return
+        attrs = {str(k): str(v) for k, v in target.labels.items()}
+        attrs.update(image=target.image, name=target.name)
+        d = self._events.emit("container", action, target.id, attrs)
+        d.addErrback(lambda f: log.failure("event {action}", f, action=action))
+
     async def stat(self, ref: str, path: str) -> PathStat:
         """C{HEAD archive}. @raise NotFound: no container, or no such path (dockerd's text)."""
         target = await self._targets.stream_target(ref)
@@ -107,13 +123,16 @@ class ArchiveService:
                 raise _not_found(path, ref)
             plan = await self._blocking.run(archive.tar_plan, root, path)
             f = await self._tar(root, *plan)
+        self._emit(target, "archive-path")
         return result, f
 
     async def export(self, ref: str) -> IO[bytes]:
         """C{GET export}: the whole root filesystem as an open, already unlinked tar file."""
         target = await self._targets.stream_target(ref)
         async with self._root(target) as root:
-            return await self._tar(root, "/", ".", "/")
+            f = await self._tar(root, "/", ".", "/")
+        self._emit(target, "export")
+        return f
 
     async def _tar(self, root: str, source_dir: str, base: str, rebase: str) -> IO[bytes]:
         os.makedirs(self._tmp, exist_ok=True)
@@ -143,8 +162,17 @@ class ArchiveService:
     ) -> None:
         """C{PUT archive}: extract the tar C{content} into the directory C{path}.
 
+        Like dockerd: with C{no_overwrite_dir_non_dir} an entry may not replace a directory
+        with a non-directory or the reverse (checked before anything is written); with
+        C{copy_uid_gid} and a C{User} configured, what is extracted belongs to that user (its
+        uid and primary gid in the container's /etc/passwd, or the C{:group} given); otherwise
+        the archive's numeric owners are kept.
+
         @raise NotFound: no container or no such directory.
-        @raise InvalidParameter: C{path} is not a directory, or the tar is not acceptable.
+        @raise InvalidParameter: C{path} is not a directory, the user is unknown, or the tar is
+            not acceptable.
+        @raise SystemError_: an entry would replace a directory with a non-directory or the
+            reverse (dockerd's text, a 500 there too).
         """
         target = await self._targets.stream_target(ref)
         if self._extractor is None:
@@ -152,6 +180,7 @@ class ArchiveService:
         os.makedirs(self._tmp, exist_ok=True)
         src = await self._blocking.run(_spool, content, self._tmp)
         scratch = src + ".plain"
+        owned = src + ".owned"
         try:
             async with self._root(target) as root:
                 host, exists, is_dir = await self._blocking.run(archive.extraction_dir, root, path)
@@ -159,12 +188,23 @@ class ArchiveService:
                     raise _not_found(path, ref)
                 if not is_dir:
                     raise InvalidParameter("extraction point is not a directory")
+                if no_overwrite_dir_non_dir:
+                    dest = "/" + os.path.relpath(host, root) if host != root else "/"
+                    await self._blocking.run(
+                        _check_dir_non_dir, src, host, posixpath.normpath(dest)
+                    )
+                if copy_uid_gid and target.user:
+                    uid, gid, _, _ = await self._blocking.run(resolve_user, root, target.user)
+                    # the chroot'ed helper applies the owners of the entries: set them there
+                    await self._blocking.run(_reown, src, owned, uid, gid)
+                    src, owned = owned, src
                 try:
                     await self._extractor.extract(src, host, scratch)
                 except Exception as e:
                     raise InvalidParameter(f"Error processing tar file({e})") from e
         finally:
-            await self._blocking.run(_unlink, src, scratch)
+            await self._blocking.run(_unlink, src, scratch, owned)
+        self._emit(target, "extract-to-dir")
 
     async def changes(self, ref: str) -> list[Change]:
         """C{docker diff}."""
@@ -193,3 +233,64 @@ def _unlink(*paths: str) -> None:
             os.unlink(p)
         except FileNotFoundError:
             pass
+
+
+def _go_quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _member_path(name: str) -> str:
+    rel = posixpath.normpath("/" + name).lstrip("/")
+    return rel or "."
+
+
+def _check_dir_non_dir(src: str, host: str, dest: str) -> None:
+    """go-archive's C{NoOverwriteDirNonDir}, for every entry, before anything is written.
+
+    Entries are looked up as the chroot'ed helper will write them: symlinks inside C{host}
+    resolve inside it.
+    """
+    try:
+        tf = tarfile.open(src, mode="r|*")  # noqa: SIM115 - closed below
+    except tarfile.TarError:
+        return  # the extraction reports it
+    with tf:
+        try:
+            for member in tf:
+                rel = _member_path(member.name)
+                if rel == ".":
+                    continue
+                parent, base = posixpath.split(rel)
+                try:
+                    where = archive.scoped(host, parent) if parent else "/"
+                    info = os.lstat(host + where.rstrip("/") + "/" + base)
+                except (OSError, archive.PathEscape):
+                    continue
+                path = posixpath.join(dest, rel)
+                if st.S_ISDIR(info.st_mode) and not member.isdir():
+                    raise SystemError_(
+                        f"cannot overwrite directory {_go_quote(path)} with non-directory "
+                        f"{_go_quote(dest)}"
+                    )
+                if not st.S_ISDIR(info.st_mode) and member.isdir():
+                    raise SystemError_(
+                        f"cannot overwrite non-directory {_go_quote(path)} with directory "
+                        f"{_go_quote(dest)}"
+                    )
+        except tarfile.TarError:
+            return
+
+
+def _reown(src: str, out: str, uid: int, gid: int) -> None:
+    """Copy the tar C{src} to C{out} with every entry owned by C{uid}:C{gid}."""
+    try:
+        with (
+            tarfile.open(src, mode="r|*") as tin,
+            tarfile.open(out, mode="w|", format=tarfile.PAX_FORMAT) as tout,
+        ):
+            for member in tin:
+                member.uid, member.gid = uid, gid
+                member.uname = member.gname = ""
+                tout.addfile(member, tin.extractfile(member) if member.isreg() else None)
+    except tarfile.TarError as e:
+        raise InvalidParameter(f"Error processing tar file({e})") from e

@@ -1025,7 +1025,14 @@ class ContainerService:
             delay = self._backoff.get(cid, 0.0)
             delay = RESTART_BASE if delay == 0 else min(delay * 2, RESTART_MAX)
             self._backoff[cid] = delay
-            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="restarting")))
+            # dockerd counts the restart when it decides it (inspect shows it while restarting)
+            c = await self._save(
+                attrs.evolve(
+                    c,
+                    restart_count=c.restart_count + 1,
+                    state=attrs.evolve(c.state, status="restarting"),
+                )
+            )
             self._restart_calls[cid] = self._clock.callLater(delay, self._policy_restart, cid)
         elif c.host_config.get("AutoRemove"):
             await self._auto_remove(cid, info.code)
@@ -1050,22 +1057,16 @@ class ContainerService:
                 c = self._cache.get(cid)
                 if c is None or c.state.status != "restarting" or c.state.manually_stopped:
                     return
-                c = await self._save(attrs.evolve(c, restart_count=c.restart_count + 1))
                 try:
                     await self._start(c)
                 except PydError as e:
+                    # dockerd (monitor.go): a restart that fails to start leaves the container
+                    # stopped (_start_failed recorded it; --rm removes it), with no further try
                     log.warn("restart of {cid} failed: {err}", cid=cid, err=e)
                     c = self._cache.get(cid)
-                    if c is not None and self._policy_restarts(c, c.state.exit_code):
-                        delay = min(
-                            max(self._backoff.get(cid, RESTART_BASE), RESTART_BASE) * 2, RESTART_MAX
-                        )
-                        self._backoff[cid] = delay
+                    if c is not None and c.state.status == "restarting":
                         await self._save(
-                            attrs.evolve(c, state=attrs.evolve(c.state, status="restarting"))
-                        )
-                        self._restart_calls[cid] = self._clock.callLater(
-                            delay, self._policy_restart, cid
+                            attrs.evolve(c, state=attrs.evolve(c.state, status="exited"))
                         )
 
         d = Deferred.fromCoroutine(go())
@@ -1433,6 +1434,7 @@ class ContainerService:
     async def prune(self, until_nano: int | None, labels: Sequence[str]) -> PruneResult:
         """Remove every stopped container (optionally older than C{until}, matching labels)."""
         deleted: list[str] = []
+        reclaimed = 0
         for c in list(self._cache.values()):
             if c.state.running or c.state.status in ("restarting", "removing"):
                 continue
@@ -1440,13 +1442,16 @@ class ContainerService:
                 continue
             if not _labels_match(c.config.get("Labels") or {}, labels):
                 continue
+            # dockerd counts the writable layer, measured before the removal
+            rw, _ = await self.sizes(c)
             try:
                 await self.remove(c.id)
             except PydError as e:
                 log.warn("prune: {cid}: {err}", cid=c.id, err=e)
                 continue
             deleted.append(c.id)
-        return PruneResult(tuple(deleted), 0)
+            reclaimed += max(rw, 0)
+        return PruneResult(tuple(deleted), reclaimed)
 
     # --- logs ------------------------------------------------------------------------------------
 

@@ -107,8 +107,25 @@ class ContainersApiTests(SynchronousTestCase):
             "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Memory": 1}}
         )
         self.assertEqual(code, 400)
-        code, body = self.call("GET", '/containers/json?filters={"status":["bogus"]}')
-        self.assertEqual((code, body["message"]), (400, "invalid filter 'status=bogus'"))
+        # moby daemon/list.go foldFilter's texts
+        for q, msg in (
+            (
+                '{"status":["bogus"]}',
+                "invalid filter 'status=bogus': invalid value for state (bogus): must be one of "
+                "created, running, paused, restarting, removing, exited, dead",
+            ),
+            (
+                '{"exited":["x"]}',
+                "invalid filter 'exited=x': strconv.Atoi: parsing \"x\": invalid syntax",
+            ),
+            (
+                '{"health":["ok"]}',
+                "invalid filter 'health=ok': invalid value for health (ok): must be one of "
+                "none, starting, healthy, unhealthy",
+            ),
+        ):
+            code, body = self.call("GET", "/containers/json?filters=" + q)
+            self.assertEqual((code, body["message"]), (400, msg))
         code, body = self.call("GET", '/containers/json?filters={"nope":["x"]}')
         self.assertEqual(code, 400)
         self.assertEqual(self.call("POST", "/containers/create", {"Image": "missing"})[0], 404)
@@ -131,6 +148,13 @@ class ContainersApiTests(SynchronousTestCase):
         self.assertEqual(ids("?all=1"), {a, b, c})
         self.assertEqual(ids('?filters={"status":{"exited":true}}'), {b})
         self.assertEqual(ids('?all=1&filters={"exited":["2"]}'), {b})
+        # exited does not imply all=1 (status does); a never-started container has no exit code
+        self.assertEqual(ids('?filters={"exited":["2"]}'), set())
+        self.assertEqual(ids('?all=1&filters={"exited":["0"]}'), set())
+        self.assertEqual(ids('?filters={"status":["created"]}'), {a})
+        self.assertEqual(ids('?filters={"status":["running","exited"]}'), {b, c})
+        self.assertEqual(ids('?all=1&filters={"health":["none"]}'), {a, b, c})
+        self.assertEqual(ids('?all=1&filters={"health":["healthy"]}'), set())
         self.assertEqual(ids('?all=1&filters={"label":["k=v"]}'), {a})
         self.assertEqual(ids('?all=1&filters={"name":["b1"]}'), {b})
         self.assertEqual(ids(f'?all=1&filters={{"id":["{a[:10]}"]}}'), {a})

@@ -404,10 +404,13 @@ class RestartPolicyTests(EngineTestBase):
             HostConfig={"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}},
         )
         self.runtime.exit(cid, 1)
-        self.assertEqual(self.svc.resolve(cid).state.status, "restarting")
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.restart_count), ("restarting", 1))  # counted at die
         self.clock.advance(0.15)
         c = self.svc.resolve(cid)
         self.assertEqual((c.state.status, c.restart_count), ("running", 1))
+        # dockerd's events for a policy restart: die, then start (no "restart")
+        self.assertEqual(self.events.actions(cid), ["create", "start", "die", "start"])
         self.runtime.exit(cid, 1)
         self.clock.advance(0.15)
         self.assertEqual(self.svc.resolve(cid).state.status, "restarting")
@@ -417,6 +420,19 @@ class RestartPolicyTests(EngineTestBase):
         self.clock.advance(10)
         c = self.svc.resolve(cid)
         self.assertEqual((c.state.status, c.restart_count), ("exited", 2))
+
+    def test_failed_restart_is_not_retried(self) -> None:
+        """A policy restart whose start fails leaves the container exited, as dockerd does."""
+        cid = self.started(Cmd=["false"], HostConfig={"RestartPolicy": {"Name": "always"}})
+        self.runtime.fail_start = "exec: no such file"
+        self.runtime.exit(cid, 1)
+        self.clock.advance(0.15)
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.restart_count), ("exited", 1))
+        starts = [x for x in self.runtime.calls if x[0] == "start"]
+        self.clock.advance(120)
+        self.assertEqual([x for x in self.runtime.calls if x[0] == "start"], starts)
+        self.assertEqual(self.svc.resolve(cid).state.status, "exited")
 
     def test_on_failure_success_does_not_restart(self) -> None:
         """Exit 0 under on-failure stays exited."""
@@ -511,6 +527,21 @@ class RemoveTests(EngineTestBase):
         self.assertEqual(result.deleted, (gone,))
         self.svc.resolve(keep)
         self.svc.resolve(other)
+
+    def test_prune_reports_reclaimed_writable_layers(self) -> None:
+        """SpaceReclaimed: the writable layers of the removed containers, measured before."""
+        sizes: dict[str, int] = {}
+
+        async def rw_size(cid: str) -> int:
+            return sizes[cid]
+
+        self.svc.rw_size = rw_size
+        a, b = self.create(), self.create()
+        running = self.started(Cmd=["sleep", "1"])
+        sizes.update({a: 1000, b: 234, running: 5000})
+        result = self.go(self.svc.prune(None, []))
+        self.assertEqual(set(result.deleted), {a, b})
+        self.assertEqual(result.space_reclaimed, 1234)
 
 
 class RestoreTests(EngineTestBase):

@@ -1,0 +1,181 @@
+"""prune's reclaimed space, ps exited/status filters, policy-restart events, docker cp's
+overwrite and ownership options: the real CLI against pyd, compared with dockerd's behaviour."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.helpers.daemon import PydDaemon
+from tests.helpers.images import DEFAULT_TAG, load_busybox
+
+pytestmark = pytest.mark.e2e
+
+IMG = DEFAULT_TAG
+
+
+def _name() -> str:
+    return "pyd-t-" + uuid.uuid4().hex[:8]
+
+
+def _until(pred: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PydDaemon]:
+    d = PydDaemon(str(tmp_path_factory.mktemp("pyd")))
+    try:
+        d.start()
+        load_busybox(d)
+        yield d
+    finally:
+        d.cleanup()
+
+
+@pytest.fixture
+def pyd(shared_daemon: PydDaemon) -> Iterator[PydDaemon]:
+    if shared_daemon.proc is None or shared_daemon.proc.poll() is not None:
+        shared_daemon.start()
+    try:
+        yield shared_daemon
+    finally:
+        shared_daemon.remove_all_objects()
+
+
+def _tar(*entries: tuple[str, bytes | None, int]) -> bytes:
+    """(name, content or None for a directory, uid) entries."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data, uid in entries:
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = uid
+            info.mtime = 1_700_000_000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _owners(d: PydDaemon, ref: str, path: str) -> dict[str, tuple[int, int]]:
+    code, _, body = d.request("GET", f"/containers/{ref}/archive?path={path}")
+    assert code == 200, body
+    with tarfile.open(fileobj=io.BytesIO(body)) as tf:
+        return {m.name: (m.uid, m.gid) for m in tf}
+
+
+class PruneAndListCLITests:
+    def test_prune_reports_reclaimed_space(self, pyd: PydDaemon) -> None:
+        """container prune: SpaceReclaimed is the removed writable layers (1 MB written)."""
+        n = _name()
+        pyd.docker("run", "--name", n, IMG, "sh", "-c", "head -c 1000000 /dev/zero > /big")
+        code, _, body = pyd.request("POST", "/containers/prune")
+        assert code == 200
+        result = json.loads(body)
+        assert len(result["ContainersDeleted"]) == 1
+        assert 1_000_000 <= result["SpaceReclaimed"] < 1_100_000
+        pyd.docker("run", "--name", _name(), IMG, "sh", "-c", "head -c 2000000 /dev/zero > /b")
+        out = pyd.docker("container", "prune", "-f").stdout
+        assert "Total reclaimed space: 2MB" in out
+
+    def test_exited_and_status_filters(self, pyd: PydDaemon) -> None:
+        """exited=N needs -a (it does not imply it, status does) and a container that ran;
+        bad values get moby's foldFilter errors."""
+        ex, created, running = _name(), _name(), _name()
+        pyd.docker("run", "--name", ex, IMG, "sh", "-c", "exit 3", check=False)
+        pyd.docker("create", "--name", created, IMG, "true")
+        pyd.docker("run", "-d", "--name", running, IMG, "sleep", "60")
+
+        def names(*args: str) -> set[str]:
+            out = pyd.docker("ps", "--format", "{{.Names}}", *args).stdout
+            return {x for x in out.split() if x.startswith("pyd-t-")}
+
+        assert names("--filter", "exited=3") == set()
+        assert names("-a", "--filter", "exited=3") == {ex}
+        assert names("-a", "--filter", "exited=0") == set()
+        assert names("--filter", "status=exited") == {ex}
+        assert names("--filter", "status=created") == {created}
+        assert names("--filter", "status=running", "--filter", "status=created") == {
+            running,
+            created,
+        }
+        r = pyd.docker("ps", "--filter", "exited=abc", check=False)
+        assert "invalid filter 'exited=abc': strconv.Atoi: parsing \"abc\": invalid syntax" in (
+            r.stderr
+        )
+        r = pyd.docker("ps", "--filter", "status=up", check=False)
+        assert "invalid filter 'status=up': invalid value for state (up)" in r.stderr
+
+    def test_policy_restart_events(self, pyd: PydDaemon) -> None:
+        """on-failure:2: create, start, then die/start per restart, the last die; RestartCount 2."""
+        n = _name()
+        since = str(int(time.time()) - 1)
+        pyd.docker("run", "-d", "--name", n, "--restart", "on-failure:2", IMG, "sh", "-c", "exit 3")
+
+        def done() -> bool:
+            info = json.loads(pyd.docker("inspect", n).stdout)[0]
+            return info["State"]["Status"] == "exited" and info["RestartCount"] == 2
+
+        _until(done)
+        out = pyd.docker(
+            "events", "--since", since, "--until", str(int(time.time()) + 1),
+            "--filter", f"container={n}", "--format", "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
+        ).stdout.split("\n")  # fmt: skip
+        actions = [x.strip() for x in out if x.strip()]
+        assert actions == ["create", "start", "die 3", "start", "die 3", "start", "die 3"]
+
+
+class ArchivePutCLITests:
+    def test_no_overwrite_dir_non_dir(self, pyd: PydDaemon) -> None:
+        """docker cp (noOverwriteDirNonDir=true) refuses a file over a directory and the reverse
+        with go-archive's text; the raw API without the flag replaces."""
+        n = _name()
+        pyd.docker("create", "--name", n, IMG, "true")
+        put = "/containers/{}/archive?path=/tmp{}"
+        hdr = {"Content-Type": "application/x-tar"}
+        assert pyd.request("PUT", put.format(n, ""), _tar(("x", None, 0)), hdr)[0] == 200
+        code, _, body = pyd.request(
+            "PUT", put.format(n, "&noOverwriteDirNonDir=1"), _tar(("x", b"f", 0)), hdr
+        )
+        assert (code, json.loads(body)["message"]) == (
+            500,
+            'cannot overwrite directory "/tmp/x" with non-directory "/tmp"',
+        )
+        assert pyd.request("PUT", put.format(n, ""), _tar(("x", b"f", 0)), hdr)[0] == 200
+        code, _, body = pyd.request(
+            "PUT", put.format(n, "&noOverwriteDirNonDir=true"), _tar(("x", None, 0)), hdr
+        )
+        assert (code, json.loads(body)["message"]) == (
+            500,
+            'cannot overwrite non-directory "/tmp/x" with directory "/tmp"',
+        )
+        r = pyd.docker("cp", "-", f"{n}:/tmp", input=_tar(("x/", None, 0)), check=False)
+        assert 'cannot overwrite non-directory "/tmp/x" with directory "/tmp"' in r.stderr
+
+    def test_copy_uid_gid(self, pyd: PydDaemon) -> None:
+        """Without copyUIDGID the archive's owners stay; with it (cp -a) the container's User
+        owns what is extracted."""
+        n = _name()
+        pyd.docker("create", "--name", n, "-u", "daemon", IMG, "true")
+        hdr = {"Content-Type": "application/x-tar"}
+        tar = _tar(("d", None, 1234), ("d/f", b"x", 1234))
+        code, _, _ = pyd.request("PUT", f"/containers/{n}/archive?path=/tmp", tar, hdr)
+        assert code == 200
+        assert _owners(pyd, n, "/tmp/d") == {"d": (1234, 1234), "d/f": (1234, 1234)}
+        code, _, _ = pyd.request("PUT", f"/containers/{n}/archive?path=/tmp&copyUIDGID=1", tar, hdr)
+        assert code == 200
+        assert _owners(pyd, n, "/tmp/d") == {"d": (1, 1), "d/f": (1, 1)}

@@ -1,0 +1,78 @@
+"""PUT archive's option helpers: go-archive's NoOverwriteDirNonDir and copyUIDGID re-owning."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import SystemError_
+from pyd.engine.archive import _check_dir_non_dir, _reown
+
+
+def _tar(path: str, *entries: tuple[str, bytes | None]) -> None:
+    with tarfile.open(path, "w") as tf:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 1234
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+
+
+class ArchivePutHelpersTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        self.host = os.path.join(self.dir, "root", "tmp")
+        os.makedirs(os.path.join(self.host, "d"))
+        with open(os.path.join(self.host, "f"), "w") as f:
+            f.write("x")
+        self.tar = os.path.join(self.dir, "in.tar")
+
+    def test_refuses_both_directions(self) -> None:
+        """A file over a directory, a directory over a file: dockerd's messages."""
+        _tar(self.tar, ("new", b"1"), ("./d", b"2"))
+        with self.assertRaises(SystemError_) as ctx:
+            _check_dir_non_dir(self.tar, self.host, "/tmp")
+        self.assertEqual(
+            str(ctx.exception), 'cannot overwrite directory "/tmp/d" with non-directory "/tmp"'
+        )
+        _tar(self.tar, ("f/", None))
+        with self.assertRaises(SystemError_) as ctx:
+            _check_dir_non_dir(self.tar, self.host, "/tmp")
+        self.assertEqual(
+            str(ctx.exception), 'cannot overwrite non-directory "/tmp/f" with directory "/tmp"'
+        )
+
+    def test_same_kinds_and_new_paths_pass(self) -> None:
+        """Directory over directory, file over file, anything new: accepted."""
+        _tar(self.tar, ("d/", None), ("f", b"y"), ("d/n", b"z"), ("new/", None))
+        _check_dir_non_dir(self.tar, self.host, "/tmp")
+
+    def test_symlinks_resolve_inside_the_destination(self) -> None:
+        """A symlink to an outside directory is followed inside the destination (like the
+        chroot'ed helper), never on the host."""
+        outside = os.path.join(self.dir, "outside")
+        os.makedirs(os.path.join(outside, "victim"))
+        os.symlink(outside, os.path.join(self.host, "link"))
+        _tar(self.tar, ("link/victim", b"1"))
+        _check_dir_non_dir(self.tar, self.host, "/tmp")  # /tmp/<outside>/victim does not exist
+
+    def test_reown(self) -> None:
+        """Every entry gets the given owner; contents and names stay."""
+        _tar(self.tar, ("d/", None), ("d/f", b"data"))
+        out = os.path.join(self.dir, "out.tar")
+        _reown(self.tar, out, 1, 2)
+        with tarfile.open(out) as tf:
+            self.assertEqual([(m.name, m.uid, m.gid) for m in tf], [("d", 1, 2), ("d/f", 1, 2)])
+            f = tf.extractfile("d/f")
+            assert f is not None
+            self.assertEqual(f.read(), b"data")
