@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import deferToThreadPool
 
 from pyd.core.records import Event
 
@@ -45,8 +46,6 @@ class ThreadPoolBlocking:
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         """Run C{fn} in the pool; the Deferred fires on the reactor thread."""
-        from twisted.internet.threads import deferToThreadPool
-
         return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from pyd.core.errors import (
@@ -686,18 +686,33 @@ class ContainerService:
         log_path = c.extra.get("log_path") or os.path.join(bundle, "ctr.log")
         try:
             plan = cc.log_plan(hc.get("LogConfig") or {})
-            rootfs = await self._images.mount_rw_layer(cid)
-            run.rootfs = rootfs
-            await self._volumes.prepare(cid, c.mounts, rootfs)
-            net = await self._networks.setup(
-                cid,
-                c.name.lstrip("/"),
-                cfg.get("Hostname") or cid[:12],
-                hc.get("NetworkMode") or "bridge",
-                dict(c.networking_config.get("EndpointsConfig") or {}),
-                hc,
-                list((cfg.get("ExposedPorts") or {}).keys()),
+
+            async def mount() -> str:
+                run.rootfs = await self._images.mount_rw_layer(cid)
+                return run.rootfs
+
+            # The root filesystem and the network namespace do not depend on each other: set
+            # them up at the same time (whichever succeeded is undone by _start_failed).
+            (mounted, rootfs), (netted, net_or_failure) = await _settle(
+                mount(),
+                self._networks.setup(
+                    cid,
+                    c.name.lstrip("/"),
+                    cfg.get("Hostname") or cid[:12],
+                    hc.get("NetworkMode") or "bridge",
+                    dict(c.networking_config.get("EndpointsConfig") or {}),
+                    hc,
+                    list((cfg.get("ExposedPorts") or {}).keys()),
+                ),
             )
+            if netted:
+                net = net_or_failure
+            if not mounted:
+                rootfs.raiseException()
+            if not netted:
+                net_or_failure.raiseException()
+            # Volumes after the network, as dockerd does (its "mount" events follow "connect").
+            await self._volumes.prepare(cid, c.mounts, rootfs)
             spec_input = await self._blocking.run(self._prepare_spec, c, rootfs, net)
             spec = oci.build_spec(spec_input)
             self._runs[cid] = run
@@ -980,14 +995,23 @@ class ContainerService:
             return
         if run.health_call is not None and run.health_call.active():
             run.health_call.cancel()
-        try:
-            await self.runtime.delete(cid, force=True)
-        except RuntimeFailed as e:
-            log.warn("crun delete {cid}: {err}", cid=cid, err=e)
-        try:
-            await self._networks.teardown(cid)
-        except PydError as e:
-            log.warn("network teardown {cid}: {err}", cid=cid, err=e)
+
+        async def delete() -> None:
+            try:
+                await self.runtime.delete(cid, force=True)
+            except RuntimeFailed as e:
+                log.warn("crun delete {cid}: {err}", cid=cid, err=e)
+
+        async def teardown() -> None:
+            try:
+                await self._networks.teardown(cid)
+            except PydError as e:
+                log.warn("network teardown {cid}: {err}", cid=cid, err=e)
+
+        # crun's state and cgroup, and the namespace and veths, go at the same time.
+        for ok, failure in await _settle(delete(), teardown()):
+            if not ok:
+                failure.raiseException()
         try:
             await self._images.unmount_rw_layer(cid)
         except PydError as e:
@@ -1323,8 +1347,11 @@ class ContainerService:
                     await self.runtime.delete(c.id, force=True)
                 except RuntimeFailed:
                     pass
-                await self._networks.release(c.id)
-                await self._images.remove_rw_layer(c.id)
+                for ok, failure in await _settle(
+                    self._networks.release(c.id), self._images.remove_rw_layer(c.id)
+                ):
+                    if not ok:
+                        failure.raiseException()
                 await self._volumes.release(c.id, volumes)
                 await self._repo.remove(c.id)
             except BaseException:
@@ -1761,6 +1788,15 @@ class ContainerService:
             return await self.rw_paths(c.id)
         except (PydError, OSError):
             return None
+
+
+async def _settle(*steps: Any) -> list[tuple[bool, Any]]:
+    """Run independent steps at the same time and wait for all of them, even when one fails:
+    [(True, result) or (False, Failure)] in the order given."""
+    results: list[tuple[bool, Any]] = await DeferredList(
+        [ensureDeferred(s) for s in steps], consumeErrors=True
+    )
+    return [(bool(ok), value) for ok, value in results]
 
 
 def _write(path: str, text: str) -> None:

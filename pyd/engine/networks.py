@@ -1127,18 +1127,19 @@ class NetworkService:
             ip = endpoints[0].ipv4
             if not prim_net.internal:
                 ports = await self._publish(first, name, ip, host_config, exposed)
+            # One read: each update below touches only its own row.
+            fresh = {f.id: f for f in await self._repo.endpoints(container_id=cid)}
             for att in atts:
-                fresh = await self._repo.endpoints(container_id=cid)
-                for f in fresh:
-                    if f.id == att.id:
-                        cfg = dict(f.config)
-                        cfg["dns_upstream"] = upstream
-                        cfg["dns_config"] = {
-                            k: list(host_config.get(k) or [])
-                            for k in ("Dns", "DnsSearch", "DnsOptions")
-                        }
-                        cfg["hostname"] = hostname
-                        await self._repo.update_endpoint(f.id, config=cfg)
+                f = fresh.get(att.id)
+                if f is not None:
+                    cfg = dict(f.config)
+                    cfg["dns_upstream"] = upstream
+                    cfg["dns_config"] = {
+                        k: list(host_config.get(k) or [])
+                        for k in ("Dns", "DnsSearch", "DnsOptions")
+                    }
+                    cfg["hostname"] = hostname
+                    await self._repo.update_endpoint(f.id, config=cfg)
             await self._refresh()
         except BaseException:
             await self._stop_dns(cid)

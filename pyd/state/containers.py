@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from twisted.internet.defer import Deferred
 
@@ -17,6 +17,12 @@ from pyd.core.errors import Conflict
 from pyd.core.records import Container, ContainerState, HealthLogEntry, MountSpec
 from pyd.state.db import Database
 from pyd.state.models import ContainerRow
+
+# Statements built once (the per-call construction of ORM-entity DML cost more than the SQL).
+_CONTAINERS: Table = ContainerRow.__table__  # type: ignore[assignment]
+_INSERT = insert(_CONTAINERS)
+_UPDATE = update(_CONTAINERS).where(_CONTAINERS.c.id == bindparam("b_id"))
+_DELETE = delete(_CONTAINERS).where(_CONTAINERS.c.id == bindparam("b_id"))
 
 
 def name_conflict(name: str, holder: str) -> Conflict:
@@ -100,7 +106,7 @@ class ContainerRepository:
 
         def thd(conn: Connection) -> Container:
             try:
-                conn.execute(insert(ContainerRow).values(**values))
+                conn.execute(_INSERT, values)
             except IntegrityError:
                 holder = conn.execute(
                     select(ContainerRow.id).where(ContainerRow.name == c.name)
@@ -122,7 +128,7 @@ class ContainerRepository:
 
         def thd(conn: Connection) -> Container:
             try:
-                conn.execute(update(ContainerRow).where(ContainerRow.id == c.id).values(**values))
+                conn.execute(_UPDATE, {"b_id": c.id, **values})
             except IntegrityError:
                 holder = conn.execute(
                     select(ContainerRow.id).where(ContainerRow.name == c.name)
@@ -138,7 +144,7 @@ class ContainerRepository:
         """Delete the row (endpoints and volume uses cascade)."""
 
         def thd(conn: Connection) -> None:
-            conn.execute(delete(ContainerRow).where(ContainerRow.id == container_id))
+            conn.execute(_DELETE, {"b_id": container_id})
 
         return self._db.transaction(thd)
 

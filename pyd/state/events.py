@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Table, delete, func, insert, select
 from twisted.internet.defer import Deferred
 
 from pyd.core.records import Event
 from pyd.state.db import Database
 from pyd.state.models import EventRow
+
+# Built once: constructing an ORM-entity INSERT per call cost more than the SQL itself.
+_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+_INSERT = insert(_EVENTS)
 
 
 def _record(row: Any) -> Event:
@@ -50,14 +54,15 @@ class EventRepository:
 
         def thd(conn: Connection) -> Event:
             res = conn.execute(
-                insert(EventRow).values(
-                    type=type_,
-                    action=action,
-                    actor_id=actor_id,
-                    attributes=attributes,
-                    scope=scope,
-                    time_nano=time_nano,
-                )
+                _INSERT,
+                {
+                    "type": type_,
+                    "action": action,
+                    "actor_id": actor_id,
+                    "attributes": attributes,
+                    "scope": scope,
+                    "time_nano": time_nano,
+                },
             )
             new_id = res.inserted_primary_key[0] if res.inserted_primary_key else 0
             if prune:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, delete, func, insert, literal_column, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, literal_column, select, update
 from twisted.internet.defer import Deferred
 
 from pyd.core.records import Layer
@@ -61,6 +61,17 @@ class RwLayer:
     created: int
 
 
+# Hot statements (every container create/start), built once: the per-call construction and
+# cache-key work of SQLAlchemy cost more than SQLite's own.
+_LAYER_BY_CHAIN = select(LayerRow).where(LayerRow.chain_id == bindparam("b_chain"))
+_IMAGE_BY_ID = select(ImageRow).where(ImageRow.id == bindparam("b_id"))
+_REFS_OF_ONE = select(
+    ImageRefRow.image_id, ImageRefRow.ref, ImageRefRow.kind, ImageRefRow.created
+).where(ImageRefRow.image_id == bindparam("b_id"))
+_REF_TARGET = select(ImageRefRow.image_id).where(ImageRefRow.ref == bindparam("b_ref"))
+_RW_BY_CONTAINER = select(RwLayerRow).where(RwLayerRow.container_id == bindparam("b_cid"))
+
+
 def _layer(row: Any) -> Layer:
     return Layer(
         chain_id=row.chain_id,
@@ -76,7 +87,10 @@ def _layer(row: Any) -> Layer:
 def _images(conn: Connection, rows: Sequence[Any]) -> list[StoredImage]:
     ids = [r.id for r in rows]
     refs: dict[str, list[tuple[str, str, int]]] = {i: [] for i in ids}
-    if ids:
+    if len(ids) == 1:
+        for rr in conn.execute(_REFS_OF_ONE, {"b_id": ids[0]}):
+            refs[rr.image_id].append((rr.ref, rr.kind, rr.created))
+    elif ids:
         for rr in conn.execute(
             select(
                 ImageRefRow.image_id, ImageRefRow.ref, ImageRefRow.kind, ImageRefRow.created
@@ -107,7 +121,7 @@ def chain(conn: Connection, top: str | None) -> list[Layer]:
     out: list[Layer] = []
     cur = top
     while cur is not None:
-        row = conn.execute(select(LayerRow).where(LayerRow.chain_id == cur)).first()
+        row = conn.execute(_LAYER_BY_CHAIN, {"b_chain": cur}).first()
         if row is None:
             raise LookupError(f"layer {cur} is missing")
         out.append(_layer(row))
@@ -254,7 +268,7 @@ class ImageRepository:
         """The image with this full id."""
 
         def thd(conn: Connection) -> StoredImage | None:
-            rows = conn.execute(select(ImageRow).where(ImageRow.id == image_id)).all()
+            rows = conn.execute(_IMAGE_BY_ID, {"b_id": image_id}).all()
             return _images(conn, rows)[0] if rows else None
 
         return self._db.run(thd)
@@ -262,9 +276,7 @@ class ImageRepository:
     def find_ref(self, ref: str) -> Deferred[str | None]:
         """The image id a normalised reference points at."""
         return self._db.run(
-            lambda conn: conn.execute(
-                select(ImageRefRow.image_id).where(ImageRefRow.ref == ref)
-            ).scalar_one_or_none()
+            lambda conn: conn.execute(_REF_TARGET, {"b_ref": ref}).scalar_one_or_none()
         )
 
     def find_prefix(self, hex_prefix: str) -> Deferred[list[str]]:
@@ -406,9 +418,7 @@ class ImageRepository:
         """The writable layer of a container."""
 
         def thd(conn: Connection) -> RwLayer | None:
-            row = conn.execute(
-                select(RwLayerRow).where(RwLayerRow.container_id == container_id)
-            ).first()
+            row = conn.execute(_RW_BY_CONTAINER, {"b_cid": container_id}).first()
             if row is None:
                 return None
             return RwLayer(row.container_id, row.image_id, row.top_layer, row.created)

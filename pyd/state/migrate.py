@@ -1,15 +1,24 @@
-"""Upgrade the schema to head with Alembic, driven from code (layer: state)."""
+"""Upgrade the schema to head with Alembic, driven from code (layer: state).
+
+Alembic itself is imported only when the schema must change: it and its dependencies cost the
+daemon ~10 MB of resident memory for the whole of its life. Whether the database is at head is
+answered without it, from the C{alembic_version} table and the revision files.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+_REVISION = re.compile(r"""^revision\s*(?::[^=]*)?=\s*["']([^"']+)["']""", re.M)
+_DOWN = re.compile(r"""^down_revision\s*(?::[^=]*)?=\s*(?:None|["']([^"']+)["'])""", re.M)
 
 
 def script_location() -> str:
@@ -26,6 +35,8 @@ def script_location() -> str:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config built in code; C{connection} is handed to env.py."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", script_location())
     if connection is not None:
@@ -34,17 +45,53 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Upgrade the database behind C{connection} to C{revision} (blocking: DB thread only)."""
+    """Upgrade the database behind C{connection} to C{revision} (blocking: DB thread only).
+
+    A database already at head is left alone without importing Alembic.
+    """
+    if revision == "head" and current_revision(connection) == head_revision():
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(connection), revision)
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, or None for an empty database."""
-    return MigrationContext.configure(connection).get_current_revision()
+    has_table = connection.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    ).first()
+    if has_table is None:
+        return None
+    row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    return str(row[0]) if row is not None else None
 
 
 def head_revision() -> str | None:
-    """The newest revision shipped."""
+    """The newest revision shipped, read from the revision files (Alembic only if they branch)."""
+    versions = os.path.join(script_location(), "versions")
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for name in os.listdir(versions):
+        if not name.endswith(".py") or name.startswith("__"):
+            continue
+        with open(os.path.join(versions, name), encoding="utf-8") as f:
+            text = f.read()
+        rev, down = _REVISION.search(text), _DOWN.search(text)
+        if rev is None or down is None:
+            return _alembic_head()
+        revisions.add(rev.group(1))
+        if down.group(1):
+            downs.add(down.group(1))
+    heads = revisions - downs
+    if len(heads) != 1:
+        return _alembic_head()
+    return heads.pop()
+
+
+def _alembic_head() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -80,3 +127,23 @@ def backup_before_upgrade(connection: Connection, directory: str, keep: int = 3)
     for old in olds[:-keep]:
         os.unlink(old)
     return path
+
+
+def main(argv: list[str]) -> int:
+    """C{python -m pyd.state.migrate DB}: upgrade the SQLite file C{DB} to head (the daemon
+    runs this as a child process, see L{pyd.service.PydService})."""
+    from pyd.state.db import make_engine
+
+    engine = make_engine(argv[0])
+    try:
+        with engine.begin() as conn:
+            upgrade(conn)
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

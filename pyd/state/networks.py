@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from twisted.internet.defer import Deferred
 
@@ -19,6 +19,14 @@ from pyd.core.errors import Conflict, InvalidParameter, NotFound
 from pyd.core.records import Attachment, IpamPool, Network
 from pyd.state.db import Database
 from pyd.state.models import EndpointRow, NetworkRow
+
+# Built once (container start/stop run it several times): SQLAlchemy's per-call statement
+# construction cost more than SQLite's query.
+_ENDPOINTS_OF = (
+    select(EndpointRow)
+    .where(EndpointRow.container_id == bindparam("b_cid"))
+    .order_by(EndpointRow.id)
+)
 
 
 def _network(row: Any) -> Network:
@@ -135,6 +143,9 @@ class NetworkRepository:
         """Endpoint rows, filtered by network and/or container."""
 
         def thd(conn: Connection) -> list[Attachment]:
+            if network_id is None and container_id is not None:  # every container start
+                rows = conn.execute(_ENDPOINTS_OF, {"b_cid": container_id}).all()
+                return [_attachment(r) for r in rows]
             q = select(EndpointRow)
             if network_id is not None:
                 q = q.where(EndpointRow.network_id == network_id)
@@ -184,6 +195,9 @@ class NetworkRepository:
         """Delete a container's endpoint rows (one network or all); return what was removed."""
 
         def thd(conn: Connection) -> list[Attachment]:
+            if network_id is None and container_id is not None:  # every container start
+                rows = conn.execute(_ENDPOINTS_OF, {"b_cid": container_id}).all()
+                return [_attachment(r) for r in rows]
             q = select(EndpointRow).where(EndpointRow.container_id == container_id)
             d = delete(EndpointRow).where(EndpointRow.container_id == container_id)
             if network_id is not None:
