@@ -615,7 +615,9 @@ async def _container_refusal(ctx: _Ctx, c: Container, depth: int) -> str | None:
     hc.pop("Binds", None)
     hc.pop("Mounts", None)
     hc.pop("VolumesFrom", None)
-    hc.pop("PortBindings", None)  # a low published port is no way into the container's powers
+    # Neither a low published port nor a cgroup parent is a way into the container's powers.
+    hc.pop("PortBindings", None)
+    hc.pop("CgroupParent", None)
     try:
         await _check_host_config(ctx, hc, depth)
         await _check_resolved_mounts(ctx, c)

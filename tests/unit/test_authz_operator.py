@@ -415,7 +415,8 @@ class CreateOptionTests(_Base):
 
     def test_low_host_ports(self) -> None:
         """Publishing host ports below 1024 (root's on the host) is refused; high, ranged and
-        ephemeral ports are allowed; an admin's container publishing port 80 stays usable."""
+        ephemeral ports are allowed; an admin's container publishing port 80 (or with a cgroup
+        parent) stays usable."""
         self.create_refused(
             {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "22"}]}},
             "publish host port 22 (below 1024, for 80/tcp)",
@@ -432,7 +433,12 @@ class CreateOptionTests(_Base):
                 "PublishAllPorts": True,
             }
         )
-        self.lookup.add(container("web", {"PortBindings": {"80/tcp": [{"HostPort": "80"}]}}))
+        self.lookup.add(
+            container(
+                "web",
+                {"PortBindings": {"80/tcp": [{"HostPort": "80"}]}, "CgroupParent": "/web.slice"},
+            )
+        )
         self.allow("POST", "/containers/web/exec", {"Cmd": ["sh"]})
 
     def test_wrong_types_refused(self) -> None:
