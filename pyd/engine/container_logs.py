@@ -241,11 +241,29 @@ def request_rotation(
 
 
 def rotation_step(
-    log_path: str, max_files: int, max_size: int, ctl_path: str, requested: int, resend: bool
-) -> int:
-    """L{rotate_log_files}, then L{request_rotation}: what pyd does when the log changed."""
+    log_path: str,
+    max_files: int,
+    max_size: int,
+    ctl_path: str,
+    requested: int,
+    resend: bool,
+    known: int = 0,
+) -> tuple[int, int]:
+    """What pyd does when the log changed: L{rotate_log_files} after a rotation, then
+    L{request_rotation}.
+
+    C{known} is the inode of C{ctr.log} seen by the previous step: while it is still the
+    current file, below max-size and nothing is pending, only one stat is spent (conmon's
+    writes are reported often). Returns (the pending request, the current inode).
+    """
+    try:
+        cur = os.stat(log_path)
+    except FileNotFoundError:
+        return 0, 0
+    if cur.st_ino == known and not requested and cur.st_size < max_size:
+        return 0, known
     rotate_log_files(log_path, max_files)
-    return request_rotation(log_path, max_size, ctl_path, requested, resend)
+    return request_rotation(log_path, max_size, ctl_path, requested, resend), cur.st_ino
 
 
 class LogFile(NamedTuple):

@@ -148,6 +148,7 @@ class DirWatcher(Protocol):
 
 
 ROTATION_RESEND = 2.0  # seconds without conmon carrying out a reopen: ask again
+LOG_BACKSTOP = 10  # conmon's own --log-size-max: this many times max-size x max-file
 
 
 class _LogWatch:
@@ -163,6 +164,7 @@ class _LogWatch:
         self.again = False
         self.requested = 0  # inode conmon was asked to leave (0: no reopen pending)
         self.requested_at = 0.0
+        self.known = 0  # inode of ctr.log at the previous step
 
 
 class _Run:
@@ -718,8 +720,10 @@ class ContainerService:
             self._runs[cid] = run
             if plan.rotates:
                 await self._blocking.run(rotate_log_files, log_path, plan.max_files, True)
-                # conmon's own limit only bounds the log while pyd is not there to rotate it
-                log_limit = plan.max_size * plan.max_files
+                # conmon's own limit only bounds the log while pyd is not there to rotate it:
+                # it counts bytes since its own last rotation (not pyd's), so while pyd runs
+                # it cuts a file short once every LOG_BACKSTOP x max-file files
+                log_limit = plan.max_size * plan.max_files * LOG_BACKSTOP
             else:
                 log_limit = plan.max_size
             pid = await self.runtime.create(
@@ -1521,7 +1525,8 @@ class ContainerService:
         now = self._clock.seconds()
         resend = bool(w.requested) and now - w.requested_at > ROTATION_RESEND
 
-        def stepped(requested: int) -> None:
+        def stepped(result: tuple[int, int]) -> None:
+            requested, w.known = result
             if requested and (requested != w.requested or resend):
                 w.requested_at = now
             w.requested = requested
@@ -1533,7 +1538,7 @@ class ContainerService:
                 self._rotate_log(cid)
 
         d = self._blocking.run(
-            rotation_step, w.path, w.max_files, w.max_size, w.ctl, w.requested, resend
+            rotation_step, w.path, w.max_files, w.max_size, w.ctl, w.requested, resend, w.known
         )
         d.addCallback(stepped)
         d.addErrback(lambda f: log.failure("log rotation of {cid} failed", f, cid=cid))

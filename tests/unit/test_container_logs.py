@@ -96,6 +96,7 @@ class RotationTests(SynchronousTestCase):
         self.ctl = os.path.join(self.dir, "ctl")
         self.addCleanup(shutil.rmtree, self.dir)
         self.requested = 0
+        self.known = 0
         self.max_size = 400
         self.max_files = 3
 
@@ -108,8 +109,8 @@ class RotationTests(SynchronousTestCase):
 
     def react(self, resend: bool = False) -> None:
         """What the daemon does on an inotify event for ctr.log."""
-        self.requested = rotation_step(
-            self.path, self.max_files, self.max_size, self.ctl, self.requested, resend
+        self.requested, self.known = rotation_step(
+            self.path, self.max_files, self.max_size, self.ctl, self.requested, resend, self.known
         )
 
     def numbered(self) -> dict[int, int]:

@@ -721,14 +721,14 @@ class LogConfigTests(EngineTestBase):
 
     def test_rotation_is_watched_while_running(self) -> None:
         """max-size with max-file > 1: the log is prepared and watched while the container runs;
-        conmon's own limit is max-size x max-file."""
+        conmon's own limit is 10 x max-size x max-file."""
         watcher = FakeDirWatcher()
         self.svc.log_watcher = watcher
         lc = {"Type": "json-file", "Config": {"max-size": "10k", "max-file": "3"}}
         cid = self.started(HostConfig={"LogConfig": lc})
         bundle = self.svc.bundle_dir(cid)
         opts: CreateOptions = self.runtime.containers[cid]["opts"]
-        self.assertEqual((opts.log_size_max, opts.log_driver), (30_000, "k8s-file"))
+        self.assertEqual((opts.log_size_max, opts.log_driver), (300_000, "k8s-file"))
         self.assertIn(bundle, watcher.watches)
         self.assertTrue(os.path.exists(os.path.join(bundle, "ctr.log.1")))
         self.assertTrue(os.path.exists(os.path.join(bundle, "ctr.log.next")))
