@@ -569,7 +569,7 @@ class ContainerService:
         if not cc.command_of(config):
             raise InvalidParameter("no command specified")
         config["ExposedPorts"] = _normalise_ports(config.get("ExposedPorts"))
-        mode = hc.get("NetworkMode") or "default"
+        mode = self._networks.canonical_mode(hc.get("NetworkMode") or "default")
         if mode == "default":
             mode = "bridge"
         hc["NetworkMode"] = mode

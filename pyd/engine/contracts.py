@@ -58,6 +58,11 @@ class ImageProvider(Protocol):
 class NetworkProvider(Protocol):
     """What containers need from networking."""
 
+    def canonical_mode(self, network_mode: str) -> str:
+        """C{host} or C{none} when C{network_mode} names those networks by id or id prefix;
+        otherwise C{network_mode} unchanged (an unknown name is left for L{validate})."""
+        ...
+
     async def validate(
         self,
         container_id: str,

@@ -429,6 +429,17 @@ class NetworkService:
             )
         raise NotFound(f"network {ref} not found")
 
+    def canonical_mode(self, network_mode: str) -> str:
+        """C{host}/C{none} for those networks named by id or prefix (as dockerd runs a container
+        given C{--network <host network id>} in the host's namespace); else unchanged."""
+        if network_mode in ("", "default", "host", "none", "bridge") or ":" in network_mode:
+            return network_mode
+        try:
+            net = self.resolve(network_mode)
+        except NotFound:
+            return network_mode
+        return {"host": "host", "null": "none"}.get(net.driver, network_mode)
+
     def _network_for_mode(self, mode: str) -> Network:
         if mode in ("", "default"):
             mode = "bridge"

@@ -268,6 +268,17 @@ class NetworksApiTests(SynchronousTestCase):
         self.assertIn("web-alias", setup.endpoints[0].dns_names)
         self.assertNotIn("old", setup.endpoints[0].dns_names)
 
+    def test_canonical_mode_by_id(self) -> None:
+        """--network <host or none network id/prefix> means host/none mode; other networks and
+        unknown names are left as given."""
+        _, nets = self.call("GET", "/networks")
+        ids = {n["Name"]: n["Id"] for n in nets}
+        self.assertEqual(self.service.canonical_mode(ids["host"]), "host")
+        self.assertEqual(self.service.canonical_mode(ids["none"][:12]), "none")
+        self.assertEqual(self.service.canonical_mode(ids["bridge"]), ids["bridge"])
+        self.assertEqual(self.service.canonical_mode("nosuchnet"), "nosuchnet")
+        self.assertEqual(self.service.canonical_mode("container:abc"), "container:abc")
+
     def test_prune(self) -> None:
         """prune deletes unused user networks and names them."""
         self.call("POST", "/networks/create", {"Name": "p1"})

@@ -19,6 +19,9 @@ from pyd.core.records import MountSpec, NetworkSetup
 class BasicNetworkProvider:
     """C{none}/C{host} networking (a new empty namespace for anything else)."""
 
+    def canonical_mode(self, network_mode: str) -> str:
+        return network_mode
+
     async def validate(
         self,
         container_id: str,

@@ -92,6 +92,9 @@ class FakeNetworkProvider:
         self.released: list[str] = []
         self.next_ip = 2
 
+    def canonical_mode(self, network_mode: str) -> str:
+        return network_mode
+
     async def validate(
         self,
         container_id: str,
