@@ -379,6 +379,40 @@ class ImageService:
         finally:
             await self._io.run(self._store.discard, tar_path)
 
+    async def commit_config(
+        self,
+        parent_id: str | None,
+        image_config: dict[str, Any],
+        created_by: str,
+        author: str = "",
+        cache_key: str | None = None,
+        extra_top: dict[str, Any] | None = None,
+    ) -> Image:
+        """A new image with C{parent_id}'s layers (None: none) and a new C{config} section: an
+        C{empty_layer} history entry and no writable layer to diff (the classic builder's
+        metadata-only steps)."""
+        parent_top: str | None = None
+        base_cfg: dict[str, Any] = {}
+        if parent_id:
+            parent = await self._repo.get_image(parent_id)
+            if parent is None:
+                raise no_such_image(parent_id)
+            parent_top, base_cfg = parent.top_layer, parent.config
+        return await self._create_image_from_layer(
+            None,
+            parent_top=parent_top,
+            base_cfg=base_cfg,
+            config=image_config,
+            created_by=created_by,
+            comment="",
+            author=author,
+            parent_id=parent_id,
+            cache_key=cache_key,
+            repo_tag=None,
+            event="commit",
+            extra_top=extra_top,
+        )
+
     async def commit_container(
         self,
         ref: str,

@@ -60,6 +60,7 @@ class FakeBuildImages:
         self.layer_images: dict[str, str | None] = {}
         self.commits = 0
         self.tops: list[dict[str, Any]] = []
+        self.meta_commits = 0  # metadata-only steps (commit_config)
         os.makedirs(os.path.join(root, "images"), exist_ok=True)
         os.makedirs(os.path.join(root, "layers"), exist_ok=True)
 
@@ -182,6 +183,25 @@ class FakeBuildImages:
         shutil.rmtree(self.image_dir(img.id))
         _clone(layer_dir, self.image_dir(img.id))
         return img
+
+    async def commit_config(
+        self,
+        parent_id: str | None,
+        config: dict[str, Any],
+        created_by: str,
+        author: str,
+        cache_key: str | None,
+        top: dict[str, Any] | None = None,
+    ) -> Image:
+        self.meta_commits += 1
+        layer_id = "meta-" + str(self.meta_commits)
+        await self.create_rw_layer(layer_id, parent_id)
+        try:
+            return await self.commit(
+                layer_id, config, created_by, author, parent_id, cache_key, top
+            )
+        finally:
+            await self.remove_rw_layer(layer_id)
 
     async def tag(self, image_id: str, ref: str) -> str:
         name = _normalise(ref)

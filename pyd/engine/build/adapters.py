@@ -36,6 +36,16 @@ class _ImageService(Protocol):
         cache_key: str | None = None,
     ) -> Image: ...
 
+    async def commit_config(
+        self,
+        parent_id: str | None,
+        image_config: dict[str, Any],
+        created_by: str,
+        author: str = "",
+        cache_key: str | None = None,
+        extra_top: dict[str, Any] | None = None,
+    ) -> Image: ...
+
     async def tag(self, source: str, repo: str, tag: str | None) -> str: ...
 
 
@@ -105,6 +115,20 @@ class ImageStoreAdapter:
             cfg["_commit"]["top"] = dict(top)
         return await self._images.commit(
             layer_id, cfg, repo_tag=None, parent_id=parent_id, cache_key=cache_key
+        )
+
+    async def commit_config(
+        self,
+        parent_id: str | None,
+        config: dict[str, Any],
+        created_by: str,
+        author: str,
+        cache_key: str | None,
+        top: dict[str, Any] | None = None,
+    ) -> Image:
+        """A metadata-only step's image: the parent's layers, a new config."""
+        return await self._images.commit_config(
+            parent_id, dict(config), created_by, author, cache_key, top
         )
 
     async def tag(self, image_id: str, ref: str) -> str:

@@ -102,6 +102,19 @@ class BuildImageStore(Protocol):
         adds no layer (the history entry is marked C{empty_layer}), as dockerd does."""
         ...
 
+    async def commit_config(
+        self,
+        parent_id: str | None,
+        config: dict[str, Any],
+        created_by: str,
+        author: str,
+        cache_key: str | None,
+        top: dict[str, Any] | None = None,
+    ) -> Image:
+        """A new image with C{parent_id}'s layers and C{config} (an C{empty_layer} history
+        entry), without a writable layer: what a metadata-only step commits."""
+        ...
+
     async def tag(self, image_id: str, ref: str) -> str:
         """Point C{ref} at the image; return the normalised familiar name (C{x:latest})."""
         ...
@@ -911,9 +924,14 @@ class _Build:
                 cc["Labels"] = dict(cc.get("Labels") or {})
         if self.svc.docker_version:
             top["docker_version"] = self.svc.docker_version
-        img = await self.svc.images.commit(
-            layer, cfg, " ".join(cmd), st.maintainer, st.image_id or None, key, top
-        )
+        if layer:
+            img = await self.svc.images.commit(
+                layer, cfg, " ".join(cmd), st.maintainer, st.image_id or None, key, top
+            )
+        else:  # a metadata-only step: no layer to diff
+            img = await self.svc.images.commit_config(
+                st.image_id or None, cfg, " ".join(cmd), st.maintainer, key, top
+            )
         self._advance(st, img)
 
     def _merge_parent_healthcheck(self, st: _StageState) -> None:
@@ -928,12 +946,14 @@ class _Build:
             if not hc.get(k) and parent.get(k):
                 hc[k] = copy.deepcopy(parent[k])
 
-    async def _step_layer(self, st: _StageState, cmd: list[str]) -> tuple[str, bool]:
-        """The writable layer a metadata step commits, and whether it is a container to keep.
+    async def _step_container(self, st: _StageState, cmd: list[str]) -> str | None:
+        """The container of a metadata-only step, or None.
 
-        dockerd creates a container (never started) for each such step. pyd normally skips
-        that and commits a bare layer; with C{--rm=false} it creates the container, so that
-        C{docker ps -a} shows what dockerd's shows afterwards."""
+        dockerd creates a container (never started) for each such step and commits it. pyd
+        normally creates none: the step's image is the parent's layers with the new config
+        (the printed C{Running in} id is only the image's C{container} field). With
+        C{--rm=false} it creates the container, so that C{docker ps -a} afterwards shows what
+        dockerd's shows."""
         self._merge_parent_healthcheck(st)
         if (
             not self.opts.rm
@@ -946,24 +966,22 @@ class _Build:
             cid = await self.svc.containers.create(st.image_id, cfg, step_host_config(self.opts))
             self.tmp_containers.append(cid)
             self.say(f" ---> Running in {cid[:12]}\n")
-            return cid, True
-        layer = secrets.token_hex(32)
-        self.say(f" ---> Running in {layer[:12]}\n")
-        self.tmp_containers.append("nop:" + layer)
-        await self.svc.images.create_rw_layer(layer, st.image_id or None)
-        return layer, False
+            return cid
+        return None
 
     async def _commit_meta(self, st: _StageState, comment: str) -> None:
         cmd = [*self._shell(st.config), "#(nop) ", comment]
         key = self._cache_key(st, cmd)
         if await self._probe(st, key):
             return
-        layer, kept = await self._step_layer(st, cmd)
-        try:
-            await self._commit_layer(st, layer, cmd, key, container=layer)
-        finally:
-            if not kept:
-                await self.svc.images.remove_rw_layer(layer)
+        cid = await self._step_container(st, cmd)
+        if cid is not None:
+            await self._commit_layer(st, cid, cmd, key, container=cid)
+            return
+        fake = secrets.token_hex(32)
+        self.say(f" ---> Running in {fake[:12]}\n")
+        self.tmp_containers.append("nop:" + fake)
+        await self._commit_layer(st, "", cmd, key, container=fake)
 
     async def _workdir(self, st: _StageState, wd: str) -> None:
         comment = f"WORKDIR {wd}"
@@ -971,7 +989,12 @@ class _Build:
         key = self._cache_key(st, cmd)
         if await self._probe(st, key):
             return
-        layer, kept = await self._step_layer(st, cmd)
+        cid = await self._step_container(st, cmd)
+        layer = cid or secrets.token_hex(32)
+        if cid is None:
+            self.say(f" ---> Running in {layer[:12]}\n")
+            self.tmp_containers.append("nop:" + layer)
+            await self.svc.images.create_rw_layer(layer, st.image_id or None)
         try:
             root = await self.svc.images.mount_rw_layer(layer)
             user = st.config.get("User") or ""
@@ -979,7 +1002,7 @@ class _Build:
             await self.svc.io.run(fs.make_workdir, root, wd, owner)
             await self._commit_layer(st, layer, cmd, key, container=layer)
         finally:
-            if not kept:
+            if cid is None:
                 await self.svc.images.remove_rw_layer(layer)
 
     # .. RUN ....................................................................................

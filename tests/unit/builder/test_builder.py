@@ -158,6 +158,25 @@ class OutputTests(BuilderTestCase):
         self.build({"Dockerfile": "FROM busybox\nRUN echo x\n"}, rm=False)
         self.assertEqual(len(self.containers.created), 1)
 
+    def test_metadata_steps_commit_config_only(self) -> None:
+        """A metadata-only step makes its image from the parent's layers and a new config
+        (no writable layer, no container), with dockerd's container_config/container fields;
+        with rm=false each gets a real (never started) container, as dockerd leaves them."""
+        res, out = self.build({"Dockerfile": "FROM busybox\nENV A=1\nLABEL l=x\n"})
+        self.assertEqual(self.images.meta_commits, 2)
+        self.assertEqual(len(self.containers.created), 0)
+        cfg = self.config(res.image_id)
+        self.assertEqual(cfg["config"]["Labels"], {"l": "x"})  # the run config, in Go's full shape:
+        self.assertEqual(cfg["config"]["Hostname"], "")
+        top = self.images.tops[-1]
+        self.assertEqual(top["container_config"]["Cmd"], ["/bin/sh", "-c", "#(nop) ", "LABEL l=x"])
+        self.assertEqual(top["container_config"]["Hostname"], top["container"][:12])
+        self.assertIn(f" ---> Running in {top['container'][:12]}\n", out)
+        self.assertIn(f" ---> Removed intermediate container {top['container'][:12]}\n", out)
+        self.build({"Dockerfile": "FROM busybox\nENV B=1\nLABEL m=x\n"}, rm=False)
+        self.assertEqual(len(self.containers.created), 2)
+        self.assertEqual(self.images.meta_commits, 2)
+
     def test_missing_base(self) -> None:
         """A base image that is not present (and no registry) is a clear error."""
         err = self.build_fails({"Dockerfile": "FROM nosuch:1\n"}, tags=("x",))
