@@ -16,7 +16,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app
-from pyd.api.streams import STDERR, STDOUT, frame
+from pyd.api.streams import STDERR, STDOUT, frame_header
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
 from pyd.api.wire import (
     check_filters,
@@ -665,18 +665,22 @@ class ContainersRouter:
             if closed["v"] or not batch:
                 return
             parts: list[bytes] = []
+            add = parts.append
             size = 0
             for e in batch:
                 data = e.data
                 if timestamps:
                     data = rfc3339_nano(e.time_nano).encode() + b" " + data
                 if not tty:
-                    data = frame(STDOUT if e.stream == "stdout" else STDERR, data)
-                parts.append(data)
+                    # header and payload side by side: the join copies each byte once
+                    add(frame_header(STDOUT if e.stream == "stdout" else STDERR, len(data)))
+                    size += 8
+                add(data)
                 size += len(data)
                 if size >= 65536:
                     request.write(b"".join(parts))
-                    parts, size = [], 0
+                    parts.clear()
+                    size = 0
             if parts:
                 request.write(b"".join(parts))
 

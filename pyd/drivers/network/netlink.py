@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+
+from pyd.drivers.network.lean_pyroute2 import IPRoute, NetlinkError
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
