@@ -50,6 +50,7 @@ from pyd.drivers.runtime.conmon import (
     RuntimeFailed,
     cgroup_path,
 )
+from pyd.drivers.runtime.shm import mount_shm, unmount_shm
 from pyd.engine import container_config as cc
 from pyd.engine import resolvconf
 from pyd.engine.container_logs import (
@@ -716,6 +717,13 @@ class ContainerService:
             # Volumes after the network, as dockerd does (its "mount" events follow "connect").
             await self._volumes.prepare(cid, c.mounts, rootfs)
             spec_input = await self._blocking.run(self._prepare_spec, c, rootfs, net)
+            pid_path, ipc_path, shm_source = self._namespace_joins(hc)
+            if (hc.get("IpcMode") or "") == "shareable":
+                shm_source = os.path.join(self.bundle_dir(cid), "shm")
+                await self._blocking.run(mount_shm, shm_source, hc.get("ShmSize") or cc.DEFAULT_SHM)
+            spec_input = attrs.evolve(
+                spec_input, pid_path=pid_path, ipc_path=ipc_path, shm_source=shm_source
+            )
             spec = oci.build_spec(spec_input)
             self._runs[cid] = run
             if plan.rotates:
@@ -825,6 +833,39 @@ class ContainerService:
             gone(cid)
         if c.host_config.get("AutoRemove"):
             self._clock.callLater(0, self._spawn_auto_remove, cid, code)
+
+    def _namespace_joins(self, hc: dict[str, Any]) -> tuple[str, str, str]:
+        """The namespaces C{--pid container:X} and C{--ipc container:X} join (dockerd's checks
+        and texts: the donor must exist and run; an IPC donor must be C{shareable})."""
+        pid_path = ipc_path = shm_source = ""
+        pid_mode = hc.get("PidMode") or ""
+        if pid_mode.startswith("container:"):
+            donor = self._running_donor(pid_mode.split(":", 1)[1])
+            pid_path = f"/proc/{donor.state.pid}/ns/pid"
+        ipc_mode = hc.get("IpcMode") or ""
+        if ipc_mode.startswith("container:"):
+            donor = self._running_donor(ipc_mode.split(":", 1)[1])
+            if (donor.host_config.get("IpcMode") or "") != "shareable":
+                raise InvalidParameter(
+                    f"container {donor.id}: non-shareable IPC "
+                    "(hint: use IpcMode:shareable for the donor container)"
+                )
+            ipc_path = f"/proc/{donor.state.pid}/ns/ipc"
+            shm_source = os.path.join(self.bundle_dir(donor.id), "shm")
+        return pid_path, ipc_path, shm_source
+
+    def _running_donor(self, ref: str) -> Container:
+        try:
+            donor = self.resolve(ref)
+        except NotFound as e:
+            raise InvalidParameter(str(e)) from e
+        if not donor.state.running or not donor.state.pid:
+            raise Conflict(f"container {donor.id} is not running")
+        if donor.state.status == "restarting":
+            raise Conflict(
+                f"Container {donor.id} is restarting, wait until the container is running"
+            )
+        return donor
 
     def _prepare_spec(
         self, c: Container, rootfs: str, net: NetworkSetup | None
@@ -1021,6 +1062,7 @@ class ContainerService:
         except PydError as e:
             log.warn("unmount {cid}: {err}", cid=cid, err=e)
         await self.runtime.clear_exit(cid, self.bundle_dir(cid))
+        await self._blocking.run(unmount_shm, os.path.join(self.bundle_dir(cid), "shm"))
         await self._stop_log_rotation(cid)
         c = self._cache.get(cid, c)
         ran_for = self._clock.seconds() - run.started_at
@@ -1364,6 +1406,7 @@ class ContainerService:
             self._cache.pop(c.id, None)
             self._backoff.pop(c.id, None)
             self._unwatch_log(c.id)
+            await self._blocking.run(unmount_shm, os.path.join(self.bundle_dir(c.id), "shm"))
             await self._blocking.run(shutil.rmtree, self.bundle_dir(c.id), True)
             self._emit(c, "destroy")
             for gone in self.on_gone:

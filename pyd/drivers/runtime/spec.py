@@ -219,6 +219,9 @@ class RuntimeSpecInput:
     netns_path: str | None = ""  # None: host; "": new namespace; path: join
     ipc_host: bool = False
     pid_host: bool = False
+    pid_path: str = ""  # join this PID namespace (--pid container:X)
+    ipc_path: str = ""  # join this IPC namespace (--ipc container:X) ...
+    shm_source: str = ""  # ... and bind its /dev/shm here
     uts_host: bool = False
     resources: Resources = Resources()
     cgroups_path: str = ""
@@ -415,7 +418,16 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
         },
     ]
     user_dests = {m.destination.rstrip("/") or "/" for m in inp.mounts}
-    if "/dev/shm" not in user_dests:
+    if "/dev/shm" not in user_dests and inp.shm_source:
+        mounts.append(
+            {
+                "destination": "/dev/shm",
+                "type": "bind",
+                "source": inp.shm_source,
+                "options": ["rbind", "rprivate"],
+            }
+        )
+    elif "/dev/shm" not in user_dests:
         mounts.append(
             {
                 "destination": "/dev/shm",
@@ -451,9 +463,9 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
 
     namespaces: list[dict[str, Any]] = [{"type": "mount"}]
     if not inp.pid_host:
-        namespaces.append({"type": "pid"})
+        namespaces.append({"type": "pid", **({"path": inp.pid_path} if inp.pid_path else {})})
     if not inp.ipc_host:
-        namespaces.append({"type": "ipc"})
+        namespaces.append({"type": "ipc", **({"path": inp.ipc_path} if inp.ipc_path else {})})
     if not inp.uts_host:
         namespaces.append({"type": "uts"})
     if inp.netns_path is not None:
