@@ -522,6 +522,8 @@ def build_service(config: DaemonConfig, reactor: Any) -> IService:
         containers.rw_size = images.rw_layer_size
         containers.rw_paths = images.rw_layer_paths
         images.commit_sources = containers.commit_source
+        images.pause_container = containers.pause
+        images.unpause_container = containers.unpause
 
     routers: list[Any] = [
         SystemRouter(system, events, reactor),
@@ -982,6 +984,7 @@ def _wire_images(
     runner = ReactorProcessRunner(reactor)
     store = LayerStore(os.path.join(config.data_root, "storage"), HelperExtractor(runner), runner)
     images = ImageService(ImageRepository(db), store, io, events, reactor)
+    images.docker_version = ENGINE_VERSION
     images.fetcher = UrlFetcher(reactor, io).fetch
     top.start_hooks.append(lambda: ensureDeferred(images.start()))
     system.add_contributor(ImagesDiskUsage(images))

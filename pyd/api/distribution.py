@@ -21,10 +21,10 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import make_app
 from pyd.api.streams import JSONLines
-from pyd.api.wire import json_body, qstr, read_json_object
+from pyd.api.wire import json_body, parse_filters, qstr, read_json_object
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
-from pyd.engine.distribution import Progress, ProgressSink
+from pyd.engine.distribution import Progress, ProgressSink, SearchResult
 
 log = Logger()
 
@@ -46,6 +46,12 @@ class Distribution(Protocol):
 
     async def login(self, auth: RegistryAuth) -> str:
         """Check credentials; the status text."""
+        ...
+
+    async def search(
+        self, term: str, limit: int, filters: dict[str, list[str]], auth: RegistryAuth | None
+    ) -> list[SearchResult]:
+        """Search the term's index."""
         ...
 
     async def inspect(
@@ -232,11 +238,44 @@ class DistributionHandlers:
         """C{POST /images/{name}/push}: stream the push."""
         return await push_handler(request, name, self._dist)
 
+    async def search(self, request: IRequest) -> bytes:
+        """C{GET /images/search}: the term's index, searched and filtered."""
+        return await search_handler(request, self._dist)
+
     async def login(self, request: IRequest) -> bytes:
         """C{POST /auth}: really contact the registry; C{{"Status":"Login Succeeded","IdentityToken":""}}."""
         body = read_json_object(request)
         status = await self._dist.login(auth_from_json(body))
         return json_body(request, {"Status": status, "IdentityToken": ""})
+
+
+def search_json(r: SearchResult) -> dict[str, Any]:
+    """One C{GET /images/search} entry (field order as Go marshals registry.SearchResult)."""
+    return {
+        "star_count": r.star_count,
+        "is_official": r.is_official,
+        "name": r.name,
+        "is_automated": r.is_automated,
+        "description": r.description,
+    }
+
+
+async def search_handler(request: IRequest, dist: Distribution) -> bytes:
+    """C{GET /images/search?term=&limit=&filters=} with optional C{X-Registry-Auth}."""
+    limit = 0
+    raw = qstr(request, "limit") or ""
+    if raw:
+        try:
+            limit = int(raw, 10)
+        except ValueError:
+            raise InvalidParameter(
+                f'invalid limit specified: strconv.Atoi: parsing "{raw}": invalid syntax'
+            ) from None
+    filters = parse_filters(request)
+    # an undecodable header is no error for a search (dockerd ignores it)
+    auth = decode_registry_auth(request.getHeader("x-registry-auth"))
+    results = await dist.search(qstr(request, "term") or "", limit, filters, auth)
+    return json_body(request, [search_json(r) for r in results])
 
 
 class DistributionRouter:

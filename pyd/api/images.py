@@ -37,20 +37,99 @@ from pyd.engine.images import DeleteItem, ImageService, rfc3339
 
 IMAGE_LIST_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
 PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
-# Config fields API 1.50 no longer returns in image inspect
-_DEPRECATED_CONFIG = (
-    "Hostname",
-    "Domainname",
-    "AttachStdin",
-    "AttachStdout",
-    "AttachStderr",
-    "Tty",
-    "OpenStdin",
-    "StdinOnce",
-    "Image",
-    "NetworkDisabled",
-    "MacAddress",
+# dockerd 28 answers image inspect's Config as an OCI image config (omitempty fields) merged
+# over these defaults, keys sorted; API < 1.50 adds the legacy container-config fields.
+_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Cmd": None,
+    "Entrypoint": None,
+    "Env": None,
+    "Labels": None,
+    "OnBuild": None,
+    "User": "",
+    "Volumes": None,
+    "WorkingDir": "",
+}
+_CONFIG_DEFAULTS_LEGACY: dict[str, Any] = {
+    **_CONFIG_DEFAULTS,
+    "AttachStderr": False,
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "Domainname": "",
+    "Hostname": "",
+    "Image": "",
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Tty": False,
+}
+# the OCI image config fields (plus Docker's extensions) dockerd keeps from an image's config
+_OCI_CONFIG_FIELDS = (
+    "User",
+    "ExposedPorts",
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "Volumes",
+    "WorkingDir",
+    "Labels",
+    "StopSignal",
+    "ArgsEscaped",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
 )
+# container.Config as Go marshals it (ContainerConfig of API < 1.45): (field, zero, omitempty)
+_CONTAINER_CONFIG_FIELDS: tuple[tuple[str, Any, bool], ...] = (
+    ("Hostname", "", False),
+    ("Domainname", "", False),
+    ("User", "", False),
+    ("AttachStdin", False, False),
+    ("AttachStdout", False, False),
+    ("AttachStderr", False, False),
+    ("ExposedPorts", None, True),
+    ("Tty", False, False),
+    ("OpenStdin", False, False),
+    ("StdinOnce", False, False),
+    ("Env", None, False),
+    ("Cmd", None, False),
+    ("Healthcheck", None, True),
+    ("ArgsEscaped", False, True),
+    ("Image", "", False),
+    ("Volumes", None, False),
+    ("WorkingDir", "", False),
+    ("Entrypoint", None, False),
+    ("NetworkDisabled", False, True),
+    ("MacAddress", "", True),
+    ("OnBuild", None, False),
+    ("Labels", None, False),
+    ("StopSignal", "", True),
+    ("StopTimeout", None, True),
+    ("Shell", None, True),
+)
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _inspect_config(conf: dict[str, Any], version: tuple[int, int]) -> dict[str, Any]:
+    """Image inspect's C{Config} as dockerd 28 builds it (see L{_CONFIG_DEFAULTS})."""
+    out = dict(_CONFIG_DEFAULTS if version >= (1, 50) else _CONFIG_DEFAULTS_LEGACY)
+    for key in _OCI_CONFIG_FIELDS:
+        value = conf.get(key)
+        if value or (key == "Healthcheck" and isinstance(value, dict)):
+            out[key] = value
+    return dict(sorted(out.items()))
+
+
+def _container_config(conf: dict[str, Any] | None) -> dict[str, Any]:
+    """A container.Config as Go marshals it (every non-omitempty field present)."""
+    conf = conf or {}
+    out: dict[str, Any] = {}
+    for key, zero, omitempty in _CONTAINER_CONFIG_FIELDS:
+        value = conf.get(key, zero)
+        if value is None and zero is not None:
+            value = zero
+        if omitempty and not value:
+            continue
+        out[key] = value
+    return out
 
 
 class Distribution(Protocol):
@@ -68,63 +147,65 @@ class Distribution(Protocol):
         """Handle C{POST /auth}; return the body."""
         ...
 
+    def search(self, request: IRequest) -> Deferred[bytes] | Any:
+        """Handle C{GET /images/search}; return the body."""
+        ...
 
-def image_summary(img: Image, containers: int = -1) -> dict[str, Any]:
-    """One entry of C{GET /images/json}."""
-    return {
-        "Id": img.id,
-        "ParentId": img.parent_id or "",
-        "RepoTags": list(img.repo_tags),
-        "RepoDigests": list(img.repo_digests),
-        "Created": img.created,
-        "Size": img.size,
-        "SharedSize": -1,
-        "Labels": img.container_config.get("Labels") or {},
+
+def image_summary(
+    img: Image, containers: int = -1, version: tuple[int, int] = (1, 50)
+) -> dict[str, Any]:
+    """One entry of C{GET /images/json} (dockerd 28's fields and per-version rules)."""
+    tags: list[str] | None = list(img.repo_tags) or None
+    digests: list[str] | None = list(img.repo_digests) or None
+    if version < (1, 43):
+        if not tags and not digests:
+            tags, digests = ["<none>:<none>"], ["<none>@<none>"]
+    else:
+        tags, digests = tags or [], digests or []
+    out: dict[str, Any] = {
         "Containers": containers,
+        "Created": img.created,
+        "Id": img.id,
+        "Labels": img.container_config.get("Labels"),
+        "ParentId": img.parent_id or "",
+        "RepoDigests": digests,
+        "RepoTags": tags,
+        "SharedSize": -1,
+        "Size": img.size,
     }
-
-
-# Go's container.Config fields without omitempty: API < 1.50 shows them even when unset.
-_LEGACY_CONFIG_DEFAULTS: dict[str, Any] = {
-    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
-    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
-    "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
-    "OnBuild": None, "Labels": None,
-}  # fmt: skip
-
-
-def _legacy_config(conf: dict[str, Any]) -> dict[str, Any]:
-    return {**_LEGACY_CONFIG_DEFAULTS, **conf}
+    if version < (1, 44):
+        out["VirtualSize"] = img.size
+    return out
 
 
 def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -> dict[str, Any]:
-    """C{GET /images/{name}/json} for one image."""
+    """C{GET /images/{name}/json} for one image, shaped as dockerd 28 answers it (graph driver
+    store): Config last with sorted keys, the deprecated fields only for the API versions
+    that still had them."""
     cfg = img.config
     conf = dict(cfg.get("config") or {})
-    if version >= (1, 50):
-        for key in _DEPRECATED_CONFIG:
-            conf.pop(key, None)
+    comment = cfg.get("comment") or ""
+    history = cfg.get("history") or []
+    if not comment and history and isinstance(history[-1], dict):
+        comment = history[-1].get("comment") or ""
     out: dict[str, Any] = {
         "Id": img.id,
         "RepoTags": list(img.repo_tags),
         "RepoDigests": list(img.repo_digests),
+        "Parent": img.parent_id or "",
+        "Comment": comment,
     }
-    legacy = version < (1, 50)  # before 1.50 these are always present, "" when unset
-    if img.parent_id or legacy:
-        out["Parent"] = img.parent_id or ""
-    if cfg.get("comment") or legacy:
-        out["Comment"] = cfg.get("comment") or ""
     if cfg.get("created"):
         out["Created"] = cfg["created"]
+    elif version < (1, 44):
+        out["Created"] = ZERO_TIME
     if version < (1, 45):
-        # Removed in API 1.45; the classic builder set them.
-        out["Container"] = cfg.get("container") or ""
-        out["ContainerConfig"] = _legacy_config(cfg.get("container_config") or {})
-    if cfg.get("docker_version") or legacy:
-        out["DockerVersion"] = cfg.get("docker_version") or ""
-    if cfg.get("author") or legacy:
-        out["Author"] = cfg.get("author") or ""
-    out["Config"] = _legacy_config(conf) if legacy else conf
+        if cfg.get("container"):
+            out["Container"] = cfg["container"]
+        out["ContainerConfig"] = _container_config(cfg.get("container_config"))
+    out["DockerVersion"] = cfg.get("docker_version") or ""
+    out["Author"] = cfg.get("author") or ""
     out["Architecture"] = cfg.get("architecture", "")
     if cfg.get("variant"):
         out["Variant"] = cfg["variant"]
@@ -141,13 +222,14 @@ def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -
         data["MergedDir"] = os.path.join(os.path.dirname(layer_dirs[0]), "merged")
         if len(layer_dirs) > 1:
             data["LowerDir"] = ":".join(layer_dirs[1:])
-    out["GraphDriver"] = {"Name": "overlay2", "Data": data}
+    out["GraphDriver"] = {"Data": dict(sorted(data.items())) or None, "Name": "overlay2"}
     out["RootFS"] = {"Type": "layers", "Layers": list(img.diff_ids)}
+    if not img.diff_ids:
+        del out["RootFS"]["Layers"]
     out["Metadata"] = {
-        "LastTagTime": rfc3339(img.last_tag_time / 1e9)
-        if img.last_tag_time
-        else "0001-01-01T00:00:00Z"
+        "LastTagTime": rfc3339(img.last_tag_time / 1e9) if img.last_tag_time else ZERO_TIME
     }
+    out["Config"] = _inspect_config(conf, version)
     return out
 
 
@@ -219,7 +301,8 @@ class ImagesRouter:
         filters = parse_filters(request)
         check_filters(filters, IMAGE_LIST_FILTERS)
         images = await self._images.list_images(all_=qbool(request, "all"), filters=filters)
-        return json_body(request, [image_summary(i) for i in images])
+        version = api_version(request)
+        return json_body(request, [image_summary(i, version=version) for i in images])
 
     @app.route("/images/<path:name>/json", methods=["GET"])
     async def inspect(self, request: IRequest, name: str) -> bytes:
@@ -236,12 +319,12 @@ class ImagesRouter:
             request,
             [
                 {
-                    "Id": r.id,
+                    "Comment": r.comment,
                     "Created": r.created,
                     "CreatedBy": r.created_by,
-                    "Tags": list(r.tags) if r.tags else None,
+                    "Id": r.id,
                     "Size": r.size,
-                    "Comment": r.comment,
+                    "Tags": list(r.tags) if r.tags else None,
                 }
                 for r in rows
             ],
@@ -378,6 +461,8 @@ class ImagesRouter:
             qlist(request, "changes"),
             author=qstr(request, "author") or "",
             comment=qstr(request, "comment") or "",
+            # dockerd: an absent pause means true
+            pause=qbool(request, "pause") if qstr(request, "pause") else True,
         )
         return json_body(request, {"Id": img.id}, 201)
 
@@ -391,6 +476,15 @@ class ImagesRouter:
                 "pulling images is not available in this build of pyd (no registry support)"
             )
         return await ensureDeferred(_as_coro(self.distribution.pull(request, from_image, tag)))
+
+    @app.route("/images/search", methods=["GET"])
+    async def search(self, request: IRequest) -> Any:
+        """C{docker search} (registry area)."""
+        if self.distribution is None:
+            raise Unsupported(
+                "searching images is not available in this build of pyd (no registry support)"
+            )
+        return await ensureDeferred(_as_coro(self.distribution.search(request)))
 
     @app.route("/images/<path:name>/push", methods=["POST"])
     async def push(self, request: IRequest, name: str) -> Any:

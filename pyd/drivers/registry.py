@@ -648,7 +648,7 @@ class RegistryClient:
                 ResponseFailed,
                 SSL.Error,
             ) as e:
-                raise TransportFailed(f'{method.capitalize()} "{url}": {_describe(e)}') from e
+                raise TransportFailed(f'{method.capitalize()} "{url}": {_describe(e, url)}') from e
             if resp.code != 401:
                 return resp
             challenges = parse_challenges(resp.headers.getRawHeaders(b"www-authenticate", []))
@@ -959,7 +959,122 @@ async def _drain(resp: Any) -> None:
         pass
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, url: str = "") -> str:
+    """A transport failure in the words of Go's net/http (what dockerd's messages carry)."""
+    parts = urlsplit(url) if url else None
+    host = (parts.hostname or "") if parts else ""
+    port = (parts.port or (443 if parts.scheme == "https" else 80)) if parts else 0
+    hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if parts is not None:
+        if isinstance(e, DNSLookupError):
+            return f"dial tcp: lookup {host}: no such host"
+        if isinstance(e, ConnectError) and "refused" in str(e).lower():
+            return f"dial tcp {hostport}: connect: connection refused"
+        if isinstance(e, TimeoutError):
+            return f"dial tcp {hostport}: i/o timeout"
+        if _plain_http_answer(e):
+            return "http: server gave HTTP response to HTTPS client"
     if isinstance(e, ResponseFailed) and e.reasons:
         return "; ".join(str(r.value) for r in e.reasons)
     return str(e) or type(e).__name__
+
+
+def _plain_http_answer(e: BaseException) -> bool:
+    """Whether a TLS handshake failed because the server answered in plain HTTP."""
+    reasons = [r.value for r in e.reasons] if isinstance(e, ResponseFailed) else [e]
+    text = " ".join(str(r) for r in reasons).lower()
+    return any(isinstance(r, SSL.Error) for r in reasons) and any(
+        m in text for m in ("wrong version number", "packet length too long", "record layer")
+    )
+
+
+# --- the v1 search API of an index ----------------------------------------------------------------
+
+INDEX_SERVER = "https://index.docker.io/v1/"
+
+
+class IndexClient:
+    """C{GET /v1/_ping} and C{GET /v1/search} of one index endpoint (C{docker search}).
+
+    Like dockerd's v1 session: a standalone private index over HTTPS gets basic auth on every
+    request; otherwise the search request carries C{X-Docker-Token: true} and basic auth when a
+    user name is known.
+    """
+
+    def __init__(
+        self,
+        http: HTTPClients,
+        endpoint: Endpoint,
+        auth: RegistryAuth | None = None,
+        official: bool = False,
+    ) -> None:
+        self._client = http.for_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.auth = auth
+        self.official = official
+        self.always_basic = False
+
+    @property
+    def url(self) -> str:
+        """The endpoint as dockerd names it in messages (C{scheme://host/v1/})."""
+        return INDEX_SERVER if self.official else f"{self.endpoint.base}/v1/"
+
+    async def _get(self, url: str, headers: dict[str, str]) -> Any:
+        hdrs = {"User-Agent": "pyd", **headers}
+        try:
+            return await self._client.get(
+                url, headers={k: [v] for k, v in hdrs.items()}, timeout=_TIMEOUT
+            )
+        except (
+            ConnectError,
+            DNSLookupError,
+            TimeoutError,
+            ConnectionLost,
+            ResponseFailed,
+            SSL.Error,
+        ) as e:
+            raise TransportFailed(f'Get "{url}": {_describe(e, url)}') from e
+
+    def _basic(self) -> dict[str, str]:
+        a = self.auth
+        if a is None:
+            return {}
+        raw = f"{a.username}:{a.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+    async def ping(self) -> bool:
+        """C{GET /v1/_ping}; whether the index is standalone (a private registry).
+
+        @raise TransportFailed: the endpoint cannot be reached.
+        """
+        if self.official:
+            return False
+        resp = await self._get(self.url + "_ping", {})
+        body = await resp.content()
+        header = str(resp.headers.getRawHeaders(b"x-docker-registry-standalone", [b""])[0].decode())
+        if header:
+            return header == "1" or header.lower() == "true"
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return True
+        standalone = doc.get("standalone", True) if isinstance(doc, dict) else True
+        return bool(standalone)
+
+    async def authorize(self) -> None:
+        """dockerd's authorizeClient: ping a private HTTPS index to decide on basic auth."""
+        if not self.official and self.endpoint.scheme == "https":
+            standalone = await self.ping()
+            self.always_basic = standalone and self.auth is not None
+
+    async def search(self, term: str, limit: int) -> tuple[int, bytes]:
+        """C{GET /v1/search?q=&n=}: the status code and the body.
+
+        @raise TransportFailed: the request failed.
+        """
+        url = self.url + "search?" + urlencode({"q": term, "n": str(limit)})
+        headers = {"X-Docker-Token": "true"}
+        if self.always_basic or (self.auth is not None and self.auth.username):
+            headers.update(self._basic())
+        resp = await self._get(url, headers)
+        return resp.code, await resp.content()

@@ -51,6 +51,7 @@ from pyd.drivers.registry import (
     DigestMismatch,
     Endpoint,
     HTTPClients,
+    IndexClient,
     Manifest,
     RegistryClient,
     RegistryError,
@@ -87,6 +88,10 @@ class DistributionStore(Protocol):
 
     async def has_layer(self, chain_id: str) -> bool:
         """Whether the layer with this chain id is already extracted."""
+        ...
+
+    async def has_image(self, image_id: str) -> bool:
+        """Whether the image with this id (the config digest) is already stored."""
         ...
 
     async def store_pulled_image(
@@ -444,7 +449,10 @@ class DistributionService:
             raise InvalidParameter(f"unsupported manifest media type {manifest.media_type}")
         layers = list(doc.get("layers") or [])
         config_desc = doc.get("config") or {}
-        progress(Progress(f"Pulling from {ref.path}", ref.digest or ref.tag or "latest"))
+        # dockerd: a digest pull is announced by the whole canonical reference
+        progress(
+            Progress(f"Pulling from {ref.path}", str(ref) if ref.digest else ref.tag or "latest")
+        )
 
         staging = await self.blocking.run(tempfile.mkdtemp, "", "pull-", self.staging_dir)
         try:
@@ -481,9 +489,13 @@ class DistributionService:
             raise InvalidParameter("layers from manifest don't match image configuration")
         chains = chain_ids(diff_ids)
         present = [await self.store.has_layer(c) for c in chains]
+        # dockerd skips the layers (and their progress lines) of an image it already has
+        known = all(present) and await self.store.has_image(cdigest)
         to_fetch: dict[str, dict[str, Any]] = {}
         for desc, have in zip(layers, present, strict=True):
             lid = _short(str(desc.get("digest", "")))
+            if known:
+                continue
             if have:
                 progress(Progress("Already exists", lid, True))
             elif desc["digest"] not in to_fetch:
@@ -638,10 +650,13 @@ class DistributionService:
         self, client: RegistryClient, ref: Reference, progress: ProgressSink
     ) -> None:
         img = await self.store.image_for_push(ref)
-        for layer in img.layers:
+        # dockerd walks the layers from the top down: that is the order of its progress lines
+        # and of the uploads
+        top_down = list(reversed(img.layers))
+        for layer in top_down:
             progress(Progress("Preparing", _short(layer.diff_id), True))
         limit = max(1, self.settings().max_concurrent_uploads)
-        for i, layer in enumerate(img.layers):
+        for i, layer in enumerate(top_down):
             if i >= limit:
                 progress(Progress("Waiting", _short(layer.diff_id), True))
         sem = DeferredSemaphore(limit)
@@ -658,7 +673,7 @@ class DistributionService:
 
         # a layer that occurs twice (same diff id) is compressed and uploaded once
         unique: dict[str, PushLayer] = {}
-        for layer in img.layers:
+        for layer in top_down:
             unique.setdefault(layer.diff_id, layer)
         try:
             ds = [Deferred.fromCoroutine(one(layer)) for layer in unique.values()]
@@ -734,6 +749,108 @@ class DistributionService:
         await client.upload_blob(digest, path, size, throttle)
         progress(Progress("Pushed", lid, True))
         return _layer_desc(digest, size)
+
+    # -- search --
+
+    async def search(
+        self,
+        term: str,
+        limit: int,
+        filters: dict[str, list[str]],
+        auth: RegistryAuth | None,
+    ) -> list[SearchResult]:
+        """C{docker search}: the v1 search API of the term's index, filtered like dockerd 28.
+
+        @raise InvalidParameter: bad filters, term or limit, or an unreachable private index.
+        @raise SystemError_: the search request failed, or its answer is not a search result.
+        """
+        for key in filters:
+            if key not in SEARCH_FILTERS:
+                raise InvalidParameter(f"invalid filter '{key}'")
+        # is-automated is deprecated: nothing is automated any more (dockerd 28)
+        if _bool_filter(filters, "is-automated"):
+            return []
+        official_only = _bool_filter(filters, "is-official")
+        min_stars = 0
+        for value in filters.get("stars", []):
+            try:
+                min_stars = max(min_stars, int(value))
+            except ValueError:
+                raise InvalidParameter(
+                    f"invalid filter 'stars={value}': strconv.Atoi: parsing {_go_quote(value)}: "
+                    "invalid syntax"
+                ) from None
+        index = await self._index_client(term, auth)
+        index_name, remote = split_search_term(term)
+        if index.official:
+            remote = remote.removeprefix("library/")
+        if limit == 0:
+            limit = DEFAULT_SEARCH_LIMIT
+        if limit < 1 or limit > 100:
+            raise InvalidParameter(f"limit {limit} is outside the range of [1, 100]")
+        try:
+            await index.authorize()
+            status, body = await index.search(remote, limit)
+        except TransportFailed as e:
+            raise SystemError_(str(e)) from e
+        if status != 200:
+            raise SystemError_(f"Unexpected status code {status}")
+        try:
+            doc = json.loads(body)
+            rows = doc.get("results") or [] if isinstance(doc, dict) else None
+            if not isinstance(rows, list):
+                raise ValueError("results is not a list")
+            results = [_search_result(r) for r in rows]
+        except (ValueError, TypeError, AttributeError) as e:
+            raise SystemError_(f"error decoding registry search results: {e}") from e
+        _ = index_name
+        out = []
+        for r in results:
+            if "is-official" in filters and r.is_official != official_only:
+                continue
+            if "stars" in filters and r.star_count < min_stars:
+                continue
+            out.append(r)
+        return out
+
+    async def _index_client(self, term: str, auth: RegistryAuth | None) -> IndexClient:
+        """dockerd's newV1Endpoint: the index of C{term}, pinged over HTTPS, then over plain
+        HTTP when the index is insecure."""
+        if term.startswith(("http://", "https://")):
+            raise InvalidParameter(
+                f"invalid repository name: repository name ({term}) should not have a scheme"
+            )
+        index_name, _ = split_search_term(term)
+        if index_name in ("docker.io", "index.docker.io"):
+            return IndexClient(self.http, Endpoint("index.docker.io", "https"), auth, True)
+        hosts = self._hosts()
+        insecure = hosts.is_insecure(index_name)
+        secure = IndexClient(
+            self.http, Endpoint(index_name, "https", verify_tls=not insecure), auth
+        )
+        try:
+            await secure.ping()
+            return secure
+        except TransportFailed as e:
+            first = e
+        if not insecure:
+            raise InvalidParameter(
+                f"invalid registry endpoint {secure.url}: {first}. If this private registry "
+                f"supports only HTTP or HTTPS with an unknown CA certificate, please add "
+                f"`--insecure-registry {index_name}` to the daemon's arguments. In the case of "
+                f"HTTPS, if you have access to the registry's CA certificate, no need for the "
+                f"flag; simply place the CA certificate at "
+                f"/etc/docker/certs.d/{index_name}/ca.crt"
+            )
+        plain = IndexClient(self.http, Endpoint(index_name, "http"), auth)
+        try:
+            await plain.ping()
+        except TransportFailed as e:
+            raise InvalidParameter(
+                f'invalid registry endpoint "{plain.url}". HTTPS attempt: {first}. '
+                f"HTTP attempt: {e}"
+            ) from e
+        return plain
 
     # -- login --
 
@@ -817,6 +934,61 @@ class _Candidates:
 
 async def _nothing(_: RegistryClient) -> None:
     return None
+
+
+SEARCH_FILTERS = ("is-automated", "is-official", "stars")
+DEFAULT_SEARCH_LIMIT = 25
+
+
+@attrs.frozen
+class SearchResult:
+    """One C{docker search} row."""
+
+    name: str
+    description: str = ""
+    star_count: int = 0
+    is_official: bool = False
+    is_automated: bool = False
+
+
+def split_search_term(term: str) -> tuple[str, str]:
+    """dockerd's splitReposSearchTerm + normalizeIndexName: (index name, remote name)."""
+    first, sep, rest = term.partition("/")
+    if not sep or ("." not in first and ":" not in first and first != "localhost"):
+        return "docker.io", term
+    return ("docker.io" if first == "index.docker.io" else first), rest
+
+
+def _go_quote(value: str) -> str:
+    return json.dumps(value)
+
+
+def _bool_filter(filters: dict[str, list[str]], key: str) -> bool:
+    """Go's filters.Args.GetBoolOrDefault (false when absent)."""
+    if key not in filters:
+        return False
+    values = set(filters[key])
+    is_false = bool(values & {"0", "false"})
+    is_true = bool(values & {"1", "true"})
+    if is_false == is_true:
+        shown = "[" + " ".join(sorted(values)) + "]"
+        raise InvalidParameter(f"invalid filter '{key}={shown}'")
+    return is_true
+
+
+def _search_result(row: Any) -> SearchResult:
+    if not isinstance(row, dict):
+        raise TypeError("a search result is not an object")
+    stars = row.get("star_count", 0)
+    if not isinstance(stars, int) or isinstance(stars, bool):
+        raise TypeError("star_count is not a number")
+    return SearchResult(
+        name=str(row.get("name") or ""),
+        description=str(row.get("description") or ""),
+        star_count=stars,
+        is_official=bool(row.get("is_official", False)),
+        is_automated=False,  # deprecated: always false (dockerd 28)
+    )
 
 
 def _auth_text(e: RegistryError) -> str:

@@ -26,6 +26,7 @@ from pyd.core.errors import (
     Conflict,
     InvalidParameter,
     NotFound,
+    PydError,
     SystemError_,
     Unsupported,
     no_such_image,
@@ -60,6 +61,7 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 EMPTY_LAYER_DIFF = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 
 _HEX_PREFIX = re.compile(r"^(sha256:)?[a-f0-9]{1,64}$")
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
 
 
 async def _no_containers(_image_id: str) -> Sequence[tuple[str, bool]]:
@@ -167,6 +169,12 @@ class ImageService:
         self.fetcher: Callable[[str, str], Awaitable[None]] | None = None
         # injected by the container service at wiring; until then commit takes a raw id
         self.commit_sources: CommitSources | None = None
+        # injected by the container service at wiring: docker commit pauses a running container
+        # (raise Conflict when it is not running or already paused)
+        self.pause_container: Callable[[str], Awaitable[None]] | None = None
+        self.unpause_container: Callable[[str], Awaitable[None]] | None = None
+        # the engine version recorded as docker_version in committed/imported images
+        self.docker_version = ""
         self._lock = DeferredLock()  # serialises store mutations (load/delete/commit/tag)
 
     # --- start-up ----------------------------------------------------------------------------
@@ -223,16 +231,16 @@ class ImageService:
         image_id = await self._lookup_id(ref)
         s = await self._repo.get_image(image_id)
         if s is None:
-            raise no_such_image(ref)
+            raise _no_such(ref)
         return s
 
     async def _lookup_id(self, ref: str) -> str:
         if not ref:
-            raise no_such_image(ref)
+            raise _no_such(ref)
         if refs.is_digest(ref):
             if await self._repo.get_image(ref):
                 return ref
-            raise no_such_image(ref)
+            raise _no_such(ref)
         parsed: refs.Reference | None = None
         try:
             parsed = refs.parse_normalized(ref)
@@ -254,10 +262,10 @@ class ImageService:
                 return ids[0]
             if len(ids) > 1:
                 raise NotFound(f"No such image: {ref}")
-            raise no_such_image(ref)  # a 64-hex id is an id (ParseAnyReference), not a bad name
+            raise _no_such(ref)  # a 64-hex id is an id (ParseAnyReference), not a bad name
         if parsed is None:
             refs.parse_normalized(ref)  # re-raise the format error
-        raise no_such_image(ref)
+        raise _no_such(ref)
 
     async def _chain_dirs(self, top: str | None) -> list[str]:
         """Cache ids of a chain, top-most first (overlay lowerdir order)."""
@@ -370,6 +378,7 @@ class ImageService:
                 created_by=str(meta.get("created_by", "")),
                 comment=str(meta.get("comment", "")),
                 author=str(meta.get("author", "")),
+                container=meta.get("container"),
                 parent_id=parent_id if parent_id is not None else (rw.image_id or None),
                 cache_key=cache_key,
                 repo_tag=repo_tag,
@@ -421,9 +430,12 @@ class ImageService:
         changes: Sequence[str] = (),
         author: str = "",
         comment: str = "",
+        pause: bool = True,
     ) -> Image:
         """C{docker commit}: the container's config (overridden by C{override}, then
-        C{changes}) on top of its image's, and its writable layer as a new layer.
+        C{changes}) on top of its image's, and its writable layer as a new layer. Like
+        dockerd, a running container is paused meanwhile unless C{pause} is false; the image
+        records the container (id, config), its command as history, and the engine version.
 
         @raise NotFound: C{No such container: <ref>}.
         """
@@ -432,10 +444,31 @@ class ImageService:
         rw_image = await self.rw_image(source.container_id)
         if rw_image is not None:
             base = dict(rw_image.container_config)
-        config = merge_commit_config(base, dict(source.config or {}), override)
+        container_config = dict(source.config or {})
+        config = merge_commit_config(base, container_config, override)
         config = apply_changes(config, changes)
-        config["_commit"] = {"comment": comment, "author": author}
-        return await self.commit(source.container_id, config, repo_tag)
+        cmd = container_config.get("Cmd") or []
+        config["_commit"] = {
+            "comment": comment,
+            "author": author,
+            "created_by": " ".join(cmd) if isinstance(cmd, list) else str(cmd),
+            "container": {"id": source.container_id, "config": container_config},
+        }
+        paused = False
+        if pause and source.running and self.pause_container is not None:
+            try:
+                await self.pause_container(source.container_id)
+                paused = True
+            except PydError:
+                paused = False  # already paused, or stopped meanwhile: commit as it is
+        try:
+            return await self.commit(source.container_id, config, repo_tag)
+        finally:
+            if paused and self.unpause_container is not None:
+                try:
+                    await self.unpause_container(source.container_id)
+                except PydError:
+                    pass  # unpaused or gone meanwhile
 
     async def _commit_source(self, ref: str) -> CommitSource:
         if self.commit_sources is not None:
@@ -462,6 +495,7 @@ class ImageService:
         event: str,
         os_arch: tuple[str, str] | None = None,
         extra_top: dict[str, Any] | None = None,
+        container: dict[str, Any] | None = None,
     ) -> Image:
         """Extract C{tar_path} as a new top layer (None: no layer) and store the image
         (C{extra_top}: more top-level config keys, e.g. the classic builder's C{container_config})."""
@@ -501,6 +535,12 @@ class ImageService:
                     cfg["author"] = author
                 if comment:
                     cfg["comment"] = comment
+                if container is not None:
+                    # V1Image's container / container_config (docker commit)
+                    cfg["container"] = container["id"]
+                    cfg["container_config"] = container["config"]
+                if self.docker_version and event in ("commit", "import"):
+                    cfg["docker_version"] = self.docker_version
                 for key in ("variant", "os.version"):
                     if key in base_cfg:
                         cfg[key] = base_cfg[key]
@@ -632,7 +672,7 @@ class ImageService:
             now = self._now_nano()
             for t in tags:
                 parsed = refs.parse_with_tag(t) if not isinstance(t, refs.Reference) else t
-                await self._repo.set_ref(str(parsed), "tag", image_id, now)
+                await self._repo.set_ref(str(parsed), "tag", image_id, now, touch=False)
             for d in digests:
                 parsed = refs.parse_normalized(d)
                 await self._repo.set_ref(str(parsed), "digest", image_id, now)
@@ -710,7 +750,7 @@ class ImageService:
         image_id = await self._lookup_id(values[-1])
         s = by_id.get(image_id)
         if s is None:
-            raise no_such_image(values[-1])
+            raise _no_such(values[-1])
         return s.created
 
     async def inspect(self, ref: str) -> Image:
@@ -817,7 +857,7 @@ class ImageService:
                 parsed = parsed.with_default_tag()
             if not await self._repo.remove_ref(str(parsed)):
                 # the name resolved by another form (e.g. repo@digest matched by config id)
-                raise no_such_image(ref)
+                raise _no_such(ref)
             records.append(DeleteItem("Untagged", parsed.familiar()))
             self._emit("untag", image_id, image_id)
             if parsed.digest is None and not any(
@@ -982,7 +1022,7 @@ class ImageService:
                     parsed = refs.parse_with_tag(t)
                     async with self._lock:
                         old = await self._repo.set_ref(
-                            str(parsed), "tag", image_id, self._now_nano()
+                            str(parsed), "tag", image_id, self._now_nano(), touch=False
                         )
                     if old and old != image_id:
                         progress(
@@ -1097,8 +1137,9 @@ class ImageService:
                     }
                 )
                 if layers:
+                    # dockerd 25+: the top layer's diff id (no more v1 layer ids)
                     repositories.setdefault(parsed.familiar_name, {})[parsed.tag or "latest"] = (
-                        layers[-1].chain_id[7:]
+                        layers[-1].diff_id[7:]
                     )
             if not tags:
                 index_descs.append(
@@ -1109,10 +1150,11 @@ class ImageService:
             )
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_descs}
         entries.append(("index.json", _canonical_json(index)))
-        entries.append(("manifest.json", _canonical_json(manifest_json)))
+        # json.Encoder output, as dockerd writes both: newline-terminated
+        entries.append(("manifest.json", _canonical_json(manifest_json) + b"\n"))
         entries.append(("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'))
         if repositories:
-            entries.append(("repositories", _canonical_json(repositories)))
+            entries.append(("repositories", _canonical_json(repositories) + b"\n"))
         write_archive(out, entries)
 
     async def save_to_file(self, names: Sequence[str]) -> str:
@@ -1248,6 +1290,10 @@ class ImageService:
 
     # === distribution section (owned by the registry area) =====================================
     # The image store as pull and push see it: pyd.engine.distribution.DistributionStore.
+
+    async def has_image(self, image_id: str) -> bool:
+        """Whether an image with this id is stored (L{DistributionStore.has_image})."""
+        return await self._repo.get_image(image_id) is not None
 
     async def has_layer(self, chain_id: str) -> bool:
         """Whether a layer with this chain id is extracted (pull does not download it again)."""
@@ -1480,6 +1526,20 @@ def merge_commit_config(
             if key in src and src[key] not in (None, "", [], {}):
                 out[key] = src[key]
     return out
+
+
+def _no_such(ref: str) -> NotFound:
+    """dockerd 28's ErrImageDoesNotExist text: a name shows with its default tag
+    (C{nope:latest}), a bare 64-hex id as the digest it is parsed as (C{sha256:<hex>})."""
+    if _HEX64.match(ref):
+        return no_such_image("sha256:" + ref)
+    try:
+        parsed = refs.parse_normalized(ref)
+    except InvalidParameter:
+        return no_such_image(ref)
+    if parsed.digest is None:
+        parsed = parsed.with_default_tag()
+    return no_such_image(parsed.familiar())
 
 
 def _is_id_prefix(image_id: str, ref: str) -> bool:

@@ -334,24 +334,33 @@ class ImageRepository:
             ).scalar_one_or_none()
         )
 
-    def set_ref(self, ref: str, kind: str, image_id: str, now_nano: int) -> Deferred[str | None]:
-        """Point C{ref} at C{image_id} (moving it from another image); fire with the old id."""
+    def set_ref(
+        self, ref: str, kind: str, image_id: str, now_nano: int, touch: bool = True
+    ) -> Deferred[str | None]:
+        """Point C{ref} at C{image_id} (moving it from another image); fire with the old id.
+
+        C{touch}: a tag sets the image's LastTagTime (dockerd's tag/commit/import/build do;
+        load and pull do not).
+        """
 
         def thd(conn: Connection) -> str | None:
             old = conn.execute(
                 select(ImageRefRow.image_id).where(ImageRefRow.ref == ref)
             ).scalar_one_or_none()
             if old == image_id:
-                conn.execute(
-                    update(ImageRow).where(ImageRow.id == image_id).values(last_tag_time=now_nano)
-                )
+                if touch and kind == "tag":
+                    conn.execute(
+                        update(ImageRow)
+                        .where(ImageRow.id == image_id)
+                        .values(last_tag_time=now_nano)
+                    )
                 return str(old)
             if old is not None:
                 conn.execute(delete(ImageRefRow).where(ImageRefRow.ref == ref))
             conn.execute(
                 insert(ImageRefRow).values(ref=ref, image_id=image_id, kind=kind, created=now_nano)
             )
-            if kind == "tag":
+            if touch and kind == "tag":
                 conn.execute(
                     update(ImageRow).where(ImageRow.id == image_id).values(last_tag_time=now_nano)
                 )

@@ -93,14 +93,16 @@ class ImagesApiTests(SynchronousTestCase):
         ):
             code, _, raw = self.call(method, path)
             self.assertEqual(code, 404, path)
-            self.assertEqual(json.loads(raw), {"message": "No such image: nope"})
+            self.assertEqual(json.loads(raw), {"message": "No such image: nope:latest"})
 
     def test_unknown_full_id_is_404(self) -> None:
         """A 64-hex id is looked up as an id: 404, not the 400 a 64-hex repository name gets
         (`docker inspect <container id>` falls back to the image endpoint and needs the 404)."""
         hexid = "9de60575cae1cb7a59783af8cb5d6c03dc8e9967ad1f9d155c4258643e5fb3d7"
         code, _, raw = self.call("GET", f"/images/{hexid}/json")
-        self.assertEqual((code, json.loads(raw)), (404, {"message": f"No such image: {hexid}"}))
+        self.assertEqual(
+            (code, json.loads(raw)), (404, {"message": f"No such image: sha256:{hexid}"})
+        )
 
     def test_bad_reference_is_400(self) -> None:
         """An invalid tag target is a 400."""
@@ -178,7 +180,20 @@ class ImagesApiTests(SynchronousTestCase):
         code, _, raw = self.call("GET", "/images/imp:1/json")
         info = json.loads(raw)
         self.assertEqual(info["Id"], status)
-        self.assertEqual(info["Config"], {"Cmd": ["sh"]})
+        self.assertEqual(
+            info["Config"],
+            {
+                "Cmd": ["sh"],
+                "Entrypoint": None,
+                "Env": None,
+                "Labels": None,
+                "OnBuild": None,
+                "User": "",
+                "Volumes": None,
+                "WorkingDir": "",
+            },
+        )
+        self.assertEqual(info["DockerVersion"], "")  # no version injected in this test
         self.assertEqual(info["Comment"], "Imported from -")
 
     def test_registry_endpoints_501_without_distribution(self) -> None:

@@ -39,6 +39,9 @@ class FakeDistributionStore:
     async def has_layer(self, chain_id: str) -> bool:
         return chain_id in self.layers
 
+    async def has_image(self, image_id: str) -> bool:
+        return image_id in self.images
+
     async def store_pulled_image(
         self,
         config: bytes,

@@ -201,11 +201,14 @@ def write_layer_tar(upper: str, out: IO[bytes], lowers: Sequence[str] = ()) -> i
 
 
 def dir_size(path: str) -> int:
-    """Bytes of regular-file content under C{path} (hardlinks counted once)."""
+    """Bytes under C{path} as dockerd counts a layer: regular files (hardlinks once) plus the
+    lstat size of symlinks."""
     total = 0
     seen: set[tuple[int, int]] = set()
     for _rel, _p, st in _walk(path):
-        if stat.S_ISREG(st.st_mode):
+        if stat.S_ISLNK(st.st_mode):
+            total += st.st_size
+        elif stat.S_ISREG(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 continue

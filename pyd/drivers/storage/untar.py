@@ -156,7 +156,8 @@ def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
 def extract(stream: Any, root: str) -> int:
     """Extract the uncompressed tar C{stream} under C{root} (C{/} inside the chroot).
 
-    @return: the size of the file content written.
+    @return: the size of the file content written (regular files plus symlink targets, like
+        dockerd's directory size).
     @raise UntarError: a hostile or malformed member.
     """
     size = 0
@@ -204,6 +205,9 @@ def extract(stream: Any, root: str) -> int:
                 dirs.append((path, member.mtime))
             elif member.isreg():
                 size += member.size
+            elif member.issym():
+                # dockerd's layer size is its directory size: symlinks count their lstat size
+                size += len(os.fsencode(member.linkname))
     # Writing into a directory changes its mtime: restore them last, deepest first.
     for path, mtime in reversed(dirs):
         try:
