@@ -37,8 +37,8 @@ from pyd.engine.images import DeleteItem, ImageService, rfc3339
 
 IMAGE_LIST_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
 PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
-# dockerd 28 answers image inspect's Config as an OCI image config (omitempty fields) merged
-# over these defaults, keys sorted; API < 1.50 adds the legacy container-config fields.
+# dockerd 28 answers image inspect's Config (API >= 1.50) as an OCI image config (omitempty
+# fields) merged over these defaults, keys sorted, after every other field.
 _CONFIG_DEFAULTS: dict[str, Any] = {
     "Cmd": None,
     "Entrypoint": None,
@@ -48,18 +48,6 @@ _CONFIG_DEFAULTS: dict[str, Any] = {
     "User": "",
     "Volumes": None,
     "WorkingDir": "",
-}
-_CONFIG_DEFAULTS_LEGACY: dict[str, Any] = {
-    **_CONFIG_DEFAULTS,
-    "AttachStderr": False,
-    "AttachStdin": False,
-    "AttachStdout": False,
-    "Domainname": "",
-    "Hostname": "",
-    "Image": "",
-    "OpenStdin": False,
-    "StdinOnce": False,
-    "Tty": False,
 }
 # the OCI image config fields (plus Docker's extensions) dockerd keeps from an image's config
 _OCI_CONFIG_FIELDS = (
@@ -109,8 +97,12 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _inspect_config(conf: dict[str, Any], version: tuple[int, int]) -> dict[str, Any]:
-    """Image inspect's C{Config} as dockerd 28 builds it (see L{_CONFIG_DEFAULTS})."""
-    out = dict(_CONFIG_DEFAULTS if version >= (1, 50) else _CONFIG_DEFAULTS_LEGACY)
+    """Image inspect's C{Config} as dockerd 28 builds it for API >= 1.50 (see
+    L{_CONFIG_DEFAULTS}); older API versions get the whole container.Config, as the daemons
+    that spoke them answered (dockerd 20.10, and the build goldens recorded from it)."""
+    if version < (1, 50):
+        return _container_config(conf)
+    out = dict(_CONFIG_DEFAULTS)
     for key in _OCI_CONFIG_FIELDS:
         value = conf.get(key)
         if value or (key == "Healthcheck" and isinstance(value, dict)):
@@ -182,7 +174,7 @@ def image_summary(
 def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -> dict[str, Any]:
     """C{GET /images/{name}/json} for one image, shaped as dockerd 28 answers it (graph driver
     store): Config last with sorted keys, the deprecated fields only for the API versions
-    that still had them."""
+    that still had them (with 20.10's container.Config as Config before 1.50)."""
     cfg = img.config
     conf = dict(cfg.get("config") or {})
     comment = cfg.get("comment") or ""
@@ -206,6 +198,8 @@ def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -
         out["ContainerConfig"] = _container_config(cfg.get("container_config"))
     out["DockerVersion"] = cfg.get("docker_version") or ""
     out["Author"] = cfg.get("author") or ""
+    if version < (1, 50):
+        out["Config"] = _inspect_config(conf, version)
     out["Architecture"] = cfg.get("architecture", "")
     if cfg.get("variant"):
         out["Variant"] = cfg["variant"]
@@ -229,7 +223,8 @@ def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -
     out["Metadata"] = {
         "LastTagTime": rfc3339(img.last_tag_time / 1e9) if img.last_tag_time else ZERO_TIME
     }
-    out["Config"] = _inspect_config(conf, version)
+    if version >= (1, 50):
+        out["Config"] = _inspect_config(conf, version)
     return out
 
 

@@ -715,7 +715,7 @@ class RegistryClient:
                 auth = (a.username, a.password) if a.username else None
                 resp = await client.get(url, auth=auth, timeout=_TIMEOUT)
         except (ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed) as e:
-            raise TransportFailed(f'Get "{realm}": {_describe(e)}') from e
+            raise TransportFailed(f'Get "{realm}": {_describe(e, realm)}') from e
         body = await resp.content()
         if resp.code != 200:
             errs = _errors_of(body)
@@ -747,9 +747,9 @@ class RegistryClient:
         try:
             resp = await self._client.get(url, timeout=_TIMEOUT)
         except (ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed) as e:
-            raise TransportFailed(f'Get "{url}": {_describe(e)}') from e
+            raise TransportFailed(f'Get "{url}": {_describe(e, url)}') from e
         except SSL.Error as e:
-            raise TransportFailed(f'Get "{url}": {_describe(e)}') from e
+            raise TransportFailed(f'Get "{url}": {_describe(e, url)}') from e
         body = await resp.content()
         if resp.code == 200:
             return []

@@ -109,6 +109,7 @@ class CommitSource:
     container_id: str
     config: dict[str, Any]
     running: bool
+    name: str = ""
 
 
 @attrs.frozen
@@ -465,7 +466,7 @@ class ContainerService:
     async def commit_source(self, ref: str) -> CommitSource:
         """The container C{docker commit} names. @raise NotFound: no such container."""
         c = self.resolve(ref)
-        return CommitSource(c.id, dict(c.config), c.state.running)
+        return CommitSource(c.id, dict(c.config), c.state.running, c.name.lstrip("/"))
 
     async def network_container(self, ref: str) -> ContainerRef:
         """What networking needs of a container (L{pyd.engine.networks.ContainerLookup}).

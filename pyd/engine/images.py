@@ -75,6 +75,7 @@ class CommitSource:
     container_id: str
     config: dict[str, Any]
     running: bool
+    name: str = ""
 
 
 # name -> the container to commit (anything with container_id/config/running attributes);
@@ -462,7 +463,23 @@ class ImageService:
             except PydError:
                 paused = False  # already paused, or stopped meanwhile: commit as it is
         try:
-            return await self.commit(source.container_id, config, repo_tag)
+            img = await self.commit(source.container_id, config, repo_tag)
+            if self._events is not None:
+                # dockerd's container "commit" event (after the image's create/tag)
+                attrs_ = {k: str(v) for k, v in (container_config.get("Labels") or {}).items()}
+                attrs_.update(
+                    {
+                        "comment": comment,
+                        "image": str(container_config.get("Image") or ""),
+                        "imageID": img.id,
+                        "imageRef": refs.familiar(str(refs.parse_with_tag(repo_tag)))
+                        if repo_tag
+                        else "",
+                        "name": source.name,
+                    }
+                )
+                self._events.emit("container", "commit", source.container_id, attrs_)
+            return img
         finally:
             if paused and self.unpause_container is not None:
                 try:
@@ -473,7 +490,12 @@ class ImageService:
     async def _commit_source(self, ref: str) -> CommitSource:
         if self.commit_sources is not None:
             src = await self.commit_sources(ref)
-            return CommitSource(src.container_id, dict(src.config or {}), bool(src.running))
+            return CommitSource(
+                src.container_id,
+                dict(src.config or {}),
+                bool(src.running),
+                str(getattr(src, "name", "") or "").lstrip("/"),
+            )
         cid = await self.rw_container(ref)
         if cid is None:
             raise NotFound(f"No such container: {ref}")
@@ -566,12 +588,17 @@ class ImageService:
                 parsed = refs.parse_with_tag(repo_tag)
                 await self._repo.set_ref(str(parsed), "tag", image_id, self._now_nano())
         labels = (config or {}).get("Labels") or {}
-        self._emit(
-            event,
-            image_id,
-            image_id if not repo_tag else refs.familiar(str(refs.parse_with_tag(repo_tag))),
-            labels,
-        )
+        familiar = refs.familiar(str(refs.parse_with_tag(repo_tag))) if repo_tag else ""
+        if event == "commit":
+            # dockerd 28's CommitImage: the new image is created, then tagged
+            self._emit("create", image_id, image_id, labels)
+            if familiar:
+                self._emit("tag", image_id, familiar, labels)
+        else:
+            # ImportImage: tagged, then the import event under the id
+            if familiar:
+                self._emit("tag", image_id, familiar, labels)
+            self._emit(event, image_id, image_id, labels)
         img = await self.get(image_id)
         assert img is not None
         return img
