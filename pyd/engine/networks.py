@@ -279,6 +279,16 @@ def _remove_file(path: str) -> None:
         os.unlink(path)
 
 
+def _upstreams(rc: resolvconf.ResolvConf) -> list[str]:
+    """The ExtServers the resolver forwards to, from the host's namespace.
+
+    A loopback C{--dns} address means the container's own loopback (dockerd contacts it from
+    inside the container); pyd's resolver forwards from the host, so it leaves those out rather
+    than ask the host's loopback instead.
+    """
+    return [e.address for e in rc.ext_servers if e.host_loopback or not _is_loopback(e.address)]
+
+
 def _is_loopback(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr).is_loopback
@@ -986,7 +996,7 @@ class NetworkService:
     ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], list[str]]:
         """(servers for resolv.conf, search, options, upstreams for our resolver)."""
         rc = self._resolv(host_config, "internal" if resolver else "legacy")
-        return rc.nameservers, rc.search, rc.options, [e.address for e in rc.ext_servers]
+        return rc.nameservers, rc.search, rc.options, _upstreams(rc)
 
     def _resolv(self, host_config: dict[str, Any], kind: str) -> resolvconf.ResolvConf:
         """The container's resolv.conf as dockerd makes it.
@@ -1132,7 +1142,7 @@ class NetworkService:
                 await self._serve_dns(cid, path)
             kind = "internal" if resolver else "legacy"
             resolv = self._resolv_setup(host_config, kind)
-            upstream = [e.address for e in self._resolv(host_config, "internal").ext_servers]
+            upstream = _upstreams(self._resolv(host_config, "internal"))
             first = atts[0]
             prim_net = self._networks[first.network_id]
             ip = endpoints[0].ipv4

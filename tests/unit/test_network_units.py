@@ -19,11 +19,13 @@ from pyd.drivers.network.nft import (
     render_dns,
     table_name,
 )
+from pyd.engine import resolvconf
 from pyd.engine.networks import (
     _host_port_range,
     _mac_for,
     _port_key,
     _read_resolv,
+    _upstreams,
     default_bridge_name,
 )
 
@@ -229,6 +231,14 @@ class ParsingTests(SynchronousTestCase):
     def test_mac(self) -> None:
         """Generated MACs are dockerd's 02:42 + the IPv4 address."""
         self.assertEqual(_mac_for("10.200.0.2"), "02:42:0a:c8:00:02")
+
+    def test_upstreams(self) -> None:
+        """Host servers (loopback too) are forwarded to from the host; a loopback --dns (the
+        container's own loopback) is not sent to the host's loopback instead."""
+        host = resolvconf.parse("nameserver 127.0.0.53\nnameserver 10.0.0.1\n")
+        self.assertEqual(_upstreams(resolvconf.for_internal(host)), ["127.0.0.53", "10.0.0.1"])
+        asked = resolvconf.with_overrides(host, ["127.0.0.1", "10.9.9.9"])
+        self.assertEqual(_upstreams(resolvconf.for_internal(asked)), ["10.9.9.9"])
 
     def test_resolv(self) -> None:
         """nameserver, search and options lines are read; comments skipped."""

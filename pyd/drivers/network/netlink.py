@@ -96,12 +96,16 @@ def _in_netns(path: str) -> Iterator[None]:
         os.close(orig)
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+def _host_end_forwarding(ipr: IPRoute, name: str) -> bool:
+    """Whether host interface C{name} is operationally up and forwarding as a bridge port."""
+    links = ipr.get_links(ifname=name)
+    if not links or links[0].get_attr("IFLA_OPERSTATE") != "UP":
+        return False
+    info = links[0].get_attr("IFLA_LINKINFO")
+    slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
+    if slave is None:  # a kernel that does not report port details: operstate must do
+        return True
+    return slave.get_attr("IFLA_BRPORT_STATE") == 3  # forwarding
 
 
 def _bound(kind: int, address: str, port: int) -> socket.socket:
@@ -371,13 +375,12 @@ class NetlinkDriver:
         it are lost, and a lost DNS query costs the resolver library a 5 s timeout.
         """
         deadline = time.monotonic() + timeout
-        brport = f"/sys/class/net/{iface.host_ifname}/brport/state"
-        host_oper = f"/sys/class/net/{iface.host_ifname}/operstate"
-        with _netlink_in(netns_path) as ns:
+        # Netlink, not /sys: the daemon may run in a network namespace /sys does not show.
+        with _netlink_in(netns_path) as ns, IPRoute() as host:
             while True:
                 links = ns.get_links(ifname=iface.ifname)
                 inner = links[0].get_attr("IFLA_OPERSTATE") if links else ""
-                if inner == "UP" and _read(host_oper) == "up" and _read(brport) == "3":
+                if inner == "UP" and _host_end_forwarding(host, iface.host_ifname):
                     return
                 if time.monotonic() > deadline:
                     raise NetworkDriverError(
