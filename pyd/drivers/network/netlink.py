@@ -105,7 +105,7 @@ def _host_end_forwarding(ipr: IPRoute, name: str) -> bool:
     slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
     if slave is None:  # a kernel that does not report port details: operstate must do
         return True
-    return slave.get_attr("IFLA_BRPORT_STATE") == 3  # forwarding
+    return bool(slave.get_attr("IFLA_BRPORT_STATE") == 3)  # 3: forwarding
 
 
 def _bound(kind: int, address: str, port: int) -> socket.socket:
