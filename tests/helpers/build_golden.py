@@ -351,6 +351,21 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        "chown_quiet_fail",
+        {
+            "Dockerfile": f"FROM {BASE}\nUSER app\nCOPY a.txt /a.txt\n"
+            "COPY --chown=app:app a.txt /b.txt\nCOPY --chown=1000 dir /dir\n"
+            "RUN stat -c '%u:%g %a %n' /a.txt /b.txt /dir /dir/sub /dir/sub/c.txt && id\n"
+            "RUN echo to stdout && exit 7\n",
+            "a.txt": "A\n",
+            "dir/sub/c.txt": "C\n",
+        },
+        (
+            _b("build", "-q", "-t", "golden-quiet", "{ctx}"),
+            _b("build", "-t", "golden-quiet", "{ctx}"),
+        ),
+    ),
+    Case(
         "metadata",
         {
             "Dockerfile": f"FROM {BASE}\nMAINTAINER Jane Doe <jane@example.com>\n"

@@ -493,14 +493,25 @@ class _Build:
         self.stage_names: dict[str, int] = {}
         self.tmp_containers: list[str] = []
         self.used_args: set[str] = set()
+        self.quiet_output: list[str] = []  # with -q: what the build printed
 
     def say(self, text: str) -> None:
-        if not self.opts.quiet:
+        if self.opts.quiet:
+            self.quiet_output.append(text)  # shown only if the build fails, as dockerd does
+        else:
             self.out.stream(text)
 
     # .. driver ....................................................................................
 
     async def run(self) -> BuildResult:
+        try:
+            return await self._run_stages()
+        except BaseException:
+            if self.opts.quiet and self.quiet_output:
+                self.out.stream("".join(self.quiet_output))
+            raise
+
+    async def _run_stages(self) -> BuildResult:
         stages = list(self.df.stages)
         if self.opts.target:
             idx = next(i for i, s in enumerate(stages) if s.name == self.opts.target.lower())

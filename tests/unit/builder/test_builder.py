@@ -139,6 +139,12 @@ class OutputTests(BuilderTestCase):
         res, text = self.build({"Dockerfile": "FROM busybox\nENV A=1\n"}, quiet=True)
         self.assertEqual(text, res.image_id + "\n")
 
+    def test_quiet_failure_shows_the_output(self) -> None:
+        """C{-q}: when the build fails, what it printed is streamed before the error."""
+        self.build_fails({"Dockerfile": "FROM busybox\nENV A=1\nRUN exit 3\n"}, quiet=True)
+        self.assertIn("Step 1/3 : FROM busybox\n", self.progress.text)
+        self.assertIn("Step 3/3 : RUN exit 3\n", self.progress.text)
+
     def test_run_failure(self) -> None:
         """A failing RUN ends the build with dockerd's message and the exit code, tags nothing,
         and (without --force-rm) leaves the failed container."""
