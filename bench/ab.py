@@ -1,0 +1,98 @@
+"""A/B: the same workload against two pyd source trees, alternating, to measure a change.
+
+Run as `.venv/bin/python -m bench.ab --a /path/to/tree-before --b /path/to/tree-after [what...]`
+(root); `what` is any of run, life, api, ping (default: run life api). Each tree runs as its own
+twistd (PYTHONPATH = the tree), both with the busybox image; rows alternate A and B so a load
+spike hits both. Besides latencies it prints the daemon's CPU time per iteration (user+system,
+all threads: far less sensitive to a loaded machine than wall-clock) and RSS at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+from bench.common import Daemon, latency_ms, load_busybox, rss_mb, throughput
+from tests.helpers.daemon import PydDaemon, unix_request
+from tests.helpers.images import DEFAULT_TAG as IMG
+
+LONG = ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
+
+
+def _start(tree: str, name: str) -> Daemon:
+    p = PydDaemon(env={"PYTHONPATH": tree}).start()
+    assert p.proc is not None
+    return Daemon(name, p.sock, p.proc.pid, p.cleanup, str(p.base))
+
+
+def _cpu_ms(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both daemons and print one line per measurement: A, B and B/A."""
+    ap = argparse.ArgumentParser(prog="python -m bench.ab")
+    ap.add_argument("--a", required=True, help="source tree A (before)")
+    ap.add_argument("--b", default=os.getcwd(), help="source tree B (after; default: here)")
+    ap.add_argument("-n", type=int, default=10, help="iterations")
+    ap.add_argument("what", nargs="*", default=["run", "life", "api"])
+    args = ap.parse_args(argv)
+    ds = [_start(args.a, "A"), _start(args.b, "B")]
+    res: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
+
+    def rec(d: Daemon, k: str, v: float) -> None:
+        res[d.name].setdefault(k, []).append(v)
+
+    try:
+        for d in ds:
+            load_busybox(d)
+            d.docker("run", "--rm", IMG, "true")
+        cpu0 = {d.name: _cpu_ms(d.pid) for d in ds}
+        for i in range(args.n):
+            for d in ds:
+                if "run" in args.what:
+                    rec(d, "docker run --rm IMG true (ms)", d.cli_ms("run", "--rm", IMG, "true"))
+                    ms = d.cli_ms("run", "-d", "--name", f"ab-d{i}", IMG, *LONG)
+                    rec(d, "docker run -d (ms)", ms)
+                    d.docker("rm", "-f", f"ab-d{i}")
+                if "life" in args.what:
+                    nm = f"ab-l{i}"
+                    rec(d, "docker create (ms)", d.cli_ms("create", "--name", nm, IMG, *LONG))
+                    rec(d, "docker start (ms)", d.cli_ms("start", nm))
+                    rec(d, "docker stop (ms)", d.cli_ms("stop", nm))
+                    rec(d, "docker rm (ms)", d.cli_ms("rm", nm))
+                if "api" in args.what:
+                    for path in ("/_ping", "/v1.41/volumes", "/v1.41/containers/json"):
+                        t0 = time.perf_counter()
+                        for _ in range(20):
+                            unix_request(d.sock, "GET", path)
+                        ms = (time.perf_counter() - t0) / 20 * 1000
+                        rec(d, f"GET {path}, new connection (ms)", ms)
+        for d in ds:
+            rec(d, "daemon CPU per iteration (ms)", (_cpu_ms(d.pid) - cpu0[d.name]) / args.n)
+        if "ping" in args.what:
+            for d in ds:
+                rec(d, "/_ping latency, keep-alive (ms)", latency_ms(d.sock, "/_ping"))
+                rec(d, "/_ping req/s, 8 clients", throughput(d.sock, "/_ping", 8, 2))
+        time.sleep(1)
+        for d in ds:
+            rec(d, "RSS at the end (MB)", rss_mb(d.pid))
+    finally:
+        for d in ds:
+            d.stop()
+    width = max(len(k) for k in res["A"])
+    print(f"{'measurement':<{width}}  {'A':>9}  {'B':>9}  B/A")
+    for k in res["A"]:
+        a, b = statistics.median(res["A"][k]), statistics.median(res["B"][k])
+        ratio = f"{b / a:.2f}" if a else "-"
+        print(f"{k:<{width}}  {a:9.2f}  {b:9.2f}  {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
