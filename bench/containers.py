@@ -10,6 +10,7 @@ into each and times the same docker CLI commands against each, row by row:
   - K concurrent `docker run --rm IMG true` (wall clock);
   - `docker ps -a` and the raw list call with N containers;
   - `docker logs` throughput over a finished container's `seq 1 200000`.
+  - a container logging through json-file rotation (max-size=100k, max-file=3).
 
 Prints one table with pyd, dockerd and the ratio. About a minute on 2 shared cores.
 """
@@ -90,6 +91,22 @@ def logs_throughput(d: Daemon, lines: int) -> tuple[float, float]:
     return mib / statistics.median(times), mib
 
 
+def rotated_run(d: Daemon, lines: int, i: int) -> float:
+    """Wall ms of a container printing C{lines} lines through max-size=100k max-file=3 (about
+    35 rotations for 500 000 lines); the newest line must be the last one logged."""
+    name = f"pyd-bench-rot-{i}"
+    t0 = time.perf_counter()
+    d.docker(
+        "run", "--name", name, "--log-opt", "max-size=100k", "--log-opt", "max-file=3",
+        IMG, "seq", "1", str(lines), stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    ms = (time.perf_counter() - t0) * 1000
+    last = d.docker("logs", "--tail", "1", name).stdout.strip()
+    assert last == str(lines).encode(), last
+    d.docker("rm", name, stdout=subprocess.DEVNULL)
+    return ms
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every row against every daemon and print the table."""
     ap = argparse.ArgumentParser(prog="python -m bench.containers")
@@ -112,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             ("ps", f"docker ps -a, {args.ps} containers", "ms", False),
             ("list", f"GET /containers/json?all=1, {args.ps} containers", "ms", False),
             ("logs", f"docker logs, {args.log_lines} short lines", "MiB/s", True),
+            ("rot", "docker run seq 1 500000, max-size=100k max-file=3 (wall)", "ms", False),
         )
     }
     with daemons(busybox=True) as ds:
@@ -138,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             d.docker("container", "prune", "-f")
             tput, _ = logs_throughput(d, args.log_lines)
             rows["logs"].values[d.name] = tput
+        for d in ds:
+            rows["rot"].values[d.name] = statistics.median(
+                rotated_run(d, 500_000, i) for i in range(3)
+            )
         names = [d.name for d in ds]
     print(table(list(rows.values()), names))
     return 0

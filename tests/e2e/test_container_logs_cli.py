@@ -68,12 +68,16 @@ def _numbers(out: str) -> list[int]:
 
 
 def _log_files(d: PydDaemon, cid: str) -> dict[str, int]:
+    """The numbered log files and their sizes (pyd may prune one while we look)."""
     bundle = f"{d.data_root}/containers/{cid}"
-    return {
-        n: os.path.getsize(f"{bundle}/{n}")
-        for n in os.listdir(bundle)
-        if n.startswith("ctr.log.") and n.split(".")[-1].isdigit()
-    }
+    out = {}
+    for n in os.listdir(bundle):
+        if n.startswith("ctr.log.") and n.split(".")[-1].isdigit():
+            try:
+                out[n] = os.path.getsize(f"{bundle}/{n}")
+            except FileNotFoundError:
+                continue
+    return out
 
 
 class LogRotationCLITests:
@@ -92,7 +96,7 @@ class LogRotationCLITests:
         assert len(files) == 3, files
         # pyd asks conmon to reopen the log once it reached 100 kB (so a file is a little
         # larger, by what was written meanwhile); the total stays far below the 3 MB written
-        assert sum(files.values()) < 3_000_000 / 2, files
+        assert sum(files.values()) < 2_500_000, files
         got = _numbers(pyd.docker("logs", n).stdout)
         assert got == list(range(got[0], 3000))
         assert len(got) > 90
@@ -134,7 +138,7 @@ class LogRotationCLITests:
         time.sleep(1)
         pyd.start()
         seen = max(int(f.split(".")[-1]) for f in _log_files(pyd, cid))
-        _until(lambda: min(int(f.split(".")[-1]) for f in _log_files(pyd, cid)) > seen)
+        _until(lambda: min((int(f.split(".")[-1]) for f in _log_files(pyd, cid)), default=0) > seen)
         pyd.docker("stop", "-t", "1", n)
         files = _log_files(pyd, cid)
         assert len(files) == 3, files
