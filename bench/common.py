@@ -91,6 +91,13 @@ def start_pyd(extra_args: Sequence[str] = ()) -> Daemon:
     return Daemon("pyd", d.sock, d.proc.pid, d.cleanup, str(d.base))
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the bench dies (a killed bench must not leave a dockerd)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_dockerd(extra_args: Sequence[str] = ()) -> Daemon | None:
     """A dockerd on its own socket/data-root/exec-root, or None when it is not installed (or
     C{BENCH_NO_DOCKERD} is set). Without C{extra_args} it has no bridge and never touches
@@ -124,6 +131,7 @@ def start_dockerd(extra_args: Sequence[str] = ()) -> Daemon | None:
         stdout=log,
         stderr=log,
         start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - started before any other thread
     )
 
     def stop() -> None:
