@@ -366,6 +366,22 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        "copy_forms",
+        {
+            "Dockerfile": f"FROM {BASE}\nWORKDIR /app\nCOPY *.txt ./all/\nCOPY dir/ sub\n"
+            'ADD dir /added\nCOPY ["with space.txt", "/spaced/"]\n'
+            "ARG NODEFAULT\nARG WITHDEF=d\nRUN find /app /added /spaced | sort\n",
+            "one.txt": "1\n",
+            "two.txt": "2\n",
+            "with space.txt": "s\n",
+            "dir/x/y.txt": "y\n",
+        },
+        (
+            _b("build", "--build-arg", "NODEFAULT=given", "-t", "golden-copy", "{ctx}"),
+            *_inspect_cmds("golden-copy"),
+        ),
+    ),
+    Case(
         "metadata",
         {
             "Dockerfile": f"FROM {BASE}\nMAINTAINER Jane Doe <jane@example.com>\n"
