@@ -83,6 +83,66 @@ class ImagesApiTests(SynchronousTestCase):
         code, _, raw = self.call("GET", "/v1.43/images/" + self.built.id[7:19] + "/json")
         self.assertEqual(json.loads(raw)["VirtualSize"], info["Size"])
 
+    def test_inspect_shape_per_version(self) -> None:
+        """dockerd 28's inspect: at 1.50 Parent/Comment/DockerVersion/Author always, Config last
+        with its fixed defaults and sorted keys; at 1.43 VirtualSize and ContainerConfig (the
+        whole Go container.Config), Config as 20.10's container.Config; at 1.45 no
+        ContainerConfig."""
+        self.load()
+        path = "/images/" + self.built.id[7:19] + "/json"
+        info = json.loads(self.call("GET", "/v1.50" + path)[2])
+        self.assertEqual(
+            list(info),
+            ["Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "DockerVersion",
+             "Author", "Architecture", "Os", "Size", "GraphDriver", "RootFS", "Metadata",
+             "Config"],
+        )  # fmt: skip
+        self.assertEqual(
+            list(info["Config"]),
+            ["Cmd", "Entrypoint", "Env", "Labels", "OnBuild", "User", "Volumes", "WorkingDir"],
+        )
+        self.assertEqual(info["Metadata"], {"LastTagTime": "0001-01-01T00:00:00Z"})
+        old = json.loads(self.call("GET", "/v1.43" + path)[2])
+        self.assertEqual(old["VirtualSize"], info["Size"])
+        self.assertNotIn("Container", old)
+        self.assertEqual(
+            list(old["ContainerConfig"]),
+            ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+             "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir",
+             "Entrypoint", "OnBuild", "Labels"],
+        )  # fmt: skip
+        self.assertEqual(old["Config"]["Cmd"], ["sh"])
+        self.assertEqual(old["Config"]["Hostname"], "")
+        self.assertLess(list(old).index("Config"), list(old).index("Architecture"))
+        mid = json.loads(self.call("GET", "/v1.45" + path)[2])
+        self.assertNotIn("ContainerConfig", mid)
+        self.assertNotIn("VirtualSize", mid)
+
+    def test_list_per_version(self) -> None:
+        """/images/json: Labels null when unset; untagged rows are <none>:<none> before 1.43,
+        [] after; VirtualSize before 1.44 only."""
+        with open(self.built.path, "rb") as f:
+            data = f.read()
+        self.call("POST", "/v1.50/images/load", data, "application/x-tar")
+        self.call("DELETE", "/v1.50/images/" + quote(DEFAULT_TAG, safe="/:"))
+        self.call("POST", "/v1.50/images/load", data, "application/x-tar")
+        self.call("POST", "/v1.50/images/" + self.built.id + "/tag?repo=keep&tag=1")
+        self.call("DELETE", "/v1.50/images/keep:1?noprune=1")
+        row = json.loads(self.call("GET", "/v1.50/images/json")[2])
+        self.assertEqual(len(row), 1)
+        new = row[0]
+        self.assertEqual((new["Labels"], new["RepoDigests"]), (None, []))
+        self.assertNotIn("VirtualSize", new)
+        old = json.loads(self.call("GET", "/v1.42/images/json")[2])[0]
+        self.assertEqual(old["VirtualSize"], old["Size"])
+        self.assertEqual(old["RepoDigests"], None if old["RepoTags"] else ["<none>@<none>"])
+
+    def test_search_without_registry_support(self) -> None:
+        """GET /images/search is routed (not 405): 501 when no registry area is wired."""
+        code, _, raw = self.call("GET", "/v1.50/images/search?term=x")
+        self.assertEqual(code, 501)
+        self.assertIn("searching images", json.loads(raw)["message"])
+
     def test_unknown_image(self) -> None:
         """404 with dockerd's text for inspect, history, tag and delete."""
         for method, path in (

@@ -307,3 +307,88 @@ class StartupTests:
         _svc2, *_ = make_image_service(str(tmp))
         assert os.listdir(storage / "tmp") == []
         assert _layer_dirs(tmp) == []
+
+
+class _Source:
+    """What the container service hands to commit (container_id/config/running/name)."""
+
+    def __init__(self, cid: str, running: bool) -> None:
+        self.container_id = cid
+        self.config = {"Image": "pyd-test/busybox", "Cmd": ["sh", "-c", "echo hi > /f"]}
+        self.running = running
+        self.name = "/c1"
+
+
+class CommitTests:
+    """docker commit: pause around the commit, and what the image records."""
+
+    def _setup(self, tmp: Path, running: bool = True, pause_error: bool = False):
+        svc, events, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar")
+        _load(svc, str(tmp / "bb.tar"))
+        cid = "c" * 64
+        run(svc.create_rw_layer(cid, built.id))
+        upper = run(svc.rw_layer_paths(cid))["UpperDir"]
+        with open(os.path.join(upper, "f"), "w") as f:
+            f.write("hi\n")
+        calls: list[str] = []
+
+        async def source(ref: str) -> _Source:
+            return _Source(cid, running)
+
+        async def pause(c: str) -> None:
+            if pause_error:
+                raise Conflict(f"Container {c} is already paused")
+            calls.append("pause")
+
+        async def unpause(c: str) -> None:
+            calls.append("unpause")
+
+        svc.commit_sources = source
+        svc.pause_container = pause
+        svc.unpause_container = unpause
+        svc.docker_version = "28.2.2"
+        events.events.clear()
+        return svc, events, calls, cid
+
+    def test_pauses_running_container(self, tmp: Path) -> None:
+        """The default pauses a running container before the layer is read and unpauses it
+        after; the image records the container, its command as history and the version;
+        events are dockerd 28's image create, image tag, container commit."""
+        svc, events, calls, cid = self._setup(tmp)
+        img = run(svc.commit_container("c1", "pyd-t/x:1", {}, comment="m"))
+        assert calls == ["pause", "unpause"]
+        cfg = img.config
+        assert cfg["container"] == cid
+        assert cfg["container_config"]["Cmd"] == ["sh", "-c", "echo hi > /f"]
+        assert cfg["docker_version"] == "28.2.2"
+        assert cfg["history"][-1]["created_by"] == "sh -c echo hi > /f"
+        assert [(t, a) for t, a, *_ in events.events] == [
+            ("image", "create"),
+            ("image", "tag"),
+            ("container", "commit"),
+        ]
+        assert events.events[-1][3] == {
+            "comment": "m",
+            "image": "pyd-test/busybox",
+            "imageID": img.id,
+            "imageRef": "pyd-t/x:1",
+            "name": "c1",
+        }
+
+    def test_no_pause(self, tmp: Path) -> None:
+        """pause=False, or a stopped container, is committed without pausing."""
+        svc, _events, calls, _ = self._setup(tmp)
+        run(svc.commit_container("c1", None, {}, pause=False))
+        assert calls == []
+        svc, _events, calls, _ = self._setup(tmp / "stopped", running=False)
+        run(svc.commit_container("c1", None, {}))
+        assert calls == []
+
+    def test_pause_refused(self, tmp: Path) -> None:
+        """A container that cannot be paused (already paused) is committed as it is and not
+        unpaused afterwards."""
+        svc, _events, calls, _ = self._setup(tmp, pause_error=True)
+        img = run(svc.commit_container("c1", None, {}))
+        assert img.id.startswith("sha256:")
+        assert calls == []
