@@ -1068,7 +1068,6 @@ def _wire_containers(
     archive = ArchiveService(
         containers,
         images,
-        HelperExtractor(runner),  # the images area's chroot'ed untar helper (docker cp PUT)
         runner,
         io,
         os.path.join(config.data_root, "tmp", "streams"),

@@ -1,44 +1,39 @@
 """C{docker cp}, C{docker export}, C{docker diff} (layer: engine).
 
-Paths are resolved inside the container's root (L{pyd.drivers.streams.archive}); archives are
-written by a helper that chroots into the root; uploads are extracted by the images area's
-chroot'ed untar helper into the resolved destination. A stopped container's root is mounted for
-the operation and unmounted afterwards.
+C{docker cp} (HEAD/GET/PUT archive) sees what the container sees: a helper
+(L{pyd.drivers.streams.rootview}) builds a private mount-namespace view of the container's files
+and works C{chroot}'ed in it. For a running container the view is a copy of the container's own
+mount namespace (its live volumes, binds, tmpfs and hosts files; the runtime's /proc, /sys and /dev
+left out); for any other container the volumes' and binds' host sources, the hosts files and an
+empty tmpfs per tmpfs mount are mounted over the root in the order the runtime mounts them. Paths
+resolve inside the view, so a symlink can never lead to a host path. Export is the root filesystem
+alone (no volumes), as in dockerd. A stopped container's root is mounted for the operation and
+unmounted afterwards.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import posixpath
 import shutil
-import stat as st
 import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import IO, Any, Protocol
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pyd.core.errors import InvalidParameter, NotFound, SystemError_
 from pyd.core.records import Change
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.process import ProcessRunner
-from pyd.drivers.streams import archive
-from pyd.drivers.streams.archive import PathEscape, PathStat
+from pyd.drivers.streams import archive, rootview
+from pyd.drivers.streams.archive import PathStat
 from pyd.engine.container_config import resolve_user
 from pyd.engine.streams import StreamTarget, StreamTargets
 
 log = Logger()
-
-
-class Extractor(Protocol):
-    """The images area's safe extraction helper (C{pyd.drivers.storage.layers.Extractor})."""
-
-    def extract(self, src_path: str, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
-        """Extract the tar at C{src_path} into C{dest} (chroot'ed); copy the plain tar to C{tar_out}."""
-        ...
 
 
 class RootfsProvider(Protocol):
@@ -68,7 +63,6 @@ class ArchiveService:
         self,
         targets: StreamTargets,
         rootfs: RootfsProvider,
-        extractor: Extractor | None,
         runner: ProcessRunner,
         blocking: Blocking,
         tmp_dir: str,
@@ -77,7 +71,6 @@ class ArchiveService:
         self._events = events
         self._targets = targets
         self._rootfs = rootfs
-        self._extractor = extractor
         self._runner = runner
         self._blocking = blocking
         self._tmp = tmp_dir
@@ -105,26 +98,62 @@ class ArchiveService:
         d = self._events.emit("container", action, target.id, attrs)
         d.addErrback(lambda f: log.failure("event {action}", f, action=action))
 
+    async def _view(
+        self,
+        target: StreamTarget,
+        root: str,
+        op: str,
+        args: list[str],
+        child_fds: dict[int, int],
+    ) -> dict[str, Any]:
+        """Run C{op} in the helper's view of the container (see the module docstring).
+
+        @raise SystemError_: the view could not be built or the helper failed.
+        """
+        spec = await self._blocking.run(_view_spec, target, root)
+        for _ in range(2):
+            result = await self._runner.run(
+                rootview.helper_argv(spec, op, *args),
+                child_fds=child_fds,
+                env={"PYTHONPATH": archive.pythonpath()},
+            )
+            if result.rc != 0:
+                err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+                raise SystemError_(err[-1] if err else f"archive helper exited {result.rc}")
+            lines = result.stdout.decode("utf-8", "replace").strip().splitlines()
+            out: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+            if out.get("error") == "stale" and spec["mode"] == "live":
+                # the container stopped (or its pid is not its own any more): the record's
+                # mounts over the root are what it will see next
+                spec = await self._blocking.run(_view_spec, target, root, False)
+                continue
+            if out.get("error") == "setup":
+                raise SystemError_(str(out.get("message")))
+            return out
+        raise SystemError_(str(out.get("message")))
+
     async def stat(self, ref: str, path: str) -> PathStat:
         """C{HEAD archive}. @raise NotFound: no container, or no such path (dockerd's text)."""
         target = await self._targets.stream_target(ref)
         async with self._root(target) as root:
-            result = await self._blocking.run(_stat, root, path)
-        if result is None:
-            raise _not_found(path, ref)
-        return result
+            out = await self._view(target, root, "stat", [path], {})
+        return _path_stat(out, path, ref)
 
     async def get(self, ref: str, path: str) -> tuple[PathStat, IO[bytes]]:
         """C{GET archive}: the path's stat and an open, already unlinked tar file of it."""
         target = await self._targets.stream_target(ref)
-        async with self._root(target) as root:
-            result = await self._blocking.run(_stat, root, path)
-            if result is None:
-                raise _not_found(path, ref)
-            plan = await self._blocking.run(archive.tar_plan, root, path)
-            f = await self._tar(root, *plan)
+        os.makedirs(self._tmp, exist_ok=True)
+        f = tempfile.TemporaryFile(dir=self._tmp)  # noqa: SIM115 - returned to the caller
+        try:
+            async with self._root(target) as root:
+                out = await self._view(target, root, "get", [path], {3: f.fileno()})
+            found = _path_stat(out, path, ref)
+            f.seek(0)
+        except BaseException:
+            f.close()
+            raise
         self._emit(target, "archive-path")
-        return result, f
+        return found, f
 
     async def export(self, ref: str) -> IO[bytes]:
         """C{GET export}: the whole root filesystem as an open, already unlinked tar file."""
@@ -175,35 +204,33 @@ class ArchiveService:
             reverse (dockerd's text, a 500 there too).
         """
         target = await self._targets.stream_target(ref)
-        if self._extractor is None:
-            raise SystemError_("no extraction helper configured")
         os.makedirs(self._tmp, exist_ok=True)
         src = await self._blocking.run(_spool, content, self._tmp)
-        scratch = src + ".plain"
         owned = src + ".owned"
         try:
             async with self._root(target) as root:
-                host, exists, is_dir = await self._blocking.run(archive.extraction_dir, root, path)
-                if not exists:
-                    raise _not_found(path, ref)
-                if not is_dir:
-                    raise InvalidParameter("extraction point is not a directory")
-                if no_overwrite_dir_non_dir:
-                    dest = "/" + os.path.relpath(host, root) if host != root else "/"
-                    await self._blocking.run(
-                        _check_dir_non_dir, src, host, posixpath.normpath(dest)
-                    )
                 if copy_uid_gid and target.user:
                     uid, gid, _, _ = await self._blocking.run(resolve_user, root, target.user)
                     # the chroot'ed helper applies the owners of the entries: set them there
                     await self._blocking.run(_reown, src, owned, uid, gid)
                     src, owned = owned, src
+                flags = ["--no-overwrite-dir-non-dir"] if no_overwrite_dir_non_dir else []
+                fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    await self._extractor.extract(src, host, scratch)
-                except Exception as e:
-                    raise InvalidParameter(f"Error processing tar file({e})") from e
+                    out = await self._view(target, root, "put", [path, *flags], {0: fd})
+                finally:
+                    os.close(fd)
         finally:
-            await self._blocking.run(_unlink, src, scratch, owned)
+            await self._blocking.run(_unlink, src, owned)
+        error, message = out.get("error"), str(out.get("message"))
+        if error == "notfound":
+            raise _not_found(path, ref)
+        if error == "dir-non-dir":
+            raise SystemError_(message)
+        if error == "tar":
+            raise InvalidParameter(f"Error processing tar file({message})")
+        if error:
+            raise InvalidParameter(message)
         self._emit(target, "extract-to-dir")
 
     async def changes(self, ref: str) -> list[Change]:
@@ -212,11 +239,55 @@ class ArchiveService:
         return await self._rootfs.changes(target.id)
 
 
-def _stat(root: str, path: str) -> PathStat | None:
-    try:
-        return archive.stat_path(root, path)
-    except PathEscape as e:
-        raise InvalidParameter(str(e)) from e
+def _path_stat(out: dict[str, Any], path: str, ref: str) -> PathStat:
+    if out.get("error") == "escape":
+        raise InvalidParameter(str(out.get("message")))
+    found = out.get("stat")
+    if not found:
+        raise _not_found(path, ref)
+    return PathStat(**found)
+
+
+def _view_spec(target: StreamTarget, root: str, live: bool = True) -> dict[str, Any]:
+    """What the helper mounts (blocking: stats the root).
+
+    The order is the runtime's (L{pyd.drivers.runtime.spec.build_spec}): the hosts files unless
+    a user mount replaces them, then the user's mounts, shallowest first.
+    """
+    user_dests = {m.destination.rstrip("/") or "/" for m in target.mounts}
+    checks = {
+        "mounts": [{"destination": m.destination, "rw": m.rw} for m in target.mounts],
+        "readonly_rootfs": target.readonly_rootfs,
+    }
+    files = [(h, d) for h, d in target.bind_files if d not in user_dests]
+    if live and target.running and target.pid > 0:
+        info = os.stat(root)
+        return {
+            "mode": "live",
+            "pid": target.pid,
+            "expect": [info.st_dev, info.st_ino],
+            "keep": sorted(user_dests | {d for _, d in files}),
+            "checks": checks,
+        }
+    mounts: list[dict[str, Any]] = [
+        {"type": "bind", "source": h, "destination": d, "optional": True} for h, d in files
+    ]
+    for m in sorted(target.mounts, key=lambda m: m.destination.rstrip("/").count("/")):
+        if m.type == "tmpfs":
+            opts = list(m.options) or ["nosuid", "nodev", "noexec"]
+            mounts.append({"type": "tmpfs", "destination": m.destination, "options": opts,
+                           "rw": m.rw})  # fmt: skip
+        else:
+            mounts.append(
+                {
+                    "type": "bind",
+                    "source": m.source,
+                    "destination": m.destination,
+                    "rw": m.rw,
+                    "recursive": "bind" not in m.options,
+                }
+            )
+    return {"mode": "mounts", "root": root, "mounts": mounts, "checks": checks}
 
 
 def _spool(content: IO[bytes], tmp: str) -> str:
@@ -235,50 +306,14 @@ def _unlink(*paths: str) -> None:
             pass
 
 
-def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _member_path(name: str) -> str:
-    rel = posixpath.normpath("/" + name).lstrip("/")
-    return rel or "."
-
-
 def _check_dir_non_dir(src: str, host: str, dest: str) -> None:
     """go-archive's C{NoOverwriteDirNonDir}, for every entry, before anything is written.
 
-    Entries are looked up as the chroot'ed helper will write them: symlinks inside C{host}
-    resolve inside it.
+    @raise SystemError_: dockerd's message for the first conflict.
     """
-    try:
-        tf = tarfile.open(src, mode="r|*")  # noqa: SIM115 - closed below
-    except tarfile.TarError:
-        return  # the extraction reports it
-    with tf:
-        try:
-            for member in tf:
-                rel = _member_path(member.name)
-                if rel == ".":
-                    continue
-                parent, base = posixpath.split(rel)
-                try:
-                    where = archive.scoped(host, parent) if parent else "/"
-                    info = os.lstat(host + where.rstrip("/") + "/" + base)
-                except (OSError, archive.PathEscape):
-                    continue
-                path = posixpath.join(dest, rel)
-                if st.S_ISDIR(info.st_mode) and not member.isdir():
-                    raise SystemError_(
-                        f"cannot overwrite directory {_go_quote(path)} with non-directory "
-                        f"{_go_quote(dest)}"
-                    )
-                if not st.S_ISDIR(info.st_mode) and member.isdir():
-                    raise SystemError_(
-                        f"cannot overwrite non-directory {_go_quote(path)} with directory "
-                        f"{_go_quote(dest)}"
-                    )
-        except tarfile.TarError:
-            return
+    conflict = archive.dir_non_dir_conflict(src, host, dest)
+    if conflict:
+        raise SystemError_(conflict)
 
 
 def _reown(src: str, out: str, uid: int, gid: int) -> None:

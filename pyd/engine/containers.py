@@ -453,6 +453,17 @@ class ContainerService:
             labels={str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()},
             user=cfg.get("User") or "",
             working_dir=cfg.get("WorkingDir") or "",
+            mounts=c.mounts,
+            readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
+            bind_files=tuple(
+                (str(c.extra[key]), dest)
+                for key, dest in (
+                    ("hostname_path", "/etc/hostname"),
+                    ("hosts_path", "/etc/hosts"),
+                    ("resolv_conf_path", "/etc/resolv.conf"),
+                )
+                if c.extra.get(key)
+            ),
         )
 
     async def containers_using(self, image_id: str) -> list[tuple[str, bool]]:

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pyd.core.errors import Conflict, InvalidParameter
+from pyd.core.records import MountSpec
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.streams.attach import (
     PIPE_STDERR,
@@ -57,6 +58,9 @@ class StreamTarget:
     labels: dict[str, str] = attrs.field(factory=dict)
     user: str = ""  # Config.User
     working_dir: str = ""
+    mounts: tuple[MountSpec, ...] = ()  # volumes, binds and tmpfs, as the runtime gets them
+    readonly_rootfs: bool = False
+    bind_files: tuple[tuple[str, str], ...] = ()  # (host file, container path): hosts files
 
     @property
     def running(self) -> bool:

@@ -16,6 +16,8 @@ import os
 import posixpath
 import stat as st
 import sys
+import tarfile
+from typing import IO
 
 import attrs
 
@@ -210,3 +212,58 @@ def pythonpath() -> str:
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     rest = os.environ.get("PYTHONPATH", "")
     return here + (os.pathsep + rest if rest else "")
+
+
+def _go_quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _member_path(name: str) -> str:
+    rel = posixpath.normpath("/" + name).lstrip("/")
+    return rel or "."
+
+
+def dir_non_dir_conflict(src: str | IO[bytes], host: str, dest: str) -> str | None:
+    """go-archive's C{NoOverwriteDirNonDir}, for every entry, before anything is written.
+
+    Entries are looked up as the chroot'ed extraction will write them: symlinks inside
+    C{host} resolve inside it.
+
+    @param src: the tar (a path or a file object at its start).
+    @param host: the extraction directory as this process sees it.
+    @param dest: the same directory as the container names it (for the message).
+    @return: dockerd's message for the first conflict, or None.
+    """
+    try:
+        if isinstance(src, str):
+            tf = tarfile.open(src, mode="r|*")  # noqa: SIM115 - closed below
+        else:
+            tf = tarfile.open(fileobj=src, mode="r|*")  # noqa: SIM115 - closed below
+    except tarfile.TarError:
+        return None  # the extraction reports it
+    with tf:
+        try:
+            for member in tf:
+                rel = _member_path(member.name)
+                if rel == ".":
+                    continue
+                parent, base = posixpath.split(rel)
+                try:
+                    where = scoped(host, parent) if parent else "/"
+                    info = os.lstat(host + where.rstrip("/") + "/" + base)
+                except (OSError, PathEscape):
+                    continue
+                path = posixpath.join(dest, rel)
+                if st.S_ISDIR(info.st_mode) and not member.isdir():
+                    return (
+                        f"cannot overwrite directory {_go_quote(path)} with non-directory "
+                        f"{_go_quote(dest)}"
+                    )
+                if not st.S_ISDIR(info.st_mode) and member.isdir():
+                    return (
+                        f"cannot overwrite non-directory {_go_quote(path)} with directory "
+                        f"{_go_quote(dest)}"
+                    )
+        except tarfile.TarError:
+            return None
+    return None
