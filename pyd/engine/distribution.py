@@ -627,21 +627,22 @@ class DistributionService:
     ) -> None:
         """Push the local tags of C{name} (one tag, or all when C{tag} is empty).
 
-        @raise NotFound: nothing local to push (before any progress).
+        @raise NotFound: nothing local to push; like dockerd, after the first progress line
+            (the CLI prints it, then the error as the stream's end).
         """
         ref = parse_normalized(name)
         if ref.tag is not None or ref.digest is not None:
             tag = tag or ref.tag or ""
             ref = ref.name_only()
+        progress(Progress(f"The push refers to repository [{ref.name}]"))
+        tags = await self.store.tags_in_repository(ref.name)
+        if not tags:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
         if tag:
             targets = [Reference(ref.domain, ref.path, tag)]
-            await self.store.image_for_push(targets[0])  # NotFound before the stream starts
+            await self.store.image_for_push(targets[0])  # tag does not exist: ...
         else:
-            tags = await self.store.tags_in_repository(ref.name)
-            if not tags:
-                raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
             targets = [Reference(ref.domain, ref.path, t) for t in sorted(tags)]
-        progress(Progress(f"The push refers to repository [{ref.name}]"))
         client, _ = await self._candidates(ref, auth, ("pull", "push"), push=True).first(_nothing)
         for target in targets:
             await self._push_one(client, target, progress)

@@ -268,7 +268,19 @@ class PullParityTests:
         by_digest = f"{registry.host}/pyd-t-pp/bb@{digest}"
         lines = pyd_daemon.docker("pull", by_digest).stdout.splitlines()
         assert lines[0] == f"{by_digest}: Pulling from pyd-t-pp/bb", lines
-        # pulled, not tagged: LastTagTime stays as the local tag left it
+        # nothing local to push: the stream starts, then ends with dockerd's error (no
+        # "Error response from daemon" prefix: it is in-band)
+        r = pyd_daemon.docker("push", f"{registry.host}/pyd-t-pp/none:1", check=False)
+        assert r.returncode == 1
+        assert r.stdout.splitlines() == [
+            f"The push refers to repository [{registry.host}/pyd-t-pp/none]"
+        ]
+        assert r.stderr.strip() == (
+            f"An image does not exist locally with the tag: {registry.host}/pyd-t-pp/none"
+        )
+        r = pyd_daemon.docker("push", f"{registry.host}/pyd-t-pp/bb:nope", check=False)
+        assert r.returncode == 1
+        assert r.stderr.strip() == f"tag does not exist: {registry.host}/pyd-t-pp/bb:nope"
         r = pyd_daemon.docker("pull", f"{registry.host}/pyd-t-pp/bb:nosuch", check=False)
         assert r.returncode == 1
         assert r.stderr.strip() == (
