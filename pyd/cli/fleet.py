@@ -122,6 +122,10 @@ def describe_failure(e: BaseException) -> str:
         return "error: connection refused"
     if isinstance(e, ResponseFailed):
         reasons = [r.value for r in e.reasons if isinstance(r, Failure) and r.value is not None]
+        if any(
+            isinstance(r, defer.TimeoutError | defer.CancelledError | TimeoutError) for r in reasons
+        ):
+            return "error: timed out"
         for r in reasons:
             if "SSL" in type(r).__name__ or "ssl" in type(r).__module__.lower():
                 return f"error: TLS refused: {_ssl_reason(r)}"

@@ -536,21 +536,31 @@ class FleetContainerTests:
             hosts += ["--host", name]
         cname = f"pyd-t-{os.getpid()}"
         r = pyd_cli(
-            "fleet", *hosts, "run", "--name", cname, DEFAULT_TAG, "sleep", "300", env=fleet.env
+            "fleet",
+            *hosts,
+            "--timeout",
+            "60",  # generous: CI boxes are loaded (the default is 10 s per request)
+            "run",
+            "--name",
+            cname,
+            DEFAULT_TAG,
+            "sleep",
+            "300",
+            env=fleet.env,
         )
         rows = [line.split() for line in r.stdout.splitlines()[1:]]
         assert sorted((row[0], row[-1]) for row in rows) == [("fc0", "started"), ("fc1", "started")]
-        ps = pyd_cli("fleet", *hosts, "ps", env=fleet.env).stdout
+        ps = pyd_cli("fleet", *hosts, "--timeout", "60", "ps", env=fleet.env).stdout
         assert ps.splitlines()[0].split()[:3] == ["HOST", "CONTAINER", "ID"]
         for h in ("fc0", "fc1"):
             assert any(line.startswith(h) and cname in line for line in ps.splitlines()), ps
         r = docker_cli("--context", "fc0", "ps", "--format", "{{.Names}}", env=fleet.env)
         assert cname in r.stdout.split(), r.stderr
-        images = pyd_cli("fleet", *hosts, "images", env=fleet.env).stdout
+        images = pyd_cli("fleet", *hosts, "--timeout", "60", "images", env=fleet.env).stdout
         assert sum("pyd-test/busybox" in line for line in images.splitlines()) == 2, images
-        r = pyd_cli("fleet", *hosts, "stop", "-t", "1", cname, env=fleet.env)
+        r = pyd_cli("fleet", *hosts, "--timeout", "60", "stop", "-t", "1", cname, env=fleet.env)
         assert r.stdout.count("stopped") == 2, r.stdout
-        ps = pyd_cli("fleet", *hosts, "ps", env=fleet.env).stdout
+        ps = pyd_cli("fleet", *hosts, "--timeout", "60", "ps", env=fleet.env).stdout
         assert cname not in ps
 
     def test_roles_on_real_containers(self, fleet: Fleet) -> None:
