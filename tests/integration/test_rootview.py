@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pyd.drivers.streams import rootview
 from tests.helpers.daemon import REPO
 from tests.helpers.runtime import BareContainer
 
@@ -38,7 +38,8 @@ def _helper(
     with tempfile.TemporaryFile() as out3, tempfile.TemporaryFile() as src:
         src.write(stdin or b"")
         src.seek(0)
-        argv = [sys.executable, "-m", "pyd.drivers.streams.rootview", json.dumps(spec), *args]
+        op, *rest = args
+        argv = rootview.helper_argv(spec, op, *rest)
         if fd3:  # the tar goes to fd 3, as the daemon passes it
             argv = ["bash", "-c", f'exec "$0" "$@" 3>&{out3.fileno()}', *argv]
         r = subprocess.run(

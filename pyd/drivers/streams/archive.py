@@ -11,32 +11,55 @@ Everything here blocks; callers use a L{Blocking} or the process runner.
 
 from __future__ import annotations
 
-import datetime
 import os
-import posixpath
-import stat as st
 import sys
-import tarfile
-from typing import IO
 
 import attrs
 
-# Go's os.FileMode type bits (what the CLI decodes from X-Docker-Container-Path-Stat).
-GO_MODE_DIR = 1 << 31
-GO_MODE_SYMLINK = 1 << 27
-GO_MODE_DEVICE = 1 << 26
-GO_MODE_NAMED_PIPE = 1 << 25
-GO_MODE_SOCKET = 1 << 24
-GO_MODE_SETUID = 1 << 23
-GO_MODE_SETGID = 1 << 22
-GO_MODE_CHAR_DEVICE = 1 << 21
-GO_MODE_STICKY = 1 << 20
+from pyd.drivers.streams.rootpaths import (
+    GO_MODE_CHAR_DEVICE,
+    GO_MODE_DEVICE,
+    GO_MODE_DIR,
+    GO_MODE_NAMED_PIPE,
+    GO_MODE_SETGID,
+    GO_MODE_SETUID,
+    GO_MODE_SOCKET,
+    GO_MODE_STICKY,
+    GO_MODE_SYMLINK,
+    PathEscape,
+    dir_non_dir_conflict,
+    extraction_dir,
+    go_mode,
+    resolve,
+    rfc3339_nano,
+    scoped,
+    stat_fields,
+    tar_plan,
+)
 
-_MAX_LINKS = 255
-
-
-class PathEscape(Exception):
-    """Too many levels of symbolic links."""
+__all__ = [
+    "GO_MODE_CHAR_DEVICE",
+    "GO_MODE_DEVICE",
+    "GO_MODE_DIR",
+    "GO_MODE_NAMED_PIPE",
+    "GO_MODE_SETGID",
+    "GO_MODE_SETUID",
+    "GO_MODE_SOCKET",
+    "GO_MODE_STICKY",
+    "GO_MODE_SYMLINK",
+    "PathEscape",
+    "PathStat",
+    "dir_non_dir_conflict",
+    "extraction_dir",
+    "go_mode",
+    "pythonpath",
+    "resolve",
+    "rfc3339_nano",
+    "scoped",
+    "stat_path",
+    "tar_helper_argv",
+    "tar_plan",
+]
 
 
 @attrs.frozen
@@ -50,135 +73,10 @@ class PathStat:
     link_target: str
 
 
-def go_mode(mode: int) -> int:
-    """A POSIX C{st_mode} as Go's C{os.FileMode}."""
-    out = mode & 0o777
-    if st.S_ISDIR(mode):
-        out |= GO_MODE_DIR
-    elif st.S_ISLNK(mode):
-        out |= GO_MODE_SYMLINK
-    elif st.S_ISBLK(mode):
-        out |= GO_MODE_DEVICE
-    elif st.S_ISCHR(mode):
-        out |= GO_MODE_DEVICE | GO_MODE_CHAR_DEVICE
-    elif st.S_ISFIFO(mode):
-        out |= GO_MODE_NAMED_PIPE
-    elif st.S_ISSOCK(mode):
-        out |= GO_MODE_SOCKET
-    if mode & st.S_ISUID:
-        out |= GO_MODE_SETUID
-    if mode & st.S_ISGID:
-        out |= GO_MODE_SETGID
-    if mode & st.S_ISVTX:
-        out |= GO_MODE_STICKY
-    return out
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's C{time.Time} JSON form in UTC (trailing zeros of the fraction dropped)."""
-    secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.datetime.fromtimestamp(secs, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac:
-        base += "." + f"{frac:09d}".rstrip("0")
-    return base + "Z"
-
-
-def scoped(root: str, path: str) -> str:
-    """The container path C{path} with every symlink followed inside C{root}; returns the
-    container path (absolute, cleaned). The last element is followed too.
-
-    @raise PathEscape: a symlink loop.
-    """
-    resolved = "/"
-    pending = [p for p in path.split("/") if p]
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            resolved = posixpath.dirname(resolved) or "/"
-            continue
-        candidate = posixpath.join(resolved, part)
-        host = root + candidate
-        try:
-            is_link = st.S_ISLNK(os.lstat(host).st_mode)
-        except OSError:
-            is_link = False
-        if not is_link:
-            resolved = candidate
-            continue
-        hops += 1
-        if hops > _MAX_LINKS:
-            raise PathEscape(f"too many links in {path}")
-        target = os.readlink(host)
-        if target.startswith("/"):
-            resolved = "/"
-        pending = [p for p in target.split("/") if p] + pending
-    return resolved
-
-
-def resolve(root: str, path: str) -> tuple[str, str]:
-    """moby's C{ResolvePath}: the directory part resolved in scope, the last element not.
-
-    @return: (host path, absolute container path as given, cleaned, keeping a trailing C{/} or
-        C{/.}).
-    """
-    abs_path = _preserve_trailing(posixpath.normpath(posixpath.join("/", path)), path)
-    dir_part, base = abs_path.rsplit("/", 1)
-    resolved_dir = scoped(root, dir_part or "/")
-    host = os.path.join(root, resolved_dir.lstrip("/"), base) if base else root + resolved_dir
-    return host, abs_path
-
-
-def _preserve_trailing(cleaned: str, original: str) -> str:
-    if original.endswith("/.") and not cleaned.endswith("/."):
-        return cleaned.rstrip("/") + "/."
-    if original.endswith("/") and not cleaned.endswith("/"):
-        return cleaned + "/"
-    return cleaned
-
-
 def stat_path(root: str, path: str) -> PathStat | None:
-    """C{StatPath}: lstat of the resolved path; a symlink's target fully resolved in scope.
-
-    @return: None when the path does not exist.
-    """
-    host, abs_path = resolve(root, path)
-    try:
-        info = os.lstat(host)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    link = ""
-    if st.S_ISLNK(info.st_mode):
-        link = scoped(root, abs_path)
-    name = posixpath.basename(abs_path.rstrip("/")) if abs_path.rstrip("/") else "/"
-    if abs_path.endswith("/."):
-        name = "."
-    return PathStat(
-        name=name,
-        size=info.st_size,
-        mode=go_mode(info.st_mode),
-        mtime=rfc3339_nano(info.st_mtime_ns),
-        link_target=link,
-    )
-
-
-def tar_plan(root: str, path: str) -> tuple[str, str, str]:
-    """Where the helper starts and what it names the entries (moby's rebase options).
-
-    @return: (source dir inside the root, source base, rebase name).
-    """
-    host, abs_path = resolve(root, path)
-    info = os.lstat(host)
-    rel = "/" + os.path.relpath(host, root) if host != root else "/"
-    rel = posixpath.normpath(rel)
-    rebase = posixpath.basename(abs_path.rstrip("/")) if abs_path.rstrip("/") not in ("",) else "/"
-    if abs_path.endswith("/."):
-        rebase = "."
-    if st.S_ISDIR(info.st_mode):
-        return rel, ".", rebase
-    return posixpath.dirname(rel) or "/", posixpath.basename(rel), rebase
+    """C{StatPath} (L{stat_fields}) as a record. @return: None when the path does not exist."""
+    fields = stat_fields(root, path)
+    return PathStat(**fields) if fields is not None else None
 
 
 def tar_helper_argv(root: str, source_dir: str, source_base: str, rebase: str) -> list[str]:
@@ -194,76 +92,8 @@ def tar_helper_argv(root: str, source_dir: str, source_base: str, rebase: str) -
     ]
 
 
-def extraction_dir(root: str, path: str) -> tuple[str, bool, bool]:
-    """C{PUT archive}'s destination: every element (the last too) followed in scope.
-
-    @return: (host path, exists, is a directory).
-    """
-    abs_path = posixpath.normpath(posixpath.join("/", path))
-    host = root + scoped(root, abs_path) if abs_path != "/" else root
-    try:
-        return host, True, st.S_ISDIR(os.lstat(host).st_mode)
-    except OSError:
-        return host, False, False
-
-
 def pythonpath() -> str:
     """Where pyd is importable from (helpers must import this very tree)."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     rest = os.environ.get("PYTHONPATH", "")
     return here + (os.pathsep + rest if rest else "")
-
-
-def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _member_path(name: str) -> str:
-    rel = posixpath.normpath("/" + name).lstrip("/")
-    return rel or "."
-
-
-def dir_non_dir_conflict(src: str | IO[bytes], host: str, dest: str) -> str | None:
-    """go-archive's C{NoOverwriteDirNonDir}, for every entry, before anything is written.
-
-    Entries are looked up as the chroot'ed extraction will write them: symlinks inside
-    C{host} resolve inside it.
-
-    @param src: the tar (a path or a file object at its start).
-    @param host: the extraction directory as this process sees it.
-    @param dest: the same directory as the container names it (for the message).
-    @return: dockerd's message for the first conflict, or None.
-    """
-    try:
-        if isinstance(src, str):
-            tf = tarfile.open(src, mode="r|*")  # noqa: SIM115 - closed below
-        else:
-            tf = tarfile.open(fileobj=src, mode="r|*")  # noqa: SIM115 - closed below
-    except tarfile.TarError:
-        return None  # the extraction reports it
-    with tf:
-        try:
-            for member in tf:
-                rel = _member_path(member.name)
-                if rel == ".":
-                    continue
-                parent, base = posixpath.split(rel)
-                try:
-                    where = scoped(host, parent) if parent else "/"
-                    info = os.lstat(host + where.rstrip("/") + "/" + base)
-                except (OSError, PathEscape):
-                    continue
-                path = posixpath.join(dest, rel)
-                if st.S_ISDIR(info.st_mode) and not member.isdir():
-                    return (
-                        f"cannot overwrite directory {_go_quote(path)} with non-directory "
-                        f"{_go_quote(dest)}"
-                    )
-                if not st.S_ISDIR(info.st_mode) and member.isdir():
-                    return (
-                        f"cannot overwrite non-directory {_go_quote(path)} with directory "
-                        f"{_go_quote(dest)}"
-                    )
-        except tarfile.TarError:
-            return None
-    return None

@@ -46,7 +46,7 @@ import sys
 from typing import Any
 
 from pyd.drivers.storage import untar
-from pyd.drivers.streams import archive, tarstream
+from pyd.drivers.streams import rootpaths, tarstream
 
 CLONE_NEWNS = 0x00020000
 MS_RDONLY = 0x1
@@ -210,9 +210,9 @@ def _ensure_target(dest: str, is_dir: bool) -> None:
     if os.path.exists(dest):
         return
     if is_dir:
-        os.makedirs(archive.scoped("/", dest), mode=0o755, exist_ok=True)
+        os.makedirs(rootpaths.scoped("/", dest), mode=0o755, exist_ok=True)
         return
-    parent = archive.scoped("/", posixpath.dirname(dest))
+    parent = rootpaths.scoped("/", posixpath.dirname(dest))
     os.makedirs(parent, mode=0o755, exist_ok=True)
     target = posixpath.join(parent, posixpath.basename(dest))
     if not os.path.lexists(target):
@@ -277,18 +277,9 @@ def setup_mounts(root: str, mounts: list[dict[str, Any]]) -> None:
 
 def _stat_dict(path: str) -> dict[str, Any] | None:
     try:
-        fields = archive.stat_path("/", path)
-    except archive.PathEscape as e:
+        return rootpaths.stat_fields("/", path)
+    except rootpaths.PathEscape as e:
         raise ViewError("escape", str(e)) from e
-    if fields is None:
-        return None
-    return {
-        "name": fields.name,
-        "size": fields.size,
-        "mode": fields.mode,
-        "mtime": fields.mtime,
-        "link_target": fields.link_target,
-    }
 
 
 def op_get(path: str) -> dict[str, Any]:
@@ -296,7 +287,7 @@ def op_get(path: str) -> dict[str, Any]:
     found = _stat_dict(path)
     if found is None:
         return {"stat": None}
-    source_dir, source_base, rebase = archive.tar_plan("/", path)
+    source_dir, source_base, rebase = rootpaths.tar_plan("/", path)
     os.chdir(source_dir)
     with os.fdopen(3, "wb", buffering=1 << 20) as out:
         tarstream.write(source_base, rebase, out)
@@ -317,7 +308,7 @@ def _in_mount(path: str, mounts: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) -> dict[str, Any]:
     """Extract the tar on fd 0 into the directory C{path}."""
-    host, exists, is_dir = archive.extraction_dir("/", path)
+    host, exists, is_dir = rootpaths.extraction_dir("/", path)
     dest = _abs(host)
     if not exists:
         raise ViewError("notfound", path)
@@ -330,7 +321,7 @@ def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) ->
         raise ViewError("ro-rootfs", "container rootfs is marked read-only")
     src = os.fdopen(0, "rb", closefd=False)
     if no_overwrite_dir_non_dir:
-        conflict = archive.dir_non_dir_conflict(src, dest, dest)
+        conflict = rootpaths.dir_non_dir_conflict(src, dest, dest)
         if conflict:
             raise ViewError("dir-non-dir", conflict)
         src.seek(0)
@@ -360,8 +351,9 @@ def run(spec: dict[str, Any], op: str, args: list[str]) -> dict[str, Any]:
 
 
 def helper_argv(spec: dict[str, Any], op: str, *args: str) -> list[str]:
-    """The helper's command line."""
-    return [sys.executable, "-m", "pyd.drivers.streams.rootview", json.dumps(spec), op, *args]
+    """The helper's command line (C{-S}: it needs the standard library and pyd only, and
+    starts twice as fast without site-packages)."""
+    return [sys.executable, "-S", "-m", "pyd.drivers.streams.rootview", json.dumps(spec), op, *args]
 
 
 def main(argv: list[str]) -> int:
