@@ -113,7 +113,8 @@ class RunningContainerMountsTests:
         self, daemon: PydDaemon, hostdir: Path, tmp_path: Path
     ) -> None:
         """The runtime's /proc is not in the view; a symlink in a volume to /etc means the
-        container's /etc, and one to a host directory leads nowhere on the host."""
+        container's /etc (also while paused), and one to a host directory leads nowhere on the
+        host."""
         n, vol = _name(), _name()
         secret = hostdir / "secret"
         secret.mkdir()
@@ -126,6 +127,11 @@ class RunningContainerMountsTests:
             f"echo in-container > /etc/marker; ln -s /etc /data/etc; ln -s {secret} /data/esc",
         )  # fmt: skip
         assert _cp_out(daemon, f"{n}:/data/etc/marker", tmp_path) == "in-container\n"
+        daemon.docker("pause", n)  # a paused container's view is its live one too
+        try:
+            assert _cp_out(daemon, f"{n}:/data/etc/marker", tmp_path) == "in-container\n"
+        finally:
+            daemon.docker("unpause", n)
         r = daemon.docker("cp", f"{n}:/data/esc/s", str(tmp_path / "got"), check=False)
         assert r.returncode != 0 and "Could not find the file" in r.stderr
         (tmp_path / "evil").write_text("evil\n")
