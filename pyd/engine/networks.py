@@ -1131,13 +1131,11 @@ class NetworkService:
                 found = self._networks.get(att.network_id)
                 if found is None:
                     raise NotFound(f"network {att.network_id} not found")
-                gw = found.pools[0].gateway
                 use_gw = not found.internal and not gateway_set
                 ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw, host_config)
                 gateway_set = gateway_set or use_gw
                 endpoints.append(ep)
                 resolver = resolver or (self._is_user(found) and self._dns is not None)
-                _ = gw
             if resolver:
                 await self._serve_dns(cid, path)
             kind = "internal" if resolver else "legacy"
