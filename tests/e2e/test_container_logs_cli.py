@@ -6,12 +6,12 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.helpers.daemon import PydDaemon
-from tests.helpers.images import DEFAULT_TAG, load_busybox
+from tests.helpers.daemon import wait_until as _until
+from tests.helpers.images import DEFAULT_TAG
 
 pytestmark = pytest.mark.e2e
 
@@ -25,38 +25,6 @@ WRITER = (
 
 def _name() -> str:
     return "pyd-t-" + uuid.uuid4().hex[:8]
-
-
-def _until(pred: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-@pytest.fixture(scope="module")
-def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PydDaemon]:
-    d = PydDaemon(str(tmp_path_factory.mktemp("pyd")))
-    try:
-        d.start()
-        load_busybox(d)
-        yield d
-    finally:
-        d.cleanup()
-
-
-@pytest.fixture
-def pyd(shared_daemon: PydDaemon) -> Iterator[PydDaemon]:
-    if shared_daemon.proc is None or shared_daemon.proc.poll() is not None:
-        shared_daemon.start()
-    try:
-        yield shared_daemon
-    finally:
-        if shared_daemon.proc is None or shared_daemon.proc.poll() is not None:
-            shared_daemon.start()
-        shared_daemon.remove_all_objects()
 
 
 def _inspect(d: PydDaemon, name: str) -> dict:

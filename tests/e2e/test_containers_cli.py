@@ -6,13 +6,13 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
 import docker
 import pytest
 
 from tests.helpers.daemon import PydDaemon
-from tests.helpers.images import DEFAULT_TAG, load_busybox
+from tests.helpers.daemon import wait_until as _until
+from tests.helpers.images import DEFAULT_TAG
 
 pytestmark = pytest.mark.e2e
 
@@ -23,15 +23,6 @@ def _name() -> str:
     return "pyd-t-" + uuid.uuid4().hex[:8]
 
 
-def _until(pred: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def _stamp(rfc3339: str) -> float:
     """Seconds since the epoch of C{docker logs -t}'s RFC 3339 nano timestamp (UTC)."""
     from datetime import datetime
@@ -39,31 +30,6 @@ def _stamp(rfc3339: str) -> float:
     head, _, frac = rfc3339.rstrip("Z").partition(".")
     secs = datetime.fromisoformat(head + "+00:00").timestamp()
     return secs + float("0." + (frac or "0"))
-
-
-@pytest.fixture(scope="module")
-def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PydDaemon]:
-    """One daemon with the busybox test image for the whole module (start-up is the slow part)."""
-    d = PydDaemon(str(tmp_path_factory.mktemp("pyd")))
-    try:
-        d.start()
-        load_busybox(d)
-        yield d
-    finally:
-        d.cleanup()
-
-
-@pytest.fixture
-def pyd(shared_daemon: PydDaemon) -> Iterator[PydDaemon]:
-    """The shared daemon, running, with no containers left over from the previous test."""
-    if shared_daemon.proc is None or shared_daemon.proc.poll() is not None:
-        shared_daemon.start()
-    try:
-        yield shared_daemon
-    finally:
-        if shared_daemon.proc is None or shared_daemon.proc.poll() is not None:
-            shared_daemon.start()
-        shared_daemon.remove_all_objects()
 
 
 def _inspect(d: PydDaemon, name: str) -> dict:

@@ -336,3 +336,14 @@ def _free_bip() -> str:
         if not any(net.overlaps(r) for r in routes):
             return f"{net.network_address + 1}/24"
     raise RuntimeError("no free 10.2xx.y.0/24 for a test daemon's bridge")
+
+
+def wait_until(pred: Callable[[], object], timeout: float = 60) -> None:
+    """Poll C{pred()} every 0.1 s until it is true; fail after C{timeout} seconds (generous:
+    CI boxes are loaded, and the deadline only matters when the condition never holds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
