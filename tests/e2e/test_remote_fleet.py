@@ -14,7 +14,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,23 +23,10 @@ import docker
 import pytest
 
 from pyd.core import certs
-from tests.helpers.daemon import DOCKER, REPO, PydDaemon
+from tests.helpers.daemon import DOCKER, PydDaemon, pyd_cli
 from tests.helpers.netns import NetnsHost, random_prefix
 
 pytestmark = pytest.mark.e2e
-
-
-def pyd_cli(*args: str, env: dict[str, str], check: bool = True, timeout: float = 60):
-    r = subprocess.run(
-        [sys.executable, "-m", "pyd.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-    )
-    if check and r.returncode != 0:
-        raise AssertionError(f"pyd {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 def docker_cli(*args: str, env: dict[str, str], timeout: float = 30):

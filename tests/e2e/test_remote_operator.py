@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,27 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.daemon import DOCKER, REPO, PydDaemon
+from tests.helpers.daemon import DOCKER, PydDaemon, pyd_cli
 from tests.helpers.images import DEFAULT_TAG, load_busybox
+from tests.helpers.registry import free_port
 
 pytestmark = pytest.mark.e2e
 
 VIEWER_GID = 42421  # a group no account has; the Unix test gives it to its child process
-
-
-def _pyd(*args: str, env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pyd.cli", *args],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Host:
@@ -54,16 +38,18 @@ class Host:
         self.tag = uuid.uuid4().hex[:8]
         ca, srv = base / "ca", base / "srv"
         env = {"PYD_TLS_DIR": str(ca)}
-        _pyd("tls", "init", env=env)
-        _pyd(
+        pyd_cli("tls", "init", env=env)
+        pyd_cli(
             "tls", "server", "--host", "localhost", "--ip", "127.0.0.1", "--out", str(srv), env=env
         )
         self.certs = {}
         for role in ("admin", "operator"):
             out = base / f"cli-{role}"
-            _pyd("tls", "client", f"{role}-{self.tag}", "--role", role, "--out", str(out), env=env)
+            pyd_cli(
+                "tls", "client", f"{role}-{self.tag}", "--role", role, "--out", str(out), env=env
+            )
             self.certs[role] = out
-        self.port = _free_port()
+        self.port = free_port()
         self.d = PydDaemon(
             str(base / "d"),
             extra_args=[

@@ -7,43 +7,27 @@ at stdin's EOF; output written after it must still reach the client.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.daemon import DOCKER, REPO, PydDaemon
+from tests.helpers.daemon import DOCKER, PydDaemon, pyd_cli
 from tests.helpers.images import DEFAULT_TAG, load_busybox
+from tests.helpers.registry import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def _pyd(*args: str, env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pyd.cli", *args],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def tls_daemon(tmp_path: Path) -> Iterator[tuple[PydDaemon, dict[str, str]]]:
     ca, srv, cli = tmp_path / "ca", tmp_path / "srv", tmp_path / "cli"
     env = {"PYD_TLS_DIR": str(ca)}
-    _pyd("tls", "init", env=env)
-    _pyd("tls", "server", "--host", "localhost", "--ip", "127.0.0.1", "--out", str(srv), env=env)
-    _pyd("tls", "client", "admin", "--role", "admin", "--out", str(cli), env=env)
-    port = _free_port()
+    pyd_cli("tls", "init", env=env)
+    pyd_cli("tls", "server", "--host", "localhost", "--ip", "127.0.0.1", "--out", str(srv), env=env)
+    pyd_cli("tls", "client", "admin", "--role", "admin", "--out", str(cli), env=env)
+    port = free_port()
     d = PydDaemon(
         str(tmp_path / "d"),
         extra_args=[

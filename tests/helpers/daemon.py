@@ -347,3 +347,19 @@ def wait_until(pred: Callable[[], object], timeout: float = 60) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def pyd_cli(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the C{pyd} admin command of this source tree; with C{check}, fail with its output."""
+    r = subprocess.run(
+        [sys.executable, "-m", "pyd.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(f"pyd {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+    return r
