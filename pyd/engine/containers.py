@@ -29,7 +29,7 @@ from pyd.core.errors import (
     SystemError_,
     no_such_container,
 )
-from pyd.core.ids import VALID_NAME, new_id, random_name
+from pyd.core.ids import VALID_NAME, is_full_id, new_id, random_name
 from pyd.core.records import (
     Container,
     ContainerState,
@@ -67,6 +67,8 @@ from pyd.state.containers import ContainerRepository
 
 log = Logger()
 
+# HostConfig keys whose C{container:X} joins another container's namespaces.
+NAMESPACE_JOIN_KEYS = ("NetworkMode", "PidMode", "IpcMode")
 RESTART_BASE = 0.1  # moby restartmanager: first delay 100 ms, doubled, capped at 1 min
 RESTART_MAX = 60.0
 RESTART_RESET_AFTER = 10.0  # a run this long resets the back-off
@@ -582,6 +584,7 @@ class ContainerService:
         if not cc.command_of(config):
             raise InvalidParameter("no command specified")
         config["ExposedPorts"] = _normalise_ports(config.get("ExposedPorts"))
+        self._pin_namespace_donors(hc)
         mode = self._networks.canonical_mode(hc.get("NetworkMode") or "default")
         if mode == "default":
             mode = "bridge"
@@ -846,6 +849,50 @@ class ContainerService:
         if c.host_config.get("AutoRemove"):
             self._clock.callLater(0, self._spawn_auto_remove, cid, code)
 
+    def _pin_namespace_donors(self, hc: dict[str, Any]) -> None:
+        """Turn C{container:X} (network, pid, ipc) into C{container:<X's full id>}, once.
+
+        X is resolved here, at create, and never again: a name or id prefix could name another
+        container by the time of a start (a decoy removed, a prefix now unique), and the rules
+        that allowed the join were decided on the container X named at create. dockerd stores
+        the id the same way (inspect shows C{container:<id>}).
+
+        @raise InvalidParameter: C{No such container: X}.
+        """
+        for key in NAMESPACE_JOIN_KEYS:
+            mode = hc.get(key)
+            if not isinstance(mode, str) or not mode.startswith("container:"):
+                continue
+            ref = mode.split(":", 1)[1]
+            if not ref:
+                if key == "NetworkMode":
+                    raise InvalidParameter(
+                        "invalid network mode: container: needs a container name"
+                    )
+                raise InvalidParameter(f"invalid {key[:-4].upper()} mode: {mode}")
+            try:
+                donor = self.resolve(ref)
+            except NotFound as e:
+                # 400, not 404: the CLI takes a 404 from create for a missing image and pulls.
+                raise InvalidParameter(str(e)) from e
+            hc[key] = "container:" + donor.id
+
+    def donor(self, ref: str) -> Container:
+        """The container a stored C{container:<id>} names: by full id only.
+
+        Values stored by a pyd older than the pinning (a name) are looked up by exact name,
+        never by id prefix.
+
+        @raise NotFound: it is gone.
+        """
+        c = self._cache.get(ref)
+        if c is None and not is_full_id(ref):
+            name = ref if ref.startswith("/") else "/" + ref
+            c = next((x for x in self._cache.values() if x.name == name), None)
+        if c is None:
+            raise no_such_container(ref)
+        return c
+
     def _namespace_joins(self, hc: dict[str, Any]) -> tuple[str, str, str]:
         """The namespaces C{--pid container:X} and C{--ipc container:X} join (dockerd's checks
         and texts: the donor must exist and run; an IPC donor must be C{shareable})."""
@@ -868,7 +915,7 @@ class ContainerService:
 
     def _running_donor(self, ref: str) -> Container:
         try:
-            donor = self.resolve(ref)
+            donor = self.donor(ref)
         except NotFound as e:
             raise InvalidParameter(str(e)) from e
         if not donor.state.running or not donor.state.pid:

@@ -35,7 +35,7 @@ from pyd.core.errors import (
     SystemError_,
     Unsupported,
 )
-from pyd.core.ids import new_id, short_id
+from pyd.core.ids import is_full_id, new_id, short_id
 from pyd.core.records import (
     Attachment,
     Endpoint,
@@ -1390,6 +1390,10 @@ class NetworkService:
         if self.lookup is None:
             raise NotFound(f"No such container: {target}")
         other = await self.lookup.network_container(target)
+        if other.id != target and (is_full_id(target) or other.name != target.lstrip("/")):
+            # The container pinned at create (its full id) is gone; whatever else the value
+            # now names (a container called by that id, an id prefix) is not what was allowed.
+            raise NotFound(f"No such container: {target}")
         if not other.running:
             raise Conflict(
                 f"cannot join network namespace of a non running container: {other.name}"

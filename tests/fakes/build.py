@@ -250,6 +250,13 @@ class FakeBuildContainers:
         self.removed.append(container_id)
         await self.images.remove_rw_layer(container_id)
 
+    def resolve_id(self, ref: str) -> str:
+        """Exact ids or unique prefixes of the step containers made so far."""
+        found = [cid for cid in self.created if cid.startswith(ref)] if ref else []
+        if len(found) != 1:
+            raise NotFound(f"No such container: {ref}")
+        return found[0]
+
 
 class FakeProgress:
     """Collects what a build reports."""

@@ -396,6 +396,60 @@ class StartStopTests(EngineTestBase):
         self.fail_with(self.svc.update(cid, {"Memory": 10}), InvalidParameter)
 
 
+class NamespaceJoinPinningTests(EngineTestBase):
+    """C{container:X} is resolved once, at create, to X's full id (escape 8 of issue 12)."""
+
+    def test_create_stores_the_full_id(self) -> None:
+        """--pid/--ipc container:<name or prefix> are stored as container:<full id>."""
+        donor = self.started("donor", Cmd=["sleep", "9"], HostConfig={"IpcMode": "shareable"})
+        cid = self.create(
+            Cmd=["true"],
+            HostConfig={"PidMode": "container:donor", "IpcMode": f"container:{donor[:7]}"},
+        )
+        hc = self.svc.resolve(cid).host_config
+        self.assertEqual(hc["PidMode"], f"container:{donor}")
+        self.assertEqual(hc["IpcMode"], f"container:{donor}")
+
+    def test_unknown_donor_refused_at_create(self) -> None:
+        """A container:X naming nothing is refused at create, and nothing is created."""
+        err = self.fail_with(
+            self.svc.create(
+                None, {"Image": "busybox", "Cmd": ["true"]}, {"PidMode": "container:nope"}
+            ),
+            InvalidParameter,
+        )
+        self.assertEqual(str(err), "No such container: nope")
+        self.assertEqual(self.svc.list_all(), [])
+
+    def test_decoy_removed_before_start_is_not_replaced(self) -> None:
+        """The attack: a decoy named with the first characters of another container's id is
+        joined by name at create, then removed; the start must not join the container whose id
+        the name is a prefix of."""
+        target = self.started("target", Cmd=["sleep", "9"])
+        decoy = self.started(target[:6], Cmd=["sleep", "9"])
+        joiner = self.create(Cmd=["true"], HostConfig={"PidMode": f"container:{target[:6]}"})
+        self.assertEqual(self.svc.resolve(joiner).host_config["PidMode"], f"container:{decoy}")
+        self.go(self.svc.remove(decoy, force=True))
+        self.fail_with(self.svc.start(joiner), InvalidParameter)
+        self.assertNotIn(joiner, self.runtime.containers)
+
+    def test_container_named_like_the_pinned_id_is_not_joined(self) -> None:
+        """Once the pinned donor is gone, a container named with its full id is not it."""
+        donor = self.started("donor", Cmd=["sleep", "9"])
+        joiner = self.create(Cmd=["true"], HostConfig={"PidMode": "container:donor"})
+        self.go(self.svc.remove(donor, force=True))
+        self.started(donor, Cmd=["sleep", "9"])
+        self.fail_with(self.svc.start(joiner), InvalidParameter)
+
+    def test_join_uses_the_pinned_donor(self) -> None:
+        """The start joins the pinned donor's pid namespace by its process."""
+        donor = self.started("donor", Cmd=["sleep", "9"])
+        joiner = self.started(Cmd=["true"], HostConfig={"PidMode": "container:donor"})
+        spec = self.runtime.containers[joiner]["spec"]
+        ns = {n["type"]: n.get("path") for n in spec["linux"]["namespaces"]}
+        self.assertEqual(ns["pid"], f"/proc/{self.svc.resolve(donor).state.pid}/ns/pid")
+
+
 class RestartPolicyTests(EngineTestBase):
     def test_on_failure_with_backoff(self) -> None:
         """on-failure:2 restarts twice with 100 ms then 200 ms delays, then stays exited."""

@@ -189,6 +189,10 @@ class ContainersAdapter:
         """Force-remove with its writable layer."""
         await self._c.remove(container_id, force=True, volumes=True)
 
+    def resolve_id(self, ref: str) -> str:
+        """C{ContainerService.resolve}'s full id."""
+        return str(self._c.resolve(ref).id)
+
 
 class _Resolver(Protocol):
     async def resolve(self, ref: str) -> Image: ...

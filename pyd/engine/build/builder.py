@@ -143,6 +143,13 @@ class BuildContainers(Protocol):
         """Force-remove it with its writable layer."""
         ...
 
+    def resolve_id(self, ref: str) -> str:
+        """The full id of the container C{ref} names (name, id or id prefix).
+
+        @raise NotFound: no such container.
+        """
+        ...
+
 
 class ImagePuller(Protocol):
     """Pulls a missing base image (the registry area), reporting progress lines."""
@@ -427,6 +434,14 @@ class BuildService:
         @raise BuildFailed: a step failed (message as dockerd's, code for RUN).
         """
         try:
+            mode = prepared.options.network_mode
+            if mode.startswith("container:") and mode[10:] and self.containers is not None:
+                # Resolved once, here: every RUN step joins this same container, whatever the
+                # name or prefix comes to mean while the build runs.
+                pinned = "container:" + self.containers.resolve_id(mode[10:])
+                prepared = attrs.evolve(
+                    prepared, options=attrs.evolve(prepared.options, network_mode=pinned)
+                )
             return await _Build(self, prepared, progress).run()
         finally:
             # Removing a large context takes a while: do not hold the response for it.
