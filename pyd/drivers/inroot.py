@@ -242,18 +242,27 @@ class InRoot:
     def read_small(self, path: str, limit: int = 1 << 20) -> bytes | None:
         """The content of a small regular file, or None when it is missing or not a regular file.
 
-        Opened non-blocking (a FIFO cannot hang the caller) and checked to be a regular file
-        before a byte is read (a device is never read); more than C{limit} bytes is refused.
+        Resolved to an C{O_PATH} descriptor and checked to be a regular file first, so a device
+        node or a FIFO is never opened (opening a device can have effects of its own; a FIFO
+        would block); only then is that same inode reopened for reading, non-blocking. More
+        than C{limit} bytes is refused.
 
         @raise OSError: C{EFBIG} when the file is larger than C{limit}; C{ELOOP}/C{EXDEV} from the
             resolution are passed through.
         """
         try:
-            fd = self.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            pfd = self.open(path, os.O_PATH)
         except FileNotFoundError:
             return None
         except NotADirectoryError:
             return None
+        try:
+            if not st.S_ISREG(os.fstat(pfd).st_mode):
+                return None
+            # the inode just checked, not a name: nothing can be swapped in between
+            fd = os.open(fd_path(pfd), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        finally:
+            os.close(pfd)
         try:
             info = os.fstat(fd)
             if not st.S_ISREG(info.st_mode):

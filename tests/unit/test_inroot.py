@@ -75,6 +75,33 @@ class InRootResolutionTests:
         with inroot.InRoot(str(root)) as r:
             assert r.read_small("/etc/passwd") is None
 
+    def test_read_small_never_opens_a_special_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A device or FIFO (also behind a link) is only ever reached as O_PATH: never opened."""
+        root, _ = _tree(tmp_path)
+        os.unlink(root / "etc" / "passwd")
+        os.mknod(root / "etc" / "passwd", 0o644 | stat.S_IFCHR, os.makedev(1, 5))
+        os.symlink("/fifo", root / "etc" / "group")
+        opened: list[int] = []
+        real_openat2, real_open = inroot.openat2, os.open
+
+        def spy_openat2(dirfd: int, path: str, flags: int, *a: object, **k: object) -> int:
+            opened.append(flags)
+            return real_openat2(dirfd, path, flags, *a, **k)  # type: ignore[arg-type]
+
+        def spy_open(path: str, flags: int, *a: object, **k: object) -> int:
+            opened.append(flags)
+            return real_open(path, flags, *a, **k)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(inroot, "openat2", spy_openat2)
+        monkeypatch.setattr(os, "open", spy_open)
+        with inroot.InRoot(str(root)) as r:
+            opened.clear()
+            assert r.read_small("/etc/passwd") is None
+            assert r.read_small("/etc/group") is None
+        assert opened and all(f & os.O_PATH for f in opened)
+
 
 class InRootWritingTests:
     """Creating, making directories and removing never act outside the root."""
