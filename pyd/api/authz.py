@@ -32,19 +32,19 @@ from __future__ import annotations
 
 import errno
 import grp
-import json
 import os
 import pwd
 import re
 import socket
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from pyd.api.wire import qbool, read_json_object
 from pyd.core import certs
 from pyd.core.errors import Forbidden, PydError
 from pyd.core.records import Container
@@ -54,7 +54,6 @@ log = Logger()
 
 ROLES = certs.ROLES
 _RANK = {"viewer": 0, "operator": 1, "admin": 2}
-_MAX_INSPECT = 4 << 20
 _MAX_DEPTH = 8  # container:X chains followed before giving up (refused)
 
 _VIEWER_READS = re.compile(
@@ -534,7 +533,7 @@ async def check(
     elif method != "POST":
         return
     elif path == "/containers/create":
-        body = _body(request, role)
+        body = _body(request)
         hc = body.get("HostConfig")
         if isinstance(hc, dict):
             await _check_host_config(ctx, hc, 0)
@@ -544,7 +543,7 @@ async def check(
     elif first == "networks" and action == "connect":
         _check_network(ctx, ref)
     elif path == "/volumes/create":
-        _check_volume_create(ctx, _body(request, role).get("DriverOpts"))
+        _check_volume_create(ctx, _body(request).get("DriverOpts"))
     elif path == "/build":
         await _check_build(ctx, request)
 
@@ -558,16 +557,16 @@ async def _check_container_call(
     ctx: _Ctx, method: str, ref: str, action: str, request: Any
 ) -> None:
     if method == "POST" and action == "start":
-        body = _body(request, ctx.role)
+        body = _body(request)
         if body:  # a HostConfig on start (API < 1.24 clients)
             await _check_host_config(ctx, body, 0)
     elif method == "POST" and action == "update":
-        _check_devices(ctx, _body(request, ctx.role))
+        _check_devices(ctx, _body(request))
     elif method == "POST" and action == "exec":
-        if _body(request, ctx.role).get("Privileged"):
+        if _body(request).get("Privileged"):
             raise ctx.deny("run a privileged exec")
         await _check_existing(ctx, ref, "exec into")
-    elif action in ("attach", "attach/ws") and _query_true(request, "stdin"):
+    elif action in ("attach", "attach/ws") and qbool(request, "stdin"):
         await _check_existing(ctx, ref, "attach stdin to")
     elif method == "PUT" and action == "archive":
         await _check_existing(ctx, ref, "copy files into")
@@ -902,28 +901,13 @@ async def _check_build(ctx: _Ctx, request: Any) -> None:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _query_true(request: Any, name: str) -> bool:
-    args = getattr(request, "args", None) or {}
-    values: Sequence[bytes] = args.get(name.encode(), [])
-    return bool(values) and values[0].lower() in (b"1", b"true", b"yes")
+def _body(request: Any) -> dict[str, Any]:
+    """The request body as the handler reads it (L{pyd.api.wire.read_json_object}): one parser,
+    so duplicate keys, encodings and trailing data mean the same to the rules and the engine.
 
-
-def _body(request: Any, role: str) -> dict[str, Any]:
-    content = getattr(request, "content", None)
-    if content is None:
-        return {}
-    content.seek(0)
-    raw = content.read(_MAX_INSPECT + 1)
-    content.seek(0)
-    if not raw.strip():
-        return {}
-    if len(raw) > _MAX_INSPECT:
-        raise _deny(role, "send a request body too large to inspect")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise _deny(role, "send a request body that cannot be inspected") from None
-    return value if isinstance(value, dict) else {}
+    @raise InvalidParameter: the handler's own 400 (not JSON, too large, wrong content type).
+    """
+    return read_json_object(request, required=False)
 
 
 def path_allowed(path: str, allowed: Iterable[str]) -> bool:

@@ -35,6 +35,9 @@ _COMMON = [
     (b"Server", SERVER_HEADER),
 ]
 
+# The methods the API has, exactly as sent (HTTP methods are case-sensitive tokens).
+METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE"))
+
 # Called before dispatch with (request, method, route path); raises PydError (e.g. Forbidden) to
 # refuse, or returns a Deferred that fails with one (when the decision needs a lookup).
 Guard = Callable[[Any, str, str], "Deferred[None] | None"]
@@ -63,6 +66,11 @@ class ApiRoot(Resource):
         """Negotiate the version, add the common headers, dispatch."""
         for name, value in _COMMON:
             request.setHeader(name, value)
+        if request.method not in METHODS:
+            # dockerd's router matches methods exactly (C{post} is no route of its); werkzeug
+            # would upper-case it and dispatch, after the guard had read it as another method.
+            # One normalized method for the guard and the routers: refuse anything else.
+            return self._not_found(request)
         path = request.postpath
         if path and path[0] == b"_ping":
             return self._ping(request)

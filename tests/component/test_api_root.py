@@ -9,6 +9,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
 
 from pyd.api.root import ApiRoot
 from pyd.api.system import SystemRouter
@@ -170,3 +171,30 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.request("/info")).code, 403)
         self.root.guard = lambda request, method, path: succeed(None)
         self.assertEqual(self.successResultOf(self.request("/info")).code, 200)
+
+
+class MethodTests(SynchronousTestCase):
+    """One method for the guard and the routers (issue 12, escape 1)."""
+
+    def setUp(self) -> None:
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        self.root, _ = make_root(clock)
+        self.seen: list[str] = []
+        self.root.guard = lambda request, method, path: self.seen.append(method)
+        self.http = StubTreq(self.root)
+
+    def test_methods_the_api_does_not_have_are_refused(self) -> None:
+        """post, Post, pOST, get and unknown tokens get dockerd's 404 before the guard runs
+        (the request as the HTTP parser hands it over: treq would upper-case the method)."""
+        for method in (b"post", b"Post", b"pOST", b"get", b"PATCH", b"PROPFIND", b"OPTIONS"):
+            for path in ([b"v1.41", b"containers", b"create"], [b"containers", b"create"]):
+                req = DummyRequest(path)
+                req.method = method
+                body = self.root.render(req)
+                self.assertEqual(req.responseCode, 404, method)
+                self.assertEqual(json.loads(body), {"message": "page not found"})
+        self.assertEqual(self.seen, [])
+        resp = self.successResultOf(self.http.request("GET", "http://pyd/version"))
+        self.assertEqual(resp.code, 200)
+        self.assertEqual(self.seen, ["GET"])

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.authz import Lookup, Policy, check, path_allowed
 from pyd.core import certs
-from pyd.core.errors import Forbidden
+from pyd.core.errors import Forbidden, InvalidParameter
 
 
 class FakeRequest:
@@ -230,11 +230,23 @@ class OperatorTests(SynchronousTestCase):
         self.assertFalse(path_allowed(f"{base}/okay", [f"{base}/ok"]))
 
     def test_uninspectable_body_refused(self) -> None:
-        """A create body that does not parse is refused rather than waved through."""
+        """A create body that does not parse is refused with the handler's own 400 (the rules
+        read the body with the handler's parser), rather than waved through."""
+        for raw in (b"{not json", b'{"HostConfig": {}} trailing', b"x" * (4 * 1024 * 1024 + 1)):
+            req = FakeRequest()
+            req.content = io.BytesIO(raw)
+            with self.assertRaises(InvalidParameter):
+                run_check("operator", "POST", "/containers/create", req, Policy())
+
+    def test_duplicate_and_differently_cased_keys(self) -> None:
+        """Duplicate keys: the last wins for the rules as for the engine (one parser);
+        a key in another case is not the field (pyd reads fields by their exact name)."""
         req = FakeRequest()
-        req.content = io.BytesIO(b"{not json")
+        req.content = io.BytesIO(b'{"HostConfig": {"Privileged": false, "Privileged": true}}')
         with self.assertRaises(Forbidden):
             run_check("operator", "POST", "/containers/create", req, Policy())
+        req.content = io.BytesIO(b'{"HostConfig": {"Privileged": true}, "HostConfig": {}}')
+        run_check("operator", "POST", "/containers/create", req, Policy())
 
 
 class RoleResolutionTests(SynchronousTestCase):

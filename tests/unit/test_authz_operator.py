@@ -515,6 +515,11 @@ class ExistingContainerTests(_Base):
         msg = self.refuse("POST", "/containers/priv/attach", args={b"stdin": [b"1"]})
         self.assertIn("attach stdin to container priv", msg)
         self.refuse("GET", "/containers/priv/attach/ws", args={b"stdin": [b"true"]})
+        # Every spelling the endpoint takes as true (one function: pyd.api.wire.qbool).
+        for value in (b"on", b"True", b"TRUE", b"yes", b"y", b"2", b" 1", b"anything"):
+            self.refuse("POST", "/containers/priv/attach", args={b"stdin": [value]})
+        for value in (b"0", b"no", b"false", b"none", b"", b"FALSE"):
+            self.allow("POST", "/containers/priv/attach", args={b"stdin": [value]})
         self.allow("POST", "/containers/priv/attach", args={b"stdout": [b"1"], b"stream": [b"1"]})
         self.allow("POST", "/containers/plain/attach", args={b"stdin": [b"1"]})
         self.allow("GET", "/containers/priv/logs")
@@ -697,6 +702,9 @@ class AuthorizerTests(SynchronousTestCase):
             inner = FakeRequest(body)
             self.content = inner.content
             self.args: dict[bytes, list[bytes]] = {}
+
+        def getHeader(self, name: str) -> None:
+            return None
 
     def test_operator_refusal_fails_the_deferred(self) -> None:
         """An operator's privileged create fails with Forbidden; an ordinary one succeeds."""
