@@ -273,7 +273,7 @@ def resolve_caps(
         if not c.startswith("CAP_"):
             c = "CAP_" + c
         if c not in ALL_CAPS:
-            raise ValueError(f"unknown capability: {c!r}")
+            raise ValueError(f'unknown capability: "{c}"')
         return c
 
     adds = [norm(c) for c in cap_add]

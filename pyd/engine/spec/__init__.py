@@ -1,0 +1,31 @@
+"""The engine's door for container creation: one typed create spec (layer: engine).
+
+L{parse_create} turns C{Config}/C{HostConfig}/C{NetworkingConfig} (API 1.24-1.50) into a frozen
+L{CreateSpec} with dockerd's validation texts; C{fields.FIELDS} says which wire field lands
+where, C{fields.UNPARSED} and C{fields.NOT_APPLIED} what is read but not (yet) acted on.
+"""
+
+from pyd.engine.spec.fields import FIELDS, NOT_APPLIED, UNPARSED
+from pyd.engine.spec.parse import (
+    endpoint_of,
+    host_config_spec,
+    parse_create,
+    parse_endpoint,
+    resources_of,
+    restart_of,
+)
+from pyd.engine.spec.records import CreateSpec, container_ref
+
+__all__ = [
+    "FIELDS",
+    "NOT_APPLIED",
+    "UNPARSED",
+    "CreateSpec",
+    "container_ref",
+    "endpoint_of",
+    "host_config_spec",
+    "parse_create",
+    "parse_endpoint",
+    "resources_of",
+    "restart_of",
+]

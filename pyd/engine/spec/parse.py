@@ -1,0 +1,422 @@
+"""The engine's door: a container create body -> a frozen L{CreateSpec} (layer: engine).
+
+Order, as dockerd's create handler: Go's typed decoding (L{pyd.engine.spec.gojson}), the API
+version rules of C{postContainersCreate} (fields added later are dropped for older clients,
+combinations refused), then the daemon's checks (L{pyd.engine.container_config.validate_create})
+with dockerd's texts. Checks that need the image, other containers, networks or volumes stay
+with the services that own them; they read the spec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pyd.core.errors import InvalidParameter
+from pyd.drivers.runtime import spec as oci
+from pyd.engine import container_config as cc
+from pyd.engine.spec import records as r
+from pyd.engine.spec.gojson import decode
+from pyd.engine.spec.schema import CONFIG_FIELDS, CREATE_REQUEST, ENDPOINT_SETTINGS
+from pyd.engine.volumes import go_quote
+
+VOLUME_DRIVER_WARNING = (
+    "WARNING: the container-wide volume-driver configuration is ignored for volumes specified "
+    "via 'mount'. Use '--mount type=volume,volume-driver=...' instead"
+)
+MAC_WARNING = (
+    "The container-wide MacAddress field is now deprecated. It should be specified in "
+    "EndpointsConfig instead."
+)
+
+
+def parse_create(
+    body: Any, api_version: tuple[int, int] = (1, 50), ncpu: int | None = None
+) -> r.CreateSpec:
+    """Decode, version-adjust and validate a C{POST /containers/create} body.
+
+    @param body: the parsed JSON body (None: an empty body).
+    @param ncpu: CPUs of the host (C{NanoCpus} range); None: this machine's.
+    @raise InvalidParameter: dockerd's 400 texts; nothing has been stored or changed.
+    """
+    wire = decode({} if body is None else body, CREATE_REQUEST)
+    config = {k: wire[k] for k in CONFIG_FIELDS if k in wire}
+    hc: dict[str, Any] = dict(wire.get("HostConfig") or {})
+    nc: dict[str, Any] = dict(wire.get("NetworkingConfig") or {})
+    warnings = _version_rules(config, hc, nc, api_version)
+    warnings += cc.validate_create(config, hc, ncpu or os.cpu_count() or 1)
+    security = _security(hc)
+    return r.CreateSpec(
+        process=_process(config),
+        resources=resources_of(hc),
+        devices=_devices(hc),
+        security=security,
+        namespaces=r.Namespaces(
+            network=hc.get("NetworkMode") or "",
+            pid=hc.get("PidMode") or "",
+            ipc=hc.get("IpcMode") or "",
+            uts=hc.get("UTSMode") or "",
+            userns=hc.get("UsernsMode") or "",
+            cgroupns=hc.get("CgroupnsMode") or "",
+            cgroup=hc.get("Cgroup") or "",
+        ),
+        network=_network(config, hc, nc),
+        mounts=r.MountRequest(
+            binds=hc.get("Binds"),
+            mounts=[_mount(m) for m in hc.get("Mounts") or () if m is not None],
+            tmpfs={k: v or "" for k, v in (hc.get("Tmpfs") or {}).items()},
+            volumes_from=hc.get("VolumesFrom"),
+            volume_driver=hc.get("VolumeDriver") or "",
+        ),
+        logging=r.LogConfig(
+            type=(hc.get("LogConfig") or {}).get("Type") or "",
+            config={
+                k: v or "" for k, v in ((hc.get("LogConfig") or {}).get("Config") or {}).items()
+            },
+        ),
+        restart=restart_of(hc),
+        runtime=r.Runtime(
+            init=hc.get("Init"),
+            runtime=hc.get("Runtime") or "",
+            isolation=hc.get("Isolation") or "",
+            shm_size=hc.get("ShmSize") or 0,
+            sysctls={k: v or "" for k, v in (hc.get("Sysctls") or {}).items()},
+            oom_score_adj=hc.get("OomScoreAdj") or 0,
+            annotations=hc.get("Annotations"),
+            console_size=tuple(hc.get("ConsoleSize") or (0, 0)),
+            storage_opt=hc.get("StorageOpt"),
+            container_id_file=hc.get("ContainerIDFile") or "",
+        ),
+        config=config,
+        host_config=hc,
+        networking_config=nc,
+        warnings=warnings,
+        api_version=api_version,
+    )
+
+
+def host_config_spec(hc: Mapping[str, Any] | None) -> r.CreateSpec:
+    """The spec of a stored (already validated) HostConfig: callers that have only a
+    HostConfig (the builder's step containers, a created container's record) read it typed.
+
+    @raise InvalidParameter: as L{parse_create}.
+    """
+    return parse_create({"HostConfig": dict(hc or {})})
+
+
+def _version_rules(
+    config: dict[str, Any], hc: dict[str, Any], nc: dict[str, Any], v: tuple[int, int]
+) -> list[str]:
+    """dockerd's C{postContainersCreate}: what each API version may send."""
+    mounts = [dict(m) for m in hc.get("Mounts") or () if m is not None]
+    if hc.get("Mounts") is not None:
+        hc["Mounts"] = mounts
+    eps = {k: dict(e or {}) for k, e in (nc.get("EndpointsConfig") or {}).items()}
+    if nc.get("EndpointsConfig") is not None:
+        nc["EndpointsConfig"] = eps
+    if v < (1, 25):
+        hc["AutoRemove"] = False
+    if v < (1, 40):
+        for mt in mounts:
+            if mt.get("BindOptions"):
+                mt["BindOptions"] = {**mt["BindOptions"], "NonRecursive": False}
+        hc.pop("KernelMemoryTCP", None)
+        if not hc.get("IpcMode"):
+            hc["IpcMode"] = "shareable"
+    if v < (1, 42):
+        for mt in mounts:
+            if mt.get("BindOptions"):
+                mt["BindOptions"] = {**mt["BindOptions"], "CreateMountpoint": False}
+            if mt.get("VolumeOptions") is not None and mt.get("Type") != "volume":
+                mt.pop("VolumeOptions")
+            if mt.get("TmpfsOptions") is not None and mt.get("Type") != "tmpfs":
+                mt.pop("TmpfsOptions")
+        if "ConsoleSize" in hc:
+            hc["ConsoleSize"] = [0, 0]
+    else:
+        hc.pop("KernelMemory", None)
+        for mt in mounts:
+            mtype = mt.get("Type") or ""
+            for key, owner in (
+                ("VolumeOptions", "volume"),
+                ("BindOptions", "bind"),
+                ("TmpfsOptions", "tmpfs"),
+            ):
+                if mt.get(key) is not None and mtype != owner:
+                    raise InvalidParameter(
+                        f"{key} must not be specified on mount type {go_quote(mtype)}"
+                    )
+    if v < (1, 43):
+        hc.pop("Annotations", None)
+    if v < (1, 44):
+        if config.get("Healthcheck"):
+            config["Healthcheck"] = {**config["Healthcheck"], "StartInterval": 0}
+        for mt in mounts:
+            if mt.get("Type") == "bind" and (mt.get("BindOptions") or {}).get(
+                "ReadOnlyForceRecursive"
+            ):
+                raise InvalidParameter(
+                    "BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer"
+                )
+        if len(eps) > 1:
+            raise InvalidParameter(
+                "Container cannot be created with multiple network endpoints: " + ", ".join(eps)
+            )
+    if v < (1, 45):
+        for mt in mounts:
+            if (mt.get("VolumeOptions") or {}).get("Subpath"):
+                raise InvalidParameter("VolumeOptions.Subpath needs API v1.45 or newer")
+    if v < (1, 48):
+        for ep in eps.values():
+            ep.pop("GwPriority", None)
+        for mt in mounts:
+            if mt.get("Type") == "image":
+                raise InvalidParameter('Mount type "Image" needs API v1.48 or newer')
+    warnings: list[str] = []
+    if hc.get("VolumeDriver") and v >= (1, 48):
+        for mt in mounts:
+            if mt.get("Type") == "volume" and not (
+                ((mt.get("VolumeOptions") or {}).get("DriverConfig") or {}).get("Name")
+            ):
+                warnings.append(VOLUME_DRIVER_WARNING)
+                break
+    if (hc.get("PidsLimit") or 0) <= 0:
+        hc.pop("PidsLimit", None)
+    return warnings
+
+
+def _process(c: Mapping[str, Any]) -> r.Process:
+    h = c.get("Healthcheck")
+    return r.Process(
+        image=c.get("Image") or "",
+        cmd=c.get("Cmd"),
+        entrypoint=c.get("Entrypoint"),
+        env=c.get("Env"),
+        user=c.get("User") or "",
+        working_dir=c.get("WorkingDir") or "",
+        hostname=c.get("Hostname") or "",
+        domainname=c.get("Domainname") or "",
+        tty=bool(c.get("Tty")),
+        open_stdin=bool(c.get("OpenStdin")),
+        stdin_once=bool(c.get("StdinOnce")),
+        attach_stdin=bool(c.get("AttachStdin")),
+        attach_stdout=bool(c.get("AttachStdout")),
+        attach_stderr=bool(c.get("AttachStderr")),
+        labels={k: v or "" for k, v in (c.get("Labels") or {}).items()},
+        stop_signal=c.get("StopSignal") or "",
+        stop_timeout=c.get("StopTimeout"),
+        exposed_ports=c.get("ExposedPorts") or (),
+        volumes=c.get("Volumes") or (),
+        healthcheck=None
+        if h is None
+        else r.Health(
+            test=h.get("Test"),
+            interval=h.get("Interval") or 0,
+            timeout=h.get("Timeout") or 0,
+            start_period=h.get("StartPeriod") or 0,
+            start_interval=h.get("StartInterval") or 0,
+            retries=h.get("Retries") or 0,
+        ),
+        shell=c.get("Shell"),
+        on_build=c.get("OnBuild"),
+        args_escaped=bool(c.get("ArgsEscaped")),
+        network_disabled=bool(c.get("NetworkDisabled")),
+    )
+
+
+def _blkio(items: Any, key: str) -> tuple[r.BlkioDevice, ...]:
+    return tuple(
+        r.BlkioDevice(d.get("Path") or "", d.get(key) or 0) for d in items or () if d is not None
+    )
+
+
+def resources_of(hc: Mapping[str, Any]) -> r.Resources:
+    """The resource fields of a (decoded) HostConfig or C{docker update} body."""
+    return r.Resources(
+        memory=hc.get("Memory") or 0,
+        memory_swap=hc.get("MemorySwap") or 0,
+        memory_reservation=hc.get("MemoryReservation") or 0,
+        memory_swappiness=hc.get("MemorySwappiness"),
+        kernel_memory=hc.get("KernelMemory") or 0,
+        kernel_memory_tcp=hc.get("KernelMemoryTCP") or 0,
+        nano_cpus=hc.get("NanoCpus") or 0,
+        cpu_shares=hc.get("CpuShares") or 0,
+        cpu_period=hc.get("CpuPeriod") or 0,
+        cpu_quota=hc.get("CpuQuota") or 0,
+        cpu_realtime_period=hc.get("CpuRealtimePeriod") or 0,
+        cpu_realtime_runtime=hc.get("CpuRealtimeRuntime") or 0,
+        cpuset_cpus=hc.get("CpusetCpus") or "",
+        cpuset_mems=hc.get("CpusetMems") or "",
+        cpu_count=hc.get("CpuCount") or 0,
+        cpu_percent=hc.get("CpuPercent") or 0,
+        blkio_weight=hc.get("BlkioWeight") or 0,
+        blkio_weight_device=_blkio(hc.get("BlkioWeightDevice"), "Weight"),
+        blkio_read_bps=_blkio(hc.get("BlkioDeviceReadBps"), "Rate"),
+        blkio_write_bps=_blkio(hc.get("BlkioDeviceWriteBps"), "Rate"),
+        blkio_read_iops=_blkio(hc.get("BlkioDeviceReadIOps"), "Rate"),
+        blkio_write_iops=_blkio(hc.get("BlkioDeviceWriteIOps"), "Rate"),
+        pids_limit=hc.get("PidsLimit") if (hc.get("PidsLimit") or 0) > 0 else None,
+        oom_kill_disable=hc.get("OomKillDisable"),
+        io_maximum_iops=hc.get("IOMaximumIOps") or 0,
+        io_maximum_bandwidth=hc.get("IOMaximumBandwidth") or 0,
+        cgroup_parent=hc.get("CgroupParent") or "",
+        ulimits=[
+            r.Ulimit(u.get("Name") or "", u.get("Soft") or 0, u.get("Hard") or 0)
+            for u in hc.get("Ulimits") or ()
+            if u is not None
+        ],
+    )
+
+
+def restart_of(hc: Mapping[str, Any]) -> r.RestartPolicy:
+    """C{RestartPolicy} and C{AutoRemove} of a (decoded) HostConfig."""
+    rp = hc.get("RestartPolicy") or {}
+    return r.RestartPolicy(
+        name=rp.get("Name") or "no",
+        maximum_retry_count=rp.get("MaximumRetryCount") or 0,
+        auto_remove=bool(hc.get("AutoRemove")),
+    )
+
+
+def _devices(hc: Mapping[str, Any]) -> r.Devices:
+    return r.Devices(
+        devices=[
+            r.DeviceMapping(
+                d.get("PathOnHost") or "",
+                d.get("PathInContainer") or "",
+                d.get("CgroupPermissions") or "",
+            )
+            for d in hc.get("Devices") or ()
+            if d is not None
+        ],
+        cgroup_rules=hc.get("DeviceCgroupRules"),
+        requests=[
+            r.DeviceRequest(
+                driver=d.get("Driver") or "",
+                count=d.get("Count") or 0,
+                device_ids=d.get("DeviceIDs"),
+                capabilities=[tuple(c or ()) for c in d.get("Capabilities") or ()],
+                options=d.get("Options"),
+            )
+            for d in hc.get("DeviceRequests") or ()
+            if d is not None
+        ],
+    )
+
+
+def _security(hc: Mapping[str, Any]) -> r.Security:
+    privileged = bool(hc.get("Privileged"))
+    cap_add = [c for c in hc.get("CapAdd") or () if c is not None]
+    cap_drop = [c for c in hc.get("CapDrop") or () if c is not None]
+    try:
+        oci.resolve_caps(cap_add, cap_drop, privileged, None)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid CapAdd: {e}") from e
+    return r.Security(
+        privileged=privileged,
+        cap_add=cap_add,
+        cap_drop=cap_drop,
+        security_opt=[cc.parse_security_opt(o or "") for o in hc.get("SecurityOpt") or ()],
+        readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+        masked_paths=hc.get("MaskedPaths"),
+        readonly_paths=hc.get("ReadonlyPaths"),
+        group_add=[g or "" for g in hc.get("GroupAdd") or ()],
+    )
+
+
+def endpoint_of(ep: Mapping[str, Any] | None) -> r.EndpointRequest:
+    """One (decoded) C{EndpointSettings} as a record."""
+    ep = ep or {}
+    ipam = ep.get("IPAMConfig")
+    return r.EndpointRequest(
+        ipam=None
+        if ipam is None
+        else r.IPAMRequest(
+            ipv4_address=ipam.get("IPv4Address") or "",
+            ipv6_address=ipam.get("IPv6Address") or "",
+            link_local_ips=ipam.get("LinkLocalIPs"),
+        ),
+        links=ep.get("Links"),
+        aliases=ep.get("Aliases"),
+        mac_address=ep.get("MacAddress") or "",
+        driver_opts=ep.get("DriverOpts"),
+        gw_priority=ep.get("GwPriority") or 0,
+        network_id=ep.get("NetworkID") or "",
+        dns_names=ep.get("DNSNames"),
+    )
+
+
+def parse_endpoint(body: Any) -> r.EndpointRequest:
+    """Decode a wire C{EndpointSettings} (C{POST /networks/{id}/connect}'s C{EndpointConfig}).
+
+    @raise InvalidParameter: Go's type errors.
+    """
+    return endpoint_of(decode({} if body is None else body, ENDPOINT_SETTINGS))
+
+
+def _network(
+    c: Mapping[str, Any], hc: Mapping[str, Any], nc: Mapping[str, Any]
+) -> r.NetworkRequest:
+    return r.NetworkRequest(
+        endpoints={k: endpoint_of(e) for k, e in (nc.get("EndpointsConfig") or {}).items()},
+        port_bindings={
+            port: tuple(
+                r.PortBinding(b.get("HostIp") or "", b.get("HostPort") or "")
+                for b in binds or ()
+                if b is not None
+            )
+            for port, binds in (hc.get("PortBindings") or {}).items()
+        },
+        publish_all=bool(hc.get("PublishAllPorts")),
+        dns=hc.get("Dns"),
+        dns_options=hc.get("DnsOptions"),
+        dns_search=hc.get("DnsSearch"),
+        extra_hosts=hc.get("ExtraHosts"),
+        links=hc.get("Links"),
+        mac_address=c.get("MacAddress") or "",
+    )
+
+
+def _mount(m: Mapping[str, Any]) -> r.Mount:
+    bo, vo, io, to = (
+        m.get("BindOptions"),
+        m.get("VolumeOptions"),
+        m.get("ImageOptions"),
+        m.get("TmpfsOptions"),
+    )
+    dc = (vo or {}).get("DriverConfig") or {}
+    return r.Mount(
+        type=m.get("Type") or "",
+        source=m.get("Source") or "",
+        target=m.get("Target") or "",
+        read_only=bool(m.get("ReadOnly")),
+        consistency=m.get("Consistency") or "",
+        bind=None
+        if bo is None
+        else r.BindOptions(
+            propagation=bo.get("Propagation") or "",
+            non_recursive=bool(bo.get("NonRecursive")),
+            create_mountpoint=bool(bo.get("CreateMountpoint")),
+            readonly_non_recursive=bool(bo.get("ReadOnlyNonRecursive")),
+            readonly_force_recursive=bool(bo.get("ReadOnlyForceRecursive")),
+        ),
+        volume=None
+        if vo is None
+        else r.VolumeOptions(
+            no_copy=bool(vo.get("NoCopy")),
+            labels=vo.get("Labels"),
+            subpath=vo.get("Subpath") or "",
+            driver=dc.get("Name") or "",
+            driver_options=dc.get("Options"),
+        ),
+        image_subpath=None if io is None else io.get("Subpath") or "",
+        tmpfs=None
+        if to is None
+        else r.TmpfsOptions(
+            size_bytes=to.get("SizeBytes") or 0,
+            mode=to.get("Mode") or 0,
+            options=[tuple(o or ()) for o in to.get("Options") or ()],
+        ),
+        cluster=m.get("ClusterOptions") is not None,
+    )
