@@ -28,7 +28,7 @@ from pyd.core.errors import (
 from pyd.core.ids import new_id
 from pyd.core.records import MountSpec, Volume
 from pyd.core.seams import EventSink
-from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError
+from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError, mount_options_error
 from pyd.state.volumes import VolumeRepository, in_use_message
 
 log = Logger()
@@ -566,6 +566,12 @@ class VolumeService:
                         raise InvalidParameter(
                             f"create {name}: missing required option: {go_quote(req)}"
                         )
+        why = mount_options_error(
+            str(options.get("type") or ""), str(options.get("device") or ""),
+            str(options.get("o") or ""),
+        )  # fmt: skip
+        if why:
+            raise InvalidParameter(f"create {name}: {why}")
 
     async def create(
         self,

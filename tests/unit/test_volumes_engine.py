@@ -723,7 +723,11 @@ class LifecycleTests(Base):
         set_status(self.db, other, "running")
         path = self.driver.data_path("tv")
         self.assertEqual(
-            self.driver.runner.calls, [["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", path]]
+            self.driver.runner.calls[0],
+            [
+                *("mount", "--options-source=disable", "--types=tmpfs", "--options=size=1m"),
+                *("--", "tmpfs", path),
+            ],
         )
         set_status(self.db, self.cid, "exited")
         self.ok(self.svc.container_stopped(self.cid))

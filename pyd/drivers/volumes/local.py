@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 
@@ -198,16 +199,24 @@ class LocalVolumeDriver:
         return self._blocking.run(is_mountpoint, self.data_path(name))
 
     async def mount(self, name: str, fstype: str, device: str, options: str) -> None:
-        """C{mount -t fstype -o options device <_data>}.
+        """C{mount --types=fstype --options=options -- device <_data>}.
 
-        @raise VolumeDriverError: mount failed (its stderr, with any password masked).
+        The options are checked again (L{mount_options_error}) and the client's values are
+        never separate arguments mount(8) could take for its own options: C{--x=} forms and
+        C{--} before the positional ones; no fstab is read.
+
+        @raise VolumeDriverError: refused options, or mount failed (its stderr, with any password
+            masked).
         """
-        argv = ["mount"]
+        why = mount_options_error(fstype, device, options)
+        if why:
+            raise VolumeDriverError(f"failed to mount local volume: {why}")
+        argv = ["mount", "--options-source=disable"]
         if fstype:
-            argv += ["-t", fstype]
+            argv.append(f"--types={fstype}")
         if options:
-            argv += ["-o", options]
-        argv += [device, self.data_path(name)]
+            argv.append(f"--options={options}")
+        argv += ["--", device, self.data_path(name)]
         result = await self._runner.run(argv)
         if result.rc != 0:
             err = result.stderr.decode("utf-8", "replace").strip()
@@ -300,6 +309,47 @@ def _finish_stage(stage: str, target: str) -> None:
         os.unlink(os.path.join(os.path.dirname(stage), _STAGE_MARK))
     except FileNotFoundError:
         pass
+
+
+# mount(8) options that act on the host rather than on the new filesystem: remount/move change
+# an existing mount (the data root's), X-mount.* create and chown host paths, helper= runs a
+# program at umount, loop/offset/encryption turn a host file into a block device, user/owner
+# relax who may unmount. The kernel (dockerd's mount(2)) knows none of them but remount/move.
+_HOST_OPTIONS = frozenset(
+    (
+        "remount", "move", "rmove", "loop", "offset", "sizelimit", "encryption", "helper",
+        "uhelper", "user", "users", "owner", "group", "verity.hashdevice", "verity.roothash",
+    )
+)  # fmt: skip
+_FSTYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+]*$")
+
+
+def mount_options_error(fstype: str, device: str, options: str) -> str:
+    """Why the local volume options C{type}/C{device}/C{o} are refused ("" when they are not).
+
+    Every value reaches mount(8) as a client-chosen string: none may start with C{-} or hold a
+    control character, the type is a plain name (no path: mount(8) runs C{/sbin/mount.<type>}),
+    and C{o} holds no option that acts on the host instead of the new filesystem.
+    """
+    for label, value in (("type", fstype), ("device", device), ("o", options)):
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            return f"invalid {label}: control characters are not allowed"
+        if value.startswith("-"):
+            return f"invalid {label} {value!r}: must not start with '-'"
+    if fstype and not _FSTYPE_RE.match(fstype):
+        return f"invalid type {fstype!r}"
+    keys = []
+    for opt in options.split(",") if options else ():
+        key = opt.split("=", 1)[0].strip()
+        if not key or key.startswith("-"):
+            return f"invalid o {options!r}: empty option or option starting with '-'"
+        keys.append(key)
+        low = key.lower()
+        if low in _HOST_OPTIONS or low.startswith("x-") or low.startswith("loop"):
+            return f"mount option {key!r} is not allowed for local volumes"
+    if {"bind", "rbind"} & set(keys) and not device.startswith("/"):
+        return f"invalid device {device!r}: a bind mount needs an absolute path"
+    return ""
 
 
 def _mask_password(text: str, options: str) -> str:
