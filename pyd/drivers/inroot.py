@@ -128,14 +128,19 @@ class InRoot:
     @param root: the host path of the root (opened once, here) or an open directory descriptor
         (duplicated; the caller keeps its own).
     @param xdev: also refuse to cross a mount point (C{RESOLVE_NO_XDEV}).
+    @param beneath: refuse what would leave the root instead of keeping it in: an absolute
+        symlink, or a C{..} (in the path or in a link) that climbs above the root, fails with
+        C{EXDEV} (C{RESOLVE_BENEATH}) where the default restarts at the root. dockerd's rule for
+        a volume subpath: links that stay inside are followed, one that leaves is an error.
     """
 
-    def __init__(self, root: str | int, *, xdev: bool = False) -> None:
+    def __init__(self, root: str | int, *, xdev: bool = False, beneath: bool = False) -> None:
         if isinstance(root, int):
             self.fd = os.dup(root)
         else:
             self.fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (RESOLVE_NO_XDEV if xdev else 0)
+        scope = RESOLVE_BENEATH if beneath else RESOLVE_IN_ROOT
+        self.resolve = scope | RESOLVE_NO_MAGICLINKS | (RESOLVE_NO_XDEV if xdev else 0)
 
     def close(self) -> None:
         if self.fd >= 0:

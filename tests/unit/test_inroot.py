@@ -234,3 +234,24 @@ class CopyTreeTests:
                 inroot.copy_tree(s, "/fifo", d, "/fifo")
             inroot.copy_tree(s, "/fifo", d, "/fifo", specials=True)
         assert stat.S_ISFIFO(os.lstat(dst / "fifo").st_mode)
+
+
+class InRootBeneathTests:
+    """C{beneath=True}: links that stay inside are followed, anything leaving fails with EXDEV."""
+
+    def test_links_out_refused(self, tmp_path: Path) -> None:
+        """Absolute and climbing links (and .. above the root) are refused, not contained."""
+        root, host = _tree(tmp_path)
+        (root / "d").mkdir()
+        os.symlink("../etc", root / "d" / "up")
+        with inroot.InRoot(str(root), beneath=True) as r:
+            for path in ("abs", "abs/secret", "climb", "viamissing/x", "d/../../host"):
+                with pytest.raises(OSError) as e:
+                    r.open(path, os.O_PATH)
+                assert e.value.errno in (errno.EXDEV, errno.ENOENT), path
+            for path in ("abs", "climb"):
+                with pytest.raises(OSError) as e:
+                    r.open(path, os.O_PATH)
+                assert e.value.errno == errno.EXDEV
+            assert r.realpath("d/up/passwd") == "/etc/passwd"
+        assert (host / "secret").read_text() == "host secret\n"
