@@ -170,13 +170,23 @@ def _networks_json(c: Container) -> dict[str, Any]:
             "DNSNames": list(e.dns_names) or None,
         }
     if not out:
+        # Not attached yet (created, never started): dockerd shows the requested endpoint
+        # settings, so clients that compare them (Ansible's docker_container) see what they asked.
         mode = c.host_config.get("NetworkMode") or "bridge"
-        if not mode.startswith("container:"):
-            out[mode] = {
-                "IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
-                "DriverOpts": None, "GwPriority": 0, "NetworkID": "", "EndpointID": "",
-                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None,
+        if mode == "default":
+            mode = "bridge"
+        names = list(epcfg) if mode not in ("host", "none") else []
+        if not mode.startswith("container:") and mode not in names:
+            names.insert(0, mode)
+        for name in names:
+            cfg = epcfg.get(name) or {}
+            out[name] = {
+                "IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
+                "Aliases": cfg.get("Aliases"), "MacAddress": cfg.get("MacAddress") or "",
+                "DriverOpts": cfg.get("DriverOpts"), "GwPriority": cfg.get("GwPriority") or 0,
+                "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "DNSNames": None,
             }  # fmt: skip
     return out
 
@@ -251,6 +261,13 @@ def config_json(c: Container) -> dict[str, Any]:
             "Volumes": cfg.get("Volumes"),
             "WorkingDir": cfg.get("WorkingDir") or "",
             "Entrypoint": cfg.get("Entrypoint"),
+        }
+    )
+    mac = desired_mac_address(c)
+    if mac:
+        out["MacAddress"] = mac
+    out.update(
+        {
             "OnBuild": cfg.get("OnBuild"),
             "Labels": cfg.get("Labels") or {},
         }
@@ -262,6 +279,68 @@ def config_json(c: Container) -> dict[str, Any]:
     if cfg.get("Shell"):
         out["Shell"] = cfg["Shell"]
     return out
+
+
+MAC_DEPRECATED = (
+    "The container-wide MacAddress field is now deprecated. "
+    "It should be specified in EndpointsConfig instead."
+)
+
+
+def _main_network(hc: dict[str, Any]) -> str | None:
+    """The network a container-wide setting belongs to: the mode's, if it is a network."""
+    mode = str(hc.get("NetworkMode") or "default")
+    if mode in ("default", "bridge"):
+        return "bridge"
+    if mode in ("host", "none") or mode.startswith("container:"):
+        return None
+    return mode
+
+
+def migrate_mac_address(
+    config: dict[str, Any], hc: dict[str, Any], netcfg: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """Move the deprecated container-wide C{Config.MacAddress} onto the main network's endpoint,
+    as dockerd's router does for API >= 1.44 (Ansible's docker_container still sends it there).
+
+    @return: the new networking config and the deprecation warning (empty when there was none).
+    @raise InvalidParameter: the endpoint asks for a different MAC address.
+    """
+    mac = config.pop("MacAddress", None)
+    if not mac:
+        return netcfg, ""
+    main = _main_network(hc)
+    if main is None:
+        return netcfg, MAC_DEPRECATED
+    eps = netcfg.get("EndpointsConfig") or {}
+    if not isinstance(eps, dict):
+        raise InvalidParameter("invalid EndpointsConfig: expected an object")
+    if not eps:
+        eps = {main: {}}
+    elif main not in eps:
+        raise InvalidParameter(
+            "unable to migrate container-wide MAC address to a specific network: "
+            "HostConfig.NetworkMode must match the identity of a network in NetworkSettings.Networks"
+        )
+    ep = dict(eps[main] or {})
+    if not ep.get("MacAddress"):
+        ep["MacAddress"] = mac
+    elif ep["MacAddress"].lower() != str(mac).lower():
+        raise InvalidParameter(
+            "the container-wide MAC address must match the endpoint-specific MAC address "
+            "for the main network, or be left empty"
+        )
+    return {**netcfg, "EndpointsConfig": {**eps, main: ep}}, MAC_DEPRECATED
+
+
+def desired_mac_address(c: Container) -> str:
+    """The MAC address asked for on the main network, which inspect shows as C{Config.MacAddress}
+    (dockerd does so for every API version below 1.52)."""
+    main = _main_network(c.host_config)
+    if main is None or not c.networking_config:
+        return ""
+    ep = (c.networking_config.get("EndpointsConfig") or {}).get(main) or {}
+    return str(ep.get("MacAddress") or "")
 
 
 def host_config_json(c: Container) -> dict[str, Any]:
@@ -428,7 +507,12 @@ class ContainersRouter:
         if not isinstance(hc, dict):
             raise InvalidParameter("invalid HostConfig: expected an object")
         netcfg = body.get("NetworkingConfig") or {}
+        if not isinstance(netcfg, dict):
+            raise InvalidParameter("invalid NetworkingConfig: expected an object")
+        netcfg, mac_warning = migrate_mac_address(config, hc, netcfg)
         cid, warnings = await self._svc.create(name, config, hc, netcfg)
+        if mac_warning:
+            warnings = [*warnings, mac_warning]
         return json_body(request, {"Id": cid, "Warnings": warnings}, 201)
 
     @app.route("/containers/json", methods=["GET"])

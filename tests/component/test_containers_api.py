@@ -218,3 +218,60 @@ class ContainersApiTests(SynchronousTestCase):
         self.assertEqual(human_duration(59), "59 seconds")
         self.assertEqual(human_duration(61), "About a minute")
         self.assertEqual(human_duration(3600 * 3), "3 hours")
+
+    # What clients that compare desired with actual state (Ansible's docker_container) read
+    # back from a container that was created but not started yet.
+
+    def test_created_container_shows_requested_endpoint_settings(self) -> None:
+        """Before the first start, Networks holds the requested IPAMConfig, aliases and MAC."""
+        ep = {
+            "IPAMConfig": {"IPv4Address": "10.250.0.77"},
+            "Aliases": ["web", "frontdoor"],
+            "MacAddress": "02:42:0a:fa:00:99",
+        }
+        self.create("ep", NetworkingConfig={"EndpointsConfig": {"bridge": ep}})
+        code, info = self.call("GET", "/containers/ep/json")
+        self.assertEqual(code, 200)
+        net = info["NetworkSettings"]["Networks"]["bridge"]
+        self.assertEqual(net["IPAMConfig"], {"IPv4Address": "10.250.0.77"})
+        self.assertEqual(net["Aliases"], ["web", "frontdoor"])
+        self.assertEqual(net["MacAddress"], "02:42:0a:fa:00:99")
+        self.assertEqual(net["IPAddress"], "")
+        self.assertEqual(info["Config"]["MacAddress"], "02:42:0a:fa:00:99")
+
+    def test_container_wide_mac_moves_to_the_main_network(self) -> None:
+        """Config.MacAddress (deprecated) lands on the main network's endpoint with dockerd's
+        warning, and inspect shows it in both places."""
+        code, body = self.call(
+            "POST",
+            "/v1.50/containers/create?name=mac",
+            {"Image": "busybox", "MacAddress": "02:42:0a:fa:00:98"},
+        )
+        self.assertEqual(code, 201, body)
+        self.assertIn("The container-wide MacAddress field is now deprecated", body["Warnings"][0])
+        info = self.call("GET", "/containers/mac/json")[1]
+        self.assertEqual(info["Config"]["MacAddress"], "02:42:0a:fa:00:98")
+        self.assertEqual(
+            info["NetworkSettings"]["Networks"]["bridge"]["MacAddress"], "02:42:0a:fa:00:98"
+        )
+
+    def test_container_wide_mac_must_match_the_endpoint(self) -> None:
+        """A different MAC on the main network's endpoint is a 400 with dockerd's text."""
+        code, body = self.call(
+            "POST",
+            "/v1.50/containers/create?name=mac2",
+            {
+                "Image": "busybox",
+                "MacAddress": "02:42:0a:fa:00:98",
+                "NetworkingConfig": {
+                    "EndpointsConfig": {"bridge": {"MacAddress": "02:42:0a:fa:00:97"}}
+                },
+            },
+        )
+        self.assertEqual(code, 400)
+        self.assertEqual(
+            body["message"],
+            "the container-wide MAC address must match the endpoint-specific MAC address "
+            "for the main network, or be left empty",
+        )
+        self.assertEqual(self.call("GET", "/containers/mac2/json")[0], 404)
