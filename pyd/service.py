@@ -74,7 +74,6 @@ from pyd.engine.build.adapters import (
     ImageStoreAdapter,
 )
 from pyd.engine.build.builder import BuildService
-from pyd.engine.container_config import resolve_user
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.engine.contracts import ImageProvider, VolumeProvider
 from pyd.engine.events import EventService
@@ -83,6 +82,7 @@ from pyd.engine.images import ImageService
 from pyd.engine.networks import NetworkConfig, NetworkService, ServiceNameTable
 from pyd.engine.streams import AttachService
 from pyd.engine.system import HostFacts, SystemService
+from pyd.engine.users import resolve_user
 from pyd.engine.volumes import VolumeService
 from pyd.state import meta, migrate
 from pyd.state.containers import ContainerRepository

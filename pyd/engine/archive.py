@@ -30,8 +30,8 @@ from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.process import ProcessRunner
 from pyd.drivers.streams import archive, rootview
 from pyd.drivers.streams.archive import PathStat
-from pyd.engine.container_config import resolve_user
 from pyd.engine.streams import StreamTarget, StreamTargets
+from pyd.engine.users import resolve_user
 
 log = Logger()
 

@@ -1,13 +1,12 @@
 """Docker's rules for a container's configuration (layer: engine).
 
 Pure functions: validate a create request with dockerd's 400 messages, merge image defaults,
-resolve C{User} against the image's passwd/group files, parse signals and sizes, and render the
-C{/etc/hosts}, C{/etc/hostname} and C{/etc/resolv.conf} a container gets.
+parse signals and sizes, and render the C{/etc/hosts}, C{/etc/hostname} and C{/etc/resolv.conf}
+a container gets. Users and groups are resolved in L{pyd.engine.users}.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal as _signal
 from collections.abc import Sequence
@@ -294,91 +293,6 @@ def parse_security_opt(opt: str) -> tuple[str, str]:
     ):
         raise InvalidParameter(f'invalid --security-opt 2: "{opt}"')
     return key, value
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read().splitlines()
-    except OSError:
-        return []
-
-
-def _safe_join(rootfs: str, rel: str) -> str:
-    # /etc/passwd inside the image; a symlink escaping the root is resolved inside it.
-    path = os.path.join(rootfs, rel.lstrip("/"))
-    real = os.path.realpath(path)
-    root = os.path.realpath(rootfs)
-    if real != root and not real.startswith(root + os.sep):
-        return os.path.join(rootfs, "nonexistent")
-    return real
-
-
-def resolve_user(
-    rootfs: str, user: str, group_add: Sequence[str] = ()
-) -> tuple[int, int, tuple[int, ...], str]:
-    """Resolve C{User} (name, uid, name:group, uid:gid) against the image's files (blocking).
-
-    @return: (uid, gid, additional gids (the primary gid first, as dockerd), home).
-    @raise InvalidParameter: unknown user or group (dockerd's text).
-    """
-    passwd = [line.split(":") for line in _read_lines(_safe_join(rootfs, "etc/passwd"))]
-    groups = [line.split(":") for line in _read_lines(_safe_join(rootfs, "etc/group"))]
-    passwd = [p for p in passwd if len(p) >= 7]
-    groups = [g for g in groups if len(g) >= 3]
-    spec_user, _, spec_group = (user or "").partition(":")
-    uid, gid, home, uname = 0, 0, "/", "root"
-    found = False
-    if not spec_user:
-        spec_user = "0"
-    for p in passwd:
-        if p[0] == spec_user or (spec_user.isdigit() and p[2] == spec_user):
-            uname, uid, gid, home, found = p[0], int(p[2]), int(p[3]), p[5] or "/", True
-            break
-    if not found:
-        if spec_user.isdigit():
-            uid, uname = int(spec_user), ""
-            gid = 0
-            home = "/"
-        else:
-            raise InvalidParameter(
-                f"unable to find user {spec_user}: no matching entries in passwd file"
-            )
-    if spec_group:
-        for g in groups:
-            if g[0] == spec_group or (spec_group.isdigit() and g[2] == spec_group):
-                gid = int(g[2])
-                break
-        else:
-            if spec_group.isdigit():
-                gid = int(spec_group)
-            else:
-                raise InvalidParameter(
-                    f"unable to find group {spec_group}: no matching entries in group file"
-                )
-    extra: list[int] = []
-    if uname and not spec_group:
-        for g in groups:
-            members = g[3].split(",") if len(g) > 3 and g[3] else []
-            if uname in members:
-                gn = int(g[2])
-                if gn != gid and gn not in extra:
-                    extra.append(gn)
-    for ga in group_add:
-        for g in groups:
-            if g[0] == ga or g[2] == ga:
-                extra.append(int(g[2]))
-                break
-        else:
-            if ga.isdigit():
-                extra.append(int(ga))
-            else:
-                raise InvalidParameter(
-                    f"Unable to find group {ga}: no matching entries in group file"
-                )
-    # dockerd (daemon/oci_linux.go getUser) lists the primary group first among the
-    # additional ones: `id` shows groups=<gid>(name),...
-    return uid, gid, (gid, *(g for g in extra if g != gid)), home
 
 
 HOSTS_BASE = (

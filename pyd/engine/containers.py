@@ -63,6 +63,7 @@ from pyd.engine.container_logs import (
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
 from pyd.engine.streams import StreamTarget
+from pyd.engine.users import resolve_user
 from pyd.state.containers import ContainerRepository
 
 log = Logger()
@@ -932,7 +933,7 @@ class ContainerService:
         """Blocking part of a start: users, hosts files, spec input (runs in the io pool)."""
         cfg = c.config
         hc = c.host_config
-        uid, gid, groups, home = cc.resolve_user(
+        uid, gid, groups, home = resolve_user(
             rootfs, cfg.get("User") or "", hc.get("GroupAdd") or []
         )
         hostname = cfg.get("Hostname") or c.id[:12]
