@@ -49,6 +49,7 @@ from pyd.core import certs
 from pyd.core.errors import Forbidden, PydError
 from pyd.core.records import Container
 from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
+from pyd.engine.volumes import parse_bind, parse_mount
 
 log = Logger()
 
@@ -691,8 +692,7 @@ async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> No
     for bind in hc.get("Binds") or ():
         await _check_bind_string(ctx, str(bind))
     for mount in hc.get("Mounts") or ():
-        if isinstance(mount, dict):
-            await _check_mount(ctx, mount)
+        await _check_mount(ctx, mount)
     for spec in hc.get("VolumesFrom") or ():
         other = ctx.lookup.container(str(spec).partition(":")[0])
         if other is None:
@@ -766,40 +766,35 @@ def _check_sysctls(ctx: _Ctx, sysctls: Any) -> None:
 
 
 async def _check_bind_string(ctx: _Ctx, bind: str) -> None:
-    arr = bind.split(":")
-    if len(arr) < 2:
-        return  # an anonymous volume
-    source = arr[0]
-    mode = arr[2] if len(arr) > 2 else ""
-    if source.startswith("/"):
-        _check_path(ctx, source)
-        for o in mode.split(","):
-            if o in _SHARED:
-                raise ctx.deny(f"bind-mount with {o} propagation ({bind})")
-    elif source:
-        await _check_named_volume(ctx, source)
-        if "ro" not in mode.split(","):
-            await _check_writable_share(ctx, source)
+    """One C{Binds} entry, parsed by the engine's own parser (L{parse_bind}): what is a host
+    path and what is a volume name is decided once, for the rules and the mount alike.
+
+    @raise InvalidParameter: the engine's own 400 for an entry it would refuse.
+    """
+    await _check_parsed_mount(ctx, parse_bind(bind))
 
 
 async def _check_mount(ctx: _Ctx, mount: Mapping[str, Any]) -> None:
-    kind = mount.get("Type") or "volume"
-    if kind == "bind":
-        _check_path(ctx, str(mount.get("Source") or ""))
-        prop = str((mount.get("BindOptions") or {}).get("Propagation") or "")
-        if prop in _SHARED:
-            raise ctx.deny(f"bind-mount with {prop} propagation")
-    elif kind == "volume":
-        vopts = mount.get("VolumeOptions") or {}
-        opts = (vopts.get("DriverConfig") or {}).get("Options")
+    """One C{Mounts} entry, parsed by the engine's own parser (L{parse_mount})."""
+    if mount.get("Type") == "volume":
+        opts = ((mount.get("VolumeOptions") or {}).get("DriverConfig") or {}).get("Options")
         if opts:
             _check_volume_create(ctx, opts)
-        if mount.get("Source"):
-            await _check_named_volume(ctx, str(mount["Source"]))
-            if not mount.get("ReadOnly"):
-                await _check_writable_share(ctx, str(mount["Source"]))
-    elif kind not in ("tmpfs", "image"):
-        raise ctx.deny(f"use mounts of type {kind}")
+    await _check_parsed_mount(ctx, parse_mount(mount, None))
+
+
+async def _check_parsed_mount(ctx: _Ctx, m: Any) -> None:
+    if m.type == "bind":
+        _check_path(ctx, m.source)
+        if m.propagation in _SHARED:
+            raise ctx.deny(f"bind-mount with {m.propagation} propagation")
+    elif m.type == "volume":
+        if m.source:
+            await _check_named_volume(ctx, m.source)
+            if m.rw:
+                await _check_writable_share(ctx, m.source)
+    elif m.type != "tmpfs":
+        raise ctx.deny(f"use mounts of type {m.type}")
 
 
 # --- volumes --------------------------------------------------------------------------------------

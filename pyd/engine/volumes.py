@@ -138,6 +138,22 @@ def _clean(path: str) -> str:
     return posixpath.normpath(path.replace("\\", "/")) if path else path
 
 
+def is_host_path(source: str) -> bool:
+    """Whether a bind source names a host path: absolute, with C{/} (Go's C{path.IsAbs}, as
+    dockerd's Linux parser decides). Anything else in C{-v SOURCE:...} is a volume name, which
+    must then pass the volume-name rule (C{\\root}, C{./x}, C{~} are refused as names).
+
+    One function for the authorization rules and the engine: a backslash is never read as a
+    slash in a host path (it was, and C{-v '\\:/h'} mounted the host's root).
+    """
+    return source.startswith("/")
+
+
+def host_path(source: str) -> str:
+    """A host-path bind source as it is mounted: cleaned, backslashes kept as they are."""
+    return posixpath.normpath(source)
+
+
 def invalid_spec(raw: str) -> str:
     """dockerd's C{errInvalidSpec}."""
     return f"invalid volume specification: '{raw}'"
@@ -278,7 +294,7 @@ def parse_mount(m: Mapping[str, Any], bind_exists: Callable[[str], bool] | None)
         prop = str(bopts.get("Propagation") or "")
         if prop and prop not in _PROPAGATIONS:
             raise _mount_error(mtype, f"invalid propagation mode: {prop}")
-        if not source.replace("\\", "/").startswith("/"):
+        if not is_host_path(source):
             raise _mount_error(mtype, f"invalid mount path: '{source}' mount path must be absolute")
         create = bool(bopts.get("CreateMountpoint"))
         if bind_exists is not None and not create and not bind_exists(source):
@@ -287,7 +303,7 @@ def parse_mount(m: Mapping[str, Any], bind_exists: Callable[[str], bool] | None)
             "bind",
             dest,
             rw=not read_only,
-            source=_clean(source),
+            source=host_path(source),
             propagation=prop or "rprivate",
             options=("bind",) if bopts.get("NonRecursive") else (),
             create_source=create,
@@ -351,7 +367,7 @@ def parse_bind(raw: str, volume_driver: str = "") -> _Pending:
         raise InvalidParameter(invalid_spec(raw))
     if not _valid_mode(mode):
         raise InvalidParameter(f"invalid mode: {mode}")
-    is_bind = source.replace("\\", "/").startswith("/")
+    is_bind = is_host_path(source)
     mtype = "bind" if is_bind else "volume"
     err = _validate_target(target)
     if err:
@@ -367,7 +383,7 @@ def parse_bind(raw: str, volume_driver: str = "") -> _Pending:
             "bind",
             dest,
             rw=rw,
-            source=_clean(source),
+            source=host_path(source),
             mode=mode,
             propagation=prop or "rprivate",
             create_source=True,
@@ -1005,7 +1021,7 @@ class VolumeService:
                 creatable.add(p.source)
         for m in hc.get("Mounts") or []:
             if isinstance(m, Mapping) and (m.get("BindOptions") or {}).get("CreateMountpoint"):
-                creatable.add(_clean(str(m.get("Source") or "")))
+                creatable.add(host_path(str(m.get("Source") or "")))
         for m in mounts:
             if (
                 m.type == "bind"

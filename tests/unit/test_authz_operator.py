@@ -16,8 +16,9 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.authz import Authorizer, Identity, Policy, groups_from_status, unix_group_keys
-from pyd.core.errors import Forbidden
+from pyd.core.errors import Forbidden, InvalidParameter
 from pyd.core.records import Container, ContainerState, MountSpec
+from pyd.engine.volumes import parse_bind
 from tests.unit.test_authz import FakeRequest, run_check
 
 
@@ -372,9 +373,9 @@ class CreateOptionTests(_Base):
             },
             "shared propagation",
         )
-        self.create_refused(
-            {"Mounts": [{"Type": "npipe", "Source": "x", "Target": "/x"}]}, "type npipe"
-        )
+        with self.assertRaises(InvalidParameter) as cm:
+            self.create_allowed({"Mounts": [{"Type": "npipe", "Source": "x", "Target": "/x"}]})
+        self.assertIn('type "npipe": mount type unknown', str(cm.exception))
         self.create_allowed(
             {
                 "Binds": [f"{self.allowed}/sub:/s:ro,rslave"],
@@ -394,6 +395,22 @@ class CreateOptionTests(_Base):
                 "Tmpfs": {"/run": "rw,size=1m"},
             }
         )
+
+    def test_bind_sources_are_classified_by_the_engines_parser(self) -> None:
+        """Escape 2 of issue 12: a source not starting with C{/} is a volume name for the rules
+        and for the engine alike (C{\\root} was a volume here and C{/root} there); a
+        C{--mount type=bind} source must be absolute, with C{/}."""
+        for source in ("\\", "\\root", "\\\\etc", "./x", "~", "~/x", "..\\..\\"):
+            bind = parse_bind(f"{source}:/host")
+            self.assertEqual((bind.type, bind.source), ("volume", source))
+            self.create_allowed({"Binds": [f"{source}:/host"]})  # the volume name rule refuses it
+            with self.assertRaises(InvalidParameter) as cm:
+                self.create_allowed(
+                    {"Mounts": [{"Type": "bind", "Source": source, "Target": "/h"}]}
+                )
+            self.assertIn("mount path must be absolute", str(cm.exception))
+        for bind in ("//:/h", "/./:/h", "/tmp/../:/h", "/.:/h:rw"):
+            self.create_refused({"Binds": [bind]}, "bind-mount host path /")
 
     def test_mount_volume_options(self) -> None:
         """--mount type=volume with driver options follows the volume-create rules."""

@@ -404,6 +404,20 @@ class ResolveMountsTests(Base):
         self.assertIn("includes invalid characters", self.bad({"Binds": ["rel/path:/x"]}))
         self.assertEqual(self.successResultOf(VolumeRepository(self.db).all()), [])
 
+    def test_backslash_and_relative_sources_are_names(self) -> None:
+        """Escape 2 of issue 12: C{\\}, C{\\root}, C{./x}, C{~} are volume names (and refused
+        as names, with dockerd's texts), never host paths; nothing is created on the host."""
+        for source in ("\\", "~"):
+            self.assertIn("volume name is too short", self.bad({"Binds": [f"{source}:/host"]}))
+        for source in ("\\root", "\\\\etc", "./x", "~/x"):
+            self.assertIn(
+                "includes invalid characters for a local volume name",
+                self.bad({"Binds": [f"{source}:/host"]}),
+            )
+        err = self.bad({"Mounts": [{"Type": "bind", "Source": "\\root", "Target": "/h"}]})
+        self.assertIn("'\\root' mount path must be absolute", err)
+        self.assertEqual(self.successResultOf(VolumeRepository(self.db).all()), [])
+
     def test_mounts(self) -> None:
         """--mount volume (labels, driver opts, nocopy), bind (propagation), tmpfs (size, mode)."""
         src = os.path.join(self.tmp, "src")
