@@ -76,7 +76,7 @@ class Options(_options_class()):  # type: ignore[misc]
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """Build the daemon's service tree from parsed options."""
-    from pyd.service import build_service
+    from pyd.daemon.wiring import build_service
 
     if reactor is None:
         from twisted.internet import reactor as _reactor
