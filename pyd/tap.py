@@ -76,6 +76,7 @@ class Options(_options_class()):  # type: ignore[misc]
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """Build the daemon's service tree from parsed options."""
+    from pyd.daemon.drivers import real_drivers
     from pyd.daemon.wiring import build_service
 
     if reactor is None:
@@ -83,8 +84,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = _reactor
     assert options.config is not None
-    service = build_service(options.config, reactor)
     flags, path, required = options.flags, options.config_path, options.config_required
     # SIGHUP re-reads daemon.json with the same command-line flags.
-    service.config_loader = lambda: cfgmod.build(flags, path, file_required=required)  # type: ignore[attr-defined]
-    return service
+    return build_service(
+        options.config,
+        reactor,
+        real_drivers,
+        config_loader=lambda: cfgmod.build(flags, path, file_required=required),
+    )

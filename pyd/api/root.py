@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -195,14 +195,20 @@ class ApiSite(server.Site):
 
     noisy = False
 
-    def __init__(self, resource: IResource, **kw: Any) -> None:
+    def __init__(
+        self,
+        resource: IResource,
+        observers: Sequence[Callable[[str, str, int, float], None]] = (),
+        debug_enabled: Callable[[], bool] = lambda: True,
+        **kw: Any,
+    ) -> None:
         super().__init__(resource, **kw)
         self.sessionFactory = server.Session
         # Called with (path, method, status, seconds) for every finished request (metrics).
-        self.observers: list[Callable[[str, str, int, float], None]] = []
+        self.observers = list(observers)
         # Whether debug events would be kept; the access line is skipped otherwise (it is the
         # single most expensive part of a /_ping when built and then filtered out).
-        self.debug_enabled: Callable[[], bool] = lambda: True
+        self.debug_enabled = debug_enabled
 
     def log(self, request: Any) -> None:
         """twisted.web's access-log hook, as one structured event."""

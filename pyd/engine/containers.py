@@ -205,6 +205,13 @@ class ContainerService:
         blocking: Blocking,
         clock: Any,
         settings: ContainerSettings,
+        *,
+        before_start: Sequence[Callable[[str, str], Awaitable[None]]] = (),
+        on_gone: Sequence[Callable[[str], None]] = (),
+        rw_size: Callable[[str], Awaitable[int]] | None = None,
+        rw_paths: Callable[[str], Awaitable[dict[str, str]]] | None = None,
+        exec_ids: Callable[[str], list[str]] | None = None,
+        log_watcher: DirWatcher | None = None,
     ) -> None:
         self._repo = repo
         self.runtime = runtime
@@ -226,15 +233,15 @@ class ContainerService:
         self._stopping = False
         # Hooks of the stream services: between conmon create and crun start (attach clients
         # connect to the new attach socket then), and when a container is gone.
-        self.before_start: list[Callable[[str, str], Awaitable[None]]] = []
+        self.before_start = list(before_start)
         # Optional image-store hooks: bytes in the writable layer, overlay paths for inspect.
-        self.rw_size: Callable[[str], Awaitable[int]] | None = None
-        self.rw_paths: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        self.rw_size = rw_size
+        self.rw_paths = rw_paths
         # The exec service's sessions of a container (inspect's ExecIDs).
-        self.exec_ids: Callable[[str], list[str]] | None = None
-        self.on_gone: list[Callable[[str], None]] = []
-        # Set by the composition root: how rotations of ctr.log are noticed.
-        self.log_watcher: DirWatcher | None = None
+        self.exec_ids = exec_ids
+        self.on_gone = list(on_gone)
+        # How rotations of ctr.log are noticed (polling when None).
+        self.log_watcher = log_watcher
         self._log_watches: dict[str, _LogWatch] = {}
 
     # --- start-up and shutdown -------------------------------------------------------------------

@@ -107,7 +107,7 @@ class VolumeProvider(Protocol):
     container row); C{prepare} before every start; C{release} on removal I{before} the container
     row is deleted (the use rows cascade away with it). On a failed create after
     C{resolve_mounts}, call C{release(container_id, True)}. The volume service learns that a
-    container stopped from its C{die} event (wired in pyd/service.py) to unmount volumes.
+    container stopped from its C{die} event (wired in pyd/daemon/wiring.py) to unmount volumes.
     """
 
     async def resolve_mounts(

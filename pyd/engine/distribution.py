@@ -313,6 +313,7 @@ class DistributionService:
         staging_dir: str,
         settings: Callable[[], DistributionSettings],
         clock: Any = None,
+        on_pull_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self._store = store
         self.http = http
@@ -321,7 +322,7 @@ class DistributionService:
         self.settings = settings
         self.clock = clock
         # Told the size of every layer downloaded (metrics: image pull bytes).
-        self.on_pull_bytes: Callable[[int], None] | None = None
+        self.on_pull_bytes = on_pull_bytes
 
     @property
     def store(self) -> DistributionStore:

@@ -159,6 +159,12 @@ class ImageService:
         events: EventSink | None,
         clock: Any,
         containers_using: ContainersUsing | None = None,
+        *,
+        fetcher: Callable[[str, str], Awaitable[None]] | None = None,
+        commit_sources: CommitSources | None = None,
+        pause_container: Callable[[str], Awaitable[None]] | None = None,
+        unpause_container: Callable[[str], Awaitable[None]] | None = None,
+        docker_version: str = "",
     ) -> None:
         self._repo = repo
         self._store = store
@@ -166,16 +172,16 @@ class ImageService:
         self._events = events
         self._clock = clock
         self.containers_using: ContainersUsing = containers_using or _no_containers
-        # set at wiring: downloads a URL to a file (docker import <url>)
-        self.fetcher: Callable[[str, str], Awaitable[None]] | None = None
-        # injected by the container service at wiring; until then commit takes a raw id
-        self.commit_sources: CommitSources | None = None
-        # injected by the container service at wiring: docker commit pauses a running container
-        # (raise Conflict when it is not running or already paused)
-        self.pause_container: Callable[[str], Awaitable[None]] | None = None
-        self.unpause_container: Callable[[str], Awaitable[None]] | None = None
+        # downloads a URL to a file (docker import <url>)
+        self.fetcher = fetcher
+        # the container service's view of a container to commit; without it commit takes a raw id
+        self.commit_sources = commit_sources
+        # docker commit pauses a running container (raise Conflict when it is not running or
+        # already paused)
+        self.pause_container = pause_container
+        self.unpause_container = unpause_container
         # the engine version recorded as docker_version in committed/imported images
-        self.docker_version = ""
+        self.docker_version = docker_version
         self._lock = DeferredLock()  # serialises store mutations (load/delete/commit/tag)
 
     # --- start-up ----------------------------------------------------------------------------

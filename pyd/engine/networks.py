@@ -363,6 +363,9 @@ class NetworkService:
         config: NetworkConfig,
         lookup: ContainerLookup | None = None,
         can_bind: Callable[[str, int, str], bool] = _can_bind,
+        on_endpoints_changed: Sequence[
+            Callable[[str, list[Endpoint], str | None], Awaitable[None]]
+        ] = (),
     ) -> None:
         self._repo = repo
         self._nl = netlink
@@ -382,9 +385,7 @@ class NetworkService:
         # the container service can refresh what inspect shows.
         # The third argument, when not None, is the resolv.conf text the container should now
         # have (joining its first user-defined network switches it to the embedded resolver).
-        self.on_endpoints_changed: list[
-            Callable[[str, list[Endpoint], str | None], Awaitable[None]]
-        ] = []
+        self.on_endpoints_changed = list(on_endpoints_changed)
 
     # -- small utilities -----------------------------------------------------------------
 
@@ -1673,22 +1674,26 @@ class NetworkService:
 
 
 class ServiceNameTable:
-    """Adapts L{NetworkService} to L{pyd.drivers.network.dns.NameTable} (keys: container ids)."""
+    """Adapts L{NetworkService} to L{pyd.drivers.network.dns.NameTable} (keys: container ids).
 
-    def __init__(self) -> None:
-        self.service: NetworkService | None = None
+    The resolver is built before the service it asks (the service is given the resolver), so
+    the table reaches the service through C{service} when a query comes, never before.
+    """
+
+    def __init__(self, service: Callable[[], NetworkService]) -> None:
+        self._service = service
 
     def lookup(self, key: str, name: str) -> list[str] | None:
         """Delegate to the service."""
-        return self.service.lookup_name(key, name) if self.service else None
+        return self._service().lookup_name(key, name)
 
     def reverse(self, key: str, address: str) -> str | None:
         """Delegate to the service."""
-        return self.service.reverse_name(key, address) if self.service else None
+        return self._service().reverse_name(key, address)
 
     def upstreams(self, key: str) -> list[str]:
         """Delegate to the service."""
-        return self.service.upstream_servers(key) if self.service else []
+        return self._service().upstream_servers(key)
 
 
 def _label_match(labels: dict[str, str], spec: str) -> bool:

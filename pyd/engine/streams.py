@@ -77,7 +77,7 @@ class StreamTarget:
 
 
 class StreamTargets(Protocol):
-    """Implemented by the container service (adapter in pyd.service)."""
+    """Implemented by the container service."""
 
     async def stream_target(self, ref: str) -> StreamTarget:
         """Resolve C{ref} (name, id or id prefix). @raise NotFound: C{No such container: ref}."""
@@ -304,7 +304,12 @@ class AttachService:
     """C{POST /containers/{id}/attach}: sessions, pending ones and the attach event."""
 
     def __init__(
-        self, targets: StreamTargets, events: EventSink, reactor: Any, blocking: Blocking
+        self,
+        targets: StreamTargets,
+        events: EventSink,
+        reactor: Any,
+        blocking: Blocking,
+        log_reader: Callable[[str], Awaitable[list[tuple[int, bytes]]]] | None = None,
     ) -> None:
         self._blocking = blocking
         self._targets = targets
@@ -312,7 +317,7 @@ class AttachService:
         self._reactor = reactor
         self._pending: dict[str, list[tuple[IOSession, StreamTarget]]] = {}
         # Replays what a container logged so far for C{logs=1}: id -> [(stream, bytes)].
-        self.log_reader: Callable[[str], Awaitable[list[tuple[int, bytes]]]] | None = None
+        self.log_reader = log_reader
 
     async def attach(self, ref: str, opts: AttachOptions) -> tuple[StreamTarget, IOSession]:
         """Validate and open a session (connected now if the container runs, else at start).

@@ -131,7 +131,7 @@ def backup_before_upgrade(connection: Connection, directory: str, keep: int = 3)
 
 def main(argv: list[str]) -> int:
     """C{python -m pyd.state.migrate DB}: upgrade the SQLite file C{DB} to head (the daemon
-    runs this as a child process, see L{pyd.service.PydService})."""
+    runs this as a child process, see L{pyd.daemon.tree.PydService})."""
     from pyd.state.db import make_engine
 
     engine = make_engine(argv[0])

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.config import DaemonConfig
 from pyd.core import certs
-from pyd.daemon.wiring import ServerTLS
+from pyd.daemon.tls import ServerTLS
 
 
 class Echo(protocol.Protocol):

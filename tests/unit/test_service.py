@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.daemon.wiring import LogLevelControl, StallWatchdog
+from pyd.daemon.logs import LogLevelControl, StallWatchdog
 
 
 class WatchdogTests(SynchronousTestCase):

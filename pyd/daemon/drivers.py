@@ -1,0 +1,113 @@
+"""The daemon's outer ring (layer: daemon): everything that touches the kernel, the network,
+threads or child processes, built in one place and handed to L{pyd.daemon.wiring.build_service}.
+
+Tests hand the wiring fakes instead (see tests/component/test_daemon_wiring.py); the real set is
+L{real_drivers}. The drivers are made after the data-root lock is held: some of them create or
+sweep directories under the data and exec roots.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from twisted.application.service import IService
+
+from pyd.config import DaemonConfig
+from pyd.core.seams import Blocking, ThreadPoolBlocking
+from pyd.daemon.tree import PoolService
+from pyd.drivers.fswatch import DirWatcher
+from pyd.drivers.network.dns import DnsServer, NameTable
+from pyd.drivers.network.netlink import NetlinkDriver
+from pyd.drivers.network.nft import FirewallDriver, table_name
+from pyd.drivers.process import ProcessRunner, ReactorProcessRunner
+from pyd.drivers.registry import HTTPClients
+from pyd.drivers.runtime.cgroups import CgroupPaths
+from pyd.drivers.runtime.conmon import ConmonRuntime, RuntimeDriver, cgroup_path
+from pyd.drivers.runtime.spec import cap_bounding_set
+from pyd.drivers.storage.fetch import UrlFetcher
+from pyd.drivers.storage.layers import HelperExtractor, LayerStore
+from pyd.drivers.streams.execs import ConmonExecDriver
+from pyd.drivers.volumes.local import LocalVolumeDriver
+from pyd.engine.networks import FirewallOps, NetlinkOps, ResolverOps
+from pyd.engine.system import HostFacts
+
+
+@attrs.frozen
+class Drivers:
+    """The driver of every seam, and the host facts the engine is configured from."""
+
+    # Thread pools to start first and stop last (services of the tree), and the seams over them.
+    pools: tuple[IService, ...]
+    db_blocking: Blocking
+    io: Blocking
+    runner: ProcessRunner
+    host: HostFacts
+    # Capabilities this daemon may hand on (None: unknown) and the init binary for --init.
+    cap_bounding: frozenset[str] | None
+    init_path: str
+    runtime: RuntimeDriver
+    exec_driver: ConmonExecDriver
+    # The pids in a container's cgroup (docker top).
+    container_pids: Callable[[str], Awaitable[list[int]]]
+    layers: LayerStore
+    # Downloads a URL to a file (docker import <url>).
+    fetcher: Callable[[str, str], Awaitable[None]]
+    netlink: NetlinkOps
+    firewall: FirewallOps
+    # The embedded DNS resolver over the name table networking keeps.
+    resolver: Callable[[NameTable], ResolverOps]
+    volumes: LocalVolumeDriver
+    registry: HTTPClients
+    log_watcher: DirWatcher
+
+
+DriverFactory = Callable[[DaemonConfig, Any], Drivers]
+
+
+def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
+    """The drivers of a real daemon: crun + conmon, overlayfs, netlink + nftables, the local
+    volume driver, the registry client on treq (blocking reads of /proc allowed: the reactor is
+    not running yet)."""
+    db_pool = PoolService("pyd-db", 1)
+    io_pool = PoolService("pyd-io", 4)
+    io = ThreadPoolBlocking(reactor, io_pool.pool)
+    runner = ReactorProcessRunner(reactor)
+    runtime = ConmonRuntime(reactor, runner, io, config.exec_root)
+    try:
+        with open("/proc/self/status") as f:
+            bounding: frozenset[str] | None = cap_bounding_set(f.read())
+    except OSError:
+        bounding = None
+    init_path = next(
+        (p for p in ("/usr/bin/tini-static", "/usr/bin/catatonit") if os.path.exists(p)), ""
+    )
+
+    async def pids(cid: str) -> list[int]:
+        return await io.run(CgroupPaths(cgroup_path(cid), runtime.cgroup_root).pids)
+
+    return Drivers(
+        pools=(db_pool, io_pool),
+        db_blocking=ThreadPoolBlocking(reactor, db_pool.pool),
+        io=io,
+        runner=runner,
+        host=HostFacts.read(),
+        cap_bounding=bounding,
+        init_path=init_path,
+        runtime=runtime,
+        exec_driver=ConmonExecDriver(reactor, io, crun_root=runtime.crun_root),
+        container_pids=pids,
+        layers=LayerStore(
+            os.path.join(config.data_root, "storage"), HelperExtractor(runner), runner
+        ),
+        fetcher=UrlFetcher(reactor, io).fetch,
+        netlink=NetlinkDriver(),
+        firewall=FirewallDriver(runner, table_name(config.exec_root)),
+        resolver=lambda table: DnsServer(table, reactor),
+        volumes=LocalVolumeDriver(config.data_root, io, runner),
+        # dockerd's per-registry CA/client certs
+        registry=HTTPClients(reactor, "/etc/docker/certs.d"),
+        log_watcher=DirWatcher(reactor),
+    )
