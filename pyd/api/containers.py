@@ -20,6 +20,7 @@ from pyd.api.streams import STDERR, STDOUT, frame_header
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
 from pyd.api.wire import (
     check_filters,
+    create_spec_of,
     json_body,
     no_content,
     parse_filters,
@@ -34,6 +35,7 @@ from pyd.engine import containers as engine
 from pyd.engine.container_config import command_of, go_atoi
 from pyd.engine.container_logs import LogEntry, LogTail
 from pyd.engine.containers import ContainerService, LogsRequest
+from pyd.engine.spec import main_network
 
 log = Logger()
 
@@ -63,13 +65,6 @@ HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
     "Init": None, "Mounts": None, "Tmpfs": None, "Sysctls": None,
 }  # fmt: skip
-
-CONFIG_KEYS = (
-    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
-    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped",
-    "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild",
-    "Labels", "StopSignal", "StopTimeout", "Shell",
-)  # fmt: skip
 
 
 def human_duration(seconds: float) -> str:
@@ -281,62 +276,10 @@ def config_json(c: Container) -> dict[str, Any]:
     return out
 
 
-MAC_DEPRECATED = (
-    "The container-wide MacAddress field is now deprecated. "
-    "It should be specified in EndpointsConfig instead."
-)
-
-
-def _main_network(hc: dict[str, Any]) -> str | None:
-    """The network a container-wide setting belongs to: the mode's, if it is a network."""
-    mode = str(hc.get("NetworkMode") or "default")
-    if mode in ("default", "bridge"):
-        return "bridge"
-    if mode in ("host", "none") or mode.startswith("container:"):
-        return None
-    return mode
-
-
-def migrate_mac_address(
-    config: dict[str, Any], hc: dict[str, Any], netcfg: dict[str, Any]
-) -> tuple[dict[str, Any], str]:
-    """Move the deprecated container-wide C{Config.MacAddress} onto the main network's endpoint,
-    as dockerd's router does for API >= 1.44 (Ansible's docker_container still sends it there).
-
-    @return: the new networking config and the deprecation warning (empty when there was none).
-    @raise InvalidParameter: the endpoint asks for a different MAC address.
-    """
-    mac = config.pop("MacAddress", None)
-    if not mac:
-        return netcfg, ""
-    main = _main_network(hc)
-    if main is None:
-        return netcfg, MAC_DEPRECATED
-    eps = netcfg.get("EndpointsConfig") or {}
-    if not isinstance(eps, dict):
-        raise InvalidParameter("invalid EndpointsConfig: expected an object")
-    if not eps:
-        eps = {main: {}}
-    elif main not in eps:
-        raise InvalidParameter(
-            "unable to migrate container-wide MAC address to a specific network: "
-            "HostConfig.NetworkMode must match the identity of a network in NetworkSettings.Networks"
-        )
-    ep = dict(eps[main] or {})
-    if not ep.get("MacAddress"):
-        ep["MacAddress"] = mac
-    elif ep["MacAddress"].lower() != str(mac).lower():
-        raise InvalidParameter(
-            "the container-wide MAC address must match the endpoint-specific MAC address "
-            "for the main network, or be left empty"
-        )
-    return {**netcfg, "EndpointsConfig": {**eps, main: ep}}, MAC_DEPRECATED
-
-
 def desired_mac_address(c: Container) -> str:
     """The MAC address asked for on the main network, which inspect shows as C{Config.MacAddress}
     (dockerd does so for every API version below 1.52)."""
-    main = _main_network(c.host_config)
+    main = main_network(str(c.host_config.get("NetworkMode") or ""))
     if main is None or not c.networking_config:
         return ""
     ep = (c.networking_config.get("EndpointsConfig") or {}).get(main) or {}
@@ -500,19 +443,9 @@ class ContainersRouter:
     @app.route("/containers/create", methods=["POST"])
     async def create(self, request: IRequest) -> bytes:
         """C{POST /containers/create?name=}."""
-        body = read_json_object(request, required=False)
+        spec = create_spec_of(request, self._svc.parse_create)
         name = qstr(request, "name") or None
-        config = {k: body.get(k) for k in CONFIG_KEYS if k in body}
-        hc = body.get("HostConfig") or {}
-        if not isinstance(hc, dict):
-            raise InvalidParameter("invalid HostConfig: expected an object")
-        netcfg = body.get("NetworkingConfig") or {}
-        if not isinstance(netcfg, dict):
-            raise InvalidParameter("invalid NetworkingConfig: expected an object")
-        netcfg, mac_warning = migrate_mac_address(config, hc, netcfg)
-        cid, warnings = await self._svc.create(name, config, hc, netcfg)
-        if mac_warning:
-            warnings = [*warnings, mac_warning]
+        cid, warnings = await self._svc.create_spec(name, spec)
         return json_body(request, {"Id": cid, "Warnings": warnings}, 201)
 
     @app.route("/containers/json", methods=["GET"])

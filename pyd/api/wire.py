@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from twisted.web.iweb import IRequest
 
 from pyd.core.errors import InvalidParameter
+from pyd.engine.spec import CreateSpec
+from pyd.engine.spec.gojson import object_pairs
 
 MAX_JSON_BODY = 4 * 1024 * 1024
 _FALSE = {"", "0", "no", "false", "none"}
 
 
-def read_json(request: IRequest, *, max_size: int = MAX_JSON_BODY, required: bool = True) -> Any:
+def read_json(
+    request: IRequest,
+    *,
+    max_size: int = MAX_JSON_BODY,
+    required: bool = True,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+) -> Any:
     """Parse the request body as one JSON value, as dockerd's C{ReadJSON} does.
+
+    @param object_pairs_hook: as C{json}'s (the create body keeps duplicate keys for Go's rules).
 
     @raise InvalidParameter: wrong content type, too large, malformed or trailing data.
     """
@@ -37,12 +48,31 @@ def read_json(request: IRequest, *, max_size: int = MAX_JSON_BODY, required: boo
         )
     try:
         text = raw.decode("utf-8")
-        value, end = json.JSONDecoder().raw_decode(text.lstrip())
+        decoder = json.JSONDecoder(object_pairs_hook=object_pairs_hook)
+        value, end = decoder.raw_decode(text.lstrip())
     except (UnicodeDecodeError, ValueError) as e:
         raise InvalidParameter(f"invalid JSON: {e}") from e
     if text.lstrip()[end:].strip():
         raise InvalidParameter("invalid JSON: unexpected data after JSON body")
     return value
+
+
+def create_spec_of(
+    request: IRequest, parse: Callable[[Any, tuple[int, int]], CreateSpec]
+) -> CreateSpec:
+    """The typed create spec of a C{POST /containers/create} request, parsed once per request:
+    the authorization rules and the handler read the same object.
+
+    @param parse: the engine's door (C{ContainerService.parse_create}).
+    @raise InvalidParameter: the body is not JSON, or dockerd refuses it (see L{parse}).
+    """
+    cached: CreateSpec | None = getattr(request, "pyd_create_spec", None)
+    if cached is None:
+        body = read_json(request, required=False, object_pairs_hook=object_pairs)
+        version: tuple[int, int] = getattr(request, "pyd_api_version", (1, 50))
+        cached = parse(body, version)
+        request.pyd_create_spec = cached  # type: ignore[attr-defined]  # set once per request
+    return cached
 
 
 def read_json_object(request: IRequest, *, required: bool = True) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the bundle, conmon's attach socket and the container's pid.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal as _signal
@@ -62,6 +63,7 @@ from pyd.engine.container_logs import (
 )
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
+from pyd.engine.spec import CreateSpec, parse_create
 from pyd.engine.streams import StreamTarget
 from pyd.engine.users import resolve_user
 from pyd.state.containers import ContainerRepository
@@ -555,6 +557,14 @@ class ContainerService:
 
     # --- create ----------------------------------------------------------------------------------
 
+    def parse_create(self, body: Any, api_version: tuple[int, int] = (1, 50)) -> CreateSpec:
+        """The engine's door: a C{POST /containers/create} body as a typed spec
+        (L{pyd.engine.spec.parse_create} with this host's CPU count).
+
+        @raise InvalidParameter: dockerd's texts (mistyped JSON, version rules, bad values).
+        """
+        return parse_create(body, api_version, self.settings.ncpu)
+
     async def create(
         self,
         name: str | None,
@@ -562,6 +572,12 @@ class ContainerService:
         host_config: dict[str, Any],
         networking_config: dict[str, Any] | None = None,
     ) -> tuple[str, list[str]]:
+        """L{create_spec} for callers that hold the wire-shaped sections (the builder's step
+        containers): they go through the same parser as a client's body."""
+        body = {**config, "HostConfig": host_config, "NetworkingConfig": networking_config}
+        return await self.create_spec(name, self.parse_create(body))
+
+    async def create_spec(self, name: str | None, spec: CreateSpec) -> tuple[str, list[str]]:
         """Create a container the way C{POST /containers/create} does.
 
         @return: (id, warnings).
@@ -575,18 +591,13 @@ class ContainerService:
                     f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
                 )
             name = name if name.startswith("/") else "/" + name
-        config = dict(config)
-        hc = dict(host_config or {})
-        image_ref = config.get("Image") or ""
+        # the wire sections are kept to answer inspect; the engine fills in its defaults
+        config = copy.deepcopy(dict(spec.config))
+        hc = copy.deepcopy(dict(spec.host_config))
+        image_ref = spec.process.image
         if not image_ref:
             raise InvalidParameter("config cannot be empty in order to create a container")
-        warnings = cc.validate_create(config, hc, self.settings.ncpu)
-        try:
-            oci.resolve_caps(
-                hc.get("CapAdd") or [], hc.get("CapDrop") or [], bool(hc.get("Privileged")), None
-            )
-        except ValueError as e:
-            raise InvalidParameter(f"invalid CapAdd: {e}") from e
+        warnings = list(spec.warnings)
         image: Image = await self._images.resolve(image_ref)
         config = cc.merge_image_defaults(config, image)
         if not cc.command_of(config):
@@ -607,7 +618,7 @@ class ContainerService:
         cid = new_id()
         if not config.get("Hostname"):
             config["Hostname"] = self.settings.host_hostname if mode == "host" else cid[:12]
-        netcfg = dict(networking_config or {})
+        netcfg = copy.deepcopy(dict(spec.networking_config))
         await self._networks.validate(cid, mode, dict(netcfg.get("EndpointsConfig") or {}), hc)
         bundle = self.bundle_dir(cid)
         c = Container(
@@ -635,7 +646,7 @@ class ContainerService:
             image_vols = list((image.container_config.get("Volumes") or {}).keys())
             image_vols += [v for v in (config.get("Volumes") or {}) if v not in image_vols]
             from_mounts = []
-            for ref in hc.get("VolumesFrom") or []:
+            for ref in spec.mounts.volumes_from:
                 other = self.resolve(ref.split(":")[0])
                 from_mounts.append(list(other.mounts))
             mounts = await self._volumes.resolve_mounts(cid, hc, image_vols, from_mounts)

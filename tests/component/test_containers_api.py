@@ -275,3 +275,53 @@ class ContainersApiTests(SynchronousTestCase):
             "for the main network, or be left empty",
         )
         self.assertEqual(self.call("GET", "/containers/mac2/json")[0], 404)
+
+    def test_mistyped_body_refused_and_nothing_stored(self) -> None:
+        """C{{"Cmd": [["sh"]]}} and other mistyped bodies are 400s with dockerd's text; nothing is
+        stored, so listing keeps working."""
+        for body, msg in (
+            (
+                {"Image": "busybox", "Cmd": [["sh"]]},
+                "invalid JSON: json: cannot unmarshal array into Go struct field "
+                "CreateRequest.Cmd of type string",
+            ),
+            (
+                {"Image": "busybox", "Entrypoint": [["x"], 1]},
+                "invalid JSON: json: cannot unmarshal array into Go struct field "
+                "CreateRequest.Entrypoint of type string",
+            ),
+            (
+                {"Image": "busybox", "HostConfig": {"Memory": "1g"}},
+                "invalid JSON: json: cannot unmarshal string into Go struct field "
+                "HostConfig.HostConfig.Memory of type int64",
+            ),
+            (
+                {"Image": "busybox", "HostConfig": ["x"]},
+                "invalid JSON: json: cannot unmarshal array into Go struct field "
+                "CreateRequest.HostConfig of type container.HostConfig",
+            ),
+        ):
+            self.assertEqual(self.call("POST", "/containers/create", body), (400, {"message": msg}))
+        self.assertEqual(self.call("GET", "/containers/json?all=1"), (200, []))
+
+    def test_duplicate_and_case_variant_keys_read_as_go_reads_them(self) -> None:
+        """A key sent twice, or in another case, means what dockerd makes of it: inspect shows
+        the value the engine acted on."""
+        raw = (
+            b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"ShmSize": 1048576},'
+            b' "hostconfig": {"readonlyrootfs": true}, "labels": {"a": "1"}, "Labels": {"b": "2"}}'
+        )
+        resp = self.successResultOf(
+            self.http.request(
+                "POST",
+                "http://pyd/containers/create?name=dups",
+                data=raw,
+                headers={"Content-Type": "application/json"},
+            )
+        )
+        self.assertEqual(resp.code, 201)
+        code, info = self.call("GET", "/containers/dups/json")
+        self.assertEqual(code, 200)
+        self.assertTrue(info["HostConfig"]["ReadonlyRootfs"])
+        self.assertEqual(info["HostConfig"]["ShmSize"], 1048576)
+        self.assertEqual(info["Config"]["Labels"], {"a": "1", "b": "2"})

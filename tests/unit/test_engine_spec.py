@@ -343,6 +343,35 @@ class ValidationTests(SynchronousTestCase):
             self.assertEqual(_err(body), text, body)
 
 
+class MacAddressTests(SynchronousTestCase):
+    """The deprecated Config.MacAddress moves to the main network's endpoint, as dockerd does."""
+
+    def test_moves_to_main_network(self) -> None:
+        """On the default bridge, or a user network named by NetworkMode."""
+        spec = parse_create({"Image": "b", "MacAddress": "02:42:ac:11:00:09"})
+        self.assertEqual(spec.network.endpoints["bridge"].mac_address, "02:42:ac:11:00:09")
+        self.assertIn("deprecated", spec.warnings[0])
+        spec = parse_create(
+            {"Image": "b", "MacAddress": "02:42:ac:11:00:09", "HostConfig": {"NetworkMode": "n"}}
+        )
+        self.assertEqual(spec.network.endpoints["n"].mac_address, "02:42:ac:11:00:09")
+
+    def test_mismatch_refused(self) -> None:
+        """An endpoint asking for another MAC is refused with dockerd's text."""
+        body = {
+            "Image": "b",
+            "MacAddress": "02:42:ac:11:00:09",
+            "NetworkingConfig": {
+                "EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:00:0a"}}
+            },
+        }
+        self.assertEqual(
+            _err(body),
+            "the container-wide MAC address must match the endpoint-specific MAC address "
+            "for the main network, or be left empty",
+        )
+
+
 class RecordTests(SynchronousTestCase):
     """Every field group lands in its record."""
 
@@ -419,7 +448,9 @@ class RecordTests(SynchronousTestCase):
         self.assertEqual(
             net.endpoints["web"].ipam and net.endpoints["web"].ipam.ipv4_address, "10.1.0.2"
         )
-        self.assertEqual(net.mac_address, "02:42:ac:11:00:02")
+        # the container-wide MAC has no network to move to under container:web: dropped, warned
+        self.assertNotIn("MacAddress", spec.config)
+        self.assertEqual(len(spec.warnings), 1)
         m = spec.mounts
         self.assertEqual(
             (m.binds, m.tmpfs, m.volumes_from, m.volume_driver),

@@ -9,6 +9,7 @@ from pyd.engine.spec.fields import FIELDS, NOT_APPLIED, UNPARSED
 from pyd.engine.spec.parse import (
     endpoint_of,
     host_config_spec,
+    main_network,
     parse_create,
     parse_endpoint,
     resources_of,
@@ -24,6 +25,7 @@ __all__ = [
     "container_ref",
     "endpoint_of",
     "host_config_spec",
+    "main_network",
     "parse_create",
     "parse_endpoint",
     "resources_of",

@@ -31,7 +31,8 @@ FIELDS: dict[str, str] = {
     "Config.WorkingDir": "process.working_dir",
     "Config.Entrypoint": "process.entrypoint",
     "Config.NetworkDisabled": "process.network_disabled",
-    "Config.MacAddress": "network.mac_address",
+    # deprecated container-wide form: moved to the main network's endpoint (mac_address)
+    "Config.MacAddress": "network.endpoints",
     "Config.OnBuild": "process.on_build",
     "Config.Labels": "process.labels",
     "Config.StopSignal": "process.stop_signal",

@@ -25,9 +25,9 @@ VOLUME_DRIVER_WARNING = (
     "WARNING: the container-wide volume-driver configuration is ignored for volumes specified "
     "via 'mount'. Use '--mount type=volume,volume-driver=...' instead"
 )
-MAC_WARNING = (
-    "The container-wide MacAddress field is now deprecated. It should be specified in "
-    "EndpointsConfig instead."
+MAC_DEPRECATED = (
+    "The container-wide MacAddress field is now deprecated. "
+    "It should be specified in EndpointsConfig instead."
 )
 
 
@@ -45,6 +45,7 @@ def parse_create(
     hc: dict[str, Any] = dict(wire.get("HostConfig") or {})
     nc: dict[str, Any] = dict(wire.get("NetworkingConfig") or {})
     warnings = _version_rules(config, hc, nc, api_version)
+    nc, mac_warning = _migrate_mac_address(config, hc, nc)
     warnings += cc.validate_create(config, hc, ncpu or os.cpu_count() or 1)
     security = _security(hc)
     return r.CreateSpec(
@@ -61,7 +62,7 @@ def parse_create(
             cgroupns=hc.get("CgroupnsMode") or "",
             cgroup=hc.get("Cgroup") or "",
         ),
-        network=_network(config, hc, nc),
+        network=_network(hc, nc),
         mounts=r.MountRequest(
             binds=hc.get("Binds"),
             mounts=[_mount(m) for m in hc.get("Mounts") or () if m is not None],
@@ -91,7 +92,7 @@ def parse_create(
         config=config,
         host_config=hc,
         networking_config=nc,
-        warnings=warnings,
+        warnings=[*warnings, mac_warning] if mac_warning else warnings,
         api_version=api_version,
     )
 
@@ -184,6 +185,52 @@ def _version_rules(
     if (hc.get("PidsLimit") or 0) <= 0:
         hc.pop("PidsLimit", None)
     return warnings
+
+
+def main_network(network_mode: str) -> str | None:
+    """The network a container-wide setting belongs to: the mode's, if it is a network."""
+    mode = network_mode or "default"
+    if mode in ("default", "bridge"):
+        return "bridge"
+    if mode in ("host", "none") or mode.startswith("container:"):
+        return None
+    return mode
+
+
+def _migrate_mac_address(
+    config: dict[str, Any], hc: dict[str, Any], netcfg: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """Move the deprecated container-wide C{Config.MacAddress} onto the main network's endpoint,
+    as dockerd's router does for API >= 1.44 (Ansible's docker_container still sends it there).
+
+    @return: the new networking config and the deprecation warning (empty when there was none).
+    @raise InvalidParameter: the endpoint asks for a different MAC address.
+    """
+    mac = config.pop("MacAddress", None)
+    if not mac:
+        return netcfg, ""
+    main = main_network(str(hc.get("NetworkMode") or ""))
+    if main is None:
+        return netcfg, MAC_DEPRECATED
+    eps = netcfg.get("EndpointsConfig") or {}
+    if not isinstance(eps, dict):
+        raise InvalidParameter("invalid EndpointsConfig: expected an object")
+    if not eps:
+        eps = {main: {}}
+    elif main not in eps:
+        raise InvalidParameter(
+            "unable to migrate container-wide MAC address to a specific network: "
+            "HostConfig.NetworkMode must match the identity of a network in NetworkSettings.Networks"
+        )
+    ep = dict(eps[main] or {})
+    if not ep.get("MacAddress"):
+        ep["MacAddress"] = mac
+    elif ep["MacAddress"].lower() != str(mac).lower():
+        raise InvalidParameter(
+            "the container-wide MAC address must match the endpoint-specific MAC address "
+            "for the main network, or be left empty"
+        )
+    return {**netcfg, "EndpointsConfig": {**eps, main: ep}}, MAC_DEPRECATED
 
 
 def _process(c: Mapping[str, Any]) -> r.Process:
@@ -355,9 +402,7 @@ def parse_endpoint(body: Any) -> r.EndpointRequest:
     return endpoint_of(decode({} if body is None else body, ENDPOINT_SETTINGS))
 
 
-def _network(
-    c: Mapping[str, Any], hc: Mapping[str, Any], nc: Mapping[str, Any]
-) -> r.NetworkRequest:
+def _network(hc: Mapping[str, Any], nc: Mapping[str, Any]) -> r.NetworkRequest:
     return r.NetworkRequest(
         endpoints={k: endpoint_of(e) for k, e in (nc.get("EndpointsConfig") or {}).items()},
         port_bindings={
@@ -374,7 +419,6 @@ def _network(
         dns_search=hc.get("DnsSearch"),
         extra_hosts=hc.get("ExtraHosts"),
         links=hc.get("Links"),
-        mac_address=c.get("MacAddress") or "",
     )
 
 

@@ -264,7 +264,6 @@ class NetworkRequest:
     dns_search: tuple[str, ...] = attrs.field(default=(), converter=_tup)
     extra_hosts: tuple[str, ...] = attrs.field(default=(), converter=_tup)
     links: tuple[str, ...] = attrs.field(default=(), converter=_tup)
-    mac_address: str = ""  # Config.MacAddress (deprecated container-wide form)
 
 
 @attrs.frozen
