@@ -336,8 +336,10 @@ def unix_group_keys(names: Mapping[str, str]) -> dict[str, str]:
 class Lookup(Protocol):
     """Existing objects the operator rules look at (the engine services, through an adapter)."""
 
-    def container(self, ref: str) -> Container | None:
-        """The container C{ref} names, or None."""
+    def containers(self, ref: str) -> list[Container]:
+        """Every container C{ref} names or may come to name while the call runs: the one with
+        that id, the one of that name, and each whose id starts with C{ref} (removing one of
+        them changes what C{ref} resolves to, so a rule must hold for all of them)."""
         ...
 
     async def volume_options(self, name: str) -> Mapping[str, str] | None:
@@ -357,12 +359,22 @@ class Lookup(Protocol):
         ...
 
 
+def candidates(containers: Iterable[Container], ref: str) -> list[Container]:
+    """The containers C{ref} may name (see L{Lookup.containers}), as
+    C{ContainerService.resolve} matches: exact id, name with or without C{/}, hex id prefix."""
+    name = ref if ref.startswith("/") else "/" + ref
+    hexref = bool(ref) and all(ch in "0123456789abcdef" for ch in ref)
+    return [
+        c for c in containers if c.id == ref or c.name == name or (hexref and c.id.startswith(ref))
+    ]
+
+
 class NoLookup:
     """A L{Lookup} that knows no objects (unit tests, a daemon without containers)."""
 
-    def container(self, ref: str) -> Container | None:
+    def containers(self, ref: str) -> list[Container]:
         """Nothing."""
-        return None
+        return []
 
     async def volume_options(self, name: str) -> Mapping[str, str] | None:
         """Nothing."""
@@ -390,15 +402,11 @@ class ServiceLookup:
         self._execs = execs
         self._networks = networks
 
-    def container(self, ref: str) -> Container | None:
-        """C{ContainerService.resolve}, None when unknown or ambiguous."""
-        if self._containers is None:
-            return None
-        try:
-            c: Container = self._containers.resolve(ref)
-        except PydError:
-            return None
-        return c
+    def containers(self, ref: str) -> list[Container]:
+        """What C{ContainerService.resolve} matches on: full id, name, id prefix (all of them)."""
+        if self._containers is None or not ref:
+            return []
+        return candidates(self._containers.list_all(), ref)
 
     async def volume_options(self, name: str) -> Mapping[str, str] | None:
         """C{VolumeService.inspect}'s options."""
@@ -571,6 +579,10 @@ async def _check_container_call(
         await _check_existing(ctx, ref, "attach stdin to")
     elif method == "PUT" and action == "archive":
         await _check_existing(ctx, ref, "copy files into")
+    elif method in ("GET", "HEAD") and action == "archive":
+        # cp reads through the container's mounts (as dockerd's does): an admin-tier
+        # container's binds and bind-backed volumes are host files.
+        await _check_existing(ctx, ref, "copy files out of")
     elif method == "POST" and action == "rename":
         # Names are what container:X and --volumes-from resolve; an operator who could rename
         # an admin's container into the name of their own could swap it in after the check.
@@ -588,13 +600,12 @@ async def _check_exec_start(ctx: _Ctx, exec_id: str) -> None:
 
 
 async def _check_existing(ctx: _Ctx, ref: str, what: str) -> None:
-    """Refuse C{what} on a container the operator could not have created."""
-    c = ctx.lookup.container(ref)
-    if c is None:
-        return  # the engine answers "No such container"
-    why = await _container_refusal(ctx, c, 1)
-    if why:
-        raise ctx.deny(f"{what} container {_name(c)} ({why})")
+    """Refuse C{what} on a container the operator could not have created: on any container
+    C{ref} may resolve to by the time the handler resolves it (none: "No such container")."""
+    for c in ctx.lookup.containers(ref):
+        why = await _container_refusal(ctx, c, 1)
+        if why:
+            raise ctx.deny(f"{what} container {_name(c)} ({why})")
 
 
 def _beyond(e: Forbidden) -> str:
@@ -667,8 +678,7 @@ async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> No
     for key in _JOINABLE_NS:
         mode = str(hc.get(key) or "")
         if mode.startswith("container:"):
-            other = ctx.lookup.container(mode.partition(":")[2])
-            if other is not None:
+            for other in ctx.lookup.containers(mode.partition(":")[2]):
                 why = await _container_refusal(ctx, other, depth + 1)
                 if why:
                     raise ctx.deny(
@@ -694,16 +704,16 @@ async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> No
     for mount in hc.get("Mounts") or ():
         await _check_mount(ctx, mount)
     for spec in hc.get("VolumesFrom") or ():
-        other = ctx.lookup.container(str(spec).partition(":")[0])
-        if other is None:
-            continue
-        try:
-            await _check_resolved_mounts(ctx, other)
-        except Forbidden as e:
-            raise ctx.deny(f"use volumes from container {_name(other)} ({_beyond(e)})") from None
-        for m in other.mounts:
-            if m.type == "volume" and m.name and m.rw and str(spec).partition(":")[2] != "ro":
-                await _check_writable_share(ctx, m.name)
+        for other in ctx.lookup.containers(str(spec).partition(":")[0]):
+            try:
+                await _check_resolved_mounts(ctx, other)
+            except Forbidden as e:
+                raise ctx.deny(
+                    f"use volumes from container {_name(other)} ({_beyond(e)})"
+                ) from None
+            for m in other.mounts:
+                if m.type == "volume" and m.name and m.rw and str(spec).partition(":")[2] != "ro":
+                    await _check_writable_share(ctx, m.name)
 
 
 def _check_caps(ctx: _Ctx, caps: Any) -> None:

@@ -12,10 +12,18 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.api.authz import Authorizer, Identity, Policy, groups_from_status, unix_group_keys
+from pyd.api.authz import (
+    Authorizer,
+    Identity,
+    Policy,
+    candidates,
+    groups_from_status,
+    unix_group_keys,
+)
 from pyd.core.errors import Forbidden, InvalidParameter
 from pyd.core.records import Container, ContainerState, MountSpec
 from pyd.engine.volumes import parse_bind
@@ -45,7 +53,7 @@ class FakeLookup:
     """Containers, volumes and exec sessions the rules may look up."""
 
     def __init__(self) -> None:
-        self.containers: dict[str, Container] = {}
+        self.by_ref: dict[str, Container] = {}
         self.volumes: dict[str, dict[str, str] | None] = {}
         self.execs: dict[str, tuple[str, bool]] = {}
         self.networks = {
@@ -56,12 +64,15 @@ class FakeLookup:
         }
 
     def add(self, c: Container) -> Container:
-        self.containers[c.name.lstrip("/")] = c
-        self.containers[c.id] = c
+        self.by_ref[c.name.lstrip("/")] = c
+        self.by_ref[c.id] = c
         return c
 
-    def container(self, ref: str) -> Container | None:
-        return self.containers.get(ref)
+    def all(self) -> list[Container]:
+        return list({c.id: c for c in self.by_ref.values()}.values())
+
+    def containers(self, ref: str) -> list[Container]:
+        return candidates(self.all(), ref)
 
     async def volume_options(self, name: str) -> Mapping[str, str] | None:
         return self.volumes.get(name)
@@ -73,7 +84,7 @@ class FakeLookup:
         return self.networks.get(ref)
 
     def volume_users(self, name: str) -> list[Container]:
-        unique = {c.id: c for c in self.containers.values()}
+        unique = {c.id: c for c in self.by_ref.values()}
         return [
             c
             for c in unique.values()
@@ -517,9 +528,9 @@ class ExistingContainerTests(_Base):
     def test_exec_start_of_an_admins_exec(self) -> None:
         """Starting an exec an admin created (privileged, or in a privileged container) is
         refused; starting one's own is allowed; resize and inspect are allowed."""
-        self.lookup.execs["e1"] = (self.lookup.containers["plain"].id, True)
-        self.lookup.execs["e2"] = (self.lookup.containers["priv"].id, False)
-        self.lookup.execs["e3"] = (self.lookup.containers["plain"].id, False)
+        self.lookup.execs["e1"] = (self.lookup.by_ref["plain"].id, True)
+        self.lookup.execs["e2"] = (self.lookup.by_ref["priv"].id, False)
+        self.lookup.execs["e3"] = (self.lookup.by_ref["plain"].id, False)
         self.assertIn("start a privileged exec", self.refuse("POST", "/exec/e1/start", {}))
         self.assertIn("exec into container priv", self.refuse("POST", "/exec/e2/start", {}))
         self.allow("POST", "/exec/e3/start", {"Detach": False})
@@ -541,15 +552,32 @@ class ExistingContainerTests(_Base):
         self.allow("POST", "/containers/plain/attach", args={b"stdin": [b"1"]})
         self.allow("GET", "/containers/priv/logs")
 
-    def test_copy_into(self) -> None:
-        """docker cp into such a container is refused; reading from it and export are allowed
-        (pyd reads only the container's own root, never its mounts)."""
+    def test_copy_into_and_out_of(self) -> None:
+        """docker cp into or out of such a container (GET/HEAD archive read through its mounts:
+        escape 3 of issue 12) is refused; export (the root filesystem only) is allowed, and
+        cp with an ordinary container both ways."""
         msg = self.refuse("PUT", "/containers/hostbind/archive", args={b"path": [b"/"]})
         self.assertIn("copy files into container hostbind", msg)
         self.allow("PUT", "/containers/plain/archive", args={b"path": [b"/"]})
-        self.allow("GET", "/containers/hostbind/archive", args={b"path": [b"/etc"]})
-        self.allow("HEAD", "/containers/priv/archive", args={b"path": [b"/"]})
+        msg = self.refuse("GET", "/containers/hostbind/archive", args={b"path": [b"/host-etc"]})
+        self.assertIn("copy files out of container hostbind", msg)
+        self.refuse("HEAD", "/containers/priv/archive", args={b"path": [b"/"]})
+        self.refuse("GET", "/containers/usesdisguised/archive", args={b"path": [b"/r"]})
+        self.allow("GET", "/containers/plain/archive", args={b"path": [b"/s"]})
         self.allow("GET", "/containers/priv/export")
+
+    def test_every_container_a_reference_may_name(self) -> None:
+        """A name that is also an id prefix of an admin-tier container is refused (removing
+        the decoy would make the handler resolve it to the other): exec, cp, attach, joins."""
+        target = attrs.evolve(container("adm", {"Privileged": True}), id="abcd" + "1" * 60)
+        self.lookup.add(target)
+        self.lookup.add(attrs.evolve(container("abcd"), id="e" * 64))
+        ref = "abcd"
+        self.assertIn("container adm", self.refuse("POST", f"/containers/{ref}/exec", {}))
+        self.refuse("GET", f"/containers/{ref}/archive", args={b"path": [b"/"]})
+        self.refuse("POST", f"/containers/{ref}/attach", args={b"stdin": [b"1"]})
+        for key in ("NetworkMode", "PidMode", "IpcMode"):
+            self.create_refused({key: f"container:{ref}"}, "join the namespaces of container adm")
 
     def test_lifecycle_and_update(self) -> None:
         """Start/stop/kill/rm/commit of any container are allowed; update may raise
