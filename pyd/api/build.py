@@ -26,6 +26,7 @@ from pyd.api.wire import json_body, qbool, qint, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
 from pyd.engine.build.builder import BuildFailed, BuildOptions, BuildService
+from pyd.engine.container_config import parse_extra_host
 
 log = Logger()
 
@@ -109,8 +110,7 @@ def options_from_request(request: IRequest) -> BuildOptions:
     for h in qlist(request, "extrahosts"):
         extra_hosts.extend(x for x in h.split(",") if x)
     for h in extra_hosts:
-        if ":" not in h and "=" not in h:
-            raise InvalidParameter(f"invalid IP address in add-host: {h!r}")
+        parse_extra_host(h)  # dockerd's texts; names with newlines never reach /etc/hosts
     return BuildOptions(
         tags=tags,
         dockerfile=qstr(request, "dockerfile") or "Dockerfile",

@@ -6,9 +6,42 @@ import os
 import random
 import re
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-# dockerd: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (containers, volumes; networks are looser)
-VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+# dockerd: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (containers, volumes; networks are looser);
+# \Z, not $: Go's $ does not match before a trailing newline, Python's does
+VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+
+
+def go_quote(s: str) -> str:
+    """Go's C{%q} for the strings dockerd quotes in its messages."""
+    out = ['"']
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        elif not ch.isprintable():
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def line_safe(value: str, *, spaces: bool = False) -> bool:
+    """Whether C{value} can be written into a line of a file the daemon writes (C{/etc/hosts},
+    C{/etc/hostname}, C{resolv.conf}, an nft script): no control or other non-printable
+    characters (a newline would start a line of the caller's choosing) and, unless C{spaces},
+    no whitespace (it separates the fields of such a line)."""
+    if not value.isprintable():
+        return False
+    return spaces or not any(ch.isspace() for ch in value)
 
 
 def new_id() -> str:

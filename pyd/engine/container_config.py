@@ -7,6 +7,7 @@ a container gets. Users and groups are resolved in L{pyd.engine.users}.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import signal as _signal
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import Any
 import attrs
 
 from pyd.core.errors import InvalidParameter, SystemError_
+from pyd.core.ids import go_quote, line_safe
 from pyd.core.records import Image
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -265,10 +267,60 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> li
     validate_log_config(hc.get("LogConfig") or {})
     if config.get("StopSignal"):
         parse_signal(config["StopSignal"])
-    for h in hc.get("ExtraHosts") or []:
-        if ":" not in h and "=" not in h:
-            raise InvalidParameter(f'invalid IP address in add-host: "{h}"')
+    validate_file_names(config, hc)
     return warnings
+
+
+_NO_SPACES = "it must not contain whitespace or control characters"
+
+
+def validate_file_names(config: dict[str, Any], hc: dict[str, Any]) -> None:
+    """Names the daemon writes into the container's C{/etc/hosts}, C{/etc/hostname} and
+    C{resolv.conf}: one line each, so no control characters (a newline would add a line of the
+    caller's choosing) and no whitespace (it separates a line's fields). dockerd has no check of
+    its own for most of them; C{ExtraHosts} get dockerd's texts.
+
+    @raise InvalidParameter: the first bad name, quoted as Go quotes it.
+    """
+    for key in ("Hostname", "Domainname"):
+        value = config.get(key) or ""
+        if not isinstance(value, str) or not line_safe(value):
+            raise InvalidParameter(f"invalid {key} {go_quote(str(value))}: {_NO_SPACES}")
+    for h in hc.get("ExtraHosts") or []:
+        parse_extra_host(h)
+    for key in ("Dns", "DnsSearch", "DnsOptions"):
+        for value in hc.get(key) or []:
+            if not isinstance(value, str) or not value or not line_safe(value):
+                raise InvalidParameter(f"invalid {key} entry {go_quote(str(value))}: {_NO_SPACES}")
+
+
+def parse_extra_host(h: str) -> tuple[str, str]:
+    """An C{ExtraHosts} entry, C{name:ip} (or C{name=ip}; C{[v6]} brackets allowed), as
+    (name, ip); C{ip} may be C{host-gateway}.
+
+    @raise InvalidParameter: dockerd's C{bad format for add-host} / C{invalid IP address in
+        add-host}, or a name that is not a single host name.
+    """
+    if not isinstance(h, str):
+        raise InvalidParameter(f"bad format for add-host: {go_quote(str(h))}")
+    if "=" in h and (":" not in h or h.index("=") < h.index(":")):
+        name, sep, ip = h.partition("=")
+    else:
+        name, sep, ip = h.partition(":")
+    if not sep or not name:
+        raise InvalidParameter(f"bad format for add-host: {go_quote(h)}")
+    if not line_safe(name):
+        raise InvalidParameter(f"invalid host name in add-host: {go_quote(name)}: {_NO_SPACES}")
+    if ip == "host-gateway":
+        return name, ip
+    bare = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        bare = ""
+    if not bare or not line_safe(bare):  # a v6 zone (%...) is not checked by ipaddress
+        raise InvalidParameter(f"invalid IP address in add-host: {go_quote(ip)}")
+    return name, bare
 
 
 def parse_security_opt(opt: str) -> tuple[str, str]:
@@ -313,10 +365,7 @@ def render_hosts(
     if text and not text.endswith("\n"):
         text += "\n"
     for h in extra_hosts:
-        if "=" in h and (":" not in h or h.index("=") < h.index(":")):
-            name, _, ip = h.partition("=")
-        else:
-            name, _, ip = h.partition(":")
+        name, ip = parse_extra_host(h)
         if ip == "host-gateway":
             continue
         text += f"{ip}\t{name}\n"

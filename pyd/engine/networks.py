@@ -35,7 +35,7 @@ from pyd.core.errors import (
     SystemError_,
     Unsupported,
 )
-from pyd.core.ids import is_full_id, new_id, short_id
+from pyd.core.ids import go_quote, is_full_id, line_safe, new_id, short_id
 from pyd.core.records import (
     Attachment,
     Endpoint,
@@ -48,6 +48,7 @@ from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
 from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset
 from pyd.engine import resolvconf
+from pyd.engine.container_config import parse_extra_host
 from pyd.state.networks import NetworkRepository
 
 log = Logger()
@@ -218,6 +219,14 @@ def _veth_name(container_id: str, network_id: str) -> str:
 def _mac_for(ip: str) -> str:
     b = ipaddress.IPv4Address(ip).packed
     return "02:42:" + ":".join(f"{x:02x}" for x in b)
+
+
+def _valid_ifname(name: str) -> bool:
+    """The kernel's rule for an interface name (dev_valid_name), checked before netlink or nft
+    ever sees it: the name is also written, quoted, into the firewall script."""
+    if not name or name in (".", "..") or "/" in name or ":" in name:
+        return False
+    return line_safe(name) and name.isascii()
 
 
 def _valid_mac(mac: str) -> bool:
@@ -673,6 +682,10 @@ class NetworkService:
         name = req.name.strip()
         if not name:
             raise InvalidParameter("network name must not be empty")
+        if not line_safe(name, spaces=True):
+            raise InvalidParameter(
+                f"invalid network name {go_quote(name)}: it must not contain control characters"
+            )
         if self._by_name(name) is not None:
             raise Conflict(f"network with name {name} already exists")
         if name in PREDEFINED:
@@ -689,6 +702,11 @@ class NetworkService:
         pools = await self._pools_for(req.pools)
         nid = new_id()
         device = req.options.get(BRIDGE_NAME_OPT) or "br-" + nid[:12]
+        if not _valid_ifname(device):
+            raise InvalidParameter(
+                f"invalid bridge name {go_quote(device)}: an interface name has no whitespace, "
+                "control characters, '/' or ':'"
+            )
         if len(device) > 15:
             raise InvalidParameter(f"bridge name {device} is longer than 15 characters")
         for other in self._networks.values():
@@ -911,8 +929,7 @@ class NetworkService:
         if mode not in ("host",) and not mode.startswith("container:"):
             self._parse_ports(host_config, ())
         for h in host_config.get("ExtraHosts") or []:
-            if ":" not in h and "=" not in h:
-                raise InvalidParameter(f'invalid argument {h!r} for "--add-host" flag')
+            parse_extra_host(h)
 
     def _check_endpoint_config(self, net: Network, ep: dict[str, Any]) -> None:
         ipam = ep.get("IPAMConfig") or {}
@@ -929,6 +946,12 @@ class NetworkService:
             if not any(addr in ipaddress.IPv4Network(p.subnet) for p in net.pools):
                 raise InvalidParameter(
                     f"no configured subnet or ip-range contain the IP address {ip}"
+                )
+        for alias in ep.get("Aliases") or []:
+            if not isinstance(alias, str) or not line_safe(alias):
+                raise InvalidParameter(
+                    f"invalid alias {go_quote(str(alias))}: it must not contain whitespace or "
+                    "control characters"
                 )
         if ep.get("Aliases") and not self._is_user(net):
             raise InvalidParameter(
@@ -1064,11 +1087,10 @@ class NetworkService:
     ) -> tuple[tuple[str, str], ...]:
         entries = list(HOSTS_BASE)
         for h in host_config.get("ExtraHosts") or []:
-            sep = "=" if "=" in h and ":" not in h.split("=", 1)[0] else ":"
-            host, _, addr = h.partition(sep)
+            host, addr = parse_extra_host(h)
             if addr == "host-gateway":
                 addr = gateway or self._default_gateway()
-            entries.append((addr.strip("[]"), host))
+            entries.append((addr, host))
         if own is not None:
             entries.append(own)
         return tuple(entries)

@@ -25,7 +25,7 @@ from pyd.core.errors import (
     SystemError_,
     Unsupported,
 )
-from pyd.core.ids import new_id
+from pyd.core.ids import go_quote, new_id
 from pyd.core.records import MountSpec, Volume
 from pyd.core.seams import EventSink
 from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError, mount_options_error
@@ -36,7 +36,7 @@ log = Logger()
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 DEFAULT_DRIVER = "local"
 RESTRICTED_NAME_CHARS = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 
 _RW_MODES = {"rw", "ro"}
 _LABEL_MODES = {"z", "Z"}
@@ -61,26 +61,6 @@ _TMPFS_FLAG_KEYS = {
     "sync",
 }
 _TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
-
-
-def go_quote(s: str) -> str:
-    """Go's C{%q} for the strings dockerd quotes in its messages."""
-    out = ['"']
-    for ch in s:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def _go_bool(value: str) -> bool | None:

@@ -166,6 +166,41 @@ class NetworksApiTests(SynchronousTestCase):
         self.assertEqual(code, 400)
         self.assertEqual(len(self.call("GET", "/networks")[1]), 3)
 
+    def test_names_written_into_files_are_refused(self) -> None:
+        """A network name with a newline, a bridge name that would break the nft script or the
+        interface rules, an alias with a newline: 400 with a plain message, nothing created."""
+        before = (len(self.call("GET", "/networks")[1]), set(self.netlink.bridges))
+        code, err = self.call("POST", "/networks/create", {"Name": "a\nb"})
+        self.assertEqual(
+            (code, err["message"]),
+            (400, 'invalid network name "a\\nb": it must not contain control characters'),
+        )
+        for device in ("x\nflush rules", "a b", "a/b", "a:b", ".."):
+            code, err = self.call(
+                "POST",
+                "/networks/create",
+                {"Name": "n1", "Options": {"com.docker.network.bridge.name": device}},
+            )
+            self.assertEqual(code, 400, device)
+            self.assertTrue(err["message"].startswith("invalid bridge name "), err)
+        self.assertEqual((len(self.call("GET", "/networks")[1]), set(self.netlink.bridges)), before)
+        self.call("POST", "/networks/create", {"Name": "appnet"})
+        self.add_container("c")
+        code, err = self.call(
+            "POST",
+            "/networks/appnet/connect",
+            {"Container": "c", "EndpointConfig": {"Aliases": ["ok", "x\n10.0.0.1 evil"]}},
+        )
+        self.assertEqual(
+            (code, err["message"]),
+            (
+                400,
+                'invalid alias "x\\n10.0.0.1 evil": it must not contain whitespace or '
+                "control characters",
+            ),
+        )
+        self.assertEqual(self.call("GET", "/networks/appnet")[1]["Containers"], {})
+
     def test_connect_inspect_rm_refused(self) -> None:
         """A running container shows in Containers; rm is refused until it leaves."""
         self.call("POST", "/networks/create", {"Name": "appnet"})

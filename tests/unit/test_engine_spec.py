@@ -333,7 +333,7 @@ class ValidationTests(SynchronousTestCase):
             (_hc(ShmSize=-1), "SHM size can not be less than 0"),
             (_hc(SecurityOpt=["bogus"]), 'invalid --security-opt 1: "bogus"'),
             (_hc(LogConfig={"Type": "syslog"}), 'error looking up logging plugin syslog: plugin "syslog" not found'),
-            (_hc(ExtraHosts=["nohost"]), 'invalid IP address in add-host: "nohost"'),
+            (_hc(ExtraHosts=["nohost"]), 'bad format for add-host: "nohost"'),  # dockerd's ValidateExtraHost
             (_hc(CapAdd=["NOT_A_CAP"]), "invalid CapAdd: unknown capability: \"CAP_NOT_A_CAP\""),
             ({"Image": "b", "Env": ["=x"]}, "invalid environment variable: =x"),
             ({"Image": "b", "StopSignal": "SIGNOPE"}, "Invalid signal: SIGNOPE"),

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from pyd.core.errors import InvalidParameter
+from pyd.core.ids import go_quote
 from pyd.drivers.runtime import spec as oci
 from pyd.engine import container_config as cc
 from pyd.engine.spec import records as r
 from pyd.engine.spec.gojson import decode
 from pyd.engine.spec.schema import CONFIG_FIELDS, CREATE_REQUEST, ENDPOINT_SETTINGS
-from pyd.engine.volumes import go_quote
 
 VOLUME_DRIVER_WARNING = (
     "WARNING: the container-wide volume-driver configuration is ignored for volumes specified "
