@@ -63,15 +63,16 @@ class ResolutionRulesTests:
     def test_unknown_names_are_dockerds_400s(self, tmp_path: Path) -> None:
         root = str(_root(tmp_path))
         with pytest.raises(
-            InvalidParameter, match="^unable to find user nope: no matching entries in passwd file$"
+            InvalidParameter,
+            match=r"^unable to find user nope: no matching entries in passwd file$",
         ):
             users.resolve_user(root, "nope")
         with pytest.raises(
-            InvalidParameter, match="^unable to find group nog: no matching entries in group file$"
+            InvalidParameter, match=r"^unable to find group nog: no matching entries in group file$"
         ):
             users.resolve_user(root, "app:nog")
         with pytest.raises(
-            InvalidParameter, match="^Unable to find group nog: no matching entries in group file$"
+            InvalidParameter, match=r"^Unable to find group nog: no matching entries in group file$"
         ):
             users.resolve_user(root, "app", ["nog"])
 
@@ -96,7 +97,7 @@ class ResolutionRulesTests:
         root.mkdir()
         assert users.resolve_user(str(root), "12:34") == (12, 34, (34,), "/")
         with pytest.raises(
-            InvalidParameter, match="^unable to find user app: no matching entries in passwd file$"
+            InvalidParameter, match=r"^unable to find user app: no matching entries in passwd file$"
         ):
             users.resolve_user(str(root), "app")
 
