@@ -115,7 +115,6 @@ class ArchiveService:
             result = await self._runner.run(
                 rootview.helper_argv(spec, op, *args),
                 child_fds=child_fds,
-                env={"PYTHONPATH": archive.pythonpath()},
             )
             if result.rc != 0:
                 err = result.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -170,7 +169,6 @@ class ArchiveService:
             result = await self._runner.run(
                 archive.tar_helper_argv(root, source_dir, base, rebase),
                 child_fds={1: f.fileno()},
-                env={"PYTHONPATH": archive.pythonpath()},
             )
             if result.rc != 0:
                 err = result.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -304,16 +302,6 @@ def _unlink(*paths: str) -> None:
             os.unlink(p)
         except FileNotFoundError:
             pass
-
-
-def _check_dir_non_dir(src: str, host: str, dest: str) -> None:
-    """go-archive's C{NoOverwriteDirNonDir}, for every entry, before anything is written.
-
-    @raise SystemError_: dockerd's message for the first conflict.
-    """
-    conflict = archive.dir_non_dir_conflict(src, host, dest)
-    if conflict:
-        raise SystemError_(conflict)
 
 
 def _reown(src: str, out: str, uid: int, gid: int) -> None:

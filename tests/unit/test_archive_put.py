@@ -11,7 +11,15 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import SystemError_
-from pyd.engine.archive import _check_dir_non_dir, _reown
+from pyd.drivers.streams import rootpaths
+from pyd.engine.archive import _reown
+
+
+def _check_dir_non_dir(src: str, host: str, dest: str) -> None:
+    """What the cp helper does with the answer (C{dir-non-dir}: dockerd's 500 with the text)."""
+    conflict = rootpaths.dir_non_dir_conflict(src, host, dest)
+    if conflict:
+        raise SystemError_(conflict)
 
 
 def _tar(path: str, *entries: tuple[str, bytes | None]) -> None:
@@ -76,3 +84,26 @@ class ArchivePutHelpersTests(SynchronousTestCase):
             f = tf.extractfile("d/f")
             assert f is not None
             self.assertEqual(f.read(), b"data")
+
+
+class HardLinkToMissingTests(SynchronousTestCase):
+    def test_hard_link_to_a_missing_name_is_a_plain_tar_error(self) -> None:
+        """A hard link whose target is neither on disk nor earlier in the archive is refused
+        with a plain message (a 400 through PUT archive), not a KeyError."""
+        from pyd.drivers.storage import untar
+
+        dest = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, dest)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            info = tarfile.TarInfo("a")
+            info.type = tarfile.LNKTYPE
+            info.linkname = "missing"
+            tf.addfile(info)
+        buf.seek(0)
+        with self.assertRaises(untar.UntarError) as ctx:
+            untar.run(dest, buf, None, chroot=False)
+        self.assertEqual(
+            str(ctx.exception), "hard link 'a' points to 'missing', which does not exist"
+        )
+        self.assertEqual(os.listdir(dest), [])

@@ -32,6 +32,8 @@ import sys
 import tarfile
 from typing import IO, Any
 
+from pyd.drivers import sealed
+
 CHUNK = 1 << 20
 OPAQUE_XATTR = "trusted.overlay.opaque"
 WHITEOUT_PREFIX = ".wh."
@@ -200,6 +202,11 @@ def extract(stream: Any, root: str) -> int:
                 tf.extract(member, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
             except (tarfile.ExtractError, tarfile.StreamError) as e:
                 raise UntarError(f"cannot extract {member.name!r}: {e}") from e
+            except KeyError:
+                # a hard link to a name that is neither on disk nor earlier in the archive
+                raise UntarError(
+                    f"hard link {member.name!r} points to {member.linkname!r}, which does not exist"
+                ) from None
             _set_xattrs(path, member)
             if member.isdir():
                 dirs.append((path, member.mtime))
@@ -237,8 +244,9 @@ def run(dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True) -> 
     else:
         plain = _HashingReader(plain_src, tee=tar_out)
     if chroot:
-        os.chroot(dest)
-        os.chdir("/")
+        # nothing is loaded from the layer or the container after this (see pyd.drivers.sealed)
+        sealed.preload()
+        sealed.enter(dest)
         root = "/"
     else:
         root = dest

@@ -3,19 +3,18 @@
 Paths and symlinks are resolved I{inside} the root, never outside it, as moby's
 C{symlink.FollowSymlinkInScope}: an absolute link target restarts at the container's root and
 C{..} stops at it, so a link pointing at C{/etc/shadow} means the container's file. Tars are made
-by a helper process (C{python -m pyd.drivers.streams.tarstream}) that C{chroot}s into the root
-first, like dockerd's chrootarchive, so nothing it archives can be a host file.
+by a helper process (L{pyd.drivers.streams.tarstream}) that C{chroot}s into the root first, like
+dockerd's chrootarchive, so nothing it archives can be a host file; it loads nothing from the
+root (L{pyd.drivers.sealed}) and writes numeric owners only (L{pyd.drivers.fdtree}).
 
 Everything here blocks; callers use a L{Blocking} or the process runner.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
 import attrs
 
+from pyd.drivers import sealed
 from pyd.drivers.streams.rootpaths import (
     GO_MODE_CHAR_DEVICE,
     GO_MODE_DEVICE,
@@ -52,7 +51,6 @@ __all__ = [
     "dir_non_dir_conflict",
     "extraction_dir",
     "go_mode",
-    "pythonpath",
     "resolve",
     "rfc3339_nano",
     "scoped",
@@ -81,19 +79,6 @@ def stat_path(root: str, path: str) -> PathStat | None:
 
 def tar_helper_argv(root: str, source_dir: str, source_base: str, rebase: str) -> list[str]:
     """The helper's command line (it writes the tar on its stdout)."""
-    return [
-        sys.executable,
-        "-m",
-        "pyd.drivers.streams.tarstream",
-        root,
-        source_dir,
-        source_base,
-        rebase,
-    ]
-
-
-def pythonpath() -> str:
-    """Where pyd is importable from (helpers must import this very tree)."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    rest = os.environ.get("PYTHONPATH", "")
-    return here + (os.pathsep + rest if rest else "")
+    return sealed.helper_argv(
+        "pyd.drivers.streams.tarstream", root, source_dir, source_base, rebase
+    )

@@ -10,11 +10,11 @@ module and starts without site-packages. Everything here blocks.
 
 from __future__ import annotations
 
-import datetime
 import os
 import posixpath
 import stat as st
 import tarfile
+import time
 from typing import IO, Any
 
 # Go's os.FileMode type bits (what the CLI decodes from X-Docker-Container-Path-Stat).
@@ -60,9 +60,17 @@ def go_mode(mode: int) -> int:
 
 
 def rfc3339_nano(ns: int) -> str:
-    """Go's C{time.Time} JSON form in UTC (trailing zeros of the fraction dropped)."""
+    """Go's C{time.Time} JSON form in UTC (trailing zeros of the fraction dropped).
+
+    Formatted by hand from C{gmtime}: C{strftime} may consult the time zone, which inside a
+    container's root means parsing the container's C{/etc/localtime}.
+    """
     secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.datetime.fromtimestamp(secs, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    t = time.gmtime(secs)
+    base = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
     if frac:
         base += "." + f"{frac:09d}".rstrip("0")
     return base + "Z"

@@ -1,6 +1,6 @@
 """A container's files as the container sees them, for C{docker cp} (layer: drivers).
 
-C{python -m pyd.drivers.streams.rootview SPEC OP [ARG...]} builds a private view of a container's
+C{rootview SPEC OP [ARG...]} (L{helper_argv}) builds a private view of a container's
 filesystem in a mount namespace of its own, C{chroot}s into it, then runs one operation and
 prints one JSON line on stdout. The view dies with the process: nothing is ever mounted in the
 daemon's (the host's) mount namespace.
@@ -45,6 +45,7 @@ import stat as st
 import sys
 from typing import Any
 
+from pyd.drivers import sealed
 from pyd.drivers.storage import untar
 from pyd.drivers.streams import rootpaths, tarstream
 
@@ -333,7 +334,13 @@ def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) ->
 
 
 def run(spec: dict[str, Any], op: str, args: list[str]) -> dict[str, Any]:
-    """Build the view of C{spec}, then run C{op}."""
+    """Build the view of C{spec}, then run C{op}.
+
+    The import system is sealed first (L{pyd.drivers.sealed}): joining a container's mount
+    namespace or C{chroot}ing into its root makes every path name the container's files.
+    """
+    sealed.preload()
+    sealed.seal()
     try:
         if spec["mode"] == "live":
             setup_live(int(spec["pid"]), (spec["expect"][0], spec["expect"][1]), spec["keep"])
@@ -351,9 +358,9 @@ def run(spec: dict[str, Any], op: str, args: list[str]) -> dict[str, Any]:
 
 
 def helper_argv(spec: dict[str, Any], op: str, *args: str) -> list[str]:
-    """The helper's command line (C{-S}: it needs the standard library and pyd only, and
-    starts twice as fast without site-packages)."""
-    return [sys.executable, "-S", "-m", "pyd.drivers.streams.rootview", json.dumps(spec), op, *args]
+    """The helper's command line (L{sealed.helper_argv}: isolated, no site-packages; it needs
+    the standard library and pyd only, and starts twice as fast without site-packages)."""
+    return sealed.helper_argv("pyd.drivers.streams.rootview", json.dumps(spec), op, *args)
 
 
 def main(argv: list[str]) -> int:

@@ -1,17 +1,26 @@
 """Write a tar of part of a container's root to stdout, from inside a chroot (layer: drivers).
 
-C{python -m pyd.drivers.streams.tarstream ROOT SOURCE_DIR SOURCE_BASE REBASE}: C{chroot(ROOT)},
+C{tarstream ROOT SOURCE_DIR SOURCE_BASE REBASE} (L{pyd.drivers.streams.archive.tar_helper_argv}): C{chroot(ROOT)},
 C{chdir(SOURCE_DIR)}, then archive C{SOURCE_BASE} (C{.} for a directory's content) with entry
-names starting with C{REBASE} instead, as moby's C{TarResourceRebaseOpts}. Symlinks are stored as
-links, never followed. C{REBASE} C{/} (export) names entries relative to the root. Numeric owners
-and names from the container's own passwd/group files (we are inside its root).
+names starting with C{REBASE} instead, as moby's C{TarResourceRebaseOpts}. C{REBASE} C{/} (export)
+names entries relative to the root.
+
+Symlinks are stored as links, never followed; the tree is walked through descriptors and every
+file is checked with C{fstat} before it is read (L{pyd.drivers.fdtree}). Owners are numeric and
+user and group names empty, as dockerd's chrootarchive: a name lookup inside the container's root
+would load the container's NSS modules as root. Everything the helper needs is imported before
+the C{chroot} and the import system is sealed then (L{pyd.drivers.sealed}).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tarfile
+from typing import IO
+
+from pyd.drivers import fdtree, sealed
 
 
 def _name(rebase: str, rel: str) -> str:
@@ -22,29 +31,40 @@ def _name(rebase: str, rel: str) -> str:
     return f"{rebase}/{rel}" if rebase != "." else f"./{rel}"
 
 
-def write(source_base: str, rebase: str, out: object) -> None:
-    """Archive C{source_base} (relative to the cwd) into C{out}."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
-        if source_base == ".":
-            top = "."
-            if rebase not in ("/", ""):
-                tf.add(".", arcname=_name(rebase, "."), recursive=False)
-        else:
-            top = source_base
-            tf.add(source_base, arcname=_name(rebase, "."), recursive=False)
-            if not os.path.isdir(source_base) or os.path.islink(source_base):
-                return
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, top)
-            for name in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, name)
-                rel = os.path.normpath(os.path.join(rel_dir, name))
+def write(source_base: str, rebase: str, out: IO[bytes], cwd: int | None = None) -> None:
+    """Archive C{source_base} (relative to the directory C{cwd}, default the working directory)
+    into C{out}."""
+    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cwd is None else cwd
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+            writer = fdtree.TarWriter(tf)
+            if source_base == ".":
+                if rebase not in ("/", ""):
+                    writer.add_dir(here, _name(rebase, "."))
+                top = os.dup(here)
+            else:
                 try:
-                    tf.add(full, arcname=_name(rebase, rel), recursive=False)
-                except (FileNotFoundError, PermissionError):
-                    continue  # vanished or unreadable while archiving
-            # os.walk does not descend into symlinked directories (followlinks=False).
+                    info = os.stat(source_base, dir_fd=here, follow_symlinks=False)
+                except FileNotFoundError:
+                    return
+                writer.add(here, source_base, info, _name(rebase, "."))
+                if not stat.S_ISDIR(info.st_mode):
+                    return
+                try:
+                    top = fdtree.open_dir_at(here, source_base)
+                except OSError:
+                    return  # swapped for something else since: archived as what it was
+            try:
+                for e in fdtree.walk(top):
+                    try:
+                        writer.add(e.parent, e.name, e.st, _name(rebase, e.rel))
+                    except PermissionError:
+                        continue  # unreadable while archiving
+            finally:
+                os.close(top)
+    finally:
+        if cwd is None:
+            os.close(here)
 
 
 def main(argv: list[str]) -> int:
@@ -53,9 +73,10 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: tarstream ROOT SOURCE_DIR SOURCE_BASE REBASE\n")
         return 2
     root, source_dir, source_base, rebase = argv
-    os.chroot(root)
-    os.chdir(source_dir)
+    sealed.preload()
     out = os.fdopen(1, "wb", buffering=1 << 20, closefd=False)
+    sealed.enter(root)
+    os.chdir(source_dir)
     write(source_base, rebase, out)
     out.flush()
     return 0
