@@ -44,11 +44,13 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pyd.api.wire import qbool, read_json_object
+from pyd.api.exec import exec_config
+from pyd.api.wire import create_spec_of, qbool, read_json_object
 from pyd.core import certs
 from pyd.core.errors import Forbidden, PydError
 from pyd.core.records import Container
 from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
+from pyd.engine.spec import CreateSpec, parse_create
 from pyd.engine.volumes import parse_bind, parse_mount
 
 log = Logger()
@@ -342,6 +344,11 @@ class Lookup(Protocol):
         them changes what C{ref} resolves to, so a rule must hold for all of them)."""
         ...
 
+    def parse_create(self, body: Any, api_version: tuple[int, int]) -> CreateSpec:
+        """The engine's door for a create body (C{ContainerService.parse_create}): the rules
+        read the typed spec the engine will create from, parsed once per request."""
+        ...
+
     async def volume_options(self, name: str) -> Mapping[str, str] | None:
         """The driver options of volume C{name}; None when it has none or does not exist."""
         ...
@@ -376,6 +383,10 @@ class NoLookup:
         """Nothing."""
         return []
 
+    def parse_create(self, body: Any, api_version: tuple[int, int]) -> CreateSpec:
+        """L{pyd.engine.spec.parse_create}."""
+        return parse_create(body, api_version)
+
     async def volume_options(self, name: str) -> Mapping[str, str] | None:
         """Nothing."""
         return None
@@ -407,6 +418,13 @@ class ServiceLookup:
         if self._containers is None or not ref:
             return []
         return candidates(self._containers.list_all(), ref)
+
+    def parse_create(self, body: Any, api_version: tuple[int, int]) -> CreateSpec:
+        """C{ContainerService.parse_create} (the handler's parser)."""
+        if self._containers is None:
+            return parse_create(body, api_version)
+        spec: CreateSpec = self._containers.parse_create(body, api_version)
+        return spec
 
     async def volume_options(self, name: str) -> Mapping[str, str] | None:
         """C{VolumeService.inspect}'s options."""
@@ -542,12 +560,11 @@ async def check(
     elif method != "POST":
         return
     elif path == "/containers/create":
-        body = _body(request)
-        hc = body.get("HostConfig")
-        if isinstance(hc, dict):
-            await _check_host_config(ctx, hc, 0)
-        eps = (body.get("NetworkingConfig") or {}).get("EndpointsConfig")
-        for net in eps if isinstance(eps, dict) else ():
+        # The typed spec the handler creates from (parsed once, kept on the request): Go's
+        # case-insensitive keys and duplicate-key merging mean the same here as in the engine.
+        spec = create_spec_of(request, ctx.lookup.parse_create)
+        await _check_host_config(ctx, spec.host_config, 0)
+        for net in spec.network.endpoints:
             _check_network(ctx, str(net))
     elif first == "networks" and action == "connect":
         _check_network(ctx, ref)
@@ -572,7 +589,7 @@ async def _check_container_call(
     elif method == "POST" and action == "update":
         _check_devices(ctx, _body(request))
     elif method == "POST" and action == "exec":
-        if _body(request).get("Privileged"):
+        if exec_config(_body(request)).privileged:
             raise ctx.deny("run a privileged exec")
         await _check_existing(ctx, ref, "exec into")
     elif action in ("attach", "attach/ws") and qbool(request, "stdin"):

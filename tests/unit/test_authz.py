@@ -239,14 +239,19 @@ class OperatorTests(SynchronousTestCase):
                 run_check("operator", "POST", "/containers/create", req, Policy())
 
     def test_duplicate_and_differently_cased_keys(self) -> None:
-        """Duplicate keys: the last wins for the rules as for the engine (one parser);
-        a key in another case is not the field (pyd reads fields by their exact name)."""
-        req = FakeRequest()
-        req.content = io.BytesIO(b'{"HostConfig": {"Privileged": false, "Privileged": true}}')
-        with self.assertRaises(Forbidden):
-            run_check("operator", "POST", "/containers/create", req, Policy())
-        req.content = io.BytesIO(b'{"HostConfig": {"Privileged": true}, "HostConfig": {}}')
-        run_check("operator", "POST", "/containers/create", req, Policy())
+        """The rules read the engine's typed spec: Go's case-insensitive keys and its merging
+        of duplicate keys mean the same to both (a lowercase C{privileged} is privileged)."""
+        for raw in (
+            b'{"HostConfig": {"Privileged": false, "Privileged": true}}',
+            b'{"HostConfig": {"Privileged": true}, "HostConfig": {}}',
+            b'{"hostconfig": {"privileged": true}}',
+            b'{"HOSTCONFIG": {"PidMode": "host"}}',
+            b'{"HostConfig": {"binds": ["/:/h"]}}',
+        ):
+            req = FakeRequest()
+            req.content = io.BytesIO(raw)
+            with self.assertRaises(Forbidden, msg=raw):
+                run_check("operator", "POST", "/containers/create", req, Policy())
 
 
 class RoleResolutionTests(SynchronousTestCase):
