@@ -207,6 +207,67 @@ class UntarHostileTests:
         assert victim.stat().st_nlink == 1
 
 
+class UntarDeviceTests:
+    """Device nodes: an image layer may hold only the inert character devices (and 0:0)."""
+
+    @pytest.mark.parametrize(
+        ("kind", "major", "minor"),
+        [
+            (tarfile.BLKTYPE, 8, 0),  # a host disk
+            (tarfile.BLKTYPE, 7, 0),  # a loop device
+            (tarfile.CHRTYPE, 1, 1),  # /dev/mem
+            (tarfile.CHRTYPE, 1, 2),  # /dev/kmem
+            (tarfile.CHRTYPE, 4, 0),  # a virtual console
+            (tarfile.CHRTYPE, 10, 200),  # /dev/net/tun
+        ],
+    )
+    def test_other_devices_refuse_the_layer(
+        self, tmp_path: Path, kind: bytes, major: int, minor: int
+    ) -> None:
+        """The whole layer is refused, naming the entry; no node is created."""
+        r = untar(
+            tmp_path / "l",
+            _tar(
+                (_ti("etc/", tarfile.DIRTYPE, 0o755), None),
+                (_ti("etc/passwd", kind, 0o644, devmajor=major, devminor=minor), None),
+            ),
+        )
+        assert r.returncode == 1
+        what = "block" if kind == tarfile.BLKTYPE else "character"
+        assert r.stderr.decode().strip().splitlines()[-1] == (
+            f"{what} device {major}:{minor} at 'etc/passwd' is refused: image layers may only hold "
+            "the character devices null, zero, full, random, urandom, tty, console and ptmx"
+        )
+        assert not os.path.lexists(tmp_path / "l" / "etc" / "passwd")
+
+    def test_inert_devices_are_kept(self, tmp_path: Path) -> None:
+        """null, zero, full, random, urandom, tty, console, ptmx and 0:0 stay as they are (old
+        images carry them in /dev)."""
+        devs = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (0, 0)]
+        layer = _tar(
+            (_ti("dev/", tarfile.DIRTYPE, 0o755), None),
+            *(
+                (_ti(f"dev/d{a}_{b}", tarfile.CHRTYPE, 0o666, devmajor=a, devminor=b), None)
+                for a, b in devs
+            ),
+        )
+        r = untar(tmp_path / "l", layer)
+        assert r.returncode == 0, r.stderr
+        for a, b in devs:
+            st = os.lstat(tmp_path / "l" / "dev" / f"d{a}_{b}")
+            assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(a, b)
+
+    def test_cp_into_a_container_keeps_dockerds_behaviour(self, tmp_path: Path) -> None:
+        """C{docker cp} into a container (devices=True) creates the node, as dockerd does; the
+        daemon never opens it (pyd.drivers.inroot)."""
+        from pyd.drivers.storage import untar as u
+
+        layer = _tar((_ti("disk", tarfile.BLKTYPE, 0o600, devmajor=7, devminor=0), None))
+        (tmp_path / "c").mkdir()
+        u.run(str(tmp_path / "c"), io.BytesIO(layer), None, chroot=False, devices=True)
+        assert stat.S_ISBLK(os.lstat(tmp_path / "c" / "disk").st_mode)
+
+
 def _store(tmp_path: Path, fsconfig: bool = True) -> LayerStore:
     store = LayerStore(
         str(tmp_path / "storage"), InProcessExtractor(InlineBlocking()), use_fsconfig=fsconfig

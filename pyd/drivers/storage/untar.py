@@ -9,6 +9,14 @@ whiteouts become overlayfs ones: C{.wh.X} a 0:0 character device C{X}, C{.wh..wh
 C{trusted.overlay.opaque=y} xattr on the directory. Names whose C{..} climbs out of the layer and
 hardlinks that point out of it are refused, as dockerd refuses them.
 
+Device nodes: an image is untrusted input and a device node in it names a host device (a block
+device at C{/etc/passwd} would make anything that reads it read a host disk). Image layers may
+only hold the character devices every container gets anyway (L{INERT_DEVICES}: null, zero, full,
+random, urandom, tty, console, ptmx) and 0:0 (an overlay whiteout); any other device node refuses
+the whole layer, naming the entry. C{docker cp} into a container (which may C{mknod} itself)
+passes C{devices=True} and keeps dockerd's behaviour. Whatever device is in a root, the daemon
+never opens it (L{pyd.drivers.inroot}).
+
 In the same pass it hashes the raw input (the compressed digest) and the uncompressed stream (the
 diff id), optionally copies the uncompressed tar to C{--tar-out} (kept to rebuild exact layer tars
 for save/push), and prints one JSON line:
@@ -38,6 +46,19 @@ CHUNK = 1 << 20
 OPAQUE_XATTR = "trusted.overlay.opaque"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+# (major, minor) of the character devices an image layer may hold: those the runtime puts in every
+# container's /dev (old images carry copies, e.g. from debootstrap), and 0:0, overlay's whiteout.
+INERT_DEVICES = {
+    (1, 3): "null",
+    (1, 5): "zero",
+    (1, 7): "full",
+    (1, 8): "random",
+    (1, 9): "urandom",
+    (5, 0): "tty",
+    (5, 1): "console",
+    (5, 2): "ptmx",
+    (0, 0): "whiteout",
+}
 
 
 class UntarError(Exception):
@@ -155,12 +176,31 @@ def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
                 raise
 
 
-def extract(stream: Any, root: str) -> int:
+def check_device(member: tarfile.TarInfo) -> None:
+    """Refuse a device node an image layer may not hold (see the module docstring).
+
+    @raise UntarError: naming the entry and the device.
+    """
+    if not (member.ischr() or member.isblk()):
+        return
+    if member.ischr() and (member.devmajor, member.devminor) in INERT_DEVICES:
+        return
+    kind = "character" if member.ischr() else "block"
+    raise UntarError(
+        f"{kind} device {member.devmajor}:{member.devminor} at {member.name!r} is refused: "
+        "image layers may only hold the character devices null, zero, full, random, urandom, "
+        "tty, console and ptmx"
+    )
+
+
+def extract(stream: Any, root: str, devices: bool = False) -> int:
     """Extract the uncompressed tar C{stream} under C{root} (C{/} inside the chroot).
 
+    @param devices: create any device node (C{docker cp} into a container); otherwise only
+        L{INERT_DEVICES} (an image layer).
     @return: the size of the file content written (regular files plus symlink targets, like
         dockerd's directory size).
-    @raise UntarError: a hostile or malformed member.
+    @raise UntarError: a hostile or malformed member, or a device node an image may not hold.
     """
     size = 0
     dirs: list[tuple[str, float]] = []
@@ -171,6 +211,8 @@ def extract(stream: Any, root: str) -> int:
     with tf:
         for member in tf:
             rel = _clean(member.name, "file")
+            if not devices:
+                check_device(member)
             if rel == ".":
                 if member.isdir():
                     continue
@@ -233,8 +275,11 @@ def _syncfs(path: str) -> None:
         os.close(fd)
 
 
-def run(dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True) -> dict[str, Any]:
-    """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes."""
+def run(
+    dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True, devices: bool = False
+) -> dict[str, Any]:
+    """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes
+    (C{devices}: see L{extract})."""
     raw = _HashingReader(src)
     plain_src = open_decompressed(raw)
     if plain_src is raw:
@@ -251,7 +296,7 @@ def run(dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True) -> 
     else:
         root = dest
     try:
-        size = extract(plain, root)
+        size = extract(plain, root, devices)
         plain.drain()
         raw.drain()
     except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError) as e:

@@ -327,7 +327,7 @@ def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) ->
             raise ViewError("dir-non-dir", conflict)
         src.seek(0)
     try:
-        untar.run(dest, src, None)
+        untar.run(dest, src, None, devices=True)  # as dockerd; the daemon never opens them
     except untar.UntarError as e:
         raise ViewError("tar", str(e)) from e
     return {"ok": True}
