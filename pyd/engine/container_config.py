@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import signal as _signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -18,6 +18,7 @@ import attrs
 from pyd.core.errors import InvalidParameter, SystemError_
 from pyd.core.ids import go_quote, line_safe
 from pyd.core.records import Image
+from pyd.engine.spec.records import LogConfig
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIN_MEMORY = 6 * 1024 * 1024
@@ -503,14 +504,18 @@ def validate_log_config(lc: dict[str, Any]) -> None:
         raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
 
 
-def log_plan(lc: dict[str, Any]) -> LogPlan:
+def log_plan(lc: LogConfig | Mapping[str, Any]) -> LogPlan:
     """dockerd's logger initialisation at start: parse max-size, max-file, compress.
 
+    @param lc: the spec's L{LogConfig} (or the wire C{LogConfig} section).
     @raise SystemError_: C{failed to initialize logging driver: ...} (dockerd's texts; compressed
         rotation is accepted but rotated files stay uncompressed).
     """
-    ltype = lc.get("Type") or "json-file"
-    cfg: dict[str, str] = {k: str(v) for k, v in (lc.get("Config") or {}).items()}
+    if isinstance(lc, LogConfig):
+        ltype, given = lc.type or "json-file", lc.config
+    else:
+        ltype, given = lc.get("Type") or "json-file", lc.get("Config") or {}
+    cfg: dict[str, str] = {k: str(v) for k, v in given.items()}
     try:
         if ltype == "none":
             return LogPlan("none")

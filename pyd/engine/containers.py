@@ -63,7 +63,8 @@ from pyd.engine.container_logs import (
 )
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
-from pyd.engine.spec import CreateSpec, parse_create
+from pyd.engine.spec import CreateSpec, parse_create, parse_update, resources_of, stored_spec
+from pyd.engine.spec.records import Resources
 from pyd.engine.streams import StreamTarget
 from pyd.engine.users import resolve_user
 from pyd.state.containers import ContainerRepository
@@ -565,6 +566,14 @@ class ContainerService:
         """
         return parse_create(body, api_version, self.settings.ncpu)
 
+    def spec_of(self, c: Container) -> CreateSpec:
+        """The typed spec of a stored container (what start, the runtime spec and the rules
+        read; its sections stay as sent for inspect).
+
+        @raise InvalidParameter: a record stored mistyped by an older pyd.
+        """
+        return stored_spec(c.config, c.host_config, c.networking_config)
+
     async def create(
         self,
         name: str | None,
@@ -716,13 +725,13 @@ class ContainerService:
         cid = c.id
         bundle = self.bundle_dir(cid)
         hc = c.host_config
-        cfg = c.config
         run = _Run(self._clock.seconds())
         net: NetworkSetup | None = None
         spec_input: oci.RuntimeSpecInput | None = None
         log_path = c.extra.get("log_path") or os.path.join(bundle, "ctr.log")
+        s = self.spec_of(c)
         try:
-            plan = cc.log_plan(hc.get("LogConfig") or {})
+            plan = cc.log_plan(s.logging)
 
             async def mount() -> str:
                 run.rootfs = await self._images.mount_rw_layer(cid)
@@ -735,11 +744,11 @@ class ContainerService:
                 self._networks.setup(
                     cid,
                     c.name.lstrip("/"),
-                    cfg.get("Hostname") or cid[:12],
-                    hc.get("NetworkMode") or "bridge",
+                    s.process.hostname or cid[:12],
+                    s.namespaces.network or "bridge",
                     dict(c.networking_config.get("EndpointsConfig") or {}),
                     hc,
-                    list((cfg.get("ExposedPorts") or {}).keys()),
+                    list(s.process.exposed_ports),
                 ),
             )
             if netted:
@@ -750,11 +759,13 @@ class ContainerService:
                 net_or_failure.raiseException()
             # Volumes after the network, as dockerd does (its "mount" events follow "connect").
             await self._volumes.prepare(cid, c.mounts, rootfs)
-            spec_input = await self._blocking.run(self._prepare_spec, c, rootfs, net)
-            pid_path, ipc_path, shm_source = self._namespace_joins(hc)
-            if (hc.get("IpcMode") or "") == "shareable":
+            spec_input = await self._blocking.run(self._prepare_spec, c, s, rootfs, net)
+            pid_path, ipc_path, shm_source = self._namespace_joins(s)
+            if s.namespaces.ipc == "shareable":
                 shm_source = os.path.join(self.bundle_dir(cid), "shm")
-                await self._blocking.run(mount_shm, shm_source, hc.get("ShmSize") or cc.DEFAULT_SHM)
+                await self._blocking.run(
+                    mount_shm, shm_source, s.runtime.shm_size or cc.DEFAULT_SHM
+                )
             spec_input = attrs.evolve(
                 spec_input, pid_path=pid_path, ipc_path=ipc_path, shm_source=shm_source
             )
@@ -774,11 +785,11 @@ class ContainerService:
                     name=c.name.lstrip("/"),
                     bundle=bundle,
                     spec=spec,
-                    terminal=bool(cfg.get("Tty")),
-                    stdin=bool(cfg.get("OpenStdin")),
+                    terminal=s.process.tty,
+                    stdin=s.process.open_stdin,
                     # streams: a TTY's stdin must survive a detach (dockerd closes it at the
                     # client's EOF only for StdinOnce without a TTY; see pyd.engine.streams).
-                    leave_stdin_open=not cfg.get("StdinOnce") or bool(cfg.get("Tty")),
+                    leave_stdin_open=not s.process.stdin_once or s.process.tty,
                     log_path="" if plan.driver == "none" else log_path,
                     log_size_max=log_limit,
                     log_driver="none" if plan.driver == "none" else "k8s-file",
@@ -791,8 +802,8 @@ class ContainerService:
                 await hook(cid, self.runtime.attach_socket_path(cid, bundle))
             await self.runtime.start(cid)
         except RuntimeFailed as e:
-            args = list(spec_input.args) if spec_input is not None else cc.command_of(cfg)
-            if hc.get("Init") and args[:2] == [oci.INIT_DEST, "--"]:
+            args = list(spec_input.args) if spec_input is not None else cc.command_of(c.config)
+            if s.runtime.init and args[:2] == [oci.INIT_DEST, "--"]:
                 args = args[2:]
             message, code = cc.start_error(args, e.message)
             await self._start_failed(c, run, net, message, code)
@@ -912,18 +923,17 @@ class ContainerService:
             raise no_such_container(ref)
         return c
 
-    def _namespace_joins(self, hc: dict[str, Any]) -> tuple[str, str, str]:
+    def _namespace_joins(self, s: CreateSpec) -> tuple[str, str, str]:
         """The namespaces C{--pid container:X} and C{--ipc container:X} join (dockerd's checks
         and texts: the donor must exist and run; an IPC donor must be C{shareable})."""
         pid_path = ipc_path = shm_source = ""
-        pid_mode = hc.get("PidMode") or ""
-        if pid_mode.startswith("container:"):
-            donor = self._running_donor(pid_mode.split(":", 1)[1])
+        joins = s.namespaces.joins()
+        if "pid" in joins:
+            donor = self._running_donor(joins["pid"])
             pid_path = f"/proc/{donor.state.pid}/ns/pid"
-        ipc_mode = hc.get("IpcMode") or ""
-        if ipc_mode.startswith("container:"):
-            donor = self._running_donor(ipc_mode.split(":", 1)[1])
-            if (donor.host_config.get("IpcMode") or "") != "shareable":
+        if "ipc" in joins:
+            donor = self._running_donor(joins["ipc"])
+            if self.spec_of(donor).namespaces.ipc != "shareable":
                 raise InvalidParameter(
                     f"container {donor.id}: non-shareable IPC "
                     "(hint: use IpcMode:shareable for the donor container)"
@@ -946,17 +956,13 @@ class ContainerService:
         return donor
 
     def _prepare_spec(
-        self, c: Container, rootfs: str, net: NetworkSetup | None
+        self, c: Container, s: CreateSpec, rootfs: str, net: NetworkSetup | None
     ) -> oci.RuntimeSpecInput:
         """Blocking part of a start: users, hosts files, spec input (runs in the io pool)."""
-        cfg = c.config
-        hc = c.host_config
-        uid, gid, groups, home = resolve_user(
-            rootfs, cfg.get("User") or "", hc.get("GroupAdd") or []
-        )
-        hostname = cfg.get("Hostname") or c.id[:12]
+        uid, gid, groups, home = resolve_user(rootfs, s.process.user, list(s.security.group_add))
+        hostname = s.process.hostname or c.id[:12]
         bundle = self.bundle_dir(c.id)
-        mode = hc.get("NetworkMode") or "bridge"
+        mode = s.namespaces.network or "bridge"
         host_net = mode == "host"
         files = []
         hostname_path = os.path.join(bundle, "hostname")
@@ -968,25 +974,21 @@ class ContainerService:
             hosts_text = "".join(f"{a}\t{n}\n" for a, n in net.hosts_entries)
         else:
             host_hosts = _read_or(self.settings.host_hosts, "") if host_net else None
-            hosts_text = cc.render_hosts((), hc.get("ExtraHosts") or [], host_hosts)
+            hosts_text = cc.render_hosts((), list(s.network.extra_hosts), host_hosts)
         _write(hosts_path, hosts_text)
         files.append((hosts_path, "/etc/hosts"))
         resolv_path = os.path.join(bundle, "resolv.conf")
         host_resolv = _read_or(self.settings.host_resolv_conf, "")
         # Networking already folded --dns in; on user networks it names its own resolver
         # (which forwards to the --dns servers), so its answer comes first.
-        dns = (
-            list(net.dns_servers if net else ())
-            or list(hc.get("Dns") or [])
-            or list(self.settings.dns)
-        )
+        dns = list(net.dns_servers if net else ()) or list(s.network.dns) or list(self.settings.dns)
         search = (
-            list(hc.get("DnsSearch") or [])
+            list(s.network.dns_search)
             or list(net.dns_search if net else ())
             or list(self.settings.dns_search)
         )
         opts = (
-            list(hc.get("DnsOptions") or [])
+            list(s.network.dns_options)
             or list(net.dns_options if net else ())
             or list(self.settings.dns_options)
         )
@@ -999,77 +1001,63 @@ class ContainerService:
                 cc.render_resolv_conf(host_resolv, dns, search, opts, keep_localhost=host_net),
             )
         files.append((resolv_path, "/etc/resolv.conf"))
-        env = list(cfg.get("Env") or [])
+        env = list(s.process.env)
         keys = {e.split("=", 1)[0] for e in env}
         if "PATH" not in keys:
             env.insert(0, "PATH=" + cc.DEFAULT_PATH)
         if "HOSTNAME" not in keys:
             env.insert(1, "HOSTNAME=" + hostname)
-        if cfg.get("Tty") and "TERM" not in keys:
+        if s.process.tty and "TERM" not in keys:
             env.append("TERM=xterm")
         if "HOME" not in keys:
             env.append("HOME=" + (home or "/"))
-        privileged = bool(hc.get("Privileged"))
+        sec = s.security
         caps = oci.resolve_caps(
-            hc.get("CapAdd") or [],
-            hc.get("CapDrop") or [],
-            privileged,
-            self.settings.cap_bounding,
+            list(sec.cap_add), list(sec.cap_drop), sec.privileged, self.settings.cap_bounding
         )
-        no_new_privs = False
-        seccomp = True
         apparmor = ""
-        for opt in hc.get("SecurityOpt") or []:
-            key, value = cc.parse_security_opt(opt)
-            if key == "no-new-privileges":
-                no_new_privs = value.lower() in ("", "true", "1")
-            elif key == "seccomp" and value == "unconfined":
-                seccomp = False
-        resources = attrs.evolve(_resources_of(hc), oom_kill_disable=bool(hc.get("OomKillDisable")))
-        ulimits = tuple(
-            (u["Name"], int(u.get("Soft") or 0), int(u.get("Hard") or 0))
-            for u in hc.get("Ulimits") or []
-        )
+        resources = _resources_of(s.resources)
+        ulimits = tuple((u.name, u.soft, u.hard) for u in s.resources.ulimits)
         netns: str | None = ""
         if host_net:
             netns = None
         elif net is not None:
             netns = net.netns_path if net.netns_path is not None else None
         init_path = ""
-        if hc.get("Init"):
+        if s.runtime.init:
             init_path = self.settings.init_path
             if not init_path:
                 raise InvalidParameter("--init requested but no init binary (tini) is installed")
-        args = cc.command_of(cfg)
+        args = cc.command_of(c.config)
         return oci.RuntimeSpecInput(
             args=tuple(args),
             env=tuple(env),
-            cwd=cfg.get("WorkingDir") or "/",
+            cwd=s.process.working_dir or "/",
             uid=uid,
             gid=gid,
             additional_gids=groups,
-            terminal=bool(cfg.get("Tty")),
+            terminal=s.process.tty,
             hostname=hostname,
-            domainname=cfg.get("Domainname") or "",
+            domainname=s.process.domainname,
             rootfs=rootfs,
-            readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+            readonly_rootfs=sec.readonly_rootfs,
             mounts=tuple(c.mounts),
             bind_files=tuple(files),
             netns_path=netns,
-            ipc_host=(hc.get("IpcMode") or "") == "host",
-            pid_host=(hc.get("PidMode") or "") == "host",
-            uts_host=(hc.get("UTSMode") or "") == "host",
+            ipc_host=s.namespaces.ipc == "host",
+            pid_host=s.namespaces.pid == "host",
+            uts_host=s.namespaces.uts == "host",
             resources=resources,
             cgroups_path=cgroup_path(c.id),
             caps=caps,
-            privileged=privileged,
+            privileged=sec.privileged,
             ulimits=ulimits,
-            sysctls=tuple((k, str(v)) for k, v in (hc.get("Sysctls") or {}).items()),
-            no_new_privileges=no_new_privs,
+            sysctls=tuple(s.runtime.sysctls.items()),
+            no_new_privileges=sec.no_new_privileges,
             init_path=init_path,
-            shm_size=hc.get("ShmSize") or cc.DEFAULT_SHM,
-            seccomp=seccomp,
-            oom_score_adj=(hc.get("OomScoreAdj") or None),
+            shm_size=s.runtime.shm_size or cc.DEFAULT_SHM,
+            seccomp=sec.seccomp != "unconfined",
+            oom_score_adj=(s.runtime.oom_score_adj or None),
             apparmor_profile=apparmor,
         )
 
@@ -1518,8 +1506,9 @@ class ContainerService:
     async def update(self, ref: str, changes: dict[str, Any]) -> list[str]:
         """C{docker update}: resources and restart policy; live ones go to the runtime.
 
-        @raise InvalidParameter: invalid values (dockerd's text).
+        @raise InvalidParameter: invalid values, mistyped JSON (dockerd's texts).
         """
+        changes = parse_update(changes)
         c = self.resolve(ref)
         async with self._lock(c.id):
             c = self.resolve(c.id)
@@ -1571,7 +1560,10 @@ class ContainerService:
                         terminal=False,
                         hostname="",
                         rootfs="",
-                        resources=_resources_of(hc),
+                        # OomKillDisable is stored, not applied live (as before the spec)
+                        resources=attrs.evolve(
+                            _resources_of(resources_of(hc)), oom_kill_disable=False
+                        ),
                     )
                 )["linux"]["resources"]
                 res.pop("devices", None)
@@ -1684,7 +1676,7 @@ class ContainerService:
     async def _resume_log_rotation(self, c: Container) -> None:
         """Daemon start, container still running: catch up with rotations, watch again."""
         try:
-            plan = cc.log_plan(c.host_config.get("LogConfig") or {})
+            plan = cc.log_plan(self.spec_of(c).logging)
         except PydError:
             return
         if not plan.rotates:
@@ -1969,26 +1961,24 @@ def _labels_match(labels: dict[str, Any], wanted: Sequence[str]) -> bool:
     return True
 
 
-def _resources_of(hc: dict[str, Any]) -> oci.Resources:
-    """Docker's HostConfig resource keys as OCI resources (create and live update)."""
-    nano = hc.get("NanoCpus") or 0
-    quota = hc.get("CpuQuota") or 0
-    period = hc.get("CpuPeriod") or 0
-    if nano:
+def _resources_of(r: Resources) -> oci.Resources:
+    """The spec's resources as OCI resources (create and live update)."""
+    quota, period = r.cpu_quota, r.cpu_period
+    if r.nano_cpus:
         period = 100_000
-        quota = nano * period // 1_000_000_000
-    pids = hc.get("PidsLimit") or 0
+        quota = r.nano_cpus * period // 1_000_000_000
     return oci.Resources(
-        memory=hc.get("Memory") or 0,
-        memory_swap=hc.get("MemorySwap") or 0,
-        memory_reservation=hc.get("MemoryReservation") or 0,
-        cpu_shares=hc.get("CpuShares") or 0,
+        memory=r.memory,
+        memory_swap=r.memory_swap,
+        memory_reservation=r.memory_reservation,
+        cpu_shares=r.cpu_shares,
         cpu_quota=quota,
         cpu_period=period,
-        cpuset_cpus=hc.get("CpusetCpus") or "",
-        cpuset_mems=hc.get("CpusetMems") or "",
-        pids_limit=pids if pids > 0 else 0,
-        blkio_weight=hc.get("BlkioWeight") or 0,
+        cpuset_cpus=r.cpuset_cpus,
+        cpuset_mems=r.cpuset_mems,
+        pids_limit=r.pids_limit or 0,
+        blkio_weight=r.blkio_weight,
+        oom_kill_disable=bool(r.oom_kill_disable),
     )
 
 

@@ -10,7 +10,14 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
-from pyd.engine.spec import FIELDS, NOT_APPLIED, UNPARSED, parse_create, parse_endpoint
+from pyd.engine.spec import (
+    FIELDS,
+    NOT_APPLIED,
+    UNPARSED,
+    parse_create,
+    parse_endpoint,
+    parse_update,
+)
 from pyd.engine.spec.gojson import decode, object_pairs, paths
 from pyd.engine.spec.schema import CREATE_REQUEST, ENDPOINT_SETTINGS, HOST_CONFIG
 
@@ -206,6 +213,40 @@ class MistypedJSONTests(SynchronousTestCase):
         with self.assertRaises(InvalidParameter) as e:
             parse_endpoint({"Aliases": [1]})
         self.assertIn("Go struct field EndpointSettings.Aliases of type string", str(e.exception))
+
+
+class UpdateBodyTests(SynchronousTestCase):
+    """C{docker update} bodies are typed the same way (no wrong type reaches a comparison)."""
+
+    def test_mistyped(self) -> None:
+        """A string memory, a number restart policy name: Go's texts for UpdateConfig."""
+        for body, text in (
+            (
+                {"Memory": "1g"},
+                "invalid JSON: json: cannot unmarshal string into Go struct field "
+                "UpdateConfig.Memory of type int64",
+            ),
+            (
+                {"RestartPolicy": {"Name": 1}},
+                "invalid JSON: json: cannot unmarshal number into Go struct field "
+                "RestartPolicy.RestartPolicy.Name of type container.RestartPolicyMode",
+            ),
+            (
+                {"PidsLimit": [1]},
+                "invalid JSON: json: cannot unmarshal array into Go struct field "
+                "UpdateConfig.PidsLimit of type int64",
+            ),
+        ):
+            with self.assertRaises(InvalidParameter) as e:
+                parse_update(body)
+            self.assertEqual(str(e.exception), text)
+
+    def test_decoded(self) -> None:
+        """Known fields keep Go's names, in any case; others (HostConfig's) are dropped."""
+        self.assertEqual(
+            parse_update({"memory": 7 << 20, "Privileged": True, "RestartPolicy": {"Name": "no"}}),
+            {"Memory": 7 << 20, "RestartPolicy": {"Name": "no"}},
+        )
 
 
 class VersionRuleTests(SynchronousTestCase):

@@ -12,8 +12,10 @@ from pyd.engine.spec.parse import (
     main_network,
     parse_create,
     parse_endpoint,
+    parse_update,
     resources_of,
     restart_of,
+    stored_spec,
 )
 from pyd.engine.spec.records import CreateSpec, container_ref
 
@@ -28,6 +30,8 @@ __all__ = [
     "main_network",
     "parse_create",
     "parse_endpoint",
+    "parse_update",
     "resources_of",
     "restart_of",
+    "stored_spec",
 ]

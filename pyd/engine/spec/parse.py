@@ -19,7 +19,12 @@ from pyd.drivers.runtime import spec as oci
 from pyd.engine import container_config as cc
 from pyd.engine.spec import records as r
 from pyd.engine.spec.gojson import decode
-from pyd.engine.spec.schema import CONFIG_FIELDS, CREATE_REQUEST, ENDPOINT_SETTINGS
+from pyd.engine.spec.schema import (
+    CONFIG_FIELDS,
+    CREATE_REQUEST,
+    ENDPOINT_SETTINGS,
+    UPDATE_CONFIG,
+)
 
 VOLUME_DRIVER_WARNING = (
     "WARNING: the container-wide volume-driver configuration is ignored for volumes specified "
@@ -47,6 +52,55 @@ def parse_create(
     warnings = _version_rules(config, hc, nc, api_version)
     nc, mac_warning = _migrate_mac_address(config, hc, nc)
     warnings += cc.validate_create(config, hc, ncpu or os.cpu_count() or 1)
+    return _records(
+        config, hc, nc, [*warnings, mac_warning] if mac_warning else warnings, api_version
+    )
+
+
+def parse_update(body: Any) -> dict[str, Any]:
+    """Decode a C{POST /containers/{id}/update} body (C{container.UpdateConfig}: the resources
+    and the restart policy) with Go's types.
+
+    @return: the body with Go's field names only.
+    @raise InvalidParameter: C{invalid JSON: json: cannot unmarshal ...} (dockerd's text).
+    """
+    out: dict[str, Any] = decode({} if body is None else body, UPDATE_CONFIG)
+    return out
+
+
+def stored_spec(
+    config: Mapping[str, Any] | None,
+    host_config: Mapping[str, Any] | None,
+    networking_config: Mapping[str, Any] | None = None,
+) -> r.CreateSpec:
+    """The spec of a stored container (sections validated at its create, engine defaults
+    filled in): decoded and typed again, without the version rules and create checks.
+
+    @raise InvalidParameter: a stored section has a type Go would refuse (a record from before
+        the spec: its start fails with the message instead of a TypeError).
+    """
+    body = {
+        **dict(config or {}),
+        "HostConfig": dict(host_config or {}),
+        "NetworkingConfig": dict(networking_config or {}),
+    }
+    wire = decode(body, CREATE_REQUEST)
+    return _records(
+        {k: wire[k] for k in CONFIG_FIELDS if k in wire},
+        dict(wire.get("HostConfig") or {}),
+        dict(wire.get("NetworkingConfig") or {}),
+        [],
+        (1, 50),
+    )
+
+
+def _records(
+    config: dict[str, Any],
+    hc: dict[str, Any],
+    nc: dict[str, Any],
+    warnings: list[str],
+    api_version: tuple[int, int],
+) -> r.CreateSpec:
     security = _security(hc)
     return r.CreateSpec(
         process=_process(config),
@@ -92,7 +146,7 @@ def parse_create(
         config=config,
         host_config=hc,
         networking_config=nc,
-        warnings=[*warnings, mac_warning] if mac_warning else warnings,
+        warnings=warnings,
         api_version=api_version,
     )
 

@@ -210,3 +210,8 @@ CREATE_REQUEST = struct(
     HostConfig=HOST_CONFIG,
     NetworkingConfig=NETWORKING_CONFIG,
 )
+UPDATE_CONFIG = struct(
+    "container.UpdateConfig",
+    **RESOURCES_FIELDS,
+    RestartPolicy=HOST_CONFIG_FIELDS["RestartPolicy"],
+)
