@@ -50,6 +50,8 @@ from pyd.core import certs
 from pyd.core.errors import Forbidden, PydError
 from pyd.core.records import Container
 from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
+from pyd.engine.container_config import sysctl_name
+from pyd.engine.networks import host_port_range
 from pyd.engine.spec import CreateSpec, parse_create
 from pyd.engine.volumes import parse_bind, parse_mount
 
@@ -771,22 +773,24 @@ def _check_security_opts(ctx: _Ctx, opts: Any) -> None:
 
 def _check_ports(ctx: _Ctx, bindings: Any) -> None:
     """Host ports below 1024 are root's on the host (a published one shadows a host service
-    such as ssh for traffic from outside); ephemeral and high ports are fine."""
-    if not isinstance(bindings, dict):
+    such as ssh for traffic from outside); ephemeral and high ports are fine. Host ports are
+    read with the engine's own parser (C{+22}, C{ 22}, C{8_1} are its 400, not port 22)."""
+    if not isinstance(bindings, Mapping):
         return
     for port, binds in bindings.items():
         for b in binds or ():
-            host_port = str((b or {}).get("HostPort") or "") if isinstance(b, dict) else ""
-            low = host_port.split("-", 1)[0]
-            if low.isdigit() and 0 < int(low) < 1024:
+            host_port = str((b or {}).get("HostPort") or "") if isinstance(b, Mapping) else ""
+            low, _high = host_port_range(host_port)
+            if 0 < low < 1024:
                 raise ctx.deny(f"publish host port {host_port} (below 1024, for {port})")
 
 
 def _check_sysctls(ctx: _Ctx, sysctls: Any) -> None:
-    if not isinstance(sysctls, dict):
+    if not isinstance(sysctls, Mapping):
         return
     for key in sysctls:
-        k = str(key).replace("/", ".")
+        # The name of the file the runtime writes (the engine refuses the same keys).
+        k = sysctl_name(str(key))
         if k in _NS_SYSCTLS or k.startswith(_NS_SYSCTL_PREFIXES):
             continue
         raise ctx.deny(f"set sysctl {k} (not in the container's own namespaces)")

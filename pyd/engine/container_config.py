@@ -571,7 +571,23 @@ def _local_plan(cfg: dict[str, str]) -> LogPlan:
 
 
 _GO_INT = re.compile(r"^[+-]?[0-9]+$")
+_SYSCTL_PART = re.compile(r"^[A-Za-z0-9_@:+-]+\Z")
 _GO_FLOAT = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def sysctl_name(key: str) -> str:
+    """A C{--sysctl} key as the dotted name of the C{/proc/sys} file it writes.
+
+    The runtime writes C{/proc/sys/<key with . turned into />}, so C{.} and C{/} both separate
+    names; a C{..} or empty part would leave the named subtree (C{net/../kernel/core_pattern}
+    is C{kernel.core_pattern}). The authorization rules judge the name this returns.
+
+    @raise InvalidParameter: an empty, C{.} or C{..} part, or a character no sysctl has.
+    """
+    parts = key.replace("/", ".").split(".")
+    if any(p in ("", ".", "..") or not _SYSCTL_PART.match(p) for p in parts):
+        raise InvalidParameter(f"invalid sysctl name {key!r}")
+    return ".".join(parts)
 
 
 def go_atoi(value: str) -> int:

@@ -607,6 +607,8 @@ class ContainerService:
         if not image_ref:
             raise InvalidParameter("config cannot be empty in order to create a container")
         warnings = list(spec.warnings)
+        for key in spec.runtime.sysctls:
+            cc.sysctl_name(key)
         image: Image = await self._images.resolve(image_ref)
         config = cc.merge_image_defaults(config, image)
         if not cc.command_of(config):

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import ipaddress
 import os
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,6 +53,7 @@ from pyd.engine.container_config import parse_extra_host
 from pyd.state.networks import NetworkRepository
 
 log = Logger()
+_DIGITS = re.compile(r"^[0-9]+\Z")
 T = TypeVar("T")
 
 PREDEFINED = ("bridge", "host", "none")
@@ -305,10 +307,21 @@ def _is_loopback(addr: str) -> bool:
         return False
 
 
+def _port_number(text: str) -> int:
+    """Go's C{strconv.ParseUint(text, 10, 16)} as go-connections' nat package uses it: decimal
+    digits only (C{+22}, C{ 22}, C{8_1} are not numbers, as Python's C{int} would take them).
+
+    @raise ValueError: not a port number.
+    """
+    if not _DIGITS.match(text) or int(text) > 65535:
+        raise ValueError(text)
+    return int(text)
+
+
 def _port_key(spec: str) -> tuple[int, str]:
     port, _, proto = spec.partition("/")
     try:
-        n = int(port)
+        n = _port_number(port)
     except ValueError as e:
         raise InvalidParameter(f"invalid port specification: {spec!r}") from e
     proto = (proto or "tcp").lower()
@@ -317,16 +330,22 @@ def _port_key(spec: str) -> tuple[int, str]:
     return n, proto
 
 
-def _host_port_range(value: str) -> tuple[int, int]:
+def host_port_range(value: str) -> tuple[int, int]:
+    """A binding's C{HostPort} (C{""}, C{N} or C{N-M}) as (low, high); (0, 0): ephemeral.
+
+    The authorization rules read host ports with this same function.
+
+    @raise InvalidParameter: C{invalid hostPort: <value>}.
+    """
     if not value:
         return 0, 0
     lo, sep, hi = value.partition("-")
     try:
-        a = int(lo)
-        b = int(hi) if sep else a
+        a = _port_number(lo)
+        b = _port_number(hi) if sep else a
     except ValueError as e:
         raise InvalidParameter(f"invalid hostPort: {value}") from e
-    if not (0 <= a <= 65535 and 0 <= b <= 65535 and a <= b):
+    if not a <= b:
         raise InvalidParameter(f"invalid hostPort: {value}")
     return a, b
 
@@ -980,7 +999,7 @@ class NetworkService:
                         if ":" in host_ip:  # IPv6 host addresses: not served, skipped
                             continue
                         raise InvalidParameter(f"invalid host IP: {host_ip}") from None
-                lo, hi = _host_port_range((b or {}).get("HostPort") or "")
+                lo, hi = host_port_range((b or {}).get("HostPort") or "")
                 out.append((port, proto, host_ip, lo, hi))
         if host_config.get("PublishAllPorts"):
             have = {(p, pr) for p, pr, *_ in out}

@@ -363,6 +363,13 @@ class CreateOptionTests(_Base):
             "fs.file-max",
         ):
             self.create_refused({"Sysctls": {key: "1"}}, f"set sysctl {key}")
+        # Names are judged as the file the runtime writes; escaping parts are the engine's 400.
+        self.create_refused(
+            {"Sysctls": {"kernel/core_pattern": "|x"}}, "sysctl kernel.core_pattern"
+        )
+        for key in ("net/../kernel/core_pattern", "net.ipv4/../../kernel.core_pattern",
+                    "net..x", "net/./x", ".net.x", "net.x.", "net.x\n"):  # fmt: skip
+            self.create_invalid({"Sysctls": {key: "1"}}, "invalid sysctl name")
         self.create_allowed(
             {
                 "Sysctls": {
@@ -462,6 +469,11 @@ class CreateOptionTests(_Base):
         self.create_refused(
             {"PortBindings": {"80/tcp": [{"HostPort": "1000-1100"}]}}, "publish host port"
         )
+        # The engine's strict parser: what Python's int() would read as 22 is a 400 for both.
+        for text in ("+22", " 22", "22 ", "8_1", "0x16", "\uff12\uff12", "22-+30"):
+            self.create_invalid(
+                {"PortBindings": {"80/tcp": [{"HostPort": text}]}}, f"invalid hostPort: {text}"
+            )
         self.create_allowed(
             {
                 "PortBindings": {

@@ -396,6 +396,23 @@ class StartStopTests(EngineTestBase):
         self.fail_with(self.svc.update(cid, {"Memory": 10}), InvalidParameter)
 
 
+class SysctlNameTests(EngineTestBase):
+    """A sysctl key that leaves its subtree is refused at create (issue 12)."""
+
+    def test_escaping_sysctl_refused(self) -> None:
+        """C{net/../kernel/core_pattern} would write kernel.core_pattern: 400, nothing made."""
+        for key in ("net/../kernel/core_pattern", "net..x", "net/./y"):
+            err = self.fail_with(
+                self.svc.create(
+                    None, {"Image": "busybox", "Cmd": ["true"]}, {"Sysctls": {key: "1"}}
+                ),
+                InvalidParameter,
+            )
+            self.assertEqual(str(err), f"invalid sysctl name {key!r}")
+        self.assertEqual(self.svc.list_all(), [])
+        self.assertEqual(cc.sysctl_name("net/ipv4/ip_forward"), "net.ipv4.ip_forward")
+
+
 class NamespaceJoinPinningTests(EngineTestBase):
     """C{container:X} is resolved once, at create, to X's full id (escape 8 of issue 12)."""
 

@@ -21,12 +21,12 @@ from pyd.drivers.network.nft import (
 )
 from pyd.engine import resolvconf
 from pyd.engine.networks import (
-    _host_port_range,
     _mac_for,
     _port_key,
     _read_resolv,
     _upstreams,
     default_bridge_name,
+    host_port_range,
 )
 
 
@@ -224,9 +224,12 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(_port_key("53/UDP"), (53, "udp"))
         self.assertRaises(InvalidParameter, _port_key, "x/tcp")
         self.assertRaises(InvalidParameter, _port_key, "80/icmp")
-        self.assertEqual(_host_port_range(""), (0, 0))
-        self.assertEqual(_host_port_range("8000-8010"), (8000, 8010))
-        self.assertRaises(InvalidParameter, _host_port_range, "9-1")
+        self.assertEqual(host_port_range(""), (0, 0))
+        self.assertEqual(host_port_range("8000-8010"), (8000, 8010))
+        self.assertRaises(InvalidParameter, host_port_range, "9-1")
+        for text in ("+22", " 22", "8_1", "\uff12\uff12", "65536", "1-+2"):
+            self.assertRaises(InvalidParameter, host_port_range, text)
+        self.assertRaises(InvalidParameter, _port_key, "+80/tcp")
 
     def test_mac(self) -> None:
         """Generated MACs are dockerd's 02:42 + the IPv4 address."""
