@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from pyd.core.errors import InvalidParameter, NotFound, PydError
 from pyd.core.records import Image, RegistryAuth
 from pyd.core.seams import Blocking
-from pyd.engine.build import fs, lexer
+from pyd.engine.build import copier, fs, lexer
 from pyd.engine.build.parser import (
     Dockerfile,
     DockerfileError,
@@ -414,9 +414,7 @@ class BuildService:
                 raise InvalidParameter(f'target stage "{options.target}" could not be found')
             # A Dockerfile sent from outside the context (.dockerfile.<hex>) is not part of it.
             if os.path.basename(options.dockerfile).startswith(".dockerfile."):
-                await self.io.run(
-                    _remove_file, os.path.join(context, fs.clean_rel(options.dockerfile))
-                )
+                await self.io.run(fs.remove_dockerfile, context, options.dockerfile)
         except BaseException:
             await self.io.run(fs.remove_tree, workdir)
             raise
@@ -451,13 +449,6 @@ class BuildService:
     async def prune(self) -> tuple[list[str], int]:
         """Remove leftover scratch directories of builds; return (ids, bytes reclaimed)."""
         return await self.io.run(_prune_dirs, self.root)
-
-
-def _remove_file(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _prune_dirs(root: str) -> tuple[list[str], int]:
@@ -1025,7 +1016,7 @@ class _Build:
             root = await self.svc.images.mount_rw_layer(layer)
             user = st.config.get("User") or ""
             owner = await self.svc.io.run(_owner_for, root, user) if user else (0, 0)
-            await self.svc.io.run(fs.make_workdir, root, wd, owner)
+            await self.svc.io.run(copier.make_workdir, root, wd, owner)
             await self._commit_layer(st, layer, cmd, key, container=layer)
         finally:
             if cid is None:
@@ -1204,12 +1195,12 @@ class _Build:
                         raise BuildFailed(str(e)) from None
                 elif from_ref:
                     owner = None
-                opts = fs.CopyOptions(
+                opts = copier.CopyOptions(
                     owner=owner, mode=mode, unpack=inst.cmd == "add", chowned=bool(chown)
                 )
                 try:
                     await self.svc.io.run(
-                        fs.copy_into,
+                        copier.copy_into,
                         root,
                         sources,
                         dest,

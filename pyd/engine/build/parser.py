@@ -265,6 +265,11 @@ def _maybe_json(rest: str) -> list[str] | None:
     return value
 
 
+def valid_file_name(name: str) -> bool:
+    """Whether C{name} names one file: not empty, no C{/} or NUL, not C{.} or C{..}."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\x00" not in name
+
+
 def _heredoc_names(rest: str) -> list[tuple[str, bool, bool]]:
     """(name, expand, chomp) for each heredoc marker word in C{rest}."""
     out = []
@@ -473,6 +478,13 @@ def _build_instruction(
             )
             if heredocs and _HEREDOC.match(words[-1]):
                 raise DockerfileError(line, f"{name} cannot accept a heredoc as destination")
+            for doc in heredocs:
+                # The name is what the body is copied as: one file name, never a path.
+                need(
+                    valid_file_name(doc.name),
+                    f"{name} heredoc name {doc.name!r} is not a valid file name "
+                    "(it must not contain / or be . or ..)",
+                )
         return Instruction(args=tuple(words), json_form=js is not None, **common)  # type: ignore[arg-type]
     if cmd in ("env", "label"):
         need(bool(rest), f"{name} requires at least one argument")

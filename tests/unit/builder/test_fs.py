@@ -10,7 +10,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.engine.build import fs
+from pyd.engine.build import copier, fs
 from tests.unit.builder.helpers import make_tar
 
 
@@ -140,7 +140,7 @@ class CopyTests(FsTestCase):
     def copy(self, srcs: list[str], dest: str, workdir: str = "/", **kw: object) -> None:
         sources = fs.resolve_sources(self.ctx, srcs, "COPY")
         multi = any(c in "".join(srcs) for c in "*?[")
-        fs.copy_into(self.root, sources, dest, workdir, fs.CopyOptions(**kw), "COPY", multi)  # type: ignore[arg-type]
+        copier.copy_into(self.root, sources, dest, workdir, copier.CopyOptions(**kw), "COPY", multi)  # type: ignore[arg-type]
 
     def read(self, p: str) -> str:
         with open(os.path.join(self.root, p.lstrip("/"))) as f:
@@ -215,7 +215,7 @@ class CopyTests(FsTestCase):
         with open(os.path.join(self.ctx, "t.tar"), "wb") as f:
             f.write(make_tar({"in/f": "F"}).getvalue())
         sources = fs.resolve_sources(self.ctx, ["t.tar"], "ADD")
-        fs.copy_into(self.root, sources, "/u", "/", fs.CopyOptions(unpack=True), "ADD")
+        copier.copy_into(self.root, sources, "/u", "/", copier.CopyOptions(unpack=True), "ADD")
         self.assertEqual(self.read("/u/in/f"), "F")
 
     def test_chown_names(self) -> None:

@@ -1,0 +1,243 @@
+"""Tar members written inside a root: the build context and ADD's local archives (layer: engine).
+
+Every member is placed with L{pyd.drivers.inroot.InRoot}: its parent directory is resolved (and
+created) inside the root by the kernel, and the member itself is made with a C{*at} call on that
+directory's descriptor without following its last element. A symlink in the tree (one an earlier
+member made, or one the image already holds) can therefore lead elsewhere *inside* the root, never
+to a host path: no write, setuid file, removal, chmod or hard link can reach outside.
+
+Blocking; the caller runs it in the io pool.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from pyd.drivers.inroot import InRoot, fd_path, remove_at, split
+
+CHUNK = 1 << 20
+
+# Plain texts for the errors a hostile or broken archive can cause (no errno or host path text).
+_REASONS = {
+    errno.ENOTDIR: "a path element is not a directory",
+    errno.EISDIR: "is a directory",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.ENOENT: "no such file or directory",
+    errno.EEXIST: "already exists",
+    errno.EPERM: "operation not permitted",
+    errno.EACCES: "permission denied",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EXDEV: "outside of the root",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EMLINK: "too many links",
+}
+
+
+def reason(err: OSError) -> str:
+    """A short plain description of C{err} for a client (Go's wording, no host path)."""
+    return _REASONS.get(err.errno or 0, "cannot be written")
+
+
+class MemberError(Exception):
+    """A member the archive cannot place (the message names the member, never a host path)."""
+
+
+@attrs.frozen
+class Policy:
+    """How members are written.
+
+    @ivar owner: the uid:gid for a member (from its header), or None to leave root's.
+    @ivar specials: make FIFOs and device nodes (ADD: as dockerd's untar); else skip them.
+    @ivar link_meta: chown symlinks too (lchown).
+    """
+
+    owner: Callable[[tarfile.TarInfo], tuple[int, int]] | None = None
+    specials: bool = False
+    link_meta: bool = False
+
+
+def finish(fd: int, owner: tuple[int, int] | None, mode: int | None, mtime: float | None) -> None:
+    """Set owner, then mode (chown clears setuid bits), then times, of what C{fd} names.
+
+    C{fd} may be an C{O_PATH} descriptor: the change goes through its C{/proc/self/fd} link,
+    which names this very inode (never a symlink's target: the descriptor was opened without
+    following one).
+    """
+    path = fd_path(fd)
+    if owner is not None:
+        os.chown(path, *owner)
+    if mode is not None:
+        os.chmod(path, mode)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def open_entry(pfd: int, base: str) -> int:
+    """An C{O_PATH} descriptor of C{base} in C{pfd}, the entry itself (a symlink is not followed)."""
+    return os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+
+
+def lstat_at(pfd: int, base: str) -> os.stat_result | None:
+    try:
+        return os.stat(base, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def ensure_dir(root: InRoot, pfd: int, base: str, path: str, mode: int = 0o755) -> int:
+    """The directory C{path} (= C{base} in C{pfd}), made when missing; an C{O_PATH} descriptor.
+
+    A directory there is kept; a symlink that leads (inside the root) to a directory is followed
+    there, as a copy into the image's C{/lib -> usr/lib} must be; anything else there (a file,
+    a dangling or non-directory link) is replaced by a new directory.
+    """
+    info = lstat_at(pfd, base)
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        try:
+            return root.open_dir(path)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                raise
+            remove_at(pfd, base)
+            info = None
+    elif info is not None and not stat.S_ISDIR(info.st_mode):
+        remove_at(pfd, base)
+        info = None
+    if info is None:
+        os.mkdir(base, 0o755, dir_fd=pfd)
+        fd = open_entry(pfd, base)
+        os.chmod(fd_path(fd), mode)  # the daemon's umask does not decide
+        return fd
+    return os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+
+
+def extract(
+    tf: tarfile.TarFile,
+    members: Iterable[tarfile.TarInfo],
+    root: InRoot,
+    dest: str,
+    policy: Policy,
+) -> int:
+    """Write C{members} (read from C{tf}) under C{dest} (a path inside C{root}); return the
+    bytes of regular files written.
+
+    Member names and hardlink targets are taken relative to C{dest} (a leading C{/} too) and
+    cleaned: C{..} cannot climb above the root. Directory modes and times are set last (writing into a directory
+    changes its time).
+
+    @raise MemberError: a member that cannot be placed (truncated data, a hardlink to a
+        missing name, a parent that is not a directory, ...).
+    """
+    total = 0
+    dirs: list[tuple[str, tarfile.TarInfo]] = []
+    for m in members:
+        path = posixpath.normpath(posixpath.join("/", dest, m.name.lstrip("/")))
+        parent, base = split(path)
+        if not base:
+            continue  # the destination itself ("./")
+        try:
+            total += _place(tf, m, root, dest, parent, base, path, policy, dirs)
+        except OSError as e:
+            raise MemberError(f"cannot extract {m.name!r}: {reason(e)}") from e
+    for path, m in reversed(dirs):
+        try:
+            fd = root.open_dir(path)
+        except OSError:
+            continue  # replaced by a later member
+        try:
+            owner = policy.owner(m) if policy.owner else None
+            finish(fd, owner, (m.mode & 0o7777) or 0o755, m.mtime)
+        finally:
+            os.close(fd)
+    return total
+
+
+def _place(
+    tf: tarfile.TarFile,
+    m: tarfile.TarInfo,
+    root: InRoot,
+    dest: str,
+    parent: str,
+    base: str,
+    path: str,
+    policy: Policy,
+    dirs: list[tuple[str, tarfile.TarInfo]],
+) -> int:
+    pfd = root.makedirs(parent)
+    try:
+        if m.isdir():
+            os.close(ensure_dir(root, pfd, base, path))
+            dirs.append((path, m))
+            return 0
+        if m.islnk():
+            return _hardlink(m, root, dest, pfd, base)
+        if (m.ischr() or m.isblk() or m.isfifo()) and not policy.specials:
+            return 0  # not meaningful in a build context
+        if not (m.isreg() or m.issym() or m.ischr() or m.isblk() or m.isfifo()):
+            return 0
+        # Never write through what is there (a symlink could lead anywhere in the root).
+        remove_at(pfd, base)
+        owner = policy.owner(m) if policy.owner else None
+        if m.issym():
+            os.symlink(m.linkname, base, dir_fd=pfd)
+            if owner is not None and policy.link_meta:
+                os.chown(base, *owner, dir_fd=pfd, follow_symlinks=False)
+            return 0
+        if m.isreg():
+            return _regular(tf, m, pfd, base, owner)
+        if m.isfifo():
+            os.mkfifo(base, 0o600, dir_fd=pfd)
+        else:
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
+        fd = open_entry(pfd, base)
+        try:
+            finish(fd, owner, m.mode & 0o7777, m.mtime)
+        finally:
+            os.close(fd)
+        return 0
+    finally:
+        os.close(pfd)
+
+
+def _regular(
+    tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str, owner: tuple[int, int] | None
+) -> int:
+    src = tf.extractfile(m)
+    assert src is not None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(base, flags, 0o600, dir_fd=pfd)
+    try:
+        written = 0
+        while chunk := src.read(CHUNK):
+            os.write(fd, chunk)
+            written += len(chunk)
+        if written != m.size:
+            raise MemberError(f"unexpected EOF in {m.name!r}")
+        finish(fd, owner, m.mode & 0o7777, m.mtime)
+        return written
+    finally:
+        os.close(fd)
+
+
+def _hardlink(m: tarfile.TarInfo, root: InRoot, dest: str, pfd: int, base: str) -> int:
+    # The link's source is named from the top of the extraction, resolved inside the root; its
+    # last element is not followed (a hard link to a symlink links the symlink).
+    target = posixpath.normpath(posixpath.join("/", dest, m.linkname.lstrip("/")))
+    try:
+        with root.at(target) as (sfd, sbase):
+            if not sbase or lstat_at(sfd, sbase) is None:
+                raise FileNotFoundError(errno.ENOENT, "missing")
+            remove_at(pfd, base)
+            os.link(sbase, base, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        raise MemberError(f"hardlink {m.name!r} to missing {m.linkname!r}") from None
+    return 0
