@@ -630,7 +630,9 @@ class ContainerService:
         if not config.get("Hostname"):
             config["Hostname"] = self.settings.host_hostname if mode == "host" else cid[:12]
         netcfg = copy.deepcopy(dict(spec.networking_config))
-        await self._networks.validate(cid, mode, dict(netcfg.get("EndpointsConfig") or {}), hc)
+        await self._networks.validate(
+            cid, mode, dict(netcfg.get("EndpointsConfig") or {}), spec.network
+        )
         bundle = self.bundle_dir(cid)
         c = Container(
             id=cid,
@@ -749,7 +751,7 @@ class ContainerService:
                     s.process.hostname or cid[:12],
                     s.namespaces.network or "bridge",
                     dict(c.networking_config.get("EndpointsConfig") or {}),
-                    hc,
+                    s.network,
                     list(s.process.exposed_ports),
                 ),
             )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pyd.core.records import Change, Image, MountSpec, NetworkSetup
+from pyd.engine.spec.records import NetworkRequest
 
 
 class ImageProvider(Protocol):
@@ -68,7 +69,7 @@ class NetworkProvider(Protocol):
         container_id: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        network: NetworkRequest,
     ) -> None:
         """Check a create request (network exists, --ip inside its subnet, ports well formed).
 
@@ -84,7 +85,7 @@ class NetworkProvider(Protocol):
         hostname: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        network: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:
         """Before start: namespace, interfaces, addresses, published ports, DNS."""

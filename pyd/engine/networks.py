@@ -50,6 +50,7 @@ from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
 from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset
 from pyd.engine import resolvconf
 from pyd.engine.container_config import parse_extra_host
+from pyd.engine.spec import NetworkRequest, PortBinding, network_request
 from pyd.state.networks import NetworkRepository
 
 log = Logger()
@@ -910,11 +911,11 @@ class NetworkService:
         container_id: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        req: NetworkRequest,
     ) -> None:
         """Check a create request before the container exists."""
         mode = network_mode or "default"
-        if host_config.get("Links"):
+        if req.links:
             raise InvalidParameter(
                 "legacy container links (--link) are not supported by pyd: "
                 "put the containers on a user-defined network and use their names"
@@ -934,7 +935,7 @@ class NetworkService:
             target = mode.split(":", 1)[1]
             if not target:
                 raise InvalidParameter("invalid network mode: container: needs a container name")
-            if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
+            if req.port_bindings or req.publish_all:
                 raise InvalidParameter(
                     "conflicting options: port publishing and the container type network mode"
                 )
@@ -946,8 +947,8 @@ class NetworkService:
                 net = self._network_for_mode(key)
                 self._check_endpoint_config(net, ep or {})
         if mode not in ("host",) and not mode.startswith("container:"):
-            self._parse_ports(host_config, ())
-        for h in host_config.get("ExtraHosts") or []:
+            self._parse_ports(req, ())
+        for h in req.extra_hosts:
             parse_extra_host(h)
 
     def _check_endpoint_config(self, net: Network, ep: dict[str, Any]) -> None:
@@ -981,17 +982,14 @@ class NetworkService:
             raise InvalidParameter(f"invalid MAC address: {mac}")
 
     def _parse_ports(
-        self, host_config: dict[str, Any], exposed: Sequence[str]
+        self, req: NetworkRequest, exposed: Sequence[str]
     ) -> list[tuple[int, str, str, int, int]]:
         """(container_port, proto, host_ip, host_lo, host_hi) per requested binding."""
         out = []
-        bindings = host_config.get("PortBindings") or {}
-        if not isinstance(bindings, dict):
-            raise InvalidParameter("invalid PortBindings")
-        for spec, binds in bindings.items():
+        for spec, binds in req.port_bindings.items():
             port, proto = _port_key(spec)
-            for b in binds or [{}]:
-                host_ip = (b or {}).get("HostIp") or ""
+            for b in binds or (PortBinding(),):
+                host_ip = b.host_ip
                 if host_ip:
                     try:
                         ipaddress.IPv4Address(host_ip)
@@ -999,9 +997,9 @@ class NetworkService:
                         if ":" in host_ip:  # IPv6 host addresses: not served, skipped
                             continue
                         raise InvalidParameter(f"invalid host IP: {host_ip}") from None
-                lo, hi = host_port_range((b or {}).get("HostPort") or "")
+                lo, hi = host_port_range(b.host_port)
                 out.append((port, proto, host_ip, lo, hi))
-        if host_config.get("PublishAllPorts"):
+        if req.publish_all:
             have = {(p, pr) for p, pr, *_ in out}
             for spec in exposed:
                 port, proto = _port_key(spec)
@@ -1016,7 +1014,7 @@ class NetworkService:
         hostname: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        req: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:
         """Prepare the container's network before it starts."""
@@ -1028,20 +1026,20 @@ class NetworkService:
                 hostname,
                 network_mode or "default",
                 dict(endpoints_config or {}),
-                dict(host_config or {}),
+                req,
                 exposed_ports,
             )
 
         return await self._locked(run)  # type: ignore[no-any-return]
 
     def _dns_settings(
-        self, host_config: dict[str, Any], resolver: str | None
+        self, req: NetworkRequest, resolver: str | None
     ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], list[str]]:
         """(servers for resolv.conf, search, options, upstreams for our resolver)."""
-        rc = self._resolv(host_config, "internal" if resolver else "legacy")
+        rc = self._resolv(req, "internal" if resolver else "legacy")
         return rc.nameservers, rc.search, rc.options, _upstreams(rc)
 
-    def _resolv(self, host_config: dict[str, Any], kind: str) -> resolvconf.ResolvConf:
+    def _resolv(self, req: NetworkRequest, kind: str) -> resolvconf.ResolvConf:
         """The container's resolv.conf as dockerd makes it.
 
         C{kind}: C{"internal"} (served by the embedded resolver at 127.0.0.11; the nameservers
@@ -1051,9 +1049,9 @@ class NetworkService:
         path = self.config.resolv_conf
         rc = resolvconf.with_overrides(
             resolvconf.parse(_read_text(path), path),
-            list(host_config.get("Dns") or self.config.dns),
-            list(host_config.get("DnsSearch") or self.config.dns_search),
-            list(host_config.get("DnsOptions") or self.config.dns_opts),
+            list(req.dns or self.config.dns),
+            list(req.dns_search or self.config.dns_search),
+            list(req.dns_options or self.config.dns_opts),
         )
         if kind == "internal":
             return resolvconf.for_internal(rc)
@@ -1061,9 +1059,9 @@ class NetworkService:
             return resolvconf.for_legacy(rc)
         return rc
 
-    def _resolv_setup(self, host_config: dict[str, Any], kind: str) -> dict[str, Any]:
+    def _resolv_setup(self, req: NetworkRequest, kind: str) -> dict[str, Any]:
         """The NetworkSetup fields for resolv.conf, and the upstreams to record."""
-        rc = self._resolv(host_config, kind)
+        rc = self._resolv(req, kind)
         return {
             "dns_servers": rc.nameservers,
             "dns_search": rc.search,
@@ -1102,10 +1100,10 @@ class NetworkService:
         await self._blocking(_remove_file, self._dns_marker(cid))
 
     def _hosts(
-        self, host_config: dict[str, Any], own: tuple[str, str] | None, gateway: str
+        self, req: NetworkRequest, own: tuple[str, str] | None, gateway: str
     ) -> tuple[tuple[str, str], ...]:
         entries = list(HOSTS_BASE)
-        for h in host_config.get("ExtraHosts") or []:
+        for h in req.extra_hosts:
             host, addr = parse_extra_host(h)
             if addr == "host-gateway":
                 addr = gateway or self._default_gateway()
@@ -1125,28 +1123,28 @@ class NetworkService:
         hostname: str,
         mode: str,
         eps_cfg: dict[str, Any],
-        host_config: dict[str, Any],
+        req: NetworkRequest,
         exposed: Sequence[str],
     ) -> NetworkSetup:
-        if host_config.get("Links"):
+        if req.links:
             raise InvalidParameter(
                 "legacy container links (--link) are not supported by pyd: "
                 "put the containers on a user-defined network and use their names"
             )
         if mode == "host":
-            _, search, opts, _ = self._dns_settings(host_config, None)
+            _, search, opts, _ = self._dns_settings(req, None)
             h_servers, _, _ = _read_resolv(self.config.resolv_conf)
             return NetworkSetup(
                 netns_path=None,
                 endpoints=(),
                 ports=(),
-                hosts_entries=self._hosts(host_config, None, ""),
-                dns_servers=tuple(host_config.get("Dns") or self.config.dns or h_servers),
+                hosts_entries=self._hosts(req, None, ""),
+                dns_servers=tuple(req.dns or self.config.dns or h_servers),
                 dns_search=search,
                 dns_options=opts,
             )
         if mode.startswith("container:"):
-            return await self._setup_joined(mode.split(":", 1)[1], host_config)
+            return await self._setup_joined(mode.split(":", 1)[1], req)
         path = self.netns_path(cid)
         await self._blocking(self._nl.remove_netns, path)
         await self._stop_dns(cid)
@@ -1156,8 +1154,8 @@ class NetworkService:
                 netns_path=path,
                 endpoints=(),
                 ports=(),
-                hosts_entries=self._hosts(host_config, None, ""),
-                **self._resolv_setup(host_config, "none"),
+                hosts_entries=self._hosts(req, None, ""),
+                **self._resolv_setup(req, "none"),
             )
         primary = self._network_for_mode(mode)
         atts = await self._materialize(cid, name, mode, eps_cfg)
@@ -1174,20 +1172,20 @@ class NetworkService:
                 if found is None:
                     raise NotFound(f"network {att.network_id} not found")
                 use_gw = not found.internal and not gateway_set
-                ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw, host_config)
+                ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw)
                 gateway_set = gateway_set or use_gw
                 endpoints.append(ep)
                 resolver = resolver or (self._is_user(found) and self._dns is not None)
             if resolver:
                 await self._serve_dns(cid, path)
             kind = "internal" if resolver else "legacy"
-            resolv = self._resolv_setup(host_config, kind)
-            upstream = _upstreams(self._resolv(host_config, "internal"))
+            resolv = self._resolv_setup(req, kind)
+            upstream = _upstreams(self._resolv(req, "internal"))
             first = atts[0]
             prim_net = self._networks[first.network_id]
             ip = endpoints[0].ipv4
             if not prim_net.internal:
-                ports = await self._publish(first, name, ip, host_config, exposed)
+                ports = await self._publish(first, name, ip, req, exposed)
             # One read: each update below touches only its own row.
             fresh = {f.id: f for f in await self._repo.endpoints(container_id=cid)}
             for att in atts:
@@ -1196,8 +1194,9 @@ class NetworkService:
                     cfg = dict(f.config)
                     cfg["dns_upstream"] = upstream
                     cfg["dns_config"] = {
-                        k: list(host_config.get(k) or [])
-                        for k in ("Dns", "DnsSearch", "DnsOptions")
+                        "Dns": list(req.dns),
+                        "DnsSearch": list(req.dns_search),
+                        "DnsOptions": list(req.dns_options),
                     }
                     cfg["hostname"] = hostname
                     await self._repo.update_endpoint(f.id, config=cfg)
@@ -1218,7 +1217,7 @@ class NetworkService:
             netns_path=path,
             endpoints=tuple(endpoints),
             ports=tuple(ports),
-            hosts_entries=self._hosts(host_config, own, endpoints[0].gateway if endpoints else ""),
+            hosts_entries=self._hosts(req, own, endpoints[0].gateway if endpoints else ""),
             **resolv,
         )
 
@@ -1296,7 +1295,6 @@ class NetworkService:
         att: Attachment,
         ifname: str,
         use_gateway: bool,
-        host_config: dict[str, Any],
     ) -> Endpoint:
         reserved = [p.gateway for p in net.pools]
         ip = await self._repo.allocate(
@@ -1349,10 +1347,10 @@ class NetworkService:
         att: Attachment,
         name: str,
         container_ip: str,
-        host_config: dict[str, Any],
+        req: NetworkRequest,
         exposed: Sequence[str],
     ) -> list[PortMapping]:
-        wanted = self._parse_ports(host_config, exposed)
+        wanted = self._parse_ports(req, exposed)
         if not wanted:
             return []
         taken = {
@@ -1428,7 +1426,7 @@ class NetworkService:
                 return cand
         raise Conflict("no free host port in the ephemeral range")
 
-    async def _setup_joined(self, target: str, host_config: dict[str, Any]) -> NetworkSetup:
+    async def _setup_joined(self, target: str, req: NetworkRequest) -> NetworkSetup:
         if self.lookup is None:
             raise NotFound(f"No such container: {target}")
         other = await self.lookup.network_container(target)
@@ -1442,9 +1440,9 @@ class NetworkService:
             )
         mode = other.network_mode or "default"
         if mode == "host":
-            return await self._setup("", "", "", "host", {}, host_config, ())
+            return await self._setup("", "", "", "host", {}, req, ())
         if mode.startswith("container:"):
-            return await self._setup_joined(mode.split(":", 1)[1], host_config)
+            return await self._setup_joined(mode.split(":", 1)[1], req)
         path = self.netns_path(other.id)
         atts = [a for a in self._active if a.container_id == other.id]
         served = self._dns is not None and self._dns.ports(other.id) is not None
@@ -1455,8 +1453,8 @@ class NetworkService:
             netns_path=path,
             endpoints=(),
             ports=(),
-            hosts_entries=self._hosts(host_config, own, ""),
-            **self._resolv_setup(host_config, "internal" if served else "legacy"),
+            hosts_entries=self._hosts(req, own, ""),
+            **self._resolv_setup(req, "internal" if served else "legacy"),
         )
 
     async def teardown(self, container_id: str) -> None:
@@ -1563,7 +1561,7 @@ class NetworkService:
                 if a.network_id in self._networks
             )
             await self._plug(
-                path, c.id, c.name, net, att, f"eth{i}", not has_default and not net.internal, {}
+                path, c.id, c.name, net, att, f"eth{i}", not has_default and not net.internal
             )
             primary = [a for a in atts if a.ipv4]
             upstream = primary[0].config.get("dns_upstream") if primary else None
@@ -1577,7 +1575,9 @@ class NetworkService:
                 # The first user-defined network: start answering at 127.0.0.11 before the
                 # container's resolv.conf is switched to it (dockerd's rebuildDNS).
                 await self._serve_dns(c.id, path)
-                resolv_text = resolvconf.generate(self._resolv(dns_config, "internal"))
+                resolv_text = resolvconf.generate(
+                    self._resolv(network_request(dns_config), "internal")
+                )
             await self._refresh()
         except BaseException:
             await self._blocking(self._nl.delete_link, _veth_name(c.id, net.id))

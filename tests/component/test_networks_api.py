@@ -15,6 +15,7 @@ from pyd.api.networks import NetworksRouter
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
 from pyd.engine.networks import NetworkConfig, NetworkService, default_bridge_name
+from pyd.engine.spec import NetworkRequest, network_request
 from pyd.state import migrate
 from pyd.state.db import Database, make_engine
 from pyd.state.models import ContainerRow
@@ -213,10 +214,12 @@ class NetworksApiTests(SynchronousTestCase):
                     "webhost",
                     "appnet",
                     {"appnet": {"Aliases": ["www"]}},
-                    {
-                        "PortBindings": {"80/tcp": [{"HostPort": "8080"}]},
-                        "ExtraHosts": ["h:1.2.3.4"],
-                    },
+                    network_request(
+                        {
+                            "PortBindings": {"80/tcp": [{"HostPort": "8080"}]},
+                            "ExtraHosts": ["h:1.2.3.4"],
+                        }
+                    ),
                     ["80/tcp"],
                 )
             )
@@ -295,7 +298,13 @@ class NetworksApiTests(SynchronousTestCase):
         setup = self.successResultOf(
             Deferred.fromCoroutine(
                 self.service.setup(
-                    cid, "/web", "web", "appnet", {"appnet": {"Aliases": ["old"]}}, {}, []
+                    cid,
+                    "/web",
+                    "web",
+                    "appnet",
+                    {"appnet": {"Aliases": ["old"]}},
+                    NetworkRequest(),
+                    [],
                 )
             )
         )
@@ -331,7 +340,9 @@ class EmbeddedResolverTests(SynchronousTestCase):
     def _setup(self, name: str, mode: str, **hc: Any) -> Any:
         cid = self.add_container(name)
         setup = self.successResultOf(
-            Deferred.fromCoroutine(self.service.setup(cid, name, name, mode, {}, hc, []))
+            Deferred.fromCoroutine(
+                self.service.setup(cid, name, name, mode, {}, network_request(hc), [])
+            )
         )
         assert setup.netns_path is not None
         self.netlink.in_use.add(setup.netns_path)

@@ -14,6 +14,7 @@ from typing import Any
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import MountSpec, NetworkSetup
+from pyd.engine.spec import NetworkRequest
 
 
 class BasicNetworkProvider:
@@ -27,7 +28,7 @@ class BasicNetworkProvider:
         container_id: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        network: NetworkRequest,
     ) -> None:
         """Accept every mode; published ports need the bridge, so they are refused."""
         if network_mode.startswith("container:"):
@@ -40,7 +41,7 @@ class BasicNetworkProvider:
         hostname: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        network: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:
         """None for host (the host namespace); "" (a new namespace) otherwise."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from pyd.core.errors import NotFound
 from pyd.core.records import Change, Endpoint, Image, MountSpec, NetworkSetup, PortMapping
+from pyd.engine.spec import NetworkRequest
 
 BUSYBOX_ID = "sha256:" + "b" * 64
 
@@ -100,7 +101,7 @@ class FakeNetworkProvider:
         container_id: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        network: NetworkRequest,
     ) -> None:
         if network_mode not in ("bridge", "host", "none", "default"):
             raise NotFound(f"network {network_mode} not found")
@@ -112,7 +113,7 @@ class FakeNetworkProvider:
         hostname: str,
         network_mode: str,
         endpoints_config: dict[str, Any],
-        host_config: dict[str, Any],
+        network: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:
         if network_mode == "host":
@@ -123,15 +124,15 @@ class FakeNetworkProvider:
             ip = f"10.250.0.{self.next_ip}"
             self.next_ip += 1
             ports = []
-            for key, binds in (host_config.get("PortBindings") or {}).items():
+            for key, binds in network.port_bindings.items():
                 port, _, proto = key.partition("/")
                 for b in binds or []:
                     ports.append(
                         PortMapping(
                             int(port),
                             proto or "tcp",
-                            b.get("HostIp") or "0.0.0.0",
-                            int(b.get("HostPort") or 32768),
+                            b.host_ip or "0.0.0.0",
+                            int(b.host_port or 32768),
                         )
                     )
             s = NetworkSetup(
@@ -144,10 +145,7 @@ class FakeNetworkProvider:
                 tuple(ports),
                 (
                     ("127.0.0.1", "localhost"),
-                    *(
-                        tuple(reversed(h.split(":", 1)))
-                        for h in host_config.get("ExtraHosts") or []
-                    ),
+                    *(tuple(reversed(h.split(":", 1))) for h in network.extra_hosts),
                     (ip, hostname),
                 ),
                 ("10.250.0.1",),

@@ -14,6 +14,7 @@ import pytest
 from pyd.core.errors import Conflict, Forbidden
 from pyd.core.records import IpamPool
 from pyd.engine.networks import CreateRequest
+from pyd.engine.spec import network_request
 from tests.helpers.netsvc import NetHarness, free_port, http_get, result, wait_http
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,9 @@ def _links() -> str:
 
 def _setup(h: NetHarness, cid: str, name: str, mode: str = "default", **hc: object):
     s = result(
-        h.service.setup(cid, name, name, mode, dict(hc.pop("eps", {}) or {}), dict(hc), ["80/tcp"])
+        h.service.setup(
+            cid, name, name, mode, dict(hc.pop("eps", {}) or {}), network_request(hc), ["80/tcp"]
+        )
     )
     h.set_running(cid, True)
     return s
@@ -120,7 +123,9 @@ class PublishedPortTests:
         # The failed setup left nothing: b has no namespace and no address.
         assert not os.path.exists(net.service.netns_path(b))
         s_all = result(
-            net.service.setup(b, "b", "b", "default", {}, {"PublishAllPorts": True}, ["81/udp"])
+            net.service.setup(
+                b, "b", "b", "default", {}, network_request({"PublishAllPorts": True}), ["81/udp"]
+            )
         )
         assert s_all.ports[0].protocol == "udp" and s_all.ports[0].host_port != port
 

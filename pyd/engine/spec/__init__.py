@@ -10,6 +10,7 @@ from pyd.engine.spec.parse import (
     endpoint_of,
     host_config_spec,
     main_network,
+    network_request,
     parse_create,
     parse_endpoint,
     parse_update,
@@ -17,17 +18,20 @@ from pyd.engine.spec.parse import (
     restart_of,
     stored_spec,
 )
-from pyd.engine.spec.records import CreateSpec, container_ref
+from pyd.engine.spec.records import CreateSpec, NetworkRequest, PortBinding, container_ref
 
 __all__ = [
     "FIELDS",
     "NOT_APPLIED",
     "UNPARSED",
     "CreateSpec",
+    "NetworkRequest",
+    "PortBinding",
     "container_ref",
     "endpoint_of",
     "host_config_spec",
     "main_network",
+    "network_request",
     "parse_create",
     "parse_endpoint",
     "parse_update",

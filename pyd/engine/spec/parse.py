@@ -23,6 +23,7 @@ from pyd.engine.spec.schema import (
     CONFIG_FIELDS,
     CREATE_REQUEST,
     ENDPOINT_SETTINGS,
+    HOST_CONFIG,
     UPDATE_CONFIG,
 )
 
@@ -454,6 +455,15 @@ def parse_endpoint(body: Any) -> r.EndpointRequest:
     @raise InvalidParameter: Go's type errors.
     """
     return endpoint_of(decode({} if body is None else body, ENDPOINT_SETTINGS))
+
+
+def network_request(host_config: Mapping[str, Any] | None) -> r.NetworkRequest:
+    """The networking part of a HostConfig-shaped mapping (ports, DNS, hosts entries, links),
+    typed; for stored settings such as an endpoint's recorded DNS configuration.
+
+    @raise InvalidParameter: Go's type errors.
+    """
+    return _network(decode(dict(host_config or {}), HOST_CONFIG) or {}, {})
 
 
 def _network(hc: Mapping[str, Any], nc: Mapping[str, Any]) -> r.NetworkRequest:
