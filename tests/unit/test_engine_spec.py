@@ -14,6 +14,7 @@ from pyd.engine.spec import (
     FIELDS,
     NOT_APPLIED,
     UNPARSED,
+    given_fields,
     parse_create,
     parse_endpoint,
     parse_update,
@@ -562,6 +563,37 @@ class FieldTableTests(SynchronousTestCase):
             for part in path.split("."):
                 self.assertTrue(hasattr(obj, part), f"{wire} -> {path}")
                 obj = getattr(obj, part)
+
+    def test_given_fields(self) -> None:
+        """given_fields lists the rows a request sets beyond Go's zero values."""
+        spec = parse_create(
+            {
+                "Image": "b",
+                "Tty": False,
+                "Labels": {"Capital": ""},
+                "HostConfig": {
+                    "Privileged": True,
+                    "Memory": 0,
+                    "LogConfig": {"Type": "", "Config": {}},
+                    "RestartPolicy": {"Name": "always"},
+                    "ConsoleSize": [0, 0],
+                    "Binds": [],
+                },
+                "NetworkingConfig": {"EndpointsConfig": {"n": {"Aliases": ["a"], "Links": []}}},
+            }
+        )
+        self.assertEqual(
+            given_fields(spec),
+            {
+                "Config.Image",
+                "Config.Labels",
+                "HostConfig.Privileged",
+                "HostConfig.RestartPolicy",
+                "NetworkingConfig.EndpointsConfig",
+                "EndpointSettings.Aliases",
+            },
+        )
+        self.assertEqual(given_fields(parse_create({})), frozenset())
 
     def test_paths_walk(self) -> None:
         """The schema can list nested paths (for coverage tables)."""

@@ -5,7 +5,7 @@ L{CreateSpec} with dockerd's validation texts; C{fields.FIELDS} says which wire 
 where, C{fields.UNPARSED} and C{fields.NOT_APPLIED} what is read but not (yet) acted on.
 """
 
-from pyd.engine.spec.fields import FIELDS, NOT_APPLIED, UNPARSED
+from pyd.engine.spec.fields import FIELDS, NOT_APPLIED, UNPARSED, given_fields
 from pyd.engine.spec.parse import (
     endpoint_of,
     host_config_spec,
@@ -29,6 +29,7 @@ __all__ = [
     "PortBinding",
     "container_ref",
     "endpoint_of",
+    "given_fields",
     "host_config_spec",
     "main_network",
     "network_request",

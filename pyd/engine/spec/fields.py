@@ -10,6 +10,12 @@ the honoured-or-refused audit works through it (each entry becomes honoured or r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyd.engine.spec.gojson import GoType
+    from pyd.engine.spec.records import CreateSpec
+
 FIELDS: dict[str, str] = {
     # Config
     "Config.Hostname": "process.hostname",
@@ -176,3 +182,41 @@ NOT_APPLIED: frozenset[str] = frozenset(
         "EndpointSettings.DNSNames",
     }
 )
+
+
+def _given(value: Any, t: GoType) -> bool:
+    """Whether a decoded wire value differs from Go's zero value (null, "", 0, false, an empty
+    list or map, a struct whose fields are all zero)."""
+    if t.kind == "struct" and isinstance(value, dict):
+        return any(_given(v, t.fields[k]) for k, v in value.items() if k in t.fields)
+    if t.kind == "array" and isinstance(value, list):
+        return any(value)
+    if isinstance(value, (dict, list)):
+        return bool(value)
+    return value not in (None, "", 0, False)
+
+
+def given_fields(spec: CreateSpec) -> frozenset[str]:
+    """The rows of L{FIELDS} a request sets to something other than Go's zero value: what an
+    allow-list of fields (the operator role's rules, the honoured-or-refused audit) walks."""
+    from pyd.engine.spec.schema import CONFIG_FIELDS, ENDPOINT_SETTINGS, HOST_CONFIG_FIELDS
+
+    types = {
+        "Config": CONFIG_FIELDS,
+        "HostConfig": HOST_CONFIG_FIELDS,
+        "EndpointSettings": ENDPOINT_SETTINGS.fields,
+    }
+    sections = {"Config": spec.config, "HostConfig": spec.host_config}
+    eps = list((spec.networking_config.get("EndpointsConfig") or {}).values())
+    out = set()
+    for wire in FIELDS:
+        section, _, name = wire.partition(".")
+        if section == "NetworkingConfig":
+            if eps:
+                out.add(wire)
+        elif section == "EndpointSettings":
+            if any(_given((ep or {}).get(name), types[section][name]) for ep in eps):
+                out.add(wire)
+        elif _given(sections[section].get(name), types[section][name]):
+            out.add(wire)
+    return frozenset(out)
