@@ -181,3 +181,33 @@ class SealedTests:
         assert r.stdout == "refused\n"
         assert r.stderr.endswith("RuntimeError: boom\n")
         assert "raise RuntimeError" not in r.stderr
+
+    def test_no_way_back(self, tmp_path: Path) -> None:
+        """After close_inherited and drop_capabilities(READ_CAPS) a helper holds only the
+        descriptors it was meant to get and cannot chroot, mount or gain privileges again."""
+        code = (
+            "import os; from pyd.drivers import sealed\n"
+            "keep = os.open('/', os.O_RDONLY); other = os.open('/', os.O_RDONLY)\n"
+            "os.dup2(keep, 7); os.dup2(other, 9)\n"
+            "sealed.close_inherited((0, 1, 2, 7))\n"
+            "print(sorted(int(f) for f in os.listdir('/proc/self/fd') if int(f) not in (3,)))\n"
+            "sealed.drop_capabilities(sealed.READ_CAPS)\n"
+            "status = open('/proc/self/status').read()\n"
+            "print([l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))])\n"
+            "os.mkdir(os.environ['DIR'] + '/x')\n"
+            "try:\n    os.chroot(os.environ['DIR'] + '/x')\nexcept PermissionError:\n    print('no chroot')\n"
+        )
+        tree = str(Path(sealed.__file__).parents[2])
+        r = subprocess.run(
+            [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {tree!r})\n" + code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"DIR": str(tmp_path)},
+        )
+        lines = r.stdout.splitlines()
+        assert r.returncode == 0, r.stderr
+        # listdir's own descriptor is the one extra (3 was closed, so it got 3)
+        assert lines[0] == "[0, 1, 2, 7]"
+        assert lines[1] == "['0000000000000006', '0000000000000006', '1']"
+        assert lines[2] == "no chroot"

@@ -292,6 +292,7 @@ def run(
         # nothing is loaded from the layer or the container after this (see pyd.drivers.sealed)
         sealed.preload()
         sealed.enter(dest)
+        sealed.drop_capabilities(sealed.EXTRACT_CAPS)
         root = "/"
     else:
         root = dest
@@ -334,6 +335,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m pyd.drivers.storage.untar DEST [--tar-out FILE]\n")
         return 2
     dest = args[0]
+    sealed.close_inherited((0, 1, 2))
     tar_out = open(tar_out_path, "wb") if tar_out_path else None  # noqa: SIM115 - closed below
     src: Any = (
         RangeReader(0, *byte_range)

@@ -348,6 +348,9 @@ def run(spec: dict[str, Any], op: str, args: list[str]) -> dict[str, Any]:
             setup_mounts(spec["root"], spec["mounts"])
     except OSError as e:
         raise ViewError("setup", str(e)) from e
+    if op in ("stat", "get"):
+        sealed.drop_capabilities(sealed.READ_CAPS)
+    # put: the untar code drops to what extraction needs once it has entered the directory
     if op == "stat":
         return {"stat": _stat_dict(args[0])}
     if op == "get":
@@ -368,6 +371,7 @@ def main(argv: list[str]) -> int:
     if len(argv) < 3:
         sys.stderr.write("usage: rootview SPEC OP PATH [FLAGS]\n")
         return 2
+    sealed.close_inherited((0, 1, 2, 3))
     try:
         result = run(json.loads(argv[0]), argv[1], argv[2:])
     except ViewError as e:

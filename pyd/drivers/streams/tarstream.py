@@ -9,7 +9,8 @@ Symlinks are stored as links, never followed; the tree is walked through descrip
 file is checked with C{fstat} before it is read (L{pyd.drivers.fdtree}). Owners are numeric and
 user and group names empty, as dockerd's chrootarchive: a name lookup inside the container's root
 would load the container's NSS modules as root. Everything the helper needs is imported before
-the C{chroot} and the import system is sealed then (L{pyd.drivers.sealed}).
+the C{chroot} and the import system is sealed then; only the capabilities to read any file are
+kept (L{pyd.drivers.sealed}).
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: tarstream ROOT SOURCE_DIR SOURCE_BASE REBASE\n")
         return 2
     root, source_dir, source_base, rebase = argv
+    sealed.close_inherited((0, 1, 2))
     sealed.preload()
     out = os.fdopen(1, "wb", buffering=1 << 20, closefd=False)
     sealed.enter(root)
+    sealed.drop_capabilities(sealed.READ_CAPS)
     os.chdir(source_dir)
     write(source_base, rebase, out)
     out.flush()
