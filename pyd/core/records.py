@@ -132,6 +132,9 @@ class MountSpec:
     for bind/volume C{("bind",)} when non-recursive, else empty (use C{rbind}). Read-only-ness is
     C{rw}; C{propagation} is set for binds (C{rprivate} by default), empty otherwise (use
     C{rprivate}). C{mode} is the user's mode string as inspect shows it (C{"z"} for volumes).
+    C{subpath} is a volume's C{VolumeOptions.Subpath} (clean, relative; C{source} stays the
+    volume's C{_data}, as in dockerd's inspect): it is resolved inside the volume and mounted by
+    descriptor at every use, never joined onto C{source} by name.
     """
 
     type: str
@@ -145,6 +148,7 @@ class MountSpec:
     options: tuple[str, ...] = ()
     copy_up: bool = False  # populate from the image's content at destination on first use
     listed: bool = True  # False: not shown in inspect's Mounts (HostConfig.Tmpfs, as dockerd)
+    subpath: str = ""
 
 
 @attrs.frozen

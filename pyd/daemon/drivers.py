@@ -106,7 +106,12 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         netlink=NetlinkDriver(),
         firewall=FirewallDriver(runner, table_name(config.exec_root)),
         resolver=lambda table: DnsServer(table, reactor),
-        volumes=LocalVolumeDriver(config.data_root, io, runner),
+        volumes=LocalVolumeDriver(
+            config.data_root,
+            io,
+            runner,
+            staging_root=os.path.join(config.exec_root, "mounts"),
+        ),
         # dockerd's per-registry CA/client certs
         registry=HTTPClients(reactor, "/etc/docker/certs.d"),
         log_watcher=DirWatcher(reactor),

@@ -128,6 +128,10 @@ class ArchiveService:
                 continue
             if out.get("error") == "setup":
                 raise SystemError_(str(out.get("message")))
+            if out.get("error") == "subpath-escape":
+                raise InvalidParameter(str(out.get("message")))
+            if out.get("error") == "subpath-notfound":
+                raise NotFound(str(out.get("message")))
             return out
         raise SystemError_(str(out.get("message")))
 
@@ -283,6 +287,7 @@ def _view_spec(target: StreamTarget, root: str, live: bool = True) -> dict[str, 
                     "destination": m.destination,
                     "rw": m.rw,
                     "recursive": "bind" not in m.options,
+                    "subpath": m.subpath,
                 }
             )
     return {"mode": "mounts", "root": root, "mounts": mounts, "checks": checks}

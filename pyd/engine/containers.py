@@ -762,8 +762,11 @@ class ContainerService:
             if not netted:
                 net_or_failure.raiseException()
             # Volumes after the network, as dockerd does (its "mount" events follow "connect").
-            await self._volumes.prepare(cid, c.mounts, rootfs)
-            spec_input = await self._blocking.run(self._prepare_spec, c, s, rootfs, net)
+            # the runtime binds what prepare opened (subpaths on staging points), not c.mounts
+            mounts = await self._volumes.prepare(cid, c.mounts, rootfs)
+            spec_input = await self._blocking.run(
+                self._prepare_spec, attrs.evolve(c, mounts=tuple(mounts)), s, rootfs, net
+            )
             pid_path, ipc_path, shm_source = self._namespace_joins(s)
             if s.namespaces.ipc == "shareable":
                 shm_source = os.path.join(self.bundle_dir(cid), "shm")
@@ -800,6 +803,9 @@ class ContainerService:
                 )
             )
             run.pid = pid
+            # the runtime made the container's own copies of its mounts: the staging points
+            # of volume subpaths are not needed any more (dockerd drops its safe paths here too)
+            await self._volumes.unstage(cid)
             if plan.rotates:
                 self._watch_log(cid, log_path, plan)
             for hook in self.before_start:
@@ -856,6 +862,7 @@ class ContainerService:
             await self.runtime.delete(cid, force=True)
         except RuntimeFailed:
             pass
+        await self._volumes.unstage(cid)
         await self._stop_log_rotation(cid)
         if net is not None:
             try:

@@ -133,9 +133,19 @@ class VolumeProvider(Protocol):
         """
         ...
 
-    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+    async def prepare(
+        self, container_id: str, mounts: Sequence[MountSpec], rootfs: str
+    ) -> list[MountSpec]:
         """Before start: copy image content into empty volumes (first use), create bind sources,
-        mount volumes that have mount options (tmpfs, bind, nfs...)."""
+        mount volumes that have mount options (tmpfs, bind, nfs...), mount volume subpaths by
+        descriptor on private staging points.
+
+        @return: the mounts to give the runtime (a subpath's source is its staging point)."""
+        ...
+
+    async def unstage(self, container_id: str) -> None:
+        """The runtime created the container (it holds its own copies of the mounts) or the start
+        failed: drop the staging points C{prepare} made. Idempotent."""
         ...
 
     async def release(self, container_id: str, remove_anonymous: bool) -> None:

@@ -29,6 +29,7 @@ from pyd.core.ids import go_quote, new_id
 from pyd.core.records import MountSpec, Volume
 from pyd.core.seams import EventSink
 from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError, mount_options_error
+from pyd.drivers.volumes.stage import SubpathError, clean_subpath
 from pyd.state.volumes import VolumeRepository, in_use_message
 
 log = Logger()
@@ -505,6 +506,9 @@ class VolumeService:
 
     async def start(self) -> None:
         """Finish interrupted removals; adopt volume directories whose row a crash lost."""
+        staged = await self._driver.sweep_staged()
+        if staged:
+            log.info("removed the subpath staging mounts of {n} containers", n=staged)
         swept = await self._driver.sweep_trash()
         if swept:
             log.info("finished {n} interrupted volume removals", n=swept)
@@ -874,12 +878,9 @@ class VolumeService:
                     )
                     if created and vol.anonymous:
                         made.append(vol.name)
-                    source = vol.mountpoint
-                    if p.subpath:
-                        source = posixpath.join(source, posixpath.normpath(p.subpath))
                     spec = MountSpec(
                         type="volume",
-                        source=source,
+                        source=vol.mountpoint,
                         destination=p.destination,
                         rw=p.rw,
                         name=vol.name,
@@ -888,6 +889,7 @@ class VolumeService:
                         propagation="",
                         options=p.options,
                         copy_up=p.copy_up,
+                        subpath=clean_subpath(p.subpath) if p.subpath else "",
                     )
                 uses.append((vol.name, p.destination))
                 specs.append(spec)
@@ -937,13 +939,36 @@ class VolumeService:
             await self._repo.add_uses(container_id, uses)
         return specs
 
-    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+    async def prepare(
+        self, container_id: str, mounts: Sequence[MountSpec], rootfs: str
+    ) -> list[MountSpec]:
         """Before a start: mount volumes that have mount options, copy image content into empty
-        volumes (unless nocopy), and emit the C{mount} events."""
+        volumes (unless nocopy), mount volume subpaths by descriptor on private staging points,
+        and emit the C{mount} events.
+
+        @return: C{mounts} as the runtime gets them: a subpath volume's source is its staging
+            point (the subpath opened once inside the volume, never a name a container could
+            swap); everything else as given.
+        @raise InvalidParameter: a subpath that leaves its volume (dockerd's text).
+        @raise NotFound: a subpath that does not exist.
+        """
+        # a failed earlier start (or a crash) may have left staging points behind
+        await self._driver.release_staged(container_id)
+        try:
+            return await self._prepare(container_id, mounts, rootfs)
+        except BaseException:
+            await self._driver.release_staged(container_id)
+            raise
+
+    async def _prepare(
+        self, container_id: str, mounts: Sequence[MountSpec], rootfs: str
+    ) -> list[MountSpec]:
         if any(m.type == "bind" for m in mounts):
             await self._create_bind_sources(container_id, mounts)
-        for m in mounts:
+        out: list[MountSpec] = []
+        for index, m in enumerate(mounts):
             if m.type != "volume":
+                out.append(m)
                 continue
             if rootfs:
                 existing_file = await self._driver.file_in_rootfs(rootfs, m.destination)
@@ -953,7 +978,7 @@ class VolumeService:
                     )
             vol = await self.inspect(m.name)
 
-            async def locked(vol: Volume = vol, m: MountSpec = m) -> None:
+            async def locked(vol: Volume = vol, m: MountSpec = m, index: int = index) -> str:
                 if needs_mount(vol) and not await self._driver.is_mounted(vol.name):
                     o = vol.options or {}
                     try:
@@ -970,10 +995,20 @@ class VolumeService:
                         await self._driver.populate(rootfs, m.destination, vol.mountpoint)
                     except OSError as e:
                         raise SystemError_(f"failed to populate volume: {e}") from e
-                if m.source != vol.mountpoint:
-                    await self._check_subpath(vol, m.source)
+                if not m.subpath:
+                    return ""
+                try:
+                    staged: str = await self._driver.stage_subpath(
+                        container_id, index, vol.name, m.subpath, "bind" not in m.options
+                    )
+                except SubpathError as e:
+                    if e.kind == "escape":
+                        raise InvalidParameter(e.message) from None
+                    raise NotFound(e.message) from None
+                return staged
 
-            await self._locks.run(vol.name, locked)
+            staged: str = await self._locks.run(vol.name, locked)
+            out.append(attrs.evolve(m, source=staged) if staged else m)
             await self._events.emit(
                 "volume",
                 "mount",
@@ -986,6 +1021,7 @@ class VolumeService:
                     "propagation": m.propagation,
                 },
             )
+        return out
 
     async def _create_bind_sources(self, container_id: str, mounts: Sequence[MountSpec]) -> None:
         """Like dockerd at every start: a missing C{-v /host:/path} source (or a C{--mount}
@@ -1010,18 +1046,15 @@ class VolumeService:
             ):
                 await self._driver.ensure_dir(m.source)
 
-    async def _check_subpath(self, vol: Volume, source: str) -> None:
-        """A C{VolumeOptions.Subpath} must exist and stay inside the volume (no symlink out)."""
-        real = await self._driver.realpath(source)
-        base = await self._driver.realpath(vol.mountpoint)
-        if not await self._driver.exists(source):
-            raise SystemError_(f"cannot access path {source}: no such file or directory")
-        if real != base and not real.startswith(base.rstrip("/") + "/"):
-            raise InvalidParameter(f"subpath must be a relative path within the volume: {source}")
+    async def unstage(self, container_id: str) -> None:
+        """The runtime holds its own copies of the container's mounts (or the start failed):
+        detach and remove the subpath staging points. Idempotent."""
+        await self._driver.release_staged(container_id)
 
     async def container_stopped(self, container_id: str) -> None:
         """The container stopped: emit C{unmount} per volume and unmount volume filesystems no
         running container uses any more. Idempotent."""
+        await self._driver.release_staged(container_id)
         seen: set[str] = set()
         for name, _dest in await self._repo.uses_of(container_id):
             if name in seen:
@@ -1057,6 +1090,7 @@ class VolumeService:
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         """On container removal: forget its uses, unmount what nothing uses any more, and delete
         its anonymous volumes when asked (those another container uses stay)."""
+        await self._driver.release_staged(container_id)
         names = await self._repo.remove_uses(container_id)
         for name in names:
             active = self._active.get(name)

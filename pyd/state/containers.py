@@ -51,6 +51,13 @@ def _mounts_from_json(items: list[Any]) -> tuple[MountSpec, ...]:
     for raw in items or []:
         m = dict(raw)
         m["options"] = tuple(m.get("options") or ())
+        if m.get("type") == "volume" and not m.get("subpath"):
+            # rows written before subpaths were kept apart: ".../volumes/NAME/_data/SUB"
+            mark = f"/volumes/{m.get('name')}/_data/"
+            src = str(m.get("source") or "")
+            if m.get("name") and mark in src:
+                cut = src.rindex(mark) + len(mark)
+                m["source"], m["subpath"] = src[: cut - 1], src[cut:]
         out.append(MountSpec(**m))
     return tuple(out)
 

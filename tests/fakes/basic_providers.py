@@ -179,11 +179,17 @@ class BasicVolumeProvider:
             seen.add(m.destination)
         return sorted(out, key=lambda m: m.destination.count("/"))
 
-    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+    async def prepare(
+        self, container_id: str, mounts: Sequence[MountSpec], rootfs: str
+    ) -> list[MountSpec]:
         """Bind sources of C{-v /host:/ctr} are created when missing, as dockerd does."""
         for m in mounts:
             if m.type == "bind" and not os.path.exists(m.source):
                 os.makedirs(m.source, exist_ok=True)
+        return list(mounts)
+
+    async def unstage(self, container_id: str) -> None:
+        """No staging points here."""
 
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         """Nothing recorded, nothing to release."""

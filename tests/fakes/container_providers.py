@@ -188,8 +188,14 @@ class FakeVolumeProvider:
             )
         return out
 
-    async def prepare(self, container_id: str, mounts: Sequence[MountSpec], rootfs: str) -> None:
+    async def prepare(
+        self, container_id: str, mounts: Sequence[MountSpec], rootfs: str
+    ) -> list[MountSpec]:
         self.prepared.append(container_id)
+        return list(mounts)
+
+    async def unstage(self, container_id: str) -> None:
+        """No staging points here."""
 
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         self.released.append((container_id, remove_anonymous))

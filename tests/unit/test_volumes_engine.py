@@ -18,6 +18,7 @@ from pyd.core.records import MountSpec
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.process import ProcessResult
 from pyd.drivers.volumes.local import LocalVolumeDriver
+from pyd.drivers.volumes.stage import open_subpath
 from pyd.engine.events import EventService
 from pyd.engine.volumes import ANONYMOUS_LABEL, VolumeService, merge_tmpfs_options
 from pyd.state import migrate
@@ -45,6 +46,8 @@ class FakeMountDriver(LocalVolumeDriver):
         self.runner = RecordingRunner()
         super().__init__(root, InlineBlocking(), self.runner)
         self.mounted: set[str] = set()
+        self.staged: dict[str, list[str]] = {}
+        self.released_staging: list[str] = []
 
     async def mount(self, name: str, fstype: str, device: str, options: str) -> None:
         await super().mount(name, fstype, device, options)
@@ -56,6 +59,20 @@ class FakeMountDriver(LocalVolumeDriver):
 
     def is_mounted(self, name: str) -> Deferred[bool]:
         return succeed(name in self.mounted)
+
+    def stage_subpath(
+        self, container_id: str, index: int, name: str, subpath: str, recursive: bool
+    ) -> Deferred[str]:
+        """The real check (the subpath opened beneath the volume), a fake staging point."""
+        os.close(open_subpath(self.data_path(name), subpath))
+        point = f"/staged/{container_id}/{index}"
+        self.staged.setdefault(container_id, []).append(point)
+        return succeed(point)
+
+    def release_staged(self, container_id: str) -> Deferred[None]:
+        self.staged.pop(container_id, None)
+        self.released_staging.append(container_id)
+        return succeed(None)
 
 
 def make_service(root: str) -> tuple[VolumeService, FakeMountDriver, Database, EventService]:
@@ -641,8 +658,9 @@ class LifecycleTests(Base):
         self.assertEqual(mounts[:2], [("v1", "/link", "true"), ("v2", "/data", "true")])
 
     def test_subpath(self) -> None:
-        """VolumeOptions.Subpath mounts a directory of the volume; it must exist at start and a
-        symlink leading out of the volume is refused."""
+        """VolumeOptions.Subpath: inspect's source is the volume, the runtime gets a staging
+        point opened by descriptor; it must exist at start, and a link leaving the volume is
+        refused with dockerd's texts (404 missing, 400 escape) and nothing staged."""
         specs = self.ok(
             self.svc.resolve_mounts(
                 self.cid,
@@ -652,7 +670,7 @@ class LifecycleTests(Base):
                             "Type": "volume",
                             "Source": "sp",
                             "Target": "/s",
-                            "VolumeOptions": {"Subpath": "a/b"},
+                            "VolumeOptions": {"Subpath": "a/./b/"},
                         }
                     ]
                 },
@@ -660,14 +678,28 @@ class LifecycleTests(Base):
             )
         )
         mp = self.ok(self.svc.inspect("sp")).mountpoint
-        self.assertEqual(specs[0].source, os.path.join(mp, "a", "b"))
-        self.failureResultOf(Deferred.fromCoroutine(self.svc.prepare(self.cid, specs, "")))
+        self.assertEqual((specs[0].source, specs[0].subpath), (mp, "a/b"))
+        self.assertEqual(
+            self.err(self.svc.prepare(self.cid, specs, ""), NotFound),
+            "cannot access path a/b: no such file or directory",
+        )
         os.makedirs(os.path.join(mp, "a"))
-        os.symlink(self.tmp, os.path.join(mp, "a", "b"))
-        self.err(self.svc.prepare(self.cid, specs, ""), InvalidParameter)
-        os.remove(os.path.join(mp, "a", "b"))
-        os.mkdir(os.path.join(mp, "a", "b"))
-        self.ok(self.svc.prepare(self.cid, specs, ""))
+        for target in (self.tmp, "/", "../../..", "../" * 8 + self.tmp.lstrip("/")):
+            os.symlink(target, os.path.join(mp, "a", "b"))
+            self.assertEqual(
+                self.err(self.svc.prepare(self.cid, specs, ""), InvalidParameter),
+                "path concatenation escapes the base directory, subpath: a/b",
+            )
+            os.remove(os.path.join(mp, "a", "b"))
+        self.assertEqual(self.driver.staged, {})
+        os.symlink("../real", os.path.join(mp, "a", "b"))  # a link that stays inside is fine
+        os.mkdir(os.path.join(mp, "real"))
+        runtime = self.ok(self.svc.prepare(self.cid, specs, ""))
+        self.assertEqual(runtime[0].source, f"/staged/{self.cid}/0")
+        self.assertEqual(runtime[0].destination, "/s")
+        self.ok(self.svc.container_stopped(self.cid))
+        self.assertEqual(self.driver.staged, {})
+        self.assertIn(self.cid, self.driver.released_staging)
         self.assertEqual(
             self.err(
                 self.svc.resolve_mounts(
@@ -689,6 +721,16 @@ class LifecycleTests(Base):
             'invalid mount config for type "volume": subpath must be a relative path within the '
             "volume",
         )
+
+    def test_subpath_legacy_row(self) -> None:
+        """A container stored before subpaths were kept apart (source .../_data/SUB) is read
+        back with the subpath split off, so it too is opened inside the volume."""
+        from pyd.state.containers import _mounts_from_json
+
+        src = "/var/lib/pyd/volumes/v1/_data/a/b"
+        (m,) = _mounts_from_json([{"type": "volume", "source": src, "destination": "/x",
+                                   "name": "v1"}])  # fmt: skip
+        self.assertEqual((m.source, m.subpath), ("/var/lib/pyd/volumes/v1/_data", "a/b"))
 
     def test_volume_over_file_refused(self) -> None:
         """A volume whose mount path is a file in the image is refused with dockerd's text."""

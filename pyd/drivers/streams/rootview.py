@@ -15,7 +15,9 @@ SPEC (JSON) says how to build the view:
     init binary). What stays are the container's live volumes, binds, tmpfs and hosts files,
     read-only where the container has them read-only.
   - C{"mode": "mounts"}: a container that is not running. The helper makes a private copy of
-    the host's namespace, clones each bind source (C{open_tree}; read-only ones made so),
+    the host's namespace, clones each bind source (C{open_tree}; read-only ones made so; a
+    volume C{subpath} is opened inside its volume C{source} and cloned by descriptor,
+    L{pyd.drivers.volumes.stage}, so a link there never leads out of the volume),
     C{chroot}s into C{root} and attaches each clone at its destination resolved I{inside} the
     chroot (so a symlink in the container can never send a mount onto a host path), creating
     the mount point when missing as dockerd does; a C{tmpfs} gets a fresh empty tmpfs (dockerd's
@@ -31,7 +33,7 @@ Operations (paths are container paths):
 
 Known failures are C{{"error": KIND, "message": TEXT}} with exit status 0, KIND one of
 C{stale}, C{notfound}, C{escape}, C{notdir}, C{ro-volume}, C{ro-rootfs}, C{dir-non-dir},
-C{tar}, C{setup}; anything else is a traceback on stderr and exit status 1.
+C{tar}, C{setup}, C{subpath-escape}, C{subpath-notfound}; anything else is a traceback on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from typing import Any
 from pyd.drivers import sealed
 from pyd.drivers.storage import untar
 from pyd.drivers.streams import rootpaths, tarstream
+from pyd.drivers.volumes import stage
 
 CLONE_NEWNS = 0x00020000
 MS_RDONLY = 0x1
@@ -242,6 +245,17 @@ def setup_mounts(root: str, mounts: list[dict[str, Any]]) -> None:
         for m in mounts:
             if m["type"] == "tmpfs":
                 prepared.append((m, -1, True))
+                continue
+            if m.get("subpath"):
+                # a volume subpath: opened once inside the volume, cloned by descriptor
+                try:
+                    tree, is_dir = stage.clone_subpath(
+                        m["source"], m["subpath"],
+                        recursive=m.get("recursive", True), readonly=not m.get("rw", True),
+                    )  # fmt: skip
+                except stage.SubpathError as e:
+                    raise ViewError("subpath-" + e.kind, e.message) from None
+                prepared.append((m, tree, is_dir))
                 continue
             try:
                 is_dir = st.S_ISDIR(os.stat(m["source"]).st_mode)

@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred
 from pyd.core.seams import Blocking
 from pyd.drivers.process import ProcessRunner
 from pyd.drivers.volumes import copy as _copy
+from pyd.drivers.volumes.stage import StagingArea
 
 DATA = "_data"
 OPTS_FILE = "opts.json"
@@ -84,10 +85,18 @@ class LocalVolumeDriver:
 
     name = "local"
 
-    def __init__(self, data_root: str, blocking: Blocking, runner: ProcessRunner) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        blocking: Blocking,
+        runner: ProcessRunner,
+        staging_root: str | None = None,
+    ) -> None:
         self.root = os.path.join(data_root, "volumes")
         self._blocking = blocking
         self._runner = runner
+        # the daemon wires <exec-root>/mounts; tests without one stage under the data root
+        self.staging = StagingArea(staging_root or os.path.join(data_root, "mounts"))
 
     # --- paths -------------------------------------------------------------------------------
 
@@ -231,6 +240,33 @@ class LocalVolumeDriver:
             err = result.stderr.decode("utf-8", "replace").strip()
             raise VolumeDriverError(f"failed to unmount local volume {name}: {err}")
 
+    # --- subpaths ----------------------------------------------------------------------------
+
+    def stage_subpath(
+        self, container_id: str, index: int, name: str, subpath: str, recursive: bool
+    ) -> Deferred[str]:
+        """Open C{subpath} inside the volume once and mount it by descriptor on a private
+        staging point (L{StagingArea.attach}); fires with that point, the runtime's bind source.
+
+        @raise SubpathError: the subpath leaves the volume or cannot be opened.
+        """
+        return self._blocking.run(
+            self.staging.attach,
+            container_id,
+            index,
+            self.data_path(name),
+            subpath,
+            recursive=recursive,
+        )
+
+    def release_staged(self, container_id: str) -> Deferred[None]:
+        """Detach and remove the container's staging points (idempotent)."""
+        return self._blocking.run(self.staging.release, container_id)
+
+    def sweep_staged(self) -> Deferred[int]:
+        """At start: remove every staging point a previous daemon left."""
+        return self._blocking.run(self.staging.sweep)
+
     # --- content -----------------------------------------------------------------------------
 
     def size(self, name: str) -> Deferred[int]:
@@ -287,10 +323,6 @@ class LocalVolumeDriver:
                 pass  # an existing file is bound as a file
 
         return self._blocking.run(thd)
-
-    def realpath(self, path: str) -> Deferred[str]:
-        """C{os.path.realpath} off the reactor thread."""
-        return self._blocking.run(os.path.realpath, path)
 
     def exists(self, path: str) -> Deferred[bool]:
         """Whether C{path} exists (a dangling symlink does not)."""
