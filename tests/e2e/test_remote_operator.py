@@ -226,9 +226,12 @@ class OperatorAllowedTests:
                    "--sysctl", "net.ipv4.ip_forward=1", DEFAULT_TAG,
                    "cat", "/proc/sys/net/ipv4/ip_forward")  # fmt: skip
         assert out.strip() == "1"
-        # Reading from an admin's container is allowed (its own root only).
-        h.ok("operator", "cp", f"{h.name('priv')}:/etc/passwd", str(h.base / "passwd-copy"))
+        # Reading from the operator's own container is allowed; from an admin-tier one, cp
+        # would read through its mounts (see the attack suite), so it is refused.
+        h.ok("operator", "cp", f"{own}:/etc/passwd", str(h.base / "passwd-copy"))
         assert "root:x:0:0" in (h.base / "passwd-copy").read_text()
+        h.refused("cp", f"{h.name('priv')}:/etc/passwd", str(h.base / "passwd-copy2"),
+                  rule=f"copy files out of container {h.name('priv')}")  # fmt: skip
         h.ok("operator", "stop", "-t", "0", h.name("priv"))
 
     def test_allowed_bind_paths_and_volumes(self, host: Host) -> None:
