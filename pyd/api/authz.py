@@ -53,6 +53,7 @@ from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
 from pyd.engine.container_config import sysctl_name
 from pyd.engine.networks import host_port_range
 from pyd.engine.spec import CreateSpec, parse_create
+from pyd.engine.spec.parse import parse_update
 from pyd.engine.volumes import parse_bind, parse_mount
 
 log = Logger()
@@ -589,7 +590,8 @@ async def _check_container_call(
         if body:  # a HostConfig on start (API < 1.24 clients)
             await _check_host_config(ctx, body, 0)
     elif method == "POST" and action == "update":
-        _check_devices(ctx, _body(request))
+        # Read as the engine reads it (Go's types and field names).
+        _check_devices(ctx, parse_update(_body(request)))
     elif method == "POST" and action == "exec":
         if exec_config(_body(request)).privileged:
             raise ctx.deny("run a privileged exec")

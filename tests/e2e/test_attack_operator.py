@@ -454,3 +454,30 @@ class SysctlTests:
         with open("/proc/sys/kernel/core_pattern") as f:
             assert f.read() == before
         assert not os.path.exists("/tmp/pyd-attack-core")
+
+
+class PlainErrorTests:
+    """Also: calls that answered 500 with Python's text answer a plain 4xx."""
+
+    def test_plain_4xx(self, h: Arena) -> None:
+        """PUT archive with a hard link to a missing name, a bridge name the kernel refuses,
+        import from a non-HTTP source: 4xx, plain message."""
+        own = h.ok("operator", "run", "-d", "--label", LABEL, DEFAULT_TAG, "sleep", "60").strip()
+        link = tarfile.TarInfo("hl")
+        link.type = tarfile.LNKTYPE
+        link.linkname = "missing"
+        status, _ = h.http(
+            "PUT",
+            f"/containers/{own}/archive?path=/tmp",
+            archive_of([link]),
+            headers={"Content-Type": "application/x-tar"},
+        )
+        assert status == 400
+        for name in ("a" * 16, "bad name", "x/y", "lo"):
+            body = {"Name": f"pyd-t-n{uuid.uuid4().hex[:6]}",
+                    "Options": {"com.docker.network.bridge.name": name}}  # fmt: skip
+            status, _ = h.http("POST", "/networks/create", body)
+            assert 400 <= status < 500, (name, status)
+        for src in ("file:///etc/passwd", "/etc/passwd", "ftp://127.0.0.1/x", "http://[::1"):
+            status, _ = h.http("POST", f"/images/create?fromSrc={src}&repo=pyd-t-imp")
+            assert status == 400, (src, status)

@@ -392,3 +392,17 @@ class CommitTests:
         img = run(svc.commit_container("c1", None, {}))
         assert img.id.startswith("sha256:")
         assert calls == []
+
+
+def test_import_url_must_be_http() -> None:
+    """docker import <url>: file:, host paths, other schemes and malformed URLs are the
+    client's 400, refused before anything is fetched (issue 12, 'Also')."""
+    from pyd.core.errors import InvalidParameter
+    from pyd.engine.images.archive import check_import_url
+
+    for url in ("file:///etc/passwd", "/etc/passwd", "ftp://h/x", "gopher://x", "http//x",
+                "::", "http://[::1", "http://"):  # fmt: skip
+        with pytest.raises(InvalidParameter):
+            check_import_url(url)
+    check_import_url("http://127.0.0.1:5000/x.tar")
+    check_import_url("https://example.invalid/rootfs.tar.gz")

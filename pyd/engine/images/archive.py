@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -44,6 +45,22 @@ from pyd.engine.images.store import (
 from pyd.state.images import StoredImage
 
 log = Logger()
+
+
+def check_import_url(url: str) -> None:
+    """C{docker import <url>} fetches http and https only; anything else (C{file:}, a host path,
+    C{ftp:}, a malformed address) is the client's mistake, refused before any fetch.
+
+    @raise InvalidParameter: with the reason.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid import URL {url!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidParameter(
+            f"unsupported import source {url!r}: only http:// and https:// URLs can be imported"
+        )
 
 
 class ImageArchives(ImageStore):
@@ -273,10 +290,12 @@ class ImageArchives(ImageStore):
     ) -> Image:
         """C{docker import <url>}: download, then import.
 
+        @raise InvalidParameter: not an http(s) URL (nothing is fetched).
         @raise SystemError_: the download failed (dockerd answers 500 too).
         """
         if self.fetcher is None:
             raise Unsupported("import from a URL is not available")
+        check_import_url(url)
         path = await self.new_staging_file()
         try:
             try:
