@@ -115,6 +115,8 @@ def copy_into(
                     _copy_source(tree, src, dst, dest_path, dest_is_dir, opts)
             except OSError as e:
                 raise BuildFileError(f"{cmd} failed: {src.name or dest}: {intar.reason(e)}") from e
+            except RecursionError as e:
+                raise BuildFileError(f"{cmd} failed: {src.name}: too deeply nested") from e
             except (intar.MemberError, tarfile.TarError, EOFError, zlib_error()) as e:
                 msg = str(e) if isinstance(e, intar.MemberError) else "the archive is corrupt"
                 raise BuildFileError(f"{cmd} failed: {src.name}: {msg}") from e

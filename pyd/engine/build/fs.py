@@ -155,7 +155,11 @@ def extract_context(src: BinaryIO, dest: str) -> int:
             return intar.extract(tf, _context_members(tf), ctx, "/", intar.Policy())
     except intar.MemberError as e:
         raise BuildFileError(f"Error processing tar file: {e}") from e
-    except (tarfile.TarError, EOFError, zlib_error(), lzma.LZMAError, OSError) as e:
+    except OSError as e:
+        raise BuildFileError(f"Error processing tar file: {intar.reason(e)}") from e
+    except RecursionError as e:
+        raise BuildFileError("Error processing tar file: too deeply nested") from e
+    except (tarfile.TarError, EOFError, zlib_error(), lzma.LZMAError) as e:
         raise BuildFileError("Error processing tar file: the archive is corrupt") from e
     finally:
         tf.close()
@@ -404,6 +408,8 @@ def hash_sources(sources: list[Source]) -> str:
                         _hash_file(h, dirfd, name)
         except OSError as e:
             raise BuildFileError(f"failed to read {src.path}: {intar.reason(e)}") from None
+        except RecursionError:
+            raise BuildFileError(f"failed to read {src.path}: too deeply nested") from None
         hashes.append(("dir:" if src.is_dir else "file:") + h.hexdigest())
     if len(hashes) == 1:
         return hashes[0]
