@@ -38,6 +38,9 @@ class Context:
     description: str = ""
     skip_tls_verify: bool = False
     tls_dir: Path | None = None  # holds ca.pem/cert.pem/key.pem when the context has TLS
+    # Kept in the context's Metadata (the docker CLI keeps fields it does not know), so that
+    # `pyd fleet --label role=web` can pick hosts by what they are for.
+    labels: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def has_tls(self) -> bool:
@@ -71,13 +74,17 @@ def write(
     tls_files: dict[str, bytes] | None = None,
     description: str = "",
     base: Path | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Context:
     """Create or replace a context; C{tls_files} maps ca.pem/cert.pem/key.pem to contents."""
     if name == "default":
         raise ValueError('"default" is a reserved context name')
+    metadata: dict[str, object] = {"Description": description}
+    if labels:
+        metadata["Labels"] = dict(labels)
     meta = {
         "Name": name,
-        "Metadata": {"Description": description},
+        "Metadata": metadata,
         "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}},
     }
     tdir = tls_dir(name, base)
@@ -88,7 +95,11 @@ def write(
             if fname in tls_files:
                 _write(tdir / fname, tls_files[fname], 0o600)
     _write(meta_dir(name, base) / "meta.json", json.dumps(meta).encode(), 0o644)
-    return Context(name, host, description, False, tdir if tls_files else None)
+    # docker-py (docker-compose 1.x) looks for contexts only next to an existing config.json.
+    cfg = (base or config_dir()) / "config.json"
+    if not cfg.exists():
+        _write(cfg, b"{}\n", 0o600)
+    return Context(name, host, description, False, tdir if tls_files else None, dict(labels or {}))
 
 
 def read(name: str, base: Path | None = None) -> Context:
@@ -107,12 +118,14 @@ def _from_meta(meta: dict[str, object], base: Path | None) -> Context:
     docker = endpoints.get("docker", {}) if isinstance(endpoints, dict) else {}
     md = meta.get("Metadata") or {}
     tdir = tls_dir(name, base)
+    labels = md.get("Labels") if isinstance(md, dict) else None
     return Context(
         name=name,
         host=str(docker.get("Host", "")),
         description=str(md.get("Description", "")) if isinstance(md, dict) else "",
         skip_tls_verify=bool(docker.get("SkipTLSVerify", False)),
         tls_dir=tdir if tdir.exists() else None,
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
     )
 
 
@@ -127,6 +140,32 @@ def list_all(base: Path | None = None) -> list[Context]:
             except (OSError, ValueError, KeyError):
                 continue
     return sorted(out, key=lambda c: c.name)
+
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+def default_context() -> Context:
+    """The docker CLI's built-in C{default} context: C{$DOCKER_HOST}, else the local socket
+    (with C{$DOCKER_CERT_PATH}'s files when C{$DOCKER_TLS_VERIFY} is set)."""
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    cert_path = os.environ.get("DOCKER_CERT_PATH")
+    tdir = Path(cert_path) if cert_path and os.environ.get("DOCKER_TLS_VERIFY") else None
+    return Context("default", host, "Current DOCKER_HOST based configuration", False, tdir)
+
+
+def current_name(base: Path | None = None) -> str:
+    """The context the docker CLI uses now: C{$DOCKER_CONTEXT}, else config.json's
+    C{currentContext}, else C{default}."""
+    env = os.environ.get("DOCKER_CONTEXT")
+    if env:
+        return env
+    try:
+        cfg = json.loads(((base or config_dir()) / "config.json").read_text())
+    except (OSError, ValueError):
+        return "default"
+    current = cfg.get("currentContext") if isinstance(cfg, dict) else None
+    return str(current) if current else "default"
 
 
 def remove(name: str, base: Path | None = None) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from cryptography import x509
 
 from pyd.cli import contexts
+from pyd.cli.output import table
 from pyd.core import certs
 
 
@@ -237,11 +238,3 @@ def cmd_show(d: Path, files: Sequence[str]) -> list[str]:
             )
         )
     return table(rows)
-
-
-def table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns, like the docker CLI's tables."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [
-        "   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    ]

@@ -17,131 +17,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
 
 from pyd.core import certs
-from tests.helpers.daemon import DOCKER, PydDaemon, pyd_cli
-from tests.helpers.netns import NetnsHost, random_prefix
+from tests.helpers.daemon import PydDaemon, pyd_cli
+from tests.helpers.fleet import Fleet, docker_cli
 
 pytestmark = pytest.mark.e2e
-
-
-def docker_cli(*args: str, env: dict[str, str], timeout: float = 30):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    return subprocess.run(
-        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, env={**full, **env}
-    )
-
-
-def openssl_docs_certs(d: Path, host: str, ip: str) -> None:
-    """The commands of Docker's "Protect the Docker daemon socket" page (2048-bit for speed)."""
-    d.mkdir(parents=True)
-
-    def sh(cmd: str) -> None:
-        subprocess.run(["sh", "-c", cmd], cwd=d, check=True, capture_output=True)
-
-    sh("openssl genrsa -out ca-key.pem 2048")
-    sh("openssl req -new -x509 -days 365 -key ca-key.pem -sha256 -out ca.pem -subj '/CN=docs-ca'")
-    sh("openssl genrsa -out server-key.pem 2048")
-    sh(f"openssl req -subj '/CN={host}' -sha256 -new -key server-key.pem -out server.csr")
-    sh(f"echo subjectAltName = DNS:{host},IP:{ip},IP:127.0.0.1 >> extfile.cnf")
-    sh("echo extendedKeyUsage = serverAuth >> extfile.cnf")
-    sh(
-        "openssl x509 -req -days 365 -sha256 -in server.csr -CA ca.pem -CAkey ca-key.pem "
-        "-CAcreateserial -out server-cert.pem -extfile extfile.cnf"
-    )
-    sh("openssl genrsa -out key.pem 2048")
-    sh("openssl req -subj '/CN=client' -new -key key.pem -out client.csr")
-    sh("echo extendedKeyUsage = clientAuth > extfile-client.cnf")
-    sh(
-        "openssl x509 -req -days 365 -sha256 -in client.csr -CA ca.pem -CAkey ca-key.pem "
-        "-CAcreateserial -out cert.pem -extfile extfile-client.cnf"
-    )
-    sh("chmod 0400 ca-key.pem key.pem server-key.pem")
-
-
-class Fleet:
-    """Three hosts, a CA, client certificates per role and a docker config dir."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.ca = base / "ca"
-        self.env = {"DOCKER_CONFIG": str(base / "docker-config"), "PYD_TLS_DIR": str(self.ca)}
-        prefix = random_prefix()
-        self.nets = [NetnsHost(prefix, i) for i in range(3)]
-        self.daemons: list[PydDaemon] = []
-
-    def client(self, name: str, role: str | None) -> Path:
-        out = self.base / "clients" / name
-        args = ["tls", "client", name, "--out", str(out)]
-        if role:
-            args += ["--role", role]
-        pyd_cli(*args, env=self.env)
-        return out
-
-    def start(self) -> None:
-        pyd_cli("tls", "init", env=self.env)
-        for i, net in enumerate(self.nets):
-            net.create()
-            hdir = self.base / f"host{i + 1}"
-            if i < 2:
-                pyd_cli(
-                    "tls",
-                    "server",
-                    "--host",
-                    f"host{i + 1}",
-                    "--ip",
-                    net.addr,
-                    "--out",
-                    str(hdir / "tls"),
-                    env=self.env,
-                )
-                tls = hdir / "tls"
-                ca, crl = self.ca / "ca.pem", self.ca / "crl.pem"
-                cert, key = tls / "server-cert.pem", tls / "server-key.pem"
-            else:
-                openssl_docs_certs(hdir / "tls", "host3", net.addr)
-                tls = hdir / "tls"
-                ca, crl = tls / "ca.pem", None
-                cert, key = tls / "server-cert.pem", tls / "server-key.pem"
-            args = [
-                "-H",
-                f"tcp://{net.addr}:2376",
-                "--tlsverify",
-                "--tlscacert",
-                str(ca),
-                "--tlscert",
-                str(cert),
-                "--tlskey",
-                str(key),
-            ]
-            if crl:
-                args += ["--tlscrl", str(crl)]
-            d = PydDaemon(str(hdir / "d"), extra_args=args, wrapper=net.prefix_argv())
-            self.daemons.append(d)
-            d.start()
-
-    def tls_env(self, i: int, certdir: Path) -> dict[str, str]:
-        return {
-            **self.env,
-            "DOCKER_HOST": f"tcp://{self.nets[i].addr}:2376",
-            "DOCKER_TLS_VERIFY": "1",
-            "DOCKER_CERT_PATH": str(certdir),
-        }
-
-    def cleanup(self) -> None:
-        try:
-            for d in self.daemons:
-                try:
-                    d.cleanup()
-                except Exception as e:  # keep cleaning the others
-                    print(f"cleanup of {d.base} failed: {e}")
-        finally:
-            for n in self.nets:
-                n.remove()
 
 
 @pytest.fixture(scope="module")
@@ -461,7 +345,17 @@ class FleetCommandTests:
         for n in ("fleet1", "fleet2", "fleet3"):
             assert "28.2.2" in rows[n], r.stdout
         assert "error" in rows["fleet4"], r.stdout
-        r = pyd_cli("fleet", *hosts[:6], "events", "--since", "1h", env=fleet.env, check=False)
+        r = pyd_cli(
+            "fleet",
+            *hosts[:6],
+            "events",
+            "--since",
+            "1h",
+            "--until",
+            "0s",
+            env=fleet.env,
+            check=False,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         pyd_cli("hosts", "rm", "fleet4", env=fleet.env)
         assert "fleet4" not in pyd_cli("hosts", "ls", env=fleet.env).stdout

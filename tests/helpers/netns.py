@@ -49,6 +49,15 @@ class NetnsHost:
         _ip("-n", self.ns, "route", "add", "default", "via", self.gateway)
         return self
 
+    def enable_forwarding(self) -> None:
+        """Let this "machine" forward IPv4 (an operator's step: pyd leaves it to them), so
+        ports its daemon publishes answer from the root namespace."""
+        subprocess.run(
+            [*self.prefix_argv(), "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            capture_output=True,
+            check=True,
+        )
+
     def prefix_argv(self) -> list[str]:
         """Run a command inside the namespace: prepend this.
 
