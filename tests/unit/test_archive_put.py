@@ -107,3 +107,24 @@ class HardLinkToMissingTests(SynchronousTestCase):
             str(ctx.exception), "hard link 'a' points to 'missing', which does not exist"
         )
         self.assertEqual(os.listdir(dest), [])
+
+    def test_os_errors_read_as_go_prints_them(self) -> None:
+        """An extraction failure from the kernel reads `PATH: reason`, without Python's
+        `[Errno N]`."""
+        from pyd.drivers.storage import untar
+
+        dest = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, dest)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            info = tarfile.TarInfo("f")
+            info.size = 1
+            tf.addfile(info, io.BytesIO(b"x"))
+            info = tarfile.TarInfo("f/sub")
+            info.size = 1
+            tf.addfile(info, io.BytesIO(b"y"))
+        buf.seek(0)
+        with self.assertRaises(untar.UntarError) as ctx:
+            untar.run(dest, buf, None, chroot=False)
+        self.assertNotIn("Errno", str(ctx.exception))
+        self.assertTrue(str(ctx.exception).endswith(": not a directory"), str(ctx.exception))

@@ -266,6 +266,17 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
     return size
 
 
+def _plain(e: BaseException) -> str:
+    """A user-facing text for a failure: an OS error as Go prints one (C{PATH: reason}, the path
+    as the layer or container names it), never Python's C{[Errno N]} form."""
+    if isinstance(e, OSError) and e.strerror:
+        reason = e.strerror[0].lower() + e.strerror[1:]
+        return f"{e.filename}: {reason}" if e.filename else reason
+    if isinstance(e, EOFError):
+        return "unexpected end of archive"
+    return str(e) or type(e).__name__
+
+
 def _syncfs(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -303,7 +314,7 @@ def run(
     except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError) as e:
         if isinstance(e, UntarError):
             raise
-        raise UntarError(str(e) or type(e).__name__) from e
+        raise UntarError(_plain(e)) from e
     if tar_out is not None:
         tar_out.flush()
         os.fsync(tar_out.fileno())
