@@ -52,7 +52,7 @@ from pyd.core.records import Container
 from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
 from pyd.engine.container_config import sysctl_name
 from pyd.engine.networks import host_port_range
-from pyd.engine.spec import CreateSpec, parse_create
+from pyd.engine.spec import CreateSpec, mount_of, parse_create
 from pyd.engine.spec.parse import parse_update
 from pyd.engine.volumes import parse_bind, parse_mount
 
@@ -813,7 +813,7 @@ async def _check_mount(ctx: _Ctx, mount: Mapping[str, Any]) -> None:
         opts = ((mount.get("VolumeOptions") or {}).get("DriverConfig") or {}).get("Options")
         if opts:
             _check_volume_create(ctx, opts)
-    await _check_parsed_mount(ctx, parse_mount(mount, None))
+    await _check_parsed_mount(ctx, parse_mount(mount_of(mount), None))
 
 
 async def _check_parsed_mount(ctx: _Ctx, m: Any) -> None:

@@ -662,7 +662,7 @@ class ContainerService:
             for ref in spec.mounts.volumes_from:
                 other = self.resolve(ref.split(":")[0])
                 from_mounts.append(list(other.mounts))
-            mounts = await self._volumes.resolve_mounts(cid, hc, image_vols, from_mounts)
+            mounts = await self._volumes.resolve_mounts(cid, spec.mounts, image_vols, from_mounts)
             await self._images.create_rw_layer(cid, image.id)
         except BaseException:
             await self._volumes.release(cid, True)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pyd.core.records import Change, Image, MountSpec, NetworkSetup
-from pyd.engine.spec.records import NetworkRequest
+from pyd.engine.spec.records import MountRequest, NetworkRequest
 
 
 class ImageProvider(Protocol):
@@ -114,7 +114,7 @@ class VolumeProvider(Protocol):
     async def resolve_mounts(
         self,
         container_id: str,
-        host_config: dict[str, Any],
+        mounts: MountRequest,
         image_volumes: Sequence[str],
         volumes_from: Sequence[Sequence[MountSpec]] = (),
     ) -> list[MountSpec]:

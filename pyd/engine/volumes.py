@@ -30,6 +30,14 @@ from pyd.core.records import MountSpec, Volume
 from pyd.core.seams import EventSink
 from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError, mount_options_error
 from pyd.drivers.volumes.stage import SubpathError, clean_subpath
+from pyd.engine.spec import (
+    BindOptions,
+    Mount,
+    MountRequest,
+    TmpfsOptions,
+    VolumeOptions,
+    mount_request,
+)
 from pyd.state.volumes import VolumeRepository, in_use_message
 
 log = Logger()
@@ -176,7 +184,7 @@ def _mount_error(mtype: str, msg: str) -> InvalidParameter:
     return InvalidParameter(f"invalid mount config for type {go_quote(mtype)}: {msg}")
 
 
-def tmpfs_options(opts: Mapping[str, Any] | None, read_only: bool) -> list[str]:
+def tmpfs_options(opts: TmpfsOptions | None, read_only: bool) -> list[str]:
     """dockerd's C{ConvertTmpfsOptions}: C{TmpfsOptions} to mount data options.
 
     @raise InvalidParameter: an C{Options} entry dockerd does not accept.
@@ -184,15 +192,10 @@ def tmpfs_options(opts: Mapping[str, Any] | None, read_only: bool) -> list[str]:
     raw: list[str] = []
     if read_only:
         raw.append("ro")
-    opts = opts or {}
-    mode = opts.get("Mode") or 0
-    if not isinstance(mode, int):
-        raise InvalidParameter("invalid tmpfs mode")
-    if mode:
-        raw.append(f"mode={mode:o}")
-    size = opts.get("SizeBytes") or 0
-    if not isinstance(size, int):
-        raise InvalidParameter("invalid tmpfs size")
+    opts = opts or TmpfsOptions()
+    if opts.mode:
+        raw.append(f"mode={opts.mode:o}")
+    size = opts.size_bytes
     if size:
         suffix = ""
         for sfx, div in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
@@ -201,8 +204,8 @@ def tmpfs_options(opts: Mapping[str, Any] | None, read_only: bool) -> list[str]:
                 suffix = sfx
                 break
         raw.append(f"size={size}{suffix}")
-    for opt in opts.get("Options") or []:
-        if not isinstance(opt, list) or not 1 <= len(opt) <= 2:
+    for opt in opts.options:
+        if not 1 <= len(opt) <= 2:
             raise InvalidParameter("invalid option array length")
         if opt[0] not in ("exec", "noexec"):
             raise InvalidParameter("invalid option: " + str(opt[0]))
@@ -243,41 +246,40 @@ def _tmpfs_spec(destination: str, data: list[str], listed: bool) -> _Pending:
     return _Pending("tmpfs", destination, rw=rw, options=tuple(opts), listed=listed)
 
 
-def parse_mount(m: Mapping[str, Any], bind_exists: Callable[[str], bool] | None) -> _Pending:
+def parse_mount(m: Mount, bind_exists: Callable[[str], bool] | None) -> _Pending:
     """Validate and parse one C{HostConfig.Mounts} entry (dockerd's C{ParseMountSpec}).
 
+    @param m: the entry as the create spec typed it.
     @param bind_exists: checks a bind source exists; None skips the check.
     @raise InvalidParameter: with dockerd's message.
     """
-    if not isinstance(m, Mapping):
-        raise InvalidParameter("invalid JSON: Mounts entries must be objects")
-    mtype = str(m.get("Type") or "")
-    for field, owner in (
-        ("BindOptions", "bind"),
-        ("VolumeOptions", "volume"),
-        ("ImageOptions", "image"),
-        ("TmpfsOptions", "tmpfs"),
-        ("ClusterOptions", "cluster"),
+    mtype = m.type
+    for field, owner, given in (
+        ("BindOptions", "bind", m.bind is not None),
+        ("VolumeOptions", "volume", m.volume is not None),
+        ("ImageOptions", "image", m.image_subpath is not None),
+        ("TmpfsOptions", "tmpfs", m.tmpfs is not None),
+        ("ClusterOptions", "cluster", m.cluster),
     ):
-        if mtype != owner and m.get(field) is not None:
+        if mtype != owner and given:
             raise _mount_error(mtype, f"field {field} must not be specified")
-    target = str(m.get("Target") or "")
+    target = m.target
     err = _validate_target(target)
     if err:
         raise _mount_error(mtype, err)
-    source = str(m.get("Source") or "")
-    read_only = bool(m.get("ReadOnly"))
+    source = m.source
+    read_only = m.read_only
     dest = _clean(target)
     if mtype == "bind":
         if not source:
             raise _mount_error(mtype, "field Source must not be empty")
-        bopts = m.get("BindOptions") or {}
-        prop = str(bopts.get("Propagation") or "")
+        bopts = m.bind or BindOptions()
+        prop = bopts.propagation
         if prop and prop not in _PROPAGATIONS:
             raise _mount_error(mtype, f"invalid propagation mode: {prop}")
         if not is_host_path(source):
             raise _mount_error(mtype, f"invalid mount path: '{source}' mount path must be absolute")
-        create = bool(bopts.get("CreateMountpoint"))
+        create = bopts.create_mountpoint
         if bind_exists is not None and not create and not bind_exists(source):
             raise _mount_error(mtype, f"bind source path does not exist: {source}")
         return _Pending(
@@ -286,37 +288,35 @@ def parse_mount(m: Mapping[str, Any], bind_exists: Callable[[str], bool] | None)
             rw=not read_only,
             source=host_path(source),
             propagation=prop or "rprivate",
-            options=("bind",) if bopts.get("NonRecursive") else (),
+            options=("bind",) if bopts.non_recursive else (),
             create_source=create,
         )
     if mtype == "volume":
-        vopts = m.get("VolumeOptions") or {}
-        subpath = str(vopts.get("Subpath") or "")
+        vopts = m.volume or VolumeOptions()
+        subpath = vopts.subpath
         if subpath:
             if not source:
                 raise _mount_error(mtype, "must not set Subpath when using anonymous volumes")
             norm = posixpath.normpath(subpath)
             if norm.startswith("/") or norm == ".." or norm.startswith("../"):
                 raise _mount_error(mtype, "subpath must be a relative path within the volume")
-        dcfg = vopts.get("DriverConfig") or {}
-        labels = vopts.get("Labels")
         return _Pending(
             "volume",
             dest,
             rw=not read_only,
             source=source,
             mode="z",
-            copy_up=not bool(vopts.get("NoCopy")) and not subpath,
-            driver=str(dcfg.get("Name") or ""),
-            volume_options=dict(dcfg["Options"]) if dcfg.get("Options") else None,
-            volume_labels=dict(labels) if labels else None,
+            copy_up=not vopts.no_copy and not subpath,
+            driver=vopts.driver,
+            volume_options=dict(vopts.driver_options) if vopts.driver_options else None,
+            volume_labels=dict(vopts.labels) if vopts.labels else None,
             subpath=subpath,
         )
     if mtype == "tmpfs":
         if source:
             raise _mount_error(mtype, "field Source must not be specified")
         try:
-            data = tmpfs_options(m.get("TmpfsOptions"), read_only)
+            data = tmpfs_options(m.tmpfs, read_only)
         except InvalidParameter as e:
             raise _mount_error(mtype, e.message) from None
         return _tmpfs_spec(dest, data, listed=True)
@@ -766,7 +766,7 @@ class VolumeService:
     async def resolve_mounts(
         self,
         container_id: str,
-        host_config: dict[str, Any],
+        req: MountRequest,
         image_volumes: Sequence[str],
         volumes_from: Sequence[Sequence[MountSpec]] = (),
     ) -> list[MountSpec]:
@@ -776,20 +776,11 @@ class VolumeService:
         (which override volumes-from), Mounts, the anonymous volumes of the image and of
         C{-v /path}, and the C{--tmpfs} mounts.
         """
-        hc = host_config or {}
-        tmpfs = hc.get("Tmpfs") or {}
-        if not isinstance(tmpfs, Mapping):
-            raise InvalidParameter("invalid JSON: Tmpfs must be an object")
-        raw_mounts = hc.get("Mounts") or []
-        binds = hc.get("Binds") or []
-        vfrom = hc.get("VolumesFrom") or []
-        volume_driver = str(hc.get("VolumeDriver") or "")
+        tmpfs = req.tmpfs
+        raw_mounts = req.mounts
+        volume_driver = req.volume_driver
         # 1. validation that dockerd does before anything is created
-        sources = [
-            str(m.get("Source") or "")
-            for m in raw_mounts
-            if isinstance(m, Mapping) and m.get("Type") == "bind"
-        ]
+        sources = [m.source for m in raw_mounts if m.type == "bind"]
         existing = {s: await self._driver.exists(s) for s in sources if s.startswith("/")}
         parsed_mounts = [parse_mount(m, lambda s: existing.get(s, False)) for m in raw_mounts]
         for dest in tmpfs:
@@ -798,8 +789,8 @@ class VolumeService:
 
         points: dict[str, _Pending] = {}
         # 2. --volumes-from
-        for i, spec in enumerate(vfrom):
-            _ref, mode = parse_volumes_from(str(spec))
+        for i, spec in enumerate(req.volumes_from):
+            _ref, mode = parse_volumes_from(spec)
             rw_ok = _read_write(mode)
             for m in volumes_from[i] if i < len(volumes_from) else ():
                 if not m.listed:
@@ -817,8 +808,8 @@ class VolumeService:
                 )
         # 3. Binds
         bound: set[str] = set()
-        for raw in binds:
-            p = parse_bind(str(raw), volume_driver)
+        for raw in req.binds:
+            p = parse_bind(raw, volume_driver)
             if p.destination in bound or p.destination in tmpfs_dests:
                 raise InvalidParameter(f"Duplicate mount point: {p.destination}")
             if p.type == "volume" and p.source:
@@ -827,9 +818,9 @@ class VolumeService:
             bound.add(p.destination)
             points[p.destination] = p
         # 4. Mounts
-        for m, p in zip(raw_mounts, parsed_mounts, strict=True):
+        for wire, p in zip(raw_mounts, parsed_mounts, strict=True):
             if p.destination in bound:
-                raise InvalidParameter(f"Duplicate mount point: {m.get('Target')}")
+                raise InvalidParameter(f"Duplicate mount point: {wire.target}")
             if p.type == "volume":
                 self._check_driver(p.source, p.driver)
                 if p.source:
@@ -1026,18 +1017,18 @@ class VolumeService:
     async def _create_bind_sources(self, container_id: str, mounts: Sequence[MountSpec]) -> None:
         """Like dockerd at every start: a missing C{-v /host:/path} source (or a C{--mount}
         bind with CreateMountpoint) is created as a directory; other missing sources are not."""
-        hc = await self._repo.host_config(container_id)
+        req = mount_request(await self._repo.host_config(container_id))
         creatable: set[str] = set()
-        for raw in hc.get("Binds") or []:
+        for raw in req.binds:
             try:
-                p = parse_bind(str(raw))
+                p = parse_bind(raw)
             except InvalidParameter:
                 continue
             if p.type == "bind":
                 creatable.add(p.source)
-        for m in hc.get("Mounts") or []:
-            if isinstance(m, Mapping) and (m.get("BindOptions") or {}).get("CreateMountpoint"):
-                creatable.add(host_path(str(m.get("Source") or "")))
+        for wire in req.mounts:
+            if wire.bind is not None and wire.bind.create_mountpoint:
+                creatable.add(host_path(wire.source))
         for m in mounts:
             if (
                 m.type == "bind"

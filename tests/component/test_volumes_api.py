@@ -19,6 +19,7 @@ from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig
 from pyd.core.seams import InlineBlocking
 from pyd.engine.events import EventService
+from pyd.engine.spec import mount_request
 from pyd.engine.system import HostFacts, SystemService
 from pyd.engine.volumes import VolumeService
 from pyd.state import migrate
@@ -107,7 +108,9 @@ class VolumesApiTests(SynchronousTestCase):
         cid = "9" * 64
         add_container(self.db, cid)
         self.successResultOf(
-            Deferred.fromCoroutine(self.svc.resolve_mounts(cid, {"Binds": ["busy:/b"]}, []))
+            Deferred.fromCoroutine(
+                self.svc.resolve_mounts(cid, mount_request({"Binds": ["busy:/b"]}), [])
+            )
         )
         self.assertEqual(
             self.call("DELETE", "/volumes/busy?force=1"),

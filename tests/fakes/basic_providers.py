@@ -14,7 +14,7 @@ from typing import Any
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import MountSpec, NetworkSetup
-from pyd.engine.spec import NetworkRequest
+from pyd.engine.spec import MountRequest, NetworkRequest
 
 
 class BasicNetworkProvider:
@@ -99,48 +99,47 @@ class BasicVolumeProvider:
     async def resolve_mounts(
         self,
         container_id: str,
-        host_config: dict[str, Any],
+        mounts: MountRequest,
         image_volumes: Sequence[str],
         volumes_from: Sequence[Sequence[MountSpec]] = (),
     ) -> list[MountSpec]:
         """Parse Binds, Mounts and Tmpfs; image volumes become private tmpfs-free dirs (skipped)."""
         out: list[MountSpec] = []
-        for b in host_config.get("Binds") or []:
+        for b in mounts.binds:
             out.append(_parse_bind(b))
-        for m in host_config.get("Mounts") or []:
-            typ = m.get("Type") or ""
-            target = m.get("Target") or ""
+        for m in mounts.mounts:
+            typ = m.type
+            target = m.target
             if not target or not os.path.isabs(target):
                 raise InvalidParameter("invalid mount config: Target must be an absolute path")
             if typ == "bind":
-                src = m.get("Source") or ""
+                src = m.source
                 if not os.path.exists(src):
                     raise InvalidParameter(
                         f'invalid mount config for type "bind": bind source path does not exist: {src}'
                     )
-                prop = ((m.get("BindOptions") or {}).get("Propagation")) or "rprivate"
+                prop = (m.bind.propagation if m.bind else "") or "rprivate"
                 out.append(
                     MountSpec(
                         type="bind",
                         source=src,
                         destination=target,
-                        rw=not m.get("ReadOnly"),
+                        rw=not m.read_only,
                         propagation=prop,
                     )
                 )
             elif typ == "tmpfs":
                 opts = ["noexec", "nosuid", "nodev"]
-                to = m.get("TmpfsOptions") or {}
-                if to.get("SizeBytes"):
-                    opts.append(f"size={to['SizeBytes']}")
-                if to.get("Mode"):
-                    opts.append(f"mode={to['Mode']:o}")
+                if m.tmpfs and m.tmpfs.size_bytes:
+                    opts.append(f"size={m.tmpfs.size_bytes}")
+                if m.tmpfs and m.tmpfs.mode:
+                    opts.append(f"mode={m.tmpfs.mode:o}")
                 out.append(
                     MountSpec(
                         type="tmpfs",
                         source="",
                         destination=target,
-                        rw=not m.get("ReadOnly"),
+                        rw=not m.read_only,
                         options=tuple(opts),
                     )
                 )
@@ -148,7 +147,7 @@ class BasicVolumeProvider:
                 raise InvalidParameter(
                     f"mount type {typ!r} is not available yet in this build of pyd"
                 )
-        for dest, optstr in (host_config.get("Tmpfs") or {}).items():
+        for dest, optstr in mounts.tmpfs.items():
             opts = ["noexec", "nosuid", "nodev"]
             rw = True
             for o in (optstr or "").split(","):

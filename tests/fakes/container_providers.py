@@ -8,7 +8,7 @@ from typing import Any
 
 from pyd.core.errors import NotFound
 from pyd.core.records import Change, Endpoint, Image, MountSpec, NetworkSetup, PortMapping
-from pyd.engine.spec import NetworkRequest
+from pyd.engine.spec import MountRequest, NetworkRequest
 
 BUSYBOX_ID = "sha256:" + "b" * 64
 
@@ -172,12 +172,12 @@ class FakeVolumeProvider:
     async def resolve_mounts(
         self,
         container_id: str,
-        host_config: dict[str, Any],
+        mounts: MountRequest,
         image_volumes: Sequence[str],
         volumes_from: Sequence[Sequence[MountSpec]] = (),
     ) -> list[MountSpec]:
         out = []
-        for b in host_config.get("Binds") or []:
+        for b in mounts.binds:
             src, dst, *rest = b.split(":")
             out.append(
                 MountSpec("bind", src, dst, rw=not rest or rest[0] != "ro", propagation="rprivate")

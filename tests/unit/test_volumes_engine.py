@@ -20,6 +20,7 @@ from pyd.drivers.process import ProcessResult
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.drivers.volumes.stage import open_subpath
 from pyd.engine.events import EventService
+from pyd.engine.spec import mount_request
 from pyd.engine.volumes import ANONYMOUS_LABEL, VolumeService, merge_tmpfs_options
 from pyd.state import migrate
 from pyd.state.db import Database, make_engine
@@ -196,7 +197,7 @@ class VolumeApiRuleTests(Base):
         self.ok(self.svc.create("beta", labels={"tier": "web", "x": ""}))
         self.ok(self.svc.create("gamma"))
         add_container(self.db, "c" * 64)
-        self.ok(self.svc.resolve_mounts("c" * 64, {"Binds": ["gamma:/g"]}, []))
+        self.ok(self.svc.resolve_mounts("c" * 64, mount_request({"Binds": ["gamma:/g"]}), []))
 
         def names(f: dict[str, list[str]]) -> list[str]:
             return [v.name for v in self.ok(self.svc.list_volumes(f))]
@@ -236,10 +237,12 @@ class VolumeApiRuleTests(Base):
         cid1, cid2 = "a" * 64, "b" * 64
         add_container(self.db, cid1)
         add_container(self.db, cid2, "exited")
-        self.ok(self.svc.resolve_mounts(cid1, {"Binds": ["keep:/k"]}, []))
+        self.ok(self.svc.resolve_mounts(cid1, mount_request({"Binds": ["keep:/k"]}), []))
         self.ok(
             self.svc.resolve_mounts(
-                cid2, {"Mounts": [{"Type": "volume", "Source": "keep", "Target": "/x"}]}, []
+                cid2,
+                mount_request({"Mounts": [{"Type": "volume", "Source": "keep", "Target": "/x"}]}),
+                [],
             )
         )
         for force in (False, True):
@@ -253,7 +256,7 @@ class VolumeApiRuleTests(Base):
         """Even a direct row delete is refused by the repository while a use exists."""
         cid = "d" * 64
         add_container(self.db, cid)
-        self.ok(self.svc.resolve_mounts(cid, {"Binds": ["vv:/k"]}, []))
+        self.ok(self.svc.resolve_mounts(cid, mount_request({"Binds": ["vv:/k"]}), []))
         repo = VolumeRepository(self.db)
         f = self.failureResultOf(repo.delete("vv"), Conflict)
         self.assertEqual(str(f.value), f"remove vv: volume is in use - [{cid}]")
@@ -269,7 +272,7 @@ class VolumeApiRuleTests(Base):
         self.ok(self.svc.create("withopts", options={"type": "tmpfs", "device": "tmpfs"}))
         cid = "e" * 64
         add_container(self.db, cid)
-        used = self.ok(self.svc.resolve_mounts(cid, {}, ["/anon"]))[0].name
+        used = self.ok(self.svc.resolve_mounts(cid, mount_request({}), ["/anon"]))[0].name
         deleted, reclaimed = self.ok(self.svc.prune({}))
         self.assertEqual((deleted, reclaimed), ([anon.name], 1000))
         self.assertEqual(self.seen[-1][1:], ("prune", "", {"reclaimed": "1000"}))
@@ -297,7 +300,7 @@ class VolumeApiRuleTests(Base):
         self.ok(self.svc.create("opt", options={"type": "tmpfs", "device": "tmpfs"}))
         cid = "f" * 64
         add_container(self.db, cid)
-        self.ok(self.svc.resolve_mounts(cid, {"Binds": ["sized:/s"]}, []))
+        self.ok(self.svc.resolve_mounts(cid, mount_request({"Binds": ["sized:/s"]}), []))
         rows = self.ok(self.svc.usage())
         self.assertEqual([(u.volume.name, u.size, u.ref_count) for u in rows], [("sized", 123, 1)])
 
@@ -367,11 +370,15 @@ class ResolveMountsTests(Base):
         image_volumes: Sequence[str] = (),
         volumes_from: Sequence[Sequence[MountSpec]] = (),
     ) -> dict[str, MountSpec]:
-        specs = self.ok(self.svc.resolve_mounts(self.cid, hc, image_volumes, volumes_from))
+        specs = self.ok(
+            self.svc.resolve_mounts(self.cid, mount_request(hc), image_volumes, volumes_from)
+        )
         return {m.destination: m for m in specs}
 
     def bad(self, hc: dict[str, Any], image_volumes: Sequence[str] = ()) -> str:
-        return self.err(self.svc.resolve_mounts(self.cid, hc, image_volumes), InvalidParameter)
+        return self.err(
+            self.svc.resolve_mounts(self.cid, mount_request(hc), image_volumes), InvalidParameter
+        )
 
     def test_binds(self) -> None:
         """Named volumes are created (mode z), host paths bound (rprivate), missing host
@@ -558,7 +565,9 @@ class ResolveMountsTests(Base):
         self.resolve({"VolumeDriver": "nfsx", "Binds": [f"{self.tmp}:/h"]})
         f = self.failureResultOf(
             Deferred.fromCoroutine(
-                self.svc.resolve_mounts(self.cid, {"VolumeDriver": "nfsx", "Binds": ["vx:/x"]}, [])
+                self.svc.resolve_mounts(
+                    self.cid, mount_request({"VolumeDriver": "nfsx", "Binds": ["vx:/x"]}), []
+                )
             ),
             NotFound,
         )
@@ -570,7 +579,7 @@ class ResolveMountsTests(Base):
         """If recording the uses fails (no container row), the anonymous volumes made for the
         request are removed again; named ones stay, as with dockerd."""
         d = Deferred.fromCoroutine(
-            self.svc.resolve_mounts("0" * 64, {"Binds": ["named1:/n"]}, ["/anon"])
+            self.svc.resolve_mounts("0" * 64, mount_request({"Binds": ["named1:/n"]}), ["/anon"])
         )
         self.failureResultOf(d, Conflict)
         names = [v.name for v in self.successResultOf(VolumeRepository(self.db).all())]
@@ -580,7 +589,9 @@ class ResolveMountsTests(Base):
         """Mounts come back with parents before children."""
         specs = self.ok(
             self.svc.resolve_mounts(
-                self.cid, {"Binds": ["a1:/x/y/z", "a2:/x"], "Tmpfs": {"/x/y": ""}}, []
+                self.cid,
+                mount_request({"Binds": ["a1:/x/y/z", "a2:/x"], "Tmpfs": {"/x/y": ""}}),
+                [],
             )
         )
         self.assertEqual([s.destination for s in specs], ["/x", "/x/y", "/x/y/z"])
@@ -593,7 +604,9 @@ class ResolveMountsTests(Base):
         theirs = self.ok(
             self.svc.resolve_mounts(
                 other,
-                {"Binds": ["shared:/s", f"{self.tmp}:/h", "over:/o"], "Tmpfs": {"/tt": ""}},
+                mount_request(
+                    {"Binds": ["shared:/s", f"{self.tmp}:/h", "over:/o"], "Tmpfs": {"/tt": ""}}
+                ),
                 [],
             )
         )
@@ -605,7 +618,9 @@ class ResolveMountsTests(Base):
         self.assertEqual(self.ok(self.svc.list_volumes({"dangling": ["true"]})), [])
         self.assertEqual(
             self.err(
-                self.svc.resolve_mounts(self.cid, {"VolumesFrom": ["x:nocopy"]}, [], [[]]),
+                self.svc.resolve_mounts(
+                    self.cid, mount_request({"VolumesFrom": ["x:nocopy"]}), [], [[]]
+                ),
                 InvalidParameter,
             ),
             "invalid mode: nocopy",
@@ -641,7 +656,9 @@ class LifecycleTests(Base):
         """The image's content at the mount path is copied into an empty volume, following a
         symlink inside the rootfs only; a non-empty volume or nocopy is left alone."""
         specs = self.ok(
-            self.svc.resolve_mounts(self.cid, {"Binds": ["v1:/link", "v2:/data:nocopy"]}, [])
+            self.svc.resolve_mounts(
+                self.cid, mount_request({"Binds": ["v1:/link", "v2:/data:nocopy"]}), []
+            )
         )
         self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
         v1 = self.ok(self.svc.inspect("v1")).mountpoint
@@ -664,16 +681,18 @@ class LifecycleTests(Base):
         specs = self.ok(
             self.svc.resolve_mounts(
                 self.cid,
-                {
-                    "Mounts": [
-                        {
-                            "Type": "volume",
-                            "Source": "sp",
-                            "Target": "/s",
-                            "VolumeOptions": {"Subpath": "a/./b/"},
-                        }
-                    ]
-                },
+                mount_request(
+                    {
+                        "Mounts": [
+                            {
+                                "Type": "volume",
+                                "Source": "sp",
+                                "Target": "/s",
+                                "VolumeOptions": {"Subpath": "a/./b/"},
+                            }
+                        ]
+                    }
+                ),
                 [],
             )
         )
@@ -704,16 +723,18 @@ class LifecycleTests(Base):
             self.err(
                 self.svc.resolve_mounts(
                     self.cid,
-                    {
-                        "Mounts": [
-                            {
-                                "Type": "volume",
-                                "Source": "sp",
-                                "Target": "/t",
-                                "VolumeOptions": {"Subpath": "../x"},
-                            }
-                        ]
-                    },
+                    mount_request(
+                        {
+                            "Mounts": [
+                                {
+                                    "Type": "volume",
+                                    "Source": "sp",
+                                    "Target": "/t",
+                                    "VolumeOptions": {"Subpath": "../x"},
+                                }
+                            ]
+                        }
+                    ),
                     [],
                 ),
                 InvalidParameter,
@@ -736,7 +757,7 @@ class LifecycleTests(Base):
         """A volume whose mount path is a file in the image is refused with dockerd's text."""
         with open(os.path.join(self.rootfs, "afile"), "w") as f:
             f.write("x")
-        specs = self.ok(self.svc.resolve_mounts(self.cid, {}, ["/afile"]))
+        specs = self.ok(self.svc.resolve_mounts(self.cid, mount_request({}), ["/afile"]))
         self.assertEqual(
             self.err(self.svc.prepare(self.cid, specs, self.rootfs), InvalidParameter),
             "cannot mount volume over existing file, file exists "
@@ -758,7 +779,7 @@ class LifecycleTests(Base):
                 update(ContainerRow).where(ContainerRow.id == self.cid).values(host_config=hc)
             )
         )
-        specs = self.ok(self.svc.resolve_mounts(self.cid, hc, []))
+        specs = self.ok(self.svc.resolve_mounts(self.cid, mount_request(hc), []))
         os.rmdir(host)
         os.rmdir(other)
         self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
@@ -771,8 +792,8 @@ class LifecycleTests(Base):
         other = "4" * 64
         add_container(self.db, other)
         self.ok(self.svc.create("tv", options={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}))
-        s1 = self.ok(self.svc.resolve_mounts(self.cid, {"Binds": ["tv:/t"]}, []))
-        s2 = self.ok(self.svc.resolve_mounts(other, {"Binds": ["tv:/t"]}, []))
+        s1 = self.ok(self.svc.resolve_mounts(self.cid, mount_request({"Binds": ["tv:/t"]}), []))
+        s2 = self.ok(self.svc.resolve_mounts(other, mount_request({"Binds": ["tv:/t"]}), []))
         self.ok(self.svc.prepare(self.cid, s1, self.rootfs))
         set_status(self.db, self.cid, "running")
         self.ok(self.svc.prepare(other, s2, self.rootfs))
@@ -803,9 +824,13 @@ class LifecycleTests(Base):
         container still uses stays too."""
         other = "5" * 64
         add_container(self.db, other)
-        specs = self.ok(self.svc.resolve_mounts(self.cid, {"Binds": ["named:/n"]}, ["/a", "/b"]))
+        specs = self.ok(
+            self.svc.resolve_mounts(self.cid, mount_request({"Binds": ["named:/n"]}), ["/a", "/b"])
+        )
         anon = {m.destination: m.name for m in specs}
-        self.ok(self.svc.resolve_mounts(other, {"VolumesFrom": [self.cid]}, [], [specs]))
+        self.ok(
+            self.svc.resolve_mounts(other, mount_request({"VolumesFrom": [self.cid]}), [], [specs])
+        )
         self.ok(self.svc.release(self.cid, True))
         left = {v.name for v in self.ok(self.svc.list_volumes({}))}
         self.assertEqual(left, {"named", anon["/a"], anon["/b"]})
@@ -815,7 +840,7 @@ class LifecycleTests(Base):
 
     def test_release_keeps_without_flag(self) -> None:
         """Without remove_anonymous the anonymous volume stays (dangling)."""
-        specs = self.ok(self.svc.resolve_mounts(self.cid, {}, ["/a"]))
+        specs = self.ok(self.svc.resolve_mounts(self.cid, mount_request({}), ["/a"]))
         self.ok(self.svc.release(self.cid, False))
         self.assertEqual(
             [v.name for v in self.ok(self.svc.list_volumes({"dangling": ["1"]}))], [specs[0].name]

@@ -24,6 +24,7 @@ from pyd.engine.spec.schema import (
     CREATE_REQUEST,
     ENDPOINT_SETTINGS,
     HOST_CONFIG,
+    MOUNT,
     UPDATE_CONFIG,
 )
 
@@ -118,13 +119,7 @@ def _records(
             cgroup=hc.get("Cgroup") or "",
         ),
         network=_network(hc, nc),
-        mounts=r.MountRequest(
-            binds=hc.get("Binds"),
-            mounts=[_mount(m) for m in hc.get("Mounts") or () if m is not None],
-            tmpfs={k: v or "" for k, v in (hc.get("Tmpfs") or {}).items()},
-            volumes_from=hc.get("VolumesFrom"),
-            volume_driver=hc.get("VolumeDriver") or "",
-        ),
+        mounts=_mounts(hc),
         logging=r.LogConfig(
             type=(hc.get("LogConfig") or {}).get("Type") or "",
             config={
@@ -466,6 +461,24 @@ def network_request(host_config: Mapping[str, Any] | None) -> r.NetworkRequest:
     return _network(decode(dict(host_config or {}), HOST_CONFIG) or {}, {})
 
 
+def mount_request(host_config: Mapping[str, Any] | None) -> r.MountRequest:
+    """The mounts of a HostConfig-shaped mapping (a stored container's), typed.
+
+    @raise InvalidParameter: Go's type errors.
+    """
+    return _mounts(decode(dict(host_config or {}), HOST_CONFIG) or {})
+
+
+def _mounts(hc: Mapping[str, Any]) -> r.MountRequest:
+    return r.MountRequest(
+        binds=hc.get("Binds"),
+        mounts=[_mount(m) for m in hc.get("Mounts") or () if m is not None],
+        tmpfs={k: v or "" for k, v in (hc.get("Tmpfs") or {}).items()},
+        volumes_from=hc.get("VolumesFrom"),
+        volume_driver=hc.get("VolumeDriver") or "",
+    )
+
+
 def _network(hc: Mapping[str, Any], nc: Mapping[str, Any]) -> r.NetworkRequest:
     return r.NetworkRequest(
         endpoints={k: endpoint_of(e) for k, e in (nc.get("EndpointsConfig") or {}).items()},
@@ -484,6 +497,14 @@ def _network(hc: Mapping[str, Any], nc: Mapping[str, Any]) -> r.NetworkRequest:
         extra_hosts=hc.get("ExtraHosts"),
         links=hc.get("Links"),
     )
+
+
+def mount_of(m: Mapping[str, Any]) -> r.Mount:
+    """One wire C{Mounts} entry, decoded and typed (a stored container's, for rules).
+
+    @raise InvalidParameter: Go's type errors.
+    """
+    return _mount(decode(dict(m), MOUNT) or {})
 
 
 def _mount(m: Mapping[str, Any]) -> r.Mount:
