@@ -1,0 +1,46 @@
+"""Pull, push, search and login against registries (layer: engine).
+
+The rules dockerd applies around the Distribution protocol: reference to endpoints (mirrors,
+insecure registries), manifest and platform selection, which layers to fetch, parallel downloads
+limited by C{max-concurrent-downloads}, verification before anything reaches the store, the
+progress messages (as L{Progress} records; the API renders them as JSON lines), the error texts.
+
+The image store is reached through L{DistributionStore}, implemented by the images area. A pull
+downloads and verifies every missing blob into a private staging directory first and only then
+extracts layers and adds the image, so a failed or tampered download leaves the store unchanged.
+
+Modules: C{base} (the store seam, records, settings, endpoints), C{pull}, C{push}, C{search}
+(docker search and login), C{service} (L{DistributionService}, made of them).
+"""
+
+from pyd.engine.distribution.pull import (
+    DistributionService,
+    DistributionSettings,
+    DistributionStore,
+    Progress,
+    ProgressSink,
+    PushImage,
+    PushLayer,
+    SearchResult,
+    _select_platform,
+    chain_ids,
+    host_platform,
+    parse_platform,
+    split_search_term,
+)
+
+__all__ = [
+    "DistributionService",
+    "DistributionSettings",
+    "DistributionStore",
+    "Progress",
+    "ProgressSink",
+    "PushImage",
+    "PushLayer",
+    "SearchResult",
+    "_select_platform",
+    "chain_ids",
+    "host_platform",
+    "parse_platform",
+    "split_search_term",
+]
