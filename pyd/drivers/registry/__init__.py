@@ -16,10 +16,20 @@ what it is told and holds no Docker rules beyond the wire protocol:
   - media types, errors and challenges (C{wire}); the v1 search API of an index (C{index}).
 """
 
-from pyd.drivers.registry.client import (
+from pyd.drivers.registry.client import RegistryClient
+from pyd.drivers.registry.hosts import (
+    Endpoint,
+    HostCerts,
+    HTTPClients,
+    RegistryHosts,
+    _TLSPolicy,
+    load_certs_dir,
+)
+from pyd.drivers.registry.index import INDEX_SERVER, IndexClient
+from pyd.drivers.registry.transfer import BlobSink
+from pyd.drivers.registry.wire import (
     DOCKER_HUB,
     DOCKER_HUB_API,
-    INDEX_SERVER,
     MANIFEST_ACCEPT,
     MT_DOCKER_CONFIG,
     MT_DOCKER_LAYER,
@@ -32,21 +42,12 @@ from pyd.drivers.registry.client import (
     MT_OCI_MANIFEST,
     MT_SCHEMA1,
     AuthenticationFailed,
-    BlobSink,
     Challenge,
     DigestMismatch,
-    Endpoint,
-    HostCerts,
-    HTTPClients,
-    IndexClient,
     Manifest,
-    RegistryClient,
     RegistryError,
-    RegistryHosts,
     TransportFailed,
-    _TLSPolicy,
     check_digest,
-    load_certs_dir,
     parse_challenges,
     sha256_digest,
 )

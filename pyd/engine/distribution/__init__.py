@@ -13,21 +13,18 @@ Modules: C{base} (the store seam, records, settings, endpoints), C{pull}, C{push
 (docker search and login), C{service} (L{DistributionService}, made of them).
 """
 
-from pyd.engine.distribution.pull import (
-    DistributionService,
+from pyd.engine.distribution.base import (
     DistributionSettings,
     DistributionStore,
     Progress,
     ProgressSink,
     PushImage,
     PushLayer,
-    SearchResult,
-    _select_platform,
     chain_ids,
-    host_platform,
-    parse_platform,
-    split_search_term,
 )
+from pyd.engine.distribution.pull import _select_platform, host_platform, parse_platform
+from pyd.engine.distribution.search import SearchResult, split_search_term
+from pyd.engine.distribution.service import DistributionService
 
 __all__ = [
     "DistributionService",

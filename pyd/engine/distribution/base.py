@@ -1,0 +1,310 @@
+"""What pull, push and search share (layer: engine): the image store seam (L{DistributionStore}),
+progress records, settings, the candidate endpoints of a reference, and the common error texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    NotFound,
+    PydError,
+    SystemError_,
+    Unsupported,
+)
+from pyd.core.records import Image, RegistryAuth
+from pyd.core.reference import Reference
+from pyd.core.seams import Blocking
+from pyd.drivers.registry import (
+    AuthenticationFailed,
+    Endpoint,
+    HTTPClients,
+    RegistryClient,
+    RegistryError,
+    RegistryHosts,
+    TransportFailed,
+)
+
+log = Logger()
+
+
+# --- what the image store provides ----------------------------------------------------------------
+
+
+@attrs.frozen
+class PushLayer:
+    """One layer of a local image, as push needs it."""
+
+    diff_id: str
+    tar_path: str  # the uncompressed layer tar, kept by the store
+    compressed_digest: str | None = None  # the blob digest it was pulled as, if known
+
+
+@attrs.frozen
+class PushImage:
+    """A local image ready to push."""
+
+    image: Image
+    config: bytes  # the config blob, byte for byte (its sha256 is the image id)
+    layers: tuple[PushLayer, ...]
+
+
+class DistributionStore(Protocol):
+    """What pull and push need from the image store (implemented by the images area)."""
+
+    async def has_layer(self, chain_id: str) -> bool:
+        """Whether the layer with this chain id is already extracted."""
+        ...
+
+    async def has_image(self, image_id: str) -> bool:
+        """Whether the image with this id (the config digest) is already stored."""
+        ...
+
+    async def store_pulled_image(
+        self,
+        config: bytes,
+        layer_files: Sequence[str],
+        refs: Sequence[Reference],
+        layer_done: Callable[[int], None],
+    ) -> bool:
+        """Add an image from its config and verified layer blobs, atomically, and point C{refs} at it.
+
+        C{layer_files[i]} is the downloaded blob of layer i (bottom first), or "" for a layer
+        whose chain the store already has. C{layer_done(i)} is called as each layer is in place.
+
+        @return: whether a reference is new or moved (dockerd's "Downloaded newer image" versus
+            "Image is up to date").
+        @raise PydError: a blob is not a valid layer or does not match its diff id; the store is
+            left as it was.
+        """
+        ...
+
+    async def tags_in_repository(self, name: str) -> list[str]:
+        """The tags the store has for a repository (C{name} fully normalised)."""
+        ...
+
+    async def image_for_push(self, ref: Reference) -> PushImage:
+        """The image a reference names, with its config bytes and layer tars.
+
+        @raise NotFound: no such reference.
+        """
+        ...
+
+    async def add_reference(self, image_id: str, ref: Reference, pushed: Reference) -> None:
+        """After pushing C{pushed} (C{name:tag}): point C{ref} (C{name@digest}) at C{image_id}."""
+        ...
+
+
+# --- progress records -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Progress:
+    """One progress message of a pull or push (rendered by the API as one JSON line).
+
+    C{detail} False: a plain message (C{{"status", "id"}}); True: an action with a
+    C{progressDetail} (C{current}/C{total} when known). C{aux} carries a result object.
+    """
+
+    status: str = ""
+    id: str = ""
+    detail: bool = False
+    current: int | None = None
+    total: int | None = None
+    aux: dict[str, Any] | None = None
+
+
+ProgressSink = Callable[[Progress], None]
+
+
+def _short(digest: str) -> str:
+    return digest.partition(":")[2][:12]
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """Chain ids of a layer stack: C{chain(0) = diff(0)}, C{chain(n) = sha256(chain(n-1) + " " + diff(n))}."""
+    out: list[str] = []
+    for d in diff_ids:
+        if not out:
+            out.append(d)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class DistributionSettings:
+    """The daemon options distribution uses (re-read at each operation: they are reloadable)."""
+
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
+
+
+class DistributionBase:
+    """The dependencies and endpoint helpers of L{pyd.engine.distribution.DistributionService}."""
+
+    def __init__(
+        self,
+        store: DistributionStore | None,
+        http: HTTPClients,
+        blocking: Blocking,
+        staging_dir: str,
+        settings: Callable[[], DistributionSettings],
+        clock: Any = None,
+        on_pull_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self.http = http
+        self.blocking = blocking
+        self.staging_dir = staging_dir
+        self.settings = settings
+        self.clock = clock
+        # Told the size of every layer downloaded (metrics: image pull bytes).
+        self.on_pull_bytes = on_pull_bytes
+
+    @property
+    def store(self) -> DistributionStore:
+        """The image store (set by the composition root).
+
+        @raise Unsupported: no image store is wired in.
+        """
+        if self._store is None:
+            raise Unsupported("pulling and pushing images needs the image store")
+        return self._store
+
+    @store.setter
+    def store(self, store: DistributionStore) -> None:
+        self._store = store
+
+    async def _countdown(self, progress: ProgressSink, lid: str, seconds: int) -> None:
+        """dockerd's "Retrying in N seconds" lines, one a second (no wait without a clock)."""
+        for left in range(seconds, 0, -1):
+            progress(Progress(f"Retrying in {left} second{'s' if left > 1 else ''}", lid, True))
+            if self.clock is not None:
+                await deferLater(self.clock, 1, lambda: None)
+
+    def _hosts(self) -> RegistryHosts:
+        s = self.settings()
+        return RegistryHosts(s.insecure_registries, s.registry_mirrors)
+
+    async def clean_staging(self) -> None:
+        """Delete what an interrupted pull or push left (at daemon start)."""
+        await self.blocking.run(shutil.rmtree, self.staging_dir, True)
+        await self.blocking.run(os.makedirs, self.staging_dir, 0o700, True)
+
+    # -- connection --
+
+    def _candidates(
+        self, ref: Reference, auth: RegistryAuth | None, actions: Sequence[str], push: bool = False
+    ) -> _Candidates:
+        return _Candidates(self, ref, auth, actions, self._hosts().endpoints(ref.domain, push=push))
+
+
+class _Candidates:
+    """The endpoints of one registry for one operation, pinged lazily, in preference order.
+
+    An endpoint that cannot be reached (or is not a registry) is skipped; a mirror that fails
+    an operation falls back to the next endpoint; the registry itself does not.
+    """
+
+    def __init__(
+        self,
+        svc: DistributionBase,
+        ref: Reference,
+        auth: RegistryAuth | None,
+        actions: Sequence[str],
+        endpoints: Sequence[Endpoint],
+    ) -> None:
+        self._svc = svc
+        self.ref = ref
+        self._auth = auth
+        self._actions = tuple(actions)
+        self.endpoints = list(endpoints)
+        self._clients: dict[int, RegistryClient | Exception] = {}
+
+    async def _client(self, i: int) -> RegistryClient | Exception:
+        if i not in self._clients:
+            ep = self.endpoints[i]
+            c = RegistryClient(
+                self._svc.http, self._svc.blocking, ep, self.ref.path, self._auth, self._actions
+            )
+            try:
+                await c.ping()
+                self._clients[i] = c
+            except (TransportFailed, RegistryError) as e:
+                log.debug("registry endpoint {url} failed: {err}", url=ep.base, err=e)
+                self._clients[i] = e
+        return self._clients[i]
+
+    async def first(
+        self, fn: Callable[[RegistryClient], Any], ref: Reference | None = None
+    ) -> tuple[RegistryClient, Any]:
+        """Run C{fn} on the first endpoint that answers (falling back past failing mirrors)."""
+        last: Exception | None = None
+        for i, ep in enumerate(self.endpoints):
+            c = await self._client(i)
+            if isinstance(c, Exception):
+                last = c
+                continue
+            try:
+                return c, await fn(c)
+            except (RegistryError, TransportFailed) as e:
+                last = e
+                if not ep.mirror:
+                    break
+        raise _unreachable(ref or self.ref, last)
+
+
+async def _nothing(_: RegistryClient) -> None:
+    return None
+
+
+def _auth_text(e: RegistryError) -> str:
+    return e.render()
+
+
+def _pull_error(ref: Reference, e: Exception) -> PydError:
+    if isinstance(e, PydError):
+        return e
+    if isinstance(e, RegistryError):
+        codes = e.codes
+        first = e.errors[0] if e.errors else {}
+        cause = RegistryError(e.status, [first], e.url).render() if first else str(e)
+        if codes and codes[0] == "MANIFEST_UNKNOWN":
+            return NotFound(f"manifest for {ref.familiar()} not found: {cause}")
+        if codes and codes[0] == "NAME_UNKNOWN":
+            return NotFound(f"repository {ref.familiar_name} not found: {cause}")
+        if codes and codes[0] == "DENIED":
+            return NotFound(
+                f"pull access denied for {ref.familiar_name}, repository does not exist or "
+                f"may require 'docker login': {cause}"
+            )
+        if e.status == 404:
+            return NotFound(f"manifest for {ref.familiar()} not found: {cause}")
+        if isinstance(e, AuthenticationFailed):
+            return SystemError_(cause if first else "unauthorized: authentication required")
+        return SystemError_(cause)
+    if isinstance(e, TransportFailed):
+        return SystemError_(str(e))
+    return SystemError_(str(e))
+
+
+def _unreachable(ref: Reference, e: Exception | None) -> PydError:
+    if isinstance(e, (RegistryError, PydError)):
+        return _pull_error(ref, e)
+    if isinstance(e, TransportFailed):
+        return SystemError_(str(e))
+    return SystemError_(f'Get "https://{ref.domain}/v2/": {e}')
