@@ -200,6 +200,12 @@ class ExecService:
         except PydError as e:
             await self._failed(session, str(e))
             raise ExecError(str(e)) from e
+        except Exception as e:
+            # never a hung client nor Python's text: the reason goes to the log
+            log.failure("exec {exec_id}: preparing the process", exec_id=session.id)
+            message = "cannot prepare the exec process"
+            await self._failed(session, message)
+            raise ExecError(message) from e
 
         async def on_attach(path: str) -> None:
             assert io is not None

@@ -142,3 +142,29 @@ class ExecServiceTests(SynchronousTestCase):
         with self.assertRaises(NotFound) as e:
             self.svc.get("nope")
         self.assertEqual(str(e.exception), "No such exec instance: nope")
+
+    def test_user_resolution_failures_end_the_exec_plainly(self) -> None:
+        """exec -u: an unknown user is the resolver's plain text (exit 126); anything unexpected
+        while preparing the process ends the exec too, without Python's text (never a hang)."""
+
+        def unknown(rootfs: str, user: str) -> Any:
+            raise InvalidParameter(
+                f"unable to find user {user}: no matching entries in passwd file"
+            )
+
+        def broken(rootfs: str, user: str) -> Any:
+            raise OSError(40, "Too many levels of symbolic links", "/etc/passwd")
+
+        for resolver, text in (
+            (unknown, "unable to find user nobody2: no matching entries in passwd file"),
+            (broken, "cannot prepare the exec process"),
+        ):
+            self.targets.target = attrs.evolve(self.target, rootfs="/nonexistent-root")
+            self.svc._resolve_user = resolver
+            s = self._create(user="nobody2")
+            f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+            f.trap(ExecError)
+            self.assertEqual(str(f.value), text)
+            self.assertEqual(s.exit_code, 126)
+        self.assertEqual(self.driver.specs, [])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)  # the reason is in the log
