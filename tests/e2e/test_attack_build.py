@@ -237,6 +237,20 @@ class HeredocNameTests:
                 assert status == 400 and "not a valid file name" in body, body
         host.assert_untouched(absolute, climbing)
 
+    def test_heredoc_name_in_base_image_trigger(
+        self, pyd: PydDaemon, host: Host, tmp_path: Path, clean_log: None
+    ) -> None:
+        """A base image's ONBUILD trigger `COPY <</host/x /dst/` (the image config is as
+        untrusted as its files): the child build fails, no host file is created."""
+        target = host.dir / "heredoc-trigger"
+        base = f"{_name()}/trigger:1"
+        trigger = f"COPY <<{target} /dst/\npwned\n{target}"
+        load_busybox(pyd, tag=base, config={"OnBuild": [trigger]})
+        ctx = context_dir(tmp_path, {"Dockerfile": f"FROM {base}\n"})
+        code, out = cli_build(pyd, ctx, "-t", _name())
+        assert code != 0 and "not a valid file name" in out, out
+        host.assert_untouched(target)
+
     def test_plain_heredoc_still_copies(self, pyd: PydDaemon, tmp_path: Path) -> None:
         """A plain name works and lands under that name."""
         tag = _name()
@@ -334,7 +348,9 @@ class BaseImageSourceTests:
 class OwnerLookupTests:
     """`--chown`/`USER` names come from the image's own files, never the host's."""
 
-    @pytest.mark.parametrize("how", ["missing-component", "absolute", "climbing", "magic"])
+    @pytest.mark.parametrize(
+        "how", ["missing-component", "absolute", "climbing", "magic", "host-etc"]
+    )
     def test_etc_link_to_host(
         self, pyd: PydDaemon, host: Host, tmp_path: Path, how: str, clean_log: None
     ) -> None:
@@ -345,7 +361,10 @@ class OwnerLookupTests:
             "absolute": str(host.dir),
             "climbing": host.rel,
             "magic": "/proc/1/root" + str(host.dir),
+            "host-etc": "missing/../hostetc",  # /hostetc -> /etc: the host's own accounts
         }[how]
+        # With the host's /etc, any name found (root) came from the host: the image has none.
+        user = "root:root" if how == "host-etc" else "hostonly:hostgrp"
         base = f"{_name()}/etc:1"
         load_busybox(
             pyd,
@@ -355,14 +374,16 @@ class OwnerLookupTests:
                 {
                     "/etc": File(kind="symlink", target=target),
                     "/evil": File(kind="symlink", target=str(host.dir)),
+                    "/hostetc": File(kind="symlink", target="/etc"),
                 }
             ],
         )
-        files = {"Dockerfile": f"FROM {base}\nCOPY --chown=hostonly:hostgrp f /f\n", "f": "x"}
+        files = {"Dockerfile": f"FROM {base}\nCOPY --chown={user} f /f\n", "f": "x"}
         code, out = cli_build(pyd, context_dir(tmp_path, files), "-t", _name())
-        assert code != 0 and "no such user: hostonly" in out, out
+        name = user.partition(":")[0]
+        assert code != 0 and f"no such user: {name}" in out, out
         tag = _name()
-        files = {"Dockerfile": f"FROM {base}\nUSER hostonly\nWORKDIR /w\n"}
+        files = {"Dockerfile": f"FROM {base}\nUSER {name}\nWORKDIR /w\n"}
         code, out = cli_build(pyd, context_dir(tmp_path, files), "-t", tag)
         assert code == 0, out
         entry = top_entry(pyd, tag, "w")

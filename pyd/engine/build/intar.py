@@ -171,7 +171,10 @@ def _place(
     policy: Policy,
     dirs: list[tuple[str, tarfile.TarInfo]],
 ) -> int:
-    pfd = root.makedirs(parent)
+    try:
+        pfd = root.open_dir(parent)  # one lookup in the common case
+    except FileNotFoundError:
+        pfd = root.makedirs(parent)
     try:
         if m.isdir():
             os.close(ensure_dir(root, pfd, base, path))

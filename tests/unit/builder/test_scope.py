@@ -17,7 +17,7 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.engine.build import copier, fs
-from pyd.engine.build.parser import DockerfileError, parse
+from pyd.engine.build.parser import DockerfileError, parse, parse_trigger
 from tests.unit.builder.helpers import make_tar
 
 
@@ -358,6 +358,12 @@ class HeredocNameTests(ScopeTestCase):
                 with self.assertRaises(DockerfileError) as c:
                     parse(text)
                 self.assertIn("not a valid file name", str(c.exception))
+
+    def test_trigger_refuses_paths(self) -> None:
+        """An ONBUILD trigger from a base image's config is held to the same rule."""
+        with self.assertRaises(DockerfileError) as c:
+            parse_trigger("COPY <</root/x /d/\nbody\n/root/x")
+        self.assertIn("not a valid file name", str(c.exception))
 
     def test_plain_name_accepted(self) -> None:
         """A plain name parses and is written under a generated name in the scratch dir."""
