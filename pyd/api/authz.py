@@ -503,7 +503,9 @@ class Authorizer:
                 path=path,
             )
         if ident.role == "admin":
+            request.pyd_visibility = None
             return None
+        request.pyd_visibility = RoleVisibility(ident.role, self.policy, self.lookup)
 
         def refused(f: Any) -> Any:
             if f.check(Forbidden):
@@ -522,6 +524,26 @@ class Authorizer:
         )
         d.addErrback(refused)
         return d
+
+
+class RoleVisibility:
+    """L{pyd.api.visibility.Visibility} for a viewer or operator: an admin-tier container (one
+    the operator rules would refuse to create) hides its environment and exec instances."""
+
+    def __init__(self, role: str, policy: Policy, lookup: Lookup) -> None:
+        self._ctx = _Ctx(role, policy, lookup)
+        self._known: dict[str, bool] = {}
+
+    async def hides(self, c: Container) -> bool:
+        """Whether C{c} is admin-tier (decided once per container and request)."""
+        if c.id not in self._known:
+            self._known[c.id] = await _container_refusal(self._ctx, c, 1) is not None
+        return self._known[c.id]
+
+    async def hides_id(self, container_id: str) -> bool:
+        """L{hides} by id; a container that is gone is hidden (nothing left to judge by)."""
+        found = [c for c in self._ctx.lookup.containers(container_id) if c.id == container_id]
+        return True if not found else await self.hides(found[0])
 
 
 def _deny(role: str, rule: str) -> Forbidden:

@@ -18,6 +18,7 @@ from twisted.web.resource import IResource
 from pyd.api.base import api_version, make_app
 from pyd.api.streams import STDERR, STDOUT, frame_header
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
+from pyd.api.visibility import redact_inspect
 from pyd.api.wire import (
     check_filters,
     create_spec_of,
@@ -509,6 +510,7 @@ class ContainersRouter:
         out = inspect_json(c)
         if self._svc.exec_ids is not None:
             out["ExecIDs"] = self._svc.exec_ids(c.id) or None
+        await redact_inspect(request, c, out)
         paths = await self._svc.graph_paths(c)
         if paths:
             out["GraphDriver"]["Data"] = paths

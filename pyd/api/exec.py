@@ -9,8 +9,9 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
+from pyd.api.visibility import visibility
 from pyd.api.wire import json_body, qint, read_json_object
-from pyd.core.errors import InvalidParameter
+from pyd.core.errors import InvalidParameter, NotFound
 from pyd.engine.exec import ExecConfig, ExecError, ExecService, ExecSession
 from pyd.engine.streams import STDOUT
 
@@ -108,9 +109,14 @@ class ExecRouter:
         return json_body(request, {"Id": session.id}, 201)
 
     @app.route("/exec/<exec_id>/json", methods=["GET"])
-    def inspect(self, request: IRequest, exec_id: str) -> bytes:
-        """The session's state; C{ExitCode} is what C{docker exec} exits with."""
-        return json_body(request, exec_json(self._execs.get(exec_id)))
+    async def inspect(self, request: IRequest, exec_id: str) -> bytes:
+        """The session's state; C{ExitCode} is what C{docker exec} exits with. An exec into a
+        container the caller may not see into is no such exec for them (L{visibility})."""
+        session = self._execs.get(exec_id)
+        v = visibility(request)
+        if v is not None and await v.hides_id(session.container_id):
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return json_body(request, exec_json(session))
 
     @app.route("/exec/<exec_id>/resize", methods=["POST"])
     async def resize(self, request: IRequest, exec_id: str) -> bytes:

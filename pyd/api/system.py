@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
@@ -13,6 +14,7 @@ from pyd.api.base import make_app
 from pyd.api.root import ENGINE_VERSION, MAX_API_STR, MIN_API_STR
 from pyd.api.streams import JSONLines
 from pyd.api.timeparse import parse_time_nano
+from pyd.api.visibility import redact_event, visibility
 from pyd.api.wire import check_filters, json_body, parse_filters, qstr
 from pyd.core.records import Event
 from pyd.engine.events import EventFilter, EventService
@@ -34,6 +36,8 @@ EVENT_FILTERS = {
     "secret",
     "config",
 }
+
+log = Logger()
 
 
 def event_json(ev: Event) -> dict[str, Any]:
@@ -225,14 +229,35 @@ class SystemRouter:
         buffered: list[Event] = []
         replaying = [True]
 
+        view = visibility(request)
+        # Events go out in order; for a caller who may not see every container, each waits for
+        # the one before it to be judged (L{redact_event} may look the container up).
+        chain: list[Deferred[Any]] = [succeed(None)]
+
+        def write(ev: Event | None) -> None:
+            if ev is not None:
+                out.write(event_json(ev))
+
         def send(ev: Event) -> None:
             if ev.id <= last_seen[0]:
                 return
             if until is not None and ev.time_nano > until:
                 return
             last_seen[0] = ev.id
-            if flt.matches(ev):
+            if not flt.matches(ev):
+                return
+            if view is None:
                 out.write(event_json(ev))
+                return
+            seen = view
+
+            def judge(_: object) -> Deferred[Event | None]:
+                return Deferred.fromCoroutine(redact_event(seen, ev))
+
+            d = chain[0].addCallback(judge)
+            d.addCallback(write)
+            d.addErrback(lambda f: log.failure("event redaction failed", f))
+            chain[0] = d
 
         def live(ev: Event) -> None:
             if replaying[0]:
@@ -248,9 +273,13 @@ class SystemRouter:
             for t in timer:
                 if t.active():
                     t.cancel()
-            out.finish()
-            if not done.called:
-                done.callback(None)
+
+            def finish(_: object) -> None:
+                out.finish()
+                if not done.called:
+                    done.callback(None)
+
+            chain[0].addBoth(finish)
 
         request.notifyFinish().addBoth(end)
 

@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import tarfile
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -481,3 +482,39 @@ class PlainErrorTests:
         for src in ("file:///etc/passwd", "/etc/passwd", "ftp://127.0.0.1/x", "http://[::1"):
             status, _ = h.http("POST", f"/images/create?fromSrc={src}&repo=pyd-t-imp")
             assert status == 400, (src, status)
+
+
+class RedactionTests:
+    """Also: an admin container's environment, exec command lines and exec ids are not shown
+    to viewers and operators (inspect, exec inspect, events); the operator's own are."""
+
+    def test_admin_exec_and_env_hidden(self, h: Arena) -> None:
+        """The admin execs a command carrying a secret into its privileged shell container."""
+        adm = h.name("sh")
+        since = str(int(time.time()) - 1)
+        secret = "s3cr3t-" + uuid.uuid4().hex[:8]
+        h.ok("admin", "exec", "-e", f"TOKEN={secret}", adm, "sh", "-c", f": {secret}")
+        admin_view = json.loads(h.http("GET", f"/containers/{adm}/json", role="admin")[1])
+        exec_id = admin_view["ExecIDs"][0]
+        status, data = h.http("GET", f"/containers/{adm}/json")
+        assert status == 200
+        info = json.loads(data)
+        assert info["ExecIDs"] is None
+        assert all(e.endswith("=[redacted]") for e in info["Config"]["Env"]), info["Config"]
+        status, data = h.http("GET", f"/exec/{exec_id}/json")
+        assert status == 404 and secret.encode() not in data
+        own = h.ok("operator", "run", "-d", "--label", LABEL, DEFAULT_TAG, "sleep", "60").strip()
+        h.ok("operator", "exec", own, "echo", "mine")
+        until = str(int(time.time()) + 1)  # the daemon ends the stream at until=
+        status, data = h.http("GET", f"/events?since={since}&until={until}")
+        assert status == 200
+        events = [json.loads(line) for line in data.splitlines() if line.strip()]
+        adm_execs = [e for e in events if e["Actor"]["ID"] == info["Id"] and "exec" in e["Action"]]
+        assert adm_execs, events
+        for e in adm_execs:
+            assert ":" not in e["Action"] and "execID" not in e["Actor"]["Attributes"], e
+        assert secret.encode() not in data
+        mine = [e["Action"] for e in events if e["Actor"]["ID"] == own]
+        assert "exec_create: echo mine" in mine, mine
+        status, data = h.http("GET", f"/events?since={since}&until={until}", role="admin")
+        assert secret.encode() in data

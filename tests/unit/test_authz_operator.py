@@ -20,12 +20,14 @@ from pyd.api.authz import (
     Authorizer,
     Identity,
     Policy,
+    RoleVisibility,
     candidates,
     groups_from_status,
     unix_group_keys,
 )
+from pyd.api.visibility import redact_event, redact_inspect
 from pyd.core.errors import Forbidden, InvalidParameter
-from pyd.core.records import Container, ContainerState, MountSpec
+from pyd.core.records import Container, ContainerState, Event, MountSpec
 from pyd.engine.spec import CreateSpec, parse_create
 from pyd.engine.volumes import parse_bind
 from tests.unit.test_authz import FakeRequest, run_check
@@ -834,3 +836,35 @@ class UnixGroupsTests(SynchronousTestCase):
             os.setgroups(old)
         with a, b:
             self.assertEqual(sorted(peer_groups(a, os.getpid(), os.getuid(), 0)), [42421, 42422])
+
+
+class VisibilityTests(_Base):
+    """What viewers and operators see of admin-tier containers (redaction)."""
+
+    def test_admin_tier_containers_hide_env_and_execs(self) -> None:
+        """Env and exec ids of an admin-tier container are blanked in inspect, its exec events
+        lose their command and exec id; an ordinary container's are shown as they are."""
+        v = RoleVisibility("operator", self.policy, self.lookup)
+        priv, plain = self.lookup.by_ref["priv"], self.lookup.by_ref["plain"]
+        self.assertTrue(self.successResultOf(Deferred.fromCoroutine(v.hides(priv))))
+        self.assertFalse(self.successResultOf(Deferred.fromCoroutine(v.hides(plain))))
+        self.assertTrue(self.successResultOf(Deferred.fromCoroutine(v.hides_id("f" * 64))))
+
+        class Req:
+            pyd_visibility = v
+
+        out = {"Config": {"Env": ["TOKEN=x", "PATH=/bin"]}, "ExecIDs": ["e1"]}
+        self.successResultOf(Deferred.fromCoroutine(redact_inspect(Req(), priv, out)))
+        self.assertEqual(out, {"Config": {"Env": ["TOKEN=[redacted]", "PATH=[redacted]"]},
+                               "ExecIDs": None})  # fmt: skip
+        out = {"Config": {"Env": ["TOKEN=x"]}, "ExecIDs": ["e1"]}
+        self.successResultOf(Deferred.fromCoroutine(redact_inspect(Req(), plain, out)))
+        self.assertEqual(out["ExecIDs"], ["e1"])
+        ev = Event(
+            1, "container", "exec_create: sh -c secret", priv.id, {"execID": "e1"}, "local", 0
+        )
+        seen = self.successResultOf(Deferred.fromCoroutine(redact_event(v, ev)))
+        assert seen is not None
+        self.assertEqual((seen.action, seen.attributes), ("exec_create", {}))
+        mine = attrs.evolve(ev, actor_id=plain.id)
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(redact_event(v, mine))), mine)
