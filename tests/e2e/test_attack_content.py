@@ -52,8 +52,18 @@ def _docker_in(pyd: PydDaemon, data: bytes, *args: str) -> subprocess.CompletedP
     env.pop("DOCKER_CONTEXT", None)
     r = subprocess.run([DOCKER, *args], input=data, capture_output=True, env=env, timeout=120)
     return subprocess.CompletedProcess(
-        r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        r.args,
+        r.returncode,
+        r.stdout.decode(errors="surrogateescape"),
+        r.stderr.decode(errors="replace"),
     )
+
+
+def _docker_out(pyd: PydDaemon, *args: str) -> bytes:
+    """The docker CLI's binary stdout (docker cp ... -, docker export)."""
+    r = _docker_in(pyd, b"", *args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.encode("utf-8", "surrogateescape")
 
 
 def _cp_in(pyd: PydDaemon, data: bytes, dest: str) -> None:
@@ -211,6 +221,16 @@ class DeviceNodesTests:
         out = pyd.docker("start", "-a", name2).stdout
         assert out.splitlines()[0] == "1000"
         assert out.splitlines()[1].startswith("b")
+        # cp out and export carry the node as an entry; its bytes (the disk) are never read
+        for args, member in (
+            (("cp", f"{name2}:/etc/passwd", "-"), "passwd"),
+            (("export", name2), "etc/passwd"),
+        ):
+            raw = _docker_out(pyd, *args)
+            assert CANARY_LINE.encode() not in raw
+            with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+                node = tf.getmember(member)
+            assert node.isblk() and (node.devmajor, node.devminor) == (major, minor)
 
     def test_exec_u_with_a_device_the_container_made(
         self, pyd: PydDaemon, canary_disk: tuple[int, int]
