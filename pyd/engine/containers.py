@@ -64,7 +64,7 @@ from pyd.engine.container_logs import (
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
 from pyd.engine.spec import CreateSpec, parse_create, parse_update, resources_of, stored_spec
-from pyd.engine.spec.records import Resources
+from pyd.engine.spec.records import Health, Resources
 from pyd.engine.streams import StreamTarget
 from pyd.engine.users import resolve_user
 from pyd.state.containers import ContainerRepository
@@ -450,24 +450,24 @@ class ContainerService:
         c = self.resolve(ref)
         run = self._runs.get(c.id)
         bundle = self.bundle_dir(c.id)
-        cfg = c.config
+        s = self.spec_of(c)
         return StreamTarget(
             id=c.id,
             name=c.name.lstrip("/"),
-            image=str(cfg.get("Image") or c.image_ref),
+            image=s.process.image or c.image_ref,
             status=c.state.status,
             pid=c.state.pid,
-            tty=bool(cfg.get("Tty")),
-            open_stdin=bool(cfg.get("OpenStdin")),
-            stdin_once=bool(cfg.get("StdinOnce")),
+            tty=s.process.tty,
+            open_stdin=s.process.open_stdin,
+            stdin_once=s.process.stdin_once,
             bundle=bundle,
             attach_socket=self.runtime.attach_socket_path(c.id, bundle),
             rootfs=(run.rootfs or None) if run is not None else None,
-            labels={str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()},
-            user=cfg.get("User") or "",
-            working_dir=cfg.get("WorkingDir") or "",
+            labels=dict(s.process.labels),
+            user=s.process.user,
+            working_dir=s.process.working_dir,
             mounts=c.mounts,
-            readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
+            readonly_rootfs=s.security.readonly_rootfs,
             bind_files=tuple(
                 (str(c.extra[key]), dest)
                 for key, dest in (
@@ -887,7 +887,7 @@ class ContainerService:
         await self._save(attrs.evolve(c, state=state))
         for gone in self.on_gone:
             gone(cid)
-        if c.host_config.get("AutoRemove"):
+        if self.spec_of(c).restart.auto_remove:
             self._clock.callLater(0, self._spawn_auto_remove, cid, code)
 
     def _pin_namespace_donors(self, hc: dict[str, Any]) -> None:
@@ -1039,7 +1039,7 @@ class ContainerService:
             init_path = self.settings.init_path
             if not init_path:
                 raise InvalidParameter("--init requested but no init binary (tini) is installed")
-        args = cc.command_of(c.config)
+        args = [*(s.process.entrypoint or ()), *(s.process.cmd or ())]
         return oci.RuntimeSpecInput(
             args=tuple(args),
             env=tuple(env),
@@ -1181,18 +1181,18 @@ class ContainerService:
                 )
             )
             self._restart_calls[cid] = self._clock.callLater(delay, self._policy_restart, cid)
-        elif c.host_config.get("AutoRemove"):
+        elif self.spec_of(c).restart.auto_remove:
             await self._auto_remove(cid, info.code)
 
     def _policy_restarts(self, c: Container, code: int, on_boot: bool = False) -> bool:
-        rp = c.host_config.get("RestartPolicy") or {}
-        name = rp.get("Name") or "no"
+        rp = self.spec_of(c).restart
+        name = rp.name
         if c.state.manually_stopped or name == "no":
             return False
         if name in ("always", "unless-stopped"):
             return True
         if name == "on-failure":
-            limit = rp.get("MaximumRetryCount") or 0
+            limit = rp.maximum_retry_count
             return code != 0 and (limit == 0 or c.restart_count < limit)
         return False
 
@@ -1301,9 +1301,10 @@ class ContainerService:
 
     async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
         c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True)))
-        sig = cc.parse_signal(signal or c.config.get("StopSignal") or None)
+        process = self.spec_of(c).process
+        sig = cc.parse_signal(signal or process.stop_signal or None)
         if timeout is None:
-            timeout = c.config.get("StopTimeout")
+            timeout = process.stop_timeout
             if timeout is None:
                 timeout = 10
         paused = c.state.status == "paused"
@@ -1343,7 +1344,7 @@ class ContainerService:
             return
         if not c.state.running:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
-        stop_sig = cc.parse_signal(c.config.get("StopSignal") or None)
+        stop_sig = cc.parse_signal(self.spec_of(c).process.stop_signal or None)
         if sig in (_signal.SIGKILL, stop_sig):
             c = await self._save(
                 attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
@@ -1705,7 +1706,7 @@ class ContainerService:
         without, the tail comes back closed.
         """
         c = self.resolve(ref)
-        ltype = (c.host_config.get("LogConfig") or {}).get("Type") or "json-file"
+        ltype = self.spec_of(c).logging.type or "json-file"
         if ltype == "none":
             raise InvalidParameter("configured logging driver does not support reading")
         tail = LogTail(c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log"))
@@ -1783,14 +1784,11 @@ class ContainerService:
 
     # --- health checks ---------------------------------------------------------------------------
 
-    def _health_config(self, c: Container) -> dict[str, Any] | None:
-        hc = c.config.get("Healthcheck") or None
-        if not hc:
+    def _health_config(self, c: Container) -> Health | None:
+        hc = self.spec_of(c).process.healthcheck
+        if hc is None or not hc.test or hc.test[0] == "NONE":
             return None
-        test = hc.get("Test") or []
-        if not test or test[0] == "NONE":
-            return None
-        return dict(hc)
+        return hc
 
     def _schedule_health(self, cid: str, first: bool = False) -> None:
         c = self._cache.get(cid)
@@ -1800,9 +1798,9 @@ class ContainerService:
         hc = self._health_config(c)
         if hc is None:
             return
-        interval = (hc.get("Interval") or cc.HEALTH_DEFAULTS["Interval"]) / 1e9
-        start_period = (hc.get("StartPeriod") or 0) / 1e9
-        start_interval = (hc.get("StartInterval") or cc.HEALTH_DEFAULTS["StartInterval"]) / 1e9
+        interval = (hc.interval or cc.HEALTH_DEFAULTS["Interval"]) / 1e9
+        start_period = hc.start_period / 1e9
+        start_interval = (hc.start_interval or cc.HEALTH_DEFAULTS["StartInterval"]) / 1e9
         in_start = self._clock.seconds() - run.started_at < start_period
         delay = start_interval if (in_start and c.state.health_status == "starting") else interval
         run.health_call = self._clock.callLater(delay, self._probe, cid)
@@ -1815,26 +1813,27 @@ class ContainerService:
                 if c is not None and c.state.status == "paused":
                     self._schedule_health(cid)
                 return
+            spec = self.spec_of(c)
             hc = self._health_config(c)
             if hc is None:
                 return
-            test = list(hc.get("Test") or [])
+            test = list(hc.test)
             if test[0] == "CMD-SHELL":
                 args = ["/bin/sh", "-c", " ".join(test[1:])]
             elif test[0] == "CMD":
                 args = test[1:]
             else:
                 args = test
-            timeout = (hc.get("Timeout") or cc.HEALTH_DEFAULTS["Timeout"]) / 1e9
-            retries = hc.get("Retries") or cc.HEALTH_DEFAULTS["Retries"]
-            start_period = (hc.get("StartPeriod") or 0) / 1e9
+            timeout = (hc.timeout or cc.HEALTH_DEFAULTS["Timeout"]) / 1e9
+            retries = hc.retries or cc.HEALTH_DEFAULTS["Retries"]
+            start_period = hc.start_period / 1e9
             t0 = _now_nano(self._clock)
             try:
                 code, output = await self.runtime.exec_sync(
                     cid,
                     args,
-                    env=c.config.get("Env") or [],
-                    user=c.config.get("User") or "",
+                    env=list(spec.process.env),
+                    user=spec.process.user,
                     timeout=timeout,
                 )
             except RuntimeFailed as e:
