@@ -463,6 +463,7 @@ def copy_tree(
     owner: tuple[int, int] | None = None,
     specials: bool = False,
     follow_top: bool = True,
+    preserve: bool = False,
 ) -> int:
     """Copy C{src_path} (a file, link or directory of C{src}) to C{dst_path} in C{dst}.
 
@@ -475,14 +476,19 @@ def copy_tree(
     @param specials: copy device nodes, FIFOs and sockets (C{mknod}); when False they raise
         L{SpecialFile} naming the source path (builds never read or create devices).
     @param follow_top: follow a symlink at C{src_path} itself (inside C{src}), as COPY does.
+    @param preserve: an exact copy (a volume's copy-up, as dockerd's C{CopyDir}): extended
+        attributes too (C{security.capability} after the owner), hard links kept as links,
+        directory times, the modes of device nodes and FIFOs, and an existing directory (the
+        top) takes the source's owner, mode and times.
     @return: the number of bytes copied.
     """
     flags = os.O_PATH | (0 if follow_top else os.O_NOFOLLOW)
     fd = src.open(src_path, flags)
     try:
         return _copy_fd(
-            fd, None, src_path, dst, posixpath.normpath("/" + dst_path), owner, specials
-        )
+            fd, None, src_path, dst, posixpath.normpath("/" + dst_path), owner, specials,
+            {} if preserve else None,
+        )  # fmt: skip
     finally:
         os.close(fd)
 
@@ -495,8 +501,13 @@ def _copy_fd(
     dst_path: str,
     owner: tuple[int, int] | None,
     specials: bool,
+    links: dict[tuple[int, int], str] | None = None,
 ) -> int:
-    """Copy the entry C{name} of directory C{parent} (or C{parent} itself when C{name} is None)."""
+    """Copy the entry C{name} of directory C{parent} (or C{parent} itself when C{name} is None).
+
+    C{links} is None for a plain copy; with L{copy_tree}'s C{preserve} it maps the (device,
+    inode) of each multiply-linked source file to where its first copy went.
+    """
     info = os.fstat(parent) if name is None else os.stat(name, dir_fd=parent, follow_symlinks=False)
     uid, gid = owner if owner is not None else (info.st_uid, info.st_gid)
     mode = st.S_IMODE(info.st_mode)
@@ -517,24 +528,31 @@ def _copy_fd(
                 existing = None
             out = dst.makedirs(dst_path)
             try:
-                if existing is None or owner is not None:
+                # the descriptor is the directory made or found in scope: chown/chmod through
+                # it can only reach that directory, whatever a racer renames meanwhile
+                if existing is None or owner is not None or links is not None:
                     os.chown(fd_path(out), uid, gid)
-                if existing is None:
+                if existing is None or links is not None:
                     os.chmod(fd_path(out), mode)
+                if links is not None:
+                    _copy_xattrs(dfd, fd_path(out))
+                total = 0
+                for entry in sorted(os.listdir(dfd)):
+                    total += _copy_fd(
+                        dfd,
+                        entry,
+                        posixpath.join(label, entry),
+                        dst,
+                        posixpath.join(dst_path, entry),
+                        owner,
+                        specials,
+                        links,
+                    )
+                if links is not None:
+                    os.utime(fd_path(out), ns=(info.st_atime_ns, info.st_mtime_ns))
+                return total
             finally:
                 os.close(out)
-            total = 0
-            for entry in sorted(os.listdir(dfd)):
-                total += _copy_fd(
-                    dfd,
-                    entry,
-                    posixpath.join(label, entry),
-                    dst,
-                    posixpath.join(dst_path, entry),
-                    owner,
-                    specials,
-                )
-            return total
         finally:
             os.close(dfd)
     if st.S_ISLNK(info.st_mode):
@@ -547,6 +565,14 @@ def _copy_fd(
             os.chown(base, uid, gid, dir_fd=pfd, follow_symlinks=False)
         return 0
     if st.S_ISREG(info.st_mode):
+        key = (info.st_dev, info.st_ino)
+        if (
+            links is not None
+            and info.st_nlink > 1
+            and key in links
+            and _link_in_scope(dst, links[key], dst_path)
+        ):
+            return 0
         if name is None:
             sfd = os.open(fd_path(parent), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         else:
@@ -561,6 +587,10 @@ def _copy_fd(
                 total = _copy_bytes(sfd, out)
                 os.fchown(out, uid, gid)
                 os.fchmod(out, mode)
+                if links is not None:
+                    _copy_xattrs(sfd, out)  # after the chown, which clears file capabilities
+                    if info.st_nlink > 1:
+                        links.setdefault(key, dst_path)
                 os.utime(out, ns=(info.st_atime_ns, info.st_mtime_ns))
                 return total
             finally:
@@ -574,7 +604,46 @@ def _copy_fd(
             remove_at(pfd, base)
         os.mknod(base, info.st_mode, info.st_rdev, dir_fd=pfd)
         os.chown(base, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        if links is not None:  # mknod's mode went through the umask
+            node = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                if st.S_IFMT(os.fstat(node).st_mode) == st.S_IFMT(info.st_mode):
+                    os.chmod(fd_path(node), mode)
+            finally:
+                os.close(node)
     return 0
+
+
+def _link_in_scope(dst: InRoot, first: str, path: str) -> bool:
+    """Hard-link C{path} to the earlier copy C{first}, both resolved inside C{dst}; False when
+    that copy is gone (the caller copies the file again)."""
+    try:
+        with dst.at(first) as (p1, b1), dst.at(path) as (p2, b2):
+            if _is_nondir(p2, b2):
+                remove_at(p2, b2)
+            # linkat without AT_SYMLINK_FOLLOW: a link planted at `first` is linked, not followed
+            os.link(b1, b2, src_dir_fd=p1, dst_dir_fd=p2, follow_symlinks=False)
+            return True
+    except (FileNotFoundError, NotADirectoryError, FileExistsError):
+        return False
+
+
+def _copy_xattrs(src_fd: int, dst: int | str) -> None:
+    """Extended attributes of the open file C{src_fd} onto C{dst} (a descriptor, or a
+    C{/proc/self/fd} path of one); namespaces the target refuses are skipped, as dockerd's
+    copy-up ignores unsupported ones."""
+    try:
+        names = os.listxattr(src_fd)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return
+        raise
+    for key in names:
+        try:
+            os.setxattr(dst, key, os.getxattr(src_fd, key))
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA):
+                raise
 
 
 def _copy_bytes(src: int, dst: int) -> int:

@@ -8,6 +8,7 @@ C{daemon/volume/service}; every error carries dockerd's text.
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,11 @@ _TMPFS_FLAG_KEYS = {
     "sync",
 }
 _TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
+# What a copy-up meets when a container sharing the volume renames or replaces what it writes.
+_CHANGED_DURING_COPY = frozenset(
+    (errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENOTEMPTY,
+     errno.EXDEV)
+)  # fmt: skip
 
 
 def _go_bool(value: str) -> bool | None:
@@ -985,7 +991,13 @@ class VolumeService:
                     try:
                         await self._driver.populate(rootfs, m.destination, vol.mountpoint)
                     except OSError as e:
-                        raise SystemError_(f"failed to populate volume: {e}") from e
+                        if e.errno in _CHANGED_DURING_COPY:
+                            # another container using the volume changed it under the copy
+                            raise Conflict(
+                                "failed to populate volume: the volume changed during the copy"
+                            ) from e
+                        reason = (e.strerror or "error").lower()
+                        raise SystemError_(f"failed to populate volume: {reason}") from e
                 if not m.subpath:
                     return ""
                 try:

@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.daemon import PydDaemon, wait_until
-from tests.helpers.images import DEFAULT_TAG
+from tests.helpers.images import DEFAULT_TAG, File, load_busybox
 
 pytestmark = pytest.mark.e2e
 
 IMG = DEFAULT_TAG
+SEED = "pyd-t-attack/seed:1"
 RACE_STARTS = 50
 SECRET = "host secret\n"
 
@@ -99,6 +100,18 @@ def _subpath_body(vol: str, sub: str, cmd: list[str]) -> dict:
             ]
         },
     }
+
+
+@pytest.fixture(scope="module")
+def seeded(shared_daemon: PydDaemon) -> str:
+    """An image whose /seed holds a 0777 directory with many files (what copy-up copies)."""
+    files: dict[str, File | bytes] = {"/seed/d": File(b"", kind="dir", mode=0o777)}
+    for i in range(300):
+        files[f"/seed/d/f{i:03d}"] = b"seed\n"
+    files["/seed/d/e"] = File(b"", kind="dir", mode=0o777)
+    files["/seed/d/e/deep"] = b"deep\n"
+    load_busybox(shared_daemon, tag=SEED, extra_files=files)
+    return SEED
 
 
 class SubpathLinkTests:
@@ -195,6 +208,43 @@ class SubpathRaceTests:
         assert "{}:{}".format(*_host_root()) not in seen
         assert len(seen) == started
         pyd.docker("rm", "-f", racer)
+
+
+class CopyUpRaceTests:
+    """Escape 13.7: copy-up into a volume a running container changes under it."""
+
+    def test_planted_links_during_copy_up(self, pyd: PydDaemon, seeded: str, canary: Path) -> None:
+        """A tmpfs volume (copy-up writes straight into the mounted volume) shared with a
+        container that keeps emptying it and planting links to the canary where the copy
+        goes: 20 copy-ups, each 2xx/4xx, the canary never gets a file or a new mode."""
+        vol, racer = _name(), _name()
+        pyd.docker("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", vol)
+        pyd.docker(
+            "run", "-d", "--name", racer, "-v", f"{vol}:/v", IMG, "sh", "-c",
+            f"while true; do rm -rf /v/d /v/e; ln -s {canary} /v/d; ln -s {canary} /v/d/e; "
+            f"rm -f /v/d; mkdir /v/d; ln -s {canary} /v/d/e; rm -rf /v/d; done 2>/dev/null",
+        )  # fmt: skip
+        for _ in range(20):
+            cid = _create(
+                pyd,
+                _name(),
+                {"Image": seeded, "Cmd": ["true"], "HostConfig": {"Binds": [f"{vol}:/seed"]}},
+            )
+            status, out = _api(pyd, "POST", f"/containers/{cid}/start")
+            assert status in (204, 400, 404, 409), out
+            if status == 204:
+                _api(pyd, "POST", f"/containers/{cid}/wait")
+            _api(pyd, "DELETE", f"/containers/{cid}")
+        pyd.docker("rm", "-f", racer)
+
+    def test_copy_up_stays_in_the_volume(self, pyd: PydDaemon, seeded: str) -> None:
+        """Without a race, copy-up copies everything (modes kept) and nothing else."""
+        vol, c = _name(), _name()
+        out = pyd.docker(
+            "run", "--rm", "--name", c, "-v", f"{vol}:/seed", seeded, "sh", "-c",
+            "ls /seed/d | wc -l; stat -c %a /seed/d; cat /seed/d/e/deep",
+        ).stdout.split()  # fmt: skip
+        assert out == ["301", "777", "deep"]
 
 
 class TmpfsOptionInjectionTests:

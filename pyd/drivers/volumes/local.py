@@ -19,12 +19,14 @@ import json
 import os
 import re
 import shutil
+import stat as st
 from collections.abc import Mapping
 
 import attrs
 from twisted.internet.defer import Deferred
 
 from pyd.core.seams import Blocking
+from pyd.drivers import inroot
 from pyd.drivers.process import ProcessRunner
 from pyd.drivers.volumes import copy as _copy
 from pyd.drivers.volumes.stage import StagingArea
@@ -275,33 +277,42 @@ class LocalVolumeDriver:
 
     def file_in_rootfs(self, rootfs: str, destination: str) -> Deferred[str]:
         """The host path of C{destination} inside C{rootfs} when it is a non-directory (a volume
-        cannot be mounted there), else "" ."""
+        cannot be mounted there), else "" (resolved inside the root, L{inroot})."""
 
         def thd() -> str:
-            path = _copy.scoped_path(rootfs, destination)
-            if os.path.lexists(path) and not os.path.isdir(path):
-                return path
-            return ""
+            with inroot.InRoot(rootfs) as root:
+                try:
+                    if st.S_ISDIR(root.stat(destination).st_mode):
+                        return ""
+                    where = root.realpath(destination)
+                except OSError:
+                    return ""  # missing (or a dangling link): the runtime creates it
+            return os.path.join(rootfs, where.lstrip("/"))
 
         return self._blocking.run(thd)
 
     def _populate(self, rootfs: str, destination: str, target: str) -> bool:
-        src = _copy.scoped_path(rootfs, destination)
-        if not os.path.isdir(src) or os.path.islink(src):
-            return False
-        if not _copy.is_empty_dir(target):
-            return False
-        if is_mountpoint(target):
-            # a tmpfs/bind/... volume: no staging on the same filesystem; its data is not ours
-            _copy.copy_tree(src, target)
-            return True
-        # Stage next to _data, mark complete, then rename entry by entry: a crash leaves either
-        # an empty volume (copied again at the next start) or a complete stage the next daemon
-        # start finishes moving (sweep_trash), never a half-copied volume.
-        stage = target.rstrip("/") + _STAGE_SUFFIX
-        shutil.rmtree(stage, ignore_errors=True)
-        os.mkdir(stage, 0o700)
-        _copy.copy_tree(src, stage)
+        with inroot.InRoot(rootfs) as src:
+            try:
+                if not st.S_ISDIR(src.stat(destination).st_mode):
+                    return False
+            except OSError:
+                return False
+            if not _copy.is_empty_dir(target):
+                return False
+            if is_mountpoint(target):
+                # a tmpfs/bind/... volume: no staging on the same filesystem; its data is not
+                # ours. Containers using the volume can change it during the copy: every write
+                # is resolved inside the volume (inroot), so a link they plant stays inside.
+                _copy.copy_up(src, destination, target)
+                return True
+            # Stage next to _data, mark complete, then rename entry by entry: a crash leaves
+            # either an empty volume (copied again at the next start) or a complete stage the
+            # next daemon start finishes moving (sweep_trash), never a half-copied volume.
+            stage = target.rstrip("/") + _STAGE_SUFFIX
+            shutil.rmtree(stage, ignore_errors=True)
+            os.mkdir(stage, 0o700)
+            _copy.copy_up(src, destination, stage)
         with open(os.path.join(os.path.dirname(stage), _STAGE_MARK), "w") as f:
             f.flush()
             os.fsync(f.fileno())
