@@ -19,9 +19,12 @@ the point) against a real pyd, as root, and asserts the refusal and that the hos
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -36,6 +39,7 @@ import pytest
 
 from tests.helpers.daemon import DOCKER, PydDaemon
 from tests.helpers.images import DEFAULT_TAG, base_layer, load_busybox
+from tests.helpers.registry import Registry
 
 pytestmark = pytest.mark.e2e
 IMG = DEFAULT_TAG
@@ -180,6 +184,54 @@ class DeviceNodesTests:
             load_busybox(pyd, tag=tag, raw_layers=[layer])
         assert f"block device {major}:{minor} at 'etc/passwd' is refused" in str(e.value)
         assert pyd.docker("images", "-q", tag).stdout.strip() == ""
+
+    def test_pull_of_an_image_with_a_block_device_is_refused(
+        self, pyd: PydDaemon, canary_disk: tuple[int, int]
+    ) -> None:
+        """The same layer served by a loopback registry: the pull fails naming the entry."""
+        major, minor = canary_disk
+        plain = _tar(_dir("etc"), _node("etc/passwd", tarfile.BLKTYPE, major, minor))
+        layer = gzip.compress(plain)
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        config = json.dumps(
+            {
+                "architecture": arch,
+                "os": "linux",
+                "config": {"Cmd": ["sh"]},
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": ["sha256:" + hashlib.sha256(plain).hexdigest()],
+                },
+            }
+        ).encode()
+        with Registry() as registry:
+            repo = "pyd-t/devlayer"
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {
+                        "mediaType": "application/vnd.docker.container.image.v1+json",
+                        "size": len(config),
+                        "digest": registry.put_blob(repo, config),
+                    },
+                    "layers": [
+                        {
+                            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                            "size": len(layer),
+                            "digest": registry.put_blob(repo, layer),
+                        }
+                    ],
+                }
+            ).encode()
+            registry.put_manifest(
+                repo, "v1", manifest, "application/vnd.docker.distribution.manifest.v2+json"
+            )
+            ref = f"{registry.host}/{repo}:v1"
+            r = pyd.docker("pull", ref, check=False)
+        assert r.returncode != 0
+        assert f"block device {major}:{minor} at 'etc/passwd' is refused" in r.stdout + r.stderr, r
+        assert pyd.docker("images", "-q", ref).stdout.strip() == ""
 
     def test_inert_char_devices_load_and_run(self, pyd: PydDaemon) -> None:
         """An old-style image shipping /dev/null, /dev/console... in its layer imports and runs."""
