@@ -112,6 +112,8 @@ def _hosts(args: argparse.Namespace) -> int:
         items = hosts.inventory()
         if not args.check:
             rows = hosts.ls_rows(items, contexts.current_name())
+            if args.format == "table":
+                rows = hosts.mark_current(rows)
             _print(render_rows(args.format, hosts.COLUMNS, rows))
             return 0
 

@@ -9,7 +9,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -45,10 +44,11 @@ def inventory() -> list[Context]:
 
 
 def ls_rows(items: Sequence[Context], current: str) -> list[dict[str, Any]]:
-    """One row per context; the current one is marked C{*} like docker's."""
+    """One row per context, with C{Current} set on the one in use (as C{docker context ls
+    --format json}); L{mark_current} adds the table's C{*}."""
     return [
         {
-            "Name": c.name + (" *" if c.name == current else ""),
+            "Name": c.name,
             "Current": c.name == current,
             "Description": c.description,
             "DockerEndpoint": c.host,
@@ -57,6 +57,11 @@ def ls_rows(items: Sequence[Context], current: str) -> list[dict[str, Any]]:
         }
         for c in items
     ]
+
+
+def mark_current(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's form: the current context's name followed by C{ *}, as docker prints it."""
+    return [{**r, "Name": r["Name"] + " *"} if r.get("Current") else dict(r) for r in rows]
 
 
 def _iso(when: datetime.datetime | None) -> str:
@@ -172,15 +177,3 @@ async def check_all(reactor: Any, items: Sequence[Context], timeout: float) -> l
         consumeErrors=True,
     )
     return list(rows)
-
-
-@attrs.frozen
-class CheckResult:
-    """The rows of C{pyd hosts ls --check} and whether every host answered."""
-
-    rows: list[dict[str, Any]]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every host was reachable."""
-        return all(r["Reachable"] for r in self.rows)

@@ -42,6 +42,7 @@ from pyd.core import certs
 from tests.helpers.daemon import REPO, pyd_cli, wait_until
 from tests.helpers.fleet import Fleet, docker_cli
 from tests.helpers.images import busybox_image_tar
+from tests.helpers.registry import Registry
 
 pytestmark = pytest.mark.e2e
 
@@ -239,6 +240,7 @@ class Deployment:
 
     fleet: Fleet
     admin: Path
+    registry: Registry
     runs: tuple[subprocess.CompletedProcess[str], ...]
     workdir: Path
 
@@ -286,8 +288,13 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """Three hosts; the admin's contexts h1..h3 (label role=app); the playbook run twice."""
     base = tmp_path_factory.mktemp("fleet-ops")
     fleet = Fleet(base, openssl_host3=False, forwarding=True)
+    # A registry on host 1's veth gateway (a root-namespace address the test made): every host
+    # reaches it through its own gateway.
+    registry = Registry(addr=fleet.nets[0].gateway)
+    fleet.extra_args = ["--insecure-registry", registry.host]
     try:
         fleet.start()
+        registry.start()
         admin = fleet.client("ops", "admin")
         for i, name in enumerate(HOSTS):
             pyd_cli(
@@ -333,9 +340,12 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         first = ansible(work, "site.yml")
         assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
         second = ansible(work, "site.yml")
-        yield Deployment(fleet, admin, (first, second), work)
+        yield Deployment(fleet, admin, registry, (first, second), work)
     finally:
-        fleet.cleanup()
+        try:
+            registry.stop()
+        finally:
+            fleet.cleanup()
 
 
 def fetch(url: str) -> str | None:
@@ -467,6 +477,26 @@ class FleetTests:
         assert r.returncode == 1
         assert r.stdout.count("No such container: pyd-t-tmp") == 3, r.stdout
         assert "0 hosts ok, 3 failed" in r.stderr
+
+    def test_pull_everywhere(self, deployed: Deployment) -> None:
+        """pull on every host: the one that pushed is up to date, the others download; a tag
+        that does not exist fails every host."""
+        ref = f"{deployed.registry.host}/pyd-t/app:1"
+        env = deployed.fleet.env
+        assert docker_cli("--context", "h1", "tag", APP_IMAGE, ref, env=env).returncode == 0
+        r = docker_cli("--context", "h1", "push", ref, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        r = deployed.cli(
+            "fleet", "--host", "h*", "--timeout", "60", "pull", ref, "--format", "json"
+        )
+        rows = {row["Host"]: row for row in json_lines(r.stdout)}
+        assert rows["h1"]["Status"] == f"Image is up to date for {ref}", rows
+        for h in ("h2", "h3"):
+            assert rows[h]["Status"] == f"Downloaded newer image for {ref}", rows
+        r = deployed.cli("fleet", "--host", "h*", "pull", ref[:-1] + "nope", check=False)
+        assert r.returncode == 1
+        assert "0 hosts ok, 3 failed (h1, h2, h3)" in r.stderr
+        assert r.stdout.count("error: ") == 3, r.stdout
 
     def test_events_stream_until_interrupted(self, deployed: Deployment) -> None:
         """events streams every host's events, one JSON line each with its host, until Ctrl-C;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.helpers.daemon import DOCKER, PydDaemon, pyd_cli
@@ -59,10 +60,18 @@ class Fleet:
     With C{openssl_host3}, the third host's certificates are made with openssl as Docker's
     documentation shows (its own CA); otherwise every host's come from `pyd tls`. With
     C{forwarding}, each host forwards IPv4, so published ports answer from the root namespace.
+    C{extra_args} go to every daemon.
     """
 
-    def __init__(self, base: Path, openssl_host3: bool = True, forwarding: bool = False) -> None:
+    def __init__(
+        self,
+        base: Path,
+        openssl_host3: bool = True,
+        forwarding: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.base = base
+        self.extra_args = list(extra_args)
         self.openssl_host3 = openssl_host3
         self.forwarding = forwarding
         self.ca = base / "ca"
@@ -119,7 +128,9 @@ class Fleet:
             ]
             if crl:
                 args += ["--tlscrl", str(crl)]
-            d = PydDaemon(str(hdir / "d"), extra_args=args, wrapper=net.prefix_argv())
+            d = PydDaemon(
+                str(hdir / "d"), extra_args=[*args, *self.extra_args], wrapper=net.prefix_argv()
+            )
             self.daemons.append(d)
             d.start()
 

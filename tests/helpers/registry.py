@@ -168,12 +168,17 @@ class TokenServer:
 class Registry:
     """One C{docker-registry} process; use L{start}, then L{stop} (also when a test fails)."""
 
-    def __init__(self, auth: str | None = None, anonymous_pull: bool = False) -> None:
+    def __init__(
+        self, auth: str | None = None, anonymous_pull: bool = False, addr: str = "127.0.0.1"
+    ) -> None:
         self.auth = auth
         self.dir = tempfile.mkdtemp(prefix="pyd-registry-")
         self.storage = os.path.join(self.dir, "storage")
         self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        # addr: another local address the test made (a netns host's veth gateway), so daemons
+        # in network namespaces can reach the registry.
+        self.addr = addr
+        self.host = f"{addr}:{self.port}"
         self.url = f"http://{self.host}"
         self.token_server: TokenServer | None = None
         self._anonymous_pull = anonymous_pull
@@ -195,7 +200,7 @@ class Registry:
             "  redirect:",
             "    disable: true",
             "http:",
-            f"  addr: 127.0.0.1:{self.port}",
+            f"  addr: {self.addr}:{self.port}",
             f"  secret: {uuid.uuid4().hex}",
         ]
         if self.auth == "basic":

@@ -20,7 +20,14 @@ import pyd
 from pyd.cli import contexts, fleet, hosts, relative_time
 from pyd.cli import fleet_commands as fc
 from pyd.cli.contexts import Context
-from pyd.cli.output import HostResult, StreamPrinter, json_rows, render_table, summary
+from pyd.cli.output import (
+    HostResult,
+    StreamPrinter,
+    json_rows,
+    render_rows,
+    render_table,
+    summary,
+)
 from pyd.cli.parser import build
 
 
@@ -419,7 +426,10 @@ class ContextTests(SynchronousTestCase):
         os.environ["DOCKER_CONTEXT"] = "w2"
         self.assertEqual(contexts.current_name(self.base), "w2")
         rows = hosts.ls_rows([d, ctx("w2")], "w2")
-        self.assertEqual([r["Name"] for r in rows], ["default", "w2 *"])
+        self.assertEqual(
+            [(r["Name"], r["Current"]) for r in rows], [("default", False), ("w2", True)]
+        )
+        self.assertEqual([r["Name"] for r in hosts.mark_current(rows)], ["default", "w2 *"])
 
 
 class ParserTests(SynchronousTestCase):
@@ -463,3 +473,32 @@ class ParserTests(SynchronousTestCase):
             build().parse_args(["--version"])
         self.assertEqual(e.value.code, 0)
         self.assertEqual(out.getvalue().strip(), f"pyd version {pyd.__version__}")
+
+
+class HostCheckTests(SynchronousTestCase):
+    """`pyd hosts ls --check` reading /version answers, and its plain tables."""
+
+    def test_version_answer_plain_and_chunked(self) -> None:
+        """A Content-Length body and a chunked one both give the version object."""
+        body = b'{"ApiVersion":"1.50","Version":"28.2.2"}'
+        plain = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        self.assertEqual(hosts._parse_version(plain)["ApiVersion"], "1.50")
+        chunked = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        )
+        self.assertEqual(hosts._parse_version(chunked)["Version"], "28.2.2")
+
+    def test_refusal_is_a_host_error(self) -> None:
+        """A 403 (a certificate without the right) is that host's error."""
+        with pytest.raises(fleet.HostError, match="403 Forbidden"):
+            hosts._parse_version(b"HTTP/1.1 403 Forbidden\r\n\r\n{}")
+
+    def test_plain_rows(self) -> None:
+        """Rows of no host print without a HOST column, or as JSON objects."""
+        rows = [{"Name": "a", "Reachable": True}, {"Name": "b", "Reachable": False}]
+        cols = (("NAME", "Name"), ("REACHABLE", "Reachable"))
+        self.assertEqual(
+            render_rows("table", cols, rows), ["NAME   REACHABLE", "a      true", "b      false"]
+        )
+        self.assertEqual(json.loads(render_rows("json", cols, rows)[1]), rows[1])
