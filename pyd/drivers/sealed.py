@@ -67,6 +67,9 @@ EXTRACT_CAPS = (
     CAP_SETFCAP,
     CAP_SYS_ADMIN,
 )
+# extracting into a container (cp in): no trusted.* xattrs (they fail with EPERM, ignored as
+# dockerd ignores them), so no CAP_SYS_ADMIN (which could mount a /proc)
+CP_IN_CAPS = tuple(c for c in EXTRACT_CAPS if c != CAP_SYS_ADMIN)
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47

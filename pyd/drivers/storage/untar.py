@@ -172,7 +172,9 @@ def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
         try:
             os.setxattr(path, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
         except OSError as e:
-            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            # as dockerd: a file system without xattrs, or one we may not set (trusted.* when
+            # extracting into a container), is not a failure
+            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
                 raise
 
 
@@ -287,10 +289,16 @@ def _syncfs(path: str) -> None:
 
 
 def run(
-    dest: str, src: Any, tar_out: IO[bytes] | None, chroot: bool = True, devices: bool = False
+    dest: str,
+    src: Any,
+    tar_out: IO[bytes] | None,
+    chroot: bool = True,
+    devices: bool = False,
+    caps: tuple[int, ...] = sealed.EXTRACT_CAPS,
 ) -> dict[str, Any]:
     """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes
-    (C{devices}: see L{extract})."""
+    (C{devices}: see L{extract}). With C{chroot}, C{dest} is entered first, sealed, with only
+    the capabilities C{caps} left."""
     raw = _HashingReader(src)
     plain_src = open_decompressed(raw)
     if plain_src is raw:
@@ -303,7 +311,7 @@ def run(
         # nothing is loaded from the layer or the container after this (see pyd.drivers.sealed)
         sealed.preload()
         sealed.enter(dest)
-        sealed.drop_capabilities(sealed.EXTRACT_CAPS)
+        sealed.drop_capabilities(caps)
         root = "/"
     else:
         root = dest

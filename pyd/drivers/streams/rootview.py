@@ -341,7 +341,8 @@ def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) ->
             raise ViewError("dir-non-dir", conflict)
         src.seek(0)
     try:
-        untar.run(dest, src, None, devices=True)  # as dockerd; the daemon never opens them
+        # devices as dockerd (the daemon never opens them); no CAP_SYS_ADMIN
+        untar.run(dest, src, None, devices=True, caps=sealed.CP_IN_CAPS)
     except untar.UntarError as e:
         raise ViewError("tar", str(e)) from e
     return {"ok": True}
