@@ -17,23 +17,21 @@ resolver and resolv.conf), C{endpoints} (container set-up, connect, disconnect),
 (L{NetworkService}: start, create, list, remove, prune).
 """
 
-from pyd.engine.networks.service import (
+from pyd.engine.networks.base import (
     ContainerRef,
     CreateRequest,
     FirewallOps,
     NetlinkOps,
     NetworkConfig,
-    NetworkService,
     NetworkView,
     ResolverOps,
-    ServiceNameTable,
-    _mac_for,
-    _port_key,
-    _read_resolv,
-    _upstreams,
     default_bridge_name,
     host_port_range,
 )
+from pyd.engine.networks.dns import ServiceNameTable, _read_resolv, _upstreams
+from pyd.engine.networks.endpoints import _mac_for
+from pyd.engine.networks.ports import _port_key
+from pyd.engine.networks.service import NetworkService
 
 __all__ = [
     "ContainerRef",

@@ -1,0 +1,472 @@
+"""What every part of networking shares (layer: engine): the driver seams, the daemon options
+(L{NetworkConfig}), request and view records, and the core of the service (state, lock, events,
+network lookup, the firewall ruleset rendered from state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    InvalidParameter,
+    NotFound,
+    SystemError_,
+)
+from pyd.core.ids import line_safe, short_id
+from pyd.core.records import (
+    Attachment,
+    Endpoint,
+    IpamPool,
+    Network,
+)
+from pyd.core.seams import Blocking, EventSink
+from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
+from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset
+from pyd.state.networks import NetworkRepository
+
+log = Logger()
+
+
+_DIGITS = re.compile(r"^[0-9]+\Z")
+
+
+T = TypeVar("T")
+
+
+PREDEFINED = ("bridge", "host", "none")
+
+
+BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
+
+
+ICC_OPT = "com.docker.network.bridge.enable_icc"
+
+
+MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
+
+
+MTU_OPT = "com.docker.network.driver.mtu"
+
+
+HOSTS_BASE = (
+    ("127.0.0.1", "localhost"),
+    ("::1", "localhost ip6-localhost ip6-loopback"),
+    ("fe00::0", "ip6-localnet"),
+    ("ff00::0", "ip6-mcastprefix"),
+    ("ff02::1", "ip6-allnodes"),
+    ("ff02::2", "ip6-allrouters"),
+)
+
+
+EPHEMERAL = (32768, 60999)
+
+
+# --- seams ---------------------------------------------------------------------------------
+
+
+class NetlinkOps(Protocol):
+    """What the service needs from L{pyd.drivers.network.netlink.NetlinkDriver} (blocking)."""
+
+    def links(self) -> list[LinkInfo]: ...
+    def link_exists(self, name: str) -> bool: ...
+    def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool: ...
+    def delete_link(self, name: str) -> bool: ...
+    def routes(self) -> list[ipaddress.IPv4Network]: ...
+    def create_netns(self, path: str) -> None: ...
+    def remove_netns(self, path: str) -> bool: ...
+    def netns_in_use(self, path: str) -> bool: ...
+    def netns_links(self, path: str) -> list[str]: ...
+    def attach(self, netns_path: str, iface: Interface) -> None: ...
+    def detach(self, netns_path: str, ifname: str, host_ifname: str) -> None: ...
+    def dns_sockets(
+        self, netns_path: str, address: str, udp_port: int = 0, tcp_port: int = 0
+    ) -> tuple[socket.socket, socket.socket]: ...
+
+
+class FirewallOps(Protocol):
+    """What the service needs from L{pyd.drivers.network.nft.FirewallDriver}."""
+
+    table: str
+
+    async def apply(self, rules: Ruleset) -> None: ...
+    async def apply_dns(
+        self, netns_path: str, address: str, udp_port: int, tcp_port: int
+    ) -> None: ...
+    async def remove(self) -> None: ...
+
+
+class ResolverOps(Protocol):
+    """What the service needs from L{pyd.drivers.network.dns.DnsServer}."""
+
+    def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> tuple[int, int]: ...
+    def ports(self, key: str) -> tuple[int, int] | None: ...
+    def stop(self, key: str) -> Deferred[Any]: ...
+    def stop_all(self) -> Deferred[Any]: ...
+
+
+@attrs.frozen
+class ContainerRef:
+    """What networking needs to know about a container named in a request."""
+
+    id: str
+    name: str  # without the leading "/"
+    running: bool
+    network_mode: str = "default"
+    endpoints_config: dict[str, Any] = attrs.field(factory=dict)  # as given at create
+    networks_materialized: bool = False  # create-time networks already turned into endpoints
+
+
+class ContainerLookup(Protocol):
+    """Resolves container references (given by the container service)."""
+
+    async def network_container(self, ref: str) -> ContainerRef:
+        """The container C{ref} names. @raise NotFound: C{No such container: <ref>}."""
+        ...
+
+    async def networks_materialized(self, container_id: str) -> None:
+        """Record that the container's create-time networks are now endpoint rows."""
+        ...
+
+
+@attrs.frozen
+class NetworkConfig:
+    """The daemon options networking uses (from L{pyd.config.DaemonConfig})."""
+
+    exec_root: str = "/run/pyd"
+    bridge: str = ""  # default bridge device name ("" = pyd0)
+    bip: str = ""  # "10.200.0.1/24"
+    fixed_cidr: str = ""
+    default_address_pools: tuple[tuple[str, int], ...] = ()
+    icc: bool = True
+    ip_masq: bool = False
+    mtu: int = 1500
+    dns: tuple[str, ...] = ()
+    dns_opts: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    resolv_conf: str = "/etc/resolv.conf"
+
+    @classmethod
+    def from_daemon(cls, cfg: Any) -> NetworkConfig:
+        """Pick the networking options out of a DaemonConfig."""
+        return cls(
+            exec_root=cfg.exec_root,
+            bridge=cfg.bridge,
+            bip=cfg.bip,
+            fixed_cidr=cfg.fixed_cidr,
+            default_address_pools=tuple(cfg.default_address_pools),
+            icc=cfg.icc,
+            ip_masq=cfg.ip_masq,
+            mtu=cfg.mtu,
+            dns=tuple(cfg.dns),
+            dns_opts=tuple(cfg.dns_opts),
+            dns_search=tuple(cfg.dns_search),
+        )
+
+
+@attrs.frozen
+class NetworkView:
+    """A network and its active endpoints, for inspect and list."""
+
+    network: Network
+    endpoints: tuple[tuple[Attachment, str], ...]  # (attachment, container name)
+
+
+@attrs.frozen
+class CreateRequest:
+    """C{POST /networks/create}, parsed."""
+
+    name: str
+    driver: str = "bridge"
+    internal: bool = False
+    attachable: bool = False
+    enable_ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = attrs.field(factory=dict)
+    pools: tuple[IpamPool, ...] = ()
+    options: dict[str, str] = attrs.field(factory=dict)
+    labels: dict[str, str] = attrs.field(factory=dict)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def default_bridge_name(exec_root: str) -> str:
+    """C{pyd0} for the default exec-root; C{pyd<hash>} otherwise, so daemons never share one."""
+    root = exec_root.rstrip("/")
+    if root in ("/run/pyd", "/var/run/pyd"):
+        return "pyd0"
+    return "pyd" + hashlib.sha256(root.encode()).hexdigest()[:8]
+
+
+def _veth_name(container_id: str, network_id: str) -> str:
+    return "veth" + hashlib.sha256((container_id + network_id).encode()).hexdigest()[:7]
+
+
+def _valid_ifname(name: str) -> bool:
+    """The kernel's rule for an interface name (dev_valid_name), checked before netlink or nft
+    ever sees it: the name is also written, quoted, into the firewall script."""
+    if not name or name in (".", "..") or "/" in name or ":" in name:
+        return False
+    return line_safe(name) and name.isascii()
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _port_number(text: str) -> int:
+    """Go's C{strconv.ParseUint(text, 10, 16)} as go-connections' nat package uses it: decimal
+    digits only (C{+22}, C{ 22}, C{8_1} are not numbers, as Python's C{int} would take them).
+
+    @raise ValueError: not a port number.
+    """
+    if not _DIGITS.match(text) or int(text) > 65535:
+        raise ValueError(text)
+    return int(text)
+
+
+def host_port_range(value: str) -> tuple[int, int]:
+    """A binding's C{HostPort} (C{""}, C{N} or C{N-M}) as (low, high); (0, 0): ephemeral.
+
+    The authorization rules read host ports with this same function.
+
+    @raise InvalidParameter: C{invalid hostPort: <value>}.
+    """
+    if not value:
+        return 0, 0
+    lo, sep, hi = value.partition("-")
+    try:
+        a = _port_number(lo)
+        b = _port_number(hi) if sep else a
+    except ValueError as e:
+        raise InvalidParameter(f"invalid hostPort: {value}") from e
+    if not a <= b:
+        raise InvalidParameter(f"invalid hostPort: {value}")
+    return a, b
+
+
+def _can_bind(host_ip: str, port: int, proto: str) -> bool:
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    if proto == "sctp":
+        return True
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host_ip or "0.0.0.0", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class NetworkBase:
+    """State, lock, events and lookups shared by the parts of L{pyd.engine.networks.NetworkService}."""
+
+    def __init__(
+        self,
+        repo: NetworkRepository,
+        netlink: NetlinkOps,
+        firewall: FirewallOps,
+        resolver: ResolverOps | None,
+        blocking: Blocking,
+        events: EventSink,
+        config: NetworkConfig,
+        lookup: ContainerLookup | None = None,
+        can_bind: Callable[[str, int, str], bool] = _can_bind,
+        on_endpoints_changed: Sequence[
+            Callable[[str, list[Endpoint], str | None], Awaitable[None]]
+        ] = (),
+    ) -> None:
+        self._repo = repo
+        self._nl = netlink
+        self._fw = firewall
+        self._dns = resolver
+        self._io = blocking
+        self._events = events
+        self.config = config
+        self.lookup = lookup
+        self._can_bind = can_bind
+        self._lock = DeferredLock()
+        self._networks: dict[str, Network] = {}
+        self._active: list[Attachment] = []
+        self._next_ephemeral = EPHEMERAL[0]
+        self._applied: Ruleset | None = None
+        # Called with (container id, its endpoints now) after a live connect or disconnect, so
+        # the container service can refresh what inspect shows.
+        # The third argument, when not None, is the resolv.conf text the container should now
+        # have (joining its first user-defined network switches it to the embedded resolver).
+        self.on_endpoints_changed = list(on_endpoints_changed)
+
+    # -- small utilities -----------------------------------------------------------------
+
+    def netns_path(self, container_id: str) -> str:
+        """Where a container's network namespace is pinned."""
+        return os.path.join(self.config.exec_root, "netns", container_id)
+
+    def _dns_marker(self, container_id: str) -> str:
+        """Where the resolver ports of a served container namespace are recorded."""
+        return os.path.join(self.config.exec_root, "dns", container_id)
+
+    async def _locked(self, fn: Callable[[], Any]) -> Any:
+        await self._lock.acquire()
+        try:
+            return await fn()
+        finally:
+            self._lock.release()
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._io.run(fn, *args)
+        except NetworkDriverError as e:
+            raise SystemError_(str(e)) from e
+
+    def _emit(self, action: str, network: Network, **extra: str) -> None:
+        attrs_ = {"name": network.name, "type": network.driver, **extra}
+        d = self._events.emit("network", action, network.id, attrs_)
+        d.addErrback(lambda f: log.failure("storing a network event failed", f))
+
+    def _by_name(self, name: str) -> Network | None:
+        for n in self._networks.values():
+            if n.name == name:
+                return n
+        return None
+
+    def resolve(self, ref: str) -> Network:
+        """A network by full id, name, or unique id prefix (dockerd's order).
+
+        @raise NotFound: C{network <ref> not found}.
+        """
+        if ref in self._networks:
+            return self._networks[ref]
+        n = self._by_name(ref)
+        if n is not None:
+            return n
+        matches = [x for x in self._networks.values() if ref and x.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise NotFound(
+                f"network {ref} is ambiguous ({len(matches)} matches found based on ID prefix)"
+            )
+        raise NotFound(f"network {ref} not found")
+
+    def canonical_mode(self, network_mode: str) -> str:
+        """C{host}/C{none} for those networks named by id or prefix (as dockerd runs a container
+        given C{--network <host network id>} in the host's namespace); else unchanged."""
+        if network_mode in ("", "default", "host", "none", "bridge") or ":" in network_mode:
+            return network_mode
+        try:
+            net = self.resolve(network_mode)
+        except NotFound:
+            return network_mode
+        return {"host": "host", "null": "none"}.get(net.driver, network_mode)
+
+    def _network_for_mode(self, mode: str) -> Network:
+        if mode in ("", "default"):
+            mode = "bridge"
+        return self.resolve(mode)
+
+    async def stop(self) -> None:
+        """Daemon shutdown: stop the resolver (bridges and rules stay for live containers;
+        the next start listens again on the recorded ports)."""
+        if self._dns is not None:
+            await self._dns.stop_all()
+
+    def _own_route(self, route: ipaddress.IPv4Network) -> bool:
+        for n in self._networks.values():
+            for p in n.pools:
+                if p.subnet and ipaddress.IPv4Network(p.subnet) == route:
+                    return True
+        return False
+
+    async def _ensure_bridge(self, n: Network) -> None:
+        assert n.bridge is not None
+        pool = n.pools[0]
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        mtu = int(n.options.get(MTU_OPT) or self.config.mtu)
+        await self._blocking(self._nl.ensure_bridge, n.bridge, pool.gateway or None, prefix, mtu)
+
+    # -- state -> kernel -----------------------------------------------------------------
+
+    def _is_user(self, n: Network) -> bool:
+        return n.driver == "bridge" and n.name != "bridge"
+
+    async def _refresh(self) -> None:
+        """Reload active endpoints (the resolver's names); render the firewall table."""
+        self._active = [a for a in await self._repo.endpoints() if a.ipv4 is not None]
+        bridges = []
+        ports = []
+        for n in self._networks.values():
+            if n.driver != "bridge" or not n.bridge or not n.pools:
+                continue
+            masq = self.config.ip_masq and n.options.get(MASQ_OPT, "true") != "false"
+            icc = n.options.get(ICC_OPT, "true") != "false"
+            bridges.append(
+                BridgeRules(
+                    bridge=n.bridge,
+                    subnet=n.pools[0].subnet,
+                    internal=n.internal,
+                    icc=icc,
+                    masquerade=masq,
+                )
+            )
+        for a in self._active:
+            for p in a.config.get("ports") or []:
+                ports.append(
+                    PortRule(
+                        protocol=p["proto"],
+                        host_ip=p["host_ip"],
+                        host_port=int(p["host_port"]),
+                        container_ip=str(a.ipv4),
+                        container_port=int(p["container_port"]),
+                    )
+                )
+        rules = Ruleset(bridges=tuple(bridges), ports=tuple(ports))
+        if rules == self._applied:
+            return  # nothing changed for the table (a container without ports, say)
+        try:
+            await self._fw.apply(rules)
+        except Exception as e:
+            self._applied = None
+            raise SystemError_(f"programming the firewall failed: {e}") from e
+        self._applied = rules
+
+    async def teardown_all(self) -> None:
+        """Remove the table (used by tests and by an operator's full cleanup)."""
+        await self._fw.remove()
+
+    async def _view(self, n: Network) -> NetworkView:
+        eps = [a for a in self._active if a.network_id == n.id]
+        return NetworkView(network=n, endpoints=tuple((a, a.config.get("name", "")) for a in eps))
+
+    def _endpoint(self, net: Network, att: Attachment, ip: str, mac: str) -> Endpoint:
+        pool = net.pools[0]
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        names: tuple[str, ...] = ()
+        if self._is_user(net):
+            names = (att.config.get("name", ""), *att.aliases, short_id(att.container_id))
+        return Endpoint(
+            network_name=net.name,
+            network_id=net.id,
+            endpoint_id=att.id,
+            ipv4=ip,
+            prefixlen=prefix,
+            gateway="" if net.internal else pool.gateway,
+            mac=mac,
+            aliases=att.aliases,
+            dns_names=tuple(n for n in names if n),
+        )

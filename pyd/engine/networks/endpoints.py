@@ -1,0 +1,579 @@
+"""Containers on networks (layer: engine): validation of a container's network request, set-up
+and teardown of its endpoints (veths, addresses, hosts file, DNS), live connect and disconnect.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+)
+from pyd.core.ids import go_quote, is_full_id, line_safe
+from pyd.core.records import (
+    Attachment,
+    Endpoint,
+    Network,
+    NetworkSetup,
+    PortMapping,
+)
+from pyd.drivers.network.netlink import Interface
+from pyd.engine import resolvconf
+from pyd.engine.container_config import parse_extra_host
+from pyd.engine.networks.base import HOSTS_BASE, MTU_OPT, ContainerRef, _veth_name
+from pyd.engine.networks.dns import Dns, _read_resolv, _upstreams
+from pyd.engine.networks.ipam import Ipam
+from pyd.engine.networks.ports import Ports
+from pyd.engine.spec import NetworkRequest, network_request
+
+log = Logger()
+
+
+def _mac_for(ip: str) -> str:
+    b = ipaddress.IPv4Address(ip).packed
+    return "02:42:" + ":".join(f"{x:02x}" for x in b)
+
+
+def _valid_mac(mac: str) -> bool:
+    parts = mac.split(":")
+    return len(parts) == 6 and all(
+        len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts
+    )
+
+
+class Endpoints(Ipam, Ports, Dns):
+    """Endpoints of containers: set-up, teardown, connect, disconnect."""
+
+    # -- NetworkProvider -----------------------------------------------------------------
+
+    async def validate(
+        self,
+        container_id: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        req: NetworkRequest,
+    ) -> None:
+        """Check a create request before the container exists."""
+        mode = network_mode or "default"
+        if req.links:
+            raise InvalidParameter(
+                "legacy container links (--link) are not supported by pyd: "
+                "put the containers on a user-defined network and use their names"
+            )
+        eps = dict(endpoints_config or {})
+        if mode == "host" or mode == "none":
+            others = [k for k in eps if k not in (mode, "default")]
+            if others:
+                raise InvalidParameter(
+                    "conflicting options: host type networking can't be used with links. "
+                    "This would result in undefined behavior"
+                    if mode == "host"
+                    else "container cannot be connected to multiple networks with one of the "
+                    "networks in private (none) mode"
+                )
+        elif mode.startswith("container:"):
+            target = mode.split(":", 1)[1]
+            if not target:
+                raise InvalidParameter("invalid network mode: container: needs a container name")
+            if req.port_bindings or req.publish_all:
+                raise InvalidParameter(
+                    "conflicting options: port publishing and the container type network mode"
+                )
+            if self.lookup is not None:
+                await self.lookup.network_container(target)
+        else:
+            self._network_for_mode(mode)
+            for key, ep in eps.items():
+                net = self._network_for_mode(key)
+                self._check_endpoint_config(net, ep or {})
+        if mode not in ("host",) and not mode.startswith("container:"):
+            self._parse_ports(req, ())
+        for h in req.extra_hosts:
+            parse_extra_host(h)
+
+    def _check_endpoint_config(self, net: Network, ep: dict[str, Any]) -> None:
+        ipam = ep.get("IPAMConfig") or {}
+        ip = ipam.get("IPv4Address") or ""
+        if ip:
+            if not self._is_user(net):
+                raise InvalidParameter(
+                    "user specified IP address is supported on user defined networks only"
+                )
+            try:
+                addr = ipaddress.IPv4Address(ip)
+            except ValueError as e:
+                raise InvalidParameter(f"invalid IPv4 address: {ip}") from e
+            if not any(addr in ipaddress.IPv4Network(p.subnet) for p in net.pools):
+                raise InvalidParameter(
+                    f"no configured subnet or ip-range contain the IP address {ip}"
+                )
+        for alias in ep.get("Aliases") or []:
+            if not isinstance(alias, str) or not line_safe(alias):
+                raise InvalidParameter(
+                    f"invalid alias {go_quote(str(alias))}: it must not contain whitespace or "
+                    "control characters"
+                )
+        if ep.get("Aliases") and not self._is_user(net):
+            raise InvalidParameter(
+                "network-scoped alias is supported only for containers in user defined networks"
+            )
+        mac = ep.get("MacAddress") or ""
+        if mac and not _valid_mac(mac):
+            raise InvalidParameter(f"invalid MAC address: {mac}")
+
+    async def setup(
+        self,
+        container_id: str,
+        name: str,
+        hostname: str,
+        network_mode: str,
+        endpoints_config: dict[str, Any],
+        req: NetworkRequest,
+        exposed_ports: Sequence[str],
+    ) -> NetworkSetup:
+        """Prepare the container's network before it starts."""
+
+        async def run() -> NetworkSetup:
+            return await self._setup(
+                container_id,
+                name.lstrip("/"),
+                hostname,
+                network_mode or "default",
+                dict(endpoints_config or {}),
+                req,
+                exposed_ports,
+            )
+
+        return await self._locked(run)  # type: ignore[no-any-return]
+
+    def _hosts(
+        self, req: NetworkRequest, own: tuple[str, str] | None, gateway: str
+    ) -> tuple[tuple[str, str], ...]:
+        entries = list(HOSTS_BASE)
+        for h in req.extra_hosts:
+            host, addr = parse_extra_host(h)
+            if addr == "host-gateway":
+                addr = gateway or self._default_gateway()
+            entries.append((addr, host))
+        if own is not None:
+            entries.append(own)
+        return tuple(entries)
+
+    async def _setup(
+        self,
+        cid: str,
+        name: str,
+        hostname: str,
+        mode: str,
+        eps_cfg: dict[str, Any],
+        req: NetworkRequest,
+        exposed: Sequence[str],
+    ) -> NetworkSetup:
+        if req.links:
+            raise InvalidParameter(
+                "legacy container links (--link) are not supported by pyd: "
+                "put the containers on a user-defined network and use their names"
+            )
+        if mode == "host":
+            _, search, opts, _ = self._dns_settings(req, None)
+            h_servers, _, _ = _read_resolv(self.config.resolv_conf)
+            return NetworkSetup(
+                netns_path=None,
+                endpoints=(),
+                ports=(),
+                hosts_entries=self._hosts(req, None, ""),
+                dns_servers=tuple(req.dns or self.config.dns or h_servers),
+                dns_search=search,
+                dns_options=opts,
+            )
+        if mode.startswith("container:"):
+            return await self._setup_joined(mode.split(":", 1)[1], req)
+        path = self.netns_path(cid)
+        await self._blocking(self._nl.remove_netns, path)
+        await self._stop_dns(cid)
+        if mode == "none":
+            await self._blocking(self._nl.create_netns, path)
+            return NetworkSetup(
+                netns_path=path,
+                endpoints=(),
+                ports=(),
+                hosts_entries=self._hosts(req, None, ""),
+                **self._resolv_setup(req, "none"),
+            )
+        primary = self._network_for_mode(mode)
+        atts = await self._materialize(cid, name, mode, eps_cfg)
+        # The network named by the mode goes first: it gets eth0, the default route and ports.
+        atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
+        await self._blocking(self._nl.create_netns, path)
+        endpoints: list[Endpoint] = []
+        ports: list[PortMapping] = []
+        resolver = False
+        try:
+            gateway_set = False
+            for i, att in enumerate(atts):
+                found = self._networks.get(att.network_id)
+                if found is None:
+                    raise NotFound(f"network {att.network_id} not found")
+                use_gw = not found.internal and not gateway_set
+                ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw)
+                gateway_set = gateway_set or use_gw
+                endpoints.append(ep)
+                resolver = resolver or (self._is_user(found) and self._dns is not None)
+            if resolver:
+                await self._serve_dns(cid, path)
+            kind = "internal" if resolver else "legacy"
+            resolv = self._resolv_setup(req, kind)
+            upstream = _upstreams(self._resolv(req, "internal"))
+            first = atts[0]
+            prim_net = self._networks[first.network_id]
+            ip = endpoints[0].ipv4
+            if not prim_net.internal:
+                ports = await self._publish(first, name, ip, req, exposed)
+            # One read: each update below touches only its own row.
+            fresh = {f.id: f for f in await self._repo.endpoints(container_id=cid)}
+            for att in atts:
+                f = fresh.get(att.id)
+                if f is not None:
+                    cfg = dict(f.config)
+                    cfg["dns_upstream"] = upstream
+                    cfg["dns_config"] = {
+                        "Dns": list(req.dns),
+                        "DnsSearch": list(req.dns_search),
+                        "DnsOptions": list(req.dns_options),
+                    }
+                    cfg["hostname"] = hostname
+                    await self._repo.update_endpoint(f.id, config=cfg)
+            await self._refresh()
+        except BaseException:
+            await self._stop_dns(cid)
+            await self._blocking(self._nl.remove_netns, path)
+            for att in atts:
+                await self._blocking(self._nl.delete_link, _veth_name(cid, att.network_id))
+            await self._repo.clear_container(cid)
+            await self._refresh()
+            raise
+        for ep_, att in zip(endpoints, atts, strict=True):
+            self._emit("connect", self._networks[att.network_id], container=cid)
+            _ = ep_
+        own = (endpoints[0].ipv4, hostname) if endpoints and hostname else None
+        return NetworkSetup(
+            netns_path=path,
+            endpoints=tuple(endpoints),
+            ports=tuple(ports),
+            hosts_entries=self._hosts(req, own, endpoints[0].gateway if endpoints else ""),
+            **resolv,
+        )
+
+    async def _materialize(
+        self, cid: str, name: str, mode: str, eps_cfg: dict[str, Any]
+    ) -> list[Attachment]:
+        """The container's endpoint rows, with its create-time networks added if they never were.
+
+        The create-time networks (the mode's network and C{EndpointsConfig}) become rows once:
+        at the first start, or at the first C{network connect}/C{disconnect} of a never-started
+        container (compose v1 disconnects and re-connects each network before the first start).
+        Rows made by C{network connect} do not replace them.
+        """
+        atts = await self._repo.endpoints(container_id=cid)
+        if mode in ("host", "none") or mode.startswith("container:"):
+            return atts
+        if any(a.config.get("initial") for a in atts):
+            return atts
+        if self.lookup is not None:
+            try:
+                ref = await self.lookup.network_container(cid)
+            except NotFound:
+                ref = None
+            if ref is not None and ref.networks_materialized:
+                return atts
+        primary = self._network_for_mode(mode)
+        have = {a.network_id for a in atts}
+        # Keys may name a network by name, id or "default"; each network joins once.
+        wanted: list[tuple[Network, dict[str, Any]]] = [(primary, {})]
+        for key, ep in eps_cfg.items():
+            net = self._network_for_mode(key)
+            for i, (w, cfg) in enumerate(wanted):
+                if w.id == net.id:
+                    wanted[i] = (w, {**cfg, **{k: v for k, v in (ep or {}).items() if v}})
+                    break
+            else:
+                wanted.append((net, dict(ep or {})))
+        for net, ep in wanted:
+            if net.id in have:
+                continue
+            self._check_endpoint_config(net, ep)
+            att = self._new_attachment(cid, name, net, ep)
+            att = attrs.evolve(att, config={**att.config, "initial": True})
+            atts.append(await self._repo.add_endpoint(att))
+        if self.lookup is not None:
+            await self.lookup.networks_materialized(cid)
+        return atts
+
+    async def _plug(
+        self,
+        path: str,
+        cid: str,
+        name: str,
+        net: Network,
+        att: Attachment,
+        ifname: str,
+        use_gateway: bool,
+    ) -> Endpoint:
+        reserved = [p.gateway for p in net.pools]
+        ip = await self._repo.allocate(
+            att.id, net, att.config.get("requested_ipv4") or None, reserved
+        )
+        mac = att.mac or _mac_for(ip)
+        pool = net.pools[0]
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        host_if = _veth_name(cid, net.id)
+        cfg = dict(att.config)
+        cfg.update({"name": name, "ifname": ifname, "host_ifname": host_if})
+        await self._repo.update_endpoint(att.id, config=cfg)
+        mtu = int(net.options.get(MTU_OPT) or self.config.mtu)
+        await self._blocking(
+            self._nl.attach,
+            path,
+            Interface(
+                bridge=str(net.bridge),
+                host_ifname=host_if,
+                ifname=ifname,
+                address=ip,
+                prefixlen=prefix,
+                mac=mac,
+                gateway=pool.gateway if use_gateway else None,
+                mtu=mtu,
+            ),
+        )
+        return self._endpoint(net, att, ip, mac)
+
+    async def _setup_joined(self, target: str, req: NetworkRequest) -> NetworkSetup:
+        if self.lookup is None:
+            raise NotFound(f"No such container: {target}")
+        other = await self.lookup.network_container(target)
+        if other.id != target and (is_full_id(target) or other.name != target.lstrip("/")):
+            # The container pinned at create (its full id) is gone; whatever else the value
+            # now names (a container called by that id, an id prefix) is not what was allowed.
+            raise NotFound(f"No such container: {target}")
+        if not other.running:
+            raise Conflict(
+                f"cannot join network namespace of a non running container: {other.name}"
+            )
+        mode = other.network_mode or "default"
+        if mode == "host":
+            return await self._setup("", "", "", "host", {}, req, ())
+        if mode.startswith("container:"):
+            return await self._setup_joined(mode.split(":", 1)[1], req)
+        path = self.netns_path(other.id)
+        atts = [a for a in self._active if a.container_id == other.id]
+        served = self._dns is not None and self._dns.ports(other.id) is not None
+        own = None
+        if atts and atts[0].ipv4 and atts[0].config.get("hostname"):
+            own = (str(atts[0].ipv4), str(atts[0].config["hostname"]))
+        return NetworkSetup(
+            netns_path=path,
+            endpoints=(),
+            ports=(),
+            hosts_entries=self._hosts(req, own, ""),
+            **self._resolv_setup(req, "internal" if served else "legacy"),
+        )
+
+    async def teardown(self, container_id: str) -> None:
+        """After the container stopped: ports, addresses, interfaces and the namespace go."""
+        await self._locked(lambda: self._teardown(container_id))
+
+    async def _teardown(self, cid: str) -> None:
+        atts = await self._repo.endpoints(container_id=cid)
+        await self._stop_dns(cid)
+        await self._blocking(self._nl.remove_netns, self.netns_path(cid))
+        for a in atts:
+            await self._blocking(self._nl.delete_link, _veth_name(cid, a.network_id))
+        was_active = [a for a in atts if a.ipv4 is not None]
+        await self._repo.clear_container(cid)
+        await self._refresh()
+        for a in was_active:
+            net = self._networks.get(a.network_id)
+            if net is not None:
+                self._emit("disconnect", net, container=cid)
+
+    async def release(self, container_id: str) -> None:
+        """On removal: drop the container's endpoints (addresses go back to the pool)."""
+
+        async def run() -> None:
+            await self._teardown(container_id)
+            await self._repo.remove_endpoints(container_id)
+
+        await self._locked(run)
+
+    async def container_endpoints(self, container_id: str) -> list[Endpoint]:
+        """The container's current endpoints (for container inspect after connect/disconnect).
+
+        Stopped containers report their networks with empty addresses, as dockerd does.
+        """
+        out = []
+        for a in await self._repo.endpoints(container_id=container_id):
+            net = self._networks.get(a.network_id)
+            if net is None:
+                continue
+            if a.ipv4:
+                out.append(self._endpoint(net, a, a.ipv4, a.mac or _mac_for(a.ipv4)))
+            else:
+                out.append(
+                    Endpoint(
+                        network_name=net.name,
+                        network_id=net.id,
+                        endpoint_id="",
+                        ipv4="",
+                        prefixlen=0,
+                        gateway="",
+                        mac=a.mac or "",
+                        aliases=a.aliases,
+                    )
+                )
+        return out
+
+    # -- connect / disconnect ------------------------------------------------------------
+
+    async def connect(self, ref: str, container: str, endpoint_config: dict[str, Any]) -> None:
+        """C{docker network connect}: live when the container runs, recorded otherwise."""
+        net = self.resolve(ref)
+        if self.lookup is None:
+            raise NotFound(f"No such container: {container}")
+        c = await self.lookup.network_container(container)
+
+        async def run() -> None:
+            await self._connect(net, c, dict(endpoint_config or {}))
+
+        await self._locked(run)
+
+    async def _connect(self, net: Network, c: ContainerRef, ep: dict[str, Any]) -> None:
+        mode = c.network_mode or "default"
+        if net.driver == "host" or mode == "host":
+            raise Forbidden(
+                "container cannot be disconnected from host network or connected to host network"
+            )
+        if net.driver == "null" or mode == "none":
+            raise Forbidden(
+                "container cannot be connected to multiple networks with one of the networks "
+                "in private (none) mode"
+            )
+        if mode.startswith("container:"):
+            raise Forbidden(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            )
+        self._check_endpoint_config(net, ep)
+        atts = await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
+        if any(a.network_id == net.id for a in atts):
+            raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
+        att = self._new_attachment(c.id, c.name, net, ep, order=len(atts))
+        await self._repo.add_endpoint(att)
+        path = self.netns_path(c.id)
+        resolv_text: str | None = None
+        if not c.running or not await self._blocking(os.path.exists, path):
+            return
+        try:
+            present = await self._blocking(self._nl.netns_links, path)
+            i = 0
+            while f"eth{i}" in present:
+                i += 1
+            has_default = any(
+                a.ipv4 and not self._networks[a.network_id].internal
+                for a in atts
+                if a.network_id in self._networks
+            )
+            await self._plug(
+                path, c.id, c.name, net, att, f"eth{i}", not has_default and not net.internal
+            )
+            primary = [a for a in atts if a.ipv4]
+            upstream = primary[0].config.get("dns_upstream") if primary else None
+            dns_config = dict(primary[0].config.get("dns_config") or {}) if primary else {}
+            fresh = [a for a in await self._repo.endpoints(container_id=c.id) if a.id == att.id]
+            cfg = dict(fresh[0].config)
+            cfg["dns_upstream"] = upstream or []
+            cfg["dns_config"] = dns_config
+            await self._repo.update_endpoint(att.id, config=cfg)
+            if self._is_user(net) and self._dns is not None and self._dns.ports(c.id) is None:
+                # The first user-defined network: start answering at 127.0.0.11 before the
+                # container's resolv.conf is switched to it (dockerd's rebuildDNS).
+                await self._serve_dns(c.id, path)
+                resolv_text = resolvconf.generate(
+                    self._resolv(network_request(dns_config), "internal")
+                )
+            await self._refresh()
+        except BaseException:
+            await self._blocking(self._nl.delete_link, _veth_name(c.id, net.id))
+            await self._repo.remove_endpoints(c.id, net.id)
+            await self._refresh()
+            raise
+        self._emit("connect", net, container=c.id)
+        await self._notify(c.id, resolv_text)
+
+    async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
+        """C{docker network disconnect}."""
+        net = self.resolve(ref)
+        if self.lookup is None:
+            raise NotFound(f"No such container: {container}")
+        try:
+            c = await self.lookup.network_container(container)
+        except NotFound:
+            if not force:
+                raise
+            c = None
+
+        async def run() -> None:
+            if c is None:
+                # --force on a container that is gone: drop matching stale endpoints by name.
+                for a in list(self._active) + await self._repo.endpoints(network_id=net.id):
+                    if a.network_id == net.id and a.config.get("name") == container:
+                        await self._repo.remove_endpoints(a.container_id, net.id)
+                await self._refresh()
+                return
+            await self._disconnect(net, c)
+
+        await self._locked(run)
+
+    async def _disconnect(self, net: Network, c: ContainerRef) -> None:
+        if net.driver == "host" or (c.network_mode or "") == "host":
+            raise Forbidden(
+                "container cannot be disconnected from host network or connected to host network"
+            )
+        mode = c.network_mode or "default"
+        atts = [
+            a
+            for a in await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
+            if a.network_id == net.id
+        ]
+        if not atts:
+            raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+        att = atts[0]
+        if att.ipv4 is not None:
+            await self._blocking(
+                self._nl.detach,
+                self.netns_path(c.id),
+                str(att.config.get("ifname", "")),
+                _veth_name(c.id, net.id),
+            )
+        await self._repo.remove_endpoints(c.id, net.id)
+        await self._refresh()
+        if att.ipv4 is not None:
+            self._emit("disconnect", net, container=c.id)
+            await self._notify(c.id, None)
+
+    async def _notify(self, cid: str, resolv_text: str | None) -> None:
+        if not self.on_endpoints_changed:
+            return
+        eps = [e for e in await self.container_endpoints(cid) if e.ipv4]
+        for cb in self.on_endpoints_changed:
+            try:
+                await cb(cid, eps, resolv_text)
+            except Exception:  # noqa: BLE001 - a listener must not undo the kernel change
+                log.failure("endpoint change listener failed")

@@ -1,0 +1,150 @@
+"""Published ports (layer: engine): parsing C{-p} bindings, host port allocation from the
+ephemeral range, and the rules that carry them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    Conflict,
+    InvalidParameter,
+)
+from pyd.core.records import (
+    Attachment,
+    PortMapping,
+)
+from pyd.engine.networks.base import EPHEMERAL, NetworkBase, _port_number, host_port_range
+from pyd.engine.spec import NetworkRequest, PortBinding
+
+log = Logger()
+
+
+def _port_key(spec: str) -> tuple[int, str]:
+    port, _, proto = spec.partition("/")
+    try:
+        n = _port_number(port)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid port specification: {spec!r}") from e
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp", "sctp") or not 0 < n < 65536:
+        raise InvalidParameter(f"invalid port specification: {spec!r}")
+    return n, proto
+
+
+class Ports(NetworkBase):
+    """Published ports."""
+
+    def _parse_ports(
+        self, req: NetworkRequest, exposed: Sequence[str]
+    ) -> list[tuple[int, str, str, int, int]]:
+        """(container_port, proto, host_ip, host_lo, host_hi) per requested binding."""
+        out = []
+        for spec, binds in req.port_bindings.items():
+            port, proto = _port_key(spec)
+            for b in binds or (PortBinding(),):
+                host_ip = b.host_ip
+                if host_ip:
+                    try:
+                        ipaddress.IPv4Address(host_ip)
+                    except ValueError:
+                        if ":" in host_ip:  # IPv6 host addresses: not served, skipped
+                            continue
+                        raise InvalidParameter(f"invalid host IP: {host_ip}") from None
+                lo, hi = host_port_range(b.host_port)
+                out.append((port, proto, host_ip, lo, hi))
+        if req.publish_all:
+            have = {(p, pr) for p, pr, *_ in out}
+            for spec in exposed:
+                port, proto = _port_key(spec)
+                if (port, proto) not in have:
+                    out.append((port, proto, "", 0, 0))
+        return out
+
+    async def _publish(
+        self,
+        att: Attachment,
+        name: str,
+        container_ip: str,
+        req: NetworkRequest,
+        exposed: Sequence[str],
+    ) -> list[PortMapping]:
+        wanted = self._parse_ports(req, exposed)
+        if not wanted:
+            return []
+        taken = {
+            (p["proto"], int(p["host_port"]), p["host_ip"])
+            for a in self._active
+            for p in a.config.get("ports") or []
+        }
+
+        def clash(proto: str, port: int, ip: str) -> bool:
+            for tp, tport, tip in taken:
+                if tp == proto and tport == port and (not tip or not ip or tip == ip):
+                    return True
+            return False
+
+        chosen: list[dict[str, Any]] = []
+        for cport, proto, host_ip, lo, hi in wanted:
+            shown_ip = host_ip or "0.0.0.0"
+            if lo == 0:
+                port = await self._ephemeral(proto, host_ip, clash)
+            else:
+                port = 0
+                for cand in range(lo, hi + 1):
+                    if clash(proto, cand, host_ip):
+                        continue
+                    if not await self._io.run(self._can_bind, host_ip, cand, proto):
+                        if lo == hi:
+                            raise Conflict(
+                                f"driver failed programming external connectivity on endpoint "
+                                f"{name} ({att.id}): failed to bind host port for "
+                                f"{shown_ip}:{cand}:{container_ip}:{cport}/{proto}: "
+                                "address already in use"
+                            )
+                        continue
+                    port = cand
+                    break
+                if not port:
+                    raise Conflict(
+                        f"Bind for {shown_ip}:{lo if lo == hi else f'{lo}-{hi}'} failed: "
+                        "port is already allocated"
+                    )
+            taken.add((proto, port, host_ip))
+            chosen.append(
+                {"proto": proto, "host_ip": host_ip, "host_port": port, "container_port": cport}
+            )
+        fresh = [
+            a for a in await self._repo.endpoints(container_id=att.container_id) if a.id == att.id
+        ]
+        cfg = dict(fresh[0].config if fresh else att.config)
+        cfg["ports"] = chosen
+        await self._repo.update_endpoint(att.id, config=cfg)
+        return [
+            PortMapping(
+                container_port=c["container_port"],
+                protocol=c["proto"],
+                host_ip=c["host_ip"] or "0.0.0.0",
+                host_port=c["host_port"],
+            )
+            for c in chosen
+        ]
+
+    async def _ephemeral(
+        self, proto: str, host_ip: str, clash: Callable[[str, int, str], bool]
+    ) -> int:
+        lo, hi = EPHEMERAL
+        span = hi - lo + 1
+        start = self._next_ephemeral
+        for i in range(span):
+            cand = lo + (start - lo + i) % span
+            if clash(proto, cand, host_ip):
+                continue
+            if await self._io.run(self._can_bind, host_ip, cand, proto):
+                self._next_ephemeral = lo + (cand - lo + 1) % span
+                return cand
+        raise Conflict("no free host port in the ephemeral range")
