@@ -10,10 +10,12 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import make_app
 from pyd.api.timeparse import rfc3339_nano
-from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json_object
+from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json, read_json_object
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.core.records import IpamPool
 from pyd.engine.networks import CreateRequest, NetworkView
+from pyd.engine.spec import parse_connect
+from pyd.engine.spec.gojson import object_pairs
 
 
 class NetworkBackend(Protocol):
@@ -189,13 +191,10 @@ class NetworksRouter:
     @app.route("/networks/<string:ref>/connect", methods=["POST"])
     async def connect(self, request: IRequest, ref: str) -> bytes:
         """C{docker network connect}."""
-        body = read_json_object(request)
-        container = body.get("Container")
-        if not isinstance(container, str) or not container:
+        # Go's typed decoding (network.ConnectOptions): a mistyped field is dockerd's 400
+        container, ep = parse_connect(read_json(request, object_pairs_hook=object_pairs))
+        if not container:
             raise InvalidParameter("no container specified")
-        ep = body.get("EndpointConfig") or {}
-        if not isinstance(ep, dict):
-            raise InvalidParameter("invalid EndpointConfig")
         await self._b.connect(ref, container, ep)
         request.setResponseCode(200)
         return b""

@@ -273,6 +273,27 @@ class NetworksApiTests(SynchronousTestCase):
         self.add_container("c")
         code, err = self.call("POST", "/networks/host/connect", {"Container": "c"})
         self.assertEqual(code, 403)
+        # mistyped bodies are Go's typed-decoding 400s (dockerd's text), never a 500
+        for body, msg in (
+            (
+                {"Container": "c", "EndpointConfig": {"Aliases": "a"}},
+                "invalid JSON: json: cannot unmarshal string into Go struct field "
+                "EndpointSettings.EndpointConfig.Aliases of type []string",
+            ),
+            (
+                {"Container": "c", "EndpointConfig": {"IPAMConfig": []}},
+                "invalid JSON: json: cannot unmarshal array into Go struct field "
+                "EndpointSettings.EndpointConfig.IPAMConfig of type network.EndpointIPAMConfig",
+            ),
+            (
+                {"Container": 5},
+                "invalid JSON: json: cannot unmarshal number into Go struct field "
+                "ConnectOptions.Container of type string",
+            ),
+        ):
+            self.assertEqual(
+                self.call("POST", "/networks/bridge/connect", body), (400, {"message": msg})
+            )
 
     def test_created_container_disconnect_then_connect(self) -> None:
         """compose v1 disconnects a created (never started) container from its create-time

@@ -21,6 +21,7 @@ from pyd.engine.spec import records as r
 from pyd.engine.spec.gojson import decode
 from pyd.engine.spec.schema import (
     CONFIG_FIELDS,
+    CONNECT_OPTIONS,
     CREATE_REQUEST,
     ENDPOINT_SETTINGS,
     HOST_CONFIG,
@@ -442,6 +443,16 @@ def endpoint_of(ep: Mapping[str, Any] | None) -> r.EndpointRequest:
         network_id=ep.get("NetworkID") or "",
         dns_names=ep.get("DNSNames"),
     )
+
+
+def parse_connect(body: Any) -> tuple[str, dict[str, Any]]:
+    """Decode a C{POST /networks/{id}/connect} body (C{network.ConnectOptions}) with Go's types.
+
+    @return: the container reference and the C{EndpointConfig} with Go's field names.
+    @raise InvalidParameter: C{invalid JSON: json: cannot unmarshal ...} (dockerd's text).
+    """
+    wire = decode({} if body is None else body, CONNECT_OPTIONS) or {}
+    return wire.get("Container") or "", dict(wire.get("EndpointConfig") or {})
 
 
 def parse_endpoint(body: Any) -> r.EndpointRequest:

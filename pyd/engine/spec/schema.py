@@ -215,3 +215,8 @@ UPDATE_CONFIG = struct(
     **RESOURCES_FIELDS,
     RestartPolicy=HOST_CONFIG_FIELDS["RestartPolicy"],
 )
+CONNECT_OPTIONS = struct(
+    "network.ConnectOptions",
+    Container=s(),
+    EndpointConfig=ENDPOINT_SETTINGS,
+)
