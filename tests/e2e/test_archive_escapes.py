@@ -24,9 +24,10 @@ import tarfile
 import uuid
 from pathlib import Path
 
+import attrs
 import pytest
 
-from tests.helpers.daemon import DOCKER, PydDaemon
+from tests.helpers.daemon import DOCKER, PydDaemon, wait_until
 from tests.helpers.images import DEFAULT_TAG, File, load_busybox
 
 pytestmark = pytest.mark.e2e
@@ -110,26 +111,47 @@ def canary_dir(tmp_path: Path) -> Path:
     return d
 
 
+@attrs.frozen
+class EvilNss:
+    """Two images: C{shipped} carries the hostile nsswitch.conf and NSS module; C{payload}
+    carries the module at /payload only, for a running container to plant both itself."""
+
+    shipped: str
+    payload: str
+    canary: Path
+    libdirs: tuple[str, ...]
+
+
 @pytest.fixture
-def evil_nss_image(pyd: PydDaemon, tmp_path: Path, canary_dir: Path) -> tuple[str, Path]:
-    """An image whose nsswitch.conf names an NSS module it ships; the module writes the host
-    canary (after breaking out of the chroot) when glibc loads it."""
+def evil_nss(pyd: PydDaemon, tmp_path: Path, canary_dir: Path) -> EvilNss:
+    """The NSS module writes the host canary (after breaking out of the chroot) when glibc
+    loads it."""
     canary = canary_dir / "nss-pwned"
     lib = _compile(
         tmp_path, _NSS_SOURCE, "libnss_evil.so.2",
         "-shared", "-fPIC", "-nostdlib", f'-DCANARY="{canary}"',
     )  # fmt: skip
     arch = _multiarch()
-    libdirs = ["/lib", "/lib64", "/usr/lib", f"/lib/{arch}", f"/usr/lib/{arch}"]
-    files: dict[str, bytes | str | File | None] = {
-        f"{d}/libnss_evil.so.2": File(data=lib, mode=0o755) for d in libdirs
+    libdirs = ("/lib", "/lib64", "/usr/lib", f"/lib/{arch}", f"/usr/lib/{arch}")
+    owned: dict[str, bytes | str | File | None] = {
+        "/data/owned-by-app": File(data=b"app's\n", uid=1000, gid=1000),
+        "/data/owned-by-nobody": File(data=b"nobody's\n", uid=65534, gid=65534),
     }
-    files["/etc/nsswitch.conf"] = "passwd: evil\ngroup: evil\nshadow: evil\n"
-    files["/data/owned-by-app"] = File(data=b"app's\n", uid=1000, gid=1000)
-    files["/data/owned-by-nobody"] = File(data=b"nobody's\n", uid=65534, gid=65534)
-    tag = f"{_name()}/evil-nss:1"
-    load_busybox(pyd, tag=tag, extra_files=files)
-    return tag, canary
+    files = dict(owned)
+    files.update({f"{d}/libnss_evil.so.2": File(data=lib, mode=0o755) for d in libdirs})
+    files["/etc/nsswitch.conf"] = _NSSWITCH
+    shipped = f"{_name()}/evil-nss:1"
+    load_busybox(pyd, tag=shipped, extra_files=files)
+    payload = f"{_name()}/evil-nss-payload:1"
+    load_busybox(
+        pyd,
+        tag=payload,
+        extra_files={**owned, "/payload/libnss_evil.so.2": File(data=lib, mode=0o755)},
+    )
+    return EvilNss(shipped, payload, canary, libdirs)
+
+
+_NSSWITCH = "passwd: evil\ngroup: evil\nshadow: evil\n"
 
 
 def _check_numeric(tar_path: Path, prefix: str) -> None:
@@ -147,23 +169,30 @@ class NssEscapeTests:
     """Escape 1: export and cp out of a running and a stopped container load no NSS module of
     the container."""
 
-    @pytest.mark.parametrize("running", [True, False], ids=["running", "stopped"])
+    @pytest.mark.parametrize("how", ["running", "stopped", "planted"])
     def test_export_and_cp_out_load_nothing_from_the_container(
-        self,
-        pyd: PydDaemon,
-        evil_nss_image: tuple[str, Path],
-        tmp_path: Path,
-        running: bool,
+        self, pyd: PydDaemon, evil_nss: EvilNss, tmp_path: Path, how: str
     ) -> None:
         """Export and `docker cp c:/ -` of a container whose image carries a hostile
-        nsswitch.conf and NSS module: the module never runs (no marker in the container, no
-        host canary), and every entry has numeric owners only."""
-        image, canary = evil_nss_image
+        nsswitch.conf and NSS module (running or stopped), or whose running process plants
+        both itself: the module never runs (no marker in the container, no host canary), and
+        every entry has numeric owners only."""
+        canary = evil_nss.canary
         n = _name()
-        if running:
-            pyd.docker("run", "-d", "--name", n, image, "sleep", "300")
+        if how == "running":
+            pyd.docker("run", "-d", "--name", n, evil_nss.shipped, "sleep", "300")
+        elif how == "stopped":
+            pyd.docker("create", "--name", n, evil_nss.shipped, "sleep", "300")
         else:
-            pyd.docker("create", "--name", n, image, "sleep", "300")
+            plant = "".join(
+                f"mkdir -p {d} && cp /payload/libnss_evil.so.2 {d}/ && " for d in evil_nss.libdirs
+            )
+            nsswitch = _NSSWITCH.replace("\n", "\\n")
+            script = f"{plant}printf '{nsswitch}' > /etc/nsswitch.conf && touch /planted; sleep 300"
+            pyd.docker("run", "-d", "--name", n, evil_nss.payload, "sh", "-c", script)
+            wait_until(
+                lambda: pyd.docker("exec", n, "test", "-e", "/planted", check=False).returncode == 0
+            )
         exported, copied, copied_dir = (tmp_path / f for f in ("x.tar", "cp.tar", "cpd.tar"))
         errors = [
             _docker_to_file(pyd, exported, "export", n),
