@@ -711,6 +711,8 @@ class LifecycleTests(Base):
             )
             os.remove(os.path.join(mp, "a", "b"))
         self.assertEqual(self.driver.staged, {})
+        # every prepare drops what an earlier start left, and what it made itself on failure
+        self.assertEqual(self.driver.released_staging.count(self.cid), 2 * 5)
         os.symlink("../real", os.path.join(mp, "a", "b"))  # a link that stays inside is fine
         os.mkdir(os.path.join(mp, "real"))
         runtime = self.ok(self.svc.prepare(self.cid, specs, ""))

@@ -72,31 +72,52 @@ def copy_up(src: inroot.InRoot, path: str, target: str) -> int:
 
 def tree_size(path: str) -> int:
     """Bytes used by the files under C{path} (hardlinks counted once), like dockerd's
-    C{directory.Size}; -1 when C{path} is missing."""
-    if not os.path.lexists(path):
+    C{directory.Size}; -1 when C{path} is missing.
+
+    Walked by descriptors (one open per level of depth), each directory opened relative to its
+    parent without following a link: a container renaming a directory into a link meanwhile
+    cannot make it list the host.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        top = os.open(path, flags)
+    except FileNotFoundError:
         return -1
+    except OSError:
+        return 0
     total = 0
     seen: set[tuple[int, int]] = set()
-    stack = [path]
-    while stack:
-        d = stack.pop()
+    stack: list[tuple[int, list[str]]] = []
+
+    def enter(fd: int) -> None:
         try:
-            it = os.scandir(d)
+            names = os.listdir(fd)
+        except OSError:
+            names = []
+        stack.append((fd, names))
+
+    enter(top)
+    while stack:
+        dfd, names = stack[-1]
+        if not names:
+            os.close(dfd)
+            stack.pop()
+            continue
+        name = names.pop()
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except OSError:
             continue
-        with it:
-            for entry in it:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += st.st_size
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                enter(os.open(name, flags, dir_fd=dfd))
+            except OSError:
+                pass  # gone or replaced since the stat, or too deep for our descriptors
+            continue
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+        total += st.st_size
     return total
