@@ -37,7 +37,7 @@ import pwd
 import re
 import socket
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -80,7 +80,6 @@ _VIEWER_READS = re.compile(
 _OPERATOR_WRITES = frozenset(
     ("containers", "images", "networks", "volumes", "exec", "build", "commit", "auth")
 )
-_HOST_NS = ("PidMode", "IpcMode", "NetworkMode", "UTSMode", "UsernsMode", "CgroupnsMode")
 _JOINABLE_NS = ("NetworkMode", "PidMode", "IpcMode")
 # Capabilities an operator may add: Docker's defaults (re-adding after a drop) plus those that
 # act only inside the container's own namespaces or only on resources (denial of service is out
@@ -701,52 +700,88 @@ _MAP_KEYS = ("Sysctls", "PortBindings", "Annotations")
 
 
 async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> None:
+    """The operator's allow-list over a HostConfig (Go's field names, as the engine's parser
+    gives them): each field in L{OPERATOR_HOST_CONFIG} passes its rule; any other field is
+    admin-only unless it holds its zero value (clients send many fields empty)."""
     # The rules read these as lists and maps; another type would be read differently here and in
-    # the engine, so it is refused rather than interpreted.
+    # the engine, so it is refused rather than interpreted (the create parser already refuses
+    # them; stored and build host configs come here without it).
     for key in _LIST_KEYS:
         if hc.get(key) is not None and not isinstance(hc[key], list):
             raise ctx.deny(f"send HostConfig.{key} that is not a list")
     for key in _MAP_KEYS:
-        if hc.get(key) is not None and not isinstance(hc[key], dict):
+        if hc.get(key) is not None and not isinstance(hc[key], Mapping):
             raise ctx.deny(f"send HostConfig.{key} that is not an object")
-    if hc.get("Privileged"):
-        raise ctx.deny("create privileged containers")
-    for key in _HOST_NS:
-        if str(hc.get(key) or "") == "host":
-            raise ctx.deny(f"use the host's namespace ({key}=host)")
-    mode = str(hc.get("NetworkMode") or "")
-    named = mode not in ("", "default", "bridge", "none", "host")
-    if named and not mode.startswith("container:") and ctx.lookup.network_driver(mode) == "host":
-        raise ctx.deny(f"use the host's namespace (NetworkMode={mode}: the host network)")
-    for key in _JOINABLE_NS:
-        mode = str(hc.get(key) or "")
-        if mode.startswith("container:"):
-            for other in ctx.lookup.containers(mode.partition(":")[2]):
-                why = await _container_refusal(ctx, other, depth + 1)
-                if why:
-                    raise ctx.deny(
-                        f"join the namespaces of container {_name(other)} ({key}={mode}: {why})"
-                    )
-    _check_caps(ctx, hc.get("CapAdd"))
-    _check_devices(ctx, hc)
-    _check_security_opts(ctx, hc.get("SecurityOpt"))
-    for key, defaults in (("MaskedPaths", MASKED_PATHS), ("ReadonlyPaths", READONLY_PATHS)):
-        given = hc.get(key)
-        if given is not None and not set(defaults) <= set(map(str, given)):
+    for key in sorted(hc, key=lambda k: _ORDER.get(k, len(_ORDER))):
+        value = hc[key]
+        if value is None or (value in _ZERO and key not in _EMPTY_IS_A_VALUE):
+            continue
+        if key not in OPERATOR_HOST_CONFIG:
             raise ctx.deny(
-                f"unmask or make writable kernel paths ({key} without Docker's defaults)"
+                _ADMIN_ONLY.get(key, "set HostConfig.{key} (admin only)").format(
+                    key=key, value=value
+                )
             )
-    _check_sysctls(ctx, hc.get("Sysctls"))
-    _check_ports(ctx, hc.get("PortBindings"))
-    if hc.get("CgroupParent"):
-        raise ctx.deny(f"choose the cgroup parent (CgroupParent={hc.get('CgroupParent')})")
-    if hc.get("Annotations"):
-        raise ctx.deny("set OCI annotations (the runtime acts on some of them)")
-    for bind in hc.get("Binds") or ():
+        rule = OPERATOR_HOST_CONFIG[key]
+        if rule is not None:
+            await rule(ctx, key, value, depth)
+
+
+async def _rule_namespace(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    mode = str(value)
+    if mode == "host":
+        raise ctx.deny(f"use the host's namespace ({key}=host)")
+    if key in _JOINABLE_NS and mode.startswith("container:"):
+        for other in ctx.lookup.containers(mode.partition(":")[2]):
+            why = await _container_refusal(ctx, other, depth + 1)
+            if why:
+                raise ctx.deny(
+                    f"join the namespaces of container {_name(other)} ({key}={mode}: {why})"
+                )
+        return
+    if key == "NetworkMode":
+        # A network by name, id or prefix: not the host network in disguise.
+        if mode not in _PLAIN_NETWORKS and ctx.lookup.network_driver(mode) == "host":
+            raise ctx.deny(f"use the host's namespace (NetworkMode={mode}: the host network)")
+        return
+    if mode not in _NAMESPACE_VALUES[key]:
+        raise ctx.deny(f"set {key}={mode} (operators may use {_NAMESPACE_HELP[key]})")
+
+
+async def _rule_caps(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    _check_caps(ctx, value)
+
+
+async def _rule_security_opts(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    _check_security_opts(ctx, value)
+
+
+async def _rule_system_paths(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    defaults = MASKED_PATHS if key == "MaskedPaths" else READONLY_PATHS
+    if not set(defaults) <= set(map(str, value)):
+        raise ctx.deny(f"unmask or make writable kernel paths ({key} without Docker's defaults)")
+
+
+async def _rule_sysctls(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    _check_sysctls(ctx, value)
+
+
+async def _rule_ports(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    _check_ports(ctx, value)
+
+
+async def _rule_binds(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    for bind in value:
         await _check_bind_string(ctx, str(bind))
-    for mount in hc.get("Mounts") or ():
+
+
+async def _rule_mounts(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    for mount in value:
         await _check_mount(ctx, mount)
-    for spec in hc.get("VolumesFrom") or ():
+
+
+async def _rule_volumes_from(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    for spec in value:
         for other in ctx.lookup.containers(str(spec).partition(":")[0]):
             try:
                 await _check_resolved_mounts(ctx, other)
@@ -757,6 +792,104 @@ async def _check_host_config(ctx: _Ctx, hc: Mapping[str, Any], depth: int) -> No
             for m in other.mounts:
                 if m.type == "volume" and m.name and m.rw and str(spec).partition(":")[2] != "ro":
                     await _check_writable_share(ctx, m.name)
+
+
+async def _rule_isolation(ctx: _Ctx, key: str, value: Any, depth: int) -> None:
+    if value not in ("default",):
+        raise ctx.deny(f"set Isolation={value} (only default on Linux)")
+
+
+_Rule = Callable[[_Ctx, str, Any, int], Awaitable[None]]
+
+# What an operator may set in a HostConfig, with the rule the value must pass (None: any value;
+# resources, DNS, restart and logging act inside the container or only on its limits, and
+# denial of service is out of scope). A field not listed here is admin-only once it holds more
+# than its zero value: a field a later API version adds is admin-only until someone decides.
+OPERATOR_HOST_CONFIG: dict[str, _Rule | None] = {
+    # mounts (host paths under allowed-bind-paths, volumes that are no host bind in disguise)
+    "Binds": _rule_binds,
+    "Mounts": _rule_mounts,
+    "VolumesFrom": _rule_volumes_from,
+    "Tmpfs": None,
+    "VolumeDriver": None,
+    # namespaces: never the host's; container:X only of a container the operator could make
+    "NetworkMode": _rule_namespace,
+    "PidMode": _rule_namespace,
+    "IpcMode": _rule_namespace,
+    "UTSMode": _rule_namespace,
+    "UsernsMode": _rule_namespace,
+    "CgroupnsMode": _rule_namespace,
+    # confinement
+    "CapAdd": _rule_caps,
+    "CapDrop": None,
+    "SecurityOpt": _rule_security_opts,
+    "MaskedPaths": _rule_system_paths,
+    "ReadonlyPaths": _rule_system_paths,
+    "ReadonlyRootfs": None,
+    "GroupAdd": None,
+    "Sysctls": _rule_sysctls,
+    "Isolation": _rule_isolation,
+    # networking
+    "PortBindings": _rule_ports,
+    "PublishAllPorts": None,
+    "Dns": None,
+    "DnsOptions": None,
+    "DnsSearch": None,
+    "ExtraHosts": None,
+    "Links": None,
+    # lifecycle, logging, the process
+    "RestartPolicy": None,
+    "AutoRemove": None,
+    "LogConfig": None,
+    "ContainerIDFile": None,
+    "ConsoleSize": None,
+    "Init": None,
+    "OomScoreAdj": None,
+    "ShmSize": None,
+    # resources (the Blkio* device paths name devices to throttle, never to open)
+    **dict.fromkeys(
+        (
+            "CpuShares", "Memory", "NanoCpus", "BlkioWeight", "BlkioWeightDevice",
+            "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+            "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod",
+            "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "KernelMemory", "KernelMemoryTCP",
+            "MemoryReservation", "MemorySwap", "MemorySwappiness", "OomKillDisable", "PidsLimit",
+            "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
+        ),
+        None,
+    ),
+}  # fmt: skip
+# Why some admin-only fields are (the refusal names the rule); others: "admin only".
+_ADMIN_ONLY = {
+    "Privileged": "create privileged containers",
+    "Devices": "give containers host devices (Devices)",
+    "DeviceCgroupRules": "give containers host devices (DeviceCgroupRules)",
+    "DeviceRequests": "give containers host devices (DeviceRequests)",
+    "CgroupParent": "choose the cgroup parent (CgroupParent={value})",
+    "Annotations": "set OCI annotations (the runtime acts on some of them)",
+    "Runtime": "choose the OCI runtime (Runtime={value})",
+}
+# The order fields are judged in: the refusals that say the most first (a privileged create
+# is refused as privileged), then the table's order, then fields no one listed.
+_ORDER = {key: i for i, key in enumerate([*_ADMIN_ONLY, *OPERATOR_HOST_CONFIG])}
+_ZERO: tuple[Any, ...] = (None, "", 0, False, [], {}, ())
+# Fields whose empty value asks for something (an empty MaskedPaths unmasks everything).
+_EMPTY_IS_A_VALUE = frozenset(("MaskedPaths", "ReadonlyPaths"))
+_PLAIN_NETWORKS = ("default", "bridge", "none")
+_NAMESPACE_VALUES = {
+    "PidMode": ("",),
+    "IpcMode": ("", "none", "private", "shareable"),
+    "UTSMode": ("",),
+    "UsernsMode": ("",),
+    "CgroupnsMode": ("", "private"),
+}
+_NAMESPACE_HELP = {
+    "PidMode": "their own or container:X",
+    "IpcMode": "none, private, shareable or container:X",
+    "UTSMode": "their own",
+    "UsernsMode": "the daemon's default",
+    "CgroupnsMode": "private",
+}
 
 
 def _check_caps(ctx: _Ctx, caps: Any) -> None:

@@ -868,3 +868,80 @@ class VisibilityTests(_Base):
         self.assertEqual((seen.action, seen.attributes), ("exec_create", {}))
         mine = attrs.evolve(ev, actor_id=plain.id)
         self.assertEqual(self.successResultOf(Deferred.fromCoroutine(redact_event(v, mine))), mine)
+
+
+class AllowListTests(_Base):
+    """The operator's HostConfig rules are an allow-list (issue 12, "Structure")."""
+
+    ADMIN_ONLY = {
+        "Privileged", "Devices", "DeviceCgroupRules", "DeviceRequests", "CgroupParent",
+        "Annotations", "Runtime", "Cgroup", "StorageOpt",
+    }  # fmt: skip
+
+    def test_every_field_is_decided(self) -> None:
+        """Every HostConfig field the engine's parser knows is either on the operator's list
+        or one of the admin-only fields named here: a field the parser learns fails this test
+        until someone decides (until then it is admin-only)."""
+        from pyd.api.authz import OPERATOR_HOST_CONFIG
+        from pyd.engine.spec import FIELDS
+
+        fields = {f.split(".", 1)[1] for f in FIELDS if f.startswith("HostConfig.")}
+        self.assertEqual(fields - set(OPERATOR_HOST_CONFIG), self.ADMIN_ONLY)
+        self.assertEqual(set(OPERATOR_HOST_CONFIG) - fields, set())
+
+    def test_admin_only_fields_refused_unless_zero(self) -> None:
+        """Each admin-only field with a value is refused; with its zero value it is not."""
+        values: dict[str, Any] = {
+            "Privileged": True,
+            "Devices": [
+                {
+                    "PathOnHost": "/dev/sda",
+                    "PathInContainer": "/dev/sda",
+                    "CgroupPermissions": "rwm",
+                }
+            ],
+            "DeviceCgroupRules": ["b 8:* rwm"],
+            "DeviceRequests": [{"Driver": "nvidia", "Count": -1}],
+            "CgroupParent": "/system.slice",
+            "Annotations": {"run.oci.hooks.stdout": "/x"},
+            "Runtime": "runc",
+            "Cgroup": "host",
+            "StorageOpt": {"size": "1G"},
+        }
+        self.assertEqual(set(values), self.ADMIN_ONLY)
+        for key, value in values.items():
+            msg = self.refuse(
+                "POST", "/containers/create", {"Image": "busybox", "HostConfig": {key: value}}
+            )
+            self.assertTrue(
+                key in msg
+                or msg.split(" may not ")[1]
+                in (
+                    "create privileged containers",
+                    "set OCI annotations (the runtime acts on some of them)",
+                ),
+                msg,
+            )
+        self.create_allowed(
+            {
+                "Privileged": False,
+                "Devices": [],
+                "CgroupParent": "",
+                "Annotations": {},
+                "Runtime": "",
+                "StorageOpt": {},
+                "DeviceRequests": None,
+            }
+        )
+
+    def test_unknown_field_of_a_stored_container_makes_it_admin_tier(self) -> None:
+        """A stored HostConfig field nobody listed (a later version's) counts as admin-only."""
+        self.lookup.add(container("future", {"SomeFutureHostAccess": "/dev/kmsg"}))
+        self.assertIn("admin only", self.refuse("POST", "/containers/future/exec", {}))
+
+    def test_namespace_values_listed(self) -> None:
+        """Namespace modes other than the listed ones are refused (not only "host")."""
+        for key, value in (("UTSMode", "x"), ("UsernsMode", "keep-id"), ("PidMode", "self"),
+                           ("CgroupnsMode", "host"), ("IpcMode", "host")):  # fmt: skip
+            self.create_refused({key: value}, key)
+        self.create_allowed({"IpcMode": "shareable", "CgroupnsMode": "private"})
