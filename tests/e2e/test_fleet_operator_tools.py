@@ -433,6 +433,51 @@ def json_lines(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+class Streaming:
+    """`pyd fleet --host 'h*' CMD... --format json` running in the background: read its rows
+    until a condition holds, then Ctrl-C it (on leaving the block) and keep its exit status."""
+
+    def __init__(self, deployed: Deployment, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyd.cli", "fleet", "--host", "h*", args[0],
+             "--format", "json", *args[1:]],
+            env={**os.environ, "PYTHONPATH": str(REPO), **deployed.fleet.env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.rows: list[dict[str, Any]] = []
+        self.err = ""
+        self.returncode: int | None = None
+        out = self.proc.stdout
+        threading.Thread(target=lambda: [self.lines.put(x) for x in out or []], daemon=True).start()
+
+    def until(self, done: Any, timeout: float = 60) -> list[dict[str, Any]]:
+        """Collect rows until C{done(rows)} (generous deadline: CI boxes are loaded)."""
+        deadline = time.monotonic() + timeout
+        while not done(self.rows):
+            assert time.monotonic() < deadline, self.rows
+            try:
+                self.rows.append(json.loads(self.lines.get(timeout=1)))
+            except queue.Empty:
+                continue
+        assert self.proc.poll() is None  # still streaming
+        return self.rows
+
+    def __enter__(self) -> Streaming:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+            _, self.err = self.proc.communicate(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+
+
 class FleetTests:
     """`pyd fleet` and `pyd hosts` across the deployed hosts."""
 
@@ -503,36 +548,22 @@ class FleetTests:
         then the summary and exit status 0."""
         since = str(int(time.time()) - 1)
         deployed.cli("fleet", "--host", "h*", "exec", "app", "true")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pyd.cli", "fleet", "--host", "h*", "events",
-             "--since", since, "--filter", "event=exec_die", "--format", "json"],
-            env={**os.environ, "PYTHONPATH": str(REPO), **deployed.fleet.env},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True
-        ).start()
-        seen: set[str] = set()
-        try:
-            deadline = time.monotonic() + 60
-            while seen != set(HOSTS) and time.monotonic() < deadline:
-                try:
-                    event = json.loads(lines.get(timeout=1))
-                except queue.Empty:
-                    continue
-                assert event["Action"] == "exec_die", event
-                seen.add(event["Host"])
-            assert seen == set(HOSTS)
-            assert proc.poll() is None  # still streaming: no --until
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 0, err
-        assert "3 hosts ok, 0 failed" in err
+        with Streaming(deployed, "events", "--since", since, "--filter", "event=exec_die") as s:
+            events = s.until(lambda rows: {r["Host"] for r in rows} == set(HOSTS))
+        assert {e["Action"] for e in events} == {"exec_die"}
+        assert s.returncode == 0, s.err
+        assert "3 hosts ok, 0 failed" in s.err
+
+    def test_logs_follow_until_interrupted(self, deployed: Deployment) -> None:
+        """logs -f prints what every host's container writes while it follows, until Ctrl-C."""
+        with Streaming(deployed, "logs", "-f", "app") as s:
+            s.until(lambda rows: {r["Host"] for r in rows if "ready" in r["Line"]} == set(HOSTS))
+            deployed.cli(
+                "fleet", "--host", "h*", "exec", "app", "sh", "-c", "echo mark >/proc/1/fd/1"
+            )
+            s.until(lambda rows: {r["Host"] for r in rows if r["Line"] == "mark"} == set(HOSTS))
+        assert s.returncode == 0, s.err
+        assert "3 hosts ok, 0 failed" in s.err
 
     def test_hosts_ls_and_check(self, deployed: Deployment) -> None:
         """ls lists `default` first like docker context ls; --check reports API version and the
