@@ -1056,8 +1056,11 @@ class VolumeService:
 
     async def container_stopped(self, container_id: str) -> None:
         """The container stopped: emit C{unmount} per volume and unmount volume filesystems no
-        running container uses any more. Idempotent."""
-        await self._driver.release_staged(container_id)
+        running container uses any more. Idempotent.
+
+        Subpath staging points are not touched here: they went when the runtime created the
+        container (L{unstage}), and a die event handled late must not take those of a restart.
+        """
         seen: set[str] = set()
         for name, _dest in await self._repo.uses_of(container_id):
             if name in seen:

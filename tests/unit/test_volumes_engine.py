@@ -718,7 +718,7 @@ class LifecycleTests(Base):
         runtime = self.ok(self.svc.prepare(self.cid, specs, ""))
         self.assertEqual(runtime[0].source, f"/staged/{self.cid}/0")
         self.assertEqual(runtime[0].destination, "/s")
-        self.ok(self.svc.container_stopped(self.cid))
+        self.ok(self.svc.unstage(self.cid))
         self.assertEqual(self.driver.staged, {})
         self.assertIn(self.cid, self.driver.released_staging)
         self.assertEqual(

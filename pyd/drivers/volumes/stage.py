@@ -10,8 +10,8 @@ links that stay inside the volume are followed, one that leaves it is an error).
     and attaches the clone (C{move_mount}) at C{<exec-root>/mounts/<container>/<n>}, a path
     only root can reach and no container sees; crun gets that path as the bind source. The
     staging mounts go as soon as the runtime created the container (it holds its own copy of
-    each mount) or the start failed, else when the container stops or is removed
-    (L{StagingArea.release}), and at daemon start (L{StagingArea.sweep});
+    each mount) or the start failed (L{StagingArea.release}), and what a crash left at daemon
+    start (L{StagingArea.sweep}) or container removal;
   - the C{docker cp} helper (L{pyd.drivers.streams.rootview}) clones the same descriptor and
     attaches it inside its private view.
 
