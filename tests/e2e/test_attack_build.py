@@ -443,6 +443,19 @@ class DestinationLinkTests:
         assert code == 0, out
         host.assert_untouched(host.dir / "x", host.dir / "Dockerfile", host.dir / "sub" / "w")
 
+    def test_link_loops_are_plain_errors(
+        self, pyd: PydDaemon, host: Host, tmp_path: Path, clean_log: None
+    ) -> None:
+        """A base image with a link loop: WORKDIR, COPY and --chown through it fail with a
+        plain message (no traceback, no errno text)."""
+        base = f"{_name()}/loop:1"
+        load_busybox(pyd, tag=base, extra_files={"/loop": File(kind="symlink", target="/loop")})
+        for step in ("WORKDIR /loop/x", "COPY f /loop/", "COPY --from={base} /loop/f /g"):
+            files = {"Dockerfile": f"FROM {base}\n" + step.format(base=base) + "\n", "f": "x"}
+            code, out = cli_build(pyd, context_dir(tmp_path, files), "-t", _name())
+            assert code != 0, out
+        host.assert_untouched()
+
     def test_add_tar_through_links(
         self, pyd: PydDaemon, host: Host, tmp_path: Path, clean_log: None
     ) -> None:

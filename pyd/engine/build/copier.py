@@ -58,6 +58,8 @@ def _mkdir_all(root: InRoot, path: str, owner: tuple[int, int] | None) -> str:
         fd = root.makedirs(path, 0o755, uid, gid)
     except (NotADirectoryError, FileExistsError):
         raise BuildFileError(f"cannot copy to non-directory: {_first_nondir(root, path)}") from None
+    except OSError as e:  # a link loop, ENOSPC...
+        raise BuildFileError(f"cannot create directory {path}: {intar.reason(e)}") from None
     try:
         return root.container_path(fd)
     finally:

@@ -114,7 +114,7 @@ class DockerignoreTests(FsTestCase):
 
 
 class CopyTests(FsTestCase):
-    """L{fs.resolve_sources} and L{fs.copy_into}."""
+    """L{fs.resolve_sources} and L{copier.copy_into}."""
 
     def setUp(self) -> None:
         super().setUp()

@@ -402,6 +402,22 @@ class CompatTests(ScopeTestCase):
         fs.extract_context(make_tar({"sub/": b"", "d": "->sub", "d/f": "1"}), self.ctx)
         self.assertTrue(os.path.isfile(os.path.join(self.ctx, "sub", "f")))
 
+    def test_link_loop_is_a_plain_error(self) -> None:
+        """WORKDIR and COPY through a link loop the image holds: a plain message, no OSError."""
+        os.symlink("/loop", os.path.join(self.root, "loop"))
+        with self.assertRaises(fs.BuildFileError) as c:
+            copier.make_workdir(self.root, "/loop/x", None)
+        self.assertEqual(
+            str(c.exception), "cannot create directory /loop/x: too many levels of symbolic links"
+        )
+        with open(os.path.join(self.ctx, "f"), "w") as f:
+            f.write("F")
+        sources = fs.resolve_sources(self.ctx, ["f"], "COPY")
+        self.assertRaises(
+            fs.BuildFileError,
+            copier.copy_into, self.root, sources, "/loop/y/", "/", copier.CopyOptions(),
+        )  # fmt: skip
+
     def test_non_directory_in_the_way(self) -> None:
         """A file where the destination needs a directory: dockerd's message, container path."""
         with open(os.path.join(self.root, "file"), "w") as f:
