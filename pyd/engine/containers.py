@@ -64,7 +64,7 @@ from pyd.engine.container_logs import (
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
 from pyd.engine.spec import CreateSpec, parse_create, parse_update, resources_of, stored_spec
-from pyd.engine.spec.records import Health, Resources
+from pyd.engine.spec.records import Health, LogConfig, Resources
 from pyd.engine.streams import StreamTarget
 from pyd.engine.users import resolve_user
 from pyd.state.containers import ContainerRepository
@@ -502,7 +502,7 @@ class ContainerService:
             id=c.id,
             name=c.name.lstrip("/"),
             running=c.state.status in ("running", "paused"),
-            network_mode=c.host_config.get("NetworkMode") or "default",
+            network_mode=self.spec_of(c).namespaces.network or "default",
             endpoints_config=dict(c.networking_config.get("EndpointsConfig") or {}),
             networks_materialized=bool(c.extra.get("networks_materialized")),
         )
@@ -546,8 +546,9 @@ class ContainerService:
         return c
 
     def _attrs(self, c: Container, **more: str) -> dict[str, str]:
-        out = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
-        out["image"] = str(c.config.get("Image") or c.image_ref)
+        process = self.spec_of(c).process
+        out = dict(process.labels)
+        out["image"] = process.image or c.image_ref
         out["name"] = c.name.lstrip("/")
         out.update(more)
         return out
@@ -568,9 +569,8 @@ class ContainerService:
 
     def spec_of(self, c: Container) -> CreateSpec:
         """The typed spec of a stored container (what start, the runtime spec and the rules
-        read; its sections stay as sent for inspect).
-
-        @raise InvalidParameter: a record stored mistyped by an older pyd.
+        read; its sections stay as sent for inspect). A value stored mistyped by an older pyd
+        reads as Go's zero value.
         """
         return stored_spec(c.config, c.host_config, c.networking_config)
 
@@ -615,16 +615,18 @@ class ContainerService:
             raise InvalidParameter("no command specified")
         config["ExposedPorts"] = _normalise_ports(config.get("ExposedPorts"))
         self._pin_namespace_donors(hc)
-        mode = self._networks.canonical_mode(hc.get("NetworkMode") or "default")
+        mode = self._networks.canonical_mode(hc.get("NetworkMode") or "default")  # pinned
         if mode == "default":
             mode = "bridge"
         hc["NetworkMode"] = mode
-        hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-        if not (hc["RestartPolicy"] or {}).get("Name"):
-            hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
-        hc["LogConfig"] = self._log_config(hc.get("LogConfig") or {})
+        # the stored sections get dockerd's defaults (inspect shows them)
+        hc["RestartPolicy"] = {
+            "Name": spec.restart.name,
+            "MaximumRetryCount": spec.restart.maximum_retry_count,
+        }
+        hc["LogConfig"] = self._log_config(spec.logging)
         cc.validate_log_config(hc["LogConfig"])
-        if not hc.get("ShmSize"):
+        if not spec.runtime.shm_size:
             hc["ShmSize"] = cc.DEFAULT_SHM
         cid = new_id()
         if not config.get("Hostname"):
@@ -1611,11 +1613,11 @@ class ContainerService:
 
     # --- logs ------------------------------------------------------------------------------------
 
-    def _log_config(self, lc: dict[str, Any]) -> dict[str, Any]:
+    def _log_config(self, lc: LogConfig) -> dict[str, Any]:
         """dockerd's C{mergeAndVerifyLogConfig}: the daemon's driver when none is given, and its
         options under those of the container when the driver is the daemon's."""
-        ltype = lc.get("Type") or self.settings.log_driver or "json-file"
-        cfg = {str(k): str(v) for k, v in (lc.get("Config") or {}).items()}
+        ltype = lc.type or self.settings.log_driver or "json-file"
+        cfg = dict(lc.config)
         if ltype == (self.settings.log_driver or "json-file"):
             for k, v in self.settings.log_opts.items():
                 cfg.setdefault(k, v)

@@ -18,6 +18,7 @@ from pyd.engine.spec import (
     parse_create,
     parse_endpoint,
     parse_update,
+    stored_spec,
 )
 from pyd.engine.spec.gojson import decode, object_pairs, paths
 from pyd.engine.spec.schema import CREATE_REQUEST, ENDPOINT_SETTINGS, HOST_CONFIG
@@ -214,6 +215,23 @@ class MistypedJSONTests(SynchronousTestCase):
         with self.assertRaises(InvalidParameter) as e:
             parse_endpoint({"Aliases": [1]})
         self.assertIn("Go struct field EndpointSettings.Aliases of type string", str(e.exception))
+
+
+class StoredSpecTests(SynchronousTestCase):
+    """A stored container's sections read back typed; mistyped legacy values read as zero."""
+
+    def test_legacy_mistyped_record(self) -> None:
+        """A record stored before the typed door (Cmd [["sh"]], a numeric label) still reads:
+        the mistyped values are Go's zero values, the rest is kept."""
+        spec = stored_spec(
+            {"Image": "b", "Cmd": [["sh"]], "Labels": {"a": 1, "b": "2"}, "StopSignal": "SIGINT"},
+            {"AutoRemove": "yes", "RestartPolicy": {"Name": "always"}},
+        )
+        self.assertIsNone(spec.process.cmd)
+        self.assertEqual(spec.process.labels, {"a": "", "b": "2"})
+        self.assertEqual(spec.process.stop_signal, "SIGINT")
+        self.assertFalse(spec.restart.auto_remove)
+        self.assertEqual(spec.restart.name, "always")
 
 
 class UpdateBodyTests(SynchronousTestCase):

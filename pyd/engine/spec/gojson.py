@@ -113,6 +113,7 @@ class _Ctx:
     struct: str = ""
     stack: tuple[str, ...] = ()
     first: str = ""  # the first type error (Go saves it and keeps decoding)
+    lenient: bool = False  # drop mistyped values instead of refusing (stored records)
 
     def message(self, value: str, type_name: str) -> str:
         if self.struct or self.stack:
@@ -141,6 +142,8 @@ def _decode(value: Any, t: GoType, ctx: _Ctx) -> Any:
         if isinstance(value, list) and all(x is None or isinstance(x, str) for x in value):
             return ["" if x is None else x for x in value]
         # StrSlice tries []string, then string; the second error is returned, at once
+        if ctx.lenient:
+            return None
         raise Fatal(ctx.message(_kind(value), "string"))
     if k == "string":
         if isinstance(value, str):
@@ -248,18 +251,20 @@ def _items(value: Mapping[str, Any]) -> Any:
     return pairs if pairs is not None else value.items()
 
 
-def decode(value: Any, t: GoType) -> Any:
+def decode(value: Any, t: GoType, lenient: bool = False) -> Any:
     """Decode a parsed JSON value into Go's shape of C{t}.
 
+    @param lenient: a mistyped value is dropped (read as Go's zero value) instead of refused:
+        for records stored before the typed door, which must stay stoppable and removable.
     @return: the value with Go's field names (unknown keys dropped, mistyped fields refused).
     @raise InvalidParameter: C{invalid JSON: json: cannot unmarshal ...} (dockerd's text).
     """
-    ctx = _Ctx()
+    ctx = _Ctx(lenient=lenient)
     try:
         out = _decode(value, t, ctx)
     except Fatal as e:
         raise InvalidParameter(f"invalid JSON: {e}") from None
-    if ctx.first:
+    if ctx.first and not lenient:
         raise InvalidParameter(f"invalid JSON: {ctx.first}")
     return out
 

@@ -79,15 +79,15 @@ def stored_spec(
     """The spec of a stored container (sections validated at its create, engine defaults
     filled in): decoded and typed again, without the version rules and create checks.
 
-    @raise InvalidParameter: a stored section has a type Go would refuse (a record from before
-        the spec: its start fails with the message instead of a TypeError).
+    A value of a type Go would refuse (a record stored before the typed door) reads as its zero
+    value, so such a container can still be stopped, inspected and removed.
     """
     body = {
         **dict(config or {}),
         "HostConfig": dict(host_config or {}),
         "NetworkingConfig": dict(networking_config or {}),
     }
-    wire = decode(body, CREATE_REQUEST)
+    wire = decode(body, CREATE_REQUEST, lenient=True)
     return _records(
         {k: wire[k] for k in CONFIG_FIELDS if k in wire},
         dict(wire.get("HostConfig") or {}),
@@ -467,17 +467,17 @@ def network_request(host_config: Mapping[str, Any] | None) -> r.NetworkRequest:
     """The networking part of a HostConfig-shaped mapping (ports, DNS, hosts entries, links),
     typed; for stored settings such as an endpoint's recorded DNS configuration.
 
-    @raise InvalidParameter: Go's type errors.
+    Mistyped values (a record stored before the typed door) read as Go's zero values.
     """
-    return _network(decode(dict(host_config or {}), HOST_CONFIG) or {}, {})
+    return _network(decode(dict(host_config or {}), HOST_CONFIG, lenient=True) or {}, {})
 
 
 def mount_request(host_config: Mapping[str, Any] | None) -> r.MountRequest:
     """The mounts of a HostConfig-shaped mapping (a stored container's), typed.
 
-    @raise InvalidParameter: Go's type errors.
+    Mistyped values (a record stored before the typed door) read as Go's zero values.
     """
-    return _mounts(decode(dict(host_config or {}), HOST_CONFIG) or {})
+    return _mounts(decode(dict(host_config or {}), HOST_CONFIG, lenient=True) or {})
 
 
 def _mounts(hc: Mapping[str, Any]) -> r.MountRequest:
