@@ -402,6 +402,39 @@ class ValidationTests(SynchronousTestCase):
         for body, text in cases:
             self.assertEqual(_err(body), text, body)
 
+    def test_resource_texts(self) -> None:
+        """The memory, CPU and blkio refusals (dockerd's verifyPlatformContainerResources)."""
+        mb = 1 << 20
+        cases: list[tuple[dict[str, Any], str]] = [
+            (_hc(Memory=8 * mb, MemorySwap=7 * mb), "Minimum memoryswap limit should be larger than memory limit, see usage"),
+            (_hc(MemorySwap=8 * mb), "You should always set the Memory limit when using Memoryswap limit, see usage"),
+            (_hc(MemoryReservation=mb), "Minimum memory reservation allowed is 6MB"),
+            (_hc(Memory=8 * mb, MemoryReservation=9 * mb), "Minimum memory limit can not be less than memory reservation limit, see usage"),
+            (_hc(NanoCpus=1, CpuQuota=1000), "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+            (_hc(CpuPeriod=10), "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"),
+            (_hc(CpuQuota=10), "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+            (_hc(CpuShares=-1), "invalid CPU shares: must be a positive integer"),
+            (_hc(CpusetCpus="a-b"), "Invalid value a-b for cpuset cpus"),
+        ]  # fmt: skip
+        for body, text in cases:
+            self.assertEqual(_err(body), text, body)
+
+    def test_restart_health_log_texts(self) -> None:
+        """Restart policy, healthcheck and log option refusals."""
+        cases: list[tuple[dict[str, Any], str]] = [
+            (_hc(RestartPolicy={"Name": "always", "MaximumRetryCount": 2}), "invalid restart policy: maximum retry count can only be used with 'on-failure'"),
+            (_hc(RestartPolicy={"Name": "on-failure", "MaximumRetryCount": -1}), "invalid restart policy: maximum retry count cannot be negative"),
+            ({"Image": "b", "Healthcheck": {"Retries": -1}}, "Retries in Healthcheck cannot be negative"),
+            ({"Image": "b", "Healthcheck": {"Timeout": 5}}, "Timeout in Healthcheck cannot be less than 1ms"),
+            (_hc(LogConfig={"Type": "json-file", "Config": {"mode": "x"}}), "logger: logging mode not supported: x"),
+            (_hc(LogConfig={"Type": "json-file", "Config": {"max-buffer-size": "1m"}}), "logger: max-buffer-size option is only supported with 'mode=non-blocking'"),
+            (_hc(LogConfig={"Type": "json-file", "Config": {"bogus": "1"}}), "unknown log opt 'bogus' for json-file log driver"),
+            (_hc(LogConfig={"Type": "local", "Config": {"bogus": "1"}}), "unknown log opt 'bogus' for log driver local"),
+            (_hc(SecurityOpt=["bogus=1"]), 'invalid --security-opt 2: "bogus=1"'),
+        ]  # fmt: skip
+        for body, text in cases:
+            self.assertEqual(_err(body), text, body)
+
 
 class MacAddressTests(SynchronousTestCase):
     """The deprecated Config.MacAddress moves to the main network's endpoint, as dockerd does."""
