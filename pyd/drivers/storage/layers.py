@@ -29,6 +29,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from pyd.core.seams import Blocking
+from pyd.drivers import sealed
 from pyd.drivers.process import ProcessResult, ProcessRunner
 from pyd.drivers.storage import diff as diffmod
 from pyd.drivers.storage import overlay
@@ -73,7 +74,7 @@ class Extractor(Protocol):
 
 
 class HelperExtractor:
-    """The real L{Extractor}: C{python -m pyd.drivers.storage.untar} with the file on stdin."""
+    """The real L{Extractor}: the L{pyd.drivers.storage.untar} helper with the file on stdin."""
 
     def __init__(self, runner: ProcessRunner, python: str = sys.executable) -> None:
         self._runner = runner
@@ -81,7 +82,9 @@ class HelperExtractor:
 
     def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Spawn the helper (it chroots into C{dest})."""
-        argv = [self._python, "-m", "pyd.drivers.storage.untar", dest, "--tar-out", tar_out]
+        # isolated, without site-packages (sealed before it enters the layer: see untar)
+        argv = sealed.helper_argv("pyd.drivers.storage.untar", dest, "--tar-out", tar_out)
+        argv[0] = self._python
         if isinstance(src, FileRange):
             fd = os.dup(src.fd)
             argv += ["--range", f"{src.offset}:{src.length}"]
@@ -91,7 +94,6 @@ class HelperExtractor:
             d = self._runner.run(
                 argv,
                 child_fds={0: fd},
-                env={"PYTHONPATH": _pythonpath()},
             )
         except BaseException:
             os.close(fd)
@@ -113,13 +115,6 @@ class HelperExtractor:
             return f
 
         return d.addCallbacks(done, failed)
-
-
-def _pythonpath() -> str:
-    """Where pyd is importable from (the helper must import this very tree)."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    rest = os.environ.get("PYTHONPATH", "")
-    return here + (os.pathsep + rest if rest else "")
 
 
 class InProcessExtractor:
