@@ -8,7 +8,6 @@ where, C{fields.UNPARSED} and C{fields.NOT_APPLIED} what is read but not (yet) a
 from pyd.engine.spec.fields import FIELDS, NOT_APPLIED, UNPARSED, given_fields
 from pyd.engine.spec.parse import (
     endpoint_of,
-    host_config_spec,
     main_network,
     mount_of,
     mount_request,
@@ -18,7 +17,6 @@ from pyd.engine.spec.parse import (
     parse_endpoint,
     parse_update,
     resources_of,
-    restart_of,
     stored_spec,
 )
 from pyd.engine.spec.records import (
@@ -48,7 +46,6 @@ __all__ = [
     "container_ref",
     "endpoint_of",
     "given_fields",
-    "host_config_spec",
     "main_network",
     "mount_of",
     "mount_request",
@@ -58,6 +55,5 @@ __all__ = [
     "parse_endpoint",
     "parse_update",
     "resources_of",
-    "restart_of",
     "stored_spec",
 ]

@@ -148,15 +148,6 @@ def _records(
     )
 
 
-def host_config_spec(hc: Mapping[str, Any] | None) -> r.CreateSpec:
-    """The spec of a stored (already validated) HostConfig: callers that have only a
-    HostConfig (the builder's step containers, a created container's record) read it typed.
-
-    @raise InvalidParameter: as L{parse_create}.
-    """
-    return parse_create({"HostConfig": dict(hc or {})})
-
-
 def _version_rules(
     config: dict[str, Any], hc: dict[str, Any], nc: dict[str, Any], v: tuple[int, int]
 ) -> list[str]:
