@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application.service import IService
@@ -20,9 +21,16 @@ def _make_repeat_handler(key: str) -> Any:
 
 def _options_class() -> type[usage.Options]:
     params: list[list[Any]] = [
-        ["config-file", None, None, "daemon.json path (default /etc/pyd/daemon.json)"]
+        [
+            "config-file",
+            None,
+            None,
+            "daemon.json path (default /etc/pyd/daemon.json, else /etc/docker/daemon.json)",
+        ]
     ]
-    flags: list[list[Any]] = []
+    flags: list[list[Any]] = [
+        ["validate", None, "Validate the flags and daemon.json, print the result and exit"]
+    ]
     handlers: dict[str, Any] = {}
     for o in cfgmod.OPTIONS:
         if o.flag is None:
@@ -62,16 +70,23 @@ class Options(_options_class()):  # type: ignore[misc]
                     flags[o.key] = True
             elif value is not None:
                 flags[o.key] = value
-        path = self.get("config-file")
+        path, required = cfgmod.resolve_config_file(self.get("config-file"))
         self.flags = flags
-        self.config_path = path or "/etc/pyd/daemon.json"
-        self.config_required = path is not None
+        self.config_path = path
+        self.config_required = required
         try:
-            self.config = cfgmod.build(
-                flags, path or "/etc/pyd/daemon.json", file_required=path is not None
-            )
+            self.config = cfgmod.build(flags, path, file_required=required)
         except cfgmod.ConfigError as e:
+            if self.get("validate"):
+                # As dockerd --validate: the errors, exit status 1, no usage text.
+                sys.stderr.write(f"{e}\n")
+                raise SystemExit(1) from e
             raise usage.UsageError(str(e)) from e
+        if self.get("validate"):
+            for notice in self.config.notices:
+                sys.stderr.write(f"notice: {notice}\n")
+            sys.stderr.write("configuration OK\n")
+            raise SystemExit(0)
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:

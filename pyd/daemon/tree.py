@@ -116,6 +116,13 @@ class PydService(MultiService):
     def startService(self) -> None:
         """Start pools and DB, then upgrade, run start hooks, then listen."""
         self.log_control.install()
+        source = self.config.config_source
+        log.info(
+            "configuration file: {source}",
+            source=source or f"none ({self.config.config_file} does not exist)",
+        )
+        for notice in self.config.notices:
+            log.warn("configuration: {notice}", notice=notice)
         if self.config.effective_log_level() == "debug":
             watchdog = StallWatchdog(self.reactor)
             watchdog.start()

@@ -9,117 +9,42 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
-ROLES = ("viewer", "operator", "admin")
+from pyd.config.base import (
+    LOG_LEVELS as LOG_LEVELS,
+)
+from pyd.config.base import (
+    ROLES as ROLES,
+)
+from pyd.config.base import (
+    ConfigError as ConfigError,
+)
+from pyd.config.base import (
+    Option as Option,
+)
+from pyd.config.base import (
+    _any_map,
+    _bool,
+    _empty,
+    _int,
+    _level,
+    _mtu,
+    _pools,
+    _role,
+    _str,
+    _strlist,
+    _strmap,
+)
+from pyd.config.dockerd import DOCKERD_OPTIONS, NESTED
 
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the key."""
-
-
-def _str(v: Any, key: str) -> str:
-    if not isinstance(v, str):
-        raise ConfigError(f"invalid value for {key}: expected a string, got {v!r}")
-    return v
-
-
-def _bool(v: Any, key: str) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.lower() in ("true", "1", "false", "0"):
-        return v.lower() in ("true", "1")
-    raise ConfigError(f"invalid value for {key}: expected a boolean, got {v!r}")
-
-
-def _int(v: Any, key: str) -> int:
-    if isinstance(v, bool):
-        raise ConfigError(f"invalid value for {key}: expected an integer, got {v!r}")
-    try:
-        return int(v)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"invalid value for {key}: expected an integer, got {v!r}") from e
-
-
-def _strlist(v: Any, key: str) -> tuple[str, ...]:
-    if isinstance(v, str):
-        return (v,)
-    if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
-        raise ConfigError(f"invalid value for {key}: expected a list of strings, got {v!r}")
-    return tuple(v)
-
-
-def _strmap(v: Any, key: str) -> dict[str, str]:
-    if isinstance(v, list | tuple):  # flag form: k=v entries
-        out: dict[str, str] = {}
-        for item in v:
-            k, sep, val = str(item).partition("=")
-            if not sep:
-                raise ConfigError(f"invalid value for {key}: {item!r} is not key=value")
-            out[k] = val
-        return out
-    if not isinstance(v, dict):
-        raise ConfigError(f"invalid value for {key}: expected an object, got {v!r}")
-    return {str(k): str(x) for k, x in v.items()}
-
-
-def _pools(v: Any, key: str) -> tuple[tuple[str, int], ...]:
-    items = v if isinstance(v, list | tuple) else [v]
-    out = []
-    for item in items:
-        if isinstance(item, str):  # flag form: base=10.10.0.0/16,size=24
-            fields = dict(p.split("=", 1) for p in item.split(",") if "=" in p)
-        elif isinstance(item, dict):
-            fields = item
-        else:
-            raise ConfigError(f"invalid value for {key}: {item!r}")
-        if "base" not in fields or "size" not in fields:
-            raise ConfigError(f"invalid value for {key}: each pool needs base and size")
-        out.append((str(fields["base"]), _int(fields["size"], key)))
-    return tuple(out)
-
-
-def _level(v: Any, key: str) -> str:
-    s = _str(v, key).lower()
-    if s == "warning":
-        s = "warn"
-    if s not in LOG_LEVELS:
-        raise ConfigError(f"invalid value for {key}: {v!r} (use one of {', '.join(LOG_LEVELS)})")
-    return s
-
-
-def _role(v: Any, key: str) -> str:
-    s = _str(v, key)
-    if s not in ROLES:
-        raise ConfigError(f"invalid value for {key}: {v!r} (use one of {', '.join(ROLES)})")
-    return s
-
-
-def _any_map(v: Any, key: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise ConfigError(f"invalid value for {key}: expected an object")
-    return dict(v)
-
-
-@attrs.frozen
-class Option:
-    """One configuration option: its daemon.json key, attribute, flag(s), type and default."""
-
-    key: str
-    attr: str
-    convert: Callable[[Any, str], Any]
-    default: Any
-    flag: str | None = None  # long flag name, None = file only
-    short: str | None = None
-    repeat: bool = False  # flag may be given several times (list)
-    is_flag: bool = False  # boolean switch without a value
-    reload: bool = False  # SIGHUP applies a change
-    doc: str = ""
+DEFAULT_CONFIG_FILE = "/etc/pyd/daemon.json"
+# A host moving from dockerd keeps its file: read when pyd's own does not exist.
+DOCKERD_CONFIG_FILE = "/etc/docker/daemon.json"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -140,6 +65,7 @@ OPTIONS: tuple[Option, ...] = (
         "/var/lib/pyd",
         "data-root",
         doc="Root directory of persistent state",
+        blank_is_default=True,
     ),
     Option(
         "exec-root",
@@ -148,6 +74,7 @@ OPTIONS: tuple[Option, ...] = (
         "/run/pyd",
         "exec-root",
         doc="Root directory of runtime state",
+        blank_is_default=True,
     ),
     Option(
         "pidfile",
@@ -166,7 +93,8 @@ OPTIONS: tuple[Option, ...] = (
         "log-level",
         "l",
         reload=True,
-        doc="Logging level: debug, info, warn, error, fatal",
+        doc="Logging level: debug, info, warn, error, fatal (trace and panic as debug and fatal)",
+        blank_is_default=True,
     ),
     Option(
         "debug",
@@ -302,7 +230,7 @@ OPTIONS: tuple[Option, ...] = (
         "ip-masq",
         doc="Masquerade container traffic leaving the host (off by default in pyd)",
     ),
-    Option("mtu", "mtu", _int, 1500, "mtu", doc="MTU of container interfaces"),
+    Option("mtu", "mtu", _mtu, 1500, "mtu", doc="MTU of container interfaces (0: 1500)"),
     Option("dns", "dns", _strlist, (), "dns", repeat=True, doc="DNS servers for containers"),
     Option("dns-opts", "dns_opts", _strlist, (), "dns-opt", repeat=True, doc="DNS options"),
     Option(
@@ -367,7 +295,9 @@ OPTIONS: tuple[Option, ...] = (
         _str,
         "crun",
         "default-runtime",
-        doc="OCI runtime for containers",
+        doc="OCI runtime for containers (crun)",
+        accepts=lambda v: v in ("", "crun"),
+        refuse="pyd runs containers with crun only",
     ),
     Option(
         "metrics-addr",
@@ -384,6 +314,7 @@ OPTIONS: tuple[Option, ...] = (
         True,
         "live-restore",
         doc="Keep containers running while the daemon is down (always on in pyd)",
+        inert="pyd always keeps containers running while it is down or restarting",
     ),
     Option(
         "shutdown-timeout",
@@ -419,8 +350,88 @@ OPTIONS: tuple[Option, ...] = (
         "events-retention",
         doc="How many events the event log keeps",
     ),
-    Option("runtimes", "runtimes", _any_map, {}, None, doc="Extra OCI runtimes: {name: {path}}"),
-    Option("features", "features", _any_map, {}, None, doc="Accepted for dockerd compatibility"),
+    Option(
+        "runtimes",
+        "runtimes",
+        _any_map,
+        {},
+        None,
+        doc="Extra OCI runtimes: {name: {path}} (none accepted yet)",
+        accepts=_empty,
+        refuse="pyd runs containers with crun only",
+    ),
+    Option(
+        "ip-forward",
+        "ip_forward",
+        _bool,
+        True,
+        "ip-forward",
+        doc="Turn on net.ipv4.ip_forward (dockerd's default)",
+        inert="pyd leaves net.ipv4.ip_forward as the host has it (docker info shows it)",
+    ),
+    Option(
+        "ip-forward-no-drop",
+        "ip_forward_no_drop",
+        _bool,
+        False,
+        "ip-forward-no-drop",
+        is_flag=True,
+        doc="Leave the FORWARD policy alone (pyd never changes it)",
+        inert="pyd never sets the host's FORWARD policy",
+    ),
+    Option(
+        "iptables",
+        "iptables",
+        _bool,
+        True,
+        "iptables",
+        doc="Add firewall rules (pyd keeps them in its own nft table)",
+        inert="pyd keeps its port-publishing and isolation rules in its own nft table",
+    ),
+    Option(
+        "userland-proxy",
+        "userland_proxy",
+        _bool,
+        True,
+        "userland-proxy",
+        doc="dockerd's docker-proxy for loopback traffic to published ports",
+        inert="pyd answers 127.0.0.1 and the host's own addresses on published ports by NAT "
+        "(dockerd's userland-proxy=false); no proxy process runs",
+    ),
+    Option(
+        "userland-proxy-path",
+        "userland_proxy_path",
+        _str,
+        "",
+        "userland-proxy-path",
+        doc="docker-proxy binary (pyd runs none)",
+        inert="pyd runs no userland proxy",
+    ),
+    Option(
+        "http-proxy",
+        "http_proxy",
+        _str,
+        "",
+        "http-proxy",
+        doc="HTTP proxy for registry traffic (also the proxies object; shown masked by info)",
+    ),
+    Option(
+        "https-proxy",
+        "https_proxy",
+        _str,
+        "",
+        "https-proxy",
+        doc="HTTPS proxy for registry traffic (CONNECT)",
+    ),
+    Option(
+        "no-proxy",
+        "no_proxy",
+        _str,
+        "",
+        "no-proxy",
+        doc="Hosts reached without the proxy (comma-separated)",
+    ),
+    *DOCKERD_OPTIONS,
 )
 
 BY_KEY = {o.key: o for o in OPTIONS}
@@ -429,7 +440,10 @@ BY_ATTR = {o.attr: o for o in OPTIONS}
 
 def _fields() -> dict[str, Any]:
     fields = {o.attr: attrs.field(default=o.default) for o in OPTIONS}
-    fields["config_file"] = attrs.field(default="/etc/pyd/daemon.json")
+    fields["config_file"] = attrs.field(default=DEFAULT_CONFIG_FILE)
+    # The file actually read ("" when none existed) and the notices for keys without effect.
+    fields["config_source"] = attrs.field(default="")
+    fields["notices"] = attrs.field(default=())
     return fields
 
 
@@ -455,8 +469,22 @@ class DaemonConfig(DaemonConfigBase):  # type: ignore[valid-type,misc]
         return {o.key: getattr(self, o.attr) for o in OPTIONS}
 
 
-def read_file(path: str, required: bool) -> dict[str, Any]:
-    """Load daemon.json; absent is fine unless the operator named the file explicitly."""
+def resolve_config_file(explicit: str | None) -> tuple[str, bool]:
+    """The file to read and whether it must exist: C{--config-file} when given; else pyd's own
+    default, or dockerd's C{/etc/docker/daemon.json} when pyd's does not exist (a host moving from
+    dockerd keeps its file)."""
+    if explicit is not None:
+        return explicit, True
+    if not os.path.exists(DEFAULT_CONFIG_FILE) and os.path.exists(DOCKERD_CONFIG_FILE):
+        return DOCKERD_CONFIG_FILE, False
+    return DEFAULT_CONFIG_FILE, False
+
+
+def read_file(path: str, required: bool) -> dict[str, Any] | None:
+    """Load daemon.json (None: absent, fine unless the operator named the file explicitly).
+
+    Objects dockerd flattens (C{proxies}) are flattened to their keys here.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -465,9 +493,11 @@ def read_file(path: str, required: bool) -> dict[str, Any]:
             raise ConfigError(
                 f"unable to configure the pyd daemon with file {path}: no such file"
             ) from None
-        return {}
+        return None
     except OSError as e:
         raise ConfigError(f"unable to read config file {path}: {e}") from e
+    # As dockerd: a UTF-8 byte order mark (Notepad) is allowed.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     if not raw.strip():
         return {}
     try:
@@ -476,20 +506,46 @@ def read_file(path: str, required: bool) -> dict[str, Any]:
         raise ConfigError(f"unable to configure the pyd daemon with file {path}: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"unable to configure the pyd daemon with file {path}: not an object")
-    unknown = sorted(k for k in data if k not in BY_KEY)
+    return _flatten(data)
+
+
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if k not in NESTED}
+    for outer, inner in NESTED.items():
+        if outer not in data:
+            continue
+        block = data[outer]
+        if not isinstance(block, dict):
+            raise ConfigError(f"invalid value for {outer}: expected an object")
+        unknown = sorted(k for k in block if k not in inner)
+        if unknown:
+            raise ConfigError(
+                "the following directives don't match any configuration option: "
+                + ", ".join(unknown)
+            )
+        for k, v in block.items():
+            if k in out:
+                raise ConfigError(f"{k} is set both in {outer} and on its own")
+            out[k] = v
+    unknown = sorted(k for k in out if k not in BY_KEY)
     if unknown:
         raise ConfigError(
             "the following directives don't match any configuration option: " + ", ".join(unknown)
         )
-    return data
+    return out
 
 
-def build(flags: Mapping[str, Any], config_file: str, file_required: bool) -> DaemonConfig:
+def build(
+    flags: Mapping[str, Any],
+    config_file: str = DEFAULT_CONFIG_FILE,
+    file_required: bool = False,
+) -> DaemonConfig:
     """Merge flags (keyed by daemon.json key, only those given) with the file.
 
-    @raise ConfigError: bad file, bad value, or a key given both ways.
+    @raise ConfigError: bad file, bad value, a value pyd cannot honour, or a key given both ways.
     """
-    data = read_file(config_file, file_required)
+    found = read_file(config_file, file_required)
+    data = found or {}
     both = sorted(k for k in flags if k in data)
     if both:
         detail = ", ".join(f"{k}: (from flag: {flags[k]}, from file: {data[k]})" for k in both)
@@ -498,10 +554,22 @@ def build(flags: Mapping[str, Any], config_file: str, file_required: bool) -> Da
             f"configuration file: {detail}"
         )
     values: dict[str, Any] = {}
+    notices: list[str] = []
     for key, raw in list(data.items()) + list(flags.items()):
         opt = BY_KEY[key]
-        values[opt.attr] = opt.convert(raw, key)
-    cfg = DaemonConfig(config_file=config_file, **values)
+        if opt.blank_is_default and raw == "":
+            continue
+        value = opt.convert(raw, key)
+        notice = opt.check(value)
+        if notice:
+            notices.append(notice)
+        values[opt.attr] = value
+    cfg = DaemonConfig(
+        config_file=config_file,
+        config_source=config_file if found is not None else "",
+        notices=tuple(notices),
+        **values,
+    )
     validate(cfg)
     return cfg
 
