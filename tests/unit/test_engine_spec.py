@@ -465,6 +465,44 @@ class MacAddressTests(SynchronousTestCase):
         )
 
 
+class MacAddressBeforeAPI144Tests(SynchronousTestCase):
+    """API < 1.44: the container-wide MAC is the only one (dockerd's handleMACAddressBC)."""
+
+    def test_endpoint_mac_dropped_without_container_wide(self) -> None:
+        """An endpoint MAC alone is ignored, as the old API ignored it."""
+        body = {
+            "Image": "b",
+            "NetworkingConfig": {"EndpointsConfig": {"n": {"MacAddress": "02:42:ac:11:00:0a"}}},
+        }
+        self.assertEqual(parse_create(body, (1, 43)).network.endpoints["n"].mac_address, "")
+        self.assertEqual(
+            parse_create(body, (1, 44)).network.endpoints["n"].mac_address, "02:42:ac:11:00:0a"
+        )
+
+    def test_container_wide_wins_without_warning(self) -> None:
+        """The container-wide MAC goes to the one endpoint; no deprecation warning yet."""
+        body = {
+            "Image": "b",
+            "MacAddress": "02:42:ac:11:00:09",
+            "HostConfig": {"NetworkMode": "n"},
+            "NetworkingConfig": {"EndpointsConfig": {"n-id": {"MacAddress": "02:42:ac:11:00:0a"}}},
+        }
+        spec = parse_create(body, (1, 43))
+        self.assertEqual(spec.network.endpoints["n-id"].mac_address, "02:42:ac:11:00:09")
+        self.assertEqual(spec.warnings, ())
+
+    def test_host_network_conflicts(self) -> None:
+        """A MAC with the host network is dockerd's conflict."""
+        body = {
+            "Image": "b",
+            "MacAddress": "02:42:ac:11:00:09",
+            "HostConfig": {"NetworkMode": "host"},
+        }
+        self.assertEqual(
+            _err(body, (1, 43)), "conflicting options: mac-address and the network mode"
+        )
+
+
 class RecordTests(SynchronousTestCase):
     """Every field group lands in its record."""
 

@@ -53,7 +53,7 @@ def parse_create(
     hc: dict[str, Any] = dict(wire.get("HostConfig") or {})
     nc: dict[str, Any] = dict(wire.get("NetworkingConfig") or {})
     warnings = _version_rules(config, hc, nc, api_version)
-    nc, mac_warning = _migrate_mac_address(config, hc, nc)
+    nc, mac_warning = _migrate_mac_address(config, hc, nc, api_version)
     warnings += cc.validate_create(config, hc, ncpu or os.cpu_count() or 1)
     return _records(
         config, hc, nc, [*warnings, mac_warning] if mac_warning else warnings, api_version
@@ -240,18 +240,35 @@ def main_network(network_mode: str) -> str | None:
 
 
 def _migrate_mac_address(
-    config: dict[str, Any], hc: dict[str, Any], netcfg: dict[str, Any]
+    config: dict[str, Any], hc: dict[str, Any], netcfg: dict[str, Any], version: tuple[int, int]
 ) -> tuple[dict[str, Any], str]:
     """Move the deprecated container-wide C{Config.MacAddress} onto the main network's endpoint,
-    as dockerd's router does for API >= 1.44 (Ansible's docker_container still sends it there).
+    as dockerd's router does (C{handleMACAddressBC}; Ansible's docker_container still sends it).
+
+    API < 1.44 had no per-endpoint MAC: an endpoint's is dropped, the container-wide one wins,
+    and it needs a bridge or user-defined network. From 1.44 it is deprecated (a warning) and must
+    agree with the main network's endpoint.
 
     @return: the new networking config and the deprecation warning (empty when there was none).
-    @raise InvalidParameter: the endpoint asks for a different MAC address.
+    @raise InvalidParameter: the endpoint asks for a different MAC address, or (API < 1.44) the
+        network mode has no network to carry it.
     """
     mac = config.pop("MacAddress", None)
+    main = main_network(str(hc.get("NetworkMode") or ""))
+    if version < (1, 44):
+        eps_old = {
+            k: {**(e or {}), "MacAddress": ""}
+            for k, e in (netcfg.get("EndpointsConfig") or {}).items()
+        }
+        if not mac:
+            return ({**netcfg, "EndpointsConfig": eps_old} if eps_old else netcfg), ""
+        if main is None:
+            raise InvalidParameter("conflicting options: mac-address and the network mode")
+        # one endpoint at most before 1.44: it is the main network's, whatever its key
+        key = next(iter(eps_old), main)
+        return {**netcfg, "EndpointsConfig": {key: {**eps_old.get(key, {}), "MacAddress": mac}}}, ""
     if not mac:
         return netcfg, ""
-    main = main_network(str(hc.get("NetworkMode") or ""))
     if main is None:
         return netcfg, MAC_DEPRECATED
     eps = netcfg.get("EndpointsConfig") or {}
