@@ -34,8 +34,8 @@ from pyd.core.errors import InvalidParameter
 from pyd.core.records import Container, MountSpec
 from pyd.engine import containers as engine
 from pyd.engine.container_config import command_of, go_atoi
-from pyd.engine.container_logs import LogEntry, LogTail
 from pyd.engine.containers import ContainerService, LogsRequest
+from pyd.engine.containers.logfiles import LogEntry, LogTail
 from pyd.engine.spec import main_network
 
 log = Logger()

@@ -8,7 +8,12 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.engine.container_logs import LogTail, request_rotation, rotate_log_files, rotation_step
+from pyd.engine.containers.logfiles import (
+    LogTail,
+    request_rotation,
+    rotate_log_files,
+    rotation_step,
+)
 from tests.fakes.conmon_log import FakeConmonLog
 
 

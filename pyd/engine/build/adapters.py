@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 
 from pyd.core.errors import NotFound
 from pyd.core.records import Image, RegistryAuth
-from pyd.engine.container_logs import LogEntry
+from pyd.engine.containers.logfiles import LogEntry
 
 
 class _ImageService(Protocol):

@@ -54,7 +54,7 @@ from pyd.drivers.runtime.conmon import (
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
 from pyd.engine import container_config as cc
 from pyd.engine import resolvconf
-from pyd.engine.container_logs import (
+from pyd.engine.containers.logfiles import (
     LogEntry,
     LogTail,
     rotate_log_files,
@@ -1624,7 +1624,7 @@ class ContainerService:
         return {"Type": ltype, "Config": cfg}
 
     def _watch_log(self, cid: str, log_path: str, plan: cc.LogPlan) -> None:
-        """Rotate C{cid}'s log as it grows (see pyd.engine.container_logs)."""
+        """Rotate C{cid}'s log as it grows (see pyd.engine.containers.logfiles)."""
         if cid in self._log_watches:
             return
         ctl = self.runtime.ctl_path(os.path.dirname(log_path))
