@@ -1,0 +1,570 @@
+"""What every part of the container service shares (layer: engine): settings and records, the
+cache of containers and its lookups, per-container locks, saving and events, the views other
+areas read (stream targets, network and commit sources, disk usage).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred, succeed
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    Conflict,
+    InvalidParameter,
+    PydError,
+    no_such_container,
+)
+from pyd.core.records import (
+    Container,
+    Endpoint,
+    MountSpec,
+    NetworkSetup,
+    PortMapping,
+)
+from pyd.core.seams import Blocking, EventSink
+from pyd.drivers.runtime import spec as oci
+from pyd.drivers.runtime.cgroups import CgroupStats
+from pyd.drivers.runtime.conmon import (
+    ExitInfo,
+    RuntimeDriver,
+)
+from pyd.engine import resolvconf
+from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
+from pyd.engine.networks import ContainerRef
+from pyd.engine.spec import CreateSpec, parse_create, stored_spec
+from pyd.engine.spec.records import Resources
+from pyd.engine.streams import StreamTarget
+from pyd.state.containers import ContainerRepository
+
+log = Logger()
+
+
+@attrs.frozen
+class ContainerSettings:
+    """Daemon-wide facts and defaults the container service needs."""
+
+    containers_dir: str  # <data-root>/containers: one persistent bundle dir per container
+    ncpu: int = 1
+    cap_bounding: frozenset[str] | None = None
+    init_path: str = ""  # static init for --init (tini-static / catatonit)
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    log_driver: str = "json-file"  # the daemon's default log driver, and its options
+    log_opts: dict[str, str] = attrs.field(factory=dict)
+    host_hostname: str = "localhost"
+    host_resolv_conf: str = "/etc/resolv.conf"
+    host_hosts: str = "/etc/hosts"
+
+
+@attrs.frozen
+class RunningContainer:
+    """What attach/exec/stats/top need of a running container."""
+
+    container: Container
+    pid: int
+    bundle: str
+    attach_socket: str
+    ctl_path: str
+    rootfs: str
+
+
+@attrs.frozen
+class CommitSource:
+    """What C{docker commit} needs of a container (the images router's CommitSource)."""
+
+    container_id: str
+    config: dict[str, Any]
+    running: bool
+    name: str = ""
+
+
+@attrs.frozen
+class WaitResult:
+    """C{POST /containers/{id}/wait}'s answer."""
+
+    status_code: int
+    error: str | None = None
+
+
+@attrs.frozen
+class PruneResult:
+    """C{POST /containers/prune}'s answer."""
+
+    deleted: tuple[str, ...]
+    space_reclaimed: int
+
+
+@attrs.frozen
+class LogsRequest:
+    """C{docker logs} options."""
+
+    follow: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    since_nano: int = 0
+    until_nano: int | None = None
+    tail: int | None = None
+
+
+class DirWatcher(Protocol):
+    """Tells when a file in a directory was written or renamed into it (conmon's log)."""
+
+    def watch(self, directory: str, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call C{callback(name)} when file C{name} in C{directory} was modified or renamed
+        in (several changes may be reported once); return the function that stops watching."""
+        ...
+
+
+class _LogWatch:
+    """A running container whose log pyd rotates (max-size with max-file > 1)."""
+
+    def __init__(self, path: str, max_size: int, max_files: int, ctl: str) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_files = max_files
+        self.ctl = ctl
+        self.cancel: Callable[[], None] | None = None
+        self.busy = False
+        self.again = False
+        self.requested = 0  # inode conmon was asked to leave (0: no reopen pending)
+        self.requested_at = 0.0
+        self.known = 0  # inode of ctr.log at the previous step
+
+
+class _Run:
+    """One run of a container: from create in the runtime to its handled exit."""
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = started_at
+        self.pid = 0
+        self.finished: Deferred[ExitInfo] = Deferred()
+        # Fired once start recorded the running state: an exit handled earlier would be
+        # overwritten by that write, so exit handling waits for it.
+        self.ready: Deferred[None] = Deferred()
+        self.handling = False
+        self.health_call: Any = None
+        self.rootfs = ""
+
+
+def _now_nano(clock: Any) -> int:
+    return int(clock.seconds() * 1_000_000_000)
+
+
+class ContainerBase:
+    """State, locks, lookups and views shared by the parts of L{pyd.engine.containers.ContainerService}."""
+
+    def __init__(
+        self,
+        repo: ContainerRepository,
+        runtime: RuntimeDriver,
+        images: ImageProvider,
+        networks: NetworkProvider,
+        volumes: VolumeProvider,
+        events: EventSink,
+        blocking: Blocking,
+        clock: Any,
+        settings: ContainerSettings,
+        *,
+        before_start: Sequence[Callable[[str, str], Awaitable[None]]] = (),
+        on_gone: Sequence[Callable[[str], None]] = (),
+        rw_size: Callable[[str], Awaitable[int]] | None = None,
+        rw_paths: Callable[[str], Awaitable[dict[str, str]]] | None = None,
+        exec_ids: Callable[[str], list[str]] | None = None,
+        log_watcher: DirWatcher | None = None,
+    ) -> None:
+        self._repo = repo
+        self.runtime = runtime
+        self._images = images
+        self._networks = networks
+        self._volumes = volumes
+        self._events = events
+        self._blocking = blocking
+        self._clock = clock
+        self.settings = settings
+        self._cache: dict[str, Container] = {}
+        self._locks: dict[str, DeferredLock] = {}
+        self._runs: dict[str, _Run] = {}
+        self._restart_calls: dict[str, Any] = {}
+        self._backoff: dict[str, float] = {}
+        self._exit_waiters: dict[str, list[Deferred[WaitResult]]] = {}
+        self._removed_waiters: dict[str, list[Deferred[WaitResult]]] = {}
+        self._log_wakers: dict[str, list[Callable[[], None]]] = {}
+        self._stopping = False
+        # Hooks of the stream services: between conmon create and crun start (attach clients
+        # connect to the new attach socket then), and when a container is gone.
+        self.before_start = list(before_start)
+        # Optional image-store hooks: bytes in the writable layer, overlay paths for inspect.
+        self.rw_size = rw_size
+        self.rw_paths = rw_paths
+        # The exec service's sessions of a container (inspect's ExecIDs).
+        self.exec_ids = exec_ids
+        self.on_gone = list(on_gone)
+        # How rotations of ctr.log are noticed (polling when None).
+        self.log_watcher = log_watcher
+        self._log_watches: dict[str, _LogWatch] = {}
+
+    # --- start-up and shutdown -------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read every container into the cache (before restore)."""
+        for c in await self._repo.all():
+            self._cache[c.id] = c
+
+    # --- lookup ----------------------------------------------------------------------------------
+
+    def bundle_dir(self, container_id: str) -> str:
+        """The container's persistent directory (bundle, logs, hosts files)."""
+        return os.path.join(self.settings.containers_dir, container_id)
+
+    def resolve(self, ref: str) -> Container:
+        """A container by full id, name (with or without C{/}) or unique id prefix.
+
+        @raise NotFound: dockerd's C{No such container: <ref>}.
+        @raise InvalidParameter: an ambiguous prefix.
+        """
+        if not ref:
+            raise no_such_container(ref)
+        c = self._cache.get(ref)
+        if c is not None:
+            return c
+        name = ref if ref.startswith("/") else "/" + ref
+        for c in self._cache.values():
+            if c.name == name:
+                return c
+        if all(ch in "0123456789abcdef" for ch in ref):
+            matches = [c for cid, c in self._cache.items() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise no_such_container(ref)
+
+    def get(self, ref: str) -> Container:
+        """Alias of L{resolve} (inspect)."""
+        return self.resolve(ref)
+
+    def list_all(self) -> list[Container]:
+        """Every container, newest first."""
+        return sorted(self._cache.values(), key=lambda c: c.created_nano, reverse=True)
+
+    def running(self, ref: str) -> RunningContainer:
+        """A running container's handles, for attach/exec/stats/top.
+
+        @raise Conflict: it is not running (dockerd's text).
+        """
+        c = self.resolve(ref)
+        if not c.state.running:
+            raise Conflict(f"container {c.id} is not running")
+        run = self._runs.get(c.id)
+        bundle = self.bundle_dir(c.id)
+        return RunningContainer(
+            container=c,
+            pid=c.state.pid,
+            bundle=bundle,
+            attach_socket=self.runtime.attach_socket_path(c.id, bundle),
+            ctl_path=self.runtime.ctl_path(bundle),
+            rootfs=run.rootfs if run is not None else "",
+        )
+
+    async def stream_target(self, ref: str) -> StreamTarget:
+        """What attach/exec need (L{pyd.engine.streams.StreamTargets}).
+
+        @raise NotFound: no such container.
+        """
+        c = self.resolve(ref)
+        run = self._runs.get(c.id)
+        bundle = self.bundle_dir(c.id)
+        s = self.spec_of(c)
+        return StreamTarget(
+            id=c.id,
+            name=c.name.lstrip("/"),
+            image=s.process.image or c.image_ref,
+            status=c.state.status,
+            pid=c.state.pid,
+            tty=s.process.tty,
+            open_stdin=s.process.open_stdin,
+            stdin_once=s.process.stdin_once,
+            bundle=bundle,
+            attach_socket=self.runtime.attach_socket_path(c.id, bundle),
+            rootfs=(run.rootfs or None) if run is not None else None,
+            labels=dict(s.process.labels),
+            user=s.process.user,
+            working_dir=s.process.working_dir,
+            mounts=c.mounts,
+            readonly_rootfs=s.security.readonly_rootfs,
+            bind_files=tuple(
+                (str(c.extra[key]), dest)
+                for key, dest in (
+                    ("hostname_path", "/etc/hostname"),
+                    ("hosts_path", "/etc/hosts"),
+                    ("resolv_conf_path", "/etc/resolv.conf"),
+                )
+                if c.extra.get(key)
+            ),
+        )
+
+    async def containers_using(self, image_id: str) -> list[tuple[str, bool]]:
+        """(id, running) of every container made from C{image_id} (image removal rules)."""
+        return [
+            (c.id, c.state.status in ("running", "paused", "restarting"))
+            for c in self._cache.values()
+            if c.image_id == image_id
+        ]
+
+    async def commit_source(self, ref: str) -> CommitSource:
+        """The container C{docker commit} names. @raise NotFound: no such container."""
+        c = self.resolve(ref)
+        return CommitSource(c.id, dict(c.config), c.state.running, c.name.lstrip("/"))
+
+    async def network_container(self, ref: str) -> ContainerRef:
+        """What networking needs of a container (L{pyd.engine.networks.ContainerLookup}).
+
+        @raise NotFound: no such container.
+        """
+        c = self.resolve(ref)
+        return ContainerRef(
+            id=c.id,
+            name=c.name.lstrip("/"),
+            running=c.state.status in ("running", "paused"),
+            network_mode=self.spec_of(c).namespaces.network or "default",
+            endpoints_config=dict(c.networking_config.get("EndpointsConfig") or {}),
+            networks_materialized=bool(c.extra.get("networks_materialized")),
+        )
+
+    async def networks_materialized(self, container_id: str) -> None:
+        """Networking turned the create-time networks into endpoints (L{ContainerLookup})."""
+        c = self._cache.get(container_id)
+        if c is not None and not c.extra.get("networks_materialized"):
+            await self._save(attrs.evolve(c, extra={**c.extra, "networks_materialized": True}))
+
+    async def endpoints_changed(
+        self, cid: str, endpoints: list[Endpoint], resolv_conf: str | None
+    ) -> None:
+        """Networking connected or disconnected a running container: refresh inspect's view,
+        and rewrite resolv.conf when networking gives a new one (unless the user edited it)."""
+        c = self._cache.get(cid)
+        if c is None or c.state.status not in ("running", "paused"):
+            return
+        ns = dict(c.network_settings)
+        ns["endpoints"] = [attrs.asdict(e) for e in endpoints]
+        await self._save(attrs.evolve(c, network_settings=ns))
+        path = c.extra.get("resolv_conf_path")
+        if resolv_conf and path:
+            await self._blocking.run(resolvconf.replace_unless_modified, path, resolv_conf)
+
+    async def stats(self, ref: str) -> CgroupStats:
+        """One sample of the container's cgroup counters (zeros when not running)."""
+        c = self.resolve(ref)
+        return await self.runtime.stats(c.id)
+
+    def _lock(self, cid: str) -> DeferredLock:
+        lock = self._locks.get(cid)
+        if lock is None:
+            lock = self._locks[cid] = DeferredLock()
+        return lock
+
+    async def _save(self, c: Container) -> Container:
+        await self._repo.save(c)
+        if c.id in self._cache:
+            self._cache[c.id] = c
+        return c
+
+    def _attrs(self, c: Container, **more: str) -> dict[str, str]:
+        process = self.spec_of(c).process
+        out = dict(process.labels)
+        out["image"] = process.image or c.image_ref
+        out["name"] = c.name.lstrip("/")
+        out.update(more)
+        return out
+
+    def _emit(self, c: Container, action: str, **more: str) -> None:
+        d = self._events.emit("container", action, c.id, self._attrs(c, **more))
+        d.addErrback(lambda f: log.failure("event {action} not stored", f, action=action))
+
+    # --- create ----------------------------------------------------------------------------------
+
+    def parse_create(self, body: Any, api_version: tuple[int, int] = (1, 50)) -> CreateSpec:
+        """The engine's door: a C{POST /containers/create} body as a typed spec
+        (L{pyd.engine.spec.parse_create} with this host's CPU count).
+
+        @raise InvalidParameter: dockerd's texts (mistyped JSON, version rules, bad values).
+        """
+        return parse_create(body, api_version, self.settings.ncpu)
+
+    def spec_of(self, c: Container) -> CreateSpec:
+        """The typed spec of a stored container (what start, the runtime spec and the rules
+        read; its sections stay as sent for inspect). A value stored mistyped by an older pyd
+        reads as Go's zero value.
+        """
+        return stored_spec(c.config, c.host_config, c.networking_config)
+
+    def _cancel_restart(self, cid: str) -> bool:
+        call = self._restart_calls.pop(cid, None)
+        if call is not None and call.active():
+            call.cancel()
+            return True
+        return False
+
+    # --- system contributor ----------------------------------------------------------------------
+
+    def info_counts(self) -> Deferred[dict[str, Any]]:
+        """Counts for C{/info}."""
+        cs = list(self._cache.values())
+        running = sum(1 for c in cs if c.state.status in ("running", "restarting"))
+        paused = sum(1 for c in cs if c.state.status == "paused")
+        return succeed(
+            {
+                "Containers": len(cs),
+                "ContainersRunning": running,
+                "ContainersPaused": paused,
+                "ContainersStopped": len(cs) - running - paused,
+            }
+        )
+
+    def disk_usage(self) -> Deferred[dict[str, Any]]:
+        """Nothing here: the API's adapter renders the df rows (wire JSON lives there)."""
+        return succeed({})
+
+    async def sizes(self, c: Container) -> tuple[int, int]:
+        """(SizeRw, SizeRootFs): bytes written by the container, and that plus its image."""
+        rw = 0
+        if self.rw_size is not None:
+            try:
+                rw = await self.rw_size(c.id)
+            except (PydError, OSError):
+                rw = 0
+        try:
+            image_size = (await self._images.resolve(c.image_id)).size
+        except PydError:
+            image_size = 0
+        return rw, rw + image_size
+
+    async def graph_paths(self, c: Container) -> dict[str, str] | None:
+        """The overlay directories (inspect's C{GraphDriver.Data}), when the store tells."""
+        if self.rw_paths is None:
+            return None
+        try:
+            return await self.rw_paths(c.id)
+        except (PydError, OSError):
+            return None
+
+
+async def _settle(*steps: Any) -> list[tuple[bool, Any]]:
+    """Run independent steps at the same time and wait for all of them, even when one fails:
+    [(True, result) or (False, Failure)] in the order given."""
+    results: list[tuple[bool, Any]] = await DeferredList(
+        [ensureDeferred(s) for s in steps], consumeErrors=True
+    )
+    return [(bool(ok), value) for ok, value in results]
+
+
+def _write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _read_or(path: str, default: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def _normalise_ports(ports: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not ports:
+        return None
+    out: dict[str, Any] = {}
+    for p in ports:
+        key = p if "/" in p else p + "/tcp"
+        port, _, proto = key.partition("/")
+        if not port.replace("-", "").isdigit() or proto not in ("tcp", "udp", "sctp"):
+            raise InvalidParameter(f'invalid port specification: "{p}"')
+        out[key] = {}
+    return out
+
+
+def _labels_match(labels: dict[str, Any], wanted: Sequence[str]) -> bool:
+    for w in wanted:
+        neg = False
+        if "!=" in w:
+            k, _, v = w.partition("!=")
+            neg = True
+        else:
+            k, _, v = w.partition("=")
+        has = k in labels and ("=" not in w or str(labels[k]) == v)
+        if neg:
+            has = k in labels and str(labels[k]) != v
+        if not has:
+            return False
+    return True
+
+
+def _resources_of(r: Resources) -> oci.Resources:
+    """The spec's resources as OCI resources (create and live update)."""
+    quota, period = r.cpu_quota, r.cpu_period
+    if r.nano_cpus:
+        period = 100_000
+        quota = r.nano_cpus * period // 1_000_000_000
+    return oci.Resources(
+        memory=r.memory,
+        memory_swap=r.memory_swap,
+        memory_reservation=r.memory_reservation,
+        cpu_shares=r.cpu_shares,
+        cpu_quota=quota,
+        cpu_period=period,
+        cpuset_cpus=r.cpuset_cpus,
+        cpuset_mems=r.cpuset_mems,
+        pids_limit=r.pids_limit or 0,
+        blkio_weight=r.blkio_weight,
+        oom_kill_disable=bool(r.oom_kill_disable),
+    )
+
+
+def _settings_of(net: NetworkSetup | None, hc: dict[str, Any]) -> dict[str, Any]:
+    if net is None:
+        return {}
+    return {
+        "sandbox_key": net.netns_path or "",
+        "endpoints": [attrs.asdict(e) for e in net.endpoints],
+        "ports": [attrs.asdict(p) for p in net.ports],
+    }
+
+
+def _clear_settings(ns: dict[str, Any]) -> dict[str, Any]:
+    """After a stop: keep the network names, forget addresses and ports (as dockerd shows)."""
+    eps = []
+    for raw in ns.get("endpoints") or []:
+        e = dict(raw)
+        e.update(ipv4="", prefixlen=0, gateway="", mac="", endpoint_id="")
+        eps.append(e)
+    return {"sandbox_key": "", "endpoints": eps, "ports": []}
+
+
+def endpoints_of(c: Container) -> list[Endpoint]:
+    """The container's endpoints as records."""
+    out = []
+    for raw in c.network_settings.get("endpoints") or []:
+        e = dict(raw)
+        e["aliases"] = tuple(e.get("aliases") or ())
+        e["dns_names"] = tuple(e.get("dns_names") or ())
+        out.append(Endpoint(**e))
+    return out
+
+
+def ports_of(c: Container) -> list[PortMapping]:
+    """The container's published ports as records."""
+    return [PortMapping(**p) for p in c.network_settings.get("ports") or []]
+
+
+def mounts_listed(c: Container) -> list[MountSpec]:
+    """The mounts inspect shows."""
+    return [m for m in c.mounts if getattr(m, "listed", True)]

@@ -1,0 +1,644 @@
+"""The lifecycle of a container (layer: engine): start, stop, kill, restart, pause, unpause, wait,
+remove, rename, update, prune, each serialised by the container's lock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal as _signal
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    PydError,
+    SystemError_,
+    no_such_container,
+)
+from pyd.core.ids import VALID_NAME
+from pyd.core.records import (
+    Container,
+    NetworkSetup,
+)
+from pyd.drivers.runtime import spec as oci
+from pyd.drivers.runtime.conmon import (
+    CreateOptions,
+    RuntimeFailed,
+)
+from pyd.drivers.runtime.shm import mount_shm, unmount_shm
+from pyd.engine import container_config as cc
+from pyd.engine.containers.base import (
+    PruneResult,
+    WaitResult,
+    _labels_match,
+    _now_nano,
+    _resources_of,
+    _Run,
+    _settings_of,
+    _settle,
+)
+from pyd.engine.containers.create import ContainerCreate
+from pyd.engine.containers.logfiles import (
+    rotate_log_files,
+)
+from pyd.engine.containers.logs import LOG_BACKSTOP
+from pyd.engine.spec import parse_update, resources_of
+
+log = Logger()
+
+
+class ContainerLifecycle(ContainerCreate):
+    """Start, stop, kill, restart, pause, wait, remove, rename, update, prune."""
+
+    def _spawn_exit(self, cid: str) -> None:
+        """Handle the exit of C{cid}'s current run (L{pyd.engine.containers.restart})."""
+        raise NotImplementedError
+
+    # --- start -----------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        """Start a created or stopped container.
+
+        @raise NotModified: it already runs.
+        @raise Conflict: it is paused, or being removed.
+        @raise InvalidParameter: the runtime refused the process (dockerd's text; exit code
+            127/126 recorded in its state).
+        """
+        c = self.resolve(ref)
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            if c.state.status == "paused":
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if c.state.status in ("running",):
+                raise NotModified()
+            if c.state.status == "removing":
+                raise Conflict("container is marked for removal and cannot be started")
+            if c.state.status == "dead":
+                raise Conflict("cannot start a dead container")
+            self._cancel_restart(c.id)
+            c = attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=False))
+            self._cache[c.id] = c
+            await self._start(c)
+
+    async def _start_locked(self, cid: str) -> None:
+        async with self._lock(cid):
+            c = self._cache.get(cid)
+            if c is None or c.state.status in ("running", "paused", "removing", "dead"):
+                return
+            await self._start(c)
+
+    async def _start(self, c: Container) -> None:
+        cid = c.id
+        bundle = self.bundle_dir(cid)
+        hc = c.host_config
+        run = _Run(self._clock.seconds())
+        net: NetworkSetup | None = None
+        spec_input: oci.RuntimeSpecInput | None = None
+        log_path = c.extra.get("log_path") or os.path.join(bundle, "ctr.log")
+        s = self.spec_of(c)
+        try:
+            plan = cc.log_plan(s.logging)
+
+            async def mount() -> str:
+                run.rootfs = await self._images.mount_rw_layer(cid)
+                return run.rootfs
+
+            # The root filesystem and the network namespace do not depend on each other: set
+            # them up at the same time (whichever succeeded is undone by _start_failed).
+            (mounted, rootfs), (netted, net_or_failure) = await _settle(
+                mount(),
+                self._networks.setup(
+                    cid,
+                    c.name.lstrip("/"),
+                    s.process.hostname or cid[:12],
+                    s.namespaces.network or "bridge",
+                    dict(c.networking_config.get("EndpointsConfig") or {}),
+                    s.network,
+                    list(s.process.exposed_ports),
+                ),
+            )
+            if netted:
+                net = net_or_failure
+            if not mounted:
+                rootfs.raiseException()
+            if not netted:
+                net_or_failure.raiseException()
+            # Volumes after the network, as dockerd does (its "mount" events follow "connect").
+            # the runtime binds what prepare opened (subpaths on staging points), not c.mounts
+            mounts = await self._volumes.prepare(cid, c.mounts, rootfs)
+            spec_input = await self._blocking.run(
+                self._prepare_spec, attrs.evolve(c, mounts=tuple(mounts)), s, rootfs, net
+            )
+            pid_path, ipc_path, shm_source = self._namespace_joins(s)
+            if s.namespaces.ipc == "shareable":
+                shm_source = os.path.join(self.bundle_dir(cid), "shm")
+                await self._blocking.run(
+                    mount_shm, shm_source, s.runtime.shm_size or cc.DEFAULT_SHM
+                )
+            spec_input = attrs.evolve(
+                spec_input, pid_path=pid_path, ipc_path=ipc_path, shm_source=shm_source
+            )
+            spec = oci.build_spec(spec_input)
+            self._runs[cid] = run
+            if plan.rotates:
+                await self._blocking.run(rotate_log_files, log_path, plan.max_files, True)
+                # conmon's own limit only bounds the log while pyd is not there to rotate it:
+                # it counts bytes since its own last rotation (not pyd's), so while pyd runs
+                # it cuts a file short once every LOG_BACKSTOP x max-file files
+                log_limit = plan.max_size * plan.max_files * LOG_BACKSTOP
+            else:
+                log_limit = plan.max_size
+            pid = await self.runtime.create(
+                CreateOptions(
+                    container_id=cid,
+                    name=c.name.lstrip("/"),
+                    bundle=bundle,
+                    spec=spec,
+                    terminal=s.process.tty,
+                    stdin=s.process.open_stdin,
+                    # streams: a TTY's stdin must survive a detach (dockerd closes it at the
+                    # client's EOF only for StdinOnce without a TTY; see pyd.engine.streams).
+                    leave_stdin_open=not s.process.stdin_once or s.process.tty,
+                    log_path="" if plan.driver == "none" else log_path,
+                    log_size_max=log_limit,
+                    log_driver="none" if plan.driver == "none" else "k8s-file",
+                )
+            )
+            run.pid = pid
+            # the runtime made the container's own copies of its mounts: the staging points
+            # of volume subpaths are not needed any more (dockerd drops its safe paths here too)
+            await self._volumes.unstage(cid)
+            if plan.rotates:
+                self._watch_log(cid, log_path, plan)
+            for hook in self.before_start:
+                await hook(cid, self.runtime.attach_socket_path(cid, bundle))
+            await self.runtime.start(cid)
+        except RuntimeFailed as e:
+            args = list(spec_input.args) if spec_input is not None else cc.command_of(c.config)
+            if s.runtime.init and args[:2] == [oci.INIT_DEST, "--"]:
+                args = args[2:]
+            message, code = cc.start_error(args, e.message)
+            await self._start_failed(c, run, net, message, code)
+            raise InvalidParameter(message) from e
+        except PydError as e:
+            await self._start_failed(c, run, net, str(e), 128)
+            raise
+        except BaseException as e:
+            await self._start_failed(c, run, net, f"{type(e).__name__}: {e}", 128)
+            raise
+        state = attrs.evolve(
+            c.state,
+            status="running",
+            pid=run.pid,
+            exit_code=0,
+            error="",
+            oom_killed=False,
+            started_nano=_now_nano(self._clock),
+            has_been_started=True,
+            health_status="starting" if self._health_config(c) else "",
+            health_failing_streak=0,
+        )
+        try:
+            c = await self._save(
+                attrs.evolve(c, state=state, network_settings=_settings_of(net, hc))
+            )
+            self._emit(c, "start")
+        finally:
+            run.ready.callback(None)
+        self._schedule_health(cid, first=True)
+        if run.finished.called:
+            return
+        # The process may have exited before we listened; the exit file tells.
+        info = await self.runtime.read_exit(cid, bundle)
+        if info is not None and not run.handling:
+            self._spawn_exit(cid)
+
+    async def _start_failed(
+        self, c: Container, run: _Run, net: NetworkSetup | None, message: str, code: int
+    ) -> None:
+        cid = c.id
+        self._runs.pop(cid, None)
+        if not run.ready.called:
+            run.ready.callback(None)
+        try:
+            await self.runtime.delete(cid, force=True)
+        except RuntimeFailed:
+            pass
+        await self._volumes.unstage(cid)
+        await self._stop_log_rotation(cid)
+        if net is not None:
+            try:
+                await self._networks.teardown(cid)
+            except PydError:
+                pass
+        if run.rootfs:
+            try:
+                await self._images.unmount_rw_layer(cid)
+            except PydError:
+                pass
+        c = self._cache.get(cid, c)
+        state = attrs.evolve(
+            c.state,
+            status="exited" if c.state.has_been_started else "created",
+            pid=0,
+            exit_code=code,
+            error=message,
+        )
+        if c.state.has_been_started:
+            state = attrs.evolve(state, finished_nano=_now_nano(self._clock))
+        await self._save(attrs.evolve(c, state=state))
+        for gone in self.on_gone:
+            gone(cid)
+        if self.spec_of(c).restart.auto_remove:
+            self._clock.callLater(0, self._spawn_auto_remove, cid, code)
+
+    def _spawn_auto_remove(self, cid: str, code: int) -> None:
+        d = Deferred.fromCoroutine(self._auto_remove(cid, code))
+        d.addErrback(lambda f: log.failure("auto-remove of {cid} failed", f, cid=cid))
+
+    async def _auto_remove(self, cid: str, code: int) -> None:
+        try:
+            await self.remove(cid, force=True, volumes=True, _code=code)
+        except NotFound:
+            pass
+        except PydError as e:
+            log.warn("auto-remove of {cid} failed: {err}", cid=cid, err=e)
+
+    # --- stop / kill / restart / pause -----------------------------------------------------------
+
+    async def _wait_exit(self, cid: str, timeout: float | None) -> bool:
+        run = self._runs.get(cid)
+        if run is None:
+            return True
+        if run.finished.called:
+            return True
+        d: Deferred[Any] = Deferred()
+
+        def fire(r: Any) -> Any:
+            if not d.called:
+                d.callback(True)
+            return r
+
+        run.finished.addBoth(fire)
+        if timeout is not None:
+
+            def expire() -> None:
+                if not d.called:
+                    d.callback(False)
+
+            call = self._clock.callLater(max(timeout, 0), expire)
+            result = bool(await d)
+            if call.active():
+                call.cancel()
+            return result
+        return bool(await d)
+
+    async def _kill(self, c: Container, sig: int) -> None:
+        try:
+            await self.runtime.kill(c.id, sig)
+        except RuntimeFailed as e:
+            if self._runs.get(c.id) is None or "not running" in e.message or "stopped" in e.message:
+                return
+            raise SystemError_(f"Cannot kill container: {c.id}: {e.message}") from e
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        """StopSignal, then SIGKILL after the timeout (C{Config.StopTimeout} or 10 s).
+
+        @raise NotModified: it is not running.
+        """
+        c = self.resolve(ref)
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            if c.state.status == "restarting" or (
+                c.state.status in ("exited", "created") and c.id in self._restart_calls
+            ):
+                self._cancel_restart(c.id)
+                c = await self._save(
+                    attrs.evolve(
+                        c, state=attrs.evolve(c.state, status="exited", manually_stopped=True)
+                    )
+                )
+                self._emit(c, "stop")
+                return
+            if not c.state.running:
+                raise NotModified()
+            await self._stop(c, timeout, signal)
+            self._emit(self.resolve(c.id), "stop")
+
+    async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
+        c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True)))
+        process = self.spec_of(c).process
+        sig = cc.parse_signal(signal or process.stop_signal or None)
+        if timeout is None:
+            timeout = process.stop_timeout
+            if timeout is None:
+                timeout = 10
+        paused = c.state.status == "paused"
+        if sig != _signal.SIGKILL:
+            self._emit(c, "kill", signal=str(sig))
+            await self._kill(c, sig)
+            if paused:
+                await self._resume_quiet(c.id)
+            if await self._wait_exit(c.id, None if timeout < 0 else float(timeout)):
+                return
+        self._emit(c, "kill", signal=str(int(_signal.SIGKILL)))
+        await self._kill(c, _signal.SIGKILL)
+        if paused:
+            await self._resume_quiet(c.id)
+        if not await self._wait_exit(c.id, 30.0):
+            raise SystemError_(f"container {c.id} did not exit after SIGKILL")
+
+    async def _resume_quiet(self, cid: str) -> None:
+        try:
+            await self.runtime.resume(cid)
+        except RuntimeFailed:
+            pass
+
+    async def kill(self, ref: str, signal: str | None = None) -> None:
+        """Send a signal (default SIGKILL).
+
+        @raise Conflict: it is not running (dockerd's text).
+        @raise InvalidParameter: unknown signal.
+        """
+        sig = cc.parse_signal(signal, default=_signal.SIGKILL)
+        c = self.resolve(ref)
+        if c.state.status == "restarting" and self._cancel_restart(c.id):
+            c = await self._save(
+                attrs.evolve(c, state=attrs.evolve(c.state, status="exited", manually_stopped=True))
+            )
+            self._emit(c, "kill", signal=str(sig))
+            return
+        if not c.state.running:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        stop_sig = cc.parse_signal(self.spec_of(c).process.stop_signal or None)
+        if sig in (_signal.SIGKILL, stop_sig):
+            c = await self._save(
+                attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
+            )
+        self._emit(c, "kill", signal=str(sig))
+        await self._kill(c, sig)
+        if c.state.status == "paused" and sig == _signal.SIGKILL:
+            await self._resume_quiet(c.id)
+
+    async def restart(
+        self, ref: str, timeout: int | None = None, signal: str | None = None
+    ) -> None:
+        """Stop if running, then start; emits C{restart}."""
+        c = self.resolve(ref)
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            self._cancel_restart(c.id)
+            if c.state.running:
+                await self._stop(c, timeout, signal)
+                self._emit(self.resolve(c.id), "stop")
+            c = self.resolve(c.id)
+            c = attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=False))
+            self._cache[c.id] = c
+            await self._start(c)
+            self._emit(self.resolve(c.id), "restart")
+
+    async def pause(self, ref: str) -> None:
+        """Freeze the container. @raise Conflict: not running or already paused."""
+        c = self.resolve(ref)
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            if c.state.status == "paused":
+                raise Conflict(f"Container {c.id} is already paused")
+            if c.state.status != "running":
+                raise Conflict(f"Container {c.id} is not running")
+            try:
+                await self.runtime.pause(c.id)
+            except RuntimeFailed as e:
+                raise SystemError_(f"Cannot pause container {c.id}: {e.message}") from e
+            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="paused")))
+            self._emit(c, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        """Thaw the container. @raise Conflict: not paused."""
+        c = self.resolve(ref)
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            if c.state.status != "paused":
+                raise Conflict(f"Container {c.id} is not paused")
+            try:
+                await self.runtime.resume(c.id)
+            except RuntimeFailed as e:
+                raise SystemError_(f"Cannot unpause container {c.id}: {e.message}") from e
+            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="running")))
+            self._emit(c, "unpause")
+
+    # --- wait ------------------------------------------------------------------------------------
+
+    def wait(self, ref: str, condition: str = "not-running") -> Deferred[WaitResult]:
+        """Resolve now (may raise NotFound), return a Deferred firing when the condition holds.
+
+        C{not-running}: at once if not running, else at the next exit. C{next-exit}: the next
+        exit. C{removed}: once the container is gone (with its last exit code).
+        @raise InvalidParameter: unknown condition.
+        """
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidParameter(f'invalid condition: "{condition}"')
+        c = self.resolve(ref)
+        d: Deferred[WaitResult] = Deferred()
+        if condition == "removed":
+            self._removed_waiters.setdefault(c.id, []).append(d)
+            return d
+        if (
+            condition in ("", "not-running")
+            and not c.state.running
+            and c.state.status != "restarting"
+        ):
+            err = c.state.error or None
+            return succeed(WaitResult(c.state.exit_code, err))
+        self._exit_waiters.setdefault(c.id, []).append(d)
+        return d
+
+    # --- remove / rename / update / prune --------------------------------------------------------
+
+    async def remove(
+        self, ref: str, force: bool = False, volumes: bool = False, _code: int | None = None
+    ) -> None:
+        """C{docker rm}: refuse a running container unless forced; release everything.
+
+        @raise Conflict: running (or paused) without force, or already being removed.
+        """
+        c = self.resolve(ref)
+        cid_ = c.id
+        async with self._lock(cid_):
+            cur = self._cache.get(cid_)
+            if cur is None:
+                raise no_such_container(ref)
+            c = cur
+            if c.state.status == "removing":
+                raise Conflict(f"removal of container {c.id[:12]} is already in progress")
+            if c.state.running and not force:
+                if c.state.status == "paused":
+                    raise Conflict(
+                        f'cannot remove container "{c.name}": container is paused and must be unpaused first'
+                    )
+                raise Conflict(
+                    f'cannot remove container "{c.name}": container is running: stop the container before removing or force remove'
+                )
+            self._cancel_restart(c.id)
+            if c.state.running:
+                c = await self._save(
+                    attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
+                )
+                self._emit(c, "kill", signal=str(int(_signal.SIGKILL)))
+                await self._kill(c, _signal.SIGKILL)
+                if c.state.status == "paused":
+                    await self._resume_quiet(c.id)
+                await self._wait_exit(c.id, 30.0)
+                c = self._cache.get(c.id, c)
+            prev = c.state.status
+            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="removing")))
+            try:
+                try:
+                    await self.runtime.delete(c.id, force=True)
+                except RuntimeFailed:
+                    pass
+                for ok, failure in await _settle(
+                    self._networks.release(c.id), self._images.remove_rw_layer(c.id)
+                ):
+                    if not ok:
+                        failure.raiseException()
+                await self._volumes.release(c.id, volumes)
+                await self._repo.remove(c.id)
+            except BaseException:
+                await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status=prev)))
+                raise
+            self._cache.pop(c.id, None)
+            self._backoff.pop(c.id, None)
+            self._unwatch_log(c.id)
+            await self._blocking.run(unmount_shm, os.path.join(self.bundle_dir(c.id), "shm"))
+            await self._blocking.run(shutil.rmtree, self.bundle_dir(c.id), True)
+            self._emit(c, "destroy")
+            for gone in self.on_gone:
+                gone(c.id)
+            self._wake_log_followers(c.id)
+            code = c.state.exit_code if _code is None else _code
+            for d in self._removed_waiters.pop(c.id, []) + self._exit_waiters.pop(c.id, []):
+                if not d.called:
+                    d.callback(WaitResult(code))
+            if cid_ not in self._cache:
+                self._locks.pop(cid_, None)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        """C{docker rename}. @raise Conflict: name taken. @raise InvalidParameter: bad name."""
+        c = self.resolve(ref)
+        if not new_name:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        if not VALID_NAME.match(new_name):
+            raise InvalidParameter(
+                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
+        name = new_name if new_name.startswith("/") else "/" + new_name
+        if name == c.name:
+            raise InvalidParameter("Renaming a container with the same name as its current name")
+        old = c.name
+        c = attrs.evolve(c, name=name)
+        await self._repo.save(c)
+        self._cache[c.id] = c
+        self._emit(c, "rename", oldName=old)
+
+    async def update(self, ref: str, changes: dict[str, Any]) -> list[str]:
+        """C{docker update}: resources and restart policy; live ones go to the runtime.
+
+        @raise InvalidParameter: invalid values, mistyped JSON (dockerd's texts).
+        """
+        changes = parse_update(changes)
+        c = self.resolve(ref)
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            hc = dict(c.host_config)
+            keys = (
+                "Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
+                "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "KernelMemory",
+                "CpuRealtimePeriod", "CpuRealtimeRuntime", "OomKillDisable",
+            )  # fmt: skip
+            for k in keys:
+                v = changes.get(k)
+                if v not in (None, 0, "") or (k == "PidsLimit" and v is not None and v != 0):
+                    hc[k] = v
+            if changes.get("NanoCpus"):
+                hc["CpuQuota"] = 0
+                hc["CpuPeriod"] = 0
+            old_swap = c.host_config.get("MemorySwap") or 0
+            if (
+                hc.get("Memory")
+                and changes.get("Memory")
+                and not changes.get("MemorySwap")
+                and old_swap > 0
+                and hc["Memory"] > old_swap
+            ):
+                raise InvalidParameter(
+                    "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"
+                )
+            rp = changes.get("RestartPolicy")
+            if (
+                rp
+                and rp.get("Name") is not None
+                and (rp.get("Name") or rp.get("MaximumRetryCount"))
+            ):
+                cc.validate_restart_policy(rp, bool(hc.get("AutoRemove")))
+                hc["RestartPolicy"] = {
+                    "Name": rp.get("Name") or "no",
+                    "MaximumRetryCount": rp.get("MaximumRetryCount") or 0,
+                }
+            warnings = cc.validate_resources(hc, self.settings.ncpu)
+            if c.state.running:
+                res = oci.build_spec(
+                    oci.RuntimeSpecInput(
+                        args=("x",),
+                        env=(),
+                        cwd="/",
+                        uid=0,
+                        gid=0,
+                        additional_gids=(),
+                        terminal=False,
+                        hostname="",
+                        rootfs="",
+                        # OomKillDisable is stored, not applied live (as before the spec)
+                        resources=attrs.evolve(
+                            _resources_of(resources_of(hc)), oom_kill_disable=False
+                        ),
+                    )
+                )["linux"]["resources"]
+                res.pop("devices", None)
+                try:
+                    await self.runtime.update(c.id, res)
+                except RuntimeFailed as e:
+                    raise SystemError_(f"Cannot update container {c.id}: {e.message}") from e
+            c = await self._save(attrs.evolve(c, host_config=hc))
+            self._emit(c, "update")
+            return warnings
+
+    async def prune(self, until_nano: int | None, labels: Sequence[str]) -> PruneResult:
+        """Remove every stopped container (optionally older than C{until}, matching labels)."""
+        deleted: list[str] = []
+        reclaimed = 0
+        for c in list(self._cache.values()):
+            if c.state.running or c.state.status in ("restarting", "removing"):
+                continue
+            if until_nano is not None and c.created_nano >= until_nano:
+                continue
+            if not _labels_match(c.config.get("Labels") or {}, labels):
+                continue
+            # dockerd counts the writable layer, measured before the removal
+            rw, _ = await self.sizes(c)
+            try:
+                await self.remove(c.id)
+            except PydError as e:
+                log.warn("prune: {cid}: {err}", cid=c.id, err=e)
+                continue
+            deleted.append(c.id)
+            reclaimed += max(rw, 0)
+        return PruneResult(tuple(deleted), reclaimed)

@@ -1,0 +1,215 @@
+"""Container logs (layer: engine): rotation of the json-file log as it grows (max-size,
+max-file), reading with since/until/tail, following a running container.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    InvalidParameter,
+    PydError,
+)
+from pyd.core.records import (
+    Container,
+)
+from pyd.engine import container_config as cc
+from pyd.engine.containers.base import ContainerBase, LogsRequest, _LogWatch, _now_nano
+from pyd.engine.containers.logfiles import (
+    LogEntry,
+    LogTail,
+    rotate_log_files,
+    rotation_step,
+    select_entries,
+)
+from pyd.engine.spec.records import LogConfig
+
+log = Logger()
+
+
+ROTATION_RESEND = 2.0  # seconds without conmon carrying out a reopen: ask again
+
+
+LOG_BACKSTOP = 10  # conmon's own --log-size-max: this many times max-size x max-file
+
+
+class ContainerLogs(ContainerBase):
+    """Log rotation, reading and following."""
+
+    # --- logs ------------------------------------------------------------------------------------
+
+    def _log_config(self, lc: LogConfig) -> dict[str, Any]:
+        """dockerd's C{mergeAndVerifyLogConfig}: the daemon's driver when none is given, and its
+        options under those of the container when the driver is the daemon's."""
+        ltype = lc.type or self.settings.log_driver or "json-file"
+        cfg = dict(lc.config)
+        if ltype == (self.settings.log_driver or "json-file"):
+            for k, v in self.settings.log_opts.items():
+                cfg.setdefault(k, v)
+        return {"Type": ltype, "Config": cfg}
+
+    def _watch_log(self, cid: str, log_path: str, plan: cc.LogPlan) -> None:
+        """Rotate C{cid}'s log as it grows (see pyd.engine.containers.logfiles)."""
+        if cid in self._log_watches:
+            return
+        ctl = self.runtime.ctl_path(os.path.dirname(log_path))
+        w = _LogWatch(log_path, plan.max_size, plan.max_files, ctl)
+        self._log_watches[cid] = w
+        base = os.path.basename(log_path)
+
+        def changed(name: str) -> None:
+            if name == base:
+                self._rotate_log(cid)
+
+        if self.log_watcher is not None:
+            w.cancel = self.log_watcher.watch(os.path.dirname(log_path), changed)
+
+    def _rotate_log(self, cid: str) -> None:
+        """One L{rotate_log_files} at a time per container; a rotation seen meanwhile reruns it."""
+        w = self._log_watches.get(cid)
+        if w is None:
+            return
+        if w.busy:
+            w.again = True
+            return
+        w.busy = True
+
+        now = self._clock.seconds()
+        resend = bool(w.requested) and now - w.requested_at > ROTATION_RESEND
+
+        def stepped(result: tuple[int, int]) -> None:
+            requested, w.known = result
+            if requested and (requested != w.requested or resend):
+                w.requested_at = now
+            w.requested = requested
+
+        def done(_: object) -> None:
+            w.busy = False
+            if w.again:
+                w.again = False
+                self._rotate_log(cid)
+
+        d = self._blocking.run(
+            rotation_step, w.path, w.max_files, w.max_size, w.ctl, w.requested, resend, w.known
+        )
+        d.addCallback(stepped)
+        d.addErrback(lambda f: log.failure("log rotation of {cid} failed", f, cid=cid))
+        d.addBoth(done)
+
+    def _unwatch_log(self, cid: str) -> _LogWatch | None:
+        w = self._log_watches.pop(cid, None)
+        if w is not None and w.cancel is not None:
+            w.cancel()
+        return w
+
+    async def _stop_log_rotation(self, cid: str) -> None:
+        """The container stopped: stop watching, name and prune its last rotations."""
+        w = self._unwatch_log(cid)
+        if w is None:
+            return
+        try:
+            await self._blocking.run(rotate_log_files, w.path, w.max_files)
+        except OSError as e:
+            log.warn("log rotation of {cid}: {err}", cid=cid, err=e)
+
+    async def _resume_log_rotation(self, c: Container) -> None:
+        """Daemon start, container still running: catch up with rotations, watch again."""
+        try:
+            plan = cc.log_plan(self.spec_of(c).logging)
+        except PydError:
+            return
+        if not plan.rotates:
+            return
+        log_path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
+        self._watch_log(c.id, log_path, plan)
+        self._rotate_log(c.id)
+
+    async def read_logs(
+        self, ref: str, req: LogsRequest
+    ) -> tuple[Container, list[LogEntry], LogTail]:
+        """Everything logged so far that matches C{req}, and the open log to follow it with.
+
+        With C{req.follow} the caller hands the tail to L{follow_logs}, which closes it;
+        without, the tail comes back closed.
+        """
+        c = self.resolve(ref)
+        ltype = self.spec_of(c).logging.type or "json-file"
+        if ltype == "none":
+            raise InvalidParameter("configured logging driver does not support reading")
+        tail = LogTail(c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log"))
+        try:
+            got = await self._blocking.run(tail.read)
+        finally:
+            if not req.follow:
+                tail.close()
+        entries = select_entries(
+            got, req.stdout, req.stderr, req.since_nano, req.until_nano, req.tail
+        )
+        return c, entries, tail
+
+    async def follow_logs(
+        self,
+        c: Container,
+        req: LogsRequest,
+        tail: LogTail,
+        write: Callable[[list[LogEntry]], None],
+        closed: Callable[[], bool],
+    ) -> None:
+        """Keep writing new entries until the container stops (or the client goes away).
+
+        The tail's open descriptor keeps the log readable after the container is removed
+        (docker-py's C{run(remove=True)} removes before it reads the stream). The follower
+        polls, and is woken at once when the container exits or is removed.
+        """
+        interval = 0.05
+        # Once the exit is seen one last read takes the rest: conmon drains the container's
+        # stdio and syncs the log before it writes the exit file (conmon.c: drain_stdio,
+        # sync_logs, then the exit file), so nothing is written after it.
+        try:
+            while not closed():
+                cur = self._cache.get(c.id)
+                alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
+                got = await self._blocking.run(tail.read)
+                write(
+                    select_entries(
+                        got, req.stdout, req.stderr, req.since_nano, req.until_nano, None
+                    )
+                )
+                if req.until_nano is not None and _now_nano(self._clock) > req.until_nano:
+                    return
+                if not alive:
+                    return
+                interval = 0.05 if got else min(interval * 1.5, 0.25)
+                await self._sleep_or_wake(c.id, interval)
+        finally:
+            tail.close()
+
+    async def _sleep_or_wake(self, cid: str, delay: float) -> None:
+        """Sleep C{delay} seconds, or less if the container's state changes meanwhile."""
+        d: Deferred[None] = Deferred()
+
+        def fire() -> None:
+            if not d.called:
+                d.callback(None)
+
+        call = self._clock.callLater(delay, fire)
+        wakers = self._log_wakers.setdefault(cid, [])
+        wakers.append(fire)
+        try:
+            await d
+        finally:
+            if call.active():
+                call.cancel()
+            if fire in wakers:
+                wakers.remove(fire)
+            if not wakers:
+                self._log_wakers.pop(cid, None)
+
+    def _wake_log_followers(self, cid: str) -> None:
+        for fire in list(self._log_wakers.get(cid, ())):
+            fire()

@@ -1,0 +1,159 @@
+"""Daemon start and stop for containers (layer: engine): load the state, re-adopt what still runs
+under conmon, handle exits that happened while the daemon was down, resume restart policies.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.logger import Logger
+
+from pyd.core.errors import (
+    PydError,
+)
+from pyd.core.records import (
+    Container,
+)
+from pyd.drivers.runtime.conmon import (
+    ExitInfo,
+    RuntimeFailed,
+)
+from pyd.engine.containers.base import _now_nano, _Run
+from pyd.engine.containers.restart import RESTART_RESET_AFTER, RestartPolicy
+
+log = Logger()
+
+
+class ContainerRestore(RestartPolicy):
+    """Start-up and shutdown: load, restore, adopt."""
+
+    async def startup(self) -> None:
+        """Daemon start: prepare the runtime, load state, reconcile with what still runs."""
+        await self.runtime.setup()
+        self.runtime.watch_exits(self._on_exit_file)
+        await self.load()
+        await self.restore()
+
+    def shutdown(self) -> None:
+        """Daemon stop: cancel timers; containers keep running (live restore)."""
+        self._stopping = True
+        for call in list(self._restart_calls.values()):
+            if call.active():
+                call.cancel()
+        self._restart_calls.clear()
+        for run in self._runs.values():
+            if run.health_call is not None and run.health_call.active():
+                run.health_call.cancel()
+        for cid in list(self._log_watches):
+            self._unwatch_log(cid)
+        stop = getattr(self.runtime, "stop_watching", None)
+        if stop is not None:
+            stop()
+
+    async def restore(self) -> None:
+        """Reconcile the database with the runtime after a daemon (or host) restart.
+
+        A container whose conmon still runs is running; one whose exit file exists exited while
+        pyd was down (its exit is recorded now, with events and restart policy); one with
+        neither (the host rebooted: runtime state gone) is marked exited (255) and restartable.
+        """
+        to_start: list[str] = []
+        for c in list(self._cache.values()):
+            st = c.state
+            if st.status in ("running", "paused", "restarting", "removing"):
+                bundle = self.bundle_dir(c.id)
+                info = await self.runtime.read_exit(c.id, bundle)
+                if info is not None or st.status == "restarting":
+                    run = _Run(self._clock.seconds() - RESTART_RESET_AFTER)
+                    run.ready.callback(None)
+                    run.pid = st.pid
+                    self._runs[c.id] = run
+                    if info is None:
+                        info = ExitInfo(st.exit_code, False, _now_nano(self._clock))
+                    await self._handle_exit(c.id, info)
+                    continue
+                if await self.runtime.monitor_alive(bundle):
+                    run = _Run(self._clock.seconds())
+                    run.ready.callback(None)
+                    run.pid = st.pid
+                    self._runs[c.id] = run
+                    try:
+                        run.rootfs = await self._images.mount_rw_layer(c.id)
+                    except PydError as e:
+                        log.warn("rootfs of {cid}: {err}", cid=c.id, err=e)
+                    rt = await self.runtime.state(c.id)
+                    status = "running"
+                    if rt is not None and rt.get("status") == "paused":
+                        status = "paused"
+                    if status != st.status:
+                        await self._save(attrs.evolve(c, state=attrs.evolve(st, status=status)))
+                    await self._resume_log_rotation(c)
+                    self._schedule_health(c.id, first=True)
+                    continue
+                # Runtime state gone (host reboot) or conmon killed: the exit is unknowable.
+                try:
+                    await self.runtime.delete(c.id, force=True)
+                except RuntimeFailed:
+                    pass
+                try:
+                    await self._networks.teardown(c.id)
+                except PydError:
+                    pass
+                new = attrs.evolve(
+                    c,
+                    state=attrs.evolve(
+                        st,
+                        status="exited",
+                        pid=0,
+                        exit_code=255,
+                        finished_nano=_now_nano(self._clock),
+                        health_status="unhealthy" if st.health_status else "",
+                    ),
+                )
+                await self._save(new)
+                if self._policy_restarts(new, 255, on_boot=True):
+                    to_start.append(c.id)
+            elif st.status in ("exited", "created") and await self.runtime.monitor_alive(
+                self.bundle_dir(c.id)
+            ):
+                # pyd died between conmon's create and recording the start: adopt or discard.
+                await self._adopt(c)
+            elif (
+                st.status in ("exited", "created")
+                and st.has_been_started
+                and self._policy_restarts(c, st.exit_code, on_boot=True)
+            ):
+                to_start.append(c.id)
+        for cid in to_start:
+            try:
+                await self._start_locked(cid)
+            except PydError as e:
+                log.warn("restart of {cid} at daemon start failed: {err}", cid=cid, err=e)
+
+    async def _adopt(self, c: Container) -> None:
+        rt = await self.runtime.state(c.id)
+        if rt is None or rt.get("status") not in ("running", "paused"):
+            try:
+                await self.runtime.delete(c.id, force=True)
+            except RuntimeFailed:
+                pass
+            return
+        run = _Run(self._clock.seconds())
+        run.ready.callback(None)
+        run.pid = int(rt.get("pid") or 0)
+        self._runs[c.id] = run
+        try:
+            run.rootfs = await self._images.mount_rw_layer(c.id)
+        except PydError as e:
+            log.warn("rootfs of {cid}: {err}", cid=c.id, err=e)
+        state = attrs.evolve(
+            c.state,
+            status=str(rt["status"]),
+            pid=run.pid,
+            exit_code=0,
+            error="",
+            started_nano=_now_nano(self._clock),
+            has_been_started=True,
+        )
+        await self._save(attrs.evolve(c, state=state))
+        await self._resume_log_rotation(c)
+        log.info("adopted running container {cid}", cid=c.id)
