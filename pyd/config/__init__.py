@@ -41,6 +41,7 @@ from pyd.config.base import (
     _strmap,
 )
 from pyd.config.dockerd import DOCKERD_OPTIONS, NESTED
+from pyd.config.limits import LIMIT_OPTIONS
 
 DEFAULT_CONFIG_FILE = "/etc/pyd/daemon.json"
 # A host moving from dockerd keeps its file: read when pyd's own does not exist.
@@ -431,6 +432,7 @@ OPTIONS: tuple[Option, ...] = (
         "no-proxy",
         doc="Hosts reached without the proxy (comma-separated)",
     ),
+    *LIMIT_OPTIONS,
     *DOCKERD_OPTIONS,
 )
 

@@ -10,6 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd import config as cfgmod
+from pyd.config import limits
 from pyd.tap import Options
 
 
@@ -153,3 +154,42 @@ class ConfigDocsTests(SynchronousTestCase):
             self.assertIn(f"`{o.key}`", doc, "add a row for it to docs/configuration.md")
             if o.flag:
                 self.assertIn(f"`--{o.flag}`", doc)
+
+
+class RobustnessOptionTests(SynchronousTestCase):
+    """The limits of issue 18: sizes, the free-space reserve, connection caps, timeouts."""
+
+    def test_sizes(self) -> None:
+        """C{64MiB}, C{64m}, C{1g} and integers are bytes; junk names the key."""
+        b = limits._bytes
+        self.assertEqual(b("64MiB", "k"), 64 << 20)
+        self.assertEqual(b("64m", "k"), 64 << 20)
+        self.assertEqual(b("1g", "k"), 1 << 30)
+        self.assertEqual(b(4096, "k"), 4096)
+        for bad in ("-1", "lots", "1x", -5, True, [1]):
+            with self.assertRaisesRegex(cfgmod.ConfigError, "max-layer-size"):
+                b(bad, "max-layer-size")
+
+    def test_reserve(self) -> None:
+        """Default: 5 % or 2 GiB, whichever is smaller; a percentage; a size; 0 is none."""
+        f = limits.free_reserve_bytes
+        self.assertEqual(f("", 10 << 30), (10 << 30) // 20)
+        self.assertEqual(f("", 1000 << 30), 2 << 30)
+        self.assertEqual(f("10%", 1000), 100)
+        self.assertEqual(f("1g", 1000), 1 << 30)
+        self.assertEqual(f("0", 1000), 0)
+        for bad in ("150%", "x%", "nope"):
+            with self.assertRaises(cfgmod.ConfigError):
+                limits._reserve(bad, "min-free-space")
+
+    def test_flags_and_file(self) -> None:
+        """The flags reach the config."""
+        cfg = cfgmod.build(
+            {"max-layer-size": "64MiB", "header-timeout": "5s", "max-connections-per-peer": "3"},
+            "/nonexistent/daemon.json",
+            False,
+        )
+        self.assertEqual(cfg.max_layer_size, 64 << 20)
+        self.assertEqual(cfg.header_timeout, 5.0)
+        self.assertEqual(cfg.max_connections_per_peer, 3)
+        self.assertEqual(cfg.min_free_space, "")
