@@ -535,7 +535,7 @@ def _copy_fd(
                 if existing is None or links is not None:
                     os.chmod(fd_path(out), mode)
                 if links is not None:
-                    _copy_xattrs(dfd, fd_path(out))
+                    copy_xattrs(dfd, fd_path(out))
                 total = 0
                 for entry in sorted(os.listdir(dfd)):
                     total += _copy_fd(
@@ -588,7 +588,7 @@ def _copy_fd(
                 os.fchown(out, uid, gid)
                 os.fchmod(out, mode)
                 if links is not None:
-                    _copy_xattrs(sfd, out)  # after the chown, which clears file capabilities
+                    copy_xattrs(sfd, out)  # after the chown, which clears file capabilities
                     if info.st_nlink > 1:
                         links.setdefault(key, dst_path)
                 os.utime(out, ns=(info.st_atime_ns, info.st_mtime_ns))
@@ -628,7 +628,7 @@ def _link_in_scope(dst: InRoot, first: str, path: str) -> bool:
         return False
 
 
-def _copy_xattrs(src_fd: int, dst: int | str) -> None:
+def copy_xattrs(src_fd: int, dst: int | str) -> None:
     """Extended attributes of the open file C{src_fd} onto C{dst} (a descriptor, or a
     C{/proc/self/fd} path of one); namespaces the target refuses are skipped, as dockerd's
     copy-up ignores unsupported ones."""

@@ -8,7 +8,6 @@ fifos. It never follows a symlink out of the source root or out of the volume.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
@@ -24,36 +23,24 @@ def is_empty_dir(path: str) -> bool:
         return False
 
 
-def _copy_xattrs(src: str, dst: str) -> None:
-    try:
-        names = os.listxattr(src, follow_symlinks=False)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return
-        raise
-    for name in names:
-        try:
-            value = os.getxattr(src, name, follow_symlinks=False)
-            os.setxattr(dst, name, value, follow_symlinks=False)
-        except OSError as e:
-            # Like dockerd's ignoreUnsupportedXAttrs: a target without the namespace is fine.
-            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA):
-                raise
-
-
-def _apply_meta(src_st: os.stat_result, src: str, dst: str, is_link: bool) -> None:
-    # chown first: it clears setuid/setgid bits and file capabilities, which come after.
-    os.chown(dst, src_st.st_uid, src_st.st_gid, follow_symlinks=False)
-    if not is_link:
-        os.chmod(dst, stat.S_IMODE(src_st.st_mode))
-    _copy_xattrs(src, dst)
-
-
 def copy_meta(src: str, dst: str) -> None:
-    """Give directory C{dst} the owner, mode, xattrs and times of C{src}."""
-    st = os.lstat(src)
-    _apply_meta(st, src, dst, False)
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    """Give directory C{dst} the owner, mode, xattrs and times of directory C{src} (both the
+    daemon's own paths; neither is followed if it is a link)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    s = os.open(src, flags)
+    try:
+        d = os.open(dst, flags)
+        try:
+            info = os.fstat(s)
+            # chown first: it clears setuid/setgid bits and file capabilities
+            os.fchown(d, info.st_uid, info.st_gid)
+            os.fchmod(d, stat.S_IMODE(info.st_mode))
+            inroot.copy_xattrs(s, d)
+            os.utime(d, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(d)
+    finally:
+        os.close(s)
 
 
 def copy_up(src: inroot.InRoot, path: str, target: str) -> int:
