@@ -170,6 +170,25 @@ class SubpathLinkTests:
         assert pyd.docker("start", "-a", c2).stdout == "in-volume\n"
         wait_until(lambda: _staging_mounts(pyd) == [])
 
+    def test_volumes_from_carries_the_subpath(self, pyd: PydDaemon, canary: Path) -> None:
+        """--volumes-from a container with a subpath mount: the subpath goes along and is opened
+        inside the volume at the receiver's start and cp too, after it became a link out."""
+        vol, donor, victim = _name(), _name(), _name()
+        pyd.docker("volume", "create", vol)
+        _plant(pyd, vol, "mkdir /v/sub")
+        _create(pyd, donor, _subpath_body(vol, "sub", ["true"]))
+        vid = _create(
+            pyd,
+            victim,
+            {"Image": IMG, "Cmd": ["ls", "/x"], "HostConfig": {"VolumesFrom": [donor]}},
+        )
+        _plant(pyd, vol, "rmdir /v/sub && ln -s / /v/sub")
+        r = pyd.docker("cp", f"{victim}:/x{canary}/secret", "-", check=False)
+        assert r.returncode != 0 and SECRET.strip() not in r.stdout
+        status, out = _api(pyd, "POST", f"/containers/{vid}/start")
+        assert status == 400, out
+        assert _staging_mounts(pyd) == []
+
 
 class SubpathRaceTests:
     """Escape 12.9 / 13.6: another container flips the subpath between a directory and a link
@@ -207,6 +226,23 @@ class SubpathRaceTests:
         seen = re.findall(r"seen (\d+:\d+)", text)
         assert "{}:{}".format(*_host_root()) not in seen
         assert len(seen) == started
+        pyd.docker("rm", "-f", racer)
+
+    def test_flip_during_cp(self, pyd: PydDaemon, canary: Path) -> None:
+        """docker cp out of a stopped container while `sub` flips: 30 copies, none reads the
+        host file (each is the volume's file or a 4xx)."""
+        vol, racer, victim = _name(), _name(), _name()
+        pyd.docker("volume", "create", vol)
+        pyd.docker(
+            "run", "-d", "--name", racer, "-v", f"{vol}:/v", IMG, "sh", "-c",
+            "while true; do mkdir -p /v/sub/tmp; echo volume > /v/sub/tmp/f; usleep 20000; "
+            "rm -rf /v/sub; ln -s / /v/sub; usleep 20000; rm -f /v/sub; done 2>/dev/null",
+        )  # fmt: skip
+        cid = _create(pyd, victim, _subpath_body(vol, "sub", ["true"]))
+        for _ in range(30):
+            status, _, out = pyd.request("GET", f"/containers/{cid}/archive?path=/x{canary}/secret")
+            assert status in (200, 400, 404), (status, out)
+            assert SECRET.encode() not in out
         pyd.docker("rm", "-f", racer)
 
 

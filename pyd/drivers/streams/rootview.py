@@ -273,17 +273,21 @@ def setup_mounts(root: str, mounts: list[dict[str, Any]]) -> None:
             if fd < 0:
                 _tmpfs(dest, list(m.get("options", [])), m.get("rw", True))
                 continue
-            _check(
-                _libc.syscall(
-                    SYS_MOVE_MOUNT,
-                    fd,
-                    b"",
-                    AT_FDCWD,
-                    dest.encode(),
-                    ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS),
-                ),
-                f"mount {m['source']} on {dest}",
+            rc = _libc.syscall(
+                SYS_MOVE_MOUNT,
+                fd,
+                b"",
+                AT_FDCWD,
+                dest.encode(),
+                ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS),
             )
+            if rc < 0 and m.get("subpath") and ctypes.get_errno() == errno.ENOENT:
+                # the subpath was removed after it was opened (a container using the volume)
+                raise ViewError(
+                    "subpath-notfound",
+                    f"cannot access path {m['subpath']}: no such file or directory",
+                )
+            _check(rc, f"mount {m['source']} on {dest}")
     finally:
         for _, fd, _ in prepared:
             if fd >= 0:
