@@ -317,11 +317,17 @@ class TmpfsOptionInjectionTests:
         finally:
             fstab.unlink(missing_ok=True)
 
-    def test_tmpfs_volume_is_a_tmpfs(self, pyd: PydDaemon) -> None:
-        """The documented tmpfs volume still works, and is not the host's root."""
+    @pytest.mark.parametrize(
+        "device",
+        ["tmpfs", "tmpfs,bind", "/", "x -T/etc/fstab", "tmpfs,remount", "a=b,ro"],
+    )
+    def test_tmpfs_volume_is_a_tmpfs(self, pyd: PydDaemon, device: str) -> None:
+        """A tmpfs volume works whatever its device says (a comma, a space, a path, an option
+        look-alike are one positional argument after `--`): the container sees a tmpfs with the
+        given options, never the host's root."""
         vol = _name()
         pyd.docker(
-            "volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+            "volume", "create", "--opt", "type=tmpfs", "--opt", f"device={device}",
             "--opt", "o=size=1m,uid=1000", vol,
         )  # fmt: skip
         out = pyd.docker(
