@@ -167,15 +167,17 @@ def _networks_json(c: Container) -> dict[str, Any]:
         }
     if not out:
         # Not attached yet (created, never started): dockerd shows the requested endpoint
-        # settings, so clients that compare them (Ansible's docker_container) see what they asked.
+        # settings, so clients that compare them (Ansible's docker_container) see what they asked;
+        # without any, the network mode's network (daemon/container_operations.go
+        # updateContainerNetworkSettings).
         mode = c.host_config.get("NetworkMode") or "bridge"
         if mode == "default":
             mode = "bridge"
-        names = list(epcfg) if mode not in ("host", "none") else []
-        if not mode.startswith("container:") and mode not in names:
-            names.insert(0, mode)
-        for name in names:
-            cfg = epcfg.get(name) or {}
+        names = [("bridge" if n == "default" else n, n) for n in epcfg]
+        if not names and not mode.startswith("container:"):
+            names = [(mode, mode)]
+        for name, key in names:
+            cfg = epcfg.get(key) or {}
             out[name] = {
                 "IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
                 "Aliases": cfg.get("Aliases"), "MacAddress": cfg.get("MacAddress") or "",
