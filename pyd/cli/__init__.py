@@ -143,7 +143,8 @@ def _fleet(args: argparse.Namespace) -> int:
     from pyd.cli import fleet_commands as fc
 
     try:
-        targets = fleet.select(contexts.list_all(), args.hosts, args.labels)
+        inventory = [contexts.default_context(), *contexts.list_all()]
+        targets = fleet.select(inventory, args.hosts, args.labels)
     except fleet.SelectionError as e:
         raise CLIError(str(e)) from None
     interrupt = fleet.Interrupt()

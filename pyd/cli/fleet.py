@@ -65,7 +65,8 @@ def select(
     """The contexts chosen by name or glob (C{--host 'web*'}) and by label (C{--label k=v}).
 
     Without patterns, every context with an endpoint; C{--label} then narrows the choice (all
-    labels must match; C{--label k} only asks that the label exists).
+    labels must match; C{--label k} only asks that the label exists). The docker CLI's
+    C{default} context is chosen only by its name, never by a glob or by default.
     @raise SelectionError: a plain name that is no context, or nothing matched at all.
     """
     by_name = {c.name: c for c in contexts}
@@ -74,7 +75,7 @@ def select(
         for p in patterns:
             if any(ch in p for ch in "*?["):
                 for c in contexts:
-                    if fnmatch.fnmatchcase(c.name, p) and c.host:
+                    if fnmatch.fnmatchcase(c.name, p) and c.host and c.name != "default":
                         chosen.setdefault(c.name, c)
             elif p in by_name:
                 chosen.setdefault(p, by_name[p])
@@ -82,7 +83,7 @@ def select(
                 raise SelectionError(f"context {p!r} does not exist")
         picked = list(chosen.values())
     else:
-        picked = [c for c in contexts if c.host]
+        picked = [c for c in contexts if c.host and c.name != "default"]
     for spec in labels:
         key, eq, value = spec.partition("=")
         picked = [c for c in picked if key in c.labels and (not eq or c.labels.get(key) == value)]

@@ -93,6 +93,7 @@ class SelectionTests(SynchronousTestCase):
         ctx("web2", role="web"),
         ctx("db1", role="db", tier="gold"),
         Context("nohost", ""),
+        Context("default", "unix:///var/run/docker.sock"),
     ]
 
     def names(self, patterns: list[str], labels: list[str] = []) -> list[str]:  # noqa: B006
@@ -106,6 +107,11 @@ class SelectionTests(SynchronousTestCase):
         """A glob picks the matching contexts; a plain name picks that one."""
         self.assertEqual(self.names(["web*"]), ["web1", "web2"])
         self.assertEqual(self.names(["db1", "web?"]), ["db1", "web1", "web2"])
+
+    def test_default_only_by_name(self) -> None:
+        """The docker CLI's `default` context joins only when named."""
+        self.assertNotIn("default", self.names(["*"]))
+        self.assertEqual(self.names(["default"]), ["default"])
 
     def test_labels_narrow(self) -> None:
         """--label k=v keeps contexts with that value; --label k only asks for the key."""
