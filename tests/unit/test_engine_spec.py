@@ -369,6 +369,22 @@ class VersionRuleTests(SynchronousTestCase):
         self.assertEqual(len(parse_create(vd, (1, 48)).warnings), 1)
         self.assertEqual(parse_create(vd, (1, 47)).warnings, ())
 
+    def test_interface_sysctls_from_148(self) -> None:
+        """Per-interface sysctls must be endpoint driver options from API 1.48 (own netns)."""
+        body = _hc(Sysctls={"net.ipv4.conf.eth0.forwarding": "1"})
+        self.assertEqual(
+            _err(body, (1, 48)),
+            'interface specific sysctl setting "net.ipv4.conf.eth0.forwarding" must be supplied '
+            "using driver option 'com.docker.network.endpoint.sysctls'",
+        )
+        self.assertEqual(
+            parse_create(body, (1, 47)).runtime.sysctls, {"net.ipv4.conf.eth0.forwarding": "1"}
+        )
+        self.assertEqual(
+            parse_create(_hc(Sysctls={"net.ipv4.ip_forward": "1"}), (1, 50)).runtime.sysctls,
+            {"net.ipv4.ip_forward": "1"},
+        )
+
     def test_pids_limit_unlimited(self) -> None:
         """PidsLimit 0 or negative means no limit (dropped)."""
         self.assertIsNone(parse_create(_hc(PidsLimit=-1)).resources.pids_limit)

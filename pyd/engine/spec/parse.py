@@ -226,7 +226,25 @@ def _version_rules(
                 break
     if (hc.get("PidsLimit") or 0) <= 0:
         hc.pop("PidsLimit", None)
+    _interface_sysctls(hc, v)
     return warnings
+
+
+def _interface_sysctls(hc: Mapping[str, Any], v: tuple[int, int]) -> None:
+    """dockerd's C{handleSysctlBC}: from API 1.48 a per-interface sysctl (C{net.*.*.eth0.*}) of a
+    container with its own network namespace must be an endpoint driver option. Older clients'
+    are applied on the interface as given (dockerd moves them to that option; same effect).
+    dockerd answers a plain error (a 500); pyd a 400 with its text."""
+    mode = str(hc.get("NetworkMode") or "")
+    if v < (1, 48) or mode == "host" or mode.startswith("container:"):
+        return
+    for key in hc.get("Sysctls") or {}:
+        parts = key.split(".", 4)
+        if len(parts) == 5 and parts[0] == "net" and parts[3].startswith("eth"):
+            raise InvalidParameter(
+                f"interface specific sysctl setting {go_quote(key)} must be supplied using "
+                "driver option 'com.docker.network.endpoint.sysctls'"
+            )
 
 
 def main_network(network_mode: str) -> str | None:
