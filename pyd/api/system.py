@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -17,6 +18,7 @@ from pyd.api.timeparse import parse_time_nano
 from pyd.api.visibility import redact_event, visibility
 from pyd.api.wire import check_filters, json_body, parse_filters, qstr
 from pyd.core.records import Event
+from pyd.engine.container_config import LOG_DRIVERS as LOG_PLUGINS
 from pyd.engine.events import EventFilter, EventService
 from pyd.engine.system import SystemService
 
@@ -115,6 +117,7 @@ class SystemRouter:
         i = await self._system.info()
         c = i.counts
         h = i.host
+        f = h.features
         body = {
             "ID": i.daemon_id,
             "Name": i.name,
@@ -124,46 +127,54 @@ class SystemRouter:
             "ContainersStopped": c.get("ContainersStopped", 0),
             "Images": c.get("Images", 0),
             "Driver": "overlay2",
-            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+            "DriverStatus": [
+                ["Backing Filesystem", f.backing_fs],
+                ["Supports d_type", "true" if f.d_type else "false"],
+                ["Using metacopy", "false"],
+                ["Native Overlay Diff", "true"],
+                ["userxattr", "false"],
+            ],
             "Plugins": {
                 "Volume": ["local"],
                 "Network": ["bridge", "host", "null"],
                 "Authorization": None,
-                "Log": ["json-file", "local"],
+                "Log": list(LOG_PLUGINS),
             },
-            "MemoryLimit": True,
-            "SwapLimit": False,
-            "KernelMemoryTCP": False,
-            "CpuCfsPeriod": True,
-            "CpuCfsQuota": True,
-            "CPUShares": True,
-            "CPUSet": True,
-            "PidsLimit": True,
-            "IPv4Forwarding": True,
+            "MemoryLimit": f.memory_limit,
+            "SwapLimit": f.swap_limit,
+            "KernelMemoryTCP": f.kernel_memory_tcp,
+            "CpuCfsPeriod": f.cpu_cfs,
+            "CpuCfsQuota": f.cpu_cfs,
+            "CPUShares": f.cpu_shares,
+            "CPUSet": f.cpuset,
+            "PidsLimit": f.pids_limit,
+            "IPv4Forwarding": i.live.ipv4_forwarding,
             "Debug": i.debug,
-            "NFd": 0,
-            "OomKillDisable": False,
-            "NGoroutines": 0,
+            "NFd": i.live.nfd,
+            "OomKillDisable": f.oom_kill_disable,
+            # Python has no goroutines: the daemon's threads stand in (reactor + pools).
+            "NGoroutines": i.live.nthreads,
             "SystemTime": _now_rfc3339(self._clock),
-            "LoggingDriver": "json-file",
+            "LoggingDriver": i.logging_driver,
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": h.cgroup_version,
             "NEventsListener": self._events.subscriber_count,
             "KernelVersion": h.kernel,
             "OperatingSystem": h.os_name,
-            "OSVersion": "",
+            "OSVersion": f.os_version,
             "OSType": "linux",
             "Architecture": h.arch,
             "IndexServerAddress": "https://index.docker.io/v1/",
             "RegistryConfig": {
-                "InsecureRegistryCIDRs": ["::1/128", "127.0.0.0/8"],
+                "InsecureRegistryCIDRs": insecure_cidrs(i.insecure_registries),
                 "IndexConfigs": {
                     "docker.io": {
                         "Name": "docker.io",
                         "Mirrors": list(i.registry_mirrors),
                         "Secure": True,
                         "Official": True,
-                    }
+                    },
+                    **insecure_indexes(i.insecure_registries),
                 },
                 "Mirrors": list(i.registry_mirrors),
                 "InsecureRegistries": list(i.insecure_registries),
@@ -172,11 +183,11 @@ class SystemRouter:
             "MemTotal": h.mem_total,
             "GenericResources": None,
             "DockerRootDir": i.data_root,
-            "HttpProxy": "",
-            "HttpsProxy": "",
-            "NoProxy": "",
+            "HttpProxy": i.http_proxy,
+            "HttpsProxy": i.https_proxy,
+            "NoProxy": i.no_proxy,
             "Labels": list(i.labels),
-            "ExperimentalBuild": False,
+            "ExperimentalBuild": i.experimental,
             "ServerVersion": ENGINE_VERSION,
             "Runtimes": {k: {"path": v} for k, v in i.runtimes.items()},
             "DefaultRuntime": i.default_runtime,
@@ -188,9 +199,9 @@ class SystemRouter:
                 "Error": "",
                 "RemoteManagers": None,
             },
-            "LiveRestoreEnabled": True,
+            "LiveRestoreEnabled": i.live_restore,
             "Isolation": "",
-            "InitBinary": "docker-init",
+            "InitBinary": f.init_binary,
             "ContainerdCommit": {"ID": ""},
             "RuncCommit": {"ID": ""},
             "InitCommit": {"ID": ""},
@@ -311,3 +322,28 @@ def _now_rfc3339(clock: Any) -> str:
     from pyd.api.timeparse import rfc3339_nano
 
     return rfc3339_nano(int(clock.seconds() * 1e9))
+
+
+def insecure_cidrs(registries: tuple[str, ...]) -> list[str]:
+    """dockerd's InsecureRegistryCIDRs: the configured CIDRs, then loopback (always insecure)."""
+    out = []
+    for r in registries:
+        try:
+            out.append(str(ipaddress.ip_network(r, strict=False)))
+        except ValueError:
+            continue
+    return [*out, "::1/128", "127.0.0.0/8"]
+
+
+def insecure_indexes(registries: tuple[str, ...]) -> dict[str, Any]:
+    """dockerd's IndexConfigs entries for insecure registries named by host (not CIDR)."""
+    out: dict[str, Any] = {}
+    for r in registries:
+        try:
+            ipaddress.ip_network(r, strict=False)
+            continue
+        except ValueError:
+            pass
+        name = r.removeprefix("http://").removeprefix("https://").rstrip("/")
+        out[name] = {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
+    return out

@@ -42,6 +42,7 @@ from pyd.config.base import (
 )
 from pyd.config.dockerd import DOCKERD_OPTIONS, NESTED
 from pyd.config.limits import LIMIT_OPTIONS
+from pyd.engine.container_config import LOG_DRIVERS
 
 DEFAULT_CONFIG_FILE = "/etc/pyd/daemon.json"
 # A host moving from dockerd keeps its file: read when pyd's own does not exist.
@@ -280,6 +281,8 @@ OPTIONS: tuple[Option, ...] = (
         "json-file",
         "log-driver",
         doc="Default container log driver",
+        accepts=lambda v: v in LOG_DRIVERS,
+        refuse=f"pyd's log drivers are {', '.join(LOG_DRIVERS)}",
     ),
     Option(
         "log-opts",

@@ -93,7 +93,7 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         db_blocking=ThreadPoolBlocking(reactor, db_pool.pool),
         io=io,
         runner=runner,
-        host=HostFacts.read(),
+        host=HostFacts.read(config.data_root, os.path.basename(init_path)),
         cap_bounding=bounding,
         init_path=init_path,
         runtime=runtime,

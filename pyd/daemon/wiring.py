@@ -205,6 +205,7 @@ def build_service(
         drv.host,
         config,
         contributors=[VolumesDiskUsage(volumes), ImagesDiskUsage(images), containers],
+        blocking=io,
     )
 
     async def load_identity() -> None:

@@ -14,6 +14,17 @@ from typing import Any, Protocol
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
 
+from pyd.core.seams import Blocking
+from pyd.engine.hostinfo import (
+    HostFeatures,
+    LiveFacts,
+    mask_credentials,
+    proxy_setting,
+    read_features,
+    read_live,
+    warnings,
+)
+
 
 class SystemContributor(Protocol):
     """An area that reports counts for C{/info} and usage for C{/system/df}."""
@@ -38,9 +49,10 @@ class HostFacts:
     mem_total: int
     cgroup_version: str
     hostname: str
+    features: HostFeatures = attrs.field(factory=HostFeatures)
 
     @classmethod
-    def read(cls) -> HostFacts:
+    def read(cls, data_root: str = "/var/lib/pyd", init_path: str = "") -> HostFacts:
         """Read /proc and /etc (blocking; call before the reactor runs or in a thread)."""
         mem = 0
         try:
@@ -68,6 +80,7 @@ class HostFacts:
             mem_total=mem,
             cgroup_version=cg,
             hostname=platform.node(),
+            features=read_features(data_root, init_path),
         )
 
 
@@ -88,6 +101,13 @@ class SystemInfo:
     default_runtime: str
     security_options: tuple[str, ...]
     warnings: tuple[str, ...]
+    live: LiveFacts = attrs.field(factory=lambda: LiveFacts(False, 0, 0))
+    experimental: bool = False
+    logging_driver: str = "json-file"
+    live_restore: bool = True
+    http_proxy: str = ""
+    https_proxy: str = ""
+    no_proxy: str = ""
 
 
 class SystemService:
@@ -99,14 +119,20 @@ class SystemService:
         host: HostFacts,
         config: Any,
         contributors: Sequence[SystemContributor] = (),
+        blocking: Blocking | None = None,
     ) -> None:
         self.daemon_id = daemon_id
         self.host = host
         self.config = config
         self._contributors: list[SystemContributor] = list(contributors)
-        self.runtimes: dict[str, str] = {}
+        self._blocking = blocking
+        f = host.features
+        self.runtimes: dict[str, str] = dict(f.runtimes)
         self.default_runtime = "crun"
-        self.security_options: list[str] = []
+        # As dockerd lists them: the built-in seccomp profile; a private cgroup namespace on v2.
+        self.security_options: list[str] = ["name=seccomp,profile=builtin"]
+        if host.cgroup_version == "2":
+            self.security_options.append("name=cgroupns")
 
     def add_contributor(self, contributor: SystemContributor) -> None:
         """Include another area in info counts and df."""
@@ -126,6 +152,7 @@ class SystemService:
         )
         for p in parts:
             counts.update(p)
+        live = await self._blocking.run(read_live) if self._blocking else read_live()
         cfg = self.config
         return SystemInfo(
             daemon_id=self.daemon_id,
@@ -136,12 +163,29 @@ class SystemService:
             labels=tuple(cfg.labels),
             insecure_registries=tuple(cfg.insecure_registries),
             registry_mirrors=tuple(cfg.registry_mirrors),
-            debug=cfg.log_level == "debug",
+            debug=cfg.effective_log_level() == "debug",
             runtimes=dict(self.runtimes),
             default_runtime=self.default_runtime,
             security_options=tuple(self.security_options),
-            warnings=(),
+            warnings=tuple(warnings(self.host.features, live, self._tcp_hosts())),
+            live=live,
+            experimental=bool(cfg.experimental),
+            logging_driver=cfg.log_driver,
+            live_restore=bool(cfg.live_restore),
+            http_proxy=mask_credentials(proxy_setting(cfg.http_proxy, "HTTP_PROXY", "http_proxy")),
+            https_proxy=mask_credentials(
+                proxy_setting(cfg.https_proxy, "HTTPS_PROXY", "https_proxy")
+            ),
+            no_proxy=proxy_setting(cfg.no_proxy, "NO_PROXY", "no_proxy"),
         )
+
+    def _tcp_hosts(self) -> list[tuple[str, bool, bool]]:
+        out = []
+        for h in self.config.default_hosts():
+            if h.startswith("tcp://"):
+                tls = bool(self.config.tls or self.config.tlsverify)
+                out.append((h[len("tcp://") :], tls, bool(self.config.tlsverify)))
+        return out
 
     async def disk_usage(self) -> dict[str, Any]:
         """Merge every area's df fragment (keys: layers_size, images, containers, volumes)."""
