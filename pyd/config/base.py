@@ -133,9 +133,7 @@ class Option:
         if self.inert:
             return f"accepted without effect: {self.inert}"
         if self.accepts is not None:
-            if self.accepts(self.default):
-                return f"only the default accepted, other values refused: {self.refuse}"
-            return f"refused: {self.refuse}"
+            return f"honoured as far as accepted; other values refused: {self.refuse}"
         return "honoured"
 
     def check(self, value: Any) -> str | None:
