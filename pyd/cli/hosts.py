@@ -54,6 +54,7 @@ def ls_rows(items: Sequence[Context], current: str) -> list[dict[str, Any]]:
             "DockerEndpoint": c.host,
             "TLS": "yes" if c.has_tls else "no",
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
+            "Error": "",
         }
         for c in items
     ]
