@@ -14,7 +14,9 @@ connection, once per connection:
     C{docker} group;
   - plain TCP (only with the loudly named opt-in): admin, as the flag says.
 
-What each role may do (docs/security.md has the table, one row per endpoint or option):
+What each role may do (docs/security.md has the table, one row per endpoint or option; each
+route declares its least role where it is defined, L{pyd.api.base.role}, and the rules below
+decide on the route the root matched, C{request.pyd_route}):
 
   - C{viewer}: GET/HEAD of inspect, list, logs, events, stats, top, changes, version, info, df
     (C{/_ping} is always open). Nothing that returns file contents (export, archive, image save).
@@ -34,7 +36,6 @@ import errno
 import grp
 import os
 import pwd
-import re
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -44,6 +45,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from pyd.api.base import Route
 from pyd.api.exec import exec_config
 from pyd.api.wire import create_spec_of, qbool, read_json_object
 from pyd.core import certs
@@ -62,24 +64,6 @@ ROLES = certs.ROLES
 _RANK = {"viewer": 0, "operator": 1, "admin": 2}
 _MAX_DEPTH = 8  # container:X chains followed before giving up (refused)
 
-_VIEWER_READS = re.compile(
-    r"^/(?:"
-    r"containers/json"
-    r"|containers/[^/]+/(?:json|logs|stats|top|changes)"
-    r"|images/json"
-    r"|images/.+/(?:json|history)"
-    r"|networks|networks/[^/]+"
-    r"|volumes|volumes/[^/]+"
-    r"|exec/[^/]+/json"
-    r"|distribution/.+/json"
-    r"|events|version|info|system/df|plugins"
-    r")/?$"
-)
-# First path segments an operator may write to; anything else (plugins, swarm, session, grpc,
-# endpoints a later version adds) is admin-only until someone decides otherwise.
-_OPERATOR_WRITES = frozenset(
-    ("containers", "images", "networks", "volumes", "exec", "build", "commit", "auth")
-)
 _JOINABLE_NS = ("NetworkMode", "PidMode", "IpcMode")
 # Capabilities an operator may add: Docker's defaults (re-adding after a drop) plus those that
 # act only inside the container's own namespaces or only on resources (denial of service is out
@@ -562,28 +546,34 @@ class _Ctx:
 async def check(
     role: str, method: str, path: str, request: Any, policy: Policy, lookup: Lookup | None = None
 ) -> None:
-    """Check one call for a non-admin role. @raise Forbidden: naming the role and the rule."""
-    path = re.sub("/{2,}", "/", path).rstrip("/") or "/"
-    if role == "viewer":
-        if method in ("GET", "HEAD") and _VIEWER_READS.match(path):
-            return
-        raise _deny(role, f"{method} {path} (viewers may only inspect, list, and read logs)")
-    if role != "operator":
+    """Check one call for a non-admin role. @raise Forbidden: naming the role and the rule.
+
+    The decision is on the route the root matched (C{request.pyd_route}, the one it will
+    dispatch to): the least role the route declares where it is defined
+    (L{pyd.api.base.role}), then the operator's rules on that route's arguments and body.
+    """
+    route: Route | None = getattr(request, "pyd_route", _NO_ROUTE)
+    if route is _NO_ROUTE:
+        raise _deny(role, f"{method} {path} (a call the root did not route)")
+    if route is None:
+        return  # no handler runs: the router answers 404, 405 or a redirect
+    if _RANK.get(role, -1) < _RANK[route.least_role]:
+        if role == "viewer":
+            raise _deny(role, f"{method} {path} (viewers may only inspect, list, and read logs)")
+        if role == "operator":
+            raise _deny(role, f"{method} {path} (admin only)")
         raise _deny(role, "do anything (unknown role)")
+    if role != "operator":
+        return
     ctx = _Ctx(role, policy, lookup or NoLookup())
-    parts = path.split("/")
-    first = parts[1] if len(parts) > 1 else ""
-    if method not in ("GET", "HEAD") and first not in _OPERATOR_WRITES:
-        raise ctx.deny(f"{method} {path} (admin only)")
-    ref = parts[2] if len(parts) > 2 else ""
-    action = "/".join(parts[3:])
-    if first == "containers" and ref and ref not in ("create", "json", "prune"):
+    first, ref, action = route.parts()
+    if first == "containers" and ref:
         await _check_container_call(ctx, method, ref, action, request)
     elif first == "exec" and method == "POST" and action == "start":
         await _check_exec_start(ctx, ref)
     elif method != "POST":
         return
-    elif path == "/containers/create":
+    elif (first, action) == ("containers", "create"):
         # The typed spec the handler creates from (parsed once, kept on the request): Go's
         # case-insensitive keys and duplicate-key merging mean the same here as in the engine.
         spec = create_spec_of(request, ctx.lookup.parse_create)
@@ -592,10 +582,13 @@ async def check(
             _check_network(ctx, str(net))
     elif first == "networks" and action == "connect":
         _check_network(ctx, ref)
-    elif path == "/volumes/create":
+    elif (first, action) == ("volumes", "create"):
         _check_volume_create(ctx, _body(request).get("DriverOpts"))
-    elif path == "/build":
+    elif (first, action) == ("build", ""):
         await _check_build(ctx, request)
+
+
+_NO_ROUTE: Any = object()
 
 
 def _check_network(ctx: _Ctx, ref: str) -> None:

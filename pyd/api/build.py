@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import make_app
+from pyd.api.base import make_app, role
 from pyd.api.distribution import auth_from_json
 from pyd.api.streams import JSONLines
 from pyd.api.wire import json_body, qbool, qint, qlist, qstr
@@ -191,6 +191,7 @@ class BuildRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/build", methods=["POST"])
+    @role("operator")
     async def build(self, request: IRequest) -> None:
         """Run a classic build, streaming its output."""
         options = options_from_request(request)
@@ -216,12 +217,14 @@ class BuildRouter:
         out.finish()
 
     @app.route("/build/prune", methods=["POST"])
+    @role("operator")
     async def prune(self, request: IRequest) -> bytes:
         """Remove the builder's leftover scratch data."""
         ids, size = await self._builds.prune()
         return json_body(request, {"CachesDeleted": ids, "SpaceReclaimed": size})
 
     @app.route("/build/cancel", methods=["POST"])
+    @role("operator")
     def cancel(self, request: IRequest) -> bytes:
         """BuildKit's cancel: nothing to do for the classic builder."""
         return json_body(request, {})

@@ -12,7 +12,7 @@ from __future__ import annotations
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import make_app
+from pyd.api.base import make_app, role
 from pyd.api.wire import json_body
 from pyd.core.errors import NotFound, Unavailable, Unsupported
 
@@ -38,11 +38,13 @@ class ClusterRouter:
 
     @app.route("/swarm/init", methods=["POST"])
     @app.route("/swarm/join", methods=["POST"])
+    @role("admin")
     def create_or_join(self, request: IRequest) -> bytes:
         """C{docker swarm init|join}: 501."""
         raise Unsupported(NO_SWARM)
 
     @app.route("/swarm/leave", methods=["POST"])
+    @role("admin")
     def leave(self, request: IRequest) -> bytes:
         """C{docker swarm leave} outside a swarm: dockerd's 503."""
         raise Unavailable("This node is not part of a swarm")
@@ -53,16 +55,19 @@ class ClusterRouter:
     @app.route("/tasks", methods=ALL_METHODS, branch=True)
     @app.route("/secrets", methods=ALL_METHODS, branch=True)
     @app.route("/configs", methods=ALL_METHODS, branch=True)
+    @role("admin", reads="operator")
     def not_a_manager(self, request: IRequest) -> bytes:
         """Every other swarm-mode call: dockerd's 503 outside a swarm."""
         raise Unavailable(NOT_A_MANAGER)
 
     @app.route("/plugins", methods=["GET"])
+    @role("viewer")
     def plugins(self, request: IRequest) -> bytes:
         """C{docker plugin ls}: none."""
         return json_body(request, [])
 
     @app.route("/plugins/<path:rest>", methods=ALL_METHODS)
+    @role("admin", reads="operator")
     def plugin_operation(self, request: IRequest, rest: str) -> bytes:
         """Inspecting, enabling or removing a named plugin: none exists (404); installing one
         (C{pull}, C{create}, C{privileges}): 501."""

@@ -12,7 +12,7 @@ from typing import IO, Any
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app
+from pyd.api.base import api_version, make_app, role
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
 from pyd.api.wire import json_body, qbool, qint, qstr
 from pyd.core.errors import InvalidParameter, Unsupported
@@ -65,6 +65,7 @@ class ContainerStreamsRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/containers/<ref>/attach", methods=["POST"])
+    @role("operator")
     async def attach(self, request: Any, ref: str) -> None:
         """Hijack the connection and join it to the container's stdio."""
         opts = AttachOptions(
@@ -82,11 +83,13 @@ class ContainerStreamsRouter:
         session.bind(FramedSink(stream, framed=not target.tty))
 
     @app.route("/containers/<ref>/attach/ws", methods=["GET"])
+    @role("operator")
     def attach_ws(self, request: IRequest, ref: str) -> bytes:
         """Websocket attach is not offered."""
         raise Unsupported("attach over websocket is not supported by pyd")
 
     @app.route("/containers/<ref>/resize", methods=["POST"])
+    @role("operator")
     async def resize(self, request: IRequest, ref: str) -> bytes:
         """Resize the TTY (C{h}, C{w})."""
         await self._attach.resize(ref, qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
@@ -100,6 +103,7 @@ class ContainerStreamsRouter:
         return path
 
     @app.route("/containers/<ref>/archive", methods=["HEAD"])
+    @role("operator")
     async def archive_head(self, request: IRequest, ref: str) -> bytes:
         """The path's stat in C{X-Docker-Container-Path-Stat} (404: the CLI renames on copy)."""
         stat = await self._archive.stat(ref, self._path(request))
@@ -108,6 +112,7 @@ class ContainerStreamsRouter:
         return b""
 
     @app.route("/containers/<ref>/archive", methods=["GET"])
+    @role("operator")
     async def archive_get(self, request: IRequest, ref: str) -> None:
         """A tar of the path (rooted at its base name) plus the stat header."""
         stat, f = await self._archive.get(ref, self._path(request))
@@ -115,6 +120,7 @@ class ContainerStreamsRouter:
         await send_file(request, f, b"application/x-tar")
 
     @app.route("/containers/<ref>/archive", methods=["PUT"])
+    @role("operator")
     async def archive_put(self, request: IRequest, ref: str) -> bytes:
         """Extract the uploaded tar into the directory C{path}."""
         content = request.content
@@ -131,12 +137,14 @@ class ContainerStreamsRouter:
         return b""
 
     @app.route("/containers/<ref>/export", methods=["GET"])
+    @role("operator")
     async def export(self, request: IRequest, ref: str) -> None:
         """The root filesystem as a tar."""
         f = await self._archive.export(ref)
         await send_file(request, f, b"application/x-tar")
 
     @app.route("/containers/<ref>/changes", methods=["GET"])
+    @role("viewer")
     async def changes(self, request: IRequest, ref: str) -> bytes:
         """C{docker diff}: C{[{Path, Kind}]}."""
         changes = await self._archive.changes(ref)

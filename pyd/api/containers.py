@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app
+from pyd.api.base import api_version, make_app, role
 from pyd.api.streams import STDERR, STDOUT, frame_header
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
 from pyd.api.visibility import redact_inspect
@@ -444,6 +444,7 @@ class ContainersRouter:
     # --- create / list / inspect ----------------------------------------------------------------
 
     @app.route("/containers/create", methods=["POST"])
+    @role("operator")
     async def create(self, request: IRequest) -> bytes:
         """C{POST /containers/create?name=}."""
         spec = create_spec_of(request, self._svc.parse_create)
@@ -452,6 +453,7 @@ class ContainersRouter:
         return json_body(request, {"Id": cid, "Warnings": warnings}, 201)
 
     @app.route("/containers/json", methods=["GET"])
+    @role("viewer")
     async def list_containers(self, request: IRequest) -> bytes:
         """C{GET /containers/json}."""
         filters = parse_filters(request)
@@ -506,6 +508,7 @@ class ContainersRouter:
         return json_body(request, out)
 
     @app.route("/containers/<string:ref>/json", methods=["GET"])
+    @role("viewer")
     async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{GET /containers/{id}/json}."""
         c = self._svc.resolve(ref)
@@ -523,48 +526,56 @@ class ContainersRouter:
     # --- lifecycle ------------------------------------------------------------------------------
 
     @app.route("/containers/<string:ref>/start", methods=["POST"])
+    @role("operator")
     async def start(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/start}."""
         await self._svc.start(ref)
         return no_content(request)
 
     @app.route("/containers/<string:ref>/stop", methods=["POST"])
+    @role("operator")
     async def stop(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/stop?t=&signal=}."""
         await self._svc.stop(ref, qint(request, "t"), qstr(request, "signal") or None)
         return no_content(request)
 
     @app.route("/containers/<string:ref>/restart", methods=["POST"])
+    @role("operator")
     async def restart(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/restart?t=&signal=}."""
         await self._svc.restart(ref, qint(request, "t"), qstr(request, "signal") or None)
         return no_content(request)
 
     @app.route("/containers/<string:ref>/kill", methods=["POST"])
+    @role("operator")
     async def kill(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/kill?signal=}."""
         await self._svc.kill(ref, qstr(request, "signal") or None)
         return no_content(request)
 
     @app.route("/containers/<string:ref>/pause", methods=["POST"])
+    @role("operator")
     async def pause(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/pause}."""
         await self._svc.pause(ref)
         return no_content(request)
 
     @app.route("/containers/<string:ref>/unpause", methods=["POST"])
+    @role("operator")
     async def unpause(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/unpause}."""
         await self._svc.unpause(ref)
         return no_content(request)
 
     @app.route("/containers/<string:ref>/rename", methods=["POST"])
+    @role("operator")
     async def rename(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/rename?name=}."""
         await self._svc.rename(ref, qstr(request, "name") or "")
         return no_content(request)
 
     @app.route("/containers/<string:ref>/update", methods=["POST"])
+    @role("operator")
     async def update(self, request: IRequest, ref: str) -> bytes:
         """C{POST /containers/{id}/update}."""
         body = read_json_object(request, required=False)
@@ -572,6 +583,7 @@ class ContainersRouter:
         return json_body(request, {"Warnings": warnings})
 
     @app.route("/containers/<string:ref>", methods=["DELETE"])
+    @role("operator")
     async def remove(self, request: IRequest, ref: str) -> bytes:
         """C{DELETE /containers/{id}?force=&v=&link=}."""
         if qbool(request, "link"):
@@ -583,6 +595,7 @@ class ContainersRouter:
         return no_content(request)
 
     @app.route("/containers/prune", methods=["POST"])
+    @role("operator")
     async def prune(self, request: IRequest) -> bytes:
         """C{POST /containers/prune?filters=}."""
         filters = parse_filters(request)
@@ -605,6 +618,7 @@ class ContainersRouter:
     # --- wait -----------------------------------------------------------------------------------
 
     @app.route("/containers/<string:ref>/wait", methods=["POST"])
+    @role("operator")
     async def wait(self, request: Any, ref: str) -> bytes:
         """C{POST /containers/{id}/wait?condition=}: headers at once, the body at the exit."""
         condition = qstr(request, "condition") or "not-running"
@@ -628,6 +642,7 @@ class ContainersRouter:
     # --- logs -----------------------------------------------------------------------------------
 
     @app.route("/containers/<string:ref>/logs", methods=["GET"])
+    @role("viewer")
     async def logs(self, request: Any, ref: str) -> Any:
         """C{GET /containers/{id}/logs}: k8s-file log as stdcopy frames (raw with a TTY)."""
         stdout = qbool(request, "stdout")

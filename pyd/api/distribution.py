@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import make_app
+from pyd.api.base import make_app, role
 from pyd.api.streams import JSONLines
 from pyd.api.wire import json_body, parse_filters, qstr, read_json_object
 from pyd.core.errors import InvalidParameter, PydError
@@ -292,6 +292,7 @@ class DistributionRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/distribution/<path:name>/json", methods=["GET"])
+    @role("viewer")
     async def inspect(self, request: IRequest, name: str) -> bytes:
         """C{{"Descriptor": {mediaType, digest, size}, "Platforms": [...]}}."""
         auth = decode_registry_auth(request.getHeader("x-registry-auth"))

@@ -7,7 +7,7 @@ from typing import Any
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app
+from pyd.api.base import api_version, make_app, role
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
 from pyd.api.visibility import visibility
 from pyd.api.wire import json_body, qint, read_json_object
@@ -102,6 +102,7 @@ class ExecRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/containers/<ref>/exec", methods=["POST"])
+    @role("operator")
     async def create(self, request: IRequest, ref: str) -> bytes:
         """Register an exec; 201 C{{"Id": ...}}."""
         body = read_json_object(request)
@@ -109,6 +110,7 @@ class ExecRouter:
         return json_body(request, {"Id": session.id}, 201)
 
     @app.route("/exec/<exec_id>/json", methods=["GET"])
+    @role("viewer")
     async def inspect(self, request: IRequest, exec_id: str) -> bytes:
         """The session's state; C{ExitCode} is what C{docker exec} exits with. An exec into a
         container the caller may not see into is no such exec for them (L{visibility})."""
@@ -119,6 +121,7 @@ class ExecRouter:
         return json_body(request, exec_json(session))
 
     @app.route("/exec/<exec_id>/resize", methods=["POST"])
+    @role("operator")
     async def resize(self, request: IRequest, exec_id: str) -> bytes:
         """Resize the exec's TTY."""
         h = qint(request, "h", 0) or 0
@@ -128,6 +131,7 @@ class ExecRouter:
         return b""
 
     @app.route("/exec/<exec_id>/start", methods=["POST"])
+    @role("operator")
     async def start(self, request: Any, exec_id: str) -> bytes | None:
         """Start it: detached (200, no body) or on the hijacked connection."""
         body = read_json_object(request, required=False)

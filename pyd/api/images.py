@@ -18,7 +18,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from zope.interface import implementer
 
-from pyd.api.base import api_version, make_app
+from pyd.api.base import api_version, make_app, role
 from pyd.api.streams import JSONLines
 from pyd.api.wire import (
     check_filters,
@@ -291,6 +291,7 @@ class ImagesRouter:
     # --- local store -------------------------------------------------------------------------
 
     @app.route("/images/json", methods=["GET"])
+    @role("viewer")
     async def list_images(self, request: IRequest) -> bytes:
         """C{docker images}."""
         filters = parse_filters(request)
@@ -300,6 +301,7 @@ class ImagesRouter:
         return json_body(request, [image_summary(i, version=version) for i in images])
 
     @app.route("/images/<path:name>/json", methods=["GET"])
+    @role("viewer")
     async def inspect(self, request: IRequest, name: str) -> bytes:
         """C{docker image inspect}."""
         img = await self._images.inspect(name)
@@ -307,6 +309,7 @@ class ImagesRouter:
         return json_body(request, image_inspect(img, dirs, api_version(request)))
 
     @app.route("/images/<path:name>/history", methods=["GET"])
+    @role("viewer")
     async def history(self, request: IRequest, name: str) -> bytes:
         """C{docker history}."""
         rows = await self._images.history(name)
@@ -326,6 +329,7 @@ class ImagesRouter:
         )
 
     @app.route("/images/<path:name>/tag", methods=["POST"])
+    @role("operator")
     async def tag(self, request: IRequest, name: str) -> bytes:
         """C{docker tag}: 201 with no body."""
         repo = qstr(request, "repo") or ""
@@ -337,6 +341,7 @@ class ImagesRouter:
         return b""
 
     @app.route("/images/<path:name>", methods=["DELETE"])
+    @role("operator")
     async def delete(self, request: IRequest, name: str) -> bytes:
         """C{docker rmi}."""
         items = await self._images.delete(
@@ -345,6 +350,7 @@ class ImagesRouter:
         return json_body(request, _delete_json(items))
 
     @app.route("/images/prune", methods=["POST"])
+    @role("operator")
     async def prune(self, request: IRequest) -> bytes:
         """C{docker image prune}."""
         filters = parse_filters(request)
@@ -359,6 +365,7 @@ class ImagesRouter:
         )
 
     @app.route("/images/get", methods=["GET"])
+    @role("operator")
     async def save_many(self, request: IRequest) -> None:
         """C{docker save a b c}."""
         names = qlist(request, "names")
@@ -367,6 +374,7 @@ class ImagesRouter:
         await self._save(request, names)
 
     @app.route("/images/<path:name>/get", methods=["GET"])
+    @role("operator")
     async def save_one(self, request: IRequest, name: str) -> None:
         """C{GET /images/{name}/get}."""
         await self._save(request, [name])
@@ -385,6 +393,7 @@ class ImagesRouter:
             await self._images.discard(path)
 
     @app.route("/images/load", methods=["POST"])
+    @role("operator")
     async def load(self, request: IRequest) -> None:
         """C{docker load}: JSON lines C{{"stream": "Loaded image: x\\n"}}."""
         quiet = qbool(request, "quiet")
@@ -402,6 +411,7 @@ class ImagesRouter:
         _ = quiet  # the CLI shows the same lines either way (progress bars come only from pulls)
 
     @app.route("/images/create", methods=["POST"])
+    @role("operator")
     async def create(self, request: IRequest) -> Any:
         """C{docker import} (C{fromSrc}) here; C{docker pull} (C{fromImage}) goes to the registry area."""
         from_image = qstr(request, "fromImage")
@@ -440,6 +450,7 @@ class ImagesRouter:
         out.finish()
 
     @app.route("/commit", methods=["POST"])
+    @role("operator")
     async def commit(self, request: IRequest) -> bytes:
         """C{docker commit}: 201 C{{"Id": "sha256:..."}}."""
         name = qstr(request, "container") or ""
@@ -473,6 +484,7 @@ class ImagesRouter:
         return await ensureDeferred(_as_coro(self.distribution.pull(request, from_image, tag)))
 
     @app.route("/images/search", methods=["GET"])
+    @role("operator")
     async def search(self, request: IRequest) -> Any:
         """C{docker search} (registry area)."""
         if self.distribution is None:
@@ -482,6 +494,7 @@ class ImagesRouter:
         return await ensureDeferred(_as_coro(self.distribution.search(request)))
 
     @app.route("/images/<path:name>/push", methods=["POST"])
+    @role("operator")
     async def push(self, request: IRequest, name: str) -> Any:
         """C{docker push} (registry area)."""
         if self.distribution is None:
@@ -491,6 +504,7 @@ class ImagesRouter:
         return await ensureDeferred(_as_coro(self.distribution.push(request, name)))
 
     @app.route("/auth", methods=["POST"])
+    @role("operator")
     async def auth(self, request: IRequest) -> Any:
         """C{docker login} (registry area)."""
         if self.distribution is None:

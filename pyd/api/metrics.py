@@ -9,7 +9,7 @@ from twisted.internet.task import deferLater
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import make_app
+from pyd.api.base import make_app, role
 from pyd.api.streams import JSONLines
 from pyd.api.wire import json_body, qbool, qstr
 from pyd.engine.metrics import StatsSample, StatsService, TopService
@@ -126,6 +126,7 @@ class MetricsRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/containers/<ref>/top", methods=["GET"])
+    @role("viewer")
     async def top(self, request: IRequest, ref: str) -> bytes:
         """C{{Titles, Processes}} from the host's C{ps}."""
         result = await self._top.top(ref, qstr(request, "ps_args") or "")
@@ -135,6 +136,7 @@ class MetricsRouter:
         )
 
     @app.route("/containers/<ref>/stats", methods=["GET"])
+    @role("viewer")
     async def stats(self, request: Any, ref: str) -> bytes | None:
         """One sample (C{stream=0}, two reads 0.5 s apart unless C{one-shot}) or one per second."""
         stream = qbool(request, "stream", True)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import make_app
+from pyd.api.base import make_app, role
 from pyd.api.timeparse import rfc3339_nano
 from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json, read_json_object
 from pyd.core.errors import InvalidParameter, NotFound
@@ -148,12 +148,14 @@ class NetworksRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/networks", methods=["GET"])
+    @role("viewer")
     async def list_all(self, request: IRequest) -> bytes:
         """C{docker network ls}."""
         views = await self._b.list_networks(parse_filters(request))
         return json_body(request, [network_json(v) for v in views])
 
     @app.route("/networks/json", methods=["GET"])
+    @role("viewer")
     async def list_networks_json(self, request: IRequest) -> bytes:
         """Old clients list under C{/networks/json}... unless a network is called C{json}."""
         try:
@@ -163,6 +165,7 @@ class NetworksRouter:
         return json_body(request, network_json(view))
 
     @app.route("/networks/create", methods=["POST"])
+    @role("operator")
     async def create(self, request: IRequest) -> bytes:
         """C{docker network create}."""
         req = parse_create(read_json_object(request))
@@ -170,12 +173,14 @@ class NetworksRouter:
         return json_body(request, {"Id": n.id, "Warning": warning}, 201)
 
     @app.route("/networks/prune", methods=["POST"])
+    @role("operator")
     async def prune(self, request: IRequest) -> bytes:
         """C{docker network prune}."""
         names = await self._b.prune(parse_filters(request))
         return json_body(request, {"NetworksDeleted": names})
 
     @app.route("/networks/<string:ref>", methods=["GET"])
+    @role("viewer")
     async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{docker network inspect}."""
         _ = qbool(request, "verbose")
@@ -183,12 +188,14 @@ class NetworksRouter:
         return json_body(request, network_json(view))
 
     @app.route("/networks/<string:ref>", methods=["DELETE"])
+    @role("operator")
     async def remove(self, request: IRequest, ref: str) -> bytes:
         """C{docker network rm}."""
         await self._b.remove(ref)
         return no_content(request)
 
     @app.route("/networks/<string:ref>/connect", methods=["POST"])
+    @role("operator")
     async def connect(self, request: IRequest, ref: str) -> bytes:
         """C{docker network connect}."""
         # Go's typed decoding (network.ConnectOptions): a mistyped field is dockerd's 400
@@ -200,6 +207,7 @@ class NetworksRouter:
         return b""
 
     @app.route("/networks/<string:ref>/disconnect", methods=["POST"])
+    @role("operator")
     async def disconnect(self, request: IRequest, ref: str) -> bytes:
         """C{docker network disconnect}."""
         body = read_json_object(request)

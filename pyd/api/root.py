@@ -14,7 +14,7 @@ from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
 from pyd import __version__
-from pyd.api.base import Router
+from pyd.api.base import Route, Router, match_route
 from pyd.api.errors import error_body, write_error
 from pyd.core.errors import PydError
 
@@ -104,8 +104,9 @@ class ApiRoot(Resource):
             return self._not_found(request)
         if path[0] == b"_ping":
             return self._ping(request)
+        # The one route lookup: the guard decides on it and the dispatch runs it.
+        request.pyd_route = self._route(request, path)
         if self.guard is not None:
-            # Before the route lookup, so a refusal does not depend on which routers exist.
             try:
                 verdict = self.guard(
                     request,
@@ -146,13 +147,25 @@ class ApiRoot(Resource):
         verdict.addBoth(go)
         return server.NOT_DONE_YET
 
+    def _route(self, request: Any, path: list[bytes]) -> Route | None:
+        """The route this request will run (as Klein will match it), or None: no handler runs
+        (no router for the first segment, or Klein answers 404, 405 or a redirect)."""
+        try:
+            path_info = "/" + b"/".join(path).decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # Klein answers 400
+        routers = [router for router, _ in self._shared.get(path[0], [])]
+        return match_route(routers, request.method.decode(), path_info)
+
     def _dispatch(self, request: Any, path: list[bytes]) -> Any:
         target = self._by_prefix.get(path[0])
         if target is None:
             return self._not_found(request)
-        candidates = self._shared.get(path[0], [])
-        if len(candidates) > 1:
-            target = _pick(candidates, request, path) or target
+        route: Route | None = getattr(request, "pyd_route", None)
+        for router, res in self._shared.get(path[0], []):
+            if route is not None and router is route.router:
+                target = res
+                break
         return target.render(request)
 
     def _ping(self, request: Any) -> bytes:
@@ -175,19 +188,6 @@ class ApiRoot(Resource):
 
     def _not_found(self, request: Any) -> bytes:
         return self._fail(request, 404, "page not found")
-
-
-def _pick(
-    candidates: list[tuple[Any, IResource]], request: Any, path: list[bytes]
-) -> IResource | None:
-    """The resource of the first router whose routes match this path and method."""
-    path_info = "/" + b"/".join(path).decode("utf-8", "replace")
-    method = request.method.decode()
-    for router, res in candidates:
-        url_map = getattr(getattr(router, "app", None), "url_map", None)
-        if url_map is not None and url_map.bind("pyd").test(path_info, method):
-            return res
-    return None
 
 
 class ApiSite(server.Site):

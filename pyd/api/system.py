@@ -11,7 +11,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd import __version__
-from pyd.api.base import make_app
+from pyd.api.base import make_app, role
 from pyd.api.root import ENGINE_VERSION, MAX_API_STR, MIN_API_STR
 from pyd.api.streams import JSONLines
 from pyd.api.timeparse import parse_time_nano
@@ -79,6 +79,7 @@ class SystemRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/version", methods=["GET"])
+    @role("viewer")
     def version(self, request: IRequest) -> bytes:
         """Engine and component versions."""
         h = self._system.host
@@ -112,6 +113,7 @@ class SystemRouter:
         return json_body(request, body)
 
     @app.route("/info", methods=["GET"])
+    @role("viewer")
     async def info(self, request: IRequest) -> bytes:
         """Counts and host facts."""
         i = await self._system.info()
@@ -212,6 +214,7 @@ class SystemRouter:
         return json_body(request, body)
 
     @app.route("/system/df", methods=["GET"])
+    @role("viewer")
     async def df(self, request: IRequest) -> bytes:
         """Disk usage as each area reports it (already in wire shape per item)."""
         u = await self._system.disk_usage()
@@ -225,6 +228,7 @@ class SystemRouter:
         return json_body(request, body)
 
     @app.route("/events", methods=["GET"])
+    @role("viewer")
     def events(self, request: Any) -> Deferred[None]:
         """Replay stored events in [since, until], then stream live ones until C{until}."""
         filters = parse_filters(request)

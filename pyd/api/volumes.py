@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app
+from pyd.api.base import api_version, make_app, role
 from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json_object
 from pyd.core.errors import InvalidParameter, Unavailable
 from pyd.core.records import Volume
@@ -64,12 +64,14 @@ class VolumesRouter:
         return self.app.resource()  # type: ignore[no-any-return]
 
     @app.route("/volumes", methods=["GET"])
+    @role("viewer")
     async def list_volumes(self, request: IRequest) -> bytes:
         """Every volume matching C{filters} (dangling, driver, label, name)."""
         vols = await self._volumes.list_volumes(parse_filters(request))
         return json_body(request, {"Volumes": [volume_json(v) for v in vols], "Warnings": []})
 
     @app.route("/volumes/create", methods=["POST"])
+    @role("operator")
     async def create(self, request: IRequest) -> bytes:
         """Create a volume (or return the existing one of that name): 201."""
         body = read_json_object(request)
@@ -88,6 +90,7 @@ class VolumesRouter:
         return json_body(request, volume_json(vol), 201)
 
     @app.route("/volumes/prune", methods=["POST"])
+    @role("operator")
     async def prune(self, request: IRequest) -> bytes:
         """Remove unused volumes; before API 1.42 every unused one, since then anonymous ones
         unless C{all=true}."""
@@ -98,17 +101,20 @@ class VolumesRouter:
         return json_body(request, {"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed})
 
     @app.route("/volumes/<string:name>", methods=["GET"])
+    @role("viewer")
     async def inspect(self, request: IRequest, name: str) -> bytes:
         """One volume."""
         return json_body(request, volume_json(await self._volumes.inspect(name)))
 
     @app.route("/volumes/<string:name>", methods=["DELETE"])
+    @role("operator")
     async def remove(self, request: IRequest, name: str) -> bytes:
         """Remove a volume: 204; 409 while a container refers to it, even with C{force}."""
         await self._volumes.remove(name, force=qbool(request, "force"))
         return no_content(request)
 
     @app.route("/volumes/<string:name>", methods=["PUT"])
+    @role("operator")
     def update(self, request: IRequest, name: str) -> bytes:
         """Cluster volumes only: without swarm, dockerd answers 503."""
         raise Unavailable("volume update only valid for cluster volumes, but swarm is unavailable")

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.authz import Lookup, Policy, check, path_allowed
+from pyd.api.base import Route, match_route
 from pyd.core import certs
 from pyd.core.errors import Forbidden, InvalidParameter
 
@@ -27,6 +28,34 @@ class FakeRequest:
         return None
 
 
+def router_classes() -> list[Any]:
+    """Every router class, in the order the daemon wires them (shared prefixes: first wins)."""
+    from pyd.api.build import BuildRouter
+    from pyd.api.cluster import ClusterRouter
+    from pyd.api.container_streams import ContainerStreamsRouter
+    from pyd.api.containers import ContainersRouter
+    from pyd.api.distribution import DistributionRouter
+    from pyd.api.exec import ExecRouter
+    from pyd.api.images import ImagesRouter
+    from pyd.api.metrics import MetricsRouter
+    from pyd.api.networks import NetworksRouter
+    from pyd.api.system import SystemRouter
+    from pyd.api.volumes import VolumesRouter
+
+    return [
+        SystemRouter, ClusterRouter, VolumesRouter, NetworksRouter, ImagesRouter,
+        ContainersRouter, ContainerStreamsRouter, ExecRouter, MetricsRouter, BuildRouter,
+        DistributionRouter,
+    ]  # fmt: skip
+
+
+def route_for(method: str, path: str) -> Route | None:
+    """The route the root matches for C{method path} (without C{/vX.Y})."""
+    first = path.strip("/").split("/")[0]
+    routers = [r for r in router_classes() if first in r.prefixes]
+    return match_route(routers, method, path)
+
+
 def run_check(
     role: str,
     method: str,
@@ -35,7 +64,10 @@ def run_check(
     policy: Policy,
     lookup: Lookup | None = None,
 ) -> None:
-    """Run the (async) check; with in-memory lookups it finishes at once."""
+    """Run the (async) check; with in-memory lookups it finishes at once. The request gets the
+    route the root would match for it (among every router, as wired)."""
+    if not hasattr(request, "pyd_route"):
+        request.pyd_route = route_for(method, path)
     box: list[Any] = []
     Deferred.fromCoroutine(check(role, method, path, request, policy, lookup)).addBoth(box.append)
     assert box, "the check did not finish synchronously"
