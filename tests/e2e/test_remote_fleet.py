@@ -335,9 +335,9 @@ class FleetCommandTests:
         assert {"fleet1", "fleet2", "fleet3", "fleet4"} <= set(r.stdout.split())
         assert docker_cli("--context", "fleet3", "info", env=fleet.env).returncode == 0
         hosts = [a for n in ("fleet1", "fleet2", "fleet3", "fleet4") for a in ("--host", n)]
-        t0 = time.monotonic()
+        # That a dead host does not hold up the others is tested with a fake clock
+        # (tests/unit/test_cli_fleet.py); here: it is reported and the others answer.
         r = pyd_cli("fleet", *hosts, "--timeout", "5", "info", env=fleet.env, check=False)
-        assert time.monotonic() - t0 < 30
         assert r.returncode == 1  # one host failed
         lines = r.stdout.splitlines()
         assert lines[0].split()[:3] == ["HOST", "NAME", "VERSION"]
