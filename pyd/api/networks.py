@@ -15,7 +15,7 @@ from pyd.core.errors import InvalidParameter, NotFound
 from pyd.core.records import IpamPool
 from pyd.engine.networks import CreateRequest, NetworkView
 from pyd.engine.spec import parse_connect
-from pyd.engine.spec.gojson import object_pairs
+from pyd.engine.spec.gojson import json_float, object_pairs
 
 
 class NetworkBackend(Protocol):
@@ -199,7 +199,8 @@ class NetworksRouter:
     async def connect(self, request: IRequest, ref: str) -> bytes:
         """C{docker network connect}."""
         # Go's typed decoding (network.ConnectOptions): a mistyped field is dockerd's 400
-        container, ep = parse_connect(read_json(request, object_pairs_hook=object_pairs))
+        body = read_json(request, object_pairs_hook=object_pairs, parse_float=json_float)
+        container, ep = parse_connect(body)
         if not container:
             raise InvalidParameter("no container specified")
         await self._b.connect(ref, container, ep)

@@ -10,7 +10,7 @@ from twisted.web.iweb import IRequest
 
 from pyd.core.errors import InvalidParameter
 from pyd.engine.spec import CreateSpec
-from pyd.engine.spec.gojson import object_pairs
+from pyd.engine.spec.gojson import json_float, object_pairs
 
 MAX_JSON_BODY = 4 * 1024 * 1024
 _FALSE = {"", "0", "no", "false", "none"}
@@ -22,6 +22,7 @@ def read_json(
     max_size: int = MAX_JSON_BODY,
     required: bool = True,
     object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+    parse_float: Callable[[str], Any] | None = None,
 ) -> Any:
     """Parse the request body as one JSON value, as dockerd's C{ReadJSON} does.
 
@@ -48,7 +49,7 @@ def read_json(
         )
     try:
         text = raw.decode("utf-8")
-        decoder = json.JSONDecoder(object_pairs_hook=object_pairs_hook)
+        decoder = json.JSONDecoder(object_pairs_hook=object_pairs_hook, parse_float=parse_float)
         value, end = decoder.raw_decode(text.lstrip())
     except (UnicodeDecodeError, ValueError) as e:
         raise InvalidParameter(f"invalid JSON: {e}") from e
@@ -68,7 +69,9 @@ def create_spec_of(
     """
     cached: CreateSpec | None = getattr(request, "pyd_create_spec", None)
     if cached is None:
-        body = read_json(request, required=False, object_pairs_hook=object_pairs)
+        body = read_json(
+            request, required=False, object_pairs_hook=object_pairs, parse_float=json_float
+        )
         version: tuple[int, int] = getattr(request, "pyd_api_version", (1, 50))
         cached = parse(body, version)
         request.pyd_create_spec = cached  # type: ignore[attr-defined]  # set once per request

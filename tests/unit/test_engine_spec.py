@@ -20,7 +20,7 @@ from pyd.engine.spec import (
     parse_update,
     stored_spec,
 )
-from pyd.engine.spec.gojson import decode, object_pairs, paths
+from pyd.engine.spec.gojson import decode, json_float, object_pairs, paths
 from pyd.engine.spec.schema import CREATE_REQUEST, ENDPOINT_SETTINGS, HOST_CONFIG
 
 # The property names of the official API 1.50 spec's create body (extracted from moby's
@@ -102,6 +102,9 @@ class MistypedJSONTests(SynchronousTestCase):
             "HostConfig.HostConfig.BlkioWeight of type uint16",
         )
         self.assertIn("number 1.5 into", _err(_hc(Memory=1.5)))
+        # the literal as sent, when the body was read keeping it (the API does)
+        raw = json.loads('{"HostConfig": {"Memory": 1e3}}', parse_float=json_float)
+        self.assertIn("number 1e3 into", _err(raw))
         self.assertIn("number -1 into", _err(_hc(IOMaximumIOps=-1)))
         self.assertIn("of type uint64", _err(_hc(IOMaximumIOps=-1)))
 

@@ -101,10 +101,23 @@ def _kind(value: Any) -> str:
     return "null"
 
 
+class JSONFloat(float):
+    """A JSON number with a fraction or exponent that remembers how it was written (Go quotes
+    the literal in its messages: C{number 1e3})."""
+
+    text: str
+
+
+def json_float(text: str) -> JSONFloat:
+    """C{parse_float} for C{json}: the value, with its literal kept."""
+    out = JSONFloat(text)
+    out.text = text
+    return out
+
+
 def _number_text(value: Any) -> str:
     if isinstance(value, float):
-        # Python keeps no literal; Go would quote it as written (1e3 -> "1e3")
-        return repr(value)
+        return getattr(value, "text", None) or repr(value)
     return str(value)
 
 
