@@ -25,6 +25,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check pyd twistd_plugins migrations tests $(wildcard bench)
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vulture pyd twistd_plugins --min-confidence 80
 
 typecheck: install
 	$(VENV)/bin/mypy

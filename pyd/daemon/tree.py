@@ -193,7 +193,7 @@ class PydService(MultiService):
             return  # tests driving the service from a thread: no signals there
         self._old_sighup = signal.getsignal(signal.SIGHUP)
 
-        def on_hup(signum: int, frame: Any) -> None:
+        def on_hup(_signum: int, _frame: Any) -> None:
             self.reactor.callFromThread(self.reload)
 
         signal.signal(signal.SIGHUP, on_hup)

@@ -152,7 +152,7 @@ class RestartPolicy(ContainerLifecycle):
         elif self.spec_of(c).restart.auto_remove:
             await self._auto_remove(cid, info.code)
 
-    def _policy_restarts(self, c: Container, code: int, on_boot: bool = False) -> bool:
+    def _policy_restarts(self, c: Container, code: int) -> bool:
         rp = self.spec_of(c).restart
         name = rp.name
         if c.state.manually_stopped or name == "no":

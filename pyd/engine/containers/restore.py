@@ -110,7 +110,7 @@ class ContainerRestore(RestartPolicy):
                     ),
                 )
                 await self._save(new)
-                if self._policy_restarts(new, 255, on_boot=True):
+                if self._policy_restarts(new, 255):
                     to_start.append(c.id)
             elif st.status in ("exited", "created") and await self.runtime.monitor_alive(
                 self.bundle_dir(c.id)
@@ -120,7 +120,7 @@ class ContainerRestore(RestartPolicy):
             elif (
                 st.status in ("exited", "created")
                 and st.has_been_started
-                and self._policy_restarts(c, st.exit_code, on_boot=True)
+                and self._policy_restarts(c, st.exit_code)
             ):
                 to_start.append(c.id)
         for cid in to_start:

@@ -41,7 +41,6 @@ class ImageCatalog(ImageStore):
         self,
         all_: bool = False,
         filters: dict[str, list[str]] | None = None,
-        with_digests: bool = True,
     ) -> list[Image]:
         """C{GET /images/json}: newest first; intermediate images only with C{all_}."""
         filters = filters or {}
