@@ -172,10 +172,10 @@ class BasicVolumeProvider:
                 )
             )
         seen: set[str] = set()
-        for m in out:
-            if m.destination in seen:
-                raise InvalidParameter(f"Duplicate mount point: {m.destination}")
-            seen.add(m.destination)
+        for spec in out:
+            if spec.destination in seen:
+                raise InvalidParameter(f"Duplicate mount point: {spec.destination}")
+            seen.add(spec.destination)
         return sorted(out, key=lambda m: m.destination.count("/"))
 
     async def prepare(

@@ -154,7 +154,7 @@ class FakeBuildImages:
         self.commits += 1
         self.tops.append(dict(top or {}))
         base_id = self.layer_images.get(layer_id)
-        base = (
+        base: dict[str, Any] = (
             copy.deepcopy(self.images[base_id].config)
             if base_id
             else {

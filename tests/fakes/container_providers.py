@@ -145,7 +145,7 @@ class FakeNetworkProvider:
                 tuple(ports),
                 (
                     ("127.0.0.1", "localhost"),
-                    *(tuple(reversed(h.split(":", 1))) for h in network.extra_hosts),
+                    *((h.split(":", 1)[1], h.split(":", 1)[0]) for h in network.extra_hosts),
                     (ip, hostname),
                 ),
                 ("10.250.0.1",),

@@ -50,7 +50,7 @@ class FakeDistributionStore:
         layer_done: Callable[[int], None],
     ) -> bool:
         diff_ids = json.loads(config)["rootfs"]["diff_ids"]
-        staged: dict[str, tuple[str, str, str | None]] = {}
+        staged: dict[str, tuple[str, bytes, str | None]] = {}
         for i, (path, diff_id, chain) in enumerate(
             zip(layer_files, diff_ids, chain_ids(diff_ids), strict=True)
         ):
@@ -63,13 +63,13 @@ class FakeDistributionStore:
                     raise InvalidParameter(
                         f"layer digest mismatch: expected {diff_id}, got {actual}"
                     )
-                staged[chain] = (diff_id, data, "sha256:" + hashlib.sha256(raw).hexdigest())  # type: ignore[assignment]
+                staged[chain] = (diff_id, data, "sha256:" + hashlib.sha256(raw).hexdigest())
             layer_done(i)
-        for chain, (diff_id, data, blob) in staged.items():
+        for chain, (staged_diff, staged_data, blob) in staged.items():
             tar = os.path.join(self.root, chain.partition(":")[2] + ".tar")
             with open(tar, "wb") as f:
-                f.write(data)  # type: ignore[arg-type]
-            self.layers[chain] = (diff_id, tar, blob)
+                f.write(staged_data)
+            self.layers[chain] = (staged_diff, tar, blob)
         iid = "sha256:" + hashlib.sha256(config).hexdigest()
         self.images[iid] = config
         updated = False
@@ -122,8 +122,8 @@ class FakeDistributionStore:
         ).encode()
         iid = "sha256:" + hashlib.sha256(config).hexdigest()
         self.images[iid] = config
-        for t in tags:
-            self.refs[str(t)] = iid
+        for tag in tags:
+            self.refs[str(tag)] = iid
         return iid
 
     def clear(self) -> None:
