@@ -19,9 +19,7 @@ import io
 import json
 import os
 import ssl
-import subprocess
 import tarfile
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_remote_operator import Host
-from tests.helpers.images import DEFAULT_TAG, load_busybox
+from tests.e2e.test_remote_operator import Host, running
+from tests.helpers.images import DEFAULT_TAG
 
 pytestmark = pytest.mark.e2e
 
@@ -143,21 +141,13 @@ class Arena(Host):
 
 @pytest.fixture(scope="module")
 def arena() -> Iterator[Arena]:
-    base = Path(tempfile.mkdtemp(prefix="pyd-t-attack-"))
-    os.chmod(base, 0o755)
-    a = Arena(base)
-    try:
-        a.d.start()
-        load_busybox(a.d)
+    with running(Arena, "pyd-t-attack-") as a:
         a.ok("admin", "run", "-d", "-i", "--privileged", "--name", a.name("sh"), DEFAULT_TAG, "sh")
         a.ok("admin", "run", "-d", "--network", "host", "--name", a.name("hostnet"),
              DEFAULT_TAG, "sleep", "600")  # fmt: skip
         a.ok("admin", "run", "-d", "-v", f"{a.canary_dir}:/hostroot", "--name", a.name("bind"),
              DEFAULT_TAG, "sleep", "600")  # fmt: skip
         yield a
-    finally:
-        a.d.cleanup()
-        subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 @pytest.fixture

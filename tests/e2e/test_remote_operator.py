@@ -9,6 +9,7 @@ group to the viewer role.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -97,15 +99,30 @@ class Host:
         assert "role operator may not" in r.stderr and rule in r.stderr, (args, r.stderr)
 
 
-@pytest.fixture(scope="module")
-def host() -> Iterator[Host]:
-    # Outside pytest's 0700 temp tree, so the Unix test's unprivileged child reaches the socket.
-    base = Path(tempfile.mkdtemp(prefix="pyd-t-op-"))
+H = TypeVar("H", bound=Host)
+
+
+@contextlib.contextmanager
+def running(kind: type[H], prefix: str) -> Iterator[H]:
+    """A started L{Host} (or subclass) with busybox loaded; cleaned up, daemon and files, after.
+
+    Its directory is outside pytest's 0700 temp tree, so an unprivileged child reaches the
+    socket."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(base, 0o755)
-    h = Host(base)
+    h = kind(base)
     try:
         h.d.start()
         load_busybox(h.d)
+        yield h
+    finally:
+        h.d.cleanup()
+        subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    with running(Host, "pyd-t-op-") as h:
         # What an admin made.
         h.ok(
             "admin", "create", "--name", h.name("priv"), "--privileged", DEFAULT_TAG, "sleep", "300"
@@ -132,9 +149,6 @@ def host() -> Iterator[Host]:
         # The operator's own running container.
         h.ok("operator", "run", "-d", "--name", h.name("own"), DEFAULT_TAG, "sleep", "300")
         yield h
-    finally:
-        h.d.cleanup()
-        subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 class OperatorRefusedTests:
