@@ -1051,8 +1051,12 @@ class VolumeService:
 
     async def unstage(self, container_id: str) -> None:
         """The runtime holds its own copies of the container's mounts (or the start failed):
-        detach and remove the subpath staging points. Idempotent."""
-        await self._driver.release_staged(container_id)
+        detach and remove the subpath staging points. Idempotent; a failure is logged, never
+        fails the start (the next start, removal or daemon start tries again)."""
+        try:
+            await self._driver.release_staged(container_id)
+        except OSError as e:
+            log.warn("could not remove the staging mounts of {cid}: {err}", cid=container_id, err=e)
 
     async def container_stopped(self, container_id: str) -> None:
         """The container stopped: emit C{unmount} per volume and unmount volume filesystems no
