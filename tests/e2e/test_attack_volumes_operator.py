@@ -1,0 +1,141 @@
+"""Issue 12 escapes 4, 5 and 9 as the issue ran them: with an operator certificate over mutual
+TLS (the daemon of L{tests.e2e.test_attack_operator}'s arena, without its admin targets).
+
+The same attacks as L{tests.e2e.test_attack_volumes} (which runs them on the local socket, with
+more variants): a volume subpath that is a link to /, a subpath flipped while the victim starts,
+and a tmpfs volume whose device is a mount(8) option. After each test the host canary is
+unchanged, no operator container runs in a host namespace, and no answer was a 5xx.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_attack_operator import LABEL, Arena
+from tests.e2e.test_remote_operator import running
+from tests.helpers.images import DEFAULT_TAG
+
+pytestmark = pytest.mark.e2e
+
+RACE_STARTS = 25
+
+
+@pytest.fixture(scope="module")
+def arena() -> Iterator[Arena]:
+    with running(Arena, "pyd-t-attack-vol-") as a:
+        yield a
+
+
+@pytest.fixture
+def h(arena: Arena) -> Iterator[Arena]:
+    before = arena.canary_digest()
+    try:
+        yield arena
+        assert arena.canary_digest() == before
+        assert arena.running_in_host_namespace() == []
+    finally:
+        arena.remove_operator_containers()
+        for vol in arena.ok("admin", "volume", "ls", "-q").split():
+            arena.cli("admin", "volume", "rm", "-f", vol)
+
+
+def _name() -> str:
+    return "pyd-t-" + uuid.uuid4().hex[:10]
+
+
+def _subpath_body(vol: str, sub: str, cmd: list[str]) -> dict:
+    return {
+        "Image": DEFAULT_TAG,
+        "Cmd": cmd,
+        "Labels": {LABEL: "1"},
+        "HostConfig": {
+            "Mounts": [
+                {"Type": "volume", "Source": vol, "Target": "/x", "VolumeOptions": {"Subpath": sub}}
+            ]
+        },
+    }
+
+
+class OperatorVolumeEscapeTests:
+    def test_subpath_link_to_root(self, h: Arena) -> None:
+        """Escape 4: `sub -> /` in the operator's own volume; cp out and in, and start, refused."""
+        vol, c = _name(), _name()
+        h.ok("operator", "volume", "create", vol)
+        h.ok("operator", "run", "--rm", "--label", f"{LABEL}=1", "-v", f"{vol}:/v",
+             DEFAULT_TAG, "ln", "-s", "/", "/v/sub")  # fmt: skip
+        status, out = h.http(
+            "POST", f"/containers/create?name={c}", _subpath_body(vol, "sub", ["true"])
+        )
+        assert status == 201, out
+        secret = f"/x{h.canary_dir}/secret"
+        err = h.op_fails("cp", f"{c}:{secret}", "-")
+        assert "escapes the base directory" in err
+        src = h.base / f"planted-{uuid.uuid4().hex[:6]}"
+        src.write_text("operator\n")
+        try:
+            h.op_fails("cp", str(src), f"{c}:/x{h.canary_dir}/")
+        finally:
+            src.unlink()
+        status, _ = h.http("HEAD", f"/containers/{c}/archive?path={secret}")
+        assert status == 400
+        status, out = h.http("POST", f"/containers/{c}/start")
+        assert status == 400 and b"escapes the base directory" in out
+
+    def test_subpath_flipped_during_start(self, h: Arena) -> None:
+        """Escape 9: the operator's second container flips `sub` between a directory and a link
+        to /; the victim, started many times, never sees the host's root or the canary."""
+        vol, racer, victim = _name(), _name(), _name()
+        h.ok("operator", "volume", "create", vol)
+        h.ok(
+            "operator", "run", "-d", "--label", f"{LABEL}=1", "--name", racer, "-v", f"{vol}:/v",
+            DEFAULT_TAG, "sh", "-c",
+            "while true; do mkdir /v/sub; usleep 150000; rmdir /v/sub; ln -s / /v/sub; "
+            "rm -f /v/sub; done 2>/dev/null",
+        )  # fmt: skip
+        probe = f'echo "seen $(stat -c %d:%i /x)"; [ -e /x{h.canary_dir} ] && echo ESCAPED; true'
+        status, out = h.http(
+            "POST",
+            f"/containers/create?name={victim}",
+            _subpath_body(vol, "sub", ["sh", "-c", probe]),
+        )
+        assert status == 201, out
+        started = 0
+        for _ in range(RACE_STARTS):
+            status, out = h.http("POST", f"/containers/{victim}/start")
+            assert status in (204, 400, 404), out
+            if status == 204:
+                started += 1
+                h.http("POST", f"/containers/{victim}/wait")
+        logs = h.ok("operator", "logs", victim)
+        seen = re.findall(r"seen (\d+:\d+)", logs)
+        host = os.stat("/")
+        assert f"{host.st_dev}:{host.st_ino}" not in seen
+        assert "ESCAPED" not in logs
+        assert len(seen) == started
+
+    def test_tmpfs_device_is_not_a_mount_option(self, h: Arena) -> None:
+        """Escape 5: `--opt device=-T<fstab the operator wrote>` (and option look-alikes in `o`)
+        is refused (the engine's 400, or authz's 403 for options outside its list); nothing is
+        created or mounted."""
+        vol = _name()
+        fstab = h.base / f"fstab-{uuid.uuid4().hex[:6]}"
+        data = Path(h.d.data_root) / "volumes" / vol / "_data"
+        fstab.write_text(f"/ {data} none bind 0 0\n")
+        try:
+            for opts in (
+                {"type": "tmpfs", "device": f"-T{fstab}"},
+                {"type": "tmpfs", "device": "tmpfs", "o": f"size=1m,-T{fstab}"},
+                {"type": "tmpfs", "device": "tmpfs", "o": "remount"},
+            ):
+                status, out = h.http("POST", "/volumes/create", {"Name": vol, "DriverOpts": opts})
+                assert status in (400, 403), (opts, out)  # the engine's check or authz's
+            status, _ = h.http("GET", f"/volumes/{vol}")
+            assert status == 404
+        finally:
+            fstab.unlink()
