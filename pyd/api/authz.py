@@ -1068,6 +1068,16 @@ async def _check_build(ctx: _Ctx, request: Any) -> None:
         return  # the build endpoint answers the same 400 itself
     if opts.network_mode == "host":
         raise ctx.deny("build with the host's network namespace (NetworkMode=host)")
+    # What the Dockerfile asks for is known only once the build runs: the builder refuses these
+    # RUN options with the same rule's words (L{pyd.engine.build.builder.BuildOptions.refused}).
+    request.pyd_build_refused = {
+        "network.host": ctx.deny(
+            "build with RUN --network=host (the host's network namespace)"
+        ).message,
+        "security.insecure": ctx.deny(
+            "build with RUN --security=insecure (a privileged step)"
+        ).message,
+    }
     try:
         await _check_host_config(ctx, step_host_config(opts), 0)
     except Forbidden as e:

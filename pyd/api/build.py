@@ -138,6 +138,8 @@ def options_from_request(request: IRequest) -> BuildOptions:
         platform=qstr(request, "platform") or "",
         squash=qbool(request, "squash"),
         registry_auth=registry_config(request),
+        # Set by the authorization guard for callers below admin (RUN options it refuses).
+        refused=dict(getattr(request, "pyd_build_refused", None) or {}),
     )
 
 

@@ -204,7 +204,7 @@ def build_service(
         "",
         drv.host,
         config,
-        contributors=[VolumesDiskUsage(volumes), ImagesDiskUsage(images), containers],
+        contributors=[VolumesDiskUsage(volumes), ImagesDiskUsage(images), containers, builds],
         blocking=io,
     )
 

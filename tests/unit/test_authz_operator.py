@@ -711,6 +711,23 @@ class BuildTests(_Base):
         self.allow("POST", "/build/prune")
         self.allow("POST", "/build/cancel", args=self.build(id="x"))
 
+    def test_dockerfile_run_options_refused_for_operators(self) -> None:
+        """RUN --network=host and --security=insecure sit in the Dockerfile, which the rules
+        cannot see: an allowed operator build carries the refusals into the build options
+        (issue 20), worded as the rules word them."""
+        from pyd.api.build import options_from_request
+
+        req = FakeRequest(None, self.build(networkmode="none"))
+        run_check("operator", "POST", "/build", req, self.policy, self.lookup)
+        refused = options_from_request(req).refused
+        self.assertEqual(set(refused), {"network.host", "security.insecure"})
+        self.assertTrue(
+            refused["network.host"].startswith("pyd authorization: role operator may not build")
+        )
+        self.assertIn("RUN --network=host", refused["network.host"])
+        # An admin's request is not checked (the guard returns at once): nothing refused.
+        self.assertEqual(options_from_request(FakeRequest(None, self.build())).refused, {})
+
     def test_every_step_option_is_checked(self) -> None:
         """The rules check the builder's own step HostConfig (one function), so an option the
         builder passes on cannot escape them."""

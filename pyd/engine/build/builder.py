@@ -26,7 +26,8 @@ from twisted.logger import Logger
 from pyd.core.errors import InvalidParameter, NotFound, PydError
 from pyd.core.records import Image, RegistryAuth
 from pyd.core.seams import Blocking
-from pyd.engine.build import copier, fs, lexer
+from pyd.engine.build import copier, frontend, fs, lexer, mounts
+from pyd.engine.build.ignore import PatternMatcher
 from pyd.engine.build.parser import (
     Dockerfile,
     DockerfileError,
@@ -35,6 +36,7 @@ from pyd.engine.build.parser import (
     parse,
     parse_duration,
 )
+from pyd.engine.build.runstep import CacheLocks, StepMounts, StepRefused, step_overrides
 
 log = Logger()
 
@@ -217,6 +219,9 @@ class BuildOptions:
     platform: str = ""
     squash: bool = False
     registry_auth: dict[str, RegistryAuth] = attrs.field(factory=dict)  # X-Registry-Config
+    # RUN options the caller's role may not use (entitlement -> refusal), set by the API's
+    # authorization: "network.host" (RUN --network=host), "security.insecure".
+    refused: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -370,8 +375,14 @@ class BuildService:
         clock: Any,
         puller: ImagePuller | None = None,
         docker_version: str = "",
+        cache_root: str = "",
+        allow_insecure: bool = False,
     ) -> None:
         self.docker_version = docker_version  # written into built images, as dockerd does
+        # RUN --mount=type=cache directories, kept between builds (builder prune reclaims them).
+        self.cache = mounts.CacheStore(cache_root or root.rstrip("/") + "-cache")
+        self.cache_locks = CacheLocks()
+        self.allow_insecure = allow_insecure  # RUN --security=insecure (a daemon option)
         self.images = images
         self.containers = containers
         self.puller = puller
@@ -447,8 +458,23 @@ class BuildService:
             d.addErrback(lambda f: log.failure("removing {path}", f, path=prepared.workdir))
 
     async def prune(self) -> tuple[list[str], int]:
-        """Remove leftover scratch directories of builds; return (ids, bytes reclaimed)."""
-        return await self.io.run(_prune_dirs, self.root)
+        """Remove leftover scratch directories of builds and the cache mounts no running step
+        uses; return (ids, bytes reclaimed)."""
+        ids, size = await self.io.run(_prune_dirs, self.root)
+        cids, csize = await self.io.run(self.cache.prune)
+        return ids + cids, size + csize
+
+    def info_counts(self) -> Any:
+        """The system area's contributor protocol: builds count nothing in C{/info}."""
+        from twisted.internet.defer import succeed
+
+        return succeed({})
+
+    def disk_usage(self) -> Any:
+        """C{/system/df}'s C{BuildCache}: the cache mounts kept between builds."""
+        d = self.io.run(self.cache.usage)
+        d.addCallback(lambda records: {"build_cache": records})
+        return d
 
 
 def _prune_dirs(root: str) -> tuple[list[str], int]:
@@ -530,7 +556,10 @@ class _Build:
         total += len(extra_labels)
         step = 0
 
-        meta: dict[str, str | None] = {}
+        # BuildKit's automatic platform ARGs live in the global scope (FROM sees them; a stage
+        # gets one with a bare `ARG TARGETARCH`).
+        auto = frontend.platform_args()
+        meta: dict[str, str | None] = dict(auto)
         for a in self.df.meta_args:
             step += 1
             self.say(f"Step {step}/{total} : {a.original}\n")
@@ -540,7 +569,7 @@ class _Build:
                 elif default is not None:
                     meta[k] = self._expand(default, _env_pairs(meta))
                 else:
-                    meta[k] = None
+                    meta[k] = auto.get(k)
                 self.used_args.add(k)
 
         state: _StageState | None = None
@@ -635,9 +664,10 @@ class _Build:
         if not name:
             raise BuildFailed(f"base name ({stage.base}) should not be blank")
         if stage.platform:
-            plat = self._expand(stage.platform, env)
-            if plat not in ("linux", f"linux/{_goarch()}", "$BUILDPLATFORM", "$TARGETPLATFORM"):
-                raise BuildFailed(f"failed to parse platform {plat}: unsupported platform")
+            try:
+                frontend.check_platform(self._expand(stage.platform, env))
+            except frontend.FrontendError as e:
+                raise BuildFailed(f"FROM --platform: {e}") from None
         args = BuildArgs(self.opts.build_args, meta)
         parent_stage = self.stage_names.get(name.lower())
         image: Image | None
@@ -1025,33 +1055,24 @@ class _Build:
     # .. RUN ....................................................................................
 
     async def _run(self, st: _StageState, inst: Instruction) -> None:
-        if inst.flags:
-            raise BuildFailed(
-                f"the --{inst.flags[0][0]} option requires BuildKit. Refer to "
-                "https://docs.docker.com/go/buildkit/ to learn how to build images with "
-                "BuildKit enabled"
-            )
         cfg = st.config
+        env = self._stage_env(st)
+        ropts = self._run_options(st, inst, env)
+        script_doc = None  # a single heredoc starting with #!: run as a file (BuildKit)
         if inst.json_form:
             cmd = list(inst.args)
         else:
             script = inst.args[0] if inst.args else ""
             if inst.heredocs:
-                if (
-                    script.strip()
-                    in (
-                        f"<<{inst.heredocs[0].name}",
-                        f"<<-{inst.heredocs[0].name}",
-                        f'<<"{inst.heredocs[0].name}"',
-                        f"<<'{inst.heredocs[0].name}'",
-                    )
-                    and len(inst.heredocs) == 1
-                ):
-                    script = inst.heredocs[0].content
+                first = inst.heredocs[0]
+                if len(inst.heredocs) == 1 and _only_heredoc(script, first.name):
+                    script = first.content
+                    if script.startswith("#!"):
+                        script_doc = first
                 else:
-                    script = (
-                        script + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
-                    )
+                    # The shell handles the heredocs: the command line, then each body and
+                    # its delimiter, as BuildKit hands it over.
+                    script = script + "".join("\n" + h.content + h.name for h in inst.heredocs)
             # An empty RUN runs the bare shell (which fails), as dockerd does.
             cmd = [*self._shell(cfg), script] if inst.args or inst.heredocs else self._shell(cfg)
         build_env = st.args.run_env(cfg.get("Env") or [])
@@ -1065,11 +1086,72 @@ class _Build:
             save_cmd = [f"|{len(referenced)}", *referenced, *cmd]
         probe_cfg = copy.deepcopy(cfg)
         probe_cfg["Entrypoint"] = None
-        key = self._cache_key(st, save_cmd, probe_cfg)
+        key = self._cache_key(st, save_cmd, probe_cfg, extra=ropts.key())
         if await self._probe(st, key):
             return
         if self.svc.containers is None:
             raise BuildFailed("RUN is not available: this daemon has no container runtime")
+        step = StepMounts(
+            self.svc.io,
+            self.svc.cache,
+            self.svc.cache_locks,
+            self.p.context,
+            self.p.workdir,
+            lambda ref: self._from_root(ref, st),
+            self.svc.images.remove_rw_layer,
+        )
+        try:
+            await self._run_container(st, cmd, save_cmd, build_env, key, probe_cfg, ropts, step,
+                                      script_doc)  # fmt: skip
+        finally:
+            await step.close()
+
+    def _run_options(
+        self, st: _StageState, inst: Instruction, env: dict[str, str]
+    ) -> frontend.RunOptions:
+        """The RUN's BuildKit flags, checked against what this build may use."""
+        try:
+            ropts = frontend.parse_run_options(
+                list(inst.flags),
+                lambda v: self._expand(v, env),
+                st.config.get("WorkingDir") or "/",
+            )
+        except frontend.FrontendError as e:
+            raise BuildFailed(f"RUN: {e}") from None
+        if ropts.network == "host" and "network.host" in self.opts.refused:
+            raise BuildFailed(self.opts.refused["network.host"])
+        if ropts.security == "insecure":
+            if not self.svc.allow_insecure:
+                raise BuildFailed(
+                    "RUN --security=insecure is not allowed: this daemon does not grant the "
+                    "security.insecure entitlement"
+                )
+            if "security.insecure" in self.opts.refused:
+                raise BuildFailed(self.opts.refused["security.insecure"])
+        return ropts
+
+    async def _run_container(
+        self,
+        st: _StageState,
+        cmd: list[str],
+        save_cmd: list[str],
+        build_env: list[str],
+        key: str,
+        probe_cfg: dict[str, Any],
+        ropts: frontend.RunOptions,
+        step: StepMounts,
+        script_doc: Any,
+    ) -> None:
+        assert self.svc.containers is not None
+        cfg = st.config
+        try:
+            await step.prepare(ropts)
+            if script_doc is not None:
+                cmd = [*self._shell(cfg), await step.script(script_doc.name, script_doc.content)]
+        except StepRefused as e:
+            raise BuildFailed(str(e)) from None
+        except mounts.MountError as e:
+            raise BuildFailed(f"RUN --mount: {e}") from None
         run_cfg = copy.deepcopy(cfg)
         run_cfg.update(
             {
@@ -1085,9 +1167,15 @@ class _Build:
                 "OpenStdin": False,
             }
         )
-        cid = await self.svc.containers.create(st.image_id, run_cfg, step_host_config(self.opts))
+        host_config = step_host_config(self.opts)
+        host_config.update(step_overrides(ropts, host_config["NetworkMode"]))
+        if step.host_mounts:
+            host_config["Mounts"] = list(step.host_mounts)
+        cid = await self.svc.containers.create(st.image_id, run_cfg, host_config)
         self.tmp_containers.append(cid)
         self.say(f" ---> Running in {cid[:12]}\n")
+        if step.targets:
+            await step.find_stubs(await self.svc.images.mount_rw_layer(cid))
 
         def output(data: bytes) -> None:
             self.say(data.decode("utf-8", "replace"))
@@ -1105,22 +1193,18 @@ class _Build:
             raise BuildFailed(
                 f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code=code
             )
+        if step.stubs:
+            await step.clean(await self.svc.images.mount_rw_layer(cid))
         await self._commit_layer(st, cid, save_cmd, key, container=cid, probe_config=probe_cfg)
 
     # .. COPY / ADD ..............................................................................
 
     async def _copy(self, st: _StageState, inst: Instruction, env: dict[str, str]) -> None:
         name = inst.cmd.upper()
-        if inst.has_flag("link") or inst.has_flag("parents") or inst.has_flag("exclude"):
-            bad = next(f for f in ("link", "parents", "exclude") if inst.has_flag(f))
-            raise BuildFailed(
-                f"the --{bad} option requires BuildKit. Refer to "
-                "https://docs.docker.com/go/buildkit/ to learn how to build images with "
-                "BuildKit enabled"
-            )
         words = [self._expand(w, env) if not _is_heredoc_word(w, inst) else w for w in inst.args]
         dest = words[-1]
         srcs = words[:-1]
+        bk = self._copy_flags(inst, env, srcs)
         chown = self._expand(inst.flag("chown"), env) if inst.has_flag("chown") else ""
         chmod = self._expand(inst.flag("chmod"), env) if inst.has_flag("chmod") else ""
         mode = None
@@ -1161,17 +1245,29 @@ class _Build:
                         await self.svc.io.run(fs.write_file, scratch, doc.name, content.encode())
                     )
                     continue
+                if inst.cmd == "add" and frontend.git_url(s):
+                    raise BuildFailed(
+                        f"ADD {s}: git sources are not supported by this daemon (clone the "
+                        "repository into the build context, or RUN git clone)"
+                    )
                 if inst.cmd == "add" and s.startswith(("http://", "https://")):
-                    sources.append(await self.svc.io.run(fs.download, s, scratch))
+                    src = await self.svc.io.run(fs.download, s, scratch)
+                    if bk.checksum:
+                        await self._verify_checksum(src, s, bk.checksum)
+                    sources.append(src)
                     continue
                 if inst.cmd == "copy" and s.startswith(("http://", "https://")):
                     raise BuildFailed("source can't be a URL for COPY")
                 if any(ch in s for ch in "*?["):
                     multi = True
                 try:
-                    found = await self.svc.io.run(fs.resolve_sources, source_root, [s], name)
+                    found = await self.svc.io.run(
+                        fs.resolve_sources, source_root, [s], name, bk.parents
+                    )
                 except fs.BuildFileError as e:
                     raise BuildFailed(str(e)) from None
+                if bk.exclude:
+                    found = [f for f in found if not bk.exclude.matches(f.name)]
                 sources.extend(found)
             if not sources:
                 raise BuildFailed(f"{name} failed: no source files were specified")
@@ -1180,7 +1276,10 @@ class _Build:
             chown_comment = f"--chown={chown} " if chown else ""
             comment = f"{name} {chown_comment}{src_hash} in {dest} "
             cmd = [*self._shell(st.config), "#(nop) " + comment]
-            key = self._cache_key(st, cmd, extra=f"chmod={chmod}" if chmod else "")
+            extra = f"chmod={chmod}" if chmod else ""
+            if bk.key():
+                extra += ("," if extra else "") + bk.key()
+            key = self._cache_key(st, cmd, extra=extra)
             if await self._probe(st, key):
                 return
             layer = secrets.token_hex(32)
@@ -1196,7 +1295,11 @@ class _Build:
                 elif from_ref:
                     owner = None
                 opts = copier.CopyOptions(
-                    owner=owner, mode=mode, unpack=inst.cmd == "add", chowned=bool(chown)
+                    owner=owner,
+                    mode=mode,
+                    unpack=inst.cmd == "add" and bk.unpack,
+                    chowned=bool(chown),
+                    exclude=bk.exclude,
                 )
                 try:
                     await self.svc.io.run(
@@ -1218,6 +1321,44 @@ class _Build:
             if from_layer:
                 await self.svc.images.remove_rw_layer(from_layer)
             await self.svc.io.run(fs.remove_tree, scratch)
+
+    def _copy_flags(self, inst: Instruction, env: dict[str, str], srcs: list[str]) -> _CopyFlags:
+        """COPY/ADD's BuildKit flags: --link, --parents, --exclude, ADD --checksum/--unpack."""
+        try:
+            link = _flag_bool(inst, "link")
+            parents = _flag_bool(inst, "parents")
+            unpack = _flag_bool(inst, "unpack", True)
+        except ValueError as e:
+            raise BuildFailed(f"{inst.cmd.upper()}: {e}") from None
+        if inst.has_flag("keep-git-dir"):
+            raise BuildFailed("ADD --keep-git-dir: git sources are not supported by this daemon")
+        patterns = [self._expand(p, env) for p in inst.flag_all("exclude")]
+        checksum = self._expand(inst.flag("checksum"), env) if inst.has_flag("checksum") else ""
+        if checksum:
+            if len(srcs) != 1:
+                raise BuildFailed("checksum can't be specified for multiple sources")
+            if not srcs[0].startswith(("http://", "https://")) or frontend.git_url(srcs[0]):
+                raise BuildFailed("checksum requires HTTP(S) sources")
+            algo, _, hexd = checksum.partition(":")
+            if (
+                algo != "sha256"
+                or len(hexd) != 64
+                or any(c not in "0123456789abcdef" for c in hexd)
+            ):
+                raise BuildFailed(f"invalid checksum digest format: {checksum!r} (sha256:<hex>)")
+        return _CopyFlags(
+            link=link,
+            parents=parents,
+            exclude=PatternMatcher(patterns) if patterns else None,
+            patterns=tuple(patterns),
+            checksum=checksum,
+            unpack=unpack,
+        )
+
+    async def _verify_checksum(self, src: fs.Source, url: str, want: str) -> None:
+        got = await self.svc.io.run(fs.file_digest, src)
+        if got != want:
+            raise BuildFailed(f"ADD {url}: digest mismatch {got}: expected {want}")
 
     def _expand_heredoc(self, content: str, env: dict[str, str]) -> str:
         # Unquoted delimiter: variables expand; quotes are not special.
@@ -1253,6 +1394,48 @@ class _Build:
         await self.svc.images.create_rw_layer(layer, image.id if image else None)
         root = await self.svc.images.mount_rw_layer(layer)
         return root, layer
+
+
+@attrs.frozen
+class _CopyFlags:
+    link: bool
+    parents: bool
+    exclude: PatternMatcher | None
+    patterns: tuple[str, ...]
+    checksum: str
+    unpack: bool
+
+    def key(self) -> str:
+        """Their part of the cache key ("" when none was given)."""
+        parts = []
+        if self.link:
+            parts.append("link")
+        if self.parents:
+            parts.append("parents")
+        if self.patterns:
+            parts.append("exclude=" + json.dumps(list(self.patterns)))
+        if self.checksum:
+            parts.append("checksum=" + self.checksum)
+        if not self.unpack:
+            parts.append("unpack=false")
+        return ",".join(parts)
+
+
+def _flag_bool(inst: Instruction, name: str, default: bool = False) -> bool:
+    if not inst.has_flag(name):
+        return default
+    v = inst.flag(name).lower()
+    if v in ("1", "t", "true"):
+        return True
+    if v in ("0", "f", "false"):
+        return False
+    raise ValueError(f"invalid value for --{name}: {inst.flag(name)}")
+
+
+def _only_heredoc(script: str, name: str) -> bool:
+    """Whether a RUN's command line is just one heredoc marker (BuildKit runs its body)."""
+    return script.strip() in (f"<<{name}", f"<<-{name}", f'<<"{name}"', f"<<'{name}'",
+                              f'<<-"{name}"', f"<<-'{name}'")  # fmt: skip
 
 
 def _is_heredoc_word(word: str, inst: Instruction) -> bool:

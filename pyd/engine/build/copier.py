@@ -35,6 +35,7 @@ from pyd.engine.build.fs import (
     open_regular,
     zlib_error,
 )
+from pyd.engine.build.ignore import PatternMatcher
 
 
 @attrs.frozen
@@ -45,6 +46,7 @@ class CopyOptions:
     mode: int | None = None
     unpack: bool = False
     chowned: bool = False  # --chown given: also applies to unpacked archive members
+    exclude: PatternMatcher | None = None  # COPY/ADD --exclude, matched below each source
 
 
 def _mkdir_all(root: InRoot, path: str, owner: tuple[int, int] | None) -> str:
@@ -114,7 +116,12 @@ def copy_into(
         for src in sources:
             try:
                 with InRoot(src.root) as tree:
-                    _copy_source(tree, src, dst, dest_path, dest_is_dir, opts)
+                    if src.keep:  # COPY --parents: the source's own path below dest
+                        _copy_source(
+                            tree, src, dst, posixpath.join(dest_path, src.keep), False, opts
+                        )
+                    else:
+                        _copy_source(tree, src, dst, dest_path, dest_is_dir, opts)
             except OSError as e:
                 raise BuildFileError(f"{cmd} failed: {src.name or dest}: {intar.reason(e)}") from e
             except RecursionError as e:
@@ -136,7 +143,7 @@ def _copy_source(
             sfd = open_dir(top, "")
             try:
                 for name in sorted(os.listdir(sfd)):
-                    _copy_entry(sfd, name, dst, tfd, posixpath.join(target, name), opts)
+                    _copy_entry(sfd, name, dst, tfd, posixpath.join(target, name), opts, name)
             finally:
                 os.close(sfd)
                 os.close(tfd)
@@ -158,10 +165,13 @@ def _copy_source(
 
 
 def _copy_entry(
-    sdir: int, name: str, dst: InRoot, ddir: int, dpath: str, opts: CopyOptions
+    sdir: int, name: str, dst: InRoot, ddir: int, dpath: str, opts: CopyOptions, rel: str = ""
 ) -> None:
     """Copy entry C{name} of the source directory C{sdir} to C{name} in the destination
-    directory C{ddir} (whose container path is C{posixpath.dirname(dpath)})."""
+    directory C{ddir} (whose container path is C{posixpath.dirname(dpath)}); C{rel} is its
+    path below the source, what C{--exclude} patterns match."""
+    if opts.exclude is not None and rel and opts.exclude.matches(rel):
+        return
     info = lstat_entry(sdir, name)
     if not stat.S_ISDIR(info.st_mode):
         _write_nondir(sdir, name, info, ddir, name, dpath, opts)
@@ -172,7 +182,10 @@ def _copy_entry(
         try:
             here = dst.container_path(out)
             for child in sorted(os.listdir(sub)):
-                _copy_entry(sub, child, dst, out, posixpath.join(here, child), opts)
+                _copy_entry(
+                    sub, child, dst, out, posixpath.join(here, child), opts,
+                    posixpath.join(rel, child) if rel else "",
+                )  # fmt: skip
         finally:
             os.close(sub)
         _finish(out, info, opts)

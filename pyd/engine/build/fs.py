@@ -280,14 +280,19 @@ class Source:
     path: str  # its path inside that tree (clean, absolute; the last element is followed)
     name: str  # base name used when the destination is a directory
     is_dir: bool
+    keep: str = ""  # COPY --parents: the relative path kept below the destination
 
 
 def _has_wildcard(p: str) -> bool:
     return any(c in p for c in "*?[")
 
 
-def resolve_sources(root: str, patterns: list[str], cmd: str) -> list[Source]:
+def resolve_sources(
+    root: str, patterns: list[str], cmd: str, parents: bool = False
+) -> list[Source]:
     """Resolve COPY/ADD source arguments inside C{root} (the context, or another stage's root).
+    With C{parents} (COPY --parents) each source keeps its path, relative to the root or to a
+    C{/./} pivot in the argument, below the destination.
 
     @raise BuildFileError: a path outside the root, or a missing file (dockerd's messages).
     """
@@ -299,6 +304,9 @@ def resolve_sources(root: str, patterns: list[str], cmd: str) -> list[Source]:
                 raise BuildFileError(
                     f"{cmd} failed: forbidden path outside the build context: {orig} ()"
                 )
+            pivot = ""
+            if parents and "/./" in orig:
+                pivot = clean_rel(orig.split("/./", 1)[0])
             rel = clean_rel(orig)
             names = _glob(tree, rel) if _has_wildcard(rel) else [rel]
             for m in names:
@@ -310,8 +318,21 @@ def resolve_sources(root: str, patterns: list[str], cmd: str) -> list[Source]:
                         f".dockerignore: stat {m or '.'}: file does not exist"
                     ) from None
                 name = posixpath.basename(m) if m else ""
-                out.append(Source(root, "/" + m, name, stat.S_ISDIR(info.st_mode)))
+                keep = ""
+                if parents:
+                    keep = posixpath.relpath(m or ".", pivot or ".")
+                    keep = "" if keep == "." else keep
+                    name = keep or name
+                out.append(Source(root, "/" + m, name, stat.S_ISDIR(info.st_mode), keep))
     return out
+
+
+def file_digest(src: Source) -> str:
+    """C{sha256:<hex>} of a regular file (ADD --checksum). Blocking."""
+    h = hashlib.sha256()
+    with InRoot(src.root) as tree, tree.at(src.path) as (dirfd, name):
+        _hash_file(h, dirfd, name)
+    return "sha256:" + h.hexdigest()
 
 
 def _glob(tree: InRoot, pattern: str) -> list[str]:

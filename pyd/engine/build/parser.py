@@ -1,7 +1,8 @@
 """Dockerfile parsing: physical lines to instructions, grouped into stages (layer: engine).
 
 What the classic builder accepts (BuildKit's parser, which dockerd's classic builder uses too):
-parser directives (C{# escape=}, C{# syntax=}) at the top; comment lines anywhere (also inside a
+parser directives (C{# escape=}, C{# check=}, and C{# syntax=} naming the built-in frontend
+C{docker/dockerfile:1}/C{1.x}/C{labs}; any other frontend image is refused) at the top; comment lines anywhere (also inside a
 continuation); the escape token at the end of a line continues it (leading whitespace of continuation
 lines is kept); heredocs (C{<<EOF}, C{<<-EOF}, quoted delimiters) for RUN, COPY and ADD; JSON (exec)
 form for RUN/CMD/ENTRYPOINT/SHELL/COPY/ADD/VOLUME; C{--flag=value} flags. Errors read
@@ -19,6 +20,7 @@ import re
 import attrs
 
 from pyd.core.errors import InvalidParameter
+from pyd.engine.build.frontend import FrontendError, check_syntax
 
 _DIRECTIVE = re.compile(r"^\s*#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _COMMENT = re.compile(r"^\s*#")
@@ -134,6 +136,8 @@ class Dockerfile:
     stages: tuple[Stage, ...]
     escape: str
     warnings: tuple[str, ...] = ()
+    syntax: str = ""  # the `# syntax=` directive (always the built-in frontend here)
+    check: str = ""  # the `# check=` directive (BuildKit's lint rules: accepted, not run)
 
 
 # --- physical lines ---------------------------------------------------------------------------
@@ -299,6 +303,11 @@ def parse(text: str | bytes) -> Dockerfile:
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     directives, _ = _directives(lines)
     escape = directives.get("escape", "\\")
+    if "syntax" in directives:
+        try:
+            check_syntax(directives["syntax"])
+        except FrontendError as e:
+            raise DockerfileError(1, str(e), "plain") from None
     if escape not in ("\\", "`"):
         raise DockerfileError(
             1, f"invalid escape token '{escape}' does not match ` or \\", "parser"
@@ -333,7 +342,8 @@ def parse(text: str | bytes) -> Dockerfile:
         nodes.append(inst)
     if not nodes:
         raise DockerfileError(n, "file with no instructions", "parser")
-    return _group(nodes, escape, tuple(warnings))
+    df = _group(nodes, escape, tuple(warnings))
+    return attrs.evolve(df, syntax=directives.get("syntax", ""), check=directives.get("check", ""))
 
 
 def parse_duration(value: str) -> int:
