@@ -15,6 +15,7 @@ from twisted.web.resource import IResource, Resource
 
 from pyd import __version__
 from pyd.api.base import Route, Router, match_route
+from pyd.api.channel import ApiChannel
 from pyd.api.errors import error_body, write_error
 from pyd.core.errors import PydError
 
@@ -194,15 +195,20 @@ class ApiSite(server.Site):
     """A Site that logs one line per request (method, path, status, duration) at debug level."""
 
     noisy = False
+    # our channel: a header deadline and the TLS handshake notice (no HTTP/2 offered)
+    protocol = ApiChannel  # type: ignore[assignment]
 
     def __init__(
         self,
         resource: IResource,
         observers: Sequence[Callable[[str, str, int, float], None]] = (),
         debug_enabled: Callable[[], bool] = lambda: True,
+        header_timeout: float = 0.0,
         **kw: Any,
     ) -> None:
         super().__init__(resource, **kw)
+        # Seconds a request's headers may take from its first byte (0: no deadline).
+        self.header_timeout = header_timeout
         self.sessionFactory = server.Session
         # Called with (path, method, status, seconds) for every finished request (metrics).
         self.observers = list(observers)

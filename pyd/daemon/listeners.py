@@ -18,6 +18,7 @@ from twisted.web import server
 from pyd.api.prometheus import MetricsRoot
 from pyd.config import DaemonConfig, parse_host
 from pyd.core.telemetry import Telemetry
+from pyd.daemon.guard import ConnectionGuard, GuardState
 from pyd.daemon.pidlock import StartupError, clear_stale_socket, remove_file
 from pyd.daemon.systemd import AdoptedUnixEndpoint, select_sockets, systemd_sockets
 from pyd.daemon.tls import ServerTLS
@@ -77,6 +78,13 @@ def _api_listeners(
     """One endpoint service per C{-H}; TCP is wrapped in TLS unless explicitly insecure."""
     tls: list[ServerTLS] = []
     out: list[StreamServerEndpointService] = []
+    # One set of counters for every listener: a peer's connections count wherever they land.
+    guard = GuardState(
+        config.max_connections_per_peer,
+        config.max_handshaking_connections,
+        config.handshake_timeout,
+        reactor.callLater,
+    )
 
     def tcp_factory(address: str) -> Any:
         if config.tls or config.tlsverify:
@@ -84,7 +92,7 @@ def _api_listeners(
                 tls.append(ServerTLS(config))
                 lifecycle.reload_checks.append(tls[0].prepare)
                 lifecycle.reload_hooks.append(tls[0].commit)
-            return TLSMemoryBIOFactory(tls[0], False, site)
+            return ConnectionGuard(TLSMemoryBIOFactory(tls[0], False, site), guard, tls=True)
         if not config.insecure_plain_tcp:
             raise StartupError(
                 f"refusing to serve the API on plain TCP ({address}) without TLS; pass "
@@ -95,7 +103,7 @@ def _api_listeners(
             "is root on this host",
             address=address,
         )
-        return site
+        return ConnectionGuard(site, guard)
 
     inherited: list[tuple[int, int, str]] | None = None
     for host in config.default_hosts():
@@ -109,7 +117,11 @@ def _api_listeners(
                     if family == socket.AF_UNIX
                     else AdoptedStreamServerEndpoint(reactor, fd, family)
                 )
-                factory = site if family == socket.AF_UNIX else tcp_factory(f"fd {fd} ({name})")
+                factory = (
+                    ConnectionGuard(site, guard)
+                    if family == socket.AF_UNIX
+                    else tcp_factory(f"fd {fd} ({name})")
+                )
                 out.append(_listener(endpoint, factory))
             continue
         if spec.kind == "unix":
@@ -117,6 +129,6 @@ def _api_listeners(
             lifecycle.unix_sockets.append(spec.address)
             lifecycle.cleanup.append(remove_file(spec.address))
         endpoint = serverFromString(reactor, spec.endpoint_description())
-        factory = tcp_factory(spec.address) if spec.kind == "tcp" else site
+        factory = tcp_factory(spec.address) if spec.kind == "tcp" else ConnectionGuard(site, guard)
         out.append(_listener(endpoint, factory))
     return out

@@ -37,6 +37,7 @@ from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.drivers import DriverFactory
+from pyd.daemon.guard import raise_fd_limit
 from pyd.daemon.listeners import build_listeners
 from pyd.daemon.logs import LogLevelControl
 from pyd.daemon.pidlock import StartupError, lock_data_root, remove_file, write_pidfile
@@ -82,6 +83,7 @@ def build_service(
     for d in (config.data_root, config.exec_root):
         os.makedirs(d, mode=0o711, exist_ok=True)
     lock_fd = lock_data_root(config.data_root)
+    raise_fd_limit()
     life = Lifecycle()
     life.cleanup.append(lambda: os.close(lock_fd))
     if config.pidfile:
@@ -237,6 +239,10 @@ def build_service(
         ApiRoot(routers, guard=authorizer),
         observers=[_request_metrics(telemetry)],
         debug_enabled=lambda: log_control.predicate.defaultLogLevel <= LogLevel.debug,
+        header_timeout=config.header_timeout,
+        # idle keep-alive connections close after dockerd's 5 minutes (Go: IdleTimeout falls
+        # back to its ReadHeaderTimeout), not twisted.web's 12 hours
+        timeout=300,
     )
     telemetry.set_gauge_source(
         "pyd_event_subscribers", "Clients following /events", lambda: events.subscriber_count

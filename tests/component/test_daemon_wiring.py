@@ -178,7 +178,8 @@ class DaemonWiringTests(SynchronousTestCase):
             self.assertEqual(int(f.read()), os.getpid())
         [port] = self.reactor.unixServers
         self.assertEqual(port[0], f"{self.tmp}/pyd.sock")
-        self.assertIs(port[1], self.service.site)
+        # the site behind the connection guard (per-peer and handshake caps)
+        self.assertIs(port[1].wrappedFactory, self.service.site)
         code, info = self.call("GET", "/v1.50/info")
         self.assertEqual(code, 200)
         self.assertEqual(info["Name"], "testhost")

@@ -1,0 +1,171 @@
+"""Connection limits in front of the API (layer: daemon): a cap on open connections per peer,
+a cap on TCP connections still in the TLS handshake, a handshake deadline, and the raised
+file-descriptor limit.
+
+One client must not be able to exhaust what every client shares: descriptors (each connection is
+one), memory (a connection that never finishes its handshake still holds an OpenSSL object) and
+the reactor's time. A connection over a cap is aborted at once, before a byte is read: the peer
+sees a reset, the daemon keeps nothing.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+log = Logger()
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft C{RLIMIT_NOFILE} to the hard limit, as dockerd's unit does with
+    C{LimitNOFILE=1048576} (the unit in deploy/ sets the hard limit). Returns (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            log.warn("could not raise the open-file limit from {soft}", soft=soft)
+            return soft, soft
+        log.info("open-file limit raised from {soft} to {target}", soft=soft, target=target)
+        return soft, target
+    return soft, soft
+
+
+def peer_key(transport: Any) -> str:
+    """Who is at the other end: C{uid:N} for a Unix socket (SO_PEERCRED), the address for TCP."""
+    sock = getattr(transport, "socket", None)
+    if sock is not None and sock.family == socket.AF_UNIX:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return "unix"
+        return f"uid:{struct.unpack('3i', raw)[1]}"
+    peer = transport.getPeer()
+    return f"ip:{getattr(peer, 'host', peer)}"
+
+
+class GuardState:
+    """Counters shared by every listener of the daemon."""
+
+    def __init__(
+        self,
+        per_peer: int,
+        max_handshaking: int,
+        handshake_timeout: float,
+        call_later: Callable[..., Any],
+    ) -> None:
+        self.per_peer = per_peer
+        self.max_handshaking = max_handshaking
+        self.handshake_timeout = handshake_timeout
+        self.call_later = call_later
+        self.by_peer: dict[str, int] = {}
+        self.handshaking = 0
+        self.refused = 0
+
+
+@implementer(IHalfCloseableProtocol)
+class _GuardProtocol(ProtocolWrapper):
+    """Counts the connection while it is open; half-closes reach a protocol that wants them
+    (a hijacked attach stream), any other protocol sees a read EOF as the end, as without
+    the guard."""
+
+    factory: ConnectionGuard
+
+    def makeConnection(self, transport: Any) -> None:
+        state = self.factory.state
+        self._key = peer_key(transport)
+        self._counted = False
+        self._in_handshake = False
+        self._deadline: Any = None
+        n = state.by_peer.get(self._key, 0)
+        reason = ""
+        if state.per_peer and n >= state.per_peer:
+            reason = "too many connections from this peer"
+        elif (
+            self.factory.tls
+            and state.max_handshaking
+            and state.handshaking >= state.max_handshaking
+        ):
+            reason = "too many connections in the TLS handshake"
+        if reason:
+            state.refused += 1
+            log.debug("refused a connection from {peer}: {reason}", peer=self._key, reason=reason)
+            transport.abortConnection()
+            return
+        state.by_peer[self._key] = n + 1
+        self._counted = True
+        if self.factory.tls:
+            state.handshaking += 1
+            self._in_handshake = True
+            if state.handshake_timeout:
+                self._deadline = state.call_later(state.handshake_timeout, self._too_slow)
+        super().makeConnection(transport)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self._in_handshake:
+            log.debug("TLS handshake of {peer} timed out", peer=self._key)
+            transport: Any = self.transport
+            transport.abortConnection()
+
+    def handshake_done(self) -> None:
+        """The TLS layer under this connection finished its handshake (the HTTP channel above
+        it calls this through the wrappers' attribute forwarding)."""
+        if self._in_handshake:
+            self._in_handshake = False
+            self.factory.state.handshaking -= 1
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def readConnectionLost(self) -> None:
+        """The peer half-closed: forward it, or end the connection."""
+        inner = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if inner is not None:
+            inner.readConnectionLost()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our side was half-closed: forward it."""
+        inner = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if inner is not None:
+            inner.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._counted:
+            self._counted = False
+            self.handshake_done()
+            state = self.factory.state
+            left = state.by_peer.get(self._key, 1) - 1
+            if left > 0:
+                state.by_peer[self._key] = left
+            else:
+                state.by_peer.pop(self._key, None)
+            super().connectionLost(reason)
+
+
+class ConnectionGuard(WrappingFactory):
+    """Wraps a listener's factory (the site, or the TLS factory around it)."""
+
+    protocol = _GuardProtocol
+
+    def __init__(self, wrapped: Any, state: GuardState, tls: bool = False) -> None:
+        super().__init__(wrapped)
+        self.state = state
+        self.tls = tls
+
+    def logPrefix(self) -> str:
+        """Log lines name the wrapped factory."""
+        return str(self.wrappedFactory.logPrefix())
