@@ -22,9 +22,8 @@ from pyd.api.authz import (
     Policy,
     RoleVisibility,
     candidates,
-    groups_from_status,
-    unix_group_keys,
 )
+from pyd.api.identity import groups_from_status, unix_group_keys
 from pyd.api.visibility import redact_event, redact_inspect
 from pyd.core.errors import Forbidden, InvalidParameter
 from pyd.core.records import Container, ContainerState, Event, MountSpec
@@ -850,7 +849,7 @@ class UnixGroupsTests(SynchronousTestCase):
         """SO_PEERGROUPS gives the groups the peer had when the socket was made."""
         import socket
 
-        from pyd.api.authz import peer_groups
+        from pyd.api.identity import peer_groups
 
         old = os.getgroups()
         os.setgroups([42421, 42422])
