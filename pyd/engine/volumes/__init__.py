@@ -6,11 +6,7 @@ L{VolumeService}: the volume API (create, ls, inspect, rm, prune, the rows of C{
 and L{pyd.engine.contracts.VolumeProvider} for the container service (resolve, prepare, release).
 """
 
-from pyd.engine.volumes.service import (
-    ANONYMOUS_LABEL,
-    DEFAULT_DRIVER,
-    VolumeService,
-    VolumeUsage,
+from pyd.engine.volumes.mounts import (
     host_path,
     invalid_spec,
     is_host_path,
@@ -22,6 +18,7 @@ from pyd.engine.volumes.service import (
     tmpfs_options,
     validate_tmpfs_destination,
 )
+from pyd.engine.volumes.service import ANONYMOUS_LABEL, DEFAULT_DRIVER, VolumeService, VolumeUsage
 
 __all__ = [
     "ANONYMOUS_LABEL",
