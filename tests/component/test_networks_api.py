@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+import attrs
 from sqlalchemy import insert
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
@@ -452,3 +453,52 @@ def _tmpfile(case: SynchronousTestCase) -> str:
     d = tempfile.mkdtemp(prefix="pyd-t-")
     case.addCleanup(shutil.rmtree, d, True)
     return os.path.join(d, "f")
+
+
+class ForwardingDefaultsTests(SynchronousTestCase):
+    """dockerd's ip-forward, ip-masq and iptables, as the daemon's configuration gives them."""
+
+    def start(self, **cfg: Any) -> tuple[FakeNetlink, FakeFirewall]:
+        from pyd import config as cfgmod
+
+        db = Database(make_engine(None), InlineBlocking())
+        db.run_sync(migrate.upgrade)
+        netlink, firewall = FakeNetlink(), FakeFirewall()
+        resolv = _tmpfile(self)
+        with open(resolv, "w") as f:
+            f.write("nameserver 127.0.0.53\n")
+        daemon = cfgmod.build(cfg, "/nonexistent/daemon.json")
+        nc = attrs.evolve(NetworkConfig.from_daemon(daemon), resolv_conf=resolv)
+        service = NetworkService(
+            NetworkRepository(db),
+            netlink,
+            firewall,
+            FakeResolver(),
+            InlineBlocking(),
+            RecordingEvents(),
+            nc,
+            lookup=Containers(),
+            can_bind=lambda ip, port, proto: True,
+        )
+        self.successResultOf(Deferred.fromCoroutine(service.start()))
+        return netlink, firewall
+
+    def test_defaults(self) -> None:
+        """On the daemon's defaults forwarding is turned on and the default bridge masqueraded."""
+        netlink, firewall = self.start()
+        self.assertTrue(netlink.ip_forward)
+        assert firewall.rules is not None
+        (bridge,) = firewall.rules.bridges
+        self.assertTrue(bridge.masquerade)
+
+    def test_off(self) -> None:
+        """--ip-forward=false --ip-masq=false: forwarding left alone, nothing masqueraded."""
+        netlink, firewall = self.start(**{"ip-forward": "false", "ip-masq": "false"})
+        self.assertFalse(netlink.ip_forward)
+        assert firewall.rules is not None
+        self.assertFalse(firewall.rules.bridges[0].masquerade)
+
+    def test_iptables_false(self) -> None:
+        """--iptables=false: no rules at all (the table is removed, never applied)."""
+        _, firewall = self.start(**{"iptables": "false"})
+        self.assertEqual((firewall.rules, firewall.applied), (None, 0))

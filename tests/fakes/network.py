@@ -22,6 +22,7 @@ class FakeNetlink:
         self.host_veths: set[str] = set()
         self.dns_asked: list[tuple[str, str, int, int]] = []
         self._routes = [ipaddress.IPv4Network(r) for r in (routes or ["192.0.2.0/24"])]
+        self.ip_forward = False
 
     def links(self) -> list[LinkInfo]:
         names = list(self.bridges) + sorted(self.host_veths)
@@ -29,6 +30,11 @@ class FakeNetlink:
             LinkInfo(i + 2, n, "bridge" if n in self.bridges else "veth", 0)
             for i, n in enumerate(names)
         ]
+
+    def enable_ip_forwarding(self) -> bool:
+        was_off = not self.ip_forward
+        self.ip_forward = True
+        return was_off
 
     def link_exists(self, name: str) -> bool:
         return name in self.bridges or name in self.host_veths

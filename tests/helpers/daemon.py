@@ -135,6 +135,14 @@ class PydDaemon:
             args += ["--bip", self.bip]
         if "--default-address-pool" not in given:
             args += ["--default-address-pool", self.address_pool]
+        if not self.wrapper:
+            # The network rule: a daemon in the root namespace neither turns on forwarding nor
+            # masquerades (dockerd's defaults, and pyd's, do both); in a namespace of the test's
+            # own (a wrapper) it keeps the defaults.
+            if "--ip-forward" not in given:
+                args.append("--ip-forward=false")
+            if "--ip-masq" not in given:
+                args.append("--ip-masq=false")
         return args
 
     @property
@@ -309,6 +317,7 @@ def isolated_network_args(exec_root: str) -> tuple[list[str], Callable[[], None]
     d.bip = _free_bip()
     d.address_pool = f"base=10.{random.randint(200, 249)}.0.0/16,size=24"
     d.extra_args = []
+    d.wrapper = []
     d.exec_root = exec_root
     d.data_root = os.path.join(os.path.dirname(exec_root.rstrip("/")), "data")
     return d._network_args(), d.remove_network_leftovers

@@ -50,8 +50,8 @@ class NetnsHost:
         return self
 
     def enable_forwarding(self) -> None:
-        """Let this "machine" forward IPv4 (an operator's step: pyd leaves it to them), so
-        ports its daemon publishes answer from the root namespace."""
+        """Let this "machine" forward IPv4 before its daemon starts (the daemon turns it on as
+        well, on its default ip-forward), so ports it publishes answer from the root namespace."""
         subprocess.run(
             [*self.prefix_argv(), "sysctl", "-qw", "net.ipv4.ip_forward=1"],
             capture_output=True,

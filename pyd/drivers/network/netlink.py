@@ -227,6 +227,21 @@ class NetlinkDriver:
                 out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
         return out
 
+    def enable_ip_forwarding(self) -> bool:
+        """Turn on C{net.ipv4.ip_forward} in this network namespace, as dockerd's ip-forward does.
+
+        @return: whether it was off (and is now on).
+        """
+        path = os.path.join(self._proc_sys, "net/ipv4/ip_forward")
+        try:
+            with open(path) as f:
+                if f.read().strip() == "1":
+                    return False
+        except OSError as e:
+            raise NetworkDriverError(f"reading {path}: {e}") from e
+        self._sysctl("net/ipv4/ip_forward", "1")
+        return True
+
     def _sysctl(self, key: str, value: str) -> None:
         path = os.path.join(self._proc_sys, key)
         try:

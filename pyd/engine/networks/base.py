@@ -82,6 +82,7 @@ class NetlinkOps(Protocol):
     def link_exists(self, name: str) -> bool: ...
     def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool: ...
     def delete_link(self, name: str) -> bool: ...
+    def enable_ip_forwarding(self) -> bool: ...
     def routes(self) -> list[ipaddress.IPv4Network]: ...
     def create_netns(self, path: str) -> None: ...
     def remove_netns(self, path: str) -> bool: ...
@@ -150,6 +151,10 @@ class NetworkConfig:
     default_address_pools: tuple[tuple[str, int], ...] = ()
     icc: bool = True
     ip_masq: bool = False
+    # dockerd's ip-forward and iptables (both on by default in a daemon; off in this record so
+    # unit tests touch nothing).
+    ip_forward: bool = False
+    iptables: bool = True
     mtu: int = 1500
     dns: tuple[str, ...] = ()
     dns_opts: tuple[str, ...] = ()
@@ -167,6 +172,8 @@ class NetworkConfig:
             default_address_pools=tuple(cfg.default_address_pools),
             icc=cfg.icc,
             ip_masq=cfg.ip_masq,
+            ip_forward=cfg.ip_forward,
+            iptables=cfg.iptables,
             mtu=cfg.mtu,
             dns=tuple(cfg.dns),
             dns_opts=tuple(cfg.dns_opts),
@@ -436,6 +443,8 @@ class NetworkBase:
                     )
                 )
         rules = Ruleset(bridges=tuple(bridges), ports=tuple(ports))
+        if not self.config.iptables:
+            return  # iptables=false: as dockerd, no firewall rules at all (the operator's job)
         if rules == self._applied:
             return  # nothing changed for the table (a container without ports, say)
         try:

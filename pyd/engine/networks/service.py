@@ -56,6 +56,11 @@ class NetworkService(Endpoints):
         for n in await self._repo.all():
             self._networks[n.id] = n
         await self._ensure_predefined()
+        if self.config.ip_forward and await self._blocking(self._nl.enable_ip_forwarding):
+            log.info("ip-forward: turned on net.ipv4.ip_forward (as dockerd does)")
+        if not self.config.iptables:
+            # iptables=false: pyd adds no rules; a table left by an earlier run goes.
+            await self._fw.remove()
         for n in list(self._networks.values()):
             if n.driver == "bridge" and n.bridge and n.pools:
                 await self._ensure_bridge(n)
@@ -76,11 +81,10 @@ class NetworkService(Endpoints):
         await self._blocking(self._sweep_netns)
         await self._refresh()
         await self._restore_dns()
-        if self.config.ip_masq and not await self._blocking(_host_forwards):
+        if not await self._blocking(_host_forwards):
             log.warn(
-                "ip-masq is on but the host does not forward IPv4 (net.ipv4.ip_forward=0): "
-                "replies to containers' outgoing traffic will not come back until an operator "
-                "enables forwarding"
+                "IPv4 forwarding is disabled (net.ipv4.ip_forward=0, ip-forward=false): "
+                "containers reach only the host, and published ports answer only on the host"
             )
 
     def _sweep_netns(self) -> None:
