@@ -326,7 +326,7 @@ OPTIONS: tuple[Option, ...] = (
         _int,
         15,
         "shutdown-timeout",
-        doc="Seconds to wait for in-flight requests at shutdown",
+        doc="Seconds shutdown may wait for in-flight requests and areas' stop work; then the daemon stops anyway (containers keep running)",
     ),
     Option(
         "max-concurrent-downloads",

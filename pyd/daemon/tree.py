@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -283,15 +284,30 @@ class PydService(MultiService):
         """Stop listening first, then the engine, then DB and pools; remove socket and pidfile."""
         return ensureDeferred(self._stop())
 
-    async def _stop(self) -> None:
-        sd_notify("STOPPING=1\nSTATUS=shutting down")
-        self._uninstall_sighup()
+    async def _drain(self) -> None:
         if self.listeners.running:
             await self.listeners.stopService()
         for hook in reversed(self.lifecycle.stop):
             r = hook()
             if r is not None:
                 await r
+
+    async def _stop(self) -> None:
+        sd_notify("STOPPING=1\nSTATUS=shutting down")
+        self._uninstall_sighup()
+        # shutdown-timeout bounds the drain (listeners, in-flight requests, the areas' stop
+        # hooks); what is left then is abandoned so the daemon always exits. Containers keep
+        # running either way (live restore).
+        timeout = int(self.config.shutdown_timeout)
+        drain = ensureDeferred(self._drain())
+        if timeout >= 0:
+            drain.addTimeout(timeout, self.reactor)
+        try:
+            await drain
+        except defer.TimeoutError:
+            log.warn(
+                "shutdown-timeout: shutdown still waiting after {n}s; stopping anyway", n=timeout
+            )
         await super().stopService()
         self.db.close()
         for fn in reversed(self.lifecycle.cleanup):

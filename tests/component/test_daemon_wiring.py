@@ -172,6 +172,20 @@ class DaemonWiringTests(SynchronousTestCase):
         except ValueError:
             return resp.code, raw
 
+    def test_shutdown_timeout(self) -> None:
+        """A stop hook that never finishes holds shutdown for shutdown-timeout seconds (15, the
+        default), then the daemon stops anyway (pidfile removed)."""
+        self.assertEqual(self.config.shutdown_timeout, 15)
+        hung: Deferred[None] = Deferred()
+        self.service.lifecycle.stop.append(lambda: hung)
+        d = self.service.stopService()
+        self.reactor.pump([0.05] * 3)
+        self.assertNoResult(d)
+        self.reactor.advance(15)
+        self.reactor.pump([0.05] * 3)
+        self.successResultOf(d)
+        self.assertFalse(os.path.exists(self.config.pidfile))
+
     def test_started_tree(self) -> None:
         """Start-up locked the data root, wrote the pidfile, listened on the -H socket."""
         with open(self.config.pidfile) as f:
