@@ -1,8 +1,10 @@
 """Docker's rules for a container's configuration (layer: engine).
 
-Pure functions: validate a create request with dockerd's 400 messages, merge image defaults,
-parse signals and sizes, and render the C{/etc/hosts}, C{/etc/hostname} and C{/etc/resolv.conf}
-a container gets. Users and groups are resolved in L{pyd.engine.users}.
+Pure functions: the checks shared by create and update (resources, restart policy) and the log
+configuration's, with dockerd's 400 messages; merge image defaults, parse signals and sizes, and
+render the C{/etc/hosts}, C{/etc/hostname} and C{/etc/resolv.conf} a container gets. The rest of
+the create checks run in the create spec's parser (L{pyd.engine.spec.validate}); users and groups
+are resolved in L{pyd.engine.users}.
 """
 
 from __future__ import annotations
@@ -30,11 +32,6 @@ LOG_DRIVERS = ("json-file", "local", "none")
 LOCAL_MAX_SIZE = 20 * 1024 * 1024  # dockerd's local driver defaults
 LOCAL_MAX_FILE = 5
 _COMMON_LOG_OPTS = ("env", "env-regex", "labels", "labels-regex", "tag")
-
-_ULIMITS = {
-    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-    "rss", "rtprio", "rttime", "sigpending", "stack", "as",
-}  # fmt: skip
 
 HEALTH_DEFAULTS = {
     "Interval": 30_000_000_000,
@@ -151,25 +148,6 @@ def command_of(config: dict[str, Any]) -> list[str]:
     return list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
 
 
-def _nonneg(hc: dict[str, Any], key: str) -> int:
-    v = hc.get(key) or 0
-    if not isinstance(v, int):
-        raise InvalidParameter(f"invalid {key}: must be an integer")
-    return v
-
-
-def validate_healthcheck(hc: dict[str, Any] | None) -> None:
-    """dockerd's checks of C{Healthcheck} durations and retries."""
-    if not hc:
-        return
-    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
-        v = _nonneg(hc, key)
-        if v != 0 and v < 1_000_000:
-            raise InvalidParameter(f"{key} in Healthcheck cannot be less than 1ms")
-    if _nonneg(hc, "Retries") < 0:
-        raise InvalidParameter("Retries in Healthcheck cannot be negative")
-
-
 def validate_restart_policy(rp: dict[str, Any] | None, auto_remove: bool) -> None:
     """dockerd's checks of C{RestartPolicy}."""
     rp = rp or {}
@@ -242,57 +220,7 @@ def validate_resources(hc: dict[str, Any], ncpu: int) -> list[str]:
     return warnings
 
 
-def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> list[str]:
-    """Everything dockerd checks before creating (image-independent part)."""
-    if not isinstance(config.get("Env") or [], list):
-        raise InvalidParameter("invalid Env: expected an array")
-    for e in config.get("Env") or []:
-        if not isinstance(e, str) or not e or e.startswith("="):
-            raise InvalidParameter(f"invalid environment variable: {e}")
-    validate_healthcheck(config.get("Healthcheck"))
-    validate_restart_policy(hc.get("RestartPolicy"), bool(hc.get("AutoRemove")))
-    warnings = validate_resources(hc, ncpu)
-    for u in hc.get("Ulimits") or []:
-        name = (u or {}).get("Name", "")
-        if name not in _ULIMITS:
-            raise InvalidParameter(f"invalid ulimit type: {name}")
-        if (u.get("Soft") or 0) > (u.get("Hard") or 0):
-            raise InvalidParameter(
-                f"ulimit soft limit must be less than or equal to hard limit: {u.get('Soft')} > {u.get('Hard')}"
-            )
-    shm = hc.get("ShmSize") or 0
-    if shm < 0:
-        raise InvalidParameter("SHM size can not be less than 0")
-    for opt in hc.get("SecurityOpt") or []:
-        parse_security_opt(opt)
-    validate_log_config(hc.get("LogConfig") or {})
-    if config.get("StopSignal"):
-        parse_signal(config["StopSignal"])
-    validate_file_names(config, hc)
-    return warnings
-
-
-_NO_SPACES = "it must not contain whitespace or control characters"
-
-
-def validate_file_names(config: dict[str, Any], hc: dict[str, Any]) -> None:
-    """Names the daemon writes into the container's C{/etc/hosts}, C{/etc/hostname} and
-    C{resolv.conf}: one line each, so no control characters (a newline would add a line of the
-    caller's choosing) and no whitespace (it separates a line's fields). dockerd has no check of
-    its own for most of them; C{ExtraHosts} get dockerd's texts.
-
-    @raise InvalidParameter: the first bad name, quoted as Go quotes it.
-    """
-    for key in ("Hostname", "Domainname"):
-        value = config.get(key) or ""
-        if not isinstance(value, str) or not line_safe(value):
-            raise InvalidParameter(f"invalid {key} {go_quote(str(value))}: {_NO_SPACES}")
-    for h in hc.get("ExtraHosts") or []:
-        parse_extra_host(h)
-    for key in ("Dns", "DnsSearch", "DnsOptions"):
-        for value in hc.get(key) or []:
-            if not isinstance(value, str) or not value or not line_safe(value):
-                raise InvalidParameter(f"invalid {key} entry {go_quote(str(value))}: {_NO_SPACES}")
+NO_SPACES = "it must not contain whitespace or control characters"
 
 
 def parse_extra_host(h: str) -> tuple[str, str]:
@@ -311,7 +239,7 @@ def parse_extra_host(h: str) -> tuple[str, str]:
     if not sep or not name:
         raise InvalidParameter(f"bad format for add-host: {go_quote(h)}")
     if not line_safe(name):
-        raise InvalidParameter(f"invalid host name in add-host: {go_quote(name)}: {_NO_SPACES}")
+        raise InvalidParameter(f"invalid host name in add-host: {go_quote(name)}: {NO_SPACES}")
     if ip == "host-gateway":
         return name, ip
     bare = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
@@ -322,30 +250,6 @@ def parse_extra_host(h: str) -> tuple[str, str]:
     if not bare or not line_safe(bare):  # a v6 zone (%...) is not checked by ipaddress
         raise InvalidParameter(f"invalid IP address in add-host: {go_quote(ip)}")
     return name, bare
-
-
-def parse_security_opt(opt: str) -> tuple[str, str]:
-    """C{key=value} (or C{key:value}, or C{no-new-privileges}) -> (key, value).
-
-    @raise InvalidParameter: malformed or unknown option.
-    """
-    if opt in ("no-new-privileges",):
-        return ("no-new-privileges", "true")
-    key, sep, value = opt.partition("=")
-    if not sep:
-        key, sep, value = opt.partition(":")
-    if not sep:
-        raise InvalidParameter(f'invalid --security-opt 1: "{opt}"')
-    if key not in (
-        "no-new-privileges",
-        "seccomp",
-        "apparmor",
-        "label",
-        "systempaths",
-        "writable-cgroups",
-    ):
-        raise InvalidParameter(f'invalid --security-opt 2: "{opt}"')
-    return key, value
 
 
 HOSTS_BASE = (

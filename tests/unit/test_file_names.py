@@ -11,13 +11,14 @@ import pytest
 from pyd.core.errors import InvalidParameter
 from pyd.core.ids import VALID_NAME, go_quote, line_safe
 from pyd.engine import container_config as cc
+from pyd.engine.spec.validate import validate_create
 
 BAD = ["a\nb", "a\rb", "a\x00b", "a\tb", "a b", "a\u2028b", "a\x7fb", "trailing\n"]
 
 
 def _create(config: dict[str, Any] | None = None, **hc: Any) -> str:
     with pytest.raises(InvalidParameter) as e:
-        cc.validate_create({"Image": "b", **(config or {})}, hc, 4)
+        validate_create({"Image": "b", **(config or {})}, hc, 4)
     return str(e.value)
 
 
@@ -82,7 +83,7 @@ class CreateChecksTests:
         )
 
     def test_good_names_pass(self) -> None:
-        cc.validate_create(
+        validate_create(
             {"Image": "b", "Hostname": "web", "Domainname": "example.com"},
             {
                 "ExtraHosts": ["db:10.0.0.9"],

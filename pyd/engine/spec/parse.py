@@ -2,7 +2,7 @@
 
 Order, as dockerd's create handler: Go's typed decoding (L{pyd.engine.spec.gojson}), the API
 version rules of C{postContainersCreate} (fields added later are dropped for older clients,
-combinations refused), then the daemon's checks (L{pyd.engine.container_config.validate_create})
+combinations refused), then the daemon's checks (L{pyd.engine.spec.validate.validate_create})
 with dockerd's texts. Checks that need the image, other containers, networks or volumes stay
 with the services that own them; they read the spec.
 """
@@ -16,7 +16,6 @@ from typing import Any
 from pyd.core.errors import InvalidParameter
 from pyd.core.ids import go_quote
 from pyd.drivers.runtime import spec as oci
-from pyd.engine import container_config as cc
 from pyd.engine.spec import records as r
 from pyd.engine.spec.gojson import decode
 from pyd.engine.spec.schema import (
@@ -28,6 +27,7 @@ from pyd.engine.spec.schema import (
     MOUNT,
     UPDATE_CONFIG,
 )
+from pyd.engine.spec.validate import parse_security_opt, validate_create
 
 VOLUME_DRIVER_WARNING = (
     "WARNING: the container-wide volume-driver configuration is ignored for volumes specified "
@@ -54,7 +54,7 @@ def parse_create(
     nc: dict[str, Any] = dict(wire.get("NetworkingConfig") or {})
     warnings = _version_rules(config, hc, nc, api_version)
     nc, mac_warning = _migrate_mac_address(config, hc, nc, api_version)
-    warnings += cc.validate_create(config, hc, ncpu or os.cpu_count() or 1)
+    warnings += validate_create(config, hc, ncpu or os.cpu_count() or 1)
     return _records(
         config, hc, nc, [*warnings, mac_warning] if mac_warning else warnings, api_version
     )
@@ -441,7 +441,7 @@ def _security(hc: Mapping[str, Any]) -> r.Security:
         privileged=privileged,
         cap_add=cap_add,
         cap_drop=cap_drop,
-        security_opt=[cc.parse_security_opt(o or "") for o in hc.get("SecurityOpt") or ()],
+        security_opt=[parse_security_opt(o or "") for o in hc.get("SecurityOpt") or ()],
         readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
         masked_paths=hc.get("MaskedPaths"),
         readonly_paths=hc.get("ReadonlyPaths"),
