@@ -291,7 +291,7 @@ async def _check_exec_start(ctx: Ctx, exec_id: str) -> None:
 async def _check_build(ctx: Ctx, request: Any) -> None:
     """The RUN steps' containers get exactly what an operator's own container may get."""
     from pyd.api.build import options_from_request
-    from pyd.engine.build.builder import step_host_config
+    from pyd.engine.builder.builder import step_host_config
 
     try:
         opts = options_from_request(request)
@@ -300,7 +300,7 @@ async def _check_build(ctx: Ctx, request: Any) -> None:
     if opts.network_mode == "host":
         raise ctx.deny("build with the host's network namespace (NetworkMode=host)")
     # What the Dockerfile asks for is known only once the build runs: the builder refuses these
-    # RUN options with the same rule's words (L{pyd.engine.build.builder.BuildOptions.refused}).
+    # RUN options with the same rule's words (L{pyd.engine.builder.builder.BuildOptions.refused}).
     request.pyd_build_refused = {
         "network.host": ctx.deny(
             "build with RUN --network=host (the host's network namespace)"

@@ -25,7 +25,7 @@ from pyd.api.streams import JSONLines
 from pyd.api.wire import json_body, qbool, qint, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
-from pyd.engine.build.builder import BuildFailed, BuildOptions, BuildService
+from pyd.engine.builder.builder import BuildFailed, BuildOptions, BuildService
 from pyd.engine.container_config import parse_extra_host
 
 log = Logger()
@@ -144,7 +144,7 @@ def options_from_request(request: IRequest) -> BuildOptions:
 
 
 class _Progress:
-    """L{pyd.engine.build.builder.BuildProgress} over a JSON-lines response."""
+    """L{pyd.engine.builder.builder.BuildProgress} over a JSON-lines response."""
 
     def __init__(self, out: JSONLines) -> None:
         self._out = out

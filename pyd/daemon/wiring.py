@@ -43,8 +43,8 @@ from pyd.daemon.logs import LogLevelControl
 from pyd.daemon.pidlock import StartupError, lock_data_root, remove_file, write_pidfile
 from pyd.daemon.tree import Lifecycle, PydService
 from pyd.engine.archive import ArchiveService
-from pyd.engine.build.adapters import ContainersAdapter, DistributionPuller, ImageStoreAdapter
-from pyd.engine.build.builder import BuildService
+from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller, ImageStoreAdapter
+from pyd.engine.builder.builder import BuildService
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.engine.distribution import DistributionService, DistributionSettings
 from pyd.engine.events import EventService

@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.api.build import BuildRouter
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
-from pyd.engine.build import fs
-from pyd.engine.build.builder import BuildService
+from pyd.engine.builder import fs
+from pyd.engine.builder.builder import BuildService
 from tests.fakes.build import FakeBuildContainers, FakeBuildImages
 from tests.unit.builder.helpers import make_tar
 from tests.unit.builder.test_builder import BUSYBOX_CONFIG, fake_run

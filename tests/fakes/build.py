@@ -49,7 +49,7 @@ def _normalise(ref: str) -> str:
 
 
 class FakeBuildImages:
-    """L{pyd.engine.build.builder.BuildImageStore} in memory, rootfs trees under C{root}."""
+    """L{pyd.engine.builder.builder.BuildImageStore} in memory, rootfs trees under C{root}."""
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -210,7 +210,7 @@ class FakeBuildImages:
 
 
 class FakeBuildContainers:
-    """L{pyd.engine.build.builder.BuildContainers}: C{run_fn(cmd, config, rootfs)} plays the
+    """L{pyd.engine.builder.builder.BuildContainers}: C{run_fn(cmd, config, rootfs)} plays the
     process, returning (output, exit code); it may change files under C{rootfs}."""
 
     def __init__(self, images: FakeBuildImages, run_fn: RunFn) -> None:

@@ -730,7 +730,7 @@ class BuildTests(_Base):
     def test_every_step_option_is_checked(self) -> None:
         """The rules check the builder's own step HostConfig (one function), so an option the
         builder passes on cannot escape them."""
-        from pyd.engine.build.builder import BuildOptions, step_host_config
+        from pyd.engine.builder.builder import BuildOptions, step_host_config
 
         hc = step_host_config(BuildOptions(network_mode="host", cgroup_parent="/x"))
         self.assertEqual(hc["NetworkMode"], "host")

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import NotFound
 from pyd.core.records import Image
-from pyd.engine.build.adapters import ImageStoreAdapter, split_tag
+from pyd.engine.builder.adapters import ImageStoreAdapter, split_tag
 
 
 def _img(iid: str, parent: str | None) -> Image:
@@ -122,7 +122,7 @@ class DistributionPullerTests(SynchronousTestCase):
 
     def test_pull_tag_defaults_to_latest(self) -> None:
         """A reference without a tag pulls :latest (not every tag); progress is passed on."""
-        from pyd.engine.build.adapters import DistributionPuller
+        from pyd.engine.builder.adapters import DistributionPuller
 
         dist = _Dist()
         progress = _Progress()
@@ -134,7 +134,7 @@ class DistributionPullerTests(SynchronousTestCase):
 
     def test_no_registry(self) -> None:
         """Without a distribution service the pull fails with a clear message."""
-        from pyd.engine.build.adapters import DistributionPuller
+        from pyd.engine.builder.adapters import DistributionPuller
 
         p = DistributionPuller(lambda: None, _Resolver())
         f = self.failureResultOf(Deferred.fromCoroutine(p.pull("x:1", _Progress())), NotFound)
@@ -147,7 +147,7 @@ class AuthForTests(SynchronousTestCase):
     def test_match(self) -> None:
         """Entries are matched by registry host; Docker Hub has several spellings."""
         from pyd.core.records import RegistryAuth
-        from pyd.engine.build.adapters import auth_for
+        from pyd.engine.builder.adapters import auth_for
 
         a = RegistryAuth(username="u")
         hub = RegistryAuth(username="hub")

@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.seams import InlineBlocking
-from pyd.engine.build import fs
-from pyd.engine.build.builder import BuildFailed, BuildOptions, BuildResult, BuildService
+from pyd.engine.builder import fs
+from pyd.engine.builder.builder import BuildFailed, BuildOptions, BuildResult, BuildService
 from tests.fakes.build import FakeBuildContainers, FakeBuildImages, FakeProgress
 from tests.unit.builder.helpers import make_tar
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pyd.engine.build.frontend import platform_args
+from pyd.engine.builder.frontend import platform_args
 from tests.fakes.build import FakeBuildContainers
 from tests.unit.builder.test_builder import BuilderTestCase, fake_run
 

@@ -7,9 +7,9 @@ from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.engine.build import frontend
-from pyd.engine.build.frontend import FrontendError, Mount, parse_mount, parse_run_options
-from pyd.engine.build.parser import DockerfileError, parse
+from pyd.engine.builder import frontend
+from pyd.engine.builder.frontend import FrontendError, Mount, parse_mount, parse_run_options
+from pyd.engine.builder.parser import DockerfileError, parse
 
 
 def _ident(v: str) -> str:

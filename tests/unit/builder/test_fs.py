@@ -10,7 +10,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.engine.build import copier, fs
+from pyd.engine.builder import copier, fs
 from tests.unit.builder.helpers import make_tar
 
 

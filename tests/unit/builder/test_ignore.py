@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
-from pyd.engine.build.ignore import PatternMatcher, read_patterns
+from pyd.engine.builder.ignore import PatternMatcher, read_patterns
 
 
 class IgnoreTests(SynchronousTestCase):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.engine.build.lexer import LexError, process_word, process_words
+from pyd.engine.builder.lexer import LexError, process_word, process_words
 
 ENV = {"A": "1", "E": "", "P": "/usr/local/bin", "S": "two words"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.engine.build.parser import DockerfileError, parse, parse_trigger, parse_words
+from pyd.engine.builder.parser import DockerfileError, parse, parse_trigger, parse_words
 
 
 class ParseTests(SynchronousTestCase):

@@ -16,8 +16,8 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.engine.build import copier, fs
-from pyd.engine.build.parser import DockerfileError, parse, parse_trigger
+from pyd.engine.builder import copier, fs
+from pyd.engine.builder.parser import DockerfileError, parse, parse_trigger
 from tests.unit.builder.helpers import make_tar
 
 

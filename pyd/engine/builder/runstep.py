@@ -3,7 +3,7 @@ script), network and security modes, turned into the step container's C{HostConf
 (layer: engine).
 
 L{StepMounts} prepares every host source before the container is created (all daemon-made, see
-L{pyd.engine.build.mounts}), holds cache locks while the step runs, and removes the mount-target
+L{pyd.engine.builder.mounts}), holds cache locks while the step runs, and removes the mount-target
 stubs the runtime created before the step is committed.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 from twisted.internet.defer import DeferredLock
 
 from pyd.core.seams import Blocking
-from pyd.engine.build import fs, mounts
-from pyd.engine.build.frontend import NO_SESSION, Mount, RunOptions
-from pyd.engine.build.parser import valid_file_name
+from pyd.engine.builder import fs, mounts
+from pyd.engine.builder.frontend import NO_SESSION, Mount, RunOptions
+from pyd.engine.builder.parser import valid_file_name
 
 # (root, layer to drop afterwards or "") of a stage or image named by from=
 RootOf = Callable[[str], Awaitable[tuple[str, str]]]

@@ -36,9 +36,9 @@ import attrs
 
 from pyd.core.errors import InvalidParameter
 from pyd.drivers.inroot import InRoot, fd_path, remove_at
-from pyd.engine.build import intar
-from pyd.engine.build.ignore import PatternMatcher, read_patterns
-from pyd.engine.build.parser import valid_file_name
+from pyd.engine.builder import intar
+from pyd.engine.builder.ignore import PatternMatcher, read_patterns
+from pyd.engine.builder.parser import valid_file_name
 
 MAX_DOCKERFILE = 32 << 20  # a Dockerfile larger than this is refused, not read into memory
 MAX_ACCOUNTS = 16 << 20  # /etc/passwd, /etc/group

@@ -24,8 +24,8 @@ from typing import Any
 import attrs
 
 from pyd.drivers.inroot import InRoot, SpecialFile, copy_tree, remove_at
-from pyd.engine.build import intar
-from pyd.engine.build.frontend import Mount
+from pyd.engine.builder import intar
+from pyd.engine.builder.frontend import Mount
 
 
 class MountError(ValueError):

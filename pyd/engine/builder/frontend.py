@@ -3,7 +3,7 @@ automatic platform ARGs, C{FROM --platform}, and the options of C{RUN --mount/--
 (layer: engine).
 
 Everything here is pure: it decides what a Dockerfile asks for and how BuildKit words a refusal.
-L{pyd.engine.build.mounts} prepares the mounts a RUN step gets, L{pyd.engine.build.builder}
+L{pyd.engine.builder.mounts} prepares the mounts a RUN step gets, L{pyd.engine.builder.builder}
 dispatches the steps.
 """
 

@@ -26,9 +26,9 @@ from twisted.logger import Logger
 from pyd.core.errors import InvalidParameter, NotFound, PydError
 from pyd.core.records import Image, RegistryAuth
 from pyd.core.seams import Blocking
-from pyd.engine.build import copier, frontend, fs, lexer, mounts
-from pyd.engine.build.ignore import PatternMatcher
-from pyd.engine.build.parser import (
+from pyd.engine.builder import copier, frontend, fs, lexer, mounts
+from pyd.engine.builder.ignore import PatternMatcher
+from pyd.engine.builder.parser import (
     Dockerfile,
     DockerfileError,
     Instruction,
@@ -36,7 +36,7 @@ from pyd.engine.build.parser import (
     parse,
     parse_duration,
 )
-from pyd.engine.build.runstep import CacheLocks, StepMounts, StepRefused, step_overrides
+from pyd.engine.builder.runstep import CacheLocks, StepMounts, StepRefused, step_overrides
 
 log = Logger()
 
@@ -708,7 +708,7 @@ class _Build:
             self.say(
                 f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n"
             )
-            from pyd.engine.build.parser import parse_trigger
+            from pyd.engine.builder.parser import parse_trigger
 
             for trig in triggers:
                 try:

@@ -9,7 +9,7 @@ form for RUN/CMD/ENTRYPOINT/SHELL/COPY/ADD/VOLUME; C{--flag=value} flags. Errors
 C{dockerfile parse error on line N: ...} like dockerd's.
 
 Variable substitution is not done here: it needs the build state (ENV/ARG so far), so the builder
-applies L{pyd.engine.build.lexer} when it dispatches each instruction.
+applies L{pyd.engine.builder.lexer} when it dispatches each instruction.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import re
 import attrs
 
 from pyd.core.errors import InvalidParameter
-from pyd.engine.build.frontend import FrontendError, check_syntax
+from pyd.engine.builder.frontend import FrontendError, check_syntax
 
 _DIRECTIVE = re.compile(r"^\s*#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _COMMENT = re.compile(r"^\s*#")

@@ -25,8 +25,8 @@ import tarfile
 import attrs
 
 from pyd.drivers.inroot import InRoot, fd_path
-from pyd.engine.build import intar
-from pyd.engine.build.fs import (
+from pyd.engine.builder import intar
+from pyd.engine.builder.fs import (
     BuildFileError,
     Source,
     clean_rel,
@@ -35,7 +35,7 @@ from pyd.engine.build.fs import (
     open_regular,
     zlib_error,
 )
-from pyd.engine.build.ignore import PatternMatcher
+from pyd.engine.builder.ignore import PatternMatcher
 
 
 @attrs.frozen

@@ -63,7 +63,7 @@ def split_tag(ref: str) -> tuple[str, str | None]:
 
 
 class ImageStoreAdapter:
-    """L{pyd.engine.build.builder.BuildImageStore} over the image service."""
+    """L{pyd.engine.builder.builder.BuildImageStore} over the image service."""
 
     def __init__(self, images: _ImageService, index: _CacheIndex) -> None:
         self._images = images
@@ -138,7 +138,7 @@ class ImageStoreAdapter:
 
 
 class ContainersAdapter:
-    """L{pyd.engine.build.builder.BuildContainers} over the container service.
+    """L{pyd.engine.builder.builder.BuildContainers} over the container service.
 
     C{run} starts the container and streams its log until it exits (C{logs_request} must
     follow: the tail L{read_logs} opens is the one L{follow_logs} goes on reading).
@@ -199,7 +199,7 @@ class _Resolver(Protocol):
 
 
 class DistributionPuller:
-    """L{pyd.engine.build.builder.ImagePuller} over the registry area's distribution service,
+    """L{pyd.engine.builder.builder.ImagePuller} over the registry area's distribution service,
     looked up when a pull is needed (it may be wired after the builder, or not at all)."""
 
     def __init__(self, distribution: Callable[[], Any], images: _Resolver) -> None:
