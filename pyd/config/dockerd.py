@@ -33,6 +33,28 @@ def _one_of(*values: Any) -> Any:
     return lambda v: v in values
 
 
+def _builder_ok(v: Any) -> bool:
+    """dockerd's C{builder} object: its C{entitlements} must be booleans pyd knows."""
+    ent = v.get("entitlements", {}) if isinstance(v, dict) else None
+    if not isinstance(ent, dict):
+        return False
+    return all(
+        k in ("network-host", "security-insecure") and isinstance(x, bool) for k, x in ent.items()
+    )
+
+
+def builder_allows_insecure(builder: Any) -> bool:
+    """Whether daemon.json's C{builder.entitlements.security-insecure} is true."""
+    ent = builder.get("entitlements") if isinstance(builder, dict) else None
+    return isinstance(ent, dict) and ent.get("security-insecure") is True
+
+
+def builder_allows_host_network(builder: Any) -> bool:
+    """Whether RUN --network=host may run (dockerd grants network-host unless set false)."""
+    ent = builder.get("entitlements") if isinstance(builder, dict) else None
+    return not (isinstance(ent, dict) and ent.get("network-host") is False)
+
+
 def _exec_opts_ok(v: Any) -> bool:
     """dockerd's only Linux exec-opt is native.cgroupdriver; pyd places cgroups itself."""
     for item in v:
@@ -100,8 +122,11 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         _any_map,
         {},
         None,
-        inert="pyd's build cache has no garbage-collection policy (use docker builder prune)",
-        doc="BuildKit settings (dockerd)",
+        accepts=_builder_ok,
+        refuse="builder.entitlements takes booleans for network-host and security-insecure",
+        doc="BuildKit settings (dockerd): entitlements.security-insecure=true lets admins use "
+        "RUN --security=insecure (a privileged step), entitlements.network-host=false refuses "
+        "RUN --network=host to everyone; gc is accepted without effect (use docker builder prune)",
     ),
     Option(
         "storage-driver",

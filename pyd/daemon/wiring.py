@@ -35,6 +35,7 @@ from pyd.api.root import ENGINE_VERSION, ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig
+from pyd.config.dockerd import builder_allows_host_network, builder_allows_insecure
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.drivers import DriverFactory
 from pyd.daemon.guard import raise_fd_limit
@@ -201,6 +202,8 @@ def build_service(
         reactor,
         puller=DistributionPuller(lambda: dist, images),
         docker_version=ENGINE_VERSION,
+        allow_insecure=builder_allows_insecure(config.builder),
+        allow_host_network=builder_allows_host_network(config.builder),
     )
     system = SystemService(
         "",

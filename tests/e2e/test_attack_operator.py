@@ -396,6 +396,34 @@ class NamespaceJoinTests:
             )
 
 
+class DockerfileRunOptionTests:
+    """Issue 20: what an operator's Dockerfile asks for in a RUN step, which the query-level
+    rules cannot see, is refused by the same rules when the step runs."""
+
+    def test_run_network_host_and_insecure(self, h: Arena) -> None:
+        """RUN --network=host and --security=insecure in an operator's build: refused before
+        the step's container exists (nothing joins the host's network namespace); an admin's
+        RUN --network=host builds."""
+        ctx = h.base / f"ctx-{uuid.uuid4().hex[:6]}"
+        ctx.mkdir()
+        for flag, rule in (
+            ("--network=host", "may not build with RUN --network=host"),
+            ("--security=insecure", "security"),
+        ):
+            (ctx / "Dockerfile").write_text(
+                f"# syntax=docker/dockerfile:1\nFROM {DEFAULT_TAG}\n"
+                f"RUN {flag} cat /proc/net/dev > /dev/null\n"
+            )
+            r = h.cli("operator", "build", "--label", LABEL, str(ctx), build=True)
+            assert r.returncode != 0, r.stdout
+            assert rule in r.stderr, r.stderr
+            assert "Traceback" not in r.stderr
+        (ctx / "Dockerfile").write_text(
+            f"FROM {DEFAULT_TAG}\nRUN --network=host cat /proc/net/dev > /dev/null\n"
+        )
+        h.ok("admin", "build", str(ctx), build=True)
+
+
 class QueryBooleanTests:
     """Escape 7: attach stdin to the admin's privileged shell, with every spelling of true."""
 

@@ -231,3 +231,38 @@ class FrontendAttackTests:
         d.docker("builder", "prune", "-f")
         assert _cache_dirs(d) == []
         assert (canary / "secret").read_text() == "host secret\n"
+
+
+class EntitlementTests:
+    """daemon.json's builder.entitlements (dockerd's keys) decide RUN --security/--network."""
+
+    def test_insecure_granted_and_host_network_withdrawn(self, pyd_daemon: PydDaemon) -> None:
+        """security-insecure=true: an admin's RUN --security=insecure runs with every
+        capability; network-host=false: RUN --network=host is refused."""
+        d = pyd_daemon
+        d.stop()
+        (d.base / "daemon.json").write_text(
+            json.dumps({"builder": {"entitlements": {"security-insecure": True,
+                                                     "network-host": False}}})
+        )  # fmt: skip
+        d.start()
+        try:
+            load_busybox(d)
+            tag = "pyd-t-" + secrets.token_hex(3)
+            ctx = _ctx(
+                d.base,
+                {"Dockerfile": f"FROM {DEFAULT_TAG}\n"
+                 "RUN --security=insecure grep CapEff /proc/self/status > /caps\n"},
+            )  # fmt: skip
+            d.docker("build", "-t", tag, str(ctx))
+            caps = int(_run(d, tag, "cat", "/caps").split()[1], 16)
+            assert caps & (1 << 21)  # CAP_SYS_ADMIN: only a privileged step has it
+            d.docker("rmi", tag)
+            (ctx / "Dockerfile").write_text(f"FROM {DEFAULT_TAG}\nRUN --network=host true\n")
+            r = d.docker("build", str(ctx), check=False)
+            assert r.returncode != 0
+            assert "does not grant the network.host entitlement" in r.stderr + r.stdout
+        finally:
+            d.stop()
+            (d.base / "daemon.json").write_text("{}")
+            d.start()

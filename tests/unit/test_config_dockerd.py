@@ -109,11 +109,27 @@ class DockerdKeysTests(SynchronousTestCase):
             "default-runtime": "runc",
             "api-cors-header": "*",
             "log-format": "json",
+            "builder": {"entitlements": {"security-insecure": "yes"}},
         }
         for key, value in cases.items():
             e = self.assertRaises(cfgmod.ConfigError, cfgmod.build, {}, _file({key: value}), True)
             self.assertIn(key, str(e))
             self.assertIn(cfgmod.BY_KEY[key].refuse, str(e))
+
+    def test_builder_entitlements(self) -> None:
+        """builder.entitlements (issue 20): security-insecure grants RUN --security=insecure,
+        network-host=false refuses RUN --network=host; unknown entitlements are refused."""
+        from pyd.config.dockerd import builder_allows_host_network, builder_allows_insecure
+
+        cfg = cfgmod.build({}, _file(STOCK), file_required=True)
+        self.assertFalse(builder_allows_insecure(cfg.builder))
+        self.assertTrue(builder_allows_host_network(cfg.builder))
+        ent = {"builder": {"entitlements": {"security-insecure": True, "network-host": False}}}
+        cfg = cfgmod.build({}, _file(ent), file_required=True)
+        self.assertTrue(builder_allows_insecure(cfg.builder))
+        self.assertFalse(builder_allows_host_network(cfg.builder))
+        bad = {"builder": {"entitlements": {"device": True}}}
+        self.assertRaises(cfgmod.ConfigError, cfgmod.build, {}, _file(bad), True)
 
     def test_unknown_key_named(self) -> None:
         """A key dockerd does not know either is refused with dockerd's message naming it."""

@@ -377,12 +377,15 @@ class BuildService:
         docker_version: str = "",
         cache_root: str = "",
         allow_insecure: bool = False,
+        allow_host_network: bool = True,
     ) -> None:
         self.docker_version = docker_version  # written into built images, as dockerd does
         # RUN --mount=type=cache directories, kept between builds (builder prune reclaims them).
         self.cache = mounts.CacheStore(cache_root or root.rstrip("/") + "-cache")
         self.cache_locks = CacheLocks()
-        self.allow_insecure = allow_insecure  # RUN --security=insecure (a daemon option)
+        # daemon.json builder.entitlements: RUN --security=insecure, RUN --network=host
+        self.allow_insecure = allow_insecure
+        self.allow_host_network = allow_host_network
         self.images = images
         self.containers = containers
         self.puller = puller
@@ -1118,8 +1121,14 @@ class _Build:
             )
         except frontend.FrontendError as e:
             raise BuildFailed(f"RUN: {e}") from None
-        if ropts.network == "host" and "network.host" in self.opts.refused:
-            raise BuildFailed(self.opts.refused["network.host"])
+        if ropts.network == "host":
+            if not self.svc.allow_host_network:
+                raise BuildFailed(
+                    "RUN --network=host is not allowed: this daemon does not grant the "
+                    "network.host entitlement"
+                )
+            if "network.host" in self.opts.refused:
+                raise BuildFailed(self.opts.refused["network.host"])
         if ropts.security == "insecure":
             if not self.svc.allow_insecure:
                 raise BuildFailed(

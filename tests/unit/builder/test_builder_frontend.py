@@ -157,6 +157,9 @@ class FrontendBuilderTests(BuilderTestCase):
         )
         self.assertEqual(err.message, "pyd authorization: role operator may not x")
         self.assertEqual(len(self.containers.host_configs), n)  # no step container ran
+        self.svc.allow_host_network = False  # daemon.json builder.entitlements.network-host
+        err = self.build_fails({"Dockerfile": "FROM busybox\nRUN --network=host true\n"})
+        self.assertIn("does not grant the network.host entitlement", err.message)
         err = self.build_fails({"Dockerfile": "FROM busybox\nRUN --security=insecure true\n"})
         self.assertIn("does not grant the security.insecure entitlement", err.message)
         self.svc.allow_insecure = True
