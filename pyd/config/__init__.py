@@ -35,6 +35,7 @@ from pyd.config.base import (
     _level,
     _mtu,
     _pools,
+    _proxy_url,
     _role,
     _str,
     _strlist,
@@ -412,7 +413,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "http-proxy",
         "http_proxy",
-        _str,
+        _proxy_url,
         "",
         "http-proxy",
         doc="HTTP proxy for registry traffic (also the proxies object; shown masked by info)",
@@ -420,7 +421,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "https-proxy",
         "https_proxy",
-        _str,
+        _proxy_url,
         "",
         "https-proxy",
         doc="HTTPS proxy for registry traffic (CONNECT)",

@@ -170,7 +170,17 @@ def _log_format(v: Any, key: str) -> str:
 
 
 def _proxy_url(v: Any, key: str) -> str:
-    return _str(v, key).strip()
+    """An C{http://[user:password@]host[:port]} proxy URL ("" = none)."""
+    s = _str(v, key).strip()
+    if not s:
+        return s
+    scheme, sep, rest = s.partition("://")
+    if (sep and scheme != "http") or not (rest if sep else s).split("@")[-1].split("/")[0]:
+        raise ConfigError(
+            f"invalid value for {key}: only http://[user:password@]host[:port] proxies are "
+            "supported"
+        )
+    return s
 
 
 def _empty(v: Any) -> bool:

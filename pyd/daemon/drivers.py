@@ -24,6 +24,7 @@ from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.process import ProcessRunner, ReactorProcessRunner
 from pyd.drivers.registry import HTTPClients
+from pyd.drivers.registry.proxy import ProxySettings
 from pyd.drivers.runtime.cgroups import CgroupPaths
 from pyd.drivers.runtime.conmon import ConmonRuntime, RuntimeDriver, cgroup_path
 from pyd.drivers.runtime.spec import cap_bounding_set
@@ -113,6 +114,10 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
             staging_root=os.path.join(config.exec_root, "mounts"),
         ),
         # dockerd's per-registry CA/client certs
-        registry=HTTPClients(reactor, "/etc/docker/certs.d"),
+        registry=HTTPClients(
+            reactor,
+            "/etc/docker/certs.d",
+            ProxySettings.resolve(config.http_proxy, config.https_proxy, config.no_proxy),
+        ),
         log_watcher=DirWatcher(reactor),
     )

@@ -20,6 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from pyd.drivers.registry.proxy import ProxiedAgent, ProxySettings
 from pyd.drivers.registry.wire import DOCKER_HUB, DOCKER_HUB_API
 
 log = Logger()
@@ -206,7 +207,9 @@ class RegistryHosts:
 class HTTPClients:
     """The daemon's shared HTTP clients (one connection pool per TLS policy)."""
 
-    def __init__(self, reactor: Any, certs_dir: str | None = None) -> None:
+    def __init__(
+        self, reactor: Any, certs_dir: str | None = None, proxies: ProxySettings | None = None
+    ) -> None:
         import treq.client
 
         self.reactor = reactor
@@ -217,12 +220,18 @@ class HTTPClients:
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
         self._pool.cachedConnectionTimeout = 30
-        self.verified = treq.client.HTTPClient(
-            Agent(reactor, self._verified_policy, connectTimeout=30, pool=self._pool)
-        )
-        self.unverified = treq.client.HTTPClient(
-            Agent(reactor, self._unverified_policy, connectTimeout=30, pool=self._pool)
-        )
+        # Proxied connections get a pool of their own: the pool keys by scheme, host and port only.
+        self._proxy_pool = HTTPConnectionPool(reactor, persistent=True)
+        self.proxies = proxies or ProxySettings()
+
+        def agent(policy: _TLSPolicy) -> Any:
+            direct = Agent(reactor, policy, connectTimeout=30, pool=self._pool)
+            if not self.proxies.active:
+                return direct
+            return ProxiedAgent(reactor, direct, policy, self.proxies, self._proxy_pool)
+
+        self.verified = treq.client.HTTPClient(agent(self._verified_policy))
+        self.unverified = treq.client.HTTPClient(agent(self._unverified_policy))
 
     def reload_certs(self) -> None:
         """Re-read C{certs.d} (blocking; on SIGHUP)."""
@@ -243,9 +252,14 @@ class HTTPClients:
         """
         from twisted.internet.task import deferLater
 
+        def close_all(_: object) -> Deferred[None]:
+            d: Deferred[None] = self._pool.closeCachedConnections()
+            d.addCallback(lambda _: self._proxy_pool.closeCachedConnections())
+            return d
+
         d: Deferred[None] = deferLater(self.reactor, 0, lambda: None)
-        d.addCallback(lambda _: self._pool.closeCachedConnections())
+        d.addCallback(close_all)
         # a connection still finishing its last response comes back a moment later
         d.addCallback(lambda _: deferLater(self.reactor, 0.05, lambda: None))
-        d.addCallback(lambda _: self._pool.closeCachedConnections())
+        d.addCallback(close_all)
         return d
