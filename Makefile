@@ -3,12 +3,18 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PYTHON    ?= python3
 STAMP     := $(VENV)/.installed
+TSTAMP    := $(VENV)/.installed-test
 # Test processes: 2 cores, the suites are independent.
 TEST_JOBS ?= 2
 
-.PHONY: install deps run test lint typecheck unit e2e bench clean deploy
+.PHONY: install test-install deps run test lint typecheck unit e2e bench clean deploy
 
+# `install`: the daemon's runtime dependencies only (what `make run` needs); `test-install` adds
+# the test toolchain (the `test` extra: pytest, mypy, ruff, docker-py, ...), which `make test`,
+# `lint`, `typecheck`, `unit` and `bench` use.
 install: deps $(STAMP)
+
+test-install: install $(TSTAMP)
 
 deps:
 	bash scripts/install-deps.sh
@@ -16,27 +22,31 @@ deps:
 $(STAMP): pyproject.toml $(shell find pyd twistd_plugins migrations -name '*.py' -o -name '*.mako' 2>/dev/null)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q '.[test]'
+	$(PY) -m pip install -q .
 	touch $(STAMP)
+
+$(TSTAMP): $(STAMP)
+	$(PY) -m pip install -q '.[test]'
+	touch $(TSTAMP)
 
 run: install
 	$(VENV)/bin/twistd -n --pidfile= pyd
 
-lint: install
+lint: test-install
 	$(VENV)/bin/ruff check pyd twistd_plugins migrations tests $(wildcard bench)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/vulture pyd twistd_plugins --min-confidence 80
 
-typecheck: install
+typecheck: test-install
 	$(VENV)/bin/mypy
 
-test: install lint typecheck
+test: test-install lint typecheck
 	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
 
-unit: install
+unit: test-install
 	$(PY) -m pytest -q tests/unit tests/component
 
-bench: install
+bench: test-install
 	$(PY) -m bench
 
 clean:

@@ -8,7 +8,6 @@ PKGS=(
   docker-compose           
   nftables iptables iproute2
   tini catatonit           
-  aardvark-dns             
   systemd                  
   openssl                  
   e2fsprogs util-linux procps psmisc curl
