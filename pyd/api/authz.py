@@ -161,6 +161,9 @@ class Authorizer:
             request.pyd_visibility = None
             return None
         request.pyd_visibility = RoleVisibility(ident.role, self.policy, self.lookup)
+        # What a non-admin binds was admitted under these roots: the engine confines each bind
+        # beneath its root for good (never followed by name again; L{pyd.api.wire.confined}).
+        request.pyd_bind_roots = tuple(self.policy.allowed_bind_paths)
 
         def refused(f: Any) -> Any:
             if f.check(Forbidden):

@@ -21,6 +21,7 @@ from pyd.api.timeparse import parse_time_nano, rfc3339_nano
 from pyd.api.visibility import redact_inspect
 from pyd.api.wire import (
     check_filters,
+    confined,
     create_spec_of,
     json_body,
     no_content,
@@ -447,7 +448,7 @@ class ContainersRouter:
     @role("operator")
     async def create(self, request: IRequest) -> bytes:
         """C{POST /containers/create?name=}."""
-        spec = create_spec_of(request, self._svc.parse_create)
+        spec = confined(request, create_spec_of(request, self._svc.parse_create))
         name = qstr(request, "name") or None
         cid, warnings = await self._svc.create_spec(name, spec)
         return json_body(request, {"Id": cid, "Warnings": warnings}, 201)

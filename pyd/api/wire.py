@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.web.iweb import IRequest
 
 from pyd.core.errors import InvalidParameter
@@ -76,6 +77,16 @@ def create_spec_of(
         cached = parse(body, version)
         request.pyd_create_spec = cached  # type: ignore[attr-defined]  # set once per request
     return cached
+
+
+def confined(request: IRequest, spec: CreateSpec) -> CreateSpec:
+    """C{spec} with the caller's bind confinement: the allowed-bind-paths roots the guard
+    admitted a non-admin's binds under (C{request.pyd_bind_roots}); an admin's stays unconfined
+    (bind sources followed by name, as dockerd)."""
+    roots: tuple[str, ...] | None = getattr(request, "pyd_bind_roots", None)
+    if roots is None:
+        return spec
+    return attrs.evolve(spec, mounts=attrs.evolve(spec.mounts, bind_roots=roots))
 
 
 def read_json_object(request: IRequest, *, required: bool = True) -> dict[str, Any]:

@@ -134,7 +134,11 @@ class MountSpec:
     C{rprivate}). C{mode} is the user's mode string as inspect shows it (C{"z"} for volumes).
     C{subpath} is a volume's C{VolumeOptions.Subpath} (clean, relative; C{source} stays the
     volume's C{_data}, as in dockerd's inspect): it is resolved inside the volume and mounted by
-    descriptor at every use, never joined onto C{source} by name.
+    descriptor at every use, never joined onto C{source} by name. C{root} is set for a bind that
+    was admitted because its source lies under an allowed-bind-paths directory (an operator's):
+    that directory, with C{subpath} the source's path beneath it; at every use the source is
+    opened beneath C{root} (a link out of it is refused) and mounted by descriptor, never
+    followed by name (C{source} stays as requested, for inspect).
     """
 
     type: str
@@ -149,6 +153,7 @@ class MountSpec:
     copy_up: bool = False  # populate from the image's content at destination on first use
     listed: bool = True  # False: not shown in inspect's Mounts (HostConfig.Tmpfs, as dockerd)
     subpath: str = ""
+    root: str = ""
 
 
 @attrs.frozen

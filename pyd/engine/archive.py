@@ -283,7 +283,9 @@ def _view_spec(target: StreamTarget, root: str, live: bool = True) -> dict[str, 
             mounts.append(
                 {
                     "type": "bind",
-                    "source": m.source,
+                    # a confined bind (an operator's) is opened beneath its allowed root, as at
+                    # start (pyd.engine.volumes.confine); a subpath inside its volume
+                    "source": m.root or m.source,
                     "destination": m.destination,
                     "rw": m.rw,
                     "recursive": "bind" not in m.options,

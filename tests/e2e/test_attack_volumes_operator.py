@@ -139,3 +139,126 @@ class OperatorVolumeEscapeTests:
             assert status == 404
         finally:
             fstab.unlink()
+
+
+def _bind_body(source: str, cmd: list[str], *, mount: bool = False) -> dict:
+    hc: dict = (
+        {"Mounts": [{"Type": "bind", "Source": source, "Target": "/y"}]}
+        if mount
+        else {"Binds": [f"{source}:/y"]}
+    )
+    return {"Image": DEFAULT_TAG, "Cmd": cmd, "Labels": {LABEL: "1"}, "HostConfig": hc}
+
+
+def _in_allowed(h: Arena, script: str) -> None:
+    """Run C{script} in an operator container that binds allowed-bind-paths at /a."""
+    h.ok("operator", "run", "--rm", "--label", f"{LABEL}=1", "-v", f"{h.allowed}:/a",
+         DEFAULT_TAG, "sh", "-c", script)  # fmt: skip
+
+
+def _probe(h: Arena) -> list[str]:
+    return ["sh", "-c",
+            f'echo "seen $(stat -c %d:%i /y)"; [ -e /y{h.canary_dir} ] && echo ESCAPED; true']  # fmt: skip
+
+
+def _host_root() -> str:
+    st = os.stat("/")
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+class OperatorBindConfinementTests:
+    """A bind under allowed-bind-paths is checked at create, then opened beneath its allowed
+    root at every use: an operator who swaps its source for a link out (from another container
+    that binds the allowed directory) never gets the host's files."""
+
+    def test_bind_source_swapped_for_link_after_create(self, h: Arena) -> None:
+        for mount in (False, True):
+            x, c = f"x-{uuid.uuid4().hex[:8]}", _name()
+            (h.allowed / x).mkdir()
+            status, out = h.http("POST", f"/containers/create?name={c}",
+                                 _bind_body(f"{h.allowed}/{x}", _probe(h), mount=mount))  # fmt: skip
+            assert status == 201, out
+            _in_allowed(h, f"rmdir /a/{x} && ln -s / /a/{x}")
+            assert os.path.islink(h.allowed / x)
+            status, out = h.http("POST", f"/containers/{c}/start")
+            assert status == 400 and b"escapes the base directory" in out, out
+            # cp out of and into the stopped container: the guard refuses the operator (the
+            # source is no longer under allowed-bind-paths); the cp helper's view, reached by an
+            # admin, opens the bind beneath its root as start does
+            h.op_fails("cp", f"{c}:/y{h.canary_dir}/secret", "-")
+            r = h.cli("admin", "cp", f"{c}:/y{h.canary_dir}/secret", "-")
+            assert r.returncode != 0 and "escapes the base directory" in r.stderr, r.stderr
+            src = h.base / f"planted-{uuid.uuid4().hex[:6]}"
+            src.write_text("operator\n")
+            try:
+                h.op_fails("cp", str(src), f"{c}:/y{h.canary_dir}/")
+                r = h.cli("admin", "cp", str(src), f"{c}:/y{h.canary_dir}/")
+                assert r.returncode != 0, r.stdout  # the CLI's HEAD got the 400 first
+            finally:
+                src.unlink()
+            assert not (h.canary_dir / src.name).exists()
+            for role in ("operator", "admin"):
+                status, _ = h.http(
+                    "HEAD", f"/containers/{c}/archive?path=/y{h.canary_dir}/secret", role=role
+                )
+                assert status in (400, 403), (role, status)
+
+    def test_link_inside_allowed_root_is_followed(self, h: Arena) -> None:
+        """A link that stays inside the allowed directory still works (dockerd's rule)."""
+        x, real, c = f"x-{uuid.uuid4().hex[:8]}", f"r-{uuid.uuid4().hex[:8]}", _name()
+        (h.allowed / x).mkdir()
+        (h.allowed / real).mkdir()
+        (h.allowed / real / "inside").write_text("in\n")
+        status, out = h.http("POST", f"/containers/create?name={c}",
+                             _bind_body(f"{h.allowed}/{x}", ["cat", "/y/inside"]))  # fmt: skip
+        assert status == 201, out
+        _in_allowed(h, f"rmdir /a/{x} && ln -s {real} /a/{x}")
+        status, out = h.http("POST", f"/containers/{c}/start")
+        assert status == 204, out
+        h.http("POST", f"/containers/{c}/wait")
+        assert h.ok("operator", "logs", c) == "in\n"
+
+    def test_bind_source_flipped_during_start(self, h: Arena) -> None:
+        """An operator container flips the source between a directory and a link to /; the
+        victim, started many times, never sees the host's root."""
+        x, racer, victim = f"x-{uuid.uuid4().hex[:8]}", _name(), _name()
+        (h.allowed / x).mkdir()
+        status, out = h.http("POST", f"/containers/create?name={victim}",
+                             _bind_body(f"{h.allowed}/{x}", _probe(h)))  # fmt: skip
+        assert status == 201, out
+        h.ok(
+            "operator", "run", "-d", "--label", f"{LABEL}=1", "--name", racer,
+            "-v", f"{h.allowed}:/a", DEFAULT_TAG, "sh", "-c",
+            f"while true; do mkdir /a/{x}; usleep 150000; rmdir /a/{x}; ln -s / /a/{x}; "
+            f"rm -f /a/{x}; done 2>/dev/null",
+        )  # fmt: skip
+        started = 0
+        for _ in range(RACE_STARTS):
+            status, out = h.http("POST", f"/containers/{victim}/start")
+            assert status in (204, 400, 404), out
+            if status == 204:
+                started += 1
+                h.http("POST", f"/containers/{victim}/wait")
+        logs = h.ok("operator", "logs", victim)
+        seen = re.findall(r"seen (\d+:\d+)", logs)
+        assert _host_root() not in seen
+        assert "ESCAPED" not in logs
+        assert len(seen) == started
+
+    def test_missing_source_created_beneath_the_root(self, h: Arena) -> None:
+        """`-v <allowed>/l/new:/y` admitted while `l` is a directory; `l -> /` by start: the
+        missing source is not created on the host (mkdir -p beneath the allowed root)."""
+        link, new, c = f"l-{uuid.uuid4().hex[:8]}", f"pyd-t-new-{uuid.uuid4().hex[:8]}", _name()
+        (h.allowed / link).mkdir()
+        status, out = h.http("POST", f"/containers/create?name={c}",
+                             _bind_body(f"{h.allowed}/{link}/{new}", ["true"]))  # fmt: skip
+        assert status == 201, out
+        assert (h.allowed / link / new).is_dir()  # created at create, beneath the root
+        _in_allowed(h, f"rm -rf /a/{link} && ln -s / /a/{link}")
+        try:
+            status, out = h.http("POST", f"/containers/{c}/start")
+            assert status == 400 and b"escapes the base directory" in out, out
+            assert not os.path.lexists(f"/{new}")
+        finally:
+            if os.path.isdir(f"/{new}") and not os.path.islink(f"/{new}"):
+                os.rmdir(f"/{new}")

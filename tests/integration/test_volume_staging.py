@@ -207,3 +207,34 @@ class CpViewSubpathTests:
         assert out["stat"]["size"] == 1, out
         assert _points(str(tree)) == []
         _host_unchanged(host)
+
+
+class ConfineTests:
+    """stage.confine / makedirs_beneath: the allowed root of a bind source, and mkdir -p beneath it."""
+
+    def test_confine_picks_the_outermost_root_with_links_resolved(self, tree: Path) -> None:
+        from pyd.drivers.volumes.stage import confine
+
+        allowed = tree / "vol"
+        (allowed / "_data" / "x").mkdir()
+        os.symlink(str(allowed), tree / "alias")
+        assert confine(str(allowed / "_data" / "x"), [str(allowed / "_data"), str(allowed)]) == (
+            str(allowed), "_data/x")  # fmt: skip
+        assert confine(str(tree / "alias" / "_data"), [str(allowed)]) == (str(allowed), "_data")
+        assert confine(str(allowed), [str(tree / "alias")]) == (str(allowed), ".")
+        assert confine(str(tree / "host"), [str(allowed)]) is None
+        assert confine(str(allowed) + "x", [str(allowed)]) is None
+
+    def test_makedirs_beneath_never_through_a_link_out(self, tree: Path) -> None:
+        from pyd.drivers.volumes.stage import makedirs_beneath
+
+        root = tree / "vol" / "_data"
+        makedirs_beneath(str(root), "a/b")
+        assert (root / "a" / "b").is_dir()
+        os.symlink(str(tree / "host"), root / "out")
+        with pytest.raises(SubpathError) as e:
+            makedirs_beneath(str(root), "out/new")
+        assert e.value.kind == "escape"
+        (root / "f").write_text("")
+        makedirs_beneath(str(root), "f")  # an existing file is bound as a file
+        _host_unchanged(tree / "host")

@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import stat as st
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -29,6 +29,7 @@ from pyd.core.seams import Blocking
 from pyd.drivers import inroot
 from pyd.drivers.process import ProcessRunner
 from pyd.drivers.volumes import copy as _copy
+from pyd.drivers.volumes import stage as _stage
 from pyd.drivers.volumes.stage import StagingArea
 
 DATA = "_data"
@@ -260,6 +261,29 @@ class LocalVolumeDriver:
             subpath,
             recursive=recursive,
         )
+
+    def stage_beneath(
+        self, container_id: str, index: int, root: str, subpath: str, recursive: bool
+    ) -> Deferred[str]:
+        """Like L{stage_subpath} for a host bind confined to an allowed root: C{subpath} opened
+        beneath C{root} (a link out of it is refused) and mounted by descriptor.
+
+        @raise SubpathError: the path leaves C{root} or cannot be opened.
+        """
+        return self._blocking.run(
+            self.staging.attach, container_id, index, root, subpath, recursive=recursive
+        )
+
+    def confine(self, path: str, roots: Sequence[str]) -> Deferred[tuple[str, str] | None]:
+        """The allowed root holding host C{path} and its path beneath it (L{stage.confine})."""
+        return self._blocking.run(_stage.confine, path, roots)
+
+    def ensure_dir_beneath(self, root: str, subpath: str) -> Deferred[None]:
+        """L{ensure_dir} beneath an allowed root (L{stage.makedirs_beneath}).
+
+        @raise SubpathError: a link on the way leaves C{root}.
+        """
+        return self._blocking.run(_stage.makedirs_beneath, root, subpath)
 
     def release_staged(self, container_id: str) -> Deferred[None]:
         """Detach and remove the container's staging points (idempotent)."""

@@ -26,6 +26,7 @@ import errno
 import os
 import posixpath
 import stat as st
+from collections.abc import Iterable
 
 from pyd.drivers import inroot
 
@@ -74,6 +75,54 @@ def open_subpath(base: str, subpath: str) -> int:
         raise SubpathError("notfound", f"cannot access path {subpath}: {_reason(e)}") from None
     finally:
         os.close(root)
+
+
+def confine(path: str, roots: Iterable[str]) -> tuple[str, str] | None:
+    """The allowed root a host bind source was admitted under, and its path beneath that root.
+
+    Both are taken with symlinks resolved (as the admission check compares them); of several
+    roots holding the path, the outermost, so that no other allowed directory (one a container
+    may write to) is on the way to the root itself. None: under none of C{roots}.
+    """
+    real = os.path.realpath(path)
+    best: tuple[str, str] | None = None
+    for base in roots:
+        rb = os.path.realpath(base)
+        prefix = rb.rstrip("/") + "/"
+        if real == rb:
+            rel = "."
+        elif real.startswith(prefix):
+            rel = real[len(prefix) :]
+        else:
+            continue
+        if best is None or len(rb) < len(best[0]):
+            best = (rb, rel)
+    return best
+
+
+def makedirs_beneath(root: str, subpath: str) -> None:
+    """C{mkdir -p} of C{subpath} beneath the directory C{root} (mode 0755), never through a link
+    that leaves it; an existing non-directory is left alone (it is bound as a file).
+
+    @raise SubpathError: C{escape} when a link on the way leaves C{root}.
+    """
+    try:
+        rfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise SubpathError("notfound", f"cannot access {root}: {_reason(e)}") from None
+    try:
+        with inroot.InRoot(rfd, beneath=True) as scope:
+            os.close(scope.makedirs(clean_subpath(subpath)))
+    except (FileExistsError, NotADirectoryError):
+        pass
+    except OSError as e:
+        if e.errno == errno.EXDEV:
+            raise SubpathError(
+                "escape", f"path concatenation escapes the base directory, subpath: {subpath}"
+            ) from None
+        raise SubpathError("notfound", f"cannot create path {subpath}: {_reason(e)}") from None
+    finally:
+        os.close(rfd)
 
 
 def _reason(e: OSError) -> str:

@@ -316,13 +316,18 @@ class Mount:
 @attrs.frozen
 class MountRequest:
     """Everything that mounts something: C{Binds} (their own string syntax), C{Mounts},
-    C{Tmpfs} (destination -> options), C{VolumesFrom} and the container's C{VolumeDriver}."""
+    C{Tmpfs} (destination -> options), C{VolumesFrom} and the container's C{VolumeDriver}.
+
+    C{bind_roots} is not a wire field: None for an admin's request (bind sources are followed by
+    name, as dockerd does); for an operator's, the allowed-bind-paths its binds were admitted
+    under, each bind then confined beneath its root (L{pyd.core.records.MountSpec.root})."""
 
     binds: tuple[str, ...] = attrs.field(default=(), converter=_tup)
     mounts: tuple[Mount, ...] = attrs.field(default=(), converter=_tup)
     tmpfs: Mapping[str, str] = attrs.field(factory=dict, converter=_fmap)
     volumes_from: tuple[str, ...] = attrs.field(default=(), converter=_tup)
     volume_driver: str = ""
+    bind_roots: tuple[str, ...] | None = None
 
 
 @attrs.frozen

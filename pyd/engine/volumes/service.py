@@ -31,6 +31,7 @@ from pyd.engine.spec import (
     MountRequest,
     mount_request,
 )
+from pyd.engine.volumes import confine
 from pyd.engine.volumes.mounts import (
     _clean,
     _go_bool,
@@ -509,7 +510,7 @@ class VolumeService:
         # side effects from here on; anonymous volumes made here go again if anything fails
         made: list[str] = []
         try:
-            specs = await self._materialise(container_id, points, tmpfs, made)
+            specs = await self._materialise(container_id, points, tmpfs, made, req.bind_roots)
         except BaseException:
             for name in made:
                 try:
@@ -526,6 +527,7 @@ class VolumeService:
         points: dict[str, _Pending],
         tmpfs: Mapping[str, Any],
         made: list[str],
+        bind_roots: Sequence[str] | None = None,
     ) -> list[MountSpec]:
         specs: list[MountSpec] = []
         uses: list[tuple[str, str]] = []
@@ -556,22 +558,26 @@ class VolumeService:
                 uses.append((vol.name, p.destination))
                 specs.append(spec)
             elif p.type == "bind":
-                if p.create_source and p.existing is None:
-                    await self._driver.ensure_dir(p.source)
                 if p.existing is not None:
                     specs.append(attrs.evolve(p.existing, rw=p.rw))
                     continue
-                specs.append(
-                    MountSpec(
-                        type="bind",
-                        source=p.source,
-                        destination=p.destination,
-                        rw=p.rw,
-                        mode=p.mode,
-                        propagation=p.propagation,
-                        options=p.options,
-                    )
+                spec = MountSpec(
+                    type="bind",
+                    source=p.source,
+                    destination=p.destination,
+                    rw=p.rw,
+                    mode=p.mode,
+                    propagation=p.propagation,
+                    options=p.options,
                 )
+                if bind_roots is not None:  # an operator's: confined beneath its allowed root
+                    root, rel = await confine.confine(self._driver, p.source, bind_roots)
+                    spec = attrs.evolve(spec, root=root, subpath=rel)
+                if p.create_source and spec.root:
+                    await confine.ensure_source(self._driver, spec)
+                elif p.create_source:
+                    await self._driver.ensure_dir(p.source)
+                specs.append(spec)
             elif p.existing is not None:
                 specs.append(attrs.evolve(p.existing, rw=p.rw))
             else:
@@ -629,6 +635,9 @@ class VolumeService:
             await self._create_bind_sources(container_id, mounts)
         out: list[MountSpec] = []
         for index, m in enumerate(mounts):
+            if m.type == "bind" and m.root:
+                out.append(await confine.stage(self._driver, container_id, index, m))
+                continue
             if m.type != "volume":
                 out.append(m)
                 continue
@@ -670,9 +679,7 @@ class VolumeService:
                         container_id, index, vol.name, m.subpath, "bind" not in m.options
                     )
                 except SubpathError as e:
-                    if e.kind == "escape":
-                        raise InvalidParameter(e.message) from None
-                    raise NotFound(e.message) from None
+                    raise confine.subpath_error(e) from None
                 return staged
 
             staged: str = await self._locks.run(vol.name, locked)
@@ -707,11 +714,11 @@ class VolumeService:
             if wire.bind is not None and wire.bind.create_mountpoint:
                 creatable.add(host_path(wire.source))
         for m in mounts:
-            if (
-                m.type == "bind"
-                and m.source in creatable
-                and not await self._driver.exists(m.source)
-            ):
+            if m.type != "bind" or m.source not in creatable:
+                continue
+            if m.root:
+                await confine.ensure_source(self._driver, m)
+            elif not await self._driver.exists(m.source):
                 await self._driver.ensure_dir(m.source)
 
     async def unstage(self, container_id: str) -> None:
