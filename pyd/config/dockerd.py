@@ -311,9 +311,8 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         False,
         "no-new-privileges",
         is_flag=True,
-        accepts=_empty,
-        refuse="set --security-opt no-new-privileges per container",
-        doc="no-new-privileges by default (not accepted)",
+        doc="Set no-new-privileges for new containers (--security-opt no-new-privileges=false "
+        "turns it off for one)",
     ),
     Option(
         "seccomp-profile",
@@ -321,10 +320,8 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         _str,
         "builtin",
         "seccomp-profile",
-        accepts=_one_of("", "builtin"),
-        refuse="pyd applies its built-in profile; use --security-opt seccomp=unconfined per "
-        "container",
-        doc="Seccomp profile: builtin only",
+        doc="Default seccomp profile: builtin (moby's default profile), unconfined, or the path "
+        "of a profile file read at start",
     ),
     Option(
         "selinux-enabled",
