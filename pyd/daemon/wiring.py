@@ -46,6 +46,7 @@ from pyd.daemon.tree import Lifecycle, PydService
 from pyd.engine.archive import ArchiveService
 from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller, ImageStoreAdapter
 from pyd.engine.builder.builder import BuildService
+from pyd.engine.confinement import Confinement
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.engine.distribution import DistributionService, DistributionSettings
 from pyd.engine.events import EventService
@@ -90,6 +91,10 @@ def build_service(
     if config.pidfile:
         write_pidfile(config.pidfile)
         life.cleanup.append(remove_file(config.pidfile))
+    try:
+        confine = Confinement.from_option(config.seccomp_profile, config.no_new_privileges)
+    except ValueError as e:
+        raise StartupError(str(e)) from None
     drv = drivers(config, reactor)
     io = drv.io
     db = Database(make_engine(os.path.join(config.data_root, "pyd.db")), drv.db_blocking)
@@ -151,6 +156,8 @@ def build_service(
         log_driver=config.log_driver,
         log_opts=dict(config.log_opts),
         host_hostname=drv.host.hostname,
+        confinement=confine,
+        cgroup_v2=drv.host.cgroup_version == "2",
     )
     os.makedirs(settings.containers_dir, mode=0o700, exist_ok=True)
     # The attach and exec services are built over the container service; it calls them back.
@@ -212,6 +219,7 @@ def build_service(
         contributors=[VolumesDiskUsage(volumes), ImagesDiskUsage(images), containers, builds],
         blocking=io,
     )
+    system.security_options = confine.security_options(drv.host.cgroup_version == "2")
 
     async def load_identity() -> None:
         system.daemon_id = await db.transaction(

@@ -134,6 +134,14 @@ class SystemService:
         if host.cgroup_version == "2":
             self.security_options.append("name=cgroupns")
 
+    def _seccomp_warning(self) -> tuple[str, ...]:
+        if any(
+            o.startswith("name=seccomp,") and o != "name=seccomp,profile=builtin"
+            for o in self.security_options
+        ):
+            return ("WARNING: daemon is not using the default seccomp profile",)
+        return ()
+
     def add_contributor(self, contributor: SystemContributor) -> None:
         """Include another area in info counts and df."""
         self._contributors.append(contributor)
@@ -167,7 +175,8 @@ class SystemService:
             runtimes=dict(self.runtimes),
             default_runtime=self.default_runtime,
             security_options=tuple(self.security_options),
-            warnings=tuple(warnings(self.host.features, live, self._tcp_hosts())),
+            warnings=tuple(warnings(self.host.features, live, self._tcp_hosts()))
+            + self._seccomp_warning(),
             live=live,
             experimental=bool(cfg.experimental),
             logging_driver=cfg.log_driver,

@@ -115,71 +115,6 @@ _DEFAULT_DEVICE_RULES: tuple[tuple[str, int | None, int | None, str], ...] = (
     ("c", 10, 200, "rwm"),
 )
 
-# Syscalls Docker's default seccomp profile refuses unless a capability allows them. pyd does
-# not ship moby's full allow-list; it installs this deny-list (EPERM) with default-allow.
-_SECCOMP_DENY: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "CAP_SYS_ADMIN",
-        (
-            "mount",
-            "umount",
-            "umount2",
-            "pivot_root",
-            "setns",
-            "unshare",
-            "name_to_handle_at",
-            "open_by_handle_at",
-            "quotactl",
-            "lookup_dcookie",
-            "perf_event_open",
-            "bpf",
-            "fanotify_init",
-            "fsopen",
-            "fsconfig",
-            "fsmount",
-            "move_mount",
-            "open_tree",
-            "fspick",
-            "syslog",
-        ),
-    ),
-    (
-        "CAP_SYS_MODULE",
-        (
-            "init_module",
-            "finit_module",
-            "delete_module",
-            "create_module",
-            "query_module",
-            "get_kernel_syms",
-        ),
-    ),
-    ("CAP_SYS_BOOT", ("reboot", "kexec_load", "kexec_file_load")),
-    ("CAP_SYS_TIME", ("settimeofday", "stime", "clock_settime", "clock_adjtime", "adjtimex")),
-    ("CAP_SYS_PTRACE", ("ptrace", "process_vm_readv", "process_vm_writev", "kcmp")),
-    ("CAP_SYS_RAWIO", ("iopl", "ioperm")),
-    ("CAP_SYS_PACCT", ("acct",)),
-    ("CAP_SYS_NICE", ("mbind", "set_mempolicy", "move_pages")),
-    (
-        "",
-        (
-            "add_key",
-            "request_key",
-            "keyctl",
-            "uselib",
-            "userfaultfd",
-            "ustat",
-            "vm86",
-            "vm86old",
-            "nfsservctl",
-            "_sysctl",
-            "sysfs",
-            "swapon",
-            "swapoff",
-        ),
-    ),
-)
-
 
 @attrs.frozen
 class Resources:
@@ -234,12 +169,16 @@ class RuntimeSpecInput:
     no_new_privileges: bool = False
     init_path: str = ""  # host path of a static init (tini) bind-mounted and run as pid 1
     shm_size: int = 64 * 1024 * 1024
-    seccomp: bool = True
+    # The OCI seccomp section (None: unconfined); pyd.drivers.runtime.seccomp makes it.
+    seccomp: dict[str, Any] | None = None
     oom_score_adj: int | None = None
     masked_paths: tuple[str, ...] | None = None  # None: Docker's defaults
     readonly_paths: tuple[str, ...] | None = None
     apparmor_profile: str = ""
-    devices: tuple[dict[str, Any], ...] = ()  # extra host devices (privileged adds all)
+    devices: tuple[dict[str, Any], ...] = ()  # OCI device entries (privileged: every host one)
+    device_rules: tuple[dict[str, Any], ...] = ()  # device cgroup rules after the defaults
+    writable_cgroups: bool = False
+    cgroupns_private: bool = False  # a cgroup namespace of its own
 
 
 INIT_DEST = "/sbin/docker-init"
@@ -313,22 +252,10 @@ def _device_rules(privileged: bool) -> list[dict[str, Any]]:
     return rules
 
 
-def seccomp_profile(caps: Sequence[str]) -> dict[str, Any]:
-    """A default-allow filter refusing (EPERM) what Docker's profile refuses for C{caps}."""
-    names: list[str] = []
-    for cap, calls in _SECCOMP_DENY:
-        if cap and cap in caps:
-            continue
-        names.extend(calls)
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [{"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
-    }
-
-
-def _resources(r: Resources, privileged: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"devices": _device_rules(privileged)}
+def _resources(
+    r: Resources, privileged: bool, extra_rules: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"devices": _device_rules(privileged) + [dict(x) for x in extra_rules]}
     mem: dict[str, Any] = {}
     if r.memory > 0:
         mem["limit"] = r.memory
@@ -408,7 +335,13 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
             "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            "options": [
+                "nosuid",
+                "noexec",
+                "nodev",
+                "relatime",
+                "rw" if inp.writable_cgroups or inp.privileged else "ro",
+            ],
         },
         {
             "destination": "/dev/mqueue",
@@ -468,6 +401,8 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
         namespaces.append({"type": "ipc", **({"path": inp.ipc_path} if inp.ipc_path else {})})
     if not inp.uts_host:
         namespaces.append({"type": "uts"})
+    if inp.cgroupns_private:
+        namespaces.append({"type": "cgroup"})
     if inp.netns_path is not None:
         ns: dict[str, Any] = {"type": "network"}
         if inp.netns_path:
@@ -502,7 +437,7 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
 
     linux: dict[str, Any] = {
         "namespaces": namespaces,
-        "resources": _resources(inp.resources, inp.privileged),
+        "resources": _resources(inp.resources, inp.privileged, inp.device_rules),
     }
     if inp.cgroups_path:
         linux["cgroupsPath"] = inp.cgroups_path
@@ -513,8 +448,8 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
         linux["readonlyPaths"] = list(
             READONLY_PATHS if inp.readonly_paths is None else inp.readonly_paths
         )
-        if inp.seccomp:
-            linux["seccomp"] = seccomp_profile(caps)
+    if inp.seccomp is not None:
+        linux["seccomp"] = inp.seccomp
     if inp.devices:
         linux["devices"] = [dict(d) for d in inp.devices]
 

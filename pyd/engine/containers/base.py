@@ -34,6 +34,7 @@ from pyd.drivers.runtime.conmon import (
     RuntimeDriver,
 )
 from pyd.engine import resolvconf
+from pyd.engine.confinement import Confinement
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
 from pyd.engine.networks import ContainerRef
 from pyd.engine.spec import CreateSpec, parse_create, stored_spec
@@ -60,6 +61,9 @@ class ContainerSettings:
     host_hostname: str = "localhost"
     host_resolv_conf: str = "/etc/resolv.conf"
     host_hosts: str = "/etc/hosts"
+    # seccomp profiles, no-new-privileges default, AppArmor/SELinux presence
+    confinement: Confinement = attrs.field(factory=Confinement)
+    cgroup_v2: bool = False  # containers get a private cgroup namespace by default (dockerd)
 
 
 @attrs.frozen

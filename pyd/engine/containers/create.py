@@ -29,8 +29,8 @@ from pyd.drivers.runtime import spec as oci
 from pyd.drivers.runtime.conmon import (
     cgroup_path,
 )
+from pyd.engine import confinement, resolvconf
 from pyd.engine import container_config as cc
-from pyd.engine import resolvconf
 from pyd.engine.containers.base import _normalise_ports, _now_nano, _read_or, _resources_of, _write
 from pyd.engine.containers.health import ContainerHealth
 from pyd.engine.spec import CreateSpec
@@ -81,6 +81,7 @@ class ContainerCreate(ContainerHealth):
         warnings = list(spec.warnings)
         for key in spec.runtime.sysctls:
             cc.sysctl_name(key)
+        self.settings.confinement.check(spec)
         image: Image = await self._images.resolve(image_ref)
         config = cc.merge_image_defaults(config, image)
         if not cc.command_of(config):
@@ -302,7 +303,9 @@ class ContainerCreate(ContainerHealth):
         caps = oci.resolve_caps(
             list(sec.cap_add), list(sec.cap_drop), sec.privileged, self.settings.cap_bounding
         )
-        apparmor = ""
+        conf = self.settings.confinement
+        v2 = self.settings.cgroup_v2
+        devices, device_rules = confinement.devices_of(s)
         resources = _resources_of(s.resources)
         ulimits = tuple((u.name, u.soft, u.hard) for u in s.resources.ulimits)
         netns: str | None = ""
@@ -340,10 +343,15 @@ class ContainerCreate(ContainerHealth):
             privileged=sec.privileged,
             ulimits=ulimits,
             sysctls=tuple(s.runtime.sysctls.items()),
-            no_new_privileges=sec.no_new_privileges,
+            no_new_privileges=conf.no_new_privileges_of(sec),
             init_path=init_path,
             shm_size=s.runtime.shm_size or cc.DEFAULT_SHM,
-            seccomp=sec.seccomp != "unconfined",
+            seccomp=conf.seccomp_of(sec, caps),
             oom_score_adj=(s.runtime.oom_score_adj or None),
-            apparmor_profile=apparmor,
+            masked_paths=sec.masked_paths,
+            readonly_paths=sec.readonly_paths,
+            devices=tuple(devices),
+            device_rules=tuple(device_rules),
+            writable_cgroups=conf.writable_cgroups(sec),
+            cgroupns_private=(s.namespaces.cgroupns or ("private" if v2 else "host")) == "private",
         )

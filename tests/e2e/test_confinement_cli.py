@@ -1,0 +1,163 @@
+"""Confinement options with the real CLI: each takes effect inside a busybox container, or is
+refused with dockerd's text (issue 16).
+
+The default seccomp profile is moby's (an allow-list where C{unshare} needs CAP_SYS_ADMIN),
+C{seccomp=unconfined} lifts it, a custom profile's JSON (the CLI reads the file and sends it) is
+applied; devices, device cgroup rules, ulimits, the OOM score and the pids limit reach the
+container; C{--gpus} is refused where no GPU driver is registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.helpers.daemon import PydDaemon
+from tests.helpers.images import DEFAULT_TAG
+
+pytestmark = pytest.mark.e2e
+IMG = DEFAULT_TAG
+
+
+class SeccompTests:
+    def test_default_profile_refuses_user_namespaces(self, pyd: PydDaemon) -> None:
+        """moby's default profile: no `unshare -U` without CAP_SYS_ADMIN; unconfined can."""
+        r = pyd.docker("run", "--rm", IMG, "unshare", "-U", "true", check=False)
+        assert r.returncode != 0
+        assert "Operation not permitted" in r.stderr or "not permitted" in r.stdout + r.stderr
+        r = pyd.docker(
+            "run", "--rm", "--security-opt", "seccomp=unconfined", IMG, "unshare", "-U", "true"
+        )
+        assert r.returncode == 0
+        # the filter is on (Seccomp: 2 = filter mode) by default and off when unconfined
+        on = pyd.docker("run", "--rm", IMG, "grep", "^Seccomp:", "/proc/self/status").stdout
+        off = pyd.docker(
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            IMG,
+            "grep",
+            "^Seccomp:",
+            "/proc/self/status",
+        ).stdout
+        assert on.split()[-1] == "2" and off.split()[-1] == "0"
+
+    def test_custom_profile_applied(self, pyd: PydDaemon, tmp_path: object) -> None:
+        """A profile file denying mkdir (EPERM) over default-allow: mkdir fails, touch works."""
+        profile = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ],
+        }
+        path = os.path.join(str(tmp_path), "profile.json")
+        with open(path, "w") as f:
+            json.dump(profile, f)
+        r = pyd.docker(
+            "run",
+            "--rm",
+            "--security-opt",
+            f"seccomp={path}",
+            IMG,
+            "sh",
+            "-c",
+            "touch /tmp/f && echo touched; mkdir /tmp/d && echo made",
+            check=False,
+        )
+        assert "touched" in r.stdout and "made" not in r.stdout
+        assert "Operation not permitted" in r.stderr
+
+    def test_bad_profile_refused(self, pyd: PydDaemon, tmp_path: object) -> None:
+        """A profile with both architectures and archMap: dockerd's text, nothing created."""
+        path = os.path.join(str(tmp_path), "bad.json")
+        bad = json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "archMap": [{"architecture": "SCMP_ARCH_X86_64"}],
+            }
+        )
+        with open(path, "w") as f:
+            f.write(bad)
+        r = pyd.docker("create", "--security-opt", f"seccomp={path}", IMG, "true", check=False)
+        assert r.returncode != 0
+        assert "both 'architectures' and 'archMap' are specified" in r.stderr
+        assert pyd.docker("ps", "-aq").stdout.strip() == ""
+
+    def test_info_shows_seccomp(self, pyd: PydDaemon) -> None:
+        info = json.loads(pyd.docker("info", "--format", "{{json .SecurityOptions}}").stdout)
+        assert "name=seccomp,profile=builtin" in info
+
+
+class DeviceTests:
+    def test_device_mapped(self, pyd: PydDaemon) -> None:
+        """--device /dev/null:/dev/mynull: a character device 1,3 that can be written."""
+        out = pyd.docker(
+            "run",
+            "--rm",
+            "--device",
+            "/dev/null:/dev/mynull",
+            IMG,
+            "sh",
+            "-c",
+            "stat -c '%F %t,%T' /dev/mynull && echo x > /dev/mynull && echo written",
+        ).stdout
+        assert out.splitlines() == ["character special file 1,3", "written"]
+
+    def test_device_cgroup_rule(self, pyd: PydDaemon) -> None:
+        """A node made with mknod is usable only when a device cgroup rule allows it."""
+        # /dev/loop-control's numbers: not among a container's default device rules
+        script = "mknod /tmp/z c 10 237 && : < /tmp/z && echo readable"
+        denied = pyd.docker("run", "--rm", IMG, "sh", "-c", script, check=False)
+        assert "readable" not in denied.stdout
+        allowed = pyd.docker(
+            "run", "--rm", "--device-cgroup-rule", "c 10:237 r", IMG, "sh", "-c", script
+        )
+        assert "readable" in allowed.stdout
+
+    def test_bad_cgroup_rule_and_missing_device_refused(self, pyd: PydDaemon) -> None:
+        r = pyd.docker("create", "--device-cgroup-rule", "x 1:5 r", IMG, "true", check=False)
+        assert r.returncode != 0 and "invalid device cgroup format" in r.stderr
+        r = pyd.docker("run", "--rm", "--device", "/dev/pyd-no-such", IMG, "true", check=False)
+        assert r.returncode != 0
+        assert (
+            'error gathering device information while adding custom device "/dev/pyd-no-such"'
+            in r.stderr
+        )
+
+    def test_gpus_refused(self, pyd: PydDaemon) -> None:
+        r = pyd.docker("run", "--rm", "--gpus", "all", IMG, "true", check=False)
+        assert r.returncode == 125
+        assert 'could not select device driver "" with capabilities: [[gpu]]' in r.stderr
+        assert pyd.docker("ps", "-aq").stdout.strip() == ""
+
+    def test_privileged_sees_host_devices(self, pyd: PydDaemon) -> None:
+        """--privileged: the host's device nodes (here: /dev/zero and a loop or tty device)."""
+        out = pyd.docker("run", "--rm", "--privileged", IMG, "ls", "/dev").stdout.split()
+        host = set(os.listdir("/dev"))
+        assert "zero" in out
+        extra = {n for n in out if n in host and n.startswith(("loop", "tty", "mem"))}
+        assert extra, out
+
+
+class LimitsTests:
+    def test_ulimit_oom_score_pids(self, pyd: PydDaemon) -> None:
+        out = pyd.docker(
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=512:1024",
+            "--oom-score-adj",
+            "300",
+            "--pids-limit",
+            "42",
+            IMG,
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; "
+            "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+        ).stdout.split()
+        assert out == ["512", "1024", "300", "42"]
