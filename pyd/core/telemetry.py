@@ -100,8 +100,14 @@ class _Gauges:
 
     def __init__(self) -> None:
         self.sources: dict[str, tuple[str, str | None, Callable[[], Any]]] = {}
+        # Constant "info" gauges: name -> (doc, labels); the value is 1.
+        self.infos: dict[str, tuple[str, dict[str, str]]] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (doc, labels) in sorted(self.infos.items()):
+            info = GaugeMetricFamily(name, doc, labels=list(labels))
+            info.add_metric(list(labels.values()), 1.0)
+            yield info
         for name, (doc, label, fn) in sorted(self.sources.items()):
             value = fn()
             if label is None:
@@ -146,6 +152,17 @@ class Telemetry:
             ["outcome"],
             registry=self.registry,
         )
+        # dockerd's names too (moby internal/metrics), so existing dashboards keep working.
+        self.dockerd_container_actions = Histogram(
+            "engine_daemon_container_actions_seconds",
+            "The number of seconds it takes to process each container action",
+            ["action"],
+            buckets=START_BUCKETS,
+            registry=self.registry,
+        )
+        self.dockerd_events = Counter(
+            "engine_daemon_events", "The number of events logged", registry=self.registry
+        )
         self._gauges = _Gauges()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry.register(self._gauges)  # type: ignore[arg-type]  # duck-typed collector
@@ -169,14 +186,51 @@ class Telemetry:
     def observe_container_start(self, seconds: float) -> None:
         """Record how long a container took to start."""
         self.container_start.observe(seconds)
+        self.dockerd_container_actions.labels("start").observe(seconds)
+
+    def count_event(self) -> None:
+        """One more event logged (dockerd's engine_daemon_events_total)."""
+        self.dockerd_events.inc()
+
+    def set_engine_info(self, labels: Mapping[str, str], cpus: int, memory: int) -> None:
+        """dockerd's engine_daemon_engine_info (labels, value 1), _cpus_cpus and _memory_bytes."""
+        self._gauges.infos["engine_daemon_engine_info"] = (
+            "The information related to the engine and the OS it is running on",
+            dict(labels),
+        )
+        self.set_gauge_source(
+            "engine_daemon_engine_cpus_cpus",
+            "The number of cpus that the host system of the engine has",
+            lambda: cpus,
+        )
+        self.set_gauge_source(
+            "engine_daemon_engine_memory_bytes",
+            "The number of bytes of memory that the host system of the engine has",
+            lambda: memory,
+        )
 
     def add_pull_bytes(self, n: int) -> None:
         """Add bytes downloaded by a pull."""
         self.pull_bytes.inc(n)
 
     def set_container_state_source(self, fn: Callable[[], Mapping[str, int]]) -> None:
-        """C{pyd_containers{state=...}} is read from C{fn()} at scrape time."""
+        """C{pyd_containers{state=...}} is read from C{fn()} at scrape time, and dockerd's
+        C{engine_daemon_container_states_containers{state=running|paused|stopped}} from it."""
         self.set_gauge_source("pyd_containers", "Containers by state", fn, label="state")
+
+        def dockerd_states() -> dict[str, int]:
+            out = {"running": 0, "paused": 0, "stopped": 0}
+            for state, n in fn().items():
+                key = state if state in ("running", "paused") else "stopped"
+                out[key] += n
+            return out
+
+        self.set_gauge_source(
+            "engine_daemon_container_states_containers",
+            "The count of containers in various states",
+            dockerd_states,
+            label="state",
+        )
 
     def set_gauge_source(
         self, name: str, doc: str, fn: Callable[[], Any], label: str | None = None

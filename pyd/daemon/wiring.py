@@ -106,6 +106,7 @@ def build_service(
     volumes = VolumeService(VolumeRepository(db), drv.volumes, events)
 
     def on_event(ev: Any) -> None:
+        telemetry.count_event()
         if ev.type == "container" and ev.action == "die":
             d = ensureDeferred(volumes.container_stopped(ev.actor_id))
             d.addErrback(lambda f: log.failure("unmounting volumes after die", f))
@@ -257,6 +258,27 @@ def build_service(
     )
     telemetry.set_gauge_source(
         "pyd_event_subscribers", "Clients following /events", lambda: events.subscriber_count
+    )
+    telemetry.set_gauge_source(
+        "engine_daemon_events_subscribers_total",
+        "The number of current subscribers to events",
+        lambda: events.subscriber_count,
+    )
+    h = drv.host
+    telemetry.set_engine_info(
+        {
+            "architecture": h.arch,
+            "commit": "",
+            "daemon_id": "",
+            "graphdriver": "overlay2",
+            "kernel": h.kernel,
+            "os": h.os_name,
+            "os_type": "linux",
+            "os_version": h.features.os_version,
+            "version": ENGINE_VERSION,
+        },
+        h.ncpu,
+        h.mem_total,
     )
 
     # Start in this order once the schema is at head; stop hooks run in reverse.

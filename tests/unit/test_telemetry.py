@@ -59,3 +59,31 @@ class TelemetryTests(SynchronousTestCase):
         self.assertIn("pyd_container_start_duration_seconds_count 1.0", text)
         self.assertIn('pyd_containers{state="exited"} 1.0', text)
         self.assertEqual(self.successResultOf(treq.get("http://x/other")).code, 404)
+
+
+class DockerdNamesTests(SynchronousTestCase):
+    """dockerd's metric names, so dashboards made for dockerd keep working."""
+
+    def test_dockerd_names(self) -> None:
+        """Container actions, container states, events, subscribers and engine info."""
+        t = Telemetry()
+        t.set_container_state_source(lambda: {"running": 2, "exited": 3, "created": 1})
+        t.observe_container_start(0.25)
+        t.count_event()
+        t.count_event()
+        t.set_gauge_source("engine_daemon_events_subscribers_total", "subs", lambda: 4)
+        t.set_engine_info({"version": "28.2.2", "os_type": "linux"}, 8, 1 << 30)
+        self.assertEqual(
+            t.value("engine_daemon_container_actions_seconds_count", {"action": "start"}), 1
+        )
+        for state, n in (("running", 2), ("paused", 0), ("stopped", 4)):
+            self.assertEqual(
+                t.value("engine_daemon_container_states_containers", {"state": state}), n
+            )
+        self.assertEqual(t.value("engine_daemon_events_total"), 2)
+        self.assertEqual(t.value("engine_daemon_events_subscribers_total"), 4)
+        self.assertEqual(
+            t.value("engine_daemon_engine_info", {"version": "28.2.2", "os_type": "linux"}), 1
+        )
+        self.assertEqual(t.value("engine_daemon_engine_cpus_cpus"), 8)
+        self.assertEqual(t.value("engine_daemon_engine_memory_bytes"), 1 << 30)
