@@ -178,9 +178,8 @@ class PydService(MultiService):
         group = self.config.group
         if not group:
             return
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
+        gid = socket_group_id(group)
+        if gid is None:
             log.warn("group {group} not found; the API socket stays root-only", group=group)
             return
         for path in self.lifecycle.unix_sockets:
@@ -313,3 +312,16 @@ class PydService(MultiService):
         for fn in reversed(self.lifecycle.cleanup):
             fn()
         self.log_control.uninstall()
+
+
+def socket_group_id(group: str, default: str = "pyd", fallback: str = "docker") -> int | None:
+    """The gid owning the Unix sockets: C{group}; when that is pyd's default and the host has no
+    such group, dockerd's C{docker} group (a host moving from dockerd keeps who may use the
+    socket). None when neither exists."""
+    names = [group, fallback] if group == default else [group]
+    for name in names:
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            continue
+    return None
