@@ -86,6 +86,8 @@ class VolumesRouter:
             driver,
             _str_map(body.get("DriverOpts"), "DriverOpts"),
             _str_map(body.get("Labels"), "Labels"),
+            # a non-admin's bind volume is confined beneath its allowed root (pyd.api.authz)
+            getattr(request, "pyd_bind_roots", None),
         )
         return json_body(request, volume_json(vol), 201)
 

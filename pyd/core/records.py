@@ -159,7 +159,9 @@ class MountSpec:
 @attrs.frozen
 class Volume:
     """A volume of the local driver. C{labels}/C{options} are None when never given (the wire
-    shows C{null}, as dockerd does)."""
+    shows C{null}, as dockerd does). C{bind_root}/C{bind_subpath}: for an operator's bind volume
+    (C{o=bind}), the allowed-bind-paths directory its device was admitted under and the device's
+    path beneath it; it is mounted by descriptor, opened beneath that directory, never by name."""
 
     name: str
     driver: str
@@ -168,6 +170,8 @@ class Volume:
     labels: dict[str, str] | None
     options: dict[str, str] | None
     anonymous: bool = False
+    bind_root: str = ""
+    bind_subpath: str = ""
 
 
 # --- networking (pyd.engine.networks, pyd.state.networks) ------------------------------------

@@ -404,17 +404,22 @@ def fd_path(fd: int) -> str:
 # -- mounts by descriptor --------------------------------------------------------------------------
 
 
-def clone_tree(fd: int, *, recursive: bool = True, readonly: bool = False) -> int:
+def clone_tree(
+    fd: int, *, recursive: bool = True, readonly: bool = False, attr_set: int = 0
+) -> int:
     """A detached copy of the mount at C{fd} (C{open_tree(OPEN_TREE_CLONE)} on the descriptor
-    itself: C{AT_EMPTY_PATH}), made read-only when asked. The caller attaches it with
-    L{attach_tree} and closes it.
+    itself: C{AT_EMPTY_PATH}), made read-only when asked, with the C{MOUNT_ATTR_*} flags of
+    C{attr_set} (e.g. C{MOUNT_ATTR_NOSUID}). The caller attaches it with L{attach_tree} and
+    closes it.
     """
     flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     tree = _libc.syscall(SYS_OPEN_TREE, ctypes.c_int(fd), b"", ctypes.c_uint(flags))
     if tree < 0:
         _raise("open_tree")
     if readonly:
-        attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+        attr_set |= MOUNT_ATTR_RDONLY
+    if attr_set:
+        attr = _MountAttr(attr_set=attr_set)
         rc = _libc.syscall(
             SYS_MOUNT_SETATTR,
             ctypes.c_int(tree),

@@ -175,6 +175,10 @@ class VolumeRow(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    # an operator's bind volume: the allowed-bind-paths directory its device is opened beneath
+    # (and the device's path beneath it); "" for every other volume
+    bind_root: Mapped[str] = mapped_column(Text, default="", server_default="")
+    bind_subpath: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class ContainerVolumeRow(Base):

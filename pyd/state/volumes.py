@@ -32,6 +32,8 @@ def _record(row: Any) -> Volume:
         labels=None if row.labels is None else dict(row.labels),
         options=None if row.options is None else dict(row.options),
         anonymous=bool(row.anonymous),
+        bind_root=row.bind_root or "",
+        bind_subpath=row.bind_subpath or "",
     )
 
 
@@ -72,6 +74,8 @@ class VolumeRepository:
                     labels=vol.labels,
                     options=vol.options,
                     anonymous=vol.anonymous,
+                    bind_root=vol.bind_root,
+                    bind_subpath=vol.bind_subpath,
                 )
             )
             return vol, True

@@ -262,3 +262,34 @@ class OperatorBindConfinementTests:
         finally:
             if os.path.isdir(f"/{new}") and not os.path.islink(f"/{new}"):
                 os.rmdir(f"/{new}")
+
+    def test_bind_volume_device_swapped_for_link(self, h: Arena) -> None:
+        """An operator's `type=none,o=bind,device=<allowed>/x` volume, `x -> /` before its first
+        use: the device is opened beneath the allowed root, the mount is refused; with the link
+        inside the root, the volume is that directory."""
+        x, vol, c = f"x-{uuid.uuid4().hex[:8]}", _name(), _name()
+        (h.allowed / x).mkdir()
+        h.ok("operator", "volume", "create", "--opt", "type=none", "--opt", "o=bind",
+             "--opt", f"device={h.allowed}/{x}", vol)  # fmt: skip
+        body = _bind_body("", _probe(h))
+        body["HostConfig"] = {"Binds": [f"{vol}:/y"]}
+        status, out = h.http("POST", f"/containers/create?name={c}", body)
+        assert status == 201, out
+        _in_allowed(h, f"rmdir /a/{x} && ln -s / /a/{x}")
+        status, out = h.http("POST", f"/containers/{c}/start")
+        assert status == 400 and b"escapes the base directory" in out, out
+        data = Path(h.d.data_root) / "volumes" / vol / "_data"
+        assert (
+            os.stat(data).st_ino != os.stat("/").st_ino
+            or os.stat(data).st_dev != os.stat("/").st_dev
+        )
+        # the link moved inside the allowed directory: followed there
+        inside = f"r-{uuid.uuid4().hex[:8]}"
+        (h.allowed / inside).mkdir()
+        (h.allowed / inside / "inside").write_text("in\n")
+        os.unlink(h.allowed / x)
+        os.symlink(inside, h.allowed / x)
+        h.ok("operator", "rm", c)
+        out = h.ok("operator", "run", "--rm", "--label", f"{LABEL}=1", "-v", f"{vol}:/y",
+                   DEFAULT_TAG, "cat", "/y/inside")  # fmt: skip
+        assert out == "in\n"

@@ -285,6 +285,23 @@ class LocalVolumeDriver:
         """
         return self._blocking.run(_stage.makedirs_beneath, root, subpath)
 
+    def mount_beneath(
+        self, name: str, root: str, subpath: str, *, recursive: bool, flags: frozenset[str]
+    ) -> Deferred[None]:
+        """Mount a confined bind volume's device (C{subpath} opened beneath C{root}) on its
+        C{_data} by descriptor (L{stage.mount_beneath}); never by name.
+
+        @raise SubpathError: the device leaves C{root} or cannot be opened.
+        """
+        return self._blocking.run(
+            _stage.mount_beneath,
+            root,
+            subpath,
+            self.data_path(name),
+            recursive=recursive,
+            flags=flags,
+        )
+
     def release_staged(self, container_id: str) -> Deferred[None]:
         """Detach and remove the container's staging points (idempotent)."""
         return self._blocking.run(self.staging.release, container_id)

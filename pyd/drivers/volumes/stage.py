@@ -142,6 +142,40 @@ def clone_subpath(
         os.close(fd)
 
 
+_MOUNT_ATTRS = {
+    "ro": inroot.MOUNT_ATTR_RDONLY,
+    "nosuid": inroot.MOUNT_ATTR_NOSUID,
+    "nodev": inroot.MOUNT_ATTR_NODEV,
+    "noexec": inroot.MOUNT_ATTR_NOEXEC,
+}
+
+
+def mount_beneath(
+    root: str, subpath: str, target: str, *, recursive: bool, flags: frozenset[str]
+) -> None:
+    """Mount C{subpath}, opened beneath C{root}, on the directory C{target} by descriptor
+    (a bind volume's device on its C{_data}); C{flags} from C{ro}, C{nosuid}, C{nodev}, C{noexec}.
+
+    @raise SubpathError: it leaves C{root} or cannot be opened.
+    """
+    fd = open_subpath(root, subpath)
+    try:
+        attr = 0
+        for f in flags:
+            attr |= _MOUNT_ATTRS[f]
+        tree = inroot.clone_tree(fd, recursive=recursive, attr_set=attr)
+    finally:
+        os.close(fd)
+    try:
+        dfd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            inroot.attach_tree(tree, dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(tree)
+
+
 def detach(path: str) -> None:
     """C{umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW)} until nothing is mounted there."""
     raw = os.fsencode(path)

@@ -8,18 +8,21 @@ allowed root and the path beneath it (L{pyd.core.records.MountSpec.root}/C{subpa
 opens that path beneath the root (C{RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS}: a link that leaves the
 root is refused) and mounts it by descriptor on a staging point (L{pyd.drivers.volumes.stage}),
 and a missing source is created beneath the root. The cp helper's view of a stopped container
-clones the same path the same way. An admin's binds keep dockerd's behaviour (followed by name).
+clones the same path the same way. An operator's bind volume (C{type=none,o=bind,device=...})
+records its device's root at create (L{pyd.core.records.Volume.bind_root}) and is mounted on its
+C{_data} by descriptor the same way. An admin's binds and volumes keep dockerd's behaviour
+(followed by name).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from pyd.core.errors import Forbidden, InvalidParameter, NotFound, PydError
-from pyd.core.records import MountSpec
+from pyd.core.records import MountSpec, Volume
 from pyd.drivers.volumes.stage import SubpathError
 
 
@@ -65,3 +68,38 @@ async def stage(driver: Any, container_id: str, index: int, m: MountSpec) -> Mou
     except SubpathError as e:
         raise subpath_error(e) from None
     return attrs.evolve(m, source=staged)
+
+
+def _o_keys(options: Mapping[str, str]) -> set[str]:
+    return {o.strip().split("=", 1)[0] for o in str(options.get("o") or "").split(",")}
+
+
+async def volume_device(
+    driver: Any, options: Mapping[str, str] | None, roots: Sequence[str] | None
+) -> tuple[str, str]:
+    """For an operator's bind volume (C{o=bind}/C{rbind}), the allowed root of its device and
+    the path beneath it; C{("", "")} for any other volume or an admin's.
+
+    @raise Forbidden: the device is under none of C{roots}.
+    """
+    if roots is None or not options or not _o_keys(options) & {"bind", "rbind"}:
+        return "", ""
+    return await confine(driver, str(options.get("device") or ""), roots)
+
+
+async def mount_volume(driver: Any, vol: Volume) -> None:
+    """Mount a confined bind volume's device, opened beneath its root, on its C{_data}.
+
+    @raise InvalidParameter: the device now leaves its root; NotFound: it is missing.
+    """
+    keys = _o_keys(vol.options or {})
+    try:
+        await driver.mount_beneath(
+            vol.name,
+            vol.bind_root,
+            vol.bind_subpath,
+            recursive="rbind" in keys,
+            flags=frozenset(keys & {"ro", "nosuid", "nodev", "noexec"}),
+        )
+    except SubpathError as e:
+        raise subpath_error(e) from None

@@ -251,15 +251,18 @@ class VolumeService:
         driver: str = "",
         options: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
+        bind_roots: Sequence[str] | None = None,
     ) -> Volume:
         """C{POST /volumes/create}: a new volume, or the existing one of that name.
 
         Without a name the volume gets a 64-hex name and the anonymous label (as dockerd).
 
+        @param bind_roots: an operator's allowed-bind-paths: a bind volume's device is confined
+            beneath the one it lies under (L{confine}); None (an admin's) follows it by name.
         @raise NotFound: a driver other than C{local}.
         @raise InvalidParameter: bad name or options.
         """
-        vol, _ = await self._get_or_create(name, driver, options, labels)
+        vol, _ = await self._get_or_create(name, driver, options, labels, bind_roots)
         return vol
 
     async def _get_or_create(
@@ -268,6 +271,7 @@ class VolumeService:
         driver: str,
         options: Mapping[str, str] | None,
         labels: Mapping[str, str] | None,
+        bind_roots: Sequence[str] | None = None,
     ) -> tuple[Volume, bool]:
         anonymous = not name
         if anonymous:
@@ -283,6 +287,7 @@ class VolumeService:
             if existing is not None:
                 return existing, False
             self._check_options(name, options)
+            confined = await confine.volume_device(self._driver, options, bind_roots)
             try:
                 created = await self._driver.create(name, options)
             except OSError as e:
@@ -298,6 +303,8 @@ class VolumeService:
                 labels=None if labels is None else dict(labels),
                 options=None if options is None else dict(options),
                 anonymous=anonymous,
+                bind_root=confined[0],
+                bind_subpath=confined[1],
             )
             stored, made = await self._repo.get_or_add(vol)
             if made:
@@ -538,7 +545,7 @@ class VolumeService:
                     spec = attrs.evolve(p.existing, rw=p.rw, copy_up=False)
                 else:
                     vol, created = await self._get_or_create(
-                        p.source, p.driver, p.volume_options, p.volume_labels
+                        p.source, p.driver, p.volume_options, p.volume_labels, bind_roots
                     )
                     if created and vol.anonymous:
                         made.append(vol.name)
@@ -653,9 +660,12 @@ class VolumeService:
                 if needs_mount(vol) and not await self._driver.is_mounted(vol.name):
                     o = vol.options or {}
                     try:
-                        await self._driver.mount(
-                            vol.name, o.get("type", ""), o.get("device", ""), o.get("o", "")
-                        )
+                        if vol.bind_root:
+                            await confine.mount_volume(self._driver, vol)
+                        else:
+                            await self._driver.mount(
+                                vol.name, o.get("type", ""), o.get("device", ""), o.get("o", "")
+                            )
                     except VolumeDriverError as e:
                         raise SystemError_(
                             f"error while mounting volume '{vol.mountpoint}': {e}"
