@@ -1,0 +1,156 @@
+"""Contract of the network kernel seam (L{pyd.engine.networks.NetlinkOps}): what networking
+relies on from bridges, namespaces and veths, run against the fake (always) and, under the
+integration marker, the real netlink driver (root, real kernel objects with unique names,
+removed afterwards). A behaviour the fake shows and the driver does not (or the reverse) fails
+here, not in a test that trusted the fake.
+
+Nothing here sends traffic; the real run creates a bridge with an address in a 10.2xx.y.0/24
+that no host route covers, namespaces under a temporary directory, and veths on that bridge.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from pyd.drivers.network.netlink import Interface, NetlinkDriver
+from pyd.engine.networks import NetlinkOps
+from tests.fakes.network import FakeNetlink
+from tests.helpers.daemon import _free_bip
+
+
+class Kernel:
+    """One driver under test, with the names it may create and what to remove afterwards."""
+
+    def __init__(self, ops: NetlinkOps, root: str) -> None:
+        self.ops = ops
+        self.root = root
+        tag = secrets.token_hex(3)
+        self.bridge = "pydc" + tag
+        self.veth_prefix = "vc" + tag
+        gateway, _, prefix = _free_bip().partition("/")
+        self.gateway = gateway
+        self.prefixlen = int(prefix)
+        self.namespaces: list[str] = []
+
+    def netns(self, name: str) -> str:
+        path = os.path.join(self.root, "netns", name)
+        self.namespaces.append(path)
+        return path
+
+    def iface(self, n: int) -> Interface:
+        net = ipaddress.ip_network(f"{self.gateway}/{self.prefixlen}", strict=False)
+        return Interface(
+            bridge=self.bridge,
+            host_ifname=f"{self.veth_prefix}h{n}",
+            ifname="eth0",
+            address=str(net.network_address + 10 + n),
+            prefixlen=self.prefixlen,
+            mac=f"02:42:0a:00:00:{n:02x}",
+            gateway=self.gateway,
+        )
+
+    def cleanup(self) -> None:
+        for path in self.namespaces:
+            self.ops.remove_netns(path)
+        for n in range(4):
+            self.ops.delete_link(f"{self.veth_prefix}h{n}")
+        self.ops.delete_link(self.bridge)
+
+
+def _fake() -> Iterator[Kernel]:
+    root = tempfile.mkdtemp(prefix="pyd-contract-net-")
+    k = Kernel(FakeNetlink(), root)
+    try:
+        yield k
+    finally:
+        k.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _real() -> Iterator[Kernel]:
+    if os.geteuid() != 0:
+        pytest.skip("the real netlink driver needs root")
+    root = tempfile.mkdtemp(prefix="pyd-contract-net-")
+    k = Kernel(NetlinkDriver(), root)
+    try:
+        yield k
+    finally:
+        k.cleanup()
+        netns_dir = os.path.join(root, "netns")
+        if os.path.isdir(netns_dir):
+            subprocess.run(["umount", "-l", netns_dir], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.integration)])
+def kernel(request: pytest.FixtureRequest) -> Iterator[Kernel]:
+    yield from (_fake() if request.param == "fake" else _real())
+
+
+def test_bridge_created_once_and_deleted_once(kernel: Kernel) -> None:
+    """ensure_bridge says whether it created the bridge; delete_link whether it existed."""
+    ops = kernel.ops
+    assert not ops.link_exists(kernel.bridge)
+    assert ops.ensure_bridge(kernel.bridge, kernel.gateway, kernel.prefixlen, 1500) is True
+    assert ops.ensure_bridge(kernel.bridge, kernel.gateway, kernel.prefixlen, 1500) is False
+    assert ops.link_exists(kernel.bridge)
+    assert kernel.bridge in {link.name for link in ops.links()}
+    assert ops.delete_link(kernel.bridge) is True
+    assert ops.delete_link(kernel.bridge) is False
+    assert not ops.link_exists(kernel.bridge)
+
+
+def test_bridge_subnet_is_routed(kernel: Kernel) -> None:
+    """The bridge's subnet shows in routes() once it has its gateway (IPAM avoids it)."""
+    ops = kernel.ops
+    subnet = ipaddress.ip_network(f"{kernel.gateway}/{kernel.prefixlen}", strict=False)
+    assert subnet not in ops.routes()
+    ops.ensure_bridge(kernel.bridge, kernel.gateway, kernel.prefixlen, 1500)
+    assert subnet in ops.routes()
+
+
+def test_namespace_lifecycle(kernel: Kernel) -> None:
+    """A new namespace has only lo; it is not in use without a process; removal is idempotent."""
+    ops = kernel.ops
+    path = kernel.netns("c1")
+    ops.create_netns(path)
+    assert ops.netns_links(path) == ["lo"]
+    assert ops.netns_in_use(path) is False
+    assert ops.remove_netns(path) is True
+    assert ops.remove_netns(path) is False
+
+
+def test_veth_attach_and_detach(kernel: Kernel) -> None:
+    """attach puts ifname in the namespace and the host end on the host; detach removes both."""
+    ops = kernel.ops
+    ops.ensure_bridge(kernel.bridge, kernel.gateway, kernel.prefixlen, 1500)
+    path = kernel.netns("c2")
+    ops.create_netns(path)
+    iface = kernel.iface(1)
+    ops.attach(path, iface)
+    assert sorted(ops.netns_links(path)) == ["eth0", "lo"]
+    assert ops.link_exists(iface.host_ifname)
+    ops.detach(path, iface.ifname, iface.host_ifname)
+    assert ops.netns_links(path) == ["lo"]
+    assert not ops.link_exists(iface.host_ifname)
+
+
+def test_removing_a_namespace_removes_its_veth(kernel: Kernel) -> None:
+    """The host end of a container's veth goes with its namespace (a crashed container's
+    interfaces do not outlive it)."""
+    ops = kernel.ops
+    ops.ensure_bridge(kernel.bridge, kernel.gateway, kernel.prefixlen, 1500)
+    path = kernel.netns("c3")
+    ops.create_netns(path)
+    iface = kernel.iface(2)
+    ops.attach(path, iface)
+    assert ops.remove_netns(path) is True
+    assert not ops.link_exists(iface.host_ifname)
