@@ -186,6 +186,22 @@ class MistypedJSONTests(SynchronousTestCase):
         self.assertEqual(spec.resources.memory, 7 << 20)
         self.assertEqual(spec.host_config["Privileged"], True)
 
+    def test_key_folding_and_exact_match_first(self) -> None:
+        """Go folds keys with Unicode simple folding (the Kelvin sign is a k) and prefers an
+        exact match: a folded key sent after the exact one still overwrites it (document order)."""
+        spec = parse_create({"Image": "b", "HostConfig": {"\u212aernelMemory": 1 << 22}}, (1, 41))
+        self.assertEqual(spec.resources.kernel_memory, 1 << 22)
+        spec = parse_create({"Image": "b", "Tty": False, "tty": True})
+        self.assertTrue(spec.process.tty)
+        spec = parse_create({"Image": "b", "tty": True, "Tty": False})
+        self.assertFalse(spec.process.tty)
+
+    def test_fixed_size_array(self) -> None:
+        """ConsoleSize is Go's [2]uint: extra elements are ignored, missing ones are zero."""
+        self.assertEqual(parse_create(_hc(ConsoleSize=[5])).runtime.console_size, (5, 0))
+        self.assertEqual(parse_create(_hc(ConsoleSize=[5, 6, 7])).runtime.console_size, (5, 6))
+        self.assertIn("number -1 into", _err(_hc(ConsoleSize=[-1, 0])))
+
     def test_duplicate_keys(self) -> None:
         """Duplicate keys: the last scalar wins; a repeated struct decodes into the same struct
         (Go merges), a repeated map keeps earlier entries; so a Privileged hidden in an earlier
