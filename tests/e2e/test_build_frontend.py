@@ -136,6 +136,36 @@ class FrontendBuildTests:
         d.docker("builder", "prune", "-f")
 
 
+class HeredocAndCopyFlagTests:
+    """Heredoc RUN forms and COPY --parents/--exclude with the real runtime."""
+
+    def test_shebang_heredoc_parents_exclude(self, pyd_daemon: PydDaemon) -> None:
+        """A #! heredoc runs as a file from /dev/pipes (nothing of it left in the image);
+        several heredocs go to the shell; --parents keeps paths; --exclude skips."""
+        d = pyd_daemon
+        load_busybox(d)
+        tag = "pyd-t-" + secrets.token_hex(3)
+        ctx = _ctx(
+            d.base,
+            {
+                "Dockerfile": f"FROM {DEFAULT_TAG}\n"
+                'RUN <<EOF\n#!/bin/sh -e\necho "script $0" > /shebang\nEOF\n'
+                "RUN cat <<A > /a && cat <<-B > /b\nfirst\nA\n\tsecond\n\tB\n"
+                "COPY --parents src/x/one.txt /p/\n"
+                "COPY --exclude=*.log src/ /e/\n",
+                "src/x/one.txt": "1\n",
+                "src/debug.log": "L\n",
+            },
+        )
+        d.docker("build", "-t", tag, str(ctx))
+        assert _run(d, tag, "cat", "/shebang") == "script /dev/pipes/EOF\n"
+        assert _run(d, tag, "cat", "/a", "/b") == "first\nsecond\n"
+        assert _run(d, tag, "cat", "/p/src/x/one.txt") == "1\n"
+        assert _run(d, tag, "find", "/e").split() == ["/e", "/e/x", "/e/x/one.txt"]
+        assert not any(n.startswith("dev/pipes") for n in _image_files(d, tag))
+        d.docker("rmi", tag)
+
+
 class FrontendRefusalTests:
     """What the classic API cannot do is refused with a clear message, and nothing is built."""
 

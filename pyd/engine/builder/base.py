@@ -596,7 +596,10 @@ def step_host_config(o: BuildOptions) -> dict[str, Any]:
     """The C{HostConfig} of every RUN step's container for build options C{o}.
 
     The API's authorization checks this same dict (L{pyd.api.authz}), so a build can never give
-    its step containers more than the caller may give a container of their own.
+    its step containers more than the caller may give a container of their own. A RUN's own
+    flags add to it only what L{pyd.engine.builder.runstep.step_overrides} and the step's mounts
+    give: C{NetworkMode} none/host and C{Privileged} (both refused unless the caller's role and
+    the daemon allow them, L{BuildOptions.refused}), and C{Mounts} whose sources the daemon made.
     """
     mode = o.network_mode if o.network_mode not in ("", "default") else "bridge"
     return {
