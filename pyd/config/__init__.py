@@ -44,6 +44,7 @@ from pyd.config.base import (
 from pyd.config.dockerd import DOCKERD_OPTIONS, NESTED
 from pyd.config.limits import LIMIT_OPTIONS
 from pyd.engine.container_config import LOG_DRIVERS
+from pyd.engine.hostinfo import mask_credentials
 
 DEFAULT_CONFIG_FILE = "/etc/pyd/daemon.json"
 # A host moving from dockerd keeps its file: read when pyd's own does not exist.
@@ -110,7 +111,15 @@ OPTIONS: tuple[Option, ...] = (
         reload=True,
         doc="Debug mode (same as --log-level debug)",
     ),
-    Option("group", "group", _str, "pyd", "group", "G", doc="Group owning the Unix socket(s)"),
+    Option(
+        "group",
+        "group",
+        _str,
+        "pyd",
+        "group",
+        "G",
+        doc="Group owning the Unix socket(s) (docker when the default group pyd does not exist)",
+    ),
     Option(
         "tls",
         "tls",
@@ -539,6 +548,13 @@ def _flatten(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _shown(key: str, value: Any) -> Any:
+    """A value for an error message: proxy credentials masked, as dockerd masks them."""
+    if key in ("http-proxy", "https-proxy") and isinstance(value, str):
+        return mask_credentials(value)
+    return value
+
+
 def build(
     flags: Mapping[str, Any],
     config_file: str = DEFAULT_CONFIG_FILE,
@@ -552,7 +568,10 @@ def build(
     data = found or {}
     both = sorted(k for k in flags if k in data)
     if both:
-        detail = ", ".join(f"{k}: (from flag: {flags[k]}, from file: {data[k]})" for k in both)
+        detail = ", ".join(
+            f"{k}: (from flag: {_shown(k, flags[k])}, from file: {_shown(k, data[k])})"
+            for k in both
+        )
         raise ConfigError(
             "the following directives are specified both as a flag and in the "
             f"configuration file: {detail}"

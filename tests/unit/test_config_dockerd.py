@@ -160,6 +160,15 @@ class DockerdKeysTests(SynchronousTestCase):
         e = self.assertRaises(cfgmod.ConfigError, cfgmod.build, {}, path, True)
         self.assertIn("http-proxy", str(e))
 
+    def test_conflict_masks_proxy_credentials(self) -> None:
+        """A proxy given both ways is named with its credentials masked, as dockerd does."""
+        path = _file({"proxies": {"https-proxy": "http://u:secret@p:1"}})
+        e = self.assertRaises(
+            cfgmod.ConfigError, cfgmod.build, {"https-proxy": "http://u:other@p:2"}, path, True
+        )
+        self.assertIn("https-proxy: (from flag: http://xxxxx:xxxxx@p:2", str(e))
+        self.assertNotIn("secret", str(e))
+
     def test_byte_order_mark(self) -> None:
         """A UTF-8 byte order mark (Notepad) is allowed, as dockerd allows it."""
         fd, path = tempfile.mkstemp(suffix=".json")
