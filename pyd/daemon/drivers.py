@@ -26,7 +26,7 @@ from pyd.drivers.process import ProcessRunner, ReactorProcessRunner
 from pyd.drivers.registry import HTTPClients
 from pyd.drivers.registry.proxy import ProxySettings
 from pyd.drivers.runtime.cgroups import CgroupPaths
-from pyd.drivers.runtime.conmon import ConmonRuntime, RuntimeDriver, cgroup_path
+from pyd.drivers.runtime.conmon import ConmonRuntime, RuntimeDriver
 from pyd.drivers.runtime.spec import cap_bounding_set
 from pyd.drivers.storage.fetch import UrlFetcher
 from pyd.drivers.storage.layers import HelperExtractor, LayerStore
@@ -51,7 +51,7 @@ class Drivers:
     init_path: str
     runtime: RuntimeDriver
     exec_driver: ConmonExecDriver
-    # The pids in a container's cgroup (docker top).
+    # The pids in a container's cgroup, by its cgroups path (docker top).
     container_pids: Callable[[str], Awaitable[list[int]]]
     layers: LayerStore
     # Downloads a URL to a file (docker import <url>).
@@ -86,8 +86,8 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         (p for p in ("/usr/bin/tini-static", "/usr/bin/catatonit") if os.path.exists(p)), ""
     )
 
-    async def pids(cid: str) -> list[int]:
-        return await io.run(CgroupPaths(cgroup_path(cid), runtime.cgroup_root).pids)
+    async def pids(cgroups_path: str) -> list[int]:
+        return await io.run(CgroupPaths(cgroups_path, runtime.cgroup_root).pids)
 
     return Drivers(
         pools=(db_pool, io_pool),

@@ -237,8 +237,16 @@ def build_service(
         ContainerStreamsRouter(attach, archive),
         ExecRouter(execs),
         MetricsRouter(
-            TopService(containers, drv.runner, drv.container_pids),
-            StatsService(containers, drv.runtime.stats, io),
+            TopService(
+                containers,
+                drv.runner,
+                lambda cid: drv.container_pids(containers.cgroup_path_of_ref(cid)),
+            ),
+            StatsService(
+                containers,
+                lambda cid: drv.runtime.stats(cid, containers.cgroup_path_of_ref(cid)),
+                io,
+            ),
             reactor,
         ),
         BuildRouter(builds),

@@ -161,3 +161,42 @@ class LimitsTests:
             "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
         ).stdout.split()
         assert out == ["512", "1024", "300", "42"]
+
+
+def _cgroup_dirs(rel: str) -> list[str]:
+    """The host directories of cgroup C{rel} (v2: one; v1: one per mounted controller)."""
+    root = "/sys/fs/cgroup"
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return [os.path.join(root, rel)]
+    return [
+        os.path.join(root, c, rel)
+        for c in sorted(os.listdir(root))
+        if os.path.isdir(os.path.join(root, c)) and not os.path.islink(os.path.join(root, c))
+    ]
+
+
+class CgroupParentTests:
+    def test_cgroup_parent(self, pyd: PydDaemon) -> None:
+        """--cgroup-parent /P: the container's cgroup is /P/<id> on the host (its pids are
+        there), docker top and stats read it; ../ is refused."""
+        parent = "pyd-t-parent-" + os.urandom(3).hex()
+        try:
+            cid = pyd.docker(
+                "run", "-d", "--cgroup-parent", "/" + parent, IMG, "sleep", "300"
+            ).stdout.strip()
+            pid = pyd.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().splitlines()
+            assert any(line.endswith(f":/{parent}/{cid}") for line in lines), lines
+            top = pyd.docker("top", cid).stdout
+            assert "sleep 300" in top
+            stats = pyd.docker("stats", "--no-stream", "--format", "{{.PIDs}}", cid).stdout.strip()
+            assert stats == "1"
+            pyd.docker("rm", "-f", cid)
+            r = pyd.docker("create", "--cgroup-parent", "../../x", IMG, "true", check=False)
+            assert r.returncode != 0 and "invalid cgroup parent" in r.stderr
+        finally:
+            pyd.remove_all_objects()
+            for d in _cgroup_dirs(parent):
+                if os.path.isdir(d):
+                    os.rmdir(d)

@@ -126,7 +126,7 @@ class FakeRuntime:
     async def clear_exit(self, container_id: str, bundle: str) -> None:
         self.exits.pop(container_id, None)
 
-    async def stats(self, container_id: str) -> CgroupStats:
+    async def stats(self, container_id: str, cgroups_path: str = "") -> CgroupStats:
         return CgroupStats(0, 0, 0, (), {}, 0, 0, 0, {}, 0, 0, ())
 
     def attach_socket_path(self, container_id: str, bundle: str) -> str:

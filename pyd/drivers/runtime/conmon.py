@@ -136,8 +136,9 @@ class RuntimeDriver(Protocol):
         """Forget a consumed exit (so the next run's exit is not confused with it)."""
         ...
 
-    async def stats(self, container_id: str) -> cgroups.CgroupStats:
-        """One sample of the container's cgroup counters."""
+    async def stats(self, container_id: str, cgroups_path: str = "") -> cgroups.CgroupStats:
+        """One sample of the container's cgroup counters (C{cgroups_path}: where its cgroup
+        is, by default C{/pyd/<id>})."""
         ...
 
     def attach_socket_path(self, container_id: str, bundle: str) -> str:
@@ -566,9 +567,9 @@ class ConmonRuntime:
 
         return await self._blocking.run(alive)
 
-    async def stats(self, container_id: str) -> cgroups.CgroupStats:
-        """Read the cgroup counters of C{/pyd/<id>}."""
-        paths = cgroups.CgroupPaths(cgroup_path(container_id), self.cgroup_root)
+    async def stats(self, container_id: str, cgroups_path: str = "") -> cgroups.CgroupStats:
+        """Read the cgroup counters of C{cgroups_path} (default C{/pyd/<id>})."""
+        paths = cgroups.CgroupPaths(cgroups_path or cgroup_path(container_id), self.cgroup_root)
         return await self._blocking.run(paths.stats)
 
     def attach_socket_path(self, container_id: str, bundle: str) -> str:

@@ -32,6 +32,7 @@ from pyd.drivers.runtime.cgroups import CgroupStats
 from pyd.drivers.runtime.conmon import (
     ExitInfo,
     RuntimeDriver,
+    cgroup_path,
 )
 from pyd.engine import resolvconf
 from pyd.engine.confinement import Confinement
@@ -365,7 +366,16 @@ class ContainerBase:
     async def stats(self, ref: str) -> CgroupStats:
         """One sample of the container's cgroup counters (zeros when not running)."""
         c = self.resolve(ref)
-        return await self.runtime.stats(c.id)
+        return await self.runtime.stats(c.id, self.cgroup_path_of(c))
+
+    @staticmethod
+    def cgroup_path_of(c: Container) -> str:
+        """The container's cgroups path: C{<cgroup parent>/<id>}, by default C{/pyd/<id>}."""
+        return str(c.extra.get("cgroup_path") or "") or cgroup_path(c.id)
+
+    def cgroup_path_of_ref(self, ref: str) -> str:
+        """L{cgroup_path_of} a container named by id or name (docker top)."""
+        return self.cgroup_path_of(self.resolve(ref))
 
     def _lock(self, cid: str) -> DeferredLock:
         lock = self._locks.get(cid)

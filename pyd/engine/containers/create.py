@@ -26,9 +26,6 @@ from pyd.core.records import (
     NetworkSetup,
 )
 from pyd.drivers.runtime import spec as oci
-from pyd.drivers.runtime.conmon import (
-    cgroup_path,
-)
 from pyd.engine import confinement, resolvconf
 from pyd.engine import container_config as cc
 from pyd.engine.containers.base import _normalise_ports, _now_nano, _read_or, _resources_of, _write
@@ -125,6 +122,7 @@ class ContainerCreate(ContainerHealth):
                 "resolv_conf_path": os.path.join(bundle, "resolv.conf"),
                 "log_path": os.path.join(bundle, "ctr.log"),
                 "platform": "linux",
+                **self._cgroup_extra(cid, spec),
             },
             networking_config=netcfg,
         )
@@ -148,6 +146,21 @@ class ContainerCreate(ContainerHealth):
         c = await self._save(attrs.evolve(c, mounts=tuple(mounts)))
         self._emit(c, "create")
         return cid, warnings
+
+    @staticmethod
+    def _cgroup_extra(cid: str, spec: CreateSpec) -> dict[str, str]:
+        """C{--cgroup-parent}: the container's cgroup is C{<parent>/<id>} (cgroupfs
+        semantics; a relative parent is taken from the cgroup root), kept with the container.
+
+        @raise InvalidParameter: a parent with C{..} components (outside the cgroup root).
+        """
+        parent = spec.resources.cgroup_parent
+        if not parent:
+            return {}
+        parts = [p for p in parent.split("/") if p not in ("", ".")]
+        if ".." in parts or any(not p.isprintable() for p in parts) or not parts:
+            raise InvalidParameter(f"invalid cgroup parent: {parent!r}")
+        return {"cgroup_path": "/" + "/".join([*parts, cid])}
 
     async def _insert(self, c: Container, generated: bool) -> Container:
         if not generated:
@@ -338,7 +351,7 @@ class ContainerCreate(ContainerHealth):
             pid_host=s.namespaces.pid == "host",
             uts_host=s.namespaces.uts == "host",
             resources=resources,
-            cgroups_path=cgroup_path(c.id),
+            cgroups_path=self.cgroup_path_of(c),
             caps=caps,
             privileged=sec.privileged,
             ulimits=ulimits,
