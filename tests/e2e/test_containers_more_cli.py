@@ -150,3 +150,31 @@ class ArchivePutCLITests:
         code, _, _ = pyd.request("PUT", f"/containers/{n}/archive?path=/tmp&copyUIDGID=1", tar, hdr)
         assert code == 200
         assert _owners(pyd, n, "/tmp/d") == {"d": (1, 1), "d/f": (1, 1)}
+
+
+class ExitRaceTests:
+    """A kill racing the container's own exit (crun: open pidfd: No such process) is dockerd's
+    answer, never a 500: rm -f removes the container, kill is done or 409 is not running."""
+
+    def test_force_remove_and_kill_at_exit(self, pyd: PydDaemon) -> None:
+        for i in range(16):
+            delay = (i % 8) * 0.01  # sweep the signal across the process's last moments
+            for action in ("rm", "kill"):
+                n = _name()
+                code, _, body = pyd.request(
+                    "POST", f"/containers/create?name={n}",
+                    {"Image": IMG, "Cmd": ["usleep", str(int(delay * 1e6))]},
+                )  # fmt: skip
+                assert code == 201, body
+                code, _, body = pyd.request("POST", f"/containers/{n}/start")
+                assert code == 204, body
+                time.sleep(delay)  # pacing only: aim the signal at the exit
+                if action == "rm":
+                    code, _, body = pyd.request("DELETE", f"/containers/{n}?force=1")
+                    assert code == 204, body
+                    code, _, _ = pyd.request("GET", f"/containers/{n}/json")
+                    assert code == 404
+                else:
+                    code, _, body = pyd.request("POST", f"/containers/{n}/kill")
+                    assert code == 204 or (code == 409 and b"is not running" in body), body
+                    pyd.request("DELETE", f"/containers/{n}?force=1")

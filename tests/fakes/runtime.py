@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyd.drivers.runtime.cgroups import CgroupStats
-from pyd.drivers.runtime.conmon import CreateOptions, ExitInfo, RuntimeFailed
+from pyd.drivers.runtime.conmon import CreateOptions, ExitInfo, ProcessGone, RuntimeFailed
 
 
 class FakeRuntime:
@@ -29,6 +29,7 @@ class FakeRuntime:
         self.next_pid = 1000
         self.setup_called = False
         self.exit_on_start: int | None = None  # the process ends at once, during crun start
+        self.exit_before_kill: int | None = None  # the process ends as a kill is on its way
 
     async def setup(self) -> None:
         self.setup_called = True
@@ -60,20 +61,33 @@ class FakeRuntime:
         if self.exit_on_start is not None:
             self.exit(container_id, self.exit_on_start)
 
-    def exit(self, container_id: str, code: int, oom: bool = False) -> None:
-        """Test helper: the container's process ends now; conmon writes the exit file."""
+    def exit(
+        self, container_id: str, code: int, oom: bool = False, *, report_later: bool = False
+    ) -> None:
+        """Test helper: the container's process ends now; conmon writes the exit file (and the
+        watcher reports it at once, or at the clock's next turn with C{report_later})."""
         c = self.containers[container_id]
         c["status"] = "stopped"
         self.alive_monitors.discard(container_id)
         self.exits[container_id] = ExitInfo(code, oom, int(self.clock.seconds() * 1e9))
+        if report_later:
+            self.clock.callLater(0, self._report, container_id)
+        else:
+            self._report(container_id)
+
+    def _report(self, container_id: str) -> None:
         for cb in list(self.callbacks):
             cb(container_id)
 
     async def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
         self.calls.append(("kill", container_id, str(sig)))
         c = self.containers.get(container_id)
+        if c is not None and self.exit_before_kill is not None and c["status"] == "running":
+            # the process exits just before the signal reaches it (crun: ESRCH)
+            self.exit(container_id, self.exit_before_kill, report_later=True)
+            raise ProcessGone("kill", "kill container: open pidfd: No such process")
         if c is None or c["status"] not in ("running", "paused", "created"):
-            raise RuntimeFailed("kill", "container is not running")
+            raise ProcessGone("kill", "container is not running")
         c["signals"].append(sig)
         if sig in self.fatal_signals and c["status"] != "paused":
             self.exit(container_id, self.fatal_signals[sig])

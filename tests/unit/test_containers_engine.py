@@ -319,6 +319,22 @@ class StartStopTests(EngineTestBase):
         err = self.fail_with(self.svc.kill("k1"), Conflict)
         self.assertEqual(str(err), f"Cannot kill container: k1: Container {cid} is not running")
 
+    def test_force_remove_racing_the_exit(self) -> None:
+        """rm -f of a container whose process exits as the SIGKILL is on its way (crun: open
+        pidfd: No such process) removes it, as dockerd does; kill in that race is done too."""
+        self.runtime.exit_before_kill = 0
+        cid = self.started(Cmd=["true"])
+        d = Deferred.fromCoroutine(self.svc.remove(cid, force=True))
+        self.clock.advance(0)  # the exit file is reported after the failed signal
+        self.successResultOf(d)
+        self.assertNotIn(cid, [c.id for c in self.svc.list_all()])
+        cid = self.started(Cmd=["true"])
+        d = Deferred.fromCoroutine(self.svc.kill(cid))
+        self.clock.advance(0)
+        self.successResultOf(d)
+        self.assertEqual(self.svc.resolve(cid).state.status, "exited")
+        self.fail_with(self.svc.kill(cid), Conflict)
+
     def test_kill_with_signal(self) -> None:
         """kill passes the signal and emits kill with it."""
         cid = self.started(Cmd=["sleep", "100"])

@@ -41,6 +41,16 @@ class RuntimeFailed(Exception):
         self.rc = rc
 
 
+class ProcessGone(RuntimeFailed):
+    """A signal found no process: the container's init has exited (its exit file and conmon's
+    report are on their way, or its runtime state is already deleted) or never ran. crun says
+    C{open pidfd: No such process} (ESRCH), that the container is not running / stopped, or
+    cannot open its state."""
+
+
+_GONE = ("No such process", "not running", "is stopped", "container stopped")
+
+
 @attrs.frozen
 class CreateOptions:
     """What the engine decided for one container start."""
@@ -432,11 +442,21 @@ class ConmonRuntime:
         await self._run_crun("start", "start", container_id)
 
     async def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
-        """C{crun kill [--all] ID SIG}."""
+        """C{crun kill [--all] ID SIG}.
+
+        @raise ProcessGone: the process has exited (a kill racing the container's own exit).
+        """
         args = ["kill"]
         if all_processes:
             args.append("--all")
-        await self._run_crun("kill", *args, container_id, str(sig))
+        try:
+            await self._run_crun("kill", *args, container_id, str(sig))
+        except RuntimeFailed as e:
+            # its state directory goes when the exit is handled (delete): nothing left to signal
+            gone = not os.path.exists(os.path.join(self.crun_root, container_id, "status"))
+            if gone or any(g in e.message for g in _GONE):
+                raise ProcessGone(e.op, e.message, e.rc) from None
+            raise
 
     async def delete(self, container_id: str, force: bool = False) -> None:
         """C{crun delete [-f]}; an unknown container is not an error."""

@@ -31,6 +31,7 @@ from pyd.core.records import (
 from pyd.drivers.runtime import spec as oci
 from pyd.drivers.runtime.conmon import (
     CreateOptions,
+    ProcessGone,
     RuntimeFailed,
 )
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
@@ -304,8 +305,12 @@ class ContainerLifecycle(ContainerCreate):
     async def _kill(self, c: Container, sig: int) -> None:
         try:
             await self.runtime.kill(c.id, sig)
+        except ProcessGone:
+            # the container exited while the signal was on its way (dockerd's kill treats
+            # "no such process" as done too): its exit is being handled, callers wait for it
+            return
         except RuntimeFailed as e:
-            if self._runs.get(c.id) is None or "not running" in e.message or "stopped" in e.message:
+            if self._runs.get(c.id) is None:
                 return
             raise SystemError_(f"Cannot kill container: {c.id}: {e.message}") from e
 
