@@ -25,8 +25,8 @@ from tests.fakes.container_providers import (
     FakeNetworkProvider,
     FakeVolumeProvider,
 )
+from tests.fakes.events import FakeEvents
 from tests.fakes.runtime import FakeRuntime
-from tests.unit.test_containers_engine import FakeEvents
 
 
 class ContainersApiTests(SynchronousTestCase):

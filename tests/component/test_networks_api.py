@@ -21,8 +21,9 @@ from pyd.state import migrate
 from pyd.state.db import Database, make_engine
 from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
+from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
-from tests.helpers.netsvc import Containers, RecordingEvents
+from tests.helpers.netsvc import Containers
 
 
 class NetworksApiTests(SynchronousTestCase):
@@ -34,7 +35,7 @@ class NetworksApiTests(SynchronousTestCase):
         self.netlink = FakeNetlink()
         self.firewall = FakeFirewall()
         self.resolver = FakeResolver()
-        self.events = RecordingEvents()
+        self.events = FakeEvents()
         self.containers = Containers()
         resolv = _tmpfile(self)
         with open(resolv, "w") as f:
@@ -138,7 +139,7 @@ class NetworksApiTests(SynchronousTestCase):
         ):
             self.assertIn(key, n)
         self.assertIn("br-" + nid[:12], self.netlink.bridges)
-        self.assertEqual(self.events.events[-1][:2], ("network", "create"))
+        self.assertEqual(self.events.rows()[-1][:2], ("network", "create"))
         code, err = self.call("POST", "/networks/create", {"Name": "appnet"})
         self.assertEqual((code, err["message"]), (409, "network with name appnet already exists"))
         code, err = self.call("GET", "/networks/nope")
@@ -475,7 +476,7 @@ class ForwardingDefaultsTests(SynchronousTestCase):
             firewall,
             FakeResolver(),
             InlineBlocking(),
-            RecordingEvents(),
+            FakeEvents(),
             nc,
             lookup=Containers(),
             can_bind=lambda ip, port, proto: True,

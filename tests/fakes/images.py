@@ -6,36 +6,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 
-from pyd.core.records import Event
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.storage.layers import InProcessExtractor, LayerStore
 from pyd.engine.images import ImageService
 from pyd.state.db import Database, make_engine
 from pyd.state.images import ImageRepository
 from pyd.state.models import Base
-
-
-class FakeEvents:
-    """An L{pyd.core.seams.EventSink} that remembers what was emitted."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str, dict[str, str]]] = []
-
-    def emit(
-        self,
-        type_: str,
-        action: str,
-        actor_id: str,
-        attributes: dict[str, str] | None = None,
-        scope: str = "local",
-    ) -> Deferred[Event]:
-        self.events.append((type_, action, actor_id, dict(attributes or {})))
-        return succeed(
-            Event(len(self.events), type_, action, actor_id, dict(attributes or {}), scope, 0)
-        )
+from tests.fakes.events import FakeEvents
 
 
 class FakeContainers:

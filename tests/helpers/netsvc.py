@@ -25,7 +25,6 @@ from sqlalchemy import insert
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
-from pyd.core.records import Event
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
@@ -34,6 +33,7 @@ from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService
 from pyd.state.db import Database, make_engine
 from pyd.state.models import Base, ContainerRow
 from pyd.state.networks import NetworkRepository
+from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeResolver
 from tests.helpers.daemon import _free_bip
 
@@ -53,24 +53,6 @@ class SyncRunner:
     ) -> Deferred[ProcessResult]:
         r = subprocess.run(list(argv), input=stdin, capture_output=True, check=False)
         return succeed(ProcessResult(tuple(argv), r.returncode, r.stdout, r.stderr))
-
-
-class RecordingEvents:
-    """An EventSink that keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str, dict[str, str]]] = []
-
-    def emit(
-        self,
-        type_: str,
-        action: str,
-        actor_id: str,
-        attributes: dict[str, str] | None = None,
-        scope: str = "local",
-    ) -> Deferred[Event]:
-        self.events.append((type_, action, actor_id, dict(attributes or {})))
-        return succeed(Event(0, type_, action, actor_id, dict(attributes or {}), scope, 0))
 
 
 class Containers:
@@ -126,7 +108,7 @@ class NetHarness:
         engine = make_engine(None)
         Base.metadata.create_all(engine)
         self.db = Database(engine, InlineBlocking())
-        self.events = RecordingEvents()
+        self.events = FakeEvents()
         self.containers = Containers()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.netlink = NetlinkDriver()

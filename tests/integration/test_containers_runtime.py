@@ -22,7 +22,7 @@ from pyd.state.db import Database, make_engine
 from pyd.state.models import Base
 from tests.fakes.basic_providers import BasicNetworkProvider, BasicVolumeProvider
 from tests.fakes.container_providers import FakeImageProvider
-from tests.unit.test_containers_engine import FakeEvents
+from tests.fakes.events import FakeEvents
 
 pytestmark = pytest.mark.integration
 

@@ -194,7 +194,7 @@ class UserNetworkTests:
             result(net.service.connect("second", "a", {}))
         result(net.service.disconnect("second", "a"))
         assert "eth1" not in net.in_ns(s.netns_path, "ip", "-br", "link").stdout
-        assert ("network", "disconnect") in {(e[0], e[1]) for e in net.events.events}
+        assert ("network", "disconnect") in {(e.type, e.action) for e in net.events.events}
 
     def test_connect_before_first_start(self, net: NetHarness) -> None:
         """A network connected before the first start is added to, not instead of, the mode's."""

@@ -11,11 +11,10 @@ from typing import Any, TypeVar
 
 import attrs
 from twisted.internet import task
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified, SystemError_
-from pyd.core.records import Event
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.runtime.conmon import CreateOptions
 from pyd.engine import container_config as cc
@@ -29,31 +28,10 @@ from tests.fakes.container_providers import (
     FakeVolumeProvider,
     busybox_image,
 )
+from tests.fakes.events import FakeEvents
 from tests.fakes.runtime import FakeRuntime
 
 T = TypeVar("T")
-
-
-class FakeEvents:
-    """An EventSink that keeps events in a list."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(
-        self,
-        type_: str,
-        action: str,
-        actor_id: str,
-        attributes: dict[str, str] | None = None,
-        scope: str = "local",
-    ) -> Deferred[Event]:
-        ev = Event(len(self.events) + 1, type_, action, actor_id, dict(attributes or {}), scope, 0)
-        self.events.append(ev)
-        return succeed(ev)
-
-    def actions(self, cid: str) -> list[str]:
-        return [e.action for e in self.events if e.actor_id == cid]
 
 
 class EngineTestBase(SynchronousTestCase):

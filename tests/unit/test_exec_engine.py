@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound
-from pyd.core.records import Event
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.streams.execs import ExecFailed, ExecSpec, ExecStarted
 from pyd.engine.exec import ExecConfig, ExecError, ExecService
 from pyd.engine.streams import StreamTarget
+from tests.fakes.events import FakeEvents
 
 
 class FakeTargets:
@@ -29,24 +29,6 @@ class FakeTargets:
         if ref not in (self.target.id, self.target.name):
             raise NotFound(f"No such container: {ref}")
         return self.target
-
-
-class FakeEvents:
-    """Records emitted events."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict[str, str]]] = []
-
-    def emit(
-        self,
-        type_: str,
-        action: str,
-        actor_id: str,
-        attributes: dict[str, str] | None = None,
-        scope: str = "local",
-    ) -> Deferred[Event]:
-        self.events.append((action, actor_id, dict(attributes or {})))
-        return succeed(Event(len(self.events), type_, action, actor_id, {}, scope, 0))
 
 
 class FakeExecDriver:
@@ -121,10 +103,10 @@ class ExecServiceTests(SynchronousTestCase):
         self.assertEqual((proc["cwd"], proc["args"]), ("/tmp", ["echo", "hi"]))
         self.driver.exit.callback(3)
         self.assertEqual((s.running, s.exit_code), (False, 3))
-        actions = [e[0] for e in self.events.events]
+        actions = [e.action for e in self.events.events]
         self.assertEqual(actions, ["exec_create: echo hi", "exec_start: echo hi", "exec_die"])
-        self.assertEqual(self.events.events[2][2]["exitCode"], "3")
-        self.assertEqual(self.events.events[2][2]["execID"], s.id)
+        self.assertEqual(self.events.events[2].attributes["exitCode"], "3")
+        self.assertEqual(self.events.events[2].attributes["execID"], s.id)
         f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
         self.assertEqual(str(f.value), f"Error: Exec command {s.id} has already run")
 

@@ -43,7 +43,7 @@ class LoadTests:
         assert img.repo_tags == ("pyd-t/bb:1",)
         assert img.diff_ids == built.diff_ids
         assert len(_layer_dirs(tmp)) == 2
-        assert ("image", "load", built.id) in [e[:3] for e in events.events]
+        assert ("image", "load", built.id) in [e[:3] for e in events.rows()]
         # extracted with full fidelity
         diff = run(svc.image_layer_dirs(img.id))[-1]
         assert os.readlink(os.path.join(diff, "bin", "sh")) == "busybox"
@@ -363,12 +363,12 @@ class CommitTests:
         assert cfg["container_config"]["Cmd"] == ["sh", "-c", "echo hi > /f"]
         assert cfg["docker_version"] == "28.2.2"
         assert cfg["history"][-1]["created_by"] == "sh -c echo hi > /f"
-        assert [(t, a) for t, a, *_ in events.events] == [
+        assert [(t, a) for t, a, *_ in events.rows()] == [
             ("image", "create"),
             ("image", "tag"),
             ("container", "commit"),
         ]
-        assert events.events[-1][3] == {
+        assert events.events[-1].attributes == {
             "comment": "m",
             "image": "pyd-test/busybox",
             "imageID": img.id,

@@ -1,0 +1,34 @@
+"""The one fake L{pyd.core.seams.EventSink} of the tests: it keeps every emitted event."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+
+from pyd.core.records import Event
+
+
+class FakeEvents:
+    """An EventSink that keeps the events it was given, numbered from 1, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> Deferred[Event]:
+        ev = Event(len(self.events) + 1, type_, action, actor_id, dict(attributes or {}), scope, 0)
+        self.events.append(ev)
+        return succeed(ev)
+
+    def actions(self, actor_id: str) -> list[str]:
+        """The actions emitted for C{actor_id}, in order."""
+        return [e.action for e in self.events if e.actor_id == actor_id]
+
+    def rows(self) -> list[tuple[str, str, str, dict[str, str]]]:
+        """(type, action, actor id, attributes) of every event, in order."""
+        return [(e.type, e.action, e.actor_id, e.attributes) for e in self.events]
