@@ -76,7 +76,7 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
     io_pool = PoolService("pyd-io", 4)
     io = ThreadPoolBlocking(reactor, io_pool.pool)
     runner = ReactorProcessRunner(reactor)
-    runtime = ConmonRuntime(reactor, runner, io, config.exec_root)
+    runtime = ConmonRuntime(reactor, runner, io, config.exec_root, data_root=config.data_root)
     try:
         with open("/proc/self/status") as f:
             bounding: frozenset[str] | None = cap_bounding_set(f.read())
@@ -98,7 +98,9 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         cap_bounding=bounding,
         init_path=init_path,
         runtime=runtime,
-        exec_driver=ConmonExecDriver(reactor, io, crun_root=runtime.crun_root),
+        exec_driver=ConmonExecDriver(
+            reactor, io, crun_root=runtime.crun_root, host_roots=runtime.host_roots
+        ),
         container_pids=pids,
         layers=LayerStore(
             os.path.join(config.data_root, "storage"), HelperExtractor(runner), runner

@@ -178,3 +178,30 @@ class ExitRaceTests:
                     code, _, body = pyd.request("POST", f"/containers/{n}/kill")
                     assert code == 204 or (code == 409 and b"is not running" in body), body
                     pyd.request("DELETE", f"/containers/{n}?force=1")
+
+
+class RuntimeErrorTextTests:
+    """A runtime error passed through to the client names no path of the daemon's own (exec
+    root, data root, staging points): crun's `mount <staging point> to /etc` names the volume
+    path the client asked for, under <data-root>."""
+
+    def test_mount_error_names_no_host_path(self, pyd: PydDaemon) -> None:
+        vol, n = _name(), _name()
+        pyd.docker("volume", "create", vol)
+        pyd.docker("run", "--rm", "-v", f"{vol}:/v", IMG, "touch", "/v/f")
+        code, _, body = pyd.request(
+            "POST", f"/containers/create?name={n}",
+            {"Image": IMG, "Cmd": ["true"], "HostConfig": {"Mounts": [
+                {"Type": "volume", "Source": vol, "Target": "/etc",
+                 "VolumeOptions": {"Subpath": "f"}}]}},
+        )  # fmt: skip
+        assert code == 201, body
+        code, _, body = pyd.request("POST", f"/containers/{n}/start")
+        assert code == 400, body
+        msg = json.loads(body)["message"]
+        assert "crun" in msg, msg  # the runtime's own refusal, passed through
+        for root in (pyd.base, pyd.exec_root, pyd.data_root):
+            assert str(root) not in msg, msg
+        assert f"<data-root>/volumes/{vol}/_data/f" in msg, msg
+        inspect = json.loads(pyd.docker("inspect", n).stdout)[0]
+        assert str(pyd.base) not in inspect["State"]["Error"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal as _signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -65,6 +66,9 @@ class CreateOptions:
     log_path: str = ""  # default <bundle>/ctr.log
     log_size_max: int = 0  # conmon renames a fresh file over the log before passing this size
     log_driver: str = "k8s-file"  # or "none": conmon keeps no log
+    # host paths in the runtime's error messages -> what the client is shown instead (a staged
+    # mount's point -> the source the client named); see L{scrub_host_paths}
+    path_names: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -214,6 +218,22 @@ def _strip_runtime_message(msg: str) -> str:
     return msg
 
 
+def scrub_host_paths(
+    msg: str, roots: Mapping[str, str], names: Mapping[str, str] | None = None
+) -> str:
+    """C{msg} without the daemon's own host paths: each key of C{names} (longest first) becomes
+    its value, then each root of C{roots} (the exec root, the data root) becomes its label
+    wherever it starts a path (C{/run/pyd/crun/x/status} -> C{<exec-root>/crun/x/status})."""
+    for host, shown in sorted((names or {}).items(), key=lambda kv: -len(kv[0])):
+        if host:
+            msg = msg.replace(host, shown)
+    for raw, label in sorted(roots.items(), key=lambda kv: -len(kv[0])):
+        root = raw.rstrip("/")
+        if root:
+            msg = re.sub(re.escape(root) + r"(?=/|$|[^\w.-])", label, msg)
+    return msg
+
+
 class ConmonRuntime:
     """L{RuntimeDriver} over conmon and crun."""
 
@@ -227,11 +247,14 @@ class ConmonRuntime:
         crun: str = "/usr/bin/crun",
         cgroup_root: str = cgroups.CGROUP_ROOT,
         fix_cgroups: bool = True,
+        data_root: str = "",
     ) -> None:
         self._reactor = reactor
         self._runner = runner
         self._blocking = blocking
         self.exec_root = exec_root
+        # the runtime's messages reach clients: never with these host paths in them
+        self._roots = {exec_root: "<exec-root>", data_root: "<data-root>"}
         self.conmon = conmon
         self.crun = crun
         self.crun_root = os.path.join(exec_root, "crun")
@@ -326,6 +349,15 @@ class ConmonRuntime:
 
     # --- runtime calls --------------------------------------------------------------------
 
+    @property
+    def host_roots(self) -> dict[str, str]:
+        """The daemon's roots and the labels that replace them in runtime errors."""
+        return dict(self._roots)
+
+    def _message(self, raw: str, names: Mapping[str, str] | None = None) -> str:
+        """A runtime error as clients may see it: stripped, no host path of the daemon's."""
+        return scrub_host_paths(_strip_runtime_message(raw), self._roots, names)
+
     def _crun(self, *args: str) -> list[str]:
         return [self.crun, "--root", self.crun_root, *args]
 
@@ -333,7 +365,7 @@ class ConmonRuntime:
         result = await self._runner.run(self._crun(*args), stdin=stdin)
         if result.rc != 0:
             raise RuntimeFailed(
-                op, _strip_runtime_message(result.stderr.decode("utf-8", "replace")), result.rc
+                op, self._message(result.stderr.decode("utf-8", "replace")), result.rc
             )
         return result
 
@@ -434,7 +466,7 @@ class ConmonRuntime:
                 message = await self._blocking.run(
                     _read_text, os.path.join(bundle, "conmon.stderr")
                 )
-            raise RuntimeFailed("create", _strip_runtime_message(message))
+            raise RuntimeFailed("create", self._message(message, opts.path_names))
         return pid
 
     async def start(self, container_id: str) -> None:
@@ -470,7 +502,7 @@ class ConmonRuntime:
             err = result.stderr.decode("utf-8", "replace")
             if "does not exist" in err or "No such file" in err or "not found" in err:
                 return
-            raise RuntimeFailed("delete", _strip_runtime_message(err), result.rc)
+            raise RuntimeFailed("delete", self._message(err), result.rc)
 
     async def state(self, container_id: str) -> dict[str, Any] | None:
         """C{crun state}, parsed; None when crun does not know the container."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pyd.core.seams import Blocking
+from pyd.drivers.runtime.conmon import scrub_host_paths
 
 log = Logger()
 
@@ -152,8 +153,11 @@ class ConmonExecDriver:
         conmon: str = "/usr/bin/conmon",
         crun: str = "/usr/bin/crun",
         crun_root: str = "/run/pyd/crun",
+        host_roots: Mapping[str, str] | None = None,
     ) -> None:
         self._reactor = reactor
+        # the daemon's roots (-> labels) never shown in a runtime error (scrub_host_paths)
+        self._host_roots = dict(host_roots or {})
         self._blocking = blocking
         self.conmon = conmon
         self.crun = crun
@@ -280,7 +284,7 @@ class ConmonExecDriver:
                     return ""
 
             text = await self._blocking.run(read) or "exec failed"
-        return _strip(text)
+        return scrub_host_paths(_strip(text), self._host_roots)
 
     async def cleanup(self, exec_dir: str) -> None:
         """Remove an exec's directory (after it ended)."""

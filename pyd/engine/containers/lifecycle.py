@@ -5,6 +5,7 @@ remove, rename, update, prune, each serialised by the container's lock.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import signal as _signal
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from pyd.core.errors import (
 from pyd.core.ids import VALID_NAME
 from pyd.core.records import (
     Container,
+    MountSpec,
     NetworkSetup,
 )
 from pyd.drivers.runtime import spec as oci
@@ -171,6 +173,7 @@ class ContainerLifecycle(ContainerCreate):
                     log_path="" if plan.driver == "none" else log_path,
                     log_size_max=log_limit,
                     log_driver="none" if plan.driver == "none" else "k8s-file",
+                    path_names=_staged_names(c.mounts, mounts),
                 )
             )
             run.pid = pid
@@ -647,3 +650,15 @@ class ContainerLifecycle(ContainerCreate):
             deleted.append(c.id)
             reclaimed += max(rw, 0)
         return PruneResult(tuple(deleted), reclaimed)
+
+
+def _staged_names(requested: Sequence[MountSpec], prepared: Sequence[MountSpec]) -> dict[str, str]:
+    """A staging point (a mount opened by descriptor) -> the source the client named, for the
+    runtime's error messages (the staging area is the daemon's, not the client's)."""
+    names: dict[str, str] = {}
+    for want, got in zip(requested, prepared, strict=False):
+        if got.source != want.source:
+            names[got.source] = (
+                want.source if want.type == "bind" else posixpath.join(want.source, want.subpath)
+            )
+    return names
