@@ -15,18 +15,15 @@ from pyd.api.root import ApiRoot
 from pyd.api.system import SystemRouter
 from pyd.config import DaemonConfig
 from pyd.core.errors import Forbidden
-from pyd.core.seams import InlineBlocking
 from pyd.engine.events import EventService
 from pyd.engine.system import HostFacts, SystemService
-from pyd.state import migrate
-from pyd.state.db import Database, make_engine
 from pyd.state.events import EventRepository
+from tests.helpers.memdb import memory_db
 
 
 def make_root(clock: Clock) -> tuple[ApiRoot, EventService]:
     """A root with the system router over an in-memory database."""
-    db = Database(make_engine(None), InlineBlocking())
-    db.run_sync(migrate.upgrade)
+    db = memory_db(alembic=True)
     events = EventService(EventRepository(db), clock)
     host = HostFacts("6.1", "Debian", "x86_64", 2, 1 << 30, "1", "h")
     system = SystemService("ID1", host, DaemonConfig(data_root="/d"))

@@ -17,9 +17,7 @@ from pyd.api.containers import ContainersRouter, human_duration
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
 from pyd.engine.containers import ContainerService, ContainerSettings
-from pyd.state import migrate
 from pyd.state.containers import ContainerRepository
-from pyd.state.db import Database, make_engine
 from tests.fakes.container_providers import (
     FakeImageProvider,
     FakeNetworkProvider,
@@ -27,6 +25,7 @@ from tests.fakes.container_providers import (
 )
 from tests.fakes.events import FakeEvents
 from tests.fakes.runtime import FakeRuntime
+from tests.helpers.memdb import memory_db
 
 
 class ContainersApiTests(SynchronousTestCase):
@@ -37,8 +36,7 @@ class ContainersApiTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
-        self.db = Database(make_engine(None), InlineBlocking())
-        self.db.run_sync(migrate.upgrade)
+        self.db = memory_db(alembic=True)
         self.runtime = FakeRuntime(self.clock)
         self.svc = ContainerService(
             ContainerRepository(self.db),

@@ -20,9 +20,8 @@ from pyd.core.seams import InlineBlocking
 from pyd.engine import hostinfo
 from pyd.engine.events import EventService
 from pyd.engine.system import HostFacts, SystemService
-from pyd.state import migrate
-from pyd.state.db import Database, make_engine
 from pyd.state.events import EventRepository
+from tests.helpers.memdb import memory_db
 
 
 def _write(path: Path, text: str) -> None:
@@ -97,8 +96,7 @@ class InfoFieldsTests(SynchronousTestCase):
         data_root = tempfile.mkdtemp(prefix="pyd-info-root-")
         cfg = cfgmod.build({"data-root": data_root, **flags}, "/nonexistent/daemon.json")
         host = HostFacts.read(data_root, "tini-static")
-        db = Database(make_engine(None), InlineBlocking())
-        db.run_sync(migrate.upgrade)
+        db = memory_db(alembic=True)
         clock = Clock()
         events = EventService(EventRepository(db), clock)
         system = SystemService("ID1", host, cfg, blocking=InlineBlocking())

@@ -17,12 +17,11 @@ from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
 from pyd.engine.networks import NetworkConfig, NetworkService, default_bridge_name
 from pyd.engine.spec import NetworkRequest, network_request
-from pyd.state import migrate
-from pyd.state.db import Database, make_engine
 from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
 from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
+from tests.helpers.memdb import memory_db
 from tests.helpers.netsvc import Containers
 
 
@@ -30,8 +29,7 @@ class NetworksApiTests(SynchronousTestCase):
     """Wire shapes, status codes and dockerd's messages."""
 
     def setUp(self) -> None:
-        self.db = Database(make_engine(None), InlineBlocking())
-        self.db.run_sync(migrate.upgrade)
+        self.db = memory_db(alembic=True)
         self.netlink = FakeNetlink()
         self.firewall = FakeFirewall()
         self.resolver = FakeResolver()
@@ -462,8 +460,7 @@ class ForwardingDefaultsTests(SynchronousTestCase):
     def start(self, **cfg: Any) -> tuple[FakeNetlink, FakeFirewall]:
         from pyd import config as cfgmod
 
-        db = Database(make_engine(None), InlineBlocking())
-        db.run_sync(migrate.upgrade)
+        db = memory_db(alembic=True)
         netlink, firewall = FakeNetlink(), FakeFirewall()
         resolv = _tmpfile(self)
         with open(resolv, "w") as f:

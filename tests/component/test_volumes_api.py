@@ -17,15 +17,13 @@ from pyd.api.root import ApiRoot
 from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig
-from pyd.core.seams import InlineBlocking
 from pyd.engine.events import EventService
 from pyd.engine.spec import mount_request
 from pyd.engine.system import HostFacts, SystemService
 from pyd.engine.volumes import VolumeService
-from pyd.state import migrate
-from pyd.state.db import Database, make_engine
 from pyd.state.events import EventRepository
 from pyd.state.volumes import VolumeRepository
+from tests.helpers.memdb import memory_db
 from tests.unit.test_volumes_engine import FakeMountDriver, add_container
 
 
@@ -37,8 +35,7 @@ class VolumesApiTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         clock = Clock()
         clock.advance(1_800_000_000)
-        self.db = Database(make_engine(None), InlineBlocking())
-        self.db.run_sync(migrate.upgrade)
+        self.db = memory_db(alembic=True)
         events = EventService(EventRepository(self.db), clock)
         self.svc = VolumeService(VolumeRepository(self.db), FakeMountDriver(self.tmp), events)
         host = HostFacts("6.1", "Debian", "x86_64", 2, 1 << 30, "1", "h")

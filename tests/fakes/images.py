@@ -12,10 +12,9 @@ from twisted.internet.task import Clock
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.storage.layers import InProcessExtractor, LayerStore
 from pyd.engine.images import ImageService
-from pyd.state.db import Database, make_engine
 from pyd.state.images import ImageRepository
-from pyd.state.models import Base
 from tests.fakes.events import FakeEvents
+from tests.helpers.memdb import memory_db
 
 
 class FakeContainers:
@@ -32,10 +31,8 @@ def make_image_service(
     root: str, clock: Clock | None = None
 ) -> tuple[ImageService, FakeEvents, FakeContainers, ImageRepository]:
     """An L{ImageService} on an in-memory DB, inline blocking and a store under C{root}."""
-    engine = make_engine(None)
-    Base.metadata.create_all(engine)
     blocking = InlineBlocking()
-    db = Database(engine, blocking)
+    db = memory_db()
     repo = ImageRepository(db)
     store = LayerStore(
         os.path.join(root, "storage"), InProcessExtractor(blocking), use_fsconfig=True

@@ -30,12 +30,12 @@ from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.process import ProcessResult
 from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService
-from pyd.state.db import Database, make_engine
-from pyd.state.models import Base, ContainerRow
+from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
 from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeResolver
 from tests.helpers.daemon import _free_bip
+from tests.helpers.memdb import memory_db
 
 
 class SyncRunner:
@@ -105,9 +105,7 @@ class NetHarness:
         with open(str(cfg["resolv_conf"]), "w") as f:
             f.write("nameserver 127.0.0.53\nsearch example.test\n")
         self.config = NetworkConfig(**cfg)
-        engine = make_engine(None)
-        Base.metadata.create_all(engine)
-        self.db = Database(engine, InlineBlocking())
+        self.db = memory_db()
         self.events = FakeEvents()
         self.containers = Containers()
         self.procs: list[subprocess.Popen[bytes]] = []

@@ -18,11 +18,10 @@ from pyd.drivers.process import ReactorProcessRunner
 from pyd.drivers.runtime.conmon import ConmonRuntime
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.state.containers import ContainerRepository
-from pyd.state.db import Database, make_engine
-from pyd.state.models import Base
 from tests.fakes.basic_providers import BasicNetworkProvider, BasicVolumeProvider
 from tests.fakes.container_providers import FakeImageProvider
 from tests.fakes.events import FakeEvents
+from tests.helpers.memdb import memory_db
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +62,7 @@ class RuntimeTests(TestCase):
     def setUp(self) -> None:
         self.base = tempfile.mkdtemp(prefix="pyd-t-")
         self.addCleanup(shutil.rmtree, self.base, True)
-        engine = make_engine(None)
-        Base.metadata.create_all(engine)
-        self.db = Database(engine, InlineBlocking())
+        self.db = memory_db()
         self.images = RootfsImages(os.path.join(self.base, "layers"))
         self.events = FakeEvents()
         self.exec_root = os.path.join(self.base, "exec")

@@ -20,8 +20,6 @@ from pyd.drivers.runtime.conmon import CreateOptions
 from pyd.engine import container_config as cc
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.state.containers import ContainerRepository
-from pyd.state.db import Database, make_engine
-from pyd.state.models import Base
 from tests.fakes.container_providers import (
     FakeImageProvider,
     FakeNetworkProvider,
@@ -30,6 +28,7 @@ from tests.fakes.container_providers import (
 )
 from tests.fakes.events import FakeEvents
 from tests.fakes.runtime import FakeRuntime
+from tests.helpers.memdb import memory_db
 
 T = TypeVar("T")
 
@@ -41,9 +40,7 @@ class EngineTestBase(SynchronousTestCase):
         root = tempfile.mkdtemp(prefix="pyd-t-")
         self.addCleanup(shutil.rmtree, root, True)
         self.root = root
-        engine = make_engine(None)
-        Base.metadata.create_all(engine)
-        self.db = Database(engine, InlineBlocking())
+        self.db = memory_db()
         self.addCleanup(self.db.close)
         self.runtime = FakeRuntime(self.clock)
         self.images = FakeImageProvider(os.path.join(root, "layers"))

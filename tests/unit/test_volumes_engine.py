@@ -22,11 +22,11 @@ from pyd.drivers.volumes.stage import open_subpath
 from pyd.engine.events import EventService
 from pyd.engine.spec import mount_request
 from pyd.engine.volumes import ANONYMOUS_LABEL, VolumeService, merge_tmpfs_options
-from pyd.state import migrate
-from pyd.state.db import Database, make_engine
+from pyd.state.db import Database
 from pyd.state.events import EventRepository
 from pyd.state.models import ContainerRow
 from pyd.state.volumes import VolumeRepository
+from tests.helpers.memdb import memory_db
 
 
 class RecordingRunner:
@@ -77,8 +77,7 @@ class FakeMountDriver(LocalVolumeDriver):
 
 
 def make_service(root: str) -> tuple[VolumeService, FakeMountDriver, Database, EventService]:
-    db = Database(make_engine(None), InlineBlocking())
-    db.run_sync(migrate.upgrade)
+    db = memory_db(alembic=True)
     clock = Clock()
     clock.advance(1_800_000_000)
     events = EventService(EventRepository(db), clock)
