@@ -16,7 +16,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app, role
-from pyd.api.streams import STDERR, STDOUT, frame_header
+from pyd.api.streams import STDERR, STDOUT, Flow, frame_header
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
 from pyd.api.visibility import redact_inspect
 from pyd.api.wire import (
@@ -669,9 +669,9 @@ class ContainersRouter:
             until_nano=parse_time_nano(until) if until and until != "0" else None,
             tail=tail,
         )
-        c, entries, log_tail = await self._svc.read_logs(ref, req)
+        c, log_tail = await self._svc.open_logs(ref, req)
         try:
-            return await self._write_logs(request, c, req, entries, log_tail)
+            return await self._write_logs(request, c, req, log_tail)
         finally:
             log_tail.close()
 
@@ -680,7 +680,6 @@ class ContainersRouter:
         request: Any,
         c: Container,
         req: LogsRequest,
-        entries: list[LogEntry],
         tail: LogTail,
     ) -> bytes:
         timestamps = qbool(request, "timestamps")
@@ -690,16 +689,14 @@ class ContainersRouter:
             request.setHeader(b"Content-Type", b"application/vnd.docker.raw-stream")
         else:
             request.setHeader(b"Content-Type", b"application/vnd.docker.multiplexed-stream")
-        closed = {"v": False}
-
-        def on_finish(_: object) -> None:
-            closed["v"] = True
-
-        request.notifyFinish().addBoth(on_finish)
+        request.write(b"")
+        # Back-pressure: the log is read in bounded batches, each only once the client took
+        # the one before, so a client that stops reading costs one batch, not the log.
+        flow = Flow(request)
 
         def write(batch: list[LogEntry]) -> None:
             # One HTTP chunk per ~64 KiB, not one per log line.
-            if closed["v"] or not batch:
+            if flow.stopped or not batch:
                 return
             parts: list[bytes] = []
             add = parts.append
@@ -721,10 +718,21 @@ class ContainersRouter:
             if parts:
                 request.write(b"".join(parts))
 
-        request.write(b"")
-        write(entries)
-        if req.follow:
-            await self._svc.follow_logs(c, req, tail, write, lambda: closed["v"])
+        try:
+            while True:
+                await flow.ready()
+                if flow.stopped:
+                    return b""
+                batch, more = await self._svc.next_logs(tail, req)
+                write(batch)
+                if not more:
+                    break
+            if req.follow:
+                await self._svc.follow_logs(
+                    c, req, tail, write, lambda: flow.stopped, ready=flow.ready
+                )
+        finally:
+            flow.release()
         return b""
 
 

@@ -157,6 +157,8 @@ class MetricsRouter:
             if cur.cgroup is None:
                 break
             await deferLater(self._reactor, 1.0, lambda: None)
+            # a client that does not read gets no new samples until it does
+            await out.ready()
             if out.closed:
                 break
             prev, cur = cur, await self._stats.sample(ref)

@@ -41,6 +41,11 @@ EVENT_FILTERS = {
 
 log = Logger()
 
+# Stored events replayed per page (each page once the client took the one before).
+REPLAY_PAGE = 256
+# Bytes of live events held for a subscriber that does not read before it is cut off.
+EVENTS_HOLD = 256 << 10
+
 
 def event_json(ev: Event) -> dict[str, Any]:
     """One event in dockerd's wire shape (with the legacy fields for containers)."""
@@ -238,7 +243,7 @@ class SystemRouter:
         since_s, until_s = qstr(request, "since"), qstr(request, "until")
         since = parse_time_nano(since_s) if since_s else None
         until = parse_time_nano(until_s) if until_s else None
-        out = JSONLines(request)
+        out = JSONLines(request, hold_limit=EVENTS_HOLD)
         done: Deferred[None] = Deferred()
         last_seen = [0]
         buffered: list[Event] = []
@@ -298,9 +303,23 @@ class SystemRouter:
 
         request.notifyFinish().addBoth(end)
 
-        def replayed(history: list[Event]) -> None:
-            for ev in history:
-                send(ev)
+        async def replay() -> None:
+            # Page by page, each once the client took the one before: a reader that does not
+            # read holds one page, not the event log.
+            after = 0
+            while not out.closed:
+                page = await self._events.history(since or 0, until, after, REPLAY_PAGE)
+                for ev in page:
+                    send(ev)
+                await chain[0]
+                await out.ready()
+                if len(page) < REPLAY_PAGE:
+                    break
+                after = page[-1].id
+
+        def replayed(_: object) -> None:
+            if out.closed:
+                return
             replaying[0] = False
             for ev in buffered:
                 send(ev)
@@ -312,7 +331,7 @@ class SystemRouter:
                     timer.append(self._clock.callLater((until - now) / 1e9, end))
 
         if since is not None:
-            self._events.history(since, until).addCallbacks(replayed, lambda f: end())
+            Deferred.fromCoroutine(replay()).addCallbacks(replayed, lambda f: end())
         else:
             replayed([])
         return done

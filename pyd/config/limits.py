@@ -70,6 +70,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "max-layer-size",
         doc="Most bytes one layer may expand to (pull, load, import, build ADD), e.g. 64MiB; "
         "0: no limit",
+        inert="not enforced yet (issue 18)",
     ),
     Option(
         "max-build-context-size",
@@ -78,6 +79,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         0,
         "max-build-context-size",
         doc="Most bytes a build context may expand to; 0: no limit",
+        inert="not enforced yet (issue 18)",
     ),
     Option(
         "min-free-space",
@@ -87,6 +89,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "min-free-space",
         doc="Free space kept on the data root's filesystem (N% or a size; empty: 5% or 2GiB, "
         "whichever is smaller; 0: none): extraction, pull, build and log writing stop below it",
+        inert="not enforced yet (issue 18)",
     ),
     Option(
         "max-connections-per-peer",

@@ -124,6 +124,12 @@ class EventService:
 
         return unsubscribe
 
-    def history(self, since_nano: int, until_nano: int | None) -> Deferred[list[Event]]:
-        """Stored events in a time window, oldest first."""
-        return self._repo.between(since_nano, until_nano)
+    def history(
+        self,
+        since_nano: int,
+        until_nano: int | None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> Deferred[list[Event]]:
+        """Stored events in a time window, oldest first (a page: C{limit} after C{after_id})."""
+        return self._repo.between(since_nano, until_nano, after_id, limit)

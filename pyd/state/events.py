@@ -79,14 +79,26 @@ class EventRepository:
 
         return self._db.transaction(thd)
 
-    def between(self, since_nano: int, until_nano: int | None) -> Deferred[list[Event]]:
-        """Events with C{since <= time <= until}, oldest first."""
+    def between(
+        self,
+        since_nano: int,
+        until_nano: int | None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> Deferred[list[Event]]:
+        """Events with C{since <= time <= until}, oldest first; a page of at most C{limit}
+        after the event C{after_id}."""
 
         def thd(conn: Connection) -> list[Event]:
             q = select(EventRow).where(EventRow.time_nano >= since_nano)
             if until_nano is not None:
                 q = q.where(EventRow.time_nano <= until_nano)
-            return [_record(r) for r in conn.execute(q.order_by(EventRow.id))]
+            if after_id:
+                q = q.where(EventRow.id > after_id)
+            q = q.order_by(EventRow.id)
+            if limit is not None:
+                q = q.limit(limit)
+            return [_record(r) for r in conn.execute(q)]
 
         return self._db.run(thd)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -288,3 +289,85 @@ class RotationTests(SynchronousTestCase):
             self.requested = request_rotation(self.path, 200, self.ctl, self.requested)
         self.assertTrue(removed)
         self.assertEqual(removed[0], self.path + ".1")
+
+
+class TailFromEndTests(SynchronousTestCase):
+    """C{tail=N} scans the log backwards (issue 18): same lines as filtering the whole log, and
+    bounded reads return a large log in pieces."""
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        self.path = os.path.join(self.dir, "ctr.log")
+
+    def _write_random(self, rng: Any, files: int) -> None:
+        """Random lines (both streams, partial chunks, long lines crossing 64 KiB blocks) in
+        C{files} numbered files, the last also linked as ctr.log, plus a line being written."""
+        for n in range(1, files + 1):
+            parts = []
+            for i in range(rng.randrange(0, 60)):
+                stream = rng.choice(["stdout", "stderr"])
+                size = rng.choice([1, 5, 40, 3000, 70000])
+                text = f"{n}-{i}-" + "x" * size
+                ts = f"2026-11-28T12:30:{rng.randrange(0, 60):02d}.100000000+00:00"
+                tag = rng.choice(["F", "F", "F", "P"])
+                parts.append(f"{ts} {stream} {tag} {text}\n")
+            with open(f"{self.path}.{n}", "w") as f:
+                f.write("".join(parts))
+        os.link(f"{self.path}.{files}", self.path)
+        with open(self.path, "a") as f:
+            f.write("2026-11-28T12:31:00.1000")  # still being written: never counted
+
+    def test_matches_whole_log_filtering(self) -> None:
+        """For random logs and every filter combination, seek_tail(N) then reading gives what
+        select_entries(tail=N) gives on the whole log."""
+        import random
+
+        from pyd.engine.containers.logfiles import entry_filter, select_entries
+
+        rng = random.Random(18)
+        for round_ in range(6):
+            for name in os.listdir(self.dir):
+                os.unlink(os.path.join(self.dir, name))
+            self._write_random(rng, 1 + round_ % 3)
+            whole = LogTail(self.path)
+            everything = whole.read()
+            whole.close()
+            since = 0 if round_ % 2 else 1764333030 * 10**9
+            for stdout, stderr in ((True, True), (True, False), (False, True)):
+                for n in (0, 1, 3, 10, 50, 1000):
+                    want = select_entries(everything, stdout, stderr, since, None, n)
+                    t = LogTail(self.path)
+                    t.seek_tail(n, entry_filter(stdout, stderr, since, None))
+                    got: list[Any] = []
+                    while True:
+                        got.extend(t.read(4096))
+                        if not t.more:
+                            break
+                    t.close()
+                    got = select_entries(got, stdout, stderr, since, None, None)
+                    if n == 0:
+                        want = []
+                        got = [e for e in got if e.data.endswith(b"\n")]
+                    self.assertEqual(
+                        [e.data for e in got], [e.data for e in want], (round_, stdout, n)
+                    )
+
+    def test_bounded_reads(self) -> None:
+        """read(limit) returns a 4 MiB log in pieces of about the limit, whole lines only."""
+        with open(self.path, "w") as f:
+            for i in range(4096):
+                f.write(line(f"{i:04d}" + "y" * 1000))
+        t = LogTail(self.path)
+        self.addCleanup(t.close)
+        seen = 0
+        reads = 0
+        while True:
+            batch = t.read(64 << 10)
+            reads += 1
+            self.assertLessEqual(sum(len(e.data) for e in batch), 66 << 10)
+            seen += len(batch)
+            if not t.more:
+                break
+        self.assertEqual(seen, 4096)
+        self.assertGreater(reads, 50)

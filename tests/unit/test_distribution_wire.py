@@ -150,6 +150,10 @@ class StreamCancelTests(SynchronousTestCase):
             await hang
 
         request = DummyRequest([b""])
+        # DummyRequest drives any registered producer in a loop until it unregisters (a pull
+        # producer's contract); the stream's back-pressure producer is a push producer.
+        request.registerProducer = lambda producer, streaming: None
+        request.unregisterProducer = lambda: None
         d = ensureDeferred(_stream(request, run))
         self.assertNoResult(d)
         self.assertEqual(request.written, [b"", b'{"status":"Pulling from x","id":"latest"}\n'])

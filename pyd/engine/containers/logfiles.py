@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import NamedTuple
@@ -326,14 +326,23 @@ class LogTail:
         self._number = 0
         self._started = False
         self._offset = 0
+        self.more = False  # the last bounded read stopped before the end
 
-    def read(self) -> list[LogEntry]:
-        """The complete lines written since the last call (a partial last line waits)."""
+    def read(self, limit: int = 0) -> list[LogEntry]:
+        """The complete lines written since the last call (a partial last line waits).
+
+        With C{limit}, at most about that many bytes of the log are read (whole lines; a single
+        longer line is read whole): call again while L{more} says so. That bounds what one
+        reader holds, however large the log.
+        """
         out: list[LogEntry] = []
+        self.more = False
         if self._fd < 0 and not self._open_next():
             return out
         while True:
-            out.extend(self._read_open())
+            out.extend(self._read_open(limit))
+            if self.more:
+                return out
             try:
                 st = os.stat(self.path)
             except FileNotFoundError:
@@ -345,6 +354,35 @@ class LogTail:
             self._fd = -1
             if not self._open_next():
                 return out
+            if limit and out:
+                self.more = True
+                return out
+
+    def seek_tail(self, lines: int, keep: Callable[[LogEntry], bool]) -> None:
+        """Start reading so that only the last C{lines} whole lines C{keep} accepts (and the
+        partial chunks that continue them) are read, scanning backwards from the end of the
+        newest file in blocks: C{tail=N} costs N lines, not the whole log."""
+        chain = log_chain(self.path)
+        if lines <= 0:
+            keep = _any_line  # nothing logged so far: start after the last line written
+        need = max(lines, 0) + 1  # start just after the (N+1)-th kept whole line from the end
+        for f in reversed(chain):
+            try:
+                fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                if os.fstat(fd).st_ino != f.ino:
+                    continue
+                found, need = _scan_back(fd, need, keep)
+                if found >= 0:
+                    self.close()
+                    self._fd, self._ino, self._number = os.dup(fd), f.ino, f.number
+                    self._started, self._offset = True, found
+                    return
+            finally:
+                os.close(fd)
+        # fewer lines than asked for: read everything, from the oldest file
 
     def _open_next(self) -> bool:
         """Open the first file of the chain, or the one after the last one read."""
@@ -377,7 +415,7 @@ class LogTail:
                     return f
         return chain[-1] if chain else None
 
-    def _read_open(self) -> list[LogEntry]:
+    def _read_open(self, limit: int = 0) -> list[LogEntry]:
         size = os.fstat(self._fd).st_size
         if size < self._offset:
             self._offset = 0  # truncated in place
@@ -385,12 +423,17 @@ class LogTail:
             return []
         parts: list[bytes] = []
         pos = self._offset
+        got = 0
         while True:
-            chunk = os.pread(self._fd, 1 << 20, pos)
+            chunk = os.pread(self._fd, min(1 << 20, limit) if limit else 1 << 20, pos)
             if not chunk:
                 break
             parts.append(chunk)
             pos += len(chunk)
+            got += len(chunk)
+            if limit and got >= limit and b"\n" in chunk:
+                self.more = True
+                break
         raw = b"".join(parts)
         end = raw.rfind(b"\n")
         if end < 0:
@@ -403,6 +446,60 @@ class LogTail:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _any_line(_: LogEntry) -> bool:
+    return True
+
+
+def _scan_back(fd: int, need: int, keep: Callable[[LogEntry], bool]) -> tuple[int, int]:
+    """Walk an open log file backwards; return (the offset just after the C{need}-th whole line
+    C{keep} accepts, counted from the end, or -1 when the file holds fewer; what is still
+    needed). Reads 64 KiB blocks; holds one block plus one line."""
+    pos = os.fstat(fd).st_size
+    carry = b""  # the start of the region already seen, up to its first newline
+    trailing = True  # a last line still being written does not count (nor is it read yet)
+    while pos > 0:
+        n = min(64 << 10, pos)
+        pos -= n
+        data = os.pread(fd, n, pos) + carry
+        if trailing:
+            k = data.rfind(b"\n")
+            if k < 0:
+                carry = b""
+                continue
+            data, trailing = data[: k + 1], False
+        # the first line of the block may be cut: it waits for the bytes before it
+        cut = data.find(b"\n") if pos > 0 else -1
+        if pos > 0 and cut < 0:
+            carry = data
+            continue
+        carry, body = data[: cut + 1], data[cut + 1 :]
+        end = pos + len(carry) + len(body)  # just after the last line of body
+        for line in reversed(body[:-1].split(b"\n") if body else []):
+            e = parse_line(line)
+            if e is not None and (keep is _any_line or e.data.endswith(b"\n")) and keep(e):
+                need -= 1
+                if need == 0:
+                    return end, 0
+            end -= len(line) + 1
+    return -1, need
+
+
+def entry_filter(
+    stdout: bool, stderr: bool, since_nano: int, until_nano: int | None
+) -> Callable[[LogEntry], bool]:
+    """The stream and time filters of L{select_entries} as one predicate."""
+
+    def keep(e: LogEntry) -> bool:
+        if not (stdout if e.stream == "stdout" else stderr):
+            return False
+        if since_nano > 0 or until_nano is not None:
+            t = e.time_nano
+            return t >= since_nano and (until_nano is None or t <= until_nano)
+        return True
+
+    return keep
 
 
 def select_entries(

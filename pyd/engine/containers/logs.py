@@ -5,7 +5,7 @@ max-file), reading with since/until/tail, following a running container.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -23,6 +23,7 @@ from pyd.engine.containers.base import ContainerBase, LogsRequest, _LogWatch, _n
 from pyd.engine.containers.logfiles import (
     LogEntry,
     LogTail,
+    entry_filter,
     rotate_log_files,
     rotation_step,
     select_entries,
@@ -34,6 +35,9 @@ log = Logger()
 
 ROTATION_RESEND = 2.0  # seconds without conmon carrying out a reopen: ask again
 
+
+# Bytes of log one read takes: what one reader holds at a time, however large the log.
+LOG_READ_CHUNK = 256 << 10
 
 LOG_BACKSTOP = 10  # conmon's own --log-size-max: this many times max-size x max-file
 
@@ -129,27 +133,55 @@ class ContainerLogs(ContainerBase):
         self._watch_log(c.id, log_path, plan)
         self._rotate_log(c.id)
 
-    async def read_logs(
-        self, ref: str, req: LogsRequest
-    ) -> tuple[Container, list[LogEntry], LogTail]:
-        """Everything logged so far that matches C{req}, and the open log to follow it with.
+    async def open_logs(self, ref: str, req: LogsRequest) -> tuple[Container, LogTail]:
+        """The container and its log, opened where C{req} starts reading: with C{req.tail},
+        the log is scanned backwards from its end for that many lines (never read whole).
 
-        With C{req.follow} the caller hands the tail to L{follow_logs}, which closes it;
-        without, the tail comes back closed.
+        Read it with L{next_logs}; close it (or hand it to L{follow_logs}, which closes it).
         """
         c = self.resolve(ref)
         ltype = self.spec_of(c).logging.type or "json-file"
         if ltype == "none":
             raise InvalidParameter("configured logging driver does not support reading")
         tail = LogTail(c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log"))
+        if req.tail is not None and req.tail >= 0:
+            keep = entry_filter(req.stdout, req.stderr, req.since_nano, req.until_nano)
+            try:
+                await self._blocking.run(tail.seek_tail, req.tail, keep)
+            except BaseException:
+                tail.close()
+                raise
+        return c, tail
+
+    async def next_logs(self, tail: LogTail, req: LogsRequest) -> tuple[list[LogEntry], bool]:
+        """The next bounded batch of entries matching C{req} (at most L{LOG_READ_CHUNK} bytes
+        of log are read), and whether more was already written."""
+        got = await self._blocking.run(tail.read, LOG_READ_CHUNK)
+        entries = select_entries(got, req.stdout, req.stderr, req.since_nano, req.until_nano, None)
+        return entries, tail.more
+
+    async def read_logs(
+        self, ref: str, req: LogsRequest
+    ) -> tuple[Container, list[LogEntry], LogTail]:
+        """Everything logged so far that matches C{req}, and the open log to follow it with.
+
+        For internal readers of small logs (build steps, C{attach?logs=1}); the API streams
+        with L{open_logs} and L{next_logs}. With C{req.follow} the caller hands the tail to
+        L{follow_logs}, which closes it; without, the tail comes back closed.
+        """
+        c, tail = await self.open_logs(ref, req)
+        entries: list[LogEntry] = []
         try:
-            got = await self._blocking.run(tail.read)
+            while True:
+                batch, more = await self.next_logs(tail, req)
+                entries.extend(batch)
+                # a follower takes the rest from L{follow_logs}, which waits for its client:
+                # reading on here would chase a container that writes faster than we read
+                if not more or req.follow:
+                    break
         finally:
             if not req.follow:
                 tail.close()
-        entries = select_entries(
-            got, req.stdout, req.stderr, req.since_nano, req.until_nano, req.tail
-        )
         return c, entries, tail
 
     async def follow_logs(
@@ -159,12 +191,15 @@ class ContainerLogs(ContainerBase):
         tail: LogTail,
         write: Callable[[list[LogEntry]], None],
         closed: Callable[[], bool],
+        ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Keep writing new entries until the container stops (or the client goes away).
 
         The tail's open descriptor keeps the log readable after the container is removed
         (docker-py's C{run(remove=True)} removes before it reads the stream). The follower
-        polls, and is woken at once when the container exits or is removed.
+        polls, and is woken at once when the container exits or is removed. C{ready} (the
+        client's back-pressure) is awaited before each read: a client that does not read
+        makes the follower wait, not the daemon buffer.
         """
         interval = 0.05
         # Once the exit is seen one last read takes the rest: conmon drains the container's
@@ -172,16 +207,18 @@ class ContainerLogs(ContainerBase):
         # sync_logs, then the exit file), so nothing is written after it.
         try:
             while not closed():
+                if ready is not None:
+                    await ready()
+                    if closed():
+                        return
                 cur = self._cache.get(c.id)
                 alive = cur is not None and (cur.state.running or cur.state.status == "restarting")
-                got = await self._blocking.run(tail.read)
-                write(
-                    select_entries(
-                        got, req.stdout, req.stderr, req.since_nano, req.until_nano, None
-                    )
-                )
+                got, more = await self.next_logs(tail, req)
+                write(got)
                 if req.until_nano is not None and _now_nano(self._clock) > req.until_nano:
                     return
+                if more:
+                    continue
                 if not alive:
                     return
                 interval = 0.05 if got else min(interval * 1.5, 0.25)

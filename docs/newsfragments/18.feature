@@ -1,0 +1,1 @@
+Clients that stop reading no longer grow the daemon: logs (tail=N read from the end of the log), events, stats and progress streams write with back-pressure and a small per-connection buffer; connections are capped per peer and while in the TLS handshake, with handshake and request-header deadlines; the open-file limit is raised at start.
