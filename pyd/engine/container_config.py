@@ -20,6 +20,8 @@ import attrs
 from pyd.core.errors import InvalidParameter, SystemError_
 from pyd.core.ids import go_quote, line_safe
 from pyd.core.records import Image
+from pyd.drivers.syslog import FORMATS as SYSLOG_FORMATS
+from pyd.drivers.syslog import SyslogError, facility_code, parse_address
 from pyd.engine.spec.records import LogConfig
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -28,7 +30,7 @@ DEFAULT_SHM = 64 * 1024 * 1024
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 # The log drivers pyd serves; dockerd's others (syslog, journald, gelf...) are refused like a
 # plugin dockerd cannot find.
-LOG_DRIVERS = ("json-file", "local", "none")
+LOG_DRIVERS = ("json-file", "local", "none", "syslog")
 LOCAL_MAX_SIZE = 20 * 1024 * 1024  # dockerd's local driver defaults
 LOCAL_MAX_FILE = 5
 _COMMON_LOG_OPTS = ("env", "env-regex", "labels", "labels-regex", "tag")
@@ -365,6 +367,9 @@ class LogPlan:
     driver: str
     max_size: int = 0
     max_files: int = 1
+    # syslog: the driver's options (address, facility, format, tag); the file is then dockerd's
+    # "dual logging" cache, which `docker logs` reads.
+    forward: Mapping[str, str] | None = None
 
     @property
     def rotates(self) -> bool:
@@ -399,6 +404,9 @@ def validate_log_config(lc: dict[str, Any]) -> None:
         raise InvalidParameter(
             f'error looking up logging plugin {ltype}: plugin "{ltype}" not found'
         )
+    if ltype == "syslog":
+        _validate_syslog(cfg)
+        return
     allowed = ("max-file", "max-size", "compress", *_COMMON_LOG_OPTS)
     for key in cfg:
         if key in ("mode", "max-buffer-size") or key in allowed:
@@ -425,9 +433,54 @@ def log_plan(lc: LogConfig | Mapping[str, Any]) -> LogPlan:
             return LogPlan("none")
         if ltype == "local":
             return _local_plan(cfg)
+        if ltype == "syslog":
+            return _syslog_plan(cfg)
         return _json_file_plan(cfg)
     except ValueError as e:
         raise SystemError_(f"failed to initialize logging driver: {e}") from e
+
+
+_SYSLOG_OPTS = (
+    "syslog-address", "syslog-facility", "syslog-format", "syslog-tls-ca-cert", "syslog-tls-cert",
+    "syslog-tls-key", "syslog-tls-skip-verify", "cache-disabled", "cache-max-size",
+    "cache-max-file", "cache-compress", *_COMMON_LOG_OPTS,
+)  # fmt: skip
+
+
+def _validate_syslog(cfg: dict[str, str]) -> None:
+    """dockerd's syslog ValidateLogOpt: known keys, a usable address, facility and format."""
+    for key in cfg:
+        if key not in _SYSLOG_OPTS and key not in ("mode", "max-buffer-size"):
+            raise InvalidParameter(f"unknown log opt '{key}' for syslog log driver")
+    for key in ("syslog-tls-ca-cert", "syslog-tls-cert", "syslog-tls-key"):
+        if cfg.get(key):
+            raise InvalidParameter(f"{key}: pyd's syslog driver uses the system's CA store only")
+    try:
+        parse_address(cfg.get("syslog-address", ""))
+        facility_code(cfg.get("syslog-facility", ""))
+    except SyslogError as e:
+        raise InvalidParameter(str(e)) from e
+    if cfg.get("syslog-format", "") not in SYSLOG_FORMATS:
+        raise InvalidParameter(f"Invalid syslog format: {cfg['syslog-format']}")
+    if "cache-disabled" in cfg and go_bool_ok(cfg["cache-disabled"]) is None:
+        raise InvalidParameter(f"invalid value for cache-disabled: {cfg['cache-disabled']}")
+
+
+def go_bool_ok(value: str) -> bool | None:
+    """L{go_bool}, or None for a value Go does not parse."""
+    try:
+        return go_bool(value)
+    except ValueError:
+        return None
+
+
+def _syslog_plan(cfg: dict[str, str]) -> LogPlan:
+    """The local cache (dockerd's dual logging: cache-max-size/-file, 20m x 5 by default) and
+    the options to forward with."""
+    local = {k.removeprefix("cache-"): v for k, v in cfg.items() if k.startswith("cache-")}
+    plan = _local_plan({k: v for k, v in local.items() if k != "disabled"})
+    forward = {k: v for k, v in cfg.items() if k.startswith("syslog-") or k == "tag"}
+    return LogPlan("syslog", plan.max_size, plan.max_files, forward)
 
 
 def _json_file_plan(cfg: dict[str, str]) -> LogPlan:

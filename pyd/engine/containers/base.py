@@ -140,6 +140,7 @@ class _LogWatch:
         self.requested = 0  # inode conmon was asked to leave (0: no reopen pending)
         self.requested_at = 0.0
         self.known = 0  # inode of ctr.log at the previous step
+        self.forwarder: Any = None  # a LogForwarder when the driver is syslog
 
 
 class _Run:

@@ -180,7 +180,7 @@ class ContainerLifecycle(ContainerCreate):
             # the runtime made the container's own copies of its mounts: the staging points
             # of volume subpaths are not needed any more (dockerd drops its safe paths here too)
             await self._volumes.unstage(cid)
-            if plan.rotates:
+            if plan.rotates or plan.forward is not None:
                 self._watch_log(cid, log_path, plan)
             for hook in self.before_start:
                 await hook(cid, self.runtime.attach_socket_path(cid, bundle))

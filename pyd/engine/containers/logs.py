@@ -5,7 +5,7 @@ max-file), reading with since/until/tail, following a running container.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -18,6 +18,7 @@ from pyd.core.errors import (
 from pyd.core.records import (
     Container,
 )
+from pyd.drivers.syslog import SyslogError, SyslogSender
 from pyd.engine import container_config as cc
 from pyd.engine.containers.base import ContainerBase, LogsRequest, _LogWatch, _now_nano
 from pyd.engine.containers.logfiles import (
@@ -28,6 +29,7 @@ from pyd.engine.containers.logfiles import (
     rotation_step,
     select_entries,
 )
+from pyd.engine.containers.logforward import LogForwarder, render_tag
 from pyd.engine.spec.records import LogConfig
 
 log = Logger()
@@ -66,9 +68,16 @@ class ContainerLogs(ContainerBase):
         self._log_watches[cid] = w
         base = os.path.basename(log_path)
 
+        rotates = plan.rotates
+        if plan.forward is not None:
+            self._start_forwarding(cid, log_path, plan.forward, w)
+
         def changed(name: str) -> None:
             if name == base:
-                self._rotate_log(cid)
+                if rotates:
+                    self._rotate_log(cid)
+                if w.forwarder is not None:
+                    self._forward_log(cid)
 
         if self.log_watcher is not None:
             w.cancel = self.log_watcher.watch(os.path.dirname(log_path), changed)
@@ -109,7 +118,54 @@ class ContainerLogs(ContainerBase):
         w = self._log_watches.pop(cid, None)
         if w is not None and w.cancel is not None:
             w.cancel()
+        if w is not None and w.forwarder is not None:
+            # what the container wrote last still goes out, then the connection closes
+            fwd, w.forwarder = w.forwarder, None
+            d = self._blocking.run(fwd.drain)
+            d.addErrback(lambda f: log.failure("syslog of {cid} failed", f, cid=cid))
+            d.addBoth(lambda _: self._blocking.run(fwd.close))
         return w
+
+    # --- syslog (dual logging: the local file stays what docker logs reads) ----------------------
+
+    def _start_forwarding(
+        self, cid: str, log_path: str, opts: Mapping[str, str], w: _LogWatch
+    ) -> None:
+        c = self._cache.get(cid)
+        tag = render_tag(opts.get("tag", ""), c, self.settings.host_hostname) if c else cid[:12]
+        try:
+            sender = SyslogSender(
+                opts.get("syslog-address", ""),
+                opts.get("syslog-facility", ""),
+                opts.get("syslog-format", ""),
+            )
+        except SyslogError as e:
+            log.warn("syslog of {cid}: {err}", cid=cid, err=str(e))
+            return
+        w.forwarder = LogForwarder(LogTail(log_path), sender, tag)
+        # a restarted container appends to its log: forward only what it writes from now on
+        d = self._blocking.run(w.forwarder.skip_existing)
+        d.addErrback(lambda f: log.failure("syslog of {cid} failed", f, cid=cid))
+
+    def _forward_log(self, cid: str) -> None:
+        w = self._log_watches.get(cid)
+        if w is None or w.forwarder is None:
+            return
+        fwd = w.forwarder
+        if fwd.busy:
+            fwd.again = True
+            return
+        fwd.busy = True
+
+        def done(_: object) -> None:
+            fwd.busy = False
+            if fwd.again:
+                fwd.again = False
+                self._forward_log(cid)
+
+        d = self._blocking.run(fwd.drain)
+        d.addErrback(lambda f: log.warn("syslog of {cid}: {err}", cid=cid, err=f.getErrorMessage()))
+        d.addBoth(done)
 
     async def _stop_log_rotation(self, cid: str) -> None:
         """The container stopped: stop watching, name and prune its last rotations."""
@@ -127,11 +183,12 @@ class ContainerLogs(ContainerBase):
             plan = cc.log_plan(self.spec_of(c).logging)
         except PydError:
             return
-        if not plan.rotates:
+        if not plan.rotates and plan.forward is None:
             return
         log_path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
         self._watch_log(c.id, log_path, plan)
-        self._rotate_log(c.id)
+        if plan.rotates:
+            self._rotate_log(c.id)
 
     async def open_logs(self, ref: str, req: LogsRequest) -> tuple[Container, LogTail]:
         """The container and its log, opened where C{req} starts reading: with C{req.tail},
@@ -140,8 +197,12 @@ class ContainerLogs(ContainerBase):
         Read it with L{next_logs}; close it (or hand it to L{follow_logs}, which closes it).
         """
         c = self.resolve(ref)
-        ltype = self.spec_of(c).logging.type or "json-file"
-        if ltype == "none":
+        logging = self.spec_of(c).logging
+        ltype = logging.type or "json-file"
+        cache_off = ltype == "syslog" and cc.go_bool_ok(
+            str(logging.config.get("cache-disabled", "false"))
+        )
+        if ltype == "none" or cache_off:
             raise InvalidParameter("configured logging driver does not support reading")
         tail = LogTail(c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log"))
         if req.tail is not None and req.tail >= 0:

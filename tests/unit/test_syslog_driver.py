@@ -1,0 +1,142 @@
+"""The syslog log driver: addresses, formats, framing, tag templates and option checks."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import InvalidParameter
+from pyd.core.records import Container, ContainerState
+from pyd.drivers import syslog
+from pyd.engine import container_config as cc
+from pyd.engine.containers.logforward import render_tag
+
+WHEN = datetime.datetime(2026, 3, 5, 14, 7, 9, 123456, tzinfo=datetime.UTC)
+
+
+class FormatTests(SynchronousTestCase):
+    """The message texts dockerd's driver sends."""
+
+    def setUp(self) -> None:
+        self.patch(os, "environ", {**os.environ, "TZ": "UTC"})
+        import time
+
+        time.tzset()
+        self.addCleanup(time.tzset)
+
+    def test_rfc3164(self) -> None:
+        """Local sockets omit the host name; the day is space-padded."""
+        local = syslog.format_message("", 30, "web", b"hi\n", WHEN, "h1", 42, True)
+        self.assertEqual(local, b"<30>Mar  5 14:07:09 web[42]: hi")
+        remote = syslog.format_message("rfc3164", 27, "web", b"hi", WHEN, "h1", 42, False)
+        self.assertEqual(remote, b"<27>Mar  5 14:07:09 h1 web[42]: hi")
+
+    def test_rfc5424(self) -> None:
+        """The tag is app name and message id; micro adds microseconds."""
+        m = syslog.format_message("rfc5424", 30, "web", b"hi", WHEN, "h1", 42, False)
+        self.assertEqual(m, b"<30>1 2026-03-05T14:07:09+00:00 h1 web 42 web - hi")
+        m = syslog.format_message("rfc5424micro", 30, "web", b"hi", WHEN, "h1", 42, False)
+        self.assertEqual(m, b"<30>1 2026-03-05T14:07:09.123456+00:00 h1 web 42 web - hi")
+
+    def test_addresses(self) -> None:
+        """Schemes and default ports as dockerd; anything else is refused with its text."""
+        self.assertEqual(syslog.parse_address(""), ("unixgram", "/dev/log", 0))
+        self.assertEqual(syslog.parse_address("udp://10.1.2.3"), ("udp", "10.1.2.3", 514))
+        self.assertEqual(syslog.parse_address("tcp+tls://h:7000"), ("tcp+tls", "h", 7000))
+        self.assertEqual(syslog.parse_address("unix:///run/s"), ("unix", "/run/s", 0))
+        e = self.assertRaises(syslog.SyslogError, syslog.parse_address, "ftp://h")
+        self.assertEqual(str(e), "unsupported scheme: 'ftp'")
+        self.assertEqual(syslog.facility_code("local3"), 19)
+        self.assertRaises(syslog.SyslogError, syslog.facility_code, "nope")
+
+    def test_tcp_framing(self) -> None:
+        """On a stream rfc5424 is octet-counted and rfc3164 newline-terminated; stderr is err."""
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        self.addCleanup(server.close)
+        port = server.getsockname()[1]
+        s5424 = syslog.SyslogSender(f"tcp://127.0.0.1:{port}", "local0", "rfc5424")
+        s5424.send("stderr", b"boom\n", WHEN, "t")
+        conn, _ = server.accept()
+        self.addCleanup(conn.close)
+        data = conn.recv(4096)
+        n, _, msg = data.partition(b" ")
+        self.assertEqual(int(n), len(msg))
+        self.assertTrue(msg.startswith(b"<131>1 "))  # local0 (16) * 8 + err (3)
+        s5424.close()
+        s3164 = syslog.SyslogSender(f"tcp://127.0.0.1:{port}")
+        s3164.send("stdout", b"ok", WHEN, "t")
+        conn2, _ = server.accept()
+        self.addCleanup(conn2.close)
+        self.assertTrue(conn2.recv(4096).endswith(b"]: ok\n"))
+        s3164.close()
+
+    def test_unixgram(self) -> None:
+        """One datagram per line on a unixgram socket."""
+        path = os.path.join(tempfile.mkdtemp(prefix="pyd-syslog-"), "s")
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        rx.bind(path)
+        self.addCleanup(rx.close)
+        tx = syslog.SyslogSender(f"unixgram://{path}")
+        tx.send("stdout", b"a", WHEN, "t")
+        tx.send("stdout", b"b", WHEN, "t")
+        tx.close()
+        self.assertTrue(rx.recv(100).endswith(b": a"))
+        self.assertTrue(rx.recv(100).endswith(b": b"))
+
+
+class OptionTests(SynchronousTestCase):
+    """--log-opt checks at create, and the local cache of dual logging."""
+
+    def test_validation(self) -> None:
+        """Unknown keys, bad address, facility and format are 400s with dockerd's texts."""
+        cases = {
+            "syslog-bogus": ("x", "unknown log opt 'syslog-bogus' for syslog log driver"),
+            "syslog-address": ("ftp://x", "unsupported scheme: 'ftp'"),
+            "syslog-facility": ("nope", "invalid syslog facility"),
+            "syslog-format": ("rfc9999", "Invalid syslog format: rfc9999"),
+        }
+        for key, (value, text) in cases.items():
+            e = self.assertRaises(
+                InvalidParameter,
+                cc.validate_log_config,
+                {"Type": "syslog", "Config": {key: value}},
+            )
+            self.assertEqual(str(e), text)
+        cc.validate_log_config(
+            {"Type": "syslog", "Config": {"syslog-address": "udp://127.0.0.1", "tag": "x"}}
+        )
+
+    def test_cache_plan(self) -> None:
+        """The cache is 20m x 5 by default, cache-max-size/-file change it; the syslog options
+        are kept to forward with."""
+        plan = cc.log_plan({"Type": "syslog", "Config": {"syslog-format": "rfc5424"}})
+        self.assertEqual((plan.driver, plan.max_size, plan.max_files), ("syslog", 20 << 20, 5))
+        self.assertEqual(plan.forward, {"syslog-format": "rfc5424"})
+        plan = cc.log_plan(
+            {"Type": "syslog", "Config": {"cache-max-size": "1m", "cache-max-file": "2"}}
+        )
+        self.assertEqual((plan.max_size, plan.max_files), (1_000_000, 2))
+
+    def test_tag(self) -> None:
+        """dockerd's tag fields; {{.ID}} by default."""
+        c = Container(
+            id="a" * 64,
+            name="/web",
+            image_id="sha256:" + "b" * 64,
+            image_ref="nginx:1",
+            created_nano=0,
+            config={},
+            host_config={},
+            state=ContainerState(),
+        )
+        self.assertEqual(render_tag("", c, "h"), "a" * 12)
+        self.assertEqual(
+            render_tag("{{.Name}}/{{.ImageName}}/{{.ImageID}}/{{.DaemonName}}", c, "h"),
+            f"web/nginx:1/{'b' * 12}/h",
+        )
