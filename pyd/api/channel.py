@@ -17,6 +17,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 log = Logger()
@@ -27,16 +28,32 @@ class ApiChannel(HTTPChannel):
     """An HTTP channel whose request headers have a deadline."""
 
     _header_deadline: Any = None
+    # Whether the current request's headers are still due. The deadline's timer is kept across
+    # the requests of a keep-alive connection and only pushed back (a reset to a later time is
+    # cheap; a new timer and a cancel per request are not).
+    _awaiting_headers = False
 
     def _header_timeout(self) -> float:
         return float(getattr(self.factory, "header_timeout", 0) or 0)
 
     def _arm(self) -> None:
+        if self._awaiting_headers:
+            return
         timeout = self._header_timeout()
-        if timeout and self._header_deadline is None:
+        if not timeout:
+            return
+        self._awaiting_headers = True
+        call = self._header_deadline
+        if call is not None and call.active():
+            call.reset(timeout)
+        else:
             self._header_deadline = self.callLater(timeout, self._headers_too_slow)
 
     def _disarm(self) -> None:
+        self._awaiting_headers = False
+
+    def _cancel(self) -> None:
+        self._awaiting_headers = False
         if self._header_deadline is not None:
             if self._header_deadline.active():
                 self._header_deadline.cancel()
@@ -44,6 +61,8 @@ class ApiChannel(HTTPChannel):
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
+        if not self._awaiting_headers:
+            return  # the headers came in time; the next request arms a new timer
         transport: Any = self.transport
         log.debug("client too slow sending request headers: {peer}", peer=transport.getPeer())
         transport.abortConnection()
@@ -66,8 +85,21 @@ class ApiChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """No deadline outlives the connection."""
-        self._disarm()
+        self._cancel()
         super().connectionLost(reason)
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """The status line and headers as one buffer (twisted.web hands the transport a list
+        of some fifty pieces, each checked and queued on its own)."""
+        if not isinstance(headers, Headers):
+            super().writeHeaders(version, code, reason, headers)
+            return
+        parts = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        self.transport.write(b"".join(parts))  # type: ignore[union-attr]
 
     def handshakeCompleted(self) -> None:
         """Tell the connection guard below (if any) that the TLS handshake is done."""

@@ -6,11 +6,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.http import datetimeToString
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, Resource
 
 from pyd import __version__
@@ -35,6 +38,51 @@ _COMMON = [
     (b"Docker-Experimental", b"false"),
     (b"Server", SERVER_HEADER),
 ]
+
+
+def _raw_template(pairs: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """C{pairs} as twisted.web stores them (canonical name, sanitized value), computed once."""
+    h = Headers()
+    for name, value in pairs:
+        h.setRawHeaders(name, [value])
+    return [(name, values[0]) for name, values in h.getAllRawHeaders()]
+
+
+_COMMON_RAW = _raw_template(_COMMON)
+_PING_RAW = _raw_template(
+    [
+        (b"Builder-Version", b"1"),
+        (b"Swarm", b"inactive"),
+        (b"Cache-Control", b"no-cache, no-store, must-revalidate"),
+        (b"Pragma", b"no-cache"),
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+    ]
+)
+_DATE_NAME = _raw_template([(b"Date", b"x")])[0][0]
+_date_cache: list[Any] = [0, b""]
+
+
+def _http_date() -> bytes:
+    """The Date header's value: formatting it costs more than the rest of a /_ping's headers,
+    and it only changes once a second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0], _date_cache[1] = now, datetimeToString(now)
+    date: bytes = _date_cache[1]
+    return date
+
+
+def _put_headers(request: Any, pairs: list[tuple[bytes, bytes]]) -> None:
+    """Set prepared (canonical, sanitized) headers without twisted.web's per-call name and value
+    checks; the public path where the private store is not there."""
+    raw = getattr(request.responseHeaders, "_rawHeaders", None)
+    if isinstance(raw, dict):
+        for name, value in pairs:
+            raw[name] = [value]
+    else:
+        for name, value in pairs:
+            request.responseHeaders.setRawHeaders(name, [value])
+
 
 # The methods the API has, exactly as sent (HTTP methods are case-sensitive tokens).
 METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE"))
@@ -65,8 +113,7 @@ class ApiRoot(Resource):
 
     def render(self, request: Any) -> Any:
         """Negotiate the version, add the common headers, dispatch."""
-        for name, value in _COMMON:
-            request.setHeader(name, value)
+        _put_headers(request, _COMMON_RAW)
         if request.method not in METHODS:
             # dockerd's router matches methods exactly (C{post} is no route of its); werkzeug
             # would upper-case it and dispatch, after the guard had read it as another method.
@@ -170,11 +217,7 @@ class ApiRoot(Resource):
         return target.render(request)
 
     def _ping(self, request: Any) -> bytes:
-        request.setHeader(b"Builder-Version", b"1")
-        request.setHeader(b"Swarm", b"inactive")
-        request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
-        request.setHeader(b"Pragma", b"no-cache")
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        _put_headers(request, _PING_RAW)
         if request.method == b"HEAD":
             request.setHeader(b"Content-Length", b"0")
             return b""
@@ -191,12 +234,32 @@ class ApiRoot(Resource):
         return self._fail(request, 404, "page not found")
 
 
+class ApiRequest(server.Request):
+    """twisted.web's request without its default C{Server} header (the root sets pyd's) and
+    with the C{Date} formatted once a second."""
+
+    def process(self) -> None:
+        """Find the resource and render it, as twisted.web does."""
+        self.site = self.channel.site  # type: ignore[attr-defined]
+        _put_headers(self, [(_DATE_NAME, _http_date())])
+        self.prepath = []
+        self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
+        if self.path == b"*":
+            self._handleStar()
+            return
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:  # noqa: BLE001 - twisted.web's own contract: a failed render is a 500
+            self.processingFailed(Failure())
+
+
 class ApiSite(server.Site):
     """A Site that logs one line per request (method, path, status, duration) at debug level."""
 
     noisy = False
     # our channel: a header deadline and the TLS handshake notice (no HTTP/2 offered)
     protocol = ApiChannel  # type: ignore[assignment]
+    requestFactory = ApiRequest
 
     def __init__(
         self,
