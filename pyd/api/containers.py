@@ -33,6 +33,7 @@ from pyd.api.wire import (
 )
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import Container, MountSpec
+from pyd.core.seams import Clock
 from pyd.engine import containers as engine
 from pyd.engine.container_config import command_of, go_atoi
 from pyd.engine.containers import ContainerService, LogsRequest
@@ -402,7 +403,7 @@ def list_json(c: Container, now_nano: int) -> dict[str, Any]:
 class ContainersDiskUsage:
     """C{/info} counts and the container rows of C{GET /system/df} (a SystemContributor)."""
 
-    def __init__(self, service: ContainerService, clock: Any) -> None:
+    def __init__(self, service: ContainerService, clock: Clock) -> None:
         self._svc = service
         self._clock = clock
 
@@ -431,7 +432,7 @@ class ContainersRouter:
     app = make_app()
     prefixes = ("containers",)
 
-    def __init__(self, service: ContainerService, clock: Any) -> None:
+    def __init__(self, service: ContainerService, clock: Clock) -> None:
         self._svc = service
         self._clock = clock
 

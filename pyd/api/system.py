@@ -18,6 +18,7 @@ from pyd.api.timeparse import parse_time_nano
 from pyd.api.visibility import redact_event, visibility
 from pyd.api.wire import check_filters, json_body, parse_filters, qstr
 from pyd.core.records import Event
+from pyd.core.seams import Clock
 from pyd.engine.container_config import LOG_DRIVERS as LOG_PLUGINS
 from pyd.engine.events import EventFilter, EventService
 from pyd.engine.system import SystemService
@@ -74,7 +75,7 @@ class SystemRouter:
     app = make_app()
     prefixes = ("version", "info", "system", "events")
 
-    def __init__(self, system: SystemService, events: EventService, clock: Any) -> None:
+    def __init__(self, system: SystemService, events: EventService, clock: Clock) -> None:
         self._system = system
         self._events = events
         self._clock = clock
@@ -341,7 +342,7 @@ def _goarch(machine: str) -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
-def _now_rfc3339(clock: Any) -> str:
+def _now_rfc3339(clock: Clock) -> str:
     from pyd.api.timeparse import rfc3339_nano
 
     return rfc3339_nano(int(clock.seconds() * 1e9))

@@ -10,12 +10,27 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.threads import deferToThreadPool
 
 from pyd.core.records import Event
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class Clock(Protocol):
+    """Time as the engine reads it: the reactor in the daemon, C{task.Clock} in tests."""
+
+    def seconds(self) -> float:
+        """Now, in seconds since the epoch."""
+        ...
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any
+    ) -> IDelayedCall:
+        """Call C{callable} after C{delay} seconds."""
+        ...
 
 
 class Blocking(Protocol):

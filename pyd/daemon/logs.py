@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -60,7 +59,7 @@ class LogLevelControl:
 class StallWatchdog:
     """In debug mode, logs reactor stalls: a 50 ms tick that arrives over 100 ms late."""
 
-    def __init__(self, clock: Any, interval: float = 0.05, threshold: float = 0.1) -> None:
+    def __init__(self, clock: IReactorTime, interval: float = 0.05, threshold: float = 0.1) -> None:
         from twisted.internet.task import LoopingCall
 
         self._clock = clock

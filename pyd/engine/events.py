@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pyd.core.records import Event
+from pyd.core.seams import Clock
 from pyd.state.events import EventRepository
 
 log = Logger()
@@ -79,7 +79,7 @@ def _name_or_id_match(wanted: str, candidate: str) -> bool:
 class EventService:
     """Implements L{pyd.core.seams.EventSink}; C{subscribe} feeds live events to a callback."""
 
-    def __init__(self, repo: EventRepository, clock: Any) -> None:
+    def __init__(self, repo: EventRepository, clock: Clock) -> None:
         self._repo = repo
         self._clock = clock
         self._subscribers: list[Callable[[Event], None]] = []

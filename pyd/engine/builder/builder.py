@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import Image
-from pyd.core.seams import Blocking
+from pyd.core.seams import Blocking, Clock
 from pyd.engine.builder import frontend, fs, lexer, mounts
 from pyd.engine.builder.base import (
     DEFAULT_PATH,
@@ -83,7 +83,7 @@ class BuildService:
         containers: BuildContainers | None,
         io: Blocking,
         root: str,
-        clock: Any,
+        clock: Clock,
         puller: ImagePuller | None = None,
         docker_version: str = "",
         cache_root: str = "",

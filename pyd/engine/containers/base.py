@@ -26,7 +26,7 @@ from pyd.core.records import (
     NetworkSetup,
     PortMapping,
 )
-from pyd.core.seams import Blocking, EventSink
+from pyd.core.seams import Blocking, Clock, EventSink
 from pyd.drivers.runtime import spec as oci
 from pyd.drivers.runtime.cgroups import CgroupStats
 from pyd.drivers.runtime.conmon import (
@@ -158,7 +158,7 @@ class _Run:
         self.rootfs = ""
 
 
-def _now_nano(clock: Any) -> int:
+def _now_nano(clock: Clock) -> int:
     return int(clock.seconds() * 1_000_000_000)
 
 
@@ -174,7 +174,7 @@ class ContainerBase:
         volumes: VolumeProvider,
         events: EventSink,
         blocking: Blocking,
-        clock: Any,
+        clock: Clock,
         settings: ContainerSettings,
         *,
         before_start: Sequence[Callable[[str, str], Awaitable[None]]] = (),

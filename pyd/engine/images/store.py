@@ -27,7 +27,7 @@ from pyd.core.errors import (
 )
 from pyd.core.ids import new_id
 from pyd.core.records import Image, Layer
-from pyd.core.seams import Blocking, EventSink
+from pyd.core.seams import Blocking, Clock, EventSink
 from pyd.drivers.storage.layers import ExtractFailed, LayerSource, LayerStore
 from pyd.state.images import ImageRepository, StoredImage
 
@@ -142,7 +142,7 @@ class ImageStore:
         store: LayerStore,
         io: Blocking,
         events: EventSink | None,
-        clock: Any,
+        clock: Clock,
         containers_using: ContainersUsing | None = None,
         *,
         fetcher: Callable[[str, str], Awaitable[None]] | None = None,
