@@ -49,6 +49,13 @@ unit: test-install
 bench: test-install
 	$(PY) -m bench
 
+# Re-record dockerd's answers for the conformance suite (tests/data/conformance/): needs Debian's
+# docker.io installed (never started as a service: the recorder runs its own dockerd on a private
+# socket, data root and exec root, stops it by pid). `make conformance-record SCENARIOS="kill top"`
+# re-records some only.
+conformance-record: install
+	$(PY) -m tests.conformance record $(SCENARIOS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info
 

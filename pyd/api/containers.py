@@ -582,7 +582,8 @@ class ContainersRouter:
         """C{POST /containers/{id}/update}."""
         body = read_json_object(request, required=False)
         warnings = await self._svc.update(ref, body)
-        return json_body(request, {"Warnings": warnings})
+        # dockerd 28 answers null when there is nothing to warn about (a nil Go slice).
+        return json_body(request, {"Warnings": warnings or None})
 
     @app.route("/containers/<string:ref>", methods=["DELETE"])
     @role("operator")

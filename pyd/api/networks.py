@@ -42,6 +42,8 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
             c["IPRange"] = p.ip_range
         if p.gateway:
             c["Gateway"] = p.gateway
+        if p.aux_addresses:
+            c["AuxiliaryAddresses"] = dict(p.aux_addresses)
         config.append(c)
     containers: dict[str, Any] = {}
     if with_containers:
@@ -107,13 +109,13 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
     for c in ipam.get("Config") or []:
         if not isinstance(c, dict):
             raise InvalidParameter("invalid IPAM config entry")
-        if c.get("AuxiliaryAddresses") or c.get("AuxAddress"):
-            raise InvalidParameter("pyd does not support auxiliary addresses")
+        aux = c.get("AuxiliaryAddresses") or c.get("AuxAddress")
         pools.append(
             IpamPool(
                 subnet=str(c.get("Subnet") or ""),
                 gateway=str(c.get("Gateway") or ""),
                 ip_range=str(c.get("IPRange") or ""),
+                aux_addresses=_str_map(aux, "AuxiliaryAddresses"),
             )
         )
     if body.get("Ingress"):

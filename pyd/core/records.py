@@ -184,6 +184,8 @@ class IpamPool:
     subnet: str  # "10.5.0.0/16"
     gateway: str  # "10.5.0.1" ("" for networks without one)
     ip_range: str = ""  # "10.5.1.0/24": addresses handed out automatically come from here
+    # AuxiliaryAddresses: name -> address, reserved (never handed out to an endpoint)
+    aux_addresses: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -9,7 +9,9 @@ are resolved in L{pyd.engine.users}.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
 import re
 import signal as _signal
 from collections.abc import Mapping, Sequence
@@ -216,10 +218,70 @@ def validate_resources(hc: dict[str, Any], ncpu: int) -> list[str]:
     weight = hc.get("BlkioWeight") or 0
     if weight and (weight < 10 or weight > 1000):
         raise InvalidParameter("Range of blkio weight is from 10 to 1000")
-    cpus = hc.get("CpusetCpus") or ""
-    if cpus and not re.match(r"^[0-9,\-]+$", cpus):
-        raise InvalidParameter(f"Invalid value {cpus} for cpuset cpus")
+    host_cpus, host_mems = host_cpusets()
+    for key, what, available, missing in (
+        ("CpusetCpus", "cpus", host_cpus, "CPUs"),
+        ("CpusetMems", "mems", host_mems, "memory nodes"),
+    ):
+        value = hc.get(key) or ""
+        try:
+            wanted = parse_uint_list(value)
+        except ValueError as e:
+            raise InvalidParameter(f"Invalid value {value} for cpuset {what}: {e}") from None
+        # Checked here, not left to the kernel: a cpuset it rejects is the client's mistake
+        # (dockerd's 400, daemon/daemon_unix.go verifyPlatformContainerResources).
+        if not wanted <= parse_uint_list(available):
+            raise InvalidParameter(
+                f"Requested {missing} are not available - requested {value}, available: {available}"
+            )
     return warnings
+
+
+def parse_uint_list(value: str) -> set[int]:
+    """A cpuset list (C{0-2,5}) as Go's C{parsers.ParseUintList} reads it.
+
+    @raise ValueError: C{invalid format: <value>}.
+    """
+    out: set[int] = set()
+    if not value:
+        return out
+    bad = ValueError(f"invalid format: {value}")
+    for part in value.split(","):
+        lo, dash, hi = part.partition("-")
+        if not re.fullmatch(r"\+?[0-9]+", lo) or (dash and not re.fullmatch(r"\+?[0-9]+", hi)):
+            raise bad
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if last < first or last - first > 65536:
+            raise bad
+        out.update(range(first, last + 1))
+    return out
+
+
+@functools.cache
+def host_cpusets() -> tuple[str, str]:
+    """The CPUs and memory nodes containers may use (the root cgroup's effective cpuset, as
+    dockerd's sysinfo reads it); read once (a few bytes of cgroupfs)."""
+    found = []
+    for name, fallback in (
+        ("cpus", lambda: _ranges(sorted(os.sched_getaffinity(0)))),
+        ("mems", lambda: "0"),
+    ):
+        try:
+            with open(f"/sys/fs/cgroup/cpuset.{name}.effective") as f:
+                found.append(f.read().strip() or fallback())
+        except OSError:
+            found.append(fallback())
+    return found[0], found[1]
+
+
+def _ranges(ns: Sequence[int]) -> str:
+    parts: list[str] = []
+    for n in ns:
+        if parts and n == int(parts[-1].rpartition("-")[2]) + 1:
+            parts[-1] = parts[-1].partition("-")[0] + f"-{n}"
+        else:
+            parts.append(str(n))
+    return ",".join(parts)
 
 
 NO_SPACES = "it must not contain whitespace or control characters"

@@ -320,7 +320,7 @@ class ExecService:
 
 def _check_active(target: StreamTarget, ref: str) -> None:
     if target.status not in ("running", "paused", "restarting"):
-        raise Conflict(f"Container {target.id} is not running")
+        raise Conflict(f"container {target.id} is not running")
     if target.status == "paused":
         raise Conflict(f"Container {ref} is paused, unpause the container before exec")
     if target.status == "restarting":

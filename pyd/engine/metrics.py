@@ -147,16 +147,16 @@ class TopService:
         pids = set(await self._pids(target.id))
         result = await self._runner.run(["ps", *args])
         if result.rc != 0:
-            raise SystemError_(
-                f"Error running ps: exit status {result.rc}: "
-                + result.stderr.decode("utf-8", "replace").strip()
-            )
+            # The first line of ps's complaint, as dockerd words it (daemon/top_unix.go); a 400,
+            # not dockerd's 500: the arguments are the client's.
+            first = result.stderr.decode("utf-8", "replace").strip().split("\n", 1)[0]
+            raise InvalidParameter(f"ps: {first or f'exit status {result.rc}'}")
         return parse_ps(result.stdout.decode("utf-8", "replace"), pids)
 
 
 def _running(target: StreamTarget) -> None:
     if not target.running:
-        raise Conflict(f"Container {target.id} is not running")
+        raise Conflict(f"container {target.id} is not running")
     if target.status == "restarting":
         raise Conflict(f"Container {target.id} is restarting, wait until the container is running")
 

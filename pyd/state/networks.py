@@ -47,6 +47,7 @@ def _network(row: Any) -> Network:
                 subnet=str(p.get("subnet", "")),
                 gateway=str(p.get("gateway", "")),
                 ip_range=str(p.get("ip_range", "")),
+                aux_addresses=dict(p.get("aux") or {}),
             )
             for p in ipam.get("pools") or []
         ),
@@ -73,7 +74,13 @@ def _ipam_json(n: Network) -> dict[str, Any]:
         "driver": n.ipam_driver,
         "options": dict(n.ipam_options),
         "pools": [
-            {"subnet": p.subnet, "gateway": p.gateway, "ip_range": p.ip_range} for p in n.pools
+            {
+                "subnet": p.subnet,
+                "gateway": p.gateway,
+                "ip_range": p.ip_range,
+                **({"aux": dict(p.aux_addresses)} if p.aux_addresses else {}),
+            }
+            for p in n.pools
         ],
     }
 
@@ -265,7 +272,10 @@ class NetworkRepository:
                 if (
                     requested in used
                     or requested in reserved_set
-                    or any(requested == p.gateway for p in network.pools)
+                    or any(
+                        requested == p.gateway or requested in p.aux_addresses.values()
+                        for p in network.pools
+                    )
                 ):
                     raise Conflict(f"Address already in use: {requested}")
                 chosen = requested
@@ -278,7 +288,12 @@ class NetworkRepository:
                         if host in (subnet.network_address, subnet.broadcast_address):
                             continue
                         s = str(host)
-                        if s == pool.gateway or s in used or s in reserved_set:
+                        if (
+                            s == pool.gateway
+                            or s in used
+                            or s in reserved_set
+                            or s in pool.aux_addresses.values()
+                        ):
                             continue
                         chosen = s
                         break

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import time
 
 import pytest
 
+from tests.conformance.runner import api
 from tests.helpers.daemon import PydDaemon
 from tests.helpers.images import load_busybox
 from tests.helpers.netsvc import free_port, http_get, wait_http
@@ -252,3 +254,51 @@ class CrashTests:
         assert str(p) not in _table(d) and "dnat to 10." not in _table(d).split("portmap")[1]
         d.docker("network", "rm", "crashnet")
         assert not os.path.exists(f"/sys/class/net/{crash_br}")
+
+
+def test_aux_addresses_reserved(net_daemon: PydDaemon) -> None:
+    """--aux-address is kept, shown in inspect and never handed out (issue 15); one outside
+    the subnet is dockerd's 400."""
+    d = net_daemon
+    o = random.randint(0, 255)
+    net = f"10.254.{o}"
+    # The CLI checks this itself; the daemon must too (API clients do not).
+    status, body = api(
+        d.host,
+        "POST",
+        "/networks/create",
+        {
+            "Name": "auxbad",
+            "IPAM": {
+                "Config": [{"Subnet": f"{net}.0/29", "AuxiliaryAddresses": {"h": "10.9.0.2"}}]
+            },
+        },
+    )
+    assert status == 400, body
+    assert json.loads(body)["message"] == (
+        f"invalid auxiliary address h: parent subnet {net}.0/29 doesn't contain this address"
+    )
+    d.docker(
+        "network", "create", "--subnet", f"{net}.0/29", "--aux-address", f"a={net}.2",
+        "--aux-address", f"b={net}.3", "auxnet",
+    )  # fmt: skip
+    try:
+        info = json.loads(d.docker("network", "inspect", "auxnet").stdout)[0]
+        assert info["IPAM"]["Config"][0]["AuxiliaryAddresses"] == {
+            "a": f"{net}.2",
+            "b": f"{net}.3",
+        }
+        d.docker("create", "--name", "aux1", "--network", "auxnet", IMG, "sleep", "60")
+        d.docker("start", "aux1")
+        ip = d.docker(
+            "inspect", "-f", "{{.NetworkSettings.Networks.auxnet.IPAddress}}", "aux1"
+        ).stdout.strip()
+        assert ip == f"{net}.4"  # .1 gateway, .2/.3 reserved
+        r = d.docker(
+            "run", "--rm", "--network", "auxnet", "--ip", f"{net}.2", IMG, "true",
+            check=False,
+        )  # fmt: skip
+        assert r.returncode != 0 and f"Address already in use: {net}.2" in r.stderr
+    finally:
+        d.docker("rm", "-f", "aux1", check=False)
+        d.docker("network", "rm", "auxnet", check=False)

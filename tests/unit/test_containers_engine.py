@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified, SystemError_
 from pyd.core.seams import InlineBlocking
-from pyd.drivers.runtime.conmon import CreateOptions
+from pyd.drivers.runtime.conmon import CreateOptions, ProcessGone
 from pyd.engine import container_config as cc
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.state.containers import ContainerRepository
@@ -292,7 +292,54 @@ class StartStopTests(EngineTestBase):
         """kill of a stopped container is dockerd's 409."""
         cid = self.create("k1")
         err = self.fail_with(self.svc.kill("k1"), Conflict)
-        self.assertEqual(str(err), f"Cannot kill container: k1: Container {cid} is not running")
+        self.assertEqual(str(err), f"cannot kill container: k1: container {cid} is not running")
+
+    def test_kill_returns_once_dead(self) -> None:
+        """SIGKILL (the default) returns only when the container has exited: inspect right
+        after says exited/137 and rm without force works (dockerd's daemon/kill.go Kill)."""
+        cid = self.started(Cmd=["sleep", "100"])
+        real_kill = self.runtime.kill
+
+        async def slow_death(container_id: str, sig: int, all_processes: bool = False) -> None:
+            # The process dies a moment after the signal, as a real one does.
+            self.runtime.calls.append(("kill", container_id, str(sig)))
+            self.clock.callLater(0.5, self.runtime.exit, container_id, 137)
+
+        self.runtime.kill = slow_death  # type: ignore[method-assign]
+        d = Deferred.fromCoroutine(self.svc.kill(cid))
+        self.assertNoResult(d)
+        self.clock.advance(0.5)
+        self.successResultOf(d)
+        c = self.svc.resolve(cid)
+        self.assertEqual((c.state.status, c.state.exit_code), ("exited", 137))
+        self.runtime.kill = real_kill  # type: ignore[method-assign]
+        self.go(self.svc.remove(cid))
+
+    def test_kill_racing_the_own_exit(self) -> None:
+        """A kill whose runtime finds the container already gone (its exit not yet reaped) is
+        a success, not a 500; a second kill is dockerd's 409."""
+        cid = self.started(Cmd=["sleep", "100"])
+
+        async def gone(container_id: str, sig: int, all_processes: bool = False) -> None:
+            self.clock.callLater(0.1, self.runtime.exit, container_id, 0)
+            raise ProcessGone("kill", "open pidfd: No such process")
+
+        self.runtime.kill = gone  # type: ignore[method-assign]
+        d = Deferred.fromCoroutine(self.svc.kill(cid))
+        self.clock.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual(self.svc.resolve(cid).state.status, "exited")
+        self.fail_with(self.svc.kill(cid), Conflict)
+
+    def test_remove_restarting_refused(self) -> None:
+        """rm without force of a restarting container is dockerd's 409; with force it goes."""
+        cid = self.started(Cmd=["false"], HostConfig={"RestartPolicy": {"Name": "always"}})
+        self.runtime.exit(cid, 1)
+        self.assertEqual(self.svc.resolve(cid).state.status, "restarting")
+        err = self.fail_with(self.svc.remove(cid), Conflict)
+        self.assertIn("container is restarting: stop the container before removing", str(err))
+        self.go(self.svc.remove(cid, force=True))
+        self.fail_with(self.svc.remove(cid), NotFound)
 
     def test_force_remove_racing_the_exit(self) -> None:
         """rm -f of a container whose process exits as the SIGKILL is on its way (crun: open

@@ -10,6 +10,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
+from pyd.engine import container_config as cc
 from pyd.engine.spec import (
     FIELDS,
     NOT_APPLIED,
@@ -440,6 +441,7 @@ class ValidationTests(SynchronousTestCase):
     def test_resource_texts(self) -> None:
         """The memory, CPU and blkio refusals (dockerd's verifyPlatformContainerResources)."""
         mb = 1 << 20
+        cpus, mems = cc.host_cpusets()
         cases: list[tuple[dict[str, Any], str]] = [
             (_hc(Memory=8 * mb, MemorySwap=7 * mb), "Minimum memoryswap limit should be larger than memory limit, see usage"),
             (_hc(MemorySwap=8 * mb), "You should always set the Memory limit when using Memoryswap limit, see usage"),
@@ -449,7 +451,12 @@ class ValidationTests(SynchronousTestCase):
             (_hc(CpuPeriod=10), "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"),
             (_hc(CpuQuota=10), "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
             (_hc(CpuShares=-1), "invalid CPU shares: must be a positive integer"),
-            (_hc(CpusetCpus="a-b"), "Invalid value a-b for cpuset cpus"),
+            (_hc(CpusetCpus="a-b"), "Invalid value a-b for cpuset cpus: invalid format: a-b"),
+            (_hc(CpusetCpus="3-1"), "Invalid value 3-1 for cpuset cpus: invalid format: 3-1"),
+            (_hc(CpusetMems="0,"), "Invalid value 0, for cpuset mems: invalid format: 0,"),
+            # Checked before the kernel sees it (a kernel refusal used to be a 500).
+            (_hc(CpusetCpus="4095"), f"Requested CPUs are not available - requested 4095, available: {cpus}"),
+            (_hc(CpusetMems="0-4095"), f"Requested memory nodes are not available - requested 0-4095, available: {mems}"),
         ]  # fmt: skip
         for body, text in cases:
             self.assertEqual(_err(body), text, body)
@@ -726,3 +733,16 @@ class FieldTableTests(SynchronousTestCase):
         self.assertIn("HostConfig.Mounts.VolumeOptions.DriverConfig.Name", all_paths)
         self.assertIn("NetworkingConfig.EndpointsConfig.IPAMConfig.IPv4Address", all_paths)
         self.assertEqual(decode({"x": 1}, HOST_CONFIG), {})
+
+
+class CpusetListTests(SynchronousTestCase):
+    """The cpuset list syntax as Go's parsers.ParseUintList reads it."""
+
+    def test_lists(self) -> None:
+        """Single numbers, ranges and both; a bad one is dockerd's 'invalid format'."""
+        self.assertEqual(cc.parse_uint_list(""), set())
+        self.assertEqual(cc.parse_uint_list("0-2,5"), {0, 1, 2, 5})
+        for bad in ("x", "1-", "-1", "2-1", "1,,2", "1 "):
+            with self.assertRaises(ValueError) as e:
+                cc.parse_uint_list(bad)
+            self.assertEqual(str(e.exception), f"invalid format: {bad}")

@@ -79,7 +79,7 @@ class ExecServiceTests(SynchronousTestCase):
             Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=("true",))))
         )
         f.trap(Conflict)
-        self.assertEqual(str(f.value), f"Container {'c' * 64} is not running")
+        self.assertEqual(str(f.value), f"container {'c' * 64} is not running")
 
     def test_paused_and_empty_command(self) -> None:
         """Paused containers and empty commands are refused."""

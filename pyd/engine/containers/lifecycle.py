@@ -376,8 +376,17 @@ class ContainerLifecycle(ContainerCreate):
         @raise Conflict: it is not running (dockerd's text).
         @raise InvalidParameter: unknown signal.
         """
-        sig = cc.parse_signal(signal, default=_signal.SIGKILL)
-        c = self.resolve(ref)
+        try:
+            sig = cc.parse_signal(signal, default=_signal.SIGKILL)
+        except InvalidParameter:
+            # moby >= 23: the route wraps every error, moby/sys/signal lower-cases the text.
+            raise InvalidParameter(
+                f"cannot kill container: {ref}: invalid signal: {signal}"
+            ) from None
+        try:
+            c = self.resolve(ref)
+        except NotFound as e:
+            raise NotFound(f"cannot kill container: {ref}: {e.message}") from None
         if c.state.status == "restarting" and self._cancel_restart(c.id):
             c = await self._save(
                 attrs.evolve(c, state=attrs.evolve(c.state, status="exited", manually_stopped=True))
@@ -385,7 +394,7 @@ class ContainerLifecycle(ContainerCreate):
             self._emit(c, "kill", signal=str(sig))
             return
         if not c.state.running:
-            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+            raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
         stop_sig = cc.parse_signal(self.spec_of(c).process.stop_signal or None)
         if sig in (_signal.SIGKILL, stop_sig):
             c = await self._save(
@@ -393,8 +402,12 @@ class ContainerLifecycle(ContainerCreate):
             )
         self._emit(c, "kill", signal=str(sig))
         await self._kill(c, sig)
-        if c.state.status == "paused" and sig == _signal.SIGKILL:
-            await self._resume_quiet(c.id)
+        if sig == _signal.SIGKILL:
+            if c.state.status == "paused":
+                await self._resume_quiet(c.id)
+            # dockerd's Kill returns once the container is dead (daemon/kill.go Kill): a client
+            # may inspect or remove it right away.
+            await self._wait_exit(c.id, 10.0)
 
     async def restart(
         self, ref: str, timeout: int | None = None, signal: str | None = None
@@ -421,7 +434,7 @@ class ContainerLifecycle(ContainerCreate):
             if c.state.status == "paused":
                 raise Conflict(f"Container {c.id} is already paused")
             if c.state.status != "running":
-                raise Conflict(f"Container {c.id} is not running")
+                raise Conflict(f"container {c.id} is not running")
             try:
                 await self.runtime.pause(c.id)
             except RuntimeFailed as e:
@@ -487,6 +500,10 @@ class ContainerLifecycle(ContainerCreate):
             c = cur
             if c.state.status == "removing":
                 raise Conflict(f"removal of container {c.id[:12]} is already in progress")
+            if c.state.status == "restarting" and not force:
+                raise Conflict(
+                    f'cannot remove container "{c.name}": container is restarting: stop the container before removing or force remove'
+                )
             if c.state.running and not force:
                 if c.state.status == "paused":
                     raise Conflict(
@@ -553,7 +570,10 @@ class ContainerLifecycle(ContainerCreate):
             raise InvalidParameter("Renaming a container with the same name as its current name")
         old = c.name
         c = attrs.evolve(c, name=name)
-        await self._repo.save(c)
+        try:
+            await self._repo.save(c)
+        except Conflict as e:
+            raise Conflict(f"Error when allocating new name: {e.message}") from None
         self._cache[c.id] = c
         self._emit(c, "rename", oldName=old)
 

@@ -144,8 +144,28 @@ class Ipam(NetworkBase):
                 rng = ipaddress.IPv4Network(p.ip_range, strict=False)
                 if not rng.subnet_of(net):
                     raise InvalidParameter(f"ip-range {p.ip_range} is not inside the subnet {net}")
+            for aux_name, aux in p.aux_addresses.items():
+                # dockerd's texts (api/types/network/ipam.go ValidateIPAM)
+                try:
+                    aux_ip = ipaddress.IPv4Address(aux)
+                except ValueError:
+                    raise InvalidParameter(
+                        f"invalid auxiliary address {aux_name}: invalid address"
+                    ) from None
+                if aux_ip not in net:
+                    raise InvalidParameter(
+                        f"invalid auxiliary address {aux_name}: parent subnet {net} doesn't "
+                        "contain this address"
+                    )
             used.append(net)
-            out.append(IpamPool(subnet=str(net), gateway=gateway, ip_range=p.ip_range))
+            out.append(
+                IpamPool(
+                    subnet=str(net),
+                    gateway=gateway,
+                    ip_range=p.ip_range,
+                    aux_addresses=dict(p.aux_addresses),
+                )
+            )
         if out:
             return tuple(out)
         routes = await self._blocking(self._nl.routes)

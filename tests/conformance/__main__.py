@@ -1,0 +1,95 @@
+"""`python -m tests.conformance record|compare|pyd [scenario ...]`.
+
+C{record} starts a private dockerd (Debian's docker.io: own socket, data root and exec root,
+no bridge, no iptables, no forwarding; stopped by its pid) and writes its transcripts to
+tests/data/conformance/; C{compare} runs dockerd and pyd side by side; C{pyd} compares pyd with
+the recorded files (what tests/e2e/test_conformance.py does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tests.conformance import runner, scenarios
+from tests.helpers.build_golden import BASE, diff, load_base
+
+GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "conformance"
+
+
+def golden_path(s: scenarios.Scenario) -> Path:
+    """Where a scenario's recorded dockerd transcript lives."""
+    return GOLDEN_DIR / f"{s.name}.txt"
+
+
+def run(host: str, s: scenarios.Scenario) -> str:
+    """Reset C{host} and run C{s} there in a scratch directory."""
+    tmp = tempfile.mkdtemp(prefix="conform-", dir="/tmp")
+    try:
+        runner.reset(host, tmp)
+        return runner.run_scenario(host, s, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Record or compare (see the module docstring)."""
+    from bench.common import start_dockerd, start_pyd
+
+    ap = argparse.ArgumentParser(prog="python -m tests.conformance")
+    ap.add_argument("mode", choices=("record", "compare", "pyd"))
+    ap.add_argument("scenarios", nargs="*")
+    ap.add_argument("--dockerd-host", help="use a running dockerd instead of starting one")
+    ap.add_argument("--pyd-host", help="use a running pyd instead of starting one")
+    a = ap.parse_args(argv)
+    stops: list[Callable[[], None]] = []
+    try:
+        hosts: dict[str, str] = {}
+        if a.mode in ("record", "compare"):
+            if a.dockerd_host:
+                hosts["dockerd"] = a.dockerd_host
+            else:
+                dd = start_dockerd()
+                if dd is None:
+                    print("dockerd is not installed (apt-get install docker.io)", file=sys.stderr)
+                    return 2
+                stops.append(dd.stop)
+                hosts["dockerd"] = dd.host
+        if a.mode in ("compare", "pyd"):
+            if a.pyd_host:
+                hosts["pyd"] = a.pyd_host
+            else:
+                p = start_pyd()
+                stops.append(p.stop)
+                hosts["pyd"] = p.host
+        for h in hosts.values():
+            if runner.docker(h, "/tmp", ["image", "inspect", BASE]).returncode != 0:
+                load_base(h)
+        failed = 0
+        for s in scenarios.each(a.scenarios):
+            got = {name: run(h, s) for name, h in hosts.items()}
+            if a.mode == "record":
+                GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+                golden_path(s).write_text(got["dockerd"])
+                print(f"wrote {golden_path(s)}")
+                continue
+            expected = runner.apply_newer_dockerd(
+                got["dockerd"] if "dockerd" in got else golden_path(s).read_text()
+            )
+            d = diff(expected, got["pyd"], f"/{s.name}")
+            print(f"== {s.name}: {'same' if not d else 'DIFFERS'}")
+            if d:
+                failed += 1
+                print(d)
+        return 1 if failed else 0
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

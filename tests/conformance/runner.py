@@ -1,0 +1,256 @@
+"""Running a conformance scenario against one daemon and normalising what a client saw.
+
+The transcript of a scenario is plain text, one block per step:
+
+    $ docker kill conf-k            (a CLI step: its stdout, stderr and exit status)
+    > POST /containers/nope/kill    (an API step: its status and the JSON body, or a view of it)
+    @wait conf-r {{.State.Restarting}} = true   (a wait: prints only whether it was reached)
+
+CLI output is shown with C{\\r} made visible (a TTY's line ends are part of what a client sees).
+Ids become C{<id N>} (numbered by first appearance), times C{<time>}, IPv4/IPv6 addresses are
+kept only where the scenario fixed them (L{Normaliser} replaces the others by C{<addr>}).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tests.conformance.scenarios import Api, Cli, Scenario, Step, Wait
+from tests.helpers.build_golden import Normaliser as _IdNormaliser
+from tests.helpers.daemon import DOCKER
+
+# Where a current dockerd (28.x) answers otherwise than the recorded 20.10, pyd follows the
+# current one: (pattern, replacement, why) applied (multi-line) to the golden before comparing.
+_RM = "stop the container before removing or force remove"
+NEWER_DOCKERD: tuple[tuple[str, str, str], ...] = (
+    (
+        r"Cannot kill container: (\S+): ",
+        r"cannot kill container: \1: ",
+        "moby >= 23 api/server/router/container/container_routes.go postContainersKill wraps "
+        "every kill error with 'cannot kill container: <name>: '",
+    ),
+    (
+        r'(> POST /containers/([^/\s]+)/kill\?signal=\S*\n< 400\n)\{"message": "Invalid signal: ',
+        r'\1{"message": "cannot kill container: \2: invalid signal: ',
+        "moby >= 23 parses the signal in daemon/kill.go ContainerKill (moby/sys/signal's "
+        "'invalid signal: X'), so the route's wrap applies",
+    ),
+    (
+        r"\bContainer (<id \d+>) is not running",
+        r"container \1 is not running",
+        "moby 28 container/container.go GetRunningTask and daemon/errors.go errNotRunning "
+        "(kill, top, pause, exec) say 'container <id> is not running'",
+    ),
+    (
+        r"(\$ docker rm (\S+)\n\[stdout\]\n\n\[stderr\]\nError response from daemon: )"
+        r"You cannot remove a (\w+) container <id \d+>\. Stop the container before attempting "
+        r"removal or force remove",
+        rf'\1cannot remove container "/\2": container is \3: {_RM}',
+        "moby 28 daemon/delete.go: ContainerRm wraps cleanupContainer's "
+        "'container is <state>: ...' in 'cannot remove container %q: '",
+    ),
+    (
+        r'(> DELETE /containers/([^?\s]+)\n< 409\n\{"message": ")You cannot remove a (\w+) '
+        r"container <id \d+>\. Stop the container before attempting removal or force remove",
+        rf'\1cannot remove container \\"/\2\\": container is \3: {_RM}',
+        "as above, through the API",
+    ),
+    (
+        r'"Config cannot be empty in order to create a container"',
+        r'"config cannot be empty in order to create a container"',
+        "moby 28 runconfig/errors.go ErrEmptyConfig",
+    ),
+    (
+        r"no such image: (\S+): No such image: ",
+        r"No such image: ",
+        "moby 28 image inspect returns daemon/images/image.go ErrImageDoesNotExist unwrapped",
+    ),
+    (
+        r'("Aliases":\[[^\]]*?),?"<id \d+>"\]',
+        r"\1]",
+        "API >= 1.45 (docs/api/version-history.md v1.45): Aliases no longer holds the short "
+        "container id (DNSNames does)",
+    ),
+)
+
+# Where pyd answers otherwise than every dockerd, on purpose (issue 15: no 5xx for a request a
+# client could send): (pattern, replacement, why), applied after L{NEWER_DOCKERD}.
+PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
+    (
+        r'< 500\n(\{"message": "ps: )',
+        r"< 400\n\1",
+        "top with ps_args ps refuses: dockerd 28 answers 500 (daemon/top_unix.go "
+        "errdefs.System), pyd 400 with the same text: the arguments are the client's",
+    ),
+)
+
+# What the recording set-up adds (dockerd runs with --ip-forward=false): not part of the answer.
+RECORDING_ARTEFACTS: tuple[tuple[str, str], ...] = (
+    ("WARNING: IPv4 forwarding is disabled. Networking will not work.\n", ""),
+    (
+        '{"Warnings": ["IPv4 forwarding is disabled. Networking will not work."]}',
+        '{"Warnings": null}',
+    ),
+)
+
+_ADDR4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(/\d+)?\b")
+_MAC = re.compile(r"\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b")
+
+
+class Normaliser(_IdNormaliser):
+    """The build goldens' id/time normaliser, plus addresses the daemons pick themselves."""
+
+    def __init__(self, tmp: str, keep: Sequence[str] = ()) -> None:
+        super().__init__(tmp)
+        self.keep = set(keep)
+
+    def __call__(self, text: str) -> str:
+        for old, new in RECORDING_ARTEFACTS:
+            text = text.replace(old, new)
+        text = super().__call__(text)
+        text = _ADDR4.sub(lambda m: m.group(0) if m.group(0) in self.keep else "<addr>", text)
+        return _MAC.sub(lambda m: m.group(0) if m.group(0) in self.keep else "<mac>", text)
+
+
+def apply_newer_dockerd(golden: str) -> str:
+    """The 20.10 golden with L{NEWER_DOCKERD}'s and L{PYD_DELIBERATE}'s rewrites applied."""
+    for pattern, repl, _why in NEWER_DOCKERD + PYD_DELIBERATE:
+        golden = re.sub(pattern, repl, golden, flags=re.M)
+    return golden
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, sock: str) -> None:
+        super().__init__("localhost", timeout=120)
+        self._path = sock
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(120)
+        s.connect(self._path)
+        self.sock = s
+
+
+def api(host: str, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    """One Engine API request on a fresh connection: (status, body)."""
+    c = _UnixHTTP(host.removeprefix("unix://"))
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        c.request(method, path, None if body is None else json.dumps(body), headers)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def docker(
+    host: str, config_dir: str, argv: Sequence[str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real 28.x CLI against C{host} with its own config directory."""
+    env = {**os.environ, "DOCKER_HOST": host, "DOCKER_CONFIG": config_dir}
+    for k in ("DOCKER_CONTEXT", "DOCKER_BUILDKIT", "DOCKER_API_VERSION"):
+        env.pop(k, None)
+    # Bytes, not text: universal newlines would hide a TTY's \r\n.
+    r = subprocess.run(
+        [DOCKER, *argv],
+        input=None if stdin is None else stdin.encode(),
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    return subprocess.CompletedProcess(
+        r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    )
+
+
+def _pick(doc: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(doc, list):
+            doc = doc[int(part)] if part.isdigit() and int(part) < len(doc) else None
+        elif isinstance(doc, dict):
+            doc = doc.get(part)
+        else:
+            return None
+    return doc
+
+
+def view(body: bytes, fields: Sequence[str] | None) -> str:
+    """The JSON body as one sorted line, or only C{fields} (dotted paths) of it."""
+    if not body.strip():
+        return "(empty)"
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return "(not json) " + body.decode(errors="replace").strip()
+    if fields is not None:
+        doc = {f: _pick(doc, f) for f in fields}
+    return json.dumps(doc, sort_keys=True)
+
+
+def _visible(s: str) -> str:
+    return s.replace("\r", "\\r")
+
+
+def _wait(host: str, cfg: str, step: Wait) -> str:
+    # Bounded polling for a state the scenario needs (not a timing assertion: the transcript
+    # only says whether the state was reached).
+    for _ in range(600):
+        r = docker(host, cfg, ["inspect", "-f", step.template, step.name])
+        if r.stdout.strip() == step.value:
+            return "reached"
+        time.sleep(0.05)
+    return "NOT reached"
+
+
+def run_step(host: str, cfg: str, step: Step, out: list[str]) -> None:
+    """Run one step and append its transcript lines to C{out}."""
+    if isinstance(step, Cli):
+        stdin = f" <<< {step.stdin!r}" if step.stdin is not None else ""
+        out.append(f"$ docker {' '.join(step.argv)}{stdin}")
+        r = docker(host, cfg, step.argv, step.stdin)
+        out += ["[stdout]", _visible(r.stdout), "[stderr]", _visible(r.stderr)]
+        out.append(f"[exit {r.returncode}]")
+    elif isinstance(step, Api):
+        body = f" {json.dumps(step.body, sort_keys=True)}" if step.body is not None else ""
+        out.append(f"> {step.method} {step.path}{body}")
+        status, data = api(host, step.method, step.path, step.body)
+        out.append(f"< {status}")
+        out.append(view(data, step.fields))
+    else:
+        out.append(f"@wait {step.name} {step.template} = {step.value}")
+        out.append(_wait(host, cfg, step))
+
+
+def run_scenario(host: str, scenario: Scenario, tmp: str) -> str:
+    """Run every step of C{scenario} against C{host}; the normalised transcript."""
+    cfg = os.path.join(tmp, "docker-config")
+    norm = Normaliser(tmp, scenario.keep)
+    out: list[str] = []
+    try:
+        for step in scenario.steps:
+            run_step(host, cfg, step, out)
+    finally:
+        for step in scenario.cleanup:
+            run_step(host, cfg, step, [])
+    return "\n".join(norm(x.rstrip("\n")) if x else x for x in out) + "\n"
+
+
+def reset(host: str, cfg: str) -> None:
+    """Remove every container, user network and volume (a scenario starts from a clean daemon)."""
+    ids = docker(host, cfg, ["ps", "-aq"]).stdout.split()
+    if ids:
+        docker(host, cfg, ["rm", "-f", *ids])
+    nets = docker(host, cfg, ["network", "ls", "-q", "--filter", "type=custom"]).stdout.split()
+    if nets:
+        docker(host, cfg, ["network", "rm", *nets])
+    vols = docker(host, cfg, ["volume", "ls", "-q"]).stdout.split()
+    if vols:
+        docker(host, cfg, ["volume", "rm", "-f", *vols])
