@@ -290,30 +290,35 @@ class BuildCancelTests:
     """Interrupting `docker build` stops the build and removes the step's container."""
 
     def test_interrupt_removes_container(self, pyd_daemon: PydDaemon) -> None:
-        """The CLI killed during a long RUN: no container is left running or stopped."""
+        """The CLI killed during a long RUN, five builds in a row: no container is left running
+        or stopped (the HTTP layer cancels the build wherever it waits; issue 18)."""
         import os
         import subprocess
         import time
 
         d = pyd_daemon
         load_busybox(d)
-        ctx = _ctx(d.base, {"Dockerfile": f"FROM {DEFAULT_TAG}\nRUN echo started && sleep 60\n"})
         env = {**os.environ, "DOCKER_HOST": d.host, "DOCKER_CONFIG": str(d.base / "docker-config")}
-        p = subprocess.Popen(
-            ["docker", "build", "-t", "pyd-t-cancel", str(ctx)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        try:
-            assert p.stdout is not None
-            for line in p.stdout:
-                if "started" in line:
-                    break
-        finally:
-            p.kill()
-            p.wait()
+        for i in range(5):
+            ctx = _ctx(
+                d.base,
+                {"Dockerfile": f"FROM {DEFAULT_TAG}\nRUN echo started{i} && sleep 60\n"},
+            )
+            p = subprocess.Popen(
+                ["docker", "build", "-t", f"pyd-t-cancel{i}", str(ctx)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=env,
+            )
+            try:
+                assert p.stdout is not None
+                for line in p.stdout:
+                    if f"started{i}" in line:
+                        break
+            finally:
+                p.kill()
+                p.wait()
         # Generous under load; a container that is never removed stays listed (exited).
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -321,7 +326,8 @@ class BuildCancelTests:
                 break
             time.sleep(0.3)
         assert d.docker("ps", "-aq").stdout.strip() == ""
-        assert d.docker("image", "inspect", "pyd-t-cancel", check=False).returncode == 1
+        for i in range(5):
+            assert d.docker("image", "inspect", f"pyd-t-cancel{i}", check=False).returncode == 1
 
 
 class BuildOptionsTests:

@@ -17,6 +17,7 @@ import secrets
 from typing import Any
 
 import attrs
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
 from pyd.core.errors import InvalidParameter
@@ -277,11 +278,18 @@ class _Build(_BuildSteps):
 
     async def _dispatch_with_cleanup(self, state: _StageState, inst: Instruction) -> None:
         ok = False
+        gone = False
         try:
             await self._dispatch(state, inst)
             ok = True
+        except CancelledError:
+            # The client went away and the HTTP layer cancelled the build wherever it was
+            # waiting (a RUN's log, its start, a commit): the step's container must go as for
+            # a cancel seen between steps, or it stays listed (issue 18's flaky interrupt).
+            gone = True
+            raise
         finally:
-            if self.opts.force_rm or (self.opts.rm and ok):
+            if self.opts.force_rm or (self.opts.rm and ok) or gone:
                 await self._remove_containers()
 
     # .. FROM ......................................................................................

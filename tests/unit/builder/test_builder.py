@@ -508,3 +508,40 @@ class CancelTests(BuilderTestCase):
         self.assertEqual(self.containers.created, {})
         self.assertEqual(self.images.commits, commits)
         self.assertNotIn("c:latest", self.images.tags)
+
+
+class DeferredCancelTests(BuilderTestCase):
+    """The HTTP layer (Klein) cancels the build's Deferred when the client goes away: the
+    step's container goes too, wherever the build was waiting (issue 18: an interrupted build
+    left its container listed)."""
+
+    def test_cancel_while_run_waits(self) -> None:
+        """Cancelled while the RUN's container runs: it is removed, nothing is tagged."""
+        from twisted.internet.defer import CancelledError
+
+        waiting: list[Deferred[None]] = []
+        containers = self.containers
+
+        async def run(container_id: str, output: Any, cancelled: Any) -> int | None:
+            d: Deferred[None] = Deferred()
+            waiting.append(d)
+            await d
+            return 0
+
+        containers.run = run  # type: ignore[method-assign]
+        progress = FakeProgress()
+        prepared = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.svc.prepare(
+                    make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\n"}),
+                    BuildOptions(tags=("c",)),
+                )
+            )
+        )
+        d = Deferred.fromCoroutine(self.svc.run(prepared, progress))
+        self.assertEqual(len(waiting), 1)
+        self.assertEqual(len(containers.created), 1)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(containers.created, {})
+        self.assertNotIn("c:latest", self.images.tags)
