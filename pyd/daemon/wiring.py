@@ -51,6 +51,7 @@ from pyd.engine.containers import ContainerService, ContainerSettings, LogsReque
 from pyd.engine.distribution import DistributionService, DistributionSettings
 from pyd.engine.events import EventService
 from pyd.engine.exec import ExecService
+from pyd.engine.honoured import HostLimits
 from pyd.engine.images import ImageService
 from pyd.engine.metrics import StatsService, TopService
 from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService, ServiceNameTable
@@ -159,6 +160,7 @@ def build_service(
         host_hostname=drv.host.hostname,
         confinement=confine,
         cgroup_v2=drv.host.cgroup_version == "2",
+        limits=HostLimits.of(drv.host.features),
     )
     os.makedirs(settings.containers_dir, mode=0o700, exist_ok=True)
     # The attach and exec services are built over the container service; it calls them back.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 
@@ -200,3 +201,85 @@ class CgroupParentTests:
             for d in _cgroup_dirs(parent):
                 if os.path.isdir(d):
                     os.rmdir(d)
+
+
+def _block_device() -> str:
+    """A block device node of the host (loop devices exist on every test machine)."""
+    for name in sorted(os.listdir("/dev")):
+        path = os.path.join("/dev", name)
+        if stat.S_ISBLK(os.stat(path).st_mode):
+            return path
+    raise AssertionError("no block device under /dev")
+
+
+class HonouredOrRefusedTests:
+    def test_refused_with_reasons(self, pyd: PydDaemon) -> None:
+        """Options pyd cannot apply are refused at create, naming the field; nothing stored."""
+        cases = [
+            (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
+            (["--runtime", "pyd-no-such-runtime"], "unknown or invalid runtime name"),
+            (["--isolation", "hyperv"], "Invalid isolation"),
+            (["--security-opt", "apparmor=docker-default"], "AppArmor is not enabled"),
+            (["--security-opt", "mask=/proc/x"], 'invalid --security-opt 2: "mask=/proc/x"'),
+        ]
+        for args, want in cases:
+            r = pyd.docker("create", *args, IMG, "true", check=False)
+            assert r.returncode != 0 and want in r.stderr, (args, r.stderr)
+        assert pyd.docker("ps", "-aq").stdout.strip() == ""
+
+    def test_accepted_forms(self, pyd: PydDaemon) -> None:
+        """--userns host, --runtime crun, apparmor=unconfined, systempaths=unconfined (the
+        masked paths are readable), annotations reach the runtime spec."""
+        cid = pyd.docker(
+            "run",
+            "-d",
+            "--userns",
+            "host",
+            "--runtime",
+            "crun",
+            "--security-opt",
+            "apparmor=unconfined",
+            "--security-opt",
+            "systempaths=unconfined",
+            "--annotation",
+            "org.example.pyd=yes",
+            IMG,
+            "sleep",
+            "300",
+        ).stdout.strip()
+        # /proc/timer_list is masked (bound to /dev/null) by default; unmasked it has content
+        out = pyd.docker("exec", cid, "head", "-c", "20", "/proc/timer_list").stdout
+        assert out.strip() != ""
+        masked = pyd.docker("run", "--rm", IMG, "head", "-c", "20", "/proc/timer_list").stdout
+        assert masked == ""
+        with open(os.path.join(pyd.data_root, "containers", cid, "config.json")) as f:
+            assert json.load(f)["annotations"] == {"org.example.pyd": "yes"}
+
+    def test_blkio(self, pyd: PydDaemon) -> None:
+        """A read-bps throttle lands in the container's cgroup with the device's real numbers;
+        a weight the kernel cannot apply is discarded with dockerd's warning."""
+        dev = _block_device()
+        st = os.stat(dev)
+        numbers = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        cid = pyd.docker(
+            "run", "-d", "--device-read-bps", f"{dev}:1mb", IMG, "sleep", "300"
+        ).stdout.strip()
+        with open(os.path.join(pyd.data_root, "containers", cid, "config.json")) as f:
+            block = json.load(f)["linux"]["resources"]["blockIO"]
+        assert block["throttleReadBpsDevice"] == [
+            {"major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev), "rate": 1048576}
+        ]
+        if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            pid = pyd.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+            with open(f"/proc/{pid}/cgroup") as f:
+                rel = next(
+                    line.strip().split(":", 2)[2] for line in f if line.split(":")[1] == "blkio"
+                )
+            with open(f"/sys/fs/cgroup/blkio{rel}/blkio.throttle.read_bps_device") as f:
+                assert f"{numbers} 1048576" in f.read()
+        weight_file = "/sys/fs/cgroup/blkio/blkio.weight"
+        if not os.path.exists(weight_file) and not os.path.exists(
+            "/sys/fs/cgroup/cgroup.controllers"
+        ):
+            r = pyd.docker("run", "--rm", "--blkio-weight", "300", IMG, "true")
+            assert "Weight discarded" in r.stderr

@@ -131,6 +131,11 @@ class Resources:
     pids_limit: int = 0  # <=0: unlimited
     blkio_weight: int = 0
     oom_kill_disable: bool = False
+    memory_swappiness: int | None = None  # None / -1: the kernel's
+    cpu_realtime_period: int = 0
+    cpu_realtime_runtime: int = 0
+    # OCI blockIO device entries (weightDevice, throttle*Device) with device numbers
+    block_io: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -179,6 +184,8 @@ class RuntimeSpecInput:
     device_rules: tuple[dict[str, Any], ...] = ()  # device cgroup rules after the defaults
     writable_cgroups: bool = False
     cgroupns_private: bool = False  # a cgroup namespace of its own
+    annotations: tuple[tuple[str, str], ...] = ()
+    console_size: tuple[int, int] = (0, 0)  # (height, width) of the first tty
 
 
 INIT_DEST = "/sbin/docker-init"
@@ -269,6 +276,8 @@ def _resources(
         mem["reservation"] = r.memory_reservation
     if r.oom_kill_disable:
         mem["disableOOMKiller"] = True
+    if r.memory_swappiness is not None and r.memory_swappiness >= 0:
+        mem["swappiness"] = r.memory_swappiness
     if mem:
         out["memory"] = mem
     cpu: dict[str, Any] = {}
@@ -282,12 +291,19 @@ def _resources(
         cpu["cpus"] = r.cpuset_cpus
     if r.cpuset_mems:
         cpu["mems"] = r.cpuset_mems
+    if r.cpu_realtime_period:
+        cpu["realtimePeriod"] = r.cpu_realtime_period
+    if r.cpu_realtime_runtime:
+        cpu["realtimeRuntime"] = r.cpu_realtime_runtime
     if cpu:
         out["cpu"] = cpu
     if r.pids_limit > 0:
         out["pids"] = {"limit": r.pids_limit}
+    block: dict[str, Any] = dict(r.block_io)
     if r.blkio_weight > 0:
-        out["blockIO"] = {"weight": r.blkio_weight}
+        block["weight"] = r.blkio_weight
+    if block:
+        out["blockIO"] = block
     return out
 
 
@@ -430,6 +446,8 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
         process["rlimits"] = [
             {"type": _rlimit(n), "soft": soft, "hard": hard} for n, soft, hard in inp.ulimits
         ]
+    if inp.terminal and inp.console_size != (0, 0):
+        process["consoleSize"] = {"height": inp.console_size[0], "width": inp.console_size[1]}
     if inp.oom_score_adj is not None:
         process["oomScoreAdj"] = inp.oom_score_adj
     if inp.apparmor_profile:
@@ -460,6 +478,8 @@ def build_spec(inp: RuntimeSpecInput) -> dict[str, Any]:
         "mounts": mounts,
         "linux": linux,
     }
+    if inp.annotations:
+        spec["annotations"] = dict(inp.annotations)
     if not inp.uts_host:
         spec["hostname"] = inp.hostname
         if inp.domainname:

@@ -37,6 +37,7 @@ from pyd.drivers.runtime.conmon import (
 from pyd.engine import resolvconf
 from pyd.engine.confinement import Confinement
 from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
+from pyd.engine.honoured import HostLimits
 from pyd.engine.networks import ContainerRef
 from pyd.engine.spec import CreateSpec, parse_create, stored_spec
 from pyd.engine.spec.records import Resources
@@ -65,6 +66,9 @@ class ContainerSettings:
     # seccomp profiles, no-new-privileges default, AppArmor/SELinux presence
     confinement: Confinement = attrs.field(factory=Confinement)
     cgroup_v2: bool = False  # containers get a private cgroup namespace by default (dockerd)
+    limits: HostLimits = attrs.field(
+        factory=HostLimits
+    )  # what the kernel lets pyd apply (refusals, discards)
 
 
 @attrs.frozen
@@ -541,6 +545,9 @@ def _resources_of(r: Resources) -> oci.Resources:
         pids_limit=r.pids_limit or 0,
         blkio_weight=r.blkio_weight,
         oom_kill_disable=bool(r.oom_kill_disable),
+        memory_swappiness=r.memory_swappiness,
+        cpu_realtime_period=r.cpu_realtime_period,
+        cpu_realtime_runtime=r.cpu_realtime_runtime,
     )
 
 

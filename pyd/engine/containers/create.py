@@ -26,7 +26,7 @@ from pyd.core.records import (
     NetworkSetup,
 )
 from pyd.drivers.runtime import spec as oci
-from pyd.engine import confinement, resolvconf
+from pyd.engine import confinement, honoured, resolvconf
 from pyd.engine import container_config as cc
 from pyd.engine.containers.base import _normalise_ports, _now_nano, _read_or, _resources_of, _write
 from pyd.engine.containers.health import ContainerHealth
@@ -79,6 +79,9 @@ class ContainerCreate(ContainerHealth):
         for key in spec.runtime.sysctls:
             cc.sysctl_name(key)
         self.settings.confinement.check(spec)
+        more, discard = honoured.check_create(spec, self.settings.limits)
+        warnings += more
+        await self._blocking.run(honoured.check_block_devices, spec)
         image: Image = await self._images.resolve(image_ref)
         config = cc.merge_image_defaults(config, image)
         if not cc.command_of(config):
@@ -98,6 +101,7 @@ class ContainerCreate(ContainerHealth):
         cc.validate_log_config(hc["LogConfig"])
         if not spec.runtime.shm_size:
             hc["ShmSize"] = cc.DEFAULT_SHM
+        hc.update(discard)  # what this host cannot apply is stored as not set (dockerd)
         cid = new_id()
         if not config.get("Hostname"):
             config["Hostname"] = self.settings.host_hostname if mode == "host" else cid[:12]
@@ -319,7 +323,7 @@ class ContainerCreate(ContainerHealth):
         conf = self.settings.confinement
         v2 = self.settings.cgroup_v2
         devices, device_rules = confinement.devices_of(s)
-        resources = _resources_of(s.resources)
+        resources = attrs.evolve(_resources_of(s.resources), block_io=honoured.block_io(s))
         ulimits = tuple((u.name, u.soft, u.hard) for u in s.resources.ulimits)
         netns: str | None = ""
         if host_net:
@@ -366,5 +370,7 @@ class ContainerCreate(ContainerHealth):
             devices=tuple(devices),
             device_rules=tuple(device_rules),
             writable_cgroups=conf.writable_cgroups(sec),
+            annotations=tuple(s.runtime.annotations.items()),
+            console_size=s.runtime.console_size if s.process.tty else (0, 0),
             cgroupns_private=(s.namespaces.cgroupns or ("private" if v2 else "host")) == "private",
         )

@@ -4,8 +4,8 @@ C{FIELDS} maps every field the parser understands (C{Section.Field}, the section
 C{Config}, C{HostConfig} and C{EndpointSettings}) to the attribute of L{CreateSpec} that carries
 it (C{EndpointSettings} fields: of each L{EndpointRequest} in C{network.endpoints}). A field of
 API 1.50 that is not in C{FIELDS} must be in C{UNPARSED}, with the reason. C{NOT_APPLIED} lists
-the parsed fields that nothing below the spec applies yet, so they are accepted and dropped;
-the honoured-or-refused audit works through it (each entry becomes honoured or refused).
+the parsed fields that nothing below the spec applies (none: L{pyd.engine.audit} gives each
+field its verdict).
 """
 
 from __future__ import annotations
@@ -140,48 +140,9 @@ UNPARSED: dict[str, str] = {
     "EndpointSettings.GlobalIPv6PrefixLen": "output only",
 }
 
-# Parsed, shown by inspect, and not applied by anything below the spec yet.
-NOT_APPLIED: frozenset[str] = frozenset(
-    {
-        "Config.ArgsEscaped",  # Windows only in dockerd
-        "Config.NetworkDisabled",
-        "Config.Shell",  # image metadata; used by the builder only
-        "Config.OnBuild",  # image metadata
-        "HostConfig.ContainerIDFile",  # the CLI writes it
-        "HostConfig.ConsoleSize",
-        "HostConfig.Annotations",
-        "HostConfig.CgroupnsMode",
-        "HostConfig.Cgroup",
-        "HostConfig.UsernsMode",
-        "HostConfig.StorageOpt",
-        "HostConfig.Runtime",
-        "HostConfig.Isolation",
-        "HostConfig.MaskedPaths",
-        "HostConfig.ReadonlyPaths",
-        "HostConfig.CgroupParent",
-        "HostConfig.BlkioWeightDevice",
-        "HostConfig.BlkioDeviceReadBps",
-        "HostConfig.BlkioDeviceWriteBps",
-        "HostConfig.BlkioDeviceReadIOps",
-        "HostConfig.BlkioDeviceWriteIOps",
-        "HostConfig.CpuRealtimePeriod",
-        "HostConfig.CpuRealtimeRuntime",
-        "HostConfig.Devices",
-        "HostConfig.DeviceCgroupRules",
-        "HostConfig.DeviceRequests",
-        "HostConfig.KernelMemory",
-        "HostConfig.KernelMemoryTCP",
-        "HostConfig.MemorySwappiness",
-        "HostConfig.CpuCount",
-        "HostConfig.CpuPercent",
-        "HostConfig.IOMaximumIOps",
-        "HostConfig.IOMaximumBandwidth",
-        "EndpointSettings.DriverOpts",
-        "EndpointSettings.GwPriority",
-        "EndpointSettings.NetworkID",
-        "EndpointSettings.DNSNames",
-    }
-)
+# Parsed, shown by inspect, and not applied by anything below the spec: none now. Each field
+# has a verdict (honoured, refused, discarded as dockerd, output) in pyd.engine.audit.
+NOT_APPLIED: frozenset[str] = frozenset()
 
 
 def _given(value: Any, t: GoType) -> bool:

@@ -1,0 +1,145 @@
+"""The honoured-or-refused table of every create field of API 1.50 (layer: engine).
+
+Each field of C{Config}, C{HostConfig}, C{NetworkingConfig} and C{EndpointSettings} is one of:
+C{honoured} (it takes effect: in the container, the runtime spec, or inspect as dockerd shows
+it), C{refused} (a 400 naming the field and why, from L{pyd.engine.honoured} or the parser),
+C{discarded} (dockerd's warn-and-discard where this kernel cannot apply it: the client gets
+dockerd's warning and inspect shows the zero value; applied where the kernel can), or C{output}
+(filled in by the daemon; dockerd ignores it in a request too). tests/unit/test_api_audit.py
+walks the API spec against this table, sends each refused field and checks its error, and
+checks that each honoured field names an existing test of its effect; docs/api-coverage.md
+shows the table.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Row:
+    verdict: str  # honoured | refused | discarded | output
+    how: str  # what happens, as the docs say it
+    test: str = ""  # tests/<file>.py::<function> that shows the effect (honoured)
+
+
+H, R, D, OUT = "honoured", "refused", "discarded", "output"
+_CONF = "tests/e2e/test_confinement_cli.py::"
+
+AUDIT: dict[str, Row] = {
+    # Config
+    "Config.Hostname": Row(H, "the container's hostname and /etc/hostname"),
+    "Config.Domainname": Row(H, "the UTS domain name"),
+    "Config.User": Row(H, "the process's user and groups (resolved in the image)"),
+    "Config.AttachStdin": Row(H, "attach streams of docker run"),
+    "Config.AttachStdout": Row(H, "attach streams of docker run"),
+    "Config.AttachStderr": Row(H, "attach streams of docker run"),
+    "Config.ExposedPorts": Row(H, "merged with the image's; -P publishes them"),
+    "Config.Tty": Row(H, "a terminal for the process"),
+    "Config.OpenStdin": Row(H, "stdin kept open"),
+    "Config.StdinOnce": Row(H, "stdin closed after the first attach ends"),
+    "Config.Env": Row(H, "the process environment (merged with the image's)"),
+    "Config.Cmd": Row(H, "the command"),
+    "Config.Healthcheck": Row(H, "health checks run as dockerd runs them"),
+    "Config.ArgsEscaped": Row(H, "stored and shown (Windows-only meaning, as dockerd)"),
+    "Config.Image": Row(H, "the image"),
+    "Config.Volumes": Row(H, "anonymous volumes (merged with the image's)"),
+    "Config.WorkingDir": Row(H, "the process's working directory (created)"),
+    "Config.Entrypoint": Row(H, "the entrypoint"),
+    "Config.NetworkDisabled": Row(R, "refused when true: use --network none"),
+    "Config.MacAddress": Row(H, "the main endpoint's MAC (before API 1.44)"),
+    "Config.OnBuild": Row(H, "stored; docker commit keeps it"),
+    "Config.Labels": Row(H, "labels (filters, inspect)"),
+    "Config.StopSignal": Row(H, "the signal docker stop sends"),
+    "Config.StopTimeout": Row(H, "the grace period of docker stop"),
+    "Config.Shell": Row(H, "stored; docker commit keeps it"),
+    # HostConfig
+    "HostConfig.Binds": Row(H, "bind mounts and named volumes"),
+    "HostConfig.ContainerIDFile": Row(H, "stored (the CLI writes the file, as with dockerd)"),
+    "HostConfig.LogConfig": Row(H, "json-file, local, none; others refused"),
+    "HostConfig.NetworkMode": Row(H, "bridge, host, none, container:X, user networks"),
+    "HostConfig.PortBindings": Row(H, "published ports"),
+    "HostConfig.RestartPolicy": Row(H, "restart policies"),
+    "HostConfig.AutoRemove": Row(H, "--rm"),
+    "HostConfig.VolumeDriver": Row(H, "local only; others refused"),
+    "HostConfig.VolumesFrom": Row(H, "another container's mounts"),
+    "HostConfig.ConsoleSize": Row(H, "the first terminal size (process.consoleSize)"),
+    "HostConfig.Annotations": Row(H, "OCI annotations of the runtime spec", _CONF + "test_accepted_forms"),
+    "HostConfig.CapAdd": Row(H, "capabilities added"),
+    "HostConfig.CapDrop": Row(H, "capabilities dropped"),
+    "HostConfig.CgroupnsMode": Row(H, "private (default on cgroup v2) or host; others refused"),
+    "HostConfig.Cgroup": Row(R, "refused when set (no cgroup joins)"),
+    "HostConfig.Dns": Row(H, "resolv.conf nameservers"),
+    "HostConfig.DnsOptions": Row(H, "resolv.conf options"),
+    "HostConfig.DnsSearch": Row(H, "resolv.conf search domains"),
+    "HostConfig.ExtraHosts": Row(H, "/etc/hosts entries"),
+    "HostConfig.GroupAdd": Row(H, "supplementary groups"),
+    "HostConfig.IpcMode": Row(H, "private, shareable, none, host, container:X"),
+    "HostConfig.Links": Row(H, "legacy links (hosts entries)"),
+    "HostConfig.OomScoreAdj": Row(H, "the process's oom_score_adj", _CONF + "test_ulimit_oom_score_pids"),
+    "HostConfig.PidMode": Row(H, "private, host, container:X"),
+    "HostConfig.Privileged": Row(H, "every capability and host device, no seccomp", _CONF + "test_privileged_sees_host_devices"),
+    "HostConfig.PublishAllPorts": Row(H, "-P"),
+    "HostConfig.ReadonlyRootfs": Row(H, "read-only root file system"),
+    "HostConfig.SecurityOpt": Row(H, "seccomp, no-new-privileges, systempaths, writable-cgroups, apparmor=unconfined, label=disable; others refused", _CONF + "test_custom_profile_applied"),
+    "HostConfig.StorageOpt": Row(R, "refused: overlay without xfs project quotas (dockerd's text)"),
+    "HostConfig.Tmpfs": Row(H, "tmpfs mounts with their options"),
+    "HostConfig.UTSMode": Row(H, "private or host"),
+    "HostConfig.UsernsMode": Row(H, "host (the default; other modes refused: no remapping)"),
+    "HostConfig.ShmSize": Row(H, "/dev/shm size"),
+    "HostConfig.Sysctls": Row(H, "namespaced sysctls; others refused"),
+    "HostConfig.Runtime": Row(H, "crun (the registered runtime); others refused with dockerd's text", _CONF + "test_accepted_forms"),
+    "HostConfig.Isolation": Row(H, "default only (dockerd's text for others)"),
+    "HostConfig.Mounts": Row(H, "bind, volume, tmpfs mounts"),
+    "HostConfig.MaskedPaths": Row(H, "masked paths (systempaths=unconfined empties them)", _CONF + "test_accepted_forms"),
+    "HostConfig.ReadonlyPaths": Row(H, "read-only paths (systempaths=unconfined empties them)", _CONF + "test_accepted_forms"),
+    "HostConfig.Init": Row(H, "tini as pid 1"),
+    # HostConfig: Resources
+    "HostConfig.CpuShares": Row(H, "cpu shares"),
+    "HostConfig.Memory": Row(H, "memory limit"),
+    "HostConfig.NanoCpus": Row(H, "CFS quota"),
+    "HostConfig.CgroupParent": Row(H, "the cgroup is <parent>/<id> (cgroupfs)", "tests/e2e/test_confinement_cli.py::test_cgroup_parent"),
+    "HostConfig.BlkioWeight": Row(D, "io weight; dockerd's warning and discard where the kernel has none", _CONF + "test_blkio"),
+    "HostConfig.BlkioWeightDevice": Row(D, "per-device weights; discarded as BlkioWeight"),
+    "HostConfig.BlkioDeviceReadBps": Row(H, "throttle with the device's numbers", _CONF + "test_blkio"),
+    "HostConfig.BlkioDeviceWriteBps": Row(H, "throttle with the device's numbers"),
+    "HostConfig.BlkioDeviceReadIOps": Row(H, "throttle with the device's numbers"),
+    "HostConfig.BlkioDeviceWriteIOps": Row(H, "throttle with the device's numbers"),
+    "HostConfig.CpuPeriod": Row(H, "CFS period"),
+    "HostConfig.CpuQuota": Row(H, "CFS quota"),
+    "HostConfig.CpuRealtimePeriod": Row(H, "cpu.rt_period_us; refused where the kernel has no RT group scheduling"),
+    "HostConfig.CpuRealtimeRuntime": Row(H, "cpu.rt_runtime_us; refused as the period"),
+    "HostConfig.CpusetCpus": Row(H, "cpuset"),
+    "HostConfig.CpusetMems": Row(H, "cpuset memory nodes"),
+    "HostConfig.Devices": Row(H, "device nodes with their cgroup permissions", _CONF + "test_device_mapped"),
+    "HostConfig.DeviceCgroupRules": Row(H, "device cgroup rules", _CONF + "test_device_cgroup_rule"),
+    "HostConfig.DeviceRequests": Row(R, "refused: no device driver (GPU) on this host (dockerd's text)"),
+    "HostConfig.KernelMemoryTCP": Row(D, "never applied: dockerd's warning, discarded"),
+    "HostConfig.MemoryReservation": Row(H, "memory soft limit"),
+    "HostConfig.MemorySwap": Row(H, "swap limit"),
+    "HostConfig.MemorySwappiness": Row(D, "memory.swappiness on cgroup v1; dockerd's warning and discard on v2"),
+    "HostConfig.OomKillDisable": Row(D, "memory.oom_control on cgroup v1; dockerd's warning and discard on v2"),
+    "HostConfig.PidsLimit": Row(H, "pids.max", _CONF + "test_ulimit_oom_score_pids"),
+    "HostConfig.Ulimits": Row(H, "process rlimits", _CONF + "test_ulimit_oom_score_pids"),
+    "HostConfig.CpuCount": Row(R, "refused: Windows only"),
+    "HostConfig.CpuPercent": Row(D, "dockerd's warning on Linux, discarded"),
+    "HostConfig.IOMaximumIOps": Row(R, "refused: Windows only (dockerd's text)"),
+    "HostConfig.IOMaximumBandwidth": Row(R, "refused: Windows only (dockerd's text)"),
+    # NetworkingConfig / EndpointSettings
+    "NetworkingConfig.EndpointsConfig": Row(H, "the networks joined at create"),
+    "EndpointSettings.IPAMConfig": Row(H, "static addresses"),
+    "EndpointSettings.Links": Row(H, "per-network links"),
+    "EndpointSettings.Aliases": Row(H, "DNS aliases on the network"),
+    "EndpointSettings.MacAddress": Row(H, "the endpoint's MAC"),
+    "EndpointSettings.DriverOpts": Row(R, "refused: pyd's bridge driver takes no endpoint options"),
+    "EndpointSettings.GwPriority": Row(R, "refused when non-zero"),
+    "EndpointSettings.NetworkID": Row(OUT, "output (dockerd fills it in)"),
+    "EndpointSettings.DNSNames": Row(OUT, "output (dockerd computes it)"),
+    "EndpointSettings.EndpointID": Row(OUT, "output"),
+    "EndpointSettings.Gateway": Row(OUT, "output"),
+    "EndpointSettings.IPAddress": Row(OUT, "output (IPAMConfig asks for an address)"),
+    "EndpointSettings.IPPrefixLen": Row(OUT, "output"),
+    "EndpointSettings.IPv6Gateway": Row(OUT, "output"),
+    "EndpointSettings.GlobalIPv6Address": Row(OUT, "output"),
+    "EndpointSettings.GlobalIPv6PrefixLen": Row(OUT, "output"),
+}  # fmt: skip

@@ -1,0 +1,145 @@
+"""The honoured-or-refused audit: every create field of API 1.50 is honoured (with a test of its
+effect), refused (its error checked here), discarded as dockerd does (its warning checked
+here) or output only; docs/api-coverage.md shows the same table."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from twisted.trial import unittest
+
+from pyd.core.errors import InvalidParameter
+from pyd.engine import honoured
+from pyd.engine.audit import AUDIT
+from pyd.engine.confinement import Confinement
+from pyd.engine.spec import parse_create
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OFFICIAL = os.path.join(ROOT, "tests", "data", "engine_api_v1.50_create_fields.json")
+SHARED_YAML = os.path.join(os.path.dirname(ROOT), "..", "shared", "reference", "engine-api")
+
+# A body that sets each refused field, and the words of its 400.
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "Config.NetworkDisabled": ({"NetworkDisabled": True}, "NetworkDisabled is not supported"),
+    "HostConfig.Cgroup": ({"HostConfig": {"Cgroup": "container:x"}}, "HostConfig.Cgroup is not supported"),
+    "HostConfig.StorageOpt": ({"HostConfig": {"StorageOpt": {"size": "1G"}}}, "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"),
+    "HostConfig.DeviceRequests": ({"HostConfig": {"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]}}, 'could not select device driver "" with capabilities: [[gpu]]'),
+    "HostConfig.CpuCount": ({"HostConfig": {"CpuCount": 2}}, "CpuCount is not supported on linux"),
+    "HostConfig.IOMaximumIOps": ({"HostConfig": {"IOMaximumIOps": 5}}, "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"),
+    "HostConfig.IOMaximumBandwidth": ({"HostConfig": {"IOMaximumBandwidth": 5}}, "Invalid QoS settings"),
+    "EndpointSettings.DriverOpts": ({"NetworkingConfig": {"EndpointsConfig": {"n": {"DriverOpts": {"a": "b"}}}}}, "DriverOpts is not supported"),
+    "EndpointSettings.GwPriority": ({"NetworkingConfig": {"EndpointsConfig": {"n": {"GwPriority": 5}}}}, "GwPriority is not supported"),
+}  # fmt: skip
+
+# A body that sets each field dockerd discards where the kernel cannot apply it, and the warning.
+DISCARDED: dict[str, tuple[dict[str, Any], str]] = {
+    "HostConfig.BlkioWeight": ({"BlkioWeight": 300}, "Weight discarded."),
+    "HostConfig.BlkioWeightDevice": ({"BlkioWeightDevice": [{"Path": "/dev/null", "Weight": 300}]}, "Weight-device discarded."),
+    "HostConfig.KernelMemoryTCP": ({"KernelMemoryTCP": 8 << 20}, "kernel memory limit"),
+    "HostConfig.MemorySwappiness": ({"MemorySwappiness": 10}, "Memory swappiness discarded."),
+    "HostConfig.OomKillDisable": ({"OomKillDisable": True}, "OomKillDisable discarded."),
+    "HostConfig.CpuPercent": ({"CpuPercent": 50}, "linux does not support CPU percent. Percent discarded."),
+}  # fmt: skip
+
+# Honoured fields whose effect test is not named in the table yet. This list only shrinks: a
+# field leaves it when its row names the test that shows its effect.
+NO_EFFECT_TEST_NAMED = frozenset(
+    k for k, row in AUDIT.items() if row.verdict == "honoured" and not row.test
+)
+_KNOWN_UNNAMED = 74
+
+
+def _official() -> dict[str, list[str]]:
+    with open(OFFICIAL) as f:
+        data = json.load(f)
+    return {k: data[k] for k in ("Config", "HostConfig", "NetworkingConfig", "EndpointSettings")}
+
+
+def _check(body: dict[str, Any], limits: honoured.HostLimits) -> tuple[list[str], dict[str, Any]]:
+    """The create-time checks, in the order the container service runs them."""
+    spec = parse_create({"Image": "busybox", **body}, ncpu=2)
+    Confinement().check(spec)
+    return honoured.check_create(spec, limits)
+
+
+class AuditTests(unittest.TestCase):
+    def test_every_field_has_a_verdict(self) -> None:
+        """Each property of the API 1.50 create body is in the table, and nothing else is
+        (KernelMemory, gone from the API at 1.42, is dropped by the parser as dockerd does)."""
+        wire = {f"{s}.{n}" for s, names in _official().items() for n in names}
+        self.assertEqual(sorted(wire - set(AUDIT)), [])
+        self.assertEqual(sorted(set(AUDIT) - wire), [])
+
+    def test_official_list_is_the_spec(self) -> None:
+        """The field list in tests/data is the v1.50 spec's (checked when the reference copy of
+        the spec is at hand)."""
+        path = os.path.join(SHARED_YAML, "v1.50.yaml")
+        if not os.path.exists(path):
+            path = "/work/shared/reference/engine-api/v1.50.yaml"
+        if not os.path.exists(path):
+            raise unittest.SkipTest("the API spec's reference copy is not on this machine")
+        import yaml
+
+        with open(path) as f:
+            defs = yaml.safe_load(f)["definitions"]
+
+        def props(name: str) -> set[str]:
+            d = defs[name]
+            out = set(d.get("properties") or {})
+            for part in d.get("allOf") or ():
+                if "$ref" in part:
+                    out |= props(part["$ref"].rsplit("/", 1)[1])
+                out |= set(part.get("properties") or {})
+            return out
+
+        o = _official()
+        self.assertEqual(set(o["Config"]), props("ContainerConfig"))
+        self.assertEqual(set(o["HostConfig"]), props("HostConfig"))
+        self.assertEqual(set(o["EndpointSettings"]), props("EndpointSettings"))
+
+    def test_refused_fields_are_refused(self) -> None:
+        """Each refused field, sent alone, is a 400 with its reason."""
+        refused = {k for k, row in AUDIT.items() if row.verdict == "refused"}
+        self.assertEqual(refused, set(REFUSED))
+        for field, (body, words) in REFUSED.items():
+            with self.assertRaises(InvalidParameter, msg=field) as cm:
+                _check(body, honoured.HostLimits())
+            self.assertIn(words, str(cm.exception), field)
+
+    def test_discarded_fields_warn(self) -> None:
+        """On a kernel without the feature: dockerd's warning, and the stored value is zero;
+        with the feature (cgroup v1 with weight and swappiness): no warning for those."""
+        discarded = {k for k, row in AUDIT.items() if row.verdict == "discarded"}
+        self.assertEqual(discarded, set(DISCARDED))
+        bare = honoured.HostLimits(cgroup_v2=True, io_weight=False, swappiness=False)
+        for field, (hc, words) in DISCARDED.items():
+            warnings, discard = _check({"HostConfig": hc}, bare)
+            self.assertTrue(any(words in w for w in warnings), (field, warnings))
+            self.assertIn(field.split(".", 1)[1], discard)
+        full = honoured.HostLimits(cgroup_v2=False, io_weight=True, swappiness=True)
+        for key in ("BlkioWeight", "MemorySwappiness", "OomKillDisable"):
+            warnings, discard = _check({"HostConfig": DISCARDED[f"HostConfig.{key}"][0]}, full)
+            self.assertEqual((warnings, discard), ([], {}), key)
+
+    def test_named_effect_tests_exist(self) -> None:
+        """Every test a row names is a test function in that file."""
+        for field, row in AUDIT.items():
+            if not row.test:
+                continue
+            path, _, func = row.test.partition("::")
+            with open(os.path.join(ROOT, path)) as f:
+                self.assertRegex(f.read(), rf"def {re.escape(func)}\(", field)
+
+    def test_unnamed_effect_tests_only_shrink(self) -> None:
+        """Honoured rows without a named effect test: no more than when the table was made."""
+        self.assertLessEqual(len(NO_EFFECT_TEST_NAMED), _KNOWN_UNNAMED)
+
+    def test_docs_table(self) -> None:
+        """docs/api-coverage.md has one row per field with its verdict."""
+        with open(os.path.join(ROOT, "docs", "api-coverage.md")) as f:
+            doc = f.read()
+        for field, row in AUDIT.items():
+            self.assertIn(f"| `{field}` | {row.verdict} |", doc, field)
