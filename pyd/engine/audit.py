@@ -56,7 +56,7 @@ AUDIT: dict[str, Row] = {
     # HostConfig
     "HostConfig.Binds": Row(H, "bind mounts and named volumes"),
     "HostConfig.ContainerIDFile": Row(H, "stored (the CLI writes the file, as with dockerd)"),
-    "HostConfig.LogConfig": Row(H, "json-file, local, none; others refused"),
+    "HostConfig.LogConfig": Row(H, "pyd's log drivers (LOG_DRIVERS) with their options; others refused"),
     "HostConfig.NetworkMode": Row(H, "bridge, host, none, container:X, user networks"),
     "HostConfig.PortBindings": Row(H, "published ports"),
     "HostConfig.RestartPolicy": Row(H, "restart policies"),
