@@ -122,8 +122,13 @@ class SyslogSender:
             s = ctx.wrap_socket(s, server_hostname=self.host)
         return s
 
-    def send(self, stream: str, line: bytes, when: datetime.datetime, tag: str) -> None:
-        """Send one log line. @raise OSError: the server cannot be reached."""
+    def send(
+        self, stream: str, line: bytes, when: datetime.datetime, tag: str, stamp: bytes = b""
+    ) -> None:
+        """Send one log line (C{stamp} is not used: syslog formats C{when}).
+
+        @raise OSError: the server cannot be reached.
+        """
         priority = self.facility * 8 + SEVERITY.get(stream, 6)
         local = self.scheme in ("unix", "unixgram")
         msg = format_message(self.fmt, priority, tag, line, when, self._hostname, self._pid, local)

@@ -32,7 +32,7 @@ DEFAULT_SHM = 64 * 1024 * 1024
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 # The log drivers pyd serves; dockerd's others (syslog, journald, gelf...) are refused like a
 # plugin dockerd cannot find.
-LOG_DRIVERS = ("json-file", "local", "none", "syslog")
+LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald")
 LOCAL_MAX_SIZE = 20 * 1024 * 1024  # dockerd's local driver defaults
 LOCAL_MAX_FILE = 5
 _COMMON_LOG_OPTS = ("env", "env-regex", "labels", "labels-regex", "tag")
@@ -469,6 +469,11 @@ def validate_log_config(lc: dict[str, Any]) -> None:
     if ltype == "syslog":
         _validate_syslog(cfg)
         return
+    if ltype == "journald":
+        for key in cfg:
+            if key not in (*_COMMON_LOG_OPTS, *_CACHE_OPTS, "mode", "max-buffer-size"):
+                raise InvalidParameter(f"unknown log opt '{key}' for journald log driver")
+        return
     allowed = ("max-file", "max-size", "compress", *_COMMON_LOG_OPTS)
     for key in cfg:
         if key in ("mode", "max-buffer-size") or key in allowed:
@@ -495,17 +500,17 @@ def log_plan(lc: LogConfig | Mapping[str, Any]) -> LogPlan:
             return LogPlan("none")
         if ltype == "local":
             return _local_plan(cfg)
-        if ltype == "syslog":
-            return _syslog_plan(cfg)
+        if ltype in ("syslog", "journald"):
+            return _forwarding_plan(ltype, cfg)
         return _json_file_plan(cfg)
     except ValueError as e:
         raise SystemError_(f"failed to initialize logging driver: {e}") from e
 
 
+_CACHE_OPTS = ("cache-disabled", "cache-max-size", "cache-max-file", "cache-compress")
 _SYSLOG_OPTS = (
     "syslog-address", "syslog-facility", "syslog-format", "syslog-tls-ca-cert", "syslog-tls-cert",
-    "syslog-tls-key", "syslog-tls-skip-verify", "cache-disabled", "cache-max-size",
-    "cache-max-file", "cache-compress", *_COMMON_LOG_OPTS,
+    "syslog-tls-key", "syslog-tls-skip-verify", *_CACHE_OPTS, *_COMMON_LOG_OPTS,
 )  # fmt: skip
 
 
@@ -536,13 +541,13 @@ def go_bool_ok(value: str) -> bool | None:
         return None
 
 
-def _syslog_plan(cfg: dict[str, str]) -> LogPlan:
+def _forwarding_plan(driver: str, cfg: dict[str, str]) -> LogPlan:
     """The local cache (dockerd's dual logging: cache-max-size/-file, 20m x 5 by default) and
-    the options to forward with."""
+    the options to forward with (syslog, journald)."""
     local = {k.removeprefix("cache-"): v for k, v in cfg.items() if k.startswith("cache-")}
     plan = _local_plan({k: v for k, v in local.items() if k != "disabled"})
     forward = {k: v for k, v in cfg.items() if k.startswith("syslog-") or k == "tag"}
-    return LogPlan("syslog", plan.max_size, plan.max_files, forward)
+    return LogPlan(driver, plan.max_size, plan.max_files, forward)
 
 
 def _json_file_plan(cfg: dict[str, str]) -> LogPlan:

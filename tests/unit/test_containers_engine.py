@@ -787,11 +787,11 @@ class LogConfigTests(EngineTestBase):
     def test_unknown_driver_and_option_refused_at_create(self) -> None:
         """dockerd's texts for a driver it cannot find and for keys the driver does not know."""
         e = self.fail_with(
-            self.svc.create(None, {"Image": "busybox"}, {"LogConfig": {"Type": "journald"}}),
+            self.svc.create(None, {"Image": "busybox"}, {"LogConfig": {"Type": "fluentd"}}),
             InvalidParameter,
         )
         self.assertEqual(
-            str(e), 'error looking up logging plugin journald: plugin "journald" not found'
+            str(e), 'error looking up logging plugin fluentd: plugin "fluentd" not found'
         )
         e = self.fail_with(
             self.svc.create(

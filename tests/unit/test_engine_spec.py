@@ -428,7 +428,7 @@ class ValidationTests(SynchronousTestCase):
             (_hc(Ulimits=[{"Name": "nofile", "Soft": 2, "Hard": 1}]), "ulimit soft limit must be less than or equal to hard limit: 2 > 1"),
             (_hc(ShmSize=-1), "SHM size can not be less than 0"),
             (_hc(SecurityOpt=["bogus"]), 'invalid --security-opt 1: "bogus"'),
-            (_hc(LogConfig={"Type": "journald"}), 'error looking up logging plugin journald: plugin "journald" not found'),
+            (_hc(LogConfig={"Type": "fluentd"}), 'error looking up logging plugin fluentd: plugin "fluentd" not found'),
             (_hc(ExtraHosts=["nohost"]), 'bad format for add-host: "nohost"'),  # dockerd's ValidateExtraHost
             (_hc(CapAdd=["NOT_A_CAP"]), "invalid CapAdd: unknown capability: \"CAP_NOT_A_CAP\""),
             ({"Image": "b", "Env": ["=x"]}, "invalid environment variable: =x"),

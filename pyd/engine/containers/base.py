@@ -61,6 +61,8 @@ class ContainerSettings:
     log_driver: str = "json-file"  # the daemon's default log driver, and its options
     log_opts: dict[str, str] = attrs.field(factory=dict)
     host_hostname: str = "localhost"
+    # the journald log driver's socket (tests give one of their own)
+    journal_socket: str = "/run/systemd/journal/socket"
     host_resolv_conf: str = "/etc/resolv.conf"
     host_hosts: str = "/etc/hosts"
     # seccomp profiles, no-new-privileges default, AppArmor/SELinux presence

@@ -11,6 +11,7 @@ import datetime
 import re
 
 from pyd.core.records import Container
+from pyd.drivers.journald import JournaldSender
 from pyd.drivers.syslog import SyslogSender
 from pyd.engine.containers.logfiles import LogTail
 
@@ -38,7 +39,7 @@ def render_tag(template: str, c: Container, daemon_name: str) -> str:
 class LogForwarder:
     """Follows one container's log file and sends each new line to syslog."""
 
-    def __init__(self, tail: LogTail, sender: SyslogSender, tag: str) -> None:
+    def __init__(self, tail: LogTail, sender: SyslogSender | JournaldSender, tag: str) -> None:
         self.tail = tail
         self.sender = sender
         self.tag = tag
@@ -56,7 +57,7 @@ class LogForwarder:
         while entries := self.tail.read(BATCH):
             for e in entries:
                 when = datetime.datetime.fromtimestamp(e.time_nano / 1e9, datetime.UTC)
-                self.sender.send(e.stream, e.data, when, self.tag)
+                self.sender.send(e.stream, e.data, when, self.tag, e.ts)
             sent += len(entries)
         return sent
 

@@ -18,6 +18,7 @@ from pyd.core.errors import (
 from pyd.core.records import (
     Container,
 )
+from pyd.drivers.journald import JournaldSender
 from pyd.drivers.syslog import SyslogError, SyslogSender
 from pyd.engine import container_config as cc
 from pyd.engine.containers.base import ContainerBase, LogsRequest, _LogWatch, _now_nano
@@ -70,7 +71,7 @@ class ContainerLogs(ContainerBase):
 
         rotates = plan.rotates
         if plan.forward is not None:
-            self._start_forwarding(cid, log_path, plan.forward, w)
+            self._start_forwarding(cid, log_path, plan.driver, plan.forward, w)
 
         def changed(name: str) -> None:
             if name == base:
@@ -129,19 +130,33 @@ class ContainerLogs(ContainerBase):
     # --- syslog (dual logging: the local file stays what docker logs reads) ----------------------
 
     def _start_forwarding(
-        self, cid: str, log_path: str, opts: Mapping[str, str], w: _LogWatch
+        self, cid: str, log_path: str, driver: str, opts: Mapping[str, str], w: _LogWatch
     ) -> None:
         c = self._cache.get(cid)
         tag = render_tag(opts.get("tag", ""), c, self.settings.host_hostname) if c else cid[:12]
-        try:
-            sender = SyslogSender(
-                opts.get("syslog-address", ""),
-                opts.get("syslog-facility", ""),
-                opts.get("syslog-format", ""),
+        sender: Any
+        if driver == "journald":
+            sender = JournaldSender(
+                {
+                    "CONTAINER_ID": cid[:12],
+                    "CONTAINER_ID_FULL": cid,
+                    "CONTAINER_NAME": c.name.lstrip("/") if c else "",
+                    "CONTAINER_TAG": tag,
+                    "IMAGE_NAME": c.image_ref if c else "",
+                    "SYSLOG_IDENTIFIER": tag,
+                },
+                self.settings.journal_socket,
             )
-        except SyslogError as e:
-            log.warn("syslog of {cid}: {err}", cid=cid, err=str(e))
-            return
+        else:
+            try:
+                sender = SyslogSender(
+                    opts.get("syslog-address", ""),
+                    opts.get("syslog-facility", ""),
+                    opts.get("syslog-format", ""),
+                )
+            except SyslogError as e:
+                log.warn("syslog of {cid}: {err}", cid=cid, err=str(e))
+                return
         w.forwarder = LogForwarder(LogTail(log_path), sender, tag)
         # a restarted container appends to its log: forward only what it writes from now on
         d = self._blocking.run(w.forwarder.skip_existing)
@@ -199,7 +214,7 @@ class ContainerLogs(ContainerBase):
         c = self.resolve(ref)
         logging = self.spec_of(c).logging
         ltype = logging.type or "json-file"
-        cache_off = ltype == "syslog" and cc.go_bool_ok(
+        cache_off = ltype in ("syslog", "journald") and cc.go_bool_ok(
             str(logging.config.get("cache-disabled", "false"))
         )
         if ltype == "none" or cache_off:

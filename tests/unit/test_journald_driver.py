@@ -1,0 +1,96 @@
+"""The journald log driver: the native protocol, and the forwarder following a container's log
+(a journal socket of the test's own)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import struct
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.errors import InvalidParameter
+from pyd.drivers.journald import JournaldSender, encode
+from pyd.engine import container_config as cc
+from pyd.engine.containers.logfiles import LogTail
+from pyd.engine.containers.logforward import LogForwarder
+
+
+def _fields(datagram: bytes) -> dict[str, bytes]:
+    """Decode the native protocol (both forms)."""
+    out: dict[str, bytes] = {}
+    i = 0
+    while i < len(datagram):
+        nl = datagram.index(b"\n", i)
+        line = datagram[i:nl]
+        if b"=" in line:
+            k, _, v = line.partition(b"=")
+            out[k.decode()] = v
+            i = nl + 1
+        else:
+            (n,) = struct.unpack("<Q", datagram[nl + 1 : nl + 9])
+            out[line.decode()] = datagram[nl + 9 : nl + 9 + n]
+            i = nl + 9 + n + 1
+    return out
+
+
+class JournaldTests(SynchronousTestCase):
+    """Datagrams as journald's native protocol wants them."""
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pyd-journal-")
+        self.path = os.path.join(self.dir, "socket")
+        self.rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.rx.bind(self.path)
+        self.rx.settimeout(5)
+        self.addCleanup(self.rx.close)
+
+    def test_encode_binary_safe(self) -> None:
+        """A value with a newline uses the length-prefixed form."""
+        raw = encode({"A": "x", "B": b"l1\nl2"})
+        self.assertEqual(raw, b"A=x\nB\n" + struct.pack("<Q", 5) + b"l1\nl2\n")
+        self.assertEqual(_fields(raw), {"A": b"x", "B": b"l1\nl2"})
+
+    def test_forwarder_sends_container_fields(self) -> None:
+        """Each new line of the log goes out with the container's fields and its priority;
+        lines already in the file when forwarding starts are not sent again."""
+        log = os.path.join(self.dir, "ctr.log")
+        with open(log, "wb") as f:
+            f.write(b"2026-03-05T14:07:09.000000001Z stdout F old\n")
+        sender = JournaldSender(
+            {"CONTAINER_ID": "abc", "CONTAINER_NAME": "web", "SYSLOG_IDENTIFIER": "abc"},
+            self.path,
+        )
+        fwd = LogForwarder(LogTail(log), sender, "abc")
+        self.addCleanup(fwd.close)
+        fwd.skip_existing()
+        with open(log, "ab") as f:
+            f.write(b"2026-03-05T14:07:10.000000001Z stdout F hello\n")
+            f.write(b"2026-03-05T14:07:11.000000001Z stderr F oops\n")
+        self.assertEqual(fwd.drain(), 2)
+        first, second = _fields(self.rx.recv(65536)), _fields(self.rx.recv(65536))
+        self.assertEqual((first["MESSAGE"], first["PRIORITY"]), (b"hello", b"6"))
+        self.assertEqual((second["MESSAGE"], second["PRIORITY"]), (b"oops", b"3"))
+        self.assertEqual(first["CONTAINER_NAME"], b"web")
+        self.assertEqual(first["SYSLOG_TIMESTAMP"], b"2026-03-05T14:07:10.000000001Z")
+
+    def test_options(self) -> None:
+        """journald takes the common options and the cache ones; others are dockerd's 400."""
+        cc.validate_log_config({"Type": "journald", "Config": {"tag": "x", "cache-max-file": "2"}})
+        e = self.assertRaises(
+            InvalidParameter,
+            cc.validate_log_config,
+            {"Type": "journald", "Config": {"syslog-address": "udp://x"}},
+        )
+        self.assertEqual(str(e), "unknown log opt 'syslog-address' for journald log driver")
+        plan = cc.log_plan({"Type": "journald", "Config": {}})
+        self.assertEqual((plan.driver, plan.forward), ("journald", {}))
+
+    def test_no_journal(self) -> None:
+        """Without a journal socket the send fails with OSError (logged by the engine)."""
+        sender = JournaldSender({}, os.path.join(self.dir, "absent"))
+        self.addCleanup(sender.close)
+        when = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+        self.assertRaises(OSError, sender.send, "stdout", b"x", when, "t")
