@@ -62,6 +62,28 @@ def _subpath_body(vol: str, sub: str, cmd: list[str]) -> dict:
     }
 
 
+def _host_root() -> str:
+    st = os.stat("/")
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _start_while_flipping(h: Arena, victim: str) -> None:
+    """Start C{victim} (which prints C{seen <dev:ino of its mount>}) many times while another
+    container flips its source; it never sees the host's root or the canary."""
+    started = 0
+    for _ in range(RACE_STARTS):
+        status, out = h.http("POST", f"/containers/{victim}/start")
+        assert status in (204, 400, 404), out
+        if status == 204:
+            started += 1
+            h.http("POST", f"/containers/{victim}/wait")
+    logs = h.ok("operator", "logs", victim)
+    seen = re.findall(r"seen (\d+:\d+)", logs)
+    assert _host_root() not in seen
+    assert "ESCAPED" not in logs
+    assert len(seen) == started
+
+
 class OperatorVolumeEscapeTests:
     def test_subpath_link_to_root(self, h: Arena) -> None:
         """Escape 4: `sub -> /` in the operator's own volume; cp out and in, and start, refused."""
@@ -105,19 +127,7 @@ class OperatorVolumeEscapeTests:
             _subpath_body(vol, "sub", ["sh", "-c", probe]),
         )
         assert status == 201, out
-        started = 0
-        for _ in range(RACE_STARTS):
-            status, out = h.http("POST", f"/containers/{victim}/start")
-            assert status in (204, 400, 404), out
-            if status == 204:
-                started += 1
-                h.http("POST", f"/containers/{victim}/wait")
-        logs = h.ok("operator", "logs", victim)
-        seen = re.findall(r"seen (\d+:\d+)", logs)
-        host = os.stat("/")
-        assert f"{host.st_dev}:{host.st_ino}" not in seen
-        assert "ESCAPED" not in logs
-        assert len(seen) == started
+        _start_while_flipping(h, victim)
 
     def test_tmpfs_device_is_not_a_mount_option(self, h: Arena) -> None:
         """Escape 5: `--opt device=-T<fstab the operator wrote>` (and option look-alikes in `o`)
@@ -159,11 +169,6 @@ def _in_allowed(h: Arena, script: str) -> None:
 def _probe(h: Arena) -> list[str]:
     return ["sh", "-c",
             f'echo "seen $(stat -c %d:%i /y)"; [ -e /y{h.canary_dir} ] && echo ESCAPED; true']  # fmt: skip
-
-
-def _host_root() -> str:
-    st = os.stat("/")
-    return f"{st.st_dev}:{st.st_ino}"
 
 
 class OperatorBindConfinementTests:
@@ -232,18 +237,7 @@ class OperatorBindConfinementTests:
             f"while true; do mkdir /a/{x}; usleep 150000; rmdir /a/{x}; ln -s / /a/{x}; "
             f"rm -f /a/{x}; done 2>/dev/null",
         )  # fmt: skip
-        started = 0
-        for _ in range(RACE_STARTS):
-            status, out = h.http("POST", f"/containers/{victim}/start")
-            assert status in (204, 400, 404), out
-            if status == 204:
-                started += 1
-                h.http("POST", f"/containers/{victim}/wait")
-        logs = h.ok("operator", "logs", victim)
-        seen = re.findall(r"seen (\d+:\d+)", logs)
-        assert _host_root() not in seen
-        assert "ESCAPED" not in logs
-        assert len(seen) == started
+        _start_while_flipping(h, victim)
 
     def test_missing_source_created_beneath_the_root(self, h: Arena) -> None:
         """`-v <allowed>/l/new:/y` admitted while `l` is a directory; `l -> /` by start: the

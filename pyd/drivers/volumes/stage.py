@@ -26,7 +26,8 @@ import errno
 import os
 import posixpath
 import stat as st
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from pyd.drivers import inroot
 
@@ -59,20 +60,27 @@ def open_subpath(base: str, subpath: str) -> int:
 
     @raise SubpathError: C{escape} when a link or C{..} leaves C{base}; C{notfound} otherwise.
     """
-    sub = clean_subpath(subpath)
+    with _beneath(base, subpath, "access", "volume") as scope:
+        return scope.open(clean_subpath(subpath), os.O_PATH)
+
+
+@contextmanager
+def _beneath(base: str, subpath: str, verb: str, what: str) -> Iterator[inroot.InRoot]:
+    """C{base} (its last element not followed) as a RESOLVE_BENEATH scope; what goes wrong in
+    it, as L{SubpathError}: C{escape} for a link or C{..} out of C{base}, else C{notfound}."""
     try:
         root = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
-        raise SubpathError("notfound", f"cannot access volume: {_reason(e)}") from None
+        raise SubpathError("notfound", f"cannot access {what}: {_reason(e)}") from None
     try:
         with inroot.InRoot(root, beneath=True) as scope:
-            return scope.open(sub, os.O_PATH)
+            yield scope
     except OSError as e:
         if e.errno == errno.EXDEV:
             raise SubpathError(
                 "escape", f"path concatenation escapes the base directory, subpath: {subpath}"
             ) from None
-        raise SubpathError("notfound", f"cannot access path {subpath}: {_reason(e)}") from None
+        raise SubpathError("notfound", f"cannot {verb} path {subpath}: {_reason(e)}") from None
     finally:
         os.close(root)
 
@@ -106,23 +114,11 @@ def makedirs_beneath(root: str, subpath: str) -> None:
 
     @raise SubpathError: C{escape} when a link on the way leaves C{root}.
     """
-    try:
-        rfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise SubpathError("notfound", f"cannot access {root}: {_reason(e)}") from None
-    try:
-        with inroot.InRoot(rfd, beneath=True) as scope:
+    with _beneath(root, subpath, "create", "the allowed directory") as scope:
+        try:
             os.close(scope.makedirs(clean_subpath(subpath)))
-    except (FileExistsError, NotADirectoryError):
-        pass
-    except OSError as e:
-        if e.errno == errno.EXDEV:
-            raise SubpathError(
-                "escape", f"path concatenation escapes the base directory, subpath: {subpath}"
-            ) from None
-        raise SubpathError("notfound", f"cannot create path {subpath}: {_reason(e)}") from None
-    finally:
-        os.close(rfd)
+        except (FileExistsError, NotADirectoryError):
+            pass
 
 
 def _reason(e: OSError) -> str:
