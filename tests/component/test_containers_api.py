@@ -13,7 +13,8 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.api.containers import ContainersRouter, human_duration
+from pyd.api.container_views import human_duration
+from pyd.api.containers import ContainersRouter
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
 from pyd.engine.containers import ContainerService, ContainerSettings
