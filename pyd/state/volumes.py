@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from pyd.core.errors import Conflict
 from pyd.core.records import Volume
@@ -57,6 +57,21 @@ class VolumeRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Volume records by name, read through: C{GET /volumes/NAME} and every container start
+        # that names a volume ask for one, and a database thread hop costs far more than the
+        # answer. Every write of the volumes table is in this class; each bumps C{_writes}
+        # before and after, and a read that saw a write in flight is not kept.
+        self._known: dict[str, Volume] = {}
+        self._writes = 0
+
+    def _keep(self, seen: int, vol: Volume | None) -> Volume | None:
+        if vol is not None and seen == self._writes and len(self._known) < 65536:
+            self._known[vol.name] = vol
+        return vol
+
+    def _writing(self, name: str) -> None:
+        self._writes += 1
+        self._known.pop(name, None)
 
     def get_or_add(self, vol: Volume) -> Deferred[tuple[Volume, bool]]:
         """Insert C{vol} unless a volume of that name exists; fire with (stored, created)."""
@@ -80,7 +95,12 @@ class VolumeRepository:
             )
             return vol, True
 
-        return self._db.transaction(thd)
+        def written(result: Any) -> Any:
+            self._writing(vol.name)
+            return result
+
+        self._writing(vol.name)
+        return self._db.transaction(thd).addBoth(written)
 
     def get(self, name: str) -> Deferred[Volume | None]:
         """The volume named C{name}, or None."""
@@ -89,7 +109,11 @@ class VolumeRepository:
             row = conn.execute(select(VolumeRow).where(VolumeRow.name == name)).first()
             return None if row is None else _record(row)
 
-        return self._db.run(thd)
+        known = self._known.get(name)
+        if known is not None:
+            return succeed(known)
+        seen = self._writes
+        return self._db.run(thd).addCallback(lambda vol: self._keep(seen, vol))
 
     def all(self) -> Deferred[list[Volume]]:
         """Every volume, by name."""
@@ -135,7 +159,12 @@ class VolumeRepository:
                 raise Conflict(in_use_message(name, _refs(conn, name))) from e
             return _record(row)
 
-        return self._db.transaction(thd)
+        def written(result: Any) -> Any:
+            self._writing(name)
+            return result
+
+        self._writing(name)
+        return self._db.transaction(thd).addBoth(written)
 
     def add_uses(self, container_id: str, uses: Iterable[tuple[str, str]]) -> Deferred[None]:
         """Record that the container uses each (volume name, destination)."""
