@@ -21,6 +21,7 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import make_app, role
 from pyd.api.distribution import auth_from_json
+from pyd.api.errors import public_message
 from pyd.api.streams import JSONLines
 from pyd.api.wire import json_body, qbool, qint, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
@@ -215,7 +216,7 @@ class BuildRouter:
             pass
         except Exception as e:  # noqa: BLE001 - reported in-band; the traceback is logged
             log.failure("build failed")
-            out.error(f"build failed: {e}")
+            out.error("build failed: " + public_message(e))
         out.finish()
 
     @app.route("/build/prune", methods=["POST"])

@@ -31,7 +31,7 @@ from pyd.api.wire import (
     qstr,
     read_json_object,
 )
-from pyd.core.errors import InvalidParameter
+from pyd.core.errors import InvalidParameter, SystemError_
 from pyd.core.records import Container
 from pyd.core.seams import Clock
 from pyd.engine import containers as engine
@@ -153,9 +153,13 @@ class ContainersRouter:
                 continue
             if since is not None and c.created_nano <= since:
                 continue
-            if not _match(c, filters):
-                continue
-            item = list_json(c, now)
+            try:
+                if not _match(c, filters):
+                    continue
+                item = list_json(c, now)
+            except Exception:  # noqa: BLE001 - one bad record must not fail every listing
+                log.failure("container {cid} cannot be rendered", cid=c.id)
+                item = _unreadable_item(c)
             if size:
                 item["SizeRw"], item["SizeRootFs"] = await self._svc.sizes(c)
             out.append(item)
@@ -168,7 +172,13 @@ class ContainersRouter:
     async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{GET /containers/{id}/json}."""
         c = self._svc.resolve(ref)
-        out = inspect_json(c)
+        try:
+            out = inspect_json(c)
+        except Exception as e:
+            log.failure("container {cid} cannot be rendered", cid=c.id)
+            raise SystemError_(
+                f"container {c.id} has a record pyd cannot render; remove it with docker rm -f"
+            ) from e
         if self._svc.exec_ids is not None:
             out["ExecIDs"] = self._svc.exec_ids(c.id) or None
         await redact_inspect(request, c, out)
@@ -390,6 +400,26 @@ class ContainersRouter:
         finally:
             flow.release()
         return b""
+
+
+def _unreadable_item(c: Container) -> dict[str, Any]:
+    """A listing row for a record that cannot be rendered: its id, name and state, so that
+    the listing works and the container can be removed."""
+    return {
+        "Id": c.id,
+        "Names": [c.name if c.name.startswith("/") else "/" + c.name],
+        "Image": "",
+        "ImageID": c.image_id,
+        "Command": "",
+        "Created": c.created_nano // 1_000_000_000,
+        "Ports": [],
+        "Labels": {},
+        "State": c.state.status,
+        "Status": "unreadable record (see the daemon's log)",
+        "HostConfig": {"NetworkMode": ""},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    }
 
 
 def _until(value: str, now_nano: int) -> int:

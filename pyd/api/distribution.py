@@ -20,6 +20,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import make_app, role
+from pyd.api.errors import public_message
 from pyd.api.streams import JSONLines
 from pyd.api.wire import json_body, parse_filters, qstr, read_json_object
 from pyd.core.errors import InvalidParameter, PydError
@@ -189,7 +190,7 @@ async def _stream(request: Any, run: Any) -> bytes | None:
             raise
         if not isinstance(e, PydError):
             log.failure("registry operation failed", None)
-        message = e.message if isinstance(e, PydError) else f"internal error: {type(e).__name__}"
+        message = public_message(e)
         stream.lines.error(message)
         stream.lines.finish()
         return None

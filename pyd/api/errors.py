@@ -34,6 +34,19 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
+# What a client reads for a failure pyd did not classify: never the exception's class or text
+# (they name internals, errno texts and host paths); the daemon's log has the traceback.
+INTERNAL_ERROR = "internal error: see the daemon's log"
+
+
+def public_message(exc: BaseException) -> str:
+    """The message a client may read for C{exc}: a domain error's own text, else
+    L{INTERNAL_ERROR}. Streams that report errors in-band use this too."""
+    if isinstance(exc, errors.PydError):
+        return exc.message
+    return INTERNAL_ERROR
+
+
 def error_body(message: str) -> bytes:
     """dockerd's error body: C{{"message": ...}} and a newline."""
     return json.dumps({"message": message}).encode() + b"\n"
@@ -45,10 +58,7 @@ def write_error(request: Any, exc: BaseException) -> bytes:
     request.setResponseCode(code)
     if code == 304:
         return b""
-    if isinstance(exc, errors.PydError):
-        message = exc.message
-    else:
-        message = "internal error: " + type(exc).__name__
+    message = public_message(exc)
     request.setHeader(b"Content-Type", b"application/json")
     return error_body(message)
 

@@ -93,6 +93,28 @@ class ContainersApiTests(SynchronousTestCase):
         self.assertEqual(items[0]["Status"], "Up Less than a second")
         self.assertEqual(items[0]["Command"], "sleep 9")
 
+    def test_listing_survives_a_bad_record(self) -> None:
+        """One record that cannot be rendered (issue 18: a mistyped Cmd stored by an older pyd):
+        ps lists every container, the bad one with its id; inspect still works;
+        rm -f removes it."""
+        import attrs
+
+        good = self.create("good", Cmd=["true"])
+        bad = self.create("bad", Cmd=["true"])
+        c = self.svc._cache[bad]
+        self.svc._cache[bad] = attrs.evolve(
+            c, config={**c.config, "Cmd": [["sh"]], "Entrypoint": [["x"], 1]}
+        )
+        code, items = self.call("GET", "/containers/json?all=1")
+        self.assertEqual(code, 200, items)
+        self.assertEqual(sorted(i["Id"] for i in items), sorted([good, bad]))
+        row = next(i for i in items if i["Id"] == bad)
+        self.assertEqual(row["Names"], ["/bad"])
+        # inspect renders it as stored (the mistyped values pass through)
+        self.assertEqual(self.call("GET", f"/containers/{bad}/json")[0], 200)
+        self.assertEqual(self.call("DELETE", f"/containers/{bad}?force=1")[0], 204)
+        self.assertTrue(self.flushLoggedErrors(TypeError))
+
     def test_errors(self) -> None:
         """404 for unknown containers, 409 name conflict, 400 invalid config and filters."""
         self.assertEqual(
