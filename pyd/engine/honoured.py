@@ -195,3 +195,52 @@ def block_io(spec: CreateSpec) -> dict[str, Any]:
 def check_block_devices(spec: CreateSpec) -> None:
     """Create-time check of the Blkio* device paths (blocking)."""
     block_io(spec)
+
+
+# What docker update changes (applied to a running container through the runtime, stored for
+# the next start otherwise); any other field of the body is refused.
+UPDATABLE = frozenset(
+    {
+        "Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
+        "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "KernelMemory",
+        "CpuRealtimePeriod", "CpuRealtimeRuntime", "OomKillDisable", "RestartPolicy",
+    }
+)  # fmt: skip
+_ZERO: tuple[Any, ...] = (None, 0, "", False, [], {})
+
+
+def check_update(changes: dict[str, Any], host: HostLimits) -> tuple[list[str], set[str]]:
+    """The refusals and discards of a C{docker update} body.
+
+    @return: (warnings, fields to leave as they are).
+    @raise InvalidParameter: a field docker update cannot change here, or a value the kernel
+        cannot apply.
+    """
+    for key, value in changes.items():
+        if key not in UPDATABLE and value not in _ZERO:
+            raise InvalidParameter(
+                f"{key} cannot be changed by docker update: pyd applies it when the container "
+                "is created"
+            )
+    warnings: list[str] = []
+    skip: set[str] = set()
+    if changes.get("KernelMemory"):
+        warnings.append(
+            "Your kernel does not support kernel memory limit capabilities or the cgroup is not "
+            "mounted. Limitation discarded."
+        )
+        skip.add("KernelMemory")
+    if changes.get("BlkioWeight") and not host.io_weight:
+        warnings.append(
+            "Your kernel does not support Block I/O weight or the cgroup is not mounted. "
+            "Weight discarded."
+        )
+        skip.add("BlkioWeight")
+    if changes.get("OomKillDisable") and host.cgroup_v2:
+        warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+        skip.add("OomKillDisable")
+    for key in ("CpuRealtimePeriod", "CpuRealtimeRuntime"):
+        if changes.get(key) and not host.realtime:
+            what = "period" if key == "CpuRealtimePeriod" else "runtime"
+            raise InvalidParameter(f"Your kernel does not support cgroup cpu real-time {what}")
+    return warnings, skip

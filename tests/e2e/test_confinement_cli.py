@@ -283,3 +283,29 @@ class HonouredOrRefusedTests:
         ):
             r = pyd.docker("run", "--rm", "--blkio-weight", "300", IMG, "true")
             assert "Weight discarded" in r.stderr
+
+
+class UpdateTests:
+    def test_update_applied_or_refused(self, pyd: PydDaemon) -> None:
+        """docker update changes the running container's pids limit; a field update cannot
+        change (Ulimits) is a 400 naming it; the CpuCount of a create body is refused."""
+        cid = pyd.docker("run", "-d", IMG, "sleep", "300").stdout.strip()
+        pyd.docker("update", "--pids-limit", "17", cid)
+        out = pyd.docker(
+            "exec",
+            cid,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+        ).stdout.strip()
+        assert out == "17"
+        status, _, body = pyd.request(
+            "POST",
+            f"/containers/{cid}/update",
+            {"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 10}]},
+        )
+        assert status == 400 and b"Ulimits cannot be changed by docker update" in body
+        status, _, body = pyd.request(
+            "POST", "/containers/create", {"Image": IMG, "HostConfig": {"CpuCount": 2}}
+        )
+        assert status == 400 and b"CpuCount is not supported on linux" in body

@@ -143,3 +143,27 @@ class AuditTests(unittest.TestCase):
             doc = f.read()
         for field, row in AUDIT.items():
             self.assertIn(f"| `{field}` | {row.verdict} |", doc, field)
+
+
+class UpdateTests(unittest.TestCase):
+    def test_update_fields_applied_or_refused(self) -> None:
+        """docker update: the fields it changes pass; others are refused naming them; what the
+        kernel cannot apply is discarded with dockerd's warning."""
+        bare = honoured.HostLimits(cgroup_v2=True)
+        self.assertEqual(
+            honoured.check_update({"Memory": 1 << 30, "PidsLimit": 5}, bare), ([], set())
+        )
+        for key, value in (
+            ("Ulimits", [{"Name": "nofile"}]),
+            ("Devices", [{}]),
+            ("CgroupParent", "x"),
+        ):
+            with self.assertRaises(InvalidParameter) as cm:
+                honoured.check_update({key: value}, bare)
+            self.assertIn(f"{key} cannot be changed by docker update", str(cm.exception))
+        warnings, skip = honoured.check_update({"BlkioWeight": 300, "OomKillDisable": True}, bare)
+        self.assertEqual(skip, {"BlkioWeight", "OomKillDisable"})
+        self.assertEqual(len(warnings), 2)
+        with self.assertRaises(InvalidParameter) as cm:
+            honoured.check_update({"CpuRealtimeRuntime": 1000}, bare)
+        self.assertIn("does not support cgroup cpu real-time runtime", str(cm.exception))

@@ -38,6 +38,7 @@ from pyd.drivers.runtime.conmon import (
 )
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
 from pyd.engine import container_config as cc
+from pyd.engine import honoured
 from pyd.engine.containers.base import (
     PruneResult,
     WaitResult,
@@ -583,6 +584,7 @@ class ContainerLifecycle(ContainerCreate):
         @raise InvalidParameter: invalid values, mistyped JSON (dockerd's texts).
         """
         changes = parse_update(changes)
+        pre_warnings, skip = honoured.check_update(changes, self.settings.limits)
         c = self.resolve(ref)
         async with self._lock(c.id):
             c = self.resolve(c.id)
@@ -593,7 +595,7 @@ class ContainerLifecycle(ContainerCreate):
                 "CpuRealtimePeriod", "CpuRealtimeRuntime", "OomKillDisable",
             )  # fmt: skip
             for k in keys:
-                v = changes.get(k)
+                v = None if k in skip else changes.get(k)
                 if v not in (None, 0, "") or (k == "PidsLimit" and v is not None and v != 0):
                     hc[k] = v
             if changes.get("NanoCpus"):
@@ -621,7 +623,7 @@ class ContainerLifecycle(ContainerCreate):
                     "Name": rp.get("Name") or "no",
                     "MaximumRetryCount": rp.get("MaximumRetryCount") or 0,
                 }
-            warnings = cc.validate_resources(hc, self.settings.ncpu)
+            warnings = pre_warnings + cc.validate_resources(hc, self.settings.ncpu)
             if c.state.running:
                 res = oci.build_spec(
                     oci.RuntimeSpecInput(
@@ -634,10 +636,7 @@ class ContainerLifecycle(ContainerCreate):
                         terminal=False,
                         hostname="",
                         rootfs="",
-                        # OomKillDisable is stored, not applied live (as before the spec)
-                        resources=attrs.evolve(
-                            _resources_of(resources_of(hc)), oom_kill_disable=False
-                        ),
+                        resources=_resources_of(resources_of(hc)),
                     )
                 )["linux"]["resources"]
                 res.pop("devices", None)
