@@ -115,6 +115,18 @@ class CreateTests(EngineTestBase):
         self.assertEqual(c.host_config["NetworkMode"], "bridge")
         self.assertEqual(self.events.actions(cid), ["create"])
 
+    def test_event_attributes(self) -> None:
+        """Events carry the container's labels, image and name; a record stored with mistyped
+        labels (an older pyd) reads them as the spec does (Go's zero values)."""
+        cid = self.create("ev1", Image="busybox", Labels={"m": "x", "n": ""})
+        create = next(e for e in self.events.events if e.action == "create")
+        self.assertEqual(create.attributes, {"m": "x", "n": "", "image": "busybox", "name": "ev1"})
+        c = self.svc.resolve(cid)
+        odd = attrs.evolve(c, config={**c.config, "Labels": {"m": 5, "n": "y"}, "Image": 7})
+        process = self.svc.spec_of(odd).process
+        want = {**process.labels, "image": process.image or odd.image_ref, "name": "ev1"}
+        self.assertEqual(self.svc._attrs(odd), want)
+
     def test_entrypoint_resets_image_cmd(self) -> None:
         """An explicit Entrypoint drops the image's Cmd, as dockerd does."""
         self.images.images["e"] = busybox_image(Entrypoint=["/bin/app"], Cmd=["--help"])

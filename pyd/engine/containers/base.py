@@ -397,9 +397,22 @@ class ContainerBase:
         return c
 
     def _attrs(self, c: Container, **more: str) -> dict[str, str]:
-        process = self.spec_of(c).process
-        out = dict(process.labels)
-        out["image"] = process.image or c.image_ref
+        # Every event reads the labels and image: straight from the stored config when they are
+        # well typed (always, since the typed door), without decoding the whole spec again.
+        labels = c.config.get("Labels") or {}
+        image = c.config.get("Image") or ""
+        if (
+            isinstance(image, str)
+            and isinstance(labels, dict)
+            and all(
+                isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in labels.items()
+            )
+        ):
+            out = {k: v or "" for k, v in labels.items()}
+        else:
+            process = self.spec_of(c).process
+            out, image = dict(process.labels), process.image
+        out["image"] = image or c.image_ref
         out["name"] = c.name.lstrip("/")
         out.update(more)
         return out
