@@ -147,7 +147,8 @@ def _networks_json(c: Container) -> dict[str, Any]:
         if mode == "default":
             mode = "bridge"
         names = [("bridge" if n == "default" else n, n) for n in epcfg]
-        if not names and not mode.startswith("container:"):
+        left_none = mode == "none" and c.extra.get("networks_materialized")
+        if not names and not mode.startswith("container:") and not left_none:
             names = [(mode, mode)]
         for name, key in names:
             cfg = epcfg.get(key) or {}

@@ -346,6 +346,12 @@ class _ContainersForNetworks:
         """Record that the container's create-time networks are endpoint rows now."""
         await self._service().networks_materialized(container_id)
 
+    async def endpoint_config_changed(
+        self, container_id: str, network: str, config: dict[str, Any] | None
+    ) -> None:
+        """A never-started container joined or left C{network} (what inspect shows)."""
+        await self._service().endpoint_config_changed(container_id, network, config)
+
 
 def _distribution(
     config: DaemonConfig,

@@ -74,6 +74,11 @@ class Containers:
         if c is not None:
             self.refs[container_id] = attrs.evolve(c, networks_materialized=True)
 
+    async def endpoint_config_changed(
+        self, container_id: str, network: str, config: dict[str, Any] | None
+    ) -> None:
+        pass
+
 
 def result(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a coroutine that completes synchronously; return its value or raise its error."""

@@ -349,6 +349,22 @@ class ContainerBase:
             networks_materialized=bool(c.extra.get("networks_materialized")),
         )
 
+    async def endpoint_config_changed(
+        self, container_id: str, network: str, config: dict[str, Any] | None
+    ) -> None:
+        """A never-started container joined (C{config}) or left (None) C{network}: its
+        C{EndpointsConfig}, which inspect shows until it starts (L{ContainerLookup})."""
+        c = self._cache.get(container_id)
+        if c is None:
+            return
+        eps = dict(c.networking_config.get("EndpointsConfig") or {})
+        if config is None:
+            eps.pop(network, None)
+        else:
+            eps[network] = config
+        nc = {**c.networking_config, "EndpointsConfig": eps}
+        await self._save(attrs.evolve(c, networking_config=nc))
+
     async def networks_materialized(self, container_id: str) -> None:
         """Networking turned the create-time networks into endpoints (L{ContainerLookup})."""
         c = self._cache.get(container_id)

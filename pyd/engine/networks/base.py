@@ -139,6 +139,13 @@ class ContainerLookup(Protocol):
         """Record that the container's create-time networks are now endpoint rows."""
         ...
 
+    async def endpoint_config_changed(
+        self, container_id: str, network: str, config: dict[str, Any] | None
+    ) -> None:
+        """A never-started container was connected to C{network} with C{config} (None: it left
+        it): what inspect shows, as dockerd keeps C{NetworkSettings.Networks}."""
+        ...
+
 
 @attrs.frozen
 class NetworkConfig:

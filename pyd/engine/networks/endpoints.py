@@ -200,7 +200,7 @@ class Endpoints(Ipam, Ports, Dns):
         path = self.netns_path(cid)
         await self._blocking(self._nl.remove_netns, path)
         await self._stop_dns(cid)
-        if mode == "none":
+        if mode == "none" and not await self._left_none(cid):
             await self._blocking(self._nl.create_netns, path)
             return NetworkSetup(
                 netns_path=path,
@@ -272,6 +272,15 @@ class Endpoints(Ipam, Ports, Dns):
             hosts_entries=self._hosts(req, own, endpoints[0].gateway if endpoints else ""),
             **resolv,
         )
+
+    async def _left_none(self, cid: str) -> bool:
+        """Whether a "none"-mode container left "none" before its first start (disconnect)."""
+        if self.lookup is None:
+            return False
+        try:
+            return (await self.lookup.network_container(cid)).networks_materialized
+        except NotFound:
+            return False
 
     async def _materialize(
         self, cid: str, name: str, mode: str, eps_cfg: dict[str, Any]
@@ -461,7 +470,10 @@ class Endpoints(Ipam, Ports, Dns):
             raise Forbidden(
                 "container cannot be disconnected from host network or connected to host network"
             )
-        if net.driver == "null" or mode == "none":
+        # A container that left "none" before its first start may join networks (dockerd
+        # checks the networks it has, not its NetworkMode: container_operations.go).
+        left_none = mode == "none" and c.networks_materialized
+        if net.driver == "null" or (mode == "none" and not left_none):
             raise Forbidden(
                 "container cannot be connected to multiple networks with one of the networks "
                 "in private (none) mode"
@@ -473,11 +485,15 @@ class Endpoints(Ipam, Ports, Dns):
         self._check_endpoint_config(net, ep)
         atts = await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
         if any(a.network_id == net.id for a in atts):
+            if not c.running:
+                return  # dockerd: a never-started container's duplicate connect is a no-op
             raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
         att = self._new_attachment(c.id, c.name, net, ep, order=len(atts))
         await self._repo.add_endpoint(att)
         path = self.netns_path(c.id)
         resolv_text: str | None = None
+        if not c.running and self.lookup is not None:
+            await self.lookup.endpoint_config_changed(c.id, net.name, _shown_config(ep))
         if not c.running or not await self._blocking(os.path.exists, path):
             return
         try:
@@ -547,6 +563,15 @@ class Endpoints(Ipam, Ports, Dns):
                 "container cannot be disconnected from host network or connected to host network"
             )
         mode = c.network_mode or "default"
+        if net.driver == "null" and mode == "none" and not c.running:
+            if c.networks_materialized:
+                raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+            # Leaving "none" before the first start (dockerd drops it from the container's
+            # networks; a network connect may follow).
+            if self.lookup is not None:
+                await self.lookup.networks_materialized(c.id)
+                await self.lookup.endpoint_config_changed(c.id, net.name, None)
+            return
         atts = [
             a
             for a in await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
@@ -564,6 +589,8 @@ class Endpoints(Ipam, Ports, Dns):
             )
         await self._repo.remove_endpoints(c.id, net.id)
         await self._refresh()
+        if not c.running and self.lookup is not None:
+            await self.lookup.endpoint_config_changed(c.id, net.name, None)
         if att.ipv4 is not None:
             self._emit("disconnect", net, container=c.id)
             await self._notify(c.id, None)
@@ -577,3 +604,14 @@ class Endpoints(Ipam, Ports, Dns):
                 await cb(cid, eps, resolv_text)
             except Exception:  # noqa: BLE001 - a listener must not undo the kernel change
                 log.failure("endpoint change listener failed")
+
+
+def _shown_config(ep: dict[str, Any]) -> dict[str, Any]:
+    """A connect's endpoint settings as inspect shows them before the container starts."""
+    return {
+        "IPAMConfig": ep.get("IPAMConfig") or None,
+        "Links": ep.get("Links") or None,
+        "Aliases": ep.get("Aliases") or None,
+        "MacAddress": ep.get("MacAddress") or "",
+        "DriverOpts": ep.get("DriverOpts") or {},
+    }

@@ -1,0 +1,1 @@
+A differential conformance suite (tests/conformance, `make conformance-record`) compares what a client sees from pyd with dockerd's recorded answers; kill returns once the container is dead, rm of a restarting container is refused, top/update answer bad input with 4xx, auxiliary addresses are reserved, a never-started container can leave `none` and join networks.
