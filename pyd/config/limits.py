@@ -68,9 +68,8 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         _bytes,
         0,
         "max-layer-size",
-        doc="Most bytes one layer may expand to (pull, load, import, build ADD), e.g. 64MiB; "
-        "0: no limit",
-        inert="not enforced yet (issue 18)",
+        doc="Most bytes one image layer may expand to (pull, load, import; not yet build ADD), "
+        "e.g. 64MiB; 0: no limit. A refused layer leaves nothing behind",
     ),
     Option(
         "max-build-context-size",

@@ -103,7 +103,9 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         ),
         container_pids=pids,
         layers=LayerStore(
-            os.path.join(config.data_root, "storage"), HelperExtractor(runner), runner
+            os.path.join(config.data_root, "storage"),
+            HelperExtractor(runner, max_size=config.max_layer_size),
+            runner,
         ),
         fetcher=UrlFetcher(reactor, io).fetch,
         netlink=NetlinkDriver(),

@@ -76,15 +76,20 @@ class Extractor(Protocol):
 class HelperExtractor:
     """The real L{Extractor}: the L{pyd.drivers.storage.untar} helper with the file on stdin."""
 
-    def __init__(self, runner: ProcessRunner, python: str = sys.executable) -> None:
+    def __init__(
+        self, runner: ProcessRunner, python: str = sys.executable, max_size: int = 0
+    ) -> None:
         self._runner = runner
         self._python = python
+        self._max_size = max_size  # expanded bytes per layer (0: no limit)
 
     def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Spawn the helper (it chroots into C{dest})."""
         # isolated, without site-packages (sealed before it enters the layer: see untar)
         argv = sealed.helper_argv("pyd.drivers.storage.untar", dest, "--tar-out", tar_out)
         argv[0] = self._python
+        if self._max_size:
+            argv += ["--max-size", str(self._max_size)]
         if isinstance(src, FileRange):
             fd = os.dup(src.fd)
             argv += ["--range", f"{src.offset}:{src.length}"]
@@ -120,8 +125,9 @@ class HelperExtractor:
 class InProcessExtractor:
     """An L{Extractor} for unit tests: same code, no chroot, run through a L{Blocking}."""
 
-    def __init__(self, blocking: Blocking) -> None:
+    def __init__(self, blocking: Blocking, max_size: int = 0) -> None:
         self._blocking = blocking
+        self._max_size = max_size
 
     def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Extract in this process."""
@@ -132,9 +138,9 @@ class InProcessExtractor:
                 try:
                     if isinstance(src, FileRange):
                         reader = untar.RangeReader(src.fd, src.offset, src.length)
-                        return untar.run(dest, reader, out, chroot=False)
+                        return untar.run(dest, reader, out, chroot=False, max_size=self._max_size)
                     with open(src, "rb") as f:
-                        return untar.run(dest, f, out, chroot=False)
+                        return untar.run(dest, f, out, chroot=False, max_size=self._max_size)
                 except untar.UntarError as e:
                     raise ExtractFailed(str(e)) from e
 

@@ -68,11 +68,14 @@ class UntarError(Exception):
 class _HashingReader:
     """A read-only file object that hashes (and optionally copies) what passes through it."""
 
-    def __init__(self, src: Any, tee: IO[bytes] | None = None) -> None:
+    def __init__(self, src: Any, tee: IO[bytes] | None = None, limit: int = 0) -> None:
         self._src = src
         self.tee = tee
         self.hash = hashlib.sha256()
         self.count = 0
+        # Most bytes that may pass (0: no limit): the plain tar of a layer, so a small
+        # compressed blob cannot expand without bound (max-layer-size).
+        self.limit = limit
         self._peeked = b""
 
     def peek(self, n: int) -> bytes:
@@ -99,6 +102,11 @@ class _HashingReader:
         if data:
             self.hash.update(data)
             self.count += len(data)
+            if self.limit and self.count > self.limit:
+                raise UntarError(
+                    f"layer expands to more than the maximum layer size of {self.limit} bytes "
+                    "(max-layer-size)"
+                )
             if self.tee is not None:
                 self.tee.write(data)
         return bytes(data)
@@ -295,6 +303,7 @@ def run(
     chroot: bool = True,
     devices: bool = False,
     caps: tuple[int, ...] = sealed.EXTRACT_CAPS,
+    max_size: int = 0,
 ) -> dict[str, Any]:
     """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes
     (C{devices}: see L{extract}). With C{chroot}, C{dest} is entered first, sealed, with only
@@ -307,6 +316,7 @@ def run(
         plain = raw
     else:
         plain = _HashingReader(plain_src, tee=tar_out)
+    plain.limit = max_size
     if chroot:
         # nothing is loaded from the layer or the container after this (see pyd.drivers.sealed)
         sealed.preload()
@@ -336,13 +346,18 @@ def run(
 
 
 def main(argv: list[str]) -> int:
-    """C{untar DEST [--tar-out FILE] [--range OFFSET:LENGTH]}: stdin is the layer (or holds it
-    at OFFSET)."""
+    """C{untar DEST [--tar-out FILE] [--range OFFSET:LENGTH] [--max-size BYTES]}: stdin is the
+    layer (or holds it at OFFSET)."""
     args = list(argv)
     tar_out_path = None
     if "--tar-out" in args:
         i = args.index("--tar-out")
         tar_out_path = args[i + 1]
+        del args[i : i + 2]
+    max_size = 0
+    if "--max-size" in args:
+        i = args.index("--max-size")
+        max_size = int(args[i + 1])
         del args[i : i + 2]
     byte_range = None
     if "--range" in args:
@@ -362,7 +377,7 @@ def main(argv: list[str]) -> int:
         else open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - stdin
     )
     try:
-        result = run(dest, src, tar_out)
+        result = run(dest, src, tar_out, max_size=max_size)
     except UntarError as e:
         sys.stderr.write(f"{e}\n")
         return 1

@@ -1,0 +1,87 @@
+"""max-layer-size (issue 18): a small compressed layer that expands beyond the limit is refused
+with a plain message and leaves nothing behind."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.seams import InlineBlocking
+from pyd.drivers.storage.layers import ExtractFailed, InProcessExtractor, LayerStore
+
+
+class _Zeros(io.RawIOBase):
+    """C{size} zero bytes, read in pieces (never held whole)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _bomb(path: str, expanded: int) -> int:
+    """A gzip'd layer holding one file of C{expanded} zero bytes; returns its size."""
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb") as gz,
+        tarfile.open(fileobj=gz, mode="w|") as tar,
+    ):
+        ti = tarfile.TarInfo("zeros")
+        ti.size = expanded
+        tar.addfile(ti, io.BufferedReader(_Zeros(expanded), 1 << 20))
+    return os.path.getsize(path)
+
+
+def _tree_bytes(root: str) -> int:
+    total = 0
+    for d, _dirs, files in os.walk(root):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+class LayerSizeLimitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="pyd-t-bomb-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_bomb_refused_and_nothing_left(self) -> None:
+        """A ~250 KiB layer expanding to 256 MiB, with a 64 MiB limit: refused naming the
+        limit, and the storage holds under 16 MiB afterwards (nothing of the layer)."""
+        src = os.path.join(self.tmp, "bomb.tar.gz")
+        self.assertLess(_bomb(src, 256 << 20), 1 << 20)
+        root = os.path.join(self.tmp, "storage")
+        store = LayerStore(root, InProcessExtractor(InlineBlocking(), max_size=64 << 20))
+        f = self.failureResultOf(Deferred.fromCoroutine(store.extract(src)), ExtractFailed)
+        self.assertIn("maximum layer size of 67108864 bytes (max-layer-size)", str(f.value))
+        self.assertNotIn("Errno", str(f.value))
+        self.assertLess(_tree_bytes(root), 16 << 20)
+        self.assertEqual(os.listdir(os.path.join(root, "tmp")), [])
+
+    def test_under_the_limit_extracts(self) -> None:
+        """A layer under the limit extracts as before."""
+        src = os.path.join(self.tmp, "small.tar.gz")
+        _bomb(src, 1 << 20)
+        store = LayerStore(
+            os.path.join(self.tmp, "storage"),
+            InProcessExtractor(InlineBlocking(), max_size=2 << 20),
+        )
+        ex = self.successResultOf(Deferred.fromCoroutine(store.extract(src)))
+        self.assertEqual(ex.size, 1 << 20)
