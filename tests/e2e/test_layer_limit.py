@@ -1,0 +1,107 @@
+"""max-layer-size with the real CLI (issue 18's check): with C{--max-layer-size 64MiB}, a 1 MiB
+layer expanding to 1 GiB is refused by C{docker load} with a plain message, and the data root
+keeps under 16 MiB of it."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.daemon import PydDaemon
+
+pytestmark = pytest.mark.e2e
+
+GIB = 1 << 30
+
+
+def _du(root: str) -> int:
+    total = 0
+    for d, _dirs, files in os.walk(root):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def _bomb_image(path: Path) -> int:
+    """A docker-archive whose one layer is gzip'd zeros: 1 GiB expanded, about 1 MiB stored."""
+    layer = io.BytesIO()
+    plain_hash = hashlib.sha256()
+
+    class Tee(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: bytes) -> int:  # type: ignore[override]
+            plain_hash.update(b)
+            gz.write(b)
+            return len(b)
+
+    chunk = bytes(1 << 20)
+    with gzip.GzipFile(fileobj=layer, mode="wb", compresslevel=9) as gz:
+        tee = Tee()
+        info = tarfile.TarInfo("zeros")
+        info.size = GIB
+        tee.write(info.tobuf(format=tarfile.PAX_FORMAT))
+        for _ in range(GIB // len(chunk)):
+            tee.write(chunk)
+        tee.write(bytes(1024))  # end-of-archive
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["true"]},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + plain_hash.hexdigest()]},
+        }
+    ).encode()
+    cfg_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps(
+        [{"Config": cfg_name, "RepoTags": ["pyd-t-bomb:latest"], "Layers": ["layer.tar.gz"]}]
+    ).encode()
+    with tarfile.open(path, "w") as out:
+        for name, data in (
+            ("layer.tar.gz", layer.getvalue()),
+            (cfg_name, config),
+            ("manifest.json", manifest),
+        ):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            out.addfile(ti, io.BytesIO(data))
+    return len(layer.getvalue())
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[PydDaemon]:
+    d = PydDaemon(str(tmp_path / "pyd"), extra_args=["--max-layer-size", "64MiB"])
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()
+
+
+class LayerLimitTests:
+    def test_bomb_refused_leaves_nothing(self, limited: PydDaemon, tmp_path: Path) -> None:
+        """docker load of the bomb fails naming the limit; no image; the data root grew by
+        under 16 MiB."""
+        archive = tmp_path / "bomb.tar"
+        stored = _bomb_image(archive)
+        assert stored < 2 << 20, stored
+        before = _du(limited.data_root)
+        r = limited.docker("load", "-i", str(archive), check=False)
+        assert r.returncode != 0
+        assert "maximum layer size" in r.stderr, r.stderr
+        for leak in ("Errno", "Traceback", limited.data_root):
+            assert leak not in r.stderr, r.stderr
+        assert limited.docker("image", "inspect", "pyd-t-bomb", check=False).returncode != 0
+        assert _du(limited.data_root) - before < 16 << 20
