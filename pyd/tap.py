@@ -47,7 +47,7 @@ def _options_class() -> type[usage.Options]:
     return type("OptionsBase", (usage.Options,), ns)
 
 
-class Options(_options_class()):  # type: ignore[misc]
+class Options(_options_class()):  # type: ignore[misc]  # base class built at runtime from the option table
     """C{twistd pyd} flags: dockerd's names, plus pyd's own where dockerd has none."""
 
     synopsis = "[options]"

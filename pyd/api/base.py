@@ -73,7 +73,7 @@ def role(minimum: str, *, reads: str | None = None) -> Callable[[_F], _F]:
         raise ValueError(f"unknown role {minimum!r}/{reads!r}")
 
     def mark(f: _F) -> _F:
-        f.pyd_role = (minimum, reads or minimum)  # type: ignore[attr-defined]
+        f.pyd_role = (minimum, reads or minimum)  # type: ignore[attr-defined]  # a role mark stored on the handler function for the router
         return f
 
     return mark

@@ -99,7 +99,7 @@ class ApiChannel(HTTPChannel):
             for value in values:
                 parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
-        self.transport.write(b"".join(parts))  # type: ignore[union-attr]
+        self.transport.write(b"".join(parts))  # type: ignore[union-attr]  # transport is set while the channel is connected
 
     def handshakeCompleted(self) -> None:
         """Tell the connection guard below (if any) that the TLS handshake is done."""

@@ -34,7 +34,7 @@ class ClusterRouter:
 
     def resource(self) -> IResource:
         """The Klein resource."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     @app.route("/swarm/init", methods=["POST"])
     @app.route("/swarm/join", methods=["POST"])

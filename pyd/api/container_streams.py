@@ -62,7 +62,7 @@ class ContainerStreamsRouter:
 
     def resource(self) -> IResource:
         """The Klein resource."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     @app.route("/containers/<ref>/attach", methods=["POST"])
     @role("operator")

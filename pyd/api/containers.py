@@ -92,7 +92,7 @@ class ContainersRouter:
 
     def resource(self) -> IResource:
         """The Klein resource (the root also offers C{/containers} to the stream routers)."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     def _now(self) -> int:
         return int(self._clock.seconds() * 1_000_000_000)

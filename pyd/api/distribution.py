@@ -290,7 +290,7 @@ class DistributionRouter:
 
     def resource(self) -> IResource:
         """The Klein resource."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     @app.route("/distribution/<path:name>/json", methods=["GET"])
     @role("viewer")

@@ -99,7 +99,7 @@ class ExecRouter:
 
     def resource(self) -> IResource:
         """The Klein resource."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     @app.route("/containers/<ref>/exec", methods=["POST"])
     @role("operator")

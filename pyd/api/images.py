@@ -286,7 +286,7 @@ class ImagesRouter:
 
     def resource(self) -> IResource:
         """The Klein resource."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     # --- local store -------------------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class MetricsRouter:
 
     def resource(self) -> IResource:
         """The Klein resource."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     @app.route("/containers/<ref>/top", methods=["GET"])
     @role("viewer")

@@ -240,7 +240,7 @@ class ApiRequest(server.Request):
 
     def process(self) -> None:
         """Find the resource and render it, as twisted.web does."""
-        self.site = self.channel.site  # type: ignore[attr-defined]
+        self.site = self.channel.site  # type: ignore[attr-defined]  # HTTPChannel.site is set by Site.buildProtocol, untyped in twisted
         _put_headers(self, [(_DATE_NAME, _http_date())])
         self.prepath = []
         self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
@@ -258,7 +258,7 @@ class ApiSite(server.Site):
 
     noisy = False
     # our channel: a header deadline and the TLS handshake notice (no HTTP/2 offered)
-    protocol = ApiChannel  # type: ignore[assignment]
+    protocol = ApiChannel  # type: ignore[assignment]  # twisted types Site.protocol as the HTTPFactory's own channel class
     requestFactory = ApiRequest
 
     def __init__(

@@ -61,7 +61,7 @@ class VolumesRouter:
 
     def resource(self) -> IResource:
         """The Klein resource."""
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     @app.route("/volumes", methods=["GET"])
     @role("viewer")

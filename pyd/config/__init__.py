@@ -463,7 +463,7 @@ def _fields() -> dict[str, Any]:
 DaemonConfigBase = attrs.make_class("DaemonConfigBase", _fields(), frozen=True)
 
 
-class DaemonConfig(DaemonConfigBase):  # type: ignore[valid-type,misc]
+class DaemonConfig(DaemonConfigBase):  # type: ignore[valid-type,misc]  # base class made by attrs.make_class from the option table
     """The daemon's whole configuration (frozen). Attribute names are L{Option.attr}."""
 
     def __getattr__(self, name: str) -> Any:  # for mypy: attributes come from OPTIONS

@@ -84,7 +84,7 @@ def build_tls_context(config: DaemonConfig) -> Any:
         except ValueError as e:
             raise cfgmod.ConfigError(f"could not load tlscrl {config.tlscrl}: {e}") from e
         if ca_cert is not None and (
-            crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
+            crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]  # public_key() may be a non-signing key type (X25519); a CA key signs
         ):
             raise cfgmod.ConfigError(f"tlscrl {config.tlscrl} is not signed by tlscacert")
         store = ctx.get_cert_store()

@@ -252,7 +252,7 @@ def write_tree(out: IO[bytes], top: int, prefix: str = "", *, top_name: str | No
     Entry names are C{prefix} + the path below C{top}; C{top_name}, when given, adds an entry
     for C{top} itself first.
     """
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]  # typeshed's tarfile.open overloads omit format= for stream modes
         writer = TarWriter(tf)
         if top_name is not None:
             writer.add_dir(top, top_name)

@@ -19,7 +19,7 @@ from pyd.state.db import Database
 from pyd.state.models import ContainerRow
 
 # Statements built once (the per-call construction of ORM-entity DML cost more than the SQL).
-_CONTAINERS: Table = ContainerRow.__table__  # type: ignore[assignment]
+_CONTAINERS: Table = ContainerRow.__table__  # type: ignore[assignment]  # SQLAlchemy types __table__ as FromClause; a declarative model's is a Table
 _INSERT = insert(_CONTAINERS)
 _UPDATE = update(_CONTAINERS).where(_CONTAINERS.c.id == bindparam("b_id"))
 _DELETE = delete(_CONTAINERS).where(_CONTAINERS.c.id == bindparam("b_id"))

@@ -12,7 +12,7 @@ from pyd.state.db import Database
 from pyd.state.models import EventRow
 
 # Built once: constructing an ORM-entity INSERT per call cost more than the SQL itself.
-_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]  # SQLAlchemy types __table__ as FromClause; a declarative model's is a Table
 _INSERT = insert(_EVENTS)
 
 

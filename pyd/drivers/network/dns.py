@@ -124,7 +124,7 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
         if resolver is None:
             resolver = client.Resolver(servers=[(s, 53) for s in upstreams], reactor=self._reactor)
             self._clients[upstreams] = resolver
-        return resolver.query(query)  # type: ignore[no-any-return]
+        return resolver.query(query)  # type: ignore[no-any-return]  # twisted.names' Resolver.query is untyped
 
 
 class DnsServer:

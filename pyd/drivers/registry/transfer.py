@@ -123,7 +123,7 @@ class _StreamToSink(TxProtocol):
             self._transport().stopProducing()
         self._pump()
 
-    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]  # twisted's convention: the default is the ResponseDone class, not a Failure
         """The body ended (cleanly or not); finish once the writes drained."""
         self._ended = reason
         self._pump()

@@ -37,7 +37,7 @@ def write(source_base: str, rebase: str, out: IO[bytes], cwd: int | None = None)
     into C{out}."""
     here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cwd is None else cwd
     try:
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]  # typeshed's tarfile.open overloads omit format= for stream modes
             writer = fdtree.TarWriter(tf)
             if source_base == ".":
                 if rebase not in ("/", ""):

@@ -284,7 +284,7 @@ def parse_mount(value: str, expand: Callable[[str], str], workdir: str = "/") ->
         raise FrontendError(f"invalid cache sharing set for {mtype} mount")
     if ro_auto:
         fields["readonly"] = mtype not in ("cache", "tmpfs")
-    m = Mount(type=mtype, **fields)  # type: ignore[arg-type]
+    m = Mount(type=mtype, **fields)  # type: ignore[arg-type]  # fields is a dict[str, object] checked by the parser above
     if mtype == "secret":
         if m.from_:
             raise FrontendError("secret mount should not have a from")

@@ -469,8 +469,8 @@ def _build_instruction(
             need(js is not None, "SHELL requires the arguments to be in JSON form")
             need(bool(js), "SHELL requires at least one argument")
         if js is not None:
-            return Instruction(args=tuple(js), json_form=True, **common)  # type: ignore[arg-type]
-        return Instruction(args=(rest,) if rest else (), **common)  # type: ignore[arg-type]
+            return Instruction(args=tuple(js), json_form=True, **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
+        return Instruction(args=(rest,) if rest else (), **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
     if cmd in ("copy", "add", "volume"):
         try:
             js = _maybe_json(rest)
@@ -495,11 +495,11 @@ def _build_instruction(
                     f"{name} heredoc name {doc.name!r} is not a valid file name "
                     "(it must not contain / or be . or ..)",
                 )
-        return Instruction(args=tuple(words), json_form=js is not None, **common)  # type: ignore[arg-type]
+        return Instruction(args=tuple(words), json_form=js is not None, **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
     if cmd in ("env", "label"):
         need(bool(rest), f"{name} requires at least one argument")
         pairs = _name_vals(rest, name, escape, line)
-        return Instruction(pairs=tuple(pairs), **common)  # type: ignore[arg-type]
+        return Instruction(pairs=tuple(pairs), **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
     if cmd == "arg":
         words = parse_words(rest, escape)
         need(bool(words), "ARG requires at least one argument")
@@ -508,7 +508,7 @@ def _build_instruction(
             k, eq, v = w.partition("=")
             need(bool(k), "ARG names can not be blank")
             arg_pairs.append((k, v if eq else None))
-        return Instruction(pairs=tuple(arg_pairs), **common)  # type: ignore[arg-type]
+        return Instruction(pairs=tuple(arg_pairs), **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
     if cmd in ("from", "expose"):
         words = rest.split()
         if cmd == "from":
@@ -523,17 +523,17 @@ def _build_instruction(
                 )
         else:
             need(bool(words), "EXPOSE requires at least one argument")
-        return Instruction(args=tuple(words), **common)  # type: ignore[arg-type]
+        return Instruction(args=tuple(words), **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
     if cmd in ("workdir", "user", "stopsignal", "maintainer"):
         need(bool(rest), f"{name} requires exactly one argument")
-        return Instruction(args=(rest,), **common)  # type: ignore[arg-type]
+        return Instruction(args=(rest,), **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
     if cmd == "healthcheck":
         words = rest.split(None, 1)
         need(bool(words), "HEALTHCHECK requires at least one argument")
         kind = words[0].upper()
         if kind == "NONE":
             need(len(words) == 1, "HEALTHCHECK NONE takes no arguments")
-            return Instruction(args=("NONE",), **common)  # type: ignore[arg-type]
+            return Instruction(args=("NONE",), **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
         need(kind == "CMD", f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
         body = words[1].strip() if len(words) > 1 else ""
         need(bool(body), "Missing command after HEALTHCHECK CMD")
@@ -542,7 +542,7 @@ def _build_instruction(
         except ValueError as e:
             raise DockerfileError(line, str(e)) from None
         test = ("CMD", *js) if js is not None else ("CMD-SHELL", body)
-        hc = Instruction(args=test, json_form=js is not None, **common)  # type: ignore[arg-type]
+        hc = Instruction(args=test, json_form=js is not None, **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
         # dockerd checks the durations and retries when it parses the instruction.
         for flag in ("interval", "timeout", "start-period", "start-interval"):
             if hc.has_flag(flag):
@@ -575,7 +575,7 @@ def _build_instruction(
         escape,
         heredocs,
     )
-    return Instruction(trigger=rest, **common)  # type: ignore[arg-type]
+    return Instruction(trigger=rest, **common)  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
 
 
 def _name_vals(rest: str, key: str, escape: str, line: int) -> list[tuple[str, str | None]]:
@@ -608,7 +608,7 @@ def _group(nodes: list[Instruction], escape: str, warnings: tuple[str, ...]) -> 
 
     def close() -> None:
         if current is not None:
-            stages.append(Stage(commands=tuple(commands), **current))  # type: ignore[arg-type]
+            stages.append(Stage(commands=tuple(commands), **current))  # type: ignore[arg-type]  # common fields are a dict[str, object] of the known Instruction fields
 
     for node in nodes:
         if node.cmd == "from":

@@ -153,7 +153,7 @@ class Endpoints(Ipam, Ports, Dns):
                 exposed_ports,
             )
 
-        return await self._locked(run)  # type: ignore[no-any-return]
+        return await self._locked(run)  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
 
     def _hosts(
         self, req: NetworkRequest, own: tuple[str, str] | None, gateway: str

@@ -107,7 +107,7 @@ class NetworkService(Endpoints):
 
     async def create(self, req: CreateRequest) -> tuple[Network, str]:
         """C{docker network create}. @return: the network and a warning ("" if none)."""
-        return await self._locked(lambda: self._create(req))  # type: ignore[no-any-return]
+        return await self._locked(lambda: self._create(req))  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
 
     async def _create(self, req: CreateRequest) -> tuple[Network, str]:
         name = req.name.strip()
@@ -264,7 +264,7 @@ class NetworkService(Endpoints):
                 gone.append(n.name)
             return gone
 
-        return await self._locked(run)  # type: ignore[no-any-return]
+        return await self._locked(run)  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
 
 
 def _label_match(labels: dict[str, str], spec: str) -> bool:
