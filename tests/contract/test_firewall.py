@@ -1,0 +1,200 @@
+"""Contract of the firewall seam (L{pyd.engine.networks.FirewallOps}): what networking relies on
+from pyd's nftables tables, run against the fake (always) and, under the integration marker, the
+real L{FirewallDriver} (root) inside a network namespace of the test's own, so the host's
+tables are never touched. A behaviour the fake shows and the driver does not (or the reverse)
+fails here, not in a test that trusted the fake.
+
+Nothing here sends traffic: the rules name a bridge that does not exist and a 10.2xx.y.0/24
+that no route covers; the namespaces (and every table in them) are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.python.failure import Failure
+
+from pyd.drivers.network.nft import (
+    DNS_TABLE,
+    BridgeRules,
+    FirewallDriver,
+    PortRule,
+    Ruleset,
+    table_name,
+)
+from pyd.drivers.process import ProcessResult
+from pyd.engine.networks import FirewallOps
+from tests.fakes.network import FakeFirewall
+from tests.helpers.netsvc import SyncRunner
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a coroutine whose awaits are all already fired (fake, or the synchronous runner)."""
+    out: list[Any] = []
+    ensureDeferred(coro).addBoth(out.append)
+    assert out, "the call did not finish synchronously"
+    if isinstance(out[0], Failure):
+        out[0].raiseException()
+    return out[0]
+
+
+class InNetns:
+    """A ProcessRunner that runs each program inside the namespace pinned at C{path}."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._inner = SyncRunner()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        check: bool = False,
+        child_fds: Mapping[int, Any] | None = None,
+    ) -> Deferred[ProcessResult]:
+        return self._inner.run(["nsenter", f"--net={self.path}", *argv], stdin=stdin)
+
+
+class Firewall:
+    """One driver under test, and how to observe what it left in the kernel."""
+
+    def __init__(self, ops: FirewallOps, tag: str) -> None:
+        self.ops = ops
+        self.tag = tag
+        self.bridge = "pydf" + tag
+
+    def table_ports(self) -> set[int] | None:
+        """The host ports the table publishes, or None when there is no table."""
+        raise NotImplementedError
+
+    def dns_table(self, netns_path: str) -> bool:
+        """Whether the namespace at C{netns_path} holds pyd's DNS table."""
+        raise NotImplementedError
+
+
+class FakeSide(Firewall):
+    def __init__(self, tag: str) -> None:
+        self.fake = FakeFirewall()
+        super().__init__(self.fake, tag)
+
+    def table_ports(self) -> set[int] | None:
+        rules = self.fake.rules
+        return None if rules is None else {p.host_port for p in rules.ports}
+
+    def dns_table(self, netns_path: str) -> bool:
+        return netns_path in self.fake.dns_tables
+
+    def container_netns(self, name: str) -> str:
+        return f"/run/netns/{name}"
+
+
+class RealSide(Firewall):
+    def __init__(self, tag: str) -> None:
+        self.namespaces: list[str] = []
+        self.host_ns = self._add_netns(f"pydfw{tag}")
+        super().__init__(FirewallDriver(InNetns(self.host_ns), table_name(f"/tmp/c{tag}")), tag)
+
+    def _add_netns(self, name: str) -> str:
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        self.namespaces.append(name)
+        return f"/run/netns/{name}"
+
+    def container_netns(self, name: str) -> str:
+        return self._add_netns(name)
+
+    def _nft(self, netns_path: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", f"--net={netns_path}", "nft", *argv], capture_output=True, text=True
+        )
+
+    def table_ports(self) -> set[int] | None:
+        r = self._nft(self.host_ns, "-j", "list", "table", "ip", self.ops.table)
+        if r.returncode != 0:
+            return None
+        ports: set[int] = set()
+        for item in json.loads(r.stdout)["nftables"]:
+            for expr in item.get("rule", {}).get("expr", []):
+                match = expr.get("match", {})
+                payload = match.get("left", {}).get("payload", {})
+                if payload.get("field") == "dport" and isinstance(match.get("right"), int):
+                    ports.add(match["right"])
+        return ports
+
+    def dns_table(self, netns_path: str) -> bool:
+        return self._nft(netns_path, "list", "table", "ip", DNS_TABLE).returncode == 0
+
+    def cleanup(self) -> None:
+        for name in self.namespaces:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def _fake() -> Iterator[FakeSide]:
+    yield FakeSide(secrets.token_hex(3))
+
+
+def _real() -> Iterator[RealSide]:
+    if os.geteuid() != 0:
+        pytest.skip("the real firewall driver needs root")
+    side = RealSide(secrets.token_hex(3))
+    try:
+        yield side
+    finally:
+        side.cleanup()
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.integration)])
+def fw(request: pytest.FixtureRequest) -> Iterator[FakeSide | RealSide]:
+    yield from (_fake() if request.param == "fake" else _real())
+
+
+def _rules(bridge: str, *host_ports: int) -> Ruleset:
+    return Ruleset(
+        bridges=(BridgeRules(bridge=bridge, subnet="10.251.7.0/24"),),
+        ports=tuple(PortRule("tcp", "", port, "10.251.7.2", 80) for port in host_ports),
+    )
+
+
+def test_remove_without_table_is_quiet(fw: FakeSide | RealSide) -> None:
+    """remove() on a daemon that never applied anything succeeds and leaves no table."""
+    _run(fw.ops.remove())
+    assert fw.table_ports() is None
+
+
+def test_apply_replaces_whole_table(fw: FakeSide | RealSide) -> None:
+    """Each apply() replaces the table: a port of the previous ruleset does not survive."""
+    _run(fw.ops.apply(_rules(fw.bridge, 18080, 18081)))
+    assert fw.table_ports() == {18080, 18081}
+    _run(fw.ops.apply(_rules(fw.bridge, 18082)))
+    assert fw.table_ports() == {18082}
+    _run(fw.ops.apply(Ruleset()))
+    assert fw.table_ports() == set()
+
+
+def test_remove_deletes_table(fw: FakeSide | RealSide) -> None:
+    """remove() deletes the table whole; a second remove() is still quiet."""
+    _run(fw.ops.apply(_rules(fw.bridge, 18080)))
+    _run(fw.ops.remove())
+    assert fw.table_ports() is None
+    _run(fw.ops.remove())
+    assert fw.table_ports() is None
+
+
+def test_dns_table_in_container_namespace(fw: FakeSide | RealSide) -> None:
+    """apply_dns() puts the DNS table in that namespace only, and may be repeated."""
+    ns1 = fw.container_netns(f"pydfc{fw.tag}a")
+    ns2 = fw.container_netns(f"pydfc{fw.tag}b")
+    _run(fw.ops.apply_dns(ns1, "127.0.0.11", 40053, 40054))
+    _run(fw.ops.apply_dns(ns1, "127.0.0.11", 40055, 40056))
+    assert fw.dns_table(ns1)
+    assert not fw.dns_table(ns2)
+    assert fw.table_ports() is None
