@@ -16,7 +16,7 @@ import stat
 import pytest
 
 from tests.helpers.daemon import PydDaemon
-from tests.helpers.images import DEFAULT_TAG
+from tests.helpers.images import DEFAULT_TAG, load_busybox
 
 pytestmark = pytest.mark.e2e
 IMG = DEFAULT_TAG
@@ -309,3 +309,45 @@ class UpdateTests:
             "POST", "/containers/create", {"Image": IMG, "HostConfig": {"CpuCount": 2}}
         )
         assert status == 400 and b"CpuCount is not supported on linux" in body
+
+
+class DaemonOptionTests:
+    def test_unconfined_daemon_with_no_new_privileges(self, tmp_path: object) -> None:
+        """--seccomp-profile unconfined --no-new-privileges: info shows both and dockerd's
+        warning; containers run without a filter and with NoNewPrivs, unless they opt out."""
+        d = PydDaemon(
+            os.path.join(str(tmp_path), "d"),
+            extra_args=["--seccomp-profile", "unconfined", "--no-new-privileges"],
+        )
+        try:
+            d.start()
+            load_busybox(d)
+            info = json.loads(d.docker("info", "--format", "{{json .}}").stdout)
+            assert "name=seccomp,profile=unconfined" in info["SecurityOptions"]
+            assert "name=no-new-privileges" in info["SecurityOptions"]
+            assert "WARNING: daemon is not using the default seccomp profile" in info["Warnings"]
+            out = d.docker(
+                "run",
+                "--rm",
+                IMG,
+                "sh",
+                "-c",
+                "unshare -U true && grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+            ).stdout.split()
+            assert out == ["NoNewPrivs:", "1", "Seccomp:", "0"]
+            out = d.docker(
+                "run",
+                "--rm",
+                "--security-opt",
+                "no-new-privileges=false",
+                "--security-opt",
+                "seccomp=builtin",
+                IMG,
+                "grep",
+                "-E",
+                "^(Seccomp|NoNewPrivs):",
+                "/proc/self/status",
+            ).stdout.split()
+            assert out == ["NoNewPrivs:", "0", "Seccomp:", "2"]
+        finally:
+            d.cleanup()
