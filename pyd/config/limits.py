@@ -77,8 +77,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         _bytes,
         0,
         "max-build-context-size",
-        doc="Most bytes a build context may expand to; 0: no limit",
-        inert="not enforced yet (issue 18)",
+        doc="Most bytes a build context may expand to (its entries' data); 0: no limit",
     ),
     Option(
         "min-free-space",

@@ -214,6 +214,7 @@ def build_service(
         docker_version=ENGINE_VERSION,
         allow_insecure=builder_allows_insecure(config.builder),
         allow_host_network=builder_allows_host_network(config.builder),
+        max_context_size=config.max_build_context_size,
     )
     system = SystemService(
         "",

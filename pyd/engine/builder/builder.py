@@ -90,7 +90,10 @@ class BuildService:
         cache_root: str = "",
         allow_insecure: bool = False,
         allow_host_network: bool = True,
+        max_context_size: int = 0,
     ) -> None:
+        # max-build-context-size: expanded bytes of an uploaded context (0: no limit)
+        self.max_context_size = max_context_size
         self.docker_version = docker_version  # written into built images, as dockerd does
         # RUN --mount=type=cache directories, kept between builds (builder prune reclaims them).
         self.cache = mounts.CacheStore(cache_root or root.rstrip("/") + "-cache")
@@ -124,7 +127,7 @@ class BuildService:
         context = os.path.join(workdir, "context")
         try:
             await self.io.run(os.makedirs, context, 0o700)
-            await self.io.run(fs.extract_context, body, context)
+            await self.io.run(fs.extract_context, body, context, self.max_context_size)
             raw = await self.io.run(fs.read_dockerfile, context, options.dockerfile)
             await self.io.run(fs.apply_dockerignore, context, (fs.clean_rel(options.dockerfile),))
             if not raw:

@@ -112,7 +112,8 @@ def _open_maybe_compressed(f: BinaryIO) -> IO[bytes]:
     return f
 
 
-def _context_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+def _context_members(tf: tarfile.TarFile, max_size: int = 0) -> Iterator[tarfile.TarInfo]:
+    total = 0
     while True:
         try:
             m = tf.next()
@@ -130,17 +131,25 @@ def _context_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
                 f"Error processing tar file: invalid build context entry {m.name!r}: "
                 "it points outside of the context"
             )
+        total += max(m.size, 0) + tarfile.BLOCKSIZE
+        if max_size and total > max_size:
+            # before the entry is written: the context directory is removed by the caller
+            raise BuildFileError(
+                "the build context is larger than the maximum build context size of "
+                f"{max_size} bytes (max-build-context-size)"
+            )
         yield m
 
 
-def extract_context(src: BinaryIO, dest: str) -> int:
+def extract_context(src: BinaryIO, dest: str, max_size: int = 0) -> int:
     """Extract the uploaded context tar into the empty directory C{dest}; return bytes written.
 
     Only directories, regular files, symlinks and hardlinks are created, each inside the context
     (L{intar}); owners are not kept (the CLI sends 0:0). An entry whose name leaves the root is
-    refused.
+    refused. With C{max_size}, a context whose entries (data plus a header block each) add up
+    to more is refused before the entry that crosses it is written.
 
-    @raise BuildFileError: a broken tar or an entry escaping the context.
+    @raise BuildFileError: a broken tar, an entry escaping the context, or too large.
     """
     if src is None or not src.read(1):
         return 0  # an empty body: an empty context
@@ -152,7 +161,7 @@ def extract_context(src: BinaryIO, dest: str) -> int:
         raise BuildFileError("failed to read the build context: not a tar archive") from e
     try:
         with InRoot(dest) as ctx:
-            return intar.extract(tf, _context_members(tf), ctx, "/", intar.Policy())
+            return intar.extract(tf, _context_members(tf, max_size), ctx, "/", intar.Policy())
     except intar.MemberError as e:
         raise BuildFileError(f"Error processing tar file: {e}") from e
     except OSError as e:

@@ -545,3 +545,27 @@ class DeferredCancelTests(BuilderTestCase):
         self.failureResultOf(d, CancelledError)
         self.assertEqual(containers.created, {})
         self.assertNotIn("c:latest", self.images.tags)
+
+
+class ContextLimitTests(BuilderTestCase):
+    """max-build-context-size (issue 18): a context that expands beyond it is refused before
+    the entry that crosses it is written, and nothing of it is left."""
+
+    def test_too_large_context_refused(self) -> None:
+        """A 2 MiB file with a 1 MiB limit: 400 naming the limit; the build directory is gone."""
+        self.svc.max_context_size = 1 << 20
+        d = Deferred.fromCoroutine(
+            self.svc.prepare(
+                make_tar({"Dockerfile": "FROM busybox\n", "big": b"\0" * (2 << 20)}),
+                BuildOptions(),
+            )
+        )
+        f = self.failureResultOf(d, InvalidParameter)
+        self.assertIn("maximum build context size of 1048576 bytes", f.value.message)
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "builds")), [])
+
+    def test_context_under_the_limit(self) -> None:
+        """Under the limit the build prepares as before."""
+        self.svc.max_context_size = 1 << 20
+        res, _ = self.build({"Dockerfile": "FROM busybox\n", "small": b"x" * 1000})
+        self.assertTrue(res.image_id)
