@@ -123,10 +123,11 @@ def _networks_json(c: Container) -> dict[str, Any]:
         cfg = epcfg.get(e.network_name) or {}
         out[e.network_name] = {
             "IPAMConfig": cfg.get("IPAMConfig"),
-            "Links": None,
+            # What the create or connect request asked stays visible once running (dockerd).
+            "Links": cfg.get("Links") or None,
             "Aliases": list(e.aliases) or None,
             "MacAddress": e.mac,
-            "DriverOpts": None,
+            "DriverOpts": cfg.get("DriverOpts"),
             "GwPriority": 0,
             "NetworkID": e.network_id,
             "EndpointID": e.endpoint_id,

@@ -260,6 +260,14 @@ SCENARIOS: tuple[Scenario, ...] = (
             d("network", "connect", "--ip", "172.28.5.20", "--alias", "db", "conf-net", "conf-n2"),
             d("inspect", "-f", "{{json .NetworkSettings.Networks}}", "conf-n2"),
             d("start", "conf-n2"),
+            d(
+                "inspect",
+                "-f",
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} "
+                "{{json $v.IPAMConfig}} {{json $v.Links}} {{json $v.DriverOpts}} {{$v.IPAddress}}"
+                "{{end}}",
+                "conf-n2",
+            ),
             d("exec", "conf-n2", "cat", "/etc/hosts"),
             d("network", "connect", "conf-net", "conf-n2"),
             # Connecting a never-started container to a network it is on changes nothing.
