@@ -36,10 +36,12 @@ def read_patterns(data: str | bytes) -> list[str]:
     if data.startswith("\ufeff"):
         data = data[1:]
     out = []
-    for raw in data.splitlines():
+    # Lines end at \n only (a trailing \r dropped), as Go's bufio.Scanner splits them; str's
+    # splitlines would also split at \x1c, \x85, \u2028 and the like.
+    for raw in data.split("\n"):
         if raw.startswith("#"):
             continue
-        line = raw.strip()
+        line = raw.removesuffix("\r").strip()
         if not line:
             continue
         invert = line.startswith("!")
@@ -48,6 +50,8 @@ def read_patterns(data: str | bytes) -> list[str]:
             if not line:
                 raise InvalidParameter('illegal exclusion pattern: "!"')
         line = posixpath.normpath(line)
+        if line.startswith("//"):  # POSIX keeps a leading "//", Go's filepath.Clean does not
+            line = "/" + line.lstrip("/")
         if len(line) > 1 and line.startswith("/"):
             line = line[1:]
         out.append(("!" if invert else "") + line)

@@ -37,3 +37,10 @@ class IgnoreTests(SynchronousTestCase):
         self.assertFalse(m.matches("f/o"))
         self.assertTrue(m.matches("b1.txt"))
         self.assertFalse(m.matches("c1.txt"))
+
+    def test_read_as_go_does(self) -> None:
+        """Lines end at \n only (CRLF files work); a leading // is one / (filepath.Clean)."""
+        self.assertEqual(read_patterns("a\r\nb\x1cc\n//d/e\n!//f\n"), ["a", "b\x1cc", "d/e", "!f"])
+        m = PatternMatcher(read_patterns("//secret\n"))
+        self.assertTrue(m.matches("secret"))
+        self.assertTrue(m.matches("secret/key"))
