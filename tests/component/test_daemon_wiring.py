@@ -24,12 +24,13 @@ from pyd.drivers.fswatch import DirWatcher
 from pyd.drivers.network.dns import NameTable
 from pyd.drivers.process import ProcessResult
 from pyd.drivers.registry import HTTPClients
-from pyd.drivers.storage.layers import InProcessExtractor, LayerStore
+from pyd.drivers.storage.layers import InProcessExtractor
 from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.engine.system import HostFacts
 from pyd.state import migrate
 from pyd.state.db import Database, make_engine
+from tests.fakes.layers import UnmountedLayerStore
 from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
 from tests.fakes.runtime import FakeRuntime
 from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
@@ -45,22 +46,6 @@ class NoProcesses:
     def run(self, argv: Any, **kw: Any) -> Deferred[ProcessResult]:
         self.argvs.append(tuple(argv))
         return succeed(ProcessResult(tuple(argv), 127, b"", b"not in this test"))
-
-
-class UnmountedLayerStore(LayerStore):
-    """The real layer store, except that a container's root filesystem is a plain directory
-    instead of an overlay mount (no privileges, no kernel state)."""
-
-    def mount_rw(self, container_id: str, lower_cache_ids: Any) -> str:
-        merged = self.merged_dir(container_id)
-        os.makedirs(merged, exist_ok=True)
-        return merged
-
-    def unmount_rw(self, container_id: str) -> None:
-        pass
-
-    def is_mounted(self, container_id: str) -> bool:
-        return False
 
 
 def fake_drivers(root: str, runtime: FakeRuntime, resolvers: list[NameTable]) -> Any:
