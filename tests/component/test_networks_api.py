@@ -333,6 +333,34 @@ class NetworksApiTests(SynchronousTestCase):
         self.assertIn("web-alias", setup.endpoints[0].dns_names)
         self.assertNotIn("old", setup.endpoints[0].dns_names)
 
+    def test_release_of_stopped_and_running(self) -> None:
+        """Removing a container that is not running (never started) leaves the firewall and
+        the other containers' endpoints as they are; removing a running one takes its endpoint
+        off the network."""
+        from tests.helpers.netsvc import ContainerRef
+
+        self.call("POST", "/networks/create", {"Name": "relnet"})
+        run = self.add_container("run")
+        self.containers.refs[run] = ContainerRef(run, "run", True, "relnet")
+        self.successResultOf(
+            Deferred.fromCoroutine(
+                self.service.setup(run, "/run", "run", "relnet", {}, NetworkRequest(), [])
+            )
+        )
+        idle = self.add_container("idle")
+        code, _ = self.call("POST", "/networks/relnet/connect", {"Container": "idle"})
+        self.assertEqual(code, 200)
+        _, net = self.call("GET", "/networks/relnet")
+        self.assertEqual(list(net["Containers"]), [run])
+        applied = self.firewall.applied
+        self.successResultOf(Deferred.fromCoroutine(self.service.release(idle)))
+        self.assertEqual(self.firewall.applied, applied)
+        _, net = self.call("GET", "/networks/relnet")
+        self.assertEqual(list(net["Containers"]), [run])
+        self.successResultOf(Deferred.fromCoroutine(self.service.release(run)))
+        _, net = self.call("GET", "/networks/relnet")
+        self.assertEqual(net["Containers"], {})
+
     def test_canonical_mode_by_id(self) -> None:
         """--network <host or none network id/prefix> means host/none mode; other networks and
         unknown names are left as given."""
