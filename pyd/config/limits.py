@@ -86,8 +86,8 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "",
         "min-free-space",
         doc="Free space kept on the data root's filesystem (N% or a size; empty: 5% or 2GiB, "
-        "whichever is smaller; 0: none): extraction, pull, build and log writing stop below it",
-        inert="not enforced yet (issue 18)",
+        "whichever is smaller; 0: none): layer extraction (pull, load, import) stops below it; "
+        "not yet build or log writing",
     ),
     Option(
         "max-connections-per-peer",

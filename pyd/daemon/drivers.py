@@ -16,6 +16,7 @@ import attrs
 from twisted.application.service import IService
 
 from pyd.config import DaemonConfig
+from pyd.config.limits import free_reserve_bytes
 from pyd.core.seams import Blocking, ThreadPoolBlocking
 from pyd.daemon.tree import PoolService
 from pyd.drivers.fswatch import DirWatcher
@@ -104,7 +105,7 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         container_pids=pids,
         layers=LayerStore(
             os.path.join(config.data_root, "storage"),
-            HelperExtractor(runner, max_size=config.max_layer_size),
+            HelperExtractor(runner, max_size=config.max_layer_size, keep_free=_keep_free(config)),
             runner,
         ),
         fetcher=UrlFetcher(reactor, io).fetch,
@@ -125,3 +126,9 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         ),
         log_watcher=DirWatcher(reactor),
     )
+
+
+def _keep_free(config: DaemonConfig) -> int:
+    """The free-space reserve in bytes for the data root's filesystem (min-free-space)."""
+    st = os.statvfs(config.data_root)
+    return free_reserve_bytes(config.min_free_space, st.f_blocks * st.f_frsize)

@@ -85,3 +85,36 @@ class LayerSizeLimitTests(SynchronousTestCase):
         )
         ex = self.successResultOf(Deferred.fromCoroutine(store.extract(src)))
         self.assertEqual(ex.size, 1 << 20)
+
+
+class FreeSpaceReserveTests(SynchronousTestCase):
+    """min-free-space (issue 18): extraction stops when the filesystem would fall below it."""
+
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="pyd-t-reserve-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_below_reserve_refused(self) -> None:
+        """A reserve above what the filesystem has free: the layer is refused naming the rule,
+        and nothing of it is left."""
+        src = os.path.join(self.tmp, "small.tar.gz")
+        _bomb(src, 1 << 20)
+        root = os.path.join(self.tmp, "storage")
+        st = os.statvfs(self.tmp)
+        reserve = st.f_bavail * st.f_frsize + (1 << 30)
+        store = LayerStore(root, InProcessExtractor(InlineBlocking(), keep_free=reserve))
+        f = self.failureResultOf(Deferred.fromCoroutine(store.extract(src)), ExtractFailed)
+        self.assertIn(f"keeps {reserve} bytes free (min-free-space)", str(f.value))
+        self.assertNotIn(self.tmp, str(f.value))
+        self.assertEqual(os.listdir(os.path.join(root, "tmp")), [])
+
+    def test_checked_while_extracting(self) -> None:
+        """The check runs again as the plain tar passes (every 16 MiB), not only at the start."""
+        from pyd.drivers.storage import untar
+
+        calls: list[int] = []
+        reader = untar._HashingReader(io.BytesIO(bytes(40 << 20)))
+        reader.space_check = lambda: calls.append(reader.count)
+        while reader.read(1 << 20):
+            pass
+        self.assertEqual(len(calls), 3)  # at 1, 17 and 33 MiB

@@ -77,11 +77,16 @@ class HelperExtractor:
     """The real L{Extractor}: the L{pyd.drivers.storage.untar} helper with the file on stdin."""
 
     def __init__(
-        self, runner: ProcessRunner, python: str = sys.executable, max_size: int = 0
+        self,
+        runner: ProcessRunner,
+        python: str = sys.executable,
+        max_size: int = 0,
+        keep_free: int = 0,
     ) -> None:
         self._runner = runner
         self._python = python
         self._max_size = max_size  # expanded bytes per layer (0: no limit)
+        self._keep_free = keep_free  # bytes the filesystem keeps free (0: no reserve)
 
     def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Spawn the helper (it chroots into C{dest})."""
@@ -90,6 +95,8 @@ class HelperExtractor:
         argv[0] = self._python
         if self._max_size:
             argv += ["--max-size", str(self._max_size)]
+        if self._keep_free:
+            argv += ["--keep-free", str(self._keep_free)]
         if isinstance(src, FileRange):
             fd = os.dup(src.fd)
             argv += ["--range", f"{src.offset}:{src.length}"]
@@ -125,9 +132,10 @@ class HelperExtractor:
 class InProcessExtractor:
     """An L{Extractor} for unit tests: same code, no chroot, run through a L{Blocking}."""
 
-    def __init__(self, blocking: Blocking, max_size: int = 0) -> None:
+    def __init__(self, blocking: Blocking, max_size: int = 0, keep_free: int = 0) -> None:
         self._blocking = blocking
         self._max_size = max_size
+        self._keep_free = keep_free
 
     def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
         """Extract in this process."""
@@ -138,9 +146,23 @@ class InProcessExtractor:
                 try:
                     if isinstance(src, FileRange):
                         reader = untar.RangeReader(src.fd, src.offset, src.length)
-                        return untar.run(dest, reader, out, chroot=False, max_size=self._max_size)
+                        return untar.run(
+                            dest,
+                            reader,
+                            out,
+                            chroot=False,
+                            max_size=self._max_size,
+                            keep_free=self._keep_free,
+                        )
                     with open(src, "rb") as f:
-                        return untar.run(dest, f, out, chroot=False, max_size=self._max_size)
+                        return untar.run(
+                            dest,
+                            f,
+                            out,
+                            chroot=False,
+                            max_size=self._max_size,
+                            keep_free=self._keep_free,
+                        )
                 except untar.UntarError as e:
                     raise ExtractFailed(str(e)) from e
 

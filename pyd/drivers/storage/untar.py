@@ -65,6 +65,21 @@ class UntarError(Exception):
     """The layer cannot be extracted (malformed or hostile)."""
 
 
+SPACE_CHECK_EVERY = 16 << 20  # bytes of plain tar between two free-space checks
+
+
+def check_free_space(root: str, keep_free: int) -> None:
+    """Refuse to go on when the filesystem of C{root} has less than C{keep_free} bytes free.
+
+    @raise UntarError: below the reserve (the message names the rule, not the path)."""
+    st = os.statvfs(root)
+    if st.f_bavail * st.f_frsize < keep_free:
+        raise UntarError(
+            f"not enough free space: the data root's filesystem keeps {keep_free} bytes free "
+            "(min-free-space)"
+        )
+
+
 class _HashingReader:
     """A read-only file object that hashes (and optionally copies) what passes through it."""
 
@@ -76,6 +91,9 @@ class _HashingReader:
         # Most bytes that may pass (0: no limit): the plain tar of a layer, so a small
         # compressed blob cannot expand without bound (max-layer-size).
         self.limit = limit
+        # Called every SPACE_CHECK_EVERY bytes (the free-space reserve, min-free-space).
+        self.space_check: Any = None
+        self._next_check = 0
         self._peeked = b""
 
     def peek(self, n: int) -> bytes:
@@ -102,6 +120,9 @@ class _HashingReader:
         if data:
             self.hash.update(data)
             self.count += len(data)
+            if self.space_check is not None and self.count >= self._next_check:
+                self._next_check = self.count + SPACE_CHECK_EVERY
+                self.space_check()
             if self.limit and self.count > self.limit:
                 raise UntarError(
                     f"layer expands to more than the maximum layer size of {self.limit} bytes "
@@ -304,6 +325,7 @@ def run(
     devices: bool = False,
     caps: tuple[int, ...] = sealed.EXTRACT_CAPS,
     max_size: int = 0,
+    keep_free: int = 0,
 ) -> dict[str, Any]:
     """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes
     (C{devices}: see L{extract}). With C{chroot}, C{dest} is entered first, sealed, with only
@@ -325,6 +347,9 @@ def run(
         root = "/"
     else:
         root = dest
+    if keep_free:
+        check_free_space(root, keep_free)
+        plain.space_check = lambda: check_free_space(root, keep_free)
     try:
         size = extract(plain, root, devices)
         plain.drain()
@@ -346,8 +371,8 @@ def run(
 
 
 def main(argv: list[str]) -> int:
-    """C{untar DEST [--tar-out FILE] [--range OFFSET:LENGTH] [--max-size BYTES]}: stdin is the
-    layer (or holds it at OFFSET)."""
+    """C{untar DEST [--tar-out FILE] [--range OFFSET:LENGTH] [--max-size BYTES]
+    [--keep-free BYTES]}: stdin is the layer (or holds it at OFFSET)."""
     args = list(argv)
     tar_out_path = None
     if "--tar-out" in args:
@@ -358,6 +383,11 @@ def main(argv: list[str]) -> int:
     if "--max-size" in args:
         i = args.index("--max-size")
         max_size = int(args[i + 1])
+        del args[i : i + 2]
+    keep_free = 0
+    if "--keep-free" in args:
+        i = args.index("--keep-free")
+        keep_free = int(args[i + 1])
         del args[i : i + 2]
     byte_range = None
     if "--range" in args:
@@ -377,7 +407,7 @@ def main(argv: list[str]) -> int:
         else open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - stdin
     )
     try:
-        result = run(dest, src, tar_out, max_size=max_size)
+        result = run(dest, src, tar_out, max_size=max_size, keep_free=keep_free)
     except UntarError as e:
         sys.stderr.write(f"{e}\n")
         return 1
