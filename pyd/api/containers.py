@@ -38,6 +38,7 @@ from pyd.engine import containers as engine
 from pyd.engine.container_config import go_atoi
 from pyd.engine.containers import ContainerService, LogsRequest
 from pyd.engine.containers.logfiles import LogEntry, LogTail
+from pyd.engine.filters import labels_match
 
 log = Logger()
 
@@ -446,7 +447,7 @@ def _match(c: Container, f: dict[str, list[str]]) -> bool:
                 ok = pat.lstrip("/") in name
         if not ok:
             return False
-    if f.get("label") and not engine._labels_match(c.config.get("Labels") or {}, f["label"]):
+    if f.get("label") and not labels_match(c.config.get("Labels") or {}, f["label"]):
         return False
     if f.get("status") and c.state.status not in f["status"]:
         return False

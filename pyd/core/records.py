@@ -298,3 +298,14 @@ class RegistryAuth:
     server_address: str = ""
     identity_token: str = ""
     registry_token: str = ""
+
+
+@attrs.frozen
+class CommitSource:
+    """What C{docker commit} needs of a container: the container service gives it, the images
+    area's commit reads it."""
+
+    container_id: str
+    config: dict[str, Any]
+    running: bool
+    name: str = ""

@@ -9,7 +9,6 @@ C{logs} (rotation, read, follow; C{logfiles} holds the file formats), C{restore}
 from pyd.engine.containers.base import (
     ContainerSettings,
     LogsRequest,
-    _labels_match,
     endpoints_of,
     mounts_listed,
     ports_of,
@@ -20,7 +19,6 @@ __all__ = [
     "ContainerService",
     "ContainerSettings",
     "LogsRequest",
-    "_labels_match",
     "endpoints_of",
     "mounts_listed",
     "ports_of",

@@ -20,6 +20,7 @@ from pyd.core.errors import (
     no_such_container,
 )
 from pyd.core.records import (
+    CommitSource,
     Container,
     Endpoint,
     MountSpec,
@@ -83,16 +84,6 @@ class RunningContainer:
     attach_socket: str
     ctl_path: str
     rootfs: str
-
-
-@attrs.frozen
-class CommitSource:
-    """What C{docker commit} needs of a container (the images router's CommitSource)."""
-
-    container_id: str
-    config: dict[str, Any]
-    running: bool
-    name: str = ""
 
 
 @attrs.frozen
@@ -540,22 +531,6 @@ def _normalise_ports(ports: dict[str, Any] | None) -> dict[str, Any] | None:
             raise InvalidParameter(f'invalid port specification: "{p}"')
         out[key] = {}
     return out
-
-
-def _labels_match(labels: dict[str, Any], wanted: Sequence[str]) -> bool:
-    for w in wanted:
-        neg = False
-        if "!=" in w:
-            k, _, v = w.partition("!=")
-            neg = True
-        else:
-            k, _, v = w.partition("=")
-        has = k in labels and ("=" not in w or str(labels[k]) == v)
-        if neg:
-            has = k in labels and str(labels[k]) != v
-        if not has:
-            return False
-    return True
 
 
 def _resources_of(r: Resources) -> oci.Resources:

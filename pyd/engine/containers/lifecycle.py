@@ -42,7 +42,6 @@ from pyd.engine import honoured
 from pyd.engine.containers.base import (
     PruneResult,
     WaitResult,
-    _labels_match,
     _now_nano,
     _resources_of,
     _Run,
@@ -54,6 +53,7 @@ from pyd.engine.containers.logfiles import (
     rotate_log_files,
 )
 from pyd.engine.containers.logs import LOG_BACKSTOP
+from pyd.engine.filters import labels_match
 from pyd.engine.spec import parse_update, resources_of
 
 log = Logger()
@@ -657,7 +657,7 @@ class ContainerLifecycle(ContainerCreate):
                 continue
             if until_nano is not None and c.created_nano >= until_nano:
                 continue
-            if not _labels_match(c.config.get("Labels") or {}, labels):
+            if not labels_match(c.config.get("Labels") or {}, labels):
                 continue
             # dockerd counts the writable layer, measured before the removal
             rw, _ = await self.sizes(c)

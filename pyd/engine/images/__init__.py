@@ -9,9 +9,9 @@ formats of save/load/import. L{ImageService} is the area's one service, put toge
 - C{service}: the service itself, its system counts and the registry's view of the store.
 """
 
+from pyd.core.records import CommitSource
 from pyd.engine.images.service import ImageService
 from pyd.engine.images.store import (
-    CommitSource,
     ContainersUsing,
     DeleteItem,
     HistoryItem,

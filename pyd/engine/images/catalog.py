@@ -5,7 +5,6 @@ dockerd's conflict rules, prune.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import attrs
 from twisted.logger import Logger
@@ -17,6 +16,7 @@ from pyd.core.errors import (
 )
 from pyd.core.ids import short_id
 from pyd.core.records import Image
+from pyd.engine.filters import labels_match
 from pyd.engine.images.store import (
     DeleteItem,
     HistoryItem,
@@ -80,7 +80,7 @@ class ImageCatalog(ImageStore):
             if until is not None and s.created >= until:
                 continue
             img = self.to_image(s)
-            if "label" in filters and not _labels_match(
+            if "label" in filters and not labels_match(
                 (img.container_config.get("Labels") or {}), filters["label"]
             ):
                 continue
@@ -336,9 +336,9 @@ class ImageCatalog(ImageStore):
                 if until is not None and s.created >= until:
                     continue
                 labels = (s.config.get("config") or {}).get("Labels") or {}
-                if "label" in filters and not _labels_match(labels, filters["label"]):
+                if "label" in filters and not labels_match(labels, filters["label"]):
                     continue
-                if "label!" in filters and _labels_match(labels, filters["label!"], any_=True):
+                if "label!" in filters and labels_match(labels, filters["label!"], any_=True):
                     continue
                 if s.id in parents and dangling_only:
                     continue  # intermediate images go with their children
@@ -367,17 +367,6 @@ def _delete_conflict(image_id: str, hard: bool, message: str, used: bool = False
     return _DeleteConflict(
         f"conflict: unable to delete {short_id(image_id)} ({force}) - {message}", used
     )
-
-
-def _labels_match(labels: dict[str, Any], wanted: list[str], any_: bool = False) -> bool:
-    results = []
-    for w in wanted:
-        k, sep, v = w.partition("=")
-        if k not in labels or (sep and str(labels[k]) != v):
-            results.append(False)
-        else:
-            results.append(True)
-    return any(results) if any_ else all(results)
 
 
 def _reference_matches(s: StoredImage, patterns: list[str]) -> list[str] | None:

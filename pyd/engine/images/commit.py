@@ -15,10 +15,9 @@ from pyd.core.errors import (
     PydError,
     no_such_image,
 )
-from pyd.core.records import Image, Layer
+from pyd.core.records import CommitSource, Image, Layer
 from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images.layers import WritableLayers
-from pyd.engine.images.store import CommitSource
 from pyd.state.images import StoredImage
 
 log = Logger()

@@ -53,16 +53,6 @@ async def _no_containers(_image_id: str) -> Sequence[tuple[str, bool]]:
     return []
 
 
-@attrs.frozen
-class CommitSource:
-    """What C{docker commit} needs of a container (given by the container service)."""
-
-    container_id: str
-    config: dict[str, Any]
-    running: bool
-    name: str = ""
-
-
 # name -> the container to commit (anything with container_id/config/running attributes);
 # raises NotFound ("No such container: x")
 CommitSources = Callable[[str], Awaitable[Any]]
