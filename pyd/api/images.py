@@ -2,8 +2,8 @@
 
 Sections: local store (list, inspect, tag, delete, history, prune, save, load, import, commit) —
 owned by the images area; registry (C{POST /images/create?fromImage=}, C{POST /images/{name}/push},
-C{POST /auth}) — dispatched to an injected C{distribution} object owned by the registry area, and
-answered with 501 until it is wired.
+C{POST /auth}, C{GET /images/search}) — dispatched to the C{distribution} object owned by the
+registry area, given at construction.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pyd.api.wire import (
     read_json_object,
 )
 from pyd.core import reference as refs
-from pyd.core.errors import InvalidParameter, PydError, Unsupported
+from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import Image
 from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images import DeleteItem, ImageService, rfc3339
@@ -279,7 +279,7 @@ class ImagesRouter:
         self,
         images: ImageService,
         *,
-        distribution: Distribution | None = None,
+        distribution: Distribution,
     ) -> None:
         self._images = images
         self.distribution = distribution
@@ -472,45 +472,27 @@ class ImagesRouter:
         )
         return json_body(request, {"Id": img.id}, 201)
 
-    # === registry section (owned by the registry area) =========================================
-    # The registry engineer implements pull/push/login in pyd/api/registry.py (or their module) and
-    # passes a Distribution object to ImagesRouter at wiring; nothing else here needs to change.
+    # === registry section (owned by the registry area: pyd/api/distribution.py) ===============
 
     async def _pull(self, request: IRequest, from_image: str, tag: str | None) -> Any:
-        if self.distribution is None:
-            raise Unsupported(
-                "pulling images is not available in this build of pyd (no registry support)"
-            )
         return await ensureDeferred(_as_coro(self.distribution.pull(request, from_image, tag)))
 
     @app.route("/images/search", methods=["GET"])
     @role("operator")
     async def search(self, request: IRequest) -> Any:
         """C{docker search} (registry area)."""
-        if self.distribution is None:
-            raise Unsupported(
-                "searching images is not available in this build of pyd (no registry support)"
-            )
         return await ensureDeferred(_as_coro(self.distribution.search(request)))
 
     @app.route("/images/<path:name>/push", methods=["POST"])
     @role("operator")
     async def push(self, request: IRequest, name: str) -> Any:
         """C{docker push} (registry area)."""
-        if self.distribution is None:
-            raise Unsupported(
-                "pushing images is not available in this build of pyd (no registry support)"
-            )
         return await ensureDeferred(_as_coro(self.distribution.push(request, name)))
 
     @app.route("/auth", methods=["POST"])
     @role("operator")
     async def auth(self, request: IRequest) -> Any:
         """C{docker login} (registry area)."""
-        if self.distribution is None:
-            raise Unsupported(
-                "registry login is not available in this build of pyd (no registry support)"
-            )
         return await ensureDeferred(_as_coro(self.distribution.login(request)))
 
     # === end of registry section ===============================================================

@@ -17,6 +17,27 @@ from tests.fakes.images import make_image_service
 from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
 
 
+class RecordingDistribution:
+    """L{pyd.api.images.Distribution} that records what it was handed and answers empty."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def pull(self, request: Any, from_image: str, tag: str | None) -> None:
+        self.calls.append(("pull", from_image, tag or ""))
+
+    def push(self, request: Any, name: str) -> None:
+        self.calls.append(("push", name))
+
+    def login(self, request: Any) -> bytes:
+        self.calls.append(("login",))
+        return b"{}"
+
+    def search(self, request: Any) -> bytes:
+        self.calls.append(("search",))
+        return b"[]"
+
+
 class ImagesApiTests(SynchronousTestCase):
     """Status codes and JSON of /images/* and /commit as dockerd answers them."""
 
@@ -24,7 +45,8 @@ class ImagesApiTests(SynchronousTestCase):
         self.tmp = tempfile.mkdtemp(prefix="pyd-img-api-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.svc, self.events, self.containers, _ = make_image_service(self.tmp)
-        self.router = ImagesRouter(self.svc)
+        self.dist = RecordingDistribution()
+        self.router = ImagesRouter(self.svc, distribution=self.dist)
         self.http = StubTreq(ApiRoot([self.router]))
         self.built = busybox_image_tar(f"{self.tmp}/bb.tar")
 
@@ -136,12 +158,6 @@ class ImagesApiTests(SynchronousTestCase):
         old = json.loads(self.call("GET", "/v1.42/images/json")[2])[0]
         self.assertEqual(old["VirtualSize"], old["Size"])
         self.assertEqual(old["RepoDigests"], None if old["RepoTags"] else ["<none>@<none>"])
-
-    def test_search_without_registry_support(self) -> None:
-        """GET /images/search is routed (not 405): 501 when no registry area is wired."""
-        code, _, raw = self.call("GET", "/v1.50/images/search?term=x")
-        self.assertEqual(code, 501)
-        self.assertIn("searching images", json.loads(raw)["message"])
 
     def test_unknown_image(self) -> None:
         """404 with dockerd's text for inspect, history, tag and delete."""
@@ -256,16 +272,20 @@ class ImagesApiTests(SynchronousTestCase):
         self.assertEqual(info["DockerVersion"], "")  # no version injected in this test
         self.assertEqual(info["Comment"], "Imported from -")
 
-    def test_registry_endpoints_501_without_distribution(self) -> None:
-        """pull, push and login answer 501 until the registry area is wired."""
+    def test_registry_endpoints_reach_distribution(self) -> None:
+        """pull, push, login and search are handed to the registry area with their arguments."""
         for method, path in (
             ("POST", "/images/create?fromImage=busybox&tag=latest"),
             ("POST", "/images/busybox/push?tag=latest"),
             ("POST", "/auth"),
+            ("GET", "/v1.50/images/search?term=x"),
         ):
-            code, _, raw = self.call(method, path, b"{}")
-            self.assertEqual(code, 501, path)
-            self.assertIn("not available", json.loads(raw)["message"])
+            code, _, _ = self.call(method, path, b"{}" if method == "POST" else None)
+            self.assertEqual(code, 200, path)
+        self.assertEqual(
+            self.dist.calls,
+            [("pull", "busybox", "latest"), ("push", "busybox"), ("login",), ("search",)],
+        )
 
     def test_commit_unknown_container(self) -> None:
         """commit of an unknown container is a 404 with dockerd's text."""
