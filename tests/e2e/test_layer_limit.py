@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,21 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.daemon import PydDaemon
+from tests.helpers.fsusage import tree_bytes
 
 pytestmark = pytest.mark.e2e
 
 GIB = 1 << 30
-
-
-def _du(root: str) -> int:
-    total = 0
-    for d, _dirs, files in os.walk(root):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(d, f)).st_blocks * 512
-            except FileNotFoundError:
-                pass
-    return total
 
 
 def _bomb_image(path: Path) -> int:
@@ -97,11 +86,11 @@ class LayerLimitTests:
         archive = tmp_path / "bomb.tar"
         stored = _bomb_image(archive)
         assert stored < 2 << 20, stored
-        before = _du(limited.data_root)
+        before = tree_bytes(limited.data_root)
         r = limited.docker("load", "-i", str(archive), check=False)
         assert r.returncode != 0
         assert "maximum layer size" in r.stderr, r.stderr
         for leak in ("Errno", "Traceback", limited.data_root):
             assert leak not in r.stderr, r.stderr
         assert limited.docker("image", "inspect", "pyd-t-bomb", check=False).returncode != 0
-        assert _du(limited.data_root) - before < 16 << 20
+        assert tree_bytes(limited.data_root) - before < 16 << 20

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.storage.layers import ExtractFailed, InProcessExtractor, LayerStore
+from tests.helpers.fsusage import tree_bytes
 
 
 class _Zeros(io.RawIOBase):
@@ -46,17 +47,6 @@ def _bomb(path: str, expanded: int) -> int:
     return os.path.getsize(path)
 
 
-def _tree_bytes(root: str) -> int:
-    total = 0
-    for d, _dirs, files in os.walk(root):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(d, f)).st_blocks * 512
-            except FileNotFoundError:
-                pass
-    return total
-
-
 class LayerSizeLimitTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="pyd-t-bomb-")
@@ -72,7 +62,7 @@ class LayerSizeLimitTests(SynchronousTestCase):
         f = self.failureResultOf(Deferred.fromCoroutine(store.extract(src)), ExtractFailed)
         self.assertIn("maximum layer size of 67108864 bytes (max-layer-size)", str(f.value))
         self.assertNotIn("Errno", str(f.value))
-        self.assertLess(_tree_bytes(root), 16 << 20)
+        self.assertLess(tree_bytes(root), 16 << 20)
         self.assertEqual(os.listdir(os.path.join(root, "tmp")), [])
 
     def test_under_the_limit_extracts(self) -> None:
