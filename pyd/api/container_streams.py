@@ -14,7 +14,7 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app, role
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
-from pyd.api.wire import json_body, qbool, qint, qstr
+from pyd.api.wire import json_body, qbool, qstr, resize_size
 from pyd.core.errors import InvalidParameter, Unsupported
 from pyd.drivers.streams.archive import PathStat
 from pyd.engine.archive import ArchiveService
@@ -92,7 +92,7 @@ class ContainerStreamsRouter:
     @role("operator")
     async def resize(self, request: IRequest, ref: str) -> bytes:
         """Resize the TTY (C{h}, C{w})."""
-        await self._attach.resize(ref, qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
+        await self._attach.resize(ref, *resize_size(request))
         request.setResponseCode(200)
         return b""
 

@@ -10,7 +10,7 @@ from twisted.web.resource import IResource
 from pyd.api.base import api_version, make_app, role
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
 from pyd.api.visibility import visibility
-from pyd.api.wire import json_body, qint, read_json_object
+from pyd.api.wire import json_body, read_json_object, resize_size
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.engine.exec import ExecConfig, ExecError, ExecService, ExecSession
 from pyd.engine.streams import STDOUT
@@ -124,8 +124,7 @@ class ExecRouter:
     @role("operator")
     async def resize(self, request: IRequest, exec_id: str) -> bytes:
         """Resize the exec's TTY."""
-        h = qint(request, "h", 0) or 0
-        w = qint(request, "w", 0) or 0
+        h, w = resize_size(request)
         await self._execs.resize(exec_id, h, w)
         request.setResponseCode(200)
         return b""

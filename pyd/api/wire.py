@@ -10,6 +10,7 @@ import attrs
 from twisted.web.iweb import IRequest
 
 from pyd.core.errors import InvalidParameter
+from pyd.core.ids import go_quote
 from pyd.engine.spec import CreateSpec
 from pyd.engine.spec.gojson import json_float, object_pairs
 
@@ -131,6 +132,21 @@ def qint(request: IRequest, name: str, default: int | None = None) -> int | None
         return int(v)
     except ValueError as e:
         raise InvalidParameter(f"invalid value for {name}: {v!r}") from e
+
+
+def resize_size(request: IRequest) -> tuple[int, int]:
+    """C{h} and C{w} of a resize request, both required, as dockerd's httputils.Uint32Value
+    reads them. @raise InvalidParameter: C{invalid resize height "x": invalid syntax}."""
+    out = []
+    for name, what in (("h", "height"), ("w", "width")):
+        raw = qstr(request, name) or ""
+        v = raw.removeprefix("-")
+        if not v.isascii() or not v.isdigit():
+            raise InvalidParameter(f"invalid resize {what} {go_quote(raw)}: invalid syntax")
+        if raw.startswith("-") or int(v) > 0xFFFFFFFF:
+            raise InvalidParameter(f"invalid resize {what} {go_quote(raw)}: value out of range")
+        out.append(int(v))
+    return out[0], out[1]
 
 
 def parse_filters(request: IRequest, name: str = "filters") -> dict[str, list[str]]:

@@ -409,7 +409,7 @@ class AttachService:
         """
         target = await self._targets.stream_target(ref)
         if not target.running:
-            raise Conflict(f"Container {target.id} is not running")
+            raise Conflict(f"container {target.id} is not running")
         await self._blocking.run(write_ctl, os.path.join(target.bundle, "ctl"), height, width)
         await self._events.emit(
             "container",

@@ -64,6 +64,13 @@ NEWER_DOCKERD: tuple[tuple[str, str, str], ...] = (
         "as above, through the API",
     ),
     (
+        r'(> POST /(?:containers|exec)/\S+/resize\S*\n< 400\n)\{"message": "strconv\.Atoi: '
+        r'parsing (\\"[^"\\]*\\"): invalid syntax"\}',
+        r'\1{"message": "invalid resize height \2: invalid syntax"}',
+        "moby 28 api/server/router/container/container_routes.go postContainersResize "
+        "(httputils.Uint32Value, height first): 'invalid resize height \"x\": invalid syntax'",
+    ),
+    (
         r'"Config cannot be empty in order to create a container"',
         r'"config cannot be empty in order to create a container"',
         "moby 28 runconfig/errors.go ErrEmptyConfig",

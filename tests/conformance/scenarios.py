@@ -181,6 +181,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         rm_f("conf-e"),
     ),
     Scenario(
+        "resize",
+        (
+            d("run", "-d", "-t", "--name", "conf-z", *_SLEEP),
+            Api("POST", "/containers/conf-z/resize?h=30&w=100"),
+            d("exec", "conf-z", "stty", "size", "-F", "/dev/console"),
+            Api("POST", "/containers/conf-z/resize?h=x&w=100"),
+            Api("POST", "/containers/conf-z/resize"),
+            Api("POST", "/containers/nope/resize?h=30&w=100"),
+            Api("POST", "/exec/nope/resize?h=30&w=100"),
+            Api("POST", "/exec/nope/start", {"Detach": True}),
+            Api("GET", "/exec/nope/json"),
+            d("create", "--name", "conf-z2", "-t", *_SLEEP),
+            Api("POST", "/containers/conf-z2/resize?h=30&w=100"),
+        ),
+        rm_f("conf-z", "conf-z2"),
+    ),
+    Scenario(
         "errors",
         (
             d("inspect", "nope"),
