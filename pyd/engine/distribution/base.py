@@ -18,7 +18,6 @@ from pyd.core.errors import (
     NotFound,
     PydError,
     SystemError_,
-    Unsupported,
 )
 from pyd.core.records import Image, RegistryAuth
 from pyd.core.reference import Reference
@@ -158,7 +157,7 @@ class DistributionBase:
 
     def __init__(
         self,
-        store: DistributionStore | None,
+        store: DistributionStore,
         http: HTTPClients,
         blocking: Blocking,
         staging_dir: str,
@@ -166,7 +165,7 @@ class DistributionBase:
         clock: Any = None,
         on_pull_bytes: Callable[[int], None] | None = None,
     ) -> None:
-        self._store = store
+        self.store = store
         self.http = http
         self.blocking = blocking
         self.staging_dir = staging_dir
@@ -174,20 +173,6 @@ class DistributionBase:
         self.clock = clock
         # Told the size of every layer downloaded (metrics: image pull bytes).
         self.on_pull_bytes = on_pull_bytes
-
-    @property
-    def store(self) -> DistributionStore:
-        """The image store (set by the composition root).
-
-        @raise Unsupported: no image store is wired in.
-        """
-        if self._store is None:
-            raise Unsupported("pulling and pushing images needs the image store")
-        return self._store
-
-    @store.setter
-    def store(self, store: DistributionStore) -> None:
-        self._store = store
 
     async def _countdown(self, progress: ProgressSink, lid: str, seconds: int) -> None:
         """dockerd's "Retrying in N seconds" lines, one a second (no wait without a clock)."""
