@@ -212,7 +212,7 @@ class BuildRouter:
             out.write({"errorDetail": detail, "error": e.message})
         except PydError as e:
             out.error(e.message)
-        except CancelledError:
+        except CancelledError:  # the client went away: nobody to tell
             pass
         except Exception as e:  # noqa: BLE001 - reported in-band; the traceback is logged
             log.failure("build failed")

@@ -86,7 +86,11 @@ def auth_from_json(doc: dict[str, Any]) -> RegistryAuth:
     if not user and s("auth"):
         try:
             user, _, password = _b64decode_lenient(s("auth")).decode().partition(":")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+        except (
+            binascii.Error,
+            ValueError,
+            UnicodeDecodeError,
+        ):  # an undecodable auth field: the credentials stay empty, as in dockerd
             pass
     return RegistryAuth(
         username=user,

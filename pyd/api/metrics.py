@@ -105,7 +105,7 @@ def _mem_total() -> int:
             for line in f:
                 if line.startswith("MemTotal:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except OSError:  # no /proc/meminfo: reported as 0
         pass
     return 0
 

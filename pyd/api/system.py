@@ -366,7 +366,7 @@ def insecure_indexes(registries: tuple[str, ...]) -> dict[str, Any]:
         try:
             ipaddress.ip_network(r, strict=False)
             continue
-        except ValueError:
+        except ValueError:  # not a CIDR: checked as a host name below
             pass
         name = r.removeprefix("http://").removeprefix("https://").rstrip("/")
         out[name] = {"Name": name, "Mirrors": [], "Secure": False, "Official": False}

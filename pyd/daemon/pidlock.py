@@ -35,7 +35,7 @@ def write_pidfile(path: str) -> None:
     if old and old != os.getpid():
         try:
             os.kill(old, 0)
-        except ProcessLookupError:
+        except ProcessLookupError:  # the pidfile's process is gone: the file is stale
             pass
         except PermissionError:
             raise StartupError(
@@ -70,7 +70,7 @@ def remove_file(path: str) -> Callable[[], None]:
     def fn() -> None:
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except FileNotFoundError:  # already removed: the goal is reached
             pass
 
     return fn

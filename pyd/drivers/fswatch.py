@@ -101,7 +101,7 @@ class DirWatcher:
                     out[entry.name] = (entry.inode(), entry.stat(follow_symlinks=False).st_size)
                 except OSError:
                     continue
-        except OSError:
+        except OSError:  # the directory went away: it holds nothing
             pass
         return out
 

@@ -307,7 +307,7 @@ def _unlink(*paths: str) -> None:
     for p in paths:
         try:
             os.unlink(p)
-        except FileNotFoundError:
+        except FileNotFoundError:  # already removed: the goal is reached
             pass
 
 

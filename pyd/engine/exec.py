@@ -387,6 +387,6 @@ def _bounding_caps() -> list[str]:
                 if line.startswith("CapBnd:"):
                     mask = int(line.split()[1], 16)
                     return ["CAP_" + name for i, name in enumerate(_CAP_NAMES) if mask & (1 << i)]
-    except OSError:
+    except OSError:  # no /proc status: no capabilities to report
         pass
     return []

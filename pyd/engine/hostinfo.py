@@ -59,7 +59,7 @@ def _cgroup_of_self() -> str:
                 parts = line.rstrip("\n").split(":", 2)
                 if len(parts) == 3 and parts[0] == "0":
                     return parts[2]
-    except OSError:
+    except OSError:  # no readable /proc/self/cgroup: the path stays unknown (empty)
         pass
     return ""
 
@@ -95,7 +95,7 @@ def os_version(os_release: str = "/etc/os-release") -> str:
             for line in f:
                 if line.startswith("VERSION_ID="):
                     return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
+    except OSError:  # no os-release: the version stays unknown, as in dockerd
         pass
     return ""
 

@@ -432,7 +432,7 @@ def write_ctl(path: str, height: int, width: int) -> None:
         return  # no monitor listening: the process is gone
     try:
         os.write(fd, f"1 {height} {width}\n".encode())
-    except OSError:
+    except OSError:  # the monitor went away meanwhile: nothing left to resize
         pass
     finally:
         os.close(fd)

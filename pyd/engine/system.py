@@ -61,7 +61,7 @@ class HostFacts:
                     if line.startswith("MemTotal:"):
                         mem = int(line.split()[1]) * 1024
                         break
-        except OSError:
+        except OSError:  # no /proc/meminfo: MemTotal stays 0
             pass
         os_name = "Linux"
         try:
@@ -69,7 +69,7 @@ class HostFacts:
                 for line in f:
                     if line.startswith("PRETTY_NAME="):
                         os_name = line.split("=", 1)[1].strip().strip('"')
-        except OSError:
+        except OSError:  # no os-release: the default OS name stays
             pass
         cg = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
         return cls(

@@ -266,7 +266,10 @@ class RegistryClient:
         if not media_type or media_type in ("application/json", "text/plain"):
             try:
                 media_type = str(json.loads(data).get("mediaType", "")) or media_type
-            except (ValueError, AttributeError):
+            except (
+                ValueError,
+                AttributeError,
+            ):  # not a JSON object: the header's media type stands
                 pass
         return Manifest(media_type, data, digest)
 
@@ -416,5 +419,9 @@ class RegistryClient:
 async def _drain(resp: Any) -> None:
     try:
         await resp.content()
-    except (ResponseFailed, ConnectionLost, PotentialDataLoss):
+    except (
+        ResponseFailed,
+        ConnectionLost,
+        PotentialDataLoss,
+    ):  # draining a body only to reuse the connection: a broken one is dropped anyway
         pass

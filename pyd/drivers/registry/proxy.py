@@ -119,7 +119,7 @@ class ProxySettings:
                 try:
                     if addr in ipaddress.ip_network(name, strict=False):
                         return True
-                except ValueError:
+                except ValueError:  # not a network: an address host matches network entries only
                     pass
                 continue
             domain = name.lstrip(".").removeprefix("*.")

@@ -96,7 +96,9 @@ def _kv(path: str) -> dict[str, int]:
         if len(parts) == 2:
             try:
                 out[parts[0]] = int(parts[1])
-            except ValueError:
+            except (
+                ValueError
+            ):  # a line that is not a counter: skipped, like the kernel's unknown keys
                 pass
     return out
 

@@ -390,7 +390,7 @@ class ConmonRuntime:
             ):
                 try:
                     os.unlink(stale)
-                except FileNotFoundError:
+                except FileNotFoundError:  # no stale file from an earlier run
                     pass
             link = os.path.join(self.sockets_dir, cid)
             if os.path.islink(link):
@@ -599,7 +599,7 @@ class ConmonRuntime:
             ):
                 try:
                     os.unlink(p)
-                except FileNotFoundError:
+                except FileNotFoundError:  # not written by this run: nothing to remove
                     pass
 
         await self._blocking.run(clear)

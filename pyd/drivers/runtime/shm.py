@@ -37,5 +37,5 @@ def unmount_shm(path: str) -> None:
     unmount(path)
     try:
         os.rmdir(path)
-    except OSError:
+    except OSError:  # best effort: an empty directory left behind is harmless
         pass

@@ -132,7 +132,7 @@ class BlobStore:
         except BaseException:
             try:
                 os.unlink(tmp)
-            except FileNotFoundError:
+            except FileNotFoundError:  # the partial file was never created: nothing to clean
                 pass
             raise
 
@@ -156,7 +156,7 @@ class BlobStore:
         """Remove a blob (no error when absent)."""
         try:
             os.unlink(self.path(digest))
-        except FileNotFoundError:
+        except FileNotFoundError:  # already removed: the goal is reached
             pass
 
     def list(self) -> list[str]:

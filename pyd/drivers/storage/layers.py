@@ -122,7 +122,7 @@ class HelperExtractor:
         def failed(f: Any) -> Any:
             try:
                 os.close(fd)
-            except OSError:
+            except OSError:  # best effort: the extraction failure is what is reported
                 pass
             return f
 
@@ -293,7 +293,7 @@ class LayerStore:
                 short = f.read().strip()
             if short:
                 os.unlink(os.path.join(self.links, short))
-        except OSError:
+        except OSError:  # no short link (never mounted with one): nothing to remove
             pass
         _rmtree(os.path.join(self.layers, cache_id))
 
@@ -305,7 +305,7 @@ class LayerStore:
                 short = f.read().strip()
             if short and os.path.islink(os.path.join(self.links, short)):
                 return "l/" + short
-        except FileNotFoundError:
+        except FileNotFoundError:  # no link file yet: one is made below
             pass
         import base64
 
@@ -430,7 +430,7 @@ def _rmtree(path: str) -> None:
             shutil.rmtree(path)
         else:
             os.unlink(path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # already removed: the goal is reached
         pass
     except PermissionError:
         # chattr/odd modes: make writable and retry once
@@ -438,6 +438,8 @@ def _rmtree(path: str) -> None:
             for d in dirnames:
                 try:
                     os.chmod(os.path.join(dirpath, d), 0o700)
-                except OSError:
+                except (
+                    OSError
+                ):  # best effort before the retry; what still cannot go is left (ignore_errors)
                     pass
         shutil.rmtree(path, ignore_errors=True)

@@ -265,7 +265,7 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
             existing = None
             try:
                 existing = os.lstat(path)
-            except FileNotFoundError:
+            except FileNotFoundError:  # nothing there yet: no conflict to resolve
                 pass
             if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
                 # Never write through what is already there (a symlink could point anywhere).
@@ -292,7 +292,7 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
     for path, mtime in reversed(dirs):
         try:
             os.utime(path, (mtime, mtime), follow_symlinks=False)
-        except OSError:
+        except OSError:  # a directory gone or replaced by a later member: no mtime to restore
             pass
     return size
 

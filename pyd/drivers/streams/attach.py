@@ -94,7 +94,7 @@ class SeqPacketConnection(abstract.FileDescriptor):
     def _closeWriteConnection(self) -> None:
         try:
             self.socket.shutdown(socket.SHUT_WR)
-        except OSError:
+        except OSError:  # the peer already closed: nothing more to send
             pass
 
     def readConnectionLost(self, reason: Failure) -> None:

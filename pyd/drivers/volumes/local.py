@@ -120,7 +120,7 @@ class LocalVolumeDriver:
         data = os.path.join(vdir, DATA)
         try:
             os.mkdir(data, 0o755)
-        except FileExistsError:
+        except FileExistsError:  # a volume created before keeps its data
             pass
         if options:
             tmp = os.path.join(vdir, OPTS_FILE + ".tmp")
@@ -391,7 +391,7 @@ def _finish_stage(stage: str, target: str) -> None:
     shutil.rmtree(stage, ignore_errors=True)
     try:
         os.unlink(os.path.join(os.path.dirname(stage), _STAGE_MARK))
-    except FileNotFoundError:
+    except FileNotFoundError:  # already removed: the goal is reached
         pass
 
 

@@ -117,7 +117,10 @@ def makedirs_beneath(root: str, subpath: str) -> None:
     with _beneath(root, subpath, "create", "the allowed directory") as scope:
         try:
             os.close(scope.makedirs(clean_subpath(subpath)))
-        except (FileExistsError, NotADirectoryError):
+        except (
+            FileExistsError,
+            NotADirectoryError,
+        ):  # already there (a file in the way is reported when the path is used)
             pass
 
 
@@ -210,7 +213,7 @@ class StagingArea:
             cdir = self.container_dir(container_id)
             try:
                 os.mkdir(cdir, 0o700)
-            except FileExistsError:
+            except FileExistsError:  # made by an earlier start of this container
                 pass
             dfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
@@ -253,11 +256,11 @@ class StagingArea:
                     os.rmdir(path)
                 else:
                     os.unlink(path)
-            except FileNotFoundError:
+            except FileNotFoundError:  # already removed: the goal is reached
                 pass
         try:
             os.rmdir(cdir)
-        except FileNotFoundError:
+        except FileNotFoundError:  # already removed: the goal is reached
             pass
 
     def sweep(self) -> int:

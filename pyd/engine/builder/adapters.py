@@ -95,7 +95,7 @@ class ImageStoreAdapter:
         """Drop it."""
         try:
             await self._images.remove_rw_layer(layer_id)
-        except NotFound:
+        except NotFound:  # the layer is already gone
             pass
 
     async def commit(

@@ -372,7 +372,7 @@ def _prune_dirs(root: str) -> tuple[list[str], int]:
             for f in files:
                 try:
                     total += os.lstat(os.path.join(dirpath, f)).st_size
-                except OSError:
+                except OSError:  # removed while walking: it takes no space
                     pass
         fs.remove_tree(path)
         removed.append(name)
@@ -426,7 +426,7 @@ class _BuildBase:
                 assert self.svc.containers is not None
                 try:
                     await self.svc.containers.remove(cid)
-                except NotFound:
+                except NotFound:  # the step container is already gone
                     pass
                 except PydError as e:
                     self.say(f"Removing intermediate container {cid[:12]}: {e}\n")

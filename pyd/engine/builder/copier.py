@@ -111,7 +111,7 @@ def copy_into(
     with InRoot(root) as dst:
         try:
             dest_is_dir = dest_is_dir or stat.S_ISDIR(dst.stat(dest_path).st_mode)
-        except OSError:
+        except OSError:  # the destination does not exist yet: it is not a directory
             pass
         for src in sources:
             try:

@@ -562,7 +562,10 @@ def download(url: str, dir_: str, timeout: float = 60.0) -> Source:
         try:
             ts = parsedate_to_datetime(last).timestamp()
             os.utime(path, (ts, ts))
-        except (TypeError, ValueError):
+        except (
+            TypeError,
+            ValueError,
+        ):  # no usable Last-Modified: the file keeps its download time, as BuildKit does
             pass
     return Source(dir_, "/" + os.path.basename(path), name, False)
 
@@ -571,7 +574,7 @@ def remove_tree(path: str) -> None:
     """rmtree that tolerates a missing path (it never follows a link: Python's fd-based rmtree)."""
     try:
         shutil.rmtree(path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # already removed: the goal is reached
         pass
     except OSError as e:
         if e.errno != errno.ENOENT:

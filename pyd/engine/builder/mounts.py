@@ -50,7 +50,7 @@ def _dir_size(path: str) -> int:
         for name in files + dirs:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-            except OSError:
+            except OSError:  # removed while walking: it takes no space
                 pass
     return total
 
@@ -175,7 +175,7 @@ class CacheStore:
             for name in os.listdir(self.root):
                 if name.startswith(".new-"):
                     intar_remove(os.path.join(self.root, name))
-        except FileNotFoundError:
+        except FileNotFoundError:  # no root yet: no leftovers
             pass
         return removed, total
 
@@ -193,7 +193,7 @@ def intar_remove(path: str) -> None:
         return
     try:
         remove_at(fd, name)
-    except FileNotFoundError:
+    except FileNotFoundError:  # already removed: the goal is reached
         pass
     finally:
         os.close(fd)
@@ -272,7 +272,7 @@ def remove_stubs(root: str, stubs: list[str], targets: list[str]) -> None:
             if _only_stub(tree, stub, targets):
                 try:
                     tree.remove(stub)
-                except OSError:
+                except OSError:  # a stub that cannot go stays: it is an empty placeholder
                     pass
 
 

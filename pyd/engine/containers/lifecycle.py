@@ -235,20 +235,22 @@ class ContainerLifecycle(ContainerCreate):
             run.ready.callback(None)
         try:
             await self.runtime.delete(cid, force=True)
-        except RuntimeFailed:
+        except RuntimeFailed:  # cleanup after a failed start: the runtime may never have created it
             pass
         await self._volumes.unstage(cid)
         await self._stop_log_rotation(cid)
         if net is not None:
             try:
                 await self._networks.teardown(cid)
-            except PydError:
-                pass
+            except PydError as e:
+                log.warn("container {cid}: network teardown failed: {e}", cid=cid, e=e)
         if run.rootfs:
             try:
                 await self._images.unmount_rw_layer(cid)
-            except PydError:
-                pass
+            except PydError as e:
+                log.warn(
+                    "container {cid}: unmounting its root filesystem failed: {e}", cid=cid, e=e
+                )
         c = self._cache.get(cid, c)
         state = attrs.evolve(
             c.state,
@@ -272,7 +274,7 @@ class ContainerLifecycle(ContainerCreate):
     async def _auto_remove(self, cid: str, code: int) -> None:
         try:
             await self.remove(cid, force=True, volumes=True, _code=code)
-        except NotFound:
+        except NotFound:  # already removed by another request
             pass
         except PydError as e:
             log.warn("auto-remove of {cid} failed: {err}", cid=cid, err=e)
@@ -368,7 +370,7 @@ class ContainerLifecycle(ContainerCreate):
     async def _resume_quiet(self, cid: str) -> None:
         try:
             await self.runtime.resume(cid)
-        except RuntimeFailed:
+        except RuntimeFailed:  # best effort: a container that is not paused needs no resume
             pass
 
     async def kill(self, ref: str, signal: str | None = None) -> None:
@@ -529,7 +531,7 @@ class ContainerLifecycle(ContainerCreate):
             try:
                 try:
                     await self.runtime.delete(c.id, force=True)
-                except RuntimeFailed:
+                except RuntimeFailed:  # the runtime no longer knows it: nothing to delete there
                     pass
                 for ok, failure in await _settle(
                     self._networks.release(c.id), self._images.remove_rw_layer(c.id)

@@ -92,12 +92,14 @@ class ContainerRestore(RestartPolicy):
                 # Runtime state gone (host reboot) or conmon killed: the exit is unknowable.
                 try:
                     await self.runtime.delete(c.id, force=True)
-                except RuntimeFailed:
+                except (
+                    RuntimeFailed
+                ):  # the runtime state is gone with the reboot: nothing to delete
                     pass
                 try:
                     await self._networks.teardown(c.id)
-                except PydError:
-                    pass
+                except PydError as e:
+                    log.warn("container {cid}: network teardown failed: {e}", cid=c.id, e=e)
                 new = attrs.evolve(
                     c,
                     state=attrs.evolve(
@@ -134,7 +136,7 @@ class ContainerRestore(RestartPolicy):
         if rt is None or rt.get("status") not in ("running", "paused"):
             try:
                 await self.runtime.delete(c.id, force=True)
-            except RuntimeFailed:
+            except RuntimeFailed:  # the runtime state is gone: nothing to delete
                 pass
             return
         run = _Run(self._clock.seconds())

@@ -40,7 +40,7 @@ def _read_resolv(path: str) -> tuple[list[str], list[str], list[str]]:
                     search = fields[1:]
                 elif fields[0] == "options":
                     options.extend(fields[1:])
-    except OSError:
+    except OSError:  # no host resolv.conf: no upstreams or search domains to copy
         pass
     return servers, search, options
 

@@ -277,7 +277,7 @@ def _label_match(labels: dict[str, str], spec: str) -> bool:
 def _until_nano(value: str) -> int:
     try:
         return int(float(value) * 1e9)
-    except ValueError:
+    except ValueError:  # not a number: tried as a timestamp below
         pass
     from datetime import datetime
 
