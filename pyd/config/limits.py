@@ -1,4 +1,4 @@
-"""The robustness limits (issue 18) as options: per-layer and build-context sizes, the free-space
+"""The robustness limits as options: per-layer and build-context sizes, the free-space
 reserve on the data root's filesystem, connection caps and timeouts (layer: config).
 
 Enforcement lives where the work is done (extraction, the listeners); this module only parses.

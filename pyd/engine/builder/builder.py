@@ -288,7 +288,7 @@ class _Build(_BuildSteps):
         except CancelledError:
             # The client went away and the HTTP layer cancelled the build wherever it was
             # waiting (a RUN's log, its start, a commit): the step's container must go as for
-            # a cancel seen between steps, or it stays listed (issue 18's flaky interrupt).
+            # a cancel seen between steps, or it stays listed (that made interrupted builds flaky).
             gone = True
             raise
         finally:
