@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from pyd.core.errors import Conflict, InvalidParameter, NotFound, PydError
 from pyd.core.ids import new_id
 from pyd.core.seams import Blocking, EventSink
-from pyd.drivers.streams.execs import ConmonExecDriver, ExecFailed, ExecSpec
+from pyd.drivers.streams.execs import ExecFailed, ExecSpec, ExecStarted
 from pyd.engine.streams import (
     DEFAULT_DETACH_KEYS,
     IOSession,
@@ -36,6 +36,14 @@ log = Logger()
 
 # (rootfs, "user[:group]") -> (uid, gid, additional gids, home); blocking.
 UserResolver = Callable[[str, str], tuple[int, int, tuple[int, ...], str]]
+
+
+class ExecDriver(Protocol):
+    """What exec needs from the runtime's exec driver (L{pyd.drivers.streams.execs.ConmonExecDriver})."""
+
+    async def start(
+        self, spec: ExecSpec, on_attach: Callable[[str], Awaitable[None]] | None = None
+    ) -> ExecStarted: ...
 
 
 @attrs.frozen
@@ -91,7 +99,7 @@ class ExecService:
     def __init__(
         self,
         targets: StreamTargets,
-        driver: ConmonExecDriver,
+        driver: ExecDriver,
         events: EventSink,
         blocking: Blocking,
         reactor: Any,

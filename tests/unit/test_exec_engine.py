@@ -64,7 +64,7 @@ class ExecServiceTests(SynchronousTestCase):
         self.events = FakeEvents()
         self.driver = FakeExecDriver()
         self.svc = ExecService(
-            self.targets, self.driver, self.events, InlineBlocking(), Clock(),  # type: ignore[arg-type]
+            self.targets, self.driver, self.events, InlineBlocking(), Clock(),
             self.mktemp(),
         )  # fmt: skip
 
