@@ -359,7 +359,8 @@ class BuildArgs:
         return out
 
 
-def _prune_dirs(root: str) -> tuple[list[str], int]:
+def _prune_dirs(root: str, keep: frozenset[str] = frozenset()) -> tuple[list[str], int]:
+    """Remove the scratch directories under C{root} but those of the builds in C{keep}."""
     removed: list[str] = []
     total = 0
     try:
@@ -367,6 +368,8 @@ def _prune_dirs(root: str) -> tuple[list[str], int]:
     except FileNotFoundError:
         return [], 0
     for name in names:
+        if name in keep:
+            continue
         path = os.path.join(root, name)
         for dirpath, _d, files in os.walk(path):
             for f in files:

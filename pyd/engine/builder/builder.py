@@ -107,6 +107,9 @@ class BuildService:
         self.io = io
         self.root = root
         self.clock = clock
+        # Builds whose scratch directory is in use (prepared, running, or being removed): prune
+        # must not take it from under them.
+        self._live: set[str] = set()
 
     # .. preparation (errors here are plain HTTP errors) ..........................................
 
@@ -125,6 +128,7 @@ class BuildService:
         build_id = secrets.token_hex(16)
         workdir = os.path.join(self.root, build_id)
         context = os.path.join(workdir, "context")
+        self._live.add(build_id)
         try:
             await self.io.run(os.makedirs, context, 0o700)
             await self.io.run(fs.extract_context, body, context, self.max_context_size)
@@ -145,13 +149,19 @@ class BuildService:
             if os.path.basename(options.dockerfile).startswith(".dockerfile."):
                 await self.io.run(fs.remove_dockerfile, context, options.dockerfile)
         except BaseException:
-            await self.io.run(fs.remove_tree, workdir)
+            try:
+                await self.io.run(fs.remove_tree, workdir)
+            finally:
+                self._live.discard(build_id)
             raise
         return PreparedBuild(build_id, workdir, context, df, options)
 
     async def discard(self, prepared: PreparedBuild) -> None:
         """Remove a prepared build's scratch directory."""
-        await self.io.run(fs.remove_tree, prepared.workdir)
+        try:
+            await self.io.run(fs.remove_tree, prepared.workdir)
+        finally:
+            self._live.discard(prepared.build_id)
 
     # .. running ...................................................................................
 
@@ -174,11 +184,12 @@ class BuildService:
             # Removing a large context takes a while: do not hold the response for it.
             d = self.io.run(fs.remove_tree, prepared.workdir)
             d.addErrback(lambda f: log.failure("removing {path}", f, path=prepared.workdir))
+            d.addBoth(lambda _: self._live.discard(prepared.build_id))
 
     async def prune(self) -> tuple[list[str], int]:
         """Remove leftover scratch directories of builds and the cache mounts no running step
         uses; return (ids, bytes reclaimed)."""
-        ids, size = await self.io.run(_prune_dirs, self.root)
+        ids, size = await self.io.run(_prune_dirs, self.root, frozenset(self._live))
         cids, csize = await self.io.run(self.cache.prune)
         return ids + cids, size + csize
 

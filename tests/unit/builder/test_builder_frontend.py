@@ -285,3 +285,32 @@ class FrontendBuilderTests(BuilderTestCase):
         bad = "sha256:" + "0" * 64
         err = self.build_fails({"Dockerfile": f"FROM busybox\nADD --checksum={bad} {url} /d/\n"})
         self.assertIn(f"digest mismatch {good}: expected {bad}", err.message)
+
+
+class PruneKeepsLiveBuildsTests(BuilderTestCase):
+    """C{docker builder prune} during a build leaves that build's scratch directory alone."""
+
+    def test_prepared_build_survives_prune_and_leftovers_do_not(self) -> None:
+        """A prepared (running) build's context stays; a leftover directory of a build that no
+        longer runs is reclaimed; once the build is done its directory goes too."""
+        from twisted.internet.defer import Deferred
+
+        from pyd.engine.builder.builder import BuildOptions
+        from tests.unit.builder.helpers import make_tar
+
+        leftover = os.path.join(self.svc.root, "0" * 32)
+        os.makedirs(os.path.join(leftover, "context"))
+        prepared = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.svc.prepare(make_tar({"Dockerfile": "FROM busybox\n"}), BuildOptions())
+            )
+        )
+        ids, _ = self.successResultOf(Deferred.fromCoroutine(self.svc.prune()))
+        self.assertIn("0" * 32, ids)
+        self.assertNotIn(prepared.build_id, ids)
+        self.assertTrue(os.path.isdir(prepared.context))
+        self.assertFalse(os.path.exists(leftover))
+        self.successResultOf(Deferred.fromCoroutine(self.svc.discard(prepared)))
+        self.assertFalse(os.path.exists(prepared.workdir))
+        ids, _ = self.successResultOf(Deferred.fromCoroutine(self.svc.prune()))
+        self.assertNotIn(prepared.build_id, ids)
