@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.conformance import runner, scenarios
-from tests.helpers.build_golden import BASE, diff, load_base
+from tests.helpers.build_golden import BASE, diff, load_base, start_hosts
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "conformance"
 
@@ -38,8 +38,6 @@ def run(host: str, s: scenarios.Scenario) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Record or compare (see the module docstring)."""
-    from bench.common import start_dockerd, start_pyd
-
     ap = argparse.ArgumentParser(prog="python -m tests.conformance")
     ap.add_argument("mode", choices=("record", "compare", "pyd"))
     ap.add_argument("scenarios", nargs="*")
@@ -48,24 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     stops: list[Callable[[], None]] = []
     try:
-        hosts: dict[str, str] = {}
-        if a.mode in ("record", "compare"):
-            if a.dockerd_host:
-                hosts["dockerd"] = a.dockerd_host
-            else:
-                dd = start_dockerd()
-                if dd is None:
-                    print("dockerd is not installed (apt-get install docker.io)", file=sys.stderr)
-                    return 2
-                stops.append(dd.stop)
-                hosts["dockerd"] = dd.host
-        if a.mode in ("compare", "pyd"):
-            if a.pyd_host:
-                hosts["pyd"] = a.pyd_host
-            else:
-                p = start_pyd()
-                stops.append(p.stop)
-                hosts["pyd"] = p.host
+        started = start_hosts(
+            a.mode in ("record", "compare"), a.mode in ("compare", "pyd"),
+            a.dockerd_host, a.pyd_host, stops,
+        )  # fmt: skip
+        if started is None:
+            return 2
+        hosts = started
         for h in hosts.values():
             if runner.docker(h, "/tmp", ["image", "inspect", BASE]).returncode != 0:
                 load_base(h)

@@ -5,29 +5,12 @@ daemon writes to is the test's; `docker logs` still shows the lines."""
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from pathlib import Path
 
 from tests.helpers.daemon import PydDaemon
 from tests.helpers.images import DEFAULT_TAG, load_busybox
-
-
-def _fields(datagram: bytes) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    i = 0
-    while i < len(datagram):
-        nl = datagram.index(b"\n", i)
-        line = datagram[i:nl]
-        if b"=" in line:
-            k, _, v = line.partition(b"=")
-            out[k.decode()] = v
-            i = nl + 1
-        else:
-            (n,) = struct.unpack("<Q", datagram[nl + 1 : nl + 9])
-            out[line.decode()] = datagram[nl + 9 : nl + 9 + n]
-            i = nl + 10 + n
-    return out
+from tests.helpers.journald import journal_fields
 
 
 def test_journald_native_protocol_and_docker_logs(tmp_path: Path) -> None:
@@ -60,7 +43,7 @@ def test_journald_native_protocol_and_docker_logs(tmp_path: Path) -> None:
         while len(got) < 2 and time.monotonic() < deadline:
             sock.settimeout(max(deadline - time.monotonic(), 0.1))
             try:
-                got.append(_fields(sock.recv(65536)))
+                got.append(journal_fields(sock.recv(65536)))
             except TimeoutError:
                 break
         by_msg = {f["MESSAGE"]: f for f in got}

@@ -692,9 +692,41 @@ def _each(cases: Sequence[Case], names: Sequence[str]) -> list[Case]:
     return [c for c in cases if c.name in names]
 
 
+def start_hosts(
+    dockerd: bool,
+    pyd: bool,
+    dockerd_host: str | None,
+    pyd_host: str | None,
+    stops: list[Callable[[], None]],
+) -> dict[str, str] | None:
+    """The daemons a recorder compares ({"dockerd": host, "pyd": host}), each a running one
+    given by its host or one started here (its stop appended to C{stops}); None when a dockerd
+    is wanted and none is installed."""
+    from bench.common import start_dockerd, start_pyd
+
+    hosts: dict[str, str] = {}
+    if dockerd:
+        if dockerd_host:
+            hosts["dockerd"] = dockerd_host
+        else:
+            d = start_dockerd()
+            if d is None:
+                print("dockerd is not installed (apt-get install docker.io)", file=sys.stderr)
+                return None
+            stops.append(d.stop)
+            hosts["dockerd"] = d.host
+    if pyd:
+        if pyd_host:
+            hosts["pyd"] = pyd_host
+        else:
+            p = start_pyd()
+            stops.append(p.stop)
+            hosts["pyd"] = p.host
+    return hosts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """C{capture} the golden files from a private dockerd, or C{compare} dockerd with pyd."""
-    from bench.common import start_dockerd, start_pyd
 
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=("capture", "compare", "pyd"))
@@ -705,24 +737,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = _each(CASES, a.cases)
     stops: list[Callable[[], None]] = []
     try:
-        hosts: dict[str, str] = {}
-        if a.mode in ("capture", "compare"):
-            if a.dockerd_host:
-                hosts["dockerd"] = a.dockerd_host
-            else:
-                d = start_dockerd()
-                if d is None:
-                    print("dockerd is not installed", file=sys.stderr)
-                    return 2
-                stops.append(d.stop)
-                hosts["dockerd"] = d.host
-        if a.mode in ("compare", "pyd"):
-            if a.pyd_host:
-                hosts["pyd"] = a.pyd_host
-            else:
-                p = start_pyd()
-                stops.append(p.stop)
-                hosts["pyd"] = p.host
+        started = start_hosts(
+            a.mode in ("capture", "compare"), a.mode in ("compare", "pyd"),
+            a.dockerd_host, a.pyd_host, stops,
+        )  # fmt: skip
+        if started is None:
+            return 2
+        hosts = started
         for h in hosts.values():
             if _docker(h, "/tmp", ["image", "inspect", BASE]).returncode != 0:
                 load_base(h)

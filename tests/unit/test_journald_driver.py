@@ -16,24 +16,7 @@ from pyd.drivers.journald import JournaldSender, encode
 from pyd.engine import container_config as cc
 from pyd.engine.containers.logfiles import LogTail
 from pyd.engine.containers.logforward import LogForwarder
-
-
-def _fields(datagram: bytes) -> dict[str, bytes]:
-    """Decode the native protocol (both forms)."""
-    out: dict[str, bytes] = {}
-    i = 0
-    while i < len(datagram):
-        nl = datagram.index(b"\n", i)
-        line = datagram[i:nl]
-        if b"=" in line:
-            k, _, v = line.partition(b"=")
-            out[k.decode()] = v
-            i = nl + 1
-        else:
-            (n,) = struct.unpack("<Q", datagram[nl + 1 : nl + 9])
-            out[line.decode()] = datagram[nl + 9 : nl + 9 + n]
-            i = nl + 9 + n + 1
-    return out
+from tests.helpers.journald import journal_fields
 
 
 class JournaldTests(SynchronousTestCase):
@@ -51,7 +34,7 @@ class JournaldTests(SynchronousTestCase):
         """A value with a newline uses the length-prefixed form."""
         raw = encode({"A": "x", "B": b"l1\nl2"})
         self.assertEqual(raw, b"A=x\nB\n" + struct.pack("<Q", 5) + b"l1\nl2\n")
-        self.assertEqual(_fields(raw), {"A": b"x", "B": b"l1\nl2"})
+        self.assertEqual(journal_fields(raw), {"A": b"x", "B": b"l1\nl2"})
 
     def test_forwarder_sends_container_fields(self) -> None:
         """Each new line of the log goes out with the container's fields and its priority;
@@ -70,7 +53,7 @@ class JournaldTests(SynchronousTestCase):
             f.write(b"2026-03-05T14:07:10.000000001Z stdout F hello\n")
             f.write(b"2026-03-05T14:07:11.000000001Z stderr F oops\n")
         self.assertEqual(fwd.drain(), 2)
-        first, second = _fields(self.rx.recv(65536)), _fields(self.rx.recv(65536))
+        first, second = journal_fields(self.rx.recv(65536)), journal_fields(self.rx.recv(65536))
         self.assertEqual((first["MESSAGE"], first["PRIORITY"]), (b"hello", b"6"))
         self.assertEqual((second["MESSAGE"], second["PRIORITY"]), (b"oops", b"3"))
         self.assertEqual(first["CONTAINER_NAME"], b"web")
