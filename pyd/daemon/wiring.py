@@ -44,7 +44,7 @@ from pyd.daemon.logs import LogLevelControl
 from pyd.daemon.pidlock import StartupError, lock_data_root, remove_file, write_pidfile
 from pyd.daemon.tree import Lifecycle, PydService
 from pyd.engine.archive import ArchiveService
-from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller, ImageStoreAdapter
+from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller
 from pyd.engine.builder.builder import BuildService
 from pyd.engine.confinement import Confinement
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
@@ -205,7 +205,7 @@ def build_service(
     # The classic builder: scratch space under <data-root>/builder; RUN steps go through the
     # container service, layers through the image service, FROM pulls through distribution.
     builds = BuildService(
-        ImageStoreAdapter(images, ImageRepository(db)),
+        images,
         ContainersAdapter(containers, lambda: LogsRequest(follow=True, stdout=True, stderr=True)),
         io,
         os.path.join(config.data_root, "builder"),
@@ -375,7 +375,7 @@ def _distribution(
 
     current = [settings_of(config)]
     dist = DistributionService(
-        images,  # the image store (DistributionStore)
+        images,  # the image store (RegistryImages)
         http,
         io,
         os.path.join(config.data_root, "tmp", "distribution"),

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from twisted.logger import Logger
 
@@ -30,26 +30,11 @@ from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.process import ProcessRunner
 from pyd.drivers.streams import archive, rootview
 from pyd.drivers.streams.archive import PathStat
+from pyd.engine.contracts import RootfsAccess
 from pyd.engine.streams import StreamTarget, StreamTargets
 from pyd.engine.users import resolve_user
 
 log = Logger()
-
-
-class RootfsProvider(Protocol):
-    """The part of L{pyd.engine.contracts.ImageProvider} this service uses."""
-
-    async def mount_rw_layer(self, container_id: str) -> str:
-        """Mount the container's root filesystem; return the merged directory."""
-        ...
-
-    async def unmount_rw_layer(self, container_id: str) -> None:
-        """Unmount it (idempotent)."""
-        ...
-
-    async def changes(self, container_id: str) -> list[Change]:
-        """What the writable layer changed."""
-        ...
 
 
 def _not_found(path: str, ref: str) -> NotFound:
@@ -62,7 +47,7 @@ class ArchiveService:
     def __init__(
         self,
         targets: StreamTargets,
-        rootfs: RootfsProvider,
+        rootfs: RootfsAccess,
         runner: ProcessRunner,
         blocking: Blocking,
         tmp_dir: str,

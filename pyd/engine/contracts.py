@@ -1,21 +1,67 @@
-"""Interfaces the container and build services need from the other areas (layer: engine).
+"""Interfaces the engine's areas need from each other (layer: engine).
 
-They are defined here, next to their consumers, and implemented by the area services
+They are defined here, on the consumers' side, and implemented by the area services
 (L{pyd.engine.images}, L{pyd.engine.networks}, L{pyd.engine.volumes}). Each consumer receives
-its providers by constructor injection; tests pass small fakes (tests/fakes/).
+its providers by constructor injection; tests pass small fakes (tests/fakes/), which mypy checks
+against these protocols.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import attrs
+
 from pyd.core.records import Change, Image, MountSpec, NetworkSetup
+from pyd.core.reference import Reference
 from pyd.engine.spec.records import MountRequest, NetworkRequest
 
+# --- the image store ---------------------------------------------------------------------------
+# One seam, L{ImageStore}, implemented by L{pyd.engine.images.ImageService}. Each consumer types its
+# dependency as the slice it uses (declared here, once): containers L{ContainerImages}, the
+# archive service L{RootfsAccess}, the builder L{BuildImages}, pull/push L{RegistryImages}.
 
-class ImageProvider(Protocol):
-    """What containers and builds need from the image store."""
+
+@attrs.frozen
+class CommitMeta:
+    """What a commit records besides the new image's C{config} section.
+
+    C{created_by}, C{author} and C{comment} go into the image's history entry (C{author} also
+    at the top); C{container} is the committed container (C{{"id", "config"}}, C{docker
+    commit}); C{top} adds more top-level keys (the builder's C{container_config},
+    C{docker_version}); with C{empty_layer_ok} an empty diff adds no layer (the history entry is
+    marked C{empty_layer}), as dockerd's builder does.
+    """
+
+    created_by: str = ""
+    author: str = ""
+    comment: str = ""
+    container: Mapping[str, Any] | None = None
+    top: Mapping[str, Any] | None = None
+    empty_layer_ok: bool = False
+
+
+@attrs.frozen
+class PushLayer:
+    """One layer of a local image, as push needs it."""
+
+    diff_id: str
+    tar_path: str  # the uncompressed layer tar, kept by the store
+    compressed_digest: str | None = None  # the blob digest it was pulled as, if known
+
+
+@attrs.frozen
+class PushImage:
+    """A local image ready to push."""
+
+    image: Image
+    config: bytes  # the config blob, byte for byte (its sha256 is the image id)
+    layers: tuple[PushLayer, ...]
+
+
+class ImageLookup(Protocol):
+    """Finding a local image."""
 
     async def resolve(self, ref: str) -> Image:
         """The image named by a reference, id or id prefix.
@@ -24,9 +70,9 @@ class ImageProvider(Protocol):
         """
         ...
 
-    async def create_rw_layer(self, container_id: str, image_id: str | None) -> None:
-        """Make the container's writable layer on top of the image's layers (None: empty)."""
-        ...
+
+class RootfsAccess(Protocol):
+    """A container's root filesystem as the archive service (cp, export, diff) reaches it."""
 
     async def mount_rw_layer(self, container_id: str) -> str:
         """Mount the container's root filesystem (overlay); return the merged directory."""
@@ -36,24 +82,123 @@ class ImageProvider(Protocol):
         """Unmount it (idempotent)."""
         ...
 
+    async def changes(self, container_id: str) -> list[Change]:
+        """C{docker diff}: what the writable layer changed."""
+        ...
+
+
+class RwLayers(RootfsAccess, Protocol):
+    """Writable layers: a container's (its id is the layer id) or a build step's."""
+
+    async def create_rw_layer(self, container_id: str, image_id: str | None) -> None:
+        """Make the writable layer on top of the image's layers (None: empty)."""
+        ...
+
     async def remove_rw_layer(self, container_id: str) -> None:
         """Unmount and delete the writable layer (idempotent)."""
         ...
 
-    async def changes(self, container_id: str) -> list[Change]:
-        """C{docker diff}: what the writable layer changed."""
-        ...
+
+class ImageWrites(Protocol):
+    """New images from writable layers or configs, the build cache, tags."""
 
     async def commit(
         self,
         container_id: str,
         image_config: dict[str, Any],
+        meta: CommitMeta,
         repo_tag: str | None = None,
         parent_id: str | None = None,
         cache_key: str | None = None,
     ) -> Image:
-        """Turn the writable layer into a new image layer and store the image."""
+        """Store the writable layer's changes as a new image on top of the layer's image:
+        C{image_config} is the new image's C{config} section; C{parent_id} None: the layer's
+        image. @raise NotFound: no such writable layer."""
         ...
+
+    async def commit_config(
+        self,
+        parent_id: str | None,
+        image_config: dict[str, Any],
+        created_by: str,
+        author: str = "",
+        cache_key: str | None = None,
+        extra_top: dict[str, Any] | None = None,
+    ) -> Image:
+        """A new image with C{parent_id}'s layers and C{image_config} (an C{empty_layer}
+        history entry), without a writable layer: what a metadata-only build step commits."""
+        ...
+
+    async def find_child(self, parent_id: str | None, cache_key: str) -> Image | None:
+        """The image built from C{parent_id} with C{cache_key} (the build cache), if any."""
+        ...
+
+    async def tag(self, source: str, repo: str, tag: str | None) -> str:
+        """Point C{repo:tag} at the image C{source} names; return the familiar name.
+
+        @raise NotFound: no such image.
+        @raise InvalidParameter: a malformed reference.
+        """
+        ...
+
+
+class RegistryImages(Protocol):
+    """What pull and push need from the image store."""
+
+    async def has_layer(self, chain_id: str) -> bool:
+        """Whether the layer with this chain id is already extracted."""
+        ...
+
+    async def has_image(self, image_id: str) -> bool:
+        """Whether the image with this id (the config digest) is already stored."""
+        ...
+
+    async def store_pulled_image(
+        self,
+        config: bytes,
+        layer_files: Sequence[str],
+        refs_: Sequence[Reference],
+        layer_done: Callable[[int], None],
+    ) -> bool:
+        """Add an image from its config and verified layer blobs, atomically, and point
+        C{refs_} at it.
+
+        C{layer_files[i]} is the downloaded blob of layer i (bottom first), or "" for a layer
+        whose chain the store already has. C{layer_done(i)} is called as each layer is in place.
+
+        @return: whether a reference is new or moved (dockerd's "Downloaded newer image" versus
+            "Image is up to date").
+        @raise PydError: a blob is not a valid layer or does not match its diff id; the store is
+            left as it was.
+        """
+        ...
+
+    async def tags_in_repository(self, name: str) -> list[str]:
+        """The tags the store has for a repository (C{name} fully normalised)."""
+        ...
+
+    async def image_for_push(self, ref: Reference) -> PushImage:
+        """The image a reference names, with its config bytes and layer tars.
+
+        @raise NotFound: no such reference.
+        """
+        ...
+
+    async def add_reference(self, image_id: str, ref: Reference, pushed: Reference) -> None:
+        """After pushing C{pushed} (C{name:tag}): point C{ref} (C{name@digest}) at C{image_id}."""
+        ...
+
+
+class ContainerImages(ImageLookup, RwLayers, Protocol):
+    """What the container service needs from the image store."""
+
+
+class BuildImages(ImageLookup, RwLayers, ImageWrites, Protocol):
+    """What the builder needs from the image store."""
+
+
+class ImageStore(ContainerImages, BuildImages, RegistryImages, Protocol):
+    """The image store seam, whole: every slice above (L{pyd.engine.images.ImageService})."""
 
 
 class NetworkProvider(Protocol):

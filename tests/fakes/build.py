@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pyd.core.errors import NotFound
-from pyd.core.records import Image
+from pyd.core.records import Change, Image
+from pyd.engine.contracts import BuildImages, CommitMeta
 
 
 def _clone(src: str, dst: str) -> None:
@@ -49,7 +50,7 @@ def _normalise(ref: str) -> str:
 
 
 class FakeBuildImages:
-    """L{pyd.engine.builder.builder.BuildImageStore} in memory, rootfs trees under C{root}."""
+    """L{pyd.engine.contracts.BuildImages} in memory, rootfs trees under C{root}."""
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -143,16 +144,21 @@ class FakeBuildImages:
 
     async def commit(
         self,
-        layer_id: str,
-        config: dict[str, Any],
-        created_by: str,
-        author: str,
-        parent_id: str | None,
-        cache_key: str | None,
-        top: dict[str, Any] | None = None,
+        container_id: str,
+        image_config: dict[str, Any],
+        meta: CommitMeta,
+        repo_tag: str | None = None,
+        parent_id: str | None = None,
+        cache_key: str | None = None,
     ) -> Image:
+        layer_id, config = container_id, image_config
+        created_by, author = meta.created_by, meta.author
+        if layer_id not in self.layers:
+            raise NotFound(f"No such container: {layer_id}")
+        if parent_id is None:
+            parent_id = self.layer_images.get(layer_id)
         self.commits += 1
-        self.tops.append(dict(top or {}))
+        self.tops.append(dict(meta.top or {}))
         base_id = self.layer_images.get(layer_id)
         base: dict[str, Any] = (
             copy.deepcopy(self.images[base_id].config)
@@ -170,7 +176,7 @@ class FakeBuildImages:
         if author:
             entry["author"] = author
             base["author"] = author
-        if empty:
+        if empty and meta.empty_layer_ok:
             entry["empty_layer"] = True
         else:
             base["rootfs"]["diff_ids"] = [
@@ -184,28 +190,35 @@ class FakeBuildImages:
         _clone(layer_dir, self.image_dir(img.id))
         return img
 
+    async def unmount_rw_layer(self, container_id: str) -> None:
+        pass  # the layer is a plain directory: nothing is mounted
+
+    async def changes(self, container_id: str) -> list[Change]:
+        raise NotImplementedError("the builder does not diff layers")
+
     async def commit_config(
         self,
         parent_id: str | None,
-        config: dict[str, Any],
+        image_config: dict[str, Any],
         created_by: str,
-        author: str,
-        cache_key: str | None,
-        top: dict[str, Any] | None = None,
+        author: str = "",
+        cache_key: str | None = None,
+        extra_top: dict[str, Any] | None = None,
     ) -> Image:
         self.meta_commits += 1
         layer_id = "meta-" + str(self.meta_commits)
         await self.create_rw_layer(layer_id, parent_id)
         try:
+            meta = CommitMeta(created_by, author, top=extra_top, empty_layer_ok=True)
             return await self.commit(
-                layer_id, config, created_by, author, parent_id, cache_key, top
+                layer_id, image_config, meta, parent_id=parent_id, cache_key=cache_key
             )
         finally:
             await self.remove_rw_layer(layer_id)
 
-    async def tag(self, image_id: str, ref: str) -> str:
-        name = _normalise(ref)
-        self.tags[name] = image_id
+    async def tag(self, source: str, repo: str, tag: str | None) -> str:
+        name = f"{repo}:{tag or 'latest'}"
+        self.tags[name] = (await self.resolve(source)).id
         return name
 
 
@@ -278,3 +291,7 @@ class FakeProgress:
     @property
     def text(self) -> str:
         return "".join(self.lines)
+
+
+# mypy checks the fake against the seam it stands in for
+_IS_BUILD_IMAGES: type[BuildImages] = FakeBuildImages

@@ -8,6 +8,7 @@ from typing import Any
 
 from pyd.core.errors import NotFound
 from pyd.core.records import Change, Endpoint, Image, MountSpec, NetworkSetup, PortMapping
+from pyd.engine.contracts import ContainerImages, NetworkProvider, VolumeProvider
 from pyd.engine.spec import MountRequest, NetworkRequest
 
 BUSYBOX_ID = "sha256:" + "b" * 64
@@ -72,16 +73,6 @@ class FakeImageProvider:
 
     async def changes(self, container_id: str) -> list[Change]:
         return []
-
-    async def commit(
-        self,
-        container_id: str,
-        image_config: dict[str, Any],
-        repo_tag: str | None = None,
-        parent_id: str | None = None,
-        cache_key: str | None = None,
-    ) -> Image:
-        raise NotImplementedError
 
 
 class FakeNetworkProvider:
@@ -199,3 +190,9 @@ class FakeVolumeProvider:
 
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         self.released.append((container_id, remove_anonymous))
+
+
+# mypy checks the fakes against the seams they stand in for
+_IS_CONTAINER_IMAGES: type[ContainerImages] = FakeImageProvider
+_IS_NETWORK_PROVIDER: type[NetworkProvider] = FakeNetworkProvider
+_IS_VOLUME_PROVIDER: type[VolumeProvider] = FakeVolumeProvider

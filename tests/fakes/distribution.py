@@ -1,4 +1,5 @@
-"""A small honest image store for distribution tests (implements DistributionStore)."""
+"""A small honest image store for distribution tests (implements
+L{pyd.engine.contracts.RegistryImages}; mypy checks it at the end of this module)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import Callable, Sequence
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.core.records import Image
 from pyd.core.reference import Reference
-from pyd.engine.distribution import PushImage, PushLayer, chain_ids
+from pyd.engine.contracts import PushImage, PushLayer, RegistryImages
+from pyd.engine.distribution import chain_ids
 
 
 class FakeDistributionStore:
@@ -46,7 +48,7 @@ class FakeDistributionStore:
         self,
         config: bytes,
         layer_files: Sequence[str],
-        refs: Sequence[Reference],
+        refs_: Sequence[Reference],
         layer_done: Callable[[int], None],
     ) -> bool:
         diff_ids = json.loads(config)["rootfs"]["diff_ids"]
@@ -73,7 +75,7 @@ class FakeDistributionStore:
         iid = "sha256:" + hashlib.sha256(config).hexdigest()
         self.images[iid] = config
         updated = False
-        for r in refs:
+        for r in refs_:
             if self.refs.get(str(r)) != iid:
                 updated = True
             self.refs[str(r)] = iid
@@ -132,3 +134,7 @@ class FakeDistributionStore:
         self.layers.clear()
         self.images.clear()
         self.refs.clear()
+
+
+# mypy checks the fake against the seam it stands in for
+_IS_REGISTRY_IMAGES: type[RegistryImages] = FakeDistributionStore

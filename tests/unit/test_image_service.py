@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound
+from pyd.engine.contracts import CommitMeta
 from tests.fakes.images import make_image_service, run
 from tests.helpers.images import File, busybox_image_tar, files_layer, image_config, write_image_tar
 
@@ -307,6 +308,56 @@ class StartupTests:
         _svc2, *_ = make_image_service(str(tmp))
         assert os.listdir(storage / "tmp") == []
         assert _layer_dirs(tmp) == []
+
+
+class BuildSliceTests:
+    """The builder's slice of the store (L{pyd.engine.contracts.BuildImages}): a commit with a
+    L{CommitMeta}, the build cache's C{find_child}, tags."""
+
+    def test_empty_step_commit(self, tmp: Path) -> None:
+        """With empty_layer_ok an empty diff adds no layer: the history entry is marked
+        empty_layer, carries created_by and author, and the top keys are added; the cache key
+        finds the image only over the same parent."""
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar")
+        _load(svc, built.path)
+        run(svc.create_rw_layer("L" * 64, built.id))
+        meta = CommitMeta("/bin/sh -c true", "me", top={"docker_version": "28.2.2"},
+                          empty_layer_ok=True)  # fmt: skip
+        img = run(svc.commit("L" * 64, {"Env": []}, meta, cache_key="k"))
+        last = img.config["history"][-1]
+        assert (last["created_by"], last["author"], last["empty_layer"]) == (
+            "/bin/sh -c true",
+            "me",
+            True,
+        )
+        assert img.config["docker_version"] == "28.2.2"
+        assert img.diff_ids == built.diff_ids
+        assert img.parent_id == built.id
+        assert run(svc.find_child(built.id, "k")).id == img.id
+        assert run(svc.find_child("sha256:" + "0" * 64, "k")) is None
+        assert run(svc.find_child(built.id, "other")) is None
+        assert run(svc.tag(img.id, "pyd-t/built", "v1")) == "pyd-t/built:v1"
+        assert run(svc.resolve("pyd-t/built:v1")).id == img.id
+
+    def test_changed_step_commit(self, tmp: Path) -> None:
+        """A diff becomes a layer; without empty_layer_ok even an empty one does (docker
+        commit)."""
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar")
+        _load(svc, built.path)
+        for cid in ("a" * 64, "b" * 64):
+            run(svc.create_rw_layer(cid, built.id))
+        upper = run(svc.rw_layer_paths("a" * 64))["UpperDir"]
+        with open(os.path.join(upper, "f"), "w") as f:
+            f.write("hi\n")
+        changed = run(svc.commit("a" * 64, {}, CommitMeta("x")))
+        empty = run(svc.commit("b" * 64, {}, CommitMeta("y")))
+        assert len(changed.diff_ids) == len(built.diff_ids) + 1
+        assert len(empty.diff_ids) == len(built.diff_ids) + 1
+        assert "empty_layer" not in empty.config["history"][-1]
+        with pytest.raises(NotFound):
+            run(svc.commit("c" * 64, {}, CommitMeta("z")))
 
 
 class _Source:

@@ -1,7 +1,8 @@
-"""Adapters from the image and container services to the builder's seams (layer: engine).
+"""Adapters from the container and distribution services to the builder's seams (layer: engine).
 
-They are typed against small protocols of what the builder uses, so the builder does not depend on
-the other areas' modules beyond these calls.
+The builder takes the image service as it is (L{pyd.engine.contracts.BuildImages}); running a step
+container and pulling a base image go through these, so the builder does not depend on the other
+areas' modules beyond these calls.
 """
 
 from __future__ import annotations
@@ -9,132 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
-
 from pyd.core.errors import NotFound
 from pyd.core.records import Image, RegistryAuth
+from pyd.engine.builder.base import split_tag
 from pyd.engine.containers.logfiles import LogEntry
-
-
-class _ImageService(Protocol):
-    async def resolve(self, ref: str) -> Image: ...
-
-    async def get(self, image_id: str) -> Image | None: ...
-
-    async def create_rw_layer(self, container_id: str, image_id: str | None) -> None: ...
-
-    async def mount_rw_layer(self, container_id: str) -> str: ...
-
-    async def remove_rw_layer(self, container_id: str) -> None: ...
-
-    async def commit(
-        self,
-        container_id: str,
-        image_config: dict[str, Any],
-        repo_tag: str | None = None,
-        parent_id: str | None = None,
-        cache_key: str | None = None,
-    ) -> Image: ...
-
-    async def commit_config(
-        self,
-        parent_id: str | None,
-        image_config: dict[str, Any],
-        created_by: str,
-        author: str = "",
-        cache_key: str | None = None,
-        extra_top: dict[str, Any] | None = None,
-    ) -> Image: ...
-
-    async def tag(self, source: str, repo: str, tag: str | None) -> str: ...
-
-
-class _CacheIndex(Protocol):
-    def by_cache_key(self, cache_key: str) -> Deferred[str | None]: ...
-
-
-def split_tag(ref: str) -> tuple[str, str | None]:
-    """C{repo[:tag]} split at the tag's colon (not a registry port's)."""
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1 :]
-    return ref, None
-
-
-class ImageStoreAdapter:
-    """L{pyd.engine.builder.builder.BuildImageStore} over the image service."""
-
-    def __init__(self, images: _ImageService, index: _CacheIndex) -> None:
-        self._images = images
-        self._index = index
-
-    async def resolve(self, ref: str) -> Image:
-        """The local image."""
-        return await self._images.resolve(ref)
-
-    async def find_child(self, parent_id: str | None, cache_key: str) -> Image | None:
-        """The cached image (the key already covers the parent)."""
-        image_id = await self._index.by_cache_key(cache_key)
-        if image_id is None:
-            return None
-        img = await self._images.get(image_id)
-        if img is None or (img.parent_id or None) != parent_id:
-            return None
-        return img
-
-    async def create_rw_layer(self, layer_id: str, image_id: str | None) -> None:
-        """A writable layer over the image."""
-        await self._images.create_rw_layer(layer_id, image_id)
-
-    async def mount_rw_layer(self, layer_id: str) -> str:
-        """Mount it."""
-        return await self._images.mount_rw_layer(layer_id)
-
-    async def remove_rw_layer(self, layer_id: str) -> None:
-        """Drop it."""
-        try:
-            await self._images.remove_rw_layer(layer_id)
-        except NotFound:  # the layer is already gone
-            pass
-
-    async def commit(
-        self,
-        layer_id: str,
-        config: dict[str, Any],
-        created_by: str,
-        author: str,
-        parent_id: str | None,
-        cache_key: str | None,
-        top: dict[str, Any] | None = None,
-    ) -> Image:
-        """Commit the layer; empty diffs add no layer."""
-        cfg = dict(config)
-        cfg["_commit"] = {"created_by": created_by, "author": author, "empty_layer_ok": True}
-        if top:
-            cfg["_commit"]["top"] = dict(top)
-        return await self._images.commit(
-            layer_id, cfg, repo_tag=None, parent_id=parent_id, cache_key=cache_key
-        )
-
-    async def commit_config(
-        self,
-        parent_id: str | None,
-        config: dict[str, Any],
-        created_by: str,
-        author: str,
-        cache_key: str | None,
-        top: dict[str, Any] | None = None,
-    ) -> Image:
-        """A metadata-only step's image: the parent's layers, a new config."""
-        return await self._images.commit_config(
-            parent_id, dict(config), created_by, author, cache_key, top
-        )
-
-    async def tag(self, image_id: str, ref: str) -> str:
-        """Tag; return the familiar name."""
-        repo, tag = split_tag(ref)
-        return await self._images.tag(image_id, repo, tag or "latest")
 
 
 class ContainersAdapter:

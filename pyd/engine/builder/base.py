@@ -49,6 +49,15 @@ _SIGNALS = {
 }  # fmt: skip
 
 
+def split_tag(ref: str) -> tuple[str, str | None]:
+    """C{repo[:tag]} split at the tag's colon (not a registry port's)."""
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1 :]
+    return ref, None
+
+
 class BuildFailed(PydError):
     """A build step failed after the stream started; C{code} is a RUN's exit status."""
 
@@ -58,63 +67,6 @@ class BuildFailed(PydError):
 
 
 # --- seams -----------------------------------------------------------------------------------
-
-
-class BuildImageStore(Protocol):
-    """What the builder needs from the image store (adapted from the images area)."""
-
-    async def resolve(self, ref: str) -> Image:
-        """The local image C{ref} names. @raise NotFound: not present."""
-        ...
-
-    async def find_child(self, parent_id: str | None, cache_key: str) -> Image | None:
-        """An image built from C{parent_id} with C{cache_key} (the build cache)."""
-        ...
-
-    async def create_rw_layer(self, layer_id: str, image_id: str | None) -> None:
-        """A writable layer on top of the image (None: empty)."""
-        ...
-
-    async def mount_rw_layer(self, layer_id: str) -> str:
-        """Mount it; return the root directory."""
-        ...
-
-    async def remove_rw_layer(self, layer_id: str) -> None:
-        """Unmount and delete it (idempotent)."""
-        ...
-
-    async def commit(
-        self,
-        layer_id: str,
-        config: dict[str, Any],
-        created_by: str,
-        author: str,
-        parent_id: str | None,
-        cache_key: str | None,
-        top: dict[str, Any] | None = None,
-    ) -> Image:
-        """Store the layer's changes as a new image on top of the layer's image: C{config} is the
-        new image's C{config} section, C{created_by}/C{author} its history entry, C{top} more
-        top-level keys (C{container}, C{container_config}, C{docker_version}). An empty diff
-        adds no layer (the history entry is marked C{empty_layer}), as dockerd does."""
-        ...
-
-    async def commit_config(
-        self,
-        parent_id: str | None,
-        config: dict[str, Any],
-        created_by: str,
-        author: str,
-        cache_key: str | None,
-        top: dict[str, Any] | None = None,
-    ) -> Image:
-        """A new image with C{parent_id}'s layers and C{config} (an C{empty_layer} history
-        entry), without a writable layer: what a metadata-only step commits."""
-        ...
-
-    async def tag(self, image_id: str, ref: str) -> str:
-        """Point C{ref} at the image; return the normalised familiar name (C{x:latest})."""
-        ...
 
 
 class BuildContainers(Protocol):

@@ -30,7 +30,6 @@ from pyd.engine.builder.base import (
     BuildArgs,
     BuildContainers,
     BuildFailed,
-    BuildImageStore,
     BuildOptions,
     BuildProgress,
     BuildResult,
@@ -46,6 +45,7 @@ from pyd.engine.builder.base import (
     _prune_dirs,
     _StageState,
     short_id,
+    split_tag,
     step_host_config,
 )
 from pyd.engine.builder.parser import (
@@ -56,13 +56,13 @@ from pyd.engine.builder.parser import (
 )
 from pyd.engine.builder.runstep import CacheLocks
 from pyd.engine.builder.steps import _BuildSteps
+from pyd.engine.contracts import BuildImages
 
 log = Logger()
 
 __all__ = [
     "BuildContainers",
     "BuildFailed",
-    "BuildImageStore",
     "BuildOptions",
     "BuildProgress",
     "BuildResult",
@@ -80,7 +80,7 @@ class BuildService:
 
     def __init__(
         self,
-        images: BuildImageStore,
+        images: BuildImages,
         containers: BuildContainers | None,
         io: Blocking,
         root: str,
@@ -283,7 +283,8 @@ class _Build(_BuildSteps):
         self.say(f"Successfully built {short_id(state.image_id)}\n")
         tagged = []
         for t in self.opts.tags:
-            name = await self.svc.images.tag(state.image_id, t)
+            repo, tag = split_tag(t)
+            name = await self.svc.images.tag(state.image_id, repo, tag or "latest")
             tagged.append(name)
             self.say(f"Successfully tagged {name}\n")
         if self.opts.quiet:

@@ -23,6 +23,7 @@ from pyd.engine.builder.base import (
     _StageState,
     step_host_config,
 )
+from pyd.engine.contracts import CommitMeta
 
 log = Logger()
 
@@ -107,8 +108,9 @@ class _BuildCache(_BuildBase):
         if self.svc.docker_version:
             top["docker_version"] = self.svc.docker_version
         if layer:
+            meta = CommitMeta(" ".join(cmd), st.maintainer, top=top, empty_layer_ok=True)
             img = await self.svc.images.commit(
-                layer, cfg, " ".join(cmd), st.maintainer, st.image_id or None, key, top
+                layer, cfg, meta, parent_id=st.image_id or None, cache_key=key
             )
         else:  # a metadata-only step: no layer to diff
             img = await self.svc.images.commit_config(

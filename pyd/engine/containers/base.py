@@ -37,7 +37,7 @@ from pyd.drivers.runtime.conmon import (
 )
 from pyd.engine import resolvconf
 from pyd.engine.confinement import Confinement
-from pyd.engine.contracts import ImageProvider, NetworkProvider, VolumeProvider
+from pyd.engine.contracts import ContainerImages, NetworkProvider, VolumeProvider
 from pyd.engine.honoured import HostLimits
 from pyd.engine.networks import ContainerRef
 from pyd.engine.spec import CreateSpec, parse_create, stored_spec
@@ -166,7 +166,7 @@ class ContainerBase:
         self,
         repo: ContainerRepository,
         runtime: RuntimeDriver,
-        images: ImageProvider,
+        images: ContainerImages,
         networks: NetworkProvider,
         volumes: VolumeProvider,
         events: EventSink,

@@ -5,21 +5,19 @@ insecure registries), manifest and platform selection, which layers to fetch, pa
 limited by C{max-concurrent-downloads}, verification before anything reaches the store, the
 progress messages (as L{Progress} records; the API renders them as JSON lines), the error texts.
 
-The image store is reached through L{DistributionStore}, implemented by the images area. A pull
+The image store is reached through L{pyd.engine.contracts.RegistryImages}, implemented by the
+images area. A pull
 downloads and verifies every missing blob into a private staging directory first and only then
 extracts layers and adds the image, so a failed or tampered download leaves the store unchanged.
 
-Modules: C{base} (the store seam, records, settings, endpoints), C{pull}, C{push}, C{search}
+Modules: C{base} (records, settings, endpoints), C{pull}, C{push}, C{search}
 (docker search and login), C{service} (L{DistributionService}, made of them).
 """
 
 from pyd.engine.distribution.base import (
     DistributionSettings,
-    DistributionStore,
     Progress,
     ProgressSink,
-    PushImage,
-    PushLayer,
     chain_ids,
 )
 from pyd.engine.distribution.pull import _select_platform, host_platform, parse_platform
@@ -29,11 +27,8 @@ from pyd.engine.distribution.service import DistributionService
 __all__ = [
     "DistributionService",
     "DistributionSettings",
-    "DistributionStore",
     "Progress",
     "ProgressSink",
-    "PushImage",
-    "PushLayer",
     "SearchResult",
     "_select_platform",
     "chain_ids",

@@ -1,5 +1,5 @@
-"""What pull, push and search share (layer: engine): the image store seam (L{DistributionStore}),
-progress records, settings, the candidate endpoints of a reference, and the common error texts.
+"""What pull, push and search share (layer: engine): progress records, settings, the candidate
+endpoints of a reference, and the common error texts.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 from twisted.internet.task import deferLater
@@ -19,7 +19,7 @@ from pyd.core.errors import (
     PydError,
     SystemError_,
 )
-from pyd.core.records import Image, RegistryAuth
+from pyd.core.records import RegistryAuth
 from pyd.core.reference import Reference
 from pyd.core.seams import Blocking
 from pyd.drivers.registry import (
@@ -31,75 +31,9 @@ from pyd.drivers.registry import (
     RegistryHosts,
     TransportFailed,
 )
+from pyd.engine.contracts import RegistryImages
 
 log = Logger()
-
-
-# --- what the image store provides ----------------------------------------------------------------
-
-
-@attrs.frozen
-class PushLayer:
-    """One layer of a local image, as push needs it."""
-
-    diff_id: str
-    tar_path: str  # the uncompressed layer tar, kept by the store
-    compressed_digest: str | None = None  # the blob digest it was pulled as, if known
-
-
-@attrs.frozen
-class PushImage:
-    """A local image ready to push."""
-
-    image: Image
-    config: bytes  # the config blob, byte for byte (its sha256 is the image id)
-    layers: tuple[PushLayer, ...]
-
-
-class DistributionStore(Protocol):
-    """What pull and push need from the image store (implemented by the images area)."""
-
-    async def has_layer(self, chain_id: str) -> bool:
-        """Whether the layer with this chain id is already extracted."""
-        ...
-
-    async def has_image(self, image_id: str) -> bool:
-        """Whether the image with this id (the config digest) is already stored."""
-        ...
-
-    async def store_pulled_image(
-        self,
-        config: bytes,
-        layer_files: Sequence[str],
-        refs: Sequence[Reference],
-        layer_done: Callable[[int], None],
-    ) -> bool:
-        """Add an image from its config and verified layer blobs, atomically, and point C{refs} at it.
-
-        C{layer_files[i]} is the downloaded blob of layer i (bottom first), or "" for a layer
-        whose chain the store already has. C{layer_done(i)} is called as each layer is in place.
-
-        @return: whether a reference is new or moved (dockerd's "Downloaded newer image" versus
-            "Image is up to date").
-        @raise PydError: a blob is not a valid layer or does not match its diff id; the store is
-            left as it was.
-        """
-        ...
-
-    async def tags_in_repository(self, name: str) -> list[str]:
-        """The tags the store has for a repository (C{name} fully normalised)."""
-        ...
-
-    async def image_for_push(self, ref: Reference) -> PushImage:
-        """The image a reference names, with its config bytes and layer tars.
-
-        @raise NotFound: no such reference.
-        """
-        ...
-
-    async def add_reference(self, image_id: str, ref: Reference, pushed: Reference) -> None:
-        """After pushing C{pushed} (C{name:tag}): point C{ref} (C{name@digest}) at C{image_id}."""
-        ...
 
 
 # --- progress records -----------------------------------------------------------------------------
@@ -157,7 +91,7 @@ class DistributionBase:
 
     def __init__(
         self,
-        store: DistributionStore,
+        store: RegistryImages,
         http: HTTPClients,
         blocking: Blocking,
         staging_dir: str,

@@ -31,11 +31,11 @@ from pyd.drivers.registry import (
     RegistryError,
     TransportFailed,
 )
+from pyd.engine.contracts import PushLayer
 from pyd.engine.distribution.base import (
     DistributionBase,
     Progress,
     ProgressSink,
-    PushLayer,
     _nothing,
     _short,
 )

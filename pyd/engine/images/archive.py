@@ -38,7 +38,7 @@ from pyd.engine.images.store import (
     OCI_INDEX,
     OCI_LAYER,
     OCI_MANIFEST,
-    ImageStore,
+    ImageStoreBase,
     _canonical_json,
     _is_id_prefix,
 )
@@ -63,7 +63,7 @@ def check_import_url(url: str) -> None:
         )
 
 
-class ImageArchives(ImageStore):
+class ImageArchives(ImageStoreBase):
     """C{docker load}, C{docker save} and C{docker import} (file, stream or URL)."""
 
     # --- load / save / import -----------------------------------------------------------------

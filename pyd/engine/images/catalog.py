@@ -20,7 +20,7 @@ from pyd.engine.filters import labels_match
 from pyd.engine.images.store import (
     DeleteItem,
     HistoryItem,
-    ImageStore,
+    ImageStoreBase,
     PruneReport,
     _is_id_prefix,
     _is_single_reference,
@@ -32,7 +32,7 @@ from pyd.state.images import StoredImage
 log = Logger()
 
 
-class ImageCatalog(ImageStore):
+class ImageCatalog(ImageStoreBase):
     """List, inspect, history, tag, delete (dockerd's conflict rules) and prune."""
 
     # --- list / inspect / history -------------------------------------------------------------

@@ -16,6 +16,7 @@ from pyd.core.errors import (
     no_such_image,
 )
 from pyd.core.records import CommitSource, Image, Layer
+from pyd.engine.contracts import CommitMeta
 from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images.layers import WritableLayers
 from pyd.state.images import StoredImage
@@ -30,19 +31,21 @@ class ImageCommit(WritableLayers):
         self,
         container_id: str,
         image_config: dict[str, Any],
+        meta: CommitMeta,
         repo_tag: str | None = None,
         parent_id: str | None = None,
         cache_key: str | None = None,
     ) -> Image:
         """Turn the writable layer into a new layer on top of the container's image.
 
-        C{image_config} is the new image's C{config} section plus optional top-level keys
-        C{author}, C{comment}, C{created_by} (history) given under C{"_commit"}.
+        C{image_config} is the new image's C{config} section; C{meta} the history entry and
+        more top-level keys (L{CommitMeta}).
+
+        @raise NotFound: C{No such container: <id>} (no such writable layer).
         """
         rw = await self._repo.get_rw(container_id)
         if rw is None:
             raise NotFound(f"No such container: {container_id}")
-        meta = dict(image_config.pop("_commit", {}) or {})
         base_cfg: dict[str, Any] = {}
         base_layers: list[Layer] = await self._repo.chain(rw.top_layer)
         base_image: StoredImage | None = None
@@ -52,22 +55,21 @@ class ImageCommit(WritableLayers):
                 base_cfg = base_image.config
         lowers = [layer.cache_id for layer in reversed(base_layers)]
         tar_path, entries = await self._io.run(self._store.export_rw, container_id, lowers)
-        empty_layer_ok = bool(meta.get("empty_layer_ok", False))
         try:
             return await self._create_image_from_layer(
-                None if (entries == 0 and empty_layer_ok) else tar_path,
+                None if (entries == 0 and meta.empty_layer_ok) else tar_path,
                 parent_top=rw.top_layer,
                 base_cfg=base_cfg,
                 config=image_config,
-                created_by=str(meta.get("created_by", "")),
-                comment=str(meta.get("comment", "")),
-                author=str(meta.get("author", "")),
-                container=meta.get("container"),
+                created_by=meta.created_by,
+                comment=meta.comment,
+                author=meta.author,
+                container=dict(meta.container) if meta.container is not None else None,
                 parent_id=parent_id if parent_id is not None else (rw.image_id or None),
                 cache_key=cache_key,
                 repo_tag=repo_tag,
                 event="commit",
-                extra_top=meta.get("top"),
+                extra_top=dict(meta.top) if meta.top is not None else None,
             )
         finally:
             await self._io.run(self._store.discard, tar_path)
@@ -106,6 +108,17 @@ class ImageCommit(WritableLayers):
             extra_top=extra_top,
         )
 
+    async def find_child(self, parent_id: str | None, cache_key: str) -> Image | None:
+        """The image the build cache has for C{cache_key}, if it was built on C{parent_id} (the
+        key already covers the parent; this guards a stale row)."""
+        image_id = await self._repo.by_cache_key(cache_key)
+        if image_id is None:
+            return None
+        img = await self.get(image_id)
+        if img is None or (img.parent_id or None) != parent_id:
+            return None
+        return img
+
     async def commit_container(
         self,
         ref: str,
@@ -132,12 +145,12 @@ class ImageCommit(WritableLayers):
         config = merge_commit_config(base, container_config, override)
         config = apply_changes(config, changes)
         cmd = container_config.get("Cmd") or []
-        config["_commit"] = {
-            "comment": comment,
-            "author": author,
-            "created_by": " ".join(cmd) if isinstance(cmd, list) else str(cmd),
-            "container": {"id": source.container_id, "config": container_config},
-        }
+        meta = CommitMeta(
+            created_by=" ".join(cmd) if isinstance(cmd, list) else str(cmd),
+            author=author,
+            comment=comment,
+            container={"id": source.container_id, "config": container_config},
+        )
         paused = False
         if pause and source.running and self.pause_container is not None:
             try:
@@ -146,7 +159,7 @@ class ImageCommit(WritableLayers):
             except PydError:
                 paused = False  # already paused, or stopped meanwhile: commit as it is
         try:
-            img = await self.commit(source.container_id, config, repo_tag)
+            img = await self.commit(source.container_id, config, meta, repo_tag)
             if self._events is not None:
                 # dockerd's container "commit" event (after the image's create/tag)
                 attrs_ = {k: str(v) for k, v in (container_config.get("Labels") or {}).items()}

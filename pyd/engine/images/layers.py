@@ -13,13 +13,13 @@ from pyd.core.errors import (
     no_such_image,
 )
 from pyd.core.records import Change, Image
-from pyd.engine.images.store import ImageStore
+from pyd.engine.images.store import ImageStoreBase
 
 log = Logger()
 
 
-class WritableLayers(ImageStore):
-    """Containers' writable layers over an image's layers (L{pyd.engine.contracts.ImageProvider})."""
+class WritableLayers(ImageStoreBase):
+    """Containers' writable layers over an image's layers (L{pyd.engine.contracts.RwLayers})."""
 
     async def create_rw_layer(self, container_id: str, image_id: str | None) -> None:
         """Record and create the container's writable layer over the image's layers."""

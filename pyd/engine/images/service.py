@@ -1,9 +1,9 @@
 """The image service (layer: engine): one object over the image area's parts.
 
-Implements L{pyd.engine.contracts.ImageProvider} for containers and builds (resolve, writable
-layers, diff, commit) and the local image operations of the API: list, inspect, tag, delete with
-dockerd's conflict rules, history, prune, load, save, import; each lives in its own module of this
-package (store, layers, commit, catalog, archive). This module adds the system counts and the
+Implements L{pyd.engine.contracts.ImageStore} for containers, builds and distribution (resolve,
+writable layers, diff, commit, the build cache, pulled images) and the local image operations of
+the API: list, inspect, tag, delete with dockerd's conflict rules, history, prune, load, save,
+import; each lives in its own module of this package (store, layers, commit, catalog, archive). This module adds the system counts and the
 registry's view of the store: pull/push live with the registry code, which stores what it fetches
 through L{ImageService.store_pulled_image}.
 """
@@ -20,7 +20,7 @@ from pyd.core.errors import (
     NotFound,
 )
 from pyd.core.records import Image
-from pyd.engine.distribution import PushImage, PushLayer
+from pyd.engine.contracts import PushImage, PushLayer
 from pyd.engine.images.archive import ImageArchives
 from pyd.engine.images.catalog import ImageCatalog
 from pyd.engine.images.commit import ImageCommit
@@ -45,10 +45,10 @@ class ImageService(ImageCommit, ImageCatalog, ImageArchives):
         return out, await self._repo.layers_total_size()
 
     # === distribution section (owned by the registry area) =====================================
-    # The image store as pull and push see it: pyd.engine.distribution.DistributionStore.
+    # The image store as pull and push see it: pyd.engine.contracts.RegistryImages.
 
     async def has_image(self, image_id: str) -> bool:
-        """Whether an image with this id is stored (L{DistributionStore.has_image})."""
+        """Whether an image with this id is stored (L{RegistryImages.has_image})."""
         return await self._repo.get_image(image_id) is not None
 
     async def has_layer(self, chain_id: str) -> bool:

@@ -2,8 +2,8 @@
 
 Images and layers live in the repository (rows) and the L{LayerStore} (directories); layers are
 shared by chain id and deleted only when no image, writable layer or child layer uses them.
-L{ImageStore} holds the service's dependencies, reference lookup, events, and storing an image
-from a config and its layer files (load, pull, import and commit all end there).
+L{ImageStoreBase} holds the service's dependencies, reference lookup, events, and storing an
+image from a config and its layer files (load, pull, import and commit all end there).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _canonical_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-class ImageStore:
+class ImageStoreBase:
     """The dependencies and the storing core of L{pyd.engine.images.service.ImageService}."""
 
     def __init__(
@@ -254,7 +254,7 @@ class ImageStore:
         layers = await self._repo.chain(top)
         return [layer.cache_id for layer in reversed(layers)]
 
-    # --- ImageProvider -----------------------------------------------------------------------
+    # --- ImageLookup -------------------------------------------------------------------------
 
     async def resolve(self, ref: str) -> Image:
         """The image named by a reference, id or id prefix."""
