@@ -67,7 +67,7 @@ class Host:
         (top / "passwd").write_text("hostonly:x:4242:4343::/:/bin/sh\n")
         (top / "group").write_text("hostgrp:x:4545:\n")
         (top / ".dockerfile.0123456789abcdef").write_text(f"FROM {DEFAULT_TAG}\n")
-        (top / "ignore").write_text("keepme\n")
+        (top / "ignore").write_text("Dockerfile\n")
         os.chmod(top / "sub", 0o700)
         self.before = snapshot(top)
 
@@ -544,7 +544,8 @@ class BuildInputTests:
 
     def test_dockerignore_link_to_host(self, pyd: PydDaemon, host: Host, clean_log: None) -> None:
         """A .dockerignore linking to a host file (absolute, via a missing component,
-        climbing) is not applied: `keepme` (excluded by the host file) is still copied."""
+        climbing) is not applied: the Dockerfile (excluded by the host file, so removed from
+        the context were it applied) is still copied."""
         for target in (str(host.dir / "ignore"), "a/ignore", host.rel + "/ignore"):
             tag = _name()
             ctx = tar_bytes(
@@ -553,7 +554,7 @@ class BuildInputTests:
                     ("evil", "l", str(host.dir)),
                     (".dockerignore", "l", target),
                     ("keepme", "f", b"kept"),
-                    ("Dockerfile", "f", f"FROM {DEFAULT_TAG}\nCOPY keepme /k\n".encode()),
+                    ("Dockerfile", "f", f"FROM {DEFAULT_TAG}\nCOPY Dockerfile /k\n".encode()),
                 ]
             )
             status, body = api_build(pyd, ctx, t=tag)

@@ -35,7 +35,7 @@ from typing import IO, BinaryIO, cast
 import attrs
 
 from pyd.core.errors import InvalidParameter
-from pyd.drivers.inroot import InRoot, fd_path, remove_at
+from pyd.drivers.inroot import InRoot, fd_path
 from pyd.engine.builder import intar
 from pyd.engine.builder.ignore import PatternMatcher, read_patterns
 from pyd.engine.builder.parser import valid_file_name
@@ -182,11 +182,15 @@ def zlib_error() -> type[Exception]:
 
 
 def apply_dockerignore(root: str, keep: tuple[str, ...] = ()) -> list[str]:
-    """Delete what C{.dockerignore} excludes (the CLI already filtered; other clients may not).
-    Files named in C{keep} (the Dockerfile) survive. Returns the removed paths.
+    """What dockerd's classic builder does with C{.dockerignore} (moby
+    builder/remotecontext/detect.go C{removeDockerfile}): the client filtered the context
+    itself (the CLI and docker-py do), so only C{.dockerignore} and the Dockerfile (C{keep}, once
+    read) are removed, each when the patterns exclude it (C{MatchesOrParentMatches}); other
+    files stay whatever the patterns say, and patterns moby cannot compile remove nothing.
+    Returns the removed paths.
 
     The file is read inside the context (a link to a host file is a link to the context's
-    file of that name), and the tree is walked and pruned by descriptors, never following a link.
+    file of that name), and removals are resolved inside it, never following a link.
     """
     with InRoot(root) as ctx:
         try:
@@ -195,54 +199,20 @@ def apply_dockerignore(root: str, keep: tuple[str, ...] = ()) -> list[str]:
             data = None
         if not data:
             return []
-        patterns = read_patterns(data)
-        if not patterns:
-            return []
-        matcher = PatternMatcher(patterns)
+        try:
+            matcher = PatternMatcher(read_patterns(data))
+        except InvalidParameter:
+            return []  # dockerd ignores the matcher's error here
         removed: list[str] = []
-        top = ctx.open(".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            _prune(top, "", matcher, set(keep), removed)
-            if matcher.has_exclusions:
-                _prune_empty(top, "", matcher)
-        finally:
-            os.close(top)
-        return removed
-
-
-def _prune(dirfd: int, reldir: str, m: PatternMatcher, keep: set[str], removed: list[str]) -> None:
-    entries = sorted(os.scandir(dirfd), key=lambda e: e.name)
-    for e in entries:
-        rel = posixpath.join(reldir, e.name)
-        if e.is_dir(follow_symlinks=False):
-            if m.matches(rel) and not m.has_exclusions:
-                remove_at(dirfd, e.name)
-                removed.append(rel)
+        for rel in (".dockerignore", *keep):
+            if rel in removed or not matcher.matches(rel):
                 continue
-            sub = open_dir(dirfd, e.name)
             try:
-                _prune(sub, rel, m, keep, removed)
-            finally:
-                os.close(sub)
-        elif rel not in keep and m.matches(rel):
-            os.unlink(e.name, dir_fd=dirfd)
+                ctx.remove(rel)
+            except OSError:
+                continue  # missing, or not reachable inside the context: nothing to delete
             removed.append(rel)
-
-
-def _prune_empty(dirfd: int, reldir: str, m: PatternMatcher) -> None:
-    """Remove excluded directories that ended up empty (deepest first)."""
-    for e in sorted(os.scandir(dirfd), key=lambda e: e.name):
-        if not e.is_dir(follow_symlinks=False):
-            continue
-        rel = posixpath.join(reldir, e.name)
-        sub = open_dir(dirfd, e.name)
-        try:
-            _prune_empty(sub, rel, m)
-            empty = not os.listdir(sub)
-        finally:
-            os.close(sub)
-        if empty and m.matches(rel):
-            os.rmdir(e.name, dir_fd=dirfd)
+        return removed
 
 
 def read_dockerfile(root: str, name: str) -> bytes:

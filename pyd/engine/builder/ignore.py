@@ -1,10 +1,16 @@
-"""C{.dockerignore}: reading the file and matching paths the way the docker CLI does
-(moby/patternmatcher semantics; layer: engine).
+"""C{.dockerignore}: reading the file and matching paths exactly as moby's patternmatcher does
+(moby/patternmatcher: ignorefile/ignorefile.go C{ReadAll}, patternmatcher.go C{New},
+C{MatchesOrParentMatches}; layer: engine).
 
-Patterns are anchored at the context root and cleaned (C{filepath.Clean}, one leading C{/} dropped);
-C{*} matches within one path element, C{?} one character, C{**} any number of elements, C{[...]}
-character classes, C{\\} escapes. A path is excluded when the last pattern that matches it, or one of
-its parent directories, is not an exception (C{!pattern}).
+Reading: a line starting with C{#} (in column 1, before trimming) is a comment; the rest are
+trimmed, a leading C{!} (with the blanks after it) marks an exception, then the path is cleaned
+(C{filepath.Clean}) and one leading C{/} dropped. Each pattern is then one of moby's four kinds:
+exact (no wildcard: compared as a string), prefix (C{dir/**}: the text before C{**} is a string
+prefix), suffix (C{**/x} or C{**x}: the text after C{**} is a string suffix, C{**/x} also matching
+C{x}) or a regular expression built as moby builds it (C{*} any run without C{/}, C{?} one
+character but C{/}, C{**} any number of elements, C{[...]} passed to the regexp engine as is, so
+C{[!a]} is a class of C{!} and C{a}, and C{\\x} the regexp escape of C{x}). A path is excluded
+when the last pattern matching it or one of its parent directories is not an exception.
 """
 
 from __future__ import annotations
@@ -16,18 +22,22 @@ import attrs
 
 from pyd.core.errors import InvalidParameter
 
+_BAD_PATTERN = "syntax error in pattern"
+# Characters moby escapes (regexp metacharacters that mean nothing in a filepath pattern);
+# notably not C{^}, which stays a regexp anchor as in moby.
+_ESCAPED = set(".+()|{}$")
 
-@attrs.frozen
-class Pattern:
-    """One compiled pattern."""
 
-    text: str
-    exclusion: bool
-    regex: re.Pattern[str]
+def go_clean(path: str) -> str:
+    """Go's C{filepath.Clean} (POSIX keeps a leading C{//}; Go does not)."""
+    out = posixpath.normpath(path) if path else "."
+    if out.startswith("//"):
+        out = "/" + out.lstrip("/")
+    return out
 
 
 def read_patterns(data: str | bytes) -> list[str]:
-    """The patterns of a C{.dockerignore} file, as the CLI reads them.
+    """The patterns of a C{.dockerignore} file, as moby's C{ignorefile.ReadAll} reads them.
 
     @raise InvalidParameter: a bare C{!}.
     """
@@ -39,9 +49,10 @@ def read_patterns(data: str | bytes) -> list[str]:
     # Lines end at \n only (a trailing \r dropped), as Go's bufio.Scanner splits them; str's
     # splitlines would also split at \x1c, \x85, \u2028 and the like.
     for raw in data.split("\n"):
-        if raw.startswith("#"):
+        line = raw.removesuffix("\r")
+        if line.startswith("#"):
             continue
-        line = raw.removesuffix("\r").strip()
+        line = line.strip()
         if not line:
             continue
         invert = line.startswith("!")
@@ -49,77 +60,166 @@ def read_patterns(data: str | bytes) -> list[str]:
             line = line[1:].strip()
             if not line:
                 raise InvalidParameter('illegal exclusion pattern: "!"')
-        line = posixpath.normpath(line)
-        if line.startswith("//"):  # POSIX keeps a leading "//", Go's filepath.Clean does not
-            line = "/" + line.lstrip("/")
+        line = go_clean(line)
         if len(line) > 1 and line.startswith("/"):
             line = line[1:]
         out.append(("!" if invert else "") + line)
     return out
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    rx = ["^"]
-    i = 0
-    n = len(pattern)
-    in_class = False
+def check_syntax(pattern: str) -> None:
+    """Go's C{filepath.Match(pattern, ".")} error check: an unterminated or malformed class
+    (C{[}, C{[]}, C{[a-]}, C{[-a]}) or a trailing C{\\} is a bad pattern.
+
+    @raise InvalidParameter: C{syntax error in pattern}.
+    """
+    i, n = 0, len(pattern)
+
+    def esc(j: int) -> int:
+        # One class character (possibly escaped); the index after it.
+        if j >= n or pattern[j] in "-]":
+            raise InvalidParameter(_BAD_PATTERN)
+        if pattern[j] == "\\":
+            j += 1
+            if j >= n:
+                raise InvalidParameter(_BAD_PATTERN)
+        return j + 1
+
     while i < n:
         c = pattern[i]
-        if in_class:
-            if c == "]":
-                in_class = False
-            if c == "\\" and i + 1 < n:
-                rx.append(re.escape(pattern[i + 1]))
-                i += 2
-                continue
-            rx.append(c)
+        if c == "\\":
+            if i + 1 >= n:
+                raise InvalidParameter(_BAD_PATTERN)
+            i += 2
+        elif c == "[":
             i += 1
-            continue
-        if c == "*":
-            if i + 1 < n and pattern[i + 1] == "*":
-                i += 2
-                if i < n and pattern[i] == "/":
+            if i < n and pattern[i] == "^":
+                i += 1
+            ranges = 0
+            while True:
+                if i < n and pattern[i] == "]" and ranges > 0:
                     i += 1
-                rx.append(".*" if i >= n else "(.*/)?")
-                continue
-            rx.append("[^/]*")
+                    break
+                i = esc(i)
+                if i < n and pattern[i] == "-":
+                    i = esc(i + 1)
+                ranges += 1
+        else:
+            i += 1
+
+
+@attrs.frozen
+class Pattern:
+    """One compiled pattern: its cleaned text and how moby matches it."""
+
+    text: str
+    exclusion: bool
+    kind: str  # "exact" | "prefix" | "suffix" | "regexp"
+    regex: re.Pattern[str] | None = None
+
+    def match(self, path: str) -> bool:
+        """Whether this pattern (not its parents' rule) matches C{path}."""
+        if self.kind == "exact":
+            return path == self.text
+        if self.kind == "prefix":
+            return path.startswith(self.text[:-2])
+        if self.kind == "suffix":
+            suffix = self.text[2:]
+            return path.endswith(suffix) or (suffix[:1] == "/" and path == suffix[1:])
+        assert self.regex is not None
+        return self.regex.search(path) is not None
+
+
+def compile_pattern(text: str, exclusion: bool = False) -> Pattern:
+    """moby's C{Pattern.compile}: the match kind and, for a regexp, the expression.
+
+    @raise InvalidParameter: a pattern Go's C{filepath.Match} or C{regexp} refuses.
+    """
+    check_syntax(text)
+    rx = ["^"]
+    kind = "exact"
+    i, n = 0, len(text)
+    index = 0  # moby counts scanner steps, not characters, for "** at the start"
+    while i < n:
+        c = text[i]
+        i += 1
+        if c == "*":
+            if i < n and text[i] == "*":
+                i += 1
+                if i < n and text[i] == "/":
+                    i += 1
+                if i >= n:
+                    if kind == "exact":
+                        kind = "prefix"
+                    else:
+                        rx.append(".*")
+                        kind = "regexp"
+                else:
+                    rx.append("(.*/)?")
+                    kind = "regexp"
+                if index == 0:
+                    kind = "suffix"
+            else:
+                rx.append("[^/]*")
+                kind = "regexp"
         elif c == "?":
             rx.append("[^/]")
+            kind = "regexp"
+        elif c in _ESCAPED:
+            rx.append("\\" + c)
         elif c == "\\":
-            if i + 1 < n:
-                rx.append(re.escape(pattern[i + 1]))
+            if i < n:
+                rx.append(_go_escape(text[i]))
                 i += 1
+                kind = "regexp"
             else:
-                rx.append(re.escape("\\"))
-        elif c == "[":
-            in_class = True
-            rx.append("[")
-            if i + 1 < n and pattern[i + 1] in ("!", "^"):
-                rx.append("^")
-                i += 1
+                rx.append("\\\\")
+        elif c in "[]":
+            rx.append(c)
+            kind = "regexp"
         else:
-            rx.append(re.escape(c))
-        i += 1
-    if in_class:
-        raise InvalidParameter("syntax error in pattern")
-    rx.append("$")
+            # Nothing else is special in RE2 but C{^}, which moby leaves an anchor (as Python's).
+            rx.append(c)
+        index += 1
+    if kind != "regexp":
+        return Pattern(text, exclusion, kind)
+    # Go's $ (no multi-line flag) is the end of the text; Python's also matches before a final
+    # newline, hence \Z.
     try:
-        return re.compile("".join(rx), re.S)
+        regex = re.compile("".join(rx) + r"\Z")
     except re.error as e:
-        raise InvalidParameter(f"syntax error in pattern: {e}") from e
+        raise InvalidParameter(_BAD_PATTERN) from e
+    return Pattern(text, exclusion, kind, regex)
+
+
+def _go_escape(c: str) -> str:
+    # RE2's "\x": punctuation is literal, letters are classes/assertions Python shares
+    # (\d \w \s \b \B \A); \z (end of text) is Python's \Z.
+    if c == "z":
+        return r"\Z"
+    if c.isalnum():
+        return "\\" + c
+    return re.escape(c)
 
 
 class PatternMatcher:
-    """Decides which context paths a list of patterns excludes."""
+    """Decides which context paths a list of patterns excludes (moby's C{PatternMatcher}).
+
+    @raise InvalidParameter: a bare C{!} or a malformed pattern (moby's C{New}).
+    """
 
     def __init__(self, patterns: list[str]) -> None:
         self.patterns: list[Pattern] = []
-        for p in patterns:
-            excl = p.startswith("!")
-            text = p[1:] if excl else p
-            if not text:
+        for given in patterns:
+            if not given.strip():
                 continue
-            self.patterns.append(Pattern(text, excl, _compile(text)))
+            p = go_clean(given.strip())
+            excl = p.startswith("!")
+            if excl:
+                if len(p) == 1:
+                    raise InvalidParameter('illegal exclusion pattern: "!"')
+                p = p[1:]
+            self.patterns.append(compile_pattern(p, excl))
 
     @property
     def has_exclusions(self) -> bool:
@@ -127,15 +227,21 @@ class PatternMatcher:
         return any(p.exclusion for p in self.patterns)
 
     def matches(self, path: str) -> bool:
-        """Whether C{path} (slash-separated, relative to the context root) is excluded."""
-        path = posixpath.normpath(path.lstrip("/"))
-        parts = path.split("/")
-        parents = ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
+        """Whether C{path} (slash-separated, relative to the context root) is excluded
+        (moby's C{MatchesOrParentMatches}; C{.} is never excluded)."""
+        path = go_clean(path)
+        if path == ".":
+            return False
+        parent = posixpath.dirname(path) or "."
+        dirs = parent.split("/")
         matched = False
         for p in self.patterns:
-            hit = bool(p.regex.match(path))
-            if not hit:
-                hit = any(p.regex.match(parent) for parent in parents)
+            # As moby: an inclusion cannot change an excluded path, nor an exception a kept one.
+            if p.exclusion != matched:
+                continue
+            hit = p.match(path)
+            if not hit and parent != ".":
+                hit = any(p.match("/".join(dirs[: k + 1])) for k in range(len(dirs)))
             if hit:
                 matched = not p.exclusion
         return matched

@@ -452,11 +452,12 @@ class ErrorTests(BuilderTestCase):
         self.assertEqual(err.message, 'RUN: unsupported mount type "nfs"')
 
     def test_dockerignore_applied(self) -> None:
-        """Files the .dockerignore excludes are not in the context."""
+        """An excluded Dockerfile is removed from the context once read, as dockerd's classic
+        builder does (the client filtered the other files itself)."""
         err = self.build_fails(
             {
-                "Dockerfile": "FROM busybox\nCOPY secret /s\n",
-                ".dockerignore": "secret\n",
+                "Dockerfile": "FROM busybox\nCOPY Dockerfile /s\n",
+                ".dockerignore": "*\n!secret\n",
                 "secret": "x",
             }
         )

@@ -90,7 +90,8 @@ class DockerignoreTests(FsTestCase):
     """L{fs.apply_dockerignore}."""
 
     def test_removes_excluded(self) -> None:
-        """Excluded files go, exceptions and the Dockerfile stay."""
+        """Only .dockerignore and the Dockerfile go, each when excluded (dockerd's
+        removeDockerfile); other files are the client's to filter."""
         ctx = self.path("ctx")
         os.mkdir(ctx)
         fs.extract_context(
@@ -106,11 +107,25 @@ class DockerignoreTests(FsTestCase):
             ),
             ctx,
         )
-        fs.apply_dockerignore(ctx, ("Dockerfile",))
+        self.assertEqual(fs.apply_dockerignore(ctx, ("Dockerfile",)), ["Dockerfile"])
         left = sorted(
             os.path.relpath(os.path.join(d, f), ctx) for d, _, fl in os.walk(ctx) for f in fl
         )
-        self.assertEqual(left, [".dockerignore", "Dockerfile", "b.txt", "secret/ok"])
+        self.assertEqual(left, [".dockerignore", "a.log", "b.txt", "secret/ok", "secret/x"])
+
+    def test_dockerignore_excluded_by_parent_rule(self) -> None:
+        """C{*} with exceptions excludes .dockerignore and the Dockerfile; a pattern moby cannot
+        compile removes nothing."""
+        for ignore, removed in (
+            ("*\n!keep\n", [".dockerignore", "Dockerfile"]),
+            (".*\n", [".dockerignore"]),
+            ("[\n*\n", []),
+            ("!\n*\n", []),
+        ):
+            ctx = self.path("ctx" + str(len(ignore)) + ignore[0].replace("*", "s"))
+            os.mkdir(ctx)
+            fs.extract_context(make_tar({".dockerignore": ignore, "Dockerfile": "FROM a"}), ctx)
+            self.assertEqual(fs.apply_dockerignore(ctx, ("Dockerfile",)), removed, ignore)
 
 
 class CopyTests(FsTestCase):
