@@ -32,6 +32,7 @@ from pyd.api.wire import (
 from pyd.core import reference as refs
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import Image
+from pyd.engine.commit import CommitService
 from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images import DeleteItem, ImageService, rfc3339
 
@@ -279,9 +280,11 @@ class ImagesRouter:
         self,
         images: ImageService,
         *,
+        commits: CommitService,
         distribution: Distribution,
     ) -> None:
         self._images = images
+        self._commits = commits
         self.distribution = distribution
 
     def resource(self) -> IResource:
@@ -460,7 +463,7 @@ class ImagesRouter:
         tag = qstr(request, "tag") or None
         repo_tag = str(refs.parse_repository(repo, tag)) if repo else None
         body = read_json_object(request, required=False)
-        img = await self._images.commit_container(
+        img = await self._commits.commit_container(
             name,
             repo_tag,
             body,

@@ -46,6 +46,7 @@ from pyd.daemon.tree import Lifecycle, PydService
 from pyd.engine.archive import ArchiveService
 from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller
 from pyd.engine.builder.builder import BuildService
+from pyd.engine.commit import CommitService
 from pyd.engine.confinement import Confinement
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.engine.distribution import DistributionService, DistributionSettings
@@ -114,7 +115,7 @@ def build_service(
 
     events.subscribe(on_event)
 
-    # Images need the container service (which needs them) for removal rules and commit.
+    # Images need the container service (which needs them) for the removal rules.
     images = ImageService(
         ImageRepository(db),
         drv.layers,
@@ -123,9 +124,6 @@ def build_service(
         reactor,
         lambda image_id: containers.containers_using(image_id),
         fetcher=drv.fetcher,
-        commit_sources=lambda ref: containers.commit_source(ref),
-        pause_container=lambda ref: containers.pause(ref),
-        unpause_container=lambda ref: containers.unpause(ref),
         docker_version=ENGINE_VERSION,
     )
     dist, dist_settings = _distribution(config, reactor, drv.registry, io, images, telemetry)
@@ -235,7 +233,11 @@ def build_service(
         ClusterRouter(),
         VolumesRouter(volumes),
         NetworksRouter(networks),
-        ImagesRouter(images, distribution=DistributionHandlers(dist)),
+        ImagesRouter(
+            images,
+            commits=CommitService(containers, images, events),
+            distribution=DistributionHandlers(dist),
+        ),
         ContainersRouter(containers, reactor),
         ContainerStreamsRouter(attach, archive),
         ExecRouter(execs),

@@ -20,7 +20,8 @@ from pyd.engine.spec.records import MountRequest, NetworkRequest
 # --- the image store ---------------------------------------------------------------------------
 # One seam, L{ImageStore}, implemented by L{pyd.engine.images.ImageService}. Each consumer types its
 # dependency as the slice it uses (declared here, once): containers L{ContainerImages}, the
-# archive service L{RootfsAccess}, the builder L{BuildImages}, pull/push L{RegistryImages}.
+# archive service L{RootfsAccess}, the builder L{BuildImages}, commit L{CommitImages}, pull/push
+# L{RegistryImages}.
 
 
 @attrs.frozen
@@ -99,8 +100,8 @@ class RwLayers(RootfsAccess, Protocol):
         ...
 
 
-class ImageWrites(Protocol):
-    """New images from writable layers or configs, the build cache, tags."""
+class LayerCommit(Protocol):
+    """A writable layer becomes an image."""
 
     async def commit(
         self,
@@ -115,6 +116,18 @@ class ImageWrites(Protocol):
         C{image_config} is the new image's C{config} section; C{parent_id} None: the layer's
         image. @raise NotFound: no such writable layer."""
         ...
+
+
+class CommitImages(LayerCommit, Protocol):
+    """What C{docker commit} (L{pyd.engine.commit}) needs from the image store."""
+
+    async def rw_image(self, container_id: str) -> Image | None:
+        """The image a writable layer was made from (None: none, or it is gone)."""
+        ...
+
+
+class ImageWrites(LayerCommit, Protocol):
+    """New images from writable layers or configs, the build cache, tags."""
 
     async def commit_config(
         self,
@@ -197,7 +210,7 @@ class BuildImages(ImageLookup, RwLayers, ImageWrites, Protocol):
     """What the builder needs from the image store."""
 
 
-class ImageStore(ContainerImages, BuildImages, RegistryImages, Protocol):
+class ImageStore(ContainerImages, BuildImages, CommitImages, RegistryImages, Protocol):
     """The image store seam, whole: every slice above (L{pyd.engine.images.ImageService})."""
 
 

@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.images import ImagesRouter
 from pyd.api.root import ApiRoot
-from tests.fakes.images import make_image_service
+from pyd.engine.commit import CommitService
+from tests.fakes.images import FakeCommitContainers, make_image_service
 from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
 
 
@@ -46,7 +47,11 @@ class ImagesApiTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.svc, self.events, self.containers, _ = make_image_service(self.tmp)
         self.dist = RecordingDistribution()
-        self.router = ImagesRouter(self.svc, distribution=self.dist)
+        self.router = ImagesRouter(
+            self.svc,
+            commits=CommitService(FakeCommitContainers(), self.svc, self.events),
+            distribution=self.dist,
+        )
         self.http = StubTreq(ApiRoot([self.router]))
         self.built = busybox_image_tar(f"{self.tmp}/bb.tar")
 

@@ -9,8 +9,12 @@ from typing import Any
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 
+from pyd.core.errors import Conflict, NotFound
+from pyd.core.records import CommitSource
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.storage.layers import InProcessExtractor, LayerStore
+from pyd.engine.commit import CommitContainers
+from pyd.engine.contracts import ImageStore
 from pyd.engine.images import ImageService
 from pyd.state.images import ImageRepository
 from tests.fakes.events import FakeEvents
@@ -25,6 +29,30 @@ class FakeContainers:
 
     async def __call__(self, image_id: str) -> Sequence[tuple[str, bool]]:
         return list(self.uses.get(image_id, []))
+
+
+class FakeCommitContainers:
+    """L{pyd.engine.commit.CommitContainers}: the containers in C{sources}, by name or id;
+    C{calls} records pause/unpause; C{pause_error} makes pause refuse (already paused)."""
+
+    def __init__(self, *sources: CommitSource, pause_error: bool = False) -> None:
+        self.sources = list(sources)
+        self.pause_error = pause_error
+        self.calls: list[str] = []
+
+    async def commit_source(self, ref: str) -> CommitSource:
+        for s in self.sources:
+            if ref in (s.container_id, s.name):
+                return s
+        raise NotFound(f"No such container: {ref}")
+
+    async def pause(self, ref: str) -> None:
+        if self.pause_error:
+            raise Conflict(f"Container {ref} is already paused")
+        self.calls.append("pause")
+
+    async def unpause(self, ref: str) -> None:
+        self.calls.append("unpause")
 
 
 def make_image_service(
@@ -60,3 +88,8 @@ def run(coro: Any) -> Any:
     if isinstance(r, Failure):
         r.raiseException()
     return r
+
+
+# mypy checks the fake, and the real image service, against the seams they stand in for
+_IS_COMMIT_CONTAINERS: type[CommitContainers] = FakeCommitContainers
+_IS_IMAGE_STORE: type[ImageStore] = ImageService

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound
+from pyd.core.records import CommitSource
+from pyd.engine.commit import CommitService
 from pyd.engine.contracts import CommitMeta
-from tests.fakes.images import make_image_service, run
+from tests.fakes.images import FakeCommitContainers, make_image_service, run
 from tests.helpers.images import File, busybox_image_tar, files_layer, image_config, write_image_tar
 
 
@@ -360,18 +362,8 @@ class BuildSliceTests:
             run(svc.commit("c" * 64, {}, CommitMeta("z")))
 
 
-class _Source:
-    """What the container service hands to commit (container_id/config/running/name)."""
-
-    def __init__(self, cid: str, running: bool) -> None:
-        self.container_id = cid
-        self.config = {"Image": "pyd-test/busybox", "Cmd": ["sh", "-c", "echo hi > /f"]}
-        self.running = running
-        self.name = "/c1"
-
-
 class CommitTests:
-    """docker commit: pause around the commit, and what the image records."""
+    """docker commit (L{CommitService}): pause around the commit, and what the image records."""
 
     def _setup(self, tmp: Path, running: bool = True, pause_error: bool = False):
         svc, events, *_ = make_image_service(str(tmp))
@@ -382,25 +374,13 @@ class CommitTests:
         upper = run(svc.rw_layer_paths(cid))["UpperDir"]
         with open(os.path.join(upper, "f"), "w") as f:
             f.write("hi\n")
-        calls: list[str] = []
-
-        async def source(ref: str) -> _Source:
-            return _Source(cid, running)
-
-        async def pause(c: str) -> None:
-            if pause_error:
-                raise Conflict(f"Container {c} is already paused")
-            calls.append("pause")
-
-        async def unpause(c: str) -> None:
-            calls.append("unpause")
-
-        svc.commit_sources = source
-        svc.pause_container = pause
-        svc.unpause_container = unpause
+        config = {"Image": "pyd-test/busybox", "Cmd": ["sh", "-c", "echo hi > /f"]}
+        containers = FakeCommitContainers(
+            CommitSource(cid, config, running, "c1"), pause_error=pause_error
+        )
         svc.docker_version = "28.2.2"
         events.events.clear()
-        return svc, events, calls, cid
+        return CommitService(containers, svc, events), events, containers.calls, cid
 
     def test_pauses_running_container(self, tmp: Path) -> None:
         """The default pauses a running container before the layer is read and unpauses it

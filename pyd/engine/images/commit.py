@@ -1,23 +1,20 @@
-"""Commit (layer: engine): a container's writable layer becomes an image (C{docker commit}, the
-builder's steps), with dockerd's config merge and the container paused meanwhile.
+"""Commit (layer: engine): a writable layer becomes an image (L{pyd.engine.commit} for C{docker
+commit}, the builder's steps), a config becomes an image (the builder's metadata-only steps), and
+the build cache's lookup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from twisted.logger import Logger
 
-from pyd.core import reference as refs
 from pyd.core.errors import (
     NotFound,
-    PydError,
     no_such_image,
 )
-from pyd.core.records import CommitSource, Image, Layer
+from pyd.core.records import Image, Layer
 from pyd.engine.contracts import CommitMeta
-from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images.layers import WritableLayers
 from pyd.state.images import StoredImage
 
@@ -25,7 +22,7 @@ log = Logger()
 
 
 class ImageCommit(WritableLayers):
-    """C{docker commit} and the builder's commit: a writable layer becomes an image."""
+    """The store's side of a commit: a writable layer becomes an image."""
 
     async def commit(
         self,
@@ -118,111 +115,3 @@ class ImageCommit(WritableLayers):
         if img is None or (img.parent_id or None) != parent_id:
             return None
         return img
-
-    async def commit_container(
-        self,
-        ref: str,
-        repo_tag: str | None,
-        override: dict[str, Any],
-        changes: Sequence[str] = (),
-        author: str = "",
-        comment: str = "",
-        pause: bool = True,
-    ) -> Image:
-        """C{docker commit}: the container's config (overridden by C{override}, then
-        C{changes}) on top of its image's, and its writable layer as a new layer. Like
-        dockerd, a running container is paused meanwhile unless C{pause} is false; the image
-        records the container (id, config), its command as history, and the engine version.
-
-        @raise NotFound: C{No such container: <ref>}.
-        """
-        source = await self._commit_source(ref)
-        base: dict[str, Any] = {}
-        rw_image = await self.rw_image(source.container_id)
-        if rw_image is not None:
-            base = dict(rw_image.container_config)
-        container_config = dict(source.config or {})
-        config = merge_commit_config(base, container_config, override)
-        config = apply_changes(config, changes)
-        cmd = container_config.get("Cmd") or []
-        meta = CommitMeta(
-            created_by=" ".join(cmd) if isinstance(cmd, list) else str(cmd),
-            author=author,
-            comment=comment,
-            container={"id": source.container_id, "config": container_config},
-        )
-        paused = False
-        if pause and source.running and self.pause_container is not None:
-            try:
-                await self.pause_container(source.container_id)
-                paused = True
-            except PydError:
-                paused = False  # already paused, or stopped meanwhile: commit as it is
-        try:
-            img = await self.commit(source.container_id, config, meta, repo_tag)
-            if self._events is not None:
-                # dockerd's container "commit" event (after the image's create/tag)
-                attrs_ = {k: str(v) for k, v in (container_config.get("Labels") or {}).items()}
-                attrs_.update(
-                    {
-                        "comment": comment,
-                        "image": str(container_config.get("Image") or ""),
-                        "imageID": img.id,
-                        "imageRef": refs.familiar(str(refs.parse_with_tag(repo_tag)))
-                        if repo_tag
-                        else "",
-                        "name": source.name,
-                    }
-                )
-                self._events.emit("container", "commit", source.container_id, attrs_)
-            return img
-        finally:
-            if paused and self.unpause_container is not None:
-                try:
-                    await self.unpause_container(source.container_id)
-                except PydError:
-                    pass  # unpaused or gone meanwhile
-
-    async def _commit_source(self, ref: str) -> CommitSource:
-        if self.commit_sources is not None:
-            src = await self.commit_sources(ref)
-            return CommitSource(
-                src.container_id,
-                dict(src.config or {}),
-                bool(src.running),
-                str(getattr(src, "name", "") or "").lstrip("/"),
-            )
-        cid = await self.rw_container(ref)
-        if cid is None:
-            raise NotFound(f"No such container: {ref}")
-        return CommitSource(cid, {}, False)
-
-
-_COMMIT_KEYS = (
-    "User",
-    "ExposedPorts",
-    "Env",
-    "Cmd",
-    "Healthcheck",
-    "ArgsEscaped",
-    "Volumes",
-    "WorkingDir",
-    "Entrypoint",
-    "OnBuild",
-    "Labels",
-    "StopSignal",
-    "StopTimeout",
-    "Shell",
-)
-
-
-def merge_commit_config(
-    image: dict[str, Any], container: dict[str, Any], override: dict[str, Any]
-) -> dict[str, Any]:
-    """dockerd's commit config: the image's, then the container's, then the request body's."""
-    out = {k: v for k, v in image.items() if k in _COMMIT_KEYS}
-    for src in (container, override):
-        for key in _COMMIT_KEYS:
-            if key in src and src[key] not in (None, "", [], {}):
-                out[key] = src[key]
-    return out

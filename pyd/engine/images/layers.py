@@ -86,8 +86,3 @@ class WritableLayers(ImageStoreBase):
         if rw is None or rw.image_id is None:
             return None
         return await self.get(rw.image_id)
-
-    async def rw_container(self, ref: str) -> str | None:
-        """A container id (full or unique prefix) that has a writable layer."""
-        rws = [r.container_id for r in await self._repo.all_rw() if r.container_id.startswith(ref)]
-        return rws[0] if len(rws) == 1 else None

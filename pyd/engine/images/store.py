@@ -53,11 +53,6 @@ async def _no_containers(_image_id: str) -> Sequence[tuple[str, bool]]:
     return []
 
 
-# name -> the container to commit (anything with container_id/config/running attributes);
-# raises NotFound ("No such container: x")
-CommitSources = Callable[[str], Awaitable[Any]]
-
-
 @attrs.frozen
 class HistoryItem:
     """One C{docker history} row."""
@@ -136,9 +131,6 @@ class ImageStoreBase:
         containers_using: ContainersUsing | None = None,
         *,
         fetcher: Callable[[str, str], Awaitable[None]] | None = None,
-        commit_sources: CommitSources | None = None,
-        pause_container: Callable[[str], Awaitable[None]] | None = None,
-        unpause_container: Callable[[str], Awaitable[None]] | None = None,
         docker_version: str = "",
     ) -> None:
         self._repo = repo
@@ -149,12 +141,6 @@ class ImageStoreBase:
         self.containers_using: ContainersUsing = containers_using or _no_containers
         # downloads a URL to a file (docker import <url>)
         self.fetcher = fetcher
-        # the container service's view of a container to commit; without it commit takes a raw id
-        self.commit_sources = commit_sources
-        # docker commit pauses a running container (raise Conflict when it is not running or
-        # already paused)
-        self.pause_container = pause_container
-        self.unpause_container = unpause_container
         # the engine version recorded as docker_version in committed/imported images
         self.docker_version = docker_version
         self._lock = DeferredLock()  # serialises store mutations (load/delete/commit/tag)
