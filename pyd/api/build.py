@@ -27,7 +27,7 @@ from pyd.api.wire import json_body, qbool, qint, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
 from pyd.engine.builder.builder import BuildFailed, BuildOptions, BuildService
-from pyd.engine.container_config import parse_extra_host
+from pyd.engine.spec.rules import parse_extra_host
 
 log = Logger()
 

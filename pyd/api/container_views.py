@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from pyd.api.timeparse import rfc3339_nano
 from pyd.core.records import Container, MountSpec
 from pyd.engine import containers as engine
-from pyd.engine.container_config import command_of
+from pyd.engine.containers.runconfig import command_of
 from pyd.engine.spec import main_network
 
 log = Logger()

@@ -35,10 +35,10 @@ from pyd.core.errors import InvalidParameter, SystemError_
 from pyd.core.records import Container
 from pyd.core.seams import Clock
 from pyd.engine import containers as engine
-from pyd.engine.container_config import go_atoi
 from pyd.engine.containers import ContainerService, LogsRequest
 from pyd.engine.containers.logfiles import LogEntry, LogTail
 from pyd.engine.filters import labels_match
+from pyd.engine.spec.rules import go_atoi
 
 log = Logger()
 

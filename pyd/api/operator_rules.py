@@ -21,9 +21,9 @@ from pyd.api.identity import Policy
 from pyd.core.errors import Forbidden
 from pyd.core.records import Container
 from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
-from pyd.engine.container_config import sysctl_name
 from pyd.engine.networks import host_port_range
 from pyd.engine.spec import CreateSpec, mount_of, parse_create
+from pyd.engine.spec.rules import sysctl_name
 from pyd.engine.volumes import parse_bind, parse_mount
 
 _MAX_DEPTH = 8  # container:X chains followed before giving up (refused)

@@ -19,8 +19,8 @@ from pyd.api.visibility import redact_event, visibility
 from pyd.api.wire import check_filters, json_body, parse_filters, qstr
 from pyd.core.records import Event
 from pyd.core.seams import Clock
-from pyd.engine.container_config import LOG_DRIVERS as LOG_PLUGINS
 from pyd.engine.events import EventFilter, EventService
+from pyd.engine.spec.rules import LOG_DRIVERS as LOG_PLUGINS
 from pyd.engine.system import SystemService
 
 EVENT_FILTERS = {

@@ -43,8 +43,8 @@ from pyd.config.base import (
 )
 from pyd.config.dockerd import DOCKERD_OPTIONS, NESTED
 from pyd.config.limits import LIMIT_OPTIONS
-from pyd.engine.container_config import LOG_DRIVERS
 from pyd.engine.hostinfo import mask_credentials
+from pyd.engine.spec.rules import LOG_DRIVERS
 
 DEFAULT_CONFIG_FILE = "/etc/pyd/daemon.json"
 # A host moving from dockerd keeps its file: read when pyd's own does not exist.

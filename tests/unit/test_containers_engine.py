@@ -17,8 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified, SystemError_
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.runtime.conmon import CreateOptions, ProcessGone
-from pyd.engine import container_config as cc
-from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
+from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest, runconfig
+from pyd.engine.spec import rules
 from pyd.state.containers import ContainerRepository
 from tests.fakes.container_providers import (
     FakeImageProvider,
@@ -460,7 +460,7 @@ class SysctlNameTests(EngineTestBase):
             )
             self.assertEqual(str(err), f"invalid sysctl name {key!r}")
         self.assertEqual(self.svc.list_all(), [])
-        self.assertEqual(cc.sysctl_name("net/ipv4/ip_forward"), "net.ipv4.ip_forward")
+        self.assertEqual(rules.sysctl_name("net/ipv4/ip_forward"), "net.ipv4.ip_forward")
 
 
 class NamespaceJoinPinningTests(EngineTestBase):
@@ -881,12 +881,12 @@ class LogOptionValueTests(SynchronousTestCase):
 
     def test_sizes(self) -> None:
         """FromHumanSize is decimal; RAMInBytes binary; go-units' errors."""
-        self.assertEqual(cc.go_size("100k"), 100_000)
-        self.assertEqual(cc.go_size("1.5MB"), 1_500_000)
-        self.assertEqual(cc.go_size("2KiB"), 2000)
-        self.assertEqual(cc.go_size("2KiB", binary=True), 2048)
-        self.assertEqual(cc.go_size("10 m"), 10_000_000)
-        self.assertEqual(cc.go_size("42"), 42)
+        self.assertEqual(rules.go_size("100k"), 100_000)
+        self.assertEqual(rules.go_size("1.5MB"), 1_500_000)
+        self.assertEqual(rules.go_size("2KiB"), 2000)
+        self.assertEqual(rules.go_size("2KiB", binary=True), 2048)
+        self.assertEqual(rules.go_size("10 m"), 10_000_000)
+        self.assertEqual(rules.go_size("42"), 42)
         for bad, msg in (
             ("abc", "invalid size: 'abc'"),
             ("-1", "invalid size: '-1'"),
@@ -895,19 +895,25 @@ class LogOptionValueTests(SynchronousTestCase):
             ("1.2.3k", 'strconv.ParseFloat: parsing "1.2.3": invalid syntax'),
         ):
             with self.assertRaises(ValueError) as ctx:
-                cc.go_size(bad)
+                rules.go_size(bad)
             self.assertEqual(str(ctx.exception), msg)
 
     def test_plans(self) -> None:
         """json-file and local defaults and errors, as dockerd's loggers report them."""
-        self.assertEqual(cc.log_plan({"Type": "json-file"}), cc.LogPlan("json-file", 0, 1))
-        self.assertEqual(cc.log_plan({"Type": "local"}), cc.LogPlan("local", 20 * 1024 * 1024, 5))
+        self.assertEqual(
+            runconfig.log_plan({"Type": "json-file"}), runconfig.LogPlan("json-file", 0, 1)
+        )
+        self.assertEqual(
+            runconfig.log_plan({"Type": "local"}), runconfig.LogPlan("local", 20 * 1024 * 1024, 5)
+        )
         self.assertTrue(
-            cc.log_plan(
+            runconfig.log_plan(
                 {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "2"}}
             ).rotates
         )
-        self.assertFalse(cc.log_plan({"Type": "json-file", "Config": {"max-file": "3"}}).rotates)
+        self.assertFalse(
+            runconfig.log_plan({"Type": "json-file", "Config": {"max-file": "3"}}).rotates
+        )
         for lc, msg in (
             ({"max-size": "0"}, "max-size must be a positive number"),
             ({"max-file": "x"}, 'strconv.Atoi: parsing "x": invalid syntax'),
@@ -918,7 +924,7 @@ class LogOptionValueTests(SynchronousTestCase):
             ),
         ):
             with self.assertRaises(SystemError_) as ctx:
-                cc.log_plan({"Type": "json-file", "Config": lc})
+                runconfig.log_plan({"Type": "json-file", "Config": lc})
             self.assertEqual(str(ctx.exception), "failed to initialize logging driver: " + msg)
         for lc, msg in (
             ({"max-size": "x"}, "invalid value for max-size: x: invalid size: 'x'"),
@@ -929,13 +935,13 @@ class LogOptionValueTests(SynchronousTestCase):
             ),
         ):
             with self.assertRaises(SystemError_) as ctx:
-                cc.log_plan({"Type": "local", "Config": lc})
+                runconfig.log_plan({"Type": "local", "Config": lc})
             self.assertEqual(str(ctx.exception), "failed to initialize logging driver: " + msg)
 
     def test_create_time_checks(self) -> None:
         """mode and max-buffer-size like dockerd's ValidateLogOpts; none accepts anything."""
-        cc.validate_log_config({"Type": "none", "Config": {"whatever": "1"}})
-        cc.validate_log_config(
+        rules.validate_log_config({"Type": "none", "Config": {"whatever": "1"}})
+        rules.validate_log_config(
             {"Type": "json-file", "Config": {"mode": "non-blocking", "max-buffer-size": "4m"}}
         )
         for lc, msg in (
@@ -946,5 +952,5 @@ class LogOptionValueTests(SynchronousTestCase):
             ),
         ):
             with self.assertRaises(InvalidParameter) as ctx:
-                cc.validate_log_config({"Type": "json-file", "Config": lc})
+                rules.validate_log_config({"Type": "json-file", "Config": lc})
             self.assertEqual(str(ctx.exception), msg)

@@ -10,7 +10,6 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
-from pyd.engine import container_config as cc
 from pyd.engine.spec import (
     FIELDS,
     NOT_APPLIED,
@@ -19,6 +18,7 @@ from pyd.engine.spec import (
     parse_create,
     parse_endpoint,
     parse_update,
+    rules,
     stored_spec,
 )
 from pyd.engine.spec.gojson import decode, json_float, object_pairs, paths
@@ -441,7 +441,7 @@ class ValidationTests(SynchronousTestCase):
     def test_resource_texts(self) -> None:
         """The memory, CPU and blkio refusals (dockerd's verifyPlatformContainerResources)."""
         mb = 1 << 20
-        cpus, mems = cc.host_cpusets()
+        cpus, mems = rules.host_cpusets()
         cases: list[tuple[dict[str, Any], str]] = [
             (_hc(Memory=8 * mb, MemorySwap=7 * mb), "Minimum memoryswap limit should be larger than memory limit, see usage"),
             (_hc(MemorySwap=8 * mb), "You should always set the Memory limit when using Memoryswap limit, see usage"),
@@ -740,9 +740,9 @@ class CpusetListTests(SynchronousTestCase):
 
     def test_lists(self) -> None:
         """Single numbers, ranges and both; a bad one is dockerd's 'invalid format'."""
-        self.assertEqual(cc.parse_uint_list(""), set())
-        self.assertEqual(cc.parse_uint_list("0-2,5"), {0, 1, 2, 5})
+        self.assertEqual(rules.parse_uint_list(""), set())
+        self.assertEqual(rules.parse_uint_list("0-2,5"), {0, 1, 2, 5})
         for bad in ("x", "1-", "-1", "2-1", "1,,2", "1 "):
             with self.assertRaises(ValueError) as e:
-                cc.parse_uint_list(bad)
+                rules.parse_uint_list(bad)
             self.assertEqual(str(e.exception), f"invalid format: {bad}")

@@ -10,7 +10,8 @@ import pytest
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.ids import VALID_NAME, go_quote, line_safe
-from pyd.engine import container_config as cc
+from pyd.engine.containers import runconfig
+from pyd.engine.spec import rules
 from pyd.engine.spec.validate import validate_create
 
 BAD = ["a\nb", "a\rb", "a\x00b", "a\tb", "a b", "a\u2028b", "a\x7fb", "trailing\n"]
@@ -66,12 +67,12 @@ class CreateChecksTests:
         assert _create(ExtraHosts=["h:fe80::1%a\nb"]).startswith("invalid IP address in add-host")
 
     def test_extra_hosts_accepted_forms(self) -> None:
-        assert cc.parse_extra_host("db:10.0.0.9") == ("db", "10.0.0.9")
-        assert cc.parse_extra_host("db=10.0.0.9") == ("db", "10.0.0.9")
-        assert cc.parse_extra_host("v6:::1") == ("v6", "::1")
-        assert cc.parse_extra_host("v6=[::1]") == ("v6", "::1")
-        assert cc.parse_extra_host("gw:host-gateway") == ("gw", "host-gateway")
-        assert cc.render_hosts((), ["db:10.0.0.9", "v6=[::1]", "gw:host-gateway"]).endswith(
+        assert rules.parse_extra_host("db:10.0.0.9") == ("db", "10.0.0.9")
+        assert rules.parse_extra_host("db=10.0.0.9") == ("db", "10.0.0.9")
+        assert rules.parse_extra_host("v6:::1") == ("v6", "::1")
+        assert rules.parse_extra_host("v6=[::1]") == ("v6", "::1")
+        assert rules.parse_extra_host("gw:host-gateway") == ("gw", "host-gateway")
+        assert runconfig.render_hosts((), ["db:10.0.0.9", "v6=[::1]", "gw:host-gateway"]).endswith(
             "10.0.0.9\tdb\n::1\tv6\n"
         )
 

@@ -13,9 +13,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
 from pyd.drivers.journald import JournaldSender, encode
-from pyd.engine import container_config as cc
+from pyd.engine.containers import runconfig
 from pyd.engine.containers.logfiles import LogTail
 from pyd.engine.containers.logforward import LogForwarder
+from pyd.engine.spec import rules
 from tests.helpers.journald import journal_fields
 
 
@@ -61,14 +62,16 @@ class JournaldTests(SynchronousTestCase):
 
     def test_options(self) -> None:
         """journald takes the common options and the cache ones; others are dockerd's 400."""
-        cc.validate_log_config({"Type": "journald", "Config": {"tag": "x", "cache-max-file": "2"}})
+        rules.validate_log_config(
+            {"Type": "journald", "Config": {"tag": "x", "cache-max-file": "2"}}
+        )
         e = self.assertRaises(
             InvalidParameter,
-            cc.validate_log_config,
+            rules.validate_log_config,
             {"Type": "journald", "Config": {"syslog-address": "udp://x"}},
         )
         self.assertEqual(str(e), "unknown log opt 'syslog-address' for journald log driver")
-        plan = cc.log_plan({"Type": "journald", "Config": {}})
+        plan = runconfig.log_plan({"Type": "journald", "Config": {}})
         self.assertEqual((plan.driver, plan.forward), ("journald", {}))
 
     def test_no_journal(self) -> None:

@@ -12,8 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import Container, ContainerState
 from pyd.drivers import syslog
-from pyd.engine import container_config as cc
+from pyd.engine.containers import runconfig
 from pyd.engine.containers.logforward import render_tag
+from pyd.engine.spec import rules
 
 WHEN = datetime.datetime(2026, 3, 5, 14, 7, 9, 123456, tzinfo=datetime.UTC)
 
@@ -104,21 +105,21 @@ class OptionTests(SynchronousTestCase):
         for key, (value, text) in cases.items():
             e = self.assertRaises(
                 InvalidParameter,
-                cc.validate_log_config,
+                rules.validate_log_config,
                 {"Type": "syslog", "Config": {key: value}},
             )
             self.assertEqual(str(e), text)
-        cc.validate_log_config(
+        rules.validate_log_config(
             {"Type": "syslog", "Config": {"syslog-address": "udp://127.0.0.1", "tag": "x"}}
         )
 
     def test_cache_plan(self) -> None:
         """The cache is 20m x 5 by default, cache-max-size/-file change it; the syslog options
         are kept to forward with."""
-        plan = cc.log_plan({"Type": "syslog", "Config": {"syslog-format": "rfc5424"}})
+        plan = runconfig.log_plan({"Type": "syslog", "Config": {"syslog-format": "rfc5424"}})
         self.assertEqual((plan.driver, plan.max_size, plan.max_files), ("syslog", 20 << 20, 5))
         self.assertEqual(plan.forward, {"syslog-format": "rfc5424"})
-        plan = cc.log_plan(
+        plan = runconfig.log_plan(
             {"Type": "syslog", "Config": {"cache-max-size": "1m", "cache-max-file": "2"}}
         )
         self.assertEqual((plan.max_size, plan.max_files), (1_000_000, 2))

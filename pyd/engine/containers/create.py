@@ -27,10 +27,10 @@ from pyd.core.records import (
 )
 from pyd.drivers.runtime import spec as oci
 from pyd.engine import confinement, honoured, resolvconf
-from pyd.engine import container_config as cc
+from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import _normalise_ports, _now_nano, _read_or, _resources_of, _write
 from pyd.engine.containers.health import ContainerHealth
-from pyd.engine.spec import CreateSpec
+from pyd.engine.spec import CreateSpec, rules
 from pyd.engine.users import resolve_user
 
 log = Logger()
@@ -77,14 +77,14 @@ class ContainerCreate(ContainerHealth):
             raise InvalidParameter("config cannot be empty in order to create a container")
         warnings = list(spec.warnings)
         for key in spec.runtime.sysctls:
-            cc.sysctl_name(key)
+            rules.sysctl_name(key)
         self.settings.confinement.check(spec)
         more, discard = honoured.check_create(spec, self.settings.limits)
         warnings += more
         await self._blocking.run(honoured.check_block_devices, spec)
         image: Image = await self._images.resolve(image_ref)
-        config = cc.merge_image_defaults(config, image)
-        if not cc.command_of(config):
+        config = runconfig.merge_image_defaults(config, image)
+        if not runconfig.command_of(config):
             raise InvalidParameter("no command specified")
         config["ExposedPorts"] = _normalise_ports(config.get("ExposedPorts"))
         self._pin_namespace_donors(hc)
@@ -98,9 +98,9 @@ class ContainerCreate(ContainerHealth):
             "MaximumRetryCount": spec.restart.maximum_retry_count,
         }
         hc["LogConfig"] = self._log_config(spec.logging)
-        cc.validate_log_config(hc["LogConfig"])
+        rules.validate_log_config(hc["LogConfig"])
         if not spec.runtime.shm_size:
-            hc["ShmSize"] = cc.DEFAULT_SHM
+            hc["ShmSize"] = rules.DEFAULT_SHM
         hc.update(discard)  # what this host cannot apply is stored as not set (dockerd)
         cid = new_id()
         if not config.get("Hostname"):
@@ -279,7 +279,7 @@ class ContainerCreate(ContainerHealth):
             hosts_text = "".join(f"{a}\t{n}\n" for a, n in net.hosts_entries)
         else:
             host_hosts = _read_or(self.settings.host_hosts, "") if host_net else None
-            hosts_text = cc.render_hosts((), list(s.network.extra_hosts), host_hosts)
+            hosts_text = runconfig.render_hosts((), list(s.network.extra_hosts), host_hosts)
         _write(hosts_path, hosts_text)
         files.append((hosts_path, "/etc/hosts"))
         resolv_path = os.path.join(bundle, "resolv.conf")
@@ -303,13 +303,15 @@ class ContainerCreate(ContainerHealth):
         else:
             _write(
                 resolv_path,
-                cc.render_resolv_conf(host_resolv, dns, search, opts, keep_localhost=host_net),
+                runconfig.render_resolv_conf(
+                    host_resolv, dns, search, opts, keep_localhost=host_net
+                ),
             )
         files.append((resolv_path, "/etc/resolv.conf"))
         env = list(s.process.env)
         keys = {e.split("=", 1)[0] for e in env}
         if "PATH" not in keys:
-            env.insert(0, "PATH=" + cc.DEFAULT_PATH)
+            env.insert(0, "PATH=" + rules.DEFAULT_PATH)
         if "HOSTNAME" not in keys:
             env.insert(1, "HOSTNAME=" + hostname)
         if s.process.tty and "TERM" not in keys:
@@ -362,7 +364,7 @@ class ContainerCreate(ContainerHealth):
             sysctls=tuple(s.runtime.sysctls.items()),
             no_new_privileges=conf.no_new_privileges_of(sec),
             init_path=init_path,
-            shm_size=s.runtime.shm_size or cc.DEFAULT_SHM,
+            shm_size=s.runtime.shm_size or rules.DEFAULT_SHM,
             seccomp=conf.seccomp_of(sec, caps),
             oom_score_adj=(s.runtime.oom_score_adj or None),
             masked_paths=sec.masked_paths,

@@ -15,9 +15,9 @@ from pyd.core.records import (
 from pyd.drivers.runtime.conmon import (
     RuntimeFailed,
 )
-from pyd.engine import container_config as cc
 from pyd.engine.containers.base import _now_nano
 from pyd.engine.containers.logs import ContainerLogs
+from pyd.engine.spec import rules
 from pyd.engine.spec.records import Health
 
 log = Logger()
@@ -42,9 +42,9 @@ class ContainerHealth(ContainerLogs):
         hc = self._health_config(c)
         if hc is None:
             return
-        interval = (hc.interval or cc.HEALTH_DEFAULTS["Interval"]) / 1e9
+        interval = (hc.interval or rules.HEALTH_DEFAULTS["Interval"]) / 1e9
         start_period = hc.start_period / 1e9
-        start_interval = (hc.start_interval or cc.HEALTH_DEFAULTS["StartInterval"]) / 1e9
+        start_interval = (hc.start_interval or rules.HEALTH_DEFAULTS["StartInterval"]) / 1e9
         in_start = self._clock.seconds() - run.started_at < start_period
         delay = start_interval if (in_start and c.state.health_status == "starting") else interval
         run.health_call = self._clock.callLater(delay, self._probe, cid)
@@ -68,8 +68,8 @@ class ContainerHealth(ContainerLogs):
                 args = test[1:]
             else:
                 args = test
-            timeout = (hc.timeout or cc.HEALTH_DEFAULTS["Timeout"]) / 1e9
-            retries = hc.retries or cc.HEALTH_DEFAULTS["Retries"]
+            timeout = (hc.timeout or rules.HEALTH_DEFAULTS["Timeout"]) / 1e9
+            retries = hc.retries or rules.HEALTH_DEFAULTS["Retries"]
             start_period = hc.start_period / 1e9
             t0 = _now_nano(self._clock)
             try:

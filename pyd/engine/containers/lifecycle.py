@@ -37,8 +37,8 @@ from pyd.drivers.runtime.conmon import (
     RuntimeFailed,
 )
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
-from pyd.engine import container_config as cc
 from pyd.engine import honoured
+from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import (
     PruneResult,
     WaitResult,
@@ -54,7 +54,7 @@ from pyd.engine.containers.logfiles import (
 )
 from pyd.engine.containers.logs import LOG_BACKSTOP
 from pyd.engine.filters import labels_match
-from pyd.engine.spec import parse_update, resources_of
+from pyd.engine.spec import parse_update, resources_of, rules
 
 log = Logger()
 
@@ -109,7 +109,7 @@ class ContainerLifecycle(ContainerCreate):
         log_path = c.extra.get("log_path") or os.path.join(bundle, "ctr.log")
         s = self.spec_of(c)
         try:
-            plan = cc.log_plan(s.logging)
+            plan = runconfig.log_plan(s.logging)
 
             async def mount() -> str:
                 run.rootfs = await self._images.mount_rw_layer(cid)
@@ -145,7 +145,7 @@ class ContainerLifecycle(ContainerCreate):
             if s.namespaces.ipc == "shareable":
                 shm_source = os.path.join(self.bundle_dir(cid), "shm")
                 await self._blocking.run(
-                    mount_shm, shm_source, s.runtime.shm_size or cc.DEFAULT_SHM
+                    mount_shm, shm_source, s.runtime.shm_size or rules.DEFAULT_SHM
                 )
             spec_input = attrs.evolve(
                 spec_input, pid_path=pid_path, ipc_path=ipc_path, shm_source=shm_source
@@ -187,10 +187,12 @@ class ContainerLifecycle(ContainerCreate):
                 await hook(cid, self.runtime.attach_socket_path(cid, bundle))
             await self.runtime.start(cid)
         except RuntimeFailed as e:
-            args = list(spec_input.args) if spec_input is not None else cc.command_of(c.config)
+            args = (
+                list(spec_input.args) if spec_input is not None else runconfig.command_of(c.config)
+            )
             if s.runtime.init and args[:2] == [oci.INIT_DEST, "--"]:
                 args = args[2:]
-            message, code = cc.start_error(args, e.message)
+            message, code = runconfig.start_error(args, e.message)
             await self._start_failed(c, run, net, message, code)
             raise InvalidParameter(message) from e
         except PydError as e:
@@ -347,7 +349,7 @@ class ContainerLifecycle(ContainerCreate):
     async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
         c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True)))
         process = self.spec_of(c).process
-        sig = cc.parse_signal(signal or process.stop_signal or None)
+        sig = rules.parse_signal(signal or process.stop_signal or None)
         if timeout is None:
             timeout = process.stop_timeout
             if timeout is None:
@@ -380,7 +382,7 @@ class ContainerLifecycle(ContainerCreate):
         @raise InvalidParameter: unknown signal.
         """
         try:
-            sig = cc.parse_signal(signal, default=_signal.SIGKILL)
+            sig = rules.parse_signal(signal, default=_signal.SIGKILL)
         except InvalidParameter:
             # moby >= 23: the route wraps every error, moby/sys/signal lower-cases the text.
             raise InvalidParameter(
@@ -398,7 +400,7 @@ class ContainerLifecycle(ContainerCreate):
             return
         if not c.state.running:
             raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
-        stop_sig = cc.parse_signal(self.spec_of(c).process.stop_signal or None)
+        stop_sig = rules.parse_signal(self.spec_of(c).process.stop_signal or None)
         if sig in (_signal.SIGKILL, stop_sig):
             c = await self._save(
                 attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
@@ -620,12 +622,12 @@ class ContainerLifecycle(ContainerCreate):
                 and rp.get("Name") is not None
                 and (rp.get("Name") or rp.get("MaximumRetryCount"))
             ):
-                cc.validate_restart_policy(rp, bool(hc.get("AutoRemove")))
+                rules.validate_restart_policy(rp, bool(hc.get("AutoRemove")))
                 hc["RestartPolicy"] = {
                     "Name": rp.get("Name") or "no",
                     "MaximumRetryCount": rp.get("MaximumRetryCount") or 0,
                 }
-            warnings = pre_warnings + cc.validate_resources(hc, self.settings.ncpu)
+            warnings = pre_warnings + rules.validate_resources(hc, self.settings.ncpu)
             if c.state.running:
                 res = oci.build_spec(
                     oci.RuntimeSpecInput(

@@ -20,7 +20,7 @@ from pyd.core.records import (
 )
 from pyd.drivers.journald import JournaldSender
 from pyd.drivers.syslog import SyslogError, SyslogSender
-from pyd.engine import container_config as cc
+from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import ContainerBase, LogsRequest, _LogWatch, _now_nano
 from pyd.engine.containers.logfiles import (
     LogEntry,
@@ -31,6 +31,7 @@ from pyd.engine.containers.logfiles import (
     select_entries,
 )
 from pyd.engine.containers.logforward import LogForwarder, render_tag
+from pyd.engine.spec import rules
 from pyd.engine.spec.records import LogConfig
 
 log = Logger()
@@ -60,7 +61,7 @@ class ContainerLogs(ContainerBase):
                 cfg.setdefault(k, v)
         return {"Type": ltype, "Config": cfg}
 
-    def _watch_log(self, cid: str, log_path: str, plan: cc.LogPlan) -> None:
+    def _watch_log(self, cid: str, log_path: str, plan: runconfig.LogPlan) -> None:
         """Rotate C{cid}'s log as it grows (see pyd.engine.containers.logfiles)."""
         if cid in self._log_watches:
             return
@@ -195,7 +196,7 @@ class ContainerLogs(ContainerBase):
     async def _resume_log_rotation(self, c: Container) -> None:
         """Daemon start, container still running: catch up with rotations, watch again."""
         try:
-            plan = cc.log_plan(self.spec_of(c).logging)
+            plan = runconfig.log_plan(self.spec_of(c).logging)
         except PydError:
             return
         if not plan.rotates and plan.forward is None:
@@ -214,7 +215,7 @@ class ContainerLogs(ContainerBase):
         c = self.resolve(ref)
         logging = self.spec_of(c).logging
         ltype = logging.type or "json-file"
-        cache_off = ltype in ("syslog", "journald") and cc.go_bool_ok(
+        cache_off = ltype in ("syslog", "journald") and rules.go_bool_ok(
             str(logging.config.get("cache-disabled", "false"))
         )
         if ltype == "none" or cache_off:

@@ -28,12 +28,12 @@ from pyd.core.records import (
 )
 from pyd.drivers.network.netlink import Interface
 from pyd.engine import resolvconf
-from pyd.engine.container_config import parse_extra_host
 from pyd.engine.networks.base import HOSTS_BASE, MTU_OPT, ContainerRef, _veth_name
 from pyd.engine.networks.dns import Dns, _read_resolv, _upstreams
 from pyd.engine.networks.ipam import Ipam
 from pyd.engine.networks.ports import Ports
 from pyd.engine.spec import NetworkRequest, network_request
+from pyd.engine.spec.rules import parse_extra_host
 
 log = Logger()
 

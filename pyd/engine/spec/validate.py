@@ -2,8 +2,8 @@
 
 Called by L{pyd.engine.spec.parse.parse_create} only, on the sections Go's typed decoding gave
 (so every value already has its Go type). The checks shared with C{docker update} (resources,
-restart policy) and with the engine's create (log configuration) stay in
-L{pyd.engine.container_config}, which this module calls.
+restart policy) and with the engine's create (log configuration) are in
+L{pyd.engine.spec.rules}, which this module calls.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from typing import Any
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.ids import go_quote, line_safe
-
-# as a module: container_config imports the spec's records, so names are read at call time
-from pyd.engine import container_config as cc
+from pyd.engine.spec import rules
 
 _ULIMITS = {
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
@@ -49,8 +47,8 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> li
         if not isinstance(e, str) or not e or e.startswith("="):
             raise InvalidParameter(f"invalid environment variable: {e}")
     validate_healthcheck(config.get("Healthcheck"))
-    cc.validate_restart_policy(hc.get("RestartPolicy"), bool(hc.get("AutoRemove")))
-    warnings = cc.validate_resources(hc, ncpu)
+    rules.validate_restart_policy(hc.get("RestartPolicy"), bool(hc.get("AutoRemove")))
+    warnings = rules.validate_resources(hc, ncpu)
     for u in hc.get("Ulimits") or []:
         name = (u or {}).get("Name", "")
         if name not in _ULIMITS:
@@ -64,9 +62,9 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> li
         raise InvalidParameter("SHM size can not be less than 0")
     for opt in hc.get("SecurityOpt") or []:
         parse_security_opt(opt)
-    cc.validate_log_config(hc.get("LogConfig") or {})
+    rules.validate_log_config(hc.get("LogConfig") or {})
     if config.get("StopSignal"):
-        cc.parse_signal(config["StopSignal"])
+        rules.parse_signal(config["StopSignal"])
     validate_file_names(config, hc)
     return warnings
 
@@ -82,14 +80,14 @@ def validate_file_names(config: dict[str, Any], hc: dict[str, Any]) -> None:
     for key in ("Hostname", "Domainname"):
         value = config.get(key) or ""
         if not isinstance(value, str) or not line_safe(value):
-            raise InvalidParameter(f"invalid {key} {go_quote(str(value))}: {cc.NO_SPACES}")
+            raise InvalidParameter(f"invalid {key} {go_quote(str(value))}: {rules.NO_SPACES}")
     for h in hc.get("ExtraHosts") or []:
-        cc.parse_extra_host(h)
+        rules.parse_extra_host(h)
     for key in ("Dns", "DnsSearch", "DnsOptions"):
         for value in hc.get(key) or []:
             if not isinstance(value, str) or not value or not line_safe(value):
                 raise InvalidParameter(
-                    f"invalid {key} entry {go_quote(str(value))}: {cc.NO_SPACES}"
+                    f"invalid {key} entry {go_quote(str(value))}: {rules.NO_SPACES}"
                 )
 
 
