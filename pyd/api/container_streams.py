@@ -13,9 +13,10 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app, role
+from pyd.api.errors import status_for
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
 from pyd.api.wire import json_body, qbool, qstr, resize_size
-from pyd.core.errors import InvalidParameter, Unsupported
+from pyd.core.errors import InvalidParameter, PydError, Unsupported
 from pyd.drivers.streams.archive import PathStat
 from pyd.engine.archive import ArchiveService
 from pyd.engine.streams import AttachOptions, AttachService
@@ -66,7 +67,7 @@ class ContainerStreamsRouter:
 
     @app.route("/containers/<ref>/attach", methods=["POST"])
     @role("operator")
-    async def attach(self, request: Any, ref: str) -> None:
+    async def attach(self, request: Any, ref: str) -> bytes | None:
         """Hijack the connection and join it to the container's stdio."""
         opts = AttachOptions(
             stdin=qbool(request, "stdin"),
@@ -76,11 +77,19 @@ class ContainerStreamsRouter:
             logs=qbool(request, "logs"),
             detach_keys=qstr(request, "detachKeys"),
         )
-        target, session = await self._attach.attach(ref, opts)
+        try:
+            target, session = await self._attach.attach(ref, opts)
+        except PydError as e:
+            # dockerd writes an attach error raw on the hijacked connection (moby
+            # container_routes.go postContainersAttach): its text and CRLF, not a JSON body.
+            request.setResponseCode(status_for(e))
+            request.setHeader(b"Content-Type", b"application/vnd.docker.raw-stream")
+            return e.message.encode() + b"\r\n"
         stream = hijack(request, stream_content_type(target.tty, api_version(request)))
         stream.set_input(session.stdin, session.stdin_eof)
         stream.closed.addCallback(lambda _: session.client_gone())
         session.bind(FramedSink(stream, framed=not target.tty))
+        return None
 
     @app.route("/containers/<ref>/attach/ws", methods=["GET"])
     @role("operator")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from twisted.web.iweb import IRequest
@@ -13,7 +14,7 @@ from pyd.api.visibility import visibility
 from pyd.api.wire import json_body, read_json_object, resize_size
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.engine.exec import ExecConfig, ExecError, ExecService, ExecSession
-from pyd.engine.streams import STDOUT
+from pyd.engine.streams import STDOUT, key_bytes
 
 
 def _strs(body: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -78,7 +79,10 @@ def exec_json(s: ExecSession) -> dict[str, Any]:
         "OpenStdout": s.config.attach_stdout,
         "CanRemove": False,
         "ContainerID": s.container_id,
-        "DetachKeys": s.config.detach_keys or "",
+        # Go's []byte: the parsed sequence, base64 in JSON ("" when none was given).
+        "DetachKeys": base64.b64encode(
+            key_bytes(s.config.detach_keys) or b"" if s.config.detach_keys else b""
+        ).decode(),
         "Pid": s.pid,
     }
 
@@ -143,7 +147,7 @@ class ExecRouter:
             await self._execs.start(exec_id, None, tty, console)
             request.setResponseCode(200)
             return b""
-        io = self._execs.new_io(session)
+        io = self._execs.new_io(session, tty)
         stream = hijack(request, stream_content_type(tty, api_version(request)))
         sink = FramedSink(stream, framed=not tty)
         stream.set_input(io.stdin, io.stdin_eof)

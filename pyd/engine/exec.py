@@ -24,7 +24,6 @@ from pyd.core.ids import new_id
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.streams.execs import ExecFailed, ExecSpec, ExecStarted
 from pyd.engine.streams import (
-    DEFAULT_DETACH_KEYS,
     IOSession,
     StreamTarget,
     StreamTargets,
@@ -127,8 +126,9 @@ class ExecService:
         _check_active(target, ref)
         if not config.cmd:
             raise InvalidParameter("No exec command specified")
-        if config.detach_keys:
-            parse_detach_keys(config.detach_keys)
+        # dockerd 28 answers this with a 500 (daemon/exec.go, a plain error); the keys are the
+        # client's, so pyd says the same text with a 400.
+        parse_detach_keys(config.detach_keys or "", "escape")
         session = ExecSession(id=new_id(), container_id=target.id, config=config, target=target)
         self._sessions[session.id] = session
         await self._events.emit(
@@ -161,17 +161,30 @@ class ExecService:
             raise Conflict(f"Error: Exec command {exec_id} has already run")
         return session
 
-    def new_io(self, session: ExecSession) -> IOSession:
-        """The I/O session for an attached start (stdin closes at the client's EOF)."""
+    def new_io(self, session: ExecSession, tty: bool | None = None) -> IOSession:
+        """The I/O session for an attached start (stdin closes at the client's EOF); only a
+        TTY's input is scanned for the detach keys (moby's CopyStreams). Typing them ends the
+        stream (the process keeps running) and logs C{exec_detach}."""
         c = session.config
-        keys = c.detach_keys if c.detach_keys is not None else DEFAULT_DETACH_KEYS
-        return IOSession(
+        use_tty = c.tty if tty is None else tty
+        io = IOSession(
             want_stdin=c.attach_stdin,
             want_stdout=c.attach_stdout,
             want_stderr=c.attach_stderr,
-            detach_keys=parse_detach_keys(keys) if keys else b"",
+            detach_keys=parse_detach_keys(c.detach_keys or "", "escape") if use_tty else b"",
             close_stdin_on_eof=True,
         )
+        io.done.addCallback(self._detach_event, io, session)
+        return io
+
+    def _detach_event(self, _: None, io: IOSession, session: ExecSession) -> None:
+        if io.detached:
+            self._events.emit(
+                "container",
+                "exec_detach",
+                session.container_id,
+                session.target.event_attributes(execID=session.id),
+            )
 
     async def start(
         self,

@@ -38,6 +38,7 @@ log = Logger()
 STDOUT = 1
 STDERR = 2
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+DEFAULT_DETACH_BYTES = b"\x10\x11"
 
 
 @attrs.frozen
@@ -100,27 +101,42 @@ class OutputSink(Protocol):
         ...
 
 
-def parse_detach_keys(keys: str) -> bytes:
-    """Docker's detach-key syntax: comma-separated single characters or C{ctrl-<x>}.
+# moby/term ascii.go: the names ToBytes knows, in code order (ctrl-@ is 0, ctrl-_ is 31).
+_CTRL_NAMES = ["ctrl-@", *(f"ctrl-{chr(c)}" for c in range(ord("a"), ord("z") + 1))]
+_CTRL_NAMES += ["ctrl-[", "ctrl-\\", "ctrl-]", "ctrl-^", "ctrl-_"]
 
-    @raise InvalidParameter: dockerd's C{Invalid detach keys (...) provided}.
-    """
+
+def key_bytes(keys: str) -> bytes | None:
+    """moby/term's C{ToBytes}: comma-separated keys, each one byte (a single-byte character),
+    a C{ctrl-<x>} name exactly as spelt in its table (lower case) or C{DEL}; None when a key is
+    none of these (an empty one included)."""
     out = bytearray()
     for key in keys.split(","):
-        if len(key) == 1:
-            out += key.encode()
-            continue
-        if len(key) == 6 and key[:5].lower() == "ctrl-":
-            c = key[5].lower()
-            if "a" <= c <= "z":
-                out.append(ord(c) - ord("a") + 1)
-                continue
-            special = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-            if c in special:
-                out.append(special[c])
-                continue
-        raise InvalidParameter(f"Invalid detach keys ({keys}) provided")
+        raw = key.encode()
+        if len(raw) == 1:  # Go's len counts bytes: one non-ASCII character is a bad key
+            out += raw
+        elif key in _CTRL_NAMES:
+            out.append(_CTRL_NAMES.index(key))
+        elif key == "DEL":
+            out.append(127)
+        else:
+            return None
     return bytes(out)
+
+
+def parse_detach_keys(keys: str, kind: str = "detach") -> bytes:
+    """The detach sequence a request names; dockerd's default (ctrl-p,ctrl-q) for an empty
+    or absent one, as moby's C{copyEscapable} falls back to it.
+
+    @raise InvalidParameter: dockerd's C{Invalid detach keys (...) provided} (exec create says
+        C{escape}: C{kind}).
+    """
+    if not keys:
+        return DEFAULT_DETACH_BYTES
+    out = key_bytes(keys)
+    if out is None:
+        raise InvalidParameter(f"Invalid {kind} keys ({keys}) provided")
+    return out
 
 
 class DetachScanner:
@@ -326,22 +342,24 @@ class AttachService:
         @raise Conflict: paused or restarting (dockerd's messages).
         @raise InvalidParameter: bad detach keys.
         """
+        # As moby's ContainerAttach: the keys are checked before the container is looked up.
+        keys = parse_detach_keys(opts.detach_keys or "")
         target = await self._targets.stream_target(ref)
-        keys = parse_detach_keys(
-            opts.detach_keys if opts.detach_keys is not None else DEFAULT_DETACH_KEYS
-        ) if opts.detach_keys != "" else b""  # fmt: skip
         if target.status == "paused":
-            raise Conflict(f"container {ref} is paused, unpause the container before attach.")
+            raise Conflict(f"container {ref} is paused, unpause the container before attach")
         if target.status == "restarting":
-            raise Conflict(f"container {ref} is restarting, wait until the container is running.")
+            raise Conflict(f"container {ref} is restarting, wait until the container is running")
         session = IOSession(
             want_stdin=opts.stdin and target.open_stdin,
             want_stdout=opts.stdout,
             want_stderr=opts.stderr,
-            detach_keys=keys,
+            # Only a TTY's input is scanned for the keys (moby's CopyStreams): without one every
+            # byte reaches the container.
+            detach_keys=keys if target.tty else b"",
             # dockerd closes the container's stdin at the client's EOF only with StdinOnce and no TTY.
             close_stdin_on_eof=target.stdin_once and not target.tty,
         )
+        session.done.addCallback(self._detach_event, session, target)
         if opts.logs and self.log_reader is not None:
             for stream, data in await self.log_reader(target.id):
                 session._replay(stream, data)
@@ -362,6 +380,11 @@ class AttachService:
             session._finish()
         await self._events.emit("container", "attach", target.id, target.event_attributes())
         return target, session
+
+    def _detach_event(self, _: None, session: IOSession, target: StreamTarget) -> None:
+        # dockerd logs "detach" when the client typed the keys (not when it went away).
+        if session.detached:
+            self._events.emit("container", "detach", target.id, target.event_attributes())
 
     def _connect(self, session: IOSession, target: StreamTarget, path: str = "") -> None:
         """Connect to conmon's socket: C{<bundle>/attach} is where conmon binds it (the

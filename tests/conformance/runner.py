@@ -92,6 +92,12 @@ NEWER_DOCKERD: tuple[tuple[str, str, str], ...] = (
 # client could send): (pattern, replacement, why), applied after L{NEWER_DOCKERD}.
 PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
     (
+        r'< 500\n(\{"message": "Invalid escape keys )',
+        r"< 400\n\1",
+        "exec create with bad DetachKeys: dockerd 28 answers 500 (daemon/exec.go returns a plain "
+        "fmt.Errorf), pyd 400 with the same text: the keys are the client's",
+    ),
+    (
         r'< 500\n(\{"message": "ps: )',
         r"< 400\n\1",
         "top with ps_args ps refuses: dockerd 28 answers 500 (daemon/top_unix.go "
@@ -219,6 +225,11 @@ def _wait(host: str, cfg: str, step: Wait) -> str:
     return "NOT reached"
 
 
+# The "Id" of the last API answer that had one, per host: a later step's path may name it as
+# C{{last_id}} (an exec's id, which the scenario cannot know in advance).
+_LAST_ID: dict[str, str] = {}
+
+
 def run_step(host: str, cfg: str, step: Step, out: list[str]) -> None:
     """Run one step and append its transcript lines to C{out}."""
     if isinstance(step, Cli):
@@ -230,7 +241,12 @@ def run_step(host: str, cfg: str, step: Step, out: list[str]) -> None:
     elif isinstance(step, Api):
         body = f" {json.dumps(step.body, sort_keys=True)}" if step.body is not None else ""
         out.append(f"> {step.method} {step.path}{body}")
-        status, data = api(host, step.method, step.path, step.body)
+        path = step.path.replace("{last_id}", _LAST_ID.get(host, ""))
+        status, data = api(host, step.method, path, step.body)
+        try:
+            _LAST_ID[host] = json.loads(data)["Id"]
+        except (ValueError, KeyError, TypeError):
+            pass
         out.append(f"< {status}")
         out.append(view(data, step.fields))
     else:

@@ -198,6 +198,37 @@ SCENARIOS: tuple[Scenario, ...] = (
         rm_f("conf-z", "conf-z2"),
     ),
     Scenario(
+        "detach_keys",
+        (
+            d("run", "-d", "-t", "-i", "--name", "conf-dk", *_SLEEP),
+            # The keys are checked before the container is looked up.
+            Api("POST", "/containers/nope/attach?stream=1&stdout=1&detachKeys=ctrl-A"),
+            Api("POST", "/containers/conf-dk/attach?stream=1&stdout=1&detachKeys=ctrl-A"),
+            Api("POST", "/containers/conf-dk/attach?stream=1&stdout=1&detachKeys=a,,b"),
+            Api("POST", "/containers/conf-dk/attach?stream=1&stdout=1&detachKeys=%C3%A9"),
+            Api("POST", "/containers/conf-dk/exec", {"Cmd": ["true"], "DetachKeys": "ctrl-A"}),
+            Api("POST", "/containers/conf-dk/exec", {"Cmd": ["true"], "DetachKeys": "del"}),
+            Api("POST", "/containers/conf-dk/exec", {"Cmd": ["true"], "DetachKeys": "DEL,a"}),
+            Api("GET", "/exec/{last_id}/json", fields=("DetachKeys",)),
+            Api("POST", "/containers/conf-dk/exec", {"Cmd": ["true"], "DetachKeys": ""}),
+            Api("GET", "/exec/{last_id}/json", fields=("DetachKeys",)),
+            Api("POST", "/containers/conf-dk/exec", {"Cmd": ["true"]}),
+            Api("GET", "/exec/{last_id}/json", fields=("DetachKeys",)),
+            Api(
+                "POST",
+                "/containers/conf-dk/exec",
+                {"Cmd": ["true"], "DetachKeys": "ctrl-p,ctrl-q,ctrl-@,ctrl-_,ctrl-\\"},
+            ),
+            Api("GET", "/exec/{last_id}/json", fields=("DetachKeys",)),
+            d("exec", "--detach-keys", "ctrl-A", "conf-dk", "true"),
+            d("attach", "--detach-keys", "nope", "conf-dk"),
+            d("pause", "conf-dk"),
+            Api("POST", "/containers/conf-dk/attach?stream=1&stdout=1"),
+            d("unpause", "conf-dk"),
+        ),
+        rm_f("conf-dk"),
+    ),
+    Scenario(
         "errors",
         (
             d("inspect", "nope"),

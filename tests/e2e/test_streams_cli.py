@@ -176,38 +176,160 @@ class AttachTests:
         finally:
             daemon.docker("rm", "-f", name, check=False)
 
+    def _raw_attach(self, daemon: PydDaemon, name: str, keys: str) -> socket.socket:
+        cid = daemon.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(daemon.sock)
+        s.sendall(
+            f"POST /v1.50/containers/{cid}/attach?stream=1&stdin=1&stdout=1&detachKeys={keys} "
+            "HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
+        )
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 UPGRADED\r\n")
+        return s
+
     def test_daemon_side_detach_keys(self, daemon: PydDaemon) -> None:
-        """On a raw attach, the daemon itself ends the stream at the detach keys (custom ones
-        here) without stopping the container; bytes before them reach the container."""
+        """On a raw attach to a TTY container, the daemon itself ends the stream at the detach
+        keys (custom ones here) without stopping the container; bytes before them reach it."""
         name = _name()
         daemon.docker(
-            "run", "-di", "--name", name, IMG, "sh", "-c", "while read l; do echo got-$l; done"
+            "run", "-dit", "--name", name, IMG, "sh", "-c", "while read l; do echo got-$l; done"
         )
         try:
-            cid = daemon.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(20)
-            s.connect(daemon.sock)
-            s.sendall(
-                f"POST /v1.50/containers/{cid}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x,x "
-                "HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
-            )
-            head = b""
-            while not head.endswith(b"\r\n\r\n"):
-                head += s.recv(1)
-            assert head.startswith(b"HTTP/1.1 101 UPGRADED\r\n")
+            s = self._raw_attach(daemon, name, "ctrl-x,x")
             s.sendall(b"one\n")
             data = b""
             while b"got-one" not in data:
                 data += s.recv(4096)
             s.sendall(b"\x18x")
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
+            while s.recv(4096):
+                pass
             s.close()
             state = json.loads(daemon.docker("inspect", name).stdout)[0]["State"]
             assert state["Running"] is True
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
+
+    def test_no_detach_without_tty(self, daemon: PydDaemon) -> None:
+        """Without a TTY the keys are not looked for (moby's CopyStreams): they reach the
+        container like any other byte and the stream goes on."""
+        name = _name()
+        daemon.docker(
+            "run", "-di", "--name", name, IMG, "sh", "-c", "while read l; do echo got-$l; done"
+        )
+        try:
+            s = self._raw_attach(daemon, name, "ctrl-x,x")
+            s.sendall(b"a\x18xb\n")
+            data = b""
+            while b"got-a\x18xb" not in data:
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            s.sendall(b"two\n")
+            while b"got-two" not in data:
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            s.close()
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
+
+    def test_config_detach_keys(self, daemon: PydDaemon) -> None:
+        """The CLI sends its config's detachKeys: ctrl-p ctrl-q then reach the shell and the
+        configured keys detach."""
+        name = _name()
+        daemon.docker("run", "-dit", "--name", name, IMG, "sh")
+        cfg = daemon.base / "docker-config" / "config.json"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        old = cfg.read_text() if cfg.exists() else None
+        cfg.write_text(json.dumps({"detachKeys": "ctrl-x,x"}))
+        try:
+            s = PtySession(daemon, "attach", name)
+            try:
+                s.send(b"\x10\x11echo still-$((2+2))\r")
+                s.expect(b"still-4")
+                assert s.proc.poll() is None
+                s.send(b"\x18x")
+                assert s.wait() == 1
+                assert b"read escape sequence" in s.seen
+            finally:
+                s.close()
+            state = json.loads(daemon.docker("inspect", name).stdout)[0]["State"]
+            assert state["Running"] is True
+        finally:
+            if old is None:
+                cfg.unlink()
+            else:
+                cfg.write_text(old)
+            daemon.docker("rm", "-f", name, check=False)
+
+    def test_exec_detach(self, daemon: PydDaemon) -> None:
+        """`docker exec -it` detached with ctrl-p ctrl-q: the CLI returns and the container
+        keeps running."""
+        name = _name()
+        daemon.docker("run", "-d", "--name", name, IMG, "sleep", "300")
+        try:
+            s = PtySession(daemon, "exec", "-it", name, "sh")
+            try:
+                s.send(b"echo in-exec-$((3+3))\r")
+                s.expect(b"in-exec-6")
+                s.send(b"\x10\x11")
+                s.wait()
+                assert b"read escape sequence" in s.seen
+            finally:
+                s.close()
+            state = json.loads(daemon.docker("inspect", name).stdout)[0]["State"]
+            assert state["Running"] is True
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
+
+    def test_exec_daemon_side_detach(self, daemon: PydDaemon) -> None:
+        """A raw TTY exec start with the exec's DetachKeys: the daemon ends the stream at
+        them, the process keeps running and exec_detach is logged (moby's ContainerExecStart)."""
+        name = _name()
+        daemon.docker("run", "-d", "--name", name, IMG, "sleep", "300")
+        try:
+            status, _, body = daemon.request(
+                "POST",
+                f"/v1.50/containers/{name}/exec",
+                {"Cmd": ["sh"], "Tty": True, "AttachStdin": True, "AttachStdout": True,
+                 "DetachKeys": "ctrl-x,x"},
+            )  # fmt: skip
+            assert status == 201, body
+            exec_id = json.loads(body)["Id"]
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(20)
+            s.connect(daemon.sock)
+            payload = b'{"Detach": false, "Tty": true}'
+            s.sendall(
+                f"POST /v1.50/exec/{exec_id}/start HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            data = b""
+            s.sendall(b"echo x-$((4+4))\n")
+            while b"x-8" not in data:
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            s.sendall(b"\x18x")
+            while s.recv(4096):
+                pass
+            s.close()
+            status, _, body = daemon.request("GET", f"/v1.50/exec/{exec_id}/json")
+            assert status == 200 and json.loads(body)["Running"] is True
+            assert json.loads(body)["DetachKeys"] == "GHg="
+            # Up to a second from now: events of this second are in, whatever their fraction.
+            until = str(int(time.time()) + 1)
+            events = daemon.docker(
+                "events", "--since", "0", "--until", until, "--filter", f"container={name}",
+                "--format", "{{.Action}}",
+            ).stdout.split()  # fmt: skip
+            assert "exec_detach" in events
         finally:
             daemon.docker("rm", "-f", name, check=False)
 

@@ -6,7 +6,7 @@ import pytest
 
 from pyd.core.errors import InvalidParameter
 from pyd.engine.exec import merge_env
-from pyd.engine.streams import DetachScanner, IOSession, parse_detach_keys
+from pyd.engine.streams import DetachScanner, IOSession, key_bytes, parse_detach_keys
 
 
 class DetachKeyTests:
@@ -17,10 +17,24 @@ class DetachKeyTests:
         assert parse_detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
         assert parse_detach_keys("a,ctrl-@,ctrl-[,ctrl-_") == b"a\x00\x1b\x1f"
 
+    def test_parse_as_term_to_bytes(self) -> None:
+        """moby/term's table exactly: DEL is 127, one byte is itself, an empty spec is the
+        default (dockerd falls back to ctrl-p,ctrl-q)."""
+        assert parse_detach_keys("DEL,x,ctrl-\\,ctrl-],ctrl-^") == b"\x7fx\x1c\x1d\x1e"
+        assert parse_detach_keys("") == b"\x10\x11"
+        assert key_bytes("ctrl-z,ctrl-a") == b"\x1a\x01"
+
     def test_parse_rejects(self) -> None:
-        """Anything else is dockerd's 400."""
+        """Anything else is dockerd's 400: names are lower case only, a key of two bytes
+        (one non-ASCII character), an empty key between commas, blanks around a key."""
         with pytest.raises(InvalidParameter, match=r"Invalid detach keys \(ctrl-pp\) provided"):
             parse_detach_keys("ctrl-pp")
+        for bad in ("ctrl-A", "CTRL-a", "\u00e9", "a,,b", "a,", "ctrl-p, ctrl-q", "del", "ctrl-1"):
+            assert key_bytes(bad) is None, bad
+            with pytest.raises(InvalidParameter, match=r"^Invalid detach keys \("):
+                parse_detach_keys(bad)
+        with pytest.raises(InvalidParameter, match=r"^Invalid escape keys \(x,y,\) provided$"):
+            parse_detach_keys("x,y,", "escape")
 
     def test_scan_full_sequence(self) -> None:
         """The sequence is swallowed and reported, even split across reads."""
