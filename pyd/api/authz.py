@@ -41,8 +41,9 @@ from pyd.api.operator_rules import (
     candidates,
     check_devices,
     check_existing,
-    check_host_config,
     check_network,
+    check_spec,
+    check_unlisted,
     check_volume_create,
     container_refusal,
     deny,
@@ -51,8 +52,8 @@ from pyd.api.operator_rules import (
 from pyd.api.wire import create_spec_of, qbool, read_json_object
 from pyd.core.errors import Forbidden, PydError
 from pyd.core.records import Container
-from pyd.engine.spec import CreateSpec, parse_create
-from pyd.engine.spec.parse import parse_update
+from pyd.engine.spec import CreateSpec, parse_create, stored_spec
+from pyd.engine.spec.parse import devices_of, parse_update
 
 __all__ = [
     "OPERATOR_HOST_CONFIG", "ROLES", "Authorizer", "Identity", "Lookup", "NoLookup", "Policy",
@@ -238,7 +239,7 @@ async def check(
         # The typed spec the handler creates from (parsed once, kept on the request): Go's
         # case-insensitive keys and duplicate-key merging mean the same here as in the engine.
         spec = create_spec_of(request, ctx.lookup.parse_create)
-        await check_host_config(ctx, spec.host_config, 0)
+        await check_spec(ctx, spec, 0)
         for net in spec.network.endpoints:
             check_network(ctx, str(net))
     elif first == "networks" and action == "connect":
@@ -255,11 +256,12 @@ _NO_ROUTE: Any = object()
 async def _check_container_call(ctx: Ctx, method: str, ref: str, action: str, request: Any) -> None:
     if method == "POST" and action == "start":
         body = _body(request)
-        if body:  # a HostConfig on start (API < 1.24 clients)
-            await check_host_config(ctx, body, 0)
+        if body:  # a HostConfig on start (API < 1.24 clients): typed as a stored one would be
+            check_unlisted(ctx, body)
+            await check_spec(ctx, stored_spec(None, body), 0)
     elif method == "POST" and action == "update":
         # Read as the engine reads it (Go's types and field names).
-        check_devices(ctx, parse_update(_body(request)))
+        check_devices(ctx, devices_of(parse_update(_body(request))))
     elif method == "POST" and action == "exec":
         if exec_config(_body(request)).privileged:
             raise ctx.deny("run a privileged exec")
@@ -313,7 +315,7 @@ async def _check_build(ctx: Ctx, request: Any) -> None:
         ).message,
     }
     try:
-        await check_host_config(ctx, step_host_config(opts), 0)
+        await check_spec(ctx, stored_spec(None, step_host_config(opts)), 0)
     except Forbidden as e:
         raise ctx.deny(f"build with these options (RUN step containers: {beyond(e)})") from None
 

@@ -1,12 +1,14 @@
 """The operator's rules: what an operator may ask for, decided on parsed values (layer: api).
 
 An operator may do everything except what gives root on the host (docs/security.md has the
-table). These rules look at the request's parsed values (the engine's own parsers: the typed
-create spec, L{parse_bind}/L{parse_mount}, the strict host-port and sysctl-name functions) and
-at the objects it names: a container it joins, takes volumes from, execs into, attaches stdin
-to or copies from or into must itself be one an operator could have created (not "admin-tier");
-a named volume must not be a host path in disguise. The HostConfig rules are an allow-list,
-L{OPERATOR_HOST_CONFIG}: a field not listed is admin-only.
+table). These rules read the typed create spec's records (L{pyd.engine.spec.CreateSpec}: the
+request's, a stored container's through L{stored_spec}, a build step's) and the engine's own
+parsers (L{parse_bind}/L{parse_mount}, the strict host-port and sysctl-name functions), and look
+at the objects a request names: a container it joins, takes volumes from, execs into, attaches
+stdin to or copies from or into must itself be one an operator could have created (not
+"admin-tier"); a named volume must not be a host path in disguise. The HostConfig rules are an
+allow-list, L{OPERATOR_HOST_CONFIG}, keyed by HostConfig field (L{SPEC_FIELDS} says where each
+lives in the spec): a field not listed is admin-only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pyd.core.errors import Forbidden
 from pyd.core.records import Container
 from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
 from pyd.engine.networks import host_port_range
-from pyd.engine.spec import CreateSpec, mount_of, parse_create
+from pyd.engine.spec import CreateSpec, Mount, PortBinding, parse_create, stored_spec
+from pyd.engine.spec.records import Devices
 from pyd.engine.spec.rules import sysctl_name
 from pyd.engine.volumes import parse_bind, parse_mount
 
@@ -214,20 +217,25 @@ async def container_refusal(ctx: Ctx, c: Container, depth: int) -> str | None:
     """Why container C{c} is beyond what the operator may create (None: it is not)."""
     if depth > _MAX_DEPTH:
         return "its container: namespace chain is too long to check"
-    hc = dict(c.host_config)
-    # Its mounts as resolved at create (binds, volumes, volumes-from), not its request.
-    hc.pop("Binds", None)
-    hc.pop("Mounts", None)
-    hc.pop("VolumesFrom", None)
-    # Neither a low published port nor a cgroup parent is a way into the container's powers.
-    hc.pop("PortBindings", None)
-    hc.pop("CgroupParent", None)
     try:
-        await check_host_config(ctx, hc, depth)
+        # A stored field the spec does not know (a later version's) is admin-only.
+        check_unlisted(ctx, c.host_config)
+        # The stored container read as the engine reads it to run it (L{stored_spec}); its
+        # mounts as resolved at create (binds, volumes, volumes-from), not its request; neither
+        # a low published port nor a cgroup parent is a way into the container's powers.
+        await check_spec(
+            ctx,
+            stored_spec(c.config, c.host_config, c.networking_config),
+            depth,
+            skip=_RESOLVED_AT_CREATE,
+        )
         await _check_resolved_mounts(ctx, c)
     except Forbidden as e:
         return beyond(e)
     return None
+
+
+_RESOLVED_AT_CREATE = frozenset(("Binds", "Mounts", "VolumesFrom", "PortBindings", "CgroupParent"))
 
 
 async def _check_resolved_mounts(ctx: Ctx, c: Container) -> None:
@@ -243,39 +251,55 @@ async def _check_resolved_mounts(ctx: Ctx, c: Container) -> None:
 # --- HostConfig ---------------------------------------------------------------------------------
 
 
-_LIST_KEYS = (
-    "Binds", "Mounts", "VolumesFrom", "CapAdd", "SecurityOpt", "Devices", "DeviceCgroupRules",
-    "DeviceRequests", "MaskedPaths", "ReadonlyPaths",
-)  # fmt: skip
-_MAP_KEYS = ("Sysctls", "PortBindings", "Annotations")
-
-
-async def check_host_config(ctx: Ctx, hc: Mapping[str, Any], depth: int) -> None:
-    """The operator's allow-list over a HostConfig (Go's field names, as the engine's parser
-    gives them): each field in L{OPERATOR_HOST_CONFIG} passes its rule; any other field is
-    admin-only unless it holds its zero value (clients send many fields empty)."""
-    # The rules read these as lists and maps; another type would be read differently here and in
-    # the engine, so it is refused rather than interpreted (the create parser already refuses
-    # them; stored and build host configs come here without it).
-    for key in _LIST_KEYS:
-        if hc.get(key) is not None and not isinstance(hc[key], list):
-            raise ctx.deny(f"send HostConfig.{key} that is not a list")
-    for key in _MAP_KEYS:
-        if hc.get(key) is not None and not isinstance(hc[key], Mapping):
-            raise ctx.deny(f"send HostConfig.{key} that is not an object")
-    for key in sorted(hc, key=lambda k: _ORDER.get(k, len(_ORDER))):
-        value = hc[key]
-        if value is None or (value in _ZERO and key not in _EMPTY_IS_A_VALUE):
+async def check_spec(
+    ctx: Ctx, spec: CreateSpec, depth: int, skip: frozenset[str] = frozenset()
+) -> None:
+    """The operator's allow-list over the typed create spec's HostConfig records: each field in
+    L{OPERATOR_HOST_CONFIG} passes its rule; any other field is admin-only unless it holds its
+    zero value (the record's default; clients send many fields empty). Fields are named by
+    their HostConfig key (L{SPEC_FIELDS} says which record field each is); C{skip} names
+    fields judged otherwise (a stored container's resolved mounts)."""
+    for key in _JUDGED_ORDER:
+        if key in skip:
+            continue
+        value, zero = _spec_value(spec, key)
+        if value == zero:
+            # (an empty MaskedPaths is no zero: its record tells it from one not given, None)
             continue
         if key not in OPERATOR_HOST_CONFIG:
-            raise ctx.deny(
-                _ADMIN_ONLY.get(key, "set HostConfig.{key} (admin only)").format(
-                    key=key, value=value
-                )
-            )
+            raise ctx.deny(_admin_only(key, value))
         rule = OPERATOR_HOST_CONFIG[key]
         if rule is not None:
             await rule(ctx, key, value, depth)
+
+
+def check_unlisted(ctx: Ctx, host_config: Mapping[str, Any]) -> None:
+    """A HostConfig dict's fields that no typed record carries (a stored container of a later
+    version, an old client's start body): admin-only once they hold more than a zero value.
+    The typed spec drops such keys, so they are judged by name here."""
+    for key in sorted(host_config):
+        # Go matches field names case-insensitively: a key the spec reads in another case is
+        # judged on the spec.
+        if key.lower() not in _SPEC_KEYS_FOLDED and host_config[key] not in _ZERO:
+            raise ctx.deny(_admin_only(key, host_config[key]))
+
+
+def _admin_only(key: str, value: Any) -> str:
+    return _ADMIN_ONLY.get(key, "set HostConfig.{key} (admin only)").format(key=key, value=value)
+
+
+def _spec_value(spec: CreateSpec, key: str) -> tuple[Any, Any]:
+    """The value of HostConfig field C{key} in the spec, and its zero: the value a record of
+    that section made with no arguments holds (every section has a default for each field)."""
+    section_name, field_name = SPEC_FIELDS[key]
+    section = getattr(spec, section_name)
+    zero = _ZEROS.get(key, _ZEROS)
+    if zero is _ZEROS:
+        zero = _ZEROS[key] = getattr(type(section)(), field_name)
+    return getattr(section, field_name), zero
+
+
+_ZEROS: dict[str, Any] = {}  # HostConfig field -> its zero in the spec (filled as first read)
 
 
 async def _rule_namespace(ctx: Ctx, key: str, value: Any, depth: int) -> None:
@@ -299,56 +323,185 @@ async def _rule_namespace(ctx: Ctx, key: str, value: Any, depth: int) -> None:
         raise ctx.deny(f"set {key}={mode} (operators may use {_NAMESPACE_HELP[key]})")
 
 
-async def _rule_caps(ctx: Ctx, key: str, value: Any, depth: int) -> None:
-    _check_caps(ctx, value)
+async def _rule_caps(ctx: Ctx, key: str, value: tuple[str, ...], depth: int) -> None:
+    for cap in value:
+        name = cap.upper().removeprefix("CAP_")
+        if name not in _OPERATOR_CAPS:
+            raise ctx.deny(f"add capability {name} (CapAdd)")
 
 
-async def _rule_security_opts(ctx: Ctx, key: str, value: Any, depth: int) -> None:
-    _check_security_opts(ctx, value)
+async def _rule_security_opts(
+    ctx: Ctx, key: str, value: tuple[tuple[str, str], ...], depth: int
+) -> None:
+    for opt_key, opt_value in value:
+        if opt_key == "no-new-privileges":
+            continue
+        if opt_key == "apparmor" and opt_value == "docker-default":
+            continue
+        if opt_key == "label" and opt_value.startswith("level:"):
+            continue
+        raw = f"{opt_key}={opt_value}"
+        if opt_key in ("seccomp", "apparmor", "label", "systempaths") and opt_value in (
+            "unconfined",
+            "disable",
+        ):
+            raise ctx.deny(f"use unconfined security options ({raw})")
+        raise ctx.deny(
+            f"use security option {raw[:80]} (operators may set no-new-privileges, "
+            "apparmor=docker-default and label=level: only)"
+        )
 
 
-async def _rule_system_paths(ctx: Ctx, key: str, value: Any, depth: int) -> None:
+async def _rule_system_paths(ctx: Ctx, key: str, value: tuple[str, ...], depth: int) -> None:
     defaults = MASKED_PATHS if key == "MaskedPaths" else READONLY_PATHS
-    if not set(defaults) <= set(map(str, value)):
+    if not set(defaults) <= set(value):
         raise ctx.deny(f"unmask or make writable kernel paths ({key} without Docker's defaults)")
 
 
-async def _rule_sysctls(ctx: Ctx, key: str, value: Any, depth: int) -> None:
-    _check_sysctls(ctx, value)
+async def _rule_sysctls(ctx: Ctx, key: str, value: Mapping[str, str], depth: int) -> None:
+    for name in value:
+        # The name of the file the runtime writes (the engine refuses the same keys).
+        k = sysctl_name(name)
+        if k in _NS_SYSCTLS or k.startswith(_NS_SYSCTL_PREFIXES):
+            continue
+        raise ctx.deny(f"set sysctl {k} (not in the container's own namespaces)")
 
 
-async def _rule_ports(ctx: Ctx, key: str, value: Any, depth: int) -> None:
-    _check_ports(ctx, value)
+async def _rule_ports(
+    ctx: Ctx, key: str, value: Mapping[str, tuple[PortBinding, ...]], depth: int
+) -> None:
+    """Host ports below 1024 are root's on the host (a published one shadows a host service
+    such as ssh for traffic from outside); ephemeral and high ports are fine. Host ports are
+    read with the engine's own parser (C{+22}, C{ 22}, C{8_1} are its 400, not port 22)."""
+    for port, binds in value.items():
+        for b in binds:
+            low, _high = host_port_range(b.host_port)
+            if 0 < low < 1024:
+                raise ctx.deny(f"publish host port {b.host_port} (below 1024, for {port})")
 
 
-async def _rule_binds(ctx: Ctx, key: str, value: Any, depth: int) -> None:
+async def _rule_binds(ctx: Ctx, key: str, value: tuple[str, ...], depth: int) -> None:
     for bind in value:
-        await _check_bind_string(ctx, str(bind))
+        # The engine's own parser (L{parse_bind}): what is a host path and what is a volume
+        # name is decided once, for the rules and the mount alike (its 400 for a bad entry).
+        await _check_parsed_mount(ctx, parse_bind(bind))
 
 
-async def _rule_mounts(ctx: Ctx, key: str, value: Any, depth: int) -> None:
+async def _rule_mounts(ctx: Ctx, key: str, value: tuple[Mount, ...], depth: int) -> None:
     for mount in value:
-        await _check_mount(ctx, mount)
+        if mount.type == "volume" and mount.volume is not None and mount.volume.driver_options:
+            check_volume_create(ctx, dict(mount.volume.driver_options))
+        await _check_parsed_mount(ctx, parse_mount(mount, None))
 
 
-async def _rule_volumes_from(ctx: Ctx, key: str, value: Any, depth: int) -> None:
+async def _rule_volumes_from(ctx: Ctx, key: str, value: tuple[str, ...], depth: int) -> None:
     for spec in value:
-        for other in ctx.lookup.containers(str(spec).partition(":")[0]):
+        ref, _, mode = spec.partition(":")
+        for other in ctx.lookup.containers(ref):
             try:
                 await _check_resolved_mounts(ctx, other)
             except Forbidden as e:
                 raise ctx.deny(f"use volumes from container {_name(other)} ({beyond(e)})") from None
             for m in other.mounts:
-                if m.type == "volume" and m.name and m.rw and str(spec).partition(":")[2] != "ro":
+                if m.type == "volume" and m.name and m.rw and mode != "ro":
                     await _check_writable_share(ctx, m.name)
 
 
-async def _rule_isolation(ctx: Ctx, key: str, value: Any, depth: int) -> None:
+async def _rule_isolation(ctx: Ctx, key: str, value: str, depth: int) -> None:
     if value not in ("default",):
         raise ctx.deny(f"set Isolation={value} (only default on Linux)")
 
 
 _Rule = Callable[[Ctx, str, Any, int], Awaitable[None]]
+
+# Where each HostConfig field lives in the typed create spec (L{pyd.engine.spec.CreateSpec}):
+# (section, attribute). A unit test checks that every HostConfig field the parser knows and every
+# attribute of these sections is named here once.
+SPEC_FIELDS: dict[str, tuple[str, str]] = {
+    "Binds": ("mounts", "binds"),
+    "Mounts": ("mounts", "mounts"),
+    "VolumesFrom": ("mounts", "volumes_from"),
+    "Tmpfs": ("mounts", "tmpfs"),
+    "VolumeDriver": ("mounts", "volume_driver"),
+    "NetworkMode": ("namespaces", "network"),
+    "PidMode": ("namespaces", "pid"),
+    "IpcMode": ("namespaces", "ipc"),
+    "UTSMode": ("namespaces", "uts"),
+    "UsernsMode": ("namespaces", "userns"),
+    "CgroupnsMode": ("namespaces", "cgroupns"),
+    "Cgroup": ("namespaces", "cgroup"),
+    "Privileged": ("security", "privileged"),
+    "CapAdd": ("security", "cap_add"),
+    "CapDrop": ("security", "cap_drop"),
+    "SecurityOpt": ("security", "security_opt"),
+    "MaskedPaths": ("security", "masked_paths"),
+    "ReadonlyPaths": ("security", "readonly_paths"),
+    "ReadonlyRootfs": ("security", "readonly_rootfs"),
+    "GroupAdd": ("security", "group_add"),
+    "Devices": ("devices", "devices"),
+    "DeviceCgroupRules": ("devices", "cgroup_rules"),
+    "DeviceRequests": ("devices", "requests"),
+    "Sysctls": ("runtime", "sysctls"),
+    "Isolation": ("runtime", "isolation"),
+    "Init": ("runtime", "init"),
+    "Runtime": ("runtime", "runtime"),
+    "ShmSize": ("runtime", "shm_size"),
+    "OomScoreAdj": ("runtime", "oom_score_adj"),
+    "Annotations": ("runtime", "annotations"),
+    "ConsoleSize": ("runtime", "console_size"),
+    "StorageOpt": ("runtime", "storage_opt"),
+    "ContainerIDFile": ("runtime", "container_id_file"),
+    "PortBindings": ("network", "port_bindings"),
+    "PublishAllPorts": ("network", "publish_all"),
+    "Dns": ("network", "dns"),
+    "DnsOptions": ("network", "dns_options"),
+    "DnsSearch": ("network", "dns_search"),
+    "ExtraHosts": ("network", "extra_hosts"),
+    "Links": ("network", "links"),
+    "RestartPolicy": ("restart", "name"),
+    "AutoRemove": ("restart", "auto_remove"),
+    "LogConfig": ("logging", "type"),
+    "CpuShares": ("resources", "cpu_shares"),
+    "Memory": ("resources", "memory"),
+    "NanoCpus": ("resources", "nano_cpus"),
+    "BlkioWeight": ("resources", "blkio_weight"),
+    "BlkioWeightDevice": ("resources", "blkio_weight_device"),
+    "BlkioDeviceReadBps": ("resources", "blkio_read_bps"),
+    "BlkioDeviceWriteBps": ("resources", "blkio_write_bps"),
+    "BlkioDeviceReadIOps": ("resources", "blkio_read_iops"),
+    "BlkioDeviceWriteIOps": ("resources", "blkio_write_iops"),
+    "CpuPeriod": ("resources", "cpu_period"),
+    "CpuQuota": ("resources", "cpu_quota"),
+    "CpuRealtimePeriod": ("resources", "cpu_realtime_period"),
+    "CpuRealtimeRuntime": ("resources", "cpu_realtime_runtime"),
+    "CpusetCpus": ("resources", "cpuset_cpus"),
+    "CpusetMems": ("resources", "cpuset_mems"),
+    "KernelMemory": ("resources", "kernel_memory"),
+    "KernelMemoryTCP": ("resources", "kernel_memory_tcp"),
+    "MemoryReservation": ("resources", "memory_reservation"),
+    "MemorySwap": ("resources", "memory_swap"),
+    "MemorySwappiness": ("resources", "memory_swappiness"),
+    "OomKillDisable": ("resources", "oom_kill_disable"),
+    "PidsLimit": ("resources", "pids_limit"),
+    "Ulimits": ("resources", "ulimits"),
+    "CpuCount": ("resources", "cpu_count"),
+    "CpuPercent": ("resources", "cpu_percent"),
+    "IOMaximumIOps": ("resources", "io_maximum_iops"),
+    "IOMaximumBandwidth": ("resources", "io_maximum_bandwidth"),
+    "CgroupParent": ("resources", "cgroup_parent"),
+}
+_SPEC_KEYS_FOLDED = frozenset(k.lower() for k in SPEC_FIELDS)
+# Record attributes that are no HostConfig field the rules judge: the endpoints (judged by
+# network, L{check_network}), the bind roots authz itself hands the engine, the restart count and
+# log options (their field, RestartPolicy/LogConfig, is allowed whatever it holds).
+SPEC_NOT_JUDGED = frozenset(
+    (
+        ("network", "endpoints"),
+        ("mounts", "bind_roots"),
+        ("restart", "maximum_retry_count"),
+        ("logging", "config"),
+    )
+)
 
 # What an operator may set in a HostConfig, with the rule the value must pass (None: any value;
 # resources, DNS, restart and logging act inside the container or only on its limits, and
@@ -421,9 +574,9 @@ _ADMIN_ONLY = {
 # The order fields are judged in: the refusals that say the most first (a privileged create
 # is refused as privileged), then the table's order, then fields no one listed.
 _ORDER = {key: i for i, key in enumerate([*_ADMIN_ONLY, *OPERATOR_HOST_CONFIG])}
+_JUDGED_ORDER = sorted(SPEC_FIELDS, key=lambda k: _ORDER.get(k, len(_ORDER)))
+# The zero values of a HostConfig dict's fields (L{check_unlisted}).
 _ZERO: tuple[Any, ...] = (None, "", 0, False, [], {}, ())
-# Fields whose empty value asks for something (an empty MaskedPaths unmasks everything).
-_EMPTY_IS_A_VALUE = frozenset(("MaskedPaths", "ReadonlyPaths"))
 _PLAIN_NETWORKS = ("default", "bridge", "none")
 _NAMESPACE_VALUES = {
     "PidMode": ("",),
@@ -441,83 +594,15 @@ _NAMESPACE_HELP = {
 }
 
 
-def _check_caps(ctx: Ctx, caps: Any) -> None:
-    for cap in caps or ():
-        name = str(cap).upper().removeprefix("CAP_")
-        if name not in _OPERATOR_CAPS:
-            raise ctx.deny(f"add capability {name} (CapAdd)")
-
-
-def check_devices(ctx: Ctx, cfg: Mapping[str, Any]) -> None:
-    for key in ("Devices", "DeviceCgroupRules", "DeviceRequests"):
-        if cfg.get(key):
+def check_devices(ctx: Ctx, devices: Devices) -> None:
+    """Host devices are admin-only (create's rules, and C{docker update}'s)."""
+    for key, value in (
+        ("Devices", devices.devices),
+        ("DeviceCgroupRules", devices.cgroup_rules),
+        ("DeviceRequests", devices.requests),
+    ):
+        if value:
             raise ctx.deny(f"give containers host devices ({key})")
-
-
-def _check_security_opts(ctx: Ctx, opts: Any) -> None:
-    for opt in opts or ():
-        raw = str(opt).strip()
-        key, sep, value = raw.partition("=")
-        if not sep:
-            key, sep, value = raw.partition(":")
-        if key == "no-new-privileges":
-            continue
-        if key == "apparmor" and value == "docker-default":
-            continue
-        if key == "label" and value.startswith("level:"):
-            continue
-        if key in ("seccomp", "apparmor", "label", "systempaths") and value in (
-            "unconfined",
-            "disable",
-        ):
-            raise ctx.deny(f"use unconfined security options ({raw})")
-        raise ctx.deny(
-            f"use security option {raw[:80]} (operators may set no-new-privileges, "
-            "apparmor=docker-default and label=level: only)"
-        )
-
-
-def _check_ports(ctx: Ctx, bindings: Any) -> None:
-    """Host ports below 1024 are root's on the host (a published one shadows a host service
-    such as ssh for traffic from outside); ephemeral and high ports are fine. Host ports are
-    read with the engine's own parser (C{+22}, C{ 22}, C{8_1} are its 400, not port 22)."""
-    if not isinstance(bindings, Mapping):
-        return
-    for port, binds in bindings.items():
-        for b in binds or ():
-            host_port = str((b or {}).get("HostPort") or "") if isinstance(b, Mapping) else ""
-            low, _high = host_port_range(host_port)
-            if 0 < low < 1024:
-                raise ctx.deny(f"publish host port {host_port} (below 1024, for {port})")
-
-
-def _check_sysctls(ctx: Ctx, sysctls: Any) -> None:
-    if not isinstance(sysctls, Mapping):
-        return
-    for key in sysctls:
-        # The name of the file the runtime writes (the engine refuses the same keys).
-        k = sysctl_name(str(key))
-        if k in _NS_SYSCTLS or k.startswith(_NS_SYSCTL_PREFIXES):
-            continue
-        raise ctx.deny(f"set sysctl {k} (not in the container's own namespaces)")
-
-
-async def _check_bind_string(ctx: Ctx, bind: str) -> None:
-    """One C{Binds} entry, parsed by the engine's own parser (L{parse_bind}): what is a host
-    path and what is a volume name is decided once, for the rules and the mount alike.
-
-    @raise InvalidParameter: the engine's own 400 for an entry it would refuse.
-    """
-    await _check_parsed_mount(ctx, parse_bind(bind))
-
-
-async def _check_mount(ctx: Ctx, mount: Mapping[str, Any]) -> None:
-    """One C{Mounts} entry, parsed by the engine's own parser (L{parse_mount})."""
-    if mount.get("Type") == "volume":
-        opts = ((mount.get("VolumeOptions") or {}).get("DriverConfig") or {}).get("Options")
-        if opts:
-            check_volume_create(ctx, opts)
-    await _check_parsed_mount(ctx, parse_mount(mount_of(mount), None))
 
 
 async def _check_parsed_mount(ctx: Ctx, m: Any) -> None:

@@ -1003,3 +1003,135 @@ class RouteDeclarationTests(SynchronousTestCase):
             route = match_route([NewRouter], method, "/new/thing")
             assert route is not None
             self.assertEqual(route.least_role, "admin")
+
+
+class TypedSpecRuleTests(_Base):
+    """The rules read the typed create spec's records (L{check_spec}), whatever wire form
+    produced them."""
+
+    def judge(self, **sections: Any) -> str | None:
+        """Run the create rules over a spec whose sections are replaced by C{sections};
+        return the refusal's rule (None: allowed)."""
+        from pyd.api.operator_rules import Ctx, check_spec
+
+        spec = attrs.evolve(parse_create({"Image": "busybox"}), **sections)
+        ctx = Ctx("operator", self.policy, self.lookup)
+        result = self.successResultOf(
+            Deferred.fromCoroutine(check_spec(ctx, spec, 0)).addErrback(
+                lambda f: f.trap(Forbidden) and f.value
+            )
+        )
+        return None if result is None else str(result.message).split(" may not ", 1)[1]
+
+    def test_every_spec_field_is_named(self) -> None:
+        """Each HostConfig field the parser knows has one place in the spec (SPEC_FIELDS), and
+        every attribute of the spec's HostConfig sections is a field the rules judge or one
+        named as judged elsewhere: a record attribute added later fails here until decided."""
+        from pyd.api.operator_rules import SPEC_FIELDS, SPEC_NOT_JUDGED
+        from pyd.engine.spec import FIELDS
+
+        known = {f.split(".", 1)[1] for f in FIELDS if f.startswith("HostConfig.")}
+        self.assertEqual(set(SPEC_FIELDS), known)
+        spec = parse_create({"Image": "busybox"})
+        places = set(SPEC_FIELDS.values())
+        self.assertEqual(len(places), len(SPEC_FIELDS))
+        attributes = {
+            (section, a.name)
+            for section in {s for s, _ in places}
+            for a in attrs.fields(type(getattr(spec, section)))
+        }
+        self.assertEqual(attributes - places, set(SPEC_NOT_JUDGED))
+
+    def test_records_refused(self) -> None:
+        """Privilege, host namespaces, devices, capabilities beyond the allow-list, host binds
+        outside the allowed roots, unmasked kernel paths, host sysctls and low ports, each set on
+        its record, are refused with the rule that names the HostConfig field."""
+        from pyd.engine.spec import PortBinding
+        from pyd.engine.spec.records import (
+            DeviceMapping,
+            Devices,
+            Namespaces,
+            Runtime,
+            Security,
+        )
+
+        mounts = parse_create({"Image": "busybox"}).mounts
+        network = parse_create({"Image": "busybox"}).network
+        for sections, rule in (
+            ({"security": Security(privileged=True)}, "create privileged containers"),
+            ({"namespaces": Namespaces(pid="host")}, "use the host's namespace (PidMode=host)"),
+            ({"namespaces": Namespaces(network="f00dhostnet")}, "the host network"),
+            ({"namespaces": Namespaces(ipc="container:priv")}, "join the namespaces"),
+            (
+                {"devices": Devices(devices=(DeviceMapping("/dev/sda", "/dev/sda", "rwm"),))},
+                "give containers host devices (Devices)",
+            ),
+            ({"devices": Devices(cgroup_rules=("b 8:* rwm",))}, "(DeviceCgroupRules)"),
+            ({"security": Security(cap_add=("SYS_ADMIN",))}, "add capability SYS_ADMIN"),
+            (
+                {"security": Security(security_opt=(("seccomp", "unconfined"),))},
+                "use unconfined security options (seccomp=unconfined)",
+            ),
+            ({"security": Security(masked_paths=())}, "MaskedPaths without Docker's defaults"),
+            ({"mounts": attrs.evolve(mounts, binds=("/etc:/e",))}, "bind-mount host path /etc"),
+            ({"mounts": attrs.evolve(mounts, volumes_from=("hostbind",))}, "use volumes from"),
+            ({"runtime": Runtime(sysctls={"kernel.core_pattern": "|x"})}, "set sysctl kernel."),
+            ({"runtime": Runtime(runtime="runc")}, "choose the OCI runtime (Runtime=runc)"),
+            (
+                {
+                    "network": attrs.evolve(
+                        network, port_bindings={"80/tcp": (PortBinding("", "22"),)}
+                    )
+                },
+                "publish host port 22",
+            ),
+        ):
+            got = self.judge(**sections)
+            self.assertIsNotNone(got, sections)
+            assert got is not None
+            self.assertIn(rule, got)
+
+    def test_records_allowed(self) -> None:
+        """Their allowed neighbours pass: default caps re-added, namespaced sysctls, binds under
+        the allowed root, Docker's masked paths given explicitly, a high port, container:X of an
+        ordinary container, no-new-privileges."""
+        from pyd.drivers.runtime.spec import MASKED_PATHS
+        from pyd.engine.spec import PortBinding
+        from pyd.engine.spec.records import Namespaces, Runtime, Security
+
+        spec = parse_create({"Image": "busybox"})
+        self.assertIsNone(
+            self.judge(
+                security=Security(
+                    cap_add=("CHOWN", "NET_ADMIN"),
+                    security_opt=(("no-new-privileges", "true"),),
+                    masked_paths=(*MASKED_PATHS, "/proc/extra"),
+                ),
+                namespaces=Namespaces(network="container:plain", ipc="shareable"),
+                runtime=Runtime(sysctls={"net.ipv4.ip_forward": "1"}, shm_size=1 << 20),
+                mounts=attrs.evolve(spec.mounts, binds=(f"{self.allowed}:/s:ro",)),
+                network=attrs.evolve(
+                    spec.network, port_bindings={"80/tcp": (PortBinding("", "8080"),)}
+                ),
+            )
+        )
+
+    def test_update_devices_typed(self) -> None:
+        """docker update reads devices as the engine does (Go's field names, any case)."""
+        self.assertIn(
+            "host devices (Devices)",
+            self.refuse(
+                "POST",
+                "/containers/plain/update",
+                {"devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda"}]},
+            ),
+        )
+        self.allow("POST", "/containers/plain/update", {"Memory": 1 << 30, "Devices": []})
+
+    def test_stored_container_read_as_typed(self) -> None:
+        """A stored container is judged on its spec as the engine reads it to run it: Go's
+        case-insensitive keys of an old record count (privileged in any case)."""
+        self.lookup.add(container("oldpriv", {"privileged": True}))
+        self.assertIn(
+            "create privileged containers", self.refuse("POST", "/containers/oldpriv/exec", {})
+        )

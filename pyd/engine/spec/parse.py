@@ -108,7 +108,7 @@ def _records(
     return r.CreateSpec(
         process=_process(config),
         resources=resources_of(hc),
-        devices=_devices(hc),
+        devices=devices_of(hc),
         security=security,
         namespaces=r.Namespaces(
             network=hc.get("NetworkMode") or "",
@@ -403,7 +403,9 @@ def restart_of(hc: Mapping[str, Any]) -> r.RestartPolicy:
     )
 
 
-def _devices(hc: Mapping[str, Any]) -> r.Devices:
+def devices_of(hc: Mapping[str, Any]) -> r.Devices:
+    """The (decoded) C{Devices}, C{DeviceCgroupRules} and C{DeviceRequests} of a HostConfig or
+    an update body, as a record."""
     return r.Devices(
         devices=[
             r.DeviceMapping(
