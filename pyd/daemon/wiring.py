@@ -173,7 +173,7 @@ def build_service(
         reactor,
         settings,
         before_start=[lambda cid, sock: attach.before_start(cid, sock)],
-        on_gone=[lambda cid: attach.container_gone(cid)],
+        on_gone=[lambda cid: attach.container_gone(cid), lambda cid: execs.container_gone(cid)],
         rw_size=images.rw_layer_size,
         rw_paths=images.rw_layer_paths,
         exec_ids=lambda cid: execs.container_execs(cid),

@@ -151,6 +151,13 @@ class ExecService:
         """Ids of the container's exec sessions (C{ExecIDs} in container inspect)."""
         return [s.id for s in self._sessions.values() if s.container_id == container_id]
 
+    def container_gone(self, container_id: str) -> None:
+        """The container stopped or was removed: forget its exec sessions, as dockerd's
+        C{Cleanup} unregisters a container's execs when it exits (an inspect of one then says
+        C{No such exec instance}). Without this every exec ever run stayed in memory."""
+        for exec_id in self.container_execs(container_id):
+            del self._sessions[exec_id]
+
     # -- start -------------------------------------------------------------------------------
     def check_startable(self, exec_id: str) -> ExecSession:
         """Refuse a second start (dockerd's texts) before the API hijacks the connection."""

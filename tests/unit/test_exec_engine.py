@@ -119,6 +119,20 @@ class ExecServiceTests(SynchronousTestCase):
         self.assertTrue(str(f.value).startswith("OCI runtime exec failed: exec failed: "))
         self.assertEqual(s.exit_code, 126)
 
+    def test_container_gone_forgets_its_execs(self) -> None:
+        """When the container stops or goes, its exec sessions are forgotten (dockerd's
+        C{Cleanup}): they no longer pile up, one per exec ever run."""
+        s = self._create()
+        self.successResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        self.driver.exit.callback(0)
+        self.assertEqual(self.svc.container_execs(self.target.id), [s.id])
+        self.svc.container_gone("d" * 64)
+        self.assertEqual(self.svc.get(s.id), s)
+        self.svc.container_gone(self.target.id)
+        self.assertEqual(self.svc.container_execs(self.target.id), [])
+        with self.assertRaises(NotFound):
+            self.svc.get(s.id)
+
     def test_unknown_exec(self) -> None:
         """An unknown id is dockerd's 404."""
         with self.assertRaises(NotFound) as e:
