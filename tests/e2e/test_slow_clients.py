@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.daemon import PydDaemon, unix_request
+from tests.helpers.daemon import PydDaemon, unix_request, wait_until
 from tests.helpers.images import DEFAULT_TAG
 
 pytestmark = pytest.mark.e2e
@@ -150,3 +150,6 @@ class SlowClientTests:
         growth = _served_while_stalled(pyd, base, settle=10.0)
         assert growth < RSS_BOUND, growth
         assert "cutting off a client that does not read" in pyd.log()
+        # The cut-off builds remove their step containers while the stalled clients still
+        # hold their connections (a cancel landing mid-removal used to leave them listed).
+        wait_until(lambda: pyd.docker("ps", "-aq").stdout.strip() == "", timeout=120)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 from twisted.logger import Logger
 
+from pyd.core.deferreds import shield
 from pyd.core.errors import InvalidParameter, NotFound, PydError
 from pyd.core.records import Image, RegistryAuth
 from pyd.engine.builder import fs, lexer
@@ -375,6 +376,11 @@ class _BuildBase:
             raise BuildFailed("Build cancelled")
 
     async def _remove_containers(self) -> None:
+        # Shielded: a cancel (the client went away) landing mid-removal must not leave the
+        # rest of the step containers listed.
+        await shield(self._remove_all_containers(), "removing a build's containers")
+
+    async def _remove_all_containers(self) -> None:
         while self.tmp_containers:
             cid = self.tmp_containers.pop()
             if not cid.startswith("nop:"):

@@ -11,8 +11,10 @@ import secrets
 from typing import Any
 
 import attrs
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
+from pyd.core.deferreds import shield
 from pyd.core.errors import PydError
 from pyd.engine.builder import copier, frontend, fs, lexer, mounts
 from pyd.engine.builder.base import PROXY_ARGS, BuildFailed, _StageState, step_host_config
@@ -154,8 +156,7 @@ class _BuildSteps(_BuildCache):
         host_config.update(step_overrides(ropts, host_config["NetworkMode"]))
         if step.host_mounts:
             host_config["Mounts"] = list(step.host_mounts)
-        cid = await self.svc.containers.create(st.image_id, run_cfg, host_config)
-        self.tmp_containers.append(cid)
+        cid = await self._create_step_container(st.image_id, run_cfg, host_config)
         self.say(f" ---> Running in {cid[:12]}\n")
         if step.targets:
             await step.find_stubs(await self.svc.images.mount_rw_layer(cid))
@@ -168,7 +169,9 @@ class _BuildSteps(_BuildCache):
             # The client went away: like dockerd, remove the step's container and stop.
             self.tmp_containers.remove(cid)
             try:
-                await self.svc.containers.remove(cid)
+                # Shielded: the HTTP layer's cancel for the same departed client may land
+                # while the removal runs, and must not stop it halfway (the container stayed).
+                await shield(self.svc.containers.remove(cid), "removing a build's container")
             except PydError as e:
                 log.warn("removing cancelled build container {cid}: {err}", cid=cid, err=e)
             raise BuildFailed("Build cancelled")
@@ -179,6 +182,29 @@ class _BuildSteps(_BuildCache):
         if step.stubs:
             await step.clean(await self.svc.images.mount_rw_layer(cid))
         await self._commit_layer(st, cid, save_cmd, key, container=cid, probe_config=probe_cfg)
+
+    async def _create_step_container(
+        self, image_id: str, config: dict[str, Any], host_config: dict[str, Any]
+    ) -> str:
+        """Create a RUN's container and list it for removal. A cancel (the client went away)
+        during the create does not stop it halfway; the container it still makes is removed."""
+        assert self.svc.containers is not None
+        containers = self.svc.containers
+        gone = False
+
+        async def create() -> str:
+            cid = await containers.create(image_id, config, host_config)
+            if gone:
+                await containers.remove(cid)
+            return cid
+
+        try:
+            cid = await shield(create(), "creating a build's container")
+        except CancelledError:
+            gone = True
+            raise
+        self.tmp_containers.append(cid)
+        return cid
 
     # .. COPY / ADD ..............................................................................
 

@@ -547,6 +547,55 @@ class DeferredCancelTests(BuilderTestCase):
         self.assertEqual(containers.created, {})
         self.assertNotIn("c:latest", self.images.tags)
 
+    def _cancel_during(self, method: str) -> None:
+        """The client is cut off mid-RUN (the build sees its stream closed) and the HTTP
+        layer's cancel lands while C{method} of the containers is waiting: the step's
+        container still goes once the waiting ends."""
+        from twisted.internet.defer import CancelledError
+
+        containers = self.containers
+        gate: Deferred[None] = Deferred()
+        real = getattr(containers, method)
+
+        async def slow(*args: Any) -> Any:
+            await gate
+            return await real(*args)
+
+        setattr(containers, method, slow)
+        progress = FakeProgress()
+        if method == "remove":
+            # the client is cut off while the RUN runs: the build removes the container
+            async def run(container_id: str, output: Any, cancelled: Any) -> int | None:
+                progress.cancelled = True
+                return None
+
+            containers.run = run  # type: ignore[method-assign]
+        prepared = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.svc.prepare(
+                    make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\n"}),
+                    BuildOptions(tags=("c",)),
+                )
+            )
+        )
+        d = Deferred.fromCoroutine(self.svc.run(prepared, progress))
+        self.assertNoResult(d)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        gate.callback(None)
+        self.assertEqual(containers.created, {})
+        self.assertEqual(len(containers.removed), 1)
+        self.assertNotIn("c:latest", self.images.tags)
+
+    def test_cancel_during_the_removal(self) -> None:
+        """The cancel lands while the cut-off build removes its step container (five stalled
+        builds left their containers behind so): the removal still completes."""
+        self._cancel_during("remove")
+
+    def test_cancel_during_the_create(self) -> None:
+        """The cancel lands while the step container is being created: it is removed once made."""
+        self._cancel_during("create")
+
 
 class ContextLimitTests(BuilderTestCase):
     """max-build-context-size (issue 18): a context that expands beyond it is refused before
