@@ -2,7 +2,7 @@
 # Installs the Debian packages pyd and its test suite need. Idempotent: apt runs only when one is missing.
 set -euo pipefail
 PKGS=(
-  crun conmon              
+  crun runc conmon         
   busybox-static           
   docker-registry          
   docker-compose           

@@ -182,6 +182,11 @@ class ContainersRouter:
             ) from e
         if self._svc.exec_ids is not None:
             out["ExecIDs"] = self._svc.exec_ids(c.id) or None
+        if self._svc.settings.default_ulimits:
+            # as dockerd's inspect: the daemon's default-ulimits merged in
+            out["HostConfig"]["Ulimits"] = [
+                {"Name": n, "Hard": h, "Soft": s} for n, s, h in self._svc.ulimits_of(c)
+            ]
         await redact_inspect(request, c, out)
         paths = await self._svc.graph_paths(c)
         if paths:

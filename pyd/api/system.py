@@ -197,7 +197,10 @@ class SystemRouter:
             "Labels": list(i.labels),
             "ExperimentalBuild": i.experimental,
             "ServerVersion": ENGINE_VERSION,
-            "Runtimes": {k: {"path": v} for k, v in i.runtimes.items()},
+            "Runtimes": {
+                k: {"path": path, **({"runtimeArgs": list(args)} if args else {})}
+                for k, (path, args) in sorted(i.runtimes.items())
+            },
             "DefaultRuntime": i.default_runtime,
             "Swarm": {
                 "NodeID": "",

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from pyd.config import runtimes as rtmod
 from pyd.config.base import (
     LOG_LEVELS as LOG_LEVELS,
 )
@@ -28,9 +29,7 @@ from pyd.config.base import (
     Option as Option,
 )
 from pyd.config.base import (
-    _any_map,
     _bool,
-    _empty,
     _int,
     _level,
     _mtu,
@@ -309,9 +308,9 @@ OPTIONS: tuple[Option, ...] = (
         _str,
         "crun",
         "default-runtime",
-        doc="OCI runtime for containers (crun)",
-        accepts=lambda v: v in ("", "crun"),
-        refuse="pyd runs containers with crun only",
+        doc="OCI runtime of containers that name none: crun, runc (Debian's; also as "
+        "io.containerd.runc.v2) or one of runtimes",
+        blank_is_default=True,
     ),
     Option(
         "metrics-addr",
@@ -367,12 +366,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "runtimes",
         "runtimes",
-        _any_map,
+        rtmod.runtimes,
         {},
-        None,
-        doc="Extra OCI runtimes: {name: {path}} (none accepted yet)",
-        accepts=_empty,
-        refuse="pyd runs containers with crun only",
+        "add-runtime",
+        repeat=True,
+        doc="More OCI runtimes: {name: {path, runtimeArgs}} (flag: NAME=PATH); runtimeType "
+        "(containerd shims) refused",
     ),
     Option(
         "ip-forward",
@@ -620,6 +619,7 @@ def validate(cfg: DaemonConfig) -> None:
             "host. Use --tlsverify with --tlscacert/--tlscert/--tlskey, or pass "
             "--insecure-tcp-without-tls-gives-root-to-anyone if you really mean it"
         )
+    rtmod.check_default(cfg.default_runtime, cfg.runtimes)
     if cfg.bip and "/" not in cfg.bip:
         raise ConfigError(f"invalid value for bip: {cfg.bip!r} (want ADDRESS/PREFIX)")
 

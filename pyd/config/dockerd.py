@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyd.config.base import (
+    ConfigError,
     Option,
     _any_map,
     _bool,
@@ -24,6 +25,8 @@ from pyd.config.base import (
     _str,
     _strlist,
 )
+from pyd.config.limits import _bytes
+from pyd.engine.spec.validate import ULIMIT_NAMES
 
 _NO_SWARM = "pyd has no swarm mode"
 _NO_V6 = "pyd's networks are IPv4-only (IPv6 networks are refused)"
@@ -64,9 +67,62 @@ def _exec_opts_ok(v: Any) -> bool:
     return True
 
 
-def _shm_ok(v: Any) -> bool:
-    s = str(v).strip().lower().removesuffix("b").removesuffix("i")
-    return s in ("", "0", "64m", "65536k", str(64 * 1024 * 1024))
+def _ulimits(v: Any, key: str) -> dict[str, tuple[int, int]]:
+    """C{default-ulimits}: dockerd's object (C{{"nofile": {"Name": "nofile", "Soft": 1024,
+    "Hard": 2048}}}) or C{--default-ulimit nofile=1024:2048} values; name -> (soft, hard).
+
+    @raise ConfigError: go-units' texts for an unknown name or soft above hard.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    if isinstance(v, list | tuple):
+        for item in v:
+            name, sep, limits = str(item).partition("=")
+            if not sep:
+                raise ConfigError(f"invalid ulimit argument: {item}")
+            soft_s, _, hard_s = limits.partition(":")
+            try:
+                soft = int(soft_s)
+                hard = int(hard_s) if hard_s else soft
+            except ValueError:
+                raise ConfigError(
+                    f"invalid value for {key}: {item!r} (want NAME=SOFT[:HARD])"
+                ) from None
+            out[name] = (soft, hard)
+    elif isinstance(v, dict):
+        for name, u in v.items():
+            if not isinstance(u, dict):
+                raise ConfigError(f"invalid value for {key}: {name} must be an object")
+            soft, hard = u.get("Soft", 0), u.get("Hard", 0)
+            if not isinstance(soft, int) or not isinstance(hard, int):
+                raise ConfigError(f"invalid value for {key}: {name}: Soft and Hard are integers")
+            out[str(u.get("Name") or name)] = (soft, hard)
+    else:
+        raise ConfigError(f"invalid value for {key}: expected an object, got {v!r}")
+    for name, (soft, hard) in out.items():
+        if name not in ULIMIT_NAMES:
+            raise ConfigError(f"invalid ulimit type: {name}")
+        if soft > hard:
+            raise ConfigError(
+                f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )
+    return out
+
+
+def _shm_size(v: Any, key: str) -> int:
+    """C{default-shm-size} in bytes (go-units' RAMInBytes: C{64M} is 64 MiB); more than 0."""
+    n = _bytes(v, key)
+    if n <= 0:
+        raise ConfigError(f"invalid value for {key}: the default shm size must be more than 0")
+    return n
+
+
+def _cgroup_parent(v: Any, key: str) -> str:
+    """C{cgroup-parent}: a cgroupfs path (absolute or taken from the cgroup root); no C{..}."""
+    s = _str(v, key)
+    parts = [p for p in s.split("/") if p not in ("", ".")]
+    if ".." in parts or any(not p.isprintable() for p in parts):
+        raise ConfigError(f"invalid value for {key}: {s!r} (a cgroup path without ..)")
+    return "/" + "/".join(parts) if parts else ""
 
 
 DOCKERD_OPTIONS: tuple[Option, ...] = (
@@ -159,8 +215,9 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         "exec-opt",
         repeat=True,
         accepts=_exec_opts_ok,
-        refuse="pyd places container cgroups itself under /pyd (cgroupfs); only "
-        "native.cgroupdriver=cgroupfs is accepted",
+        refuse="pyd places container cgroups itself (cgroupfs, under /pyd or cgroup-parent); "
+        "only native.cgroupdriver=cgroupfs is accepted: the systemd driver needs systemd as "
+        "PID 1 to create each container's scope unit, and pyd does not drive systemd",
         inert="pyd places container cgroups itself (cgroupfs)",
         doc="Runtime execution options (native.cgroupdriver=cgroupfs only)",
     ),
@@ -263,26 +320,25 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         inert="pyd has no network diagnostic server",
         doc="Network diagnostic server port (dockerd)",
     ),
-    # Container defaults pyd does not (yet) apply daemon-wide.
+    # Container defaults.
     Option(
         "default-ulimits",
         "default_ulimits",
-        _any_map,
+        _ulimits,
         {},
-        None,
-        accepts=_empty,
-        refuse="pyd applies no daemon-wide ulimits; give them per container (--ulimit)",
-        doc="Default ulimits for containers (none accepted)",
+        "default-ulimit",
+        repeat=True,
+        doc="Ulimits of every container, under its own --ulimit of the same name (flag: "
+        "NAME=SOFT[:HARD]); inspect's HostConfig.Ulimits shows them, as dockerd's",
     ),
     Option(
         "default-shm-size",
         "default_shm_size",
-        _str,
-        "64M",
+        _shm_size,
+        64 * 1024 * 1024,
         "default-shm-size",
-        accepts=_shm_ok,
-        refuse="pyd's default /dev/shm size is 64M; set --shm-size per container",
-        doc="Default /dev/shm size (64M only)",
+        doc="Size of /dev/shm of containers that set no --shm-size (e.g. 128M); stored in "
+        "their HostConfig.ShmSize at create",
     ),
     Option(
         "default-ipc-mode",
@@ -341,7 +397,9 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         "",
         "userns-remap",
         accepts=_empty,
-        refuse="pyd has no user-namespace remapping",
+        refuse="pyd does not remap containers into a user namespace (no subordinate id "
+        "ranges, no id-shifted image layers): a container's root is the host's root, as with "
+        "dockerd's --userns host",
         doc="User namespace remapping (not supported)",
     ),
     Option(
@@ -358,12 +416,11 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
     Option(
         "cgroup-parent",
         "cgroup_parent",
-        _str,
+        _cgroup_parent,
         "",
         "cgroup-parent",
-        accepts=_empty,
-        refuse="pyd's container cgroups live under /pyd",
-        doc="Parent cgroup (not supported)",
+        doc="Parent cgroup of containers that set no --cgroup-parent (cgroupfs: the cgroup is "
+        "PARENT/ID; a relative path is taken from the cgroup root); default /pyd",
     ),
     Option(
         "cpu-rt-period",
@@ -392,9 +449,8 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         False,
         "init",
         is_flag=True,
-        accepts=_empty,
-        refuse="pyd runs an init only when a container asks (--init)",
-        doc="Init in every container (not accepted; use --init)",
+        doc="Run an init as PID 1 of containers whose HostConfig.Init is unset (--init=false "
+        "opts out), as dockerd's docker-init",
     ),
     Option(
         "init-path",
@@ -402,9 +458,8 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         _str,
         "",
         "init-path",
-        accepts=_empty,
-        refuse="pyd's init is the host's tini-static or catatonit",
-        doc="docker-init path (not accepted)",
+        doc="The init binary (bind-mounted read-only at /sbin/docker-init; must be static); "
+        "default: the host's tini-static, docker-init or catatonit",
     ),
     # Networking keys pyd does not have.
     Option(

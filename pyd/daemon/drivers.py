@@ -17,7 +17,9 @@ from twisted.application.service import IService
 
 from pyd.config import DaemonConfig
 from pyd.config.limits import free_reserve_bytes
+from pyd.config.runtimes import table as runtime_table
 from pyd.core.seams import Blocking, ThreadPoolBlocking
+from pyd.daemon.pidlock import StartupError
 from pyd.daemon.tree import PoolService
 from pyd.drivers.fswatch import DirWatcher
 from pyd.drivers.network.dns import DnsServer, NameTable
@@ -28,6 +30,7 @@ from pyd.drivers.registry import HTTPClients
 from pyd.drivers.registry.proxy import ProxySettings
 from pyd.drivers.runtime.cgroups import CgroupPaths
 from pyd.drivers.runtime.conmon import ConmonRuntime, RuntimeDriver
+from pyd.drivers.runtime.oci import RuntimeSet, RuntimeUnavailable
 from pyd.drivers.runtime.spec import cap_bounding_set
 from pyd.drivers.storage.fetch import UrlFetcher
 from pyd.drivers.storage.layers import HelperExtractor, LayerStore
@@ -51,6 +54,8 @@ class Drivers:
     cap_bounding: frozenset[str] | None
     init_path: str
     runtime: RuntimeDriver
+    # The OCI runtimes containers may name (HostConfig.Runtime) and the default one.
+    runtimes: RuntimeSet
     exec_driver: ConmonExecDriver
     # The pids in a container's cgroup, by its cgroups path (docker top).
     container_pids: Callable[[str], Awaitable[list[int]]]
@@ -77,15 +82,21 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
     io_pool = PoolService("pyd-io", 4)
     io = ThreadPoolBlocking(reactor, io_pool.pool)
     runner = ReactorProcessRunner(reactor)
-    runtime = ConmonRuntime(reactor, runner, io, config.exec_root, data_root=config.data_root)
+    runtimes = _runtimes(config)
+    runtime = ConmonRuntime(
+        reactor,
+        runner,
+        io,
+        config.exec_root,
+        data_root=config.data_root,
+        default=runtimes.get(""),
+    )
     try:
         with open("/proc/self/status") as f:
             bounding: frozenset[str] | None = cap_bounding_set(f.read())
     except OSError:
         bounding = None
-    init_path = next(
-        (p for p in ("/usr/bin/tini-static", "/usr/bin/catatonit") if os.path.exists(p)), ""
-    )
+    init_path = _init_path(config.init_path)
 
     async def pids(cgroups_path: str) -> list[int]:
         return await io.run(CgroupPaths(cgroups_path, runtime.cgroup_root).pids)
@@ -95,10 +106,12 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         db_blocking=ThreadPoolBlocking(reactor, db_pool.pool),
         io=io,
         runner=runner,
-        host=HostFacts.read(config.data_root, os.path.basename(init_path)),
+        # docker info's InitBinary: init-path as configured (dockerd), else the init found
+        host=HostFacts.read(config.data_root, config.init_path or os.path.basename(init_path)),
         cap_bounding=bounding,
         init_path=init_path,
         runtime=runtime,
+        runtimes=runtimes,
         exec_driver=ConmonExecDriver(
             reactor, io, crun_root=runtime.crun_root, host_roots=runtime.host_roots
         ),
@@ -126,6 +139,39 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         ),
         log_watcher=DirWatcher(reactor),
     )
+
+
+# Static inits a container can run whatever its libc (Debian's tini, docker.io's docker-init
+# link to it, catatonit).
+_INITS = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/bin/catatonit")
+
+
+def _init_path(configured: str) -> str:
+    """The init binary for --init (and the daemon's init): init-path, else the first found.
+
+    @raise StartupError: init-path names no executable file.
+    """
+    if configured:
+        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+            raise StartupError(f"init-path: {configured} is not an executable file")
+        return os.path.abspath(configured)
+    return next((p for p in _INITS if os.path.exists(p)), "")
+
+
+def _runtimes(config: DaemonConfig) -> RuntimeSet:
+    """The runtimes found on this host (stock ones installed, daemon.json's by path).
+
+    @raise StartupError: a configured runtime or the default one is not installed.
+    """
+    try:
+        return RuntimeSet.resolve(
+            runtime_table(config.runtimes),
+            frozenset(config.runtimes),
+            config.default_runtime,
+            config.exec_root,
+        )
+    except RuntimeUnavailable as e:
+        raise StartupError(str(e)) from None
 
 
 def _keep_free(config: DaemonConfig) -> int:

@@ -158,7 +158,12 @@ def build_service(
         host_hostname=drv.host.hostname,
         confinement=confine,
         cgroup_v2=drv.host.cgroup_version == "2",
-        limits=HostLimits.of(drv.host.features),
+        limits=HostLimits.of(drv.host.features, runtimes=drv.runtimes.names),
+        runtimes=drv.runtimes,
+        cgroup_parent=config.cgroup_parent,
+        default_ulimits=tuple((n, s, h) for n, (s, h) in sorted(config.default_ulimits.items())),
+        default_shm_size=config.default_shm_size,
+        init=config.init,
     )
     os.makedirs(settings.containers_dir, mode=0o700, exist_ok=True)
     # The attach and exec services are built over the container service; it calls them back.
@@ -218,6 +223,7 @@ def build_service(
         "",
         drv.host,
         config,
+        runtimes=drv.runtimes,
         contributors=[VolumesDiskUsage(volumes), ImagesDiskUsage(images), containers, builds],
         blocking=io,
     )

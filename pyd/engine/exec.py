@@ -247,6 +247,7 @@ class ExecService:
             terminal=use_tty,
             stdin=c.attach_stdin and io is not None,
             attach=io is not None,
+            runtime=target.runtime,
         )
         if io is not None:
             io.hold_end = Deferred()

@@ -41,7 +41,12 @@ class HostLimits:
     runtimes: tuple[str, ...] = ("crun",)
 
     @classmethod
-    def of(cls, f: HostFeatures, cgroup_root: str = "/sys/fs/cgroup") -> HostLimits:
+    def of(
+        cls,
+        f: HostFeatures,
+        cgroup_root: str = "/sys/fs/cgroup",
+        runtimes: tuple[str, ...] = ("crun",),
+    ) -> HostLimits:
         v2 = f.cgroup_version == "2"
         return cls(
             cgroup_v2=v2,
@@ -49,7 +54,7 @@ class HostLimits:
             io_max=f.io_max,
             swappiness=not v2 and os.path.exists(f"{cgroup_root}/memory/memory.swappiness"),
             realtime=not v2 and os.path.exists(f"{cgroup_root}/cpu/cpu.rt_runtime_us"),
-            runtimes=tuple(n for n, _ in f.runtimes) or ("crun",),
+            runtimes=runtimes,
         )
 
 

@@ -9,7 +9,6 @@ them before the reactor runs or through the Blocking seam.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,8 +45,6 @@ class HostFeatures:
     backing_fs: str = "extfs"
     d_type: bool = True
     os_version: str = ""
-    # name -> path of the OCI runtimes found (crun today).
-    runtimes: tuple[tuple[str, str], ...] = ()
     init_binary: str = ""
 
 
@@ -104,11 +101,9 @@ def read_features(
     data_root: str, init_path: str = "", cgroup_root: str = "/sys/fs/cgroup"
 ) -> HostFeatures:
     """Read the host's features (blocking)."""
-    runtimes = tuple((n, p) for n in ("crun",) if (p := shutil.which(n)))
     common = {
         "backing_fs": _fs_name(data_root) if os.path.isdir(data_root) else "<unknown>",
         "os_version": os_version(),
-        "runtimes": runtimes,
         "init_binary": init_path,
     }
     if os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):

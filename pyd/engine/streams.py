@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from pyd.core.errors import Conflict, InvalidParameter
 from pyd.core.records import MountSpec
 from pyd.core.seams import Blocking, EventSink
+from pyd.drivers.runtime.oci import OciRuntime
 from pyd.drivers.streams.attach import (
     PIPE_STDERR,
     PIPE_STDOUT,
@@ -62,6 +63,7 @@ class StreamTarget:
     mounts: tuple[MountSpec, ...] = ()  # volumes, binds and tmpfs, as the runtime gets them
     readonly_rootfs: bool = False
     bind_files: tuple[tuple[str, str], ...] = ()  # (host file, container path): hosts files
+    runtime: OciRuntime | None = None  # the OCI runtime it runs under (exec goes through it)
 
     @property
     def running(self) -> bool:

@@ -15,6 +15,7 @@ import attrs
 from twisted.internet.defer import Deferred, gatherResults
 
 from pyd.core.seams import Blocking
+from pyd.drivers.runtime.oci import RuntimeSet
 from pyd.engine.hostinfo import (
     HostFeatures,
     LiveFacts,
@@ -97,7 +98,7 @@ class SystemInfo:
     insecure_registries: tuple[str, ...]
     registry_mirrors: tuple[str, ...]
     debug: bool
-    runtimes: dict[str, str]
+    runtimes: dict[str, tuple[str, tuple[str, ...]]]  # name -> (path, runtimeArgs)
     default_runtime: str
     security_options: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -120,15 +121,18 @@ class SystemService:
         config: Any,
         contributors: Sequence[SystemContributor] = (),
         blocking: Blocking | None = None,
+        runtimes: RuntimeSet | None = None,
     ) -> None:
         self.daemon_id = daemon_id
         self.host = host
         self.config = config
         self._contributors: list[SystemContributor] = list(contributors)
         self._blocking = blocking
-        f = host.features
-        self.runtimes: dict[str, str] = dict(f.runtimes)
-        self.default_runtime = "crun"
+        # name -> (path as configured, runtimeArgs), as docker info lists them
+        self.runtimes: dict[str, tuple[str, tuple[str, ...]]] = (
+            dict(runtimes.shown) if runtimes is not None else {}
+        )
+        self.default_runtime = runtimes.default if runtimes is not None else "crun"
         # As dockerd lists them: the built-in seccomp profile; a private cgroup namespace on v2.
         self.security_options: list[str] = ["name=seccomp,profile=builtin"]
         if host.cgroup_version == "2":

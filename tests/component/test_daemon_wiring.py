@@ -24,6 +24,7 @@ from pyd.drivers.fswatch import DirWatcher
 from pyd.drivers.network.dns import NameTable
 from pyd.drivers.process import ProcessResult
 from pyd.drivers.registry import HTTPClients
+from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet
 from pyd.drivers.storage.layers import InProcessExtractor
 from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
@@ -74,6 +75,9 @@ def fake_drivers(root: str, runtime: FakeRuntime, resolvers: list[NameTable]) ->
             cap_bounding=None,
             init_path="",
             runtime=runtime,
+            runtimes=RuntimeSet(
+                {"crun": OciRuntime("crun", "/usr/bin/crun", os.path.join(root, "crun"))}, "crun"
+            ),
             exec_driver=ConmonExecDriver(reactor, io, crun_root=os.path.join(root, "crun")),
             container_pids=no_pids,
             layers=UnmountedLayerStore(

@@ -92,14 +92,16 @@ class HostReadTests(SynchronousTestCase):
 class InfoFieldsTests(SynchronousTestCase):
     """GET /info on this host, each field against its source."""
 
-    def info(self, flags: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    def info(
+        self, flags: dict[str, Any], env: dict[str, str] | None = None, runtimes: Any = None
+    ) -> dict[str, Any]:
         data_root = tempfile.mkdtemp(prefix="pyd-info-root-")
         cfg = cfgmod.build({"data-root": data_root, **flags}, "/nonexistent/daemon.json")
         host = HostFacts.read(data_root, "tini-static")
         db = memory_db(alembic=True)
         clock = Clock()
         events = EventService(EventRepository(db), clock)
-        system = SystemService("ID1", host, cfg, blocking=InlineBlocking())
+        system = SystemService("ID1", host, cfg, blocking=InlineBlocking(), runtimes=runtimes)
         http = StubTreq(ApiRoot([SystemRouter(system, events, clock)]))
         for k, v in (env or {}).items():
             self.patch(os, "environ", {**os.environ, k: v})
@@ -126,9 +128,35 @@ class InfoFieldsTests(SynchronousTestCase):
         self.assertEqual(info["DriverStatus"][0], ["Backing Filesystem", f_.backing_fs])
         self.assertNotIn("<unknown>", f_.backing_fs)
         self.assertEqual(info["InitBinary"], "tini-static")
-        self.assertEqual(info["Runtimes"], {k: {"path": v} for k, v in f_.runtimes})
+        self.assertEqual(info["Runtimes"], {})  # no runtime set given: none registered
         self.assertEqual(info["DefaultRuntime"], "crun")
         self.assertEqual(info["ServerVersion"], "28.2.2")
+
+    def test_runtimes(self) -> None:
+        """Runtimes: every registered name with its path as configured and its runtimeArgs
+        (dockerd's fields); DefaultRuntime is the configured default."""
+        from pyd.config.runtimes import table
+        from pyd.drivers.runtime.oci import RuntimeSet
+
+        configured = {"kr": {"path": "/opt/kr", "runtimeArgs": ["--debug"]}}
+        rs = RuntimeSet.resolve(
+            table(configured),
+            frozenset(configured),
+            "runc",
+            "/run/x",
+            lambda n: {"crun": "/usr/bin/crun", "runc": "/usr/sbin/runc"}.get(n, n),
+        )
+        info = self.info({}, runtimes=rs)
+        self.assertEqual(
+            info["Runtimes"],
+            {
+                "crun": {"path": "crun"},
+                "io.containerd.runc.v2": {"path": "runc"},
+                "kr": {"path": "/opt/kr", "runtimeArgs": ["--debug"]},
+                "runc": {"path": "runc"},
+            },
+        )
+        self.assertEqual(info["DefaultRuntime"], "runc")
 
     def test_fields_from_the_configuration(self) -> None:
         """Debug, experimental, log driver, live-restore, registries and proxies are the

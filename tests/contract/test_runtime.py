@@ -2,8 +2,8 @@
 engine relies on from create/start/kill/delete/state and the exit report, run against the fake
 (L{tests.fakes.runtime.FakeRuntime}, always) and, under the integration marker, the real
 L{ConmonRuntime} (root: crun + conmon with a busybox bundle made as in tests/helpers/runtime.py,
-deleted afterwards). A behaviour the fake shows and the real runtime does not (or the reverse)
-fails here, not in a test that trusted the fake.
+deleted afterwards), once with crun and once with Debian's runc. A behaviour the fake shows
+and the real runtime does not (or the reverse) fails here, not in a test that trusted the fake.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from twisted.trial.unittest import TestCase
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.process import ReactorProcessRunner
 from pyd.drivers.runtime.conmon import ConmonRuntime, CreateOptions, ProcessGone, RuntimeDriver
+from pyd.drivers.runtime.oci import OciRuntime
 from tests.fakes.runtime import FakeRuntime
-from tests.helpers.runtime import CRUN, fix_hugetlb, make_rootfs
+from tests.helpers.runtime import CRUN, RUNC, fix_hugetlb, make_rootfs
 
 
 def _reactor() -> Any:
@@ -141,11 +142,16 @@ class ConmonRuntimeContract(FakeRuntimeContract):
             ReactorProcessRunner(_reactor()),
             InlineBlocking(),
             os.path.join(self.base, "exec"),
+            default=self.oci_runtime(os.path.join(self.base, "exec")),
         )
         self.runtime = rt
         self.addCleanup(lambda: ensureDeferred(self._cleanup()))
         rt.watch_exits(self._exited)
         return ensureDeferred(rt.setup())
+
+    def oci_runtime(self, exec_root: str) -> OciRuntime | None:
+        """The OCI runtime the driver runs containers with (None: its crun)."""
+        return None
 
     async def _cleanup(self) -> None:
         for cid in self.created:
@@ -170,3 +176,11 @@ class ConmonRuntimeContract(FakeRuntimeContract):
         spec["process"]["terminal"] = False
         spec["linux"]["cgroupsPath"] = f"/pyd-contract-{cid}"  # one level: delete leaves nothing
         return str(path), spec
+
+
+@pytest.mark.integration
+class ConmonRuncContract(ConmonRuntimeContract):
+    """The same contract with Debian's runc as the driver's runtime (its own state root)."""
+
+    def oci_runtime(self, exec_root: str) -> OciRuntime | None:
+        return OciRuntime("runc", RUNC, os.path.join(exec_root, "runtime-runc"))

@@ -9,6 +9,7 @@ from typing import Any
 
 from pyd.drivers.runtime.cgroups import CgroupStats
 from pyd.drivers.runtime.conmon import CreateOptions, ExitInfo, ProcessGone, RuntimeFailed
+from pyd.drivers.runtime.oci import OciRuntime
 
 
 class FakeRuntime:
@@ -30,6 +31,8 @@ class FakeRuntime:
         self.setup_called = False
         self.exit_on_start: int | None = None  # the process ends at once, during crun start
         self.exit_before_kill: int | None = None  # the process ends as a kill is on its way
+        # (operation, container id, runtime name; '' = the driver's default) of every call
+        self.runtime_calls: list[tuple[str, str, str]] = []
 
     async def setup(self) -> None:
         self.setup_called = True
@@ -37,7 +40,11 @@ class FakeRuntime:
     def watch_exits(self, callback: Callable[[str], None]) -> None:
         self.callbacks.append(callback)
 
+    def _note(self, op: str, container_id: str, runtime: OciRuntime | None) -> None:
+        self.runtime_calls.append((op, container_id, runtime.name if runtime else ""))
+
     async def create(self, opts: CreateOptions) -> int:
+        self._note("create", opts.container_id, opts.runtime)
         self.calls.append(("create", opts.container_id))
         if self.fail_create is not None:
             raise RuntimeFailed("create", self.fail_create)
@@ -53,7 +60,8 @@ class FakeRuntime:
         self.alive_monitors.add(opts.container_id)
         return self.next_pid
 
-    async def start(self, container_id: str) -> None:
+    async def start(self, container_id: str, runtime: OciRuntime | None = None) -> None:
+        self._note("start", container_id, runtime)
         self.calls.append(("start", container_id))
         if self.fail_start is not None:
             raise RuntimeFailed("start", self.fail_start)
@@ -79,7 +87,14 @@ class FakeRuntime:
         for cb in list(self.callbacks):
             cb(container_id)
 
-    async def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
+    async def kill(
+        self,
+        container_id: str,
+        sig: int,
+        all_processes: bool = False,
+        runtime: OciRuntime | None = None,
+    ) -> None:
+        self._note("kill", container_id, runtime)
         self.calls.append(("kill", container_id, str(sig)))
         c = self.containers.get(container_id)
         if c is not None and self.exit_before_kill is not None and c["status"] == "running":
@@ -92,19 +107,25 @@ class FakeRuntime:
         if sig in self.fatal_signals and c["status"] != "paused":
             self.exit(container_id, self.fatal_signals[sig])
 
-    async def delete(self, container_id: str, force: bool = False) -> None:
+    async def delete(
+        self, container_id: str, force: bool = False, runtime: OciRuntime | None = None
+    ) -> None:
+        self._note("delete", container_id, runtime)
         self.calls.append(("delete", container_id))
         self.containers.pop(container_id, None)
 
-    async def state(self, container_id: str) -> dict[str, Any] | None:
+    async def state(
+        self, container_id: str, runtime: OciRuntime | None = None
+    ) -> dict[str, Any] | None:
+        self._note("state", container_id, runtime)
         c = self.containers.get(container_id)
         return None if c is None else {"status": c["status"], "pid": c["pid"]}
 
-    async def pause(self, container_id: str) -> None:
+    async def pause(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         self.calls.append(("pause", container_id))
         self.containers[container_id]["status"] = "paused"
 
-    async def resume(self, container_id: str) -> None:
+    async def resume(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         self.calls.append(("resume", container_id))
         c = self.containers.get(container_id)
         if c is None or c["status"] != "paused":
@@ -113,7 +134,9 @@ class FakeRuntime:
         if any(s in self.fatal_signals for s in c["signals"]):
             self.exit(container_id, self.fatal_signals[c["signals"][-1]])
 
-    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+    async def update(
+        self, container_id: str, resources: dict[str, Any], runtime: OciRuntime | None = None
+    ) -> None:
         self.calls.append(("update", container_id))
         self.containers[container_id]["resources"] = resources
 
@@ -125,6 +148,7 @@ class FakeRuntime:
         user: str = "",
         cwd: str = "",
         timeout: float = 30,
+        runtime: OciRuntime | None = None,
     ) -> tuple[int, bytes]:
         self.calls.append(("exec", container_id, *args))
         if self.exec_results:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 BUSYBOX = "/usr/bin/busybox"
 CRUN = "/usr/bin/crun"
+RUNC = "/usr/sbin/runc"
 CONMON = "/usr/bin/conmon"
 
 

@@ -102,11 +102,9 @@ class DockerdKeysTests(SynchronousTestCase):
         cases = {
             "storage-driver": "btrfs",
             "userns-remap": "default",
-            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1, "Hard": 2}},
             "exec-opts": ["native.cgroupdriver=systemd"],
             "ipv6": True,
             "selinux-enabled": True,
-            "default-runtime": "runc",
             "api-cors-header": "*",
             "log-format": "json",
             "builder": {"entitlements": {"security-insecure": "yes"}},

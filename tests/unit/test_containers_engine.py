@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.errors import Conflict, InvalidParameter, NotFound, NotModified, SystemError_
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.runtime.conmon import CreateOptions, ProcessGone
+from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest, runconfig
 from pyd.engine.spec import rules
 from pyd.state.containers import ContainerRepository
@@ -312,7 +313,9 @@ class StartStopTests(EngineTestBase):
         cid = self.started(Cmd=["sleep", "100"])
         real_kill = self.runtime.kill
 
-        async def slow_death(container_id: str, sig: int, all_processes: bool = False) -> None:
+        async def slow_death(
+            container_id: str, sig: int, all_processes: bool = False, runtime: Any = None
+        ) -> None:
             # The process dies a moment after the signal, as a real one does.
             self.runtime.calls.append(("kill", container_id, str(sig)))
             self.clock.callLater(0.5, self.runtime.exit, container_id, 137)
@@ -332,7 +335,9 @@ class StartStopTests(EngineTestBase):
         a success, not a 500; a second kill is dockerd's 409."""
         cid = self.started(Cmd=["sleep", "100"])
 
-        async def gone(container_id: str, sig: int, all_processes: bool = False) -> None:
+        async def gone(
+            container_id: str, sig: int, all_processes: bool = False, runtime: Any = None
+        ) -> None:
             self.clock.callLater(0.1, self.runtime.exit, container_id, 0)
             raise ProcessGone("kill", "open pidfd: No such process")
 
@@ -954,3 +959,110 @@ class LogOptionValueTests(SynchronousTestCase):
             with self.assertRaises(InvalidParameter) as ctx:
                 rules.validate_log_config({"Type": "json-file", "Config": lc})
             self.assertEqual(str(ctx.exception), msg)
+
+
+class RuntimeChoiceTests(EngineTestBase):
+    """HostConfig.Runtime: the name asked for is kept, the container runs under that runtime,
+    and every later operation of the run (kill, delete, restore) uses it; unknown names get
+    dockerd's 400."""
+
+    def make_service(self) -> ContainerService:
+        svc = super().make_service()
+        self.runtimes = RuntimeSet(
+            {
+                "crun": OciRuntime("crun", "/usr/bin/crun", "/x/crun"),
+                "runc": OciRuntime("runc", "/usr/sbin/runc", "/x/runtime-runc"),
+            },
+            "crun",
+        )
+        svc.settings = attrs.evolve(
+            svc.settings,
+            runtimes=self.runtimes,
+            limits=attrs.evolve(svc.settings.limits, runtimes=self.runtimes.names),
+        )
+        return svc
+
+    def test_name_kept_and_used(self) -> None:
+        """--runtime runc: inspect says runc, create/start/kill/delete go to runc; no
+        --runtime: the default's name is stored (as dockerd) and crun runs it."""
+        cid = self.started(Cmd=["sleep", "9"], HostConfig={"Runtime": "runc"})
+        self.assertEqual(self.svc.resolve(cid).host_config["Runtime"], "runc")
+        other = self.started(Cmd=["sleep", "9"])
+        self.assertEqual(self.svc.resolve(other).host_config["Runtime"], "crun")
+        self.go(self.svc.kill(cid))
+        self.go(self.svc.remove(cid))
+        ops = [(op, name) for op, c, name in self.runtime.runtime_calls if c == cid]
+        self.assertEqual(
+            ops, [("create", "runc"), ("start", "runc"), ("kill", "runc"), ("delete", "runc"),
+                  ("delete", "runc")],
+        )  # fmt: skip
+        self.assertIn(("create", other, "crun"), self.runtime.runtime_calls)
+
+    def test_unknown_refused(self) -> None:
+        """dockerd's text, nothing created."""
+        e = self.fail_with(
+            self.svc.create(None, {"Image": "busybox"}, {"Runtime": "kata"}), InvalidParameter
+        )
+        self.assertEqual(str(e), "unknown or invalid runtime name: kata")
+        self.assertEqual(self.svc.list_all(), [])
+
+    def test_restored_run_keeps_its_runtime(self) -> None:
+        """After a daemon restart whose configuration no longer has runc, the running runc
+        container is still killed and deleted through runc (its recorded binary and root); a
+        new start of it gets dockerd's unknown-runtime error."""
+        cid = self.started(Cmd=["sleep", "9"], HostConfig={"Runtime": "runc"})
+        self.svc.shutdown()
+        self.runtime.callbacks.clear()
+        self.svc = super().make_service()  # only the driver's default runtime now
+        self.svc.settings = attrs.evolve(
+            self.svc.settings, runtimes=RuntimeSet({"crun": self.runtimes.runtimes["crun"]}, "crun")
+        )
+        self.go(self.svc.startup())
+        self.runtime.runtime_calls.clear()
+        self.go(self.svc.kill(cid))
+        self.assertEqual(self.runtime.runtime_calls[0], ("kill", cid, "runc"))
+        self.assertIn(("delete", cid, "runc"), self.runtime.runtime_calls)
+        e = self.fail_with(self.svc.start(cid), InvalidParameter)
+        self.assertEqual(str(e), "unknown or invalid runtime name: runc")
+
+
+class DaemonDefaultsTests(EngineTestBase):
+    """cgroup-parent, default-ulimits, default-shm-size and init as the daemon's defaults."""
+
+    def make_service(self) -> ContainerService:
+        svc = super().make_service()
+        svc.settings = attrs.evolve(
+            svc.settings,
+            cgroup_parent="/batch",
+            default_ulimits=(("nofile", 100, 200), ("nproc", 50, 50)),
+            default_shm_size=128 << 20,
+            init=True,
+        )
+        return svc
+
+    def test_defaults_applied(self) -> None:
+        """The cgroup is /batch/<id>, the rlimits are the container's then the daemon's it does
+        not name, ShmSize is stored as the daemon's default, and the init is PID 1 unless
+        HostConfig.Init is false or the PID namespace is the host's."""
+        cid = self.started(
+            Cmd=["true"], HostConfig={"Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": 2}]}
+        )
+        spec = self.runtime.containers[cid]["spec"]
+        self.assertEqual(spec["linux"]["cgroupsPath"], f"/batch/{cid}")
+        self.assertEqual(
+            spec["process"]["rlimits"],
+            [
+                {"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2},
+                {"type": "RLIMIT_NPROC", "soft": 50, "hard": 50},
+            ],
+        )
+        self.assertEqual(self.svc.resolve(cid).host_config["ShmSize"], 128 << 20)
+        shm = next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")
+        self.assertIn(f"size={128 << 20}", shm["options"])
+        self.assertEqual(spec["process"]["args"][:3], ["/sbin/docker-init", "--", "true"])
+        own = self.started(Cmd=["true"], HostConfig={"CgroupParent": "/own", "Init": False})
+        spec = self.runtime.containers[own]["spec"]
+        self.assertEqual(spec["linux"]["cgroupsPath"], f"/own/{own}")
+        self.assertEqual(spec["process"]["args"], ["true"])
+        host_pid = self.started(Cmd=["true"], HostConfig={"PidMode": "host"})
+        self.assertEqual(self.runtime.containers[host_pid]["spec"]["process"]["args"], ["true"])

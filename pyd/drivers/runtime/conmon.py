@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from pyd.core.seams import Blocking
 from pyd.drivers.process import ProcessResult, ProcessRunner
 from pyd.drivers.runtime import cgroups
+from pyd.drivers.runtime.oci import OciRuntime
 
 log = Logger()
 
@@ -69,6 +70,7 @@ class CreateOptions:
     # host paths in the runtime's error messages -> what the client is shown instead (a staged
     # mount's point -> the source the client named); see L{scrub_host_paths}
     path_names: Mapping[str, str] = attrs.field(factory=dict)
+    runtime: OciRuntime | None = None  # None: the driver's default (crun)
 
 
 @attrs.frozen
@@ -98,31 +100,43 @@ class RuntimeDriver(Protocol):
         """
         ...
 
-    async def start(self, container_id: str) -> None:
+    async def start(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         """Let the created container run its process."""
         ...
 
-    async def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
+    async def kill(
+        self,
+        container_id: str,
+        sig: int,
+        all_processes: bool = False,
+        runtime: OciRuntime | None = None,
+    ) -> None:
         """Send C{sig} to the container's init (or every process)."""
         ...
 
-    async def delete(self, container_id: str, force: bool = False) -> None:
+    async def delete(
+        self, container_id: str, force: bool = False, runtime: OciRuntime | None = None
+    ) -> None:
         """Remove the runtime's state and cgroup (idempotent)."""
         ...
 
-    async def state(self, container_id: str) -> dict[str, Any] | None:
+    async def state(
+        self, container_id: str, runtime: OciRuntime | None = None
+    ) -> dict[str, Any] | None:
         """The runtime's view (C{status}: created/running/paused/stopped), None if unknown."""
         ...
 
-    async def pause(self, container_id: str) -> None:
+    async def pause(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         """Freeze every process."""
         ...
 
-    async def resume(self, container_id: str) -> None:
+    async def resume(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         """Thaw them."""
         ...
 
-    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+    async def update(
+        self, container_id: str, resources: dict[str, Any], runtime: OciRuntime | None = None
+    ) -> None:
         """Change C{linux.resources} of a live container."""
         ...
 
@@ -134,6 +148,7 @@ class RuntimeDriver(Protocol):
         user: str = "",
         cwd: str = "",
         timeout: float = 30,
+        runtime: OciRuntime | None = None,
     ) -> tuple[int, bytes]:
         """Run a command inside the container, wait, return (exit code, combined output)."""
         ...
@@ -248,6 +263,7 @@ class ConmonRuntime:
         cgroup_root: str = cgroups.CGROUP_ROOT,
         fix_cgroups: bool = True,
         data_root: str = "",
+        default: OciRuntime | None = None,
     ) -> None:
         self._reactor = reactor
         self._runner = runner
@@ -258,6 +274,8 @@ class ConmonRuntime:
         self.conmon = conmon
         self.crun = crun
         self.crun_root = os.path.join(exec_root, "crun")
+        # the runtime of a call that names none (containers of a pyd that knew only crun)
+        self.default = default or OciRuntime("crun", crun, self.crun_root)
         self.exits_dir = os.path.join(exec_root, "exits")
         self.sockets_dir = os.path.join(exec_root, "s")
         self.cgroup_root = cgroup_root
@@ -274,7 +292,7 @@ class ConmonRuntime:
         """Create the directories, apply the hugetlb fix, start the inotify watch."""
 
         def prepare() -> str:
-            for d in (self.crun_root, self.exits_dir, self.sockets_dir):
+            for d in (self.default.root, self.exits_dir, self.sockets_dir):
                 os.makedirs(d, mode=0o700, exist_ok=True)
             if self._fix_cgroups:
                 return cgroups.fix_hybrid_hugetlb(self.cgroup_root)
@@ -358,11 +376,13 @@ class ConmonRuntime:
         """A runtime error as clients may see it: stripped, no host path of the daemon's."""
         return scrub_host_paths(_strip_runtime_message(raw), self._roots, names)
 
-    def _crun(self, *args: str) -> list[str]:
-        return [self.crun, "--root", self.crun_root, *args]
+    def _rt(self, runtime: OciRuntime | None) -> OciRuntime:
+        return runtime or self.default
 
-    async def _run_crun(self, op: str, *args: str, stdin: bytes | None = None) -> ProcessResult:
-        result = await self._runner.run(self._crun(*args), stdin=stdin)
+    async def _run_crun(
+        self, op: str, *args: str, stdin: bytes | None = None, runtime: OciRuntime | None = None
+    ) -> ProcessResult:
+        result = await self._runner.run(self._rt(runtime).argv(*args), stdin=stdin)
         if result.rc != 0:
             raise RuntimeFailed(
                 op, self._message(result.stderr.decode("utf-8", "replace")), result.rc
@@ -374,8 +394,10 @@ class ConmonRuntime:
         cid = opts.container_id
         bundle = opts.bundle
         log_path = opts.log_path or os.path.join(bundle, "ctr.log")
+        rt = self._rt(opts.runtime)
 
         def prepare() -> int:
+            os.makedirs(rt.root, mode=0o700, exist_ok=True)
             os.makedirs(bundle, mode=0o700, exist_ok=True)
             tmp = os.path.join(bundle, "config.json.tmp")
             with open(tmp, "w") as f:
@@ -402,7 +424,7 @@ class ConmonRuntime:
             )
 
         # A stale runtime state from a previous run (same id) would make crun refuse.
-        await self.delete(cid, force=True)
+        await self.delete(cid, force=True, runtime=rt)
         err_fd = await self._blocking.run(prepare)
         null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         argv = [
@@ -411,9 +433,7 @@ class ConmonRuntime:
             "-c", cid,
             "-u", cid,
             "-n", opts.name or cid,
-            "-r", self.crun,
-            "--runtime-arg", "--root",
-            "--runtime-arg", self.crun_root,
+            *rt.conmon_args(),
             "-b", bundle,
             "-p", os.path.join(bundle, "pidfile"),
             "-P", os.path.join(bundle, "conmon.pid"),
@@ -469,11 +489,17 @@ class ConmonRuntime:
             raise RuntimeFailed("create", self._message(message, opts.path_names))
         return pid
 
-    async def start(self, container_id: str) -> None:
+    async def start(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         """C{crun start}."""
-        await self._run_crun("start", "start", container_id)
+        await self._run_crun("start", "start", container_id, runtime=runtime)
 
-    async def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
+    async def kill(
+        self,
+        container_id: str,
+        sig: int,
+        all_processes: bool = False,
+        runtime: OciRuntime | None = None,
+    ) -> None:
         """C{crun kill [--all] ID SIG}.
 
         @raise ProcessGone: the process has exited (a kill racing the container's own exit).
@@ -481,32 +507,38 @@ class ConmonRuntime:
         args = ["kill"]
         if all_processes:
             args.append("--all")
+        rt = self._rt(runtime)
         try:
-            await self._run_crun("kill", *args, container_id, str(sig))
+            await self._run_crun("kill", *args, container_id, str(sig), runtime=rt)
         except RuntimeFailed as e:
             # its state directory goes when the exit is handled (delete): nothing left to signal
-            gone = not os.path.exists(os.path.join(self.crun_root, container_id, "status"))
+            gone = not os.path.isdir(os.path.join(rt.root, container_id))
             if gone or any(g in e.message for g in _GONE):
                 raise ProcessGone(e.op, e.message, e.rc) from None
             raise
 
-    async def delete(self, container_id: str, force: bool = False) -> None:
+    async def delete(
+        self, container_id: str, force: bool = False, runtime: OciRuntime | None = None
+    ) -> None:
         """C{crun delete [-f]}; an unknown container is not an error."""
-        if not os.path.isdir(os.path.join(self.crun_root, container_id)):
-            return  # crun keeps its state in <root>/<id>: nothing to delete, no process to spawn
+        rt = self._rt(runtime)
+        if not os.path.isdir(os.path.join(rt.root, container_id)):
+            return  # crun and runc keep their state in <root>/<id>: nothing to delete
         args = ["delete"]
         if force:
             args.append("-f")
-        result = await self._runner.run(self._crun(*args, container_id))
+        result = await self._runner.run(rt.argv(*args, container_id))
         if result.rc != 0:
             err = result.stderr.decode("utf-8", "replace")
             if "does not exist" in err or "No such file" in err or "not found" in err:
                 return
             raise RuntimeFailed("delete", self._message(err), result.rc)
 
-    async def state(self, container_id: str) -> dict[str, Any] | None:
+    async def state(
+        self, container_id: str, runtime: OciRuntime | None = None
+    ) -> dict[str, Any] | None:
         """C{crun state}, parsed; None when crun does not know the container."""
-        result = await self._runner.run(self._crun("state", container_id))
+        result = await self._runner.run(self._rt(runtime).argv("state", container_id))
         if result.rc != 0:
             return None
         try:
@@ -515,18 +547,26 @@ class ConmonRuntime:
             return None
         return value if isinstance(value, dict) else None
 
-    async def pause(self, container_id: str) -> None:
+    async def pause(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         """C{crun pause}."""
-        await self._run_crun("pause", "pause", container_id)
+        await self._run_crun("pause", "pause", container_id, runtime=runtime)
 
-    async def resume(self, container_id: str) -> None:
+    async def resume(self, container_id: str, runtime: OciRuntime | None = None) -> None:
         """C{crun resume}."""
-        await self._run_crun("resume", "resume", container_id)
+        await self._run_crun("resume", "resume", container_id, runtime=runtime)
 
-    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+    async def update(
+        self, container_id: str, resources: dict[str, Any], runtime: OciRuntime | None = None
+    ) -> None:
         """C{crun update -r -} with an OCI C{linux.resources} document on stdin."""
         await self._run_crun(
-            "update", "update", "-r", "-", container_id, stdin=json.dumps(resources).encode()
+            "update",
+            "update",
+            "-r",
+            "-",
+            container_id,
+            stdin=json.dumps(resources).encode(),
+            runtime=runtime,
         )
 
     async def exec_sync(
@@ -537,6 +577,7 @@ class ConmonRuntime:
         user: str = "",
         cwd: str = "",
         timeout: float = 30,
+        runtime: OciRuntime | None = None,
     ) -> tuple[int, bytes]:
         """C{crun exec} with output collected (health checks); killed after C{timeout}."""
         argv = ["exec"]
@@ -547,7 +588,7 @@ class ConmonRuntime:
         if cwd:
             argv += ["--cwd", cwd]
         argv += [container_id, *args]
-        d = self._runner.run(self._crun(*argv))
+        d = self._runner.run(self._rt(runtime).argv(*argv))
         timed_out = False
 
         def on_timeout(_: Any, _t: float) -> ProcessResult:

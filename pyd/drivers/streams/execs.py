@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from pyd.core.seams import Blocking
 from pyd.drivers.runtime.conmon import scrub_host_paths
+from pyd.drivers.runtime.oci import OciRuntime
 
 log = Logger()
 
@@ -54,6 +55,7 @@ class ExecSpec:
     terminal: bool = False
     stdin: bool = False
     attach: bool = True
+    runtime: OciRuntime | None = None  # the container's runtime (None: the driver's crun)
 
 
 @attrs.frozen
@@ -144,7 +146,7 @@ def _strip(message: str) -> str:
 
 
 class ConmonExecDriver:
-    """Starts exec sessions with conmon + crun (the same crun state root as the containers)."""
+    """Starts exec sessions with conmon and the container's runtime (its state root)."""
 
     def __init__(
         self,
@@ -162,6 +164,7 @@ class ConmonExecDriver:
         self.conmon = conmon
         self.crun = crun
         self.crun_root = crun_root
+        self.default = OciRuntime("crun", crun, crun_root)
 
     def argv(self, spec: ExecSpec) -> list[str]:
         """conmon's command line for C{spec}."""
@@ -172,9 +175,7 @@ class ConmonExecDriver:
             "-c", spec.container_id,
             "-u", spec.exec_id,
             "-n", spec.exec_id,
-            "-r", self.crun,
-            "--runtime-arg", "--root",
-            "--runtime-arg", self.crun_root,
+            *(spec.runtime or self.default).conmon_args(),
             "-b", d,
             "-p", os.path.join(d, "pid"),
             "-P", os.path.join(d, "conmon.pid"),

@@ -35,6 +35,7 @@ from pyd.drivers.runtime.conmon import (
     RuntimeDriver,
     cgroup_path,
 )
+from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet
 from pyd.engine import resolvconf
 from pyd.engine.confinement import Confinement
 from pyd.engine.contracts import ContainerImages, NetworkProvider, VolumeProvider
@@ -72,6 +73,14 @@ class ContainerSettings:
     limits: HostLimits = attrs.field(
         factory=HostLimits
     )  # what the kernel lets pyd apply (refusals, discards)
+    # the OCI runtimes containers may name (None: the runtime driver's own crun for all)
+    runtimes: RuntimeSet | None = None
+    # daemon-wide defaults of what a container leaves unset (dockerd's cgroup-parent,
+    # default-ulimits, default-shm-size, init)
+    cgroup_parent: str = ""
+    default_ulimits: tuple[tuple[str, int, int], ...] = ()
+    default_shm_size: int = 64 * 1024 * 1024
+    init: bool = False
 
 
 @attrs.frozen
@@ -297,6 +306,7 @@ class ContainerBase:
             attach_socket=self.runtime.attach_socket_path(c.id, bundle),
             rootfs=(run.rootfs or None) if run is not None else None,
             labels=dict(s.process.labels),
+            runtime=self.oci_runtime(c),
             user=s.process.user,
             working_dir=s.process.working_dir,
             mounts=c.mounts,
@@ -381,6 +391,51 @@ class ContainerBase:
         """One sample of the container's cgroup counters (zeros when not running)."""
         c = self.resolve(ref)
         return await self.runtime.stats(c.id, self.cgroup_path_of(c))
+
+    def ulimits_of(self, c: Container) -> list[tuple[str, int, int]]:
+        """(name, soft, hard) of the container's rlimits: its own C{--ulimit}s, then the
+        daemon's C{default-ulimits} it does not name (dockerd's mergeUlimits; inspect shows
+        the same)."""
+        own = [(u.name, u.soft, u.hard) for u in self.spec_of(c).resources.ulimits]
+        names = {n for n, _, _ in own}
+        return own + [u for u in self.settings.default_ulimits if u[0] not in names]
+
+    @property
+    def default_runtime(self) -> str:
+        """The name a container that asks for no runtime gets (stored in its HostConfig)."""
+        rts = self.settings.runtimes
+        return rts.default if rts is not None else "crun"
+
+    def oci_runtime(self, c: Container) -> OciRuntime | None:
+        """The runtime of C{c}'s current (or last) run: the one recorded when it started, so
+        a daemon restarted with other runtimes still signals, execs in and deletes it with
+        the binary and state root it runs under; before any start, the one its
+        C{HostConfig.Runtime} names (None: the runtime driver's default)."""
+        rec = c.extra.get("oci_runtime")
+        if isinstance(rec, dict) and rec.get("path") and rec.get("root"):
+            return OciRuntime(
+                str(rec.get("name") or ""),
+                str(rec["path"]),
+                str(rec["root"]),
+                tuple(str(a) for a in rec.get("args") or ()),
+            )
+        rts = self.settings.runtimes
+        return rts.get(str(c.host_config.get("Runtime") or "")) if rts is not None else None
+
+    def runtime_for_start(self, c: Container) -> OciRuntime | None:
+        """The runtime C{HostConfig.Runtime} names now (a start re-reads the daemon's set).
+
+        @raise InvalidParameter: dockerd's C{unknown or invalid runtime name: X} (the runtime
+            was removed from the daemon's configuration since the container was created).
+        """
+        rts = self.settings.runtimes
+        if rts is None:
+            return None
+        name = str(c.host_config.get("Runtime") or "")
+        rt = rts.get(name)
+        if rt is None:
+            raise InvalidParameter(f"unknown or invalid runtime name: {name}")
+        return rt
 
     @staticmethod
     def cgroup_path_of(c: Container) -> str:

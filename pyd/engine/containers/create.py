@@ -100,7 +100,9 @@ class ContainerCreate(ContainerHealth):
         hc["LogConfig"] = self._log_config(spec.logging)
         rules.validate_log_config(hc["LogConfig"])
         if not spec.runtime.shm_size:
-            hc["ShmSize"] = rules.DEFAULT_SHM
+            hc["ShmSize"] = self.settings.default_shm_size
+        # as dockerd: the runtime it will run under is recorded (inspect shows the name)
+        hc["Runtime"] = spec.runtime.runtime or self.default_runtime
         hc.update(discard)  # what this host cannot apply is stored as not set (dockerd)
         cid = new_id()
         if not config.get("Hostname"):
@@ -151,14 +153,15 @@ class ContainerCreate(ContainerHealth):
         self._emit(c, "create")
         return cid, warnings
 
-    @staticmethod
-    def _cgroup_extra(cid: str, spec: CreateSpec) -> dict[str, str]:
-        """C{--cgroup-parent}: the container's cgroup is C{<parent>/<id>} (cgroupfs
-        semantics; a relative parent is taken from the cgroup root), kept with the container.
+    def _cgroup_extra(self, cid: str, spec: CreateSpec) -> dict[str, str]:
+        """C{--cgroup-parent}, else the daemon's C{cgroup-parent}: the container's cgroup is
+        C{<parent>/<id>} (cgroupfs semantics; a relative parent is taken from the cgroup root),
+        kept with the container (so stats and top find it whatever the daemon's setting is
+        later).
 
         @raise InvalidParameter: a parent with C{..} components (outside the cgroup root).
         """
-        parent = spec.resources.cgroup_parent
+        parent = spec.resources.cgroup_parent or self.settings.cgroup_parent
         if not parent:
             return {}
         parts = [p for p in parent.split("/") if p not in ("", ".")]
@@ -326,14 +329,17 @@ class ContainerCreate(ContainerHealth):
         v2 = self.settings.cgroup_v2
         devices, device_rules = confinement.devices_of(s)
         resources = attrs.evolve(_resources_of(s.resources), block_io=honoured.block_io(s))
-        ulimits = tuple((u.name, u.soft, u.hard) for u in s.resources.ulimits)
+        ulimits = tuple(self.ulimits_of(c))
         netns: str | None = ""
         if host_net:
             netns = None
         elif net is not None:
             netns = net.netns_path if net.netns_path is not None else None
         init_path = ""
-        if s.runtime.init:
+        # HostConfig.Init, else the daemon's init; only in a PID namespace of its own, where
+        # the init is PID 1 (dockerd: not with --pid host or container:X)
+        wants_init = s.runtime.init if s.runtime.init is not None else self.settings.init
+        if wants_init and s.namespaces.pid in ("", "private"):
             init_path = self.settings.init_path
             if not init_path:
                 raise InvalidParameter("--init requested but no init binary (tini) is installed")

@@ -79,6 +79,7 @@ class ContainerHealth(ContainerLogs):
                     env=list(spec.process.env),
                     user=spec.process.user,
                     timeout=timeout,
+                    runtime=self.oci_runtime(c),
                 )
             except RuntimeFailed as e:
                 code, output = -1, e.message.encode()

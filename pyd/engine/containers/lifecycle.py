@@ -36,6 +36,7 @@ from pyd.drivers.runtime.conmon import (
     ProcessGone,
     RuntimeFailed,
 )
+from pyd.drivers.runtime.oci import OciRuntime
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
 from pyd.engine import honoured
 from pyd.engine.containers import runconfig
@@ -108,7 +109,12 @@ class ContainerLifecycle(ContainerCreate):
         spec_input: oci.RuntimeSpecInput | None = None
         log_path = c.extra.get("log_path") or os.path.join(bundle, "ctr.log")
         s = self.spec_of(c)
+        rt: OciRuntime | None = None
         try:
+            # the run keeps the runtime it starts under (kill, exec, delete after a restart)
+            rt = self.runtime_for_start(c)
+            c = attrs.evolve(c, extra={**c.extra, "oci_runtime": _runtime_record(rt)})
+            self._cache[cid] = c
             plan = runconfig.log_plan(s.logging)
 
             async def mount() -> str:
@@ -175,6 +181,7 @@ class ContainerLifecycle(ContainerCreate):
                     log_size_max=log_limit,
                     log_driver="none" if plan.driver == "none" else "k8s-file",
                     path_names=_staged_names(c.mounts, mounts),
+                    runtime=rt,
                 )
             )
             run.pid = pid
@@ -185,14 +192,14 @@ class ContainerLifecycle(ContainerCreate):
                 self._watch_log(cid, log_path, plan)
             for hook in self.before_start:
                 await hook(cid, self.runtime.attach_socket_path(cid, bundle))
-            await self.runtime.start(cid)
+            await self.runtime.start(cid, runtime=rt)
         except RuntimeFailed as e:
             args = (
                 list(spec_input.args) if spec_input is not None else runconfig.command_of(c.config)
             )
-            if s.runtime.init and args[:2] == [oci.INIT_DEST, "--"]:
+            if args[:2] == [oci.INIT_DEST, "--"]:
                 args = args[2:]
-            message, code = runconfig.start_error(args, e.message)
+            message, code = runconfig.start_error(args, e.message, rt.label if rt else "crun")
             await self._start_failed(c, run, net, message, code)
             raise InvalidParameter(message) from e
         except PydError as e:
@@ -236,7 +243,7 @@ class ContainerLifecycle(ContainerCreate):
         if not run.ready.called:
             run.ready.callback(None)
         try:
-            await self.runtime.delete(cid, force=True)
+            await self.runtime.delete(cid, force=True, runtime=self.oci_runtime(c))
         except RuntimeFailed:  # cleanup after a failed start: the runtime may never have created it
             pass
         await self._volumes.unstage(cid)
@@ -312,7 +319,7 @@ class ContainerLifecycle(ContainerCreate):
 
     async def _kill(self, c: Container, sig: int) -> None:
         try:
-            await self.runtime.kill(c.id, sig)
+            await self.runtime.kill(c.id, sig, runtime=self.oci_runtime(c))
         except ProcessGone:
             # the container exited while the signal was on its way (dockerd's kill treats
             # "no such process" as done too): its exit is being handled, callers wait for it
@@ -370,8 +377,9 @@ class ContainerLifecycle(ContainerCreate):
             raise SystemError_(f"container {c.id} did not exit after SIGKILL")
 
     async def _resume_quiet(self, cid: str) -> None:
+        c = self._cache.get(cid)
         try:
-            await self.runtime.resume(cid)
+            await self.runtime.resume(cid, runtime=self.oci_runtime(c) if c else None)
         except RuntimeFailed:  # best effort: a container that is not paused needs no resume
             pass
 
@@ -441,7 +449,7 @@ class ContainerLifecycle(ContainerCreate):
             if c.state.status != "running":
                 raise Conflict(f"container {c.id} is not running")
             try:
-                await self.runtime.pause(c.id)
+                await self.runtime.pause(c.id, runtime=self.oci_runtime(c))
             except RuntimeFailed as e:
                 raise SystemError_(f"Cannot pause container {c.id}: {e.message}") from e
             c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="paused")))
@@ -455,7 +463,7 @@ class ContainerLifecycle(ContainerCreate):
             if c.state.status != "paused":
                 raise Conflict(f"Container {c.id} is not paused")
             try:
-                await self.runtime.resume(c.id)
+                await self.runtime.resume(c.id, runtime=self.oci_runtime(c))
             except RuntimeFailed as e:
                 raise SystemError_(f"Cannot unpause container {c.id}: {e.message}") from e
             c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="running")))
@@ -532,7 +540,7 @@ class ContainerLifecycle(ContainerCreate):
             c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="removing")))
             try:
                 try:
-                    await self.runtime.delete(c.id, force=True)
+                    await self.runtime.delete(c.id, force=True, runtime=self.oci_runtime(c))
                 except RuntimeFailed:  # the runtime no longer knows it: nothing to delete there
                     pass
                 for ok, failure in await _settle(
@@ -645,7 +653,7 @@ class ContainerLifecycle(ContainerCreate):
                 )["linux"]["resources"]
                 res.pop("devices", None)
                 try:
-                    await self.runtime.update(c.id, res)
+                    await self.runtime.update(c.id, res, runtime=self.oci_runtime(c))
                 except RuntimeFailed as e:
                     raise SystemError_(f"Cannot update container {c.id}: {e.message}") from e
             c = await self._save(attrs.evolve(c, host_config=hc))
@@ -673,6 +681,13 @@ class ContainerLifecycle(ContainerCreate):
             deleted.append(c.id)
             reclaimed += max(rw, 0)
         return PruneResult(tuple(deleted), reclaimed)
+
+
+def _runtime_record(rt: OciRuntime | None) -> dict[str, Any] | None:
+    """What a run keeps of its runtime (L{ContainerBase.oci_runtime} reads it back)."""
+    if rt is None:
+        return None
+    return {"name": rt.name, "path": rt.path, "root": rt.root, "args": list(rt.args)}
 
 
 def _staged_names(requested: Sequence[MountSpec], prepared: Sequence[MountSpec]) -> dict[str, str]:

@@ -86,11 +86,13 @@ class RestartPolicy(ContainerLifecycle):
         if run.health_call is not None and run.health_call.active():
             run.health_call.cancel()
 
+        oci = self.oci_runtime(c)
+
         async def delete() -> None:
             try:
-                await self.runtime.delete(cid, force=True)
+                await self.runtime.delete(cid, force=True, runtime=oci)
             except RuntimeFailed as e:
-                log.warn("crun delete {cid}: {err}", cid=cid, err=e)
+                log.warn("runtime delete {cid}: {err}", cid=cid, err=e)
 
         async def teardown() -> None:
             try:
@@ -98,7 +100,7 @@ class RestartPolicy(ContainerLifecycle):
             except PydError as e:
                 log.warn("network teardown {cid}: {err}", cid=cid, err=e)
 
-        # crun's state and cgroup, and the namespace and veths, go at the same time.
+        # the runtime's state and cgroup, and the namespace and veths, go at the same time.
         for ok, failure in await _settle(delete(), teardown()):
             if not ok:
                 failure.raiseException()

@@ -80,7 +80,7 @@ class ContainerRestore(RestartPolicy):
                         run.rootfs = await self._images.mount_rw_layer(c.id)
                     except PydError as e:
                         log.warn("rootfs of {cid}: {err}", cid=c.id, err=e)
-                    rt = await self.runtime.state(c.id)
+                    rt = await self.runtime.state(c.id, runtime=self.oci_runtime(c))
                     status = "running"
                     if rt is not None and rt.get("status") == "paused":
                         status = "paused"
@@ -91,7 +91,7 @@ class ContainerRestore(RestartPolicy):
                     continue
                 # Runtime state gone (host reboot) or conmon killed: the exit is unknowable.
                 try:
-                    await self.runtime.delete(c.id, force=True)
+                    await self.runtime.delete(c.id, force=True, runtime=self.oci_runtime(c))
                 except (
                     RuntimeFailed
                 ):  # the runtime state is gone with the reboot: nothing to delete
@@ -132,10 +132,11 @@ class ContainerRestore(RestartPolicy):
                 log.warn("restart of {cid} at daemon start failed: {err}", cid=cid, err=e)
 
     async def _adopt(self, c: Container) -> None:
-        rt = await self.runtime.state(c.id)
+        oci = self.oci_runtime(c)
+        rt = await self.runtime.state(c.id, runtime=oci)
         if rt is None or rt.get("status") not in ("running", "paused"):
             try:
-                await self.runtime.delete(c.id, force=True)
+                await self.runtime.delete(c.id, force=True, runtime=oci)
             except RuntimeFailed:  # the runtime state is gone: nothing to delete
                 pass
             return

@@ -161,17 +161,23 @@ def render_resolv_conf(
     return out
 
 
-def start_error(args: Sequence[str], runtime_message: str) -> tuple[str, int]:
+def start_error(
+    args: Sequence[str], runtime_message: str, runtime: str = "crun"
+) -> tuple[str, int]:
     """Translate a runtime refusal into dockerd's start error text and the exit code it records.
 
     127: the executable does not exist; 126: it cannot be executed; 128: anything else.
+    C{runtime} names the runtime as dockerd's text does (C{runc create failed}, C{crun}).
     """
     exe = args[0] if args else ""
-    prefix = "failed to create task for container: failed to create shim task: OCI runtime create failed: "
+    prefix = (
+        "failed to create task for container: failed to create shim task: OCI runtime create "
+        f"failed: {runtime}: "
+    )
     m = runtime_message
     if "not found in $PATH" in m or ("executable file" in m and "not found" in m):
         return (
-            f'{prefix}crun: unable to start container process: exec: "{exe}": '
+            f'{prefix}unable to start container process: exec: "{exe}": '
             "executable file not found in $PATH: unknown",
             127,
         )
@@ -179,19 +185,16 @@ def start_error(args: Sequence[str], runtime_message: str) -> tuple[str, int]:
         "/" in exe and "No such file or directory" in m
     ):
         return (
-            f'{prefix}crun: unable to start container process: exec: "{exe}": '
+            f'{prefix}unable to start container process: exec: "{exe}": '
             f"stat {exe}: no such file or directory: unknown",
             127,
         )
     if "Permission denied" in m or "permission denied" in m or "Is a directory" in m:
         return (
-            f'{prefix}crun: unable to start container process: exec: "{exe}": '
-            "permission denied: unknown",
+            f'{prefix}unable to start container process: exec: "{exe}": permission denied: unknown',
             126,
         )
-    if "chdir" in m or "cwd" in m:
-        return (f"{prefix}crun: {m}: unknown", 128)
-    return (f"{prefix}crun: {m}: unknown", 128)
+    return (f"{prefix}{m}: unknown", 128)
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ from pyd.core.errors import InvalidParameter
 from pyd.core.ids import go_quote, line_safe
 from pyd.engine.spec import rules
 
-_ULIMITS = {
+ULIMIT_NAMES = {
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
     "rss", "rtprio", "rttime", "sigpending", "stack", "as",
 }  # fmt: skip
@@ -51,7 +51,7 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> li
     warnings = rules.validate_resources(hc, ncpu)
     for u in hc.get("Ulimits") or []:
         name = (u or {}).get("Name", "")
-        if name not in _ULIMITS:
+        if name not in ULIMIT_NAMES:
             raise InvalidParameter(f"invalid ulimit type: {name}")
         if (u.get("Soft") or 0) > (u.get("Hard") or 0):
             raise InvalidParameter(
