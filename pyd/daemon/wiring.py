@@ -56,6 +56,7 @@ from pyd.engine.honoured import HostLimits
 from pyd.engine.images import ImageService
 from pyd.engine.metrics import StatsService, TopService
 from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService, ServiceNameTable
+from pyd.engine.spec import EndpointRequest
 from pyd.engine.streams import AttachService
 from pyd.engine.system import SystemService
 from pyd.engine.users import resolve_user
@@ -356,10 +357,10 @@ class _ContainersForNetworks:
         await self._service().networks_materialized(container_id)
 
     async def endpoint_config_changed(
-        self, container_id: str, network: str, config: dict[str, Any] | None
+        self, container_id: str, network: str, endpoint: EndpointRequest | None
     ) -> None:
         """A never-started container joined or left C{network} (what inspect shows)."""
-        await self._service().endpoint_config_changed(container_id, network, config)
+        await self._service().endpoint_config_changed(container_id, network, endpoint)
 
 
 def _distribution(

@@ -226,7 +226,6 @@ class NetworkProvider(Protocol):
         self,
         container_id: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         network: NetworkRequest,
     ) -> None:
         """Check a create request (network exists, --ip inside its subnet, ports well formed).
@@ -242,7 +241,6 @@ class NetworkProvider(Protocol):
         name: str,
         hostname: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         network: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:

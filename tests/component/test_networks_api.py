@@ -22,7 +22,7 @@ from pyd.state.networks import NetworkRepository
 from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
 from tests.helpers.memdb import memory_db
-from tests.helpers.netsvc import Containers
+from tests.helpers.netsvc import Containers, endpoints, net_request
 
 
 class NetworksApiTests(SynchronousTestCase):
@@ -213,12 +213,12 @@ class NetworksApiTests(SynchronousTestCase):
                     "/web",
                     "webhost",
                     "appnet",
-                    {"appnet": {"Aliases": ["www"]}},
-                    network_request(
+                    net_request(
                         {
                             "PortBindings": {"80/tcp": [{"HostPort": "8080"}]},
                             "ExtraHosts": ["h:1.2.3.4"],
-                        }
+                        },
+                        {"appnet": {"Aliases": ["www"]}},
                     ),
                     ["80/tcp"],
                 )
@@ -304,7 +304,7 @@ class NetworksApiTests(SynchronousTestCase):
         self.call("POST", "/networks/create", {"Name": "appnet"})
         cid = self.add_container("web")
         self.containers.refs[cid] = ContainerRef(
-            cid, "web", False, "appnet", {"appnet": {"Aliases": ["old"]}}
+            cid, "web", False, "appnet", endpoints(appnet={"Aliases": ["old"]})
         )
         code, _ = self.call("POST", "/networks/appnet/disconnect", {"Container": "web"})
         self.assertEqual(code, 200)
@@ -323,8 +323,7 @@ class NetworksApiTests(SynchronousTestCase):
                     "/web",
                     "web",
                     "appnet",
-                    {"appnet": {"Aliases": ["old"]}},
-                    NetworkRequest(),
+                    net_request(endpoints={"appnet": {"Aliases": ["old"]}}),
                     [],
                 )
             )
@@ -344,7 +343,7 @@ class NetworksApiTests(SynchronousTestCase):
         self.containers.refs[run] = ContainerRef(run, "run", True, "relnet")
         self.successResultOf(
             Deferred.fromCoroutine(
-                self.service.setup(run, "/run", "run", "relnet", {}, NetworkRequest(), [])
+                self.service.setup(run, "/run", "run", "relnet", NetworkRequest(), [])
             )
         )
         idle = self.add_container("idle")
@@ -390,7 +389,7 @@ class EmbeddedResolverTests(SynchronousTestCase):
         cid = self.add_container(name)
         setup = self.successResultOf(
             Deferred.fromCoroutine(
-                self.service.setup(cid, name, name, mode, {}, network_request(hc), [])
+                self.service.setup(cid, name, name, mode, network_request(hc), [])
             )
         )
         assert setup.netns_path is not None

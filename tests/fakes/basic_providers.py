@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import MountSpec, NetworkSetup
@@ -27,7 +26,6 @@ class BasicNetworkProvider:
         self,
         container_id: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         network: NetworkRequest,
     ) -> None:
         """Accept every mode; published ports need the bridge, so they are refused."""
@@ -40,7 +38,6 @@ class BasicNetworkProvider:
         name: str,
         hostname: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         network: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:

@@ -91,7 +91,6 @@ class FakeNetworkProvider:
         self,
         container_id: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         network: NetworkRequest,
     ) -> None:
         if network_mode not in ("bridge", "host", "none", "default"):
@@ -103,7 +102,6 @@ class FakeNetworkProvider:
         name: str,
         hostname: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         network: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:

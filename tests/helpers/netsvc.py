@@ -30,6 +30,7 @@ from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.process import ProcessResult
 from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService
+from pyd.engine.spec import EndpointRequest, NetworkRequest, network_request, parse_endpoint
 from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
 from tests.fakes.events import FakeEvents
@@ -75,9 +76,26 @@ class Containers:
             self.refs[container_id] = attrs.evolve(c, networks_materialized=True)
 
     async def endpoint_config_changed(
-        self, container_id: str, network: str, config: dict[str, Any] | None
+        self, container_id: str, network: str, endpoint: EndpointRequest | None
     ) -> None:
         pass
+
+
+def net_request(
+    host_config: Mapping[str, Any] | None = None,
+    endpoints: Mapping[str, Mapping[str, Any] | None] | None = None,
+) -> NetworkRequest:
+    """A create request's networking, typed: a HostConfig's ports/DNS/hosts and an
+    C{EndpointsConfig} (wire form, Go's field names)."""
+    return attrs.evolve(
+        network_request(host_config),
+        endpoints={k: parse_endpoint(v) for k, v in (endpoints or {}).items()},
+    )
+
+
+def endpoints(**eps: Mapping[str, Any]) -> dict[str, EndpointRequest]:
+    """An C{EndpointsConfig} (network -> wire settings), typed."""
+    return {k: parse_endpoint(v) for k, v in eps.items()}
 
 
 def result(coro: Coroutine[Any, Any, Any]) -> Any:

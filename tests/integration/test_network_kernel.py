@@ -14,8 +14,15 @@ import pytest
 from pyd.core.errors import Conflict, Forbidden
 from pyd.core.records import IpamPool
 from pyd.engine.networks import CreateRequest
-from pyd.engine.spec import network_request
-from tests.helpers.netsvc import NetHarness, free_port, http_get, result, wait_http
+from pyd.engine.spec import EndpointRequest, network_request, parse_endpoint
+from tests.helpers.netsvc import (
+    NetHarness,
+    free_port,
+    http_get,
+    net_request,
+    result,
+    wait_http,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +43,7 @@ def _links() -> str:
 
 def _setup(h: NetHarness, cid: str, name: str, mode: str = "default", **hc: object):
     s = result(
-        h.service.setup(
-            cid, name, name, mode, dict(hc.pop("eps", {}) or {}), network_request(hc), ["80/tcp"]
-        )
+        h.service.setup(cid, name, name, mode, net_request(hc, hc.pop("eps", None)), ["80/tcp"])
     )
     h.set_running(cid, True)
     return s
@@ -124,7 +129,7 @@ class PublishedPortTests:
         assert not os.path.exists(net.service.netns_path(b))
         s_all = result(
             net.service.setup(
-                b, "b", "b", "default", {}, network_request({"PublishAllPorts": True}), ["81/udp"]
+                b, "b", "b", "default", network_request({"PublishAllPorts": True}), ["81/udp"]
             )
         )
         assert s_all.ports[0].protocol == "udp" and s_all.ports[0].host_port != port
@@ -182,7 +187,7 @@ class UserNetworkTests:
         result(net.service.create(CreateRequest(name="second")))
         a = net.add_container("a")
         s = _setup(net, a, "a")
-        result(net.service.connect("second", "a", {"Aliases": ["db"]}))
+        result(net.service.connect("second", "a", parse_endpoint({"Aliases": ["db"]})))
         links = net.in_ns(s.netns_path, "ip", "-br", "addr").stdout
         assert "eth1" in links
         eps = result(net.service.container_endpoints(a))
@@ -191,7 +196,7 @@ class UserNetworkTests:
         view = result(net.service.inspect("second"))
         assert [x[1] for x in view.endpoints] == ["a"]
         with pytest.raises(Forbidden, match="already exists in network second"):
-            result(net.service.connect("second", "a", {}))
+            result(net.service.connect("second", "a", EndpointRequest()))
         result(net.service.disconnect("second", "a"))
         assert "eth1" not in net.in_ns(s.netns_path, "ip", "-br", "link").stdout
         assert ("network", "disconnect") in {(e.type, e.action) for e in net.events.events}
@@ -200,7 +205,7 @@ class UserNetworkTests:
         """A network connected before the first start is added to, not instead of, the mode's."""
         result(net.service.create(CreateRequest(name="extra")))
         a = net.add_container("a")
-        result(net.service.connect("extra", "a", {}))
+        result(net.service.connect("extra", "a", EndpointRequest()))
         s = _setup(net, a, "a")
         assert [e.network_name for e in s.endpoints] == ["bridge", "extra"]
         result(net.service.teardown(a))

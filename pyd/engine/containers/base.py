@@ -41,7 +41,13 @@ from pyd.engine.confinement import Confinement
 from pyd.engine.contracts import ContainerImages, NetworkProvider, VolumeProvider
 from pyd.engine.honoured import HostLimits
 from pyd.engine.networks import ContainerRef
-from pyd.engine.spec import CreateSpec, parse_create, stored_spec
+from pyd.engine.spec import (
+    CreateSpec,
+    EndpointRequest,
+    endpoint_settings,
+    parse_create,
+    stored_spec,
+)
 from pyd.engine.spec.records import Resources
 from pyd.engine.streams import StreamTarget
 from pyd.state.containers import ContainerRepository
@@ -346,12 +352,12 @@ class ContainerBase:
             name=c.name.lstrip("/"),
             running=c.state.status in ("running", "paused"),
             network_mode=self.spec_of(c).namespaces.network or "default",
-            endpoints_config=dict(c.networking_config.get("EndpointsConfig") or {}),
+            endpoints=self.spec_of(c).network.endpoints,
             networks_materialized=bool(c.extra.get("networks_materialized")),
         )
 
     async def endpoint_config_changed(
-        self, container_id: str, network: str, config: dict[str, Any] | None
+        self, container_id: str, network: str, endpoint: EndpointRequest | None
     ) -> None:
         """A never-started container joined (C{config}) or left (None) C{network}: its
         C{EndpointsConfig}, which inspect shows until it starts (L{ContainerLookup})."""
@@ -359,10 +365,10 @@ class ContainerBase:
         if c is None:
             return
         eps = dict(c.networking_config.get("EndpointsConfig") or {})
-        if config is None:
+        if endpoint is None:
             eps.pop(network, None)
         else:
-            eps[network] = config
+            eps[network] = endpoint_settings(endpoint)
         nc = {**c.networking_config, "EndpointsConfig": eps}
         await self._save(attrs.evolve(c, networking_config=nc))
 

@@ -108,9 +108,7 @@ class ContainerCreate(ContainerHealth):
         if not config.get("Hostname"):
             config["Hostname"] = self.settings.host_hostname if mode == "host" else cid[:12]
         netcfg = copy.deepcopy(dict(spec.networking_config))
-        await self._networks.validate(
-            cid, mode, dict(netcfg.get("EndpointsConfig") or {}), spec.network
-        )
+        await self._networks.validate(cid, mode, spec.network)
         bundle = self.bundle_dir(cid)
         c = Container(
             id=cid,

@@ -130,7 +130,6 @@ class ContainerLifecycle(ContainerCreate):
                     c.name.lstrip("/"),
                     s.process.hostname or cid[:12],
                     s.namespaces.network or "bridge",
-                    dict(c.networking_config.get("EndpointsConfig") or {}),
                     s.network,
                     list(s.process.exposed_ports),
                 ),

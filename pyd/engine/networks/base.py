@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -33,6 +33,7 @@ from pyd.core.records import (
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
 from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset
+from pyd.engine.spec.records import EndpointRequest
 from pyd.state.networks import NetworkRepository
 
 log = Logger()
@@ -124,7 +125,8 @@ class ContainerRef:
     name: str  # without the leading "/"
     running: bool
     network_mode: str = "default"
-    endpoints_config: dict[str, Any] = attrs.field(factory=dict)  # as given at create
+    # its create-time EndpointsConfig, typed (network name, id or prefix -> settings)
+    endpoints: Mapping[str, EndpointRequest] = attrs.field(factory=dict)
     networks_materialized: bool = False  # create-time networks already turned into endpoints
 
 
@@ -140,10 +142,10 @@ class ContainerLookup(Protocol):
         ...
 
     async def endpoint_config_changed(
-        self, container_id: str, network: str, config: dict[str, Any] | None
+        self, container_id: str, network: str, endpoint: EndpointRequest | None
     ) -> None:
-        """A never-started container was connected to C{network} with C{config} (None: it left
-        it): what inspect shows, as dockerd keeps C{NetworkSettings.Networks}."""
+        """A never-started container was connected to C{network} with C{endpoint} (None: it
+        left it): what inspect shows, as dockerd keeps C{NetworkSettings.Networks}."""
         ...
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import attrs
 from twisted.logger import Logger
@@ -32,7 +31,8 @@ from pyd.engine.networks.base import HOSTS_BASE, MTU_OPT, ContainerRef, _veth_na
 from pyd.engine.networks.dns import Dns, _read_resolv, _upstreams
 from pyd.engine.networks.ipam import Ipam
 from pyd.engine.networks.ports import Ports
-from pyd.engine.spec import NetworkRequest, network_request
+from pyd.engine.spec import EndpointRequest, NetworkRequest, network_request
+from pyd.engine.spec.records import IPAMRequest
 from pyd.engine.spec.rules import parse_extra_host
 
 log = Logger()
@@ -59,7 +59,6 @@ class Endpoints(Ipam, Ports, Dns):
         self,
         container_id: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         req: NetworkRequest,
     ) -> None:
         """Check a create request before the container exists."""
@@ -69,7 +68,7 @@ class Endpoints(Ipam, Ports, Dns):
                 "legacy container links (--link) are not supported by pyd: "
                 "put the containers on a user-defined network and use their names"
             )
-        eps = dict(endpoints_config or {})
+        eps = req.endpoints
         if mode == "host" or mode == "none":
             others = [k for k in eps if k not in (mode, "default")]
             if others:
@@ -94,15 +93,14 @@ class Endpoints(Ipam, Ports, Dns):
             self._network_for_mode(mode)
             for key, ep in eps.items():
                 net = self._network_for_mode(key)
-                self._check_endpoint_config(net, ep or {})
+                self._check_endpoint_config(net, ep)
         if mode not in ("host",) and not mode.startswith("container:"):
             self._parse_ports(req, ())
         for h in req.extra_hosts:
             parse_extra_host(h)
 
-    def _check_endpoint_config(self, net: Network, ep: dict[str, Any]) -> None:
-        ipam = ep.get("IPAMConfig") or {}
-        ip = ipam.get("IPv4Address") or ""
+    def _check_endpoint_config(self, net: Network, ep: EndpointRequest) -> None:
+        ip = ep.ipam.ipv4_address if ep.ipam is not None else ""
         if ip:
             if not self._is_user(net):
                 raise InvalidParameter(
@@ -116,17 +114,17 @@ class Endpoints(Ipam, Ports, Dns):
                 raise InvalidParameter(
                     f"no configured subnet or ip-range contain the IP address {ip}"
                 )
-        for alias in ep.get("Aliases") or []:
-            if not isinstance(alias, str) or not line_safe(alias):
+        for alias in ep.aliases:
+            if not line_safe(alias):
                 raise InvalidParameter(
-                    f"invalid alias {go_quote(str(alias))}: it must not contain whitespace or "
+                    f"invalid alias {go_quote(alias)}: it must not contain whitespace or "
                     "control characters"
                 )
-        if ep.get("Aliases") and not self._is_user(net):
+        if ep.aliases and not self._is_user(net):
             raise InvalidParameter(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
-        mac = ep.get("MacAddress") or ""
+        mac = ep.mac_address
         if mac and not _valid_mac(mac):
             raise InvalidParameter(f"invalid MAC address: {mac}")
 
@@ -136,7 +134,6 @@ class Endpoints(Ipam, Ports, Dns):
         name: str,
         hostname: str,
         network_mode: str,
-        endpoints_config: dict[str, Any],
         req: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:
@@ -148,7 +145,6 @@ class Endpoints(Ipam, Ports, Dns):
                 name.lstrip("/"),
                 hostname,
                 network_mode or "default",
-                dict(endpoints_config or {}),
                 req,
                 exposed_ports,
             )
@@ -174,7 +170,6 @@ class Endpoints(Ipam, Ports, Dns):
         name: str,
         hostname: str,
         mode: str,
-        eps_cfg: dict[str, Any],
         req: NetworkRequest,
         exposed: Sequence[str],
     ) -> NetworkSetup:
@@ -210,7 +205,7 @@ class Endpoints(Ipam, Ports, Dns):
                 **self._resolv_setup(req, "none"),
             )
         primary = self._network_for_mode(mode)
-        atts = await self._materialize(cid, name, mode, eps_cfg)
+        atts = await self._materialize(cid, name, mode, req.endpoints)
         # The network named by the mode goes first: it gets eth0, the default route and ports.
         atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
         await self._blocking(self._nl.create_netns, path)
@@ -283,7 +278,7 @@ class Endpoints(Ipam, Ports, Dns):
             return False
 
     async def _materialize(
-        self, cid: str, name: str, mode: str, eps_cfg: dict[str, Any]
+        self, cid: str, name: str, mode: str, eps_cfg: Mapping[str, EndpointRequest]
     ) -> list[Attachment]:
         """The container's endpoint rows, with its create-time networks added if they never were.
 
@@ -307,15 +302,15 @@ class Endpoints(Ipam, Ports, Dns):
         primary = self._network_for_mode(mode)
         have = {a.network_id for a in atts}
         # Keys may name a network by name, id or "default"; each network joins once.
-        wanted: list[tuple[Network, dict[str, Any]]] = [(primary, {})]
+        wanted: list[tuple[Network, EndpointRequest]] = [(primary, EndpointRequest())]
         for key, ep in eps_cfg.items():
             net = self._network_for_mode(key)
             for i, (w, cfg) in enumerate(wanted):
                 if w.id == net.id:
-                    wanted[i] = (w, {**cfg, **{k: v for k, v in (ep or {}).items() if v}})
+                    wanted[i] = (w, _overlay(cfg, ep))
                     break
             else:
-                wanted.append((net, dict(ep or {})))
+                wanted.append((net, ep))
         for net, ep in wanted:
             if net.id in have:
                 continue
@@ -379,7 +374,7 @@ class Endpoints(Ipam, Ports, Dns):
             )
         mode = other.network_mode or "default"
         if mode == "host":
-            return await self._setup("", "", "", "host", {}, req, ())
+            return await self._setup("", "", "", "host", req, ())
         if mode.startswith("container:"):
             return await self._setup_joined(mode.split(":", 1)[1], req)
         path = self.netns_path(other.id)
@@ -457,7 +452,7 @@ class Endpoints(Ipam, Ports, Dns):
 
     # -- connect / disconnect ------------------------------------------------------------
 
-    async def connect(self, ref: str, container: str, endpoint_config: dict[str, Any]) -> None:
+    async def connect(self, ref: str, container: str, endpoint: EndpointRequest) -> None:
         """C{docker network connect}: live when the container runs, recorded otherwise."""
         net = self.resolve(ref)
         if self.lookup is None:
@@ -465,11 +460,11 @@ class Endpoints(Ipam, Ports, Dns):
         c = await self.lookup.network_container(container)
 
         async def run() -> None:
-            await self._connect(net, c, dict(endpoint_config or {}))
+            await self._connect(net, c, endpoint)
 
         await self._locked(run)
 
-    async def _connect(self, net: Network, c: ContainerRef, ep: dict[str, Any]) -> None:
+    async def _connect(self, net: Network, c: ContainerRef, ep: EndpointRequest) -> None:
         mode = c.network_mode or "default"
         if net.driver == "host" or mode == "host":
             raise Forbidden(
@@ -488,7 +483,7 @@ class Endpoints(Ipam, Ports, Dns):
                 "container sharing network namespace with another container or host cannot be connected to any other network"
             )
         self._check_endpoint_config(net, ep)
-        atts = await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
+        atts = await self._materialize(c.id, c.name, mode, c.endpoints)
         if any(a.network_id == net.id for a in atts):
             if not c.running:
                 return  # dockerd: a never-started container's duplicate connect is a no-op
@@ -498,7 +493,7 @@ class Endpoints(Ipam, Ports, Dns):
         path = self.netns_path(c.id)
         resolv_text: str | None = None
         if not c.running and self.lookup is not None:
-            await self.lookup.endpoint_config_changed(c.id, net.name, _shown_config(ep))
+            await self.lookup.endpoint_config_changed(c.id, net.name, ep)
         if not c.running or not await self._blocking(os.path.exists, path):
             return
         try:
@@ -579,7 +574,7 @@ class Endpoints(Ipam, Ports, Dns):
             return
         atts = [
             a
-            for a in await self._materialize(c.id, c.name, mode, dict(c.endpoints_config))
+            for a in await self._materialize(c.id, c.name, mode, c.endpoints)
             if a.network_id == net.id
         ]
         if not atts:
@@ -611,12 +606,12 @@ class Endpoints(Ipam, Ports, Dns):
                 log.failure("endpoint change listener failed")
 
 
-def _shown_config(ep: dict[str, Any]) -> dict[str, Any]:
-    """A connect's endpoint settings as inspect shows them before the container starts."""
-    return {
-        "IPAMConfig": ep.get("IPAMConfig") or None,
-        "Links": ep.get("Links") or None,
-        "Aliases": ep.get("Aliases") or None,
-        "MacAddress": ep.get("MacAddress") or "",
-        "DriverOpts": ep.get("DriverOpts") or {},
+def _overlay(base: EndpointRequest, more: EndpointRequest) -> EndpointRequest:
+    """C{base} with each setting C{more} gives (not empty) in its place: one network named twice
+    in C{EndpointsConfig} (by name and as "default", say) joins once with both's settings."""
+    given = {
+        f.name: value
+        for f in attrs.fields(EndpointRequest)
+        if (value := getattr(more, f.name)) and value != IPAMRequest()
     }
+    return attrs.evolve(base, **given)

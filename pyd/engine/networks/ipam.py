@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from twisted.logger import Logger
 
@@ -32,6 +31,7 @@ from pyd.engine.networks.base import (
     _veth_name,
     default_bridge_name,
 )
+from pyd.engine.spec import EndpointRequest
 
 log = Logger()
 
@@ -181,20 +181,19 @@ class Ipam(NetworkBase):
         return b.pools[0].gateway if b and b.pools else "127.0.0.1"
 
     def _new_attachment(
-        self, cid: str, name: str, net: Network, ep: dict[str, Any], order: int = 0
+        self, cid: str, name: str, net: Network, ep: EndpointRequest, order: int = 0
     ) -> Attachment:
-        ipam = ep.get("IPAMConfig") or {}
-        aliases = tuple(dict.fromkeys(a for a in (ep.get("Aliases") or []) if a))
+        aliases = tuple(dict.fromkeys(a for a in ep.aliases if a))
         return Attachment(
             id=new_id(),
             network_id=net.id,
             container_id=cid,
             ipv4=None,
-            mac=(ep.get("MacAddress") or None),
+            mac=(ep.mac_address or None),
             aliases=aliases,
             config={
                 "name": name,
-                "requested_ipv4": ipam.get("IPv4Address") or "",
+                "requested_ipv4": ep.ipam.ipv4_address if ep.ipam is not None else "",
                 "order": order,
                 "host_ifname": _veth_name(cid, net.id),
             },

@@ -8,6 +8,7 @@ where, C{fields.UNPARSED} and C{fields.NOT_APPLIED} what is read but not (yet) a
 from pyd.engine.spec.fields import FIELDS, NOT_APPLIED, UNPARSED, given_fields
 from pyd.engine.spec.parse import (
     endpoint_of,
+    endpoint_settings,
     main_network,
     mount_of,
     mount_request,
@@ -22,6 +23,7 @@ from pyd.engine.spec.parse import (
 from pyd.engine.spec.records import (
     BindOptions,
     CreateSpec,
+    EndpointRequest,
     Mount,
     MountRequest,
     NetworkRequest,
@@ -37,6 +39,7 @@ __all__ = [
     "UNPARSED",
     "BindOptions",
     "CreateSpec",
+    "EndpointRequest",
     "Mount",
     "MountRequest",
     "NetworkRequest",
@@ -45,6 +48,7 @@ __all__ = [
     "VolumeOptions",
     "container_ref",
     "endpoint_of",
+    "endpoint_settings",
     "given_fields",
     "main_network",
     "mount_of",

@@ -473,14 +473,37 @@ def endpoint_of(ep: Mapping[str, Any] | None) -> r.EndpointRequest:
     )
 
 
-def parse_connect(body: Any) -> tuple[str, dict[str, Any]]:
+def parse_connect(body: Any) -> tuple[str, r.EndpointRequest]:
     """Decode a C{POST /networks/{id}/connect} body (C{network.ConnectOptions}) with Go's types.
 
-    @return: the container reference and the C{EndpointConfig} with Go's field names.
+    @return: the container reference and the C{EndpointConfig}, typed.
     @raise InvalidParameter: C{invalid JSON: json: cannot unmarshal ...} (dockerd's text).
     """
     wire = decode({} if body is None else body, CONNECT_OPTIONS) or {}
-    return wire.get("Container") or "", dict(wire.get("EndpointConfig") or {})
+    return wire.get("Container") or "", endpoint_of(wire.get("EndpointConfig"))
+
+
+def endpoint_settings(ep: r.EndpointRequest) -> dict[str, Any]:
+    """A connect's endpoint settings as a never-started container's C{EndpointsConfig} keeps
+    them for inspect (Go's field names; C{IPAMConfig}'s fields are C{omitempty} in Go)."""
+    ipam: dict[str, Any] = {}
+    if ep.ipam is not None:
+        ipam = {
+            k: v
+            for k, v in (
+                ("IPv4Address", ep.ipam.ipv4_address),
+                ("IPv6Address", ep.ipam.ipv6_address),
+                ("LinkLocalIPs", list(ep.ipam.link_local_ips)),
+            )
+            if v
+        }
+    return {
+        "IPAMConfig": ipam or None,
+        "Links": list(ep.links) or None,
+        "Aliases": list(ep.aliases) or None,
+        "MacAddress": ep.mac_address,
+        "DriverOpts": dict(ep.driver_opts),
+    }
 
 
 def parse_endpoint(body: Any) -> r.EndpointRequest:
