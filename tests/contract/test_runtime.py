@@ -37,6 +37,21 @@ def _reactor() -> Any:
     return reactor
 
 
+def busybox_bundle(base: str, cid: str, args: list[str]) -> tuple[str, dict[str, Any]]:
+    """An OCI bundle under C{base} running C{args} in a busybox root (crun's default spec, no
+    terminal, a cgroup of one level so that delete leaves nothing)."""
+    path = Path(base) / cid
+    path.mkdir()
+    make_rootfs(path / "rootfs")
+    subprocess.run([CRUN, "spec"], cwd=path, check=True)
+    spec = json.loads((path / "config.json").read_text())
+    spec["root"] = {"path": str(path / "rootfs"), "readonly": False}
+    spec["process"]["args"] = args
+    spec["process"]["terminal"] = False
+    spec["linux"]["cgroupsPath"] = f"/pyd-contract-{cid}"
+    return str(path), spec
+
+
 class RuntimeContract:
     """The contract; subclasses say which runtime and how a bundle is made."""
 
@@ -166,16 +181,7 @@ class ConmonRuntimeContract(FakeRuntimeContract):
 
     def bundle(self, cid: str, args: list[str]) -> tuple[str, dict[str, Any]]:
         self.created.append(cid)
-        path = Path(self.base) / cid
-        path.mkdir()
-        make_rootfs(path / "rootfs")
-        subprocess.run([CRUN, "spec"], cwd=path, check=True)
-        spec = json.loads((path / "config.json").read_text())
-        spec["root"] = {"path": str(path / "rootfs"), "readonly": False}
-        spec["process"]["args"] = args
-        spec["process"]["terminal"] = False
-        spec["linux"]["cgroupsPath"] = f"/pyd-contract-{cid}"  # one level: delete leaves nothing
-        return str(path), spec
+        return busybox_bundle(self.base, cid, args)
 
 
 @pytest.mark.integration
