@@ -135,6 +135,9 @@ class HijackedStream(Protocol):
     def register_producer(self, producer: Any) -> None:
         """Let the client's socket pause C{producer} (a push producer) when it cannot keep up."""
         if self.connected_ and self.transport is not None:
+            if getattr(self.transport, "producer", None) is not None:
+                # the log replay's producer gives way to conmon's connection
+                self._t.unregisterProducer()
             self._t.registerProducer(producer, True)
 
     def pause_input(self) -> None:

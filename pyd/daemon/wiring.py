@@ -411,14 +411,31 @@ def _request_metrics(telemetry: Telemetry) -> Callable[[str, str, int, float], N
     return on_request
 
 
+class _LogReplay:
+    """C{attach?logs=1}: a container's log read in bounded batches (the logs endpoint's reader)."""
+
+    def __init__(self, containers: ContainerService, tail: Any, req: LogsRequest) -> None:
+        self._containers = containers
+        self._tail = tail
+        self._req = req
+
+    async def next_batch(self) -> tuple[list[tuple[int, bytes]], bool]:
+        entries, more = await self._containers.next_logs(self._tail, self._req)
+        return [(2 if e.stream == "stderr" else 1, e.data) for e in entries], more
+
+    def close(self) -> None:
+        self._tail.close()
+
+
 def _log_reader(containers: ContainerService) -> Any:
-    """C{attach?logs=1}: what the container logged so far, as (stream, bytes)."""
+    """C{attach?logs=1}: the container's log, opened (a refusal comes before the hijack)."""
 
-    async def read(cid: str) -> list[tuple[int, bytes]]:
-        _, entries, _ = await containers.read_logs(cid, LogsRequest(stdout=True, stderr=True))
-        return [(2 if e.stream == "stderr" else 1, e.data) for e in entries]
+    async def open_(cid: str) -> _LogReplay:
+        req = LogsRequest(stdout=True, stderr=True)
+        _, tail = await containers.open_logs(cid, req)
+        return _LogReplay(containers, tail, req)
 
-    return read
+    return open_
 
 
 def _new_daemon_id() -> str:

@@ -18,9 +18,11 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from pyd.core.errors import Conflict, InvalidParameter
 from pyd.core.records import MountSpec
@@ -77,6 +79,50 @@ class StreamTarget:
         attrs_["name"] = self.name
         attrs_.update(extra)
         return attrs_
+
+
+class LogReplay(Protocol):
+    """A container's log opened for C{attach?logs=1}, read in bounded batches."""
+
+    async def next_batch(self) -> tuple[list[tuple[int, bytes]], bool]:
+        """The next batch of (stream, bytes), and whether more was already written."""
+        ...
+
+    def close(self) -> None:
+        """Close the log."""
+        ...
+
+
+@implementer(IPushProducer)
+class _Pause:
+    """Back-pressure for a replay: the client's transport pauses it while its buffer is full."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.stopped = False
+        self._waiters: list[Deferred[None]] = []
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    async def ready(self) -> None:
+        while self.paused and not self.stopped:
+            d: Deferred[None] = Deferred()
+            self._waiters.append(d)
+            await d
 
 
 class StreamTargets(Protocol):
@@ -221,12 +267,18 @@ class IOSession:
         self.done: Deferred[None] = Deferred()
         # Delays the end of output until the caller knows more (an exec's exit code).
         self.hold_end: Deferred[None] | None = None
+        # C{logs=1}: the log to send before live output, batch by batch as the client takes
+        # them, and what to do once it is sent (connect to conmon, or end).
+        self._replay: LogReplay | None = None
+        self._replaying = False
+        self._after_replay: Callable[[], None] | None = None
+        self._pause: _Pause | None = None
 
     # -- conmon side -------------------------------------------------------------------------
     def connect(self, reactor: Any, path: str) -> None:
         """Connect to conmon's socket. @raise AttachUnavailable: nobody listens there."""
         self._conn = connect_attach(reactor, path, _ConmonSide(self))
-        if self._sink is not None:
+        if self._sink is not None and not self._replaying:
             self._sink.register_producer(self._conn)
         early, self._early_input = self._early_input, []
         for chunk in early:
@@ -240,18 +292,57 @@ class IOSession:
         stream = STDERR if data[0] == PIPE_STDERR else STDOUT
         if data[0] not in (PIPE_STDOUT, PIPE_STDERR) or not self._want[stream]:
             return
-        if self._sink is None:
+        if self._sink is None or self._replaying:
             self._early.append((stream, data[1:]))
         else:
             self._sink.output(stream, data[1:])
 
-    def _replay(self, stream: int, data: bytes) -> None:
-        """Logged output sent before the live stream (C{logs=1})."""
-        if self._want.get(stream):
-            self._early.append((stream, data))
+    def replay_first(self, replay: LogReplay, then: Callable[[], None]) -> None:
+        """Send C{replay} (the log so far, C{logs=1}) once bound, before any live output;
+        then call C{then}."""
+        self._replay = replay
+        self._after_replay = then
+
+    async def _send_replay(self, sink: OutputSink, replay: LogReplay) -> None:
+        """The log, one bounded batch at a time, each once the client took the one before:
+        a large log is never held whole (it was read into memory at once before)."""
+        pause = self._pause = _Pause()
+        sink.register_producer(pause)
+        try:
+            while not self._ended and not pause.stopped:
+                batch, more = await replay.next_batch()
+                for stream, data in batch:
+                    if self._want.get(stream) and not self._ended:
+                        sink.output(stream, data)
+                if not more:
+                    break
+                await pause.ready()
+        finally:
+            replay.close()
+
+    def _replayed(self, result: object) -> None:
+        self._replaying = False
+        if isinstance(result, Failure):
+            log.failure("attach: replaying the log", result)
+            self._finish()
+            return
+        if self._ended or self._sink is None:
+            return
+        early, self._early = self._early, []
+        for stream, data in early:
+            self._sink.output(stream, data)
+        if self._conn is not None:
+            self._sink.register_producer(self._conn)
+        after, self._after_replay = self._after_replay, None
+        if after is not None:
+            after()
 
     def _conmon_closed(self) -> None:
         self._conn = None
+        if self._replaying:
+            # the output ended while the log is still being sent: end after it
+            self._after_replay = self._finish
+            return
         if self.hold_end is not None and not self.hold_end.called:
             self.hold_end.addBoth(lambda _: self._finish())
         else:
@@ -259,8 +350,13 @@ class IOSession:
 
     # -- client side -------------------------------------------------------------------------
     def bind(self, sink: OutputSink) -> None:
-        """Start sending output to C{sink}."""
+        """Start sending output to C{sink} (the log first, with L{replay_first})."""
         self._sink = sink
+        replay, self._replay = self._replay, None
+        if replay is not None:
+            self._replaying = True
+            Deferred.fromCoroutine(self._send_replay(sink, replay)).addBoth(self._replayed)
+            return
         early, self._early = self._early, []
         for stream, data in early:
             sink.output(stream, data)
@@ -312,6 +408,8 @@ class IOSession:
         if self._ended:
             return
         self._ended = True
+        if self._pause is not None:
+            self._pause.stopProducing()  # a replay waiting for the client stops
         if self._sink is not None:
             self._sink.end()
         if not self.done.called:
@@ -327,14 +425,14 @@ class AttachService:
         events: EventSink,
         reactor: Any,
         blocking: Blocking,
-        log_reader: Callable[[str], Awaitable[list[tuple[int, bytes]]]] | None = None,
+        log_reader: Callable[[str], Awaitable[LogReplay]] | None = None,
     ) -> None:
         self._blocking = blocking
         self._targets = targets
         self._events = events
         self._reactor = reactor
         self._pending: dict[str, list[tuple[IOSession, StreamTarget]]] = {}
-        # Replays what a container logged so far for C{logs=1}: id -> [(stream, bytes)].
+        # Opens what a container logged so far for C{logs=1}, to be read in batches.
         self.log_reader = log_reader
 
     async def attach(self, ref: str, opts: AttachOptions) -> tuple[StreamTarget, IOSession]:
@@ -362,26 +460,37 @@ class AttachService:
             close_stdin_on_eof=target.stdin_once and not target.tty,
         )
         session.done.addCallback(self._detach_event, session, target)
+        replay = None
         if opts.logs and self.log_reader is not None:
-            for stream, data in await self.log_reader(target.id):
-                session._replay(stream, data)
-        if opts.stream:
-            if target.status == "running":
-                try:
-                    self._connect(session, target)
-                except AttachUnavailable as e:
-                    # It exited between the lookup and now (or its monitor is gone): there is
-                    # nothing to stream; end at once rather than hang.
-                    log.info("attach to {cid}: {err}", cid=target.id, err=e)
-                    session._finish()
+            replay = await self.log_reader(target.id)
+        if opts.stream and target.status == "running":
+            if replay is not None:
+                # dockerd sends the log, then attaches: connect once the log is sent (live
+                # output meanwhile would have to be held for a client still reading the log).
+                session.replay_first(replay, lambda: self._connect_live(session, target))
             else:
-                # Not started yet (docker run, start -a) or restarting: join at the next start.
-                self._pending.setdefault(target.id, []).append((session, target))
-                session.done.addBoth(lambda _: self._forget(target.id, session))
+                self._connect_live(session, target)
+        elif opts.stream:
+            # Not started yet (docker run, start -a) or restarting: join at the next start.
+            self._pending.setdefault(target.id, []).append((session, target))
+            session.done.addBoth(lambda _: self._forget(target.id, session))
+            if replay is not None:
+                session.replay_first(replay, lambda: None)
+        elif replay is not None:
+            session.replay_first(replay, session._finish)
         else:
             session._finish()
         await self._events.emit("container", "attach", target.id, target.event_attributes())
         return target, session
+
+    def _connect_live(self, session: IOSession, target: StreamTarget) -> None:
+        try:
+            self._connect(session, target)
+        except AttachUnavailable as e:
+            # It exited between the lookup and now (or its monitor is gone): there is
+            # nothing to stream; end at once rather than hang.
+            log.info("attach to {cid}: {err}", cid=target.id, err=e)
+            session._finish()
 
     def _detach_event(self, _: None, session: IOSession, target: StreamTarget) -> None:
         # dockerd logs "detach" when the client typed the keys (not when it went away).

@@ -110,6 +110,33 @@ class SlowClientTests:
         )
         assert status == 200 and body.count(b"0123456789\n") == 3, body[-200:]
 
+    def test_attach_logs(self, pyd: PydDaemon, stalled: list[socket.socket]) -> None:
+        """C{attach?logs=1} of a 32 MiB log: 10 stalled clients (C{stream=0} and C{stream=1}) cost
+        the daemon less than the bound (each read the whole log into memory before); a client
+        that reads gets the whole log, in order."""
+        n = _name()
+        line = "0123456789" * 9 + "abcdefghi"  # 100 bytes with the newline
+        pyd.docker(
+            "run", "--name", n, IMG, "sh", "-c", f"yes {line} | head -c 33554432", timeout=300
+        )
+        base = _rss(pyd)
+        stalled += _stall(pyd, "POST", f"/containers/{n}/attach?logs=1&stream=0&stdout=1", 5)
+        stalled += _stall(pyd, "POST", f"/containers/{n}/attach?logs=1&stream=1&stdout=1", 5)
+        growth = _served_while_stalled(pyd, base, settle=5.0)
+        assert growth < RSS_BOUND, growth
+        status, _, raw = unix_request(
+            pyd.sock, "POST", f"/containers/{n}/attach?logs=1&stream=0&stdout=1", timeout=120
+        )
+        assert status == 200
+        out = bytearray()
+        view = memoryview(raw)
+        while view:
+            size = int.from_bytes(view[4:8], "big")
+            assert view[0] == 1
+            out += view[8 : 8 + size]
+            view = view[8 + size :]
+        assert len(out) == 33554432 and out[:100] == (line + "\n").encode()
+
     def test_events(self, pyd: PydDaemon, stalled: list[socket.socket]) -> None:
         """50 stalled C{events?since=0} subscribers while 30 containers come and go."""
         base = _rss(pyd)

@@ -61,7 +61,7 @@ class _Sink:
         self.ended = True
 
     def register_producer(self, producer: object) -> None:
-        pass
+        self.producer = producer
 
 
 class IOSessionTests:
@@ -86,6 +86,80 @@ class IOSessionTests:
         io.bind(sink)
         io.stdin(b"\x10\x11")
         assert io.detached and sink.ended
+
+
+class _Replay:
+    """A log of C{batches}, each read on request; records how far it was read."""
+
+    def __init__(self, batches: list[list[tuple[int, bytes]]]) -> None:
+        self.batches = batches
+        self.read = 0
+        self.closed = False
+
+    async def next_batch(self) -> tuple[list[tuple[int, bytes]], bool]:
+        batch = self.batches[self.read]
+        self.read += 1
+        return batch, self.read < len(self.batches)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ReplayTests:
+    """C{attach?logs=1}: the log goes out batch by batch as the client takes it, before live
+    output, and is never read ahead of a client that does not read."""
+
+    def test_batches_wait_for_the_client(self) -> None:
+        """While the client's transport is paused, no further batch is read; live output that
+        arrives meanwhile follows the log; then the session goes on (C{then})."""
+        io = IOSession(want_stdin=False, want_stdout=True, want_stderr=True)
+        replay = _Replay([[(1, b"a")], [(2, b"b")], [(1, b"c")]])
+        after: list[bool] = []
+        io.replay_first(replay, lambda: after.append(True))
+        sink = _Sink()
+        sink.register_producer = lambda p: setattr(sink, "producer", p)  # type: ignore[method-assign]
+        # the client's buffer is full as soon as the first batch is written
+        real_output = sink.output
+
+        def output(stream: int, data: bytes) -> None:
+            real_output(stream, data)
+            sink.producer.pauseProducing()
+
+        sink.output = output  # type: ignore[method-assign]
+        io.bind(sink)
+        assert (sink.out, replay.read) == ([(1, b"a")], 1)
+        io._packet(b"\x02live")  # live output while the log is still being sent: held
+        sink.producer.resumeProducing()
+        assert (sink.out, replay.read) == ([(1, b"a"), (2, b"b")], 2)
+        sink.producer.resumeProducing()
+        assert sink.out == [(1, b"a"), (2, b"b"), (1, b"c"), (1, b"live")]
+        assert replay.closed and after == [True] and not sink.ended
+
+    def test_client_gone_mid_replay(self) -> None:
+        """The client goes while the replay waits for it: the replay stops, the log is closed."""
+        io = IOSession(want_stdin=False, want_stdout=True, want_stderr=True)
+        replay = _Replay([[(1, b"a")], [(1, b"b")]])
+        io.replay_first(replay, io._finish)
+        sink = _Sink()
+        io.bind(sink)
+        # the pause producer was registered; pause it as a full transport would
+        assert replay.closed  # two batches, the client never paused: all sent
+        assert sink.out == [(1, b"a"), (1, b"b")] and sink.ended
+        io2 = IOSession(want_stdin=False, want_stdout=True, want_stderr=True)
+        replay2 = _Replay([[(1, b"a")], [(1, b"b")]])
+        io2.replay_first(replay2, io2._finish)
+        sink2 = _Sink()
+        real_register = sink2.register_producer
+
+        def register(p: object) -> None:
+            real_register(p)
+            p.pauseProducing()  # type: ignore[attr-defined]
+
+        sink2.register_producer = register  # type: ignore[method-assign]
+        io2.bind(sink2)
+        assert replay2.read == 1 and not replay2.closed
+        io2.client_gone()
+        assert replay2.closed and replay2.read == 1 and io2.done.called
 
 
 class ExecEnvTests:

@@ -242,7 +242,7 @@ class ContainerLogs(ContainerBase):
     ) -> tuple[Container, list[LogEntry], LogTail]:
         """Everything logged so far that matches C{req}, and the open log to follow it with.
 
-        For internal readers of small logs (build steps, C{attach?logs=1}); the API streams
+        For internal readers of small logs (build steps); the API streams (and C{attach?logs=1})
         with L{open_logs} and L{next_logs}. With C{req.follow} the caller hands the tail to
         L{follow_logs}, which closes it; without, the tail comes back closed.
         """
