@@ -6,141 +6,33 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
-from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd import config as cfgmod
-from pyd.core.seams import InlineBlocking
-from pyd.daemon.drivers import Drivers
-from pyd.daemon.tree import PydService
-from pyd.daemon.wiring import build_service
-from pyd.drivers.fswatch import DirWatcher
-from pyd.drivers.network.dns import NameTable
-from pyd.drivers.process import ProcessResult
-from pyd.drivers.registry import HTTPClients
-from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet
-from pyd.drivers.storage.layers import InProcessExtractor
-from pyd.drivers.streams.execs import ConmonExecDriver
-from pyd.drivers.volumes.local import LocalVolumeDriver
-from pyd.engine.system import HostFacts
-from pyd.state import migrate
-from pyd.state.db import Database, make_engine
-from tests.fakes.layers import UnmountedLayerStore
-from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
-from tests.fakes.runtime import FakeRuntime
 from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
-
-
-class NoProcesses:
-    """A L{pyd.drivers.process.ProcessRunner} that runs nothing: the flows under test start no
-    helper process, and one that tried would fail loudly here."""
-
-    def __init__(self) -> None:
-        self.argvs: list[tuple[str, ...]] = []
-
-    def run(self, argv: Any, **kw: Any) -> Deferred[ProcessResult]:
-        self.argvs.append(tuple(argv))
-        return succeed(ProcessResult(tuple(argv), 127, b"", b"not in this test"))
-
-
-def fake_drivers(root: str, runtime: FakeRuntime, resolvers: list[NameTable]) -> Any:
-    """A driver factory for L{build_service}: fakes for the kernel, inline blocking."""
-
-    def make(config: cfgmod.DaemonConfig, reactor: Any) -> Drivers:
-        io = InlineBlocking()
-        runner = NoProcesses()
-
-        def resolver(table: NameTable) -> FakeResolver:
-            resolvers.append(table)
-            return FakeResolver()
-
-        async def no_pids(cid: str) -> list[int]:
-            return []
-
-        async def no_fetch(url: str, path: str) -> None:
-            raise AssertionError("no download expected")
-
-        return Drivers(
-            pools=(),
-            db_blocking=InlineBlocking(),
-            io=io,
-            runner=runner,
-            host=HostFacts("6.1.0", "Test OS", "x86_64", 2, 1 << 30, "2", "testhost"),
-            cap_bounding=None,
-            init_path="",
-            runtime=runtime,
-            runtimes=RuntimeSet(
-                {"crun": OciRuntime("crun", "/usr/bin/crun", os.path.join(root, "crun"))}, "crun"
-            ),
-            exec_driver=ConmonExecDriver(reactor, io, crun_root=os.path.join(root, "crun")),
-            container_pids=no_pids,
-            layers=UnmountedLayerStore(
-                os.path.join(config.data_root, "storage"), InProcessExtractor(io), use_fsconfig=True
-            ),
-            fetcher=no_fetch,
-            netlink=FakeNetlink(),
-            firewall=FakeFirewall(),
-            resolver=resolver,
-            volumes=LocalVolumeDriver(config.data_root, io, runner),
-            registry=HTTPClients(reactor, os.path.join(root, "certs.d")),
-            log_watcher=DirWatcher(reactor),
-        )
-
-    return make
+from tests.helpers.wiring import InProcessDaemon
 
 
 class DaemonWiringTests(SynchronousTestCase):
     """build_service wires every area by construction; the tree starts and serves."""
 
     def setUp(self) -> None:
-        self.tmp = tempfile.mkdtemp(prefix="pyd-t-wiring-")
-        self.addCleanup(shutil.rmtree, self.tmp, True)
-        data_root = os.path.join(self.tmp, "data")
-        os.makedirs(data_root)
-        # The schema is brought to head in-process here; a daemon does it in a child process.
-        db = Database(make_engine(os.path.join(data_root, "pyd.db")), InlineBlocking())
-        db.run_sync(migrate.upgrade)
-        db.close()
-        resolv = os.path.join(self.tmp, "resolv.conf")
-        with open(resolv, "w") as f:
-            f.write("nameserver 192.0.2.53\n")
-        self.config = cfgmod.build(
-            {
-                "data-root": data_root,
-                "exec-root": os.path.join(self.tmp, "exec"),
-                "hosts": [f"unix://{self.tmp}/pyd.sock"],
-                "pidfile": os.path.join(self.tmp, "pyd.pid"),
-                "ip-masq": False,
-            },
-            os.path.join(self.tmp, "absent.json"),
-            file_required=False,
-        )
-        self.reactor = MemoryReactorClock()
-        self.reactor.advance(1_800_000_000)
-        self.runtime = FakeRuntime(self.reactor)
-        self.resolvers: list[NameTable] = []
-        self.service = build_service(
-            self.config,
-            self.reactor,
-            fake_drivers(self.tmp, self.runtime, self.resolvers),
-        )
-        assert isinstance(self.service, PydService)
-        self.service.startService()
+        self.daemon = InProcessDaemon()
+        self.addCleanup(self.daemon.cleanup)
+        self.tmp = self.daemon.tmp
+        self.config = self.daemon.config
+        self.reactor = self.daemon.reactor
+        self.runtime = self.daemon.runtime
+        self.service = self.daemon.service
+        self.successResultOf(self.daemon.start())
         self.addCleanup(self.stop)
-        self.successResultOf(self.service.ready)
-        self.http = StubTreq(self.service.site.resource)
+        self.http = self.daemon.stub()
 
     def stop(self) -> None:
-        if self.service.running:
-            d = self.service.stopService()
-            # The registry client waits a reactor turn or two for connections to come back.
-            self.reactor.pump([0.05] * 3)
+        d = self.daemon.stop()
+        if d is not None:
             self.successResultOf(d)
 
     def call(
