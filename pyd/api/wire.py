@@ -123,15 +123,25 @@ def qbool(request: IRequest, name: str, default: bool = False) -> bool:
     return v.strip().lower() not in _FALSE
 
 
+_INT64 = 1 << 63
+
+
 def qint(request: IRequest, name: str, default: int | None = None) -> int | None:
-    """An integer query parameter. @raise InvalidParameter: not an integer."""
+    """An integer query parameter, as Go's C{strconv.Atoi} reads it (ASCII digits with an
+    optional sign, within int64), with its error texts.
+
+    @raise InvalidParameter: not an integer, or out of range.
+    """
     v = qstr(request, name)
     if v is None or v == "":
         return default
-    try:
-        return int(v)
-    except ValueError as e:
-        raise InvalidParameter(f"invalid value for {name}: {v!r}") from e
+    digits = v[1:] if v[:1] in ("+", "-") else v
+    if not (digits.isascii() and digits.isdigit()):
+        raise InvalidParameter(f"strconv.Atoi: parsing {go_quote(v)}: invalid syntax")
+    n = int(v)
+    if not -_INT64 <= n < _INT64:
+        raise InvalidParameter(f"strconv.Atoi: parsing {go_quote(v)}: value out of range")
+    return n
 
 
 def resize_size(request: IRequest) -> tuple[int, int]:

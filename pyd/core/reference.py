@@ -32,9 +32,11 @@ _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 
-_REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$")
+# re.ASCII: Go's \w is [0-9A-Za-z_]; Python's would admit other scripts' letters and digits.
+_REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$", re.ASCII)
 _ANCHORED_NAME_RE = re.compile(rf"^(?:({_DOMAIN})/)?({_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
+_TAG_RE = re.compile(rf"^{_TAG}$", re.ASCII)
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$", re.ASCII)
 _DIGEST_RE = re.compile(rf"^{_DIGEST}$")
 _HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
 _SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -175,6 +177,12 @@ def parse_repository(repo: str, tag: str | None) -> Reference:
 def is_digest(value: str) -> bool:
     """Whether C{value} is a C{sha256:<64hex>} digest."""
     return bool(_SHA256_RE.match(value))
+
+
+def valid_domain(host: str) -> bool:
+    """Whether C{host} is a registry host as a reference names it (C{name[:port]},
+    C{[v6]:port}): ASCII letters, digits, dots and dashes."""
+    return bool(_DOMAIN_RE.match(host))
 
 
 def valid_tag(tag: str) -> bool:

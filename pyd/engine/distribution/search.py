@@ -15,8 +15,9 @@ from pyd.core.errors import (
     SystemError_,
     Unauthorized,
 )
+from pyd.core.ids import go_quote
 from pyd.core.records import RegistryAuth
-from pyd.core.reference import DEFAULT_DOMAIN
+from pyd.core.reference import DEFAULT_DOMAIN, valid_domain
 from pyd.drivers.registry import (
     AuthenticationFailed,
     Endpoint,
@@ -218,9 +219,19 @@ def _search_result(row: Any) -> SearchResult:
 
 
 def _login_host(server: str) -> str:
+    """The registry host of a login's server address.
+
+    @raise InvalidParameter: the address names no host a registry can have (dockerd's
+        C{unable to parse server address} prefix); before anything is sent.
+    """
     s = server.strip()
     if not s or "index.docker.io" in s or s in ("docker.io", "registry-1.docker.io"):
         return DEFAULT_DOMAIN
     if "://" in s:
         s = s.split("://", 1)[1]
-    return s.split("/", 1)[0]
+    host = s.split("/", 1)[0]
+    if not valid_domain(host):
+        raise InvalidParameter(
+            f"unable to parse server address: invalid registry host {go_quote(host)}"
+        )
+    return host

@@ -54,7 +54,9 @@ def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int
     if isinstance(value, int):
         return value
     v = value.strip().upper()
-    if v.isdigit():
+    # ASCII digits only: str.isdigit() admits superscripts and other scripts' digits, which
+    # int() then refuses or reads (Go's Atoi takes neither)
+    if v.isascii() and v.isdigit():
         n = int(v)
         if n == 0 or n > 64:
             raise InvalidParameter(f"Invalid signal: {value}")
@@ -62,8 +64,14 @@ def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int
     if not v.startswith("SIG"):
         v = "SIG" + v
     if v.startswith("SIGRTMIN+") or v.startswith("SIGRTMAX-"):
+        # moby's SignalMap: RTMIN+1..RTMIN+15 and RTMAX-14..RTMAX-1
+        off_text = v[9:]
+        if not (off_text.isascii() and off_text.isdigit()) or not 1 <= int(off_text) <= 15:
+            raise InvalidParameter(f"Invalid signal: {value}")
+        off = int(off_text)
+        if v.startswith("SIGRTMAX-") and off > 14:
+            raise InvalidParameter(f"Invalid signal: {value}")
         base = int(_signal.SIGRTMIN if v.startswith("SIGRTMIN") else _signal.SIGRTMAX)
-        off = int(v[9:])
         return base + off if v.startswith("SIGRTMIN") else base - off
     sig = getattr(_signal, v, None)
     if not isinstance(sig, int) or v.startswith("SIG_"):
