@@ -16,6 +16,7 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app, role
 from pyd.api.container_views import inspect_json, list_json
+from pyd.api.rendering import UNREADABLE, render_one
 from pyd.api.streams import STDERR, STDOUT, Flow, frame_header
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
 from pyd.api.visibility import redact_inspect
@@ -31,7 +32,7 @@ from pyd.api.wire import (
     qstr,
     read_json_object,
 )
-from pyd.core.errors import InvalidParameter, SystemError_
+from pyd.core.errors import InvalidParameter
 from pyd.core.records import Container
 from pyd.core.seams import Clock
 from pyd.engine import containers as engine
@@ -173,13 +174,7 @@ class ContainersRouter:
     async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{GET /containers/{id}/json}."""
         c = self._svc.resolve(ref)
-        try:
-            out = inspect_json(c)
-        except Exception as e:
-            log.failure("container {cid} cannot be rendered", cid=c.id)
-            raise SystemError_(
-                f"container {c.id} has a record pyd cannot render; remove it with docker rm -f"
-            ) from e
+        out = render_one("container", c.id, c, inspect_json, _unreadable_inspect)
         if self._svc.exec_ids is not None:
             out["ExecIDs"] = self._svc.exec_ids(c.id) or None
         if self._svc.settings.default_ulimits:
@@ -408,6 +403,22 @@ class ContainersRouter:
         return b""
 
 
+def _unreadable_inspect(c: Container) -> dict[str, Any]:
+    """C{inspect} of a record that cannot be rendered: its id, name, image and state, so that
+    clients see it and can remove it (C{docker rm -f})."""
+    return {
+        "Id": c.id,
+        "Created": rfc3339_nano(c.created_nano),
+        "Name": c.name if c.name.startswith("/") else "/" + c.name,
+        "Image": c.image_id,
+        "State": {"Status": c.state.status, "Running": c.state.running, "Error": UNREADABLE},
+        "Config": {},
+        "HostConfig": {},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    }
+
+
 def _unreadable_item(c: Container) -> dict[str, Any]:
     """A listing row for a record that cannot be rendered: its id, name and state, so that
     the listing works and the container can be removed."""
@@ -421,7 +432,7 @@ def _unreadable_item(c: Container) -> dict[str, Any]:
         "Ports": [],
         "Labels": {},
         "State": c.state.status,
-        "Status": "unreadable record (see the daemon's log)",
+        "Status": UNREADABLE,
         "HostConfig": {"NetworkMode": ""},
         "NetworkSettings": {"Networks": {}},
         "Mounts": [],

@@ -19,6 +19,7 @@ from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from pyd.api.base import api_version, make_app, role
+from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.streams import JSONLines
 from pyd.api.wire import (
     check_filters,
@@ -172,6 +173,35 @@ def image_summary(
     return out
 
 
+def _unreadable_summary(img: Image) -> dict[str, Any]:
+    """A C{GET /images/json} row for an image whose record cannot be rendered: its id and
+    names, so that the listing works and the image can be removed."""
+    return {
+        "Containers": -1,
+        "Created": 0,
+        "Id": img.id,
+        "Labels": None,
+        "ParentId": "",
+        "RepoDigests": [d for d in img.repo_digests if isinstance(d, str)],
+        "RepoTags": [t for t in img.repo_tags if isinstance(t, str)],
+        "SharedSize": -1,
+        "Size": 0,
+    }
+
+
+def _unreadable_inspect(img: Image) -> dict[str, Any]:
+    """C{inspect} of an image whose record cannot be rendered (see L{_unreadable_summary})."""
+    row = _unreadable_summary(img)
+    return {
+        "Id": img.id,
+        "RepoTags": row["RepoTags"],
+        "RepoDigests": row["RepoDigests"],
+        "Comment": UNREADABLE,
+        "Config": {},
+        "RootFS": {"Type": "layers"},
+    }
+
+
 def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -> dict[str, Any]:
     """C{GET /images/{name}/json} for one image, shaped as dockerd 28 answers it (graph driver
     store): Config last with sorted keys, the deprecated fields only for the API versions
@@ -301,7 +331,14 @@ class ImagesRouter:
         check_filters(filters, IMAGE_LIST_FILTERS)
         images = await self._images.list_images(all_=qbool(request, "all"), filters=filters)
         version = api_version(request)
-        return json_body(request, [image_summary(i, version=version) for i in images])
+        rows = render_all(
+            "image",
+            images,
+            lambda i: i.id,
+            lambda i: image_summary(i, version=version),
+            _unreadable_summary,
+        )
+        return json_body(request, rows)
 
     @app.route("/images/<path:name>/json", methods=["GET"])
     @role("viewer")
@@ -309,7 +346,11 @@ class ImagesRouter:
         """C{docker image inspect}."""
         img = await self._images.inspect(name)
         dirs = await self._images.image_layer_dirs(img.id)
-        return json_body(request, image_inspect(img, dirs, api_version(request)))
+        version = api_version(request)
+        out = render_one(
+            "image", img.id, img, lambda i: image_inspect(i, dirs, version), _unreadable_inspect
+        )
+        return json_body(request, out)
 
     @app.route("/images/<path:name>/history", methods=["GET"])
     @role("viewer")

@@ -9,6 +9,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import make_app, role
+from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.timeparse import rfc3339_nano
 from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json, read_json_object
 from pyd.core.errors import InvalidParameter, NotFound
@@ -30,6 +31,30 @@ class NetworkBackend(Protocol):
     async def prune(self, filters: dict[str, list[str]] | None = None) -> list[str]: ...
     async def connect(self, ref: str, container: str, endpoint: EndpointRequest) -> None: ...
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None: ...
+
+
+def _unreadable(view: NetworkView) -> dict[str, Any]:
+    """A network whose record cannot be rendered: its name, id and driver, so that it lists
+    and can be removed."""
+    n = view.network
+    return {
+        "Name": n.name,
+        "Id": n.id,
+        "Created": "",
+        "Scope": "local",
+        "Driver": str(n.driver),
+        "EnableIPv4": True,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None, "Config": []},
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": {},
+        "Options": {},
+        "Labels": {"com.pyd.unreadable": UNREADABLE},
+    }
 
 
 def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, Any]:
@@ -154,7 +179,8 @@ class NetworksRouter:
     async def list_all(self, request: IRequest) -> bytes:
         """C{docker network ls}."""
         views = await self._b.list_networks(parse_filters(request))
-        return json_body(request, [network_json(v) for v in views])
+        rows = render_all("network", views, lambda v: v.network.id, network_json, _unreadable)
+        return json_body(request, rows)
 
     @app.route("/networks/json", methods=["GET"])
     @role("viewer")
@@ -164,7 +190,9 @@ class NetworksRouter:
             view = await self._b.inspect("json")
         except NotFound:  # no network called "json": this is the list
             return await self.list_all(request)
-        return json_body(request, network_json(view))
+        return json_body(
+            request, render_one("network", view.network.id, view, network_json, _unreadable)
+        )
 
     @app.route("/networks/create", methods=["POST"])
     @role("operator")
@@ -187,7 +215,9 @@ class NetworksRouter:
         """C{docker network inspect}."""
         _ = qbool(request, "verbose")
         view = await self._b.inspect(ref)
-        return json_body(request, network_json(view))
+        return json_body(
+            request, render_one("network", view.network.id, view, network_json, _unreadable)
+        )
 
     @app.route("/networks/<string:ref>", methods=["DELETE"])
     @role("operator")

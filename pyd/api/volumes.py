@@ -10,6 +10,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, make_app, role
+from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json_object
 from pyd.core.errors import InvalidParameter, Unavailable
 from pyd.core.records import Volume
@@ -36,6 +37,21 @@ def volume_json(v: Volume) -> dict[str, Any]:
         "Name": v.name,
         "Options": v.options,
         "Scope": "local",
+    }
+
+
+def _unreadable_volume(v: Volume) -> dict[str, Any]:
+    """A volume whose record cannot be rendered: its name and driver, so that it lists and can
+    be removed."""
+    return {
+        "CreatedAt": "",
+        "Driver": str(v.driver),
+        "Labels": None,
+        "Mountpoint": "",
+        "Name": v.name,
+        "Options": None,
+        "Scope": "local",
+        "Status": {"Error": UNREADABLE},
     }
 
 
@@ -68,7 +84,8 @@ class VolumesRouter:
     async def list_volumes(self, request: IRequest) -> bytes:
         """Every volume matching C{filters} (dangling, driver, label, name)."""
         vols = await self._volumes.list_volumes(parse_filters(request))
-        return json_body(request, {"Volumes": [volume_json(v) for v in vols], "Warnings": []})
+        rows = render_all("volume", vols, lambda v: v.name, volume_json, _unreadable_volume)
+        return json_body(request, {"Volumes": rows, "Warnings": []})
 
     @app.route("/volumes/create", methods=["POST"])
     @role("operator")
@@ -106,7 +123,10 @@ class VolumesRouter:
     @role("viewer")
     async def inspect(self, request: IRequest, name: str) -> bytes:
         """One volume."""
-        return json_body(request, volume_json(await self._volumes.inspect(name)))
+        vol = await self._volumes.inspect(name)
+        return json_body(
+            request, render_one("volume", vol.name, vol, volume_json, _unreadable_volume)
+        )
 
     @app.route("/volumes/<string:name>", methods=["DELETE"])
     @role("operator")

@@ -377,6 +377,28 @@ class NetworksApiTests(SynchronousTestCase):
         code, body = self.call("POST", "/networks/prune")
         self.assertEqual((code, body), (200, {"NetworksDeleted": ["p1"]}))
 
+    def test_bad_record_listed_with_its_id(self) -> None:
+        """An endpoint whose stored address is not one (planted through the repository):
+        docker network ls lists the network by its id, inspect shows a stub, the daemon's log
+        has the traceback."""
+        from pyd.core.records import Attachment
+
+        code, net = self.call("POST", "/networks/create", {"Name": "badnet"})
+        self.assertEqual(code, 201, net)
+        cid = self.add_container("c1")
+        repo = NetworkRepository(self.db)
+        self.successResultOf(
+            repo.add_endpoint(Attachment("e" * 64, net["Id"], cid, "10.1.2.x", None, (), {}))
+        )
+        self.service._active = self.successResultOf(repo.endpoints())
+        code, rows = self.call("GET", "/networks")
+        self.assertEqual(code, 200, rows)
+        self.assertEqual(sorted(r["Name"] for r in rows), ["badnet", "bridge", "host", "none"])
+        code, info = self.call("GET", "/networks/badnet")
+        self.assertEqual(code, 200, info)
+        self.assertEqual((info["Id"], info["Containers"]), (net["Id"], {}))
+        self.assertTrue(self.flushLoggedErrors(ValueError))
+
 
 class EmbeddedResolverTests(SynchronousTestCase):
     """127.0.0.11 per container namespace: connect, teardown, restart, internal networks."""
