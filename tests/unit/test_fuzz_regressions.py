@@ -11,8 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.api.wire import qint
 from pyd.core.errors import InvalidParameter
 from pyd.core.reference import parse_normalized, valid_domain
-from pyd.engine.container_config import parse_signal
 from pyd.engine.distribution.search import _login_host
+from pyd.engine.spec.rules import parse_signal
 
 
 class _Request:
