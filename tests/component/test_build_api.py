@@ -140,9 +140,9 @@ class RegistryConfigTests(SynchronousTestCase):
 
         doc = {"127.0.0.1:5000": {"username": "u", "password": "p"}}
         enc = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
-        auths = registry_config(Req(enc))  # type: ignore[arg-type]
+        auths = registry_config(Req(enc))  # type: ignore[arg-type]  # a stand-in request with only the header the function reads
         self.assertEqual(auths["127.0.0.1:5000"].username, "u")
         self.assertEqual(auths["127.0.0.1:5000"].password, "p")
-        self.assertEqual(registry_config(Req("e30=")), {})  # type: ignore[arg-type]
-        self.assertEqual(registry_config(Req("!!notbase64")), {})  # type: ignore[arg-type]
-        self.assertEqual(registry_config(Req(None)), {})  # type: ignore[arg-type]
+        self.assertEqual(registry_config(Req("e30=")), {})  # type: ignore[arg-type]  # a stand-in request with only the header the function reads
+        self.assertEqual(registry_config(Req("!!notbase64")), {})  # type: ignore[arg-type]  # a stand-in request with only the header the function reads
+        self.assertEqual(registry_config(Req(None)), {})  # type: ignore[arg-type]  # a stand-in request with only the header the function reads

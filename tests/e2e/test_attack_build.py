@@ -136,7 +136,7 @@ def tar_bytes(entries: list[tuple[str, str, object]]) -> bytes:
                 tf.addfile(ti, io.BytesIO(data))
                 continue
             if kind == "d":
-                ti.type, ti.mode = tarfile.DIRTYPE, int(value)  # type: ignore[call-overload]
+                ti.type, ti.mode = tarfile.DIRTYPE, int(value)  # type: ignore[call-overload]  # typeshed types TarInfo.type as bytes; tarfile's constants are bytes too
             elif kind == "l":
                 ti.type, ti.linkname = tarfile.SYMTYPE, str(value)
             elif kind == "h":

@@ -30,7 +30,7 @@ def _ip(*args: str, check: bool = True) -> None:
 def _in(ns: str, *argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["nsenter", f"--net=/run/netns/{ns}", *argv], capture_output=True, text=True, **kw
-    )  # type: ignore[call-overload]
+    )  # type: ignore[call-overload]  # **kw holds subprocess.run's keyword arguments of mixed types
 
 
 class Pair:

@@ -93,8 +93,8 @@ class ImageCLITests:
         pyd_daemon.docker("save", "-o", str(out), DEFAULT_TAG)
         with tarfile.open(out) as tf:
             names = set(tf.getnames())
-            manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
-            index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+            manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]  # the member exists in the archive docker saved
+            index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]  # the member exists in the archive docker saved
         assert {"manifest.json", "index.json", "oci-layout", "repositories"} <= names
         assert manifest[0]["RepoTags"] == [DEFAULT_TAG]
         assert manifest[0]["Config"] == "blobs/sha256/" + image_id[7:]
@@ -124,7 +124,7 @@ class ImageCLITests:
         bad = tmp_path / "bad.tar"
         with tarfile.open(built.path) as src, tarfile.open(bad, "w") as dst:
             for m in src.getmembers():
-                data = src.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
+                data = src.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]  # a regular file member has a file object
                 if m.name.endswith("layer.tar") and data is not None:
                     data = data.replace(b"root:x:0:0", b"ROOT:x:0:0")
                 dst.addfile(m, __import__("io").BytesIO(data) if data is not None else None)

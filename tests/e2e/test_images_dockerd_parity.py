@@ -234,8 +234,8 @@ class SaveParityTests:
         pyd_daemon.docker("save", "-o", str(tmp_path / "out.tar"), "pyd-t-save/bb:1")
         with tarfile.open(tmp_path / "out.tar") as tf:
             names = tf.getnames()
-            repos = tf.extractfile("repositories").read()  # type: ignore[union-attr]
-            manifest = tf.extractfile("manifest.json").read()  # type: ignore[union-attr]
+            repos = tf.extractfile("repositories").read()  # type: ignore[union-attr]  # the member exists in the archive docker saved
+            manifest = tf.extractfile("manifest.json").read()  # type: ignore[union-attr]  # the member exists in the archive docker saved
         assert {"index.json", "oci-layout", "manifest.json", "repositories"} <= set(names)
         assert repos.endswith(b"}\n") and manifest.endswith(b"]\n")
         assert json.loads(repos) == {"pyd-t-save/bb": {"1": built.diff_ids[-1][7:]}}

@@ -31,7 +31,7 @@ def _bomb_image(path: Path) -> int:
         def writable(self) -> bool:
             return True
 
-        def write(self, b: bytes) -> int:  # type: ignore[override]
+        def write(self, b: bytes) -> int:  # type: ignore[override]  # narrower than the base's buffer type: only bytes are written
             plain_hash.update(b)
             gz.write(b)
             return len(b)

@@ -73,12 +73,12 @@ def upstream() -> Iterator[FakeUpstreamDNS]:
         u.close()
 
 
-def _inspect(d: PydDaemon, name: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(d.docker("inspect", name).stdout)[0]  # type: ignore[no-any-return]
+def _inspect(d: PydDaemon, name: str) -> dict:  # type: ignore[type-arg]  # inspect JSON, untyped
+    return json.loads(d.docker("inspect", name).stdout)[0]  # type: ignore[no-any-return]  # json.loads returns Any
 
 
 def _ip(d: PydDaemon, name: str, net: str) -> str:
-    return _inspect(d, name)["NetworkSettings"]["Networks"][net]["IPAddress"]  # type: ignore[no-any-return]
+    return _inspect(d, name)["NetworkSettings"]["Networks"][net]["IPAddress"]  # type: ignore[no-any-return]  # inspect JSON, untyped
 
 
 def _in_netns(d: PydDaemon, name: str, *argv: str) -> subprocess.CompletedProcess[str]:

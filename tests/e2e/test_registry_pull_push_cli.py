@@ -53,7 +53,7 @@ class PushPullCLITests:
         line = [x for x in push.splitlines() if x.startswith("v1: digest: sha256:")]
         assert line, push
         digest = line[0].split()[2]
-        assert f"{name}@{digest}" in _inspect(pyd_daemon, f"{name}:v1")["RepoDigests"]  # type: ignore[operator]
+        assert f"{name}@{digest}" in _inspect(pyd_daemon, f"{name}:v1")["RepoDigests"]  # type: ignore[operator]  # inspect JSON, untyped: RepoDigests is a list
         # the same layers again: nothing to upload
         again = pyd_daemon.docker("push", f"{name}:v1").stdout
         assert "Layer already exists" in again and "Pushed" not in again
@@ -66,7 +66,7 @@ class PushPullCLITests:
         assert f"Status: Downloaded newer image for {name}:v1" in pull
         info = _inspect(pyd_daemon, f"{name}:v1")
         assert info["Id"] == image_id
-        assert f"{name}@{digest}" in info["RepoDigests"]  # type: ignore[operator]
+        assert f"{name}@{digest}" in info["RepoDigests"]  # type: ignore[operator]  # inspect JSON, untyped: RepoDigests is a list
         up = pyd_daemon.docker("pull", f"{name}:v1").stdout
         assert f"Status: Image is up to date for {name}:v1" in up
 

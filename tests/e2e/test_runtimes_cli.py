@@ -98,7 +98,7 @@ class RuntimeTests:
         other = "crun" if runtime == "runc" else "runtime-runc"
         cid = daemon.docker("run", "-d", "--runtime", runtime, IMG, "sleep", "300").stdout.strip()
         try:
-            assert _inspect(daemon, cid)["HostConfig"]["Runtime"] == runtime  # type: ignore[index]
+            assert _inspect(daemon, cid)["HostConfig"]["Runtime"] == runtime  # type: ignore[index]  # inspect JSON, untyped
             exec_root = Path(daemon.exec_root)
             assert (exec_root / state_dir / cid / state_file).is_file()
             assert not (exec_root / other / cid).exists()
@@ -106,11 +106,11 @@ class RuntimeTests:
             assert argv[argv.index("-r") + 1] == binary
             assert daemon.docker("exec", cid, "echo", "hi").stdout == "hi\n"
             daemon.docker("pause", cid)
-            assert _inspect(daemon, cid)["State"]["Status"] == "paused"  # type: ignore[index]
+            assert _inspect(daemon, cid)["State"]["Status"] == "paused"  # type: ignore[index]  # inspect JSON, untyped
             daemon.docker("unpause", cid)
             daemon.docker("kill", cid)
             state = _inspect(daemon, cid)["State"]
-            assert (state["Status"], state["ExitCode"]) == ("exited", 137)  # type: ignore[index]
+            assert (state["Status"], state["ExitCode"]) == ("exited", 137)  # type: ignore[index]  # inspect JSON, untyped
             assert not (exec_root / state_dir / cid).exists()
         finally:
             daemon.docker("rm", "-f", cid)
@@ -128,7 +128,7 @@ class RuntimeTests:
             assert (Path(daemon.exec_root) / "runtime-runc-logged" / cid / "state.json").is_file()
             daemon.stop()
             daemon.start()
-            assert _inspect(daemon, cid)["State"]["Status"] == "running"  # type: ignore[index]
+            assert _inspect(daemon, cid)["State"]["Status"] == "running"  # type: ignore[index]  # inspect JSON, untyped
             assert daemon.docker("exec", cid, "cat", "/proc/1/comm").stdout.strip() in (
                 "docker-init",
                 "tini-static",
@@ -169,10 +169,10 @@ class DaemonDefaultsTests:
             assert out[2].split()[1] == str(96 * 1024)
             assert out[3].startswith("/sbin/docker-init -- sleep 300")
             hc = _inspect(daemon, cid)["HostConfig"]
-            assert hc["Ulimits"] == [{"Name": "nofile", "Hard": 1001, "Soft": 1000}]  # type: ignore[index]
-            assert hc["ShmSize"] == 96 * 1024 * 1024  # type: ignore[index]
-            assert hc["Init"] is None  # type: ignore[index]
-            pid = _inspect(daemon, cid)["State"]["Pid"]  # type: ignore[index]
+            assert hc["Ulimits"] == [{"Name": "nofile", "Hard": 1001, "Soft": 1000}]  # type: ignore[index]  # inspect JSON, untyped
+            assert hc["ShmSize"] == 96 * 1024 * 1024  # type: ignore[index]  # inspect JSON, untyped
+            assert hc["Init"] is None  # type: ignore[index]  # inspect JSON, untyped
+            pid = _inspect(daemon, cid)["State"]["Pid"]  # type: ignore[index]  # inspect JSON, untyped
             cgroups = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
             assert any(line.endswith(f":/{PARENT}/{cid}") for line in cgroups), cgroups
             top = daemon.docker("top", cid).stdout.splitlines()[1:]

@@ -82,7 +82,7 @@ class DaemonLifecycleTests:
         import os
 
         with open(pyd_daemon.pidfile) as f:
-            assert int(f.read()) == pyd_daemon.proc.pid  # type: ignore[union-attr]
+            assert int(f.read()) == pyd_daemon.proc.pid  # type: ignore[union-attr]  # proc is set once the daemon runs
         assert pyd_daemon.stop() in (0, -15)
         assert "Server Shut Down." in pyd_daemon.log()
         assert not os.path.exists(pyd_daemon.sock)
@@ -97,7 +97,7 @@ class DaemonLifecycleTests:
         pyd_daemon.start()
         assert pyd_daemon.docker("version").returncode == 0
 
-    def test_log_level_debug_logs_requests(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def test_log_level_debug_logs_requests(self, tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest's tmp_path fixture
         """--log-level debug logs one line per API request; info does not."""
         for level, expect in (("debug", True), ("info", False)):
             d = PydDaemon(str(tmp_path / level), extra_args=["--log-level", level])

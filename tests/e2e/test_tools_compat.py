@@ -70,7 +70,7 @@ def wait_for(check: object, what: str, timeout: float = 30) -> None:
     """Poll C{check()} until it is true (generous deadline: CI boxes are loaded)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():  # type: ignore[operator]  # check is any callable returning a truth value
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")

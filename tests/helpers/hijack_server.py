@@ -34,7 +34,7 @@ class EchoRouter:
         self._reactor = reactor
 
     def resource(self) -> IResource:
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
     @app.route("/echo/start", methods=["POST"])
     async def start(self, request: IRequest) -> None:

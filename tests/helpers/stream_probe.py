@@ -30,7 +30,7 @@ class Collect(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.packets.append((data[0], data[1:]))
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # Twisted defaults reason to connectionDone; None stands for it here
         if not self.done.called:
             self.done.callback(None)
 

@@ -69,7 +69,7 @@ def _audit(
         ["strace", "-f", "-qq", "-e", "trace=openat,open,chroot,setns", "-o", str(log), *argv],
         stderr=subprocess.PIPE,
         timeout=120,
-        **kw,  # type: ignore[call-overload]
+        **kw,  # type: ignore[call-overload]  # **kw holds subprocess.run's keyword arguments of mixed types
     )
     opened: list[str] = []
     entered = False

@@ -68,7 +68,7 @@ class RuntimeTests(TestCase):
         self.exec_root = os.path.join(self.base, "exec")
         self.svc = self.make_service()
         self.addCleanup(self._cleanup)
-        return ensureDeferred(self.svc.startup())  # type: ignore[return-value]
+        return ensureDeferred(self.svc.startup())  # type: ignore[return-value]  # trial waits on the Deferred setUp returns
 
     def make_service(self) -> ContainerService:
         self.runtime = ConmonRuntime(

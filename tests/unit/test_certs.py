@@ -52,7 +52,7 @@ class CertsTests:
             )
         )
         assert crl.get_revoked_certificate_by_serial_number(c.cert.serial_number) is not None
-        assert crl.is_signature_valid(ca.cert.public_key())  # type: ignore[arg-type]
+        assert crl.is_signature_valid(ca.cert.public_key())  # type: ignore[arg-type]  # cryptography types public_key() as a union; the CA's key is RSA
 
 
 class TlsCommandTests:

@@ -293,7 +293,7 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(out.getvalue(), "h1 | one\nh1 | two\n")
         self.assertEqual(err.getvalue(), "h1 | bad\nh1 | error: exit code 3\n")
         self.assertEqual(rows, [{"ExitCode": 3, "Error": "exit code 3"}])
-        self.assertEqual(client.calls[0][2]["Cmd"], ["sh", "-c", "x"])  # type: ignore[index]
+        self.assertEqual(client.calls[0][2]["Cmd"], ["sh", "-c", "x"])  # type: ignore[index]  # the recorded call's body is the JSON object the command sent
 
     def test_logs_tty_is_raw_and_query(self) -> None:
         """logs of a TTY container are not demultiplexed; --tail and -f reach the query."""

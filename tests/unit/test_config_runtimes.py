@@ -123,7 +123,7 @@ class RuntimeSetTests(SynchronousTestCase):
         self.assertEqual(
             rs.get("runc"), OciRuntime("runc", "/usr/sbin/runc", "/run/x/runtime-runc")
         )
-        self.assertEqual(rs.get("io.containerd.runc.v2").root, "/run/x/runtime-runc")  # type: ignore[union-attr]
+        self.assertEqual(rs.get("io.containerd.runc.v2").root, "/run/x/runtime-runc")  # type: ignore[union-attr]  # the test configured this runtime: get() finds it
         kr = rs.get("kr")
         assert kr is not None
         self.assertEqual((kr.root, kr.args), ("/run/x/runtime-kr", ("--debug",)))

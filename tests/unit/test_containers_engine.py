@@ -77,7 +77,7 @@ class EngineTestBase(SynchronousTestCase):
 
     def fail_with(self, coro: Coroutine[Any, Any, Any], exc: type[Exception]) -> Exception:
         f = self.failureResultOf(Deferred.fromCoroutine(coro), exc)
-        return f.value  # type: ignore[return-value]
+        return f.value  # type: ignore[return-value]  # failureResultOf checked the type: the value is an exc instance
 
     def create(self, name: str | None = None, **config: Any) -> str:
         hc = config.pop("HostConfig", {})
@@ -320,14 +320,14 @@ class StartStopTests(EngineTestBase):
             self.runtime.calls.append(("kill", container_id, str(sig)))
             self.clock.callLater(0.5, self.runtime.exit, container_id, 137)
 
-        self.runtime.kill = slow_death  # type: ignore[method-assign]
+        self.runtime.kill = slow_death  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         d = Deferred.fromCoroutine(self.svc.kill(cid))
         self.assertNoResult(d)
         self.clock.advance(0.5)
         self.successResultOf(d)
         c = self.svc.resolve(cid)
         self.assertEqual((c.state.status, c.state.exit_code), ("exited", 137))
-        self.runtime.kill = real_kill  # type: ignore[method-assign]
+        self.runtime.kill = real_kill  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         self.go(self.svc.remove(cid))
 
     def test_kill_racing_the_own_exit(self) -> None:
@@ -341,7 +341,7 @@ class StartStopTests(EngineTestBase):
             self.clock.callLater(0.1, self.runtime.exit, container_id, 0)
             raise ProcessGone("kill", "open pidfd: No such process")
 
-        self.runtime.kill = gone  # type: ignore[method-assign]
+        self.runtime.kill = gone  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         d = Deferred.fromCoroutine(self.svc.kill(cid))
         self.clock.advance(0.1)
         self.successResultOf(d)

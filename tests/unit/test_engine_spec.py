@@ -645,9 +645,9 @@ class RecordTests(SynchronousTestCase):
         """The spec cannot be changed after parsing."""
         spec = parse_create({"Image": "b"})
         with self.assertRaises(AttributeError):
-            spec.process = None  # type: ignore[misc,assignment]
+            spec.process = None  # type: ignore[misc,assignment]  # the test proves the record is frozen
         with self.assertRaises(TypeError):
-            spec.host_config["Privileged"] = True  # type: ignore[index]
+            spec.host_config["Privileged"] = True  # type: ignore[index]  # the test proves the section is a read-only mapping
 
 
 class FieldTableTests(SynchronousTestCase):

@@ -88,11 +88,11 @@ class InRootResolutionTests:
 
         def spy_openat2(dirfd: int, path: str, flags: int, *a: object, **k: object) -> int:
             opened.append(flags)
-            return real_openat2(dirfd, path, flags, *a, **k)  # type: ignore[arg-type]
+            return real_openat2(dirfd, path, flags, *a, **k)  # type: ignore[arg-type]  # a pass-through wrapper: the arguments are the wrapped call's
 
         def spy_open(path: str, flags: int, *a: object, **k: object) -> int:
             opened.append(flags)
-            return real_open(path, flags, *a, **k)  # type: ignore[arg-type]
+            return real_open(path, flags, *a, **k)  # type: ignore[arg-type]  # a pass-through wrapper: the arguments are the wrapped call's
 
         monkeypatch.setattr(inroot, "openat2", spy_openat2)
         monkeypatch.setattr(os, "open", spy_open)

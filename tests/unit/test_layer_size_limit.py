@@ -27,7 +27,7 @@ class _Zeros(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]  # narrower than RawIOBase's buffer: the reader is only given bytearrays
         n = min(len(b), self.left)
         b[:n] = bytes(n)
         self.left -= n

@@ -147,7 +147,7 @@ class CacheTests(unittest.TestCase):
 
         def counting(*a: object, **k: object) -> object:
             calls.append(1)
-            return real(*a, **k)  # type: ignore[arg-type]
+            return real(*a, **k)  # type: ignore[arg-type]  # a pass-through wrapper: the arguments are the wrapped call's
 
         self.patch(sc, "translate", counting)
         self.assertIs(cache.section(text, tuple(reversed(DEFAULT_CAPS))), first)

@@ -117,7 +117,7 @@ class ReplayTests:
         after: list[bool] = []
         io.replay_first(replay, lambda: after.append(True))
         sink = _Sink()
-        sink.register_producer = lambda p: setattr(sink, "producer", p)  # type: ignore[method-assign]
+        sink.register_producer = lambda p: setattr(sink, "producer", p)  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         # the client's buffer is full as soon as the first batch is written
         real_output = sink.output
 
@@ -125,7 +125,7 @@ class ReplayTests:
             real_output(stream, data)
             sink.producer.pauseProducing()
 
-        sink.output = output  # type: ignore[method-assign]
+        sink.output = output  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         io.bind(sink)
         assert (sink.out, replay.read) == ([(1, b"a")], 1)
         io._packet(b"\x02live")  # live output while the log is still being sent: held
@@ -153,9 +153,9 @@ class ReplayTests:
 
         def register(p: object) -> None:
             real_register(p)
-            p.pauseProducing()  # type: ignore[attr-defined]
+            p.pauseProducing()  # type: ignore[attr-defined]  # the producer registered is the test's pausable one
 
-        sink2.register_producer = register  # type: ignore[method-assign]
+        sink2.register_producer = register  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         io2.bind(sink2)
         assert replay2.read == 1 and not replay2.closed
         io2.client_gone()

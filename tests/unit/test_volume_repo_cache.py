@@ -45,7 +45,7 @@ def vol(name: str) -> Volume:
 class VolumeCacheTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.blocking = QueuedBlocking()
-        self.db = Database(make_engine(None), self.blocking)  # type: ignore[arg-type]
+        self.db = Database(make_engine(None), self.blocking)  # type: ignore[arg-type]  # QueuedBlocking stands in for the DB thread's Blocking
         self.db.run_sync(migrate.upgrade)
         self.addCleanup(self.db.close)
         self.repo = VolumeRepository(self.db)

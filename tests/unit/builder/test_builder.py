@@ -83,11 +83,11 @@ class BuilderTestCase(SynchronousTestCase):
             Deferred.fromCoroutine(self.svc.run(prepared, progress)), BuildFailed
         )
         self.progress = progress
-        return f.value  # type: ignore[no-any-return]
+        return f.value  # type: ignore[no-any-return]  # trial's failureResultOf value is typed Any
 
     def prepare_fails(self, files: dict[str, bytes | str], **opts: Any) -> InvalidParameter:
         d = Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
-        return self.failureResultOf(d, InvalidParameter).value  # type: ignore[no-any-return]
+        return self.failureResultOf(d, InvalidParameter).value  # type: ignore[no-any-return]  # trial's failureResultOf value is typed Any
 
     def config(self, image_id: str) -> dict[str, Any]:
         return self.images.images[image_id].config
@@ -529,7 +529,7 @@ class DeferredCancelTests(BuilderTestCase):
             await d
             return 0
 
-        containers.run = run  # type: ignore[method-assign]
+        containers.run = run  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         progress = FakeProgress()
         prepared = self.successResultOf(
             Deferred.fromCoroutine(
@@ -569,7 +569,7 @@ class DeferredCancelTests(BuilderTestCase):
                 progress.cancelled = True
                 return None
 
-            containers.run = run  # type: ignore[method-assign]
+            containers.run = run  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         prepared = self.successResultOf(
             Deferred.fromCoroutine(
                 self.svc.prepare(

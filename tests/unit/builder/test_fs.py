@@ -155,7 +155,7 @@ class CopyTests(FsTestCase):
     def copy(self, srcs: list[str], dest: str, workdir: str = "/", **kw: object) -> None:
         sources = fs.resolve_sources(self.ctx, srcs, "COPY")
         multi = any(c in "".join(srcs) for c in "*?[")
-        copier.copy_into(self.root, sources, dest, workdir, copier.CopyOptions(**kw), "COPY", multi)  # type: ignore[arg-type]
+        copier.copy_into(self.root, sources, dest, workdir, copier.CopyOptions(**kw), "COPY", multi)  # type: ignore[arg-type]  # **kw holds CopyOptions' fields of mixed types
 
     def read(self, p: str) -> str:
         with open(os.path.join(self.root, p.lstrip("/"))) as f:

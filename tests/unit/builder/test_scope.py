@@ -254,7 +254,7 @@ class DestinationTests(ScopeTestCase):
 
     def copy(self, srcs: list[str], dest: str, **kw: object) -> None:
         sources = fs.resolve_sources(self.ctx, srcs, "COPY")
-        copier.copy_into(self.root, sources, dest, "/", copier.CopyOptions(**kw))  # type: ignore[arg-type]
+        copier.copy_into(self.root, sources, dest, "/", copier.CopyOptions(**kw))  # type: ignore[arg-type]  # **kw holds CopyOptions' fields of mixed types
 
     def test_directory_copy_through_image_links(self) -> None:
         """C{COPY payload/ /} with the image's C{evil}, C{a}, C{rel} links writes inside."""
