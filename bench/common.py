@@ -98,11 +98,12 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_dockerd(extra_args: Sequence[str] = ()) -> Daemon | None:
+def start_dockerd(extra_args: Sequence[str] = (), netns: str | None = None) -> Daemon | None:
     """A dockerd on its own socket/data-root/exec-root, or None when it is not installed (or
     C{BENCH_NO_DOCKERD} is set). Without C{extra_args} it has no bridge and never touches
     iptables or ip_forward; C{extra_args} are added (a --bridge/--bip there replaces
-    `--bridge none`, an --iptables/--ip-forward there replaces the default off)."""
+    `--bridge none`, an --iptables/--ip-forward there replaces the default off). With C{netns}
+    (a network namespace the caller made) it runs inside it, so that its bridge is there."""
     if not os.path.exists(DOCKERD) or os.environ.get("BENCH_NO_DOCKERD"):
         return None
     base = Path(tempfile.mkdtemp(prefix="bench-dockerd-"))
@@ -117,6 +118,8 @@ def start_dockerd(extra_args: Sequence[str] = ()) -> Daemon | None:
     log = open(base / "dockerd.log", "wb")  # noqa: SIM115  # closed by stop()
     proc = subprocess.Popen(
         [
+            # nsenter, not `ip netns exec`: that one also remounts /sys, hiding the cgroups.
+            *(["nsenter", f"--net=/run/netns/{netns}"] if netns else []),
             DOCKERD,
             "-H",
             "unix://" + sock,

@@ -159,6 +159,8 @@ class ContainersRouter:
                 if not _match(c, filters):
                     continue
                 item = list_json(c, now)
+                # Link names (/parent/alias) are names of the linked container too (dockerd).
+                item["Names"] = sorted([c.name, *self._svc.link_names(c)])
             except Exception:  # noqa: BLE001 - one bad record must not fail every listing
                 log.failure("container {cid} cannot be rendered", cid=c.id)
                 item = _unreadable_item(c)
@@ -169,7 +171,7 @@ class ContainersRouter:
                 break
         return json_body(request, out)
 
-    @app.route("/containers/<string:ref>/json", methods=["GET"])
+    @app.route("/containers/<path:ref>/json", methods=["GET"])
     @role("viewer")
     async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{GET /containers/{id}/json}."""
@@ -182,6 +184,8 @@ class ContainersRouter:
             out["HostConfig"]["Ulimits"] = [
                 {"Name": n, "Hard": h, "Soft": s} for n, s, h in self._svc.ulimits_of(c)
             ]
+        # Rebuilt from the registered links (moby inspect.go): /child:/parent/alias, current names.
+        out["HostConfig"]["Links"] = self._svc.links_shown(c)
         await redact_inspect(request, c, out)
         paths = await self._svc.graph_paths(c)
         if paths:
@@ -250,15 +254,13 @@ class ContainersRouter:
         # dockerd 28 answers null when there is nothing to warn about (a nil Go slice).
         return json_body(request, {"Warnings": warnings or None})
 
-    @app.route("/containers/<string:ref>", methods=["DELETE"])
+    @app.route("/containers/<path:ref>", methods=["DELETE"])
     @role("operator")
     async def remove(self, request: IRequest, ref: str) -> bytes:
         """C{DELETE /containers/{id}?force=&v=&link=}."""
         if qbool(request, "link"):
-            c = self._svc.resolve(ref)
-            raise InvalidParameter(
-                f"Conflict, cannot remove the default link name of the container {c.name}"
-            )
+            await self._svc.remove_link(ref)
+            return no_content(request)
         await self._svc.remove(ref, force=qbool(request, "force"), volumes=qbool(request, "v"))
         return no_content(request)
 

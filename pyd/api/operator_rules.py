@@ -140,11 +140,21 @@ class Lookup(Protocol):
 
 def candidates(containers: Iterable[Container], ref: str) -> list[Container]:
     """The containers C{ref} may name (see L{Lookup.containers}), as
-    C{ContainerService.resolve} matches: exact id, name with or without C{/}, hex id prefix."""
+    C{ContainerService.resolve} matches: exact id, name with or without C{/}, hex id prefix,
+    and a legacy link name (C{parent/alias} names the linked container)."""
     name = ref if ref.startswith("/") else "/" + ref
     hexref = bool(ref) and all(ch in "0123456789abcdef" for ch in ref)
+    every = list(containers)
+    linked = {
+        str(link[0])
+        for c in every
+        for link in c.extra.get("links") or []
+        if name.count("/") > 1 and link[1] == name
+    }
     return [
-        c for c in containers if c.id == ref or c.name == name or (hexref and c.id.startswith(ref))
+        c
+        for c in every
+        if c.id == ref or c.name == name or (hexref and c.id.startswith(ref)) or c.id in linked
     ]
 
 
@@ -227,9 +237,11 @@ async def container_refusal(ctx: Ctx, c: Container, depth: int) -> str | None:
             ctx,
             stored_spec(c.config, c.host_config, c.networking_config),
             depth,
-            skip=_RESOLVED_AT_CREATE,
+            # its links as registered (by id: they follow renames), not its request's names
+            skip=_RESOLVED_AT_CREATE | {"Links"},
         )
         await _check_resolved_mounts(ctx, c)
+        await _rule_links(ctx, "Links", [str(x[0]) for x in c.extra.get("links") or []], depth)
     except Forbidden as e:
         return beyond(e)
     return None
@@ -407,7 +419,18 @@ async def _rule_volumes_from(ctx: Ctx, key: str, value: tuple[str, ...], depth: 
                     await _check_writable_share(ctx, m.name)
 
 
+async def _rule_links(ctx: Ctx, key: str, value: Any, depth: int) -> None:
+    # A link on the default bridge hands the child's environment to the parent (ALIAS_ENV_*):
+    # an operator may link only to containers an operator could have created.
+    for link in value or []:
+        for other in ctx.lookup.containers(str(link).split(":")[0]):
+            why = await container_refusal(ctx, other, depth + 1)
+            if why:
+                raise ctx.deny(f"link to container {_name(other)} (Links={link}: {why})")
+
+
 async def _rule_isolation(ctx: Ctx, key: str, value: str, depth: int) -> None:
+
     if value not in ("default",):
         raise ctx.deny(f"set Isolation={value} (only default on Linux)")
 
@@ -538,7 +561,7 @@ OPERATOR_HOST_CONFIG: dict[str, _Rule | None] = {
     "DnsOptions": None,
     "DnsSearch": None,
     "ExtraHosts": None,
-    "Links": None,
+    "Links": _rule_links,
     # lifecycle, logging, the process
     "RestartPolicy": None,
     "AutoRemove": None,

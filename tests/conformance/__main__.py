@@ -9,7 +9,9 @@ the recorded files (what tests/e2e/test_conformance.py does).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -36,6 +38,23 @@ def run(host: str, s: scenarios.Scenario) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bridge_dockerd(stops: list[Callable[[], None]]) -> str:
+    """A dockerd with its default bridge (C{--bip 172.31.77.1/24}) inside a network namespace
+    made here; its stop and the namespace's removal are appended to C{stops}."""
+    from bench.common import start_dockerd
+
+    ns = f"conform-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    stops.append(lambda: subprocess.run(["ip", "netns", "del", ns], check=False))
+    subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+    d = start_dockerd(["--bip", "172.31.77.1/24"], netns=ns)
+    if d is None:
+        raise SystemExit("dockerd is not installed (apt-get install docker.io)")
+    stops.append(d.stop)
+    load_base(d.host)
+    return d.host
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Record or compare (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m tests.conformance")
@@ -57,8 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if runner.docker(h, "/tmp", ["image", "inspect", BASE]).returncode != 0:
                 load_base(h)
         failed = 0
+        bridged: str | None = None
         for s in scenarios.each(a.scenarios):
-            got = {name: run(h, s) for name, h in hosts.items()}
+            targets = dict(hosts)
+            if s.bridge and "dockerd" in targets and not a.dockerd_host:
+                bridged = bridged or bridge_dockerd(stops)
+                targets["dockerd"] = bridged
+            got = {name: run(h, s) for name, h in targets.items()}
             if a.mode == "record":
                 GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
                 golden_path(s).write_text(got["dockerd"])

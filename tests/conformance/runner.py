@@ -88,9 +88,30 @@ NEWER_DOCKERD: tuple[tuple[str, str, str], ...] = (
     ),
 )
 
+_LINK_PORTS = "moby v28.2.2 daemon/links/links.go ToEnv: TCP ports first (withTCPPriority), "
+NEWER_DOCKERD += (
+    (
+        r"^WEB_PORT=udp://<addr>:53$",
+        r"WEB_PORT=tcp://<addr>:80",
+        _LINK_PORTS + "so the first port (ALIAS_PORT) of 80/tcp, 81/tcp, 53/udp is 80/tcp",
+    ),
+    (
+        r"^(WEB_PORT_80_TCP_ADDR=<addr>)\n(WEB_PORT_80_TCP_PORT=80)\n(WEB_PORT_80_TCP_PROTO=tcp)$",
+        r"\1\nWEB_PORT_80_TCP_END=tcp://<addr>:81\n\2\nWEB_PORT_80_TCP_PORT_END=81\n"
+        r"WEB_PORT_80_TCP_PORT_START=80\n\3\nWEB_PORT_80_TCP_START=tcp://<addr>:80",
+        _LINK_PORTS + "and two consecutive ports are a range (20.10 wanted three)",
+    ),
+)
+
 # Where pyd answers otherwise than every dockerd, on purpose (issue 15: no 5xx for a request a
 # client could send): (pattern, replacement, why), applied after L{NEWER_DOCKERD}.
 PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
+    (
+        r'< 500\n(\{"message": "(?:bad format for links: |empty string specified for links))',
+        r"< 400\n\1",
+        "a malformed HostConfig.Links entry: dockerd 28 answers 500 (opts.ParseLink's plain "
+        "error from registerLinks), pyd 400 with the same text: the value is the client's",
+    ),
     (
         r'< 500\n(\{"message": "Invalid escape keys )',
         r"< 400\n\1",
@@ -107,6 +128,7 @@ PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
 
 # What the recording set-up adds (dockerd runs with --ip-forward=false): not part of the answer.
 RECORDING_ARTEFACTS: tuple[tuple[str, str], ...] = (
+    ("WARNING: IPv4 forwarding is disabled. Networking will not work.\n", ""),
     ("WARNING: IPv4 forwarding is disabled. Networking will not work.", ""),
     (
         '{"Warnings": ["IPv4 forwarding is disabled. Networking will not work."]}',

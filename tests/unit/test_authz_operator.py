@@ -1135,3 +1135,42 @@ class TypedSpecRuleTests(_Base):
         self.assertIn(
             "create privileged containers", self.refuse("POST", "/containers/oldpriv/exec", {})
         )
+
+
+class LinkTests(_Base):
+    """Legacy links hand the child's environment to the parent (ALIAS_ENV_*): an operator may
+    link only to what an operator could have created, and link names are names too."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        # An admin's parent linking to the privileged container (as /app/db).
+        app = container("app")
+        self.lookup.add(
+            attrs.evolve(app, extra={"links": [[self.lookup.by_ref["priv"].id, "/app/db"]]})
+        )
+
+    def test_link_to_admin_container_refused(self) -> None:
+        """Links to a privileged/host-bind container (by name, alone or with an alias, in
+        inspect's /x:/p/a form) are refused; to an ordinary one (or a missing one) allowed."""
+        for link in ("priv:secret", "priv", "/hostbind:/mine/h"):
+            msg = self.refuse(
+                "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Links": [link]}}
+            )
+            self.assertIn("link to container", msg)
+        self.create_allowed({"Links": ["plain:web", "no-such:x"]})
+
+    def test_link_name_resolves_to_the_child(self) -> None:
+        """A link name (app/db) is the privileged child for every rule that names containers:
+        joining its namespaces, its volumes, linking to it."""
+        self.assertEqual([c.name for c in candidates(self.lookup.all(), "app/db")], ["/priv"])
+        self.assertEqual([c.name for c in candidates(self.lookup.all(), "/app/db")], ["/priv"])
+        self.assertEqual(candidates(self.lookup.all(), "app/nope"), [])
+        self.create_refused({"NetworkMode": "container:app/db"}, "join the namespaces")
+        self.create_refused({"Links": ["app/db:x"]}, "link to container priv")
+
+    def test_container_linking_to_admin_is_admin_tier(self) -> None:
+        """A container whose registered link is an admin's container holds its environment:
+        exec into it is refused (its registered links count, not its request's names)."""
+        msg = self.refuse("POST", "/containers/app/exec", {"Cmd": ["env"]})
+        self.assertIn("exec into container app", msg)
+        self.assertIn("link to container priv", msg)

@@ -255,6 +255,12 @@ class ContainerBase:
         for c in self._cache.values():
             if c.name == name:
                 return c
+        if name.count("/") > 1:
+            # A legacy link name (/parent/alias) names the linked container, as in dockerd.
+            for c in self._cache.values():
+                for child_id, full in c.extra.get("links") or []:
+                    if full == name and child_id in self._cache:
+                        return self._cache[child_id]
         if all(ch in "0123456789abcdef" for ch in ref):
             matches = [c for cid, c in self._cache.items() if cid.startswith(ref)]
             if len(matches) == 1:

@@ -29,7 +29,7 @@ from pyd.drivers.runtime import spec as oci
 from pyd.engine import confinement, honoured, resolvconf
 from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import _normalise_ports, _now_nano, _read_or, _resources_of, _write
-from pyd.engine.containers.health import ContainerHealth
+from pyd.engine.containers.links import ContainerLinks
 from pyd.engine.spec import CreateSpec, rules
 from pyd.engine.users import resolve_user
 
@@ -40,7 +40,7 @@ log = Logger()
 NAMESPACE_JOIN_KEYS = ("NetworkMode", "PidMode", "IpcMode")
 
 
-class ContainerCreate(ContainerHealth):
+class ContainerCreate(ContainerLinks):
     """Create, namespace donors and the runtime spec."""
 
     async def create(
@@ -132,6 +132,8 @@ class ContainerCreate(ContainerHealth):
         )
         c = await self._insert(c, generated=not name)
         try:
+            # After the name is final (a generated one too): links are named /parent/alias.
+            links = self.register_links(c.name, mode, spec.network.links)
             await self._blocking.run(os.makedirs, bundle, 0o700, True)
             image_vols = list((image.container_config.get("Volumes") or {}).keys())
             image_vols += [v for v in (config.get("Volumes") or {}) if v not in image_vols]
@@ -147,7 +149,8 @@ class ContainerCreate(ContainerHealth):
             self._cache.pop(cid, None)
             await self._blocking.run(shutil.rmtree, bundle, True)
             raise
-        c = await self._save(attrs.evolve(c, mounts=tuple(mounts)))
+        extra = {**c.extra, "links": links} if links else c.extra
+        c = await self._save(attrs.evolve(c, mounts=tuple(mounts), extra=extra))
         self._emit(c, "create")
         return cid, warnings
 
@@ -262,7 +265,12 @@ class ContainerCreate(ContainerHealth):
         return donor
 
     def _prepare_spec(
-        self, c: Container, s: CreateSpec, rootfs: str, net: NetworkSetup | None
+        self,
+        c: Container,
+        s: CreateSpec,
+        rootfs: str,
+        net: NetworkSetup | None,
+        link_env: tuple[str, ...] = (),
     ) -> oci.RuntimeSpecInput:
         """Blocking part of a start: users, hosts files, spec input (runs in the io pool)."""
         uid, gid, groups, home = resolve_user(rootfs, s.process.user, list(s.security.group_add))
@@ -311,6 +319,9 @@ class ContainerCreate(ContainerHealth):
         files.append((resolv_path, "/etc/resolv.conf"))
         env = list(s.process.env)
         keys = {e.split("=", 1)[0] for e in env}
+        # Link variables come before the container's own, which override them (moby's
+        # CreateDaemonEnvironment then ReplaceOrAppendEnvValues).
+        env = [e for e in link_env if e.split("=", 1)[0] not in keys] + env
         if "PATH" not in keys:
             env.insert(0, "PATH=" + rules.DEFAULT_PATH)
         if "HOSTNAME" not in keys:

@@ -143,8 +143,18 @@ class ContainerLifecycle(ContainerCreate):
             # Volumes after the network, as dockerd does (its "mount" events follow "connect").
             # the runtime binds what prepare opened (subpaths on staging points), not c.mounts
             mounts = await self._volumes.prepare(cid, c.mounts, rootfs)
+            linked = self.link_setup(c, s.namespaces.network or "bridge")
+            if linked.hosts and net is not None and net.hosts_entries:
+                # dockerd adds link lines after ExtraHosts, before the container's own line.
+                entries = net.hosts_entries
+                net = attrs.evolve(net, hosts_entries=(*entries[:-1], *linked.hosts, entries[-1]))
             spec_input = await self._blocking.run(
-                self._prepare_spec, attrs.evolve(c, mounts=tuple(mounts)), s, rootfs, net
+                self._prepare_spec,
+                attrs.evolve(c, mounts=tuple(mounts)),
+                s,
+                rootfs,
+                net,
+                linked.env,
             )
             pid_path, ipc_path, shm_source = self._namespace_joins(s)
             if s.namespaces.ipc == "shareable":

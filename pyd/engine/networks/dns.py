@@ -207,6 +207,13 @@ class Dns(NetworkBase):
             suffix = "." + net.name.lower()
             if name.endswith(suffix):
                 wanted.add(name[: -len(suffix)])
+            # The querying container's legacy links on this network: alias -> name, seen by
+            # it alone (libnetwork's per-endpoint CreateOptionAlias).
+            for own in self._active:
+                if own.container_id == cid and own.network_id == net.id:
+                    for target, alias in own.config.get("links") or []:
+                        if str(alias).lower() in wanted:
+                            wanted.add(str(target).lower())
             found = []
             for a in self._active:
                 if a.network_id != net.id or a.ipv4 is None:

@@ -33,7 +33,7 @@ from pyd.engine.networks.ipam import Ipam
 from pyd.engine.networks.ports import Ports
 from pyd.engine.spec import EndpointRequest, NetworkRequest, network_request
 from pyd.engine.spec.records import IPAMRequest
-from pyd.engine.spec.rules import parse_extra_host
+from pyd.engine.spec.rules import parse_extra_host, parse_link
 
 log = Logger()
 
@@ -63,11 +63,6 @@ class Endpoints(Ipam, Ports, Dns):
     ) -> None:
         """Check a create request before the container exists."""
         mode = network_mode or "default"
-        if req.links:
-            raise InvalidParameter(
-                "legacy container links (--link) are not supported by pyd: "
-                "put the containers on a user-defined network and use their names"
-            )
         eps = req.endpoints
         if mode == "host" or mode == "none":
             others = [k for k in eps if k not in (mode, "default")]
@@ -124,6 +119,8 @@ class Endpoints(Ipam, Ports, Dns):
             raise InvalidParameter(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
+        for link in ep.links:
+            parse_link(link)
         mac = ep.mac_address
         if mac and not _valid_mac(mac):
             raise InvalidParameter(f"invalid MAC address: {mac}")
@@ -173,11 +170,6 @@ class Endpoints(Ipam, Ports, Dns):
         req: NetworkRequest,
         exposed: Sequence[str],
     ) -> NetworkSetup:
-        if req.links:
-            raise InvalidParameter(
-                "legacy container links (--link) are not supported by pyd: "
-                "put the containers on a user-defined network and use their names"
-            )
         if mode == "host":
             _, search, opts, _ = self._dns_settings(req, None)
             h_servers, _, _ = _read_resolv(self.config.resolv_conf)

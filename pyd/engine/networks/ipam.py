@@ -32,6 +32,7 @@ from pyd.engine.networks.base import (
     default_bridge_name,
 )
 from pyd.engine.spec import EndpointRequest
+from pyd.engine.spec.rules import parse_link
 
 log = Logger()
 
@@ -196,5 +197,8 @@ class Ipam(NetworkBase):
                 "requested_ipv4": ep.ipam.ipv4_address if ep.ipam is not None else "",
                 "order": order,
                 "host_ifname": _veth_name(cid, net.id),
+                # Legacy links on a user-defined network: aliases only this container's
+                # resolver answers (libnetwork CreateOptionAlias), [[name, alias], ...].
+                "links": [list(parse_link(x)) for x in ep.links],
             },
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import posixpath
 import re
 import signal as _signal
 from collections.abc import Sequence
@@ -224,6 +225,25 @@ def _ranges(ns: Sequence[int]) -> str:
 
 
 NO_SPACES = "it must not contain whitespace or control characters"
+
+
+def parse_link(value: str) -> tuple[str, str]:
+    """moby's C{opts.ParseLink}: C{name:alias}, C{name} (the alias is the name) or inspect's
+    C{/name:/parent/alias} form.
+
+    @raise InvalidParameter: dockerd's texts (dockerd answers them with a 500; they are the
+        client's input, so pyd says 400).
+    """
+    if not value:
+        raise InvalidParameter("empty string specified for links")
+    parts = value.split(":")
+    if len(parts) > 2:
+        raise InvalidParameter(f"bad format for links: {value}")
+    if len(parts) == 1:
+        return value, value
+    if parts[0].startswith("/"):
+        return parts[0][1:], posixpath.basename(parts[1])
+    return parts[0], parts[1]
 
 
 def parse_extra_host(h: str) -> tuple[str, str]:

@@ -1,0 +1,1 @@
+Legacy links (--link, HostConfig.Links, EndpointSettings.Links, DELETE ?link=1) work as on dockerd 28.2: /etc/hosts lines and ALIAS_* variables on the default bridge, resolver aliases for the linking container on user networks; operators may link only to containers an operator could have created.
