@@ -232,7 +232,9 @@ async def container_refusal(ctx: Ctx, c: Container, depth: int) -> str | None:
         check_unlisted(ctx, c.host_config)
         # The stored container read as the engine reads it to run it (L{stored_spec}); its
         # mounts as resolved at create (binds, volumes, volumes-from), not its request; neither
-        # a low published port nor a cgroup parent is a way into the container's powers.
+        # a low published port nor a cgroup parent nor the runtime it runs under (every stored
+        # container names one: the daemon's default when its create named none) is a way into
+        # the container's powers.
         await check_spec(
             ctx,
             stored_spec(c.config, c.host_config, c.networking_config),
@@ -247,7 +249,9 @@ async def container_refusal(ctx: Ctx, c: Container, depth: int) -> str | None:
     return None
 
 
-_RESOLVED_AT_CREATE = frozenset(("Binds", "Mounts", "VolumesFrom", "PortBindings", "CgroupParent"))
+_RESOLVED_AT_CREATE = frozenset(
+    ("Binds", "Mounts", "VolumesFrom", "PortBindings", "CgroupParent", "Runtime")
+)
 
 
 async def _check_resolved_mounts(ctx: Ctx, c: Container) -> None:

@@ -41,6 +41,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PydDaemon]:
                 "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1000, "Hard": 1001}},
                 "default-shm-size": "96M",
                 "init": True,
+                "init-path": "/usr/bin/tini-static",
                 "cgroup-parent": "/" + PARENT,
             }
         )
@@ -70,7 +71,8 @@ def _inspect(d: PydDaemon, cid: str) -> dict[str, object]:
 class RuntimeTests:
     def test_info_lists_runtimes(self, daemon: PydDaemon) -> None:
         """Runtimes: crun, runc (and its containerd alias) and the configured one with its
-        runtimeArgs; DefaultRuntime crun."""
+        runtimeArgs; DefaultRuntime crun; InitBinary the init-path; SecurityOptions as
+        dockerd's on this kernel."""
         info = json.loads(daemon.docker("info", "--format", "{{json .}}").stdout)
         rts = info["Runtimes"]
         assert rts["crun"]["path"] == "crun"
@@ -81,6 +83,12 @@ class RuntimeTests:
             "runtimeArgs": ["--log", str(daemon.base / "runc-logged.log")],
         }
         assert info["DefaultRuntime"] == "crun"
+        assert info["InitBinary"] == "/usr/bin/tini-static"  # init-path, as dockerd shows it
+        # dockerd lists AppArmor only where the kernel has it enabled (not on these hosts)
+        flag = Path("/sys/module/apparmor/parameters/enabled")
+        apparmor = flag.exists() and flag.read_text().strip().upper().startswith("Y")
+        assert ("name=apparmor" in info["SecurityOptions"]) == apparmor
+        assert "name=seccomp,profile=builtin" in info["SecurityOptions"]
 
     @pytest.mark.parametrize(
         ("runtime", "binary", "state_dir", "state_file"),

@@ -120,7 +120,12 @@ class _Base(SynchronousTestCase):
         self.lookup.add(
             container(
                 "plain",
-                {"Binds": ["data:/data", f"{self.allowed}:/s"]},
+                # as the engine stores it: the daemon's default runtime and shm size filled in
+                {
+                    "Binds": ["data:/data", f"{self.allowed}:/s"],
+                    "Runtime": "crun",
+                    "ShmSize": 64 << 20,
+                },
                 (
                     MountSpec("volume", "/var/lib/pyd/volumes/data/_data", "/data", name="data"),
                     MountSpec("bind", self.allowed, "/s", propagation="rprivate"),

@@ -214,3 +214,32 @@ class ContainerDefaultsConfigTests(SynchronousTestCase):
         self.assertIn("needs systemd as PID 1", str(e))
         e = self.assertRaises(cfgmod.ConfigError, build, {"userns-remap": "default"})
         self.assertIn("does not remap containers into a user namespace", str(e))
+
+
+class RuntimeMessageTests(SynchronousTestCase):
+    def test_runc_messages_as_dockerd_words_them(self) -> None:
+        """runc's logrus line and its 'runc create failed' are unwrapped, and the start error
+        names the runtime as dockerd's text does (runc create failed / crun)."""
+        from pyd.drivers.runtime.conmon import strip_runtime_message
+        from pyd.engine.containers.runconfig import start_error
+
+        raw = (
+            'time="2026-12-07T03:34:11Z" level=error msg="runc create failed: unable to start '
+            'container process: exec: \\"/nope/x\\": stat /nope/x: no such file or directory"'
+        )
+        m = strip_runtime_message(raw)
+        self.assertEqual(
+            m,
+            'unable to start container process: exec: "/nope/x": stat /nope/x: no such file or directory',
+        )
+        text, code = start_error(["/nope/x"], m, "runc create failed")
+        self.assertEqual(
+            text,
+            "failed to create task for container: failed to create shim task: OCI runtime create "
+            'failed: runc create failed: unable to start container process: exec: "/nope/x": '
+            "stat /nope/x: no such file or directory: unknown",
+        )
+        self.assertEqual(code, 127)
+        self.assertEqual(strip_runtime_message("crun: boom"), "boom")
+        self.assertEqual(OciRuntime("x", "/usr/sbin/runc", "/r").label, "runc create failed")
+        self.assertEqual(OciRuntime("x", "/usr/bin/crun", "/r").label, "crun")

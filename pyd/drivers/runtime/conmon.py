@@ -225,9 +225,18 @@ class _ConmonProtocol(ProcessProtocol):
             self.exited.callback(int(code))
 
 
-def _strip_runtime_message(msg: str) -> str:
+# runc reports through logrus: time="..." level=error msg="runc create failed: ..."
+_LOGRUS = re.compile(r'^time="[^"]*" level=\w+ msg="((?:[^"\\]|\\.)*)"')
+
+
+def strip_runtime_message(msg: str) -> str:
+    """A runtime's error without its own framing: crun's C{crun: } prefix, runc's logrus line
+    and C{runc create failed: } (dockerd's text names the runtime itself)."""
     msg = msg.strip()
-    for prefix in ("crun: ", "Error: "):
+    m = _LOGRUS.match(msg)
+    if m:
+        msg = re.sub(r"\\(.)", r"\1", m.group(1))
+    for prefix in ("crun: ", "Error: ", "runc create failed: ", "runc exec failed: "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
     return msg
@@ -374,7 +383,7 @@ class ConmonRuntime:
 
     def _message(self, raw: str, names: Mapping[str, str] | None = None) -> str:
         """A runtime error as clients may see it: stripped, no host path of the daemon's."""
-        return scrub_host_paths(_strip_runtime_message(raw), self._roots, names)
+        return scrub_host_paths(strip_runtime_message(raw), self._roots, names)
 
     def _rt(self, runtime: OciRuntime | None) -> OciRuntime:
         return runtime or self.default

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pyd.core.seams import Blocking
-from pyd.drivers.runtime.conmon import scrub_host_paths
+from pyd.drivers.runtime.conmon import scrub_host_paths, strip_runtime_message
 from pyd.drivers.runtime.oci import OciRuntime
 
 log = Logger()
@@ -135,14 +135,6 @@ def _parse(line: bytes) -> dict[str, Any]:
     except ValueError:
         return {"data": -1, "message": f"conmon sent {line!r}"}
     return value if isinstance(value, dict) else {"data": -1, "message": f"conmon sent {line!r}"}
-
-
-def _strip(message: str) -> str:
-    message = message.strip()
-    for prefix in ("crun: ", "Error: "):
-        if message.startswith(prefix):
-            message = message[len(prefix) :]
-    return message
 
 
 class ConmonExecDriver:
@@ -285,7 +277,7 @@ class ConmonExecDriver:
                     return ""
 
             text = await self._blocking.run(read) or "exec failed"
-        return scrub_host_paths(_strip(text), self._host_roots)
+        return scrub_host_paths(strip_runtime_message(text), self._host_roots)
 
     async def cleanup(self, exec_dir: str) -> None:
         """Remove an exec's directory (after it ended)."""

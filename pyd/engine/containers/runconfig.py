@@ -182,7 +182,7 @@ def start_error(
             127,
         )
     if ("No such file or directory" in m and "open executable" in m) or (
-        "/" in exe and "No such file or directory" in m
+        "/" in exe and "no such file or directory" in m.lower()
     ):
         return (
             f'{prefix}unable to start container process: exec: "{exe}": '
