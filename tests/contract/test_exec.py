@@ -1,7 +1,8 @@
 """Contract of the exec seam (L{pyd.engine.exec.ExecDriver}): what the exec service relies on
 when it starts a process in a container, run against the fake (L{tests.fakes.execs.FakeExecDriver}
 over L{tests.fakes.runtime.FakeRuntime}, always) and, under the integration marker, the real
-L{ConmonExecDriver} in a container of the real L{ConmonRuntime} (root: conmon + crun, a busybox
+L{ConmonExecDriver} in a container of the real L{ConmonRuntime} (root: conmon + crun, and again
+with conmon + Debian's runc; a busybox
 bundle, deleted afterwards).
 """
 
@@ -28,7 +29,7 @@ from pyd.engine.exec import ExecDriver
 from tests.contract.test_runtime import busybox_bundle
 from tests.fakes.execs import FakeExecDriver
 from tests.fakes.runtime import FakeRuntime
-from tests.helpers.runtime import CRUN, fix_hugetlb
+from tests.helpers.runtime import CRUN, RUNC, fix_hugetlb
 
 
 def _reactor() -> Any:
@@ -170,6 +171,7 @@ class ConmonExecContract(ExecContract, TestCase):
             ReactorProcessRunner(_reactor()),
             InlineBlocking(),
             os.path.join(self.base, "x"),
+            default=self.oci_runtime(os.path.join(self.base, "x")),
         )
         self.runtime = rt
         self.oci = rt.default
@@ -178,6 +180,10 @@ class ConmonExecContract(ExecContract, TestCase):
         self.waiters = {}
         rt.watch_exits(self._exited)
         return ensureDeferred(rt.setup())
+
+    def oci_runtime(self, exec_root: str) -> OciRuntime | None:
+        """The OCI runtime containers and execs run with (None: the driver's crun)."""
+        return None
 
     async def _cleanup(self) -> None:
         for cid in self.created:
@@ -194,3 +200,11 @@ class ConmonExecContract(ExecContract, TestCase):
 
     def exit_reported(self, cid: str) -> Deferred[None]:
         return super().exit_reported(cid).addTimeout(20, _reactor())
+
+
+@pytest.mark.integration
+class ConmonRuncExecContract(ConmonExecContract):
+    """The same contract with Debian's runc as the containers' and the execs' runtime."""
+
+    def oci_runtime(self, exec_root: str) -> OciRuntime | None:
+        return OciRuntime("runc", RUNC, os.path.join(exec_root, "runtime-runc"))
