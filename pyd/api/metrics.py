@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
@@ -116,7 +117,7 @@ class MetricsRouter:
     app = make_app()
     prefixes = ("containers",)
 
-    def __init__(self, top: TopService, stats: StatsService, reactor: Any) -> None:
+    def __init__(self, top: TopService, stats: StatsService, reactor: IReactorTime) -> None:
         self._top = top
         self._stats = stats
         self._reactor = reactor

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from pyd.core.records import Event
 
@@ -55,7 +56,7 @@ class InlineBlocking:
 class ThreadPoolBlocking:
     """L{Blocking} over a Twisted thread pool (never the reactor's default pool)."""
 
-    def __init__(self, reactor: Any, pool: Any) -> None:
+    def __init__(self, reactor: IReactorFromThreads, pool: ThreadPool) -> None:
         self._reactor = reactor
         self._pool = pool
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
@@ -97,7 +98,7 @@ class _Collect(ProcessProtocol):
 class ReactorProcessRunner:
     """L{ProcessRunner} over C{reactor.spawnProcess}."""
 
-    def __init__(self, reactor: Any, base_env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, reactor: IReactorProcess, base_env: Mapping[str, str] | None = None) -> None:
         self._reactor = reactor
         self._env = dict(base_env if base_env is not None else os.environ)
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound, PydError
@@ -101,7 +102,7 @@ class ExecService:
         driver: ExecDriver,
         events: EventSink,
         blocking: Blocking,
-        reactor: Any,
+        reactor: IReactorFDSet,
         exec_root: str,
         resolve_user: UserResolver | None = None,
     ) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorFDSet
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -275,7 +275,7 @@ class IOSession:
         self._pause: _Pause | None = None
 
     # -- conmon side -------------------------------------------------------------------------
-    def connect(self, reactor: Any, path: str) -> None:
+    def connect(self, reactor: IReactorFDSet, path: str) -> None:
         """Connect to conmon's socket. @raise AttachUnavailable: nobody listens there."""
         self._conn = connect_attach(reactor, path, _ConmonSide(self))
         if self._sink is not None and not self._replaying:
@@ -423,7 +423,7 @@ class AttachService:
         self,
         targets: StreamTargets,
         events: EventSink,
-        reactor: Any,
+        reactor: IReactorFDSet,
         blocking: Blocking,
         log_reader: Callable[[str], Awaitable[LogReplay]] | None = None,
     ) -> None:

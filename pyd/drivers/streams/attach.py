@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from twisted.internet import abstract, main
-from twisted.internet.interfaces import IHalfCloseableDescriptor, IPushProducer
+from twisted.internet.interfaces import IHalfCloseableDescriptor, IPushProducer, IReactorFDSet
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -41,7 +41,7 @@ class AttachUnavailable(Exception):
 class SeqPacketConnection(abstract.FileDescriptor):
     """A connected C{SOCK_SEQPACKET} socket driven by the reactor: one packet per C{dataReceived}."""
 
-    def __init__(self, sock: socket.socket, protocol: Protocol, reactor: Any) -> None:
+    def __init__(self, sock: socket.socket, protocol: Protocol, reactor: IReactorFDSet) -> None:
         super().__init__(reactor)
         self.socket = sock
         self.protocol = protocol
@@ -116,7 +116,7 @@ class SeqPacketConnection(abstract.FileDescriptor):
         return None
 
 
-def connect_attach(reactor: Any, path: str, protocol: Protocol) -> SeqPacketConnection:
+def connect_attach(reactor: IReactorFDSet, path: str, protocol: Protocol) -> SeqPacketConnection:
     """Connect C{protocol} to the conmon attach socket at C{path}.
 
     @raise AttachUnavailable: no socket, or nobody listening on it.

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -142,7 +143,7 @@ class ConmonExecDriver:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorProcess,
         blocking: Blocking,
         conmon: str = "/usr/bin/conmon",
         crun: str = "/usr/bin/crun",

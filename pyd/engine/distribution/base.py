@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -96,7 +97,7 @@ class DistributionBase:
         blocking: Blocking,
         staging_dir: str,
         settings: Callable[[], DistributionSettings],
-        clock: Any = None,
+        clock: IReactorTime | None = None,
         on_pull_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
