@@ -1,4 +1,5 @@
 """`python -m bench [AREA...]`: run every area's benchmark (or the named ones), one after another.
+`python -m bench AREA --opt ...`: one area with its own options (e.g. `soak --minutes 20`).
 
 Each area is a module `bench/<area>.py` with a `main(argv)`; each starts its own daemons (pyd, and
 dockerd when /usr/bin/dockerd exists) on temporary sockets and prints its table.
@@ -13,7 +14,9 @@ import time
 
 import bench
 
-SKIP = {"common", "__main__", "ab"}  # ab compares two pyd trees: run it by hand
+# ab compares two pyd trees, soak runs for 20 minutes: run them by hand
+SKIP = {"common", "__main__", "ab"}
+BY_HAND = {"soak"}
 
 
 def areas() -> list[str]:
@@ -23,7 +26,11 @@ def areas() -> list[str]:
 
 def main(argv: list[str]) -> int:
     """Run the named areas (default: all)."""
-    wanted = argv or areas()
+    opts: list[str] = []
+    if argv and argv[0] in areas() and len(argv) > 1 and argv[1].startswith("-"):
+        wanted, opts = argv[:1], argv[1:]
+    else:
+        wanted = argv or [a for a in areas() if a not in BY_HAND]
     unknown = [a for a in wanted if a not in areas()]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(areas())}")
@@ -34,7 +41,7 @@ def main(argv: list[str]) -> int:
         t0 = time.monotonic()
         module = importlib.import_module(f"bench.{area}")
         try:
-            rc = module.main([]) if "argv" in module.main.__code__.co_varnames else module.main()
+            rc = module.main(opts) if "argv" in module.main.__code__.co_varnames else module.main()
         except Exception as e:  # one area failing must not stop the others
             print(f"bench.{area} failed: {type(e).__name__}: {e}")
             rc = 1
