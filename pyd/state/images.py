@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 from pyd.core.records import Layer
 from pyd.state.db import Database
-from pyd.state.models import ImageRefRow, ImageRow, LayerRow, RwLayerRow
+from pyd.state.models import ContainerRow, ImageRefRow, ImageRow, LayerRow, RwLayerRow
 
 
 @attrs.frozen
@@ -440,6 +440,16 @@ class ImageRepository:
             lambda conn: [
                 RwLayer(r.container_id, r.image_id, r.top_layer, r.created)
                 for r in conn.execute(select(RwLayerRow))
+            ]
+        )
+
+    def rw_without_container(self) -> Deferred[list[str]]:
+        """Writable layers no container row owns: a build's scratch layers (COPY, WORKDIR and
+        C{--from} roots have none) and a create that a crash cut between the two writes."""
+        owned = select(ContainerRow.id).where(ContainerRow.id == RwLayerRow.container_id)
+        return self._db.run(
+            lambda conn: [
+                r[0] for r in conn.execute(select(RwLayerRow.container_id).where(~owned.exists()))
             ]
         )
 

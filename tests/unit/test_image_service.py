@@ -311,6 +311,41 @@ class StartupTests:
         assert os.listdir(storage / "tmp") == []
         assert _layer_dirs(tmp) == []
 
+    def test_rw_layer_without_container(self, tmp: Path) -> None:
+        """A writable layer no container row owns (a build's scratch layer, or a create cut by
+        a crash) is removed at start with its directory; a container's stays."""
+        from sqlalchemy import insert
+
+        from pyd.state.models import ContainerRow
+
+        svc, _events, _containers, repo = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar")
+        _load(svc, built.path)
+        scratch, owned = "a" * 64, "b" * 64
+        run(svc.create_rw_layer(scratch, built.id))
+        run(svc.create_rw_layer(owned, built.id))
+        run(
+            repo._db.transaction(
+                lambda conn: conn.execute(
+                    insert(ContainerRow).values(
+                        id=owned,
+                        name="/c",
+                        image_id=built.id,
+                        image_ref="x",
+                        created=0,
+                        status="created",
+                        config={},
+                        host_config={},
+                        state={},
+                    )
+                )
+            )
+        )
+        run(svc.start())
+        assert [r.container_id for r in run(repo.all_rw())] == [owned]
+        assert sorted(os.listdir(tmp / "storage" / "containers")) == [owned]
+        assert len(_layer_dirs(tmp)) == len(built.diff_ids)
+
 
 class BuildSliceTests:
     """The builder's slice of the store (L{pyd.engine.contracts.BuildImages}): a commit with a

@@ -150,6 +150,12 @@ class ImageStoreBase:
     async def start(self) -> None:
         """Create the layout; drop unused layer rows, staging leftovers and orphan directories."""
         await self._io.run(self._store.ensure_dirs)
+        # Nothing builds before the daemon listens, so a writable layer without its container
+        # is a leftover of a crash (still mounted, pinning its image's layers): drop it first.
+        # (The layers it releases lose their rows here; the sweep below removes their directories.)
+        for layer_id in await self._repo.rw_without_container():
+            await self._io.run(self._store.remove_rw, layer_id)
+            await self._repo.delete_rw(layer_id)
         orphans = await self._repo.release_orphans()
         known = await self._repo.all_cache_ids()
         known_rw = {r.container_id for r in await self._repo.all_rw()}
