@@ -259,6 +259,8 @@ class ContainerState:
     health_log: tuple[HealthLogEntry, ...] = ()
     manually_stopped: bool = False
     has_been_started: bool = False
+    # paused by pyd for a commit, not by a user: a restart after a crash mid-commit unpauses it
+    paused_for_commit: bool = False
 
     @property
     def running(self) -> bool:

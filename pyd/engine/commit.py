@@ -28,8 +28,9 @@ class CommitContainers(Protocol):
         """The container C{ref} names. @raise NotFound: C{No such container: <ref>}."""
         ...
 
-    async def pause(self, ref: str) -> None:
-        """Freeze it. @raise Conflict: not running or already paused."""
+    async def pause(self, ref: str, for_commit: bool = False) -> None:
+        """Freeze it (C{for_commit}: marked as the commit's own, so that a restart after a
+        crash mid-commit unpauses it). @raise Conflict: not running or already paused."""
         ...
 
     async def unpause(self, ref: str) -> None:
@@ -82,7 +83,7 @@ class CommitService:
         paused = False
         if pause and source.running:
             try:
-                await self._containers.pause(source.container_id)
+                await self._containers.pause(source.container_id, for_commit=True)
                 paused = True
             except PydError:
                 paused = False  # already paused, or stopped meanwhile: commit as it is

@@ -46,10 +46,10 @@ class FakeCommitContainers:
                 return s
         raise NotFound(f"No such container: {ref}")
 
-    async def pause(self, ref: str) -> None:
+    async def pause(self, ref: str, for_commit: bool = False) -> None:
         if self.pause_error:
             raise Conflict(f"Container {ref} is already paused")
-        self.calls.append("pause")
+        self.calls.append("pause for commit" if for_commit else "pause")
 
     async def unpause(self, ref: str) -> None:
         self.calls.append("unpause")

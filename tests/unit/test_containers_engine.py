@@ -712,6 +712,23 @@ class RestoreTests(EngineTestBase):
         self.runtime.exit(cid, 0)
         self.assertEqual(self.svc.resolve(cid).state.status, "exited")
 
+    def test_pause_of_a_commit_undone(self) -> None:
+        """A daemon killed in the middle of a commit left the container paused by pyd (not by a
+        user): the restart unpauses it; a user's pause stays."""
+        committed = self.started(Cmd=["sleep", "100"])
+        paused = self.started(Cmd=["sleep", "100"])
+        self.go(self.svc.pause(committed, for_commit=True))
+        self.go(self.svc.pause(paused))
+        self.svc.shutdown()
+        self.runtime.callbacks.clear()
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        c = self.svc.resolve(committed)
+        self.assertEqual((c.state.status, c.state.paused_for_commit), ("running", False))
+        self.assertEqual(self.runtime.containers[committed]["status"], "running")
+        self.assertEqual(self.svc.resolve(paused).state.status, "paused")
+        self.assertEqual(self.runtime.containers[paused]["status"], "paused")
+
 
 class HealthTests(EngineTestBase):
     def test_health_transitions(self) -> None:

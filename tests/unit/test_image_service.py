@@ -423,7 +423,7 @@ class CommitTests:
         events are dockerd 28's image create, image tag, container commit."""
         svc, events, calls, cid = self._setup(tmp)
         img = run(svc.commit_container("c1", "pyd-t/x:1", {}, comment="m"))
-        assert calls == ["pause", "unpause"]
+        assert calls == ["pause for commit", "unpause"]
         cfg = img.config
         assert cfg["container"] == cid
         assert cfg["container_config"]["Cmd"] == ["sh", "-c", "echo hi > /f"]

@@ -448,8 +448,9 @@ class ContainerLifecycle(ContainerCreate):
             await self._start(c)
             self._emit(self.resolve(c.id), "restart")
 
-    async def pause(self, ref: str) -> None:
-        """Freeze the container. @raise Conflict: not running or already paused."""
+    async def pause(self, ref: str, for_commit: bool = False) -> None:
+        """Freeze the container (C{for_commit}: for the time of a commit, so that a crash before
+        the unpause does not leave it paused). @raise Conflict: not running or already paused."""
         c = self.resolve(ref)
         async with self._lock(c.id):
             c = self.resolve(c.id)
@@ -461,7 +462,8 @@ class ContainerLifecycle(ContainerCreate):
                 await self.runtime.pause(c.id, runtime=self.oci_runtime(c))
             except RuntimeFailed as e:
                 raise SystemError_(f"Cannot pause container {c.id}: {e.message}") from e
-            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="paused")))
+            state = attrs.evolve(c.state, status="paused", paused_for_commit=for_commit)
+            c = await self._save(attrs.evolve(c, state=state))
             self._emit(c, "pause")
 
     async def unpause(self, ref: str) -> None:
@@ -475,7 +477,8 @@ class ContainerLifecycle(ContainerCreate):
                 await self.runtime.resume(c.id, runtime=self.oci_runtime(c))
             except RuntimeFailed as e:
                 raise SystemError_(f"Cannot unpause container {c.id}: {e.message}") from e
-            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="running")))
+            state = attrs.evolve(c.state, status="running", paused_for_commit=False)
+            c = await self._save(attrs.evolve(c, state=state))
             self._emit(c, "unpause")
 
     # --- wait ------------------------------------------------------------------------------------

@@ -84,8 +84,16 @@ class ContainerRestore(RestartPolicy):
                     status = "running"
                     if rt is not None and rt.get("status") == "paused":
                         status = "paused"
-                    if status != st.status:
-                        await self._save(attrs.evolve(c, state=attrs.evolve(st, status=status)))
+                    if status == "paused" and st.paused_for_commit:
+                        # pyd died in the middle of a commit: the pause was its own, undo it
+                        try:
+                            await self.runtime.resume(c.id)
+                            status = "running"
+                        except RuntimeFailed as e:
+                            log.warn("unpause of {cid}: {err}", cid=c.id, err=e.message)
+                    if status != st.status or st.paused_for_commit:
+                        state = attrs.evolve(st, status=status, paused_for_commit=False)
+                        await self._save(attrs.evolve(c, state=state))
                     await self._resume_log_rotation(c)
                     self._schedule_health(c.id, first=True)
                     continue
