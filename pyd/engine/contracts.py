@@ -8,7 +8,7 @@ against these protocols.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -253,6 +253,11 @@ class NetworkProvider(Protocol):
 
     async def release(self, container_id: str) -> None:
         """On removal: drop the container's endpoints (addresses go back to the pool)."""
+        ...
+
+    async def release_stale(self, running: Collection[str]) -> None:
+        """At daemon start, once containers are restored: tear down what containers that do not
+        run still hold (a start the daemon died in: namespace, interfaces, addresses)."""
         ...
 
 

@@ -9,7 +9,7 @@ L{BasicVolumeProvider} handles bind mounts (C{Binds}, C{Mounts} of type bind) an
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import MountSpec, NetworkSetup
@@ -58,6 +58,9 @@ class BasicNetworkProvider:
 
     async def release(self, container_id: str) -> None:
         """Nothing to release."""
+
+    async def release_stale(self, running: Collection[str]) -> None:
+        """Nothing is held."""
 
 
 def _parse_bind(spec: str) -> MountSpec:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pyd.core.errors import NotFound
@@ -82,6 +82,7 @@ class FakeNetworkProvider:
         self.setups: dict[str, NetworkSetup] = {}
         self.torn_down: list[str] = []
         self.released: list[str] = []
+        self.stale_released: list[str] = []
         self.next_ip = 2
 
     def canonical_mode(self, network_mode: str) -> str:
@@ -149,6 +150,9 @@ class FakeNetworkProvider:
 
     async def release(self, container_id: str) -> None:
         self.released.append(container_id)
+
+    async def release_stale(self, running: Collection[str]) -> None:
+        self.stale_released.extend(sorted(set(self.setups) - set(running) - set(self.torn_down)))
 
 
 class FakeVolumeProvider:

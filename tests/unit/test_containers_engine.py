@@ -19,7 +19,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.drivers.runtime.conmon import CreateOptions, ProcessGone
 from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest, runconfig
-from pyd.engine.spec import rules
+from pyd.engine.spec import NetworkRequest, rules
 from pyd.state.containers import ContainerRepository
 from tests.fakes.container_providers import (
     FakeImageProvider,
@@ -711,6 +711,60 @@ class RestoreTests(EngineTestBase):
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
         self.runtime.exit(cid, 0)
         self.assertEqual(self.svc.resolve(cid).state.status, "exited")
+
+    def test_interrupted_create_removed(self) -> None:
+        """A daemon killed in the middle of a create (its row stored, its writable layer or
+        mounts not yet): the restart removes the container, its anonymous volumes and bundle,
+        as a failed create does; a finished create stays."""
+        kept = self.create(Cmd=["sleep", "100"])
+        hang: Deferred[None] = Deferred()
+        real = self.volumes.resolve_mounts
+
+        async def stuck(*a: Any, **kw: Any) -> Any:
+            await hang
+            return await real(*a, **kw)
+
+        self.volumes.resolve_mounts = stuck  # type: ignore[method-assign]
+        pending = Deferred.fromCoroutine(self.svc.create("/cut", {"Image": "busybox"}, {}))
+        self.assertNoResult(pending)
+        cut = self.svc.resolve("cut").id
+        self.svc.shutdown()
+        self.volumes.resolve_mounts = real  # type: ignore[method-assign]
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        self.fail_with(self._resolve(cut), NotFound)
+        self.assertIn((cut, True), self.volumes.released)
+        self.assertFalse(os.path.exists(self.svc.bundle_dir(cut)))
+        self.assertEqual(self.svc.resolve(kept).state.status, "created")
+        # the old daemon's create is gone with it: end the coroutine while the DB is open
+        pending.cancel()
+        self.failureResultOf(pending)
+
+    async def _resolve(self, ref: str) -> Any:
+        return self.svc.resolve(ref)
+
+    def test_interrupted_start_undone(self) -> None:
+        """A daemon killed in the middle of a start, after the runtime created the container
+        but before conmon took over (so no monitor lives): the restart deletes the runtime's
+        half-created container, unmounts the root filesystem and has the network give back
+        what the start took; the container can then start."""
+        cid = self.create(Cmd=["sleep", "100"])
+        running = self.started(Cmd=["sleep", "100"])
+        self.go(self.images.mount_rw_layer(cid))
+        self.go(self.networks.setup(cid, "x", "x", "bridge", {}, NetworkRequest(), []))
+        self.go(self.runtime.create(CreateOptions(cid, "x", self.svc.bundle_dir(cid), {})))
+        self.runtime.alive_monitors.discard(cid)
+        self.svc.shutdown()
+        self.runtime.callbacks.clear()
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        self.assertEqual(self.svc.resolve(cid).state.status, "created")
+        self.assertNotIn(cid, self.runtime.containers)
+        self.assertNotIn(cid, self.images.mounted)
+        self.assertEqual(self.networks.stale_released, [cid])
+        self.assertIn(running, self.images.mounted)
+        self.go(self.svc.start(cid))
+        self.assertEqual(self.svc.resolve(cid).state.status, "running")
 
     def test_pause_of_a_commit_undone(self) -> None:
         """A daemon killed in the middle of a commit left the container paused by pyd (not by a

@@ -54,6 +54,9 @@ from pyd.state.containers import ContainerRepository
 
 log = Logger()
 
+# Key of a container's C{extra} while its create is under way (see ContainerCreate.create).
+CREATING = "creating"
+
 
 @attrs.frozen
 class ContainerSettings:

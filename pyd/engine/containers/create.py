@@ -28,7 +28,14 @@ from pyd.core.records import (
 from pyd.drivers.runtime import spec as oci
 from pyd.engine import confinement, honoured, resolvconf
 from pyd.engine.containers import runconfig
-from pyd.engine.containers.base import _normalise_ports, _now_nano, _read_or, _resources_of, _write
+from pyd.engine.containers.base import (
+    CREATING,
+    _normalise_ports,
+    _now_nano,
+    _read_or,
+    _resources_of,
+    _write,
+)
 from pyd.engine.containers.links import ContainerLinks
 from pyd.engine.spec import CreateSpec, rules
 from pyd.engine.users import resolve_user
@@ -126,6 +133,9 @@ class ContainerCreate(ContainerLinks):
                 "resolv_conf_path": os.path.join(bundle, "resolv.conf"),
                 "log_path": os.path.join(bundle, "ctr.log"),
                 "platform": "linux",
+                # until the create has made everything (the row comes first: the name is
+                # UNIQUE); a restart removes a container that still carries it
+                CREATING: True,
                 **self._cgroup_extra(cid, spec),
             },
             networking_config=netcfg,
@@ -149,7 +159,9 @@ class ContainerCreate(ContainerLinks):
             self._cache.pop(cid, None)
             await self._blocking.run(shutil.rmtree, bundle, True)
             raise
-        extra = {**c.extra, "links": links} if links else c.extra
+        extra = {k: v for k, v in c.extra.items() if k != CREATING}
+        if links:
+            extra["links"] = links
         c = await self._save(attrs.evolve(c, mounts=tuple(mounts), extra=extra))
         self._emit(c, "create")
         return cid, warnings

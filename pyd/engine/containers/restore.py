@@ -4,6 +4,8 @@ under conmon, handle exits that happened while the daemon was down, resume resta
 
 from __future__ import annotations
 
+import shutil
+
 import attrs
 from twisted.logger import Logger
 
@@ -17,7 +19,7 @@ from pyd.drivers.runtime.conmon import (
     ExitInfo,
     RuntimeFailed,
 )
-from pyd.engine.containers.base import _now_nano, _Run
+from pyd.engine.containers.base import CREATING, _now_nano, _Run
 from pyd.engine.containers.restart import RESTART_RESET_AFTER, RestartPolicy
 
 log = Logger()
@@ -58,6 +60,9 @@ class ContainerRestore(RestartPolicy):
         """
         to_start: list[str] = []
         for c in list(self._cache.values()):
+            if c.extra.get(CREATING):
+                await self._discard_unfinished(c)
+                continue
             st = c.state
             if st.status in ("running", "paused", "restarting", "removing"):
                 bundle = self.bundle_dir(c.id)
@@ -127,17 +132,41 @@ class ContainerRestore(RestartPolicy):
             ):
                 # pyd died between conmon's create and recording the start: adopt or discard.
                 await self._adopt(c)
-            elif (
-                st.status in ("exited", "created")
-                and st.has_been_started
-                and self._policy_restarts(c, st.exit_code)
-            ):
-                to_start.append(c.id)
+            elif st.status in ("exited", "created"):
+                await self._undo_interrupted_start(c)
+                if st.has_been_started and self._policy_restarts(c, st.exit_code):
+                    to_start.append(c.id)
         for cid in to_start:
             try:
                 await self._start_locked(cid)
             except PydError as e:
                 log.warn("restart of {cid} at daemon start failed: {err}", cid=cid, err=e)
+        running = [cid for cid, c in self._cache.items() if c.state.running]
+        await self._networks.release_stale(running)
+
+    async def _undo_interrupted_start(self, c: Container) -> None:
+        """A container that does not run may hold what a start the daemon died in made before
+        its conmon took over: the runtime's half-created container (its init process waits in
+        the network namespace) and the root filesystem mount. Both go, as after a failed
+        start; cheap when there is nothing (no runtime state directory, nothing mounted)."""
+        try:
+            await self.runtime.delete(c.id, force=True)
+        except RuntimeFailed as e:
+            log.warn("container {cid}: runtime state left: {err}", cid=c.id, err=e.message)
+        try:
+            await self._images.unmount_rw_layer(c.id)
+        except PydError as e:
+            log.warn("container {cid}: root filesystem left mounted: {err}", cid=c.id, err=e)
+
+    async def _discard_unfinished(self, c: Container) -> None:
+        """A create the daemon died in: its client got no answer, so it is undone as a failed
+        create is (without this, the row stayed with no writable layer or without its mounts)."""
+        log.info("removing container {cid}: its create was interrupted", cid=c.id)
+        await self._volumes.release(c.id, True)
+        await self._images.remove_rw_layer(c.id)
+        await self._repo.remove(c.id)
+        self._cache.pop(c.id, None)
+        await self._blocking.run(shutil.rmtree, self.bundle_dir(c.id), True)
 
     async def _adopt(self, c: Container) -> None:
         oci = self.oci_runtime(c)

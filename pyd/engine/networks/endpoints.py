@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 from twisted.logger import Logger
@@ -406,6 +406,17 @@ class Endpoints(Ipam, Ports, Dns):
             if net is not None:
                 self._emit("disconnect", net, container=cid)
 
+    async def release_stale(self, running: Collection[str]) -> None:
+        """At daemon start, after the containers' restore: tear down the endpoints and pinned
+        namespaces of containers that do not run (a start the daemon died in; the start-up
+        sweep kept them while the start's half-created process still lived in them)."""
+        stale = {a.container_id for a in self._active} - set(running)
+        pinned = await self._blocking(_listdir, os.path.dirname(self.netns_path("x")))
+        stale |= set(pinned) - set(running)
+        for cid in sorted(stale):
+            log.info("releasing network resources of {cid}: it does not run", cid=cid)
+            await self.teardown(cid)
+
     async def release(self, container_id: str) -> None:
         """On removal: drop the container's endpoints (addresses go back to the pool)."""
 
@@ -607,3 +618,10 @@ def _overlay(base: EndpointRequest, more: EndpointRequest) -> EndpointRequest:
         if (value := getattr(more, f.name)) and value != IPAMRequest()
     }
     return attrs.evolve(base, **given)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
