@@ -766,6 +766,37 @@ class RestoreTests(EngineTestBase):
         self.go(self.svc.start(cid))
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
 
+    def test_interrupted_removal_finished(self) -> None:
+        """A daemon killed in the middle of `docker rm` (the container marked removing, its
+        writable layer already gone): the restart finishes the removal."""
+        cid = self.started(Cmd=["sleep", "100"])
+        c = self.svc.resolve(cid)
+        self.runtime.exit(cid, 137)
+        c = self.svc.resolve(cid)
+        self.go(self.svc._save(attrs.evolve(c, state=attrs.evolve(c.state, status="removing"))))
+        self.go(self.images.remove_rw_layer(cid))
+        self.svc.shutdown()
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        self.fail_with(self._resolve(cid), NotFound)
+        self.assertIn(cid, self.networks.released)
+        self.assertFalse(os.path.exists(self.svc.bundle_dir(cid)))
+
+    def test_orphan_bundle_swept(self) -> None:
+        """A bundle directory without its container (a removal that ended between the row and
+        the directory) is removed at start; other names and known containers' stay."""
+        kept = self.create(Cmd=["sleep", "100"])
+        orphan = os.path.join(self.root, "containers", "e" * 64)
+        other = os.path.join(self.root, "containers", "notes")
+        os.makedirs(os.path.join(orphan, "sub"))
+        os.makedirs(other)
+        self.svc.shutdown()
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        self.assertFalse(os.path.exists(orphan))
+        self.assertTrue(os.path.isdir(other))
+        self.assertTrue(os.path.isdir(self.svc.bundle_dir(kept)))
+
     def test_pause_of_a_commit_undone(self) -> None:
         """A daemon killed in the middle of a commit left the container paused by pyd (not by a
         user): the restart unpauses it; a user's pause stays."""

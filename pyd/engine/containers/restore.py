@@ -4,6 +4,7 @@ under conmon, handle exits that happened while the daemon was down, resume resta
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import attrs
@@ -12,6 +13,7 @@ from twisted.logger import Logger
 from pyd.core.errors import (
     PydError,
 )
+from pyd.core.ids import is_full_id
 from pyd.core.records import (
     Container,
 )
@@ -19,6 +21,7 @@ from pyd.drivers.runtime.conmon import (
     ExitInfo,
     RuntimeFailed,
 )
+from pyd.drivers.runtime.shm import unmount_shm
 from pyd.engine.containers.base import CREATING, _now_nano, _Run
 from pyd.engine.containers.restart import RESTART_RESET_AFTER, RestartPolicy
 
@@ -59,9 +62,17 @@ class ContainerRestore(RestartPolicy):
         neither (the host rebooted: runtime state gone) is marked exited (255) and restartable.
         """
         to_start: list[str] = []
+        to_remove: list[str] = []
         for c in list(self._cache.values()):
             if c.extra.get(CREATING):
                 await self._discard_unfinished(c)
+                continue
+            if c.state.status == "removing":
+                # a removal the daemon died in: its client was told nothing, and part of the
+                # container may be gone already (its writable layer, its addresses); finish it
+                # below, once it is marked stopped (anonymous volumes are kept: -v is unknown)
+                await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="dead")))
+                to_remove.append(c.id)
                 continue
             st = c.state
             if st.status in ("running", "paused", "restarting", "removing"):
@@ -141,8 +152,27 @@ class ContainerRestore(RestartPolicy):
                 await self._start_locked(cid)
             except PydError as e:
                 log.warn("restart of {cid} at daemon start failed: {err}", cid=cid, err=e)
+        for cid in to_remove:
+            try:
+                await self.remove(cid, force=True)
+            except PydError as e:
+                log.warn("removal of {cid} at daemon start failed: {err}", cid=cid, err=e)
         running = [cid for cid, c in self._cache.items() if c.state.running]
         await self._networks.release_stale(running)
+        await self._blocking.run(self._sweep_bundles, set(self._cache))
+
+    def _sweep_bundles(self, known: set[str]) -> None:
+        """Bundle directories without a container (a removal that ended between deleting the
+        row and the directory). Blocking."""
+        root = self.settings.containers_dir
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name not in known and is_full_id(name):
+                unmount_shm(os.path.join(root, name, "shm"))
+                shutil.rmtree(os.path.join(root, name), True)
 
     async def _undo_interrupted_start(self, c: Container) -> None:
         """A container that does not run may hold what a start the daemon died in made before
