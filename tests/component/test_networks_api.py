@@ -483,6 +483,39 @@ class EmbeddedResolverTests(SynchronousTestCase):
         self.assertIn(live_setup.netns_path, applied)
         self.assertEqual(restarted.lookup_name(live, "live"), [live_setup.endpoints[0].ipv4])
 
+    def test_remove_cut_between_bridge_and_row(self) -> None:
+        """A `network rm` the daemon dies in at either of its two writes (the bridge's deletion,
+        the row's): the restarted daemon knows every bridge left, and the removal then
+        succeeds."""
+        for step in ("delete_link", "remove"):
+            code, _ = self.call("POST", "/networks/create", {"Name": "cut"})
+            self.assertEqual(code, 201)
+            target = self.netlink if step == "delete_link" else self.service._repo
+
+            def crash(*a: Any) -> Any:
+                raise SystemExit("killed")
+
+            setattr(target, step, crash)
+            self.failureResultOf(Deferred.fromCoroutine(self.service.remove("cut")), SystemExit)
+            delattr(target, step)
+            self.service = NetworkService(
+                NetworkRepository(self.db),
+                self.netlink,
+                self.firewall,
+                self.resolver,
+                InlineBlocking(),
+                self.events,
+                self.service.config,
+                lookup=self.containers,
+                can_bind=lambda ip, port, proto: True,
+            )
+            self.successResultOf(Deferred.fromCoroutine(self.service.start()))
+            self.http = StubTreq(ApiRoot([NetworksRouter(self.service)]))
+            known = {n.bridge for n in self.service._networks.values()}
+            self.assertLessEqual(set(self.netlink.bridges), known, step)
+            self.successResultOf(Deferred.fromCoroutine(self.service.remove("cut")))
+            self.assertNotIn("cut", {n.name for n in self.service._networks.values()})
+
     def test_internal_only_does_not_forward(self) -> None:
         """A container only on --internal networks gets its names but no forwarding."""
         self.call("POST", "/networks/create", {"Name": "inner", "Internal": True})

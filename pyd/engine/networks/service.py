@@ -236,9 +236,11 @@ class NetworkService(Endpoints):
 
     async def _drop(self, n: Network) -> None:
         del self._networks[n.id]
-        await self._repo.remove(n.id)
+        # The bridge before the row: a crash in between leaves a row whose bridge the next
+        # start makes again (the other order left a bridge nothing knew of, for good).
         if n.bridge:
             await self._blocking(self._nl.delete_link, n.bridge)
+        await self._repo.remove(n.id)
         await self._refresh()
         self._emit("destroy", n)
 
