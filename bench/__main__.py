@@ -14,9 +14,10 @@ import time
 
 import bench
 
-# ab compares two pyd trees, soak runs for 20 minutes: run them by hand
+# ab compares two pyd trees, soak runs for 20 minutes, crash kills daemons for as long as asked:
+# run them by hand
 SKIP = {"common", "__main__", "ab"}
-BY_HAND = {"soak"}
+BY_HAND = {"soak", "crash"}
 
 
 def areas() -> list[str]:
