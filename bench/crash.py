@@ -9,10 +9,15 @@ pyd only (dockerd is not crash-tested here). Exit status 1 when any invariant fa
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
 from tests.helpers.crash import OPERATIONS, CrashRig, Outcome
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
 
 
 def main(argv: list[str]) -> int:
@@ -51,13 +56,16 @@ def main(argv: list[str]) -> int:
     print()
     print(f"seed {args.seed}, {args.iterations} iteration(s), {time.monotonic() - t0:.0f}s")
     print(
-        f"{'operation':16s} {'calibrated s':>12s} {'kills':>6s} {'during op':>10s} {'failed':>7s}"
+        f"{'operation':16s} {'calibrated s':>12s} {'kills':>6s} {'during op':>10s} "
+        f"{'kill points s':>15s} {'restart s':>10s} {'failed':>7s}"
     )
     for op in ops:
         mine = [o for o in outcomes if o.operation == op.name]
         print(
             f"{op.name:16s} {rig.durations.get(op.name, 0):12.2f} {len(mine):6d} "
             f"{sum(not o.finished_before_kill for o in mine):10d} "
+            f"{_span([o.delay for o in mine]):>15s} "
+            f"{statistics.median([o.restart_s for o in mine] or [0]):10.1f} "
             f"{sum(not o.ok for o in mine):7d}"
         )
     return 1 if any(not o.ok for o in outcomes) else 0
