@@ -751,7 +751,7 @@ class RestoreTests(EngineTestBase):
         cid = self.create(Cmd=["sleep", "100"])
         running = self.started(Cmd=["sleep", "100"])
         self.go(self.images.mount_rw_layer(cid))
-        self.go(self.networks.setup(cid, "x", "x", "bridge", {}, NetworkRequest(), []))
+        self.go(self.networks.setup(cid, "x", "x", "bridge", NetworkRequest(), []))
         self.go(self.runtime.create(CreateOptions(cid, "x", self.svc.bundle_dir(cid), {})))
         self.runtime.alive_monitors.discard(cid)
         self.svc.shutdown()

@@ -103,7 +103,7 @@ class ContainerRestore(RestartPolicy):
                     if status == "paused" and st.paused_for_commit:
                         # pyd died in the middle of a commit: the pause was its own, undo it
                         try:
-                            await self.runtime.resume(c.id)
+                            await self.runtime.resume(c.id, runtime=self.oci_runtime(c))
                             status = "running"
                         except RuntimeFailed as e:
                             log.warn("unpause of {cid}: {err}", cid=c.id, err=e.message)
@@ -180,7 +180,7 @@ class ContainerRestore(RestartPolicy):
         the network namespace) and the root filesystem mount. Both go, as after a failed
         start; cheap when there is nothing (no runtime state directory, nothing mounted)."""
         try:
-            await self.runtime.delete(c.id, force=True)
+            await self.runtime.delete(c.id, force=True, runtime=self.oci_runtime(c))
         except RuntimeFailed as e:
             log.warn("container {cid}: runtime state left: {err}", cid=c.id, err=e.message)
         try:
