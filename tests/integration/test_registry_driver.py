@@ -10,7 +10,6 @@ import os
 import tempfile
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pyd.core.records import RegistryAuth
@@ -64,83 +63,67 @@ class _Base(TestCase):
         return RegistryAuth(USER, PASSWORD, self.registry.host)
 
 
-def _run(coro: Any) -> Deferred[Any]:
-    return ensureDeferred(coro)
-
-
 class NoAuthTests(_Base):
     """Open registry."""
 
-    def test_push_then_pull_roundtrip(self) -> Deferred[Any]:
+    async def test_push_then_pull_roundtrip(self) -> None:
         """Blobs and a manifest pushed by the client come back identical and verified."""
+        c = self.client("pyd/t", actions=("pull", "push"))
+        layer = _layer(b"a")
+        ld = "sha256:" + hashlib.sha256(layer).hexdigest()
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            f.write(layer)
+        self.addCleanup(os.unlink, f.name)
+        self.assertIsNone(await c.head_blob(ld))
+        seen: list[int] = []
+        await c.upload_blob(ld, f.name, len(layer), seen.append)
+        self.assertEqual(sum(seen), len(layer))
+        self.assertEqual(await c.head_blob(ld), len(layer))
+        cfg = json.dumps({"os": "linux", "architecture": "amd64"}).encode()
+        cd = "sha256:" + hashlib.sha256(cfg).hexdigest()
+        await c.put_blob(cd, cfg)
+        m = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": MT_DOCKER_MANIFEST,
+                "config": {"mediaType": MT_DOCKER_CONFIG, "size": len(cfg), "digest": cd},
+                "layers": [{"mediaType": MT_DOCKER_LAYER, "size": len(layer), "digest": ld}],
+            }
+        ).encode()
+        md = await c.put_manifest("v1", MT_DOCKER_MANIFEST, m)
+        got = await c.get_manifest("v1")
+        self.assertEqual((got.digest, got.data, got.media_type), (md, m, MT_DOCKER_MANIFEST))
+        got2 = await c.get_manifest(md)
+        self.assertEqual(got2.data, m)
+        sink = _Sink()
+        prog: list[int] = []
+        n = await c.get_blob(ld, sink, len(layer), prog.append)
+        self.assertEqual((n, sink.buf.getvalue(), sum(prog)), (len(layer), layer, len(layer)))
+        self.assertEqual(await c.list_tags(), ["v1"])
+        other = self.client(
+            "pyd/other", actions=("pull", "push"), extra_scopes=("repository:pyd/t:pull",)
+        )
+        self.assertTrue(await other.mount_blob(ld, "pyd/t"))
+        self.assertEqual(await other.head_blob(ld), len(layer))
 
-        async def go() -> None:
-            c = self.client("pyd/t", actions=("pull", "push"))
-            layer = _layer(b"a")
-            ld = "sha256:" + hashlib.sha256(layer).hexdigest()
-            with tempfile.NamedTemporaryFile(delete=False) as f:
-                f.write(layer)
-            self.addCleanup(os.unlink, f.name)
-            self.assertIsNone(await c.head_blob(ld))
-            seen: list[int] = []
-            await c.upload_blob(ld, f.name, len(layer), seen.append)
-            self.assertEqual(sum(seen), len(layer))
-            self.assertEqual(await c.head_blob(ld), len(layer))
-            cfg = json.dumps({"os": "linux", "architecture": "amd64"}).encode()
-            cd = "sha256:" + hashlib.sha256(cfg).hexdigest()
-            await c.put_blob(cd, cfg)
-            m = json.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": MT_DOCKER_MANIFEST,
-                    "config": {"mediaType": MT_DOCKER_CONFIG, "size": len(cfg), "digest": cd},
-                    "layers": [{"mediaType": MT_DOCKER_LAYER, "size": len(layer), "digest": ld}],
-                }
-            ).encode()
-            md = await c.put_manifest("v1", MT_DOCKER_MANIFEST, m)
-            got = await c.get_manifest("v1")
-            self.assertEqual((got.digest, got.data, got.media_type), (md, m, MT_DOCKER_MANIFEST))
-            got2 = await c.get_manifest(md)
-            self.assertEqual(got2.data, m)
-            sink = _Sink()
-            prog: list[int] = []
-            n = await c.get_blob(ld, sink, len(layer), prog.append)
-            self.assertEqual((n, sink.buf.getvalue(), sum(prog)), (len(layer), layer, len(layer)))
-            self.assertEqual(await c.list_tags(), ["v1"])
-            other = self.client(
-                "pyd/other", actions=("pull", "push"), extra_scopes=("repository:pyd/t:pull",)
-            )
-            self.assertTrue(await other.mount_blob(ld, "pyd/t"))
-            self.assertEqual(await other.head_blob(ld), len(layer))
-
-        return _run(go())
-
-    def test_tampered_blob_refused(self) -> Deferred[Any]:
+    async def test_tampered_blob_refused(self) -> None:
         """A blob whose stored bytes were changed fails with DigestMismatch."""
+        layer = _layer(b"b")
+        d = self.registry.put_blob("pyd/t", layer)
+        path = self.registry.blob_data_path(d)
+        with open(path, "r+b") as f:
+            f.seek(100)
+            f.write(b"XXXX")
+        c = self.client("pyd/t")
+        with self.assertRaises(DigestMismatch):
+            await c.get_blob(d, _Sink())
 
-        async def go() -> None:
-            layer = _layer(b"b")
-            d = self.registry.put_blob("pyd/t", layer)
-            path = self.registry.blob_data_path(d)
-            with open(path, "r+b") as f:
-                f.seek(100)
-                f.write(b"XXXX")
-            c = self.client("pyd/t")
-            with self.assertRaises(DigestMismatch):
-                await c.get_blob(d, _Sink())
-
-        return _run(go())
-
-    def test_missing_manifest(self) -> Deferred[Any]:
+    async def test_missing_manifest(self) -> None:
         """An unknown tag is a 404 RegistryError carrying the registry's error code."""
-
-        async def go() -> None:
-            with self.assertRaises(RegistryError) as cm:
-                await self.client("pyd/none").get_manifest("latest")
-            self.assertEqual(cm.exception.status, 404)
-            self.assertIn(cm.exception.codes[0], ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"))
-
-        return _run(go())
+        with self.assertRaises(RegistryError) as cm:
+            await self.client("pyd/none").get_manifest("latest")
+        self.assertEqual(cm.exception.status, 404)
+        self.assertIn(cm.exception.codes[0], ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"))
 
 
 class BasicAuthTests(_Base):
@@ -148,22 +131,18 @@ class BasicAuthTests(_Base):
 
     auth = "basic"
 
-    def test_login_and_pull(self) -> Deferred[Any]:
+    async def test_login_and_pull(self) -> None:
         """Good credentials log in and read; bad ones fail with dockerd's login text; anonymous gets 401."""
-
-        async def go() -> None:
-            await self.client("pyd/t", self.good()).login()
-            with self.assertRaises(AuthenticationFailed) as cm:
-                await self.client("pyd/t", RegistryAuth(USER, "wrong")).login()
-            self.assertIn("failed with status: 401 Unauthorized", str(cm.exception))
-            d = self.registry.put_blob("pyd/t", b"data")
-            sink = _Sink()
-            await self.client("pyd/t", self.good()).get_blob(d, sink)
-            self.assertEqual(sink.buf.getvalue(), b"data")
-            with self.assertRaises(AuthenticationFailed):
-                await self.client("pyd/t").get_blob(d, _Sink())
-
-        return _run(go())
+        await self.client("pyd/t", self.good()).login()
+        with self.assertRaises(AuthenticationFailed) as cm:
+            await self.client("pyd/t", RegistryAuth(USER, "wrong")).login()
+        self.assertIn("failed with status: 401 Unauthorized", str(cm.exception))
+        d = self.registry.put_blob("pyd/t", b"data")
+        sink = _Sink()
+        await self.client("pyd/t", self.good()).get_blob(d, sink)
+        self.assertEqual(sink.buf.getvalue(), b"data")
+        with self.assertRaises(AuthenticationFailed):
+            await self.client("pyd/t").get_blob(d, _Sink())
 
 
 class TokenAuthTests(_Base):
@@ -171,25 +150,21 @@ class TokenAuthTests(_Base):
 
     auth = "token"
 
-    def test_login_and_push_pull(self) -> Deferred[Any]:
+    async def test_login_and_push_pull(self) -> None:
         """Tokens are fetched from the realm with scopes; bad credentials are refused."""
-
-        async def go() -> None:
-            await self.client("pyd/t", self.good()).login()
-            with self.assertRaises(AuthenticationFailed):
-                await self.client("pyd/t", RegistryAuth(USER, "wrong")).login()
-            c = self.client("pyd/t", self.good(), actions=("pull", "push"))
-            await c.put_blob("sha256:" + hashlib.sha256(b"x").hexdigest(), b"x")
-            self.assertEqual(await c.head_blob("sha256:" + hashlib.sha256(b"x").hexdigest()), 1)
-            ts = self.registry.token_server
-            assert ts is not None
-            scopes = [r["query"].get("scope") for r in ts.requests if r["ok"]]
-            self.assertIn(["repository:pyd/t:pull,push"], scopes)
-            with self.assertRaises(AuthenticationFailed):
-                await self.client("pyd/t").head_blob("sha256:" + "0" * 64) or None
-                await self.client("pyd/t").get_manifest("latest")
-
-        return _run(go())
+        await self.client("pyd/t", self.good()).login()
+        with self.assertRaises(AuthenticationFailed):
+            await self.client("pyd/t", RegistryAuth(USER, "wrong")).login()
+        c = self.client("pyd/t", self.good(), actions=("pull", "push"))
+        await c.put_blob("sha256:" + hashlib.sha256(b"x").hexdigest(), b"x")
+        self.assertEqual(await c.head_blob("sha256:" + hashlib.sha256(b"x").hexdigest()), 1)
+        ts = self.registry.token_server
+        assert ts is not None
+        scopes = [r["query"].get("scope") for r in ts.requests if r["ok"]]
+        self.assertIn(["repository:pyd/t:pull,push"], scopes)
+        with self.assertRaises(AuthenticationFailed):
+            await self.client("pyd/t").head_blob("sha256:" + "0" * 64) or None
+            await self.client("pyd/t").get_manifest("latest")
 
 
 class HostsTests(TestCase):

@@ -13,9 +13,7 @@ import subprocess
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pyd.drivers.registry import HTTPClients
@@ -75,7 +73,7 @@ class RegistryProxyTests(TestCase):
         self.addCleanup(http.close)
         return http
 
-    def test_http_through_proxy(self) -> Deferred[Any]:
+    async def test_http_through_proxy(self) -> None:
         """A plain-HTTP registry by a name only the proxy knows answers /v2/ through it."""
         registry = Registry(None)
         self.addCleanup(registry.stop)
@@ -83,15 +81,12 @@ class RegistryProxyTests(TestCase):
         http = self.clients(ProxySettings.resolve(http=self.proxy.url))
         url = f"http://{NAME}:{registry.port}/v2/"
 
-        async def go() -> None:
-            resp = await http.verified.get(url)
-            await resp.content()
-            self.assertEqual(resp.code, 200)
-            self.assertIn(("GET", url, ""), self.proxy.seen)
+        resp = await http.verified.get(url)
+        await resp.content()
+        self.assertEqual(resp.code, 200)
+        self.assertIn(("GET", url, ""), self.proxy.seen)
 
-        return ensureDeferred(go())
-
-    def test_https_through_connect(self) -> Deferred[Any]:
+    async def test_https_through_connect(self) -> None:
         """HTTPS goes through CONNECT with the proxy's credentials, and TLS (with the certificate
         checked against certs.d and the name) runs end to end with the registry."""
         server, cert = _tls_server(self.tmp)
@@ -106,41 +101,32 @@ class RegistryProxyTests(TestCase):
             ProxySettings.resolve(https=proxy_url), os.path.join(self.tmp, "certs.d")
         )
 
-        async def go() -> None:
-            resp = await http.verified.get(f"https://{NAME}:{port}/v2/")
-            body = await resp.json()
-            self.assertEqual((resp.code, body), (200, {"over": "tls"}))
-            method, target, auth = self.proxy.seen[0]
-            self.assertEqual((method, target), ("CONNECT", f"{NAME}:{port}"))
-            self.assertEqual(auth, "Basic YWxpY2U6czNjcmV0")
+        resp = await http.verified.get(f"https://{NAME}:{port}/v2/")
+        body = await resp.json()
+        self.assertEqual((resp.code, body), (200, {"over": "tls"}))
+        method, target, auth = self.proxy.seen[0]
+        self.assertEqual((method, target), ("CONNECT", f"{NAME}:{port}"))
+        self.assertEqual(auth, "Basic YWxpY2U6czNjcmV0")
 
-        return ensureDeferred(go())
-
-    def test_loopback_direct(self) -> Deferred[Any]:
+    async def test_loopback_direct(self) -> None:
         """127.0.0.1 is never proxied (Go's rule, so dockerd's)."""
         registry = Registry(None)
         self.addCleanup(registry.stop)
         registry.start()
         http = self.clients(ProxySettings.resolve(http=self.proxy.url, https=self.proxy.url))
 
-        async def go() -> None:
-            resp = await http.verified.get(f"http://127.0.0.1:{registry.port}/v2/")
-            await resp.content()
-            self.assertEqual(resp.code, 200)
-            self.assertEqual(self.proxy.seen, [])
+        resp = await http.verified.get(f"http://127.0.0.1:{registry.port}/v2/")
+        await resp.content()
+        self.assertEqual(resp.code, 200)
+        self.assertEqual(self.proxy.seen, [])
 
-        return ensureDeferred(go())
-
-    def test_proxy_refuses(self) -> Deferred[Any]:
+    async def test_proxy_refuses(self) -> None:
         """A CONNECT the proxy refuses fails the request with the proxy's status line."""
         http = self.clients(ProxySettings.resolve(https=self.proxy.url))
 
-        async def go() -> None:
-            try:
-                await http.verified.get("https://nowhere.pyd-test.invalid:1/v2/")
-            except Exception as e:  # whatever the agent wraps it in
-                self.assertIn("502", repr(e))
-            else:
-                self.fail("expected the request to fail")
-
-        return ensureDeferred(go())
+        try:
+            await http.verified.get("https://nowhere.pyd-test.invalid:1/v2/")
+        except Exception as e:  # whatever the agent wraps it in
+            self.assertIn("502", repr(e))
+        else:
+            self.fail("expected the request to fail")
