@@ -91,6 +91,10 @@ class Options(_options_class()):  # type: ignore[misc]  # base class built at ru
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """Build the daemon's service tree from parsed options."""
+    from pyd.core import tlsstack
+
+    # Before anything imports the reactor or endpoints: the TLS stack loads on first use.
+    tlsstack.defer()
     from pyd.daemon.drivers import real_drivers
     from pyd.daemon.wiring import build_service
 

@@ -29,9 +29,9 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pyd.api.base import Route
+from pyd.api.base import ROLES, Route
 from pyd.api.exec import exec_config
-from pyd.api.identity import RANK, ROLES, Identity, Policy, identify
+from pyd.api.identity import RANK, Identity, Policy, identify
 from pyd.api.operator_rules import (
     OPERATOR_HOST_CONFIG,
     Ctx,

@@ -22,11 +22,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pyd.core import certs
-
 log = Logger()
 
-ROLES = certs.ROLES
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
 
@@ -62,6 +59,9 @@ class Policy:
 
     def role_for_cert(self, cert: Any) -> tuple[str, str]:
         """(role, subject) for a C{cryptography} certificate."""
+        # imported here: cryptography loads with the TLS stack, on the first TLS listener
+        from pyd.core import certs
+
         subject = certs.subject_of(cert)
         cn = certs.common_name(cert)
         for key in (subject, f"CN={cn}", cn):

@@ -12,11 +12,11 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import server
 
 from pyd.api.prometheus import MetricsRoot
 from pyd.config import DaemonConfig, parse_host
+from pyd.core import tlsstack
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.guard import ConnectionGuard, GuardState
 from pyd.daemon.pidlock import StartupError, clear_stale_socket, remove_file
@@ -88,6 +88,9 @@ def _api_listeners(
 
     def tcp_factory(address: str) -> Any:
         if config.tls or config.tlsverify:
+            tlsstack.load()
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
             if not tls:
                 tls.append(ServerTLS(config))
                 lifecycle.reload_checks.append(tls[0].prepare)

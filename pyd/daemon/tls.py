@@ -35,6 +35,9 @@ def build_tls_context(config: DaemonConfig) -> Any:
 
     @raise ConfigError: a file is missing or does not parse, or the key does not match.
     """
+    from pyd.core import tlsstack
+
+    tlsstack.load()
     from OpenSSL import SSL
     from OpenSSL.crypto import X509, PKey, X509StoreFlags
     from twisted.internet import ssl

@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
-from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
 from twisted.logger import Logger
-from twisted.web.client import ResponseFailed
+from twisted.web._newclient import ResponseFailed  # twisted.web.client's, without its TLS imports
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
 
+from pyd.core import tlsstack
 from pyd.core.records import RegistryAuth
 from pyd.core.seams import Blocking
 from pyd.drivers.registry.hosts import Endpoint, HTTPClients
@@ -101,13 +101,8 @@ class RegistryClient:
                     allow_redirects=allow_redirects,
                     timeout=None if unbuffered or callable(body) else _TIMEOUT,
                 )
-            except (
-                ConnectError,
-                DNSLookupError,
-                TimeoutError,
-                ConnectionLost,
-                ResponseFailed,
-                SSL.Error,
+            except tlsstack.with_tls_errors(
+                ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed
             ) as e:
                 raise TransportFailed(f'{method.capitalize()} "{url}": {_describe(e, url)}') from e
             if resp.code != 401:
@@ -209,7 +204,7 @@ class RegistryClient:
             resp = await self._client.get(url, timeout=_TIMEOUT)
         except (ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed) as e:
             raise TransportFailed(f'Get "{url}": {_describe(e, url)}') from e
-        except SSL.Error as e:
+        except tlsstack.tls_errors() as e:
             raise TransportFailed(f'Get "{url}": {_describe(e, url)}') from e
         body = await resp.content()
         if resp.code == 200:

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-from OpenSSL import SSL
-from twisted.internet import ssl as tssl
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from pyd.drivers.registry.proxy import ProxiedAgent, ProxySettings
+from pyd.core import tlsstack
+from pyd.drivers.registry.proxy import ProxySettings
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+    from twisted.internet import ssl as tssl
 from pyd.drivers.registry.wire import DOCKER_HUB, DOCKER_HUB_API
 
 log = Logger()
@@ -34,6 +36,8 @@ class _NoVerifyCreator:
     """TLS without certificate or host-name checks (insecure registries only)."""
 
     def __init__(self, hostname: str, client: tssl.PrivateCertificate | None = None) -> None:
+        from twisted.internet import ssl as tssl  # loaded: HTTPClients loads the TLS stack
+
         self._hostname = hostname
         if client is not None:
             opts = tssl.CertificateOptions(
@@ -47,6 +51,8 @@ class _NoVerifyCreator:
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         """A client-side connection for C{tlsProtocol}, sending SNI for names."""
+        from OpenSSL import SSL
+
         conn = SSL.Connection(self._ctx, None)
         conn.set_app_data(tlsProtocol)
         try:
@@ -72,6 +78,8 @@ class _TLSPolicy:
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
         """The connection creator for one host."""
+        from twisted.internet import ssl as tssl  # loaded: HTTPClients loads the TLS stack
+
         host = hostname.decode("ascii")
         certs = self.host_certs.get(f"{host}:{port}") or self.host_certs.get(host)
         client = certs.client if certs is not None else None
@@ -104,6 +112,10 @@ def load_certs_dir(root: str) -> dict[str, HostCerts]:
         d = os.path.join(root, host)
         if not os.path.isdir(d):
             continue
+        tlsstack.load()
+        from OpenSSL import SSL
+        from twisted.internet import ssl as tssl
+
         cas: list[tssl.Certificate] = []
         client: tssl.PrivateCertificate | None = None
         for name in sorted(os.listdir(d)):
@@ -205,24 +217,41 @@ class RegistryHosts:
 
 
 class HTTPClients:
-    """The daemon's shared HTTP clients (one connection pool per TLS policy)."""
+    """The daemon's shared HTTP clients (one connection pool per TLS policy).
+
+    The clients, their pools and the TLS stack under them are built on first use: a daemon that
+    never talks to a registry never loads treq, twisted.web.client nor pyOpenSSL
+    (L{pyd.core.tlsstack}).
+    """
 
     def __init__(
         self, reactor: Any, certs_dir: str | None = None, proxies: ProxySettings | None = None
     ) -> None:
-        import treq.client
-
         self.reactor = reactor
         self.certs_dir = certs_dir
         host_certs = load_certs_dir(certs_dir) if certs_dir else {}
         self._verified_policy = _TLSPolicy(True, host_certs)
         self._unverified_policy = _TLSPolicy(False, host_certs)
+        self._pool: Any = None
+        self._proxy_pool: Any = None
+        self._clients: tuple[Any, Any] | None = None
+        self.proxies = proxies or ProxySettings()
+
+    def _build(self) -> tuple[Any, Any]:
+        if self._clients is not None:
+            return self._clients
+        tlsstack.load()  # before twisted.web.client, which binds TLS names at import
+        import treq.client
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        from pyd.drivers.registry.proxy import ProxiedAgent
+
+        reactor = self.reactor
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
         self._pool.cachedConnectionTimeout = 30
         # Proxied connections get a pool of their own: the pool keys by scheme, host and port only.
         self._proxy_pool = HTTPConnectionPool(reactor, persistent=True)
-        self.proxies = proxies or ProxySettings()
 
         def agent(policy: _TLSPolicy) -> Any:
             direct = Agent(reactor, policy, connectTimeout=30, pool=self._pool)
@@ -230,8 +259,21 @@ class HTTPClients:
                 return direct
             return ProxiedAgent(reactor, direct, policy, self.proxies, self._proxy_pool)
 
-        self.verified = treq.client.HTTPClient(agent(self._verified_policy))
-        self.unverified = treq.client.HTTPClient(agent(self._unverified_policy))
+        self._clients = (
+            treq.client.HTTPClient(agent(self._verified_policy)),
+            treq.client.HTTPClient(agent(self._unverified_policy)),
+        )
+        return self._clients
+
+    @property
+    def verified(self) -> Any:
+        """The treq client that checks certificates."""
+        return self._build()[0]
+
+    @property
+    def unverified(self) -> Any:
+        """The treq client for insecure registries (no certificate check)."""
+        return self._build()[1]
 
     def reload_certs(self) -> None:
         """Re-read C{certs.d} (blocking; on SIGHUP)."""
@@ -250,7 +292,11 @@ class HTTPClients:
         Waits one reactor turn first: a connection whose last response just completed goes back
         to the pool only after its reader ran.
         """
+        from twisted.internet.defer import succeed
         from twisted.internet.task import deferLater
+
+        if self._clients is None:
+            return succeed(None)
 
         def close_all(_: object) -> Deferred[None]:
             d: Deferred[None] = self._pool.closeCachedConnections()

@@ -7,11 +7,11 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from OpenSSL import SSL
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
 from twisted.logger import Logger
-from twisted.web.client import ResponseFailed
+from twisted.web._newclient import ResponseFailed  # twisted.web.client's, without its TLS imports
 
+from pyd.core import tlsstack
 from pyd.core.records import RegistryAuth
 from pyd.drivers.registry.hosts import Endpoint, HTTPClients
 from pyd.drivers.registry.wire import _TIMEOUT, TransportFailed, _describe
@@ -56,13 +56,8 @@ class IndexClient:
             return await self._client.get(
                 url, headers={k: [v] for k, v in hdrs.items()}, timeout=_TIMEOUT
             )
-        except (
-            ConnectError,
-            DNSLookupError,
-            TimeoutError,
-            ConnectionLost,
-            ResponseFailed,
-            SSL.Error,
+        except tlsstack.with_tls_errors(
+            ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed
         ) as e:
             raise TransportFailed(f'Get "{url}": {_describe(e, url)}') from e
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import attrs
@@ -23,7 +23,6 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ProxyAgent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import (
     IAgent,
@@ -33,6 +32,9 @@ from twisted.web.iweb import (
     IResponse,
 )
 from zope.interface import implementer
+
+if TYPE_CHECKING:
+    from twisted.web.client import HTTPConnectionPool
 
 
 @attrs.frozen
@@ -233,6 +235,9 @@ class ProxiedAgent:
         settings: ProxySettings,
         pool: HTTPConnectionPool,
     ) -> None:
+        # imported here: twisted.web.client needs the TLS stack loaded first (HTTPClients does)
+        from twisted.web.client import Agent, ProxyAgent
+
         self._direct = direct
         self._settings = settings
         self._http = (

@@ -12,10 +12,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-from OpenSSL import SSL
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
 from twisted.logger import Logger
-from twisted.web.client import ResponseFailed
+from twisted.web._newclient import ResponseFailed  # twisted.web.client's, without its TLS imports
+
+from pyd.core import tlsstack
 
 log = Logger()
 
@@ -216,6 +217,6 @@ def _plain_http_answer(e: BaseException) -> bool:
     """Whether a TLS handshake failed because the server answered in plain HTTP."""
     reasons = [r.value for r in e.reasons] if isinstance(e, ResponseFailed) else [e]
     text = " ".join(str(r) for r in reasons).lower()
-    return any(isinstance(r, SSL.Error) for r in reasons) and any(
+    return any(isinstance(r, tlsstack.tls_errors()) for r in reasons) and any(
         m in text for m in ("wrong version number", "packet length too long", "record layer")
     )

@@ -11,10 +11,11 @@ from typing import IO, Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, ResponseDone
+from twisted.web._newclient import ResponseDone  # twisted.web.client's, without its TLS imports
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
+from pyd.core import tlsstack
 from pyd.core.seams import Blocking
 
 
@@ -61,13 +62,19 @@ class UrlFetcher:
     """Fetches http(s) URLs into files."""
 
     def __init__(self, reactor: Any, blocking: Blocking) -> None:
-        self._agent = Agent(reactor, connectTimeout=30)
+        self._reactor = reactor
+        self._agent: Any = None  # built on first use: it needs the TLS stack (pyd.core.tlsstack)
         self._blocking = blocking
 
     async def fetch(self, url: str, path: str) -> None:
         """Write the body of C{url} to C{path}. @raise FetchFailed: it could not be fetched."""
         if not url.startswith(("http://", "https://")):
             raise FetchFailed(f"unsupported URL scheme: {url}")
+        if self._agent is None:
+            tlsstack.load()  # before twisted.web.client, which binds TLS names at import
+            from twisted.web.client import Agent
+
+            self._agent = Agent(self._reactor, connectTimeout=30)
         try:
             response = await self._agent.request(
                 b"GET", url.encode(), Headers({b"User-Agent": [b"pyd"]})
