@@ -73,8 +73,24 @@ class ApiChannel(HTTPChannel):
         self._arm()
 
     def dataReceived(self, data: bytes) -> None:
-        """The first byte of a new request starts its header deadline."""
+        """The first byte of a new request starts its header deadline. A chunk that is exactly
+        one request the site answers without twisted.web's request machinery (C{/_ping}: every
+        CLI command sends one) is answered here."""
         if self.line_mode and not self._handlingRequest:
+            if (
+                not self.requests
+                and not self._buffer
+                and not self._waitingForTransport
+                and self.persistent
+                and getattr(self, "_HTTPChannel__first_line", 0) == 1
+            ):
+                quick = getattr(getattr(self, "site", None), "quick_response", None)
+                answer = quick(data) if quick is not None else None
+                if answer is not None:
+                    self._disarm()
+                    self.resetTimeout()
+                    self.transport.write(answer)  # type: ignore[union-attr]  # transport is set while the channel is connected
+                    return
             self._arm()
         super().dataReceived(data)
 
