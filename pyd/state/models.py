@@ -1,7 +1,7 @@
 """The schema of record (layer: state).
 
-SQLAlchemy 2 declarative tables. Alembic revisions in C{migrations/versions} must produce exactly
-this schema (tests/unit/test_migrations.py compares them). Flexible Docker structures (Config,
+SQLAlchemy Core tables (no ORM: the daemon never loads sqlalchemy.orm, ~7 MB of RSS). Alembic
+revisions in C{migrations/versions} must produce exactly this schema (tests/unit/test_migrations.py compares them). Flexible Docker structures (Config,
 HostConfig, State...) live in JSON columns; anything we filter, join or constrain on is a column.
 """
 
@@ -13,15 +13,16 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -30,168 +31,223 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-
-class Base(DeclarativeBase):
-    """Declarative base with constraint names Alembic can compare."""
-
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+metadata = MetaData(naming_convention=NAMING)
 
 
-class DaemonMeta(Base):
-    """Key/value facts about this daemon (its persistent ID, ...)."""
+class Rows:
+    """A table whose columns read as attributes (C{ContainerRow.name}), and which stands for
+    its table in C{select()}, C{insert()}, C{update()} and C{delete()}. The tables below are
+    typed C{Any}: SQLAlchemy's stubs know ORM classes and Tables, not such a stand-in."""
 
-    __tablename__ = "daemon_meta"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    def __init__(self, table: Table, doc: str) -> None:
+        self.__table__ = table
+        self.__doc__ = doc
 
+    def __clause_element__(self) -> Table:
+        """The table, for SQLAlchemy's statement constructors."""
+        return self.__table__
 
-class EventRow(Base):
-    """The event log behind C{/events}, bounded by a retention count."""
-
-    __tablename__ = "events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    time_nano: Mapped[int] = mapped_column(BigInteger, index=True)
-    type: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(64))
-    actor_id: Mapped[str] = mapped_column(String(255))
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
-    scope: Mapped[str] = mapped_column(String(16), default="local")
-
-
-class LayerRow(Base):
-    """An extracted layer, shared by every image whose chain contains it."""
-
-    __tablename__ = "layers"
-    chain_id: Mapped[str] = mapped_column(String(71), primary_key=True)
-    diff_id: Mapped[str] = mapped_column(String(71))
-    parent: Mapped[str | None] = mapped_column(ForeignKey("layers.chain_id"), nullable=True)
-    cache_id: Mapped[str] = mapped_column(String(64), unique=True)
-    size: Mapped[int] = mapped_column(BigInteger, default=0)
-    compressed_digest: Mapped[str | None] = mapped_column(String(71), nullable=True)
-    created: Mapped[int] = mapped_column(BigInteger)
+    def __getattr__(self, name: str) -> Column[Any]:
+        try:
+            column: Column[Any] = self.__table__.c[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return column
 
 
-class ImageRow(Base):
-    """An image: its config blob (kept byte for byte, its digest is the id) and its top layer."""
+class Base:
+    """Where Alembic and the tests find the schema (C{Base.metadata})."""
 
-    __tablename__ = "images"
-    id: Mapped[str] = mapped_column(String(71), primary_key=True)
-    config: Mapped[str] = mapped_column(Text)
-    top_layer: Mapped[str | None] = mapped_column(ForeignKey("layers.chain_id"), nullable=True)
-    parent_id: Mapped[str | None] = mapped_column(String(71), nullable=True, index=True)
-    cache_key: Mapped[str | None] = mapped_column(String(71), nullable=True, index=True)
-    size: Mapped[int] = mapped_column(BigInteger, default=0)
-    created: Mapped[int] = mapped_column(BigInteger)
-    last_tag_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metadata = metadata
 
 
-class ImageRefRow(Base):
-    """A reference to an image: C{repo:tag} or C{repo@sha256:...} (fully normalised)."""
-
-    __tablename__ = "image_refs"
-    ref: Mapped[str] = mapped_column(String(512), primary_key=True)
-    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(8))  # "tag" or "digest"
-    created: Mapped[int] = mapped_column(BigInteger)
-
-
-class RwLayerRow(Base):
-    """A container's writable layer; its top_layer keeps the image's layers alive."""
-
-    __tablename__ = "rw_layers"
-    container_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    image_id: Mapped[str | None] = mapped_column(String(71), nullable=True, index=True)
-    top_layer: Mapped[str | None] = mapped_column(ForeignKey("layers.chain_id"), nullable=True)
-    created: Mapped[int] = mapped_column(BigInteger)
+DaemonMeta: Any = Rows(
+    Table(
+        "daemon_meta",
+        metadata,
+        Column("key", String(64), primary_key=True),
+        Column("value", Text, nullable=False),
+    ),
+    """Key/value facts about this daemon (its persistent ID, ...).""",
+)
 
 
-class ContainerRow(Base):
-    """A container: Docker's Config/HostConfig as sent, plus its runtime state."""
-
-    __tablename__ = "containers"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    image_id: Mapped[str] = mapped_column(String(71), index=True)
-    image_ref: Mapped[str] = mapped_column(String(512))
-    created: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    host_config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[dict[str, Any]] = mapped_column(JSON)
-    network_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    mounts: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    restart_count: Mapped[int] = mapped_column(Integer, default=0)
-    layer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+EventRow: Any = Rows(
+    Table(
+        "events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("time_nano", BigInteger, index=True, nullable=False),
+        Column("type", String(32), nullable=False),
+        Column("action", String(64), nullable=False),
+        Column("actor_id", String(255), nullable=False),
+        Column("attributes", JSON, nullable=False),
+        Column("scope", String(16), default="local", nullable=False),
+    ),
+    """The event log behind C{/events}, bounded by a retention count.""",
+)
 
 
-class NetworkRow(Base):
-    """A network (bridge driver, or the built-in host/none)."""
-
-    __tablename__ = "networks"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    driver: Mapped[str] = mapped_column(String(32))
-    scope: Mapped[str] = mapped_column(String(16), default="local")
-    created: Mapped[int] = mapped_column(BigInteger)
-    internal: Mapped[bool] = mapped_column(Boolean, default=False)
-    attachable: Mapped[bool] = mapped_column(Boolean, default=False)
-    enable_ipv6: Mapped[bool] = mapped_column(Boolean, default=False)
-    ipam: Mapped[dict[str, Any]] = mapped_column(JSON)
-    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    bridge: Mapped[str | None] = mapped_column(String(15), nullable=True, unique=True)
+LayerRow: Any = Rows(
+    Table(
+        "layers",
+        metadata,
+        Column("chain_id", String(71), primary_key=True),
+        Column("diff_id", String(71), nullable=False),
+        Column("parent", ForeignKey("layers.chain_id"), nullable=True),
+        Column("cache_id", String(64), unique=True, nullable=False),
+        Column("size", BigInteger, default=0, nullable=False),
+        Column("compressed_digest", String(71), nullable=True),
+        Column("created", BigInteger, nullable=False),
+    ),
+    """An extracted layer, shared by every image whose chain contains it.""",
+)
 
 
-class EndpointRow(Base):
-    """A container's attachment to a network; UNIQUE constraints make IPAM double-allocation impossible."""
+ImageRow: Any = Rows(
+    Table(
+        "images",
+        metadata,
+        Column("id", String(71), primary_key=True),
+        Column("config", Text, nullable=False),
+        Column("top_layer", ForeignKey("layers.chain_id"), nullable=True),
+        Column("parent_id", String(71), nullable=True, index=True),
+        Column("cache_key", String(71), nullable=True, index=True),
+        Column("size", BigInteger, default=0, nullable=False),
+        Column("created", BigInteger, nullable=False),
+        Column("last_tag_time", BigInteger, nullable=True),
+        Column("extra", JSON, default=dict, nullable=False),
+    ),
+    """An image: its config blob (kept byte for byte, its digest is the id) and its top layer.""",
+)
 
-    __tablename__ = "endpoints"
-    __table_args__ = (
+
+ImageRefRow: Any = Rows(
+    Table(
+        "image_refs",
+        metadata,
+        Column("ref", String(512), primary_key=True),
+        Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), index=True, nullable=False),
+        Column("kind", String(8), nullable=False),  # "tag" or "digest"
+        Column("created", BigInteger, nullable=False),
+    ),
+    """A reference to an image: C{repo:tag} or C{repo@sha256:...} (fully normalised).""",
+)
+
+
+RwLayerRow: Any = Rows(
+    Table(
+        "rw_layers",
+        metadata,
+        Column("container_id", String(64), primary_key=True),
+        Column("image_id", String(71), nullable=True, index=True),
+        Column("top_layer", ForeignKey("layers.chain_id"), nullable=True),
+        Column("created", BigInteger, nullable=False),
+    ),
+    """A container's writable layer; its top_layer keeps the image's layers alive.""",
+)
+
+
+ContainerRow: Any = Rows(
+    Table(
+        "containers",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("name", String(255), unique=True, nullable=False),
+        Column("image_id", String(71), index=True, nullable=False),
+        Column("image_ref", String(512), nullable=False),
+        Column("created", BigInteger, nullable=False),
+        Column("status", String(16), index=True, nullable=False),
+        Column("config", JSON, nullable=False),
+        Column("host_config", JSON, nullable=False),
+        Column("state", JSON, nullable=False),
+        Column("network_settings", JSON, default=dict, nullable=False),
+        Column("mounts", JSON, default=list, nullable=False),
+        Column("restart_count", Integer, default=0, nullable=False),
+        Column("layer_id", String(64), nullable=True),
+        Column("extra", JSON, default=dict, nullable=False),
+    ),
+    """A container: Docker's Config/HostConfig as sent, plus its runtime state.""",
+)
+
+
+NetworkRow: Any = Rows(
+    Table(
+        "networks",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("name", String(255), unique=True, nullable=False),
+        Column("driver", String(32), nullable=False),
+        Column("scope", String(16), default="local", nullable=False),
+        Column("created", BigInteger, nullable=False),
+        Column("internal", Boolean, default=False, nullable=False),
+        Column("attachable", Boolean, default=False, nullable=False),
+        Column("enable_ipv6", Boolean, default=False, nullable=False),
+        Column("ipam", JSON, nullable=False),
+        Column("options", JSON, default=dict, nullable=False),
+        Column("labels", JSON, default=dict, nullable=False),
+        Column("bridge", String(15), nullable=True, unique=True),
+    ),
+    """A network (bridge driver, or the built-in host/none).""",
+)
+
+
+EndpointRow: Any = Rows(
+    Table(
+        "endpoints",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("network_id", ForeignKey("networks.id"), index=True, nullable=False),
+        Column(
+            "container_id",
+            ForeignKey("containers.id", ondelete="CASCADE"),
+            index=True,
+            nullable=False,
+        ),
+        Column("ipv4", String(18), nullable=True),
+        Column("mac", String(17), nullable=True),
+        Column("aliases", JSON, default=list, nullable=False),
+        Column("config", JSON, default=dict, nullable=False),
         UniqueConstraint("network_id", "container_id"),
         UniqueConstraint("network_id", "ipv4"),
-    )
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"), index=True)
-    container_id: Mapped[str] = mapped_column(
-        ForeignKey("containers.id", ondelete="CASCADE"), index=True
-    )
-    ipv4: Mapped[str | None] = mapped_column(String(18), nullable=True)
-    mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
-    aliases: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ),
+    """A container's attachment to a network; UNIQUE constraints make IPAM double-allocation impossible.""",
+)
 
 
-class VolumeRow(Base):
-    """A named or anonymous volume of the local driver."""
+VolumeRow: Any = Rows(
+    Table(
+        "volumes",
+        metadata,
+        Column("name", String(255), primary_key=True),
+        Column("driver", String(64), default="local", nullable=False),
+        Column("mountpoint", Text, nullable=False),
+        Column("created", BigInteger, nullable=False),
+        Column("labels", JSON, default=dict, nullable=False),
+        Column("options", JSON, default=dict, nullable=False),
+        Column("anonymous", Boolean, default=False, nullable=False),
+        Column("bind_root", Text, default="", server_default="", nullable=False),
+        Column("bind_subpath", Text, default="", server_default="", nullable=False),
+    ),
+    """A named or anonymous volume of the local driver.""",
+)
 
-    __tablename__ = "volumes"
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    driver: Mapped[str] = mapped_column(String(64), default="local")
-    mountpoint: Mapped[str] = mapped_column(Text)
-    created: Mapped[int] = mapped_column(BigInteger)
-    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
-    # an operator's bind volume: the allowed-bind-paths directory its device is opened beneath
-    # (and the device's path beneath it); "" for every other volume
-    bind_root: Mapped[str] = mapped_column(Text, default="", server_default="")
-    bind_subpath: Mapped[str] = mapped_column(Text, default="", server_default="")
 
-
-class ContainerVolumeRow(Base):
-    """A container's use of a volume: the RESTRICT foreign key keeps in-use volumes undeletable."""
-
-    __tablename__ = "container_volumes"
-    container_id: Mapped[str] = mapped_column(
-        ForeignKey("containers.id", ondelete="CASCADE"), primary_key=True
-    )
-    volume_name: Mapped[str] = mapped_column(
-        ForeignKey("volumes.name", ondelete="RESTRICT"), primary_key=True, index=True
-    )
-    destination: Mapped[str] = mapped_column(Text, primary_key=True)
+ContainerVolumeRow: Any = Rows(
+    Table(
+        "container_volumes",
+        metadata,
+        Column("container_id", ForeignKey("containers.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            "volume_name",
+            ForeignKey("volumes.name", ondelete="RESTRICT"),
+            primary_key=True,
+            index=True,
+        ),
+        Column("destination", Text, primary_key=True),
+    ),
+    """A container's use of a volume: the RESTRICT foreign key keeps in-use volumes undeletable.""",
+)
 
 
 Index("ix_events_type_time", EventRow.type, EventRow.time_nano)
