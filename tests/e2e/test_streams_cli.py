@@ -7,14 +7,18 @@ export and commit.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import pty
 import select
+import signal
 import socket
+import struct
 import subprocess
 import tarfile
+import termios
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,11 +52,17 @@ def sleeper(daemon: PydDaemon) -> Iterator[str]:
     daemon.docker("rm", "-f", name, check=False)
 
 
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
 class PtySession:
     """The docker CLI on a pseudo-terminal, as a user at a terminal runs it."""
 
-    def __init__(self, daemon: PydDaemon, *args: str) -> None:
+    def __init__(self, daemon: PydDaemon, *args: str, size: tuple[int, int] | None = None) -> None:
         self.master, slave = pty.openpty()
+        if size is not None:
+            _set_size(self.master, *size)
         env = {
             **os.environ,
             "DOCKER_HOST": daemon.host,
@@ -151,6 +161,58 @@ class RunForegroundTests:
             assert s.wait() == 5
         finally:
             s.close()
+
+
+class TtySizeTests:
+    """The terminal's size reaches exec and attach TTYs, at start and when it changes (the CLI
+    calls the resize endpoints)."""
+
+    def test_exec_size_and_resize(self, daemon: PydDaemon, sleeper: str) -> None:
+        """`docker exec -it`: the process starts with the CLI terminal's size (ConsoleSize);
+        after a window change (SIGWINCH to the CLI) it sees the new one."""
+        s = PtySession(daemon, "exec", "-it", sleeper, "sh", size=(33, 111))
+        try:
+            s.send(b"stty size\r")
+            s.expect(b"33 111")
+            _set_size(s.master, 21, 77)
+            os.kill(s.proc.pid, signal.SIGWINCH)
+            # the shell's next command runs after the resize was handled by the daemon
+            for _ in range(50):
+                s.send(b"stty size\r")
+                try:
+                    s.expect(b"21 77", timeout=0.5)
+                    break
+                except AssertionError:
+                    continue
+            assert b"21 77" in s.seen
+            s.send(b"exit\r")
+            assert s.wait() == 0
+        finally:
+            s.close()
+
+    def test_attach_size(self, daemon: PydDaemon) -> None:
+        """`docker attach` to a -t container resizes its TTY to the terminal's."""
+        name = _name()
+        daemon.docker("run", "-dit", "--name", name, IMG, "sh")
+        try:
+            s = PtySession(daemon, "attach", name)
+            try:
+                _set_size(s.master, 27, 99)
+                os.kill(s.proc.pid, signal.SIGWINCH)
+                for _ in range(50):
+                    s.send(b"stty size\r")
+                    try:
+                        s.expect(b"27 99", timeout=0.5)
+                        break
+                    except AssertionError:
+                        continue
+                assert b"27 99" in s.seen
+                s.send(b"\x10\x11")
+                s.wait()
+            finally:
+                s.close()
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
 
 
 class AttachTests:
