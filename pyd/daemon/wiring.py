@@ -227,8 +227,8 @@ def build_service(
         runtimes=drv.runtimes,
         contributors=[VolumesDiskUsage(volumes), ImagesDiskUsage(images), containers, builds],
         blocking=io,
+        security_options=confine.security_options(drv.host.cgroup_version == "2"),
     )
-    system.security_options = confine.security_options(drv.host.cgroup_version == "2")
 
     async def load_identity() -> None:
         system.daemon_id = await db.transaction(

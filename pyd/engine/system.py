@@ -122,7 +122,10 @@ class SystemService:
         contributors: Sequence[SystemContributor] = (),
         blocking: Blocking | None = None,
         runtimes: RuntimeSet | None = None,
+        security_options: Sequence[str] | None = None,
     ) -> None:
+        """@param security_options: C{SecurityOptions} as info lists them (None: the built-in
+            seccomp profile, and a private cgroup namespace on cgroup v2)."""
         self.daemon_id = daemon_id
         self.host = host
         self.config = config
@@ -137,6 +140,8 @@ class SystemService:
         self.security_options: list[str] = ["name=seccomp,profile=builtin"]
         if host.cgroup_version == "2":
             self.security_options.append("name=cgroupns")
+        if security_options is not None:
+            self.security_options = list(security_options)
 
     def _seccomp_warning(self) -> tuple[str, ...]:
         if any(

@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import MountSpec, NetworkSetup
+from pyd.engine.contracts import NetworkProvider, VolumeProvider
 from pyd.engine.spec import MountRequest, NetworkRequest
 
 
@@ -192,3 +193,8 @@ class BasicVolumeProvider:
 
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         """Nothing recorded, nothing to release."""
+
+
+# mypy checks the fakes against the seams they stand in for
+_IS_NETWORK_PROVIDER: type[NetworkProvider] = BasicNetworkProvider
+_IS_VOLUME_PROVIDER: type[VolumeProvider] = BasicVolumeProvider

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, succeed
 
 from pyd.core.records import Event
+from pyd.core.seams import EventSink
 
 
 class FakeEvents:
@@ -32,3 +33,7 @@ class FakeEvents:
     def rows(self) -> list[tuple[str, str, str, dict[str, str]]]:
         """(type, action, actor id, attributes) of every event, in order."""
         return [(e.type, e.action, e.actor_id, e.attributes) for e in self.events]
+
+
+# mypy checks the fake against the seam it stands in for
+_IS_EVENT_SINK: type[EventSink] = FakeEvents

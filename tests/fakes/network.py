@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
 from pyd.drivers.network.nft import Ruleset
+from pyd.engine.networks.base import FirewallOps, NetlinkOps, ResolverOps
 
 
 class FakeNetlink:
@@ -152,3 +153,9 @@ class FakeResolver:
     def stop_all(self) -> Deferred[Any]:
         self.served.clear()
         return succeed(None)
+
+
+# mypy checks the fakes against the seams they stand in for
+_IS_NETLINK: type[NetlinkOps] = FakeNetlink
+_IS_FIREWALL: type[FirewallOps] = FakeFirewall
+_IS_RESOLVER: type[ResolverOps] = FakeResolver

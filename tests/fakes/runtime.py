@@ -8,7 +8,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyd.drivers.runtime.cgroups import CgroupStats
-from pyd.drivers.runtime.conmon import CreateOptions, ExitInfo, ProcessGone, RuntimeFailed
+from pyd.drivers.runtime.conmon import (
+    CreateOptions,
+    ExitInfo,
+    ProcessGone,
+    RuntimeDriver,
+    RuntimeFailed,
+)
 from pyd.drivers.runtime.oci import OciRuntime
 
 
@@ -172,3 +178,7 @@ class FakeRuntime:
 
     def ctl_path(self, bundle: str) -> str:
         return bundle + "/ctl"
+
+
+# mypy checks the fake against the seam it stands in for
+_IS_RUNTIME_DRIVER: type[RuntimeDriver] = FakeRuntime
