@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound
@@ -126,3 +127,17 @@ class ServiceLinkTests(EngineTestBase):
             self.svc.create("pp", {"Image": "busybox"}, {"Links": ["hh"]}), InvalidParameter
         )
         self.assertIn("host type networking can't be used with links", str(err))
+
+    def test_parent_hosts_follow_a_restarted_child(self) -> None:
+        """A child restarted with a new address: the running parent's line gets it (dockerd's
+        addLegacyLinks updates its parents' /etc/hosts)."""
+        child = self.started("db", Cmd=["sleep", "1"], Hostname="dbh")
+        parent = self.started("app", Cmd=["sleep", "1"], HostConfig={"Links": ["db:web"]})
+        self.assertIn("10.250.0.2\tweb dbh db\n", self._hosts(parent))
+        d = Deferred.fromCoroutine(self.svc.stop(child, timeout=0))
+        self.clock.advance(1)
+        self.successResultOf(d)
+        self.go(self.svc.start(child))
+        hosts = self._hosts(parent)
+        self.assertIn("10.250.0.4\tweb dbh db\n", hosts)
+        self.assertNotIn("10.250.0.2\tweb", hosts)

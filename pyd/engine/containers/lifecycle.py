@@ -236,6 +236,7 @@ class ContainerLifecycle(ContainerCreate):
             self._emit(c, "start")
         finally:
             run.ready.callback(None)
+        await self.update_link_parents(c)
         self._schedule_health(cid, first=True)
         if run.finished.called:
             return

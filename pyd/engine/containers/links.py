@@ -203,6 +203,21 @@ class ContainerLinks(ContainerHealth):
             )
         return LinkSetup(tuple(env), tuple(hosts))
 
+    async def update_link_parents(self, child: Container) -> None:
+        """After C{child} started: the running containers linking to it get its (new) address
+        in their C{/etc/hosts} line, as dockerd's C{addLegacyLinks} updates its parents."""
+        ip = _bridge_ip(child)
+        if not ip:
+            return
+        for parent in list(self._cache.values()):
+            hosts_path = str(parent.extra.get("hosts_path") or "")
+            if not parent.state.running or not hosts_path:
+                continue
+            for child_id, full in links_of(parent):
+                if child_id == child.id:
+                    names = _hosts_names(child, full)
+                    await self._blocking.run(_set_line_address, hosts_path, names, ip)
+
     async def remove_link(self, ref: str) -> None:
         """C{DELETE /containers/{parent/alias}?link=1}: drop that link (dockerd's C{rmLink}).
 
@@ -254,6 +269,23 @@ def _drop_line(path: str, line: str) -> None:
                 return
             f.seek(0)
             f.write(text.replace(line, "", 1))
+            f.truncate()
+    except OSError:
+        return  # the parent stopped meanwhile: its next start writes a fresh file
+
+
+def _set_line_address(path: str, names: str, ip: str) -> None:
+    """Give the hosts file's C{<addr>\t<names>} lines the address C{ip} (in place; blocking)."""
+    try:
+        with open(path, "r+") as f:
+            lines = f.read().split("\n")
+            changed = [
+                f"{ip}\t{names}" if line.partition("\t")[2] == names else line for line in lines
+            ]
+            if changed == lines:
+                return
+            f.seek(0)
+            f.write("\n".join(changed))
             f.truncate()
     except OSError:
         return  # the parent stopped meanwhile: its next start writes a fresh file
