@@ -2,8 +2,7 @@
 when it starts a process in a container, run against the fake (L{tests.fakes.execs.FakeExecDriver}
 over L{tests.fakes.runtime.FakeRuntime}, always) and, under the integration marker, the real
 L{ConmonExecDriver} in a container of the real L{ConmonRuntime} (root: conmon + crun, and again
-with conmon + Debian's runc; a busybox
-bundle, deleted afterwards).
+with conmon + Debian's runc; a busybox bundle, deleted afterwards).
 """
 
 from __future__ import annotations

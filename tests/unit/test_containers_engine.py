@@ -1127,6 +1127,23 @@ class RuntimeChoiceTests(EngineTestBase):
         e = self.fail_with(self.svc.start(cid), InvalidParameter)
         self.assertEqual(str(e), "unknown or invalid runtime name: runc")
 
+    def test_container_of_an_older_pyd(self) -> None:
+        """A container stored by a pyd that recorded no runtime (and no HostConfig.Runtime) ran
+        under crun: operations on it use crun even when the default is now runc."""
+        cid = self.started(Cmd=["sleep", "9"])
+        c = self.svc.resolve(cid)
+        old = attrs.evolve(
+            c,
+            host_config={k: v for k, v in c.host_config.items() if k != "Runtime"},
+            extra={k: v for k, v in c.extra.items() if k != "oci_runtime"},
+        )
+        self.svc.settings = attrs.evolve(
+            self.svc.settings, runtimes=attrs.evolve(self.runtimes, default="runc")
+        )
+        rt = self.svc.oci_runtime(old)
+        assert rt is not None
+        self.assertEqual(rt.name, "crun")
+
 
 class DaemonDefaultsTests(EngineTestBase):
     """cgroup-parent, default-ulimits, default-shm-size and init as the daemon's defaults."""

@@ -425,7 +425,8 @@ class ContainerBase:
         """The runtime of C{c}'s current (or last) run: the one recorded when it started, so
         a daemon restarted with other runtimes still signals, execs in and deletes it with
         the binary and state root it runs under; before any start, the one its
-        C{HostConfig.Runtime} names (None: the runtime driver's default)."""
+        C{HostConfig.Runtime} names (None: the runtime driver's default). A container of a
+        pyd that recorded neither ran under crun, whatever the default is now."""
         rec = c.extra.get("oci_runtime")
         if isinstance(rec, dict) and rec.get("path") and rec.get("root"):
             return OciRuntime(
@@ -435,7 +436,8 @@ class ContainerBase:
                 tuple(str(a) for a in rec.get("args") or ()),
             )
         rts = self.settings.runtimes
-        return rts.get(str(c.host_config.get("Runtime") or "")) if rts is not None else None
+        name = str(c.host_config.get("Runtime") or "crun")
+        return rts.get(name) if rts is not None else None
 
     def runtime_for_start(self, c: Container) -> OciRuntime | None:
         """The runtime C{HostConfig.Runtime} names now (a start re-reads the daemon's set).
