@@ -14,12 +14,11 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred
 
 from pyd.drivers.network.nft import (
     DNS_TABLE,
@@ -33,16 +32,7 @@ from pyd.drivers.process import ProcessResult
 from pyd.engine.networks import FirewallOps
 from tests.fakes.network import FakeFirewall
 from tests.helpers.netsvc import SyncRunner
-
-
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive a coroutine whose awaits are all already fired (fake, or the synchronous runner)."""
-    out: list[Any] = []
-    ensureDeferred(coro).addBoth(out.append)
-    assert out, "the call did not finish synchronously"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
+from tests.helpers.sync import run_sync
 
 
 class InNetns:
@@ -166,26 +156,26 @@ def _rules(bridge: str, *host_ports: int) -> Ruleset:
 
 def test_remove_without_table_is_quiet(fw: FakeSide | RealSide) -> None:
     """remove() on a daemon that never applied anything succeeds and leaves no table."""
-    _run(fw.ops.remove())
+    run_sync(fw.ops.remove())
     assert fw.table_ports() is None
 
 
 def test_apply_replaces_whole_table(fw: FakeSide | RealSide) -> None:
     """Each apply() replaces the table: a port of the previous ruleset does not survive."""
-    _run(fw.ops.apply(_rules(fw.bridge, 18080, 18081)))
+    run_sync(fw.ops.apply(_rules(fw.bridge, 18080, 18081)))
     assert fw.table_ports() == {18080, 18081}
-    _run(fw.ops.apply(_rules(fw.bridge, 18082)))
+    run_sync(fw.ops.apply(_rules(fw.bridge, 18082)))
     assert fw.table_ports() == {18082}
-    _run(fw.ops.apply(Ruleset()))
+    run_sync(fw.ops.apply(Ruleset()))
     assert fw.table_ports() == set()
 
 
 def test_remove_deletes_table(fw: FakeSide | RealSide) -> None:
     """remove() deletes the table whole; a second remove() is still quiet."""
-    _run(fw.ops.apply(_rules(fw.bridge, 18080)))
-    _run(fw.ops.remove())
+    run_sync(fw.ops.apply(_rules(fw.bridge, 18080)))
+    run_sync(fw.ops.remove())
     assert fw.table_ports() is None
-    _run(fw.ops.remove())
+    run_sync(fw.ops.remove())
     assert fw.table_ports() is None
 
 
@@ -193,8 +183,8 @@ def test_dns_table_in_container_namespace(fw: FakeSide | RealSide) -> None:
     """apply_dns() puts the DNS table in that namespace only, and may be repeated."""
     ns1 = fw.container_netns(f"pydfc{fw.tag}a")
     ns2 = fw.container_netns(f"pydfc{fw.tag}b")
-    _run(fw.ops.apply_dns(ns1, "127.0.0.11", 40053, 40054))
-    _run(fw.ops.apply_dns(ns1, "127.0.0.11", 40055, 40056))
+    run_sync(fw.ops.apply_dns(ns1, "127.0.0.11", 40053, 40054))
+    run_sync(fw.ops.apply_dns(ns1, "127.0.0.11", 40055, 40056))
     assert fw.dns_table(ns1)
     assert not fw.dns_table(ns2)
     assert fw.table_ports() is None

@@ -16,29 +16,17 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Coroutine, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from twisted.internet.defer import ensureDeferred
-from twisted.python.failure import Failure
 
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.storage import overlay
 from pyd.drivers.storage.layers import InProcessExtractor, LayerStore
 from tests.fakes.layers import UnmountedLayerStore
+from tests.helpers.sync import run_sync
 
 CID = "c" * 64
-
-
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive a coroutine whose awaits are all already fired (inline blocking)."""
-    out: list[Any] = []
-    ensureDeferred(coro).addBoth(out.append)
-    assert out, "the call did not finish synchronously"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 def _tar(files: dict[str, bytes]) -> bytes:
@@ -56,7 +44,7 @@ def _layer(store: LayerStore, cache_id: str, files: dict[str, bytes]) -> str:
     src = store.staging_file()
     with open(src, "wb") as f:
         f.write(_tar(files))
-    extracted = _run(store.extract(src))
+    extracted = run_sync(store.extract(src))
     store.discard(src)
     store.commit_layer(extracted.staging, cache_id)
     return cache_id

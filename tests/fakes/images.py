@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
@@ -73,21 +72,6 @@ def make_image_service(
     d = ensureDeferred(svc.start())
     assert d.called
     return svc, events, containers, repo
-
-
-def run(coro: Any) -> Any:
-    """Drive an engine coroutine that completes synchronously (inline blocking); return its result
-    or raise its exception."""
-    d = ensureDeferred(coro)
-    results: list[Any] = []
-    d.addBoth(results.append)
-    assert results, "coroutine did not complete synchronously"
-    r = results[0]
-    from twisted.python.failure import Failure
-
-    if isinstance(r, Failure):
-        r.raiseException()
-    return r
 
 
 # mypy checks the fake, and the real image service, against the seams they stand in for

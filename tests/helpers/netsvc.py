@@ -17,13 +17,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 from sqlalchemy import insert
 from twisted.internet.defer import Deferred, succeed
-from twisted.python.failure import Failure
 
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.network.netlink import NetlinkDriver
@@ -96,17 +95,6 @@ def net_request(
 def endpoints(**eps: Mapping[str, Any]) -> dict[str, EndpointRequest]:
     """An C{EndpointsConfig} (network -> wire settings), typed."""
     return {k: parse_endpoint(v) for k, v in eps.items()}
-
-
-def result(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that completes synchronously; return its value or raise its error."""
-    d = Deferred.fromCoroutine(coro)
-    box: list[Any] = []
-    d.addBoth(box.append)
-    assert box, "the operation did not complete synchronously"
-    if isinstance(box[0], Failure):
-        box[0].raiseException()
-    return box[0]
 
 
 class NetHarness:

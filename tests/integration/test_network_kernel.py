@@ -20,9 +20,9 @@ from tests.helpers.netsvc import (
     free_port,
     http_get,
     net_request,
-    result,
     wait_http,
 )
+from tests.helpers.sync import run_sync as result
 
 pytestmark = pytest.mark.integration
 

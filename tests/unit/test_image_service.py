@@ -13,8 +13,9 @@ from pyd.core.errors import Conflict, InvalidParameter, NotFound
 from pyd.core.records import CommitSource
 from pyd.engine.commit import CommitService
 from pyd.engine.contracts import CommitMeta
-from tests.fakes.images import FakeCommitContainers, make_image_service, run
+from tests.fakes.images import FakeCommitContainers, make_image_service
 from tests.helpers.images import File, busybox_image_tar, files_layer, image_config, write_image_tar
+from tests.helpers.sync import run_sync as run
 
 
 @pytest.fixture
