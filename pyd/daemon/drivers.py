@@ -118,7 +118,9 @@ def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
         container_pids=pids,
         layers=LayerStore(
             os.path.join(config.data_root, "storage"),
-            HelperExtractor(runner, max_size=config.max_layer_size, keep_free=_keep_free(config)),
+            HelperExtractor(
+                runner, max_size=config.max_layer_size, keep_free=keep_free_bytes(config)
+            ),
             runner,
         ),
         fetcher=UrlFetcher(reactor, io).fetch,
@@ -174,7 +176,7 @@ def _runtimes(config: DaemonConfig) -> RuntimeSet:
         raise StartupError(str(e)) from None
 
 
-def _keep_free(config: DaemonConfig) -> int:
+def keep_free_bytes(config: DaemonConfig) -> int:
     """The free-space reserve in bytes for the data root's filesystem (min-free-space)."""
     st = os.statvfs(config.data_root)
     return free_reserve_bytes(config.min_free_space, st.f_blocks * st.f_frsize)

@@ -37,7 +37,7 @@ from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig
 from pyd.config.dockerd import builder_allows_host_network, builder_allows_insecure
 from pyd.core.telemetry import Telemetry
-from pyd.daemon.drivers import DriverFactory
+from pyd.daemon.drivers import DriverFactory, keep_free_bytes
 from pyd.daemon.guard import raise_fd_limit
 from pyd.daemon.listeners import build_listeners
 from pyd.daemon.logs import LogLevelControl
@@ -219,6 +219,8 @@ def build_service(
         allow_insecure=builder_allows_insecure(config.builder),
         allow_host_network=builder_allows_host_network(config.builder),
         max_context_size=config.max_build_context_size,
+        max_layer_size=config.max_layer_size,
+        keep_free=keep_free_bytes(config),
     )
     system = SystemService(
         "",

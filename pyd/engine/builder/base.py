@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from pyd.core.deferreds import shield
 from pyd.core.errors import InvalidParameter, NotFound, PydError
 from pyd.core.records import Image, RegistryAuth
-from pyd.engine.builder import fs, lexer
+from pyd.engine.builder import fs, intar, lexer
 from pyd.engine.builder.parser import (
     Dockerfile,
     Instruction,
@@ -374,6 +374,22 @@ class _BuildBase:
     def _check_cancel(self) -> None:
         if self.out.cancelled:
             raise BuildFailed("Build cancelled")
+
+    def _space_check(self) -> Callable[[], None] | None:
+        """The min-free-space check of the data root's filesystem (None: no reserve)."""
+        keep_free, root = self.svc.keep_free, self.svc.root
+        if not keep_free:
+            return None
+        return lambda: intar.check_free_space(root, keep_free)
+
+    async def _check_free_space(self) -> None:
+        """Before a step that writes a layer: stop below the free-space reserve."""
+        check = self._space_check()
+        if check is not None:
+            try:
+                await self.svc.io.run(check)
+            except intar.LimitReached as e:
+                raise BuildFailed(str(e)) from None
 
     async def _remove_containers(self) -> None:
         # Shielded: a cancel (the client went away) landing mid-removal must not leave the

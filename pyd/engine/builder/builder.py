@@ -91,9 +91,16 @@ class BuildService:
         allow_insecure: bool = False,
         allow_host_network: bool = True,
         max_context_size: int = 0,
+        max_layer_size: int = 0,
+        keep_free: int = 0,
     ) -> None:
         # max-build-context-size: expanded bytes of an uploaded context (0: no limit)
         self.max_context_size = max_context_size
+        # max-layer-size: bytes an ADD may unpack from a local archive (0: no limit)
+        self.max_layer_size = max_layer_size
+        # min-free-space: bytes the data root's filesystem keeps free; the context upload and
+        # each step stop below it (0: no reserve)
+        self.keep_free = keep_free
         self.docker_version = docker_version  # written into built images, as dockerd does
         # RUN --mount=type=cache directories, kept between builds (builder prune reclaims them).
         self.cache = mounts.CacheStore(cache_root or root.rstrip("/") + "-cache")
@@ -131,7 +138,9 @@ class BuildService:
         self._live.add(build_id)
         try:
             await self.io.run(os.makedirs, context, 0o700)
-            await self.io.run(fs.extract_context, body, context, self.max_context_size)
+            await self.io.run(
+                fs.extract_context, body, context, self.max_context_size, self.keep_free
+            )
             raw = await self.io.run(fs.read_dockerfile, context, options.dockerfile)
             await self.io.run(fs.apply_dockerignore, context, (fs.clean_rel(options.dockerfile),))
             if not raw:
@@ -294,6 +303,8 @@ class _Build(_BuildSteps):
     async def _dispatch_with_cleanup(self, state: _StageState, inst: Instruction) -> None:
         ok = False
         gone = False
+        if inst.cmd in ("run", "copy", "add"):
+            await self._check_free_space()
         try:
             await self._dispatch(state, inst)
             ok = True

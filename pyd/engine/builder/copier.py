@@ -21,6 +21,7 @@ import os
 import posixpath
 import stat
 import tarfile
+from collections.abc import Callable
 
 import attrs
 
@@ -47,6 +48,8 @@ class CopyOptions:
     unpack: bool = False
     chowned: bool = False  # --chown given: also applies to unpacked archive members
     exclude: PatternMatcher | None = None  # COPY/ADD --exclude, matched below each source
+    max_unpack: int = 0  # max-layer-size: bytes an unpacked archive may write (0: no limit)
+    space_check: Callable[[], None] | None = None  # min-free-space, while unpacking
 
 
 def _mkdir_all(root: InRoot, path: str, owner: tuple[int, int] | None) -> str:
@@ -296,7 +299,13 @@ def _unpack(fd: int, dst: InRoot, dest_path: str, opts: CopyOptions) -> None:
     def owner(m: tarfile.TarInfo) -> tuple[int, int]:
         return forced if forced is not None else (m.uid, m.gid)
 
-    policy = intar.Policy(owner=owner, specials=True, link_meta=True)
+    policy = intar.Policy(
+        owner=owner,
+        specials=True,
+        link_meta=True,
+        max_bytes=opts.max_unpack,
+        space_check=opts.space_check,
+    )
     with os.fdopen(open_regular(fd, ""), "rb") as f, tarfile.open(fileobj=f, mode="r:*") as tf:
         intar.extract(tf, tf, dst, dest_path, policy)
 

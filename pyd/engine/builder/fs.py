@@ -141,13 +141,14 @@ def _context_members(tf: tarfile.TarFile, max_size: int = 0) -> Iterator[tarfile
         yield m
 
 
-def extract_context(src: BinaryIO, dest: str, max_size: int = 0) -> int:
+def extract_context(src: BinaryIO, dest: str, max_size: int = 0, keep_free: int = 0) -> int:
     """Extract the uploaded context tar into the empty directory C{dest}; return bytes written.
 
     Only directories, regular files, symlinks and hardlinks are created, each inside the context
     (L{intar}); owners are not kept (the CLI sends 0:0). An entry whose name leaves the root is
     refused. With C{max_size}, a context whose entries (data plus a header block each) add up
-    to more is refused before the entry that crosses it is written.
+    to more is refused before the entry that crosses it is written. With C{keep_free}, the
+    unpacking stops once the filesystem has less free (min-free-space).
 
     @raise BuildFileError: a broken tar, an entry escaping the context, or too large.
     """
@@ -161,7 +162,12 @@ def extract_context(src: BinaryIO, dest: str, max_size: int = 0) -> int:
         raise BuildFileError("failed to read the build context: not a tar archive") from e
     try:
         with InRoot(dest) as ctx:
-            return intar.extract(tf, _context_members(tf, max_size), ctx, "/", intar.Policy())
+            policy = intar.Policy(
+                space_check=(lambda: intar.check_free_space(dest, keep_free)) if keep_free else None
+            )
+            return intar.extract(tf, _context_members(tf, max_size), ctx, "/", policy)
+    except intar.LimitReached as e:
+        raise BuildFileError(str(e)) from e
     except intar.MemberError as e:
         raise BuildFileError(f"Error processing tar file: {e}") from e
     except OSError as e:

@@ -50,6 +50,50 @@ class MemberError(Exception):
     """A member the archive cannot place (the message names the member, never a host path)."""
 
 
+class LimitReached(MemberError):
+    """The archive goes past a limit (its message names the limit, not a member)."""
+
+
+SPACE_CHECK_EVERY = 16 << 20  # bytes written between two free-space checks
+
+
+def check_free_space(path: str, keep_free: int) -> None:
+    """Refuse to go on when the filesystem of C{path} has less than C{keep_free} bytes free.
+
+    @raise LimitReached: below the reserve (the message names the rule, not the path)."""
+    st = os.statvfs(path)
+    if st.f_bavail * st.f_frsize < keep_free:
+        raise LimitReached(
+            f"not enough free space: the data root's filesystem keeps {keep_free} bytes free "
+            "(min-free-space)"
+        )
+
+
+class _Budget:
+    """The bytes an extraction wrote, against the policy's limit and free-space check."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.max_bytes = policy.max_bytes
+        self.space_check = policy.space_check
+        self.total = 0
+        self._next_check = SPACE_CHECK_EVERY
+
+    def admit(self, size: int) -> None:
+        """Before a member of C{size} bytes is written: refuse one that crosses the limit."""
+        if self.max_bytes and self.total + size > self.max_bytes:
+            raise LimitReached(
+                "the archive expands to more than the maximum layer size of "
+                f"{self.max_bytes} bytes (max-layer-size)"
+            )
+
+    def wrote(self, n: int) -> None:
+        """C{n} more bytes written: check the free space every L{SPACE_CHECK_EVERY}."""
+        self.total += n
+        if self.space_check is not None and self.total >= self._next_check:
+            self._next_check = self.total + SPACE_CHECK_EVERY
+            self.space_check()
+
+
 @attrs.frozen
 class Policy:
     """How members are written.
@@ -57,11 +101,17 @@ class Policy:
     @ivar owner: the uid:gid for a member (from its header), or None to leave root's.
     @ivar specials: make FIFOs and device nodes (ADD: as dockerd's untar); else skip them.
     @ivar link_meta: chown symlinks too (lchown).
+    @ivar max_bytes: a member whose data would take the total past it is refused before it is
+        written (max-layer-size for ADD of an archive).
+    @ivar space_check: raises below the free-space reserve (min-free-space); called at the
+        start and every L{SPACE_CHECK_EVERY} bytes written.
     """
 
     owner: Callable[[tarfile.TarInfo], tuple[int, int]] | None = None
     specials: bool = False
     link_meta: bool = False
+    max_bytes: int = 0  # regular files' bytes the extraction may write (0: no limit)
+    space_check: Callable[[], None] | None = None  # called every SPACE_CHECK_EVERY bytes
 
 
 def finish(fd: int, owner: tuple[int, int] | None, mode: int | None, mtime: float | None) -> None:
@@ -136,15 +186,19 @@ def extract(
     @raise MemberError: a member that cannot be placed (truncated data, a hardlink to a
         missing name, a parent that is not a directory, ...).
     """
-    total = 0
+    budget = _Budget(policy)
+    if policy.space_check is not None:
+        policy.space_check()
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     for m in members:
         path = posixpath.normpath(posixpath.join("/", dest, m.name.lstrip("/")))
         parent, base = split(path)
         if not base:
             continue  # the destination itself ("./")
+        if m.isreg():
+            budget.admit(m.size)
         try:
-            total += _place(tf, m, root, dest, parent, base, path, policy, dirs)
+            _place(tf, m, root, dest, parent, base, path, policy, dirs, budget)
         except OSError as e:
             raise MemberError(f"cannot extract {m.name!r}: {reason(e)}") from e
     for path, m in reversed(dirs):
@@ -157,7 +211,7 @@ def extract(
             finish(fd, owner, (m.mode & 0o7777) or 0o755, m.mtime)
         finally:
             os.close(fd)
-    return total
+    return budget.total
 
 
 def _place(
@@ -170,6 +224,7 @@ def _place(
     path: str,
     policy: Policy,
     dirs: list[tuple[str, tarfile.TarInfo]],
+    budget: _Budget,
 ) -> int:
     try:
         pfd = root.open_dir(parent)  # one lookup in the common case
@@ -195,7 +250,7 @@ def _place(
                 os.chown(base, *owner, dir_fd=pfd, follow_symlinks=False)
             return 0
         if m.isreg():
-            return _regular(tf, m, pfd, base, owner)
+            return _regular(tf, m, pfd, base, owner, budget)
         if m.isfifo():
             os.mkfifo(base, 0o600, dir_fd=pfd)
         else:
@@ -212,7 +267,12 @@ def _place(
 
 
 def _regular(
-    tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str, owner: tuple[int, int] | None
+    tf: tarfile.TarFile,
+    m: tarfile.TarInfo,
+    pfd: int,
+    base: str,
+    owner: tuple[int, int] | None,
+    budget: _Budget,
 ) -> int:
     src = tf.extractfile(m)
     assert src is not None
@@ -223,6 +283,7 @@ def _regular(
         while chunk := src.read(CHUNK):
             os.write(fd, chunk)
             written += len(chunk)
+            budget.wrote(len(chunk))
         if written != m.size:
             raise MemberError(f"unexpected EOF in {m.name!r}")
         finish(fd, owner, m.mode & 0o7777, m.mtime)

@@ -309,6 +309,8 @@ class _BuildSteps(_BuildCache):
                     unpack=inst.cmd == "add" and bk.unpack,
                     chowned=bool(chown),
                     exclude=bk.exclude,
+                    max_unpack=self.svc.max_layer_size,
+                    space_check=self._space_check(),
                 )
                 try:
                     await self.svc.io.run(

@@ -619,3 +619,88 @@ class ContextLimitTests(BuilderTestCase):
         self.svc.max_context_size = 1 << 20
         res, _ = self.build({"Dockerfile": "FROM busybox\n", "small": b"x" * 1000})
         self.assertTrue(res.image_id)
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip'd tar holding one file of C{size} zero bytes (a few KiB compressed)."""
+    import gzip
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tf:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = size
+        tf.addfile(info, _Zeros(size))
+    return raw.getvalue()
+
+
+class _Zeros:
+    """A file object of C{n} zero bytes, without holding them."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return b"\0" * n
+
+
+class BuildLimitTests(BuilderTestCase):
+    """max-layer-size for ADD of a local archive, and the free-space reserve for the context
+    upload and each step: refused with a message naming the rule, nothing left behind."""
+
+    def test_add_archive_past_max_layer_size(self) -> None:
+        """ADD of a 16 KiB gzip'd tar expanding to 8 MiB with a 1 MiB limit: the build fails
+        naming the limit, no file is written, the step's writable layer is gone."""
+        self.svc.max_layer_size = 1 << 20
+        bomb = _gzip_bomb(8 << 20)
+        self.assertLess(len(bomb), 64 << 10)
+        err = self.build_fails(
+            {"Dockerfile": "FROM busybox\nADD bomb.tar.gz /x/\n", "bomb.tar.gz": bomb}
+        )
+        self.assertIn(
+            "the archive expands to more than the maximum layer size of 1048576 bytes "
+            "(max-layer-size)",
+            err.message,
+        )
+        self.assertEqual(self.images.layers, {})
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "store", "layers")), [])
+
+    def test_add_archive_under_the_limit(self) -> None:
+        """Under the limit the archive is unpacked as before."""
+        self.svc.max_layer_size = 1 << 20
+        res, _ = self.build(
+            {"Dockerfile": "FROM busybox\nADD a.tar.gz /x/\n", "a.tar.gz": _gzip_bomb(1000)}
+        )
+        self.assertTrue(res.image_id)
+
+    def test_context_below_the_reserve(self) -> None:
+        """A reserve larger than the filesystem's free space: the context upload is refused
+        with min-free-space named, and the build's scratch directory goes."""
+        self.svc.keep_free = 1 << 62
+        d = Deferred.fromCoroutine(
+            self.svc.prepare(make_tar({"Dockerfile": "FROM busybox\n"}), BuildOptions())
+        )
+        f = self.failureResultOf(d)
+        self.assertIn("not enough free space", str(f.value))
+        self.assertIn("(min-free-space)", str(f.value))
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "builds")), [])
+
+    def test_step_below_the_reserve(self) -> None:
+        """The reserve is crossed after the upload: the next RUN stops before its container is
+        made, with min-free-space named."""
+        prepared = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.svc.prepare(
+                    make_tar({"Dockerfile": "FROM busybox\nRUN echo hi\n"}), BuildOptions()
+                )
+            )
+        )
+        self.svc.keep_free = 1 << 62
+        f = self.failureResultOf(
+            Deferred.fromCoroutine(self.svc.run(prepared, FakeProgress())), BuildFailed
+        )
+        self.assertIn("not enough free space", f.value.message)
+        self.assertEqual(self.containers.created, {})
