@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, given, seed, settings
@@ -60,6 +59,7 @@ from tests.helpers.fuzzgen import (
     raw_bodies,
 )
 from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
+from tests.helpers.leaks import leaks
 from tests.helpers.wiring import NO_PROCESS, InProcessDaemon, decode_body
 
 EXAMPLES = int(os.environ.get("PYD_FUZZ_EXAMPLES", "0") or 0)
@@ -106,40 +106,6 @@ def designed_5xx(method: str, template: str, code: int, body: Any) -> bool:
     return template == "/volumes/create" and message.startswith("This node is not a swarm")
 
 
-# What a client must never read in an error message.
-LEAKS = [
-    re.compile(p)
-    for p in (
-        r"\b[A-Z][A-Za-z]*(Error|Exception)\b(?!:? response)",
-        r"\bErrno\b",
-        r"Traceback",
-        r"No such file or directory",
-        r"Permission denied",
-        r"Too many levels of symbolic links",
-        r"Not a directory",
-        r"Is a directory",
-        r"File exists",
-        r"Directory not empty",
-        r"Invalid argument",
-        r"Operation not permitted",
-        r"NoneType",
-        r"object has no attribute",
-        r"not supported between instances",
-        r"unhashable type",
-        r"object is not (iterable|subscriptable|callable)",
-        r"positional argument",
-        r"invalid literal for int\(\)",
-        r"index out of range",
-        r"<(class|object|bound method|function) ",
-        r"internal error",
-        re.escape(tempfile.gettempdir().rstrip("/") + "/"),
-        r"/var/lib/pyd",
-        r"/run/pyd",
-        r"sqlite",
-        r"sqlalchemy",
-    )
-]
-
 # Listed after every request: each must answer 200 (nothing malformed was stored).
 LISTINGS = ("/containers/json?all=1", "/images/json", "/networks", "/volumes")
 
@@ -154,13 +120,6 @@ def operations() -> list[tuple[str, str, list[dict[str, Any]]]]:
         for p, ops in sorted(SPEC["paths"].items())
         for m, op in sorted(ops.items())
     ]
-
-
-def leaks(message: str, host_paths: list[str]) -> list[str]:
-    """The internals C{message} shows."""
-    found = [p.pattern for p in LEAKS if p.search(message)]
-    found += [p for p in host_paths if p in message]
-    return found
 
 
 class FuzzDaemon:

@@ -238,7 +238,7 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
     try:
         tf = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115 - with below
     except tarfile.ReadError as e:
-        raise UntarError(f"not a tar archive: {e}") from e
+        raise UntarError(f"not a tar archive: {_plain(e)}") from e
     with tf:
         for member in tf:
             rel = _clean(member.name, "file")
@@ -305,6 +305,9 @@ def _plain(e: BaseException) -> str:
         return f"{e.filename}: {reason}" if e.filename else reason
     if isinstance(e, EOFError):
         return "unexpected end of archive"
+    if isinstance(e, tarfile.ReadError) and str(e).startswith("zlib error"):
+        # tarfile passes zlib's own text on ("Error -3 while decompressing data: ...")
+        return "invalid gzip data"
     return str(e) or type(e).__name__
 
 
