@@ -138,6 +138,12 @@ EXAMPLES: dict[str, list[Ex]] = {
         create({"Mounts": [{"Type": "bind", "Source": f"{ALLOWED}/new", "Target": "/x",
                             "BindOptions": {"NonRecursive": True, "CreateMountpoint": True}}]}),
     ],
+    "`--link NAME:ALIAS`": [
+        create({"Links": ["plain:web"]}, "allow"),
+        create({"Links": ["no-such:x"]}, "allow"),
+        create({"Links": ["priv:x"]}, "refuse"),
+        create({"Links": ["/hostbind:/mine/h"]}, "refuse"),
+    ],
     "`--mount type=tmpfs`, `--tmpfs`": [
         create({"Mounts": [{"Type": "tmpfs", "Target": "/t"}], "Tmpfs": {"/r": "size=1m"}}),
     ],
