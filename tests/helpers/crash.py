@@ -771,7 +771,7 @@ class CrashRig:
             self.calibrate(op)
         op.pre(self)
         if delay is None and op.trigger is None:
-            delay = self.rng.uniform(0, self.durations[op.name] * 1.1)
+            delay = self.rng.uniform(0, self.durations[op.name])
         proc = self._spawn(op.argv(self))
         t0 = time.monotonic()
         finished = False
@@ -808,7 +808,11 @@ class CrashRig:
         repeat_error = early_error
         try:
             op.pre(self)
+            t4 = time.monotonic()
             self.docker(*op.argv(self))
+            # the next kill's window follows the machine's load (a window measured once on a
+            # busy machine put most kills after the operation had ended)
+            self.durations[op.name] = time.monotonic() - t4
         except AssertionError as e:
             repeat_error = str(e)[:2000]
         after_repeat = self.check()
