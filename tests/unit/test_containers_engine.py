@@ -797,6 +797,30 @@ class RestoreTests(EngineTestBase):
         self.assertTrue(os.path.isdir(other))
         self.assertTrue(os.path.isdir(self.svc.bundle_dir(kept)))
 
+    def test_pause_of_a_commit_cut_before_recorded(self) -> None:
+        """The daemon killed after the runtime paused the container for a commit but before
+        the pause was recorded: the restart still unpauses it."""
+        cid = self.started(Cmd=["sleep", "100"])
+        hang: Deferred[None] = Deferred()
+        real = self.runtime.pause
+
+        async def pause_then_die(container_id: str, runtime: Any = None) -> None:
+            await real(container_id)
+            await hang
+
+        self.runtime.pause = pause_then_die  # type: ignore[method-assign]
+        pending = Deferred.fromCoroutine(self.svc.pause(cid, for_commit=True))
+        self.assertNoResult(pending)
+        self.svc.shutdown()
+        self.runtime.pause = real  # type: ignore[method-assign]
+        self.runtime.callbacks.clear()
+        self.svc = self.make_service()
+        self.go(self.svc.startup())
+        self.assertEqual(self.svc.resolve(cid).state.status, "running")
+        self.assertEqual(self.runtime.containers[cid]["status"], "running")
+        pending.cancel()
+        self.failureResultOf(pending)
+
     def test_pause_of_a_commit_undone(self) -> None:
         """A daemon killed in the middle of a commit left the container paused by pyd (not by a
         user): the restart unpauses it; a user's pause stays."""

@@ -459,9 +459,17 @@ class ContainerLifecycle(ContainerCreate):
                 raise Conflict(f"Container {c.id} is already paused")
             if c.state.status != "running":
                 raise Conflict(f"container {c.id} is not running")
+            if for_commit:
+                # marked before the runtime pauses it: a crash between the two must still
+                # find the pause to be the commit's
+                mark = attrs.evolve(c.state, paused_for_commit=True)
+                c = await self._save(attrs.evolve(c, state=mark))
             try:
                 await self.runtime.pause(c.id, runtime=self.oci_runtime(c))
             except RuntimeFailed as e:
+                if for_commit:
+                    unmark = attrs.evolve(c.state, paused_for_commit=False)
+                    await self._save(attrs.evolve(c, state=unmark))
                 raise SystemError_(f"Cannot pause container {c.id}: {e.message}") from e
             state = attrs.evolve(c.state, status="paused", paused_for_commit=for_commit)
             c = await self._save(attrs.evolve(c, state=state))
