@@ -29,7 +29,13 @@ from pyd import config as cfgmod
 from pyd.config import DaemonConfig
 from pyd.core.seams import Blocking
 from pyd.core.telemetry import Telemetry
-from pyd.daemon.logs import LogLevelControl, StallWatchdog, release_free_memory
+from pyd.daemon.logs import (
+    HeapTrimmer,
+    LogLevelControl,
+    StallWatchdog,
+    limit_malloc_arenas,
+    release_free_memory,
+)
 from pyd.daemon.systemd import sd_notify
 from pyd.drivers.process import ProcessRunner
 from pyd.state import migrate
@@ -128,6 +134,7 @@ class PydService(MultiService):
             watchdog = StallWatchdog(self.reactor)
             watchdog.start()
             self.lifecycle.cleanup.append(watchdog.stop)
+        limit_malloc_arenas()  # before the thread pools (below) allocate
         super().startService()
         d = ensureDeferred(self._start())
         d.addErrback(self._start_failed)
@@ -149,6 +156,9 @@ class PydService(MultiService):
         )
         self.ready.callback(None)
         release_free_memory()
+        trimmer = HeapTrimmer(self.reactor)
+        trimmer.start()
+        self.lifecycle.cleanup.append(trimmer.stop)
 
     async def _upgrade_schema(self) -> None:
         """Bring the schema to head. For a database file Alembic runs in a child process, so
