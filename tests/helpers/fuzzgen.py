@@ -4,6 +4,8 @@ JSON bodies from their schema and mutated at every level, raw bodies (tar stream
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
 import tarfile
@@ -173,6 +175,9 @@ raw_bodies = st.one_of(
         ),
     ),
     st.just(b"\x1f\x8b\x08\x00" + b"\x00" * 12),  # a truncated gzip header
+    # compressed tars cut short (the stream ends inside the first header)
+    st.just(gzip.compress(tar_bytes([("Dockerfile", b"FROM busybox\n" * 64)]))[:40]),
+    st.just(bz2.compress(tar_bytes([("Dockerfile", b"FROM busybox\n" * 64)]))[:40]),
 )
 
 

@@ -155,10 +155,11 @@ def extract_context(src: BinaryIO, dest: str, max_size: int = 0, keep_free: int 
     if src is None or not src.read(1):
         return 0  # an empty body: an empty context
     src.seek(0)
-    stream = _open_maybe_compressed(src)
     try:
+        stream = _open_maybe_compressed(src)
         tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed in the finally below
-    except tarfile.TarError as e:
+    except (tarfile.TarError, EOFError, OSError, zlib_error(), lzma.LZMAError) as e:
+        # a truncated gzip or bzip2 stream ends (EOFError) while tarfile reads the first header
         raise BuildFileError("failed to read the build context: not a tar archive") from e
     try:
         with InRoot(dest) as ctx:
