@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.wire import qint
 from pyd.core.errors import InvalidParameter
 from pyd.core.reference import parse_normalized, valid_domain
-from pyd.engine.distribution.search import _login_host
+from pyd.engine.distribution.search import IndexOps, _login_host
 from pyd.engine.spec.rules import parse_signal
 
 
@@ -75,3 +76,17 @@ class RegistryHostTests(SynchronousTestCase):
         self.assertEqual(_login_host("https://r.example:5000/v2/"), "r.example:5000")
         self.assertEqual(_login_host(""), "docker.io")
         self.assertTrue(valid_domain("[::1]:5000"))
+
+    def test_search_index(self) -> None:
+        """C{GET /images/search?term=../..} (an index name no host has) is a 400 before
+        anything is sent, not a 500 from the URL encoder; dockerd's hyphen rule stays."""
+        ops = IndexOps.__new__(IndexOps)
+        for term, text in (
+            ("../..", "invalid index name (..)"),
+            ("١٢.x/busybox", "invalid index name (١٢.x)"),
+            ("-a.io/x", "invalid index name (-a.io). Cannot begin or end with a hyphen"),
+        ):
+            f = self.failureResultOf(
+                Deferred.fromCoroutine(ops._index_client(term, None)), InvalidParameter
+            )
+            self.assertEqual(str(f.value), text)

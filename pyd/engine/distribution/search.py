@@ -58,6 +58,8 @@ class IndexOps(DistributionBase):
         min_stars = 0
         for value in filters.get("stars", []):
             try:
+                if not value.lstrip("+-").isascii():  # int() reads other scripts' digits
+                    raise ValueError(value)
                 min_stars = max(min_stars, int(value))
             except ValueError:
                 raise InvalidParameter(
@@ -105,6 +107,14 @@ class IndexOps(DistributionBase):
                 f"invalid repository name: repository name ({term}) should not have a scheme"
             )
         index_name, _ = split_search_term(term)
+        if index_name.startswith("-") or index_name.endswith("-"):
+            raise InvalidParameter(
+                f"invalid index name ({index_name}). Cannot begin or end with a hyphen"
+            )
+        if not valid_domain(index_name):
+            # dockerd would send it to the resolver; no host has such a name (".." or other
+            # scripts' letters that the URL encoder refuses)
+            raise InvalidParameter(f"invalid index name ({index_name})")
         if index_name in ("docker.io", "index.docker.io"):
             return IndexClient(self.http, Endpoint("index.docker.io", "https"), auth, True)
         hosts = self._hosts()
