@@ -162,6 +162,29 @@ class ReplayTests:
         assert replay2.closed and replay2.read == 1 and io2.done.called
 
 
+    def test_output_ends_during_replay(self) -> None:
+        """A container that starts, writes and exits while its log is still being sent (a
+        pending attach with logs=1): its output follows the log, then the session ends."""
+        io = IOSession(want_stdin=False, want_stdout=True, want_stderr=True)
+        replay = _Replay([[(1, b"old")], [(1, b"older")]])
+        io.replay_first(replay, lambda: None)
+        sink = _Sink()
+        real_register = sink.register_producer
+
+        def register(p: object) -> None:
+            real_register(p)
+            p.pauseProducing()  # type: ignore[attr-defined]
+
+        sink.register_producer = register  # type: ignore[method-assign]
+        io.bind(sink)
+        io._packet(b"\x02new")
+        io._conmon_closed()
+        assert not sink.ended and sink.out == [(1, b"old")]
+        sink.producer.resumeProducing()  # type: ignore[attr-defined]
+        assert sink.out == [(1, b"old"), (1, b"older"), (1, b"new")]
+        assert sink.ended and io.done.called and replay.closed
+
+
 class ExecEnvTests:
     """The exec's environment on top of the container's."""
 
