@@ -125,7 +125,7 @@ class SystemService:
         security_options: Sequence[str] | None = None,
     ) -> None:
         """@param security_options: C{SecurityOptions} as info lists them (None: the built-in
-            seccomp profile, and a private cgroup namespace on cgroup v2)."""
+        seccomp profile, and a private cgroup namespace on cgroup v2)."""
         self.daemon_id = daemon_id
         self.host = host
         self.config = config

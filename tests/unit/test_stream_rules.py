@@ -161,7 +161,6 @@ class ReplayTests:
         io2.client_gone()
         assert replay2.closed and replay2.read == 1 and io2.done.called
 
-
     def test_output_ends_during_replay(self) -> None:
         """A container that starts, writes and exits while its log is still being sent (a
         pending attach with logs=1): its output follows the log, then the session ends."""
