@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
 from pyd.api.authz import Authorizer, Policy, ServiceLookup
@@ -36,6 +37,7 @@ from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig
 from pyd.config.dockerd import builder_allows_host_network, builder_allows_insecure
+from pyd.core.seams import Blocking
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.drivers import DriverFactory, keep_free_bytes
 from pyd.daemon.guard import raise_fd_limit
@@ -43,6 +45,7 @@ from pyd.daemon.listeners import build_listeners
 from pyd.daemon.logs import LogLevelControl
 from pyd.daemon.pidlock import StartupError, lock_data_root, remove_file, write_pidfile
 from pyd.daemon.tree import Lifecycle, PydService
+from pyd.drivers.registry import HTTPClients
 from pyd.engine.archive import ArchiveService
 from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller
 from pyd.engine.builder.builder import BuildService
@@ -367,9 +370,9 @@ class _ContainersForNetworks:
 
 def _distribution(
     config: DaemonConfig,
-    reactor: Any,
-    http: Any,
-    io: Any,
+    reactor: IReactorTime,
+    http: HTTPClients,
+    io: Blocking,
     images: ImageService,
     telemetry: Telemetry,
 ) -> tuple[DistributionService, Callable[[DaemonConfig, DaemonConfig], None]]:

@@ -124,8 +124,11 @@ class SystemService:
         runtimes: RuntimeSet | None = None,
         security_options: Sequence[str] | None = None,
     ) -> None:
-        """@param security_options: C{SecurityOptions} as info lists them (None: the built-in
-        seccomp profile, and a private cgroup namespace on cgroup v2)."""
+        """Answers for the host and configuration given.
+
+        @param security_options: C{SecurityOptions} as info lists them (None: the built-in
+            seccomp profile, and a private cgroup namespace on cgroup v2).
+        """
         self.daemon_id = daemon_id
         self.host = host
         self.config = config

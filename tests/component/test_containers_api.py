@@ -20,7 +20,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.engine.containers import ContainerService, ContainerSettings
 from pyd.state.containers import ContainerRepository
 from tests.fakes.container_providers import (
-    FakeImageProvider,
+    FakeContainerImages,
     FakeNetworkProvider,
     FakeVolumeProvider,
 )
@@ -42,7 +42,7 @@ class ContainersApiTests(SynchronousTestCase):
         self.svc = ContainerService(
             ContainerRepository(self.db),
             self.runtime,
-            FakeImageProvider(self.tmp + "/layers"),
+            FakeContainerImages(self.tmp + "/layers"),
             FakeNetworkProvider(),
             FakeVolumeProvider(),
             FakeEvents(),

@@ -31,7 +31,7 @@ def busybox_image(**config: Any) -> Image:
     )
 
 
-class FakeImageProvider:
+class FakeContainerImages:
     """Images by name; the rw layer is a directory under C{root} (a rootfs with passwd/group)."""
 
     def __init__(self, root: str, images: dict[str, Image] | None = None) -> None:
@@ -195,6 +195,6 @@ class FakeVolumeProvider:
 
 
 # mypy checks the fakes against the seams they stand in for
-_IS_CONTAINER_IMAGES: type[ContainerImages] = FakeImageProvider
+_IS_CONTAINER_IMAGES: type[ContainerImages] = FakeContainerImages
 _IS_NETWORK_PROVIDER: type[NetworkProvider] = FakeNetworkProvider
 _IS_VOLUME_PROVIDER: type[VolumeProvider] = FakeVolumeProvider

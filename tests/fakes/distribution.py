@@ -17,7 +17,7 @@ from pyd.engine.contracts import PushImage, PushLayer, RegistryImages
 from pyd.engine.distribution import chain_ids
 
 
-class FakeDistributionStore:
+class FakeRegistryImages:
     """Layers as uncompressed tars in a directory; images and refs in dicts."""
 
     def __init__(self, root: str) -> None:
@@ -137,4 +137,4 @@ class FakeDistributionStore:
 
 
 # mypy checks the fake against the seam it stands in for
-_IS_REGISTRY_IMAGES: type[RegistryImages] = FakeDistributionStore
+_IS_REGISTRY_IMAGES: type[RegistryImages] = FakeRegistryImages

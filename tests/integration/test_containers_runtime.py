@@ -19,7 +19,7 @@ from pyd.drivers.runtime.conmon import ConmonRuntime
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.state.containers import ContainerRepository
 from tests.fakes.basic_providers import BasicNetworkProvider, BasicVolumeProvider
-from tests.fakes.container_providers import FakeImageProvider
+from tests.fakes.container_providers import FakeContainerImages
 from tests.fakes.events import FakeEvents
 from tests.helpers.memdb import memory_db
 
@@ -48,7 +48,7 @@ def make_rootfs(root: str) -> None:
         os.makedirs(os.path.join(root, d), exist_ok=True)
 
 
-class RootfsImages(FakeImageProvider):
+class RootfsImages(FakeContainerImages):
     """Each container's rw layer is a private copy of a busybox rootfs."""
 
     async def create_rw_layer(self, container_id: str, image_id: str | None) -> None:

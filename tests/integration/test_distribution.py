@@ -18,7 +18,7 @@ from pyd.core.reference import parse_normalized
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.registry import HTTPClients
 from pyd.engine.distribution import DistributionService, DistributionSettings, Progress
-from tests.fakes.distribution import FakeDistributionStore
+from tests.fakes.distribution import FakeRegistryImages
 from tests.helpers.registry import PASSWORD, USER, CuttingProxy, Registry, seed_multiplatform
 
 pytestmark = pytest.mark.integration
@@ -53,8 +53,8 @@ class _Base(TestCase):
 
     def service(
         self, name: str, downloads: int = 3
-    ) -> tuple[DistributionService, FakeDistributionStore]:
-        store = FakeDistributionStore(os.path.join(self.tmp, name, "store"))
+    ) -> tuple[DistributionService, FakeRegistryImages]:
+        store = FakeRegistryImages(os.path.join(self.tmp, name, "store"))
         staging = os.path.join(self.tmp, name, "staging")
         os.makedirs(staging)
         svc = DistributionService(
@@ -227,7 +227,7 @@ class MirrorTests(_Base):
         name = f"{self.registry.host}/library/mirrortest"
         iid = sstore.add_local_image([layer_tar("m")], [parse_normalized(name + ":latest")])
         await src.push(name, "latest", None, lambda e: None)
-        store = FakeDistributionStore(os.path.join(self.tmp, "m", "store"))
+        store = FakeRegistryImages(os.path.join(self.tmp, "m", "store"))
         staging = os.path.join(self.tmp, "m", "staging")
         os.makedirs(staging)
         svc = DistributionService(

@@ -15,7 +15,7 @@ from pyd.core.records import RegistryAuth
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.registry import HTTPClients
 from pyd.engine.distribution import DistributionService, DistributionSettings, split_search_term
-from tests.fakes.distribution import FakeDistributionStore
+from tests.fakes.distribution import FakeRegistryImages
 from tests.helpers.fake_index import FakeIndex
 from tests.helpers.registry import free_port
 
@@ -35,7 +35,7 @@ class SearchTests(TestCase):
         tmp = tempfile.mkdtemp(prefix="pyd-search-")
         self.addCleanup(lambda: __import__("shutil").rmtree(tmp, True))
         self.svc = DistributionService(
-            FakeDistributionStore(tmp + "/store"),
+            FakeRegistryImages(tmp + "/store"),
             self.http,
             InlineBlocking(),
             tmp,

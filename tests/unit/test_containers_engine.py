@@ -22,7 +22,7 @@ from pyd.engine.containers import ContainerService, ContainerSettings, LogsReque
 from pyd.engine.spec import NetworkRequest, rules
 from pyd.state.containers import ContainerRepository
 from tests.fakes.container_providers import (
-    FakeImageProvider,
+    FakeContainerImages,
     FakeNetworkProvider,
     FakeVolumeProvider,
     busybox_image,
@@ -44,7 +44,7 @@ class EngineTestBase(SynchronousTestCase):
         self.db = memory_db()
         self.addCleanup(self.db.close)
         self.runtime = FakeRuntime(self.clock)
-        self.images = FakeImageProvider(os.path.join(root, "layers"))
+        self.images = FakeContainerImages(os.path.join(root, "layers"))
         self.networks = FakeNetworkProvider()
         self.volumes = FakeVolumeProvider()
         self.events = FakeEvents()
