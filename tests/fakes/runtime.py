@@ -7,6 +7,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pyd.core.seams import Clock
 from pyd.drivers.runtime.cgroups import CgroupStats
 from pyd.drivers.runtime.conmon import (
     CreateOptions,
@@ -21,7 +22,7 @@ from pyd.drivers.runtime.oci import OciRuntime
 class FakeRuntime:
     """Honest enough for the engine: create/start/kill/delete/pause/resume/update/exec."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.containers: dict[str, dict[str, Any]] = {}
         self.exits: dict[str, ExitInfo] = {}
