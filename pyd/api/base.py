@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 from klein import Klein
@@ -33,6 +34,15 @@ def make_app() -> Klein:
         # Klein passes (instance, request, failure) when bound, (request, failure) otherwise.
         request, failure = args[-2], args[-1]
         assert isinstance(failure, Failure)
+        if isinstance(failure.value, RequestRedirect):
+            # a path with empty segments (C{/networks//x}): dockerd's router (gorilla mux)
+            # answers 301 with the cleaned path in Location; werkzeug's 308 had none
+            target = urlsplit(failure.value.new_url)
+            _, sep, query = bytes(request.uri).partition(b"?")
+            location = target.path.encode("utf-8") + (b"?" + query if sep else b"")
+            request.setResponseCode(301)
+            request.setHeader(b"Location", location)
+            return b""
         if isinstance(failure.value, HTTPException):
             code = failure.value.code or 500
             request.setResponseCode(code)

@@ -56,6 +56,18 @@ class ApiRootTests(SynchronousTestCase):
         self.assertEqual(h.getRawHeaders("Docker-Experimental"), ["false"])
         self.assertEqual(h.getRawHeaders("Cache-Control"), ["no-cache, no-store, must-revalidate"])
 
+    def test_empty_path_segment_redirects(self) -> None:
+        """A path with an empty segment is redirected to the cleaned path as dockerd's router
+        does (301 with Location, the version prefix and query kept); it was a 308 without a
+        Location, which no client can follow."""
+        resp = self.successResultOf(
+            self.http.request(
+                "GET", "http://pyd/v1.44/system//df?type=image", allow_redirects=False
+            )
+        )
+        self.assertEqual(resp.code, 301)
+        self.assertEqual(resp.headers.getRawHeaders("Location"), ["/v1.44/system/df?type=image"])
+
     def test_head_ping(self) -> None:
         """HEAD /_ping has an empty body."""
         resp, body = self.get("/_ping", "HEAD")
