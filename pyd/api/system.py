@@ -19,6 +19,7 @@ from pyd.api.visibility import redact_event, visibility
 from pyd.api.wire import check_filters, json_body, parse_filters, qstr
 from pyd.core.records import Event
 from pyd.core.seams import Clock
+from pyd.engine.components import Components, ComponentVersions
 from pyd.engine.events import EventFilter, EventService
 from pyd.engine.spec.rules import LOG_DRIVERS as LOG_PLUGINS
 from pyd.engine.system import SystemService
@@ -75,19 +76,30 @@ class SystemRouter:
     app = make_app()
     prefixes = ("version", "info", "system", "events")
 
-    def __init__(self, system: SystemService, events: EventService, clock: Clock) -> None:
+    def __init__(
+        self,
+        system: SystemService,
+        events: EventService,
+        clock: Clock,
+        versions: ComponentVersions | None = None,
+    ) -> None:
+        """@param versions: the default runtime's and the init's versions (None: not shown)."""
         self._system = system
         self._events = events
         self._clock = clock
+        self._versions = versions
 
     def resource(self) -> IResource:
         """The Klein resource."""
         return self.app.resource()  # type: ignore[no-any-return]  # Klein's resource() is untyped
 
+    async def _components(self) -> Components:
+        return await self._versions.components() if self._versions is not None else Components()
+
     @app.route("/version", methods=["GET"])
     @role("viewer")
-    def version(self, request: IRequest) -> bytes:
-        """Engine and component versions."""
+    async def version(self, request: IRequest) -> bytes:
+        """Engine and component versions (the default runtime's and the init's, as dockerd)."""
         h = self._system.host
         details = {
             "ApiVersion": MAX_API_STR,
@@ -105,6 +117,10 @@ class SystemRouter:
             "Components": [
                 {"Name": "Engine", "Version": ENGINE_VERSION, "Details": details},
                 {"Name": "pyd", "Version": __version__, "Details": {}},
+                *(
+                    {"Name": c.name, "Version": c.version, "Details": {"GitCommit": c.commit}}
+                    for c in (await self._components()).listed
+                ),
             ],
             "Version": ENGINE_VERSION,
             "ApiVersion": MAX_API_STR,
@@ -123,6 +139,7 @@ class SystemRouter:
     async def info(self, request: IRequest) -> bytes:
         """Counts and host facts."""
         i = await self._system.info()
+        comps = await self._components()
         c = i.counts
         h = i.host
         f = h.features
@@ -214,8 +231,9 @@ class SystemRouter:
             "Isolation": "",
             "InitBinary": f.init_binary,
             "ContainerdCommit": {"ID": ""},
-            "RuncCommit": {"ID": ""},
-            "InitCommit": {"ID": ""},
+            # the default runtime's commit and the init's, as dockerd's RuncCommit/InitCommit
+            "RuncCommit": {"ID": comps.runtime.commit if comps.runtime else ""},
+            "InitCommit": {"ID": comps.init.commit if comps.init else ""},
             "SecurityOptions": list(i.security_options),
             "Warnings": list(i.warnings),
             "CDISpecDirs": [],

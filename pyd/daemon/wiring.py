@@ -39,7 +39,7 @@ from pyd.config import DaemonConfig
 from pyd.config.dockerd import builder_allows_host_network, builder_allows_insecure
 from pyd.core.seams import Blocking
 from pyd.core.telemetry import Telemetry
-from pyd.daemon.drivers import DriverFactory, keep_free_bytes
+from pyd.daemon.drivers import DriverFactory, Drivers, keep_free_bytes
 from pyd.daemon.guard import raise_fd_limit
 from pyd.daemon.listeners import build_listeners
 from pyd.daemon.logs import LogLevelControl
@@ -50,6 +50,7 @@ from pyd.engine.archive import ArchiveService
 from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller
 from pyd.engine.builder.builder import BuildService
 from pyd.engine.commit import CommitService
+from pyd.engine.components import ComponentVersions
 from pyd.engine.confinement import Confinement
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
 from pyd.engine.distribution import DistributionService, DistributionSettings
@@ -241,7 +242,12 @@ def build_service(
         )
 
     routers: list[Any] = [
-        SystemRouter(system, events, reactor),
+        SystemRouter(
+            system,
+            events,
+            reactor,
+            ComponentVersions(drv.runner, _default_runtime(drv), drv.init_path),
+        ),
         ClusterRouter(),
         VolumesRouter(volumes),
         NetworksRouter(networks),
@@ -441,6 +447,12 @@ def _log_reader(containers: ContainerService) -> Any:
         return _LogReplay(containers, tail, req)
 
     return open_
+
+
+def _default_runtime(drv: Drivers) -> tuple[str, str] | None:
+    """(name, binary) of the default OCI runtime, for docker version's components."""
+    rt = drv.runtimes.get("")
+    return (drv.runtimes.default, rt.path) if rt is not None else None
 
 
 def _new_daemon_id() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,21 @@ class RuntimeTests:
         apparmor = flag.exists() and flag.read_text().strip().upper().startswith("Y")
         assert ("name=apparmor" in info["SecurityOptions"]) == apparmor
         assert "name=seccomp,profile=builtin" in info["SecurityOptions"]
+        # the default runtime's and the init's commits and versions, from their --version
+        crun = subprocess.run(["crun", "--version"], capture_output=True, text=True).stdout
+        commit = next(
+            ln.split(":", 1)[1].strip() for ln in crun.splitlines() if ln.startswith("commit:")
+        )
+        tini = subprocess.run(["/usr/bin/tini-static", "--version"], capture_output=True, text=True)
+        assert info["RuncCommit"]["ID"] == commit
+        # Debian's tini prints no "- git.<commit>" part: dockerd's InitCommit is then empty
+        _, sep, tini_commit = tini.stdout.strip().partition(" - git.")
+        assert info["InitCommit"]["ID"] == (tini_commit if sep else "")
+        version = json.loads(daemon.docker("version", "--format", "{{json .Server}}").stdout)
+        names = {c["Name"]: c for c in version["Components"]}
+        assert names["crun"]["Details"]["GitCommit"] == commit
+        assert names["crun"]["Version"] == crun.splitlines()[0].split("version")[-1].strip()
+        assert names["tini-static"]["Version"] == "0.19.0"
 
     @pytest.mark.parametrize(
         ("runtime", "binary", "state_dir", "state_file"),

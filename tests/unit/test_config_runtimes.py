@@ -243,3 +243,42 @@ class RuntimeMessageTests(SynchronousTestCase):
         self.assertEqual(strip_runtime_message("crun: boom"), "boom")
         self.assertEqual(OciRuntime("x", "/usr/sbin/runc", "/r").label, "runc create failed")
         self.assertEqual(OciRuntime("x", "/usr/bin/crun", "/r").label, "crun")
+
+
+class ComponentVersionTests(SynchronousTestCase):
+    def test_parse(self) -> None:
+        """dockerd's parsing of the runtime's and tini's --version output."""
+        from pyd.engine.components import parse_init_version, parse_runtime_version
+
+        crun = "crun version 1.8.1\ncommit: f8a096be\nrundir: /run/crun\nspec: 1.0.0\n+SYSTEMD\n"
+        self.assertEqual(parse_runtime_version(crun), ("1.8.1", "f8a096be"))
+        runc = "runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\nspec: 1.0.2-dev\n"
+        self.assertEqual(parse_runtime_version(runc), ("1.1.5+ds1", "1.1.5+ds1-1+deb12u1"))
+        self.assertEqual(
+            parse_init_version("tini version 0.19.0 - git.de40ad0\n"), ("0.19.0", "de40ad0")
+        )
+        self.assertEqual(parse_init_version("tini version 0.19.0\n"), ("0.19.0", ""))
+
+    def test_read_once(self) -> None:
+        """Each binary runs once; one that fails is left out."""
+        from twisted.internet.defer import Deferred, succeed
+
+        from pyd.drivers.process import ProcessResult
+        from pyd.engine.components import Component, ComponentVersions
+
+        calls: list[list[str]] = []
+
+        class Runner:
+            def run(self, argv: list[str], **kw: object) -> Deferred[ProcessResult]:
+                calls.append(list(argv))
+                if argv[0] == "/usr/bin/crun":
+                    return succeed(
+                        ProcessResult(tuple(argv), 0, b"crun version 1.8.1\ncommit: abc\n", b"")
+                    )
+                return succeed(ProcessResult(tuple(argv), 1, b"", b"no"))
+
+        v = ComponentVersions(Runner(), ("crun", "/usr/bin/crun"), "/usr/bin/tini-static")  # type: ignore[arg-type]
+        for _ in range(2):
+            got = self.successResultOf(Deferred.fromCoroutine(v.components()))
+        self.assertEqual(got.listed, (Component("crun", "1.8.1", "abc"),))
+        self.assertEqual(len(calls), 2)
