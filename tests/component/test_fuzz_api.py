@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, given, seed, settings
@@ -128,6 +129,9 @@ class FuzzDaemon:
     def __init__(self, case: SynchronousTestCase) -> None:
         self.case = case
         self.daemon = InProcessDaemon(prefix="pyd-t-fuzz-")
+        # the containers end on SIGTERM: a stop or restart with t=-1 (wait as long as it takes,
+        # as dockerd does) answers instead of waiting for ever
+        self.daemon.runtime.fatal_signals[signal.SIGTERM] = 143
         case.successResultOf(self.daemon.start())
         self.http = self.daemon.stub()
         self.host_paths = [self.daemon.tmp, self.daemon.data_root, self.daemon.exec_root]
