@@ -134,9 +134,9 @@ def _networks_json(c: Container) -> dict[str, Any]:
             "Gateway": e.gateway,
             "IPAddress": e.ipv4,
             "IPPrefixLen": e.prefixlen,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": e.ipv6_gateway,
+            "GlobalIPv6Address": e.ipv6,
+            "GlobalIPv6PrefixLen": e.ipv6_prefixlen,
             "DNSNames": list(e.dns_names) or None,
         }
     if not out:
@@ -194,11 +194,11 @@ def network_settings_json(c: Container) -> dict[str, Any]:
         "SecondaryIPv6Addresses": None,
         "EndpointID": bridge.get("EndpointID", ""),
         "Gateway": bridge.get("Gateway", ""),
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": bridge.get("GlobalIPv6Address", ""),
+        "GlobalIPv6PrefixLen": bridge.get("GlobalIPv6PrefixLen", 0),
         "IPAddress": bridge.get("IPAddress", ""),
         "IPPrefixLen": bridge.get("IPPrefixLen", 0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": bridge.get("IPv6Gateway", ""),
         "MacAddress": bridge.get("MacAddress", "") if primary else "",
         "Networks": nets,
     }

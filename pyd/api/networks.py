@@ -73,16 +73,12 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
     containers: dict[str, Any] = {}
     if with_containers:
         for att, name in view.endpoints:
-            prefix = ""
-            for p in n.pools:
-                if att.ipv4 and ipaddress.IPv4Address(att.ipv4) in ipaddress.IPv4Network(p.subnet):
-                    prefix = str(ipaddress.IPv4Network(p.subnet).prefixlen)
             containers[att.container_id] = {
                 "Name": name,
                 "EndpointID": att.id,
                 "MacAddress": att.mac or _mac(att.ipv4 or ""),
-                "IPv4Address": f"{att.ipv4}/{prefix}" if att.ipv4 else "",
-                "IPv6Address": "",
+                "IPv4Address": _with_prefix(att.ipv4, n),
+                "IPv6Address": _with_prefix(att.ipv6, n) if n.enable_ipv6 else "",
             }
     return {
         "Name": n.name,
@@ -108,6 +104,18 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
     }
 
 
+def _with_prefix(address: str | None, n: Any) -> str:
+    """C{address/prefixlen} with the prefix of the network's subnet holding it ("" for none)."""
+    if not address:
+        return ""
+    ip = ipaddress.ip_address(address)
+    for p in n.pools:
+        net = ipaddress.ip_network(p.subnet)
+        if ip.version == net.version and ip in net:
+            return f"{address}/{net.prefixlen}"
+    return f"{address}/"
+
+
 def _mac(ip: str) -> str:
     if not ip:
         return ""
@@ -120,6 +128,28 @@ def _str_map(value: Any, what: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise InvalidParameter(f"invalid {what}: expected an object")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _enable_ipv6(body: dict[str, Any]) -> bool:
+    """C{EnableIPv6}, or (dockerd's network.go) the C{com.docker.network.enable_ipv6} driver
+    option when the field is absent."""
+    value = body.get("EnableIPv6")
+    if value is not None:
+        if not isinstance(value, bool):
+            raise InvalidParameter("invalid EnableIPv6: expected a boolean")
+        return value
+    opt = (
+        (body.get("Options") or {}).get("com.docker.network.enable_ipv6")
+        if isinstance(body.get("Options"), dict)
+        else None
+    )
+    if opt is None:
+        return False
+    parsed = {"1": True, "t": True, "true": True, "TRUE": True, "True": True, "T": True,
+              "0": False, "f": False, "false": False, "FALSE": False, "False": False, "F": False}.get(str(opt))  # fmt: skip
+    if parsed is None:
+        raise InvalidParameter('driver-opt "com.docker.network.enable_ipv6" is not a valid bool')
+    return parsed
 
 
 def parse_create(body: dict[str, Any]) -> CreateRequest:
@@ -152,7 +182,7 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         driver=str(body.get("Driver") or "bridge"),
         internal=bool(body.get("Internal")),
         attachable=bool(body.get("Attachable")),
-        enable_ipv6=bool(body.get("EnableIPv6")),
+        enable_ipv6=_enable_ipv6(body),
         ipam_driver=str(ipam.get("Driver") or "default"),
         ipam_options=_str_map(ipam.get("Options"), "IPAM options"),
         pools=tuple(pools),

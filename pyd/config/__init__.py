@@ -7,6 +7,7 @@ Every option is one row of L{OPTIONS}; the tap builds its flags from the same ta
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -217,13 +218,46 @@ OPTIONS: tuple[Option, ...] = (
         doc="Restrict default-bridge addresses to this range",
     ),
     Option(
+        "ipv6",
+        "ipv6",
+        _bool,
+        False,
+        "ipv6",
+        is_flag=True,
+        doc="Give the default bridge an IPv6 subnet too (dual-stack)",
+    ),
+    Option(
+        "fixed-cidr-v6",
+        "fixed_cidr_v6",
+        _str,
+        "",
+        "fixed-cidr-v6",
+        doc="IPv6 subnet of the default bridge (with ipv6; else one of default-address-pools)",
+    ),
+    Option(
+        "bip6",
+        "bip6",
+        _str,
+        "",
+        "bip6",
+        doc="IPv6 address and prefix of the default bridge (with ipv6)",
+    ),
+    Option(
+        "ip6tables",
+        "ip6tables",
+        _bool,
+        True,
+        "ip6tables",
+        doc="IPv6 rules in pyd's nft tables for networks with IPv6 (with iptables)",
+    ),
+    Option(
         "default-address-pools",
         "default_address_pools",
         _pools,
         (),
         "default-address-pool",
         repeat=True,
-        doc="Pools for new networks: base=CIDR,size=N",
+        doc="Pools for new networks: base=CIDR,size=N (IPv4 and IPv6 bases)",
     ),
     Option(
         "icc",
@@ -379,7 +413,8 @@ OPTIONS: tuple[Option, ...] = (
         _bool,
         True,
         "ip-forward",
-        doc="Turn on net.ipv4.ip_forward at start (as dockerd; never turned off again)",
+        doc="Turn on net.ipv4.ip_forward at start, and IPv6 forwarding once a network has IPv6 "
+        "(as dockerd; never turned off again)",
     ),
     Option(
         "ip-forward-no-drop",
@@ -622,6 +657,33 @@ def validate(cfg: DaemonConfig) -> None:
     rtmod.check_default(cfg.default_runtime, cfg.runtimes)
     if cfg.bip and "/" not in cfg.bip:
         raise ConfigError(f"invalid value for bip: {cfg.bip!r} (want ADDRESS/PREFIX)")
+    _validate_v6(cfg)
+
+
+def _validate_v6(cfg: DaemonConfig) -> None:
+    """The IPv6 keys: addresses of the right family, and what dockerd refuses together."""
+    for key, value in (("fixed-cidr-v6", cfg.fixed_cidr_v6), ("bip6", cfg.bip6)):
+        if not value:
+            continue
+        try:
+            iface = ipaddress.ip_interface(value)
+        except ValueError:
+            raise ConfigError(f"invalid value for {key}: {value!r} (want an IPv6 CIDR)") from None
+        if iface.version != 6 or "/" not in value:
+            raise ConfigError(f"invalid value for {key}: {value!r} (want an IPv6 CIDR)")
+    if cfg.fixed_cidr_v6 and cfg.bip6:
+        fixed = ipaddress.IPv6Network(cfg.fixed_cidr_v6, strict=False)
+        if not fixed.subnet_of(ipaddress.IPv6Interface(cfg.bip6).network):
+            raise ConfigError(f"fixed-cidr-v6 {cfg.fixed_cidr_v6} is not inside bip6 {cfg.bip6}")
+    for base, size in cfg.default_address_pools:
+        try:
+            net = ipaddress.ip_network(base, strict=False)
+        except ValueError:
+            raise ConfigError(f"invalid value for default-address-pools: base {base!r}") from None
+        if not net.prefixlen <= size <= net.max_prefixlen:
+            raise ConfigError(
+                f"invalid value for default-address-pools: size {size} does not fit base {base}"
+            )
 
 
 @attrs.frozen

@@ -29,7 +29,6 @@ from pyd.config.limits import _bytes
 from pyd.engine.spec.validate import ULIMIT_NAMES
 
 _NO_SWARM = "pyd has no swarm mode"
-_NO_V6 = "pyd's networks are IPv4-only (IPv6 networks are refused)"
 
 
 def _one_of(*values: Any) -> Any:
@@ -463,53 +462,14 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
     ),
     # Networking keys pyd does not have.
     Option(
-        "ipv6",
-        "ipv6",
-        _bool,
-        False,
-        "ipv6",
-        accepts=_empty,
-        refuse=_NO_V6,
-        doc="IPv6 on the default bridge (not supported)",
-    ),
-    Option(
-        "fixed-cidr-v6",
-        "fixed_cidr_v6",
-        _str,
-        "",
-        "fixed-cidr-v6",
-        accepts=_empty,
-        refuse=_NO_V6,
-        doc="IPv6 subnet (not supported)",
-    ),
-    Option(
-        "bip6",
-        "bip6",
-        _str,
-        "",
-        "bip6",
-        accepts=_empty,
-        refuse=_NO_V6,
-        doc="IPv6 bridge address (not supported)",
-    ),
-    Option(
         "default-gateway-v6",
         "default_gateway_v6",
         _str,
         "",
         "default-gateway-v6",
         accepts=_empty,
-        refuse=_NO_V6,
-        doc="IPv6 gateway (not supported)",
-    ),
-    Option(
-        "ip6tables",
-        "ip6tables",
-        _bool,
-        True,
-        "ip6tables",
-        inert="pyd's networks are IPv4-only, so it adds no IPv6 rules",
-        doc="IPv6 firewall rules (none: networks are IPv4-only)",
+        refuse="the default bridge's IPv6 gateway is its bip6 address (or fixed-cidr-v6's first)",
+        doc="Default bridge IPv6 gateway (not supported; set bip6)",
     ),
     Option(
         "default-gateway",

@@ -102,6 +102,9 @@ class Endpoint:
     mac: str
     aliases: tuple[str, ...] = ()
     dns_names: tuple[str, ...] = ()
+    ipv6: str = ""  # GlobalIPv6Address ("" on an IPv4-only network)
+    ipv6_prefixlen: int = 0
+    ipv6_gateway: str = ""
 
 
 @attrs.frozen
@@ -215,9 +218,10 @@ class Network:
 
 @attrs.frozen
 class Attachment:
-    """A container's membership of a network as stored (the IPAM record is C{ipv4}).
+    """A container's membership of a network as stored (the IPAM records are C{ipv4} and, on a
+    network with IPv6, C{ipv6}).
 
-    C{ipv4} is None while the container is not running; C{config} keeps what the request asked
+    C{ipv4} (and C{ipv6}) are None while the container is not running; C{config} keeps what the request asked
     for (requested address, MAC, interface name, published ports, DNS names).
     """
 
@@ -228,6 +232,7 @@ class Attachment:
     mac: str | None
     aliases: tuple[str, ...]
     config: dict[str, Any]
+    ipv6: str | None = None
 
 
 # --- containers (owned by the containers area) --------------------------------------------------

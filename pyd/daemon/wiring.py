@@ -148,6 +148,8 @@ def build_service(
         on_endpoints_changed=[
             lambda cid, eps, resolv: containers.endpoints_changed(cid, eps, resolv)
         ],
+        # The daemon's id is read before networks start (life.start's order).
+        host_id=lambda: system.daemon_id,
     )
 
     settings = ContainerSettings(

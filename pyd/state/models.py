@@ -208,8 +208,10 @@ EndpointRow: Any = Rows(
         Column("mac", String(17), nullable=True),
         Column("aliases", JSON, default=list, nullable=False),
         Column("config", JSON, default=dict, nullable=False),
+        Column("ipv6", String(39), nullable=True),
         UniqueConstraint("network_id", "container_id"),
         UniqueConstraint("network_id", "ipv4"),
+        UniqueConstraint("network_id", "ipv6"),
     ),
     """A container's attachment to a network; UNIQUE constraints make IPAM double-allocation impossible.""",
 )

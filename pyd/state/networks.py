@@ -63,6 +63,7 @@ def _attachment(row: Any) -> Attachment:
         network_id=row.network_id,
         container_id=row.container_id,
         ipv4=row.ipv4,
+        ipv6=row.ipv6,
         mac=row.mac,
         aliases=tuple(row.aliases or ()),
         config=dict(row.config or {}),
@@ -177,6 +178,7 @@ class NetworkRepository:
                         network_id=a.network_id,
                         container_id=a.container_id,
                         ipv4=a.ipv4,
+                        ipv6=a.ipv6,
                         mac=a.mac,
                         aliases=list(a.aliases),
                         config=dict(a.config),
@@ -232,6 +234,7 @@ class NetworkRepository:
             values["config"] = config
         if clear_ipv4:
             values["ipv4"] = None
+            values["ipv6"] = None
 
         def thd(conn: Connection) -> None:
             if values:
@@ -242,71 +245,63 @@ class NetworkRepository:
         return self._db.transaction(thd)
 
     def allocate(
-        self, endpoint_id: str, network: Network, requested: str | None, reserved: Iterable[str]
+        self,
+        endpoint_id: str,
+        network: Network,
+        requested: str | None,
+        reserved: Iterable[str],
+        family: int = 4,
     ) -> Deferred[str]:
-        """Give the endpoint an address: C{requested}, or the lowest free one of the network.
+        """Give the endpoint an address of C{family} (4 or 6): C{requested}, or the lowest free
+        one of the network's pools of that family (dockerd's sequential allocation).
 
         Runs in one transaction on the single DB thread; the UNIQUE index is the final word.
         @raise Conflict: the requested address is taken. @raise InvalidParameter: outside the
         subnet. @raise Unavailable-like Conflict: the pool is exhausted.
         """
         reserved_set = set(reserved)
+        column = EndpointRow.ipv6 if family == 6 else EndpointRow.ipv4
+        pools = [p for p in network.pools if (":" in p.subnet) == (family == 6)]
 
         def thd(conn: Connection) -> str:
-            used = {
-                r[0]
+            used: set[str] = {
+                str(r[0])
                 for r in conn.execute(
-                    select(EndpointRow.ipv4).where(
+                    select(column).where(
                         EndpointRow.network_id == network.id,
-                        EndpointRow.ipv4.is_not(None),
+                        column.is_not(None),
                         EndpointRow.id != endpoint_id,
                     )
                 ).all()
             }
             if requested:
-                addr = ipaddress.IPv4Address(requested)
-                if not any(addr in ipaddress.IPv4Network(p.subnet) for p in network.pools):
+                addr = ipaddress.ip_address(requested)
+                if not any(addr in ipaddress.ip_network(p.subnet) for p in pools):
                     raise InvalidParameter(
                         f"no configured subnet or ip-range contain the IP address {requested}"
                     )
+                chosen = str(addr)
                 if (
-                    requested in used
-                    or requested in reserved_set
+                    chosen in used
+                    or chosen in _norm(reserved_set)
                     or any(
-                        requested == p.gateway or requested in p.aux_addresses.values()
-                        for p in network.pools
+                        _same(chosen, p.gateway) or chosen in _norm(p.aux_addresses.values())
+                        for p in pools
                     )
                 ):
                     raise Conflict(f"Address already in use: {requested}")
-                chosen = requested
             else:
-                chosen = ""
-                for pool in network.pools:
-                    rng = ipaddress.IPv4Network(pool.ip_range or pool.subnet)
-                    subnet = ipaddress.IPv4Network(pool.subnet)
-                    for host in rng:
-                        if host in (subnet.network_address, subnet.broadcast_address):
-                            continue
-                        s = str(host)
-                        if (
-                            s == pool.gateway
-                            or s in used
-                            or s in reserved_set
-                            or s in pool.aux_addresses.values()
-                        ):
-                            continue
-                        chosen = s
-                        break
-                    if chosen:
-                        break
+                chosen = _first_free(pools, used, reserved_set, family)
                 if not chosen:
                     raise Conflict(
-                        f"no available IPv4 addresses on this network's address pools: "
+                        f"no available IPv{family} addresses on this network's address pools: "
                         f"{network.name} ({network.id})"
                     )
             try:
                 conn.execute(
-                    update(EndpointRow).where(EndpointRow.id == endpoint_id).values(ipv4=chosen)
+                    update(EndpointRow)
+                    .where(EndpointRow.id == endpoint_id)
+                    .values({column.key: chosen})
                 )
             except IntegrityError as e:
                 raise Conflict(f"Address already in use: {chosen}") from e
@@ -325,7 +320,42 @@ class NetworkRepository:
                 cfg = dict(r.config or {})
                 cfg.pop("ports", None)
                 conn.execute(
-                    update(EndpointRow).where(EndpointRow.id == r.id).values(ipv4=None, config=cfg)
+                    update(EndpointRow)
+                    .where(EndpointRow.id == r.id)
+                    .values(ipv4=None, ipv6=None, config=cfg)
                 )
 
         return self._db.transaction(thd)
+
+
+def _same(a: str, b: str) -> bool:
+    return bool(b) and ipaddress.ip_address(a) == ipaddress.ip_address(b)
+
+
+def _norm(addresses: Iterable[str]) -> set[str]:
+    """Addresses in their canonical text (C{fd00:0::1} is C{fd00::1}); blanks left out."""
+    return {str(ipaddress.ip_address(a)) for a in addresses if a}
+
+
+def _first_free(pools: list[IpamPool], used: set[str], reserved: set[str], family: int) -> str:
+    """The lowest address of C{pools} not used, reserved, a gateway or an auxiliary address.
+
+    IPv6 subnets have no broadcast address (only the subnet-router anycast address, the
+    first, is skipped); the walk is lazy, so a /64 costs no more than the addresses taken.
+    """
+    for pool in pools:
+        subnet = ipaddress.ip_network(pool.subnet)
+        rng = ipaddress.ip_network(pool.ip_range or pool.subnet)
+        skip = _norm(
+            [*reserved, *pool.aux_addresses.values()] + ([pool.gateway] if pool.gateway else [])
+        )
+        for host in rng:
+            if host == subnet.network_address:
+                continue
+            if family == 4 and host == subnet.broadcast_address:
+                continue
+            text = str(host)
+            if text in used or text in skip:
+                continue
+            return text
+    return ""

@@ -71,6 +71,10 @@ class Firewall:
         """Whether the namespace at C{netns_path} holds pyd's DNS table."""
         raise NotImplementedError
 
+    def table6_ports(self) -> set[int] | None:
+        """The host ports the ip6 table publishes, or None when there is no ip6 table."""
+        raise NotImplementedError
+
 
 class FakeSide(Firewall):
     def __init__(self, tag: str) -> None:
@@ -79,10 +83,20 @@ class FakeSide(Firewall):
 
     def table_ports(self) -> set[int] | None:
         rules = self.fake.rules
-        return None if rules is None else {p.host_port for p in rules.ports}
+        return None if rules is None else {p.host_port for p in rules.ports if ":" not in p.host_ip}
 
     def dns_table(self, netns_path: str) -> bool:
         return netns_path in self.fake.dns_tables
+
+    def table6_ports(self) -> set[int] | None:
+        rules = self.fake.rules
+        if rules is None or not rules.ipv6 or not any(b.subnet6 for b in rules.bridges):
+            return None
+        return {
+            p.host_port
+            for p in rules.ports
+            if p.container_ip6 and (not p.host_ip or ":" in p.host_ip)
+        }
 
     def container_netns(self, name: str) -> str:
         return f"/run/netns/{name}"
@@ -108,7 +122,13 @@ class RealSide(Firewall):
         )
 
     def table_ports(self) -> set[int] | None:
-        r = self._nft(self.host_ns, "-j", "list", "table", "ip", self.ops.table)
+        return self._ports("ip")
+
+    def table6_ports(self) -> set[int] | None:
+        return self._ports("ip6")
+
+    def _ports(self, family: str) -> set[int] | None:
+        r = self._nft(self.host_ns, "-j", "list", "table", family, self.ops.table)
         if r.returncode != 0:
             return None
         ports: set[int] = set()
@@ -177,6 +197,33 @@ def test_remove_deletes_table(fw: FakeSide | RealSide) -> None:
     assert fw.table_ports() is None
     run_sync(fw.ops.remove())
     assert fw.table_ports() is None
+
+
+def _dual(bridge: str, ipv6: bool = True) -> Ruleset:
+    return Ruleset(
+        bridges=(BridgeRules(bridge=bridge, subnet="10.251.7.0/24", subnet6="fd00:251:7::/64"),),
+        ports=(
+            PortRule("tcp", "", 18090, "10.251.7.2", 80, "fd00:251:7::2"),
+            PortRule("tcp", "fd00:251:8::1", 18091, "10.251.7.2", 80, "fd00:251:7::2"),
+            PortRule("tcp", "127.0.0.1", 18092, "10.251.7.2", 80, "fd00:251:7::2"),
+        ),
+        ipv6=ipv6,
+    )
+
+
+def test_ip6_table_follows_ip6tables(fw: FakeSide | RealSide) -> None:
+    """A dual-stack ruleset with ip6tables makes the ip6 table (ports for all addresses and
+    IPv6 ones); without ip6tables, or after remove(), there is none; the ip table is as
+    before."""
+    _run(fw.ops.apply(_dual(fw.bridge)))
+    assert fw.table6_ports() == {18090, 18091}
+    assert fw.table_ports() == {18090, 18092}
+    _run(fw.ops.apply(_dual(fw.bridge, ipv6=False)))
+    assert fw.table6_ports() is None
+    assert fw.table_ports() == {18090, 18092}
+    _run(fw.ops.apply(_dual(fw.bridge)))
+    _run(fw.ops.remove())
+    assert (fw.table_ports(), fw.table6_ports()) == (None, None)
 
 
 def test_dns_table_in_container_namespace(fw: FakeSide | RealSide) -> None:

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 from pyd.drivers.network.netlink import Interface, NetlinkDriver
@@ -157,3 +158,26 @@ def test_namespace_then_host_veth_removed(kernel: Kernel) -> None:
     assert ops.remove_netns(path) is True
     ops.delete_link(iface.host_ifname)
     assert not ops.link_exists(iface.host_ifname)
+
+
+def test_dual_stack_bridge_and_attach(kernel: Kernel) -> None:
+    """A bridge given an IPv6 gateway too: its IPv6 subnet shows in routes() (IPAM avoids it);
+    a dual-stack interface attaches and detaches as an IPv4 one does."""
+    ops = kernel.ops
+    net6 = ipaddress.IPv6Network(f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:7::/64")
+    gw6 = str(net6.network_address + 1)
+    assert net6 not in ops.routes()
+    ops.ensure_bridge(kernel.bridge, kernel.gateway, kernel.prefixlen, 1500, gw6, 64)
+    assert (
+        ops.ensure_bridge(kernel.bridge, kernel.gateway, kernel.prefixlen, 1500, gw6, 64) is False
+    )
+    assert net6 in ops.routes()
+    path = kernel.netns("c4")
+    ops.create_netns(path)
+    iface = attrs.evolve(
+        kernel.iface(3), address6=str(net6.network_address + 2), prefixlen6=64, gateway6=gw6
+    )
+    ops.attach(path, iface)
+    assert sorted(ops.netns_links(path)) == ["eth0", "lo"]
+    ops.detach(path, iface.ifname, iface.host_ifname)
+    assert ops.netns_links(path) == ["lo"]

@@ -22,8 +22,10 @@ class FakeNetlink:
         self.in_use: set[str] = set()
         self.host_veths: set[str] = set()
         self.dns_asked: list[tuple[str, str, int, int]] = []
-        self._routes = [ipaddress.IPv4Network(r) for r in (routes or ["192.0.2.0/24"])]
+        self._routes = [ipaddress.ip_network(r) for r in (routes or ["192.0.2.0/24"])]
         self.ip_forward = False
+        self.ipv6_forward = False
+        self.bridges6: dict[str, tuple[str, int]] = {}
 
     def links(self) -> list[LinkInfo]:
         names = list(self.bridges) + sorted(self.host_veths)
@@ -37,28 +39,46 @@ class FakeNetlink:
         self.ip_forward = True
         return was_off
 
+    def enable_ipv6_forwarding(self) -> bool:
+        was_off = not self.ipv6_forward
+        self.ipv6_forward = True
+        return was_off
+
     def link_exists(self, name: str) -> bool:
         return name in self.bridges or name in self.host_veths
 
-    def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool:
+    def ensure_bridge(
+        self,
+        name: str,
+        gateway: str | None,
+        prefixlen: int,
+        mtu: int,
+        gateway6: str | None = None,
+        prefixlen6: int = 0,
+    ) -> bool:
         created = name not in self.bridges
         self.bridges[name] = (gateway, prefixlen)
+        if gateway6:
+            self.bridges6[name] = (gateway6, prefixlen6)
         return created
 
     def delete_link(self, name: str) -> bool:
         if name in self.bridges:
             del self.bridges[name]
+            self.bridges6.pop(name, None)
             return True
         if name in self.host_veths:
             self.host_veths.discard(name)
             return True
         return False
 
-    def routes(self) -> list[ipaddress.IPv4Network]:
-        out = list(self._routes)
+    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = list(self._routes)
         for gw, prefix in self.bridges.values():
             if gw:
                 out.append(ipaddress.IPv4Network(f"{gw}/{prefix}", strict=False))
+        for gw6, prefix6 in self.bridges6.values():
+            out.append(ipaddress.IPv6Network(f"{gw6}/{prefix6}", strict=False))
         return out
 
     def create_netns(self, path: str) -> None:

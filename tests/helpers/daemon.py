@@ -172,12 +172,15 @@ class PydDaemon:
         return [r[0] for r in rows if r[0]]
 
     def remove_network_leftovers(self) -> None:
-        """Delete this daemon's bridges and nft table (after it stopped)."""
+        """Delete this daemon's bridges and nft tables (after it stopped)."""
         for br in {*self.bridges(), self.bridge}:
             subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
-        subprocess.run(
-            ["nft", "delete", "table", "ip", self.nft_table], capture_output=True, check=False
-        )
+        for family in ("ip", "ip6"):
+            subprocess.run(
+                ["nft", "delete", "table", family, self.nft_table],
+                capture_output=True,
+                check=False,
+            )
 
     def start(self, timeout: float = 30) -> PydDaemon:
         """Spawn the daemon and wait until /_ping answers."""

@@ -213,9 +213,12 @@ class NetHarness:
             if n.bridge:
                 self.netlink.delete_link(n.bridge)
         self.netlink.delete_link(self.bridge)
-        subprocess.run(
-            ["nft", "delete", "table", "ip", self.firewall.table], capture_output=True, check=False
-        )
+        for family in ("ip", "ip6"):
+            subprocess.run(
+                ["nft", "delete", "table", family, self.firewall.table],
+                capture_output=True,
+                check=False,
+            )
         self.db.close()
         shutil.rmtree(self.base, ignore_errors=True)
 

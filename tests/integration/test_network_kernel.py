@@ -225,6 +225,61 @@ class UserNetworkTests:
             _setup(net, b, "b", "fixed", eps=eps)
 
 
+class Ipv6Tests:
+    """Dual-stack user networks on the real kernel (ULA addresses on the test's own bridge)."""
+
+    def test_dual_stack_reach_and_publish(self, net: NetHarness) -> None:
+        """Two containers on an --ipv6 network reach each other over IPv6; a port published on
+        all addresses answers at the bridge's IPv6 gateway through the ip6 table's DNAT, and an
+        IPv6-only host binding too; teardown leaves no ip6 rule behind."""
+        net6 = f"fd{os.urandom(1).hex()}:{os.urandom(2).hex()}:9::/64"
+        gw6 = net6.replace("::/64", "::1")
+        n, _ = result(
+            net.service.create(
+                CreateRequest(name="dual", enable_ipv6=True, pools=(IpamPool(net6, ""),))
+            )
+        )
+        a, b = net.add_container("a"), net.add_container("b")
+        port, port6 = free_port(), free_port()
+        sa = _setup(
+            net,
+            a,
+            "a",
+            "dual",
+            PortBindings={
+                "80/tcp": [
+                    {"HostPort": str(port)},
+                    {"HostIp": gw6, "HostPort": str(port6)},
+                ]
+            },
+        )
+        sb = _setup(net, b, "b", "dual")
+        ea, eb = sa.endpoints[0], sb.endpoints[0]
+        assert (ea.ipv6, eb.ipv6) == (net6.replace("::/64", "::2"), net6.replace("::/64", "::3"))
+        addrs = net.in_ns(sa.netns_path, "ip", "-6", "addr", "show", "eth0").stdout
+        assert f"{ea.ipv6}/64" in addrs
+        routes = net.in_ns(sa.netns_path, "ip", "-6", "route").stdout
+        assert f"default via {gw6} dev eth0" in routes
+        r = net.in_ns(sb.netns_path, "busybox", "ping", "-6", "-c1", "-W2", ea.ipv6)
+        assert r.returncode == 0, r.stdout + r.stderr
+        net.httpd(sa.netns_path, "hello-v6")
+        assert wait_http(ea.ipv6, 80) == "hello-v6"  # straight to the container, host -> bridge
+        assert wait_http(gw6, port) == "hello-v6"  # published, through the ip6 DNAT
+        assert wait_http(gw6, port6) == "hello-v6"
+        table = subprocess.run(
+            ["nft", "list", "table", "ip6", net.firewall.table], capture_output=True, text=True
+        ).stdout
+        assert f"dnat to [{ea.ipv6}]:80" in table
+        result(net.service.teardown(a))
+        result(net.service.teardown(b))
+        table = subprocess.run(
+            ["nft", "list", "table", "ip6", net.firewall.table], capture_output=True, text=True
+        ).stdout
+        assert "dnat to" not in table
+        result(net.service.remove("dual"))
+        assert n.bridge not in _links()
+
+
 class ReconcileTests:
     """A restart after kill -9 keeps live containers' networking and drops the rest."""
 

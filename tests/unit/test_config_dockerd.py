@@ -103,7 +103,7 @@ class DockerdKeysTests(SynchronousTestCase):
             "storage-driver": "btrfs",
             "userns-remap": "default",
             "exec-opts": ["native.cgroupdriver=systemd"],
-            "ipv6": True,
+            "default-gateway-v6": "fd00::1",
             "selinux-enabled": True,
             "api-cors-header": "*",
             "log-format": "json",

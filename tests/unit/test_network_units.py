@@ -105,6 +105,43 @@ class NftRenderTests(SynchronousTestCase):
         self.assertIn("ip saddr 127.0.0.11 udp sport 40001 snat to :53", text)
         self.assertIn("ip saddr 127.0.0.11 tcp sport 40002 snat to :53", text)
 
+    def test_ip6_table(self) -> None:
+        """With ip6tables and a dual-stack bridge, an ip6 table of the same name follows the ip
+        one: IPv6 subnets in its NAT rules, published ports DNAT to the containers' IPv6
+        addresses (an IPv4 host address stays in the ip table, an IPv6 one in the ip6 table)."""
+        rules = Ruleset(
+            bridges=(
+                BridgeRules("a", "10.200.1.0/24", masquerade=True, subnet6="fd00:db8:1::/64"),
+                BridgeRules("b", "10.200.2.0/24"),
+            ),
+            ports=(
+                PortRule("tcp", "", 8080, "10.200.1.2", 80, "fd00:db8:1::2"),
+                PortRule("tcp", "127.0.0.1", 8081, "10.200.1.2", 80, "fd00:db8:1::2"),
+                PortRule("tcp", "fd00:1::1", 8082, "10.200.1.2", 80, "fd00:db8:1::2"),
+                PortRule("tcp", "", 8083, "10.200.2.2", 80),
+            ),
+            ipv6=True,
+        )
+        text = render("t", rules)
+        v4, _, v6 = text.partition("table ip6 t {\n")
+        self.assertTrue(v4.startswith("table ip t {}\ndelete table ip t\ntable ip t {"))
+        self.assertIn("table ip6 t {}\ndelete table ip6 t\n", v4)
+        self.assertIn("tcp dport 8080 dnat to [fd00:db8:1::2]:80", v6)
+        self.assertIn("ip6 daddr fd00:1::1 tcp dport 8082 dnat to [fd00:db8:1::2]:80", v6)
+        self.assertNotIn("8081", v6)
+        self.assertNotIn("8083", v6)
+        self.assertNotIn("8082", v4)
+        self.assertIn('ip6 saddr fd00:db8:1::/64 oifname != { "a", "b" } masquerade', v6)
+        self.assertIn('iifname "a" oifname { "b" } drop', v6)
+        # ip6tables=false, or no dual-stack bridge: the ip6 table is only deleted.
+        for off in (
+            Ruleset(bridges=rules.bridges, ports=rules.ports, ipv6=False),
+            Ruleset(bridges=(BridgeRules("b", "10.200.2.0/24"),), ipv6=True),
+        ):
+            text = render("t", off)
+            self.assertIn("delete table ip6 t", text)
+            self.assertNotIn("table ip6 t {\n", text)
+
     def test_host_table_has_no_dns_rules(self) -> None:
         """DNS no longer crosses the bridge: the host table has no port-53 redirect."""
         text = render("t", Ruleset(bridges=(BridgeRules("a", "10.200.1.0/24"),)))
@@ -113,7 +150,11 @@ class NftRenderTests(SynchronousTestCase):
 
 class _Table:
     def __init__(self) -> None:
-        self.names = {"web": ["10.200.0.5"], "db": ["10.200.0.6", "10.200.0.7"]}
+        self.names = {
+            "web": ["10.200.0.5"],
+            "db": ["10.200.0.6", "10.200.0.7"],
+            "v6": ["10.200.0.8", "fd00:db8::8"],
+        }
         self.keys: list[str] = []
 
     def lookup(self, key: str, name: str) -> list[str] | None:
@@ -121,7 +162,7 @@ class _Table:
         return self.names.get(name)
 
     def reverse(self, key: str, address: str) -> str | None:
-        return "web.appnet" if address == "10.200.0.5" else None
+        return {"10.200.0.5": "web.appnet", "fd00:db8::8": "v6.appnet"}.get(address)
 
     def upstreams(self, key: str) -> list[str]:
         return []
@@ -164,6 +205,23 @@ class ResolverTests(SynchronousTestCase):
         """A known name has no IPv6 address: NOERROR with no answers (not NXDOMAIN)."""
         r = self._ask("web", dns.AAAA)
         self.assertEqual((r.rCode, r.answers), (dns.OK, []))
+
+    def test_aaaa_and_a_of_a_dual_stack_name(self) -> None:
+        """A dual-stack container: A gets its IPv4 address only, AAAA its IPv6 one."""
+        r = self._ask("v6", dns.AAAA)
+        self.assertEqual(
+            [socket.inet_ntop(socket.AF_INET6, a.payload.address) for a in r.answers],
+            ["fd00:db8::8"],
+        )
+        self.assertEqual([a.type for a in r.answers], [dns.AAAA])
+        r = self._ask("v6")
+        self.assertEqual([a.payload.dottedQuad() for a in r.answers], ["10.200.0.8"])
+
+    def test_ptr_ipv6(self) -> None:
+        """ip6.arpa questions (32 nibbles) name the container owning the IPv6 address."""
+        nibbles = ".".join(reversed("fd000db8000000000000000000000008"))
+        r = self._ask(nibbles + ".ip6.arpa", dns.PTR)
+        self.assertEqual(r.answers[0].payload.name.name, b"v6.appnet")
 
     def test_ptr(self) -> None:
         """Reverse lookups of container addresses name the container."""

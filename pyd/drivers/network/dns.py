@@ -4,7 +4,8 @@ As dockerd's: each container served gets its own UDP and TCP listener on C{127.0
 inside its network namespace, on ports the kernel picks (the engine creates the sockets in the
 namespace and the container's C{pyd_dns} nft table redirects port 53 to them); the sockets are
 adopted into the reactor here. A listener knows which container it serves, so names are
-answered as that container sees them: container names, aliases and short ids on its networks
+answered (A with IPv4 addresses, AAAA with the IPv6 ones of networks with IPv6, PTR for both) as
+that container sees them: container names, aliases and short ids on its networks
 (from the engine's L{NameTable}). Every other question is forwarded, from the host's namespace,
 to the upstream servers the engine names for that container (its C{--dns}, the daemon's
 C{--dns}, or the host's resolv.conf).
@@ -12,6 +13,7 @@ C{--dns}, or the host's resolv.conf).
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any, Protocol
 
@@ -90,7 +92,7 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
             if found is not None:
                 answers = []
                 if query.type in (dns.A, dns.ALL_RECORDS):
-                    answers = [
+                    answers += [
                         dns.RRHeader(
                             name=query.name.name,
                             type=dns.A,
@@ -100,23 +102,35 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
                             auth=True,
                         )
                         for ip in found
+                        if ":" not in ip
+                    ]
+                if query.type in (dns.AAAA, dns.ALL_RECORDS):
+                    answers += [
+                        dns.RRHeader(
+                            name=query.name.name,
+                            type=dns.AAAA,
+                            cls=dns.IN,
+                            ttl=TTL,
+                            payload=dns.Record_AAAA(ip, TTL),
+                            auth=True,
+                        )
+                        for ip in found
+                        if ":" in ip
                     ]
                 return succeed((answers, [], []))
-        if query.cls == dns.IN and query.type == dns.PTR and name.endswith(".in-addr.arpa"):
-            parts = name[: -len(".in-addr.arpa")].split(".")
-            if len(parts) == 4:
-                ip = ".".join(reversed(parts))
-                target = self._table.reverse(self._key, ip)
-                if target is not None:
-                    rr = dns.RRHeader(
-                        name=query.name.name,
-                        type=dns.PTR,
-                        cls=dns.IN,
-                        ttl=TTL,
-                        payload=dns.Record_PTR(target, TTL),
-                        auth=True,
-                    )
-                    return succeed(([rr], [], []))
+        ptr = _ptr_address(name) if query.cls == dns.IN and query.type == dns.PTR else None
+        if ptr is not None:
+            target = self._table.reverse(self._key, ptr)
+            if target is not None:
+                rr = dns.RRHeader(
+                    name=query.name.name,
+                    type=dns.PTR,
+                    cls=dns.IN,
+                    ttl=TTL,
+                    payload=dns.Record_PTR(target, TTL),
+                    auth=True,
+                )
+                return succeed(([rr], [], []))
         upstreams = tuple(self._table.upstreams(self._key))
         if not upstreams:
             return fail(NoUpstream("no upstream DNS server for this container"))
@@ -125,6 +139,23 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
             resolver = client.Resolver(servers=[(s, 53) for s in upstreams], reactor=self._reactor)
             self._clients[upstreams] = resolver
         return resolver.query(query)  # type: ignore[no-any-return]  # twisted.names' Resolver.query is untyped
+
+
+def _ptr_address(name: str) -> str | None:
+    """The address a C{PTR} question names (C{4.3.2.1.in-addr.arpa}, or the 32 nibbles of
+    C{….ip6.arpa}) in its canonical text, or None."""
+    try:
+        if name.endswith(".in-addr.arpa"):
+            parts = name[: -len(".in-addr.arpa")].split(".")
+            if len(parts) == 4:
+                return str(ipaddress.IPv4Address(".".join(reversed(parts))))
+        elif name.endswith(".ip6.arpa"):
+            nibbles = name[: -len(".ip6.arpa")].split(".")
+            if len(nibbles) == 32 and all(len(n) == 1 for n in nibbles):
+                return str(ipaddress.IPv6Address(int("".join(reversed(nibbles)), 16)))
+    except ValueError:
+        return None
+    return None
 
 
 class DnsServer:

@@ -5,8 +5,12 @@ L{pyd.core.seams.Blocking}. Network namespaces are plain files bind-mounted from
 C{/proc/thread-self/ns/net}; we enter them with C{setns(2)} on the calling thread only and always
 switch back, so no pool thread is ever left in a container's namespace and nothing forks.
 
-The driver holds no Docker rules: it creates and deletes what it is told to. The only sysctls it
-writes are per-interface ones on bridges it created (C{route_localnet}, C{forwarding}).
+The driver holds no Docker rules: it creates and deletes what it is told to. The sysctls it
+writes are per-interface ones on bridges it created (C{route_localnet}, C{forwarding}) and, when
+asked (dockerd's ip-forward), the namespace's IPv4 and IPv6 forwarding switches.
+
+IPv6 addresses are added with C{IFA_F_NODAD} (as libnetwork does): the addresses are handed out by
+pyd's IPAM, so duplicate address detection would only delay the first packets by a second.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import attrs
 from pyd.drivers.network.lean_pyroute2 import IPRoute, NetlinkError
 
 CLONE_NEWNET = 0x40000000
+IFA_F_NODAD = 0x02
 MS_BIND = 4096
 MS_REC = 16384
 MS_SHARED = 1 << 20
@@ -73,6 +78,9 @@ class Interface:
     mac: str
     gateway: str | None  # default route via this address, None for no route out
     mtu: int = 1500
+    address6: str = ""  # the IPv6 address on a dual-stack network ("" for none)
+    prefixlen6: int = 0
+    gateway6: str | None = None  # IPv6 default route via this address
 
 
 @contextlib.contextmanager
@@ -125,6 +133,22 @@ def _bound(kind: int, address: str, port: int) -> socket.socket:
     return s
 
 
+def _ensure_addr(
+    ipr: IPRoute, idx: int, name: str, address: str, prefixlen: int, family: int
+) -> None:
+    have = {
+        (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=family)
+    }
+    if (address, prefixlen) in have:
+        return
+    extra = {"flags": IFA_F_NODAD} if family == socket.AF_INET6 else {}
+    try:
+        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen, **extra)
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:
+            raise NetworkDriverError(f"adding {address}/{prefixlen} to {name}: {e}") from e
+
+
 def _netlink_in(path: str) -> IPRoute:
     """An IPRoute whose socket lives in the namespace at C{path}."""
     with _in_netns(path):
@@ -162,8 +186,17 @@ class NetlinkDriver:
         with IPRoute() as ipr:
             return bool(ipr.link_lookup(ifname=name))
 
-    def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool:
-        """Create the bridge if missing, give it C{gateway/prefixlen}, bring it up.
+    def ensure_bridge(
+        self,
+        name: str,
+        gateway: str | None,
+        prefixlen: int,
+        mtu: int,
+        gateway6: str | None = None,
+        prefixlen6: int = 0,
+    ) -> bool:
+        """Create the bridge if missing, give it C{gateway/prefixlen} (and C{gateway6/prefixlen6}
+        on a dual-stack network), bring it up.
 
         Sets C{route_localnet=1} (DNAT from 127.0.0.1 needs it) and C{forwarding=1} on this bridge
         only. @return: whether the bridge was created now.
@@ -183,18 +216,10 @@ class NetlinkDriver:
             if mtu and mtu != 1500:
                 ipr.link("set", index=idx, mtu=mtu)
             if gateway:
-                have = {
-                    (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                    for a in ipr.get_addr(index=idx, family=socket.AF_INET)
-                }
-                if (gateway, prefixlen) not in have:
-                    try:
-                        ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
-                    except NetlinkError as e:
-                        if e.code != errno.EEXIST:
-                            raise NetworkDriverError(
-                                f"adding {gateway}/{prefixlen} to {name}: {e}"
-                            ) from e
+                _ensure_addr(ipr, idx, name, gateway, prefixlen, socket.AF_INET)
+            if gateway6:
+                self._sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "0")
+                _ensure_addr(ipr, idx, name, gateway6, prefixlen6, socket.AF_INET6)
             ipr.link("set", index=idx, state="up")
         self._sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
         self._sysctl(f"net/ipv4/conf/{name}/forwarding", "1")
@@ -214,17 +239,19 @@ class NetlinkDriver:
                 raise NetworkDriverError(f"deleting {name}: {e}") from e
         return True
 
-    def routes(self) -> list[ipaddress.IPv4Network]:
-        """The host's IPv4 routes (destinations), for picking subnets that do not collide."""
-        out = []
+    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The host's IPv4 and IPv6 routes (destinations), for picking subnets that do not
+        collide."""
+        out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         with IPRoute() as ipr:
-            for r in ipr.get_routes(family=socket.AF_INET):
-                if r.get_attr("RTA_TABLE") not in (254, None):  # main table only
-                    continue
-                dst = r.get_attr("RTA_DST")
-                if dst is None:
-                    continue  # the default route collides with nothing
-                out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for r in ipr.get_routes(family=family):
+                    if r.get_attr("RTA_TABLE") not in (254, None):  # main table only
+                        continue
+                    dst = r.get_attr("RTA_DST")
+                    if dst is None:
+                        continue  # the default route collides with nothing
+                    out.append(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False))
         return out
 
     def enable_ip_forwarding(self) -> bool:
@@ -240,6 +267,23 @@ class NetlinkDriver:
         except OSError as e:
             raise NetworkDriverError(f"reading {path}: {e}") from e
         self._sysctl("net/ipv4/ip_forward", "1")
+        return True
+
+    def enable_ipv6_forwarding(self) -> bool:
+        """Turn on C{net.ipv6.conf.all.forwarding} (and C{default}) in this network namespace,
+        as dockerd's ip-forward does once a network has IPv6.
+
+        @return: whether it was off (and is now on).
+        """
+        path = os.path.join(self._proc_sys, "net/ipv6/conf/all/forwarding")
+        try:
+            with open(path) as f:
+                if f.read().strip() == "1":
+                    return False
+        except OSError as e:
+            raise NetworkDriverError(f"reading {path}: {e}") from e
+        self._sysctl("net/ipv6/conf/default/forwarding", "1")
+        self._sysctl("net/ipv6/conf/all/forwarding", "1")
         return True
 
     def _sysctl(self, key: str, value: str) -> None:
@@ -371,9 +415,19 @@ class NetlinkDriver:
                 idx = ns.link_lookup(ifname=peer_tmp)[0]
                 ns.link("set", index=idx, ifname=iface.ifname, address=iface.mac)
                 ns.addr("add", index=idx, address=iface.address, prefixlen=iface.prefixlen)
+                if iface.address6:
+                    ns.addr(
+                        "add",
+                        index=idx,
+                        address=iface.address6,
+                        prefixlen=iface.prefixlen6,
+                        flags=IFA_F_NODAD,
+                    )
                 ns.link("set", index=idx, state="up")
                 if iface.gateway:
                     ns.route("add", dst="0.0.0.0/0", gateway=iface.gateway)
+                if iface.gateway6:
+                    ns.route("add", dst="::/0", gateway=iface.gateway6, family=socket.AF_INET6)
         except (NetlinkError, IndexError) as e:
             self.delete_link(iface.host_ifname)
             raise NetworkDriverError(f"configuring {iface.ifname} in {netns_path}: {e}") from e

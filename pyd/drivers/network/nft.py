@@ -1,6 +1,6 @@
 """pyd's nftables tables: port mapping and isolation on the host, DNS in containers (layer: drivers).
 
-The host table is rendered from a L{Ruleset} and replaced in one C{nft -f} transaction
+The host tables (C{ip}, and C{ip6} for dual-stack bridges) are rendered from a L{Ruleset} and replaced in one C{nft -f} transaction
 (create-if-missing, delete, re-create: atomic for the kernel). Nothing outside the table is
 touched; teardown deletes the table whole. The rendering is a pure function so unit tests check
 the text and integration tests check the kernel's behaviour.
@@ -38,6 +38,7 @@ class BridgeRules:
     internal: bool = False
     icc: bool = True
     masquerade: bool = False  # masquerade traffic leaving the host (config ip-masq)
+    subnet6: str = ""  # the IPv6 subnet of a dual-stack network ("" for none)
 
 
 @attrs.frozen
@@ -49,6 +50,7 @@ class PortRule:
     host_port: int
     container_ip: str
     container_port: int
+    container_ip6: str = ""  # the container's IPv6 address ("" for none: no IPv6 rule)
 
 
 @attrs.frozen
@@ -57,6 +59,7 @@ class Ruleset:
 
     bridges: tuple[BridgeRules, ...] = ()
     ports: tuple[PortRule, ...] = ()
+    ipv6: bool = False  # dockerd's ip6tables: an ip6 table for the dual-stack bridges
 
 
 def _q(name: str) -> str:
@@ -68,9 +71,48 @@ def _set(names: Sequence[str]) -> str:
 
 
 def render(table: str, rules: Ruleset) -> str:
-    """The C{nft -f} script that atomically replaces C{table} with C{rules}."""
-    lines = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
+    """The C{nft -f} script that atomically replaces C{table} with C{rules}.
+
+    Two tables of the same name: C{ip} for IPv4 and, when a bridge has an IPv6 subnet and
+    C{rules.ipv6} (dockerd's ip6tables) is on, C{ip6} with the same rules for IPv6 (published
+    ports DNAT to the containers' IPv6 addresses). An C{ip6} table not wanted is deleted.
+    """
+    lines = _table("ip", table, rules)
+    lines += [f"table ip6 {table} {{}}", f"delete table ip6 {table}"]
+    if rules.ipv6 and any(b.subnet6 for b in rules.bridges):
+        lines += _table("ip6", table, rules)[2:]
+    return "\n".join(lines) + "\n"
+
+
+def _port_rules(family: str, rules: Ruleset) -> list[str]:
+    pm = []
+    for p in rules.ports:
+        v6_host = ":" in p.host_ip
+        if family == "ip":
+            if v6_host:
+                continue
+            match = f"ip daddr {p.host_ip} " if p.host_ip and p.host_ip != "0.0.0.0" else ""
+            target = f"{p.container_ip}:{p.container_port}"
+        else:
+            if not p.container_ip6 or (p.host_ip and not v6_host):
+                continue
+            match = f"ip6 daddr {p.host_ip} " if p.host_ip and p.host_ip != "::" else ""
+            target = f"[{p.container_ip6}]:{p.container_port}"
+        pm.append(f"{match}{p.protocol} dport {p.host_port} dnat to {target}")
+    return pm
+
+
+def _table(family: str, table: str, rules: Ruleset) -> list[str]:
+    """One family's table: C{family} is C{ip} (subnets) or C{ip6} (the IPv6 subnets)."""
+    lines = [
+        f"table {family} {table} {{}}",
+        f"delete table {family} {table}",
+        f"table {family} {table} {{",
+    ]
     all_bridges = [b.bridge for b in rules.bridges]
+
+    def subnet(b: BridgeRules) -> str:
+        return b.subnet if family == "ip" else b.subnet6
 
     pre = [
         "type nat hook prerouting priority dstnat; policy accept;",
@@ -84,23 +126,19 @@ def render(table: str, rules: Ruleset) -> str:
             "fib daddr type local jump portmap",
         ],
     )
-    pm = []
-    for p in rules.ports:
-        match = f"ip daddr {p.host_ip} " if p.host_ip and p.host_ip != "0.0.0.0" else ""
-        pm.append(
-            f"{match}{p.protocol} dport {p.host_port} dnat to {p.container_ip}:{p.container_port}"
-        )
-    lines += _chain("portmap", pm)
+    lines += _chain("portmap", _port_rules(family, rules))
 
     post = ["type nat hook postrouting priority srcnat; policy accept;"]
     for b in rules.bridges:
         br = _q(b.bridge)
         # Connections from the host itself (127.0.0.1 included) answered through our bridge.
         post.append(f"oifname {br} fib saddr type local masquerade")
+        if not subnet(b):
+            continue
         # Hairpin: a container reaching a published port that leads back into its own bridge.
-        post.append(f"oifname {br} ct status dnat ip saddr {b.subnet} masquerade")
+        post.append(f"oifname {br} ct status dnat {family} saddr {subnet(b)} masquerade")
         if b.masquerade and not b.internal:
-            post.append(f"ip saddr {b.subnet} oifname != {_set(all_bridges)} masquerade")
+            post.append(f"{family} saddr {subnet(b)} oifname != {_set(all_bridges)} masquerade")
     lines += _chain("postrouting", post)
 
     fwd = [
@@ -111,7 +149,6 @@ def render(table: str, rules: Ruleset) -> str:
         fwd.append(f"oifname {_set(all_bridges)} ct state established,related accept")
     for b in rules.bridges:
         br = _q(b.bridge)
-        others = [x for x in all_bridges if x != b.bridge]
         if b.internal:
             fwd.append(f"iifname {br} oifname != {br} drop")
             fwd.append(f"oifname {br} iifname != {br} drop")
@@ -129,7 +166,7 @@ def render(table: str, rules: Ruleset) -> str:
             fwd.append(f"iifname {br} oifname != {_set(all_bridges)} drop")
     lines += _chain("forward", fwd)
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 DNS_TABLE = "pyd_dns"
@@ -208,7 +245,10 @@ class FirewallDriver:
 
     async def remove(self) -> None:
         """Delete the table (no error when it does not exist)."""
-        text = f"table ip {self.table} {{}}\ndelete table ip {self.table}\n"
+        text = "".join(
+            f"table {family} {self.table} {{}}\ndelete table {family} {self.table}\n"
+            for family in ("ip", "ip6")
+        )
         result = await self._runner.run([self._nft, "-f", "-"], stdin=text.encode())
         if not result.ok:
             raise NftError(f"nft delete table failed: {result.stderr.decode().strip()}")

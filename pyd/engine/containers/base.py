@@ -645,6 +645,7 @@ def _clear_settings(ns: dict[str, Any]) -> dict[str, Any]:
     for raw in ns.get("endpoints") or []:
         e = dict(raw)
         e.update(ipv4="", prefixlen=0, gateway="", mac="", endpoint_id="")
+        e.update(ipv6="", ipv6_prefixlen=0, ipv6_gateway="")
         eps.append(e)
     return {"sandbox_key": "", "endpoints": eps, "ports": []}
 

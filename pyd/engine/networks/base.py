@@ -81,10 +81,19 @@ class NetlinkOps(Protocol):
 
     def links(self) -> list[LinkInfo]: ...
     def link_exists(self, name: str) -> bool: ...
-    def ensure_bridge(self, name: str, gateway: str | None, prefixlen: int, mtu: int) -> bool: ...
+    def ensure_bridge(
+        self,
+        name: str,
+        gateway: str | None,
+        prefixlen: int,
+        mtu: int,
+        gateway6: str | None = None,
+        prefixlen6: int = 0,
+    ) -> bool: ...
     def delete_link(self, name: str) -> bool: ...
     def enable_ip_forwarding(self) -> bool: ...
-    def routes(self) -> list[ipaddress.IPv4Network]: ...
+    def enable_ipv6_forwarding(self) -> bool: ...
+    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]: ...
     def create_netns(self, path: str) -> None: ...
     def remove_netns(self, path: str) -> bool: ...
     def netns_in_use(self, path: str) -> bool: ...
@@ -164,6 +173,10 @@ class NetworkConfig:
     # unit tests touch nothing).
     ip_forward: bool = False
     iptables: bool = True
+    ip6tables: bool = True  # IPv6 rules in pyd's tables (with iptables; dockerd 28's default)
+    ipv6: bool = False  # the default bridge is dual-stack
+    fixed_cidr_v6: str = ""  # the default bridge's IPv6 subnet ("" = from the default pools)
+    bip6: str = ""  # the default bridge's IPv6 address/prefix ("fd00:1::1/64")
     mtu: int = 1500
     dns: tuple[str, ...] = ()
     dns_opts: tuple[str, ...] = ()
@@ -183,6 +196,10 @@ class NetworkConfig:
             ip_masq=cfg.ip_masq,
             ip_forward=cfg.ip_forward,
             iptables=cfg.iptables,
+            ip6tables=cfg.ip6tables,
+            ipv6=cfg.ipv6,
+            fixed_cidr_v6=cfg.fixed_cidr_v6,
+            bip6=cfg.bip6,
             mtu=cfg.mtu,
             dns=tuple(cfg.dns),
             dns_opts=tuple(cfg.dns_opts),
@@ -215,6 +232,18 @@ class CreateRequest:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def is_v6(pool: IpamPool) -> bool:
+    """Whether C{pool} is an IPv6 one (a network's IPv6 pools follow its IPv4 ones)."""
+    return ":" in pool.subnet
+
+
+def v6_pool(n: Network) -> IpamPool | None:
+    """The IPv6 pool of a network with IPv6, else None."""
+    if not n.enable_ipv6:
+        return None
+    return next((p for p in n.pools if is_v6(p)), None)
 
 
 def default_bridge_name(exec_root: str) -> str:
@@ -277,11 +306,12 @@ def _can_bind(host_ip: str, port: int, proto: str) -> bool:
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     if proto == "sctp":
         return True
-    s = socket.socket(socket.AF_INET, kind)
+    v6 = ":" in host_ip
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
     try:
         if kind == socket.SOCK_STREAM:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host_ip or "0.0.0.0", port))
+        s.bind((host_ip, port, 0, 0) if v6 else (host_ip or "0.0.0.0", port))
         return True
     except OSError:
         return False
@@ -306,6 +336,7 @@ class NetworkBase:
         on_endpoints_changed: Sequence[
             Callable[[str, list[Endpoint], str | None], Awaitable[None]]
         ] = (),
+        host_id: Callable[[], str] = lambda: "",
     ) -> None:
         self._repo = repo
         self._nl = netlink
@@ -326,6 +357,9 @@ class NetworkBase:
         # The third argument, when not None, is the resolv.conf text the container should now
         # have (joining its first user-defined network switches it to the embedded resolver).
         self.on_endpoints_changed = list(on_endpoints_changed)
+        # The daemon's id (known once the database is open): dockerd derives the host's IPv6
+        # ULA base pool from it.
+        self.host_id = host_id
 
     # -- small utilities -----------------------------------------------------------------
 
@@ -402,10 +436,10 @@ class NetworkBase:
         if self._dns is not None:
             await self._dns.stop_all()
 
-    def _own_route(self, route: ipaddress.IPv4Network) -> bool:
+    def _own_route(self, route: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
         for n in self._networks.values():
             for p in n.pools:
-                if p.subnet and ipaddress.IPv4Network(p.subnet) == route:
+                if p.subnet and ipaddress.ip_network(p.subnet) == route:
                     return True
         return False
 
@@ -414,7 +448,26 @@ class NetworkBase:
         pool = n.pools[0]
         prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
         mtu = int(n.options.get(MTU_OPT) or self.config.mtu)
-        await self._blocking(self._nl.ensure_bridge, n.bridge, pool.gateway or None, prefix, mtu)
+        p6 = v6_pool(n)
+        await self._blocking(
+            self._nl.ensure_bridge,
+            n.bridge,
+            pool.gateway or None,
+            prefix,
+            mtu,
+            (p6.gateway or None) if p6 else None,
+            ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
+        )
+        if p6 is not None and self.config.ip_forward:
+            await self._ipv6_forwarding()
+
+    async def _ipv6_forwarding(self) -> None:
+        """dockerd's ip-forward for a network with IPv6: the namespace forwards IPv6 too."""
+        if await self._blocking(self._nl.enable_ipv6_forwarding):
+            log.info(
+                "ip-forward: turned on net.ipv6.conf.all.forwarding for IPv6 networks "
+                "(as dockerd does; the host no longer accepts router advertisements)"
+            )
 
     # -- state -> kernel -----------------------------------------------------------------
 
@@ -431,6 +484,7 @@ class NetworkBase:
                 continue
             masq = self.config.ip_masq and n.options.get(MASQ_OPT, "true") != "false"
             icc = n.options.get(ICC_OPT, "true") != "false"
+            p6 = v6_pool(n)
             bridges.append(
                 BridgeRules(
                     bridge=n.bridge,
@@ -438,6 +492,7 @@ class NetworkBase:
                     internal=n.internal,
                     icc=icc,
                     masquerade=masq,
+                    subnet6=p6.subnet if p6 else "",
                 )
             )
         for a in self._active:
@@ -449,9 +504,10 @@ class NetworkBase:
                         host_port=int(p["host_port"]),
                         container_ip=str(a.ipv4),
                         container_port=int(p["container_port"]),
+                        container_ip6=a.ipv6 or "",
                     )
                 )
-        rules = Ruleset(bridges=tuple(bridges), ports=tuple(ports))
+        rules = Ruleset(bridges=tuple(bridges), ports=tuple(ports), ipv6=self.config.ip6tables)
         if not self.config.iptables:
             return  # iptables=false: as dockerd, no firewall rules at all (the operator's job)
         if rules == self._applied:
@@ -474,6 +530,7 @@ class NetworkBase:
     def _endpoint(self, net: Network, att: Attachment, ip: str, mac: str) -> Endpoint:
         pool = net.pools[0]
         prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        p6 = v6_pool(net)
         names: tuple[str, ...] = ()
         if self._is_user(net):
             names = (att.config.get("name", ""), *att.aliases, short_id(att.container_id))
@@ -487,4 +544,7 @@ class NetworkBase:
             mac=mac,
             aliases=att.aliases,
             dns_names=tuple(n for n in names if n),
+            ipv6=(att.ipv6 or "") if p6 else "",
+            ipv6_prefixlen=ipaddress.IPv6Network(p6.subnet).prefixlen if p6 and att.ipv6 else 0,
+            ipv6_gateway=p6.gateway if p6 and att.ipv6 and not net.internal else "",
         )

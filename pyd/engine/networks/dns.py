@@ -196,7 +196,9 @@ class Dns(NetworkBase):
         return out
 
     def lookup_name(self, cid: str, name: str) -> list[str] | None:
-        """Addresses of the containers called C{name} on the networks of container C{cid}.
+        """Addresses of the containers called C{name} on the networks of container C{cid}: the
+        IPv4 ones, then the IPv6 ones of endpoints on networks with IPv6 (the resolver answers
+        A with the first, AAAA with the second).
 
         Names are container names, network aliases and ids (12 characters or more), also
         qualified with the network's name (C{web.appnet}); the first network with a match wins.
@@ -214,7 +216,8 @@ class Dns(NetworkBase):
                     for target, alias in own.config.get("links") or []:
                         if str(alias).lower() in wanted:
                             wanted.add(str(target).lower())
-            found = []
+            found: list[str] = []
+            found6: list[str] = []
             for a in self._active:
                 if a.network_id != net.id or a.ipv4 is None:
                     continue
@@ -224,15 +227,17 @@ class Dns(NetworkBase):
                     len(w) >= 12 and a.container_id.startswith(w) for w in wanted
                 ):
                     found.append(a.ipv4)
+                    if a.ipv6 and net.enable_ipv6:
+                        found6.append(a.ipv6)
             if found:
-                return found
+                return found + found6
         return None
 
     def reverse_name(self, cid: str, address: str) -> str | None:
         """C{name.network} of the container owning C{address} on a network C{cid} shares."""
         for net in self._dns_networks(cid):
             for a in self._active:
-                if a.network_id == net.id and a.ipv4 == address:
+                if a.network_id == net.id and address in (a.ipv4, a.ipv6):
                     return f"{a.config.get('name', '')}.{net.name}"
         return None
 

@@ -27,7 +27,7 @@ from pyd.core.records import (
 )
 from pyd.drivers.network.netlink import Interface
 from pyd.engine import resolvconf
-from pyd.engine.networks.base import HOSTS_BASE, MTU_OPT, ContainerRef, _veth_name
+from pyd.engine.networks.base import HOSTS_BASE, MTU_OPT, ContainerRef, _veth_name, v6_pool
 from pyd.engine.networks.dns import Dns, _read_resolv, _upstreams
 from pyd.engine.networks.ipam import Ipam
 from pyd.engine.networks.ports import Ports
@@ -96,6 +96,22 @@ class Endpoints(Ipam, Ports, Dns):
 
     def _check_endpoint_config(self, net: Network, ep: EndpointRequest) -> None:
         ip = ep.ipam.ipv4_address if ep.ipam is not None else ""
+        ip6 = ep.ipam.ipv6_address if ep.ipam is not None else ""
+        if ip6:
+            if not self._is_user(net):
+                raise InvalidParameter(
+                    "user specified IP address is supported on user defined networks only"
+                )
+            try:
+                addr6 = ipaddress.IPv6Address(ip6)
+            except ValueError as e:
+                raise InvalidParameter(f"invalid IPv6 address: {ip6}") from e
+            if addr6.is_unspecified or addr6.ipv4_mapped is not None or addr6.scope_id:
+                raise InvalidParameter(f"invalid IPv6 address: {ip6}")
+            p6 = v6_pool(net)
+            if p6 is None or addr6 not in ipaddress.IPv6Network(p6.subnet):
+                # daemon/container_operations.go validateEndpointIPAddress
+                raise InvalidParameter(f"no configured subnet contains IP address {ip6}")
         if ip:
             if not self._is_user(net):
                 raise InvalidParameter(
@@ -224,7 +240,7 @@ class Endpoints(Ipam, Ports, Dns):
             prim_net = self._networks[first.network_id]
             ip = endpoints[0].ipv4
             if not prim_net.internal:
-                ports = await self._publish(first, name, ip, req, exposed)
+                ports = await self._publish(first, name, ip, req, exposed, endpoints[0].ipv6)
             # One read: each update below touches only its own row.
             fresh = {f.id: f for f in await self._repo.endpoints(container_id=cid)}
             for att in atts:
@@ -331,6 +347,13 @@ class Endpoints(Ipam, Ports, Dns):
         mac = att.mac or _mac_for(ip)
         pool = net.pools[0]
         prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        p6 = v6_pool(net)
+        ip6 = ""
+        if p6 is not None:
+            ip6 = await self._repo.allocate(
+                att.id, net, att.config.get("requested_ipv6") or None, reserved, 6
+            )
+        att = attrs.evolve(att, ipv4=ip, ipv6=ip6 or None)
         host_if = _veth_name(cid, net.id)
         cfg = dict(att.config)
         cfg.update({"name": name, "ifname": ifname, "host_ifname": host_if})
@@ -348,6 +371,9 @@ class Endpoints(Ipam, Ports, Dns):
                 mac=mac,
                 gateway=pool.gateway if use_gateway else None,
                 mtu=mtu,
+                address6=ip6,
+                prefixlen6=ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
+                gateway6=(p6.gateway or None) if p6 and use_gateway else None,
             ),
         )
         return self._endpoint(net, att, ip, mac)

@@ -50,10 +50,8 @@ class Ports(NetworkBase):
                 host_ip = b.host_ip
                 if host_ip:
                     try:
-                        ipaddress.IPv4Address(host_ip)
+                        host_ip = str(ipaddress.ip_address(host_ip))
                     except ValueError:
-                        if ":" in host_ip:  # IPv6 host addresses: not served, skipped
-                            continue
                         raise InvalidParameter(f"invalid host IP: {host_ip}") from None
                 lo, hi = host_port_range(b.host_port)
                 out.append((port, proto, host_ip, lo, hi))
@@ -72,8 +70,12 @@ class Ports(NetworkBase):
         container_ip: str,
         req: NetworkRequest,
         exposed: Sequence[str],
+        container_ip6: str = "",
     ) -> list[PortMapping]:
-        wanted = self._parse_ports(req, exposed)
+        # An IPv6 host address is served by the ip6 rules, to the container's IPv6 address: a
+        # container without one has nothing to send it to (dockerd would proxy it to IPv4 with
+        # its userland proxy; pyd has none), so such a binding is left out.
+        wanted = [w for w in self._parse_ports(req, exposed) if container_ip6 or ":" not in w[2]]
         if not wanted:
             return []
         taken = {
@@ -91,6 +93,8 @@ class Ports(NetworkBase):
         chosen: list[dict[str, Any]] = []
         for cport, proto, host_ip, lo, hi in wanted:
             shown_ip = host_ip or "0.0.0.0"
+            if ":" in shown_ip:
+                shown_ip = f"[{shown_ip}]"
             if lo == 0:
                 port = await self._ephemeral(proto, host_ip, clash)
             else:

@@ -15,7 +15,6 @@ from pyd.core.errors import (
     Forbidden,
     InvalidParameter,
     NotFound,
-    Unsupported,
 )
 from pyd.core.ids import go_quote, line_safe, new_id, short_id
 from pyd.core.records import (
@@ -128,9 +127,7 @@ class NetworkService(Endpoints):
             raise NotFound(f'plugin "{driver}" not found')
         if req.ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{req.ipam_driver}" not found')
-        if req.enable_ipv6:
-            raise Unsupported("pyd does not support IPv6 networks yet")
-        pools = await self._pools_for(req.pools)
+        pools = await self._pools_for(req.pools, req.enable_ipv6)
         nid = new_id()
         device = req.options.get(BRIDGE_NAME_OPT) or "br-" + nid[:12]
         if not _valid_ifname(device):
@@ -153,6 +150,7 @@ class NetworkService(Endpoints):
             created_nano=time.time_ns(),
             internal=req.internal,
             attachable=req.attachable,
+            enable_ipv6=req.enable_ipv6,
             ipam_driver=req.ipam_driver or "default",
             ipam_options=dict(req.ipam_options),
             pools=pools,
