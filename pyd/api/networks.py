@@ -61,7 +61,9 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
     """A network in dockerd's wire shape."""
     n = view.network
     config = []
-    for p in n.pools:
+    # moby's buildIPAMResources: the subnets asked for (IPv4, then IPv6), then those taken
+    # from the default pools.
+    for p in sorted(n.pools, key=lambda p: p.auto):
         c: dict[str, Any] = {"Subnet": p.subnet}
         if p.ip_range:
             c["IPRange"] = p.ip_range

@@ -189,6 +189,7 @@ class IpamPool:
     ip_range: str = ""  # "10.5.1.0/24": addresses handed out automatically come from here
     # AuxiliaryAddresses: name -> address, reserved (never handed out to an endpoint)
     aux_addresses: dict[str, str] = attrs.field(factory=dict)
+    auto: bool = False  # taken from the default pools, not asked for (inspect lists it last)
 
 
 @attrs.frozen

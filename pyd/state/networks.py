@@ -48,6 +48,7 @@ def _network(row: Any) -> Network:
                 gateway=str(p.get("gateway", "")),
                 ip_range=str(p.get("ip_range", "")),
                 aux_addresses=dict(p.get("aux") or {}),
+                auto=bool(p.get("auto")),
             )
             for p in ipam.get("pools") or []
         ),
@@ -80,6 +81,7 @@ def _ipam_json(n: Network) -> dict[str, Any]:
                 "gateway": p.gateway,
                 "ip_range": p.ip_range,
                 **({"aux": dict(p.aux_addresses)} if p.aux_addresses else {}),
+                **({"auto": True} if p.auto else {}),
             }
             for p in n.pools
         ],

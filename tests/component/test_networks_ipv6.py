@@ -132,15 +132,15 @@ class Ipv6NetworkTests(SynchronousTestCase):
     # -- create ------------------------------------------------------------------------------
 
     def test_subnet_asked_for(self) -> None:
-        """--ipv6 --subnet: IPv4 from the default pools first, then the IPv6 subnet with its
-        first address as gateway (on the bridge, with the IPv4 one); EnableIPv6 true; IPv6
-        forwarding turned on (ip-forward)."""
+        """--ipv6 --subnet: the IPv6 subnet with its first address as gateway (on the bridge,
+        with the IPv4 one), then (moby's buildIPAMResources: asked for first) IPv4 from the
+        default pools; EnableIPv6 true; IPv6 forwarding turned on (ip-forward)."""
         n = self.create("v6", {"Subnet": "fd00:db8:1::/64"})
         self.assertTrue(n["EnableIPv6"])
         config = n["IPAM"]["Config"]
         self.assertEqual(len(config), 2)
-        self.assertNotIn(":", config[0]["Subnet"])
-        self.assertEqual(config[1], {"Subnet": "fd00:db8:1::/64", "Gateway": "fd00:db8:1::1"})
+        self.assertEqual(config[0], {"Subnet": "fd00:db8:1::/64", "Gateway": "fd00:db8:1::1"})
+        self.assertNotIn(":", config[1]["Subnet"])
         self.assertEqual(self.netlink.bridges6["br-" + n["Id"][:12]], ("fd00:db8:1::1", 64))
         self.assertTrue(self.netlink.ipv6_forward)
 

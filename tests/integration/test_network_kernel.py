@@ -5,6 +5,7 @@ Traffic goes only to 127.0.0.1 and to addresses on the bridges and namespaces ea
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from collections.abc import Iterator
@@ -232,8 +233,11 @@ class Ipv6Tests:
         """Two containers on an --ipv6 network reach each other over IPv6; a port published on
         all addresses answers at the bridge's IPv6 gateway through the ip6 table's DNAT, and an
         IPv6-only host binding too; teardown leaves no ip6 rule behind."""
-        net6 = f"fd{os.urandom(1).hex()}:{os.urandom(2).hex()}:9::/64"
-        gw6 = net6.replace("::/64", "::1")
+        prefix = ipaddress.IPv6Network(
+            ((0xFD << 120) | (int.from_bytes(os.urandom(5), "big") << 80), 64)
+        )
+        net6 = str(prefix)  # canonical text, as the service returns addresses
+        gw6 = str(prefix.network_address + 1)
         n, _ = result(
             net.service.create(
                 CreateRequest(name="dual", enable_ipv6=True, pools=(IpamPool(net6, ""),))
@@ -255,7 +259,10 @@ class Ipv6Tests:
         )
         sb = _setup(net, b, "b", "dual")
         ea, eb = sa.endpoints[0], sb.endpoints[0]
-        assert (ea.ipv6, eb.ipv6) == (net6.replace("::/64", "::2"), net6.replace("::/64", "::3"))
+        assert (ea.ipv6, eb.ipv6) == (
+            str(prefix.network_address + 2),
+            str(prefix.network_address + 3),
+        )
         addrs = net.in_ns(sa.netns_path, "ip", "-6", "addr", "show", "eth0").stdout
         assert f"{ea.ipv6}/64" in addrs
         routes = net.in_ns(sa.netns_path, "ip", "-6", "route").stdout

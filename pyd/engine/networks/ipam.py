@@ -71,7 +71,7 @@ def _from_pools(
         for cand in net.subnets(new_prefix=size):
             if not any(cand.overlaps(t) for t in same):  # type: ignore[arg-type]  # same family
                 gateway = next(cand.hosts()) if cand.version == 4 else cand.network_address + 1
-                return IpamPool(subnet=str(cand), gateway=str(gateway))
+                return IpamPool(subnet=str(cand), gateway=str(gateway), auto=True)
     raise Forbidden("all predefined address pools have been fully subnetted")
 
 
