@@ -433,6 +433,89 @@ SCENARIOS: tuple[Scenario, ...] = (
             "127.0.0.1",
         ),
     ),
+    Scenario(
+        "network_ipv6",
+        (
+            d(
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "172.28.6.0/24",
+                "--gateway",
+                "172.28.6.1",
+                "--subnet",
+                "fd00:c0f:1::/64",
+                "--gateway",
+                "fd00:c0f:1::1",
+                "conf-v6",
+            ),
+            d("network", "inspect", "-f", "{{.EnableIPv6}} {{json .IPAM.Config}}", "conf-v6"),
+            d("network", "ls", "-f", "name=conf-v6", "--format", "{{.Name}} {{.IPv6}}"),
+            d(
+                "create",
+                "--name",
+                "conf-6a",
+                "--network",
+                "conf-v6",
+                "--ip",
+                "172.28.6.10",
+                "--ip6",
+                "fd00:c0f:1::10",
+                B,
+                "sleep",
+                "1000",
+            ),
+            d(
+                "inspect",
+                "-f",
+                '{{json (index .NetworkSettings.Networks "conf-v6").IPAMConfig}}',
+                "conf-6a",
+            ),
+            d("start", "conf-6a"),
+            d("run", "-d", "--name", "conf-6b", "--network", "conf-v6", B, "sleep", "1000"),
+            *(
+                d(
+                    "inspect",
+                    "-f",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}/{{.IPPrefixLen}} "
+                    "{{.Gateway}} {{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} "
+                    "{{.IPv6Gateway}}{{end}} [{{.NetworkSettings.GlobalIPv6Address}}]",
+                    name,
+                )
+                for name in ("conf-6a", "conf-6b")
+            ),
+            d("exec", "conf-6b", "ip", "-6", "route", "show", "default"),
+            d(
+                "exec",
+                "conf-6b",
+                "sh",
+                "-c",
+                "ping -6 -c1 -W5 fd00:c0f:1::10 >/dev/null && echo ok",
+            ),
+            d("create", "--name", "conf-6c", "--network", "none", B, "sleep", "1000"),
+            d("network", "disconnect", "none", "conf-6c"),
+            d("network", "connect", "--ip6", "fd00:c0f:1::20", "conf-v6", "conf-6c"),
+            d("start", "conf-6c"),
+            d(
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}} "
+                "{{json .IPAMConfig}}{{end}}",
+                "conf-6c",
+            ),
+            # The interface's index is the daemon's business (dockerd moves a host veth in).
+            d(
+                "exec",
+                "conf-6c",
+                "sh",
+                "-c",
+                "ip -6 -o addr show scope global | sed 's/^[0-9]*: //'",
+            ),
+        ),
+        (*rm_f("conf-6a", "conf-6b", "conf-6c"), d("network", "rm", "conf-v6")),
+        keep=("172.28.6.0/24", "172.28.6.1", "172.28.6.10"),
+    ),
 )
 
 # Scenarios where pyd still answers otherwise than dockerd (each says what differs); the e2e
