@@ -21,14 +21,13 @@ from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
 from pyd.engine.networks import NetworkConfig, NetworkService, default_bridge_name
 from pyd.engine.networks.ipam import ula_base
-from pyd.engine.spec import NetworkRequest
 from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
 from tests.component.test_networks_api import _tmpfile
 from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
 from tests.helpers.memdb import memory_db
-from tests.helpers.netsvc import ContainerRef, Containers
+from tests.helpers.netsvc import ContainerRef, Containers, net_request
 
 HOST_ID = "499d4bc0-b0b3-416f-b1ee-cf6486315593"
 
@@ -125,7 +124,7 @@ class Ipv6NetworkTests(SynchronousTestCase):
         eps = {network: {"IPAMConfig": ipam}} if ipam else {}
         return self.successResultOf(
             Deferred.fromCoroutine(
-                self.service.setup(cid, name, name, network, eps, NetworkRequest(), [])
+                self.service.setup(cid, name, name, network, net_request(None, eps), [])
             )
         )
 
@@ -264,7 +263,7 @@ class Ipv6NetworkTests(SynchronousTestCase):
             f = self.failureResultOf(
                 Deferred.fromCoroutine(
                     self.service.validate(
-                        cid, net, {net: {"IPAMConfig": {"IPv6Address": addr}}}, NetworkRequest()
+                        cid, net, net_request(None, {net: {"IPAMConfig": {"IPv6Address": addr}}})
                     )
                 )
             )
@@ -274,8 +273,8 @@ class Ipv6NetworkTests(SynchronousTestCase):
             Deferred.fromCoroutine(
                 self.service.setup(
                     cid, "dup", "dup", "v6",
-                    {"v6": {"IPAMConfig": {"IPv6Address": "fd00:db8:11::5"}}},
-                    NetworkRequest(), [],
+                    net_request(None, {"v6": {"IPAMConfig": {"IPv6Address": "fd00:db8:11::5"}}}),
+                    [],
                 )
             )
         )  # fmt: skip
