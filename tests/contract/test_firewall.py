@@ -215,14 +215,14 @@ def test_ip6_table_follows_ip6tables(fw: FakeSide | RealSide) -> None:
     """A dual-stack ruleset with ip6tables makes the ip6 table (ports for all addresses and
     IPv6 ones); without ip6tables, or after remove(), there is none; the ip table is as
     before."""
-    _run(fw.ops.apply(_dual(fw.bridge)))
+    run_sync(fw.ops.apply(_dual(fw.bridge)))
     assert fw.table6_ports() == {18090, 18091}
     assert fw.table_ports() == {18090, 18092}
-    _run(fw.ops.apply(_dual(fw.bridge, ipv6=False)))
+    run_sync(fw.ops.apply(_dual(fw.bridge, ipv6=False)))
     assert fw.table6_ports() is None
     assert fw.table_ports() == {18090, 18092}
-    _run(fw.ops.apply(_dual(fw.bridge)))
-    _run(fw.ops.remove())
+    run_sync(fw.ops.apply(_dual(fw.bridge)))
+    run_sync(fw.ops.remove())
     assert (fw.table_ports(), fw.table6_ports()) == (None, None)
 
 
