@@ -68,8 +68,8 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         _bytes,
         0,
         "max-layer-size",
-        doc="Most bytes one image layer may expand to (pull, load, import; not yet build ADD), "
-        "e.g. 64MiB; 0: no limit. A refused layer leaves nothing behind",
+        doc="Most bytes one image layer may expand to (pull, load, import, and each local archive "
+        "a build's ADD unpacks), e.g. 64MiB; 0: no limit. A refused layer leaves nothing behind",
     ),
     Option(
         "max-build-context-size",
@@ -86,8 +86,9 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "",
         "min-free-space",
         doc="Free space kept on the data root's filesystem (N% or a size; empty: 5% or 2GiB, "
-        "whichever is smaller; 0: none): layer extraction (pull, load, import) stops below it; "
-        "not yet build or log writing",
+        "whichever is smaller; 0: none): layer extraction (pull, load, import), a build's context "
+        "upload, each RUN/COPY/ADD step and ADD's unpacking stop below it; not container log "
+        "writing (conmon writes the logs)",
     ),
     Option(
         "max-connections-per-peer",
