@@ -6,6 +6,12 @@ sockets without the host name, like the local syslog protocol), C{rfc5424} and C
 (microsecond timestamps); the tag is the application name and the message id. On stream transports
 rfc5424 messages are octet-counted and rfc3164 ones end with a newline. Sending blocks (sockets):
 call L{SyslogSender.send} from the io pool.
+
+TLS (C{tcp+tls}) as dockerd's client configuration: TLS 1.2 or later, the server's certificate
+checked against the system's roots plus C{syslog-tls-ca-cert} and its name against the address's
+host, C{syslog-tls-cert}/C{syslog-tls-key} presented when given, no verification at all when
+C{syslog-tls-skip-verify} is present (whatever its value, as dockerd reads it). L{tls_context}
+reads files: call it from the io pool too.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import datetime
 import os
 import socket
 import ssl
+from collections.abc import Mapping
 from urllib.parse import urlsplit
+
+import attrs
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
@@ -27,7 +36,66 @@ SEVERITY = {"stdout": 6, "stderr": 3}  # info, err (dockerd's)
 
 
 class SyslogError(Exception):
-    """A bad address, facility or format (the message is dockerd's)."""
+    """A bad address, facility, format or TLS file (the message is dockerd's)."""
+
+
+@attrs.frozen
+class TlsFiles:
+    """The C{syslog-tls-*} options of a container."""
+
+    ca_cert: str = ""
+    cert: str = ""
+    key: str = ""
+    skip_verify: bool = False
+
+    @classmethod
+    def of(cls, opts: Mapping[str, str]) -> TlsFiles:
+        """From the log options (skip-verify counts when present, as in dockerd)."""
+        return cls(
+            opts.get("syslog-tls-ca-cert", ""),
+            opts.get("syslog-tls-cert", ""),
+            opts.get("syslog-tls-key", ""),
+            "syslog-tls-skip-verify" in opts,
+        )
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """The client context for C{tcp+tls} (reads the files: blocking).
+
+    @raise SyslogError: a file that cannot be read or parsed (dockerd's texts, without the OS's).
+    """
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if files.skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif files.ca_cert:
+        # added to the system's roots, as dockerd's (non-exclusive) pool
+        try:
+            ctx.load_verify_locations(cafile=files.ca_cert)
+        except ssl.SSLError as e:
+            raise SyslogError(
+                f'failed to append certificates from PEM file: "{files.ca_cert}"'
+            ) from e
+        except OSError as e:
+            raise SyslogError(f'could not read CA certificate "{files.ca_cert}"') from e
+    if files.cert or files.key:
+        # dockerd reads both files whenever either is set: one alone fails
+        for key, path in (("syslog-tls-cert", files.cert), ("syslog-tls-key", files.key)):
+            if not path:
+                raise SyslogError(f"could not load X509 key pair: {key} is not set")
+        try:
+            ctx.load_cert_chain(files.cert, files.key)
+        except ssl.SSLError as e:
+            raise SyslogError(
+                "could not load X509 key pair: the certificate and key do not match or are "
+                "not PEM"
+            ) from e
+        except OSError as e:
+            raise SyslogError(
+                f'could not load X509 key pair: cannot read "{e.filename or files.cert}"'
+            ) from e
+    return ctx
 
 
 def parse_address(address: str) -> tuple[str, str, int]:
@@ -91,14 +159,15 @@ class SyslogSender:
         address: str,
         facility: str = "",
         fmt: str = "",
-        tls: ssl.SSLContext | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.scheme, self.host, self.port = parse_address(address)
         self.facility = facility_code(facility)
         if fmt not in FORMATS:
             raise SyslogError(f"Invalid syslog format: {fmt}")
         self.fmt = fmt
-        self._tls = tls
+        self._tls = tls or TlsFiles()
+        self._tls_ctx: ssl.SSLContext | None = None
         self._sock: socket.socket | None = None
         self._hostname = socket.gethostname()
         self._pid = os.getpid()
@@ -118,8 +187,13 @@ class SyslogSender:
             return s
         s = socket.create_connection((self.host, self.port), timeout=5)
         if self.scheme == "tcp+tls":
-            ctx = self._tls or ssl.create_default_context()
-            s = ctx.wrap_socket(s, server_hostname=self.host)
+            if self._tls_ctx is None:
+                self._tls_ctx = tls_context(self._tls)
+            try:
+                s = self._tls_ctx.wrap_socket(s, server_hostname=self.host)
+            except BaseException:
+                s.close()
+                raise
         return s
 
     def send(

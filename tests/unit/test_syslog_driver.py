@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import socket
+import ssl
 import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -141,3 +143,47 @@ class OptionTests(SynchronousTestCase):
             render_tag("{{.Name}}/{{.ImageName}}/{{.ImageID}}/{{.DaemonName}}", c, "h"),
             f"web/nginx:1/{'b' * 12}/h",
         )
+
+
+class TlsTests(SynchronousTestCase):
+    """The tcp+tls client configuration and dockerd's texts for files it cannot use."""
+
+    def test_options(self) -> None:
+        """skip-verify counts when present, whatever its value (dockerd reads it so)."""
+        files = syslog.TlsFiles.of({"syslog-tls-skip-verify": "false", "syslog-tls-cert": "c"})
+        self.assertEqual(files, syslog.TlsFiles("", "c", "", True))
+        ctx = syslog.tls_context(syslog.TlsFiles(skip_verify=True))
+        self.assertEqual((ctx.verify_mode, ctx.check_hostname), (ssl.CERT_NONE, False))
+        ctx = syslog.tls_context(syslog.TlsFiles())
+        self.assertEqual((ctx.verify_mode, ctx.check_hostname), (ssl.CERT_REQUIRED, True))
+        self.assertEqual(ctx.minimum_version, ssl.TLSVersion.TLSv1_2)
+
+    def test_bad_files(self) -> None:
+        """A missing half of the key pair, an unreadable or empty CA file: dockerd's texts."""
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        empty = os.path.join(d, "empty.pem")
+        open(empty, "w").close()
+        for files, text in (
+            (syslog.TlsFiles(key=empty), "could not load X509 key pair: syslog-tls-cert is not set"),
+            (syslog.TlsFiles(cert=empty), "could not load X509 key pair: syslog-tls-key is not set"),
+            (syslog.TlsFiles(ca_cert=d + "/no.pem"), f'could not read CA certificate "{d}/no.pem"'),
+            (syslog.TlsFiles(ca_cert=empty), f'failed to append certificates from PEM file: "{empty}"'),
+            (syslog.TlsFiles(cert=empty, key=empty), "could not load X509 key pair: the certificate"),
+        ):  # fmt: skip
+            e = self.assertRaises(syslog.SyslogError, syslog.tls_context, files)
+            self.assertTrue(str(e).startswith(text), str(e))
+
+    def test_accepted_at_create(self) -> None:
+        """The TLS options pass create's check (files are read when the logger starts)."""
+        config = {
+            "syslog-address": "tcp+tls://h", "syslog-tls-ca-cert": "/x", "syslog-tls-cert": "/c",
+            "syslog-tls-key": "/k", "syslog-tls-skip-verify": "",
+        }  # fmt: skip
+        rules.validate_log_config({"Type": "syslog", "Config": config})
+        e = self.assertRaises(
+            InvalidParameter,
+            rules.validate_log_config,
+            {"Type": "syslog", "Config": {**config, "syslog-tls-crl": "/r"}},
+        )
+        self.assertEqual(str(e), "unknown log opt 'syslog-tls-crl' for syslog log driver")

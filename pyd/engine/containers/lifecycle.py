@@ -8,7 +8,7 @@ import os
 import posixpath
 import shutil
 import signal as _signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -30,6 +30,7 @@ from pyd.core.records import (
     MountSpec,
     NetworkSetup,
 )
+from pyd.drivers import syslog
 from pyd.drivers.runtime import spec as oci
 from pyd.drivers.runtime.conmon import (
     CreateOptions,
@@ -100,6 +101,15 @@ class ContainerLifecycle(ContainerCreate):
                 return
             await self._start(c)
 
+    async def _check_syslog_tls(self, opts: Mapping[str, str]) -> None:
+        """dockerd builds the TLS configuration when the logger starts: a file that cannot be
+        read fails the start (read in the io pool)."""
+        try:
+            if syslog.parse_address(opts.get("syslog-address", ""))[0] == "tcp+tls":
+                await self._blocking.run(syslog.tls_context, syslog.TlsFiles.of(opts))
+        except syslog.SyslogError as e:
+            raise SystemError_(f"failed to initialize logging driver: {e}") from e
+
     async def _start(self, c: Container) -> None:
         cid = c.id
         bundle = self.bundle_dir(cid)
@@ -116,6 +126,8 @@ class ContainerLifecycle(ContainerCreate):
             c = attrs.evolve(c, extra={**c.extra, "oci_runtime": _runtime_record(rt)})
             self._cache[cid] = c
             plan = runconfig.log_plan(s.logging)
+            if plan.driver == "syslog" and plan.forward is not None:
+                await self._check_syslog_tls(plan.forward)
 
             async def mount() -> str:
                 run.rootfs = await self._images.mount_rw_layer(cid)

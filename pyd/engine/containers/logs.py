@@ -19,7 +19,7 @@ from pyd.core.records import (
     Container,
 )
 from pyd.drivers.journald import JournaldSender
-from pyd.drivers.syslog import SyslogError, SyslogSender
+from pyd.drivers.syslog import SyslogError, SyslogSender, TlsFiles
 from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import ContainerBase, LogsRequest, _LogWatch, _now_nano
 from pyd.engine.containers.logfiles import (
@@ -154,6 +154,7 @@ class ContainerLogs(ContainerBase):
                     opts.get("syslog-address", ""),
                     opts.get("syslog-facility", ""),
                     opts.get("syslog-format", ""),
+                    TlsFiles.of(opts),
                 )
             except SyslogError as e:
                 log.warn("syslog of {cid}: {err}", cid=cid, err=str(e))

@@ -331,9 +331,6 @@ def _validate_syslog(cfg: dict[str, str]) -> None:
     for key in cfg:
         if key not in _SYSLOG_OPTS and key not in ("mode", "max-buffer-size"):
             raise InvalidParameter(f"unknown log opt '{key}' for syslog log driver")
-    for key in ("syslog-tls-ca-cert", "syslog-tls-cert", "syslog-tls-key"):
-        if cfg.get(key):
-            raise InvalidParameter(f"{key}: pyd's syslog driver uses the system's CA store only")
     try:
         parse_address(cfg.get("syslog-address", ""))
         facility_code(cfg.get("syslog-facility", ""))
