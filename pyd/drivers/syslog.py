@@ -88,8 +88,7 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
             ctx.load_cert_chain(files.cert, files.key)
         except ssl.SSLError as e:
             raise SyslogError(
-                "could not load X509 key pair: the certificate and key do not match or are "
-                "not PEM"
+                "could not load X509 key pair: the certificate and key do not match or are not PEM"
             ) from e
         except OSError as e:
             raise SyslogError(

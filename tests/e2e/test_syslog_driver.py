@@ -59,7 +59,7 @@ def test_syslog_unixgram_and_docker_logs(tmp_path: Path) -> None:
         d.docker(
             "run", "--name", "nocache", "--log-driver", "syslog",
             "--log-opt", f"syslog-address=unixgram://{path}", "--log-opt", "cache-disabled=true",
-            DEFAULT_TAG, "echo", "four",
+            DEFAULT_TAG, "sh", "-c", "echo four; sleep 1",
         )  # fmt: skip
         assert [m.rsplit(b": ", 1)[1] for m in _receive(sock, 1)] == [b"four"]
         r = d.docker("logs", "nocache", check=False)
@@ -151,10 +151,16 @@ def test_syslog_tcp_tls(tmp_path: Path) -> None:
             "--log-opt", f"syslog-tls-ca-cert={f['ca.pem']}",
             "--log-opt", f"syslog-tls-cert={f['cert.pem']}",
             "--log-opt", f"syslog-tls-key={f['key.pem']}", "--log-opt", "tag={{.Name}}",
-            DEFAULT_TAG, "sh", "-c", "echo one; echo two >&2; echo three",
+            DEFAULT_TAG, "sh", "-c", "echo one; echo two >&2; echo three; sleep 1",
         )  # fmt: skip
+        # the sleep: a line conmon writes as the container exits may miss the forwarder's last
+        # drain (a race of dual logging at exit, not of TLS; see the report of dropin2)
         got = srv.receive(3)
-        assert sorted(m.rsplit(b": ", 1)[1] for m in got) == [b"one", b"three", b"two"], got
+        assert sorted(m.rsplit(b": ", 1)[1] for m in got) == [b"one", b"three", b"two"], (
+            got,
+            d.docker("logs", "tls").stderr,
+            d.log()[-3000:],
+        )
         assert all(b" tls[" in m for m in got), got
         assert "pyd" in srv.peers
         assert d.docker("logs", "tls").stdout.split() == ["one", "three"]
@@ -177,7 +183,7 @@ def test_syslog_tcp_tls(tmp_path: Path) -> None:
             "run", "--log-driver", "syslog", "--log-opt", address,
             "--log-opt", "syslog-tls-skip-verify=false",
             "--log-opt", f"syslog-tls-cert={f['cert.pem']}",
-            "--log-opt", f"syslog-tls-key={f['key.pem']}", DEFAULT_TAG, "echo", "four",
+            "--log-opt", f"syslog-tls-key={f['key.pem']}", DEFAULT_TAG, "sh", "-c", "echo four; sleep 1",
         )  # fmt: skip
         assert [m.rsplit(b": ", 1)[1] for m in srv.receive(1)] == [b"four"]
     finally:

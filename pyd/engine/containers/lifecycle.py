@@ -210,7 +210,9 @@ class ContainerLifecycle(ContainerCreate):
             # of volume subpaths are not needed any more (dockerd drops its safe paths here too)
             await self._volumes.unstage(cid)
             if plan.rotates or plan.forward is not None:
-                self._watch_log(cid, log_path, plan)
+                forwarding = self._watch_log(cid, log_path, plan)
+                if forwarding is not None:
+                    await forwarding
             for hook in self.before_start:
                 await hook(cid, self.runtime.attach_socket_path(cid, bundle))
             await self.runtime.start(cid, runtime=rt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import threading
 
 from pyd.core.records import Container
 from pyd.drivers.journald import JournaldSender
@@ -45,23 +46,29 @@ class LogForwarder:
         self.tag = tag
         self.busy = False
         self.again = False
+        # the last drain at stop may run while a change's drain is still in another pool thread:
+        # two readers of one tail would each take part of the lines
+        self._lock = threading.Lock()
 
     def skip_existing(self) -> None:
         """Start after what the file already holds (a restarted container appends to it)."""
-        while self.tail.read(BATCH):
-            pass
+        with self._lock:
+            while self.tail.read(BATCH):
+                pass
 
     def drain(self) -> int:
         """Send every complete line written since the last call. @return: how many."""
         sent = 0
-        while entries := self.tail.read(BATCH):
-            for e in entries:
-                when = datetime.datetime.fromtimestamp(e.time_nano / 1e9, datetime.UTC)
-                self.sender.send(e.stream, e.data, when, self.tag, e.ts)
-            sent += len(entries)
+        with self._lock:
+            while entries := self.tail.read(BATCH):
+                for e in entries:
+                    when = datetime.datetime.fromtimestamp(e.time_nano / 1e9, datetime.UTC)
+                    self.sender.send(e.stream, e.data, when, self.tag, e.ts)
+                sent += len(entries)
         return sent
 
     def close(self) -> None:
         """Release the file and the connection."""
-        self.tail.close()
-        self.sender.close()
+        with self._lock:
+            self.tail.close()
+            self.sender.close()

@@ -61,18 +61,23 @@ class ContainerLogs(ContainerBase):
                 cfg.setdefault(k, v)
         return {"Type": ltype, "Config": cfg}
 
-    def _watch_log(self, cid: str, log_path: str, plan: runconfig.LogPlan) -> None:
-        """Rotate C{cid}'s log as it grows (see pyd.engine.containers.logfiles)."""
+    def _watch_log(self, cid: str, log_path: str, plan: runconfig.LogPlan) -> Deferred[None] | None:
+        """Rotate C{cid}'s log as it grows (see pyd.engine.containers.logfiles); forward it.
+
+        @return: when forwarding, fires once the forwarder starts after the file's end (the
+            container must not write before, or its first lines would be skipped).
+        """
         if cid in self._log_watches:
-            return
+            return None
         ctl = self.runtime.ctl_path(os.path.dirname(log_path))
         w = _LogWatch(log_path, plan.max_size, plan.max_files, ctl)
         self._log_watches[cid] = w
         base = os.path.basename(log_path)
 
         rotates = plan.rotates
+        ready = None
         if plan.forward is not None:
-            self._start_forwarding(cid, log_path, plan.driver, plan.forward, w)
+            ready = self._start_forwarding(cid, log_path, plan.driver, plan.forward, w)
 
         def changed(name: str) -> None:
             if name == base:
@@ -83,6 +88,7 @@ class ContainerLogs(ContainerBase):
 
         if self.log_watcher is not None:
             w.cancel = self.log_watcher.watch(os.path.dirname(log_path), changed)
+        return ready
 
     def _rotate_log(self, cid: str) -> None:
         """One L{rotate_log_files} at a time per container; a rotation seen meanwhile reruns it."""
@@ -132,7 +138,7 @@ class ContainerLogs(ContainerBase):
 
     def _start_forwarding(
         self, cid: str, log_path: str, driver: str, opts: Mapping[str, str], w: _LogWatch
-    ) -> None:
+    ) -> Deferred[None] | None:
         c = self._cache.get(cid)
         tag = render_tag(opts.get("tag", ""), c, self.settings.host_hostname) if c else cid[:12]
         sender: Any
@@ -158,11 +164,12 @@ class ContainerLogs(ContainerBase):
                 )
             except SyslogError as e:
                 log.warn("syslog of {cid}: {err}", cid=cid, err=str(e))
-                return
+                return None
         w.forwarder = LogForwarder(LogTail(log_path), sender, tag)
         # a restarted container appends to its log: forward only what it writes from now on
         d = self._blocking.run(w.forwarder.skip_existing)
         d.addErrback(lambda f: log.failure("syslog of {cid} failed", f, cid=cid))
+        return d
 
     def _forward_log(self, cid: str) -> None:
         w = self._log_watches.get(cid)
