@@ -23,7 +23,7 @@ with the certificate's subject.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -47,17 +47,17 @@ from pyd.api.operator_rules import (
     check_volume_create,
     container_refusal,
     deny,
-    path_allowed,
 )
 from pyd.api.wire import create_spec_of, qbool, read_json_object
 from pyd.core.errors import Forbidden, PydError
 from pyd.core.records import Container
+from pyd.drivers.volumes.stage import confine
 from pyd.engine.spec import CreateSpec, parse_create, stored_spec
 from pyd.engine.spec.parse import devices_of, parse_update
 
 __all__ = [
     "OPERATOR_HOST_CONFIG", "ROLES", "Authorizer", "Identity", "Lookup", "NoLookup", "Policy",
-    "RoleVisibility", "ServiceLookup", "candidates", "check", "identify", "path_allowed",
+    "RoleVisibility", "ServiceLookup", "candidates", "check", "identify",
 ]  # fmt: skip
 
 log = Logger()
@@ -115,6 +115,13 @@ class ServiceLookup:
         except PydError:
             return None
         return driver
+
+    async def bind_root(self, path: str, roots: Sequence[str]) -> tuple[str, str] | None:
+        """C{VolumeService.bind_root} (resolved on the volume driver's pool)."""
+        if self._volumes is None:
+            return confine(path, roots)
+        found: tuple[str, str] | None = await self._volumes.bind_root(path, roots)
+        return found
 
     def volume_users(self, name: str) -> list[Container]:
         """Containers whose resolved mounts include volume C{name}."""
@@ -245,7 +252,7 @@ async def check(
     elif first == "networks" and action == "connect":
         check_network(ctx, ref)
     elif (first, action) == ("volumes", "create"):
-        check_volume_create(ctx, _body(request).get("DriverOpts"))
+        await check_volume_create(ctx, _body(request).get("DriverOpts"))
     elif (first, action) == ("build", ""):
         await _check_build(ctx, request)
 

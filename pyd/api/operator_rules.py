@@ -13,8 +13,7 @@ lives in the spec): a field not listed is admin-only.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -23,6 +22,7 @@ from pyd.api.identity import Policy
 from pyd.core.errors import Forbidden
 from pyd.core.records import Container
 from pyd.drivers.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
+from pyd.drivers.volumes.stage import confine
 from pyd.engine.networks import host_port_range
 from pyd.engine.spec import CreateSpec, Mount, PortBinding, parse_create, stored_spec
 from pyd.engine.spec.records import Devices
@@ -137,6 +137,11 @@ class Lookup(Protocol):
         """The containers that mount volume C{name}."""
         ...
 
+    async def bind_root(self, path: str, roots: Sequence[str]) -> tuple[str, str] | None:
+        """The one of C{roots} holding host C{path} with symlinks resolved, and the path beneath
+        it; None: under none. Resolving walks the host's filesystem: never on the reactor."""
+        ...
+
 
 def candidates(containers: Iterable[Container], ref: str) -> list[Container]:
     """The containers C{ref} may name (see L{Lookup.containers}), as
@@ -184,6 +189,10 @@ class NoLookup:
     def volume_users(self, name: str) -> list[Container]:
         """Nothing."""
         return []
+
+    async def bind_root(self, path: str, roots: Sequence[str]) -> tuple[str, str] | None:
+        """L{pyd.drivers.volumes.stage.confine}, inline (unit tests: no reactor to keep)."""
+        return confine(path, roots)
 
 
 def deny(role: str, rule: str) -> Forbidden:
@@ -257,7 +266,7 @@ _RESOLVED_AT_CREATE = frozenset(
 async def _check_resolved_mounts(ctx: Ctx, c: Container) -> None:
     for m in c.mounts:
         if m.type == "bind":
-            _check_path(ctx, m.source)
+            await _check_path(ctx, m.source)
             if m.propagation in _SHARED:
                 raise ctx.deny(f"bind-mount with {m.propagation} propagation")
         elif m.type == "volume" and m.name:
@@ -406,7 +415,7 @@ async def _rule_binds(ctx: Ctx, key: str, value: tuple[str, ...], depth: int) ->
 async def _rule_mounts(ctx: Ctx, key: str, value: tuple[Mount, ...], depth: int) -> None:
     for mount in value:
         if mount.type == "volume" and mount.volume is not None and mount.volume.driver_options:
-            check_volume_create(ctx, dict(mount.volume.driver_options))
+            await check_volume_create(ctx, dict(mount.volume.driver_options))
         await _check_parsed_mount(ctx, parse_mount(mount, None))
 
 
@@ -634,7 +643,7 @@ def check_devices(ctx: Ctx, devices: Devices) -> None:
 
 async def _check_parsed_mount(ctx: Ctx, m: Any) -> None:
     if m.type == "bind":
-        _check_path(ctx, m.source)
+        await _check_path(ctx, m.source)
         if m.propagation in _SHARED:
             raise ctx.deny(f"bind-mount with {m.propagation} propagation")
     elif m.type == "volume":
@@ -653,7 +662,7 @@ def _o_list(opts: Mapping[str, Any]) -> list[str]:
     return [o.strip() for o in str(opts.get("o") or "").split(",") if o.strip()]
 
 
-def _volume_host_reach(ctx: Ctx, opts: Mapping[str, Any]) -> str | None:
+async def _volume_host_reach(ctx: Ctx, opts: Mapping[str, Any]) -> str | None:
     """Why a local volume with C{opts} reaches the host (None: it does not)."""
     fstype = str(opts.get("type") or "")
     device = str(opts.get("device") or "")
@@ -662,7 +671,7 @@ def _volume_host_reach(ctx: Ctx, opts: Mapping[str, Any]) -> str | None:
     if keys & {"bind", "rbind"}:
         if not device.startswith("/"):
             return f"bind-mount the relative host path {device!r} (local volume o=bind)"
-        if not path_allowed(device, ctx.policy.allowed_bind_paths):
+        if not await path_allowed(ctx, device):
             return (
                 f"bind-mount host path {device} (local volume o=bind, not under allowed-bind-paths)"
             )
@@ -678,11 +687,11 @@ def _volume_host_reach(ctx: Ctx, opts: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_volume_create(ctx: Ctx, opts: Any) -> None:
+async def check_volume_create(ctx: Ctx, opts: Any) -> None:
     """An operator creates plain volumes, tmpfs volumes, and binds under allowed-bind-paths."""
     if not isinstance(opts, dict) or not opts:
         return
-    why = _volume_host_reach(ctx, opts)
+    why = await _volume_host_reach(ctx, opts)
     if why:
         raise ctx.deny(why)
     fstype = str(opts.get("type") or "")
@@ -705,7 +714,7 @@ def check_volume_create(ctx: Ctx, opts: Any) -> None:
 async def _check_named_volume(ctx: Ctx, name: str) -> None:
     opts = await ctx.lookup.volume_options(name)
     if opts:
-        why = _volume_host_reach(ctx, opts)
+        why = await _volume_host_reach(ctx, opts)
         if why:
             raise ctx.deny(f"use volume {name} (made with what an operator may not: {why})")
 
@@ -725,18 +734,18 @@ async def _check_writable_share(ctx: Ctx, name: str) -> None:
 # --- host paths --------------------------------------------------------------------------------------
 
 
-def path_allowed(path: str, allowed: Iterable[str]) -> bool:
-    """Whether host C{path}, with symlinks resolved, lies under one of C{allowed}."""
-    # realpath costs a few lstat calls; it stops a symlink planted under an allowed directory
-    # from pointing the mount elsewhere.
-    real = os.path.realpath(path)
-    for base in allowed:
-        real_base = os.path.realpath(base)
-        if real == real_base or real.startswith(real_base.rstrip("/") + "/"):
-            return True
-    return False
+async def path_allowed(ctx: Ctx, path: str) -> bool:
+    """Whether host C{path}, with symlinks resolved, lies under one of the allowed-bind-paths.
+
+    Resolving stops a symlink planted under an allowed directory from pointing the mount
+    elsewhere; it walks the host's filesystem, so the lookup does it off the reactor (the volume
+    driver's pool). What is mounted at start is opened again beneath the root this finds, by
+    descriptor (L{pyd.engine.volumes.confine}): a link swapped in since is refused there.
+    """
+    roots = ctx.policy.allowed_bind_paths
+    return bool(roots) and await ctx.lookup.bind_root(path, roots) is not None
 
 
-def _check_path(ctx: Ctx, path: str) -> None:
-    if not path_allowed(path, ctx.policy.allowed_bind_paths):
+async def _check_path(ctx: Ctx, path: str) -> None:
+    if not await path_allowed(ctx, path):
         raise ctx.deny(f"bind-mount host path {path} (not under allowed-bind-paths)")

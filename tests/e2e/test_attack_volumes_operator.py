@@ -239,6 +239,31 @@ class OperatorBindConfinementTests:
         )  # fmt: skip
         _start_while_flipping(h, victim)
 
+    def test_link_out_of_the_root_refused_at_create(self, h: Arena) -> None:
+        """A link planted inside allowed-bind-paths that points out of it (`esc -> <canary>`):
+        a bind of it, or of a path through it, and a bind volume made on it, are refused at
+        create (403, the link resolved by the daemon off its reactor); nothing is created."""
+        link = f"esc-{uuid.uuid4().hex[:8]}"
+        os.symlink(h.canary_dir, h.allowed / link)
+        try:
+            for source in (f"{h.allowed}/{link}", f"{h.allowed}/{link}/secret"):
+                for mount in (False, True):
+                    c = _name()
+                    status, out = h.http(
+                        "POST",
+                        f"/containers/create?name={c}",
+                        _bind_body(source, ["true"], mount=mount),
+                    )
+                    assert status == 403 and b"not under allowed-bind-paths" in out, (source, out)
+                    assert h.http("GET", f"/containers/{c}/json")[0] == 404
+            vol = _name()
+            err = h.op_fails("volume", "create", "--opt", "type=none", "--opt", "o=bind",
+                             "--opt", f"device={h.allowed}/{link}", vol)  # fmt: skip
+            assert "not under allowed-bind-paths" in err, err
+            assert vol not in h.ok("admin", "volume", "ls", "-q").split()
+        finally:
+            os.unlink(h.allowed / link)
+
     def test_missing_source_created_beneath_the_root(self, h: Arena) -> None:
         """`-v <allowed>/l/new:/y` admitted while `l` is a directory; `l -> /` by start: the
         missing source is not created on the host (mkdir -p beneath the allowed root)."""

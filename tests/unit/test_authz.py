@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.api.authz import Lookup, Policy, check, path_allowed
+from pyd.api.authz import Lookup, NoLookup, Policy, check
 from pyd.api.base import Route, match_route
 from pyd.core import certs
 from pyd.core.errors import Forbidden, InvalidParameter
@@ -259,7 +259,61 @@ class OperatorTests(SynchronousTestCase):
             {"HostConfig": {"Binds": [f"{base}/ok/escape:/x"]}},
             policy,
         )
-        self.assertFalse(path_allowed(f"{base}/okay", [f"{base}/ok"]))
+        refuse(
+            self,
+            "operator",
+            "POST",
+            "/containers/create",
+            {"HostConfig": {"Binds": [f"{base}/okay:/x"]}},
+            policy,
+        )
+
+    def test_bind_paths_resolved_by_the_lookup(self) -> None:
+        """The rules never resolve a bind source themselves (a filesystem walk on the reactor):
+        they ask the lookup, whose daemon implementation resolves on the volume driver's pool.
+        A source the lookup places under no allowed root is refused, whatever the name says."""
+        asked: list[tuple[str, tuple[str, ...]]] = []
+
+        class Resolving(NoLookup):
+            async def bind_root(self, path: str, roots: Any) -> tuple[str, str] | None:
+                asked.append((path, tuple(roots)))
+                return ("/srv/ok", "a") if path == "/srv/ok/a" else None
+
+        policy = Policy(allowed_bind_paths=("/srv/ok",))
+        for body in (
+            {"HostConfig": {"Binds": ["/srv/ok/a:/x"]}},
+            {"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/srv/ok/a", "Target": "/x"}]}},
+        ):
+            run_check(
+                "operator", "POST", "/containers/create", FakeRequest(body), policy, Resolving()
+            )
+        with self.assertRaises(Forbidden):
+            run_check(
+                "operator",
+                "POST",
+                "/containers/create",
+                FakeRequest({"HostConfig": {"Binds": ["/srv/ok/b:/x"]}}),
+                policy,
+                Resolving(),
+            )
+        with self.assertRaises(Forbidden):
+            run_check(
+                "operator",
+                "POST",
+                "/volumes/create",
+                FakeRequest(
+                    {
+                        "Name": "v",
+                        "DriverOpts": {"type": "none", "o": "bind", "device": "/srv/ok/b"},
+                    }
+                ),
+                policy,
+                Resolving(),
+            )
+        self.assertEqual(
+            [p for p, _ in asked], ["/srv/ok/a", "/srv/ok/a", "/srv/ok/b", "/srv/ok/b"]
+        )
+        self.assertEqual({r for _, r in asked}, {("/srv/ok",)})
 
     def test_uninspectable_body_refused(self) -> None:
         """A create body that does not parse is refused with the handler's own 400 (the rules

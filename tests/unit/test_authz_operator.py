@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -27,6 +27,7 @@ from pyd.api.identity import groups_from_status, unix_group_keys
 from pyd.api.visibility import redact_event, redact_inspect
 from pyd.core.errors import Forbidden, InvalidParameter
 from pyd.core.records import Container, ContainerState, Event, MountSpec
+from pyd.drivers.volumes.stage import confine
 from pyd.engine.spec import CreateSpec, parse_create
 from pyd.engine.volumes import parse_bind
 from tests.unit.test_authz import FakeRequest, route_for, run_check
@@ -95,6 +96,9 @@ class FakeLookup:
             for c in unique.values()
             if any(m.type == "volume" and m.name == name for m in c.mounts)
         ]
+
+    async def bind_root(self, path: str, roots: Sequence[str]) -> tuple[str, str] | None:
+        return confine(path, roots)  # the daemon's resolution, inline
 
 
 class _Base(SynchronousTestCase):

@@ -395,6 +395,12 @@ class VolumeService:
             out.append(VolumeUsage(v, await self._driver.size(v.name), refs.get(v.name, 0)))
         return out
 
+    async def bind_root(self, path: str, roots: Sequence[str]) -> tuple[str, str] | None:
+        """The allowed root holding host C{path} (symlinks resolved) and its path beneath it;
+        None: under none of C{roots}. Resolved on the driver's pool, never on the reactor."""
+        found: tuple[str, str] | None = await self._driver.confine(path, tuple(roots))
+        return found
+
     # --- VolumeProvider -------------------------------------------------------------------------
 
     async def resolve_mounts(
