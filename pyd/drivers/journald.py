@@ -6,16 +6,38 @@ holding a newline, C{KEY}, a newline, its length as 64-bit little endian, the by
 The container's fields (CONTAINER_ID, CONTAINER_ID_FULL, CONTAINER_NAME, CONTAINER_TAG,
 IMAGE_NAME, SYSLOG_IDENTIFIER) go with every line, with MESSAGE, PRIORITY (6 stdout, 3 stderr) and
 SYSLOG_TIMESTAMP. Sending blocks (a socket): call L{JournaldSender.send} from the io pool.
+
+A line longer than dockerd's 16 KiB log buffer goes out as dockerd 28 sends it: 16 KiB pieces
+with C{CONTAINER_PARTIAL_MESSAGE=true}, C{CONTAINER_PARTIAL_ID} (one random id per line),
+C{CONTAINER_PARTIAL_ORDINAL} (1, 2, ...) and C{CONTAINER_PARTIAL_LAST=false}, then the rest with
+C{CONTAINER_PARTIAL_LAST=true} and no C{CONTAINER_PARTIAL_MESSAGE}. The log file's own partial
+chunks (conmon's) are gathered into those pieces; a line the container left without a newline
+goes out when the sender closes (as the last piece of a split line, or as a plain message).
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import socket
 import struct
 from collections.abc import Mapping
 
+import attrs
+
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+PIECE = 16 * 1024  # dockerd's log buffer: a longer line is split into pieces this long
+
+
+@attrs.define
+class _Pending:
+    """A stream's line not finished yet."""
+
+    data: bytearray = attrs.field(factory=bytearray)
+    id: str = ""
+    ordinal: int = 0
+    stamp: bytes = b""
+    when: datetime.datetime | None = None
 
 
 def encode(fields: Mapping[str, str | bytes]) -> bytes:
@@ -38,24 +60,67 @@ class JournaldSender:
         self.fields = dict(fields)
         self.path = path
         self._sock: socket.socket | None = None
+        self._pending: dict[str, _Pending] = {}
 
     def send(
         self, stream: str, line: bytes, when: datetime.datetime, tag: str, stamp: bytes = b""
     ) -> None:
-        """Send one log line (C{tag} is already among the fields; C{stamp}: the log's own
-        RFC 3339 timestamp, nanoseconds kept). @raise OSError: no journal."""
+        """Send one chunk of the log (a line when it ends with a newline; C{tag} is already
+        among the fields; C{stamp}: the log's own RFC 3339 timestamp, nanoseconds kept).
+
+        @raise OSError: no journal.
+        """
+        complete = line.endswith(b"\n")
+        p = self._pending.setdefault(stream, _Pending())
+        if not p.data and not p.ordinal:
+            p.stamp, p.when = stamp, when  # a piece carries the time its line began
+        p.data += line[:-1] if complete else line
+        while len(p.data) >= PIECE:
+            p.id = p.id or os.urandom(32).hex()
+            p.ordinal += 1
+            piece = bytes(p.data[:PIECE])
+            del p.data[:PIECE]
+            self._send(stream, piece, p, last=False)
+            p.stamp, p.when = stamp, when
+        if complete:
+            self._finish(stream, p)
+
+    def _finish(self, stream: str, p: _Pending) -> None:
+        del self._pending[stream]  # first: a failed send must not glue the next line to this one
+        if p.ordinal:
+            p.ordinal += 1
+            self._send(stream, bytes(p.data), p, last=True)
+        else:
+            self._send(stream, bytes(p.data), p, last=None)
+
+    def _send(self, stream: str, message: bytes, p: _Pending, last: bool | None) -> None:
+        when = p.when or datetime.datetime.now(datetime.UTC)
         fields: dict[str, str | bytes] = {
-            "MESSAGE": line.rstrip(b"\n"),
+            "MESSAGE": message,
             "PRIORITY": "3" if stream == "stderr" else "6",
             **self.fields,
-            "SYSLOG_TIMESTAMP": stamp or when.isoformat().replace("+00:00", "Z"),
+            "SYSLOG_TIMESTAMP": p.stamp or when.isoformat().replace("+00:00", "Z"),
         }
+        if last is not None:
+            if not last:
+                fields["CONTAINER_PARTIAL_MESSAGE"] = "true"
+            fields["CONTAINER_PARTIAL_ID"] = p.id
+            fields["CONTAINER_PARTIAL_ORDINAL"] = str(p.ordinal)
+            fields["CONTAINER_PARTIAL_LAST"] = "true" if last else "false"
         if self._sock is None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.sendto(encode(fields), self.path)
 
     def close(self) -> None:
-        """Close the socket (idempotent)."""
+        """Send what a stream left without a newline (as the last piece of its line, as dockerd
+        at the end of the output), then close the socket (idempotent)."""
+        for stream, p in list(self._pending.items()):
+            if p.data or p.ordinal:
+                try:
+                    self._finish(stream, p)
+                except OSError:
+                    break  # no journal any more: what is left has no reader
+        self._pending.clear()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -79,4 +79,40 @@ class JournaldTests(SynchronousTestCase):
         sender = JournaldSender({}, os.path.join(self.dir, "absent"))
         self.addCleanup(sender.close)
         when = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-        self.assertRaises(OSError, sender.send, "stdout", b"x", when, "t")
+        self.assertRaises(OSError, sender.send, "stdout", b"x\n", when, "t")
+
+    def test_long_line_partial_fields(self) -> None:
+        """A 40 KiB line (in conmon's smaller chunks) goes out as dockerd 28 splits it: two 16 KiB
+        pieces marked partial, then the rest as the last piece, one id and ordinals 1..3; a short
+        line between carries no partial field; a line left without a newline goes out at close."""
+        sender = JournaldSender({"CONTAINER_ID": "abc"}, self.path)
+        line = bytes(range(65, 91)) * 1600  # 41600 bytes
+        when = datetime.datetime(2026, 3, 5, tzinfo=datetime.UTC)
+        for i in range(0, len(line), 8192):
+            sender.send("stdout", line[i : i + 8192], when, "abc", b"T1")
+        sender.send("stdout", b"\n", when, "abc", b"T2")
+        sender.send("stderr", b"short\n", when, "abc", b"T3")
+        sender.send("stderr", b"unterminated", when, "abc", b"T4")
+        got = [journal_fields(self.rx.recv(65536)) for _ in range(4)]
+        pieces, short = got[:3], got[3]
+        self.assertEqual(b"".join(p["MESSAGE"] for p in pieces), line)
+        self.assertEqual([len(p["MESSAGE"]) for p in pieces], [16384, 16384, 41600 - 32768])
+        self.assertEqual([p["CONTAINER_PARTIAL_ORDINAL"] for p in pieces], [b"1", b"2", b"3"])
+        self.assertEqual(
+            [p["CONTAINER_PARTIAL_LAST"] for p in pieces], [b"false", b"false", b"true"]
+        )
+        self.assertEqual(
+            [p.get("CONTAINER_PARTIAL_MESSAGE") for p in pieces], [b"true", b"true", None]
+        )
+        ids = {p["CONTAINER_PARTIAL_ID"] for p in pieces}
+        self.assertEqual(len(ids), 1)
+        self.assertEqual(len(ids.pop()), 64)
+        self.assertEqual(short["MESSAGE"], b"short")
+        self.assertFalse([k for k in short if k.startswith("CONTAINER_PARTIAL")])
+        self.rx.setblocking(False)
+        self.assertRaises(BlockingIOError, self.rx.recv, 65536)  # the unterminated line waits
+        self.rx.setblocking(True)
+        sender.close()
+        last = journal_fields(self.rx.recv(65536))
+        self.assertEqual((last["MESSAGE"], last["PRIORITY"]), (b"unterminated", b"3"))
+        self.assertEqual(last["SYSLOG_TIMESTAMP"], b"T4")
