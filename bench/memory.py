@@ -79,7 +79,7 @@ def workload(d: Daemon, ctx: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the table."""
     p = argparse.ArgumentParser(prog="python -m bench.memory")
-    p.add_argument("--mib", type=int, default=256, help="payload of the streaming rows (MiB)")
+    p.add_argument("--mib", type=int, default=128, help="payload of the streaming rows (MiB)")
     args = p.parse_args(argv)
     mib = args.mib
     rows = [
