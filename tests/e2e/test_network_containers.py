@@ -175,6 +175,16 @@ class UserNetworkTests:
         assert "has active endpoints" in r.stderr
         d.docker("network", "disconnect", "appnet", "lone")
         assert "eth1" not in d.docker("exec", "lone", "ip", "-o", "link").stdout
+        # A create-time network left and joined again while running (dockerd: a new endpoint;
+        # pyd once made the create-time endpoint again and answered 403 "already exists").
+        old_ep = json.loads(d.docker("inspect", "lone").stdout)[0]["NetworkSettings"]["Networks"]
+        d.docker("network", "disconnect", "bridge", "lone")
+        assert "eth0" not in d.docker("exec", "lone", "ip", "-o", "link").stdout
+        d.docker("network", "connect", "bridge", "lone")
+        nets = json.loads(d.docker("inspect", "lone").stdout)[0]["NetworkSettings"]["Networks"]
+        assert set(nets) == {"bridge"} and nets["bridge"]["IPAddress"]
+        assert nets["bridge"]["EndpointID"] != old_ep["bridge"]["EndpointID"]
+        assert "eth0" in d.docker("exec", "lone", "ip", "-o", "link").stdout
         # --internal: no route out.
         d.docker("network", "create", "--internal", "inner")
         d.docker("run", "-d", "--name", "in1", "--network", "inner", IMG, "sleep", "300")

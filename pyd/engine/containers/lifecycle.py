@@ -243,6 +243,10 @@ class ContainerLifecycle(ContainerCreate):
             health_status="starting" if self._health_config(c) else "",
             health_failing_streak=0,
         )
+        # Networking updated the record while it set up (networks_materialized, say): save
+        # over the current record, not the copy taken before, or the update is lost (and a
+        # disconnect then connect of a create-time network found its endpoint made again).
+        c = self._cache.get(cid, c)
         try:
             c = await self._save(
                 attrs.evolve(c, state=state, network_settings=_settings_of(net, hc))
