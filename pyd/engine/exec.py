@@ -315,8 +315,8 @@ class ExecService:
         process["env"] = merge_env(base.get("env") or [], c.env)
         if c.working_dir:
             process["cwd"] = c.working_dir
-        if c.user and self._resolve_user is not None and target.rootfs:
-            uid, gid, extra, home = self._resolve_user(target.rootfs, c.user)
+        if c.user:
+            uid, gid, extra, home = self._user(target, c.user)
             process["user"] = {"uid": uid, "gid": gid}
             if extra:
                 process["user"]["additionalGids"] = list(extra)
@@ -333,6 +333,21 @@ class ExecService:
             )
             process["capabilities"] = {k: full for k in ("bounding", "effective", "permitted")}
         return process
+
+    def _user(self, target: StreamTarget, user: str) -> tuple[int, int, Sequence[int], str]:
+        """C{exec -u}'s user, resolved against the container's own files (blocking).
+
+        @raise InvalidParameter: unknown user, or the container's files cannot be read: its root
+            filesystem was not mounted again after a daemon restart. Running the process as
+            the container's default user instead (root, as a rule) would ignore C{-u} silently.
+        """
+        if self._resolve_user is None or not target.rootfs:
+            name = user.partition(":")[0] or "0"
+            raise InvalidParameter(
+                f"unable to find user {name}: no matching entries in passwd file "
+                "(the container's root filesystem is not mounted)"
+            )
+        return self._resolve_user(target.rootfs, user)
 
     # -- resize -------------------------------------------------------------------------------
     async def resize(self, exec_id: str, height: int, width: int) -> None:

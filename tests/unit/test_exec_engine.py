@@ -164,3 +164,35 @@ class ExecServiceTests(SynchronousTestCase):
             self.assertEqual(s.exit_code, 126)
         self.assertEqual(self.driver.specs, [])
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)  # the reason is in the log
+
+    def test_user_refused_when_the_root_is_not_mounted(self) -> None:
+        """exec -u on a container whose root filesystem is not mounted (not restored after a
+        daemon restart): the user cannot be looked up, so the exec is refused with dockerd's
+        text and why; it never runs as the container's default user instead."""
+        asked: list[tuple[str, str]] = []
+
+        def resolver(rootfs: str, user: str) -> Any:
+            asked.append((rootfs, user))
+            return 1000, 1000, (1000,), "/home/app"
+
+        self.svc._resolve_user = resolver
+        for user, name in (("app", "app"), ("app:staff", "app"), ("1000", "1000")):
+            s = self._create(user=user)
+            f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+            f.trap(ExecError)
+            self.assertEqual(
+                str(f.value),
+                f"unable to find user {name}: no matching entries in passwd file "
+                "(the container's root filesystem is not mounted)",
+            )
+            self.assertEqual(s.exit_code, 126)
+        self.assertEqual((self.driver.specs, asked), ([], []))
+        # with the root mounted, the same user is resolved there
+        self.targets.target = attrs.evolve(self.target, rootfs="/root-of-c")
+        s = self._create(user="app")
+        self.successResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        self.assertEqual(asked, [("/root-of-c", "app")])
+        self.assertEqual(
+            self.driver.specs[0].process["user"],
+            {"uid": 1000, "gid": 1000, "additionalGids": [1000]},
+        )
