@@ -50,14 +50,14 @@ def make_rootfs(root: Path) -> None:
     (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nstaff:x:50:app\n")
 
 
-def _spec(bundle: Path, args: list[str], tty: bool, cid: str) -> dict:
+def _spec(bundle: Path, args: list[str], tty: bool, cgroup: str) -> dict:
     subprocess.run([CRUN, "spec"], cwd=bundle, check=True)
     spec = json.loads((bundle / "config.json").read_text())
     spec["root"] = {"path": str(bundle / "rootfs"), "readonly": False}
     spec["process"]["args"] = args
     spec["process"]["terminal"] = tty
     spec["process"]["env"] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FROM_IMAGE=1"]
-    spec["linux"]["cgroupsPath"] = f"/pyd-test/{cid}"
+    spec["linux"]["cgroupsPath"] = cgroup
     spec["hostname"] = "bare"
     return spec
 
@@ -68,16 +68,24 @@ class BareContainer:
     def __init__(self, args: list[str], tty: bool = False, stdin: bool = False) -> None:
         fix_hugetlb()
         self.id = uuid.uuid4().hex + uuid.uuid4().hex
+        # Two levels, as pyd's own (cgroup-parent/id), both this container's: a parent shared
+        # with other tests (other xdist workers) could be removed by one while another's crun
+        # is creating its leaf in it, and is not this container's to remove.
+        self.cgroup = f"/pyd-test-{self.id[:12]}/{self.id}"
         self.base = Path(tempfile.mkdtemp(prefix="pyd-rt-", dir="/tmp"))
-        self.crun_root = self.base / "crun"
-        self.bundle = self.base / "b"
-        self.socks = self.base / "s"
-        self.exits = self.base / "exits"
-        for d in (self.crun_root, self.bundle, self.socks, self.exits):
-            d.mkdir()
-        make_rootfs(self.bundle / "rootfs")
-        spec = _spec(self.bundle, args, tty, self.id)
-        (self.bundle / "config.json").write_text(json.dumps(spec))
+        try:
+            self.crun_root = self.base / "crun"
+            self.bundle = self.base / "b"
+            self.socks = self.base / "s"
+            self.exits = self.base / "exits"
+            for d in (self.crun_root, self.bundle, self.socks, self.exits):
+                d.mkdir()
+            make_rootfs(self.bundle / "rootfs")
+            spec = _spec(self.bundle, args, tty, self.cgroup)
+            (self.bundle / "config.json").write_text(json.dumps(spec))
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
         self.tty = tty
         self.stdin = stdin
 
@@ -157,23 +165,45 @@ class BareContainer:
             os.kill(pid, 9)
         except (OSError, ValueError):
             pass
-        # The container's cgroup in every hierarchy, then the shared parent once unused. A
-        # cgroup whose killed processes are not reaped yet is busy for a moment: retry briefly.
-        paths = [
-            f"/sys/fs/cgroup/{ctrl}/pyd-test/{leaf}"
-            for leaf in (self.id, "")
-            for ctrl in sorted(os.listdir("/sys/fs/cgroup"))
+        # The container's cgroup in every hierarchy, then its parent (both levels were made for
+        # this container alone), whatever state the test left the container in.
+        try:
+            for path in self.cgroup_dirs():
+                _remove_cgroup(path)
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def cgroup_dirs(self) -> list[str]:
+        """The cgroup directories this container may have made: the leaf in every hierarchy,
+        then the parent in every hierarchy (the order they can be removed in)."""
+        leaf = self.cgroup.strip("/")
+        hierarchies = sorted(os.listdir("/sys/fs/cgroup"))
+        return [
+            f"/sys/fs/cgroup/{ctrl}/{rel}"
+            for rel in (leaf, leaf.rsplit("/", 1)[0])
+            for ctrl in hierarchies
         ]
-        deadline = time.monotonic() + 3
-        for path in paths:
-            while True:
+
+
+def _remove_cgroup(path: str) -> None:
+    """Remove the cgroup directory C{path} (absent: done). One that is busy still holds processes
+    (killed but not yet reaped, or missed): kill what it lists and try again; one that stays busy
+    is an error (a leak reported, not left behind silently)."""
+    for _ in range(200):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            try:
+                pids = Path(path, "cgroup.procs").read_text().split()
+            except OSError:
+                pids = []
+            for pid in pids:
                 try:
-                    os.rmdir(path)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or path.endswith("pyd-test/"):
-                        break
-                    time.sleep(0.05)
-        shutil.rmtree(self.base, ignore_errors=True)
+                    os.kill(int(pid), 9)
+                except (OSError, ValueError):
+                    pass
+            time.sleep(0.05)
+    raise AssertionError(f"cgroup {path} stays busy")
