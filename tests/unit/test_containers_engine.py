@@ -192,6 +192,24 @@ class CreateTests(EngineTestBase):
             self.svc.create(None, {"Image": "busybox"}, {"CapAdd": ["CAP_NOPE"]}), InvalidParameter
         )
 
+    def test_volumes_from_parsed_before_lookup(self) -> None:
+        """dockerd parses each VolumesFrom entry before it looks the container up: an empty
+        entry or a bad mode is its 400 (not a 404 for a container named ""); a missing one 404."""
+        err = self.fail_with(
+            self.svc.create(None, {"Image": "busybox"}, {"VolumesFrom": [""]}), InvalidParameter
+        )
+        self.assertEqual(str(err), "volumes-from specification cannot be an empty string")
+        err = self.fail_with(
+            self.svc.create(None, {"Image": "busybox"}, {"VolumesFrom": ["gone:bogus"]}),
+            InvalidParameter,
+        )
+        self.assertEqual(str(err), "invalid mode: bogus")
+        err = self.fail_with(
+            self.svc.create(None, {"Image": "busybox"}, {"VolumesFrom": ["gone"]}), NotFound
+        )
+        self.assertEqual(str(err), "No such container: gone")
+        self.assertEqual(self.svc.list_all(), [])
+
     def test_resolve_by_prefix(self) -> None:
         """Containers resolve by full id, name, and unique id prefix."""
         cid = self.create("p1")

@@ -39,6 +39,7 @@ from pyd.engine.containers.base import (
 from pyd.engine.containers.links import ContainerLinks
 from pyd.engine.spec import CreateSpec, rules
 from pyd.engine.users import resolve_user
+from pyd.engine.volumes import parse_volumes_from
 
 log = Logger()
 
@@ -149,7 +150,9 @@ class ContainerCreate(ContainerLinks):
             image_vols += [v for v in (config.get("Volumes") or {}) if v not in image_vols]
             from_mounts = []
             for ref in spec.mounts.volumes_from:
-                other = self.resolve(ref.split(":")[0])
+                # dockerd parses each entry before it looks the container up: an empty entry
+                # or a bad mode is a 400, not a 404 for a container named "".
+                other = self.resolve(parse_volumes_from(ref)[0])
                 from_mounts.append(list(other.mounts))
             mounts = await self._volumes.resolve_mounts(cid, spec.mounts, image_vols, from_mounts)
             await self._images.create_rw_layer(cid, image.id)
