@@ -2,6 +2,10 @@
 
 C{Blocking} is how code that must not run on the reactor thread (SQL, tar, hashing, netlink,
 mount) gets run: the daemon gives each consumer a thread-pool implementation, tests the inline one.
+
+The C{I*Reactor} interfaces name the slices of Twisted's reactor a consumer uses. They are zope
+Interfaces (not typing.Protocols) because Twisted's own signatures ask for its interfaces by name
+(C{deferLater(clock: IReactorTime)}), which mypy-zope checks nominally: a Protocol would not pass.
 """
 
 from __future__ import annotations
@@ -10,7 +14,17 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorFDSet,
+    IReactorFromThreads,
+    IReactorPluggableNameResolver,
+    IReactorProcess,
+    IReactorSocket,
+    IReactorTCP,
+    IReactorTime,
+    IReactorUDP,
+)
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -32,6 +46,22 @@ class Clock(Protocol):
     ) -> IDelayedCall:
         """Call C{callable} after C{delay} seconds."""
         ...
+
+
+class IWatchReactor(IReactorTime, IReactorFDSet):
+    """What a file watcher uses: inotify's descriptor, or a poll loop's clock."""
+
+
+class IProcessReactor(IWatchReactor, IReactorProcess):
+    """What a supervisor of child processes uses: spawning, watching files, timeouts."""
+
+
+class INetReactor(IReactorTime, IReactorTCP, IReactorPluggableNameResolver):
+    """What an HTTP(S) client uses: name resolution, TCP connections, timeouts."""
+
+
+class IDnsReactor(IReactorTime, IReactorTCP, IReactorUDP, IReactorSocket):
+    """What the embedded DNS uses: adopted listening sockets and an upstream resolver."""
 
 
 class Blocking(Protocol):

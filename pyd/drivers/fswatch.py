@@ -14,13 +14,15 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from pyd.core.seams import IWatchReactor
+
 log = Logger()
 
 
 class DirWatcher:
     """C{watch(directory, callback)} calls C{callback(name)} when file C{name} in it changed."""
 
-    def __init__(self, reactor: Any, poll_interval: float = 0.5) -> None:
+    def __init__(self, reactor: IWatchReactor, poll_interval: float = 0.5) -> None:
         self._reactor = reactor
         self._notifier: Any = None
         self._callbacks: dict[str, Callable[[str], None]] = {}

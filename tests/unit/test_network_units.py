@@ -264,7 +264,9 @@ class _PortReactor:
         self.adopted: list[str] = []
         self.stopped = 0
 
-    def adoptDatagramPort(self, fd: int, family: int, proto: Any) -> _Port:
+    def adoptDatagramPort(
+        self, fd: int, family: int, proto: Any, maxPacketSize: int = 8192
+    ) -> _Port:
         self.adopted.append("udp")
         return _Port(self, 5001)
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.names import client, dns, server
+
+from pyd.core.seams import IDnsReactor
 
 log = Logger()
 
@@ -53,7 +57,11 @@ class _Factory(server.DNSServerFactory):  # type: ignore[misc]  # untyped Twiste
     noisy = False
 
     def __init__(
-        self, table: NameTable, key: str, reactor: Any, clients: dict[Any, Any] | None = None
+        self,
+        table: NameTable,
+        key: str,
+        reactor: IDnsReactor,
+        clients: dict[Any, Any] | None = None,
     ) -> None:
         super().__init__(verbose=0)
         self._table = table
@@ -158,10 +166,15 @@ def _ptr_address(name: str) -> str | None:
     return None
 
 
+def _port(address: IAddress) -> int:
+    """The port of an adopted INET socket's address (IAddress itself names no port)."""
+    return cast(IPv4Address, address).port
+
+
 class DnsServer:
     """Listeners per served container; adopt them as containers start, stop them as they go."""
 
-    def __init__(self, table: NameTable, reactor: Any) -> None:
+    def __init__(self, table: NameTable, reactor: IDnsReactor) -> None:
         self._table = table
         self._reactor = reactor
         self._ports: dict[str, tuple[Any, Any]] = {}
@@ -175,15 +188,15 @@ class DnsServer:
                 return self.ports(key) or (0, 0)
             factory = _Factory(self._table, key, self._reactor, self._clients)
             uport = self._reactor.adoptDatagramPort(
-                udp.fileno(), socket.AF_INET, dns.DNSDatagramProtocol(factory)
-            )
+                udp.fileno(), socket.AF_INET, dns.DNSDatagramProtocol(factory), maxPacketSize=8192
+            )  # 8192: the reactor's default, which IReactorSocket does not declare
             try:
                 tport = self._reactor.adoptStreamPort(tcp.fileno(), socket.AF_INET, factory)
             except Exception:
                 uport.stopListening()
                 raise
             self._ports[key] = (uport, tport)
-            return uport.getHost().port, tport.getHost().port
+            return _port(uport.getHost()), _port(tport.getHost())
         finally:
             udp.close()
             tcp.close()

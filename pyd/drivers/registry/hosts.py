@@ -18,6 +18,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from pyd.core import tlsstack
+from pyd.core.seams import INetReactor
 from pyd.drivers.registry.proxy import ProxySettings
 
 if TYPE_CHECKING:
@@ -225,7 +226,10 @@ class HTTPClients:
     """
 
     def __init__(
-        self, reactor: Any, certs_dir: str | None = None, proxies: ProxySettings | None = None
+        self,
+        reactor: INetReactor,
+        certs_dir: str | None = None,
+        proxies: ProxySettings | None = None,
     ) -> None:
         self.reactor = reactor
         self.certs_dir = certs_dir

@@ -33,6 +33,8 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
+from pyd.core.seams import INetReactor
+
 if TYPE_CHECKING:
     from twisted.web.client import HTTPConnectionPool
 
@@ -193,7 +195,7 @@ class _TunnelProtocol(Protocol):
 class ConnectTunnelEndpoint:
     """A TCP stream to C{host:port} through an HTTP proxy's CONNECT."""
 
-    def __init__(self, reactor: Any, proxy: Proxy, host: str, port: int) -> None:
+    def __init__(self, reactor: INetReactor, proxy: Proxy, host: str, port: int) -> None:
         self._proxy_ep = HostnameEndpoint(reactor, proxy.host, proxy.port, timeout=30)
         self._auth = proxy.authorization
         self._target = f"{host}:{port}".encode("idna")
@@ -212,7 +214,7 @@ class ConnectTunnelEndpoint:
 
 @implementer(IAgentEndpointFactory)
 class _TunnelEndpoints:
-    def __init__(self, reactor: Any, proxy: Proxy, policy: IPolicyForHTTPS) -> None:
+    def __init__(self, reactor: INetReactor, proxy: Proxy, policy: IPolicyForHTTPS) -> None:
         self._reactor = reactor
         self._proxy = proxy
         self._policy = policy
@@ -229,7 +231,7 @@ class ProxiedAgent:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: INetReactor,
         direct: IAgent,
         policy: IPolicyForHTTPS,
         settings: ProxySettings,

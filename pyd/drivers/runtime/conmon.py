@@ -25,7 +25,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pyd.core.seams import Blocking
+from pyd.core.seams import Blocking, IProcessReactor
 from pyd.drivers.process import ProcessResult, ProcessRunner
 from pyd.drivers.runtime import cgroups
 from pyd.drivers.runtime.oci import OciRuntime
@@ -263,7 +263,7 @@ class ConmonRuntime:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IProcessReactor,
         runner: ProcessRunner,
         blocking: Blocking,
         exec_root: str,

@@ -16,7 +16,7 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from pyd.core import tlsstack
-from pyd.core.seams import Blocking
+from pyd.core.seams import Blocking, INetReactor
 
 
 class FetchFailed(Exception):
@@ -61,7 +61,7 @@ class _ToFile(Protocol):
 class UrlFetcher:
     """Fetches http(s) URLs into files."""
 
-    def __init__(self, reactor: Any, blocking: Blocking) -> None:
+    def __init__(self, reactor: INetReactor, blocking: Blocking) -> None:
         self._reactor = reactor
         self._agent: Any = None  # built on first use: it needs the TLS stack (pyd.core.tlsstack)
         self._blocking = blocking
