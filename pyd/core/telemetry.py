@@ -15,6 +15,7 @@ object and read values back with L{Telemetry.value}:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -119,6 +120,27 @@ class _Gauges:
                 yield fam
 
 
+# /v1.47/networks/create, /networks/ID/connect, /images/NAME/tag ... (an image name may hold "/")
+_ACTION = re.compile(r"^(?:/v[0-9.]+)?/(networks|images)/(.+)$")
+
+
+def _action_of(kind: str, method: str, rest: str) -> str | None:
+    """dockerd's action label of an API request on C{/networks/REST} or C{/images/REST}."""
+    if kind == "networks":
+        if method == "DELETE" and "/" not in rest:
+            return "delete"
+        if method == "POST" and rest == "create":
+            return "create"
+        if method == "POST" and rest.endswith(("/connect", "/disconnect")):
+            return rest.rsplit("/", 1)[1]
+        return None
+    if method == "DELETE":
+        return "delete"
+    if method == "POST" and rest.endswith(("/tag", "/push")):
+        return rest.rsplit("/", 1)[1]
+    return None
+
+
 class Telemetry:
     """The daemon's metrics, in their own registry (no global state)."""
 
@@ -163,6 +185,30 @@ class Telemetry:
         self.dockerd_events = Counter(
             "engine_daemon_events", "The number of events logged", registry=self.registry
         )
+        self.dockerd_health_checks = Counter(
+            "engine_daemon_health_checks",
+            "The total number of health checks",
+            registry=self.registry,
+        )
+        self.dockerd_health_checks_failed = Counter(
+            "engine_daemon_health_checks_failed",
+            "The total number of failed health checks",
+            registry=self.registry,
+        )
+        self.dockerd_network_actions = Histogram(
+            "engine_daemon_network_actions_seconds",
+            "The number of seconds it takes to process each network action",
+            ["action"],
+            buckets=START_BUCKETS,
+            registry=self.registry,
+        )
+        self.dockerd_image_actions = Histogram(
+            "engine_daemon_image_actions_seconds",
+            "The number of seconds it takes to process each image action",
+            ["action"],
+            buckets=START_BUCKETS,
+            registry=self.registry,
+        )
         self._gauges = _Gauges()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry.register(self._gauges)  # type: ignore[arg-type]  # duck-typed collector
@@ -187,6 +233,29 @@ class Telemetry:
         """Record how long a container took to start."""
         self.container_start.observe(seconds)
         self.dockerd_container_actions.labels("start").observe(seconds)
+
+    def count_health_check(self, ran: bool) -> None:
+        """One health probe; C{ran} False when it could not run (dockerd counts those failed,
+        not the probes that report unhealthy)."""
+        self.dockerd_health_checks.inc()
+        if not ran:
+            self.dockerd_health_checks_failed.inc()
+
+    def observe_action(self, path: str, method: str, status: int, seconds: float) -> None:
+        """dockerd's network and image action histograms, from a successful API request (the
+        actions dockerd times: network create/delete/connect/disconnect, image
+        delete/tag/push)."""
+        if status >= 300:
+            return
+        found = _ACTION.match(path)
+        if found is None:
+            return
+        kind = found.group(1)
+        action = _action_of(kind, method, found.group(2))
+        if action is None:
+            return
+        hist = self.dockerd_network_actions if kind == "networks" else self.dockerd_image_actions
+        hist.labels(action).observe(seconds)
 
     def count_event(self) -> None:
         """One more event logged (dockerd's engine_daemon_events_total)."""

@@ -191,6 +191,7 @@ def build_service(
         exec_ids=lambda cid: execs.container_execs(cid),
         log_watcher=drv.log_watcher,
     )
+    containers.on_health_probe.append(telemetry.count_health_check)
     telemetry.set_container_state_source(
         lambda: collections.Counter(c.state.status for c in containers.list_all())
     )
@@ -418,6 +419,7 @@ def _request_metrics(telemetry: Telemetry) -> Callable[[str, str, int, float], N
 
     def on_request(path: str, method: str, status: int, seconds: float) -> None:
         telemetry.observe_request(path, method, status, seconds)
+        telemetry.observe_action(path, method, status, seconds)
         if status == 204 and method == "POST" and path.endswith("/start"):
             telemetry.observe_container_start(seconds)
 

@@ -87,3 +87,51 @@ class DockerdNamesTests(SynchronousTestCase):
         )
         self.assertEqual(t.value("engine_daemon_engine_cpus_cpus"), 8)
         self.assertEqual(t.value("engine_daemon_engine_memory_bytes"), 1 << 30)
+
+
+class DockerdActionTests(SynchronousTestCase):
+    """dockerd 20.10's other engine_daemon_* families: health checks, network and image actions."""
+
+    def test_health_checks(self) -> None:
+        """Both counters exist at 0 (as dockerd's); a probe that could not run counts failed."""
+        t = Telemetry()
+        self.assertEqual(t.value("engine_daemon_health_checks_total"), 0)
+        self.assertEqual(t.value("engine_daemon_health_checks_failed_total"), 0)
+        t.count_health_check(True)
+        t.count_health_check(True)
+        t.count_health_check(False)
+        self.assertEqual(t.value("engine_daemon_health_checks_total"), 3)
+        self.assertEqual(t.value("engine_daemon_health_checks_failed_total"), 1)
+
+    def test_network_and_image_actions(self) -> None:
+        """Successful API requests are timed under dockerd's action labels; failures, prunes,
+        inspections and other routes are not."""
+        t = Telemetry()
+        for path, method, status in (
+            ("/v1.47/networks/create", "POST", 201),
+            ("/networks/n1/connect", "POST", 200),
+            ("/networks/n1/disconnect", "POST", 200),
+            ("/networks/n1", "DELETE", 204),
+            ("/networks/n2", "DELETE", 404),
+            ("/networks/prune", "POST", 200),
+            ("/networks/n1", "GET", 200),
+            ("/v1.47/images/library/busybox:1", "DELETE", 200),
+            ("/images/ghcr.io/a/b/tag", "POST", 201),
+            ("/images/localhost:5000/x/push", "POST", 200),
+            ("/images/x/json", "GET", 200),
+            ("/containers/c/start", "POST", 204),
+        ):
+            t.observe_action(path, method, status, 0.25)
+
+        def count(family: str, action: str) -> float | None:
+            return t.value(f"engine_daemon_{family}_actions_seconds_count", {"action": action})
+
+        for action in ("create", "connect", "disconnect", "delete"):
+            self.assertEqual(count("network", action), 1, action)
+        for action in ("delete", "tag", "push"):
+            self.assertEqual(count("image", action), 1, action)
+        self.assertIsNone(count("network", "prune"))
+        self.assertIsNone(count("image", "json"))
+        self.assertEqual(
+            t.value("engine_daemon_network_actions_seconds_sum", {"action": "delete"}), 0.25
+        )

@@ -226,6 +226,9 @@ class ContainerBase:
         # The exec service's sessions of a container (inspect's ExecIDs).
         self.exec_ids = exec_ids
         self.on_gone = list(on_gone)
+        # Called with each health probe run: False when the probe could not run at all (dockerd's
+        # engine_daemon_health_checks_total / _failed_total).
+        self.on_health_probe: list[Callable[[bool], None]] = []
         # How rotations of ctr.log are noticed (polling when None).
         self.log_watcher = log_watcher
         self._log_watches: dict[str, _LogWatch] = {}

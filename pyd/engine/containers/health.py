@@ -81,8 +81,11 @@ class ContainerHealth(ContainerLogs):
                     timeout=timeout,
                     runtime=self.oci_runtime(c),
                 )
+                ran = True
             except RuntimeFailed as e:
-                code, output = -1, e.message.encode()
+                code, output, ran = -1, e.message.encode(), False
+            for hook in self.on_health_probe:
+                hook(ran)
             t1 = _now_nano(self._clock)
             c = self._cache.get(cid)
             if c is None or self._runs.get(cid) is not run:
