@@ -5,9 +5,11 @@ runtime, which keeps the spec the engine built."""
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 
 from pyd.core.errors import InvalidParameter
 from pyd.engine.honoured import HostLimits
@@ -172,3 +174,21 @@ class SpecEffectTests(EngineTestBase):
         self.assertIn("nameserver 192.0.2.53\n", text)
         self.assertIn("search corp.test\n", text)
         self.assertIn("options ndots:2\n", text)
+
+
+class StopEffectTests(EngineTestBase):
+    def test_stop_signal_and_timeout(self) -> None:
+        """docker stop sends Config.StopSignal, then SIGKILL once Config.StopTimeout has passed
+        (on the engine's clock)."""
+        self.runtime.fatal_signals[signal.SIGKILL] = 137
+        cid = self.started(Cmd=["sleep", "100"], StopSignal="SIGUSR1", StopTimeout=3)
+        sent = self.runtime.containers[cid]["signals"]  # the fake drops the record at delete
+        stopping = Deferred.fromCoroutine(self.svc.stop(cid))
+        self.assertEqual(sent, [signal.SIGUSR1])
+        self.clock.advance(2.5)
+        self.assertNoResult(stopping)
+        self.assertEqual(sent, [signal.SIGUSR1])
+        self.clock.advance(1)
+        self.successResultOf(stopping)
+        self.assertEqual(sent, [signal.SIGUSR1, signal.SIGKILL])
+        self.assertEqual(self.svc.resolve(cid).state.exit_code, 137)
