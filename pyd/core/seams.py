@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
+    IReactorCore,
     IReactorFDSet,
     IReactorFromThreads,
     IReactorPluggableNameResolver,
@@ -24,6 +25,7 @@ from twisted.internet.interfaces import (
     IReactorTCP,
     IReactorTime,
     IReactorUDP,
+    IReactorUNIX,
 )
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -62,6 +64,12 @@ class INetReactor(IReactorTime, IReactorTCP, IReactorPluggableNameResolver):
 
 class IDnsReactor(IReactorTime, IReactorTCP, IReactorUDP, IReactorSocket):
     """What the embedded DNS uses: adopted listening sockets and an upstream resolver."""
+
+
+class IDaemonReactor(
+    IProcessReactor, INetReactor, IDnsReactor, IReactorCore, IReactorFromThreads, IReactorUNIX
+):
+    """The whole reactor the daemon hands out, slice by slice, to the services it wires."""
 
 
 class Blocking(Protocol):

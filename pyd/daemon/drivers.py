@@ -18,7 +18,7 @@ from twisted.application.service import IService
 from pyd.config import DaemonConfig
 from pyd.config.limits import free_reserve_bytes
 from pyd.config.runtimes import table as runtime_table
-from pyd.core.seams import Blocking, ThreadPoolBlocking
+from pyd.core.seams import Blocking, IDaemonReactor, ThreadPoolBlocking
 from pyd.daemon.pidlock import StartupError
 from pyd.daemon.tree import PoolService
 from pyd.drivers.fswatch import DirWatcher
@@ -74,7 +74,7 @@ class Drivers:
 DriverFactory = Callable[[DaemonConfig, Any], Drivers]
 
 
-def real_drivers(config: DaemonConfig, reactor: Any) -> Drivers:
+def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
     """The drivers of a real daemon: crun + conmon, overlayfs, netlink + nftables, the local
     volume driver, the registry client on treq (blocking reads of /proc allowed: the reactor is
     not running yet)."""

@@ -17,6 +17,7 @@ from twisted.web import server
 from pyd.api.prometheus import MetricsRoot
 from pyd.config import DaemonConfig, parse_host
 from pyd.core import tlsstack
+from pyd.core.seams import IDaemonReactor
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.guard import ConnectionGuard, GuardState
 from pyd.daemon.pidlock import StartupError, clear_stale_socket, remove_file
@@ -44,7 +45,11 @@ def _listener(endpoint: IStreamServerEndpoint, factory: Any) -> StreamServerEndp
 
 
 def build_listeners(
-    config: DaemonConfig, reactor: Any, site: Any, telemetry: Telemetry, lifecycle: Lifecycle
+    config: DaemonConfig,
+    reactor: IDaemonReactor,
+    site: Any,
+    telemetry: Telemetry,
+    lifecycle: Lifecycle,
 ) -> MultiService:
     """The metrics listener, then one endpoint service per C{-H}.
 
@@ -60,7 +65,7 @@ def build_listeners(
 
 
 def _metrics_listener(
-    config: DaemonConfig, reactor: Any, telemetry: Telemetry
+    config: DaemonConfig, reactor: IDaemonReactor, telemetry: Telemetry
 ) -> StreamServerEndpointService | None:
     """Serve the metrics on C{--metrics-addr} (HOST:PORT, loopback by default)."""
     if not config.metrics_addr:
@@ -73,7 +78,7 @@ def _metrics_listener(
 
 
 def _api_listeners(
-    config: DaemonConfig, reactor: Any, site: Any, lifecycle: Lifecycle
+    config: DaemonConfig, reactor: IDaemonReactor, site: Any, lifecycle: Lifecycle
 ) -> list[StreamServerEndpointService]:
     """One endpoint service per C{-H}; TCP is wrapped in TLS unless explicitly insecure."""
     tls: list[ServerTLS] = []

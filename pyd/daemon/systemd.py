@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet import tcp, unix
 from twisted.internet.defer import Deferred, execute
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IReactorFDSet, IStreamServerEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -33,7 +33,7 @@ class _KeepPathPort(unix.Port):
 class AdoptedUnixEndpoint:
     """Listen on an inherited, already-listening Unix socket (see L{_KeepPathPort})."""
 
-    def __init__(self, reactor: Any, fd: int) -> None:
+    def __init__(self, reactor: IReactorFDSet, fd: int) -> None:
         self.reactor = reactor
         self.fd = fd
 

@@ -27,7 +27,7 @@ from twisted.web import server
 
 from pyd import config as cfgmod
 from pyd.config import DaemonConfig
-from pyd.core.seams import Blocking
+from pyd.core.seams import Blocking, IDaemonReactor
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.logs import (
     HeapTrimmer,
@@ -86,7 +86,7 @@ class PydService(MultiService):
     def __init__(
         self,
         config: DaemonConfig,
-        reactor: Any,
+        reactor: IDaemonReactor,
         *,
         db: Database,
         io: Blocking,

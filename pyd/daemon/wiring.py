@@ -37,7 +37,7 @@ from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.config import DaemonConfig
 from pyd.config.dockerd import builder_allows_host_network, builder_allows_insecure
-from pyd.core.seams import Blocking
+from pyd.core.seams import Blocking, IDaemonReactor
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.drivers import DriverFactory, Drivers, keep_free_bytes
 from pyd.daemon.guard import raise_fd_limit
@@ -80,7 +80,7 @@ __all__ = ["StartupError", "build_service"]
 
 def build_service(
     config: DaemonConfig,
-    reactor: Any,
+    reactor: IDaemonReactor,
     drivers: DriverFactory,
     config_loader: Callable[[], DaemonConfig] | None = None,
 ) -> PydService:
