@@ -12,6 +12,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from pyd.core.errors import InvalidParameter
+from pyd.engine.commit import merge_commit_config
 from pyd.engine.honoured import HostLimits
 from tests.unit.test_containers_engine import EngineTestBase
 
@@ -192,3 +193,26 @@ class StopEffectTests(EngineTestBase):
         self.successResultOf(stopping)
         self.assertEqual(sent, [signal.SIGUSR1, signal.SIGKILL])
         self.assertEqual(self.svc.resolve(cid).state.exit_code, 137)
+
+
+class StoredFieldTests(EngineTestBase):
+    def test_stored_and_committed(self) -> None:
+        """OnBuild, Shell and ArgsEscaped are stored as sent (inspect shows them) and docker
+        commit keeps them in the new image's config; ContainerIDFile is stored as sent (the CLI
+        writes the file, as with dockerd)."""
+        cid = self.create(
+            Cmd=["true"],
+            OnBuild=["RUN echo child"],
+            Shell=["/bin/bash", "-c"],
+            ArgsEscaped=True,
+            HostConfig={"ContainerIDFile": "/tmp/cid.txt"},
+        )
+        c = self.svc.resolve(cid)
+        self.assertEqual(c.config["OnBuild"], ["RUN echo child"])
+        self.assertEqual(c.config["Shell"], ["/bin/bash", "-c"])
+        self.assertIs(c.config["ArgsEscaped"], True)
+        self.assertEqual(c.host_config["ContainerIDFile"], "/tmp/cid.txt")
+        committed = merge_commit_config({"Shell": ["/bin/sh", "-c"]}, c.config, {})
+        self.assertEqual(committed["OnBuild"], ["RUN echo child"])
+        self.assertEqual(committed["Shell"], ["/bin/bash", "-c"])
+        self.assertIs(committed["ArgsEscaped"], True)
