@@ -24,6 +24,7 @@ from pyd.core.errors import Conflict, InvalidParameter, NotFound, PydError
 from pyd.core.ids import new_id
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.streams.execs import ExecFailed, ExecSpec, ExecStarted
+from pyd.engine.containers.runconfig import process_error
 from pyd.engine.streams import (
     IOSession,
     StreamTarget,
@@ -255,7 +256,10 @@ class ExecService:
         try:
             started = await self._driver.start(spec, on_attach if io is not None else None)
         except ExecFailed as e:
-            message = f"OCI runtime exec failed: exec failed: {e.message}"
+            # dockerd shows runc's words for a command that cannot run (crun words them its way)
+            known = process_error(c.cmd[0] if c.cmd else "", e.message)
+            reason = known[0] if known is not None else e.message
+            message = f"OCI runtime exec failed: exec failed: {reason}"
             await self._failed(session, message)
             if io is not None and io.hold_end is not None:
                 io.hold_end.callback(None)

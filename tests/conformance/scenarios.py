@@ -177,6 +177,8 @@ SCENARIOS: tuple[Scenario, ...] = (
             d("exec", "-t", "conf-e", "sh", "-c", "test -t 0; echo $?; test -t 1; echo $?"),
             d("exec", "conf-e", "sh", "-c", "test -t 1; echo $?"),
             d("exec", "-t", "conf-e", "sh", "-c", "exit 3"),
+            d("exec", "conf-e", "nonexistent"),
+            d("exec", "conf-e", "/nope/x"),
             d("kill", "conf-e"),
             d("exec", "conf-e", "true"),
             Api("POST", "/containers/nope/exec", {"Cmd": ["true"]}),

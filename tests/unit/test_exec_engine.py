@@ -119,6 +119,36 @@ class ExecServiceTests(SynchronousTestCase):
         self.assertTrue(str(f.value).startswith("OCI runtime exec failed: exec failed: "))
         self.assertEqual(s.exit_code, 126)
 
+    def test_start_failure_in_dockerds_words(self) -> None:
+        """crun's refusals are shown in runc's words, as dockerd shows them (its golden
+        exec_tty): a name not in $PATH, a path that does not exist; other texts as they are."""
+        cases = [
+            (
+                ("nonexistent",),
+                "executable file `nonexistent` not found in $PATH: No such file or directory",
+                'unable to start container process: exec: "nonexistent": '
+                "executable file not found in $PATH: unknown",
+            ),
+            (
+                ("/nope/x",),
+                "executable file `/nope/x` not found in $PATH: No such file or directory",
+                'unable to start container process: exec: "/nope/x": '
+                "stat /nope/x: no such file or directory: unknown",
+            ),
+            (("/etc",), "open executable: Is a directory",
+             'unable to start container process: exec: "/etc": permission denied: unknown'),
+            (("x",), "something else", "something else"),
+        ]  # fmt: skip
+        for cmd, crun_says, reason in cases:
+            self.driver.fail = crun_says
+            s = self.successResultOf(
+                Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=cmd)))
+            )
+            f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+            f.trap(ExecError)
+            self.assertEqual(str(f.value), f"OCI runtime exec failed: exec failed: {reason}")
+            self.assertEqual(s.exit_code, 126)
+
     def test_container_gone_forgets_its_execs(self) -> None:
         """When the container stops or goes, its exec sessions are forgotten (dockerd's
         C{Cleanup}): they no longer pile up, one per exec ever run."""

@@ -169,15 +169,33 @@ def start_error(
     127: the executable does not exist; 126: it cannot be executed; 128: anything else.
     C{runtime} names the runtime as dockerd's text does (C{runc create failed}, C{crun}).
     """
-    exe = args[0] if args else ""
     prefix = (
         "failed to create task for container: failed to create shim task: OCI runtime create "
         f"failed: {runtime}: "
     )
-    m = runtime_message
+    known = process_error(args[0] if args else "", runtime_message)
+    if known is not None:
+        return prefix + known[0], known[1]
+    return (f"{prefix}{runtime_message}: unknown", 128)
+
+
+def process_error(exe: str, m: str) -> tuple[str, int] | None:
+    """dockerd's words (runc's C{unable to start container process}) for a runtime's refusal
+    to run C{exe}, with the exit code dockerd records; None for any other refusal.
+
+    Shared by start (after C{OCI runtime create failed: }) and exec (after C{OCI runtime exec
+    failed: exec failed: }): crun and runc word these differently, dockerd shows runc's.
+    """
     if "not found in $PATH" in m or ("executable file" in m and "not found" in m):
+        if "/" in exe:
+            # crun says "not found in $PATH" for a path too; runc (dockerd) stats it
+            return (
+                f'unable to start container process: exec: "{exe}": '
+                f"stat {exe}: no such file or directory: unknown",
+                127,
+            )
         return (
-            f'{prefix}unable to start container process: exec: "{exe}": '
+            f'unable to start container process: exec: "{exe}": '
             "executable file not found in $PATH: unknown",
             127,
         )
@@ -185,16 +203,16 @@ def start_error(
         "/" in exe and "no such file or directory" in m.lower()
     ):
         return (
-            f'{prefix}unable to start container process: exec: "{exe}": '
+            f'unable to start container process: exec: "{exe}": '
             f"stat {exe}: no such file or directory: unknown",
             127,
         )
     if "Permission denied" in m or "permission denied" in m or "Is a directory" in m:
         return (
-            f'{prefix}unable to start container process: exec: "{exe}": permission denied: unknown',
+            f'unable to start container process: exec: "{exe}": permission denied: unknown',
             126,
         )
-    return (f"{prefix}{m}: unknown", 128)
+    return None
 
 
 @attrs.frozen
