@@ -24,6 +24,7 @@ from pyd.cli import contexts
 from pyd.cli import tls as tlscmd
 from pyd.cli.output import HostResult, StreamPrinter, render, render_rows, summary
 from pyd.cli.tls import CLIError
+from pyd.core.seams import ICliReactor
 
 
 def relative_time(v: str | None, now: float | None = None) -> str | None:
@@ -82,7 +83,7 @@ def _react(go: Any) -> int:
     from twisted.internet import task
     from twisted.internet.defer import Deferred
 
-    async def main(reactor: Any) -> None:
+    async def main(reactor: ICliReactor) -> None:
         code = await go(reactor)
         if code:
             raise SystemExit(code)  # react() exits with this status
@@ -117,7 +118,7 @@ def _hosts(args: argparse.Namespace) -> int:
             _print(render_rows(args.format, hosts.COLUMNS, rows))
             return 0
 
-        async def go(reactor: Any) -> int:
+        async def go(reactor: ICliReactor) -> int:
             rows = await hosts.check_all(reactor, items, args.timeout)
             _print(render_rows(args.format, hosts.CHECK_COLUMNS, rows))
             results = [
@@ -179,7 +180,7 @@ def _fleet(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     streaming = not columns
 
-    async def go(reactor: Any) -> int:
+    async def go(reactor: ICliReactor) -> int:
         if streaming:
             # After the reactor installed its own handler: Ctrl-C ends the streams instead.
             signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(interrupt.fire))

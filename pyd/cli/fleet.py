@@ -47,6 +47,7 @@ from zope.interface import implementer
 
 from pyd.cli.contexts import Context
 from pyd.cli.output import HostResult
+from pyd.core.seams import ICliReactor
 
 API = "/v1.50"
 
@@ -102,7 +103,7 @@ def select(
 class _OneHost:
     """Every URI goes to the one host of a context (TLS-wrapped when it has certificates)."""
 
-    reactor: Any
+    reactor: ICliReactor
     context: Context
     timeout: float
 
@@ -111,7 +112,7 @@ class _OneHost:
         return endpoint(self.reactor, self.context, self.timeout)
 
 
-def endpoint(reactor: Any, context: Context, timeout: float) -> Any:
+def endpoint(reactor: ICliReactor, context: Context, timeout: float) -> Any:
     """A client endpoint for the context's daemon. @raise HostError: unsupported endpoint."""
     u = urlsplit(context.host)
     if u.scheme == "unix":
@@ -210,7 +211,7 @@ class FrameDemux:
 class Client:
     """HTTP calls to one host's Engine API."""
 
-    reactor: Any
+    reactor: ICliReactor
     context: Context
     timeout: float
     pool: HTTPConnectionPool
@@ -347,7 +348,7 @@ Command = Callable[[Client], Awaitable[list[dict[str, Any]]]]
 
 
 async def run_everywhere(
-    reactor: Any, targets: Sequence[Context], command: Command, timeout: float
+    reactor: ICliReactor, targets: Sequence[Context], command: Command, timeout: float
 ) -> list[HostResult]:
     """Run C{command} against all targets at once; a failure becomes that host's error."""
     pool = HTTPConnectionPool(reactor, persistent=False)

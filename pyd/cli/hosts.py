@@ -18,6 +18,7 @@ from pyd.cli.contexts import Context
 from pyd.cli.fleet import HostError, describe_failure, endpoint
 from pyd.cli.output import Column
 from pyd.core import certs
+from pyd.core.seams import ICliReactor
 
 COLUMNS: tuple[Column, ...] = (
     ("NAME", "Name"),
@@ -133,7 +134,7 @@ def _parse_version(raw: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-async def check_one(reactor: Any, ctx: Context, timeout: float) -> dict[str, Any]:
+async def check_one(reactor: ICliReactor, ctx: Context, timeout: float) -> dict[str, Any]:
     """Reachability, API version and certificate expiry of one host (never raises)."""
     row: dict[str, Any] = {
         "Name": ctx.name,
@@ -171,7 +172,9 @@ async def check_one(reactor: Any, ctx: Context, timeout: float) -> dict[str, Any
     return row
 
 
-async def check_all(reactor: Any, items: Sequence[Context], timeout: float) -> list[dict[str, Any]]:
+async def check_all(
+    reactor: ICliReactor, items: Sequence[Context], timeout: float
+) -> list[dict[str, Any]]:
     """L{check_one} for every context at once."""
     rows = await defer.gatherResults(
         [defer.Deferred.fromCoroutine(check_one(reactor, c, timeout)) for c in items],

@@ -66,6 +66,11 @@ class IDnsReactor(IReactorTime, IReactorTCP, IReactorUDP, IReactorSocket):
     """What the embedded DNS uses: adopted listening sockets and an upstream resolver."""
 
 
+class ICliReactor(IReactorTime, IReactorTCP, IReactorUNIX, IReactorFromThreads):
+    """What the command-line client uses: TCP or Unix connections to daemons, timeouts, and
+    a signal handler's hop back onto the reactor thread."""
+
+
 class IDaemonReactor(
     IProcessReactor, INetReactor, IDnsReactor, IReactorCore, IReactorFromThreads, IReactorUNIX
 ):
