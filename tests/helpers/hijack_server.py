@@ -11,9 +11,9 @@ C{POST /vX.Y/echo/start?tty=0}: reads a JSON body, hijacks, echoes each input ch
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
@@ -30,7 +30,7 @@ class EchoRouter:
     app = make_app()
     prefixes = ("echo",)
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: IReactorTime) -> None:
         self._reactor = reactor
 
     def resource(self) -> IResource:

@@ -13,11 +13,12 @@ import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater, react
 from twisted.python.failure import Failure
 
-from pyd.core.seams import InlineBlocking
+from pyd.core.seams import InlineBlocking, IProcessReactor
 from pyd.drivers.streams.attach import connect_attach
 from pyd.drivers.streams.execs import ConmonExecDriver, ExecFailed, ExecSpec
 
@@ -38,7 +39,7 @@ class Collect(Protocol):
         return b"".join(d for p, d in self.packets if pipe is None or p == pipe).decode()
 
 
-async def attach_stdin(reactor: Any, c: dict[str, Any]) -> dict[str, Any]:
+async def attach_stdin(reactor: IProcessReactor, c: dict[str, Any]) -> dict[str, Any]:
     proto = Collect()
     conn = connect_attach(reactor, c["attach"], proto)
     conn.write(b"line-one\n")
@@ -58,7 +59,7 @@ def process(c: dict[str, Any], args: list[str], **kw: Any) -> dict[str, Any]:
     return p
 
 
-async def exec_cases(reactor: Any, c: dict[str, Any]) -> dict[str, Any]:
+async def exec_cases(reactor: IProcessReactor, c: dict[str, Any]) -> dict[str, Any]:
     drv = ConmonExecDriver(reactor, InlineBlocking(), crun_root=c["crun_root"])
     out: dict[str, Any] = {}
     # 1. attached, stdin, stdout + stderr, exit code
@@ -118,7 +119,7 @@ async def exec_cases(reactor: Any, c: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _connect(reactor: Any, path: str) -> None:
+async def _connect(reactor: IReactorFDSet, path: str) -> None:
     connect_attach(reactor, path, Collect())
 
 
@@ -128,7 +129,7 @@ SCENARIOS = {"attach_stdin": attach_stdin, "exec": exec_cases}
 def main() -> None:
     scenario, cfg = sys.argv[1], json.loads(sys.argv[2])
 
-    async def run(reactor: Any) -> None:
+    async def run(reactor: IProcessReactor) -> None:
         result = await SCENARIOS[scenario](reactor, cfg)
         print(json.dumps(result), flush=True)
 

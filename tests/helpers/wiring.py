@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 
 from pyd import config as cfgmod
-from pyd.core.seams import InlineBlocking
+from pyd.core.seams import IDaemonReactor, InlineBlocking
 from pyd.daemon.drivers import Drivers
 from pyd.daemon.tree import PydService
 from pyd.daemon.wiring import build_service
@@ -59,7 +59,7 @@ def fake_drivers(
     """A driver factory for L{build_service}: fakes for the kernel, inline blocking (the
     process runner made is appended to C{runners})."""
 
-    def make(config: cfgmod.DaemonConfig, reactor: Any) -> Drivers:
+    def make(config: cfgmod.DaemonConfig, reactor: IDaemonReactor) -> Drivers:
         io = InlineBlocking()
         runner = NoProcesses()
         if runners is not None:
