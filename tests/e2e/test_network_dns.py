@@ -162,6 +162,25 @@ class EmbeddedResolverTests:
         assert d.docker("exec", "lone", "ping", "-c1", "-W2", "peer").returncode == 0
         assert d.docker("exec", "peer", "ping", "-c1", "-W2", "solo").returncode == 0
 
+    def test_links_on_a_user_network(self, dns_daemon: PydDaemon) -> None:
+        """EndpointSettings.Links (--link on a user network): the resolver answers the alias
+        for the linking container only, and inspect shows the link on that network."""
+        d = dns_daemon
+        d.docker("network", "create", "linknet")
+        d.docker("run", "-d", "--name", "target", "--network", "linknet", IMG, "sleep", "300")
+        d.docker(
+            "run", "-d", "--name", "linker", "--network", "linknet", "--link", "target:db",
+            IMG, "sleep", "300",
+        )  # fmt: skip
+        d.docker("run", "-d", "--name", "other", "--network", "linknet", IMG, "sleep", "300")
+        target_ip = _ip(d, "target", "linknet")
+        out = d.docker("exec", "linker", "nslookup", "db", "127.0.0.11").stdout
+        assert f"Address: {target_ip}" in out
+        r = d.docker("exec", "other", "nslookup", "db", "127.0.0.11", check=False)
+        assert target_ip not in r.stdout
+        ep = _inspect(d, "linker")["NetworkSettings"]["Networks"]["linknet"]
+        assert ep["Links"] == ["target:db"]
+
     def test_user_edit_kept_on_connect(self, dns_daemon: PydDaemon) -> None:
         """A resolv.conf the user changed is not rewritten by connect (as dockerd)."""
         d = dns_daemon
