@@ -275,6 +275,9 @@ SCENARIOS: tuple[Scenario, ...] = (
             d("exec", "conf-lp", "sh", "-c", "ping -c1 -W5 web >/dev/null; echo $?"),
             d("inspect", "-f", "{{json .HostConfig.Links}}", "conf-lp"),
             d("inspect", "-f", "{{.Name}}", "conf-lp/web"),
+            d("ps", "-a", "--filter", "name=web", "--format", "{{.Names}}"),
+            d("ps", "-a", "--filter", "name=^/conf-lp/web$", "--format", "{{.Names}}"),
+            d("ps", "-a", "--filter", "name=conf-lc", "--format", "{{.Names}}"),
             d("create", "--name", "conf-lx", "--link", "nope:x", B),
             Api(
                 "POST",
