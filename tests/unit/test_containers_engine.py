@@ -30,6 +30,7 @@ from tests.fakes.container_providers import (
 from tests.fakes.events import FakeEvents
 from tests.fakes.runtime import FakeRuntime
 from tests.helpers.memdb import memory_db
+from tests.helpers.sync import run_sync
 
 T = TypeVar("T")
 
@@ -52,7 +53,7 @@ class EngineTestBase(SynchronousTestCase):
         with open(hosts, "w") as f:
             f.write("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example.org\n")
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
 
     def make_service(self) -> ContainerService:
         return ContainerService(
@@ -72,22 +73,20 @@ class EngineTestBase(SynchronousTestCase):
             ),
         )
 
-    def go(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.successResultOf(Deferred.fromCoroutine(coro))
-
     def fail_with(self, coro: Coroutine[Any, Any, Any], exc: type[Exception]) -> Exception:
-        f = self.failureResultOf(Deferred.fromCoroutine(coro), exc)
-        return f.value  # type: ignore[return-value]  # failureResultOf checked the type: the value is an exc instance
+        with self.assertRaises(exc) as raised:
+            run_sync(coro)
+        return raised.exception
 
     def create(self, name: str | None = None, **config: Any) -> str:
         hc = config.pop("HostConfig", {})
         config.setdefault("Image", "busybox")
-        cid, _ = self.go(self.svc.create(name, config, hc))
+        cid, _ = run_sync(self.svc.create(name, config, hc))
         return cid
 
     def started(self, name: str | None = None, **config: Any) -> str:
         cid = self.create(name, **config)
-        self.go(self.svc.start(cid))
+        run_sync(self.svc.start(cid))
         return cid
 
 
@@ -316,7 +315,7 @@ class StartStopTests(EngineTestBase):
         """A process ending on SIGTERM exits 143 without waiting for the timeout."""
         self.runtime.fatal_signals[signal.SIGTERM] = 143
         cid = self.started(Cmd=["sleep", "100"])
-        self.go(self.svc.stop(cid))
+        run_sync(self.svc.stop(cid))
         self.assertEqual(self.svc.resolve(cid).state.exit_code, 143)
 
     def test_kill_not_running(self) -> None:
@@ -346,7 +345,7 @@ class StartStopTests(EngineTestBase):
         c = self.svc.resolve(cid)
         self.assertEqual((c.state.status, c.state.exit_code), ("exited", 137))
         self.runtime.kill = real_kill  # type: ignore[method-assign]  # the test swaps the method for a scripted one
-        self.go(self.svc.remove(cid))
+        run_sync(self.svc.remove(cid))
 
     def test_kill_racing_the_own_exit(self) -> None:
         """A kill whose runtime finds the container already gone (its exit not yet reaped) is
@@ -373,7 +372,7 @@ class StartStopTests(EngineTestBase):
         self.assertEqual(self.svc.resolve(cid).state.status, "restarting")
         err = self.fail_with(self.svc.remove(cid), Conflict)
         self.assertIn("container is restarting: stop the container before removing", str(err))
-        self.go(self.svc.remove(cid, force=True))
+        run_sync(self.svc.remove(cid, force=True))
         self.fail_with(self.svc.remove(cid), NotFound)
 
     def test_force_remove_racing_the_exit(self) -> None:
@@ -395,7 +394,7 @@ class StartStopTests(EngineTestBase):
     def test_kill_with_signal(self) -> None:
         """kill passes the signal and emits kill with it."""
         cid = self.started(Cmd=["sleep", "100"])
-        self.go(self.svc.kill(cid, "HUP"))
+        run_sync(self.svc.kill(cid, "HUP"))
         self.assertIn(("kill", cid, "1"), self.runtime.calls)
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
         self.fail_with(self.svc.kill(cid, "NOPE"), InvalidParameter)
@@ -431,11 +430,11 @@ class StartStopTests(EngineTestBase):
     def test_pause_unpause(self) -> None:
         """pause/unpause change the state; wrong states are 409s."""
         cid = self.started(Cmd=["sleep", "100"])
-        self.go(self.svc.pause(cid))
+        run_sync(self.svc.pause(cid))
         self.assertEqual(self.svc.resolve(cid).state.status, "paused")
         self.fail_with(self.svc.pause(cid), Conflict)
         self.fail_with(self.svc.start(cid), Conflict)
-        self.go(self.svc.unpause(cid))
+        run_sync(self.svc.unpause(cid))
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
         self.fail_with(self.svc.unpause(cid), Conflict)
         self.assertEqual(self.events.actions(cid)[-2:], ["pause", "unpause"])
@@ -443,7 +442,7 @@ class StartStopTests(EngineTestBase):
     def test_stop_paused(self) -> None:
         """A paused container can be stopped (SIGKILL lands once thawed)."""
         cid = self.started(Cmd=["sleep", "100"])
-        self.go(self.svc.pause(cid))
+        run_sync(self.svc.pause(cid))
         d = Deferred.fromCoroutine(self.svc.stop(cid, timeout=1))
         self.clock.advance(1)
         self.successResultOf(d)
@@ -453,7 +452,7 @@ class StartStopTests(EngineTestBase):
         """restart stops and starts again; emits restart."""
         self.runtime.fatal_signals[signal.SIGTERM] = 143
         cid = self.started(Cmd=["sleep", "100"])
-        self.go(self.svc.restart(cid))
+        run_sync(self.svc.restart(cid))
         c = self.svc.resolve(cid)
         self.assertEqual(c.state.status, "running")
         self.assertEqual(self.events.actions(cid)[-3:], ["stop", "start", "restart"])
@@ -461,7 +460,7 @@ class StartStopTests(EngineTestBase):
     def test_update_live(self) -> None:
         """update changes HostConfig and the live cgroup through the runtime."""
         cid = self.started(Cmd=["sleep", "100"])
-        self.go(self.svc.update(cid, {"Memory": 128 * 1024 * 1024, "PidsLimit": 50}))
+        run_sync(self.svc.update(cid, {"Memory": 128 * 1024 * 1024, "PidsLimit": 50}))
         res = self.runtime.containers[cid]["resources"]
         self.assertEqual(res["memory"]["limit"], 128 * 1024 * 1024)
         self.assertEqual(res["pids"], {"limit": 50})
@@ -519,7 +518,7 @@ class NamespaceJoinPinningTests(EngineTestBase):
         decoy = self.started(target[:6], Cmd=["sleep", "9"])
         joiner = self.create(Cmd=["true"], HostConfig={"PidMode": f"container:{target[:6]}"})
         self.assertEqual(self.svc.resolve(joiner).host_config["PidMode"], f"container:{decoy}")
-        self.go(self.svc.remove(decoy, force=True))
+        run_sync(self.svc.remove(decoy, force=True))
         self.fail_with(self.svc.start(joiner), InvalidParameter)
         self.assertNotIn(joiner, self.runtime.containers)
 
@@ -527,7 +526,7 @@ class NamespaceJoinPinningTests(EngineTestBase):
         """Once the pinned donor is gone, a container named with its full id is not it."""
         donor = self.started("donor", Cmd=["sleep", "9"])
         joiner = self.create(Cmd=["true"], HostConfig={"PidMode": "container:donor"})
-        self.go(self.svc.remove(donor, force=True))
+        run_sync(self.svc.remove(donor, force=True))
         self.started(donor, Cmd=["sleep", "9"])
         self.fail_with(self.svc.start(joiner), InvalidParameter)
 
@@ -589,7 +588,7 @@ class RestartPolicyTests(EngineTestBase):
         """always restarts after any exit; stop of a restarting container ends it."""
         cid = self.started(Cmd=["true"], HostConfig={"RestartPolicy": {"Name": "always"}})
         self.runtime.exit(cid, 0)
-        self.go(self.svc.stop(cid))
+        run_sync(self.svc.stop(cid))
         self.clock.advance(5)
         c = self.svc.resolve(cid)
         self.assertEqual(c.state.status, "exited")
@@ -622,7 +621,7 @@ class RemoveTests(EngineTestBase):
         """rm -f kills, releases everything, emits destroy, fires removed waiters."""
         cid = self.started("r2", Cmd=["sleep", "100"])
         waiter = self.svc.wait(cid, "removed")
-        self.go(self.svc.remove(cid, force=True, volumes=True))
+        run_sync(self.svc.remove(cid, force=True, volumes=True))
         self.assertRaises(NotFound, self.svc.resolve, cid)
         self.assertEqual(self.successResultOf(waiter).status_code, 137)
         self.assertIn((cid, True), self.volumes.released)
@@ -655,7 +654,7 @@ class RemoveTests(EngineTestBase):
         cid = self.create("a1")
         self.create("b1")
         self.fail_with(self.svc.rename("a1", "b1"), Conflict)
-        self.go(self.svc.rename("a1", "c1"))
+        run_sync(self.svc.rename("a1", "c1"))
         self.assertEqual(self.svc.resolve("c1").id, cid)
         ev = self.events.events[-1]
         self.assertEqual(
@@ -667,7 +666,7 @@ class RemoveTests(EngineTestBase):
         keep = self.started(Cmd=["sleep", "1"])
         gone = self.create(Labels={"x": "1"})
         other = self.create(Labels={"x": "2"})
-        result = self.go(self.svc.prune(None, ["x=1"]))
+        result = run_sync(self.svc.prune(None, ["x=1"]))
         self.assertEqual(result.deleted, (gone,))
         self.svc.resolve(keep)
         self.svc.resolve(other)
@@ -683,7 +682,7 @@ class RemoveTests(EngineTestBase):
         a, b = self.create(), self.create()
         running = self.started(Cmd=["sleep", "1"])
         sizes.update({a: 1000, b: 234, running: 5000})
-        result = self.go(self.svc.prune(None, []))
+        result = run_sync(self.svc.prune(None, []))
         self.assertEqual(set(result.deleted), {a, b})
         self.assertEqual(result.space_reclaimed, 1234)
 
@@ -704,7 +703,7 @@ class RestoreTests(EngineTestBase):
         self.runtime.alive_monitors.discard(lost)
         self.runtime.alive_monitors.discard(always)
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.assertEqual(self.svc.resolve(alive).state.status, "running")
         c = self.svc.resolve(exited)
         self.assertEqual((c.state.status, c.state.exit_code), ("exited", 7))
@@ -715,17 +714,17 @@ class RestoreTests(EngineTestBase):
         self.runtime.exit(alive, 0)
         self.assertEqual(self.svc.resolve(alive).state.status, "exited")
         # A lost container can be started again.
-        self.go(self.svc.start(lost))
+        run_sync(self.svc.start(lost))
         self.assertEqual(self.svc.resolve(lost).state.status, "running")
 
     def test_adopt_unrecorded_start(self) -> None:
         """A container conmon runs but the database never saw started is adopted as running."""
         cid = self.create(Cmd=["sleep", "100"])
-        self.go(self.runtime.create(CreateOptions(cid, "x", self.svc.bundle_dir(cid), {})))
-        self.go(self.runtime.start(cid))
+        run_sync(self.runtime.create(CreateOptions(cid, "x", self.svc.bundle_dir(cid), {})))
+        run_sync(self.runtime.start(cid))
         self.svc.shutdown()
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
         self.runtime.exit(cid, 0)
         self.assertEqual(self.svc.resolve(cid).state.status, "exited")
@@ -749,7 +748,7 @@ class RestoreTests(EngineTestBase):
         self.svc.shutdown()
         self.volumes.resolve_mounts = real  # type: ignore[method-assign]
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.fail_with(self._resolve(cut), NotFound)
         self.assertIn((cut, True), self.volumes.released)
         self.assertFalse(os.path.exists(self.svc.bundle_dir(cut)))
@@ -768,20 +767,20 @@ class RestoreTests(EngineTestBase):
         what the start took; the container can then start."""
         cid = self.create(Cmd=["sleep", "100"])
         running = self.started(Cmd=["sleep", "100"])
-        self.go(self.images.mount_rw_layer(cid))
-        self.go(self.networks.setup(cid, "x", "x", "bridge", NetworkRequest(), []))
-        self.go(self.runtime.create(CreateOptions(cid, "x", self.svc.bundle_dir(cid), {})))
+        run_sync(self.images.mount_rw_layer(cid))
+        run_sync(self.networks.setup(cid, "x", "x", "bridge", NetworkRequest(), []))
+        run_sync(self.runtime.create(CreateOptions(cid, "x", self.svc.bundle_dir(cid), {})))
         self.runtime.alive_monitors.discard(cid)
         self.svc.shutdown()
         self.runtime.callbacks.clear()
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.assertEqual(self.svc.resolve(cid).state.status, "created")
         self.assertNotIn(cid, self.runtime.containers)
         self.assertNotIn(cid, self.images.mounted)
         self.assertEqual(self.networks.stale_released, [cid])
         self.assertIn(running, self.images.mounted)
-        self.go(self.svc.start(cid))
+        run_sync(self.svc.start(cid))
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
 
     def test_interrupted_removal_finished(self) -> None:
@@ -791,11 +790,11 @@ class RestoreTests(EngineTestBase):
         c = self.svc.resolve(cid)
         self.runtime.exit(cid, 137)
         c = self.svc.resolve(cid)
-        self.go(self.svc._save(attrs.evolve(c, state=attrs.evolve(c.state, status="removing"))))
-        self.go(self.images.remove_rw_layer(cid))
+        run_sync(self.svc._save(attrs.evolve(c, state=attrs.evolve(c.state, status="removing"))))
+        run_sync(self.images.remove_rw_layer(cid))
         self.svc.shutdown()
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.fail_with(self._resolve(cid), NotFound)
         self.assertIn(cid, self.networks.released)
         self.assertFalse(os.path.exists(self.svc.bundle_dir(cid)))
@@ -810,7 +809,7 @@ class RestoreTests(EngineTestBase):
         os.makedirs(other)
         self.svc.shutdown()
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.assertFalse(os.path.exists(orphan))
         self.assertTrue(os.path.isdir(other))
         self.assertTrue(os.path.isdir(self.svc.bundle_dir(kept)))
@@ -833,7 +832,7 @@ class RestoreTests(EngineTestBase):
         self.runtime.pause = real  # type: ignore[method-assign]
         self.runtime.callbacks.clear()
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
         self.assertEqual(self.runtime.containers[cid]["status"], "running")
         pending.cancel()
@@ -844,12 +843,12 @@ class RestoreTests(EngineTestBase):
         user): the restart unpauses it; a user's pause stays."""
         committed = self.started(Cmd=["sleep", "100"])
         paused = self.started(Cmd=["sleep", "100"])
-        self.go(self.svc.pause(committed, for_commit=True))
-        self.go(self.svc.pause(paused))
+        run_sync(self.svc.pause(committed, for_commit=True))
+        run_sync(self.svc.pause(paused))
         self.svc.shutdown()
         self.runtime.callbacks.clear()
         self.svc = self.make_service()
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         c = self.svc.resolve(committed)
         self.assertEqual((c.state.status, c.state.paused_for_commit), ("running", False))
         self.assertEqual(self.runtime.containers[committed]["status"], "running")
@@ -892,14 +891,14 @@ class LogsTests(EngineTestBase):
                 "2026-11-28T12:30:05.000000000+00:00 stdout P thr\n"
                 "2026-11-28T12:30:05.500000000+00:00 stdout F ee\n"
             )
-        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest()))
+        _, entries, _ = run_sync(self.svc.read_logs(cid, LogsRequest()))
         self.assertEqual([e.data for e in entries], [b"one\n", b"two\n", b"thr", b"ee\n"])
-        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest(tail=1)))
+        _, entries, _ = run_sync(self.svc.read_logs(cid, LogsRequest(tail=1)))
         self.assertEqual([e.data for e in entries], [b"thr", b"ee\n"])
-        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest(stdout=False)))
+        _, entries, _ = run_sync(self.svc.read_logs(cid, LogsRequest(stdout=False)))
         self.assertEqual([(e.stream, e.data) for e in entries], [("stderr", b"two\n")])
         since = entries[0].time_nano
-        _, entries, _ = self.go(self.svc.read_logs(cid, LogsRequest(since_nano=since + 1)))
+        _, entries, _ = run_sync(self.svc.read_logs(cid, LogsRequest(since_nano=since + 1)))
         self.assertEqual(len(entries), 2)
 
     def test_follow_reads_to_the_end_after_remove(self) -> None:
@@ -910,7 +909,7 @@ class LogsTests(EngineTestBase):
         with open(path, "w") as f:
             f.write("2026-11-28T12:30:03.100000000+00:00 stdout F first\n")
         req = LogsRequest(follow=True)
-        c, entries, tail = self.go(self.svc.read_logs(cid, req))
+        c, entries, tail = run_sync(self.svc.read_logs(cid, req))
         got = [e.data for e in entries]
         d = Deferred.fromCoroutine(
             self.svc.follow_logs(
@@ -920,7 +919,7 @@ class LogsTests(EngineTestBase):
         with open(path, "a") as f:
             f.write("2026-11-28T12:30:04.100000000+00:00 stdout F last\n")
         self.runtime.exit(cid, 0)
-        self.go(self.svc.remove(cid))
+        run_sync(self.svc.remove(cid))
         self.assertFalse(os.path.exists(path))
         self.clock.pump([0.1] * 3)
         self.successResultOf(d)
@@ -1133,8 +1132,8 @@ class RuntimeChoiceTests(EngineTestBase):
         self.assertEqual(self.svc.resolve(cid).host_config["Runtime"], "runc")
         other = self.started(Cmd=["sleep", "9"])
         self.assertEqual(self.svc.resolve(other).host_config["Runtime"], "crun")
-        self.go(self.svc.kill(cid))
-        self.go(self.svc.remove(cid))
+        run_sync(self.svc.kill(cid))
+        run_sync(self.svc.remove(cid))
         ops = [(op, name) for op, c, name in self.runtime.runtime_calls if c == cid]
         self.assertEqual(
             ops, [("create", "runc"), ("start", "runc"), ("kill", "runc"), ("delete", "runc"),
@@ -1161,9 +1160,9 @@ class RuntimeChoiceTests(EngineTestBase):
         self.svc.settings = attrs.evolve(
             self.svc.settings, runtimes=RuntimeSet({"crun": self.runtimes.runtimes["crun"]}, "crun")
         )
-        self.go(self.svc.startup())
+        run_sync(self.svc.startup())
         self.runtime.runtime_calls.clear()
-        self.go(self.svc.kill(cid))
+        run_sync(self.svc.kill(cid))
         self.assertEqual(self.runtime.runtime_calls[0], ("kill", cid, "runc"))
         self.assertIn(("delete", cid, "runc"), self.runtime.runtime_calls)
         e = self.fail_with(self.svc.start(cid), InvalidParameter)

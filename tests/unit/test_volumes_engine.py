@@ -27,6 +27,7 @@ from pyd.state.events import EventRepository
 from pyd.state.models import ContainerRow
 from pyd.state.volumes import VolumeRepository
 from tests.helpers.memdb import memory_db
+from tests.helpers.sync import run_sync
 
 
 class RecordingRunner:
@@ -125,12 +126,10 @@ class Base(SynchronousTestCase):
             lambda ev: self.seen.append((ev.type, ev.action, ev.actor_id, ev.attributes))
         )
 
-    def ok(self, coro: Any) -> Any:
-        return self.successResultOf(Deferred.fromCoroutine(coro))
-
     def err(self, coro: Any, kind: type[PydError]) -> str:
-        f = self.failureResultOf(Deferred.fromCoroutine(coro), kind)
-        return str(f.value)
+        with self.assertRaises(kind) as raised:
+            run_sync(coro)
+        return str(raised.exception)
 
     def actions(self) -> list[tuple[str, str]]:
         return [(a, n) for _t, a, n, _ in self.seen]
@@ -142,19 +141,19 @@ class VolumeApiRuleTests(Base):
     def test_create_named(self) -> None:
         """A named volume gets its _data directory, a row and one create event; creating it
         again returns the same volume without another event."""
-        v = self.ok(self.svc.create("data", "local", None, {"a": "b"}))
+        v = run_sync(self.svc.create("data", "local", None, {"a": "b"}))
         self.assertEqual(v.mountpoint, os.path.join(self.tmp, "volumes", "data", "_data"))
         self.assertTrue(os.path.isdir(v.mountpoint))
         self.assertEqual(v.labels, {"a": "b"})
         self.assertIsNone(v.options)
-        again = self.ok(self.svc.create("data", "", None, {"other": "x"}))
+        again = run_sync(self.svc.create("data", "", None, {"other": "x"}))
         self.assertEqual(again, v)
         self.assertEqual(self.actions(), [("create", "data")])
         self.assertEqual(self.seen[0][3], {"driver": "local"})
 
     def test_create_anonymous(self) -> None:
         """No name: a 64-hex name and the anonymous label."""
-        v = self.ok(self.svc.create())
+        v = run_sync(self.svc.create())
         self.assertRegex(v.name, r"^[0-9a-f]{64}$")
         self.assertEqual(v.labels, {ANONYMOUS_LABEL: ""})
         self.assertTrue(v.anonymous)
@@ -192,14 +191,14 @@ class VolumeApiRuleTests(Base):
 
     def test_list_filters(self) -> None:
         """dangling, driver, label, name (regexp) filter the list; bad keys/values are 400s."""
-        self.ok(self.svc.create("alpha", labels={"tier": "db"}))
-        self.ok(self.svc.create("beta", labels={"tier": "web", "x": ""}))
-        self.ok(self.svc.create("gamma"))
+        run_sync(self.svc.create("alpha", labels={"tier": "db"}))
+        run_sync(self.svc.create("beta", labels={"tier": "web", "x": ""}))
+        run_sync(self.svc.create("gamma"))
         add_container(self.db, "c" * 64)
-        self.ok(self.svc.resolve_mounts("c" * 64, mount_request({"Binds": ["gamma:/g"]}), []))
+        run_sync(self.svc.resolve_mounts("c" * 64, mount_request({"Binds": ["gamma:/g"]}), []))
 
         def names(f: dict[str, list[str]]) -> list[str]:
-            return [v.name for v in self.ok(self.svc.list_volumes(f))]
+            return [v.name for v in run_sync(self.svc.list_volumes(f))]
 
         self.assertEqual(names({}), ["alpha", "beta", "gamma"])
         self.assertEqual(names({"dangling": ["true"]}), ["alpha", "beta"])
@@ -222,22 +221,22 @@ class VolumeApiRuleTests(Base):
 
     def test_remove(self) -> None:
         """rm deletes row and data and emits destroy; a missing volume is 404 unless forced."""
-        v = self.ok(self.svc.create("gone"))
+        v = run_sync(self.svc.create("gone"))
         with open(os.path.join(v.mountpoint, "f"), "w") as f:
             f.write("x")
-        self.ok(self.svc.remove("gone"))
+        run_sync(self.svc.remove("gone"))
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "volumes", "gone")))
         self.assertEqual(self.actions()[-1], ("destroy", "gone"))
         self.assertEqual(self.err(self.svc.remove("gone"), NotFound), "get gone: no such volume")
-        self.ok(self.svc.remove("gone", force=True))
+        run_sync(self.svc.remove("gone", force=True))
 
     def test_remove_in_use_refused_even_forced(self) -> None:
         """A volume any container refers to (running or not) stays, data included: 409."""
         cid1, cid2 = "a" * 64, "b" * 64
         add_container(self.db, cid1)
         add_container(self.db, cid2, "exited")
-        self.ok(self.svc.resolve_mounts(cid1, mount_request({"Binds": ["keep:/k"]}), []))
-        self.ok(
+        run_sync(self.svc.resolve_mounts(cid1, mount_request({"Binds": ["keep:/k"]}), []))
+        run_sync(
             self.svc.resolve_mounts(
                 cid2,
                 mount_request({"Mounts": [{"Type": "volume", "Source": "keep", "Target": "/x"}]}),
@@ -255,7 +254,7 @@ class VolumeApiRuleTests(Base):
         """Even a direct row delete is refused by the repository while a use exists."""
         cid = "d" * 64
         add_container(self.db, cid)
-        self.ok(self.svc.resolve_mounts(cid, mount_request({"Binds": ["vv:/k"]}), []))
+        run_sync(self.svc.resolve_mounts(cid, mount_request({"Binds": ["vv:/k"]}), []))
         repo = VolumeRepository(self.db)
         f = self.failureResultOf(repo.delete("vv"), Conflict)
         self.assertEqual(str(f.value), f"remove vv: volume is in use - [{cid}]")
@@ -263,23 +262,23 @@ class VolumeApiRuleTests(Base):
     def test_prune(self) -> None:
         """Default prune removes unused anonymous volumes only; all=true every unused local
         volume without mount options; label filters apply; the prune event reports bytes."""
-        anon = self.ok(self.svc.create())
+        anon = run_sync(self.svc.create())
         with open(os.path.join(anon.mountpoint, "f"), "wb") as f:
             f.write(b"x" * 1000)
-        self.ok(self.svc.create("named", labels={"keep": "no"}))
-        self.ok(self.svc.create("named2", labels={"keep": "yes"}))
-        self.ok(self.svc.create("withopts", options={"type": "tmpfs", "device": "tmpfs"}))
+        run_sync(self.svc.create("named", labels={"keep": "no"}))
+        run_sync(self.svc.create("named2", labels={"keep": "yes"}))
+        run_sync(self.svc.create("withopts", options={"type": "tmpfs", "device": "tmpfs"}))
         cid = "e" * 64
         add_container(self.db, cid)
-        used = self.ok(self.svc.resolve_mounts(cid, mount_request({}), ["/anon"]))[0].name
-        deleted, reclaimed = self.ok(self.svc.prune({}))
+        used = run_sync(self.svc.resolve_mounts(cid, mount_request({}), ["/anon"]))[0].name
+        deleted, reclaimed = run_sync(self.svc.prune({}))
         self.assertEqual((deleted, reclaimed), ([anon.name], 1000))
         self.assertEqual(self.seen[-1][1:], ("prune", "", {"reclaimed": "1000"}))
-        deleted, _ = self.ok(self.svc.prune({"all": ["true"], "label!": ["keep=yes"]}))
+        deleted, _ = run_sync(self.svc.prune({"all": ["true"], "label!": ["keep=yes"]}))
         self.assertEqual(deleted, ["named"])
-        deleted, _ = self.ok(self.svc.prune({"all": ["1"], "label": ["keep"]}))
+        deleted, _ = run_sync(self.svc.prune({"all": ["1"], "label": ["keep"]}))
         self.assertEqual(deleted, ["named2"])
-        left = [v.name for v in self.ok(self.svc.list_volumes({}))]
+        left = [v.name for v in run_sync(self.svc.list_volumes({}))]
         self.assertEqual(sorted(left), sorted([used, "withopts"]))
         self.assertEqual(
             self.err(self.svc.prune({"all": ["maybe"]}), InvalidParameter),
@@ -292,15 +291,15 @@ class VolumeApiRuleTests(Base):
 
     def test_usage(self) -> None:
         """df rows: size and ref count of local volumes without options."""
-        v = self.ok(self.svc.create("sized"))
+        v = run_sync(self.svc.create("sized"))
         with open(os.path.join(v.mountpoint, "f"), "wb") as f:
             f.write(b"y" * 123)
         os.link(os.path.join(v.mountpoint, "f"), os.path.join(v.mountpoint, "g"))
-        self.ok(self.svc.create("opt", options={"type": "tmpfs", "device": "tmpfs"}))
+        run_sync(self.svc.create("opt", options={"type": "tmpfs", "device": "tmpfs"}))
         cid = "f" * 64
         add_container(self.db, cid)
-        self.ok(self.svc.resolve_mounts(cid, mount_request({"Binds": ["sized:/s"]}), []))
-        rows = self.ok(self.svc.usage())
+        run_sync(self.svc.resolve_mounts(cid, mount_request({"Binds": ["sized:/s"]}), []))
+        rows = run_sync(self.svc.usage())
         self.assertEqual([(u.volume.name, u.size, u.ref_count) for u in rows], [("sized", 123, 1)])
 
     def test_start_recovers(self) -> None:
@@ -313,10 +312,10 @@ class VolumeApiRuleTests(Base):
         with open(os.path.join(self.tmp, "volumes", "tmpv", "opts.json"), "w") as f:
             f.write('{"type": "tmpfs", "device": "tmpfs"}')
         os.makedirs(os.path.join(self.tmp, "volumes", ".trash-x-1234", "_data"))
-        self.ok(self.svc.start())
-        self.assertEqual(self.ok(self.svc.inspect("orphan")).name, "orphan")
+        run_sync(self.svc.start())
+        self.assertEqual(run_sync(self.svc.inspect("orphan")).name, "orphan")
         self.assertEqual(
-            self.ok(self.svc.inspect("tmpv")).options, {"type": "tmpfs", "device": "tmpfs"}
+            run_sync(self.svc.inspect("tmpv")).options, {"type": "tmpfs", "device": "tmpfs"}
         )
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "volumes", ".trash-x-1234")))
         self.assertTrue(
@@ -329,8 +328,8 @@ class CopyUpRecoveryTests(Base):
 
     def test_complete_stage_finished(self) -> None:
         """A stage marked complete is moved into _data at start; an unmarked one is dropped."""
-        v1 = self.ok(self.svc.create("done1"))
-        v2 = self.ok(self.svc.create("half1"))
+        v1 = run_sync(self.svc.create("done1"))
+        v2 = run_sync(self.svc.create("half1"))
         stage1 = v1.mountpoint + ".copyup"
         os.makedirs(os.path.join(stage1, "sub"))
         os.chmod(stage1, 0o750)
@@ -341,7 +340,7 @@ class CopyUpRecoveryTests(Base):
         with open(os.path.join(v1.mountpoint, "a"), "w") as f:
             f.write("moved before the crash")
         os.makedirs(v2.mountpoint + ".copyup")
-        self.ok(self.svc.start())
+        run_sync(self.svc.start())
         self.assertEqual(sorted(os.listdir(v1.mountpoint)), ["a", "sub"])
         with open(os.path.join(v1.mountpoint, "a")) as f:
             self.assertEqual(f.read(), "moved before the crash")
@@ -369,7 +368,7 @@ class ResolveMountsTests(Base):
         image_volumes: Sequence[str] = (),
         volumes_from: Sequence[Sequence[MountSpec]] = (),
     ) -> dict[str, MountSpec]:
-        specs = self.ok(
+        specs = run_sync(
             self.svc.resolve_mounts(self.cid, mount_request(hc), image_volumes, volumes_from)
         )
         return {m.destination: m for m in specs}
@@ -479,14 +478,14 @@ class ResolveMountsTests(Base):
         )
         mv = m["/mv"]
         self.assertEqual((mv.rw, mv.copy_up, mv.mode), (False, False, "z"))
-        vol = self.ok(self.svc.inspect("mv"))
+        vol = run_sync(self.svc.inspect("mv"))
         self.assertEqual(vol.labels, {"l": "1"})
         self.assertEqual(vol.options, {"type": "tmpfs", "device": "tmpfs", "o": "size=2m"})
         self.assertEqual((m["/b"].type, m["/b"].propagation, m["/b"].mode), ("bind", "rslave", ""))
         t = m["/t"]
         self.assertEqual((t.type, t.source, t.rw, t.listed), ("tmpfs", "", True, True))
         self.assertEqual(t.options, ("noexec", "nosuid", "nodev", "mode=1770", "size=1m"))
-        anon = self.ok(self.svc.inspect(m["/anon"].name))
+        anon = run_sync(self.svc.inspect(m["/anon"].name))
         self.assertTrue(anon.anonymous)
         self.assertTrue(m["/anon"].copy_up)
 
@@ -586,7 +585,7 @@ class ResolveMountsTests(Base):
 
     def test_sorted_parents_first(self) -> None:
         """Mounts come back with parents before children."""
-        specs = self.ok(
+        specs = run_sync(
             self.svc.resolve_mounts(
                 self.cid,
                 mount_request({"Binds": ["a1:/x/y/z", "a2:/x"], "Tmpfs": {"/x/y": ""}}),
@@ -600,7 +599,7 @@ class ResolveMountsTests(Base):
         and Binds override them."""
         other = "2" * 64
         add_container(self.db, other)
-        theirs = self.ok(
+        theirs = run_sync(
             self.svc.resolve_mounts(
                 other,
                 mount_request(
@@ -614,7 +613,7 @@ class ResolveMountsTests(Base):
         self.assertEqual((m["/h"].source, m["/h"].rw), (self.tmp, False))
         self.assertEqual(m["/o"].name, "mine")
         self.assertNotIn("/tt", m)
-        self.assertEqual(self.ok(self.svc.list_volumes({"dangling": ["true"]})), [])
+        self.assertEqual(run_sync(self.svc.list_volumes({"dangling": ["true"]})), [])
         self.assertEqual(
             self.err(
                 self.svc.resolve_mounts(
@@ -654,19 +653,19 @@ class LifecycleTests(Base):
     def test_copy_up_once_into_empty(self) -> None:
         """The image's content at the mount path is copied into an empty volume, following a
         symlink inside the rootfs only; a non-empty volume or nocopy is left alone."""
-        specs = self.ok(
+        specs = run_sync(
             self.svc.resolve_mounts(
                 self.cid, mount_request({"Binds": ["v1:/link", "v2:/data:nocopy"]}), []
             )
         )
-        self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
-        v1 = self.ok(self.svc.inspect("v1")).mountpoint
+        run_sync(self.svc.prepare(self.cid, specs, self.rootfs))
+        v1 = run_sync(self.svc.inspect("v1")).mountpoint
         with open(os.path.join(v1, "sub", "file")) as f:
             self.assertEqual(f.read(), "from image")
-        v2 = self.ok(self.svc.inspect("v2")).mountpoint
+        v2 = run_sync(self.svc.inspect("v2")).mountpoint
         self.assertEqual(os.listdir(v2), [])
         os.remove(os.path.join(v1, "sub", "file"))
-        self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
+        run_sync(self.svc.prepare(self.cid, specs, self.rootfs))
         self.assertEqual(os.listdir(os.path.join(v1, "sub")), [])
         mounts = [
             (n, a["destination"], a["read/write"]) for _t, act, n, a in self.seen if act == "mount"
@@ -677,7 +676,7 @@ class LifecycleTests(Base):
         """VolumeOptions.Subpath: inspect's source is the volume, the runtime gets a staging
         point opened by descriptor; it must exist at start, and a link leaving the volume is
         refused with dockerd's texts (404 missing, 400 escape) and nothing staged."""
-        specs = self.ok(
+        specs = run_sync(
             self.svc.resolve_mounts(
                 self.cid,
                 mount_request(
@@ -695,7 +694,7 @@ class LifecycleTests(Base):
                 [],
             )
         )
-        mp = self.ok(self.svc.inspect("sp")).mountpoint
+        mp = run_sync(self.svc.inspect("sp")).mountpoint
         self.assertEqual((specs[0].source, specs[0].subpath), (mp, "a/b"))
         self.assertEqual(
             self.err(self.svc.prepare(self.cid, specs, ""), NotFound),
@@ -714,10 +713,10 @@ class LifecycleTests(Base):
         self.assertEqual(self.driver.released_staging.count(self.cid), 2 * 5)
         os.symlink("../real", os.path.join(mp, "a", "b"))  # a link that stays inside is fine
         os.mkdir(os.path.join(mp, "real"))
-        runtime = self.ok(self.svc.prepare(self.cid, specs, ""))
+        runtime = run_sync(self.svc.prepare(self.cid, specs, ""))
         self.assertEqual(runtime[0].source, f"/staged/{self.cid}/0")
         self.assertEqual(runtime[0].destination, "/s")
-        self.ok(self.svc.unstage(self.cid))
+        run_sync(self.svc.unstage(self.cid))
         self.assertEqual(self.driver.staged, {})
         self.assertIn(self.cid, self.driver.released_staging)
         self.assertEqual(
@@ -758,7 +757,7 @@ class LifecycleTests(Base):
         """A volume whose mount path is a file in the image is refused with dockerd's text."""
         with open(os.path.join(self.rootfs, "afile"), "w") as f:
             f.write("x")
-        specs = self.ok(self.svc.resolve_mounts(self.cid, mount_request({}), ["/afile"]))
+        specs = run_sync(self.svc.resolve_mounts(self.cid, mount_request({}), ["/afile"]))
         self.assertEqual(
             self.err(self.svc.prepare(self.cid, specs, self.rootfs), InvalidParameter),
             "cannot mount volume over existing file, file exists "
@@ -780,10 +779,10 @@ class LifecycleTests(Base):
                 update(ContainerRow).where(ContainerRow.id == self.cid).values(host_config=hc)
             )
         )
-        specs = self.ok(self.svc.resolve_mounts(self.cid, mount_request(hc), []))
+        specs = run_sync(self.svc.resolve_mounts(self.cid, mount_request(hc), []))
         os.rmdir(host)
         os.rmdir(other)
-        self.ok(self.svc.prepare(self.cid, specs, self.rootfs))
+        run_sync(self.svc.prepare(self.cid, specs, self.rootfs))
         self.assertTrue(os.path.isdir(host))
         self.assertFalse(os.path.exists(other))
 
@@ -792,12 +791,14 @@ class LifecycleTests(Base):
         container uses it, unmounted when the last one stops."""
         other = "4" * 64
         add_container(self.db, other)
-        self.ok(self.svc.create("tv", options={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}))
-        s1 = self.ok(self.svc.resolve_mounts(self.cid, mount_request({"Binds": ["tv:/t"]}), []))
-        s2 = self.ok(self.svc.resolve_mounts(other, mount_request({"Binds": ["tv:/t"]}), []))
-        self.ok(self.svc.prepare(self.cid, s1, self.rootfs))
+        run_sync(
+            self.svc.create("tv", options={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
+        )
+        s1 = run_sync(self.svc.resolve_mounts(self.cid, mount_request({"Binds": ["tv:/t"]}), []))
+        s2 = run_sync(self.svc.resolve_mounts(other, mount_request({"Binds": ["tv:/t"]}), []))
+        run_sync(self.svc.prepare(self.cid, s1, self.rootfs))
         set_status(self.db, self.cid, "running")
-        self.ok(self.svc.prepare(other, s2, self.rootfs))
+        run_sync(self.svc.prepare(other, s2, self.rootfs))
         set_status(self.db, other, "running")
         path = self.driver.data_path("tv")
         self.assertEqual(
@@ -808,12 +809,12 @@ class LifecycleTests(Base):
             ],
         )
         set_status(self.db, self.cid, "exited")
-        self.ok(self.svc.container_stopped(self.cid))
+        run_sync(self.svc.container_stopped(self.cid))
         self.assertIn("tv", self.driver.mounted)
         set_status(self.db, other, "exited")
-        self.ok(self.svc.container_stopped(other))
+        run_sync(self.svc.container_stopped(other))
         self.assertNotIn("tv", self.driver.mounted)
-        self.ok(self.svc.container_stopped(other))  # idempotent
+        run_sync(self.svc.container_stopped(other))  # idempotent
         self.assertEqual([c[0] for c in self.driver.runner.calls], ["mount", "umount"])
         self.assertEqual(
             [a for _t, a, n, _ in self.seen if n == "tv"],
@@ -825,24 +826,24 @@ class LifecycleTests(Base):
         container still uses stays too."""
         other = "5" * 64
         add_container(self.db, other)
-        specs = self.ok(
+        specs = run_sync(
             self.svc.resolve_mounts(self.cid, mount_request({"Binds": ["named:/n"]}), ["/a", "/b"])
         )
         anon = {m.destination: m.name for m in specs}
-        self.ok(
+        run_sync(
             self.svc.resolve_mounts(other, mount_request({"VolumesFrom": [self.cid]}), [], [specs])
         )
-        self.ok(self.svc.release(self.cid, True))
-        left = {v.name for v in self.ok(self.svc.list_volumes({}))}
+        run_sync(self.svc.release(self.cid, True))
+        left = {v.name for v in run_sync(self.svc.list_volumes({}))}
         self.assertEqual(left, {"named", anon["/a"], anon["/b"]})
-        self.ok(self.svc.release(other, True))
-        left = {v.name for v in self.ok(self.svc.list_volumes({}))}
+        run_sync(self.svc.release(other, True))
+        left = {v.name for v in run_sync(self.svc.list_volumes({}))}
         self.assertEqual(left, {"named"})
 
     def test_release_keeps_without_flag(self) -> None:
         """Without remove_anonymous the anonymous volume stays (dangling)."""
-        specs = self.ok(self.svc.resolve_mounts(self.cid, mount_request({}), ["/a"]))
-        self.ok(self.svc.release(self.cid, False))
+        specs = run_sync(self.svc.resolve_mounts(self.cid, mount_request({}), ["/a"]))
+        run_sync(self.svc.release(self.cid, False))
         self.assertEqual(
-            [v.name for v in self.ok(self.svc.list_volumes({"dangling": ["1"]}))], [specs[0].name]
+            [v.name for v in run_sync(self.svc.list_volumes({"dangling": ["1"]}))], [specs[0].name]
         )
