@@ -334,7 +334,8 @@ OPTIONS: tuple[Option, ...] = (
         {},
         "log-opt",
         repeat=True,
-        doc="Default log driver options (max-size, max-file)",
+        doc="Default log driver options (max-size, max-file; the syslog-* and cache-* options of "
+        "docs/containers.md, syslog-tls-* included)",
     ),
     Option(
         "default-runtime",
