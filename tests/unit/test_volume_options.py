@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter
 from pyd.drivers.volumes.local import VolumeDriverError, mount_options_error
+from tests.helpers.sync import run_sync
 from tests.unit.test_volumes_engine import make_service
 
 
@@ -84,32 +83,27 @@ class VolumeCreateOptionsTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.svc, self.driver, _db, _events = make_service(self.tmp)
 
-    def run_(self, coro: Any) -> Deferred[Any]:
-        return Deferred.fromCoroutine(coro)
-
     def test_create_refused(self) -> None:
         """docker volume create --opt type=tmpfs --opt device=-T/x: 400, nothing created."""
-        f = self.failureResultOf(
-            self.run_(self.svc.create("v1", options={"type": "tmpfs", "device": "-T/etc/x"})),
+        e = self.assertRaises(
             InvalidParameter,
+            run_sync,
+            self.svc.create("v1", options={"type": "tmpfs", "device": "-T/etc/x"}),
         )
-        self.assertEqual(
-            str(f.value), "create v1: invalid device '-T/etc/x': must not start with '-'"
-        )
-        f = self.failureResultOf(
-            self.run_(
-                self.svc.create("v2", options={"type": "tmpfs", "device": "t", "o": "remount"})
-            ),
+        self.assertEqual(str(e), "create v1: invalid device '-T/etc/x': must not start with '-'")
+        e = self.assertRaises(
             InvalidParameter,
+            run_sync,
+            self.svc.create("v2", options={"type": "tmpfs", "device": "t", "o": "remount"}),
         )
-        self.assertIn("'remount' is not allowed", str(f.value))
-        self.assertEqual(self.successResultOf(self.run_(self.svc.list_volumes())), [])
+        self.assertIn("'remount' is not allowed", str(e))
+        self.assertEqual(run_sync(self.svc.list_volumes()), [])
 
     def test_driver_refuses_stored_options(self) -> None:
         """A volume stored with such options (before this check) is never mounted."""
-        self.failureResultOf(
-            self.run_(self.driver.mount("v", "tmpfs", "-T/etc/x", "")), VolumeDriverError
+        self.assertRaises(
+            VolumeDriverError, run_sync, self.driver.mount("v", "tmpfs", "-T/etc/x", "")
         )
         self.assertEqual(self.driver.runner.calls, [])
-        self.successResultOf(self.run_(self.driver.mount("v", "tmpfs", "tmpfs", "size=1m")))
+        run_sync(self.driver.mount("v", "tmpfs", "tmpfs", "size=1m"))
         self.assertEqual(self.driver.runner.calls[0][-3], "--")
