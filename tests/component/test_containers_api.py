@@ -9,7 +9,6 @@ import tempfile
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -27,6 +26,7 @@ from tests.fakes.container_providers import (
 from tests.fakes.events import FakeEvents
 from tests.fakes.runtime import FakeRuntime
 from tests.helpers.memdb import memory_db
+from tests.helpers.sync import run_sync
 
 
 class ContainersApiTests(SynchronousTestCase):
@@ -50,7 +50,7 @@ class ContainersApiTests(SynchronousTestCase):
             self.clock,
             ContainerSettings(containers_dir=self.tmp + "/containers"),
         )
-        self.successResultOf(ensureDeferred(self.svc.startup()))
+        run_sync(self.svc.startup())
         self.http = StubTreq(ApiRoot([ContainersRouter(self.svc, self.clock)]))
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:

@@ -23,6 +23,7 @@ from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
 from tests.helpers.memdb import memory_db
 from tests.helpers.netsvc import Containers, endpoints, net_request
+from tests.helpers.sync import run_sync
 
 
 class NetworksApiTests(SynchronousTestCase):
@@ -50,7 +51,7 @@ class NetworksApiTests(SynchronousTestCase):
             lookup=self.containers,
             can_bind=lambda ip, port, proto: True,
         )
-        self.successResultOf(Deferred.fromCoroutine(self.service.start()))
+        run_sync(self.service.start())
         self.http = StubTreq(ApiRoot([NetworksRouter(self.service)]))
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -352,11 +353,11 @@ class NetworksApiTests(SynchronousTestCase):
         _, net = self.call("GET", "/networks/relnet")
         self.assertEqual(list(net["Containers"]), [run])
         applied = self.firewall.applied
-        self.successResultOf(Deferred.fromCoroutine(self.service.release(idle)))
+        run_sync(self.service.release(idle))
         self.assertEqual(self.firewall.applied, applied)
         _, net = self.call("GET", "/networks/relnet")
         self.assertEqual(list(net["Containers"]), [run])
-        self.successResultOf(Deferred.fromCoroutine(self.service.release(run)))
+        run_sync(self.service.release(run))
         _, net = self.call("GET", "/networks/relnet")
         self.assertEqual(net["Containers"], {})
 
@@ -458,11 +459,11 @@ class EmbeddedResolverTests(SynchronousTestCase):
         live, live_setup = self._setup("live", "appnet")
         markers = os.path.join(self.exec_root, "dns")
         self.assertEqual(sorted(os.listdir(markers)), sorted([gone, live]))
-        self.successResultOf(Deferred.fromCoroutine(self.service.teardown(gone)))
+        run_sync(self.service.teardown(gone))
         self.assertNotIn(gone, self.resolver.served)
         self.assertEqual(os.listdir(markers), [live])
         ports = self.resolver.served[live]
-        self.successResultOf(Deferred.fromCoroutine(self.service.stop()))
+        run_sync(self.service.stop())
         applied = dict(self.firewall.dns_tables)
         self.firewall.dns_tables.clear()
         restarted = NetworkService(
@@ -476,7 +477,7 @@ class EmbeddedResolverTests(SynchronousTestCase):
             lookup=self.containers,
             can_bind=lambda ip, port, proto: True,
         )
-        self.successResultOf(Deferred.fromCoroutine(restarted.start()))
+        run_sync(restarted.start())
         self.assertEqual(self.resolver.served, {live: ports})
         self.assertEqual(self.netlink.dns_asked[-1][2:], ports)  # asked for the same ports
         self.assertEqual(self.firewall.dns_tables, {})  # the rules in the netns stayed valid
@@ -509,11 +510,11 @@ class EmbeddedResolverTests(SynchronousTestCase):
                 lookup=self.containers,
                 can_bind=lambda ip, port, proto: True,
             )
-            self.successResultOf(Deferred.fromCoroutine(self.service.start()))
+            run_sync(self.service.start())
             self.http = StubTreq(ApiRoot([NetworksRouter(self.service)]))
             known = {n.bridge for n in self.service._networks.values()}
             self.assertLessEqual(set(self.netlink.bridges), known, step)
-            self.successResultOf(Deferred.fromCoroutine(self.service.remove("cut")))
+            run_sync(self.service.remove("cut"))
             self.assertNotIn("cut", {n.name for n in self.service._networks.values()})
 
     def test_internal_only_does_not_forward(self) -> None:
@@ -560,7 +561,7 @@ class ForwardingDefaultsTests(SynchronousTestCase):
             lookup=Containers(),
             can_bind=lambda ip, port, proto: True,
         )
-        self.successResultOf(Deferred.fromCoroutine(service.start()))
+        run_sync(service.start())
         return netlink, firewall
 
     def test_defaults(self) -> None:

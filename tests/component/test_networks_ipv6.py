@@ -28,6 +28,7 @@ from tests.fakes.events import FakeEvents
 from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
 from tests.helpers.memdb import memory_db
 from tests.helpers.netsvc import ContainerRef, Containers, net_request
+from tests.helpers.sync import run_sync
 
 HOST_ID = "499d4bc0-b0b3-416f-b1ee-cf6486315593"
 
@@ -84,7 +85,7 @@ class Ipv6NetworkTests(SynchronousTestCase):
             can_bind=lambda ip, port, proto: True,
             host_id=lambda: HOST_ID,
         )
-        self.successResultOf(Deferred.fromCoroutine(self.service.start()))
+        run_sync(self.service.start())
         self.http = StubTreq(ApiRoot([NetworksRouter(self.service)]))
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -280,7 +281,7 @@ class Ipv6NetworkTests(SynchronousTestCase):
         )  # fmt: skip
         self.assertIn("Address already in use: fd00:db8:11::5", str(f.value))
         first = s.netns_path.rsplit("/", 1)[1]
-        self.successResultOf(Deferred.fromCoroutine(self.service.release(first)))
+        run_sync(self.service.release(first))
         again = self.start("c3", "v6", {"IPv6Address": "fd00:db8:11::5"})
         self.assertEqual(again.endpoints[0].ipv6, "fd00:db8:11::5")
 

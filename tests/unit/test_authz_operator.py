@@ -30,6 +30,7 @@ from pyd.core.records import Container, ContainerState, Event, MountSpec
 from pyd.drivers.volumes.stage import confine
 from pyd.engine.spec import CreateSpec, parse_create
 from pyd.engine.volumes import parse_bind
+from tests.helpers.sync import run_sync
 from tests.unit.test_authz import FakeRequest, route_for, run_check
 
 
@@ -878,28 +879,28 @@ class VisibilityTests(_Base):
         lose their command and exec id; an ordinary container's are shown as they are."""
         v = RoleVisibility("operator", self.policy, self.lookup)
         priv, plain = self.lookup.by_ref["priv"], self.lookup.by_ref["plain"]
-        self.assertTrue(self.successResultOf(Deferred.fromCoroutine(v.hides(priv))))
-        self.assertFalse(self.successResultOf(Deferred.fromCoroutine(v.hides(plain))))
-        self.assertTrue(self.successResultOf(Deferred.fromCoroutine(v.hides_id("f" * 64))))
+        self.assertTrue(run_sync(v.hides(priv)))
+        self.assertFalse(run_sync(v.hides(plain)))
+        self.assertTrue(run_sync(v.hides_id("f" * 64)))
 
         class Req:
             pyd_visibility = v
 
         out = {"Config": {"Env": ["TOKEN=x", "PATH=/bin"]}, "ExecIDs": ["e1"]}
-        self.successResultOf(Deferred.fromCoroutine(redact_inspect(Req(), priv, out)))
+        run_sync(redact_inspect(Req(), priv, out))
         self.assertEqual(out, {"Config": {"Env": ["TOKEN=[redacted]", "PATH=[redacted]"]},
                                "ExecIDs": None})  # fmt: skip
         out = {"Config": {"Env": ["TOKEN=x"]}, "ExecIDs": ["e1"]}
-        self.successResultOf(Deferred.fromCoroutine(redact_inspect(Req(), plain, out)))
+        run_sync(redact_inspect(Req(), plain, out))
         self.assertEqual(out["ExecIDs"], ["e1"])
         ev = Event(
             1, "container", "exec_create: sh -c secret", priv.id, {"execID": "e1"}, "local", 0
         )
-        seen = self.successResultOf(Deferred.fromCoroutine(redact_event(v, ev)))
+        seen = run_sync(redact_event(v, ev))
         assert seen is not None
         self.assertEqual((seen.action, seen.attributes), ("exec_create", {}))
         mine = attrs.evolve(ev, actor_id=plain.id)
-        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(redact_event(v, mine))), mine)
+        self.assertEqual(run_sync(redact_event(v, mine)), mine)
 
 
 class AllowListTests(_Base):

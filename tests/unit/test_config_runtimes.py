@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd import config as cfgmod
 from pyd.config.runtimes import table
 from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet, RuntimeUnavailable
+from tests.helpers.sync import run_sync
 
 
 def _file(content: object) -> str:
@@ -279,6 +280,6 @@ class ComponentVersionTests(SynchronousTestCase):
 
         v = ComponentVersions(Runner(), ("crun", "/usr/bin/crun"), "/usr/bin/tini-static")  # type: ignore[arg-type]
         for _ in range(2):
-            got = self.successResultOf(Deferred.fromCoroutine(v.components()))
+            got = run_sync(v.components())
         self.assertEqual(got.listed, (Component("crun", "1.8.1", "abc"),))
         self.assertEqual(len(calls), 2)

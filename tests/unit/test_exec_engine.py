@@ -17,6 +17,7 @@ from pyd.drivers.streams.execs import ExecFailed, ExecSpec, ExecStarted
 from pyd.engine.exec import ExecConfig, ExecError, ExecService
 from pyd.engine.streams import StreamTarget
 from tests.fakes.events import FakeEvents
+from tests.helpers.sync import run_sync
 
 
 class FakeTargets:
@@ -70,7 +71,7 @@ class ExecServiceTests(SynchronousTestCase):
 
     def _create(self, **kw: Any) -> Any:
         cfg = ExecConfig(cmd=("echo", "hi"), **kw)
-        return self.successResultOf(Deferred.fromCoroutine(self.svc.create("web", cfg)))
+        return run_sync(self.svc.create("web", cfg))
 
     def test_not_running(self) -> None:
         """A stopped container refuses with dockerd's text."""
@@ -95,7 +96,7 @@ class ExecServiceTests(SynchronousTestCase):
     def test_lifecycle_events_and_process(self) -> None:
         """create/start/die emit dockerd's actions; the process merges env and sets cwd."""
         s = self._create(env=("A=2", "B=3"), working_dir="/tmp")
-        self.successResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        run_sync(self.svc.start(s.id, None))
         self.assertTrue(s.running)
         self.assertEqual(s.pid, 4242)
         proc = self.driver.specs[0].process
@@ -153,7 +154,7 @@ class ExecServiceTests(SynchronousTestCase):
         """When the container stops or goes, its exec sessions are forgotten (dockerd's
         C{Cleanup}): they no longer pile up, one per exec ever run."""
         s = self._create()
-        self.successResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        run_sync(self.svc.start(s.id, None))
         self.driver.exit.callback(0)
         self.assertEqual(self.svc.container_execs(self.target.id), [s.id])
         self.svc.container_gone("d" * 64)
@@ -220,7 +221,7 @@ class ExecServiceTests(SynchronousTestCase):
         # with the root mounted, the same user is resolved there
         self.targets.target = attrs.evolve(self.target, rootfs="/root-of-c")
         s = self._create(user="app")
-        self.successResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
+        run_sync(self.svc.start(s.id, None))
         self.assertEqual(asked, [("/root-of-c", "app")])
         self.assertEqual(
             self.driver.specs[0].process["user"],

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.storage.layers import ExtractFailed, InProcessExtractor, LayerStore
 from tests.helpers.fsusage import tree_bytes
+from tests.helpers.sync import run_sync
 
 
 class _Zeros(io.RawIOBase):
@@ -73,7 +74,7 @@ class LayerSizeLimitTests(SynchronousTestCase):
             os.path.join(self.tmp, "storage"),
             InProcessExtractor(InlineBlocking(), max_size=2 << 20),
         )
-        ex = self.successResultOf(Deferred.fromCoroutine(store.extract(src)))
+        ex = run_sync(store.extract(src))
         self.assertEqual(ex.size, 1 << 20)
 
 

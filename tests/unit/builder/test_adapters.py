@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.errors import NotFound
 from pyd.core.records import Image
 from pyd.engine.builder.base import split_tag
+from tests.helpers.sync import run_sync
 
 
 def _img(iid: str, parent: str | None) -> Image:
@@ -59,8 +60,8 @@ class DistributionPullerTests(SynchronousTestCase):
         dist = _Dist()
         progress = _Progress()
         p = DistributionPuller(lambda: dist, _Resolver())
-        self.successResultOf(Deferred.fromCoroutine(p.pull("127.0.0.1:5000/a", progress)))
-        self.successResultOf(Deferred.fromCoroutine(p.pull("b:1", progress)))
+        run_sync(p.pull("127.0.0.1:5000/a", progress))
+        run_sync(p.pull("b:1", progress))
         self.assertEqual(dist.calls, [("127.0.0.1:5000/a", "latest"), ("b", "1")])
         self.assertEqual(progress.seen, [{"status": "pulled"}] * 2)
 

@@ -16,6 +16,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.engine.builder import fs
 from pyd.engine.builder.builder import BuildFailed, BuildOptions, BuildResult, BuildService
 from tests.fakes.build import FakeBuildContainers, FakeBuildImages, FakeProgress
+from tests.helpers.sync import run_sync
 from tests.unit.builder.helpers import make_tar
 
 BUSYBOX_CONFIG = {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]}
@@ -70,7 +71,7 @@ class BuilderTestCase(SynchronousTestCase):
         progress = FakeProgress()
         d = Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
         prepared = self.successResultOf(d)
-        res = self.successResultOf(Deferred.fromCoroutine(self.svc.run(prepared, progress)))
+        res = run_sync(self.svc.run(prepared, progress))
         self.progress = progress
         return res, progress.text
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from pyd.engine.builder.frontend import platform_args
 from tests.fakes.build import FakeBuildContainers
+from tests.helpers.sync import run_sync
 from tests.unit.builder.test_builder import BuilderTestCase, fake_run
 
 
@@ -72,9 +73,8 @@ class FrontendBuilderTests(BuilderTestCase):
         self.assertEqual(len(usage), 1)
         self.assertEqual(usage[0]["Type"], "exec.cachemount")
         self.assertEqual(usage[0]["UsageCount"], 2)
-        from twisted.internet.defer import Deferred
 
-        ids, size = self.successResultOf(Deferred.fromCoroutine(self.svc.prune()))
+        ids, size = run_sync(self.svc.prune())
         self.assertEqual(ids, [usage[0]["ID"]])
         self.assertGreater(size, 0)
         self.assertEqual(self.successResultOf(self.svc.disk_usage())["build_cache"], [])
@@ -305,12 +305,12 @@ class PruneKeepsLiveBuildsTests(BuilderTestCase):
                 self.svc.prepare(make_tar({"Dockerfile": "FROM busybox\n"}), BuildOptions())
             )
         )
-        ids, _ = self.successResultOf(Deferred.fromCoroutine(self.svc.prune()))
+        ids, _ = run_sync(self.svc.prune())
         self.assertIn("0" * 32, ids)
         self.assertNotIn(prepared.build_id, ids)
         self.assertTrue(os.path.isdir(prepared.context))
         self.assertFalse(os.path.exists(leftover))
-        self.successResultOf(Deferred.fromCoroutine(self.svc.discard(prepared)))
+        run_sync(self.svc.discard(prepared))
         self.assertFalse(os.path.exists(prepared.workdir))
-        ids, _ = self.successResultOf(Deferred.fromCoroutine(self.svc.prune()))
+        ids, _ = run_sync(self.svc.prune())
         self.assertNotIn(prepared.build_id, ids)

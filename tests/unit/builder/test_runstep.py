@@ -12,6 +12,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.engine.builder import fs, mounts
 from pyd.engine.builder.frontend import parse_run_options
 from pyd.engine.builder.runstep import CacheLocks, StepMounts
+from tests.helpers.sync import run_sync
 
 
 async def _no_root(ref: str) -> tuple[str, str]:
@@ -48,10 +49,10 @@ class SharingTests(SynchronousTestCase):
         self.successResultOf(self.prepare(a, "locked"))
         waiting = self.prepare(b, "locked")
         self.assertNoResult(waiting)
-        self.successResultOf(Deferred.fromCoroutine(a.close()))
+        run_sync(a.close())
         self.successResultOf(waiting)
         self.assertEqual(a.host_mounts[0]["Source"], b.host_mounts[0]["Source"])
-        self.successResultOf(Deferred.fromCoroutine(b.close()))
+        run_sync(b.close())
         self.assertEqual(self.cache.in_use, {})
 
     def test_private_gets_its_own_directory_while_in_use(self) -> None:
@@ -65,7 +66,7 @@ class SharingTests(SynchronousTestCase):
         # In use: prune keeps them.
         self.assertEqual(self.cache.prune(), ([], 0))
         for s in (a, b, c):
-            self.successResultOf(Deferred.fromCoroutine(s.close()))
+            run_sync(s.close())
         ids, _ = self.cache.prune()
         self.assertEqual(len(ids), 2)
         self.assertEqual(self.cache.entries(), [])
