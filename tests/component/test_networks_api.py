@@ -497,7 +497,7 @@ class EmbeddedResolverTests(SynchronousTestCase):
                 raise SystemExit("killed")
 
             setattr(target, step, crash)
-            self.failureResultOf(Deferred.fromCoroutine(self.service.remove("cut")), SystemExit)
+            self.assertRaises(SystemExit, run_sync, self.service.remove("cut"))
             delattr(target, step)
             self.service = NetworkService(
                 NetworkRepository(self.db),

@@ -76,22 +76,16 @@ class ExecServiceTests(SynchronousTestCase):
     def test_not_running(self) -> None:
         """A stopped container refuses with dockerd's text."""
         self.targets.target = attrs.evolve(self.target, status="exited")
-        f = self.failureResultOf(
-            Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=("true",))))
-        )
-        f.trap(Conflict)
-        self.assertEqual(str(f.value), f"container {'c' * 64} is not running")
+        e = self.assertRaises(Conflict, run_sync, self.svc.create("web", ExecConfig(cmd=("true",))))
+        self.assertEqual(str(e), f"container {'c' * 64} is not running")
 
     def test_paused_and_empty_command(self) -> None:
         """Paused containers and empty commands are refused."""
         self.targets.target = attrs.evolve(self.target, status="paused")
-        f = self.failureResultOf(
-            Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=("true",))))
-        )
-        self.assertIn("is paused, unpause the container before exec", str(f.value))
+        e = self.assertRaises(Conflict, run_sync, self.svc.create("web", ExecConfig(cmd=("true",))))
+        self.assertIn("is paused, unpause the container before exec", str(e))
         self.targets.target = self.target
-        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=()))))
-        f.trap(InvalidParameter)
+        self.assertRaises(InvalidParameter, run_sync, self.svc.create("web", ExecConfig(cmd=())))
 
     def test_lifecycle_events_and_process(self) -> None:
         """create/start/die emit dockerd's actions; the process merges env and sets cwd."""
@@ -108,16 +102,15 @@ class ExecServiceTests(SynchronousTestCase):
         self.assertEqual(actions, ["exec_create: echo hi", "exec_start: echo hi", "exec_die"])
         self.assertEqual(self.events.events[2].attributes["exitCode"], "3")
         self.assertEqual(self.events.events[2].attributes["execID"], s.id)
-        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
-        self.assertEqual(str(f.value), f"Error: Exec command {s.id} has already run")
+        e = self.assertRaises(Conflict, run_sync, self.svc.start(s.id, None))
+        self.assertEqual(str(e), f"Error: Exec command {s.id} has already run")
 
     def test_start_failure(self) -> None:
         """A command the runtime cannot start ends with exit code 126 and dockerd's prefix."""
         self.driver.fail = "executable file `nope` not found in $PATH"
         s = self._create()
-        f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
-        f.trap(ExecError)
-        self.assertTrue(str(f.value).startswith("OCI runtime exec failed: exec failed: "))
+        e = self.assertRaises(ExecError, run_sync, self.svc.start(s.id, None))
+        self.assertTrue(str(e).startswith("OCI runtime exec failed: exec failed: "))
         self.assertEqual(s.exit_code, 126)
 
     def test_start_failure_in_dockerds_words(self) -> None:
@@ -145,9 +138,8 @@ class ExecServiceTests(SynchronousTestCase):
             s = self.successResultOf(
                 Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=cmd)))
             )
-            f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
-            f.trap(ExecError)
-            self.assertEqual(str(f.value), f"OCI runtime exec failed: exec failed: {reason}")
+            e = self.assertRaises(ExecError, run_sync, self.svc.start(s.id, None))
+            self.assertEqual(str(e), f"OCI runtime exec failed: exec failed: {reason}")
             self.assertEqual(s.exit_code, 126)
 
     def test_container_gone_forgets_its_execs(self) -> None:
@@ -189,9 +181,8 @@ class ExecServiceTests(SynchronousTestCase):
             self.targets.target = attrs.evolve(self.target, rootfs="/nonexistent-root")
             self.svc._resolve_user = resolver
             s = self._create(user="nobody2")
-            f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
-            f.trap(ExecError)
-            self.assertEqual(str(f.value), text)
+            e = self.assertRaises(ExecError, run_sync, self.svc.start(s.id, None))
+            self.assertEqual(str(e), text)
             self.assertEqual(s.exit_code, 126)
         self.assertEqual(self.driver.specs, [])
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)  # the reason is in the log
@@ -209,10 +200,9 @@ class ExecServiceTests(SynchronousTestCase):
         self.svc._resolve_user = resolver
         for user, name in (("app", "app"), ("app:staff", "app"), ("1000", "1000")):
             s = self._create(user=user)
-            f = self.failureResultOf(Deferred.fromCoroutine(self.svc.start(s.id, None)))
-            f.trap(ExecError)
+            e = self.assertRaises(ExecError, run_sync, self.svc.start(s.id, None))
             self.assertEqual(
-                str(f.value),
+                str(e),
                 f"unable to find user {name}: no matching entries in passwd file "
                 "(the container's root filesystem is not mounted)",
             )

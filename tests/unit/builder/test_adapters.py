@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import NotFound
@@ -70,8 +69,8 @@ class DistributionPullerTests(SynchronousTestCase):
         from pyd.engine.builder.adapters import DistributionPuller
 
         p = DistributionPuller(lambda: None, _Resolver())
-        f = self.failureResultOf(Deferred.fromCoroutine(p.pull("x:1", _Progress())), NotFound)
-        self.assertIn("pull access denied for x", str(f.value))
+        e = self.assertRaises(NotFound, run_sync, p.pull("x:1", _Progress()))
+        self.assertIn("pull access denied for x", str(e))
 
 
 class AuthForTests(SynchronousTestCase):
