@@ -179,6 +179,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             d("exec", "-t", "conf-e", "sh", "-c", "exit 3"),
             d("exec", "conf-e", "nonexistent"),
             d("exec", "conf-e", "/nope/x"),
+            d("exec", "-t", "conf-e", "nonexistent"),
             d("kill", "conf-e"),
             d("exec", "conf-e", "true"),
             Api("POST", "/containers/nope/exec", {"Cmd": ["true"]}),

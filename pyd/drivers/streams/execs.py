@@ -30,6 +30,10 @@ from pyd.drivers.runtime.conmon import scrub_host_paths, strip_runtime_message
 from pyd.drivers.runtime.oci import OciRuntime
 
 log = Logger()
+# What the sync pipe is taken to say when conmon exits without writing to it.
+LOST = "conmon exited without a reply"
+# crun's log in an exec's directory (L{_runtime_log_args}).
+RUNTIME_LOG = "runtime.log"
 
 
 class ExecFailed(Exception):
@@ -112,7 +116,7 @@ class _ExecProtocol(ProcessProtocol):
             self.exit.callback(msg)
 
     def childConnectionLost(self, childFD: int) -> None:
-        lost = {"data": -1, "message": "conmon exited without a reply"}
+        lost = {"data": -1, "message": LOST}
         if childFD == 3:
             if self._sync_buf.strip():
                 self._sync_line(self._sync_buf)
@@ -124,10 +128,18 @@ class _ExecProtocol(ProcessProtocol):
             self.attach_ready.callback(lost)
 
     def processEnded(self, reason: Failure) -> None:
-        lost = {"data": -1, "message": "conmon exited without a reply"}
+        lost = {"data": -1, "message": LOST}
         for d in (self.attach_ready, self.pid, self.exit):
             if not d.called:
                 d.callback(lost)
+
+
+def _runtime_log_args(rt: OciRuntime, exec_dir: str) -> list[str]:
+    """conmon's C{--runtime-arg}s that make crun log its errors to the exec's directory (with a
+    terminal they reach neither the sync pipe nor conmon's stderr); none for other runtimes."""
+    if os.path.basename(rt.path) != "crun":
+        return []
+    return ["--runtime-arg", f"--log=file:{os.path.join(exec_dir, RUNTIME_LOG)}"]
 
 
 def _parse(line: bytes) -> dict[str, Any]:
@@ -169,6 +181,7 @@ class ConmonExecDriver:
             "-u", spec.exec_id,
             "-n", spec.exec_id,
             *(spec.runtime or self.default).conmon_args(),
+            *_runtime_log_args(spec.runtime or self.default, d),
             "-b", d,
             "-p", os.path.join(d, "pid"),
             "-P", os.path.join(d, "conmon.pid"),
@@ -268,16 +281,28 @@ class ConmonExecDriver:
 
     async def _error(self, msg: dict[str, Any], d: str) -> str:
         text = str(msg.get("message") or "")
-        if not text:
+        if not text or text == LOST:
 
-            def read() -> str:
+            def read(name: str) -> str:
                 try:
-                    with open(os.path.join(d, "conmon.stderr"), errors="replace") as f:
+                    with open(os.path.join(d, name), errors="replace") as f:
                         return f.read()[-2000:]
                 except OSError:
                     return ""
 
-            text = await self._blocking.run(read) or "exec failed"
+            # With a terminal conmon reports no runtime error (it exits without a reply): the
+            # runtime's own log has it (its last line: the error that ended the exec).
+            logged = [
+                ln
+                for ln in (await self._blocking.run(read, RUNTIME_LOG)).splitlines()
+                if ln.strip()
+            ]
+            text = (
+                (logged[-1] if logged else "")
+                or await self._blocking.run(read, "conmon.stderr")
+                or text
+                or "exec failed"
+            )
         return scrub_host_paths(strip_runtime_message(text), self._host_roots)
 
     async def cleanup(self, exec_dir: str) -> None:
