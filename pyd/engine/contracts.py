@@ -309,7 +309,14 @@ class VolumeProvider(Protocol):
         failed: drop the staging points C{prepare} made. Idempotent."""
         ...
 
-    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+    async def release(
+        self,
+        container_id: str,
+        remove_anonymous: bool,
+        mounts: Sequence[MountSpec] | None = None,
+    ) -> None:
         """On removal: forget the container's uses; delete its anonymous volumes if asked
-        (C{docker rm -v} and AutoRemove containers)."""
+        (C{docker rm -v} and AutoRemove containers). C{mounts}: the container's saved mounts
+        when they are final (not a create cut short); without a volume among them there are no
+        uses to read and forget."""
         ...

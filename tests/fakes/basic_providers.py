@@ -191,7 +191,12 @@ class BasicVolumeProvider:
     async def unstage(self, container_id: str) -> None:
         """No staging points here."""
 
-    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+    async def release(
+        self,
+        container_id: str,
+        remove_anonymous: bool,
+        mounts: Sequence[MountSpec] | None = None,
+    ) -> None:
         """Nothing recorded, nothing to release."""
 
 

@@ -190,7 +190,12 @@ class FakeVolumeProvider:
     async def unstage(self, container_id: str) -> None:
         """No staging points here."""
 
-    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+    async def release(
+        self,
+        container_id: str,
+        remove_anonymous: bool,
+        mounts: Sequence[MountSpec] | None = None,
+    ) -> None:
         self.released.append((container_id, remove_anonymous))
 
 

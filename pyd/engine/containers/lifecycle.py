@@ -42,6 +42,7 @@ from pyd.drivers.runtime.shm import mount_shm, unmount_shm
 from pyd.engine import honoured
 from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import (
+    CREATING,
     PruneResult,
     WaitResult,
     _now_nano,
@@ -587,7 +588,10 @@ class ContainerLifecycle(ContainerCreate):
                 ):
                     if not ok:
                         failure.raiseException()
-                await self._volumes.release(c.id, volumes)
+                # The saved mounts tell the volume area whether there are uses to forget; a
+                # create still under way has not saved them yet.
+                final = None if c.extra.get(CREATING) else c.mounts
+                await self._volumes.release(c.id, volumes, final)
                 await self._repo.remove(c.id)
             except BaseException:
                 await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status=prev)))

@@ -447,8 +447,10 @@ class Endpoints(Ipam, Ports, Dns):
         """On removal: drop the container's endpoints (addresses go back to the pool)."""
 
         async def run() -> None:
+            # The endpoint rows go with the container's row (ON DELETE CASCADE), in the same
+            # transaction, so a crash between here and there leaves them with the row the
+            # restart finishes removing; no round trip of their own.
             await self._teardown(container_id, removing=True)
-            await self._repo.remove_endpoints(container_id)
 
         await self._locked(run)
 

@@ -740,10 +740,20 @@ class VolumeService:
 
         await self._locks.run(vol.name, locked)
 
-    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+    async def release(
+        self,
+        container_id: str,
+        remove_anonymous: bool,
+        mounts: Sequence[MountSpec] | None = None,
+    ) -> None:
         """On container removal: forget its uses, unmount what nothing uses any more, and delete
         its anonymous volumes when asked (those another container uses stay)."""
         await self._driver.release_staged(container_id)
+        if mounts is not None and not any(m.type == "volume" for m in mounts):
+            # Every use row has a volume MountSpec in the saved mounts (written after the uses
+            # by create; a create cut short passes None): nothing to forget, and the round trip
+            # would cost a bulk `docker rm` one of its six per container.
+            return
         names = await self._repo.remove_uses(container_id)
         for name in names:
             active = self._active.get(name)

@@ -1,0 +1,117 @@
+"""What one C{docker rm} of a created container costs the database (issue 21: a bulk rm of 200
+containers trailed dockerd on ~6-7 round trips each): the statements and the DB-thread round
+trips per removal are counted so they cannot creep back. The whole daemon runs in memory
+(L{InProcessDaemon}); SQLAlchemy's engine events count what reaches SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
+from tests.helpers.wiring import InProcessDaemon
+
+# The removal's floor with crash consistency kept: mark "removing" (committed before anything
+# is released), read the endpoints, forget the writable layer (and release its chain), delete
+# the row (endpoints and volume uses cascade), record the destroy event.
+ROUND_TRIPS = 5
+
+
+class RemoveStatementTests(SynchronousTestCase):
+    """Statements and round trips of DELETE /containers/ID."""
+
+    def setUp(self) -> None:
+        self.daemon = InProcessDaemon()
+        self.addCleanup(self.daemon.cleanup)
+        self.successResultOf(self.daemon.start())
+        self.addCleanup(self.stop)
+        self.http = self.daemon.stub()
+        self.statements: list[str] = []
+        self.round_trips = 0
+        event.listen(Engine, "before_cursor_execute", self._statement)
+        event.listen(Engine, "begin", self._begin)
+        self.addCleanup(event.remove, Engine, "before_cursor_execute", self._statement)
+        self.addCleanup(event.remove, Engine, "begin", self._begin)
+        built = busybox_image_tar(os.path.join(self.daemon.tmp, "bb.tar"))
+        with open(built.path, "rb") as f:
+            code, _ = self.call("POST", "/v1.50/images/load?quiet=1", f.read(), "application/x-tar")
+        self.assertEqual(code, 200)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        self.statements.append(statement.split(None, 1)[0].upper())
+
+    def _begin(self, conn: Any) -> None:
+        self.round_trips += 1
+
+    def stop(self) -> None:
+        d = self.daemon.stop()
+        if d is not None:
+            self.successResultOf(d)
+
+    def call(
+        self, method: str, path: str, body: Any = None, ctype: str = "application/json"
+    ) -> tuple[int, Any]:
+        kw: dict[str, Any] = {}
+        if body is not None:
+            kw["data"] = body if isinstance(body, bytes) else json.dumps(body).encode()
+            kw["headers"] = {"Content-Type": ctype}
+        d = self.http.request(method, "http://pyd" + path, **kw)
+        self.http.flush()
+        resp = self.successResultOf(d)
+        content = resp.content()
+        self.http.flush()
+        raw = self.successResultOf(content)
+        return resp.code, (json.loads(raw) if raw else None)
+
+    def create(self, **body: Any) -> str:
+        code, out = self.call(
+            "POST", "/v1.50/containers/create", {"Image": DEFAULT_TAG, "Cmd": ["true"], **body}
+        )
+        self.assertEqual(code, 201, out)
+        cid: str = out["Id"]
+        return cid
+
+    def measure_rm(self, cid: str, query: str = "") -> tuple[int, list[str]]:
+        self.statements.clear()
+        self.round_trips = 0
+        code, body = self.call("DELETE", f"/v1.50/containers/{cid}{query}")
+        self.assertEqual(code, 204, body)
+        return self.round_trips, list(self.statements)
+
+    def test_created_container(self) -> None:
+        """A created container without volumes: five round trips, nine statements (the rw
+        layer's chain walk is three of them), each container alike."""
+        ids = [self.create() for _ in range(3)]
+        for cid in ids:
+            trips, stmts = self.measure_rm(cid)
+            self.assertEqual(trips, ROUND_TRIPS, stmts)
+            self.assertEqual(len(stmts), 9, stmts)
+            self.assertEqual(stmts.count("UPDATE"), 1, stmts)  # the "removing" mark
+            self.assertEqual(stmts.count("INSERT"), 1, stmts)  # the destroy event
+        code, listed = self.call("GET", "/v1.50/containers/json?all=1")
+        self.assertEqual((code, listed), (200, []))
+
+    def test_volume_uses_forgotten(self) -> None:
+        """With a named volume the uses are read and forgotten (one round trip more), and the
+        volume is free for C{docker volume rm} afterwards."""
+        cid = self.create(HostConfig={"Binds": ["data:/data"]})
+        code, _ = self.call("DELETE", "/v1.50/volumes/data")
+        self.assertEqual(code, 409)
+        trips, stmts = self.measure_rm(cid)
+        self.assertEqual(trips, ROUND_TRIPS + 1, stmts)
+        code, _ = self.call("DELETE", "/v1.50/volumes/data")
+        self.assertEqual(code, 204)
+
+    def test_anonymous_volume_removed_with_v(self) -> None:
+        """C{rm -v} still deletes the container's anonymous volume."""
+        cid = self.create(Volumes={"/anon": {}})
+        code, vols = self.call("GET", "/v1.50/volumes")
+        self.assertEqual(len(vols["Volumes"]), 1)
+        self.measure_rm(cid, "?v=1")
+        code, vols = self.call("GET", "/v1.50/volumes")
+        self.assertEqual((code, vols["Volumes"]), (200, []))
