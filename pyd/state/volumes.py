@@ -96,10 +96,16 @@ class VolumeRepository:
             return vol, True
 
         def written(result: Any) -> Any:
+            alone = self._writes == mine
             self._writing(vol.name)
+            if alone and isinstance(result, tuple):
+                # No other write ran meanwhile: the stored record is what a read would give,
+                # so the inspect that follows a create (the CLI's, the bench's) needs no read.
+                self._keep(self._writes, result[0])
             return result
 
         self._writing(vol.name)
+        mine = self._writes
         return self._db.transaction(thd).addBoth(written)
 
     def get(self, name: str) -> Deferred[Volume | None]:
@@ -121,7 +127,13 @@ class VolumeRepository:
         def thd(conn: Connection) -> list[Volume]:
             return [_record(r) for r in conn.execute(select(VolumeRow).order_by(VolumeRow.name))]
 
-        return self._db.run(thd)
+        def keep(vols: list[Volume]) -> list[Volume]:
+            for v in vols:
+                self._keep(seen, v)
+            return vols
+
+        seen = self._writes
+        return self._db.run(thd).addCallback(keep)
 
     def ref_counts(self) -> Deferred[dict[str, int]]:
         """How many distinct containers refer to each referenced volume."""

@@ -8,6 +8,8 @@ import tempfile
 from typing import Any
 from urllib.parse import quote
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -161,3 +163,38 @@ class VolumesApiTests(SynchronousTestCase):
         (row,) = body["Volumes"]
         self.assertEqual(row["Name"], "dfv")
         self.assertEqual(row["UsageData"], {"Size": 0, "RefCount": 0})
+
+
+class VolumesApiStatementTests(SynchronousTestCase):
+    """What each volume request costs the database (issue 21: the volume API trailed dockerd),
+    counted so it cannot creep back (the same wiring as L{VolumesApiTests}, not its tests)."""
+
+    call = VolumesApiTests.call
+
+    def setUp(self) -> None:
+        VolumesApiTests.setUp(self)  # type: ignore[arg-type]  # the same attributes, set on this case
+        self.statements: list[str] = []
+        event.listen(Engine, "before_cursor_execute", self._statement)
+        self.addCleanup(event.remove, Engine, "before_cursor_execute", self._statement)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        self.statements.append(statement.split(None, 1)[0].upper())
+
+    def counted(self, method: str, path: str, body: Any = None) -> tuple[int, list[str]]:
+        self.statements.clear()
+        code, _ = self.call(method, path, body)
+        return code, list(self.statements)
+
+    def test_statements_per_request(self) -> None:
+        """create: the name's read, its read-and-insert, the event; inspect after create or
+        list: none; list: one SELECT; rm of a plain volume: the read of its row and uses, the
+        delete, the event (the uses are read once, in the delete's transaction)."""
+        code, stmts = self.counted("POST", "/volumes/create", {"Name": "s1"})
+        self.assertEqual((code, stmts), (201, ["SELECT", "SELECT", "INSERT", "INSERT"]))
+        self.assertEqual(self.counted("GET", "/volumes/s1"), (200, []))
+        self.assertEqual(self.counted("GET", "/volumes"), (200, ["SELECT"]))
+        self.assertEqual(self.counted("GET", "/volumes/s1"), (200, []))
+        code, stmts = self.counted("DELETE", "/volumes/s1")
+        self.assertEqual(code, 204)
+        self.assertEqual(stmts.count("SELECT"), 2, stmts)  # the row and its uses, once
+        self.assertEqual(self.counted("GET", "/volumes/s1")[0], 404)

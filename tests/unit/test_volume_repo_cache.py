@@ -73,6 +73,7 @@ class VolumeCacheTests(SynchronousTestCase):
     def test_read_before_delete_answered_after_is_not_kept(self) -> None:
         self.blocking.inline = True
         self.successResultOf(self.repo.get_or_add(vol("a")))
+        self.repo._known.clear()  # the create kept its record: this read goes to the database
         self.blocking.inline = False
         read = self.repo.get("a")  # queued: reads the row before the delete runs
         gone = self.repo.delete("a")
@@ -93,3 +94,45 @@ class VolumeCacheTests(SynchronousTestCase):
         self.blocking.step(0)
         self.assertEqual(self.successResultOf(made), (vol("b"), True))
         self.assertEqual(self.get("b"), vol("b"))
+
+    def test_created_record_kept(self) -> None:
+        """The inspect that follows a create needs no database read."""
+        self.blocking.inline = True
+        self.successResultOf(self.repo.get_or_add(vol("c")))
+        self.blocking.inline = False
+        got = self.repo.get("c")
+        self.assertEqual(self.blocking.pending, [])
+        self.assertEqual(self.successResultOf(got), vol("c"))
+
+    def test_create_overlapping_delete_not_kept(self) -> None:
+        """A create answered after a delete of the same name started keeps nothing: the
+        delete's commit may follow the create's."""
+        made = self.repo.get_or_add(vol("d"))
+        gone = self.repo.delete("d")
+        self.blocking.step(0)  # the create commits, its answer arrives while the delete waits
+        self.assertEqual(self.successResultOf(made), (vol("d"), True))
+        self.blocking.step(0)
+        self.assertEqual(self.successResultOf(gone), vol("d"))
+        self.assertIsNone(self.get("d"))
+
+    def test_listed_records_kept(self) -> None:
+        """Every volume a list read returns is kept, unless a write ran meanwhile."""
+        self.blocking.inline = True
+        for name in ("e", "f"):
+            self.successResultOf(self.repo.get_or_add(vol(name)))
+        self.repo._known.clear()
+        self.assertEqual(self.successResultOf(self.repo.all()), [vol("e"), vol("f")])
+        self.blocking.inline = False
+        got = self.repo.get("f")
+        self.assertEqual(self.blocking.pending, [])
+        self.assertEqual(self.successResultOf(got), vol("f"))
+        self.repo._known.clear()
+        listed = self.repo.all()
+        gone = self.repo.delete("e")
+        fn, args, d = self.blocking.pending.pop(0)
+        rows = fn(*args)  # the list sees "e" ...
+        self.blocking.step(0)  # ... the delete commits first ...
+        d.callback(rows)
+        self.assertEqual(self.successResultOf(gone), vol("e"))
+        self.assertEqual(self.successResultOf(listed), [vol("e"), vol("f")])
+        self.assertIsNone(self.get("e"))
