@@ -9,7 +9,6 @@ from typing import Any
 import attrs
 from sqlalchemy import insert
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.networks import NetworksRouter
@@ -207,22 +206,20 @@ class NetworksApiTests(SynchronousTestCase):
         """A running container shows in Containers; rm is refused until it leaves."""
         self.call("POST", "/networks/create", {"Name": "appnet"})
         cid = self.add_container("web")
-        setup = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.service.setup(
-                    cid,
-                    "/web",
-                    "webhost",
-                    "appnet",
-                    net_request(
-                        {
-                            "PortBindings": {"80/tcp": [{"HostPort": "8080"}]},
-                            "ExtraHosts": ["h:1.2.3.4"],
-                        },
-                        {"appnet": {"Aliases": ["www"]}},
-                    ),
-                    ["80/tcp"],
-                )
+        setup = run_sync(
+            self.service.setup(
+                cid,
+                "/web",
+                "webhost",
+                "appnet",
+                net_request(
+                    {
+                        "PortBindings": {"80/tcp": [{"HostPort": "8080"}]},
+                        "ExtraHosts": ["h:1.2.3.4"],
+                    },
+                    {"appnet": {"Aliases": ["www"]}},
+                ),
+                ["80/tcp"],
             )
         )
         ep = setup.endpoints[0]
@@ -317,16 +314,14 @@ class NetworksApiTests(SynchronousTestCase):
             {"Container": "web", "EndpointConfig": {"Aliases": ["web-alias"]}},
         )
         self.assertEqual(code, 200)
-        setup = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.service.setup(
-                    cid,
-                    "/web",
-                    "web",
-                    "appnet",
-                    net_request(endpoints={"appnet": {"Aliases": ["old"]}}),
-                    [],
-                )
+        setup = run_sync(
+            self.service.setup(
+                cid,
+                "/web",
+                "web",
+                "appnet",
+                net_request(endpoints={"appnet": {"Aliases": ["old"]}}),
+                [],
             )
         )
         self.assertEqual([e.network_name for e in setup.endpoints], ["appnet"])
@@ -342,11 +337,7 @@ class NetworksApiTests(SynchronousTestCase):
         self.call("POST", "/networks/create", {"Name": "relnet"})
         run = self.add_container("run")
         self.containers.refs[run] = ContainerRef(run, "run", True, "relnet")
-        self.successResultOf(
-            Deferred.fromCoroutine(
-                self.service.setup(run, "/run", "run", "relnet", NetworkRequest(), [])
-            )
-        )
+        run_sync(self.service.setup(run, "/run", "run", "relnet", NetworkRequest(), []))
         idle = self.add_container("idle")
         code, _ = self.call("POST", "/networks/relnet/connect", {"Container": "idle"})
         self.assertEqual(code, 200)
@@ -410,11 +401,7 @@ class EmbeddedResolverTests(SynchronousTestCase):
 
     def _setup(self, name: str, mode: str, **hc: Any) -> Any:
         cid = self.add_container(name)
-        setup = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.service.setup(cid, name, name, mode, network_request(hc), [])
-            )
-        )
+        setup = run_sync(self.service.setup(cid, name, name, mode, network_request(hc), []))
         assert setup.netns_path is not None
         self.netlink.in_use.add(setup.netns_path)
         os.makedirs(os.path.dirname(setup.netns_path), exist_ok=True)

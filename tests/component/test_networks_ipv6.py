@@ -123,11 +123,7 @@ class Ipv6NetworkTests(SynchronousTestCase):
     def start(self, name: str, network: str, ipam: dict[str, str] | None = None) -> Any:
         cid = self.add_container(name)
         eps = {network: {"IPAMConfig": ipam}} if ipam else {}
-        return self.successResultOf(
-            Deferred.fromCoroutine(
-                self.service.setup(cid, name, name, network, net_request(None, eps), [])
-            )
-        )
+        return run_sync(self.service.setup(cid, name, name, network, net_request(None, eps), []))
 
     # -- create ------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from urllib.parse import quote
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,6 +25,7 @@ from pyd.engine.volumes import VolumeService
 from pyd.state.events import EventRepository
 from pyd.state.volumes import VolumeRepository
 from tests.helpers.memdb import memory_db
+from tests.helpers.sync import run_sync
 from tests.unit.test_volumes_engine import FakeMountDriver, add_container
 
 
@@ -106,11 +106,7 @@ class VolumesApiTests(SynchronousTestCase):
         )
         cid = "9" * 64
         add_container(self.db, cid)
-        self.successResultOf(
-            Deferred.fromCoroutine(
-                self.svc.resolve_mounts(cid, mount_request({"Binds": ["busy:/b"]}), [])
-            )
-        )
+        run_sync(self.svc.resolve_mounts(cid, mount_request({"Binds": ["busy:/b"]}), []))
         self.assertEqual(
             self.call("DELETE", "/volumes/busy?force=1"),
             (409, {"message": f"remove busy: volume is in use - [{cid}]"}),

@@ -6,14 +6,13 @@ import io
 import json
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.authz import Lookup, NoLookup, Policy, check
 from pyd.api.base import Route, match_route
 from pyd.core import certs
 from pyd.core.errors import Forbidden, InvalidParameter
+from tests.helpers.sync import run_sync
 
 
 class FakeRequest:
@@ -68,11 +67,7 @@ def run_check(
     route the root would match for it (among every router, as wired)."""
     if not hasattr(request, "pyd_route"):
         request.pyd_route = route_for(method, path)
-    box: list[Any] = []
-    Deferred.fromCoroutine(check(role, method, path, request, policy, lookup)).addBoth(box.append)
-    assert box, "the check did not finish synchronously"
-    if isinstance(box[0], Failure):
-        box[0].raiseException()
+    run_sync(check(role, method, path, request, policy, lookup))
 
 
 def refuse(

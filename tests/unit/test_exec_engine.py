@@ -135,9 +135,7 @@ class ExecServiceTests(SynchronousTestCase):
         ]  # fmt: skip
         for cmd, crun_says, reason in cases:
             self.driver.fail = crun_says
-            s = self.successResultOf(
-                Deferred.fromCoroutine(self.svc.create("web", ExecConfig(cmd=cmd)))
-            )
+            s = run_sync(self.svc.create("web", ExecConfig(cmd=cmd)))
             e = self.assertRaises(ExecError, run_sync, self.svc.start(s.id, None))
             self.assertEqual(str(e), f"OCI runtime exec failed: exec failed: {reason}")
             self.assertEqual(s.exit_code, 126)

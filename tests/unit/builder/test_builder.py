@@ -77,9 +77,7 @@ class BuilderTestCase(SynchronousTestCase):
 
     def build_fails(self, files: dict[str, bytes | str], **opts: Any) -> BuildFailed:
         progress = FakeProgress()
-        prepared = self.successResultOf(
-            Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
-        )
+        prepared = run_sync(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
         f = self.failureResultOf(
             Deferred.fromCoroutine(self.svc.run(prepared, progress)), BuildFailed
         )
@@ -494,12 +492,10 @@ class CancelTests(BuilderTestCase):
 
         self.containers.run_fn = run_and_disconnect
         self.progress = FakeProgress()
-        prepared = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.svc.prepare(
-                    make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\nRUN echo never\n"}),
-                    BuildOptions(tags=("c",)),
-                )
+        prepared = run_sync(
+            self.svc.prepare(
+                make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\nRUN echo never\n"}),
+                BuildOptions(tags=("c",)),
             )
         )
         commits = self.images.commits
@@ -532,12 +528,10 @@ class DeferredCancelTests(BuilderTestCase):
 
         containers.run = run  # type: ignore[method-assign]  # the test swaps the method for a scripted one
         progress = FakeProgress()
-        prepared = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.svc.prepare(
-                    make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\n"}),
-                    BuildOptions(tags=("c",)),
-                )
+        prepared = run_sync(
+            self.svc.prepare(
+                make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\n"}),
+                BuildOptions(tags=("c",)),
             )
         )
         d = Deferred.fromCoroutine(self.svc.run(prepared, progress))
@@ -571,12 +565,10 @@ class DeferredCancelTests(BuilderTestCase):
                 return None
 
             containers.run = run  # type: ignore[method-assign]  # the test swaps the method for a scripted one
-        prepared = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.svc.prepare(
-                    make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\n"}),
-                    BuildOptions(tags=("c",)),
-                )
+        prepared = run_sync(
+            self.svc.prepare(
+                make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\n"}),
+                BuildOptions(tags=("c",)),
             )
         )
         d = Deferred.fromCoroutine(self.svc.run(prepared, progress))
@@ -692,11 +684,9 @@ class BuildLimitTests(BuilderTestCase):
     def test_step_below_the_reserve(self) -> None:
         """The reserve is crossed after the upload: the next RUN stops before its container is
         made, with min-free-space named."""
-        prepared = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.svc.prepare(
-                    make_tar({"Dockerfile": "FROM busybox\nRUN echo hi\n"}), BuildOptions()
-                )
+        prepared = run_sync(
+            self.svc.prepare(
+                make_tar({"Dockerfile": "FROM busybox\nRUN echo hi\n"}), BuildOptions()
             )
         )
         self.svc.keep_free = 1 << 62

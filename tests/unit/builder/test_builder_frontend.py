@@ -293,17 +293,14 @@ class PruneKeepsLiveBuildsTests(BuilderTestCase):
     def test_prepared_build_survives_prune_and_leftovers_do_not(self) -> None:
         """A prepared (running) build's context stays; a leftover directory of a build that no
         longer runs is reclaimed; once the build is done its directory goes too."""
-        from twisted.internet.defer import Deferred
 
         from pyd.engine.builder.builder import BuildOptions
         from tests.unit.builder.helpers import make_tar
 
         leftover = os.path.join(self.svc.root, "0" * 32)
         os.makedirs(os.path.join(leftover, "context"))
-        prepared = self.successResultOf(
-            Deferred.fromCoroutine(
-                self.svc.prepare(make_tar({"Dockerfile": "FROM busybox\n"}), BuildOptions())
-            )
+        prepared = run_sync(
+            self.svc.prepare(make_tar({"Dockerfile": "FROM busybox\n"}), BuildOptions())
         )
         ids, _ = run_sync(self.svc.prune())
         self.assertIn("0" * 32, ids)
