@@ -29,6 +29,7 @@ from pyd.cli.output import (
     summary,
 )
 from pyd.cli.parser import build
+from tests.helpers.sync import run_sync
 
 
 def ctx(name: str, host: str = "tcp://10.0.0.1:2376", **labels: str) -> Context:
@@ -71,14 +72,7 @@ class FakeClient:
 
 
 def run(command: fleet.Command, client: FakeClient) -> list[dict[str, Any]]:
-    d = defer.Deferred.fromCoroutine(command(client))  # type: ignore[arg-type]  # the fake
-    result: list[dict[str, Any]] = []
-    d.addCallback(result.extend)
-    failures: list[Any] = []
-    d.addErrback(failures.append)
-    if failures:
-        failures[0].raiseException()
-    return result
+    return list(run_sync(command(client)))  # type: ignore[arg-type]  # the fake
 
 
 def frame(stream: int, data: bytes) -> bytes:
