@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.api.wire import qint
@@ -14,6 +13,7 @@ from pyd.core.errors import InvalidParameter
 from pyd.core.reference import parse_normalized, valid_domain
 from pyd.engine.distribution.search import IndexOps, _login_host
 from pyd.engine.spec.rules import parse_signal
+from tests.helpers.sync import run_sync
 
 
 class _Request:
@@ -86,7 +86,5 @@ class RegistryHostTests(SynchronousTestCase):
             ("١٢.x/busybox", "invalid index name (١٢.x)"),
             ("-a.io/x", "invalid index name (-a.io). Cannot begin or end with a hyphen"),
         ):
-            f = self.failureResultOf(
-                Deferred.fromCoroutine(ops._index_client(term, None)), InvalidParameter
-            )
-            self.assertEqual(str(f.value), text)
+            e = self.assertRaises(InvalidParameter, run_sync, ops._index_client(term, None))
+            self.assertEqual(str(e), text)

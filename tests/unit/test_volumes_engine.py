@@ -561,16 +561,15 @@ class ResolveMountsTests(Base):
     def test_volume_driver(self) -> None:
         """--volume-driver only matters when a volume is made: then an unknown one is a 404."""
         self.resolve({"VolumeDriver": "nfsx", "Binds": [f"{self.tmp}:/h"]})
-        f = self.failureResultOf(
-            Deferred.fromCoroutine(
-                self.svc.resolve_mounts(
-                    self.cid, mount_request({"VolumeDriver": "nfsx", "Binds": ["vx:/x"]}), []
-                )
-            ),
+        e = self.assertRaises(
             NotFound,
+            run_sync,
+            self.svc.resolve_mounts(
+                self.cid, mount_request({"VolumeDriver": "nfsx", "Binds": ["vx:/x"]}), []
+            ),
         )
         self.assertEqual(
-            str(f.value), 'create vx: error looking up volume plugin nfsx: plugin "nfsx" not found'
+            str(e), 'create vx: error looking up volume plugin nfsx: plugin "nfsx" not found'
         )
 
     def test_failure_rolls_back_anonymous(self) -> None:

@@ -78,11 +78,9 @@ class BuilderTestCase(SynchronousTestCase):
     def build_fails(self, files: dict[str, bytes | str], **opts: Any) -> BuildFailed:
         progress = FakeProgress()
         prepared = run_sync(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
-        f = self.failureResultOf(
-            Deferred.fromCoroutine(self.svc.run(prepared, progress)), BuildFailed
-        )
+        e = self.assertRaises(BuildFailed, run_sync, self.svc.run(prepared, progress))
         self.progress = progress
-        return f.value  # type: ignore[no-any-return]  # trial's failureResultOf value is typed Any
+        return e
 
     def prepare_fails(self, files: dict[str, bytes | str], **opts: Any) -> InvalidParameter:
         d = Deferred.fromCoroutine(self.svc.prepare(make_tar(files), BuildOptions(**opts)))
@@ -499,10 +497,8 @@ class CancelTests(BuilderTestCase):
             )
         )
         commits = self.images.commits
-        f = self.failureResultOf(
-            Deferred.fromCoroutine(self.svc.run(prepared, self.progress)), BuildFailed
-        )
-        self.assertEqual(f.value.message, "Build cancelled")
+        e = self.assertRaises(BuildFailed, run_sync, self.svc.run(prepared, self.progress))
+        self.assertEqual(e.message, "Build cancelled")
         self.assertEqual(self.containers.created, {})
         self.assertEqual(self.images.commits, commits)
         self.assertNotIn("c:latest", self.images.tags)
@@ -690,8 +686,6 @@ class BuildLimitTests(BuilderTestCase):
             )
         )
         self.svc.keep_free = 1 << 62
-        f = self.failureResultOf(
-            Deferred.fromCoroutine(self.svc.run(prepared, FakeProgress())), BuildFailed
-        )
-        self.assertIn("not enough free space", f.value.message)
+        e = self.assertRaises(BuildFailed, run_sync, self.svc.run(prepared, FakeProgress()))
+        self.assertIn("not enough free space", e.message)
         self.assertEqual(self.containers.created, {})
