@@ -82,6 +82,8 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
     io_pool = PoolService("pyd-io", 4)
     io = ThreadPoolBlocking(reactor, io_pool.pool)
     runner = ReactorProcessRunner(reactor)
+    # registry traffic and URL imports go through the same proxies (dockerd: one environment)
+    proxies = ProxySettings.resolve(config.http_proxy, config.https_proxy, config.no_proxy)
     runtimes = _runtimes(config)
     runtime = ConmonRuntime(
         reactor,
@@ -123,7 +125,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
             ),
             runner,
         ),
-        fetcher=UrlFetcher(reactor, io).fetch,
+        fetcher=UrlFetcher(reactor, io, proxies).fetch,
         netlink=NetlinkDriver(),
         firewall=FirewallDriver(runner, table_name(config.exec_root)),
         resolver=lambda table: DnsServer(table, reactor),
@@ -134,11 +136,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
             staging_root=os.path.join(config.exec_root, "mounts"),
         ),
         # dockerd's per-registry CA/client certs
-        registry=HTTPClients(
-            reactor,
-            "/etc/docker/certs.d",
-            ProxySettings.resolve(config.http_proxy, config.https_proxy, config.no_proxy),
-        ),
+        registry=HTTPClients(reactor, "/etc/docker/certs.d", proxies),
         log_watcher=DirWatcher(reactor),
     )
 

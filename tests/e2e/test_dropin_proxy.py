@@ -1,20 +1,25 @@
-"""Pulls and pushes through the daemon's proxy (issue 17), with the real docker CLI.
+"""Pulls, pushes and URL imports through the daemon's proxy (issue 17), with the real docker CLI.
 
 The registry is named C{reg.pyd-test.invalid:PORT}, a name only the test's proxy resolves (to the
 loopback registry), so a push and a pull that work went through the proxy; `docker info` shows the
-proxy with its credentials masked.
+proxy with its credentials masked. `docker import http://files.pyd-test.invalid:PORT/...` likewise
+reaches a loopback file server only through the proxy (dockerd's import uses the same proxies).
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 from pathlib import Path
 
 from tests.helpers.daemon import PydDaemon
-from tests.helpers.images import DEFAULT_TAG, load_busybox
+from tests.helpers.images import DEFAULT_TAG, busybox_image_tar, load_busybox
 from tests.helpers.proxy import LoopbackProxy
 from tests.helpers.registry import Registry
 
 NAME = "reg.pyd-test.invalid"
+FILES = "files.pyd-test.invalid"
 
 
 def test_push_pull_through_proxy(tmp_path: Path) -> None:
@@ -52,3 +57,32 @@ def test_push_pull_through_proxy(tmp_path: Path) -> None:
             d.cleanup()
         registry.stop()
         proxy.stop()
+
+
+def test_import_url_through_proxy(tmp_path: Path) -> None:
+    """`docker import URL` downloads through the daemon's proxy: the file server's name resolves
+    only there, and the proxy saw the absolute-URI GET with its credentials."""
+    built = busybox_image_tar(tmp_path / "bb.tar")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "rootfs.tar").write_bytes(built.layers[0])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = LoopbackProxy({FILES: "127.0.0.1"})
+    d: PydDaemon | None = None
+    try:
+        authed = proxy.url.replace("http://", "http://bob:hunter2@")
+        d = PydDaemon(str(tmp_path / "d"), extra_args=["--http-proxy", authed])
+        d.start()
+        url = f"http://{FILES}:{server.server_address[1]}/rootfs.tar"
+        d.docker("import", url, "pyd-t-proxied:1")
+        out = d.docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", "pyd-t-proxied:1")
+        assert out.stdout.strip() == f'["{built.diff_ids[0]}"]'
+        assert ("GET", url, "Basic Ym9iOmh1bnRlcjI=") in proxy.seen
+    finally:
+        if d is not None:
+            d.cleanup()
+        proxy.stop()
+        server.shutdown()
+        server.server_close()

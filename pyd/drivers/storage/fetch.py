@@ -1,7 +1,10 @@
 """Download a URL to a file (layer: drivers), for C{docker import <url>}.
 
 Uses Twisted's HTTP client; the body is written to disk in the io pool while the connection is
-paused, so the reactor never blocks on the file and memory stays bounded.
+paused, so the reactor never blocks on the file and memory stays bounded. The daemon's proxies
+(C{http-proxy}/C{https-proxy}/C{no-proxy}, else the environment's) apply as for registry traffic:
+dockerd's URL import goes through Go's proxy-from-environment transport, which dockerd sets from
+the same configuration.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from twisted.web.http_headers import Headers
 
 from pyd.core import tlsstack
 from pyd.core.seams import Blocking, INetReactor
+from pyd.drivers.registry.proxy import ProxySettings
 
 
 class FetchFailed(Exception):
@@ -61,10 +65,13 @@ class _ToFile(Protocol):
 class UrlFetcher:
     """Fetches http(s) URLs into files."""
 
-    def __init__(self, reactor: INetReactor, blocking: Blocking) -> None:
+    def __init__(
+        self, reactor: INetReactor, blocking: Blocking, proxies: ProxySettings | None = None
+    ) -> None:
         self._reactor = reactor
         self._agent: Any = None  # built on first use: it needs the TLS stack (pyd.core.tlsstack)
         self._blocking = blocking
+        self._proxies = proxies
 
     async def fetch(self, url: str, path: str) -> None:
         """Write the body of C{url} to C{path}. @raise FetchFailed: it could not be fetched."""
@@ -72,9 +79,19 @@ class UrlFetcher:
             raise FetchFailed(f"unsupported URL scheme: {url}")
         if self._agent is None:
             tlsstack.load()  # before twisted.web.client, which binds TLS names at import
-            from twisted.web.client import Agent
+            from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
             self._agent = Agent(self._reactor, connectTimeout=30)
+            if self._proxies is not None and self._proxies.active:
+                from pyd.drivers.registry.proxy import ProxiedAgent
+
+                self._agent = ProxiedAgent(
+                    self._reactor,
+                    self._agent,
+                    BrowserLikePolicyForHTTPS(),
+                    self._proxies,
+                    HTTPConnectionPool(self._reactor, persistent=False),
+                )
         try:
             response = await self._agent.request(
                 b"GET", url.encode(), Headers({b"User-Agent": [b"pyd"]})
