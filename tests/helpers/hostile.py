@@ -61,6 +61,19 @@ REFUSED: dict[str, tuple[bytes, str | None]] = {
         _tar((_ti("f"), _FILE), (_ti("f/g"), _FILE)),
         "f/g",
     ),
+    "absolute symlink as a parent": (
+        _tar(
+            (_ti("l", tarfile.SYMTYPE, linkname="/etc"), None), (_ti("l/pyd-through-link"), _FILE)
+        ),
+        "l/pyd-through-link",
+    ),
+    "climbing symlink as a parent": (
+        _tar(
+            (_ti("up", tarfile.SYMTYPE, linkname="../../../../.."), None),
+            (_ti("up/pyd-through-climb"), _FILE),
+        ),
+        "up/pyd-through-climb",
+    ),
     "not a tar": (b"\x00garbage" * 100, None),
     "truncated": (_BIG[: 512 + 100], None),
     "bad gzip": (b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"garbage" * 20, None),
@@ -72,11 +85,42 @@ REFUSED: dict[str, tuple[bytes, str | None]] = {
 # Archives that are contained rather than refused: what they name lands inside the root.
 CONTAINED: dict[str, bytes] = {
     "absolute name": _tar((_ti("/etc/pyd-abs"), _FILE)),
-    "absolute symlink as a parent": _tar(
-        (_ti("l", tarfile.SYMTYPE, linkname="/etc"), None), (_ti("l/pyd-through-link"), _FILE)
-    ),
-    "climbing symlink as a parent": _tar(
-        (_ti("up", tarfile.SYMTYPE, linkname="../../../../.."), None),
-        (_ti("up/pyd-through-climb"), _FILE),
-    ),
+}
+
+_THROUGH_LINK = "made by the same archive that leads out of its root, and an archive may not write"
+# name -> the rule the image-layer refusal states, in plain words (the untar helper's text)
+LAYER_RULES: dict[str, str] = {
+    "dot-dot file": "is outside of the layer",
+    "deep dot-dot file": "is outside of the layer",
+    "hard link out": "is outside of the layer",
+    "hard link to a missing name": "which does not exist",
+    "block device": "image layers may only hold the character devices",
+    "character device of a disk": "image layers may only hold the character devices",
+    "symlink loop as a parent": _THROUGH_LINK,
+    "absolute symlink as a parent": _THROUGH_LINK,
+    "climbing symlink as a parent": _THROUGH_LINK,
+    "file under a file": "not a directory",
+    "not a tar": "not a tar archive",
+    "truncated": "unexpected end of",
+    "bad gzip": "invalid gzip data",
+    "truncated gzip": "unexpected end of archive",
+    "bad bzip2": "unexpected end of archive",
+    "zstd": "unsupported compression: zstd",
+}
+# name -> the rule the build-context refusal states (device nodes are skipped in a context)
+CONTEXT_RULES: dict[str, str] = {
+    "dot-dot file": "it points outside of the context",
+    "deep dot-dot file": "it points outside of the context",
+    "hard link out": "to missing",
+    "hard link to a missing name": "to missing",
+    "symlink loop as a parent": _THROUGH_LINK,
+    "absolute symlink as a parent": _THROUGH_LINK,
+    "climbing symlink as a parent": _THROUGH_LINK,
+    "file under a file": "a path element is not a directory",
+    "not a tar": "not a tar archive",
+    "truncated": "the archive is corrupt",
+    "bad gzip": "not a tar archive",
+    "truncated gzip": "not a tar archive",
+    "bad bzip2": "not a tar archive",
+    "zstd": "not a tar archive",
 }

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pyd.drivers import sealed
-from tests.helpers.hostile import CONTAINED, REFUSED
+from tests.helpers.hostile import CONTAINED, LAYER_RULES, REFUSED
 from tests.helpers.leaks import leaks
 
 pytestmark = pytest.mark.integration
@@ -54,6 +54,12 @@ def test_refusal_messages(case: str, tmp_path: Path) -> None:
     assert found == [], (case, message, found)
     if entry is not None:
         assert entry in message, (case, message)
+    assert LAYER_RULES[case] in message, (case, message)
+
+
+def test_every_case_has_a_rule() -> None:
+    """Each refused case states a known rule (a new case needs its expected text)."""
+    assert set(LAYER_RULES) == set(REFUSED)
 
 
 @pytest.mark.parametrize("case", sorted(CONTAINED))

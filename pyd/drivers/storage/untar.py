@@ -207,6 +207,55 @@ def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
                 raise
 
 
+def through_link(rel: str, links: dict[str, str]) -> str | None:
+    """The first parent of C{rel} that is a symlink this same archive made and that leads out
+    (L{link_escapes}), if any.
+
+    A tar written from a file system never holds an entry below a symlink (tar does not follow
+    links), so an archive that makes a link and then writes through it is an escape attempt
+    (C{l -> /etc} then C{l/cron.d/x}), refused rather than resolved inside the root. Links that
+    were already there (a container's C{/lib -> usr/lib} under C{docker cp}) are not concerned."""
+    if not links:
+        return None
+    parts = rel.strip("/").split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in links and link_escapes(prefix, links[prefix], links):
+            return prefix
+    return None
+
+
+def link_escapes(rel: str, target: str, links: dict[str, str]) -> bool:
+    """Whether the link C{rel} (relative to the root) to C{target} leads out of the root when
+    used as a parent: an absolute target, one that climbs above the root, or one that leads back
+    to itself or to another link of the same archive (a loop or a chain, not followed). A
+    relative link to a place inside (C{d -> sub}, then C{d/f}) is what dockerd follows, and
+    stays allowed."""
+    if target.startswith("/"):
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if resolved == ".." or resolved.startswith("../"):
+        return True
+    if resolved == rel or resolved.startswith(rel + "/"):
+        return True
+    return through_any(resolved, links)
+
+
+def through_any(rel: str, links: dict[str, str]) -> bool:
+    """Whether C{rel} or one of its parents is a link of the same archive."""
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in links for i in range(1, len(parts) + 1))
+
+
+def refuse_through_link(what: str, name: str, link: str, links: dict[str, str]) -> UntarError:
+    """The refusal of an entry written through a link of the same archive (L{through_link})."""
+    return UntarError(
+        f"{what} {name!r} is refused: its parent {link!r} is a symbolic link to "
+        f"{links[link]!r} made by the same archive that leads out of its root, and an archive "
+        "may not write through such a link"
+    )
+
+
 def check_device(member: tarfile.TarInfo) -> None:
     """Refuse a device node an image layer may not hold (see the module docstring).
 
@@ -235,6 +284,7 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
     """
     size = 0
     dirs: list[tuple[str, float]] = []
+    links: dict[str, str] = {}  # symlinks this archive made: relative path -> target
     try:
         tf = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115 - with below
     except tarfile.ReadError as e:
@@ -248,6 +298,9 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
                 if member.isdir():
                     continue
                 raise UntarError(f"invalid member {member.name!r}")
+            link = through_link(rel, links)
+            if link is not None:
+                raise refuse_through_link("entry", member.name, link, links)
             path = os.path.join(root, rel)
             parent, base = os.path.split(path)
             if base.startswith(WHITEOUT_PREFIX):
@@ -261,12 +314,17 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
                 continue
             if member.islnk():
                 target_rel = _clean(member.linkname, "hardlink target")
+                link = through_link(target_rel, links)
+                if link is not None:
+                    raise refuse_through_link("hard link target", member.linkname, link, links)
                 member.linkname = target_rel
             existing = None
             try:
                 existing = os.lstat(path)
             except FileNotFoundError:  # nothing there yet: no conflict to resolve
                 pass
+            except OSError as e:  # a parent that is not a directory
+                raise UntarError(f"cannot extract {member.name!r}: {_reason(e)}") from e
             if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
                 # Never write through what is already there (a symlink could point anywhere).
                 _remove(path)
@@ -280,6 +338,13 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
                 raise UntarError(
                     f"hard link {member.name!r} points to {member.linkname!r}, which does not exist"
                 ) from None
+            except OSError as e:
+                # the path as the archive names it and the reason, never Python's errno form
+                raise UntarError(f"cannot extract {member.name!r}: {_reason(e)}") from e
+            if member.issym():
+                links[rel] = member.linkname
+            else:
+                links.pop(rel, None)
             _set_xattrs(path, member)
             if member.isdir():
                 dirs.append((path, member.mtime))
@@ -295,6 +360,12 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
         except OSError:  # a directory gone or replaced by a later member: no mtime to restore
             pass
     return size
+
+
+def _reason(e: OSError) -> str:
+    """An OS error's reason alone, lower-cased as Go prints it (no errno, no path)."""
+    text = e.strerror or "cannot be written"
+    return text[0].lower() + text[1:]
 
 
 def _plain(e: BaseException) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 import attrs
 
 from pyd.drivers.inroot import InRoot, fd_path, remove_at, split
+from pyd.drivers.storage.untar import refuse_through_link, through_link
 
 CHUNK = 1 << 20
 
@@ -190,17 +191,28 @@ def extract(
     if policy.space_check is not None:
         policy.space_check()
     dirs: list[tuple[str, tarfile.TarInfo]] = []
+    # Symlinks this archive made (path -> target): a tar of a file system never holds an entry
+    # below a link, so writing through one the same archive made is an escape attempt, refused
+    # (the root still contains it, the second line of defence). Links already there are not
+    # concerned.
+    links: dict[str, str] = {}
     for m in members:
         path = posixpath.normpath(posixpath.join("/", dest, m.name.lstrip("/")))
         parent, base = split(path)
         if not base:
             continue  # the destination itself ("./")
+        if links:
+            _refuse_through_link(m.name, posixpath.dirname(path), links)
         if m.isreg():
             budget.admit(m.size)
         try:
             _place(tf, m, root, dest, parent, base, path, policy, dirs, budget)
         except OSError as e:
             raise MemberError(f"cannot extract {m.name!r}: {reason(e)}") from e
+        if m.issym():
+            links[path] = m.linkname
+        else:
+            links.pop(path, None)
     for path, m in reversed(dirs):
         try:
             fd = root.open_dir(path)
@@ -212,6 +224,17 @@ def extract(
         finally:
             os.close(fd)
     return budget.total
+
+
+def _refuse_through_link(name: str, parent: str, links: dict[str, str]) -> None:
+    """Refuse entry C{name} when a parent of it (C{parent} or above) is a link in C{links} that
+    leads out of the root (L{through_link}, the rule of image layers).
+
+    @raise MemberError: naming the entry, the link and the rule."""
+    rel_links = {k.lstrip("/"): v for k, v in links.items()}
+    link = through_link(posixpath.join(parent, "x").lstrip("/"), rel_links)
+    if link is not None:
+        raise MemberError(str(refuse_through_link("entry", name, link, rel_links)))
 
 
 def _place(

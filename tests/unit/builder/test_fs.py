@@ -48,14 +48,19 @@ class ExtractContextTests(FsTestCase):
             self.assertFalse(os.path.exists(self.path("evil")))
 
     def test_write_through_symlink_stays_inside(self) -> None:
-        """A file written under a symlinked directory lands inside the context, not the host."""
+        """A file written under a symlink of the same archive that leads out is refused, naming
+        the entry; nothing reaches the host."""
         ctx = self.path("ctx")
         os.mkdir(ctx)
         target = self.path("outside")
         os.mkdir(target)
-        fs.extract_context(make_tar({"link": "->" + target, "link/pwn": "x"}), ctx)
+        with self.assertRaises(fs.BuildFileError) as c:
+            fs.extract_context(make_tar({"link": "->" + target, "link/pwn": "x"}), ctx)
+        self.assertIn(
+            "entry 'link/pwn' is refused: its parent 'link' is a symbolic link", str(c.exception)
+        )
         self.assertEqual(os.listdir(target), [])
-        self.assertTrue(os.path.exists(os.path.join(ctx, target.lstrip("/"), "pwn")))
+        self.assertFalse(os.path.exists(os.path.join(ctx, target.lstrip("/"), "pwn")))
 
     def test_gzip_and_empty(self) -> None:
         """A gzip-compressed context works; an empty body is an empty context."""

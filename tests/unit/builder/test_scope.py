@@ -306,7 +306,8 @@ class DestinationTests(ScopeTestCase):
         self.assertOutsideUntouched()
 
     def test_add_tar_member_links_as_parents(self) -> None:
-        """The archive's own links (made by earlier members) lead nowhere outside either."""
+        """The archive's own links (made by earlier members) used as parents are refused (a chain
+        of links, one leading out); nothing outside is touched."""
         raw = tar_of(
             (member("l1", tarfile.SYMTYPE, linkname="missing/../l2"), None),
             (member("l2", tarfile.SYMTYPE, linkname=self.outside), None),
@@ -316,7 +317,11 @@ class DestinationTests(ScopeTestCase):
         with open(os.path.join(self.ctx, "t.tar"), "wb") as f:
             f.write(raw)
         sources = fs.resolve_sources(self.ctx, ["t.tar"], "ADD")
-        copier.copy_into(self.root, sources, "/u/", "/", copier.CopyOptions(unpack=True), "ADD")
+        with self.assertRaises(fs.BuildFileError) as c:
+            copier.copy_into(self.root, sources, "/u/", "/", copier.CopyOptions(unpack=True), "ADD")
+        self.assertIn(
+            "entry 'l1/x' is refused: its parent 'u/l1' is a symbolic link", str(c.exception)
+        )
         self.assertOutsideUntouched()
 
 
