@@ -20,6 +20,7 @@ import datetime
 import os
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ FACILITIES = {
 FORMATS = ("", "rfc3164", "rfc5424", "rfc5424micro")
 SCHEMES = ("udp", "tcp", "tcp+tls", "unix", "unixgram")
 SEVERITY = {"stdout": 6, "stderr": 3}  # info, err (dockerd's)
+CLOSE_WAIT = 2.0  # seconds a closing stream connection waits for the server to close its end
 
 
 class SyslogError(Exception):
@@ -222,7 +224,27 @@ class SyslogSender:
                     raise
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        """Close the connection (idempotent), after the server has taken every line sent.
+
+        A plain close() of a TCP socket with unread data (a TLS 1.3 server's session tickets,
+        which nothing here reads) makes the kernel send a reset and discard what is still
+        queued for sending: the last lines sent just before a container's exit were lost (one
+        run in three). So: end the stream with a FIN behind the data, read away what the server
+        sends until it closes too (its EOF means it read ours), then close.
+        """
+        s, self._sock = self._sock, None
+        if s is None:
+            return
+        try:
+            if s.type == socket.SOCK_STREAM:
+                # on a TLS socket this leaves TLS (no close_notify, as before) and reads raw bytes
+                s.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + CLOSE_WAIT
+                while (left := deadline - time.monotonic()) > 0:
+                    s.settimeout(left)
+                    if not s.recv(65536):
+                        break
+        except OSError:
+            pass  # the server went first (or never answers): nothing more can be done
+        finally:
+            s.close()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import select
 import shutil
 import socket
 import ssl
 import tempfile
+import threading
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -71,13 +74,53 @@ class FormatTests(SynchronousTestCase):
         n, _, msg = data.partition(b" ")
         self.assertEqual(int(n), len(msg))
         self.assertTrue(msg.startswith(b"<131>1 "))  # local0 (16) * 8 + err (3)
+        conn.close()  # the sender's close waits for the server's end
         s5424.close()
         s3164 = syslog.SyslogSender(f"tcp://127.0.0.1:{port}")
         s3164.send("stdout", b"ok", WHEN, "t")
         conn2, _ = server.accept()
         self.addCleanup(conn2.close)
         self.assertTrue(conn2.recv(4096).endswith(b"]: ok\n"))
+        conn2.close()
         s3164.close()
+
+    def test_close_delivers_everything_despite_unread_data(self) -> None:
+        """The server sent something nothing reads (a TLS 1.3 session ticket) and still holds
+        lines in the sender's queue when the container exits: close() must not reset the
+        connection (the kernel's answer to closing with unread data, which drops the queue)."""
+        self.patch(syslog, "CLOSE_WAIT", 60.0)  # the server below is slow on purpose
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small: lines stay queued
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        self.addCleanup(server.close)
+        tx = syslog.SyslogSender(f"tcp://127.0.0.1:{server.getsockname()[1]}")
+        tx.send("stdout", b"0", WHEN, "t")
+        conn, _ = server.accept()
+        self.addCleanup(conn.close)
+        conn.sendall(b"ticket")
+        assert tx._sock is not None
+        tx._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        for i in range(1, 500):
+            tx.send("stdout", str(i).encode() + b"x" * 200, WHEN, "t")
+        select.select([tx._sock], [], [])  # the ticket arrived, unread
+        got: list[bytes] = []
+
+        def read_all() -> None:
+            time.sleep(0.2)  # the sender closes first (not needed for the assertion to hold)
+            with conn:
+                while chunk := conn.recv(65536):
+                    got.append(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        tx.close()
+        reader.join()
+        lines = b"".join(got).split(b"\n")
+        self.assertEqual(
+            [ln.rsplit(b": ", 1)[1].rstrip(b"x") for ln in lines[:-1]],
+            [str(i).encode() for i in range(500)],
+        )
 
     def test_unixgram(self) -> None:
         """One datagram per line on a unixgram socket."""
