@@ -135,6 +135,22 @@ class LoadTests:
         assert run(svc.list_images(all_=True)) == []
         assert _layer_dirs(tmp) == []
 
+    def test_truncated_gzip_says_truncated(self, tmp: Path) -> None:
+        """A gzip'd archive cut short before its first entry: the message says so (tarfile's
+        C{empty file} misled); an empty upload says empty."""
+        import gzip
+
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "ok.tar", "pyd-t/t:1")
+        cut = gzip.compress(Path(built.path).read_bytes())[:40]
+        with pytest.raises(InvalidParameter) as e:
+            run(svc.load(io.BytesIO(cut), lambda _line: None))
+        assert str(e.value) == "failed to read archive: the archive is truncated or corrupt"
+        with pytest.raises(InvalidParameter) as e:
+            run(svc.load(io.BytesIO(b""), lambda _line: None))
+        assert str(e.value) == "failed to read archive: the archive is empty"
+        assert run(svc.list_images(all_=True)) == []
+
     def test_hostile_layer_refused(self, tmp: Path) -> None:
         """A layer with a ../ member is refused; nothing is written outside the store."""
         svc, *_ = make_image_service(str(tmp))

@@ -13,7 +13,7 @@ import posixpath
 import shutil
 import tarfile
 from collections.abc import Iterable
-from typing import IO
+from typing import IO, Any
 
 import attrs
 
@@ -138,9 +138,13 @@ def stage_archive(src: IO[bytes], directory: str) -> StagedArchive:
     count = 0
     fd = _in_place_fd(src)
     size = os.fstat(fd).st_size if fd is not None else 0
+    counting = _Counting(src)
+    if fd is not None:
+        counting.read_any = size > 0
     try:
         # a plain seekable upload is read with seeks over the big members; anything else streams
-        with tarfile.open(fileobj=src, mode="r:" if fd is not None else "r|*") as tf:
+        reader: Any = src if fd is not None else counting  # a duck-typed reader
+        with tarfile.open(fileobj=reader, mode="r:" if fd is not None else "r|*") as tf:
             for member in tf:
                 count += 1
                 if count > MAX_MEMBERS:
@@ -168,8 +172,33 @@ def stage_archive(src: IO[bytes], directory: str) -> StagedArchive:
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, ArchiveError):
             raise
-        raise ArchiveError(str(e) or type(e).__name__) from e
+        raise ArchiveError(_read_failure(e, not counting.read_any and count == 0)) from e
     return StagedArchive(directory, files, links)
+
+
+def _read_failure(e: BaseException, empty: bool) -> str:
+    """A plain text for a tar that cannot be read: tarfile says C{empty file} for a compressed
+    stream cut short before its first entry, which misleads; say it is truncated or corrupt."""
+    text = str(e)
+    if isinstance(e, EOFError) or text in ("empty file", "unexpected end of data"):
+        return "the archive is empty" if empty else "the archive is truncated or corrupt"
+    if text == "invalid compressed data" or text.startswith("zlib error"):
+        return "the archive is corrupt (invalid compressed data)"
+    return text or type(e).__name__
+
+
+class _Counting:
+    """A read-only stream that remembers whether anything was read (an empty upload)."""
+
+    def __init__(self, src: IO[bytes]) -> None:
+        self._src = src
+        self.read_any = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        if data:
+            self.read_any = True
+        return data
 
 
 def write_archive(
