@@ -22,6 +22,7 @@ from tests.fakes.basic_providers import BasicNetworkProvider, BasicVolumeProvide
 from tests.fakes.container_providers import FakeContainerImages
 from tests.fakes.events import FakeEvents
 from tests.helpers.memdb import memory_db
+from tests.helpers.mounts import remove_tree
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ class RuntimeTests(TestCase):
 
     def setUp(self) -> None:
         self.base = tempfile.mkdtemp(prefix="pyd-t-")
-        self.addCleanup(shutil.rmtree, self.base, True)
+        self.addCleanup(remove_tree, self.base)  # also what the engine mounted (shm)
         self.db = memory_db()
         self.images = RootfsImages(os.path.join(self.base, "layers"))
         self.events = FakeEvents()

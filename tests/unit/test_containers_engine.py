@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import tempfile
 from collections.abc import Coroutine
@@ -30,6 +29,7 @@ from tests.fakes.container_providers import (
 from tests.fakes.events import FakeEvents
 from tests.fakes.runtime import FakeRuntime
 from tests.helpers.memdb import memory_db
+from tests.helpers.mounts import remove_tree
 from tests.helpers.sync import run_sync
 
 T = TypeVar("T")
@@ -40,7 +40,7 @@ class EngineTestBase(SynchronousTestCase):
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
         root = tempfile.mkdtemp(prefix="pyd-t-")
-        self.addCleanup(shutil.rmtree, root, True)
+        self.addCleanup(remove_tree, root)  # also what the engine mounted (shm)
         self.root = root
         self.db = memory_db()
         self.addCleanup(self.db.close)

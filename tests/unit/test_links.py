@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.core.errors import Conflict, InvalidParameter, NotFound
 from pyd.engine.containers.links import link_env
 from pyd.engine.spec.rules import parse_link
+from tests.helpers.sync import run_sync
 from tests.unit.test_containers_engine import EngineTestBase
 
 
@@ -99,7 +100,7 @@ class ServiceLinkTests(EngineTestBase):
         self.assertEqual(self.svc.links_shown(c), ["/db:/app/web"])
         self.assertEqual(self.svc.resolve("app/web").id, child)
         self.assertEqual(self.svc.link_names(self.svc.resolve("db")), ["/app/web"])
-        self.go(self.svc.remove_link("app/web"))
+        run_sync(self.svc.remove_link("app/web"))
         self.assertNotIn("web dbh db", self._hosts(parent))
         self.assertIsNone(self.svc.links_shown(self.svc.resolve("app")))
         self.assertRaises(NotFound, self.svc.resolve, "app/web")
@@ -137,7 +138,7 @@ class ServiceLinkTests(EngineTestBase):
         d = Deferred.fromCoroutine(self.svc.stop(child, timeout=0))
         self.clock.advance(1)
         self.successResultOf(d)
-        self.go(self.svc.start(child))
+        run_sync(self.svc.start(child))
         hosts = self._hosts(parent)
         self.assertIn("10.250.0.4\tweb dbh db\n", hosts)
         self.assertNotIn("10.250.0.2\tweb", hosts)
