@@ -17,10 +17,10 @@ from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from zope.interface import implementer
+
+from pyd.engine.streams import Pause
 
 log = Logger()
 
@@ -55,8 +55,7 @@ def abort_client(request: Any) -> None:
         request.loseConnection()
 
 
-@implementer(IPushProducer)
-class Flow:
+class Flow(Pause):
     """The response's back-pressure: paused while the client's transport buffer is full.
 
     Registered on the request as a streaming producer; L{ready} waits while paused. Call
@@ -64,10 +63,8 @@ class Flow:
     """
 
     def __init__(self, request: Any, on_resume: Any = None) -> None:
+        super().__init__()
         self._request = request
-        self.paused = False
-        self.stopped = False
-        self._waiters: list[Deferred[None]] = []
         self._on_resume = on_resume
         self._registered = True
         request.registerProducer(self, True)
@@ -76,34 +73,12 @@ class Flow:
     def _gone(self, _: object) -> None:
         self.stopProducing()
 
-    def pauseProducing(self) -> None:
-        """The transport's buffer is full."""
-        self.paused = True
-
     def resumeProducing(self) -> None:
-        """The client read: go on."""
+        """The client read: go on (C{on_resume} runs between unpausing and waking the writer)."""
         self.paused = False
         if self._on_resume is not None:
             self._on_resume()
         self._wake()
-
-    def stopProducing(self) -> None:
-        """The connection is gone."""
-        self.stopped = True
-        self.paused = False
-        self._wake()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(None)
-
-    async def ready(self) -> None:
-        """Return once the client can take more (at once unless paused)."""
-        while self.paused and not self.stopped:
-            d: Deferred[None] = Deferred()
-            self._waiters.append(d)
-            await d
 
     def release(self) -> None:
         """Unregister from the request (idempotent)."""

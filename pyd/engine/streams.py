@@ -94,8 +94,9 @@ class LogReplay(Protocol):
 
 
 @implementer(IPushProducer)
-class _Pause:
-    """Back-pressure for a replay: the client's transport pauses it while its buffer is full."""
+class Pause:
+    """Back-pressure for one stream: the client's transport pauses it while its buffer is full,
+    and the writer awaits L{ready} before each write (the API's response C{Flow} builds on it)."""
 
     def __init__(self) -> None:
         self.paused = False
@@ -103,14 +104,18 @@ class _Pause:
         self._waiters: list[Deferred[None]] = []
 
     def pauseProducing(self) -> None:
+        """The transport's buffer is full."""
         self.paused = True
 
     def resumeProducing(self) -> None:
+        """The client read: go on."""
         self.paused = False
         self._wake()
 
     def stopProducing(self) -> None:
+        """The connection is gone."""
         self.stopped = True
+        self.paused = False
         self._wake()
 
     def _wake(self) -> None:
@@ -119,6 +124,7 @@ class _Pause:
             d.callback(None)
 
     async def ready(self) -> None:
+        """Return once the client can take more (at once unless paused)."""
         while self.paused and not self.stopped:
             d: Deferred[None] = Deferred()
             self._waiters.append(d)
@@ -272,7 +278,7 @@ class IOSession:
         self._replay: LogReplay | None = None
         self._replaying = False
         self._after_replay: Callable[[], None] | None = None
-        self._pause: _Pause | None = None
+        self._pause: Pause | None = None
 
     # -- conmon side -------------------------------------------------------------------------
     def connect(self, reactor: IReactorFDSet, path: str) -> None:
@@ -306,7 +312,7 @@ class IOSession:
     async def _send_replay(self, sink: OutputSink, replay: LogReplay) -> None:
         """The log, one bounded batch at a time, each once the client took the one before:
         a large log is never held whole (it was read into memory at once before)."""
-        pause = self._pause = _Pause()
+        pause = self._pause = Pause()
         sink.register_producer(pause)
         try:
             while not self._ended and not pause.stopped:

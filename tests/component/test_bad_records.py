@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,7 +16,7 @@ from pyd.core.seams import InlineBlocking
 from pyd.state.db import Database, make_engine
 from pyd.state.images import ImageRepository
 from pyd.state.volumes import VolumeRepository
-from tests.helpers.wiring import InProcessDaemon, decode_body
+from tests.helpers.wiring import InProcessDaemon
 
 BAD_IMAGE = "sha256:" + "b" * 64
 
@@ -45,25 +44,12 @@ class BadRecordTests(SynchronousTestCase):
         db.close()
         self.successResultOf(self.daemon.start())
         self.addCleanup(self.stop)
-        self.http = self.daemon.stub()
+        self.call = self.daemon.call
 
     def stop(self) -> None:
         d = self.daemon.stop()
         if d is not None:
             self.successResultOf(d)
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        kw: dict[str, Any] = {}
-        if body is not None:
-            kw = {
-                "data": json.dumps(body).encode(),
-                "headers": {"Content-Type": "application/json"},
-            }
-        d = self.http.request(method, "http://pyd" + path, **kw)
-        self.http.flush()
-        resp = self.successResultOf(d)
-        raw = self.successResultOf(resp.content())
-        return resp.code, decode_body(raw)
 
     def test_images(self) -> None:
         """docker images lists the bad image by its id; inspect shows a stub."""

@@ -4,9 +4,7 @@ container created from a loaded image starts and inspects through all of them.""
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -28,30 +26,12 @@ class DaemonWiringTests(SynchronousTestCase):
         self.service = self.daemon.service
         self.successResultOf(self.daemon.start())
         self.addCleanup(self.stop)
-        self.http = self.daemon.stub()
+        self.call = self.daemon.call
 
     def stop(self) -> None:
         d = self.daemon.stop()
         if d is not None:
             self.successResultOf(d)
-
-    def call(
-        self, method: str, path: str, body: Any = None, ctype: str = "application/json"
-    ) -> tuple[int, Any]:
-        kw: dict[str, Any] = {}
-        if body is not None:
-            kw["data"] = body if isinstance(body, bytes) else json.dumps(body).encode()
-            kw["headers"] = {"Content-Type": ctype}
-        d = self.http.request(method, "http://pyd" + path, **kw)
-        self.http.flush()
-        resp = self.successResultOf(d)
-        content = resp.content()
-        self.http.flush()
-        raw = self.successResultOf(content)
-        try:
-            return resp.code, (json.loads(raw) if raw else None)
-        except ValueError:
-            return resp.code, raw
 
     def test_shutdown_timeout(self) -> None:
         """A stop hook that never finishes holds shutdown for shutdown-timeout seconds (15, the

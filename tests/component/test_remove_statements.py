@@ -5,7 +5,6 @@ trips per removal are counted so they cannot creep back. The whole daemon runs i
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -30,7 +29,7 @@ class RemoveStatementTests(SynchronousTestCase):
         self.addCleanup(self.daemon.cleanup)
         self.successResultOf(self.daemon.start())
         self.addCleanup(self.stop)
-        self.http = self.daemon.stub()
+        self.call = self.daemon.call
         self.statements: list[str] = []
         self.round_trips = 0
         event.listen(Engine, "before_cursor_execute", self._statement)
@@ -52,21 +51,6 @@ class RemoveStatementTests(SynchronousTestCase):
         d = self.daemon.stop()
         if d is not None:
             self.successResultOf(d)
-
-    def call(
-        self, method: str, path: str, body: Any = None, ctype: str = "application/json"
-    ) -> tuple[int, Any]:
-        kw: dict[str, Any] = {}
-        if body is not None:
-            kw["data"] = body if isinstance(body, bytes) else json.dumps(body).encode()
-            kw["headers"] = {"Content-Type": ctype}
-        d = self.http.request(method, "http://pyd" + path, **kw)
-        self.http.flush()
-        resp = self.successResultOf(d)
-        content = resp.content()
-        self.http.flush()
-        raw = self.successResultOf(content)
-        return resp.code, (json.loads(raw) if raw else None)
 
     def create(self, **body: Any) -> str:
         code, out = self.call(
