@@ -52,7 +52,9 @@ class InNetns:
         check: bool = False,
         child_fds: Mapping[int, Any] | None = None,
     ) -> Deferred[ProcessResult]:
-        return self._inner.run(["nsenter", f"--net={self.path}", *argv], stdin=stdin)
+        return self._inner.run(
+            ["nsenter", f"--net={self.path}", *argv], stdin=stdin, env=env, cwd=cwd, check=check
+        )
 
 
 class Firewall:

@@ -22,12 +22,12 @@ from typing import Any
 
 import attrs
 from sqlalchemy import insert
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
-from pyd.drivers.process import ProcessResult
+from pyd.drivers.process import ProcessFailed, ProcessResult
 from pyd.engine.networks import ContainerRef, NetworkConfig, NetworkService
 from pyd.engine.spec import EndpointRequest, NetworkRequest, network_request, parse_endpoint
 from pyd.state.models import ContainerRow
@@ -39,7 +39,8 @@ from tests.helpers.memdb import memory_db
 
 
 class SyncRunner:
-    """A ProcessRunner that runs the program at once (tests only)."""
+    """A ProcessRunner that runs the program at once (tests only); C{env}, C{cwd} and C{check}
+    as the daemon's runner takes them (child_fds are not passed: no caller here needs them)."""
 
     def run(
         self,
@@ -51,8 +52,13 @@ class SyncRunner:
         check: bool = False,
         child_fds: Mapping[int, Any] | None = None,
     ) -> Deferred[ProcessResult]:
-        r = subprocess.run(list(argv), input=stdin, capture_output=True, check=False)
-        return succeed(ProcessResult(tuple(argv), r.returncode, r.stdout, r.stderr))
+        r = subprocess.run(
+            list(argv), input=stdin, env=env, cwd=cwd, capture_output=True, check=False
+        )
+        result = ProcessResult(tuple(argv), r.returncode, r.stdout, r.stderr)
+        if check and r.returncode != 0:
+            return fail(ProcessFailed(result))
+        return succeed(result)
 
 
 class Containers:
