@@ -87,8 +87,8 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "min-free-space",
         doc="Free space kept on the data root's filesystem (N% or a size; empty: 5% or 2GiB, "
         "whichever is smaller; 0: none): layer extraction (pull, load, import), a build's context "
-        "upload, each RUN/COPY/ADD step and ADD's unpacking stop below it; not container log "
-        "writing (conmon writes the logs)",
+        "upload, each RUN/COPY/ADD step and ADD's unpacking stop below it, and container log "
+        "writing stops until the space is back",
     ),
     Option(
         "max-connections-per-peer",

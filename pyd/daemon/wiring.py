@@ -171,6 +171,7 @@ def build_service(
         default_ulimits=tuple((n, s, h) for n, (s, h) in sorted(config.default_ulimits.items())),
         default_shm_size=config.default_shm_size,
         init=config.init,
+        log_keep_free=keep_free_bytes(config),
     )
     os.makedirs(settings.containers_dir, mode=0o700, exist_ok=True)
     # The attach and exec services are built over the container service; it calls them back.

@@ -38,6 +38,7 @@ from pyd.drivers.runtime.conmon import (
 from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet
 from pyd.engine import resolvconf
 from pyd.engine.confinement import Confinement
+from pyd.engine.containers.logspace import LogSpaceGuard
 from pyd.engine.contracts import ContainerImages, NetworkProvider, VolumeProvider
 from pyd.engine.honoured import HostLimits
 from pyd.engine.networks import ContainerRef
@@ -90,6 +91,8 @@ class ContainerSettings:
     default_ulimits: tuple[tuple[str, int, int], ...] = ()
     default_shm_size: int = 64 * 1024 * 1024
     init: bool = False
+    # min-free-space in bytes: container log writing stops below it (0: never)
+    log_keep_free: int = 0
 
 
 @attrs.frozen
@@ -232,6 +235,17 @@ class ContainerBase:
         # How rotations of ctr.log are noticed (polling when None).
         self.log_watcher = log_watcher
         self._log_watches: dict[str, _LogWatch] = {}
+        # Stops log writing below the free-space reserve; a resumed log may be due a rotation.
+        self.log_space = LogSpaceGuard(
+            settings.log_keep_free,
+            settings.containers_dir,
+            blocking,
+            clock,
+            on_resume=self._log_resumed,
+        )
+
+    def _log_resumed(self, cid: str) -> None:
+        """Log writing of C{cid} resumed (overridden where logs rotate)."""
 
     # --- start-up and shutdown -------------------------------------------------------------------
 

@@ -210,6 +210,8 @@ class ContainerLifecycle(ContainerCreate):
             # the runtime made the container's own copies of its mounts: the staging points
             # of volume subpaths are not needed any more (dockerd drops its safe paths here too)
             await self._volumes.unstage(cid)
+            if plan.driver != "none":
+                self.log_space.track(cid, log_path)
             if plan.rotates or plan.forward is not None:
                 forwarding = self._watch_log(cid, log_path, plan)
                 if forwarding is not None:
@@ -599,6 +601,9 @@ class ContainerLifecycle(ContainerCreate):
             self._cache.pop(c.id, None)
             self._backoff.pop(c.id, None)
             self._unwatch_log(c.id)
+            # a log stopped by the free-space reserve (maybe by a daemon killed since) would
+            # survive the removal of its directory
+            await self.log_space.untrack(c.id, self._log_path(c))
             await self._blocking.run(unmount_shm, os.path.join(self.bundle_dir(c.id), "shm"))
             await self._blocking.run(shutil.rmtree, self.bundle_dir(c.id), True)
             self._emit(c, "destroy")

@@ -93,8 +93,8 @@ class ContainerLogs(ContainerBase):
     def _rotate_log(self, cid: str) -> None:
         """One L{rotate_log_files} at a time per container; a rotation seen meanwhile reruns it."""
         w = self._log_watches.get(cid)
-        if w is None:
-            return
+        if w is None or cid in self.log_space.stopped:
+            return  # a stopped log does not grow (and cannot be linked): rotate on resume
         if w.busy:
             w.again = True
             return
@@ -191,8 +191,19 @@ class ContainerLogs(ContainerBase):
         d.addErrback(lambda f: log.warn("syslog of {cid}: {err}", cid=cid, err=f.getErrorMessage()))
         d.addBoth(done)
 
+    def _log_resumed(self, cid: str) -> None:
+        if cid in self._log_watches:
+            self._rotate_log(cid)
+
+    def _log_path(self, c: Container) -> str:
+        return c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
+
     async def _stop_log_rotation(self, cid: str) -> None:
         """The container stopped: stop watching, name and prune its last rotations."""
+        c = self._cache.get(cid)
+        if c is not None:
+            # conmon of the next run opens the file: it must be writable again
+            await self.log_space.untrack(cid, self._log_path(c))
         w = self._unwatch_log(cid)
         if w is None:
             return
@@ -207,9 +218,12 @@ class ContainerLogs(ContainerBase):
             plan = runconfig.log_plan(self.spec_of(c).logging)
         except PydError:
             return
+        log_path = self._log_path(c)
+        if plan.driver != "none":
+            # a log the previous daemon stopped is stopped or resumed by the first look
+            self.log_space.track(c.id, log_path)
         if not plan.rotates and plan.forward is None:
             return
-        log_path = c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log")
         self._watch_log(c.id, log_path, plan)
         if plan.rotates:
             self._rotate_log(c.id)

@@ -124,6 +124,8 @@ class ContainerRestore(RestartPolicy):
                     await self._networks.teardown(c.id)
                 except PydError as e:
                     log.warn("container {cid}: network teardown failed: {e}", cid=c.id, e=e)
+                # a log the reserve stopped before the reboot: the next run's conmon opens it
+                await self.log_space.untrack(c.id, self._log_path(c))
                 new = attrs.evolve(
                     c,
                     state=attrs.evolve(
