@@ -433,7 +433,9 @@ OPTIONS: tuple[Option, ...] = (
         _bool,
         True,
         "iptables",
-        doc="Add firewall rules (pyd's own nft table); false: none at all, as dockerd",
+        doc="Add firewall rules: pyd's own nft table, and one jump at the head of the host's "
+        "filter FORWARD (iptables) so that a drop policy there lets the bridges' traffic "
+        "through; false: none at all, as dockerd",
     ),
     Option(
         "userland-proxy",

@@ -14,7 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from pyd.api.networks import NetworksRouter
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
-from pyd.engine.networks import NetworkConfig, NetworkService, default_bridge_name
+from pyd.engine.networks import (
+    CreateRequest,
+    NetworkConfig,
+    NetworkService,
+    default_bridge_name,
+)
 from pyd.engine.spec import NetworkRequest, network_request
 from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
@@ -527,11 +532,20 @@ def _tmpfile(case: SynchronousTestCase) -> str:
 class ForwardingDefaultsTests(SynchronousTestCase):
     """dockerd's ip-forward, ip-masq and iptables, as the daemon's configuration gives them."""
 
-    def start(self, **cfg: Any) -> tuple[FakeNetlink, FakeFirewall]:
+    def start(
+        self,
+        chains: tuple[str, ...] = (),
+        leftover: dict[str, tuple[str, ...]] | None = None,
+        **cfg: Any,
+    ) -> tuple[FakeNetlink, FakeFirewall]:
+        """Start a service on the daemon options C{cfg}; the fake host has a filter FORWARD
+        of each family in C{chains}, holding the rules C{leftover} of an earlier run."""
         from pyd import config as cfgmod
 
         db = memory_db(alembic=True)
         netlink, firewall = FakeNetlink(), FakeFirewall()
+        firewall.host_chains.update(chains)
+        firewall.host.update(leftover or {})
         resolv = _tmpfile(self)
         with open(resolv, "w") as f:
             f.write("nameserver 127.0.0.53\n")
@@ -549,6 +563,7 @@ class ForwardingDefaultsTests(SynchronousTestCase):
             can_bind=lambda ip, port, proto: True,
         )
         run_sync(service.start())
+        self.service = service
         return netlink, firewall
 
     def test_defaults(self) -> None:
@@ -570,3 +585,31 @@ class ForwardingDefaultsTests(SynchronousTestCase):
         """--iptables=false: no rules at all (the table is removed, never applied)."""
         _, firewall = self.start(**{"iptables": "false"})
         self.assertEqual((firewall.rules, firewall.applied), (None, 0))
+
+    def test_host_forward(self) -> None:
+        """With iptables (the default) the host's filter FORWARD accepts the bridges' traffic
+        (IPv6 only for dual-stack bridges); a network created later is added; the daemon's stop
+        with nothing running removes the rules."""
+        _, firewall = self.start(chains=("ip", "ip6"))
+        assert firewall.rules is not None
+        bridge = firewall.rules.bridges[0].bridge
+        self.assertEqual(firewall.host, {"ip": (bridge,)})
+        net, _ = run_sync(self.service.create(CreateRequest(name="later", enable_ipv6=True)))
+        self.assertEqual(firewall.host, {"ip": (bridge, net.bridge), "ip6": (net.bridge,)})
+        run_sync(self.service.stop())
+        self.assertEqual(firewall.host, {})
+
+    def test_host_forward_kept_while_containers_run(self) -> None:
+        """The daemon's stop keeps the host's rules while a container runs on a bridge (its
+        published ports keep working while the daemon is down, as the table does)."""
+        _, firewall = self.start(chains=("ip",))
+        self.service._active = [object()]  # type: ignore[list-item]  # one running endpoint
+        run_sync(self.service.stop())
+        self.assertEqual(len(firewall.host["ip"]), 1)
+
+    def test_iptables_false_host_forward(self) -> None:
+        """--iptables=false adds nothing to the host's FORWARD and removes what an earlier run
+        with iptables left there."""
+        leftover = {"ip": ("pyd0",)}
+        _, firewall = self.start(chains=("ip",), leftover=leftover, **{"iptables": "false"})
+        self.assertEqual(firewall.host, {})

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 
+from pyd.drivers.network.hostfw import HostForward
 from pyd.drivers.network.nft import (
     DNS_TABLE,
     BridgeRules,
@@ -103,6 +104,9 @@ class FakeSide(Firewall):
     def container_netns(self, name: str) -> str:
         return f"/run/netns/{name}"
 
+    def drop_forward(self, family: str) -> None:
+        self.fake.host_chains.add(family)
+
 
 class RealSide(Firewall):
     def __init__(self, tag: str) -> None:
@@ -144,6 +148,32 @@ class RealSide(Firewall):
 
     def dns_table(self, netns_path: str) -> bool:
         return self._nft(netns_path, "list", "table", "ip", DNS_TABLE).returncode == 0
+
+    def _tables(self, family: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        prog = "iptables" if family == "ip" else "ip6tables"
+        return subprocess.run(
+            ["nsenter", f"--net={self.host_ns}", prog, *argv], capture_output=True, text=True
+        )
+
+    def drop_forward(self, family: str) -> None:
+        self._tables(family, "-P", "FORWARD", "DROP").check_returncode()
+
+    def forward_policy(self, family: str) -> str:
+        first = self._tables(family, "-S", "FORWARD").stdout.splitlines()[0]
+        return first.split()[-1]
+
+    def nft_tables(self) -> str:
+        return self._nft(self.host_ns, "list", "tables").stdout
+
+    def host_view(self, family: str) -> tuple[int, frozenset[str]]:
+        chain = self.ops.table.upper() + "-FORWARD"
+        listing = self._tables(family, "-S", "FORWARD").stdout.splitlines()
+        jumps = sum(1 for line in listing if line.endswith(f"-j {chain}"))
+        rules = self._tables(family, "-S", chain)
+        if rules.returncode != 0:
+            return jumps, frozenset()
+        words = [line.split() for line in rules.stdout.splitlines()]
+        return jumps, frozenset(w[w.index("-i") + 1] for w in words if "-i" in w)
 
     def cleanup(self) -> None:
         for name in self.namespaces:
@@ -237,3 +267,68 @@ def test_dns_table_in_container_namespace(fw: FakeSide | RealSide) -> None:
     assert fw.dns_table(ns1)
     assert not fw.dns_table(ns2)
     assert fw.table_ports() is None
+
+
+# -- the host's filter FORWARD (dockerd's DOCKER-FORWARD; pyd.drivers.network.hostfw) ----------
+
+
+def _host_view(fw: FakeSide | RealSide, family: str) -> tuple[int, frozenset[str]]:
+    """(pyd's jumps in the host's FORWARD, the bridges pyd's chain accepts)."""
+    if isinstance(fw, FakeSide):
+        names = fw.fake.host.get(family)
+        return (0, frozenset()) if names is None else (1, frozenset(names))
+    return fw.host_view(family)
+
+
+def test_host_forward_needs_a_host_chain(fw: FakeSide | RealSide) -> None:
+    """Without a filter FORWARD on the host, host_forward() says so and creates none."""
+    assert run_sync(fw.ops.host_forward("ip", [fw.bridge])) is False
+    assert _host_view(fw, "ip") == (0, frozenset())
+    if isinstance(fw, RealSide):
+        assert "filter" not in fw.nft_tables()
+
+
+@pytest.mark.parametrize("family", ["ip", "ip6"])
+def test_host_forward_opens_replaces_and_removes(fw: FakeSide | RealSide, family: str) -> None:
+    """With the host's FORWARD policy at drop, host_forward() adds one jump for the bridges
+    given, replaces it (never a second one) when called again, and removes it with no
+    bridges; the host's policy stays drop."""
+    fw.drop_forward(family)
+    other = fw.bridge + "x"
+    assert run_sync(fw.ops.host_forward(family, [fw.bridge, other])) is True
+    assert _host_view(fw, family) == (1, frozenset({fw.bridge, other}))
+    assert run_sync(fw.ops.host_forward(family, [fw.bridge])) is True
+    assert _host_view(fw, family) == (1, frozenset({fw.bridge}))
+    assert run_sync(fw.ops.host_forward(family, [])) is True
+    assert _host_view(fw, family) == (0, frozenset())
+    assert run_sync(fw.ops.host_forward(family, [])) is True
+    if isinstance(fw, RealSide):
+        assert fw.forward_policy(family) == "DROP"
+
+
+@pytest.mark.integration
+def test_host_forward_legacy_iptables() -> None:
+    """On a host whose iptables is the legacy one, the same jump and chain are kept through
+    iptables-legacy, and go again with no bridges (real kernel only: the fake has no
+    variants)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    side = RealSide(secrets.token_hex(3))
+    try:
+        runner = InNetns(side.host_ns)
+        hf = HostForward(runner, side.ops.table, "ip", variant="-legacy")
+        assert run_sync(hf.apply([side.bridge])) is False  # no filter table loaded: nothing
+        legacy = ["nsenter", f"--net={side.host_ns}", "iptables-legacy"]
+        subprocess.run([*legacy, "-P", "FORWARD", "DROP"], check=True)
+        assert run_sync(hf.apply([side.bridge])) is True
+        assert run_sync(hf.apply([side.bridge])) is True
+        listing = subprocess.run([*legacy, "-S"], capture_output=True, text=True).stdout
+        chain = side.ops.table.upper() + "-FORWARD"
+        assert listing.count(f"-j {chain}") == 1
+        assert f"-A {chain} -i {side.bridge} -j ACCEPT" in listing
+        assert run_sync(hf.apply([])) is True
+        listing = subprocess.run([*legacy, "-S"], capture_output=True, text=True).stdout
+        assert listing.split("\n")[:3] == ["-P INPUT ACCEPT", "-P FORWARD DROP", "-P OUTPUT ACCEPT"]
+        assert "PYD" not in listing
+    finally:
+        side.cleanup()

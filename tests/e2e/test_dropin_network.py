@@ -158,3 +158,78 @@ def test_root_namespace_daemons_do_not_forward(tmp_path: Path) -> None:
     --ip-masq=false."""
     argv = PydDaemon(str(tmp_path)).argv()
     assert "--ip-forward=false" in argv and "--ip-masq=false" in argv
+
+
+def _forward_rules(ns: str) -> list[str]:
+    """The host's filter FORWARD of namespace C{ns} and every pyd chain, as iptables -S."""
+    out = _in(ns, "iptables", "-S", check=True).stdout.splitlines()
+    return [line for line in out if "FORWARD" in line or "PYD" in line]
+
+
+def test_forward_policy_drop(pair: Pair) -> None:
+    """With the host's FORWARD policy at drop (iptables-nft's table ip filter) in namespace A,
+    the daemon puts one jump at the head of FORWARD: a published port answers a client in B
+    and a container reaches B; the operator's hook chain is jumped to first; the daemon's
+    stop (nothing running) removes the jump and chains, and a start after kill -9 replaces
+    the jump the crashed run left instead of adding a second one."""
+    _in(pair.a, "iptables", "-P", "FORWARD", "DROP", check=True)
+    server: subprocess.Popen[str] | None = None
+    d = PydDaemon(wrapper=["nsenter", f"--net=/run/netns/{pair.a}"])
+    chain, user = d.nft_table.upper() + "-FORWARD", d.nft_table.upper() + "-USER"
+    jump = f'-A FORWARD -m comment --comment "pyd:{d.nft_table}" -j {chain}'
+    try:
+        d.start()
+        rules = _forward_rules(pair.a)
+        forward = _in(pair.a, "iptables", "-S", "FORWARD", check=True).stdout.splitlines()
+        assert forward[:2] == ["-P FORWARD DROP", jump], rules
+        assert f"-A {chain} -j {user}" in rules and f"-A {chain} -i {d.bridge} -j ACCEPT" in rules
+        load_busybox(d)
+        d.docker(
+            "run", "-d", "--name", "web", "-p", "8080:80", DEFAULT_TAG,
+            "sh", "-c", "mkdir -p /www && echo hello-behind-drop > /www/index.html && "
+            "exec httpd -f -p 80 -h /www",
+        )  # fmt: skip
+        got: list[str] = []
+
+        def answered() -> bool:
+            r = _in(pair.b, sys.executable, "-c", FETCH, f"http://{pair.a_addr}:8080/")
+            got.append(r.stdout + r.stderr)
+            return r.returncode == 0 and "hello-behind-drop" in r.stdout
+
+        try:
+            wait_until(answered, timeout=30)
+        except AssertionError:
+            raise AssertionError(
+                f"no answer from B: {got[-1:]}\n{_forward_rules(pair.a)}\n{d.log()[-3000:]}"
+            ) from None
+        # Outbound: a container reaches B (masqueraded) through the drop policy too.
+        server = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{pair.b}", sys.executable, "-c", PEER_SERVER,
+             pair.b_addr, "8098"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        out = d.docker(
+            "run", "--rm", DEFAULT_TAG, "wget", "-qO-", f"http://{pair.b_addr}:8098/"
+        ).stdout
+        assert out.strip() == f"from {pair.a_addr}"
+        # The operator's hook decides first: a DROP there for the client cuts the port off.
+        _in(pair.a, "iptables", "-A", user, "-s", pair.b_addr, "-j", "DROP", check=True)
+        r = _in(pair.b, sys.executable, "-c", FETCH, f"http://{pair.a_addr}:8080/")
+        assert r.returncode != 0
+        _in(pair.a, "iptables", "-F", user, check=True)
+
+        # kill -9 while a container runs, start: still exactly one jump.
+        d.kill9()
+        assert _forward_rules(pair.a).count(jump) == 1
+        d.start()
+        assert _forward_rules(pair.a).count(jump) == 1
+        # Stop with nothing running: pyd's rules go, the host's policy stays.
+        d.docker("rm", "-f", "web")
+        d.stop()
+        assert _forward_rules(pair.a) == ["-P FORWARD DROP"]
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        d.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -139,6 +140,8 @@ class FakeFirewall:
         self.rules: Ruleset | None = None
         self.applied = 0
         self.dns_tables: dict[str, tuple[str, int, int]] = {}
+        self.host: dict[str, tuple[str, ...]] = {}  # family -> bridges opened in FORWARD
+        self.host_chains: set[str] = set()  # families whose filter FORWARD the "host" has
 
     async def apply(self, rules: Ruleset) -> None:
         self.rules = rules
@@ -149,6 +152,17 @@ class FakeFirewall:
 
     async def remove(self) -> None:
         self.rules = None
+
+    async def host_forward(self, family: str, bridges: Sequence[str]) -> bool:
+        """Records the bridges when the host has a filter FORWARD of C{family}
+        (L{host_chains})."""
+        if family not in self.host_chains:
+            return False
+        if bridges:
+            self.host[family] = tuple(bridges)
+        else:
+            self.host.pop(family, None)
+        return True
 
 
 class FakeResolver:

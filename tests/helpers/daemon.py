@@ -172,7 +172,15 @@ class PydDaemon:
         return [r[0] for r in rows if r[0]]
 
     def remove_network_leftovers(self) -> None:
-        """Delete this daemon's bridges and nft tables (after it stopped)."""
+        """Delete this daemon's bridges, nft tables and accepts in the host's FORWARD (after it
+        stopped)."""
+        if not self.wrapper:  # a namespace of the test's own goes whole with its test
+            from pyd.drivers.network.hostfw import HostForward
+            from tests.helpers.netsvc import SyncRunner
+            from tests.helpers.sync import run_sync
+
+            for family in ("ip", "ip6"):
+                run_sync(HostForward(SyncRunner(), self.nft_table, family).apply([]))
         for br in {*self.bridges(), self.bridge}:
             subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
         for family in ("ip", "ip6"):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import attrs
 from twisted.internet.defer import Deferred
 
+from pyd.drivers.network.hostfw import HostForward, HostForwardError
 from pyd.drivers.process import ProcessResult, ProcessRunner
 
 
@@ -209,7 +210,8 @@ class NftError(Exception):
 
 
 class FirewallDriver:
-    """Applies and removes the table with the C{nft} program (through pyd.drivers.process)."""
+    """Applies and removes the table with the C{nft} program (through pyd.drivers.process),
+    and pyd's accept rules in the host's filter C{FORWARD} (L{pyd.drivers.network.hostfw})."""
 
     def __init__(
         self, runner: ProcessRunner, table: str, nft: str = "nft", nsenter: str = "nsenter"
@@ -218,6 +220,19 @@ class FirewallDriver:
         self.table = table
         self._nft = nft
         self._nsenter = nsenter
+        self._host = {f: HostForward(runner, table, f, nft) for f in ("ip", "ip6")}
+
+    async def host_forward(self, family: str, bridges: Sequence[str]) -> bool:
+        """Make the host's filter C{FORWARD} of C{family} (C{ip}/C{ip6}) accept the traffic
+        of C{bridges} (none: remove pyd's rules there).
+
+        @return: whether the host has such a chain (False: nothing to do, nothing done).
+        @raise NftError: iptables refused.
+        """
+        try:
+            return await self._host[family].apply(bridges)
+        except HostForwardError as e:
+            raise NftError(str(e)) from e
 
     async def apply(self, rules: Ruleset) -> None:
         """Replace the table with C{rules} in one transaction. @raise NftError: nft refused."""

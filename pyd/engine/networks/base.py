@@ -31,8 +31,9 @@ from pyd.core.records import (
     Network,
 )
 from pyd.core.seams import Blocking, EventSink
+from pyd.drivers.network.hostfw import chain_names
 from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
-from pyd.drivers.network.nft import BridgeRules, PortRule, Ruleset
+from pyd.drivers.network.nft import BridgeRules, NftError, PortRule, Ruleset
 from pyd.engine.spec.records import EndpointRequest
 from pyd.state.networks import NetworkRepository
 
@@ -115,6 +116,7 @@ class FirewallOps(Protocol):
         self, netns_path: str, address: str, udp_port: int, tcp_port: int
     ) -> None: ...
     async def remove(self) -> None: ...
+    async def host_forward(self, family: str, bridges: Sequence[str]) -> bool: ...
 
 
 class ResolverOps(Protocol):
@@ -174,6 +176,9 @@ class NetworkConfig:
     ip_forward: bool = False
     iptables: bool = True
     ip6tables: bool = True  # IPv6 rules in pyd's tables (with iptables; dockerd 28's default)
+    # pyd's accept rules in the host's filter FORWARD (with iptables; dockerd's DOCKER-FORWARD):
+    # on in a daemon, off in this record so unit and integration tests leave the host alone.
+    host_forward: bool = False
     ipv6: bool = False  # the default bridge is dual-stack
     fixed_cidr_v6: str = ""  # the default bridge's IPv6 subnet ("" = from the default pools)
     bip6: str = ""  # the default bridge's IPv6 address/prefix ("fd00:1::1/64")
@@ -197,6 +202,7 @@ class NetworkConfig:
             ip_forward=cfg.ip_forward,
             iptables=cfg.iptables,
             ip6tables=cfg.ip6tables,
+            host_forward=True,
             ipv6=cfg.ipv6,
             fixed_cidr_v6=cfg.fixed_cidr_v6,
             bip6=cfg.bip6,
@@ -352,6 +358,8 @@ class NetworkBase:
         self._active: list[Attachment] = []
         self._next_ephemeral = EPHEMERAL[0]
         self._applied: Ruleset | None = None
+        # The bridges opened in the host's filter FORWARD, per family, as last applied.
+        self._host_open: dict[str, tuple[str, ...]] = {}
         # Called with (container id, its endpoints now) after a live connect or disconnect, so
         # the container service can refresh what inspect shows.
         # The third argument, when not None, is the resolv.conf text the container should now
@@ -435,6 +443,11 @@ class NetworkBase:
         the next start listens again on the recorded ports)."""
         if self._dns is not None:
             await self._dns.stop_all()
+        if self.config.iptables and not self._active:
+            # Nothing runs on our bridges: take our rules out of the host's FORWARD. With
+            # containers running they stay, as the table does, so published ports and outbound
+            # traffic keep working while the daemon is down; the next start replaces them.
+            await self._open_host_forward({"ip": (), "ip6": ()})
 
     def _own_route(self, route: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
         for n in self._networks.values():
@@ -510,6 +523,13 @@ class NetworkBase:
         rules = Ruleset(bridges=tuple(bridges), ports=tuple(ports), ipv6=self.config.ip6tables)
         if not self.config.iptables:
             return  # iptables=false: as dockerd, no firewall rules at all (the operator's job)
+        v6 = self.config.ip6tables
+        await self._open_host_forward(
+            {
+                "ip": tuple(b.bridge for b in bridges),
+                "ip6": tuple(b.bridge for b in bridges if b.subnet6 and v6),
+            }
+        )
         if rules == self._applied:
             return  # nothing changed for the table (a container without ports, say)
         try:
@@ -518,6 +538,40 @@ class NetworkBase:
             self._applied = None
             raise SystemError_(f"programming the firewall failed: {e}") from e
         self._applied = rules
+
+    async def _open_host_forward(self, want: Mapping[str, tuple[str, ...]]) -> None:
+        """Keep pyd's accepts in the host's filter FORWARD for C{want} (family -> bridges; none:
+        remove them), so a host policy of drop does not drop what pyd's table lets through.
+
+        Called at start (its first call replaces the rules a crashed run left) and when the
+        set of bridges changes. A failure is logged, not raised: the containers' own traffic
+        may not need the host's chain, and the next change tries again.
+        """
+        if not self.config.host_forward:
+            return
+        for family, names in want.items():
+            if self._host_open.get(family) == names:
+                continue
+            try:
+                present = await self._fw.host_forward(family, names)
+            except NftError as e:
+                self._host_open.pop(family, None)
+                log.error(
+                    "opening the host's {family} filter FORWARD for pyd's bridges failed: {e}",
+                    family=family,
+                    e=e,
+                )
+                continue
+            self._host_open[family] = names
+            if present and names:
+                log.info(
+                    "host {family} filter FORWARD: accepting the traffic of {names} "
+                    "(chain {chain}, operator's hook {user})",
+                    family=family,
+                    names=", ".join(names),
+                    chain=chain_names(self._fw.table)[0],
+                    user=chain_names(self._fw.table)[1],
+                )
 
     async def teardown_all(self) -> None:
         """Remove the table (used by tests and by an operator's full cleanup)."""

@@ -58,8 +58,10 @@ class NetworkService(Endpoints):
         if self.config.ip_forward and await self._blocking(self._nl.enable_ip_forwarding):
             log.info("ip-forward: turned on net.ipv4.ip_forward (as dockerd does)")
         if not self.config.iptables:
-            # iptables=false: pyd adds no rules; a table left by an earlier run goes.
+            # iptables=false: pyd adds no rules; a table (and accepts in the host's FORWARD)
+            # left by an earlier run go.
             await self._fw.remove()
+            await self._open_host_forward({"ip": (), "ip6": ()})
         for n in list(self._networks.values()):
             if n.driver == "bridge" and n.bridge and n.pools:
                 await self._ensure_bridge(n)
