@@ -86,6 +86,21 @@ NEWER_DOCKERD: tuple[tuple[str, str, str], ...] = (
         "API >= 1.45 (docs/api/version-history.md v1.45): Aliases no longer holds the short "
         "container id (DNSNames does)",
     ),
+    (
+        r"(?<!for container: )failed to create shim task: OCI runtime create failed: ",
+        r"failed to create task for container: failed to create shim task: OCI runtime create "
+        r"failed: ",
+        "moby >= 23 libcontainerd/remote/client.go NewTask wraps containerd's error in "
+        "'failed to create task for container'",
+    ),
+    (
+        r"runc create failed: unable to start container process: exec: ",
+        r"runc create failed: unable to start container process: error during container init: "
+        r"exec: ",
+        "runc >= 1.2 (dockerd 28's packages bundle runc 1.2/1.3) libcontainer/process_linux.go "
+        "initProcess.start wraps every init error in 'error during container init' (runc 1.1 "
+        "only before the process ran)",
+    ),
 )
 
 _LINK_PORTS = "moby v28.2.2 daemon/links/links.go ToEnv: TCP ports first (withTCPPriority), "

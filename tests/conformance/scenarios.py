@@ -522,6 +522,26 @@ SCENARIOS: tuple[Scenario, ...] = (
         (*rm_f("conf-6a", "conf-6b", "conf-6c"), d("network", "rm", "conf-v6")),
         keep=("172.28.6.0/24", "172.28.6.1", "172.28.6.10"),
     ),
+    Scenario(
+        "start_errors",
+        (
+            # What cannot run: the runtime's words, the exit code dockerd records.
+            d("run", "--name", "conf-s1", "--network", "none", B, "nonexistent"),
+            d("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}", "conf-s1"),
+            d("start", "conf-s1"),
+            d("run", "--name", "conf-s2", "--network", "none", B, "/nope/x"),
+            d("run", "--name", "conf-s3", "--network", "none", B, "/etc"),
+            d("run", "--name", "conf-s4", "--network", "none", B, "/etc/passwd"),
+            d("inspect", "-f", "{{.State.ExitCode}} {{.State.Error}}", "conf-s4"),
+            # A working directory that is a file (dockerd refuses it at create, pyd at start: the
+            # container stays, so it is not inspected), and one that does not exist (made).
+            d("run", "--name", "conf-s5", "--network", "none", "-w", "/etc/passwd", B, "pwd"),
+            d("run", "--rm", "--network", "none", "-w", "/made/here", B, "pwd"),
+            d("create", "--name", "conf-s6", "--network", "none", B, "nonexistent"),
+            Api("POST", "/containers/conf-s6/start"),
+        ),
+        rm_f("conf-s1", "conf-s2", "conf-s3", "conf-s4", "conf-s5", "conf-s6"),
+    ),
 )
 
 # Scenarios where pyd still answers otherwise than dockerd (each says what differs); the e2e

@@ -219,8 +219,9 @@ class ContainerDefaultsConfigTests(SynchronousTestCase):
 
 class RuntimeMessageTests(SynchronousTestCase):
     def test_runc_messages_as_dockerd_words_them(self) -> None:
-        """runc's logrus line and its 'runc create failed' are unwrapped, and the start error
-        names the runtime as dockerd's text does (runc create failed / crun)."""
+        """runc's logrus line and its 'runc create failed' are unwrapped; a command that cannot
+        run is dockerd 28's text under either runtime, any other refusal names the runtime as
+        dockerd's text does (runc create failed / crun)."""
         from pyd.drivers.runtime.conmon import strip_runtime_message
         from pyd.engine.containers.runconfig import start_error
 
@@ -234,13 +235,21 @@ class RuntimeMessageTests(SynchronousTestCase):
             'unable to start container process: exec: "/nope/x": stat /nope/x: no such file or directory',
         )
         text, code = start_error(["/nope/x"], m, "runc create failed")
-        self.assertEqual(
-            text,
+        dockerd28 = (
             "failed to create task for container: failed to create shim task: OCI runtime create "
-            'failed: runc create failed: unable to start container process: exec: "/nope/x": '
-            "stat /nope/x: no such file or directory: unknown",
+            "failed: runc create failed: unable to start container process: error during "
+            'container init: exec: "/nope/x": stat /nope/x: no such file or directory: unknown'
         )
-        self.assertEqual(code, 127)
+        self.assertEqual((text, code), (dockerd28, 127))
+        # crun's words for the same refusal give dockerd's text too; its other refusals are
+        # its own, after its name.
+        crun = "executable file `/nope/x` not found in $PATH: No such file or directory"
+        self.assertEqual(start_error(["/nope/x"], crun, "crun"), (dockerd28, 127))
+        self.assertEqual(
+            start_error(["x"], "boom", "crun")[0],
+            "failed to create task for container: failed to create shim task: OCI runtime create "
+            "failed: crun: boom: unknown",
+        )
         self.assertEqual(strip_runtime_message("crun: boom"), "boom")
         self.assertEqual(OciRuntime("x", "/usr/sbin/runc", "/r").label, "runc create failed")
         self.assertEqual(OciRuntime("x", "/usr/bin/crun", "/r").label, "crun")

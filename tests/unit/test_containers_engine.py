@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Coroutine
@@ -418,6 +419,26 @@ class StartStopTests(EngineTestBase):
         err = self.fail_with(self.svc.start(cid), InvalidParameter)
         self.assertIn("permission denied", str(err))
         self.assertEqual(self.svc.resolve(cid).state.exit_code, 126)
+
+    def test_working_dir_not_a_directory(self) -> None:
+        """A WorkingDir that is a file in the container is dockerd's start error; a missing one
+        or a directory passes (the runtime makes a missing one)."""
+
+        from pyd.core.errors import SystemError_
+        from pyd.engine.containers.create import _check_working_dir
+
+        root = tempfile.mkdtemp(prefix="pyd-t-")
+        self.addCleanup(shutil.rmtree, root, True)
+        os.makedirs(os.path.join(root, "etc"))
+        with open(os.path.join(root, "etc", "passwd"), "w") as f:
+            f.write("root:x:0:0::/root:/bin/sh\n")
+        os.symlink("/etc/passwd", os.path.join(root, "link"))
+        for ok in ("", "/etc", "/made/here"):
+            _check_working_dir(root, ok)
+        for bad in ("/etc/passwd", "/link"):
+            with self.assertRaises(SystemError_) as cm:
+                _check_working_dir(root, bad)
+            self.assertEqual(str(cm.exception), f"Cannot mkdir: {bad} is not a directory")
 
     def test_oom(self) -> None:
         """An OOM exit sets OOMKilled and emits oom before die."""

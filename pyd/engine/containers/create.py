@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import stat
 from typing import Any
 
 import attrs
@@ -16,6 +17,7 @@ from pyd.core.errors import (
     Conflict,
     InvalidParameter,
     NotFound,
+    SystemError_,
     no_such_container,
 )
 from pyd.core.ids import VALID_NAME, is_full_id, new_id, random_name
@@ -25,6 +27,7 @@ from pyd.core.records import (
     Image,
     NetworkSetup,
 )
+from pyd.drivers.inroot import InRoot
 from pyd.drivers.runtime import spec as oci
 from pyd.engine import confinement, honoured, resolvconf
 from pyd.engine.containers import runconfig
@@ -288,6 +291,7 @@ class ContainerCreate(ContainerLinks):
         link_env: tuple[str, ...] = (),
     ) -> oci.RuntimeSpecInput:
         """Blocking part of a start: users, hosts files, spec input (runs in the io pool)."""
+        _check_working_dir(rootfs, s.process.working_dir)
         uid, gid, groups, home = resolve_user(rootfs, s.process.user, list(s.security.group_add))
         hostname = s.process.hostname or c.id[:12]
         bundle = self.bundle_dir(c.id)
@@ -406,3 +410,21 @@ class ContainerCreate(ContainerLinks):
             console_size=s.runtime.console_size if s.process.tty else (0, 0),
             cgroupns_private=(s.namespaces.cgroupns or ("private" if v2 else "host")) == "private",
         )
+
+
+def _check_working_dir(rootfs: str, working_dir: str) -> None:
+    """dockerd's start refuses a working directory that is something else than a directory in
+    the container (its SetupWorkingDirectory; the runtime would say it in its own words). A
+    missing one is made by the runtime, as dockerd makes it.
+
+    @raise SystemError_: C{Cannot mkdir: <dir> is not a directory} (dockerd's 500).
+    """
+    if not working_dir:
+        return
+    with InRoot(rootfs) as root:
+        try:
+            mode = root.stat(working_dir).st_mode
+        except OSError:
+            return
+    if not stat.S_ISDIR(mode):
+        raise SystemError_(f"Cannot mkdir: {working_dir} is not a directory")

@@ -167,16 +167,24 @@ def start_error(
     """Translate a runtime refusal into dockerd's start error text and the exit code it records.
 
     127: the executable does not exist; 126: it cannot be executed; 128: anything else.
-    C{runtime} names the runtime as dockerd's text does (C{runc create failed}, C{crun}).
+    A refusal to run the command is dockerd 28's text whatever the runtime (crun words these
+    differently): C{runc create failed: unable to start container process: error during
+    container init: exec: ...} (runc >= 1.2, the runc of dockerd 28's packages, wraps every
+    init error in C{error during container init}). Any other refusal is the runtime's own
+    words after its name as dockerd's text gives it (C{runc create failed}, C{crun}).
     """
     prefix = (
         "failed to create task for container: failed to create shim task: OCI runtime create "
-        f"failed: {runtime}: "
+        "failed: "
     )
     known = process_error(args[0] if args else "", runtime_message)
     if known is not None:
-        return prefix + known[0], known[1]
-    return (f"{prefix}{runtime_message}: unknown", 128)
+        text = known[0].replace(_UNABLE, _UNABLE + "error during container init: ", 1)
+        return f"{prefix}runc create failed: {text}", known[1]
+    return (f"{prefix}{runtime}: {runtime_message}: unknown", 128)
+
+
+_UNABLE = "unable to start container process: "
 
 
 def process_error(exe: str, m: str) -> tuple[str, int] | None:
@@ -207,7 +215,14 @@ def process_error(exe: str, m: str) -> tuple[str, int] | None:
             f"stat {exe}: no such file or directory: unknown",
             127,
         )
-    if "Permission denied" in m or "permission denied" in m or "Is a directory" in m:
+    # crun cannot open a directory as the executable: "open executable: Operation not
+    # permitted"; runc (dockerd) says permission denied, as for a file without x.
+    if (
+        "Permission denied" in m
+        or "permission denied" in m
+        or "Is a directory" in m
+        or ("open executable" in m and "Operation not permitted" in m)
+    ):
         return (
             f'unable to start container process: exec: "{exe}": permission denied: unknown',
             126,
