@@ -21,6 +21,7 @@ from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
 from pyd.engine.networks import NetworkConfig, NetworkService, default_bridge_name
 from pyd.engine.networks.ipam import ula_base
+from pyd.engine.spec.records import EndpointRequest
 from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
 from tests.component.test_networks_api import _tmpfile
@@ -280,6 +281,58 @@ class Ipv6NetworkTests(SynchronousTestCase):
         run_sync(self.service.release(first))
         again = self.start("c3", "v6", {"IPv6Address": "fd00:db8:11::5"})
         self.assertEqual(again.endpoints[0].ipv6, "fd00:db8:11::5")
+
+    def test_published_port_shown_per_family(self) -> None:
+        """C{-p 8080:80} is shown as dockerd 28 shows it: 0.0.0.0 and :: for a container with
+        an IPv6 address, 0.0.0.0 alone for an IPv4-only one (no userland proxy to carry IPv6
+        to it); an address given is shown alone."""
+        self.create("v6", {"Subnet": "fd00:db8:13::/64"})
+        self.create("plain", ipv6=False)
+
+        def shown(name: str, network: str, bindings: list[dict[str, str]]) -> list[tuple[str, int]]:
+            cid = self.add_container(name)
+            req = net_request({"PortBindings": {"80/tcp": bindings}}, {})
+            setup = run_sync(self.service.setup(cid, name, name, network, req, []))
+            return [(p.host_ip, p.host_port) for p in setup.ports]
+
+        self.assertEqual(
+            shown("d1", "v6", [{"HostPort": "18080"}]), [("0.0.0.0", 18080), ("::", 18080)]
+        )
+        self.assertEqual(shown("p1", "plain", [{"HostPort": "18081"}]), [("0.0.0.0", 18081)])
+        self.assertEqual(
+            shown("d2", "v6", [{"HostIp": "127.0.0.1", "HostPort": "18082"}]),
+            [("127.0.0.1", 18082)],
+        )
+
+    def pin(self, netns_path: str) -> None:
+        """A file where the fake namespace is "pinned" (a live connect looks for it)."""
+        os.makedirs(os.path.dirname(netns_path), exist_ok=True)
+        open(netns_path, "w").close()
+
+    def test_ipv6_default_route_from_a_later_network(self) -> None:
+        """An IPv4-only first network gives the IPv4 default route and a later dual-stack one
+        the IPv6 one (moby >= 26 chooses each family's gateway separately), at start and on a
+        live connect."""
+        self.create("v6", {"Subnet": "fd00:db8:14::/64"})
+        self.create("v6b", {"Subnet": "fd00:db8:15::/64"})
+        self.create("plain", ipv6=False)
+        cid = self.add_container("c1")
+        req = net_request(None, {"plain": {}, "v6": {}})
+        s = run_sync(self.service.setup(cid, "c1", "c1", "plain", req, []))
+        ifs = self.netlink.netns[s.netns_path]
+        self.pin(s.netns_path)
+        self.assertEqual((bool(ifs["eth0"].gateway), ifs["eth0"].gateway6), (True, None))
+        self.assertEqual((ifs["eth1"].gateway, ifs["eth1"].gateway6), (None, "fd00:db8:14::1"))
+        # A second dual-stack network connected live: the IPv6 route is there already.
+        run_sync(self.service.connect("v6b", "c1", EndpointRequest()))
+        self.assertEqual((ifs["eth2"].gateway, ifs["eth2"].gateway6), (None, None))
+        # An IPv4-only container connected to a dual-stack network gets its IPv6 route.
+        cid2 = self.add_container("c2")
+        s2 = run_sync(self.service.setup(cid2, "c2", "c2", "plain", net_request(None, {}), []))
+        self.pin(s2.netns_path)
+        run_sync(self.service.connect("v6", "c2", EndpointRequest()))
+        ifs2 = self.netlink.netns[s2.netns_path]
+        self.assertEqual((ifs2["eth1"].gateway, ifs2["eth1"].gateway6), (None, "fd00:db8:14::1"))
 
     def test_ipv4_only_network_has_no_ipv6(self) -> None:
         """An IPv4-only network's endpoint: empty IPv6 fields, no AAAA data."""

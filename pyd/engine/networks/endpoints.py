@@ -221,14 +221,19 @@ class Endpoints(Ipam, Ports, Dns):
         ports: list[PortMapping] = []
         resolver = False
         try:
-            gateway_set = False
+            gateway_set = gateway6_set = False
             for i, att in enumerate(atts):
                 found = self._networks.get(att.network_id)
                 if found is None:
                     raise NotFound(f"network {att.network_id} not found")
+                # Each family's default route from the first non-internal network that has
+                # it (moby >= 26 picks the IPv4 and IPv6 gateway endpoints separately): an
+                # IPv4-only first network leaves IPv6 to a later dual-stack one.
                 use_gw = not found.internal and not gateway_set
-                ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw)
+                use_gw6 = not found.internal and not gateway6_set and v6_pool(found) is not None
+                ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw, use_gw6)
                 gateway_set = gateway_set or use_gw
+                gateway6_set = gateway6_set or use_gw6
                 endpoints.append(ep)
                 resolver = resolver or (self._is_user(found) and self._dns is not None)
             if resolver:
@@ -339,6 +344,7 @@ class Endpoints(Ipam, Ports, Dns):
         att: Attachment,
         ifname: str,
         use_gateway: bool,
+        use_gateway6: bool,
     ) -> Endpoint:
         reserved = [p.gateway for p in net.pools]
         ip = await self._repo.allocate(
@@ -373,7 +379,7 @@ class Endpoints(Ipam, Ports, Dns):
                 mtu=mtu,
                 address6=ip6,
                 prefixlen6=ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
-                gateway6=(p6.gateway or None) if p6 and use_gateway else None,
+                gateway6=(p6.gateway or None) if p6 and use_gateway6 else None,
             ),
         )
         return self._endpoint(net, att, ip, mac)
@@ -532,13 +538,22 @@ class Endpoints(Ipam, Ports, Dns):
             i = 0
             while f"eth{i}" in present:
                 i += 1
-            has_default = any(
-                a.ipv4 and not self._networks[a.network_id].internal
+            routed = [
+                a
                 for a in atts
-                if a.network_id in self._networks
-            )
+                if a.network_id in self._networks and not self._networks[a.network_id].internal
+            ]
+            has_default = any(a.ipv4 for a in routed)
+            has_default6 = any(a.ipv6 for a in routed)
             await self._plug(
-                path, c.id, c.name, net, att, f"eth{i}", not has_default and not net.internal
+                path,
+                c.id,
+                c.name,
+                net,
+                att,
+                f"eth{i}",
+                not has_default and not net.internal,
+                not has_default6 and not net.internal,
             )
             primary = [a for a in atts if a.ipv4]
             upstream = primary[0].config.get("dns_upstream") if primary else None

@@ -128,14 +128,24 @@ class Ports(NetworkBase):
         cfg = dict(fresh[0].config if fresh else att.config)
         cfg["ports"] = chosen
         await self._repo.update_endpoint(att.id, config=cfg)
+        # A binding on every address is shown per family, as dockerd 28 shows it: 0.0.0.0, and
+        # :: when the container has an IPv6 address (the ip6 rules serve it; for an IPv4-only
+        # container dockerd 28 without its userland proxy, as pyd is, makes no :: binding).
+        shown = [
+            (c, ip)
+            for c in chosen
+            for ip in (
+                (c["host_ip"],) if c["host_ip"] else ("0.0.0.0", "::")[: 2 if container_ip6 else 1]
+            )
+        ]
         return [
             PortMapping(
                 container_port=c["container_port"],
                 protocol=c["proto"],
-                host_ip=c["host_ip"] or "0.0.0.0",
+                host_ip=ip,
                 host_port=c["host_port"],
             )
-            for c in chosen
+            for c, ip in shown
         ]
 
     async def _ephemeral(
