@@ -172,11 +172,12 @@ def open_decompressed(raw: _HashingReader) -> Any:
     return raw
 
 
-def _clean(name: str, what: str) -> str:
-    """The member's path relative to the layer root; refuse a C{..} that climbs out of it."""
+def _clean(name: str, what: str, into: str = "the layer") -> str:
+    """The member's path relative to the root; refuse a C{..} that climbs out of it (C{into}
+    names the root in the refusal)."""
     rel = posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
     if rel == ".." or rel.startswith("../"):
-        raise UntarError(f"{what} {name!r} is outside of the layer")
+        raise UntarError(f"{what} {name!r} is outside of {into}")
     return rel
 
 
@@ -273,11 +274,12 @@ def check_device(member: tarfile.TarInfo) -> None:
     )
 
 
-def extract(stream: Any, root: str, devices: bool = False) -> int:
+def extract(stream: Any, root: str, devices: bool = False, into: str = "the layer") -> int:
     """Extract the uncompressed tar C{stream} under C{root} (C{/} inside the chroot).
 
     @param devices: create any device node (C{docker cp} into a container); otherwise only
         L{INERT_DEVICES} (an image layer).
+    @param into: what the root is, as refusals name it.
     @return: the size of the file content written (regular files plus symlink targets, like
         dockerd's directory size).
     @raise UntarError: a hostile or malformed member, or a device node an image may not hold.
@@ -291,7 +293,7 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
         raise UntarError(f"not a tar archive: {_plain(e)}") from e
     with tf:
         for member in tf:
-            rel = _clean(member.name, "file")
+            rel = _clean(member.name, "file", into)
             if not devices:
                 check_device(member)
             if rel == ".":
@@ -313,7 +315,7 @@ def extract(stream: Any, root: str, devices: bool = False) -> int:
                     os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
                 continue
             if member.islnk():
-                target_rel = _clean(member.linkname, "hardlink target")
+                target_rel = _clean(member.linkname, "hardlink target", into)
                 link = through_link(target_rel, links)
                 if link is not None:
                     raise refuse_through_link("hard link target", member.linkname, link, links)
@@ -383,12 +385,23 @@ def _plain(e: BaseException) -> str:
 
 
 def _syncfs(path: str) -> None:
+    """Write everything of C{path}'s filesystem to disk (the layer's files, its tar, their
+    directories): the engine records the layer's row only after the helper returned, so a power
+    loss after that record cannot find a listed layer with truncated files. One C{syncfs} per
+    layer instead of an fsync per file and directory (thousands in a distribution's layer).
+
+    @raise OSError: the kernel reported a write error (EIO, ENOSPC): the layer is not on disk.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syncfs(fd)
+        if _LIBC.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
     finally:
         os.close(fd)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # the process's own libc (no file is loaded)
 
 
 def run(
@@ -400,10 +413,14 @@ def run(
     caps: tuple[int, ...] = sealed.EXTRACT_CAPS,
     max_size: int = 0,
     keep_free: int = 0,
+    into: str = "the layer",
+    sync: bool = True,
 ) -> dict[str, Any]:
     """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes
-    (C{devices}: see L{extract}). With C{chroot}, C{dest} is entered first, sealed, with only
-    the capabilities C{caps} left."""
+    (C{devices}, C{into}: see L{extract}). With C{chroot}, C{dest} is entered first, sealed, with
+    only the capabilities C{caps} left. With C{sync} the filesystem is written to disk before
+    returning (a layer, whose row follows; C{docker cp} into a container records nothing and,
+    as dockerd's, does not sync)."""
     raw = _HashingReader(src)
     plain_src = open_decompressed(raw)
     if plain_src is raw:
@@ -425,17 +442,20 @@ def run(
         check_free_space(root, keep_free)
         plain.space_check = lambda: check_free_space(root, keep_free)
     try:
-        size = extract(plain, root, devices)
+        size = extract(plain, root, devices, into)
         plain.drain()
         raw.drain()
     except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError) as e:
         if isinstance(e, UntarError):
             raise
         raise UntarError(_plain(e)) from e
-    if tar_out is not None:
-        tar_out.flush()
-        os.fsync(tar_out.fileno())
-    _syncfs(root)
+    try:
+        if tar_out is not None:
+            tar_out.flush()
+        if sync:
+            _syncfs(root)  # the tar is in the same staging directory (tmp/<x>/layer.tar)
+    except OSError as e:
+        raise UntarError(f"writing the layer to disk: {_plain(e)}") from e
     return {
         "digest": "sha256:" + raw.hash.hexdigest(),
         "diff_id": "sha256:" + plain.hash.hexdigest(),
