@@ -13,6 +13,7 @@ unmounted afterwards.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -35,6 +36,10 @@ from pyd.engine.streams import StreamTarget, StreamTargets
 from pyd.engine.users import resolve_user
 
 log = Logger()
+
+
+# errors of a path's own making, as the helper reports them (a 400, not the daemon's fault)
+_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EINVAL})
 
 
 def _not_found(path: str, ref: str) -> NotFound:
@@ -117,6 +122,11 @@ class ArchiveService:
                 raise InvalidParameter(str(out.get("message")))
             if out.get("error") == "subpath-notfound":
                 raise NotFound(str(out.get("message")))
+            if out.get("error") == "path":
+                # the kernel refused the path itself (too long, a loop): the client's doing
+                if out.get("errno") in _PATH_ERRNOS:
+                    raise InvalidParameter(str(out.get("message")))
+                raise SystemError_(str(out.get("message")))
             return out
         raise SystemError_(str(out.get("message")))
 

@@ -1,7 +1,7 @@
 """Hostile archives, as the suite's attack tests build them (tests/e2e/test_archive_escapes.py,
 test_attack_content.py, tests/integration/test_image_storage.py), for the message audits
 (tests/integration/test_hostile_messages.py: image layers; tests/unit/test_hostile_context.py:
-build contexts)."""
+build contexts; tests/integration/test_cp_messages.py: docker cp into and out of a container)."""
 
 from __future__ import annotations
 
@@ -123,4 +123,41 @@ CONTEXT_RULES: dict[str, str] = {
     "truncated gzip": "not a tar archive",
     "bad bzip2": "not a tar archive",
     "zstd": "not a tar archive",
+}
+# name -> the rule the refusal of C{docker cp} into a container states (the helper's text in
+# dockerd's C{Error processing tar file(...)}); device nodes are created, as dockerd creates them
+CP_RULES: dict[str, str] = {
+    "dot-dot file": "is outside of the destination directory",
+    "deep dot-dot file": "is outside of the destination directory",
+    "hard link out": "is outside of the destination directory",
+    "hard link to a missing name": "which does not exist",
+    "symlink loop as a parent": _THROUGH_LINK,
+    "absolute symlink as a parent": _THROUGH_LINK,
+    "climbing symlink as a parent": _THROUGH_LINK,
+    "file under a file": "not a directory",
+    "not a tar": "not a tar archive",
+    "truncated": "unexpected end of",
+    "bad gzip": "invalid gzip data",
+    "truncated gzip": "unexpected end of archive",
+    "bad bzip2": "unexpected end of archive",
+    "zstd": "unsupported compression: zstd",
+}
+CP_ACCEPTED = ("block device", "character device of a disk")
+
+# Hostile paths for docker cp out of (and into) a container, over the tree the audit builds:
+# path -> the text its refusal holds (None: it is served, from inside the container's root)
+CP_PATHS: dict[str, str | None] = {
+    "/../../../etc/shadow": "Could not find the file /../../../etc/shadow",
+    "../../etc/passwd": None,  # climbs no higher than the container's root: its /etc/passwd
+    "/abs/shadow": "Could not find the file /abs/shadow",  # abs -> /etc of the container
+    "/abs/passwd": None,
+    "/up/etc/shadow": "Could not find the file /up/etc/shadow",  # up -> ../../../..
+    "/loop/x": "too many links in /loop",
+    "/loop": "too many links in /loop",
+    "/file/x": "Could not find the file /file/x",
+    "/dangling/x": "Could not find the file /dangling/x",
+    "/proc/self/environ": "Could not find the file /proc/self/environ",
+    "/" + "a" * 300: "file name too long",
+    "/" + "a/" * 3000: "file name too long",
+    "/data/../../..": None,
 }

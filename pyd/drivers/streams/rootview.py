@@ -327,7 +327,10 @@ def _in_mount(path: str, mounts: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) -> dict[str, Any]:
     """Extract the tar on fd 0 into the directory C{path}."""
-    host, exists, is_dir = rootpaths.extraction_dir("/", path)
+    try:
+        host, exists, is_dir = rootpaths.extraction_dir("/", path)
+    except rootpaths.PathEscape as e:
+        raise ViewError("escape", str(e)) from e
     dest = _abs(host)
     if not exists:
         raise ViewError("notfound", path)
@@ -346,7 +349,15 @@ def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) ->
         src.seek(0)
     try:
         # devices as dockerd (the daemon never opens them); no CAP_SYS_ADMIN
-        untar.run(dest, src, None, devices=True, caps=sealed.CP_IN_CAPS)
+        untar.run(
+            dest,
+            src,
+            None,
+            devices=True,
+            caps=sealed.CP_IN_CAPS,
+            into="the destination directory",
+            sync=False,
+        )
     except untar.UntarError as e:
         raise ViewError("tar", str(e)) from e
     return {"ok": True}
@@ -395,6 +406,11 @@ def main(argv: list[str]) -> int:
         result = run(json.loads(argv[0]), argv[1], argv[2:])
     except ViewError as e:
         result = {"error": e.kind, "message": e.message}
+    except OSError as e:
+        # a path the kernel refuses (too long, a loop, not a directory): its reason as Go
+        # prints it, with the path as the client gave it (never a view's own path)
+        reason = (e.strerror or "cannot access the path").lower()
+        result = {"error": "path", "errno": e.errno, "message": f"{argv[2]}: {reason}"}
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
