@@ -23,7 +23,7 @@ from pyd.api.base import make_app, role
 from pyd.api.distribution import auth_from_json
 from pyd.api.errors import public_message
 from pyd.api.streams import JSONLines
-from pyd.api.wire import json_body, qbool, qint, qlist, qstr
+from pyd.api.wire import json_body, qbool, qint, qint_or_zero, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
 from pyd.engine.builder.builder import BuildFailed, BuildOptions, BuildService
@@ -120,18 +120,21 @@ def options_from_request(request: IRequest) -> BuildOptions:
         labels={str(k): str(v) for k, v in labels.items()},
         no_cache=qbool(request, "nocache"),
         pull=qbool(request, "pull"),
-        rm=qbool(request, "rm", True),
+        # dockerd: forcerm implies rm, and an empty rm is true
+        rm=qbool(request, "forcerm") or not qstr(request, "rm") or qbool(request, "rm"),
         force_rm=qbool(request, "forcerm"),
         quiet=qbool(request, "q"),
         cache_from=tuple(str(c) for c in cache_from),
         network_mode=qstr(request, "networkmode") or "",
         extra_hosts=tuple(h.replace("=", ":", 1) if ":" not in h else h for h in extra_hosts),
-        memory=qint(request, "memory", 0) or 0,
-        memory_swap=qint(request, "memswap", 0) or 0,
-        shm_size=qint(request, "shmsize", 0) or 0,
-        cpu_shares=qint(request, "cpushares", 0) or 0,
-        cpu_period=qint(request, "cpuperiod", 0) or 0,
-        cpu_quota=qint(request, "cpuquota", 0) or 0,
+        # dockerd reads these with Int64ValueOrZero: what is not an integer is 0
+        memory=qint_or_zero(request, "memory"),
+        memory_swap=qint_or_zero(request, "memswap"),
+        # ParseInt's error is unclassified in dockerd (a 500); the client's value is at fault
+        shm_size=qint(request, "shmsize", 0, "strconv.ParseInt") or 0,
+        cpu_shares=qint_or_zero(request, "cpushares"),
+        cpu_period=qint_or_zero(request, "cpuperiod"),
+        cpu_quota=qint_or_zero(request, "cpuquota"),
         cpuset_cpus=qstr(request, "cpusetcpus") or "",
         cpuset_mems=qstr(request, "cpusetmems") or "",
         cgroup_parent=qstr(request, "cgroupparent") or "",

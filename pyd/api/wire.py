@@ -126,22 +126,33 @@ def qbool(request: IRequest, name: str, default: bool = False) -> bool:
 _INT64 = 1 << 63
 
 
-def qint(request: IRequest, name: str, default: int | None = None) -> int | None:
-    """An integer query parameter, as Go's C{strconv.Atoi} reads it (ASCII digits with an
-    optional sign, within int64), with its error texts.
+def qint(
+    request: IRequest, name: str, default: int | None = None, func: str = "strconv.Atoi"
+) -> int | None:
+    """An integer query parameter, as Go's C{strconv.Atoi} (or C{ParseInt(v, 10, 64)}, named by
+    C{func} in the error) reads it: ASCII digits with an optional sign, within int64.
 
-    @raise InvalidParameter: not an integer, or out of range.
+    @raise InvalidParameter: not an integer, or out of range (Go's texts).
     """
     v = qstr(request, name)
     if v is None or v == "":
         return default
     digits = v[1:] if v[:1] in ("+", "-") else v
     if not (digits.isascii() and digits.isdigit()):
-        raise InvalidParameter(f"strconv.Atoi: parsing {go_quote(v)}: invalid syntax")
+        raise InvalidParameter(f"{func}: parsing {go_quote(v)}: invalid syntax")
     n = int(v)
     if not -_INT64 <= n < _INT64:
-        raise InvalidParameter(f"strconv.Atoi: parsing {go_quote(v)}: value out of range")
+        raise InvalidParameter(f"{func}: parsing {go_quote(v)}: value out of range")
     return n
+
+
+def qint_or_zero(request: IRequest, name: str) -> int:
+    """dockerd's C{httputils.Int64ValueOrZero}: an int64 query parameter, and 0 for anything
+    that is not one (junk, out of range) instead of an error."""
+    try:
+        return qint(request, name, 0, "strconv.ParseInt") or 0
+    except InvalidParameter:
+        return 0
 
 
 def resize_size(request: IRequest) -> tuple[int, int]:

@@ -11,8 +11,9 @@ from urllib.parse import urlencode
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
 
-from pyd.api.build import BuildRouter
+from pyd.api.build import BuildRouter, options_from_request
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
 from pyd.engine.builder import fs
@@ -106,6 +107,45 @@ class BuildApiTests(SynchronousTestCase):
             code, _, body = self.post({"Dockerfile": "FROM busybox\n"}, **params)
             self.assertEqual(code, 400, params)
             self.assertIn(text, json.loads(body)["message"])
+
+    def test_values_read_as_dockerd_reads_them(self) -> None:
+        """dockerd's Int64ValueOrZero and BoolValue (checked on dockerd 20.10 and in 28's
+        build_routes.go): resource values that are no integers are 0, not errors; a boolean
+        is true unless "", 0, no, false or none; an empty rm and forcerm both mean rm; only
+        shmsize is parsed strictly (ParseInt's text; a 500 in dockerd, a 400 here)."""
+        for params, expected in (
+            ({"memory": "abc", "memswap": "-x", "cpushares": "x", "cpuquota": "1.5"}, {}),
+            ({"memory": "99999999999999999999", "cpuperiod": "¹"}, {}),
+            ({"memory": "+64", "cpushares": "-2"}, {"memory": 64, "cpu_shares": -2}),
+            ({"q": "maybe", "nocache": "abc", "pull": "¹"},
+             {"quiet": True, "no_cache": True, "pull": True}),
+            ({"q": "0", "nocache": "no", "pull": "None"}, {}),
+            ({"rm": ""}, {"rm": True}),
+            ({"rm": "0", "forcerm": "1"}, {"rm": True, "force_rm": True}),
+            ({"rm": "false"}, {"rm": False}),
+        ):  # fmt: skip
+            request = DummyRequest([b"build"])
+            request.args = {k.encode(): [v.encode()] for k, v in params.items()}
+            opts = options_from_request(request)
+            got = {
+                "memory": opts.memory, "memory_swap": opts.memory_swap,
+                "cpu_shares": opts.cpu_shares, "cpu_period": opts.cpu_period,
+                "cpu_quota": opts.cpu_quota, "quiet": opts.quiet, "no_cache": opts.no_cache,
+                "pull": opts.pull, "rm": opts.rm, "force_rm": opts.force_rm,
+            }  # fmt: skip
+            defaults = (
+                dict.fromkeys(got, 0)
+                | dict.fromkeys(("quiet", "no_cache", "pull", "force_rm"), False)
+                | {"rm": True}
+            )
+            self.assertEqual(got, defaults | expected, params)
+        code, _, body = self.post({"Dockerfile": "FROM busybox\n"}, shmsize="abc")
+        self.assertEqual(code, 400)
+        self.assertEqual(
+            json.loads(body), {"message": 'strconv.ParseInt: parsing "abc": invalid syntax'}
+        )
+        code, _, _ = self.post({"Dockerfile": "FROM busybox\n"}, memory="abc", q="maybe")
+        self.assertEqual(code, 200)
 
     def test_quiet(self) -> None:
         """q=1 streams only the aux and the id."""
