@@ -40,6 +40,9 @@ class FakeRuntime:
         self.exit_before_kill: int | None = None  # the process ends as a kill is on its way
         # (operation, container id, runtime name; '' = the driver's default) of every call
         self.runtime_calls: list[tuple[str, str, str]] = []
+        # what a direct SIGKILL of a pid finds (kill_pid), and the pids it was given
+        self.direct_kill = "gone"
+        self.killed_pids: list[int] = []
 
     async def setup(self) -> None:
         self.setup_called = True
@@ -167,6 +170,10 @@ class FakeRuntime:
 
     async def monitor_alive(self, bundle: str) -> bool:
         return any(bundle.endswith(cid) for cid in self.alive_monitors)
+
+    async def kill_pid(self, pid: int) -> str:
+        self.killed_pids.append(pid)
+        return self.direct_kill
 
     async def clear_exit(self, container_id: str, bundle: str) -> None:
         self.exits.pop(container_id, None)

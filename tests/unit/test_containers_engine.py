@@ -312,6 +312,60 @@ class StartStopTests(EngineTestBase):
         self.assertEqual(self.events.actions(cid)[-2:], ["die", "stop"])
         self.fail_with(self.svc.stop(cid), NotModified)
 
+    def test_stop_waits_for_a_slow_exit_record(self) -> None:
+        """Under a slow daemon the exit of a SIGKILLed process may be recorded long after:
+        after 10 s the process itself is SIGKILLed, and when it is gone stop waits for the
+        record without a limit and succeeds (it answered 500 30 s after SIGKILL)."""
+        del self.runtime.fatal_signals[signal.SIGKILL]  # the exit file comes late
+        cid = self.started(Cmd=["sleep", "100"])
+        pid = self.svc.resolve(cid).state.pid
+        d = Deferred.fromCoroutine(self.svc.stop(cid, timeout=1))
+        self.clock.advance(1)  # SIGTERM's timeout: SIGKILL
+        self.clock.advance(9.9)
+        self.assertEqual(self.runtime.killed_pids, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.runtime.killed_pids, [pid])
+        self.clock.advance(3600)
+        self.assertNoResult(d)
+        self.runtime.exit(cid, 137)
+        self.successResultOf(d)
+        self.assertEqual(self.svc.resolve(cid).state.status, "exited")
+        self.assertEqual(self.events.actions(cid)[-2:], ["die", "stop"])
+
+    def test_kill_waits_for_a_slow_exit_record(self) -> None:
+        """docker kill (SIGKILL) follows the same steps."""
+        del self.runtime.fatal_signals[signal.SIGKILL]
+        cid = self.started(Cmd=["sleep", "100"])
+        d = Deferred.fromCoroutine(self.svc.kill(cid))
+        self.clock.advance(3600)
+        self.assertNoResult(d)
+        self.runtime.exit(cid, 137)
+        self.successResultOf(d)
+
+    def test_stop_of_a_process_that_outlives_sigkill(self) -> None:
+        """A process still there after the direct SIGKILL (uninterruptible sleep) fails the
+        stop with dockerd 28's text 2 + 2 s later; a zombie with its own text at once."""
+        del self.runtime.fatal_signals[signal.SIGKILL]
+        self.runtime.direct_kill = "signalled"
+        cid = self.started(Cmd=["sleep", "100"])
+        d = Deferred.fromCoroutine(self.svc.stop(cid, timeout=0))
+        self.clock.advance(0)  # SIGTERM's timeout: SIGKILL
+        self.clock.advance(10)  # the process itself is SIGKILLed
+        self.clock.advance(2)  # kill's last wait: its error, then stop's 2 more seconds
+        self.clock.advance(1.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        f = self.failureResultOf(d, SystemError_)
+        self.assertEqual(
+            f.getErrorMessage(), "tried to kill container, but did not receive an exit event"
+        )
+        self.runtime.direct_kill = "zombie"
+        d = Deferred.fromCoroutine(self.svc.kill(cid))
+        self.clock.advance(10)
+        f = self.failureResultOf(d, SystemError_)
+        self.assertIn(f"container {cid[:12]} PID ", f.getErrorMessage())
+        self.assertIn("is zombie and can not be killed", f.getErrorMessage())
+
     def test_stop_signal_honoured(self) -> None:
         """A process ending on SIGTERM exits 143 without waiting for the timeout."""
         self.runtime.fatal_signals[signal.SIGTERM] = 143

@@ -161,6 +161,12 @@ class RuntimeDriver(Protocol):
         """Whether the container's conmon is still running."""
         ...
 
+    async def kill_pid(self, pid: int) -> str:
+        """SIGKILL the container's init process itself, past the runtime (dockerd's
+        C{killProcessDirectly}): C{gone} (no such process), C{zombie} (dead, not reaped) or
+        C{signalled} (still there after the signal, or no pid to signal)."""
+        ...
+
     async def clear_exit(self, container_id: str, bundle: str) -> None:
         """Forget a consumed exit (so the next run's exit is not confused with it)."""
         ...
@@ -654,6 +660,10 @@ class ConmonRuntime:
 
         await self._blocking.run(clear)
 
+    async def kill_pid(self, pid: int) -> str:
+        """See L{RuntimeDriver.kill_pid} (its /proc look runs in the io pool)."""
+        return await self._blocking.run(_kill_directly, pid)
+
     async def monitor_alive(self, bundle: str) -> bool:
         """Whether C{<bundle>/conmon.pid} names a live conmon process."""
 
@@ -707,3 +717,18 @@ SIGNALS: Mapping[str, int] = {
     and not name.startswith("SIG_")
     and isinstance(getattr(_signal, name), int)
 }
+
+
+def _kill_directly(pid: int) -> str:
+    if pid <= 0:
+        return "signalled"  # no process to name: as dockerd, which then waits its last 2 s
+    try:
+        os.kill(pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        return "gone"
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "gone"
+    return "zombie" if state == "Z" else "signalled"
