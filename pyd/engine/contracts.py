@@ -251,6 +251,14 @@ class NetworkProvider(Protocol):
         """After the container stopped: release ports, interfaces and the namespace."""
         ...
 
+    async def allow_links(
+        self, container_id: str, children: Sequence[tuple[str, Sequence[str]]]
+    ) -> None:
+        """Legacy links of a started container on the default bridge: with C{icc} off, open
+        the exposed ports of each child (its address, its C{ExposedPorts} keys) to it, as
+        dockerd's link rules do; they go with the container's endpoint."""
+        ...
+
     async def release(self, container_id: str) -> None:
         """On removal: drop the container's endpoints (addresses go back to the pool)."""
         ...

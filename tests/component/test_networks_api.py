@@ -396,6 +396,24 @@ class NetworksApiTests(SynchronousTestCase):
         self.assertEqual((info["Id"], info["Containers"]), (net["Id"], {}))
         self.assertTrue(self.flushLoggedErrors(ValueError))
 
+    def test_allow_links(self) -> None:
+        """allow_links() puts one rule per exposed port of each child into the ruleset (on the
+        default bridge), a repeated call replaces them, and the container's teardown takes
+        them out."""
+        web, client = self.add_container("web"), self.add_container("client")
+        web_ip = run_sync(self.service.setup(web, "web", "web", "bridge", NetworkRequest(), []))
+        run_sync(self.service.setup(client, "client", "client", "bridge", NetworkRequest(), []))
+        child = web_ip.endpoints[0].ipv4
+        run_sync(self.service.allow_links(client, [(child, ["80/tcp", "53/udp", "bad"])]))
+        assert self.firewall.rules is not None
+        got = {(lk.child_ip, lk.protocol, lk.port) for lk in self.firewall.rules.links}
+        self.assertEqual(got, {(child, "tcp", 80), (child, "udp", 53)})
+        run_sync(self.service.allow_links(client, [(child, ["81"])]))
+        got = {(lk.child_ip, lk.protocol, lk.port) for lk in self.firewall.rules.links}
+        self.assertEqual(got, {(child, "tcp", 81)})
+        run_sync(self.service.teardown(client))
+        self.assertEqual(self.firewall.rules.links, ())
+
 
 class EmbeddedResolverTests(SynchronousTestCase):
     """127.0.0.11 per container namespace: connect, teardown, restart, internal networks."""

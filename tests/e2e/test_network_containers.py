@@ -313,3 +313,34 @@ def test_aux_addresses_reserved(net_daemon: PydDaemon) -> None:
     finally:
         d.docker("rm", "-f", "aux1", check=False)
         d.docker("network", "rm", "auxnet", check=False)
+
+
+def test_icc_false_opens_legacy_links(tmp_path: object) -> None:
+    """With --icc=false containers on the default bridge cannot reach each other, except a
+    legacy link's exposed ports, which dockerd opens between the linking container and its
+    child (link rules): the linked client gets the page, an unlinked one does not, and the
+    linked one reaches no port the child does not expose. (By address: the test image's
+    static wget crashes on name lookups.)"""
+    d = PydDaemon(extra_args=["--icc=false"])
+    try:
+        d.start()
+        load_busybox(d)
+        d.docker("run", "-d", "--name", "web", "--expose", "80", IMG, "sh", "-c",
+                 "mkdir -p /www && echo hi > /www/index.html && httpd -p 81 -h /www && "
+                 "exec httpd -f -p 80 -h /www")  # fmt: skip
+        ip = d.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web").stdout.strip()
+        # busybox wget -T crashes here: timeout bounds a connection the firewall drops
+        fetch = "timeout 3 wget -qO- http://{}/ >/dev/null 2>&1 && echo ok || echo no"
+        d.docker("run", "-d", "--name", "client", "--link", "web:w", IMG, "sleep", "300")
+        out = d.docker("exec", "client", "sh", "-c", fetch.format(f"{ip}:80")).stdout.strip()
+        assert out == "ok", _table(d)
+        out = d.docker("exec", "client", "sh", "-c", fetch.format(f"{ip}:81")).stdout.strip()
+        assert out == "no"
+        out = run_out(d, IMG, "sh", "-c", fetch.format(f"{ip}:80"))
+        assert out.strip() == "no"
+        # The rules go with the linking container.
+        assert f"ip daddr {ip} tcp dport 80 accept" in _table(d)
+        d.docker("rm", "-f", "client")
+        assert f"ip daddr {ip} tcp dport 80 accept" not in _table(d)
+    finally:
+        d.cleanup()

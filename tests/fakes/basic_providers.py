@@ -57,6 +57,11 @@ class BasicNetworkProvider:
     async def teardown(self, container_id: str) -> None:
         """Nothing to release."""
 
+    async def allow_links(
+        self, container_id: str, children: Sequence[tuple[str, Sequence[str]]]
+    ) -> None:
+        """No firewall."""
+
     async def release(self, container_id: str) -> None:
         """Nothing to release."""
 

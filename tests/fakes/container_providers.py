@@ -84,6 +84,7 @@ class FakeNetworkProvider:
         self.released: list[str] = []
         self.stale_released: list[str] = []
         self.next_ip = 2
+        self.links: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
 
     def canonical_mode(self, network_mode: str) -> str:
         return network_mode
@@ -144,6 +145,11 @@ class FakeNetworkProvider:
             )
         self.setups[container_id] = s
         return s
+
+    async def allow_links(
+        self, container_id: str, children: Sequence[tuple[str, Sequence[str]]]
+    ) -> None:
+        self.links[container_id] = [(ip, tuple(ports)) for ip, ports in children]
 
     async def teardown(self, container_id: str) -> None:
         self.torn_down.append(container_id)

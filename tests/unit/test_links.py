@@ -96,6 +96,9 @@ class ServiceLinkTests(EngineTestBase):
         self.assertIn("WEB_PORT=tcp://10.250.0.2:5432", env)
         self.assertIn("WEB_NAME=/app/web", env)
         self.assertIn("WEB_ENV_PW=s", env)
+        # networking is asked to open the child's exposed ports to it (dockerd's link rules,
+        # effective with icc off)
+        self.assertEqual(self.networks.links[parent], [("10.250.0.2", ("5432/tcp",))])
         c = self.svc.resolve("app")
         self.assertEqual(self.svc.links_shown(c), ["/db:/app/web"])
         self.assertEqual(self.svc.resolve("app/web").id, child)

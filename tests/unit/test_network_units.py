@@ -91,6 +91,37 @@ class NftRenderTests(SynchronousTestCase):
         self.assertIn('iifname "b" oifname != "b" drop', text)
         self.assertIn('oifname "b" iifname != "b" drop', text)
 
+    def test_link_ports_before_icc_drop(self) -> None:
+        """A legacy link on a bridge without icc opens the child's port to the parent (and the
+        child's answers from it) before the bridge's own drop; on a bridge with icc nothing is
+        added; the ip6 table has none (links are IPv4, as dockerd's)."""
+        from pyd.drivers.network.nft import LinkRule
+
+        rules = Ruleset(
+            bridges=(
+                BridgeRules("a", "10.200.1.0/24", icc=False, subnet6="fd00:1::/64"),
+                BridgeRules("b", "10.200.2.0/24"),
+            ),
+            links=(
+                LinkRule("a", "10.200.1.3", "10.200.1.2", "tcp", 80),
+                LinkRule("b", "10.200.2.3", "10.200.2.2", "udp", 53),
+            ),
+            ipv6=True,
+        )
+        text = render("t", rules)
+        ip4, ip6 = text.split("table ip6 t {\n", 1)
+        fwd = ip4[ip4.index("chain forward") :].splitlines()
+        open_ = (
+            'iifname "a" oifname "a" ip saddr 10.200.1.3 ip daddr 10.200.1.2 tcp dport 80 accept'
+        )
+        back = 'iifname "a" oifname "a" ip saddr 10.200.1.2 ip daddr 10.200.1.3 tcp sport 80 accept'
+        drop = 'iifname "a" oifname "a" drop'
+        lines = [x.strip() for x in fwd]
+        self.assertLess(lines.index(open_), lines.index(drop))
+        self.assertLess(lines.index(back), lines.index(drop))
+        self.assertNotIn("udp dport 53", text)
+        self.assertNotIn("dport 80", ip6)
+
     def test_dns_table_in_container_namespace(self) -> None:
         """127.0.0.11:53 (udp and tcp) goes to the resolver's ports; replies leave from 53."""
         text = render_dns("127.0.0.11", 40001, 40002)

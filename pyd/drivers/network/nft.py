@@ -55,11 +55,24 @@ class PortRule:
 
 
 @attrs.frozen
+class LinkRule:
+    """A legacy link's port on a bridge without icc: C{parent_ip} may reach C{child_ip}'s
+    C{port} (and the child answer from it), as dockerd's link rules allow."""
+
+    bridge: str
+    parent_ip: str
+    child_ip: str
+    protocol: str  # "tcp" | "udp" | "sctp"
+    port: int
+
+
+@attrs.frozen
 class Ruleset:
     """Everything the table holds."""
 
     bridges: tuple[BridgeRules, ...] = ()
     ports: tuple[PortRule, ...] = ()
+    links: tuple[LinkRule, ...] = ()  # legacy links (IPv4, as dockerd's)
     ipv6: bool = False  # dockerd's ip6tables: an ip6 table for the dual-stack bridges
 
 
@@ -154,6 +167,18 @@ def _table(family: str, table: str, rules: Ruleset) -> list[str]:
             fwd.append(f"iifname {br} oifname != {br} drop")
             fwd.append(f"oifname {br} iifname != {br} drop")
         if not b.icc:
+            for lk in rules.links if family == "ip" else ():
+                if lk.bridge != b.bridge:
+                    continue
+                pair = f"iifname {br} oifname {br} ip saddr"
+                fwd.append(
+                    f"{pair} {lk.parent_ip} ip daddr {lk.child_ip} "
+                    f"{lk.protocol} dport {lk.port} accept"
+                )
+                fwd.append(
+                    f"{pair} {lk.child_ip} ip daddr {lk.parent_ip} "
+                    f"{lk.protocol} sport {lk.port} accept"
+                )
             fwd.append(f"iifname {br} oifname {br} drop")
     for b in rules.bridges:
         if not b.internal:

@@ -160,6 +160,8 @@ class ContainerLifecycle(ContainerCreate):
             # the runtime binds what prepare opened (subpaths on staging points), not c.mounts
             mounts = await self._volumes.prepare(cid, c.mounts, rootfs)
             linked = self.link_setup(c, s.namespaces.network or "bridge")
+            if linked.children:
+                await self._networks.allow_links(cid, linked.children)
             if linked.hosts and net is not None and net.hosts_entries:
                 # dockerd adds link lines after ExtraHosts, before the container's own line.
                 entries = net.hosts_entries

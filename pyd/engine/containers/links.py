@@ -80,6 +80,8 @@ class LinkSetup:
 
     env: tuple[str, ...] = ()
     hosts: tuple[tuple[str, str], ...] = ()
+    # (child's address, its ExposedPorts keys): what dockerd's link rules open with icc off
+    children: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _is_user_mode(mode: str) -> bool:
@@ -181,6 +183,7 @@ class ContainerLinks(ContainerHealth):
             return LinkSetup()
         env: list[str] = []
         hosts: list[tuple[str, str]] = []
+        children: list[tuple[str, tuple[str, ...]]] = []
         for child_id, full in links:
             child = self._cache.get(child_id)
             if child is None:
@@ -195,13 +198,14 @@ class ContainerLinks(ContainerHealth):
                 raise Conflict(f"Cannot link to a non running container: {child.name} AS {full}")
             if ip:
                 hosts.append((ip, _hosts_names(child, full)))
+                children.append((ip, tuple(child.config.get("ExposedPorts") or {})))
             env += link_env(
                 full,
                 ip,
                 [str(x) for x in child.config.get("Env") or []],
                 list(child.config.get("ExposedPorts") or {}),
             )
-        return LinkSetup(tuple(env), tuple(hosts))
+        return LinkSetup(tuple(env), tuple(hosts), tuple(children))
 
     async def update_link_parents(self, child: Container) -> None:
         """After C{child} started: the running containers linking to it get its (new) address

@@ -33,7 +33,7 @@ from pyd.core.records import (
 from pyd.core.seams import Blocking, EventSink
 from pyd.drivers.network.hostfw import chain_names
 from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
-from pyd.drivers.network.nft import BridgeRules, NftError, PortRule, Ruleset
+from pyd.drivers.network.nft import BridgeRules, LinkRule, NftError, PortRule, Ruleset
 from pyd.engine.spec.records import EndpointRequest
 from pyd.state.networks import NetworkRepository
 
@@ -520,7 +520,18 @@ class NetworkBase:
                         container_ip6=a.ipv6 or "",
                     )
                 )
-        rules = Ruleset(bridges=tuple(bridges), ports=tuple(ports), ipv6=self.config.ip6tables)
+        links = []
+        for a in self._active:
+            net = self._networks.get(a.network_id)
+            for child_ip, proto, port in a.config.get("link_ports") or []:
+                if net is not None and net.bridge:
+                    links.append(LinkRule(net.bridge, str(a.ipv4), child_ip, proto, int(port)))
+        rules = Ruleset(
+            bridges=tuple(bridges),
+            ports=tuple(ports),
+            links=tuple(links),
+            ipv6=self.config.ip6tables,
+        )
         if not self.config.iptables:
             return  # iptables=false: as dockerd, no firewall rules at all (the operator's job)
         v6 = self.config.ip6tables

@@ -252,6 +252,7 @@ class Endpoints(Ipam, Ports, Dns):
                 f = fresh.get(att.id)
                 if f is not None:
                     cfg = dict(f.config)
+                    cfg.pop("link_ports", None)  # a new start's links set them again
                     cfg["dns_upstream"] = upstream
                     cfg["dns_config"] = {
                         "Dns": list(req.dns),

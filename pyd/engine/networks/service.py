@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 
 from twisted.logger import Logger
 
@@ -103,6 +104,40 @@ class NetworkService(Endpoints):
             for name in os.listdir(markers):
                 if not os.path.lexists(os.path.join(d, name.removesuffix(".tmp"))):
                     _remove_file(os.path.join(markers, name))
+
+    # -- legacy links ----------------------------------------------------------------------
+
+    async def allow_links(
+        self, container_id: str, children: Sequence[tuple[str, Sequence[str]]]
+    ) -> None:
+        """dockerd's link rules: on the default bridge with C{icc} off, the linking container may
+        reach each child's exposed ports (and the child answer from them). Kept in the
+        container's default-bridge endpoint, so they go when it does; rendered only where icc
+        is off (moby's bridge driver programs them only then)."""
+
+        async def run() -> None:
+            bridge = self._by_name("bridge")
+            own = [
+                a
+                for a in await self._repo.endpoints(container_id=container_id)
+                if bridge is not None and a.network_id == bridge.id and a.ipv4 is not None
+            ]
+            if not own:
+                return
+            allowed = []
+            for child_ip, exposed in children:
+                for key in exposed:
+                    port, _, proto = key.partition("/")
+                    if child_ip and port.isdigit():
+                        allowed.append([child_ip, proto or "tcp", int(port)])
+            cfg = dict(own[0].config)
+            if cfg.get("link_ports", []) == allowed:
+                return
+            cfg["link_ports"] = allowed
+            await self._repo.update_endpoint(own[0].id, config=cfg)
+            await self._refresh()
+
+        await self._locked(run)
 
     # -- create / list / inspect / remove ------------------------------------------------
 
