@@ -22,6 +22,7 @@ from pyd.core.seams import Blocking, IDaemonReactor, ThreadPoolBlocking
 from pyd.daemon.pidlock import StartupError
 from pyd.daemon.tree import PoolService
 from pyd.drivers.fswatch import DirWatcher
+from pyd.drivers.helpers import ForkServerRunner
 from pyd.drivers.network.dns import DnsServer, NameTable
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
@@ -49,6 +50,9 @@ class Drivers:
     db_blocking: Blocking
     io: Blocking
     runner: ProcessRunner
+    # Runs pyd's sealed helpers (the docker cp view, the layer untar): forked from a server
+    # that has imported them (pyd.drivers.helpers), the rest through runner.
+    helpers: ProcessRunner
     host: HostFacts
     # Capabilities this daemon may hand on (None: unknown) and the init binary for --init.
     cap_bounding: frozenset[str] | None
@@ -82,6 +86,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
     io_pool = PoolService("pyd-io", 4)
     io = ThreadPoolBlocking(reactor, io_pool.pool)
     runner = ReactorProcessRunner(reactor)
+    helpers = ForkServerRunner(reactor, runner)
     # registry traffic and URL imports go through the same proxies (dockerd: one environment)
     proxies = ProxySettings.resolve(config.http_proxy, config.https_proxy, config.no_proxy)
     runtimes = _runtimes(config)
@@ -108,6 +113,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
         db_blocking=ThreadPoolBlocking(reactor, db_pool.pool),
         io=io,
         runner=runner,
+        helpers=helpers,
         # docker info's InitBinary: init-path as configured (dockerd), else the init found
         host=HostFacts.read(config.data_root, config.init_path or os.path.basename(init_path)),
         cap_bounding=bounding,
@@ -121,7 +127,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
         layers=LayerStore(
             os.path.join(config.data_root, "storage"),
             HelperExtractor(
-                runner, max_size=config.max_layer_size, keep_free=keep_free_bytes(config)
+                helpers, max_size=config.max_layer_size, keep_free=keep_free_bytes(config)
             ),
             runner,
         ),

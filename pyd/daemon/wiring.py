@@ -209,7 +209,7 @@ def build_service(
     archive = ArchiveService(
         containers,
         images,
-        drv.runner,
+        drv.helpers,
         io,
         os.path.join(config.data_root, "tmp", "streams"),
         events=events,

@@ -14,9 +14,11 @@ unmounted afterwards.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import AsyncIterator
@@ -202,23 +204,27 @@ class ArchiveService:
         """
         target = await self._targets.stream_target(ref)
         os.makedirs(self._tmp, exist_ok=True)
-        src = await self._blocking.run(_spool, content, self._tmp)
-        owned = src + ".owned"
+        # the body is read by the helper from a file of its own: the request's own spool file
+        # when the HTTP server wrote it to one (a large body), a copy otherwise
+        body = _file_of(content)
+        spooled: IO[bytes] | None = None
         try:
+            if body is None:
+                spooled = await self._blocking.run(_spool, content, self._tmp)
+                body = spooled
             async with self._root(target) as root:
                 if copy_uid_gid and target.user:
                     uid, gid, _, _ = await self._blocking.run(resolve_user, root, target.user)
                     # the chroot'ed helper applies the owners of the entries: set them there
-                    await self._blocking.run(_reown, src, owned, uid, gid)
-                    src, owned = owned, src
+                    owned = await self._blocking.run(_reown, body, self._tmp, uid, gid)
+                    if spooled is not None:
+                        spooled.close()
+                    body = spooled = owned
                 flags = ["--no-overwrite-dir-non-dir"] if no_overwrite_dir_non_dir else []
-                fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    out = await self._view(target, root, "put", [path, *flags], {0: fd})
-                finally:
-                    os.close(fd)
+                out = await self._view(target, root, "put", [path, *flags], {0: body.fileno()})
         finally:
-            await self._blocking.run(_unlink, src, owned)
+            if spooled is not None:
+                spooled.close()
         error, message = out.get("error"), str(out.get("message"))
         if error == "notfound":
             raise _not_found(path, ref)
@@ -290,32 +296,47 @@ def _view_spec(target: StreamTarget, root: str, live: bool = True) -> dict[str, 
     return {"mode": "mounts", "root": root, "mounts": mounts, "checks": checks}
 
 
-def _spool(content: IO[bytes], tmp: str) -> str:
-    fd, name = tempfile.mkstemp(dir=tmp, prefix="cp-")
-    with os.fdopen(fd, "wb") as out:
+def _file_of(content: IO[bytes]) -> IO[bytes] | None:
+    """C{content} itself when it is a regular file (the helper reads it from its start,
+    whatever the offset), else None."""
+    try:
+        return content if stat.S_ISREG(os.fstat(content.fileno()).st_mode) else None
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _spool(content: IO[bytes], tmp: str) -> IO[bytes]:
+    """C{content} copied to an unlinked file under C{tmp}."""
+    out = tempfile.TemporaryFile(dir=tmp, prefix="cp-")  # noqa: SIM115 - returned
+    try:
         content.seek(0)
         shutil.copyfileobj(content, out, 1 << 20)
-    return name
+        out.flush()
+    except BaseException:
+        out.close()
+        raise
+    return out
 
 
-def _unlink(*paths: str) -> None:
-    for p in paths:
-        try:
-            os.unlink(p)
-        except FileNotFoundError:  # already removed: the goal is reached
-            pass
-
-
-def _reown(src: str, out: str, uid: int, gid: int) -> None:
-    """Copy the tar C{src} to C{out} with every entry owned by C{uid}:C{gid}."""
+def _reown(src: IO[bytes], tmp: str, uid: int, gid: int) -> IO[bytes]:
+    """The tar C{src} copied to an unlinked file under C{tmp} with every entry owned by
+    C{uid}:C{gid}."""
+    out = tempfile.TemporaryFile(dir=tmp, prefix="cp-")  # noqa: SIM115 - returned
     try:
+        src.seek(0)
         with (
-            tarfile.open(src, mode="r|*") as tin,
-            tarfile.open(out, mode="w|", format=tarfile.PAX_FORMAT) as tout,
+            tarfile.open(fileobj=src, mode="r|*") as tin,
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tout,
         ):
             for member in tin:
                 member.uid, member.gid = uid, gid
                 member.uname = member.gname = ""
                 tout.addfile(member, tin.extractfile(member) if member.isreg() else None)
+        out.flush()
     except tarfile.TarError as e:
+        out.close()
         raise InvalidParameter(f"Error processing tar file({e})") from e
+    except BaseException:
+        out.close()
+        raise
+    return out

@@ -81,6 +81,7 @@ def fake_drivers(
             db_blocking=InlineBlocking(),
             io=io,
             runner=runner,
+            helpers=runner,
             host=HostFacts("6.1.0", "Test OS", "x86_64", 2, 1 << 30, "2", "testhost"),
             cap_bounding=None,
             init_path="",

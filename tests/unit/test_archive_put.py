@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -10,14 +11,20 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.core.errors import SystemError_
+from pyd.core.errors import InvalidParameter, SystemError_
 from pyd.drivers.streams import rootpaths
-from pyd.engine.archive import _reown
+from pyd.engine.archive import _file_of, _reown, _spool
 
 
 def _check_dir_non_dir(src: str, host: str, dest: str) -> None:
-    """What the cp helper does with the answer (C{dir-non-dir}: dockerd's 500 with the text)."""
+    """What the cp helper does with the answer (C{dir-non-dir}: dockerd's 500 with the text).
+
+    The tar is checked as a path, as a stream and read in place (the helper's regular-file
+    case): the three answers must be the same."""
     conflict = rootpaths.dir_non_dir_conflict(src, host, dest)
+    for seekable in (False, True):
+        with open(src, "rb", buffering=0) as f:
+            assert rootpaths.dir_non_dir_conflict(f, host, dest, seekable=seekable) == conflict
     if conflict:
         raise SystemError_(conflict)
 
@@ -77,13 +84,36 @@ class ArchivePutHelpersTests(SynchronousTestCase):
     def test_reown(self) -> None:
         """Every entry gets the given owner; contents and names stay."""
         _tar(self.tar, ("d/", None), ("d/f", b"data"))
-        out = os.path.join(self.dir, "out.tar")
-        _reown(self.tar, out, 1, 2)
-        with tarfile.open(out) as tf:
+        with open(self.tar, "rb") as src, _reown(src, self.dir, 1, 2) as out:
+            out.seek(0)
+            tf = tarfile.open(fileobj=out)  # noqa: SIM115 - out is closed by the with
+            self.assertEqual(sorted(os.listdir(self.dir)), ["in.tar", "root"])  # unlinked
             self.assertEqual([(m.name, m.uid, m.gid) for m in tf], [("d", 1, 2), ("d/f", 1, 2)])
             f = tf.extractfile("d/f")
             assert f is not None
             self.assertEqual(f.read(), b"data")
+
+    def test_reown_refuses_a_non_tar(self) -> None:
+        """Not a tar: the 400's text; no file left behind."""
+        with open(self.tar, "wb") as f:
+            f.write(b"not a tar at all" * 100)
+        with open(self.tar, "rb") as src, self.assertRaises(InvalidParameter) as ctx:
+            _reown(src, self.dir, 1, 2)
+        self.assertTrue(str(ctx.exception).startswith("Error processing tar file("))
+        self.assertEqual(sorted(os.listdir(self.dir)), ["in.tar", "root"])
+
+    def test_body_file_is_used_in_place(self) -> None:
+        """A request body spooled to a regular file is handed on as it is; one in memory is
+        copied to an unlinked file under the scratch directory, from its start."""
+        with tempfile.TemporaryFile() as body:
+            self.assertIs(_file_of(body), body)
+        mem = io.BytesIO(b"tar bytes")
+        mem.seek(4)
+        self.assertIsNone(_file_of(mem))
+        with _spool(mem, self.dir) as copy:
+            copy.seek(0)
+            self.assertEqual(copy.read(), b"tar bytes")
+            self.assertEqual(os.listdir(self.dir), ["root"])
 
 
 class HardLinkToMissingTests(SynchronousTestCase):
@@ -128,3 +158,123 @@ class HardLinkToMissingTests(SynchronousTestCase):
             untar.run(dest, buf, None, chroot=False)
         self.assertNotIn("Errno", str(ctx.exception))
         self.assertTrue(str(ctx.exception).endswith(": not a directory"), str(ctx.exception))
+
+
+class CopyInExtractionTests(SynchronousTestCase):
+    """docker cp's extraction of a plain tar in a regular file: read in place, contents
+    copied by the kernel (untar._FileTar), with the same results and refusals as the stream."""
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+
+    def _file(self, data: bytes) -> io.FileIO:
+        f = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - closed by the cleanup
+        self.addCleanup(f.close)
+        f.write(data)
+        f.seek(0)
+        return f  # type: ignore[return-value]  # TemporaryFile(buffering=0) is a FileIO
+
+    def _dest(self) -> str:
+        d = tempfile.mkdtemp(dir=self.dir)
+        return d
+
+    def test_plain_file_is_only_an_uncompressed_tar_in_a_regular_file_at_its_start(self) -> None:
+        from pyd.drivers.storage import untar
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            tf.addfile(tarfile.TarInfo("empty"))
+        plain = buf.getvalue()
+        self.assertTrue(untar.plain_file(self._file(plain)))
+        gz = io.BytesIO()
+        with tarfile.open(fileobj=gz, mode="w:gz") as tf:
+            tf.addfile(tarfile.TarInfo("empty"))
+        self.assertFalse(untar.plain_file(self._file(gz.getvalue())))
+        self.assertFalse(untar.plain_file(io.BytesIO(plain)))
+        moved = self._file(plain)
+        moved.seek(512)
+        self.assertFalse(untar.plain_file(moved))
+        r, w = os.pipe()
+        self.addCleanup(os.close, w)
+        with open(r, "rb", buffering=0) as pipe:
+            self.assertFalse(untar.plain_file(pipe))
+
+    def test_in_place_and_stream_extract_the_same_tree(self) -> None:
+        """Files (large and empty), directories, symlinks, hard links, modes and mtimes."""
+        from pyd.drivers.storage import untar
+
+        big = os.urandom(3 << 20)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for name, data, kind, mode in (
+                ("d", None, tarfile.DIRTYPE, 0o750),
+                ("d/big", big, tarfile.REGTYPE, 0o640),
+                ("d/empty", b"", tarfile.REGTYPE, 0o600),
+                ("d/link", None, tarfile.SYMTYPE, 0o777),
+                ("d/hard", None, tarfile.LNKTYPE, 0o640),
+            ):
+                info = tarfile.TarInfo(name)
+                info.type, info.mode, info.mtime = kind, mode, 1_000_000
+                if kind == tarfile.SYMTYPE:
+                    info.linkname = "big"
+                if kind == tarfile.LNKTYPE:
+                    info.linkname = "d/big"
+                if data is not None:
+                    info.size = len(data)
+                tf.addfile(info, io.BytesIO(data) if data is not None else None)
+        trees = []
+        for seekable in (False, True):
+            dest = self._dest()
+            src = self._file(buf.getvalue())
+            untar.extract(src, dest, devices=True, seekable=seekable)
+            tree = {}
+            for base, dirs, files in os.walk(dest):
+                for name in dirs + files:
+                    p = os.path.join(base, name)
+                    st = os.lstat(p)
+                    data = b""
+                    if os.path.isfile(p) and not os.path.islink(p):
+                        with open(p, "rb") as f:
+                            data = hashlib.sha256(f.read()).digest()
+                    # a symlink's own mtime is not restored (lutimes), by either reader
+                    mtime = None if os.path.islink(p) else st.st_mtime
+                    tree[os.path.relpath(p, dest)] = (st.st_mode, mtime, st.st_nlink, data)
+            trees.append(tree)
+        self.assertEqual(trees[0], trees[1])
+        self.assertEqual(trees[1]["d/big"][3], hashlib.sha256(big).digest())
+        self.assertEqual(trees[1]["d/big"][2], 2)  # the hard link
+
+    def test_truncated_content_is_refused(self) -> None:
+        """A member whose content the file does not hold: a tar error, as the stream gives."""
+        from pyd.drivers.storage import untar
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            info = tarfile.TarInfo("f")
+            info.size = 100_000
+            tf.addfile(info, io.BytesIO(b"x" * 100_000))
+        cut = buf.getvalue()[:50_000]
+        for seekable in (False, True):
+            with self.assertRaises((untar.UntarError, tarfile.TarError, OSError)):
+                untar.extract(self._file(cut), self._dest(), devices=True, seekable=seekable)
+
+    def test_escapes_are_refused_in_place_too(self) -> None:
+        """The refusals of the stream (a name climbing out, writing through an archive's own
+        link) hold when the tar is read in place."""
+        from pyd.drivers.storage import untar
+
+        for entries in (
+            [("../out", tarfile.REGTYPE, "")],
+            [("l", tarfile.SYMTYPE, "/etc"), ("l/x", tarfile.REGTYPE, "")],
+        ):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tf:
+                for name, kind, target in entries:
+                    info = tarfile.TarInfo(name)
+                    info.type, info.linkname = kind, target
+                    tf.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+            dest = self._dest()
+            with self.assertRaises(untar.UntarError):
+                untar.extract(self._file(buf.getvalue()), dest, devices=True, seekable=True)
+            self.assertFalse(os.path.exists(os.path.join(os.path.dirname(dest), "out")))

@@ -171,13 +171,16 @@ def _member_path(name: str) -> str:
     return rel or "."
 
 
-def dir_non_dir_conflict(src: str | IO[bytes], host: str, dest: str) -> str | None:
+def dir_non_dir_conflict(
+    src: str | IO[bytes], host: str, dest: str, seekable: bool = False
+) -> str | None:
     """go-archive's C{NoOverwriteDirNonDir}, for every entry, before anything is written.
 
     Entries are looked up as the chroot'ed extraction will write them: symlinks inside
     C{host} resolve inside it.
 
     @param src: the tar (a path or a file object at its start).
+    @param seekable: C{src} is an uncompressed tar in a regular file (read as one).
     @param host: the extraction directory as this process sees it.
     @param dest: the same directory as the container names it (for the message).
     @return: dockerd's message for the first conflict, or None.
@@ -185,13 +188,21 @@ def dir_non_dir_conflict(src: str | IO[bytes], host: str, dest: str) -> str | No
     try:
         if isinstance(src, str):
             tf = tarfile.open(src, mode="r|*")  # noqa: SIM115 - closed below
+        elif seekable:
+            # headers only: the members' contents are skipped, not read
+            tf = tarfile.open(fileobj=src, mode="r:")  # noqa: SIM115 - closed below
         else:
             tf = tarfile.open(fileobj=src, mode="r|*")  # noqa: SIM115 - closed below
     except tarfile.TarError:
         return None  # the extraction reports it
     with tf:
         try:
-            for member in tf:
+            while True:
+                member = tf.next()
+                if member is None:
+                    break
+                # nothing looks a member up by name: keep none (a million entries stay small)
+                tf.members.clear()  # type: ignore[attr-defined]  # tarfile's list, untyped in typeshed
                 rel = _member_path(member.name)
                 if rel == ".":
                     continue

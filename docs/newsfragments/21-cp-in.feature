@@ -1,0 +1,1 @@
+docker cp into a container and layer extraction (pull, load, build) no longer start a Python interpreter per operation: pyd's sealed helpers are forked from a server that has imported them, with the same confinement. A cp upload is read by the helper from the request's own spool file (no second copy), its contents copied by the kernel, and, as dockerd, not synced to disk.
