@@ -9,7 +9,9 @@ environment or working directory of its own, a child fd that is not a descriptor
 call the server cannot take (not started, gone, its socket full), goes to the wrapped runner.
 
 The server is started on first use and again after it died; it ends when the daemon closes
-its socket (L{stop}, or the daemon's exit).
+its socket: after L{IDLE_SECONDS} without a helper running (so an idle daemon does not keep
+its ~15 MB), on L{stop}, or at the daemon's exit. Closing is race-free: the server serves every
+request queued before the end of its socket.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from twisted.internet import abstract, fdesc
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IReactorFDSet, IReactorProcess
+from twisted.internet.interfaces import IDelayedCall, IReactorFDSet, IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,6 +37,8 @@ log = Logger()
 
 # the helpers the daemon runs through the server
 MODULES = ("pyd.drivers.streams.rootview", "pyd.drivers.storage.untar")
+# how long the server outlives its last helper
+IDLE_SECONDS = 2.0
 
 
 class _Reader(abstract.FileDescriptor):
@@ -86,9 +90,14 @@ class ForkServerRunner:
         fallback: ProcessRunner,
         python: str = sys.executable,
         modules: Sequence[str] = MODULES,
+        idle: float = IDLE_SECONDS,
     ) -> None:
         self._reactor: IReactorProcess = reactor
         self._fds: IReactorFDSet = reactor
+        self._clock: IReactorTime = reactor
+        self._idle = idle
+        self._idle_call: IDelayedCall | None = None
+        self._running = 0
         self._fallback = fallback
         self._python = python
         self._modules = tuple(modules)
@@ -161,8 +170,15 @@ class ForkServerRunner:
         for _, w in pipes:
             os.close(w)
         readers = [_Reader(self._fds, r) for r, _ in pipes]
+        self._running += 1
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
 
         def result(parts: list[bytes]) -> ProcessResult:
+            self._running -= 1
+            if not self._running and self._control is not None:
+                self._idle_call = self._clock.callLater(self._idle, self.stop)
             status, out, err = parts
             try:
                 rc = int(status)
@@ -205,6 +221,9 @@ class ForkServerRunner:
         """Close the server's socket: it exits (the next helper starts a new one). Fires
         once it has."""
         server, self._server = self._server, None
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
         if self._control is not None:
             self._control.close()
             self._control = None

@@ -163,3 +163,21 @@ class ForkServerTests(TestCase):
         self.assertEqual(json.loads(result.stdout)["error"], "dir-non-dir")
         self.assertTrue(os.path.isdir(os.path.join(root, "dst", "d")))
         self.assertEqual(self.fallback.calls, [])
+
+    @inlineCallbacks
+    def test_idle_server_ends_and_comes_back(self) -> Any:
+        """The server ends once no helper ran for its idle time (an idle daemon keeps no
+        server); the next helper starts a new one."""
+        from twisted.internet import reactor
+
+        runner = ForkServerRunner(reactor, self.fallback, modules=(PROBE,), idle=0.1)
+        self.addCleanup(runner.stop)
+        first = yield runner.run(sealed.helper_argv(PROBE, "echo", "0"))
+        server = runner._server
+        assert server is not None
+        yield server.ended
+        self.assertIsNone(runner._server)
+        second = yield runner.run(sealed.helper_argv(PROBE, "echo", "0"))
+        self.assertEqual((first.rc, second.rc), (0, 0))
+        self.assertIsNot(runner._server, server)
+        self.assertEqual(self.fallback.calls, [])

@@ -330,7 +330,7 @@ def extract(
         else:
             # large reads: tarfile reads a stream 10 KiB and copies a member 16 KiB at a time
             tf = tarfile.open(fileobj=stream, mode="r|", errorlevel=2, bufsize=CHUNK)  # noqa: SIM115 - with below
-            tf.copybufsize = CHUNK
+            tf.copybufsize = CHUNK  # type: ignore[attr-defined]  # tarfile's attribute, not in typeshed
     except tarfile.ReadError as e:
         raise UntarError(f"not a tar archive: {_plain(e)}") from e
     with tf:
