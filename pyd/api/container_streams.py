@@ -108,7 +108,8 @@ class ContainerStreamsRouter:
     def _path(self, request: IRequest) -> str:
         path = qstr(request, "path")
         if not path:
-            raise InvalidParameter("path parameter is required")
+            # moby api/server/httputils/form.go badParameterError, its missing space included
+            raise InvalidParameter("bad parameter: pathcannot be empty")
         return path
 
     @app.route("/containers/<ref>/archive", methods=["HEAD"])

@@ -228,6 +228,8 @@ def config_json(c: Container) -> dict[str, Any]:
     )
     if cfg.get("Healthcheck"):
         out["Healthcheck"] = cfg["Healthcheck"]
+    if cfg.get("ArgsEscaped"):  # omitempty in Go's container.Config
+        out["ArgsEscaped"] = True
     out.update(
         {
             "Image": cfg.get("Image") or c.image_ref,
@@ -236,6 +238,8 @@ def config_json(c: Container) -> dict[str, Any]:
             "Entrypoint": cfg.get("Entrypoint"),
         }
     )
+    if cfg.get("NetworkDisabled"):  # omitempty as well
+        out["NetworkDisabled"] = True
     mac = desired_mac_address(c)
     if mac:
         out["MacAddress"] = mac

@@ -26,6 +26,8 @@ from pyd.api.wire import json_body, parse_filters, qstr, read_json_object
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
 from pyd.engine.distribution import Progress, ProgressSink, SearchResult
+from pyd.engine.spec import schema
+from pyd.engine.spec.gojson import decode
 
 log = Logger()
 
@@ -249,7 +251,10 @@ class DistributionHandlers:
 
     async def login(self, request: IRequest) -> bytes:
         """C{POST /auth}: really contact the registry; C{{"Status":"Login Succeeded","IdentityToken":""}}."""
-        body = read_json_object(request)
+        try:  # Go's typed decoding (registry.AuthConfig), without ReadJSON's prefix
+            body = decode(read_json_object(request), schema.AUTH_CONFIG)
+        except InvalidParameter as e:
+            raise InvalidParameter(e.message.removeprefix("invalid JSON: ")) from None
         status = await self._dist.login(auth_from_json(body))
         return json_body(request, {"Status": status, "IdentityToken": ""})
 

@@ -14,6 +14,8 @@ from pyd.api.visibility import visibility
 from pyd.api.wire import json_body, read_json_object, resize_size
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.engine.exec import ExecConfig, ExecError, ExecService, ExecSession
+from pyd.engine.spec import schema
+from pyd.engine.spec.gojson import decode
 from pyd.engine.streams import STDOUT, key_bytes
 
 
@@ -109,7 +111,8 @@ class ExecRouter:
     @role("operator")
     async def create(self, request: IRequest, ref: str) -> bytes:
         """Register an exec; 201 C{{"Id": ...}}."""
-        body = read_json_object(request)
+        # Go's typed decoding (container.ExecOptions): a mistyped field is dockerd's 400
+        body = decode(read_json_object(request), schema.EXEC_OPTIONS)
         session = await self._execs.create(ref, exec_config(body))
         return json_body(request, {"Id": session.id}, 201)
 
@@ -137,7 +140,7 @@ class ExecRouter:
     @role("operator")
     async def start(self, request: Any, exec_id: str) -> bytes | None:
         """Start it: detached (200, no body) or on the hijacked connection."""
-        body = read_json_object(request, required=False)
+        body = decode(read_json_object(request, required=False), schema.EXEC_START_OPTIONS)
         detach = bool(body.get("Detach"))
         tty_opt = body.get("Tty")
         console = _console_size(body.get("ConsoleSize"))

@@ -9,7 +9,8 @@ registry area, given at construction.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, Any, Protocol, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -31,11 +32,13 @@ from pyd.api.wire import (
     read_json_object,
 )
 from pyd.core import reference as refs
-from pyd.core.errors import InvalidParameter, PydError
+from pyd.core.errors import InvalidParameter, NotFound, PydError
 from pyd.core.records import Image
 from pyd.engine.commit import CommitService
 from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images import DeleteItem, ImageService, rfc3339
+from pyd.engine.spec import schema
+from pyd.engine.spec.gojson import decode
 
 IMAGE_LIST_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
 PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
@@ -146,11 +149,27 @@ class Distribution(Protocol):
         ...
 
 
+_ID_PREFIX = re.compile(r"(?:sha256:)?[0-9a-f]{1,64}")
+
+
+def _full_name(ref: str) -> str:
+    try:
+        return str(refs.parse_normalized(ref))
+    except InvalidParameter:  # a stored name that no longer parses sorts as it is
+        return ref
+
+
+def lexical(tags: Iterable[str]) -> list[str]:
+    """Names in the order dockerd's reference store gives them (moby reference/store.go
+    References: sorted by the fully qualified name)."""
+    return sorted(tags, key=_full_name)
+
+
 def image_summary(
     img: Image, containers: int = -1, version: tuple[int, int] = (1, 50)
 ) -> dict[str, Any]:
     """One entry of C{GET /images/json} (dockerd 28's fields and per-version rules)."""
-    tags: list[str] | None = list(img.repo_tags) or None
+    tags: list[str] | None = lexical(img.repo_tags) or None
     digests: list[str] | None = list(img.repo_digests) or None
     if version < (1, 43):
         if not tags and not digests:
@@ -214,7 +233,7 @@ def image_inspect(img: Image, layer_dirs: list[str], version: tuple[int, int]) -
         comment = history[-1].get("comment") or ""
     out: dict[str, Any] = {
         "Id": img.id,
-        "RepoTags": list(img.repo_tags),
+        "RepoTags": lexical(img.repo_tags),
         "RepoDigests": list(img.repo_digests),
         "Parent": img.parent_id or "",
         "Comment": comment,
@@ -366,7 +385,7 @@ class ImagesRouter:
                     "CreatedBy": r.created_by,
                     "Id": r.id,
                     "Size": r.size,
-                    "Tags": list(r.tags) if r.tags else None,
+                    "Tags": lexical(r.tags) if r.tags else None,
                 }
                 for r in rows
             ],
@@ -424,7 +443,14 @@ class ImagesRouter:
         await self._save(request, [name])
 
     async def _save(self, request: IRequest, names: list[str]) -> None:
-        path = await self._images.save_to_file(names)
+        try:
+            path = await self._images.save_to_file(names)
+        except NotFound:
+            # moby image/tarexport/save.go parseNames: a name the reference store does not
+            # hold is its ErrDoesNotExist (an id prefix stays "No such image")
+            if any(not _ID_PREFIX.fullmatch(n) for n in names):
+                raise NotFound("reference does not exist") from None
+            raise
         try:
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/x-tar")
@@ -503,7 +529,8 @@ class ImagesRouter:
         repo = qstr(request, "repo") or ""
         tag = qstr(request, "tag") or None
         repo_tag = str(refs.parse_repository(repo, tag)) if repo else None
-        body = read_json_object(request, required=False)
+        # decoded as a create body (moby's commit route: runconfig DecodeConfig)
+        body = decode(read_json_object(request, required=False), schema.CREATE_REQUEST)
         img = await self._commits.commit_container(
             name,
             repo_tag,

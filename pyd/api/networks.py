@@ -11,12 +11,20 @@ from twisted.web.resource import IResource
 from pyd.api.base import make_app, role
 from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.timeparse import rfc3339_nano
-from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json, read_json_object
-from pyd.core.errors import InvalidParameter, NotFound
+from pyd.api.wire import (
+    json_body,
+    no_content,
+    parse_filters,
+    qbool,
+    qstr,
+    read_json,
+    read_json_object,
+)
+from pyd.core.errors import Forbidden, InvalidParameter, NotFound
 from pyd.core.records import IpamPool
 from pyd.engine.networks import CreateRequest, NetworkView
-from pyd.engine.spec import EndpointRequest, parse_connect
-from pyd.engine.spec.gojson import json_float, object_pairs
+from pyd.engine.spec import EndpointRequest, parse_connect, schema
+from pyd.engine.spec.gojson import decode, json_float, object_pairs
 
 
 class NetworkBackend(Protocol):
@@ -176,7 +184,9 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
             )
         )
     if body.get("Ingress"):
-        raise InvalidParameter("ingress networks need swarm mode, which pyd does not have")
+        # libnetwork's check (a Forbidden): an ingress network is a swarm-scope one, which a
+        # standalone engine never has
+        raise Forbidden("Ingress network can only be global scope network")
     if body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
         raise InvalidParameter("config-only networks are not supported by pyd")
     return CreateRequest(
@@ -230,7 +240,8 @@ class NetworksRouter:
     @role("operator")
     async def create(self, request: IRequest) -> bytes:
         """C{docker network create}."""
-        req = parse_create(read_json_object(request))
+        # Go's typed decoding (network.CreateRequest): a mistyped field is dockerd's 400
+        req = parse_create(decode(read_json_object(request), schema.NETWORK_CREATE_REQUEST))
         n, warning = await self._b.create(req)
         return json_body(request, {"Id": n.id, "Warning": warning}, 201)
 
@@ -247,6 +258,10 @@ class NetworksRouter:
         """C{docker network inspect}."""
         _ = qbool(request, "verbose")
         view = await self._b.inspect(ref)
+        scope = qstr(request, "scope")
+        if scope and scope != view.network.scope:
+            # moby daemon/network.go findNetwork: a network of another scope is not found
+            raise NotFound(f"network {ref} not found")
         return json_body(
             request, render_one("network", view.network.id, view, network_json, _unreadable)
         )
@@ -275,7 +290,7 @@ class NetworksRouter:
     @role("operator")
     async def disconnect(self, request: IRequest, ref: str) -> bytes:
         """C{docker network disconnect}."""
-        body = read_json_object(request)
+        body = decode(read_json_object(request), schema.DISCONNECT_OPTIONS)
         container = body.get("Container")
         if not isinstance(container, str) or not container:
             raise InvalidParameter("no container specified")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from pyd.core.errors import InvalidParameter
@@ -22,7 +23,10 @@ def parse_time_nano(value: str) -> int:
         dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
         return int(dt.timestamp() * 1_000_000_000)
     except ValueError as e:
-        raise InvalidParameter(f"invalid time value {value!r}") from e
+        # dockerd (moby api/types/time ParseTimestamps) reads what is not a time or a duration
+        # as seconds[.nanoseconds]: the seconds part fails strconv.ParseInt
+        secs = json.dumps(v.split(".", 1)[0])
+        raise InvalidParameter(f"strconv.ParseInt: parsing {secs}: invalid syntax") from e
 
 
 def rfc3339_nano(time_nano: int) -> str:

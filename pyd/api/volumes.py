@@ -14,6 +14,8 @@ from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json_object
 from pyd.core.errors import InvalidParameter, Unavailable
 from pyd.core.records import Volume
+from pyd.engine.spec import schema
+from pyd.engine.spec.gojson import decode
 from pyd.engine.volumes import VolumeService
 
 _SWARM_MANAGER = (
@@ -91,8 +93,10 @@ class VolumesRouter:
     @role("operator")
     async def create(self, request: IRequest) -> bytes:
         """Create a volume (or return the existing one of that name): 201."""
-        body = read_json_object(request)
-        if body.get("ClusterVolumeSpec") is not None and api_version(request) >= (1, 42):
+        raw = read_json_object(request)
+        # Go's typed decoding (volume.CreateOptions): a mistyped field is dockerd's 400
+        body = decode(raw, schema.VOLUME_CREATE_OPTIONS)
+        if raw.get("ClusterVolumeSpec") is not None and api_version(request) >= (1, 42):
             raise Unavailable(_SWARM_MANAGER)
         name = body.get("Name") or ""
         driver = body.get("Driver") or ""

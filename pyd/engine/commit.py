@@ -17,6 +17,7 @@ from pyd.core import reference as refs
 from pyd.core.errors import PydError
 from pyd.core.records import CommitSource, Image
 from pyd.core.seams import EventSink
+from pyd.engine.containers.runconfig import merge_user_env
 from pyd.engine.contracts import CommitImages, CommitMeta
 from pyd.engine.imagechanges import apply_changes
 
@@ -71,8 +72,12 @@ class CommitService:
         if rw_image is not None:
             base = dict(rw_image.container_config)
         container_config = dict(source.config or {})
-        config = merge_commit_config(base, container_config, override)
-        config = apply_changes(config, changes)
+        if override:
+            # dockerd (daemon/commit.go) applies the changes to the request's config, then
+            # merges the container's into it (the request's Env first)
+            config = merge_commit_config(base, container_config, apply_changes(override, changes))
+        else:  # without one the changes apply to the container's own config
+            config = apply_changes(merge_commit_config(base, container_config, {}), changes)
         cmd = container_config.get("Cmd") or []
         meta = CommitMeta(
             created_by=" ".join(cmd) if isinstance(cmd, list) else str(cmd),
@@ -139,5 +144,10 @@ def merge_commit_config(
     for src in (container, override):
         for key in _COMMIT_KEYS:
             if key in src and src[key] not in (None, "", [], {}):
-                out[key] = src[key]
+                if key == "Env" and out.get("Env"):
+                    # moby daemon/commit.go merge: the newer Env, then the older entries
+                    # whose names it does not set
+                    out[key] = merge_user_env(src[key], out["Env"])
+                else:
+                    out[key] = src[key]
     return out

@@ -72,7 +72,8 @@ def apply_changes(config: dict[str, Any], changes: Iterable[str]) -> dict[str, A
             word, _, rest = line.partition(" ")
             instr = word.upper()
             if instr not in ALLOWED:
-                raise InvalidParameter(f"{word} is not a valid change command")
+                # dockerd's parser lower-cases the instruction before naming it
+                raise InvalidParameter(f"{word.lower()} is not a valid change command")
             shell = list(cfg.get("Shell") or ["/bin/sh", "-c"])
             if instr == "CMD":
                 cfg["Cmd"] = _json_or_shell(rest, shell)

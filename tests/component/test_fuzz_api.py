@@ -47,7 +47,6 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.api.base import match_route
 from tests.helpers import apispec
 from tests.helpers.fuzzgen import (
     Request,
@@ -463,45 +462,10 @@ AREAS: dict[str, tuple[str, ...]] = {
 
 
 def _served(fz_routers: list[Any], method: str, template: str) -> bool:
-    path = re.sub(r"\{[^}]+\}", "x", template)
-    first = path.strip("/").split("/")[0]
-    routers = [r for r in fz_routers if first in getattr(r, "prefixes", ())]
-    return match_route(routers, method, path) is not None
+    return apispec.served_route(fz_routers, method, template) is not None
 
 
-def _routers() -> list[Any]:
-    # The routers the daemon serves, without starting one: the same classes, unbound maps.
-    from pyd.api import (
-        build,
-        cluster,
-        container_streams,
-        containers,
-        distribution,
-        exec,
-        images,
-        metrics,
-        networks,
-        system,
-        volumes,
-    )
-
-    classes = [
-        containers.ContainersRouter,
-        container_streams.ContainerStreamsRouter,
-        metrics.MetricsRouter,
-        exec.ExecRouter,
-        images.ImagesRouter,
-        build.BuildRouter,
-        distribution.DistributionRouter,
-        networks.NetworksRouter,
-        volumes.VolumesRouter,
-        system.SystemRouter,
-        cluster.ClusterRouter,
-    ]
-    return classes
-
-
-ROUTERS = _routers()
+ROUTERS = apispec.served_routers()
 FUZZED = [
     (m, p, params)
     for m, p, params in operations()

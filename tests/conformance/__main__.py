@@ -1,4 +1,4 @@
-"""`python -m tests.conformance record|compare|pyd [scenario ...]`.
+"""`python -m tests.conformance record|compare|pyd [scenario ...]` or `coverage [--write]`.
 
 C{record} starts a private dockerd (Debian's docker.io: own socket, data root and exec root,
 no bridge, no iptables, no forwarding; stopped by its pid) and writes its transcripts to
@@ -9,6 +9,7 @@ the recorded files (what tests/e2e/test_conformance.py does).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tests.conformance import runner, scenarios
+from tests.conformance import coverage, proxy, runner, scenarios
 from tests.helpers.build_golden import BASE, diff, load_base, start_hosts
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "data" / "conformance"
@@ -28,13 +29,35 @@ def golden_path(s: scenarios.Scenario) -> Path:
     return GOLDEN_DIR / f"{s.name}.txt"
 
 
-def run(host: str, s: scenarios.Scenario) -> str:
-    """Reset C{host} and run C{s} there in a scratch directory."""
+def requests_path(s: scenarios.Scenario) -> Path:
+    """Where the requests dockerd answered during a scenario's recording are listed."""
+    return GOLDEN_DIR / f"{s.name}.requests"
+
+
+def run(host: str, s: scenarios.Scenario, requests: list[str] | None = None) -> str:
+    """Reset C{host} and run C{s} there in a scratch directory. With C{requests}, the steps'
+    requests (not the reset's or the clean-up's) are noted through a L{proxy.RecordingProxy}
+    and appended to it as normalised JSON lines."""
     tmp = tempfile.mkdtemp(prefix="conform-", dir="/tmp")
+    rec = None if requests is None else proxy.RecordingProxy(host, os.path.join(tmp, "p.sock"))
     try:
         runner.reset(host, tmp)
-        return runner.run_scenario(host, s, tmp)
+        if rec is None:
+            return runner.run_scenario(host, s, tmp)
+        assert requests is not None
+        noted: list[dict[str, object]] = []
+        rec.take()
+        out = runner.run_scenario(rec.host, s, tmp, lambda: noted.extend(rec.take()))
+        norm = runner.Normaliser(tmp, s.keep)
+        requests += [
+            norm(json.dumps({"method": e["method"], "path": e["target"], "status": e["status"],
+                             "body": e["body"]}, sort_keys=True))
+            for e in noted
+        ]  # fmt: skip
+        return out
     finally:
+        if rec is not None:
+            rec.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -55,14 +78,30 @@ def bridge_dockerd(stops: list[Callable[[], None]]) -> str:
     return d.host
 
 
+def show_coverage(write: bool) -> int:
+    """Print the coverage (and with C{write}, put its table into docs/api-coverage.md)."""
+    report = coverage.compute()
+    text = coverage.table(report)
+    print(text)
+    if report.unmatched:
+        print("requests outside the served API:", ", ".join(report.unmatched))
+    if write:
+        coverage.DOC.write_text(coverage.document(coverage.DOC.read_text(), report))
+        print(f"wrote {coverage.DOC}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Record or compare (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m tests.conformance")
-    ap.add_argument("mode", choices=("record", "compare", "pyd"))
+    ap.add_argument("mode", choices=("record", "compare", "pyd", "coverage"))
     ap.add_argument("scenarios", nargs="*")
+    ap.add_argument("--write", action="store_true", help="coverage: update docs/api-coverage.md")
     ap.add_argument("--dockerd-host", help="use a running dockerd instead of starting one")
     ap.add_argument("--pyd-host", help="use a running pyd instead of starting one")
     a = ap.parse_args(argv)
+    if a.mode == "coverage":
+        return show_coverage(a.write)
     stops: list[Callable[[], None]] = []
     try:
         started = start_hosts(
@@ -82,12 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if s.bridge and "dockerd" in targets and not a.dockerd_host:
                 bridged = bridged or bridge_dockerd(stops)
                 targets["dockerd"] = bridged
-            got = {name: run(h, s) for name, h in targets.items()}
             if a.mode == "record":
+                requests: list[str] = []
                 GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-                golden_path(s).write_text(got["dockerd"])
-                print(f"wrote {golden_path(s)}")
+                golden_path(s).write_text(run(targets["dockerd"], s, requests))
+                requests_path(s).write_text("".join(line + "\n" for line in requests))
+                print(f"wrote {golden_path(s)} and {requests_path(s)}")
                 continue
+            got = {name: run(h, s) for name, h in targets.items()}
             expected = runner.apply_newer_dockerd(
                 got["dockerd"] if "dockerd" in got else golden_path(s).read_text()
             )

@@ -20,10 +20,10 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from tests.conformance.scenarios import Api, Cli, Scenario, Step, Wait
+from tests.conformance.steps import Api, Cli, Scenario, Step, Wait
 from tests.helpers.build_golden import Normaliser as _IdNormaliser
 from tests.helpers.daemon import DOCKER
 
@@ -87,6 +87,11 @@ NEWER_DOCKERD: tuple[tuple[str, str, str], ...] = (
         "container id (DNSNames does)",
     ),
     (
+        r'(\.Aliases": \[[^\]]*?)(?:, )?"<id \d+>"\]',
+        r"\1]",
+        "as above, in a step's view of the inspect fields",
+    ),
+    (
         r"(?<!for container: )failed to create shim task: OCI runtime create failed: ",
         r"failed to create task for container: failed to create shim task: OCI runtime create "
         r"failed: ",
@@ -118,6 +123,56 @@ NEWER_DOCKERD += (
     ),
 )
 
+_V28_TYPES = "moby v28 api/types renamed the struct the body decodes into: "
+NEWER_DOCKERD += (
+    (
+        r'< [45]00\n\{"message": "json: cannot unmarshal (?!\S+ into Go struct field AuthConfig\.)',
+        r'< 400\n{"message": "invalid JSON: json: cannot unmarshal ',
+        "moby v28 api/server/httputils/httputils.go ReadJSON and runconfig/config.go loadJSON: a "
+        "body that does not decode is an InvalidParameter 'invalid JSON: <decoder error>' "
+        "(20.10 passed the decoder's error on as it was, a 500 for create, update and commit)",
+    ),
+    (r"Go struct field ContainerConfigWrapper\.", "Go struct field CreateRequest.",
+     _V28_TYPES + "container.CreateRequest (ContainerConfigWrapper before v26)"),
+    (r"Go struct field ExecConfig\.", "Go struct field ExecOptions.",
+     _V28_TYPES + "container.ExecOptions (types.ExecConfig before v26)"),
+    (r"Go struct field ExecStartCheck\.", "Go struct field ExecStartOptions.",
+     _V28_TYPES + "container.ExecStartOptions (types.ExecStartCheck before v26)"),
+    (r"Go struct field NetworkCreateRequest\.", "Go struct field CreateRequest.",
+     _V28_TYPES + "network.CreateRequest (types.NetworkCreateRequest before v26)"),
+    (r"Go struct field NetworkConnect\.", "Go struct field ConnectOptions.",
+     _V28_TYPES + "network.ConnectOptions (types.NetworkConnect before v26)"),
+    (r"Go struct field NetworkDisconnect\.", "Go struct field DisconnectOptions.",
+     _V28_TYPES + "network.DisconnectOptions (types.NetworkDisconnect before v26)"),
+    (r"Go struct field VolumeCreateBody\.", "Go struct field CreateOptions.",
+     _V28_TYPES + "volume.CreateOptions (volume.VolumeCreateBody before v23)"),
+    (r"of type container\.HealthConfig\b", "of type v1.HealthcheckConfig",
+     "moby v28 api/types/container/config.go: HealthConfig is an alias of "
+     "github.com/moby/docker-image-spec/specs-go/v1 HealthcheckConfig"),
+    (r"\bInvalid filter '", "invalid filter '",
+     "moby v28 api/types/filters/errors.go invalidFilter.Error: 'invalid filter ...'"),
+    (
+        r"(> POST /containers/\S+/wait\?condition=((?!not-running|next-exit|removed)[^&\s]+)\n)"
+        r"< 200\n[^\n]*",
+        r'\1< 400\n{"message": "invalid condition: \\"\2\\""}',
+        "moby v28 api/server/router/container/container_routes.go postContainersWait refuses an "
+        "unknown condition (InvalidParameter 'invalid condition: %q'); 20.10 ignored it",
+    ),
+    (
+        r"\binvalid restart policy '(\w+)'",
+        r"invalid restart policy: unknown policy '\1'; use one of 'no', 'always', 'on-failure', "
+        r"or 'unless-stopped'",
+        "moby v28 api/types/container/hostconfig.go ValidateRestartPolicy",
+    ),
+    (
+        r"(> POST /images/\S+/tag\?repo=([^&\s]+)\S*\n)< [45]00\n(\{\"message\": \"invalid "
+        r"reference format: repository name) must be lowercase",
+        r"\1< 400\n\3 (\2) must be lowercase",
+        "moby v28 postImagesTag parses repo with github.com/distribution/reference "
+        "ParseNormalizedNamed (an InvalidParameter), whose error names the repository",
+    ),
+)  # fmt: skip
+
 # Where pyd answers otherwise than every dockerd, on purpose (issue 15: no 5xx for a request a
 # client could send): (pattern, replacement, why), applied after L{NEWER_DOCKERD}.
 PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
@@ -138,6 +193,24 @@ PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
         r"< 400\n\1",
         "top with ps_args ps refuses: dockerd 28 answers 500 (daemon/top_unix.go "
         "errdefs.System), pyd 400 with the same text: the arguments are the client's",
+    ),
+    (
+        r'< 500\n(\{"message": "strconv\.(?:Atoi|ParseInt): parsing )',
+        r"< 400\n\1",
+        "a query parameter that is not a number (limit, t, since, until): dockerd answers 500 "
+        "with strconv's error, pyd 400 with the same text: the value is the client's",
+    ),
+    (
+        r'< 500\n(\{"message": "Container <id \d+> is not paused")',
+        r"< 409\n\1",
+        "unpause of a container that is not paused: dockerd answers 500 (daemon/pause.go "
+        "containerUnpause's plain error), pyd 409 with the same text: a state conflict",
+    ),
+    (
+        r'< 500\n(\{"message": "json: cannot unmarshal \S+ into Go struct field AuthConfig\.)',
+        r"< 400\n\1",
+        "POST /auth with a mistyped field: dockerd answers 500 (system_routes.go postAuth "
+        "returns the decoder's error as it is), pyd 400 with the same text",
     ),
 )
 
@@ -191,12 +264,18 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock = s
 
 
-def api(host: str, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-    """One Engine API request on a fresh connection: (status, body)."""
+def api(
+    host: str, method: str, path: str, body: Any = None, data: bytes | None = None
+) -> tuple[int, bytes]:
+    """One Engine API request on a fresh connection: (status, body). C{body} is sent as JSON,
+    C{data} as a tar."""
     c = _UnixHTTP(host.removeprefix("unix://"))
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        c.request(method, path, None if body is None else json.dumps(body), headers)
+        payload: bytes | str | None = None if body is None else json.dumps(body)
+        if data is not None:
+            headers, payload = {"Content-Type": "application/x-tar"}, data
+        c.request(method, path, payload, headers)
         r = c.getresponse()
         return r.status, r.read()
     finally:
@@ -236,6 +315,8 @@ def _pick(doc: Any, path: str) -> Any:
 
 def view(body: bytes, fields: Sequence[str] | None) -> str:
     """The JSON body as one sorted line, or only C{fields} (dotted paths) of it."""
+    if fields == ():
+        return "(body not compared)"
     if not body.strip():
         return "(empty)"
     try:
@@ -277,9 +358,11 @@ def run_step(host: str, cfg: str, step: Step, out: list[str]) -> None:
         out.append(f"[exit {r.returncode}]")
     elif isinstance(step, Api):
         body = f" {json.dumps(step.body, sort_keys=True)}" if step.body is not None else ""
+        if step.data is not None:
+            body = f" <tar of {len(step.data)} bytes>"
         out.append(f"> {step.method} {step.path}{body}")
         path = step.path.replace("{last_id}", _LAST_ID.get(host, ""))
-        status, data = api(host, step.method, path, step.body)
+        status, data = api(host, step.method, path, step.body, step.data)
         try:
             _LAST_ID[host] = json.loads(data)["Id"]
         except (ValueError, KeyError, TypeError):
@@ -291,8 +374,11 @@ def run_step(host: str, cfg: str, step: Step, out: list[str]) -> None:
         out.append(_wait(host, cfg, step))
 
 
-def run_scenario(host: str, scenario: Scenario, tmp: str) -> str:
-    """Run every step of C{scenario} against C{host}; the normalised transcript."""
+def run_scenario(
+    host: str, scenario: Scenario, tmp: str, steps_done: Callable[[], None] | None = None
+) -> str:
+    """Run every step of C{scenario} against C{host}; the normalised transcript.
+    C{steps_done} is called between the steps and the clean-up."""
     cfg = os.path.join(tmp, "docker-config")
     norm = Normaliser(tmp, scenario.keep)
     out: list[str] = []
@@ -300,6 +386,8 @@ def run_scenario(host: str, scenario: Scenario, tmp: str) -> str:
         for step in scenario.steps:
             run_step(host, cfg, step, out)
     finally:
+        if steps_done is not None:
+            steps_done()
         for step in scenario.cleanup:
             run_step(host, cfg, step, [])
     return "\n".join(norm(x.rstrip("\n")) if x else x for x in out) + "\n"

@@ -12,62 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import attrs
-
+from tests.conformance.api_scenarios import API_SCENARIOS
+from tests.conformance.steps import Api, Cli, Scenario, Step, Wait, d, rm_f
 from tests.helpers.images import DEFAULT_TAG as B
 
-
-@attrs.frozen
-class Cli:
-    """C{docker <argv>}: its stdout, stderr and exit status."""
-
-    argv: tuple[str, ...]
-    stdin: str | None = None
-
-
-@attrs.frozen
-class Api:
-    """One Engine API request (unversioned path): its status and JSON body (or C{fields} of it)."""
-
-    method: str
-    path: str
-    body: object = None
-    fields: tuple[str, ...] | None = None
-
-
-@attrs.frozen
-class Wait:
-    """Poll C{docker inspect -f template name} until it prints C{value} (bounded)."""
-
-    name: str
-    template: str
-    value: str
-
-
-Step = Cli | Api | Wait
-
-
-@attrs.frozen
-class Scenario:
-    """A named script of steps; C{cleanup} runs afterwards whatever happened."""
-
-    name: str
-    steps: tuple[Step, ...]
-    cleanup: tuple[Step, ...] = ()
-    keep: tuple[str, ...] = ()
-    # Needs the daemon's default bridge (the recorder then uses a dockerd with one, run inside a
-    # network namespace of its own).
-    bridge: bool = False
-
-
-def d(*argv: str, stdin: str | None = None) -> Cli:
-    """A CLI step."""
-    return Cli(tuple(argv), stdin)
-
-
-def rm_f(*names: str) -> tuple[Step, ...]:
-    """Cleanup: force-remove C{names}."""
-    return (d("rm", "-f", *names),)
+__all__ = ["SCENARIOS", "Api", "Cli", "Scenario", "Step", "Wait", "each"]
 
 
 def _state(name: str) -> Cli:
@@ -543,6 +492,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         rm_f("conf-s1", "conf-s2", "conf-s3", "conf-s4", "conf-s5", "conf-s6"),
     ),
 )
+
+SCENARIOS += API_SCENARIOS
 
 # Scenarios where pyd still answers otherwise than dockerd (each says what differs); the e2e
 # comparison expects them to fail (strictly: one that starts passing must leave this list).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -83,6 +84,47 @@ def extract(spec: dict[str, Any]) -> dict[str, Any]:
             defs[name] = _strip(spec["definitions"][name])
             _refs(defs[name], wanted)
     return {"paths": paths, "definitions": dict(sorted(defs.items()))}
+
+
+def served_routers() -> list[Any]:
+    """The router classes the daemon serves (unbound: their URL maps are class attributes)."""
+    from pyd.api import (
+        build,
+        cluster,
+        container_streams,
+        containers,
+        distribution,
+        exec,
+        images,
+        metrics,
+        networks,
+        system,
+        volumes,
+    )
+
+    return [
+        containers.ContainersRouter,
+        container_streams.ContainerStreamsRouter,
+        metrics.MetricsRouter,
+        exec.ExecRouter,
+        images.ImagesRouter,
+        build.BuildRouter,
+        distribution.DistributionRouter,
+        networks.NetworksRouter,
+        volumes.VolumesRouter,
+        system.SystemRouter,
+        cluster.ClusterRouter,
+    ]
+
+
+def served_route(routers: list[Any], method: str, template: str) -> Any:
+    """The route of C{routers} that serves the spec's C{method} C{template} (None: the root
+    answers 404)."""
+    from pyd.api.base import match_route
+
+    path = re.sub(r"\{[^}]+\}", "x", template)
+    first = path.strip("/").split("/")[0]
+    return match_route([r for r in routers if first in getattr(r, "prefixes", ())], method, path)
 
 
 def load_spec_yaml(path: str) -> dict[str, Any]:

@@ -107,7 +107,8 @@ class CreateTests(EngineTestBase):
         self.assertEqual(c.id, cid)
         self.assertEqual(c.config["Cmd"], ["httpd", "-f"])
         self.assertEqual(c.config["WorkingDir"], "/www")
-        self.assertEqual(c.config["Env"], ["PATH=/bin", "A=2", "B=3"])
+        # moby's merge: the request's Env first, then the image's entries it does not set
+        self.assertEqual(c.config["Env"], ["A=2", "B=3", "PATH=/bin"])
         self.assertEqual(c.config["Labels"], {"l": "img", "m": "x"})
         self.assertEqual(c.config["ExposedPorts"], {"80/tcp": {}})
         self.assertEqual(c.config["StopSignal"], "SIGQUIT")

@@ -723,6 +723,7 @@ class ContainerLifecycle(ContainerCreate):
                     "MaximumRetryCount": rp.get("MaximumRetryCount") or 0,
                 }
             warnings = pre_warnings + rules.validate_resources(hc, self.settings.ncpu)
+            _check_cpu_update(c, changes)
             if c.state.running:
                 res = oci.build_spec(
                     oci.RuntimeSpecInput(
@@ -787,3 +788,17 @@ def _staged_names(requested: Sequence[MountSpec], prepared: Sequence[MountSpec])
                 want.source if want.type == "bind" else posixpath.join(want.source, want.subpath)
             )
     return names
+
+
+def _check_cpu_update(c: Container, changes: dict[str, Any]) -> None:
+    """moby container/container_unix.go UpdateContainer: NanoCpus and CpuPeriod/CpuQuota
+    exclude each other across updates (a 409, wrapped by daemon/update.go)."""
+    old = c.host_config
+    for new_key, old_key, text in (
+        ("NanoCpus", "CpuPeriod", "Nano CPUs cannot be updated as CPU Period has already been set"),
+        ("NanoCpus", "CpuQuota", "Nano CPUs cannot be updated as CPU Quota has already been set"),
+        ("CpuPeriod", "NanoCpus", "CPU Period cannot be updated as NanoCPUs has already been set"),
+        ("CpuQuota", "NanoCpus", "CPU Quota cannot be updated as NanoCPUs has already been set"),
+    ):
+        if (changes.get(new_key) or 0) > 0 and (old.get(old_key) or 0) > 0:
+            raise Conflict(f"Cannot update container {c.id}: Conflicting options: {text}")

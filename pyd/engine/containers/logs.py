@@ -244,7 +244,9 @@ class ContainerLogs(ContainerBase):
             raise InvalidParameter("configured logging driver does not support reading")
         tail = LogTail(c.extra.get("log_path") or os.path.join(self.bundle_dir(c.id), "ctr.log"))
         if req.tail is not None and req.tail >= 0:
-            keep = entry_filter(req.stdout, req.stderr, req.since_nano, req.until_nano)
+            # dockerd counts the tail's lines over both streams and filters the streams
+            # afterwards (tail=2 of "out, err" with stdout=1 gives "out" alone)
+            keep = entry_filter(True, True, req.since_nano, req.until_nano)
             try:
                 await self._blocking.run(tail.seek_tail, req.tail, keep)
             except BaseException:

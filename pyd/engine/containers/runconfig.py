@@ -29,14 +29,11 @@ def _env_key(e: str) -> str:
     return e.split("=", 1)[0]
 
 
-def merge_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
-    """Image env first, the container's entries replace same-named ones."""
-    out: list[str] = list(image_env)
-    for e in env:
-        key = _env_key(e)
-        out = [x for x in out if _env_key(x) != key]
-        out.append(e)
-    return out
+def merge_user_env(env: Sequence[str], older: Sequence[str]) -> list[str]:
+    """moby's config C{merge} (daemon/commit.go, used by create and commit): C{env} as given,
+    then each entry of C{older} whose name it does not set."""
+    keys = {_env_key(e) for e in env}
+    return [*env, *(e for e in older if _env_key(e) not in keys)]
 
 
 def merge_image_defaults(config: dict[str, Any], image: Image) -> dict[str, Any]:
@@ -45,7 +42,7 @@ def merge_image_defaults(config: dict[str, Any], image: Image) -> dict[str, Any]
     ic = image.container_config
     if not c.get("User"):
         c["User"] = ic.get("User") or ""
-    c["Env"] = merge_env(ic.get("Env") or [], c.get("Env") or [])
+    c["Env"] = merge_user_env(c.get("Env") or [], ic.get("Env") or [])
     if c.get("Entrypoint") is None or c.get("Entrypoint") == []:
         if c.get("Entrypoint") is None:
             c["Entrypoint"] = ic.get("Entrypoint")

@@ -435,10 +435,12 @@ def _security(hc: Mapping[str, Any]) -> r.Security:
     privileged = bool(hc.get("Privileged"))
     cap_add = [c for c in hc.get("CapAdd") or () if c is not None]
     cap_drop = [c for c in hc.get("CapDrop") or () if c is not None]
-    try:
-        oci.resolve_caps(cap_add, cap_drop, privileged, None)
-    except ValueError as e:
-        raise InvalidParameter(f"invalid CapAdd: {e}") from e
+    # moby daemon/daemon_unix.go normalizes CapAdd, then CapDrop, each with its own prefix
+    for label, adds, drops in (("CapAdd", cap_add, ()), ("CapDrop", (), cap_drop)):
+        try:
+            oci.resolve_caps(adds, drops, privileged, None)
+        except ValueError as e:
+            raise InvalidParameter(f"invalid {label}: {e}") from e
     return r.Security(
         privileged=privileged,
         cap_add=cap_add,

@@ -47,6 +47,7 @@ CONFIG_FIELDS: dict[str, GoType] = {
 }
 
 _THROTTLE = struct("blkiodev.ThrottleDevice", Path=s(), Rate=i("uint64"))
+_THROTTLES = "[]*blkiodev.ThrottleDevice"
 
 RESOURCES_FIELDS: dict[str, GoType] = {
     "CpuShares": i(),
@@ -54,11 +55,14 @@ RESOURCES_FIELDS: dict[str, GoType] = {
     "NanoCpus": i(),
     "CgroupParent": s(),
     "BlkioWeight": i("uint16"),
-    "BlkioWeightDevice": lst(struct("blkiodev.WeightDevice", Path=s(), Weight=i("uint16"))),
-    "BlkioDeviceReadBps": lst(_THROTTLE),
-    "BlkioDeviceWriteBps": lst(_THROTTLE),
-    "BlkioDeviceReadIOps": lst(_THROTTLE),
-    "BlkioDeviceWriteIOps": lst(_THROTTLE),
+    # slices of pointers in moby's Resources: Go prints them as []*T
+    "BlkioWeightDevice": lst(
+        struct("blkiodev.WeightDevice", Path=s(), Weight=i("uint16")), "[]*blkiodev.WeightDevice"
+    ),
+    "BlkioDeviceReadBps": lst(_THROTTLE, _THROTTLES),
+    "BlkioDeviceWriteBps": lst(_THROTTLE, _THROTTLES),
+    "BlkioDeviceReadIOps": lst(_THROTTLE, _THROTTLES),
+    "BlkioDeviceWriteIOps": lst(_THROTTLE, _THROTTLES),
     "CpuPeriod": i(),
     "CpuQuota": i(),
     "CpuRealtimePeriod": i(),
@@ -88,7 +92,7 @@ RESOURCES_FIELDS: dict[str, GoType] = {
     "MemorySwappiness": i(),
     "OomKillDisable": b(),
     "PidsLimit": i(),
-    "Ulimits": lst(struct("units.Ulimit", Name=s(), Hard=i(), Soft=i())),
+    "Ulimits": lst(struct("units.Ulimit", Name=s(), Hard=i(), Soft=i()), "[]*units.Ulimit"),
     "CpuCount": i(),
     "CpuPercent": i(),
     "IOMaximumIOps": i("uint64"),
@@ -219,4 +223,63 @@ CONNECT_OPTIONS = struct(
     "network.ConnectOptions",
     Container=s(),
     EndpointConfig=ENDPOINT_SETTINGS,
+)
+
+# The other JSON bodies dockerd 28 decodes with Go's types (httputils.ReadJSON): the same type
+# errors, under these struct names.
+_CONSOLE_SIZE = HOST_CONFIG_FIELDS["ConsoleSize"]
+EXEC_OPTIONS = struct(
+    "container.ExecOptions",
+    User=s(),
+    Privileged=b(),
+    Tty=b(),
+    ConsoleSize=_CONSOLE_SIZE,
+    AttachStdin=b(),
+    AttachStderr=b(),
+    AttachStdout=b(),
+    DetachKeys=s(),
+    Env=lst(s()),
+    WorkingDir=s(),
+    Cmd=lst(s()),
+)
+EXEC_START_OPTIONS = struct(
+    "container.ExecStartOptions", Detach=b(), Tty=b(), ConsoleSize=_CONSOLE_SIZE
+)
+DISCONNECT_OPTIONS = struct("network.DisconnectOptions", Container=s(), Force=b())
+_IPAM_CONFIG = struct(
+    "network.IPAMConfig", Subnet=s(), IPRange=s(), Gateway=s(), AuxiliaryAddresses=STRMAP
+)
+NETWORK_CREATE_REQUEST = struct(
+    "network.CreateRequest",
+    Name=s(),
+    CheckDuplicate=b(),
+    Driver=s(),
+    Scope=s(),
+    EnableIPv4=b(),
+    EnableIPv6=b(),
+    IPAM=struct("network.IPAM", Driver=s(), Options=STRMAP, Config=lst(_IPAM_CONFIG)),
+    Internal=b(),
+    Attachable=b(),
+    Ingress=b(),
+    ConfigOnly=b(),
+    ConfigFrom=struct("network.ConfigReference", Network=s()),
+    Options=STRMAP,
+    Labels=STRMAP,
+)
+VOLUME_CREATE_OPTIONS = struct(
+    "volume.CreateOptions",
+    Name=s(),
+    Driver=s(),
+    DriverOpts=STRMAP,
+    Labels=STRMAP,
+)
+AUTH_CONFIG = struct(
+    "registry.AuthConfig",
+    username=s(),
+    password=s(),
+    auth=s(),
+    email=s(),
+    serveraddress=s(),
+    identitytoken=s(),
+    registrytoken=s(),
 )
