@@ -9,16 +9,17 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web import server
 
 from pyd.api.prometheus import MetricsRoot
-from pyd.config import DaemonConfig, parse_host
+from pyd.config import DaemonConfig, ListenSpec, parse_host
 from pyd.core import tlsstack
 from pyd.core.seams import IDaemonReactor
 from pyd.core.telemetry import Telemetry
+from pyd.daemon.eager import AdoptedTCPEndpoint, TCPEndpoint, UnixEndpoint
 from pyd.daemon.guard import ConnectionGuard, GuardState
 from pyd.daemon.pidlock import StartupError, clear_stale_socket, remove_file
 from pyd.daemon.systemd import AdoptedUnixEndpoint, select_sockets, systemd_sockets
@@ -77,6 +78,14 @@ def _metrics_listener(
     return _listener(serverFromString(reactor, desc), _QuietSite(MetricsRoot(telemetry)))
 
 
+def _endpoint(reactor: IDaemonReactor, spec: ListenSpec) -> IStreamServerEndpoint:
+    """The endpoint of a C{unix://} or C{tcp://} address: Twisted's, with connections that
+    send a read's answer in the same reactor turn (L{pyd.daemon.eager})."""
+    if spec.kind == "unix":
+        return UnixEndpoint(reactor, spec.address, 0o660)
+    return TCPEndpoint(reactor, spec.port, spec.host or "0.0.0.0")
+
+
 def _api_listeners(
     config: DaemonConfig, reactor: IDaemonReactor, site: Any, lifecycle: Lifecycle
 ) -> list[StreamServerEndpointService]:
@@ -123,7 +132,7 @@ def _api_listeners(
                 endpoint: IStreamServerEndpoint = (
                     AdoptedUnixEndpoint(reactor, fd)
                     if family == socket.AF_UNIX
-                    else AdoptedStreamServerEndpoint(reactor, fd, family)
+                    else AdoptedTCPEndpoint(reactor, fd, family)
                 )
                 factory = (
                     ConnectionGuard(site, guard)
@@ -136,7 +145,7 @@ def _api_listeners(
             clear_stale_socket(spec.address)
             lifecycle.unix_sockets.append(spec.address)
             lifecycle.cleanup.append(remove_file(spec.address))
-        endpoint = serverFromString(reactor, spec.endpoint_description())
+        endpoint = _endpoint(reactor, spec)
         factory = tcp_factory(spec.address) if spec.kind == "tcp" else ConnectionGuard(site, guard)
         out.append(_listener(endpoint, factory))
     return out

@@ -6,18 +6,19 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet import tcp, unix
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, execute
 from twisted.internet.interfaces import IReactorFDSet, IStreamServerEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pyd.daemon.eager import UnixPort
 from pyd.daemon.pidlock import StartupError
 
 log = Logger()
 
 
-class _KeepPathPort(unix.Port):
+class _KeepPathPort(UnixPort):
     """A Unix port on an adopted socket that leaves the socket file alone when it stops.
 
     Twisted's port unlinks its path on close; the file of an activated socket is systemd's

@@ -9,6 +9,7 @@ import os
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from pyd.daemon.eager import UnixPort
 from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
 from tests.helpers.wiring import InProcessDaemon
 
@@ -51,10 +52,11 @@ class DaemonWiringTests(SynchronousTestCase):
         """Start-up locked the data root, wrote the pidfile, listened on the -H socket."""
         with open(self.config.pidfile) as f:
             self.assertEqual(int(f.read()), os.getpid())
-        [port] = self.reactor.unixServers
-        self.assertEqual(port[0], f"{self.tmp}/pyd.sock")
+        # pyd's own Unix port (connections that answer in the read's turn, pyd.daemon.eager)
+        [port] = [r for r in self.reactor.getReaders() if isinstance(r, UnixPort)]
+        self.assertEqual(port.getHost().name, f"{self.tmp}/pyd.sock".encode())
         # the site behind the connection guard (per-peer and handshake caps)
-        self.assertIs(port[1].wrappedFactory, self.service.site)
+        self.assertIs(port.factory.wrappedFactory, self.service.site)
         code, info = self.call("GET", "/v1.50/info")
         self.assertEqual(code, 200)
         self.assertEqual(info["Name"], "testhost")

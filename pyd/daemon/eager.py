@@ -1,0 +1,165 @@
+"""Listening ports whose connections send a read's answer in the same reactor turn (layer: daemon).
+
+Twisted's socket transport only queues a write: it asks the reactor to watch the socket for
+writability (one C{epoll_ctl}), and the send happens on the next turn of the loop (one more
+C{epoll_wait}, the reactor's dispatch, and another C{epoll_ctl} to stop watching). For a
+request-response protocol that is half of the work of a small request: a keep-alive C{/_ping}
+cost 6 system calls, 2 of them waits. Go's net package, under dockerd, writes at once.
+
+Here a connection's transport, while it handles a read, only queues what its protocol writes;
+once the read is handled it sends the queue at once (one C{send} for the status line, headers
+and body of every response that read produced), and only what the kernel did not take waits for
+writability as before. Whatever is written outside a read (an answer that needed the database,
+a log stream), a closing or half-closed connection, and every error path keep Twisted's own
+behaviour: the transport is watched for writability and its C{doWrite} runs from the reactor.
+Order is kept: everything goes through the transport's one buffer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import tcp, unix
+from twisted.internet.defer import Deferred, execute
+from twisted.internet.interfaces import IStreamServerEndpoint
+from zope.interface import implementer
+
+
+class _SendAfterRead:
+    """Mixin for a connection transport (before Twisted's C{tcp.Server} in the bases)."""
+
+    # True while the protocol handles a read: a wish to write (startWriting, from a write, a
+    # loseConnection, a half-close) is only noted, and served once the read is handled.
+    _handling_read = False
+    _wants_write = False
+
+    def doRead(self) -> Any:
+        """Read as Twisted does, then send what the protocol wrote meanwhile."""
+        self._handling_read = True
+        try:
+            why = super().doRead()  # type: ignore[misc]  # cooperative mixin over tcp.Connection
+        finally:
+            self._handling_read = False
+        if self._wants_write:
+            self._wants_write = False
+            if why is None:
+                self._send_now()
+            else:
+                super().startWriting()  # type: ignore[misc]  # the connection is being lost
+        return why
+
+    def startWriting(self) -> None:
+        """Watch for writability, except while a read is handled (served after it)."""
+        if self._handling_read:
+            self._wants_write = True
+            return
+        super().startWriting()  # type: ignore[misc]  # cooperative mixin over tcp.Connection
+
+    def _send_now(self) -> None:
+        me: Any = self
+        if me._aborting:
+            return  # abortConnection dropped what was queued and stopped writing
+        # doWrite returns an error (the connection is gone) or None; on an error the data stays
+        # queued and the reactor's doWrite reports the loss, as it would have.
+        if (
+            me.connected
+            and not me.disconnecting
+            and not me._writeDisconnecting
+            and _queued(me)
+            and me.doWrite() is None
+            and not _queued(me)
+        ):
+            return  # all sent in this turn
+        # What the kernel did not take, a close or half-close after the answer, or an error:
+        # as Twisted does it, from the reactor once the socket is writable.
+        super().startWriting()  # type: ignore[misc]  # cooperative mixin over tcp.Connection
+
+
+def _queued(fd: Any) -> bool:
+    """Whether a transport holds data not yet sent (Twisted's two write buffers)."""
+    return bool(fd._tempDataLen or fd.offset < len(fd.dataBuffer))
+
+
+class _UnixServer(_SendAfterRead, unix.Server):
+    """A Unix-socket connection that sends a read's answer in the same turn."""
+
+
+class _TCPServer(_SendAfterRead, tcp.Server):
+    """A TCP connection that sends a read's answer in the same turn."""
+
+
+class UnixPort(unix.Port):
+    """Twisted's Unix listening port, with L{_SendAfterRead} connections."""
+
+    transport = _UnixServer
+
+
+class TCPPort(tcp.Port):
+    """Twisted's TCP listening port, with L{_SendAfterRead} connections."""
+
+    transport = _TCPServer
+
+
+@implementer(IStreamServerEndpoint)
+class UnixEndpoint:
+    """C{unix:PATH:mode=660} as L{twisted.internet.endpoints.serverFromString} makes it (a
+    C{PATH.lock} file, backlog 50), on a L{UnixPort}."""
+
+    def __init__(self, reactor: Any, path: str, mode: int = 0o660) -> None:
+        self.reactor = reactor
+        self.path = path
+        self.mode = mode
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        """Bind, listen, and start accepting."""
+
+        def start() -> Any:
+            port = UnixPort(self.path, factory, 50, self.mode, self.reactor, True)  # type: ignore[arg-type]  # a str path, as listenUNIX passes it
+            port.startListening()
+            return port
+
+        return execute(start)
+
+
+@implementer(IStreamServerEndpoint)
+class TCPEndpoint:
+    """C{tcp:PORT:interface=HOST} as L{twisted.internet.endpoints.serverFromString} makes it
+    (backlog 50; an IPv6 C{HOST} gives an IPv6 socket), on a L{TCPPort}."""
+
+    def __init__(self, reactor: Any, port: int, interface: str) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.interface = interface
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        """Bind, listen, and start accepting."""
+
+        def start() -> Any:
+            port = TCPPort(self.port, factory, 50, self.interface, self.reactor)
+            port.startListening()
+            return port
+
+        return execute(start)
+
+
+@implementer(IStreamServerEndpoint)
+class AdoptedTCPEndpoint:
+    """An inherited, already-listening TCP socket (systemd's), on a L{TCPPort}."""
+
+    def __init__(self, reactor: Any, fd: int, family: int) -> None:
+        self.reactor = reactor
+        self.fd = fd
+        self.family = family
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        """Adopt the descriptor and start accepting."""
+
+        def adopt() -> Any:
+            os.set_blocking(self.fd, False)
+            port = TCPPort._fromListeningDescriptor(self.reactor, self.fd, self.family, factory)
+            port.startListening()
+            os.close(self.fd)  # the port listens on its own duplicate, as Twisted's adoption does
+            return port
+
+        return execute(adopt)

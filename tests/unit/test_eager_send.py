@@ -1,0 +1,227 @@
+"""Connections of the API's listening ports send what a read produced at the end of that read
+(pyd/daemon/eager.py), instead of on the reactor's next turn; everything else is Twisted's
+path. A real socket pair, a memory reactor that records who waits for writability."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from typing import Any
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.daemon.eager import (
+    AdoptedTCPEndpoint,
+    TCPEndpoint,
+    UnixEndpoint,
+    _TCPServer,
+    _UnixServer,
+)
+
+
+class _Echo(Protocol):
+    """Answers each read with what C{answer} says (default: the data, upper-cased)."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.answer = answer or (lambda p, data: p.transport.write(data.upper()))
+
+    def dataReceived(self, data: bytes) -> None:
+        self.answer(self, data)
+
+
+class SendAfterReadTests(SynchronousTestCase):
+    def _pair(self, answer: Any = None, cls: Any = _UnixServer) -> tuple[Any, socket.socket]:
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        peer.settimeout(5)
+        self.addCleanup(peer.close)
+        self.addCleanup(ours.close)
+        self.reactor = MemoryReactorClock()
+        proto = _Echo(answer)
+        transport = cls(ours, proto, "peer", None, 1, self.reactor)
+        proto.makeConnection(transport)
+        return transport, peer
+
+    def _read_all(self, peer: socket.socket, n: int) -> bytes:
+        got = b""
+        while len(got) < n:
+            got += peer.recv(n - len(got))
+        return got
+
+    def test_answer_sent_within_the_read(self) -> None:
+        """The answer is in the peer's socket when doRead returns; the transport never
+        waited for writability."""
+        t, peer = self._pair()
+        peer.sendall(b"ping")
+        self.assertIsNone(t.doRead())
+        self.assertEqual(self._read_all(peer, 4), b"PING")
+        self.assertNotIn(t, self.reactor.writers)
+        self.assertEqual(t._tempDataLen, 0)
+
+    def test_writes_of_one_read_go_out_together_in_order(self) -> None:
+        """Several writes (a status line, headers, a body) during one read: one send, in order."""
+
+        def answer(p: Any, data: bytes) -> None:
+            p.transport.write(b"1")
+            p.transport.writeSequence([b"2", b"3"])
+            p.transport.write(b"4")
+
+        t, peer = self._pair(answer)
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertEqual(self._read_all(peer, 4), b"1234")
+        self.assertNotIn(t, self.reactor.writers)
+
+    def test_write_outside_a_read_waits_for_the_reactor(self) -> None:
+        """A write from elsewhere (a Deferred firing later) is Twisted's: queued, and the
+        transport waits for writability."""
+        t, peer = self._pair()
+        t.write(b"later")
+        self.assertIn(t, self.reactor.writers)
+        t.doWrite()
+        self.assertEqual(self._read_all(peer, 5), b"later")
+        self.assertNotIn(t, self.reactor.writers)
+
+    def test_what_the_kernel_does_not_take_waits(self) -> None:
+        """A peer that stops reading: the part the socket buffer does not take stays queued,
+        the transport waits for writability, and the rest follows in order."""
+        big = bytes(range(256)) * 8192  # 2 MiB, far beyond a socket pair's buffer
+        t, peer = self._pair(lambda p, data: p.transport.write(big))
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertIn(t, self.reactor.writers)
+        self.assertGreater(t._tempDataLen + len(t.dataBuffer) - t.offset, 0)
+        got = b""
+        while len(got) < len(big):
+            got += peer.recv(1 << 20)
+            if t in self.reactor.writers:
+                t.doWrite()
+        self.assertEqual(got, big)
+        self.assertNotIn(t, self.reactor.writers)
+
+    def test_close_after_answer_is_left_to_the_reactor(self) -> None:
+        """loseConnection during the read: nothing is sent early; the reactor's doWrite sends
+        the answer and then closes, as Twisted does."""
+
+        def answer(p: Any, data: bytes) -> None:
+            p.transport.write(b"bye")
+            p.transport.loseConnection()
+
+        t, peer = self._pair(answer)
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertIn(t, self.reactor.writers)
+        self.assertIsNotNone(t.doWrite())  # everything sent: the connection is done
+        self.assertEqual(self._read_all(peer, 3), b"bye")
+
+    def test_abort_during_the_read_sends_nothing(self) -> None:
+        """abortConnection drops the queue: nothing sent, nothing waits."""
+
+        def answer(p: Any, data: bytes) -> None:
+            p.transport.write(b"never")
+            p.transport.abortConnection()
+
+        t, peer = self._pair(answer)
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertNotIn(t, self.reactor.writers)
+        peer.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            peer.recv(10)
+
+    def test_peer_gone_keeps_twisteds_error_path(self) -> None:
+        """The peer closed before the answer: the send fails, the data stays queued and the
+        reactor's doWrite reports the lost connection."""
+
+        def answer(p: Any, data: bytes) -> None:
+            peer.close()
+            p.transport.write(b"x" * 100)
+
+        t, peer = self._pair(answer)
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertIn(t, self.reactor.writers)
+        self.assertIsNotNone(t.doWrite())
+
+    def test_tcp_transport_too(self) -> None:
+        """The TCP connection class behaves the same (here over a Unix pair: the class's
+        send path is the socket's)."""
+        t, peer = self._pair(cls=_TCPServer)
+        peer.sendall(b"tcp")
+        t.doRead()
+        self.assertEqual(self._read_all(peer, 3), b"TCP")
+        self.assertNotIn(t, self.reactor.writers)
+
+    def test_close_without_answer_still_closes(self) -> None:
+        """loseConnection during a read with nothing written (a detach key on an attach
+        stream): the transport still waits for writability, so the reactor closes it."""
+        t, peer = self._pair(lambda p, data: p.transport.loseConnection())
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertIn(t, self.reactor.writers)
+        self.assertIsNotNone(t.doWrite())
+
+    def test_half_close_after_answer(self) -> None:
+        """loseWriteConnection during the read: the answer, then the half-close, from the
+        reactor's doWrite (Twisted's order)."""
+
+        def answer(p: Any, data: bytes) -> None:
+            p.transport.write(b"last")
+            p.transport.loseWriteConnection()
+
+        t, peer = self._pair(answer)
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertIn(t, self.reactor.writers)
+        t.doWrite()
+        self.assertEqual(self._read_all(peer, 4), b"last")
+        self.assertEqual(peer.recv(10), b"")  # end of stream: our side shut its writing half
+
+
+class EndpointTests(SynchronousTestCase):
+    """The listeners' endpoints make pyd's ports, whose connections are the classes above."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+
+    def _listen(self, endpoint: Any) -> Any:
+        port = self.successResultOf(endpoint.listen(Factory.forProtocol(Protocol)))
+
+        def stop() -> None:
+            port.stopListening()
+            self.reactor.advance(0)
+
+        self.addCleanup(stop)
+        self.assertIn(port, self.reactor.getReaders())
+        return port
+
+    def test_unix(self) -> None:
+        """C{unix://PATH}: the socket with mode 660, connections that send after the read."""
+        path = os.path.join(self.mktemp() + "d", "s.sock")
+        os.makedirs(os.path.dirname(path))
+        port = self._listen(UnixEndpoint(self.reactor, path))
+        self.assertIs(port.transport, _UnixServer)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
+
+    def test_tcp(self) -> None:
+        """C{tcp://HOST:PORT}: bound to HOST."""
+        port = self._listen(TCPEndpoint(self.reactor, 0, "127.0.0.1"))
+        self.assertIs(port.transport, _TCPServer)
+        self.assertEqual(port.getHost().host, "127.0.0.1")
+
+    def test_adopted_tcp(self) -> None:
+        """An inherited TCP socket: the port listens on its own duplicate; the inherited
+        descriptor is closed, as Twisted's adoption does."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.bind(("127.0.0.1", 0))
+        s.listen(5)
+        fd = os.dup(s.fileno())
+        port = self._listen(AdoptedTCPEndpoint(self.reactor, fd, socket.AF_INET))
+        self.assertIs(port.transport, _TCPServer)
+        self.assertEqual(port.getHost().port, s.getsockname()[1])
+        with self.assertRaises(OSError):
+            os.fstat(fd)
