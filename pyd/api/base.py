@@ -5,8 +5,10 @@ parse -> engine -> render) and a C{prefixes} tuple naming the first path segment
 root dispatches on the first segment, after stripping the C{/vX.Y} prefix.
 
 Each route declares the least role that may call it, where it is defined (L{role}); the root
-matches the request to its route once (L{match_route}) and hands that same route to the
-authorization guard and to the dispatch, so the rules decide on what will run.
+matches the request to its route once (L{RouteTable}) and hands that same route to the
+authorization guard and to the dispatch (L{run_route}: the handler runs without Klein matching
+the URL again), so the rules decide on what will run. Klein's resource still answers what no
+handler matched (404, 405, the merged-slashes redirect) and the branch routes.
 """
 
 from __future__ import annotations
@@ -17,12 +19,36 @@ from urllib.parse import urlsplit
 
 import attrs
 from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import IResource
+from twisted.web import server
+from twisted.web.resource import IResource, getChildForRequest
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
+from werkzeug.routing import MapAdapter, RequestRedirect
 
 from pyd.api.errors import error_body, handle_failure
+
+log = Logger()
+
+
+def render_error(request: Any, failure: Failure) -> bytes:
+    """A failed route as dockerd answers it: the body of the error, the status set."""
+    if isinstance(failure.value, RequestRedirect):
+        # a path with empty segments (C{/networks//x}): dockerd's router (gorilla mux)
+        # answers 301 with the cleaned path in Location; werkzeug's 308 had none
+        target = urlsplit(failure.value.new_url)
+        _, sep, query = bytes(request.uri).partition(b"?")
+        location = target.path.encode("utf-8") + (b"?" + query if sep else b"")
+        request.setResponseCode(301)
+        request.setHeader(b"Location", location)
+        return b""
+    if isinstance(failure.value, HTTPException):
+        code = failure.value.code or 500
+        request.setResponseCode(code)
+        request.setHeader(b"Content-Type", b"application/json")
+        return error_body("page not found" if code == 404 else str(failure.value.description))
+    return handle_failure(request, failure)
 
 
 def make_app() -> Klein:
@@ -34,21 +60,7 @@ def make_app() -> Klein:
         # Klein passes (instance, request, failure) when bound, (request, failure) otherwise.
         request, failure = args[-2], args[-1]
         assert isinstance(failure, Failure)
-        if isinstance(failure.value, RequestRedirect):
-            # a path with empty segments (C{/networks//x}): dockerd's router (gorilla mux)
-            # answers 301 with the cleaned path in Location; werkzeug's 308 had none
-            target = urlsplit(failure.value.new_url)
-            _, sep, query = bytes(request.uri).partition(b"?")
-            location = target.path.encode("utf-8") + (b"?" + query if sep else b"")
-            request.setResponseCode(301)
-            request.setHeader(b"Location", location)
-            return b""
-        if isinstance(failure.value, HTTPException):
-            code = failure.value.code or 500
-            request.setResponseCode(code)
-            request.setHeader(b"Content-Type", b"application/json")
-            return error_body("page not found" if code == 404 else str(failure.value.description))
-        return handle_failure(request, failure)
+        return render_error(request, failure)
 
     return app
 
@@ -97,6 +109,8 @@ class Route:
     rule: str  # werkzeug's rule text, e.g. "/containers/<string:ref>/exec"
     args: dict[str, Any]
     least_role: str
+    # Klein's endpoint name, which L{run_route} runs; "" for a branch route (Klein runs it).
+    endpoint: str = ""
 
     def parts(self) -> tuple[str, str, str]:
         """(first segment, the first argument's value, the rule after that argument): for
@@ -110,6 +124,19 @@ class Route:
         return segments[0], "", "/".join(segments[1:])
 
 
+def _match(router: Any, adapter: MapAdapter, method: str, path_info: str) -> Route | None:
+    try:
+        rule, args = adapter.match(path_info, method, return_rule=True)
+    except (HTTPException, RequestRedirect):
+        return None
+    name = str(rule.endpoint)
+    endpoint = name.removesuffix("_branch")
+    handler = getattr(type(router) if not isinstance(router, type) else router, endpoint, None)
+    declared = getattr(handler, "pyd_role", ("admin", "admin"))
+    least = declared[1] if method in ("GET", "HEAD") else declared[0]
+    return Route(router, str(rule.rule), dict(args), least, "" if name != endpoint else name)
+
+
 def match_route(routers: Iterable[Any], method: str, path_info: str) -> Route | None:
     """The route of the first router whose URL map matches, as Klein will match it (None: no
     handler will run: Klein answers 404, 405 or a redirect to the merged-slashes URL)."""
@@ -117,13 +144,76 @@ def match_route(routers: Iterable[Any], method: str, path_info: str) -> Route | 
         url_map = getattr(getattr(router, "app", None), "url_map", None)
         if url_map is None:
             continue
-        try:
-            rule, args = url_map.bind("pyd").match(path_info, method, return_rule=True)
-        except (HTTPException, RequestRedirect):
-            continue
-        endpoint = str(rule.endpoint).removesuffix("_branch")
-        handler = getattr(type(router) if not isinstance(router, type) else router, endpoint, None)
-        declared = getattr(handler, "pyd_role", ("admin", "admin"))
-        least = declared[1] if method in ("GET", "HEAD") else declared[0]
-        return Route(router, str(rule.rule), dict(args), least)
+        route = _match(router, url_map.bind("pyd"), method, path_info)
+        if route is not None:
+            return route
     return None
+
+
+class RouteTable:
+    """The routers by the first path segment they serve, each URL map bound once (binding
+    one per request and router cost more than the match itself): L{match_route} for the root."""
+
+    def __init__(self, routers: Iterable[Any]) -> None:
+        self._by_prefix: dict[bytes, list[tuple[Any, MapAdapter]]] = {}
+        for router in routers:
+            url_map = getattr(getattr(router, "app", None), "url_map", None)
+            for prefix in router.prefixes:
+                entries = self._by_prefix.setdefault(prefix.encode(), [])
+                if url_map is not None:
+                    entries.append((router, url_map.bind("pyd")))
+
+    def match(self, first: bytes, method: str, path_info: str) -> Route | None:
+        """As L{match_route} over the routers serving the segment C{first}."""
+        for router, adapter in self._by_prefix.get(first, ()):
+            route = _match(router, adapter, method, path_info)
+            if route is not None:
+                return route
+        return None
+
+
+def run_route(route: Route, request: Any) -> Any:
+    """Run the handler of the route the root matched, as Klein's resource would once it had
+    matched the same route again: the handler's result (bytes or text) is written and the
+    request finished; a failure is rendered by L{render_error}; a client that goes away cancels
+    the handler. Returns C{NOT_DONE_YET}, as Klein's render does."""
+    app = route.router.app  # bound to the router instance (Klein's descriptor)
+    finished = False
+    running: list[Deferred[Any]] = []
+
+    def gone(outcome: Any) -> None:
+        nonlocal finished
+        finished = True
+        if isinstance(outcome, Failure) and running:
+            running[0].cancel()  # the connection was lost before the answer
+
+    request.notifyFinish().addBoth(gone)
+    d: Deferred[Any] = maybeDeferred(app.execute_endpoint, route.endpoint, request, **route.args)
+    running.append(d)
+
+    def write(result: Any) -> None:
+        if IResource.providedBy(result):
+            request.render(getChildForRequest(result, request))
+            return
+        if isinstance(result, str):
+            result = result.encode("utf-8")
+        if isinstance(result, bytes):
+            request.write(result)
+        if not finished:
+            request.finish()
+
+    def failed(failure: Failure) -> None:
+        if finished:
+            if not failure.check(CancelledError):
+                log.failure("Unhandled Error Processing Request.", failure)
+            return
+        try:
+            body = render_error(request, failure)
+        except Exception:  # noqa: BLE001 - as Klein: an error handler's own failure is a 500
+            request.processingFailed(Failure())
+            return
+        write(body)
+
+    d.addCallbacks(write, failed)
+    d.addErrback(lambda f: log.failure("Unhandled Error writing response", f))
+    return server.NOT_DONE_YET

@@ -32,6 +32,9 @@ class ApiChannel(HTTPChannel):
     # the requests of a keep-alive connection and only pushed back (a reset to a later time is
     # cheap; a new timer and a cancel per request are not).
     _awaiting_headers = False
+    # The connection's two addresses, once asked for (L{getHost}, L{getPeer}).
+    _host: Any = None
+    _peer: Any = None
 
     def _header_timeout(self) -> float:
         return float(getattr(self.factory, "header_timeout", 0) or 0)
@@ -116,6 +119,21 @@ class ApiChannel(HTTPChannel):
                 parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
         self.transport.write(b"".join(parts))  # type: ignore[union-attr]  # transport is set while the channel is connected
+
+    def getHost(self) -> Any:
+        """The local address, read once per connection (twisted.web asks on every request, and
+        a Unix socket's costs a C{getsockname} call and an address object each time)."""
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()
+        return host
+
+    def getPeer(self) -> Any:
+        """The peer's address, read once per connection (as L{getHost})."""
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = super().getPeer()
+        return peer
 
     def handshakeCompleted(self) -> None:
         """Tell the connection guard below (if any) that the TLS handshake is done."""

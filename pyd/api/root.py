@@ -18,7 +18,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, Resource
 
 from pyd import __version__
-from pyd.api.base import Route, Router, match_route
+from pyd.api.base import Route, Router, RouteTable, run_route
 from pyd.api.channel import ApiChannel
 from pyd.api.errors import error_body, write_error
 from pyd.core.errors import PydError
@@ -114,6 +114,8 @@ def quick_ping(data: bytes) -> tuple[bytes, str, str] | None:
     """
     if len(data) > 8192 or not data.endswith(b"\r\n\r\n"):
         return None
+    if not data.startswith(b"_ping HTTP/1.1\r\n", data.find(b"\r\n") - 14):
+        return None  # not a ping (most requests): decided on the first line alone
     end = data.find(b"\r\n\r\n")
     if end != len(data) - 4:
         return None  # more than one request in the chunk
@@ -166,12 +168,15 @@ class ApiRoot(Resource):
         # Several routers may serve one first segment (e.g. "containers": lifecycle and streams);
         # then the first whose Klein URL map matches the path and method gets the request.
         self._shared: dict[bytes, list[tuple[Any, IResource]]] = {}
+        routers = list(routers)
         for router in routers:
             res = router.resource()
             for prefix in router.prefixes:
                 key = prefix.encode()
                 self._shared.setdefault(key, []).append((router, res))
                 self._by_prefix.setdefault(key, res)
+        # The one route lookup per request: the guard decides on it and the dispatch runs it.
+        self._routes = RouteTable(routers)
         self.guard = guard
 
     def render(self, request: Any) -> Any:
@@ -259,20 +264,22 @@ class ApiRoot(Resource):
         return server.NOT_DONE_YET
 
     def _route(self, request: Any, path: list[bytes]) -> Route | None:
-        """The route this request will run (as Klein will match it), or None: no handler runs
+        """The route this request will run (as Klein would match it), or None: no handler runs
         (no router for the first segment, or Klein answers 404, 405 or a redirect)."""
         try:
             path_info = "/" + b"/".join(path).decode("utf-8")
         except UnicodeDecodeError:
             return None  # Klein answers 400
-        routers = [router for router, _ in self._shared.get(path[0], [])]
-        return match_route(routers, request.method.decode(), path_info)
+        return self._routes.match(path[0], request.method.decode(), path_info)
 
     def _dispatch(self, request: Any, path: list[bytes]) -> Any:
+        route: Route | None = getattr(request, "pyd_route", None)
+        if route is not None and route.endpoint:
+            return run_route(route, request)  # the route matched above, not matched again
+        # No handler matched (Klein answers 404, 405, 400 or the redirect) or a branch route.
         target = self._by_prefix.get(path[0])
         if target is None:
             return self._not_found(request)
-        route: Route | None = getattr(request, "pyd_route", None)
         for router, res in self._shared.get(path[0], []):
             if route is not None and router is route.router:
                 target = res
