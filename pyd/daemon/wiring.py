@@ -47,6 +47,7 @@ from pyd.daemon.pidlock import StartupError, lock_data_root, remove_file, write_
 from pyd.daemon.tree import Lifecycle, PydService
 from pyd.drivers.registry import HTTPClients
 from pyd.engine.archive import ArchiveService
+from pyd.engine.builder import scratch as build_scratch
 from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller
 from pyd.engine.builder.builder import BuildService
 from pyd.engine.commit import CommitService
@@ -229,6 +230,8 @@ def build_service(
         max_context_size=config.max_build_context_size,
         max_layer_size=config.max_layer_size,
         keep_free=keep_free_bytes(config),
+        # small contexts are unpacked in /dev/shm when it is a tmpfs (docs/build.md)
+        memory_root=build_scratch.memory_root(config.data_root),
     )
     system = SystemService(
         "",
@@ -324,8 +327,10 @@ def build_service(
         lambda: ensureDeferred(networks.start()),
         lambda: ensureDeferred(containers.startup()),
         lambda: ensureDeferred(dist.clean_staging()),
+        lambda: ensureDeferred(builds.start()),
     ]
     life.stop += [
+        lambda: ensureDeferred(builds.stop()),
         lambda: ensureDeferred(networks.stop()),
         containers.shutdown,
         drv.log_watcher.close,

@@ -11,6 +11,7 @@ text dockerd prints (C{Step 1/5 : ...}, C{ ---> Running in ...}).
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import posixpath
 import secrets
@@ -23,7 +24,7 @@ from twisted.logger import Logger
 from pyd.core.errors import InvalidParameter
 from pyd.core.records import Image
 from pyd.core.seams import Blocking, Clock
-from pyd.engine.builder import frontend, fs, lexer, mounts
+from pyd.engine.builder import frontend, fs, lexer, mounts, scratch
 from pyd.engine.builder.base import (
     DEFAULT_PATH,
     PROXY_ARGS,
@@ -93,7 +94,10 @@ class BuildService:
         max_context_size: int = 0,
         max_layer_size: int = 0,
         keep_free: int = 0,
+        memory_root: str = "",
     ) -> None:
+        # Small contexts are unpacked here, in memory (pyd.engine.builder.scratch; "": never).
+        self.memory_root = memory_root
         # max-build-context-size: expanded bytes of an uploaded context (0: no limit)
         self.max_context_size = max_context_size
         # max-layer-size: bytes an ADD may unpack from a local archive (0: no limit)
@@ -137,10 +141,11 @@ class BuildService:
         context = os.path.join(workdir, "context")
         self._live.add(build_id)
         try:
-            await self.io.run(os.makedirs, context, 0o700)
-            await self.io.run(
-                fs.extract_context, body, context, self.max_context_size, self.keep_free
+            await self.io.run(os.makedirs, workdir, 0o700)
+            context = await self.io.run(
+                scratch.context_dir, self.memory_root, workdir, build_id, body
             )
+            context = await self._unpack(body, workdir, context)
             raw = await self.io.run(fs.read_dockerfile, context, options.dockerfile)
             await self.io.run(fs.apply_dockerignore, context, (fs.clean_rel(options.dockerfile),))
             if not raw:
@@ -159,16 +164,46 @@ class BuildService:
                 await self.io.run(fs.remove_dockerfile, context, options.dockerfile)
         except BaseException:
             try:
-                await self.io.run(fs.remove_tree, workdir)
+                await self.io.run(_remove_scratch, workdir, context)
             finally:
                 self._live.discard(build_id)
             raise
         return PreparedBuild(build_id, workdir, context, df, options)
 
+    async def _unpack(self, body: Any, workdir: str, context: str) -> str:
+        """Unpack the upload into C{context}; return where it is. A context in memory that
+        meets a full tmpfs (something else filled it meanwhile) is unpacked on disk instead."""
+        if not scratch.in_memory(self.memory_root, context):
+            await self.io.run(
+                fs.extract_context, body, context, self.max_context_size, self.keep_free
+            )
+            return context
+        try:
+            # the min-free-space reserve is the data root's: the tmpfs is not on it
+            await self.io.run(fs.extract_context, body, context, self.max_context_size, 0)
+            return context
+        except fs.BuildFileError as e:
+            cause = e.__cause__
+            if not (isinstance(cause, OSError) and cause.errno == errno.ENOSPC):
+                raise
+        await self.io.run(scratch.remove, context)
+        on_disk = os.path.join(workdir, "context")
+        await self.io.run(os.makedirs, on_disk, 0o700)
+        await self.io.run(fs.extract_context, body, on_disk, self.max_context_size, self.keep_free)
+        return on_disk
+
+    async def start(self) -> None:
+        """At daemon start: no build runs yet, so no in-memory context is anyone's."""
+        await self.io.run(scratch.sweep, self.memory_root)
+
+    async def stop(self) -> None:
+        """At daemon stop: the in-memory contexts' directory goes once it is empty."""
+        await self.io.run(scratch.release, self.memory_root)
+
     async def discard(self, prepared: PreparedBuild) -> None:
         """Remove a prepared build's scratch directory."""
         try:
-            await self.io.run(fs.remove_tree, prepared.workdir)
+            await self.io.run(_remove_scratch, prepared.workdir, prepared.context)
         finally:
             self._live.discard(prepared.build_id)
 
@@ -191,7 +226,7 @@ class BuildService:
             return await _Build(self, prepared, progress).run()
         finally:
             # Removing a large context takes a while: do not hold the response for it.
-            d = self.io.run(fs.remove_tree, prepared.workdir)
+            d = self.io.run(_remove_scratch, prepared.workdir, prepared.context)
             d.addErrback(lambda f: log.failure("removing {path}", f, path=prepared.workdir))
             d.addBoth(lambda _: self._live.discard(prepared.build_id))
 
@@ -199,8 +234,9 @@ class BuildService:
         """Remove leftover scratch directories of builds and the cache mounts no running step
         uses; return (ids, bytes reclaimed)."""
         ids, size = await self.io.run(_prune_dirs, self.root, frozenset(self._live))
+        mids, msize = await self.io.run(scratch.sweep, self.memory_root, frozenset(self._live))
         cids, csize = await self.io.run(self.cache.prune)
-        return ids + cids, size + csize
+        return ids + sorted(set(mids) - set(ids)) + cids, size + msize + csize
 
     def info_counts(self) -> Any:
         """The system area's contributor protocol: builds count nothing in C{/info}."""
@@ -500,3 +536,10 @@ class _Build(_BuildSteps):
             await self._copy(st, inst, env)
         else:  # pragma: no cover - the parser only yields known instructions
             raise BuildFailed(f"unsupported command: {c}")
+
+
+def _remove_scratch(workdir: str, context: str) -> None:
+    """A build's scratch directory and its context (which may be in memory, elsewhere)."""
+    fs.remove_tree(workdir)
+    if not context.startswith(workdir.rstrip("/") + "/"):
+        scratch.remove(context)

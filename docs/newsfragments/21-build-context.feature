@@ -1,0 +1,1 @@
+A small build context (an uncompressed upload of at most 64 MiB) is unpacked in memory, in a directory of the daemon's under /dev/shm when that is a tmpfs, instead of on the data root's disk: a fully cached build of a 10 MB, 500-file context takes about half the daemon CPU it took.
