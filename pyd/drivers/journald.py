@@ -12,7 +12,9 @@ with C{CONTAINER_PARTIAL_MESSAGE=true}, C{CONTAINER_PARTIAL_ID} (one random id p
 C{CONTAINER_PARTIAL_ORDINAL} (1, 2, ...) and C{CONTAINER_PARTIAL_LAST=false}, then the rest with
 C{CONTAINER_PARTIAL_LAST=true} and no C{CONTAINER_PARTIAL_MESSAGE}. The log file's own partial
 chunks (conmon's) are gathered into those pieces; a line the container left without a newline
-goes out when the sender closes (as the last piece of a split line, or as a plain message).
+goes out when the sender closes (as the last piece of a split line, or as a plain message). As
+dockerd 28's, every message carries C{CONTAINER_LOG_EPOCH} (random, one per run of the
+container) and C{CONTAINER_LOG_ORDINAL} (1, 2, ... within that run).
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ class JournaldSender:
     """Sends one container's lines to the journal."""
 
     def __init__(self, fields: Mapping[str, str], path: str = JOURNAL_SOCKET) -> None:
-        self.fields = dict(fields)
+        # dockerd 28 numbers every message of one logger instance (a container's run):
+        # CONTAINER_LOG_EPOCH names the instance, CONTAINER_LOG_ORDINAL counts from 1
+        self.fields = {**fields, "CONTAINER_LOG_EPOCH": os.urandom(32).hex()}
+        self.ordinal = 0
         self.path = path
         self._sock: socket.socket | None = None
         self._pending: dict[str, _Pending] = {}
@@ -107,6 +112,8 @@ class JournaldSender:
             fields["CONTAINER_PARTIAL_ID"] = p.id
             fields["CONTAINER_PARTIAL_ORDINAL"] = str(p.ordinal)
             fields["CONTAINER_PARTIAL_LAST"] = "true" if last else "false"
+        self.ordinal += 1  # counted before the send, as dockerd's (a failed one keeps its number)
+        fields["CONTAINER_LOG_ORDINAL"] = str(self.ordinal)
         if self._sock is None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.sendto(encode(fields), self.path)

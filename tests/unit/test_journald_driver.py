@@ -59,6 +59,14 @@ class JournaldTests(SynchronousTestCase):
         self.assertEqual((second["MESSAGE"], second["PRIORITY"]), (b"oops", b"3"))
         self.assertEqual(first["CONTAINER_NAME"], b"web")
         self.assertEqual(first["SYSLOG_TIMESTAMP"], b"2026-03-05T14:07:10.000000001Z")
+        # dockerd 28's sequence fields: one epoch per logger, ordinals from 1
+        epoch = first["CONTAINER_LOG_EPOCH"]
+        self.assertEqual((len(epoch), second["CONTAINER_LOG_EPOCH"]), (64, epoch))
+        self.assertEqual(
+            (first["CONTAINER_LOG_ORDINAL"], second["CONTAINER_LOG_ORDINAL"]), (b"1", b"2")
+        )
+        other = JournaldSender({}, self.path)
+        self.assertNotEqual(other.fields["CONTAINER_LOG_EPOCH"].encode(), epoch)
 
     def test_options(self) -> None:
         """journald takes the common options and the cache ones; others are dockerd's 400."""
