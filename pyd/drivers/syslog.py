@@ -197,6 +197,27 @@ class SyslogSender:
                 raise
         return s
 
+    def connect(self) -> None:
+        """Connect now, as dockerd's driver does when the container starts (blocking).
+
+        @raise SyslogError: the server cannot be reached, with Go's dial texts.
+        """
+        if self._sock is not None:
+            return
+        net = "tcp" if self.scheme == "tcp+tls" else self.scheme
+        where = self.host if net.startswith("unix") else _join_host_port(self.host, self.port)
+        try:
+            self._sock = self._connect()
+        except socket.gaierror as e:
+            raise SyslogError(f"dial {net}: lookup {self.host}: no such host") from e
+        except ssl.SSLError as e:
+            raise SyslogError(f"tls: {e.reason or 'handshake failure'}".lower()) from e
+        except TimeoutError as e:
+            raise SyslogError(f"dial {net} {where}: i/o timeout") from e
+        except OSError as e:
+            reason = (e.strerror or "connection failed").lower()
+            raise SyslogError(f"dial {net} {where}: connect: {reason}") from e
+
     def send(
         self, stream: str, line: bytes, when: datetime.datetime, tag: str, stamp: bytes = b""
     ) -> None:
@@ -248,3 +269,8 @@ class SyslogSender:
             pass  # the server went first (or never answers): nothing more can be done
         finally:
             s.close()
+
+
+def _join_host_port(host: str, port: int) -> str:
+    """Go's C{net.JoinHostPort}: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -956,6 +957,31 @@ class HealthTests(EngineTestBase):
 
 
 class LogsTests(EngineTestBase):
+    def test_unreachable_syslog_fails_the_start(self) -> None:
+        """dockerd's syslog driver dials at start: a server that cannot be reached fails the
+        start with its error, and nothing of the run is left."""
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        cid = self.create(
+            Cmd=["x"],
+            HostConfig={
+                "LogConfig": {
+                    "Type": "syslog",
+                    "Config": {"syslog-address": f"tcp://127.0.0.1:{port}"},
+                }
+            },
+        )
+        e = self.fail_with(self.svc.start(cid), SystemError_)
+        self.assertEqual(
+            str(e),
+            "failed to initialize logging driver: "
+            f"dial tcp 127.0.0.1:{port}: connect: connection refused",
+        )
+        self.assertNotEqual(self.svc.resolve(cid).state.status, "running")
+        self.assertNotIn(("create", cid), self.runtime.calls)
+
     def test_read_logs(self) -> None:
         """k8s-file lines become entries; tail counts whole lines; streams filter."""
         cid = self.create(Cmd=["x"])

@@ -230,3 +230,39 @@ class TlsTests(SynchronousTestCase):
             {"Type": "syslog", "Config": {**config, "syslog-tls-crl": "/r"}},
         )
         self.assertEqual(str(e), "unknown log opt 'syslog-tls-crl' for syslog log driver")
+
+
+class ConnectTests(SynchronousTestCase):
+    """The driver dials its server when the container starts, as dockerd's does: a server that
+    cannot be reached is Go's dial error."""
+
+    def test_unreachable(self) -> None:
+        """A closed TCP port, a missing Unix socket: Go's texts."""
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there now
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        for address, text in (
+            (f"tcp://127.0.0.1:{port}", f"dial tcp 127.0.0.1:{port}: connect: connection refused"),
+            (f"unix://{d}/none", f"dial unix {d}/none: connect: no such file or directory"),
+            (f"unixgram://{d}/none", f"dial unixgram {d}/none: connect: no such file or directory"),
+        ):  # fmt: skip
+            sender = syslog.SyslogSender(address)
+            e = self.assertRaises(syslog.SyslogError, sender.connect)
+            self.assertEqual(str(e), text)
+
+    def test_connection_is_kept(self) -> None:
+        """The connection made at start is the one lines then use."""
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        rx.bind(f"{d}/log")
+        self.addCleanup(rx.close)
+        sender = syslog.SyslogSender(f"unixgram://{d}/log")
+        sender.connect()
+        self.addCleanup(sender.close)
+        os.unlink(f"{d}/log")  # a new connection could not be made any more
+        sender.send("stdout", b"hello\n", WHEN, "t")
+        self.assertIn(b"hello", rx.recv(4096))

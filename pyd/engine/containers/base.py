@@ -174,6 +174,8 @@ class _Run:
         self.handling = False
         self.health_call: Any = None
         self.rootfs = ""
+        # the syslog connection made at start (dockerd dials then), until forwarding takes it
+        self.syslog: Any = None
 
 
 def _now_nano(clock: Clock) -> int:

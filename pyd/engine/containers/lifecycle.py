@@ -105,14 +105,21 @@ class ContainerLifecycle(ContainerCreate):
                 return
             await self._start(c)
 
-    async def _check_syslog_tls(self, opts: Mapping[str, str]) -> None:
-        """dockerd builds the TLS configuration when the logger starts: a file that cannot be
-        read fails the start (read in the io pool)."""
+    async def _connect_syslog(self, opts: Mapping[str, str]) -> syslog.SyslogSender:
+        """dockerd's syslog driver dials its server when the container starts: a server that
+        cannot be reached, or TLS files that cannot be read, fail the start (in the io pool).
+        The connection is the one the container's lines then go through."""
         try:
-            if syslog.parse_address(opts.get("syslog-address", ""))[0] == "tcp+tls":
-                await self._blocking.run(syslog.tls_context, syslog.TlsFiles.of(opts))
+            sender = syslog.SyslogSender(
+                opts.get("syslog-address", ""),
+                opts.get("syslog-facility", ""),
+                opts.get("syslog-format", ""),
+                syslog.TlsFiles.of(opts),
+            )
+            await self._blocking.run(sender.connect)
         except syslog.SyslogError as e:
             raise SystemError_(f"failed to initialize logging driver: {e}") from e
+        return sender
 
     async def _start(self, c: Container) -> None:
         cid = c.id
@@ -131,7 +138,7 @@ class ContainerLifecycle(ContainerCreate):
             self._cache[cid] = c
             plan = runconfig.log_plan(s.logging)
             if plan.driver == "syslog" and plan.forward is not None:
-                await self._check_syslog_tls(plan.forward)
+                run.syslog = await self._connect_syslog(plan.forward)
 
             async def mount() -> str:
                 run.rootfs = await self._images.mount_rw_layer(cid)
@@ -278,6 +285,9 @@ class ContainerLifecycle(ContainerCreate):
         self._runs.pop(cid, None)
         if not run.ready.called:
             run.ready.callback(None)
+        if run.syslog is not None:
+            sender, run.syslog = run.syslog, None
+            await self._blocking.run(sender.close)
         try:
             await self.runtime.delete(cid, force=True, runtime=self.oci_runtime(c))
         except RuntimeFailed:  # cleanup after a failed start: the runtime may never have created it

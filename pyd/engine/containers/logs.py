@@ -154,6 +154,8 @@ class ContainerLogs(ContainerBase):
                 },
                 self.settings.journal_socket,
             )
+        elif (run := self._runs.get(cid)) is not None and run.syslog is not None:
+            sender, run.syslog = run.syslog, None  # connected at start
         else:
             try:
                 sender = SyslogSender(
