@@ -136,9 +136,11 @@ def _action_of(kind: str, method: str, rest: str) -> str | None:
         return None
     if method == "DELETE":
         return "delete"
-    if method == "POST" and rest.endswith(("/tag", "/push")):
-        return rest.rsplit("/", 1)[1]
-    return None
+    if method == "POST" and rest.endswith("/push"):
+        return "push"
+    if method == "GET" and rest.endswith("/history"):
+        return "history"
+    return None  # tag and import are not timed by dockerd (20.10 and 28); pull is, in the engine
 
 
 class Telemetry:
@@ -244,7 +246,7 @@ class Telemetry:
     def observe_action(self, path: str, method: str, status: int, seconds: float) -> None:
         """dockerd's network and image action histograms, from a successful API request (the
         actions dockerd times: network create/delete/connect/disconnect, image
-        delete/tag/push)."""
+        delete/push/history; a pull is timed by the engine, L{observe_image_action})."""
         if status >= 300:
             return
         found = _ACTION.match(path)
@@ -256,6 +258,11 @@ class Telemetry:
             return
         hist = self.dockerd_network_actions if kind == "networks" else self.dockerd_image_actions
         hist.labels(action).observe(seconds)
+
+    def observe_image_action(self, action: str, seconds: float) -> None:
+        """One image action the engine timed (C{pull}: whether it succeeded or not, as
+        dockerd's ImageService.PullImage records it)."""
+        self.dockerd_image_actions.labels(action).observe(seconds)
 
     def count_event(self) -> None:
         """One more event logged (dockerd's engine_daemon_events_total)."""

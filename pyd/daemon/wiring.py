@@ -411,6 +411,7 @@ def _distribution(
         lambda: current[0],
         reactor,
         on_pull_bytes=telemetry.add_pull_bytes,
+        on_action=telemetry.observe_image_action,
     )
 
     def apply(old: DaemonConfig, new: DaemonConfig) -> None:

@@ -57,12 +57,14 @@ class _Base(TestCase):
         store = FakeRegistryImages(os.path.join(self.tmp, name, "store"))
         staging = os.path.join(self.tmp, name, "staging")
         os.makedirs(staging)
+        self.actions: list[str] = []
         svc = DistributionService(
             store,
             self.http,
             InlineBlocking(),
             staging,
             lambda: DistributionSettings(max_concurrent_downloads=downloads),
+            on_action=lambda action, seconds: self.actions.append(action),
         )
         return svc, store
 
@@ -180,6 +182,7 @@ class PullPushTests(_Base):
             str(cm.exception),
         )
         self.assertEqual(self.events, [])
+        self.assertEqual(self.actions, ["pull"])  # timed failed or not, as dockerd
 
 
 class TokenAuthTests(_Base):

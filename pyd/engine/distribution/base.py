@@ -99,6 +99,7 @@ class DistributionBase:
         settings: Callable[[], DistributionSettings],
         clock: IReactorTime | None = None,
         on_pull_bytes: Callable[[int], None] | None = None,
+        on_action: Callable[[str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.http = http
@@ -108,6 +109,8 @@ class DistributionBase:
         self.clock = clock
         # Told the size of every layer downloaded (metrics: image pull bytes).
         self.on_pull_bytes = on_pull_bytes
+        # Told how long each pull took (dockerd's engine_daemon_image_actions_seconds{pull}).
+        self.on_action = on_action
 
     async def _countdown(self, progress: ProgressSink, lid: str, seconds: int) -> None:
         """dockerd's "Retrying in N seconds" lines, one a second (no wait without a clock)."""

@@ -10,6 +10,7 @@ import os
 import platform as _platform
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, gatherResults
@@ -150,6 +151,22 @@ class Pulls(DistributionBase):
         @raise PydError: before any progress was sent, the request fails with it; the API turns
             a later one into an in-band C{errorDetail}.
         """
+        started = time.monotonic()
+        try:
+            await self._pull(image, tag, platform, auth, progress)
+        finally:
+            # dockerd times every pull, failed or not (ImageService.PullImage)
+            if self.on_action is not None:
+                self.on_action("pull", time.monotonic() - started)
+
+    async def _pull(
+        self,
+        image: str,
+        tag: str,
+        platform: str,
+        auth: RegistryAuth | None,
+        progress: ProgressSink,
+    ) -> None:
         ref = parse_normalized(image)
         all_tags = False
         if tag and ref.tag is None and ref.digest is None:
