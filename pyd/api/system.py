@@ -11,7 +11,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd import __version__
-from pyd.api.base import make_app, role
+from pyd.api.base import api_version, make_app, role
 from pyd.api.root import ENGINE_VERSION, MAX_API_STR, MIN_API_STR
 from pyd.api.streams import JSONLines
 from pyd.api.timeparse import parse_time_nano
@@ -215,7 +215,16 @@ class SystemRouter:
             "ExperimentalBuild": i.experimental,
             "ServerVersion": ENGINE_VERSION,
             "Runtimes": {
-                k: {"path": path, **({"runtimeArgs": list(args)} if args else {})}
+                k: {
+                    "path": path,
+                    **({"runtimeArgs": list(args)} if args else {}),
+                    # dockerd 28 (API 1.44+): the runtime's OCI features, when it tells them
+                    **(
+                        {"status": i.runtime_status[k]}
+                        if i.runtime_status.get(k) and api_version(request) >= (1, 44)
+                        else {}
+                    ),
+                }
                 for k, (path, args) in sorted(i.runtimes.items())
             },
             "DefaultRuntime": i.default_runtime,

@@ -343,6 +343,7 @@ OPTIONS: tuple[Option, ...] = (
         _str,
         "crun",
         "default-runtime",
+        reload=True,
         doc="OCI runtime of containers that name none: crun, runc (Debian's; also as "
         "io.containerd.runc.v2) or one of runtimes",
         blank_is_default=True,
@@ -405,6 +406,7 @@ OPTIONS: tuple[Option, ...] = (
         {},
         "add-runtime",
         repeat=True,
+        reload=True,
         doc="More OCI runtimes: {name: {path, runtimeArgs}} (flag: NAME=PATH); runtimeType "
         "(containerd shims) refused",
     ),

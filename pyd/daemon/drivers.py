@@ -89,7 +89,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
     helpers = ForkServerRunner(reactor, runner)
     # registry traffic and URL imports go through the same proxies (dockerd: one environment)
     proxies = ProxySettings.resolve(config.http_proxy, config.https_proxy, config.no_proxy)
-    runtimes = _runtimes(config)
+    runtimes = resolve_runtimes(config)
     runtime = ConmonRuntime(
         reactor,
         runner,
@@ -164,8 +164,9 @@ def _init_path(configured: str) -> str:
     return next((p for p in _INITS if os.path.exists(p)), "")
 
 
-def _runtimes(config: DaemonConfig) -> RuntimeSet:
-    """The runtimes found on this host (stock ones installed, daemon.json's by path).
+def resolve_runtimes(config: DaemonConfig) -> RuntimeSet:
+    """The runtimes found on this host (stock ones installed, daemon.json's by path); at start,
+    and again at each SIGHUP (blocking: looks binaries up on PATH).
 
     @raise StartupError: a configured runtime or the default one is not installed.
     """

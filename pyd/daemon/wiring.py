@@ -14,10 +14,12 @@ runs, so they may block.
 from __future__ import annotations
 
 import collections
+import json
 import os
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
@@ -35,17 +37,19 @@ from pyd.api.networks import NetworksRouter
 from pyd.api.root import ENGINE_VERSION, ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
-from pyd.config import DaemonConfig
+from pyd.config import ConfigError, DaemonConfig
 from pyd.config.dockerd import builder_allows_host_network, builder_allows_insecure
 from pyd.core.seams import Blocking, IDaemonReactor
 from pyd.core.telemetry import Telemetry
-from pyd.daemon.drivers import DriverFactory, Drivers, keep_free_bytes
+from pyd.daemon.drivers import DriverFactory, Drivers, keep_free_bytes, resolve_runtimes
 from pyd.daemon.guard import raise_fd_limit
 from pyd.daemon.listeners import build_listeners
 from pyd.daemon.logs import LogLevelControl
 from pyd.daemon.pidlock import StartupError, lock_data_root, remove_file, write_pidfile
 from pyd.daemon.tree import Lifecycle, PydService
+from pyd.drivers.process import ProcessRunner
 from pyd.drivers.registry import HTTPClients
+from pyd.drivers.runtime.oci import RuntimeSet
 from pyd.engine.archive import ArchiveService
 from pyd.engine.builder import scratch as build_scratch
 from pyd.engine.builder.adapters import ContainersAdapter, DistributionPuller
@@ -344,6 +348,8 @@ def build_service(
         authorizer.policy = Policy.from_config(new)
 
     life.reload_hooks.append(apply)
+    _reload_runtimes(life, io, drv.runner, containers, system)
+    life.start.append(lambda: ensureDeferred(_set_runtime_status(system, drv.runner, drv.runtimes)))
     listeners = build_listeners(config, reactor, site, telemetry, life)
     return PydService(
         config,
@@ -419,6 +425,90 @@ def _distribution(
         http.reload_certs()
 
     return dist, apply
+
+
+FEATURES_KEY = "org.opencontainers.runtime-spec.features"
+
+
+async def runtime_status(runner: ProcessRunner, rts: RuntimeSet) -> dict[str, dict[str, str]]:
+    """dockerd's C{Runtimes[name].status}: C{<path> features} of each runtime (its OCI features,
+    as compact JSON under L{FEATURES_KEY}); a runtime without that command (crun 1.8) gets
+    none, as in dockerd, which logs the failure."""
+    out: dict[str, dict[str, str]] = {}
+    by_path: dict[str, dict[str, str]] = {}
+    for name in rts.shown:
+        rt = rts.get(name)
+        if rt is None:
+            continue
+        if rt.path not in by_path:
+            result = await runner.run([rt.path, "features"])
+            status: dict[str, str] = {}
+            if result.rc == 0:
+                try:
+                    features = json.loads(result.stdout)
+                except ValueError:
+                    features = None
+                if isinstance(features, dict):
+                    status[FEATURES_KEY] = json.dumps(features, separators=(",", ":"))
+            if not status:
+                log.info(
+                    "runtime {name}: no OCI features ({path} features)", name=name, path=rt.path
+                )
+            by_path[rt.path] = status
+        if by_path[rt.path]:
+            out[name] = by_path[rt.path]
+    return out
+
+
+async def _set_runtime_status(
+    system: SystemService, runner: ProcessRunner, rts: RuntimeSet
+) -> None:
+    system.runtime_status = await runtime_status(runner, rts)
+
+
+def _reload_runtimes(
+    life: Lifecycle,
+    io: Blocking,
+    runner: ProcessRunner,
+    containers: ContainerService,
+    system: SystemService,
+) -> None:
+    """SIGHUP re-reads C{runtimes} and C{default-runtime}, as dockerd's reloadPlatform: the new
+    set is resolved first (a binary that is not installed refuses the whole reload, naming it),
+    then containers started from now on and C{docker info} use it; running ones keep the
+    runtime they started under (it is recorded with their run)."""
+    resolved: list[tuple[RuntimeSet, dict[str, dict[str, str]]]] = []
+
+    async def check(new: DaemonConfig) -> None:
+        resolved.clear()
+        try:
+            rts = await io.run(resolve_runtimes, new)
+        except StartupError as e:
+            raise ConfigError(str(e)) from None
+        resolved.append((rts, await runtime_status(runner, rts)))
+
+    def apply(old: DaemonConfig, new: DaemonConfig) -> None:
+        if not resolved or (old.runtimes, old.default_runtime) == (
+            new.runtimes,
+            new.default_runtime,
+        ):
+            return
+        rts, status = resolved[0]
+        settings = containers.settings
+        containers.settings = attrs.evolve(
+            settings, runtimes=rts, limits=attrs.evolve(settings.limits, runtimes=rts.names)
+        )
+        system.runtimes = dict(rts.shown)
+        system.default_runtime = rts.default
+        system.runtime_status = status
+        log.info(
+            "SIGHUP: runtimes now {names}, default {default}",
+            names=", ".join(sorted(rts.shown)),
+            default=rts.default,
+        )
+
+    life.reload_checks.append(lambda new: ensureDeferred(check(new)))
+    life.reload_hooks.append(apply)
 
 
 def _request_metrics(telemetry: Telemetry) -> Callable[[str, str, int, float], None]:

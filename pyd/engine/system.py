@@ -109,6 +109,8 @@ class SystemInfo:
     http_proxy: str = ""
     https_proxy: str = ""
     no_proxy: str = ""
+    # name -> dockerd's Runtimes[name].status (API 1.44+): the runtime's OCI features
+    runtime_status: dict[str, dict[str, str]] = attrs.field(factory=dict)
 
 
 class SystemService:
@@ -139,6 +141,9 @@ class SystemService:
             dict(runtimes.shown) if runtimes is not None else {}
         )
         self.default_runtime = runtimes.default if runtimes is not None else "crun"
+        # name -> status, as dockerd's runtimeStatus (set at start and on SIGHUP: the
+        # runtime's `features` output is read by a process)
+        self.runtime_status: dict[str, dict[str, str]] = {}
         # As dockerd lists them: the built-in seccomp profile; a private cgroup namespace on v2.
         self.security_options: list[str] = ["name=seccomp,profile=builtin"]
         if host.cgroup_version == "2":
@@ -186,6 +191,7 @@ class SystemService:
             debug=cfg.effective_log_level() == "debug",
             runtimes=dict(self.runtimes),
             default_runtime=self.default_runtime,
+            runtime_status=dict(self.runtime_status),
             security_options=tuple(self.security_options),
             warnings=tuple(warnings(self.host.features, live, self._tcp_hosts()))
             + self._seccomp_warning(),

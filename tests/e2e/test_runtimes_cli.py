@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.helpers.images import DEFAULT_TAG, load_busybox
 pytestmark = pytest.mark.e2e
 IMG = DEFAULT_TAG
 PARENT = "pyd-t-rtparent-" + os.urandom(3).hex()
+FEATURES = "org.opencontainers.runtime-spec.features"
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +81,16 @@ class RuntimeTests:
         assert rts["crun"]["path"] == "crun"
         assert rts["runc"]["path"] == "runc"
         assert rts["io.containerd.runc.v2"]["path"] == "runc"
-        assert rts["runc-logged"] == {
+        # path and runtimeArgs as configured; status (API 1.44+): runc's own OCI features
+        assert set(rts["runc-logged"]) == {"path", "runtimeArgs", "status"}
+        assert rts["runc-logged"]["path"] == "/usr/sbin/runc"
+        assert rts["runc-logged"]["runtimeArgs"] == ["--log", str(daemon.base / "runc-logged.log")]
+        assert set(rts["runc-logged"]["status"]) == {FEATURES}
+        # an API client older than 1.44 gets no status, as from dockerd 28
+        old = json.loads(daemon.request("GET", "/v1.43/info")[2])["Runtimes"]
+        assert old["runc-logged"] == {
             "path": "/usr/sbin/runc",
-            "runtimeArgs": ["--log", str(daemon.base / "runc-logged.log")],
+            "runtimeArgs": rts["runc-logged"]["runtimeArgs"],
         }
         assert info["DefaultRuntime"] == "crun"
         assert info["InitBinary"] == "/usr/bin/tini-static"  # init-path, as dockerd shows it
@@ -243,3 +252,52 @@ class DaemonDefaultsTests:
         out = daemon.docker("run", "--rm", "--init=false", "pyd-t-cgp", "cat", "/found").stdout
         assert f":/{PARENT}/steps/" in out
         daemon.docker("rmi", "pyd-t-cgp")
+
+
+def test_sighup_reloads_runtimes(tmp_path: Path) -> None:
+    """runtimes and default-runtime are reloaded by SIGHUP, as dockerd reloads them: docker
+    info lists the new set with each runtime's OCI features (dockerd 28's status), a new
+    container runs under the new default; a runtime whose binary is missing refuses the whole
+    reload, naming it, and the old set stays."""
+    from tests.e2e.test_deploy import wait_log
+
+    d = PydDaemon(str(tmp_path / "d"))
+    d.base.mkdir(parents=True)
+    cfg = d.base / "daemon.json"
+    cfg.write_text("{}")
+    cid = ""
+    try:
+        d.start()
+        assert d.proc is not None
+        load_busybox(d)
+        info = json.loads(d.docker("info", "--format", "{{json .}}").stdout)
+        assert "late" not in info["Runtimes"]
+        # runc tells its features (crun 1.8 has no `features` command: no status, as dockerd)
+        features = json.loads(info["Runtimes"]["runc"]["status"][FEATURES])
+        assert features["ociVersionMin"] == "1.0.0"
+        assert "status" not in info["Runtimes"]["crun"]
+        cfg.write_text(
+            json.dumps(
+                {"runtimes": {"late": {"path": "/usr/sbin/runc"}}, "default-runtime": "late"}
+            )
+        )
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, "configuration reloaded")
+        info = json.loads(d.docker("info", "--format", "{{json .}}").stdout)
+        assert info["Runtimes"]["late"]["path"] == "/usr/sbin/runc"
+        assert FEATURES in info["Runtimes"]["late"]["status"]
+        assert info["DefaultRuntime"] == "late"
+        cid = d.docker("run", "-d", IMG, "sleep", "300").stdout.strip()
+        assert _inspect(d, cid)["HostConfig"]["Runtime"] == "late"  # type: ignore[index]  # inspect JSON, untyped
+        argv = _conmon_cmdline(d, cid)
+        assert argv[argv.index("-r") + 1] == "/usr/sbin/runc"
+        cfg.write_text(json.dumps({"runtimes": {"gone": {"path": "/nonexistent/pyd-rt"}}}))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, "refusing the new configuration")
+        assert "/nonexistent/pyd-rt" in d.log()
+        info = json.loads(d.docker("info", "--format", "{{json .}}").stdout)
+        assert (info["DefaultRuntime"], "gone" in info["Runtimes"]) == ("late", False)
+    finally:
+        if cid:
+            d.docker("rm", "-f", cid)
+        d.cleanup()

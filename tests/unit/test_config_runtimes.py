@@ -292,3 +292,43 @@ class ComponentVersionTests(SynchronousTestCase):
             got = run_sync(v.components())
         self.assertEqual(got.listed, (Component("crun", "1.8.1", "abc"),))
         self.assertEqual(len(calls), 2)
+
+
+class RuntimeStatusTests(SynchronousTestCase):
+    """docker info's Runtimes[name].status (dockerd 28, API 1.44+)."""
+
+    def test_features_of_each_runtime(self) -> None:
+        """`<path> features` of each runtime, compact JSON under the OCI key, read once per
+        binary (runc and its containerd alias share it); a runtime without the command has no
+        status, as in dockerd."""
+        from twisted.internet.defer import Deferred, succeed
+
+        from pyd.daemon.wiring import FEATURES_KEY, runtime_status
+        from pyd.drivers.process import ProcessResult
+
+        calls: list[list[str]] = []
+
+        class Runner:
+            def run(self, argv: list[str], **kw: object) -> Deferred[ProcessResult]:
+                calls.append(list(argv))
+                if argv[0] == "/usr/sbin/runc":
+                    out = b'{\n  "ociVersionMin": "1.0.0",\n  "hooks": ["prestart"]\n}\n'
+                    return succeed(ProcessResult(tuple(argv), 0, out, b""))
+                return succeed(ProcessResult(tuple(argv), 1, b"", b"unknown command features"))
+
+        rts = RuntimeSet(
+            {
+                "crun": OciRuntime("crun", "/usr/bin/crun", "/r/crun"),
+                "runc": OciRuntime("runc", "/usr/sbin/runc", "/r/runc"),
+                "io.containerd.runc.v2": OciRuntime("io.containerd.runc.v2", "/usr/sbin/runc", "/r/runc"),
+            },
+            "crun",
+            {"crun": ("crun", ()), "runc": ("runc", ()), "io.containerd.runc.v2": ("runc", ())},
+        )  # fmt: skip
+        got = run_sync(runtime_status(Runner(), rts))  # type: ignore[arg-type]
+        features = '{"ociVersionMin":"1.0.0","hooks":["prestart"]}'
+        self.assertEqual(
+            got,
+            {"runc": {FEATURES_KEY: features}, "io.containerd.runc.v2": {FEATURES_KEY: features}},
+        )
+        self.assertEqual(sorted(c[0] for c in calls), ["/usr/bin/crun", "/usr/sbin/runc"])
