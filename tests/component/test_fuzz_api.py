@@ -18,7 +18,8 @@ Derandomized with a small example count by default; C{PYD_FUZZ_EXAMPLES=N} runs 
 operation (and C{PYD_FUZZ_SEED=S} randomizes with seed S) for a long run.
 
 The fake drivers run no helper process: the routes that need one (archive, export, top) are
-fuzzed up to it, and the fake runner's refusal (a 500 with its own text) is a 500 allowed. No
+fuzzed up to it, and the fake runner's refusal (a 500 with its own text) is a 500 allowed; they are
+fuzzed against a real daemon and its helpers by tests/e2e/test_fuzz_helpers.py. No
 registry can be reached: every TCP connection is refused, and dockerd's 500 for an unreachable
 registry (C{Get "https://...": dial tcp ...: connection refused}) is the other.
 
