@@ -1,7 +1,8 @@
 """A/B: the same workload against two pyd source trees, alternating, to measure a change.
 
 Run as `.venv/bin/python -m bench.ab --a /path/to/tree-before --b /path/to/tree-after [what...]`
-(root); `what` is any of run, life, api, ping (default: run life api). Each tree runs as its own
+(root); `what` is any of run, life, api, ping, conc (default: run life api; conc: --concurrent
+parallel `docker run --rm`, wall clock, each iteration). Each tree runs as its own
 twistd (PYTHONPATH = the tree), both with the busybox image; rows alternate A and B so a load
 spike hits both. Besides latencies it prints the daemon's CPU time per iteration (user+system,
 all threads: far less sensitive to a loaded machine than wall-clock) and RSS at the end.
@@ -14,6 +15,7 @@ import os
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import Daemon, latency_ms, load_busybox, rss_mb, throughput
 from tests.helpers.daemon import PydDaemon, unix_request
@@ -34,12 +36,21 @@ def _cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") * 1000
 
 
+def _concurrent(d: Daemon, k: int) -> float:
+    """Wall seconds of C{k} parallel `docker run --rm IMG true` (every one must succeed)."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=k) as pool:
+        list(pool.map(lambda _: d.docker("run", "--rm", IMG, "true"), range(k)))
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both daemons and print one line per measurement: A, B and B/A."""
     ap = argparse.ArgumentParser(prog="python -m bench.ab")
     ap.add_argument("--a", required=True, help="source tree A (before)")
     ap.add_argument("--b", default=os.getcwd(), help="source tree B (after; default: here)")
     ap.add_argument("-n", type=int, default=10, help="iterations")
+    ap.add_argument("--concurrent", type=int, default=10, help="parallel runs of `conc`")
     ap.add_argument("what", nargs="*", default=["run", "life", "api"])
     args = ap.parse_args(argv)
     ds = [_start(args.a, "A"), _start(args.b, "B")]
@@ -66,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                     rec(d, "docker start (ms)", d.cli_ms("start", nm))
                     rec(d, "docker stop (ms)", d.cli_ms("stop", nm))
                     rec(d, "docker rm (ms)", d.cli_ms("rm", nm))
+                if "conc" in args.what:
+                    rec(d, f"{args.concurrent} concurrent docker run --rm (s)",
+                        _concurrent(d, args.concurrent))  # fmt: skip
                 if "api" in args.what:
                     for path in ("/_ping", "/v1.41/volumes", "/v1.41/containers/json"):
                         t0 = time.perf_counter()

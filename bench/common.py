@@ -41,6 +41,15 @@ class Daemon:
     pid: int
     stop: Callable[[], None] = field(repr=False)
     base: str = ""
+    # Stop the daemon (SIGTERM, waited for) and start it again on the same data; returns the
+    # seconds from the new process's start to /_ping answering 200 (and updates C{pid}).
+    relaunch: Callable[[], float] | None = field(default=None, repr=False)
+
+    def restart(self) -> float:
+        """Restart on the same data root; seconds from process start to /_ping answering."""
+        if self.relaunch is None:
+            raise RuntimeError(f"{self.name} cannot be restarted")
+        return self.relaunch()
 
     @property
     def host(self) -> str:
@@ -88,7 +97,18 @@ def start_pyd(extra_args: Sequence[str] = ()) -> Daemon:
     """A pyd on a temporary socket and data root."""
     d = PydDaemon(extra_args=extra_args).start()
     assert d.proc is not None
-    return Daemon("pyd", d.sock, d.proc.pid, d.cleanup, str(d.base))
+    out = Daemon("pyd", d.sock, d.proc.pid, d.cleanup, str(d.base))
+
+    def relaunch() -> float:
+        d.stop()
+        t0 = time.perf_counter()
+        d.start(timeout=300, poll=0.005)
+        assert d.proc is not None
+        out.pid = d.proc.pid
+        return time.perf_counter() - t0
+
+    out.relaunch = relaunch
+    return out
 
 
 def _die_with_parent() -> None:
@@ -116,47 +136,73 @@ def start_dockerd(extra_args: Sequence[str] = (), netns: str | None = None) -> D
         net.append("--ip-forward=false")
     sock = str(base / "docker.sock")
     log = open(base / "dockerd.log", "wb")  # noqa: SIM115  # closed by stop()
-    proc = subprocess.Popen(
-        [
-            # nsenter, not `ip netns exec`: that one also remounts /sys, hiding the cgroups.
-            *(["nsenter", f"--net=/run/netns/{netns}"] if netns else []),
-            DOCKERD,
-            "-H",
-            "unix://" + sock,
-            "--data-root",
-            str(base / "data"),
-            "--exec-root",
-            str(base / "exec"),
-            "--pidfile",
-            str(base / "dockerd.pid"),
-            *net,
-        ],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - started before any other thread
-    )
+    argv = [
+        # nsenter, not `ip netns exec`: that one also remounts /sys, hiding the cgroups.
+        *(["nsenter", f"--net=/run/netns/{netns}"] if netns else []),
+        DOCKERD,
+        "-H",
+        "unix://" + sock,
+        "--data-root",
+        str(base / "data"),
+        "--exec-root",
+        str(base / "exec"),
+        "--pidfile",
+        str(base / "dockerd.pid"),
+        *net,
+    ]
 
-    def stop() -> None:
+    def launch() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - started before any other thread
+        )
+
+    procs = [launch()]
+
+    def halt() -> None:
+        proc = procs[-1]
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(30)
+                proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def stop() -> None:
+        halt()
         log.close()
         shutil.rmtree(base, ignore_errors=True)
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if request(sock, "GET", "/_ping")[0] == 200:
-                return Daemon("dockerd", sock, proc.pid, stop, str(base))
-        except OSError:
-            time.sleep(0.1)
-    stop()
-    raise RuntimeError("dockerd did not start")
+    def wait_ping(timeout: float, poll: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and procs[-1].poll() is None:
+            try:
+                if request(sock, "GET", "/_ping")[0] == 200:
+                    return True
+            except OSError:
+                time.sleep(poll)
+        return False
+
+    if not wait_ping(30, 0.1):
+        stop()
+        raise RuntimeError("dockerd did not start")
+    out = Daemon("dockerd", sock, procs[-1].pid, stop, str(base))
+
+    def relaunch() -> float:
+        halt()
+        t0 = time.perf_counter()
+        procs.append(launch())
+        if not wait_ping(300, 0.005):
+            raise RuntimeError("dockerd did not start again")
+        out.pid = procs[-1].pid
+        return time.perf_counter() - t0
+
+    out.relaunch = relaunch
+    return out
 
 
 @contextlib.contextmanager

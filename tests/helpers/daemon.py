@@ -190,8 +190,8 @@ class PydDaemon:
                 check=False,
             )
 
-    def start(self, timeout: float = 30) -> PydDaemon:
-        """Spawn the daemon and wait until /_ping answers."""
+    def start(self, timeout: float = 30, poll: float = 0.05) -> PydDaemon:
+        """Spawn the daemon and wait until /_ping answers (asked every C{poll} seconds)."""
         self.base.mkdir(parents=True, exist_ok=True)
         cfg = self.base / "daemon.json"
         if not cfg.exists():
@@ -215,7 +215,7 @@ class PydDaemon:
                     return self
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(poll)
         raise RuntimeError("pyd did not answer /_ping in time:\n" + self.log())
 
     def log(self) -> str:
