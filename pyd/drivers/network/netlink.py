@@ -22,6 +22,7 @@ import errno
 import ipaddress
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -161,6 +162,9 @@ class NetlinkDriver:
 
     def __init__(self, proc_sys: str = "/proc/sys") -> None:
         self._proc_sys = proc_sys
+        # Namespaces are made from several io threads at once: the first ones must not each
+        # bind the directory onto itself (see _make_shared).
+        self._sharing = threading.Lock()
 
     # -- host interfaces -------------------------------------------------------------------
 
@@ -305,7 +309,8 @@ class NetlinkDriver:
         libc = _lib()
         d = os.path.dirname(path)
         os.makedirs(d, mode=0o711, exist_ok=True)
-        self._make_shared(d)
+        with self._sharing:
+            self._make_shared(d)
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
         os.close(fd)
         orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

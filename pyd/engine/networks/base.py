@@ -24,6 +24,7 @@ from pyd.core.errors import (
     SystemError_,
 )
 from pyd.core.ids import line_safe, short_id
+from pyd.core.locks import SharedLock
 from pyd.core.records import (
     Attachment,
     Endpoint,
@@ -353,7 +354,12 @@ class NetworkBase:
         self.config = config
         self.lookup = lookup
         self._can_bind = can_bind
-        self._lock = DeferredLock()
+        # Shared: one container's set-up or tear-down (its own rows, addresses, namespace);
+        # exclusive: everything else (networks, connect, picking host ports). See _locked.
+        self._lock = SharedLock()
+        # _refresh reads the endpoints and renders the firewall from them: one at a time, so
+        # that the last render is of the last state (shared holders refresh concurrently).
+        self._render_lock = DeferredLock()
         self._networks: dict[str, Network] = {}
         self._active: list[Attachment] = []
         self._next_ephemeral = EPHEMERAL[0]
@@ -379,12 +385,15 @@ class NetworkBase:
         """Where the resolver ports of a served container namespace are recorded."""
         return os.path.join(self.config.exec_root, "dns", container_id)
 
-    async def _locked(self, fn: Callable[[], Any]) -> Any:
-        await self._lock.acquire()
+    async def _locked(self, fn: Callable[[], Any], shared: bool = False) -> Any:
+        """Run C{fn} holding the service's lock: alone, or (C{shared}) beside other shared
+        holders, which must touch only their own container's rows, addresses and interfaces
+        (the database's UNIQUE constraints decide addresses) and never choose host ports."""
+        await self._lock.acquire(not shared)
         try:
             return await fn()
         finally:
-            self._lock.release()
+            self._lock.release(not shared)
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -489,6 +498,13 @@ class NetworkBase:
 
     async def _refresh(self) -> None:
         """Reload active endpoints (the resolver's names); render the firewall table."""
+        await self._render_lock.acquire()
+        try:
+            await self._refresh_now()
+        finally:
+            self._render_lock.release()
+
+    async def _refresh_now(self) -> None:
         self._active = [a for a in await self._repo.endpoints() if a.ipv4 is not None]
         bridges = []
         ports = []

@@ -162,7 +162,10 @@ class Endpoints(Ipam, Ports, Dns):
                 exposed_ports,
             )
 
-        return await self._locked(run)  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
+        # Containers set up side by side unless this one publishes ports: the host ports are
+        # chosen from what the others hold, which only a lone holder may read and then take.
+        publishes = bool(req.port_bindings) or req.publish_all
+        return await self._locked(run, shared=not publishes)  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
 
     def _hosts(
         self, req: NetworkRequest, own: tuple[str, str] | None, gateway: str
@@ -418,7 +421,7 @@ class Endpoints(Ipam, Ports, Dns):
 
     async def teardown(self, container_id: str) -> None:
         """After the container stopped: ports, addresses, interfaces and the namespace go."""
-        await self._locked(lambda: self._teardown(container_id))
+        await self._locked(lambda: self._teardown(container_id), shared=True)
 
     async def _teardown(self, cid: str, removing: bool = False) -> None:
         atts = await self._repo.endpoints(container_id=cid)
@@ -459,7 +462,7 @@ class Endpoints(Ipam, Ports, Dns):
             # restart finishes removing; no round trip of their own.
             await self._teardown(container_id, removing=True)
 
-        await self._locked(run)
+        await self._locked(run, shared=True)
 
     async def container_endpoints(self, container_id: str) -> list[Endpoint]:
         """The container's current endpoints (for container inspect after connect/disconnect).
