@@ -72,10 +72,13 @@ class ContainersDiskUsage:
 
         async def run() -> dict[str, Any]:
             now = int(self._clock.seconds() * 1_000_000_000)
+            containers = self._svc.list_all()
             rows = []
-            for c in self._svc.list_all():
+            for c, (rw, rootfs) in zip(
+                containers, await self._svc.sizes_of(containers), strict=True
+            ):
                 row = list_json(c, now)
-                row["SizeRw"], row["SizeRootFs"] = await self._svc.sizes(c)
+                row["SizeRw"], row["SizeRootFs"] = rw, rootfs
                 rows.append(row)
             return {"containers": rows}
 
@@ -148,6 +151,8 @@ class ContainersRouter:
         if filters.get("since"):
             since = self._svc.resolve(filters["since"][0]).created_nano
         out = []
+        listed = []
+        link_names = self._svc.link_names_by_child()
         for c in items:
             if not all_ and limit <= 0 and not c.state.running and c.state.status != "restarting":
                 continue
@@ -160,15 +165,17 @@ class ContainersRouter:
                     continue
                 item = list_json(c, now)
                 # Link names (/parent/alias) are names of the linked container too (dockerd).
-                item["Names"] = sorted([c.name, *self._svc.link_names(c)])
+                item["Names"] = sorted([c.name, *link_names.get(c.id, ())])
             except Exception:  # noqa: BLE001 - one bad record must not fail every listing
                 log.failure("container {cid} cannot be rendered", cid=c.id)
                 item = _unreadable_item(c)
-            if size:
-                item["SizeRw"], item["SizeRootFs"] = await self._svc.sizes(c)
             out.append(item)
+            listed.append(c)
             if limit > 0 and len(out) >= limit:
                 break
+        if size:
+            for item, (rw, rootfs) in zip(out, await self._svc.sizes_of(listed), strict=True):
+                item["SizeRw"], item["SizeRootFs"] = rw, rootfs
         return json_body(request, out)
 
     @app.route("/containers/<path:ref>/json", methods=["GET"])

@@ -28,7 +28,7 @@ from pyd.api.authz import Authorizer, Policy, ServiceLookup
 from pyd.api.build import BuildRouter
 from pyd.api.cluster import ClusterRouter
 from pyd.api.container_streams import ContainerStreamsRouter
-from pyd.api.containers import ContainersRouter
+from pyd.api.containers import ContainersDiskUsage, ContainersRouter
 from pyd.api.distribution import DistributionHandlers, DistributionRouter
 from pyd.api.exec import ExecRouter
 from pyd.api.images import ImagesDiskUsage, ImagesRouter
@@ -133,6 +133,7 @@ def build_service(
         events,
         reactor,
         lambda image_id: containers.containers_using(image_id),
+        container_image_ids=lambda: containers.container_image_ids(),
         fetcher=drv.fetcher,
         docker_version=ENGINE_VERSION,
     )
@@ -242,7 +243,12 @@ def build_service(
         drv.host,
         config,
         runtimes=drv.runtimes,
-        contributors=[VolumesDiskUsage(volumes), ImagesDiskUsage(images), containers, builds],
+        contributors=[
+            VolumesDiskUsage(volumes),
+            ImagesDiskUsage(images),
+            ContainersDiskUsage(containers, reactor),
+            builds,
+        ],
         blocking=io,
         security_options=confine.security_options(drv.host.cgroup_version == "2"),
     )

@@ -205,6 +205,16 @@ class RegistryImages(Protocol):
 class ContainerImages(ImageLookup, RwLayers, Protocol):
     """What the container service needs from the image store."""
 
+    async def image_sizes(self) -> Mapping[str, int]:
+        """The size of every local image by id, in one read (C{system df}, C{ps -s}: one
+        lookup per container would be a database round trip each)."""
+        ...
+
+    async def rw_layers_mounted(self, container_ids: Collection[str]) -> set[str]:
+        """Which of these containers have their root filesystem mounted, in one look (the
+        daemon's start asks it of every stopped container)."""
+        ...
+
 
 class BuildImages(ImageLookup, RwLayers, ImageWrites, Protocol):
     """What the builder needs from the image store."""

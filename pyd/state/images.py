@@ -394,6 +394,14 @@ class ImageRepository:
 
         return self._db.transaction(thd)
 
+    def image_sizes(self) -> Deferred[dict[str, int]]:
+        """Every image's size by id (two columns, no config decoded)."""
+        return self._db.run(
+            lambda conn: {
+                r[0]: int(r[1] or 0) for r in conn.execute(select(ImageRow.id, ImageRow.size))
+            }
+        )
+
     def count_images(self) -> Deferred[int]:
         """How many images there are."""
         return self._db.run(

@@ -49,6 +49,9 @@ class FakeContainerImages:
                 return img
         raise NotFound(f"No such image: {ref if ':' in ref else ref + ':latest'}")
 
+    async def image_sizes(self) -> dict[str, int]:
+        return {img.id: img.size for img in self.images.values()}
+
     async def create_rw_layer(self, container_id: str, image_id: str | None) -> None:
         self.layers[container_id] = image_id
         rootfs = os.path.join(self.root, container_id, "merged")
@@ -66,6 +69,9 @@ class FakeContainerImages:
 
     async def unmount_rw_layer(self, container_id: str) -> None:
         self.mounted.discard(container_id)
+
+    async def rw_layers_mounted(self, container_ids: Collection[str]) -> set[str]:
+        return self.mounted & set(container_ids)
 
     async def remove_rw_layer(self, container_id: str) -> None:
         self.mounted.discard(container_id)

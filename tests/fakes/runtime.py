@@ -4,7 +4,7 @@ triggered by the test (or by a kill signal the fake is told ends the process).""
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pyd.core.seams import Clock
@@ -34,6 +34,7 @@ class FakeRuntime:
         self.fatal_signals: dict[int, int] = {signal.SIGKILL: 137}
         self.exec_results: list[tuple[int, bytes]] = []
         self.alive_monitors: set[str] = set()
+        self.monitors_alive_calls = 0
         self.next_pid = 1000
         self.setup_called = False
         self.exit_on_start: int | None = None  # the process ends at once, during crun start
@@ -174,6 +175,14 @@ class FakeRuntime:
     async def kill_pid(self, pid: int) -> str:
         self.killed_pids.append(pid)
         return self.direct_kill
+
+    async def monitors_alive(self, bundles: Mapping[str, str]) -> set[str]:
+        self.monitors_alive_calls += 1
+        return {
+            cid
+            for cid, bundle in bundles.items()
+            if any(bundle.endswith(alive) for alive in self.alive_monitors)
+        }
 
     async def clear_exit(self, container_id: str, bundle: str) -> None:
         self.exits.pop(container_id, None)

@@ -860,6 +860,42 @@ class RestoreTests(EngineTestBase):
         run_sync(self.svc.start(cid))
         self.assertEqual(self.svc.resolve(cid).state.status, "running")
 
+    def test_stopped_containers_looked_at_once(self) -> None:
+        """At start, the conmon check and the mount check of the containers that do not run
+        are one call each for all of them (a thousand created containers made two thread hops
+        apiece), and only a mounted root filesystem is unmounted; a running one is unchanged."""
+        stopped = [self.create(Cmd=["true"]) for _ in range(6)]
+        running = self.started(Cmd=["sleep", "100"])
+        run_sync(self.images.mount_rw_layer(stopped[0]))  # a start cut short left it mounted
+        self.svc.shutdown()
+        self.runtime.callbacks.clear()
+        singles: list[str] = []
+        real_alive = self.runtime.monitor_alive
+
+        async def alive(bundle: str) -> bool:
+            singles.append(bundle)
+            return await real_alive(bundle)
+
+        unmounted: list[str] = []
+        real_unmount = self.images.unmount_rw_layer
+
+        async def unmount(cid: str) -> None:
+            unmounted.append(cid)
+            await real_unmount(cid)
+
+        self.runtime.monitor_alive = alive  # type: ignore[method-assign]
+        self.images.unmount_rw_layer = unmount  # type: ignore[method-assign]
+        before = self.runtime.monitors_alive_calls
+        self.svc = self.make_service()
+        run_sync(self.svc.startup())
+        self.assertEqual(self.runtime.monitors_alive_calls - before, 1)
+        # the running container's own check (its conmon lives) is the only single one
+        self.assertEqual(singles, [self.svc.bundle_dir(running)])
+        self.assertEqual(unmounted, [stopped[0]])
+        self.assertNotIn(stopped[0], self.images.mounted)
+        self.assertEqual({self.svc.resolve(c).state.status for c in stopped}, {"created"})
+        self.assertEqual(self.svc.resolve(running).state.status, "running")
+
     def test_interrupted_removal_finished(self) -> None:
         """A daemon killed in the middle of `docker rm` (the container marked removing, its
         writable layer already gone): the restart finishes the removal."""

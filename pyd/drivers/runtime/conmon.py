@@ -167,6 +167,11 @@ class RuntimeDriver(Protocol):
         C{signalled} (still there after the signal, or no pid to signal)."""
         ...
 
+    async def monitors_alive(self, bundles: Mapping[str, str]) -> set[str]:
+        """Which of these containers (id -> bundle) still have their conmon running: one
+        look for all (the daemon's start asks it of every stopped container)."""
+        ...
+
     async def clear_exit(self, container_id: str, bundle: str) -> None:
         """Forget a consumed exit (so the next run's exit is not confused with it)."""
         ...
@@ -666,16 +671,13 @@ class ConmonRuntime:
 
     async def monitor_alive(self, bundle: str) -> bool:
         """Whether C{<bundle>/conmon.pid} names a live conmon process."""
+        return await self._blocking.run(_conmon_alive, bundle)
 
-        def alive() -> bool:
-            try:
-                with open(os.path.join(bundle, "conmon.pid")) as f:
-                    pid = int(f.read().strip())
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
-            except (OSError, ValueError):
-                return False
-            return b"conmon" in cmd.split(b"\0")[0]
+    async def monitors_alive(self, bundles: Mapping[str, str]) -> set[str]:
+        """The ids among C{bundles} (id -> bundle) whose conmon runs, in one io-pool job."""
+
+        def alive() -> set[str]:
+            return {cid for cid, bundle in bundles.items() if _conmon_alive(bundle)}
 
         return await self._blocking.run(alive)
 
@@ -700,6 +702,18 @@ ENV = "/usr/bin/env"  # coreutils env: `env -C DIR cmd` runs cmd in DIR
 def cgroup_path(container_id: str) -> str:
     """The absolute cgroups path pyd gives every container."""
     return f"/pyd/{container_id}"
+
+
+def _conmon_alive(bundle: str) -> bool:
+    """Whether C{<bundle>/conmon.pid} names a live conmon process. Blocking."""
+    try:
+        with open(os.path.join(bundle, "conmon.pid")) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except (OSError, ValueError):
+        return False
+    return b"conmon" in cmd.split(b"\0")[0]
 
 
 def _read_text(path: str) -> str:

@@ -157,12 +157,18 @@ class ContainerLinks(ContainerHealth):
 
     def link_names(self, c: Container) -> list[str]:
         """The link names (C{/parent/alias}) other containers know C{c} by (C{Names} in list)."""
-        return sorted(
-            full
-            for other in self._cache.values()
-            for child_id, full in links_of(other)
-            if child_id == c.id
-        )
+        return self.link_names_by_child().get(c.id, [])
+
+    def link_names_by_child(self) -> dict[str, list[str]]:
+        """Every container's link names, by child id, sorted: one pass over the containers, so
+        that a listing of N containers does not scan all of them again for each one."""
+        out: dict[str, list[str]] = {}
+        for other in self._cache.values():
+            for child_id, full in links_of(other):
+                out.setdefault(child_id, []).append(full)
+        for names in out.values():
+            names.sort()
+        return out
 
     def resolve_link_name(self, name: str) -> Container | None:
         """The child a link name (C{/parent/alias}) stands for, if one does."""

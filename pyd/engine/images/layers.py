@@ -5,6 +5,7 @@ C{docker diff} over the overlay directories of the L{LayerStore}.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 from twisted.logger import Logger
 
@@ -45,6 +46,11 @@ class WritableLayers(ImageStoreBase):
         if self._store.use_fsconfig:
             return await self._io.run(self._store.mount_rw, container_id, lowers)
         return await self._store.mount_rw_legacy(self._io, container_id, lowers)
+
+    async def rw_layers_mounted(self, container_ids: Collection[str]) -> set[str]:
+        """Which of these containers' root filesystems are mounted (one io-pool job)."""
+        ids = list(container_ids)
+        return await self._io.run(lambda: {cid for cid in ids if self._store.is_mounted(cid)})
 
     async def unmount_rw_layer(self, container_id: str) -> None:
         """Unmount the container's root filesystem (idempotent)."""

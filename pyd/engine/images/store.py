@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -36,6 +36,8 @@ log = Logger()
 
 # (container id, running) for every container whose image is the given image id
 ContainersUsing = Callable[[str], Awaitable[Sequence[tuple[str, bool]]]]
+# every container's image id, by container id (df counts all images' users in one pass)
+ContainerImageIds = Callable[[], Mapping[str, str]]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -51,6 +53,10 @@ _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 
 async def _no_containers(_image_id: str) -> Sequence[tuple[str, bool]]:
     return []
+
+
+def _no_container_images() -> Mapping[str, str]:
+    return {}
 
 
 @attrs.frozen
@@ -130,6 +136,7 @@ class ImageStoreBase:
         clock: Clock,
         containers_using: ContainersUsing | None = None,
         *,
+        container_image_ids: ContainerImageIds | None = None,
         fetcher: Callable[[str, str], Awaitable[None]] | None = None,
         docker_version: str = "",
     ) -> None:
@@ -139,6 +146,7 @@ class ImageStoreBase:
         self._events = events
         self._clock = clock
         self.containers_using: ContainersUsing = containers_using or _no_containers
+        self.container_image_ids: ContainerImageIds = container_image_ids or _no_container_images
         # downloads a URL to a file (docker import <url>)
         self.fetcher = fetcher
         # the engine version recorded as docker_version in committed/imported images
@@ -251,6 +259,10 @@ class ImageStoreBase:
     async def resolve(self, ref: str) -> Image:
         """The image named by a reference, id or id prefix."""
         return self.to_image(await self._lookup(ref))
+
+    async def image_sizes(self) -> dict[str, int]:
+        """Every image's size by id, in one read (L{ContainerImages.image_sizes})."""
+        return await self._repo.image_sizes()
 
     async def get(self, image_id: str) -> Image | None:
         """The image with exactly this id, or None."""
