@@ -86,6 +86,20 @@ class LogSpaceGuardTests(SynchronousTestCase):
         self.assertEqual((self.disk.immutable, self.guard.stopped), (set(), set()))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_left_stopped_by_a_killed_daemon(self) -> None:
+        """A daemon killed while a log was stopped left its attribute: the next daemon's first
+        look with space to spare takes it away (quietly: it was never stopped by this one)."""
+        self.disk.immutable.add("/data/a/ctr.log")
+        with capturedLogs() as events:
+            self.guard.track("a", "/data/a/ctr.log")
+        self.assertEqual(self.disk.immutable, set())
+        self.assertEqual(self.resumed, [])
+        self.assertEqual([e for e in events if "log writing" in e["log_format"]], [])
+        # later looks do not touch a log that was never stopped
+        self.disk.immutable.add("/data/a/ctr.log")
+        self.clock.advance(CHECK_EVERY)
+        self.assertEqual(self.disk.immutable, {"/data/a/ctr.log"})
+
     def test_new_file_after_rotation_is_stopped(self) -> None:
         """While stopped, each look stops the current file again (conmon may have opened a new
         one for a rotation asked before)."""

@@ -132,6 +132,9 @@ class LogSpaceGuard:
         self._on_resume = on_resume
         self._logs: dict[str, str] = {}  # container id -> the log file conmon writes
         self.stopped: set[str] = set()
+        # tracked since the last look: their file may still carry the attribute from a daemon
+        # killed while it was stopped (the first look with space to spare takes it away)
+        self._fresh: set[str] = set()
         self._enforced: bool | None = None  # the probe's answer, once asked
         self._loop: LoopingCall | None = None
         self._pending: Deferred[None] | None = None  # the look under way
@@ -143,6 +146,7 @@ class LogSpaceGuard:
         if not self.keep_free:
             return
         self._logs[cid] = log_path
+        self._fresh.add(cid)
         if self._loop is None:
             self._loop = LoopingCall(self.check)
             self._loop.clock = self._clock  # type: ignore[assignment]  # Clock is IReactorTime's slice
@@ -153,6 +157,7 @@ class LogSpaceGuard:
         """C{cid} stopped (or is removed): its log file must be writable by its next run."""
         self._logs.pop(cid, None)
         self.stopped.discard(cid)
+        self._fresh.discard(cid)
         if not self._logs and self._loop is not None:
             loop, self._loop = self._loop, None
             if loop.running:
@@ -172,7 +177,8 @@ class LogSpaceGuard:
             return
         pending: Deferred[None] = Deferred()
         self._pending = pending
-        d = self._blocking.run(self._look, dict(self._logs), set(self.stopped))
+        fresh, self._fresh = self._fresh, set()
+        d = self._blocking.run(self._look, dict(self._logs), set(self.stopped), fresh)
 
         def done(changed: tuple[set[str], set[str], int] | None) -> None:
             self._pending = None
@@ -209,13 +215,14 @@ class LogSpaceGuard:
 
         def failed(f: Failure) -> None:
             self._pending = None
+            self._fresh |= {cid for cid in fresh if cid in self._logs}  # look again next time
             log.failure("the log space check failed", f)
 
         d.addCallbacks(done, failed)
         d.addBoth(lambda _: pending.callback(None))
 
     def _look(
-        self, logs: dict[str, str], stopped: set[str]
+        self, logs: dict[str, str], stopped: set[str], fresh: set[str]
     ) -> tuple[set[str], set[str], int] | None:
         """(io pool) Which logs to stop, which to resume, and the bytes free; None when the
         filesystem cannot stop them."""
@@ -232,7 +239,7 @@ class LogSpaceGuard:
                 if self._stop(path) and cid not in stopped:
                     newly.add(cid)
             return newly, set(), free
-        for cid in stopped:
+        for cid in stopped | fresh:
             if cid in logs:
                 self._allow(logs[cid])
         return set(), set(stopped), free
