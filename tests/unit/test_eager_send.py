@@ -5,14 +5,17 @@ path. A real socket pair, a memory reactor that records who waits for writabilit
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 from typing import Any
 
+from twisted.internet import unix
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pyd.api.root import ApiRoot, ApiSite
 from pyd.daemon.eager import (
     AdoptedTCPEndpoint,
     TCPEndpoint,
@@ -225,3 +228,87 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(port.getHost().port, s.getsockname()[1])
         with self.assertRaises(OSError):
             os.fstat(fd)
+
+
+class ApiOverSocketTests(SynchronousTestCase):
+    """The API's channel on a real socket: the eager transport answers byte for byte what
+    Twisted's own transport answers, for the quick ping and the full path, pipelined, split,
+    HEAD and versioned, and a client that stops reading still gets everything in order."""
+
+    CHUNKS = [
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
+        b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
+        b"GET /v1.41/_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
+        # pipelined: two requests in one chunk (the full path, one after the other)
+        b"GET /_ping HTTP/1.1\r\nHost: a\r\n\r\nGET /v1.44/_ping HTTP/1.1\r\nHost: b\r\n\r\n",
+        # one request split across three reads
+        b"GET /v1.4",
+        b"5/_ping HTTP/1.1\r\nHo",
+        b"st: c\r\n\r\n",
+        b"GET /nothing HTTP/1.1\r\n\r\n",  # the root's 404
+        b"GET /_ping HTTP/1.1\r\nConnection: close\r\n\r\n",  # last: the full path, then close
+    ]
+
+    def _converse(self, cls: Any) -> bytes:
+        reactor = MemoryReactorClock()
+        reactor.advance(1_800_000_000)
+        site = ApiSite(ApiRoot([]), header_timeout=10.0, reactor=reactor)
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        peer.settimeout(5)
+        self.addCleanup(peer.close)
+        self.addCleanup(ours.close)
+        channel = site.buildProtocol(None)
+        transport = cls(ours, channel, "peer", None, 1, reactor)
+        channel.makeConnection(transport)
+        for chunk in self.CHUNKS:
+            peer.sendall(chunk)
+            transport.doRead()
+            while transport in reactor.writers and not transport.disconnected:
+                if transport.doWrite() is not None:
+                    break
+        ours.shutdown(socket.SHUT_WR)  # everything was sent above: the peer reads to the end
+        got = b""
+        while chunk := peer.recv(65536):
+            got += chunk
+        return re.sub(rb"Date: [^\r]*\r\n", b"Date: X\r\n", got)
+
+    def test_same_bytes_as_twisteds_transport(self) -> None:
+        eager = self._converse(_UnixServer)
+        plain = self._converse(unix.Server)
+        self.assertEqual(eager, plain)
+        self.assertEqual(eager.count(b"HTTP/1.1 200 OK"), 7)
+        self.assertIn(b"HTTP/1.1 404 Not Found", eager)
+
+    def test_client_that_stops_reading(self) -> None:
+        """Many pipelined pings the peer does not read: what the socket does not take stays
+        queued (the transport waits for writability), and once the peer reads, every answer
+        arrives, complete and in order."""
+        reactor = MemoryReactorClock()
+        site = ApiSite(ApiRoot([]), header_timeout=10.0, reactor=reactor)
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        self.addCleanup(peer.close)
+        self.addCleanup(ours.close)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        channel = site.buildProtocol(None)
+        t = _UnixServer(ours, channel, "peer", None, 1, reactor)
+        channel.makeConnection(t)
+        n = 0
+        for _ in range(200):
+            peer.sendall(b"GET /v1.41/_ping HTTP/1.1\r\n\r\n")
+            t.doRead()
+            n += 1
+            if t in reactor.writers:
+                break
+        self.assertIn(t, reactor.writers)  # the socket is full: the rest waits
+        peer.settimeout(5)
+        got = b""
+        while got.count(b"\r\n\r\nOK") < n:
+            if t in reactor.writers:
+                t.doWrite()
+            got += peer.recv(65536)
+        self.assertEqual(got.count(b"HTTP/1.1 200 OK"), n)
+        norm = re.sub(rb"Date: [^\r]*\r\n", b"Date: X\r\n", got)
+        one = norm[: norm.index(b"\r\n\r\nOK") + 6]
+        self.assertEqual(norm, one * n)  # n whole answers, nothing lost, reordered or cut
