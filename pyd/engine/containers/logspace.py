@@ -78,6 +78,7 @@ def enforced(directory: str) -> bool:
     """Whether the filesystem of C{directory} refuses writes to an immutable file through a
     descriptor opened before (ext4, xfs, btrfs do; tmpfs keeps the flag and writes anyway)."""
     probe = os.path.join(directory, _PROBE)
+    allow_writes(probe)  # one a killed daemon left behind, still immutable
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         try:

@@ -23,6 +23,7 @@ from pyd.drivers.runtime.conmon import (
 )
 from pyd.drivers.runtime.shm import unmount_shm
 from pyd.engine.containers.base import CREATING, _now_nano, _Run
+from pyd.engine.containers.logspace import allow_writes
 from pyd.engine.containers.restart import RESTART_RESET_AFTER, RestartPolicy
 
 log = Logger()
@@ -182,6 +183,7 @@ class ContainerRestore(RestartPolicy):
         for name in names:
             if name not in known and is_full_id(name):
                 unmount_shm(os.path.join(root, name, "shm"))
+                allow_writes(os.path.join(root, name, "ctr.log"))  # stopped by the reserve
                 shutil.rmtree(os.path.join(root, name), True)
 
     async def _undo_interrupted_start(self, c: Container, mounted: bool) -> None:
