@@ -445,9 +445,8 @@ OPTIONS: tuple[Option, ...] = (
         _bool,
         True,
         "userland-proxy",
-        doc="dockerd's docker-proxy for loopback traffic to published ports",
-        inert="pyd answers 127.0.0.1 and the host's own addresses on published ports by NAT "
-        "(dockerd's userland-proxy=false); no proxy process runs",
+        doc="Serve published TCP ports on [::1], which NAT cannot carry, from the daemon "
+        "(dockerd's docker-proxy); 127.0.0.1 and the host's other addresses are NAT-ed either way",
     ),
     Option(
         "userland-proxy-path",
@@ -455,8 +454,8 @@ OPTIONS: tuple[Option, ...] = (
         _str,
         "",
         "userland-proxy-path",
-        doc="docker-proxy binary (pyd runs none)",
-        inert="pyd runs no userland proxy",
+        doc="docker-proxy binary (pyd's userland proxy is in the daemon)",
+        inert="pyd's userland proxy runs in the daemon, not as a program",
     ),
     Option(
         "http-proxy",

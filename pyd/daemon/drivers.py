@@ -26,6 +26,7 @@ from pyd.drivers.helpers import ForkServerRunner
 from pyd.drivers.network.dns import DnsServer, NameTable
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
+from pyd.drivers.network.proxy import LoopbackProxy
 from pyd.drivers.process import ProcessRunner, ReactorProcessRunner
 from pyd.drivers.registry import HTTPClients
 from pyd.drivers.registry.proxy import ProxySettings
@@ -37,7 +38,7 @@ from pyd.drivers.storage.fetch import UrlFetcher
 from pyd.drivers.storage.layers import HelperExtractor, LayerStore
 from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
-from pyd.engine.networks import FirewallOps, NetlinkOps, ResolverOps
+from pyd.engine.networks import FirewallOps, NetlinkOps, ProxyOps, ResolverOps
 from pyd.engine.system import HostFacts
 
 
@@ -73,6 +74,8 @@ class Drivers:
     volumes: LocalVolumeDriver
     registry: HTTPClients
     log_watcher: DirWatcher
+    # The userland proxy for published ports on [::1] (None: none, as in tests).
+    proxy: ProxyOps | None = None
 
 
 DriverFactory = Callable[[DaemonConfig, Any], Drivers]
@@ -144,6 +147,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
         # dockerd's per-registry CA/client certs
         registry=HTTPClients(reactor, "/etc/docker/certs.d", proxies),
         log_watcher=DirWatcher(reactor),
+        proxy=LoopbackProxy(reactor),
     )
 
 

@@ -156,6 +156,7 @@ def build_service(
         ],
         # The daemon's id is read before networks start (life.start's order).
         host_id=lambda: system.daemon_id,
+        proxy=drv.proxy,
     )
 
     settings = ContainerSettings(

@@ -26,7 +26,7 @@ from pyd.state.models import ContainerRow
 from pyd.state.networks import NetworkRepository
 from tests.component.test_networks_api import _tmpfile
 from tests.fakes.events import FakeEvents
-from tests.fakes.network import FakeFirewall, FakeNetlink, FakeResolver
+from tests.fakes.network import FakeFirewall, FakeNetlink, FakeProxy, FakeResolver
 from tests.helpers.memdb import memory_db
 from tests.helpers.netsvc import ContainerRef, Containers, net_request
 from tests.helpers.sync import run_sync
@@ -63,6 +63,7 @@ class Ipv6NetworkTests(SynchronousTestCase):
         self.db = memory_db(alembic=True)
         self.netlink = FakeNetlink()
         self.firewall = FakeFirewall()
+        self.proxy = FakeProxy()
         self.containers = Containers()
         resolv = _tmpfile(self)
         with open(resolv, "w") as f:
@@ -81,10 +82,12 @@ class Ipv6NetworkTests(SynchronousTestCase):
                 default_address_pools=self.pools,
                 ipv6=self.ipv6_default_bridge,
                 ip_forward=True,
+                userland_proxy=True,
             ),
             lookup=self.containers,
             can_bind=lambda ip, port, proto: True,
             host_id=lambda: HOST_ID,
+            proxy=self.proxy,
         )
         run_sync(self.service.start())
         self.http = StubTreq(ApiRoot([NetworksRouter(self.service)]))
@@ -303,6 +306,15 @@ class Ipv6NetworkTests(SynchronousTestCase):
             shown("d2", "v6", [{"HostIp": "127.0.0.1", "HostPort": "18082"}]),
             [("127.0.0.1", 18082)],
         )
+        # The userland proxy serves [::1] for the bindings on every address: to the IPv6
+        # address of a dual-stack container, the IPv4 one of an IPv4-only container.
+        d1, p1 = (
+            next(a for a in self.service._active if a.container_id.startswith(name.encode().hex()))
+            for name in ("d1", "p1")
+        )
+        self.assertEqual(self.proxy.wanted, {18080: (d1.ipv6, 80), 18081: (str(p1.ipv4), 80)})
+        run_sync(self.service.stop())
+        self.assertEqual(self.proxy.wanted, {})
 
     def pin(self, netns_path: str) -> None:
         """A file where the fake namespace is "pinned" (a live connect looks for it)."""

@@ -95,8 +95,11 @@ def test_defaults_forward_masquerade_and_publish(pair: Pair) -> None:
     """On its defaults, in namespace A: ip_forward becomes 1, the default bridge's subnet is
     masqueraded (a container reaching B is seen from A's address), and a published port answers
     a client in namespace B."""
+    # A new namespace copies the root's IPv4 forwarding (net.core.devconf_inherit_init_net=0):
+    # start from "off" whatever the root has, so that the daemon must turn it on.
+    _in(pair.a, "sysctl", "-w", "net.ipv4.ip_forward=0", check=True)
     before = _in(pair.a, "sysctl", "-n", "net.ipv4.ip_forward", check=True).stdout.strip()
-    assert before == "0"  # a fresh namespace does not forward: the daemon must turn it on
+    assert before == "0"
     root_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     d = PydDaemon(wrapper=["nsenter", f"--net=/run/netns/{pair.a}"])
     server: subprocess.Popen[str] | None = None

@@ -89,6 +89,11 @@ class PublishedPortTests:
         )
         assert wait_http("127.0.0.1", p1) == "from-web\n"
         assert wait_http("127.0.0.1", p2) == "from-web\n"
+        # [::1] through the daemon's userland proxy (an IPv4-only container, as docker-proxy);
+        # not the port bound to 127.0.0.1 only.
+        assert wait_http("::1", p1) == "from-web\n"
+        with pytest.raises(OSError):
+            http_get("::1", p2, timeout=1)
         ports = d.docker("port", "web").stdout
         assert f"80/tcp -> 0.0.0.0:{p1}" in ports and f"80/tcp -> 127.0.0.1:{p2}" in ports
         eph = [
@@ -110,6 +115,8 @@ class PublishedPortTests:
         d.docker("stop", "-t", "1", "web")
         with pytest.raises(OSError):
             http_get("127.0.0.1", p1, timeout=1)
+        with pytest.raises(OSError):
+            http_get("::1", p1, timeout=1)
         assert str(p1) not in _table(d)
         d.docker("start", "web")
         assert wait_http("127.0.0.1", p1) == "from-web\n"

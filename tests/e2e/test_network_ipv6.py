@@ -175,6 +175,12 @@ def test_cli_dual_stack_network(v6: Setup) -> None:
         nft = _in(v6.a, "nft", "list", "ruleset").stdout
         raise AssertionError(f"no answer from B: {got[-1:]}\n{nft}\n{d.log()[-3000:]}") from None
     assert _in(v6.a, "sysctl", "-n", "net.ipv6.conf.all.forwarding").stdout.strip() == "1"
+    # [::1] on the host itself: NAT cannot carry it, the daemon's userland proxy does (to the
+    # container's IPv6 address), and the inspect shows the port on :: too.
+    r = _in(v6.a, sys.executable, "-c", FETCH, "http://[::1]:8080/")
+    assert "hello-v6" in r.stdout, r.stdout + r.stderr
+    ports = d.docker("port", "web", "80").stdout.split()
+    assert ports == ["0.0.0.0:8080", "[::]:8080"], ports
 
     # connect --ip6 to a second IPv6 network (from the configured IPv6 pool).
     d.docker("network", "create", "--ipv6", "second")

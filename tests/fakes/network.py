@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
 from pyd.drivers.network.netlink import Interface, LinkInfo, NetworkDriverError
 from pyd.drivers.network.nft import Ruleset
-from pyd.engine.networks.base import FirewallOps, NetlinkOps, ResolverOps
+from pyd.engine.networks.base import FirewallOps, NetlinkOps, ProxyOps, ResolverOps
 
 
 class FakeNetlink:
@@ -165,6 +165,17 @@ class FakeFirewall:
         return True
 
 
+class FakeProxy:
+    """L{pyd.engine.networks.ProxyOps}: remembers what it should serve."""
+
+    def __init__(self) -> None:
+        self.wanted: dict[int, tuple[str, int]] = {}
+
+    def sync(self, wanted: Mapping[int, tuple[str, int]]) -> list[int]:
+        self.wanted = dict(wanted)
+        return []
+
+
 class FakeResolver:
     """L{pyd.engine.networks.ResolverOps}: remembers whom it serves, on the sockets' ports."""
 
@@ -193,3 +204,4 @@ class FakeResolver:
 _IS_NETLINK: type[NetlinkOps] = FakeNetlink
 _IS_FIREWALL: type[FirewallOps] = FakeFirewall
 _IS_RESOLVER: type[ResolverOps] = FakeResolver
+_IS_PROXY: type[ProxyOps] = FakeProxy

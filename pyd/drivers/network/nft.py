@@ -133,11 +133,14 @@ def _table(family: str, table: str, rules: Ruleset) -> list[str]:
         "fib daddr type local jump portmap",
     ]
     lines += _chain("prerouting", pre)
+    # [::1] is left to the userland proxy: a DNAT-ed packet with a loopback source would
+    # never leave the host's loopback for IPv6 (no route_localnet there).
+    local = "ip6 daddr != ::1 " if family == "ip6" else ""
     lines += _chain(
         "output",
         [
             "type nat hook output priority -100; policy accept;",
-            "fib daddr type local jump portmap",
+            f"{local}fib daddr type local jump portmap",
         ],
     )
     lines += _chain("portmap", _port_rules(family, rules))

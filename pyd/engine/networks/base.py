@@ -120,6 +120,12 @@ class FirewallOps(Protocol):
     async def host_forward(self, family: str, bridges: Sequence[str]) -> bool: ...
 
 
+class ProxyOps(Protocol):
+    """What the service needs from L{pyd.drivers.network.proxy.LoopbackProxy}."""
+
+    def sync(self, wanted: Mapping[int, tuple[str, int]]) -> list[int]: ...
+
+
 class ResolverOps(Protocol):
     """What the service needs from L{pyd.drivers.network.dns.DnsServer}."""
 
@@ -177,6 +183,9 @@ class NetworkConfig:
     ip_forward: bool = False
     iptables: bool = True
     ip6tables: bool = True  # IPv6 rules in pyd's tables (with iptables; dockerd 28's default)
+    # dockerd's userland-proxy: pyd's serves published TCP ports on [::1] (see
+    # pyd.drivers.network.proxy); off in this record so tests open no listeners.
+    userland_proxy: bool = False
     # pyd's accept rules in the host's filter FORWARD (with iptables; dockerd's DOCKER-FORWARD):
     # on in a daemon, off in this record so unit and integration tests leave the host alone.
     host_forward: bool = False
@@ -204,6 +213,7 @@ class NetworkConfig:
             iptables=cfg.iptables,
             ip6tables=cfg.ip6tables,
             host_forward=True,
+            userland_proxy=cfg.userland_proxy,
             ipv6=cfg.ipv6,
             fixed_cidr_v6=cfg.fixed_cidr_v6,
             bip6=cfg.bip6,
@@ -344,8 +354,10 @@ class NetworkBase:
             Callable[[str, list[Endpoint], str | None], Awaitable[None]]
         ] = (),
         host_id: Callable[[], str] = lambda: "",
+        proxy: ProxyOps | None = None,
     ) -> None:
         self._repo = repo
+        self._proxy = proxy
         self._nl = netlink
         self._fw = firewall
         self._dns = resolver
@@ -452,6 +464,7 @@ class NetworkBase:
         the next start listens again on the recorded ports)."""
         if self._dns is not None:
             await self._dns.stop_all()
+        self._sync_proxy(stopping=True)
         if self.config.iptables and not self._active:
             # Nothing runs on our bridges: take our rules out of the host's FORWARD. With
             # containers running they stay, as the table does, so published ports and outbound
@@ -542,6 +555,7 @@ class NetworkBase:
             for child_ip, proto, port in a.config.get("link_ports") or []:
                 if net is not None and net.bridge:
                     links.append(LinkRule(net.bridge, str(a.ipv4), child_ip, proto, int(port)))
+        self._sync_proxy()
         rules = Ruleset(
             bridges=tuple(bridges),
             ports=tuple(ports),
@@ -565,6 +579,20 @@ class NetworkBase:
             self._applied = None
             raise SystemError_(f"programming the firewall failed: {e}") from e
         self._applied = rules
+
+    def _sync_proxy(self, stopping: bool = False) -> None:
+        """The userland proxy serves each published TCP port bound on every address, C{::} or
+        C{::1} at C{[::1]:port} (the one address NAT cannot carry), to the container's IPv6
+        address, or its IPv4 one (as docker-proxy carries IPv6 to an IPv4-only container)."""
+        if self._proxy is None or not self.config.userland_proxy:
+            return
+        wanted: dict[int, tuple[str, int]] = {}
+        for a in [] if stopping else self._active:
+            for p in a.config.get("ports") or []:
+                if p["proto"] == "tcp" and p["host_ip"] in ("", "::", "::1"):
+                    target = a.ipv6 or str(a.ipv4)
+                    wanted[int(p["host_port"])] = (target, int(p["container_port"]))
+        self._proxy.sync(wanted)
 
     async def _open_host_forward(self, want: Mapping[str, tuple[str, ...]]) -> None:
         """Keep pyd's accepts in the host's filter FORWARD for C{want} (family -> bridges; none:
