@@ -11,16 +11,20 @@ object and read values back with L{Telemetry.value}:
   - L{Telemetry.set_container_state_source}: a function returning C{{state: count}}, read at
     scrape time (no bookkeeping in the hot path);
   - L{Telemetry.set_gauge_source}: any other gauge read at scrape time (event subscribers...).
+
+The values are plain numbers in dicts; prometheus_client (~1 MB resident with what it imports)
+is imported only to render them (L{Telemetry.registry}: the C{--metrics-addr} listener, tests),
+so a daemon nobody scrapes never loads it. The exposition is the one prometheus_client's
+C{Counter} and C{Histogram} would write (C{_total}, C{_created}, cumulative C{_bucket}s).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 START_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -96,28 +100,136 @@ def route_of(path: str) -> str:
     return f"/{first}/{{id}}"
 
 
+class _Counter:
+    """A counter family: a value and a creation time per label tuple."""
+
+    def __init__(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> None:
+        self.name = name
+        self.doc = doc
+        self.labelnames = tuple(labelnames)
+        # label values -> [value, created]; an unlabelled counter exists from the start
+        self.children: dict[tuple[str, ...], list[float]] = {}
+        if not self.labelnames:
+            self.child(())
+
+    def child(self, labels: tuple[str, ...]) -> list[float]:
+        """The C{[value, created]} cell of C{labels} (made on first use)."""
+        cell = self.children.get(labels)
+        if cell is None:
+            cell = self.children[labels] = [0.0, time.time()]
+        return cell
+
+    def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
+        """Add C{amount} to the counter of C{labels}."""
+        self.child(labels)[0] += amount
+
+    def family(self, core: Any) -> Iterator[Any]:
+        """prometheus_client's families for this counter (C{core}: prometheus_client.core)."""
+        fam = core.CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labels, (value, created) in self.children.items():
+            fam.add_metric(list(labels), value, created=created)
+        yield fam
+
+
+class _Histogram:
+    """A histogram family: per label tuple, the count in each bucket (not cumulative; the last
+    one is +Inf), the sum and the creation time."""
+
+    def __init__(
+        self, name: str, doc: str, buckets: Sequence[float], labelnames: Sequence[str] = ()
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.labelnames = tuple(labelnames)
+        self.bounds = tuple(float(b) for b in buckets)
+        self.children: dict[tuple[str, ...], _HistogramCell] = {}
+        if not self.labelnames:
+            self.child(())
+
+    def child(self, labels: tuple[str, ...]) -> _HistogramCell:
+        """The cell of C{labels} (made on first use)."""
+        cell = self.children.get(labels)
+        if cell is None:
+            cell = self.children[labels] = _HistogramCell(self.bounds)
+        return cell
+
+    def family(self, core: Any) -> Iterator[Any]:
+        """prometheus_client's families for this histogram."""
+        from prometheus_client.utils import floatToGoString
+
+        fam = core.HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labels, cell in self.children.items():
+            running = 0
+            buckets = []
+            for bound, n in zip((*self.bounds, float("inf")), cell.counts, strict=True):
+                running += n
+                buckets.append((floatToGoString(bound), float(running)))
+            fam.add_metric(list(labels), buckets, cell.sum)
+            # prometheus_client's Histogram writes the child's creation time too
+            fam.samples.append(
+                core.Sample(
+                    self.name + "_created",
+                    dict(zip(self.labelnames, labels, strict=True)),
+                    cell.created,
+                )
+            )
+        yield fam
+
+
+class _HistogramCell:
+    """One label tuple's observations."""
+
+    __slots__ = ("bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, value: float) -> None:
+        """Count C{value} in its bucket (a bound is inclusive, as Prometheus' C{le})."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
 class _Gauges:
-    """A collector that reads gauge values from callbacks at scrape time."""
+    """Gauges read from callbacks at scrape time."""
 
     def __init__(self) -> None:
         self.sources: dict[str, tuple[str, str | None, Callable[[], Any]]] = {}
         # Constant "info" gauges: name -> (doc, labels); the value is 1.
         self.infos: dict[str, tuple[str, dict[str, str]]] = {}
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def family(self, core: Any) -> Iterator[Any]:
+        """prometheus_client's gauge families, values read now."""
         for name, (doc, labels) in sorted(self.infos.items()):
-            info = GaugeMetricFamily(name, doc, labels=list(labels))
+            info = core.GaugeMetricFamily(name, doc, labels=list(labels))
             info.add_metric(list(labels.values()), 1.0)
             yield info
         for name, (doc, label, fn) in sorted(self.sources.items()):
             value = fn()
             if label is None:
-                yield GaugeMetricFamily(name, doc, value=float(value))
+                yield core.GaugeMetricFamily(name, doc, value=float(value))
             else:
-                fam = GaugeMetricFamily(name, doc, labels=[label])
+                fam = core.GaugeMetricFamily(name, doc, labels=[label])
                 for key, v in sorted(dict(value).items()):
                     fam.add_metric([str(key)], float(v))
                 yield fam
+
+
+class _Collector:
+    """Every family of a L{Telemetry}, in the order they were declared (prometheus_client's
+    collector protocol: C{collect()})."""
+
+    def __init__(self, families: Sequence[_Counter | _Histogram | _Gauges]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client import core
+
+        for family in self._families:
+            yield from family.family(core)
 
 
 # /v1.47/networks/create, /networks/ID/connect, /images/NAME/tag ... (an image name may hold "/")
@@ -144,76 +256,82 @@ def _action_of(kind: str, method: str, rest: str) -> str | None:
 
 
 class Telemetry:
-    """The daemon's metrics, in their own registry (no global state)."""
+    """The daemon's metrics (no global state)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        self.requests = _Counter(
             "pyd_api_requests",
             "Engine API requests by route, method and status",
             ["route", "method", "status"],
-            registry=self.registry,
         )
-        self.latency = Histogram(
+        self.latency = _Histogram(
             "pyd_api_request_duration_seconds",
             "Engine API request latency by route and method",
+            LATENCY_BUCKETS,
             ["route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.container_start = Histogram(
+        self.container_start = _Histogram(
             "pyd_container_start_duration_seconds",
             "Time from a start request until the container runs",
-            buckets=START_BUCKETS,
-            registry=self.registry,
+            START_BUCKETS,
         )
-        self.pull_bytes = Counter(
-            "pyd_image_pull_bytes", "Bytes downloaded by image pulls", registry=self.registry
-        )
-        self.reloads = Counter(
-            "pyd_config_reloads",
-            "SIGHUP reloads by outcome",
-            ["outcome"],
-            registry=self.registry,
-        )
+        self.pull_bytes = _Counter("pyd_image_pull_bytes", "Bytes downloaded by image pulls")
+        self.reloads = _Counter("pyd_config_reloads", "SIGHUP reloads by outcome", ["outcome"])
         # dockerd's names too (moby internal/metrics), so existing dashboards keep working.
-        self.dockerd_container_actions = Histogram(
+        self.dockerd_container_actions = _Histogram(
             "engine_daemon_container_actions_seconds",
             "The number of seconds it takes to process each container action",
+            START_BUCKETS,
             ["action"],
-            buckets=START_BUCKETS,
-            registry=self.registry,
         )
-        self.dockerd_events = Counter(
-            "engine_daemon_events", "The number of events logged", registry=self.registry
+        self.dockerd_events = _Counter("engine_daemon_events", "The number of events logged")
+        self.dockerd_health_checks = _Counter(
+            "engine_daemon_health_checks", "The total number of health checks"
         )
-        self.dockerd_health_checks = Counter(
-            "engine_daemon_health_checks",
-            "The total number of health checks",
-            registry=self.registry,
+        self.dockerd_health_checks_failed = _Counter(
+            "engine_daemon_health_checks_failed", "The total number of failed health checks"
         )
-        self.dockerd_health_checks_failed = Counter(
-            "engine_daemon_health_checks_failed",
-            "The total number of failed health checks",
-            registry=self.registry,
-        )
-        self.dockerd_network_actions = Histogram(
+        self.dockerd_network_actions = _Histogram(
             "engine_daemon_network_actions_seconds",
             "The number of seconds it takes to process each network action",
+            START_BUCKETS,
             ["action"],
-            buckets=START_BUCKETS,
-            registry=self.registry,
         )
-        self.dockerd_image_actions = Histogram(
+        self.dockerd_image_actions = _Histogram(
             "engine_daemon_image_actions_seconds",
             "The number of seconds it takes to process each image action",
+            START_BUCKETS,
             ["action"],
-            buckets=START_BUCKETS,
-            registry=self.registry,
         )
         self._gauges = _Gauges()
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self.registry.register(self._gauges)  # type: ignore[arg-type]  # duck-typed collector
+        self._families: tuple[_Counter | _Histogram | _Gauges, ...] = (
+            self.requests,
+            self.latency,
+            self.container_start,
+            self.pull_bytes,
+            self.reloads,
+            self.dockerd_container_actions,
+            self.dockerd_events,
+            self.dockerd_health_checks,
+            self.dockerd_health_checks_failed,
+            self.dockerd_network_actions,
+            self.dockerd_image_actions,
+            self._gauges,
+        )
+        self._children: dict[tuple[str, str, int], tuple[list[float], _HistogramCell]] = {}
+        self._registry: Any = None
+
+    @property
+    def registry(self) -> Any:
+        """A prometheus_client C{CollectorRegistry} over these metrics (imports
+        prometheus_client the first time: the exposition and tests only)."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            registry = CollectorRegistry(auto_describe=True)
+            registry.register(_Collector(self._families))  # type: ignore[arg-type]  # duck-typed collector
+            self._registry = registry
+        return self._registry
 
     def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
         """Count one API request and its latency."""
@@ -224,17 +342,17 @@ class Telemetry:
                 self._children.clear()
             route = route_of(path)
             children = (
-                self.requests.labels(route, method, str(status)),
-                self.latency.labels(route, method),
+                self.requests.child((route, method, str(status))),
+                self.latency.child((route, method)),
             )
             self._children[key] = children
-        children[0].inc()
+        children[0][0] += 1
         children[1].observe(seconds)
 
     def observe_container_start(self, seconds: float) -> None:
         """Record how long a container took to start."""
-        self.container_start.observe(seconds)
-        self.dockerd_container_actions.labels("start").observe(seconds)
+        self.container_start.child(()).observe(seconds)
+        self.dockerd_container_actions.child(("start",)).observe(seconds)
 
     def count_health_check(self, ran: bool) -> None:
         """One health probe; C{ran} False when it could not run (dockerd counts those failed,
@@ -242,6 +360,10 @@ class Telemetry:
         self.dockerd_health_checks.inc()
         if not ran:
             self.dockerd_health_checks_failed.inc()
+
+    def count_reload(self, outcome: str) -> None:
+        """One SIGHUP reload, C{applied} or C{refused}."""
+        self.reloads.inc((outcome,))
 
     def observe_action(self, path: str, method: str, status: int, seconds: float) -> None:
         """dockerd's network and image action histograms, from a successful API request (the
@@ -257,12 +379,12 @@ class Telemetry:
         if action is None:
             return
         hist = self.dockerd_network_actions if kind == "networks" else self.dockerd_image_actions
-        hist.labels(action).observe(seconds)
+        hist.child((action,)).observe(seconds)
 
     def observe_image_action(self, action: str, seconds: float) -> None:
         """One image action the engine timed (C{pull}: whether it succeeded or not, as
         dockerd's ImageService.PullImage records it)."""
-        self.dockerd_image_actions.labels(action).observe(seconds)
+        self.dockerd_image_actions.child((action,)).observe(seconds)
 
     def count_event(self) -> None:
         """One more event logged (dockerd's engine_daemon_events_total)."""
@@ -287,7 +409,7 @@ class Telemetry:
 
     def add_pull_bytes(self, n: int) -> None:
         """Add bytes downloaded by a pull."""
-        self.pull_bytes.inc(n)
+        self.pull_bytes.inc((), n)
 
     def set_container_state_source(self, fn: Callable[[], Mapping[str, int]]) -> None:
         """C{pyd_containers{state=...}} is read from C{fn()} at scrape time, and dockerd's
@@ -315,5 +437,6 @@ class Telemetry:
         self._gauges.sources[name] = (doc, label, fn)
 
     def value(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
-        """A sample's current value (for tests and the bench)."""
-        return self.registry.get_sample_value(name, dict(labels or {}))
+        """A sample's current value (for tests and the bench; imports prometheus_client)."""
+        found: float | None = self.registry.get_sample_value(name, dict(labels or {}))
+        return found

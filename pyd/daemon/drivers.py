@@ -9,11 +9,13 @@ sweep directories under the data and exec roots.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.application.service import IService
+from twisted.internet.defer import Deferred, succeed
 
 from pyd.config import DaemonConfig
 from pyd.config.limits import free_reserve_bytes
@@ -23,7 +25,6 @@ from pyd.daemon.pidlock import StartupError
 from pyd.daemon.tree import PoolService
 from pyd.drivers.fswatch import DirWatcher
 from pyd.drivers.helpers import ForkServerRunner
-from pyd.drivers.network.dns import DnsServer, NameTable
 from pyd.drivers.network.netlink import NetlinkDriver
 from pyd.drivers.network.nft import FirewallDriver, table_name
 from pyd.drivers.network.proxy import LoopbackProxy
@@ -40,6 +41,9 @@ from pyd.drivers.streams.execs import ConmonExecDriver
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.engine.networks import FirewallOps, NetlinkOps, ProxyOps, ResolverOps
 from pyd.engine.system import HostFacts
+
+if TYPE_CHECKING:
+    from pyd.drivers.network.dns import DnsServer, NameTable
 
 
 @attrs.frozen
@@ -137,7 +141,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
         fetcher=UrlFetcher(reactor, io, proxies).fetch,
         netlink=NetlinkDriver(),
         firewall=FirewallDriver(runner, table_name(config.exec_root)),
-        resolver=lambda table: DnsServer(table, reactor),
+        resolver=lambda table: LazyResolver(table, reactor),
         volumes=LocalVolumeDriver(
             config.data_root,
             io,
@@ -149,6 +153,41 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
         log_watcher=DirWatcher(reactor),
         proxy=LoopbackProxy(reactor),
     )
+
+
+class LazyResolver:
+    """The embedded DNS resolver (L{pyd.drivers.network.dns.DnsServer}), made when a container
+    first needs it: it is on twisted.names (~0.7 MB resident), which a daemon whose containers
+    use only the default bridge never loads. Until then it serves nothing, so it has no ports
+    and nothing to stop."""
+
+    def __init__(self, table: NameTable, reactor: IDaemonReactor) -> None:
+        self._table = table
+        self._reactor = reactor
+        self._server: DnsServer | None = None
+
+    def _made(self) -> DnsServer:
+        if self._server is None:
+            from pyd.drivers.network.dns import DnsServer
+
+            self._server = DnsServer(self._table, self._reactor)
+        return self._server
+
+    def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> tuple[int, int]:
+        """L{DnsServer.serve}."""
+        return self._made().serve(key, udp, tcp)
+
+    def ports(self, key: str) -> tuple[int, int] | None:
+        """L{DnsServer.ports}."""
+        return None if self._server is None else self._server.ports(key)
+
+    def stop(self, key: str) -> Deferred[Any]:
+        """L{DnsServer.stop}."""
+        return succeed(None) if self._server is None else self._server.stop(key)
+
+    def stop_all(self) -> Deferred[Any]:
+        """L{DnsServer.stop_all}."""
+        return succeed(None) if self._server is None else self._server.stop_all()
 
 
 # Static inits a container can run whatever its libc (Debian's tini, docker.io's docker-init

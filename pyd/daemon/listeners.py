@@ -14,7 +14,6 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web import server
 
-from pyd.api.prometheus import MetricsRoot
 from pyd.config import DaemonConfig, ListenSpec, parse_host
 from pyd.core import tlsstack
 from pyd.core.seams import IDaemonReactor
@@ -75,6 +74,9 @@ def _metrics_listener(
     if not port.isdigit():
         raise StartupError(f"invalid --metrics-addr {config.metrics_addr!r} (want HOST:PORT)")
     desc = f"tcp:{port}:interface={(host or '127.0.0.1').strip('[]').replace(':', chr(92) + ':')}"
+    # prometheus_client only when metrics are served (pyd.core.telemetry keeps plain numbers)
+    from pyd.api.prometheus import MetricsRoot
+
     return _listener(serverFromString(reactor, desc), _QuietSite(MetricsRoot(telemetry)))
 
 

@@ -29,13 +29,8 @@ from pyd import config as cfgmod
 from pyd.config import DaemonConfig
 from pyd.core.seams import Blocking, IDaemonReactor
 from pyd.core.telemetry import Telemetry
-from pyd.daemon.logs import (
-    HeapTrimmer,
-    LogLevelControl,
-    StallWatchdog,
-    limit_malloc_arenas,
-    release_free_memory,
-)
+from pyd.daemon.logs import LogLevelControl, StallWatchdog
+from pyd.daemon.memory import Settler, limit_malloc_arenas, settle_start_up
 from pyd.daemon.systemd import sd_notify
 from pyd.drivers.process import ProcessRunner
 from pyd.state import migrate
@@ -147,6 +142,7 @@ class PydService(MultiService):
         await self._upgrade_schema()
         for hook in self.lifecycle.start:
             await hook()
+        settle_start_up()
         self.listeners.startService()
         self._chown_sockets()
         self._install_sighup()
@@ -155,10 +151,9 @@ class PydService(MultiService):
             f"READY=1\nSTATUS=serving on {','.join(self.config.default_hosts())}\nMAINPID={os.getpid()}"
         )
         self.ready.callback(None)
-        release_free_memory()
-        trimmer = HeapTrimmer(self.reactor)
-        trimmer.start()
-        self.lifecycle.cleanup.append(trimmer.stop)
+        settler = Settler(self.reactor, releases=[self.db.release_memory])
+        settler.start()
+        self.lifecycle.cleanup.append(settler.stop)
 
     async def _upgrade_schema(self) -> None:
         """Bring the schema to head. For a database file Alembic runs in a child process, so
@@ -251,7 +246,7 @@ class PydService(MultiService):
                 "SIGHUP: refusing the new configuration, keeping the old one: {err}", err=str(e)
             )
             sd_notify("READY=1\nSTATUS=serving (reload refused: see log)")
-            self.telemetry.reloads.labels("refused").inc()
+            self.telemetry.count_reload("refused")
             return []
         changed: dict[str, Any] = {}
         restart: list[str] = []
@@ -286,7 +281,7 @@ class PydService(MultiService):
             keys=", ".join(cfgmod.BY_ATTR[a].key for a in changed) or "none",
         )
         sd_notify("READY=1\nSTATUS=serving (configuration reloaded)")
-        self.telemetry.reloads.labels("applied").inc()
+        self.telemetry.count_reload("applied")
         return [cfgmod.BY_ATTR[a].key for a in changed]
 
     def stopService(self) -> Deferred[None]:

@@ -81,9 +81,18 @@ class Database:
         """Run C{fn(conn)} in a transaction on the calling thread (start-up, before the reactor)."""
         return self._write(fn)
 
+    def release_memory(self) -> Deferred[None]:
+        """Give back the page cache SQLite holds for the connection (it refills as needed;
+        the daemon calls this when it is quiet after work)."""
+        return self._blocking.run(self._read, _shrink_memory)
+
     def close(self) -> None:
         """Dispose of the engine's connections."""
         self.engine.dispose()
+
+
+def _shrink_memory(conn: Connection) -> None:
+    conn.exec_driver_sql("PRAGMA shrink_memory")
 
 
 def _integrity_message(e: IntegrityError) -> str:

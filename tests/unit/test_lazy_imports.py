@@ -1,0 +1,84 @@
+"""A daemon wired as `twistd pyd` wires it (the real drivers, before the reactor runs) has not
+imported the packages it loads only on first use: each one costs resident memory for the
+daemon's whole life (docs/performance.md, issue 21)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+REPO = str(Path(__file__).resolve().parents[2])
+
+SCRIPT = """
+import sys
+from pyd.core import tlsstack
+
+tlsstack.defer()  # as pyd.tap.makeService does
+from twisted.internet import reactor
+
+from pyd import config as cfgmod
+from pyd.daemon.drivers import real_drivers
+from pyd.daemon.wiring import build_service
+
+root = sys.argv[1]
+flags = {
+    "data-root": root + "/data",
+    "exec-root": root + "/exec",
+    "pidfile": root + "/pyd.pid",
+    "hosts": ["unix://" + root + "/pyd.sock"],
+    "bridge": "none",
+    "iptables": False,
+    "ip-forward": False,
+    "ip-masq": False,
+}
+config = cfgmod.build(flags, root + "/daemon.json", file_required=False)
+service = build_service(config, reactor, real_drivers)
+service.telemetry.observe_request("/v1.47/containers/json", "GET", 200, 0.001)
+print(" ".join(sorted(m for m, mod in sys.modules.items() if mod is not None)))
+# the first scrape loads the exposition and sees what was recorded before it
+labels = {"route": "/containers/json", "method": "GET", "status": "200"}
+print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_client" in sys.modules)
+"""
+
+# Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
+# a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM.
+LAZY = (
+    "prometheus_client",
+    "twisted.names",
+    "pyd.drivers.network.dns",
+    "alembic",
+    "OpenSSL",
+    "treq",
+    "twisted.web.client",
+    "sqlalchemy.orm",
+)
+# Loaded at start (so that an empty or broken run of the script cannot pass).
+EAGER = ("sqlalchemy", "klein", "pyd.api.root", "pyd.engine.containers", "pyd.daemon.tree")
+
+
+class LazyImportTests(unittest.TestCase):
+    def test_wired_daemon_has_not_loaded_the_lazy_packages(self) -> None:
+        """After build_service with the real drivers and one request counted, no module of a
+        lazily loaded package is imported; reading a metric then loads prometheus_client."""
+        with tempfile.TemporaryDirectory(prefix="pyd-t-lazy-") as root:
+            r = subprocess.run(
+                [sys.executable, "-c", SCRIPT, root],
+                env={**os.environ, "PYTHONPATH": REPO},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        self.assertEqual(r.returncode, 0, r.stderr)
+        modules_line, metric_line = r.stdout.splitlines()[-2:]
+        modules = set(modules_line.split())
+        for name in EAGER:
+            self.assertIn(name, modules)
+        for name in LAZY:
+            loaded = sorted(m for m in modules if m == name or m.startswith(name + "."))
+            self.assertEqual(loaded, [], name)
+        self.assertEqual(metric_line, "1.0 True")
