@@ -6,8 +6,10 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from pyd.core.errors import Conflict, InvalidParameter, NotFound
 from pyd.core.records import CommitSource
@@ -489,3 +491,66 @@ def test_import_url_must_be_http() -> None:
             check_import_url(url)
     check_import_url("http://127.0.0.1:5000/x.tar")
     check_import_url("https://example.invalid/rootfs.tar.gz")
+
+
+class _HeldExtractor:
+    """An extractor whose extractions finish when the test says (on the in-process one)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.waiting: list[tuple[object, Any]] = []
+        self.most = 0
+
+    def extract(self, src: Any, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+        d: Deferred[dict[str, Any]] = Deferred()
+        self.waiting.append(((src, dest, tar_out), d))
+        self.most = max(self.most, len(self.waiting))
+        return d
+
+    def release(self) -> None:
+        args, d = self.waiting.pop(0)
+        self.inner.extract(*args).chainDeferred(d)  # type: ignore[attr-defined]  # InProcessExtractor
+
+
+class ParallelExtractionTests:
+    """The layers of one image are extracted two at a time and recorded in order."""
+
+    def _image(self, tmp: Path, layers: list[bytes]) -> str:
+        import hashlib
+
+        cfg = image_config(["sha256:" + hashlib.sha256(x).hexdigest() for x in layers])
+        write_image_tar(tmp / "img.tar", layers, cfg, ["pyd-t/par:1"], fmt="docker")
+        return str(tmp / "img.tar")
+
+    def test_two_at_a_time_in_order(self, tmp: Path) -> None:
+        svc, *_ = make_image_service(str(tmp))
+        held = _HeldExtractor(svc._store._extractor)
+        svc._store._extractor = held
+        path = self._image(tmp, [files_layer({f"/l{i}": str(i)}) for i in range(4)])
+        with open(path, "rb") as f:
+            d = ensureDeferred(svc.load(f, [].append))
+            while held.waiting:
+                assert len(held.waiting) <= 2
+                held.release()
+            assert held.most == 2
+            assert d.called
+            d.addErrback(pytest.fail)
+        img = run(svc.resolve("pyd-t/par:1"))
+        assert len(img.diff_ids) == 4
+        assert len(_layer_dirs(tmp)) == 4
+
+    def test_a_bad_layer_fails_in_its_place_and_leaves_nothing(self, tmp: Path) -> None:
+        """The second of three layers is hostile: its refusal is the error (the third was
+        extracted meanwhile, and is discarded); nothing is stored or staged."""
+        svc, *_ = make_image_service(str(tmp))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            ti = tarfile.TarInfo("../../escaped")
+            ti.size = 1
+            tf.addfile(ti, io.BytesIO(b"x"))
+        layers = [files_layer({"/a": "a"}), buf.getvalue(), files_layer({"/c": "c"})]
+        with pytest.raises(InvalidParameter, match="outside of the layer"):
+            _load(svc, self._image(tmp, layers))
+        assert run(svc.list_images(all_=True)) == []
+        assert _layer_dirs(tmp) == []
+        assert os.listdir(tmp / "storage" / "tmp") == []

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore
 from twisted.logger import Logger
 
 from pyd.core import reference as refs
@@ -28,7 +28,7 @@ from pyd.core.errors import (
 from pyd.core.ids import new_id
 from pyd.core.records import Image, Layer
 from pyd.core.seams import Blocking, Clock, EventSink
-from pyd.drivers.storage.layers import ExtractFailed, LayerSource, LayerStore
+from pyd.drivers.storage.layers import Extracted, ExtractFailed, LayerSource, LayerStore
 from pyd.state.images import ImageRepository, StoredImage
 
 log = Logger()
@@ -46,6 +46,8 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_LAYER_DIFF = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+# layers of one image extracted at the same time (load, pull)
+PARALLEL_EXTRACTIONS = 2
 
 _HEX_PREFIX = re.compile(r"^(sha256:)?[a-f0-9]{1,64}$")
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
@@ -371,20 +373,52 @@ class ImageStoreBase:
         assert img is not None
         return img
 
+    async def _start_extractions(
+        self, diff_ids: Sequence[str], layer_files: Sequence[LayerSource]
+    ) -> dict[int, Deferred[Extracted]]:
+        """Start extracting every layer of an image whose chain is not stored yet,
+        L{PARALLEL_EXTRACTIONS} at a time (each is a helper process: on a machine with more
+        than one core, the next one's decompression and writing overlap). Recorded in order
+        by L{store_image}; each result is awaited there, at its place."""
+        sem = DeferredSemaphore(PARALLEL_EXTRACTIONS)
+        pending: dict[int, Deferred[Extracted]] = {}
+        parent: str | None = None
+        for i, (diff_id, path) in enumerate(zip(diff_ids, layer_files, strict=True)):
+            parent = chain_id(parent, diff_id)
+            if await self._repo.get_layer(parent) is None:
+                pending[i] = sem.run(self._extract_now, path)
+        return pending
+
+    def _discard_staging(self, ex: Extracted) -> Deferred[None]:
+        d = self._io.run(self._store.discard, ex.staging)
+        d.addErrback(lambda f: log.failure("discarding {path}", f, path=ex.staging))
+        return d
+
+    def _extract_now(self, path: LayerSource) -> Deferred[Extracted]:
+        return Deferred.fromCoroutine(self._store.extract(path))
+
     async def _add_layer_file(
-        self, tar_path: LayerSource, parent: str | None, expected_diff_id: str | None = None
+        self,
+        tar_path: LayerSource,
+        parent: str | None,
+        expected_diff_id: str | None = None,
+        extracted: Deferred[Extracted] | None = None,
     ) -> tuple[Layer, bool]:
         """Extract a layer file on top of C{parent} unless its chain exists; record it.
 
+        @param extracted: the extraction of C{tar_path}, already started (L{store_image}).
         @return: the layer and whether its tar was empty of entries.
         @raise InvalidParameter: the layer does not match C{expected_diff_id} or is unreadable.
         """
-        if expected_diff_id is not None:
+        if expected_diff_id is not None and extracted is None:
             existing = await self._repo.get_layer(chain_id(parent, expected_diff_id))
             if existing is not None:
                 return existing, False
         try:
-            ex = await self._store.extract(tar_path)
+            if extracted is not None:
+                ex = await extracted
+            else:
+                ex = await self._store.extract(tar_path)
         except ExtractFailed as e:
             raise InvalidParameter(f"failed to extract layer: {e}") from e
         if expected_diff_id is not None and ex.diff_id != expected_diff_id:
@@ -444,9 +478,12 @@ class ImageStoreBase:
             parent: str | None = None
             added: list[Layer] = []
             new = False
+            pending = await self._start_extractions(diff_ids, layer_files)
             try:
                 for i, (diff_id, path) in enumerate(zip(diff_ids, layer_files, strict=True)):
-                    layer, _ = await self._add_layer_file(path, parent, diff_id)
+                    layer, _ = await self._add_layer_file(
+                        path, parent, diff_id, pending.pop(i, None)
+                    )
                     added.append(layer)
                     parent = layer.chain_id
                     if progress is not None:
@@ -460,6 +497,9 @@ class ImageStoreBase:
                     parse_created(cfg.get("created")),
                 )
             finally:
+                for left in pending.values():
+                    # not reached (an earlier layer failed): its staging goes
+                    left.addCallbacks(self._discard_staging, _quiet)
                 if added:
                     # releases only what no image uses (i.e. everything on failure)
                     for layer in await self._repo.release_layer(added[-1].chain_id):
@@ -472,6 +512,10 @@ class ImageStoreBase:
                 parsed = refs.parse_normalized(d)
                 await self._repo.set_ref(str(parsed), "digest", image_id, now)
         return image_id, new
+
+
+def _quiet(_: object) -> None:
+    """An extraction nobody waits for any more failed: the layer before it already did."""
 
 
 def _no_such(ref: str) -> NotFound:
