@@ -246,13 +246,13 @@ def _action_of(kind: str, method: str, rest: str) -> str | None:
         if method == "POST" and rest.endswith(("/connect", "/disconnect")):
             return rest.rsplit("/", 1)[1]
         return None
-    if method == "DELETE":
-        return "delete"
     if method == "POST" and rest.endswith("/push"):
         return "push"
     if method == "GET" and rest.endswith("/history"):
         return "history"
-    return None  # tag and import are not timed by dockerd (20.10 and 28); pull is, in the engine
+    # tag and import are not timed by dockerd (20.10 and 28); pull and delete are, by the
+    # engine (a delete only when it removed the image)
+    return None
 
 
 class Telemetry:
@@ -368,7 +368,7 @@ class Telemetry:
     def observe_action(self, path: str, method: str, status: int, seconds: float) -> None:
         """dockerd's network and image action histograms, from a successful API request (the
         actions dockerd times: network create/delete/connect/disconnect, image
-        delete/push/history; a pull is timed by the engine, L{observe_image_action})."""
+        push/history; a pull and a delete are timed by the engine, L{observe_image_action})."""
         if status >= 300:
             return
         found = _ACTION.match(path)
@@ -382,8 +382,8 @@ class Telemetry:
         hist.child((action,)).observe(seconds)
 
     def observe_image_action(self, action: str, seconds: float) -> None:
-        """One image action the engine timed (C{pull}: whether it succeeded or not, as
-        dockerd's ImageService.PullImage records it)."""
+        """One image action the engine timed (C{pull}, whether it succeeded or not, as dockerd's
+        ImageService.PullImage records it; C{delete} when the image was removed)."""
         self.dockerd_image_actions.child((action,)).observe(seconds)
 
     def count_event(self) -> None:

@@ -136,6 +136,7 @@ def build_service(
         container_image_ids=lambda: containers.container_image_ids(),
         fetcher=drv.fetcher,
         docker_version=ENGINE_VERSION,
+        on_action=telemetry.observe_image_action,
     )
     dist, dist_settings = _distribution(config, reactor, drv.registry, io, images, telemetry)
     life.reload_hooks.append(dist_settings)

@@ -194,6 +194,20 @@ class DeleteTests:
             ("Deleted", built.id),
         ]
 
+    def test_delete_action_timed_only_when_removed(self, tmp: Path) -> None:
+        """dockerd's engine_daemon_image_actions_seconds{action="delete"} counts the deletes
+        that removed an image, not those that only untagged one."""
+        svc, _, _, _ = make_image_service(str(tmp))
+        actions: list[str] = []
+        svc.on_action = lambda action, seconds: actions.append(action)
+        built = busybox_image_tar(tmp / "bb.tar", "pyd-t/bb:1")
+        _load(svc, built.path)
+        run(svc.tag(built.id, "pyd-t/bb", "2"))
+        run(svc.delete("pyd-t/bb:2"))
+        assert actions == []
+        run(svc.delete("pyd-t/bb:1"))
+        assert actions == ["delete"]
+
     def test_running_container_cannot_be_forced(self, tmp: Path) -> None:
         """Deleting by id an image a running container uses fails even with force."""
         svc, _, containers, _ = make_image_service(str(tmp))

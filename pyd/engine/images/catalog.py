@@ -5,6 +5,7 @@ dockerd's conflict rules, prune.
 from __future__ import annotations
 
 import re
+import time
 
 import attrs
 from twisted.logger import Logger
@@ -190,8 +191,13 @@ class ImageCatalog(ImageStoreBase):
 
     async def delete(self, ref: str, force: bool = False, prune: bool = True) -> list[DeleteItem]:
         """C{docker rmi}: untag, or delete the image, with dockerd's conflict rules."""
+        started = time.monotonic()
         async with self._lock:
-            return await self._delete(ref, force, prune)
+            items = await self._delete(ref, force, prune)
+        # dockerd times a delete that removed the image, not one that only untagged it
+        if self.on_action is not None and any(i.kind == "Deleted" for i in items):
+            self.on_action("delete", time.monotonic() - started)
+        return items
 
     async def _delete(self, ref: str, force: bool, prune: bool) -> list[DeleteItem]:
         s = await self._lookup(ref)

@@ -141,6 +141,7 @@ class ImageStoreBase:
         container_image_ids: ContainerImageIds | None = None,
         fetcher: Callable[[str, str], Awaitable[None]] | None = None,
         docker_version: str = "",
+        on_action: Callable[[str, float], None] | None = None,
     ) -> None:
         self._repo = repo
         self._store = store
@@ -153,6 +154,8 @@ class ImageStoreBase:
         self.fetcher = fetcher
         # the engine version recorded as docker_version in committed/imported images
         self.docker_version = docker_version
+        # told how long an image action took (dockerd's engine_daemon_image_actions_seconds)
+        self.on_action = on_action
         self._lock = DeferredLock()  # serialises store mutations (load/delete/commit/tag)
 
     # --- start-up ----------------------------------------------------------------------------
