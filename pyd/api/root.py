@@ -105,17 +105,9 @@ def _ping_answer(head: bool, date: bytes) -> bytes:
 _ping_cache: list[Any] = [b"", b"", b""]  # date, GET answer, HEAD answer
 
 
-def quick_ping(data: bytes) -> tuple[bytes, str, str] | None:
-    """(response, method, path) when C{data} is exactly one ping request that the full path
-    would answer 200, else None (the full path handles it, whatever it is).
-
-    Every docker CLI command starts with a ping; answering it from the raw bytes skips
-    twisted.web's request object, header parsing and resource traversal (~3/4 of its cost).
-    """
-    if len(data) > 8192 or not data.endswith(b"\r\n\r\n"):
-        return None
-    if not data.startswith(b"_ping HTTP/1.1\r\n", data.find(b"\r\n") - 14):
-        return None  # not a ping (most requests): decided on the first line alone
+def _parse_ping(data: bytes) -> tuple[bool, str] | None:
+    """(HEAD?, path) when C{data} is exactly one ping request that the full path would answer
+    200, else None."""
     end = data.find(b"\r\n\r\n")
     if end != len(data) - 4:
         return None  # more than one request in the chunk
@@ -141,11 +133,38 @@ def quick_ping(data: bytes) -> tuple[bytes, str, str] | None:
                 or (lname == b"connection" and v == b"keep-alive")
             ):
                 return None
+    return m.group(1) == b"HEAD", lines[0][len(m.group(1)) + 1 : -9].decode()
+
+
+# Requests already found to be pings, by their exact bytes (a client sends the same ping each
+# time): the verdict is a function of the bytes alone. Bounded: emptied when full.
+_known_pings: dict[bytes, tuple[bool, str]] = {}
+_KNOWN_PINGS_MAX = 256
+
+
+def quick_ping(data: bytes) -> tuple[bytes, str, str] | None:
+    """(response, method, path) when C{data} is exactly one ping request that the full path
+    would answer 200, else None (the full path handles it, whatever it is).
+
+    Every docker CLI command starts with a ping; answering it from the raw bytes skips
+    twisted.web's request object, header parsing and resource traversal (~3/4 of its cost).
+    """
+    if len(data) > 8192 or not data.endswith(b"\r\n\r\n"):
+        return None
+    if not data.startswith(b"_ping HTTP/1.1\r\n", data.find(b"\r\n") - 14):
+        return None  # not a ping (most requests): decided on the first line alone
+    known = _known_pings.get(data)
+    if known is None:
+        known = _parse_ping(data)
+        if known is None:
+            return None
+        if len(_known_pings) >= _KNOWN_PINGS_MAX:
+            _known_pings.clear()
+        _known_pings[data] = known
+    head, path = known
     date = _http_date()
     if _ping_cache[0] != date:
         _ping_cache[:] = [date, _ping_answer(False, date), _ping_answer(True, date)]
-    head = m.group(1) == b"HEAD"
-    path = lines[0][len(m.group(1)) + 1 : -9].decode()
     return _ping_cache[2 if head else 1], "HEAD" if head else "GET", path
 
 

@@ -11,6 +11,7 @@ from twisted.internet import task
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from pyd.api import root
 from pyd.api.root import ApiRoot, ApiSite, quick_ping
 
 _DATE = re.compile(rb"Date: [^\r]*\r\n")
@@ -116,3 +117,14 @@ class QuickPingTests(SynchronousTestCase):
         _, t = self._exchange(self._site(True), REQUESTS[0])
         self.clock.advance(60)
         self.assertFalse(t.aborted)
+
+    def test_a_known_ping_is_answered_as_the_first_time(self) -> None:
+        """A ping seen before is recognised by its exact bytes (the same answer, method and
+        path); anything else is still parsed and declined, and the memory of pings is bounded."""
+        for req in REQUESTS:
+            self.assertEqual(quick_ping(req), quick_ping(req), req)
+        for req in NOT_QUICK:
+            self.assertIsNone(quick_ping(req), req)
+        for i in range(1000):
+            self.assertIsNotNone(quick_ping(b"GET /_ping HTTP/1.1\r\nX-N: %d\r\n\r\n" % i))
+        self.assertLessEqual(len(root._known_pings), root._KNOWN_PINGS_MAX)
