@@ -23,11 +23,12 @@ from pyd.api.base import make_app, role
 from pyd.api.distribution import auth_from_json
 from pyd.api.errors import public_message
 from pyd.api.streams import JSONLines
-from pyd.api.wire import json_body, qbool, qint, qint_or_zero, qlist, qstr
+from pyd.api.wire import json_body, parse_filters, qbool, qint, qint_or_zero, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
 from pyd.engine.builder.builder import BuildFailed, BuildOptions, BuildService
-from pyd.engine.spec.rules import parse_extra_host
+from pyd.engine.spec.gojson import go_syntax_error
+from pyd.engine.spec.rules import go_atoi, parse_extra_host
 
 log = Logger()
 
@@ -54,18 +55,41 @@ def validate_tag(ref: str) -> None:
         raise InvalidParameter("invalid reference format")
 
 
+# The filters BuildKit's prune takes (moby builder/builder-next/builder.go)
+_PRUNE_FILTERS = frozenset(
+    ("until", "unused-for", "id", "parent", "type", "description", "inuse", "shared", "private")
+)
+
+# How dockerd (api/server/router/build/build_routes.go newImageBuildOptions) words a JSON
+# parameter that does not decode: its prefix, and the Go type the value decodes into
+_JSON_PARAMS = {
+    "buildargs": ("error reading build args: ", "map[string]*string"),
+    "labels": ("error reading labels: ", "map[string]string"),
+    "cachefrom": ("", "[]string"),
+    "ulimits": ("error reading ulimit settings: ", "[]*units.Ulimit"),
+    "outputs": ("", "[]types.ImageBuildOutput"),
+}
+
+
 def _json_param(request: IRequest, name: str, kind: type) -> Any:
     raw = qstr(request, name)
     if not raw:
         return kind()
+    prefix, go_type = _JSON_PARAMS[name]
     try:
         value = json.loads(raw)
     except ValueError as e:
-        raise InvalidParameter(f"invalid {name} value: {e}") from None
+        raise InvalidParameter(prefix + go_syntax_error(raw, e)) from None
     if value is None:
         return kind()
     if not isinstance(value, kind):
-        raise InvalidParameter(f"invalid {name} value: expected a JSON {kind.__name__}")
+        found = "object" if isinstance(value, dict) else type(value).__name__
+        found = {"list": "array", "str": "string", "int": "number", "float": "number"}.get(
+            found, found
+        )
+        raise InvalidParameter(
+            f"{prefix}json: cannot unmarshal {found} into Go value of type {go_type}"
+        )
     return value
 
 
@@ -97,7 +121,8 @@ def options_from_request(request: IRequest) -> BuildOptions:
             "BuildKit is not supported by this daemon: use the classic builder (DOCKER_BUILDKIT=0)"
         )
     if version != "1":
-        raise InvalidParameter(f"unsupported builder version {version}")
+        # build_routes.go parseVersion's text (a 500 there; the value is the client's)
+        raise InvalidParameter(f'invalid version "{version}"')
     if qstr(request, "remote"):
         raise InvalidParameter("remote build contexts are not supported: send the context as a tar")
     tags = tuple(t for t in qlist(request, "t") if t)
@@ -107,6 +132,7 @@ def options_from_request(request: IRequest) -> BuildOptions:
     labels = _json_param(request, "labels", dict)
     cache_from = _json_param(request, "cachefrom", list)
     ulimits = _json_param(request, "ulimits", list)
+    _json_param(request, "outputs", list)  # decoded (and refused when malformed) as dockerd does
     extra_hosts: list[str] = []
     for h in qlist(request, "extrahosts"):
         extra_hosts.extend(x for x in h.split(",") if x)
@@ -226,8 +252,21 @@ class BuildRouter:
     @role("operator")
     async def prune(self, request: IRequest) -> bytes:
         """Remove the builder's leftover scratch data."""
+        for key in ("keep-storage", "reserved-space", "max-used-space", "min-free-space"):
+            v = qstr(request, key)
+            if v:
+                try:
+                    go_atoi(v)
+                except ValueError as e:
+                    raise InvalidParameter(
+                        f"{key} is in bytes and expects an integer, got {v}: {e}"
+                    ) from None
+        for key in parse_filters(request):
+            if key not in _PRUNE_FILTERS:
+                raise InvalidParameter(f"failed to prune build cache: invalid filter '{key}'")
         ids, size = await self._builds.prune()
-        return json_body(request, {"CachesDeleted": ids, "SpaceReclaimed": size})
+        # a Go slice that nothing was appended to: null
+        return json_body(request, {"CachesDeleted": ids or None, "SpaceReclaimed": size})
 
     @app.route("/build/cancel", methods=["POST"])
     @role("operator")

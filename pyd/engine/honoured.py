@@ -58,6 +58,14 @@ class HostLimits:
         )
 
 
+# moby daemon/daemon_unix.go verifyPlatformContainerResources (cgroup v1)
+OOM_WITHOUT_LIMIT = (
+    "OOM killer is disabled for the container, but no memory limit is set, this can result in "
+    "the system running out of resources."
+)
+QOS_LINUX = "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"
+
+
 def check_create(spec: CreateSpec, host: HostLimits) -> tuple[list[str], dict[str, Any]]:
     """The refusals and discards of a create body.
 
@@ -92,9 +100,7 @@ def check_create(spec: CreateSpec, host: HostLimits) -> tuple[list[str], dict[st
     if r.cpu_count:
         raise InvalidParameter("HostConfig.CpuCount is not supported on linux (Windows only)")
     if r.io_maximum_iops or r.io_maximum_bandwidth:
-        raise InvalidParameter(
-            "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"
-        )
+        raise InvalidParameter(QOS_LINUX)
     if r.cpu_percent:
         warnings.append("linux does not support CPU percent. Percent discarded.")
         discard["CpuPercent"] = 0
@@ -127,6 +133,8 @@ def check_create(spec: CreateSpec, host: HostLimits) -> tuple[list[str], dict[st
     if r.oom_kill_disable and host.cgroup_v2:
         warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
         discard["OomKillDisable"] = None
+    elif r.oom_kill_disable and not r.memory:
+        warnings.append(OOM_WITHOUT_LIMIT)
     if r.blkio_weight and not host.io_weight:
         warnings.append(
             "Your kernel does not support Block I/O weight or the cgroup is not mounted. "
@@ -221,6 +229,8 @@ def check_update(changes: dict[str, Any], host: HostLimits) -> tuple[list[str], 
     @raise InvalidParameter: a field docker update cannot change here, or a value the kernel
         cannot apply.
     """
+    if changes.get("IOMaximumIOps") or changes.get("IOMaximumBandwidth"):
+        raise InvalidParameter(QOS_LINUX)  # dockerd's create-time text, also on update
     for key, value in changes.items():
         if key not in UPDATABLE and value not in _ZERO:
             raise InvalidParameter(
@@ -244,6 +254,9 @@ def check_update(changes: dict[str, Any], host: HostLimits) -> tuple[list[str], 
     if changes.get("OomKillDisable") and host.cgroup_v2:
         warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
         skip.add("OomKillDisable")
+    elif changes.get("OomKillDisable") and not changes.get("Memory"):
+        # dockerd checks the update's own resources: the container's limit does not count
+        warnings.append(OOM_WITHOUT_LIMIT)
     for key in ("CpuRealtimePeriod", "CpuRealtimeRuntime"):
         if changes.get(key) and not host.realtime:
             what = "period" if key == "CpuRealtimePeriod" else "runtime"

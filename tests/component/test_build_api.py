@@ -102,7 +102,10 @@ class BuildApiTests(SynchronousTestCase):
             ({"t": "Bad:Tag"}, "invalid reference format"),
             ({"squash": "1"}, "squash is only supported with experimental mode"),
             ({"version": "2"}, "BuildKit is not supported"),
-            ({"buildargs": "{nope"}, "invalid buildargs value"),
+            (
+                {"buildargs": "{nope"},
+                "error reading build args: invalid character 'n' looking for beginning of object key string",
+            ),
         ):
             code, _, body = self.post({"Dockerfile": "FROM busybox\n"}, **params)
             self.assertEqual(code, 400, params)
@@ -159,7 +162,7 @@ class BuildApiTests(SynchronousTestCase):
         resp = self.successResultOf(self.http.post("http://pyd/v1.50/build/prune"))
         self.assertEqual(resp.code, 200)
         body = json.loads(self.successResultOf(resp.content()))
-        self.assertEqual(body, {"CachesDeleted": [], "SpaceReclaimed": 0})
+        self.assertEqual(body, {"CachesDeleted": None, "SpaceReclaimed": 0})
 
 
 class RegistryConfigTests(SynchronousTestCase):

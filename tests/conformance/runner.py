@@ -108,6 +108,20 @@ NEWER_DOCKERD: tuple[tuple[str, str, str], ...] = (
     ),
 )
 
+NEWER_DOCKERD += (
+    (
+        r"failed to reach build target (\S+) in Dockerfile",
+        r'target stage \\"\1\\" could not be found',
+        "moby v28 builder/dockerfile/builder.go build: an unknown target is InvalidParameter "
+        "'target stage %q could not be found'",
+    ),
+    (
+        r"Maximum supported API version is 1\.41",
+        "Maximum supported API version is 1.50",
+        "pyd serves API 1.50 as dockerd 28.3 does (api/common.go DefaultVersion)",
+    ),
+)
+
 _LINK_PORTS = "moby v28.2.2 daemon/links/links.go ToEnv: TCP ports first (withTCPPriority), "
 NEWER_DOCKERD += (
     (
@@ -199,6 +213,20 @@ PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
         r"< 400\n\1",
         "a query parameter that is not a number (limit, t, since, until): dockerd answers 500 "
         "with strconv's error, pyd 400 with the same text: the value is the client's",
+    ),
+    (
+        r'(> POST /build\S*(?: <tar[^\n]*)?\n)< 500\n(\{"message": "(?:invalid character |'
+        r"invalid version |keep-storage is in bytes))",
+        r"\1< 400\n\2",
+        "a /build parameter that does not parse (cachefrom, outputs, version, keep-storage): "
+        "dockerd answers 500 with the parser's error, pyd 400 with the same text",
+    ),
+    (
+        r'(> POST /build\?t=([^&\s:]+)\S* <tar[^\n]*\n)< 500\n(\{"message": "invalid reference '
+        r"format: repository name) must be lowercase",
+        r"\1< 400\n\3 (\2) must be lowercase",
+        "a build tag with capitals: dockerd answers 500; pyd 400 (the tag is the client's) with "
+        "the name, as github.com/distribution/reference ParseNormalizedNamed words it in 28",
     ),
     (
         r'< 500\n(\{"message": "Container <id \d+> is not paused")',

@@ -135,8 +135,12 @@ class AuditTests(unittest.TestCase):
             self.assertIn(field.split(".", 1)[1], discard)
         full = honoured.HostLimits(cgroup_v2=False, io_weight=True, swappiness=True)
         for key in ("BlkioWeight", "MemorySwappiness", "OomKillDisable"):
-            warnings, discard = _check({"HostConfig": DISCARDED[f"HostConfig.{key}"][0]}, full)
+            # with a memory limit: dockerd warns about an OOM-killer disabled without one
+            hc = {**DISCARDED[f"HostConfig.{key}"][0], "Memory": 1 << 26}
+            warnings, discard = _check({"HostConfig": hc}, full)
             self.assertEqual((warnings, discard), ([], {}), key)
+        warnings, _ = _check({"HostConfig": {"OomKillDisable": True}}, full)
+        self.assertEqual(warnings, [honoured.OOM_WITHOUT_LIMIT])
 
     def test_named_effect_tests_exist(self) -> None:
         """Every test a row names (C{tests/<file>.py::<function>}, or C{::<Class>::<method>})

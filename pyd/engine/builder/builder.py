@@ -61,6 +61,15 @@ from pyd.engine.contracts import BuildImages
 
 log = Logger()
 
+# What containerd's platforms.Parse takes as a platform of one component: an OS or an
+# architecture (with its aliases)
+_KNOWN = frozenset(
+    ("linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
+     "android", "ios", "plan9", "js", "wasip1", "amd64", "x86_64", "x86-64", "arm64", "aarch64",
+     "arm", "armhf", "armel", "386", "i386", "ppc64le", "s390x", "riscv64", "mips64", "mips64le",
+     "loong64")
+)  # fmt: skip
+
 __all__ = [
     "BuildContainers",
     "BuildFailed",
@@ -131,6 +140,11 @@ class BuildService:
         """
         if options.squash:
             raise InvalidParameter("squash is only supported with experimental mode")
+        if options.platform and "/" not in options.platform and options.platform not in _KNOWN:
+            # containerd's platforms.Parse, which dockerd runs on the parameter
+            raise InvalidParameter(
+                f'"{options.platform}": unknown operating system or architecture: invalid argument'
+            )
         if options.platform and options.platform not in ("linux", f"linux/{_goarch()}"):
             raise InvalidParameter(
                 f'"{options.platform}": unsupported platform (this daemon builds '

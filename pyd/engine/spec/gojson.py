@@ -294,3 +294,44 @@ def paths(t: GoType, prefix: str = "") -> list[str]:
         if inner.kind == "struct" and inner.fields:
             out += paths(inner, path + ".")
     return out
+
+
+def go_syntax_error(raw: str, e: ValueError) -> str:
+    """Go's C{encoding/json} text for the syntax error Python's decoder reported as C{e} (the
+    common cases: what dockerd answers for a malformed JSON query parameter)."""
+    pos = getattr(e, "pos", None)
+    msg = getattr(e, "msg", "")
+    if pos is None or pos >= len(raw):
+        return "unexpected end of JSON input"
+    c = raw[pos]
+    quoted = "'\\''" if c == "'" else f"'{c}'"
+    if msg.startswith("Expecting property name"):
+        where = "looking for beginning of object key string"
+    elif msg.startswith("Expecting ':'"):
+        where = "after object key"
+    elif msg.startswith("Expecting ','"):
+        where = (
+            "after array element" if _innermost(raw[:pos]) == "[" else "after object key:value pair"
+        )
+    elif msg.startswith("Extra data"):
+        where = "after top-level value"
+    else:
+        where = "looking for beginning of value"
+    return f"invalid character {quoted} {where}"
+
+
+def _innermost(prefix: str) -> str:
+    """The innermost open bracket of a JSON prefix (strings skipped)."""
+    stack: list[str] = []
+    in_str = esc = False
+    for ch in prefix:
+        if in_str:
+            esc = not esc and ch == "\\"
+            in_str = esc or ch != '"'
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""

@@ -1,0 +1,127 @@
+"""Conformance scenarios for the fields L{tests.conformance.api_scenarios} leaves out: one request
+per field that needs a setting of its own (a host resource, a Windows-only field, a build
+parameter), and the version checks of the system endpoints.
+
+Each request stands alone (its own container name): what both daemons answer for it, success
+or refusal, is compared.
+"""
+
+from __future__ import annotations
+
+from tests.conformance.api_scenarios import _NONE, _q, _tar
+from tests.conformance.steps import Api, Scenario, Step, d
+from tests.helpers.images import DEFAULT_TAG as B
+
+# One HostConfig field each, on top of NetworkMode none.
+_CREATE_ONE: tuple[tuple[str, object], ...] = (
+    ("PortBindings", {"80/tcp": [{"HostPort": "18080"}]}),
+    ("CpuRealtimePeriod", 1000),
+    ("CpuRealtimeRuntime", 100),
+    ("CpuPercent", 50),
+)
+
+CREATE_ONE_FIELD = Scenario(
+    "containers_create_fields",
+    tuple(
+        Api(
+            "POST",
+            f"/containers/create?name=conf-f{i}",
+            {"Image": B, "HostConfig": {**_NONE, name: value}},
+        )
+        for i, (name, value) in enumerate(_CREATE_ONE)
+    ),
+    tuple(d("rm", "-f", f"conf-f{i}") for i in range(len(_CREATE_ONE))),
+)
+
+# One update field each, on a container that has no CPU settings yet.
+_UPDATE_ONE: tuple[tuple[str, object], ...] = (
+    ("NanoCpus", 500_000_000),
+    ("OomKillDisable", True),
+    ("CpuRealtimePeriod", 1000),
+    ("IOMaximumIOps", 100),
+    ("Init", True),
+)
+
+UPDATE_ONE_FIELD = Scenario(
+    "containers_update_fields",
+    (
+        Api(
+            "POST",
+            "/containers/create?name=conf-uf",
+            {"Image": B, "Cmd": ["sleep", "1000"], "HostConfig": _NONE},
+        ),
+        d("start", "conf-uf"),
+        *(Api("POST", "/containers/conf-uf/update", {name: value}) for name, value in _UPDATE_ONE),
+        Api("GET", "/containers/conf-uf/json", fields=("HostConfig.NanoCpus",)),
+    ),
+    (d("rm", "-f", "conf-uf"),),
+)
+
+_CONTEXT = _tar(
+    {
+        "Dockerfile": f"FROM {B} AS base\nARG A=0\nLABEL a=$A\nRUN true\nFROM base AS final\n".encode(),
+        "other.Dockerfile": f"FROM {B}\nRUN false\n".encode(),
+    }
+)
+_BUILD_ALL = (
+    "/build?dockerfile=Dockerfile&t=conf/b:1&extrahosts=h1:10.9.8.7&q=1&nocache=1"
+    "&cachefrom=" + _q(["conf/none:1"]) + "&rm=1&forcerm=1&memory=67108864&memswap=134217728"
+    "&cpushares=512&cpusetcpus=0&cpuperiod=100000&cpuquota=50000&buildargs="
+    + _q({"A": "1"})
+    + "&shmsize=67108864&labels="
+    + _q({"conf": "b"})
+    + "&networkmode=none&platform=linux"
+    "&target=base&version=1"
+)
+
+BUILD_API = Scenario(
+    "build_api",
+    (
+        Api("POST", _BUILD_ALL, data=_CONTEXT, fields=()),
+        Api(
+            "GET",
+            "/images/conf/b:1/json",
+            fields=("RepoTags", "Config.Labels"),
+        ),
+        # a stream of the build's output: compared by the build goldens (tests/helpers/
+        # build_golden.py) through the CLI, here only its status
+        Api("POST", "/build?dockerfile=other.Dockerfile&t=conf/b:2&q=1", data=_CONTEXT, fields=()),
+        Api("POST", "/build?t=conf/B:1", data=_CONTEXT),
+        Api("POST", "/build?buildargs=x", data=_CONTEXT),
+        Api("POST", "/build?labels=x", data=_CONTEXT),
+        Api("POST", "/build?cachefrom=x", data=_CONTEXT),
+        Api("POST", "/build?shmsize=x", data=_CONTEXT),
+        Api("POST", "/build?memory=x", data=_CONTEXT, fields=()),
+        Api("POST", "/build?memswap=x", data=_CONTEXT, fields=()),
+        Api("POST", "/build?cpushares=x", data=_CONTEXT, fields=()),
+        Api("POST", "/build?cpuperiod=x", data=_CONTEXT, fields=()),
+        Api("POST", "/build?cpuquota=x", data=_CONTEXT, fields=()),
+        Api("POST", "/build?cpusetcpus=x", data=_CONTEXT, fields=()),
+        Api("POST", "/build?networkmode=nope", data=_CONTEXT, fields=()),
+        Api("POST", "/build?platform=nope", data=_CONTEXT),
+        Api("POST", "/build?target=nope", data=_CONTEXT),
+        Api("POST", "/build?version=3", data=_CONTEXT),
+        Api("POST", "/build?squash=1", data=_CONTEXT),
+        Api("POST", "/build?outputs=x&version=1", data=_CONTEXT),
+        Api("POST", "/build/prune?all=1&keep-storage=1&filters=" + _q({"until": ["1h"]})),
+        Api("POST", "/build/prune?keep-storage=x"),
+        Api("POST", "/build/prune?filters=" + _q({"nope": ["x"]})),
+    ),
+    (d("rmi", "-f", "conf/b:1", "conf/b:2"),),
+    keep=("10.9.8.7",),
+)
+
+# The version checks every endpoint shares, on the endpoints that have no other error.
+_VERSIONED: tuple[Step, ...] = tuple(
+    Api(m, f"/v1.99{p}") for m, p in (("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/info"),
+                                     ("GET", "/version"), ("GET", "/system/df"))
+)  # fmt: skip
+
+SYSTEM_VERSIONS = Scenario("system_versions", _VERSIONED)
+
+FIELD_SCENARIOS: tuple[Scenario, ...] = (
+    CREATE_ONE_FIELD,
+    UPDATE_ONE_FIELD,
+    BUILD_API,
+    SYSTEM_VERSIONS,
+)
