@@ -729,7 +729,7 @@ SYSTEM_API = Scenario(
         Api(
             "GET",
             "/info",
-            fields=("Containers", "ContainersRunning", "Images", "OSType", "Swarm.LocalNodeState"),
+            fields=("Containers", "ContainersRunning", "OSType", "Swarm.LocalNodeState"),
         ),
         Api("GET", "/system/df?type=container&type=volume", fields=("Containers", "Volumes")),
         Api("GET", "/events?since=1&until=2&filters=" + _q({"type": ["container"]})),
