@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 from pyd.core.errors import Conflict
 from pyd.core.records import Volume
@@ -21,6 +23,14 @@ from pyd.state.models import ContainerRow, ContainerVolumeRow, VolumeRow
 
 # Container states in which a container is using its mounts.
 ACTIVE_STATES = ("running", "paused", "restarting")
+
+
+# Built once: SQLAlchemy's per-call statement construction costs more than SQLite's work.
+_BY_NAME = select(VolumeRow).where(VolumeRow.name == bindparam("b_name"))
+_INSERT_NEW = sqlite_insert(VolumeRow).on_conflict_do_nothing(index_elements=["name"])
+_DELETE_RETURNING = (
+    delete(VolumeRow).where(VolumeRow.name == bindparam("b_name")).returning(*VolumeRow.__table__.c)
+)
 
 
 def _record(row: Any) -> Volume:
@@ -52,88 +62,123 @@ def _refs(conn: Connection, name: str) -> list[str]:
     return [r[0] for r in conn.execute(q)]
 
 
+class _Unknown:
+    """A write whose outcome is not known (it failed unexpectedly)."""
+
+
+_UNKNOWN = _Unknown()
+
+# A mirror of more volumes than this is dropped (reads go to the database again).
+MIRROR_LIMIT = 65536
+
+
 class VolumeRepository:
     """Stores volume rows and which containers use which volume."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, limit: int = MIRROR_LIMIT) -> None:
         self._db = db
-        # Volume records by name, read through: C{GET /volumes/NAME} and every container start
-        # that names a volume ask for one, and a database thread hop costs far more than the
-        # answer. Every write of the volumes table is in this class; each bumps C{_writes}
-        # before and after, and a read that saw a write in flight is not kept.
-        self._known: dict[str, Volume] = {}
-        self._writes = 0
+        self._limit = limit
+        # The whole volumes table, answered without a database round trip: the volume API's
+        # inspect and list, and the engine's lookup before each create and removal, ask for it,
+        # and a thread hop to the database costs more than the answer (issue 21). Every write of
+        # the table is in this class and updates the mirror once it committed. A list read
+        # installs the mirror only when no write started or ended while it ran; None until then
+        # (and after a write whose outcome is unknown).
+        self._table: dict[str, Volume] | None = None
+        self._sorted: list[Volume] | None = None
+        # Names with a write in flight: a read of one goes to the database, queued behind the
+        # write on the one DB thread, so it sees what the write did.
+        self._busy: dict[str, int] = {}
+        self._writes = 0  # counts writes started and ended
 
-    def _keep(self, seen: int, vol: Volume | None) -> Volume | None:
-        if vol is not None and seen == self._writes and len(self._known) < 65536:
-            self._known[vol.name] = vol
-        return vol
-
-    def _writing(self, name: str) -> None:
+    def _begin(self, name: str) -> None:
         self._writes += 1
-        self._known.pop(name, None)
+        self._busy[name] = self._busy.get(name, 0) + 1
+
+    def _end(self, name: str, after: Volume | _Unknown | None) -> None:
+        self._writes += 1
+        left = self._busy.pop(name) - 1
+        if left:
+            self._busy[name] = left
+        if self._table is None:
+            return
+        if isinstance(after, _Unknown):
+            self._table = None
+        elif after is None:
+            self._table.pop(name, None)
+        else:
+            self._table[name] = after
+        self._sorted = None
+        if self._table is not None and len(self._table) > self._limit:
+            self._table = None
+
+    def _install(self, seen: int, vols: list[Volume]) -> list[Volume]:
+        if seen == self._writes and not self._busy and len(vols) <= self._limit:
+            self._table = {v.name: v for v in vols}
+            self._sorted = list(vols)
+        return vols
 
     def get_or_add(self, vol: Volume) -> Deferred[tuple[Volume, bool]]:
         """Insert C{vol} unless a volume of that name exists; fire with (stored, created)."""
+        values = {
+            "name": vol.name,
+            "driver": vol.driver,
+            "mountpoint": vol.mountpoint,
+            "created": vol.created,
+            "labels": vol.labels,
+            "options": vol.options,
+            "anonymous": vol.anonymous,
+            "bind_root": vol.bind_root,
+            "bind_subpath": vol.bind_subpath,
+        }
 
         def thd(conn: Connection) -> tuple[Volume, bool]:
-            row = conn.execute(select(VolumeRow).where(VolumeRow.name == vol.name)).first()
-            if row is not None:
-                return _record(row), False
-            conn.execute(
-                insert(VolumeRow).values(
-                    name=vol.name,
-                    driver=vol.driver,
-                    mountpoint=vol.mountpoint,
-                    created=vol.created,
-                    labels=vol.labels,
-                    options=vol.options,
-                    anonymous=vol.anonymous,
-                    bind_root=vol.bind_root,
-                    bind_subpath=vol.bind_subpath,
-                )
-            )
-            return vol, True
+            # One statement when the name is free (the usual case: the engine looked first).
+            if conn.execute(_INSERT_NEW, values).rowcount:
+                return vol, True
+            row = conn.execute(_BY_NAME, {"b_name": vol.name}).first()
+            if row is None:  # cannot happen: the insert was ignored because the row exists
+                raise Conflict(f"volume {vol.name} could not be stored")
+            return _record(row), False
 
-        def written(result: Any) -> Any:
-            alone = self._writes == mine
-            self._writing(vol.name)
-            if alone and isinstance(result, tuple):
-                # No other write ran meanwhile: the stored record is what a read would give,
-                # so the inspect that follows a create (the CLI's, the bench's) needs no read.
-                self._keep(self._writes, result[0])
+        def done(result: tuple[Volume, bool]) -> tuple[Volume, bool]:
+            self._end(vol.name, result[0])
             return result
 
-        self._writing(vol.name)
-        mine = self._writes
-        return self._db.transaction(thd).addBoth(written)
+        def failed(f: Failure) -> Failure:
+            self._end(vol.name, _UNKNOWN)
+            return f
+
+        self._begin(vol.name)
+        return self._db.transaction(thd).addCallbacks(done, failed)
 
     def get(self, name: str) -> Deferred[Volume | None]:
         """The volume named C{name}, or None."""
+        if name not in self._busy:
+            if self._table is not None:
+                return succeed(self._table.get(name))
+            return self.all().addCallback(
+                lambda vols: next((v for v in vols if v.name == name), None)
+            )
 
         def thd(conn: Connection) -> Volume | None:
-            row = conn.execute(select(VolumeRow).where(VolumeRow.name == name)).first()
+            row = conn.execute(_BY_NAME, {"b_name": name}).first()
             return None if row is None else _record(row)
 
-        known = self._known.get(name)
-        if known is not None:
-            return succeed(known)
-        seen = self._writes
-        return self._db.run(thd).addCallback(lambda vol: self._keep(seen, vol))
+        return self._db.run(thd)
 
     def all(self) -> Deferred[list[Volume]]:
         """Every volume, by name."""
+        if self._table is not None and not self._busy:
+            if self._sorted is None:
+                self._sorted = sorted(self._table.values(), key=lambda v: v.name)
+            return succeed(list(self._sorted))
 
         def thd(conn: Connection) -> list[Volume]:
             return [_record(r) for r in conn.execute(select(VolumeRow).order_by(VolumeRow.name))]
 
-        def keep(vols: list[Volume]) -> list[Volume]:
-            for v in vols:
-                self._keep(seen, v)
-            return vols
-
         seen = self._writes
-        return self._db.run(thd).addCallback(keep)
+        return self._db.run(thd).addCallback(lambda vols: self._install(seen, vols))
 
     def ref_counts(self) -> Deferred[dict[str, int]]:
         """How many distinct containers refer to each referenced volume."""
@@ -158,25 +203,26 @@ class VolumeRepository:
         """
 
         def thd(conn: Connection) -> Volume | None:
-            row = conn.execute(select(VolumeRow).where(VolumeRow.name == name)).first()
-            if row is None:
-                return None
-            refs = _refs(conn, name)
-            if refs:
-                raise Conflict(in_use_message(name, refs))
+            # One statement: the RESTRICT foreign key of the use rows refuses a volume in use
+            # (SQLite aborts the statement alone; the transaction reads the users for the text).
             try:
-                with conn.begin_nested():
-                    conn.execute(delete(VolumeRow).where(VolumeRow.name == name))
-            except IntegrityError as e:  # a use row appeared meanwhile: RESTRICT keeps the row
-                raise Conflict(in_use_message(name, _refs(conn, name))) from e
-            return _record(row)
+                row = conn.execute(_DELETE_RETURNING, {"b_name": name}).first()
+            except IntegrityError:
+                raise Conflict(in_use_message(name, _refs(conn, name))) from None
+            return None if row is None else _record(row)
 
-        def written(result: Any) -> Any:
-            self._writing(name)
-            return result
+        def done(deleted: Volume | None) -> Volume | None:
+            self._end(name, None)
+            return deleted
 
-        self._writing(name)
-        return self._db.transaction(thd).addBoth(written)
+        def failed(f: Failure) -> Failure:
+            # a refusal (in use) rolled back and changed nothing; anything else is unknown
+            unchanged = self._table.get(name) if self._table is not None else None
+            self._end(name, unchanged if f.check(Conflict) else _UNKNOWN)
+            return f
+
+        self._begin(name)
+        return self._db.transaction(thd).addCallbacks(done, failed)
 
     def add_uses(self, container_id: str, uses: Iterable[tuple[str, str]]) -> Deferred[None]:
         """Record that the container uses each (volume name, destination)."""

@@ -1,17 +1,22 @@
-"""VolumeRepository's read-through cache of volume records never answers with a volume that a
-finished write removed, even when reads and writes overlap on the database thread."""
+"""VolumeRepository's mirror of the volumes table answers reads without a database round trip,
+and never with a volume that a finished write removed (or without one it added), even when reads
+and writes overlap on the database thread."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from pyd.core.errors import Conflict
 from pyd.core.records import Volume
 from pyd.state import migrate
 from pyd.state.db import Database, make_engine
+from pyd.state.models import ContainerRow, ContainerVolumeRow
 from pyd.state.volumes import VolumeRepository
 
 
@@ -50,83 +55,66 @@ class VolumeCacheTests(SynchronousTestCase):
         self.addCleanup(self.db.close)
         self.repo = VolumeRepository(self.db)
 
-    def get(self, name: str) -> Volume | None:
-        self.blocking.inline = True
-        try:
-            got: Volume | None = self.successResultOf(self.repo.get(name))
-            return got
-        finally:
-            self.blocking.inline = False
+    def inline(self, d: Deferred[Any]) -> Any:
+        """Run what C{d} waits for on the DB thread now; its result."""
+        while self.blocking.pending:
+            self.blocking.step(0)
+        return self.successResultOf(d)
 
-    def test_delete_forgets(self) -> None:
-        self.blocking.inline = True
-        self.successResultOf(self.repo.get_or_add(vol("a")))
-        self.assertEqual(self.get("a"), vol("a"))
-        self.assertEqual(self.get("a"), vol("a"))  # from the cache
-        self.blocking.inline = True
-        self.assertEqual(self.successResultOf(self.repo.delete("a")), vol("a"))
-        self.assertIsNone(self.get("a"))
-        self.blocking.inline = True
-        self.successResultOf(self.repo.get_or_add(vol("a")))
-        self.assertEqual(self.get("a"), vol("a"))
+    def add(self, *names: str) -> None:
+        for name in names:
+            self.assertEqual(self.inline(self.repo.get_or_add(vol(name))), (vol(name), True))
 
-    def test_read_before_delete_answered_after_is_not_kept(self) -> None:
-        self.blocking.inline = True
-        self.successResultOf(self.repo.get_or_add(vol("a")))
-        self.repo._known.clear()  # the create kept its record: this read goes to the database
-        self.blocking.inline = False
-        read = self.repo.get("a")  # queued: reads the row before the delete runs
+    def mirrored(self) -> list[Volume]:
+        """Install the mirror (a list read with no write overlapping)."""
+        vols: list[Volume] = self.inline(self.repo.all())
+        self.assertEqual(self.blocking.pending, [])
+        return vols
+
+    def answered_without_read(self, d: Deferred[Any]) -> Any:
+        self.assertEqual(self.blocking.pending, [])
+        return self.successResultOf(d)
+
+    def test_reads_answered_from_the_mirror(self) -> None:
+        """Once listed, inspect, list and the lookup of a free name read nothing, and every
+        write keeps the mirror in step."""
+        self.add("a", "b")
+        self.assertEqual(self.mirrored(), [vol("a"), vol("b")])
+        self.assertEqual(self.answered_without_read(self.repo.get("a")), vol("a"))
+        self.assertIsNone(self.answered_without_read(self.repo.get("free")))
+        self.add("c")
+        self.assertEqual(self.answered_without_read(self.repo.get("c")), vol("c"))
+        self.assertEqual(self.inline(self.repo.delete("a")), vol("a"))
+        self.assertIsNone(self.answered_without_read(self.repo.get("a")))
+        self.assertEqual(self.answered_without_read(self.repo.all()), [vol("b"), vol("c")])
+
+    def test_existing_name_not_added(self) -> None:
+        self.add("a")
+        other = Volume("a", "local", "/elsewhere", 2, None, None)
+        self.assertEqual(self.inline(self.repo.get_or_add(other)), (vol("a"), False))
+        self.mirrored()
+        self.assertEqual(self.answered_without_read(self.repo.get("a")), vol("a"))
+
+    def test_get_before_any_list_reads_the_table(self) -> None:
+        self.add("a")
+        self.assertEqual(self.inline(self.repo.get("a")), vol("a"))
+        self.assertEqual(self.answered_without_read(self.repo.get("a")), vol("a"))
+
+    def test_read_of_a_name_being_written_follows_the_write(self) -> None:
+        """A read of a name whose write is in flight goes to the database, behind the write."""
+        self.add("a")
+        self.mirrored()
         gone = self.repo.delete("a")
-        fn, args, d = self.blocking.pending.pop(0)
-        row = fn(*args)  # the read sees the row on the DB thread ...
-        self.blocking.step(0)  # ... the delete commits and is answered ...
-        d.callback(row)  # ... and only then the read's answer arrives
-        self.assertEqual(self.successResultOf(read), vol("a"))
+        read = self.repo.get("a")
+        self.assertEqual(len(self.blocking.pending), 2)
+        self.blocking.step(0)
+        self.blocking.step(0)
         self.assertEqual(self.successResultOf(gone), vol("a"))
-        self.assertIsNone(self.get("a"))
-
-    def test_read_during_create_is_not_kept_stale(self) -> None:
-        self.blocking.inline = False
-        read = self.repo.get("b")
-        made = self.repo.get_or_add(vol("b"))
-        self.blocking.step(0)  # the read finds nothing
         self.assertIsNone(self.successResultOf(read))
-        self.blocking.step(0)
-        self.assertEqual(self.successResultOf(made), (vol("b"), True))
-        self.assertEqual(self.get("b"), vol("b"))
 
-    def test_created_record_kept(self) -> None:
-        """The inspect that follows a create needs no database read."""
-        self.blocking.inline = True
-        self.successResultOf(self.repo.get_or_add(vol("c")))
-        self.blocking.inline = False
-        got = self.repo.get("c")
-        self.assertEqual(self.blocking.pending, [])
-        self.assertEqual(self.successResultOf(got), vol("c"))
-
-    def test_create_overlapping_delete_not_kept(self) -> None:
-        """A create answered after a delete of the same name started keeps nothing: the
-        delete's commit may follow the create's."""
-        made = self.repo.get_or_add(vol("d"))
-        gone = self.repo.delete("d")
-        self.blocking.step(0)  # the create commits, its answer arrives while the delete waits
-        self.assertEqual(self.successResultOf(made), (vol("d"), True))
-        self.blocking.step(0)
-        self.assertEqual(self.successResultOf(gone), vol("d"))
-        self.assertIsNone(self.get("d"))
-
-    def test_listed_records_kept(self) -> None:
-        """Every volume a list read returns is kept, unless a write ran meanwhile."""
-        self.blocking.inline = True
-        for name in ("e", "f"):
-            self.successResultOf(self.repo.get_or_add(vol(name)))
-        self.repo._known.clear()
-        self.assertEqual(self.successResultOf(self.repo.all()), [vol("e"), vol("f")])
-        self.blocking.inline = False
-        got = self.repo.get("f")
-        self.assertEqual(self.blocking.pending, [])
-        self.assertEqual(self.successResultOf(got), vol("f"))
-        self.repo._known.clear()
+    def test_list_overlapping_a_write_installs_nothing(self) -> None:
+        """A list read whose answer arrives after a delete committed is not kept."""
+        self.add("e", "f")
         listed = self.repo.all()
         gone = self.repo.delete("e")
         fn, args, d = self.blocking.pending.pop(0)
@@ -135,4 +123,67 @@ class VolumeCacheTests(SynchronousTestCase):
         d.callback(rows)
         self.assertEqual(self.successResultOf(gone), vol("e"))
         self.assertEqual(self.successResultOf(listed), [vol("e"), vol("f")])
-        self.assertIsNone(self.get("e"))
+        self.assertIsNone(self.inline(self.repo.get("e")))
+        self.assertEqual(self.answered_without_read(self.repo.all()), [vol("f")])
+
+    def test_create_overlapping_delete(self) -> None:
+        """A create answered while a delete of the same name waits: the delete's commit follows
+        the create's, and the mirror says so."""
+        self.mirrored()
+        made = self.repo.get_or_add(vol("d"))
+        gone = self.repo.delete("d")
+        self.blocking.step(0)
+        self.assertEqual(self.successResultOf(made), (vol("d"), True))
+        self.blocking.step(0)
+        self.assertEqual(self.successResultOf(gone), vol("d"))
+        self.assertIsNone(self.answered_without_read(self.repo.get("d")))
+
+    def test_in_use_refusal_keeps_the_mirror(self) -> None:
+        self.add("u")
+        self.mirrored()
+        cid = "c" * 64
+
+        def use(conn: Any) -> None:
+            conn.execute(
+                insert(ContainerRow).values(
+                    id=cid, name="/c", image_id="i", image_ref="i", created=1, status="created",
+                    config={}, host_config={}, state={},
+                )
+            )  # fmt: skip
+            conn.execute(
+                insert(ContainerVolumeRow).values(
+                    container_id=cid, volume_name="u", destination="/d"
+                )
+            )
+
+        self.db.run_sync(use)
+        f = self.failureResultOf(self.inline_failure(self.repo.delete("u")), Conflict)
+        self.assertEqual(str(f.value), f"remove u: volume is in use - [{cid}]")
+        self.assertEqual(self.answered_without_read(self.repo.get("u")), vol("u"))
+
+    def inline_failure(self, d: Deferred[Any]) -> Deferred[Any]:
+        while self.blocking.pending:
+            self.blocking.step(0)
+        return d
+
+    def test_failed_write_drops_the_mirror(self) -> None:
+        """A write that failed for another reason leaves the mirror unknown: the next reads go
+        to the database and install it again."""
+        self.add("a")
+        self.mirrored()
+        real = self.db.transaction
+
+        def broken(fn: Callable[..., Any]) -> Deferred[Any]:
+            def thd(conn: Any) -> Any:
+                fn(conn)
+                raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+            return real(thd)
+
+        self.db.transaction = broken  # type: ignore[method-assign]  # the commit fails after the insert ran
+        self.failureResultOf(self.inline_failure(self.repo.get_or_add(vol("b"))), OperationalError)
+        self.db.transaction = real  # type: ignore[method-assign]
+        got = self.repo.get("a")
+        self.assertEqual(len(self.blocking.pending), 1)
+        self.assertEqual(self.inline(got), vol("a"))
+        self.assertEqual(self.answered_without_read(self.repo.all()), [vol("a")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from pyd.core.errors import Conflict, InvalidParameter, NotFound, PydError
 from pyd.core.records import MountSpec
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.process import ProcessResult
+from pyd.drivers.volumes import local as local_driver
 from pyd.drivers.volumes.local import LocalVolumeDriver
 from pyd.drivers.volumes.stage import open_subpath
 from pyd.engine.events import EventService
@@ -321,6 +323,49 @@ class VolumeApiRuleTests(Base):
         self.assertTrue(
             os.path.exists(os.path.join(self.tmp, "volumes", "orphan", "_data", "keep"))
         )
+
+    def test_start_makes_a_lost_directory_again(self) -> None:
+        """A plain volume's directory is not fsynced before its row commits: a row whose
+        directory a power loss dropped gets it again, empty (with its opts.json when it has
+        options), and the volume mounts as before."""
+        run_sync(self.svc.create("lost"))
+        run_sync(self.svc.create("lostopts", options={"type": "tmpfs", "device": "tmpfs"}))
+        for name in ("lost", "lostopts"):
+            shutil.rmtree(os.path.join(self.tmp, "volumes", name))
+        run_sync(self.svc.start())
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "volumes", "lost", "_data")), [])
+        with open(os.path.join(self.tmp, "volumes", "lostopts", "opts.json")) as f:
+            self.assertEqual(json.load(f), {"type": "tmpfs", "device": "tmpfs"})
+        self.assertEqual(run_sync(self.svc.inspect("lost")).name, "lost")
+
+    def test_removed_name_free_at_once(self) -> None:
+        """rm moves the directory away before it answers: a volume of the same name made
+        right after starts empty, and no trash is left once the deletion ran."""
+        v = run_sync(self.svc.create("again"))
+        with open(os.path.join(v.mountpoint, "old"), "w") as f:
+            f.write("x")
+        run_sync(self.svc.remove("again"))
+        v = run_sync(self.svc.create("again"))
+        self.assertEqual(os.listdir(v.mountpoint), [])
+        self.assertEqual(sorted(os.listdir(os.path.join(self.tmp, "volumes"))), ["again"])
+        self.assertEqual(
+            self.actions()[-3:], [("create", "again"), ("destroy", "again"), ("create", "again")]
+        )
+
+    def test_trash_under_a_mount_is_left(self) -> None:
+        """The deletion never goes through something mounted on the data (the start's sweep
+        neither): the trash stays, and is said."""
+        trash = os.path.join(self.tmp, "volumes", ".trash-m-1234")
+        os.makedirs(os.path.join(trash, "_data"))
+        with open(os.path.join(trash, "_data", "mounted"), "w") as f:
+            f.write("x")
+        real = local_driver.is_mountpoint
+        self.patch(local_driver, "is_mountpoint", lambda p: p.startswith(trash) or real(p))
+        said: list[str] = []
+        self.patch(local_driver.log, "warn", lambda fmt, **kw: said.append(str(kw["err"])))
+        run_sync(self.svc.start())
+        self.assertTrue(os.path.exists(os.path.join(trash, "_data", "mounted")))
+        self.assertEqual(said, [f"{trash}/_data is mounted: left in place"])
 
 
 class CopyUpRecoveryTests(Base):

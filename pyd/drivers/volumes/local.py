@@ -8,7 +8,9 @@ to L{pyd.engine.volumes}.
 
 Crash safety: a volume's directories exist before its row is committed, and a removal deletes the
 row first, then renames the directory to a C{.trash-*} entry (names never start with a dot) and
-deletes it. After a kill -9, L{LocalVolumeDriver.scan} lists the volume directories so the
+deletes it (after the caller has its answer). A plain volume's new directory is not fsynced: a
+power loss that drops it is repaired at start, where the engine makes the directory of a row
+that has none again (what it held was lost with it). After a kill -9, L{LocalVolumeDriver.scan} lists the volume directories so the
 engine can adopt ones without a row (their data is never lost), and L{sweep_trash} finishes
 interrupted deletions.
 """
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from pyd.core.seams import Blocking
 from pyd.drivers import inroot
@@ -31,6 +34,8 @@ from pyd.drivers.process import ProcessRunner
 from pyd.drivers.volumes import copy as _copy
 from pyd.drivers.volumes import stage as _stage
 from pyd.drivers.volumes.stage import StagingArea
+
+log = Logger()
 
 DATA = "_data"
 OPTS_FILE = "opts.json"
@@ -129,27 +134,39 @@ class LocalVolumeDriver:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, os.path.join(vdir, OPTS_FILE))
-        _fsync_dir(self.root)
+            # the options must survive a power loss with the directory (a plain volume's
+            # directory is made again at start if a power loss dropped it: engine's start)
+            _fsync_dir(self.root)
         return int(os.stat(vdir).st_ctime)
 
     def create(self, name: str, options: Mapping[str, str] | None) -> Deferred[int]:
         """Make the volume's directories (idempotent); fires with the creation time."""
         return self._blocking.run(self._create, name, options)
 
-    def _remove(self, name: str) -> None:
+    def _retire(self, name: str) -> str | None:
         vdir = self.volume_dir(name)
-        data = os.path.join(vdir, DATA)
-        if os.path.lexists(data) and is_mountpoint(data):
-            raise VolumeDriverError(f"volume {name} is still mounted at {data}")
         if not os.path.lexists(vdir):
-            return
+            return None
+        data = os.path.join(vdir, DATA)
+        if os.path.lexists(data) and _looks_mounted(data, vdir):
+            raise VolumeDriverError(f"volume {name} is still mounted at {data}")
         trash = os.path.join(self.root, f"{_TRASH_PREFIX}{name}-{os.urandom(4).hex()}")
         os.rename(vdir, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        return trash
 
     def remove(self, name: str) -> Deferred[None]:
-        """Delete the volume's directory and data (refused while something is mounted on it)."""
-        return self._blocking.run(self._remove, name)
+        """Delete the volume's directory and data (refused while something is mounted on it).
+
+        The directory is renamed to a trash entry before this fires (the name is free for a new
+        volume at once); its contents are deleted afterwards, off the caller's path, and a
+        start finishes a deletion a crash interrupted (L{sweep_trash})."""
+
+        def purge(trash: str | None) -> None:
+            if trash is not None:
+                d = self._blocking.run(_purge, trash)
+                d.addErrback(lambda f: log.failure("deleting {trash}", f, trash=trash))
+
+        return self._blocking.run(self._retire, name).addCallback(purge)
 
     def _scan(self) -> list[ScannedVolume]:
         out: list[ScannedVolume] = []
@@ -188,7 +205,10 @@ class LocalVolumeDriver:
             return 0
         for entry in entries:
             if entry.name.startswith(_TRASH_PREFIX):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                try:
+                    _purge(entry.path)
+                except VolumeDriverError as e:
+                    log.warn("{err}", err=e)
                 n += 1
                 continue
             stage = os.path.join(entry.path, DATA + _STAGE_SUFFIX)
@@ -443,6 +463,28 @@ def _mask_password(text: str, options: str) -> str:
             if pw:
                 text = text.replace(pw, "********")
     return text
+
+
+def _looks_mounted(data: str, vdir: str) -> bool:
+    """Whether something is mounted on a volume's C{data}. A volume with mount options (an
+    C{opts.json}) is looked up in the mount table; a plain one, which pyd never mounts on, only
+    by device (a mount of another filesystem), which needs no read of the mount table:
+    L{_purge} looks it up again before deleting anything."""
+    if os.path.exists(os.path.join(vdir, OPTS_FILE)):
+        return is_mountpoint(data)
+    try:
+        return os.stat(data).st_dev != os.stat(vdir).st_dev
+    except OSError:
+        return False
+
+
+def _purge(trash: str) -> None:
+    """Delete a retired volume directory, unless something is still mounted on its data (then
+    it is left, and said: deleting through a mount would delete what is mounted)."""
+    data = os.path.join(trash, DATA)
+    if os.path.lexists(data) and is_mountpoint(data):
+        raise VolumeDriverError(f"{data} is mounted: left in place")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _fsync_dir(path: str) -> None:

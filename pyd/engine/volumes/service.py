@@ -129,18 +129,34 @@ class VolumeService:
         # volume name -> containers that prepared it and have not been seen stopping
         self._active: dict[str, set[str]] = {}
 
+    def _emit(self, action: str, name: str, attributes: dict[str, str]) -> None:
+        """Record a volume event without waiting for it: the DB thread stores it in order,
+        before any later request's read, and the reply need not wait for the round trip."""
+        d = self._events.emit("volume", action, name, attributes)
+        d.addErrback(lambda f: log.failure("volume event {action} not stored", f, action=action))
+
     # --- start-up ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Finish interrupted removals; adopt volume directories whose row a crash lost."""
+        """Finish interrupted removals; adopt volume directories whose row a crash lost, and make
+        the directory of a row that has none again."""
         staged = await self._driver.sweep_staged()
         if staged:
             log.info("removed the subpath staging mounts of {n} containers", n=staged)
         swept = await self._driver.sweep_trash()
         if swept:
             log.info("finished {n} interrupted volume removals", n=swept)
-        known = {v.name for v in await self._repo.all()}
-        for found in await self._driver.scan():
+        rows = await self._repo.all()
+        known = {v.name for v in rows}
+        scanned = await self._driver.scan()
+        on_disk = {found.name for found in scanned}
+        for vol in rows:
+            if vol.driver == DEFAULT_DRIVER and vol.name not in on_disk:
+                # A new volume's directory is not fsynced before its row commits (it was empty):
+                # after a power loss that dropped it, the volume is made again, empty.
+                await self._driver.create(vol.name, vol.options)
+                log.warn("made the missing directory of volume {name} again", name=vol.name)
+        for found in scanned:
             if found.name in known or not _NAME_RE.match(found.name):
                 continue
             vol = Volume(
@@ -263,7 +279,7 @@ class VolumeService:
             )
             stored, made = await self._repo.get_or_add(vol)
             if made:
-                await self._events.emit("volume", "create", name, {"driver": DEFAULT_DRIVER})
+                self._emit("create", name, {"driver": DEFAULT_DRIVER})
             return stored, made
 
         result: tuple[Volume, bool] = await self._locks.run(name, locked)
@@ -334,7 +350,7 @@ class VolumeService:
                     raise SystemError_(f"remove {name}: {e}") from e
                 log.warn("could not delete volume directory {name}: {err}", name=name, err=e)
             self._active.pop(name, None)
-            await self._events.emit("volume", "destroy", name, {"driver": vol.driver})
+            self._emit("destroy", name, {"driver": vol.driver})
 
         await self._locks.run(name, locked)
 
@@ -384,7 +400,7 @@ class VolumeService:
                     continue
                 reclaimed += max(size, 0)
                 deleted.append(v.name)
-            await self._events.emit("volume", "prune", "", {"reclaimed": str(reclaimed)})
+            self._emit("prune", "", {"reclaimed": str(reclaimed)})
             return deleted, reclaimed
         finally:
             self._pruning = False
@@ -659,8 +675,7 @@ class VolumeService:
 
             staged: str = await self._locks.run(vol.name, locked)
             out.append(attrs.evolve(m, source=staged) if staged else m)
-            await self._events.emit(
-                "volume",
+            self._emit(
                 "mount",
                 vol.name,
                 {
@@ -723,9 +738,7 @@ class VolumeService:
             vol = await self._repo.get(name)
             if vol is None:
                 continue
-            await self._events.emit(
-                "volume", "unmount", name, {"driver": vol.driver, "container": container_id}
-            )
+            self._emit("unmount", name, {"driver": vol.driver, "container": container_id})
             await self._maybe_unmount(vol, container_id)
 
     async def _maybe_unmount(self, vol: Volume, leaving: str) -> None:
