@@ -339,8 +339,7 @@ class VolumeApiRuleTests(Base):
         self.assertEqual(run_sync(self.svc.inspect("lost")).name, "lost")
 
     def test_removed_name_free_at_once(self) -> None:
-        """rm moves the directory away before it answers: a volume of the same name made
-        right after starts empty, and no trash is left once the deletion ran."""
+        """A volume of the same name made right after rm starts empty; no trash is left."""
         v = run_sync(self.svc.create("again"))
         with open(os.path.join(v.mountpoint, "old"), "w") as f:
             f.write("x")
@@ -353,8 +352,8 @@ class VolumeApiRuleTests(Base):
         )
 
     def test_trash_under_a_mount_is_left(self) -> None:
-        """The deletion never goes through something mounted on the data (the start's sweep
-        neither): the trash stays, and is said."""
+        """The start's sweep of half-removed volumes never deletes through something mounted
+        on the data: the trash stays, and is said."""
         trash = os.path.join(self.tmp, "volumes", ".trash-m-1234")
         os.makedirs(os.path.join(trash, "_data"))
         with open(os.path.join(trash, "_data", "mounted"), "w") as f:
@@ -891,3 +890,20 @@ class LifecycleTests(Base):
         self.assertEqual(
             [v.name for v in run_sync(self.svc.list_volumes({"dangling": ["1"]}))], [specs[0].name]
         )
+
+
+class MountRootTests(SynchronousTestCase):
+    """is_mountpoint asks statx(2) for the mount root (no read of the mount table)."""
+
+    def test_mount_roots(self) -> None:
+        self.assertTrue(local_driver.is_mountpoint("/"))
+        self.assertTrue(local_driver.is_mountpoint("/proc"))
+        tmp = tempfile.mkdtemp(prefix="pyd-vol-mnt-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.assertFalse(local_driver.is_mountpoint(tmp))
+        self.assertFalse(local_driver.is_mountpoint(os.path.join(tmp, "missing")))
+
+    def test_kernel_reports_mount_roots(self) -> None:
+        """The kernels pyd runs on (5.8+) answer; the mount table is the fallback."""
+        self.assertIs(local_driver._statx_mount_root("/proc"), True)
+        self.assertIs(local_driver._statx_mount_root("/proc/self/fd"), False)

@@ -8,7 +8,7 @@ to L{pyd.engine.volumes}.
 
 Crash safety: a volume's directories exist before its row is committed, and a removal deletes the
 row first, then renames the directory to a C{.trash-*} entry (names never start with a dot) and
-deletes it (after the caller has its answer). A plain volume's new directory is not fsynced: a
+deletes it. A plain volume's new directory is not fsynced: a
 power loss that drops it is repaired at start, where the engine makes the directory of a row
 that has none again (what it held was lost with it). After a kill -9, L{LocalVolumeDriver.scan} lists the volume directories so the
 engine can adopt ones without a row (their data is never lost), and L{sweep_trash} finishes
@@ -17,11 +17,13 @@ interrupted deletions.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import shutil
 import stat as st
+import struct
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -83,8 +85,37 @@ def _unescape(path: str) -> str:
     return "".join(out)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+_STATX_BASIC_STATS = 0x7FF
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+# struct statx: stx_attributes at byte 8, stx_attributes_mask at byte 56 (linux/stat.h)
+_STATX_SIZE = 256
+
+
+def _statx_mount_root(path: str) -> bool | None:
+    """Whether C{path} (symlinks followed) is the root of a mount, from one statx(2) call
+    (Linux 5.8+ reports it, bind mounts of the same filesystem included); None where the
+    kernel does not say."""
+    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    if _libc.statx(_AT_FDCWD, os.fsencode(path), 0, _STATX_BASIC_STATS, buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    attributes, mask = struct.unpack_from("=Q", buf, 8)[0], struct.unpack_from("=Q", buf, 56)[0]
+    if not mask & _STATX_ATTR_MOUNT_ROOT:
+        return None
+    return bool(attributes & _STATX_ATTR_MOUNT_ROOT)
+
+
 def is_mountpoint(path: str) -> bool:
-    """Whether something is mounted on C{path} (blocking: reads /proc/self/mountinfo)."""
+    """Whether something is mounted on C{path} (blocking: one statx call, or a read of
+    /proc/self/mountinfo where the kernel does not report mount roots)."""
+    try:
+        root = _statx_mount_root(path)
+    except (OSError, AttributeError):  # gone, or a libc without statx: the mount table says
+        root = None
+    if root is not None:
+        return root
     return os.path.realpath(path) in _mountinfo_points()
 
 
@@ -143,30 +174,20 @@ class LocalVolumeDriver:
         """Make the volume's directories (idempotent); fires with the creation time."""
         return self._blocking.run(self._create, name, options)
 
-    def _retire(self, name: str) -> str | None:
+    def _remove(self, name: str) -> None:
         vdir = self.volume_dir(name)
-        if not os.path.lexists(vdir):
-            return None
         data = os.path.join(vdir, DATA)
-        if os.path.lexists(data) and _looks_mounted(data, vdir):
+        if os.path.lexists(data) and is_mountpoint(data):
             raise VolumeDriverError(f"volume {name} is still mounted at {data}")
+        if not os.path.lexists(vdir):
+            return
         trash = os.path.join(self.root, f"{_TRASH_PREFIX}{name}-{os.urandom(4).hex()}")
         os.rename(vdir, trash)
-        return trash
+        shutil.rmtree(trash, ignore_errors=True)
 
     def remove(self, name: str) -> Deferred[None]:
-        """Delete the volume's directory and data (refused while something is mounted on it).
-
-        The directory is renamed to a trash entry before this fires (the name is free for a new
-        volume at once); its contents are deleted afterwards, off the caller's path, and a
-        start finishes a deletion a crash interrupted (L{sweep_trash})."""
-
-        def purge(trash: str | None) -> None:
-            if trash is not None:
-                d = self._blocking.run(_purge, trash)
-                d.addErrback(lambda f: log.failure("deleting {trash}", f, trash=trash))
-
-        return self._blocking.run(self._retire, name).addCallback(purge)
+        """Delete the volume's directory and data (refused while something is mounted on it)."""
+        return self._blocking.run(self._remove, name)
 
     def _scan(self) -> list[ScannedVolume]:
         out: list[ScannedVolume] = []
@@ -465,22 +486,9 @@ def _mask_password(text: str, options: str) -> str:
     return text
 
 
-def _looks_mounted(data: str, vdir: str) -> bool:
-    """Whether something is mounted on a volume's C{data}. A volume with mount options (an
-    C{opts.json}) is looked up in the mount table; a plain one, which pyd never mounts on, only
-    by device (a mount of another filesystem), which needs no read of the mount table:
-    L{_purge} looks it up again before deleting anything."""
-    if os.path.exists(os.path.join(vdir, OPTS_FILE)):
-        return is_mountpoint(data)
-    try:
-        return os.stat(data).st_dev != os.stat(vdir).st_dev
-    except OSError:
-        return False
-
-
 def _purge(trash: str) -> None:
-    """Delete a retired volume directory, unless something is still mounted on its data (then
-    it is left, and said: deleting through a mount would delete what is mounted)."""
+    """Delete a half-removed volume directory, unless something is still mounted on its data
+    (then it is left, and said: deleting through a mount would delete what is mounted)."""
     data = os.path.join(trash, DATA)
     if os.path.lexists(data) and is_mountpoint(data):
         raise VolumeDriverError(f"{data} is mounted: left in place")
