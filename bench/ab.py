@@ -1,8 +1,9 @@
 """A/B: the same workload against two pyd source trees, alternating, to measure a change.
 
 Run as `.venv/bin/python -m bench.ab --a /path/to/tree-before --b /path/to/tree-after [what...]`
-(root); `what` is any of run, life, api, ping, conc (default: run life api; conc: --concurrent
-parallel `docker run --rm`, wall clock, each iteration). Each tree runs as its own
+(root); `what` is any of run, life, api, ping, conc, volumes, images (default: run life api;
+conc: --concurrent parallel `docker run --rm`, wall clock, each iteration; volumes: the volume
+API as bench.volumes times it; images: `docker images`, `image inspect`, `rm` of a created one). Each tree runs as its own
 twistd (PYTHONPATH = the tree), both with the busybox image; rows alternate A and B so a load
 spike hits both. Besides latencies it prints the daemon's CPU time per iteration (user+system,
 all threads: far less sensitive to a loaded machine than wall-clock) and RSS at the end.
@@ -11,10 +12,12 @@ all threads: far less sensitive to a loaded machine than wall-clock) and RSS at 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import Daemon, latency_ms, load_busybox, rss_mb, throughput
@@ -42,6 +45,26 @@ def _concurrent(d: Daemon, k: int) -> float:
     with ThreadPoolExecutor(max_workers=k) as pool:
         list(pool.map(lambda _: d.docker("run", "--rm", IMG, "true"), range(k)))
     return time.perf_counter() - t0
+
+
+def _volume_api(d: Daemon, i: int, rec: Callable[[Daemon, str, float], None]) -> None:
+    """The volume API as bench.volumes times it: create, inspect, list, remove."""
+    name = f"ab-v{i}"
+    body = json.dumps({"Name": name}).encode()
+    for label, method, path, data, want in (
+        ("POST /volumes/create", "POST", "/v1.41/volumes/create", body, 201),
+        ("GET /volumes/NAME", "GET", f"/v1.41/volumes/{name}", None, 200),
+        ("GET /volumes", "GET", "/v1.41/volumes", None, 200),
+        ("DELETE /volumes/NAME", "DELETE", f"/v1.41/volumes/{name}", None, 204),
+    ):
+        t0 = time.perf_counter()
+        status = (
+            unix_request(d.sock, method, path, data)[0]
+            if data
+            else unix_request(d.sock, method, path)[0]
+        )
+        rec(d, f"{label} (ms)", (time.perf_counter() - t0) * 1000)
+        assert status == want, (label, status)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                     rec(d, "docker start (ms)", d.cli_ms("start", nm))
                     rec(d, "docker stop (ms)", d.cli_ms("stop", nm))
                     rec(d, "docker rm (ms)", d.cli_ms("rm", nm))
+                if "volumes" in args.what:
+                    _volume_api(d, i, rec)
+                if "images" in args.what:
+                    rec(d, "docker images (ms)", d.cli_ms("images"))
+                    rec(d, "docker image inspect (ms)", d.cli_ms("image", "inspect", IMG))
+                    nm = f"ab-r{i}"
+                    d.docker("create", "--name", nm, IMG, "true")
+                    rec(d, "docker rm, created (ms)", d.cli_ms("rm", nm))
                 if "conc" in args.what:
                     rec(d, f"{args.concurrent} concurrent docker run --rm (s)",
                         _concurrent(d, args.concurrent))  # fmt: skip

@@ -8,16 +8,29 @@ delete its directory) only when no image, no writable layer and no child layer u
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import attrs
-from sqlalchemy import Connection, bindparam, delete, func, insert, literal_column, select, update
-from twisted.internet.defer import Deferred
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from twisted.internet.defer import Deferred, succeed
 
 from pyd.core.records import Layer
 from pyd.state.db import Database
 from pyd.state.models import ContainerRow, ImageRefRow, ImageRow, LayerRow, RwLayerRow
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -70,6 +83,38 @@ _REFS_OF_ONE = select(
 ).where(ImageRefRow.image_id == bindparam("b_id"))
 _REF_TARGET = select(ImageRefRow.image_id).where(ImageRefRow.ref == bindparam("b_ref"))
 _RW_BY_CONTAINER = select(RwLayerRow).where(RwLayerRow.container_id == bindparam("b_cid"))
+_ALL_IMAGES = select(ImageRow)
+_ALL_REFS = select(ImageRefRow.image_id, ImageRefRow.ref, ImageRefRow.kind, ImageRefRow.created)
+
+# What a write changes, for the read cache: the images and their references, or the layers and
+# the writable layers.
+IMAGES = "images"
+LAYERS = "layers"
+# Entries kept per domain at most (an image record holds its config, a few KiB).
+CACHE_LIMIT = 4096
+
+
+class _ReadCache:
+    """Answers to reads of one domain, valid while no write of that domain runs or ran since
+    they were read: every write of these tables is in L{ImageRepository}, which empties the
+    cache when a write starts and again when it ends, and keeps a read's answer only when no
+    write started or ended while it ran (the one DB thread answers reads and writes in order,
+    so a read never sees less than the writes that ended before it was asked)."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.writing = 0
+        self.entries: dict[tuple[str, str | None], Any] = {}
+
+    def begin(self) -> None:
+        self.generation += 1
+        self.writing += 1
+        self.entries.clear()
+
+    def end(self) -> None:
+        self.generation += 1
+        self.writing -= 1
+        self.entries.clear()
 
 
 def _layer(row: Any) -> Layer:
@@ -84,10 +129,14 @@ def _layer(row: Any) -> Layer:
     )
 
 
-def _images(conn: Connection, rows: Sequence[Any]) -> list[StoredImage]:
+def _images(conn: Connection, rows: Sequence[Any], every: bool = False) -> list[StoredImage]:
     ids = [r.id for r in rows]
     refs: dict[str, list[tuple[str, str, int]]] = {i: [] for i in ids}
-    if len(ids) == 1:
+    if every:  # all the images: all the references, without an IN list of every id
+        for rr in conn.execute(_ALL_REFS):
+            if rr.image_id in refs:
+                refs[rr.image_id].append((rr.ref, rr.kind, rr.created))
+    elif len(ids) == 1:
         for rr in conn.execute(_REFS_OF_ONE, {"b_id": ids[0]}):
             refs[rr.image_id].append((rr.ref, rr.kind, rr.created))
     elif ids:
@@ -116,18 +165,50 @@ def _images(conn: Connection, rows: Sequence[Any]) -> list[StoredImage]:
     return out
 
 
+def _chain_statement() -> Any:
+    layers = LayerRow.__table__
+    start = (
+        select(layers, literal(0).label("depth"))
+        .where(layers.c.chain_id == bindparam("b_chain"))
+        .cte("chain", recursive=True)
+    )
+    below = layers.alias("below")
+    walk = start.union_all(
+        select(below, (start.c.depth + 1).label("depth")).where(
+            below.c.chain_id == start.c.parent, start.c.depth < _MAX_CHAIN
+        )
+    )
+    return select(walk).order_by(walk.c.depth.desc())
+
+
+# Deeper than any image can be (dockerd allows 125 layers): a corrupt parent loop ends here.
+_MAX_CHAIN = 4096
+# The whole chain in one statement (a recursive CTE from the top down) instead of one per layer.
+_CHAIN = _chain_statement()
+
+
 def chain(conn: Connection, top: str | None) -> list[Layer]:
     """The layers of a chain, bottom first."""
-    out: list[Layer] = []
-    cur = top
-    while cur is not None:
-        row = conn.execute(_LAYER_BY_CHAIN, {"b_chain": cur}).first()
-        if row is None:
-            raise LookupError(f"layer {cur} is missing")
-        out.append(_layer(row))
-        cur = row.parent
-    out.reverse()
-    return out
+    if top is None:
+        return []
+    rows = conn.execute(_CHAIN, {"b_chain": top}).all()
+    if not rows:
+        raise LookupError(f"layer {top} is missing")
+    if rows[0].parent is not None:
+        raise LookupError(f"layer {rows[0].parent} is missing")
+    return [_layer(r) for r in rows]
+
+
+_B_LAYER = bindparam("b_layer")
+# Whether an image, a writable layer or a child layer still uses a layer (one statement).
+_LAYER_USED = select(
+    exists().where(ImageRow.top_layer == _B_LAYER)
+    | exists().where(RwLayerRow.top_layer == _B_LAYER)
+    | exists().where(LayerRow.parent == _B_LAYER)
+)
+_DELETE_LAYER = (
+    delete(LayerRow).where(LayerRow.chain_id == _B_LAYER).returning(*LayerRow.__table__.c)
+)
 
 
 def _release_chain(conn: Connection, top: str | None) -> list[Layer]:
@@ -135,23 +216,11 @@ def _release_chain(conn: Connection, top: str | None) -> list[Layer]:
     released: list[Layer] = []
     cur = top
     while cur is not None:
-        used = (
-            conn.execute(
-                select(func.count()).select_from(ImageRow).where(ImageRow.top_layer == cur)
-            ).scalar_one()
-            + conn.execute(
-                select(func.count()).select_from(RwLayerRow).where(RwLayerRow.top_layer == cur)
-            ).scalar_one()
-            + conn.execute(
-                select(func.count()).select_from(LayerRow).where(LayerRow.parent == cur)
-            ).scalar_one()
-        )
-        if used:
+        if conn.execute(_LAYER_USED, {"b_layer": cur}).scalar_one():
             break
-        row = conn.execute(select(LayerRow).where(LayerRow.chain_id == cur)).first()
+        row = conn.execute(_DELETE_LAYER, {"b_layer": cur}).first()
         if row is None:
             break
-        conn.execute(delete(LayerRow).where(LayerRow.chain_id == cur))
         released.append(_layer(row))
         cur = row.parent
     return released
@@ -162,6 +231,39 @@ class ImageRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Inspect, list, container create and start read the same few images and chains again
+        # and again; a DB thread round trip costs more than the answer (issue 21).
+        self._caches = {IMAGES: _ReadCache(), LAYERS: _ReadCache()}
+
+    def _write(self, domains: tuple[str, ...], fn: Callable[[Connection], T]) -> Deferred[T]:
+        caches = [self._caches[d] for d in domains]
+        for c in caches:
+            c.begin()
+
+        def ended(result: Any) -> Any:
+            for c in caches:
+                c.end()
+            return result
+
+        return self._db.transaction(fn).addBoth(ended)
+
+    def _read(
+        self, domain: str, key: tuple[str, str | None], fn: Callable[[Connection], T]
+    ) -> Deferred[T]:
+        cache = self._caches[domain]
+        if key in cache.entries:
+            hit: T = cache.entries[key]
+            return succeed(list(hit) if isinstance(hit, list) else hit)  # type: ignore[return-value]  # a copy of a kept list is the same type
+        seen = cache.generation
+
+        def keep(value: T) -> T:
+            if cache.generation == seen and not cache.writing:
+                if len(cache.entries) >= CACHE_LIMIT:
+                    cache.entries.clear()
+                cache.entries[key] = list(value) if isinstance(value, list) else value
+            return value
+
+        return self._db.run(fn).addCallback(keep)
 
     # --- layers ---------------------------------------------------------------------------
 
@@ -184,11 +286,11 @@ class ImageRepository:
             conn.execute(insert(LayerRow).values(**attrs.asdict(layer)))
             return layer
 
-        return self._db.transaction(thd)
+        return self._write((LAYERS,), thd)
 
     def release_layer(self, chain_id: str) -> Deferred[list[Layer]]:
         """Drop an unused chain (e.g. layers of a load that failed before its image was stored)."""
-        return self._db.transaction(lambda conn: _release_chain(conn, chain_id))
+        return self._write((LAYERS,), lambda conn: _release_chain(conn, chain_id))
 
     def release_orphans(self) -> Deferred[list[Layer]]:
         """Drop every layer that no image, writable layer or child layer uses (after a crash)."""
@@ -207,11 +309,11 @@ class ImageRepository:
                 for cid in leaves:
                     out.extend(_release_chain(conn, cid))
 
-        return self._db.transaction(thd)
+        return self._write((LAYERS,), thd)
 
     def chain(self, top: str | None) -> Deferred[list[Layer]]:
         """The layers of a chain, bottom first."""
-        return self._db.run(lambda conn: chain(conn, top))
+        return self._read(LAYERS, ("chain", top), lambda conn: chain(conn, top))
 
     def all_cache_ids(self) -> Deferred[set[str]]:
         """Every layer directory name that has a row."""
@@ -262,7 +364,7 @@ class ImageRepository:
             )
             return True
 
-        return self._db.transaction(thd)
+        return self._write((IMAGES,), thd)
 
     def get_image(self, image_id: str) -> Deferred[StoredImage | None]:
         """The image with this full id."""
@@ -271,12 +373,14 @@ class ImageRepository:
             rows = conn.execute(_IMAGE_BY_ID, {"b_id": image_id}).all()
             return _images(conn, rows)[0] if rows else None
 
-        return self._db.run(thd)
+        return self._read(IMAGES, ("image", image_id), thd)
 
     def find_ref(self, ref: str) -> Deferred[str | None]:
         """The image id a normalised reference points at."""
-        return self._db.run(
-            lambda conn: conn.execute(_REF_TARGET, {"b_ref": ref}).scalar_one_or_none()
+        return self._read(
+            IMAGES,
+            ("ref", ref),
+            lambda conn: conn.execute(_REF_TARGET, {"b_ref": ref}).scalar_one_or_none(),
         )
 
     def find_prefix(self, hex_prefix: str) -> Deferred[list[str]]:
@@ -312,7 +416,11 @@ class ImageRepository:
 
     def list_images(self) -> Deferred[list[StoredImage]]:
         """Every image with its references."""
-        return self._db.run(lambda conn: _images(conn, conn.execute(select(ImageRow)).all()))
+        return self._read(
+            IMAGES,
+            ("list", None),
+            lambda conn: _images(conn, conn.execute(_ALL_IMAGES).all(), True),
+        )
 
     def children(self, image_id: str) -> Deferred[list[str]]:
         """Ids of images whose parent is C{image_id}."""
@@ -366,7 +474,7 @@ class ImageRepository:
                 )
             return str(old) if old is not None else None
 
-        return self._db.transaction(thd)
+        return self._write((IMAGES,), thd)
 
     def remove_ref(self, ref: str) -> Deferred[bool]:
         """Delete one reference; fire True when it existed."""
@@ -374,7 +482,7 @@ class ImageRepository:
         def thd(conn: Connection) -> bool:
             return bool(conn.execute(delete(ImageRefRow).where(ImageRefRow.ref == ref)).rowcount)
 
-        return self._db.transaction(thd)
+        return self._write((IMAGES,), thd)
 
     def delete_image(self, image_id: str) -> Deferred[list[Layer]]:
         """Delete the image and its references; fire with the layers no longer used by anything."""
@@ -392,7 +500,7 @@ class ImageRepository:
             )
             return _release_chain(conn, row.top_layer)
 
-        return self._db.transaction(thd)
+        return self._write((IMAGES, LAYERS), thd)
 
     def image_sizes(self) -> Deferred[dict[str, int]]:
         """Every image's size by id (two columns, no config decoded)."""
@@ -429,7 +537,7 @@ class ImageRepository:
                 )
             )
 
-        return self._db.transaction(thd)
+        return self._write((LAYERS,), thd)
 
     def get_rw(self, container_id: str) -> Deferred[RwLayer | None]:
         """The writable layer of a container."""
@@ -440,7 +548,7 @@ class ImageRepository:
                 return None
             return RwLayer(row.container_id, row.image_id, row.top_layer, row.created)
 
-        return self._db.run(thd)
+        return self._read(LAYERS, ("rw", container_id), thd)
 
     def all_rw(self) -> Deferred[list[RwLayer]]:
         """Every writable layer."""
@@ -473,7 +581,7 @@ class ImageRepository:
             conn.execute(delete(RwLayerRow).where(RwLayerRow.container_id == container_id))
             return _release_chain(conn, row.top_layer)
 
-        return self._db.transaction(thd)
+        return self._write((LAYERS,), thd)
 
     def rw_users(self, image_id: str) -> Deferred[list[str]]:
         """Containers whose writable layer was made from C{image_id}."""

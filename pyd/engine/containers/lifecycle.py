@@ -653,8 +653,7 @@ class ContainerLifecycle(ContainerCreate):
             # a log stopped by the free-space reserve (maybe by a daemon killed since) would
             # survive the removal of its directory
             await self.log_space.untrack(c.id, self._log_path(c))
-            await self._blocking.run(unmount_shm, os.path.join(self.bundle_dir(c.id), "shm"))
-            await self._blocking.run(shutil.rmtree, self.bundle_dir(c.id), True)
+            await self._blocking.run(_delete_bundle, self.bundle_dir(c.id))
             self._emit(c, "destroy")
             for gone in self.on_gone:
                 gone(c.id)
@@ -812,3 +811,9 @@ def _check_cpu_update(c: Container, changes: dict[str, Any]) -> None:
     ):
         if (changes.get(new_key) or 0) > 0 and (old.get(old_key) or 0) > 0:
             raise Conflict(f"Cannot update container {c.id}: Conflicting options: {text}")
+
+
+def _delete_bundle(bundle: str) -> None:
+    """Unmount the container's /dev/shm and delete its bundle, in one io round trip."""
+    unmount_shm(os.path.join(bundle, "shm"))
+    shutil.rmtree(bundle, True)

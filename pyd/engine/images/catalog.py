@@ -310,9 +310,8 @@ class ImageCatalog(ImageStoreBase):
             records.append(DeleteItem("Untagged", refs.familiar(r)))
         released = await self._repo.delete_image(image_id)
         records.append(DeleteItem("Deleted", image_id))
-        for layer in released:
-            await self._io.run(self._store.remove_layer, layer.cache_id)
-            records.append(DeleteItem("Deleted", layer.chain_id))
+        await self._remove_layer_dirs(released)
+        records.extend(DeleteItem("Deleted", layer.chain_id) for layer in released)
         self._emit("delete", image_id, image_id)
         if prune and s.parent_id:
             await self._delete_helper(s.parent_id, records, False, True, True)

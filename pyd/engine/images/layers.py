@@ -60,8 +60,7 @@ class WritableLayers(ImageStoreBase):
         """Unmount and delete the writable layer; release layers nobody uses any more."""
         await self._io.run(self._store.remove_rw, container_id)
         released = await self._repo.delete_rw(container_id)
-        for layer in released:
-            await self._io.run(self._store.remove_layer, layer.cache_id)
+        await self._remove_layer_dirs(released)
 
     async def rw_layer_size(self, container_id: str) -> int:
         """Bytes the container wrote (C{SizeRw})."""

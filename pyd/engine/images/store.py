@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, DeferredSemaphore
 from twisted.logger import Logger
 
 from pyd.core import reference as refs
@@ -253,6 +253,20 @@ class ImageStoreBase:
         if parsed is None:
             refs.parse_normalized(ref)  # re-raise the format error
         raise _no_such(ref)
+
+    async def _remove_layer_dirs(self, layers: Sequence[Layer]) -> None:
+        """Delete the directories of released layers, all at once on the io pool (one after
+        the other, a 7-layer rmi waited for 7 pool round trips of file deletion in a row)."""
+        if len(layers) == 1:
+            await self._io.run(self._store.remove_layer, layers[0].cache_id)
+        elif layers:
+            done = await DeferredList(
+                [self._io.run(self._store.remove_layer, layer.cache_id) for layer in layers],
+                consumeErrors=True,
+            )
+            for ok, failure in done:
+                if not ok:
+                    failure.raiseException()
 
     async def _chain_dirs(self, top: str | None) -> list[str]:
         """Cache ids of a chain, top-most first (overlay lowerdir order)."""
