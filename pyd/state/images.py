@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 from sqlalchemy import (
@@ -92,6 +92,11 @@ IMAGES = "images"
 LAYERS = "layers"
 # Entries kept per domain at most (an image record holds its config, a few KiB).
 CACHE_LIMIT = 4096
+
+
+def _copy(value: T) -> T:
+    """A list as a new list (a caller may change what it got); anything else as it is."""
+    return cast(T, list(value)) if isinstance(value, list) else value
 
 
 class _ReadCache:
@@ -199,7 +204,7 @@ def chain(conn: Connection, top: str | None) -> list[Layer]:
     return [_layer(r) for r in rows]
 
 
-_B_LAYER = bindparam("b_layer")
+_B_LAYER: Any = bindparam("b_layer")
 # Whether an image, a writable layer or a child layer still uses a layer (one statement).
 _LAYER_USED = select(
     exists().where(ImageRow.top_layer == _B_LAYER)
@@ -252,15 +257,14 @@ class ImageRepository:
     ) -> Deferred[T]:
         cache = self._caches[domain]
         if key in cache.entries:
-            hit: T = cache.entries[key]
-            return succeed(list(hit) if isinstance(hit, list) else hit)  # type: ignore[return-value]  # a copy of a kept list is the same type
+            return succeed(_copy(cache.entries[key]))
         seen = cache.generation
 
         def keep(value: T) -> T:
             if cache.generation == seen and not cache.writing:
                 if len(cache.entries) >= CACHE_LIMIT:
                     cache.entries.clear()
-                cache.entries[key] = list(value) if isinstance(value, list) else value
+                cache.entries[key] = _copy(value)
             return value
 
         return self._db.run(fn).addCallback(keep)

@@ -13,11 +13,12 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, DeferredSemaphore
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pyd.core import reference as refs
 from pyd.core.errors import (
@@ -264,9 +265,9 @@ class ImageStoreBase:
                 [self._io.run(self._store.remove_layer, layer.cache_id) for layer in layers],
                 consumeErrors=True,
             )
-            for ok, failure in done:
+            for ok, outcome in done:
                 if not ok:
-                    failure.raiseException()
+                    cast(Failure, outcome).raiseException()
 
     async def _chain_dirs(self, top: str | None) -> list[str]:
         """Cache ids of a chain, top-most first (overlay lowerdir order)."""
