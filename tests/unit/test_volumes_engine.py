@@ -786,6 +786,19 @@ class LifecycleTests(Base):
             "volume",
         )
 
+    def test_no_staging_round_trip_without_subpaths(self) -> None:
+        """Staging points exist only for volume subpaths and confined binds: a container with
+        neither skips the staging area at start and at removal (an io round trip each); one
+        whose mounts were never saved (a create cut short) still has it swept."""
+        specs = run_sync(
+            self.svc.resolve_mounts(self.cid, mount_request({"Binds": ["plain:/p"]}), [])
+        )
+        run_sync(self.svc.prepare(self.cid, specs, ""))
+        run_sync(self.svc.release(self.cid, False, specs))
+        self.assertEqual(self.driver.released_staging, [])
+        run_sync(self.svc.release(self.cid, False, None))
+        self.assertEqual(self.driver.released_staging, [self.cid])
+
     def test_subpath_legacy_row(self) -> None:
         """A container stored before subpaths were kept apart (source .../_data/SUB) is read
         back with the subpath split off, so it too is opened inside the volume."""

@@ -609,7 +609,8 @@ class VolumeService:
         @raise NotFound: a subpath that does not exist.
         """
         # a failed earlier start (or a crash) may have left staging points behind
-        await self._driver.release_staged(container_id)
+        if _may_stage(mounts):
+            await self._driver.release_staged(container_id)
         try:
             return await self._prepare(container_id, mounts, rootfs)
         except BaseException:
@@ -765,7 +766,8 @@ class VolumeService:
     ) -> None:
         """On container removal: forget its uses, unmount what nothing uses any more, and delete
         its anonymous volumes when asked (those another container uses stay)."""
-        await self._driver.release_staged(container_id)
+        if _may_stage(mounts):
+            await self._driver.release_staged(container_id)
         if mounts is not None and not any(m.type == "volume" for m in mounts):
             # Every use row has a volume MountSpec in the saved mounts (written after the uses
             # by create; a create cut short passes None): nothing to forget, and the round trip
@@ -787,3 +789,10 @@ class VolumeService:
                     pass  # another container uses it: an implementation detail, as in dockerd
                 except PydError as e:
                     log.warn("could not remove volume {name}: {err}", name=name, err=e)
+
+
+def _may_stage(mounts: Sequence[MountSpec] | None) -> bool:
+    """Whether a container's mounts can have staging points (a volume subpath, a confined
+    bind); None (mounts not saved yet) may. Without any, the staging area's io round trip is
+    skipped at start and removal."""
+    return mounts is None or any(m.subpath or m.root for m in mounts)
