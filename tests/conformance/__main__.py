@@ -34,7 +34,9 @@ def requests_path(s: scenarios.Scenario) -> Path:
     return GOLDEN_DIR / f"{s.name}.requests"
 
 
-def run(host: str, s: scenarios.Scenario, requests: list[str] | None = None) -> str:
+def run(
+    host: str, s: scenarios.Scenario, requests: list[str] | None = None, registry: str = ""
+) -> str:
     """Reset C{host} and run C{s} there in a scratch directory. With C{requests}, the steps'
     requests (not the reset's or the clean-up's) are noted through a L{proxy.RecordingProxy}
     and appended to it as normalised JSON lines."""
@@ -43,22 +45,33 @@ def run(host: str, s: scenarios.Scenario, requests: list[str] | None = None) -> 
     try:
         runner.reset(host, tmp)
         if rec is None:
-            return runner.run_scenario(host, s, tmp)
+            return runner.run_scenario(host, s, tmp, registry=registry)
         assert requests is not None
         noted: list[dict[str, object]] = []
         rec.take()
-        out = runner.run_scenario(rec.host, s, tmp, lambda: noted.extend(rec.take()))
+        out = runner.run_scenario(rec.host, s, tmp, lambda: noted.extend(rec.take()), registry)
         norm = runner.Normaliser(tmp, s.keep)
-        requests += [
-            norm(json.dumps({"method": e["method"], "path": e["target"], "status": e["status"],
-                             "body": e["body"]}, sort_keys=True))
+        lines = [
+            json.dumps({"method": e["method"], "path": e["target"], "status": e["status"],
+                        "body": e["body"]}, sort_keys=True)
             for e in noted
         ]  # fmt: skip
+        requests += [norm(x.replace(registry, "<registry>") if registry else x) for x in lines]
         return out
     finally:
         if rec is not None:
             rec.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def start_registry(stops: list[Callable[[], None]]) -> str:
+    """A registry without authentication on loopback (Debian's docker-registry), its stop
+    appended to C{stops}; its address."""
+    from tests.helpers.registry import Registry
+
+    r = Registry(None).start()
+    stops.append(r.stop)
+    return r.host
 
 
 def bridge_dockerd(stops: list[Callable[[], None]]) -> str:
@@ -116,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 load_base(h)
         failed = 0
         bridged: str | None = None
+        registry = ""
         for s in scenarios.each(a.scenarios):
             targets = dict(hosts)
             if s.bridge and "dockerd" in targets and not a.dockerd_host:
@@ -124,11 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if a.mode == "record":
                 requests: list[str] = []
                 GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-                golden_path(s).write_text(run(targets["dockerd"], s, requests))
+                registry = registry or (start_registry(stops) if s.registry else "")
+                golden_path(s).write_text(run(targets["dockerd"], s, requests, registry))
                 requests_path(s).write_text("".join(line + "\n" for line in requests))
                 print(f"wrote {golden_path(s)} and {requests_path(s)}")
                 continue
-            got = {name: run(h, s) for name, h in targets.items()}
+            registry = registry or (start_registry(stops) if s.registry else "")
+            got = {name: run(h, s, registry=registry) for name, h in targets.items()}
             expected = runner.apply_newer_dockerd(
                 got["dockerd"] if "dockerd" in got else golden_path(s).read_text()
             )

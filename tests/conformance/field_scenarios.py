@@ -119,9 +119,34 @@ _VERSIONED: tuple[Step, ...] = tuple(
 
 SYSTEM_VERSIONS = Scenario("system_versions", _VERSIONED)
 
+# Push, pull, distribution and login against a registry on loopback (no authentication).
+DISTRIBUTION_API = Scenario(
+    "distribution_api",
+    (
+        Api("POST", "/auth", {"username": "u", "password": "p", "serveraddress": "{registry}"}),
+        Api("POST", f"/images/{B}/tag?repo={{registry}}/conf/img&tag=1"),
+        d("push", "{registry}/conf/img:1"),
+        d("push", "{registry}/conf/nope:1"),
+        Api(
+            "GET",
+            "/distribution/{registry}/conf/img:1/json",
+            fields=("Descriptor.mediaType", "Platforms"),
+        ),
+        Api("GET", "/distribution/{registry}/conf/nope:1/json"),
+        Api("DELETE", "/images/{registry}/conf/img:1", fields=()),
+        d("pull", "{registry}/conf/img:1"),
+        Api("GET", "/images/{registry}/conf/img:1/json", fields=("RepoTags",)),
+        Api("POST", "/images/create?fromImage={registry}/conf/nope&tag=1"),
+        Api("GET", "/images/search?term={registry}/conf&limit=1"),
+    ),
+    (d("rmi", "-f", "{registry}/conf/img:1"),),
+    registry=True,
+)
+
 FIELD_SCENARIOS: tuple[Scenario, ...] = (
     CREATE_ONE_FIELD,
     UPDATE_ONE_FIELD,
     BUILD_API,
     SYSTEM_VERSIONS,
+    DISTRIBUTION_API,
 )

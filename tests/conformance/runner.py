@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+
 from tests.conformance.steps import Api, Cli, Scenario, Step, Wait
 from tests.helpers.build_golden import Normaliser as _IdNormaliser
 from tests.helpers.daemon import DOCKER
@@ -376,19 +378,37 @@ def _wait(host: str, cfg: str, step: Wait) -> str:
 _LAST_ID: dict[str, str] = {}
 
 
-def run_step(host: str, cfg: str, step: Step, out: list[str]) -> None:
-    """Run one step and append its transcript lines to C{out}."""
+def with_registry(step: Step, registry: str) -> Step:
+    """C{step} with C{{registry}} replaced by the registry's address."""
+    if not registry:
+        return step
+    if isinstance(step, Cli):
+        return attrs.evolve(step, argv=tuple(a.replace("{registry}", registry) for a in step.argv))
+    if isinstance(step, Api):
+        body = step.body
+        if body is not None:
+            body = json.loads(json.dumps(body).replace("{registry}", registry))
+        return attrs.evolve(step, path=step.path.replace("{registry}", registry), body=body)
+    return step
+
+
+def run_step(host: str, cfg: str, step: Step, out: list[str], registry: str = "") -> None:
+    """Run one step and append its transcript lines to C{out} (the step as written: the
+    registry's address stays C{{registry}})."""
+    shown, step = step, with_registry(step, registry)
     if isinstance(step, Cli):
         stdin = f" <<< {step.stdin!r}" if step.stdin is not None else ""
-        out.append(f"$ docker {' '.join(step.argv)}{stdin}")
+        assert isinstance(shown, Cli)
+        out.append(f"$ docker {' '.join(shown.argv)}{stdin}")
         r = docker(host, cfg, step.argv, step.stdin)
         out += ["[stdout]", _visible(r.stdout), "[stderr]", _visible(r.stderr)]
         out.append(f"[exit {r.returncode}]")
     elif isinstance(step, Api):
-        body = f" {json.dumps(step.body, sort_keys=True)}" if step.body is not None else ""
+        assert isinstance(shown, Api)
+        body = f" {json.dumps(shown.body, sort_keys=True)}" if shown.body is not None else ""
         if step.data is not None:
             body = f" <tar of {len(step.data)} bytes>"
-        out.append(f"> {step.method} {step.path}{body}")
+        out.append(f"> {step.method} {shown.path}{body}")
         path = step.path.replace("{last_id}", _LAST_ID.get(host, ""))
         status, data = api(host, step.method, path, step.body, step.data)
         try:
@@ -403,21 +423,28 @@ def run_step(host: str, cfg: str, step: Step, out: list[str]) -> None:
 
 
 def run_scenario(
-    host: str, scenario: Scenario, tmp: str, steps_done: Callable[[], None] | None = None
+    host: str,
+    scenario: Scenario,
+    tmp: str,
+    steps_done: Callable[[], None] | None = None,
+    registry: str = "",
 ) -> str:
     """Run every step of C{scenario} against C{host}; the normalised transcript.
-    C{steps_done} is called between the steps and the clean-up."""
+    C{steps_done} is called between the steps and the clean-up; C{registry} is the address of
+    the registry a L{Scenario.registry} scenario uses (shown as C{<registry>})."""
     cfg = os.path.join(tmp, "docker-config")
     norm = Normaliser(tmp, scenario.keep)
     out: list[str] = []
     try:
         for step in scenario.steps:
-            run_step(host, cfg, step, out)
+            run_step(host, cfg, step, out, registry)
     finally:
         if steps_done is not None:
             steps_done()
         for step in scenario.cleanup:
-            run_step(host, cfg, step, [])
+            run_step(host, cfg, step, [], registry)
+    if registry:  # before the address normaliser sees it
+        out = [x.replace(registry, "<registry>") for x in out]
     return "\n".join(norm(x.rstrip("\n")) if x else x for x in out) + "\n"
 
 

@@ -52,6 +52,9 @@ class Scenario:
     # Needs the daemon's default bridge (the recorder then uses a dockerd with one, run inside a
     # network namespace of its own).
     bridge: bool = False
+    # Needs a registry on loopback: C{{registry}} in a step's arguments, path or body is its
+    # address, which the transcript shows as C{<registry>}.
+    registry: bool = False
 
 
 def d(*argv: str, stdin: str | None = None) -> Cli:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -46,14 +46,28 @@ def _params() -> list[object]:
     return out
 
 
+@pytest.fixture(scope="module")
+def registry() -> Iterator[str]:
+    """One registry on loopback for the scenarios that push and pull (its address)."""
+    stops: list[Callable[[], None]] = []
+    try:
+        yield conformance.start_registry(stops)
+    finally:
+        for stop in stops:
+            stop()
+
+
 @pytest.mark.parametrize("scenario", _params())
-def test_pyd_answers_as_dockerd(daemon: PydDaemon, scenario: Scenario) -> None:
+def test_pyd_answers_as_dockerd(
+    daemon: PydDaemon, scenario: Scenario, request: pytest.FixtureRequest
+) -> None:
     """What the client sees from pyd equals what it saw from dockerd, step by step."""
     expected = runner.apply_newer_dockerd(conformance.golden_path(scenario).read_text())
+    address = request.getfixturevalue("registry") if scenario.registry else ""
     tmp = tempfile.mkdtemp(prefix="conform-", dir="/tmp")
     try:
         runner.reset(daemon.host, tmp)
-        got = runner.run_scenario(daemon.host, scenario, tmp)
+        got = runner.run_scenario(daemon.host, scenario, tmp, registry=address)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if got != expected:

@@ -391,6 +391,11 @@ class Pulls(DistributionBase):
             )
         except DigestMismatch as e:
             raise InvalidParameter(f"manifest verification failed for digest {e.expected}") from e
+        except NotFound as e:
+            # dockerd's distribution route answers the registry's own error, without the pull's
+            # "manifest for X not found: " (moby api/server/router/distribution)
+            prefix = f"manifest for {ref.familiar()} not found: "
+            raise NotFound(e.message.removeprefix(prefix)) from None
         doc = top.json()
         platforms: list[dict[str, str]] = []
         if "manifests" in doc:
