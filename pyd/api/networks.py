@@ -189,6 +189,13 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         raise Forbidden("Ingress network can only be global scope network")
     if body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
         raise InvalidParameter("config-only networks are not supported by pyd")
+    if body.get("EnableIPv4") is False:
+        # API 1.48's IPv6-only networks: every network of pyd's has an IPv4 subnet (refused
+        # rather than given one the client asked not to have)
+        raise InvalidParameter(
+            "IPv6-only networks (EnableIPv4: false, docker network create --ipv4=false) are not "
+            "supported by pyd"
+        )
     return CreateRequest(
         name=name,
         driver=str(body.get("Driver") or "bridge"),

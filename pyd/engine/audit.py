@@ -127,7 +127,7 @@ AUDIT: dict[str, Row] = {
     "HostConfig.IOMaximumBandwidth": Row(R, "refused: Windows only (dockerd's text)"),
     # NetworkingConfig / EndpointSettings
     "NetworkingConfig.EndpointsConfig": Row(H, "the networks joined at create", "tests/e2e/test_network_containers.py::test_names_connect_internal"),
-    "EndpointSettings.IPAMConfig": Row(H, "static addresses", "tests/e2e/test_network_containers.py::test_modes_and_options"),
+    "EndpointSettings.IPAMConfig": Row(H, "static addresses, link-local IPs", "tests/e2e/test_network_containers.py::test_modes_and_options"),
     "EndpointSettings.Links": Row(H, "per-network links", "tests/e2e/test_network_dns.py::test_links_on_a_user_network"),
     "EndpointSettings.Aliases": Row(H, "DNS aliases on the network", "tests/e2e/test_network_containers.py::test_names_connect_internal"),
     "EndpointSettings.MacAddress": Row(H, "the endpoint's MAC", "tests/e2e/test_network_containers.py::test_modes_and_options"),

@@ -346,6 +346,24 @@ class Ipv6NetworkTests(SynchronousTestCase):
         ifs2 = self.netlink.netns[s2.netns_path]
         self.assertEqual((ifs2["eth1"].gateway, ifs2["eth1"].gateway6), (None, "fd00:db8:14::1"))
 
+    def test_link_local_ips(self) -> None:
+        """IPAMConfig.LinkLocalIPs become more addresses of the interface (IPv4 /16, IPv6 /64);
+        one that is not an address or not link-local fails the start with dockerd's texts."""
+        self.create("plain", ipv6=False)
+        s = self.start("c1", "plain", {"LinkLocalIPs": ["169.254.9.9", "fe80::9"]})  # type: ignore[dict-item]  # a list, as the wire has it
+        iface = self.netlink.netns[s.netns_path]["eth0"]
+        self.assertEqual(iface.extra, (("169.254.9.9", 16), ("fe80::9", 64)))
+        for ips, text in (
+            (["nope", "169.254.1.1"], "Invalid link-local IP address: [nope 169.254.1.1]"),
+            (["10.0.0.1"], "invalid link local IP address: 10.0.0.1"),
+        ):
+            cid = self.add_container(f"x{len(self.containers.refs)}")
+            req = net_request(None, {"plain": {"IPAMConfig": {"LinkLocalIPs": ips}}})
+            f = self.failureResultOf(
+                Deferred.fromCoroutine(self.service.setup(cid, "x", "x", "plain", req, []))
+            )
+            self.assertEqual(str(f.value), text)
+
     def test_ipv4_only_network_has_no_ipv6(self) -> None:
         """An IPv4-only network's endpoint: empty IPv6 fields, no AAAA data."""
         self.create("plain", ipv6=False)

@@ -82,6 +82,8 @@ class Interface:
     address6: str = ""  # the IPv6 address on a dual-stack network ("" for none)
     prefixlen6: int = 0
     gateway6: str | None = None  # IPv6 default route via this address
+    # more addresses of the interface (dockerd's link-local IPs): (address, prefix length)
+    extra: tuple[tuple[str, int], ...] = ()
 
 
 @contextlib.contextmanager
@@ -427,6 +429,16 @@ class NetlinkDriver:
                         address=iface.address6,
                         prefixlen=iface.prefixlen6,
                         flags=IFA_F_NODAD,
+                    )
+                for extra, plen in iface.extra:
+                    v6 = ":" in extra
+                    ns.addr(
+                        "add",
+                        index=idx,
+                        address=extra,
+                        prefixlen=plen,
+                        family=socket.AF_INET6 if v6 else socket.AF_INET,
+                        **({"flags": IFA_F_NODAD} if v6 else {}),
                     )
                 ns.link("set", index=idx, state="up")
                 if iface.gateway:

@@ -350,6 +350,7 @@ class Endpoints(Ipam, Ports, Dns):
         use_gateway: bool,
         use_gateway6: bool,
     ) -> Endpoint:
+        extra = _link_local(att.config.get("link_local_ips") or [])
         reserved = [p.gateway for p in net.pools]
         ip = await self._repo.allocate(
             att.id, net, att.config.get("requested_ipv4") or None, reserved
@@ -384,6 +385,7 @@ class Endpoints(Ipam, Ports, Dns):
                 address6=ip6,
                 prefixlen6=ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
                 gateway6=(p6.gateway or None) if p6 and use_gateway6 else None,
+                extra=extra,
             ),
         )
         return self._endpoint(net, att, ip, mac)
@@ -672,3 +674,27 @@ def _listdir(path: str) -> list[str]:
         return os.listdir(path)
     except FileNotFoundError:
         return []
+
+
+def _link_local(values: list[str]) -> tuple[tuple[str, int], ...]:
+    """dockerd's link-local IPs of an endpoint (C{IPAMConfig.LinkLocalIPs}): extra addresses of
+    its interface, IPv4 ones as /16 and IPv6 ones as /64 (169.254.0.0/16, fe80::/64), checked at
+    start as dockerd does.
+
+    @raise InvalidParameter: not an address (20.10's C{Invalid link-local IP address: [..]},
+        naming the whole list) or not link-local (libnetwork's C{invalid link local IP address}).
+    """
+    parsed = []
+    for v in values:
+        if not v:
+            continue
+        try:
+            parsed.append(ipaddress.ip_address(v))
+        except ValueError:
+            raise InvalidParameter(f"Invalid link-local IP address: [{' '.join(values)}]") from None
+    out = []
+    for ip in parsed:
+        if not ip.is_link_local or ip.is_multicast:
+            raise InvalidParameter(f"invalid link local IP address: {ip}")
+        out.append((str(ip), 64 if ip.version == 6 else 16))
+    return tuple(out)

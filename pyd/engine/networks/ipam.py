@@ -292,6 +292,7 @@ class Ipam(NetworkBase):
                 "name": name,
                 "requested_ipv4": ep.ipam.ipv4_address if ep.ipam is not None else "",
                 "requested_ipv6": ep.ipam.ipv6_address if ep.ipam is not None else "",
+                "link_local_ips": list(ep.ipam.link_local_ips) if ep.ipam is not None else [],
                 "order": order,
                 "host_ifname": _veth_name(cid, net.id),
                 # Legacy links on a user-defined network: aliases only this container's
