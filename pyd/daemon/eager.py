@@ -81,7 +81,18 @@ def _queued(fd: Any) -> bool:
     return bool(fd._tempDataLen or fd.offset < len(fd.dataBuffer))
 
 
-class _UnixServer(_SendAfterRead, unix.Server):
+class _StreamRead:
+    """A Unix connection read as a TCP one (C{recv}): Twisted's Unix transport reads with
+    C{recvmsg} to hand passed descriptors to protocols that take them, which the API's do
+    not (it then closes each one a client passed); with C{recv} the kernel discards them and
+    the daemon never holds one. Cheaper too: no ancillary buffer, no message record."""
+
+    def doRead(self) -> Any:
+        """Read what is there and hand it to the protocol (Twisted's TCP read)."""
+        return tcp.Connection.doRead(self)  # type: ignore[arg-type]  # a Unix server is a tcp.Connection
+
+
+class _UnixServer(_SendAfterRead, _StreamRead, unix.Server):
     """A Unix-socket connection that sends a read's answer in the same turn."""
 
 

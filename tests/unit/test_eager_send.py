@@ -312,3 +312,24 @@ class ApiOverSocketTests(SynchronousTestCase):
         norm = re.sub(rb"Date: [^\r]*\r\n", b"Date: X\r\n", got)
         one = norm[: norm.index(b"\r\n\r\nOK") + 6]
         self.assertEqual(norm, one * n)  # n whole answers, nothing lost, reordered or cut
+
+
+class PassedDescriptorTests(SynchronousTestCase):
+    def test_descriptors_a_client_passes_are_never_held(self) -> None:
+        """A client passing descriptors (SCM_RIGHTS) along its request: the data arrives, and
+        the daemon's process never holds one of them (the kernel discards them at the read)."""
+        got: list[bytes] = []
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        self.addCleanup(peer.close)
+        self.addCleanup(ours.close)
+        proto = _Echo(lambda p, data: got.append(data))
+        t = _UnixServer(ours, proto, "peer", None, 1, MemoryReactorClock())
+        proto.makeConnection(t)
+        passed = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+        self.addCleanup(lambda: [os.close(fd) for fd in passed])
+        before = len(os.listdir("/proc/self/fd"))
+        socket.send_fds(peer, [b"data"], passed)
+        t.doRead()
+        self.assertEqual(got, [b"data"])
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before)
