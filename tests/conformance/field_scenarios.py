@@ -53,6 +53,7 @@ UPDATE_ONE_FIELD = Scenario(
         d("start", "conf-uf"),
         *(Api("POST", "/containers/conf-uf/update", {name: value}) for name, value in _UPDATE_ONE),
         Api("GET", "/containers/conf-uf/json", fields=("HostConfig.NanoCpus",)),
+        Api("POST", "/containers/nope/update", {"Init": True}),
     ),
     (d("rm", "-f", "conf-uf"),),
 )
@@ -100,6 +101,13 @@ BUILD_API = Scenario(
         Api("POST", "/build?networkmode=nope", data=_CONTEXT, fields=()),
         Api("POST", "/build?platform=nope", data=_CONTEXT),
         Api("POST", "/build?target=nope", data=_CONTEXT),
+        Api("POST", "/build?dockerfile=nope", data=_CONTEXT),
+        # every parameter that takes any value, in a build that fails (an unknown Dockerfile)
+        Api(
+            "POST",
+            _BUILD_ALL.replace("dockerfile=Dockerfile", "dockerfile=nope"),
+            data=_CONTEXT,
+        ),
         Api("POST", "/build?version=3", data=_CONTEXT),
         Api("POST", "/build?squash=1", data=_CONTEXT),
         Api("POST", "/build?outputs=x&version=1", data=_CONTEXT),
@@ -123,7 +131,16 @@ SYSTEM_VERSIONS = Scenario("system_versions", _VERSIONED)
 DISTRIBUTION_API = Scenario(
     "distribution_api",
     (
-        Api("POST", "/auth", {"username": "u", "password": "p", "serveraddress": "{registry}"}),
+        Api(
+            "POST",
+            "/auth",
+            {
+                "username": "u",
+                "password": "p",
+                "email": "u@example.org",
+                "serveraddress": "{registry}",
+            },
+        ),
         Api("POST", f"/images/{B}/tag?repo={{registry}}/conf/img&tag=1"),
         d("push", "{registry}/conf/img:1"),
         d("push", "{registry}/conf/nope:1"),

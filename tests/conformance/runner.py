@@ -218,10 +218,11 @@ PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
     ),
     (
         r'(> POST /build\S*(?: <tar[^\n]*)?\n)< 500\n(\{"message": "(?:invalid character |'
-        r"invalid version |keep-storage is in bytes))",
+        r"invalid version |keep-storage is in bytes|Cannot locate specified Dockerfile: ))",
         r"\1< 400\n\2",
-        "a /build parameter that does not parse (cachefrom, outputs, version, keep-storage): "
-        "dockerd answers 500 with the parser's error, pyd 400 with the same text",
+        "a /build parameter that does not parse (cachefrom, outputs, version, keep-storage) or "
+        "names no Dockerfile of the context: dockerd answers 500 with the parser's or the "
+        "context's error, pyd 400 with the same text",
     ),
     (
         r'(> POST /build\?t=([^&\s:]+)\S* <tar[^\n]*\n)< 500\n(\{"message": "invalid reference '
