@@ -896,6 +896,33 @@ class RestoreTests(EngineTestBase):
         self.assertEqual({self.svc.resolve(c).state.status for c in stopped}, {"created"})
         self.assertEqual(self.svc.resolve(running).state.status, "running")
 
+    def test_running_containers_restored_side_by_side(self) -> None:
+        """The containers that still run are reconciled a few at a time (each asks the
+        runtime, a process spawn, and mounts its root filesystem): with ten of them, eight
+        runtime questions are in flight at once, and all are running once answered."""
+        from pyd.engine.containers.restore import RESTORE_AT_ONCE
+
+        ids = [self.started(Cmd=["sleep", "100"]) for _ in range(10)]
+        self.svc.shutdown()
+        self.runtime.callbacks.clear()
+        asked: list[tuple[str, Deferred[Any]]] = []
+        real_state = self.runtime.state
+
+        def state(cid: str, runtime: Any = None) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            asked.append((cid, d))
+            return d
+
+        self.runtime.state = state  # type: ignore[method-assign]
+        self.svc = self.make_service()
+        started = Deferred.fromCoroutine(self.svc.startup())
+        self.assertEqual(len(asked), RESTORE_AT_ONCE)
+        while asked:
+            cid, d = asked.pop(0)
+            d.callback(run_sync(real_state(cid)))
+        self.successResultOf(started)
+        self.assertEqual({self.svc.resolve(c).state.status for c in ids}, {"running"})
+
     def test_interrupted_removal_finished(self) -> None:
         """A daemon killed in the middle of `docker rm` (the container marked removing, its
         writable layer already gone): the restart finishes the removal."""

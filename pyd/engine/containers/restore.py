@@ -8,6 +8,7 @@ import os
 import shutil
 
 import attrs
+from twisted.internet.defer import DeferredSemaphore
 from twisted.logger import Logger
 
 from pyd.core.errors import (
@@ -22,11 +23,14 @@ from pyd.drivers.runtime.conmon import (
     RuntimeFailed,
 )
 from pyd.drivers.runtime.shm import unmount_shm
-from pyd.engine.containers.base import CREATING, _now_nano, _Run
+from pyd.engine.containers.base import CREATING, _now_nano, _Run, _settle
 from pyd.engine.containers.logspace import allow_writes
 from pyd.engine.containers.restart import RESTART_RESET_AFTER, RestartPolicy
 
 log = Logger()
+
+# Containers that ran, reconciled at once at daemon start (each spawns the runtime once).
+RESTORE_AT_ONCE = 8
 
 
 class ContainerRestore(RestartPolicy):
@@ -64,6 +68,7 @@ class ContainerRestore(RestartPolicy):
         """
         to_start: list[str] = []
         to_remove: list[str] = []
+        live: list[Container] = []
         # Containers that do not run are most of them (a thousand created ones, say): whether
         # a conmon still runs for any of them, and which root filesystems are still mounted,
         # is looked up once for all rather than with two thread hops each.
@@ -87,70 +92,7 @@ class ContainerRestore(RestartPolicy):
                 continue
             st = c.state
             if st.status in ("running", "paused", "restarting", "removing"):
-                bundle = self.bundle_dir(c.id)
-                info = await self.runtime.read_exit(c.id, bundle)
-                if info is not None or st.status == "restarting":
-                    run = _Run(self._clock.seconds() - RESTART_RESET_AFTER)
-                    run.ready.callback(None)
-                    run.pid = st.pid
-                    self._runs[c.id] = run
-                    if info is None:
-                        info = ExitInfo(st.exit_code, False, _now_nano(self._clock))
-                    await self._handle_exit(c.id, info)
-                    continue
-                if await self.runtime.monitor_alive(bundle):
-                    run = _Run(self._clock.seconds())
-                    run.ready.callback(None)
-                    run.pid = st.pid
-                    self._runs[c.id] = run
-                    try:
-                        run.rootfs = await self._images.mount_rw_layer(c.id)
-                    except PydError as e:
-                        log.warn("rootfs of {cid}: {err}", cid=c.id, err=e)
-                    rt = await self.runtime.state(c.id, runtime=self.oci_runtime(c))
-                    status = "running"
-                    if rt is not None and rt.get("status") == "paused":
-                        status = "paused"
-                    if status == "paused" and st.paused_for_commit:
-                        # pyd died in the middle of a commit: the pause was its own, undo it
-                        try:
-                            await self.runtime.resume(c.id, runtime=self.oci_runtime(c))
-                            status = "running"
-                        except RuntimeFailed as e:
-                            log.warn("unpause of {cid}: {err}", cid=c.id, err=e.message)
-                    if status != st.status or st.paused_for_commit:
-                        state = attrs.evolve(st, status=status, paused_for_commit=False)
-                        await self._save(attrs.evolve(c, state=state))
-                    await self._resume_log_rotation(c)
-                    self._schedule_health(c.id, first=True)
-                    continue
-                # Runtime state gone (host reboot) or conmon killed: the exit is unknowable.
-                try:
-                    await self.runtime.delete(c.id, force=True, runtime=self.oci_runtime(c))
-                except (
-                    RuntimeFailed
-                ):  # the runtime state is gone with the reboot: nothing to delete
-                    pass
-                try:
-                    await self._networks.teardown(c.id)
-                except PydError as e:
-                    log.warn("container {cid}: network teardown failed: {e}", cid=c.id, e=e)
-                # a log the reserve stopped before the reboot: the next run's conmon opens it
-                await self.log_space.untrack(c.id, self._log_path(c))
-                new = attrs.evolve(
-                    c,
-                    state=attrs.evolve(
-                        st,
-                        status="exited",
-                        pid=0,
-                        exit_code=255,
-                        finished_nano=_now_nano(self._clock),
-                        health_status="unhealthy" if st.health_status else "",
-                    ),
-                )
-                await self._save(new)
-                if self._policy_restarts(new, 255):
-                    to_start.append(c.id)
+                live.append(c)
             elif st.status in ("exited", "created") and c.id in alive:
                 # pyd died between conmon's create and recording the start: adopt or discard.
                 await self._adopt(c)
@@ -158,6 +100,22 @@ class ContainerRestore(RestartPolicy):
                 await self._undo_interrupted_start(c, c.id in mounted)
                 if st.has_been_started and self._policy_restarts(c, st.exit_code):
                     to_start.append(c.id)
+        # The containers that ran are reconciled a few at a time: each asks the runtime
+        # (a crun spawn) and mounts its root filesystem, one after another took seconds for
+        # a hundred of them.
+        gate = DeferredSemaphore(RESTORE_AT_ONCE)
+
+        async def restore_live(c: Container) -> None:
+            await gate.acquire()
+            try:
+                if await self._restore_live(c):
+                    to_start.append(c.id)
+            finally:
+                gate.release()
+
+        for ok, failure in await _settle(*(restore_live(c) for c in live)):
+            if not ok:
+                failure.raiseException()
         for cid in to_start:
             try:
                 await self._start_locked(cid)
@@ -171,6 +129,73 @@ class ContainerRestore(RestartPolicy):
         running = [cid for cid, c in self._cache.items() if c.state.running]
         await self._networks.release_stale(running)
         await self._blocking.run(self._sweep_bundles, set(self._cache))
+
+    async def _restore_live(self, c: Container) -> bool:
+        """Reconcile a container that ran when the daemon stopped: exited meanwhile (its
+        exit recorded now), still running (adopted: root filesystem, log rotation, health), or
+        lost (the runtime's state gone: exited 255). Whether its restart policy starts it."""
+        st = c.state
+        bundle = self.bundle_dir(c.id)
+        info = await self.runtime.read_exit(c.id, bundle)
+        if info is not None or st.status == "restarting":
+            run = _Run(self._clock.seconds() - RESTART_RESET_AFTER)
+            run.ready.callback(None)
+            run.pid = st.pid
+            self._runs[c.id] = run
+            if info is None:
+                info = ExitInfo(st.exit_code, False, _now_nano(self._clock))
+            await self._handle_exit(c.id, info)
+            return False
+        if await self.runtime.monitor_alive(bundle):
+            run = _Run(self._clock.seconds())
+            run.ready.callback(None)
+            run.pid = st.pid
+            self._runs[c.id] = run
+            try:
+                run.rootfs = await self._images.mount_rw_layer(c.id)
+            except PydError as e:
+                log.warn("rootfs of {cid}: {err}", cid=c.id, err=e)
+            rt = await self.runtime.state(c.id, runtime=self.oci_runtime(c))
+            status = "running"
+            if rt is not None and rt.get("status") == "paused":
+                status = "paused"
+            if status == "paused" and st.paused_for_commit:
+                # pyd died in the middle of a commit: the pause was its own, undo it
+                try:
+                    await self.runtime.resume(c.id, runtime=self.oci_runtime(c))
+                    status = "running"
+                except RuntimeFailed as e:
+                    log.warn("unpause of {cid}: {err}", cid=c.id, err=e.message)
+            if status != st.status or st.paused_for_commit:
+                state = attrs.evolve(st, status=status, paused_for_commit=False)
+                await self._save(attrs.evolve(c, state=state))
+            await self._resume_log_rotation(c)
+            self._schedule_health(c.id, first=True)
+            return False
+        # Runtime state gone (host reboot) or conmon killed: the exit is unknowable.
+        try:
+            await self.runtime.delete(c.id, force=True, runtime=self.oci_runtime(c))
+        except RuntimeFailed:  # the runtime state is gone with the reboot: nothing to delete
+            pass
+        try:
+            await self._networks.teardown(c.id)
+        except PydError as e:
+            log.warn("container {cid}: network teardown failed: {e}", cid=c.id, e=e)
+        # a log the reserve stopped before the reboot: the next run's conmon opens it
+        await self.log_space.untrack(c.id, self._log_path(c))
+        new = attrs.evolve(
+            c,
+            state=attrs.evolve(
+                st,
+                status="exited",
+                pid=0,
+                exit_code=255,
+                finished_nano=_now_nano(self._clock),
+                health_status="unhealthy" if st.health_status else "",
+            ),
+        )
+        await self._save(new)
+        return self._policy_restarts(new, 255)
 
     def _sweep_bundles(self, known: set[str]) -> None:
         """Bundle directories without a container (a removal that ended between deleting the
