@@ -84,13 +84,20 @@ class Drivers:
 
 DriverFactory = Callable[[DaemonConfig, Any], Drivers]
 
+# Threads of the io pool (see real_drivers).
+IO_THREADS = 8
+
 
 def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
     """The drivers of a real daemon: crun + conmon, overlayfs, netlink + nftables, the local
     volume driver, the registry client on treq (blocking reads of /proc allowed: the reactor is
     not running yet)."""
     db_pool = PoolService("pyd-db", 1)
-    io_pool = PoolService("pyd-io", 4)
+    # Eight: much of the io pool's work waits on the kernel (netlink under the RTNL lock, a
+    # veth coming up, unmounts, directory removals), so with four threads a hundred concurrent
+    # `docker run` queued their mounts and namespaces behind each other's waits (100 runs:
+    # 37 s with four, 28 s with eight, load 20-30; see docs/performance.md).
+    io_pool = PoolService("pyd-io", IO_THREADS)
     io = ThreadPoolBlocking(reactor, io_pool.pool)
     runner = ReactorProcessRunner(reactor)
     helpers = ForkServerRunner(reactor, runner)
