@@ -90,12 +90,19 @@ class Options(_options_class()):  # type: ignore[misc]  # base class built at ru
             raise SystemExit(0)
 
 
+def lean_imports() -> None:
+    """What the daemon's imports leave out until first use (before anything imports the
+    reactor, endpoints or Klein): the TLS stack (L{pyd.core.tlsstack}) and werkzeug's
+    development server and test client (L{pyd.core.lean})."""
+    from pyd.core import lean, tlsstack
+
+    tlsstack.defer()
+    lean.bare_package("werkzeug")
+
+
 def makeService(options: Options, reactor: IDaemonReactor | None = None) -> IService:
     """Build the daemon's service tree from parsed options."""
-    from pyd.core import tlsstack
-
-    # Before anything imports the reactor or endpoints: the TLS stack loads on first use.
-    tlsstack.defer()
+    lean_imports()
     from pyd.daemon.drivers import real_drivers
     from pyd.daemon.wiring import build_service
 

@@ -15,9 +15,9 @@ REPO = str(Path(__file__).resolve().parents[2])
 
 SCRIPT = """
 import sys
-from pyd.core import tlsstack
+from pyd.tap import lean_imports
 
-tlsstack.defer()  # as pyd.tap.makeService does
+lean_imports()  # as pyd.tap.makeService does
 from twisted.internet import reactor
 
 from pyd import config as cfgmod
@@ -45,7 +45,8 @@ print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_cli
 """
 
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
-# a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM.
+# a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
+# development server and test client.
 LAZY = (
     "prometheus_client",
     "twisted.names",
@@ -55,9 +56,18 @@ LAZY = (
     "treq",
     "twisted.web.client",
     "sqlalchemy.orm",
+    "werkzeug.serving",
+    "werkzeug.test",
 )
 # Loaded at start (so that an empty or broken run of the script cannot pass).
-EAGER = ("sqlalchemy", "klein", "pyd.api.root", "pyd.engine.containers", "pyd.daemon.tree")
+EAGER = (
+    "sqlalchemy",
+    "klein",
+    "werkzeug.routing",
+    "pyd.api.root",
+    "pyd.engine.containers",
+    "pyd.daemon.tree",
+)
 
 
 class LazyImportTests(unittest.TestCase):
