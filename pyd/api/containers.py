@@ -110,7 +110,7 @@ class ContainersRouter:
         """C{POST /containers/create?name=}."""
         spec = confined(request, create_spec_of(request, self._svc.parse_create))
         name = qstr(request, "name") or None
-        cid, warnings = await self._svc.create_spec(name, spec)
+        cid, warnings = await self._svc.create_spec(name, spec, qstr(request, "platform") or "")
         return json_body(request, {"Id": cid, "Warnings": warnings}, 201)
 
     @app.route("/containers/json", methods=["GET"])

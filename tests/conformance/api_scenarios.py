@@ -214,6 +214,8 @@ CONTAINERS_CREATE = Scenario(
             "cat /etc/hostname; id -G; grep 'open files' /proc/1/limits; cat /etc/hosts",
         ),
         Api("POST", "/containers/create?name=conf-all", {"Image": B}),
+        Api("POST", "/containers/create?name=conf-p&platform=linux%2Farm64", {"Image": B}),
+        Api("POST", "/containers/create?name=conf-p&platform=nope", {"Image": B}),
         Api(
             "POST",
             "/containers/create?name=conf-p2&platform=linux",

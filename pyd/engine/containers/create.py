@@ -66,8 +66,11 @@ class ContainerCreate(ContainerLinks):
         body = {**config, "HostConfig": host_config, "NetworkingConfig": networking_config}
         return await self.create_spec(name, self.parse_create(body))
 
-    async def create_spec(self, name: str | None, spec: CreateSpec) -> tuple[str, list[str]]:
-        """Create a container the way C{POST /containers/create} does.
+    async def create_spec(
+        self, name: str | None, spec: CreateSpec, platform: str = ""
+    ) -> tuple[str, list[str]]:
+        """Create a container the way C{POST /containers/create} does; C{platform} (the query
+        parameter) must be the image's.
 
         @return: (id, warnings).
         @raise InvalidParameter: invalid configuration (dockerd's messages); nothing is created.
@@ -86,6 +89,7 @@ class ContainerCreate(ContainerLinks):
         image_ref = spec.process.image
         if not image_ref:
             raise InvalidParameter("config cannot be empty in order to create a container")
+        want = rules.parse_platform(platform) if platform else None
         warnings = list(spec.warnings)
         for key in spec.runtime.sysctls:
             rules.sysctl_name(key)
@@ -94,6 +98,8 @@ class ContainerCreate(ContainerLinks):
         warnings += more
         await self._blocking.run(honoured.check_block_devices, spec)
         image: Image = await self._images.resolve(image_ref)
+        if want is not None:
+            _check_platform(image_ref, image, want)
         config = runconfig.merge_image_defaults(config, image)
         if not runconfig.command_of(config):
             raise InvalidParameter("no command specified")
@@ -428,3 +434,25 @@ def _check_working_dir(rootfs: str, working_dir: str) -> None:
             return
     if not stat.S_ISDIR(mode):
         raise SystemError_(f"Cannot mkdir: {working_dir} is not a directory")
+
+
+def _check_platform(ref: str, image: Image, want: tuple[str, str, str]) -> None:
+    """moby daemon/images/image.go GetImage with a platform: the image must be of it (a
+    variant is compared when both name one)."""
+    cfg = image.config
+    have = rules.parse_platform(
+        "/".join(
+            p
+            for p in (
+                str(cfg.get("os") or "linux"),
+                str(cfg.get("architecture") or "amd64"),
+                str(cfg.get("variant") or ""),
+            )
+            if p
+        )
+    )
+    if have[:2] != want[:2] or (want[2] and have[2] and want[2] != have[2]):
+        raise NotFound(
+            f"image with reference {ref} was found but does not match the specified platform: "
+            f"wanted {rules.format_platform(*want)}, actual: {rules.format_platform(*have)}"
+        )

@@ -414,3 +414,47 @@ def go_size(value: str, binary: bool = False) -> int:
     if power == 0 or (len(low) == 2 and low[1] != "b") or (len(low) == 3 and low[1:] != "ib"):
         raise ValueError(f"invalid suffix: '{low}'")
     return int(size * base**power)
+
+
+_OSES = frozenset(
+    ("linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
+     "android", "ios", "plan9", "js", "wasip1")
+)  # fmt: skip
+_ARCH_ALIASES = {
+    "x86_64": ("amd64", ""), "x86-64": ("amd64", ""), "amd64": ("amd64", ""),
+    "aarch64": ("arm64", ""), "arm64": ("arm64", ""), "armhf": ("arm", "v7"),
+    "armel": ("arm", "v6"), "arm": ("arm", "v7"), "i386": ("386", ""), "386": ("386", ""),
+    "ppc64le": ("ppc64le", ""), "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
+    "mips64": ("mips64", ""), "mips64le": ("mips64le", ""), "loong64": ("loong64", ""),
+}  # fmt: skip
+
+
+def parse_platform(value: str, host_arch: str = "amd64") -> tuple[str, str, str]:
+    """containerd's C{platforms.Parse} (what dockerd runs on a C{platform} parameter), with
+    its normalisation: (os, architecture, variant).
+
+    @raise InvalidParameter: containerd's texts.
+    """
+    parts = value.lower().split("/")
+    unknown = InvalidParameter(
+        f"{go_quote(value)}: unknown operating system or architecture: invalid argument"
+    )
+    if len(parts) == 1:
+        if parts[0] in _OSES:
+            return parts[0], host_arch, ""
+        if parts[0] in _ARCH_ALIASES:
+            return ("linux", *_ARCH_ALIASES[parts[0]])
+        raise unknown
+    if len(parts) > 3 or not all(parts):
+        raise InvalidParameter(
+            f"{go_quote(value)}: cannot parse platform specifier: invalid argument"
+        )
+    arch, variant = _ARCH_ALIASES.get(parts[1], (parts[1], ""))
+    if len(parts) == 3:
+        variant = "" if (arch, parts[2]) == ("arm64", "v8") else parts[2]
+    return parts[0], arch, variant
+
+
+def format_platform(os_: str, arch: str, variant: str) -> str:
+    """containerd's C{platforms.Format}."""
+    return "/".join(p for p in (os_, arch, variant) if p)
