@@ -145,19 +145,22 @@ class ExecRouter:
         tty_opt = body.get("Tty")
         console = _console_size(body.get("ConsoleSize"))
         session = self._execs.check_startable(exec_id)
-        tty = session.config.tty if tty_opt is None else bool(tty_opt)
+        # As dockerd: the process runs on a terminal when the exec was *created* with Tty; the
+        # start's Tty only chooses the stream's framing (docker-py sends Tty=false on start for
+        # an exec created with tty=True, and expects the terminal's "\r\n" in stdout frames).
+        raw = session.config.tty if tty_opt is None else bool(tty_opt)
         if detach:
-            await self._execs.start(exec_id, None, tty, console)
+            await self._execs.start(exec_id, None, None, console)
             request.setResponseCode(200)
             return b""
-        io = self._execs.new_io(session, tty)
-        stream = hijack(request, stream_content_type(tty, api_version(request)))
-        sink = FramedSink(stream, framed=not tty)
+        io = self._execs.new_io(session)
+        stream = hijack(request, stream_content_type(raw, api_version(request)))
+        sink = FramedSink(stream, framed=not raw)
         stream.set_input(io.stdin, io.stdin_eof)
         stream.closed.addCallback(lambda _: io.client_gone())
         io.bind(sink)
         try:
-            await self._execs.start(exec_id, io, tty, console)
+            await self._execs.start(exec_id, io, None, console)
         except ExecError as e:
             # After the 101 the only way to report is in the stream, as dockerd does.
             sink.output(STDOUT, (str(e) + "\r\n").encode())

@@ -468,6 +468,16 @@ class ExecTests:
         finally:
             s.close()
 
+    def test_tty_of_create_not_of_start(self, daemon: PydDaemon, sleeper: str) -> None:
+        """An exec created with Tty runs on a terminal even when its start says Tty=false (as
+        docker-py's exec_start does): the terminal's "\r\n", stderr merged, in stdout frames."""
+        client = docker.APIClient(base_url=daemon.host)
+        try:
+            ex = client.exec_create(sleeper, ["sh", "-c", "echo out; echo err >&2"], tty=True)
+            assert client.exec_start(ex, demux=True) == (b"out\r\nerr\r\n", None)
+        finally:
+            client.close()
+
     def test_docker_py(self, daemon: PydDaemon, sleeper: str) -> None:
         """docker-py's exec_run reports the exit code and output."""
         client = docker.DockerClient(base_url=daemon.host)
