@@ -432,6 +432,19 @@ class StartStopTests(EngineTestBase):
         run_sync(self.svc.remove(cid, force=True))
         self.fail_with(self.svc.remove(cid), NotFound)
 
+    def test_waiter_hears_the_exit_once_restarting(self) -> None:
+        """A policy restart is recorded before the exit's waiters fire (dockerd's SetRestarting
+        fires them): `wait` then `rm` meets the 409, as docker-py's own test expects."""
+        cid = self.started(Cmd=["sleep", "2"], HostConfig={"RestartPolicy": {"Name": "always"}})
+        seen: list[str] = []
+        waiter = self.svc.wait(cid)
+        waiter.addCallback(lambda _: seen.append(self.svc.resolve(cid).state.status))
+        self.runtime.exit(cid, 0)
+        self.successResultOf(waiter)
+        self.assertEqual(seen, ["restarting"])
+        self.fail_with(self.svc.remove(cid), Conflict)
+        run_sync(self.svc.remove(cid, force=True))
+
     def test_force_remove_racing_the_exit(self) -> None:
         """rm -f of a container whose process exits as the SIGKILL is on its way (crun: open
         pidfd: No such process) removes it, as dockerd does; kill in that race is done too."""

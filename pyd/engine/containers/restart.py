@@ -122,7 +122,15 @@ class RestartPolicy(ContainerLifecycle):
             finished_nano=info.finished_nano or _now_nano(self._clock),
         )
         ns = _clear_settings(c.network_settings)
-        c = await self._save(attrs.evolve(c, state=state, network_settings=ns))
+        # The restart is decided and recorded with the exit, before any waiter hears of it: a
+        # client that waited and then removes meets dockerd's "container is restarting" 409
+        # (dockerd's SetRestarting fires the waiters), never a container caught between states.
+        restarts = not self._stopping and self._policy_restarts(c, info.code)
+        count = c.restart_count
+        if restarts:
+            state = attrs.evolve(state, status="restarting")
+            count += 1  # dockerd counts the restart when it decides it (inspect shows it)
+        c = await self._save(attrs.evolve(c, state=state, network_settings=ns, restart_count=count))
         self._runs.pop(cid, None)
         if info.oom_killed:
             self._emit(c, "oom")
@@ -136,20 +144,12 @@ class RestartPolicy(ContainerLifecycle):
         self._wake_log_followers(cid)
         if self._stopping:
             return
-        if self._policy_restarts(c, info.code):
+        if restarts:
             if ran_for >= RESTART_RESET_AFTER:
                 self._backoff[cid] = 0.0
             delay = self._backoff.get(cid, 0.0)
             delay = RESTART_BASE if delay == 0 else min(delay * 2, RESTART_MAX)
             self._backoff[cid] = delay
-            # dockerd counts the restart when it decides it (inspect shows it while restarting)
-            c = await self._save(
-                attrs.evolve(
-                    c,
-                    restart_count=c.restart_count + 1,
-                    state=attrs.evolve(c.state, status="restarting"),
-                )
-            )
             self._restart_calls[cid] = self._clock.callLater(delay, self._policy_restart, cid)
         elif self.spec_of(c).restart.auto_remove:
             await self._auto_remove(cid, info.code)
