@@ -125,6 +125,21 @@ class PublishedPortTests:
 class UserNetworkTests:
     """Names on user networks; connect/disconnect; internal; the default bridge."""
 
+    def test_connect_running_shows_request(self, net_daemon: PydDaemon) -> None:
+        """A running container connected with an address and a link shows them in inspect's
+        IPAMConfig and Links, as a created one does (docker-py's connect tests read them)."""
+        d = net_daemon
+        o = random.randint(0, 255)
+        d.docker("network", "create", "--subnet", f"10.249.{o}.0/24", "ipnet")
+        d.docker("run", "-d", "--name", "up", "--network", "ipnet", IMG, "sleep", "300")
+        d.docker("run", "-d", "--name", "cc", "--network", "ipnet", IMG, "sleep", "300")
+        d.docker("network", "disconnect", "ipnet", "cc")
+        d.docker("network", "connect", "--ip", f"10.249.{o}.24", "--link", "up:bar", "ipnet", "cc")
+        net = json.loads(d.docker("inspect", "cc").stdout)[0]["NetworkSettings"]["Networks"]
+        assert net["ipnet"]["IPAMConfig"] == {"IPv4Address": f"10.249.{o}.24"}
+        assert net["ipnet"]["IPAddress"] == f"10.249.{o}.24"
+        assert net["ipnet"]["Links"] == ["up:bar"]
+
     def test_names_connect_internal(self, net_daemon: PydDaemon) -> None:
         """Containers on appnet reach each other by name, alias and short id."""
         d = net_daemon

@@ -402,8 +402,9 @@ class ContainerBase:
     async def endpoint_config_changed(
         self, container_id: str, network: str, endpoint: EndpointRequest | None
     ) -> None:
-        """A never-started container joined (C{config}) or left (None) C{network}: its
-        C{EndpointsConfig}, which inspect shows until it starts (L{ContainerLookup})."""
+        """A container joined (C{config}) or left (None) C{network}: its C{EndpointsConfig},
+        whose settings inspect shows (L{ContainerLookup}); once the container has started,
+        its endpoint rows, not these, decide its networks."""
         c = self._cache.get(container_id)
         if c is None:
             return

@@ -162,8 +162,8 @@ class ContainerLookup(Protocol):
     async def endpoint_config_changed(
         self, container_id: str, network: str, endpoint: EndpointRequest | None
     ) -> None:
-        """A never-started container was connected to C{network} with C{endpoint} (None: it
-        left it): what inspect shows, as dockerd keeps C{NetworkSettings.Networks}."""
+        """A container was connected to C{network} with C{endpoint} (None: it left it): what
+        inspect shows, as dockerd keeps C{NetworkSettings.Networks}."""
         ...
 
 

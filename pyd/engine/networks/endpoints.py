@@ -582,6 +582,9 @@ class Endpoints(Ipam, Ports, Dns):
             await self._repo.remove_endpoints(c.id, net.id)
             await self._refresh()
             raise
+        if self.lookup is not None:
+            # inspect shows what the connect asked (IPAMConfig, Links...), as for a created one
+            await self.lookup.endpoint_config_changed(c.id, net.name, ep)
         self._emit("connect", net, container=c.id)
         await self._notify(c.id, resolv_text)
 
@@ -641,7 +644,7 @@ class Endpoints(Ipam, Ports, Dns):
             )
         await self._repo.remove_endpoints(c.id, net.id)
         await self._refresh()
-        if not c.running and self.lookup is not None:
+        if self.lookup is not None:
             await self.lookup.endpoint_config_changed(c.id, net.name, None)
         if att.ipv4 is not None:
             self._emit("disconnect", net, container=c.id)
