@@ -107,6 +107,16 @@ class ApiChannel(HTTPChannel):
         self._cancel()
         super().connectionLost(reason)
 
+    def requestDone(self, request: Any) -> None:
+        """A request is finished: its answer, when completed outside a read, leaves now
+        rather than on the reactor's next turn (the listeners' transports can send what they
+        hold, L{pyd.daemon.eager}; through the connection guard and TLS, whose attributes
+        fall through to the transport below)."""
+        super().requestDone(request)
+        send = getattr(self.transport, "send_queued", None)
+        if send is not None:
+            send()
+
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         """The status line and headers as one buffer (twisted.web hands the transport a list
         of some fifty pieces, each checked and queued on its own)."""

@@ -9,10 +9,12 @@ cost 6 system calls, 2 of them waits. Go's net package, under dockerd, writes at
 Here a connection's transport, while it handles a read, only queues what its protocol writes;
 once the read is handled it sends the queue at once (one C{send} for the status line, headers
 and body of every response that read produced), and only what the kernel did not take waits for
-writability as before. Whatever is written outside a read (an answer that needed the database,
-a log stream), a closing or half-closed connection, and every error path keep Twisted's own
-behaviour: the transport is watched for writability and its C{doWrite} runs from the reactor.
-Order is kept: everything goes through the transport's one buffer.
+writability as before. An answer completed outside a read (one that needed the database) is
+sent when its request finishes (L{_SendAfterRead.send_queued}, called by the API's channel).
+Whatever else is written outside a read (a log stream), a closing or half-closed connection,
+and every error path keep Twisted's own behaviour: the transport is watched for writability and
+its C{doWrite} runs from the reactor. Order is kept: everything goes through the transport's
+one buffer.
 """
 
 from __future__ import annotations
@@ -55,6 +57,24 @@ class _SendAfterRead:
             self._wants_write = True
             return
         super().startWriting()  # type: ignore[misc]  # cooperative mixin over tcp.Connection
+
+    def send_queued(self) -> None:
+        """Send what is queued now, from outside a read (an answer completed by a callback,
+        once its request is finished): the reactor's turn for writability is skipped. Inside
+        a read, a close, an abort or an error: nothing (the usual paths send or report it)."""
+        me: Any = self
+        if (
+            me._handling_read
+            or not _queued(me)
+            or not me.connected
+            or me.disconnecting
+            or me._writeDisconnecting
+            or me._aborting
+        ):
+            return
+        # Outside a read, write() already asked for writability: what is not sent now (or an
+        # error) is left to the reactor's doWrite, as before; all sent stops the watch.
+        me.doWrite()
 
     def _send_now(self) -> None:
         me: Any = self

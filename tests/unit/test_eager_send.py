@@ -11,11 +11,14 @@ import stat
 from typing import Any
 
 from twisted.internet import unix
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pyd.api.base import make_app
 from pyd.api.root import ApiRoot, ApiSite
+from pyd.api.wire import json_body
 from pyd.daemon.eager import (
     AdoptedTCPEndpoint,
     TCPEndpoint,
@@ -333,3 +336,51 @@ class PassedDescriptorTests(SynchronousTestCase):
         t.doRead()
         self.assertEqual(got, [b"data"])
         self.assertEqual(len(os.listdir("/proc/self/fd")), before)
+
+
+class _Waiting:
+    """A router whose one route answers when the test fires its Deferred."""
+
+    prefixes = ("later",)
+    app = make_app()
+
+    def __init__(self) -> None:
+        self.pending: list[Deferred[None]] = []
+
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    @app.route("/later", methods=["GET"])
+    async def later(self, request: Any) -> bytes:
+        d: Deferred[None] = Deferred()
+        self.pending.append(d)
+        await d
+        return json_body(request, {"Done": True})
+
+
+class AnswerOutsideReadTests(SynchronousTestCase):
+    def test_answer_completed_later_leaves_when_finished(self) -> None:
+        """An answer completed by a callback (as after a database read) is in the peer's
+        socket as soon as its request finishes; the transport does not wait for the
+        reactor's writability turn."""
+        reactor = MemoryReactorClock()
+        router = _Waiting()
+        site = ApiSite(ApiRoot([router]), header_timeout=10.0, reactor=reactor)
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        peer.settimeout(5)
+        self.addCleanup(peer.close)
+        self.addCleanup(ours.close)
+        channel = site.buildProtocol(None)
+        t = _UnixServer(ours, channel, "peer", None, 1, reactor)
+        channel.makeConnection(t)
+        peer.sendall(b"GET /v1.41/later HTTP/1.1\r\nHost: x\r\n\r\n")
+        t.doRead()
+        self.assertEqual((len(router.pending), t._tempDataLen), (1, 0))  # nothing answered yet
+        router.pending[0].callback(None)
+        self.assertNotIn(t, reactor.writers)
+        got = b""
+        while not got.endswith(b"0\r\n\r\n"):
+            got += peer.recv(65536)
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got)
+        self.assertIn(b'{"Done":true}', got)
