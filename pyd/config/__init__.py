@@ -445,8 +445,8 @@ OPTIONS: tuple[Option, ...] = (
         _bool,
         True,
         "userland-proxy",
-        doc="Serve published TCP ports on [::1], which NAT cannot carry, from the daemon "
-        "(dockerd's docker-proxy); 127.0.0.1 and the host's other addresses are NAT-ed either way",
+        doc="Serve from the daemon the published TCP ports NAT cannot carry (dockerd's "
+        "docker-proxy): [::1], and [::] of containers without IPv6; the rest is NAT-ed either way",
     ),
     Option(
         "userland-proxy-path",

@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any
 
+import attrs
 from sqlalchemy import insert
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
@@ -286,9 +287,11 @@ class Ipv6NetworkTests(SynchronousTestCase):
         self.assertEqual(again.endpoints[0].ipv6, "fd00:db8:11::5")
 
     def test_published_port_shown_per_family(self) -> None:
-        """C{-p 8080:80} is shown as dockerd 28 shows it: 0.0.0.0 and :: for a container with
-        an IPv6 address, 0.0.0.0 alone for an IPv4-only one (no userland proxy to carry IPv6
-        to it); an address given is shown alone."""
+        """C{-p 8080:80} is shown as dockerd 28 shows it with its userland proxy: 0.0.0.0 and
+        ::, served by the ip6 rules for a container with an IPv6 address and by the proxy for an
+        IPv4-only one; an address given is shown alone. The proxy serves [::1] (NAT cannot)
+        and, for the IPv4-only container, [::] as a whole; without the proxy (or with
+        userland-proxy false) an IPv4-only container has no :: binding."""
         self.create("v6", {"Subnet": "fd00:db8:13::/64"})
         self.create("plain", ipv6=False)
 
@@ -301,18 +304,24 @@ class Ipv6NetworkTests(SynchronousTestCase):
         self.assertEqual(
             shown("d1", "v6", [{"HostPort": "18080"}]), [("0.0.0.0", 18080), ("::", 18080)]
         )
-        self.assertEqual(shown("p1", "plain", [{"HostPort": "18081"}]), [("0.0.0.0", 18081)])
+        self.assertEqual(
+            shown("p1", "plain", [{"HostPort": "18081"}]), [("0.0.0.0", 18081), ("::", 18081)]
+        )
         self.assertEqual(
             shown("d2", "v6", [{"HostIp": "127.0.0.1", "HostPort": "18082"}]),
             [("127.0.0.1", 18082)],
         )
-        # The userland proxy serves [::1] for the bindings on every address: to the IPv6
-        # address of a dual-stack container, the IPv4 one of an IPv4-only container.
         d1, p1 = (
             next(a for a in self.service._active if a.container_id.startswith(name.encode().hex()))
             for name in ("d1", "p1")
         )
-        self.assertEqual(self.proxy.wanted, {18080: (d1.ipv6, 80), 18081: (str(p1.ipv4), 80)})
+        self.assertEqual(
+            self.proxy.wanted,
+            {("::1", 18080): (d1.ipv6, 80), ("::", 18081): (str(p1.ipv4), 80)},
+        )
+        self.service.config = attrs.evolve(self.service.config, userland_proxy=False)
+        self.assertEqual(shown("p2", "plain", [{"HostPort": "18083"}]), [("0.0.0.0", 18083)])
+        self.service.config = attrs.evolve(self.service.config, userland_proxy=True)
         run_sync(self.service.stop())
         self.assertEqual(self.proxy.wanted, {})
 

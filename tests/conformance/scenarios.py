@@ -548,6 +548,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        "ports_shown",
+        (
+            d("run", "-d", "--name", "conf-p", "-p", "18080:80", B, "sleep", "1000"),
+            d("port", "conf-p"),
+            d("inspect", "-f", "{{json .NetworkSettings.Ports}}", "conf-p"),
+            d("ps", "--format", "{{.Ports}}", "-f", "name=conf-p"),
+        ),
+        rm_f("conf-p"),
+        bridge=True,
+    ),
+    Scenario(
         "start_errors",
         (
             # What cannot run: the runtime's words, the exit code dockerd records.

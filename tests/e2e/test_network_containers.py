@@ -96,6 +96,8 @@ class PublishedPortTests:
             http_get("::1", p2, timeout=1)
         ports = d.docker("port", "web").stdout
         assert f"80/tcp -> 0.0.0.0:{p1}" in ports and f"80/tcp -> 127.0.0.1:{p2}" in ports
+        # dockerd 28 with its userland proxy: the IPv4-only container's port is on :: too
+        assert f"80/tcp -> [::]:{p1}" in ports
         eph = [
             int(line.rsplit(":", 1)[1])
             for line in ports.splitlines()

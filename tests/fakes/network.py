@@ -169,9 +169,9 @@ class FakeProxy:
     """L{pyd.engine.networks.ProxyOps}: remembers what it should serve."""
 
     def __init__(self) -> None:
-        self.wanted: dict[int, tuple[str, int]] = {}
+        self.wanted: dict[tuple[str, int], tuple[str, int]] = {}
 
-    def sync(self, wanted: Mapping[int, tuple[str, int]]) -> list[int]:
+    def sync(self, wanted: Mapping[tuple[str, int], tuple[str, int]]) -> list[tuple[str, int]]:
         self.wanted = dict(wanted)
         return []
 

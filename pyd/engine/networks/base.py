@@ -123,7 +123,7 @@ class FirewallOps(Protocol):
 class ProxyOps(Protocol):
     """What the service needs from L{pyd.drivers.network.proxy.LoopbackProxy}."""
 
-    def sync(self, wanted: Mapping[int, tuple[str, int]]) -> list[int]: ...
+    def sync(self, wanted: Mapping[tuple[str, int], tuple[str, int]]) -> list[tuple[str, int]]: ...
 
 
 class ResolverOps(Protocol):
@@ -580,18 +580,28 @@ class NetworkBase:
             raise SystemError_(f"programming the firewall failed: {e}") from e
         self._applied = rules
 
+    @property
+    def proxies_ipv6(self) -> bool:
+        """Whether the userland proxy carries IPv6 to IPv4-only containers (dockerd's
+        userland-proxy: their C{-p 8080:80} is then bound on C{::} too)."""
+        return self._proxy is not None and self.config.userland_proxy
+
     def _sync_proxy(self, stopping: bool = False) -> None:
-        """The userland proxy serves each published TCP port bound on every address, C{::} or
-        C{::1} at C{[::1]:port} (the one address NAT cannot carry), to the container's IPv6
-        address, or its IPv4 one (as docker-proxy carries IPv6 to an IPv4-only container)."""
-        if self._proxy is None or not self.config.userland_proxy:
+        """The userland proxy serves what NAT cannot carry of the published TCP ports bound on
+        every address, C{::} or C{::1}: C{[::1]:port} (to the container's IPv6 address, or its
+        IPv4 one), and for a container without an IPv6 address C{[::]:port} as a whole (as
+        docker-proxy carries IPv6 to an IPv4-only container)."""
+        if not self.proxies_ipv6:
             return
-        wanted: dict[int, tuple[str, int]] = {}
+        assert self._proxy is not None
+        wanted: dict[tuple[str, int], tuple[str, int]] = {}
         for a in [] if stopping else self._active:
             for p in a.config.get("ports") or []:
-                if p["proto"] == "tcp" and p["host_ip"] in ("", "::", "::1"):
-                    target = a.ipv6 or str(a.ipv4)
-                    wanted[int(p["host_port"])] = (target, int(p["container_port"]))
+                if p["proto"] != "tcp" or p["host_ip"] not in ("", "::", "::1"):
+                    continue
+                at = "::1" if a.ipv6 or p["host_ip"] == "::1" else "::"
+                target = (a.ipv6 or str(a.ipv4), int(p["container_port"]))
+                wanted[(at, int(p["host_port"]))] = target
         self._proxy.sync(wanted)
 
     async def _open_host_forward(self, want: Mapping[str, tuple[str, ...]]) -> None:

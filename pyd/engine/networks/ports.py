@@ -129,14 +129,13 @@ class Ports(NetworkBase):
         cfg["ports"] = chosen
         await self._repo.update_endpoint(att.id, config=cfg)
         # A binding on every address is shown per family, as dockerd 28 shows it: 0.0.0.0, and
-        # :: when the container has an IPv6 address (the ip6 rules serve it; for an IPv4-only
-        # container dockerd 28 without its userland proxy, as pyd is, makes no :: binding).
+        # :: when something serves it: the ip6 rules for a container with an IPv6 address, the
+        # userland proxy for an IPv4-only one (without it dockerd 28 makes no :: binding).
+        both = bool(container_ip6) or self.proxies_ipv6
         shown = [
             (c, ip)
             for c in chosen
-            for ip in (
-                (c["host_ip"],) if c["host_ip"] else ("0.0.0.0", "::")[: 2 if container_ip6 else 1]
-            )
+            for ip in ((c["host_ip"],) if c["host_ip"] else ("0.0.0.0", "::")[: 2 if both else 1])
         ]
         return [
             PortMapping(
