@@ -124,6 +124,7 @@ class Settler:
         """Collect, release what each of the releases holds (on their threads), then trim the
         heap; fires when done."""
         gc.collect()
+        self._last = self._counters()  # what the collection freed is not work
         self.settled += 1
         done = DeferredList(
             [maybeDeferred(release).addErrback(_log_release) for release in self._releases]
