@@ -175,6 +175,13 @@ def start_dockerd(extra_args: Sequence[str] = (), netns: str | None = None) -> D
     def stop() -> None:
         halt()
         log.close()
+        # dockerd binds its data root onto itself at each start and, after a restart, one of
+        # those binds outlives it: unmount whatever is left under the base before removing it
+        subprocess.run(
+            ["sh", "-c", f"grep ' {base}' /proc/mounts | cut -d' ' -f2 | sort -r | "
+             "xargs -r -n1 umount -l"],
+            check=False,
+        )  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
 
     def wait_ping(timeout: float, poll: float) -> bool:
