@@ -100,7 +100,11 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
         "EnableIPv6": n.enable_ipv6,
         "IPAM": {
             "Driver": n.ipam_driver,
-            "Options": dict(n.ipam_options) if n.driver == "bridge" else None,
+            "Options": (
+                dict(n.ipam_options)
+                if n.ipam_options is not None and n.driver == "bridge"
+                else None
+            ),
             "Config": config,
         },
         "Internal": n.internal,
@@ -203,7 +207,9 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         attachable=bool(body.get("Attachable")),
         enable_ipv6=_enable_ipv6(body),
         ipam_driver=str(ipam.get("Driver") or "default"),
-        ipam_options=_str_map(ipam.get("Options"), "IPAM options"),
+        ipam_options=None
+        if ipam.get("Options") is None
+        else _str_map(ipam["Options"], "IPAM options"),
         pools=tuple(pools),
         options=_str_map(body.get("Options"), "Options"),
         labels=_str_map(body.get("Labels"), "Labels"),

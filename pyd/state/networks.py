@@ -41,7 +41,7 @@ def _network(row: Any) -> Network:
         attachable=bool(row.attachable),
         enable_ipv6=bool(row.enable_ipv6),
         ipam_driver=str(ipam.get("driver", "default")),
-        ipam_options=dict(ipam.get("options") or {}),
+        ipam_options=None if ipam.get("options") is None else dict(ipam["options"]),
         pools=tuple(
             IpamPool(
                 subnet=str(p.get("subnet", "")),
@@ -74,7 +74,7 @@ def _attachment(row: Any) -> Attachment:
 def _ipam_json(n: Network) -> dict[str, Any]:
     return {
         "driver": n.ipam_driver,
-        "options": dict(n.ipam_options),
+        "options": None if n.ipam_options is None else dict(n.ipam_options),
         "pools": [
             {
                 "subnet": p.subnet,

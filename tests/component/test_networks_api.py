@@ -148,6 +148,20 @@ class NetworksApiTests(SynchronousTestCase):
         code, err = self.call("GET", "/networks/nope")
         self.assertEqual((code, err["message"]), (404, "network nope not found"))
 
+    def test_ipam_options_as_sent(self) -> None:
+        """IPAM.Options is null unless the request gave it (docker-py sends null, the CLI {}),
+        on the default bridge too, as dockerd shows it."""
+        for name, ipam in (
+            ("noipam", None),
+            ("nullopts", {"Options": None}),
+            ("empty", {"Options": {}}),
+        ):
+            body = {"Name": name} if ipam is None else {"Name": name, "IPAM": ipam}
+            self.assertEqual(self.call("POST", "/networks/create", body)[0], 201)
+        for name, want in (("noipam", None), ("nullopts", None), ("empty", {}), ("bridge", None)):
+            code, n = self.call("GET", "/networks/" + name)
+            self.assertEqual((code, name, n["IPAM"]["Options"]), (200, name, want))
+
     def test_bad_requests(self) -> None:
         """Unknown drivers, bad subnets and overlaps fail without creating anything."""
         code, err = self.call("POST", "/networks/create", {"Name": "x", "Driver": "overlay"})

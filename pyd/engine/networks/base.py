@@ -242,7 +242,8 @@ class CreateRequest:
     attachable: bool = False
     enable_ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = attrs.field(factory=dict)
+    # None when the create request gave no IPAM options: inspect shows null, as dockerd
+    ipam_options: dict[str, str] | None = None
     pools: tuple[IpamPool, ...] = ()
     options: dict[str, str] = attrs.field(factory=dict)
     labels: dict[str, str] = attrs.field(factory=dict)

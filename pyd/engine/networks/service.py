@@ -189,7 +189,7 @@ class NetworkService(Endpoints):
             attachable=req.attachable,
             enable_ipv6=req.enable_ipv6,
             ipam_driver=req.ipam_driver or "default",
-            ipam_options=dict(req.ipam_options),
+            ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
             pools=pools,
             options=dict(req.options),
             labels=dict(req.labels),
