@@ -291,7 +291,8 @@ class Ipv6NetworkTests(SynchronousTestCase):
         ::, served by the ip6 rules for a container with an IPv6 address and by the proxy for an
         IPv4-only one; an address given is shown alone. The proxy serves [::1] (NAT cannot)
         and, for the IPv4-only container, [::] as a whole; without the proxy (or with
-        userland-proxy false) an IPv4-only container has no :: binding."""
+        userland-proxy false, or on a host without IPv6) an IPv4-only container has no ::
+        binding."""
         self.create("v6", {"Subnet": "fd00:db8:13::/64"})
         self.create("plain", ipv6=False)
 
@@ -322,6 +323,9 @@ class Ipv6NetworkTests(SynchronousTestCase):
         self.service.config = attrs.evolve(self.service.config, userland_proxy=False)
         self.assertEqual(shown("p2", "plain", [{"HostPort": "18083"}]), [("0.0.0.0", 18083)])
         self.service.config = attrs.evolve(self.service.config, userland_proxy=True)
+        self.proxy.available = False  # a host without IPv6: nothing to serve on ::
+        self.assertEqual(shown("p3", "plain", [{"HostPort": "18084"}]), [("0.0.0.0", 18084)])
+        self.proxy.available = True
         run_sync(self.service.stop())
         self.assertEqual(self.proxy.wanted, {})
 

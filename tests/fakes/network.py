@@ -170,6 +170,7 @@ class FakeProxy:
 
     def __init__(self) -> None:
         self.wanted: dict[tuple[str, int], tuple[str, int]] = {}
+        self.available = True
 
     def sync(self, wanted: Mapping[tuple[str, int], tuple[str, int]]) -> list[tuple[str, int]]:
         self.wanted = dict(wanted)

@@ -34,6 +34,9 @@ class LoopbackProxy:
     def __init__(self, reactor: IReactorSocket) -> None:
         self._reactor = reactor
         self._listening: dict[Listen, tuple[Target, IListeningPort]] = {}
+        self._warned: set[tuple[Listen, Target]] = set()
+        # A host without IPv6 (ipv6.disable=1) has nothing for the proxy to serve.
+        self.available = _ipv6_sockets()
 
     def listening(self) -> dict[Listen, Target]:
         """What is served now."""
@@ -50,17 +53,19 @@ class LoopbackProxy:
                 listener.stopListening()
         failed = []
         for at, (host, cport) in wanted.items():
-            if at in self._listening:
+            if at in self._listening or not self.available:
                 continue
             try:
                 listener = self._listen(at, ProxyFactory(host, cport))
             except OSError as e:
-                log.warn(
-                    "userland proxy: cannot listen on [{address}]:{port}: {e}",
-                    address=at[0],
-                    port=at[1],
-                    e=e,
-                )
+                if (at, (host, cport)) not in self._warned:  # tried again at each change
+                    self._warned.add((at, (host, cport)))
+                    log.warn(
+                        "userland proxy: cannot listen on [{address}]:{port}: {e}",
+                        address=at[0],
+                        port=at[1],
+                        e=e,
+                    )
                 failed.append(at)
                 continue
             self._listening[at] = ((host, cport), listener)
@@ -82,3 +87,11 @@ class LoopbackProxy:
             )
         finally:
             s.close()
+
+
+def _ipv6_sockets() -> bool:
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:
+        return False
+    return True

@@ -123,6 +123,8 @@ class FirewallOps(Protocol):
 class ProxyOps(Protocol):
     """What the service needs from L{pyd.drivers.network.proxy.LoopbackProxy}."""
 
+    available: bool  # the host has IPv6 sockets (else there is nothing to serve)
+
     def sync(self, wanted: Mapping[tuple[str, int], tuple[str, int]]) -> list[tuple[str, int]]: ...
 
 
@@ -585,7 +587,7 @@ class NetworkBase:
     def proxies_ipv6(self) -> bool:
         """Whether the userland proxy carries IPv6 to IPv4-only containers (dockerd's
         userland-proxy: their C{-p 8080:80} is then bound on C{::} too)."""
-        return self._proxy is not None and self.config.userland_proxy
+        return self._proxy is not None and self._proxy.available and self.config.userland_proxy
 
     def _sync_proxy(self, stopping: bool = False) -> None:
         """The userland proxy serves what NAT cannot carry of the published TCP ports bound on
