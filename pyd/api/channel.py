@@ -62,6 +62,13 @@ class ApiChannel(HTTPChannel):
                 self._header_deadline.cancel()
             self._header_deadline = None
 
+    def handed_over(self) -> None:
+        """The connection now belongs to a hijacked stream (L{pyd.api.hijack.hijack}): no timer
+        of this channel's may keep it, its transport and its last request alive once the
+        stream has ended (the header deadline outlives each request on purpose, see above)."""
+        self.setTimeout(None)
+        self._cancel()
+
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
         if not self._awaiting_headers:

@@ -274,7 +274,11 @@ def hijack(
     # Whatever the client sent after the request (early stdin) sits in the channel's buffer.
     buffered = b"".join(getattr(channel, "_dataBuffer", []))
     channel._dataBuffer = []
-    channel.setTimeout(None)
+    handed_over = getattr(channel, "handed_over", None)  # ApiChannel: its timers too
+    if handed_over is not None:
+        handed_over()
+    else:
+        channel.setTimeout(None)
     # The channel registered itself as the transport's producer; it no longer produces anything.
     registered = getattr(channel, "_networkProducer", None) is transport
     if registered:

@@ -149,3 +149,21 @@ class HeaderDeadlineTests(SynchronousTestCase):
         ch.dataReceived(b"GET /_pi")
         self.clock.advance(11)
         self.assertTrue(t.aborted)
+
+    def test_hijacked_connection_keeps_no_timer(self) -> None:
+        """Once a request takes its connection over (attach, exec), no timer of the HTTP
+        channel is left: the header deadline would otherwise keep the channel, its transport
+        and its last request alive for the whole timeout after the stream ended."""
+        from tests.helpers.hijack_server import EchoRouter
+
+        site = ApiSite(ApiRoot([EchoRouter(self.clock)]), header_timeout=10.0, reactor=self.clock)
+        ch = site.buildProtocol(None)
+        t = _Transport("10.0.0.1")
+        ch.makeConnection(t)
+        self.assertTrue([c for c in self.clock.getDelayedCalls() if c.active()])
+        ch.dataReceived(
+            b"POST /v1.41/echo/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n{}"
+        )
+        self.assertIn(b"101 UPGRADED", t.value())
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
