@@ -160,10 +160,39 @@ DISTRIBUTION_API = Scenario(
     registry=True,
 )
 
+# Issue 15: builds that share steps (a cached prefix, an earlier stage) make the first tag's
+# image the parent of the later build's steps. Untagging it by name answers 200 with only the
+# Untagged line (with children it is not dangling, so the quiet delete keeps it); deleting the
+# later image takes the shared steps along: the Deleted lines (images and layers) are compared.
+_SHARED = _tar(
+    {
+        "a.Dockerfile": f"FROM {B}\nRUN echo a > /a\nENV X=1\n".encode(),
+        "b.Dockerfile": f"FROM {B}\nRUN echo a > /a\nENV X=1\nRUN echo b > /b\n".encode(),
+        "Dockerfile": f"FROM {B} AS s1\nRUN echo s1 > /s1\nFROM s1\nRUN echo s2 > /s2\n".encode(),
+    }
+)
+_DEL_TAGS = ("conf/del-a:1", "conf/del-b:1", "conf/del-s1:1", "conf/del-m:1")
+
+IMAGE_DELETE_CHILDREN = Scenario(
+    "image_delete_children",
+    (
+        Api("POST", "/build?dockerfile=a.Dockerfile&t=conf/del-a:1&q=1", data=_SHARED, fields=()),
+        Api("POST", "/build?dockerfile=b.Dockerfile&t=conf/del-b:1&q=1", data=_SHARED, fields=()),
+        d("rmi", "conf/del-a:1"),
+        d("rmi", "conf/del-b:1"),
+        Api("POST", "/build?target=s1&t=conf/del-s1:1&q=1", data=_SHARED, fields=()),
+        Api("POST", "/build?t=conf/del-m:1&q=1", data=_SHARED, fields=()),
+        d("rmi", "-f", "conf/del-s1:1"),
+        Api("DELETE", "/images/conf/del-m:1"),
+    ),
+    (d("rmi", "-f", *_DEL_TAGS),),
+)
+
 FIELD_SCENARIOS: tuple[Scenario, ...] = (
     CREATE_ONE_FIELD,
     UPDATE_ONE_FIELD,
     BUILD_API,
     SYSTEM_VERSIONS,
     DISTRIBUTION_API,
+    IMAGE_DELETE_CHILDREN,
 )

@@ -235,6 +235,43 @@ class DeleteTests:
         run(svc.remove_rw_layer(cid))
         assert _layer_dirs(tmp) == []
 
+    def test_untag_of_a_build_step_with_children(self, tmp: Path) -> None:
+        """Issue 15: a tagged build step that a later build grew from (a shared cached prefix,
+        an earlier stage) has a child. dockerd's untag by name then answers 200 with only the
+        Untagged line and keeps the image, as it is not dangling (C{imageIsDangling} counts
+        children); the child's delete later takes it along. By id it is a hard conflict."""
+        svc, *_ = make_image_service(str(tmp))
+        built = busybox_image_tar(tmp / "bb.tar")
+        _load(svc, built.path)
+
+        def step(parent: str, cid: str, cmd: str) -> str:
+            run(svc.create_rw_layer(cid, parent))
+            meta = CommitMeta(cmd, "", empty_layer_ok=True)
+            img = run(svc.commit(cid, {"Env": [cmd]}, meta, cache_key=cmd))
+            run(svc.remove_rw_layer(cid))
+            return img.id
+
+        first = step(built.id, "a" * 64, "ENV A=1")
+        second = step(first, "b" * 64, "ENV B=1")
+        run(svc.tag(first, "pyd-t/first", "latest"))
+        run(svc.tag(second, "pyd-t/second", "latest"))
+        items = run(svc.delete("pyd-t/first"))
+        assert [(i.kind, i.value) for i in items] == [("Untagged", "pyd-t/first:latest")]
+        assert run(svc.resolve(first)).id == first
+        with pytest.raises(Conflict) as e:
+            run(svc.delete(first, force=True))
+        assert str(e.value) == (
+            f"conflict: unable to delete {first[7:19]} (cannot be forced) - "
+            "image has dependent child images"
+        )
+        items = run(svc.delete("pyd-t/second"))
+        assert [(i.kind, i.value) for i in items] == [
+            ("Untagged", "pyd-t/second:latest"),
+            ("Deleted", second),
+            ("Deleted", first),
+        ]
+        assert run(svc.resolve(built.id)).id == built.id
+
     def test_unknown(self, tmp: Path) -> None:
         """An unknown name is a 404 with dockerd's text."""
         svc, *_ = make_image_service(str(tmp))

@@ -286,6 +286,13 @@ class ImageCatalog(ImageStoreBase):
                 )
         return None
 
+    async def _is_dangling(self, image_id: str) -> bool:
+        """dockerd's C{imageIsDangling}: no reference and no child image. An untagged build
+        step that later builds grew from (a shared cached prefix, an earlier stage) is not
+        dangling, so the untag that left it so answers 200 and the image stays."""
+        s = await self._repo.get_image(image_id)
+        return s is not None and not s.refs and not await self._repo.children(image_id)
+
     async def _delete_helper(
         self,
         image_id: str,
@@ -297,9 +304,9 @@ class ImageCatalog(ImageStoreBase):
     ) -> None:
         conflict = await self._conflict(image_id, hard=True, soft=not force, users=users)
         if conflict is not None:
-            s = await self._repo.get_image(image_id)
-            dangling = s is not None and not s.refs
-            if quiet and (not dangling or getattr(conflict, "used", False)):
+            if quiet and (
+                getattr(conflict, "used", False) or not await self._is_dangling(image_id)
+            ):
                 return
             raise conflict
         s = await self._repo.get_image(image_id)
