@@ -47,7 +47,9 @@ def render_error(request: Any, failure: Failure) -> bytes:
         code = failure.value.code or 500
         request.setResponseCode(code)
         request.setHeader(b"Content-Type", b"application/json")
-        return error_body("page not found" if code == 404 else str(failure.value.description))
+        body = error_body("page not found" if code == 404 else str(failure.value.description))
+        request.setHeader(b"Content-Length", str(len(body)).encode())  # as write_error's
+        return body
     return handle_failure(request, failure)
 
 

@@ -59,8 +59,12 @@ def write_error(request: Any, exc: BaseException) -> bytes:
     if code == 304:
         return b""
     message = public_message(exc)
+    body = error_body(message)
     request.setHeader(b"Content-Type", b"application/json")
-    return error_body(message)
+    # A whole answer with its length, as dockerd's: docker-py takes a chunked answer to a
+    # streaming call (build, push) for a stream and raises only on one that is not.
+    request.setHeader(b"Content-Length", str(len(body)).encode())
+    return body
 
 
 def handle_failure(request: IRequest, failure: Failure) -> bytes:

@@ -260,6 +260,23 @@ class SeedFlowTests:
         finally:
             client.close()
 
+    def test_docker_py_build_error_raises_api_error(self, pyd_daemon: PydDaemon) -> None:
+        """A build refused before it starts (no such Dockerfile) is docker-py's APIError with
+        dockerd's status and text: the answer is whole (Content-Length), not a chunked stream
+        that docker-py would read as build output and turn into a BuildError."""
+        import docker
+
+        d = pyd_daemon
+        ctx = _ctx(d.base, {"Dockerfile": "FROM scratch\n"})
+        client = docker.DockerClient(base_url=d.host)
+        try:
+            with pytest.raises(docker.errors.APIError) as err:
+                client.images.build(path=str(ctx), dockerfile="Nope")
+            assert err.value.status_code == 400
+            assert err.value.explanation == "Cannot locate specified Dockerfile: Nope"
+        finally:
+            client.close()
+
 
 class BuildPullTests:
     """FROM pulls a missing base image (and --pull refreshes it) from a registry on loopback."""

@@ -30,6 +30,13 @@ class ErrorMappingTests(SynchronousTestCase):
             for leak in (type(exc).__name__, "Errno", "/var/lib", "No such file", "linkname"):
                 self.assertNotIn(leak, body["message"])
 
+    def test_error_has_its_length(self) -> None:
+        """An error is a whole answer with Content-Length, never chunked (docker-py raises
+        APIError for a failed build only on such an answer)."""
+        req = DummyRequest([b""])
+        body = write_error(req, errors.InvalidParameter("Cannot locate specified Dockerfile"))
+        self.assertEqual(req.responseHeaders.getRawHeaders(b"content-length"), [b"%d" % len(body)])
+
     def test_domain_errors_keep_text_and_status(self) -> None:
         """dockerd's texts and statuses pass through unchanged."""
         cases = [
