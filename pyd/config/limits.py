@@ -68,8 +68,9 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         _bytes,
         0,
         "max-layer-size",
-        doc="Most bytes one image layer may expand to (pull, load, import, and each local archive "
-        "a build's ADD unpacks), e.g. 64MiB; 0: no limit. A refused layer leaves nothing behind",
+        doc="Most bytes one image layer may expand to (pull, load, import, and the local archives "
+        "one build ADD unpacks, together), e.g. 64MiB; 0: no limit. A refused layer leaves nothing "
+        "behind",
     ),
     Option(
         "max-build-context-size",

@@ -48,8 +48,11 @@ class CopyOptions:
     unpack: bool = False
     chowned: bool = False  # --chown given: also applies to unpacked archive members
     exclude: PatternMatcher | None = None  # COPY/ADD --exclude, matched below each source
-    max_unpack: int = 0  # max-layer-size: bytes an unpacked archive may write (0: no limit)
+    max_unpack: int = 0  # max-layer-size: bytes the step's unpacked archives may write (0: none)
     space_check: Callable[[], None] | None = None  # min-free-space, while unpacking
+    # The count of what this step's archives wrote so far (made by copy_into): the archives of
+    # one ADD land in one layer, so max-layer-size holds for their sum, not for each.
+    unpacked: intar.Budget | None = None
 
 
 def _mkdir_all(root: InRoot, path: str, owner: tuple[int, int] | None) -> str:
@@ -111,6 +114,9 @@ def copy_into(
             f"When using {cmd} with more than one source file, the destination must be a "
             "directory and end with a /"
         )
+    if opts.unpack and opts.unpacked is None:
+        limits = intar.Policy(max_bytes=opts.max_unpack, space_check=opts.space_check)
+        opts = attrs.evolve(opts, unpacked=intar.Budget(limits))
     with InRoot(root) as dst:
         try:
             dest_is_dir = dest_is_dir or stat.S_ISDIR(dst.stat(dest_path).st_mode)
@@ -307,7 +313,7 @@ def _unpack(fd: int, dst: InRoot, dest_path: str, opts: CopyOptions) -> None:
         space_check=opts.space_check,
     )
     with os.fdopen(open_regular(fd, ""), "rb") as f, tarfile.open(fileobj=f, mode="r:*") as tf:
-        intar.extract(tf, tf, dst, dest_path, policy)
+        intar.extract(tf, tf, dst, dest_path, policy, opts.unpacked)
 
 
 def make_workdir(root: str, path: str, owner: tuple[int, int] | None) -> None:

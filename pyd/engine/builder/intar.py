@@ -70,8 +70,9 @@ def check_free_space(path: str, keep_free: int) -> None:
         )
 
 
-class _Budget:
-    """The bytes an extraction wrote, against the policy's limit and free-space check."""
+class Budget:
+    """The bytes extractions wrote, against the policy's limit and free-space check: one per
+    extraction, or one shared by the archives a single ADD step unpacks into its one layer."""
 
     def __init__(self, policy: Policy) -> None:
         self.max_bytes = policy.max_bytes
@@ -176,6 +177,7 @@ def extract(
     root: InRoot,
     dest: str,
     policy: Policy,
+    budget: Budget | None = None,
 ) -> int:
     """Write C{members} (read from C{tf}) under C{dest} (a path inside C{root}); return the
     bytes of regular files written.
@@ -184,10 +186,13 @@ def extract(
     cleaned: C{..} cannot climb above the root. Directory modes and times are set last (writing into a directory
     changes its time).
 
+    C{budget}, when given, carries the count over from earlier extractions into the same
+    layer (its limit and check are the ones it was made with).
+
     @raise MemberError: a member that cannot be placed (truncated data, a hardlink to a
         missing name, a parent that is not a directory, ...).
     """
-    budget = _Budget(policy)
+    budget = budget if budget is not None else Budget(policy)
     if policy.space_check is not None:
         policy.space_check()
     dirs: list[tuple[str, tarfile.TarInfo]] = []
@@ -247,7 +252,7 @@ def _place(
     path: str,
     policy: Policy,
     dirs: list[tuple[str, tarfile.TarInfo]],
-    budget: _Budget,
+    budget: Budget,
 ) -> int:
     try:
         pfd = root.open_dir(parent)  # one lookup in the common case
@@ -295,7 +300,7 @@ def _regular(
     pfd: int,
     base: str,
     owner: tuple[int, int] | None,
-    budget: _Budget,
+    budget: Budget,
 ) -> int:
     src = tf.extractfile(m)
     assert src is not None

@@ -610,7 +610,7 @@ class ContextLimitTests(BuilderTestCase):
         self.assertTrue(res.image_id)
 
 
-def _gzip_bomb(size: int) -> bytes:
+def _gzip_bomb(size: int, name: str = "zeros.bin") -> bytes:
     """A gzip'd tar holding one file of C{size} zero bytes (a few KiB compressed)."""
     import gzip
     import io
@@ -618,7 +618,7 @@ def _gzip_bomb(size: int) -> bytes:
 
     raw = io.BytesIO()
     with gzip.GzipFile(fileobj=raw, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tf:
-        info = tarfile.TarInfo("zeros.bin")
+        info = tarfile.TarInfo(name)
         info.size = size
         tf.addfile(info, _Zeros(size))
     return raw.getvalue()
@@ -656,6 +656,20 @@ class BuildLimitTests(BuilderTestCase):
         )
         self.assertEqual(self.images.layers, {})
         self.assertEqual(os.listdir(os.path.join(self.tmp, "store", "layers")), [])
+
+    def test_add_archives_past_max_layer_size_together(self) -> None:
+        """Two archives of one ADD, each under the 1 MiB limit and 1.25 MiB together: they land
+        in one layer, so the step is refused naming the limit and leaves no layer."""
+        self.svc.max_layer_size = 1 << 20
+        err = self.build_fails(
+            {
+                "Dockerfile": "FROM busybox\nADD a.tar.gz b.tar.gz /x/\n",
+                "a.tar.gz": _gzip_bomb(640 << 10, "a.bin"),
+                "b.tar.gz": _gzip_bomb(640 << 10, "b.bin"),
+            }
+        )
+        self.assertIn("maximum layer size of 1048576 bytes (max-layer-size)", err.message)
+        self.assertEqual(self.images.layers, {})
 
     def test_add_archive_under_the_limit(self) -> None:
         """Under the limit the archive is unpacked as before."""
