@@ -434,9 +434,20 @@ class ValidationTests(SynchronousTestCase):
             ({"Image": "b", "Env": ["=x"]}, "invalid environment variable: =x"),
             ({"Image": "b", "StopSignal": "SIGNOPE"}, "Invalid signal: SIGNOPE"),
             ({"Image": "b", "Healthcheck": {"Interval": 10}}, "Interval in Healthcheck cannot be less than 1ms"),
+            ({"Image": "b", "WorkingDir": "app"}, "the working directory 'app' is invalid, it needs to be an absolute path"),
+            # moby's order: the working directory, the stop signal, then Env.
+            ({"Image": "b", "WorkingDir": "./x", "Env": ["=x"]}, "the working directory './x' is invalid, it needs to be an absolute path"),
+            ({"Image": "b", "StopSignal": "SIGNOPE", "Env": ["=x"]}, "Invalid signal: SIGNOPE"),
         ]  # fmt: skip
         for body, text in cases:
             self.assertEqual(_err(body), text, body)
+
+    def test_working_dir_cleaned(self) -> None:
+        """An absolute working directory is kept in Go's filepath.Clean form, as dockerd keeps
+        it (inspect shows the cleaned path)."""
+        for given, kept in [("/a/./b/", "/a/b"), ("//srv//x/../y", "/srv/y"), ("/", "/")]:
+            spec = parse_create({"Image": "b", "WorkingDir": given})
+            self.assertEqual(spec.process.working_dir, kept, given)
 
     def test_resource_texts(self) -> None:
         """The memory, CPU and blkio refusals (dockerd's verifyPlatformContainerResources)."""

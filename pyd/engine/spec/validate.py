@@ -8,6 +8,7 @@ L{pyd.engine.spec.rules}, which this module calls.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from pyd.core.errors import InvalidParameter
@@ -40,7 +41,11 @@ def validate_healthcheck(hc: dict[str, Any] | None) -> None:
 
 
 def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> list[str]:
-    """Everything dockerd checks before creating (image-independent part)."""
+    """Everything dockerd checks before creating (image-independent part). As dockerd's
+    translateWorkingDir, C{config}'s WorkingDir is replaced by its cleaned form."""
+    translate_working_dir(config)
+    if config.get("StopSignal"):
+        rules.parse_signal(config["StopSignal"])
     if not isinstance(config.get("Env") or [], list):
         raise InvalidParameter("invalid Env: expected an array")
     for e in config.get("Env") or []:
@@ -63,10 +68,26 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], ncpu: int) -> li
     for opt in hc.get("SecurityOpt") or []:
         parse_security_opt(opt)
     rules.validate_log_config(hc.get("LogConfig") or {})
-    if config.get("StopSignal"):
-        rules.parse_signal(config["StopSignal"])
     validate_file_names(config, hc)
     return warnings
+
+
+def translate_working_dir(config: dict[str, Any]) -> None:
+    """moby's translateWorkingDir (daemon/container.go), the first check of a create: a
+    working directory must be absolute, and is kept cleaned (Go's filepath.Clean: no C{.},
+    C{..}, doubled or trailing slash), so inspect shows C{/a/b} for C{/a/./b/}.
+
+    @raise InvalidParameter: dockerd's text for a relative one.
+    """
+    wd = config.get("WorkingDir") or ""
+    if not wd:
+        return
+    if not wd.startswith("/"):
+        raise InvalidParameter(
+            f"the working directory '{wd}' is invalid, it needs to be an absolute path"
+        )
+    clean = posixpath.normpath(wd)
+    config["WorkingDir"] = "/" + clean.lstrip("/")  # normpath keeps a leading "//"
 
 
 def validate_file_names(config: dict[str, Any], hc: dict[str, Any]) -> None:
