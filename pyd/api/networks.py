@@ -20,7 +20,7 @@ from pyd.api.wire import (
     read_json,
     read_json_object,
 )
-from pyd.core.errors import Forbidden, InvalidParameter, NotFound
+from pyd.core.errors import InvalidParameter, NotFound
 from pyd.core.records import IpamPool
 from pyd.engine.networks import CreateRequest, NetworkView
 from pyd.engine.spec import EndpointRequest, parse_connect, schema
@@ -96,13 +96,13 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
         "Created": rfc3339_nano(n.created_nano),
         "Scope": n.scope,
         "Driver": n.driver,
-        "EnableIPv4": n.driver == "bridge",
+        "EnableIPv4": n.enable_ipv4 and (n.driver == "bridge" or n.config_only),
         "EnableIPv6": n.enable_ipv6,
         "IPAM": {
             "Driver": n.ipam_driver,
             "Options": (
                 dict(n.ipam_options)
-                if n.ipam_options is not None and n.driver == "bridge"
+                if n.ipam_options is not None and (n.driver == "bridge" or n.config_only)
                 else None
             ),
             "Config": config,
@@ -110,8 +110,8 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
         "Internal": n.internal,
         "Attachable": n.attachable,
         "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
+        "ConfigFrom": {"Network": n.config_from},
+        "ConfigOnly": n.config_only,
         "Containers": containers,
         "Options": dict(n.options),
         "Labels": dict(n.labels),
@@ -187,12 +187,6 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
                 aux_addresses=_str_map(aux, "AuxiliaryAddresses"),
             )
         )
-    if body.get("Ingress"):
-        # libnetwork's check (a Forbidden): an ingress network is a swarm-scope one, which a
-        # standalone engine never has
-        raise Forbidden("Ingress network can only be global scope network")
-    if body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
-        raise InvalidParameter("config-only networks are not supported by pyd")
     if body.get("EnableIPv4") is False:
         # API 1.48's IPv6-only networks: every network of pyd's has an IPv4 subnet (refused
         # rather than given one the client asked not to have)
@@ -205,6 +199,10 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         driver=str(body.get("Driver") or "bridge"),
         internal=bool(body.get("Internal")),
         attachable=bool(body.get("Attachable")),
+        ingress=bool(body.get("Ingress")),
+        scope=str(body.get("Scope") or ""),
+        config_only=bool(body.get("ConfigOnly")),
+        config_from=str((body.get("ConfigFrom") or {}).get("Network") or ""),
         enable_ipv6=_enable_ipv6(body),
         ipam_driver=str(ipam.get("Driver") or "default"),
         ipam_options=None

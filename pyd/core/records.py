@@ -211,6 +211,11 @@ class Network:
     options: dict[str, str] = attrs.field(factory=dict)
     labels: dict[str, str] = attrs.field(factory=dict)
     bridge: str | None = None
+    # A configuration-only network (driver "null", nothing created): its IPAM, options and
+    # labels are for the networks created from it, which name it in config_from.
+    config_only: bool = False
+    config_from: str = ""
+    enable_ipv4: bool = True
 
     @property
     def predefined(self) -> bool:

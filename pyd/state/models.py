@@ -22,6 +22,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 
 NAMING = {
@@ -187,6 +189,9 @@ NetworkRow: Any = Rows(
         Column("options", JSON, default=dict, nullable=False),
         Column("labels", JSON, default=dict, nullable=False),
         Column("bridge", String(15), nullable=True, unique=True),
+        Column("config_only", Boolean, default=False, server_default=false(), nullable=False),
+        Column("config_from", String(255), default="", server_default="", nullable=False),
+        Column("enable_ipv4", Boolean, default=True, server_default=true(), nullable=False),
     ),
     """A network (bridge driver, or the built-in host/none).""",
 )

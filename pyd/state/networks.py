@@ -55,6 +55,9 @@ def _network(row: Any) -> Network:
         options=dict(row.options or {}),
         labels=dict(row.labels or {}),
         bridge=row.bridge,
+        config_only=bool(row.config_only),
+        config_from=str(row.config_from or ""),
+        enable_ipv4=bool(row.enable_ipv4),
     )
 
 
@@ -115,6 +118,9 @@ class NetworkRepository:
                         options=dict(n.options),
                         labels=dict(n.labels),
                         bridge=n.bridge,
+                        config_only=n.config_only,
+                        config_from=n.config_from,
+                        enable_ipv4=n.enable_ipv4,
                     )
                 )
             except IntegrityError as e:

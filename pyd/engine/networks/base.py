@@ -242,6 +242,10 @@ class CreateRequest:
     driver: str = "bridge"
     internal: bool = False
     attachable: bool = False
+    ingress: bool = False
+    scope: str = ""  # as asked ("" when not given)
+    config_only: bool = False  # --config-only: store the configuration, create nothing
+    config_from: str = ""  # --config-from: the configuration network's name
     enable_ipv6: bool = False
     ipam_driver: str = "default"
     # None when the create request gave no IPAM options: inspect shows null, as dockerd
@@ -455,6 +459,8 @@ class NetworkBase:
             net = self.resolve(network_mode)
         except NotFound:
             return network_mode
+        if net.config_only:  # driver "null" too, but not the none network
+            return network_mode
         return {"host": "host", "null": "none"}.get(net.driver, network_mode)
 
     def _network_for_mode(self, mode: str) -> Network:
@@ -476,7 +482,7 @@ class NetworkBase:
 
     def _own_route(self, route: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
         for n in self._networks.values():
-            for p in n.pools:
+            for p in n.pools if not n.config_only else ():
                 if p.subnet and ipaddress.ip_network(p.subnet) == route:
                     return True
         return False

@@ -28,6 +28,7 @@ from pyd.core.records import (
 from pyd.drivers.network.netlink import Interface
 from pyd.engine import resolvconf
 from pyd.engine.networks.base import HOSTS_BASE, MTU_OPT, ContainerRef, _veth_name, v6_pool
+from pyd.engine.networks.configonly import NOT_ON_CONFIG_ONLY
 from pyd.engine.networks.dns import Dns, _read_resolv, _upstreams
 from pyd.engine.networks.ipam import Ipam
 from pyd.engine.networks.ports import Ports
@@ -219,6 +220,10 @@ class Endpoints(Ipam, Ports, Dns):
         atts = await self._materialize(cid, name, mode, req.endpoints)
         # The network named by the mode goes first: it gets eth0, the default route and ports.
         atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
+        for att in atts:
+            found = self._networks.get(att.network_id)
+            if found is not None and found.config_only:
+                raise Forbidden(NOT_ON_CONFIG_ONLY)
         await self._blocking(self._nl.create_netns, path)
         endpoints: list[Endpoint] = []
         ports: list[PortMapping] = []
@@ -516,7 +521,11 @@ class Endpoints(Ipam, Ports, Dns):
         # A container that left "none" before its first start may join networks (dockerd
         # checks the networks it has, not its NetworkMode: container_operations.go).
         left_none = mode == "none" and c.networks_materialized
-        if net.driver == "null" or (mode == "none" and not left_none):
+        if net.config_only and c.running:
+            # libnetwork CreateEndpoint; a container that is not running is connected (its
+            # start then fails with this same text, as dockerd's)
+            raise Forbidden(NOT_ON_CONFIG_ONLY)
+        if (net.driver == "null" and not net.config_only) or (mode == "none" and not left_none):
             raise Forbidden(
                 "container cannot be connected to multiple networks with one of the networks "
                 "in private (none) mode"

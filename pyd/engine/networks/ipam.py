@@ -171,9 +171,11 @@ class Ipam(NetworkBase):
         return _from_pools(self._v6_pools(), others + [r for r in routes if not self._own_route(r)])
 
     def _used_subnets(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        # a configuration-only network's subnets are not taken: the networks made from it are
         return [
             ipaddress.ip_network(p.subnet)
             for n in self._networks.values()
+            if not n.config_only
             for p in n.pools
             if p.subnet
         ]

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Sequence
 
+import attrs
 from twisted.logger import Logger
 
 from pyd.core.errors import (
@@ -21,6 +22,7 @@ from pyd.core.ids import go_quote, line_safe, new_id, short_id
 from pyd.core.records import (
     Network,
 )
+from pyd.engine.networks import configonly
 from pyd.engine.networks.base import (
     BRIDGE_NAME_OPT,
     PREDEFINED,
@@ -157,6 +159,17 @@ class NetworkService(Endpoints):
             raise Conflict(f"network with name {name} already exists")
         if name in PREDEFINED:
             raise Forbidden(f"{name} is a pre-defined network and cannot be created")
+        configonly.check(req)
+        if req.config_only:
+            return await self._create_config_only(name, req)
+        if req.ingress:
+            # libnetwork's check (a Forbidden): an ingress network is a swarm-scope one, which
+            # a standalone engine never has
+            raise Forbidden("Ingress network can only be global scope network")
+        if req.config_from:
+            req = configonly.apply(
+                configonly.find(list(self._networks.values()), req.config_from), req
+            )
         driver = req.driver or "bridge"
         if driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{driver}" network is allowed')
@@ -194,6 +207,7 @@ class NetworkService(Endpoints):
             options=dict(req.options),
             labels=dict(req.labels),
             bridge=device,
+            config_from=req.config_from,
         )
         await self._repo.add(n)
         self._networks[n.id] = n
@@ -205,6 +219,29 @@ class NetworkService(Endpoints):
             await self._repo.remove(n.id)
             await self._blocking(self._nl.delete_link, device)
             raise
+        self._emit("create", n)
+        return n, ""
+
+    async def _create_config_only(self, name: str, req: CreateRequest) -> tuple[Network, str]:
+        """A configuration-only network: its IPAM configuration checked (moby 28's
+        ValidateIPAM) and stored as given; no driver, bridge or address (libnetwork resets its
+        driver to C{null} and its scope to local, whatever was asked)."""
+        pools = tuple(attrs.evolve(self._checked_pool(p, []), gateway=p.gateway) for p in req.pools)
+        n = Network(
+            id=new_id(),
+            name=name,
+            driver="null",
+            created_nano=time.time_ns(),
+            enable_ipv6=req.enable_ipv6,
+            ipam_driver=req.ipam_driver or "default",
+            ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
+            pools=pools,
+            options=dict(req.options),
+            labels=dict(req.labels),
+            config_only=True,
+        )
+        await self._repo.add(n)
+        self._networks[n.id] = n
         self._emit("create", n)
         return n, ""
 
@@ -259,6 +296,10 @@ class NetworkService(Endpoints):
         n = self.resolve(ref)
         if n.predefined:
             raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
+        if n.config_only and any(o.config_from == n.name for o in self._networks.values()):
+            raise Forbidden(
+                f'error while removing network: configuration network "{n.name}" is in use'
+            )
         active = [a for a in self._active if a.network_id == n.id]
         if active:
             desc = ", ".join(
@@ -276,6 +317,8 @@ class NetworkService(Endpoints):
         if n.bridge:
             await self._blocking(self._nl.delete_link, n.bridge)
         await self._repo.remove(n.id)
+        if n.config_only:
+            return  # dockerd logs no event for a configuration network's removal
         await self._refresh()
         self._emit("destroy", n)
 
@@ -291,6 +334,8 @@ class NetworkService(Endpoints):
             for n in list(self._networks.values()):
                 if n.predefined or any(a.network_id == n.id for a in self._active):
                     continue
+                if n.config_only:
+                    continue  # dockerd's prune leaves configuration networks alone
                 if f.get("label") and not all(_label_match(n.labels, x) for x in f["label"]):
                     continue
                 if f.get("label!") and any(_label_match(n.labels, x) for x in f["label!"]):
