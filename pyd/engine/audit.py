@@ -131,7 +131,7 @@ AUDIT: dict[str, Row] = {
     "EndpointSettings.Links": Row(H, "per-network links", "tests/e2e/test_network_dns.py::test_links_on_a_user_network"),
     "EndpointSettings.Aliases": Row(H, "DNS aliases on the network", "tests/e2e/test_network_containers.py::test_names_connect_internal"),
     "EndpointSettings.MacAddress": Row(H, "the endpoint's MAC", "tests/e2e/test_network_containers.py::test_modes_and_options"),
-    "EndpointSettings.DriverOpts": Row(R, "refused: pyd's bridge driver takes no endpoint options"),
+    "EndpointSettings.DriverOpts": Row(H, "kept and shown per network in inspect, as dockerd's bridge keeps the keys it does not read; com.docker.network.endpoint.sysctls and .ifname (which dockerd applies) refused", "tests/e2e/test_network_containers.py::test_endpoint_driver_opts_kept"),
     "EndpointSettings.GwPriority": Row(R, "refused when non-zero"),
     "EndpointSettings.NetworkID": Row(OUT, "output (dockerd fills it in)"),
     "EndpointSettings.DNSNames": Row(OUT, "output (dockerd computes it)"),

@@ -20,6 +20,7 @@ import attrs
 from pyd.core.errors import InvalidParameter
 from pyd.engine.hostinfo import HostFeatures
 from pyd.engine.spec.records import BlkioDevice, CreateSpec
+from pyd.engine.spec.rules import validate_endpoint
 
 _BLKIO_THROTTLES = {
     "BlkioDeviceReadBps": ("blkio_read_bps", "throttleReadBpsDevice"),
@@ -154,12 +155,7 @@ def check_create(spec: CreateSpec, host: HostLimits) -> tuple[list[str], dict[st
             )
             discard[key] = []
     for d in spec.network.endpoints.values():
-        if d.driver_opts:
-            raise InvalidParameter(
-                "EndpointSettings.DriverOpts is not supported by pyd's bridge driver"
-            )
-        if d.gw_priority:
-            raise InvalidParameter("EndpointSettings.GwPriority is not supported by pyd")
+        validate_endpoint(d.driver_opts, d.gw_priority)
     return warnings, discard
 
 

@@ -11,6 +11,7 @@ import random
 import subprocess
 import time
 
+import docker
 import pytest
 
 from tests.conformance.runner import api
@@ -141,6 +142,49 @@ class UserNetworkTests:
         assert net["ipnet"]["IPAMConfig"] == {"IPv4Address": f"10.249.{o}.24"}
         assert net["ipnet"]["IPAddress"] == f"10.249.{o}.24"
         assert net["ipnet"]["Links"] == ["up:bar"]
+
+    def test_endpoint_driver_opts_kept(self, net_daemon: PydDaemon) -> None:
+        """An endpoint's DriverOpts are kept and shown per network in inspect, from create and
+        from a connect, as dockerd's bridge keeps the keys it does not read (docker-py's
+        test_create_with_driveropt); the keys dockerd applies itself and pyd does not are a
+        400 naming them, on create and on connect."""
+        d = net_daemon
+        client = docker.APIClient(base_url=d.host, version="auto")
+        try:
+            c = client.create_container(
+                IMG, "top",
+                networking_config=client.create_networking_config(
+                    {"bridge": client.create_endpoint_config(driver_opt={"com.docker-py.setting": "on"})}
+                ),
+                host_config=client.create_host_config(network_mode="bridge"),
+            )  # fmt: skip
+            client.start(c)
+            nets = client.inspect_container(c)["NetworkSettings"]["Networks"]
+            assert nets["bridge"]["DriverOpts"] == {"com.docker-py.setting": "on"}
+            assert nets["bridge"]["IPAddress"]
+            client.create_network("optnet")
+            client.connect_container_to_network(c, "optnet", driver_opt={"x.y": "z"})
+            nets = client.inspect_container(c)["NetworkSettings"]["Networks"]
+            assert nets["optnet"]["DriverOpts"] == {"x.y": "z"}
+            acted = {"com.docker.network.endpoint.sysctls": "net.ipv4.conf.IFNAME.forwarding=1"}
+            with pytest.raises(docker.errors.APIError) as e:
+                client.create_container(
+                    IMG, "top",
+                    networking_config=client.create_networking_config(
+                        {"bridge": client.create_endpoint_config(driver_opt=acted)}
+                    ),
+                )  # fmt: skip
+            assert e.value.status_code == 400
+            assert "com.docker.network.endpoint.sysctls" in e.value.explanation
+            client.disconnect_container_from_network(c, "optnet")
+            with pytest.raises(docker.errors.APIError) as e:
+                client.connect_container_to_network(
+                    c, "optnet", driver_opt={"com.docker.network.endpoint.ifname": "foo0"}
+                )
+            assert e.value.status_code == 400
+            assert "com.docker.network.endpoint.ifname" in e.value.explanation
+        finally:
+            client.close()
 
     def test_names_connect_internal(self, net_daemon: PydDaemon) -> None:
         """Containers on appnet reach each other by name, alias and short id."""

@@ -30,7 +30,6 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "HostConfig.CpuCount": ({"HostConfig": {"CpuCount": 2}}, "CpuCount is not supported on linux"),
     "HostConfig.IOMaximumIOps": ({"HostConfig": {"IOMaximumIOps": 5}}, "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"),
     "HostConfig.IOMaximumBandwidth": ({"HostConfig": {"IOMaximumBandwidth": 5}}, "Invalid QoS settings"),
-    "EndpointSettings.DriverOpts": ({"NetworkingConfig": {"EndpointsConfig": {"n": {"DriverOpts": {"a": "b"}}}}}, "DriverOpts is not supported"),
     "EndpointSettings.GwPriority": ({"NetworkingConfig": {"EndpointsConfig": {"n": {"GwPriority": 5}}}}, "GwPriority is not supported"),
 }  # fmt: skip
 

@@ -34,7 +34,7 @@ from pyd.engine.networks.ipam import Ipam
 from pyd.engine.networks.ports import Ports
 from pyd.engine.spec import EndpointRequest, NetworkRequest, network_request
 from pyd.engine.spec.records import IPAMRequest
-from pyd.engine.spec.rules import parse_extra_host, parse_link
+from pyd.engine.spec.rules import parse_extra_host, parse_link, validate_endpoint
 
 log = Logger()
 
@@ -96,6 +96,7 @@ class Endpoints(Ipam, Ports, Dns):
             parse_extra_host(h)
 
     def _check_endpoint_config(self, net: Network, ep: EndpointRequest) -> None:
+        validate_endpoint(ep.driver_opts, ep.gw_priority)
         ip = ep.ipam.ipv4_address if ep.ipam is not None else ""
         ip6 = ep.ipam.ipv6_address if ep.ipam is not None else ""
         if ip6:

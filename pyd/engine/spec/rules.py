@@ -17,7 +17,7 @@ import os
 import posixpath
 import re
 import signal as _signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyd.core.errors import InvalidParameter
@@ -244,6 +244,30 @@ def parse_link(value: str) -> tuple[str, str]:
     if parts[0].startswith("/"):
         return parts[0][1:], posixpath.basename(parts[1])
     return parts[0], parts[1]
+
+
+# Endpoint driver options dockerd 28 acts on itself for every driver (libnetwork's netlabel
+# EndpointSysctls and Ifname); pyd does not, so a request naming them is refused. Any other key
+# is the driver's, and dockerd's bridge reads none of a client's: it keeps them for inspect.
+ENDPOINT_OPTS_ACTED_ON = (
+    "com.docker.network.endpoint.sysctls",
+    "com.docker.network.endpoint.ifname",
+)
+
+
+def validate_endpoint(driver_opts: Mapping[str, str], gw_priority: int) -> None:
+    """An C{EndpointSettings}' options pyd cannot honour, for create and connect alike.
+
+    @raise InvalidParameter: a driver option dockerd applies and pyd does not, or a gateway
+        priority.
+    """
+    for key in ENDPOINT_OPTS_ACTED_ON:
+        if key in driver_opts:
+            raise InvalidParameter(
+                f"EndpointSettings.DriverOpts {go_quote(key)} is not supported by pyd"
+            )
+    if gw_priority:
+        raise InvalidParameter("EndpointSettings.GwPriority is not supported by pyd")
 
 
 def parse_extra_host(h: str) -> tuple[str, str]:
