@@ -48,6 +48,7 @@ from pyd.api.operator_rules import (
     container_refusal,
     deny,
 )
+from pyd.api.websocket import ws_streams
 from pyd.api.wire import create_spec_of, qbool, read_json_object
 from pyd.core.errors import Forbidden, PydError
 from pyd.core.records import Container
@@ -273,7 +274,9 @@ async def _check_container_call(ctx: Ctx, method: str, ref: str, action: str, re
         if exec_config(_body(request)).privileged:
             raise ctx.deny("run a privileged exec")
         await check_existing(ctx, ref, "exec into")
-    elif action in ("attach", "attach/ws") and qbool(request, "stdin"):
+    elif (action == "attach" and qbool(request, "stdin")) or (
+        action == "attach/ws" and ws_streams(request)[0]
+    ):
         await check_existing(ctx, ref, "attach stdin to")
     elif method == "PUT" and action == "archive":
         await check_existing(ctx, ref, "copy files into")

@@ -15,8 +15,16 @@ from twisted.web.resource import IResource
 from pyd.api.base import api_version, make_app, role
 from pyd.api.errors import status_for
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
+from pyd.api.websocket import (
+    OP_BINARY,
+    OP_TEXT,
+    HandshakeRefused,
+    WebSocketStream,
+    accept_head,
+    ws_streams,
+)
 from pyd.api.wire import json_body, qbool, qstr, resize_size
-from pyd.core.errors import InvalidParameter, PydError, Unsupported
+from pyd.core.errors import InvalidParameter, PydError
 from pyd.drivers.streams.archive import PathStat
 from pyd.engine.archive import ArchiveService
 from pyd.engine.streams import AttachOptions, AttachService
@@ -93,9 +101,32 @@ class ContainerStreamsRouter:
 
     @app.route("/containers/<ref>/attach/ws", methods=["GET"])
     @role("operator")
-    def attach_ws(self, request: IRequest, ref: str) -> bytes:
-        """Websocket attach is not offered."""
-        raise Unsupported("attach over websocket is not supported by pyd")
+    async def attach_ws(self, request: Any, ref: str) -> bytes | None:
+        """Join a websocket to the container's stdio (L{pyd.api.websocket})."""
+        stdin, stdout, stderr = ws_streams(request)
+        opts = AttachOptions(
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            stream=qbool(request, "stream"),
+            logs=qbool(request, "logs"),
+            detach_keys=qstr(request, "detachKeys"),
+        )
+        _target, session = await self._attach.attach(ref, opts)
+        try:
+            head = accept_head(request)
+        except HandshakeRefused as e:
+            session.client_gone()
+            refused = hijack(request, b"", head=e.head)
+            refused.write(e.text.encode())
+            refused.close()
+            return None
+        opcode = OP_BINARY if api_version(request) >= (1, 28) else OP_TEXT
+        stream = hijack(request, b"", WebSocketStream(opcode), head=head)
+        stream.set_input(session.stdin, session.stdin_eof)
+        stream.closed.addCallback(lambda _: session.client_gone())
+        session.bind(FramedSink(stream, framed=False))
+        return None
 
     @app.route("/containers/<ref>/resize", methods=["POST"])
     @role("operator")

@@ -252,9 +252,14 @@ class FramedSink:
 
 
 def hijack(
-    request: Any, content_type: bytes, stream: HijackedStream | None = None
+    request: Any,
+    content_type: bytes,
+    stream: HijackedStream | None = None,
+    head: bytes | None = None,
 ) -> HijackedStream:
     """Answer 101 on C{request}'s connection and give the connection to C{stream}.
+
+    C{head}, when given, is written instead of dockerd's raw-stream answer (a websocket's 101).
 
     The request must have been fully read (twisted.web buffers the body before rendering), and
     nothing may have been written for it yet. After this call the request counts as finished
@@ -265,7 +270,9 @@ def hijack(
     stream = stream if stream is not None else HijackedStream()
     channel = request.channel
     transport: Any = channel.transport
-    if wants_upgrade(request):
+    if head is not None:
+        transport.write(head)
+    elif wants_upgrade(request):
         transport.write(upgrade_head(content_type))
     else:
         # dockerd without an Upgrade header: a plain 200 head, then the raw stream.

@@ -7,7 +7,9 @@ export and commit.
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -54,6 +56,67 @@ def sleeper(daemon: PydDaemon) -> Iterator[str]:
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _recv_all(s: socket.socket) -> bytes:
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    return out
+
+
+def _ws_connect(d: PydDaemon, path: str) -> socket.socket:
+    """A websocket handshake on the daemon's socket; the connection after the 101."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(d.sock)
+    s.settimeout(60)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Origin: http://localhost\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101 "):
+        s.close()
+        raise ConnectionError(head.split(b"\r\n", 1)[0].decode())
+    accept = base64.b64encode(
+        hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode(), usedforsecurity=False
+        ).digest()
+    )
+    assert b"\r\nSec-WebSocket-Accept: " + accept + b"\r\n" in head
+    return s
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, f"connection closed after {out!r}"
+        out += chunk
+    return out
+
+
+def _ws_read(s: socket.socket) -> tuple[int, bytes]:
+    """One server frame: (opcode, payload); a server's frames are final and unmasked."""
+    b0, b1 = _recv_exactly(s, 2)
+    assert b0 & 0x80 and not b1 & 0x80, (b0, b1)
+    n = b1 & 0x7F
+    if n >= 126:
+        n = int.from_bytes(_recv_exactly(s, 2 if n == 126 else 8), "big")
+    return b0 & 0x0F, _recv_exactly(s, n)
+
+
+def _ws_client_frame(opcode: int, payload: bytes) -> bytes:
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + key + masked
 
 
 class PtySession:
@@ -414,6 +477,44 @@ class AttachTests:
             assert body == b"\x01\0\0\0\0\0\0\x07before\n" + b"\x02\0\0\0\0\0\0\x05oops\n"
         finally:
             daemon.docker("rm", "-f", name, check=False)
+
+    def test_attach_websocket(self, daemon: PydDaemon) -> None:
+        """`GET /containers/{id}/attach/ws`, as dockerd serves it: a websocket whose binary
+        frames carry stdout and stderr unmultiplexed (text frames before API 1.28), whose data
+        frames are stdin, ended by a 1000 close frame; a bad handshake is x/net/websocket's
+        400 and a missing container the usual JSON 404."""
+        client = docker.APIClient(base_url=daemon.host, version="auto")
+        c = client.create_container(
+            IMG, ["sh", "-c", "printf hi; read x; echo got $x; echo err >&2"], stdin_open=True
+        )
+        try:
+            ws = _ws_connect(
+                daemon, f"/v1.50/containers/{c['Id']}/attach/ws?stdin=1&stdout=1&stderr=1&stream=1"
+            )
+            client.start(c)
+            assert _ws_read(ws) == (0x2, b"hi")
+            ws.sendall(_ws_client_frame(0x2, b"abc\n"))
+            frames = [_ws_read(ws) for _ in range(3)]
+            assert frames == [(0x2, b"got abc\n"), (0x2, b"err\n"), (0x8, b"\x03\xe8")]
+            assert ws.recv(1) == b""
+            ws.close()
+            ws = _ws_connect(daemon, f"/v1.27/containers/{c['Id']}/attach/ws?logs=1")
+            replay = []
+            while (f := _ws_read(ws))[0] != 0x8:
+                replay.append(f)
+            assert {op for op, _ in replay} == {0x1}
+            assert b"".join(p for _, p in replay) == b"higot abc\nerr\n"  # all three before 1.42
+            ws.close()
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(daemon.sock)
+            s.sendall(f"GET /containers/{c['Id']}/attach/ws HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert _recv_all(s) == b"HTTP/1.1 400 Bad Request\r\n\r\nnot websocket protocol"
+            s.close()
+            with pytest.raises(ConnectionError, match="404"):
+                _ws_connect(daemon, "/containers/pyd-no-such/attach/ws")
+        finally:
+            client.remove_container(c, force=True)
+            client.close()
 
     def test_start_attach(self, daemon: PydDaemon) -> None:
         """`docker start -a` shows the output of a created container."""

@@ -582,6 +582,14 @@ class ExistingContainerTests(_Base):
         msg = self.refuse("POST", "/containers/priv/attach", args={b"stdin": [b"1"]})
         self.assertIn("attach stdin to container priv", msg)
         self.refuse("GET", "/containers/priv/attach/ws", args={b"stdin": [b"true"]})
+        self.allow("GET", "/containers/priv/attach/ws", args={b"stdout": [b"1"]})
+        # Before API 1.42 a websocket attach joins stdin whatever the query says (dockerd).
+        old = FakeRequest(None, {b"stdout": [b"1"]})
+        old.pyd_api_version = (1, 41)
+        with self.assertRaises(Forbidden):
+            run_check(
+                "operator", "GET", "/containers/priv/attach/ws", old, self.policy, self.lookup
+            )
         # Every spelling the endpoint takes as true (one function: pyd.api.wire.qbool).
         for value in (b"on", b"True", b"TRUE", b"yes", b"y", b"2", b" 1", b"anything"):
             self.refuse("POST", "/containers/priv/attach", args={b"stdin": [value]})

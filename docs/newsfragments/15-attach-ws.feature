@@ -1,0 +1,1 @@
+Attach over a websocket (GET /containers/{id}/attach/ws) is served as dockerd serves it with golang.org/x/net/websocket, where pyd answered 501: binary frames from API 1.28 (text before), stdout and stderr unmultiplexed, stdin from the client's data frames, all three streams before API 1.42, a close frame at the end.
