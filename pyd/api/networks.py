@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import make_app, role
+from pyd.api.base import api_version, make_app, role
 from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.timeparse import rfc3339_nano
 from pyd.api.wire import (
@@ -86,7 +86,7 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
             containers[att.container_id] = {
                 "Name": name,
                 "EndpointID": att.id,
-                "MacAddress": att.mac or _mac(att.ipv4 or ""),
+                "MacAddress": att.mac or _mac(att.ipv4 or att.ipv6 or ""),
                 "IPv4Address": _with_prefix(att.ipv4, n),
                 "IPv6Address": _with_prefix(att.ipv6, n) if n.enable_ipv6 else "",
             }
@@ -133,7 +133,7 @@ def _with_prefix(address: str | None, n: Any) -> str:
 def _mac(ip: str) -> str:
     if not ip:
         return ""
-    return "02:42:" + ":".join(f"{x:02x}" for x in ipaddress.IPv4Address(ip).packed)
+    return "02:42:" + ":".join(f"{x:02x}" for x in ipaddress.ip_address(ip).packed[-4:])
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:
@@ -144,25 +144,22 @@ def _str_map(value: Any, what: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def _enable_ipv6(body: dict[str, Any]) -> bool:
-    """C{EnableIPv6}, or (dockerd's network.go) the C{com.docker.network.enable_ipv6} driver
-    option when the field is absent."""
-    value = body.get("EnableIPv6")
+def _enable_ip(body: dict[str, Any], family: int, default: bool) -> bool:
+    """C{EnableIPv4}/C{EnableIPv6}, or (dockerd's network.go) the
+    C{com.docker.network.enable_ipv4}/C{…enable_ipv6} driver option when the field is absent."""
+    value = body.get(f"EnableIPv{family}")
     if value is not None:
         if not isinstance(value, bool):
-            raise InvalidParameter("invalid EnableIPv6: expected a boolean")
+            raise InvalidParameter(f"invalid EnableIPv{family}: expected a boolean")
         return value
-    opt = (
-        (body.get("Options") or {}).get("com.docker.network.enable_ipv6")
-        if isinstance(body.get("Options"), dict)
-        else None
-    )
+    key = f"com.docker.network.enable_ipv{family}"
+    opt = (body.get("Options") or {}).get(key) if isinstance(body.get("Options"), dict) else None
     if opt is None:
-        return False
+        return default
     parsed = {"1": True, "t": True, "true": True, "TRUE": True, "True": True, "T": True,
               "0": False, "f": False, "false": False, "FALSE": False, "False": False, "F": False}.get(str(opt))  # fmt: skip
     if parsed is None:
-        raise InvalidParameter('driver-opt "com.docker.network.enable_ipv6" is not a valid bool')
+        raise InvalidParameter(f'driver-opt "{key}" is not a valid bool')
     return parsed
 
 
@@ -187,13 +184,6 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
                 aux_addresses=_str_map(aux, "AuxiliaryAddresses"),
             )
         )
-    if body.get("EnableIPv4") is False:
-        # API 1.48's IPv6-only networks: every network of pyd's has an IPv4 subnet (refused
-        # rather than given one the client asked not to have)
-        raise InvalidParameter(
-            "IPv6-only networks (EnableIPv4: false, docker network create --ipv4=false) are not "
-            "supported by pyd"
-        )
     return CreateRequest(
         name=name,
         driver=str(body.get("Driver") or "bridge"),
@@ -203,7 +193,8 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         scope=str(body.get("Scope") or ""),
         config_only=bool(body.get("ConfigOnly")),
         config_from=str((body.get("ConfigFrom") or {}).get("Network") or ""),
-        enable_ipv6=_enable_ipv6(body),
+        enable_ipv4=_enable_ip(body, 4, True),
+        enable_ipv6=_enable_ip(body, 6, False),
         ipam_driver=str(ipam.get("Driver") or "default"),
         ipam_options=None
         if ipam.get("Options") is None
@@ -252,7 +243,10 @@ class NetworksRouter:
     async def create(self, request: IRequest) -> bytes:
         """C{docker network create}."""
         # Go's typed decoding (network.CreateRequest): a mistyped field is dockerd's 400
-        req = parse_create(decode(read_json_object(request), schema.NETWORK_CREATE_REQUEST))
+        body = decode(read_json_object(request), schema.NETWORK_CREATE_REQUEST)
+        if api_version(request) < (1, 48):
+            body.pop("EnableIPv4", None)  # API 1.48 added it (moby's network_routes.go)
+        req = parse_create(body)
         n, warning = await self._b.create(req)
         return json_body(request, {"Id": n.id, "Warning": warning}, 201)
 

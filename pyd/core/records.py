@@ -228,8 +228,9 @@ class Attachment:
     """A container's membership of a network as stored (the IPAM records are C{ipv4} and, on a
     network with IPv6, C{ipv6}).
 
-    C{ipv4} (and C{ipv6}) are None while the container is not running; C{config} keeps what the request asked
-    for (requested address, MAC, interface name, published ports, DNS names).
+    C{ipv4} and C{ipv6} are None while the container is not running (on an IPv6-only network
+    C{ipv4} stays None while it runs); C{config} keeps what the request asked for (requested
+    address, MAC, interface name, published ports, DNS names).
     """
 
     id: str
@@ -240,6 +241,11 @@ class Attachment:
     aliases: tuple[str, ...]
     config: dict[str, Any]
     ipv6: str | None = None
+
+    @property
+    def plugged(self) -> bool:
+        """Whether the endpoint holds an address (its container runs)."""
+        return self.ipv4 is not None or self.ipv6 is not None
 
 
 # --- containers (owned by the containers area) --------------------------------------------------

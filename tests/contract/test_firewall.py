@@ -86,7 +86,9 @@ class FakeSide(Firewall):
 
     def table_ports(self) -> set[int] | None:
         rules = self.fake.rules
-        return None if rules is None else {p.host_port for p in rules.ports if ":" not in p.host_ip}
+        if rules is None:
+            return None
+        return {p.host_port for p in rules.ports if ":" not in p.host_ip and p.container_ip}
 
     def dns_table(self, netns_path: str) -> bool:
         return netns_path in self.fake.dns_tables
@@ -256,6 +258,22 @@ def test_ip6_table_follows_ip6tables(fw: FakeSide | RealSide) -> None:
     run_sync(fw.ops.apply(_dual(fw.bridge)))
     run_sync(fw.ops.remove())
     assert (fw.table_ports(), fw.table6_ports()) == (None, None)
+
+
+def test_ipv6_only_bridge(fw: FakeSide | RealSide) -> None:
+    """An IPv6-only bridge (no IPv4 subnet) and a port of its container (no IPv4 address):
+    the ip6 table carries the port, the ip table none (a DNAT to no address would not load)."""
+    rules = Ruleset(
+        bridges=(BridgeRules(bridge=fw.bridge, subnet="", subnet6="fd00:251:9::/64"),),
+        ports=(
+            PortRule("tcp", "::", 18093, "", 80, "fd00:251:9::2"),
+            PortRule("tcp", "", 18094, "", 80, "fd00:251:9::3"),
+        ),
+        ipv6=True,
+    )
+    run_sync(fw.ops.apply(rules))
+    assert fw.table6_ports() == {18093, 18094}
+    assert fw.table_ports() == set()
 
 
 def test_dns_table_in_container_namespace(fw: FakeSide | RealSide) -> None:

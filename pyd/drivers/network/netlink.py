@@ -74,7 +74,7 @@ class Interface:
     bridge: str
     host_ifname: str
     ifname: str  # name inside the namespace ("eth0", "eth1"...)
-    address: str
+    address: str  # "" for none (an IPv6-only network)
     prefixlen: int
     mac: str
     gateway: str | None  # default route via this address, None for no route out
@@ -435,7 +435,8 @@ class NetlinkDriver:
             with _netlink_in(netns_path) as ns:
                 idx = ns.link_lookup(ifname=peer_tmp)[0]
                 ns.link("set", index=idx, ifname=iface.ifname, address=iface.mac)
-                ns.addr("add", index=idx, address=iface.address, prefixlen=iface.prefixlen)
+                if iface.address:  # none on an IPv6-only network
+                    ns.addr("add", index=idx, address=iface.address, prefixlen=iface.prefixlen)
                 if iface.address6:
                     ns.addr(
                         "add",

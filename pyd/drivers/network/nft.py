@@ -103,7 +103,7 @@ def _port_rules(family: str, rules: Ruleset) -> list[str]:
     for p in rules.ports:
         v6_host = ":" in p.host_ip
         if family == "ip":
-            if v6_host:
+            if v6_host or not p.container_ip:
                 continue
             match = f"ip daddr {p.host_ip} " if p.host_ip and p.host_ip != "0.0.0.0" else ""
             target = f"{p.container_ip}:{p.container_port}"

@@ -246,6 +246,7 @@ class CreateRequest:
     scope: str = ""  # as asked ("" when not given)
     config_only: bool = False  # --config-only: store the configuration, create nothing
     config_from: str = ""  # --config-from: the configuration network's name
+    enable_ipv4: bool = True  # False: an IPv6-only network (API 1.48)
     enable_ipv6: bool = False
     ipam_driver: str = "default"
     # None when the create request gave no IPAM options: inspect shows null, as dockerd
@@ -261,6 +262,13 @@ class CreateRequest:
 def is_v6(pool: IpamPool) -> bool:
     """Whether C{pool} is an IPv6 one (a network's IPv6 pools follow its IPv4 ones)."""
     return ":" in pool.subnet
+
+
+def v4_pool(n: Network) -> IpamPool | None:
+    """The IPv4 pool of a network with IPv4, else None (an IPv6-only network)."""
+    if not n.enable_ipv4:
+        return None
+    return next((p for p in n.pools if not is_v6(p)), None)
 
 
 def v6_pool(n: Network) -> IpamPool | None:
@@ -489,15 +497,14 @@ class NetworkBase:
 
     async def _ensure_bridge(self, n: Network) -> None:
         assert n.bridge is not None
-        pool = n.pools[0]
-        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        pool = v4_pool(n)
         mtu = int(n.options.get(MTU_OPT) or self.config.mtu)
         p6 = v6_pool(n)
         await self._blocking(
             self._nl.ensure_bridge,
             n.bridge,
-            pool.gateway or None,
-            prefix,
+            (pool.gateway or None) if pool else None,
+            ipaddress.IPv4Network(pool.subnet).prefixlen if pool else 0,
             mtu,
             (p6.gateway or None) if p6 else None,
             ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
@@ -527,7 +534,7 @@ class NetworkBase:
             self._render_lock.release()
 
     async def _refresh_now(self) -> None:
-        self._active = [a for a in await self._repo.endpoints() if a.ipv4 is not None]
+        self._active = [a for a in await self._repo.endpoints() if a.plugged]
         bridges = []
         ports = []
         for n in self._networks.values():
@@ -535,11 +542,11 @@ class NetworkBase:
                 continue
             masq = self.config.ip_masq and n.options.get(MASQ_OPT, "true") != "false"
             icc = n.options.get(ICC_OPT, "true") != "false"
-            p6 = v6_pool(n)
+            p4, p6 = v4_pool(n), v6_pool(n)
             bridges.append(
                 BridgeRules(
                     bridge=n.bridge,
-                    subnet=n.pools[0].subnet,
+                    subnet=p4.subnet if p4 else "",
                     internal=n.internal,
                     icc=icc,
                     masquerade=masq,
@@ -553,7 +560,7 @@ class NetworkBase:
                         protocol=p["proto"],
                         host_ip=p["host_ip"],
                         host_port=int(p["host_port"]),
-                        container_ip=str(a.ipv4),
+                        container_ip=a.ipv4 or "",
                         container_port=int(p["container_port"]),
                         container_ip6=a.ipv6 or "",
                     )
@@ -562,7 +569,7 @@ class NetworkBase:
         for a in self._active:
             net = self._networks.get(a.network_id)
             for child_ip, proto, port in a.config.get("link_ports") or []:
-                if net is not None and net.bridge:
+                if net is not None and net.bridge and a.ipv4:
                     links.append(LinkRule(net.bridge, str(a.ipv4), child_ip, proto, int(port)))
         self._sync_proxy()
         rules = Ruleset(
@@ -656,8 +663,8 @@ class NetworkBase:
         return NetworkView(network=n, endpoints=tuple((a, a.config.get("name", "")) for a in eps))
 
     def _endpoint(self, net: Network, att: Attachment, ip: str, mac: str) -> Endpoint:
-        pool = net.pools[0]
-        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        pool = v4_pool(net)
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen if pool and ip else 0
         p6 = v6_pool(net)
         names: tuple[str, ...] = ()
         if self._is_user(net):
@@ -668,7 +675,7 @@ class NetworkBase:
             endpoint_id=att.id,
             ipv4=ip,
             prefixlen=prefix,
-            gateway="" if net.internal else pool.gateway,
+            gateway="" if net.internal or not pool or not ip else pool.gateway,
             mac=mac,
             aliases=att.aliases,
             dns_names=tuple(n for n in names if n),

@@ -33,9 +33,9 @@ def check(req: CreateRequest) -> None:
         return
     if req.config_only:
         raise Forbidden("a configuration network cannot depend on another configuration network")
-    # moby 28 also counts EnableIPv4: false here (a configuration decides the families)
     if (
         req.ipam_driver not in ("", "default")
+        or not req.enable_ipv4  # moby 28: a configuration decides the families
         or req.enable_ipv6
         or req.labels
         or req.ipam_options
@@ -70,6 +70,7 @@ def apply(config: Network, req: CreateRequest) -> CreateRequest:
     the request's own."""
     return attrs.evolve(
         req,
+        enable_ipv4=config.enable_ipv4,
         enable_ipv6=config.enable_ipv6,
         ipam_driver=config.ipam_driver or req.ipam_driver,
         ipam_options=dict(config.ipam_options) if config.ipam_options else req.ipam_options,

@@ -219,17 +219,19 @@ class Dns(NetworkBase):
             found: list[str] = []
             found6: list[str] = []
             for a in self._active:
-                if a.network_id != net.id or a.ipv4 is None:
+                if a.network_id != net.id or not a.plugged:
                     continue
                 names = {str(a.config.get("name", "")).lower(), a.container_id[:12]}
                 names.update(x.lower() for x in a.aliases)
                 if wanted & names or any(
                     len(w) >= 12 and a.container_id.startswith(w) for w in wanted
                 ):
-                    found.append(a.ipv4)
+                    if a.ipv4:
+                        found.append(a.ipv4)
                     if a.ipv6 and net.enable_ipv6:
                         found6.append(a.ipv6)
-            if found:
+            # On an IPv6-only network only AAAA has answers (A: an empty NOERROR, as dockerd 28)
+            if found or found6:
                 return found + found6
         return None
 

@@ -27,7 +27,14 @@ from pyd.core.records import (
 )
 from pyd.drivers.network.netlink import Interface
 from pyd.engine import resolvconf
-from pyd.engine.networks.base import HOSTS_BASE, MTU_OPT, ContainerRef, _veth_name, v6_pool
+from pyd.engine.networks.base import (
+    HOSTS_BASE,
+    MTU_OPT,
+    ContainerRef,
+    _veth_name,
+    v4_pool,
+    v6_pool,
+)
 from pyd.engine.networks.configonly import NOT_ON_CONFIG_ONLY
 from pyd.engine.networks.dns import Dns, _read_resolv, _upstreams
 from pyd.engine.networks.ipam import Ipam
@@ -40,7 +47,9 @@ log = Logger()
 
 
 def _mac_for(ip: str) -> str:
-    b = ipaddress.IPv4Address(ip).packed
+    """dockerd 20.10's MAC of an endpoint: 02:42 and its IPv4 address (on an IPv6-only network
+    the low 32 bits of its IPv6 address)."""
+    b = ipaddress.ip_address(ip).packed[-4:]
     return "02:42:" + ":".join(f"{x:02x}" for x in b)
 
 
@@ -123,7 +132,14 @@ class Endpoints(Ipam, Ports, Dns):
                 addr = ipaddress.IPv4Address(ip)
             except ValueError as e:
                 raise InvalidParameter(f"invalid IPv4 address: {ip}") from e
-            if not any(addr in ipaddress.IPv4Network(p.subnet) for p in net.pools):
+            pool = v4_pool(net)
+            if pool is None:
+                # moby 28 validateEndpointIPAddress: the network has no IPv4 subnet
+                raise InvalidParameter(
+                    "user specified IP address is supported only when connecting to networks "
+                    "with user configured subnets"
+                )
+            if addr not in ipaddress.IPv4Network(pool.subnet):
                 raise InvalidParameter(
                     f"no configured subnet or ip-range contain the IP address {ip}"
                 )
@@ -238,7 +254,7 @@ class Endpoints(Ipam, Ports, Dns):
                 # Each family's default route from the first non-internal network that has
                 # it (moby >= 26 picks the IPv4 and IPv6 gateway endpoints separately): an
                 # IPv4-only first network leaves IPv6 to a later dual-stack one.
-                use_gw = not found.internal and not gateway_set
+                use_gw = not found.internal and not gateway_set and v4_pool(found) is not None
                 use_gw6 = not found.internal and not gateway6_set and v6_pool(found) is not None
                 ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw, use_gw6)
                 gateway_set = gateway_set or use_gw
@@ -254,6 +270,7 @@ class Endpoints(Ipam, Ports, Dns):
             prim_net = self._networks[first.network_id]
             ip = endpoints[0].ipv4
             if not prim_net.internal:
+                # an IPv6-only network's container (ip "") publishes on IPv6 only
                 ports = await self._publish(first, name, ip, req, exposed, endpoints[0].ipv6)
             # One read: each update below touches only its own row.
             fresh = {f.id: f for f in await self._repo.endpoints(container_id=cid)}
@@ -282,7 +299,7 @@ class Endpoints(Ipam, Ports, Dns):
         for ep_, att in zip(endpoints, atts, strict=True):
             self._emit("connect", self._networks[att.network_id], container=cid)
             _ = ep_
-        own = (endpoints[0].ipv4, hostname) if endpoints and hostname else None
+        own = (endpoints[0].ipv4 or endpoints[0].ipv6, hostname) if endpoints and hostname else None
         return NetworkSetup(
             netns_path=path,
             endpoints=tuple(endpoints),
@@ -358,19 +375,21 @@ class Endpoints(Ipam, Ports, Dns):
     ) -> Endpoint:
         extra = _link_local(att.config.get("link_local_ips") or [])
         reserved = [p.gateway for p in net.pools]
-        ip = await self._repo.allocate(
-            att.id, net, att.config.get("requested_ipv4") or None, reserved
-        )
-        mac = att.mac or _mac_for(ip)
-        pool = net.pools[0]
-        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen
+        pool = v4_pool(net)
+        ip = ""
+        if pool is not None:
+            ip = await self._repo.allocate(
+                att.id, net, att.config.get("requested_ipv4") or None, reserved
+            )
+        prefix = ipaddress.IPv4Network(pool.subnet).prefixlen if pool else 0
         p6 = v6_pool(net)
         ip6 = ""
         if p6 is not None:
             ip6 = await self._repo.allocate(
                 att.id, net, att.config.get("requested_ipv6") or None, reserved, 6
             )
-        att = attrs.evolve(att, ipv4=ip, ipv6=ip6 or None)
+        mac = att.mac or _mac_for(ip or ip6)
+        att = attrs.evolve(att, ipv4=ip or None, ipv6=ip6 or None)
         host_if = _veth_name(cid, net.id)
         cfg = dict(att.config)
         cfg.update({"name": name, "ifname": ifname, "host_ifname": host_if})
@@ -386,7 +405,7 @@ class Endpoints(Ipam, Ports, Dns):
                 address=ip,
                 prefixlen=prefix,
                 mac=mac,
-                gateway=pool.gateway if use_gateway else None,
+                gateway=pool.gateway if pool and use_gateway else None,
                 mtu=mtu,
                 address6=ip6,
                 prefixlen6=ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
@@ -417,8 +436,8 @@ class Endpoints(Ipam, Ports, Dns):
         atts = [a for a in self._active if a.container_id == other.id]
         served = self._dns is not None and self._dns.ports(other.id) is not None
         own = None
-        if atts and atts[0].ipv4 and atts[0].config.get("hostname"):
-            own = (str(atts[0].ipv4), str(atts[0].config["hostname"]))
+        if atts and atts[0].plugged and atts[0].config.get("hostname"):
+            own = (str(atts[0].ipv4 or atts[0].ipv6), str(atts[0].config["hostname"]))
         return NetworkSetup(
             netns_path=path,
             endpoints=(),
@@ -437,7 +456,7 @@ class Endpoints(Ipam, Ports, Dns):
         await self._blocking(self._nl.remove_netns, self.netns_path(cid))
         for a in atts:
             await self._blocking(self._nl.delete_link, _veth_name(cid, a.network_id))
-        was_active = [a for a in atts if a.ipv4 is not None]
+        was_active = [a for a in atts if a.plugged]
         if removing and not was_active:
             # A container that is not running (never started, or torn down at its stop): no
             # address or port to give back, the active set and the firewall stay as they are,
@@ -482,8 +501,9 @@ class Endpoints(Ipam, Ports, Dns):
             net = self._networks.get(a.network_id)
             if net is None:
                 continue
-            if a.ipv4:
-                out.append(self._endpoint(net, a, a.ipv4, a.mac or _mac_for(a.ipv4)))
+            if a.plugged:
+                ip = a.ipv4 or ""
+                out.append(self._endpoint(net, a, ip, a.mac or _mac_for(ip or str(a.ipv6))))
             else:
                 out.append(
                     Endpoint(
@@ -571,7 +591,7 @@ class Endpoints(Ipam, Ports, Dns):
                 not has_default and not net.internal,
                 not has_default6 and not net.internal,
             )
-            primary = [a for a in atts if a.ipv4]
+            primary = [a for a in atts if a.plugged]
             upstream = primary[0].config.get("dns_upstream") if primary else None
             dns_config = dict(primary[0].config.get("dns_config") or {}) if primary else {}
             fresh = [a for a in await self._repo.endpoints(container_id=c.id) if a.id == att.id]
@@ -645,7 +665,7 @@ class Endpoints(Ipam, Ports, Dns):
         if not atts:
             raise Forbidden(f"container {c.id} is not connected to network {net.name}")
         att = atts[0]
-        if att.ipv4 is not None:
+        if att.plugged:
             await self._blocking(
                 self._nl.detach,
                 self.netns_path(c.id),
@@ -656,14 +676,14 @@ class Endpoints(Ipam, Ports, Dns):
         await self._refresh()
         if self.lookup is not None:
             await self.lookup.endpoint_config_changed(c.id, net.name, None)
-        if att.ipv4 is not None:
+        if att.plugged:
             self._emit("disconnect", net, container=c.id)
             await self._notify(c.id, None)
 
     async def _notify(self, cid: str, resolv_text: str | None) -> None:
         if not self.on_endpoints_changed:
             return
-        eps = [e for e in await self.container_endpoints(cid) if e.ipv4]
+        eps = [e for e in await self.container_endpoints(cid) if e.endpoint_id]
         for cb in self.on_endpoints_changed:
             try:
                 await cb(cid, eps, resolv_text)

@@ -181,12 +181,15 @@ class Ipam(NetworkBase):
         ]
 
     async def _pools_for(
-        self, requested: Sequence[IpamPool], enable_ipv6: bool = False
+        self, requested: Sequence[IpamPool], enable_ipv6: bool = False, enable_ipv4: bool = True
     ) -> tuple[IpamPool, ...]:
-        """The network's pools: IPv4 first (asked for, or the first free default pool), then,
-        with IPv6, the IPv6 ones (asked for, or a /64 of the default pools' IPv6 entries).
+        """The network's pools: with IPv4, the IPv4 ones (asked for, or the first free default
+        pool), then, with IPv6, the IPv6 ones (asked for, or a /64 of the default pools' IPv6
+        entries).
 
-        An IPv6 subnet asked for without IPv6 is ignored, as dockerd's validateIpamConfig skips it.
+        An IPv6 subnet asked for without IPv6 is ignored, as dockerd's validateIpamConfig skips
+        it; an IPv4 one on an IPv6-only network is checked and not allocated (libnetwork's
+        ipamAllocate allocates only the enabled families).
         """
         used = self._used_subnets()
         v4: list[IpamPool] = []
@@ -194,6 +197,8 @@ class Ipam(NetworkBase):
         for p in requested:
             pool = self._checked_pool(p, used)
             if ":" not in pool.subnet:
+                if not enable_ipv4:
+                    continue
                 v4.append(pool)
             elif enable_ipv6:
                 v6.append(pool)
@@ -201,10 +206,10 @@ class Ipam(NetworkBase):
                 continue
             used.append(ipaddress.ip_network(pool.subnet))
         taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None
-        if not v4 or (enable_ipv6 and not v6):
+        if (enable_ipv4 and not v4) or (enable_ipv6 and not v6):
             routes = await self._blocking(self._nl.routes)
             taken = used + [r for r in routes if not self._own_route(r)]
-        if not v4:
+        if enable_ipv4 and not v4:
             assert taken is not None
             v4.append(_from_pools(self._v4_pools(), taken))
         if enable_ipv6 and not v6:

@@ -76,6 +76,12 @@ class Ports(NetworkBase):
         # container without one has nothing to send it to (dockerd would proxy it to IPv4 with
         # its userland proxy; pyd has none), so such a binding is left out.
         wanted = [w for w in self._parse_ports(req, exposed) if container_ip6 or ":" not in w[2]]
+        if not container_ip:
+            # A container without IPv4 (an IPv6-only network): moby 28's port mapper makes no
+            # IPv4 binding, and one on every address is on IPv6's (::) alone.
+            wanted = [
+                (c, pr, ip or "::", lo, hi) for c, pr, ip, lo, hi in wanted if ":" in (ip or ":")
+            ]
         if not wanted:
             return []
         taken = {

@@ -70,7 +70,7 @@ class NetworkService(Endpoints):
                 await self._ensure_bridge(n)
         # Endpoints whose container is gone (it exited while we were down): give them back.
         for att in await self._repo.endpoints():
-            if att.ipv4 is None:
+            if not att.plugged:
                 continue
             path = self.netns_path(att.container_id)
             if not await self._blocking(self._nl.netns_in_use, path):
@@ -177,7 +177,9 @@ class NetworkService(Endpoints):
             raise NotFound(f'plugin "{driver}" not found')
         if req.ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{req.ipam_driver}" not found')
-        pools = await self._pools_for(req.pools, req.enable_ipv6)
+        if not req.enable_ipv4 and not req.enable_ipv6:
+            raise InvalidParameter("IPv4 or IPv6 must be enabled")  # moby 28's bridge driver
+        pools = await self._pools_for(req.pools, req.enable_ipv6, req.enable_ipv4)
         nid = new_id()
         device = req.options.get(BRIDGE_NAME_OPT) or "br-" + nid[:12]
         if not _valid_ifname(device):
@@ -200,6 +202,7 @@ class NetworkService(Endpoints):
             created_nano=time.time_ns(),
             internal=req.internal,
             attachable=req.attachable,
+            enable_ipv4=req.enable_ipv4,
             enable_ipv6=req.enable_ipv6,
             ipam_driver=req.ipam_driver or "default",
             ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
@@ -232,6 +235,7 @@ class NetworkService(Endpoints):
             name=name,
             driver="null",
             created_nano=time.time_ns(),
+            enable_ipv4=req.enable_ipv4,
             enable_ipv6=req.enable_ipv6,
             ipam_driver=req.ipam_driver or "default",
             ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
