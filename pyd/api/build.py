@@ -22,7 +22,7 @@ from twisted.web.resource import IResource
 from pyd.api.base import make_app, role
 from pyd.api.distribution import auth_from_json
 from pyd.api.errors import public_message
-from pyd.api.streams import JSONLines
+from pyd.api.streams import PROGRESS_NEWLINE, JSONLines
 from pyd.api.wire import json_body, parse_filters, qbool, qint, qint_or_zero, qlist, qstr
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
@@ -231,7 +231,7 @@ class BuildRouter:
         if body is not None:
             body.seek(0)
         prepared = await self._builds.prepare(body, options)
-        out = JSONLines(request)
+        out = JSONLines(request, newline=PROGRESS_NEWLINE)
         try:
             await self._builds.run(prepared, _Progress(out))
         except BuildFailed as e:

@@ -21,7 +21,7 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import make_app, role
 from pyd.api.errors import public_message
-from pyd.api.streams import JSONLines
+from pyd.api.streams import PROGRESS_NEWLINE, JSONLines
 from pyd.api.wire import json_body, parse_filters, qstr, read_json_object
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
@@ -178,7 +178,7 @@ class _LazyStream:
 
     def __call__(self, p: Progress) -> None:
         if self.lines is None:
-            self.lines = JSONLines(self._request)
+            self.lines = JSONLines(self._request, newline=PROGRESS_NEWLINE)
         self.lines.write(progress_json(p))
 
 
@@ -201,7 +201,7 @@ async def _stream(request: Any, run: Any) -> bytes | None:
         stream.lines.finish()
         return None
     if stream.lines is None:
-        stream.lines = JSONLines(request)
+        stream.lines = JSONLines(request, newline=PROGRESS_NEWLINE)
     stream.lines.finish()
     return None
 

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from pyd.api.base import api_version, make_app, role
 from pyd.api.rendering import UNREADABLE, render_all, render_one
-from pyd.api.streams import JSONLines
+from pyd.api.streams import PROGRESS_NEWLINE, JSONLines
 from pyd.api.wire import (
     check_filters,
     json_body,
@@ -468,7 +468,7 @@ class ImagesRouter:
         """C{docker load}: JSON lines C{{"stream": "Loaded image: x\\n"}}."""
         quiet = qbool(request, "quiet")
         src = _stage_body(request)
-        out = JSONLines(request)
+        out = JSONLines(request, newline=PROGRESS_NEWLINE)
         try:
             lines: list[str] = []
             await self._images.load(src, lines.append)
@@ -515,7 +515,7 @@ class ImagesRouter:
             )
         else:
             img = await self._images.import_url(from_src, repo_tag, config, message, os_arch)
-        out = JSONLines(request)
+        out = JSONLines(request, newline=PROGRESS_NEWLINE)
         out.write({"status": img.id})
         out.finish()
 

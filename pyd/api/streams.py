@@ -93,6 +93,11 @@ def _supersedable(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj.get("progressDetail")) and "error" not in obj
 
 
+# The line end of dockerd's progress streams (pull, push, load, import, build): moby
+# pkg/streamformatter's streamNewline. Events and stats are json.Encoder lines ("\n").
+PROGRESS_NEWLINE = b"\r\n"
+
+
 class JSONLines:
     """Writes one JSON object per line to a streaming response; stops quietly once closed.
 
@@ -102,8 +107,9 @@ class JSONLines:
     # Bytes held for a client that does not read before it is cut off.
     HOLD_LIMIT = 1 << 20
 
-    def __init__(self, request: Any, hold_limit: int = 0) -> None:
+    def __init__(self, request: Any, hold_limit: int = 0, newline: bytes = b"\n") -> None:
         self._request = request
+        self._newline = newline
         self.closed = False
         self.hold_limit = hold_limit or self.HOLD_LIMIT
         self._held: deque[bytes] = deque()
@@ -123,12 +129,12 @@ class JSONLines:
         if self.closed:
             return
         if not self.flow.paused and not self._held:
-            self._request.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+            self._request.write(json.dumps(obj, separators=(",", ":")).encode() + self._newline)
             return
         if _supersedable(obj):
             self.dropped += 1
             return
-        line = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        line = json.dumps(obj, separators=(",", ":")).encode() + self._newline
         self._held.append(line)
         self._held_bytes += len(line)
         if self._held_bytes > self.hold_limit:

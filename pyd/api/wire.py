@@ -173,17 +173,18 @@ def resize_size(request: IRequest) -> tuple[int, int]:
 def parse_filters(request: IRequest, name: str = "filters") -> dict[str, list[str]]:
     """Decode C{filters=}: the map-of-bools form and the old map-of-lists form.
 
-    @raise InvalidParameter: not JSON or not one of the two forms.
+    @raise InvalidParameter: not JSON or not one of the two forms (moby 28
+        api/types/filters/parse.go FromJSON: C{invalid filter}, naming nothing).
     """
     raw = qstr(request, name)
     if not raw:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError as e:
-        raise InvalidParameter(f"invalid filter: {e}") from e
+    except ValueError:
+        raise InvalidParameter("invalid filter") from None
     if not isinstance(value, dict):
-        raise InvalidParameter("invalid filter: expected an object")
+        raise InvalidParameter("invalid filter")
     out: dict[str, list[str]] = {}
     for key, vals in value.items():
         if isinstance(vals, dict):
@@ -191,7 +192,7 @@ def parse_filters(request: IRequest, name: str = "filters") -> dict[str, list[st
         elif isinstance(vals, list):
             out[key] = [str(v) for v in vals]
         else:
-            raise InvalidParameter(f"invalid filter: bad value for {key!r}")
+            raise InvalidParameter("invalid filter")
     return out
 
 

@@ -39,6 +39,7 @@ class HostLimits:
     io_max: bool = True
     swappiness: bool = False
     realtime: bool = False
+    kernel_tcp: bool = False
     runtimes: tuple[str, ...] = ("crun",)
 
     @classmethod
@@ -55,6 +56,7 @@ class HostLimits:
             io_max=f.io_max,
             swappiness=not v2 and os.path.exists(f"{cgroup_root}/memory/memory.swappiness"),
             realtime=not v2 and os.path.exists(f"{cgroup_root}/cpu/cpu.rt_runtime_us"),
+            kernel_tcp=not v2 and f.kernel_memory_tcp,
             runtimes=runtimes,
         )
 
@@ -77,8 +79,11 @@ def check_create(spec: CreateSpec, host: HostLimits) -> tuple[list[str], dict[st
     r = spec.resources
     warnings: list[str] = []
     discard: dict[str, Any] = {}
-    if cfg.get("NetworkDisabled"):
-        raise InvalidParameter("Config.NetworkDisabled is not supported by pyd: use --network none")
+    if cfg.get("NetworkDisabled") and hc.get("NetworkMode") != "none":
+        # with NetworkMode none it is what dockerd makes of it (no network but loopback)
+        raise InvalidParameter(
+            "Config.NetworkDisabled is not supported by pyd with a network: use --network none"
+        )
     if hc.get("Cgroup"):
         raise InvalidParameter(
             f"HostConfig.Cgroup is not supported by pyd: {hc['Cgroup']} (use CgroupParent)"
@@ -98,8 +103,6 @@ def check_create(spec: CreateSpec, host: HostLimits) -> tuple[list[str], dict[st
         raise InvalidParameter(
             "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
         )
-    if r.cpu_count:
-        raise InvalidParameter("HostConfig.CpuCount is not supported on linux (Windows only)")
     if r.io_maximum_iops or r.io_maximum_bandwidth:
         raise InvalidParameter(QOS_LINUX)
     if r.cpu_percent:
@@ -124,13 +127,21 @@ def check_create(spec: CreateSpec, host: HostLimits) -> tuple[list[str], dict[st
             raise InvalidParameter(
                 f"Invalid value: {r.memory_swappiness}, valid memory swappiness range is 0-100"
             )
-    if r.kernel_memory or r.kernel_memory_tcp:
+    if r.kernel_memory:
         # pyd never sets kmem limits (deprecated by the kernel since 5.4, absent on v2)
         warnings.append(
             "Your kernel does not support kernel memory limit capabilities or the cgroup is not "
             "mounted. Limitation discarded."
         )
-        discard.update(KernelMemory=0, KernelMemoryTCP=0)
+        discard["KernelMemory"] = 0
+    if r.kernel_memory_tcp and not host.kernel_tcp:
+        # dockerd hands it to the runtime, which drops it without a word where the kernel has no
+        # memory.kmem.tcp (cgroup v2): pyd says so
+        warnings.append(
+            "Your kernel does not support kernel memory TCP limit capabilities or the cgroup is "
+            "not mounted. Limitation discarded."
+        )
+        discard["KernelMemoryTCP"] = 0
     if r.oom_kill_disable and host.cgroup_v2:
         warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
         discard["OomKillDisable"] = None

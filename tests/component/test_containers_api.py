@@ -349,3 +349,25 @@ class ContainersApiTests(SynchronousTestCase):
         self.assertTrue(info["HostConfig"]["ReadonlyRootfs"])
         self.assertEqual(info["HostConfig"]["ShmSize"], 1048576)
         self.assertEqual(info["Config"]["Labels"], {"a": "1", "b": "2"})
+
+    def test_unset_list_fields_are_null_and_windows_fields_kept(self) -> None:
+        """Inspect shows a list field the create body left out as null (Go's nil slice, as moby
+        28 keeps HostConfig as decoded); NetworkDisabled with NetworkMode none and the
+        Windows-only CpuCount are accepted and shown as sent (as dockerd on Linux), while
+        NetworkDisabled with a network is refused."""
+        self.create("plain", HostConfig={"NetworkMode": "none"})
+        _, info = self.call("GET", "/containers/plain/json")
+        for key in (
+            "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+            "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "Devices", "Ulimits",
+        ):  # fmt: skip
+            self.assertIsNone(info["HostConfig"][key], key)
+        self.create("nd", NetworkDisabled=True, HostConfig={"NetworkMode": "none", "CpuCount": 1})
+        _, info = self.call("GET", "/containers/nd/json")
+        self.assertIs(info["Config"]["NetworkDisabled"], True)
+        self.assertEqual(info["HostConfig"]["CpuCount"], 1)
+        code, body = self.call(
+            "POST", "/containers/create?name=nd2", {"Image": "busybox", "NetworkDisabled": True}
+        )
+        self.assertEqual(code, 400)
+        self.assertIn("NetworkDisabled is not supported by pyd with a network", body["message"])

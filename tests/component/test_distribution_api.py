@@ -103,7 +103,8 @@ class DistributionApiTests(SynchronousTestCase):
         self.assertEqual(resp.headers.getRawHeaders(b"content-type"), [b"application/json"])
         self.assertEqual(
             body,
-            b'{"status":"Pulling from x","id":"latest"}\n{"status":"Digest: sha256:1"}\n',
+            # CRLF: moby pkg/streamformatter's streamNewline
+            b'{"status":"Pulling from x","id":"latest"}\r\n{"status":"Digest: sha256:1"}\r\n',
         )
         self.assertEqual(
             self.dist.calls,

@@ -78,6 +78,8 @@ class ImagesApiTests(SynchronousTestCase):
             )
         self.assertEqual(code, 200)
         self.assertEqual(headers["content-type"], "application/json")
+        # each line ends as moby's pkg/streamformatter ends it (streamNewline)
+        self.assertTrue(raw.endswith(b"}\r\n"), raw)
         return [json.loads(line) for line in raw.splitlines()]
 
     def test_load_list_inspect(self) -> None:

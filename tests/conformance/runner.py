@@ -189,6 +189,45 @@ NEWER_DOCKERD += (
     ),
 )  # fmt: skip
 
+_QOS = "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"
+NEWER_DOCKERD += (
+    (
+        r'(> POST /containers/create\S* \{[^\n]*"Image": "[^"]*", "MacAddress": "[^"]+"[^\n]*\n'
+        r'< 201\n\{"Id": "<id \d+>", "Warnings": )\[\]',
+        r'\1["The container-wide MacAddress field is now deprecated. It should be specified in '
+        r'EndpointsConfig instead."]',
+        "moby v28 api/server/router/container/container_routes.go handleMACAddressBC: from API "
+        "1.44 the container-wide MacAddress moves to the main network's endpoint with a warning "
+        "(daemon/inspect.go still shows it in Config)",
+    ),
+    (
+        r'< 500\n\{"message": "Invalid QoS settings: linux does not support configuration of '
+        r'maximum (?:bandwidth|IOPs)"\}',
+        '< 400\n{"message": "' + _QOS + '"}',
+        "moby v28 has no runconfig/hostconfig_unix.go validateResources any more: "
+        "daemon/daemon_unix.go verifyPlatformContainerResources refuses, an InvalidParameter "
+        "(daemon/create.go)",
+    ),
+    (
+        r'"HostConfig\.KernelMemoryTCP": 0\b',
+        '"HostConfig.KernelMemoryTCP": null',
+        "moby v28 api/types/container/hostconfig.go: KernelMemoryTCP is omitempty",
+    ),
+    (
+        r'(> GET /images/\S+/json\n< 200\n\{[^\n]*)"Config\.MacAddress": "[^"]*", '
+        r'"Config\.NetworkDisabled": true',
+        r'\1"Config.MacAddress": null, "Config.NetworkDisabled": null',
+        "moby v28 image inspect's Config is docker-image-spec's DockerOCIImageConfig "
+        "(api/types/image/image_inspect.go), which has neither field",
+    ),
+    (
+        r'(> GET /events\?\S*filters=(?!%7B)\S*\n)< 500\n\{"message": "invalid character [^\n]*',
+        r'\1< 400\n{"message": "invalid filter"}',
+        "moby v28 api/types/filters/parse.go FromJSON: a filters value that decodes in neither "
+        "form is invalidFilter{} (an InvalidParameter, 'invalid filter')",
+    ),
+)
+
 # Where pyd answers otherwise than every dockerd, on purpose (issue 15: no 5xx for a request a
 # client could send): (pattern, replacement, why), applied after L{NEWER_DOCKERD}.
 PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
@@ -245,6 +284,73 @@ PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
     ),
 )
 
+# Update fields moby 28 decodes and drops (container/container_unix.go UpdateContainer copies only
+# the CPU, memory, pids, blkio weight and restart fields): pyd refuses them, naming the field.
+_UPDATE_DROPPED = (
+    "BlkioDeviceReadBps|BlkioDeviceReadIOps|BlkioDeviceWriteBps|BlkioDeviceWriteIOps|"
+    "BlkioWeightDevice|CgroupParent|CpuCount|CpuPercent|DeviceCgroupRules|DeviceRequests|Devices|"
+    "KernelMemoryTCP|MemorySwappiness|Ulimits"
+)
+PYD_DELIBERATE += (
+    (
+        rf'(> POST /containers/\S+/update \{{"({_UPDATE_DROPPED})": [^\n]*\n)< 200\n[^\n]*',
+        r'\1< 400\n{"message": "\2 cannot be changed by docker update: pyd applies it when the '
+        r'container is created"}',
+        "docker update with a field dockerd accepts and drops without a word: pyd refuses it "
+        "(honoured or refused), naming the field",
+    ),
+    (
+        r'< 500\n(\{"message": "--storage-opt is supported only for overlay over xfs)',
+        r"< 400\n\1",
+        "StorageOpt where the data root is not xfs with pquota: dockerd answers 500 (the "
+        "graph driver's plain error), pyd 400 with the same text",
+    ),
+    (
+        r'(> POST /containers/create\S* \{[^\n]*"Cgroup": "([^"]+)"[^\n]*\n)< 201\n[^\n]*\n'
+        r'(> GET /containers/\S+/json\n)< 200\n\{"HostConfig\.Cgroup": [^\n]*',
+        r'\1< 400\n{"message": "HostConfig.Cgroup is not supported by pyd: \2 (use CgroupParent)"}'
+        r'\n\3< 404\n{"HostConfig.Cgroup": null}',
+        "HostConfig.Cgroup: dockerd stores it and never reads it (no moby 28 code uses it); pyd "
+        "refuses it rather than ignore it",
+    ),
+    (
+        r'(> POST /containers/create\S* \{[^\n]*"DeviceRequests": \[\{"Capabilities": '
+        r'\[\["gpu"\]\], "Count": [^\n]*"Driver": "([^"]*)"[^\n]*\n)< 201\n[^\n]*\n'
+        r'(> GET /containers/\S+/json\n)< 200\n\{"HostConfig\.DeviceRequests": [^\n]*',
+        r'\1< 400\n{"message": "could not select device driver \\"\2\\" with capabilities: '
+        r'[[gpu]]"}\n\3< 404\n{"HostConfig.DeviceRequests": null}',
+        "a device request no driver serves: dockerd stores the container and refuses it at "
+        "start (moby 28 daemon/devices.go, the same text); pyd refuses it at create, so no "
+        "container that can never start is left",
+    ),
+    (
+        r'(> POST /images/load\S* <tar[^\n]*\n< 200\n)\{"error": "open [^"]*/repositories: no '
+        r"such file or directory\"[^\n]*",
+        r'\1{"error": "invalid archive: does not contain a manifest.json or an index.json", '
+        r'"errorDetail": {"message": "invalid archive: does not contain a manifest.json or an '
+        r'index.json"}}',
+        "a load of a tar without manifest.json: dockerd falls back to the legacy format and "
+        "names a path on its host (moby 28 image/tarexport/load.go legacyLoad); pyd names no "
+        "host path and says what the archive lacks",
+    ),
+    (
+        r'(> POST /images/load\S* <tar[^\n]*\n< 200\n)\{"error": "Error processing tar file'
+        r'\(exit status 1\): unexpected EOF"[^\n]*',
+        r'\1{"error": "failed to read archive: truncated header", "errorDetail": {"message": '
+        r'"failed to read archive: truncated header"}}',
+        "a load of bytes that are not a tar: dockerd's text is its unpacking helper's exit "
+        "(pkg/chrootarchive), pyd's its reader's",
+    ),
+    (
+        r"(> POST /build\?remote=[^\n]*\n)< 500\n\{\"message\": \"error downloading remote "
+        r"context [^\n]*",
+        r'\1< 400\n{"message": "remote build contexts are not supported: send the context as a '
+        r'tar"}',
+        "a build context by URL (remote=): dockerd downloads it; pyd does not fetch build "
+        "contexts from the network (400)",
+    ),
+)
+
 # What the recording set-up adds (dockerd runs with --ip-forward=false): not part of the answer.
 RECORDING_ARTEFACTS: tuple[tuple[str, str], ...] = (
     ("WARNING: IPv4 forwarding is disabled. Networking will not work.\n", ""),
@@ -296,16 +402,22 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 
 def api(
-    host: str, method: str, path: str, body: Any = None, data: bytes | None = None
+    host: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    data: bytes | None = None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, bytes]:
     """One Engine API request on a fresh connection: (status, body). C{body} is sent as JSON,
-    C{data} as a tar."""
+    C{data} as a tar, C{extra} as more headers."""
     c = _UnixHTTP(host.removeprefix("unix://"))
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         payload: bytes | str | None = None if body is None else json.dumps(body)
         if data is not None:
             headers, payload = {"Content-Type": "application/x-tar"}, data
+        headers.update(extra)
         c.request(method, path, payload, headers)
         r = c.getresponse()
         return r.status, r.read()
@@ -353,7 +465,8 @@ def view(body: bytes, fields: Sequence[str] | None) -> str:
     try:
         doc = json.loads(body)
     except ValueError:
-        return "(not json) " + body.decode(errors="replace").strip()
+        # a stream's CRLF line ends shown, as a TTY's are (the golden file keeps no raw \r)
+        return "(not json) " + _visible(body.decode(errors="replace").strip())
     if fields is not None:
         doc = {f: _pick(doc, f) for f in fields}
     return json.dumps(doc, sort_keys=True)
@@ -409,9 +522,10 @@ def run_step(host: str, cfg: str, step: Step, out: list[str], registry: str = ""
         body = f" {json.dumps(shown.body, sort_keys=True)}" if shown.body is not None else ""
         if step.data is not None:
             body = f" <tar of {len(step.data)} bytes>"
-        out.append(f"> {step.method} {shown.path}{body}")
+        sent = "".join(f" [{k}: {v}]" for k, v in step.headers)
+        out.append(f"> {step.method} {shown.path}{body}{sent}")
         path = step.path.replace("{last_id}", _LAST_ID.get(host, ""))
-        status, data = api(host, step.method, path, step.body, step.data)
+        status, data = api(host, step.method, path, step.body, step.data, step.headers)
         try:
             _LAST_ID[host] = json.loads(data)["Id"]
         except (ValueError, KeyError, TypeError):

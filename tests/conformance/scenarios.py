@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from tests.conformance.api_scenarios import API_SCENARIOS
 from tests.conformance.field_scenarios import FIELD_SCENARIOS
+from tests.conformance.more_scenarios import MORE_SCENARIOS
 from tests.conformance.network_scenarios import NETWORK_SCENARIOS
 from tests.conformance.steps import Api, Cli, Scenario, Step, Wait, d, rm_f
 from tests.helpers.images import DEFAULT_TAG as B
@@ -581,7 +582,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
-SCENARIOS += API_SCENARIOS + FIELD_SCENARIOS + NETWORK_SCENARIOS
+SCENARIOS += API_SCENARIOS + FIELD_SCENARIOS + NETWORK_SCENARIOS + MORE_SCENARIOS
 
 # Scenarios where pyd still answers otherwise than dockerd (each says what differs); the e2e
 # comparison expects them to fail (strictly: one that starts passing must leave this list).

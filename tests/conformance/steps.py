@@ -20,13 +20,15 @@ class Cli:
 class Api:
     """One Engine API request (unversioned path): its status and JSON body (or C{fields} of it;
     C{fields=()}: the status alone, for a body that is not JSON such as a tar). C{data} is sent
-    as it is (a tar) instead of a JSON C{body}."""
+    as it is (a tar) instead of a JSON C{body}. C{headers} are sent as well (what a client
+    such as the CLI always sends, e.g. C{X-Registry-Auth}), and shown in the transcript."""
 
     method: str
     path: str
     body: object = None
     fields: tuple[str, ...] | None = None
     data: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen

@@ -27,7 +27,6 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "HostConfig.Cgroup": ({"HostConfig": {"Cgroup": "container:x"}}, "HostConfig.Cgroup is not supported"),
     "HostConfig.StorageOpt": ({"HostConfig": {"StorageOpt": {"size": "1G"}}}, "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"),
     "HostConfig.DeviceRequests": ({"HostConfig": {"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]}}, 'could not select device driver "" with capabilities: [[gpu]]'),
-    "HostConfig.CpuCount": ({"HostConfig": {"CpuCount": 2}}, "CpuCount is not supported on linux"),
     "HostConfig.IOMaximumIOps": ({"HostConfig": {"IOMaximumIOps": 5}}, "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"),
     "HostConfig.IOMaximumBandwidth": ({"HostConfig": {"IOMaximumBandwidth": 5}}, "Invalid QoS settings"),
     "EndpointSettings.GwPriority": ({"NetworkingConfig": {"EndpointsConfig": {"n": {"GwPriority": 5}}}}, "GwPriority is not supported"),
@@ -37,7 +36,7 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
 DISCARDED: dict[str, tuple[dict[str, Any], str]] = {
     "HostConfig.BlkioWeight": ({"BlkioWeight": 300}, "Weight discarded."),
     "HostConfig.BlkioWeightDevice": ({"BlkioWeightDevice": [{"Path": "/dev/null", "Weight": 300}]}, "Weight-device discarded."),
-    "HostConfig.KernelMemoryTCP": ({"KernelMemoryTCP": 8 << 20}, "kernel memory limit"),
+    "HostConfig.KernelMemoryTCP": ({"KernelMemoryTCP": 8 << 20}, "kernel memory TCP limit"),
     "HostConfig.MemorySwappiness": ({"MemorySwappiness": 10}, "Memory swappiness discarded."),
     "HostConfig.OomKillDisable": ({"OomKillDisable": True}, "OomKillDisable discarded."),
     "HostConfig.CpuPercent": ({"CpuPercent": 50}, "linux does not support CPU percent. Percent discarded."),
@@ -132,8 +131,10 @@ class AuditTests(unittest.TestCase):
             warnings, discard = _check({"HostConfig": hc}, bare)
             self.assertTrue(any(words in w for w in warnings), (field, warnings))
             self.assertIn(field.split(".", 1)[1], discard)
-        full = honoured.HostLimits(cgroup_v2=False, io_weight=True, swappiness=True)
-        for key in ("BlkioWeight", "MemorySwappiness", "OomKillDisable"):
+        full = honoured.HostLimits(
+            cgroup_v2=False, io_weight=True, swappiness=True, kernel_tcp=True
+        )
+        for key in ("BlkioWeight", "MemorySwappiness", "OomKillDisable", "KernelMemoryTCP"):
             # with a memory limit: dockerd warns about an OOM-killer disabled without one
             hc = {**DISCARDED[f"HostConfig.{key}"][0], "Memory": 1 << 26}
             warnings, discard = _check({"HostConfig": hc}, full)

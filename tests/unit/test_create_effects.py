@@ -199,19 +199,21 @@ class StoredFieldTests(EngineTestBase):
     def test_stored_and_committed(self) -> None:
         """OnBuild, Shell and ArgsEscaped are stored as sent (inspect shows them) and docker
         commit keeps them in the new image's config; ContainerIDFile is stored as sent (the CLI
-        writes the file, as with dockerd)."""
+        writes the file, as with dockerd), and CpuCount (Windows only) as well."""
         cid = self.create(
             Cmd=["true"],
             OnBuild=["RUN echo child"],
             Shell=["/bin/bash", "-c"],
             ArgsEscaped=True,
-            HostConfig={"ContainerIDFile": "/tmp/cid.txt"},
+            HostConfig={"ContainerIDFile": "/tmp/cid.txt", "CpuCount": 2},
         )
         c = self.svc.resolve(cid)
         self.assertEqual(c.config["OnBuild"], ["RUN echo child"])
         self.assertEqual(c.config["Shell"], ["/bin/bash", "-c"])
         self.assertIs(c.config["ArgsEscaped"], True)
         self.assertEqual(c.host_config["ContainerIDFile"], "/tmp/cid.txt")
+        # Windows-only: stored and shown, no effect on Linux (as dockerd)
+        self.assertEqual(c.host_config["CpuCount"], 2)
         committed = merge_commit_config({"Shell": ["/bin/sh", "-c"]}, c.config, {})
         self.assertEqual(committed["OnBuild"], ["RUN echo child"])
         self.assertEqual(committed["Shell"], ["/bin/bash", "-c"])

@@ -156,7 +156,7 @@ class StreamCancelTests(SynchronousTestCase):
         request.unregisterProducer = lambda: None
         d = ensureDeferred(_stream(request, run))
         self.assertNoResult(d)
-        self.assertEqual(request.written, [b"", b'{"status":"Pulling from x","id":"latest"}\n'])
+        self.assertEqual(request.written, [b"", b'{"status":"Pulling from x","id":"latest"}\r\n'])
         request.processingFailed(Failure(ConnectionLost()))
         self.assertEqual(cancelled, [True])
         self.assertIsNone(self.successResultOf(d))

@@ -61,3 +61,12 @@ class NamespaceSpecTests(SynchronousTestCase):
         ns = namespaces(build(pid_host=True, ipc_host=True))
         self.assertNotIn("pid", ns)
         self.assertNotIn("ipc", ns)
+
+
+class MemorySpecTests(SynchronousTestCase):
+    def test_kernel_tcp(self) -> None:
+        """KernelMemoryTCP reaches the runtime as C{memory.kernelTCP} (as dockerd hands it to
+        runc); unset, the spec has no memory section for it."""
+        spec = build(resources=oci.Resources(kernel_memory_tcp=1 << 20))
+        self.assertEqual(spec["linux"]["resources"]["memory"], {"kernelTCP": 1 << 20})
+        self.assertNotIn("memory", build()["linux"]["resources"])

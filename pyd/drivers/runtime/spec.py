@@ -132,6 +132,7 @@ class Resources:
     blkio_weight: int = 0
     oom_kill_disable: bool = False
     memory_swappiness: int | None = None  # None / -1: the kernel's
+    kernel_memory_tcp: int = 0  # memory.kmem.tcp.limit_in_bytes (cgroup v1 only)
     cpu_realtime_period: int = 0
     cpu_realtime_runtime: int = 0
     # OCI blockIO device entries (weightDevice, throttle*Device) with device numbers
@@ -278,6 +279,8 @@ def _resources(
         mem["disableOOMKiller"] = True
     if r.memory_swappiness is not None and r.memory_swappiness >= 0:
         mem["swappiness"] = r.memory_swappiness
+    if r.kernel_memory_tcp > 0:
+        mem["kernelTCP"] = r.kernel_memory_tcp
     if mem:
         out["memory"] = mem
     cpu: dict[str, Any] = {}

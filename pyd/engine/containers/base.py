@@ -675,6 +675,7 @@ def _resources_of(r: Resources) -> oci.Resources:
         blkio_weight=r.blkio_weight,
         oom_kill_disable=bool(r.oom_kill_disable),
         memory_swappiness=r.memory_swappiness,
+        kernel_memory_tcp=r.kernel_memory_tcp,
         cpu_realtime_period=r.cpu_realtime_period,
         cpu_realtime_runtime=r.cpu_realtime_runtime,
     )

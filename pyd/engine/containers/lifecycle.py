@@ -749,6 +749,9 @@ class ContainerLifecycle(ContainerCreate):
                     )
                 )["linux"]["resources"]
                 res.pop("devices", None)
+                # docker update cannot change it: not written again into a running cgroup
+                if res.get("memory", {}).pop("kernelTCP", None) is not None and not res["memory"]:
+                    res.pop("memory")
                 try:
                     await self.runtime.update(c.id, res, runtime=self.oci_runtime(c))
                 except RuntimeFailed as e:
