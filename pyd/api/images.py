@@ -347,9 +347,14 @@ class ImagesRouter:
     async def list_images(self, request: IRequest) -> bytes:
         """C{docker images}."""
         filters = parse_filters(request)
+        version = api_version(request)
+        glob = qstr(request, "filter")
+        if glob and version < (1, 41):
+            # the query docker-py < 1.25 and old CLIs send: a reference filter (moby
+            # image_routes.go getImagesJSON; ignored from API 1.41 on)
+            filters.setdefault("reference", []).append(glob)
         check_filters(filters, IMAGE_LIST_FILTERS)
         images = await self._images.list_images(all_=qbool(request, "all"), filters=filters)
-        version = api_version(request)
         rows = render_all(
             "image",
             images,

@@ -166,6 +166,29 @@ class ImagesApiTests(SynchronousTestCase):
         self.assertEqual(old["VirtualSize"], old["Size"])
         self.assertEqual(old["RepoDigests"], None if old["RepoTags"] else ["<none>@<none>"])
 
+    def test_list_old_filter_query(self) -> None:
+        """Before API 1.41 the old C{filter=} query is a reference filter, added to
+        C{filters}' (moby's getImagesJSON); from 1.41 on it is ignored (docker-py's
+        test_tag_and_remove at API 1.24)."""
+        self.load()
+        self.call("POST", "/v1.50/images/" + self.built.id + "/tag?repo=other&tag=1")
+
+        def tags(path: str) -> list[str]:
+            code, _, raw = self.call("GET", path)
+            self.assertEqual(code, 200, raw)
+            return sorted(t for row in json.loads(raw) for t in row["RepoTags"])
+
+        both = sorted([DEFAULT_TAG, "other:1"])
+        # the reference filter shows the matching tags only, as dockerd's does
+        self.assertEqual(tags("/v1.40/images/json?filter=other"), ["other:1"])
+        self.assertEqual(tags("/v1.40/images/json?filter=nomatch"), [])
+        self.assertEqual(tags("/v1.24/images/json?filter=other:*"), ["other:1"])
+        self.assertEqual(tags("/v1.41/images/json?filter=nomatch"), both)
+        self.assertEqual(
+            tags('/v1.40/images/json?filter=other&filters={"reference":["nomatch"]}'),
+            ["other:1"],
+        )
+
     def test_unknown_image(self) -> None:
         """404 with dockerd's text for inspect, history, tag and delete."""
         for method, path in (
