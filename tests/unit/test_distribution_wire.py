@@ -80,6 +80,16 @@ class PlatformTests(SynchronousTestCase):
         self.assertEqual(parse_platform("linux/arm/v7"), ("linux", "arm", "v7"))
         self.assertEqual(parse_platform("linux/aarch64"), ("linux", "arm64", ""))
         self.assertRaises(InvalidParameter, parse_platform, "linux//x")
+        # containerd's platforms.Parse, as dockerd runs it on a pull's platform (docker-py's
+        # test_pull_invalid_platform): one word is an OS or an architecture, nothing else
+        with self.assertRaises(InvalidParameter) as cm:
+            parse_platform("foobar")
+        self.assertEqual(
+            str(cm.exception),
+            '"foobar": unknown operating system or architecture: invalid argument',
+        )
+        self.assertEqual(parse_platform("aarch64"), ("linux", "arm64", ""))
+        self.assertEqual(parse_platform("linux")[0], "linux")
 
     def test_select(self) -> None:
         """The entry matching os/arch (and variant when asked) wins; no match is None."""

@@ -44,6 +44,7 @@ from pyd.engine.distribution.base import (
     _short,
     chain_ids,
 )
+from pyd.engine.spec import rules
 
 log = Logger()
 
@@ -59,24 +60,15 @@ def host_platform() -> tuple[str, str, str]:
 
 
 def parse_platform(value: str) -> tuple[str, str, str]:
-    """C{os[/arch[/variant]]} -> (os, arch, variant); "" means the host's platform.
+    """C{os[/arch[/variant]]} -> (os, arch, variant) as containerd's C{platforms.Parse}, which
+    dockerd runs on the C{platform} parameter before it pulls (an unknown OS such as
+    C{foobar} is refused); "" means the host's platform.
 
-    @raise InvalidParameter: malformed.
+    @raise InvalidParameter: containerd's texts.
     """
     if not value:
         return host_platform()
-    parts = value.lower().split("/")
-    if len(parts) > 3 or not all(parts):
-        raise InvalidParameter(
-            f'"{value}": unknown operating system or architecture: invalid argument'
-        )
-    os_ = parts[0]
-    arch = parts[1] if len(parts) > 1 else host_platform()[1]
-    variant = parts[2] if len(parts) > 2 else ""
-    arch = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}.get(arch, arch)
-    if arch == "arm64" and variant in ("", "8"):
-        variant = "v8" if variant == "8" else variant
-    return os_, arch, variant
+    return rules.parse_platform(value, host_platform()[1])
 
 
 def _format_platform(p: tuple[str, str, str]) -> str:
