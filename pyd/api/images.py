@@ -20,6 +20,7 @@ from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from pyd.api.base import api_version, make_app, role
+from pyd.api.platform_param import platform_param, platforms_param
 from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.streams import PROGRESS_NEWLINE, JSONLines
 from pyd.api.wire import (
@@ -37,6 +38,7 @@ from pyd.core.records import Image
 from pyd.engine.commit import CommitService
 from pyd.engine.imagechanges import apply_changes
 from pyd.engine.images import DeleteItem, ImageService, rfc3339
+from pyd.engine.images import platform as plat
 from pyd.engine.spec import schema
 from pyd.engine.spec.gojson import decode
 
@@ -368,7 +370,16 @@ class ImagesRouter:
     @role("viewer")
     async def inspect(self, request: IRequest, name: str) -> bytes:
         """C{docker image inspect}."""
+        # moby 28 getImagesByName: manifests from API 1.48 (the graph-driver store keeps no
+        # manifest list to show), platform from 1.49, not both
+        manifests = api_version(request) >= (1, 48) and qbool(request, "manifests")
+        want = platform_param(request, (1, 49))
+        if manifests and want is not None:
+            raise InvalidParameter(
+                "conflicting options: manifests and platform options cannot both be set"
+            )
         img = await self._images.inspect(name)
+        plat.check_image(img, want, name)
         dirs = await self._images.image_layer_dirs(img.id)
         version = api_version(request)
         out = render_one(
@@ -380,6 +391,9 @@ class ImagesRouter:
     @role("viewer")
     async def history(self, request: IRequest, name: str) -> bytes:
         """C{docker history}."""
+        want = platform_param(request, (1, 48))
+        if want is not None:
+            plat.check_image(await self._images.inspect(name), want, name)
         rows = await self._images.history(name)
         return json_body(
             request,
@@ -412,6 +426,9 @@ class ImagesRouter:
     @role("operator")
     async def delete(self, request: IRequest, name: str) -> bytes:
         """C{docker rmi}."""
+        want = plat.single(platforms_param(request, (1, 50)))
+        if want is not None:
+            plat.check_image(await self._images.inspect(name), want, name)
         items = await self._images.delete(
             name, force=qbool(request, "force"), prune=not qbool(request, "noprune")
         )
@@ -448,6 +465,15 @@ class ImagesRouter:
         await self._save(request, [name])
 
     async def _save(self, request: IRequest, names: list[str]) -> None:
+        want = platform_param(request, (1, 48), single=True)
+        if want is not None:
+            for n in names:
+                img = await self._images.inspect(n)
+                if not plat.matches(want, plat.image_platform(img.config)):
+                    # moby 28 image/tarexport/save.go (a plain error there: a 500)
+                    raise InvalidParameter(
+                        "no suitable export target found for platform " + want.format()
+                    )
         try:
             path = await self._images.save_to_file(names)
         except NotFound:
@@ -471,12 +497,14 @@ class ImagesRouter:
     @role("operator")
     async def load(self, request: IRequest) -> None:
         """C{docker load}: JSON lines C{{"stream": "Loaded image: x\\n"}}."""
-        quiet = qbool(request, "quiet")
+        quiet = qbool(request, "quiet", True)
+        # moby 28 postImagesLoad (API 1.48): an image of another platform is skipped
+        want = platform_param(request, (1, 48), single=True)
         src = _stage_body(request)
         out = JSONLines(request, newline=PROGRESS_NEWLINE)
         try:
             lines: list[str] = []
-            await self._images.load(src, lines.append)
+            await self._images.load(src, lines.append, want)
             for line in lines:
                 out.write({"stream": line})
         except PydError as e:
@@ -563,6 +591,12 @@ class ImagesRouter:
     @role("operator")
     async def push(self, request: IRequest, name: str) -> Any:
         """C{docker push} (registry area)."""
+        # moby 28 PushImage (API 1.46): the local image must be of the platform asked for
+        want = platform_param(request, (1, 46))
+        if want is not None:
+            tag = qstr(request, "tag") or ""
+            ref = refs.parse_normalized(f"{name}:{tag}" if tag else name)
+            plat.check_image(await self._images.inspect(str(ref)), want, ref.familiar())
         return await ensureDeferred(_as_coro(self.distribution.push(request, name)))
 
     @app.route("/auth", methods=["POST"])

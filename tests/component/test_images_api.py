@@ -321,3 +321,32 @@ class ImagesApiTests(SynchronousTestCase):
         """commit of an unknown container is a 404 with dockerd's text."""
         code, _, raw = self.call("POST", "/commit?container=nope&repo=x")
         self.assertEqual((code, json.loads(raw)), (404, {"message": "No such container: nope"}))
+
+    def test_platform_parameters(self) -> None:
+        """platform= of inspect and history (moby 28): the image must be of it (another is a
+        404 naming both), a value that is not a platform a 400; load skips an image of another
+        platform; delete takes one platform."""
+        arm = quote('{"os":"linux","architecture":"arm64"}', safe="")
+        amd = quote('{"os":"linux","architecture":"amd64"}', safe="")
+        with open(self.built.path, "rb") as f:
+            data = f.read()
+        code, _, raw = self.call(
+            "POST", f"/v1.50/images/load?platform={arm}", data, "application/x-tar"
+        )
+        self.assertEqual((code, raw), (200, b""))
+        self.assertEqual(json.loads(self.call("GET", "/v1.50/images/json")[2]), [])
+        self.load()
+        name = quote(DEFAULT_TAG, safe="/:")
+        self.assertEqual(self.call("GET", f"/v1.50/images/{name}/json?platform={amd}")[0], 200)
+        code, _, raw = self.call("GET", f"/v1.50/images/{name}/json?platform={arm}")
+        self.assertEqual(code, 404)
+        self.assertIn(
+            b"its platform (linux/amd64) does not match the specified platform (linux/arm64)", raw
+        )
+        code, _, raw = self.call("GET", f"/v1.50/images/{name}/history?platform=x")
+        self.assertEqual(code, 400)
+        self.assertIn(b"failed to parse platform: invalid character 'x'", raw)
+        self.assertEqual(self.call("GET", f"/v1.47/images/{name}/history?platform=x")[0], 200)
+        code, _, _ = self.call("DELETE", f"/v1.50/images/{name}?platforms={arm}")
+        self.assertEqual(code, 404)
+        self.assertEqual(self.call("DELETE", f"/v1.50/images/{name}?platforms={amd}")[0], 200)

@@ -150,6 +150,16 @@ class VolumesApiTests(SynchronousTestCase):
         )
         code, _ = self.call("POST", "/volumes/create", {"Name": "cv", "ClusterVolumeSpec": {}})
         self.assertEqual(code, 503)
+        # decoded first (moby 28 ReadJSON): a mistyped spec is the decoder's 400
+        code, body = self.call("POST", "/volumes/create", {"Name": "cv", "ClusterVolumeSpec": "x"})
+        self.assertEqual(
+            (code, body["message"]),
+            (
+                400,
+                "invalid JSON: json: cannot unmarshal string into Go struct field "
+                "CreateOptions.ClusterVolumeSpec of type volume.ClusterVolumeSpec",
+            ),
+        )
 
     def test_system_df(self) -> None:
         """/system/df lists volumes with UsageData (Size, RefCount)."""
@@ -159,6 +169,14 @@ class VolumesApiTests(SynchronousTestCase):
         (row,) = body["Volumes"]
         self.assertEqual(row["Name"], "dfv")
         self.assertEqual(row["UsageData"], {"Size": 0, "RefCount": 0})
+        # type= (API 1.42): the areas asked for, the others null; an unknown one is a 400
+        code, body = self.call("GET", "/system/df?type=volume")
+        self.assertEqual((code, body["Images"], body["Containers"]), (200, None, None))
+        self.assertEqual([v["Name"] for v in body["Volumes"]], ["dfv"])
+        code, body = self.call("GET", "/system/df?type=nope")
+        self.assertEqual((code, body), (400, {"message": "unknown object type: nope"}))
+        code, body = self.call("GET", "/v1.41/system/df?type=nope")
+        self.assertEqual(code, 200)
 
 
 class VolumesApiStatementTests(SynchronousTestCase):

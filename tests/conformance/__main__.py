@@ -53,7 +53,8 @@ def run(
         norm = runner.Normaliser(tmp, s.keep)
         lines = [
             json.dumps({"method": e["method"], "path": e["target"], "status": e["status"],
-                        "body": e["body"]}, sort_keys=True)
+                        "body": e["body"], **({"stream_error": True} if e.get("stream_error")
+                                              else {})}, sort_keys=True)
             for e in noted
         ]  # fmt: skip
         requests += [norm(x.replace(registry, "<registry>") if registry else x) for x in lines]

@@ -8,7 +8,11 @@ What is covered is derived from the requests dockerd answered while the goldens 
 L{tests.conformance.proxy}), CLI steps included:
 
   - an endpoint is checked on the success path when a scenario sent it a request dockerd
-    answered below 400, on an error path when dockerd answered 400 or more;
+    answered below 400, on an error path when dockerd answered 400 or more, or began a stream
+    it ended with an in-band error (a load, push or build; C{stream_error} in the list);
+  - where a current dockerd answers an API step otherwise than the recorded 20.10
+    (L{tests.conformance.runner.NEWER_DOCKERD}: a field 20.10 does not know yet, which 28
+    decodes), the status counted is 28's, as the comparison with pyd uses it;
   - a field likewise, when the request carried it with a value: a query parameter with a
     non-empty value, a body field with a value other than Go's zero value (null, false, 0, "",
     [] or {}: what a client sends for "unset", as the CLI fills every field of a create).
@@ -179,11 +183,34 @@ def _body_names(op: Operation, body: Any) -> set[str]:
     return names
 
 
+_STEP = re.compile(r"^> (\S+) (\S+).*\n< (\d+)$", re.M)
+
+
+def newer_statuses(golden: str) -> dict[tuple[str, str], list[int]]:
+    """Per (method, path) of the API steps of a transcript, in order: the status a current
+    dockerd answers (the golden's, with L{runner.NEWER_DOCKERD} applied)."""
+    from tests.conformance import runner
+
+    out: dict[tuple[str, str], list[int]] = {}
+    for m in _STEP.finditer(runner.apply_newer_dockerd(golden, deliberate=False)):
+        out.setdefault((m.group(1), m.group(2)), []).append(int(m.group(3)))
+    return out
+
+
 def load_requests(data: Path = DATA) -> dict[str, list[dict[str, Any]]]:
-    """The recorded requests of every scenario with a recording."""
+    """The recorded requests of every scenario with a recording, each with the status a current
+    dockerd answers (L{newer_statuses}: an API step's request is the one of the same method and
+    path, in order)."""
     out = {}
     for path in sorted(data.glob("*.requests")):
-        out[path.stem] = [json.loads(line) for line in path.read_text().splitlines() if line]
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line]
+        golden = path.with_suffix(".txt")
+        newer = newer_statuses(golden.read_text()) if golden.exists() else {}
+        for e in entries:
+            queue = newer.get((e["method"], e["path"]))
+            if queue:
+                e["status"] = queue.pop(0)
+        out[path.stem] = entries
     return out
 
 
@@ -218,6 +245,8 @@ def compute(
             if op is None:
                 unmatched.append(f"{e['method']} {split.path}")
                 continue
+            if e.get("stream_error"):
+                status = max(status, 400)
             endpoints[op.key].add(scenario, status)
             query = {k for k, v in parse_qsl(split.query, keep_blank_values=True) if v}
             for f in op.fields:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import tarfile
+from urllib.parse import quote
 
 from tests.conformance.api_scenarios import _NONE, _q, _tar
 from tests.conformance.steps import Api, Scenario, d
@@ -206,3 +207,90 @@ IMAGES_MORE = Scenario(
 )
 
 MORE_SCENARIOS: tuple[Scenario, ...] = (CREATE_MORE, UPDATE_MORE, IMAGES_MORE)
+
+# Parameters and fields of API 1.42 to 1.50, which dockerd 20.10 does not know: it ignores them
+# (a success) where moby 28 decodes them. The transcript is 20.10's; NEWER_DOCKERD in
+# tests/conformance/runner.py rewrites each answer 28 gives otherwise (with its moby source),
+# and the coverage counts 28's status. Requests that make 20.10 create something 28 refuses come
+# last, so that no later object is numbered otherwise.
+_AMD64 = _q({"os": "linux", "architecture": "amd64"})
+_ARM64 = _q({"os": "linux", "architecture": "arm64"})
+_IMG = f"/images/{B}"
+_ARCHIVE2 = _image_archive("conf/load2:1")
+
+API_NEWER = Scenario(
+    "api_newer",
+    (
+        Api("GET", f"{_IMG}/json?platform={_AMD64}", fields=("Os", "Architecture")),
+        Api("GET", f"{_IMG}/json?platform=x", fields=("message",)),
+        Api("GET", f"{_IMG}/json?platform={_ARM64}", fields=("message",)),
+        Api("GET", f"{_IMG}/json?manifests=1", fields=("Os", "Architecture")),
+        Api("GET", f"{_IMG}/json?manifests=1&platform={_AMD64}", fields=("message",)),
+        Api("GET", f"{_IMG}/history?platform={_AMD64}", fields=("0.Tags",)),
+        Api("GET", f"{_IMG}/history?platform=x", fields=("message",)),
+        Api("GET", f"{_IMG}/history?platform={_ARM64}", fields=("message",)),
+        Api("GET", f"{_IMG}/get?platform={_AMD64}", fields=()),
+        Api("GET", f"{_IMG}/get?platform=x", fields=()),
+        Api("GET", f"/images/get?names={quote(B, safe='')}&platform={_AMD64}", fields=()),
+        Api("GET", f"/images/get?names={quote(B, safe='')}&platform=x", fields=()),
+        Api("POST", f"/images/load?quiet=1&platform={_AMD64}", data=_ARCHIVE2),
+        Api("POST", "/images/load?quiet=1&platform=x", data=_ARCHIVE2, fields=("message",)),
+        Api("DELETE", f"/images/conf/load2:1?platforms={_AMD64}"),
+        Api("DELETE", "/images/nope?platforms=x", fields=("message",)),
+        Api("DELETE", f"/images/nope?platforms={_AMD64}&platforms={_ARM64}", fields=("message",)),
+        Api("POST", f"/images/nope/push?tag=1&platform={_AMD64}", headers=_AUTH),
+        Api("POST", "/images/nope/push?tag=1&platform=x", headers=_AUTH, fields=("message",)),
+        Api("GET", "/system/df?type=nope", fields=("message",)),
+        Api("POST", "/build/prune?reserved-space=1&max-used-space=1&min-free-space=1"),
+        Api("POST", "/build/prune?reserved-space=x", fields=("message",)),
+        Api("POST", "/build/prune?max-used-space=x", fields=("message",)),
+        Api("POST", "/build/prune?min-free-space=x", fields=("message",)),
+        Api("PUT", "/volumes/conf-nv?version=1", {"Spec": {"Availability": "active"}}),
+        Api(
+            "POST",
+            "/containers/create?name=conf-an",
+            {
+                "Image": B,
+                "Cmd": ["sleep", "1000"],
+                "HostConfig": {**_NONE, "Annotations": {"conf.a": "b"}},
+            },
+        ),
+        Api("GET", "/containers/conf-an/json", fields=("HostConfig.Annotations",)),
+        d("start", "conf-an"),
+        Api(
+            "POST",
+            "/volumes/create",
+            {"Name": "conf-nv1", "ClusterVolumeSpec": {"Group": "g"}},
+            fields=("message",),
+        ),
+        Api(
+            "POST",
+            "/volumes/create",
+            {"Name": "conf-nv2", "ClusterVolumeSpec": "x"},
+            fields=("message",),
+        ),
+        Api(
+            "POST",
+            "/containers/conf-an/exec",
+            {"Cmd": ["true"], "ConsoleSize": "x"},
+            fields=("message",),
+        ),
+        Api(
+            "POST",
+            "/containers/create?name=conf-an2",
+            {"Image": B, "HostConfig": {**_NONE, "Annotations": "x"}},
+            fields=("message",),
+        ),
+        Api(
+            "POST", "/networks/create", {"Name": "conf-nv4", "EnableIPv4": "x"}, fields=("message",)
+        ),
+    ),
+    (
+        d("rm", "-f", "conf-an", "conf-an2"),
+        d("rmi", "-f", "conf/load2:1"),
+        d("volume", "rm", "-f", "conf-nv1", "conf-nv2"),
+        d("network", "rm", "conf-nv4"),
+    ),
+)
+
+MORE_SCENARIOS += (API_NEWER,)

@@ -34,6 +34,9 @@ class _Message:
             k, _, v = line.partition(":")
             self.headers[k.strip().lower()] = v.strip()
         self.body = bytearray()
+        self.tail = b""  # the last bytes of the body (a stream's end, past the cap)
+        # a response's entry (its request's note)
+        self.entry: dict[str, Any] | None = None
 
 
 class _Parser:
@@ -59,6 +62,7 @@ class _Parser:
         assert self.msg is not None
         if len(self.msg.body) < _BODY_CAP:
             self.msg.body += chunk[: _BODY_CAP - len(self.msg.body)]
+        self.msg.tail = (self.msg.tail + chunk)[-4096:]
 
     def _step(self) -> bool:
         """Consume what the buffer holds for the current state; False: need more bytes."""
@@ -158,6 +162,7 @@ class _Conn:
             return "done"
         entry = self.pending.popleft() if self.pending else {}
         entry["status"] = status
+        msg.entry = entry
         if status == 101:
             return "raw"
         method = entry.get("method", "GET")
@@ -173,6 +178,10 @@ class _Conn:
 
     def on_done(self, is_response: bool, msg: _Message) -> str:
         if is_response:
+            # A stream (load, push, pull, build) that started with 200 and ended in dockerd's
+            # in-band error: that request took the error path.
+            if msg.entry is not None and b'"errorDetail"' in msg.tail:
+                msg.entry["stream_error"] = True
             return "head"
         for entry in reversed(self.pending):
             if entry.get("_msg") is msg:

@@ -228,6 +228,112 @@ NEWER_DOCKERD += (
     ),
 )
 
+# API 1.42 to 1.50 (the api_newer scenario): what 20.10 ignored and moby 28 decodes.
+_PARSE_X = "failed to parse platform: invalid character 'x' looking for beginning of value"
+_ARM64 = "platform=%7B%22os%22%3A%22linux%22%2C%22architecture%22%3A%22arm64%22%7D"
+_NO_SWARM = (
+    r'This node is not a swarm manager. Use \\"docker swarm init\\" or \\"docker swarm join\\" '
+    r"to connect this node to swarm and try again."
+)
+_V28_ROUTES = "moby v28 api/server/router/image/image_routes.go "
+NEWER_DOCKERD += (
+    (
+        r"(> (?:GET|POST|DELETE) /images/\S*[?&]platforms?=x(?:&\S*)?(?: <tar[^\n]*)?"
+        r"(?: \[[^\n]*\])?\n)< \d+\n(?:\{\"message\": [^\n]*\}|\(not json\)[^\n]*"
+        r"(?:\n\{\"errorDetail\"[^\n]*)?)$",
+        r'\1< 400\n{"message": "' + _PARSE_X + '"}',
+        _V28_ROUTES + "(inspect 1.49, history, save, load 1.48, push 1.46, delete 1.50): "
+        "httputils.DecodePlatform's 'failed to parse platform: <json error>'",
+    ),
+    (
+        r"(> GET /images/\S*[?&]platform=x\S*\n)< 200\n\(body not compared\)",
+        r"\1< 400\n(body not compared)",
+        "as above, for a save (its success is a tar, not compared)",
+    ),
+    (
+        r"(> GET /images/(\S+?)/(?:json|history)\?" + _ARM64 + r"\n)< 200\n\{\"message\": null\}",
+        r'\1< 404\n{"message": "image with reference \2 was found but its platform '
+        r'(linux/amd64) does not match the specified platform (linux/arm64)"}',
+        "moby v28 daemon/images/image.go GetImage: an image of another platform is NotFound",
+    ),
+    (
+        r"(> GET /images/\S+/json\?manifests=1&platform=[^\s&]+\n)< 200\n\{\"message\": null\}",
+        r'\1< 400\n{"message": "conflicting options: manifests and platform options cannot '
+        r'both be set"}',
+        _V28_ROUTES + "getImagesByName",
+    ),
+    (
+        r"(> DELETE /images/\S+\?platforms=[^\s&]+&platforms=[^\s&]+\n)< 404\n\{[^\n]*",
+        r'\1< 400\n{"message": "multiple platforms are not supported"}',
+        "moby v28 daemon/images/image_delete.go ImageDelete, before the image is looked up",
+    ),
+    (
+        r"(> POST /images/([^/\s]+)/push\?tag=([^&\s]+)&platform=%7B\S*(?: \[[^\n]*\])?\n)"
+        r"< 200\n\(not json\) \{\"status\":\"The push refers to repository[^\n]*\n"
+        r"\{\"errorDetail\":\{\"message\":\"An image does not exist locally[^\n]*",
+        r'\1< 404\n{"message": "No such image: \2:\3"}',
+        "moby v28 daemon/images/image_push.go PushImage: with a platform the local image is "
+        "looked up first (GetImage), before the stream starts",
+    ),
+    (
+        r"(> GET /system/df\?type=(\w+)\n)< 200\n\{\"message\": null\}",
+        r'\1< 400\n{"message": "unknown object type: \2"}',
+        "moby v28 api/server/router/system/system_routes.go getDiskUsage (API 1.42)",
+    ),
+    (
+        r"(> POST /build/prune\?(reserved-space|max-used-space|min-free-space)=([^&\s]+)\n)"
+        r"< 200\n\{\"message\": null\}",
+        r'\1< 400\n{"message": "\2 is in bytes and expects an integer, got \3: strconv.Atoi: '
+        r'parsing \\"\3\\": invalid syntax"}',
+        "moby v28 api/server/router/build/build_routes.go postPrune (API 1.48)",
+    ),
+    (
+        r"(> PUT /volumes/\S+ [^\n]*\n)< 404\n\{\"message\": \"page not found\"\}",
+        r'\1< 503\n{"message": "volume update only valid for cluster volumes, but swarm is '
+        r'unavailable"}',
+        "moby v28 api/server/router/volume/volume_routes.go putVolumesUpdate (API 1.42), outside "
+        "a swarm",
+    ),
+    (
+        r"(> POST /containers/create\?name=(\S+) \{[^\n]*\"Annotations\": (\{[^}\n]*\})[^\n]*\n"
+        r"< 201\n[^\n]*\n> GET /containers/\2/json\n< 200\n)\{\"HostConfig\.Annotations\": null\}",
+        r'\1{"HostConfig.Annotations": \3}',
+        "moby v28 api/types/container/hostconfig.go Annotations (API 1.43): stored and shown",
+    ),
+    (
+        r"(> POST /volumes/create \{\"ClusterVolumeSpec\": \{[^\n]*\n)< 201\n\{\"message\": null\}",
+        r'\1< 503\n{"message": "' + _NO_SWARM + '"}',
+        "moby v28 volume_routes.go postVolumesCreate (API 1.42): a cluster volume outside a "
+        "swarm is daemon/cluster's errNoSwarm",
+    ),
+    (
+        r"(> POST /volumes/create \{\"ClusterVolumeSpec\": \"x\"[^\n]*\n)< 201\n\{\"message\": null\}",
+        r'\1< 400\n{"message": "invalid JSON: json: cannot unmarshal string into Go struct field '
+        r'CreateOptions.ClusterVolumeSpec of type volume.ClusterVolumeSpec"}',
+        "moby v28 volume.CreateOptions.ClusterVolumeSpec (API 1.42), decoded by ReadJSON",
+    ),
+    (
+        r"(> POST /containers/\S+/exec \{[^\n]*\"ConsoleSize\": \"x\"[^\n]*\n)< 201\n"
+        r"\{\"message\": null\}",
+        r'\1< 400\n{"message": "invalid JSON: json: cannot unmarshal string into Go struct field '
+        r'ExecOptions.ConsoleSize of type [2]uint"}',
+        "moby v28 container.ExecOptions.ConsoleSize (API 1.42)",
+    ),
+    (
+        r"(> POST /containers/create\S* \{[^\n]*\"Annotations\": \"x\"[^\n]*\n)< 201\n"
+        r"\{\"message\": null\}",
+        r'\1< 400\n{"message": "invalid JSON: json: cannot unmarshal string into Go struct field '
+        r'HostConfig.HostConfig.Annotations of type map[string]string"}',
+        "moby v28 container.HostConfig.Annotations (API 1.43)",
+    ),
+    (
+        r"(> POST /networks/create \{\"EnableIPv4\": \"x\"[^\n]*\n)< 201\n\{\"message\": null\}",
+        r'\1< 400\n{"message": "invalid JSON: json: cannot unmarshal string into Go struct field '
+        r'CreateRequest.EnableIPv4 of type bool"}',
+        "moby v28 network.CreateRequest.EnableIPv4 (API 1.47)",
+    ),
+)
+
 # Where pyd answers otherwise than every dockerd, on purpose (issue 15: no 5xx for a request a
 # client could send): (pattern, replacement, why), applied after L{NEWER_DOCKERD}.
 PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
@@ -361,6 +467,8 @@ RECORDING_ARTEFACTS: tuple[tuple[str, str], ...] = (
     ),
 )
 
+# The recording dockerd's own directories (bench.common start_dockerd): a new name each run.
+_DOCKERD_DIR = re.compile(r"/tmp/bench-dockerd-\w+/(?:data/tmp/docker-import-\d+/)?")
 _ADDR4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(/\d+)?\b")
 _MAC = re.compile(r"\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b")
 
@@ -376,15 +484,17 @@ class Normaliser(_IdNormaliser):
         for old, new in RECORDING_ARTEFACTS:
             text = text.replace(old, new)
         text = super().__call__(text)
+        text = _DOCKERD_DIR.sub("<dockerd>/", text)
         text = _ADDR4.sub(lambda m: m.group(0) if m.group(0) in self.keep else "<addr>", text)
         return _MAC.sub(lambda m: m.group(0) if m.group(0) in self.keep else "<mac>", text)
 
 
-def apply_newer_dockerd(golden: str) -> str:
-    """The 20.10 golden with L{NEWER_DOCKERD}'s and L{PYD_DELIBERATE}'s rewrites applied."""
+def apply_newer_dockerd(golden: str, deliberate: bool = True) -> str:
+    """The 20.10 golden with L{NEWER_DOCKERD}'s and (with C{deliberate}) L{PYD_DELIBERATE}'s
+    rewrites applied."""
     for old, new in RECORDING_ARTEFACTS:  # goldens recorded before a rule was added
         golden = golden.replace(old, new)
-    for pattern, repl, _why in NEWER_DOCKERD + PYD_DELIBERATE:
+    for pattern, repl, _why in NEWER_DOCKERD + (PYD_DELIBERATE if deliberate else ()):
         golden = re.sub(pattern, repl, golden, flags=re.M)
     return golden
 

@@ -32,6 +32,7 @@ from pyd.drivers.storage.archive import (
 )
 from pyd.drivers.storage.fetch import FetchFailed
 from pyd.drivers.storage.layers import LayerSource
+from pyd.engine.images.platform import Platform, image_platform, matches
 from pyd.engine.images.store import (
     DOCKER_MANIFEST_LIST,
     OCI_CONFIG,
@@ -68,8 +69,14 @@ class ImageArchives(ImageStoreBase):
 
     # --- load / save / import -----------------------------------------------------------------
 
-    async def load(self, src: IO[bytes], progress: Callable[[str], None]) -> list[str]:
-        """C{docker load}: a docker-archive or OCI-layout tar (maybe compressed) from C{src}.
+    async def load(
+        self,
+        src: IO[bytes],
+        progress: Callable[[str], None],
+        platform: Platform | None = None,
+    ) -> list[str]:
+        """C{docker load}: a docker-archive or OCI-layout tar (maybe compressed) from C{src};
+        with C{platform}, the images of another platform in it are skipped (as moby 28).
 
         Calls C{progress} with each "Loaded image: ..." line; returns the loaded references/ids.
         @raise InvalidParameter: the archive is malformed or a blob does not match its digest;
@@ -84,6 +91,10 @@ class ImageArchives(ImageStoreBase):
             entries = await self._io.run(_archive_images, archive)
             loaded: list[str] = []
             for entry in entries:
+                if platform is not None and not matches(
+                    platform, image_platform(json.loads(entry.config_bytes))
+                ):
+                    continue
                 image_id, _ = await self.store_image(entry.config_bytes, entry.layers)
                 for t in entry.tags:
                     parsed = refs.parse_with_tag(t)

@@ -272,6 +272,8 @@ VOLUME_CREATE_OPTIONS = struct(
     Driver=s(),
     DriverOpts=STRMAP,
     Labels=STRMAP,
+    # API 1.42 (decoded before the cluster refuses it; its other members are not typed here)
+    ClusterVolumeSpec=struct("volume.ClusterVolumeSpec", Group=s(), Availability=s()),
 )
 AUTH_CONFIG = struct(
     "registry.AuthConfig",
