@@ -144,6 +144,14 @@ DISTRIBUTION_API = Scenario(
         Api("POST", f"/images/{B}/tag?repo={{registry}}/conf/img&tag=1"),
         d("push", "{registry}/conf/img:1"),
         d("push", "{registry}/conf/nope:1"),
+        # platform (API 1.46): moby 28 pushes once the local image is of it
+        Api(
+            "POST",
+            "/images/{registry}/conf/img/push?tag=1&platform="
+            + _q({"os": "linux", "architecture": "amd64"}),
+            fields=(),
+            headers=(("X-Registry-Auth", "e30="),),
+        ),
         Api(
             "GET",
             "/distribution/{registry}/conf/img:1/json",

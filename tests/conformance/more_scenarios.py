@@ -92,6 +92,7 @@ _UPDATE_MORE: tuple[tuple[str, object], ...] = (
     ("CgroupParent", "conf-parent"),
     ("CpuCount", 1),
     ("CpuPercent", 50),
+    ("CpuRealtimeRuntime", 100),
     ("DeviceCgroupRules", ["c 1:3 r"]),
     ("DeviceRequests", [{"Driver": "nope", "Count": 1, "Capabilities": [["gpu"]]}]),
     ("Devices", [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull"}]),
@@ -157,6 +158,13 @@ def _image_archive(tag: str) -> bytes:
 
 
 _AUTH = (("X-Registry-Auth", "e30="),)  # base64 of {}
+_WS = (
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("Origin", "http://localhost"),
+)
 _ARCHIVE = _image_archive("conf/load:1")
 _CONTEXT = _tar({"Dockerfile": b"FROM scratch\nLABEL conf=pull\n"})
 
@@ -197,6 +205,15 @@ IMAGES_MORE = Scenario(
             "GET",
             "/containers/nope/attach/ws?logs=1&stream=1&stdin=1&stdout=1&stderr=1"
             "&detachKeys=ctrl-x",
+        ),
+        # the handshake of a websocket client (x/net/websocket wants an Origin): 101, then the
+        # container's log, as the connection is closed at once
+        Api(
+            "GET",
+            "/containers/conf-im/attach/ws?logs=1&stream=0&stdin=1&stdout=1&stderr=1"
+            "&detachKeys=ctrl-x",
+            fields=(),
+            headers=_WS,
         ),
     ),
     (

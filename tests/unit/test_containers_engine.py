@@ -557,6 +557,19 @@ class StartStopTests(EngineTestBase):
         self.assertEqual(self.svc.resolve(cid).host_config["Memory"], 128 * 1024 * 1024)
         self.fail_with(self.svc.update(cid, {"Memory": 10}), InvalidParameter)
 
+    def test_update_realtime_stored_not_live(self) -> None:
+        """As moby 28's toContainerdResources: a real-time CPU budget (or the OOM killer) is
+        stored for the next start, not written into the running cgroup, where the kernel
+        refuses a budget the parent cgroup has not got (pyd answered 500)."""
+        self.svc.settings = attrs.evolve(
+            self.svc.settings, limits=attrs.evolve(self.svc.settings.limits, realtime=True)
+        )
+        cid = self.started(Cmd=["sleep", "100"])
+        run_sync(self.svc.update(cid, {"CpuRealtimeRuntime": 100, "CpuShares": 512}))
+        res = self.runtime.containers[cid]["resources"]
+        self.assertEqual(res, {"cpu": {"shares": 512}})
+        self.assertEqual(self.svc.resolve(cid).host_config["CpuRealtimeRuntime"], 100)
+
 
 class SysctlNameTests(EngineTestBase):
     """A sysctl key that leaves its subtree is refused at create (issue 12)."""

@@ -681,6 +681,29 @@ def _resources_of(r: Resources) -> oci.Resources:
     )
 
 
+# What a live docker update writes into a running container's cgroups: as moby 28's
+# daemon/update_linux.go toContainerdResources, CPU (shares, quota, period, cpuset), memory
+# (limit, reservation, swap), pids and the blkio weight. The others (real-time CPU, the OOM
+# killer, swappiness, kernel TCP) are stored and take effect at the next start: the kernel
+# refuses a real-time budget for a child its parent has none for (a 500 before).
+_LIVE = {
+    "cpu": ("shares", "quota", "period", "cpus", "mems"),
+    "memory": ("limit", "reservation", "swap"),
+    "pids": ("limit",),
+    "blockIO": ("weight",),
+}
+
+
+def live_update_resources(res: dict[str, Any]) -> dict[str, Any]:
+    """The part of an OCI C{linux.resources} a live update applies (see L{_LIVE})."""
+    out: dict[str, Any] = {}
+    for section, keys in _LIVE.items():
+        kept = {k: v for k, v in (res.get(section) or {}).items() if k in keys}
+        if kept:
+            out[section] = kept
+    return out
+
+
 def _settings_of(net: NetworkSetup | None, hc: dict[str, Any]) -> dict[str, Any]:
     if net is None:
         return {}

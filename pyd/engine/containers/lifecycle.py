@@ -50,6 +50,7 @@ from pyd.engine.containers.base import (
     _Run,
     _settings_of,
     _settle,
+    live_update_resources,
 )
 from pyd.engine.containers.create import ContainerCreate
 from pyd.engine.containers.logfiles import (
@@ -748,10 +749,7 @@ class ContainerLifecycle(ContainerCreate):
                         resources=_resources_of(resources_of(hc)),
                     )
                 )["linux"]["resources"]
-                res.pop("devices", None)
-                # docker update cannot change it: not written again into a running cgroup
-                if res.get("memory", {}).pop("kernelTCP", None) is not None and not res["memory"]:
-                    res.pop("memory")
+                res = live_update_resources(res)
                 try:
                     await self.runtime.update(c.id, res, runtime=self.oci_runtime(c))
                 except RuntimeFailed as e:
