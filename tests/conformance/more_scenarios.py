@@ -196,6 +196,13 @@ IMAGES_MORE = Scenario(
         Api("POST", "/build?pull=1&t=conf/pull:1&q=1", data=_CONTEXT, fields=()),
         Api("GET", "/images/conf/pull:1/json", fields=("Config.Labels",)),
         Api("POST", "/build?pull=1&dockerfile=nope", data=_CONTEXT),
+        # outputs (BuildKit's exporters) is decoded and, by the classic builder, not used
+        Api(
+            "POST",
+            "/build?t=conf/pull:1&q=1&outputs=" + _q([{"Type": "moby"}]),
+            data=_CONTEXT,
+            fields=(),
+        ),
         Api("POST", "/build?remote=http%3A%2F%2F127.0.0.1%3A1%2Fctx.tar&q=1"),
         Api("POST", "/build/prune?all=1&keep-storage=x"),
         Api("GET", "/events?since=1&until=2&filters=nope"),
@@ -238,6 +245,15 @@ _ARCHIVE2 = _image_archive("conf/load2:1")
 API_NEWER = Scenario(
     "api_newer",
     (
+        # is-automated=true is an empty answer before any registry is asked (moby 28); the
+        # registry named is on loopback, where nothing listens (20.10 asks it)
+        Api(
+            "GET",
+            "/images/search?term=127.0.0.1:1/conf&limit=1&filters="
+            + _q({"is-automated": ["true"]}),
+        ),
+        Api("GET", "/images/search?term=127.0.0.1:1/conf&filters=" + _q({"nope": ["x"]})),
+        Api("GET", "/images/search?term=127.0.0.1:1/conf&filters=nope"),
         Api("GET", f"{_IMG}/json?platform={_AMD64}", fields=("Os", "Architecture")),
         Api("GET", f"{_IMG}/json?platform=x", fields=("message",)),
         Api("GET", f"{_IMG}/json?platform={_ARM64}", fields=("message",)),

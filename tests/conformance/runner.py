@@ -221,7 +221,8 @@ NEWER_DOCKERD += (
         "(api/types/image/image_inspect.go), which has neither field",
     ),
     (
-        r'(> GET /events\?\S*filters=(?!%7B)\S*\n)< 500\n\{"message": "invalid character [^\n]*',
+        r"(> GET /(?:events|images/search)\?\S*filters=(?!%7B)[^&\s]*\S*\n)< 500\n"
+        r'\{"message": "invalid character [^\n]*',
         r'\1< 400\n{"message": "invalid filter"}',
         "moby v28 api/types/filters/parse.go FromJSON: a filters value that decodes in neither "
         "form is invalidFilter{} (an InvalidParameter, 'invalid filter')",
@@ -237,6 +238,13 @@ _NO_SWARM = (
 )
 _V28_ROUTES = "moby v28 api/server/router/image/image_routes.go "
 NEWER_DOCKERD += (
+    (
+        r"(> GET /images/search\?\S*filters=%7B%22is-automated%22%3A%5B%22true%22%5D%7D\S*\n)"
+        r"< 500\n\{\"message\": \"invalid registry endpoint [^\n]*",
+        r"\1< 200\n[]",
+        "moby v28 registry/search.go Search: is-automated=true (deprecated) yields no results, "
+        "answered before the registry is asked",
+    ),
     (
         r"(> (?:GET|POST|DELETE) /images/\S*[?&]platforms?=x(?:&\S*)?(?: <tar[^\n]*)?"
         r"(?: \[[^\n]*\])?\n)< \d+\n(?:\{\"message\": [^\n]*\}|\(not json\)[^\n]*"
