@@ -96,8 +96,40 @@ def lean_imports() -> None:
     development server and test client (L{pyd.core.lean})."""
     from pyd.core import lean, tlsstack
 
+    lean.drop_docstrings()
     tlsstack.defer()
     lean.bare_package("werkzeug")
+    # SQLAlchemy imports these at import time for what pyd never asks of it: dialects and
+    # plugins registered as entry points, the asyncio SQLite driver (~0.8 MB).
+    lean.lazy_module("importlib.metadata")
+    lean.lazy_module("sqlalchemy.dialects.sqlite.aiosqlite")
+    _forget_twistd_imports()
+
+
+# What twistd imported before the plugin ran that the daemon never uses: pdb (for --debug),
+# the test framework (the plugin cache's trial entry imports it when unpickled) and
+# http.cookiejar (twisted.python.compat's deprecated cookielib name). The rest of what
+# twistd imports (http.client, email, urllib.request...) twisted.web imports again.
+_TWISTD_ONLY = (
+    "pdb", "bdb", "cmd", "code", "codeop", "unittest", "twisted.trial",
+    "twisted.plugins.twisted_trial", "http.cookiejar",
+)  # fmt: skip
+
+
+def _forget_twistd_imports() -> None:
+    """Drop L{_TWISTD_ONLY}; the names twistd's modules keep for them become lazy modules,
+    loaded if ever used (C{twistd --debug} runs pdb), and pyroute2's C{from unittest import
+    mock} loads only the mock module (L{pyd.core.lean.bare_package})."""
+    from pyd.core import lean
+
+    app: Any = sys.modules.get("twisted.application.app")
+    compat: Any = sys.modules.get("twisted.python.compat")  # a deprecation proxy
+    lean.forget(_TWISTD_ONLY)
+    if app is not None:
+        app.pdb = lean.lazy_module("pdb")
+    if compat is not None:
+        compat.cookielib = lean.lazy_module("http.cookiejar")
+    lean.bare_package("unittest")
 
 
 def makeService(options: Options, reactor: IDaemonReactor | None = None) -> IService:

@@ -11,9 +11,14 @@ API (see L{pyd.drivers.network.lean_pyroute2}).
 
 from __future__ import annotations
 
+import dis
 import importlib
+import importlib.machinery
 import importlib.util
+import inspect
+import linecache
 import sys
+import threading
 import types
 from typing import Any
 
@@ -48,3 +53,197 @@ def bare_package(name: str) -> None:
 
     pkg.__dict__["__getattr__"] = lookup
     sys.modules[name] = pkg
+
+
+def _spec_unimported(name: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec of module C{name}, found without running its parent packages."""
+    finder: Any = _NoDocFinder if _NoDocFinder in sys.meta_path else importlib.machinery.PathFinder
+    path = None
+    spec = None
+    for depth in range(1, name.count(".") + 2):
+        spec = finder.find_spec(".".join(name.split(".")[:depth]), path)
+        if spec is None:
+            return None
+        path = spec.submodule_search_locations
+    return spec
+
+
+_lazy_lock = threading.RLock()
+
+
+class LazyModule(types.ModuleType):
+    """A module registered by L{lazy_module} that has not run yet. Its first attribute that
+    is not there runs it in place (it becomes a plain module). The import system's own
+    questions (C{__spec__}, a plain module's C{__path__}) do not run it, so C{import name}
+    and C{from package import name} leave it unexecuted, unlike L{importlib.util.LazyLoader}'s
+    modules, whose C{__spec__} already runs them."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "__path__":  # is it a package? (a package's spec has set it)
+            raise AttributeError(attr)
+        with _lazy_lock:
+            if type(self) is LazyModule:
+                if self.__dict__.get("__lazy_running__"):  # its own code, while it runs
+                    raise AttributeError(attr)
+                self.__dict__["__lazy_running__"] = True
+                try:
+                    self.__spec__.loader.exec_module(self)  # type: ignore[union-attr]  # set by lazy_module
+                finally:
+                    del self.__dict__["__lazy_running__"]
+                self.__class__ = types.ModuleType  # type: ignore[assignment]  # it has run: a plain module
+        return getattr(self, attr)
+
+
+def lazy_module(name: str) -> types.ModuleType:
+    """Register module C{name} unexecuted (a L{LazyModule}): C{import name} costs nothing
+    until one of its names is used, also when its package imports it (its package is not
+    run by this either). A module already imported is returned as it is."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = _spec_unimported(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(name)
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = LazyModule
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent and parent in sys.modules:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def forget(names: tuple[str, ...]) -> list[str]:
+    """Remove the modules C{names} and their submodules from the import system and from their
+    parent packages (a later import loads them again). What they hold is freed once nothing
+    else refers to it: the caller rebinds the other references first (L{lazy_module}).
+    Returns the names removed."""
+    gone = [m for m in list(sys.modules) if any(m == n or m.startswith(n + ".") for n in names)]
+    for m in sorted(gone, reverse=True):
+        del sys.modules[m]
+        parent, _, child = m.rpartition(".")
+        owner = sys.modules.get(parent) if parent else None
+        if owner is not None and owner.__dict__.get(child) is not None:
+            delattr(owner, child)
+    return gone
+
+
+_CO_FUNCTION = inspect.CO_OPTIMIZED | inspect.CO_NEWLOCALS
+_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
+_NOP = dis.opmap["NOP"]
+_LOAD_CONST = dis.opmap["LOAD_CONST"]
+_LOAD_NAME = dis.opmap["LOAD_NAME"]
+_STORE_NAME = dis.opmap["STORE_NAME"]
+# what a module or class body may do before its docstring
+_PROLOGUE = frozenset(
+    dis.opmap[name]
+    for name in ("RESUME", "MAKE_CELL", "COPY_FREE_VARS", "SETUP_ANNOTATIONS", "NOP")
+    if name in dis.opmap
+)
+
+
+def _const_used(raw: bytes, index: int) -> int:
+    """How many instructions of bytecode C{raw} read constant C{index} (< 256)."""
+    used = 0
+    for op in dis.hasconst:
+        pattern = bytes((op, index))
+        at = raw.find(pattern)
+        while at >= 0:
+            if at % 2 == 0 and (at == 0 or raw[at - 2] != _EXTENDED_ARG):
+                used += 1
+            at = raw.find(pattern, at + 1)
+    return used
+
+
+def _body_doc(code: types.CodeType, raw: bytes) -> int | None:
+    """Where a module or class body stores its docstring, the first thing it does after its
+    prologue (C{LOAD_CONST k; STORE_NAME __doc__}): the offset of that pair, or None."""
+    names = code.co_names
+    if "__doc__" not in names:
+        return None
+    at = 0
+    while at + 4 <= len(raw):
+        op, pair = raw[at], raw[at + 2] == _STORE_NAME
+        target = names[raw[at + 3]] if pair and raw[at + 3] < len(names) else None
+        if op == _LOAD_CONST and target == "__doc__":
+            index = raw[at + 1]
+            if isinstance(code.co_consts[index], str) and _const_used(raw, index) == 1:
+                return at
+            return None
+        if (op == _LOAD_NAME and target == "__module__") or (
+            op == _LOAD_CONST and target == "__qualname__"
+        ):
+            at += 4
+        elif op in _PROLOGUE:
+            at += 2
+        else:
+            return None
+    return None
+
+
+def without_docstrings(code: types.CodeType) -> types.CodeType:
+    """C{code} without the docstrings of its module or class body and of every function in
+    it, as C{python -OO} compiles them (asserts stay): a def's C{__doc__} is None, a body
+    does not set C{__doc__}."""
+    consts = code.co_consts
+    new: list[Any] | None = None
+    for i, const in enumerate(consts):
+        if type(const) is types.CodeType:
+            stripped = without_docstrings(const)
+            if stripped is not const:
+                new = new or list(consts)
+                new[i] = stripped
+    if code.co_flags & _CO_FUNCTION:
+        # A def's first constant is its docstring or None (the compiler puts it there);
+        # comprehensions and lambdas have none. The same string used in the body is kept.
+        if (
+            consts
+            and type(consts[0]) is str
+            and code.co_name[0] != "<"
+            and _const_used(code.co_code, 0) == 0
+        ):
+            new = new or list(consts)
+            new[0] = None
+        return code if new is None else code.replace(co_consts=tuple(new))
+    raw = code.co_code
+    at = _body_doc(code, raw)
+    if at is None:
+        return code if new is None else code.replace(co_consts=tuple(new))
+    new = new or list(consts)
+    new[raw[at + 1]] = None
+    # the store becomes two no-ops: same instruction count, line table and stack
+    raw = raw[:at] + bytes((_NOP, 0, _NOP, 0)) + raw[at + 4 :]
+    return code.replace(co_consts=tuple(new), co_code=raw)
+
+
+class _NoDocLoader(importlib.machinery.SourceFileLoader):
+    """A source loader whose code objects carry no docstrings."""
+
+    def get_code(self, fullname: str) -> types.CodeType | None:
+        linecache.clearcache()
+        code = super().get_code(fullname)
+        return None if code is None else without_docstrings(code)
+
+
+class _NoDocFinder:
+    """Finds what the path finder finds; Python source is loaded by L{_NoDocLoader}."""
+
+    @staticmethod
+    def find_spec(
+        fullname: str, path: Any = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        loader = spec.loader if spec is not None else None
+        if type(loader) is importlib.machinery.SourceFileLoader:
+            assert spec is not None
+            spec.loader = _NoDocLoader(loader.name, loader.path)
+        return spec
+
+
+def drop_docstrings() -> None:
+    """Load every Python module imported from now on without its docstrings (idempotent).
+
+    Why: docstrings are ~4 MB of a fresh daemon's heap (SQLAlchemy's alone 1.1 MB), kept for
+    the process's life and never read by it. C{python -OO} would drop them but also the
+    asserts, and cannot be asked for from inside C{twistd}."""
+    if not any(f is _NoDocFinder for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoDocFinder)

@@ -97,3 +97,26 @@ class StartUpTests(SynchronousTestCase):
         keep = [object() for _ in range(100)]  # noqa: F841  # alive across the call
         memory.settle_start_up()
         self.assertGreaterEqual(gc.get_freeze_count(), before + 100)
+
+    def test_settle_start_up_and_settle_drop_the_source_lines(self) -> None:
+        """The source lines linecache holds (attrs' generated methods among them) are
+        forgotten at the end of start-up and at every settling."""
+        import linecache
+
+        import attr
+
+        self.addCleanup(gc.unfreeze)
+        self.patch(memory, "release_free_memory", lambda: None)
+
+        @attr.s
+        class Made:
+            x: int = attr.ib()
+
+        self.assertTrue(any("attrs generated" in str(k) for k in linecache.cache))
+        memory.settle_start_up()
+        self.assertEqual(linecache.cache, {})
+        linecache.getlines(__file__)
+        self.assertIn(__file__, linecache.cache)
+        memory.Settler(Clock(), releases=[]).settle()
+        self.assertEqual(linecache.cache, {})
+        self.assertEqual(Made(1), Made(1))  # the generated methods still work

@@ -15,6 +15,12 @@ REPO = str(Path(__file__).resolve().parents[2])
 
 SCRIPT = """
 import sys
+
+# what twistd imports before it runs the plugin (pdb, the plugin cache's trial entry...)
+from twisted.scripts import twistd
+list(twistd.ServerOptions().subCommands)
+assert "pdb" in sys.modules and "twisted.trial.itrial" in sys.modules
+
 from pyd.tap import lean_imports
 
 lean_imports()  # as pyd.tap.makeService does
@@ -38,7 +44,13 @@ flags = {
 config = cfgmod.build(flags, root + "/daemon.json", file_required=False)
 service = build_service(config, reactor, real_drivers)
 service.telemetry.observe_request("/v1.47/containers/json", "GET", 200, 0.001)
-print(" ".join(sorted(m for m, mod in sys.modules.items() if mod is not None)))
+# a lazy module (pdb for twistd --debug) is registered but has not run
+from pyd.core.lean import LazyModule
+loaded = [m for m, mod in sys.modules.items() if mod is not None and not isinstance(mod, LazyModule)]
+print(" ".join(sorted(loaded)))
+import pyd.daemon.wiring
+import sqlalchemy.sql.compiler
+print(pyd.daemon.wiring.__doc__ is None, sqlalchemy.sql.compiler.SQLCompiler.__doc__ is None, twistd.__doc__ is not None)
 # the first scrape loads the exposition and sees what was recorded before it
 labels = {"route": "/containers/json", "method": "GET", "status": "200"}
 print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_client" in sys.modules)
@@ -46,7 +58,9 @@ print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_cli
 
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
-# development server and test client.
+# development server and test client; and what twistd imported that the daemon never uses
+# (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar; and what SQLAlchemy imports
+# for entry-point plugins and its asyncio SQLite driver.
 LAZY = (
     "prometheus_client",
     "twisted.names",
@@ -58,6 +72,14 @@ LAZY = (
     "sqlalchemy.orm",
     "werkzeug.serving",
     "werkzeug.test",
+    "pdb",
+    "bdb",
+    "unittest.case",
+    "unittest.main",
+    "twisted.trial",
+    "http.cookiejar",
+    "importlib.metadata",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
 )
 # Loaded at start (so that an empty or broken run of the script cannot pass).
 EAGER = (
@@ -72,8 +94,9 @@ EAGER = (
 
 class LazyImportTests(unittest.TestCase):
     def test_wired_daemon_has_not_loaded_the_lazy_packages(self) -> None:
-        """After build_service with the real drivers and one request counted, no module of a
-        lazily loaded package is imported; reading a metric then loads prometheus_client."""
+        """After twistd's imports, lean_imports, build_service with the real drivers and one
+        request counted, no module of a lazily loaded package is imported and the daemon's
+        modules have no docstrings; reading a metric then loads prometheus_client."""
         with tempfile.TemporaryDirectory(prefix="pyd-t-lazy-") as root:
             r = subprocess.run(
                 [sys.executable, "-c", SCRIPT, root],
@@ -84,7 +107,7 @@ class LazyImportTests(unittest.TestCase):
                 check=False,
             )
         self.assertEqual(r.returncode, 0, r.stderr)
-        modules_line, metric_line = r.stdout.splitlines()[-2:]
+        modules_line, docs_line, metric_line = r.stdout.splitlines()[-3:]
         modules = set(modules_line.split())
         for name in EAGER:
             self.assertIn(name, modules)
@@ -92,3 +115,5 @@ class LazyImportTests(unittest.TestCase):
             loaded = sorted(m for m in modules if m == name or m.startswith(name + "."))
             self.assertEqual(loaded, [], name)
         self.assertEqual(metric_line, "1.0 True")
+        # modules imported after lean_imports carry no docstrings; twistd's own keep theirs
+        self.assertEqual(docs_line, "True True True")

@@ -1,0 +1,154 @@
+"""Modules imported after L{pyd.core.lean.drop_docstrings} carry no docstrings and behave as
+before; L{pyd.core.lean.forget} and L{pyd.core.lean.lazy_module} (pyd/core/lean.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+import unittest
+from pathlib import Path
+
+from pyd.core.lean import without_docstrings
+
+REPO = str(Path(__file__).resolve().parents[2])
+
+SOURCE = '''"""module doc"""
+from __future__ import annotations
+
+import zope.interface
+
+x: int = 1
+
+
+class Documented:
+    """class doc"""
+
+    y: int = 2
+
+    def method(self) -> object:
+        """method doc"""
+        return super().__repr__
+
+
+class Annotated:
+    z: int
+    """an expression after the first statement: no docstring"""
+
+
+def same_string():
+    "same"
+    return "same"
+
+
+def comprehension():
+    return [c + "s" for c in "ab"]
+
+
+lam = lambda: "l"  # noqa: E731
+
+
+def nested():
+    """outer doc"""
+
+    class Inner:
+        """inner doc"""
+
+        __slots__ = ()
+
+    return Inner
+
+
+class IThing(zope.interface.Interface):
+    """an interface: its class body must not set __doc__ (zope refuses a concrete one)"""
+
+    def act() -> None:
+        """what it does"""
+'''
+
+
+def run(code: types.CodeType) -> dict[str, object]:
+    ns: dict[str, object] = {"__name__": "m"}
+    exec(code, ns)  # the test's own source
+    return ns
+
+
+class WithoutDocstringsTests(unittest.TestCase):
+    def test_docstrings_are_dropped_and_everything_else_kept(self) -> None:
+        """Module, class, method and nested docstrings become None, as under -OO; a string the
+        body also uses stays; comprehensions, lambdas, annotations and zope interfaces work."""
+        plain = run(compile(SOURCE, "m.py", "exec"))
+        lean = run(without_docstrings(compile(SOURCE, "m.py", "exec")))
+        self.assertEqual(plain["__doc__"], "module doc")
+        self.assertNotIn("__doc__", lean)  # a module's __doc__ stays None
+        doc, ann = lean["Documented"], lean["Annotated"]
+        assert isinstance(doc, type) and isinstance(ann, type)
+        self.assertIsNone(doc.__doc__)
+        self.assertIsNone(doc.__dict__["method"].__doc__)
+        self.assertEqual(doc.__annotations__, {"y": "int"})
+        self.assertTrue(callable(doc().method()))
+        self.assertIsNone(ann.__doc__)
+        same, comp, lam, nested = (
+            lean[n] for n in ("same_string", "comprehension", "lam", "nested")
+        )
+        assert callable(same) and callable(comp) and callable(lam) and callable(nested)
+        self.assertEqual((same(), same.__doc__), ("same", "same"))
+        self.assertEqual(comp(), ["as", "bs"])
+        self.assertEqual(lam(), "l")
+        self.assertIsNone(nested.__doc__)
+        self.assertIsNone(nested().__doc__)
+        iface = lean["IThing"]
+        self.assertIsNone(iface.__doc__ or None)  # type: ignore[attr-defined]
+        self.assertEqual(list(iface.names()), ["act"])  # type: ignore[attr-defined]
+        self.assertEqual(lean["x"], plain["x"])
+
+
+SCRIPT = """
+import sys
+from pyd.core import lean
+
+import json  # imported before: keeps its docstrings
+lean.drop_docstrings()
+import pyd.daemon.memory
+import sqlalchemy.sql.compiler
+from sqlalchemy.sql import compiler
+
+print(json.__doc__ is not None, pyd.daemon.memory.__doc__ is None,
+      pyd.daemon.memory.Settler.__doc__ is None, compiler.SQLCompiler.__doc__ is None,
+      type(pyd.daemon.memory.__loader__).__name__, pyd.daemon.memory.__spec__.origin.endswith(".py"))
+
+import http
+import http.cookiejar
+sys.modules["http.cookiejar"].__dict__["probe"] = 1
+lean.forget(("http.cookiejar",))
+print("http.cookiejar" in sys.modules, hasattr(http, "cookiejar"))
+lazy = lean.lazy_module("http.cookiejar")
+import http.cookiejar as again
+from http import cookiejar as again2
+print(type(lazy).__name__, http.cookiejar is lazy, again is lazy, again2 is lazy)
+print(lazy.CookieJar.__name__, hasattr(lazy, "probe"), type(lazy).__name__)
+"""
+
+
+class LeanLoaderProcessTests(unittest.TestCase):
+    def test_loader_forget_and_lazy_module(self) -> None:
+        """In a fresh process: modules imported after drop_docstrings have none (through a
+        source loader, so importlib.resources and inspect still work), those imported before
+        keep theirs; a forgotten module is gone from sys.modules and its package; a lazy module
+        is registered unexecuted, stays so through import statements, and runs anew on its first
+        attribute."""
+        r = subprocess.run(
+            [sys.executable, "-c", SCRIPT],
+            env={**os.environ, "PYTHONPATH": REPO},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["True", "True", "True", "True", "_NoDocLoader", "True"])
+        self.assertEqual(lines[1].split(), ["False", "False"])
+        self.assertEqual(lines[2].split(), ["LazyModule", "True", "True", "True"])
+        self.assertEqual(lines[3].split(), ["CookieJar", "False", "module"])
