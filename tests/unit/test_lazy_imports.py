@@ -59,7 +59,8 @@ print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_cli
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
 # development server and test client; and what twistd imported that the daemon never uses
-# (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar; and what SQLAlchemy imports
+# (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar, and urllib.request with
+# http.client (xml.sax's URL sources, the builder's ADD of a URL); and what SQLAlchemy imports
 # for entry-point plugins and its asyncio SQLite driver.
 LAZY = (
     "prometheus_client",
@@ -80,6 +81,9 @@ LAZY = (
     "http.cookiejar",
     "importlib.metadata",
     "sqlalchemy.dialects.sqlite.aiosqlite",
+    "urllib.request",
+    "http.client",
+    "email.parser",
 )
 # Loaded at start (so that an empty or broken run of the script cannot pass).
 EAGER = (
