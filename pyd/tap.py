@@ -111,12 +111,13 @@ def lean_imports() -> None:
     lean.lazy_module("http.client")
 
 
-# What twistd imported before the plugin ran that the daemon never uses: pdb (for --debug),
-# the test framework (the plugin cache's trial entry imports it when unpickled) and
-# http.cookiejar (twisted.python.compat's deprecated cookielib name). The rest of what
-# twistd imports (http.client, email, urllib.request...) twisted.web imports again.
+# What twistd imported before the plugin ran that the daemon does not use at start: pdb (for
+# --debug), the test framework with argparse (the plugin cache's trial entry imports it when
+# unpickled), and http.cookiejar (twisted.python.compat's deprecated cookielib name) with
+# urllib.request, http.client and the email parser (lazy modules from lean_imports on: only
+# fetching a URL runs them).
 _TWISTD_ONLY = (
-    "pdb", "bdb", "cmd", "code", "codeop", "unittest", "twisted.trial",
+    "pdb", "bdb", "cmd", "code", "codeop", "unittest", "argparse", "twisted.trial",
     "twisted.plugins.twisted_trial", "http.cookiejar", "urllib.request", "urllib.response",
     "http.client", "email.parser", "email.feedparser",
 )  # fmt: skip

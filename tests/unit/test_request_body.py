@@ -22,8 +22,10 @@ class _Leaf(Resource):
     def __init__(self) -> None:
         super().__init__()
         self.bodies: list[tuple[bytes, bool]] = []
+        self.args: list[dict[bytes, list[bytes]]] = []
 
     def render(self, request: Any) -> bytes:
+        self.args.append(dict(request.args))
         content = request.content
         try:
             regular = stat.S_ISREG(os.fstat(content.fileno()).st_mode)
@@ -61,3 +63,45 @@ class RequestBodyTests(SynchronousTestCase):
         ch, leaf = self._channel()
         ch.dataReceived(b"POST /x HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\n\r\nhello")
         self.assertEqual(leaf.bodies, [(b"hello", False)])
+
+
+class FormBodyTests(SynchronousTestCase):
+    """A POST body is parsed into C{args} only when its Content-Type is a form (as twisted.web
+    and dockerd's ParseForm do); any other type is not parsed, nor given to the email package
+    to be recognised."""
+
+    def setUp(self) -> None:
+        from twisted.web import http
+
+        self.parsed: list[bytes] = []
+        real = http._parseContentType
+
+        def spy(line: bytes) -> bytes:
+            self.parsed.append(line)
+            return real(line)
+
+        self.patch(http, "_parseContentType", spy)
+        self.leaf = _Leaf()
+        self.ch: Any = ApiSite(self.leaf, reactor=task.Clock()).buildProtocol(None)
+        self.ch.makeConnection(StringTransport())
+
+    def post(self, ctype: bytes, body: bytes) -> dict[bytes, list[bytes]]:
+        self.ch.dataReceived(
+            b"POST /x?a=1 HTTP/1.1\r\nHost: d\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (ctype, len(body), body)
+        )
+        return self.leaf.args[-1]
+
+    def test_json_body_is_not_parsed(self) -> None:
+        self.assertEqual(self.post(b"application/json", b'{"b":"2"}'), {b"a": [b"1"]})
+        self.assertEqual(self.post(b"application/x-tar", b"b=2"), {b"a": [b"1"]})
+        self.assertEqual(self.parsed, [])
+        self.assertEqual(self.leaf.bodies[0][0], b'{"b":"2"}')
+
+    def test_form_body_is_parsed_as_before(self) -> None:
+        self.assertEqual(
+            self.post(b"Application/X-WWW-Form-Urlencoded; charset=utf-8", b"b=2&a=3"),
+            {b"a": [b"3"], b"b": [b"2"]},
+        )
+        self.assertEqual(self.parsed, [b"Application/X-WWW-Form-Urlencoded; charset=utf-8"])
+        self.assertEqual(self.leaf.bodies[0][0], b"b=2&a=3")
