@@ -25,10 +25,10 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 # slice nobody set is null: moby 28 keeps HostConfig as decoded), or the default dockerd fills in.
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-    "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "NetworkMode": "bridge", "PortBindings": None, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
     "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0],
-    "CapAdd": None, "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [],
-    "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "",
+    "CapAdd": None, "CapDrop": None, "CgroupnsMode": "host", "Dns": None, "DnsOptions": None,
+    "DnsSearch": None, "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "",
     "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False,
     "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
     "Runtime": "crun", "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0,
@@ -37,10 +37,14 @@ HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
     "CpusetCpus": "", "CpusetMems": "", "Devices": None, "DeviceCgroupRules": None,
     "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
-    "OomKillDisable": None, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+    "OomKillDisable": False, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
     "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
-    "Init": None, "Mounts": None, "Tmpfs": None, "Sysctls": None,
 }  # fmt: skip
+# HostConfig fields Go leaves out of the JSON when unset (omitempty in moby 28's
+# api/types/container/hostconfig.go), rather than showing null or 0.
+_OMITEMPTY = (
+    "Annotations", "StorageOpt", "Tmpfs", "Sysctls", "Mounts", "KernelMemory", "KernelMemoryTCP",
+)  # fmt: skip
 
 
 def human_duration(seconds: float) -> str:
@@ -274,6 +278,15 @@ def host_config_json(c: Container) -> dict[str, Any]:
     """C{HostConfig} with dockerd's defaults for every key the request left out."""
     out = dict(HOST_CONFIG_DEFAULTS)
     out.update({k: v for k, v in c.host_config.items()})
+    for key in _OMITEMPTY:
+        if not out.get(key):
+            out.pop(key, None)
+    if out.get("Init") is None:  # a *bool: left out only when unset
+        out.pop("Init", None)
+    if not out.get("CgroupnsMode"):  # the CLI sends it empty; dockerd shows its default
+        out["CgroupnsMode"] = HOST_CONFIG_DEFAULTS["CgroupnsMode"]
+    if out.get("OomKillDisable") is None:  # created before pyd stored dockerd's default
+        out["OomKillDisable"] = False
     return out
 
 

@@ -16,6 +16,7 @@ from pyd.api.container_views import human_duration
 from pyd.api.containers import ContainersRouter
 from pyd.api.root import ApiRoot
 from pyd.core.seams import InlineBlocking
+from pyd.drivers.runtime.spec import MASKED_PATHS, READONLY_PATHS
 from pyd.engine.containers import ContainerService, ContainerSettings
 from pyd.state.containers import ContainerRepository
 from tests.fakes.container_providers import (
@@ -362,6 +363,22 @@ class ContainersApiTests(SynchronousTestCase):
             "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "Devices", "Ulimits",
         ):  # fmt: skip
             self.assertIsNone(info["HostConfig"][key], key)
+        # what dockerd stores for an unset field (adaptContainerSettings, create_unix.go) and
+        # what Go leaves out of the JSON (omitempty)
+        hc = info["HostConfig"]
+        self.assertEqual((hc["Dns"], hc["PortBindings"], hc["OomKillDisable"]), (None, None, False))
+        self.assertEqual(hc["MaskedPaths"], list(MASKED_PATHS))
+        self.assertEqual(hc["ReadonlyPaths"], list(READONLY_PATHS))
+        self.assertEqual(hc["IpcMode"], "private")
+        for key in ("Init", "Mounts", "Tmpfs", "Sysctls", "Annotations", "KernelMemory"):
+            self.assertNotIn(key, hc)
+        self.create(
+            "priv", HostConfig={"NetworkMode": "none", "Privileged": True, "Memory": 1 << 26}
+        )
+        _, info = self.call("GET", "/containers/priv/json")
+        hc = info["HostConfig"]
+        self.assertEqual((hc["MemorySwap"], hc["SecurityOpt"]), (2 << 26, ["label=disable"]))
+        self.assertIsNone(hc["MaskedPaths"])
         self.create("nd", NetworkDisabled=True, HostConfig={"NetworkMode": "none", "CpuCount": 1})
         _, info = self.call("GET", "/containers/nd/json")
         self.assertIs(info["Config"]["NetworkDisabled"], True)

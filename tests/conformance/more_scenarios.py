@@ -327,3 +327,36 @@ API_NEWER = Scenario(
 )
 
 MORE_SCENARIOS += (API_NEWER,)
+
+# What inspect shows for the HostConfig fields a create left out: through the API (no field
+# sent) and through the CLI (which fills in its own). Its key list shows which fields are left
+# out of the JSON (Go's omitempty) rather than null.
+_DEFAULTS_SHOWN = tuple(
+    f"HostConfig.{k}"
+    for k in (
+        "<keys>", "Dns", "DnsOptions", "DnsSearch", "PortBindings", "MaskedPaths",
+        "ReadonlyPaths", "RestartPolicy", "OomKillDisable", "Init", "Mounts", "Tmpfs",
+        "Sysctls", "Annotations", "StorageOpt", "KernelMemory", "KernelMemoryTCP", "Binds",
+        "CapAdd", "Links", "ExtraHosts", "VolumesFrom", "GroupAdd", "SecurityOpt",
+        "LogConfig", "ShmSize", "IpcMode", "CgroupnsMode", "ConsoleSize", "MemorySwap",
+    )
+)  # fmt: skip
+
+INSPECT_DEFAULTS = Scenario(
+    "inspect_defaults",
+    (
+        Api("POST", "/containers/create?name=conf-id1", {"Image": B, "HostConfig": _NONE}),
+        Api("GET", "/containers/conf-id1/json", fields=_DEFAULTS_SHOWN),
+        d("create", "--name", "conf-id2", "--network", "none", B),
+        Api("GET", "/containers/conf-id2/json", fields=_DEFAULTS_SHOWN),
+        Api(
+            "POST",
+            "/containers/create?name=conf-id3",
+            {"Image": B, "HostConfig": {**_NONE, "Privileged": True, "Memory": 67_108_864}},
+        ),
+        Api("GET", "/containers/conf-id3/json", fields=_DEFAULTS_SHOWN),
+    ),
+    (d("rm", "-f", "conf-id1", "conf-id2", "conf-id3"),),
+)
+
+MORE_SCENARIOS += (INSPECT_DEFAULTS,)

@@ -342,6 +342,41 @@ NEWER_DOCKERD += (
     ),
 )
 
+_MASKED_20 = (
+    '"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", '
+    '"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"'
+)
+_MASKED_28 = (
+    '"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", '
+    '"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", '
+    '"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"'
+)
+NEWER_DOCKERD += (
+    (
+        r'("HostConfig\.<keys>": \[[^\]\n]*)"KernelMemory", "KernelMemoryTCP", ',
+        r"\1",
+        "moby v28 api/types/container/hostconfig.go: KernelMemory and KernelMemoryTCP are "
+        "omitempty",
+    ),
+    (
+        r'"HostConfig\.KernelMemory": 0\b',
+        '"HostConfig.KernelMemory": null',
+        "as above, in a step's view",
+    ),
+    (
+        r'"HostConfig\.MaskedPaths": \[' + re.escape(_MASKED_20) + r"\]",
+        '"HostConfig.MaskedPaths": [' + _MASKED_28 + "]",
+        "moby v28 oci/defaults.go defaultLinuxMaskedPaths adds /proc/interrupts and "
+        "/sys/devices/virtual/powercap (GHSA-6fw5-f8r9-fgfm, GHSA-jq35-85cj-fj4p); create "
+        "stores them (daemon/create_unix.go)",
+    ),
+    (
+        r'"HostConfig\.RestartPolicy": \{"MaximumRetryCount": 0, "Name": ""\}',
+        '"HostConfig.RestartPolicy": {"MaximumRetryCount": 0, "Name": "no"}',
+        "moby v28 daemon/create.go: an unset restart policy is stored as 'no'",
+    ),
+)
+
 # Where pyd answers otherwise than every dockerd, on purpose (issue 15: no 5xx for a request a
 # client could send): (pattern, replacement, why), applied after L{NEWER_DOCKERD}.
 PYD_DELIBERATE: tuple[tuple[str, str, str], ...] = (
@@ -565,6 +600,8 @@ def docker(
 
 def _pick(doc: Any, path: str) -> Any:
     for part in path.split("."):
+        if part == "<keys>":  # the keys an object has (whether a field is left out or null)
+            return sorted(doc) if isinstance(doc, dict) else None
         if isinstance(doc, list):
             doc = doc[int(part)] if part.isdigit() and int(part) < len(doc) else None
         elif isinstance(doc, dict):

@@ -288,7 +288,7 @@ class HonouredOrRefusedTests:
 class UpdateTests:
     def test_update_applied_or_refused(self, pyd: PydDaemon) -> None:
         """docker update changes the running container's pids limit; a field update cannot
-        change (Ulimits) is a 400 naming it; the CpuCount of a create body is refused."""
+        change (Ulimits) is a 400 naming it; the CpuCount of a create body is stored."""
         cid = pyd.docker("run", "-d", IMG, "sleep", "300").stdout.strip()
         pyd.docker("update", "--pids-limit", "17", cid)
         out = pyd.docker(
@@ -305,10 +305,15 @@ class UpdateTests:
             {"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 10}]},
         )
         assert status == 400 and b"Ulimits cannot be changed by docker update" in body
+        # Windows-only CpuCount: stored and shown, without effect on Linux (as dockerd)
         status, _, body = pyd.request(
             "POST", "/containers/create", {"Image": IMG, "HostConfig": {"CpuCount": 2}}
         )
-        assert status == 400 and b"CpuCount is not supported on linux" in body
+        assert status == 201, body
+        new = json.loads(body)["Id"]
+        status, _, body = pyd.request("GET", f"/containers/{new}/json")
+        assert json.loads(body)["HostConfig"]["CpuCount"] == 2
+        pyd.docker("rm", "-f", new)
 
 
 class DaemonOptionTests:

@@ -121,6 +121,7 @@ class ContainerCreate(ContainerLinks):
         # as dockerd: the runtime it will run under is recorded (inspect shows the name)
         hc["Runtime"] = spec.runtime.runtime or self.default_runtime
         hc.update(discard)  # what this host cannot apply is stored as not set (dockerd)
+        _adapt_host_config(hc)
         cid = new_id()
         if not config.get("Hostname"):
             config["Hostname"] = self.settings.host_hostname if mode == "host" else cid[:12]
@@ -456,3 +457,31 @@ def _check_platform(ref: str, image: Image, want: tuple[str, str, str]) -> None:
             f"image with reference {ref} was found but does not match the specified platform: "
             f"wanted {rules.format_platform(*want)}, actual: {rules.format_platform(*have)}"
         )
+
+
+def _adapt_host_config(hc: dict[str, Any]) -> None:
+    """Fill in what dockerd stores for a field the create left unset, so that inspect shows it
+    as dockerd does: moby 28 daemon/daemon_unix.go adaptContainerSettings (swap twice the memory
+    limit, the IPC mode, the OOM killer off, SELinux labels disabled
+    for a privileged or host-namespace container) and daemon/create_unix.go (the default masked
+    and read-only paths of an unprivileged container). Each is what the runtime spec applies
+    for the unset field already. The cgroup namespace mode is not stored (the operator rules
+    would read a stored "host" as a request for the host's): inspect shows the default."""
+    memory = hc.get("Memory") or 0
+    if memory > 0 and not hc.get("MemorySwap"):
+        hc["MemorySwap"] = memory * 2
+    if not hc.get("IpcMode"):
+        hc["IpcMode"] = "private"
+    privileged = bool(hc.get("Privileged"))
+    opts = list(hc.get("SecurityOpt") or ())
+    if not any(o.split("=", 1)[0] == "label" for o in opts) and (
+        privileged or hc.get("IpcMode") == "host" or hc.get("PidMode") == "host"
+    ):
+        hc["SecurityOpt"] = [*opts, "label=disable"]
+    if hc.get("OomKillDisable") is None:
+        hc["OomKillDisable"] = False
+    if not privileged:
+        if hc.get("MaskedPaths") is None:
+            hc["MaskedPaths"] = list(oci.MASKED_PATHS)
+        if hc.get("ReadonlyPaths") is None:
+            hc["ReadonlyPaths"] = list(oci.READONLY_PATHS)
