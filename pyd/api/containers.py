@@ -193,6 +193,11 @@ class ContainersRouter:
             ]
         # Rebuilt from the registered links (moby inspect.go): /child:/parent/alias, current names.
         out["HostConfig"]["Links"] = self._svc.links_shown(c)
+        if not c.host_config.get("CgroupnsMode"):
+            # the mode the container runs with (the engine's default, as dockerd stores it)
+            out["HostConfig"]["CgroupnsMode"] = (
+                "private" if self._svc.settings.cgroup_v2 else "host"
+            )
         await redact_inspect(request, c, out)
         paths = await self._svc.graph_paths(c)
         if paths:

@@ -8,6 +8,7 @@ import struct
 import tempfile
 from typing import Any
 
+import attrs
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -369,7 +370,12 @@ class ContainersApiTests(SynchronousTestCase):
         self.assertEqual((hc["Dns"], hc["PortBindings"], hc["OomKillDisable"]), (None, None, False))
         self.assertEqual(hc["MaskedPaths"], list(MASKED_PATHS))
         self.assertEqual(hc["ReadonlyPaths"], list(READONLY_PATHS))
-        self.assertEqual(hc["IpcMode"], "private")
+        self.assertEqual((hc["IpcMode"], hc["CgroupnsMode"]), ("private", "host"))
+        # on cgroup v2 the container gets a cgroup namespace of its own, and inspect says so
+        self.svc.settings = attrs.evolve(self.svc.settings, cgroup_v2=True)
+        _, info = self.call("GET", "/containers/plain/json")
+        self.assertEqual(info["HostConfig"]["CgroupnsMode"], "private")
+        self.svc.settings = attrs.evolve(self.svc.settings, cgroup_v2=False)
         for key in ("Init", "Mounts", "Tmpfs", "Sysctls", "Annotations", "KernelMemory"):
             self.assertNotIn(key, hc)
         self.create(
