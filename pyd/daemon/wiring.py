@@ -239,6 +239,7 @@ def build_service(
         keep_free=keep_free_bytes(config),
         # small contexts are unpacked in /dev/shm when it is a tmpfs (docs/build.md)
         memory_root=build_scratch.memory_root(config.data_root),
+        experimental=bool(config.experimental),
     )
     system = SystemService(
         "",

@@ -104,7 +104,11 @@ class BuildService:
         max_layer_size: int = 0,
         keep_free: int = 0,
         memory_root: str = "",
+        experimental: bool = False,
     ) -> None:
+        # --experimental: dockerd's classic builder squashes then; pyd's does not (a refusal
+        # that says so, not dockerd's "only supported with experimental mode")
+        self.experimental = experimental
         # Small contexts are unpacked here, in memory (pyd.engine.builder.scratch; "": never).
         self.memory_root = memory_root
         # max-build-context-size: expanded bytes of an uploaded context (0: no limit)
@@ -138,6 +142,8 @@ class BuildService:
 
         @raise InvalidParameter: bad options, a bad context or a bad Dockerfile.
         """
+        if options.squash and self.experimental:
+            raise InvalidParameter("squash is not supported by pyd, in experimental mode too")
         if options.squash:
             raise InvalidParameter("squash is only supported with experimental mode")
         if options.platform and "/" not in options.platform and options.platform not in _KNOWN:

@@ -429,6 +429,17 @@ class ErrorTests(BuilderTestCase):
         """--squash is refused as dockerd does without experimental mode."""
         err = self.prepare_fails({"Dockerfile": "FROM busybox\n"}, squash=True)
         self.assertIn("squash is only supported with experimental mode", str(err))
+        # dockerd squashes in experimental mode; pyd says it does not, rather than asking for it
+        self.svc = BuildService(
+            self.images,
+            self.containers,
+            InlineBlocking(),
+            os.path.join(self.tmp, "builds"),
+            Clock(),
+            experimental=True,
+        )
+        err = self.prepare_fails({"Dockerfile": "FROM busybox\n"}, squash=True)
+        self.assertEqual(str(err), "squash is not supported by pyd, in experimental mode too")
 
     def test_copy_outside_context(self) -> None:
         """COPY ../x and a missing source fail the build with dockerd's message."""
