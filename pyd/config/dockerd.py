@@ -269,7 +269,7 @@ DOCKERD_OPTIONS: tuple[Option, ...] = (
         False,
         "experimental",
         is_flag=True,
-        inert="pyd has no experimental API; docker info shows the setting",
+        inert="pyd has no experimental API (a build's squash stays refused); docker info shows the setting",
         doc="Enable experimental features (shown by docker info)",
     ),
     Option(
