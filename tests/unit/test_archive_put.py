@@ -8,10 +8,13 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.core.errors import InvalidParameter, SystemError_
+from pyd.drivers.storage import untar
 from pyd.drivers.streams import rootpaths
 from pyd.engine.archive import _file_of, _reown, _spool
 
@@ -80,6 +83,48 @@ class ArchivePutHelpersTests(SynchronousTestCase):
         os.symlink(outside, os.path.join(self.host, "link"))
         _tar(self.tar, ("link/victim", b"1"))
         _check_dir_non_dir(self.tar, self.host, "/tmp")  # /tmp/<outside>/victim does not exist
+
+    def test_a_body_on_a_pipe_is_checked_entry_by_entry(self) -> None:
+        """A body still arriving (read once, from a pipe) is checked as go-archive checks it:
+        each entry as it comes, with dockerd's messages; the entries before the conflict stay
+        and nothing after it is written. Both directions, and an entry made a file earlier in
+        the same archive counts (the whole-body check would not see it)."""
+        for entries, message, left in (
+            (
+                [("new", b"1"), ("./d", b"2"), ("after", b"3")],
+                'cannot overwrite directory "/tmp/d" with non-directory "/tmp"',
+                ["d", "f", "new"],
+            ),
+            (
+                [("f/", None)],
+                'cannot overwrite non-directory "/tmp/f" with directory "/tmp"',
+                ["d", "f"],
+            ),
+            (
+                [("g", b"1"), ("g/", None)],
+                'cannot overwrite non-directory "/tmp/g" with directory "/tmp"',
+                ["d", "f", "g"],
+            ),
+        ):
+            _tar(self.tar, *entries)
+            with open(self.tar, "rb") as f:
+                data = f.read()
+            r, w = os.pipe()  # the body on a pipe, as the helper reads it (a tar under 64 KiB)
+            os.write(w, data)
+            os.close(w)
+            self.addCleanup(os.close, r)
+            with self.assertRaises(untar.DirNonDir) as ctx:
+                untar.extract(
+                    untar.PipeReader(r),
+                    self.host,
+                    devices=True,
+                    into="the destination directory",
+                    no_dir_non_dir="/tmp",
+                )
+            self.assertEqual(str(ctx.exception), message)
+            self.assertEqual(sorted(os.listdir(self.host)), left)
+            for name in set(left) - {"d", "f"}:
+                os.unlink(os.path.join(self.host, name))
 
     def test_reown(self) -> None:
         """Every entry gets the given owner; contents and names stay."""
@@ -161,8 +206,9 @@ class HardLinkToMissingTests(SynchronousTestCase):
 
 
 class CopyInExtractionTests(SynchronousTestCase):
-    """docker cp's extraction of a plain tar in a regular file: read in place, contents
-    copied by the kernel (untar._FileTar), with the same results and refusals as the stream."""
+    """docker cp's extraction of a plain tar in a regular file (read in place, contents
+    copied by the kernel, untar._FileTar) and on a pipe (read once, contents spliced by the
+    kernel, untar.PipeReader), with the same results and refusals as the stream."""
 
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp()
@@ -178,6 +224,30 @@ class CopyInExtractionTests(SynchronousTestCase):
     def _dest(self) -> str:
         d = tempfile.mkdtemp(dir=self.dir)
         return d
+
+    def _source(self, how: str, data: bytes) -> tuple[Any, bool]:
+        """C{data} as C{extract} is given it: a file read as a stream, a file read in place,
+        or a pipe a thread writes it to (as the daemon writes a body still arriving)."""
+        from pyd.drivers.storage import untar
+
+        if how != "pipe":
+            return self._file(data), how == "file"
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+
+        def write() -> None:
+            with open(w, "wb") as f:
+                try:
+                    f.write(data)
+                except BrokenPipeError:
+                    pass  # the reader stopped early (a refusal)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        self.addCleanup(writer.join)
+        reader = untar.PipeReader(r)
+        self.assertTrue(reader.plain())
+        return reader, False
 
     def test_plain_file_is_only_an_uncompressed_tar_in_a_regular_file_at_its_start(self) -> None:
         from pyd.drivers.storage import untar
@@ -224,9 +294,9 @@ class CopyInExtractionTests(SynchronousTestCase):
                     info.size = len(data)
                 tf.addfile(info, io.BytesIO(data) if data is not None else None)
         trees = []
-        for seekable in (False, True):
+        for how in ("stream", "file", "pipe"):
             dest = self._dest()
-            src = self._file(buf.getvalue())
+            src, seekable = self._source(how, buf.getvalue())
             untar.extract(src, dest, devices=True, seekable=seekable)
             tree = {}
             for base, dirs, files in os.walk(dest):
@@ -242,6 +312,7 @@ class CopyInExtractionTests(SynchronousTestCase):
                     tree[os.path.relpath(p, dest)] = (st.st_mode, mtime, st.st_nlink, data)
             trees.append(tree)
         self.assertEqual(trees[0], trees[1])
+        self.assertEqual(trees[0], trees[2])
         self.assertEqual(trees[1]["d/big"][3], hashlib.sha256(big).digest())
         self.assertEqual(trees[1]["d/big"][2], 2)  # the hard link
 
@@ -255,9 +326,10 @@ class CopyInExtractionTests(SynchronousTestCase):
             info.size = 100_000
             tf.addfile(info, io.BytesIO(b"x" * 100_000))
         cut = buf.getvalue()[:50_000]
-        for seekable in (False, True):
+        for how in ("stream", "file", "pipe"):
+            src, seekable = self._source(how, cut)
             with self.assertRaises((untar.UntarError, tarfile.TarError, OSError)):
-                untar.extract(self._file(cut), self._dest(), devices=True, seekable=seekable)
+                untar.extract(src, self._dest(), devices=True, seekable=seekable)
 
     def test_escapes_are_refused_in_place_too(self) -> None:
         """The refusals of the stream (a name climbing out, writing through an archive's own
@@ -274,7 +346,9 @@ class CopyInExtractionTests(SynchronousTestCase):
                     info = tarfile.TarInfo(name)
                     info.type, info.linkname = kind, target
                     tf.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
-            dest = self._dest()
-            with self.assertRaises(untar.UntarError):
-                untar.extract(self._file(buf.getvalue()), dest, devices=True, seekable=True)
-            self.assertFalse(os.path.exists(os.path.join(os.path.dirname(dest), "out")))
+            for how in ("file", "pipe"):
+                dest = self._dest()
+                src, seekable = self._source(how, buf.getvalue())
+                with self.assertRaises(untar.UntarError):
+                    untar.extract(src, dest, devices=True, seekable=seekable)
+                self.assertFalse(os.path.exists(os.path.join(os.path.dirname(dest), "out")))

@@ -65,6 +65,15 @@ class UntarError(Exception):
     """The layer cannot be extracted (malformed or hostile)."""
 
 
+class DirNonDir(UntarError):
+    """An entry would replace a directory with a non-directory or the reverse (go-archive's
+    C{NoOverwriteDirNonDir}); the message is dockerd's."""
+
+
+def _go_quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class _FileTar(tarfile.TarFile):
     """A tar read from a seekable regular file whose members' contents are copied by the
     kernel (C{sendfile}): no copy through this process, and none of tarfile's 16 KiB reads."""
@@ -83,6 +92,105 @@ class _FileTar(tarfile.TarFile):
                     raise tarfile.ReadError("unexpected end of data")
                 offset += n
                 left -= n
+
+
+class PipeReader:
+    """A tar arriving on a pipe (a C{docker cp} body still coming in), read as a forward-only
+    file: tarfile reads the headers, and L{_PipeTar} moves the members' contents from the pipe
+    to their files with C{splice} (no copy through this process, as L{_FileTar}'s
+    C{sendfile}). What L{peek} looked at is read again first."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._head = b""  # peeked, not yet read
+        self._pos = 0
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def peek(self, n: int) -> bytes:
+        """The next C{n} bytes (fewer at the end), not consumed."""
+        while len(self._head) < n:
+            data = os.read(self._fd, n - len(self._head))
+            if not data:
+                break
+            self._head += data
+        return self._head[:n]
+
+    def plain(self) -> bool:
+        """Whether what comes is an uncompressed tar (no compressor's magic)."""
+        magic = self.peek(6)
+        return not magic.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"))
+
+    def read(self, n: int = -1) -> bytes:
+        out = [self._head[:n] if n >= 0 else self._head]
+        self._head = self._head[len(out[0]) :]
+        got = len(out[0])
+        while n < 0 or got < n:
+            data = os.read(self._fd, CHUNK if n < 0 else min(n - got, CHUNK))
+            if not data:
+                break
+            out.append(data)
+            got += len(data)
+        self._pos += got
+        return b"".join(out)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Forward only (tarfile skips padding and the members it does not extract)."""
+        if whence == 1:
+            offset += self._pos
+        elif whence != 0:
+            raise tarfile.StreamError("seeking from the end is not allowed")
+        if offset < self._pos:
+            raise tarfile.StreamError("seeking backwards is not allowed")
+        while self._pos < offset:
+            if not self.read(min(offset - self._pos, CHUNK)):
+                break  # the end: the next read says so
+        return self._pos
+
+    def splice_to(self, out: int, n: int) -> None:
+        """Move the next C{n} bytes to the file C{out}.
+
+        @raise tarfile.ReadError: the body ended first."""
+        if self._head:
+            part = self.read(min(n, len(self._head)))
+            _write_all(out, part)
+            n -= len(part)
+        while n:
+            try:
+                moved = os.splice(self._fd, out, min(n, 1 << 30))
+                self._pos += moved
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                data = self.read(min(n, CHUNK))  # a filesystem without splice: copied
+                _write_all(out, data)
+                moved = len(data)
+            if moved == 0:
+                raise tarfile.ReadError("unexpected end of data")
+            n -= moved
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _PipeTar(tarfile.TarFile):
+    """A tar read from a L{PipeReader}: the members' contents are spliced to their files."""
+
+    def makefile(self, tarinfo: tarfile.TarInfo, targetpath: Any) -> None:
+        if tarinfo.sparse is not None:
+            super().makefile(tarinfo, targetpath)
+            return
+        src: Any = self.fileobj
+        src.seek(tarinfo.offset_data)
+        with open(targetpath, "wb") as target:
+            src.splice_to(target.fileno(), tarinfo.size)
 
 
 def plain_file(src: Any) -> bool:
@@ -116,9 +224,12 @@ def check_free_space(root: str, keep_free: int) -> None:
 class _HashingReader:
     """A read-only file object that hashes (and optionally copies) what passes through it."""
 
-    def __init__(self, src: Any, tee: IO[bytes] | None = None, limit: int = 0) -> None:
+    def __init__(
+        self, src: Any, tee: IO[bytes] | None = None, limit: int = 0, digest: bool = True
+    ) -> None:
         self._src = src
         self.tee = tee
+        self.digest = digest  # False: counted, not hashed (nothing reads the digest)
         self.hash = hashlib.sha256()
         self.count = 0
         # Most bytes that may pass (0: no limit): the plain tar of a layer, so a small
@@ -151,7 +262,8 @@ class _HashingReader:
         else:
             data = self._src.read(n)
         if data:
-            self.hash.update(data)
+            if self.digest:
+                self.hash.update(data)
             self.count += len(data)
             if self.space_check is not None and self.count >= self._next_check:
                 self._next_check = self.count + SPACE_CHECK_EVERY
@@ -308,7 +420,12 @@ def check_device(member: tarfile.TarInfo) -> None:
 
 
 def extract(
-    stream: Any, root: str, devices: bool = False, into: str = "the layer", seekable: bool = False
+    stream: Any,
+    root: str,
+    devices: bool = False,
+    into: str = "the layer",
+    seekable: bool = False,
+    no_dir_non_dir: str | None = None,
 ) -> int:
     """Extract the uncompressed tar C{stream} under C{root} (C{/} inside the chroot).
 
@@ -316,7 +433,11 @@ def extract(
         L{INERT_DEVICES} (an image layer).
     @param into: what the root is, as refusals name it.
     @param seekable: C{stream} is a regular file at its start (L{plain_file}): read as one,
-        contents copied by the kernel (L{_FileTar}).
+        contents copied by the kernel (L{_FileTar}). A L{PipeReader} (a plain tar on a pipe) is
+        read forward, contents spliced by the kernel (L{_PipeTar}).
+    @param no_dir_non_dir: refuse an entry that would replace a directory with a
+        non-directory or the reverse, naming the root so (L{DirNonDir}, as go-archive's
+        C{NoOverwriteDirNonDir}: the entries before it stay).
     @return: the size of the file content written (regular files plus symlink targets, like
         dockerd's directory size).
     @raise UntarError: a hostile or malformed member, or a device node an image may not hold.
@@ -327,6 +448,8 @@ def extract(
     try:
         if seekable:
             tf: tarfile.TarFile = _FileTar.open(fileobj=stream, mode="r:", errorlevel=2)
+        elif isinstance(stream, PipeReader):
+            tf = _PipeTar.open(fileobj=stream, mode="r:", errorlevel=2)  # type: ignore[call-overload]  # a forward-only file, not an IO
         else:
             # large reads: tarfile reads a stream 10 KiB and copies a member 16 KiB at a time
             tf = tarfile.open(fileobj=stream, mode="r|", errorlevel=2, bufsize=CHUNK)  # noqa: SIM115 - with below
@@ -369,6 +492,14 @@ def extract(
                 pass
             except OSError as e:  # a parent that is not a directory
                 raise UntarError(f"cannot extract {member.name!r}: {_reason(e)}") from e
+            if no_dir_non_dir is not None and existing is not None:
+                on_disk, shown = stat.S_ISDIR(existing.st_mode), posixpath.join(no_dir_non_dir, rel)
+                if on_disk and not member.isdir():
+                    raise DirNonDir(f"cannot overwrite directory {_go_quote(shown)} with "
+                                    f"non-directory {_go_quote(no_dir_non_dir)}")  # fmt: skip
+                if member.isdir() and not on_disk:
+                    raise DirNonDir(f"cannot overwrite non-directory {_go_quote(shown)} with "
+                                    f"directory {_go_quote(no_dir_non_dir)}")  # fmt: skip
             if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
                 # Never write through what is already there (a symlink could point anywhere).
                 _remove(path)
@@ -506,24 +637,42 @@ def run(
     }
 
 
-def copy_in(dest: str, src: Any, caps: tuple[int, ...]) -> None:
+def copy_in(dest: str, src: Any, caps: tuple[int, ...], no_dir_non_dir: str | None = None) -> None:
     """C{docker cp} into a container: extract C{src} (raw, maybe compressed) into C{dest} as
     L{run} does, with any device node allowed (see L{extract}), but without digests and
     without a C{syncfs}: dockerd neither hashes nor syncs a copy (the container's files are
     not the daemon's committed state). A plain tar in a regular file (L{plain_file}) is read
-    in place, its contents copied by the kernel."""
+    in place, its contents copied by the kernel; one on a pipe (a body still arriving) is read
+    once, its contents spliced by the kernel (L{PipeReader}). C{no_dir_non_dir}: see
+    L{extract}."""
     seekable = plain_file(src)
-    stream = src if seekable else open_decompressed(_HashingReader(src))
+    stream: Any = src
+    if not seekable:
+        piped = _pipe_of(src)
+        if piped is not None and piped.plain():
+            stream = piped  # contents spliced from the pipe to their files (L{_PipeTar})
+        else:
+            stream = open_decompressed(_HashingReader(piped or src, digest=False))
     # nothing is loaded from the container after this (see pyd.drivers.sealed)
     sealed.preload()
     sealed.enter(dest)
     sealed.drop_capabilities(caps)
     try:
-        extract(stream, "/", devices=True, into="the destination directory", seekable=seekable)
+        extract(stream, "/", devices=True, into="the destination directory", seekable=seekable,
+                no_dir_non_dir=no_dir_non_dir)  # fmt: skip
     except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError) as e:
         if isinstance(e, UntarError):
             raise
         raise UntarError(_plain(e)) from e
+
+
+def _pipe_of(src: Any) -> PipeReader | None:
+    """A L{PipeReader} of C{src} when it is a pipe at its start."""
+    try:
+        fd = src.fileno()
+        return PipeReader(fd) if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def main(argv: list[str]) -> int:

@@ -28,8 +28,8 @@ Operations (paths are container paths):
   - C{stat PATH}: C{{"stat": {...}}} or C{{"stat": null}}.
   - C{get PATH}: the stat, and a tar of the path written to fd 3.
   - C{put PATH [--no-overwrite-dir-non-dir]}: extract the tar on fd 0 (a regular file, read
-    from its start) into the directory PATH (every element followed in scope), after the
-    checks listed in C{checks}: C{{"ok": true}}.
+    from its start, or a pipe the request body arrives on) into the directory PATH (every
+    element followed in scope), after the checks listed in C{checks}: C{{"ok": true}}.
 
 Known failures are C{{"error": KIND, "message": TEXT}} with exit status 0, KIND one of
 C{stale}, C{notfound}, C{escape}, C{notdir}, C{ro-volume}, C{ro-rootfs}, C{dir-non-dir},
@@ -342,17 +342,28 @@ def op_put(path: str, checks: dict[str, Any], no_overwrite_dir_non_dir: bool) ->
     if where is None and checks.get("readonly_rootfs"):
         raise ViewError("ro-rootfs", "container rootfs is marked read-only")
     # unbuffered: a plain tar is read in place (headers only, contents sent by the kernel)
-    os.lseek(0, 0, os.SEEK_SET)
     src = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - stdin, kept open
-    if no_overwrite_dir_non_dir:
+    piped = st.S_ISFIFO(os.fstat(0).st_mode)
+    if not piped:
+        os.lseek(0, 0, os.SEEK_SET)
+    if no_overwrite_dir_non_dir and not piped:
         seekable = untar.plain_file(src)
         conflict = rootpaths.dir_non_dir_conflict(src, dest, dest, seekable=seekable)
         if conflict:
             raise ViewError("dir-non-dir", conflict)
         src.seek(0)
     try:
-        # devices as dockerd (the daemon never opens them); no CAP_SYS_ADMIN
-        untar.copy_in(dest, src, caps=sealed.CP_IN_CAPS)
+        # devices as dockerd (the daemon never opens them); no CAP_SYS_ADMIN. A body still
+        # arriving (a pipe) is read once: its entries are checked as they come, as go-archive
+        # checks them (what came before a conflict stays, as in dockerd)
+        untar.copy_in(
+            dest,
+            src,
+            caps=sealed.CP_IN_CAPS,
+            no_dir_non_dir=dest if no_overwrite_dir_non_dir and piped else None,
+        )
+    except untar.DirNonDir as e:
+        raise ViewError("dir-non-dir", str(e)) from e
     except untar.UntarError as e:
         raise ViewError("tar", str(e)) from e
     return {"ok": True}
