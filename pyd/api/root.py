@@ -13,12 +13,13 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
-from twisted.web.http import datetimeToString
+from twisted.web.http import datetimeToString, parse_qs
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, Resource
 
 from pyd import __version__
 from pyd.api.base import Route, Router, RouteTable, run_route
+from pyd.api.bodystream import StreamedBody
 from pyd.api.channel import ApiChannel
 from pyd.api.errors import error_body, write_error
 from pyd.core.errors import PydError
@@ -329,27 +330,91 @@ class ApiRoot(Resource):
 BODY_WRITE_BUFFER = 1 << 20
 
 
+# The requests whose body is handed on as it arrives (L{pyd.api.bodystream}): C{docker cp}
+# into a container. Decided on the request line alone; the route and the guard decide the rest.
+_STREAMED = re.compile(rb"/(?:v\d+\.\d+/)?containers/[^/?#]+/archive(?:\?.*)?\Z", re.DOTALL)
+
+
 class ApiRequest(server.Request):
     """twisted.web's request without its default C{Server} header (the root sets pyd's), with
-    the C{Date} formatted once a second, and a large body spooled in large writes."""
+    the C{Date} formatted once a second, a large body spooled in large writes, and the body of
+    a C{PUT archive} streamed to its handler (processed once its headers are in)."""
 
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        """As twisted.web, which parses a POST body into C{args} when it is a form (dockerd's
-        ParseForm reads an urlencoded body too) and, to tell, parses every POST's
-        Content-Type with the C{email} package: ~0.6 MB of modules loaded at the first
-        C{docker create} and tens of microseconds a request. A type without "form" in it is no
-        form whatever the email parser makes of it, so its body is left alone."""
-        ctype = self.requestHeaders.getRawHeaders(b"content-type")
-        self._parsePOSTFormSubmission = ctype is not None and b"form" in ctype[0].lower()
-        super().requestReceived(command, path, version)
+    streamed: StreamedBody | None = None
+    _body_complete = False
+    _finish_pending = False
 
     def gotLength(self, length: int | None) -> None:
         """A body of unknown length or over twisted.web's 100 kB goes to an unlinked file, as
-        twisted.web does, written through a L{BODY_WRITE_BUFFER} buffer."""
+        twisted.web does, written through a L{BODY_WRITE_BUFFER} buffer; a streamed route's
+        body is a L{StreamedBody} and the request is processed now."""
+        if length != 0 and self._stream_now():
+            return
         if length is not None and length < 100000:
             super().gotLength(length)
             return
         self.content = tempfile.TemporaryFile(buffering=BODY_WRITE_BUFFER)  # noqa: SIM115 - closed by twisted.web
+
+    def _stream_now(self) -> bool:
+        """Process a streamed route's request before its body (see L{_STREAMED})."""
+        channel: Any = self.channel
+        command, uri = getattr(channel, "_command", None), getattr(channel, "_path", None)
+        if command != b"PUT" or uri is None or _STREAMED.match(uri) is None:
+            return False
+        if self.requestHeaders.hasHeader(b"Expect"):
+            return False  # the channel answers 100-continue after this: no early answer
+        reactor = getattr(channel.site, "reactor", None)
+        if reactor is None or channel.transport is None:
+            return False
+        self.streamed = StreamedBody(reactor, channel.transport)
+        self.content = self.streamed  # type: ignore[assignment]  # written by the channel as a file would be
+        # what twisted.web's requestReceived sets, but for the body (see requestReceived)
+        self.args = {}
+        self.method, self.uri, self.clientproto = command, uri, channel._version
+        path, _, query = uri.partition(b"?")
+        self.path = path
+        if query:
+            self.args = parse_qs(query, 1)
+        self.process()
+        return True
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """The body is complete: a streamed request was processed already (its answer, if
+        written, is finished now); any other is processed as twisted.web does.
+
+        twisted.web parses a POST body into C{args} when it is a form (dockerd's ParseForm
+        reads an urlencoded body too) and, to tell, parses every POST's Content-Type with the
+        C{email} package: ~0.6 MB of modules loaded at the first C{docker create} and tens of
+        microseconds a request. A type without "form" in it is no form whatever the email
+        parser makes of it, so its body is left alone."""
+        if self.streamed is None:
+            ctype = self.requestHeaders.getRawHeaders(b"content-type")
+            self._parsePOSTFormSubmission = ctype is not None and b"form" in ctype[0].lower()
+            super().requestReceived(command, path, version)
+            return
+        self._body_complete = True
+        self.streamed.end()
+        if self._finish_pending:
+            super().finish()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The client went away: its handler is cancelled first (as for any request), then a
+        streamed body is closed (its reader sees an early end and stops)."""
+        streamed = self.streamed
+        if streamed is not None:
+            self.content = None
+        super().connectionLost(reason)
+        if streamed is not None:
+            streamed.close()
+
+    def finish(self) -> None:
+        """A streamed request's answer ends only after its body (the channel reads the next
+        request after it): until then what is left of the body is discarded."""
+        if self.streamed is not None and not self._body_complete:
+            self.streamed.drop()
+            self._finish_pending = True
+            return
+        super().finish()
 
     def process(self) -> None:
         """Find the resource and render it, as twisted.web does."""

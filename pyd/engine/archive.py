@@ -13,7 +13,9 @@ unmounted afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import io
 import json
 import os
@@ -23,8 +25,9 @@ import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import IO, Any
+from typing import IO, Any, Protocol, runtime_checkable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pyd.core.errors import InvalidParameter, NotFound, SystemError_
@@ -42,6 +45,11 @@ log = Logger()
 
 # errors of a path's own making, as the helper reports them (a 400, not the daemon's fault)
 _PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EINVAL})
+
+
+# The pipe a streamed body reaches the helper through (Linux's default pipe-max-size, the most a
+# process without CAP_SYS_RESOURCE may ask for).
+PIPE_SIZE = 1 << 20
 
 
 def _not_found(path: str, ref: str) -> NotFound:
@@ -184,14 +192,17 @@ class ArchiveService:
         self,
         ref: str,
         path: str,
-        content: IO[bytes],
+        content: IO[bytes] | BodyFeed,
         no_overwrite_dir_non_dir: bool = False,
         copy_uid_gid: bool = False,
     ) -> None:
         """C{PUT archive}: extract the tar C{content} into the directory C{path}.
 
-        Like dockerd: with C{no_overwrite_dir_non_dir} an entry may not replace a directory
-        with a non-directory or the reverse (checked before anything is written); with
+        C{content} is the request's body, whole (a file) or still arriving (L{BodyFeed}: the
+        helper reads it from a pipe as it comes, L{_put_streamed}). Like dockerd: with
+        C{no_overwrite_dir_non_dir} an entry may not replace a directory with a non-directory
+        or the reverse (a whole body is checked before anything is written; one still arriving
+        entry by entry, as go-archive does, so the entries before the conflict stay); with
         C{copy_uid_gid} and a C{User} configured, what is extracted belongs to that user (its
         uid and primary gid in the container's /etc/passwd, or the C{:group} given); otherwise
         the archive's numeric owners are kept.
@@ -204,6 +215,10 @@ class ArchiveService:
         """
         target = await self._targets.stream_target(ref)
         os.makedirs(self._tmp, exist_ok=True)
+        if isinstance(content, BodyFeed):
+            await self._put_streamed(target, ref, path, content, no_overwrite_dir_non_dir,
+                                     copy_uid_gid)  # fmt: skip
+            return
         # the body is read by the helper from a file of its own: the request's own spool file
         # when the HTTP server wrote it to one (a large body), a copy otherwise
         body = _file_of(content)
@@ -225,6 +240,47 @@ class ArchiveService:
         finally:
             if spooled is not None:
                 spooled.close()
+        self._put_answer(target, ref, path, out)
+
+    async def _put_streamed(
+        self,
+        target: StreamTarget,
+        ref: str,
+        path: str,
+        body: BodyFeed,
+        no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+    ) -> None:
+        """C{put} of a body that is still arriving: the helper reads it from a pipe as it comes
+        (dockerd's untar reads its request body so). Re-owning the entries needs the whole tar
+        first: then it is written to a file, as a finished body is."""
+        if copy_uid_gid and target.user:
+            spool = tempfile.TemporaryFile(dir=self._tmp, prefix="cp-")  # noqa: SIM115 - closed below
+            try:
+                await body.feed(os.dup(spool.fileno()))
+                await self.put(ref, path, spool, no_overwrite_dir_non_dir, copy_uid_gid)
+            finally:
+                spool.close()
+            return
+        r, w = os.pipe2(os.O_CLOEXEC)
+        with contextlib.suppress(OSError):  # fewer wake-ups of both ends (the default: 64 KiB)
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        fed = body.feed(w)
+        # The client going away closes the pipe: the helper reads the body's early end and stops.
+        fed.addErrback(lambda _: None)
+        try:
+            async with self._root(target) as root:
+                flags = ["--no-overwrite-dir-non-dir"] if no_overwrite_dir_non_dir else []
+                # the read end stays open here until the helper's answer: a helper that finds
+                # its view stale is run again on the same pipe, nothing of the body read yet
+                out = await self._view(target, root, "put", [path, *flags], {0: r})
+        finally:
+            body.drop()  # what the helper did not read is discarded
+            os.close(r)
+        self._put_answer(target, ref, path, out)
+
+    def _put_answer(self, target: StreamTarget, ref: str, path: str, out: dict[str, Any]) -> None:
+        """The helper's answer to C{put} as dockerd's errors, or its event."""
         error, message = out.get("error"), str(out.get("message"))
         if error == "notfound":
             raise _not_found(path, ref)
@@ -240,6 +296,17 @@ class ArchiveService:
         """C{docker diff}."""
         target = await self._targets.stream_target(ref)
         return await self._rootfs.changes(target.id)
+
+
+@runtime_checkable
+class BodyFeed(Protocol):
+    """A request body still arriving (L{pyd.api.bodystream.StreamedBody})."""
+
+    def feed(self, fd: int) -> Deferred[None]:
+        """Write the body to C{fd} (closed at the end) as it arrives."""
+
+    def drop(self) -> None:
+        """Discard what is left of the body; the pipe is closed."""
 
 
 def _path_stat(out: dict[str, Any], path: str, ref: str) -> PathStat:

@@ -1,0 +1,1 @@
+`docker cp` into a container streams the upload into the extraction helper as it arrives (as dockerd does) instead of receiving the whole tar first; the route, role check and parameters are decided before any of the body is used.
