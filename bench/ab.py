@@ -1,9 +1,10 @@
 """A/B: the same workload against two pyd source trees, alternating, to measure a change.
 
 Run as `.venv/bin/python -m bench.ab --a /path/to/tree-before --b /path/to/tree-after [what...]`
-(root); `what` is any of run, life, api, ping, conc, volumes, images (default: run life api;
+(root); `what` is any of run, life, api, ping, conc, volumes, images, cp (default: run life api;
 conc: --concurrent parallel `docker run --rm`, wall clock, each iteration; volumes: the volume
-API as bench.volumes times it; images: `docker images`, `image inspect`, `rm` of a created one). Each tree runs as its own
+API as bench.volumes times it; images: `docker images`, `image inspect`, `rm` of a created one;
+cp: `docker cp` of a 32 MiB file into a running container). Each tree runs as its own
 twistd (PYTHONPATH = the tree), both with the busybox image; rows alternate A and B so a load
 spike hits both. Besides latencies it prints the daemon's CPU time per iteration (user+system,
 all threads: far less sensitive to a loaded machine than wall-clock) and RSS at the end.
@@ -16,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -82,10 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     def rec(d: Daemon, k: str, v: float) -> None:
         res[d.name].setdefault(k, []).append(v)
 
+    blob = ""
     try:
         for d in ds:
             load_busybox(d)
             d.docker("run", "--rm", IMG, "true")
+        if "cp" in args.what:
+            fd, blob = tempfile.mkstemp(prefix="bench-ab-cp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32 << 20))
+            for d in ds:
+                d.docker("run", "-d", "--name", "ab-cp", IMG, *LONG)
         cpu0 = {d.name: _cpu_ms(d.pid) for d in ds}
         for i in range(args.n):
             for d in ds:
@@ -111,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "conc" in args.what:
                     rec(d, f"{args.concurrent} concurrent docker run --rm (s)",
                         _concurrent(d, args.concurrent))  # fmt: skip
+                if "cp" in args.what:
+                    rec(d, "docker cp 32 MiB into a container (ms)",
+                        d.cli_ms("cp", blob, "ab-cp:/tmp/"))  # fmt: skip
                 if "api" in args.what:
                     for path in ("/_ping", "/v1.41/volumes", "/v1.41/containers/json"):
                         t0 = time.perf_counter()
@@ -130,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for d in ds:
             d.stop()
+        if blob:
+            os.unlink(blob)
     width = max(len(k) for k in res["A"])
     print(f"{'measurement':<{width}}  {'A':>9}  {'B':>9}  B/A")
     for k in res["A"]:
