@@ -30,7 +30,9 @@ LONG = ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
 
 
 def _start(tree: str, name: str) -> Daemon:
-    p = PydDaemon(env={"PYTHONPATH": tree}).start()
+    # absolute: the daemon runs in its own directory, where a relative tree (".") would name
+    # nothing and pyd would silently come from the virtualenv's installed copy instead
+    p = PydDaemon(env={"PYTHONPATH": os.path.abspath(tree)}).start()
     assert p.proc is not None
     return Daemon(name, p.sock, p.proc.pid, p.cleanup, str(p.base))
 
