@@ -30,7 +30,12 @@ from pyd.config import DaemonConfig
 from pyd.core.seams import Blocking, IDaemonReactor
 from pyd.core.telemetry import Telemetry
 from pyd.daemon.logs import LogLevelControl, StallWatchdog
-from pyd.daemon.memory import Settler, limit_malloc_arenas, settle_start_up
+from pyd.daemon.memory import (
+    Settler,
+    fix_malloc_thresholds,
+    limit_malloc_arenas,
+    settle_start_up,
+)
 from pyd.daemon.systemd import sd_notify
 from pyd.drivers.process import ProcessRunner
 from pyd.state import migrate
@@ -130,6 +135,7 @@ class PydService(MultiService):
             watchdog.start()
             self.lifecycle.cleanup.append(watchdog.stop)
         limit_malloc_arenas()  # before the thread pools (below) allocate
+        fix_malloc_thresholds()
         super().startService()
         d = ensureDeferred(self._start())
         d.addErrback(self._start_failed)

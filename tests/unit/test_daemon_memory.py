@@ -120,3 +120,26 @@ class StartUpTests(SynchronousTestCase):
         memory.Settler(Clock(), releases=[]).settle()
         self.assertEqual(linecache.cache, {})
         self.assertEqual(Made(1), Made(1))  # the generated methods still work
+
+
+class MallocTuningTests(SynchronousTestCase):
+    def test_thresholds_are_fixed(self) -> None:
+        """glibc's trim and mmap thresholds are set (which also stops glibc from raising them
+        after a large block is freed), to 2 MiB each."""
+        calls: list[tuple[int, int]] = []
+
+        class Libc:
+            def mallopt(self, param: int, value: int) -> int:
+                calls.append((param, value))
+                return 1
+
+        self.patch(memory, "_libc", Libc)
+        memory.fix_malloc_thresholds()
+        self.assertEqual(sorted(calls), [(-3, 2 << 20), (-1, 2 << 20)])
+
+    def test_thresholds_on_the_real_libc(self) -> None:
+        """On this glibc the call is accepted (mallopt answers 1)."""
+        libc = memory._libc()
+        if libc is None:
+            self.skipTest("not glibc")
+        self.assertEqual(libc.mallopt(memory._M_TRIM_THRESHOLD, memory.TRIM_THRESHOLD), 1)
