@@ -116,7 +116,9 @@ class WebSocketStream(HijackedStream):
     def __init__(self, opcode: int) -> None:
         super().__init__()
         self._opcode = opcode
-        self._buf = b""
+        # bytearray: appending a large frame's chunks stays linear (bytes += would copy the
+        # whole buffer at each chunk)
+        self._buf = bytearray()
         self._closing = False
 
     def dataReceived(self, data: bytes) -> None:
@@ -149,19 +151,19 @@ class WebSocketStream(HijackedStream):
             n = int.from_bytes(buf[pos : pos + size], "big")
             pos += size
         if n > MAX_PAYLOAD:
-            self._buf = b""
+            self._buf.clear()
             self.close()
             return None
         key = b""
         if masked:
             if len(buf) < pos + 4:
                 return None
-            key = buf[pos : pos + 4]
+            key = bytes(buf[pos : pos + 4])
             pos += 4
         if len(buf) < pos + n:
             return None
-        payload = buf[pos : pos + n]
-        self._buf = buf[pos + n :]
+        payload = bytes(buf[pos : pos + n])
+        del buf[: pos + n]
         return opcode, _unmask(payload, key) if key else payload
 
     def _send(self, data: bytes) -> None:
