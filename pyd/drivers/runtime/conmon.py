@@ -53,6 +53,11 @@ class ProcessGone(RuntimeFailed):
 _GONE = ("No such process", "not running", "is stopped", "container stopped")
 
 
+def _state_deleted(message: str, container_id: str) -> bool:
+    """crun could not open the container's state file because its delete removed it."""
+    return "No such file or directory" in message and f"{container_id}/status" in message
+
+
 @attrs.frozen
 class CreateOptions:
     """What the engine decided for one container start."""
@@ -531,8 +536,12 @@ class ConmonRuntime:
         try:
             await self._run_crun("kill", *args, container_id, str(sig), runtime=rt)
         except RuntimeFailed as e:
-            # its state directory goes when the exit is handled (delete): nothing left to signal
-            gone = not os.path.isdir(os.path.join(rt.root, container_id))
+            # its state directory goes when the exit is handled (delete): nothing left to signal.
+            # A kill that lands while that delete runs finds the directory but no longer its
+            # status file ("error opening file `<root>/<id>/status`: No such file or directory").
+            gone = not os.path.isdir(os.path.join(rt.root, container_id)) or _state_deleted(
+                e.message, container_id
+            )
             if gone or any(g in e.message for g in _GONE):
                 raise ProcessGone(e.op, e.message, e.rc) from None
             raise
