@@ -69,6 +69,7 @@ class SystemCLITests:
             raise AssertionError("second daemon started")
         finally:
             other.stop()
+            other.remove_network_leftovers()  # its own bridge and table, if it got that far
 
 
 class DaemonLifecycleTests:
