@@ -255,6 +255,20 @@ def _action_of(kind: str, method: str, rest: str) -> str | None:
     return None
 
 
+# builder_builds_failed_total's reasons (moby builder/dockerfile/metrics.go), each exposed at 0
+# before its first failure as dockerd initialises them.
+BUILD_FAILURE_REASONS = (
+    "build_canceled",
+    "build_target_not_reachable_error",
+    "command_not_supported_error",
+    "dockerfile_empty_error",
+    "dockerfile_syntax_error",
+    "error_processing_commands_error",
+    "missing_onbuild_arguments_error",
+    "unknown_instruction_error",
+)
+
+
 class Telemetry:
     """The daemon's metrics (no global state)."""
 
@@ -303,6 +317,14 @@ class Telemetry:
             START_BUCKETS,
             ["action"],
         )
+        self.dockerd_builds_triggered = _Counter(
+            "builder_builds_triggered", "Number of triggered image builds"
+        )
+        self.dockerd_builds_failed = _Counter(
+            "builder_builds_failed", "Number of failed image builds", ["reason"]
+        )
+        for reason in BUILD_FAILURE_REASONS:  # shown at 0 from the start, as dockerd's
+            self.dockerd_builds_failed.child((reason,))
         self._gauges = _Gauges()
         self._families: tuple[_Counter | _Histogram | _Gauges, ...] = (
             self.requests,
@@ -316,6 +338,8 @@ class Telemetry:
             self.dockerd_health_checks_failed,
             self.dockerd_network_actions,
             self.dockerd_image_actions,
+            self.dockerd_builds_triggered,
+            self.dockerd_builds_failed,
             self._gauges,
         )
         self._children: dict[tuple[str, str, int], tuple[list[float], _HistogramCell]] = {}
@@ -360,6 +384,13 @@ class Telemetry:
         self.dockerd_health_checks.inc()
         if not ran:
             self.dockerd_health_checks_failed.inc()
+
+    def count_build(self, failed_reason: str | None) -> None:
+        """A build started (None) or failed for moby's C{reason} (dockerd's builder_* names)."""
+        if failed_reason is None:
+            self.dockerd_builds_triggered.inc()
+        else:
+            self.dockerd_builds_failed.inc((failed_reason,))
 
     def count_reload(self, outcome: str) -> None:
         """One SIGHUP reload, C{applied} or C{refused}."""

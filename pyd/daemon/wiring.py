@@ -241,6 +241,7 @@ def build_service(
         memory_root=build_scratch.memory_root(config.data_root),
         experimental=bool(config.experimental),
     )
+    builds.on_build.append(telemetry.count_build)
     system = SystemService(
         "",
         drv.host,

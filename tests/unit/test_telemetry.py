@@ -103,6 +103,17 @@ class DockerdActionTests(SynchronousTestCase):
         self.assertEqual(t.value("engine_daemon_health_checks_total"), 3)
         self.assertEqual(t.value("engine_daemon_health_checks_failed_total"), 1)
 
+    def test_builder_families(self) -> None:
+        """dockerd's builder_builds_triggered_total and builder_builds_failed_total{reason}."""
+        t = Telemetry()
+        self.assertEqual(t.value("builder_builds_triggered_total"), 0)
+        self.assertEqual(t.value("builder_builds_failed_total", {"reason": "build_canceled"}), 0)
+        t.count_build(None)
+        t.count_build(None)
+        t.count_build("build_canceled")
+        self.assertEqual(t.value("builder_builds_triggered_total"), 2)
+        self.assertEqual(t.value("builder_builds_failed_total", {"reason": "build_canceled"}), 1)
+
     def test_network_and_image_actions(self) -> None:
         """Successful API requests are timed under dockerd's action labels; failures, prunes,
         inspections, tags and other routes are not."""

@@ -15,13 +15,14 @@ import errno
 import os
 import posixpath
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
-from pyd.core.errors import InvalidParameter
+from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import Image
 from pyd.core.seams import Blocking, Clock
 from pyd.engine.builder import frontend, fs, lexer, mounts, scratch
@@ -85,6 +86,15 @@ __all__ = [
 # --- the service -----------------------------------------------------------------------------
 
 
+# builder_builds_failed_total's reasons, moby's builder/dockerfile/metrics.go names.
+FAILED_CANCELED = "build_canceled"
+FAILED_TARGET = "build_target_not_reachable_error"
+FAILED_EMPTY = "dockerfile_empty_error"
+FAILED_SYNTAX = "dockerfile_syntax_error"
+FAILED_COMMANDS = "error_processing_commands_error"
+FAILED_UNKNOWN_INSTRUCTION = "unknown_instruction_error"
+
+
 class BuildService:
     """Runs classic builds. One instance per daemon; builds may run concurrently."""
 
@@ -134,6 +144,13 @@ class BuildService:
         # Builds whose scratch directory is in use (prepared, running, or being removed): prune
         # must not take it from under them.
         self._live: set[str] = set()
+        # dockerd's builder metrics (builder_builds_triggered_total, builder_builds_failed_total
+        # by reason): called with None when a build starts, with moby's reason when one fails.
+        self.on_build: list[Callable[[str | None], None]] = []
+
+    def _count(self, reason: str | None) -> None:
+        for hook in self.on_build:
+            hook(reason)
 
     # .. preparation (errors here are plain HTTP errors) ..........................................
 
@@ -156,6 +173,7 @@ class BuildService:
                 f'"{options.platform}": unsupported platform (this daemon builds '
                 f"linux/{_goarch()} only)"
             )
+        self._count(None)  # moby's BuildManager.Build counts here, after the router's checks
         build_id = secrets.token_hex(16)
         workdir = os.path.join(self.root, build_id)
         context = os.path.join(workdir, "context")
@@ -169,15 +187,20 @@ class BuildService:
             raw = await self.io.run(fs.read_dockerfile, context, options.dockerfile)
             await self.io.run(fs.apply_dockerignore, context, (fs.clean_rel(options.dockerfile),))
             if not raw:
+                self._count(FAILED_EMPTY)
                 raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
             try:
                 df = parse(raw)
             except DockerfileError as e:
+                unknown = "unknown instruction" in str(e)
+                self._count(FAILED_UNKNOWN_INSTRUCTION if unknown else FAILED_SYNTAX)
                 raise e.for_file(options.dockerfile) from None
             if not df.stages:
+                self._count(FAILED_EMPTY)
                 raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
             if options.target and not any(s.name == options.target.lower() for s in df.stages):
                 # dockerd 20.10: "failed to reach build target x in Dockerfile"
+                self._count(FAILED_TARGET)
                 raise InvalidParameter(f'target stage "{options.target}" could not be found')
             # A Dockerfile sent from outside the context (.dockerfile.<hex>) is not part of it.
             if os.path.basename(options.dockerfile).startswith(".dockerfile."):
@@ -243,7 +266,14 @@ class BuildService:
                 prepared = attrs.evolve(
                     prepared, options=attrs.evolve(prepared.options, network_mode=pinned)
                 )
-            return await _Build(self, prepared, progress).run()
+            try:
+                return await _Build(self, prepared, progress).run()
+            except CancelledError:
+                self._count(FAILED_CANCELED)
+                raise
+            except PydError as e:  # a step's failure (BuildFailed), a base image not found...
+                self._count(FAILED_CANCELED if e.message == "Build cancelled" else FAILED_COMMANDS)
+                raise
         finally:
             # Removing a large context takes a while: do not hold the response for it.
             d = self.io.run(_remove_scratch, prepared.workdir, prepared.context)

@@ -714,3 +714,33 @@ class BuildLimitTests(BuilderTestCase):
         e = self.assertRaises(BuildFailed, run_sync, self.svc.run(prepared, FakeProgress()))
         self.assertIn("not enough free space", e.message)
         self.assertEqual(self.containers.created, {})
+
+
+class BuildMetricsTests(BuilderTestCase):
+    """The builder's hooks for dockerd's builder_builds_triggered_total and
+    builder_builds_failed_total: one start per build, one failure with moby's reason."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.counted: list[str | None] = []
+        self.svc.on_build.append(self.counted.append)
+
+    def test_success_counts_a_start_only(self) -> None:
+        self.build({"Dockerfile": "FROM busybox\nENV A=1\n"})
+        self.assertEqual(self.counted, [None])
+
+    def test_failures_by_reason(self) -> None:
+        """Each kind of failure is counted with the reason moby's builder gives it."""
+        self.build_fails({"Dockerfile": "FROM busybox\nRUN exit 3\n"})
+        self.prepare_fails({"Dockerfile": ""})
+        self.prepare_fails({"Dockerfile": "FROM busybox\nFROB x\n"})
+        self.prepare_fails({"Dockerfile": "FROM busybox AS a\n"}, target="nope")
+        self.assertEqual(
+            self.counted,
+            [
+                None, "error_processing_commands_error",
+                None, "dockerfile_empty_error",
+                None, "unknown_instruction_error",
+                None, "build_target_not_reachable_error",
+            ],
+        )  # fmt: skip
