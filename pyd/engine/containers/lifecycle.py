@@ -1,5 +1,6 @@
 """The lifecycle of a container (layer: engine): start, stop, kill, restart, pause, unpause, wait,
-remove, rename, update, prune, each serialised by the container's lock.
+remove, prune, each serialised by the container's lock (rename and update:
+L{pyd.engine.containers.edit}).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pyd.core.errors import (
     SystemError_,
     no_such_container,
 )
-from pyd.core.ids import VALID_NAME
 from pyd.core.records import (
     Container,
     MountSpec,
@@ -39,18 +39,15 @@ from pyd.drivers.runtime.conmon import (
 )
 from pyd.drivers.runtime.oci import OciRuntime
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
-from pyd.engine import honoured
 from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import (
     CREATING,
     PruneResult,
     WaitResult,
     _now_nano,
-    _resources_of,
     _Run,
     _settings_of,
     _settle,
-    live_update_resources,
 )
 from pyd.engine.containers.create import ContainerCreate
 from pyd.engine.containers.logfiles import (
@@ -58,7 +55,7 @@ from pyd.engine.containers.logfiles import (
 )
 from pyd.engine.containers.logs import LOG_BACKSTOP
 from pyd.engine.filters import labels_match
-from pyd.engine.spec import parse_update, resources_of, rules
+from pyd.engine.spec import rules
 
 log = Logger()
 
@@ -67,7 +64,7 @@ KILL_WAIT = 10.0
 
 
 class ContainerLifecycle(ContainerCreate):
-    """Start, stop, kill, restart, pause, wait, remove, rename, update, prune."""
+    """Start, stop, kill, restart, pause, wait, remove, prune."""
 
     def _spawn_exit(self, cid: str) -> None:
         """Handle the exit of C{cid}'s current run (L{pyd.engine.containers.restart})."""
@@ -666,98 +663,6 @@ class ContainerLifecycle(ContainerCreate):
             if cid_ not in self._cache:
                 self._locks.pop(cid_, None)
 
-    async def rename(self, ref: str, new_name: str) -> None:
-        """C{docker rename}. @raise Conflict: name taken. @raise InvalidParameter: bad name."""
-        c = self.resolve(ref)
-        if not new_name:
-            raise InvalidParameter("Neither old nor new names may be empty")
-        if not VALID_NAME.match(new_name):
-            raise InvalidParameter(
-                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-            )
-        name = new_name if new_name.startswith("/") else "/" + new_name
-        if name == c.name:
-            raise InvalidParameter("Renaming a container with the same name as its current name")
-        old = c.name
-        c = attrs.evolve(c, name=name)
-        try:
-            await self._repo.save(c)
-        except Conflict as e:
-            raise Conflict(f"Error when allocating new name: {e.message}") from None
-        self._cache[c.id] = c
-        self._emit(c, "rename", oldName=old)
-
-    async def update(self, ref: str, changes: dict[str, Any]) -> list[str]:
-        """C{docker update}: resources and restart policy; live ones go to the runtime.
-
-        @raise InvalidParameter: invalid values, mistyped JSON (dockerd's texts).
-        """
-        changes = parse_update(changes)
-        pre_warnings, skip = honoured.check_update(changes, self.settings.limits)
-        c = self.resolve(ref)
-        async with self._lock(c.id):
-            c = self.resolve(c.id)
-            hc = dict(c.host_config)
-            keys = (
-                "Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
-                "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "KernelMemory",
-                "CpuRealtimePeriod", "CpuRealtimeRuntime", "OomKillDisable",
-            )  # fmt: skip
-            for k in keys:
-                v = None if k in skip else changes.get(k)
-                if v not in (None, 0, "") or (k == "PidsLimit" and v is not None and v != 0):
-                    hc[k] = v
-            if changes.get("NanoCpus"):
-                hc["CpuQuota"] = 0
-                hc["CpuPeriod"] = 0
-            old_swap = c.host_config.get("MemorySwap") or 0
-            if (
-                hc.get("Memory")
-                and changes.get("Memory")
-                and not changes.get("MemorySwap")
-                and old_swap > 0
-                and hc["Memory"] > old_swap
-            ):
-                raise InvalidParameter(
-                    "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"
-                )
-            rp = changes.get("RestartPolicy")
-            if (
-                rp
-                and rp.get("Name") is not None
-                and (rp.get("Name") or rp.get("MaximumRetryCount"))
-            ):
-                rules.validate_restart_policy(rp, bool(hc.get("AutoRemove")))
-                hc["RestartPolicy"] = {
-                    "Name": rp.get("Name") or "no",
-                    "MaximumRetryCount": rp.get("MaximumRetryCount") or 0,
-                }
-            warnings = pre_warnings + rules.validate_resources(hc, self.settings.ncpu)
-            _check_cpu_update(c, changes)
-            if c.state.running:
-                res = oci.build_spec(
-                    oci.RuntimeSpecInput(
-                        args=("x",),
-                        env=(),
-                        cwd="/",
-                        uid=0,
-                        gid=0,
-                        additional_gids=(),
-                        terminal=False,
-                        hostname="",
-                        rootfs="",
-                        resources=_resources_of(resources_of(hc)),
-                    )
-                )["linux"]["resources"]
-                res = live_update_resources(res)
-                try:
-                    await self.runtime.update(c.id, res, runtime=self.oci_runtime(c))
-                except RuntimeFailed as e:
-                    raise SystemError_(f"Cannot update container {c.id}: {e.message}") from e
-            c = await self._save(attrs.evolve(c, host_config=hc))
-            self._emit(c, "update")
-            return warnings
-
     async def prune(self, until_nano: int | None, labels: Sequence[str]) -> PruneResult:
         """Remove every stopped container (optionally older than C{until}, matching labels)."""
         deleted: list[str] = []
@@ -798,20 +703,6 @@ def _staged_names(requested: Sequence[MountSpec], prepared: Sequence[MountSpec])
                 want.source if want.type == "bind" else posixpath.join(want.source, want.subpath)
             )
     return names
-
-
-def _check_cpu_update(c: Container, changes: dict[str, Any]) -> None:
-    """moby container/container_unix.go UpdateContainer: NanoCpus and CpuPeriod/CpuQuota
-    exclude each other across updates (a 409, wrapped by daemon/update.go)."""
-    old = c.host_config
-    for new_key, old_key, text in (
-        ("NanoCpus", "CpuPeriod", "Nano CPUs cannot be updated as CPU Period has already been set"),
-        ("NanoCpus", "CpuQuota", "Nano CPUs cannot be updated as CPU Quota has already been set"),
-        ("CpuPeriod", "NanoCpus", "CPU Period cannot be updated as NanoCPUs has already been set"),
-        ("CpuQuota", "NanoCpus", "CPU Quota cannot be updated as NanoCPUs has already been set"),
-    ):
-        if (changes.get(new_key) or 0) > 0 and (old.get(old_key) or 0) > 0:
-            raise Conflict(f"Cannot update container {c.id}: Conflicting options: {text}")
 
 
 def _delete_bundle(bundle: str) -> None:

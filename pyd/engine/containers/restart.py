@@ -23,7 +23,7 @@ from pyd.drivers.runtime.conmon import (
 )
 from pyd.drivers.runtime.shm import unmount_shm
 from pyd.engine.containers.base import WaitResult, _clear_settings, _now_nano, _settle
-from pyd.engine.containers.lifecycle import ContainerLifecycle
+from pyd.engine.containers.edit import ContainerEdit
 
 log = Logger()
 
@@ -37,7 +37,7 @@ RESTART_MAX = 60.0
 RESTART_RESET_AFTER = 10.0  # a run this long resets the back-off
 
 
-class RestartPolicy(ContainerLifecycle):
+class RestartPolicy(ContainerEdit):
     """Exit handling, restart policies and auto-remove."""
 
     # --- exits -----------------------------------------------------------------------------------
