@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.daemon import PydDaemon, wait_until
+from tests.helpers.daemon import PydDaemon, parse_answer, recv_all, wait_until
 from tests.helpers.images import DEFAULT_TAG
 
 pytestmark = pytest.mark.e2e
@@ -44,25 +44,11 @@ def _connect(pyd: PydDaemon) -> socket.socket:
 
 
 def _read_answer(s: socket.socket) -> tuple[int, bytes]:
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_all(s)
     if data.startswith(b"HTTP/1.1 100 "):  # Expect: 100-continue's interim answer
         data = data.partition(b"\r\n\r\n")[2]
-    head, _, rest = data.partition(b"\r\n\r\n")
-    body = rest
-    if b"transfer-encoding: chunked" in head.lower():
-        body = b""
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line.split(b";")[0] or b"0", 16)
-            if size == 0:
-                break
-            body, rest = body + rest[:size], rest[size + 2 :]
-    return int(head.split(b" ", 2)[1]), body
+    status, _, body = parse_answer(data)
+    return status, body
 
 
 def _put_chunked(pyd: PydDaemon, ref: str, path: str, body: bytes, piece: int) -> tuple[int, bytes]:
@@ -213,12 +199,7 @@ def test_a_body_longer_than_announced_is_cut_at_its_length(pyd: PydDaemon, box: 
             + b"x" * 8000  # more of the "body": a line of the next request to the server
             + b" is not a request\r\n\r\n"
         )
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
     finally:
         s.close()
     assert data.startswith(b"HTTP/1.1 200 ")
@@ -251,12 +232,7 @@ def test_refused_requests_leave_nothing_behind(pyd: PydDaemon, box: str) -> None
             + body
             + b"GET /v1.41/_ping HTTP/1.1\r\nHost: pyd\r\nConnection: close\r\n\r\n"
         )
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
     finally:
         s.close()
     assert data.startswith(b"HTTP/1.1 404 ")

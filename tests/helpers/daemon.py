@@ -44,13 +44,23 @@ def unix_request(
         f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
     )
     s.sendall(req.encode() + (body or b""))
+    data = recv_all(s)
+    s.close()
+    return parse_answer(data)
+
+
+def recv_all(s: socket.socket) -> bytes:
+    """Everything read from C{s} until the peer closes the connection."""
     data = b""
     while True:
         chunk = s.recv(65536)
         if not chunk:
-            break
+            return data
         data += chunk
-    s.close()
+
+
+def parse_answer(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer: its status, headers (names lower-cased) and body (de-chunked)."""
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
