@@ -40,6 +40,7 @@ import sys
 import tarfile
 from typing import IO, Any
 
+from pyd.core.ids import go_quote
 from pyd.drivers import sealed
 
 CHUNK = 1 << 20
@@ -68,10 +69,6 @@ class UntarError(Exception):
 class DirNonDir(UntarError):
     """An entry would replace a directory with a non-directory or the reverse (go-archive's
     C{NoOverwriteDirNonDir}); the message is dockerd's."""
-
-
-def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class _FileTar(tarfile.TarFile):
@@ -495,11 +492,11 @@ def extract(
             if no_dir_non_dir is not None and existing is not None:
                 on_disk, shown = stat.S_ISDIR(existing.st_mode), posixpath.join(no_dir_non_dir, rel)
                 if on_disk and not member.isdir():
-                    raise DirNonDir(f"cannot overwrite directory {_go_quote(shown)} with "
-                                    f"non-directory {_go_quote(no_dir_non_dir)}")  # fmt: skip
+                    raise DirNonDir(f"cannot overwrite directory {go_quote(shown)} with "
+                                    f"non-directory {go_quote(no_dir_non_dir)}")  # fmt: skip
                 if member.isdir() and not on_disk:
-                    raise DirNonDir(f"cannot overwrite non-directory {_go_quote(shown)} with "
-                                    f"directory {_go_quote(no_dir_non_dir)}")  # fmt: skip
+                    raise DirNonDir(f"cannot overwrite non-directory {go_quote(shown)} with "
+                                    f"directory {go_quote(no_dir_non_dir)}")  # fmt: skip
             if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
                 # Never write through what is already there (a symlink could point anywhere).
                 _remove(path)

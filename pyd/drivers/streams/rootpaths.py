@@ -17,6 +17,8 @@ import tarfile
 import time
 from typing import IO, Any
 
+from pyd.core.ids import go_quote
+
 # Go's os.FileMode type bits (what the CLI decodes from X-Docker-Container-Path-Stat).
 GO_MODE_DIR = 1 << 31
 GO_MODE_SYMLINK = 1 << 27
@@ -162,10 +164,6 @@ def extraction_dir(root: str, path: str) -> tuple[str, bool, bool]:
         return host, False, False
 
 
-def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _member_path(name: str) -> str:
     rel = posixpath.normpath("/" + name).lstrip("/")
     return rel or "."
@@ -215,13 +213,13 @@ def dir_non_dir_conflict(
                 path = posixpath.join(dest, rel)
                 if st.S_ISDIR(info.st_mode) and not member.isdir():
                     return (
-                        f"cannot overwrite directory {_go_quote(path)} with non-directory "
-                        f"{_go_quote(dest)}"
+                        f"cannot overwrite directory {go_quote(path)} with non-directory "
+                        f"{go_quote(dest)}"
                     )
                 if not st.S_ISDIR(info.st_mode) and member.isdir():
                     return (
-                        f"cannot overwrite non-directory {_go_quote(path)} with directory "
-                        f"{_go_quote(dest)}"
+                        f"cannot overwrite non-directory {go_quote(path)} with directory "
+                        f"{go_quote(dest)}"
                     )
         except tarfile.TarError:
             return None
