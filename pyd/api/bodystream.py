@@ -103,12 +103,11 @@ class StreamedBody:
             os.close(fd)
             done.errback(RuntimeError("the body is already being fed"))
             return done
-        self._done = done
         if self._dropping:
             os.close(fd)
-            self._done = None
             done.callback(None)
             return done
+        self._done = done
         self._fd = fd
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a file's writes are whole: never watched
             os.set_blocking(fd, False)
