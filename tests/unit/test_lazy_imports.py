@@ -4,14 +4,10 @@ daemon's whole life (docs/performance.md, issue 21)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import unittest
-from pathlib import Path
 
-REPO = str(Path(__file__).resolve().parents[2])
+from tests.helpers.pychild import run_python
 
 SCRIPT = """
 import sys
@@ -102,14 +98,7 @@ class LazyImportTests(unittest.TestCase):
         request counted, no module of a lazily loaded package is imported and the daemon's
         modules have no docstrings; reading a metric then loads prometheus_client."""
         with tempfile.TemporaryDirectory(prefix="pyd-t-lazy-") as root:
-            r = subprocess.run(
-                [sys.executable, "-c", SCRIPT, root],
-                env={**os.environ, "PYTHONPATH": REPO},
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            r = run_python("-c", SCRIPT, root)
         self.assertEqual(r.returncode, 0, r.stderr)
         modules_line, docs_line, metric_line = r.stdout.splitlines()[-3:]
         modules = set(modules_line.split())

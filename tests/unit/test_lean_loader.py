@@ -3,16 +3,11 @@ before; L{pyd.core.lean.forget} and L{pyd.core.lean.lazy_module} (pyd/core/lean.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import types
 import unittest
-from pathlib import Path
 
 from pyd.core.lean import without_docstrings
-
-REPO = str(Path(__file__).resolve().parents[2])
+from tests.helpers.pychild import run_python
 
 SOURCE = '''"""module doc"""
 from __future__ import annotations
@@ -138,14 +133,7 @@ class LeanLoaderProcessTests(unittest.TestCase):
         keep theirs; a forgotten module is gone from sys.modules and its package; a lazy module
         is registered unexecuted, stays so through import statements, and runs anew on its first
         attribute."""
-        r = subprocess.run(
-            [sys.executable, "-c", SCRIPT],
-            env={**os.environ, "PYTHONPATH": REPO},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_python("-c", SCRIPT)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0].split(), ["True", "True", "True", "True", "_NoDocLoader", "True"])

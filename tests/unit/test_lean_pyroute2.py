@@ -3,13 +3,9 @@ still loads for whoever asks for it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import unittest
-from pathlib import Path
 
-REPO = str(Path(__file__).resolve().parents[2])
+from tests.helpers.pychild import run_python
 
 SCRIPT = """
 import sys
@@ -25,13 +21,6 @@ class LeanPyroute2Tests(unittest.TestCase):
     def test_bare_package_then_full_on_demand(self) -> None:
         """Importing the driver leaves NDB/IPDB unloaded; `from pyroute2 import NDB` afterwards
         loads the whole package, whose IPRoute and NetlinkError are the driver's."""
-        r = subprocess.run(
-            [sys.executable, "-c", SCRIPT],
-            env={**os.environ, "PYTHONPATH": REPO},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_python("-c", SCRIPT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.split(), ["True", "True", "True", "True"])

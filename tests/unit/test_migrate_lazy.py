@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import unittest
-from pathlib import Path
 
 from pyd.state import migrate
 from pyd.state.db import make_engine
-
-REPO = str(Path(__file__).resolve().parents[2])
+from tests.helpers.pychild import run_python
 
 CHECK = """
 import sys
@@ -24,13 +20,6 @@ with engine.begin() as conn:
     migrate.upgrade(conn)
 print("alembic" in sys.modules)
 """
-
-
-def _child(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": REPO}
-    return subprocess.run(
-        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 class LazyAlembicTests(unittest.TestCase):
@@ -49,8 +38,8 @@ class LazyAlembicTests(unittest.TestCase):
         checks and "upgrades" it at head never imports Alembic."""
         with tempfile.TemporaryDirectory() as tmp:
             db = os.path.join(tmp, "pyd.db")
-            r = _child("-m", "pyd.state.migrate", db)
+            r = run_python("-m", "pyd.state.migrate", db)
             self.assertEqual(r.returncode, 0, r.stderr)
-            r = _child("-c", CHECK, db)
+            r = run_python("-c", CHECK, db)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout.strip(), "False")

@@ -3,13 +3,9 @@ loads it, complete, on first use (pyd/core/tlsstack.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import unittest
-from pathlib import Path
 
-REPO = str(Path(__file__).resolve().parents[2])
+from tests.helpers.pychild import run_python
 
 SCRIPT = """
 import sys
@@ -41,14 +37,7 @@ class TLSStackTests(unittest.TestCase):
         """After defer(), importing the reactor, endpoints and the daemon's wiring and building
         the registry clients' holder loads no TLS module; the first use of a client loads it and
         endpoints, the reactor and twisted.web.client have their TLS names."""
-        r = subprocess.run(
-            [sys.executable, "-c", SCRIPT],
-            env={**os.environ, "PYTHONPATH": REPO},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_python("-c", SCRIPT)
         self.assertEqual(r.returncode, 0, r.stderr)
         before, after = r.stdout.splitlines()
         self.assertEqual(before, "before - True")
