@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import random
 import re
 
@@ -32,6 +33,15 @@ def go_quote(s: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def go_clean(path: str) -> str:
+    """Go's C{filepath.Clean}, for the paths dockerd cleans (a build's ignore patterns and
+    paths, a container's working directory). POSIX keeps a leading C{//}; Go does not."""
+    out = posixpath.normpath(path) if path else "."
+    if out.startswith("//"):
+        out = "/" + out.lstrip("/")
+    return out
 
 
 def line_safe(value: str, *, spaces: bool = False) -> bool:

@@ -21,19 +21,12 @@ import re
 import attrs
 
 from pyd.core.errors import InvalidParameter
+from pyd.core.ids import go_clean
 
 _BAD_PATTERN = "syntax error in pattern"
 # Characters moby escapes (regexp metacharacters that mean nothing in a filepath pattern);
 # notably not C{^}, which stays a regexp anchor as in moby.
 _ESCAPED = set(".+()|{}$")
-
-
-def go_clean(path: str) -> str:
-    """Go's C{filepath.Clean} (POSIX keeps a leading C{//}; Go does not)."""
-    out = posixpath.normpath(path) if path else "."
-    if out.startswith("//"):
-        out = "/" + out.lstrip("/")
-    return out
 
 
 def read_patterns(data: str | bytes) -> list[str]:

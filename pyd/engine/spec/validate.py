@@ -8,11 +8,10 @@ L{pyd.engine.spec.rules}, which this module calls.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
 from pyd.core.errors import InvalidParameter
-from pyd.core.ids import go_quote, line_safe
+from pyd.core.ids import go_clean, go_quote, line_safe
 from pyd.engine.spec import rules
 
 ULIMIT_NAMES = {
@@ -86,8 +85,7 @@ def translate_working_dir(config: dict[str, Any]) -> None:
         raise InvalidParameter(
             f"the working directory '{wd}' is invalid, it needs to be an absolute path"
         )
-    clean = posixpath.normpath(wd)
-    config["WorkingDir"] = "/" + clean.lstrip("/")  # normpath keeps a leading "//"
+    config["WorkingDir"] = go_clean(wd)
 
 
 def validate_file_names(config: dict[str, Any], hc: dict[str, Any]) -> None:
