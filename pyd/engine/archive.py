@@ -255,7 +255,9 @@ class ArchiveService:
         (dockerd's untar reads its request body so). Re-owning the entries needs the whole tar
         first: then it is written to a file, as a finished body is."""
         if copy_uid_gid and target.user:
-            spool = tempfile.TemporaryFile(dir=self._tmp, prefix="cp-")  # noqa: SIM115 - closed below
+            # made in the io pool, as _spool makes a finished body's file: a file creation may
+            # wait on the disk
+            spool = await self._blocking.run(_spool_file, self._tmp)
             try:
                 await body.feed(os.dup(spool.fileno()))
                 await self.put(ref, path, spool, no_overwrite_dir_non_dir, copy_uid_gid)
@@ -372,9 +374,14 @@ def _file_of(content: IO[bytes]) -> IO[bytes] | None:
         return None
 
 
+def _spool_file(tmp: str) -> IO[bytes]:
+    """An unnamed file in C{tmp} for a body to be written into (closed by the caller)."""
+    return tempfile.TemporaryFile(dir=tmp, prefix="cp-")
+
+
 def _spool(content: IO[bytes], tmp: str) -> IO[bytes]:
     """C{content} copied to an unlinked file under C{tmp}."""
-    out = tempfile.TemporaryFile(dir=tmp, prefix="cp-")  # noqa: SIM115 - returned
+    out = _spool_file(tmp)
     try:
         content.seek(0)
         shutil.copyfileobj(content, out, 1 << 20)
