@@ -27,15 +27,10 @@ class Ipv6OnlyTests(SynchronousTestCase):
     add_container = dual.Ipv6NetworkTests.add_container
     start = dual.Ipv6NetworkTests.start
 
+    create = dual.Ipv6NetworkTests.create
+
     def create6(self, name: str, *config: dict[str, str], **more: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {"Name": name, "EnableIPv4": False, "EnableIPv6": True, **more}
-        if config:
-            body["IPAM"] = {"Config": list(config)}
-        code, out = self.call("POST", "/networks/create", body)
-        self.assertEqual(code, 201, out)
-        code, n = self.call("GET", "/networks/" + name)
-        self.assertEqual(code, 200)
-        return n  # type: ignore[no-any-return]
+        return self.create(name, *config, **{"EnableIPv4": False, **more})
 
     def test_create_and_inspect(self) -> None:
         """Only the IPv6 subnet (asked for, or a /64 of the derived ULA /48); EnableIPv4 false

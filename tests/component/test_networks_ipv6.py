@@ -102,8 +102,11 @@ class Ipv6NetworkTests(SynchronousTestCase):
         raw = self.successResultOf(resp.content())
         return resp.code, (json.loads(raw) if raw.strip() else None)
 
-    def create(self, name: str, *config: dict[str, str], ipv6: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {"Name": name, "EnableIPv6": ipv6}
+    def create(
+        self, name: str, *config: dict[str, str], ipv6: bool = True, **more: Any
+    ) -> dict[str, Any]:
+        """POST /networks/create (C{more}: further body fields), then its inspect."""
+        body: dict[str, Any] = {"Name": name, "EnableIPv6": ipv6, **more}
         if config:
             body["IPAM"] = {"Config": list(config)}
         code, out = self.call("POST", "/networks/create", body)
