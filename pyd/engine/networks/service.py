@@ -19,9 +19,7 @@ from pyd.core.errors import (
     NotFound,
 )
 from pyd.core.ids import go_quote, line_safe, new_id, short_id
-from pyd.core.records import (
-    Network,
-)
+from pyd.core.records import IpamPool, Network
 from pyd.engine.networks import configonly
 from pyd.engine.networks.base import (
     BRIDGE_NAME_OPT,
@@ -195,23 +193,7 @@ class NetworkService(Endpoints):
         exists = await self._blocking(self._nl.link_exists, device)
         if req.options.get(BRIDGE_NAME_OPT) and exists:
             raise Conflict(f"an interface named {device} already exists on the host")
-        n = Network(
-            id=nid,
-            name=name,
-            driver="bridge",
-            created_nano=time.time_ns(),
-            internal=req.internal,
-            attachable=req.attachable,
-            enable_ipv4=req.enable_ipv4,
-            enable_ipv6=req.enable_ipv6,
-            ipam_driver=req.ipam_driver or "default",
-            ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
-            pools=pools,
-            options=dict(req.options),
-            labels=dict(req.labels),
-            bridge=device,
-            config_from=req.config_from,
-        )
+        n = _record(req, nid, name, "bridge", pools, bridge=device)
         await self._repo.add(n)
         self._networks[n.id] = n
         try:
@@ -230,20 +212,7 @@ class NetworkService(Endpoints):
         ValidateIPAM) and stored as given; no driver, bridge or address (libnetwork resets its
         driver to C{null} and its scope to local, whatever was asked)."""
         pools = tuple(attrs.evolve(self._checked_pool(p, []), gateway=p.gateway) for p in req.pools)
-        n = Network(
-            id=new_id(),
-            name=name,
-            driver="null",
-            created_nano=time.time_ns(),
-            enable_ipv4=req.enable_ipv4,
-            enable_ipv6=req.enable_ipv6,
-            ipam_driver=req.ipam_driver or "default",
-            ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
-            pools=pools,
-            options=dict(req.options),
-            labels=dict(req.labels),
-            config_only=True,
-        )
+        n = _record(req, new_id(), name, "null", pools, config_only=True)
         await self._repo.add(n)
         self._networks[n.id] = n
         self._emit("create", n)
@@ -351,6 +320,39 @@ class NetworkService(Endpoints):
             return gone
 
         return await self._locked(run)  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
+
+
+def _record(
+    req: CreateRequest,
+    nid: str,
+    name: str,
+    driver: str,
+    pools: tuple[IpamPool, ...],
+    *,
+    bridge: str | None = None,
+    config_only: bool = False,
+) -> Network:
+    """The Network record of a create request: the families, IPAM, driver options, labels,
+    internal, attachable and config-from as asked, with the network's own id, name, driver,
+    pools and bridge."""
+    return Network(
+        id=nid,
+        name=name,
+        driver=driver,
+        created_nano=time.time_ns(),
+        internal=req.internal,
+        attachable=req.attachable,
+        enable_ipv4=req.enable_ipv4,
+        enable_ipv6=req.enable_ipv6,
+        ipam_driver=req.ipam_driver or "default",
+        ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
+        pools=pools,
+        options=dict(req.options),
+        labels=dict(req.labels),
+        bridge=bridge,
+        config_only=config_only,
+        config_from=req.config_from,
+    )
 
 
 def _label_match(labels: dict[str, str], spec: str) -> bool:
