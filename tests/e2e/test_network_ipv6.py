@@ -91,6 +91,26 @@ class Setup:
         load_busybox(d)
         return d
 
+    def wait_answer_from_b(self, port: int, text: str) -> None:
+        """Wait until B fetches C{text} from A's address on C{port} (the published port, over
+        IPv6, from the other machine); else fail with the last answer, A's ruleset and the
+        daemon's log."""
+        assert self.daemon is not None
+        got: list[str] = []
+
+        def answered() -> bool:
+            r = _in(self.b, sys.executable, "-c", FETCH, f"http://[{self.a_addr}]:{port}/")
+            got.append(r.stdout + r.stderr)
+            return r.returncode == 0 and text in r.stdout
+
+        try:
+            wait_until(answered, timeout=30)
+        except AssertionError:
+            nft = _in(self.a, "nft", "list", "ruleset").stdout
+            raise AssertionError(
+                f"no answer from B: {got[-1:]}\n{nft}\n{self.daemon.log()[-3000:]}"
+            ) from None
+
     def remove(self) -> None:
         if self.daemon is not None:
             self.daemon.cleanup()
@@ -162,18 +182,7 @@ def test_cli_dual_stack_network(v6: Setup) -> None:
     assert body.strip() == "hello-v6"
 
     # The published port, over IPv6, from the other machine.
-    got: list[str] = []
-
-    def answered() -> bool:
-        r = _in(v6.b, sys.executable, "-c", FETCH, f"http://[{v6.a_addr}]:8080/")
-        got.append(r.stdout + r.stderr)
-        return r.returncode == 0 and "hello-v6" in r.stdout
-
-    try:
-        wait_until(answered, timeout=30)
-    except AssertionError:
-        nft = _in(v6.a, "nft", "list", "ruleset").stdout
-        raise AssertionError(f"no answer from B: {got[-1:]}\n{nft}\n{d.log()[-3000:]}") from None
+    v6.wait_answer_from_b(8080, "hello-v6")
     assert _in(v6.a, "sysctl", "-n", "net.ipv6.conf.all.forwarding").stdout.strip() == "1"
     # [::1] on the host itself: NAT cannot carry it, the daemon's userland proxy does (to the
     # container's IPv6 address), and the inspect shows the port on :: too.

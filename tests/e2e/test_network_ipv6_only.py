@@ -7,13 +7,11 @@ the test's own bridges and veths; the namespaces are deleted afterwards, with ev
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_network_ipv6 import FETCH, Setup, _in, _inspect
-from tests.helpers.daemon import wait_until
+from tests.e2e.test_network_ipv6 import Setup, _inspect
 from tests.helpers.images import DEFAULT_TAG
 
 pytestmark = pytest.mark.e2e
@@ -74,20 +72,7 @@ def test_ipv6_only_network(v6only: Setup) -> None:
         assert r.returncode == 0 and f"{s.prefix}:dd::2" in r.stdout, r.stdout + r.stderr
         # -p 8086:80 is bound on IPv6 only, and answers from the other machine.
         assert d.docker("port", "web6", "80").stdout.split() == ["[::]:8086"]
-        got: list[str] = []
-
-        def answered() -> bool:
-            r = _in(s.b, sys.executable, "-c", FETCH, f"http://[{s.a_addr}]:8086/")
-            got.append(r.stdout + r.stderr)
-            return r.returncode == 0 and "hello-v6only" in r.stdout
-
-        try:
-            wait_until(answered, timeout=30)
-        except AssertionError:
-            nft = _in(s.a, "nft", "list", "ruleset").stdout
-            raise AssertionError(
-                f"no answer from B: {got[-1:]}\n{nft}\n{d.log()[-3000:]}"
-            ) from None
+        s.wait_answer_from_b(8086, "hello-v6only")
         # An IPv4 address asked for: moby 28's 400.
         r = d.docker(
             "run", "--rm", "--network", "v6only", "--ip", "10.1.2.3", DEFAULT_TAG, "true",
