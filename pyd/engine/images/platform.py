@@ -15,9 +15,7 @@ import attrs
 
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.core.records import Image
-
-# containerd platforms.NormalizeArch (the common names)
-_ARCH = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386", "armhf": "arm"}
+from pyd.engine.spec.rules import normalize_arch
 
 
 @attrs.frozen
@@ -47,9 +45,7 @@ def matches(want: Platform, have: Platform) -> bool:
     """Whether an image of C{have} serves a request for C{want}."""
     if want.os.lower() != have.os.lower():
         return False
-    wa = _ARCH.get(want.architecture.lower(), want.architecture.lower())
-    ha = _ARCH.get(have.architecture.lower(), have.architecture.lower())
-    if wa != ha:
+    if normalize_arch(want.architecture) != normalize_arch(have.architecture):
         return False
     return not (want.variant and have.variant) or want.variant == have.variant
 

@@ -479,6 +479,13 @@ def parse_platform(value: str, host_arch: str = "amd64") -> tuple[str, str, str]
     return parts[0], arch, variant
 
 
+def normalize_arch(arch: str) -> str:
+    """containerd's C{platforms.NormalizeArch}, the architecture alone: C{x86_64} -> C{amd64},
+    C{aarch64} -> C{arm64}, C{armhf} -> C{arm}."""
+    low = arch.lower()
+    return _ARCH_ALIASES.get(low, (low, ""))[0]
+
+
 def format_platform(os_: str, arch: str, variant: str) -> str:
     """containerd's C{platforms.Format}."""
     return "/".join(p for p in (os_, arch, variant) if p)
