@@ -22,7 +22,7 @@ from pyd.api.wire import (
 )
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.core.records import IpamPool
-from pyd.engine.networks import CreateRequest, NetworkView
+from pyd.engine.networks import CreateRequest, NetworkView, _mac_for
 from pyd.engine.spec import EndpointRequest, parse_connect, schema
 from pyd.engine.spec.gojson import decode, json_float, object_pairs
 
@@ -83,10 +83,11 @@ def network_json(view: NetworkView, with_containers: bool = True) -> dict[str, A
     containers: dict[str, Any] = {}
     if with_containers:
         for att, name in view.endpoints:
+            addr = att.ipv4 or att.ipv6
             containers[att.container_id] = {
                 "Name": name,
                 "EndpointID": att.id,
-                "MacAddress": att.mac or _mac(att.ipv4 or att.ipv6 or ""),
+                "MacAddress": att.mac or (_mac_for(addr) if addr else ""),
                 "IPv4Address": _with_prefix(att.ipv4, n),
                 "IPv6Address": _with_prefix(att.ipv6, n) if n.enable_ipv6 else "",
             }
@@ -128,12 +129,6 @@ def _with_prefix(address: str | None, n: Any) -> str:
         if ip.version == net.version and ip in net:
             return f"{address}/{net.prefixlen}"
     return f"{address}/"
-
-
-def _mac(ip: str) -> str:
-    if not ip:
-        return ""
-    return "02:42:" + ":".join(f"{x:02x}" for x in ipaddress.ip_address(ip).packed[-4:])
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:
