@@ -257,15 +257,23 @@ def _action_of(kind: str, method: str, rest: str) -> str | None:
 
 # builder_builds_failed_total's reasons (moby builder/dockerfile/metrics.go), each exposed at 0
 # before its first failure as dockerd initialises them.
+# The builder counts these (L{pyd.engine.builder.builder}); pyd's builder has no occasion for
+# the other two.
+BUILD_CANCELED = "build_canceled"
+BUILD_TARGET_NOT_REACHABLE = "build_target_not_reachable_error"
+BUILD_DOCKERFILE_EMPTY = "dockerfile_empty_error"
+BUILD_DOCKERFILE_SYNTAX = "dockerfile_syntax_error"
+BUILD_COMMANDS_FAILED = "error_processing_commands_error"
+BUILD_UNKNOWN_INSTRUCTION = "unknown_instruction_error"
 BUILD_FAILURE_REASONS = (
-    "build_canceled",
-    "build_target_not_reachable_error",
+    BUILD_CANCELED,
+    BUILD_TARGET_NOT_REACHABLE,
     "command_not_supported_error",
-    "dockerfile_empty_error",
-    "dockerfile_syntax_error",
-    "error_processing_commands_error",
+    BUILD_DOCKERFILE_EMPTY,
+    BUILD_DOCKERFILE_SYNTAX,
+    BUILD_COMMANDS_FAILED,
     "missing_onbuild_arguments_error",
-    "unknown_instruction_error",
+    BUILD_UNKNOWN_INSTRUCTION,
 )
 
 

@@ -25,6 +25,14 @@ from twisted.logger import Logger
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import Image
 from pyd.core.seams import Blocking, Clock
+from pyd.core.telemetry import (
+    BUILD_CANCELED,
+    BUILD_COMMANDS_FAILED,
+    BUILD_DOCKERFILE_EMPTY,
+    BUILD_DOCKERFILE_SYNTAX,
+    BUILD_TARGET_NOT_REACHABLE,
+    BUILD_UNKNOWN_INSTRUCTION,
+)
 from pyd.engine.builder import frontend, fs, lexer, mounts, scratch
 from pyd.engine.builder.base import (
     DEFAULT_PATH,
@@ -84,15 +92,6 @@ __all__ = [
 
 
 # --- the service -----------------------------------------------------------------------------
-
-
-# builder_builds_failed_total's reasons, moby's builder/dockerfile/metrics.go names.
-FAILED_CANCELED = "build_canceled"
-FAILED_TARGET = "build_target_not_reachable_error"
-FAILED_EMPTY = "dockerfile_empty_error"
-FAILED_SYNTAX = "dockerfile_syntax_error"
-FAILED_COMMANDS = "error_processing_commands_error"
-FAILED_UNKNOWN_INSTRUCTION = "unknown_instruction_error"
 
 
 class BuildService:
@@ -187,20 +186,20 @@ class BuildService:
             raw = await self.io.run(fs.read_dockerfile, context, options.dockerfile)
             await self.io.run(fs.apply_dockerignore, context, (fs.clean_rel(options.dockerfile),))
             if not raw:
-                self._count(FAILED_EMPTY)
+                self._count(BUILD_DOCKERFILE_EMPTY)
                 raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
             try:
                 df = parse(raw)
             except DockerfileError as e:
                 unknown = "unknown instruction" in str(e)
-                self._count(FAILED_UNKNOWN_INSTRUCTION if unknown else FAILED_SYNTAX)
+                self._count(BUILD_UNKNOWN_INSTRUCTION if unknown else BUILD_DOCKERFILE_SYNTAX)
                 raise e.for_file(options.dockerfile) from None
             if not df.stages:
-                self._count(FAILED_EMPTY)
+                self._count(BUILD_DOCKERFILE_EMPTY)
                 raise InvalidParameter(f"the Dockerfile ({options.dockerfile}) cannot be empty")
             if options.target and not any(s.name == options.target.lower() for s in df.stages):
                 # dockerd 20.10: "failed to reach build target x in Dockerfile"
-                self._count(FAILED_TARGET)
+                self._count(BUILD_TARGET_NOT_REACHABLE)
                 raise InvalidParameter(f'target stage "{options.target}" could not be found')
             # A Dockerfile sent from outside the context (.dockerfile.<hex>) is not part of it.
             if os.path.basename(options.dockerfile).startswith(".dockerfile."):
@@ -269,10 +268,12 @@ class BuildService:
             try:
                 return await _Build(self, prepared, progress).run()
             except CancelledError:
-                self._count(FAILED_CANCELED)
+                self._count(BUILD_CANCELED)
                 raise
             except PydError as e:  # a step's failure (BuildFailed), a base image not found...
-                self._count(FAILED_CANCELED if e.message == "Build cancelled" else FAILED_COMMANDS)
+                self._count(
+                    BUILD_CANCELED if e.message == "Build cancelled" else BUILD_COMMANDS_FAILED
+                )
                 raise
         finally:
             # Removing a large context takes a while: do not hold the response for it.
