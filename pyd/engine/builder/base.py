@@ -67,6 +67,13 @@ class BuildFailed(PydError):
         self.code = code
 
 
+class BuildCancelled(BuildFailed):
+    """The client went away during the build (counted as moby's build_canceled)."""
+
+    def __init__(self) -> None:
+        super().__init__("Build cancelled")
+
+
 # --- seams -----------------------------------------------------------------------------------
 
 
@@ -373,7 +380,7 @@ class _BuildBase:
 
     def _check_cancel(self) -> None:
         if self.out.cancelled:
-            raise BuildFailed("Build cancelled")
+            raise BuildCancelled()
 
     def _space_check(self) -> Callable[[], None] | None:
         """The min-free-space check of the data root's filesystem (None: no reserve)."""

@@ -38,6 +38,7 @@ from pyd.engine.builder.base import (
     DEFAULT_PATH,
     PROXY_ARGS,
     BuildArgs,
+    BuildCancelled,
     BuildContainers,
     BuildFailed,
     BuildOptions,
@@ -267,13 +268,11 @@ class BuildService:
                 )
             try:
                 return await _Build(self, prepared, progress).run()
-            except CancelledError:
+            except (CancelledError, BuildCancelled):
                 self._count(BUILD_CANCELED)
                 raise
-            except PydError as e:  # a step's failure (BuildFailed), a base image not found...
-                self._count(
-                    BUILD_CANCELED if e.message == "Build cancelled" else BUILD_COMMANDS_FAILED
-                )
+            except PydError:  # a step's failure (BuildFailed), a base image not found...
+                self._count(BUILD_COMMANDS_FAILED)
                 raise
         finally:
             # Removing a large context takes a while: do not hold the response for it.

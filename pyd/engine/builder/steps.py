@@ -17,7 +17,13 @@ from twisted.logger import Logger
 from pyd.core.deferreds import shield
 from pyd.core.errors import PydError
 from pyd.engine.builder import copier, frontend, fs, lexer, mounts
-from pyd.engine.builder.base import PROXY_ARGS, BuildFailed, _StageState, step_host_config
+from pyd.engine.builder.base import (
+    PROXY_ARGS,
+    BuildCancelled,
+    BuildFailed,
+    _StageState,
+    step_host_config,
+)
 from pyd.engine.builder.cache import _BuildCache
 from pyd.engine.builder.ignore import PatternMatcher
 from pyd.engine.builder.parser import (
@@ -174,7 +180,7 @@ class _BuildSteps(_BuildCache):
                 await shield(self.svc.containers.remove(cid), "removing a build's container")
             except PydError as e:
                 log.warn("removing cancelled build container {cid}: {err}", cid=cid, err=e)
-            raise BuildFailed("Build cancelled")
+            raise BuildCancelled()
         if code != 0:
             raise BuildFailed(
                 f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code=code

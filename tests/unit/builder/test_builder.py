@@ -744,3 +744,23 @@ class BuildMetricsTests(BuilderTestCase):
                 None, "build_target_not_reachable_error",
             ],
         )  # fmt: skip
+
+    def test_cancelled_build_counts_build_canceled(self) -> None:
+        """A client gone while a RUN runs: the build fails as cancelled and is counted so."""
+        progress = FakeProgress()
+
+        def run_and_disconnect(
+            cmd: list[str], config: dict[str, Any], rootfs: str
+        ) -> tuple[bytes, int]:
+            progress.cancelled = True
+            return b"", 0
+
+        self.containers.run_fn = run_and_disconnect
+        prepared = run_sync(
+            self.svc.prepare(
+                make_tar({"Dockerfile": "FROM busybox\nRUN sleep 100\n"}), BuildOptions()
+            )
+        )
+        e = self.assertRaises(BuildFailed, run_sync, self.svc.run(prepared, progress))
+        self.assertEqual(e.message, "Build cancelled")
+        self.assertEqual(self.counted, [None, "build_canceled"])
