@@ -180,7 +180,7 @@ def extract(
     budget: Budget | None = None,
 ) -> int:
     """Write C{members} (read from C{tf}) under C{dest} (a path inside C{root}); return the
-    bytes of regular files written.
+    bytes of regular files written (with a shared C{budget}: by every extraction counted on it).
 
     Member names and hardlink targets are taken relative to C{dest} (a leading C{/} too) and
     cleaned: C{..} cannot climb above the root. Directory modes and times are set last (writing into a directory
