@@ -9,7 +9,9 @@ import os
 import unittest
 from typing import Any
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.test.requesthelper import DummyRequest
 
 from pyd.api.websocket import (
@@ -141,6 +143,10 @@ class FrameTests(unittest.TestCase):
         self.assertEqual(self.transport.value(), b"\x88\x02\x03\xe9")
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.got, [])
+        # the transport closing (what StringTransport never delivers by itself) ends the input
+        self.assertEqual(self.eof, [])
+        self.stream.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.eof, [True])
 
     def test_close_sends_normal_close_once(self) -> None:
         """The attach ending sends a 1000 close frame, once, and nothing after it."""
