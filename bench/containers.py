@@ -8,6 +8,7 @@ into each and times the same docker CLI commands against each, row by row:
   - `docker run -d IMG <long-running>`, then `docker rm -f`;
   - `docker create`, `docker start`, `docker stop` (the process exits on SIGTERM), `docker rm`;
   - K concurrent `docker run --rm IMG true` (wall clock);
+  - one `docker rm` call removing B created containers (B=200: the issue's bulk row);
   - `docker ps -a` and the raw list call with N containers;
   - `docker logs` throughput over a finished container's `seq 1 200000`.
   - a container logging through json-file rotation (max-size=100k, max-file=3).
@@ -74,6 +75,17 @@ def ps_many(d: Daemon, count: int, n: int = 5) -> tuple[float, float]:
     return cli, statistics.median(api)
 
 
+def bulk_rm(d: Daemon, count: int, i: int) -> float:
+    """Milliseconds of one `docker rm` naming C{count} created (never started) containers."""
+    names = [f"pyd-bench-b{i}-{k}" for k in range(count)]
+    for name in names:
+        d.docker("create", "--name", name, IMG, "true", stdout=subprocess.DEVNULL)
+    ms = d.cli_ms("rm", *names)
+    left = d.docker("ps", "-aq", "--filter", f"name=pyd-bench-b{i}-").stdout.split()
+    assert not left, f"{d.name}: {len(left)} containers left after the bulk rm"
+    return ms
+
+
 def logs_throughput(d: Daemon, lines: int) -> tuple[float, float]:
     """MiB/s of `docker logs` (non-follow) over C{lines} short lines, and the MiB read."""
     name = "pyd-bench-logs"
@@ -114,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrent", type=int, default=10)
     ap.add_argument("--ps", type=int, default=100, help="containers for the ps rows")
     ap.add_argument("--log-lines", type=int, default=200_000)
+    ap.add_argument("--bulk", type=int, default=200, help="containers in the bulk rm row")
+    ap.add_argument("--bulk-rounds", type=int, default=3)
     args = ap.parse_args(argv or [])
     n = args.runs
     rows = {
@@ -125,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             ("start", "docker start", "ms", False),
             ("stop", "docker stop (exits on SIGTERM)", "ms", False),
             ("rm", "docker rm (stopped)", "ms", False),
+            ("bulk", f"docker rm of {args.bulk} created containers (one call)", "ms", False),
             ("conc", f"{args.concurrent} concurrent docker run --rm (wall)", "s", False),
             ("ps", f"docker ps -a, {args.ps} containers", "ms", False),
             ("list", f"GET /containers/json?all=1, {args.ps} containers", "ms", False),
@@ -148,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             rows["rund"].values[d.name] = statistics.median(rund[d.name])
             for j, k in enumerate(("create", "start", "stop", "rm")):
                 rows[k].values[d.name] = statistics.median(x[j] for x in life[d.name])
+        bulk: dict[str, list[float]] = {d.name: [] for d in ds}
+        for i in range(args.bulk_rounds):
+            for d in ds:
+                bulk[d.name].append(bulk_rm(d, args.bulk, i))
+        for d in ds:
+            rows["bulk"].values[d.name] = statistics.median(bulk[d.name])
         for d in ds:
             rows["conc"].values[d.name] = concurrent_runs(d, args.concurrent)
         for d in ds:
