@@ -147,6 +147,22 @@ class ContainerRepository:
 
         return self._db.transaction(thd)
 
+    def save_state(self, c: Container) -> Deferred[Container]:
+        """Write only what a state change alters (status, state, restart count): the configs,
+        network settings and mounts are not encoded and written again (issue 21: the
+        "removing" mark of every `rm` and the kill/stop/pause marks rewrote the whole row)."""
+        values = {
+            "status": c.state.status,
+            "state": state_to_json(c.state),
+            "restart_count": c.restart_count,
+        }
+
+        def thd(conn: Connection) -> Container:
+            conn.execute(_UPDATE, {"b_id": c.id, **values})
+            return c
+
+        return self._db.transaction(thd)
+
     def remove(self, container_id: str) -> Deferred[None]:
         """Delete the row (endpoints and volume uses cascade)."""
 

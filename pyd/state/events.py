@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, func, insert, select
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from pyd.core.records import Event
 from pyd.state.db import Database
@@ -14,6 +15,8 @@ from pyd.state.models import EventRow
 # Built once: constructing an ORM-entity INSERT per call cost more than the SQL itself.
 _EVENTS: Table = EventRow.__table__  # type: ignore[assignment]  # SQLAlchemy types __table__ as FromClause; a declarative model's is a Table
 _INSERT = insert(_EVENTS)
+# Many rows in one statement, their ids back in the order given (SQLite's RETURNING).
+_INSERT_MANY = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
 
 
 def _record(row: Any) -> Event:
@@ -29,12 +32,21 @@ def _record(row: Any) -> Event:
 
 
 class EventRepository:
-    """Stores events and reads them back by time window."""
+    """Stores events and reads them back by time window.
+
+    Events are written in batches: while one batch's transaction is on its way, the events
+    emitted meanwhile wait and go together in the next one (one transaction and one multi-row
+    INSERT for all of them). A bulk `docker rm` or `run` emits one event per container; each
+    was a DB round trip of its own on the single DB thread (issue 21). An event's Deferred
+    fires once its batch is committed, in emission order.
+    """
 
     def __init__(self, db: Database, retention: int = 10000) -> None:
         self._db = db
         self.retention = retention
         self._since_prune = 0
+        self._pending: list[tuple[dict[str, Any], Deferred[Event]]] = []
+        self._in_flight = False
 
     def add(
         self,
@@ -45,16 +57,11 @@ class EventRepository:
         scope: str,
         time_nano: int,
     ) -> Deferred[Event]:
-        """Persist one event; every so often drop those beyond the retention bound."""
-        self._since_prune += 1
-        prune = self._since_prune >= 100
-        if prune:
-            self._since_prune = 0
-        retention = self.retention
-
-        def thd(conn: Connection) -> Event:
-            res = conn.execute(
-                _INSERT,
+        """Persist one event (in the next batch); every so often drop those beyond the
+        retention bound."""
+        d: Deferred[Event] = Deferred()
+        self._pending.append(
+            (
                 {
                     "type": type_,
                     "action": action,
@@ -63,21 +70,47 @@ class EventRepository:
                     "scope": scope,
                     "time_nano": time_nano,
                 },
+                d,
             )
-            new_id = res.inserted_primary_key[0] if res.inserted_primary_key else 0
-            if prune:
-                conn.execute(delete(EventRow).where(EventRow.id <= new_id - retention))
-            return Event(
-                id=int(new_id),
-                type=type_,
-                action=action,
-                actor_id=actor_id,
-                attributes=attributes,
-                scope=scope,
-                time_nano=time_nano,
-            )
+        )
+        if not self._in_flight:
+            self._flush()
+        return d
 
-        return self._db.transaction(thd)
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._in_flight = True
+        self._since_prune += len(batch)
+        prune = self._since_prune >= 100
+        if prune:
+            self._since_prune = 0
+        retention = self.retention
+        rows = [params for params, _ in batch]
+
+        def thd(conn: Connection) -> list[int]:
+            if len(rows) == 1:
+                res = conn.execute(_INSERT, rows[0])
+                ids = [int(res.inserted_primary_key[0]) if res.inserted_primary_key else 0]
+            else:
+                ids = [int(r[0]) for r in conn.execute(_INSERT_MANY, rows)]
+            if prune:
+                conn.execute(delete(EventRow).where(EventRow.id <= ids[-1] - retention))
+            return ids
+
+        def done(ids: list[int]) -> None:
+            for (params, d), new_id in zip(batch, ids, strict=True):
+                d.callback(Event(id=new_id, **params))
+
+        def failed(f: Failure) -> None:
+            for _, d in batch:
+                d.errback(f)
+
+        def next_batch(_: object) -> None:
+            self._in_flight = False
+            if self._pending:
+                self._flush()
+
+        self._db.transaction(thd).addCallbacks(done, failed).addBoth(next_batch)
 
     def between(
         self,

@@ -216,6 +216,14 @@ _DELETE_LAYER = (
 )
 
 
+# One statement where a read and a delete were: the row goes and says which chain it held.
+_DELETE_RW = (
+    delete(RwLayerRow)
+    .where(RwLayerRow.container_id == bindparam("b_cid"))
+    .returning(RwLayerRow.top_layer)
+)
+
+
 def _release_chain(conn: Connection, top: str | None) -> list[Layer]:
     """Delete the unused layers of a chain from the top down; return them."""
     released: list[Layer] = []
@@ -577,12 +585,9 @@ class ImageRepository:
         """Forget a writable layer; fire with the layers no longer used by anything."""
 
         def thd(conn: Connection) -> list[Layer]:
-            row = conn.execute(
-                select(RwLayerRow.top_layer).where(RwLayerRow.container_id == container_id)
-            ).first()
+            row = conn.execute(_DELETE_RW, {"b_cid": container_id}).first()
             if row is None:
                 return []
-            conn.execute(delete(RwLayerRow).where(RwLayerRow.container_id == container_id))
             return _release_chain(conn, row.top_layer)
 
         return self._write((LAYERS,), thd)

@@ -308,3 +308,39 @@ class ReconcileTests:
         assert wait_http("127.0.0.1", p) == "still here"
         active = {a.container_id for a in net.service._active}
         assert active == {live}
+
+
+class RemoveReleaseTests:
+    """On `rm`, a container that holds nothing (stopped, or never started) costs no teardown;
+    one that still holds a namespace or endpoints is torn down in full (issue 21)."""
+
+    def test_release_of_a_running_container_tears_it_down(self, net: NetHarness) -> None:
+        """A running container's rm -f path: the namespace, its veth and its address go."""
+        cid = net.add_container("web")
+        s = _setup(net, cid, "web")
+        assert os.path.exists(s.netns_path)
+        result(net.service.release(cid))
+        assert not os.path.exists(s.netns_path)
+        assert cid not in {a.container_id for a in net.service._active}
+
+    def test_leftover_namespace_is_removed(self, net: NetHarness) -> None:
+        """A pinned namespace with no endpoint (a start cut short, say) is still unpinned."""
+        cid = net.add_container("half")
+        path = net.service.netns_path(cid)
+        net.netlink.create_netns(path)
+        try:
+            assert os.path.exists(path)
+            result(net.service.release(cid))
+            assert not os.path.exists(path)
+        finally:
+            net.netlink.remove_netns(path)
+
+    def test_stopped_container_holds_nothing(self, net: NetHarness) -> None:
+        """After the stop's teardown, the release finds nothing to do and changes nothing."""
+        cid = net.add_container("stopped")
+        s = _setup(net, cid, "stopped")
+        result(net.service.teardown(cid))
+        net.set_running(cid, False)
+        assert not os.path.exists(s.netns_path)
+        assert net.service._holds_nothing(cid)
+        result(net.service.release(cid))

@@ -510,6 +510,14 @@ class ContainerBase:
             self._cache[c.id] = c
         return c
 
+    async def _save_state(self, c: Container) -> Container:
+        """L{_save} for a record that differs from the stored one in its state (and restart
+        count) only: the one row's state columns are written, not the whole row."""
+        await self._repo.save_state(c)
+        if c.id in self._cache:
+            self._cache[c.id] = c
+        return c
+
     def _attrs(self, c: Container, **more: str) -> dict[str, str]:
         # Every event reads the labels and image: straight from the stored config when they are
         # well typed (always, since the typed door), without decoding the whole spec again.

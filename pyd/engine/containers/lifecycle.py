@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import signal as _signal
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,6 +38,7 @@ from pyd.drivers.runtime.conmon import (
 )
 from pyd.drivers.runtime.oci import OciRuntime
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
+from pyd.drivers.storage.layers import remove_tree
 from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import (
     CREATING,
@@ -385,7 +385,7 @@ class ContainerLifecycle(ContainerCreate):
                 c.state.status in ("exited", "created") and c.id in self._restart_calls
             ):
                 self._cancel_restart(c.id)
-                c = await self._save(
+                c = await self._save_state(
                     attrs.evolve(
                         c, state=attrs.evolve(c.state, status="exited", manually_stopped=True)
                     )
@@ -398,7 +398,9 @@ class ContainerLifecycle(ContainerCreate):
             self._emit(self.resolve(c.id), "stop")
 
     async def _stop(self, c: Container, timeout: int | None, signal: str | None) -> None:
-        c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True)))
+        c = await self._save_state(
+            attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
+        )
         process = self.spec_of(c).process
         sig = rules.parse_signal(signal or process.stop_signal or None)
         if timeout is None:
@@ -479,7 +481,7 @@ class ContainerLifecycle(ContainerCreate):
         except NotFound as e:
             raise NotFound(f"cannot kill container: {ref}: {e.message}") from None
         if c.state.status == "restarting" and self._cancel_restart(c.id):
-            c = await self._save(
+            c = await self._save_state(
                 attrs.evolve(c, state=attrs.evolve(c.state, status="exited", manually_stopped=True))
             )
             self._emit(c, "kill", signal=str(sig))
@@ -488,7 +490,7 @@ class ContainerLifecycle(ContainerCreate):
             raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
         stop_sig = rules.parse_signal(self.spec_of(c).process.stop_signal or None)
         if sig in (_signal.SIGKILL, stop_sig):
-            c = await self._save(
+            c = await self._save_state(
                 attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
             )
         self._emit(c, "kill", signal=str(sig))
@@ -531,16 +533,16 @@ class ContainerLifecycle(ContainerCreate):
                 # marked before the runtime pauses it: a crash between the two must still
                 # find the pause to be the commit's
                 mark = attrs.evolve(c.state, paused_for_commit=True)
-                c = await self._save(attrs.evolve(c, state=mark))
+                c = await self._save_state(attrs.evolve(c, state=mark))
             try:
                 await self.runtime.pause(c.id, runtime=self.oci_runtime(c))
             except RuntimeFailed as e:
                 if for_commit:
                     unmark = attrs.evolve(c.state, paused_for_commit=False)
-                    await self._save(attrs.evolve(c, state=unmark))
+                    await self._save_state(attrs.evolve(c, state=unmark))
                 raise SystemError_(f"Cannot pause container {c.id}: {e.message}") from e
             state = attrs.evolve(c.state, status="paused", paused_for_commit=for_commit)
-            c = await self._save(attrs.evolve(c, state=state))
+            c = await self._save_state(attrs.evolve(c, state=state))
             self._emit(c, "pause")
 
     async def unpause(self, ref: str) -> None:
@@ -555,7 +557,7 @@ class ContainerLifecycle(ContainerCreate):
             except RuntimeFailed as e:
                 raise SystemError_(f"Cannot unpause container {c.id}: {e.message}") from e
             state = attrs.evolve(c.state, status="running", paused_for_commit=False)
-            c = await self._save(attrs.evolve(c, state=state))
+            c = await self._save_state(attrs.evolve(c, state=state))
             self._emit(c, "unpause")
 
     # --- wait ------------------------------------------------------------------------------------
@@ -616,7 +618,7 @@ class ContainerLifecycle(ContainerCreate):
                 )
             self._cancel_restart(c.id)
             if c.state.running:
-                c = await self._save(
+                c = await self._save_state(
                     attrs.evolve(c, state=attrs.evolve(c.state, manually_stopped=True))
                 )
                 self._emit(c, "kill", signal=str(int(_signal.SIGKILL)))
@@ -626,7 +628,9 @@ class ContainerLifecycle(ContainerCreate):
                 await self._wait_exit(c.id, 30.0)
                 c = self._cache.get(c.id, c)
             prev = c.state.status
-            c = await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status="removing")))
+            c = await self._save_state(
+                attrs.evolve(c, state=attrs.evolve(c.state, status="removing"))
+            )
             try:
                 try:
                     await self.runtime.delete(c.id, force=True, runtime=self.oci_runtime(c))
@@ -643,7 +647,7 @@ class ContainerLifecycle(ContainerCreate):
                 await self._volumes.release(c.id, volumes, final)
                 await self._repo.remove(c.id)
             except BaseException:
-                await self._save(attrs.evolve(c, state=attrs.evolve(c.state, status=prev)))
+                await self._save_state(attrs.evolve(c, state=attrs.evolve(c.state, status=prev)))
                 raise
             self._cache.pop(c.id, None)
             self._backoff.pop(c.id, None)
@@ -708,4 +712,4 @@ def _staged_names(requested: Sequence[MountSpec], prepared: Sequence[MountSpec])
 def _delete_bundle(bundle: str) -> None:
     """Unmount the container's /dev/shm and delete its bundle, in one io round trip."""
     unmount_shm(os.path.join(bundle, "shm"))
-    shutil.rmtree(bundle, True)
+    remove_tree(bundle)

@@ -1,0 +1,78 @@
+"""EventRepository writes the events emitted while a batch is on the DB thread together, in one
+transaction, and answers each emitter in order with the id the database gave it (issue 21: a
+bulk rm or run paid one DB round trip per event)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from pyd.core.records import Event
+from pyd.state import migrate
+from pyd.state.db import Database, make_engine
+from pyd.state.events import EventRepository
+from tests.unit.test_volume_repo_cache import QueuedBlocking
+
+
+class EventBatchTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.blocking = QueuedBlocking()
+        self.db = Database(make_engine(None), self.blocking)  # type: ignore[arg-type]  # QueuedBlocking stands in for the DB thread's Blocking
+        self.db.run_sync(migrate.upgrade)
+        self.addCleanup(self.db.close)
+        self.repo = EventRepository(self.db)
+        self.begins = 0
+        event.listen(Engine, "begin", self._begin)
+        self.addCleanup(event.remove, Engine, "begin", self._begin)
+
+    def _begin(self, conn: Any) -> None:
+        self.begins += 1
+
+    def emit(self, action: str, t: int) -> Deferred[Event]:
+        return self.repo.add("container", action, "c" * 64, {"name": action}, "local", t)
+
+    def test_events_emitted_during_a_write_share_the_next_transaction(self) -> None:
+        """The first event goes alone; the four emitted while it is on the DB thread go in one
+        transaction after it; every Deferred fires with its own event and ids ascend in
+        emission order."""
+        fired: list[Event] = []
+        first = self.emit("create", 1)
+        first.addCallback(fired.append)
+        self.assertEqual(len(self.blocking.pending), 1)
+        rest = [self.emit(f"a{i}", 2 + i) for i in range(4)]
+        for d in rest:
+            d.addCallback(fired.append)
+        self.assertEqual(len(self.blocking.pending), 1)  # they wait for the first batch
+        self.blocking.step(0)
+        self.assertEqual([e.action for e in fired], ["create"])
+        self.assertEqual(len(self.blocking.pending), 1)  # the four, as one call
+        self.blocking.step(0)
+        self.assertEqual(self.blocking.pending, [])
+        self.assertEqual([e.action for e in fired], ["create", "a0", "a1", "a2", "a3"])
+        ids = [e.id for e in fired]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), 5)
+        self.assertEqual(self.begins, 2)
+        history = self.repo.between(0, None)
+        self.blocking.step(0)
+        got = self.successResultOf(history)
+        self.assertEqual(
+            [(e.id, e.action, e.time_nano) for e in got],
+            [(e.id, e.action, e.time_nano) for e in fired],
+        )
+        self.assertEqual(got[1].attributes, {"name": "a0"})
+
+    def test_a_failed_batch_fails_each_of_its_events_and_the_next_batch_still_goes(self) -> None:
+        """A write that fails errbacks every event of its batch; events emitted after it are
+        written by the next batch."""
+        first = self.emit("create", 1)
+        _fn, _args, d = self.blocking.pending.pop(0)
+        d.errback(RuntimeError("disk full"))
+        self.failureResultOf(first, RuntimeError)
+        later = self.emit("start", 2)
+        self.blocking.step(0)
+        self.assertEqual(self.successResultOf(later).action, "start")
