@@ -71,6 +71,46 @@ class SeccompTests:
         assert "touched" in r.stdout and "made" not in r.stdout
         assert "Operation not permitted" in r.stderr
 
+    def test_compiled_filter_reused_only_for_its_profile(
+        self, pyd: PydDaemon, tmp_path: object
+    ) -> None:
+        """crun's compiled filter is handed to the next container of the same profile (issue
+        21): the first create compiles (no annotation), the next ones carry the annotation and
+        are still confined by that profile; a container of another profile is not."""
+        profile = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO"},
+            ],
+        }
+        path = os.path.join(str(tmp_path), "nochmod.json")
+        with open(path, "w") as f:
+            json.dump(profile, f)
+        probe = "touch /tmp/f; chmod 600 /tmp/f && echo chmod-ok; sleep 30"
+        ids = []
+        for _ in range(3):
+            cid = pyd.docker(
+                "run", "-d", "--security-opt", f"seccomp={path}", IMG, "sh", "-c", probe
+            ).stdout.strip()
+            ids.append(cid)
+        other = pyd.docker("run", "-d", IMG, "sh", "-c", probe).stdout.strip()
+        try:
+            annotated = []
+            for cid in ids:
+                with open(os.path.join(pyd.data_root, "containers", cid, "config.json")) as f:
+                    spec = json.load(f)
+                annotated.append("run.oci.seccomp_bpf_data" in spec.get("annotations", {}))
+                status = pyd.docker("exec", cid, "grep", "^Seccomp:", "/proc/1/status").stdout
+                assert status.split()[-1] == "2"
+            assert annotated == [False, True, True]
+            for cid in [*ids, other]:
+                pyd.docker("stop", "-t", "0", cid)
+            logs = [pyd.docker("logs", cid).stdout + pyd.docker("logs", cid).stderr for cid in ids]
+            assert all("chmod-ok" not in out and "not permitted" in out for out in logs), logs
+            assert "chmod-ok" in pyd.docker("logs", other).stdout
+        finally:
+            pyd.docker("rm", "-f", *ids, other, check=False)
+
     def test_bad_profile_refused(self, pyd: PydDaemon, tmp_path: object) -> None:
         """A profile with both architectures and archMap: dockerd's text, nothing created."""
         path = os.path.join(str(tmp_path), "bad.json")

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from pyd.core.seams import Blocking, IProcessReactor
 from pyd.drivers.process import ProcessResult, ProcessRunner
 from pyd.drivers.runtime import cgroups
+from pyd.drivers.runtime.bpfcache import FilterCache
 from pyd.drivers.runtime.oci import OciRuntime
 
 log = Logger()
@@ -293,6 +294,7 @@ class ConmonRuntime:
         self._reactor = reactor
         self._runner = runner
         self._blocking = blocking
+        self._filters = FilterCache()
         self.exec_root = exec_root
         # the runtime's messages reach clients: never with these host paths in them
         self._roots = {exec_root: "<exec-root>", data_root: "<data-root>"}
@@ -420,13 +422,15 @@ class ConmonRuntime:
         bundle = opts.bundle
         log_path = opts.log_path or os.path.join(bundle, "ctr.log")
         rt = self._rt(opts.runtime)
+        filter_key = self._filters.key(opts.spec, rt)
+        spec = self._filters.with_filter(opts.spec, filter_key)
 
         def prepare() -> int:
             os.makedirs(rt.root, mode=0o700, exist_ok=True)
             os.makedirs(bundle, mode=0o700, exist_ok=True)
             tmp = os.path.join(bundle, "config.json.tmp")
             with open(tmp, "w") as f:
-                json.dump(opts.spec, f)
+                json.dump(spec, f)
             os.replace(tmp, os.path.join(bundle, "config.json"))
             for stale in (
                 os.path.join(self.exits_dir, cid),
@@ -512,6 +516,10 @@ class ConmonRuntime:
                     _read_text, os.path.join(bundle, "conmon.stderr")
                 )
             raise RuntimeFailed("create", self._message(message, opts.path_names))
+        if filter_key is not None and not self._filters.known(filter_key):
+            data = await self._blocking.run(FilterCache.read, rt, cid)
+            if data is not None:
+                self._filters.keep(filter_key, data)
         return pid
 
     async def start(self, container_id: str, runtime: OciRuntime | None = None) -> None:
