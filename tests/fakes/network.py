@@ -96,6 +96,12 @@ class FakeNetlink:
         self.in_use.discard(path)
         return True
 
+    def release_netns(self, path: str, host_ifnames: Sequence[str]) -> None:
+        # the kernel takes the veth pairs with the namespace
+        for name in host_ifnames:
+            self.host_veths.discard(name)
+        self.remove_netns(path)
+
     def netns_in_use(self, path: str) -> bool:
         return path in self.in_use
 

@@ -344,3 +344,35 @@ class RemoveReleaseTests:
         assert not os.path.exists(s.netns_path)
         assert net.service._holds_nothing(cid)
         result(net.service.release(cid))
+
+    def test_released_veth_name_is_usable_at_once(self, net: NetHarness) -> None:
+        """A stop releases the namespace without waiting for its veth to be destroyed; the
+        same container started again at once gets the same host interface name, which the
+        driver frees first (EEXIST) instead of failing. The released host end is down as soon
+        as the release returns. (A descriptor keeps the old namespace, and so the old pair,
+        alive: the name is certainly still taken at the second attach.)"""
+        from pyd.drivers.network.netlink import Interface
+
+        nl = net.netlink
+        host_if = "pydtv" + os.urandom(4).hex()
+        paths = [os.path.join(net.exec_root, "netns", f"t{i}") for i in range(2)]
+        iface = Interface(net.bridge, host_if, "eth0", "", 0, "02:42:0a:00:00:09", None)
+        held = -1
+        try:
+            nl.create_netns(paths[0])
+            nl.attach(paths[0], iface)
+            held = os.open(paths[0], os.O_RDONLY)
+            nl.release_netns(paths[0], [host_if])
+            state = subprocess.run(
+                ["ip", "-br", "link", "show", host_if], capture_output=True, text=True
+            ).stdout
+            assert host_if in state and " UP " not in state, state
+            nl.create_netns(paths[1])
+            nl.attach(paths[1], iface)
+            assert "eth0@" in net.in_ns(paths[1], "ip", "-br", "link").stdout
+        finally:
+            if held >= 0:
+                os.close(held)
+            for p in paths:
+                nl.remove_netns(p)
+            nl.delete_link(host_if)

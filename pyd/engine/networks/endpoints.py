@@ -9,7 +9,9 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pyd.core.errors import (
     Conflict,
@@ -222,8 +224,14 @@ class Endpoints(Ipam, Ports, Dns):
         if mode.startswith("container:"):
             return await self._setup_joined(mode.split(":", 1)[1], req)
         path = self.netns_path(cid)
-        await self._blocking(self._nl.remove_netns, path)
-        await self._stop_dns(cid)
+        # What a run the daemon died in may have left (the common case, nothing, costs two
+        # stats instead of two io round trips).
+        if os.path.lexists(path):
+            await self._blocking(self._nl.remove_netns, path)
+        if os.path.lexists(self._dns_marker(cid)) or (
+            self._dns is not None and self._dns.ports(cid) is not None
+        ):
+            await self._stop_dns(cid)
         if mode == "none" and not await self._left_none(cid):
             await self._blocking(self._nl.create_netns, path)
             return NetworkSetup(
@@ -395,6 +403,7 @@ class Endpoints(Ipam, Ports, Dns):
         cfg.update({"name": name, "ifname": ifname, "host_ifname": host_if})
         await self._repo.update_endpoint(att.id, config=cfg)
         mtu = int(net.options.get(MTU_OPT) or self.config.mtu)
+        await self._reaped(host_if)
         await self._blocking(
             self._nl.attach,
             path,
@@ -455,9 +464,12 @@ class Endpoints(Ipam, Ports, Dns):
             return
         atts = await self._repo.endpoints(container_id=cid)
         await self._stop_dns(cid)
-        await self._blocking(self._nl.remove_netns, self.netns_path(cid))
-        for a in atts:
-            await self._blocking(self._nl.delete_link, _veth_name(cid, a.network_id))
+        names = [_veth_name(cid, a.network_id) for a in atts]
+        # One io round trip: the host ends go down and the namespace is unpinned; the veths'
+        # deletion (tens of milliseconds of the kernel's) is not waited for (issue 21: it was
+        # on the path of every stop and `run --rm`).
+        await self._blocking(self._nl.release_netns, self.netns_path(cid), names)
+        self._reap(names)
         was_active = [a for a in atts if a.plugged]
         if removing and not was_active:
             # A container that is not running (never started, or torn down at its stop): no
@@ -470,6 +482,35 @@ class Endpoints(Ipam, Ports, Dns):
             net = self._networks.get(a.network_id)
             if net is not None:
                 self._emit("disconnect", net, container=cid)
+
+    def _reap(self, names: Sequence[str]) -> None:
+        """Delete released host ends in the background (gone already, with their namespace,
+        unless something still holds it); an attach of the same name waits (L{_reaped})."""
+        for name in names:
+            d: Deferred[object] = Deferred.fromCoroutine(self._blocking(self._nl.delete_link, name))
+
+            def done(result: object, name: str = name, d: Deferred[object] = d) -> None:
+                if self._reaping.get(name) is d:
+                    del self._reaping[name]
+                if isinstance(result, Failure):
+                    log.warn("deleting {name}: {err}", name=name, err=result.getErrorMessage())
+
+            self._reaping[name] = d
+            d.addBoth(done)
+
+    async def _reaped(self, name: str) -> None:
+        """Once the background deletion of host end C{name}, if any, has ended."""
+        pending = self._reaping.get(name)
+        if pending is None or pending.called:
+            return
+        waiter: Deferred[None] = Deferred()
+
+        def release(result: object) -> object:
+            waiter.callback(None)
+            return result
+
+        pending.addBoth(release)
+        await waiter
 
     def _holds_nothing(self, cid: str) -> bool:
         """Whether a container being removed holds no network resource: no plugged endpoint
