@@ -195,7 +195,7 @@ def build_service(
         settings,
         before_start=[lambda cid, sock: attach.before_start(cid, sock)],
         on_gone=[lambda cid: attach.container_gone(cid), lambda cid: execs.container_gone(cid)],
-        rw_size=images.rw_layer_size,
+        rw_sizes=images.rw_layer_sizes,
         rw_paths=images.rw_layer_paths,
         exec_ids=lambda cid: execs.container_execs(cid),
         log_watcher=drv.log_watcher,

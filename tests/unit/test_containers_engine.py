@@ -7,7 +7,7 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -778,10 +778,10 @@ class RemoveTests(EngineTestBase):
         """SpaceReclaimed: the writable layers of the removed containers, measured before."""
         sizes: dict[str, int] = {}
 
-        async def rw_size(cid: str) -> int:
-            return sizes[cid]
+        async def rw_sizes(cids: Sequence[str]) -> list[int]:
+            return [sizes[cid] for cid in cids]
 
-        self.svc.rw_size = rw_size
+        self.svc.rw_sizes = rw_sizes
         a, b = self.create(), self.create()
         running = self.started(Cmd=["sleep", "1"])
         sizes.update({a: 1000, b: 234, running: 5000})

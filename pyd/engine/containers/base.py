@@ -67,6 +67,7 @@ log = Logger()
 CREATING = "creating"
 # Writable layers measured at once by C{sizes_of} (each a directory walk in the io pool).
 RW_SIZES_AT_ONCE = 4
+RW_SIZES_CHUNK = 32
 
 
 @attrs.frozen
@@ -209,7 +210,7 @@ class ContainerBase:
         *,
         before_start: Sequence[Callable[[str, str], Awaitable[None]]] = (),
         on_gone: Sequence[Callable[[str], None]] = (),
-        rw_size: Callable[[str], Awaitable[int]] | None = None,
+        rw_sizes: Callable[[Sequence[str]], Awaitable[list[int]]] | None = None,
         rw_paths: Callable[[str], Awaitable[dict[str, str]]] | None = None,
         exec_ids: Callable[[str], list[str]] | None = None,
         log_watcher: DirWatcher | None = None,
@@ -236,7 +237,7 @@ class ContainerBase:
         # connect to the new attach socket then), and when a container is gone.
         self.before_start = list(before_start)
         # Optional image-store hooks: bytes in the writable layer, overlay paths for inspect.
-        self.rw_size = rw_size
+        self.rw_sizes = rw_sizes
         self.rw_paths = rw_paths
         # The exec service's sessions of a container (inspect's ExecIDs).
         self.exec_ids = exec_ids
@@ -596,23 +597,31 @@ class ContainerBase:
         layers measured at the same time (C{system df} and C{ps -s} of a thousand containers
         made a database round trip and a thread hop after another for each)."""
         image_sizes = await self._images.image_sizes() if cs else {}
-        # a few at a time: the io pool's other users (starts, copies) are not queued behind all
+        # a chunk of layers per io call, a few calls at a time: the io pool's other users
+        # (starts, copies) are not queued behind all, and a thousand layers are not a thousand
+        # thread hops and Deferreds
         gate = DeferredSemaphore(RW_SIZES_AT_ONCE)
+        ids = [c.id for c in cs]
 
-        async def rw_of(cid: str) -> int:
-            if self.rw_size is None:
-                return 0
+        async def chunk(part: Sequence[str]) -> list[int]:
+            if self.rw_sizes is None:
+                return [0] * len(part)
             await gate.acquire()
             try:
-                return await self.rw_size(cid)
+                return await self.rw_sizes(part)
             except (PydError, OSError):
-                return 0
+                return [0] * len(part)
             finally:
                 gate.release()
 
-        results = await gatherResults(
-            [Deferred.fromCoroutine(rw_of(c.id)) for c in cs], consumeErrors=True
-        )
+        parts = [ids[i : i + RW_SIZES_CHUNK] for i in range(0, len(ids), RW_SIZES_CHUNK)]
+        results = [
+            rw
+            for sizes in await gatherResults(
+                [Deferred.fromCoroutine(chunk(p)) for p in parts], consumeErrors=True
+            )
+            for rw in sizes
+        ]
         return [
             (rw, rw + image_sizes.get(c.image_id, 0)) for c, rw in zip(cs, results, strict=True)
         ]

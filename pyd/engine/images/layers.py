@@ -5,7 +5,7 @@ C{docker diff} over the overlay directories of the L{LayerStore}.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from twisted.logger import Logger
 
@@ -62,9 +62,20 @@ class WritableLayers(ImageStoreBase):
         released = await self._repo.delete_rw(container_id)
         await self._remove_layer_dirs(released)
 
-    async def rw_layer_size(self, container_id: str) -> int:
-        """Bytes the container wrote (C{SizeRw})."""
-        return await self._io.run(self._store.rw_size, container_id)
+    async def rw_layer_sizes(self, container_ids: Sequence[str]) -> list[int]:
+        """Bytes each container wrote (C{SizeRw}), in one io call; 0 for a layer that cannot
+        be measured (gone meanwhile, say)."""
+
+        def measure() -> list[int]:
+            out = []
+            for cid in container_ids:
+                try:
+                    out.append(self._store.rw_size(cid))
+                except OSError:
+                    out.append(0)
+            return out
+
+        return await self._io.run(measure)
 
     async def rw_layer_paths(self, container_id: str) -> dict[str, str]:
         """The overlay directories of a container (C{GraphDriver.Data} of container inspect)."""
