@@ -3,6 +3,7 @@ before; L{pyd.core.lean.forget} and L{pyd.core.lean.lazy_module} (pyd/core/lean.
 
 from __future__ import annotations
 
+import os
 import types
 import unittest
 
@@ -140,3 +141,51 @@ class LeanLoaderProcessTests(unittest.TestCase):
         self.assertEqual(lines[1].split(), ["False", "False"])
         self.assertEqual(lines[2].split(), ["LazyModule", "True", "True", "True"])
         self.assertEqual(lines[3].split(), ["CookieJar", "False", "module"])
+
+
+CACHE_SCRIPT = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from pyd.core import lean
+lean.drop_docstrings()
+import cachedmod
+print(cachedmod.VALUE, cachedmod.f.__doc__, cachedmod.__doc__)
+"""
+
+
+class NoDocCacheTests(unittest.TestCase):
+    def test_stripped_code_is_cached_and_follows_the_source(self) -> None:
+        """The first import writes __pycache__/<mod>.*.nodoc.pyc; the next process loads it
+        (the docstrings still gone); an edited source is loaded anew, not the stale cache; a
+        corrupt cache file is ignored."""
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="pyd-nodoc-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(d))
+        src = os.path.join(d, "cachedmod.py")
+
+        def write(value: int) -> None:
+            with open(src, "w") as f:
+                f.write(f'"""mod doc"""\nVALUE = {value}\n\ndef f():\n    """f doc"""\n')
+
+        def load() -> str:
+            r = run_python("-c", CACHE_SCRIPT, d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout.strip()
+
+        write(1)
+        self.assertEqual(load(), "1 None None")
+        cached = [n for n in os.listdir(os.path.join(d, "__pycache__")) if ".nodoc." in n]
+        self.assertEqual(len(cached), 1)
+        path = os.path.join(d, "__pycache__", cached[0])
+        with open(path, "rb") as f:
+            data = f.read()
+        self.assertEqual(load(), "1 None None")
+        write(22)  # another size: the cache no longer matches
+        self.assertEqual(load(), "22 None None")
+        with open(path, "rb") as f:
+            self.assertNotEqual(f.read(), data)  # written again for the new source
+        with open(path, "r+b") as f:
+            f.seek(24)
+            f.write(b"\xff\xff\xff\xff")  # corrupt the code
+        self.assertEqual(load(), "22 None None")
