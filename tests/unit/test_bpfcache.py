@@ -35,6 +35,9 @@ class FilterCacheTests(SynchronousTestCase):
         self.assertIsNone(FilterCache.key(spec(flags=["SECCOMP_FILTER_FLAG_LOG"]), CRUN))
         self.assertIsNone(FilterCache.key(spec(listenerPath="/run/l.sock"), CRUN))
         self.assertIsNone(FilterCache.key({"linux": {}}, CRUN))
+        for own in ("run.oci.seccomp_bpf_data", "run.oci.seccomp_fail_unknown_syscall"):
+            self.assertIsNone(FilterCache.key({**spec(), "annotations": {own: "1"}}, CRUN))
+        self.assertIsNotNone(FilterCache.key({**spec(), "annotations": {"org.x": "1"}}, CRUN))
 
     def test_with_filter_only_once_kept(self) -> None:
         cache = FilterCache()

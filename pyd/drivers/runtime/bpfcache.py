@@ -12,7 +12,8 @@ restart compiles again.
 
 Only for crun (runc has no such annotation) and only for sections whose whole meaning is the
 filter: a section with C{flags} or a notification listener is compiled every time, since
-crun ignores the section when given the annotation.
+crun ignores the section when given the annotation; so is the filter of a container that
+carries crun annotations of its own (C{run.oci.*}, which an admin may set).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class FilterCache:
         if not section or not _crun(rt):
             return None
         if section.get("flags") or section.get("listenerPath") or section.get("listenerMetadata"):
+            return None
+        # A container's own crun annotations may change how its filter is made or replace it
+        # (run.oci.seccomp_bpf_data, run.oci.seccomp_fail_unknown_syscall...): such a filter
+        # is neither reused for it nor kept for others.
+        if any(k.startswith("run.oci.") for k in spec.get("annotations") or {}):
             return None
         text = json.dumps(section, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(f"{rt.path}\0{text}".encode()).hexdigest()
