@@ -1,5 +1,5 @@
-"""The netlink driver loads pyroute2's IPRoute without the rest of the package, and the rest
-still loads for whoever asks for it."""
+"""The netlink driver loads pyroute2's IPRoute without the rest of the package or the
+traffic-control plugins, and the rest still loads for whoever asks for it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ import pyroute2
 print(lean, IPRoute is netlink.IPRoute, NDB is not None, pyroute2.NetlinkError is netlink.NetlinkError)
 """
 
+TC_SCRIPT = """
+import sys, types
+from pyd.drivers.network import netlink
+from pyroute2.netlink.rtnl.tcmsg import plugins
+tc = "pyroute2.netlink.rtnl.tcmsg."
+lean = all(type(sys.modules[tc + n]) is not types.ModuleType for n in ("sched_htb", "cls_u32"))
+lean = lean and tc + "common_act" not in sys.modules  # imported only by the classifiers
+options = plugins["htb"].options  # the first use runs the module
+from pyroute2.netlink.rtnl.tcmsg import sched_htb
+print(lean, type(sched_htb) is types.ModuleType, options is sched_htb.options)
+"""
+
 
 class LeanPyroute2Tests(unittest.TestCase):
     def test_bare_package_then_full_on_demand(self) -> None:
@@ -24,3 +36,10 @@ class LeanPyroute2Tests(unittest.TestCase):
         r = run_python("-c", SCRIPT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.split(), ["True", "True", "True", "True"])
+
+    def test_tc_plugins_run_on_first_use(self) -> None:
+        """The driver leaves the tc plugins unrun (and what only they import unloaded); the
+        first name asked of one runs it in place, the module tcmsg's table holds."""
+        r = run_python("-c", TC_SCRIPT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["True", "True", "True"])

@@ -5,13 +5,30 @@ plan9...): about 6 MB of resident memory the daemon never uses. Importing this m
 registers C{pyroute2} as a bare package (its submodules import normally); the first access to any
 other name of the package (C{from pyroute2 import NDB}, say) runs the real C{__init__} then, so
 other users of pyroute2 in the same process see the whole package as usual.
+
+The traffic-control plugins that pyroute2's C{tcmsg} package imports (qdiscs and classifiers,
+with the actions and ematches the classifiers import: ~0.5 MB) are registered as lazy modules:
+pyd never asks for tc, and the first name asked of a plugin (pyroute2 decoding a qdisc, say)
+runs it in place.
 """
 
 from __future__ import annotations
 
-from pyd.core.lean import bare_package
+from pyd.core.lean import bare_package, lazy_module
+
+_TC_PLUGINS = (
+    "cls_basic", "cls_flow", "cls_fw", "cls_matchall", "cls_u32", "sched_bpf", "sched_cake",
+    "sched_choke", "sched_clsact", "sched_codel", "sched_drr", "sched_fq_codel", "sched_hfsc",
+    "sched_htb", "sched_ingress", "sched_netem", "sched_pfifo", "sched_pfifo_fast", "sched_plug",
+    "sched_sfq", "sched_tbf", "sched_template",
+)  # fmt: skip
 
 bare_package("pyroute2")
+for _name in _TC_PLUGINS:
+    try:
+        lazy_module("pyroute2.netlink.rtnl.tcmsg." + _name)
+    except ImportError:  # not in this pyroute2 version: nothing to defer
+        pass
 
 from pyroute2.iproute.linux import IPRoute  # noqa: E402
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
