@@ -92,13 +92,15 @@ class Options(_options_class()):  # type: ignore[misc]  # base class built at ru
 
 def lean_imports() -> None:
     """What the daemon's imports leave out until first use (before anything imports the
-    reactor, endpoints or Klein): the TLS stack (L{pyd.core.tlsstack}) and werkzeug's
-    development server and test client (L{pyd.core.lean})."""
+    reactor, endpoints or Klein): the TLS stack (L{pyd.core.tlsstack}), werkzeug's
+    development server and test client, and Klein's forms, sessions, plating and requirer
+    (L{pyd.core.lean})."""
     from pyd.core import lean, tlsstack
 
     lean.drop_docstrings()
     tlsstack.defer()
     lean.bare_package("werkzeug")
+    lean.bare_package("klein")  # pyd.api.base imports Klein from klein._app
     # SQLAlchemy imports these at import time for what pyd never asks of it: dialects and
     # plugins registered as entry points, the asyncio SQLite driver (~0.8 MB).
     lean.lazy_module("importlib.metadata")

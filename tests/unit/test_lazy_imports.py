@@ -54,7 +54,8 @@ print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_cli
 
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
-# development server and test client; and what twistd imported that the daemon never uses
+# development server and test client, Klein's forms, sessions, plating and requirer, pyroute2's
+# traffic-control plugins (registered, not run); and what twistd imported that the daemon never uses
 # (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar, and urllib.request with
 # http.client (xml.sax's URL sources, the builder's ADD of a URL); and what SQLAlchemy imports
 # for entry-point plugins and its asyncio SQLite driver.
@@ -80,12 +81,20 @@ LAZY = (
     "urllib.request",
     "http.client",
     "email.parser",
+    "klein._form",
+    "klein._session",
+    "klein._plating",
+    "klein._requirer",
+    "pyroute2.netlink.rtnl.tcmsg.common_act",
+    "pyroute2.netlink.rtnl.tcmsg.sched_htb",
+    "pyroute2.netlink.rtnl.tcmsg.cls_u32",
 )
 # Loaded at start (so that an empty or broken run of the script cannot pass).
 EAGER = (
     "sqlalchemy",
-    "klein",
+    "klein._app",
     "werkzeug.routing",
+    "pyroute2.netlink.rtnl.tcmsg",
     "pyd.api.root",
     "pyd.engine.containers",
     "pyd.daemon.tree",
