@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -25,9 +25,11 @@ from pyd.api.streams import PROGRESS_NEWLINE, JSONLines
 from pyd.api.wire import json_body, parse_filters, qstr, read_json_object
 from pyd.core.errors import InvalidParameter, PydError
 from pyd.core.records import RegistryAuth
-from pyd.engine.distribution import Progress, ProgressSink, SearchResult
 from pyd.engine.spec import schema
 from pyd.engine.spec.gojson import decode
+
+if TYPE_CHECKING:  # the service is built on first use (pyd.engine.distribution.lazy)
+    from pyd.engine.distribution import Progress, ProgressSink, SearchResult
 
 log = Logger()
 

@@ -6,7 +6,9 @@ Why: C{werkzeug}'s C{__init__} imports its development server and test client (w
 C{http.cookiejar}, C{werkzeug.serving}, C{werkzeug.test}...: ~1 MB resident) for the
 C{run_simple}, C{Client}, C{Request} and C{Response} it re-exports; Klein and pyd import only
 C{werkzeug.routing} and C{werkzeug.exceptions}. pyroute2's C{__init__} imports every pyroute2
-API (see L{pyd.drivers.network.lean_pyroute2}).
+API (see L{pyd.drivers.network.lean_pyroute2}). pyd's own packages that re-export what their
+submodules define, but are used only by some requests, name those without importing them
+(L{names_from_submodules}: the registry client, the distribution service).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import struct
 import sys
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 
@@ -57,6 +60,22 @@ def bare_package(name: str) -> None:
 
     pkg.__dict__["__getattr__"] = lookup
     sys.modules[name] = pkg
+
+
+def names_from_submodules(package: str, where: dict[str, str]) -> Callable[[str], Any]:
+    """A module C{__getattr__} (PEP 562) for package C{package}, whose C{__init__} names what
+    its submodules define without importing them: the first time a name is asked of the package
+    (C{from package import Name}), the submodule C{where[name]} is imported and the name kept
+    on the package."""
+
+    def lookup(name: str) -> Any:
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return lookup
 
 
 def _spec_unimported(name: str) -> importlib.machinery.ModuleSpec | None:

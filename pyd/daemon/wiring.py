@@ -17,7 +17,7 @@ import collections
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from twisted.internet.defer import ensureDeferred
@@ -58,7 +58,7 @@ from pyd.engine.commit import CommitService
 from pyd.engine.components import ComponentVersions
 from pyd.engine.confinement import Confinement
 from pyd.engine.containers import ContainerService, ContainerSettings, LogsRequest
-from pyd.engine.distribution import DistributionService, DistributionSettings
+from pyd.engine.distribution.lazy import LazyDistribution
 from pyd.engine.events import EventService
 from pyd.engine.exec import ExecService
 from pyd.engine.honoured import HostLimits
@@ -77,6 +77,9 @@ from pyd.state.events import EventRepository
 from pyd.state.images import ImageRepository
 from pyd.state.networks import NetworkRepository
 from pyd.state.volumes import VolumeRepository
+
+if TYPE_CHECKING:
+    from pyd.engine.distribution import DistributionService, DistributionSettings
 
 log = Logger()
 
@@ -407,10 +410,15 @@ def _distribution(
     images: ImageService,
     telemetry: Telemetry,
 ) -> tuple[DistributionService, Callable[[DaemonConfig, DaemonConfig], None]]:
-    """Pull/push/login over the registry client; its settings and certs.d follow SIGHUP (the
-    returned reload hook)."""
+    """Pull/push/login over the registry client, built on first use (L{LazyDistribution}); its
+    settings and certs.d follow SIGHUP (the returned reload hook)."""
+    current = [config]
+    staging = os.path.join(config.data_root, "tmp", "distribution")
 
-    def settings_of(c: DaemonConfig) -> DistributionSettings:
+    def settings() -> DistributionSettings:
+        from pyd.engine.distribution import DistributionSettings
+
+        c = current[0]
         return DistributionSettings(
             tuple(c.insecure_registries),
             tuple(c.registry_mirrors),
@@ -418,23 +426,26 @@ def _distribution(
             c.max_concurrent_uploads,
         )
 
-    current = [settings_of(config)]
-    dist = DistributionService(
-        images,  # the image store (RegistryImages)
-        http,
-        io,
-        os.path.join(config.data_root, "tmp", "distribution"),
-        lambda: current[0],
-        reactor,
-        on_pull_bytes=telemetry.add_pull_bytes,
-        on_action=telemetry.observe_image_action,
-    )
+    def build() -> DistributionService:
+        from pyd.engine.distribution import DistributionService
+
+        return DistributionService(
+            images,  # the image store (RegistryImages)
+            http,
+            io,
+            staging,
+            settings,
+            reactor,
+            on_pull_bytes=telemetry.add_pull_bytes,
+            on_action=telemetry.observe_image_action,
+        )
 
     def apply(old: DaemonConfig, new: DaemonConfig) -> None:
-        current[0] = settings_of(new)
+        current[0] = new
         http.reload_certs()
 
-    return dist, apply
+    # the handlers call it as the service it stands for
+    return cast("DistributionService", LazyDistribution(build, io, staging)), apply
 
 
 FEATURES_KEY = "org.opencontainers.runtime-spec.features"

@@ -55,7 +55,8 @@ print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_cli
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
 # development server and test client, Klein's forms, sessions, plating and requirer, pyroute2's
-# traffic-control plugins (registered, not run); and what twistd imported that the daemon never uses
+# traffic-control plugins (registered, not run), the distribution service with the registry API
+# client and twisted.web's HTTP client protocol (the first pull); and what twistd imported that the daemon never uses
 # (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar, and urllib.request with
 # http.client (xml.sax's URL sources, the builder's ADD of a URL); and what SQLAlchemy imports
 # for entry-point plugins and its asyncio SQLite driver.
@@ -88,6 +89,10 @@ LAZY = (
     "pyroute2.netlink.rtnl.tcmsg.common_act",
     "pyroute2.netlink.rtnl.tcmsg.sched_htb",
     "pyroute2.netlink.rtnl.tcmsg.cls_u32",
+    "pyd.engine.distribution.service",
+    "pyd.engine.distribution.pull",
+    "pyd.drivers.registry.client",
+    "twisted.web._newclient",
 )
 # Loaded at start (so that an empty or broken run of the script cannot pass).
 EAGER = (

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
 from twisted.logger import Logger
-from twisted.web._newclient import ResponseFailed  # twisted.web.client's, without its TLS imports
 
 from pyd.core import tlsstack
 
@@ -208,6 +207,9 @@ def _describe(e: BaseException, url: str = "") -> str:
             return f"dial tcp {hostport}: i/o timeout"
         if _plain_http_answer(e):
             return "http: server gave HTTP response to HTTPS client"
+    # twisted.web.client's, without its TLS imports; loaded by the first request (the client)
+    from twisted.web._newclient import ResponseFailed
+
     if isinstance(e, ResponseFailed) and e.reasons:
         return "; ".join(str(r.value) for r in e.reasons)
     return str(e) or type(e).__name__
@@ -215,6 +217,8 @@ def _describe(e: BaseException, url: str = "") -> str:
 
 def _plain_http_answer(e: BaseException) -> bool:
     """Whether a TLS handshake failed because the server answered in plain HTTP."""
+    from twisted.web._newclient import ResponseFailed
+
     reasons = [r.value for r in e.reasons] if isinstance(e, ResponseFailed) else [e]
     text = " ".join(str(r) for r in reasons).lower()
     return any(isinstance(r, tlsstack.tls_errors()) for r in reasons) and any(

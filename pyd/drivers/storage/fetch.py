@@ -14,7 +14,6 @@ from typing import IO, Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web._newclient import ResponseDone  # twisted.web.client's, without its TLS imports
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
@@ -50,6 +49,9 @@ class _ToFile(Protocol):
         self._pending.addCallback(resume)
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]  # Protocol's default is a ConnectionDone instance
+        # twisted.web.client's, without its TLS imports; the download's client has loaded it
+        from twisted.web._newclient import ResponseDone
+
         if reason is None:
             reason = Failure(ResponseDone())
 

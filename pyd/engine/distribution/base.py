@@ -5,8 +5,6 @@ endpoints of a reference, and the common error texts.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +31,7 @@ from pyd.drivers.registry import (
     TransportFailed,
 )
 from pyd.engine.contracts import RegistryImages
+from pyd.engine.distribution.lazy import clean_staging_dir
 
 log = Logger()
 
@@ -125,8 +124,7 @@ class DistributionBase:
 
     async def clean_staging(self) -> None:
         """Delete what an interrupted pull or push left (at daemon start)."""
-        await self.blocking.run(shutil.rmtree, self.staging_dir, True)
-        await self.blocking.run(os.makedirs, self.staging_dir, 0o700, True)
+        await clean_staging_dir(self.blocking, self.staging_dir)
 
     # -- connection --
 
