@@ -93,8 +93,8 @@ class Options(_options_class()):  # type: ignore[misc]  # base class built at ru
 def lean_imports() -> None:
     """What the daemon's imports leave out until first use (before anything imports the
     reactor, endpoints or Klein): the TLS stack (L{pyd.core.tlsstack}), werkzeug's
-    development server and test client, and Klein's forms, sessions, plating and requirer
-    (L{pyd.core.lean})."""
+    development server and test client, Klein's forms, sessions, plating and requirer, and
+    Perspective Broker under twisted.web's server (L{pyd.core.lean})."""
     from pyd.core import lean, tlsstack
 
     lean.drop_docstrings()
@@ -111,6 +111,16 @@ def lean_imports() -> None:
     # (~0.6 MB).
     lean.lazy_module("urllib.request")
     lean.lazy_module("http.client")
+    # twisted.web.server's Request subclasses Perspective Broker's Copyable and names its
+    # ViewPoint, for PB to send a request to another process (twisted.web.distrib): that is
+    # all of PB with jelly, banana, decimal and twisted.cred (~0.5 MB), which pyd never speaks.
+    # The server is imported against a stand-in; a later `import twisted.spread.pb` is real.
+    with lean.stand_in(
+        "twisted.spread.pb",
+        Copyable=type("Copyable", (), {"__module__": "twisted.spread.pb"}),
+        ViewPoint=type("ViewPoint", (), {"__module__": "twisted.spread.pb"}),
+    ):
+        import twisted.web.server  # noqa: F401  # the point of the stand-in
 
 
 # What twistd imported before the plugin ran that the daemon does not use at start: pdb (for

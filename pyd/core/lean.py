@@ -8,7 +8,9 @@ C{run_simple}, C{Client}, C{Request} and C{Response} it re-exports; Klein and py
 C{werkzeug.routing} and C{werkzeug.exceptions}. pyroute2's C{__init__} imports every pyroute2
 API (see L{pyd.drivers.network.lean_pyroute2}). pyd's own packages that re-export what their
 submodules define, but are used only by some requests, name those without importing them
-(L{names_from_submodules}: the registry client, the distribution service).
+(L{names_from_submodules}: the registry client, the distribution service). A module a
+library imports for names it uses only on a path pyd never takes can be a L{stand_in} while
+that library is imported (Twisted's Perspective Broker under twisted.web's server).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import struct
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -76,6 +79,25 @@ def names_from_submodules(package: str, where: dict[str, str]) -> Callable[[str]
         return value
 
     return lookup
+
+
+@contextmanager
+def stand_in(name: str, **names: Any) -> Iterator[None]:
+    """While the block runs, module C{name} is a stand-in holding only C{names}, for a module
+    imported in the block that takes those names from it but uses them on a path the daemon
+    never takes. Afterwards C{name} is unregistered (a later import loads the real module);
+    what was imported keeps the stand-in's objects. A no-op when C{name} is imported already."""
+    if name in sys.modules:
+        yield
+        return
+    module = types.ModuleType(name)
+    module.__dict__.update(names)
+    sys.modules[name] = module
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
 
 
 def _spec_unimported(name: str) -> importlib.machinery.ModuleSpec | None:

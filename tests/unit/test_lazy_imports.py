@@ -56,7 +56,8 @@ print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_cli
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
 # development server and test client, Klein's forms, sessions, plating and requirer, pyroute2's
 # traffic-control plugins (registered, not run), the distribution service with the registry API
-# client and twisted.web's HTTP client protocol (the first pull); and what twistd imported that the daemon never uses
+# client and twisted.web's HTTP client protocol (the first pull), Perspective Broker (a stand-in
+# while twisted.web.server is imported); and what twistd imported that the daemon never uses
 # (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar, and urllib.request with
 # http.client (xml.sax's URL sources, the builder's ADD of a URL); and what SQLAlchemy imports
 # for entry-point plugins and its asyncio SQLite driver.
@@ -93,6 +94,7 @@ LAZY = (
     "pyd.engine.distribution.pull",
     "pyd.drivers.registry.client",
     "twisted.web._newclient",
+    "twisted.spread",
 )
 # Loaded at start (so that an empty or broken run of the script cannot pass).
 EAGER = (

@@ -1,5 +1,6 @@
 """Modules imported after L{pyd.core.lean.drop_docstrings} carry no docstrings and behave as
-before; L{pyd.core.lean.forget} and L{pyd.core.lean.lazy_module} (pyd/core/lean.py)."""
+before; L{pyd.core.lean.forget}, L{pyd.core.lean.lazy_module} and L{pyd.core.lean.stand_in}
+(pyd/core/lean.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import types
 import unittest
 
-from pyd.core.lean import without_docstrings
+from pyd.core.lean import stand_in, without_docstrings
 from tests.helpers.pychild import run_python
 
 SOURCE = '''"""module doc"""
@@ -189,3 +190,23 @@ class NoDocCacheTests(unittest.TestCase):
             f.seek(24)
             f.write(b"\xff\xff\xff\xff")  # corrupt the code
         self.assertEqual(load(), "22 None None")
+
+
+class StandInTests(unittest.TestCase):
+    def test_stand_in_only_while_the_block_runs(self) -> None:
+        """What is imported in the block takes the stand-in's names; afterwards the name is not
+        registered (the real module, here none, would load); an imported module is left alone."""
+        import json
+        import sys
+
+        marker = type("Marker", (), {})
+        with stand_in("pyd_t_no_such_module", Marker=marker):
+            ns: dict[str, object] = {}
+            exec("from pyd_t_no_such_module import Marker", ns)
+        self.assertIs(ns["Marker"], marker)
+        self.assertNotIn("pyd_t_no_such_module", sys.modules)
+        with self.assertRaises(ModuleNotFoundError):
+            exec("import pyd_t_no_such_module", {})
+        with stand_in("json", dumps=None):
+            self.assertIs(sys.modules["json"], json)
+        self.assertIsNotNone(json.dumps)
