@@ -127,7 +127,7 @@ def lean_imports() -> None:
 # --debug), the test framework with argparse (the plugin cache's trial entry imports it when
 # unpickled), and http.cookiejar (twisted.python.compat's deprecated cookielib name) with
 # urllib.request, http.client and the email parser (lazy modules from lean_imports on: only
-# fetching a URL runs them).
+# fetching a URL runs them); html.entities as well (L{_forget_html_entities}).
 _TWISTD_ONLY = (
     "pdb", "bdb", "cmd", "code", "codeop", "unittest", "argparse", "twisted.trial",
     "twisted.plugins.twisted_trial", "http.cookiejar", "urllib.request", "urllib.response",
@@ -149,6 +149,25 @@ def _forget_twistd_imports() -> None:
     if compat is not None:
         compat.cookielib = lean.lazy_module("http.cookiejar")
     lean.bare_package("unittest")
+    _forget_html_entities()
+
+
+def _forget_html_entities() -> None:
+    """twisted.python.compat's C{from html import escape} loaded C{html.entities} (~0.3 MB of
+    tables), whose one user in the daemon is C{html.unescape}, through the module's C{_html5}:
+    the module is forgotten and that name becomes a mapping that imports it when first read."""
+    import html
+    import importlib
+
+    from pyd.core import lean
+
+    entities: Any = sys.modules.get("html.entities")
+    if entities is None or getattr(html, "_html5", None) is not entities.html5:
+        return  # not loaded, or not the stdlib this was written for: leave it
+    lean.forget(("html.entities",))
+    html._html5 = lean.LazyMapping(  # type: ignore[attr-defined]  # html's private name
+        lambda: importlib.import_module("html.entities").html5
+    )
 
 
 def makeService(options: Options, reactor: IDaemonReactor | None = None) -> IService:

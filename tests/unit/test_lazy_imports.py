@@ -52,6 +52,18 @@ labels = {"route": "/containers/json", "method": "GET", "status": "200"}
 print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_client" in sys.modules)
 """
 
+HTML_SCRIPT = """
+import sys
+from twisted.scripts import twistd
+assert "html.entities" in sys.modules  # twisted.python.compat's `from html import escape`
+from pyd.tap import lean_imports
+lean_imports()
+import html
+before = "html.entities" in sys.modules
+text = html.unescape("&amp; &nbsp;&notit; &#x41;&eacute &NotANameAtAll;")
+print(before, repr(text), "html.entities" in sys.modules)
+"""
+
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
 # development server and test client, Klein's forms, sessions, plating and requirer, pyroute2's
@@ -59,7 +71,8 @@ print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_cli
 # client and twisted.web's HTTP client protocol (the first pull), Perspective Broker (a stand-in
 # while twisted.web.server is imported); and what twistd imported that the daemon never uses
 # (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar, and urllib.request with
-# http.client (xml.sax's URL sources, the builder's ADD of a URL); and what SQLAlchemy imports
+# http.client (xml.sax's URL sources, the builder's ADD of a URL), html.entities (html.unescape's
+# table); and what SQLAlchemy imports
 # for entry-point plugins and its asyncio SQLite driver.
 LAZY = (
     "prometheus_client",
@@ -95,6 +108,7 @@ LAZY = (
     "pyd.drivers.registry.client",
     "twisted.web._newclient",
     "twisted.spread",
+    "html.entities",
 )
 # Loaded at start (so that an empty or broken run of the script cannot pass).
 EAGER = (
@@ -126,3 +140,13 @@ class LazyImportTests(unittest.TestCase):
         self.assertEqual(metric_line, "1.0 True")
         # modules imported after lean_imports carry no docstrings; twistd's own keep theirs
         self.assertEqual(docs_line, "True True True")
+
+    def test_html_entities_load_when_unescape_needs_them(self) -> None:
+        """html.entities, loaded by twistd's imports, is forgotten; html.unescape still decodes
+        named references (loading it then) exactly as before."""
+        r = run_python("-c", HTML_SCRIPT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        import html
+
+        expected = html.unescape("&amp; &nbsp;&notit; &#x41;&eacute &NotANameAtAll;")
+        self.assertEqual(r.stdout.split("\n")[-2], f"False {expected!r} True")
