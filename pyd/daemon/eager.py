@@ -25,6 +25,7 @@ from typing import Any
 from twisted.internet import tcp, unix
 from twisted.internet.defer import Deferred, execute
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 
@@ -63,14 +64,12 @@ class _SendAfterRead:
         once its request is finished): the reactor's turn for writability is skipped. Inside
         a read, a close, an abort or an error: nothing (the usual paths send or report it)."""
         me: Any = self
-        if (
-            me._handling_read
-            or not _queued(me)
-            or not me.connected
-            or me.disconnecting
-            or me._writeDisconnecting
-            or me._aborting
-        ):
+        if me._handling_read or not me.connected or me._writeDisconnecting or me._aborting:
+            return
+        if me.disconnecting:
+            self._close_now()  # what is not sent now is left to the reactor's doWrite
+            return
+        if not _queued(me):
             return
         # Outside a read, write() already asked for writability: what is not sent now (or an
         # error) is left to the reactor's doWrite, as before; all sent stops the watch.
@@ -80,20 +79,36 @@ class _SendAfterRead:
         me: Any = self
         if me._aborting:
             return  # abortConnection dropped what was queued and stopped writing
-        # doWrite returns an error (the connection is gone) or None; on an error the data stays
-        # queued and the reactor's doWrite reports the loss, as it would have.
-        if (
-            me.connected
-            and not me.disconnecting
-            and not me._writeDisconnecting
-            and _queued(me)
-            and me.doWrite() is None
-            and not _queued(me)
-        ):
-            return  # all sent in this turn
+        if me.connected and not me._writeDisconnecting:
+            if me.disconnecting:
+                if self._close_now():
+                    return  # answered and closed in this turn
+            # doWrite returns an error (the connection is gone) or None; on an error the data
+            # stays queued and the reactor's doWrite reports the loss, as it would have.
+            elif _queued(me) and me.doWrite() is None and not _queued(me):
+                return  # all sent in this turn
         # What the kernel did not take, a close or half-close after the answer, or an error:
         # as Twisted does it, from the reactor once the socket is writable.
         super().startWriting()  # type: ignore[misc]  # cooperative mixin over tcp.Connection
+
+    def _close_now(self) -> bool:
+        """A connection its protocol closes (C{loseConnection}: a C{Connection: close} answer
+        finished): send what is queued and, once the kernel took all of it, close now, as the
+        reactor would on the next turn once the socket was writable (its C{doWrite} returns
+        the end of the connection, which the reactor turns into C{connectionLost}). The client
+        that reads to the end sees it a turn and four system calls sooner. False when data is
+        left (or a producer may still write): the reactor's path does the rest."""
+        me: Any = self
+        if me.producer is not None:
+            return False
+        why = me.doWrite()
+        if why is None:
+            return False
+        # all sent (ConnectionDone) or the send failed (ConnectionLost): what the reactor does
+        # with a doWrite's verdict (its _disconnectSelectable: the connection stops being
+        # watched, in connectionLost, and learns why)
+        me.connectionLost(Failure(why))
+        return True
 
 
 def _queued(fd: Any) -> bool:
@@ -120,16 +135,76 @@ class _TCPServer(_SendAfterRead, tcp.Server):
     """A TCP connection that sends a read's answer in the same turn."""
 
 
-class UnixPort(unix.Port):
-    """Twisted's Unix listening port, with L{_SendAfterRead} connections."""
+class _ReadAtAccept:
+    """Mixin for a listening port: the connections it accepted in one turn are read at once,
+    in that turn, instead of on the reactor's next one.
 
-    transport = _UnixServer
+    A client connects and sends its request right away (every CLI command opens a new
+    connection), so by the time the daemon accepts, the request is usually in the socket:
+    waiting for the reactor to report it costs one more C{epoll_wait} and turn of the loop
+    for each connection. The read is dispatched as the reactor dispatches a read event (its
+    errors handled alike); a connection with nothing to read yet answers C{EAGAIN} and is read
+    when the reactor reports it, as before. Skipped for a connection its protocol closed or
+    stopped reading from while it was made (a refused one), and on reactors without the
+    poll-like dispatch (tests' memory reactors)."""
+
+    _fresh: list[Any] | None = None
+
+    def doRead(self) -> Any:
+        """Accept as Twisted does, then read each new connection once."""
+        me: Any = self
+        fresh: list[Any] = []
+        self._fresh = fresh
+        try:
+            why = super().doRead()  # type: ignore[misc]  # cooperative mixin over tcp.Port
+        finally:
+            self._fresh = None
+        dispatch = getattr(me.reactor, "_doReadOrWrite", None)
+        reads = getattr(me.reactor, "_reads", None)
+        event = getattr(me.reactor, "_POLL_IN", None)
+        if dispatch is None or reads is None or event is None:
+            return why
+        for transport in fresh:
+            if transport.connected and not transport.disconnecting:
+                fd = transport.fileno()
+                if fd in reads:
+                    dispatch(transport, fd, event)
+        return why
+
+    def accepted(self, transport: Any) -> None:
+        """A connection this port just made (called by its transport's constructor)."""
+        if self._fresh is not None:
+            self._fresh.append(transport)
 
 
-class TCPPort(tcp.Port):
-    """Twisted's TCP listening port, with L{_SendAfterRead} connections."""
+class _Accepted:
+    """Mixin for a connection transport: tells its port it was just accepted."""
 
-    transport = _TCPServer
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        note = getattr(args[3] if len(args) > 3 else kw.get("server"), "accepted", None)
+        if note is not None:
+            note(self)
+
+
+class _AcceptedUnixServer(_Accepted, _UnixServer):
+    """A L{_UnixServer} a L{UnixPort} reads in the turn it accepted it."""
+
+
+class _AcceptedTCPServer(_Accepted, _TCPServer):
+    """A L{_TCPServer} a L{TCPPort} reads in the turn it accepted it."""
+
+
+class UnixPort(_ReadAtAccept, unix.Port):
+    """Twisted's Unix listening port, with L{_SendAfterRead} connections read when accepted."""
+
+    transport = _AcceptedUnixServer
+
+
+class TCPPort(_ReadAtAccept, tcp.Port):
+    """Twisted's TCP listening port, with L{_SendAfterRead} connections read when accepted."""
+
+    transport = _AcceptedTCPServer
 
 
 @implementer(IStreamServerEndpoint)

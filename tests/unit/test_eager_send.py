@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import unix
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
@@ -108,20 +109,50 @@ class SendAfterReadTests(SynchronousTestCase):
         self.assertEqual(got, big)
         self.assertNotIn(t, self.reactor.writers)
 
-    def test_close_after_answer_is_left_to_the_reactor(self) -> None:
-        """loseConnection during the read: nothing is sent early; the reactor's doWrite sends
-        the answer and then closes, as Twisted does."""
+    def test_close_after_answer_closes_within_the_read(self) -> None:
+        """loseConnection during the read (a C{Connection: close} answer): the answer is sent
+        and the connection closed at the end of that read, as the reactor's doWrite would
+        have done a turn later: the peer reads the answer, then the end; nothing waits."""
+        lost: list[Any] = []
 
         def answer(p: Any, data: bytes) -> None:
+            p.connectionLost = lost.append
             p.transport.write(b"bye")
             p.transport.loseConnection()
 
         t, peer = self._pair(answer)
         peer.sendall(b"x")
         t.doRead()
-        self.assertIn(t, self.reactor.writers)
-        self.assertIsNotNone(t.doWrite())  # everything sent: the connection is done
+        self.assertTrue(t.disconnected)
+        self.assertNotIn(t, self.reactor.writers)
+        self.assertNotIn(t, self.reactor.readers)
+        self.assertEqual(len(lost), 1)
+        lost[0].trap(ConnectionDone)
         self.assertEqual(self._read_all(peer, 3), b"bye")
+        self.assertEqual(peer.recv(10), b"")  # closed
+
+    def test_close_with_more_than_the_kernel_takes_waits(self) -> None:
+        """A close after an answer the socket does not take at once: what is left waits for
+        writability, and the reactor's doWrite sends it and ends the connection."""
+        big = bytes(range(256)) * 8192
+
+        def answer(p: Any, data: bytes) -> None:
+            p.transport.write(big)
+            p.transport.loseConnection()
+
+        t, peer = self._pair(answer)
+        peer.sendall(b"x")
+        t.doRead()
+        self.assertFalse(t.disconnected)
+        self.assertIn(t, self.reactor.writers)
+        got = b""
+        why = None
+        while len(got) < len(big):
+            got += peer.recv(1 << 20)
+            if why is None:
+                why = t.doWrite()
+        self.assertEqual(got, big)
+        self.assertIsInstance(why, ConnectionDone)
 
     def test_abort_during_the_read_sends_nothing(self) -> None:
         """abortConnection drops the queue: nothing sent, nothing waits."""
@@ -163,12 +194,13 @@ class SendAfterReadTests(SynchronousTestCase):
 
     def test_close_without_answer_still_closes(self) -> None:
         """loseConnection during a read with nothing written (a detach key on an attach
-        stream): the transport still waits for writability, so the reactor closes it."""
+        stream): the connection is closed at the end of the read."""
         t, peer = self._pair(lambda p, data: p.transport.loseConnection())
         peer.sendall(b"x")
         t.doRead()
-        self.assertIn(t, self.reactor.writers)
-        self.assertIsNotNone(t.doWrite())
+        self.assertTrue(t.disconnected)
+        self.assertNotIn(t, self.reactor.writers)
+        self.assertEqual(peer.recv(10), b"")
 
     def test_half_close_after_answer(self) -> None:
         """loseWriteConnection during the read: the answer, then the half-close, from the
@@ -209,13 +241,13 @@ class EndpointTests(SynchronousTestCase):
         path = os.path.join(self.mktemp() + "d", "s.sock")
         os.makedirs(os.path.dirname(path))
         port = self._listen(UnixEndpoint(self.reactor, path))
-        self.assertIs(port.transport, _UnixServer)
+        self.assertTrue(issubclass(port.transport, _UnixServer))
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
 
     def test_tcp(self) -> None:
         """C{tcp://HOST:PORT}: bound to HOST."""
         port = self._listen(TCPEndpoint(self.reactor, 0, "127.0.0.1"))
-        self.assertIs(port.transport, _TCPServer)
+        self.assertTrue(issubclass(port.transport, _TCPServer))
         self.assertEqual(port.getHost().host, "127.0.0.1")
 
     def test_adopted_tcp(self) -> None:
@@ -227,10 +259,100 @@ class EndpointTests(SynchronousTestCase):
         s.listen(5)
         fd = os.dup(s.fileno())
         port = self._listen(AdoptedTCPEndpoint(self.reactor, fd, socket.AF_INET))
-        self.assertIs(port.transport, _TCPServer)
+        self.assertTrue(issubclass(port.transport, _TCPServer))
         self.assertEqual(port.getHost().port, s.getsockname()[1])
         with self.assertRaises(OSError):
             os.fstat(fd)
+
+
+class _PollLikeReactor(MemoryReactorClock):
+    """A memory reactor with the poll-like reactors' read dispatch (what L{UnixPort} uses to
+    read a connection in the turn it accepted it): the descriptors read and the dispatch."""
+
+    _POLL_IN = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dispatched: list[Any] = []
+
+    @property
+    def _reads(self) -> set[int]:
+        return {r.fileno() for r in self.readers}
+
+    def _doReadOrWrite(self, selectable: Any, fd: int, event: int) -> None:
+        self.dispatched.append(selectable)
+        why = selectable.doRead()
+        if why is not None:
+            selectable.connectionLost(why)
+
+
+class ReadAtAcceptTests(SynchronousTestCase):
+    """A connection the port accepts is read in the same turn: a request already sent is
+    answered before the port's doRead returns; one not sent yet waits for the reactor."""
+
+    def _port(self) -> tuple[Any, _PollLikeReactor, str]:
+        reactor = _PollLikeReactor()
+        path = os.path.join(self.mktemp() + "d", "s.sock")
+        os.makedirs(os.path.dirname(path))
+        factory = Factory.forProtocol(lambda: _Echo())
+        port = self.successResultOf(UnixEndpoint(reactor, path).listen(factory))
+        self.addCleanup(port.stopListening)
+        return port, reactor, path
+
+    def _client(self, path: str) -> socket.socket:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(5)
+        self.addCleanup(c.close)
+        c.connect(path)
+        return c
+
+    def test_request_already_sent_is_answered_in_the_accept(self) -> None:
+        port, reactor, path = self._port()
+        c = self._client(path)
+        c.sendall(b"hello")
+        port.doRead()
+        self.assertEqual(len(reactor.dispatched), 1)
+        self.assertEqual(c.recv(10), b"HELLO")
+        (t,) = reactor.dispatched
+        self.assertIn(t, reactor.readers)  # still open, still read
+
+    def test_nothing_sent_yet_waits_for_the_reactor(self) -> None:
+        port, reactor, path = self._port()
+        c = self._client(path)
+        port.doRead()
+        (t,) = reactor.dispatched  # tried: EAGAIN, nothing handed to the protocol
+        self.assertIn(t, reactor.readers)
+        self.assertFalse(t.disconnected)
+        c.sendall(b"later")
+        t.doRead()
+        self.assertEqual(c.recv(10), b"LATER")
+
+    def test_refused_connection_is_not_read(self) -> None:
+        """A connection its protocol dropped while it was made (the guard over a cap) is left
+        alone."""
+        reactor = _PollLikeReactor()
+        path = os.path.join(self.mktemp() + "d", "s.sock")
+        os.makedirs(os.path.dirname(path))
+
+        class Refuse(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.abortConnection()  # type: ignore[union-attr]
+
+        port = self.successResultOf(UnixEndpoint(reactor, path).listen(Factory.forProtocol(Refuse)))
+        self.addCleanup(port.stopListening)
+        c = self._client(path)
+        c.sendall(b"x")
+        port.doRead()
+        self.assertEqual(reactor.dispatched, [])
+
+    def test_several_connections_in_one_turn(self) -> None:
+        port, reactor, path = self._port()
+        clients = [self._client(path) for _ in range(3)]
+        for i, c in enumerate(clients):
+            c.sendall(b"c%d" % i)
+        port.doRead()
+        self.assertEqual(len(reactor.dispatched), 3)
+        self.assertEqual([c.recv(10) for c in clients], [b"C0", b"C1", b"C2"])
 
 
 class ApiOverSocketTests(SynchronousTestCase):
@@ -270,7 +392,8 @@ class ApiOverSocketTests(SynchronousTestCase):
             while transport in reactor.writers and not transport.disconnected:
                 if transport.doWrite() is not None:
                     break
-        ours.shutdown(socket.SHUT_WR)  # everything was sent above: the peer reads to the end
+        if ours.fileno() != -1:  # the eager transport closed it after the last answer already
+            ours.shutdown(socket.SHUT_WR)  # everything was sent above: the peer reads to the end
         got = b""
         while chunk := peer.recv(65536):
             got += chunk
@@ -382,5 +505,31 @@ class AnswerOutsideReadTests(SynchronousTestCase):
         got = b""
         while not got.endswith(b"0\r\n\r\n"):
             got += peer.recv(65536)
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got)
+        self.assertIn(b'{"Done":true}', got)
+
+    def test_closing_answer_completed_later_closes_when_finished(self) -> None:
+        """The same with C{Connection: close}: the answer is sent and the connection closed as
+        soon as the request finishes (the peer reads to the end), not a reactor turn later."""
+        reactor = MemoryReactorClock()
+        router = _Waiting()
+        site = ApiSite(ApiRoot([router]), header_timeout=10.0, reactor=reactor)
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        peer.settimeout(5)
+        self.addCleanup(peer.close)
+        self.addCleanup(ours.close)
+        channel = site.buildProtocol(None)
+        t = _UnixServer(ours, channel, "peer", None, 1, reactor)
+        channel.makeConnection(t)
+        peer.sendall(b"GET /v1.41/later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        t.doRead()
+        self.assertEqual(len(router.pending), 1)
+        router.pending[0].callback(None)
+        self.assertTrue(t.disconnected)
+        self.assertNotIn(t, reactor.writers)
+        got = b""
+        while chunk := peer.recv(65536):
+            got += chunk
         self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got)
         self.assertIn(b'{"Done":true}', got)
