@@ -108,8 +108,33 @@ class ThreadPoolBlocking:
         return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
 
 
+class StagedEvent(Protocol):
+    """An event stored by another repository's transaction (L{EventSink.stage})."""
+
+    def write(self, conn: Any) -> None:
+        """Store the event with C{conn}, inside the caller's transaction (on the DB thread)."""
+        ...
+
+    def publish(self) -> None:
+        """Hand the stored event to the live subscribers (on the reactor, once the transaction
+        committed); nothing if it was not written."""
+        ...
+
+
 class EventSink(Protocol):
     """Where engine services report what happened (persisted, then fanned out to /events)."""
+
+    def stage(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> StagedEvent:
+        """An event to be stored in the transaction of the change it reports (one DB round
+        trip for both, and no event without its change), then published."""
+        ...
 
     def emit(
         self,

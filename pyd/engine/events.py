@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -103,16 +104,38 @@ class EventService:
     ) -> Deferred[Event]:
         """Store the event, then hand it to every live subscriber."""
         d = self._repo.add(type_, action, actor_id, dict(attributes or {}), scope, self.now_nano())
+        return d.addCallback(self._fan_out)
 
-        def fan_out(ev: Event) -> Event:
-            for cb in list(self._subscribers):
-                try:
-                    cb(ev)
-                except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
-                    log.failure("event subscriber failed")
-            return ev
+    def stage(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str] | None = None,
+        scope: str = "local",
+    ) -> _StagedEvent:
+        """L{pyd.core.seams.EventSink.stage}: stored by the caller's transaction, published
+        by the caller once it committed; emitted then instead (after them) while events
+        emitted before wait for their batch."""
+        attrs_ = dict(attributes or {})
+        write = self._repo.writer(type_, action, actor_id, attrs_, scope, self.now_nano())
 
-        return d.addCallback(fan_out)
+        def later() -> None:
+            self.emit(type_, action, actor_id, attrs_, scope).addErrback(
+                lambda f: log.failure(
+                    "{type} event {action} not stored", f, type=type_, action=action
+                )
+            )
+
+        return _StagedEvent(write, self._fan_out, later)
+
+    def _fan_out(self, ev: Event) -> Event:
+        for cb in list(self._subscribers):
+            try:
+                cb(ev)
+            except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
+                log.failure("event subscriber failed")
+        return ev
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Register C{callback} for live events; returns the function that unsubscribes it."""
@@ -133,3 +156,32 @@ class EventService:
     ) -> Deferred[list[Event]]:
         """Stored events in a time window, oldest first (a page: C{limit} after C{after_id})."""
         return self._repo.between(since_nano, until_nano, after_id, limit)
+
+
+class _StagedEvent:
+    """L{pyd.core.seams.StagedEvent} of the event bus: written on the DB thread by another
+    repository's transaction, fanned out on the reactor once that committed (or, when the
+    repository could not take it into that transaction, emitted then)."""
+
+    def __init__(
+        self,
+        write: Callable[[Any], Event] | None,
+        fan_out: Callable[[Event], object],
+        later: Callable[[], None],
+    ) -> None:
+        self._write = write
+        self._fan_out = fan_out
+        self._later = later
+        self._event: Event | None = None
+
+    def write(self, conn: Any) -> None:
+        """Store the event in the caller's transaction (nothing if it is emitted later)."""
+        if self._write is not None:
+            self._event = self._write(conn)
+
+    def publish(self) -> None:
+        """Fan the stored event out, or emit it now."""
+        if self._write is None:
+            self._later()
+        elif self._event is not None:
+            self._fan_out(self._event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, func, insert, select
@@ -76,6 +77,44 @@ class EventRepository:
         if not self._in_flight:
             self._flush()
         return d
+
+    def writer(
+        self,
+        type_: str,
+        action: str,
+        actor_id: str,
+        attributes: dict[str, str],
+        scope: str,
+        time_nano: int,
+    ) -> Callable[[Connection], Event] | None:
+        """One event for another repository's transaction to store (committed with the change
+        it reports, in one round trip), or None while events emitted before it wait for the
+        next batch: it must not be stored ahead of them (then L{add} it once the change
+        committed, after them)."""
+        if self._pending:
+            return None
+        self._since_prune += 1
+        prune = self._since_prune >= 100
+        if prune:
+            self._since_prune = 0
+        retention = self.retention
+        params = {
+            "type": type_,
+            "action": action,
+            "actor_id": actor_id,
+            "attributes": attributes,
+            "scope": scope,
+            "time_nano": time_nano,
+        }
+
+        def thd(conn: Connection) -> Event:
+            res = conn.execute(_INSERT, params)
+            new_id = int(res.inserted_primary_key[0]) if res.inserted_primary_key else 0
+            if prune:
+                conn.execute(delete(EventRow).where(EventRow.id <= new_id - retention))
+            return Event(id=new_id, **params)
+
+        return thd
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

@@ -7,7 +7,7 @@ deleted. L{VolumeRepository.delete} turns that into dockerd's 409 text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
@@ -118,8 +118,11 @@ class VolumeRepository:
             self._sorted = list(vols)
         return vols
 
-    def get_or_add(self, vol: Volume) -> Deferred[tuple[Volume, bool]]:
-        """Insert C{vol} unless a volume of that name exists; fire with (stored, created)."""
+    def get_or_add(
+        self, vol: Volume, also: Callable[[Connection], object] | None = None
+    ) -> Deferred[tuple[Volume, bool]]:
+        """Insert C{vol} unless a volume of that name exists; fire with (stored, created).
+        C{also(conn)} runs in the same transaction when the row is inserted (its event)."""
         values = {
             "name": vol.name,
             "driver": vol.driver,
@@ -135,6 +138,8 @@ class VolumeRepository:
         def thd(conn: Connection) -> tuple[Volume, bool]:
             # One statement when the name is free (the usual case: the engine looked first).
             if conn.execute(_INSERT_NEW, values).rowcount:
+                if also is not None:
+                    also(conn)
                 return vol, True
             row = conn.execute(_BY_NAME, {"b_name": vol.name}).first()
             if row is None:  # cannot happen: the insert was ignored because the row exists

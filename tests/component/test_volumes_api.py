@@ -38,7 +38,7 @@ class VolumesApiTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1_800_000_000)
         self.db = memory_db(alembic=True)
-        events = EventService(EventRepository(self.db), clock)
+        events = self.events = EventService(EventRepository(self.db), clock)
         self.svc = VolumeService(VolumeRepository(self.db), FakeMountDriver(self.tmp), events)
         host = HostFacts("6.1", "Debian", "x86_64", 2, 1 << 30, "1", "h")
         system = SystemService("ID1", host, DaemonConfig(data_root=self.tmp))
@@ -215,3 +215,24 @@ class VolumesApiStatementTests(SynchronousTestCase):
         self.assertEqual(self.statements, [])
         self.assertEqual(self.counted("DELETE", "/volumes/s1"), (204, ["DELETE", "INSERT"]))
         self.assertEqual(self.counted("GET", "/volumes/s1")[0], 404)
+
+    def test_create_and_its_event_are_one_transaction(self) -> None:
+        """The create event is written by the insert's transaction: one round trip to the DB
+        thread, and nothing left on it after the answer."""
+        begins: list[object] = []
+
+        def began(conn: Any) -> None:
+            begins.append(conn)
+
+        event.listen(Engine, "begin", began)
+        self.addCleanup(event.remove, Engine, "begin", began)
+        self.call("POST", "/volumes/create", {"Name": "warm"})  # the mirror is read once
+        begins.clear()
+        live: list[Any] = []
+        self.addCleanup(self.events.subscribe(live.append))
+        code, stmts = self.counted("POST", "/volumes/create", {"Name": "t1"})
+        self.assertEqual((code, stmts, len(begins)), (201, ["INSERT", "INSERT"], 1))
+        (published,) = live  # fanned out once committed, as stored
+        stored = self.successResultOf(self.events.history(0, None))
+        self.assertEqual(stored[-1], published)
+        self.assertEqual((published.action, published.actor_id), ("create", "t1"))

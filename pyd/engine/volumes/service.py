@@ -277,9 +277,11 @@ class VolumeService:
                 bind_root=confined[0],
                 bind_subpath=confined[1],
             )
-            stored, made = await self._repo.get_or_add(vol)
+            # stored with the row (one round trip; no DB work left to slow the next request)
+            event = self._events.stage("volume", "create", name, {"driver": DEFAULT_DRIVER})
+            stored, made = await self._repo.get_or_add(vol, event.write)
             if made:
-                self._emit("create", name, {"driver": DEFAULT_DRIVER})
+                event.publish()
             return stored, made
 
         result: tuple[Volume, bool] = await self._locks.run(name, locked)
