@@ -163,11 +163,16 @@ def _peer_cred(transport: Any) -> PeerCred | None:
     sock = getattr(transport, "socket", None)
     if sock is None or sock.family != socket.AF_UNIX:
         return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    pid, uid, gid = struct.unpack("3i", raw)
+    # the connection guard read SO_PEERCRED when the connection was made (fixed at connect)
+    known = getattr(transport, "pyd_peercred", None)
+    if isinstance(known, tuple):
+        pid, uid, gid = known
+    else:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+        pid, uid, gid = struct.unpack("3i", raw)
     return PeerCred(pid, uid, gid, peer_groups(sock, pid, uid, gid) if uid != 0 else ())
 
 

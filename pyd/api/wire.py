@@ -203,11 +203,22 @@ def check_filters(filters: dict[str, list[str]], allowed: set[str]) -> None:
             raise InvalidParameter(f"invalid filter '{key}'")
 
 
+# json.dumps with separators builds an encoder on every call
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def json_body(request: IRequest, value: Any, code: int = 200) -> bytes:
-    """Set status and content type; return C{value} as JSON and a newline, like Go's encoder."""
+    """Set status and content type; return C{value} as JSON and a newline, like Go's encoder.
+
+    The answer carries its length, as dockerd's do (Go's server sets it when the handler wrote
+    its whole answer at once): twisted.web would frame it in chunks, one more write for the
+    chunk header and one for the last chunk. Every caller returns the body as the whole answer.
+    """
+    body = _ENCODE(value).encode() + b"\n"
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", b"application/json")
-    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    return body
 
 
 def no_content(request: IRequest, code: int = 204) -> bytes:

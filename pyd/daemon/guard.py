@@ -42,15 +42,30 @@ def raise_fd_limit() -> tuple[int, int]:
     return soft, soft
 
 
-def peer_key(transport: Any) -> str:
-    """Who is at the other end: C{uid:N} for a Unix socket (SO_PEERCRED), the address for TCP."""
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_cred(transport: Any) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of a Unix socket's peer at connect time (SO_PEERCRED); None for TCP or
+    when the kernel does not say."""
+    sock = getattr(transport, "socket", None)
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return None
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return pid, uid, gid
+
+
+def peer_key(transport: Any, cred: tuple[int, int, int] | None = None) -> str:
+    """Who is at the other end: C{uid:N} for a Unix socket (SO_PEERCRED, or C{cred} read
+    already), the address for TCP."""
     sock = getattr(transport, "socket", None)
     if sock is not None and sock.family == socket.AF_UNIX:
-        try:
-            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        except OSError:
-            return "unix"
-        return f"uid:{struct.unpack('3i', raw)[1]}"
+        cred = cred or peer_cred(transport)
+        return "unix" if cred is None else f"uid:{cred[1]}"
     peer = transport.getPeer()
     return f"ip:{getattr(peer, 'host', peer)}"
 
@@ -84,7 +99,10 @@ class _GuardProtocol(ProtocolWrapper):
 
     def makeConnection(self, transport: Any) -> None:
         state = self.factory.state
-        self._key = peer_key(transport)
+        # Read once for the connection: the API's identity takes it from here (the channel's
+        # transport is this wrapper) instead of asking the kernel again on the first request.
+        self.pyd_peercred = peer_cred(transport)
+        self._key = peer_key(transport, self.pyd_peercred)
         self._counted = False
         self._in_handshake = False
         self._deadline: Any = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from twisted.internet import task
@@ -12,6 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from pyd.api.identity import Policy, identify
 from pyd.api.root import ApiRoot, ApiSite
 from pyd.daemon.guard import ConnectionGuard, GuardState, raise_fd_limit
 
@@ -87,6 +90,24 @@ class ConnectionGuardTests(SynchronousTestCase):
         p.readConnectionLost()
         self.assertTrue(p.wrappedProtocol.half_closed)
         self.assertFalse(t.disconnecting)
+
+    def test_unix_peer_read_once_for_the_identity(self) -> None:
+        """On a Unix socket the guard reads the peer's credentials once (its per-peer key),
+        and the API's identity takes them from the wrapper it sees as its transport instead of
+        asking the kernel again: the same uid and role."""
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        guard, state = self._guard()
+        proto = guard.buildProtocol(None)
+        t = StringTransport()
+        t.socket = a  # type: ignore[attr-defined]  # what the guard and the identity read
+        proto.makeConnection(t)
+        self.assertEqual(proto.pyd_peercred, (os.getpid(), os.getuid(), os.getgid()))
+        self.assertEqual(list(state.by_peer), [f"uid:{os.getuid()}"])
+        proto.pyd_peercred = (1, 4242, 4242)  # taken from here, not read again
+        ident = identify(proto, Policy(unix_roles={"uid:4242": "viewer"}))
+        self.assertEqual((ident.role, ident.transport), ("viewer", "unix"))
 
     def test_handshake_cap_and_timeout(self) -> None:
         """Handshaking TLS connections are capped; one that never finishes is aborted after the
