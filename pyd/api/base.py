@@ -13,7 +13,10 @@ handler matched (404, 405, the merged-slashes redirect) and the branch routes.
 
 from __future__ import annotations
 
+from asyncio import iscoroutine
 from collections.abc import Callable, Iterable
+from inspect import isfunction
+from types import coroutine
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -181,7 +184,89 @@ def run_route(route: Route, request: Any) -> Any:
     """Run the handler of the route the root matched, as Klein's resource would once it had
     matched the same route again: the handler's result (bytes or text) is written and the
     request finished; a failure is rendered by L{render_error}; a client that goes away cancels
-    the handler. Returns C{NOT_DONE_YET}, as Klein's render does."""
+    the handler. Returns C{NOT_DONE_YET}, as Klein's render does.
+
+    The handler is called directly (Klein's endpoint calls it with the router bound) and its
+    coroutine stepped once: one that needs nothing it must wait for (an answer from a cache,
+    a refusal) is written at once, without the Deferreds of Klein's C{ensureDeferred} and of
+    C{notifyFinish}; one that waits continues under Twisted's coroutine driver, from where it
+    stopped, cancellable as before."""
+    handler = _handler(route)
+    if handler is None:
+        return _run_deferred(route, request)
+    try:
+        result = handler(route.router, request, **route.args)
+        if iscoroutine(result):
+            try:
+                waiting = result.send(None)
+            except StopIteration as done:
+                result = done.value
+            else:
+                return _run_deferred(route, request, _resume(result, waiting))
+    except BaseException:  # noqa: BLE001 - as maybeDeferred: rendered as the route's failure
+        _write_failure(request, Failure(), False)
+        return server.NOT_DONE_YET
+    _write_result(request, result, False)
+    return server.NOT_DONE_YET
+
+
+def _handler(route: Route) -> Callable[..., Any] | None:
+    """The function Klein's endpoint of C{route} calls (C{@app.route} returns it unchanged, under
+    its endpoint's name), or None where that cannot be told (then Klein's endpoint runs)."""
+    router = route.router
+    fn = getattr(type(router), route.endpoint, None)
+    if not isfunction(fn) or getattr(fn, "pyd_role", None) is None:
+        return None
+    return fn
+
+
+@coroutine
+def _resume(coro: Any, waiting: Any) -> Any:
+    """Continue C{coro}, suspended awaiting C{waiting}, under Twisted's coroutine driver: each
+    Deferred C{coro} awaits is handed to the driver (which waits for it, or cancels it), and
+    its outcome handed back to C{coro}'s await: the value sent, the failure (a cancellation
+    too) raised there, where the handler's own code can catch it."""
+    while True:
+        try:
+            value = yield waiting
+        except BaseException as e:  # noqa: BLE001 - raised inside coro, at its await
+            step, arg = coro.throw, e
+        else:
+            step, arg = coro.send, value
+        try:
+            waiting = step(arg)
+        except StopIteration as done:
+            return done.value
+
+
+def _write_result(request: Any, result: Any, finished: bool) -> None:
+    if IResource.providedBy(result):
+        request.render(getChildForRequest(result, request))
+        return
+    if isinstance(result, str):
+        result = result.encode("utf-8")
+    if isinstance(result, bytes):
+        request.write(result)
+    if not finished and not request.finished and not getattr(request, "_disconnected", False):
+        request.finish()
+
+
+def _write_failure(request: Any, failure: Failure, finished: bool) -> None:
+    if finished:
+        if not failure.check(CancelledError):
+            log.failure("Unhandled Error Processing Request.", failure)
+        return
+    try:
+        body = render_error(request, failure)
+    except Exception:  # noqa: BLE001 - as Klein: an error handler's own failure is a 500
+        request.processingFailed(Failure())
+        return
+    _write_result(request, body, finished)
+
+
+def _run_deferred(route: Route, request: Any, resumed: Any = None) -> Any:
+    """The handler's run through Deferreds: Klein's endpoint (or the coroutine L{run_route}
+    started, C{resumed}), written when it fires, cancelled when the client goes away."""
     app = route.router.app  # bound to the router instance (Klein's descriptor)
     finished = False
     running: list[Deferred[Any]] = []
@@ -193,32 +278,15 @@ def run_route(route: Route, request: Any) -> Any:
             running[0].cancel()  # the connection was lost before the answer
 
     request.notifyFinish().addBoth(gone)
-    d: Deferred[Any] = maybeDeferred(app.execute_endpoint, route.endpoint, request, **route.args)
+    d: Deferred[Any] = (
+        maybeDeferred(app.execute_endpoint, route.endpoint, request, **route.args)
+        if resumed is None
+        else Deferred.fromCoroutine(resumed)
+    )
     running.append(d)
-
-    def write(result: Any) -> None:
-        if IResource.providedBy(result):
-            request.render(getChildForRequest(result, request))
-            return
-        if isinstance(result, str):
-            result = result.encode("utf-8")
-        if isinstance(result, bytes):
-            request.write(result)
-        if not finished:
-            request.finish()
-
-    def failed(failure: Failure) -> None:
-        if finished:
-            if not failure.check(CancelledError):
-                log.failure("Unhandled Error Processing Request.", failure)
-            return
-        try:
-            body = render_error(request, failure)
-        except Exception:  # noqa: BLE001 - as Klein: an error handler's own failure is a 500
-            request.processingFailed(Failure())
-            return
-        write(body)
-
-    d.addCallbacks(write, failed)
+    d.addCallbacks(
+        lambda result: _write_result(request, result, finished),
+        lambda failure: _write_failure(request, failure, finished),
+    )
     d.addErrback(lambda f: log.failure("Unhandled Error writing response", f))
     return server.NOT_DONE_YET
