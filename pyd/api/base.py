@@ -202,7 +202,11 @@ def run_route(route: Route, request: Any) -> Any:
             except StopIteration as done:
                 result = done.value
             else:
-                return _run_deferred(route, request, _resume(result, waiting))
+                return _run_deferred(
+                    route, request, Deferred.fromCoroutine(_resume(result, waiting))
+                )
+        elif isinstance(result, Deferred):  # a handler that is no coroutine, answering later
+            return _run_deferred(route, request, result)
     except BaseException:  # noqa: BLE001 - as maybeDeferred: rendered as the route's failure
         _write_failure(request, Failure(), False)
         return server.NOT_DONE_YET
@@ -264,9 +268,9 @@ def _write_failure(request: Any, failure: Failure, finished: bool) -> None:
     _write_result(request, body, finished)
 
 
-def _run_deferred(route: Route, request: Any, resumed: Any = None) -> Any:
-    """The handler's run through Deferreds: Klein's endpoint (or the coroutine L{run_route}
-    started, C{resumed}), written when it fires, cancelled when the client goes away."""
+def _run_deferred(route: Route, request: Any, started: Deferred[Any] | None = None) -> Any:
+    """The handler's run through Deferreds: Klein's endpoint (or the run L{run_route} started,
+    C{started}), written when it fires, cancelled when the client goes away."""
     app = route.router.app  # bound to the router instance (Klein's descriptor)
     finished = False
     running: list[Deferred[Any]] = []
@@ -280,8 +284,8 @@ def _run_deferred(route: Route, request: Any, resumed: Any = None) -> Any:
     request.notifyFinish().addBoth(gone)
     d: Deferred[Any] = (
         maybeDeferred(app.execute_endpoint, route.endpoint, request, **route.args)
-        if resumed is None
-        else Deferred.fromCoroutine(resumed)
+        if started is None
+        else started
     )
     running.append(d)
     d.addCallbacks(

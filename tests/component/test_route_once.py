@@ -39,10 +39,12 @@ class _Router:
         return json_body(request, {"Ref": ref})
 
     @app.route("/things/<string:ref>/text", methods=["GET"])
+    @role("viewer")
     def get_text(self, request: Any, ref: str) -> str:
         return f"text {ref}"
 
     @app.route("/things/<string:ref>", methods=["DELETE"])
+    @role("operator")
     async def delete(self, request: Any, ref: str) -> bytes:
         if ref == "missing":
             raise NotFound("no such thing: missing")
@@ -51,11 +53,32 @@ class _Router:
         raise RuntimeError("a bug")
 
     @app.route("/things/<string:ref>/wait", methods=["POST"])
+    @role("operator")
     async def wait(self, request: Any, ref: str) -> bytes:
         d: Deferred[None] = Deferred(lambda _: self._cancelled())
         self.pending.append(d)
         await d
         return b"done"
+
+    @app.route("/things/<string:ref>/later", methods=["POST"])
+    @role("operator")
+    def later(self, request: Any, ref: str) -> Deferred[bytes]:
+        """No coroutine: a Deferred, fired later (as the events stream's handler)."""
+        d: Deferred[None] = Deferred(lambda _: self._cancelled())
+        self.pending.append(d)
+        return d.addCallback(lambda _: json_body(request, {"Later": ref}))
+
+    @app.route("/things/<string:ref>/bad", methods=["POST"])
+    @role("operator")
+    async def bad(self, request: Any, ref: str) -> bytes:
+        """Refuses after a wait, catching the awaited failure as handlers do."""
+        d: Deferred[None] = Deferred()
+        self.pending.append(d)
+        try:
+            await d
+        except KeyError:
+            raise NotFound(f"no such thing: {ref}") from None
+        return b"unreachable"
 
     def _cancelled(self) -> None:
         self.cancelled += 1
@@ -86,6 +109,11 @@ REQUESTS = [
     ("GET", "/things//a/json"),  # redirect
     ("GET", "/things/tree/x/y"),  # a branch route: Klein runs it
 ]
+
+
+def _with_marks(router: Any) -> dict[str, Any]:
+    """The handlers the root runs itself (a role mark), by name."""
+    return {name: fn for name, fn in vars(type(router)).items() if getattr(fn, "pyd_role", None)}
 
 
 class RouteOnceTests(SynchronousTestCase):
@@ -147,6 +175,40 @@ class RouteOnceTests(SynchronousTestCase):
         resp = self.successResultOf(d)
         self.assertEqual((resp.code, self.successResultOf(resp.content())), (200, b"done"))
 
+    def test_handlers_run_directly(self) -> None:
+        """Every marked handler of the router runs without Klein's endpoint (the root calls
+        it), for each kind: a coroutine, a plain function, a refusal, a wait."""
+        self.assertEqual(
+            sorted(_with_marks(self.router)),
+            ["bad", "delete", "get_json", "get_text", "later", "wait"],
+        )
+        self.patch(
+            self.router.app, "execute_endpoint", lambda *a, **kw: self.fail("Klein's endpoint")
+        )
+        self.assertEqual(self._get("GET", "/things/a/json")[0], 200)
+        self.assertEqual(self._get("GET", "/things/a/text")[2], b"text a")
+        self.assertEqual(self._get("DELETE", "/things/busy")[0], 409)
+
+    def test_deferred_handler_answers_when_fired(self) -> None:
+        """A handler that returns a Deferred (no coroutine) answers with what it fires with."""
+        d = self.http.request("POST", "http://pyd/things/a/later")
+        self.assertNoResult(d)
+        self.router.pending[0].callback(None)
+        self.http.flush()
+        resp = self.successResultOf(d)
+        body = self.successResultOf(resp.content())
+        self.assertEqual((resp.code, body), (200, b'{"Later":"a"}\n'))
+
+    def test_awaited_failure_reaches_the_handler(self) -> None:
+        """A failure of what a resumed handler awaits is raised inside it, where it is caught
+        and turned into the handler's own refusal."""
+        d = self.http.request("POST", "http://pyd/things/a/bad")
+        self.router.pending[0].errback(KeyError("a"))
+        self.http.flush()
+        resp = self.successResultOf(d)
+        body = self.successResultOf(resp.content())
+        self.assertEqual((resp.code, body), (404, b'{"message": "no such thing: a"}\n'))
+
     def test_client_gone_cancels_the_handler(self) -> None:
         """The connection is lost before the answer: the handler's wait is cancelled, nothing is
         written, nothing is logged as an error."""
@@ -156,6 +218,18 @@ class RouteOnceTests(SynchronousTestCase):
         assert route is not None
         run_route(route, request)
         self.assertEqual(self.router.cancelled, 0)
+        request.processingFailed(Failure(ConnectionError("gone")))
+        self.assertEqual(self.router.cancelled, 1)
+        self.assertEqual(request.written, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_client_gone_cancels_a_deferred_handler(self) -> None:
+        """The same for a handler answering with a Deferred."""
+        request = DummyRequest([b"things", b"a", b"later"])
+        request.method = b"POST"
+        route = RouteTable([self.router]).match(b"things", "POST", "/things/a/later")
+        assert route is not None
+        run_route(route, request)
         request.processingFailed(Failure(ConnectionError("gone")))
         self.assertEqual(self.router.cancelled, 1)
         self.assertEqual(request.written, [])
