@@ -6,8 +6,8 @@ root dispatches on the first segment, after stripping the C{/vX.Y} prefix.
 
 Each route declares the least role that may call it, where it is defined (L{role}); the root
 matches the request to its route once (L{RouteTable}) and hands that same route to the
-authorization guard and to the dispatch (L{run_route}: the handler runs without Klein matching
-the URL again), so the rules decide on what will run. Klein's resource still answers what no
+authorization guard and to the dispatch (L{run_route}: the handler is called directly, without
+Klein matching the URL again), so the rules decide on what will run. Klein's resource still answers what no
 handler matched (404, 405, the merged-slashes redirect) and the branch routes.
 """
 

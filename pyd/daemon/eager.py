@@ -11,10 +11,16 @@ once the read is handled it sends the queue at once (one C{send} for the status 
 and body of every response that read produced), and only what the kernel did not take waits for
 writability as before. An answer completed outside a read (one that needed the database) is
 sent when its request finishes (L{_SendAfterRead.send_queued}, called by the API's channel).
-Whatever else is written outside a read (a log stream), a closing or half-closed connection,
-and every error path keep Twisted's own behaviour: the transport is watched for writability and
-its C{doWrite} runs from the reactor. Order is kept: everything goes through the transport's
-one buffer.
+A connection its protocol closes after the answer (C{Connection: close}: every CLI command)
+is closed in that same turn once the kernel took everything, as the reactor's C{doWrite}
+would have closed it a turn later. Whatever else is written outside a read (a log stream), a
+half-closed connection, a close with data the kernel did not take, and every error path keep
+Twisted's own behaviour: the transport is watched for writability and its C{doWrite} runs
+from the reactor. Order is kept: everything goes through the transport's one buffer.
+
+The listening ports also read each connection they accept in the accepting turn
+(L{_ReadAtAccept}): a client sends its request right after connecting, so waiting for the
+reactor to report it would cost one more C{epoll_wait} and turn per connection.
 """
 
 from __future__ import annotations
