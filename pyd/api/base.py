@@ -13,10 +13,8 @@ handler matched (404, 405, the merged-slashes redirect) and the branch routes.
 
 from __future__ import annotations
 
-from asyncio import iscoroutine
 from collections.abc import Callable, Iterable
-from inspect import isfunction
-from types import coroutine
+from types import CoroutineType, FunctionType, coroutine
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -196,7 +194,7 @@ def run_route(route: Route, request: Any) -> Any:
         return _run_deferred(route, request)
     try:
         result = handler(route.router, request, **route.args)
-        if iscoroutine(result):
+        if isinstance(result, CoroutineType):
             try:
                 waiting = result.send(None)
             except StopIteration as done:
@@ -219,7 +217,7 @@ def _handler(route: Route) -> Callable[..., Any] | None:
     its endpoint's name), or None where that cannot be told (then Klein's endpoint runs)."""
     router = route.router
     fn = getattr(type(router), route.endpoint, None)
-    if not isfunction(fn) or getattr(fn, "pyd_role", None) is None:
+    if not isinstance(fn, FunctionType) or getattr(fn, "pyd_role", None) is None:
         return None
     return fn
 

@@ -98,7 +98,7 @@ class EventRepository:
         if prune:
             self._since_prune = 0
         retention = self.retention
-        params = {
+        params: dict[str, Any] = {
             "type": type_,
             "action": action,
             "actor_id": actor_id,

@@ -76,3 +76,59 @@ class EventBatchTests(SynchronousTestCase):
         later = self.emit("start", 2)
         self.blocking.step(0)
         self.assertEqual(self.successResultOf(later).action, "start")
+
+
+class StagedEventOrderTests(SynchronousTestCase):
+    """An event staged into another transaction (EventSink.stage: a volume's create) is never
+    stored ahead of events emitted before it that still wait for their batch."""
+
+    def setUp(self) -> None:
+        from pyd.engine.events import EventService
+        from pyd.state.volumes import VolumeRepository
+
+        self.blocking = QueuedBlocking()
+        self.db = Database(make_engine(None), self.blocking)  # type: ignore[arg-type]  # QueuedBlocking stands in for the DB thread's Blocking
+        self.db.run_sync(migrate.upgrade)
+        self.addCleanup(self.db.close)
+        self.repo = EventRepository(self.db)
+        self.clock: Any = type("C", (), {"seconds": staticmethod(lambda: 1.0)})()
+        self.events = EventService(self.repo, self.clock)
+        self.volumes = VolumeRepository(self.db)
+        self.live: list[Event] = []
+        self.events.subscribe(self.live.append)
+
+    def _create(self, name: str) -> Deferred[Any]:
+        from pyd.core.records import Volume
+
+        vol = Volume(name=name, driver="local", mountpoint="/v", created=1, labels=None,
+                     options=None, anonymous=False, bind_root="", bind_subpath="")  # fmt: skip
+        staged = self.events.stage("volume", "create", name, {"driver": "local"})
+        d = self.volumes.get_or_add(vol, staged.write)
+        return d.addCallback(lambda _: staged.publish())
+
+    def _drain(self) -> None:
+        while self.blocking.pending:
+            self.blocking.step(0)
+
+    def _stored(self) -> list[Event]:
+        d = self.repo.between(0, None)
+        self._drain()
+        return self.successResultOf(d)
+
+    def test_nothing_waiting_stored_with_the_row(self) -> None:
+        self._create("v1")
+        self.assertEqual(len(self.blocking.pending), 1)  # one transaction: the row and its event
+        self._drain()
+        self.assertEqual([(e.action, e.actor_id) for e in self.live], [("create", "v1")])
+        self.assertEqual(self._stored(), self.live)
+
+    def test_after_events_that_wait_for_their_batch(self) -> None:
+        self.events.emit("container", "start", "a" * 64)  # on the DB thread
+        self.events.emit("container", "die", "a" * 64)  # waits for the next batch
+        self._create("v2")
+        self._drain()
+        self._drain()
+        self.assertEqual([e.action for e in self.live], ["start", "die", "create"])
+        stored = self._stored()
+        self.assertEqual([e.action for e in stored], ["start", "die", "create"])
+        self.assertEqual([e.id for e in stored], sorted(e.id for e in stored))
