@@ -130,7 +130,7 @@ def build_service(
 
     # Images need the container service (which needs them) for the removal rules.
     images = ImageService(
-        ImageRepository(db),
+        ImageRepository(db, later=lambda fn: reactor.callLater(0, fn)),
         drv.layers,
         io,
         events,

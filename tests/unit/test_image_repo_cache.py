@@ -106,3 +106,63 @@ class ImageCacheTests(SynchronousTestCase):
         while self.blocking.pending:
             self.blocking.step(0)
         return d
+
+
+class RewarmTests(SynchronousTestCase):
+    """After a write of the images, the reads clients made lately are read again in one DB
+    call in a later turn, so the next list or inspect needs no round trip; an answer read while
+    another write ran is not kept."""
+
+    def setUp(self) -> None:
+        self.blocking = QueuedBlocking()
+        self.db = Database(make_engine(None), self.blocking)  # type: ignore[arg-type]  # QueuedBlocking stands in for the DB thread's Blocking
+        self.db.run_sync(migrate.upgrade)
+        self.addCleanup(self.db.close)
+        self.later: list[Any] = []
+        self.repo = ImageRepository(self.db, later=self.later.append)
+        for layer in (BASE, TOP):
+            self.inline(self.repo.add_layer(layer))
+        self.inline(self.repo.add_image(IMG, b"{}", TOP.chain_id, 30, 1))
+        self.inline(self.repo.set_ref(REF, "tag", IMG, 5))
+        self.later.clear()
+
+    def inline(self, d: Deferred[Any]) -> Any:
+        while self.blocking.pending:
+            self.blocking.step(0)
+        return self.successResultOf(d)
+
+    def hot_reads(self) -> list[Deferred[Any]]:
+        return [
+            self.repo.find_ref(REF),
+            self.repo.get_image(IMG),
+            self.repo.list_images(),
+            self.repo.chain(TOP.chain_id),
+        ]
+
+    def test_reads_after_a_write_are_warm(self) -> None:
+        for d in self.hot_reads():
+            self.inline(d)
+        self.inline(self.repo.set_ref("docker.io/library/y:1", "tag", IMG, 6))
+        self.assertEqual(len(self.later), 1)
+        self.assertEqual(self.blocking.pending, [])  # nothing read in the write's own turn
+        self.later.pop()()
+        self.assertEqual(len(self.blocking.pending), 1)  # all of them in one DB call
+        self.blocking.step(0)
+        answers = [d for d in self.hot_reads()]
+        self.assertEqual(self.blocking.pending, [])  # answered from the cache
+        image = self.successResultOf(answers[1])
+        self.assertIn(("docker.io/library/y:1", "tag"), image.refs)  # the write's effect
+        self.assertEqual(self.successResultOf(answers[3]), [BASE, TOP])
+
+    def test_a_write_during_the_rewarm_discards_it(self) -> None:
+        for d in self.hot_reads():
+            self.inline(d)
+        self.inline(self.repo.set_ref("docker.io/library/y:1", "tag", IMG, 6))
+        self.later.pop()()
+        removing = self.repo.remove_ref("docker.io/library/y:1")  # queued behind the rewarm
+        self.blocking.step(0)  # the rewarm answers, but a write has begun: nothing kept
+        self.inline(removing)
+        self.assertEqual(len(self.later), 1)  # the write asks for another rewarm
+        d = self.repo.get_image(IMG)
+        self.assertEqual(len(self.blocking.pending), 1)  # not cached: read anew
+        self.assertNotIn(("docker.io/library/y:1", "tag"), self.inline(d).refs)
