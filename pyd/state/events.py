@@ -32,6 +32,25 @@ def _record(row: Any) -> Event:
     )
 
 
+def _row(
+    type_: str,
+    action: str,
+    actor_id: str,
+    attributes: dict[str, str],
+    scope: str,
+    time_nano: int,
+) -> dict[str, Any]:
+    """An event's column values (also the L{Event} fields but its id)."""
+    return {
+        "type": type_,
+        "action": action,
+        "actor_id": actor_id,
+        "attributes": attributes,
+        "scope": scope,
+        "time_nano": time_nano,
+    }
+
+
 class EventRepository:
     """Stores events and reads them back by time window.
 
@@ -61,19 +80,7 @@ class EventRepository:
         """Persist one event (in the next batch); every so often drop those beyond the
         retention bound."""
         d: Deferred[Event] = Deferred()
-        self._pending.append(
-            (
-                {
-                    "type": type_,
-                    "action": action,
-                    "actor_id": actor_id,
-                    "attributes": attributes,
-                    "scope": scope,
-                    "time_nano": time_nano,
-                },
-                d,
-            )
-        )
+        self._pending.append((_row(type_, action, actor_id, attributes, scope, time_nano), d))
         if not self._in_flight:
             self._flush()
         return d
@@ -98,14 +105,7 @@ class EventRepository:
         if prune:
             self._since_prune = 0
         retention = self.retention
-        params: dict[str, Any] = {
-            "type": type_,
-            "action": action,
-            "actor_id": actor_id,
-            "attributes": attributes,
-            "scope": scope,
-            "time_nano": time_nano,
-        }
+        params = _row(type_, action, actor_id, attributes, scope, time_nano)
 
         def thd(conn: Connection) -> Event:
             res = conn.execute(_INSERT, params)
