@@ -7,6 +7,11 @@ TSTAMP    := $(VENV)/.installed-test
 # Test processes: 2 cores, the suites are independent.
 TEST_JOBS ?= 2
 
+# The installed daemon's docstring-free code cache (pyd.core.lean), written before the first
+# start so that start's time and memory are those of every later start (-P: the installed
+# copy, not this tree).
+WARM = warm() { "$$1" -P -c 'import pyd.tap as t; t.lean_imports(); import pyd.daemon.drivers, pyd.daemon.wiring'; }; warm
+
 .PHONY: install test-install deps run test lint typecheck unit e2e bench clean deploy
 
 # `install`: the daemon's runtime dependencies only (what `make run` needs); `test-install` adds
@@ -23,6 +28,7 @@ $(STAMP): pyproject.toml $(shell find pyd twistd_plugins migrations -name '*.py'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q .
+	$(WARM) $(PY)
 	touch $(STAMP)
 
 $(TSTAMP): $(STAMP)
@@ -68,6 +74,7 @@ DOC_DIR       ?= /usr/local/share/doc/pyd
 deploy:
 	test -x $(DEPLOY_PREFIX)/bin/python || $(PYTHON) -m venv $(DEPLOY_PREFIX)
 	$(DEPLOY_PREFIX)/bin/python -m pip install -q --upgrade .
+	$(WARM) $(DEPLOY_PREFIX)/bin/python
 	getent group pyd >/dev/null || groupadd --system pyd
 	install -d -m 0755 /etc/pyd $(DOC_DIR)
 	install -d -m 0700 /etc/pyd/tls

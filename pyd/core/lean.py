@@ -289,7 +289,7 @@ def without_docstrings(code: types.CodeType) -> types.CodeType:
 # A cached docstring-free module: the interpreter's magic, this tag, the source's mtime (ns)
 # and size, then the marshalled code. Anything else (another Python, an edited source) is
 # ignored and written again.
-_TAG = b"PYDN"
+_TAG = b"PYD2"  # 2: without columns as well
 _HEADER = struct.Struct("<4s4sQQ")
 
 
@@ -332,6 +332,65 @@ def _write_nodoc(cached: str, st: os.stat_result, code: types.CodeType) -> None:
             os.unlink(tmp)
 
 
+# The location table format of PEP 657 (CPython's Objects/locations.md), the same in 3.11-3.13.
+_COLUMNS_FORMAT = (3, 11) <= sys.version_info[:2] <= (3, 13)
+_NO_COLUMNS = 13  # entry code: a line delta, no columns
+_NO_LOCATION = 15  # entry code: no location at all
+
+
+def _svarint(value: int) -> bytes:
+    value = ((-value) << 1) | 1 if value < 0 else value << 1
+    out = bytearray()
+    while value >= 64:
+        out.append(0x40 | (value & 0x3F))
+        value >>= 6
+    out.append(value)
+    return bytes(out)
+
+
+def without_columns(code: types.CodeType) -> types.CodeType:
+    """C{code} with a location table that keeps the lines but no columns, as C{python -X
+    no_debug_ranges} compiles it (tracebacks show the line without the carets under the
+    expression): the column entries are ~1.5 MB of a daemon's code objects, kept for its life.
+    Unchanged on a Python whose table format this does not know."""
+    if not _COLUMNS_FORMAT:
+        return code
+    consts = code.co_consts
+    new: list[Any] | None = None
+    for i, const in enumerate(consts):
+        if type(const) is types.CodeType:
+            stripped = without_columns(const)
+            if stripped is not const:
+                new = new or list(consts)
+                new[i] = stripped
+    table = bytearray()
+    prev = code.co_firstlineno
+    run_line: int | None = None
+    run = 0
+
+    def emit(line: int | None, length: int) -> None:
+        nonlocal prev
+        if line is None:
+            table.append(0x80 | (_NO_LOCATION << 3) | (length - 1))
+        else:
+            table.append(0x80 | (_NO_COLUMNS << 3) | (length - 1))
+            table.extend(_svarint(line - prev))
+            prev = line
+
+    for line, _end, _col, _endcol in code.co_positions():
+        if run and (line != run_line or run == 8):
+            emit(run_line, run)
+            run = 0
+        run_line = line
+        run += 1
+    if run:
+        emit(run_line, run)
+    kwargs: dict[str, Any] = {"co_linetable": bytes(table)}
+    if new is not None:
+        kwargs["co_consts"] = tuple(new)
+    return code.replace(**kwargs)
+
+
 class _NoDocLoader(importlib.machinery.SourceFileLoader):
     """A source loader whose code objects carry no docstrings.
 
@@ -359,7 +418,7 @@ class _NoDocLoader(importlib.machinery.SourceFileLoader):
         code = super().get_code(fullname)
         if code is None:
             return None
-        code = without_docstrings(code)
+        code = without_columns(without_docstrings(code))
         if cached is not None and st is not None:
             _write_nodoc(cached, st, code)
         return code

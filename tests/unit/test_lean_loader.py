@@ -210,3 +210,47 @@ class StandInTests(unittest.TestCase):
         with stand_in("json", dumps=None):
             self.assertIs(sys.modules["json"], json)
         self.assertIsNotNone(json.dumps)
+
+
+class WithoutColumnsTests(unittest.TestCase):
+    def test_lines_kept_columns_dropped(self) -> None:
+        """Every code unit keeps its line (also in nested code and where there is none), the
+        columns are gone, the table is smaller, and a traceback still names the line."""
+        import sys
+        import traceback
+
+        from pyd.core import lean
+        from pyd.core.lean import without_columns
+
+        if not lean._COLUMNS_FORMAT:
+            self.skipTest(f"location table format of Python {sys.version_info[:2]} not known")
+        src = (
+            SOURCE
+            + "\n\ndef fails(a):\n    b = a + 1\n    return [1 / (b - b) for _ in range(2)]\n"
+        )
+        top = compile(src, "m.py", "exec")
+        new = without_columns(top)
+
+        def walk(code: types.CodeType) -> list[types.CodeType]:
+            out = [code]
+            for k in code.co_consts:
+                if type(k) is types.CodeType:
+                    out.extend(walk(k))
+            return out
+
+        old_codes, new_codes = walk(top), walk(new)
+        self.assertEqual(len(old_codes), len(new_codes))
+        for a, b in zip(old_codes, new_codes, strict=True):
+            self.assertEqual(
+                [p[0] for p in a.co_positions()], [p[0] for p in b.co_positions()], a.co_name
+            )
+            self.assertTrue(all(p[2] is None for p in b.co_positions()))
+        self.assertLess(sum(len(c.co_linetable) for c in new_codes),
+                        sum(len(c.co_linetable) for c in old_codes) / 2)  # fmt: skip
+        ns = run(new)
+        try:
+            ns["fails"](1)  # type: ignore[operator]
+        except ZeroDivisionError:
+            frames = traceback.extract_tb(sys.exc_info()[2])
+        self.assertEqual(frames[-1].lineno, src.splitlines().index(
+            "    return [1 / (b - b) for _ in range(2)]") + 1)  # fmt: skip
