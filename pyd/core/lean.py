@@ -251,18 +251,27 @@ def _body_doc(code: types.CodeType, raw: bytes) -> int | None:
     return None
 
 
+def _nested(
+    consts: tuple[Any, ...], transform: Callable[[types.CodeType], types.CodeType]
+) -> list[Any] | None:
+    """C{consts} with C{transform} applied to the code objects among them (functions, classes,
+    comprehensions defined in the code), or None when it changed none."""
+    new: list[Any] | None = None
+    for i, const in enumerate(consts):
+        if type(const) is types.CodeType:
+            changed = transform(const)
+            if changed is not const:
+                new = new or list(consts)
+                new[i] = changed
+    return new
+
+
 def without_docstrings(code: types.CodeType) -> types.CodeType:
     """C{code} without the docstrings of its module or class body and of every function in
     it, as C{python -OO} compiles them (asserts stay): a def's C{__doc__} is None, a body
     does not set C{__doc__}."""
     consts = code.co_consts
-    new: list[Any] | None = None
-    for i, const in enumerate(consts):
-        if type(const) is types.CodeType:
-            stripped = without_docstrings(const)
-            if stripped is not const:
-                new = new or list(consts)
-                new[i] = stripped
+    new = _nested(consts, without_docstrings)
     if code.co_flags & _CO_FUNCTION:
         # A def's first constant is its docstring or None (the compiler puts it there);
         # comprehensions and lambdas have none. The same string used in the body is kept.
@@ -355,14 +364,7 @@ def without_columns(code: types.CodeType) -> types.CodeType:
     Unchanged on a Python whose table format this does not know."""
     if not _COLUMNS_FORMAT:
         return code
-    consts = code.co_consts
-    new: list[Any] | None = None
-    for i, const in enumerate(consts):
-        if type(const) is types.CodeType:
-            stripped = without_columns(const)
-            if stripped is not const:
-                new = new or list(consts)
-                new[i] = stripped
+    new = _nested(code.co_consts, without_columns)
     table = bytearray()
     prev = code.co_firstlineno
     run_line: int | None = None

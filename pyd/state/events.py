@@ -51,6 +51,19 @@ def _row(
     }
 
 
+def _store(conn: Connection, rows: list[dict[str, Any]], keep: int | None) -> list[int]:
+    """Insert C{rows} (one statement), then, with C{keep}, drop all but the newest C{keep}
+    events; the new ids in the order of the rows."""
+    if len(rows) == 1:
+        res = conn.execute(_INSERT, rows[0])
+        ids = [int(res.inserted_primary_key[0]) if res.inserted_primary_key else 0]
+    else:
+        ids = [int(r[0]) for r in conn.execute(_INSERT_MANY, rows)]
+    if keep is not None:
+        conn.execute(delete(EventRow).where(EventRow.id <= ids[-1] - keep))
+    return ids
+
+
 class EventRepository:
     """Stores events and reads them back by time window.
 
@@ -100,41 +113,27 @@ class EventRepository:
         committed, after them)."""
         if self._pending:
             return None
-        self._since_prune += 1
-        prune = self._since_prune >= 100
-        if prune:
-            self._since_prune = 0
-        retention = self.retention
+        keep = self._keep_after(1)
         params = _row(type_, action, actor_id, attributes, scope, time_nano)
+        return lambda conn: Event(id=_store(conn, [params], keep)[0], **params)
 
-        def thd(conn: Connection) -> Event:
-            res = conn.execute(_INSERT, params)
-            new_id = int(res.inserted_primary_key[0]) if res.inserted_primary_key else 0
-            if prune:
-                conn.execute(delete(EventRow).where(EventRow.id <= new_id - retention))
-            return Event(id=new_id, **params)
-
-        return thd
+    def _keep_after(self, added: int) -> int | None:
+        """How many events the write adding C{added} keeps: the retention bound every 100th
+        event, else None (no pruning this time)."""
+        self._since_prune += added
+        if self._since_prune < 100:
+            return None
+        self._since_prune = 0
+        return self.retention
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         self._in_flight = True
-        self._since_prune += len(batch)
-        prune = self._since_prune >= 100
-        if prune:
-            self._since_prune = 0
-        retention = self.retention
+        keep = self._keep_after(len(batch))
         rows = [params for params, _ in batch]
 
         def thd(conn: Connection) -> list[int]:
-            if len(rows) == 1:
-                res = conn.execute(_INSERT, rows[0])
-                ids = [int(res.inserted_primary_key[0]) if res.inserted_primary_key else 0]
-            else:
-                ids = [int(r[0]) for r in conn.execute(_INSERT_MANY, rows)]
-            if prune:
-                conn.execute(delete(EventRow).where(EventRow.id <= ids[-1] - retention))
-            return ids
+            return _store(conn, rows, keep)
 
         def done(ids: list[int]) -> None:
             for (params, d), new_id in zip(batch, ids, strict=True):

@@ -18,13 +18,21 @@ from pyd.state.events import EventRepository
 from tests.unit.test_volume_repo_cache import QueuedBlocking
 
 
-class EventBatchTests(SynchronousTestCase):
+class QueuedRepoCase(SynchronousTestCase):
+    """An event repository over a migrated in-memory database whose DB-thread calls wait in
+    C{self.blocking} until the test runs them."""
+
     def setUp(self) -> None:
         self.blocking = QueuedBlocking()
         self.db = Database(make_engine(None), self.blocking)  # type: ignore[arg-type]  # QueuedBlocking stands in for the DB thread's Blocking
         self.db.run_sync(migrate.upgrade)
         self.addCleanup(self.db.close)
         self.repo = EventRepository(self.db)
+
+
+class EventBatchTests(QueuedRepoCase):
+    def setUp(self) -> None:
+        super().setUp()
         self.begins = 0
         event.listen(Engine, "begin", self._begin)
         self.addCleanup(event.remove, Engine, "begin", self._begin)
@@ -66,6 +74,31 @@ class EventBatchTests(SynchronousTestCase):
         )
         self.assertEqual(got[1].attributes, {"name": "a0"})
 
+    def test_retention_keeps_the_newest(self) -> None:
+        """Once 100 events are stored since the last pruning (in batches as one by one), the
+        write drops all but the newest C{retention}; until then nothing is dropped."""
+        self.repo.retention = 5
+
+        def stored() -> list[int]:
+            history = self.repo.between(0, None)
+            self.blocking.step(0)
+            return [e.id for e in self.successResultOf(history)]
+
+        emitted = [self.emit(f"a{i}", i) for i in range(150)]  # 1, then a batch of 149
+        while self.blocking.pending:
+            self.blocking.step(0)
+        ids = [self.successResultOf(d).id for d in emitted]
+        self.assertEqual(stored(), ids[-5:])
+        for i in range(150, 249):  # one by one: 99 since the pruning, none dropped
+            d = self.emit(f"a{i}", i)
+            self.blocking.step(0)
+            ids.append(self.successResultOf(d).id)
+        self.assertEqual(stored(), ids[145:])
+        d = self.emit("a249", 249)  # the 100th
+        self.blocking.step(0)
+        ids.append(self.successResultOf(d).id)
+        self.assertEqual(stored(), ids[-5:])
+
     def test_a_failed_batch_fails_each_of_its_events_and_the_next_batch_still_goes(self) -> None:
         """A write that fails errbacks every event of its batch; events emitted after it are
         written by the next batch."""
@@ -78,7 +111,7 @@ class EventBatchTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(later).action, "start")
 
 
-class StagedEventOrderTests(SynchronousTestCase):
+class StagedEventOrderTests(QueuedRepoCase):
     """An event staged into another transaction (EventSink.stage: a volume's create) is never
     stored ahead of events emitted before it that still wait for their batch."""
 
@@ -86,11 +119,7 @@ class StagedEventOrderTests(SynchronousTestCase):
         from pyd.engine.events import EventService
         from pyd.state.volumes import VolumeRepository
 
-        self.blocking = QueuedBlocking()
-        self.db = Database(make_engine(None), self.blocking)  # type: ignore[arg-type]  # QueuedBlocking stands in for the DB thread's Blocking
-        self.db.run_sync(migrate.upgrade)
-        self.addCleanup(self.db.close)
-        self.repo = EventRepository(self.db)
+        super().setUp()
         self.clock: Any = type("C", (), {"seconds": staticmethod(lambda: 1.0)})()
         self.events = EventService(self.repo, self.clock)
         self.volumes = VolumeRepository(self.db)

@@ -1,6 +1,6 @@
-"""remove_tree deletes the daemon's own trees (writable layers, bundles) with one call per
-entry, hands non-empty subdirectories to the descriptor-safe walk, and never follows a symlink
-out of the tree."""
+"""pyd.drivers.trees.remove_tree deletes the daemon's own trees (writable layers, bundles,
+removed volumes) beneath descriptors, one call per entry, and never follows a link out of the
+tree."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pyd.drivers.storage.layers import remove_tree
+from pyd.drivers.trees import remove_tree
+from pyd.drivers.volumes.local import DATA
 
 
 class RemoveTreeTests(SynchronousTestCase):
@@ -57,3 +58,30 @@ class RemoveTreeTests(SynchronousTestCase):
         remove_tree(base)
         self.assertFalse(os.path.lexists(base))
         self.assertEqual(sorted(os.listdir(outside)), ["keep", "sub"])
+
+    def test_volume_shapes(self) -> None:
+        """A removed volume: an empty _data; _data with files and options; _data missing."""
+        for i, (files, opts) in enumerate(((None, False), ({"sub/f": "x"}, True), (None, None))):
+            trash = os.path.join(self.tmp, f".trash-v{i}")
+            os.mkdir(trash)
+            if opts is not None:
+                os.mkdir(os.path.join(trash, DATA))
+            for name, text in (files or {}).items():
+                os.makedirs(os.path.dirname(os.path.join(trash, DATA, name)), exist_ok=True)
+                with open(os.path.join(trash, DATA, name), "w") as f:
+                    f.write(text)
+            if opts:
+                with open(os.path.join(trash, "opts.json"), "w") as f:
+                    f.write("{}")
+            remove_tree(trash)
+            self.assertFalse(os.path.lexists(trash), i)
+
+    def test_top_a_link(self) -> None:
+        """A tree whose own path is a link: the link goes, what it names stays whole."""
+        outside = os.path.join(self.tmp, "outside")
+        os.makedirs(os.path.join(outside, DATA))
+        link = os.path.join(self.tmp, ".trash-v-link")
+        os.symlink(outside, link)
+        remove_tree(link)
+        self.assertFalse(os.path.lexists(link))
+        self.assertTrue(os.path.isdir(os.path.join(outside, DATA)))

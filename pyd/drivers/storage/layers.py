@@ -17,11 +17,8 @@ Deferred; call them from the io pool. The driver holds no Docker rules.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -36,6 +33,7 @@ from pyd.drivers.process import ProcessResult, ProcessRunner
 from pyd.drivers.storage import diff as diffmod
 from pyd.drivers.storage import overlay
 from pyd.drivers.storage.blobs import BlobStore, fsync_dir
+from pyd.drivers.trees import force_remove, remove_tree
 
 
 @attrs.frozen
@@ -208,12 +206,12 @@ class LayerStore:
         self.ensure_dirs()
         for name in os.listdir(self.tmp):
             p = os.path.join(self.tmp, name)
-            _rmtree(p)
+            force_remove(p)
             removed.append(p)
         for name in os.listdir(self.layers):
             if name not in known_layers:
                 p = os.path.join(self.layers, name)
-                _rmtree(p)
+                force_remove(p)
                 removed.append(p)
         for name in os.listdir(self.links):
             p = os.path.join(self.links, name)
@@ -223,7 +221,7 @@ class LayerStore:
             if name not in known_containers:
                 p = os.path.join(self.containers, name)
                 overlay.unmount(os.path.join(p, "merged"))
-                _rmtree(p)
+                force_remove(p)
                 removed.append(p)
         return removed
 
@@ -241,7 +239,7 @@ class LayerStore:
 
     def discard(self, path: str) -> None:
         """Remove a staging file or directory (no error when gone)."""
-        _rmtree(path)
+        force_remove(path)
 
     # --- read-only layers -------------------------------------------------------------------
 
@@ -271,7 +269,7 @@ class LayerStore:
         try:
             r = await self._extractor.extract(src_path, dest, tar_out)
         except BaseException:
-            _rmtree(staging)
+            force_remove(staging)
             raise
         return Extracted(
             staging=staging,
@@ -297,7 +295,7 @@ class LayerStore:
                 os.unlink(os.path.join(self.links, short))
         except OSError:  # no short link (never mounted with one): nothing to remove
             pass
-        _rmtree(os.path.join(self.layers, cache_id))
+        force_remove(os.path.join(self.layers, cache_id))
 
     def short_link(self, cache_id: str) -> str:
         """The C{l/<short>} name of a layer (created on first use)."""
@@ -390,12 +388,6 @@ class LayerStore:
         if not os.path.exists(base):
             return
         overlay.unmount(os.path.join(base, "merged"))
-        # overlayfs leaves work/work behind; with it gone, a layer the container wrote nothing
-        # to is a few empty directories, which remove_tree deletes without a walk.
-        try:
-            os.rmdir(os.path.join(base, "work", "work"))
-        except OSError:  # absent, or not empty: remove_tree's general case takes it
-            pass
         remove_tree(base)
 
     def rw_changes(
@@ -426,63 +418,6 @@ class LayerStore:
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
-            _rmtree(path)
+            force_remove(path)
             raise
         return path, count
-
-
-def remove_tree(path: str) -> None:
-    """Delete a directory the daemon made (a writable layer, a container's bundle); no error
-    when gone.
-
-    Its own entries go with one C{unlink} or C{rmdir} each, which never follow a symlink: an
-    empty subdirectory or a file costs one system call, not shutil.rmtree's lstat, open, fstat
-    and scandir per directory (issue 21: a bulk rm deleted two such trees per container). A
-    subdirectory that is not empty (the files a container wrote, say) is handed to L{_rmtree},
-    the descriptor-safe walk, and so is anything this pass could not delete.
-    """
-    try:
-        with os.scandir(path) as it:
-            entries = list(it)
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        _rmtree(path)
-        return
-    try:
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                try:
-                    os.rmdir(e.path)
-                except OSError as err:
-                    if err.errno != errno.ENOTEMPTY:
-                        raise
-                    _rmtree(e.path)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(e.path)
-        os.rmdir(path)
-    except OSError:
-        _rmtree(path)
-
-
-def _rmtree(path: str) -> None:
-    """Remove a file or a tree, even with odd modes (no error when gone)."""
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:  # already removed: the goal is reached
-        pass
-    except PermissionError:
-        # chattr/odd modes: make writable and retry once
-        for dirpath, dirnames, _files in os.walk(path):
-            for d in dirnames:
-                try:
-                    os.chmod(os.path.join(dirpath, d), 0o700)
-                except (
-                    OSError
-                ):  # best effort before the retry; what still cannot go is left (ignore_errors)
-                    pass
-        shutil.rmtree(path, ignore_errors=True)

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from pyd.core.seams import Blocking
 from pyd.drivers import inroot
 from pyd.drivers.process import ProcessRunner
+from pyd.drivers.trees import remove_tree
 from pyd.drivers.volumes import copy as _copy
 from pyd.drivers.volumes import stage as _stage
 from pyd.drivers.volumes.stage import StagingArea
@@ -183,7 +184,7 @@ class LocalVolumeDriver:
             return
         trash = os.path.join(self.root, f"{_TRASH_PREFIX}{name}-{os.urandom(4).hex()}")
         os.rename(vdir, trash)
-        _delete_tree(trash)
+        remove_tree(trash)
 
     def remove(self, name: str) -> Deferred[None]:
         """Delete the volume's directory and data (refused while something is mounted on it)."""
@@ -493,29 +494,6 @@ def _purge(trash: str) -> None:
     if os.path.lexists(data) and is_mountpoint(data):
         raise VolumeDriverError(f"{data} is mounted: left in place")
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def _delete_tree(path: str) -> None:
-    """Delete a volume directory moved to the trash. A plain volume left empty (the usual
-    C{docker volume rm} after create) is its directory and an empty C{_data}: two C{rmdir}
-    calls beneath the directory opened without following a link, instead of rmtree's walk
-    (an open, a listing and a close per level: four times the system calls, on the io
-    thread the reply waits for). Anything else (data, C{opts.json}, a link) is rmtree's,
-    which never follows links either."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    try:
-        os.rmdir(DATA, dir_fd=fd)  # not a directory (a link), not empty: OSError
-        os.rmdir(path)  # anything else left in it: OSError
-        return
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync_dir(path: str) -> None:

@@ -38,7 +38,7 @@ from pyd.drivers.runtime.conmon import (
 )
 from pyd.drivers.runtime.oci import OciRuntime
 from pyd.drivers.runtime.shm import mount_shm, unmount_shm
-from pyd.drivers.storage.layers import remove_tree
+from pyd.drivers.trees import remove_tree
 from pyd.engine.containers import runconfig
 from pyd.engine.containers.base import (
     CREATING,

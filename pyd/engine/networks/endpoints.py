@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pyd.core.deferreds import shield
 from pyd.core.errors import (
     Conflict,
     Forbidden,
@@ -501,16 +502,9 @@ class Endpoints(Ipam, Ports, Dns):
     async def _reaped(self, name: str) -> None:
         """Once the background deletion of host end C{name}, if any, has ended."""
         pending = self._reaping.get(name)
-        if pending is None or pending.called:
-            return
-        waiter: Deferred[None] = Deferred()
-
-        def release(result: object) -> object:
-            waiter.callback(None)
-            return result
-
-        pending.addBoth(release)
-        await waiter
+        if pending is not None and not pending.called:
+            # shielded: a start cancelled while it waits leaves the deletion running
+            await shield(pending, f"deleting {name}")
 
     def _holds_nothing(self, cid: str) -> bool:
         """Whether a container being removed holds no network resource: no plugged endpoint
