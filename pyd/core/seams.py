@@ -1,7 +1,7 @@
 """Seams every layer depends on (layer: core).
 
 C{Blocking} is how code that must not run on the reactor thread (SQL, tar, hashing, netlink,
-mount) gets run: the daemon gives each consumer a thread-pool implementation, tests the inline one.
+mount) gets run: the daemon gives each consumer a pool of worker threads (L{pyd.core.workers}), tests the inline one.
 
 The C{I*Reactor} interfaces name the slices of Twisted's reactor a consumer uses. They are zope
 Interfaces (not typing.Protocols) because Twisted's own signatures ask for its interfaces by name
@@ -27,8 +27,6 @@ from twisted.internet.interfaces import (
     IReactorUDP,
     IReactorUNIX,
 )
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
 
 from pyd.core.records import Event
 
@@ -94,18 +92,6 @@ class InlineBlocking:
             return succeed(fn(*args, **kwargs))
         except BaseException:  # noqa: BLE001 - turned into a failed Deferred, nothing lost
             return fail()
-
-
-class ThreadPoolBlocking:
-    """L{Blocking} over a Twisted thread pool (never the reactor's default pool)."""
-
-    def __init__(self, reactor: IReactorFromThreads, pool: ThreadPool) -> None:
-        self._reactor = reactor
-        self._pool = pool
-
-    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-        """Run C{fn} in the pool; the Deferred fires on the reactor thread."""
-        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
 
 
 class StagedEvent(Protocol):

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, succeed
 from pyd.config import DaemonConfig
 from pyd.config.limits import free_reserve_bytes
 from pyd.config.runtimes import table as runtime_table
-from pyd.core.seams import Blocking, IDaemonReactor, ThreadPoolBlocking
+from pyd.core.seams import Blocking, IDaemonReactor
 from pyd.daemon.pidlock import StartupError
 from pyd.daemon.tree import PoolService
 from pyd.drivers.fswatch import DirWatcher
@@ -92,13 +92,13 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
     """The drivers of a real daemon: crun + conmon, overlayfs, netlink + nftables, the local
     volume driver, the registry client on treq (blocking reads of /proc allowed: the reactor is
     not running yet)."""
-    db_pool = PoolService("pyd-db", 1)
+    db_pool = PoolService(reactor, "pyd-db", 1)
     # Eight: much of the io pool's work waits on the kernel (netlink under the RTNL lock, a
     # veth coming up, unmounts, directory removals), so with four threads a hundred concurrent
     # `docker run` queued their mounts and namespaces behind each other's waits (100 runs:
     # 37 s with four, 28 s with eight, load 20-30; see docs/performance.md).
-    io_pool = PoolService("pyd-io", IO_THREADS)
-    io = ThreadPoolBlocking(reactor, io_pool.pool)
+    io_pool = PoolService(reactor, "pyd-io", IO_THREADS)
+    io = io_pool.workers
     runner = ReactorProcessRunner(reactor)
     helpers = ForkServerRunner(reactor, runner)
     # registry traffic and URL imports go through the same proxies (dockerd: one environment)
@@ -124,7 +124,7 @@ def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
 
     return Drivers(
         pools=(db_pool, io_pool),
-        db_blocking=ThreadPoolBlocking(reactor, db_pool.pool),
+        db_blocking=db_pool.workers,
         io=io,
         runner=runner,
         helpers=helpers,

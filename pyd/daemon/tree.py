@@ -22,13 +22,13 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 from twisted.web import server
 
 from pyd import config as cfgmod
 from pyd.config import DaemonConfig
 from pyd.core.seams import Blocking, IDaemonReactor
 from pyd.core.telemetry import Telemetry
+from pyd.core.workers import Workers
 from pyd.daemon.logs import LogLevelControl, StallWatchdog
 from pyd.daemon.memory import (
     Settler,
@@ -45,20 +45,20 @@ log = Logger()
 
 
 class PoolService(Service):
-    """A named thread pool, started and stopped with the tree."""
+    """A named pool of worker threads, started and stopped with the tree."""
 
-    def __init__(self, name: str, size: int) -> None:
-        self.pool = ThreadPool(minthreads=1, maxthreads=size, name=name)
+    def __init__(self, reactor: Any, name: str, size: int) -> None:
+        self.workers = Workers(reactor, name, size)
 
     def startService(self) -> None:
-        """Start the threads."""
+        """Start running work."""
         super().startService()
-        self.pool.start()
+        self.workers.start()
 
     def stopService(self) -> None:
         """Join the threads (after the services above have stopped using them)."""
         super().stopService()
-        self.pool.stop()
+        self.workers.stop()
 
 
 @attrs.define

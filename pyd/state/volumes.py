@@ -201,8 +201,11 @@ class VolumeRepository:
         """Ids of the containers referring to volume C{name}."""
         return self._db.run(lambda conn: _refs(conn, name))
 
-    def delete(self, name: str) -> Deferred[Volume | None]:
+    def delete(
+        self, name: str, also: Callable[[Connection], object] | None = None
+    ) -> Deferred[Volume | None]:
         """Delete the volume's row; fire with the deleted volume (None if there was none).
+        C{also(conn)} runs in the same transaction when a row was deleted (its event).
 
         @raise Conflict: C{remove NAME: volume is in use - [ids]} while a container refers to it.
         """
@@ -214,7 +217,11 @@ class VolumeRepository:
                 row = conn.execute(_DELETE_RETURNING, {"b_name": name}).first()
             except IntegrityError:
                 raise Conflict(in_use_message(name, _refs(conn, name))) from None
-            return None if row is None else _record(row)
+            if row is None:
+                return None
+            if also is not None:
+                also(conn)
+            return _record(row)
 
         def done(deleted: Volume | None) -> Volume | None:
             self._end(name, None)

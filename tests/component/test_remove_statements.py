@@ -145,3 +145,25 @@ class ImageRequestStatementTests(RemoveStatementTests):
         self.measure("GET", f"/v1.50/images/{DEFAULT_TAG}/json")
         trips, stmts = self.measure("DELETE", f"/v1.50/images/{DEFAULT_TAG}")
         self.assertEqual(trips, 7, stmts)
+
+
+class VolumeRequestStatementTests(ImageRequestStatementTests):
+    """Round trips of the volume API rows that trailed dockerd (issue 21): a create and a
+    removal are one transaction each, their event stored in it; inspect and list read nothing
+    (the repository's mirror of the table)."""
+
+    def test_list_and_inspect(self) -> None:
+        """(ImageRequestStatementTests')"""
+
+    def test_create_inspect_list_remove(self) -> None:
+        self.call("GET", "/v1.50/volumes")  # installs the mirror
+        self.statements.clear()
+        self.round_trips = 0
+        code, _ = self.call("POST", "/v1.50/volumes/create", {"Name": "counted"})
+        self.assertEqual(code, 201)
+        self.assertEqual((self.round_trips, self.statements), (1, ["INSERT", "INSERT"]))
+        self.assertEqual(self.measure("GET", "/v1.50/volumes/counted"), (0, []))
+        self.assertEqual(self.measure("GET", "/v1.50/volumes"), (0, []))
+        trips, stmts = self.measure("DELETE", "/v1.50/volumes/counted")
+        # the row's deletion and its destroy event, in one transaction
+        self.assertEqual((trips, stmts), (1, ["DELETE", "INSERT"]))

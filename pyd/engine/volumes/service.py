@@ -341,9 +341,14 @@ class VolumeService:
                         await self._driver.unmount(name)
                     except VolumeDriverError as e:
                         raise SystemError_(f"remove {name}: {e}") from e
-            deleted = await self._repo.delete(name)
+            # The event is stored with the row's deletion (one round trip): from then on the
+            # volume is gone from every read, whatever becomes of its directory.
+            event = self._events.stage("volume", "destroy", name, {"driver": vol.driver})
+            deleted = await self._repo.delete(name, event.write)
             if deleted is None:
                 return
+            self._active.pop(name, None)
+            event.publish()
             try:
                 await self._driver.remove(name)
             except (OSError, VolumeDriverError) as e:
@@ -351,8 +356,6 @@ class VolumeService:
                 if not force:
                     raise SystemError_(f"remove {name}: {e}") from e
                 log.warn("could not delete volume directory {name}: {err}", name=name, err=e)
-            self._active.pop(name, None)
-            self._emit("destroy", name, {"driver": vol.driver})
 
         await self._locks.run(name, locked)
 
