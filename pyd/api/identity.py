@@ -161,12 +161,15 @@ def peer_groups(sock: Any, pid: int, uid: int, gid: int) -> tuple[int, ...]:
 
 def _peer_cred(transport: Any) -> PeerCred | None:
     sock = getattr(transport, "socket", None)
-    if sock is None or sock.family != socket.AF_UNIX:
+    if sock is None:
         return None
-    # the connection guard read SO_PEERCRED when the connection was made (fixed at connect)
+    # the connection guard read SO_PEERCRED when the connection was made (fixed at connect;
+    # only a Unix socket has one)
     known = getattr(transport, "pyd_peercred", None)
     if isinstance(known, tuple):
         pid, uid, gid = known
+    elif sock.family != socket.AF_UNIX:
+        return None
     else:
         try:
             raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))

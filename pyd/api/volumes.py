@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -24,8 +25,10 @@ _SWARM_MANAGER = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def rfc3339(seconds: int) -> str:
-    """Go's C{time.RFC3339} in UTC (dockerd prints the daemon's local time; pyd runs in UTC)."""
+    """Go's C{time.RFC3339} in UTC (dockerd prints the daemon's local time; pyd runs in UTC).
+    Remembered: a volume's creation time is formatted at every inspect and list."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet import tcp, unix
+from twisted.internet import main, tcp, unix
 from twisted.internet.defer import Deferred, execute
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python.failure import Failure
@@ -113,8 +113,20 @@ class _SendAfterRead:
         # all sent (ConnectionDone) or the send failed (ConnectionLost): what the reactor does
         # with a doWrite's verdict (its _disconnectSelectable: the connection stops being
         # watched, in connectionLost, and learns why)
-        me.connectionLost(Failure(why))
+        me.connectionLost(_CLEAN_CLOSE if why is main.CONNECTION_DONE else Failure(why))
         return True
+
+
+def _clean_close() -> Failure:
+    """The reason of every clean close this module reports: one Failure, examined once (each
+    C{Failure.check} of a fresh one names every class of its exception's MRO, per connection),
+    as Twisted's own C{protocol.connectionDone} is shared by every protocol."""
+    done = Failure(main.CONNECTION_DONE)
+    done.check(Exception)
+    return done
+
+
+_CLEAN_CLOSE = _clean_close()
 
 
 def _queued(fd: Any) -> bool:

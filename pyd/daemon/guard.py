@@ -10,6 +10,7 @@ sees a reset, the daemon keeps nothing.
 
 from __future__ import annotations
 
+import _socket
 import resource
 import socket
 import struct
@@ -45,11 +46,23 @@ def raise_fd_limit() -> tuple[int, int]:
 _PEERCRED = struct.Struct("3i")
 
 
+# The C socket's own family field: socket.socket's C{family} property wraps it in an enum
+# member at every read, and every connection asked several times.
+_FAMILY = _socket.socket.__dict__["family"]
+
+
+def _is_unix(sock: Any) -> bool:
+    """Whether C{sock} is a Unix socket."""
+    if isinstance(sock, _socket.socket):
+        return bool(_FAMILY.__get__(sock) == socket.AF_UNIX)
+    return bool(getattr(sock, "family", None) == socket.AF_UNIX)
+
+
 def peer_cred(transport: Any) -> tuple[int, int, int] | None:
     """(pid, uid, gid) of a Unix socket's peer at connect time (SO_PEERCRED); None for TCP or
     when the kernel does not say."""
     sock = getattr(transport, "socket", None)
-    if sock is None or sock.family != socket.AF_UNIX:
+    if sock is None or not _is_unix(sock):
         return None
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
@@ -63,7 +76,7 @@ def peer_key(transport: Any, cred: tuple[int, int, int] | None = None) -> str:
     """Who is at the other end: C{uid:N} for a Unix socket (SO_PEERCRED, or C{cred} read
     already), the address for TCP."""
     sock = getattr(transport, "socket", None)
-    if sock is not None and sock.family == socket.AF_UNIX:
+    if sock is not None and (cred is not None or _is_unix(sock)):
         cred = cred or peer_cred(transport)
         return "unix" if cred is None else f"uid:{cred[1]}"
     peer = transport.getPeer()

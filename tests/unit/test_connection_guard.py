@@ -109,6 +109,20 @@ class ConnectionGuardTests(SynchronousTestCase):
         ident = identify(proto, Policy(unix_roles={"uid:4242": "viewer"}))
         self.assertEqual((ident.role, ident.transport), ("viewer", "unix"))
 
+    def test_tcp_peer_keyed_by_address_without_credentials(self) -> None:
+        """A TCP connection has no SO_PEERCRED: the guard keys it by address and the identity
+        does not take Unix credentials for it."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        guard, state = self._guard()
+        proto = guard.buildProtocol(None)
+        t = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 4000))
+        t.socket = sock  # type: ignore[attr-defined]  # what the guard and the identity read
+        proto.makeConnection(t)
+        self.assertIsNone(proto.pyd_peercred)
+        self.assertEqual(list(state.by_peer), ["ip:192.0.2.7"])
+        self.assertEqual(identify(proto, Policy()).transport, "tcp")
+
     def test_handshake_cap_and_timeout(self) -> None:
         """Handshaking TLS connections are capped; one that never finishes is aborted after the
         handshake timeout; a finished handshake frees its slot and cancels the deadline."""
