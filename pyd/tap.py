@@ -93,14 +93,16 @@ class Options(_options_class()):  # type: ignore[misc]  # base class built at ru
 def lean_imports() -> None:
     """What the daemon's imports leave out until first use (before anything imports the
     reactor, endpoints or Klein): the TLS stack (L{pyd.core.tlsstack}), werkzeug's
-    development server and test client, Klein's forms, sessions, plating and requirer, and
-    Perspective Broker under twisted.web's server (L{pyd.core.lean})."""
+    development server and test client, Klein's forms, sessions, plating and requirer,
+    Perspective Broker under twisted.web's server, and werkzeug's URL builders until one is
+    used (L{pyd.core.lean})."""
     from pyd.core import lean, tlsstack
 
     lean.drop_docstrings()
     tlsstack.defer()
     lean.bare_package("werkzeug")
     lean.bare_package("klein")  # pyd.api.base imports Klein from klein._app
+    lean.lazy_url_builders()
     # SQLAlchemy imports these at import time for what pyd never asks of it: dialects and
     # plugins registered as entry points, the asyncio SQLite driver (~0.8 MB).
     lean.lazy_module("importlib.metadata")
