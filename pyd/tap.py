@@ -102,7 +102,6 @@ def lean_imports() -> None:
     tlsstack.defer()
     lean.bare_package("werkzeug")
     lean.bare_package("klein")  # pyd.api.base imports Klein from klein._app
-    lean.lazy_url_builders()
     # SQLAlchemy imports these at import time for what pyd never asks of it: dialects and
     # plugins registered as entry points, the asyncio SQLite driver (~0.8 MB).
     lean.lazy_module("importlib.metadata")
@@ -123,6 +122,9 @@ def lean_imports() -> None:
         ViewPoint=type("ViewPoint", (), {"__module__": "twisted.spread.pb"}),
     ):
         import twisted.web.server  # noqa: F401  # the point of the stand-in
+    from pyd.api.urlbuild import lazy_url_builders
+
+    lazy_url_builders()  # before the routers add their routes
 
 
 # What twistd imported before the plugin ran that the daemon does not use at start: pdb (for

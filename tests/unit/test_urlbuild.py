@@ -1,4 +1,4 @@
-"""pyd.core.lean.lazy_url_builders: werkzeug's URL builders are compiled on first use, and build
+"""pyd.api.urlbuild.lazy_url_builders: werkzeug's URL builders are compiled on first use, and build
 what the eager ones build."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from werkzeug.routing import Map, Rule
 from werkzeug.routing import rules as werkzeug_rules
 
-from pyd.core import lean
+from pyd.api.urlbuild import lazy_url_builders
 
 
 def _map() -> Map:
@@ -42,8 +42,8 @@ def test_same_urls_built_once_compiled_on_use(monkeypatch: pytest.MonkeyPatch) -
         return eager_compile(rule, append_unknown)
 
     monkeypatch.setattr(werkzeug_rules.Rule, "_compile_builder", counting)
-    lean.lazy_url_builders()
-    lean.lazy_url_builders()  # idempotent
+    lazy_url_builders()
+    lazy_url_builders()  # idempotent
     m = _map()
     assert calls == []  # adding the rules compiled no builder
     assert m.bind("pyd").match("/volumes/data", "GET") == ("inspect", {"name": "data"})
