@@ -95,9 +95,12 @@ def lean_imports() -> None:
     reactor, endpoints or Klein): the TLS stack (L{pyd.core.tlsstack}), werkzeug's
     development server and test client, Klein's forms, sessions, plating and requirer, and
     Perspective Broker under twisted.web's server (L{pyd.core.lean})."""
-    from pyd.core import lean, tlsstack
+    from pyd.core import lean, lean_loaded, tlsstack
 
     lean.drop_docstrings()
+    # what twistd imported and the daemon keeps loses its docstrings and columns too (~1.3
+    # MiB), before the daemon's own imports, which reuse what it frees
+    lean_loaded.strip_loaded()
     tlsstack.defer()
     lean.bare_package("werkzeug")
     lean.bare_package("klein")  # pyd.api.base imports Klein from klein._app
