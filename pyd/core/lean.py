@@ -109,21 +109,29 @@ class LazyMapping(Mapping[str, Any]):
 
 @contextmanager
 def stand_in(name: str, **names: Any) -> Iterator[None]:
-    """While the block runs, module C{name} is a stand-in holding only C{names}, for a module
-    imported in the block that takes those names from it but uses them on a path the daemon
-    never takes. Afterwards C{name} is unregistered (a later import loads the real module);
-    what was imported keeps the stand-in's objects. A no-op when C{name} is imported already."""
+    """While the block runs, module C{name} is a stand-in holding only C{names} (also as its
+    package's attribute), for a module imported in the block that takes those names from it
+    but uses them on a path the daemon never takes. Afterwards C{name} is unregistered (a later
+    import loads the real module); what was imported keeps the stand-in's objects. A no-op
+    when C{name} is imported already."""
     if name in sys.modules:
         yield
         return
     module = types.ModuleType(name)
     module.__dict__.update(names)
     sys.modules[name] = module
+    parent_name, _, child = name.rpartition(".")
+    parent = sys.modules.get(parent_name) if parent_name else None
+    if parent is not None:
+        # `from package import name` asks the package for the attribute
+        parent.__dict__[child] = module
     try:
         yield
     finally:
         if sys.modules.get(name) is module:
             del sys.modules[name]
+        if parent is not None and parent.__dict__.get(child) is module:
+            del parent.__dict__[child]
 
 
 def _spec_unimported(name: str) -> importlib.machinery.ModuleSpec | None:

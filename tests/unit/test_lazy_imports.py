@@ -70,7 +70,7 @@ print(before, repr(text), "html.entities" in sys.modules)
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
 # development server and test client, Klein's forms, sessions, plating and requirer, pyroute2's
-# traffic-control plugins (registered, not run), the distribution service with the registry API
+# traffic-control plugins (registered, not run) and unittest.mock, the distribution service with the registry API
 # client and twisted.web's HTTP client protocol (the first pull), Perspective Broker (a stand-in
 # while twisted.web.server is imported); and what twistd imported that the daemon never uses
 # (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar, and urllib.request with
@@ -106,6 +106,7 @@ LAZY = (
     "pyroute2.netlink.rtnl.tcmsg.common_act",
     "pyroute2.netlink.rtnl.tcmsg.sched_htb",
     "pyroute2.netlink.rtnl.tcmsg.cls_u32",
+    "unittest.mock",
     "pyd.engine.distribution.service",
     "pyd.engine.distribution.pull",
     "pyd.drivers.registry.client",
