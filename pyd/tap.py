@@ -8,8 +8,13 @@ from typing import Any, cast
 from twisted.application.service import IService
 from twisted.python import usage
 
-from pyd import config as cfgmod
-from pyd.core.seams import IDaemonReactor
+from pyd.core import lean_attrs
+
+# before pyd's first attrs class (the options' and create-spec records, imported next)
+lean_attrs.share_field_tuples()
+
+from pyd import config as cfgmod  # noqa: E402
+from pyd.core.seams import IDaemonReactor  # noqa: E402
 
 
 def _make_repeat_handler(key: str) -> Any:
