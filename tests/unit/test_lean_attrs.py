@@ -1,5 +1,6 @@
 """The attrs classes made after L{pyd.core.lean_attrs.share_field_tuples} share one field-tuple
-class and read their fields by name as before (pyd/core/lean_attrs.py)."""
+class and read their fields by name as before; their generated methods carry no docstring nor
+columns (pyd/core/lean_attrs.py)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ print(type(c).__name__ != "FieldsByName", c.count.name, c.other.default)
 p = Point(1)
 print(attrs.evolve(p, x=5), attrs.asdict(p), attrs.astuple(p), p == Point(1, 2), hash(p) == hash(Point(1)))
 print(attrs.filters.include(f.x)(f.x, 1), attrs.fields(Point) == (f.x, f.y))
+init = Point.__init__.__code__
+print(Point.__init__.__doc__, Point.__eq__.__doc__, Before.__init__.__doc__ is not None,
+      all(p[2] is None for p in init.co_positions()), any(p[0] for p in init.co_positions()),
+      all(p[2] is not None for p in Before.__init__.__code__.co_positions() if p[0]))
 """
 
 
@@ -53,7 +58,8 @@ class ShareFieldTuplesTests(unittest.TestCase):
         FieldsByName, the ones made before keep theirs; fields read by index and by name are
         the same records, an unknown name raises AttributeError; a class with a field named
         like a tuple method keeps attrs' own class; evolve, asdict, astuple, equality, hashing
-        and filters work as before; a second call does not wrap again."""
+        and filters work as before; a second call does not wrap again; the generated methods
+        of the classes made after it have no docstring and keep their lines without columns."""
         r = run_python("-c", SCRIPT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(
@@ -67,5 +73,6 @@ class ShareFieldTuplesTests(unittest.TestCase):
                 "True count o",
                 "Point(x=5, y=2) {'x': 1, 'y': 2} (1, 2) True True",
                 "True True",
+                "None None True True True True",
             ],
         )
