@@ -18,18 +18,39 @@ import gc
 import importlib.machinery
 import sys
 import types
+from typing import NamedTuple
 
-from pyd.core.lean import _CO_FUNCTION, _NoDocLoader
+from pyd.core.lean import _CO_FUNCTION, _EXTENDED_ARG, _STORE_NAME, _NoDocLoader
 
 # a module's function code units by (qualified name, first line); None where two share both
 Units = dict[tuple[str, int], "types.CodeType | None"]
 
 
-def function_units(code: types.CodeType) -> Units:
+def sets_doc(body: types.CodeType) -> bool:
+    """Whether module or class body C{body} stores C{__doc__} (C{STORE_NAME __doc__})."""
+    names = body.co_names
+    if "__doc__" not in names:
+        return False
+    index = names.index("__doc__")
+    if index > 255:  # an extended argument: not looked for, taken as stored
+        return True
+    raw = body.co_code
+    at = raw.find(bytes((_STORE_NAME, index)))
+    while at >= 0:
+        if at % 2 == 0 and (at == 0 or raw[at - 2] != _EXTENDED_ARG):
+            return True
+        at = raw.find(bytes((_STORE_NAME, index)), at + 1)
+    return False
+
+
+def function_units(code: types.CodeType) -> tuple[Units, set[str]]:
     """The function code units (defs, lambdas, comprehensions) nested in module code C{code},
-    by qualified name and first line; None where two units share both (two lambdas on one
-    line): which one a function runs cannot be told from its code."""
+    by qualified name and first line (None where two units share both, as two lambdas on one
+    line do: which one a function runs cannot be told from its code); and the qualified names
+    of the class bodies in it that do not set C{__doc__} (the loader took their docstring out;
+    a body that assigns C{__doc__} itself still does)."""
     units: Units = {}
+    undocumented: set[str] = set()
     stack = [code]
     while stack:
         for const in stack.pop().co_consts:
@@ -37,8 +58,10 @@ def function_units(code: types.CodeType) -> Units:
                 if const.co_flags & _CO_FUNCTION:
                     key = (const.co_qualname, const.co_firstlineno)
                     units[key] = None if key in units else const
+                elif not sets_doc(const):
+                    undocumented.add(const.co_qualname)
                 stack.append(const)
-    return units
+    return units, undocumented
 
 
 def same_unit(old: types.CodeType, new: types.CodeType) -> bool:
@@ -59,10 +82,18 @@ def same_unit(old: types.CodeType, new: types.CodeType) -> bool:
     )
 
 
-def _units_by_file() -> dict[str, tuple[types.ModuleType, Units]]:
-    """The modules loaded from Python source by the interpreter's own loader, by file, with
-    their function units as L{_NoDocLoader} loads them."""
-    found: dict[str, tuple[types.ModuleType, Units]] = {}
+class _Stripped(NamedTuple):
+    """A module loaded from source, as L{_NoDocLoader} loads it."""
+
+    module: types.ModuleType
+    units: Units  # function code units by qualified name and first line
+    undocumented: set[str]  # class bodies that no longer set __doc__
+    module_doc: bool  # whether the module body still sets __doc__
+
+
+def _stripped_by_file() -> dict[str, _Stripped]:
+    """The modules loaded from Python source by the interpreter's own loader, by file."""
+    found: dict[str, _Stripped] = {}
     for name, module in list(sys.modules.items()):
         if type(module) is not types.ModuleType:  # lazy and stand-in modules, proxies
             continue
@@ -74,31 +105,33 @@ def _units_by_file() -> dict[str, tuple[types.ModuleType, Units]]:
         except (ImportError, OSError, SyntaxError, ValueError):
             continue
         if code is not None:
-            found[loader.path] = (module, function_units(code))
+            units, undocumented = function_units(code)
+            found[loader.path] = _Stripped(module, units, undocumented, sets_doc(code))
     return found
 
 
 def strip_loaded() -> int:
     """Give the functions of the modules loaded from source so far the code L{_NoDocLoader}
-    would have loaded (no docstring, no columns), and drop their modules', classes' and
-    functions' docstrings (also the copies C{functools.wraps} made). A function whose code has
+    would have loaded (no docstring, no columns), and drop the docstrings it drops from their
+    modules, classes and functions (also the copies C{functools.wraps} made; a C{__doc__} a
+    module or class body assigns itself stays, as the loader keeps it). A function whose code has
     no unique counterpart of the same shape in the current source (two lambdas on one line, a
     file edited since) keeps its code. Returns how many functions changed.
 
     Call it before the daemon's own imports: they reuse what it frees."""
-    by_file = _units_by_file()
-    names = set()
-    for module, _units in by_file.values():
-        names.add(module.__name__)
-        if type(module.__dict__.get("__doc__")) is str:
-            module.__doc__ = None
+    by_file = _stripped_by_file()
+    classes: dict[str, set[str]] = {}  # by module name: the classes whose docstring goes
+    for stripped in by_file.values():
+        classes[stripped.module.__name__] = stripped.undocumented
+        if not stripped.module_doc and type(stripped.module.__dict__.get("__doc__")) is str:
+            stripped.module.__doc__ = None
     changes: list[tuple[types.FunctionType, types.CodeType]] = []
     dropped: dict[int, str] = {}  # docstrings taken out, by id (held here while compared)
     for obj in gc.get_objects():
         if type(obj) is types.FunctionType:
             old = obj.__code__
             found = by_file.get(old.co_filename)
-            new = found[1].get((old.co_qualname, old.co_firstlineno)) if found else None
+            new = found.units.get((old.co_qualname, old.co_firstlineno)) if found else None
             if new is None or not same_unit(old, new):
                 continue
             changes.append((obj, new))
@@ -107,7 +140,7 @@ def strip_loaded() -> int:
                 dropped[id(doc)] = doc
         elif (
             isinstance(obj, type)
-            and obj.__dict__.get("__module__") in names
+            and obj.__qualname__ in classes.get(obj.__dict__.get("__module__"), ())  # type: ignore[arg-type]
             and type(obj.__dict__.get("__doc__")) is str
         ):
             with contextlib.suppress(TypeError, AttributeError):  # a type that refuses

@@ -26,9 +26,16 @@ EARLY = textwrap.dedent(
     class C:
         """class doc"""
 
+        class Inner:
+            """inner class doc"""
+
         def m(self):
             """m doc"""
             return [i for i in range(3)]
+
+
+    class Explicit:
+        __doc__ = MESSAGE = "kept, as python -OO keeps it"
 
 
     def outer():
@@ -86,7 +93,7 @@ lean.drop_docstrings()
 changed = lean_loaded.strip_loaded()
 print(changed >= 6, run() == before)
 print(early.__doc__, early.f.__doc__, early.C.__doc__, early.C.m.__doc__, early.made.__doc__,
-      early.wrapped.__doc__)
+      early.wrapped.__doc__, early.C.Inner.__doc__, early.Explicit.__doc__ == early.Explicit.MESSAGE)
 code = early.f.__code__
 print(all(p[2] is None and p[3] is None for p in code.co_positions()), lines(code) == f_lines)
 print(*(c is n for c, n in zip(codes, (early.pair[0].__code__, early.pair[1].__code__, early.edited.__code__))))
@@ -101,7 +108,8 @@ except ZeroDivisionError as e:
 class StripLoadedTests(unittest.TestCase):
     def test_loaded_modules_lose_docstrings_and_columns(self) -> None:
         """In a fresh process, a module imported by the plain loader: after strip_loaded its
-        module, class, function, closure and functools.wraps docstrings are None; its functions
+        module, class, nested class, function, closure and functools.wraps docstrings are None
+        (a __doc__ a class body assigns itself stays); its functions
         return what they did; their location tables keep every line without columns, so a
         traceback still names the line; two lambdas on one line and a function whose source
         was edited since the import keep their code."""
@@ -116,7 +124,7 @@ class StripLoadedTests(unittest.TestCase):
                 r.stdout.splitlines(),
                 [
                     "True True",
-                    "None None None None None None",
+                    "None None None None None None None True",
                     "True True",
                     "True True True",
                     "boom 2",
