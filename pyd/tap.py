@@ -8,8 +8,13 @@ from typing import Any, cast
 from twisted.application.service import IService
 from twisted.python import usage
 
-from pyd import config as cfgmod
-from pyd.core.seams import IDaemonReactor
+from pyd.core import lean_attrs
+
+# before pyd's first attrs class (the options' and create-spec records, imported next)
+lean_attrs.share_field_tuples()
+
+from pyd import config as cfgmod  # noqa: E402
+from pyd.core.seams import IDaemonReactor  # noqa: E402
 
 
 def _make_repeat_handler(key: str) -> Any:
@@ -94,11 +99,15 @@ def lean_imports() -> None:
     """What the daemon's imports leave out until first use (before anything imports the
     reactor, endpoints or Klein): the TLS stack (L{pyd.core.tlsstack}), werkzeug's
     development server and test client, Klein's forms, sessions, plating and requirer,
-    Perspective Broker under twisted.web's server, and werkzeug's URL builders until one is
-    used (L{pyd.core.lean})."""
-    from pyd.core import lean, tlsstack
+    Perspective Broker under twisted.web's server and hyperlink under Klein and twisted.web
+    (L{pyd.core.lean}); and the docstrings and location columns of what twistd imported
+    (L{pyd.core.lean_loaded})."""
+    from pyd.core import lean, lean_loaded, tlsstack
 
     lean.drop_docstrings()
+    # what twistd imported and the daemon keeps loses its docstrings and columns too (~1.3
+    # MiB), before the daemon's own imports, which reuse what it frees
+    lean_loaded.strip_loaded()
     tlsstack.defer()
     lean.bare_package("werkzeug")
     lean.bare_package("klein")  # pyd.api.base imports Klein from klein._app
@@ -112,6 +121,9 @@ def lean_imports() -> None:
     # (~0.6 MB).
     lean.lazy_module("urllib.request")
     lean.lazy_module("http.client")
+    # twisted.web's redirect resources build URLs with twisted.python.urlpath, which imports
+    # hyperlink with idna (~0.7 MiB with their tables): run when a URLPath is first made
+    lean.lazy_module("twisted.python.urlpath")
     # twisted.web.server's Request subclasses Perspective Broker's Copyable and names its
     # ViewPoint, for PB to send a request to another process (twisted.web.distrib): that is
     # all of PB with jelly, banana, decimal and twisted.cred (~0.5 MB), which pyd never speaks.
@@ -122,9 +134,26 @@ def lean_imports() -> None:
         ViewPoint=type("ViewPoint", (), {"__module__": "twisted.spread.pb"}),
     ):
         import twisted.web.server  # noqa: F401  # the point of the stand-in
-    from pyd.api.urlbuild import lazy_url_builders
+    # Klein's resource imports its request-URL requirer (klein._dihttp), whose module takes
+    # hyperlink's DecodedURL for a route that asks for the URL, which pyd's never do: Klein is
+    # imported against a stand-in that makes the real one when called
+    with lean.stand_in("hyperlink", DecodedURL=_DecodedURLOnFirstUse):
+        import klein._app  # noqa: F401  # the point of the stand-in
 
-    lazy_url_builders()  # before the routers add their routes
+
+class _DecodedURLOnFirstUse:
+    """Stands for C{hyperlink.DecodedURL} in Klein's modules: what it makes is the real one."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from hyperlink import DecodedURL
+
+        return DecodedURL(*args, **kwargs)
+
+    @staticmethod
+    def fromText(*args: Any, **kwargs: Any) -> Any:  # hyperlink's name
+        from hyperlink import DecodedURL
+
+        return DecodedURL.fromText(*args, **kwargs)
 
 
 # What twistd imported before the plugin ran that the daemon does not use at start: pdb (for

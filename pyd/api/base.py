@@ -22,6 +22,7 @@ import attrs
 
 # The module that defines what `klein.Klein` re-exports: with klein registered bare
 # (pyd.tap.lean_imports) its forms, sessions, plating and requirer modules stay unloaded (~0.35 MB)
+import klein._app
 from klein._app import Klein
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -32,8 +33,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import MapAdapter, RequestRedirect
 
 from pyd.api.errors import error_body, handle_failure
+from pyd.api.rules import DeferredBuilderRule
 
 log = Logger()
+
+# Klein.route makes its werkzeug rules by this name: pyd's compile their URL builders, which
+# the daemon never calls, on first use (pyd.api.rules)
+klein._app.Rule = DeferredBuilderRule  # type: ignore[attr-defined,misc]  # a subclass of the same rule
 
 
 def render_error(request: Any, failure: Failure) -> bytes:

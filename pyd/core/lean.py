@@ -109,21 +109,29 @@ class LazyMapping(Mapping[str, Any]):
 
 @contextmanager
 def stand_in(name: str, **names: Any) -> Iterator[None]:
-    """While the block runs, module C{name} is a stand-in holding only C{names}, for a module
-    imported in the block that takes those names from it but uses them on a path the daemon
-    never takes. Afterwards C{name} is unregistered (a later import loads the real module);
-    what was imported keeps the stand-in's objects. A no-op when C{name} is imported already."""
+    """While the block runs, module C{name} is a stand-in holding only C{names} (also as its
+    package's attribute), for a module imported in the block that takes those names from it
+    but uses them on a path the daemon never takes. Afterwards C{name} is unregistered (a later
+    import loads the real module); what was imported keeps the stand-in's objects. A no-op
+    when C{name} is imported already."""
     if name in sys.modules:
         yield
         return
     module = types.ModuleType(name)
     module.__dict__.update(names)
     sys.modules[name] = module
+    parent_name, _, child = name.rpartition(".")
+    parent = sys.modules.get(parent_name) if parent_name else None
+    if parent is not None:
+        # `from package import name` asks the package for the attribute
+        parent.__dict__[child] = module
     try:
         yield
     finally:
         if sys.modules.get(name) is module:
             del sys.modules[name]
+        if parent is not None and parent.__dict__.get(child) is module:
+            del parent.__dict__[child]
 
 
 def _spec_unimported(name: str) -> importlib.machinery.ModuleSpec | None:
@@ -345,9 +353,13 @@ def _write_nodoc(cached: str, st: os.stat_result, code: types.CodeType) -> None:
 _COLUMNS_FORMAT = (3, 11) <= sys.version_info[:2] <= (3, 13)
 _NO_COLUMNS = 13  # entry code: a line delta, no columns
 _NO_LOCATION = 15  # entry code: no location at all
+_NO_COLUMNS_ENTRY = 0x80 | (_NO_COLUMNS << 3)
+_NO_LOCATION_ENTRY = 0x80 | (_NO_LOCATION << 3)
 
 
 def _svarint(value: int) -> bytes:
+    if 0 <= value < 32:
+        return _SMALL_DELTAS[value]
     value = ((-value) << 1) | 1 if value < 0 else value << 1
     out = bytearray()
     while value >= 64:
@@ -355,6 +367,9 @@ def _svarint(value: int) -> bytes:
         value >>= 6
     out.append(value)
     return bytes(out)
+
+
+_SMALL_DELTAS = tuple(bytes((value << 1,)) for value in range(32))
 
 
 def without_columns(code: types.CodeType) -> types.CodeType:
@@ -367,26 +382,26 @@ def without_columns(code: types.CodeType) -> types.CodeType:
     new = _nested(code.co_consts, without_columns)
     table = bytearray()
     prev = code.co_firstlineno
-    run_line: int | None = None
-    run = 0
-
-    def emit(line: int | None, length: int) -> None:
-        nonlocal prev
-        if line is None:
-            table.append(0x80 | (_NO_LOCATION << 3) | (length - 1))
+    # co_lines gives the code's ranges (one per entry of the table, None: no location); the
+    # ranges of one line are merged, then written as entries of at most 8 code units, a run's
+    # later entries with a line delta of 0
+    runs: list[list[Any]] = []
+    for start, end, line in code.co_lines():
+        if runs and runs[-1][0] == line:
+            runs[-1][1] += end - start
         else:
-            table.append(0x80 | (_NO_COLUMNS << 3) | (length - 1))
-            table.extend(_svarint(line - prev))
-            prev = line
-
-    for line, _end, _col, _endcol in code.co_positions():
-        if run and (line != run_line or run == 8):
-            emit(run_line, run)
-            run = 0
-        run_line = line
-        run += 1
-    if run:
-        emit(run_line, run)
+            runs.append([line, end - start])
+    for line, size in runs:
+        units = size // 2
+        while units > 0:
+            length = min(units, 8)
+            units -= length
+            if line is None:
+                table.append(_NO_LOCATION_ENTRY | (length - 1))
+            else:
+                table.append(_NO_COLUMNS_ENTRY | (length - 1))
+                table += _svarint(line - prev)
+                prev = line
     kwargs: dict[str, Any] = {"co_linetable": bytes(table)}
     if new is not None:
         kwargs["co_consts"] = tuple(new)

@@ -46,10 +46,28 @@ loaded = [m for m, mod in sys.modules.items() if mod is not None and not isinsta
 print(" ".join(sorted(loaded)))
 import pyd.daemon.wiring
 import sqlalchemy.sql.compiler
-print(pyd.daemon.wiring.__doc__ is None, sqlalchemy.sql.compiler.SQLCompiler.__doc__ is None, twistd.__doc__ is not None)
+from twisted.python import usage
+print(pyd.daemon.wiring.__doc__ is None, sqlalchemy.sql.compiler.SQLCompiler.__doc__ is None,
+      twistd.__doc__ is None, usage.Options.__doc__ is None, usage.Options.getUsage.__doc__ is None,
+      all(p[2] is None for p in usage.Options.getUsage.__code__.co_positions()))
 # the first scrape loads the exposition and sees what was recorded before it
 labels = {"route": "/containers/json", "method": "GET", "status": "200"}
 print(service.telemetry.value("pyd_api_requests_total", labels), "prometheus_client" in sys.modules)
+"""
+
+HYPERLINK_SCRIPT = """
+import sys
+from twisted.scripts import twistd
+from pyd.tap import lean_imports
+lean_imports()
+from pyd.api import base  # Klein, twisted.web's server
+import klein._dihttp
+from twisted.python import urlpath
+before = "hyperlink" in sys.modules
+made = klein._dihttp.DecodedURL.fromText("http://h/a?b=1")
+import hyperlink
+print(before, type(made) is hyperlink.DecodedURL, made.get("b"))
+print(str(urlpath.URLPath.fromString("http://h/a/").child(b"c")), urlpath._URL is hyperlink.URL)
 """
 
 HTML_SCRIPT = """
@@ -67,7 +85,8 @@ print(before, repr(text), "html.entities" in sys.modules)
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
 # development server and test client, Klein's forms, sessions, plating and requirer, pyroute2's
-# traffic-control plugins (registered, not run), the distribution service with the registry API
+# traffic-control plugins (registered, not run) and unittest.mock, hyperlink with idna (Klein's
+# request-URL requirer, twisted.web's URLPath; pyd.tap.lean_imports), the distribution service with the registry API
 # client and twisted.web's HTTP client protocol (the first pull), Perspective Broker (a stand-in
 # while twisted.web.server is imported); and what twistd imported that the daemon never uses
 # (pyd.tap._TWISTD_ONLY): pdb, the test framework, http.cookiejar, and urllib.request with
@@ -103,6 +122,10 @@ LAZY = (
     "pyroute2.netlink.rtnl.tcmsg.common_act",
     "pyroute2.netlink.rtnl.tcmsg.sched_htb",
     "pyroute2.netlink.rtnl.tcmsg.cls_u32",
+    "unittest.mock",
+    "hyperlink",
+    "idna",
+    "twisted.python.urlpath",
     "pyd.engine.distribution.service",
     "pyd.engine.distribution.pull",
     "pyd.drivers.registry.client",
@@ -138,8 +161,16 @@ class LazyImportTests(unittest.TestCase):
             loaded = sorted(m for m in modules if m == name or m.startswith(name + "."))
             self.assertEqual(loaded, [], name)
         self.assertEqual(metric_line, "1.0 True")
-        # modules imported after lean_imports carry no docstrings; twistd's own keep theirs
-        self.assertEqual(docs_line, "True True True")
+        # modules imported after lean_imports carry no docstrings, nor do twistd's own, whose
+        # functions have lost their location columns too (pyd.core.lean_loaded)
+        self.assertEqual(docs_line, "True True True True True True")
+
+    def test_hyperlink_loads_when_a_url_is_made(self) -> None:
+        """hyperlink is not imported by Klein and twisted.web's server; Klein's DecodedURL
+        stand-in makes hyperlink's own, and twisted.web's URLPath works, loading it then."""
+        r = run_python("-c", HYPERLINK_SCRIPT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[-2:], ["False True ['1']", "http://h/a/c True"])
 
     def test_html_entities_load_when_unescape_needs_them(self) -> None:
         """html.entities, loaded by twistd's imports, is forgotten; html.unescape still decodes

@@ -28,6 +28,17 @@ from pyroute2.netlink.rtnl.tcmsg import sched_htb
 print(lean, type(sched_htb) is types.ModuleType, options is sched_htb.options)
 """
 
+MOCK_SCRIPT = """
+import sys
+from pyd.drivers.network import netlink
+from pyroute2.netlink.rtnl import iprsocket
+lean = "unittest.mock" not in sys.modules
+queue = iprsocket.NotLocal.msg_queue  # made at class definition: a Mock once used
+queue.put_nowait(0, b"")
+from unittest import mock
+print(lean, type(queue).__name__, queue.put_nowait.called, isinstance(queue._mock, mock.Mock))
+"""
+
 
 class LeanPyroute2Tests(unittest.TestCase):
     def test_bare_package_then_full_on_demand(self) -> None:
@@ -43,3 +54,10 @@ class LeanPyroute2Tests(unittest.TestCase):
         r = run_python("-c", TC_SCRIPT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.split(), ["True", "True", "True"])
+
+    def test_mock_made_on_first_use(self) -> None:
+        """The driver leaves unittest.mock unloaded (pyroute2's iprsocket makes one Mock at
+        class definition); that object becomes a real Mock, loading the module, when used."""
+        r = run_python("-c", MOCK_SCRIPT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["True", "MockOnFirstUse", "True", "True"])
