@@ -37,7 +37,7 @@ class _NoVerifyCreator:
     """TLS without certificate or host-name checks (insecure registries only)."""
 
     def __init__(self, hostname: str, client: tssl.PrivateCertificate | None = None) -> None:
-        from twisted.internet import ssl as tssl  # loaded: HTTPClients loads the TLS stack
+        from twisted.internet import ssl as tssl  # loaded: made by _TLSPolicy.creatorForNetloc
 
         self._hostname = hostname
         if client is not None:
@@ -78,8 +78,10 @@ class _TLSPolicy:
         self.host_certs = host_certs or {}
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        """The connection creator for one host."""
-        from twisted.internet import ssl as tssl  # loaded: HTTPClients loads the TLS stack
+        """The connection creator for one host (the first HTTPS connection loads the TLS
+        stack: a daemon that talks only to plain-HTTP registries never does)."""
+        tlsstack.load()
+        from twisted.internet import ssl as tssl
 
         host = hostname.decode("ascii")
         certs = self.host_certs.get(f"{host}:{port}") or self.host_certs.get(host)
@@ -90,6 +92,13 @@ class _TLSPolicy:
                 trust = tssl.trustRootFromCertificates(list(certs.cas))
             return tssl.optionsForClientTLS(host, trustRoot=trust, clientCertificate=client)
         return _NoVerifyCreator(host, client)
+
+
+def https_policy() -> IPolicyForHTTPS:
+    """Verified TLS against the platform's trust store, the stack loaded by the first HTTPS
+    connection: what twisted.web's BrowserLikePolicyForHTTPS does, for an agent made before
+    the TLS stack is loaded (that one's methods were bound without it)."""
+    return _TLSPolicy(True)
 
 
 @attrs.frozen
@@ -220,9 +229,11 @@ class RegistryHosts:
 class HTTPClients:
     """The daemon's shared HTTP clients (one connection pool per TLS policy).
 
-    The clients, their pools and the TLS stack under them are built on first use: a daemon that
-    never talks to a registry never loads treq, twisted.web.client nor pyOpenSSL
-    (L{pyd.core.tlsstack}).
+    The clients and their pools are built on first use, and the TLS stack on the first HTTPS
+    connection (L{_TLSPolicy}): a daemon that never talks to a registry never loads treq nor
+    twisted.web.client, and one that talks only to plain-HTTP registries (a mirror on the
+    host, a loopback registry) never loads pyOpenSSL and cryptography (~12 MiB resident,
+    L{pyd.core.tlsstack}).
     """
 
     def __init__(
@@ -244,7 +255,9 @@ class HTTPClients:
     def _build(self) -> tuple[Any, Any]:
         if self._clients is not None:
             return self._clients
-        tlsstack.load()  # before twisted.web.client, which binds TLS names at import
+        # twisted.web.client may be imported without the TLS stack: only its own default policy
+        # (BrowserLikePolicyForHTTPS) is then left without TLS, and pyd's agents never use it
+        # (their policy is _TLSPolicy, which loads the stack before its first TLS connection).
         import treq.client
         from twisted.web.client import Agent, HTTPConnectionPool
 

@@ -237,7 +237,7 @@ class ProxiedAgent:
         settings: ProxySettings,
         pool: HTTPConnectionPool,
     ) -> None:
-        # imported here: twisted.web.client needs the TLS stack loaded first (HTTPClients does)
+        # imported here: twisted.web.client is loaded on first use (HTTPClients), not at start
         from twisted.web.client import Agent, ProxyAgent
 
         self._direct = direct

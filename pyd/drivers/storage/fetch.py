@@ -17,7 +17,6 @@ from twisted.python.failure import Failure
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
-from pyd.core import tlsstack
 from pyd.core.seams import Blocking, INetReactor
 from pyd.drivers.registry.proxy import ProxySettings
 
@@ -49,7 +48,7 @@ class _ToFile(Protocol):
         self._pending.addCallback(resume)
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]  # Protocol's default is a ConnectionDone instance
-        # twisted.web.client's, without its TLS imports; the download's client has loaded it
+        # twisted.web.client's (loaded by the download's client)
         from twisted.web._newclient import ResponseDone
 
         if reason is None:
@@ -71,7 +70,7 @@ class UrlFetcher:
         self, reactor: INetReactor, blocking: Blocking, proxies: ProxySettings | None = None
     ) -> None:
         self._reactor = reactor
-        self._agent: Any = None  # built on first use: it needs the TLS stack (pyd.core.tlsstack)
+        self._agent: Any = None  # built on first use (twisted.web.client, not loaded at start)
         self._blocking = blocking
         self._proxies = proxies
 
@@ -80,17 +79,21 @@ class UrlFetcher:
         if not url.startswith(("http://", "https://")):
             raise FetchFailed(f"unsupported URL scheme: {url}")
         if self._agent is None:
-            tlsstack.load()  # before twisted.web.client, which binds TLS names at import
-            from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+            # the TLS stack is loaded by the policy, for an https URL only (twisted.web.client
+            # may have been imported without it: its own default policy is not used)
+            from twisted.web.client import Agent, HTTPConnectionPool
 
-            self._agent = Agent(self._reactor, connectTimeout=30)
+            from pyd.drivers.registry.hosts import https_policy
+
+            policy = https_policy()
+            self._agent = Agent(self._reactor, policy, connectTimeout=30)
             if self._proxies is not None and self._proxies.active:
                 from pyd.drivers.registry.proxy import ProxiedAgent
 
                 self._agent = ProxiedAgent(
                     self._reactor,
                     self._agent,
-                    BrowserLikePolicyForHTTPS(),
+                    policy,
                     self._proxies,
                     HTTPConnectionPool(self._reactor, persistent=False),
                 )
