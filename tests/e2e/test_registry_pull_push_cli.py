@@ -57,6 +57,11 @@ class PushPullCLITests:
         # the same layers again: nothing to upload
         again = pyd_daemon.docker("push", f"{name}:v1").stdout
         assert "Layer already exists" in again and "Pushed" not in again
+        # a plain-HTTP registry (tried over HTTPS first, as dockerd does, by a ClientHello
+        # probe) never made the daemon load the TLS stack (~12 MiB resident)
+        assert pyd_daemon.proc is not None
+        with open(f"/proc/{pyd_daemon.proc.pid}/maps") as f:
+            assert "cryptography" not in f.read()
 
         pyd_daemon.docker("rmi", f"{name}:v1", "pyd-t-reg/bb:1")
         pull = pyd_daemon.docker("pull", f"{name}:v1").stdout

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
@@ -24,6 +24,7 @@ from pyd.core import tlsstack
 from pyd.core.records import RegistryAuth
 from pyd.core.seams import Blocking
 from pyd.drivers.registry.hosts import Endpoint, HTTPClients
+from pyd.drivers.registry.tlsprobe import speaks_tls
 from pyd.drivers.registry.transfer import BlobSink, ProgressFn, _FileProducer, _StreamToSink
 from pyd.drivers.registry.wire import (
     _TIMEOUT,
@@ -200,6 +201,9 @@ class RegistryClient:
         @raise RegistryError: anything but 200/401 (e.g. not a v2 registry).
         """
         url = f"{self.endpoint.base}/v2/"
+        if await self._plain_http_only():
+            # what the HTTPS attempt would have failed with (Go's text, as dockerd logs it)
+            raise TransportFailed(f'Get "{url}": http: server gave HTTP response to HTTPS client')
         try:
             resp = await self._client.get(url, timeout=_TIMEOUT)
         except (ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed) as e:
@@ -212,6 +216,23 @@ class RegistryClient:
         if resp.code == 401:
             return parse_challenges(resp.headers.getRawHeaders(b"www-authenticate", []))
         raise RegistryError(resp.code, _errors_of(body), url)
+
+    async def _plain_http_only(self) -> bool:
+        """For an insecure registry's HTTPS endpoint while the TLS stack is not loaded: whether
+        the host answers a ClientHello with something other than TLS (L{speaks_tls}), so that
+        its HTTPS attempt need not load the stack to fail. False when it may speak TLS, when
+        the stack is loaded already, or when the connection would go through a proxy."""
+        ep = self.endpoint
+        if ep.scheme != "https" or ep.verify_tls or tlsstack.is_loaded():
+            return False
+        try:
+            parts = urlsplit(ep.base)
+            host, port = parts.hostname, parts.port or 443
+        except ValueError:
+            return False
+        if not host or self.http.proxies.for_url("https", host, port) is not None:
+            return False
+        return await speaks_tls(self.http.reactor, host, port) is False
 
     async def login(self) -> None:
         """Check the credentials against the registry (ping, then Basic or the token realm).
