@@ -11,7 +11,9 @@ bounded buffers stays at a few MB whatever the payload size; one that buffers gr
 
 The standard workload (C{workload}): 200 containers created (4 CLI calls at a time) and removed
 in one `docker rm`, a 50 MiB log (1 KiB lines) written and read back, a `docker build --no-cache` of a 10 MiB
-context, 20 concurrent `docker run --rm`. Push and pull are in L{bench.registry}.
+context, 20 concurrent `docker run --rm`, then a ~52 MB image pushed to a loopback registry
+(plain HTTP), removed and pulled back (L{push_pull}; the push and pull rates are in
+L{bench.registry}).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import Daemon, Row, daemons, load_busybox, table, tree_rss_mb
-from tests.helpers.images import DEFAULT_TAG
+from tests.helpers.images import DEFAULT_TAG, busybox_image_tar
+from tests.helpers.registry import Registry
 
 IMG = DEFAULT_TAG
 MIB = 1024 * 1024
@@ -59,6 +62,24 @@ def _log_lines(mib: int) -> str:
     """A shell command printing C{mib} MiB of 1 KiB lines (short lines would time the per-line
     cost of `docker logs`, which bench.containers does, not its memory)."""
     return f"dd if=/dev/zero bs=1048576 count={mib} 2>/dev/null | tr '\\0' x | fold -w 1023"
+
+
+def push_pull(d: Daemon, image_tar: str) -> None:
+    """The workload's push and pull: C{image_tar} (~52 MB) loaded, pushed to a fresh loopback
+    registry (plain HTTP; 127.0.0.0/8 is insecure by default for both daemons), removed and
+    pulled back."""
+    d.docker("load", "-q", "-i", image_tar, stdout=subprocess.DEVNULL)
+    registry = Registry()
+    registry.start()
+    try:
+        name = f"{registry.host}/pyd-bench-mem/{d.name}:1"
+        d.docker("tag", "bench/mem-src:1", name)
+        d.docker("push", name, stdout=subprocess.DEVNULL)
+        d.docker("rmi", name, "bench/mem-src:1", stdout=subprocess.DEVNULL)
+        d.docker("pull", name, stdout=subprocess.DEVNULL)
+        d.docker("rmi", name, stdout=subprocess.DEVNULL)
+    finally:
+        registry.stop()
 
 
 def workload(d: Daemon, ctx: str) -> None:
@@ -100,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             f.write(os.urandom(10 * MIB))
         with open(os.path.join(ctx, "Dockerfile"), "w") as f:
             f.write(f"FROM {IMG}\nCOPY blob /blob\nRUN wc -c /blob\nENV A=1\nRUN true\n")
+        pushed = os.path.join(work, "pushed.tar")
+        busybox_image_tar(pushed, "bench/mem-src:1", random_layers=[13 * MIB] * 4)
         big = os.path.join(work, "big")
         subprocess.run(["dd", "if=/dev/urandom", f"of={big}", "bs=1M", f"count={mib}"],
                        check=True, capture_output=True)  # fmt: skip
@@ -114,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             for d in ds:
                 load_busybox(d)
                 workload(d, ctx)
+                push_pull(d, pushed)
                 rows[1].values[d.name] = _settled_rss_mb(d, tree=True)
                 rows[2].values[d.name] = rows[1].values[d.name] / rows[0].values[d.name]
             for d in ds:
