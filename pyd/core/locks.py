@@ -1,4 +1,5 @@
-"""A shared/exclusive lock for coroutines on the reactor thread (layer: core).
+"""Locks for coroutines on the reactor thread (layer: core): a shared/exclusive lock, and one
+lock per key.
 
 Twisted's C{DeferredLock} has one holder at a time. Networking needs two kinds of holders: the
 set-up and tear-down of one container's namespace touch only that container's rows, addresses
@@ -9,8 +10,10 @@ and anything that picks host ports from what the others hold must run alone (exc
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succeed
 
 
 class SharedLock:
@@ -72,3 +75,21 @@ class SharedLock:
             exclusive, d = self._waiting.popleft()
             self._take(exclusive)
             d.callback(None)
+
+
+class KeyedLock:
+    """One C{DeferredLock} per key (a volume's name), dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, DeferredLock] = {}
+
+    async def run(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Await C{fn()} holding C{key}'s lock."""
+        lock = self._locks.setdefault(key, DeferredLock())
+        await lock.acquire()
+        try:
+            return await fn()
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(key, None)

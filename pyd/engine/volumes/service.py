@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import errno
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from pyd.core.errors import (
@@ -23,6 +22,7 @@ from pyd.core.errors import (
     SystemError_,
 )
 from pyd.core.ids import go_quote, new_id
+from pyd.core.locks import KeyedLock
 from pyd.core.records import MountSpec, Volume
 from pyd.core.seams import EventSink
 from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError, mount_options_error
@@ -83,9 +83,6 @@ _CHANGED_DURING_COPY = frozenset(
 )  # fmt: skip
 
 
-# --- filters ----------------------------------------------------------------------------------
-
-
 @attrs.frozen
 class VolumeUsage:
     """A volume with its disk usage, for C{docker system df -v}."""
@@ -93,23 +90,6 @@ class VolumeUsage:
     volume: Volume
     size: int
     ref_count: int
-
-
-class _KeyedLock:
-    """One DeferredLock per key (volume name), dropped when idle."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, DeferredLock] = {}
-
-    async def run(self, key: str, fn: Callable[[], Any]) -> Any:
-        lock = self._locks.setdefault(key, DeferredLock())
-        await lock.acquire()
-        try:
-            return await fn()
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(key, None)
 
 
 class VolumeService:
@@ -124,7 +104,7 @@ class VolumeService:
         self._repo = repo
         self._driver = driver
         self._events = events
-        self._locks = _KeyedLock()
+        self._locks = KeyedLock()  # one per volume name
         self._pruning = False
         # volume name -> containers that prepared it and have not been seen stopping
         self._active: dict[str, set[str]] = {}
