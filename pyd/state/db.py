@@ -19,6 +19,7 @@ from pyd.core.errors import Conflict
 from pyd.core.seams import Blocking
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -92,6 +93,26 @@ class Database:
         inside C{fn} and raise their own L{Conflict}.
         """
         return self._blocking.run(self._write, fn)
+
+    def transaction_then(
+        self, fn: Callable[[Connection], T], then: Callable[[T], U]
+    ) -> Deferred[tuple[T, U | Exception]]:
+        """As L{transaction}, and once it committed, C{then(result)} on the same thread: fire
+        with (result, what C{then} returned or the exception it raised).
+
+        For a step that must follow the commit and is quick enough for the DB thread (a
+        volume's empty directory renamed away): one thread hop instead of two. C{then}'s
+        failure does not undo the commit, so it is handed back, not raised."""
+        return self._blocking.run(self._write_then, fn, then)
+
+    def _write_then(
+        self, fn: Callable[[Connection], T], then: Callable[[T], U]
+    ) -> tuple[T, U | Exception]:
+        result = self._write(fn)
+        try:
+            return result, then(result)
+        except Exception as e:  # noqa: BLE001 - handed back: the commit stands
+            return result, e
 
     def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run C{fn(conn)} in a transaction on the calling thread (start-up, before the reactor)."""

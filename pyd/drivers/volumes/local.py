@@ -150,6 +150,12 @@ class LocalVolumeDriver:
 
     # --- create / remove ---------------------------------------------------------------------
 
+    def make_now(self, name: str, options: Mapping[str, str] | None = None) -> int:
+        """Make the volume's directories (idempotent), on the calling thread, which must not be
+        the reactor's; return the creation time. L{create} runs it on the io threads; the
+        engine may run it on the DB thread, just before the volume's row is written."""
+        return self._create(name, options)
+
     def _create(self, name: str, options: Mapping[str, str] | None) -> int:
         os.makedirs(self.root, mode=0o701, exist_ok=True)
         vdir = self.volume_dir(name)
@@ -176,19 +182,45 @@ class LocalVolumeDriver:
         return self._blocking.run(self._create, name, options)
 
     def _remove(self, name: str) -> None:
-        vdir = self.volume_dir(name)
-        data = os.path.join(vdir, DATA)
-        if os.path.lexists(data) and is_mountpoint(data):
-            raise VolumeDriverError(f"volume {name} is still mounted at {data}")
-        if not os.path.lexists(vdir):
-            return
-        trash = os.path.join(self.root, f"{_TRASH_PREFIX}{name}-{os.urandom(4).hex()}")
-        os.rename(vdir, trash)
-        remove_tree(trash)
+        trash = self.unlink_now(name)
+        if trash is not None:
+            remove_tree(trash)
 
     def remove(self, name: str) -> Deferred[None]:
         """Delete the volume's directory and data (refused while something is mounted on it)."""
         return self._blocking.run(self._remove, name)
+
+    def unlink_now(self, name: str) -> str | None:
+        """Take the volume's directory out of its name, on the calling thread (not the
+        reactor's): renamed to a trash entry, and deleted at once when it holds nothing but an
+        empty C{_data} (a few system calls); return the trash entry left for L{purge}, or None.
+
+        For the engine to run on the DB thread right after the row's deletion: a volume's
+        whole removal is then one thread hop, and only one with content takes a second.
+
+        @raise VolumeDriverError: something is mounted on the volume's data (nothing renamed).
+        """
+        vdir = self.volume_dir(name)
+        data = os.path.join(vdir, DATA)
+        if os.path.lexists(data) and is_mountpoint(data):
+            raise VolumeDriverError(f"volume {name} is still mounted at {data}")
+        trash = os.path.join(self.root, f"{_TRASH_PREFIX}{name}-{os.urandom(4).hex()}")
+        try:
+            os.rename(vdir, trash)
+        except FileNotFoundError:
+            return None
+        try:
+            os.rmdir(os.path.join(trash, DATA))
+            os.rmdir(trash)
+        except FileNotFoundError:
+            pass
+        except OSError:  # content (or something else than an empty directory): the io threads
+            return trash
+        return None
+
+    def purge(self, trash: str) -> Deferred[None]:
+        """Delete a trash entry L{unlink_now} left, with what is beneath it (io threads)."""
+        return self._blocking.run(remove_tree, trash)
 
     def _scan(self) -> list[ScannedVolume]:
         out: list[ScannedVolume] = []

@@ -6,6 +6,7 @@ L{VolumeService}: the volume API (create, ls, inspect, rm, prune, the rows of C{
 and L{pyd.engine.contracts.VolumeProvider} for the container service (resolve, prepare, release).
 """
 
+from pyd.engine.volumes.checks import DEFAULT_DRIVER
 from pyd.engine.volumes.mounts import (
     host_path,
     invalid_spec,
@@ -18,7 +19,7 @@ from pyd.engine.volumes.mounts import (
     tmpfs_options,
     validate_tmpfs_destination,
 )
-from pyd.engine.volumes.service import ANONYMOUS_LABEL, DEFAULT_DRIVER, VolumeService, VolumeUsage
+from pyd.engine.volumes.service import ANONYMOUS_LABEL, VolumeService, VolumeUsage
 
 __all__ = [
     "ANONYMOUS_LABEL",

@@ -7,7 +7,6 @@ Volume rules follow moby's C{daemon/volume/service}.
 from __future__ import annotations
 
 import errno
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,13 +24,20 @@ from pyd.core.ids import go_quote, new_id
 from pyd.core.locks import KeyedLock
 from pyd.core.records import MountSpec, Volume
 from pyd.core.seams import EventSink
-from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError, mount_options_error
+from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError
 from pyd.drivers.volumes.stage import SubpathError, clean_subpath
 from pyd.engine.spec import (
     MountRequest,
     mount_request,
 )
 from pyd.engine.volumes import confine
+from pyd.engine.volumes.checks import (
+    DEFAULT_DRIVER,
+    NAME_RE,
+    check_driver,
+    check_name,
+    check_options,
+)
 from pyd.engine.volumes.filters import _bool_filter, _label_filters_match, _name_match
 from pyd.engine.volumes.mounts import (
     _clean,
@@ -55,19 +61,12 @@ log = Logger()
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 
-DEFAULT_DRIVER = "local"
+class _DirectoryFailed(Exception):
+    """A volume's directories could not be made (on the DB thread, before its row)."""
 
-
-RESTRICTED_NAME_CHARS = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
-
-
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
-
-
-_VALID_OPTS = ("type", "o", "device", "size")
-
-
-_MANDATORY_OPTS = (("device", ("type",)), ("type", ("device",)), ("o", ("device", "type")))
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 _LIST_FILTERS = {"dangling", "name", "driver", "label"}
@@ -137,7 +136,7 @@ class VolumeService:
                 await self._driver.create(vol.name, vol.options)
                 log.warn("made the missing directory of volume {name} again", name=vol.name)
         for found in scanned:
-            if found.name in known or not _NAME_RE.match(found.name):
+            if found.name in known or not NAME_RE.match(found.name):
                 continue
             vol = Volume(
                 name=found.name,
@@ -151,50 +150,6 @@ class VolumeService:
             log.warn("adopted volume directory {name} that had no record", name=found.name)
 
     # --- the volume API ------------------------------------------------------------------------
-
-    def _check_driver(self, name: str, driver: str) -> None:
-        if driver not in ("", DEFAULT_DRIVER):
-            raise NotFound(
-                f"create {name}: error looking up volume plugin {driver}: "
-                f"plugin {go_quote(driver)} not found"
-            )
-
-    @staticmethod
-    def _check_name(name: str) -> None:
-        if len(name) == 1:
-            raise InvalidParameter(
-                f"create {name}: volume name is too short, names should be at least two "
-                "alphanumeric characters"
-            )
-        if not _NAME_RE.match(name):
-            raise InvalidParameter(
-                f"create {name}: {go_quote(name)} includes invalid characters for a local volume "
-                f"name, only {go_quote(RESTRICTED_NAME_CHARS)} are allowed. If you intended to "
-                "pass a host directory, use absolute path"
-            )
-
-    @staticmethod
-    def _check_options(name: str, options: Mapping[str, str] | None) -> None:
-        if not options:
-            return
-        for key in options:
-            if key not in _VALID_OPTS:
-                raise InvalidParameter(f"create {name}: invalid option: {go_quote(key)}")
-        if options.get("size"):
-            raise InvalidParameter(f"create {name}: quota size requested but no quota support")
-        for opt, required in _MANDATORY_OPTS:
-            if opt in options:
-                for req in required:
-                    if req not in options:
-                        raise InvalidParameter(
-                            f"create {name}: missing required option: {go_quote(req)}"
-                        )
-        why = mount_options_error(
-            str(options.get("type") or ""), str(options.get("device") or ""),
-            str(options.get("o") or ""),
-        )  # fmt: skip
-        if why:
-            raise InvalidParameter(f"create {name}: {why}")
 
     async def create(
         self,
@@ -230,42 +185,63 @@ class VolumeService:
             lab = dict(labels or {})
             lab[ANONYMOUS_LABEL] = ""
             labels = lab
-        self._check_driver(name, driver)
-        self._check_name(name)
+        check_driver(name, driver)
+        check_name(name)
 
         async def locked() -> tuple[Volume, bool]:
             existing = await self._repo.get(name)
             if existing is not None:
                 return existing, False
-            self._check_options(name, options)
-            confined = await confine.volume_device(self._driver, options, bind_roots)
-            try:
-                created = await self._driver.create(name, options)
-            except OSError as e:
-                raise SystemError_(
-                    f"create {name}: error while creating volume path "
-                    f"'{self._driver.volume_dir(name)}': {e.strerror or e}"
-                ) from e
+            check_options(name, options)
             vol = Volume(
                 name=name,
                 driver=DEFAULT_DRIVER,
                 mountpoint=self._driver.data_path(name),
-                created=created,
+                created=0,
                 labels=None if labels is None else dict(labels),
                 options=None if options is None else dict(options),
                 anonymous=anonymous,
-                bind_root=confined[0],
-                bind_subpath=confined[1],
             )
             # stored with the row (one round trip; no DB work left to slow the next request)
             event = self._events.stage("volume", "create", name, {"driver": DEFAULT_DRIVER})
-            stored, made = await self._repo.get_or_add(vol, event.write)
+            if options:
+                # confined and made on the io threads (a bind device, an fsynced opts.json)
+                confined = await confine.volume_device(self._driver, options, bind_roots)
+                try:
+                    created = await self._driver.create(name, options)
+                except OSError as e:
+                    raise self._create_failed(name, e) from e
+                vol = attrs.evolve(
+                    vol, created=created, bind_root=confined[0], bind_subpath=confined[1]
+                )
+                stored, made = await self._repo.get_or_add(vol, event.write)
+            else:
+                # a plain volume's directories are made on the DB thread, right before its row:
+                # one thread hop for the whole create
+                try:
+                    stored, made = await self._repo.get_or_add(vol, event.write, self._made)
+                except _DirectoryFailed as e:
+                    raise self._create_failed(name, e.error) from e.error
             if made:
                 event.publish()
             return stored, made
 
         result: tuple[Volume, bool] = await self._locks.run(name, locked)
         return result
+
+    def _made(self, vol: Volume) -> Volume:
+        """C{vol} with its directories made (blocking: called on the DB thread)."""
+        try:
+            created = self._driver.make_now(vol.name)
+        except OSError as e:  # told apart from the database's own errors
+            raise _DirectoryFailed(e) from e
+        return attrs.evolve(vol, created=created)
+
+    def _create_failed(self, name: str, e: OSError) -> SystemError_:
+        return SystemError_(
+            f"create {name}: error while creating volume path "
+            f"'{self._driver.volume_dir(name)}': {e.strerror or e}"
+        )
 
     async def inspect(self, name: str) -> Volume:
         """C{GET /volumes/NAME}. @raise NotFound: C{get NAME: no such volume}."""
@@ -322,15 +298,28 @@ class VolumeService:
                     except VolumeDriverError as e:
                         raise SystemError_(f"remove {name}: {e}") from e
             # The event is stored with the row's deletion (one round trip): from then on the
-            # volume is gone from every read, whatever becomes of its directory.
+            # volume is gone from every read, whatever becomes of its directory. A plain
+            # volume's directory is renamed away on the DB thread right after the commit (one
+            # thread hop); only content left to delete takes the io threads.
             event = self._events.stage("volume", "destroy", name, {"driver": vol.driver})
-            deleted = await self._repo.delete(name, event.write)
+            trash: str | Exception | None = None
+            if needs_mount(vol):
+                deleted = await self._repo.delete(name, event.write)
+            else:
+                deleted, trash = await self._repo.delete_then(
+                    name, lambda v: self._driver.unlink_now(v.name), event.write
+                )
             if deleted is None:
                 return
             self._active.pop(name, None)
             event.publish()
             try:
-                await self._driver.remove(name)
+                if needs_mount(vol):
+                    await self._driver.remove(name)
+                elif isinstance(trash, Exception):
+                    raise trash
+                elif trash is not None:
+                    await self._driver.purge(trash)
             except (OSError, VolumeDriverError) as e:
                 # The row is gone; the directory is adopted again at the next start.
                 if not force:
@@ -458,8 +447,8 @@ class VolumeService:
             if p.destination in bound or p.destination in tmpfs_dests:
                 raise InvalidParameter(f"Duplicate mount point: {p.destination}")
             if p.type == "volume" and p.source:
-                self._check_driver(p.source, p.driver)
-                self._check_name(p.source)
+                check_driver(p.source, p.driver)
+                check_name(p.source)
             bound.add(p.destination)
             points[p.destination] = p
         # 4. Mounts
@@ -467,10 +456,10 @@ class VolumeService:
             if p.destination in bound:
                 raise InvalidParameter(f"Duplicate mount point: {wire.target}")
             if p.type == "volume":
-                self._check_driver(p.source, p.driver)
+                check_driver(p.source, p.driver)
                 if p.source:
-                    self._check_name(p.source)
-                    self._check_options(p.source, p.volume_options)
+                    check_name(p.source)
+                    check_options(p.source, p.volume_options)
             bound.add(p.destination)
             points[p.destination] = p
         # 5. anonymous volumes: image VOLUME and -v /path
