@@ -10,13 +10,17 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from pyd.core.records import Event
-from pyd.state.db import Database
+from pyd.state.db import Database, DriverStatement
 from pyd.state.models import EventRow
 
 # Built once: constructing an ORM-entity INSERT per call cost more than the SQL itself.
 _EVENTS: Table = EventRow.__table__  # type: ignore[assignment]  # SQLAlchemy types __table__ as FromClause; a declarative model's is a Table
 _INSERT = insert(_EVENTS)
 # Many rows in one statement, their ids back in the order given (SQLite's RETURNING).
+# One row on the driver's cursor (DriverStatement): every event, most of them alone.
+_INSERT_ONE = DriverStatement(
+    _INSERT, _EVENTS, ["time_nano", "type", "action", "actor_id", "attributes", "scope"]
+)
 _INSERT_MANY = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
 
 
@@ -55,8 +59,7 @@ def _store(conn: Connection, rows: list[dict[str, Any]], keep: int | None) -> li
     """Insert C{rows} (one statement), then, with C{keep}, drop all but the newest C{keep}
     events; the new ids in the order of the rows."""
     if len(rows) == 1:
-        res = conn.execute(_INSERT, rows[0])
-        ids = [int(res.inserted_primary_key[0]) if res.inserted_primary_key else 0]
+        ids = [int(_INSERT_ONE.execute(conn, rows[0]).lastrowid or 0)]
     else:
         ids = [int(r[0]) for r in conn.execute(_INSERT_MANY, rows)]
     if keep is not None:

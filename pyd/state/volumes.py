@@ -7,7 +7,9 @@ deleted. L{VolumeRepository.delete} turns that into dockerd's 409 text.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
@@ -18,7 +20,7 @@ from twisted.python.failure import Failure
 
 from pyd.core.errors import Conflict
 from pyd.core.records import Volume
-from pyd.state.db import Database
+from pyd.state.db import Database, DriverStatement
 from pyd.state.models import ContainerRow, ContainerVolumeRow, VolumeRow
 
 T = TypeVar("T")
@@ -33,6 +35,9 @@ _INSERT_NEW = sqlite_insert(VolumeRow).on_conflict_do_nothing(index_elements=["n
 _DELETE_RETURNING = (
     delete(VolumeRow).where(VolumeRow.name == bindparam("b_name")).returning(*VolumeRow.__table__.c)
 )
+# The two statements of `docker volume create` and `rm`, on the driver's cursor (DriverStatement).
+_INSERT_NEW_FAST = DriverStatement(_INSERT_NEW, VolumeRow.__table__)
+_DELETE_FAST = DriverStatement(_DELETE_RETURNING, VolumeRow.__table__)
 
 
 def _record(row: Any) -> Volume:
@@ -148,7 +153,7 @@ class VolumeRepository:
                 "bind_subpath": new.bind_subpath,
             }
             # One statement when the name is free (the usual case: the engine looked first).
-            if conn.execute(_INSERT_NEW, values).rowcount:
+            if _INSERT_NEW_FAST.execute(conn, values).rowcount:
                 if also is not None:
                     also(conn)
                 return new, True
@@ -255,14 +260,14 @@ class VolumeRepository:
             # One statement: the RESTRICT foreign key of the use rows refuses a volume in use
             # (SQLite aborts the statement alone; the transaction reads the users for the text).
             try:
-                row = conn.execute(_DELETE_RETURNING, {"b_name": name}).first()
-            except IntegrityError:
+                rows = _DELETE_FAST.rows(_DELETE_FAST.execute(conn, {"b_name": name}))
+            except (IntegrityError, sqlite3.IntegrityError):
                 raise Conflict(in_use_message(name, _refs(conn, name))) from None
-            if row is None:
+            if not rows:
                 return None
             if also is not None:
                 also(conn)
-            return _record(row)
+            return _record(SimpleNamespace(**rows[0]))
 
         return thd
 

@@ -25,6 +25,7 @@ from pyd.engine.volumes import VolumeService
 from pyd.state.events import EventRepository
 from pyd.state.volumes import VolumeRepository
 from tests.helpers.memdb import memory_db
+from tests.helpers.statements import count_statements
 from tests.helpers.sync import run_sync
 from tests.unit.test_volumes_engine import FakeMountDriver, add_container
 
@@ -188,11 +189,7 @@ class VolumesApiStatementTests(SynchronousTestCase):
     def setUp(self) -> None:
         VolumesApiTests.setUp(self)  # type: ignore[arg-type]  # the same attributes, set on this case
         self.statements: list[str] = []
-        event.listen(Engine, "before_cursor_execute", self._statement)
-        self.addCleanup(event.remove, Engine, "before_cursor_execute", self._statement)
-
-    def _statement(self, conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        self.statements.append(statement.split(None, 1)[0].upper())
+        count_statements(self, self.statements)
 
     def counted(self, method: str, path: str, body: Any = None) -> tuple[int, list[str]]:
         self.statements.clear()
