@@ -41,6 +41,27 @@ class CountingBlocking(InlineBlocking):
         return super().run(fn, *args, **kwargs)
 
 
+class HeldBlocking(CountingBlocking):
+    """Counting blocking whose C{remove_tree} calls wait until L{release} runs them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[Deferred[Any], Callable[[], Any]]] = []
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        if getattr(fn, "__name__", "") != "remove_tree":
+            return super().run(fn, *args, **kwargs)
+        self.calls.append("remove_tree")
+        d: Deferred[T] = Deferred()
+        self.held.append((d, lambda: fn(*args, **kwargs)))
+        return d
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, call in held:
+            d.callback(call())
+
+
 class VolumeHopTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="pyd-t-hops-")
@@ -52,7 +73,7 @@ class VolumeHopTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1_800_000_000)
         self.driver = FakeMountDriver(self.tmp)
-        self.io_hops = CountingBlocking()
+        self.io_hops = HeldBlocking()
         self.driver._blocking = self.io_hops
         self.repo = VolumeRepository(self.db)
         self.svc = VolumeService(
@@ -75,8 +96,12 @@ class VolumeHopTests(SynchronousTestCase):
         self.assertEqual(self.hops(), (["_write"], []))
         self.assertTrue(os.path.isdir(vol.mountpoint))
         self.assertEqual(vol.created, int(os.stat(self.driver.volume_dir("plain")).st_ctime))
+        # answered without waiting for the empty directory's deletion (io threads, after)
         self.run_(self.svc.remove("plain"))
-        self.assertEqual(self.hops(), (["_write_then"], []))
+        self.assertEqual(self.hops(), (["_write_then"], ["remove_tree"]))
+        (trash,) = os.listdir(self.driver.root)
+        self.assertTrue(trash.startswith(".trash-plain-"))
+        self.io_hops.release()
         self.assertEqual(sorted(os.listdir(self.driver.root)), [])
         self.assertEqual(self.successResultOf(self.repo.get("plain")), None)
 
@@ -87,8 +112,12 @@ class VolumeHopTests(SynchronousTestCase):
             f.write("x")
         os.symlink("/etc", os.path.join(vol.mountpoint, "etc"))
         self.hops()
-        self.run_(self.svc.remove("full"))
+        # the answer waits for the content's deletion
+        d = Deferred.fromCoroutine(self.svc.remove("full"))
+        self.assertNoResult(d)
         self.assertEqual(self.hops(), (["_write_then"], ["remove_tree"]))
+        self.io_hops.release()
+        self.successResultOf(d)
         self.assertEqual(sorted(os.listdir(self.driver.root)), [])
         self.assertTrue(os.path.isdir("/etc"))  # the link was removed, not followed
 

@@ -120,6 +120,14 @@ def is_mountpoint(path: str) -> bool:
     return os.path.realpath(path) in _mountinfo_points()
 
 
+@attrs.frozen
+class Unlinked:
+    """A volume directory renamed out of its name (L{LocalVolumeDriver.unlink_now})."""
+
+    trash: str  # the trash entry, for L{LocalVolumeDriver.purge}
+    empty: bool  # its C{_data} held nothing: nothing to wait for
+
+
 class LocalVolumeDriver:
     """Directories, mounts and copies for the C{local} driver."""
 
@@ -157,9 +165,14 @@ class LocalVolumeDriver:
         return self._create(name, options)
 
     def _create(self, name: str, options: Mapping[str, str] | None) -> int:
-        os.makedirs(self.root, mode=0o701, exist_ok=True)
         vdir = self.volume_dir(name)
-        os.makedirs(vdir, mode=0o701, exist_ok=True)
+        try:
+            os.mkdir(vdir, 0o701)
+        except FileNotFoundError:  # the first volume: the volumes directory is made first
+            os.makedirs(self.root, mode=0o701, exist_ok=True)
+            os.mkdir(vdir, 0o701)
+        except FileExistsError:  # a volume created before keeps its directory
+            pass
         data = os.path.join(vdir, DATA)
         try:
             os.mkdir(data, 0o755)
@@ -182,21 +195,23 @@ class LocalVolumeDriver:
         return self._blocking.run(self._create, name, options)
 
     def _remove(self, name: str) -> None:
-        trash = self.unlink_now(name)
-        if trash is not None:
-            remove_tree(trash)
+        unlinked = self.unlink_now(name)
+        if unlinked is not None:
+            remove_tree(unlinked.trash)
 
     def remove(self, name: str) -> Deferred[None]:
         """Delete the volume's directory and data (refused while something is mounted on it)."""
         return self._blocking.run(self._remove, name)
 
-    def unlink_now(self, name: str) -> str | None:
+    def unlink_now(self, name: str) -> Unlinked | None:
         """Take the volume's directory out of its name, on the calling thread (not the
-        reactor's): renamed to a trash entry, and deleted at once when it holds nothing but an
-        empty C{_data} (a few system calls); return the trash entry left for L{purge}, or None.
+        reactor's): renamed to a trash entry (one C{rename}); None when there was none.
 
-        For the engine to run on the DB thread right after the row's deletion: a volume's
-        whole removal is then one thread hop, and only one with content takes a second.
+        For the engine to run on the DB thread right after the row's deletion, so that a
+        volume's removal is one thread hop. The trash entry is then deleted by L{purge} (the
+        io threads): an empty volume's (C{rmdir} costs ~85 us here, twice) need not be waited
+        for, nothing can use it any more; one with content is, as dockerd's answer waits for
+        its deletion. A crash before the purge leaves the entry to the next start's sweep.
 
         @raise VolumeDriverError: something is mounted on the volume's data (nothing renamed).
         """
@@ -204,19 +219,13 @@ class LocalVolumeDriver:
         data = os.path.join(vdir, DATA)
         if os.path.lexists(data) and is_mountpoint(data):
             raise VolumeDriverError(f"volume {name} is still mounted at {data}")
+        empty = _empty_dir(data)
         trash = os.path.join(self.root, f"{_TRASH_PREFIX}{name}-{os.urandom(4).hex()}")
         try:
             os.rename(vdir, trash)
         except FileNotFoundError:
             return None
-        try:
-            os.rmdir(os.path.join(trash, DATA))
-            os.rmdir(trash)
-        except FileNotFoundError:
-            pass
-        except OSError:  # content (or something else than an empty directory): the io threads
-            return trash
-        return None
+        return Unlinked(trash, empty)
 
     def purge(self, trash: str) -> Deferred[None]:
         """Delete a trash entry L{unlink_now} left, with what is beneath it (io threads)."""
@@ -526,6 +535,15 @@ def _purge(trash: str) -> None:
     if os.path.lexists(data) and is_mountpoint(data):
         raise VolumeDriverError(f"{data} is mounted: left in place")
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def _empty_dir(path: str) -> bool:
+    """Whether C{path} is a directory with nothing in it (a link is not)."""
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is None and not os.path.islink(path)
+    except OSError:
+        return False
 
 
 def _fsync_dir(path: str) -> None:

@@ -24,7 +24,7 @@ from pyd.core.ids import go_quote, new_id
 from pyd.core.locks import KeyedLock
 from pyd.core.records import MountSpec, Volume
 from pyd.core.seams import EventSink
-from pyd.drivers.volumes.local import LocalVolumeDriver, VolumeDriverError
+from pyd.drivers.volumes.local import LocalVolumeDriver, Unlinked, VolumeDriverError
 from pyd.drivers.volumes.stage import SubpathError, clean_subpath
 from pyd.engine.spec import (
     MountRequest,
@@ -302,11 +302,11 @@ class VolumeService:
             # volume's directory is renamed away on the DB thread right after the commit (one
             # thread hop); only content left to delete takes the io threads.
             event = self._events.stage("volume", "destroy", name, {"driver": vol.driver})
-            trash: str | Exception | None = None
+            unlinked: Unlinked | Exception | None = None
             if needs_mount(vol):
                 deleted = await self._repo.delete(name, event.write)
             else:
-                deleted, trash = await self._repo.delete_then(
+                deleted, unlinked = await self._repo.delete_then(
                     name, lambda v: self._driver.unlink_now(v.name), event.write
                 )
             if deleted is None:
@@ -316,10 +316,15 @@ class VolumeService:
             try:
                 if needs_mount(vol):
                     await self._driver.remove(name)
-                elif isinstance(trash, Exception):
-                    raise trash
-                elif trash is not None:
-                    await self._driver.purge(trash)
+                elif isinstance(unlinked, Exception):
+                    raise unlinked
+                elif unlinked is not None and unlinked.empty:
+                    # nothing in it to wait for: its two rmdirs run after the answer
+                    self._driver.purge(unlinked.trash).addErrback(
+                        lambda f: log.failure("volume {name} directory not deleted", f, name=name)
+                    )
+                elif unlinked is not None:
+                    await self._driver.purge(unlinked.trash)
             except (OSError, VolumeDriverError) as e:
                 # The row is gone; the directory is adopted again at the next start.
                 if not force:
