@@ -8,6 +8,7 @@ plain data back; no Result, Session or ORM instance leaves the DB thread.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -81,7 +82,7 @@ class Database:
         try:
             with conn.begin():
                 return fn(conn)
-        except IntegrityError as e:
+        except (IntegrityError, sqlite3.IntegrityError) as e:  # Core's, or a DriverStatement's
             raise Conflict(_integrity_message(e)) from e
 
     def run(self, fn: Callable[[Connection], T]) -> Deferred[T]:
@@ -196,5 +197,5 @@ def _shrink_memory(conn: Connection) -> None:
     conn.exec_driver_sql("PRAGMA shrink_memory")
 
 
-def _integrity_message(e: IntegrityError) -> str:
-    return f"conflict: {e.orig}"
+def _integrity_message(e: IntegrityError | sqlite3.IntegrityError) -> str:
+    return f"conflict: {e.orig if isinstance(e, IntegrityError) else e}"

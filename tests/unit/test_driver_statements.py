@@ -154,3 +154,18 @@ class EventStatementTests(SynchronousTestCase):
         self.assertIn("INSERT INTO volumes", volumes_mod._INSERT_NEW_FAST.sql)
         self.assertIn("DELETE FROM volumes", volumes_mod._DELETE_FAST.sql)
         self.assertIn("INSERT INTO events", events_mod._INSERT_ONE.sql)
+
+
+class DriverErrorTests(SynchronousTestCase):
+    def test_integrity_error_is_conflict(self) -> None:
+        """A driver statement's constraint failure is the same Conflict as Core's."""
+        db = memory_db(alembic=True)
+        self.addCleanup(db.close)
+        values = {
+            "name": "x", "driver": "local", "mountpoint": None, "created": 0, "labels": None,
+            "options": None, "anonymous": False, "bind_root": "", "bind_subpath": "",
+        }  # fmt: skip
+        d = db.transaction(lambda conn: volumes_mod._INSERT_NEW_FAST.execute(conn, values))
+        f = self.failureResultOf(d, Conflict)
+        self.assertIn("NOT NULL constraint failed: volumes.mountpoint", str(f.value))
+        self.assertEqual(db.run_sync(lambda conn: conn.execute(select(VolumeRow)).all()), [])
