@@ -55,9 +55,9 @@ from pyd.engine.spec import (
     EndpointRequest,
     endpoint_settings,
     parse_create,
-    stored_spec,
 )
 from pyd.engine.spec.records import Resources
+from pyd.engine.spec.remembered import RememberedSpecs
 from pyd.engine.streams import StreamTarget
 from pyd.state.containers import ContainerRepository
 
@@ -225,6 +225,7 @@ class ContainerBase:
         self._clock = clock
         self.settings = settings
         self._cache: dict[str, Container] = {}
+        self._specs = RememberedSpecs()
         self._locks: dict[str, DeferredLock] = {}
         self._runs: dict[str, _Run] = {}
         self._restart_calls: dict[str, Any] = {}
@@ -559,7 +560,7 @@ class ContainerBase:
         read; its sections stay as sent for inspect). A value stored mistyped by an older pyd
         reads as Go's zero value.
         """
-        return stored_spec(c.config, c.host_config, c.networking_config)
+        return self._specs.spec(c.id, c.config, c.host_config, c.networking_config)
 
     def _cancel_restart(self, cid: str) -> bool:
         call = self._restart_calls.pop(cid, None)

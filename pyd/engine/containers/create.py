@@ -170,6 +170,7 @@ class ContainerCreate(ContainerLinks):
             await self._volumes.release(cid, True)
             await self._repo.remove(cid)
             self._cache.pop(cid, None)
+            self._specs.forget(cid)
             await self._blocking.run(shutil.rmtree, bundle, True)
             raise
         extra = {k: v for k, v in c.extra.items() if k != CREATING}

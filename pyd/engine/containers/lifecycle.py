@@ -650,6 +650,7 @@ class ContainerLifecycle(ContainerCreate):
                 await self._save_state(attrs.evolve(c, state=attrs.evolve(c.state, status=prev)))
                 raise
             self._cache.pop(c.id, None)
+            self._specs.forget(c.id)
             self._backoff.pop(c.id, None)
             self._unwatch_log(c.id)
             # a log stopped by the free-space reserve (maybe by a daemon killed since) would
