@@ -113,6 +113,23 @@ def role(minimum: str, *, reads: str | None = None) -> Callable[[_F], _F]:
     return mark
 
 
+def lean(f: _F) -> _F:
+    """Declare that the decorated handler only returns a whole body (bytes or text from
+    L{pyd.api.wire.json_body}, L{pyd.api.wire.no_content}, or an error): no resource, no
+    stream, no use of the connection. Its requests may then be served by L{pyd.api.lean}
+    without twisted.web's parser. Put it next to L{role}."""
+    f.pyd_lean = True  # type: ignore[attr-defined]  # a mark stored on the handler function
+    return f
+
+
+def is_lean(route: Route | None) -> bool:
+    """Whether C{route} runs a handler marked L{lean}."""
+    if route is None or not route.endpoint:
+        return False
+    handler = _handler(route)
+    return handler is not None and getattr(handler, "pyd_lean", False) is True
+
+
 @attrs.frozen
 class Route:
     """The route a request will be dispatched to: its router, rule, arguments, least role."""

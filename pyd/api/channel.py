@@ -85,7 +85,8 @@ class ApiChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         """The first byte of a new request starts its header deadline. A chunk that is exactly
         one request the site answers without twisted.web's request machinery (C{/_ping}: every
-        CLI command sends one) is answered here."""
+        CLI command sends one) is answered here; one the site serves without twisted.web's
+        parser (L{pyd.api.lean}) is handed to it."""
         if self.line_mode and not self._handlingRequest:
             if (
                 not self.requests
@@ -100,6 +101,10 @@ class ApiChannel(HTTPChannel):
                     self._disarm()
                     self.resetTimeout()
                     self.transport.write(answer)  # type: ignore[union-attr]  # transport is set while the channel is connected
+                    return
+                lean = getattr(getattr(self, "site", None), "lean_request", None)
+                if lean is not None and lean(self, data):
+                    self._disarm()
                     return
             self._arm()
         super().dataReceived(data)

@@ -201,6 +201,17 @@ class ApiRoot(Resource):
 
     def render(self, request: Any) -> Any:
         """Negotiate the version, add the common headers, dispatch."""
+        early = self.resolve(request)
+        if early is not None:
+            return early
+        return self.proceed(request)
+
+    def resolve(self, request: Any) -> bytes | None:
+        """The first half of L{render}: the common headers, the method, the version prefix and
+        the route lookup (C{request.pyd_route}). Returns the answer's body when it is decided
+        here (a ping, a version out of range, no path), else None: then L{proceed} runs the
+        guard and the route. Nothing but C{request} is changed, so a caller that only looks at
+        the route (L{pyd.api.lean}) may still hand the connection to the full path."""
         _put_headers(request, _COMMON_RAW)
         if request.method not in METHODS:
             # dockerd's router matches methods exactly (C{post} is no route of its); werkzeug
@@ -242,6 +253,12 @@ class ApiRoot(Resource):
             return self._ping(request)
         # The one route lookup: the guard decides on it and the dispatch runs it.
         request.pyd_route = self._route(request, path)
+        return None
+
+    def proceed(self, request: Any) -> Any:
+        """The second half of L{render}, after L{resolve} returned None: the guard decides on
+        the route, then the route runs. Returns a body or C{NOT_DONE_YET}, as L{render}."""
+        path = request.postpath
         if self.guard is not None:
             try:
                 verdict = self.guard(
@@ -456,6 +473,19 @@ class ApiSite(server.Site):
         # Whether debug events would be kept; the access line is skipped otherwise (it is the
         # single most expensive part of a /_ping when built and then filtered out).
         self.debug_enabled = debug_enabled
+        # Whether whole plain requests for lean routes skip twisted.web's parser (pyd.api.lean);
+        # off, every request takes the full path (the tests compare the two).
+        self.lean = True
+
+    def lean_request(self, channel: Any, data: bytes) -> bool:
+        """Serve C{data}, read by C{channel} between requests, when it is one whole request
+        for a lean route (L{pyd.api.lean.serve}); False leaves it to twisted.web's parser.
+        Called by L{ApiChannel}."""
+        if not self.lean:
+            return False
+        from pyd.api import lean  # noqa: PLC0415 - lean imports this module
+
+        return lean.serve(channel, data)
 
     def quick_response(self, data: bytes) -> bytes | None:
         """The answer to C{data} when it is exactly one ping (L{quick_ping}), counted and

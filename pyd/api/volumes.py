@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app, role
+from pyd.api.base import api_version, lean, make_app, role
 from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.wire import json_body, no_content, parse_filters, qbool, read_json_object
 from pyd.core.errors import InvalidParameter, Unavailable
@@ -86,6 +86,7 @@ class VolumesRouter:
 
     @app.route("/volumes", methods=["GET"])
     @role("viewer")
+    @lean
     async def list_volumes(self, request: IRequest) -> bytes:
         """Every volume matching C{filters} (dangling, driver, label, name)."""
         vols = await self._volumes.list_volumes(parse_filters(request))
@@ -94,6 +95,7 @@ class VolumesRouter:
 
     @app.route("/volumes/create", methods=["POST"])
     @role("operator")
+    @lean
     async def create(self, request: IRequest) -> bytes:
         """Create a volume (or return the existing one of that name): 201."""
         raw = read_json_object(request)
@@ -117,6 +119,7 @@ class VolumesRouter:
 
     @app.route("/volumes/prune", methods=["POST"])
     @role("operator")
+    @lean
     async def prune(self, request: IRequest) -> bytes:
         """Remove unused volumes; before API 1.42 every unused one, since then anonymous ones
         unless C{all=true}."""
@@ -128,6 +131,7 @@ class VolumesRouter:
 
     @app.route("/volumes/<string:name>", methods=["GET"])
     @role("viewer")
+    @lean
     async def inspect(self, request: IRequest, name: str) -> bytes:
         """One volume."""
         vol = await self._volumes.inspect(name)
@@ -137,6 +141,7 @@ class VolumesRouter:
 
     @app.route("/volumes/<string:name>", methods=["DELETE"])
     @role("operator")
+    @lean
     async def remove(self, request: IRequest, name: str) -> bytes:
         """Remove a volume: 204; 409 while a container refers to it, even with C{force}."""
         await self._volumes.remove(name, force=qbool(request, "force"))
@@ -144,6 +149,7 @@ class VolumesRouter:
 
     @app.route("/volumes/<string:name>", methods=["PUT"])
     @role("operator")
+    @lean
     def update(self, request: IRequest, name: str) -> bytes:
         """Cluster volumes only: without swarm, dockerd answers 503."""
         raise Unavailable("volume update only valid for cluster volumes, but swarm is unavailable")

@@ -1,0 +1,175 @@
+"""The lean door of the API (layer: api): a read that holds exactly one whole, plain request for
+a route marked L{pyd.api.base.lean} is served without twisted.web's line parser.
+
+Every CLI command opens a connection, sends one small request and C{Connection: close}; for
+those twisted.web's C{HTTPChannel} splits the read into lines, parses each header on its own,
+chooses a transfer decoder, builds the request's content file, and only then processes it:
+about as much work as the route itself. Here the read is parsed at once (L{parse}), with the
+same validations twisted.web applies (its request-line parser, its header-name encoder, its
+value checks), into a L{LeanRequest}: a L{pyd.api.root.ApiRequest} (so writing, finishing,
+logging, observers, C{notifyFinish} and the handler's cancellation on a lost connection are
+twisted.web's own code) whose state is set from the parse instead of by the channel.
+
+The request is then resolved by the root exactly as the full path does (L{ApiRoot.resolve}:
+version prefix, route lookup); only when the answer is decided there, or the route's handler
+is marked lean, is it served here, through the same guard and dispatch (L{ApiRoot.proceed})
+and twisted.web's own C{render} tail (HEAD, Content-Length). Anything else (a pipelined or
+partial read, a body that is chunked or not all there, C{Expect}, C{Upgrade}, HTTP/1.0, a form
+body, a malformed head, a route that is not marked) is left, untouched, to the full path.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.python.failure import Failure
+from twisted.web.http import _parseRequestLine, parse_qs
+from twisted.web.http_headers import Headers, InvalidHeaderName, _nameEncoder
+
+from pyd.api.base import is_lean
+from pyd.api.root import _DATE_NAME, METHODS, ApiRequest, ApiRoot, _http_date, _put_headers
+
+# What a lean read may hold: a head within twisted.web's limits (16 KiB of header lines, 500
+# headers) and a body twisted.web would keep in memory (under 100 kB).
+MAX_HEAD = 8192
+MAX_HEADERS = 100
+MAX_BODY = 65536
+
+_CONTENT_LENGTH = b"Content-Length"
+# Headers after which a request is not plain: a body of unknown length, a wish to be told to
+# send the body, a protocol switch.
+_REFUSE = frozenset((b"Transfer-Encoding", b"Expect", b"Upgrade"))
+
+
+class Parsed:
+    """One whole request read from the wire."""
+
+    __slots__ = ("body", "headers", "method", "uri")
+
+    def __init__(
+        self, method: bytes, uri: bytes, headers: dict[bytes, list[bytes]], body: bytes
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.headers = headers  # canonical name -> values, in order, as twisted.web's Headers
+        self.body = body
+
+
+def parse(data: bytes) -> Parsed | None:
+    """The request C{data} holds, when it is exactly one whole plain HTTP/1.1 request that
+    twisted.web would accept as it is; None for anything else (the full path decides)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > MAX_HEAD:
+        return None
+    lines = data[:end].split(b"\r\n")
+    if len(lines) > MAX_HEADERS + 1:
+        return None
+    try:
+        method, uri, version = _parseRequestLine(lines[0])
+    except ValueError:
+        return None
+    if version != b"HTTP/1.1" or method not in METHODS or uri[:1] != b"/":
+        return None
+    headers: dict[bytes, list[bytes]] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or line[:1] in b" \t":
+            return None  # no colon, or a folded line: twisted.web's own answer
+        try:
+            name = _nameEncoder.encode(name)
+        except InvalidHeaderName:
+            return None
+        value = value.strip(b" \t")
+        if len(value.translate(None, b"\x00\r\n")) != len(value):
+            return None
+        if name in _REFUSE:
+            return None
+        headers.setdefault(name, []).append(value)
+    body = data[end + 4 :]
+    length = headers.get(_CONTENT_LENGTH)
+    if length is None:
+        if body:
+            return None  # a second request (pipelined) or garbage after this one
+    elif len(length) != 1 or not length[0].isdigit() or int(length[0]) != len(body):
+        return None  # twisted.web refuses several lengths; a body split or followed by more
+    elif len(body) > MAX_BODY:
+        return None
+    ctype = headers.get(b"Content-Type")
+    if ctype is not None and b"form" in ctype[0].lower():
+        return None  # twisted.web may parse a form body into the arguments (ApiRequest)
+    return Parsed(method, uri, headers, body)
+
+
+class LeanRequest(ApiRequest):
+    """An L{ApiRequest} whose state comes from L{parse} rather than from the channel's parser;
+    everything it does once processed (write, finish, log, notifications, connection loss) is
+    twisted.web's own."""
+
+    def __init__(self, channel: Any, parsed: Parsed) -> None:
+        super().__init__(channel)
+        self.requestHeaders._rawHeaders = parsed.headers  # type: ignore[misc]  # twisted's own store, filled as its addRawHeader would
+        self.content = io.BytesIO(parsed.body)
+        self.method = parsed.method
+        self.uri = uri = parsed.uri
+        self.clientproto = b"HTTP/1.1"
+        self.args = {}
+        path, sep, query = uri.partition(b"?")
+        self.path = path
+        if sep:
+            self.args = parse_qs(query, 1)
+
+
+def serve(channel: Any, data: bytes) -> bool:
+    """Serve C{data} on C{channel} (an L{pyd.api.channel.ApiChannel} between requests) when it
+    is one lean request: True once it is answered or under way (the channel then holds it as
+    its current request, as its parser would), False when the full path must have it."""
+    site = channel.site
+    root = site.resource
+    if not isinstance(root, ApiRoot):
+        return False
+    parsed = parse(data)
+    if parsed is None:
+        return False
+    request = LeanRequest(channel, parsed)
+    # as twisted.web: the persistence first (it may set "Connection: close"), then process()
+    persistent = channel.checkPersistence(request, b"HTTP/1.1")
+    request.site = site
+    _put_headers(request, [(_DATE_NAME, _http_date())])
+    request.prepath = []
+    request.postpath = list(map(unquote_to_bytes, parsed.uri.partition(b"?")[0][1:].split(b"/")))
+    request.pyd_started = time.monotonic()  # as ApiSite.getResourceFor
+    early = root.resolve(request)
+    if early is None and not is_lean(request.pyd_route):
+        return False  # nothing outside the request was touched
+    # the channel's state as its parser leaves it for a request being handled
+    # (HTTPChannel.allHeadersReceived and allContentReceived)
+    channel.persistent = persistent
+    channel.requests.append(request)
+    if channel.timeOut:
+        channel._savedTimeOut = channel.setTimeout(None)
+    channel._handlingRequest = True
+    channel.setRawMode()
+    try:
+        request.render(_Resolved(root, early))
+    except BaseException:  # noqa: BLE001 - twisted.web's own contract: a failed render is a 500
+        request.processingFailed(Failure())
+    return True
+
+
+class _Resolved:
+    """What twisted.web's C{Request.render} renders: the answer L{ApiRoot.resolve} decided, or
+    the guard and the route (L{ApiRoot.proceed})."""
+
+    __slots__ = ("early", "root")
+
+    def __init__(self, root: ApiRoot, early: bytes | None) -> None:
+        self.root = root
+        self.early = early
+
+    def render(self, request: Any) -> Any:
+        if self.early is not None:
+            return self.early
+        return self.root.proceed(request)
