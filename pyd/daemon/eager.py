@@ -31,8 +31,11 @@ from typing import Any
 from twisted.internet import main, tcp, unix
 from twisted.internet.defer import Deferred, execute
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+_log = Logger()
 
 
 class _SendAfterRead:
@@ -177,32 +180,63 @@ class _ReadAtAccept:
             why = super().doRead()  # type: ignore[misc]  # cooperative mixin over tcp.Port
         finally:
             self._fresh = None
-        dispatch = getattr(me.reactor, "_doReadOrWrite", None)
-        reads = getattr(me.reactor, "_reads", None)
-        event = getattr(me.reactor, "_POLL_IN", None)
-        if dispatch is None or reads is None or event is None:
-            return why
-        for transport in fresh:
-            if transport.connected and not transport.disconnecting:
-                fd = transport.fileno()
-                if fd in reads:
-                    dispatch(transport, fd, event)
+        try:
+            dispatch = getattr(me.reactor, "_doReadOrWrite", None)
+            reads = getattr(me.reactor, "_reads", None)
+            event = getattr(me.reactor, "_POLL_IN", None)
+            if dispatch is not None and reads is not None and event is not None:
+                for transport in fresh:
+                    if transport.connected and not transport.disconnecting:
+                        fd = transport.fileno()
+                        if fd in reads:
+                            dispatch(transport, fd, event)
+        finally:
+            for transport in fresh:
+                transport.accept_turn_over()
         return why
 
-    def accepted(self, transport: Any) -> None:
-        """A connection this port just made (called by its transport's constructor)."""
-        if self._fresh is not None:
-            self._fresh.append(transport)
+    def accepted(self, transport: Any) -> bool:
+        """A connection this port just made (called by its transport's constructor): True
+        when it is read in this turn."""
+        if self._fresh is None:
+            return False
+        self._fresh.append(transport)
+        return True
 
 
 class _Accepted:
-    """Mixin for a connection transport: tells its port it was just accepted."""
+    """Mixin for a connection transport: tells its port it was just accepted; its protocol
+    may leave its timers until the port's read in the accepting turn is handled
+    (L{defer_timers})."""
+
+    _in_accept_turn = False
+    _after_accept_read: Any = None
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         note = getattr(args[3] if len(args) > 3 else kw.get("server"), "accepted", None)
-        if note is not None:
-            note(self)
+        if note is not None and note(self) is True:
+            self._in_accept_turn = True
+
+    def defer_timers(self, start: Any) -> bool:
+        """Call C{start} once the read of the accepting turn is handled (True), or refuse when
+        no such read is to come (False: the caller starts its timers now). A connection that
+        read answers and closes never needs them (the HTTP channel's idle timer and header
+        deadline, L{pyd.api.channel.ApiChannel})."""
+        if not self._in_accept_turn:
+            return False
+        self._after_accept_read = start
+        return True
+
+    def accept_turn_over(self) -> None:
+        """Called by the port after the accepting turn's read (or when there was none)."""
+        self._in_accept_turn = False
+        start, self._after_accept_read = self._after_accept_read, None
+        if start is not None:
+            try:
+                start()
+            except Exception:  # noqa: BLE001 - one connection's protocol must not stop the port's others
+                _log.failure("starting the timers of a new connection")
 
 
 class _AcceptedUnixServer(_Accepted, _UnixServer):
