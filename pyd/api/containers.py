@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app, role
+from pyd.api.base import api_version, lean, make_app, role
 from pyd.api.container_views import inspect_json, list_json
 from pyd.api.rendering import UNREADABLE, render_one
 from pyd.api.streams import STDERR, STDOUT, Flow, frame_header
@@ -115,6 +115,7 @@ class ContainersRouter:
 
     @app.route("/containers/json", methods=["GET"])
     @role("viewer")
+    @lean
     async def list_containers(self, request: IRequest) -> bytes:
         """C{GET /containers/json}."""
         filters = parse_filters(request)

@@ -19,7 +19,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from zope.interface import implementer
 
-from pyd.api.base import api_version, make_app, role
+from pyd.api.base import api_version, lean, make_app, role
 from pyd.api.platform_param import platform_param, platforms_param
 from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.streams import PROGRESS_NEWLINE, JSONLines
@@ -346,6 +346,7 @@ class ImagesRouter:
 
     @app.route("/images/json", methods=["GET"])
     @role("viewer")
+    @lean
     async def list_images(self, request: IRequest) -> bytes:
         """C{docker images}."""
         filters = parse_filters(request)

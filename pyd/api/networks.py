@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app, role
+from pyd.api.base import api_version, lean, make_app, role
 from pyd.api.rendering import UNREADABLE, render_all, render_one
 from pyd.api.timeparse import rfc3339_nano
 from pyd.api.wire import (
@@ -215,6 +215,7 @@ class NetworksRouter:
 
     @app.route("/networks", methods=["GET"])
     @role("viewer")
+    @lean
     async def list_all(self, request: IRequest) -> bytes:
         """C{docker network ls}."""
         views = await self._b.list_networks(parse_filters(request))

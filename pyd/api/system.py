@@ -11,7 +11,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from pyd import __version__
-from pyd.api.base import api_version, make_app, role
+from pyd.api.base import api_version, lean, make_app, role
 from pyd.api.root import ENGINE_VERSION, MAX_API_STR, MIN_API_STR
 from pyd.api.streams import JSONLines
 from pyd.api.timeparse import parse_time_nano
@@ -84,6 +84,7 @@ class SystemRouter:
 
     @app.route("/version", methods=["GET"])
     @role("viewer")
+    @lean
     async def version(self, request: IRequest) -> bytes:
         """Engine and component versions (the default runtime's and the init's, as dockerd)."""
         h = self._system.host
@@ -122,6 +123,7 @@ class SystemRouter:
 
     @app.route("/info", methods=["GET"])
     @role("viewer")
+    @lean
     async def info(self, request: IRequest) -> bytes:
         """Counts and host facts."""
         i = await self._system.info()
@@ -237,6 +239,7 @@ class SystemRouter:
 
     @app.route("/system/df", methods=["GET"])
     @role("viewer")
+    @lean
     async def df(self, request: IRequest) -> bytes:
         """Disk usage as each area reports it (already in wire shape per item). From API 1.42
         C{type} names the areas wanted (moby 28 getDiskUsage): the others are null."""

@@ -114,6 +114,12 @@ class _Slow:
         await d
         return json_body(request, {"Ref": ref})
 
+    @app.route("/slow/<string:ref>/plain", methods=["GET"])
+    @role("viewer")
+    async def plain(self, request: Any, ref: str) -> bytes:
+        """Not marked lean: the full path serves it."""
+        return json_body(request, {"Plain": ref})
+
     def _cancel(self) -> None:
         self.cancelled += 1
 
@@ -237,6 +243,11 @@ class LeanDoorTests(SynchronousTestCase):
             req("GET", "/v1.41/volumes/vol1", X_Extra="a", X_Other="b"),
             req("GET", "/v1.41/volumes/vol1", Connection="keep-alive"),
             req("GET", "/v1.41/volumes/vol1", close=False, Connection="Keep-Alive close"),
+            req("GET", "/v1.41/version"),
+            req("GET", "/version"),
+            req("HEAD", "/v1.43/info"),
+            req("GET", "/v1.43/system/df?type=volume"),
+            req("GET", "/v1.43/system/df?type=bogus"),
         ]
         for r in corpus:
             self._compare([r])
@@ -314,7 +325,8 @@ class LeanDoorTests(SynchronousTestCase):
             [b"GET /v1.41/volumes/vol1 HTTP/1.1\r\nContent-Length: x\r\n\r\n"],
             [b"get /v1.41/volumes/vol1 HTTP/1.1\r\n\r\n"],
             [b"\r\nGET /v1.41/volumes/vol1 HTTP/1.1\r\n\r\n"],
-            [req("GET", "/v1.41/info")],
+            [req("GET", "/v1.41/slow/x/plain")],
+            [req("GET", "/v1.41/events")],
             [req("GET", "/v1.41/volumesx")],
             [req("POST", "/v1.41/volumes/vol1")],
             [req("GET", "/v1.41/volumes/vol1/extra")],
@@ -328,7 +340,7 @@ class LeanDoorTests(SynchronousTestCase):
         them: each answered, and the connection still open."""
         chunks = [
             req("GET", "/v1.41/volumes/vol1", close=False),
-            req("GET", "/v1.41/info", close=False),
+            req("GET", "/v1.41/slow/x/plain", close=False),
             req("GET", "/v1.41/volumes", close=False),
             req("DELETE", "/v1.41/volumes/nope"),
         ]
