@@ -109,8 +109,23 @@ class LeanRequest(ApiRequest):
     twisted.web's own."""
 
     def __init__(self, channel: Any, parsed: Parsed) -> None:
-        super().__init__(channel)
+        # What twisted.web's Request.__init__ sets (http.Request's, Componentized's), but the
+        # two addresses: read when asked (L{client}, L{host}), which nothing in pyd does, while
+        # the first read of each costs an address object per connection. The component test
+        # compares the attributes with twisted.web's.
+        self.notifications = []
+        self.channel = channel
+        self.transport = channel.transport
+        self.requestHeaders = Headers()
         self.requestHeaders._rawHeaders = parsed.headers  # type: ignore[misc]  # twisted's own store, filled as its addRawHeader would
+        self.received_cookies = {}
+        self.responseHeaders = Headers()
+        self.cookies = []
+        self.queued = 0
+        # (the form parsing is decided on this before a request is processed: parse() leaves
+        # forms to the full path)
+        self._parsePOSTFormSubmission = False
+        self._adapterCache = {}
         self.content = io.BytesIO(parsed.body)
         self.method = parsed.method
         self.uri = uri = parsed.uri
@@ -120,6 +135,30 @@ class LeanRequest(ApiRequest):
         self.path = path
         if sep:
             self.args = parse_qs(query, 1)
+
+    @property
+    def client(self) -> Any:
+        """The peer's address (twisted.web's C{Request.client}), read when first asked."""
+        found = self.__dict__.get("_lean_client")
+        if found is None:
+            found = self.__dict__["_lean_client"] = self.channel.getPeer()
+        return found
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self.__dict__["_lean_client"] = value
+
+    @property
+    def host(self) -> Any:
+        """The local address (twisted.web's C{Request.host}), read when first asked."""
+        found = self.__dict__.get("_lean_host")
+        if found is None:
+            found = self.__dict__["_lean_host"] = self.channel.getHost()
+        return found
+
+    @host.setter
+    def host(self, value: Any) -> None:
+        self.__dict__["_lean_host"] = value
 
 
 def serve(channel: Any, data: bytes) -> bool:

@@ -22,7 +22,7 @@ from pyd.api import lean as lean_module
 from pyd.api.authz import Authorizer
 from pyd.api.base import lean, make_app, role
 from pyd.api.identity import Policy
-from pyd.api.root import ApiRoot, ApiSite
+from pyd.api.root import ApiRequest, ApiRoot, ApiSite
 from pyd.api.system import SystemRouter
 from pyd.api.volumes import VolumesDiskUsage, VolumesRouter
 from pyd.api.wire import json_body
@@ -406,3 +406,19 @@ class ParseTests(SynchronousTestCase):
             p.headers, {b"Host": [b"x"], b"X-A": [b"1", b"2"], b"Content-Length": [b"0"]}
         )
         self.assertIsNone(lean_module.parse(b"GET /a HTTP/1.1\r\nHost: x\r\n"))
+
+    def test_request_state_as_twisted_makes_it(self) -> None:
+        """A lean request has the attributes twisted.web's request has once constructed (the
+        two addresses read when asked), so that twisted.web's methods find what they use."""
+        site = ApiSite(ApiRoot([]))
+        ch: Any = site.buildProtocol(None)
+        ch.makeConnection(_Transport())
+        parsed = lean_module.parse(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert parsed is not None
+        lean_req = lean_module.LeanRequest(ch, parsed)
+        full = ApiRequest(ch)
+        self.assertEqual(
+            set(vars(lean_req)) - {"method", "uri", "clientproto", "args", "path", "content"},
+            set(vars(full)) - {"client", "host"},
+        )
+        self.assertEqual((lean_req.client, lean_req.host), (full.client, full.host))
