@@ -108,6 +108,10 @@ class LeanRequest(ApiRequest):
     everything it does once processed (write, finish, log, notifications, connection loss) is
     twisted.web's own."""
 
+    # set by the door (as ApiSite.getResourceFor would) and by the root (its route lookup)
+    pyd_started: float
+    pyd_route: Any
+
     def __init__(self, channel: Any, parsed: Parsed) -> None:
         # What twisted.web's Request.__init__ sets (http.Request's, Componentized's), but the
         # two addresses: read when asked (L{client}, L{host}), which nothing in pyd does, while

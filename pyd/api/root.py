@@ -483,7 +483,7 @@ class ApiSite(server.Site):
         Called by L{ApiChannel}."""
         if not self.lean:
             return False
-        from pyd.api import lean  # noqa: PLC0415 - lean imports this module
+        from pyd.api import lean  # here: pyd.api.lean imports this module
 
         return lean.serve(channel, data)
 

@@ -136,7 +136,11 @@ class LeanDoorTests(SynchronousTestCase):
         system = SystemService("ID1", host, DaemonConfig(data_root=self.tmp))
         system.add_contributor(VolumesDiskUsage(self.svc))
         self.slow = _Slow()
-        self.routers = [SystemRouter(system, events, self.clock), VolumesRouter(self.svc), self.slow]
+        self.routers = [
+            SystemRouter(system, events, self.clock),
+            VolumesRouter(self.svc),
+            self.slow,
+        ]
         self.seen: list[tuple[str, str, int]] = []
         self.served: list[bool] = []
         run_sync(self.svc.create("vol1", "local", None, {"a": "b"}, None))
@@ -268,6 +272,7 @@ class LeanDoorTests(SynchronousTestCase):
         self.assertIn(b"HTTP/1.1 201 Created", out)
         out = self._compare([req("DELETE", "/v1.41/volumes/fresh")], present)
         self.assertIn(b"HTTP/1.1 204 No Content", out)
+
         def all_present() -> None:
             present()
             for name in ("vol1", "vol.2"):
@@ -320,7 +325,9 @@ class LeanDoorTests(SynchronousTestCase):
             ],
             [b"GET /v1.41/volumes/vol1 HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n"],
             [b"GET /v1.41/volumes/vol1 HTTP/1.1\r\nBad Name: x\r\n\r\n"],
-            [b"GET /v1.41/volumes/vol1 HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"],
+            [
+                b"GET /v1.41/volumes/vol1 HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"
+            ],
             [b"GET /v1.41/volumes/vol1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc"],
             [b"GET /v1.41/volumes/vol1 HTTP/1.1\r\nContent-Length: x\r\n\r\n"],
             [b"get /v1.41/volumes/vol1 HTTP/1.1\r\n\r\n"],
