@@ -25,12 +25,15 @@ import time
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import _parseRequestLine, parse_qs
 from twisted.web.http_headers import Headers, InvalidHeaderName, _nameEncoder
 
 from pyd.api.base import is_lean
 from pyd.api.root import _DATE_NAME, METHODS, ApiRequest, ApiRoot, _http_date, _put_headers
+
+log = Logger()
 
 # What a lean read may hold: a head within twisted.web's limits (16 KiB of header lines, 500
 # headers) and a body twisted.web would keep in memory (under 100 kB).
@@ -173,20 +176,25 @@ def serve(channel: Any, data: bytes) -> bool:
     root = site.resource
     if not isinstance(root, ApiRoot):
         return False
-    parsed = parse(data)
-    if parsed is None:
+    try:
+        parsed = parse(data)
+        if parsed is None:
+            return False
+        request = LeanRequest(channel, parsed)
+        # as twisted.web: the persistence first (it may set "Connection: close"), then process()
+        persistent = channel.checkPersistence(request, b"HTTP/1.1")
+        request.site = site
+        _put_headers(request, [(_DATE_NAME, _http_date())])
+        request.prepath = []
+        path = parsed.uri.partition(b"?")[0]
+        request.postpath = list(map(unquote_to_bytes, path[1:].split(b"/")))
+        request.pyd_started = time.monotonic()  # as ApiSite.getResourceFor
+        early = root.resolve(request)
+        if early is None and not is_lean(request.pyd_route):
+            return False  # nothing outside the request was touched
+    except Exception:  # noqa: BLE001 - never worse than the full path, which then has the read
+        log.failure("lean request refused by a failure; the full path serves it")
         return False
-    request = LeanRequest(channel, parsed)
-    # as twisted.web: the persistence first (it may set "Connection: close"), then process()
-    persistent = channel.checkPersistence(request, b"HTTP/1.1")
-    request.site = site
-    _put_headers(request, [(_DATE_NAME, _http_date())])
-    request.prepath = []
-    request.postpath = list(map(unquote_to_bytes, parsed.uri.partition(b"?")[0][1:].split(b"/")))
-    request.pyd_started = time.monotonic()  # as ApiSite.getResourceFor
-    early = root.resolve(request)
-    if early is None and not is_lean(request.pyd_route):
-        return False  # nothing outside the request was touched
     # the channel's state as its parser leaves it for a request being handled
     # (HTTPChannel.allHeadersReceived and allContentReceived)
     channel.persistent = persistent

@@ -400,6 +400,17 @@ class LeanDoorTests(SynchronousTestCase):
         self.slow.pending.pop().callback(None)
         self.assertTrue(t.disconnecting)
 
+    def test_a_failure_in_the_door_leaves_the_read_to_the_full_path(self) -> None:
+        """A bug in the door (here: the route check raising) is logged and the full path
+        serves the read as it would have."""
+
+        def boom(_route: Any) -> bool:
+            raise RuntimeError("a bug")
+
+        self.patch(lean_module, "is_lean", boom)
+        self._compare([req("GET", "/v1.41/volumes/vol1")], lean_expected=False)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
 
 class ParseTests(SynchronousTestCase):
     def test_parse(self) -> None:
