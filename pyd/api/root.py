@@ -476,16 +476,15 @@ class ApiSite(server.Site):
         # Whether whole plain requests for lean routes skip twisted.web's parser (pyd.api.lean);
         # off, every request takes the full path (the tests compare the two).
         self.lean = True
+        from pyd.api import lean  # here: pyd.api.lean imports this module
+
+        self._lean_serve = lean.serve
 
     def lean_request(self, channel: Any, data: bytes) -> bool:
         """Serve C{data}, read by C{channel} between requests, when it is one whole request
         for a lean route (L{pyd.api.lean.serve}); False leaves it to twisted.web's parser.
         Called by L{ApiChannel}."""
-        if not self.lean:
-            return False
-        from pyd.api import lean  # here: pyd.api.lean imports this module
-
-        return lean.serve(channel, data)
+        return self.lean and self._lean_serve(channel, data)
 
     def quick_response(self, data: bytes) -> bytes | None:
         """The answer to C{data} when it is exactly one ping (L{quick_ping}), counted and
