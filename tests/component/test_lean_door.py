@@ -428,9 +428,11 @@ class ParseTests(SynchronousTestCase):
     def test_request_state_as_twisted_makes_it(self) -> None:
         """A lean request has the attributes twisted.web's request has once constructed (the
         two addresses read when asked), so that twisted.web's methods find what they use."""
-        site = ApiSite(ApiRoot([]))
+        # a clock of its own: the channel's idle timer must not be left on the global reactor
+        site = ApiSite(ApiRoot([]), reactor=task.Clock())
         ch: Any = site.buildProtocol(None)
         ch.makeConnection(_Transport())
+        self.addCleanup(ch.connectionLost, Exception("test over"))
         parsed = lean_module.parse(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         assert parsed is not None
         lean_req = lean_module.LeanRequest(ch, parsed)
