@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer, providedBy
 
 log = Logger()
 
@@ -102,6 +102,10 @@ class GuardState:
         self.refused = 0
 
 
+# The guard's interface declaration per transport class (L{_GuardProtocol.makeConnection}).
+_PROVIDES: dict[tuple[type, type], Any] = {}
+
+
 @implementer(IHalfCloseableProtocol)
 class _GuardProtocol(ProtocolWrapper):
     """Counts the connection while it is open; half-closes reach a protocol that wants them
@@ -141,7 +145,20 @@ class _GuardProtocol(ProtocolWrapper):
             self._in_handshake = True
             if state.handshake_timeout:
                 self._deadline = state.call_later(state.handshake_timeout, self._too_slow)
-        super().makeConnection(transport)
+        # ProtocolWrapper.makeConnection, with the wrapper's interface declaration (the
+        # transport's, as ProtocolWrapper declares) computed once per transport class when
+        # the transport declares nothing of its own (~1.5 % of a small request each time)
+        kind = (type(self), type(transport))
+        provides = _PROVIDES.get(kind) if "__provides__" not in vars(transport) else None
+        if provides is None:
+            directlyProvides(self, providedBy(transport))
+            if "__provides__" not in vars(transport):
+                _PROVIDES[kind] = vars(self)["__provides__"]
+        else:
+            vars(self)["__provides__"] = provides
+        Protocol.makeConnection(self, transport)
+        self.factory.registerProtocol(self)
+        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]  # the wrapper is the transport, as in ProtocolWrapper
 
     def _too_slow(self) -> None:
         self._deadline = None

@@ -202,3 +202,60 @@ class HeaderDeadlineTests(SynchronousTestCase):
         )
         self.assertIn(b"101 UPGRADED", t.value())
         self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
+
+
+class _MarkedTransport(StringTransport):
+    """A transport class with an interface of its own (as a TLS transport has ISSLTransport)."""
+
+
+class GuardDeclarationTests(SynchronousTestCase):
+    """The guard wrapper provides what its transport provides (as Twisted's ProtocolWrapper):
+    the declaration is computed once per transport class, but never shared with a transport
+    that declares something of its own."""
+
+    def test_wrapper_provides_what_its_transport_provides(self) -> None:
+        from twisted.internet.interfaces import ISSLTransport, ITCPTransport
+        from zope.interface import alsoProvides, classImplements, providedBy
+
+        classImplements(_MarkedTransport, ITCPTransport)
+        state = GuardState(0, 0, 5.0, task.Clock().callLater)
+        guard = ConnectionGuard(Factory.forProtocol(_Echo), state)
+        wrappers = []
+        for _ in range(3):
+            p = guard.buildProtocol(None)
+            p.makeConnection(_MarkedTransport())
+            wrappers.append(p)
+        for p in wrappers:
+            self.assertTrue(ITCPTransport.providedBy(p))
+            self.assertFalse(ISSLTransport.providedBy(p))
+            self.assertTrue(IHalfCloseableProtocol.providedBy(p))  # its own class's, kept
+        self.assertIs(providedBy(wrappers[1]), providedBy(wrappers[2]))  # computed once
+        # a transport with a declaration of its own: the wrapper follows it, and the next
+        # plain one of the class does not inherit it
+        odd = _MarkedTransport()
+        alsoProvides(odd, ISSLTransport)
+        p = guard.buildProtocol(None)
+        p.makeConnection(odd)
+        self.assertTrue(ISSLTransport.providedBy(p))
+        q = guard.buildProtocol(None)
+        q.makeConnection(_MarkedTransport())
+        self.assertFalse(ISSLTransport.providedBy(q))
+        self.assertTrue(ITCPTransport.providedBy(q))
+
+
+class UnixPortAddressTests(SynchronousTestCase):
+    """The Unix port makes the address of an unbound peer once; a bound peer's is its own."""
+
+    def test_unnamed_peer_address_shared(self) -> None:
+        from twisted.internet.address import UNIXAddress
+
+        from pyd.daemon.eager import UnixPort
+
+        port = UnixPort.__new__(UnixPort)
+        a, b = port._buildAddr(""), port._buildAddr("")
+        self.assertIs(a, b)
+        self.assertEqual(a, UNIXAddress(""))
+        self.assertEqual(port._buildAddr(b""), UNIXAddress(b""))
+        named = port._buildAddr("/run/client.sock")
+        self.assertEqual(named, UNIXAddress("/run/client.sock"))
+        self.assertIsNot(named, port._buildAddr("/run/client.sock"))
