@@ -1,0 +1,1 @@
+A container's typed create spec is decoded once per stored record instead of about ten times per `docker run` (daemon CPU per run/life iteration 195 -> 186 ms in `bench.ab`); the connection guard's interface declaration and an unbound Unix peer's address are built once instead of per connection.
