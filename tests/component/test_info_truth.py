@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -34,6 +35,7 @@ class HostReadTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="pyd-info-"))
+        self.addCleanup(shutil.rmtree, self.root, True)
 
     def test_live_facts(self) -> None:
         """IPv4Forwarding is the sysctl; NFd counts /proc/self/fd; threads are this process's."""
@@ -96,6 +98,7 @@ class InfoFieldsTests(SynchronousTestCase):
         self, flags: dict[str, Any], env: dict[str, str] | None = None, runtimes: Any = None
     ) -> dict[str, Any]:
         data_root = tempfile.mkdtemp(prefix="pyd-info-root-")
+        self.addCleanup(shutil.rmtree, data_root, True)
         cfg = cfgmod.build({"data-root": data_root, **flags}, "/nonexistent/daemon.json")
         host = HostFacts.read(data_root, "tini-static")
         db = memory_db(alembic=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 
 from twisted.python import usage
@@ -13,9 +15,13 @@ from pyd import config as cfgmod
 from pyd.config import limits
 from pyd.tap import Options
 
+# The daemon.json files the tests write: one directory, removed when the test process ends.
+_FILES = tempfile.mkdtemp(prefix="pyd-t-config-")
+atexit.register(shutil.rmtree, _FILES, True)
+
 
 def _file(content: object) -> str:
-    fd, path = tempfile.mkstemp(suffix=".json")
+    fd, path = tempfile.mkstemp(suffix=".json", dir=_FILES)
     with os.fdopen(fd, "w") as f:
         f.write(content if isinstance(content, str) else json.dumps(content))
     return path

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,8 +39,13 @@ def doc_row(o: cfgmod.Option) -> str:
     return f"| `{o.key}` | {flag} | `{default}` | {reload} | {o.effect} | {o.doc} |"
 
 
+# The daemon.json files the tests write: one directory, removed when the test process ends.
+_FILES = tempfile.mkdtemp(prefix="pyd-t-config-")
+atexit.register(shutil.rmtree, _FILES, True)
+
+
 def _file(content: object) -> str:
-    fd, path = tempfile.mkstemp(suffix=".json")
+    fd, path = tempfile.mkstemp(suffix=".json", dir=_FILES)
     with os.fdopen(fd, "w") as f:
         f.write(content if isinstance(content, str) else json.dumps(content))
     return path
@@ -169,7 +176,7 @@ class DockerdKeysTests(SynchronousTestCase):
 
     def test_byte_order_mark(self) -> None:
         """A UTF-8 byte order mark (Notepad) is allowed, as dockerd allows it."""
-        fd, path = tempfile.mkstemp(suffix=".json")
+        fd, path = tempfile.mkstemp(suffix=".json", dir=_FILES)
         with os.fdopen(fd, "wb") as f:
             f.write(b'\xef\xbb\xbf{"debug": true}')
         self.assertTrue(cfgmod.build({}, path, True).debug)

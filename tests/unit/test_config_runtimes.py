@@ -5,8 +5,10 @@ start (L{pyd.drivers.runtime.oci.RuntimeSet})."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -16,9 +18,13 @@ from pyd.config.runtimes import table
 from pyd.drivers.runtime.oci import OciRuntime, RuntimeSet, RuntimeUnavailable
 from tests.helpers.sync import run_sync
 
+# The daemon.json files the tests write: one directory, removed when the test process ends.
+_FILES = tempfile.mkdtemp(prefix="pyd-t-config-")
+atexit.register(shutil.rmtree, _FILES, True)
+
 
 def _file(content: object) -> str:
-    fd, path = tempfile.mkstemp(suffix=".json")
+    fd, path = tempfile.mkstemp(suffix=".json", dir=_FILES)
     with os.fdopen(fd, "w") as f:
         json.dump(content, f)
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -25,6 +26,7 @@ class JournaldTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="pyd-journal-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.path = os.path.join(self.dir, "socket")
         self.rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.rx.bind(self.path)

@@ -124,7 +124,9 @@ class FormatTests(SynchronousTestCase):
 
     def test_unixgram(self) -> None:
         """One datagram per line on a unixgram socket."""
-        path = os.path.join(tempfile.mkdtemp(prefix="pyd-syslog-"), "s")
+        tmp = tempfile.mkdtemp(prefix="pyd-syslog-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "s")
         rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         rx.bind(path)
         self.addCleanup(rx.close)

@@ -4,6 +4,7 @@ server answering HTTP, a server closing at once, a closed port."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
 import struct
@@ -83,7 +84,8 @@ class SpeaksTLSTests(TestCase):
         return await speaks_tls(reactor, "127.0.0.1", port, timeout=5)
 
     async def test_tls_server(self) -> None:
-        tmp = tempfile.mkdtemp()
+        tmp = tempfile.mkdtemp(prefix="pyd-t-tlsprobe-")
+        self.addCleanup(shutil.rmtree, tmp, True)
         ctx = _tls_context(tmp)
 
         def handshake(conn: socket.socket) -> None:
