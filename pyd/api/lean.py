@@ -106,6 +106,28 @@ def parse(data: bytes) -> Parsed | None:
     return Parsed(method, uri, headers, body)
 
 
+class _Address:
+    """A request's address attribute read from its channel when first asked (C{getPeer} or
+    C{getHost}), then kept; assignable, as twisted.web's plain attribute is."""
+
+    def __init__(self, getter: str) -> None:
+        self._getter = getter
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_lean_" + name
+
+    def __get__(self, request: Any, owner: type | None = None) -> Any:
+        if request is None:
+            return self
+        found = request.__dict__.get(self._slot)
+        if found is None:
+            found = request.__dict__[self._slot] = getattr(request.channel, self._getter)()
+        return found
+
+    def __set__(self, request: Any, value: Any) -> None:
+        request.__dict__[self._slot] = value
+
+
 class LeanRequest(ApiRequest):
     """An L{ApiRequest} whose state comes from L{parse} rather than from the channel's parser;
     everything it does once processed (write, finish, log, notifications, connection loss) is
@@ -143,29 +165,9 @@ class LeanRequest(ApiRequest):
         if sep:
             self.args = parse_qs(query, 1)
 
-    @property
-    def client(self) -> Any:
-        """The peer's address (twisted.web's C{Request.client}), read when first asked."""
-        found = self.__dict__.get("_lean_client")
-        if found is None:
-            found = self.__dict__["_lean_client"] = self.channel.getPeer()
-        return found
-
-    @client.setter
-    def client(self, value: Any) -> None:
-        self.__dict__["_lean_client"] = value
-
-    @property
-    def host(self) -> Any:
-        """The local address (twisted.web's C{Request.host}), read when first asked."""
-        found = self.__dict__.get("_lean_host")
-        if found is None:
-            found = self.__dict__["_lean_host"] = self.channel.getHost()
-        return found
-
-    @host.setter
-    def host(self, value: Any) -> None:
-        self.__dict__["_lean_host"] = value
+    # twisted.web's C{Request.client} and C{Request.host}, read when first asked
+    client = _Address("getPeer")
+    host = _Address("getHost")
 
 
 def serve(channel: Any, data: bytes) -> bool:

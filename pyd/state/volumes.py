@@ -24,6 +24,7 @@ from pyd.state.db import Database, DriverStatement
 from pyd.state.models import ContainerRow, ContainerVolumeRow, VolumeRow
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Container states in which a container is using its mounts.
 ACTIVE_STATES = ("running", "paused", "restarting")
@@ -241,17 +242,7 @@ class VolumeRepository:
         def after(deleted: Volume | None) -> T | None:
             return None if deleted is None else then(deleted)
 
-        d = self._db.transaction_then(self._deleter(name, also), after)
-
-        def split(
-            result: tuple[Volume | None, T | Exception | None],
-        ) -> Volume | None:
-            outcome.append(result[1])
-            return result[0]
-
-        outcome: list[T | Exception | None] = []
-        tracked = self._track_delete(name, d.addCallback(split))
-        return tracked.addCallback(lambda deleted: (deleted, outcome[0]))
+        return self._track_delete(name, self._db.transaction_then(self._deleter(name, also), after))
 
     def _deleter(
         self, name: str, also: Callable[[Connection], object] | None
@@ -271,12 +262,13 @@ class VolumeRepository:
 
         return thd
 
-    def _track_delete(self, name: str, d: Deferred[Volume | None]) -> Deferred[Volume | None]:
-        """The mirror follows a deletion's outcome (L{_begin} now, L{_end} when it is known)."""
+    def _track_delete(self, name: str, d: Deferred[R]) -> Deferred[R]:
+        """The mirror follows a deletion's outcome (L{_begin} now, L{_end} when it is known:
+        the row is gone once the transaction committed, whatever C{d} fires with)."""
 
-        def done(deleted: Volume | None) -> Volume | None:
+        def done(result: R) -> R:
             self._end(name, None)
-            return deleted
+            return result
 
         def failed(f: Failure) -> Failure:
             # a refusal (in use) rolled back and changed nothing; anything else is unknown

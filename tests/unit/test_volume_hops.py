@@ -125,7 +125,7 @@ class VolumeHopTests(SynchronousTestCase):
         self.run_(self.svc.create("opts", options={"type": "tmpfs", "device": "tmpfs"}))
         db, io = self.hops()
         self.assertEqual(db, ["_write"])
-        self.assertIn("_create", io)
+        self.assertIn("make_now", io)
         self.assertTrue(os.path.isfile(os.path.join(self.driver.volume_dir("opts"), "opts.json")))
 
     def test_directory_failure_leaves_no_row(self) -> None:

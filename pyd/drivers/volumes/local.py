@@ -162,9 +162,6 @@ class LocalVolumeDriver:
         """Make the volume's directories (idempotent), on the calling thread, which must not be
         the reactor's; return the creation time. L{create} runs it on the io threads; the
         engine may run it on the DB thread, just before the volume's row is written."""
-        return self._create(name, options)
-
-    def _create(self, name: str, options: Mapping[str, str] | None) -> int:
         vdir = self.volume_dir(name)
         try:
             os.mkdir(vdir, 0o701)
@@ -192,7 +189,7 @@ class LocalVolumeDriver:
 
     def create(self, name: str, options: Mapping[str, str] | None) -> Deferred[int]:
         """Make the volume's directories (idempotent); fires with the creation time."""
-        return self._blocking.run(self._create, name, options)
+        return self._blocking.run(self.make_now, name, options)
 
     def _remove(self, name: str) -> None:
         unlinked = self.unlink_now(name)
