@@ -23,6 +23,16 @@ from zope.interface import implementer
 log = Logger()
 
 
+def head_bytes(version: bytes, code: bytes, reason: bytes, headers: Headers) -> bytes:
+    """A response's status line and headers, as twisted.web's channel writes them."""
+    parts = [version, b" ", code, b" ", reason, b"\r\n"]
+    for name, values in headers.getAllRawHeaders():
+        for value in values:
+            parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
 @implementer(IHandshakeListener)
 class ApiChannel(HTTPChannel):
     """An HTTP channel whose request headers have a deadline."""
@@ -89,7 +99,21 @@ class ApiChannel(HTTPChannel):
         A connection its listening port reads in the turn it accepted it (L{pyd.daemon.eager})
         gets its timers once that read is handled, and only if they are still due then: a CLI
         command's connection is usually answered and closed by that read (L{pyd.api.lean}),
-        and two timers made and cancelled for it were ~4 % of its cost."""
+        and two timers made and cancelled for it were ~4 % of its cost.
+
+        A connection whose first request the port answered before it had a transport
+        (L{pyd.daemon.direct}) starts between requests: kept alive, it has the idle timer a
+        channel has after an answer and no header deadline until the next request's first
+        byte; closing, it only drains that answer (no timer, as a channel finishing a
+        C{Connection: close} answer)."""
+        answered = getattr(self.transport, "answered", None)
+        if answered is not None:
+            period = self.timeOut
+            if answered == "closing":
+                self.timeOut = None
+            super().connectionMade()
+            self.timeOut = period
+            return
         defer = getattr(self.transport, "defer_timers", None)
         if callable(defer) and defer(self._start_timers) is True:
             self._timers_waiting = True
@@ -123,6 +147,7 @@ class ApiChannel(HTTPChannel):
                 and not self._waitingForTransport
                 and self.persistent
                 and getattr(self, "_HTTPChannel__first_line", 0) == 1
+                and not getattr(self.transport, "declined_read", False)
             ):
                 quick = getattr(getattr(self, "site", None), "quick_response", None)
                 answer = quick(data) if quick is not None else None
@@ -165,12 +190,7 @@ class ApiChannel(HTTPChannel):
         if not isinstance(headers, Headers):
             super().writeHeaders(version, code, reason, headers)
             return
-        parts = [version, b" ", code, b" ", reason, b"\r\n"]
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
-        self.transport.write(b"".join(parts))  # type: ignore[union-attr]  # transport is set while the channel is connected
+        self.transport.write(head_bytes(version, code, reason, headers))  # type: ignore[union-attr]  # transport is set while the channel is connected
 
     def getHost(self) -> Any:
         """The local address, read once per connection (twisted.web asks on every request, and

@@ -27,10 +27,11 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import _parseRequestLine, parse_qs
+from twisted.web.http import HTTPChannel, _parseRequestLine, parse_qs
 from twisted.web.http_headers import Headers, InvalidHeaderName, _nameEncoder
 
 from pyd.api.base import is_lean
+from pyd.api.channel import head_bytes
 from pyd.api.root import _DATE_NAME, METHODS, ApiRequest, ApiRoot, _http_date, _put_headers
 
 log = Logger()
@@ -170,21 +171,21 @@ class LeanRequest(ApiRequest):
     host = _Address("getHost")
 
 
-def serve(channel: Any, data: bytes) -> bool:
-    """Serve C{data} on C{channel} (an L{pyd.api.channel.ApiChannel} between requests) when it
-    is one lean request: True once it is answered or under way (the channel then holds it as
-    its current request, as its parser would), False when the full path must have it."""
+def _prepare(channel: Any, data: bytes) -> tuple[LeanRequest, bytes | None, bool] | None:
+    """The request C{data} holds, resolved by the root, with its early answer (if decided
+    there) and whether the connection persists after it; None when it is not one lean request
+    (nothing outside the request was touched then)."""
     site = channel.site
     root = site.resource
     if not isinstance(root, ApiRoot):
-        return False
+        return None
     try:
         parsed = parse(data)
         if parsed is None:
-            return False
+            return None
         request = LeanRequest(channel, parsed)
         # as twisted.web: the persistence first (it may set "Connection: close"), then process()
-        persistent = channel.checkPersistence(request, b"HTTP/1.1")
+        persistent = HTTPChannel.checkPersistence(channel, request, b"HTTP/1.1")
         request.site = site
         _put_headers(request, [(_DATE_NAME, _http_date())])
         request.prepath = []
@@ -193,10 +194,30 @@ def serve(channel: Any, data: bytes) -> bool:
         request.pyd_started = time.monotonic()  # as ApiSite.getResourceFor
         early = root.resolve(request)
         if early is None and not is_lean(request.pyd_route):
-            return False  # nothing outside the request was touched
+            return None
     except Exception:  # noqa: BLE001 - never worse than the full path, which then has the read
         log.failure("lean request refused by a failure; the full path serves it")
+        return None
+    return request, early, persistent
+
+
+def _render(request: LeanRequest, early: bytes | None) -> None:
+    """Render a prepared request as twisted.web's C{process} does."""
+    site: Any = request.site
+    try:
+        request.render(_Resolved(site.resource, early))
+    except BaseException:  # noqa: BLE001 - twisted.web's own contract: a failed render is a 500
+        request.processingFailed(Failure())
+
+
+def serve(channel: Any, data: bytes) -> bool:
+    """Serve C{data} on C{channel} (an L{pyd.api.channel.ApiChannel} between requests) when it
+    is one lean request: True once it is answered or under way (the channel then holds it as
+    its current request, as its parser would), False when the full path must have it."""
+    prepared = _prepare(channel, data)
+    if prepared is None:
         return False
+    request, early, persistent = prepared
     # the channel's state as its parser leaves it for a request being handled
     # (HTTPChannel.allHeadersReceived and allContentReceived)
     channel.persistent = persistent
@@ -205,11 +226,64 @@ def serve(channel: Any, data: bytes) -> bool:
         channel._savedTimeOut = channel.setTimeout(None)
     channel._handlingRequest = True
     channel.setRawMode()
-    try:
-        request.render(_Resolved(root, early))
-    except BaseException:  # noqa: BLE001 - twisted.web's own contract: a failed render is a 500
-        request.processingFailed(Failure())
+    _render(request, early)
     return True
+
+
+def serve_direct(site: Any, conn: Any, data: bytes) -> bool:
+    """Serve C{data}, the first read of a connection that has no transport yet
+    (L{pyd.daemon.direct.RawConnection}), when it is one lean request: True once it is
+    answered or under way (its answer leaves through C{conn.done}), False when the full path
+    must have the connection and the read."""
+    channel = DirectChannel(site, conn)
+    prepared = _prepare(channel, data)
+    if prepared is None:
+        return False
+    request, early, channel.persistent = prepared
+    channel.requests.append(request)
+    _render(request, early)
+    return True
+
+
+class DirectChannel:
+    """The channel of a request served on a connection with no transport (L{serve_direct}):
+    what twisted.web's request asks of its channel while it is written and finished. The
+    answer is gathered and handed to the connection at once when the request is done."""
+
+    def __init__(self, site: Any, conn: Any) -> None:
+        self.site = self.factory = site
+        self.transport = conn
+        self.requests: list[Any] = []
+        self.persistent = False
+        self._out: list[bytes] = []
+
+    def getPeer(self) -> Any:
+        return self.transport.getPeer()
+
+    def getHost(self) -> Any:
+        return self.transport.getHost()
+
+    def isSecure(self) -> bool:
+        return False  # a Unix socket
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        self._out.append(head_bytes(version, code, reason, headers))
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self._out.extend(data)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        # a lean route answers with a body (L{pyd.api.base.lean}); a producer is a stream
+        raise RuntimeError("a lean route's request took a producer")
+
+    def requestDone(self, request: Any) -> None:
+        """The request is finished: its answer leaves (L{RawConnection.done})."""
+        self.requests.remove(request)
+        out, self._out = b"".join(self._out), []
+        self.transport.done(out, self.persistent)
 
 
 class _Resolved:

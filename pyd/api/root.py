@@ -479,12 +479,25 @@ class ApiSite(server.Site):
         from pyd.api import lean  # here: pyd.api.lean imports this module
 
         self._lean_serve = lean.serve
+        self._lean_direct = lean.serve_direct
 
     def lean_request(self, channel: Any, data: bytes) -> bool:
         """Serve C{data}, read by C{channel} between requests, when it is one whole request
         for a lean route (L{pyd.api.lean.serve}); False leaves it to twisted.web's parser.
         Called by L{ApiChannel}."""
         return self.lean and self._lean_serve(channel, data)
+
+    def direct(self, conn: Any, data: bytes) -> bool:
+        """Serve C{data}, the first read of a connection that has no transport yet
+        (L{pyd.daemon.direct}), when it is a ping or one lean request; False leaves the
+        connection and the read to the full path."""
+        if not self.lean:
+            return False
+        answer = self.quick_response(data)
+        if answer is not None:
+            conn.done(answer, True)  # a quick ping is never "Connection: close"
+            return True
+        return self._lean_direct(self, conn, data)
 
     def quick_response(self, data: bytes) -> bytes | None:
         """The answer to C{data} when it is exactly one ping (L{quick_ping}), counted and

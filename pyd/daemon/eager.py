@@ -35,6 +35,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pyd.daemon.direct import DirectAccept
+
 _log = Logger()
 
 
@@ -143,8 +145,24 @@ class _StreamRead:
     not (it then closes each one a client passed); with C{recv} the kernel discards them and
     the daemon never holds one. Cheaper too: no ancillary buffer, no message record."""
 
+    # What the port read when it accepted the connection (L{pyd.daemon.direct}), handed to the
+    # protocol as the connection's first read.
+    preread: bytes | None = None
+    declined_read = False
+    # Whether the port's direct door answered the connection's first request already, and
+    # how it goes on (L{pyd.daemon.direct.DirectAccept.adopt}).
+    answered: str | None = None
+
     def doRead(self) -> Any:
         """Read what is there and hand it to the protocol (Twisted's TCP read)."""
+        data = self.preread
+        if data is not None:
+            self.preread = None
+            self.declined_read = True  # the site has seen this read already (not its to take)
+            try:
+                return tcp.Connection._dataReceived(self, data)  # type: ignore[arg-type]  # a Unix server is a tcp.Connection
+            finally:
+                self.declined_read = False
         return tcp.Connection.doRead(self)  # type: ignore[arg-type]  # a Unix server is a tcp.Connection
 
 
@@ -173,13 +191,19 @@ class _ReadAtAccept:
 
     def doRead(self) -> Any:
         """Accept as Twisted does, then read each new connection once."""
-        me: Any = self
         fresh: list[Any] = []
         self._fresh = fresh
         try:
             why = super().doRead()  # type: ignore[misc]  # cooperative mixin over tcp.Port
         finally:
             self._fresh = None
+        self.read_fresh(fresh)
+        return why
+
+    def read_fresh(self, fresh: list[Any]) -> None:
+        """Read each of the connections made in this turn once, as the reactor would dispatch
+        a read event; then tell each the turn is over."""
+        me: Any = self
         try:
             dispatch = getattr(me.reactor, "_doReadOrWrite", None)
             reads = getattr(me.reactor, "_reads", None)
@@ -193,7 +217,6 @@ class _ReadAtAccept:
         finally:
             for transport in fresh:
                 transport.accept_turn_over()
-        return why
 
     def accepted(self, transport: Any) -> bool:
         """A connection this port just made (called by its transport's constructor): True
@@ -247,8 +270,9 @@ class _AcceptedTCPServer(_Accepted, _TCPServer):
     """A L{_TCPServer} a L{TCPPort} reads in the turn it accepted it."""
 
 
-class UnixPort(_ReadAtAccept, unix.Port):
-    """Twisted's Unix listening port, with L{_SendAfterRead} connections read when accepted."""
+class UnixPort(DirectAccept, _ReadAtAccept, unix.Port):
+    """Twisted's Unix listening port, with L{_SendAfterRead} connections read when accepted;
+    a first read the site answers at once takes no transport at all (L{DirectAccept})."""
 
     transport = _AcceptedUnixServer
     _unnamed: Any = None

@@ -195,12 +195,7 @@ class _GuardProtocol(ProtocolWrapper):
         if self._counted:
             self._counted = False
             self.handshake_done()
-            state = self.factory.state
-            left = state.by_peer.get(self._key, 1) - 1
-            if left > 0:
-                state.by_peer[self._key] = left
-            else:
-                state.by_peer.pop(self._key, None)
+            self.factory._uncount(self._key)
             super().connectionLost(reason)
 
 
@@ -213,6 +208,34 @@ class ConnectionGuard(WrappingFactory):
         super().__init__(wrapped)
         self.state = state
         self.tls = tls
+
+    def direct(self, conn: Any, data: bytes) -> bool:
+        """Offer the first read of a connection that has no transport yet (L{pyd.daemon.direct})
+        to the wrapped site: True when it took the request, counted against the peer's cap
+        until answered. Declined (False) over the cap (the full path then refuses the
+        connection), on TLS, or when the site has no direct answer."""
+        site_direct = getattr(self.wrappedFactory, "direct", None)
+        if self.tls or site_direct is None:
+            return False
+        state = self.state
+        key = peer_key(conn, conn.pyd_peercred)
+        n = state.by_peer.get(key, 0)
+        if state.per_peer and n >= state.per_peer:
+            return False
+        state.by_peer[key] = n + 1
+        conn.counted(lambda: self._uncount(key))
+        if site_direct(conn, data):
+            return True
+        conn.release()
+        return False
+
+    def _uncount(self, key: str) -> None:
+        state = self.state
+        left = state.by_peer.get(key, 1) - 1
+        if left > 0:
+            state.by_peer[key] = left
+        else:
+            state.by_peer.pop(key, None)
 
     def logPrefix(self) -> str:
         """Log lines name the wrapped factory."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import task
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -50,6 +51,7 @@ class _Transport(StringTransport):
     default role applies, as for C{--tls} without C{--tlsverify})."""
 
     aborted = False
+    declined_read = False
 
     def abortConnection(self) -> None:
         self.aborted = True
@@ -70,6 +72,25 @@ class _AcceptingTransport(_Transport):
         start, self.start = self.start, None
         if start is not None:
             start()
+
+
+class _Conn:
+    """A connection with no transport yet (pyd.daemon.direct.RawConnection), as the site sees
+    it: no socket to ask (the caller is admin, as on the full path's test transport)."""
+
+    socket = None
+    pyd_peercred = None
+    answer = b""
+    kept: bool | None = None
+
+    def getPeer(self) -> Any:
+        return UNIXAddress(None)
+
+    def getHost(self) -> Any:
+        return UNIXAddress(b"/run/pyd.sock")
+
+    def done(self, answer: bytes, keep: bool) -> None:
+        self.answer, self.kept = answer, keep
 
 
 class _TLSTransport(_Transport):
@@ -167,19 +188,42 @@ class LeanDoorTests(SynchronousTestCase):
         return site
 
     def _exchange(
-        self, site: ApiSite, chunks: list[bytes], tls: bool = False, accepting: bool = False
+        self,
+        site: ApiSite,
+        chunks: list[bytes],
+        tls: bool = False,
+        accepting: bool = False,
+        declined: bool = False,
     ) -> tuple[bytes, _Transport, Any]:
         ch: Any = site.buildProtocol(None)
         t = _TLSTransport() if tls else _AcceptingTransport() if accepting else _Transport()
         ch.makeConnection(t)
         for i, c in enumerate(chunks):
+            t.declined_read = declined and i == 0
             ch.dataReceived(c)
+            t.declined_read = False
             if i == 0 and isinstance(t, _AcceptingTransport) and t.disconnecting:
                 ch.connectionLost(Exception("closed"))  # as the transport reports it
                 t.turn_over()
         if isinstance(t, _AcceptingTransport):
             t.turn_over()  # the accepting turn's read (the first chunk, if any) is handled
         return _normal(t.value()), t, ch
+
+    def _direct(self, site: ApiSite, chunks: list[bytes]) -> tuple[bytes, bool]:
+        """The chunks sent on a connection the Unix port's direct door offers its first read
+        (pyd.daemon.direct): answered on the bare connection, then (kept alive) handed to a
+        channel for the rest; or declined, and the channel has it all (not offering that read
+        to its own lean door again, as the port's transport tells it). Returns the answer and
+        whether the connection was closed."""
+        conn = _Conn()
+        if not site.direct(conn, chunks[0]):
+            out, t, _ = self._exchange(site, chunks, declined=True)
+            return out, t.disconnecting
+        self.assertIsNotNone(conn.kept, "answered later")
+        if not conn.kept:
+            return _normal(conn.answer), True
+        rest, t, _ = self._exchange(site, chunks[1:]) if chunks[1:] else (b"", _Transport(), None)
+        return _normal(conn.answer) + rest, t.disconnecting
 
     def _compare(
         self,
@@ -205,6 +249,13 @@ class LeanDoorTests(SynchronousTestCase):
         self.assertEqual(lean_seen, self.seen, chunks)
         if lean_expected is not None:
             self.assertEqual(any(served), lean_expected, (chunks, served))
+        if not tls:  # the port's direct door is the Unix socket's
+            prepare()
+            full_seen, self.seen[:] = list(self.seen), []
+            direct_out, closed = self._direct(self._site(True, policy), chunks)
+            self.assertEqual(direct_out, full_out, chunks)
+            self.assertEqual(closed, full_t.disconnecting, chunks)
+            self.assertEqual(self.seen, full_seen, chunks)
         return lean_out
 
     def test_volume_routes_answer_as_the_full_path(self) -> None:
@@ -409,7 +460,9 @@ class LeanDoorTests(SynchronousTestCase):
 
         self.patch(lean_module, "is_lean", boom)
         self._compare([req("GET", "/v1.41/volumes/vol1")], lean_expected=False)
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        # once by the channel's door, once by the port's (whose declined read the channel
+        # then does not offer to its own door again)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
 
 class ParseTests(SynchronousTestCase):
