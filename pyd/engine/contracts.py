@@ -254,7 +254,14 @@ class NetworkProvider(Protocol):
         network: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:
-        """Before start: namespace, interfaces, addresses, published ports, DNS."""
+        """Before start: namespace, interfaces, addresses, published ports, DNS. The
+        interfaces may still be being plugged when it returns (L{plugged})."""
+        ...
+
+    async def plugged(self, container_id: str) -> None:
+        """Wait until the interfaces L{setup} began plugging are plugged and up (raises what
+        plugging failed with); the container's process must not start before. A tear-down
+        waits for them too."""
         ...
 
     async def teardown(self, container_id: str) -> None:

@@ -54,6 +54,9 @@ class BasicNetworkProvider:
             dns_options=(),
         )
 
+    async def plugged(self, container_id: str) -> None:
+        """No interface is plugged."""
+
     async def teardown(self, container_id: str) -> None:
         """Nothing to release."""
 

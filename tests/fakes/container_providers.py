@@ -91,6 +91,9 @@ class FakeNetworkProvider:
         self.stale_released: list[str] = []
         self.next_ip = 2
         self.links: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        self.plugged_ids: list[str] = []
+        # what plugging a starting container's interfaces fails with (None: it does not)
+        self.plug_failure: Exception | None = None
 
     def canonical_mode(self, network_mode: str) -> str:
         return network_mode
@@ -156,6 +159,11 @@ class FakeNetworkProvider:
         self, container_id: str, children: Sequence[tuple[str, Sequence[str]]]
     ) -> None:
         self.links[container_id] = [(ip, tuple(ports)) for ip, ports in children]
+
+    async def plugged(self, container_id: str) -> None:
+        self.plugged_ids.append(container_id)
+        if self.plug_failure is not None:
+            raise self.plug_failure
 
     async def teardown(self, container_id: str) -> None:
         self.torn_down.append(container_id)

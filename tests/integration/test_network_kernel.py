@@ -9,12 +9,17 @@ import ipaddress
 import os
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 
-from pyd.core.errors import Conflict, Forbidden
+from pyd.core.errors import Conflict, Forbidden, SystemError_
 from pyd.core.records import IpamPool
+from pyd.core.seams import InlineBlocking
+from pyd.drivers.network.netlink import NetworkDriverError
 from pyd.engine.networks import CreateRequest
+from pyd.engine.networks.base import _veth_name
 from pyd.engine.spec import EndpointRequest, network_request, parse_endpoint
 from tests.helpers.netsvc import (
     NetHarness,
@@ -46,8 +51,36 @@ def _setup(h: NetHarness, cid: str, name: str, mode: str = "default", **hc: obje
     s = result(
         h.service.setup(cid, name, name, mode, net_request(hc, hc.pop("eps", None)), ["80/tcp"])
     )
+    result(h.service.plugged(cid))
     h.set_running(cid, True)
     return s
+
+
+class _HeldAttaches:
+    """The io seam, with each interface attach held until L{go} (the attach runs then, on the
+    real kernel): a set-up whose plugging is still under way, as on the daemon's io threads."""
+
+    def __init__(self, attach: Any) -> None:
+        self.attach = attach
+        self.held: list[tuple[Deferred[Any], tuple[Any, ...]]] = []
+
+    def run(self, fn: Any, *args: Any) -> Deferred[Any]:
+        if fn == self.attach:
+            d: Deferred[Any] = Deferred()
+            self.held.append((d, args))
+            return d
+        return InlineBlocking().run(fn, *args)
+
+    def go(self, fail: Exception | None = None) -> None:
+        while self.held:
+            d, args = self.held.pop(0)
+            if fail is not None:
+                d.errback(fail)
+                continue
+            try:
+                d.callback(self.attach(*args))
+            except Exception as e:
+                d.errback(e)
 
 
 class PublishedPortTests:
@@ -308,6 +341,56 @@ class ReconcileTests:
         assert wait_http("127.0.0.1", p) == "still here"
         active = {a.container_id for a in net.service._active}
         assert active == {live}
+
+
+class PluggingTests:
+    """A starting container's interfaces are plugged in the background: the set-up returns
+    with its addresses, L{plugged} waits for them (and raises what plugging failed with), and
+    a tear-down waits for a plugging under way before it undoes it."""
+
+    def test_setup_returns_before_the_interfaces(self, net: NetHarness) -> None:
+        seam = _HeldAttaches(net.service._nl.attach)
+        net.service._io = seam
+        cid = net.add_container("early")
+        s = result(net.service.setup(cid, "early", "early", "default", net_request({}), []))
+        assert os.path.exists(s.netns_path) and s.endpoints[0].ipv4
+        assert len(seam.held) == 1  # the veth is not made yet
+        waiting = Deferred.fromCoroutine(net.service.plugged(cid))
+        assert not waiting.called
+        seam.go()
+        result(waiting)
+        links = net.netlink.netns_links(s.netns_path)
+        assert "eth0" in links
+        result(net.service.teardown(cid))
+        assert not os.path.exists(s.netns_path)
+
+    def test_failure_is_the_starts_and_the_teardown_cleans(self, net: NetHarness) -> None:
+        seam = _HeldAttaches(net.service._nl.attach)
+        net.service._io = seam
+        cid = net.add_container("bad")
+        s = result(net.service.setup(cid, "bad", "bad", "default", net_request({}), []))
+        waiting = Deferred.fromCoroutine(net.service.plugged(cid))
+        seam.go(NetworkDriverError("configuring eth0: no buffer space"))
+        with pytest.raises(SystemError_, match="no buffer space"):
+            result(waiting)
+        result(net.service.teardown(cid))
+        assert not os.path.exists(s.netns_path)
+        assert cid not in {a.container_id for a in net.service._active}
+
+    def test_teardown_waits_for_the_plugging(self, net: NetHarness) -> None:
+        """A start that fails elsewhere while its interfaces are being plugged: the tear-down
+        lets the plugging end first, then removes what it made (no veth is left behind)."""
+        seam = _HeldAttaches(net.service._nl.attach)
+        net.service._io = seam
+        cid = net.add_container("cut")
+        s = result(net.service.setup(cid, "cut", "cut", "default", net_request({}), []))
+        host_if = _veth_name(cid, s.endpoints[0].network_id)
+        tearing = Deferred.fromCoroutine(net.service.teardown(cid))
+        assert not tearing.called  # waits for the plugging
+        seam.go()
+        result(tearing)
+        assert not os.path.exists(s.netns_path)
+        assert host_if not in _links()
 
 
 class RemoveReleaseTests:

@@ -481,6 +481,24 @@ class StartStopTests(EngineTestBase):
         self.assertEqual((c.state.status, c.state.exit_code), ("created", 127))
         self.assertIn(cid, self.networks.torn_down)
 
+    def test_process_starts_once_interfaces_are_plugged(self) -> None:
+        """The runtime creates the container while its interfaces are plugged; the process
+        starts only once they are, and a plugging failure fails the start: nothing started,
+        the runtime's container deleted, the network torn down."""
+        cid = self.started(Cmd=["true"])
+        self.assertEqual(self.networks.plugged_ids, [cid])
+        self.assertIn(("start", cid), self.runtime.calls)
+
+        self.networks.plug_failure = SystemError_("configuring eth0: no buffer space")
+        cid = self.create(Cmd=["true"])
+        err = self.fail_with(self.svc.start(cid), SystemError_)
+        self.assertIn("no buffer space", str(err))
+        self.assertIn(("create", cid), self.runtime.calls)
+        self.assertNotIn(("start", cid), self.runtime.calls)
+        self.assertIn(("delete", cid), self.runtime.calls)
+        self.assertIn(cid, self.networks.torn_down)
+        self.assertEqual(self.svc.resolve(cid).state.status, "created")
+
     def test_start_error_permission(self) -> None:
         """A non-executable file is exit code 126 with 'permission denied'."""
         self.runtime.fail_create = "open executable: Permission denied"

@@ -226,6 +226,8 @@ class ContainerLifecycle(ContainerCreate):
                 forwarding = self._watch_log(cid, log_path, plan)
                 if forwarding is not None:
                     await forwarding
+            # the interfaces were plugged while the runtime created the container
+            await self._networks.plugged(cid)
             for hook in self.before_start:
                 await hook(cid, self.runtime.attach_socket_path(cid, bundle))
             await self.runtime.start(cid, runtime=rt)

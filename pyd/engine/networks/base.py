@@ -395,6 +395,9 @@ class NetworkBase:
         # Host ends of released veths being deleted in the background (name -> the deletion):
         # a new attach of the same name waits for it.
         self._reaping: dict[str, Deferred[object]] = {}
+        # A starting container's interfaces, plugged in the background while the runtime
+        # creates the container (L{Endpoints.plugged}); its process starts once they are.
+        self._plugging: dict[str, Deferred[None]] = {}
         # The bridges opened in the host's filter FORWARD, per family, as last applied.
         self._host_open: dict[str, tuple[str, ...]] = {}
         # Called with (container id, its endpoints now) after a live connect or disconnect, so

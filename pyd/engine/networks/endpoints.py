@@ -11,9 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from pyd.core.deferreds import shield
 from pyd.core.errors import (
     Conflict,
     Forbidden,
@@ -41,6 +39,7 @@ from pyd.engine.networks.base import (
 from pyd.engine.networks.configonly import NOT_ON_CONFIG_ONLY
 from pyd.engine.networks.dns import Dns, _read_resolv, _upstreams
 from pyd.engine.networks.ipam import Ipam
+from pyd.engine.networks.plugging import Plugging
 from pyd.engine.networks.ports import Ports
 from pyd.engine.spec import EndpointRequest, NetworkRequest, network_request
 from pyd.engine.spec.records import IPAMRequest
@@ -63,7 +62,7 @@ def _valid_mac(mac: str) -> bool:
     )
 
 
-class Endpoints(Ipam, Ports, Dns):
+class Endpoints(Plugging, Ipam, Ports, Dns):
     """Endpoints of containers: set-up, teardown, connect, disconnect."""
 
     # -- NetworkProvider -----------------------------------------------------------------
@@ -171,10 +170,15 @@ class Endpoints(Ipam, Ports, Dns):
         req: NetworkRequest,
         exposed_ports: Sequence[str],
     ) -> NetworkSetup:
-        """Prepare the container's network before it starts."""
-
-        async def run() -> NetworkSetup:
-            return await self._setup(
+        """Prepare the container's network before it starts; its interfaces may still be
+        being plugged on return (L{plugged}). The set-up holds the service's lock until they
+        are, as if it had waited for them."""
+        # Containers set up side by side unless this one publishes ports: the host ports are
+        # chosen from what the others hold, which only a lone holder may read and then take.
+        exclusive = bool(req.port_bindings) or req.publish_all
+        await self._lock.acquire(exclusive)
+        try:
+            made = await self._setup(
                 container_id,
                 name.lstrip("/"),
                 hostname,
@@ -182,11 +186,20 @@ class Endpoints(Ipam, Ports, Dns):
                 req,
                 exposed_ports,
             )
+        except BaseException:
+            self._lock.release(exclusive)
+            raise
+        plugging = self._plugging.get(container_id)
+        if plugging is None:
+            self._lock.release(exclusive)
+        else:
 
-        # Containers set up side by side unless this one publishes ports: the host ports are
-        # chosen from what the others hold, which only a lone holder may read and then take.
-        publishes = bool(req.port_bindings) or req.publish_all
-        return await self._locked(run, shared=not publishes)  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
+            def release(outcome: object) -> object:
+                self._lock.release(exclusive)
+                return outcome
+
+            plugging.addBoth(release)
+        return made
 
     def _hosts(
         self, req: NetworkRequest, own: tuple[str, str] | None, gateway: str
@@ -243,17 +256,39 @@ class Endpoints(Ipam, Ports, Dns):
                 **self._resolv_setup(req, "none"),
             )
         primary = self._network_for_mode(mode)
-        atts = await self._materialize(cid, name, mode, req.endpoints)
-        # The network named by the mode goes first: it gets eth0, the default route and ports.
-        atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
-        for att in atts:
-            found = self._networks.get(att.network_id)
-            if found is not None and found.config_only:
-                raise Forbidden(NOT_ON_CONFIG_ONLY)
-        await self._blocking(self._nl.create_netns, path)
+        # The namespace is made on the io threads while the endpoint rows are read or made.
+        made: Deferred[None] = Deferred.fromCoroutine(self._blocking(self._nl.create_netns, path))
+        try:
+            atts = await self._materialize(cid, name, mode, req.endpoints)
+            # The network named by the mode goes first: it gets eth0, the default route and
+            # ports.
+            atts.sort(key=lambda a: (a.network_id != primary.id, a.config.get("order", 0)))
+            for att in atts:
+                found = self._networks.get(att.network_id)
+                if found is not None and found.config_only:
+                    raise Forbidden(NOT_ON_CONFIG_ONLY)
+        except BaseException:
+            try:
+                await made
+            finally:
+                await self._blocking(self._nl.remove_netns, path)
+            raise
+        await made
+        # What each endpoint's row keeps for this start (the resolver's upstreams and the
+        # container's DNS settings, its hostname); a new start's links set theirs again.
+        start_config = {
+            "dns_upstream": _upstreams(self._resolv(req, "internal")),
+            "dns_config": {
+                "Dns": list(req.dns),
+                "DnsSearch": list(req.dns_search),
+                "DnsOptions": list(req.dns_options),
+            },
+            "hostname": hostname,
+        }
         endpoints: list[Endpoint] = []
         ports: list[PortMapping] = []
         resolver = False
+        plugs: list[Interface] = []
         try:
             gateway_set = gateway6_set = False
             for i, att in enumerate(atts):
@@ -265,39 +300,32 @@ class Endpoints(Ipam, Ports, Dns):
                 # IPv4-only first network leaves IPv6 to a later dual-stack one.
                 use_gw = not found.internal and not gateway_set and v4_pool(found) is not None
                 use_gw6 = not found.internal and not gateway6_set and v6_pool(found) is not None
-                ep = await self._plug(path, cid, name, found, att, f"eth{i}", use_gw, use_gw6)
+                ep = await self._plug(
+                    path, cid, name, found, att, f"eth{i}", use_gw, use_gw6, plugs, start_config
+                )
                 gateway_set = gateway_set or use_gw
                 gateway6_set = gateway6_set or use_gw6
                 endpoints.append(ep)
                 resolver = resolver or (self._is_user(found) and self._dns is not None)
+            if plugs:
+                # Plugging the interfaces (a veth pair each, configured, then waited up: ~10 ms)
+                # needs only the namespace: it runs while the rest of the start goes on (the
+                # runtime's create joins the namespace by its path), and the process starts
+                # once it is done (L{plugged}).
+                self._plugging[cid] = Deferred.fromCoroutine(self._plug_all(path, plugs))
             if resolver:
                 await self._serve_dns(cid, path)
             kind = "internal" if resolver else "legacy"
             resolv = self._resolv_setup(req, kind)
-            upstream = _upstreams(self._resolv(req, "internal"))
             first = atts[0]
             prim_net = self._networks[first.network_id]
             ip = endpoints[0].ipv4
             if not prim_net.internal:
                 # an IPv6-only network's container (ip "") publishes on IPv6 only
                 ports = await self._publish(first, name, ip, req, exposed, endpoints[0].ipv6)
-            # One read: each update below touches only its own row.
-            fresh = {f.id: f for f in await self._repo.endpoints(container_id=cid)}
-            for att in atts:
-                f = fresh.get(att.id)
-                if f is not None:
-                    cfg = dict(f.config)
-                    cfg.pop("link_ports", None)  # a new start's links set them again
-                    cfg["dns_upstream"] = upstream
-                    cfg["dns_config"] = {
-                        "Dns": list(req.dns),
-                        "DnsSearch": list(req.dns_search),
-                        "DnsOptions": list(req.dns_options),
-                    }
-                    cfg["hostname"] = hostname
-                    await self._repo.update_endpoint(f.id, config=cfg)
             await self._refresh()
         except BaseException:
+            await self._unplugging(cid)
             await self._stop_dns(cid)
             await self._blocking(self._nl.remove_netns, path)
             for att in atts:
@@ -381,7 +409,12 @@ class Endpoints(Ipam, Ports, Dns):
         ifname: str,
         use_gateway: bool,
         use_gateway6: bool,
+        later: list[Interface] | None = None,
+        start_config: Mapping[str, object] | None = None,
     ) -> Endpoint:
+        """Give C{att} its addresses and interface names (and C{start_config}, at a start) and
+        plug its interface into the namespace at C{path}; or, given C{later}, leave the plugging
+        to the caller with the interface's description appended there."""
         extra = _link_local(att.config.get("link_local_ips") or [])
         reserved = [p.gateway for p in net.pools]
         pool = v4_pool(net)
@@ -402,27 +435,30 @@ class Endpoints(Ipam, Ports, Dns):
         host_if = _veth_name(cid, net.id)
         cfg = dict(att.config)
         cfg.update({"name": name, "ifname": ifname, "host_ifname": host_if})
+        if start_config is not None:
+            cfg.pop("link_ports", None)
+            cfg.update(start_config)
         await self._repo.update_endpoint(att.id, config=cfg)
         mtu = int(net.options.get(MTU_OPT) or self.config.mtu)
         await self._reaped(host_if)
-        await self._blocking(
-            self._nl.attach,
-            path,
-            Interface(
-                bridge=str(net.bridge),
-                host_ifname=host_if,
-                ifname=ifname,
-                address=ip,
-                prefixlen=prefix,
-                mac=mac,
-                gateway=pool.gateway if pool and use_gateway else None,
-                mtu=mtu,
-                address6=ip6,
-                prefixlen6=ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
-                gateway6=(p6.gateway or None) if p6 and use_gateway6 else None,
-                extra=extra,
-            ),
+        iface = Interface(
+            bridge=str(net.bridge),
+            host_ifname=host_if,
+            ifname=ifname,
+            address=ip,
+            prefixlen=prefix,
+            mac=mac,
+            gateway=pool.gateway if pool and use_gateway else None,
+            mtu=mtu,
+            address6=ip6,
+            prefixlen6=ipaddress.IPv6Network(p6.subnet).prefixlen if p6 else 0,
+            gateway6=(p6.gateway or None) if p6 and use_gateway6 else None,
+            extra=extra,
         )
+        if later is not None:
+            later.append(iface)  # plugged by the caller (L{_plug_all})
+        else:
+            await self._blocking(self._nl.attach, path, iface)
         return self._endpoint(net, att, ip, mac)
 
     async def _setup_joined(self, target: str, req: NetworkRequest) -> NetworkSetup:
@@ -461,6 +497,7 @@ class Endpoints(Ipam, Ports, Dns):
         await self._locked(lambda: self._teardown(container_id), shared=True)
 
     async def _teardown(self, cid: str, removing: bool = False) -> None:
+        await self._unplugging(cid)
         if removing and self._holds_nothing(cid):
             return
         atts = await self._repo.endpoints(container_id=cid)
@@ -483,28 +520,6 @@ class Endpoints(Ipam, Ports, Dns):
             net = self._networks.get(a.network_id)
             if net is not None:
                 self._emit("disconnect", net, container=cid)
-
-    def _reap(self, names: Sequence[str]) -> None:
-        """Delete released host ends in the background (gone already, with their namespace,
-        unless something still holds it); an attach of the same name waits (L{_reaped})."""
-        for name in names:
-            d: Deferred[object] = Deferred.fromCoroutine(self._blocking(self._nl.delete_link, name))
-
-            def done(result: object, name: str = name, d: Deferred[object] = d) -> None:
-                if self._reaping.get(name) is d:
-                    del self._reaping[name]
-                if isinstance(result, Failure):
-                    log.warn("deleting {name}: {err}", name=name, err=result.getErrorMessage())
-
-            self._reaping[name] = d
-            d.addBoth(done)
-
-    async def _reaped(self, name: str) -> None:
-        """Once the background deletion of host end C{name}, if any, has ended."""
-        pending = self._reaping.get(name)
-        if pending is not None and not pending.called:
-            # shielded: a start cancelled while it waits leaves the deletion running
-            await shield(pending, f"deleting {name}")
 
     def _holds_nothing(self, cid: str) -> bool:
         """Whether a container being removed holds no network resource: no plugged endpoint
