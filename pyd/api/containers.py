@@ -16,6 +16,7 @@ from twisted.web.resource import IResource
 
 from pyd.api.base import api_version, lean, make_app, role
 from pyd.api.container_views import inspect_json, list_json
+from pyd.api.list_entries import ListEntries
 from pyd.api.rendering import UNREADABLE, render_one
 from pyd.api.streams import STDERR, STDOUT, Flow, frame_header
 from pyd.api.timeparse import parse_time_nano, rfc3339_nano
@@ -24,7 +25,9 @@ from pyd.api.wire import (
     check_filters,
     confined,
     create_spec_of,
+    encode_json,
     json_body,
+    json_bytes,
     no_content,
     parse_filters,
     qbool,
@@ -94,6 +97,7 @@ class ContainersRouter:
     def __init__(self, service: ContainerService, clock: Clock) -> None:
         self._svc = service
         self._clock = clock
+        self._entries = ListEntries()
 
     def resource(self) -> IResource:
         """The Klein resource (the root also offers C{/containers} to the stream routers)."""
@@ -151,7 +155,8 @@ class ContainersRouter:
             before = self._svc.resolve(filters["before"][0]).created_nano
         if filters.get("since"):
             since = self._svc.resolve(filters["since"][0]).created_nano
-        out = []
+        # each entry encoded (L{ListEntries}), or a dict when its sizes are to be added
+        out: list[Any] = []
         listed = []
         link_names = self._svc.link_names_by_child()
         for c in items:
@@ -164,9 +169,13 @@ class ContainersRouter:
             try:
                 if not _match(c, filters):
                     continue
-                item = list_json(c, now)
                 # Link names (/parent/alias) are names of the linked container too (dockerd).
-                item["Names"] = sorted([c.name, *link_names.get(c.id, ())])
+                names = sorted([c.name, *link_names.get(c.id, ())])
+                if size:
+                    item: Any = list_json(c, now)
+                    item["Names"] = names
+                else:
+                    item = self._entries.encoded(c, names, now)
             except Exception:  # noqa: BLE001 - one bad record must not fail every listing
                 log.failure("container {cid} cannot be rendered", cid=c.id)
                 item = _unreadable_item(c)
@@ -177,7 +186,14 @@ class ContainersRouter:
         if size:
             for item, (rw, rootfs) in zip(out, await self._svc.sizes_of(listed), strict=True):
                 item["SizeRw"], item["SizeRootFs"] = rw, rootfs
-        return json_body(request, out)
+        if all_ and not filters and limit <= 0 and before is None and since is None:
+            self._entries.keep_only({c.id for c in items})
+        else:
+            self._entries.bound(len(out))
+        return json_bytes(
+            request,
+            b"[" + b",".join(e if isinstance(e, bytes) else encode_json(e) for e in out) + b"]",
+        )
 
     @app.route("/containers/<path:ref>/json", methods=["GET"])
     @role("viewer")

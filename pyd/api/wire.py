@@ -207,6 +207,20 @@ def check_filters(filters: dict[str, list[str]], allowed: set[str]) -> None:
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def encode_json(value: Any) -> bytes:
+    """C{value} encoded as the API's answers encode it (L{json_body}, without its newline)."""
+    return _ENCODE(value).encode()
+
+
+def json_bytes(request: IRequest, encoded: bytes, code: int = 200) -> bytes:
+    """L{json_body} for a value already encoded (L{encode_json})."""
+    body = encoded + b"\n"
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    return body
+
+
 def json_body(request: IRequest, value: Any, code: int = 200) -> bytes:
     """Set status and content type; return C{value} as JSON and a newline, like Go's encoder.
 

@@ -53,7 +53,8 @@ class ContainersApiTests(SynchronousTestCase):
             ContainerSettings(containers_dir=self.tmp + "/containers"),
         )
         run_sync(self.svc.startup())
-        self.http = StubTreq(ApiRoot([ContainersRouter(self.svc, self.clock)]))
+        self.http_router = ContainersRouter(self.svc, self.clock)
+        self.http = StubTreq(ApiRoot([self.http_router]))
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         kw: dict[str, Any] = {}
@@ -94,6 +95,54 @@ class ContainersApiTests(SynchronousTestCase):
         self.assertEqual(items[0]["Names"], ["/web"])
         self.assertEqual(items[0]["Status"], "Up Less than a second")
         self.assertEqual(items[0]["Command"], "sleep 9")
+
+    def _rendered(self, q: str = "?all=1") -> bytes:
+        """The listing as each container's entry rendered afresh (the uncached path)."""
+        from pyd.api.container_views import list_json
+        from pyd.api.wire import encode_json
+
+        now = int(self.clock.seconds() * 1_000_000_000)
+        links = self.svc.link_names_by_child()
+        items = []
+        for c in self.svc.list_all():
+            if q == "" and not c.state.running:
+                continue
+            item = list_json(c, now)
+            item["Names"] = sorted([c.name, *links.get(c.id, ())])
+            items.append(item)
+        return encode_json(items) + b"\n"
+
+    def raw(self, path: str) -> bytes:
+        resp = self.successResultOf(self.http.request("GET", "http://pyd" + path))
+        return bytes(self.successResultOf(resp.content()))
+
+    def test_listing_entries_follow_each_change(self) -> None:
+        """Each container's entry is encoded once per record: the listing is byte for byte the
+        fresh rendering after every change (start, a link's name, time passing for the status,
+        rename, stop, remove), and a removed container's entry is dropped."""
+        web = self.create("web", Cmd=["sleep", "9"], Labels={"a": "b"}, ExposedPorts={"80/tcp": {}})
+        db = self.create("db", Cmd=["sh", "-c", "sleep 9"])
+        steps = [
+            lambda: None,
+            lambda: self.call("POST", f"/containers/{web}/start"),
+            lambda: self.clock.advance(125),  # "Up 2 minutes"
+            lambda: self.call("POST", f"/containers/{db}/start"),
+            lambda: self.call("POST", "/containers/db/rename?name=db2"),
+            lambda: self.runtime.exit(web, 2),
+            lambda: self.clock.advance(3600),
+            lambda: self.call("DELETE", f"/containers/{web}?force=1"),
+        ]
+        for step in steps:
+            step()
+            self.assertEqual(self.raw("/containers/json?all=1"), self._rendered())
+            self.assertEqual(self.raw("/containers/json"), self._rendered(""))
+        router = self.http_router
+        self.assertEqual(set(router._entries._by_id), {db})
+        # an unchanged record's entry is not encoded again (its status is, at each listing)
+        kept = router._entries._by_id[db]
+        self.clock.advance(60)
+        self.assertEqual(self.raw("/containers/json?all=1"), self._rendered())
+        self.assertIs(router._entries._by_id[db], kept)
 
     def test_listing_survives_a_bad_record(self) -> None:
         """One record that cannot be rendered (issue 18: a mistyped Cmd stored by an older pyd):
