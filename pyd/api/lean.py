@@ -251,11 +251,19 @@ class DirectChannel:
     answer is gathered and handed to the connection at once when the request is done."""
 
     def __init__(self, site: Any, conn: Any) -> None:
-        self.site = self.factory = site
+        self.site = site
+        # twisted.web's finish logs the request through its channel's factory, before the
+        # answer leaves; here it is logged (the access line, the metrics) once it has left
+        self.factory = self
         self.transport = conn
         self.requests: list[Any] = []
         self.persistent = False
         self._out: list[bytes] = []
+        self._finished: Any = None
+
+    def log(self, request: Any) -> None:
+        """The site's log of C{request}, kept for after its answer left (L{requestDone})."""
+        self._finished = request
 
     def getPeer(self) -> Any:
         return self.transport.getPeer()
@@ -284,6 +292,9 @@ class DirectChannel:
         self.requests.remove(request)
         out, self._out = b"".join(self._out), []
         self.transport.done(out, self.persistent)
+        finished, self._finished = self._finished, None
+        if finished is not None:
+            self.site.log(finished)
 
 
 class _Resolved:

@@ -85,13 +85,14 @@ class RawConnection:
         except BlockingIOError:
             sent = 0
         except OSError:
-            self.release()
             skt.close()
+            self.release()
+            return
+        if sent == len(answer) and not keep:
+            skt.close()  # the client reads to the end: its end comes before any bookkeeping
+            self.release()
             return
         self.release()
-        if sent == len(answer) and not keep:
-            skt.close()
-            return
         self._port.adopt(
             skt, self._addr, answer[sent:], close=not keep, answered="kept" if keep else "closing"
         )
