@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import tempfile
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -107,8 +109,9 @@ class DirectDoorTests(SynchronousTestCase):
             return serve(channel, data)
 
         self.site.lean_request = spy  # type: ignore[method-assign]  # counts the channel's tries
-        path = os.path.join(self.mktemp() + "d", "s.sock")
-        os.makedirs(os.path.dirname(path))
+        tmp = tempfile.mkdtemp(prefix="pyd-direct-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "s.sock")
         self.path = path
         self.port: UnixPort = self.successResultOf(
             UnixEndpoint(self.reactor, path).listen(ConnectionGuard(self.site, self.state))
