@@ -72,12 +72,14 @@ def fix_malloc_thresholds() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
+def limit_malloc_arenas(arenas: int = 1) -> None:
     """Keep glibc to C{arenas} heaps (before the thread pools start). By default each thread
     that allocates gets an arena of its own; memory freed in a thread's arena after a burst of
     work (copies, tar streams, SQLite) stays resident, and L{release_free_memory} gives back
     little of it. The daemon's threads hold the GIL for most allocations, so they do not
-    contend for fewer arenas."""
+    contend for fewer arenas. One heap for every thread: the standard workload of
+    C{bench.memory} ended ~0.3-0.5 MiB lower than with two (fresh ~0.2 MiB lower too; three
+    runs each, docs/performance.md, issue 21 session 9)."""
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt"):
         libc.mallopt(_M_ARENA_MAX, arenas)

@@ -137,6 +137,19 @@ class MallocTuningTests(SynchronousTestCase):
         memory.fix_malloc_thresholds()
         self.assertEqual(sorted(calls), [(-3, 2 << 20), (-1, 2 << 20)])
 
+    def test_one_heap_for_every_thread(self) -> None:
+        """glibc keeps one arena: the worker threads allocate from the main heap."""
+        calls: list[tuple[int, int]] = []
+
+        class Libc:
+            def mallopt(self, param: int, value: int) -> int:
+                calls.append((param, value))
+                return 1
+
+        self.patch(memory, "_libc", Libc)
+        memory.limit_malloc_arenas()
+        self.assertEqual(calls, [(-8, 1)])
+
     def test_thresholds_on_the_real_libc(self) -> None:
         """On this glibc the call is accepted (mallopt answers 1)."""
         libc = memory._libc()
