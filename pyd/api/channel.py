@@ -107,22 +107,17 @@ class ApiChannel(HTTPChannel):
         byte; closing, it only drains that answer (no timer, as a channel finishing a
         C{Connection: close} answer)."""
         answered = getattr(self.transport, "answered", None)
-        if answered is not None:
-            period = self.timeOut
-            if answered == "closing":
-                self.timeOut = None
-            super().connectionMade()
-            self.timeOut = period
-            return
-        defer = getattr(self.transport, "defer_timers", None)
-        if callable(defer) and defer(self._start_timers) is True:
-            self._timers_waiting = True
+        if answered is None:
+            defer = getattr(self.transport, "defer_timers", None)
+            self._timers_waiting = callable(defer) and defer(self._start_timers) is True
+        if self._timers_waiting or answered == "closing":
             period, self.timeOut = self.timeOut, None
             super().connectionMade()  # its idle timer for no period: none
             self.timeOut = period
         else:
             super().connectionMade()
-        self._arm()
+        if answered is None:
+            self._arm()
 
     def _start_timers(self) -> None:
         """The accepting read is handled: the timers the connection would have now, if it is

@@ -18,19 +18,23 @@ read handed to it as its first read. A request taken is answered through L{RawCo
 the answer is sent on the socket; then the socket is closed (C{Connection: close}) or, for a
 keep-alive connection or an answer the kernel did not take whole, handed to a Twisted transport
 built then, which sends the rest and reads the next request as any connection's would.
+
+A request taken while its handler waits (an operator's guarded call, a volume create's
+database hop) has no transport watching its socket: a client that goes away meanwhile does not
+cancel the handler, as it would on the full path; the handler ends and its answer meets a
+closed socket. Only C{@lean} routes come here, whose handlers only compute a body.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.tcp import _accept, _BuffersLogs, _reservedFD
 from twisted.python import log
 
-_PEERCRED = struct.Struct("3i")
+from pyd.daemon.guard import peer_cred
 
 # What one read at accept takes: Twisted's own read size for a connection.
 READ_SIZE = 65536
@@ -49,11 +53,7 @@ class RawConnection:
         self.socket = skt
         self._release: Callable[[], None] | None = None
         # (pid, uid, gid) at connect time, as the connection guard reads it for any connection
-        try:
-            raw = skt.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            self.pyd_peercred: tuple[int, int, int] | None = _PEERCRED.unpack(raw)
-        except OSError:
-            self.pyd_peercred = None
+        self.pyd_peercred = peer_cred(self)
 
     def getPeer(self) -> Any:
         """The peer's address, as the port makes it for a transport."""
@@ -93,9 +93,7 @@ class RawConnection:
             self.release()
             return
         self.release()
-        self._port.adopt(
-            skt, self._addr, answer[sent:], close=not keep, answered="kept" if keep else "closing"
-        )
+        self._port.adopt(skt, self._addr, answer[sent:], answered="kept" if keep else "closing")
 
 
 class DirectAccept:
@@ -159,13 +157,12 @@ class DirectAccept:
         skt: socket.socket,
         addr: Any,
         rest: bytes = b"",
-        close: bool = False,
         preread: bytes | None = None,
         answered: str | None = None,
     ) -> Any:
         """Give C{skt} its Twisted transport and protocol, as Twisted's accept does; then send
-        C{rest} on it (and close after it when C{close}), or hand it C{preread} as its first
-        read (only in the accepting turn, whose end reads each connection made in it).
+        C{rest} on it, or hand it C{preread} as its first read (only in the accepting turn,
+        whose end reads each connection made in it).
 
         C{answered} tells the protocol (C{transport.answered}) that its first request was
         answered already: C{"kept"}, the connection is between requests (the API's channel
@@ -185,7 +182,7 @@ class DirectAccept:
         protocol.makeConnection(transport)
         if rest:
             transport.write(rest)
-        if close:
+        if answered == "closing":
             # the protocol may be its transport's producer (twisted.web's channel is): it
             # stops being one first, or the transport would wake it once the rest is sent
             # instead of closing (as the channel's own loseConnection does)

@@ -123,9 +123,8 @@ class _GuardProtocol(ProtocolWrapper):
         self._counted = False
         self._in_handshake = False
         self._deadline: Any = None
-        n = state.by_peer.get(self._key, 0)
         reason = ""
-        if state.per_peer and n >= state.per_peer:
+        if not self.factory.room_for(self._key):
             reason = "too many connections from this peer"
         elif (
             self.factory.tls
@@ -138,7 +137,7 @@ class _GuardProtocol(ProtocolWrapper):
             log.debug("refused a connection from {peer}: {reason}", peer=self._key, reason=reason)
             transport.abortConnection()
             return
-        state.by_peer[self._key] = n + 1
+        self.factory.count(self._key)
         self._counted = True
         if self.factory.tls:
             state.handshaking += 1
@@ -217,17 +216,24 @@ class ConnectionGuard(WrappingFactory):
         site_direct = getattr(self.wrappedFactory, "direct", None)
         if self.tls or site_direct is None:
             return False
-        state = self.state
         key = peer_key(conn, conn.pyd_peercred)
-        n = state.by_peer.get(key, 0)
-        if state.per_peer and n >= state.per_peer:
+        if not self.room_for(key):
             return False
-        state.by_peer[key] = n + 1
+        self.count(key)
         conn.counted(lambda: self._uncount(key))
         if site_direct(conn, data):
             return True
         conn.release()
         return False
+
+    def room_for(self, key: str) -> bool:
+        """Whether peer C{key} may open one more connection (its cap, if any)."""
+        state = self.state
+        return not state.per_peer or state.by_peer.get(key, 0) < state.per_peer
+
+    def count(self, key: str) -> None:
+        """One more open connection of peer C{key}."""
+        self.state.by_peer[key] = self.state.by_peer.get(key, 0) + 1
 
     def _uncount(self, key: str) -> None:
         state = self.state

@@ -123,9 +123,8 @@ class StartUpTests(SynchronousTestCase):
 
 
 class MallocTuningTests(SynchronousTestCase):
-    def test_thresholds_are_fixed(self) -> None:
-        """glibc's trim and mmap thresholds are set (which also stops glibc from raising them
-        after a large block is freed), to 2 MiB each."""
+    def _recorded_mallopt(self) -> list[tuple[int, int]]:
+        """glibc stood in for by a libc whose C{mallopt} records its calls (returned)."""
         calls: list[tuple[int, int]] = []
 
         class Libc:
@@ -134,19 +133,18 @@ class MallocTuningTests(SynchronousTestCase):
                 return 1
 
         self.patch(memory, "_libc", Libc)
+        return calls
+
+    def test_thresholds_are_fixed(self) -> None:
+        """glibc's trim and mmap thresholds are set (which also stops glibc from raising them
+        after a large block is freed), to 2 MiB each."""
+        calls = self._recorded_mallopt()
         memory.fix_malloc_thresholds()
         self.assertEqual(sorted(calls), [(-3, 2 << 20), (-1, 2 << 20)])
 
     def test_one_heap_for_every_thread(self) -> None:
         """glibc keeps one arena: the worker threads allocate from the main heap."""
-        calls: list[tuple[int, int]] = []
-
-        class Libc:
-            def mallopt(self, param: int, value: int) -> int:
-                calls.append((param, value))
-                return 1
-
-        self.patch(memory, "_libc", Libc)
+        calls = self._recorded_mallopt()
         memory.limit_malloc_arenas()
         self.assertEqual(calls, [(-8, 1)])
 

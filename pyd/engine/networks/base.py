@@ -419,15 +419,35 @@ class NetworkBase:
         """Where the resolver ports of a served container namespace are recorded."""
         return os.path.join(self.config.exec_root, "dns", container_id)
 
-    async def _locked(self, fn: Callable[[], Any], shared: bool = False) -> Any:
+    async def _locked(
+        self,
+        fn: Callable[[], Any],
+        shared: bool = False,
+        until: Callable[[], Deferred[Any] | None] | None = None,
+    ) -> Any:
         """Run C{fn} holding the service's lock: alone, or (C{shared}) beside other shared
         holders, which must touch only their own container's rows, addresses and interfaces
-        (the database's UNIQUE constraints decide addresses) and never choose host ports."""
-        await self._lock.acquire(not shared)
+        (the database's UNIQUE constraints decide addresses) and never choose host ports.
+
+        C{until}, asked once C{fn} returned, may name work C{fn} left running (a set-up's
+        background plugging): the lock is then held until it ends, as if C{fn} had waited."""
+        exclusive = not shared
+        await self._lock.acquire(exclusive)
+        pending: Deferred[Any] | None = None
         try:
-            return await fn()
+            result = await fn()
+            pending = until() if until is not None else None
+            return result
         finally:
-            self._lock.release(not shared)
+            if pending is None:
+                self._lock.release(exclusive)
+            else:
+
+                def release(outcome: object) -> object:
+                    self._lock.release(exclusive)
+                    return outcome
+
+                pending.addBoth(release)
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         try:

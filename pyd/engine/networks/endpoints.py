@@ -173,12 +173,9 @@ class Endpoints(Plugging, Ipam, Ports, Dns):
         """Prepare the container's network before it starts; its interfaces may still be
         being plugged on return (L{plugged}). The set-up holds the service's lock until they
         are, as if it had waited for them."""
-        # Containers set up side by side unless this one publishes ports: the host ports are
-        # chosen from what the others hold, which only a lone holder may read and then take.
-        exclusive = bool(req.port_bindings) or req.publish_all
-        await self._lock.acquire(exclusive)
-        try:
-            made = await self._setup(
+
+        async def run() -> NetworkSetup:
+            return await self._setup(
                 container_id,
                 name.lstrip("/"),
                 hostname,
@@ -186,20 +183,13 @@ class Endpoints(Plugging, Ipam, Ports, Dns):
                 req,
                 exposed_ports,
             )
-        except BaseException:
-            self._lock.release(exclusive)
-            raise
-        plugging = self._plugging.get(container_id)
-        if plugging is None:
-            self._lock.release(exclusive)
-        else:
 
-            def release(outcome: object) -> object:
-                self._lock.release(exclusive)
-                return outcome
-
-            plugging.addBoth(release)
-        return made
+        # Containers set up side by side unless this one publishes ports: the host ports are
+        # chosen from what the others hold, which only a lone holder may read and then take.
+        publishes = bool(req.port_bindings) or req.publish_all
+        return await self._locked(  # type: ignore[no-any-return]  # _locked is generic over the callback's result, typed Any
+            run, shared=not publishes, until=lambda: self._plugging.get(container_id)
+        )
 
     def _hosts(
         self, req: NetworkRequest, own: tuple[str, str] | None, gateway: str
