@@ -90,8 +90,8 @@ IO_THREADS = 8
 
 def real_drivers(config: DaemonConfig, reactor: IDaemonReactor) -> Drivers:
     """The drivers of a real daemon: crun + conmon, overlayfs, netlink + nftables, the local
-    volume driver, the registry client on treq (blocking reads of /proc allowed: the reactor is
-    not running yet)."""
+    volume driver, the registry client on twisted.web (blocking reads of /proc allowed: the
+    reactor is not running yet)."""
     db_pool = PoolService(reactor, "pyd-db", 1)
     # Eight: much of the io pool's work waits on the kernel (netlink under the RTNL lock, a
     # veth coming up, unmounts, directory removals), so with four threads a hundred concurrent

@@ -6,6 +6,7 @@ proves the request went through the proxy; loopback addresses go direct, as with
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import ssl
@@ -102,7 +103,7 @@ class RegistryProxyTests(TestCase):
         )
 
         resp = await http.verified.get(f"https://{NAME}:{port}/v2/")
-        body = await resp.json()
+        body = json.loads(await resp.content())
         self.assertEqual((resp.code, body), (200, {"over": "tls"}))
         method, target, auth = self.proxy.seen[0]
         self.assertEqual((method, target), ("CONNECT", f"{NAME}:{port}"))

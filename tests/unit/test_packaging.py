@@ -66,7 +66,6 @@ class DependencyTests(SynchronousTestCase):
             "sqlalchemy": "sqlalchemy",
             "alembic": "alembic",
             "klein": "klein",
-            "treq": "treq",
             "pyroute2": "pyroute2",
             "prometheus-client": "prometheus_client",
         }

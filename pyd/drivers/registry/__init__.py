@@ -1,6 +1,6 @@
-"""Distribution (registry v2) HTTP client on treq (layer: drivers).
+"""Distribution (registry v2) HTTP client on twisted.web's Agent (layer: drivers).
 
-The only package of pyd that speaks HTTP to registries (and the only one using treq). It does
+The only package of pyd that speaks HTTP to registries (C{webclient}: requests and answers). It does
 what it is told and holds no Docker rules beyond the wire protocol:
 
   - endpoints (C{hosts}): HTTPS with host-name checks (service_identity), or, for insecure

@@ -230,8 +230,8 @@ class HTTPClients:
     """The daemon's shared HTTP clients (one connection pool per TLS policy).
 
     The clients and their pools are built on first use, and the TLS stack on the first HTTPS
-    connection (L{_TLSPolicy}): a daemon that never talks to a registry never loads treq nor
-    twisted.web.client, and one that talks only to plain-HTTP registries (a mirror on the
+    connection (L{_TLSPolicy}): a daemon that never talks to a registry never loads
+    twisted.web.client (L{pyd.drivers.registry.webclient}), and one that talks only to plain-HTTP registries (a mirror on the
     host, a loopback registry) never loads pyOpenSSL and cryptography (~12 MiB resident,
     L{pyd.core.tlsstack}).
     """
@@ -258,10 +258,10 @@ class HTTPClients:
         # twisted.web.client may be imported without the TLS stack: only its own default policy
         # (BrowserLikePolicyForHTTPS) is then left without TLS, and pyd's agents never use it
         # (their policy is _TLSPolicy, which loads the stack before its first TLS connection).
-        import treq.client
         from twisted.web.client import Agent, HTTPConnectionPool
 
         from pyd.drivers.registry.proxy import ProxiedAgent
+        from pyd.drivers.registry.webclient import WebClient
 
         reactor = self.reactor
         self._pool = HTTPConnectionPool(reactor, persistent=True)
@@ -277,19 +277,19 @@ class HTTPClients:
             return ProxiedAgent(reactor, direct, policy, self.proxies, self._proxy_pool)
 
         self._clients = (
-            treq.client.HTTPClient(agent(self._verified_policy)),
-            treq.client.HTTPClient(agent(self._unverified_policy)),
+            WebClient(agent(self._verified_policy), reactor),
+            WebClient(agent(self._unverified_policy), reactor),
         )
         return self._clients
 
     @property
     def verified(self) -> Any:
-        """The treq client that checks certificates."""
+        """The client that checks certificates."""
         return self._build()[0]
 
     @property
     def unverified(self) -> Any:
-        """The treq client for insecure registries (no certificate check)."""
+        """The client for insecure registries (no certificate check)."""
         return self._build()[1]
 
     def reload_certs(self) -> None:
@@ -300,7 +300,7 @@ class HTTPClients:
             self._unverified_policy.host_certs = certs
 
     def for_endpoint(self, ep: Endpoint) -> Any:
-        """The treq client to use for C{ep}."""
+        """The client to use for C{ep}."""
         return self.verified if ep.verify_tls else self.unverified
 
     def close(self) -> Deferred[None]:
