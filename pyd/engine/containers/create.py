@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import stat
@@ -84,8 +83,8 @@ class ContainerCreate(ContainerLinks):
                 )
             name = name if name.startswith("/") else "/" + name
         # the wire sections are kept to answer inspect; the engine fills in its defaults
-        config = copy.deepcopy(dict(spec.config))
-        hc = copy.deepcopy(dict(spec.host_config))
+        config = runconfig.stored_copy(spec.config)
+        hc = runconfig.stored_copy(spec.host_config)
         image_ref = spec.process.image
         if not image_ref:
             raise InvalidParameter("config cannot be empty in order to create a container")
@@ -125,7 +124,7 @@ class ContainerCreate(ContainerLinks):
         cid = new_id()
         if not config.get("Hostname"):
             config["Hostname"] = self.settings.host_hostname if mode == "host" else cid[:12]
-        netcfg = copy.deepcopy(dict(spec.networking_config))
+        netcfg = runconfig.stored_copy(spec.networking_config)
         await self._networks.validate(cid, mode, spec.network)
         bundle = self.bundle_dir(cid)
         c = Container(
