@@ -421,82 +421,105 @@ class NetlinkDriver:
     # -- container interfaces --------------------------------------------------------------
 
     def attach(self, netns_path: str, iface: Interface) -> None:
-        """Create a veth pair: host end on C{iface.bridge}, the other end configured in the netns."""
+        """Create a veth pair: host end on C{iface.bridge}, the other end configured in the netns.
+
+        One netlink socket on each side for the whole of it (the readiness wait too), and
+        interfaces asked for by name, never by a dump (L{_link_named}): pyroute2 costs ~1 ms of
+        CPU a request and ~1 ms a socket, and a container's start runs beside this on 2 cores
+        (docs/performance.md, issue 21 session 10)."""
         peer_tmp = "pp" + iface.host_ifname[-13:]
         nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with IPRoute() as ipr:
-                br = ipr.link_lookup(ifname=iface.bridge)
-                if not br:
-                    raise NetworkDriverError(f"bridge {iface.bridge} does not exist")
-                for attempt in (1, 2):
-                    try:
-                        ipr.link(
-                            "add",
-                            ifname=iface.host_ifname,
-                            kind="veth",
-                            mtu=iface.mtu,
-                            peer={"ifname": peer_tmp, "net_ns_fd": nsfd, "mtu": iface.mtu},
-                        )
-                        break
-                    except NetlinkError as e:
-                        # The same container's previous veth (the name is derived from the
-                        # container and the network), released at its stop and not yet
-                        # destroyed with its namespace: delete it now and make the new one.
-                        if e.code == errno.EEXIST and attempt == 1:
-                            old = ipr.link_lookup(ifname=iface.host_ifname)
-                            if old:
-                                with contextlib.suppress(NetlinkError):
-                                    ipr.link("del", index=old[0])
-                            continue
-                        raise NetworkDriverError(f"creating veth {iface.host_ifname}: {e}") from e
-                host = ipr.link_lookup(ifname=iface.host_ifname)[0]
+                self._plug_host_end(ipr, nsfd, peer_tmp, iface)
                 try:
-                    ipr.link("set", index=host, master=br[0])
-                    with contextlib.suppress(NetlinkError):
-                        ipr.brport("set", index=host, hairpin_mode=1)
-                    ipr.link("set", index=host, state="up")
-                except NetlinkError as e:
-                    with contextlib.suppress(NetlinkError):
-                        ipr.link("del", index=host)
-                    raise NetworkDriverError(f"enslaving {iface.host_ifname}: {e}") from e
+                    with _netlink_in(netns_path) as ns:
+                        self._configure_peer(ns, peer_tmp, iface)
+                        self._wait_ready(ns, ipr, netns_path, iface)
+                except (NetlinkError, IndexError) as e:
+                    self.delete_link(iface.host_ifname)
+                    raise NetworkDriverError(
+                        f"configuring {iface.ifname} in {netns_path}: {e}"
+                    ) from e
         finally:
             os.close(nsfd)
-        try:
-            with _netlink_in(netns_path) as ns:
-                idx = ns.link_lookup(ifname=peer_tmp)[0]
-                ns.link("set", index=idx, ifname=iface.ifname, address=iface.mac)
-                if iface.address:  # none on an IPv6-only network
-                    ns.addr("add", index=idx, address=iface.address, prefixlen=iface.prefixlen)
-                if iface.address6:
-                    ns.addr(
-                        "add",
-                        index=idx,
-                        address=iface.address6,
-                        prefixlen=iface.prefixlen6,
-                        flags=IFA_F_NODAD,
-                    )
-                for extra, plen in iface.extra:
-                    v6 = ":" in extra
-                    ns.addr(
-                        "add",
-                        index=idx,
-                        address=extra,
-                        prefixlen=plen,
-                        family=socket.AF_INET6 if v6 else socket.AF_INET,
-                        **({"flags": IFA_F_NODAD} if v6 else {}),
-                    )
-                ns.link("set", index=idx, state="up")
-                if iface.gateway:
-                    ns.route("add", dst="0.0.0.0/0", gateway=iface.gateway)
-                if iface.gateway6:
-                    ns.route("add", dst="::/0", gateway=iface.gateway6, family=socket.AF_INET6)
-        except (NetlinkError, IndexError) as e:
-            self.delete_link(iface.host_ifname)
-            raise NetworkDriverError(f"configuring {iface.ifname} in {netns_path}: {e}") from e
-        self._wait_ready(netns_path, iface)
 
-    def _wait_ready(self, netns_path: str, iface: Interface, timeout: float = 30.0) -> None:
+    @staticmethod
+    def _plug_host_end(ipr: IPRoute, nsfd: int, peer_tmp: str, iface: Interface) -> None:
+        """The veth pair made (its peer in the namespace), the host end enslaved and up."""
+        br = _link_named(ipr, iface.bridge)
+        if not br:
+            raise NetworkDriverError(f"bridge {iface.bridge} does not exist")
+        for attempt in (1, 2):
+            try:
+                ipr.link(
+                    "add",
+                    ifname=iface.host_ifname,
+                    kind="veth",
+                    mtu=iface.mtu,
+                    peer={"ifname": peer_tmp, "net_ns_fd": nsfd, "mtu": iface.mtu},
+                )
+                break
+            except NetlinkError as e:
+                # The same container's previous veth (the name is derived from the container
+                # and the network), released at its stop and not yet destroyed with its
+                # namespace: delete it now and make the new one.
+                if e.code == errno.EEXIST and attempt == 1:
+                    old = _link_named(ipr, iface.host_ifname)
+                    if old:
+                        with contextlib.suppress(NetlinkError):
+                            ipr.link("del", index=old[0]["index"])
+                    continue
+                raise NetworkDriverError(f"creating veth {iface.host_ifname}: {e}") from e
+        host = _link_named(ipr, iface.host_ifname)[0]["index"]
+        try:
+            ipr.link("set", index=host, master=br[0]["index"], state="up")
+            with contextlib.suppress(NetlinkError):
+                ipr.brport("set", index=host, hairpin_mode=1)
+        except NetlinkError as e:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=host)
+            raise NetworkDriverError(f"enslaving {iface.host_ifname}: {e}") from e
+
+    @staticmethod
+    def _configure_peer(ns: IPRoute, peer_tmp: str, iface: Interface) -> None:
+        """The namespace's end renamed, given its MAC and up (one request: the kernel renames
+        before it raises the link), then its addresses and default routes."""
+        idx = _link_named(ns, peer_tmp)[0]["index"]
+        ns.link("set", index=idx, ifname=iface.ifname, address=iface.mac, state="up")
+        if iface.address:  # none on an IPv6-only network
+            ns.addr("add", index=idx, address=iface.address, prefixlen=iface.prefixlen)
+        if iface.address6:
+            ns.addr(
+                "add",
+                index=idx,
+                address=iface.address6,
+                prefixlen=iface.prefixlen6,
+                flags=IFA_F_NODAD,
+            )
+        for extra, plen in iface.extra:
+            v6 = ":" in extra
+            ns.addr(
+                "add",
+                index=idx,
+                address=extra,
+                prefixlen=plen,
+                family=socket.AF_INET6 if v6 else socket.AF_INET,
+                **({"flags": IFA_F_NODAD} if v6 else {}),
+            )
+        if iface.gateway:
+            ns.route("add", dst="0.0.0.0/0", gateway=iface.gateway)
+        if iface.gateway6:
+            ns.route("add", dst="::/0", gateway=iface.gateway6, family=socket.AF_INET6)
+
+    def _wait_ready(
+        self,
+        ns: IPRoute,
+        host: IPRoute,
+        netns_path: str,
+        iface: Interface,
+        timeout: float = 30.0,
+    ) -> None:
         """Return once both veth ends are operationally up and the bridge port forwards.
 
         Setting a link up only asks for it: the kernel's linkwatch work (which needs the RTNL
@@ -508,18 +531,17 @@ class NetlinkDriver:
         """
         deadline = time.monotonic() + timeout
         # Netlink, not /sys: the daemon may run in a network namespace /sys does not show.
-        with _netlink_in(netns_path) as ns, IPRoute() as host:
-            while True:
-                links = _link_named(ns, iface.ifname)
-                inner = links[0].get_attr("IFLA_OPERSTATE") if links else ""
-                if inner == "UP" and _host_end_forwarding(host, iface.host_ifname):
-                    return
-                if time.monotonic() > deadline:
-                    raise NetworkDriverError(
-                        f"{iface.ifname} in {netns_path} did not come up within {timeout:.0f} s"
-                    )
-                # An io-pool thread, never the reactor: a short poll is the simplest wait.
-                time.sleep(0.005)  # noqa: TID251
+        while True:
+            links = _link_named(ns, iface.ifname)
+            inner = links[0].get_attr("IFLA_OPERSTATE") if links else ""
+            if inner == "UP" and _host_end_forwarding(host, iface.host_ifname):
+                return
+            if time.monotonic() > deadline:
+                raise NetworkDriverError(
+                    f"{iface.ifname} in {netns_path} did not come up within {timeout:.0f} s"
+                )
+            # An io-pool thread, never the reactor: a short poll is the simplest wait.
+            time.sleep(0.005)  # noqa: TID251
 
     # -- the embedded resolver's sockets ---------------------------------------------------
 
