@@ -107,6 +107,9 @@ def _in_netns(path: str) -> Iterator[None]:
         os.close(orig)
 
 
+_LOOPBACK_IFINDEX = 1
+
+
 def _link_named(ipr: IPRoute, name: str) -> list[Any]:
     """The interface called C{name}, asked of the kernel by name ([] when there is none).
 
@@ -204,7 +207,7 @@ class NetlinkDriver:
     def link_exists(self, name: str) -> bool:
         """Whether a host interface called C{name} exists."""
         with IPRoute() as ipr:
-            return bool(ipr.link_lookup(ifname=name))
+            return bool(_link_named(ipr, name))
 
     def ensure_bridge(
         self,
@@ -248,11 +251,11 @@ class NetlinkDriver:
     def delete_link(self, name: str) -> bool:
         """Delete a host interface if it exists. @return: whether it existed."""
         with IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=name)
+            found = _link_named(ipr, name)
             if not found:
                 return False
             try:
-                ipr.link("del", index=found[0])
+                ipr.link("del", index=found[0]["index"])
             except NetlinkError as e:
                 if e.code == errno.ENODEV:
                     return False
@@ -351,7 +354,9 @@ class NetlinkDriver:
         finally:
             os.close(orig)
         with _netlink_in(path) as ns:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            # a new namespace's loopback is always its interface 1 (the kernel's
+            # LOOPBACK_IFINDEX): no dump to find it
+            ns.link("set", index=_LOOPBACK_IFINDEX, state="up")
 
     def _make_shared(self, d: str) -> None:
         libc = _lib()
@@ -383,10 +388,10 @@ class NetlinkDriver:
         """
         with IPRoute() as ipr:
             for name in host_ifnames:
-                found = ipr.link_lookup(ifname=name)
+                found = _link_named(ipr, name)
                 if found:
                     with contextlib.suppress(NetlinkError):
-                        ipr.link("set", index=found[0], state="down")
+                        ipr.link("set", index=found[0]["index"], state="down")
         self.remove_netns(path)
 
     def netns_in_use(self, path: str) -> bool:
