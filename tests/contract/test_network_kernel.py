@@ -11,12 +11,14 @@ that no host route covers, namespaces under a temporary directory, and veths on 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -181,3 +183,81 @@ def test_dual_stack_bridge_and_attach(kernel: Kernel) -> None:
     assert sorted(ops.netns_links(path)) == ["eth0", "lo"]
     ops.detach(path, iface.ifname, iface.host_ifname)
     assert ops.netns_links(path) == ["lo"]
+
+
+@pytest.fixture
+def real_kernel() -> Iterator[Kernel]:
+    yield from _real()
+
+
+def _ip_json(*args: str, netns: str | None = None) -> Any:
+    cmd = ["ip", "-j", "-d", *args]
+    if netns is not None:
+        cmd = ["nsenter", f"--net={netns}", *cmd]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.mark.integration
+def test_attached_interface_as_ip_sees_it(real_kernel: Kernel) -> None:
+    """What the driver's own rtnetlink requests (pyd.drivers.network.rtnl) leave, as ip shows
+    it: the named, addressed interface up in the namespace with its MAC and MTU, IPv4 addresses
+    without a broadcast address, the IPv6 one without duplicate detection, static default
+    routes for both families, and the host end up on the bridge, forwarding, hairpin off (as
+    pyroute2 configured it before, and as dockerd with its userland proxy does)."""
+    k = real_kernel
+    ops = k.ops
+    net6 = ipaddress.IPv6Network(f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:9::/64")
+    gw6 = str(net6.network_address + 1)
+    ops.ensure_bridge(k.bridge, k.gateway, k.prefixlen, 1500, gw6, 64)
+    path = k.netns("c5")
+    ops.create_netns(path)
+    extra = str(ipaddress.ip_address(k.gateway) + 50)
+    iface = attrs.evolve(
+        k.iface(3),
+        address6=str(net6.network_address + 2),
+        prefixlen6=64,
+        gateway6=gw6,
+        mtu=1400,
+        extra=((extra, k.prefixlen),),
+    )
+    ops.attach(path, iface)
+    (lo,) = [x for x in _ip_json("link", netns=path) if x["ifname"] == "lo"]
+    assert "UP" in lo["flags"]
+    (eth0,) = [x for x in _ip_json("addr", netns=path) if x["ifname"] == "eth0"]
+    assert eth0["address"] == iface.mac and eth0["mtu"] == 1400
+    assert eth0["operstate"] == "UP"
+    v4 = [(a["local"], a["prefixlen"], a.get("broadcast")) for a in eth0["addr_info"]
+          if a["family"] == "inet"]  # fmt: skip
+    assert v4 == [(iface.address, k.prefixlen, None), (extra, k.prefixlen, None)]
+    (v6,) = [a for a in eth0["addr_info"] if a["family"] == "inet6" and a["scope"] == "global"]
+    assert (v6["local"], v6["prefixlen"], v6.get("nodad")) == (iface.address6, 64, True)
+    for family, gateway in (("-4", k.gateway), ("-6", gw6)):
+        (default,) = [r for r in _ip_json(family, "route", netns=path) if r["dst"] == "default"]
+        assert (default["gateway"], default["dev"]) == (gateway, "eth0")
+        assert default["protocol"] == "static" and default["type"] == "unicast"
+    (host,) = _ip_json("link", "show", iface.host_ifname)
+    assert host["master"] == k.bridge and host["operstate"] == "UP" and host["mtu"] == 1400
+    port = host["linkinfo"]["info_slave_data"]
+    assert port["state"] == "forwarding" and port["hairpin"] is False
+    ops.detach(path, iface.ifname, iface.host_ifname)
+    assert not ops.link_exists(iface.host_ifname)
+
+
+@pytest.mark.integration
+def test_attach_refusals_are_driver_errors(real_kernel: Kernel) -> None:
+    """A missing bridge, and an address the namespace already has, fail as
+    NetworkDriverError naming the interface, and leave no host end behind."""
+    from pyd.drivers.network.netlink import NetworkDriverError
+
+    k = real_kernel
+    ops = k.ops
+    path = k.netns("c6")
+    ops.create_netns(path)
+    iface = k.iface(2)
+    with pytest.raises(NetworkDriverError, match=f"bridge {k.bridge} does not exist"):
+        ops.attach(path, iface)
+    ops.ensure_bridge(k.bridge, k.gateway, k.prefixlen, 1500)
+    bad = attrs.evolve(iface, extra=((iface.address, k.prefixlen),))  # the same address twice
+    with pytest.raises(NetworkDriverError, match="configuring eth0"):
+        ops.attach(path, bad)
+    assert not ops.link_exists(iface.host_ifname)

@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 
 from pyd.drivers.network.lean_pyroute2 import IPRoute, NetlinkError
+from pyd.drivers.network.rtnl import BR_STATE_FORWARDING, Rtnl, RtnlError
 
 CLONE_NEWNET = 0x40000000
 IFA_F_NODAD = 0x02
@@ -124,18 +125,6 @@ def _link_named(ipr: IPRoute, name: str) -> list[Any]:
         raise
 
 
-def _host_end_forwarding(ipr: IPRoute, name: str) -> bool:
-    """Whether host interface C{name} is operationally up and forwarding as a bridge port."""
-    links = _link_named(ipr, name)
-    if not links or links[0].get_attr("IFLA_OPERSTATE") != "UP":
-        return False
-    info = links[0].get_attr("IFLA_LINKINFO")
-    slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
-    if slave is None:  # a kernel that does not report port details: operstate must do
-        return True
-    return bool(slave.get_attr("IFLA_BRPORT_STATE") == 3)  # 3: forwarding
-
-
 def _bound(kind: int, address: str, port: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
     try:
@@ -167,6 +156,13 @@ def _ensure_addr(
     except NetlinkError as e:
         if e.code != errno.EEXIST:
             raise NetworkDriverError(f"adding {address}/{prefixlen} to {name}: {e}") from e
+
+
+def _rtnl_in(path: str) -> Rtnl:
+    """An L{Rtnl} whose socket lives in the namespace at C{path}."""
+    with _in_netns(path):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    return Rtnl(sock)
 
 
 def _netlink_in(path: str) -> IPRoute:
@@ -250,13 +246,13 @@ class NetlinkDriver:
 
     def delete_link(self, name: str) -> bool:
         """Delete a host interface if it exists. @return: whether it existed."""
-        with IPRoute() as ipr:
-            found = _link_named(ipr, name)
-            if not found:
+        with Rtnl() as host:
+            found = host.link(name)
+            if found is None:
                 return False
             try:
-                ipr.link("del", index=found[0]["index"])
-            except NetlinkError as e:
+                host.delete_link(found.index)
+            except RtnlError as e:
                 if e.code == errno.ENODEV:
                     return False
                 raise NetworkDriverError(f"deleting {name}: {e}") from e
@@ -353,10 +349,10 @@ class NetlinkDriver:
                 raise
         finally:
             os.close(orig)
-        with _netlink_in(path) as ns:
+        with _rtnl_in(path) as ns:
             # a new namespace's loopback is always its interface 1 (the kernel's
             # LOOPBACK_IFINDEX): no dump to find it
-            ns.link("set", index=_LOOPBACK_IFINDEX, state="up")
+            ns.set_link(_LOOPBACK_IFINDEX, up=True)
 
     def _make_shared(self, d: str) -> None:
         libc = _lib()
@@ -386,12 +382,12 @@ class NetlinkDriver:
         new container given it meanwhile. The caller still deletes the host ends (in the
         background), for a namespace something else keeps alive.
         """
-        with IPRoute() as ipr:
+        with Rtnl() as host:
             for name in host_ifnames:
-                found = _link_named(ipr, name)
-                if found:
-                    with contextlib.suppress(NetlinkError):
-                        ipr.link("set", index=found[0]["index"], state="down")
+                found = host.link(name)
+                if found is not None:
+                    with contextlib.suppress(RtnlError):
+                        host.set_link(found.index, up=False)
         self.remove_netns(path)
 
     def netns_in_use(self, path: str) -> bool:
@@ -428,21 +424,24 @@ class NetlinkDriver:
     def attach(self, netns_path: str, iface: Interface) -> None:
         """Create a veth pair: host end on C{iface.bridge}, the other end configured in the netns.
 
-        One netlink socket on each side for the whole of it (the readiness wait too), and
-        interfaces asked for by name, never by a dump (L{_link_named}): pyroute2 costs ~1 ms of
-        CPU a request and ~1 ms a socket, and a container's start runs beside this on 2 cores
-        (docs/performance.md, issue 21 session 10)."""
+        Through L{pyd.drivers.network.rtnl}, one socket on each side for the whole of it (the
+        readiness wait too), links asked for by name: with pyroute2 this cost ~15 ms of CPU a
+        container, beside its start on 2 cores (docs/performance.md, issue 21 session 10).
+        The bridge port's hairpin mode stays off, as dockerd leaves it with its userland proxy
+        (pyd's earlier request for it, through pyroute2, was silently not applied)."""
         peer_tmp = "pp" + iface.host_ifname[-13:]
         nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with IPRoute() as ipr:
-                self._plug_host_end(ipr, nsfd, peer_tmp, iface)
+            with Rtnl() as host:
+                self._plug_host_end(host, nsfd, peer_tmp, iface)
                 try:
-                    with _netlink_in(netns_path) as ns:
+                    with _rtnl_in(netns_path) as ns:
                         self._configure_peer(ns, peer_tmp, iface)
-                        self._wait_ready(ns, ipr, netns_path, iface)
-                except (NetlinkError, IndexError) as e:
+                        self._wait_ready(ns, host, netns_path, iface)
+                except (OSError, NetworkDriverError) as e:  # RtnlError is an OSError
                     self.delete_link(iface.host_ifname)
+                    if isinstance(e, NetworkDriverError):
+                        raise
                     raise NetworkDriverError(
                         f"configuring {iface.ifname} in {netns_path}: {e}"
                     ) from e
@@ -450,77 +449,60 @@ class NetlinkDriver:
             os.close(nsfd)
 
     @staticmethod
-    def _plug_host_end(ipr: IPRoute, nsfd: int, peer_tmp: str, iface: Interface) -> None:
+    def _plug_host_end(host: Rtnl, nsfd: int, peer_tmp: str, iface: Interface) -> None:
         """The veth pair made (its peer in the namespace), the host end enslaved and up."""
-        br = _link_named(ipr, iface.bridge)
-        if not br:
+        br = host.link(iface.bridge)
+        if br is None:
             raise NetworkDriverError(f"bridge {iface.bridge} does not exist")
         for attempt in (1, 2):
             try:
-                ipr.link(
-                    "add",
-                    ifname=iface.host_ifname,
-                    kind="veth",
-                    mtu=iface.mtu,
-                    peer={"ifname": peer_tmp, "net_ns_fd": nsfd, "mtu": iface.mtu},
-                )
+                host.add_veth(iface.host_ifname, peer_tmp, nsfd, iface.mtu)
                 break
-            except NetlinkError as e:
+            except RtnlError as e:
                 # The same container's previous veth (the name is derived from the container
                 # and the network), released at its stop and not yet destroyed with its
                 # namespace: delete it now and make the new one.
                 if e.code == errno.EEXIST and attempt == 1:
-                    old = _link_named(ipr, iface.host_ifname)
-                    if old:
-                        with contextlib.suppress(NetlinkError):
-                            ipr.link("del", index=old[0]["index"])
+                    old = host.link(iface.host_ifname)
+                    if old is not None:
+                        with contextlib.suppress(RtnlError):
+                            host.delete_link(old.index)
                     continue
                 raise NetworkDriverError(f"creating veth {iface.host_ifname}: {e}") from e
-        host = _link_named(ipr, iface.host_ifname)[0]["index"]
+        made = host.link(iface.host_ifname)
+        if made is None:
+            raise NetworkDriverError(f"creating veth {iface.host_ifname}: it vanished")
         try:
-            ipr.link("set", index=host, master=br[0]["index"], state="up")
-            with contextlib.suppress(NetlinkError):
-                ipr.brport("set", index=host, hairpin_mode=1)
-        except NetlinkError as e:
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=host)
+            host.set_link(made.index, master=br.index, up=True)
+        except RtnlError as e:
+            with contextlib.suppress(RtnlError):
+                host.delete_link(made.index)
             raise NetworkDriverError(f"enslaving {iface.host_ifname}: {e}") from e
 
     @staticmethod
-    def _configure_peer(ns: IPRoute, peer_tmp: str, iface: Interface) -> None:
+    def _configure_peer(ns: Rtnl, peer_tmp: str, iface: Interface) -> None:
         """The namespace's end renamed, given its MAC and up (one request: the kernel renames
         before it raises the link), then its addresses and default routes."""
-        idx = _link_named(ns, peer_tmp)[0]["index"]
-        ns.link("set", index=idx, ifname=iface.ifname, address=iface.mac, state="up")
+        peer = ns.link(peer_tmp)
+        if peer is None:
+            raise NetworkDriverError(f"configuring {iface.ifname}: {peer_tmp} is not there")
+        idx = peer.index
+        ns.set_link(idx, name=iface.ifname, mac=iface.mac, up=True)
         if iface.address:  # none on an IPv6-only network
-            ns.addr("add", index=idx, address=iface.address, prefixlen=iface.prefixlen)
+            ns.add_address(idx, iface.address, iface.prefixlen)
         if iface.address6:
-            ns.addr(
-                "add",
-                index=idx,
-                address=iface.address6,
-                prefixlen=iface.prefixlen6,
-                flags=IFA_F_NODAD,
-            )
+            ns.add_address(idx, iface.address6, iface.prefixlen6, IFA_F_NODAD)
         for extra, plen in iface.extra:
-            v6 = ":" in extra
-            ns.addr(
-                "add",
-                index=idx,
-                address=extra,
-                prefixlen=plen,
-                family=socket.AF_INET6 if v6 else socket.AF_INET,
-                **({"flags": IFA_F_NODAD} if v6 else {}),
-            )
+            ns.add_address(idx, extra, plen, IFA_F_NODAD if ":" in extra else 0)
         if iface.gateway:
-            ns.route("add", dst="0.0.0.0/0", gateway=iface.gateway)
+            ns.add_default_route(iface.gateway)
         if iface.gateway6:
-            ns.route("add", dst="::/0", gateway=iface.gateway6, family=socket.AF_INET6)
+            ns.add_default_route(iface.gateway6)
 
     def _wait_ready(
         self,
-        ns: IPRoute,
-        host: IPRoute,
+        ns: Rtnl,
+        host: Rtnl,
         netns_path: str,
         iface: Interface,
         timeout: float = 30.0,
@@ -537,10 +519,12 @@ class NetlinkDriver:
         deadline = time.monotonic() + timeout
         # Netlink, not /sys: the daemon may run in a network namespace /sys does not show.
         while True:
-            links = _link_named(ns, iface.ifname)
-            inner = links[0].get_attr("IFLA_OPERSTATE") if links else ""
-            if inner == "UP" and _host_end_forwarding(host, iface.host_ifname):
-                return
+            inner = ns.link(iface.ifname)
+            if inner is not None and inner.up:
+                end = host.link(iface.host_ifname)
+                # a kernel that does not report the port's state: operstate must do
+                if end is not None and end.up and end.port_state in (None, BR_STATE_FORWARDING):
+                    return
             if time.monotonic() > deadline:
                 raise NetworkDriverError(
                     f"{iface.ifname} in {netns_path} did not come up within {timeout:.0f} s"
