@@ -215,6 +215,9 @@ def makeService(options: Options, reactor: IDaemonReactor | None = None) -> ISer
         # The installed (epoll) reactor provides every slice IDaemonReactor names; Twisted's
         # own annotation of the global only lists the interfaces all reactors share.
         reactor = cast(IDaemonReactor, _reactor)
+        from pyd.daemon.dispatch import lean_dispatch
+
+        lean_dispatch(reactor)  # socket events without the legacy logging context
     assert options.config is not None
     flags, path, required = options.flags, options.config_path, options.config_required
     # SIGHUP re-reads daemon.json with the same command-line flags.
