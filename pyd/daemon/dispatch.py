@@ -53,5 +53,5 @@ def lean_dispatch(reactor: Any) -> bool:
 
     if not isinstance(reactor, EPollReactor):
         return False
-    reactor.doIteration = types.MethodType(_do_poll, reactor)
+    reactor.doIteration = types.MethodType(_do_poll, reactor)  # type: ignore[method-assign]  # this reactor instance only
     return True
