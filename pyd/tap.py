@@ -170,8 +170,7 @@ _TWISTD_ONLY = (
 
 def _forget_twistd_imports() -> None:
     """Drop L{_TWISTD_ONLY}; the names twistd's modules keep for them become lazy modules,
-    loaded if ever used (C{twistd --debug} runs pdb), and pyroute2's C{from unittest import
-    mock} loads only the mock module (L{pyd.core.lean.bare_package})."""
+    loaded if ever used (C{twistd --debug} runs pdb)."""
     from pyd.core import lean
 
     app: Any = sys.modules.get("twisted.application.app")

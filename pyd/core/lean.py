@@ -5,8 +5,7 @@ a name (layer: core).
 Why: C{werkzeug}'s C{__init__} imports its development server and test client (with
 C{http.cookiejar}, C{werkzeug.serving}, C{werkzeug.test}...: ~1 MB resident) for the
 C{run_simple}, C{Client}, C{Request} and C{Response} it re-exports; Klein and pyd import only
-C{werkzeug.routing} and C{werkzeug.exceptions}. pyroute2's C{__init__} imports every pyroute2
-API (see L{pyd.drivers.network.lean_pyroute2}). pyd's own packages that re-export what their
+C{werkzeug.routing} and C{werkzeug.exceptions}. pyd's own packages that re-export what their
 submodules define, but are used only by some requests, name those without importing them
 (L{names_from_submodules}: the registry client, the distribution service). A module a
 library imports for names it uses only on a path pyd never takes can be a L{stand_in} while

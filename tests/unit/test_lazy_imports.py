@@ -84,8 +84,8 @@ print(before, repr(text), "html.entities" in sys.modules)
 
 # Loaded on first use only: the metrics exposition, the embedded DNS resolver (a container on
 # a user-defined network), Alembic (a schema behind head), the TLS stack, the ORM, werkzeug's
-# development server and test client, Klein's forms, sessions, plating and requirer, pyroute2's
-# traffic-control plugins (registered, not run) and unittest.mock, hyperlink with idna (Klein's
+# development server and test client, Klein's forms, sessions, plating and requirer,
+# unittest.mock, pyroute2 (not used: pyd.drivers.network.rtnl), hyperlink with idna (Klein's
 # request-URL requirer, twisted.web's URLPath; pyd.tap.lean_imports), the distribution service with the registry API
 # client and twisted.web's HTTP client protocol (the first pull), Perspective Broker (a stand-in
 # while twisted.web.server is imported); and what twistd imported that the daemon never uses
@@ -119,9 +119,7 @@ LAZY = (
     "klein._session",
     "klein._plating",
     "klein._requirer",
-    "pyroute2.netlink.rtnl.tcmsg.common_act",
-    "pyroute2.netlink.rtnl.tcmsg.sched_htb",
-    "pyroute2.netlink.rtnl.tcmsg.cls_u32",
+    "pyroute2",
     "unittest.mock",
     "hyperlink",
     "idna",
@@ -138,7 +136,6 @@ EAGER = (
     "sqlalchemy",
     "klein._app",
     "werkzeug.routing",
-    "pyroute2.netlink.rtnl.tcmsg",
     "pyd.api.root",
     "pyd.engine.containers",
     "pyd.daemon.tree",

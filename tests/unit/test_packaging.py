@@ -66,7 +66,6 @@ class DependencyTests(SynchronousTestCase):
             "sqlalchemy": "sqlalchemy",
             "alembic": "alembic",
             "klein": "klein",
-            "pyroute2": "pyroute2",
             "prometheus-client": "prometheus_client",
         }
         source = "\n".join(p.read_text() for p in (REPO / "pyd").rglob("*.py")) + "\n".join(

@@ -1,4 +1,4 @@
-"""Bridges, veth pairs and network namespaces over netlink with pyroute2 (layer: drivers).
+"""Bridges, veth pairs and network namespaces over rtnetlink (layer: drivers).
 
 Every method here blocks (netlink round trips, mounts): the engine calls them through its io
 L{pyd.core.seams.Blocking}. Network namespaces are plain files bind-mounted from
@@ -29,7 +29,6 @@ from typing import Any
 
 import attrs
 
-from pyd.drivers.network.lean_pyroute2 import IPRoute, NetlinkError
 from pyd.drivers.network.rtnl import BR_STATE_FORWARDING, Rtnl, RtnlError
 
 CLONE_NEWNET = 0x40000000
@@ -111,20 +110,6 @@ def _in_netns(path: str) -> Iterator[None]:
 _LOOPBACK_IFINDEX = 1
 
 
-def _link_named(ipr: IPRoute, name: str) -> list[Any]:
-    """The interface called C{name}, asked of the kernel by name ([] when there is none).
-
-    Not C{get_links(ifname=...)}: that dumps every interface of the namespace and filters in
-    Python, which on a host with a hundred containers' veths cost ~30 ms of CPU per call, and
-    the readiness wait below asks several times per container start."""
-    try:
-        return list(ipr.link("get", ifname=name))
-    except NetlinkError as e:
-        if e.code == errno.ENODEV:
-            return []
-        raise
-
-
 def _bound(kind: int, address: str, port: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
     try:
@@ -143,17 +128,14 @@ def _bound(kind: int, address: str, port: int) -> socket.socket:
 
 
 def _ensure_addr(
-    ipr: IPRoute, idx: int, name: str, address: str, prefixlen: int, family: int
+    host: Rtnl, idx: int, name: str, address: str, prefixlen: int, family: int
 ) -> None:
-    have = {
-        (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=family)
-    }
-    if (address, prefixlen) in have:
+    want = (str(ipaddress.ip_address(address)), prefixlen)
+    if want in host.addresses(idx, family):
         return
-    extra = {"flags": IFA_F_NODAD} if family == socket.AF_INET6 else {}
     try:
-        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen, **extra)
-    except NetlinkError as e:
+        host.add_address(idx, address, prefixlen, IFA_F_NODAD if family == socket.AF_INET6 else 0)
+    except RtnlError as e:
         if e.code != errno.EEXIST:
             raise NetworkDriverError(f"adding {address}/{prefixlen} to {name}: {e}") from e
 
@@ -163,13 +145,6 @@ def _rtnl_in(path: str) -> Rtnl:
     with _in_netns(path):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
     return Rtnl(sock)
-
-
-def _netlink_in(path: str) -> IPRoute:
-    """An IPRoute whose socket lives in the namespace at C{path}."""
-    with _in_netns(path):
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-    return IPRoute(use_socket=sock)
 
 
 class NetlinkDriver:
@@ -185,25 +160,16 @@ class NetlinkDriver:
 
     def links(self) -> list[LinkInfo]:
         """Every interface of the host namespace."""
-        out = []
-        with IPRoute() as ipr:
-            for link in ipr.get_links():
-                info = link.get_attr("IFLA_LINKINFO")
-                kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
-                out.append(
-                    LinkInfo(
-                        index=link["index"],
-                        name=link.get_attr("IFLA_IFNAME"),
-                        kind=kind or "",
-                        master=link.get_attr("IFLA_MASTER") or 0,
-                    )
-                )
-        return out
+        with Rtnl() as host:
+            return [
+                LinkInfo(index=link.index, name=link.name, kind=link.kind, master=link.master)
+                for link in host.links()
+            ]
 
     def link_exists(self, name: str) -> bool:
         """Whether a host interface called C{name} exists."""
-        with IPRoute() as ipr:
-            return bool(_link_named(ipr, name))
+        with Rtnl() as host:
+            return host.link(name) is not None
 
     def ensure_bridge(
         self,
@@ -221,25 +187,27 @@ class NetlinkDriver:
         only. @return: whether the bridge was created now.
         """
         created = False
-        with IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=name)
-            if not found:
+        with Rtnl() as host:
+            found = host.link(name)
+            if found is None:
                 try:
-                    ipr.link("add", ifname=name, kind="bridge")
-                except NetlinkError as e:
+                    host.add_bridge(name)
+                except RtnlError as e:
                     if e.code != errno.EEXIST:
                         raise NetworkDriverError(f"creating bridge {name}: {e}") from e
                 created = True
-                found = ipr.link_lookup(ifname=name)
-            idx = found[0]
+                found = host.link(name)
+                if found is None:
+                    raise NetworkDriverError(f"creating bridge {name}: it vanished")
+            idx = found.index
             if mtu and mtu != 1500:
-                ipr.link("set", index=idx, mtu=mtu)
+                host.set_link(idx, mtu=mtu)
             if gateway:
-                _ensure_addr(ipr, idx, name, gateway, prefixlen, socket.AF_INET)
+                _ensure_addr(host, idx, name, gateway, prefixlen, socket.AF_INET)
             if gateway6:
                 self._sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "0")
-                _ensure_addr(ipr, idx, name, gateway6, prefixlen6, socket.AF_INET6)
-            ipr.link("set", index=idx, state="up")
+                _ensure_addr(host, idx, name, gateway6, prefixlen6, socket.AF_INET6)
+            host.set_link(idx, up=True)
         self._sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
         self._sysctl(f"net/ipv4/conf/{name}/forwarding", "1")
         return created
@@ -262,15 +230,14 @@ class NetlinkDriver:
         """The host's IPv4 and IPv6 routes (destinations), for picking subnets that do not
         collide."""
         out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        with IPRoute() as ipr:
+        with Rtnl() as host:
             for family in (socket.AF_INET, socket.AF_INET6):
-                for r in ipr.get_routes(family=family):
-                    if r.get_attr("RTA_TABLE") not in (254, None):  # main table only
+                for dst, dst_len, table in host.routes(family):
+                    if table != 254:  # main table only
                         continue
-                    dst = r.get_attr("RTA_DST")
                     if dst is None:
                         continue  # the default route collides with nothing
-                    out.append(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False))
+                    out.append(ipaddress.ip_network(f"{dst}/{dst_len}", strict=False))
         return out
 
     def enable_ip_forwarding(self) -> bool:
@@ -416,8 +383,8 @@ class NetlinkDriver:
 
     def netns_links(self, path: str) -> list[str]:
         """Interface names inside the namespace at C{path}."""
-        with _netlink_in(path) as ns:
-            return [link.get_attr("IFLA_IFNAME") for link in ns.get_links()]
+        with _rtnl_in(path) as ns:
+            return [link.name for link in ns.links()]
 
     # -- container interfaces --------------------------------------------------------------
 
@@ -555,8 +522,8 @@ class NetlinkDriver:
     def detach(self, netns_path: str, ifname: str, host_ifname: str) -> None:
         """Remove one container interface (deleting either veth end removes both)."""
         if os.path.exists(netns_path):
-            with contextlib.suppress(NetlinkError, OSError), _netlink_in(netns_path) as ns:
-                found = ns.link_lookup(ifname=ifname)
-                if found:
-                    ns.link("del", index=found[0])
+            with contextlib.suppress(OSError), _rtnl_in(netns_path) as ns:  # RtnlError too
+                found = ns.link(ifname)
+                if found is not None:
+                    ns.delete_link(found.index)
         self.delete_link(host_ifname)

