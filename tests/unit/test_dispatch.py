@@ -53,6 +53,8 @@ class LeanDispatchTests(unittest.TestCase):
             a.close()
             b.close()
         self.reactor._poller.close()  # type: ignore[attr-defined]  # the reactor's epoll object
+        if self.reactor.waker is not None:  # its self-pipe
+            self.reactor.waker.connectionLost(None)  # type: ignore[arg-type]  # closes both ends
 
     def reader(self, behaviour: str = "read") -> _Reader:
         a, b = socket.socketpair()
@@ -92,5 +94,9 @@ class LeanDispatchTests(unittest.TestCase):
         from twisted.internet.selectreactor import SelectReactor
 
         other = SelectReactor()
-        self.assertFalse(lean_dispatch(other))
-        self.assertNotIn("doIteration", vars(other))
+        try:
+            self.assertFalse(lean_dispatch(other))
+            self.assertNotIn("doIteration", vars(other))
+        finally:
+            if other.waker is not None:
+                other.waker.connectionLost(None)  # type: ignore[arg-type]  # closes its pipe

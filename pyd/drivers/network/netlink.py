@@ -215,16 +215,10 @@ class NetlinkDriver:
     def delete_link(self, name: str) -> bool:
         """Delete a host interface if it exists. @return: whether it existed."""
         with Rtnl() as host:
-            found = host.link(name)
-            if found is None:
-                return False
             try:
-                host.delete_link(found.index)
+                return host.delete_named(name)
             except RtnlError as e:
-                if e.code == errno.ENODEV:
-                    return False
                 raise NetworkDriverError(f"deleting {name}: {e}") from e
-        return True
 
     def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The host's IPv4 and IPv6 routes (destinations), for picking subnets that do not
@@ -406,7 +400,8 @@ class NetlinkDriver:
                         self._configure_peer(ns, peer_tmp, iface)
                         self._wait_ready(ns, host, netns_path, iface)
                 except (OSError, NetworkDriverError) as e:  # RtnlError is an OSError
-                    self.delete_link(iface.host_ifname)
+                    with contextlib.suppress(RtnlError):  # what failed is what is reported
+                        host.delete_named(iface.host_ifname)
                     if isinstance(e, NetworkDriverError):
                         raise
                     raise NetworkDriverError(
@@ -430,10 +425,8 @@ class NetlinkDriver:
                 # and the network), released at its stop and not yet destroyed with its
                 # namespace: delete it now and make the new one.
                 if e.code == errno.EEXIST and attempt == 1:
-                    old = host.link(iface.host_ifname)
-                    if old is not None:
-                        with contextlib.suppress(RtnlError):
-                            host.delete_link(old.index)
+                    with contextlib.suppress(RtnlError):
+                        host.delete_named(iface.host_ifname)
                     continue
                 raise NetworkDriverError(f"creating veth {iface.host_ifname}: {e}") from e
         made = host.link(iface.host_ifname)
@@ -523,7 +516,5 @@ class NetlinkDriver:
         """Remove one container interface (deleting either veth end removes both)."""
         if os.path.exists(netns_path):
             with contextlib.suppress(OSError), _rtnl_in(netns_path) as ns:  # RtnlError too
-                found = ns.link(ifname)
-                if found is not None:
-                    ns.delete_link(found.index)
+                ns.delete_named(ifname)
         self.delete_link(host_ifname)

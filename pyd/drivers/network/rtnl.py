@@ -49,10 +49,11 @@ _ATTR = struct.Struct("=HH")  # rtattr
 
 
 class RtnlError(OSError):
-    """The kernel refused a request; C{code} is its errno (as pyroute2's C{NetlinkError})."""
+    """The kernel refused a request; C{code} is its errno. The message is the errno's text
+    alone: the driver's callers say what they were doing (L{NetworkDriverError})."""
 
-    def __init__(self, code: int, what: str = "") -> None:
-        super().__init__(code, f"{what}: {os.strerror(code)}" if what else os.strerror(code))
+    def __init__(self, code: int) -> None:
+        super().__init__(code, os.strerror(code))
         self.code = code
 
 
@@ -94,9 +95,10 @@ class Link:
         self.port_state: int | None = None
         info = attrs.get(IFLA_LINKINFO)
         if info is not None:
-            kind = _attrs(info).get(IFLA_INFO_KIND)
+            parts = _attrs(info)
+            kind = parts.get(IFLA_INFO_KIND)
             self.kind = kind.rstrip(b"\0").decode(errors="replace") if kind else ""
-            slave = _attrs(info).get(IFLA_INFO_SLAVE_DATA)
+            slave = parts.get(IFLA_INFO_SLAVE_DATA)
             if slave is not None:
                 state = _attrs(slave).get(IFLA_BRPORT_STATE)
                 if state:
@@ -124,7 +126,7 @@ class Rtnl:
     ) -> None:
         self.close()
 
-    def _request(self, kind: int, flags: int, body: bytes, what: str) -> list[bytes]:
+    def _request(self, kind: int, flags: int, body: bytes) -> list[bytes]:
         """Send one request, asking for its acknowledgement; return the answers' bodies
         before it. @raise RtnlError: the kernel's error."""
         self._seq += 1
@@ -138,7 +140,7 @@ class Rtnl:
             while pos + _HDR.size <= len(data):
                 size, mtype, _flags, mseq, _pid = _HDR.unpack_from(data, pos)
                 if size < _HDR.size:
-                    raise RtnlError(errno.EPROTO, what)
+                    raise RtnlError(errno.EPROTO)
                 payload = data[pos + _HDR.size : pos + size]
                 pos += (size + 3) & ~3
                 if mseq != seq:
@@ -146,7 +148,7 @@ class Rtnl:
                 if mtype == NLMSG_ERROR:
                     (code,) = struct.unpack_from("=i", payload)
                     if code:
-                        raise RtnlError(-code, what)
+                        raise RtnlError(-code)
                     return answers
                 if mtype == NLMSG_DONE:
                     return answers
@@ -158,7 +160,7 @@ class Rtnl:
         """The link called C{name}, or None."""
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name))
         try:
-            answers = self._request(RTM_GETLINK, 0, body, f"looking up {name}")
+            answers = self._request(RTM_GETLINK, 0, body)
         except RtnlError as e:
             if e.code == errno.ENODEV:
                 return None
@@ -172,7 +174,7 @@ class Rtnl:
         """Every link of the namespace."""
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         out = []
-        for payload in self._request(RTM_GETLINK, NLM_F_DUMP, body, "listing links"):
+        for payload in self._request(RTM_GETLINK, NLM_F_DUMP, body):
             _family, _type, index, _flags, _change = _IFINFO.unpack_from(payload)
             out.append(Link(index, _attrs(payload[_IFINFO.size :])))
         return out
@@ -185,7 +187,7 @@ class Rtnl:
             + _attr(IFLA_IFNAME, _name(name))
             + _attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         )
-        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"creating bridge {name}")
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int) -> None:
         """A veth pair: C{name} here, C{peer} made in the namespace of C{peer_netns_fd}."""
@@ -204,7 +206,7 @@ class Rtnl:
             + _attr(IFLA_MTU, struct.pack("=I", mtu))
             + _attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         )
-        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"creating veth {name}")
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def set_link(
         self,
@@ -232,12 +234,25 @@ class Rtnl:
             change = IFF_UP
             flags = IFF_UP if up else 0
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs
-        self._request(RTM_NEWLINK, 0, body, f"setting link {index}")
+        self._request(RTM_NEWLINK, 0, body)
+
+    def delete_named(self, name: str) -> bool:
+        """Delete the link called C{name}; False when there is none (or it went meanwhile)."""
+        found = self.link(name)
+        if found is None:
+            return False
+        try:
+            self.delete_link(found.index)
+        except RtnlError as e:
+            if e.code == errno.ENODEV:
+                return False
+            raise
+        return True
 
     def delete_link(self, index: int) -> None:
         """Delete a link (a veth's peer goes with it)."""
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
-        self._request(RTM_DELLINK, 0, body, f"deleting link {index}")
+        self._request(RTM_DELLINK, 0, body)
 
     # -- addresses and routes --------------------------------------------------------------
 
@@ -249,13 +264,13 @@ class Rtnl:
         packed = ip.packed
         body = _IFADDR.pack(family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
         body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
-        self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"adding {address}")
+        self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def addresses(self, index: int, family: int) -> list[tuple[str, int]]:
         """The addresses (and prefix lengths) of family C{family} on link C{index}."""
         body = _IFADDR.pack(family, 0, 0, 0, 0)
         out = []
-        for payload in self._request(RTM_GETADDR, NLM_F_DUMP, body, "listing addresses"):
+        for payload in self._request(RTM_GETADDR, NLM_F_DUMP, body):
             fam, plen, _flags, _scope, idx = _IFADDR.unpack_from(payload)
             if idx != index or fam != family:
                 continue
@@ -269,7 +284,7 @@ class Rtnl:
         destination prefix length, table)."""
         body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
         out = []
-        for payload in self._request(RTM_GETROUTE, NLM_F_DUMP, body, "listing routes"):
+        for payload in self._request(RTM_GETROUTE, NLM_F_DUMP, body):
             fam, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(
                 payload
             )
@@ -290,4 +305,4 @@ class Rtnl:
             family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0
         )
         body += _attr(RTA_GATEWAY, ip.packed)
-        self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"route via {gateway}")
+        self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)

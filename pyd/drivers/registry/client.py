@@ -84,7 +84,7 @@ class RegistryClient:
         url: str,
         headers: dict[str, str] | None = None,
         body: bytes | Callable[[], IBodyProducer] | None = None,
-        unbuffered: bool = False,
+        streamed: bool = False,  # a body streamed by the caller: no deadline for the head
         allow_redirects: bool = True,
     ) -> Any:
         for attempt in range(2):
@@ -98,9 +98,8 @@ class RegistryClient:
                     url,
                     headers={k: [v] for k, v in hdrs.items()},
                     data=data,
-                    unbuffered=unbuffered,
                     allow_redirects=allow_redirects,
-                    timeout=None if unbuffered or callable(body) else _TIMEOUT,
+                    timeout=None if streamed or callable(body) else _TIMEOUT,
                 )
             except tlsstack.with_tls_errors(
                 ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed
@@ -316,7 +315,7 @@ class RegistryClient:
         """
         check_digest(digest)
         url = self._url(f"blobs/{digest}")
-        resp = await self._request("GET", url, unbuffered=True)
+        resp = await self._request("GET", url, streamed=True)
         if resp.code != 200:
             raise await self._error(resp, url)
         done: Deferred[tuple[str, int]] = Deferred()

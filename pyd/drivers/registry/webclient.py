@@ -88,11 +88,6 @@ class WebResponse:
         headers: Headers = self.original.headers
         return headers
 
-    @property
-    def length(self) -> Any:
-        """The body's length, or C{UNKNOWN_LENGTH}."""
-        return self.original.length
-
     def deliverBody(self, protocol: Protocol) -> None:
         """Stream the body to C{protocol} (instead of L{content})."""
         self.original.deliverBody(protocol)
@@ -126,7 +121,8 @@ class WebResponse:
 class WebClient:
     """Requests through C{agent} (the daemon's pooled, TLS-policy-bound Agent, or its proxied
     one), with treq's call shape: C{request(method, url, headers=, data=, auth=,
-    allow_redirects=, unbuffered=, timeout=)}, C{get} and C{post}."""
+    allow_redirects=, timeout=)}, C{get} and C{post}. A body is read only when asked for
+    (L{WebResponse.content} or C{deliverBody}), so treq's C{unbuffered} has no use here."""
 
     def __init__(self, agent: IAgent, reactor: IReactorTime) -> None:
         self._agent = agent
@@ -144,7 +140,6 @@ class WebClient:
         data: bytes | IBodyProducer | None = None,
         auth: tuple[str, str] | None = None,
         allow_redirects: bool = True,
-        unbuffered: bool = False,
         timeout: float | None = None,
     ) -> Deferred[WebResponse]:
         """Send one request; fires with the answer once its head arrived.
@@ -152,11 +147,8 @@ class WebClient:
         @param data: the body: bytes (none when empty) or a producer.
         @param auth: Basic credentials sent with this request (and its redirects to the
             same origin: C{RedirectAgent} drops them for another one).
-        @param unbuffered: accepted for treq's call shape: a body is never read before it
-            is asked for (L{WebResponse.content} or C{deliverBody}).
         @param timeout: seconds until the answer's head, then C{TimeoutError}.
         """
-        del unbuffered
         hdrs = headers.copy() if isinstance(headers, Headers) else Headers(dict(headers or {}))
         if auth is not None:
             cred = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
