@@ -998,6 +998,24 @@ class RestoreTests(EngineTestBase):
         self.assertTrue(os.path.isdir(other))
         self.assertTrue(os.path.isdir(self.svc.bundle_dir(kept)))
 
+    def test_interrupted_bundle_writes_swept(self) -> None:
+        """The temporary file of a bundle write the daemon died in (config.json.tmp, the
+        runtime's; hosts.tmp) is removed at start; the log rotation's ctr.log.tmp and the
+        bundle's real files stay."""
+        cid = self.create(Cmd=["sleep", "100"])
+        bundle = self.svc.bundle_dir(cid)
+        for name in ("config.json.tmp", "hosts.tmp", "ctr.log.tmp", "config.json"):
+            with open(os.path.join(bundle, name), "w") as f:
+                f.write("x")
+        self.svc.shutdown()
+        self.svc = self.make_service()
+        run_sync(self.svc.startup())
+        left = set(os.listdir(bundle))
+        self.assertNotIn("config.json.tmp", left)
+        self.assertNotIn("hosts.tmp", left)
+        self.assertIn("ctr.log.tmp", left)
+        self.assertIn("config.json", left)
+
     def test_pause_of_a_commit_cut_before_recorded(self) -> None:
         """The daemon killed after the runtime paused the container for a commit but before
         the pause was recorded: the restart still unpauses it."""

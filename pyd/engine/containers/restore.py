@@ -4,6 +4,7 @@ under conmon, handle exits that happened while the daemon was down, resume resta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -199,17 +200,27 @@ class ContainerRestore(RestartPolicy):
 
     def _sweep_bundles(self, known: set[str]) -> None:
         """Bundle directories without a container (a removal that ended between deleting the
-        row and the directory). Blocking."""
+        row and the directory), and in the others the temporary file of a write the daemon
+        died in (each bundle file is written to C{NAME.tmp} and renamed: the runtime's
+        C{config.json}, C{hosts}, C{hostname}, C{resolv.conf}). The log's own C{ctr.log.tmp}
+        belongs to the rotation, which recovers it (L{pyd.engine.containers.logfiles}).
+        Blocking; run once the containers are restored, before anything listens."""
         root = self.settings.containers_dir
         try:
             names = os.listdir(root)
         except FileNotFoundError:
             return
         for name in names:
-            if name not in known and is_full_id(name):
-                unmount_shm(os.path.join(root, name, "shm"))
-                allow_writes(os.path.join(root, name, "ctr.log"))  # stopped by the reserve
-                shutil.rmtree(os.path.join(root, name), True)
+            bundle = os.path.join(root, name)
+            if name in known:
+                for f in _listdir_or_empty(bundle):
+                    if f.endswith(".tmp") and not f.startswith("ctr.log"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(bundle, f))
+            elif is_full_id(name):
+                unmount_shm(os.path.join(bundle, "shm"))
+                allow_writes(os.path.join(bundle, "ctr.log"))  # stopped by the reserve
+                shutil.rmtree(bundle, True)
 
     async def _undo_interrupted_start(self, c: Container, mounted: bool) -> None:
         """A container that does not run may hold what a start the daemon died in made before
@@ -266,3 +277,10 @@ class ContainerRestore(RestartPolicy):
         await self._save(attrs.evolve(c, state=state))
         await self._resume_log_rotation(c)
         log.info("adopted running container {cid}", cid=c.id)
+
+
+def _listdir_or_empty(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
