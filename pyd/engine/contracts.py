@@ -43,12 +43,26 @@ class CommitMeta:
     empty_layer_ok: bool = False
 
 
+class LayerStream(Protocol):
+    """A stored layer's uncompressed tar, byte for byte, being read (close it)."""
+
+    size: int
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to C{n} bytes (all the rest for -1); b"" at the end."""
+        ...
+
+    def close(self) -> None:
+        """Release what it holds open."""
+        ...
+
+
 @attrs.frozen
 class PushLayer:
     """One layer of a local image, as push needs it."""
 
     diff_id: str
-    tar_path: str  # the uncompressed layer tar, kept by the store
+    open_tar: Callable[[], LayerStream]  # its uncompressed tar, as the store gives it back
     compressed_digest: str | None = None  # the blob digest it was pulled as, if known
 
 

@@ -77,7 +77,12 @@ def test_layer_extract_commit_remove(store: LayerStore) -> None:
     _layer(store, "a" * 64, {"etc/hostname": b"base\n"})
     with open(os.path.join(store.diff_dir("a" * 64), "etc", "hostname"), "rb") as f:
         assert f.read() == b"base\n"
-    assert os.path.isfile(store.layer_tar("a" * 64))
+    assert os.path.isfile(os.path.join(store.layers, "a" * 64, "layer.split"))
+    with store.open_layer_tar("a" * 64) as tar:  # the layer's tar, given back whole
+        data = tar.read()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        names = tf.getnames()
+    assert "etc/hostname" in names
     assert os.listdir(store.tmp) == []
     store.remove_layer("a" * 64)
     assert not os.path.exists(os.path.join(store.layers, "a" * 64))

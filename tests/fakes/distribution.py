@@ -3,6 +3,7 @@ L{pyd.engine.contracts.RegistryImages}; mypy checks it at the end of this module
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pyd.core.errors import InvalidParameter, NotFound
 from pyd.core.records import Image
 from pyd.core.reference import Reference
+from pyd.drivers.storage.tarsplit import PlainTar
 from pyd.engine.contracts import PushImage, PushLayer, RegistryImages
 from pyd.engine.distribution import chain_ids
 
@@ -100,7 +102,7 @@ class FakeRegistryImages:
         layers = []
         for d, c in zip(diff_ids, chain_ids(diff_ids), strict=True):
             _, tar, blob = self.layers[c]
-            layers.append(PushLayer(d, tar, blob))
+            layers.append(PushLayer(d, functools.partial(PlainTar, tar), blob))
         return PushImage(self._image(iid), config, tuple(layers))
 
     async def add_reference(self, image_id: str, ref: Reference, pushed: Reference) -> None:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyd.drivers.storage import tarsplit
 from tests.helpers.daemon import DOCKER, PydDaemon, _host_routes
 from tests.helpers.images import (
     DEFAULT_TAG,
@@ -224,10 +225,18 @@ def check_invariants(
             if not os.path.isdir(os.path.join(ldir, "diff")):
                 bad.append(f"image {image_id[:19]}: layer {c[:19]} has no diff directory")
                 continue
-            tar = os.path.join(ldir, "layer.tar")
-            if not os.path.isfile(tar):
-                bad.append(f"image {image_id[:19]}: layer {c[:19]} has no layer.tar")
-            elif digests.digest(tar) != diff_id:
+            if not os.path.isfile(os.path.join(ldir, tarsplit.SPLIT_NAME)):
+                bad.append(f"image {image_id[:19]}: layer {c[:19]} has no layer.split")
+                continue
+            h = hashlib.sha256()
+            try:
+                with tarsplit.open_layer_tar(ldir) as tar:
+                    for chunk in tar.chunks():
+                        h.update(chunk)
+            except tarsplit.SplitError as e:
+                bad.append(f"image {image_id[:19]}: layer {c[:19]}'s tar cannot be rebuilt: {e}")
+                continue
+            if "sha256:" + h.hexdigest() != diff_id:
                 bad.append(
                     f"image {image_id[:19]}: layer {c[:19]}'s tar does not hash to its diff id"
                 )

@@ -20,19 +20,20 @@ from pyd.core.seams import InlineBlocking
 from pyd.drivers.storage import diff as diffmod
 from pyd.drivers.storage.layers import InProcessExtractor, LayerStore
 from pyd.drivers.storage.overlay import unmount
+from pyd.drivers.storage.tarsplit import SPLIT_NAME, SplitTar, SplitWriter
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
 def untar(
-    dest: Path, data: bytes, tar_out: Path | None = None
+    dest: Path, data: bytes, split_dir: Path | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """Run the helper exactly as the daemon does (stdin = the layer)."""
     dest.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "pyd.drivers.storage.untar", str(dest)]
-    if tar_out is not None:
-        argv += ["--tar-out", str(tar_out)]
+    if split_dir is not None:
+        argv += ["--split", str(split_dir)]
     return subprocess.run(
         argv, input=data, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
@@ -96,13 +97,14 @@ class UntarFidelityTests:
         )
         dest = tmp_path / "layer"
         compressed = gzip.compress(layer)
-        r = untar(dest, compressed, tmp_path / "plain.tar")
+        r = untar(dest, compressed, tmp_path)
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["diff_id"] == "sha256:" + hashlib.sha256(layer).hexdigest()
         assert out["digest"] == "sha256:" + hashlib.sha256(compressed).hexdigest()
         assert out["compressed_size"] == len(compressed)
-        assert (tmp_path / "plain.tar").read_bytes() == layer
+        with SplitTar(str(tmp_path), diff="layer") as back:  # the exact tar, given back
+            assert back.size == len(layer) and back.read() == layer
         assert stat.S_IMODE(os.stat(dest / "bin/su").st_mode) == 0o4755
         st = os.stat(dest / "bin/wall")
         assert stat.S_IMODE(st.st_mode) == 0o2755 and st.st_gid == 5
@@ -279,13 +281,13 @@ def _store(tmp_path: Path, fsconfig: bool = True) -> LayerStore:
 
 
 def _add(store: LayerStore, name: str, layer: bytes) -> str:
-    staging, dest, tar_out = store.prepare_extract()
+    staging, dest = store.prepare_extract()
     src = Path(staging) / "src.tar"
     src.write_bytes(layer)
     from pyd.drivers.storage import untar as u
 
-    with open(src, "rb") as f, open(tar_out, "wb") as out:
-        u.run(dest, f, out, chroot=False)
+    with open(src, "rb") as f, open(Path(staging) / SPLIT_NAME, "wb") as out:
+        u.run(dest, f, SplitWriter(out), chroot=False)
     src.unlink()
     store.commit_layer(staging, name)
     return name

@@ -552,9 +552,9 @@ class _HeldExtractor:
         self.waiting: list[tuple[object, Any]] = []
         self.most = 0
 
-    def extract(self, src: Any, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+    def extract(self, src: Any, dest: str, split_dir: str) -> Deferred[dict[str, Any]]:
         d: Deferred[dict[str, Any]] = Deferred()
-        self.waiting.append(((src, dest, tar_out), d))
+        self.waiting.append(((src, dest, split_dir), d))
         self.most = max(self.most, len(self.waiting))
         return d
 

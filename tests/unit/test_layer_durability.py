@@ -7,12 +7,14 @@ import errno
 import io
 import os
 import shutil
+import struct
 import tarfile
 import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyd.drivers.storage import untar
+from pyd.drivers.storage.tarsplit import SplitWriter
 from tests.helpers.leaks import leaks
 
 
@@ -33,19 +35,21 @@ class LayerSyncTests(SynchronousTestCase):
         self.synced: list[str] = []
 
     def test_synced_after_the_last_file(self) -> None:
-        """The filesystem is synced once, after every file and the tar copy were written."""
+        """The filesystem is synced once, after every file and the tar's record were written."""
         real = untar._syncfs
 
         def syncfs(path: str) -> None:
             # everything is in place when the sync runs
             self.assertTrue(os.path.exists(os.path.join(path, "etc", "greeting")))
-            self.assertEqual(out.tell(), len(_layer()))
+            # the tar's record is complete: it ends with the tar's size
+            self.assertEqual(os.pread(out.fileno(), 8, out.tell() - 8),
+                             struct.pack(">Q", len(_layer())))  # fmt: skip
             self.synced.append(path)
             real(path)
 
         self.patch(untar, "_syncfs", syncfs)
         with tempfile.TemporaryFile(dir=self.dest) as out:
-            untar.run(self.dest, io.BytesIO(_layer()), out, chroot=False)
+            untar.run(self.dest, io.BytesIO(_layer()), SplitWriter(out), chroot=False)
         self.assertEqual(self.synced, [self.dest])
 
     def test_write_error_fails_the_extraction(self) -> None:

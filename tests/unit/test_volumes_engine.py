@@ -338,6 +338,25 @@ class VolumeApiRuleTests(Base):
             self.assertEqual(json.load(f), {"type": "tmpfs", "device": "tmpfs"})
         self.assertEqual(run_sync(self.svc.inspect("lost")).name, "lost")
 
+    def test_start_removes_a_creation_killed_before_its_data(self) -> None:
+        """A kill between a new volume's directory and its _data (or during its options'
+        write) leaves a directory no row and no scan knows: the start removes it. A row's
+        directory in that state is made whole again; a directory holding anything else stays."""
+        vols = os.path.join(self.tmp, "volumes")
+        run_sync(self.svc.create("rowed"))
+        shutil.rmtree(os.path.join(vols, "rowed", "_data"))
+        os.makedirs(os.path.join(vols, "bare"))
+        os.makedirs(os.path.join(vols, "halfopts"))
+        with open(os.path.join(vols, "halfopts", "opts.json.tmp"), "w") as f:
+            f.write('{"ty')
+        os.makedirs(os.path.join(vols, "other"))
+        with open(os.path.join(vols, "other", "mine"), "w") as f:
+            f.write("x")
+        run_sync(self.svc.start())
+        self.assertEqual(sorted(os.listdir(vols)), ["other", "rowed"])
+        self.assertEqual(os.listdir(os.path.join(vols, "rowed", "_data")), [])
+        self.assertEqual([v.name for v in run_sync(self.svc.list_volumes())], ["rowed"])
+
     def test_removed_name_free_at_once(self) -> None:
         """A volume of the same name made right after rm starts empty; no trash is left."""
         v = run_sync(self.svc.create("again"))

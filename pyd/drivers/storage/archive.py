@@ -12,12 +12,13 @@ import os
 import posixpath
 import shutil
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import attrs
 
 from pyd.drivers.storage.layers import FileRange, LayerSource
+from pyd.drivers.storage.tarsplit import LayerTar, PlainTar
 
 CHUNK = 1 << 20
 # members at least this big stay inside a seekable, uncompressed upload instead of being copied
@@ -201,33 +202,76 @@ class _Counting:
         return data
 
 
-def write_archive(
-    out: IO[bytes], entries: Iterable[tuple[str, str | bytes]], mtime: int = 0
-) -> None:
-    """Write a tar of C{entries}: (name, bytes) or (name, path of a file to copy)."""
-    import io
+# What an archive member holds: its bytes, the path of a file to copy, or a layer's tar to open
+ArchiveContent = str | bytes | Callable[[], LayerTar]
 
+
+def write_archive(
+    out: IO[bytes], entries: Iterable[tuple[str, ArchiveContent]], mtime: int = 0
+) -> None:
+    """Write a tar of C{entries}: (name, bytes), (name, path of a file to copy) or (name, a
+    function that opens a layer's tar, see L{LayerTar}), as tarfile writes one (PAX headers,
+    end blocks padded to a 10 KiB record). Contents are copied by the kernel when C{out} is a
+    file (C{docker save} writes to a staging file): no copy of a layer through this process."""
     dirs: set[str] = set()
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-        for name, content in entries:
-            parent = posixpath.dirname(name)
-            parts = parent.split("/") if parent else []
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in dirs:
-                    dirs.add(d)
-                    ti = tarfile.TarInfo(d + "/")
-                    ti.type = tarfile.DIRTYPE
-                    ti.mode = 0o755
-                    ti.mtime = mtime
-                    tf.addfile(ti)
-            ti = tarfile.TarInfo(name)
-            ti.mode = 0o644
-            ti.mtime = mtime
-            if isinstance(content, bytes):
-                ti.size = len(content)
-                tf.addfile(ti, io.BytesIO(content))
-            else:
-                ti.size = os.path.getsize(content)
-                with open(content, "rb") as f:
-                    tf.addfile(ti, f)
+    written = 0
+
+    def put(data: bytes) -> None:
+        nonlocal written
+        out.write(data)
+        written += len(data)
+
+    def header(ti: tarfile.TarInfo) -> None:
+        put(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    for name, content in entries:
+        parent = posixpath.dirname(name)
+        parts = parent.split("/") if parent else []
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in dirs:
+                dirs.add(d)
+                ti = tarfile.TarInfo(d + "/")
+                ti.type = tarfile.DIRTYPE
+                ti.mode = 0o755
+                ti.mtime = mtime
+                header(ti)
+        ti = tarfile.TarInfo(name)
+        ti.mode = 0o644
+        ti.mtime = mtime
+        if isinstance(content, bytes):
+            ti.size = len(content)
+            header(ti)
+            put(content)
+        elif callable(content):
+            with content() as layer:
+                ti.size = layer.size
+                header(ti)
+                out.flush()
+                written += _copy_out(layer, out)
+        else:
+            with PlainTar(content) as f:
+                ti.size = f.size
+                header(ti)
+                out.flush()
+                written += _copy_out(f, out)
+        put(b"\0" * (-ti.size % tarfile.BLOCKSIZE))
+    put(b"\0" * (2 * tarfile.BLOCKSIZE))
+    put(b"\0" * (-written % tarfile.RECORDSIZE))
+
+
+def _copy_out(src: LayerTar, out: IO[bytes]) -> int:
+    """Copy all of C{src} to C{out}: by the kernel into a file, else read and written."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (an in-memory buffer)
+        fd = -1
+    if fd >= 0:
+        n = src.send_to(fd)
+        out.seek(0, os.SEEK_END)  # sendfile moved the descriptor's offset, not the buffer's
+        return n
+    n = 0
+    for chunk in src.chunks():
+        out.write(chunk)
+        n += len(chunk)
+    return n

@@ -4,7 +4,10 @@ Layout under the storage root::
 
     tmp/                      staging; everything here is garbage after a crash
     layers/<cache_id>/diff    an extracted, read-only layer (overlay lowerdir)
-    layers/<cache_id>/layer.tar   its uncompressed tar (sha256 = diff id), to save/push it as is
+    layers/<cache_id>/layer.split  its uncompressed tar (sha256 = diff id) without the contents of
+                              the files in diff/, to give the exact tar back for save/push
+                              (L{pyd.drivers.storage.tarsplit}); keep/ holds files it replaced
+    layers/<cache_id>/layer.tar   instead of layer.split, in stores of pyd before 2026-12: the tar
     l/<short>                 short symlinks to layers/<cache_id>/diff (legacy mount fallback)
     containers/<id>/{diff,work,merged}   a container's writable layer and its mount point
     blobs/sha256/<hex>        content-addressed blobs (L{BlobStore})
@@ -31,7 +34,7 @@ from pyd.core.seams import Blocking
 from pyd.drivers import sealed
 from pyd.drivers.process import ProcessResult, ProcessRunner
 from pyd.drivers.storage import diff as diffmod
-from pyd.drivers.storage import overlay
+from pyd.drivers.storage import overlay, tarsplit
 from pyd.drivers.storage.blobs import BlobStore, fsync_dir
 from pyd.drivers.trees import force_remove, remove_tree
 
@@ -57,7 +60,7 @@ class ExtractFailed(Exception):
 class Extracted:
     """What extracting one layer produced."""
 
-    staging: str  # tmp/<x>: holds diff/ and layer.tar
+    staging: str  # tmp/<x>: holds diff/ and layer.split (and keep/)
     digest: str  # sha256 of the bytes as given (compressed digest)
     diff_id: str  # sha256 of the uncompressed tar
     size: int
@@ -65,10 +68,10 @@ class Extracted:
 
 
 class Extractor(Protocol):
-    """Runs the untar helper: C{src} (a file or a range of one) into C{dest}, copying the plain
-    tar to C{tar_out}."""
+    """Runs the untar helper: C{src} (a file or a range of one) into C{dest}, recording the
+    plain tar in C{split_dir}/layer.split (L{tarsplit})."""
 
-    def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+    def extract(self, src: LayerSource, dest: str, split_dir: str) -> Deferred[dict[str, Any]]:
         """Fire with the helper's JSON result. @raise ExtractFailed: extraction failed."""
         ...
 
@@ -88,10 +91,10 @@ class HelperExtractor:
         self._max_size = max_size  # expanded bytes per layer (0: no limit)
         self._keep_free = keep_free  # bytes the filesystem keeps free (0: no reserve)
 
-    def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+    def extract(self, src: LayerSource, dest: str, split_dir: str) -> Deferred[dict[str, Any]]:
         """Spawn the helper (it chroots into C{dest})."""
         # isolated, without site-packages (sealed before it enters the layer: see untar)
-        argv = sealed.helper_argv("pyd.drivers.storage.untar", dest, "--tar-out", tar_out)
+        argv = sealed.helper_argv("pyd.drivers.storage.untar", dest, "--split", split_dir)
         argv[0] = self._python
         if self._max_size:
             argv += ["--max-size", str(self._max_size)]
@@ -137,34 +140,26 @@ class InProcessExtractor:
         self._max_size = max_size
         self._keep_free = keep_free
 
-    def extract(self, src: LayerSource, dest: str, tar_out: str) -> Deferred[dict[str, Any]]:
+    def extract(self, src: LayerSource, dest: str, split_dir: str) -> Deferred[dict[str, Any]]:
         """Extract in this process."""
         from pyd.drivers.storage import untar
 
         def thd() -> dict[str, Any]:
-            with open(tar_out, "wb") as out:
-                try:
+            staging_fd = os.open(split_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                with open(os.path.join(split_dir, tarsplit.SPLIT_NAME), "xb") as record:
+                    out = tarsplit.SplitWriter(record, staging_fd)
                     if isinstance(src, FileRange):
                         reader = untar.RangeReader(src.fd, src.offset, src.length)
-                        return untar.run(
-                            dest,
-                            reader,
-                            out,
-                            chroot=False,
-                            max_size=self._max_size,
-                            keep_free=self._keep_free,
-                        )
+                        return untar.run(dest, reader, out, chroot=False,
+                                         max_size=self._max_size, keep_free=self._keep_free)  # fmt: skip
                     with open(src, "rb") as f:
-                        return untar.run(
-                            dest,
-                            f,
-                            out,
-                            chroot=False,
-                            max_size=self._max_size,
-                            keep_free=self._keep_free,
-                        )
-                except untar.UntarError as e:
-                    raise ExtractFailed(str(e)) from e
+                        return untar.run(dest, f, out, chroot=False,
+                                         max_size=self._max_size, keep_free=self._keep_free)  # fmt: skip
+            except untar.UntarError as e:
+                raise ExtractFailed(str(e)) from e
+            finally:
+                os.close(staging_fd)
 
         return self._blocking.run(thd)
 
@@ -247,17 +242,21 @@ class LayerStore:
         """The extracted content of a layer."""
         return os.path.join(self.layers, cache_id, "diff")
 
-    def layer_tar(self, cache_id: str) -> str:
-        """The uncompressed tar of a layer."""
-        return os.path.join(self.layers, cache_id, "layer.tar")
+    def layer_tar_size(self, cache_id: str) -> int:
+        """The size of a layer's uncompressed tar."""
+        return tarsplit.layer_tar_size(os.path.join(self.layers, cache_id))
 
-    def prepare_extract(self) -> tuple[str, str, str]:
-        """A staging dir with an empty C{diff/} (mode 0755): (staging, diff, tar path)."""
+    def open_layer_tar(self, cache_id: str) -> tarsplit.LayerTar:
+        """A layer's uncompressed tar, byte for byte, as a stream (close it)."""
+        return tarsplit.open_layer_tar(os.path.join(self.layers, cache_id))
+
+    def prepare_extract(self) -> tuple[str, str]:
+        """A staging dir with an empty C{diff/} (mode 0755): (staging, diff)."""
         staging = self.staging_dir()
         dest = os.path.join(staging, "diff")
         os.mkdir(dest, 0o755)
         os.chmod(dest, 0o755)  # noqa: S103 - a root filesystem is world-readable
-        return staging, dest, os.path.join(staging, "layer.tar")
+        return staging, dest
 
     async def extract(self, src_path: LayerSource) -> Extracted:
         """Extract the (maybe compressed) layer tar C{src_path} into a new staging dir.
@@ -265,9 +264,9 @@ class LayerStore:
         The caller checks the digests, then calls L{commit_layer} or L{discard}.
         @raise ExtractFailed: the helper refused or failed; nothing is left behind.
         """
-        staging, dest, tar_out = self.prepare_extract()
+        staging, dest = self.prepare_extract()
         try:
-            r = await self._extractor.extract(src_path, dest, tar_out)
+            r = await self._extractor.extract(src_path, dest, staging)
         except BaseException:
             force_remove(staging)
             raise

@@ -18,8 +18,9 @@ passes C{devices=True} and keeps dockerd's behaviour. Whatever device is in a ro
 never opens it (L{pyd.drivers.inroot}).
 
 In the same pass it hashes the raw input (the compressed digest) and the uncompressed stream (the
-diff id), optionally copies the uncompressed tar to C{--tar-out} (kept to rebuild exact layer tars
-for save/push), and prints one JSON line:
+diff id), optionally writes C{--split DIR}/layer.split: the tar without the contents of the files it
+extracted (L{pyd.drivers.storage.tarsplit}), from which save and push give the exact layer tar back,
+and prints one JSON line:
 C{{"digest": "sha256:...", "diff_id": "sha256:...", "size": N, "compressed_size": M}}.
 On failure it prints the reason on stderr and exits 1; the caller deletes C{DEST}.
 """
@@ -38,10 +39,11 @@ import posixpath
 import stat
 import sys
 import tarfile
-from typing import IO, Any
+from typing import Any
 
 from pyd.core.ids import go_quote
 from pyd.drivers import sealed
+from pyd.drivers.storage.tarsplit import SPLIT_NAME, SplitError, SplitWriter
 
 CHUNK = 1 << 20
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -222,7 +224,7 @@ class _HashingReader:
     """A read-only file object that hashes (and optionally copies) what passes through it."""
 
     def __init__(
-        self, src: Any, tee: IO[bytes] | None = None, limit: int = 0, digest: bool = True
+        self, src: Any, tee: SplitWriter | None = None, limit: int = 0, digest: bool = True
     ) -> None:
         self._src = src
         self.tee = tee
@@ -423,6 +425,7 @@ def extract(
     into: str = "the layer",
     seekable: bool = False,
     no_dir_non_dir: str | None = None,
+    split: SplitWriter | None = None,
 ) -> int:
     """Extract the uncompressed tar C{stream} under C{root} (C{/} inside the chroot).
 
@@ -435,6 +438,8 @@ def extract(
     @param no_dir_non_dir: refuse an entry that would replace a directory with a
         non-directory or the reverse, naming the root so (L{DirNonDir}, as go-archive's
         C{NoOverwriteDirNonDir}: the entries before it stay).
+    @param split: told which bytes of the stream are the contents of the files written (and
+        which files are about to be removed), to record the layer's tar (L{SplitWriter}).
     @return: the size of the file content written (regular files plus symlink targets, like
         dockerd's directory size).
     @raise UntarError: a hostile or malformed member, or a device node an image may not hold.
@@ -455,6 +460,8 @@ def extract(
         raise UntarError(f"not a tar archive: {_plain(e)}") from e
     with tf:
         for member in tf:
+            if split is not None:
+                split.inline(member.offset)  # all before this member's headers is classified
             rel = _clean(member.name, "file", into)
             if not devices:
                 check_device(member)
@@ -473,6 +480,9 @@ def extract(
                     os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
                 else:
                     target = os.path.join(parent, base[len(WHITEOUT_PREFIX) :])
+                    if split is not None:
+                        gone = posixpath.join(posixpath.dirname(rel), base[len(WHITEOUT_PREFIX) :])
+                        split.removing(root, _real_rel(root, gone, links))
                     _remove(target)
                     os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
                 continue
@@ -497,9 +507,14 @@ def extract(
                 if member.isdir() and not on_disk:
                     raise DirNonDir(f"cannot overwrite non-directory {go_quote(shown)} with "
                                     f"directory {go_quote(no_dir_non_dir)}")  # fmt: skip
+            real = rel if split is None else _real_rel(root, rel, links)
             if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
                 # Never write through what is already there (a symlink could point anywhere).
+                if split is not None:
+                    split.removing(root, real)
                 _remove(path)
+            if split is not None and member.isreg() and member.sparse is None:
+                split.payload(member.offset_data, member.size, real)  # given back from the file
             member.name = rel
             try:
                 tf.extract(member, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
@@ -532,6 +547,19 @@ def extract(
         except OSError:  # a directory gone or replaced by a later member: no mtime to restore
             pass
     return size
+
+
+def _real_rel(root: str, rel: str, links: dict[str, str]) -> str:
+    """Where C{rel} really is in the root: its parents resolved when one of them is a symlink
+    this archive made (a relative one inside, the only kind L{through_link} lets through)."""
+    parent, base = posixpath.split(rel)
+    if not parent or not through_any(parent, links):
+        return rel
+    top = os.path.realpath(root)
+    real = os.path.relpath(os.path.realpath(os.path.join(root, parent)), top)
+    if real == ".." or real.startswith("../"):
+        raise UntarError(f"file {rel!r} is outside of the layer")
+    return base if real == "." else posixpath.join(real, base)
 
 
 def _reason(e: OSError) -> str:
@@ -577,7 +605,7 @@ _LIBC = ctypes.CDLL(None, use_errno=True)  # the process's own libc (no file is 
 def run(
     dest: str,
     src: Any,
-    tar_out: IO[bytes] | None,
+    split: SplitWriter | None,
     chroot: bool = True,
     devices: bool = False,
     caps: tuple[int, ...] = sealed.EXTRACT_CAPS,
@@ -587,7 +615,9 @@ def run(
     sync: bool = True,
 ) -> dict[str, Any]:
     """Extract C{src} (raw, maybe compressed) into C{dest}; return the hashes and sizes
-    (C{devices}, C{into}: see L{extract}). With C{chroot}, C{dest} is entered first, sealed, with
+    (C{devices}, C{into}: see L{extract}), recording the tar in C{split} (L{SplitWriter}, which
+    gets the plain tar's bytes and what the extraction made of them). With C{chroot}, C{dest} is
+    entered first, sealed, with
     only the capabilities C{caps} left. With C{sync} the filesystem is written to disk before
     returning (a layer, whose row follows; C{docker cp} into a container records nothing and,
     as dockerd's, does not sync)."""
@@ -595,10 +625,10 @@ def run(
     plain_src = open_decompressed(raw)
     if plain_src is raw:
         # not compressed: one reader hashes and copies (digest == diff id)
-        raw.tee = tar_out
+        raw.tee = split
         plain = raw
     else:
-        plain = _HashingReader(plain_src, tee=tar_out)
+        plain = _HashingReader(plain_src, tee=split)
     plain.limit = max_size
     if chroot:
         # nothing is loaded from the layer or the container after this (see pyd.drivers.sealed)
@@ -612,18 +642,18 @@ def run(
         check_free_space(root, keep_free)
         plain.space_check = lambda: check_free_space(root, keep_free)
     try:
-        size = extract(plain, root, devices, into)
+        size = extract(plain, root, devices, into, split=split)
         plain.drain()
         raw.drain()
-    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError) as e:
+        if split is not None:
+            split.finish()
+    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError, SplitError) as e:
         if isinstance(e, UntarError):
             raise
         raise UntarError(_plain(e)) from e
     try:
-        if tar_out is not None:
-            tar_out.flush()
         if sync:
-            _syncfs(root)  # the tar is in the same staging directory (tmp/<x>/layer.tar)
+            _syncfs(root)  # the record is in the same staging directory (tmp/<x>/layer.split)
     except OSError as e:
         raise UntarError(f"writing the layer to disk: {_plain(e)}") from e
     return {
@@ -673,13 +703,14 @@ def _pipe_of(src: Any) -> PipeReader | None:
 
 
 def main(argv: list[str]) -> int:
-    """C{untar DEST [--tar-out FILE] [--range OFFSET:LENGTH] [--max-size BYTES]
-    [--keep-free BYTES]}: stdin is the layer (or holds it at OFFSET)."""
+    """C{untar DEST [--split DIR] [--range OFFSET:LENGTH] [--max-size BYTES]
+    [--keep-free BYTES]}: stdin is the layer (or holds it at OFFSET); the tar's record goes to
+    C{DIR/layer.split} (L{pyd.drivers.storage.tarsplit})."""
     args = list(argv)
-    tar_out_path = None
-    if "--tar-out" in args:
-        i = args.index("--tar-out")
-        tar_out_path = args[i + 1]
+    split_dir = None
+    if "--split" in args:
+        i = args.index("--split")
+        split_dir = args[i + 1]
         del args[i : i + 2]
     max_size = 0
     if "--max-size" in args:
@@ -698,24 +729,32 @@ def main(argv: list[str]) -> int:
         byte_range = (int(off), int(length))
         del args[i : i + 2]
     if len(args) != 1:
-        sys.stderr.write("usage: python -m pyd.drivers.storage.untar DEST [--tar-out FILE]\n")
+        sys.stderr.write("usage: python -m pyd.drivers.storage.untar DEST [--split DIR]\n")
         return 2
     dest = args[0]
     sealed.close_inherited((0, 1, 2))
-    tar_out = open(tar_out_path, "wb") if tar_out_path else None  # noqa: SIM115 - closed below
+    # opened before the chroot: the record and keep/ are beside the layer, not in it
+    staging_fd = os.open(split_dir, os.O_RDONLY | os.O_DIRECTORY) if split_dir else None
+    tar_out = None
+    if staging_fd is not None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        tar_out = open(os.open(SPLIT_NAME, flags, 0o600, dir_fd=staging_fd), "wb")  # noqa: SIM115 - closed below
     src: Any = (
         RangeReader(0, *byte_range)
         if byte_range is not None
         else open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - stdin
     )
     try:
-        result = run(dest, src, tar_out, max_size=max_size, keep_free=keep_free)
+        split = SplitWriter(tar_out, staging_fd) if tar_out is not None else None
+        result = run(dest, src, split, max_size=max_size, keep_free=keep_free)
     except UntarError as e:
         sys.stderr.write(f"{e}\n")
         return 1
     finally:
         if tar_out is not None:
             tar_out.close()
+        if staging_fd is not None:
+            os.close(staging_fd)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -278,6 +278,22 @@ class LocalVolumeDriver:
                 else:
                     shutil.rmtree(stage, ignore_errors=True)
                 n += 1
+            elif entry.is_dir(follow_symlinks=False) and not os.path.lexists(
+                os.path.join(entry.path, DATA)
+            ):
+                # a creation killed before the volume's _data: nothing in it but maybe its
+                # options' temporary file, and no row needs it (the engine makes a row's
+                # directory again); one with opts.json is kept (scan adopts it)
+                try:
+                    with os.scandir(entry.path) as it:
+                        inside = {e.name for e in it}
+                    if inside <= {OPTS_FILE + ".tmp"}:
+                        for name in inside:
+                            os.unlink(os.path.join(entry.path, name))
+                        os.rmdir(entry.path)
+                        n += 1
+                except OSError:  # something came or went meanwhile: left to the engine
+                    pass
         return n
 
     def sweep_trash(self) -> Deferred[int]:

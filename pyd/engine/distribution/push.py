@@ -4,12 +4,14 @@ uploads limited by C{max-concurrent-uploads}, the manifest last.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, gatherResults
@@ -31,7 +33,7 @@ from pyd.drivers.registry import (
     RegistryError,
     TransportFailed,
 )
-from pyd.engine.contracts import PushLayer
+from pyd.engine.contracts import LayerStream, PushLayer
 from pyd.engine.distribution.base import (
     DistributionBase,
     Progress,
@@ -55,11 +57,11 @@ def _gzip_level(sample: bytes) -> int:
     return 0 if packed > 0.95 * len(sample) else 1
 
 
-def _gzip_file(src: str, dst: str) -> tuple[str, int]:
+def _gzip_file(open_tar: Callable[[], LayerStream], dst: str) -> tuple[str, int]:
     """Compress a layer tar reproducibly (no name, mtime 0); return (digest, size)."""
     h = hashlib.sha256()
     n = 0
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
+    with contextlib.closing(open_tar()) as fin, open(dst, "wb") as fout:
         first = fin.read(_GZ_CHUNK)
         z = zlib.compressobj(_gzip_level(first), zlib.DEFLATED, 31)  # 31: gzip header, mtime 0
 
@@ -193,7 +195,7 @@ class Pushes(DistributionBase):
                 progress(Progress("Layer already exists", lid, True))
                 return _layer_desc(layer.compressed_digest, known)
         path = os.path.join(staging, layer.diff_id.partition(":")[2])
-        digest, size = await self.blocking.run(_gzip_file, layer.tar_path, path)
+        digest, size = await self.blocking.run(_gzip_file, layer.open_tar, path)
         have = await client.head_blob(digest)
         if have is not None:
             progress(Progress("Layer already exists", lid, True))

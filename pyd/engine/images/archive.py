@@ -4,9 +4,9 @@ blobs), C{docker save} in both formats, C{docker import} from a file, a stream o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
 import re
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -24,6 +24,7 @@ from pyd.core.errors import (
 )
 from pyd.core.records import Image, Layer
 from pyd.drivers.storage.archive import (
+    ArchiveContent,
     ArchiveError,
     StagedArchive,
     sha256_source,
@@ -164,7 +165,7 @@ class ImageArchives(ImageStoreBase):
     def _write_save(
         self, plan: list[tuple[StoredImage, list[str] | None, list[Layer]]], out: IO[bytes]
     ) -> None:
-        entries: list[tuple[str, str | bytes]] = []
+        entries: list[tuple[str, ArchiveContent]] = []
         written: set[str] = set()
         manifest_json: list[dict[str, Any]] = []
         index_descs: list[dict[str, Any]] = []
@@ -175,11 +176,11 @@ class ImageArchives(ImageStoreBase):
             layer_descs = []
             for layer in layers:
                 name = "blobs/sha256/" + layer.diff_id[7:]
-                path = self._store.layer_tar(layer.cache_id)
-                size = os.path.getsize(path)
+                size = self._store.layer_tar_size(layer.cache_id)
                 if name not in written:
                     written.add(name)
-                    entries.append((name, path))
+                    entries.append((name, functools.partial(self._store.open_layer_tar,
+                                                            layer.cache_id)))  # fmt: skip
                 layer_names.append(name)
                 layer_descs.append({"mediaType": OCI_LAYER, "digest": layer.diff_id, "size": size})
             cfg_name = "blobs/sha256/" + s.id[7:]

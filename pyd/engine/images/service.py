@@ -10,6 +10,7 @@ through L{ImageService.store_pulled_image}.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -112,7 +113,9 @@ class ImageService(ImageCommit, ImageCatalog, ImageArchives):
             s.config_bytes,
             tuple(
                 PushLayer(
-                    layer.diff_id, self._store.layer_tar(layer.cache_id), layer.compressed_digest
+                    layer.diff_id,
+                    functools.partial(self._store.open_layer_tar, layer.cache_id),
+                    layer.compressed_digest,
                 )
                 for layer in layers
             ),
