@@ -197,6 +197,7 @@ class ContainersRouter:
 
     @app.route("/containers/<path:ref>/json", methods=["GET"])
     @role("viewer")
+    @lean
     async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{GET /containers/{id}/json}."""
         c = self._svc.resolve(ref)

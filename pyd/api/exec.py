@@ -8,7 +8,7 @@ from typing import Any
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from pyd.api.base import api_version, make_app, role
+from pyd.api.base import api_version, lean, make_app, role
 from pyd.api.hijack import FramedSink, hijack, stream_content_type
 from pyd.api.visibility import visibility
 from pyd.api.wire import json_body, read_json_object, resize_size
@@ -118,6 +118,7 @@ class ExecRouter:
 
     @app.route("/exec/<exec_id>/json", methods=["GET"])
     @role("viewer")
+    @lean
     async def inspect(self, request: IRequest, exec_id: str) -> bytes:
         """The session's state; C{ExitCode} is what C{docker exec} exits with. An exec into a
         container the caller may not see into is no such exec for them (L{visibility})."""

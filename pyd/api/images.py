@@ -369,6 +369,7 @@ class ImagesRouter:
 
     @app.route("/images/<path:name>/json", methods=["GET"])
     @role("viewer")
+    @lean
     async def inspect(self, request: IRequest, name: str) -> bytes:
         """C{docker image inspect}."""
         # moby 28 getImagesByName: manifests from API 1.48 (the graph-driver store keeps no
@@ -390,6 +391,7 @@ class ImagesRouter:
 
     @app.route("/images/<path:name>/history", methods=["GET"])
     @role("viewer")
+    @lean
     async def history(self, request: IRequest, name: str) -> bytes:
         """C{docker history}."""
         want = platform_param(request, (1, 48))

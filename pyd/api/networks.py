@@ -255,6 +255,7 @@ class NetworksRouter:
 
     @app.route("/networks/<string:ref>", methods=["GET"])
     @role("viewer")
+    @lean
     async def inspect(self, request: IRequest, ref: str) -> bytes:
         """C{docker network inspect}."""
         _ = qbool(request, "verbose")

@@ -88,12 +88,86 @@ class RawConnection:
             skt.close()
             self.release()
             return
-        if sent == len(answer) and not keep:
-            skt.close()  # the client reads to the end: its end comes before any bookkeeping
-            self.release()
+        if sent == len(answer):
+            if not keep:
+                skt.close()  # the client reads to the end: its end comes before any bookkeeping
+                self.release()
+                return
+            # still counted against its peer while it waits (as a transport's connection is)
+            release, self._release = self._release, None
+            _Idle(self._port, skt, self._addr, release)
             return
         self.release()
         self._port.adopt(skt, self._addr, answer[sent:], answered="kept" if keep else "closing")
+
+
+class _Idle:
+    """A keep-alive connection whose request the direct door answered, waiting for its next
+    one still without a Twisted transport: the CLI sends C{HEAD /_ping}, then its request, on
+    one connection, and closes. The next read is offered to the door as a first read is
+    (L{DirectAccept.offer}); the connection gets its transport only when the door declines it.
+
+    It waits as a channel waits between requests: no header deadline before the next request's
+    first byte, closed after the site's idle timeout; counted against its peer meanwhile."""
+
+    __slots__ = ("_addr", "_port", "_release", "_timer", "socket")
+
+    def __init__(
+        self, port: Any, skt: socket.socket, addr: Any, release: Callable[[], None] | None
+    ) -> None:
+        self._port = port
+        self._addr = addr
+        self.socket = skt
+        self._release = release
+        reactor = port.reactor
+        reactor.addReader(self)
+        self._timer: Any = reactor.callLater(port.idle_timeout(), self._expire)
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def logPrefix(self) -> str:
+        return "pyd-direct-idle"
+
+    def doRead(self) -> None:
+        """The next request (or the end): offered to the door, else to a transport."""
+        try:
+            data = self.socket.recv(READ_SIZE)
+        except BlockingIOError:
+            return  # nothing after all: still waiting
+        except OSError:
+            data = b""
+        self._stop()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+        if not data:
+            self.socket.close()
+            return
+        self._port.offer(self.socket, self._addr, data)
+
+    def connectionLost(self, reason: Any) -> None:
+        """The reactor gave up on the socket (an error, its shutdown): closed, uncounted."""
+        self._stop()
+        self._close()
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._stop()
+        self._close()
+
+    def _stop(self) -> None:
+        self._port.reactor.removeReader(self)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _close(self) -> None:
+        if self.socket.fileno() >= 0:
+            self.socket.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 class DirectAccept:
@@ -142,15 +216,45 @@ class DirectAccept:
         if data == b"":
             skt.close()  # connected and closed without a byte: nothing to answer
             return
-        if data is not None:
-            conn = RawConnection(self, skt, addr)
-            try:
-                if take(conn, data):
-                    return
-            except Exception:  # noqa: BLE001 - the full path then has the read, as when declined
-                log.err(None, "direct door declined a connection by a failure")
-            conn.release()
+        if data is not None and self._take(skt, addr, data, take):
+            return
         self.adopt(skt, addr, preread=data)
+
+    def _take(
+        self, skt: socket.socket, addr: Any, data: bytes, take: Callable[[Any, bytes], bool]
+    ) -> bool:
+        """Offer C{data} to the factory's door on a L{RawConnection}: whether it took it."""
+        conn = RawConnection(self, skt, addr)
+        try:
+            if take(conn, data):
+                return True
+        except Exception:  # noqa: BLE001 - the full path then has the read, as when declined
+            log.err(None, "direct door declined a connection by a failure")
+        conn.release()
+        return False
+
+    def offer(self, skt: socket.socket, addr: Any, data: bytes) -> None:
+        """The next read of a connection the door answered before (L{_Idle}): taken by the
+        door, or given to a Twisted transport as its first read, read in this same turn (as
+        the connections of an accepting turn are)."""
+        me: Any = self
+        take = getattr(me.factory, "direct", None)
+        if take is not None and self._take(skt, addr, data, take):
+            return
+        fresh: list[Any] = []
+        me._fresh = fresh
+        try:
+            self.adopt(skt, addr, preread=data, answered="kept")
+        finally:
+            me._fresh = None
+        me.read_fresh(fresh)
+
+    def idle_timeout(self) -> float:
+        """How long a connection may wait between requests: the site's idle timeout (as its
+        channel's), else twisted.web's default."""
+        me: Any = self
+        site = getattr(me.factory, "wrappedFactory", me.factory)
+        return float(getattr(site, "timeOut", None) or 60 * 60 * 12)
 
     def adopt(
         self,

@@ -225,18 +225,87 @@ class DirectDoorTests(SynchronousTestCase):
             self.assertTrue(with_door.startswith(b"HTTP/1."), (chunks, with_door))
         self.assertEqual(self.state.by_peer, {})
 
-    def test_keep_alive_is_handed_to_a_transport(self) -> None:
-        """A keep-alive request is answered on the socket, then the connection gets its
-        transport and serves the next request."""
+    def test_keep_alive_waits_without_a_transport(self) -> None:
+        """The CLI's shape: C{HEAD /_ping} kept alive, then its request, then the close. Both
+        are answered on the bare socket; no transport is ever made; the connection is counted
+        against its peer while it waits, and no longer once closed."""
+        c = self._client()
+        c.sendall(req("/_ping", close=False, method="HEAD"))
+        self.port.doRead()
+        self.assertTrue(c.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertEqual(len(self.reactor.readers), 2)  # the port and the waiting connection
+        self.assertEqual(sum(self.state.by_peer.values()), 1)
+        c.sendall(req("/v1.41/t/a", close=False))
+        self._pump()
+        self.assertTrue(c.recv(65536).endswith(b'{"Ref":"a"}\n'))
+        c.close()
+        self._pump()
+        self.assertEqual(self.port.sessionno, 0)
+        self.assertEqual(self.reactor.readers, {self.port})
+        self.assertEqual(self.state.by_peer, {})
+        site = self._site_timers()
+        self.assertEqual([t for t in self.reactor.getDelayedCalls() if t not in site], [])
+        self.assertEqual(
+            [(p, c_) for p, _m, c_ in self.seen], [("/_ping", 200), ("/v1.41/t/a", 200)]
+        )
+
+    def _site_timers(self) -> list[Any]:
+        return [
+            call
+            for call in self.reactor.getDelayedCalls()
+            if getattr(call.func, "__self__", None) is self.site  # its log clock
+        ]
+
+    def test_keep_alive_is_handed_to_a_transport_when_the_door_declines(self) -> None:
+        """A kept-alive connection's next request that the door does not take (a route not
+        marked lean) gets its transport then, which serves it from the read already made."""
         c = self._client()
         c.sendall(req("/v1.41/t/a", close=False))
         self.port.doRead()
-        self.assertEqual(self.port.sessionno, 1)
+        self.assertEqual(self.port.sessionno, 0)
         first = c.recv(65536)
         self.assertTrue(first.endswith(b'{"Ref":"a"}\n'), first)
         c.sendall(req("/v1.41/t/b/plain"))
         self._pump()
+        self.assertEqual(self.port.sessionno, 1)
         self.assertTrue(self._read_to_end(c).endswith(b'{"Plain":"b"}\n'))
+        self.assertEqual(self.state.by_peer, {})
+
+    def test_waiting_connection_closed_after_the_idle_timeout(self) -> None:
+        """A kept-alive connection left idle is closed after the site's idle timeout, as its
+        channel would close it, and stops counting against its peer."""
+        c = self._client()
+        c.sendall(req("/v1.41/t/a", close=False))
+        self.port.doRead()
+        self.assertTrue(c.recv(65536).endswith(b'{"Ref":"a"}\n'))
+        self.reactor.advance(self.port.idle_timeout() - 1)
+        self.assertEqual(len(self.reactor.readers), 2)
+        self.reactor.advance(2)
+        self.assertEqual(self.reactor.readers, {self.port})
+        self.assertEqual(c.recv(10), b"")
+        self.assertEqual(self.state.by_peer, {})
+
+    def test_waiting_connection_counts_against_the_peer_cap(self) -> None:
+        """A peer at its cap with a kept-alive connection waiting: its next connection is
+        refused, as when that connection has its transport."""
+        self.state.per_peer = 1
+        idle = self._client()
+        idle.sendall(req("/v1.41/t/a", close=False))
+        self.port.doRead()
+        self.assertTrue(idle.recv(65536).endswith(b'{"Ref":"a"}\n'))
+        c = self._client()
+        c.sendall(req("/v1.41/t/b"))
+        self.port.doRead()
+        self.reactor.advance(0)
+        try:
+            out = c.recv(65536)
+        except ConnectionResetError:
+            out = b""
+        self.assertEqual(out, b"")
+        self.assertEqual(self.state.refused, 1)
+        idle.sendall(req("/v1.41/t/c"))  # the waiting one is still served
+        self._pump()
+        self.assertTrue(self._read_to_end(idle).endswith(b'{"Ref":"c"}\n'))
         self.assertEqual(self.state.by_peer, {})
 
     def test_kept_alive_connection_waits_as_after_any_answer(self) -> None:
