@@ -8,6 +8,7 @@ registry area, given at construction.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -154,7 +155,10 @@ class Distribution(Protocol):
 _ID_PREFIX = re.compile(r"(?:sha256:)?[0-9a-f]{1,64}")
 
 
+@functools.lru_cache(maxsize=1024)
 def _full_name(ref: str) -> str:
+    """The fully qualified name of a familiar reference (remembered: every listing sorts
+    each image's names again)."""
     try:
         return str(refs.parse_normalized(ref))
     except InvalidParameter:  # a stored name that no longer parses sorts as it is
@@ -164,7 +168,10 @@ def _full_name(ref: str) -> str:
 def lexical(tags: Iterable[str]) -> list[str]:
     """Names in the order dockerd's reference store gives them (moby reference/store.go
     References: sorted by the fully qualified name)."""
-    return sorted(tags, key=_full_name)
+    names = list(tags)
+    if len(names) < 2:
+        return names  # most images have one name: nothing to order
+    return sorted(names, key=_full_name)
 
 
 def image_summary(
