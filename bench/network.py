@@ -7,7 +7,9 @@ ports on 127.0.0.1; a small Python server runs in the container's network namesp
 
 * TCP throughput (one connection streaming N MB) and connection rate (sequential
   connect/request/response/close) through the published port on 127.0.0.1, and the same
-  directly on the container's bridge address (no NAT, no proxy) as the baseline;
+  directly on the container's bridge address (no NAT, no proxy) as the baseline; both daemons'
+  servers run at once and the measurements take turns (medians of 3, the order swapped each
+  time);
 * `docker run --rm IMG true` with `--network none`, the default bridge, a user network, and
   the default bridge with a published port.
 
@@ -23,6 +25,7 @@ Traffic stays on loopback and on the benchmark's own bridges.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import random
@@ -31,10 +34,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 from bench.common import Daemon, Row, load_busybox, start_dockerd, start_pyd, table
 from tests.helpers.images import DEFAULT_TAG
-from tests.helpers.registry import free_port
 
 IMG = DEFAULT_TAG
 
@@ -183,8 +186,11 @@ def start_dockerd_bridged() -> tuple[Daemon | None, list[str]]:
     return d, [bridge]
 
 
-def _server_rows(d: Daemon, mb: int, conns: int) -> dict[str, float]:
-    ps, pc = free_port(), free_port()
+@contextlib.contextmanager
+def _server(d: Daemon, mb: int, ps: int, pc: int) -> Iterator[list[tuple[str, str, int, int]]]:
+    """A container of C{d} serving a C{mb} MB stream and a connect/close echo, published on
+    127.0.0.1 ports C{ps} and C{pc}; yields its (row key, host, stream port, connect port) for
+    the published ports and for the container's own address."""
     name = "pyd-bench-srv"
     d.docker(
         "run", "-d", "--name", name,
@@ -205,19 +211,47 @@ def _server_rows(d: Daemon, mb: int, conns: int) -> dict[str, float]:
         _wait(ip, 5001)
         _wait(ip, 5002)
         _wait("127.0.0.1", ps)
-        out = {}
-        for key, host, p_s, p_c in (
-            ("pub", "127.0.0.1", ps, pc),
-            ("direct", ip, 5001, 5002),
-        ):
-            out[key + "_tput"] = statistics.median(_throughput(host, p_s, size) for _ in range(3))
-            out[key + "_rate"] = statistics.median(_conn_rate(host, p_c, conns) for _ in range(3))
-        return out
+        yield [("pub", "127.0.0.1", ps, pc), ("direct", ip, 5001, 5002)]
     finally:
         for p in procs:
             p.kill()
             p.wait()
         d.docker("rm", "-f", name, check=False)
+
+
+def _distinct_ports(n: int) -> list[int]:
+    """C{n} different free ports of 127.0.0.1 (each held until all are chosen)."""
+    held = []
+    try:
+        for _ in range(n):
+            sk = socket.socket()
+            sk.bind(("127.0.0.1", 0))
+            held.append(sk)
+        return [sk.getsockname()[1] for sk in held]
+    finally:
+        for sk in held:
+            sk.close()
+
+
+def _server_rows(
+    ds: list[Daemon], mb: int, conns: int, reps: int = 3
+) -> dict[str, dict[str, float]]:
+    """Each TCP row for each daemon: medians of C{reps} measurements, the daemons taking turns
+    (first one, then the other first), so a change of the machine's load hits both."""
+    size = mb * 1024 * 1024
+    got: dict[str, dict[str, list[float]]] = {d.name: {} for d in ds}
+    ports = _distinct_ports(2 * len(ds))  # both daemons publish at once: never one port twice
+    with contextlib.ExitStack() as stack:
+        targets = {
+            d.name: stack.enter_context(_server(d, mb, ports[2 * i], ports[2 * i + 1]))
+            for i, d in enumerate(ds)
+        }
+        for rep in range(reps):
+            for d in ds if rep % 2 == 0 else ds[::-1]:
+                for key, host, p_s, p_c in targets[d.name]:
+                    got[d.name].setdefault(key + "_tput", []).append(_throughput(host, p_s, size))
+                    got[d.name].setdefault(key + "_rate", []).append(_conn_rate(host, p_c, conns))
+    return {n: {k: statistics.median(v) for k, v in rows.items()} for n, rows in got.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             load_busybox(d)
             netids[d.name] = d.docker("network", "create", "benchnet").stdout.decode().strip()
             d.docker("run", "--rm", IMG, "true")  # warm up
-        for d in ds:
-            for k, v in _server_rows(d, args.mb, args.conns).items():
-                rows[k].values[d.name] = v
+        for n, measured in _server_rows(ds, args.mb, args.conns).items():
+            for k, v in measured.items():
+                rows[k].values[n] = v
         runs: dict[str, dict[str, list[float]]] = {
             k: {} for k in ("none", "bridge", "user", "publish")
         }
