@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from pyd.core.errors import Conflict, InvalidParameter, NotFound
+from pyd.core.errors import Conflict, InvalidParameter, NotFound, SystemError_
 from pyd.core.records import CommitSource
 from pyd.engine.commit import CommitService
 from pyd.engine.contracts import CommitMeta
@@ -296,6 +296,24 @@ class SaveTests:
         assert img.id == built.id and img.diff_ids == built.diff_ids
         run(svc.discard(path))
         assert not os.path.exists(path)
+
+    def test_a_layer_changed_on_disk_is_refused(self, tmp: Path) -> None:
+        """A stored layer's file that changed since it was extracted: the save fails with a
+        plain 500 naming the file inside the layer (no tar with other bytes under the layer's
+        digest), and its staging file is gone."""
+        svc, *_ = make_image_service(str(tmp / "one"))
+        built = busybox_image_tar(tmp / "bb.tar", "pyd-t/bb:1", extra_files={"/x": "xyz"})
+        _load(svc, built.path)
+        [changed] = (tmp / "one").glob("**/layers/*/diff/x")
+        changed.write_bytes(b"other content")
+        staging = {p.name for p in (tmp / "one").glob("**/tmp/*")}
+        with pytest.raises(SystemError_) as e:
+            run(svc.save_to_file(["pyd-t/bb:1"]))
+        assert (
+            str(e.value)
+            == "failed to read a stored layer: a file of the layer changed on disk: 'x'"
+        )
+        assert {p.name for p in (tmp / "one").glob("**/tmp/*")} == staging
 
 
 class ListTests:

@@ -33,6 +33,7 @@ from pyd.drivers.registry import (
     RegistryError,
     TransportFailed,
 )
+from pyd.drivers.storage.tarsplit import SplitError
 from pyd.engine.contracts import LayerStream, PushLayer
 from pyd.engine.distribution.base import (
     DistributionBase,
@@ -195,7 +196,11 @@ class Pushes(DistributionBase):
                 progress(Progress("Layer already exists", lid, True))
                 return _layer_desc(layer.compressed_digest, known)
         path = os.path.join(staging, layer.diff_id.partition(":")[2])
-        digest, size = await self.blocking.run(_gzip_file, layer.open_tar, path)
+        try:
+            digest, size = await self.blocking.run(_gzip_file, layer.open_tar, path)
+        except SplitError as e:
+            # a layer's files changed on disk since it was stored: it is not pushed
+            raise SystemError_(f"failed to read a stored layer: {e}") from None
         have = await client.head_blob(digest)
         if have is not None:
             progress(Progress("Layer already exists", lid, True))

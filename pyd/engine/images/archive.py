@@ -33,6 +33,7 @@ from pyd.drivers.storage.archive import (
 )
 from pyd.drivers.storage.fetch import FetchFailed
 from pyd.drivers.storage.layers import LayerSource
+from pyd.drivers.storage.tarsplit import SplitError
 from pyd.engine.images.platform import Platform, image_platform, matches
 from pyd.engine.images.store import (
     DOCKER_MANIFEST_LIST,
@@ -158,7 +159,11 @@ class ImageArchives(ImageStoreBase):
             if stored is None:
                 raise no_such_image(image_id)
             plan.append((stored, tags_of[image_id], await self._repo.chain(stored.top_layer)))
-        await self._io.run(self._write_save, plan, out)
+        try:
+            await self._io.run(self._write_save, plan, out)
+        except SplitError as e:
+            # a layer's files changed on disk since it was stored: no tar is given for it
+            raise SystemError_(f"failed to read a stored layer: {e}") from None
         for s, _t, _l in plan:
             self._emit("save", s.id, s.id)
 
