@@ -161,20 +161,48 @@ def test_files_written_through_an_inside_symlink(tmp_path: Path) -> None:
     assert (layer / "keep" / "0").read_bytes() == b"through the link"
 
 
-def test_sparse_files_stay_in_the_record(tmp_path: Path) -> None:
-    """A GNU sparse member is not a plain copy on disk: its bytes stay in the record."""
-    raw = bytearray(_tar((_ti("s"), b"data" * 200), fmt=tarfile.GNU_FORMAT))
-    # turn the member into an old-GNU sparse file with one 800-byte region at offset 0
+def _sparse(content: bytes, then: tuple[tarfile.TarInfo, bytes] | None = None) -> bytes:
+    """A tar whose first member is an old-GNU sparse file of one region holding C{content}."""
+    members = [(_ti("s"), content)] + ([then] if then else [])
+    raw = bytearray(_tar(*members, fmt=tarfile.GNU_FORMAT))
     hdr = raw[:512]
     hdr[156:157] = tarfile.GNUTYPE_SPARSE
-    hdr[386:398] = b"%011o\0" % 0  # offset
-    hdr[398:410] = b"%011o\0" % 800  # numbytes
-    hdr[483:495] = b"%011o\0" % 800  # realsize
+    hdr[386:398] = b"%011o\0" % 0  # the region's offset
+    hdr[398:410] = b"%011o\0" % len(content)  # its size
+    hdr[483:495] = b"%011o\0" % len(content)  # the file's size
     hdr[148:156] = b"        "
     hdr[148:156] = b"%06o\0 " % sum(hdr)
     raw[:512] = hdr
-    layer = _round_trip(tmp_path, bytes(raw))
+    return bytes(raw)
+
+
+def test_sparse_files_stay_in_the_record(tmp_path: Path) -> None:
+    """A GNU sparse member is not a plain copy on disk: its bytes stay in the record."""
+    layer = _round_trip(tmp_path, _sparse(b"data" * 200))
     assert (layer / "diff" / "s").read_bytes() == b"data" * 200
+
+
+class _Watched(SplitWriter):
+    """Records the most bytes the writer held unclassified."""
+
+    peak = 0
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.peak = max(self.peak, len(self._pending))
+
+
+def test_unreferenced_contents_pass_through(tmp_path: Path) -> None:
+    """The bytes of a big member kept in the record (a sparse one) are written out as they
+    arrive: the writer never holds much more than one read (1 MiB), not the whole member."""
+    big = os.urandom(6 << 20)
+    data = _sparse(big, (_ti("after"), b"a regular file after it"))
+    (tmp_path / "diff").mkdir()
+    with open(tmp_path / SPLIT_NAME, "xb") as out:
+        w = _Watched(out)
+        untar.run(str(tmp_path / "diff"), io.BytesIO(data), w, chroot=False, sync=False)
+    assert w.peak < (1 << 20) + 64 * 1024
+    assert _back(tmp_path) == data
 
 
 def test_changed_files_are_refused_not_given_back_wrong(tmp_path: Path) -> None:

@@ -485,6 +485,8 @@ def extract(
                         split.removing(root, _real_rel(root, gone, links))
                     _remove(target)
                     os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+                if split is not None:
+                    split.inline(tf.offset)  # a whiteout's bytes are kept as they are
                 continue
             if member.islnk():
                 target_rel = _clean(member.linkname, "hardlink target", into)
@@ -513,8 +515,13 @@ def extract(
                 if split is not None:
                     split.removing(root, real)
                 _remove(path)
-            if split is not None and member.isreg() and member.sparse is None:
-                split.payload(member.offset_data, member.size, real)  # given back from the file
+            if split is not None:
+                if member.isreg() and member.sparse is None:
+                    split.payload(member.offset_data, member.size, real)  # given back from the file
+                else:
+                    # up to the next header, kept as it is (and passed on as it arrives: a big
+                    # sparse member never waits whole in memory)
+                    split.inline(tf.offset)
             member.name = rel
             try:
                 tf.extract(member, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
