@@ -110,6 +110,8 @@ class SplitWriter:
         if self._pos != start:  # the header before the contents has not come through
             raise SplitError("file contents before their header")
         raw = os.fsencode(path)
+        if len(raw) > 0xFFFF:  # no file system takes such a path; the record cannot hold it
+            raise SplitError("a file name in the layer is too long")
         self._emit(b"F" + struct.pack(">QH", size, len(raw)) + raw)
         self._by_path[path] = self._refs
         self._refs += 1
