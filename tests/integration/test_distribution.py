@@ -12,12 +12,14 @@ import tempfile
 import pytest
 from twisted.trial.unittest import TestCase
 
-from pyd.core.errors import NotFound, PydError, Unauthorized
+from pyd.core.errors import NotFound, PydError, SystemError_, Unauthorized
 from pyd.core.records import RegistryAuth
 from pyd.core.reference import parse_normalized
 from pyd.core.seams import InlineBlocking
 from pyd.drivers.registry import HTTPClients
+from pyd.drivers.storage.tarsplit import SplitError
 from pyd.engine.distribution import DistributionService, DistributionSettings, Progress
+from tests.fakes import distribution as fake_distribution
 from tests.fakes.distribution import FakeRegistryImages
 from tests.helpers.registry import PASSWORD, USER, CuttingProxy, Registry, seed_multiplatform
 
@@ -170,6 +172,25 @@ class PullPushTests(_Base):
         )
         self.assertEqual(dstore.snapshot(), before)
         self.assertEqual(os.listdir(dst.staging_dir), [])
+
+    async def test_stored_layer_changed_fails_the_push(self) -> None:
+        """A layer whose stored files changed (the tar cannot be rebuilt) fails the push with
+        a plain 500 naming the reason; nothing is left in the push's staging."""
+        src, sstore = self.service("src")
+        name = f"{self.registry.host}/pyd/changed"
+        sstore.add_local_image([layer_tar("z")], [parse_normalized(name + ":v1")])
+
+        def changed(path: str) -> object:
+            raise SplitError("a file of the layer changed on disk: 'x'")
+
+        self.patch(fake_distribution, "PlainTar", changed)
+        with self.assertRaises(SystemError_) as cm:
+            await src.push(name, "v1", None, self.events.append)
+        self.assertEqual(
+            str(cm.exception),
+            "failed to read a stored layer: a file of the layer changed on disk: 'x'",
+        )
+        self.assertEqual(os.listdir(src.staging_dir), [])
 
     async def test_unknown_tag(self) -> None:
         """An unknown tag is dockerd's 'manifest for ... not found' NotFound, before any progress."""
