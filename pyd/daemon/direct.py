@@ -15,9 +15,12 @@ L{pyd.api.lean.serve_direct}) with a L{RawConnection} standing in for the transp
 factory declines (nothing read yet, a partial or pipelined read, a route not marked lean, a
 connection over the guard's cap, TLS) gets Twisted's transport as before, with the bytes already
 read handed to it as its first read. A request taken is answered through L{RawConnection.done}:
-the answer is sent on the socket; then the socket is closed (C{Connection: close}) or, for a
-keep-alive connection or an answer the kernel did not take whole, handed to a Twisted transport
-built then, which sends the rest and reads the next request as any connection's would.
+the answer is sent on the socket; then the socket is closed (C{Connection: close}), or a
+keep-alive connection waits for its next request still without a transport (L{_Idle}: the CLI's
+C{HEAD /_ping} and its request come on one connection), its next read offered to the door as a
+first read is. An answer the kernel did not take whole, or a later read the door declines, gets
+a Twisted transport built then, which sends the rest and reads the next request as any
+connection's would.
 
 A request taken while its handler waits (an operator's guarded call, a volume create's
 database hop) has no transport watching its socket: a client that goes away meanwhile does not
@@ -76,9 +79,9 @@ class RawConnection:
 
     def done(self, answer: bytes, keep: bool) -> None:
         """Send C{answer}; then close the connection or, when C{keep} (a keep-alive request),
-        hand it to a Twisted transport for its next request. What the kernel does not take now
-        goes to that transport too, which sends it as it sends anything (and closes after it
-        when not C{keep}). A peer already gone just closes the socket."""
+        let it wait for its next request (L{_Idle}). What the kernel does not take now goes to
+        a Twisted transport made then, which sends it as it sends anything (and then reads the
+        next request, or closes when not C{keep}). A peer already gone just closes the socket."""
         skt = self.socket
         try:
             sent = skt.send(answer) if answer else 0
