@@ -89,6 +89,21 @@ class DigestCache:
             self._known[key] = _sha256_file(path)
         return self._known[key]
 
+    def layer_digest(self, layer_dir: str) -> str:
+        """The digest of the tar a stored layer gives back (rebuilt from its tar-split record),
+        keyed by the record's file: a layer's files never change once it is stored.
+
+        @raise tarsplit.SplitError: the tar cannot be rebuilt."""
+        st = os.stat(os.path.join(layer_dir, tarsplit.SPLIT_NAME))
+        key = (layer_dir, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in self._known:
+            h = hashlib.sha256()
+            with tarsplit.open_layer_tar(layer_dir) as tar:
+                for chunk in tar.chunks():
+                    h.update(chunk)
+            self._known[key] = "sha256:" + h.hexdigest()
+        return self._known[key]
+
 
 def _db_rows(db: str, sql: str) -> list[tuple[Any, ...]]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
@@ -228,15 +243,12 @@ def check_invariants(
             if not os.path.isfile(os.path.join(ldir, tarsplit.SPLIT_NAME)):
                 bad.append(f"image {image_id[:19]}: layer {c[:19]} has no layer.split")
                 continue
-            h = hashlib.sha256()
             try:
-                with tarsplit.open_layer_tar(ldir) as tar:
-                    for chunk in tar.chunks():
-                        h.update(chunk)
+                rebuilt = digests.layer_digest(ldir)
             except tarsplit.SplitError as e:
                 bad.append(f"image {image_id[:19]}: layer {c[:19]}'s tar cannot be rebuilt: {e}")
                 continue
-            if "sha256:" + h.hexdigest() != diff_id:
+            if rebuilt != diff_id:
                 bad.append(
                     f"image {image_id[:19]}: layer {c[:19]}'s tar does not hash to its diff id"
                 )

@@ -2,8 +2,8 @@
 
 L{stage_archive} reads an archive stream (plain or compressed) once and copies every regular member
 to its own file in a staging directory; member names are only dictionary keys, never paths, so a
-hostile archive cannot write anywhere. L{write_archive} writes a tar from (name, file or bytes)
-entries. Blocking: run in the io pool. The image formats themselves are the engine's business.
+hostile archive cannot write anywhere. L{write_archive} writes a tar from (name, bytes or layer
+tar) entries. Blocking: run in the io pool. The image formats themselves are the engine's business.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import IO, Any
 import attrs
 
 from pyd.drivers.storage.layers import FileRange, LayerSource
-from pyd.drivers.storage.tarsplit import LayerTar, PlainTar
+from pyd.drivers.storage.tarsplit import LayerTar
 
 CHUNK = 1 << 20
 # members at least this big stay inside a seekable, uncompressed upload instead of being copied
@@ -202,15 +202,15 @@ class _Counting:
         return data
 
 
-# What an archive member holds: its bytes, the path of a file to copy, or a layer's tar to open
-ArchiveContent = str | bytes | Callable[[], LayerTar]
+# What an archive member holds: its bytes, or a layer's tar to open
+ArchiveContent = bytes | Callable[[], LayerTar]
 
 
 def write_archive(
     out: IO[bytes], entries: Iterable[tuple[str, ArchiveContent]], mtime: int = 0
 ) -> None:
-    """Write a tar of C{entries}: (name, bytes), (name, path of a file to copy) or (name, a
-    function that opens a layer's tar, see L{LayerTar}), as tarfile writes one (PAX headers,
+    """Write a tar of C{entries}: (name, bytes) or (name, a function that opens a layer's tar,
+    see L{LayerTar}), as tarfile writes one (PAX headers,
     end blocks padded to a 10 KiB record). Contents are copied by the kernel when C{out} is a
     file (C{docker save} writes to a staging file): no copy of a layer through this process."""
     dirs: set[str] = set()
@@ -243,18 +243,12 @@ def write_archive(
             ti.size = len(content)
             header(ti)
             put(content)
-        elif callable(content):
+        else:
             with content() as layer:
                 ti.size = layer.size
                 header(ti)
                 out.flush()
                 written += _copy_out(layer, out)
-        else:
-            with PlainTar(content) as f:
-                ti.size = f.size
-                header(ti)
-                out.flush()
-                written += _copy_out(f, out)
         put(b"\0" * (-ti.size % tarfile.BLOCKSIZE))
     put(b"\0" * (2 * tarfile.BLOCKSIZE))
     put(b"\0" * (-written % tarfile.RECORDSIZE))

@@ -225,13 +225,8 @@ class PlainTar:
             yield memoryview(data)
 
     def send_to(self, out: int) -> int:
-        offset = 0
-        while offset < self.size:
-            sent = os.sendfile(out, self._f.fileno(), offset, min(self.size - offset, _SEND_MAX))
-            if sent == 0:
-                raise SplitError("the layer's tar is shorter than its size")
-            offset += sent
-        return offset
+        send_file(out, self._f.fileno(), self.size, "the layer's tar")
+        return self.size
 
 
 class SplitTar:
@@ -243,7 +238,6 @@ class SplitTar:
     """
 
     def __init__(self, layer_dir: str, diff: str = "diff") -> None:
-        self._layer_dir = layer_dir
         self._f = open(os.path.join(layer_dir, SPLIT_NAME), "rb")  # noqa: SIM115 - closed in close()
         try:
             if self._f.read(len(MAGIC)) != MAGIC:
@@ -252,7 +246,6 @@ class SplitTar:
             self._f.seek(end - 8)
             (self.size,) = struct.unpack(">Q", self._f.read(8))
             self._body_end = end - 8
-            self._f.seek(len(MAGIC))
             self._diff_fd = os.open(
                 os.path.join(layer_dir, diff), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
             )
@@ -312,19 +305,14 @@ class SplitTar:
         """Write the whole tar (from the start) to the file descriptor C{out}, file contents
         copied by the kernel. @return: bytes written."""
         written = 0
-        for kind, value in self._plan():
+        for path, value in self._plan():
             if isinstance(value, bytes):
-                _write_all(out, value)
+                write_all(out, value)
                 written += len(value)
                 continue
             fd, size = value
             try:
-                offset = 0
-                while offset < size:
-                    sent = os.sendfile(out, fd, offset, min(size - offset, _SEND_MAX))
-                    if sent == 0:
-                        raise SplitError(f"a file of the layer is shorter than recorded ({kind})")
-                    offset += sent
+                send_file(out, fd, size, f"a file of the layer ({path!r})")
             finally:
                 os.close(fd)
             written += size
@@ -334,7 +322,7 @@ class SplitTar:
 
     def _records(self) -> Generator[memoryview, None, None]:
         given = 0
-        for kind, value in self._plan():
+        for path, value in self._plan():
             if isinstance(value, bytes):
                 given += len(value)
                 yield memoryview(value)
@@ -345,7 +333,7 @@ class SplitTar:
                 while left:
                     data = os.read(fd, min(left, _INLINE_MAX))
                     if not data:
-                        raise SplitError(f"a file of the layer is shorter than recorded ({kind})")
+                        raise SplitError(f"a file of the layer ({path!r}) is shorter than recorded")
                     left -= len(data)
                     given += len(data)
                     yield memoryview(data)
@@ -355,10 +343,11 @@ class SplitTar:
             raise SplitError("the layer's tar is not its recorded size")
 
     def _plan(self) -> Iterator[tuple[str, bytes | tuple[int, int]]]:
-        """The record's parts in order: ("inline", bytes) or (path, (open fd, size))."""
+        """The record's parts from its start: ("", bytes) or (path, (open fd, size))."""
+        self._f.seek(len(MAGIC))
         d = zlib.decompressobj()
         data = bytearray()
-        left = self._body_end - self._f.tell()
+        left = self._body_end - len(MAGIC)
 
         def need(n: int) -> bool:
             """Whether C{n} bytes of records are in C{data} (decompressed 1 MiB at a time: a
@@ -390,7 +379,7 @@ class SplitTar:
                     break
                 chunk = bytes(data[5 : 5 + n])
                 del data[: 5 + n]
-                yield "inline", chunk
+                yield "", chunk
             elif kind == b"F" and need(11):
                 size, n = struct.unpack_from(">QH", data, 1)
                 if not need(11 + n):
@@ -436,7 +425,20 @@ class SplitTar:
 LayerTar = SplitTar | PlainTar
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of C{data} to C{fd} (a pipe or socket may take part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def send_file(out: int, fd: int, size: int, what: str) -> None:
+    """Copy C{size} bytes of file C{fd} from its start to C{out}, by the kernel (C{sendfile}).
+
+    @raise SplitError: the file is shorter (C{what} names it)."""
+    offset = 0
+    while offset < size:
+        sent = os.sendfile(out, fd, offset, min(size - offset, _SEND_MAX))
+        if sent == 0:
+            raise SplitError(f"{what} is shorter than recorded")
+        offset += sent

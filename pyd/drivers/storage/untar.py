@@ -43,7 +43,7 @@ from typing import Any
 
 from pyd.core.ids import go_quote
 from pyd.drivers import sealed
-from pyd.drivers.storage.tarsplit import SPLIT_NAME, SplitError, SplitWriter
+from pyd.drivers.storage.tarsplit import SPLIT_NAME, SplitError, SplitWriter, write_all
 
 CHUNK = 1 << 20
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -156,7 +156,7 @@ class PipeReader:
         @raise tarfile.ReadError: the body ended first."""
         if self._head:
             part = self.read(min(n, len(self._head)))
-            _write_all(out, part)
+            write_all(out, part)
             n -= len(part)
         while n:
             try:
@@ -166,17 +166,11 @@ class PipeReader:
                 if e.errno != errno.EINVAL:
                     raise
                 data = self.read(min(n, CHUNK))  # a filesystem without splice: copied
-                _write_all(out, data)
+                write_all(out, data)
                 moved = len(data)
             if moved == 0:
                 raise tarfile.ReadError("unexpected end of data")
             n -= moved
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class _PipeTar(tarfile.TarFile):
